@@ -1,0 +1,434 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ * Copyright(c) 2026 pylb authors
+ *
+ * The dataplane object: memory, ports, configuration snapshots, workers,
+ * and the in-process packet seam.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include <rte_errno.h>
+#include <rte_ethdev.h>
+#include <rte_lcore.h>
+#include <rte_malloc.h>
+#include <rte_mbuf.h>
+#include <rte_rcu_qsbr.h>
+
+#include "pylb_priv.h"
+
+static uint32_t dp_seq;
+
+struct rte_mempool *
+pylb_pool_for(struct pylb_dp *dp, int socket)
+{
+	char name[RTE_MEMPOOL_NAMESIZE];
+
+	if (socket < 0 || socket >= RTE_MAX_NUMA_NODES)
+		socket = (int)rte_socket_id();
+	if (dp->pools[socket] == NULL) {
+		snprintf(name, sizeof(name), "pylb%u_mb_s%d", dp_seq, socket);
+		dp->pools[socket] = rte_pktmbuf_pool_create(name,
+			dp->conf.mbufs_per_socket, dp->conf.mbuf_cache, 0,
+			RTE_MBUF_DEFAULT_BUF_SIZE, socket);
+	}
+	return dp->pools[socket];
+}
+
+int
+pylb_dp_create(const struct pylb_dp_conf *conf, struct pylb_dp **out)
+{
+	struct pylb_dp *dp;
+	uint32_t i, qs_threads;
+	size_t sz;
+
+	if (conf->n_workers > PYLB_MAX_WORKERS)
+		return pylb_fail(-PYLB_E_INVAL, "%u workers requested, at most %d",
+				 conf->n_workers, PYLB_MAX_WORKERS);
+	if (conf->mbufs_per_socket < 2 * PYLB_BURST)
+		return pylb_fail(-PYLB_E_INVAL, "mbufs per socket must be at least %d",
+				 2 * PYLB_BURST);
+	for (i = 0; i < conf->n_workers; i++) {
+		uint32_t lc = conf->worker_lcores[i];
+
+		if (lc >= RTE_MAX_LCORE || !rte_lcore_is_enabled(lc) ||
+		    lc == rte_get_main_lcore())
+			return pylb_fail(-PYLB_E_INVAL,
+				"worker lcore %u is not an EAL worker lcore (pass it in the EAL lcore list, apart from the main lcore)",
+				lc);
+	}
+
+	dp = rte_zmalloc("pylb_dp", sizeof(*dp), RTE_CACHE_LINE_SIZE);
+	if (dp == NULL)
+		return pylb_fail(-PYLB_E_NOMEM, "cannot allocate the dataplane");
+	dp_seq++;
+	dp->conf = *conf;
+	if (dp->conf.neigh_capacity == 0)
+		dp->conf.neigh_capacity = PYLB_NEIGH_DEFAULT;
+	dp->n_slots = conf->n_workers + 1;
+	dp->lcores = rte_zmalloc("pylb_lcores", dp->n_slots * sizeof(*dp->lcores),
+				 RTE_CACHE_LINE_SIZE);
+	dp->stats = rte_zmalloc("pylb_stats", dp->n_slots * sizeof(*dp->stats),
+				RTE_CACHE_LINE_SIZE);
+	dp->cfg = rte_zmalloc("pylb_cfg", sizeof(*dp->cfg), RTE_CACHE_LINE_SIZE);
+	qs_threads = RTE_MAX(conf->n_workers, 1u);
+	sz = rte_rcu_qsbr_get_memsize(qs_threads);
+	dp->qsv = rte_zmalloc("pylb_qsbr", sz, RTE_CACHE_LINE_SIZE);
+	if (dp->lcores == NULL || dp->stats == NULL || dp->cfg == NULL ||
+	    dp->qsv == NULL || rte_rcu_qsbr_init(dp->qsv, qs_threads) != 0) {
+		pylb_dp_destroy(dp);
+		return pylb_fail(-PYLB_E_NOMEM, "cannot allocate dataplane state");
+	}
+	for (i = 0; i < dp->n_slots; i++) {
+		struct pylb_lcore *lc = &dp->lcores[i];
+
+		lc->slot = i;
+		lc->queue = (uint16_t)i;
+		lc->dp = dp;
+		lc->stats = &dp->stats[i];
+		lc->lcore_id = i < conf->n_workers ? conf->worker_lcores[i] :
+			rte_lcore_id();
+	}
+	if (pylb_pool_for(dp, (int)rte_socket_id()) == NULL) {
+		int err = rte_errno;
+
+		pylb_dp_destroy(dp);
+		return pylb_fail(-PYLB_E_NOMEM,
+			"cannot create the mbuf pool (%u mbufs): %s; reserve more hugepages or lower mbufs",
+			conf->mbufs_per_socket, rte_strerror(err));
+	}
+	if (pylb_neigh_init(dp) != 0) {
+		pylb_dp_destroy(dp);
+		return pylb_fail(-PYLB_E_NOMEM, "cannot create the neighbour table");
+	}
+	pylb_telemetry_attach(dp);
+	*out = dp;
+	return 0;
+}
+
+/* Publish a new configuration snapshot and free the old one once every
+ * worker has passed a quiescent state. */
+static void
+cfg_publish(struct pylb_dp *dp, struct pylb_cfg *next)
+{
+	struct pylb_cfg *old = dp->cfg;
+
+	__atomic_store_n(&dp->cfg, next, __ATOMIC_RELEASE);
+	rte_rcu_qsbr_synchronize(dp->qsv, RTE_QSBR_THRID_INVALID);
+	rte_free(old);
+}
+
+static struct pylb_cfg *
+cfg_copy(const struct pylb_dp *dp)
+{
+	struct pylb_cfg *c = rte_malloc("pylb_cfg", sizeof(*c),
+					RTE_CACHE_LINE_SIZE);
+
+	if (c != NULL)
+		memcpy(c, dp->cfg, sizeof(*c));
+	return c;
+}
+
+int
+pylb_dp_port_add(struct pylb_dp *dp, const struct pylb_port_conf *conf,
+		 uint16_t *port_out)
+{
+	struct pylb_port *p;
+	struct pylb_cfg *next;
+	struct rte_ether_addr mac;
+	uint16_t i;
+	int rc;
+
+	if (dp->running)
+		return pylb_fail(-PYLB_E_STATE, "ports are added before the workers start");
+	if (dp->n_ports == PYLB_MAX_PORTS)
+		return pylb_fail(-PYLB_E_FULL, "at most %d ports", PYLB_MAX_PORTS);
+	if (conf->name[0] == '\0' || memchr(conf->name, 0, PYLB_NAME_LEN) == NULL)
+		return pylb_fail(-PYLB_E_INVAL, "a port needs a name of 1 to %d characters",
+				 PYLB_NAME_LEN - 1);
+	for (i = 0; i < dp->n_ports; i++)
+		if (strcmp(dp->ports[i].name, conf->name) == 0)
+			return pylb_fail(-PYLB_E_EXIST, "port %s already exists", conf->name);
+	if (conf->device[0] == '\0' && dp->conf.n_workers > 0)
+		return pylb_fail(-PYLB_E_INVAL,
+			"port %s has no device; detached ports are for dataplanes without workers",
+			conf->name);
+
+	next = cfg_copy(dp);
+	if (next == NULL)
+		return pylb_fail(-PYLB_E_NOMEM, "cannot allocate configuration");
+	p = &dp->ports[dp->n_ports];
+	memset(p, 0, sizeof(*p));
+	snprintf(p->name, sizeof(p->name), "%s", conf->name);
+	snprintf(p->device, sizeof(p->device), "%s", conf->device);
+	p->ethdev = -1;
+	if (conf->device[0] != '\0') {
+		rc = pylb_port_setup(dp, p, conf, &mac);
+		if (rc != 0) {
+			pylb_port_close(p);
+			rte_free(next);
+			return rc;
+		}
+	} else {
+		memcpy(mac.addr_bytes, conf->mac, RTE_ETHER_ADDR_LEN);
+		if (!rte_is_unicast_ether_addr(&mac) || rte_is_zero_ether_addr(&mac)) {
+			rte_free(next);
+			return pylb_fail(-PYLB_E_INVAL,
+				"port %s: a detached port needs a unicast MAC address",
+				conf->name);
+		}
+	}
+	next->ports[dp->n_ports].mac = mac;
+	next->n_ports = (uint16_t)(dp->n_ports + 1);
+	*port_out = dp->n_ports++;
+	cfg_publish(dp, next);
+	return 0;
+}
+
+int
+pylb_dp_addr_add(struct pylb_dp *dp, uint16_t port, uint32_t ip,
+		 uint8_t prefix_len)
+{
+	struct pylb_port_cfg *pc;
+	struct pylb_addr4 *a;
+	struct pylb_cfg *next;
+	uint16_t p, i;
+
+	if (port >= dp->n_ports)
+		return pylb_fail(-PYLB_E_NOENT, "no port %u", port);
+	if (prefix_len > 32 || prefix_len == 0)
+		return pylb_fail(-PYLB_E_INVAL, "prefix length %u is not in 1..32",
+				 prefix_len);
+	for (p = 0; p < dp->n_ports; p++)
+		for (i = 0; i < dp->cfg->ports[p].n_addrs; i++)
+			if (dp->cfg->ports[p].addrs[i].ip == ip)
+				return pylb_fail(-PYLB_E_EXIST,
+					"address already configured on port %s",
+					dp->ports[p].name);
+	if (dp->cfg->ports[port].n_addrs == PYLB_MAX_ADDRS)
+		return pylb_fail(-PYLB_E_FULL, "port %s already has %d addresses",
+				 dp->ports[port].name, PYLB_MAX_ADDRS);
+
+	next = cfg_copy(dp);
+	if (next == NULL)
+		return pylb_fail(-PYLB_E_NOMEM, "cannot allocate configuration");
+	pc = &next->ports[port];
+	a = &pc->addrs[pc->n_addrs++];
+	a->ip = ip;
+	a->prefix_len = prefix_len;
+	a->mask = rte_cpu_to_be_32((uint32_t)(~0ULL << (32 - prefix_len)));
+	cfg_publish(dp, next);
+	return 0;
+}
+
+int
+pylb_dp_start(struct pylb_dp *dp)
+{
+	uint32_t i;
+	int rc;
+
+	if (dp->running)
+		return pylb_fail(-PYLB_E_STATE, "the dataplane is already running");
+	if (dp->conf.n_workers == 0)
+		return pylb_fail(-PYLB_E_STATE, "this dataplane has no worker lcores");
+	dp->running = true;
+	for (i = 0; i < dp->conf.n_workers; i++) {
+		struct pylb_lcore *lc = &dp->lcores[i];
+
+		rc = rte_eal_remote_launch(pylb_worker_main, lc, lc->lcore_id);
+		if (rc != 0) {
+			pylb_dp_stop(dp);
+			return pylb_fail(-PYLB_E_STATE,
+				"cannot launch a worker on lcore %u: %s",
+				lc->lcore_id, rte_strerror(-rc));
+		}
+	}
+	return 0;
+}
+
+int
+pylb_dp_stop(struct pylb_dp *dp)
+{
+	uint32_t i;
+
+	if (!dp->running)
+		return 0;
+	__atomic_store_n(&dp->running, false, __ATOMIC_RELEASE);
+	for (i = 0; i < dp->conf.n_workers; i++)
+		rte_eal_wait_lcore(dp->lcores[i].lcore_id);
+	return 0;
+}
+
+void
+pylb_dp_destroy(struct pylb_dp *dp)
+{
+	uint32_t i;
+	uint16_t p;
+
+	if (dp == NULL)
+		return;
+	pylb_dp_stop(dp);
+	pylb_telemetry_detach(dp);
+	for (p = 0; p < dp->n_ports; p++)
+		pylb_port_close(&dp->ports[p]);
+	if (dp->lcores != NULL)
+		for (i = 0; i < dp->n_slots; i++)
+			for (p = 0; p < PYLB_MAX_PORTS; p++) {
+				struct pylb_txbuf *b = &dp->lcores[i].tx[p];
+
+				rte_pktmbuf_free_bulk(b->pkts, b->n);
+				b->n = 0;
+			}
+	pylb_neigh_free(dp);
+	for (i = 0; i < RTE_MAX_NUMA_NODES; i++)
+		rte_mempool_free(dp->pools[i]);
+	rte_free(dp->qsv);
+	rte_free(dp->cfg);
+	rte_free(dp->stats);
+	rte_free(dp->lcores);
+	rte_free(dp);
+}
+
+uint16_t
+pylb_dp_port_count(const struct pylb_dp *dp)
+{
+	return dp->n_ports;
+}
+
+int
+pylb_dp_port_info(struct pylb_dp *dp, uint16_t port, struct pylb_port_info *info)
+{
+	const struct pylb_port_cfg *pc;
+	const struct pylb_port *p;
+	struct rte_eth_link link;
+	uint16_t i;
+
+	if (port >= dp->n_ports)
+		return pylb_fail(-PYLB_E_NOENT, "no port %u", port);
+	p = &dp->ports[port];
+	pc = &dp->cfg->ports[port];
+	memset(info, 0, sizeof(*info));
+	memcpy(info->name, p->name, sizeof(info->name));
+	memcpy(info->device, p->device, sizeof(info->device));
+	info->ethdev = p->ethdev;
+	memcpy(info->mac, pc->mac.addr_bytes, RTE_ETHER_ADDR_LEN);
+	if (p->ethdev >= 0 && rte_eth_link_get_nowait((uint16_t)p->ethdev, &link) == 0) {
+		info->link_up = link.link_status == RTE_ETH_LINK_UP;
+		info->link_speed_mbps = link.link_speed;
+	}
+	info->n_addrs = pc->n_addrs;
+	for (i = 0; i < pc->n_addrs; i++) {
+		info->addrs[i] = pc->addrs[i].ip;
+		info->prefix_lens[i] = pc->addrs[i].prefix_len;
+	}
+	return 0;
+}
+
+uint32_t
+pylb_dp_mbufs_available(const struct pylb_dp *dp)
+{
+	uint32_t n = 0;
+
+	for (int i = 0; i < RTE_MAX_NUMA_NODES; i++)
+		if (dp->pools[i] != NULL)
+			n += rte_mempool_avail_count(dp->pools[i]);
+	return n;
+}
+
+const uint64_t *
+pylb_dp_counters(const struct pylb_dp *dp, uint32_t *n_slots)
+{
+	*n_slots = dp->n_slots;
+	return dp->stats[0].c;
+}
+
+const char *
+pylb_counter_name(uint32_t idx)
+{
+	static const char *const names[PYLB_CNT_MAX] = {
+#define PYLB_X_NAME(e, n) [PYLB_C_##e] = #n,
+		PYLB_COUNTERS(PYLB_X_NAME)
+#undef PYLB_X_NAME
+#define PYLB_X_NAME(e, n) [PYLB_D_##e] = #n,
+		PYLB_DROPS(PYLB_X_NAME)
+#undef PYLB_X_NAME
+	};
+
+	return idx < PYLB_CNT_MAX && names[idx] != NULL ? names[idx] : NULL;
+}
+
+struct rte_mbuf *
+pylb_dp_mbuf_from_bytes(struct pylb_dp *dp, const void *data, uint32_t len)
+{
+	struct rte_mbuf *m = rte_pktmbuf_alloc(pylb_pool_for(dp, (int)rte_socket_id()));
+	char *dst;
+
+	if (m == NULL)
+		return NULL;
+	dst = len <= UINT16_MAX ? rte_pktmbuf_append(m, (uint16_t)len) : NULL;
+	if (dst == NULL) {
+		rte_pktmbuf_free(m);
+		return NULL;
+	}
+	memcpy(dst, data, len);
+	return m;
+}
+
+uint32_t
+pylb_mbuf_len(const struct rte_mbuf *m)
+{
+	return rte_pktmbuf_pkt_len(m);
+}
+
+uint32_t
+pylb_mbuf_copy_out(const struct rte_mbuf *m, void *buf, uint32_t cap)
+{
+	uint32_t len = RTE_MIN(rte_pktmbuf_pkt_len(m), cap);
+	const void *src = rte_pktmbuf_read(m, 0, len, buf);
+
+	if (src != NULL && src != buf)
+		memcpy(buf, src, len);
+	return len;
+}
+
+void
+pylb_mbuf_free(struct rte_mbuf *m)
+{
+	rte_pktmbuf_free(m);
+}
+
+int
+pylb_dp_inject(struct pylb_dp *dp, uint16_t port, struct rte_mbuf **pkts,
+	       uint16_t n)
+{
+	struct pylb_lcore *lc = pylb_control_lcore(dp);
+
+	if (port >= dp->n_ports)
+		return pylb_fail(-PYLB_E_NOENT, "no port %u", port);
+	if (n > PYLB_BURST)
+		return pylb_fail(-PYLB_E_INVAL, "inject at most %d packets at a time",
+				 PYLB_BURST);
+	pylb_host_process(lc, dp->cfg, port, pkts, n);
+	return 0;
+}
+
+uint16_t
+pylb_dp_collect(struct pylb_dp *dp, uint16_t port, struct rte_mbuf **out,
+		uint16_t max)
+{
+	struct pylb_lcore *lc = pylb_control_lcore(dp);
+	struct pylb_txbuf *b;
+	uint16_t n, i;
+
+	if (port >= dp->n_ports)
+		return 0;
+	b = &lc->tx[port];
+	n = RTE_MIN(b->n, max);
+	for (i = 0; i < n; i++) {
+		out[i] = b->pkts[i];
+		lc->stats->c[PYLB_C_TX_BYTES] += rte_pktmbuf_pkt_len(out[i]);
+	}
+	lc->stats->c[PYLB_C_TX_PACKETS] += n;
+	memmove(b->pkts, b->pkts + n, (b->n - n) * sizeof(b->pkts[0]));
+	b->n = (uint16_t)(b->n - n);
+	return n;
+}

@@ -1,0 +1,69 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ * Copyright(c) 2026 pylb authors
+ *
+ * The worker poll loop: one per worker lcore, never calls Python.
+ */
+#include <rte_cycles.h>
+#include <rte_ethdev.h>
+#include <rte_mbuf.h>
+#include <rte_rcu_qsbr.h>
+
+#include "pylb_priv.h"
+
+static void
+flush(struct pylb_lcore *lc, uint16_t port, uint16_t ethdev)
+{
+	struct pylb_txbuf *b = &lc->tx[port];
+	uint64_t bytes = 0;
+	uint16_t sent, i;
+
+	sent = rte_eth_tx_burst(ethdev, lc->queue, b->pkts, b->n);
+	for (i = 0; i < sent; i++)
+		bytes += rte_pktmbuf_pkt_len(b->pkts[i]);
+	lc->stats->c[PYLB_C_TX_PACKETS] += sent;
+	lc->stats->c[PYLB_C_TX_BYTES] += bytes;
+	if (unlikely(sent < b->n)) {
+		lc->stats->c[PYLB_D_TX_FULL] += b->n - sent;
+		rte_pktmbuf_free_bulk(b->pkts + sent, b->n - sent);
+	}
+	b->n = 0;
+}
+
+int
+pylb_worker_main(void *arg)
+{
+	struct pylb_lcore *lc = arg;
+	struct pylb_dp *dp = lc->dp;
+	struct rte_mbuf *pkts[PYLB_BURST];
+	uint16_t n_ports = dp->n_ports;
+
+	rte_rcu_qsbr_thread_register(dp->qsv, lc->slot);
+	rte_rcu_qsbr_thread_online(dp->qsv, lc->slot);
+	while (__atomic_load_n(&dp->running, __ATOMIC_ACQUIRE)) {
+		const struct pylb_cfg *cfg =
+			__atomic_load_n(&dp->cfg, __ATOMIC_ACQUIRE);
+		uint64_t t0 = rte_rdtsc();
+		uint32_t got = 0;
+
+		for (uint16_t p = 0; p < n_ports; p++) {
+			uint16_t ethdev = (uint16_t)dp->ports[p].ethdev;
+			uint16_t n = rte_eth_rx_burst(ethdev, lc->queue, pkts,
+						      PYLB_BURST);
+
+			if (n != 0) {
+				pylb_host_process(lc, cfg, p, pkts, n);
+				got += n;
+			}
+			if (lc->tx[p].n != 0)
+				flush(lc, p, ethdev);
+		}
+		if (got != 0) {
+			lc->stats->c[PYLB_C_BUSY_CYCLES] += rte_rdtsc() - t0;
+			lc->stats->c[PYLB_C_BUSY_POLLS]++;
+		}
+		rte_rcu_qsbr_quiescent(dp->qsv, lc->slot);
+	}
+	rte_rcu_qsbr_thread_offline(dp->qsv, lc->slot);
+	rte_rcu_qsbr_thread_unregister(dp->qsv, lc->slot);
+	return 0;
+}

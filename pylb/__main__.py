@@ -1,0 +1,3 @@
+from pylb.cli import main
+import sys
+sys.exit(main())

@@ -1,0 +1,86 @@
+"""Runs an appliance in the foreground: EAL, dataplane, ports, workers, housekeeping.
+
+The main lcore runs this Python; workers run the C poll loop. Stopping (the
+`stop` event, set by SIGINT/SIGTERM in the CLI) stops the workers, stops and
+closes the ports, cleans up EAL and removes the instance's hugepage files.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from pylb import hostinfo, telemetry
+from pylb.errors import DataplaneError, NotFound
+from pylb.profile import Profile
+
+log = logging.getLogger("pylb")
+
+HOUSEKEEP_INTERVAL_S = 0.05
+
+
+def load_native():
+    """Import the Cython boundary; a missing DPDK runtime becomes one clear error."""
+    try:
+        from pylb import _native
+    except ImportError as e:
+        if "librte" in str(e) or "libdpdk" in str(e):
+            raise DataplaneError(f"DPDK runtime libraries are missing ({e}); "
+                                 "install them with: apt-get install dpdk") from None
+        raise
+    return _native
+
+
+def check_host(profile: Profile, instance: str | None) -> None:
+    """Refuse early, with the fix, what would otherwise fail deep inside EAL."""
+    prefix = profile.file_prefix(instance)
+    try:
+        telemetry.query(prefix, "/", timeout=1.0)
+    except NotFound:
+        pass
+    except OSError:
+        pass
+    else:
+        raise DataplaneError(f"an appliance with file prefix '{prefix}' is already running; "
+                             "stop it or pass --instance NAME")
+    if profile.hugepages:
+        problem = hostinfo.hugepage_problem(profile.size_mb, profile.huge_dir)
+        if problem:
+            raise DataplaneError(problem)
+
+
+def run(profile: Profile, stop: threading.Event, instance: str | None = None,
+        on_ready=None) -> None:
+    """Run until `stop` is set. Raises PylbError subclasses with operator-facing messages."""
+    check_host(profile, instance)
+    native = load_native()
+    prefix = profile.file_prefix(instance)
+    argv = profile.eal_argv(instance)
+    log.info("EAL %s", " ".join(argv[1:]))
+    native.eal_init(argv)
+    dp = None
+    try:
+        dp = native.Dataplane(workers=profile.workers, mbufs=profile.mbufs,
+                              mbuf_cache=profile.mbuf_cache)
+        for port in profile.ports:
+            idx = dp.add_port(port.name, port.device, rx_desc=port.rx_desc,
+                              tx_desc=port.tx_desc, link_wait_ms=port.link_wait_ms)
+            for addr in port.addresses:
+                dp.add_address(idx, addr)
+        dp.start()
+        for p in dp.ports():
+            log.info("port %s (%s): ethdev %d mac %s link %s addresses %s", p.name, p.device,
+                     p.ethdev, p.mac, "up" if p.link_up else "down", ", ".join(p.addresses) or "-")
+        log.info("running: %d worker(s) on lcore(s) %s, file prefix %s", len(profile.workers),
+                 ",".join(map(str, profile.workers)), prefix)
+        if on_ready:
+            on_ready(dp)
+        while not stop.wait(HOUSEKEEP_INTERVAL_S):
+            dp.housekeep()
+        log.info("stopping")
+    finally:
+        if dp is not None:
+            dp.close()
+        native.eal_cleanup()
+        removed = hostinfo.remove_instance_files(prefix)
+        log.info("stopped; removed %d runtime file(s)", len(removed))

@@ -1,0 +1,142 @@
+"""The `pylb` command: run the appliance, check the host, read a running appliance."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+
+from pylb import __version__
+from pylb.errors import InvalidArgument, PylbError
+
+EXIT_FAILURE = 1
+EXIT_BAD_INPUT = 2
+
+
+def _fail(msg: str, code: int) -> int:
+    print(f"pylb: error: {msg}", file=sys.stderr)
+    return code
+
+
+def cmd_run(args) -> int:
+    from pylb import appliance
+    from pylb.profile import load_profile
+
+    profile = load_profile(args.profile)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    appliance.run(profile, stop, instance=args.instance)
+    return 0
+
+
+def cmd_doctor(args) -> int:
+    from pylb import doctor
+
+    report = doctor.diagnose()
+    print(json.dumps(report.as_dict(), indent=2) if args.json else doctor.render(report))
+    return 0 if report.ready else EXIT_FAILURE
+
+
+def cmd_profile_check(args) -> int:
+    from pylb.profile import load_profile
+
+    p = load_profile(args.path)
+    print(f"{args.path}: ok: instance {p.name}, main lcore {p.main_lcore}, workers "
+          f"{','.join(map(str, p.workers))}, {len(p.ports)} port(s), "
+          f"{'hugepages' if p.hugepages else 'no hugepages'} {p.size_mb} MiB")
+    print("EAL: " + " ".join(p.eal_argv()[1:]))
+    return 0
+
+
+def _prefix(args) -> str:
+    if args.instance:
+        return f"pylb-{args.instance}"
+    if args.profile:
+        from pylb.profile import load_profile
+        return load_profile(args.profile).file_prefix()
+    raise InvalidArgument("name the appliance with --instance NAME or --profile PATH")
+
+
+def cmd_stats(args) -> int:
+    from pylb import telemetry
+
+    prefix = _prefix(args)
+    stats = telemetry.query(prefix, "/pylb/stats")
+    if args.json:
+        print(json.dumps(stats, indent=2))
+        return 0
+    print(f"{prefix}:")
+    for name, v in stats["counters"].items():
+        print(f"  {name:24} {v:>16}")
+    drops = stats["drops"]
+    print(f"  drops {sum(drops.values())}:")
+    for name, v in drops.items():
+        if v:
+            print(f"    {name:22} {v:>16}")
+    return 0
+
+
+def cmd_ports(args) -> int:
+    from pylb import telemetry
+
+    ports = telemetry.query(_prefix(args), "/pylb/ports")
+    if args.json:
+        print(json.dumps(ports, indent=2))
+        return 0
+    for name, p in ports.items():
+        print(f"{name}: {p['device']} ethdev {p['ethdev']} mac {p['mac']} "
+              f"link {'up' if p['link_up'] else 'down'} addresses {', '.join(p['addresses']) or '-'}")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="pylb", description="pylb L3/L4 load-balancer appliance")
+    ap.add_argument("--version", action="version", version=f"pylb {__version__}")
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the appliance in the foreground")
+    run.add_argument("--profile", required=True, help="hardware profile (hwconfig/*.yaml)")
+    run.add_argument("--instance", help="instance name (default: the profile's name); "
+                                        "EAL file prefix is pylb-NAME")
+    run.set_defaults(func=cmd_run)
+
+    doc = sub.add_parser("doctor", help="report host readiness for DPDK")
+    doc.add_argument("--json", action="store_true")
+    doc.set_defaults(func=cmd_doctor)
+
+    prof = sub.add_parser("profile", help="hardware profiles")
+    prof_sub = prof.add_subparsers(dest="profile_command", required=True)
+    check = prof_sub.add_parser("check", help="validate a profile without running it")
+    check.add_argument("path")
+    check.set_defaults(func=cmd_profile_check)
+
+    for name, func, help_ in (("stats", cmd_stats, "counters of a running appliance"),
+                              ("ports", cmd_ports, "ports of a running appliance")):
+        p = sub.add_parser(name, help=help_)
+        p.add_argument("--instance")
+        p.add_argument("--profile")
+        p.add_argument("--json", action="store_true")
+        p.set_defaults(func=func)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="pylb: %(levelname)s %(message)s")
+    try:
+        return args.func(args)
+    except InvalidArgument as e:
+        return _fail(str(e), EXIT_BAD_INPUT)
+    except PylbError as e:
+        return _fail(str(e), EXIT_FAILURE)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,40 @@
+"""pylb's exception types: one per outcome an operator or a client must handle."""
+
+from __future__ import annotations
+
+
+class PylbError(Exception):
+    """Base of every error pylb raises on purpose."""
+
+
+class InvalidArgument(PylbError):
+    """The input is wrong; the message says what to fix."""
+
+
+class NotFound(PylbError):
+    """The named object does not exist."""
+
+
+class AlreadyExists(PylbError):
+    """An object with that identity already exists."""
+
+
+class CapacityExhausted(PylbError):
+    """A fixed-size table or pool is full."""
+
+
+class DataplaneError(PylbError):
+    """The dataplane or DPDK failed in a way the input cannot explain."""
+
+
+class PortError(DataplaneError):
+    """A port could not be probed, configured or started."""
+
+
+class ProfileError(InvalidArgument):
+    """A hardware profile is invalid: names the file, the key and what is expected."""
+
+    def __init__(self, path: str, key: str, expected: str, line: int | None = None):
+        where = f"{path}:{line}" if line else path
+        super().__init__(f"{where}: {key}: {expected}")
+        self.path, self.key, self.expected, self.line = path, key, expected, line

@@ -1,0 +1,245 @@
+"""Hardware profiles: which lcores, memory and ports an appliance runs on.
+
+A profile is YAML (see hwconfig/). `load_profile` validates it completely and
+raises ProfileError naming the file, line, key and what is expected.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from pylb import yamlsrc
+from pylb.errors import ProfileError
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,23}$")
+PCI_RE = re.compile(r"^([0-9a-fA-F]{4}:)?[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]$")
+VDEV_RE = re.compile(r"^net_[a-z]+[0-9]*(,[A-Za-z0-9_]+=[^,\s]*)*$")
+
+TOP_KEYS = {"name", "lcores", "memory", "mbufs", "mbuf_cache", "ports", "log_level", "eal_args"}
+LCORE_KEYS = {"main", "workers", "cpu_map"}
+MEMORY_KEYS = {"hugepages", "size_mb", "huge_dir"}
+PORT_KEYS = {"name", "vdev", "pci", "addresses", "rx_desc", "tx_desc", "link_wait_ms"}
+LOG_LEVELS = {"emergency", "alert", "critical", "error", "warning", "notice", "info", "debug"}
+
+
+@dataclass(frozen=True)
+class PortProfile:
+    name: str
+    vdev: str | None
+    pci: str | None
+    addresses: tuple[str, ...]
+    rx_desc: int = 1024
+    tx_desc: int = 1024
+    link_wait_ms: int = 5000
+
+    @property
+    def device(self) -> str:
+        return self.vdev or self.pci or ""
+
+
+@dataclass(frozen=True)
+class Profile:
+    path: str
+    name: str
+    main_lcore: int
+    workers: tuple[int, ...]
+    cpu_map: str | None
+    hugepages: bool
+    size_mb: int
+    huge_dir: str | None
+    mbufs: int
+    mbuf_cache: int
+    ports: tuple[PortProfile, ...]
+    log_level: str = "notice"
+    eal_args: tuple[str, ...] = field(default=())
+
+    def file_prefix(self, instance: str | None = None) -> str:
+        return f"pylb-{instance or self.name}"
+
+    def eal_argv(self, instance: str | None = None) -> list[str]:
+        """EAL arguments: lcores, memory, a unique file prefix, PCI allow-list or --no-pci."""
+        args = ["pylb"]
+        if self.cpu_map:
+            args += ["--lcores", self.cpu_map]
+        else:
+            args += ["-l", ",".join(str(c) for c in (self.main_lcore, *self.workers))]
+        args += ["--main-lcore", str(self.main_lcore)]
+        args += ["--file-prefix", self.file_prefix(instance)]
+        if self.hugepages:
+            args += ["-m", str(self.size_mb)]
+            if self.huge_dir:
+                args += ["--huge-dir", self.huge_dir]
+        else:
+            args += ["--no-huge", "-m", str(self.size_mb)]
+        pcis = [p.pci for p in self.ports if p.pci]
+        if pcis:
+            for pci in pcis:
+                args += ["-a", pci]
+        else:
+            args.append("--no-pci")
+        args += ["--log-level", f"*:{self.log_level}"]
+        args += list(self.eal_args)
+        return args
+
+
+def parse_lcore_list(text: Any) -> list[int]:
+    """'1-3,5' -> [1, 2, 3, 5]; raises ValueError."""
+    if isinstance(text, int) and not isinstance(text, bool):
+        text = str(text)
+    if isinstance(text, list):
+        text = ",".join(str(x) for x in text)
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError(text)
+    out: list[int] = []
+    for part in text.split(","):
+        m = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", part)
+        if not m:
+            raise ValueError(text)
+        lo = int(m.group(1))
+        hi = int(m.group(2)) if m.group(2) else lo
+        if hi < lo:
+            raise ValueError(text)
+        out.extend(range(lo, hi + 1))
+    if len(set(out)) != len(out):
+        raise ValueError(text)
+    return out
+
+
+class _Checker:
+    def __init__(self, src: yamlsrc.Located):
+        self.src = src
+
+    def fail(self, key: str, expected: str) -> ProfileError:
+        return ProfileError(self.src.path, key, expected, self.src.line(key))
+
+    def mapping(self, value: Any, key: str, allowed: set[str]) -> dict:
+        if not isinstance(value, dict):
+            raise self.fail(key or "(top level)", "expected a mapping of keys to values")
+        for k in value:
+            if k not in allowed:
+                sub = f"{key}.{k}" if key else str(k)
+                raise self.fail(sub, f"unknown key; expected one of: {', '.join(sorted(allowed))}")
+        return value
+
+    def integer(self, value: Any, key: str, lo: int, hi: int) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+            raise self.fail(key, f"expected an integer from {lo} to {hi}, got {value!r}")
+        return value
+
+    def string(self, value: Any, key: str, what: str, pattern: re.Pattern | None = None) -> str:
+        if not isinstance(value, str) or (pattern and not pattern.match(value)):
+            raise self.fail(key, f"expected {what}, got {value!r}")
+        return value
+
+
+def load_profile(path: str) -> Profile:
+    """Load and validate the profile at `path`."""
+    try:
+        src = yamlsrc.load(path)
+    except OSError as e:
+        raise ProfileError(path, "(file)", f"cannot read the profile: {e.strerror}") from None
+    except ValueError as e:
+        raise ProfileError(path, "(file)", str(e).split(": ", 1)[-1]) from None
+    c = _Checker(src)
+    top = c.mapping(src.data, "", TOP_KEYS)
+    for required in ("lcores", "ports"):
+        if required not in top:
+            raise c.fail(required, "missing; every profile names its lcores and ports")
+
+    default_name = re.sub(r"[^A-Za-z0-9_-]", "-", os.path.splitext(os.path.basename(path))[0])[:24]
+    name = c.string(top.get("name", default_name), "name",
+                    "a name of letters, digits, '-' or '_' (at most 24)", NAME_RE)
+
+    lc = c.mapping(top["lcores"], "lcores", LCORE_KEYS)
+    main = c.integer(lc.get("main", 0), "lcores.main", 0, 127)
+    if "workers" not in lc:
+        raise c.fail("lcores.workers", "missing; give the worker lcores as a list like '1' or '1-3,5'")
+    try:
+        workers = parse_lcore_list(lc["workers"])
+    except ValueError:
+        raise c.fail("lcores.workers",
+                     f"expected an lcore list like '1' or '1-3,5' (no repeats), got {lc['workers']!r}") from None
+    if main in workers:
+        raise c.fail("lcores.workers", f"lcore {main} is the main lcore; workers must be other lcores")
+    if any(w > 127 for w in workers) or len(workers) > 32:
+        raise c.fail("lcores.workers", "expected at most 32 workers with lcore ids up to 127")
+    cpu_map = lc.get("cpu_map")
+    if cpu_map is not None:
+        cpu_map = c.string(cpu_map, "lcores.cpu_map", "an EAL --lcores map like '0@0,(1-2)@1'",
+                           re.compile(r"^[0-9@(),\-]+$"))
+
+    mem = c.mapping(top.get("memory", {}), "memory", MEMORY_KEYS)
+    hugepages = mem.get("hugepages", True)
+    if not isinstance(hugepages, bool):
+        raise c.fail("memory.hugepages", f"expected true or false, got {hugepages!r}")
+    size_mb = c.integer(mem.get("size_mb", 512), "memory.size_mb", 64, 1 << 20)
+    huge_dir = mem.get("huge_dir")
+    if huge_dir is not None:
+        huge_dir = c.string(huge_dir, "memory.huge_dir", "an absolute path to a hugetlbfs mount",
+                            re.compile(r"^/"))
+
+    mbufs = c.integer(top.get("mbufs", 8191), "mbufs", 1023, 1 << 26)
+    mbuf_cache = c.integer(top.get("mbuf_cache", 256), "mbuf_cache", 0, 512)
+    log_level = top.get("log_level", "notice")
+    if log_level not in LOG_LEVELS:
+        raise c.fail("log_level", f"expected one of: {', '.join(sorted(LOG_LEVELS))}")
+    eal_args = top.get("eal_args", [])
+    if not isinstance(eal_args, list) or not all(isinstance(a, str) for a in eal_args):
+        raise c.fail("eal_args", "expected a list of extra EAL arguments (strings)")
+
+    raw_ports = top["ports"]
+    if not isinstance(raw_ports, list) or not raw_ports:
+        raise c.fail("ports", "expected a non-empty list of ports")
+    if len(raw_ports) > 16:
+        raise c.fail("ports", "expected at most 16 ports")
+    ports: list[PortProfile] = []
+    seen_names: set[str] = set()
+    seen_addrs: dict[ipaddress.IPv4Address, str] = {}
+    for i, rp in enumerate(raw_ports):
+        key = f"ports[{i}]"
+        rp = c.mapping(rp, key, PORT_KEYS)
+        pname = c.string(rp.get("name"), f"{key}.name",
+                         "a port name of letters, digits, '-' or '_' (at most 24)", NAME_RE)
+        if pname in seen_names:
+            raise c.fail(f"{key}.name", f"port name '{pname}' is used twice")
+        seen_names.add(pname)
+        if ("vdev" in rp) == ("pci" in rp):
+            raise c.fail(key, "expected exactly one of 'vdev' (e.g. net_tap0,iface=pylb0) "
+                              "or 'pci' (e.g. 0000:03:00.0)")
+        vdev = pci = None
+        if "vdev" in rp:
+            vdev = c.string(rp["vdev"], f"{key}.vdev",
+                            "a virtual device like 'net_tap0,iface=pylb0' or 'net_null0'", VDEV_RE)
+        else:
+            pci = c.string(rp["pci"], f"{key}.pci", "a PCI address like '0000:03:00.0'", PCI_RE)
+        addrs = rp.get("addresses", [])
+        if not isinstance(addrs, list):
+            raise c.fail(f"{key}.addresses", "expected a list of IPv4 addresses like ['10.99.0.1/24']")
+        for j, a in enumerate(addrs):
+            akey = f"{key}.addresses[{j}]"
+            try:
+                if not isinstance(a, str) or "/" not in a:
+                    raise ValueError
+                iface = ipaddress.IPv4Interface(a)
+                if iface.network.prefixlen == 0:
+                    raise ValueError
+            except ValueError:
+                raise c.fail(akey, f"expected an IPv4 address with prefix length like 10.99.0.1/24, got {a!r}") from None
+            if iface.ip in seen_addrs:
+                raise c.fail(akey, f"address {iface.ip} is already on port {seen_addrs[iface.ip]}")
+            seen_addrs[iface.ip] = pname
+        ports.append(PortProfile(
+            name=pname, vdev=vdev, pci=pci, addresses=tuple(addrs),
+            rx_desc=c.integer(rp.get("rx_desc", 1024), f"{key}.rx_desc", 64, 32768),
+            tx_desc=c.integer(rp.get("tx_desc", 1024), f"{key}.tx_desc", 64, 32768),
+            link_wait_ms=c.integer(rp.get("link_wait_ms", 5000), f"{key}.link_wait_ms", 0, 600000),
+        ))
+
+    return Profile(path=path, name=name, main_lcore=main, workers=tuple(workers), cpu_map=cpu_map,
+                   hugepages=hugepages, size_mb=size_mb, huge_dir=huge_dir, mbufs=mbufs,
+                   mbuf_cache=mbuf_cache, ports=tuple(ports), log_level=log_level,
+                   eal_args=tuple(eal_args))

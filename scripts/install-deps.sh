@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# System packages pylb needs: DPDK 22.11 from Debian, a compiler, iproute2 and
+# ping for the end-to-end tests. Installs only what is missing.
+set -euo pipefail
+need=()
+pkg-config --exists libdpdk 2>/dev/null || need+=(dpdk dpdk-dev libdpdk-dev)
+command -v pkg-config >/dev/null || need+=(pkg-config)
+command -v gcc >/dev/null || need+=(gcc)
+command -v ip >/dev/null || need+=(iproute2)
+command -v ping >/dev/null || need+=(iputils-ping)
+python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
+if [ ${#need[@]} -gt 0 ]; then
+    echo "installing: ${need[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+echo "DPDK $(pkg-config --modversion libdpdk)"
