@@ -93,6 +93,18 @@ def cmd_ports(args) -> int:
     return 0
 
 
+def cmd_neigh(args) -> int:
+    from pylb import telemetry
+
+    entries = list(telemetry.query(_prefix(args), "/pylb/neigh").values())
+    if args.json:
+        print(json.dumps(entries, indent=2))
+        return 0
+    for e in entries:
+        print(f"{e['port']:8} {e['ip']:16} {e['mac'].lower()}  seen {e['age_ms'] / 1000:.1f} s ago")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="pylb", description="pylb L3/L4 load-balancer appliance")
     ap.add_argument("--version", action="version", version=f"pylb {__version__}")
@@ -115,7 +127,8 @@ def parser() -> argparse.ArgumentParser:
     check.set_defaults(func=cmd_profile_check)
 
     for name, func, help_ in (("stats", cmd_stats, "counters of a running appliance"),
-                              ("ports", cmd_ports, "ports of a running appliance")):
+                              ("ports", cmd_ports, "ports of a running appliance"),
+                              ("neigh", cmd_neigh, "neighbours a running appliance learned")):
         p = sub.add_parser(name, help=help_)
         p.add_argument("--instance")
         p.add_argument("--profile")

@@ -101,21 +101,30 @@ tel_neigh(const char *cmd __rte_unused, const char *params __rte_unused,
 	  struct rte_tel_data *d)
 {
 	struct pylb_neigh_info nb[64];
-	char key[48], mac[RTE_ETHER_ADDR_FMT_SIZE];
+	char buf[RTE_ETHER_ADDR_FMT_SIZE + 8];
 	int n = 0;
 
+	/* 22.11 arrays cannot hold dicts: a dict of entries named n0, n1, ... */
 	rte_tel_data_start_dict(d);
 	pthread_mutex_lock(&tel_lock);
 	if (tel_dp != NULL)
 		n = pylb_dp_neigh_list(tel_dp, nb, RTE_DIM(nb));
 	for (int i = 0; i < n; i++) {
+		struct rte_tel_data *e = rte_tel_data_alloc();
 		const uint8_t *b = (const uint8_t *)&nb[i].ip;
 
-		snprintf(key, sizeof(key), "%s/%u.%u.%u.%u",
-			 tel_dp->ports[nb[i].port].name, b[0], b[1], b[2], b[3]);
-		rte_ether_format_addr(mac, sizeof(mac),
+		if (e == NULL)
+			break;
+		rte_tel_data_start_dict(e);
+		rte_tel_data_add_dict_string(e, "port", tel_dp->ports[nb[i].port].name);
+		snprintf(buf, sizeof(buf), "%u.%u.%u.%u", b[0], b[1], b[2], b[3]);
+		rte_tel_data_add_dict_string(e, "ip", buf);
+		rte_ether_format_addr(buf, sizeof(buf),
 				      (struct rte_ether_addr *)nb[i].mac);
-		rte_tel_data_add_dict_string(d, key, mac);
+		rte_tel_data_add_dict_string(e, "mac", buf);
+		rte_tel_data_add_dict_u64(e, "age_ms", nb[i].age_ms);
+		snprintf(buf, sizeof(buf), "n%d", i);
+		rte_tel_data_add_dict_container(d, buf, e, 0);
 	}
 	pthread_mutex_unlock(&tel_lock);
 	return 0;
@@ -132,7 +141,7 @@ pylb_telemetry_attach(struct pylb_dp *dp)
 		rte_telemetry_register_cmd("/pylb/ports", tel_ports,
 			"pylb ports: device, MAC, link, addresses. No parameters");
 		rte_telemetry_register_cmd("/pylb/neigh", tel_neigh,
-			"pylb neighbour table (first 64): port/ip -> MAC. No parameters");
+			"pylb neighbour table (first 64): port, ip, mac, age. No parameters");
 		tel_registered = true;
 	}
 	pthread_mutex_unlock(&tel_lock);

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# pylb demo: run the appliance on the tap profile, put a client in its own
+# network namespace on port p0's TAP interface, resolve the appliance by ARP,
+# ping it, print the counters, tear everything down.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYLB=.venv/bin/pylb
+NS=pylb-demo-client
+INSTANCE=demo
+LOG=$(mktemp /tmp/pylb-demo.XXXXXX.log)
+PID=
+
+cleanup() {
+    if [ -n "$PID" ] && kill -0 "$PID" 2>/dev/null; then
+        kill -TERM "$PID"
+        wait "$PID" || true
+    fi
+    ip netns del "$NS" 2>/dev/null || true
+    rm -f "$LOG"
+}
+trap cleanup EXIT
+ip netns del "$NS" 2>/dev/null || true
+
+step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+
+step "starting pylb on hwconfig/tap.yaml (instance '$INSTANCE')"
+$PYLB run --profile hwconfig/tap.yaml --instance "$INSTANCE" 2>"$LOG" &
+PID=$!
+for _ in $(seq 300); do
+    grep -q 'running:' "$LOG" && break
+    kill -0 "$PID" 2>/dev/null || { cat "$LOG"; echo "pylb did not start" >&2; exit 1; }
+    sleep 0.1
+done
+grep -q 'running:' "$LOG" || { cat "$LOG"; echo "pylb did not start in 30 s" >&2; exit 1; }
+grep '^pylb:' "$LOG"
+$PYLB ports --instance "$INSTANCE"
+
+step "client namespace $NS on TAP interface pylb0 (10.99.0.2/24)"
+ip netns add "$NS"
+ip link set pylb0 netns "$NS"
+ip netns exec "$NS" sysctl -qw net.ipv6.conf.all.disable_ipv6=1
+ip -n "$NS" addr add 10.99.0.2/24 dev pylb0
+ip -n "$NS" link set lo up
+ip -n "$NS" link set pylb0 up
+echo "client neighbour table before: $(ip -n "$NS" neigh show dev pylb0 | grep . || echo '(empty)')"
+
+step "client pings the appliance at 10.99.0.1"
+ip netns exec "$NS" ping -c 5 -i 0.2 -W 1 10.99.0.1
+
+step "the client resolved the appliance by ARP"
+ip -n "$NS" neigh show 10.99.0.1 dev pylb0
+
+step "the appliance learned the client"
+$PYLB neigh --instance "$INSTANCE"
+
+step "appliance counters"
+$PYLB stats --instance "$INSTANCE"
+
+step "stopping"
+kill -TERM "$PID"
+wait "$PID"
+PID=
+grep '^pylb:' "$LOG" | tail -2
+echo "hugepage files left for pylb-$INSTANCE: $(ls /dev/hugepages 2>/dev/null | grep -c "^pylb-$INSTANCE" || true)"

@@ -1,0 +1,140 @@
+"""Run the real `pylb run` in a subprocess and kernel hosts in network namespaces."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+import yaml
+
+from pylb import telemetry
+
+_seq = itertools.count()
+
+
+def sh(*cmd: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, check=check, capture_output=True, text=True, timeout=timeout)
+
+
+class Netns:
+    """A network namespace holding one interface moved in from the host."""
+
+    def __init__(self, name: str, iface: str, address: str):
+        self.name, self.iface = name, iface
+        sh("ip", "netns", "del", name, check=False)
+        sh("ip", "netns", "add", name)
+        try:
+            sh("ip", "link", "set", iface, "netns", name)
+            self.run("sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1")
+            sh("ip", "-n", name, "addr", "add", address, "dev", iface)
+            sh("ip", "-n", name, "link", "set", "lo", "up")
+            sh("ip", "-n", name, "link", "set", iface, "up")
+        except BaseException:
+            self.close()
+            raise
+
+    def run(self, *cmd: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess:
+        return sh("ip", "netns", "exec", self.name, *cmd, check=check, timeout=timeout)
+
+    def ping(self, dst: str, count: int, interval: float = 0.05) -> int:
+        """Echo replies received out of `count`."""
+        out = self.run("ping", "-c", str(count), "-i", str(interval), "-W", "1", dst,
+                       check=False).stdout
+        for line in out.splitlines():
+            if "received" in line:
+                return int(line.split(",")[1].split()[0])
+        return 0
+
+    def neighbour_mac(self, ip: str) -> str | None:
+        out = sh("ip", "-n", self.name, "neigh", "show", ip, "dev", self.iface).stdout.split()
+        return out[out.index("lladdr") + 1] if "lladdr" in out else None
+
+    def close(self) -> None:
+        sh("ip", "netns", "del", self.name, check=False)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class Appliance:
+    """`pylb run` on a generated TAP profile with unique instance and interface names."""
+
+    def __init__(self, ports: int = 2, workers: str = "1", cpu_map: str | None = None, **extra):
+        n = next(_seq)
+        self.instance = f"t{os.getpid() % 10000}x{n}"
+        self.prefix = f"pylb-{self.instance}"
+        self.ifaces = [f"pt{os.getpid() % 10000}x{n}p{i}" for i in range(ports)]
+        lcores = {"main": 0, "workers": workers}
+        if cpu_map:
+            lcores["cpu_map"] = cpu_map
+        prof = {"name": self.instance, "lcores": lcores,
+                "memory": {"hugepages": True, "size_mb": 128}, "mbufs": 4095,
+                "ports": [{"name": f"p{i}", "vdev": f"net_tap{i},iface={ifc}",
+                           "addresses": [f"10.{100 + n % 100}.{i}.1/24"]}
+                          for i, ifc in enumerate(self.ifaces)], **extra}
+        fd, self.profile = tempfile.mkstemp(prefix="pylb-profile-", suffix=".yaml")
+        with os.fdopen(fd, "w") as f:
+            yaml.safe_dump(prof, f)
+        self.addresses = [f"10.{100 + n % 100}.{i}.1" for i in range(ports)]
+        self.proc: subprocess.Popen | None = None
+        self.stderr: list[str] = []
+
+    def client_address(self, port: int) -> str:
+        return self.addresses[port].rsplit(".", 1)[0] + ".2/24"
+
+    def start(self, timeout: float = 60) -> "Appliance":
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "pylb", "run", "--profile", self.profile],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        ready = threading.Event()
+
+        def pump():
+            for line in self.proc.stderr:
+                self.stderr.append(line)
+                if "running:" in line:
+                    ready.set()
+        threading.Thread(target=pump, daemon=True).start()
+        deadline = time.monotonic() + timeout
+        while not ready.wait(0.1):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise AssertionError("pylb did not start:\n" + "".join(self.stderr))
+        return self
+
+    def stats(self) -> dict[str, dict[str, int]]:
+        return telemetry.query(self.prefix, "/pylb/stats")
+
+    def ports(self) -> dict:
+        return telemetry.query(self.prefix, "/pylb/ports")
+
+    def neighbours(self) -> list[dict]:
+        return list(telemetry.query(self.prefix, "/pylb/neigh").values())
+
+    def stop(self, timeout: float = 60) -> int:
+        if self.proc is None:
+            return 0
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            rc = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            rc = self.proc.wait()
+        self.proc = None
+        return rc
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+        os.unlink(self.profile)

@@ -1,0 +1,42 @@
+"""Shared fixtures: an in-process EAL for packet fixtures, and helpers to run
+the real appliance on TAP ports with clients in network namespaces."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from pylb import hostinfo
+
+FIXTURE_PREFIX = f"pylb-fixtures-{os.getpid()}"
+CLIENT_MAC = "02:00:00:00:00:02"
+P0_MAC = "02:00:00:00:01:00"
+P1_MAC = "02:00:00:00:01:01"
+
+
+@pytest.fixture(scope="session")
+def native():
+    """EAL in this process, once: no hugepages, no PCI, main lcore only."""
+    from pylb import _native
+    _native.eal_init(["pylb-tests", "--no-huge", "-m", "128", "--no-pci", "-l", "0",
+                      "--file-prefix", FIXTURE_PREFIX, "--log-level", "*:error"])
+    yield _native
+    _native.eal_cleanup()
+    hostinfo.remove_instance_files(FIXTURE_PREFIX)
+
+
+@pytest.fixture
+def dp(native):
+    """A worker-less dataplane with two detached ports:
+    p0 02:00:00:00:01:00 10.0.0.1/24 and p1 02:00:00:00:01:01 10.0.1.1/24.
+    Fails the test if any mbuf is still held when the test ends."""
+    d = native.Dataplane(mbufs=1023, mbuf_cache=0)
+    d.add_port("p0", mac=P0_MAC)
+    d.add_port("p1", mac=P1_MAC)
+    d.add_address(0, "10.0.0.1/24")
+    d.add_address(1, "10.0.1.1/24")
+    full = d.mbufs_available()
+    yield d
+    assert d.mbufs_available() == full, "mbufs leaked"
+    d.close()

@@ -1,0 +1,125 @@
+"""Hardware profile validation: every bad field is named with its file, line and what is expected."""
+
+from __future__ import annotations
+
+import glob
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from pylb.errors import ProfileError
+from pylb.profile import load_profile, parse_lcore_list
+
+ROOT = Path(__file__).resolve().parent.parent
+
+GOOD = """\
+name: t1
+lcores:
+  main: 0
+  workers: "1"
+memory:
+  hugepages: false
+  size_mb: 128
+ports:
+  - name: p0
+    vdev: net_tap0,iface=x0
+    addresses: [10.9.0.1/24]
+"""
+
+
+def write(tmp_path, text):
+    p = tmp_path / "profile.yaml"
+    p.write_text(textwrap.dedent(text))
+    return str(p)
+
+
+def test_good_profile_gives_eal_arguments(tmp_path):
+    prof = load_profile(write(tmp_path, GOOD))
+    assert prof.eal_argv() == ["pylb", "-l", "0,1", "--main-lcore", "0", "--file-prefix", "pylb-t1",
+                               "--no-huge", "-m", "128", "--no-pci", "--log-level", "*:notice"]
+    assert prof.ports[0].device == "net_tap0,iface=x0"
+
+
+@pytest.mark.parametrize("path", sorted(glob.glob(str(ROOT / "hwconfig" / "*.yaml"))))
+def test_shipped_profiles_are_valid(path):
+    prof = load_profile(path)
+    assert prof.ports and prof.workers
+
+
+def test_pci_ports_go_to_the_allow_list_and_pci_is_not_disabled():
+    prof = load_profile(str(ROOT / "hwconfig" / "baremetal.example.yaml"))
+    argv = prof.eal_argv()
+    assert "--no-pci" not in argv
+    assert argv.count("-a") == 2 and "0000:3b:00.0" in argv
+
+
+BAD = {
+    "unknown top key": (GOOD + "turbo: yes\n", "turbo", "unknown key", 12),
+    "unknown port key": (GOOD + "    speed: 10G\n", "ports[0].speed", "unknown key", 12),
+    "bad lcore list": (GOOD.replace('workers: "1"', 'workers: "1-"'), "lcores.workers",
+                       "lcore list like", 4),
+    "reversed lcore range": (GOOD.replace('workers: "1"', 'workers: "3-1"'), "lcores.workers",
+                             "lcore list like", 4),
+    "worker is main": (GOOD.replace('workers: "1"', 'workers: "0-1"'), "lcores.workers",
+                       "main lcore", 4),
+    "address does not parse": (GOOD.replace("10.9.0.1/24", "10.9.0.300/24"), "ports[0].addresses[0]",
+                               "IPv4 address with prefix length", 11),
+    "address without prefix": (GOOD.replace("10.9.0.1/24", "10.9.0.1"), "ports[0].addresses[0]",
+                               "IPv4 address with prefix length", 11),
+    "no device": (GOOD.replace("    vdev: net_tap0,iface=x0\n", ""), "ports[0]", "exactly one of", 9),
+    "both devices": (GOOD.replace("    vdev: net_tap0,iface=x0\n",
+                                  "    vdev: net_tap0\n    pci: '0000:01:00.0'\n"),
+                     "ports[0]", "exactly one of", 9),
+    "bad pci address": (GOOD.replace("    vdev: net_tap0,iface=x0\n", "    pci: 01:00\n"),
+                        "ports[0].pci", "PCI address", 10),
+    "bad vdev": (GOOD.replace("net_tap0,iface=x0", "tap0"), "ports[0].vdev", "virtual device", 10),
+    "duplicate address": (GOOD + "  - name: p1\n    vdev: net_tap1\n    addresses: [10.9.0.1/16]\n",
+                          "ports[1].addresses[0]", "already on port p0", 14),
+    "duplicate port name": (GOOD + "  - name: p0\n    vdev: net_tap1\n", "ports[1].name", "used twice", 12),
+    "size not a number": (GOOD.replace("size_mb: 128", "size_mb: lots"), "memory.size_mb",
+                          "integer from 64", 7),
+    "hugepages not a bool": (GOOD.replace("hugepages: false", "hugepages: maybe"), "memory.hugepages",
+                             "true or false", 6),
+    "no ports": (GOOD.split("ports:")[0], "ports", "missing", None),
+    "yaml syntax": (GOOD + "  - name: [\n", "(file)", "not valid YAML", None),
+}
+
+
+@pytest.mark.parametrize("text,key,expected,line", BAD.values(), ids=BAD.keys())
+def test_bad_field_is_named_with_what_is_expected(tmp_path, text, key, expected, line):
+    path = write(tmp_path, text)
+    with pytest.raises(ProfileError) as e:
+        load_profile(path)
+    assert e.value.key == key
+    assert expected in str(e.value)
+    assert str(e.value).startswith(path)
+    if line is not None:
+        assert e.value.line == line
+
+
+def test_missing_file_is_a_profile_error(tmp_path):
+    with pytest.raises(ProfileError, match="cannot read the profile"):
+        load_profile(str(tmp_path / "nope.yaml"))
+
+
+def test_lcore_lists():
+    assert parse_lcore_list("1-3,5") == [1, 2, 3, 5]
+    assert parse_lcore_list(2) == [2]
+    for bad in ("", "a", "1,1", "2-1", "1-"):
+        with pytest.raises(ValueError):
+            parse_lcore_list(bad)
+
+
+@pytest.mark.parametrize("text,code", [(GOOD, 0), (BAD["bad lcore list"][0], 2),
+                                       (BAD["address does not parse"][0], 2)])
+def test_profile_check_command_exit_codes(tmp_path, text, code):
+    path = write(tmp_path, text)
+    r = subprocess.run([sys.executable, "-m", "pylb", "profile", "check", path],
+                       capture_output=True, text=True)
+    assert r.returncode == code
+    if code:
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"pylb: error: {path}:")
