@@ -126,3 +126,15 @@ def test_doctor_reports_hugepages_mounts_and_pmds():
                                                      "isolated_cores", "nics"}
     text = pylb("doctor").stdout
     assert "hugepages (per NUMA node and size)" in text and "net_tap" in text
+
+
+def test_pip_builds_a_wheel_with_the_native_extension(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps",
+                        "--no-build-isolation", "-q", "-w", str(tmp_path)],
+                       capture_output=True, text=True, timeout=600,
+                       env=dict(os.environ, PYLB_MARCH="x86-64-v2"))
+    assert r.returncode == 0, r.stderr
+    import zipfile
+    wheel, = tmp_path.glob("pylb-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert any(n.startswith("pylb/_native") and n.endswith(".so") for n in names)
