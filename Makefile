@@ -4,7 +4,7 @@ PY        := $(VENV)/bin/python
 HUGEPAGES ?= 512
 SOURCES   := $(shell find native pylb -name '*.c' -o -name '*.h' -o -name '*.pyx' -o -name '*.pxd' | grep -v '^pylb/_native.c$$') setup.py pyproject.toml
 
-.PHONY: all deps venv build hugepages test demo doctor clean
+.PHONY: all deps venv build hugepages test demo bench doctor clean
 
 all: build
 
@@ -30,6 +30,10 @@ test: build hugepages
 
 demo: build hugepages
 	@scripts/demo.sh
+
+# Benchmarks: never part of `make test`. Results in bench/results/.
+bench: build hugepages
+	$(PY) bench/host_null.py
 
 doctor: build
 	$(VENV)/bin/pylb doctor
