@@ -36,9 +36,7 @@ def check_host(profile: Profile, instance: str | None) -> None:
     prefix = profile.file_prefix(instance)
     try:
         telemetry.query(prefix, "/", timeout=1.0)
-    except NotFound:
-        pass
-    except OSError:
+    except (NotFound, OSError):
         pass
     else:
         raise DataplaneError(f"an appliance with file prefix '{prefix}' is already running; "

@@ -81,7 +81,6 @@ def instance_files(prefix: str) -> list[str]:
     files = []
     for mount, _ in hugetlbfs_mounts():
         files += glob.glob(os.path.join(glob.escape(mount), f"{glob.escape(prefix)}map_*"))
-        files += glob.glob(os.path.join(glob.escape(mount), f"{glob.escape(prefix)}seg*"))
     run_dir = os.path.join(DPDK_RUNTIME, prefix)
     if os.path.isdir(run_dir):
         files.append(run_dir)

@@ -61,6 +61,7 @@ pylb_dp_create(const struct pylb_dp_conf *conf, struct pylb_dp **out)
 	if (dp == NULL)
 		return pylb_fail(-PYLB_E_NOMEM, "cannot allocate the dataplane");
 	dp_seq++;
+	pthread_mutex_init(&dp->ctl_lock, NULL);
 	dp->conf = *conf;
 	if (dp->conf.neigh_capacity == 0)
 		dp->conf.neigh_capacity = PYLB_NEIGH_DEFAULT;
@@ -114,7 +115,9 @@ cfg_publish(struct pylb_dp *dp, struct pylb_cfg *next)
 
 	__atomic_store_n(&dp->cfg, next, __ATOMIC_RELEASE);
 	rte_rcu_qsbr_synchronize(dp->qsv, RTE_QSBR_THRID_INVALID);
+	pthread_mutex_lock(&dp->ctl_lock);
 	rte_free(old);
+	pthread_mutex_unlock(&dp->ctl_lock);
 }
 
 static struct pylb_cfg *

@@ -75,6 +75,7 @@ pylb_neigh_drain(struct pylb_dp *dp)
 	unsigned int n, i;
 	int total = 0;
 
+	pthread_mutex_lock(&dp->ctl_lock);
 	do {
 		n = rte_ring_dequeue_burst_elem(dp->neigh_learn, ev, sizeof(ev[0]),
 						PYLB_BURST, NULL);
@@ -98,6 +99,7 @@ pylb_neigh_drain(struct pylb_dp *dp)
 		}
 		total += (int)n;
 	} while (n == PYLB_BURST);
+	pthread_mutex_unlock(&dp->ctl_lock);
 	return total;
 }
 

@@ -6,6 +6,7 @@
 #ifndef PYLB_PRIV_H
 #define PYLB_PRIV_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <rte_common.h>
 #include <rte_ether.h>
@@ -88,6 +89,9 @@ struct pylb_dp {
 	struct rte_rcu_qsbr *qsv;
 
 	struct pylb_cfg *cfg;		/* current snapshot, RCU-protected */
+	/* Serialises control-side writers with control-side readers on other
+	 * threads (telemetry); workers never take it. */
+	pthread_mutex_t ctl_lock;
 
 	uint16_t n_ports;
 	struct pylb_port ports[PYLB_MAX_PORTS];

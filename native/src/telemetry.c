@@ -17,6 +17,24 @@ static pthread_mutex_t tel_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct pylb_dp *tel_dp;
 static bool tel_registered;
 
+/* Hold the attached dataplane (NULL if none) steady for a callback. */
+static struct pylb_dp *
+tel_begin(void)
+{
+	pthread_mutex_lock(&tel_lock);
+	if (tel_dp != NULL)
+		pthread_mutex_lock(&tel_dp->ctl_lock);
+	return tel_dp;
+}
+
+static void
+tel_end(void)
+{
+	if (tel_dp != NULL)
+		pthread_mutex_unlock(&tel_dp->ctl_lock);
+	pthread_mutex_unlock(&tel_lock);
+}
+
 static struct rte_tel_data *
 sum_dict(uint32_t from, uint32_t to)
 {
@@ -42,8 +60,7 @@ tel_stats(const char *cmd __rte_unused, const char *params __rte_unused,
 	struct rte_tel_data *counters, *drops;
 
 	rte_tel_data_start_dict(d);
-	pthread_mutex_lock(&tel_lock);
-	if (tel_dp != NULL) {
+	if (tel_begin() != NULL) {
 		counters = sum_dict(0, PYLB_DROP_FIRST);
 		drops = sum_dict(PYLB_DROP_FIRST, PYLB_CNT_MAX);
 		if (counters != NULL)
@@ -51,7 +68,7 @@ tel_stats(const char *cmd __rte_unused, const char *params __rte_unused,
 		if (drops != NULL)
 			rte_tel_data_add_dict_container(d, "drops", drops, 0);
 	}
-	pthread_mutex_unlock(&tel_lock);
+	tel_end();
 	return 0;
 }
 
@@ -60,7 +77,7 @@ tel_ports(const char *cmd __rte_unused, const char *params __rte_unused,
 	  struct rte_tel_data *d)
 {
 	rte_tel_data_start_dict(d);
-	pthread_mutex_lock(&tel_lock);
+	tel_begin();
 	for (uint16_t p = 0; tel_dp != NULL && p < tel_dp->n_ports; p++) {
 		struct rte_tel_data *port = rte_tel_data_alloc();
 		struct rte_tel_data *addrs = rte_tel_data_alloc();
@@ -92,7 +109,7 @@ tel_ports(const char *cmd __rte_unused, const char *params __rte_unused,
 		rte_tel_data_add_dict_container(port, "addresses", addrs, 0);
 		rte_tel_data_add_dict_container(d, info.name, port, 0);
 	}
-	pthread_mutex_unlock(&tel_lock);
+	tel_end();
 	return 0;
 }
 
@@ -106,8 +123,7 @@ tel_neigh(const char *cmd __rte_unused, const char *params __rte_unused,
 
 	/* 22.11 arrays cannot hold dicts: a dict of entries named n0, n1, ... */
 	rte_tel_data_start_dict(d);
-	pthread_mutex_lock(&tel_lock);
-	if (tel_dp != NULL)
+	if (tel_begin() != NULL)
 		n = pylb_dp_neigh_list(tel_dp, nb, RTE_DIM(nb));
 	for (int i = 0; i < n; i++) {
 		struct rte_tel_data *e = rte_tel_data_alloc();
@@ -126,7 +142,7 @@ tel_neigh(const char *cmd __rte_unused, const char *params __rte_unused,
 		snprintf(buf, sizeof(buf), "n%d", i);
 		rte_tel_data_add_dict_container(d, buf, e, 0);
 	}
-	pthread_mutex_unlock(&tel_lock);
+	tel_end();
 	return 0;
 }
 
