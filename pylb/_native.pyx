@@ -255,17 +255,22 @@ cdef class Dataplane:
 
     def neighbours(self):
         cdef pylb_dp *dp = self._live()
-        cdef uint32_t cap = 4096
-        cdef pylb_neigh_info *buf = <pylb_neigh_info *>malloc(cap * sizeof(pylb_neigh_info))
-        if buf == NULL:
-            raise MemoryError()
-        try:
-            n = pylb_dp_neigh_list(dp, buf, cap)
-            return sorted((Neighbour(_ip_str(buf[i].ip), buf[i].port, _fmt_mac(buf[i].mac),
-                                     buf[i].age_ms) for i in range(n)),
-                          key=lambda nb: (nb.port, ipaddress.IPv4Address(nb.ip)))
-        finally:
-            free(buf)
+        cdef uint32_t cap = 1024
+        cdef int n
+        cdef pylb_neigh_info *buf
+        while True:
+            buf = <pylb_neigh_info *>malloc(cap * sizeof(pylb_neigh_info))
+            if buf == NULL:
+                raise MemoryError()
+            try:
+                n = pylb_dp_neigh_list(dp, buf, cap)
+                if <uint32_t>n < cap:
+                    return sorted((Neighbour(_ip_str(buf[i].ip), buf[i].port, _fmt_mac(buf[i].mac),
+                                             buf[i].age_ms) for i in range(n)),
+                                  key=lambda nb: (nb.port, ipaddress.IPv4Address(nb.ip)))
+            finally:
+                free(buf)
+            cap *= 2
 
     def mbufs_available(self):
         return pylb_dp_mbufs_available(self._live())

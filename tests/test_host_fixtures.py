@@ -191,3 +191,20 @@ def test_transmit_buffer_overflow_is_counted_not_leaked(dp):
     # Python seam collects after every burst, so all replies come back.
     out = dp.inject(0, [raw(echo_request())] * 96)
     assert len(out) == 96 and "tx_full" not in drops_of(dp)
+
+
+def test_many_neighbours_are_listed_and_ring_overflow_is_counted(native):
+    d = native.Dataplane(mbufs=1023, mbuf_cache=0, neigh_capacity=4096)
+    d.add_port("p0", mac=P0_MAC)
+    d.add_address(0, "10.0.0.1/20")
+    ips = [f"10.0.{i // 250}.{i % 250 + 2}" for i in range(1500)]
+    for start in range(0, 1500, 500):
+        d.inject(0, [raw(arp_request(sip=ip, smac=f"02:00:00:00:{i >> 8:02x}:{i & 255:02x}"))
+                     for i, ip in enumerate(ips[start:start + 500], start)])
+        d.housekeep()
+    assert {n.ip for n in d.neighbours()} == set(ips)
+    # Without housekeeping the 1024-entry learn ring overflows, and says so.
+    d.inject(0, [raw(arp_request(sip=f"10.0.9.{i % 250 + 2}")) for i in range(1100)])
+    assert d.totals()["neigh_learn_overflow"] == 1100 - 1024 + 1  # ring holds size - 1
+    d.housekeep()
+    d.close()
