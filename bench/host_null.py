@@ -20,7 +20,7 @@ import subprocess
 import sys
 import time
 
-from pylb import telemetry
+from pylb import hostinfo, telemetry
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BURST = 32
@@ -40,13 +40,16 @@ def cpu_model() -> str:
 
 
 def testpmd_once(seconds: float, mode: str) -> dict:
-    cmd = ["dpdk-testpmd", "-l", "0,1", "--no-pci", "--in-memory", "--vdev", "net_null0,copy=0",
+    prefix = "pylb-bench-testpmd"
+    cmd = ["dpdk-testpmd", "-l", "0,1", "--no-pci", "--in-memory", "--file-prefix", prefix,
+           "--vdev", "net_null0,copy=0",
            "--log-level", "*:error", "--", f"--forward-mode={mode}", "--auto-start",
            "--record-core-cycles", "--nb-cores=1", "--rxq=1", "--txq=1", f"--burst={BURST}"]
     p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                          stderr=subprocess.STDOUT, text=True)
     time.sleep(seconds)
     out, _ = p.communicate("\n", timeout=60)
+    hostinfo.remove_instance_files(prefix)
     m = re.search(r"CPU cycles/packet=([\d.]+) \(total cycles=(\d+) / total \w+ packets=(\d+)\) "
                   r"at (\d+) MHz", out)
     if not m:
