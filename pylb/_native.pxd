@@ -27,29 +27,29 @@ cdef extern from "pylb_dp.h" nogil:
 
     struct pylb_dp_conf:
         uint32_t n_workers
-        uint32_t worker_lcores[32]
+        uint32_t worker_lcores[PYLB_MAX_WORKERS]
         uint32_t mbufs_per_socket
         uint32_t mbuf_cache
         uint32_t neigh_capacity
 
     struct pylb_port_conf:
-        char name[32]
-        char device[256]
+        char name[PYLB_NAME_LEN]
+        char device[PYLB_DEVARGS_LEN]
         uint8_t mac[6]
         uint16_t rx_desc
         uint16_t tx_desc
         uint32_t link_wait_ms
 
     struct pylb_port_info:
-        char name[32]
-        char device[256]
+        char name[PYLB_NAME_LEN]
+        char device[PYLB_DEVARGS_LEN]
         int32_t ethdev
         uint8_t mac[6]
         uint8_t link_up
         uint32_t link_speed_mbps
         uint32_t n_addrs
-        uint32_t addrs[16]
-        uint8_t prefix_lens[16]
+        uint32_t addrs[PYLB_MAX_ADDRS]
+        uint8_t prefix_lens[PYLB_MAX_ADDRS]
 
     struct pylb_neigh_info:
         uint32_t ip

@@ -47,8 +47,7 @@ def check_host(profile: Profile, instance: str | None) -> None:
             raise DataplaneError(problem)
 
 
-def run(profile: Profile, stop: threading.Event, instance: str | None = None,
-        on_ready=None) -> None:
+def run(profile: Profile, stop: threading.Event, instance: str | None = None) -> None:
     """Run until `stop` is set. Raises PylbError subclasses with operator-facing messages."""
     check_host(profile, instance)
     native = load_native()
@@ -71,8 +70,6 @@ def run(profile: Profile, stop: threading.Event, instance: str | None = None,
                      p.ethdev, p.mac, "up" if p.link_up else "down", ", ".join(p.addresses) or "-")
         log.info("running: %d worker(s) on lcore(s) %s, file prefix %s", len(profile.workers),
                  ",".join(map(str, profile.workers)), prefix)
-        if on_ready:
-            on_ready(dp)
         while not stop.wait(HOUSEKEEP_INTERVAL_S):
             dp.housekeep()
         log.info("stopping")

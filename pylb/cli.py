@@ -53,10 +53,10 @@ def cmd_profile_check(args) -> int:
 
 
 def _prefix(args) -> str:
+    from pylb.profile import file_prefix, load_profile
     if args.instance:
-        return f"pylb-{args.instance}"
+        return file_prefix(args.instance)
     if args.profile:
-        from pylb.profile import load_profile
         return load_profile(args.profile).file_prefix()
     raise InvalidArgument("name the appliance with --instance NAME or --profile PATH")
 

@@ -26,6 +26,11 @@ PORT_KEYS = {"name", "vdev", "pci", "addresses", "rx_desc", "tx_desc", "link_wai
 LOG_LEVELS = {"emergency", "alert", "critical", "error", "warning", "notice", "info", "debug"}
 
 
+def file_prefix(instance: str) -> str:
+    """EAL file prefix of the appliance instance `instance`."""
+    return f"pylb-{instance}"
+
+
 @dataclass(frozen=True)
 class PortProfile:
     name: str
@@ -58,7 +63,7 @@ class Profile:
     eal_args: tuple[str, ...] = field(default=())
 
     def file_prefix(self, instance: str | None = None) -> str:
-        return f"pylb-{instance or self.name}"
+        return file_prefix(instance or self.name)
 
     def eal_argv(self, instance: str | None = None) -> list[str]:
         """EAL arguments: lcores, memory, a unique file prefix, PCI allow-list or --no-pci."""

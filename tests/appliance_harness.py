@@ -14,6 +14,7 @@ import time
 import yaml
 
 from pylb import telemetry
+from pylb.profile import file_prefix
 
 _seq = itertools.count()
 
@@ -71,7 +72,7 @@ class Appliance:
     def __init__(self, ports: int = 2, workers: str = "1", cpu_map: str | None = None, **extra):
         n = next(_seq)
         self.instance = f"t{os.getpid() % 10000}x{n}"
-        self.prefix = f"pylb-{self.instance}"
+        self.prefix = file_prefix(self.instance)
         self.ifaces = [f"pt{os.getpid() % 10000}x{n}p{i}" for i in range(ports)]
         lcores = {"main": 0, "workers": workers}
         if cpu_map:

@@ -33,8 +33,7 @@ def profile(tmp_path, name, **over):
     prof = {"name": name, "lcores": {"main": 0, "workers": "1"},
             "memory": {"hugepages": True, "size_mb": 128},
             "ports": [{"name": "p0", "vdev": f"net_tap0,iface={name}0", "addresses": ["10.77.0.1/24"]}]}
-    for k, v in over.items():
-        prof[k] = v
+    prof.update(over)
     p = tmp_path / f"{name}.yaml"
     p.write_text(yaml.safe_dump(prof))
     return str(p)
