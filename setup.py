@@ -30,7 +30,7 @@ def dpdk_flags():
                  "install them with: apt-get install libdpdk-dev")
     march = os.environ.get("PYLB_MARCH", "native")
     cflags = [f for f in out["--cflags"] if not f.startswith("-march=")]
-    return cflags + ["-O3", f"-march={march}"], out["--libs"]
+    return cflags + ["-O3", f"-march={march}", "-DALLOW_EXPERIMENTAL_API"], out["--libs"] + ["-lm"]
 
 
 class BuildExt(build_ext):

@@ -6,6 +6,16 @@ cdef extern from "pylb_dp.h" nogil:
         PYLB_MAX_PORTS
         PYLB_MAX_WORKERS
         PYLB_MAX_ADDRS
+        PYLB_MAX_ECMP
+        PYLB_MAX_BACKENDS
+        PYLB_MAGLEV_DEFAULT
+        PYLB_ROUTE_GATEWAY
+        PYLB_ROUTE_CONNECTED
+        PYLB_ROUTE_LOCAL
+        PYLB_ROUTE_VIP
+        PYLB_FWD_IPIP
+        PYLB_FWD_GRE
+        PYLB_FWD_DR
         PYLB_NAME_LEN
         PYLB_DEVARGS_LEN
         PYLB_CNT_MAX
@@ -31,6 +41,9 @@ cdef extern from "pylb_dp.h" nogil:
         uint32_t mbufs_per_socket
         uint32_t mbuf_cache
         uint32_t neigh_capacity
+        uint32_t neigh_timeout_ms
+        uint32_t max_routes
+        uint32_t fib_tbl8
 
     struct pylb_port_conf:
         char name[PYLB_NAME_LEN]
@@ -39,6 +52,35 @@ cdef extern from "pylb_dp.h" nogil:
         uint16_t rx_desc
         uint16_t tx_desc
         uint32_t link_wait_ms
+        char kernel_iface[PYLB_NAME_LEN]
+
+    struct pylb_ip:
+        uint8_t af
+        uint8_t ip[16]
+
+    struct pylb_prefix:
+        pylb_ip addr
+        uint8_t len
+
+    struct pylb_nexthop:
+        pylb_ip gw
+        uint16_t port
+
+    struct pylb_route:
+        pylb_prefix dst
+        uint8_t kind
+        uint16_t n_nh
+        pylb_nexthop nh[PYLB_MAX_ECMP]
+
+    struct pylb_vip_conf:
+        pylb_prefix prefix
+        uint8_t method
+        pylb_ip source
+        uint32_t table_size
+
+    struct pylb_backend:
+        pylb_ip addr
+        uint32_t weight
 
     struct pylb_port_info:
         char name[PYLB_NAME_LEN]
@@ -48,13 +90,15 @@ cdef extern from "pylb_dp.h" nogil:
         uint8_t link_up
         uint32_t link_speed_mbps
         uint32_t n_addrs
-        uint32_t addrs[PYLB_MAX_ADDRS]
-        uint8_t prefix_lens[PYLB_MAX_ADDRS]
+        pylb_prefix addrs[2 * PYLB_MAX_ADDRS]
+        char kernel_iface[PYLB_NAME_LEN]
 
     struct pylb_neigh_info:
-        uint32_t ip
+        pylb_ip addr
         uint16_t port
         uint8_t mac[6]
+        uint8_t state
+        uint8_t held
         uint64_t age_ms
 
     const char *pylb_strerror(int rc)
@@ -65,11 +109,35 @@ cdef extern from "pylb_dp.h" nogil:
 
     int pylb_dp_create(const pylb_dp_conf *conf, pylb_dp **out)
     int pylb_dp_port_add(pylb_dp *dp, const pylb_port_conf *conf, uint16_t *port_out)
-    int pylb_dp_addr_add(pylb_dp *dp, uint16_t port, uint32_t ip, uint8_t prefix_len)
+    int pylb_dp_addr_add(pylb_dp *dp, uint16_t port, const pylb_prefix *addr)
     int pylb_dp_start(pylb_dp *dp)
     int pylb_dp_stop(pylb_dp *dp)
     void pylb_dp_destroy(pylb_dp *dp)
     int pylb_dp_housekeep(pylb_dp *dp)
+
+    int pylb_dp_route_add(pylb_dp *dp, const pylb_route *r)
+    int pylb_dp_route_del(pylb_dp *dp, const pylb_prefix *dst)
+    int pylb_dp_route_get(pylb_dp *dp, const pylb_prefix *dst, pylb_route *out)
+    int pylb_dp_route_list(pylb_dp *dp, uint8_t af, const pylb_prefix *after,
+                           pylb_route *out, uint32_t max)
+    uint32_t pylb_dp_route_count(const pylb_dp *dp, uint8_t af)
+    int pylb_dp_route_lookup(pylb_dp *dp, const pylb_ip *ip, pylb_route *out)
+
+    int pylb_dp_neigh_add(pylb_dp *dp, uint16_t port, const pylb_ip *ip, const uint8_t *mac)
+    int pylb_dp_neigh_del(pylb_dp *dp, uint16_t port, const pylb_ip *ip)
+
+    int pylb_dp_vip_add(pylb_dp *dp, const pylb_vip_conf *conf)
+    int pylb_dp_vip_del(pylb_dp *dp, const pylb_prefix *prefix)
+    int pylb_dp_vip_backends_set(pylb_dp *dp, const pylb_prefix *prefix,
+                                 const pylb_backend *b, uint32_t n)
+    int pylb_dp_vip_get(pylb_dp *dp, const pylb_prefix *prefix, pylb_vip_conf *conf,
+                        pylb_backend *b, uint32_t max_b, uint32_t *n_b)
+    int pylb_dp_vip_list(pylb_dp *dp, pylb_prefix *out, uint32_t max)
+    int pylb_dp_vip_pick(pylb_dp *dp, const pylb_prefix *prefix, const pylb_ip *src,
+                         const pylb_ip *dst)
+
+    int pylb_maglev_build(const pylb_backend *b, uint32_t n, uint32_t size, uint16_t *table)
+    uint32_t pylb_flow_hash(const pylb_ip *src, const pylb_ip *dst)
 
     uint16_t pylb_dp_port_count(const pylb_dp *dp)
     int pylb_dp_port_info(pylb_dp *dp, uint16_t port, pylb_port_info *info)
@@ -82,5 +150,6 @@ cdef extern from "pylb_dp.h" nogil:
     uint32_t pylb_mbuf_len(const rte_mbuf *m)
     uint32_t pylb_mbuf_copy_out(const rte_mbuf *m, void *buf, uint32_t cap)
     void pylb_mbuf_free(rte_mbuf *m)
-    int pylb_dp_inject(pylb_dp *dp, uint16_t port, rte_mbuf **pkts, uint16_t n)
-    uint16_t pylb_dp_collect(pylb_dp *dp, uint16_t port, rte_mbuf **out, uint16_t max)
+    int pylb_dp_inject(pylb_dp *dp, uint16_t port, int kernel, rte_mbuf **pkts, uint16_t n)
+    uint16_t pylb_dp_collect(pylb_dp *dp, uint16_t port, int kernel, rte_mbuf **out,
+                             uint16_t max)

@@ -15,6 +15,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from pylb import kernel
 from pylb.errors import (AlreadyExists, CapacityExhausted, DataplaneError,
                          InvalidArgument, NotFound, PortError)
 
@@ -87,6 +88,7 @@ class PortInfo(NamedTuple):
     link_up: bool
     link_speed_mbps: int
     addresses: tuple
+    kernel_iface: str = ""
 
 
 class Neighbour(NamedTuple):
@@ -94,22 +96,157 @@ class Neighbour(NamedTuple):
     port: int
     mac: str
     age_ms: int
+    state: str = "reachable"
+    held: int = 0
+
+
+class NextHop(NamedTuple):
+    gateway: str | None     # None: directly connected
+    port: int
+
+
+class Route(NamedTuple):
+    prefix: str
+    kind: str               # gateway, connected, local or vip
+    nexthops: tuple
+
+
+class Backend(NamedTuple):
+    ip: str
+    weight: int = 1
+
+
+class Vip(NamedTuple):
+    prefix: str
+    method: str
+    table_size: int
+    source: str | None
+    backends: tuple
+
+
+_ROUTE_KINDS = {PYLB_ROUTE_GATEWAY: "gateway", PYLB_ROUTE_CONNECTED: "connected",
+                PYLB_ROUTE_LOCAL: "local", PYLB_ROUTE_VIP: "vip"}
+_METHODS = {"ipip": PYLB_FWD_IPIP, "gre": PYLB_FWD_GRE, "dr": PYLB_FWD_DR}
+_METHOD_NAMES = {v: k for k, v in _METHODS.items()}
+_NEIGH_STATES = ("incomplete", "reachable", "probing", "static")
+
+
+cdef object _route(const pylb_route *r):
+    return Route(_get_prefix(&r.dst), _ROUTE_KINDS.get(r.kind, "?"),
+                 tuple(NextHop(None if r.nh[i].gw.af == 0 else str(_get_ip(&r.nh[i].gw)),
+                               r.nh[i].port) for i in range(r.n_nh)))
+
+
+def _backend_list(backends):
+    out = []
+    for b in backends:
+        if isinstance(b, Backend):
+            ip, weight = b
+        elif isinstance(b, (tuple, list)):
+            ip, weight = b
+        else:
+            ip, weight = b, 1
+        if not isinstance(weight, int) or weight < 0 or weight > 65535:
+            raise InvalidArgument(f"backend {ip}: weight {weight!r} must be an integer in 0..65535")
+        out.append((_parse_ip(ip, "backend"), weight))
+    return out
+
+
+cdef int _fill_backends(pylb_backend *arr, list bl) except -1:
+    for i, (ip, weight) in enumerate(bl):
+        _set_ip(&arr[i].addr, ip)
+        arr[i].weight = weight
+    return 0
+
+
+def maglev_table(backends, int size=PYLB_MAGLEV_DEFAULT):
+    """The L3 VIP lookup table for `backends` ([(ip, weight)] or [ip]):
+    a numpy array of backend indices, one per slot."""
+    bl = _backend_list(backends)
+    if not bl:
+        raise InvalidArgument("at least one backend is needed")
+    if len(bl) > PYLB_MAX_BACKENDS:
+        raise CapacityExhausted(f"{len(bl)} backends, at most {PYLB_MAX_BACKENDS}")
+    cdef pylb_backend *arr = <pylb_backend *>malloc(len(bl) * sizeof(pylb_backend))
+    if arr == NULL:
+        raise MemoryError()
+    table = np.empty(max(size, 1), dtype=np.uint16)
+    cdef uint16_t[::1] tv = table
+    cdef int rc
+    try:
+        _fill_backends(arr, bl)
+        rc = pylb_maglev_build(arr, len(bl), size, &tv[0])
+    finally:
+        free(arr)
+    _check(rc)
+    return table
+
+
+def flow_hash(src, dst):
+    """The flow hash of (source, destination): ECMP path and VIP slot choice."""
+    cdef pylb_ip s, d
+    a, b = _parse_ip(src, "source"), _parse_ip(dst, "destination")
+    if a.version != b.version:
+        raise InvalidArgument("source and destination must be the same family")
+    _set_ip(&s, a)
+    _set_ip(&d, b)
+    return pylb_flow_hash(&s, &d)
 
 
 cdef str _fmt_mac(const uint8_t *m):
     return ":".join(f"{m[i]:02x}" for i in range(6))
 
 
-cdef uint32_t _ip_be(addr) except? 0:
-    # ipaddress.packed is network order; keep it as-is in memory.
+def _parse_mac(mac):
+    parts = str(mac).split(":")
+    try:
+        octets = [int(p, 16) for p in parts]
+    except ValueError:
+        octets = []
+    if len(parts) != 6 or len(octets) != 6 or not all(0 <= o < 256 for o in octets):
+        raise InvalidArgument(f"MAC '{mac}' is not six hex octets like 02:00:00:00:00:01")
+    return octets
+
+
+def _parse_ip(value, str what):
+    try:
+        return ipaddress.ip_address(str(value))
+    except ValueError:
+        raise InvalidArgument(f"{what} '{value}' is not an IPv4 or IPv6 address") from None
+
+
+def _parse_prefix(value, str what):
+    """A network like 10.1.0.0/16 or 2001:db8::/64 (a bare address is a host)."""
+    try:
+        return ipaddress.ip_network(str(value))
+    except ValueError as e:
+        hint = " (host bits set; give the network address)" if "host bits" in str(e) else ""
+        raise InvalidArgument(f"{what} '{value}' is not a prefix like 10.1.0.0/16 "
+                              f"or 2001:db8::/64{hint}") from None
+
+
+cdef void _set_ip(pylb_ip *out, addr) except *:
     cdef bytes packed = addr.packed
-    cdef uint32_t v
-    memcpy(&v, PyBytes_AS_STRING(packed), 4)
-    return v
+    memset(out, 0, sizeof(pylb_ip))
+    out.af = addr.version
+    memcpy(out.ip, PyBytes_AS_STRING(packed), len(packed))
 
 
-cdef str _ip_str(uint32_t be):
-    return str(ipaddress.IPv4Address(PyBytes_FromStringAndSize(<char *>&be, 4)))
+cdef void _set_prefix(pylb_prefix *out, net) except *:
+    memset(out, 0, sizeof(pylb_prefix))
+    _set_ip(&out.addr, net.network_address)
+    out.len = net.prefixlen
+
+
+cdef object _get_ip(const pylb_ip *a):
+    if a.af == 0:
+        return None
+    n = 4 if a.af == 4 else 16
+    return ipaddress.ip_address(PyBytes_FromStringAndSize(<char *>a.ip, n))
+
+
+cdef str _get_prefix(const pylb_prefix *p):
+    return f"{_get_ip(&p.addr)}/{p.len}"
 
 
 cdef void _copy_str(char *dst, str s, size_t cap, str what) except *:
@@ -130,9 +267,11 @@ cdef class Dataplane:
     cdef int _exports
     cdef bint _closing
     cdef uint32_t _n_slots
+    cdef list _ports        # [(name, kernel_iface attached or "")]
 
     def __cinit__(self, *, workers=(), int mbufs=8191, int mbuf_cache=256,
-                  int neigh_capacity=4096):
+                  int neigh_capacity=4096, int neigh_timeout_ms=0, int max_routes=0,
+                  int fib_tbl8=0):
         cdef pylb_dp_conf conf
         cdef int rc
         memset(&conf, 0, sizeof(conf))
@@ -145,6 +284,10 @@ cdef class Dataplane:
         conf.mbufs_per_socket = mbufs
         conf.mbuf_cache = mbuf_cache
         conf.neigh_capacity = neigh_capacity
+        conf.neigh_timeout_ms = neigh_timeout_ms
+        conf.max_routes = max_routes
+        conf.fib_tbl8 = fib_tbl8
+        self._ports = []
         with nogil:
             rc = pylb_dp_create(&conf, &self.dp)
         _check(rc)
@@ -161,9 +304,23 @@ cdef class Dataplane:
             raise DataplaneError("the dataplane is closed")
         return self.dp
 
+    def port_index(self, port):
+        """A port's index from its index or name."""
+        if isinstance(port, str):
+            for i, (name, _) in enumerate(self._ports):
+                if name == port:
+                    return i
+            raise NotFound(f"no port named '{port}'")
+        if isinstance(port, int) and 0 <= port < len(self._ports):
+            return port
+        raise NotFound(f"no port {port!r}")
+
     def add_port(self, str name, str device="", mac=None, int rx_desc=0,
-                 int tx_desc=0, int link_wait_ms=5000):
-        """Add a port; returns its index. `device` empty: detached (needs `mac`)."""
+                 int tx_desc=0, int link_wait_ms=5000, str kernel_iface=""):
+        """Add a port; returns its index. `device` empty: detached (needs `mac`).
+
+        `kernel_iface` names the port's exception path: a kernel interface
+        with the port's MAC and addresses."""
         cdef pylb_port_conf conf
         cdef uint16_t idx
         cdef int rc
@@ -172,40 +329,254 @@ cdef class Dataplane:
         _copy_str(conf.name, name, PYLB_NAME_LEN, "port name")
         _copy_str(conf.device, device, PYLB_DEVARGS_LEN, "device")
         if mac is not None:
-            parts = str(mac).split(":")
             try:
-                octets = [int(p, 16) for p in parts]
-            except ValueError:
-                octets = []
-            if len(parts) != 6 or len(octets) != 6 or not all(0 <= o < 256 for o in octets):
-                raise InvalidArgument(f"port {name}: MAC '{mac}' is not six hex octets like 02:00:00:00:00:01")
+                octets = _parse_mac(mac)
+            except InvalidArgument as e:
+                raise InvalidArgument(f"port {name}: {e}") from None
             for i in range(6):
                 conf.mac[i] = octets[i]
         conf.rx_desc = rx_desc
         conf.tx_desc = tx_desc
         conf.link_wait_ms = link_wait_ms
+        _copy_str(conf.kernel_iface, kernel_iface, PYLB_NAME_LEN, "kernel interface")
         with nogil:
             rc = pylb_dp_port_add(dp, &conf, &idx)
         _check(rc)
+        attached = kernel_iface if (kernel_iface and device) else ""
+        self._ports.append((name, attached))
+        if attached:
+            kernel.configure(attached, self.ports()[idx].mac)
         return idx
 
-    def add_address(self, int port, str address):
-        """Give `port` an IPv4 address with prefix, e.g. '10.99.0.1/24'."""
+    def add_address(self, port, str address):
+        """Give `port` an address with prefix, e.g. '10.99.0.1/24' or
+        '2001:db8::1/64': a local route for it and a connected route for its
+        network. The port's kernel interface gets it too."""
         cdef pylb_dp *dp = self._live()
+        cdef pylb_prefix pfx
         cdef int rc
-        try:
-            iface = ipaddress.IPv4Interface(address)
-        except ValueError:
-            raise InvalidArgument(f"'{address}' is not an IPv4 address with a prefix length, like 10.99.0.1/24")
+        cdef uint16_t idx = self.port_index(port)
         if "/" not in address:
             raise InvalidArgument(f"'{address}' has no prefix length; write it like 10.99.0.1/24")
-        cdef uint32_t ip = _ip_be(iface.ip)
-        cdef uint8_t plen = iface.network.prefixlen
-        if port < 0 or port >= pylb_dp_port_count(dp):
-            raise NotFound(f"no port {port}")
+        try:
+            iface = ipaddress.ip_interface(address)
+        except ValueError:
+            raise InvalidArgument(f"'{address}' is not an address with a prefix length, "
+                                  "like 10.99.0.1/24 or 2001:db8::1/64") from None
+        _set_ip(&pfx.addr, iface.ip)
+        pfx.len = iface.network.prefixlen
         with nogil:
-            rc = pylb_dp_addr_add(dp, port, ip, plen)
+            rc = pylb_dp_addr_add(dp, idx, &pfx)
         _check(rc)
+        if self._ports[idx][1]:
+            kernel.add_address(self._ports[idx][1], address, iface.version)
+
+    # Routes
+
+    def add_route(self, prefix, via):
+        """Route `prefix` through `via`: one (gateway, port) pair, or a list
+        of them for ECMP. A gateway of None routes to the port directly."""
+        cdef pylb_dp *dp = self._live()
+        cdef pylb_route r
+        cdef int rc
+        net = _parse_prefix(prefix, "route")
+        if isinstance(via, tuple) and len(via) == 2 and not isinstance(via[0], tuple):
+            via = [via]
+        via = list(via)
+        if not 1 <= len(via) <= PYLB_MAX_ECMP:
+            raise InvalidArgument(f"route {prefix}: give 1 to {PYLB_MAX_ECMP} next hops")
+        memset(&r, 0, sizeof(r))
+        _set_prefix(&r.dst, net)
+        r.n_nh = len(via)
+        for i, hop in enumerate(via):
+            try:
+                gw, port = hop
+            except (TypeError, ValueError):
+                raise InvalidArgument(f"route {prefix}: next hop {hop!r} is not (gateway, port)") from None
+            r.nh[i].port = self.port_index(port)
+            if gw is not None:
+                _set_ip(&r.nh[i].gw, _parse_ip(gw, "gateway"))
+        with nogil:
+            rc = pylb_dp_route_add(dp, &r)
+        _check(rc)
+
+    def del_route(self, prefix):
+        cdef pylb_dp *dp = self._live()
+        cdef pylb_prefix p
+        cdef int rc
+        _set_prefix(&p, _parse_prefix(prefix, "route"))
+        with nogil:
+            rc = pylb_dp_route_del(dp, &p)
+        _check(rc)
+
+    def route(self, prefix):
+        """The route at exactly `prefix`."""
+        cdef pylb_route r
+        cdef pylb_prefix p
+        _set_prefix(&p, _parse_prefix(prefix, "route"))
+        _check(pylb_dp_route_get(self._live(), &p, &r))
+        return _route(&r)
+
+    def lookup(self, ip):
+        """The route the workers use for `ip` (longest prefix match)."""
+        cdef pylb_route r
+        cdef pylb_ip a
+        _set_ip(&a, _parse_ip(ip, "address"))
+        _check(pylb_dp_route_lookup(self._live(), &a, &r))
+        return _route(&r)
+
+    def route_count(self, int family=4):
+        return pylb_dp_route_count(self._live(), family)
+
+    def routes(self, int family=4):
+        """All routes of a family, in prefix order (a generator)."""
+        cdef pylb_dp *dp = self._live()
+        cdef pylb_route *buf = <pylb_route *>malloc(256 * sizeof(pylb_route))
+        cdef pylb_prefix after
+        cdef int n
+        if buf == NULL:
+            raise MemoryError()
+        try:
+            n = _check(pylb_dp_route_list(dp, family, NULL, buf, 256))
+            while n > 0:
+                for i in range(n):
+                    yield _route(&buf[i])
+                if n < 256:
+                    break
+                after = buf[n - 1].dst
+                n = _check(pylb_dp_route_list(self._live(), family, &after, buf, 256))
+        finally:
+            free(buf)
+
+    # Neighbours
+
+    def add_neighbour(self, port, ip, mac):
+        """A static neighbour: never ages, not overridden by what is learned."""
+        cdef pylb_ip a
+        cdef uint8_t m[6]
+        cdef int rc
+        cdef uint16_t idx = self.port_index(port)
+        _set_ip(&a, _parse_ip(ip, "neighbour"))
+        octets = _parse_mac(mac)
+        for i in range(6):
+            m[i] = octets[i]
+        with nogil:
+            rc = pylb_dp_neigh_add(self.dp, idx, &a, m)
+        _check(rc)
+
+    def del_neighbour(self, port, ip):
+        cdef pylb_ip a
+        cdef int rc
+        cdef uint16_t idx = self.port_index(port)
+        _set_ip(&a, _parse_ip(ip, "neighbour"))
+        with nogil:
+            rc = pylb_dp_neigh_del(self.dp, idx, &a)
+        _check(rc)
+
+    # L3 VIPs
+
+    def add_vip(self, prefix, str method="ipip", int table_size=PYLB_MAGLEV_DEFAULT,
+                source=None, backends=()):
+        """An L3 VIP: `prefix` balanced over backends by a consistent hash of
+        (source, destination). `method`: ipip, gre or dr (direct routing)."""
+        cdef pylb_vip_conf c
+        cdef int rc
+        net = _parse_prefix(prefix, "VIP")
+        if method not in _METHODS:
+            raise InvalidArgument(f"VIP {prefix}: method '{method}' is not one of {', '.join(_METHODS)}")
+        memset(&c, 0, sizeof(c))
+        _set_prefix(&c.prefix, net)
+        c.method = _METHODS[method]
+        c.table_size = table_size
+        if source is not None:
+            _set_ip(&c.source, _parse_ip(source, "VIP source"))
+        cdef pylb_dp *dp = self._live()
+        with nogil:
+            rc = pylb_dp_vip_add(dp, &c)
+        _check(rc)
+        if backends:
+            self.set_backends(prefix, backends)
+
+    def del_vip(self, prefix):
+        cdef pylb_prefix p
+        cdef int rc
+        _set_prefix(&p, _parse_prefix(prefix, "VIP"))
+        cdef pylb_dp *dp = self._live()
+        with nogil:
+            rc = pylb_dp_vip_del(dp, &p)
+        _check(rc)
+
+    def vip(self, prefix):
+        cdef pylb_vip_conf c
+        cdef pylb_prefix p
+        cdef uint32_t n = 0
+        cdef pylb_backend *b = <pylb_backend *>malloc(PYLB_MAX_BACKENDS * sizeof(pylb_backend))
+        if b == NULL:
+            raise MemoryError()
+        try:
+            _set_prefix(&p, _parse_prefix(prefix, "VIP"))
+            _check(pylb_dp_vip_get(self._live(), &p, &c, b, PYLB_MAX_BACKENDS, &n))
+            src = _get_ip(&c.source)
+            return Vip(_get_prefix(&c.prefix), _METHOD_NAMES[c.method], c.table_size,
+                       None if src is None else str(src),
+                       tuple(Backend(str(_get_ip(&b[i].addr)), b[i].weight) for i in range(n)))
+        finally:
+            free(b)
+
+    def vips(self):
+        cdef pylb_prefix buf[256]
+        cdef int n = pylb_dp_vip_list(self._live(), buf, 256)
+        out = [_get_prefix(&buf[i]) for i in range(n)]
+        return [self.vip(p) for p in out]
+
+    def set_backends(self, prefix, backends):
+        """Replace the VIP's backends: [(ip, weight)] or [ip]. The lookup
+        table is rebuilt off to the side and swapped in."""
+        cdef pylb_prefix p
+        cdef int rc
+        cdef pylb_dp *dp
+        cdef uint32_t n
+        bl = _backend_list(backends)
+        if len(bl) > PYLB_MAX_BACKENDS:
+            raise CapacityExhausted(f"{len(bl)} backends, at most {PYLB_MAX_BACKENDS}")
+        cdef pylb_backend *arr = <pylb_backend *>malloc(max(len(bl), 1) * sizeof(pylb_backend))
+        if arr == NULL:
+            raise MemoryError()
+        try:
+            _fill_backends(arr, bl)
+            _set_prefix(&p, _parse_prefix(prefix, "VIP"))
+            dp = self._live()
+            n = len(bl)
+            with nogil:
+                rc = pylb_dp_vip_backends_set(dp, &p, arr, n)
+        finally:
+            free(arr)
+        _check(rc)
+
+    def add_backend(self, prefix, ip, int weight=1):
+        current = list(self.vip(prefix).backends)
+        addr = str(_parse_ip(ip, "backend"))
+        if any(b.ip == addr for b in current):
+            raise AlreadyExists(f"VIP {prefix}: backend {addr} already exists")
+        self.set_backends(prefix, current + [Backend(addr, weight)])
+
+    def del_backend(self, prefix, ip):
+        current = list(self.vip(prefix).backends)
+        addr = str(_parse_ip(ip, "backend"))
+        kept = [b for b in current if b.ip != addr]
+        if len(kept) == len(current):
+            raise NotFound(f"VIP {prefix}: no backend {addr}")
+        self.set_backends(prefix, kept)
+
+    def vip_pick(self, prefix, src, dst):
+        """The backend the workers choose for a packet from `src` to `dst`."""
+        cdef pylb_prefix p
+        cdef pylb_ip s, d
+        _set_prefix(&p, _parse_prefix(prefix, "VIP"))
+        _set_ip(&s, _parse_ip(src, "source"))
+        _set_ip(&d, _parse_ip(dst, "destination"))
+        i = pylb_dp_vip_pick(self._live(), &p, &s, &d)
+        return None if i < 0 else self.vip(prefix).backends[i].ip
 
     def start(self):
         cdef pylb_dp *dp = self._live()
@@ -233,7 +604,8 @@ cdef class Dataplane:
             self.dp = NULL
 
     def housekeep(self):
-        """Control-side work (neighbour learning). Call from one thread only."""
+        """Control-side work: neighbour learning and resolution, held packets,
+        aging. Call from one thread only, every few milliseconds."""
         cdef pylb_dp *dp = self._live()
         cdef int n
         with nogil:
@@ -246,11 +618,10 @@ cdef class Dataplane:
         out = []
         for p in range(pylb_dp_port_count(dp)):
             _check(pylb_dp_port_info(dp, p, &info))
-            addrs = tuple(f"{_ip_str(info.addrs[i])}/{info.prefix_lens[i]}"
-                          for i in range(info.n_addrs))
+            addrs = tuple(_get_prefix(&info.addrs[i]) for i in range(info.n_addrs))
             out.append(PortInfo(p, info.name.decode(), info.device.decode(), info.ethdev,
                                 _fmt_mac(info.mac), bool(info.link_up),
-                                info.link_speed_mbps, addrs))
+                                info.link_speed_mbps, addrs, info.kernel_iface.decode()))
         return out
 
     def neighbours(self):
@@ -265,9 +636,12 @@ cdef class Dataplane:
             try:
                 n = pylb_dp_neigh_list(dp, buf, cap)
                 if <uint32_t>n < cap:
-                    return sorted((Neighbour(_ip_str(buf[i].ip), buf[i].port, _fmt_mac(buf[i].mac),
-                                             buf[i].age_ms) for i in range(n)),
-                                  key=lambda nb: (nb.port, ipaddress.IPv4Address(nb.ip)))
+                    return sorted((Neighbour(str(_get_ip(&buf[i].addr)), buf[i].port,
+                                             _fmt_mac(buf[i].mac), buf[i].age_ms,
+                                             _NEIGH_STATES[buf[i].state & 3], buf[i].held)
+                                   for i in range(n)),
+                                  key=lambda nb: (nb.port, ipaddress.ip_address(nb.ip).version,
+                                                  ipaddress.ip_address(nb.ip)))
             finally:
                 free(buf)
             cap *= 2
@@ -324,20 +698,17 @@ cdef class Dataplane:
             pylb_dp_destroy(self.dp)
             self.dp = NULL
 
-    def inject(self, int port, frames):
+    def inject(self, port, frames, bint kernel=False):
         """Run `frames` (bytes) through the real processing function as if
-        received on `port`; returns [(port, bytes)] of what it sends."""
+        received on `port` (from its kernel interface if `kernel`); returns
+        [(port, bytes)] of what it sends towards the wire."""
         cdef pylb_dp *dp = self._live()
         cdef rte_mbuf *pkts[32]
-        cdef rte_mbuf *out[64]
-        cdef uint16_t n, k, got
-        cdef uint32_t ln
+        cdef uint16_t n, k
         cdef bytes b
         cdef int rc
+        cdef uint16_t idx = self.port_index(port)
         frames = list(frames)
-        n_ports = pylb_dp_port_count(dp)
-        if port < 0 or port >= n_ports:
-            raise NotFound(f"no port {port}")
         result = []
         for start in range(0, len(frames), MAX_BURST):
             chunk = frames[start:start + MAX_BURST]
@@ -353,17 +724,32 @@ cdef class Dataplane:
                 for k in range(n):
                     pylb_mbuf_free(pkts[k])
                 raise
-            rc = pylb_dp_inject(dp, port, pkts, n)
+            rc = pylb_dp_inject(dp, idx, kernel, pkts, n)
             if rc < 0:
                 for k in range(n):
                     pylb_mbuf_free(pkts[k])
                 _check(rc)
-            for p in range(n_ports):
-                got = pylb_dp_collect(dp, p, out, 64)
+            result += self.collect()
+        return result
+
+    def collect(self, bint kernel=False):
+        """Frames waiting in the control slot (after inject or housekeep):
+        [(port, bytes)] towards the wire, or up to the kernel if `kernel`."""
+        cdef pylb_dp *dp = self._live()
+        cdef rte_mbuf *out[64]
+        cdef uint16_t got, k
+        cdef uint32_t ln
+        cdef bytes b
+        result = []
+        for p in range(pylb_dp_port_count(dp)):
+            while True:
+                got = pylb_dp_collect(dp, p, kernel, out, 64)
                 for k in range(got):
                     ln = pylb_mbuf_len(out[k])
                     b = PyBytes_FromStringAndSize(NULL, ln)
                     pylb_mbuf_copy_out(out[k], PyBytes_AS_STRING(b), ln)
                     pylb_mbuf_free(out[k])
                     result.append((p, b))
+                if got < 64:
+                    break
         return result

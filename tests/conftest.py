@@ -19,7 +19,7 @@ P1_MAC = "02:00:00:00:01:01"
 def native():
     """EAL in this process, once: no hugepages, no PCI, main lcore only."""
     from pylb import _native
-    _native.eal_init(["pylb-tests", "--no-huge", "-m", "128", "--no-pci", "-l", "0",
+    _native.eal_init(["pylb-tests", "--no-huge", "-m", "1024", "--no-pci", "-l", "0",
                       "--file-prefix", FIXTURE_PREFIX, "--log-level", "*:error"])
     yield _native
     _native.eal_cleanup()
@@ -29,13 +29,16 @@ def native():
 @pytest.fixture
 def dp(native):
     """A worker-less dataplane with two detached ports:
-    p0 02:00:00:00:01:00 10.0.0.1/24 and p1 02:00:00:00:01:01 10.0.1.1/24.
+    p0 02:00:00:00:01:00 10.0.0.1/24 2001:db8::1/64 and
+    p1 02:00:00:00:01:01 10.0.1.1/24 2001:db8:1::1/64.
     Fails the test if any mbuf is still held when the test ends."""
     d = native.Dataplane(mbufs=1023, mbuf_cache=0)
     d.add_port("p0", mac=P0_MAC)
     d.add_port("p1", mac=P1_MAC)
     d.add_address(0, "10.0.0.1/24")
     d.add_address(1, "10.0.1.1/24")
+    d.add_address(0, "2001:db8::1/64")
+    d.add_address(1, "2001:db8:1::1/64")
     full = d.mbufs_available()
     yield d
     assert d.mbufs_available() == full, "mbufs leaked"

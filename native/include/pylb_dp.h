@@ -21,7 +21,12 @@ struct rte_mbuf;
 
 #define PYLB_MAX_PORTS		16
 #define PYLB_MAX_WORKERS	32
-#define PYLB_MAX_ADDRS		16	/* IPv4 addresses per port */
+#define PYLB_MAX_ADDRS		16	/* addresses per port and family */
+#define PYLB_MAX_ECMP		16	/* next hops per route */
+#define PYLB_MAX_VIPS		8191
+#define PYLB_MAX_BACKENDS	4096	/* per VIP */
+#define PYLB_MAGLEV_DEFAULT	65537	/* lookup table size, a prime */
+#define PYLB_MAGLEV_MAX		1048573
 #define PYLB_NAME_LEN		32
 #define PYLB_DEVARGS_LEN	256
 #define PYLB_ERRMSG_LEN		512
@@ -58,9 +63,22 @@ enum pylb_err {
 	X(ARP_REPLIES_SENT, arp_replies_sent) \
 	X(ICMP_ECHO_REQUESTS, icmp_echo_requests) \
 	X(ICMP_ECHO_REPLIES, icmp_echo_replies) \
+	X(ICMP_ERRORS_SENT, icmp_errors_sent) \
+	X(ICMP_ERRORS_RATELIMITED, icmp_errors_ratelimited) \
+	X(ND_SOLICITS, nd_solicits) \
+	X(ND_ADVERTS_SENT, nd_adverts_sent) \
+	X(ND_ADVERTS_RECEIVED, nd_adverts_received) \
 	X(NEIGH_LEARN_QUEUED, neigh_learn_queued) \
 	X(NEIGH_LEARNED, neigh_learned) \
 	X(NEIGH_LEARN_OVERFLOW, neigh_learn_overflow) \
+	X(NEIGH_REQUESTS_SENT, neigh_requests_sent) \
+	X(NEIGH_HELD, neigh_held) \
+	X(NEIGH_RELEASED, neigh_released) \
+	X(NEIGH_EXPIRED, neigh_expired) \
+	X(FORWARDED, forwarded) \
+	X(VIP_PACKETS, vip_packets) \
+	X(TO_KERNEL, to_kernel) \
+	X(FROM_KERNEL, from_kernel) \
 	X(BUSY_CYCLES, busy_cycles) \
 	X(BUSY_POLLS, busy_polls)
 
@@ -78,13 +96,28 @@ enum pylb_err {
 	X(IPV4_BAD_IHL, ipv4_bad_ihl) \
 	X(IPV4_BAD_TOTAL_LENGTH, ipv4_bad_total_length) \
 	X(IPV4_BAD_CHECKSUM, ipv4_bad_checksum) \
-	X(IPV4_FRAGMENT, ipv4_fragment) \
-	X(IPV4_NOT_LOCAL, ipv4_not_local) \
-	X(IPV4_PROTO_UNSUPPORTED, ipv4_proto_unsupported) \
+	X(IPV4_MARTIAN, ipv4_martian) \
 	X(ICMP_TRUNCATED, icmp_truncated) \
 	X(ICMP_BAD_CHECKSUM, icmp_bad_checksum) \
-	X(ICMP_TYPE_UNSUPPORTED, icmp_type_unsupported) \
-	X(IPV6_UNSUPPORTED, ipv6_unsupported) \
+	X(IPV6_TRUNCATED, ipv6_truncated) \
+	X(IPV6_BAD_VERSION, ipv6_bad_version) \
+	X(IPV6_BAD_PAYLOAD_LENGTH, ipv6_bad_payload_length) \
+	X(IPV6_MARTIAN, ipv6_martian) \
+	X(ICMP6_TRUNCATED, icmp6_truncated) \
+	X(ICMP6_BAD_CHECKSUM, icmp6_bad_checksum) \
+	X(ND_INVALID, nd_invalid) \
+	X(ND_NOT_OURS, nd_not_ours) \
+	X(TTL_EXCEEDED, ttl_exceeded) \
+	X(NO_ROUTE, no_route) \
+	X(NEIGH_QUEUE_FULL, neigh_queue_full) \
+	X(NEIGH_HOLD_FULL, neigh_hold_full) \
+	X(NEIGH_UNRESOLVED, neigh_unresolved) \
+	X(VIP_NO_BACKEND, vip_no_backend) \
+	X(VIP_NO_ROUTE, vip_no_route) \
+	X(VIP_NO_HEADROOM, vip_no_headroom) \
+	X(LOCAL_UNHANDLED, local_unhandled) \
+	X(KERNEL_INVALID, kernel_invalid) \
+	X(ALLOC_FAILED, alloc_failed) \
 	X(TX_FULL, tx_full)
 
 enum pylb_counter {
@@ -108,6 +141,10 @@ struct pylb_dp_conf {
 	uint32_t mbufs_per_socket;
 	uint32_t mbuf_cache;
 	uint32_t neigh_capacity;
+	uint32_t neigh_timeout_ms;		/* 0: 60 s; learned entries age out */
+	uint32_t max_routes;			/* per family; 0: 65,536 */
+	uint32_t fib_tbl8;			/* IPv4 groups for routes longer
+						 * than /24, <= 32767; 0: 8192 */
 };
 
 struct pylb_port_conf {
@@ -120,6 +157,59 @@ struct pylb_port_conf {
 	uint16_t rx_desc;
 	uint16_t tx_desc;
 	uint32_t link_wait_ms;
+	/* Exception path: the kernel interface carrying this port's addresses
+	 * (a TAP owned by the appliance). Empty: none. Detached ports get a
+	 * detached exception path when this is set. */
+	char kernel_iface[PYLB_NAME_LEN];
+};
+
+/* Addresses: af is 4 or 6; IPv4 uses ip[0..3]; network byte order. */
+struct pylb_ip {
+	uint8_t af;
+	uint8_t pad[3];
+	uint8_t ip[16];
+};
+
+struct pylb_prefix {
+	struct pylb_ip addr;
+	uint8_t len;
+};
+
+struct pylb_nexthop {
+	struct pylb_ip gw;			/* af 0: directly connected */
+	uint16_t port;
+};
+
+enum pylb_route_kind {
+	PYLB_ROUTE_GATEWAY = 0,			/* operator's route */
+	PYLB_ROUTE_CONNECTED,			/* from a port address */
+	PYLB_ROUTE_LOCAL,			/* the address itself */
+	PYLB_ROUTE_VIP,				/* an L3 VIP prefix */
+};
+
+struct pylb_route {
+	struct pylb_prefix dst;
+	uint8_t kind;				/* enum pylb_route_kind */
+	uint16_t n_nh;
+	struct pylb_nexthop nh[PYLB_MAX_ECMP];
+};
+
+enum pylb_vip_method {
+	PYLB_FWD_IPIP = 0,			/* IP-in-IP (or 6in4 / 4in6) */
+	PYLB_FWD_GRE,				/* GRE, outer family = backend's */
+	PYLB_FWD_DR,				/* direct routing: MAC rewrite */
+};
+
+struct pylb_vip_conf {
+	struct pylb_prefix prefix;
+	uint8_t method;				/* enum pylb_vip_method */
+	struct pylb_ip source;			/* outer source; af 0: egress port's */
+	uint32_t table_size;			/* prime; 0: PYLB_MAGLEV_DEFAULT */
+};
+
+struct pylb_backend {
+	struct pylb_ip addr;
+	uint32_t weight;			/* 0: present but takes no traffic */
 };
 
 struct pylb_port_info {
@@ -130,14 +220,23 @@ struct pylb_port_info {
 	uint8_t link_up;
 	uint32_t link_speed_mbps;
 	uint32_t n_addrs;
-	uint32_t addrs[PYLB_MAX_ADDRS];		/* network byte order */
-	uint8_t prefix_lens[PYLB_MAX_ADDRS];
+	struct pylb_prefix addrs[2 * PYLB_MAX_ADDRS];
+	char kernel_iface[PYLB_NAME_LEN];	/* empty: no exception path */
+};
+
+enum pylb_neigh_state {
+	PYLB_NEIGH_INCOMPLETE = 0,		/* resolving; packets held */
+	PYLB_NEIGH_REACHABLE,
+	PYLB_NEIGH_PROBING,			/* aging; refresh request sent */
+	PYLB_NEIGH_STATIC,
 };
 
 struct pylb_neigh_info {
-	uint32_t ip;				/* network byte order */
+	struct pylb_ip addr;
 	uint16_t port;
 	uint8_t mac[6];
+	uint8_t state;				/* enum pylb_neigh_state */
+	uint8_t held;				/* packets waiting */
 	uint64_t age_ms;
 };
 
@@ -153,14 +252,58 @@ int pylb_eal_cleanup(void);
 int pylb_dp_create(const struct pylb_dp_conf *conf, struct pylb_dp **out);
 int pylb_dp_port_add(struct pylb_dp *dp, const struct pylb_port_conf *conf,
 		     uint16_t *port_out);
-int pylb_dp_addr_add(struct pylb_dp *dp, uint16_t port, uint32_t ip,
-		     uint8_t prefix_len);
+/* Adds the address (a local route) and its network (a connected route). */
+int pylb_dp_addr_add(struct pylb_dp *dp, uint16_t port,
+		     const struct pylb_prefix *addr);
 int pylb_dp_start(struct pylb_dp *dp);
 int pylb_dp_stop(struct pylb_dp *dp);
 void pylb_dp_destroy(struct pylb_dp *dp);
 
-/* Control-side housekeeping (neighbour learning); one thread only. */
+/* Control-side housekeeping: neighbour learning, resolution, held packets,
+ * aging. Call from one thread, often (every few ms). */
 int pylb_dp_housekeep(struct pylb_dp *dp);
+
+/* Routes (both families). Changes apply while workers forward. */
+int pylb_dp_route_add(struct pylb_dp *dp, const struct pylb_route *r);
+int pylb_dp_route_del(struct pylb_dp *dp, const struct pylb_prefix *dst);
+int pylb_dp_route_get(struct pylb_dp *dp, const struct pylb_prefix *dst,
+		      struct pylb_route *out);
+/* Routes of family af in prefix order, starting after *after (len 0xff or
+ * NULL: from the start). Returns how many were written. */
+int pylb_dp_route_list(struct pylb_dp *dp, uint8_t af,
+		       const struct pylb_prefix *after, struct pylb_route *out,
+		       uint32_t max);
+uint32_t pylb_dp_route_count(const struct pylb_dp *dp, uint8_t af);
+/* Longest-prefix match as the workers see it. */
+int pylb_dp_route_lookup(struct pylb_dp *dp, const struct pylb_ip *ip,
+			 struct pylb_route *out);
+
+/* Neighbours: static entries never age and are not overridden. */
+int pylb_dp_neigh_add(struct pylb_dp *dp, uint16_t port,
+		      const struct pylb_ip *ip, const uint8_t mac[6]);
+int pylb_dp_neigh_del(struct pylb_dp *dp, uint16_t port,
+		      const struct pylb_ip *ip);
+
+/* L3 VIPs: a prefix balanced over backends by a consistent hash of
+ * (source, destination) through a lookup table of prime size. */
+int pylb_dp_vip_add(struct pylb_dp *dp, const struct pylb_vip_conf *conf);
+int pylb_dp_vip_del(struct pylb_dp *dp, const struct pylb_prefix *prefix);
+/* Replace the VIP's backend set (the table is rebuilt off to the side). */
+int pylb_dp_vip_backends_set(struct pylb_dp *dp, const struct pylb_prefix *prefix,
+			     const struct pylb_backend *b, uint32_t n);
+int pylb_dp_vip_get(struct pylb_dp *dp, const struct pylb_prefix *prefix,
+		    struct pylb_vip_conf *conf, struct pylb_backend *b,
+		    uint32_t max_b, uint32_t *n_b);
+int pylb_dp_vip_list(struct pylb_dp *dp, struct pylb_prefix *out, uint32_t max);
+/* The backend index the workers choose for (src, dst); -1 if none. */
+int pylb_dp_vip_pick(struct pylb_dp *dp, const struct pylb_prefix *prefix,
+		     const struct pylb_ip *src, const struct pylb_ip *dst);
+
+/* Pure functions. The lookup table: table[j] is the backend for slot j;
+ * size must be a prime. The flow hash picks the slot and the ECMP path. */
+int pylb_maglev_build(const struct pylb_backend *b, uint32_t n, uint32_t size,
+		      uint16_t *table);
+uint32_t pylb_flow_hash(const struct pylb_ip *src, const struct pylb_ip *dst);
 
 /* Introspection */
 uint16_t pylb_dp_port_count(const struct pylb_dp *dp);
@@ -183,9 +326,11 @@ struct rte_mbuf *pylb_dp_mbuf_from_bytes(struct pylb_dp *dp, const void *data,
 uint32_t pylb_mbuf_len(const struct rte_mbuf *m);
 uint32_t pylb_mbuf_copy_out(const struct rte_mbuf *m, void *buf, uint32_t cap);
 void pylb_mbuf_free(struct rte_mbuf *m);
-int pylb_dp_inject(struct pylb_dp *dp, uint16_t port, struct rte_mbuf **pkts,
-		   uint16_t n);
-uint16_t pylb_dp_collect(struct pylb_dp *dp, uint16_t port,
+/* `kernel` selects the port's exception path: frames the kernel sent
+ * (inject) and frames sent up to the kernel (collect). */
+int pylb_dp_inject(struct pylb_dp *dp, uint16_t port, int kernel,
+		   struct rte_mbuf **pkts, uint16_t n);
+uint16_t pylb_dp_collect(struct pylb_dp *dp, uint16_t port, int kernel,
 			 struct rte_mbuf **out, uint16_t max);
 
 #ifdef __cplusplus

@@ -14,7 +14,7 @@
 #include <rte_mbuf.h>
 #include <rte_rcu_qsbr.h>
 
-#include "pylb_priv.h"
+#include "pkt.h"
 
 static uint32_t dp_seq;
 
@@ -101,9 +101,23 @@ pylb_dp_create(const struct pylb_dp_conf *conf, struct pylb_dp **out)
 		pylb_dp_destroy(dp);
 		return pylb_fail(-PYLB_E_NOMEM, "cannot create the neighbour table");
 	}
+	if (pylb_route_init(dp) != 0) {
+		char msg[PYLB_ERRMSG_LEN];
+
+		snprintf(msg, sizeof(msg), "%s", pylb_last_error());
+		pylb_dp_destroy(dp);
+		return pylb_fail(-PYLB_E_NOMEM, "%s", msg);
+	}
 	pylb_telemetry_attach(dp);
 	*out = dp;
 	return 0;
+}
+
+/* Wait until every worker has passed a quiescent state. */
+void
+pylb_rcu_wait(struct pylb_dp *dp)
+{
+	rte_rcu_qsbr_synchronize(dp->qsv, RTE_QSBR_THRID_INVALID);
 }
 
 /* Publish a new configuration snapshot and free the old one once every
@@ -114,7 +128,7 @@ cfg_publish(struct pylb_dp *dp, struct pylb_cfg *next)
 	struct pylb_cfg *old = dp->cfg;
 
 	__atomic_store_n(&dp->cfg, next, __ATOMIC_RELEASE);
-	rte_rcu_qsbr_synchronize(dp->qsv, RTE_QSBR_THRID_INVALID);
+	pylb_rcu_wait(dp);
 	pthread_mutex_lock(&dp->ctl_lock);
 	rte_free(old);
 	pthread_mutex_unlock(&dp->ctl_lock);
@@ -155,6 +169,16 @@ pylb_dp_port_add(struct pylb_dp *dp, const struct pylb_port_conf *conf,
 		return pylb_fail(-PYLB_E_INVAL,
 			"port %s has no device; detached ports are for dataplanes without workers",
 			conf->name);
+	if (memchr(conf->kernel_iface, 0, PYLB_NAME_LEN) == NULL ||
+	    strlen(conf->kernel_iface) > 15)
+		return pylb_fail(-PYLB_E_INVAL,
+			"port %s: kernel interface name must be at most 15 characters",
+			conf->name);
+	for (i = 0; conf->kernel_iface[0] != '\0' && i < dp->n_ports; i++)
+		if (strcmp(dp->ports[i].kernel_iface, conf->kernel_iface) == 0)
+			return pylb_fail(-PYLB_E_EXIST,
+				"kernel interface %s is already port %s's",
+				conf->kernel_iface, dp->ports[i].name);
 
 	next = cfg_copy(dp);
 	if (next == NULL)
@@ -163,9 +187,13 @@ pylb_dp_port_add(struct pylb_dp *dp, const struct pylb_port_conf *conf,
 	memset(p, 0, sizeof(*p));
 	snprintf(p->name, sizeof(p->name), "%s", conf->name);
 	snprintf(p->device, sizeof(p->device), "%s", conf->device);
+	snprintf(p->kernel_iface, sizeof(p->kernel_iface), "%s", conf->kernel_iface);
 	p->ethdev = -1;
+	p->kethdev = -1;
 	if (conf->device[0] != '\0') {
 		rc = pylb_port_setup(dp, p, conf, &mac);
+		if (rc == 0 && p->kernel_iface[0] != '\0')
+			rc = pylb_port_kernel_setup(dp, p);
 		if (rc != 0) {
 			pylb_port_close(p);
 			rte_free(next);
@@ -181,6 +209,7 @@ pylb_dp_port_add(struct pylb_dp *dp, const struct pylb_port_conf *conf,
 		}
 	}
 	next->ports[dp->n_ports].mac = mac;
+	next->ports[dp->n_ports].kernel = p->kernel_iface[0] != '\0';
 	next->n_ports = (uint16_t)(dp->n_ports + 1);
 	*port_out = dp->n_ports++;
 	cfg_publish(dp, next);
@@ -188,39 +217,64 @@ pylb_dp_port_add(struct pylb_dp *dp, const struct pylb_port_conf *conf,
 }
 
 int
-pylb_dp_addr_add(struct pylb_dp *dp, uint16_t port, uint32_t ip,
-		 uint8_t prefix_len)
+pylb_dp_addr_add(struct pylb_dp *dp, uint16_t port,
+		 const struct pylb_prefix *addr)
 {
+	struct pylb_prefix host = *addr, net = *addr;
+	uint8_t max = addr->addr.af == 6 ? 128 : 32;
 	struct pylb_port_cfg *pc;
-	struct pylb_addr4 *a;
 	struct pylb_cfg *next;
-	uint16_t p, i;
+	uint16_t n;
+	int rc;
 
 	if (port >= dp->n_ports)
 		return pylb_fail(-PYLB_E_NOENT, "no port %u", port);
-	if (prefix_len > 32 || prefix_len == 0)
-		return pylb_fail(-PYLB_E_INVAL, "prefix length %u is not in 1..32",
-				 prefix_len);
-	for (p = 0; p < dp->n_ports; p++)
-		for (i = 0; i < dp->cfg->ports[p].n_addrs; i++)
-			if (dp->cfg->ports[p].addrs[i].ip == ip)
-				return pylb_fail(-PYLB_E_EXIST,
-					"address already configured on port %s",
-					dp->ports[p].name);
-	if (dp->cfg->ports[port].n_addrs == PYLB_MAX_ADDRS)
-		return pylb_fail(-PYLB_E_FULL, "port %s already has %d addresses",
-				 dp->ports[port].name, PYLB_MAX_ADDRS);
-
+	if (addr->addr.af != 4 && addr->addr.af != 6)
+		return pylb_fail(-PYLB_E_INVAL, "address family must be 4 or 6");
+	if (addr->len > max || addr->len == 0)
+		return pylb_fail(-PYLB_E_INVAL, "prefix length %u is not in 1..%u",
+				 addr->len, max);
+	for (uint16_t p = 0; p < dp->n_ports; p++)
+		if (addr->addr.af == 4 ? port_owns4(&dp->cfg->ports[p], *(const uint32_t *)addr->addr.ip) :
+		    port_owns6(&dp->cfg->ports[p], addr->addr.ip))
+			return pylb_fail(-PYLB_E_EXIST,
+				"address already configured on port %s",
+				dp->ports[p].name);
+	pc = &dp->cfg->ports[port];
+	n = addr->addr.af == 4 ? pc->n_addrs4 : pc->n_addrs6;
+	if (n == PYLB_MAX_ADDRS)
+		return pylb_fail(-PYLB_E_FULL, "port %s already has %d IPv%u addresses",
+				 dp->ports[port].name, PYLB_MAX_ADDRS, addr->addr.af);
+	/* The address itself becomes a local route: this also refuses an
+	 * address that is already configured, or already routed as a host. */
+	host.len = max;
+	rc = pylb_route_add_special(dp, &host, PYLB_FIB_VAL(PYLB_FIB_LOCAL, port));
+	if (rc != 0)
+		return rc;
 	next = cfg_copy(dp);
-	if (next == NULL)
+	if (next == NULL) {
+		pylb_route_del_special(dp, &host, PYLB_FIB_VAL(PYLB_FIB_LOCAL, port));
 		return pylb_fail(-PYLB_E_NOMEM, "cannot allocate configuration");
+	}
 	pc = &next->ports[port];
-	a = &pc->addrs[pc->n_addrs++];
-	a->ip = ip;
-	a->prefix_len = prefix_len;
-	a->mask = rte_cpu_to_be_32((uint32_t)(~0ULL << (32 - prefix_len)));
+	if (addr->addr.af == 4) {
+		struct pylb_addr4 *a = &pc->addrs4[pc->n_addrs4++];
+
+		memcpy(&a->ip, addr->addr.ip, 4);
+		a->prefix_len = addr->len;
+		a->mask = rte_cpu_to_be_32((uint32_t)(~0ULL << (32 - addr->len)));
+	} else {
+		struct pylb_addr6 *a = &pc->addrs6[pc->n_addrs6++];
+
+		memcpy(a->ip, addr->addr.ip, 16);
+		a->prefix_len = addr->len;
+	}
 	cfg_publish(dp, next);
-	return 0;
+	if (addr->len == max)
+		return 0;
+	for (uint32_t bit = addr->len; bit < 128; bit++)
+		net.addr.ip[bit / 8] &= (uint8_t)~(0x80 >> (bit % 8));
+	return pylb_route_add_connected(dp, port, &net);
 }
 
 int
@@ -275,13 +329,15 @@ pylb_dp_destroy(struct pylb_dp *dp)
 		pylb_port_close(&dp->ports[p]);
 	if (dp->lcores != NULL)
 		for (i = 0; i < dp->n_slots; i++)
-			for (p = 0; p < PYLB_MAX_PORTS; p++) {
+			for (p = 0; p < 2 * PYLB_MAX_PORTS; p++) {
 				struct pylb_txbuf *b = &dp->lcores[i].tx[p];
 
 				rte_pktmbuf_free_bulk(b->pkts, b->n);
 				b->n = 0;
 			}
 	pylb_neigh_free(dp);
+	pylb_vip_free_all(dp);
+	pylb_route_free(dp);
 	for (i = 0; i < RTE_MAX_NUMA_NODES; i++)
 		rte_mempool_free(dp->pools[i]);
 	rte_free(dp->qsv);
@@ -312,16 +368,26 @@ pylb_dp_port_info(struct pylb_dp *dp, uint16_t port, struct pylb_port_info *info
 	memset(info, 0, sizeof(*info));
 	memcpy(info->name, p->name, sizeof(info->name));
 	memcpy(info->device, p->device, sizeof(info->device));
+	memcpy(info->kernel_iface, p->kernel_iface, sizeof(info->kernel_iface));
 	info->ethdev = p->ethdev;
 	memcpy(info->mac, pc->mac.addr_bytes, RTE_ETHER_ADDR_LEN);
 	if (p->ethdev >= 0 && rte_eth_link_get_nowait((uint16_t)p->ethdev, &link) == 0) {
 		info->link_up = link.link_status == RTE_ETH_LINK_UP;
 		info->link_speed_mbps = link.link_speed;
 	}
-	info->n_addrs = pc->n_addrs;
-	for (i = 0; i < pc->n_addrs; i++) {
-		info->addrs[i] = pc->addrs[i].ip;
-		info->prefix_lens[i] = pc->addrs[i].prefix_len;
+	for (i = 0; i < pc->n_addrs4; i++) {
+		struct pylb_prefix *a = &info->addrs[info->n_addrs++];
+
+		a->addr.af = 4;
+		memcpy(a->addr.ip, &pc->addrs4[i].ip, 4);
+		a->len = pc->addrs4[i].prefix_len;
+	}
+	for (i = 0; i < pc->n_addrs6; i++) {
+		struct pylb_prefix *a = &info->addrs[info->n_addrs++];
+
+		a->addr.af = 6;
+		memcpy(a->addr.ip, pc->addrs6[i].ip, 16);
+		a->len = pc->addrs6[i].prefix_len;
 	}
 	return 0;
 }
@@ -400,8 +466,8 @@ pylb_mbuf_free(struct rte_mbuf *m)
 }
 
 int
-pylb_dp_inject(struct pylb_dp *dp, uint16_t port, struct rte_mbuf **pkts,
-	       uint16_t n)
+pylb_dp_inject(struct pylb_dp *dp, uint16_t port, int kernel,
+	       struct rte_mbuf **pkts, uint16_t n)
 {
 	struct pylb_lcore *lc = pylb_control_lcore(dp);
 
@@ -410,13 +476,19 @@ pylb_dp_inject(struct pylb_dp *dp, uint16_t port, struct rte_mbuf **pkts,
 	if (n > PYLB_BURST)
 		return pylb_fail(-PYLB_E_INVAL, "inject at most %d packets at a time",
 				 PYLB_BURST);
-	pylb_host_process(lc, dp->cfg, port, pkts, n);
+	if (kernel && !dp->cfg->ports[port].kernel)
+		return pylb_fail(-PYLB_E_INVAL, "port %s has no kernel interface",
+				 dp->ports[port].name);
+	if (kernel)
+		pylb_kernel_process(lc, dp->cfg, port, pkts, n);
+	else
+		pylb_host_process(lc, dp->cfg, port, pkts, n);
 	return 0;
 }
 
 uint16_t
-pylb_dp_collect(struct pylb_dp *dp, uint16_t port, struct rte_mbuf **out,
-		uint16_t max)
+pylb_dp_collect(struct pylb_dp *dp, uint16_t port, int kernel,
+		struct rte_mbuf **out, uint16_t max)
 {
 	struct pylb_lcore *lc = pylb_control_lcore(dp);
 	struct pylb_txbuf *b;
@@ -424,7 +496,7 @@ pylb_dp_collect(struct pylb_dp *dp, uint16_t port, struct rte_mbuf **out,
 
 	if (port >= dp->n_ports)
 		return 0;
-	b = &lc->tx[port];
+	b = &lc->tx[kernel ? PYLB_TXQ_KERNEL(port) : port];
 	n = RTE_MIN(b->n, max);
 	for (i = 0; i < n; i++) {
 		out[i] = b->pkts[i];

@@ -1,94 +1,16 @@
 /* SPDX-License-Identifier: BSD-3-Clause
  * Copyright(c) 2026 pylb authors
  *
- * The burst-processing function: Ethernet -> ARP / IPv4 -> ICMP echo.
- * Answers ARP and ICMP echo for the appliance's own addresses, queues the
- * neighbours it sees for the control side, and drops everything else under a
- * named reason. Replies are built in place in the received mbuf.
+ * The burst-processing function for frames from the wire: Ethernet, then
+ * ARP (answer, learn) or IPv4 (validate, one FIB lookup on the destination:
+ * local delivery, L3 VIP, or forwarding) or IPv6 (ipv6.c). Every packet is
+ * either sent on or dropped under a named reason.
  */
 #include <rte_arp.h>
-#include <rte_byteorder.h>
 #include <rte_icmp.h>
-#include <rte_ip.h>
-#include <rte_mbuf.h>
 #include <rte_prefetch.h>
-#include <rte_ring.h>
 
-#include "pylb_priv.h"
-
-#define CNT(lc, e) ((lc)->stats->c[PYLB_C_##e]++)
-
-static inline void
-drop(struct pylb_lcore *lc, struct rte_mbuf *m, enum pylb_counter reason)
-{
-	lc->stats->c[reason]++;
-	rte_pktmbuf_free(m);
-}
-
-static inline void
-tx(struct pylb_lcore *lc, uint16_t port, struct rte_mbuf *m)
-{
-	struct pylb_txbuf *b = &lc->tx[port];
-
-	if (unlikely(b->n == PYLB_TX_BUF)) {
-		drop(lc, m, PYLB_D_TX_FULL);
-		return;
-	}
-	b->pkts[b->n++] = m;
-}
-
-/* RFC 1624 incremental update of a ones' complement checksum for one 16-bit
- * word changing from `old` to `new` (all in network byte order). */
-static inline uint16_t
-cksum_adjust16(uint16_t cksum, uint16_t old, uint16_t new)
-{
-	uint32_t s = (uint16_t)~cksum + (uint16_t)~old + new;
-
-	s = (s & 0xffff) + (s >> 16);
-	s = (s & 0xffff) + (s >> 16);
-	return (uint16_t)~s;
-}
-
-static inline bool
-port_owns(const struct pylb_port_cfg *pc, uint32_t ip)
-{
-	for (uint16_t i = 0; i < pc->n_addrs; i++)
-		if (pc->addrs[i].ip == ip)
-			return true;
-	return false;
-}
-
-static inline bool
-port_connected(const struct pylb_port_cfg *pc, uint32_t ip)
-{
-	for (uint16_t i = 0; i < pc->n_addrs; i++)
-		if ((ip & pc->addrs[i].mask) ==
-		    (pc->addrs[i].ip & pc->addrs[i].mask))
-			return true;
-	return false;
-}
-
-static inline bool
-owned(const struct pylb_cfg *cfg, uint32_t ip)
-{
-	for (uint16_t p = 0; p < cfg->n_ports; p++)
-		if (port_owns(&cfg->ports[p], ip))
-			return true;
-	return false;
-}
-
-static void
-neigh_queue(struct pylb_lcore *lc, uint16_t port, uint32_t ip,
-	    const struct rte_ether_addr *mac)
-{
-	struct pylb_neigh_learn ev = { .ip = ip, .port = port };
-
-	rte_ether_addr_copy(mac, &ev.mac);
-	if (rte_ring_enqueue_elem(lc->dp->neigh_learn, &ev, sizeof(ev)) == 0)
-		CNT(lc, NEIGH_LEARN_QUEUED);
-	else
-		CNT(lc, NEIGH_LEARN_OVERFLOW);
-}
+#include "pkt.h"
 
 static void
 arp_input(struct pylb_lcore *lc, const struct pylb_port_cfg *pc, uint16_t port,
@@ -114,10 +36,14 @@ arp_input(struct pylb_lcore *lc, const struct pylb_port_cfg *pc, uint16_t port,
 
 	sip = a->arp_sip;
 	tip = a->arp_tip;
-	if (sip != 0 && port_connected(pc, sip))
-		neigh_queue(lc, port, sip, &a->arp_sha);
+	if (sip != 0 && port_connected4(pc, sip) && !port_owns4(pc, sip)) {
+		struct pylb_neigh_key k;
 
-	if (!port_owns(pc, tip))
+		neigh_key4(&k, sip, port);
+		pylb_neigh_queue(lc, &k, &a->arp_sha);
+	}
+
+	if (!port_owns4(pc, tip))
 		return drop(lc, m, PYLB_D_ARP_NOT_OURS);
 	if (op == RTE_BE16(RTE_ARP_OP_REPLY)) {
 		CNT(lc, ARP_REPLIES_RECEIVED);
@@ -137,11 +63,14 @@ arp_input(struct pylb_lcore *lc, const struct pylb_port_cfg *pc, uint16_t port,
 	tx(lc, port, m);
 }
 
+/* ICMP to one of our addresses: echo requests are answered here, the rest
+ * (e.g. replies to the host's own pings) go to the kernel. */
 static void
-icmp_input(struct pylb_lcore *lc, const struct pylb_port_cfg *pc, uint16_t port,
+icmp_local(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port,
 	   struct rte_mbuf *m, struct rte_ether_hdr *eth,
 	   struct rte_ipv4_hdr *ip, uint32_t ihl, uint32_t tot)
 {
+	const struct pylb_port_cfg *pc = &cfg->ports[port];
 	struct rte_icmp_hdr *icmp;
 	uint32_t icmp_len = tot - ihl;
 	uint32_t tmp;
@@ -153,7 +82,7 @@ icmp_input(struct pylb_lcore *lc, const struct pylb_port_cfg *pc, uint16_t port,
 	if (rte_raw_cksum(icmp, icmp_len) != 0xffff)
 		return drop(lc, m, PYLB_D_ICMP_BAD_CHECKSUM);
 	if (icmp->icmp_type != RTE_IP_ICMP_ECHO_REQUEST || icmp->icmp_code != 0)
-		return drop(lc, m, PYLB_D_ICMP_TYPE_UNSUPPORTED);
+		return to_kernel(lc, cfg, port, m);
 	CNT(lc, ICMP_ECHO_REQUESTS);
 
 	icmp->icmp_type = RTE_IP_ICMP_ECHO_REPLY;
@@ -176,13 +105,23 @@ icmp_input(struct pylb_lcore *lc, const struct pylb_port_cfg *pc, uint16_t port,
 	tx(lc, port, m);
 }
 
+static inline bool
+ipv4_martian(uint32_t be)
+{
+	uint32_t a = rte_be_to_cpu_32(be);
+
+	/* 0/8, 127/8, multicast and reserved (224/3 covers 255.255.255.255). */
+	return (a >> 24) == 0 || (a >> 24) == 127 || (a >> 29) == 7;
+}
+
 static void
 ipv4_input(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port,
-	   struct rte_mbuf *m, struct rte_ether_hdr *eth, uint32_t l2)
+	   struct rte_mbuf *m, struct rte_ether_hdr *eth, uint32_t l2,
+	   bool l2_multicast)
 {
 	uint32_t len = rte_pktmbuf_data_len(m);
 	struct rte_ipv4_hdr *ip;
-	uint32_t ihl, tot;
+	uint32_t ihl, tot, v;
 
 	if (len < l2 + sizeof(*ip))
 		return drop(lc, m, PYLB_D_IPV4_TRUNCATED);
@@ -200,18 +139,30 @@ ipv4_input(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port,
 	if ((m->ol_flags & RTE_MBUF_F_RX_IP_CKSUM_MASK) !=
 	    RTE_MBUF_F_RX_IP_CKSUM_GOOD && rte_raw_cksum(ip, ihl) != 0xffff)
 		return drop(lc, m, PYLB_D_IPV4_BAD_CHECKSUM);
-	if (!owned(cfg, ip->dst_addr))
-		return drop(lc, m, PYLB_D_IPV4_NOT_LOCAL);
-	if (ip->fragment_offset &
-	    RTE_BE16(RTE_IPV4_HDR_MF_FLAG | RTE_IPV4_HDR_OFFSET_MASK))
-		return drop(lc, m, PYLB_D_IPV4_FRAGMENT);
-	if (ip->next_proto_id != IPPROTO_ICMP)
-		return drop(lc, m, PYLB_D_IPV4_PROTO_UNSUPPORTED);
-
-	/* Ethernet padding is not part of the datagram: do not echo it. */
+	if (ipv4_martian(ip->dst_addr) || ipv4_martian(ip->src_addr) ||
+	    l2_multicast)
+		return drop(lc, m, PYLB_D_IPV4_MARTIAN);
+	/* Ethernet padding is not part of the datagram: do not carry it. */
 	if (rte_pktmbuf_pkt_len(m) > l2 + tot)
 		rte_pktmbuf_trim(m, rte_pktmbuf_pkt_len(m) - (l2 + tot));
-	icmp_input(lc, &cfg->ports[port], port, m, eth, ip, ihl, tot);
+
+	v = fib4_lookup(lc->dp, ip->dst_addr);
+	switch (fib_kind(v)) {
+	case PYLB_FIB_LOCAL:
+		if (ip->next_proto_id == IPPROTO_ICMP &&
+		    !(ip->fragment_offset &
+		      RTE_BE16(RTE_IPV4_HDR_MF_FLAG | RTE_IPV4_HDR_OFFSET_MASK)))
+			return icmp_local(lc, cfg, port, m, eth, ip, ihl, tot);
+		return to_kernel(lc, cfg, port, m);
+	case PYLB_FIB_VIP:
+		return pylb_vip_input(lc, cfg, m, fib_id(v), 4);
+	default:
+		if (v == 0) {
+			pylb_icmp4_error(lc, cfg, port, m, ICMP_DEST_UNREACH, 0);
+			return drop(lc, m, PYLB_D_NO_ROUTE);
+		}
+		return pylb_fwd4(lc, cfg, port, m, fib_id(v));
+	}
 }
 
 static inline void
@@ -222,23 +173,24 @@ process_one(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port,
 	uint32_t len = rte_pktmbuf_data_len(m);
 	struct rte_ether_hdr *eth;
 	uint32_t l2 = sizeof(*eth);
+	bool mcast;
 
 	CNT(lc, RX_PACKETS);
 	lc->stats->c[PYLB_C_RX_BYTES] += rte_pktmbuf_pkt_len(m);
 	if (unlikely(len < l2))
 		return drop(lc, m, PYLB_D_ETH_TRUNCATED);
 	eth = rte_pktmbuf_mtod(m, struct rte_ether_hdr *);
-	if (!rte_is_same_ether_addr(&eth->dst_addr, &pc->mac) &&
-	    !rte_is_multicast_ether_addr(&eth->dst_addr))
+	mcast = rte_is_multicast_ether_addr(&eth->dst_addr);
+	if (!mcast && !rte_is_same_ether_addr(&eth->dst_addr, &pc->mac))
 		return drop(lc, m, PYLB_D_ETH_OTHER_HOST);
 
 	switch (eth->ether_type) {
+	case RTE_BE16(RTE_ETHER_TYPE_IPV4):
+		return ipv4_input(lc, cfg, port, m, eth, l2, mcast);
 	case RTE_BE16(RTE_ETHER_TYPE_ARP):
 		return arp_input(lc, pc, port, m, eth, l2);
-	case RTE_BE16(RTE_ETHER_TYPE_IPV4):
-		return ipv4_input(lc, cfg, port, m, eth, l2);
 	case RTE_BE16(RTE_ETHER_TYPE_IPV6):
-		return drop(lc, m, PYLB_D_IPV6_UNSUPPORTED);
+		return pylb_ipv6_input(lc, cfg, port, m, mcast);
 	case RTE_BE16(RTE_ETHER_TYPE_VLAN):
 	case RTE_BE16(RTE_ETHER_TYPE_QINQ):
 		if (len < l2 + sizeof(struct rte_vlan_hdr))

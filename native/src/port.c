@@ -2,7 +2,8 @@
  * Copyright(c) 2026 pylb authors
  *
  * Port bring-up: probe, one RX and one TX queue per worker, RSS with a
- * symmetric key when there are several, start, wait for link.
+ * symmetric key when there are several, start, wait for link. And each
+ * port's exception-path TAP.
  */
 #include <string.h>
 
@@ -22,29 +23,94 @@ symmetric_rss_key(uint8_t *key, uint8_t len)
 }
 
 static int
-find_or_probe(const struct pylb_port_conf *conf, uint16_t *id)
+find_or_probe(const char *port, const char *device, uint16_t *id)
 {
 	char name[PYLB_DEVARGS_LEN];
 	char *comma;
 	int rc;
 
-	snprintf(name, sizeof(name), "%s", conf->device);
+	snprintf(name, sizeof(name), "%s", device);
 	comma = strchr(name, ',');
 	if (comma != NULL)
 		*comma = '\0';
 	/* PCI devices were probed by EAL from its allow-list. */
 	if (rte_eth_dev_get_port_by_name(name, id) == 0)
 		return 0;
-	rc = rte_dev_probe(conf->device);
+	rc = rte_dev_probe(device);
 	if (rc != 0)
 		return pylb_fail(-PYLB_E_PORT,
 			"port %s: device '%s' did not probe (%s); check the device arguments, or give a PCI device to EAL's allow-list",
-			conf->name, conf->device, rte_strerror(-rc));
+			port, device, rte_strerror(-rc));
 	if (rte_eth_dev_get_port_by_name(name, id) != 0)
 		return pylb_fail(-PYLB_E_PORT,
 			"port %s: device '%s' probed but is not an ethernet port",
-			conf->name, conf->device);
+			port, device);
 	return 0;
+}
+
+/* Configure nrx RX and ntx TX queues and start the device. */
+static int
+queues_start(struct pylb_dp *dp, uint16_t id, const char *port,
+	     const struct rte_eth_conf *ec, uint16_t nrx, uint16_t ntx,
+	     uint16_t nrxd, uint16_t ntxd)
+{
+	struct rte_mempool *pool;
+	int socket, rc;
+	uint16_t q;
+
+	rc = rte_eth_dev_configure(id, nrx, ntx, ec);
+	if (rc != 0)
+		return pylb_fail(-PYLB_E_PORT, "port %s: configure failed: %s",
+				 port, rte_strerror(-rc));
+	rc = rte_eth_dev_adjust_nb_rx_tx_desc(id, &nrxd, &ntxd);
+	if (rc != 0)
+		return pylb_fail(-PYLB_E_PORT, "port %s: descriptor counts rejected: %s",
+				 port, rte_strerror(-rc));
+	socket = rte_eth_dev_socket_id(id);
+	pool = pylb_pool_for(dp, socket);
+	if (pool == NULL)
+		return pylb_fail(-PYLB_E_NOMEM,
+			"port %s: cannot create an mbuf pool on socket %d",
+			port, socket);
+	for (q = 0; q < RTE_MAX(nrx, ntx); q++) {
+		rc = 0;
+		if (q < nrx)
+			rc = rte_eth_rx_queue_setup(id, q, nrxd, (unsigned int)socket,
+						    NULL, pool);
+		if (rc == 0 && q < ntx)
+			rc = rte_eth_tx_queue_setup(id, q, ntxd, (unsigned int)socket, NULL);
+		if (rc != 0)
+			return pylb_fail(-PYLB_E_PORT, "port %s: queue %u setup failed: %s",
+					 port, q, rte_strerror(-rc));
+	}
+	rc = rte_eth_dev_start(id);
+	if (rc != 0)
+		return pylb_fail(-PYLB_E_PORT, "port %s: start failed: %s",
+				 port, rte_strerror(-rc));
+	return 0;
+}
+
+/* The exception path: a TAP device whose kernel side is the port's kernel
+ * interface. One RX and one TX queue per worker. */
+int
+pylb_port_kernel_setup(struct pylb_dp *dp, struct pylb_port *p)
+{
+	static uint32_t seq;
+	uint16_t nq = (uint16_t)RTE_MAX(dp->conf.n_workers, 1u);
+	char dev[PYLB_DEVARGS_LEN];
+	struct rte_eth_conf ec;
+	uint16_t id;
+	int rc;
+
+	snprintf(dev, sizeof(dev), "net_tap_pylbk%u,iface=%s", ++seq, p->kernel_iface);
+	rc = find_or_probe(p->name, dev, &id);
+	if (rc != 0)
+		return pylb_fail(-PYLB_E_PORT,
+			"port %s: cannot create kernel interface %s (is the name taken or longer than 15 characters?)",
+			p->name, p->kernel_iface);
+	p->kethdev = id;
+	memset(&ec, 0, sizeof(ec));
+	return queues_start(dp, id, p->name, &ec, nq, nq, 256, 256);
 }
 
 int
@@ -58,12 +124,11 @@ pylb_port_setup(struct pylb_dp *dp, struct pylb_port *p,
 	struct rte_eth_dev_info info;
 	struct rte_eth_conf ec;
 	struct rte_eth_link link;
-	struct rte_mempool *pool;
 	uint64_t deadline;
-	uint16_t id, q;
-	int socket, rc;
+	uint16_t id;
+	int rc;
 
-	rc = find_or_probe(conf, &id);
+	rc = find_or_probe(conf->name, conf->device, &id);
 	if (rc != 0)
 		return rc;
 	p->ethdev = id;
@@ -93,34 +158,13 @@ pylb_port_setup(struct pylb_dp *dp, struct pylb_port *p,
 				RTE_MIN(klen, (uint8_t)sizeof(rss_key));
 		}
 	}
-	rc = rte_eth_dev_configure(id, nq, nq, &ec);
-	if (rc != 0)
-		return pylb_fail(-PYLB_E_PORT, "port %s: configure failed: %s",
-				 conf->name, rte_strerror(-rc));
-	rc = rte_eth_dev_adjust_nb_rx_tx_desc(id, &nrxd, &ntxd);
-	if (rc != 0)
-		return pylb_fail(-PYLB_E_PORT, "port %s: descriptor counts rejected: %s",
-				 conf->name, rte_strerror(-rc));
-	socket = rte_eth_dev_socket_id(id);
-	pool = pylb_pool_for(dp, socket);
-	if (pool == NULL)
-		return pylb_fail(-PYLB_E_NOMEM,
-			"port %s: cannot create an mbuf pool on socket %d",
-			conf->name, socket);
-	for (q = 0; q < nq; q++) {
-		rc = rte_eth_rx_queue_setup(id, q, nrxd, (unsigned int)socket, NULL, pool);
-		if (rc == 0)
-			rc = rte_eth_tx_queue_setup(id, q, ntxd, (unsigned int)socket, NULL);
-		if (rc != 0)
-			return pylb_fail(-PYLB_E_PORT, "port %s: queue %u setup failed: %s",
-					 conf->name, q, rte_strerror(-rc));
-	}
 	rc = rte_eth_macaddr_get(id, mac);
-	if (rc == 0)
-		rc = rte_eth_dev_start(id);
 	if (rc != 0)
-		return pylb_fail(-PYLB_E_PORT, "port %s: start failed: %s",
+		return pylb_fail(-PYLB_E_PORT, "port %s: cannot read the MAC: %s",
 				 conf->name, rte_strerror(-rc));
+	rc = queues_start(dp, id, conf->name, &ec, nq, nq, nrxd, ntxd);
+	if (rc != 0)
+		return rc;
 	p->started = true;
 
 	deadline = rte_get_timer_cycles() +
@@ -137,6 +181,11 @@ pylb_port_setup(struct pylb_dp *dp, struct pylb_port *p,
 void
 pylb_port_close(struct pylb_port *p)
 {
+	if (p->kethdev >= 0) {
+		rte_eth_dev_stop((uint16_t)p->kethdev);
+		rte_eth_dev_close((uint16_t)p->kethdev);
+		p->kethdev = -1;
+	}
 	if (p->ethdev < 0)
 		return;
 	if (p->started)

@@ -18,6 +18,8 @@ struct rte_mempool;
 struct rte_ring;
 struct rte_hash;
 struct rte_rcu_qsbr;
+struct rte_fib;
+struct rte_fib6;
 
 struct pylb_stats {
 	uint64_t c[PYLB_CNT_STRIDE];
@@ -32,10 +34,18 @@ struct pylb_addr4 {
 	uint8_t prefix_len;
 };
 
+struct pylb_addr6 {
+	uint8_t ip[16];
+	uint8_t prefix_len;
+};
+
 struct pylb_port_cfg {
 	struct rte_ether_addr mac;
-	uint16_t n_addrs;
-	struct pylb_addr4 addrs[PYLB_MAX_ADDRS];
+	bool kernel;		/* has an exception path */
+	uint16_t n_addrs4;
+	uint16_t n_addrs6;
+	struct pylb_addr4 addrs4[PYLB_MAX_ADDRS];
+	struct pylb_addr6 addrs6[PYLB_MAX_ADDRS];
 };
 
 struct pylb_cfg {
@@ -43,10 +53,48 @@ struct pylb_cfg {
 	struct pylb_port_cfg ports[PYLB_MAX_PORTS];
 };
 
+/* FIB values (16 bits): a kind and an id. 0 is "no route". */
+#define PYLB_FIB_KIND_SHIFT	13
+#define PYLB_FIB_ID_MASK	0x1fff
+#define PYLB_FIB_GROUP		0	/* id: next-hop group, 1.. */
+#define PYLB_FIB_VIP		1	/* id: VIP slot */
+#define PYLB_FIB_LOCAL		2	/* id: port owning the address */
+#define PYLB_FIB_VAL(kind, id)	((uint64_t)(kind) << PYLB_FIB_KIND_SHIFT | (id))
+#define PYLB_MAX_GROUPS		PYLB_FIB_ID_MASK	/* ids 1..8191 */
+#define PYLB_MAX_NEXTHOPS	4096
+
+/* A next hop (adjacency): written once before any route points at it; only
+ * `mac` changes afterwards, atomically, when its neighbour resolves. */
+#define PYLB_MAC_VALID		(1ULL << 63)
+struct pylb_nh {
+	uint64_t mac;		/* MAC bytes in the low 48 bits | PYLB_MAC_VALID */
+	uint16_t port;
+	uint8_t af;		/* of the route */
+	uint8_t connected;	/* no gateway: the packet's destination */
+	uint8_t gw[16];
+};
+
+struct pylb_nhg {
+	uint16_t n;
+	uint16_t nh[PYLB_MAX_ECMP];
+};
+
+/* An L3 VIP: immutable, replaced whole through dp->vips[] with RCU. */
+struct pylb_vip {
+	struct pylb_vip_conf conf;
+	uint32_t n_backends;
+	struct pylb_backend *backends;
+	uint16_t *table;	/* conf.table_size entries; NULL: no backends */
+};
+
 struct pylb_txbuf {
 	uint16_t n;
 	struct rte_mbuf *pkts[PYLB_TX_BUF];
 };
+
+/* TX buffers: one per port towards the wire, one per port to its kernel
+ * interface. */
+#define PYLB_TXQ_KERNEL(port)	(PYLB_MAX_PORTS + (port))
 
 /* One per worker, plus one for the control side. Written by its owner only. */
 struct pylb_lcore {
@@ -55,29 +103,49 @@ struct pylb_lcore {
 	uint16_t queue;
 	struct pylb_dp *dp;
 	struct pylb_stats *stats;
-	struct pylb_txbuf tx[PYLB_MAX_PORTS];
+	uint64_t icmp_tokens;	/* ICMP error rate limit (token bucket) */
+	uint64_t icmp_tsc;
+	struct pylb_txbuf tx[2 * PYLB_MAX_PORTS];
 } __rte_cache_aligned;
 
 struct pylb_port {
 	char name[PYLB_NAME_LEN];
 	char device[PYLB_DEVARGS_LEN];
+	char kernel_iface[PYLB_NAME_LEN];
 	int32_t ethdev;		/* -1: detached */
+	int32_t kethdev;	/* exception path TAP; -1: none or detached */
 	bool started;
+};
+
+struct pylb_neigh_key {
+	uint8_t ip[16];
+	uint16_t port;
+	uint8_t af;
+	uint8_t pad;
 };
 
 /* A neighbour seen by a worker, queued for the control side to record. */
 struct pylb_neigh_learn {
-	uint32_t ip;
-	uint16_t port;
+	struct pylb_neigh_key key;
 	struct rte_ether_addr mac;
+	uint16_t pad;		/* ring elements are multiples of 4 bytes */
 };
 
-struct pylb_neigh_key {
-	uint32_t ip;
-	uint16_t port;
-	uint16_t pad;
+/* A packet waiting for its neighbour, handed to the control side. */
+struct pylb_neigh_miss {
+	struct rte_mbuf *m;
+	struct pylb_neigh_key key;
 };
 
+/* Control-side state of a neighbour entry, by hash position. */
+struct pylb_neigh_ctl {
+	uint64_t seen_tsc;
+	uint64_t req_tsc;
+	uint8_t state;		/* enum pylb_neigh_state */
+	uint8_t tries;
+	uint8_t n_hold;
+	struct rte_mbuf *hold[PYLB_NEIGH_HOLD];
+};
 
 struct pylb_dp {
 	struct pylb_dp_conf conf;
@@ -96,19 +164,39 @@ struct pylb_dp {
 	uint16_t n_ports;
 	struct pylb_port ports[PYLB_MAX_PORTS];
 
+	/* Routing: DPDK FIBs updated in place (single writer, lock-free
+	 * readers); next hops and groups are reused only after a grace period. */
+	struct rte_fib *fib4;
+	struct rte_fib6 *fib6;
+	struct pylb_nh *nh;		/* PYLB_MAX_NEXTHOPS */
+	struct pylb_nhg *nhg;		/* PYLB_MAX_GROUPS + 1 */
+	uint32_t *nh_refs;		/* control only */
+	uint32_t *nhg_refs;
+	uint32_t n_routes[2];		/* IPv4, IPv6 */
+	uint16_t nhg_last;		/* the group used last: bulk loads */
+	struct pylb_vip *vips[PYLB_MAX_VIPS];
+
 	struct rte_ring *neigh_learn;	/* workers -> control */
-	/* (ip, port) -> MAC in the data word, so readers see one atomic
-	 * value; written by the control side only. */
+	struct rte_ring *neigh_miss;	/* workers -> control, with mbufs */
+	struct rte_ring *ctl_tx;	/* control -> first worker: mbufs to send
+					 * (m->port is the port) */
+	/* (ip, port) -> MAC | PYLB_MAC_VALID in the data word, so readers see
+	 * one atomic value (0 while resolving); written by control only. */
 	struct rte_hash *neigh_hash;
-	uint64_t *neigh_seen_tsc;	/* by hash position, control only */
+	struct pylb_neigh_ctl *neigh_ctl;	/* by hash position */
+	uint64_t neigh_timeout_tsc;
+	uint64_t neigh_sweep_tsc;
 };
 
 /* errors.c */
 int pylb_fail(int rc, const char *fmt, ...) __rte_format_printf(2, 3);
 
-/* host.c: the burst-processing function, shared by workers and inject. */
+/* host.c: the burst-processing functions, shared by workers and inject:
+ * frames from the wire, and frames the kernel sent on the exception path. */
 void pylb_host_process(struct pylb_lcore *lc, const struct pylb_cfg *cfg,
 		       uint16_t port, struct rte_mbuf **pkts, uint16_t n);
+void pylb_kernel_process(struct pylb_lcore *lc, const struct pylb_cfg *cfg,
+			 uint16_t port, struct rte_mbuf **pkts, uint16_t n);
 
 /* dp.c */
 struct rte_mempool *pylb_pool_for(struct pylb_dp *dp, int socket);
@@ -116,6 +204,7 @@ struct rte_mempool *pylb_pool_for(struct pylb_dp *dp, int socket);
 /* port.c */
 int pylb_port_setup(struct pylb_dp *dp, struct pylb_port *p,
 		    const struct pylb_port_conf *conf, struct rte_ether_addr *mac);
+int pylb_port_kernel_setup(struct pylb_dp *dp, struct pylb_port *p);
 void pylb_port_close(struct pylb_port *p);
 
 /* worker.c */
@@ -124,7 +213,30 @@ int pylb_worker_main(void *arg);
 /* neigh.c */
 int pylb_neigh_init(struct pylb_dp *dp);
 void pylb_neigh_free(struct pylb_dp *dp);
-int pylb_neigh_drain(struct pylb_dp *dp);
+int pylb_neigh_housekeep(struct pylb_dp *dp);
+
+/* route.c */
+int pylb_route_init(struct pylb_dp *dp);
+void pylb_route_free(struct pylb_dp *dp);
+/* Called by neigh.c when (ip, port) resolves or expires: refresh the
+ * next hops that use it. mac 0: unresolved. */
+void pylb_route_neigh_update(struct pylb_dp *dp, const struct pylb_neigh_key *k,
+			     uint64_t mac);
+/* Install a FIB entry of another kind (local, VIP) at a free prefix. */
+int pylb_route_add_special(struct pylb_dp *dp, const struct pylb_prefix *p,
+			   uint64_t val);
+int pylb_route_del_special(struct pylb_dp *dp, const struct pylb_prefix *p,
+			   uint64_t val);
+int pylb_route_check_prefix(const struct pylb_prefix *p, const char *what);
+int pylb_route_add_connected(struct pylb_dp *dp, uint16_t port,
+			     const struct pylb_prefix *net);
+
+/* vip.c, maglev.c */
+void pylb_vip_free_all(struct pylb_dp *dp);
+bool pylb_is_prime(uint32_t n);
+
+/* dp.c */
+void pylb_rcu_wait(struct pylb_dp *dp);
 
 /* telemetry.c */
 void pylb_telemetry_attach(struct pylb_dp *dp);

@@ -11,6 +11,9 @@
 #include <rte_ether.h>
 #include <rte_telemetry.h>
 
+#include <arpa/inet.h>
+#include <string.h>
+
 #include "pylb_priv.h"
 
 static pthread_mutex_t tel_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -72,6 +75,14 @@ tel_stats(const char *cmd __rte_unused, const char *params __rte_unused,
 	return 0;
 }
 
+static void
+fmt_addr(const struct pylb_ip *a, char *buf, size_t len)
+{
+	if (inet_ntop(a->af == 6 ? AF_INET6 : AF_INET, a->ip, buf,
+		      (socklen_t)len) == NULL)
+		snprintf(buf, len, "?");
+}
+
 static int
 tel_ports(const char *cmd __rte_unused, const char *params __rte_unused,
 	  struct rte_tel_data *d)
@@ -100,13 +111,14 @@ tel_ports(const char *cmd __rte_unused, const char *params __rte_unused,
 		rte_tel_data_add_dict_u64(port, "link_speed_mbps", info.link_speed_mbps);
 		rte_tel_data_start_array(addrs, RTE_TEL_STRING_VAL);
 		for (uint32_t i = 0; i < info.n_addrs; i++) {
-			const uint8_t *b = (const uint8_t *)&info.addrs[i];
+			char a[INET6_ADDRSTRLEN + 8];
 
-			snprintf(buf, sizeof(buf), "%u.%u.%u.%u/%u", b[0], b[1],
-				 b[2], b[3], info.prefix_lens[i]);
-			rte_tel_data_add_array_string(addrs, buf);
+			fmt_addr(&info.addrs[i].addr, a, sizeof(a));
+			snprintf(a + strlen(a), 8, "/%u", info.addrs[i].len);
+			rte_tel_data_add_array_string(addrs, a);
 		}
 		rte_tel_data_add_dict_container(port, "addresses", addrs, 0);
+		rte_tel_data_add_dict_string(port, "kernel_iface", info.kernel_iface);
 		rte_tel_data_add_dict_container(d, info.name, port, 0);
 	}
 	tel_end();
@@ -118,7 +130,9 @@ tel_neigh(const char *cmd __rte_unused, const char *params __rte_unused,
 	  struct rte_tel_data *d)
 {
 	struct pylb_neigh_info nb[64];
-	char buf[RTE_ETHER_ADDR_FMT_SIZE + 8];
+	static const char *const states[] = {
+		"incomplete", "reachable", "probing", "static" };
+	char buf[INET6_ADDRSTRLEN];
 	int n = 0;
 
 	/* 22.11 arrays cannot hold dicts: a dict of entries named n0, n1, ... */
@@ -127,14 +141,15 @@ tel_neigh(const char *cmd __rte_unused, const char *params __rte_unused,
 		n = pylb_dp_neigh_list(tel_dp, nb, RTE_DIM(nb));
 	for (int i = 0; i < n; i++) {
 		struct rte_tel_data *e = rte_tel_data_alloc();
-		const uint8_t *b = (const uint8_t *)&nb[i].ip;
 
 		if (e == NULL)
 			break;
 		rte_tel_data_start_dict(e);
 		rte_tel_data_add_dict_string(e, "port", tel_dp->ports[nb[i].port].name);
-		snprintf(buf, sizeof(buf), "%u.%u.%u.%u", b[0], b[1], b[2], b[3]);
+		fmt_addr(&nb[i].addr, buf, sizeof(buf));
 		rte_tel_data_add_dict_string(e, "ip", buf);
+		rte_tel_data_add_dict_string(e, "state", states[nb[i].state & 3]);
+		rte_tel_data_add_dict_u64(e, "held", nb[i].held);
 		rte_ether_format_addr(buf, sizeof(buf),
 				      (struct rte_ether_addr *)nb[i].mac);
 		rte_tel_data_add_dict_string(e, "mac", buf);

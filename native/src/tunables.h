@@ -8,9 +8,22 @@
 
 #define PYLB_BURST		32	/* packets per RX burst */
 #define PYLB_PREFETCH_AHEAD	3	/* packets prefetched ahead in a burst */
-#define PYLB_TX_BUF		64	/* per port TX buffer, >= PYLB_BURST */
+#define PYLB_TX_BUF		256	/* per port TX buffer: a burst from every port */
 #define PYLB_NEIGH_RING		1024	/* learn events queued to control */
 #define PYLB_NEIGH_DEFAULT	4096	/* neighbour table entries */
+#define PYLB_NEIGH_MISS_RING	1024	/* packets queued for resolution */
+#define PYLB_NEIGH_HOLD		4	/* packets held per resolving neighbour */
+#define PYLB_NEIGH_TIMEOUT_MS	60000	/* learned entries live this long */
+#define PYLB_NEIGH_RETRY_MS	1000	/* between requests while resolving */
+#define PYLB_NEIGH_TRIES	3	/* requests before giving up */
+#define PYLB_NEIGH_SWEEP_MS	100	/* aging pass period */
+#define PYLB_ICMP_RATE		1000	/* ICMP errors per second per lcore */
+#define PYLB_ICMP_BURST		100
+#define PYLB_ROUTES_DEFAULT	(1 << 16)	/* per family */
+#define PYLB_TBL8_DEFAULT	8192	/* IPv4 FIB tbl8 groups (longer than /24) */
+#define PYLB_TBL8_6_DEFAULT	16384	/* IPv6 FIB tbl8 groups */
+#define PYLB_TBL8_MAX		32767	/* 16-bit FIB values */
+#define PYLB_HASH_SEED		0x9e3779b9	/* flow hash: fixed, so stable */
 #define PYLB_RXD_DEFAULT	1024
 #define PYLB_TXD_DEFAULT	1024
 

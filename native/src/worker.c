@@ -7,13 +7,14 @@
 #include <rte_ethdev.h>
 #include <rte_mbuf.h>
 #include <rte_rcu_qsbr.h>
+#include <rte_ring.h>
 
 #include "pylb_priv.h"
 
 static void
-flush(struct pylb_lcore *lc, uint16_t port, uint16_t ethdev)
+flush(struct pylb_lcore *lc, uint16_t q, uint16_t ethdev)
 {
-	struct pylb_txbuf *b = &lc->tx[port];
+	struct pylb_txbuf *b = &lc->tx[q];
 	uint64_t bytes = 0;
 	uint16_t sent, i;
 
@@ -47,6 +48,7 @@ pylb_worker_main(void *arg)
 
 		for (uint16_t p = 0; p < n_ports; p++) {
 			uint16_t ethdev = (uint16_t)dp->ports[p].ethdev;
+			int32_t kethdev = dp->ports[p].kethdev;
 			uint16_t n = rte_eth_rx_burst(ethdev, lc->queue, pkts,
 						      PYLB_BURST);
 
@@ -54,8 +56,37 @@ pylb_worker_main(void *arg)
 				pylb_host_process(lc, cfg, p, pkts, n);
 				got += n;
 			}
+			if (kethdev >= 0) {
+				n = rte_eth_rx_burst((uint16_t)kethdev, lc->queue,
+						     pkts, PYLB_BURST);
+				if (n != 0) {
+					pylb_kernel_process(lc, cfg, p, pkts, n);
+					got += n;
+				}
+			}
+		}
+		/* What the control side has to send (neighbour requests,
+		 * released packets) leaves through the first worker. */
+		if (lc->slot == 0 && !rte_ring_empty(dp->ctl_tx)) {
+			uint16_t n = (uint16_t)rte_ring_dequeue_burst(dp->ctl_tx,
+				(void **)pkts, PYLB_BURST, NULL);
+
+			for (uint16_t i = 0; i < n; i++) {
+				struct pylb_txbuf *b = &lc->tx[pkts[i]->port];
+
+				if (b->n < PYLB_TX_BUF)
+					b->pkts[b->n++] = pkts[i];
+				else
+					rte_pktmbuf_free(pkts[i]);
+			}
+		}
+		/* A packet may leave by any port: flush them all. */
+		for (uint16_t p = 0; p < n_ports; p++) {
 			if (lc->tx[p].n != 0)
-				flush(lc, p, ethdev);
+				flush(lc, p, (uint16_t)dp->ports[p].ethdev);
+			if (lc->tx[PYLB_TXQ_KERNEL(p)].n != 0)
+				flush(lc, PYLB_TXQ_KERNEL(p),
+				      (uint16_t)dp->ports[p].kethdev);
 		}
 		if (got != 0) {
 			lc->stats->c[PYLB_C_BUSY_CYCLES] += rte_rdtsc() - t0;

@@ -1,0 +1,314 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ * Copyright(c) 2026 pylb authors
+ *
+ * Hot-path helpers shared by the packet-processing files.
+ */
+#ifndef PYLB_PKT_H
+#define PYLB_PKT_H
+
+#include <string.h>
+
+#include <rte_byteorder.h>
+#include <rte_fib.h>
+#include <rte_fib6.h>
+#include <rte_hash.h>
+#include <rte_hash_crc.h>
+#include <rte_ip.h>
+#include <rte_mbuf.h>
+#include <rte_ring.h>
+
+#include "pylb_priv.h"
+
+#define ICMP_DEST_UNREACH	3
+#define ICMP_TIME_EXCEEDED	11
+#define ICMP6_DEST_UNREACH	1
+#define ICMP6_TIME_EXCEEDED	3
+
+#define CNT(lc, e) ((lc)->stats->c[PYLB_C_##e]++)
+
+static inline void
+drop(struct pylb_lcore *lc, struct rte_mbuf *m, enum pylb_counter reason)
+{
+	lc->stats->c[reason]++;
+	rte_pktmbuf_free(m);
+}
+
+/* Queue for TX on buffer `q` (a port, or PYLB_TXQ_KERNEL(port)). */
+static inline void
+tx(struct pylb_lcore *lc, uint16_t q, struct rte_mbuf *m)
+{
+	struct pylb_txbuf *b = &lc->tx[q];
+
+	if (unlikely(b->n == PYLB_TX_BUF)) {
+		drop(lc, m, PYLB_D_TX_FULL);
+		return;
+	}
+	b->pkts[b->n++] = m;
+}
+
+/* RFC 1624 incremental update of a ones' complement checksum for one 16-bit
+ * word changing from `old` to `new` (all in network byte order). */
+static inline uint16_t
+cksum_adjust16(uint16_t cksum, uint16_t old, uint16_t new)
+{
+	uint32_t s = (uint16_t)~cksum + (uint16_t)~old + new;
+
+	s = (s & 0xffff) + (s >> 16);
+	s = (s & 0xffff) + (s >> 16);
+	return (uint16_t)~s;
+}
+
+static inline uint32_t
+fib4_lookup(struct pylb_dp *dp, uint32_t be_ip)
+{
+	uint32_t ip = rte_be_to_cpu_32(be_ip);
+	uint64_t v;
+
+	rte_fib_lookup_bulk(dp->fib4, &ip, &v, 1);
+	return (uint32_t)v;
+}
+
+static inline uint32_t
+fib6_lookup(struct pylb_dp *dp, const uint8_t *ip)
+{
+	uint8_t a[1][RTE_FIB6_IPV6_ADDR_SIZE];
+	uint64_t v;
+
+	memcpy(a[0], ip, 16);
+	rte_fib6_lookup_bulk(dp->fib6, a, &v, 1);
+	return (uint32_t)v;
+}
+
+static inline uint32_t
+fib_kind(uint32_t v)
+{
+	return v >> PYLB_FIB_KIND_SHIFT;
+}
+
+static inline uint32_t
+fib_id(uint32_t v)
+{
+	return v & PYLB_FIB_ID_MASK;
+}
+
+/* The flow hash: CRC32-C with a fixed seed, the same on every appliance and
+ * across restarts. Addresses are hashed as they are on the wire. */
+static inline uint32_t
+flow_hash4(uint32_t src, uint32_t dst)
+{
+	return rte_hash_crc_8byte((uint64_t)src << 32 | dst, PYLB_HASH_SEED);
+}
+
+static inline uint32_t
+flow_hash6(const uint8_t *src, const uint8_t *dst)
+{
+	return rte_hash_crc(dst, 16, rte_hash_crc(src, 16, PYLB_HASH_SEED));
+}
+
+static inline const struct pylb_nh *
+nhg_pick(const struct pylb_dp *dp, uint32_t group, uint32_t hash)
+{
+	const struct pylb_nhg *g = &dp->nhg[group];
+
+	return &dp->nh[g->nh[g->n == 1 ? 0 : hash % g->n]];
+}
+
+static inline void
+neigh_key4(struct pylb_neigh_key *k, uint32_t ip, uint16_t port)
+{
+	memset(k, 0, sizeof(*k));
+	memcpy(k->ip, &ip, 4);
+	k->port = port;
+	k->af = 4;
+}
+
+static inline void
+neigh_key6(struct pylb_neigh_key *k, const uint8_t *ip, uint16_t port)
+{
+	memcpy(k->ip, ip, 16);
+	k->port = port;
+	k->af = 6;
+	k->pad = 0;
+}
+
+static inline uint64_t
+mac_to_u64(const struct rte_ether_addr *mac)
+{
+	uint64_t v = 0;
+
+	memcpy(&v, mac->addr_bytes, RTE_ETHER_ADDR_LEN);
+	return v;
+}
+
+static inline void
+u64_to_mac(uint64_t v, struct rte_ether_addr *mac)
+{
+	memcpy(mac->addr_bytes, &v, RTE_ETHER_ADDR_LEN);
+}
+
+/* Send `m` (starting with its Ethernet header) to the neighbour `key` on
+ * key->port. `mac` is a cached resolution (0: look the key up). Unresolved
+ * packets go to the control side, which holds them and asks. */
+static inline void
+neigh_output(struct pylb_lcore *lc, const struct pylb_cfg *cfg,
+	     const struct pylb_neigh_key *key, uint64_t mac, struct rte_mbuf *m)
+{
+	struct rte_ether_hdr *eth = rte_pktmbuf_mtod(m, struct rte_ether_hdr *);
+	struct pylb_neigh_miss miss;
+
+	rte_ether_addr_copy(&cfg->ports[key->port].mac, &eth->src_addr);
+	if (!(mac & PYLB_MAC_VALID)) {
+		void *data;
+
+		if (rte_hash_lookup_data(lc->dp->neigh_hash, key, &data) >= 0)
+			mac = (uint64_t)(uintptr_t)data;
+	}
+	if (likely(mac & PYLB_MAC_VALID)) {
+		u64_to_mac(mac, &eth->dst_addr);
+		CNT(lc, FORWARDED);
+		tx(lc, key->port, m);
+		return;
+	}
+	miss.m = m;
+	miss.key = *key;
+	if (rte_ring_enqueue_elem(lc->dp->neigh_miss, &miss, sizeof(miss)) != 0)
+		drop(lc, m, PYLB_D_NEIGH_QUEUE_FULL);
+}
+
+/* Forward to the next hop `nh` towards destination `dst` (4 or 16 bytes,
+ * used when the next hop is the destination itself). */
+static inline void
+nh_output(struct pylb_lcore *lc, const struct pylb_cfg *cfg,
+	  const struct pylb_nh *nh, const void *dst, uint8_t dst_af,
+	  struct rte_mbuf *m)
+{
+	struct pylb_neigh_key key;
+
+	if (nh->connected) {
+		if (dst_af == 4)
+			neigh_key4(&key, *(const uint32_t *)dst, nh->port);
+		else
+			neigh_key6(&key, dst, nh->port);
+		neigh_output(lc, cfg, &key, 0, m);
+		return;
+	}
+	if (nh->af == 4)
+		neigh_key4(&key, *(const uint32_t *)nh->gw, nh->port);
+	else
+		neigh_key6(&key, nh->gw, nh->port);
+	neigh_output(lc, cfg, &key,
+		     __atomic_load_n(&nh->mac, __ATOMIC_RELAXED), m);
+}
+
+static inline bool
+port_owns4(const struct pylb_port_cfg *pc, uint32_t ip)
+{
+	for (uint16_t i = 0; i < pc->n_addrs4; i++)
+		if (pc->addrs4[i].ip == ip)
+			return true;
+	return false;
+}
+
+static inline bool
+port_connected4(const struct pylb_port_cfg *pc, uint32_t ip)
+{
+	for (uint16_t i = 0; i < pc->n_addrs4; i++)
+		if ((ip & pc->addrs4[i].mask) ==
+		    (pc->addrs4[i].ip & pc->addrs4[i].mask))
+			return true;
+	return false;
+}
+
+static inline bool
+prefix6_match(const uint8_t *a, const uint8_t *b, uint8_t len)
+{
+	uint8_t full = len / 8, rem = len % 8;
+
+	if (memcmp(a, b, full) != 0)
+		return false;
+	return rem == 0 ||
+		((a[full] ^ b[full]) & (uint8_t)(0xff << (8 - rem))) == 0;
+}
+
+static inline bool
+port_owns6(const struct pylb_port_cfg *pc, const uint8_t *ip)
+{
+	for (uint16_t i = 0; i < pc->n_addrs6; i++)
+		if (memcmp(pc->addrs6[i].ip, ip, 16) == 0)
+			return true;
+	return false;
+}
+
+/* The port's address to speak from towards `ip`: one on the same network,
+ * else the first. NULL when the port has no address of that family. */
+static inline const uint8_t *
+port_src6(const struct pylb_port_cfg *pc, const uint8_t *ip)
+{
+	for (uint16_t i = 0; i < pc->n_addrs6; i++)
+		if (prefix6_match(pc->addrs6[i].ip, ip, pc->addrs6[i].prefix_len))
+			return pc->addrs6[i].ip;
+	return pc->n_addrs6 ? pc->addrs6[0].ip : NULL;
+}
+
+static inline bool
+port_src4(const struct pylb_port_cfg *pc, uint32_t ip, uint32_t *src)
+{
+	for (uint16_t i = 0; i < pc->n_addrs4; i++)
+		if ((ip & pc->addrs4[i].mask) ==
+		    (pc->addrs4[i].ip & pc->addrs4[i].mask)) {
+			*src = pc->addrs4[i].ip;
+			return true;
+		}
+	if (pc->n_addrs4 == 0)
+		return false;
+	*src = pc->addrs4[0].ip;
+	return true;
+}
+
+static inline bool
+ip6_is_link_local(const uint8_t *ip)
+{
+	return ip[0] == 0xfe && (ip[1] & 0xc0) == 0x80;
+}
+
+/* Hand a packet for one of the appliance's addresses to the kernel through
+ * the exception path of the port it arrived on. */
+static inline void
+to_kernel(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port,
+	  struct rte_mbuf *m)
+{
+	struct rte_ether_hdr *eth = rte_pktmbuf_mtod(m, struct rte_ether_hdr *);
+
+	if (!cfg->ports[port].kernel)
+		return drop(lc, m, PYLB_D_LOCAL_UNHANDLED);
+	/* The kernel interface has the port's MAC: address the frame to it. */
+	rte_ether_addr_copy(&cfg->ports[port].mac, &eth->dst_addr);
+	CNT(lc, TO_KERNEL);
+	tx(lc, PYLB_TXQ_KERNEL(port), m);
+}
+
+/* fwd.c */
+void pylb_fwd4(struct pylb_lcore *lc, const struct pylb_cfg *cfg,
+	       int in_port, struct rte_mbuf *m, uint32_t group);
+void pylb_fwd6(struct pylb_lcore *lc, const struct pylb_cfg *cfg,
+	       int in_port, struct rte_mbuf *m, uint32_t group);
+void pylb_icmp4_error(struct pylb_lcore *lc, const struct pylb_cfg *cfg,
+		      uint16_t port, struct rte_mbuf *orig, uint8_t type,
+		      uint8_t code);
+void pylb_icmp6_error(struct pylb_lcore *lc, const struct pylb_cfg *cfg,
+		      uint16_t port, struct rte_mbuf *orig, uint8_t type,
+		      uint8_t code);
+
+/* vip.c */
+void pylb_vip_input(struct pylb_lcore *lc, const struct pylb_cfg *cfg,
+		    struct rte_mbuf *m, uint32_t vip_id, uint8_t af);
+
+/* ipv6.c */
+void pylb_ipv6_input(struct pylb_lcore *lc, const struct pylb_cfg *cfg,
+		     uint16_t port, struct rte_mbuf *m, bool l2_multicast);
+
+/* neigh.c: worker side */
+void pylb_neigh_queue(struct pylb_lcore *lc, const struct pylb_neigh_key *k,
+		      const struct rte_ether_addr *mac);
+
+#endif /* PYLB_PKT_H */

@@ -1,0 +1,351 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ * Copyright(c) 2026 pylb authors
+ *
+ * Stateless L3 load balancing: a VIP prefix in the FIB points at a VIP whose
+ * lookup table picks a backend from the flow hash; the packet is then
+ * encapsulated (IPIP, GRE) or sent unchanged to the backend's MAC (direct
+ * routing), along the route to the backend.
+ */
+#include <stdio.h>
+
+#include <rte_gre.h>
+#include <rte_malloc.h>
+
+#include "pkt.h"
+
+static int
+encap(struct pylb_lcore *lc, const struct pylb_cfg *cfg,
+      const struct pylb_vip *vip, const struct pylb_backend *b,
+      const struct pylb_nh *nh, struct rte_mbuf *m, uint8_t inner_af)
+{
+	const struct pylb_port_cfg *pc = &cfg->ports[nh->port];
+	bool gre = vip->conf.method == PYLB_FWD_GRE;
+	uint8_t inner_proto = inner_af == 4 ? IPPROTO_IPIP : IPPROTO_IPV6;
+	uint32_t inner_len = rte_pktmbuf_pkt_len(m) - sizeof(struct rte_ether_hdr);
+	uint32_t olen = (b->addr.af == 4 ? sizeof(struct rte_ipv4_hdr) :
+			 sizeof(struct rte_ipv6_hdr)) + (gre ? sizeof(struct rte_gre_hdr) : 0);
+	const void *inner = rte_pktmbuf_mtod_offset(m, void *, sizeof(struct rte_ether_hdr));
+	uint8_t tos = inner_af == 4 ? ((const struct rte_ipv4_hdr *)inner)->type_of_service :
+		(uint8_t)(rte_be_to_cpu_32(((const struct rte_ipv6_hdr *)inner)->vtc_flow) >> 20);
+	struct rte_ether_hdr *eth;
+	char *o;
+
+	if (rte_pktmbuf_headroom(m) < olen)
+		return PYLB_D_VIP_NO_HEADROOM;
+	eth = (struct rte_ether_hdr *)rte_pktmbuf_prepend(m, (uint16_t)olen);
+	memmove(eth, (char *)eth + olen, sizeof(*eth));
+	o = (char *)(eth + 1);
+	if (b->addr.af == 4) {
+		struct rte_ipv4_hdr *ip = (struct rte_ipv4_hdr *)o;
+		uint32_t src;
+
+		memset(ip, 0, sizeof(*ip));
+		if (vip->conf.source.af == 4)
+			memcpy(&src, vip->conf.source.ip, 4);
+		else if (!port_src4(pc, *(const uint32_t *)b->addr.ip, &src))
+			return PYLB_D_VIP_NO_ROUTE;
+		ip->src_addr = src;
+		memcpy(&ip->dst_addr, b->addr.ip, 4);
+		ip->version_ihl = RTE_IPV4_VHL_DEF;
+		ip->type_of_service = tos;
+		ip->total_length = rte_cpu_to_be_16((uint16_t)(olen + inner_len));
+		ip->time_to_live = IPDEFTTL;
+		ip->next_proto_id = gre ? IPPROTO_GRE : inner_proto;
+		ip->hdr_checksum = rte_ipv4_cksum(ip);
+		eth->ether_type = RTE_BE16(RTE_ETHER_TYPE_IPV4);
+		o += sizeof(*ip);
+	} else {
+		struct rte_ipv6_hdr *ip = (struct rte_ipv6_hdr *)o;
+		const uint8_t *src = vip->conf.source.af == 6 ? vip->conf.source.ip :
+			port_src6(pc, b->addr.ip);
+
+		if (src == NULL)
+			return PYLB_D_VIP_NO_ROUTE;
+		ip->vtc_flow = rte_cpu_to_be_32(6u << 28 | (uint32_t)tos << 20);
+		ip->payload_len = rte_cpu_to_be_16((uint16_t)(olen - sizeof(*ip) + inner_len));
+		ip->proto = gre ? IPPROTO_GRE : inner_proto;
+		ip->hop_limits = IPDEFTTL;
+		memcpy(ip->src_addr, src, 16);
+		memcpy(ip->dst_addr, b->addr.ip, 16);
+		eth->ether_type = RTE_BE16(RTE_ETHER_TYPE_IPV6);
+		o += sizeof(*ip);
+	}
+	if (gre) {
+		struct rte_gre_hdr *g = (struct rte_gre_hdr *)o;
+
+		memset(g, 0, sizeof(*g));
+		g->proto = inner_af == 4 ? RTE_BE16(RTE_ETHER_TYPE_IPV4) :
+			RTE_BE16(RTE_ETHER_TYPE_IPV6);
+	}
+	(void)lc;
+	return 0;
+}
+
+void
+pylb_vip_input(struct pylb_lcore *lc, const struct pylb_cfg *cfg,
+	       struct rte_mbuf *m, uint32_t vip_id, uint8_t af)
+{
+	const struct pylb_vip *vip = __atomic_load_n(&lc->dp->vips[vip_id],
+						     __ATOMIC_ACQUIRE);
+	const void *inner = rte_pktmbuf_mtod_offset(m, void *, sizeof(struct rte_ether_hdr));
+	const struct pylb_backend *b;
+	const struct pylb_nh *nh;
+	uint32_t h, v;
+	int reason;
+
+	if (unlikely(vip == NULL || vip->table == NULL))
+		return drop(lc, m, PYLB_D_VIP_NO_BACKEND);
+	if (af == 4) {
+		const struct rte_ipv4_hdr *ip = inner;
+
+		h = flow_hash4(ip->src_addr, ip->dst_addr);
+	} else {
+		const struct rte_ipv6_hdr *ip = inner;
+
+		h = flow_hash6(ip->src_addr, ip->dst_addr);
+	}
+	b = &vip->backends[vip->table[h % vip->conf.table_size]];
+	CNT(lc, VIP_PACKETS);
+
+	v = b->addr.af == 4 ? fib4_lookup(lc->dp, *(const uint32_t *)b->addr.ip) :
+		fib6_lookup(lc->dp, b->addr.ip);
+	if (v == 0 || fib_kind(v) != PYLB_FIB_GROUP)
+		return drop(lc, m, PYLB_D_VIP_NO_ROUTE);
+	nh = nhg_pick(lc->dp, fib_id(v), h);
+	if (vip->conf.method != PYLB_FWD_DR) {
+		reason = encap(lc, cfg, vip, b, nh, m, af);
+		if (reason != 0)
+			return drop(lc, m, (enum pylb_counter)reason);
+	}
+	nh_output(lc, cfg, nh, b->addr.ip, b->addr.af, m);
+}
+
+/* Control side. */
+
+static int
+vip_find(struct pylb_dp *dp, const struct pylb_prefix *p)
+{
+	for (int i = 0; i < PYLB_MAX_VIPS; i++) {
+		const struct pylb_vip *v = dp->vips[i];
+
+		if (v != NULL && v->conf.prefix.len == p->len &&
+		    v->conf.prefix.addr.af == p->addr.af &&
+		    memcmp(v->conf.prefix.addr.ip, p->addr.ip, 16) == 0)
+			return i;
+	}
+	return -1;
+}
+
+static void
+fmt_prefix(const struct pylb_prefix *p, char *buf, size_t len)
+{
+	char a[64];
+
+	if (p->addr.af == 4)
+		snprintf(a, sizeof(a), "%u.%u.%u.%u", p->addr.ip[0], p->addr.ip[1],
+			 p->addr.ip[2], p->addr.ip[3]);
+	else
+		snprintf(a, sizeof(a), "%x:%x:%x:%x:%x:%x:%x:%x",
+			 p->addr.ip[0] << 8 | p->addr.ip[1], p->addr.ip[2] << 8 | p->addr.ip[3],
+			 p->addr.ip[4] << 8 | p->addr.ip[5], p->addr.ip[6] << 8 | p->addr.ip[7],
+			 p->addr.ip[8] << 8 | p->addr.ip[9], p->addr.ip[10] << 8 | p->addr.ip[11],
+			 p->addr.ip[12] << 8 | p->addr.ip[13], p->addr.ip[14] << 8 | p->addr.ip[15]);
+	snprintf(buf, len, "%s/%u", a, p->len);
+}
+
+static struct pylb_vip *
+vip_alloc(const struct pylb_vip_conf *conf, const struct pylb_backend *b,
+	  uint32_t n, bool with_table)
+{
+	size_t sz = sizeof(struct pylb_vip) + n * sizeof(*b) +
+		(with_table ? conf->table_size * sizeof(uint16_t) : 0);
+	struct pylb_vip *v = rte_zmalloc("pylb_vip", sz, RTE_CACHE_LINE_SIZE);
+
+	if (v == NULL)
+		return NULL;
+	v->conf = *conf;
+	v->n_backends = n;
+	v->backends = (struct pylb_backend *)(v + 1);
+	memcpy(v->backends, b, n * sizeof(*b));
+	if (with_table)
+		v->table = (uint16_t *)(v->backends + n);
+	return v;
+}
+
+/* Swap in a new VIP object and free the old one after a grace period. */
+static void
+vip_publish(struct pylb_dp *dp, int id, struct pylb_vip *next)
+{
+	struct pylb_vip *old = dp->vips[id];
+
+	__atomic_store_n(&dp->vips[id], next, __ATOMIC_RELEASE);
+	pylb_rcu_wait(dp);
+	pthread_mutex_lock(&dp->ctl_lock);
+	rte_free(old);
+	pthread_mutex_unlock(&dp->ctl_lock);
+}
+
+int
+pylb_dp_vip_add(struct pylb_dp *dp, const struct pylb_vip_conf *conf)
+{
+	struct pylb_vip_conf c = *conf;
+	struct pylb_vip *v;
+	char name[80];
+	int id, rc;
+
+	rc = pylb_route_check_prefix(&c.prefix, "VIP");
+	if (rc != 0)
+		return rc;
+	fmt_prefix(&c.prefix, name, sizeof(name));
+	if (c.method > PYLB_FWD_DR)
+		return pylb_fail(-PYLB_E_INVAL, "VIP %s: unknown forwarding method %u",
+				 name, c.method);
+	if (c.source.af != 0 && c.source.af != 4 && c.source.af != 6)
+		return pylb_fail(-PYLB_E_INVAL, "VIP %s: source address family %u",
+				 name, c.source.af);
+	if (c.table_size == 0)
+		c.table_size = PYLB_MAGLEV_DEFAULT;
+	if (vip_find(dp, &c.prefix) >= 0)
+		return pylb_fail(-PYLB_E_EXIST, "VIP %s already exists", name);
+	for (id = 0; id < PYLB_MAX_VIPS && dp->vips[id] != NULL; id++)
+		;
+	if (id == PYLB_MAX_VIPS)
+		return pylb_fail(-PYLB_E_FULL, "at most %d VIPs", PYLB_MAX_VIPS);
+	if (!pylb_is_prime(c.table_size) || c.table_size > PYLB_MAGLEV_MAX)
+		return pylb_fail(-PYLB_E_INVAL,
+			"VIP %s: lookup table size %u must be a prime no larger than %u (e.g. 65537)",
+			name, c.table_size, PYLB_MAGLEV_MAX);
+	v = vip_alloc(&c, NULL, 0, false);
+	if (v == NULL)
+		return pylb_fail(-PYLB_E_NOMEM, "cannot allocate VIP %s", name);
+	__atomic_store_n(&dp->vips[id], v, __ATOMIC_RELEASE);
+	rc = pylb_route_add_special(dp, &c.prefix, PYLB_FIB_VAL(PYLB_FIB_VIP, id));
+	if (rc != 0) {
+		dp->vips[id] = NULL;
+		rte_free(v);
+		return rc;
+	}
+	return 0;
+}
+
+int
+pylb_dp_vip_del(struct pylb_dp *dp, const struct pylb_prefix *prefix)
+{
+	char name[80];
+	int id = vip_find(dp, prefix);
+
+	if (id < 0) {
+		fmt_prefix(prefix, name, sizeof(name));
+		return pylb_fail(-PYLB_E_NOENT, "no VIP %s", name);
+	}
+	pylb_route_del_special(dp, prefix, PYLB_FIB_VAL(PYLB_FIB_VIP, id));
+	vip_publish(dp, id, NULL);
+	return 0;
+}
+
+int
+pylb_dp_vip_backends_set(struct pylb_dp *dp, const struct pylb_prefix *prefix,
+			 const struct pylb_backend *b, uint32_t n)
+{
+	const struct pylb_vip *cur;
+	struct pylb_vip *next;
+	uint32_t i, j, live = 0;
+	char name[80];
+	int id, rc;
+
+	fmt_prefix(prefix, name, sizeof(name));
+	id = vip_find(dp, prefix);
+	if (id < 0)
+		return pylb_fail(-PYLB_E_NOENT, "no VIP %s", name);
+	cur = dp->vips[id];
+	if (n > PYLB_MAX_BACKENDS)
+		return pylb_fail(-PYLB_E_FULL, "VIP %s: %u backends, at most %d",
+				 name, n, PYLB_MAX_BACKENDS);
+	for (i = 0; i < n; i++) {
+		static const uint8_t zero[16];
+
+		if ((b[i].addr.af != 4 && b[i].addr.af != 6) ||
+		    memcmp(b[i].addr.ip, zero, 16) == 0)
+			return pylb_fail(-PYLB_E_INVAL,
+				"VIP %s: backend %u has no address", name, i);
+		if (b[i].weight > 65535)
+			return pylb_fail(-PYLB_E_INVAL,
+				"VIP %s: backend weight %u is above 65535", name,
+				b[i].weight);
+		if (cur->conf.method == PYLB_FWD_DR &&
+		    b[i].addr.af != prefix->addr.af)
+			return pylb_fail(-PYLB_E_INVAL,
+				"VIP %s: direct routing needs backends of the VIP's address family",
+				name);
+		for (j = 0; j < i; j++)
+			if (memcmp(&b[i].addr, &b[j].addr, sizeof(b[i].addr)) == 0)
+				return pylb_fail(-PYLB_E_EXIST,
+					"VIP %s: backend listed twice", name);
+		live += b[i].weight != 0;
+	}
+	next = vip_alloc(&cur->conf, b, n, live != 0);
+	if (next == NULL)
+		return pylb_fail(-PYLB_E_NOMEM, "cannot allocate VIP %s", name);
+	if (live != 0) {
+		rc = pylb_maglev_build(b, n, cur->conf.table_size, next->table);
+		if (rc != 0) {
+			rte_free(next);
+			return rc;
+		}
+	}
+	vip_publish(dp, id, next);
+	return 0;
+}
+
+int
+pylb_dp_vip_get(struct pylb_dp *dp, const struct pylb_prefix *prefix,
+		struct pylb_vip_conf *conf, struct pylb_backend *b,
+		uint32_t max_b, uint32_t *n_b)
+{
+	int id = vip_find(dp, prefix);
+	const struct pylb_vip *v;
+	char name[80];
+
+	if (id < 0) {
+		fmt_prefix(prefix, name, sizeof(name));
+		return pylb_fail(-PYLB_E_NOENT, "no VIP %s", name);
+	}
+	v = dp->vips[id];
+	*conf = v->conf;
+	*n_b = v->n_backends;
+	memcpy(b, v->backends, RTE_MIN(max_b, v->n_backends) * sizeof(*b));
+	return 0;
+}
+
+int
+pylb_dp_vip_list(struct pylb_dp *dp, struct pylb_prefix *out, uint32_t max)
+{
+	uint32_t n = 0;
+
+	for (int i = 0; i < PYLB_MAX_VIPS && n < max; i++)
+		if (dp->vips[i] != NULL)
+			out[n++] = dp->vips[i]->conf.prefix;
+	return (int)n;
+}
+
+int
+pylb_dp_vip_pick(struct pylb_dp *dp, const struct pylb_prefix *prefix,
+		 const struct pylb_ip *src, const struct pylb_ip *dst)
+{
+	int id = vip_find(dp, prefix);
+	const struct pylb_vip *v;
+
+	if (id < 0 || dp->vips[id]->table == NULL)
+		return -1;
+	v = dp->vips[id];
+	return v->table[pylb_flow_hash(src, dst) % v->conf.table_size];
+}
+
+void
+pylb_vip_free_all(struct pylb_dp *dp)
+{
+	for (int i = 0; i < PYLB_MAX_VIPS; i++) {
+		rte_free(dp->vips[i]);
+		dp->vips[i] = NULL;
+	}
+}
