@@ -380,7 +380,7 @@ cdef class Dataplane:
         cdef pylb_route r
         cdef int rc
         net = _parse_prefix(prefix, "route")
-        if isinstance(via, tuple) and len(via) == 2 and not isinstance(via[0], tuple):
+        if isinstance(via, (tuple, list)) and len(via) == 2 and not isinstance(via[0], (tuple, list)):
             via = [via]
         via = list(via)
         if not 1 <= len(via) <= PYLB_MAX_ECMP:

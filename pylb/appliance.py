@@ -8,6 +8,7 @@ closes the ports, cleans up EAL and removes the instance's hugepage files.
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 
 from pylb import hostinfo, telemetry
@@ -16,7 +17,7 @@ from pylb.profile import Profile
 
 log = logging.getLogger("pylb")
 
-HOUSEKEEP_INTERVAL_S = 0.05
+HOUSEKEEP_INTERVAL_S = 0.005   # neighbour resolution waits on this
 
 
 def load_native():
@@ -47,8 +48,13 @@ def check_host(profile: Profile, instance: str | None) -> None:
             raise DataplaneError(problem)
 
 
-def run(profile: Profile, stop: threading.Event, instance: str | None = None) -> None:
-    """Run until `stop` is set. Raises PylbError subclasses with operator-facing messages."""
+def run(profile: Profile, stop: threading.Event, instance: str | None = None,
+        tasks: queue.SimpleQueue | None = None) -> None:
+    """Run until `stop` is set. Raises PylbError subclasses with operator-facing messages.
+
+    `tasks` carries callables f(dataplane) from other threads (the management
+    plane): they run here, between housekeeping passes, so every control-side
+    change happens on this one thread."""
     check_host(profile, instance)
     native = load_native()
     prefix = profile.file_prefix(instance)
@@ -58,19 +64,23 @@ def run(profile: Profile, stop: threading.Event, instance: str | None = None) ->
     dp = None
     try:
         dp = native.Dataplane(workers=profile.workers, mbufs=profile.mbufs,
-                              mbuf_cache=profile.mbuf_cache)
+                              mbuf_cache=profile.mbuf_cache, max_routes=profile.max_routes)
         for port in profile.ports:
             idx = dp.add_port(port.name, port.device, rx_desc=port.rx_desc,
-                              tx_desc=port.tx_desc, link_wait_ms=port.link_wait_ms)
+                              tx_desc=port.tx_desc, link_wait_ms=port.link_wait_ms,
+                              kernel_iface=port.kernel_iface)
             for addr in port.addresses:
                 dp.add_address(idx, addr)
         dp.start()
         for p in dp.ports():
-            log.info("port %s (%s): ethdev %d mac %s link %s addresses %s", p.name, p.device,
-                     p.ethdev, p.mac, "up" if p.link_up else "down", ", ".join(p.addresses) or "-")
+            log.info("port %s (%s): ethdev %d mac %s link %s addresses %s kernel interface %s",
+                     p.name, p.device, p.ethdev, p.mac, "up" if p.link_up else "down",
+                     ", ".join(p.addresses) or "-", p.kernel_iface or "-")
         log.info("running: %d worker(s) on lcore(s) %s, file prefix %s", len(profile.workers),
                  ",".join(map(str, profile.workers)), prefix)
         while not stop.wait(HOUSEKEEP_INTERVAL_S):
+            while tasks is not None and not tasks.empty():
+                tasks.get()(dp)
             dp.housekeep()
         log.info("stopping")
     finally:

@@ -19,10 +19,13 @@ NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,23}$")
 PCI_RE = re.compile(r"^([0-9a-fA-F]{4}:)?[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]$")
 VDEV_RE = re.compile(r"^net_[a-z]+[0-9]*(,[A-Za-z0-9_]+=[^,\s]*)*$")
 
-TOP_KEYS = {"name", "lcores", "memory", "mbufs", "mbuf_cache", "ports", "log_level", "eal_args"}
+TOP_KEYS = {"name", "lcores", "memory", "mbufs", "mbuf_cache", "ports", "log_level", "eal_args",
+            "max_routes"}
 LCORE_KEYS = {"main", "workers", "cpu_map"}
 MEMORY_KEYS = {"hugepages", "size_mb", "huge_dir"}
-PORT_KEYS = {"name", "vdev", "pci", "addresses", "rx_desc", "tx_desc", "link_wait_ms"}
+PORT_KEYS = {"name", "vdev", "pci", "addresses", "rx_desc", "tx_desc", "link_wait_ms",
+             "kernel_iface"}
+IFNAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
 LOG_LEVELS = {"emergency", "alert", "critical", "error", "warning", "notice", "info", "debug"}
 
 
@@ -40,6 +43,7 @@ class PortProfile:
     rx_desc: int = 1024
     tx_desc: int = 1024
     link_wait_ms: int = 5000
+    kernel_iface: str = ""
 
     @property
     def device(self) -> str:
@@ -61,6 +65,7 @@ class Profile:
     ports: tuple[PortProfile, ...]
     log_level: str = "notice"
     eal_args: tuple[str, ...] = field(default=())
+    max_routes: int = 65536
 
     def file_prefix(self, instance: str | None = None) -> str:
         return file_prefix(instance or self.name)
@@ -203,7 +208,7 @@ def load_profile(path: str) -> Profile:
         raise c.fail("ports", "expected at most 16 ports")
     ports: list[PortProfile] = []
     seen_names: set[str] = set()
-    seen_addrs: dict[ipaddress.IPv4Address, str] = {}
+    seen_addrs: dict = {}
     for i, rp in enumerate(raw_ports):
         key = f"ports[{i}]"
         rp = c.mapping(rp, key, PORT_KEYS)
@@ -223,17 +228,18 @@ def load_profile(path: str) -> Profile:
             pci = c.string(rp["pci"], f"{key}.pci", "a PCI address like '0000:03:00.0'", PCI_RE)
         addrs = rp.get("addresses", [])
         if not isinstance(addrs, list):
-            raise c.fail(f"{key}.addresses", "expected a list of IPv4 addresses like ['10.99.0.1/24']")
+            raise c.fail(f"{key}.addresses", "expected a list of addresses like ['10.99.0.1/24', '2001:db8::1/64']")
         for j, a in enumerate(addrs):
             akey = f"{key}.addresses[{j}]"
             try:
                 if not isinstance(a, str) or "/" not in a:
                     raise ValueError
-                iface = ipaddress.IPv4Interface(a)
+                iface = ipaddress.ip_interface(a)
                 if iface.network.prefixlen == 0:
                     raise ValueError
             except ValueError:
-                raise c.fail(akey, f"expected an IPv4 address with prefix length like 10.99.0.1/24, got {a!r}") from None
+                raise c.fail(akey, "expected an address with prefix length like 10.99.0.1/24 "
+                                   f"or 2001:db8::1/64, got {a!r}") from None
             if iface.ip in seen_addrs:
                 raise c.fail(akey, f"address {iface.ip} is already on port {seen_addrs[iface.ip]}")
             seen_addrs[iface.ip] = pname
@@ -242,9 +248,13 @@ def load_profile(path: str) -> Profile:
             rx_desc=c.integer(rp.get("rx_desc", 1024), f"{key}.rx_desc", 64, 32768),
             tx_desc=c.integer(rp.get("tx_desc", 1024), f"{key}.tx_desc", 64, 32768),
             link_wait_ms=c.integer(rp.get("link_wait_ms", 5000), f"{key}.link_wait_ms", 0, 600000),
+            kernel_iface=c.string(rp["kernel_iface"], f"{key}.kernel_iface",
+                                  "a kernel interface name of at most 15 letters, digits, '.', '-' or '_'",
+                                  IFNAME_RE) if "kernel_iface" in rp else "",
         ))
 
     return Profile(path=path, name=name, main_lcore=main, workers=tuple(workers), cpu_map=cpu_map,
                    hugepages=hugepages, size_mb=size_mb, huge_dir=huge_dir, mbufs=mbufs,
                    mbuf_cache=mbuf_cache, ports=tuple(ports), log_level=log_level,
-                   eal_args=tuple(eal_args))
+                   eal_args=tuple(eal_args),
+                   max_routes=c.integer(top.get("max_routes", 65536), "max_routes", 1024, 16777216))

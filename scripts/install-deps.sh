@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # System packages pylb needs: DPDK 22.11 from Debian, a compiler, iproute2 and
-# ping for the end-to-end tests. Installs only what is missing.
+# ping, traceroute and curl for the end-to-end tests. Installs only what is missing.
 set -euo pipefail
 need=()
 pkg-config --exists libdpdk 2>/dev/null || need+=(dpdk dpdk-dev libdpdk-dev)
@@ -8,6 +8,8 @@ command -v pkg-config >/dev/null || need+=(pkg-config)
 command -v gcc >/dev/null || need+=(gcc)
 command -v ip >/dev/null || need+=(iproute2)
 command -v ping >/dev/null || need+=(iputils-ping)
+command -v traceroute >/dev/null || need+=(traceroute)
+command -v curl >/dev/null || need+=(curl)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
 if [ ${#need[@]} -gt 0 ]; then
     echo "installing: ${need[*]}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import signal
 import subprocess
@@ -13,10 +14,13 @@ import time
 
 import yaml
 
-from pylb import telemetry
+from pylb import errors, telemetry
+from pylb.errors import PylbError
 from pylb.profile import file_prefix
 
 _seq = itertools.count()
+_ERRORS = {name: getattr(errors, name) for name in dir(errors)
+           if isinstance(getattr(errors, name), type) and issubclass(getattr(errors, name), PylbError)}
 
 
 def sh(*cmd: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess:
@@ -69,7 +73,11 @@ class Netns:
 class Appliance:
     """`pylb run` on a generated TAP profile with unique instance and interface names."""
 
-    def __init__(self, ports: int = 2, workers: str = "1", cpu_map: str | None = None, **extra):
+    def __init__(self, ports: int = 2, workers: str = "1", cpu_map: str | None = None,
+                 kernel: bool = False, driver: bool = False, **extra):
+        """`kernel`: give each port an exception path (kernel interface ki<..>).
+        `driver`: run through tests/appliance_driver.py, so that `call` can use
+        the Dataplane API of the running appliance."""
         n = next(_seq)
         self.instance = f"t{os.getpid() % 10000}x{n}"
         self.prefix = file_prefix(self.instance)
@@ -77,11 +85,15 @@ class Appliance:
         lcores = {"main": 0, "workers": workers}
         if cpu_map:
             lcores["cpu_map"] = cpu_map
+        self.kernel_ifaces = [f"k{os.getpid() % 10000}x{n}p{i}" for i in range(ports)] if kernel else []
         prof = {"name": self.instance, "lcores": lcores,
-                "memory": {"hugepages": True, "size_mb": 128}, "mbufs": 4095,
+                "memory": {"hugepages": True, "size_mb": 192}, "mbufs": 4095,
                 "ports": [{"name": f"p{i}", "vdev": f"net_tap{i},iface={ifc}",
-                           "addresses": [f"10.{100 + n % 100}.{i}.1/24"]}
+                           "addresses": [f"10.{100 + n % 100}.{i}.1/24"],
+                           **({"kernel_iface": self.kernel_ifaces[i]} if kernel else {})}
                           for i, ifc in enumerate(self.ifaces)], **extra}
+        self.net = f"10.{100 + n % 100}"
+        self.driver = driver
         fd, self.profile = tempfile.mkstemp(prefix="pylb-profile-", suffix=".yaml")
         with os.fdopen(fd, "w") as f:
             yaml.safe_dump(prof, f)
@@ -93,9 +105,13 @@ class Appliance:
         return self.addresses[port].rsplit(".", 1)[0] + ".2/24"
 
     def start(self, timeout: float = 60) -> "Appliance":
+        cmd = ([sys.executable, os.path.join(os.path.dirname(__file__), "appliance_driver.py"),
+                self.profile] if self.driver else
+               [sys.executable, "-m", "pylb", "run", "--profile", self.profile])
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "pylb", "run", "--profile", self.profile],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            cmd, stdin=subprocess.PIPE if self.driver else subprocess.DEVNULL,
+            stdout=subprocess.PIPE if self.driver else subprocess.DEVNULL,
+            stderr=subprocess.PIPE, text=True)
         ready = threading.Event()
 
         def pump():
@@ -111,6 +127,20 @@ class Appliance:
                 raise AssertionError("pylb did not start:\n" + "".join(self.stderr))
         return self
 
+    def call(self, method: str, /, *args, **kwargs):
+        """Call Dataplane.`method` in the running appliance (driver mode)."""
+        return self.batch([(method, args, kwargs)])[0]
+
+    def batch(self, calls):
+        """Several calls applied in one pass of the appliance's main loop."""
+        reqs = [{"call": m, "args": list(a), "kwargs": k} for m, a, k in calls]
+        self.proc.stdin.write(json.dumps({"batch": reqs}) + "\n")
+        self.proc.stdin.flush()
+        out = json.loads(self.proc.stdout.readline())
+        if "error" in out:
+            raise _ERRORS.get(out["error"], PylbError)(out["message"])
+        return out["ok"]
+
     def stats(self) -> dict[str, dict[str, int]]:
         return telemetry.query(self.prefix, "/pylb/stats")
 
@@ -125,6 +155,8 @@ class Appliance:
             return 0
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
+        if self.proc.stdin:
+            self.proc.stdin.close()
         try:
             rc = self.proc.wait(timeout)
         except subprocess.TimeoutExpired:

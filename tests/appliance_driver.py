@@ -1,0 +1,58 @@
+"""Runs the real appliance (pylb.appliance.run) on a profile and applies
+Dataplane API calls read from stdin, one JSON object per line:
+{"batch": [{"call": "add_route", "args": [...], "kwargs": {...}}, ...]}. Each
+line gets one JSON line back on stdout: {"ok": [results]} or
+{"error": "NotFound", "message": "..."}.
+
+This is how the end-to-end tests drive the Python API of a running
+appliance; the management plane (gRPC) will submit its calls the same way.
+"""
+import json
+import logging
+import queue
+import signal
+import sys
+import threading
+from concurrent.futures import Future
+
+from pylb import appliance
+from pylb.profile import load_profile
+
+
+def jsonable(v):
+    if isinstance(v, (list, tuple)) or hasattr(v, "__next__"):
+        return [jsonable(x) for x in v]
+    return v
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="pylb: %(message)s")
+    stop = threading.Event()
+    tasks: queue.SimpleQueue = queue.SimpleQueue()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+
+    def serve():
+        for line in sys.stdin:
+            reqs = json.loads(line)["batch"]
+            fut: Future = Future()
+
+            def task(dp, reqs=reqs, fut=fut):
+                try:
+                    fut.set_result([jsonable(getattr(dp, r["call"])(*r["args"], **r["kwargs"]))
+                                    for r in reqs])
+                except Exception as e:  # reported to the caller
+                    fut.set_exception(e)
+            tasks.put(task)
+            try:
+                out = {"ok": fut.result()}
+            except Exception as e:
+                out = {"error": type(e).__name__, "message": str(e)}
+            print(json.dumps(out), flush=True)
+        stop.set()
+
+    threading.Thread(target=serve, daemon=True).start()
+    appliance.run(load_profile(sys.argv[1]), stop, tasks=tasks)
+
+
+if __name__ == "__main__":
+    main()
