@@ -41,7 +41,7 @@ class BuildExt(build_ext):
         objects = self.compiler.compile(
             NATIVE_SOURCES, output_dir=self.build_temp,
             include_dirs=["native/include"],
-            extra_postargs=cflags + NATIVE_WARNINGS + ["-fPIC"],
+            extra_postargs=cflags + NATIVE_WARNINGS + ["-fPIC", "-fvisibility=hidden"],
             depends=glob.glob("native/**/*.h", recursive=True))
         ext.extra_objects = objects
         super().build_extension(ext)

@@ -17,7 +17,7 @@ import numpy as np
 
 from pylb import kernel
 from pylb.errors import (AlreadyExists, CapacityExhausted, DataplaneError,
-                         InvalidArgument, NotFound, PortError)
+                         InvalidArgument, NotFound, PortError, PylbError)
 
 _ERRORS = {
     PYLB_E_INVAL: InvalidArgument,
@@ -232,6 +232,42 @@ cdef void _set_ip(pylb_ip *out, addr) except *:
     memcpy(out.ip, PyBytes_AS_STRING(packed), len(packed))
 
 
+cdef extern from "<arpa/inet.h>" nogil:
+    int inet_pton(int af, const char *src, void *dst)
+    enum:
+        AF_INET
+        AF_INET6
+
+
+cdef bint _fast_prefix(object text, pylb_prefix *out):
+    """Parse 'a.b.c.d/len' or 'x::y/len' without Python objects; False if it
+    does not parse (the caller then gets the full error from ipaddress)."""
+    if not isinstance(text, str):
+        return False
+    cdef bytes b = (<str>text).encode()
+    cdef const char *s = b
+    cdef char buf[64]
+    cdef Py_ssize_t slash = b.find(b"/"), i
+    cdef int plen = 0
+    if slash <= 0 or slash >= 63 or slash == len(b) - 1 or len(b) - slash > 4:
+        return False
+    for i in range(slash + 1, len(b)):
+        if not (48 <= s[i] <= 57):
+            return False
+        plen = plen * 10 + (s[i] - 48)
+    memcpy(buf, s, slash)
+    buf[slash] = 0
+    memset(out, 0, sizeof(pylb_prefix))
+    if inet_pton(AF_INET, buf, out.addr.ip) == 1:
+        out.addr.af = 4
+    elif inet_pton(AF_INET6, buf, out.addr.ip) == 1:
+        out.addr.af = 6
+    else:
+        return False
+    out.len = plen
+    return True
+
+
 cdef void _set_prefix(pylb_prefix *out, net) except *:
     memset(out, 0, sizeof(pylb_prefix))
     _set_ip(&out.addr, net.network_address)
@@ -373,6 +409,24 @@ cdef class Dataplane:
 
     # Routes
 
+    cdef int _fill_nexthops(self, pylb_route *r, str what, via) except -1:
+        if isinstance(via, (tuple, list)) and len(via) == 2 and not isinstance(via[0], (tuple, list)):
+            via = [via]
+        via = list(via)
+        if not 1 <= len(via) <= PYLB_MAX_ECMP:
+            raise InvalidArgument(f"route {what}: give 1 to {PYLB_MAX_ECMP} next hops")
+        memset(r, 0, sizeof(pylb_route))
+        r.n_nh = len(via)
+        for i, hop in enumerate(via):
+            try:
+                gw, port = hop
+            except (TypeError, ValueError):
+                raise InvalidArgument(f"route {what}: next hop {hop!r} is not (gateway, port)") from None
+            r.nh[i].port = self.port_index(port)
+            if gw is not None:
+                _set_ip(&r.nh[i].gw, _parse_ip(gw, "gateway"))
+        return 0
+
     def add_route(self, prefix, via):
         """Route `prefix` through `via`: one (gateway, port) pair, or a list
         of them for ECMP. A gateway of None routes to the port directly."""
@@ -380,25 +434,32 @@ cdef class Dataplane:
         cdef pylb_route r
         cdef int rc
         net = _parse_prefix(prefix, "route")
-        if isinstance(via, (tuple, list)) and len(via) == 2 and not isinstance(via[0], (tuple, list)):
-            via = [via]
-        via = list(via)
-        if not 1 <= len(via) <= PYLB_MAX_ECMP:
-            raise InvalidArgument(f"route {prefix}: give 1 to {PYLB_MAX_ECMP} next hops")
-        memset(&r, 0, sizeof(r))
+        self._fill_nexthops(&r, str(prefix), via)
         _set_prefix(&r.dst, net)
-        r.n_nh = len(via)
-        for i, hop in enumerate(via):
-            try:
-                gw, port = hop
-            except (TypeError, ValueError):
-                raise InvalidArgument(f"route {prefix}: next hop {hop!r} is not (gateway, port)") from None
-            r.nh[i].port = self.port_index(port)
-            if gw is not None:
-                _set_ip(&r.nh[i].gw, _parse_ip(gw, "gateway"))
         with nogil:
             rc = pylb_dp_route_add(dp, &r)
         _check(rc)
+
+    def add_routes(self, prefixes, via):
+        """Add many routes with the same next hops (a full table, a bulk
+        load): returns how many were added. Stops at the first error, which
+        names the prefix; the routes before it stay."""
+        cdef pylb_dp *dp = self._live()
+        cdef pylb_route r
+        cdef int rc
+        cdef long n = 0
+        self._fill_nexthops(&r, "(bulk)", via)
+        for p in prefixes:
+            if not _fast_prefix(p, &r.dst):
+                _set_prefix(&r.dst, _parse_prefix(p, "route"))
+            rc = pylb_dp_route_add(dp, &r)
+            if rc < 0:
+                try:
+                    _check(rc)
+                except PylbError as e:
+                    raise type(e)(f"route {p} (after {n} added): {e}") from None
+            n += 1
+        return n
 
     def del_route(self, prefix):
         cdef pylb_dp *dp = self._live()

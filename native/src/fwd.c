@@ -13,28 +13,19 @@
 #define ICMP6_QUOTE_MAX	(1280 - 40 - 8)	/* RFC 4443 2.4(c) */
 
 void
-pylb_fwd4(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
-	  struct rte_mbuf *m, uint32_t group)
+pylb_nh_output_slow(struct pylb_lcore *lc, const struct pylb_cfg *cfg,
+		    const struct pylb_nh *nh, const void *dst, uint8_t dst_af,
+		    struct rte_mbuf *m)
 {
-	struct rte_ipv4_hdr *ip = rte_pktmbuf_mtod_offset(m, struct rte_ipv4_hdr *,
-		sizeof(struct rte_ether_hdr));
-	const struct pylb_nh *nh;
+	struct pylb_neigh_key key;
+	const void *ip = nh->connected ? dst : nh->gw;
+	uint8_t af = nh->connected ? dst_af : nh->af;
 
-	/* Packets from the kernel are locally originated: no hop taken yet. */
-	if (in_port >= 0) {
-		uint16_t old = *(uint16_t *)&ip->time_to_live;
-
-		if (ip->time_to_live <= 1) {
-			pylb_icmp4_error(lc, cfg, (uint16_t)in_port, m,
-					 ICMP_TIME_EXCEEDED, 0);
-			return drop(lc, m, PYLB_D_TTL_EXCEEDED);
-		}
-		ip->time_to_live--;
-		ip->hdr_checksum = cksum_adjust16(ip->hdr_checksum, old,
-						  *(uint16_t *)&ip->time_to_live);
-	}
-	nh = nhg_pick(lc->dp, group, flow_hash4(ip->src_addr, ip->dst_addr));
-	nh_output(lc, cfg, nh, &ip->dst_addr, 4, m);
+	if (af == 4)
+		neigh_key4(&key, *(const uint32_t *)ip, nh->port);
+	else
+		neigh_key6(&key, ip, nh->port);
+	neigh_output(lc, cfg, &key, m);
 }
 
 void
@@ -43,6 +34,7 @@ pylb_fwd6(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 {
 	struct rte_ipv6_hdr *ip = rte_pktmbuf_mtod_offset(m, struct rte_ipv6_hdr *,
 		sizeof(struct rte_ether_hdr));
+	const struct pylb_nhg *g;
 	const struct pylb_nh *nh;
 
 	if (in_port >= 0) {
@@ -53,7 +45,9 @@ pylb_fwd6(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 		}
 		ip->hop_limits--;	/* no header checksum in IPv6 */
 	}
-	nh = nhg_pick(lc->dp, group, flow_hash6(ip->src_addr, ip->dst_addr));
+	g = &lc->dp->nhg[group];
+	nh = &lc->dp->nh[g->nh[g->n == 1 ? 0 :
+		flow_hash6(ip->src_addr, ip->dst_addr) % g->n]];
 	nh_output(lc, cfg, nh, ip->dst_addr, 6, m);
 }
 

@@ -114,14 +114,40 @@ ipv4_martian(uint32_t be)
 	return (a >> 24) == 0 || (a >> 24) == 127 || (a >> 29) == 7;
 }
 
+/* IPv4 packets that passed validation wait here for one FIB lookup for
+ * the whole burst. */
+struct burst4 {
+	uint16_t n;
+	struct rte_mbuf *m[PYLB_BURST];
+	uint32_t dst[PYLB_BURST];	/* host order, as rte_fib takes it */
+	uint64_t val[PYLB_BURST];
+};
+
+/* The header sum of a 20-byte header in 32-bit adds; others the long way. */
+static inline bool
+ipv4_cksum_ok(const struct rte_ipv4_hdr *ip, uint32_t ihl)
+{
+	if (likely(ihl == sizeof(*ip))) {
+		const unaligned_uint32_t *w = (const unaligned_uint32_t *)ip;
+		uint64_t s;
+
+		s = (uint64_t)w[0] + w[1] + w[2] + w[3] + w[4];
+		s = (s & 0xffffffff) + (s >> 32);
+		s = (s & 0xffff) + (s >> 16);
+		s = (s & 0xffff) + (s >> 16);
+		s = (s & 0xffff) + (s >> 16);
+		return s == 0xffff;
+	}
+	return rte_raw_cksum(ip, ihl) == 0xffff;
+}
+
 static void
-ipv4_input(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port,
-	   struct rte_mbuf *m, struct rte_ether_hdr *eth, uint32_t l2,
-	   bool l2_multicast)
+ipv4_input(struct pylb_lcore *lc, const struct pylb_cfg *cfg, struct burst4 *b,
+	   struct rte_mbuf *m, uint32_t l2, bool l2_multicast)
 {
 	uint32_t len = rte_pktmbuf_data_len(m);
 	struct rte_ipv4_hdr *ip;
-	uint32_t ihl, tot, v;
+	uint32_t ihl, tot;
 
 	if (len < l2 + sizeof(*ip))
 		return drop(lc, m, PYLB_D_IPV4_TRUNCATED);
@@ -137,7 +163,7 @@ ipv4_input(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port,
 	if (tot < ihl || l2 + tot > len)
 		return drop(lc, m, PYLB_D_IPV4_BAD_TOTAL_LENGTH);
 	if ((m->ol_flags & RTE_MBUF_F_RX_IP_CKSUM_MASK) !=
-	    RTE_MBUF_F_RX_IP_CKSUM_GOOD && rte_raw_cksum(ip, ihl) != 0xffff)
+	    RTE_MBUF_F_RX_IP_CKSUM_GOOD && !ipv4_cksum_ok(ip, ihl))
 		return drop(lc, m, PYLB_D_IPV4_BAD_CHECKSUM);
 	if (ipv4_martian(ip->dst_addr) || ipv4_martian(ip->src_addr) ||
 	    l2_multicast)
@@ -146,13 +172,28 @@ ipv4_input(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port,
 	if (rte_pktmbuf_pkt_len(m) > l2 + tot)
 		rte_pktmbuf_trim(m, rte_pktmbuf_pkt_len(m) - (l2 + tot));
 
-	v = fib4_lookup(lc->dp, ip->dst_addr);
+	b->m[b->n] = m;
+	b->dst[b->n++] = rte_be_to_cpu_32(ip->dst_addr);
+	(void)cfg;
+}
+
+/* Act on the FIB's answer: local delivery, L3 VIP, forwarding, or an ICMP
+ * unreachable. */
+static void
+ipv4_dispatch(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port,
+	      struct rte_mbuf *m, uint32_t v)
+{
+	struct rte_ether_hdr *eth = rte_pktmbuf_mtod(m, struct rte_ether_hdr *);
+	struct rte_ipv4_hdr *ip = (struct rte_ipv4_hdr *)(eth + 1);
+
 	switch (fib_kind(v)) {
 	case PYLB_FIB_LOCAL:
 		if (ip->next_proto_id == IPPROTO_ICMP &&
 		    !(ip->fragment_offset &
 		      RTE_BE16(RTE_IPV4_HDR_MF_FLAG | RTE_IPV4_HDR_OFFSET_MASK)))
-			return icmp_local(lc, cfg, port, m, eth, ip, ihl, tot);
+			return icmp_local(lc, cfg, port, m, eth, ip,
+					  rte_ipv4_hdr_len(ip),
+					  rte_be_to_cpu_16(ip->total_length));
 		return to_kernel(lc, cfg, port, m);
 	case PYLB_FIB_VIP:
 		return pylb_vip_input(lc, cfg, m, fib_id(v), 4);
@@ -167,7 +208,7 @@ ipv4_input(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port,
 
 static inline void
 process_one(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port,
-	    struct rte_mbuf *m)
+	    struct rte_mbuf *m, struct burst4 *b)
 {
 	const struct pylb_port_cfg *pc = &cfg->ports[port];
 	uint32_t len = rte_pktmbuf_data_len(m);
@@ -175,7 +216,6 @@ process_one(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port,
 	uint32_t l2 = sizeof(*eth);
 	bool mcast;
 
-	CNT(lc, RX_PACKETS);
 	lc->stats->c[PYLB_C_RX_BYTES] += rte_pktmbuf_pkt_len(m);
 	if (unlikely(len < l2))
 		return drop(lc, m, PYLB_D_ETH_TRUNCATED);
@@ -186,7 +226,7 @@ process_one(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port,
 
 	switch (eth->ether_type) {
 	case RTE_BE16(RTE_ETHER_TYPE_IPV4):
-		return ipv4_input(lc, cfg, port, m, eth, l2, mcast);
+		return ipv4_input(lc, cfg, b, m, l2, mcast);
 	case RTE_BE16(RTE_ETHER_TYPE_ARP):
 		return arp_input(lc, pc, port, m, eth, l2);
 	case RTE_BE16(RTE_ETHER_TYPE_IPV6):
@@ -205,14 +245,22 @@ void
 pylb_host_process(struct pylb_lcore *lc, const struct pylb_cfg *cfg,
 		  uint16_t port, struct rte_mbuf **pkts, uint16_t n)
 {
+	struct burst4 b;
 	uint16_t i;
 
+	b.n = 0;
+	lc->stats->c[PYLB_C_RX_PACKETS] += n;
 	for (i = 0; i < n && i < PYLB_PREFETCH_AHEAD; i++)
 		rte_prefetch0(rte_pktmbuf_mtod(pkts[i], void *));
 	for (i = 0; i < n; i++) {
 		if (i + PYLB_PREFETCH_AHEAD < n)
 			rte_prefetch0(rte_pktmbuf_mtod(
 				pkts[i + PYLB_PREFETCH_AHEAD], void *));
-		process_one(lc, cfg, port, pkts[i]);
+		process_one(lc, cfg, port, pkts[i], &b);
 	}
+	if (b.n == 0)
+		return;
+	rte_fib_lookup_bulk(lc->dp->fib4, b.dst, b.val, b.n);
+	for (i = 0; i < b.n; i++)
+		ipv4_dispatch(lc, cfg, port, b.m[i], (uint32_t)b.val[i]);
 }

@@ -147,24 +147,20 @@ u64_to_mac(uint64_t v, struct rte_ether_addr *mac)
 }
 
 /* Send `m` (starting with its Ethernet header) to the neighbour `key` on
- * key->port. `mac` is a cached resolution (0: look the key up). Unresolved
- * packets go to the control side, which holds them and asks. */
+ * key->port. Unresolved packets go to the control side, which holds them
+ * and asks. */
 static inline void
 neigh_output(struct pylb_lcore *lc, const struct pylb_cfg *cfg,
-	     const struct pylb_neigh_key *key, uint64_t mac, struct rte_mbuf *m)
+	     const struct pylb_neigh_key *key, struct rte_mbuf *m)
 {
 	struct rte_ether_hdr *eth = rte_pktmbuf_mtod(m, struct rte_ether_hdr *);
 	struct pylb_neigh_miss miss;
+	void *data;
 
 	rte_ether_addr_copy(&cfg->ports[key->port].mac, &eth->src_addr);
-	if (!(mac & PYLB_MAC_VALID)) {
-		void *data;
-
-		if (rte_hash_lookup_data(lc->dp->neigh_hash, key, &data) >= 0)
-			mac = (uint64_t)(uintptr_t)data;
-	}
-	if (likely(mac & PYLB_MAC_VALID)) {
-		u64_to_mac(mac, &eth->dst_addr);
+	if (rte_hash_lookup_data(lc->dp->neigh_hash, key, &data) >= 0 &&
+	    ((uint64_t)(uintptr_t)data & PYLB_MAC_VALID)) {
+		u64_to_mac((uint64_t)(uintptr_t)data, &eth->dst_addr);
 		CNT(lc, FORWARDED);
 		tx(lc, key->port, m);
 		return;
@@ -175,29 +171,31 @@ neigh_output(struct pylb_lcore *lc, const struct pylb_cfg *cfg,
 		drop(lc, m, PYLB_D_NEIGH_QUEUE_FULL);
 }
 
+/* fwd.c: the next hop is the destination itself, or its MAC is unknown. */
+void pylb_nh_output_slow(struct pylb_lcore *lc, const struct pylb_cfg *cfg,
+			 const struct pylb_nh *nh, const void *dst, uint8_t dst_af,
+			 struct rte_mbuf *m);
+
 /* Forward to the next hop `nh` towards destination `dst` (4 or 16 bytes,
- * used when the next hop is the destination itself). */
+ * used when the next hop is the destination itself). A gateway's resolved
+ * MAC is cached in the next hop: one load, no table lookup. */
 static inline void
 nh_output(struct pylb_lcore *lc, const struct pylb_cfg *cfg,
 	  const struct pylb_nh *nh, const void *dst, uint8_t dst_af,
 	  struct rte_mbuf *m)
 {
-	struct pylb_neigh_key key;
+	uint64_t mac = __atomic_load_n(&nh->mac, __ATOMIC_RELAXED);
 
-	if (nh->connected) {
-		if (dst_af == 4)
-			neigh_key4(&key, *(const uint32_t *)dst, nh->port);
-		else
-			neigh_key6(&key, dst, nh->port);
-		neigh_output(lc, cfg, &key, 0, m);
+	if (likely(!nh->connected && (mac & PYLB_MAC_VALID))) {
+		struct rte_ether_hdr *eth = rte_pktmbuf_mtod(m, struct rte_ether_hdr *);
+
+		u64_to_mac(mac, &eth->dst_addr);
+		rte_ether_addr_copy(&cfg->ports[nh->port].mac, &eth->src_addr);
+		CNT(lc, FORWARDED);
+		tx(lc, nh->port, m);
 		return;
 	}
-	if (nh->af == 4)
-		neigh_key4(&key, *(const uint32_t *)nh->gw, nh->port);
-	else
-		neigh_key6(&key, nh->gw, nh->port);
-	neigh_output(lc, cfg, &key,
-		     __atomic_load_n(&nh->mac, __ATOMIC_RELAXED), m);
+	pylb_nh_output_slow(lc, cfg, nh, dst, dst_af, m);
 }
 
 static inline bool
@@ -288,8 +286,6 @@ to_kernel(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port,
 }
 
 /* fwd.c */
-void pylb_fwd4(struct pylb_lcore *lc, const struct pylb_cfg *cfg,
-	       int in_port, struct rte_mbuf *m, uint32_t group);
 void pylb_fwd6(struct pylb_lcore *lc, const struct pylb_cfg *cfg,
 	       int in_port, struct rte_mbuf *m, uint32_t group);
 void pylb_icmp4_error(struct pylb_lcore *lc, const struct pylb_cfg *cfg,
@@ -310,5 +306,35 @@ void pylb_ipv6_input(struct pylb_lcore *lc, const struct pylb_cfg *cfg,
 /* neigh.c: worker side */
 void pylb_neigh_queue(struct pylb_lcore *lc, const struct pylb_neigh_key *k,
 		      const struct rte_ether_addr *mac);
+
+/* Forward along next-hop group `group` (in_port < 0: from the kernel). */
+static inline void
+pylb_fwd4(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
+	  struct rte_mbuf *m, uint32_t group)
+{
+	struct rte_ipv4_hdr *ip = rte_pktmbuf_mtod_offset(m, struct rte_ipv4_hdr *,
+		sizeof(struct rte_ether_hdr));
+	const struct pylb_nhg *g;
+	const struct pylb_nh *nh;
+
+	/* Packets from the kernel are locally originated: no hop taken yet. */
+	if (in_port >= 0) {
+		if (ip->time_to_live <= 1) {
+			pylb_icmp4_error(lc, cfg, (uint16_t)in_port, m,
+					 ICMP_TIME_EXCEEDED, 0);
+			return drop(lc, m, PYLB_D_TTL_EXCEEDED);
+		}
+		/* TTL is the high byte of its 16-bit word: the sum rises by
+		 * 0x0100 (RFC 1141), computed in registers. */
+		ip->time_to_live--;
+		ip->hdr_checksum = cksum_adjust16(ip->hdr_checksum,
+						  RTE_BE16(0x0100), 0);
+	}
+	/* Hash only when there is a choice to make. */
+	g = &lc->dp->nhg[group];
+	nh = &lc->dp->nh[g->nh[g->n == 1 ? 0 :
+		flow_hash4(ip->src_addr, ip->dst_addr) % g->n]];
+	nh_output(lc, cfg, nh, &ip->dst_addr, 4, m);
+}
 
 #endif /* PYLB_PKT_H */

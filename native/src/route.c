@@ -229,6 +229,26 @@ nh_put(struct pylb_dp *dp, uint16_t id)
 		dp->nh_refs[id]--;
 }
 
+/* Does group `id` hold exactly the next hops of r? */
+static bool
+group_is(const struct pylb_dp *dp, uint16_t id, const struct pylb_route *r)
+{
+	const struct pylb_nhg *g = &dp->nhg[id];
+
+	if (dp->nhg_refs[id] == 0 || g->n != r->n_nh)
+		return false;
+	for (uint16_t i = 0; i < g->n; i++) {
+		const struct pylb_nh *nh = &dp->nh[g->nh[i]];
+		const struct pylb_nexthop *x = &r->nh[i];
+
+		if (nh->port != x->port || nh->af != r->dst.addr.af ||
+		    nh->connected != (x->gw.af == 0) ||
+		    (!nh->connected && memcmp(nh->gw, x->gw.ip, 16) != 0))
+			return false;
+	}
+	return true;
+}
+
 /* Find or make the group for these next hops. */
 static uint16_t
 nhg_get(struct pylb_dp *dp, const struct pylb_route *r)
@@ -236,6 +256,23 @@ nhg_get(struct pylb_dp *dp, const struct pylb_route *r)
 	struct pylb_nhg g = { .n = r->n_nh };
 	uint16_t id, free_id = 0;
 
+	/* Bulk loads use one group over and over: try the last one first. */
+	if (dp->nhg_last != 0 && group_is(dp, dp->nhg_last, r)) {
+		dp->nhg_refs[dp->nhg_last]++;
+		return dp->nhg_last;
+	}
+	for (id = 1; id <= PYLB_MAX_GROUPS; id++) {
+		if (dp->nhg_refs[id] == 0) {
+			if (free_id == 0)
+				free_id = id;
+		} else if (group_is(dp, id, r)) {
+			dp->nhg_refs[id]++;
+			dp->nhg_last = id;
+			return id;
+		}
+	}
+	if (free_id == 0)
+		return 0;
 	for (uint16_t i = 0; i < r->n_nh; i++) {
 		g.nh[i] = nh_get(dp, &r->nh[i], r->dst.addr.af);
 		if (g.nh[i] == 0) {
@@ -244,35 +281,10 @@ nhg_get(struct pylb_dp *dp, const struct pylb_route *r)
 			return 0;
 		}
 	}
-	/* Bulk loads use one group over and over: try the last one first. */
-	id = dp->nhg_last;
-	if (id == 0 || dp->nhg_refs[id] == 0 || memcmp(&dp->nhg[id], &g, sizeof(g)) != 0) {
-		for (id = 1; id <= PYLB_MAX_GROUPS; id++) {
-			if (dp->nhg_refs[id] == 0) {
-				if (free_id == 0)
-					free_id = id;
-				continue;
-			}
-			if (memcmp(&dp->nhg[id], &g, sizeof(g)) == 0)
-				break;
-		}
-	}
-	if (id <= PYLB_MAX_GROUPS) {
-		/* Existing group: its next hops were counted once already. */
-		for (uint16_t i = 0; i < g.n; i++)
-			nh_put(dp, g.nh[i]);
-	} else {
-		if (free_id == 0) {
-			for (uint16_t i = 0; i < g.n; i++)
-				nh_put(dp, g.nh[i]);
-			return 0;
-		}
-		id = free_id;
-		dp->nhg[id] = g;
-	}
-	dp->nhg_refs[id]++;
-	dp->nhg_last = id;
-	return id;
+	dp->nhg[free_id] = g;
+	dp->nhg_refs[free_id] = 1;
+	dp->nhg_last = free_id;
+	return free_id;
 }
 
 static void

@@ -1,0 +1,152 @@
+#!/usr/bin/env python3
+"""Benchmark: the L3 routing path with a large FIB, against testpmd `io`
+forwarding of the same input on the same core, in the same run.
+
+Input: a pcap of 1024 64-byte UDP frames to destinations spread over the
+routed prefixes, replayed endlessly by net_pcap (infinite_rx); output: a
+net_null port that does not generate packets. pylb loads N /24 routes through
+the Python bulk API (timed), then routes every packet: validate, FIB lookup,
+TTL decrement with incremental checksum, next-hop MAC rewrite, TX. testpmd io
+only moves the same mbufs from RX to TX.
+
+Usage: .venv/bin/python bench/l3_route.py [--routes 1000000] [--runs 3] [--seconds 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import re
+import statistics
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RESULTS = os.path.join(ROOT, "bench", "results")
+PCAP_MAC = "02:70:63:61:70:00"      # net_pcap's MAC for its first instance
+GW_MAC = "02:00:00:00:0a:02"
+BURST = 32
+
+
+def prefixes(n: int) -> list[str]:
+    # /24s from 11.0.0.0 upwards: up to 16 /8s hold 1,048,576 of them.
+    return [f"{11 + i // 65536}.{i // 256 % 256}.{i % 256}.0/24" for i in range(n)]
+
+
+def make_pcap(path: str, n_routes: int) -> None:
+    from scapy.layers.inet import IP, UDP
+    from scapy.layers.l2 import Ether
+    from scapy.utils import wrpcap
+    rnd = random.Random(1)
+    frames = []
+    for _ in range(1024):
+        i = rnd.randrange(n_routes)
+        dst = f"{11 + i // 65536}.{i // 256 % 256}.{i % 256}.7"
+        frames.append(Ether(src="02:00:00:00:00:02", dst=PCAP_MAC)
+                      / IP(src="10.0.0.2", dst=dst, ttl=64) / UDP(sport=1000, dport=2000)
+                      / (b"\0" * 18))
+    wrpcap(path, frames)
+
+
+def devices(pcap: str) -> tuple[str, str]:
+    return f"net_pcap0,rx_pcap={pcap},infinite_rx=1", "net_null0,no-rx=1"
+
+
+def testpmd_once(pcap: str, seconds: float) -> dict:
+    prefix = "pylb-bench-testpmd"
+    rx, tx = devices(pcap)
+    cmd = ["dpdk-testpmd", "-l", "0,1", "--no-pci", "--in-memory", "--file-prefix", prefix,
+           "--vdev", rx, "--vdev", tx, "--log-level", "*:error", "--",
+           "--forward-mode=io", "--auto-start", "--record-core-cycles", "--nb-cores=1",
+           "--rxq=1", "--txq=1", f"--burst={BURST}"]
+    p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True)
+    time.sleep(seconds)
+    out, _ = p.communicate("\n", timeout=60)
+    m = re.search(r"CPU cycles/packet=([\d.]+) \(total cycles=(\d+) / total \w+ packets=(\d+)\) "
+                  r"at (\d+) MHz", out)
+    if not m:
+        raise RuntimeError("testpmd gave no cycle figures:\n" + out[-2000:])
+    return {"cycles_per_packet": float(m.group(1)), "packets": int(m.group(3)),
+            "mpps": int(m.group(3)) / seconds / 1e6, "tsc_mhz": int(m.group(4))}
+
+
+def pylb_side(pcap: str, n_routes: int, seconds: float) -> dict:
+    """Runs in its own process (EAL once per process)."""
+    from pylb import _native as native
+    native.eal_init(["pylb-bench", "-l", "0,1", "--no-pci", "--in-memory", "--file-prefix",
+                     "pylb-bench-l3", "--log-level", "*:error"])
+    rx, tx = devices(pcap)
+    dp = native.Dataplane(workers=[1], mbufs=8191, max_routes=max(n_routes + 1024, 65536))
+    dp.add_port("p0", rx, link_wait_ms=0)
+    dp.add_port("p1", tx, link_wait_ms=0)
+    dp.add_address("p0", "10.0.0.1/24")
+    dp.add_address("p1", "10.0.1.1/24")
+    dp.add_neighbour("p1", "10.0.1.2", GW_MAC)
+    routes = prefixes(n_routes)
+    t0 = time.perf_counter()
+    added = dp.add_routes(routes, ("10.0.1.2", "p1"))
+    load_s = time.perf_counter() - t0
+    assert added == n_routes
+    dp.start()
+    time.sleep(1.0)
+    names = native.COUNTER_NAMES
+    c0 = dp.counters.sum(axis=0).copy()
+    time.sleep(seconds)
+    c1 = dp.counters.sum(axis=0).copy()
+    dp.close()
+    native.eal_cleanup()
+    d = {n: int(c1[i] - c0[i]) for i, n in enumerate(names)}
+    return {"routes": n_routes, "route_load_s": load_s,
+            "cycles_per_packet": d["busy_cycles"] / max(d["rx_packets"], 1),
+            "packets": d["rx_packets"], "mpps": d["rx_packets"] / seconds / 1e6,
+            "forwarded_share": d["forwarded"] / max(d["rx_packets"], 1)}
+
+
+def pylb_once(pcap: str, n_routes: int, seconds: float) -> dict:
+    out = subprocess.run([sys.executable, __file__, "--pylb-side", pcap, str(n_routes),
+                          str(seconds)], capture_output=True, text=True, timeout=600)
+    if out.returncode != 0:
+        raise RuntimeError("pylb run failed:\n" + out.stderr[-3000:])
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    if len(sys.argv) == 5 and sys.argv[1] == "--pylb-side":
+        print(json.dumps(pylb_side(sys.argv[2], int(sys.argv[3]), float(sys.argv[4]))))
+        return
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--routes", type=int, default=1_000_000)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--seconds", type=float, default=5)
+    args = ap.parse_args()
+    os.makedirs(RESULTS, exist_ok=True)
+    pcap = os.path.join(RESULTS, f"l3-{args.routes}.pcap")
+    make_pcap(pcap, args.routes)
+    base, ours = [], []
+    for _ in range(args.runs):
+        base.append(testpmd_once(pcap, args.seconds))
+        ours.append(pylb_once(pcap, args.routes, args.seconds))
+    b = statistics.median(r["cycles_per_packet"] for r in base)
+    o = statistics.median(r["cycles_per_packet"] for r in ours)
+    summary = {
+        "command": " ".join(sys.argv), "routes": args.routes, "runs": args.runs,
+        "testpmd_io_cycles_per_packet": b, "pylb_route_cycles_per_packet": o, "ratio": o / b,
+        "route_load_s_median": statistics.median(r["route_load_s"] for r in ours),
+        "forwarded_share": min(r["forwarded_share"] for r in ours),
+        "tsc_mhz": base[0]["tsc_mhz"], "testpmd": base, "pylb": ours,
+    }
+    with open(os.path.join(RESULTS, "l3_route.json"), "w") as f:
+        json.dump(summary, f, indent=2)
+    print(f"{'path':<34}{'cycles/pkt':>12}{'ratio':>8}")
+    print(f"{'testpmd io (baseline)':<34}{b:>12.1f}{1.0:>8.2f}")
+    print(f"{f'pylb routing, {args.routes} routes':<34}{o:>12.1f}{o / b:>8.2f}")
+    print(f"route load (median): {summary['route_load_s_median']:.2f} s; "
+          f"forwarded share: {summary['forwarded_share']:.3f}")
+
+
+if __name__ == "__main__":
+    main()
