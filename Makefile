@@ -34,6 +34,7 @@ demo: build hugepages
 # Benchmarks: never part of `make test`. Results in bench/results/.
 bench: build hugepages
 	$(PY) bench/host_null.py
+	$(PY) bench/l3_route.py
 
 doctor: build
 	$(VENV)/bin/pylb doctor

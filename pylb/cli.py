@@ -89,7 +89,8 @@ def cmd_ports(args) -> int:
         return 0
     for name, p in ports.items():
         print(f"{name}: {p['device']} ethdev {p['ethdev']} mac {p['mac']} "
-              f"link {'up' if p['link_up'] else 'down'} addresses {', '.join(p['addresses']) or '-'}")
+              f"link {'up' if p['link_up'] else 'down'} addresses {', '.join(p['addresses']) or '-'}"
+              f" kernel {p.get('kernel_iface') or '-'}")
     return 0
 
 
@@ -101,7 +102,9 @@ def cmd_neigh(args) -> int:
         print(json.dumps(entries, indent=2))
         return 0
     for e in entries:
-        print(f"{e['port']:8} {e['ip']:16} {e['mac'].lower()}  seen {e['age_ms'] / 1000:.1f} s ago")
+        held = f" ({e['held']} held)" if e.get("held") else ""
+        print(f"{e['port']:8} {e['ip']:26} {e['mac'].lower()}  {e.get('state', ''):10} "
+              f"seen {e['age_ms'] / 1000:.1f} s ago{held}")
     return 0
 
 

@@ -17,3 +17,13 @@ def test_host_null_bench_runs_once(tmp_path):
     assert set(report["cases"]) == {"testpmd io", "testpmd 5tswap", "pylb host path (drop other-host)"}
     for case in report["cases"].values():
         assert case["cycles_per_packet"]["median"] > 0 and case["mpps"]["median"] > 0
+
+
+def test_l3_route_bench_runs_once_and_routes_everything(tmp_path):
+    r = subprocess.run([sys.executable, str(ROOT / "bench" / "l3_route.py"), "--routes", "10000",
+                        "--runs", "1", "--seconds", "0.5", "--out", str(tmp_path)],
+                       capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    report = json.loads((tmp_path / "l3_route.json").read_text())
+    assert report["pylb"][0]["packets"] > 0 and report["testpmd"][0]["packets"] > 0
+    assert report["forwarded_share"] > 0.99      # every routed packet left by the gateway
