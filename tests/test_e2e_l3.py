@@ -228,3 +228,21 @@ def test_route_churn_keeps_traffic_on_an_unchanged_route(lab):
     t.join(60)
     assert result["received"] == 300
     assert lab.app.call("route_count", 4) < 1000
+
+
+def test_ipv6_routing_with_neighbour_discovery(lab):
+    v6 = f"fd00:{lab.app.net.split('.')[1]}"
+    lab.app.call("add_address", "p0", f"{v6}::1/64")
+    lab.app.call("add_address", "p1", f"{v6}:1::1/64")
+    ns, _ = lab.backends[0]
+    for name, iface, addr, gw in ((lab.client.name, lab.client.iface, f"{v6}::2", f"{v6}::1"),
+                                  (ns, "eth0", f"{v6}:1::11", f"{v6}:1::1")):
+        sh("ip", "netns", "exec", name, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=0")
+        sh("ip", "netns", "exec", name, "ip", "-6", "addr", "add", f"{addr}/64", "dev", iface, "nodad")
+        sh("ip", "netns", "exec", name, "ip", "-6", "route", "add", "default", "via", gw)
+    assert lab.client.ping(f"{v6}::1", 3) == 3             # ICMPv6 echo by the fast path
+    assert lab.client.ping(f"{v6}:1::11", 10) == 10        # routed, both sides resolved by NDP
+    got = {(n["port"], n["ip"]) for n in lab.app.neighbours()}
+    assert {("p0", f"{v6}::2"), ("p1", f"{v6}:1::11")} <= got
+    c = lab.app.stats()["counters"]
+    assert c["nd_adverts_sent"] >= 1 and c["nd_adverts_received"] >= 1

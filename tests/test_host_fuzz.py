@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import random
 
+import pytest
+
 from scapy.packet import raw
 
+from pylb.errors import InvalidArgument
 from test_host_fixtures import arp_request, echo_request
 
 
@@ -29,3 +32,77 @@ def test_random_and_mutated_frames_are_all_accounted_for(dp):
     assert len(out) == t["arp_replies_sent"] + t["icmp_echo_replies"]
     # still answering afterwards
     assert len(dp.inject(0, [raw(echo_request())])) == 1
+
+
+def test_l3_paths_under_random_and_mutated_frames(dp):
+    """Routing, VIPs, IPv6, NDP and the kernel side: every frame ends exactly
+    once (dropped, answered, forwarded, sent up, consumed or held)."""
+    from scapy.layers.inet import IP, UDP
+    from scapy.layers.inet6 import ICMPv6EchoRequest, ICMPv6ND_NS, ICMPv6NDOptSrcLLAddr, IPv6
+    from scapy.layers.l2 import Ether
+    from conftest import CLIENT_MAC, P0_MAC
+
+    dp.add_neighbour("p1", "10.0.1.2", "02:00:00:00:02:02")
+    dp.add_route("198.51.100.0/24", ("10.0.1.2", "p1"))
+    dp.add_vip("203.0.113.10/32", method="gre", backends=["10.0.1.20", "10.0.1.21"])
+    v6 = Ether(src=CLIENT_MAC, dst=P0_MAC) / IPv6(src="2001:db8::2", dst="2001:db8:1::9")
+    seeds = [raw(Ether(src=CLIENT_MAC, dst=P0_MAC) / IP(src="10.0.0.2", dst=d, ttl=t) / UDP() / b"p")
+             for d, t in (("198.51.100.7", 64), ("203.0.113.10", 9), ("10.0.1.77", 2), ("192.0.2.1", 1))]
+    seeds += [raw(v6 / UDP()), raw(v6 / ICMPv6EchoRequest()),
+              raw(Ether(src=CLIENT_MAC, dst="33:33:ff:00:00:01") / IPv6(src="2001:db8::2", dst="ff02::1:ff00:1")
+                  / ICMPv6ND_NS(tgt="2001:db8::1") / ICMPv6NDOptSrcLLAddr(lladdr=CLIENT_MAC))]
+    rng = random.Random(11272026)
+    frames = []
+    for i in range(3000):
+        f = bytearray(rng.choice(seeds))
+        for _ in range(rng.randrange(0, 4)):
+            f[rng.randrange(len(f))] = rng.randrange(256)
+        frames.append(bytes(f[:rng.randrange(1, len(f) + 1)] if i % 7 == 0 else f))
+    dp.inject("p0", frames)
+    dp.housekeep()
+    dp.collect()                      # neighbour requests
+    t, drops = dp.totals(), dp.drops()
+    ended = (sum(drops.values()) + t["arp_replies_sent"] + t["icmp_echo_replies"] + t["nd_adverts_sent"]
+             + t["forwarded"] + t["to_kernel"] + t["arp_replies_received"] + t["nd_adverts_received"]
+             + t["neigh_held"])
+    assert t["rx_packets"] == len(frames) == ended
+    with pytest.raises(InvalidArgument, match="no kernel interface"):
+        dp.inject("p0", frames[:10], kernel=True)
+    # still forwarding afterwards; drop what is held so nothing leaks
+    assert len(dp.inject("p0", [seeds[0]])) == 1
+    for n in dp.neighbours():
+        if n.state == "incomplete":
+            dp.del_neighbour(n.port, n.ip)
+    dp.collect()
+
+
+def test_kernel_side_under_random_frames(native):
+    from conftest import P0_MAC, P1_MAC
+    d = native.Dataplane(mbufs=2047, mbuf_cache=0)
+    d.add_port("p0", mac=P0_MAC, kernel_iface="kf0")
+    d.add_port("p1", mac=P1_MAC)
+    d.add_address("p0", "10.0.0.1/24")
+    d.add_address("p1", "10.0.1.1/24")
+    d.add_neighbour("p1", "10.0.1.9", "02:00:00:00:09:09")
+    full = d.mbufs_available()
+    rng = random.Random(5)
+    from scapy.layers.inet import IP, TCP
+    from scapy.layers.l2 import Ether
+    seed = raw(Ether(src=P0_MAC, dst=P0_MAC) / IP(src="10.0.0.1", dst="10.0.1.9") / TCP())
+    frames = [rng.randbytes(rng.randrange(0, 120)) for _ in range(500)]
+    for _ in range(1500):
+        f = bytearray(seed)
+        f[rng.randrange(len(f))] = rng.randrange(256)
+        frames.append(bytes(f))
+    out = d.inject("p0", frames, kernel=True)
+    d.housekeep()
+    t, drops = d.totals(), d.drops()
+    assert t["from_kernel"] == len(frames)
+    assert t["from_kernel"] == sum(drops.values()) + t["forwarded"] + t["neigh_held"]
+    assert len(out) == t["forwarded"]
+    for n in d.neighbours():
+        if n.state == "incomplete":
+            d.del_neighbour(n.port, n.ip)
+    d.collect()
+    assert d.mbufs_available() == full
+    d.close()
