@@ -108,6 +108,35 @@ def cmd_neigh(args) -> int:
     return 0
 
 
+def cmd_routes(args) -> int:
+    from pylb import telemetry
+
+    reply = telemetry.query(_prefix(args), f"/pylb/routes,{args.family}")
+    if args.json:
+        print(json.dumps(reply, indent=2))
+        return 0
+    for line in reply["routes"].values():
+        prefix, how = line.split(" ", 1)
+        print(f"{prefix:44} {how}")
+    shown = len(reply["routes"])
+    if reply["count"] > shown:
+        print(f"... {reply['count'] - shown} more (IPv{args.family}: {reply['count']} routes)")
+    return 0
+
+
+def cmd_vips(args) -> int:
+    from pylb import telemetry
+
+    vips = telemetry.query(_prefix(args), "/pylb/vips")
+    if args.json:
+        print(json.dumps(vips, indent=2))
+        return 0
+    for v in vips.values():
+        print(f"{v['prefix']:44} {v['method']:5} table {v['table_size']} "
+              f"backends {v['backends'] or '-'}")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="pylb", description="pylb L3/L4 load-balancer appliance")
     ap.add_argument("--version", action="version", version=f"pylb {__version__}")
@@ -131,11 +160,15 @@ def parser() -> argparse.ArgumentParser:
 
     for name, func, help_ in (("stats", cmd_stats, "counters of a running appliance"),
                               ("ports", cmd_ports, "ports of a running appliance"),
-                              ("neigh", cmd_neigh, "neighbours a running appliance learned")):
+                              ("neigh", cmd_neigh, "neighbours of a running appliance"),
+                              ("routes", cmd_routes, "routes of a running appliance (first 200)"),
+                              ("vips", cmd_vips, "L3 VIPs of a running appliance")):
         p = sub.add_parser(name, help=help_)
         p.add_argument("--instance")
         p.add_argument("--profile")
         p.add_argument("--json", action="store_true")
+        if name == "routes":
+            p.add_argument("--family", type=int, choices=(4, 6), default=4)
         p.set_defaults(func=func)
     return ap
 

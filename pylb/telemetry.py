@@ -16,7 +16,8 @@ def socket_path(prefix: str) -> str:
 
 
 def query(prefix: str, command: str, timeout: float = 5.0) -> Any:
-    """Send one telemetry command (e.g. '/pylb/stats') and return its JSON value."""
+    """Send one telemetry command (e.g. '/pylb/stats', '/pylb/routes,6') and return its
+    JSON value."""
     path = socket_path(prefix)
     s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     s.settimeout(timeout)
@@ -31,4 +32,4 @@ def query(prefix: str, command: str, timeout: float = 5.0) -> Any:
         reply = json.loads(s.recv(int(info.get("max_output_len", 16384))))
     finally:
         s.close()
-    return reply.get(command)
+    return reply.get(command.split(",", 1)[0])

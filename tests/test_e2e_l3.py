@@ -174,6 +174,10 @@ def test_l3_vip_spreads_sources_over_ipip_backends_and_removal_keeps_the_rest(la
         else:
             assert after[s] in (names[0], names[2])
     assert lab.app.stats()["counters"]["vip_packets"] >= 120
+    # Operators see it with `pylb vips` (DPDK telemetry underneath).
+    out = sh(sys.executable, "-m", "pylb", "vips", "--instance", lab.app.instance).stdout
+    assert f"{vip}/32" in out and "ipip" in out and lab.backends[0][1] in out
+    assert lab.backends[1][1] not in out
 
 
 def test_exception_path_serves_the_hosts_sockets_both_ways(lab):
@@ -222,6 +226,8 @@ def test_route_churn_keeps_traffic_on_an_unchanged_route(lab):
         lab.app.batch([("add_route", (p, (gw, "p1")), {}) for p in prefixes[chunk:chunk + 100]])
         time.sleep(0.1)
     assert lab.app.call("route_count", 4) >= 1000
+    out = sh(sys.executable, "-m", "pylb", "routes", "--instance", lab.app.instance).stdout
+    assert f"172.16.0.0/24                                via {gw}@p1" in out and "more" in out
     for chunk in range(0, 1000, 100):
         lab.app.batch([("del_route", (p,), {}) for p in prefixes[chunk:chunk + 100]])
         time.sleep(0.1)

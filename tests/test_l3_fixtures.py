@@ -319,6 +319,12 @@ def test_direct_routing_only_rewrites_the_mac(dp):
     assert f == raw(Ether(src=P1_MAC, dst=macs[backend]) / pkt[IP])
 
 
+def test_direct_routing_needs_backends_on_a_connected_network(dp):
+    dp.add_vip("203.0.113.10/32", method="dr")
+    with pytest.raises(InvalidArgument, match="no connected network"):
+        dp.set_backends("203.0.113.10/32", ["192.0.2.9"])
+
+
 def test_vip_prefix_spreads_sources_and_honours_weights(dp):
     for i in range(3):
         dp.add_neighbour("p1", f"10.0.1.{20 + i}", f"02:00:00:00:0b:{i:02x}")

@@ -61,7 +61,15 @@ pylb_dp_create(const struct pylb_dp_conf *conf, struct pylb_dp **out)
 	if (dp == NULL)
 		return pylb_fail(-PYLB_E_NOMEM, "cannot allocate the dataplane");
 	dp_seq++;
-	pthread_mutex_init(&dp->ctl_lock, NULL);
+	{
+		pthread_mutexattr_t a;
+
+		/* Recursive: an API call that holds it may publish a snapshot. */
+		pthread_mutexattr_init(&a);
+		pthread_mutexattr_settype(&a, PTHREAD_MUTEX_RECURSIVE);
+		pthread_mutex_init(&dp->ctl_lock, &a);
+		pthread_mutexattr_destroy(&a);
+	}
 	dp->conf = *conf;
 	if (dp->conf.neigh_capacity == 0)
 		dp->conf.neigh_capacity = PYLB_NEIGH_DEFAULT;
@@ -216,8 +224,8 @@ pylb_dp_port_add(struct pylb_dp *dp, const struct pylb_port_conf *conf,
 	return 0;
 }
 
-int
-pylb_dp_addr_add(struct pylb_dp *dp, uint16_t port,
+static int
+addr_add_unlocked(struct pylb_dp *dp, uint16_t port,
 		 const struct pylb_prefix *addr)
 {
 	struct pylb_prefix host = *addr, net = *addr;
@@ -506,4 +514,18 @@ pylb_dp_collect(struct pylb_dp *dp, uint16_t port, int kernel,
 	memmove(b->pkts, b->pkts + n, (b->n - n) * sizeof(b->pkts[0]));
 	b->n = (uint16_t)(b->n - n);
 	return n;
+}
+
+/* The API: serialised with the telemetry thread's readers. */
+
+int
+pylb_dp_addr_add(struct pylb_dp *dp, uint16_t port,
+		 const struct pylb_prefix *addr)
+{
+	int rc;
+
+	pthread_mutex_lock(&dp->ctl_lock);
+	rc = addr_add_unlocked(dp, port, addr);
+	pthread_mutex_unlock(&dp->ctl_lock);
+	return rc;
 }

@@ -125,10 +125,10 @@ struct burst4 {
 
 /* The header sum of a 20-byte header in 32-bit adds; others the long way. */
 static inline bool
-ipv4_cksum_ok(const struct rte_ipv4_hdr *ip, uint32_t ihl)
+ipv4_cksum_ok(const void *hdr, uint32_t ihl)
 {
-	if (likely(ihl == sizeof(*ip))) {
-		const unaligned_uint32_t *w = (const unaligned_uint32_t *)ip;
+	if (likely(ihl == sizeof(struct rte_ipv4_hdr))) {
+		const unaligned_uint32_t *w = hdr;
 		uint64_t s;
 
 		s = (uint64_t)w[0] + w[1] + w[2] + w[3] + w[4];
@@ -138,7 +138,7 @@ ipv4_cksum_ok(const struct rte_ipv4_hdr *ip, uint32_t ihl)
 		s = (s & 0xffff) + (s >> 16);
 		return s == 0xffff;
 	}
-	return rte_raw_cksum(ip, ihl) == 0xffff;
+	return rte_raw_cksum(hdr, ihl) == 0xffff;
 }
 
 static void

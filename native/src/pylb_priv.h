@@ -157,8 +157,9 @@ struct pylb_dp {
 	struct rte_rcu_qsbr *qsv;
 
 	struct pylb_cfg *cfg;		/* current snapshot, RCU-protected */
-	/* Serialises control-side writers with control-side readers on other
-	 * threads (telemetry); workers never take it. */
+	/* Serialises control-side writers (the API, housekeeping) with
+	 * control-side readers on other threads (telemetry); recursive; workers
+	 * never take it. */
 	pthread_mutex_t ctl_lock;
 
 	uint16_t n_ports;

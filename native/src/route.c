@@ -336,8 +336,8 @@ route_insert(struct pylb_dp *dp, const struct pylb_route *r)
 	return 0;
 }
 
-int
-pylb_dp_route_add(struct pylb_dp *dp, const struct pylb_route *r)
+static int
+route_add_unlocked(struct pylb_dp *dp, const struct pylb_route *r)
 {
 	char buf[64];
 	int rc;
@@ -390,8 +390,8 @@ group_connected(const struct pylb_dp *dp, uint16_t g)
 	return dp->nhg[g].n == 1 && dp->nh[dp->nhg[g].nh[0]].connected;
 }
 
-int
-pylb_dp_route_del(struct pylb_dp *dp, const struct pylb_prefix *dst)
+static int
+route_del_unlocked(struct pylb_dp *dp, const struct pylb_prefix *dst)
 {
 	uint64_t v;
 	char buf[64];
@@ -491,8 +491,8 @@ route_fill(const struct pylb_dp *dp, uint64_t v, struct pylb_route *out)
 	}
 }
 
-int
-pylb_dp_route_get(struct pylb_dp *dp, const struct pylb_prefix *dst,
+static int
+route_get_unlocked(struct pylb_dp *dp, const struct pylb_prefix *dst,
 		  struct pylb_route *out)
 {
 	uint64_t v;
@@ -512,8 +512,8 @@ pylb_dp_route_get(struct pylb_dp *dp, const struct pylb_prefix *dst,
 	return 0;
 }
 
-int
-pylb_dp_route_lookup(struct pylb_dp *dp, const struct pylb_ip *ip,
+static int
+route_lookup_unlocked(struct pylb_dp *dp, const struct pylb_ip *ip,
 		     struct pylb_route *out)
 {
 	uint64_t v = 0;
@@ -553,8 +553,8 @@ pylb_dp_route_lookup(struct pylb_dp *dp, const struct pylb_ip *ip,
 	return 0;
 }
 
-int
-pylb_dp_route_list(struct pylb_dp *dp, uint8_t af,
+static int
+route_list_unlocked(struct pylb_dp *dp, uint8_t af,
 		   const struct pylb_prefix *after, struct pylb_route *out,
 		   uint32_t max)
 {
@@ -646,4 +646,65 @@ pylb_route_neigh_update(struct pylb_dp *dp, const struct pylb_neigh_key *k,
 		    nh->af == k->af && memcmp(nh->gw, k->ip, 16) == 0)
 			__atomic_store_n(&nh->mac, mac, __ATOMIC_RELAXED);
 	}
+}
+
+/* The API: serialised with the telemetry thread's readers. */
+
+int
+pylb_dp_route_add(struct pylb_dp *dp, const struct pylb_route *r)
+{
+	int rc;
+
+	pthread_mutex_lock(&dp->ctl_lock);
+	rc = route_add_unlocked(dp, r);
+	pthread_mutex_unlock(&dp->ctl_lock);
+	return rc;
+}
+
+int
+pylb_dp_route_del(struct pylb_dp *dp, const struct pylb_prefix *dst)
+{
+	int rc;
+
+	pthread_mutex_lock(&dp->ctl_lock);
+	rc = route_del_unlocked(dp, dst);
+	pthread_mutex_unlock(&dp->ctl_lock);
+	return rc;
+}
+
+int
+pylb_dp_route_get(struct pylb_dp *dp, const struct pylb_prefix *dst,
+		  struct pylb_route *out)
+{
+	int rc;
+
+	pthread_mutex_lock(&dp->ctl_lock);
+	rc = route_get_unlocked(dp, dst, out);
+	pthread_mutex_unlock(&dp->ctl_lock);
+	return rc;
+}
+
+int
+pylb_dp_route_lookup(struct pylb_dp *dp, const struct pylb_ip *ip,
+		     struct pylb_route *out)
+{
+	int rc;
+
+	pthread_mutex_lock(&dp->ctl_lock);
+	rc = route_lookup_unlocked(dp, ip, out);
+	pthread_mutex_unlock(&dp->ctl_lock);
+	return rc;
+}
+
+int
+pylb_dp_route_list(struct pylb_dp *dp, uint8_t af,
+		   const struct pylb_prefix *after, struct pylb_route *out,
+		   uint32_t max)
+{
+	int rc;
+
+	pthread_mutex_lock(&dp->ctl_lock);
+	rc = route_list_unlocked(dp, af, after, out, max);
+	pthread_mutex_unlock(&dp->ctl_lock);
+	return rc;
 }

@@ -3,7 +3,7 @@
  *
  * DPDK telemetry commands, so dpdk-telemetry.py and `pylb stats` can read a
  * running appliance: /pylb/stats (counters and drops summed over lcores),
- * /pylb/ports and /pylb/neigh.
+ * /pylb/ports, /pylb/neigh, /pylb/routes and /pylb/vips.
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -161,6 +161,109 @@ tel_neigh(const char *cmd __rte_unused, const char *params __rte_unused,
 	return 0;
 }
 
+#define TEL_MAX_ENTRIES 200	/* telemetry replies are bounded (22.11: 256) */
+
+static void
+fmt_route(const struct pylb_dp *dp, const struct pylb_route *r, char *buf, size_t len)
+{
+	static const char *const kinds[] = { "via", "connected", "local", "vip" };
+	size_t off = (size_t)snprintf(buf, len, "%s", kinds[r->kind & 3]);
+
+	for (uint16_t i = 0; i < r->n_nh && off < len; i++) {
+		char gw[INET6_ADDRSTRLEN + 1] = "";
+
+		if (r->nh[i].gw.af != 0) {
+			fmt_addr(&r->nh[i].gw, gw, sizeof(gw) - 1);
+			strcat(gw, "@");
+		}
+		off += (size_t)snprintf(buf + off, len - off, "%s %s%s", i ? "," : "", gw,
+					dp->ports[r->nh[i].port].name);
+	}
+}
+
+/* Routes of one family ("4" or "6", default 4): the count and the first
+ * TEL_MAX_ENTRIES in prefix order, "r<i>": "prefix via gw@port,..." (22.11
+ * telemetry names cannot hold '.' or '/'). */
+static int
+tel_routes(const char *cmd __rte_unused, const char *params,
+	   struct rte_tel_data *d)
+{
+	static struct pylb_route rt[TEL_MAX_ENTRIES];
+	uint8_t af = (params != NULL && params[0] == '6') ? 6 : 4;
+	struct rte_tel_data *list = rte_tel_data_alloc();
+	int n = 0;
+
+	rte_tel_data_start_dict(d);
+	if (list == NULL)
+		return 0;
+	rte_tel_data_start_dict(list);
+	if (tel_begin() != NULL) {
+		rte_tel_data_add_dict_u64(d, "count", pylb_dp_route_count(tel_dp, af));
+		n = pylb_dp_route_list(tel_dp, af, NULL, rt, TEL_MAX_ENTRIES);
+		for (int i = 0; i < n; i++) {
+			char line[RTE_TEL_MAX_STRING_LEN], key[16];
+			size_t off;
+
+			fmt_addr(&rt[i].dst.addr, line, sizeof(line));
+			off = strlen(line);
+			off += (size_t)snprintf(line + off, sizeof(line) - off, "/%u ",
+						rt[i].dst.len);
+			fmt_route(tel_dp, &rt[i], line + off, sizeof(line) - off);
+			snprintf(key, sizeof(key), "r%d", i);
+			rte_tel_data_add_dict_string(list, key, line);
+		}
+	}
+	tel_end();
+	rte_tel_data_add_dict_container(d, "routes", list, 0);
+	return 0;
+}
+
+/* VIPs: "v<i>": {prefix, method, table_size, backends: "ip*weight ..."} */
+static int
+tel_vips(const char *cmd __rte_unused, const char *params __rte_unused,
+	 struct rte_tel_data *d)
+{
+	static const char *const methods[] = { "ipip", "gre", "dr" };
+	static struct pylb_prefix vips[TEL_MAX_ENTRIES];
+	static struct pylb_backend b[PYLB_MAX_BACKENDS];
+	int n = 0;
+
+	rte_tel_data_start_dict(d);
+	if (tel_begin() != NULL)
+		n = pylb_dp_vip_list(tel_dp, vips, 64);
+	for (int i = 0; i < n; i++) {
+		struct rte_tel_data *e = rte_tel_data_alloc();
+		char pfx[INET6_ADDRSTRLEN + 8], list[RTE_TEL_MAX_STRING_LEN] = "";
+		struct pylb_vip_conf c;
+		uint32_t nb = 0;
+		size_t off = 0;
+
+		if (e == NULL || pylb_dp_vip_get(tel_dp, &vips[i], &c, b, PYLB_MAX_BACKENDS, &nb) != 0) {
+			rte_tel_data_free(e);
+			continue;
+		}
+		for (uint32_t j = 0; j < nb && off + 48 < sizeof(list); j++) {
+			char a[INET6_ADDRSTRLEN];
+
+			fmt_addr(&b[j].addr, a, sizeof(a));
+			off += (size_t)snprintf(list + off, sizeof(list) - off, "%s%s*%u",
+						j ? " " : "", a, b[j].weight);
+		}
+		rte_tel_data_start_dict(e);
+		fmt_addr(&vips[i].addr, pfx, sizeof(pfx));
+		snprintf(pfx + strlen(pfx), 8, "/%u", vips[i].len);
+		rte_tel_data_add_dict_string(e, "prefix", pfx);
+		rte_tel_data_add_dict_string(e, "method", methods[c.method % 3]);
+		rte_tel_data_add_dict_u64(e, "table_size", c.table_size);
+		rte_tel_data_add_dict_u64(e, "n_backends", nb);
+		rte_tel_data_add_dict_string(e, "backends", list);
+		snprintf(pfx, sizeof(pfx), "v%d", i);
+		rte_tel_data_add_dict_container(d, pfx, e, 0);
+	}
+	tel_end();
+	return 0;
+}
+
 void
 pylb_telemetry_attach(struct pylb_dp *dp)
 {
@@ -171,6 +274,10 @@ pylb_telemetry_attach(struct pylb_dp *dp)
 			"pylb counters and drops by reason, summed over lcores. No parameters");
 		rte_telemetry_register_cmd("/pylb/ports", tel_ports,
 			"pylb ports: device, MAC, link, addresses. No parameters");
+		rte_telemetry_register_cmd("/pylb/routes", tel_routes,
+			"pylb routes: count and the first 200. Parameters: 4 or 6");
+		rte_telemetry_register_cmd("/pylb/vips", tel_vips,
+			"pylb L3 VIPs: method, table size, backends. No parameters");
 		rte_telemetry_register_cmd("/pylb/neigh", tel_neigh,
 			"pylb neighbour table (first 64): port, ip, mac, age. No parameters");
 		tel_registered = true;

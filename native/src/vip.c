@@ -112,7 +112,11 @@ pylb_vip_input(struct pylb_lcore *lc, const struct pylb_cfg *cfg,
 	if (v == 0 || fib_kind(v) != PYLB_FIB_GROUP)
 		return drop(lc, m, PYLB_D_VIP_NO_ROUTE);
 	nh = nhg_pick(lc->dp, fib_id(v), h);
-	if (vip->conf.method != PYLB_FWD_DR) {
+	if (vip->conf.method == PYLB_FWD_DR) {
+		/* Direct routing reaches the backend on a connected network. */
+		if (!nh->connected)
+			return drop(lc, m, PYLB_D_VIP_NO_ROUTE);
+	} else {
 		reason = encap(lc, cfg, vip, b, nh, m, af);
 		if (reason != 0)
 			return drop(lc, m, (enum pylb_counter)reason);
@@ -185,8 +189,8 @@ vip_publish(struct pylb_dp *dp, int id, struct pylb_vip *next)
 	pthread_mutex_unlock(&dp->ctl_lock);
 }
 
-int
-pylb_dp_vip_add(struct pylb_dp *dp, const struct pylb_vip_conf *conf)
+static int
+vip_add_unlocked(struct pylb_dp *dp, const struct pylb_vip_conf *conf)
 {
 	struct pylb_vip_conf c = *conf;
 	struct pylb_vip *v;
@@ -228,8 +232,8 @@ pylb_dp_vip_add(struct pylb_dp *dp, const struct pylb_vip_conf *conf)
 	return 0;
 }
 
-int
-pylb_dp_vip_del(struct pylb_dp *dp, const struct pylb_prefix *prefix)
+static int
+vip_del_unlocked(struct pylb_dp *dp, const struct pylb_prefix *prefix)
 {
 	char name[80];
 	int id = vip_find(dp, prefix);
@@ -243,8 +247,8 @@ pylb_dp_vip_del(struct pylb_dp *dp, const struct pylb_prefix *prefix)
 	return 0;
 }
 
-int
-pylb_dp_vip_backends_set(struct pylb_dp *dp, const struct pylb_prefix *prefix,
+static int
+vip_backends_set_unlocked(struct pylb_dp *dp, const struct pylb_prefix *prefix,
 			 const struct pylb_backend *b, uint32_t n)
 {
 	const struct pylb_vip *cur;
@@ -272,11 +276,19 @@ pylb_dp_vip_backends_set(struct pylb_dp *dp, const struct pylb_prefix *prefix,
 			return pylb_fail(-PYLB_E_INVAL,
 				"VIP %s: backend weight %u is above 65535", name,
 				b[i].weight);
-		if (cur->conf.method == PYLB_FWD_DR &&
-		    b[i].addr.af != prefix->addr.af)
-			return pylb_fail(-PYLB_E_INVAL,
-				"VIP %s: direct routing needs backends of the VIP's address family",
-				name);
+		if (cur->conf.method == PYLB_FWD_DR) {
+			struct pylb_route r;
+
+			if (b[i].addr.af != prefix->addr.af)
+				return pylb_fail(-PYLB_E_INVAL,
+					"VIP %s: direct routing needs backends of the VIP's address family",
+					name);
+			if (pylb_dp_route_lookup(dp, &b[i].addr, &r) != 0 ||
+			    r.kind != PYLB_ROUTE_CONNECTED)
+				return pylb_fail(-PYLB_E_INVAL,
+					"VIP %s: backend %u is on no connected network; direct routing sends to the backend's MAC, so give a port an address on its network (or use ipip/gre)",
+					name, i);
+		}
 		for (j = 0; j < i; j++)
 			if (memcmp(&b[i].addr, &b[j].addr, sizeof(b[i].addr)) == 0)
 				return pylb_fail(-PYLB_E_EXIST,
@@ -297,8 +309,8 @@ pylb_dp_vip_backends_set(struct pylb_dp *dp, const struct pylb_prefix *prefix,
 	return 0;
 }
 
-int
-pylb_dp_vip_get(struct pylb_dp *dp, const struct pylb_prefix *prefix,
+static int
+vip_get_unlocked(struct pylb_dp *dp, const struct pylb_prefix *prefix,
 		struct pylb_vip_conf *conf, struct pylb_backend *b,
 		uint32_t max_b, uint32_t *n_b)
 {
@@ -317,8 +329,8 @@ pylb_dp_vip_get(struct pylb_dp *dp, const struct pylb_prefix *prefix,
 	return 0;
 }
 
-int
-pylb_dp_vip_list(struct pylb_dp *dp, struct pylb_prefix *out, uint32_t max)
+static int
+vip_list_unlocked(struct pylb_dp *dp, struct pylb_prefix *out, uint32_t max)
 {
 	uint32_t n = 0;
 
@@ -328,8 +340,8 @@ pylb_dp_vip_list(struct pylb_dp *dp, struct pylb_prefix *out, uint32_t max)
 	return (int)n;
 }
 
-int
-pylb_dp_vip_pick(struct pylb_dp *dp, const struct pylb_prefix *prefix,
+static int
+vip_pick_unlocked(struct pylb_dp *dp, const struct pylb_prefix *prefix,
 		 const struct pylb_ip *src, const struct pylb_ip *dst)
 {
 	int id = vip_find(dp, prefix);
@@ -348,4 +360,76 @@ pylb_vip_free_all(struct pylb_dp *dp)
 		rte_free(dp->vips[i]);
 		dp->vips[i] = NULL;
 	}
+}
+
+/* The API: serialised with the telemetry thread's readers. */
+
+int
+pylb_dp_vip_add(struct pylb_dp *dp, const struct pylb_vip_conf *conf)
+{
+	int rc;
+
+	pthread_mutex_lock(&dp->ctl_lock);
+	rc = vip_add_unlocked(dp, conf);
+	pthread_mutex_unlock(&dp->ctl_lock);
+	return rc;
+}
+
+int
+pylb_dp_vip_del(struct pylb_dp *dp, const struct pylb_prefix *prefix)
+{
+	int rc;
+
+	pthread_mutex_lock(&dp->ctl_lock);
+	rc = vip_del_unlocked(dp, prefix);
+	pthread_mutex_unlock(&dp->ctl_lock);
+	return rc;
+}
+
+int
+pylb_dp_vip_backends_set(struct pylb_dp *dp, const struct pylb_prefix *prefix,
+			 const struct pylb_backend *b, uint32_t n)
+{
+	int rc;
+
+	pthread_mutex_lock(&dp->ctl_lock);
+	rc = vip_backends_set_unlocked(dp, prefix, b, n);
+	pthread_mutex_unlock(&dp->ctl_lock);
+	return rc;
+}
+
+int
+pylb_dp_vip_get(struct pylb_dp *dp, const struct pylb_prefix *prefix,
+		struct pylb_vip_conf *conf, struct pylb_backend *b,
+		uint32_t max_b, uint32_t *n_b)
+{
+	int rc;
+
+	pthread_mutex_lock(&dp->ctl_lock);
+	rc = vip_get_unlocked(dp, prefix, conf, b, max_b, n_b);
+	pthread_mutex_unlock(&dp->ctl_lock);
+	return rc;
+}
+
+int
+pylb_dp_vip_list(struct pylb_dp *dp, struct pylb_prefix *out, uint32_t max)
+{
+	int rc;
+
+	pthread_mutex_lock(&dp->ctl_lock);
+	rc = vip_list_unlocked(dp, out, max);
+	pthread_mutex_unlock(&dp->ctl_lock);
+	return rc;
+}
+
+int
+pylb_dp_vip_pick(struct pylb_dp *dp, const struct pylb_prefix *prefix,
+		 const struct pylb_ip *src, const struct pylb_ip *dst)
+{
+	int rc;
+
+	pthread_mutex_lock(&dp->ctl_lock);
+	rc = vip_pick_unlocked(dp, prefix, src, dst);
+	pthread_mutex_unlock(&dp->ctl_lock);
+	return rc;
 }
