@@ -27,7 +27,7 @@ GW6, GW6_MAC = "2001:db8:1::2", "02:00:00:00:02:06"
 # Drop reasons these fixtures provoke (checked for completeness in
 # test_host_fixtures.test_every_drop_reason_is_exercised).
 EXERCISED = {"ttl_exceeded", "no_route", "neigh_queue_full", "neigh_hold_full",
-             "neigh_unresolved", "vip_no_backend", "vip_no_route", "kernel_invalid"}
+             "neigh_unresolved", "vip_no_backend", "vip_no_route", "vip_too_big", "kernel_invalid"}
 
 
 def drops_of(dp):
@@ -317,6 +317,27 @@ def test_direct_routing_only_rewrites_the_mac(dp):
     (_, f), = dp.inject("p0", [raw(pkt)])
     backend = dp.vip_pick("203.0.113.10/32", CLIENT, "203.0.113.10")
     assert f == raw(Ether(src=P1_MAC, dst=macs[backend]) / pkt[IP])
+
+
+def test_too_big_to_encapsulate_tells_the_source_the_mtu(dp):
+    vip_router(dp, "ipip")
+    big = from_client("203.0.113.10", payload=b"b" * (1500 - 28), flags="DF")
+    assert len(big[IP]) == 1500
+    out = dp.inject("p0", [raw(big)])
+    expected = (Ether(src=P0_MAC, dst=CLIENT_MAC)
+                / IP(src="10.0.0.1", dst=CLIENT, ttl=64, tos=0xc0, id=0, proto=1)
+                / ICMP(type=3, code=4, nexthopmtu=1480) / Raw(raw(big[IP])[:548]))
+    assert out == [(0, raw(expected))]
+    v6 = (Ether(src=CLIENT_MAC, dst=P0_MAC) / IPv6(src=CLIENT6, dst="2001:db8:f::1")
+          / UDP() / Raw(b"6" * (1500 - 48)))
+    dp.add_vip("2001:db8:f::/64", backends=["10.0.1.20"])
+    (_, f), = dp.inject("p0", [raw(v6)])
+    assert raw(Ether(f)[IPv6].payload)[:8] == bytes([2, 0]) + raw(Ether(f)[IPv6].payload)[2:4] + (1480).to_bytes(4, "big")
+    # Without DF there is no one to tell: dropped, counted.
+    assert dp.inject("p0", [raw(from_client("203.0.113.10", payload=b"b" * 1472))]) == []
+    assert drops_of(dp) == {"vip_too_big": 3}
+    # One byte less fits.
+    assert len(dp.inject("p0", [raw(from_client("203.0.113.10", payload=b"b" * 1451, flags="DF"))])) == 1
 
 
 def test_direct_routing_needs_backends_on_a_connected_network(dp):

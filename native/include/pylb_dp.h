@@ -115,6 +115,7 @@ enum pylb_err {
 	X(VIP_NO_BACKEND, vip_no_backend) \
 	X(VIP_NO_ROUTE, vip_no_route) \
 	X(VIP_NO_HEADROOM, vip_no_headroom) \
+	X(VIP_TOO_BIG, vip_too_big) \
 	X(LOCAL_UNHANDLED, local_unhandled) \
 	X(KERNEL_INVALID, kernel_invalid) \
 	X(ALLOC_FAILED, alloc_failed) \

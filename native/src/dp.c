@@ -218,6 +218,9 @@ pylb_dp_port_add(struct pylb_dp *dp, const struct pylb_port_conf *conf,
 	}
 	next->ports[dp->n_ports].mac = mac;
 	next->ports[dp->n_ports].kernel = p->kernel_iface[0] != '\0';
+	next->ports[dp->n_ports].mtu = RTE_ETHER_MTU;
+	if (p->ethdev >= 0)
+		rte_eth_dev_get_mtu((uint16_t)p->ethdev, &next->ports[dp->n_ports].mtu);
 	next->n_ports = (uint16_t)(dp->n_ports + 1);
 	*port_out = dp->n_ports++;
 	cfg_publish(dp, next);

@@ -40,7 +40,7 @@ pylb_fwd6(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 	if (in_port >= 0) {
 		if (ip->hop_limits <= 1) {
 			pylb_icmp6_error(lc, cfg, (uint16_t)in_port, m,
-					 ICMP6_TIME_EXCEEDED, 0);
+					 ICMP6_TIME_EXCEEDED, 0, 0);
 			return drop(lc, m, PYLB_D_TTL_EXCEEDED);
 		}
 		ip->hop_limits--;	/* no header checksum in IPv6 */
@@ -104,7 +104,8 @@ error_frame(struct rte_mbuf *orig, struct rte_mbuf **out, uint32_t len,
  * previous hop's MAC: the way back to the source. */
 void
 pylb_icmp4_error(struct pylb_lcore *lc, const struct pylb_cfg *cfg,
-		 uint16_t port, struct rte_mbuf *orig, uint8_t type, uint8_t code)
+		 uint16_t port, struct rte_mbuf *orig, uint8_t type, uint8_t code,
+		 uint16_t mtu)
 {
 	const struct pylb_port_cfg *pc = &cfg->ports[port];
 	const struct rte_ipv4_hdr *oip = rte_pktmbuf_mtod_offset(orig,
@@ -150,6 +151,7 @@ pylb_icmp4_error(struct pylb_lcore *lc, const struct pylb_cfg *cfg,
 	memset(icmp, 0, sizeof(*icmp));
 	icmp->icmp_type = type;
 	icmp->icmp_code = code;
+	icmp->icmp_seq_nb = rte_cpu_to_be_16(mtu);
 	memcpy(icmp + 1, oip, quote);
 	icmp->icmp_cksum = (uint16_t)~rte_raw_cksum(icmp, sizeof(*icmp) + quote);
 	CNT(lc, ICMP_ERRORS_SENT);
@@ -158,7 +160,8 @@ pylb_icmp4_error(struct pylb_lcore *lc, const struct pylb_cfg *cfg,
 
 void
 pylb_icmp6_error(struct pylb_lcore *lc, const struct pylb_cfg *cfg,
-		 uint16_t port, struct rte_mbuf *orig, uint8_t type, uint8_t code)
+		 uint16_t port, struct rte_mbuf *orig, uint8_t type, uint8_t code,
+		 uint16_t mtu)
 {
 	const struct pylb_port_cfg *pc = &cfg->ports[port];
 	const struct rte_ipv6_hdr *oip = rte_pktmbuf_mtod_offset(orig,
@@ -197,6 +200,7 @@ pylb_icmp6_error(struct pylb_lcore *lc, const struct pylb_cfg *cfg,
 	memset(icmp, 0, sizeof(*icmp));
 	icmp->icmp_type = type;
 	icmp->icmp_code = code;
+	icmp->icmp_seq_nb = rte_cpu_to_be_16(mtu);
 	memcpy(icmp + 1, oip, quote);
 	icmp->icmp_cksum = rte_ipv6_udptcp_cksum(ip, icmp);
 	CNT(lc, ICMP_ERRORS_SENT);

@@ -196,10 +196,10 @@ ipv4_dispatch(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port,
 					  rte_be_to_cpu_16(ip->total_length));
 		return to_kernel(lc, cfg, port, m);
 	case PYLB_FIB_VIP:
-		return pylb_vip_input(lc, cfg, m, fib_id(v), 4);
+		return pylb_vip_input(lc, cfg, port, m, fib_id(v), 4);
 	default:
 		if (v == 0) {
-			pylb_icmp4_error(lc, cfg, port, m, ICMP_DEST_UNREACH, 0);
+			pylb_icmp4_error(lc, cfg, port, m, ICMP_DEST_UNREACH, 0, 0);
 			return drop(lc, m, PYLB_D_NO_ROUTE);
 		}
 		return pylb_fwd4(lc, cfg, port, m, fib_id(v));

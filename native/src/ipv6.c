@@ -211,12 +211,12 @@ pylb_ipv6_input(struct pylb_lcore *lc, const struct pylb_cfg *cfg,
 			return icmp6_input(lc, cfg, port, m, ip, plen, false);
 		return to_kernel(lc, cfg, port, m);
 	case PYLB_FIB_VIP:
-		return pylb_vip_input(lc, cfg, m, fib_id(v), 6);
+		return pylb_vip_input(lc, cfg, port, m, fib_id(v), 6);
 	default:
 		/* Link-local destinations are never forwarded. */
 		if (v == 0 || ip6_is_link_local(ip->dst_addr) ||
 		    ip6_is_link_local(ip->src_addr)) {
-			pylb_icmp6_error(lc, cfg, port, m, ICMP6_DEST_UNREACH, 0);
+			pylb_icmp6_error(lc, cfg, port, m, ICMP6_DEST_UNREACH, 0, 0);
 			return drop(lc, m, PYLB_D_NO_ROUTE);
 		}
 		return pylb_fwd6(lc, cfg, port, m, fib_id(v));

@@ -21,6 +21,8 @@
 
 #define ICMP_DEST_UNREACH	3
 #define ICMP_TIME_EXCEEDED	11
+#define ICMP_FRAG_NEEDED	4	/* code of destination unreachable */
+#define ICMP6_PACKET_TOO_BIG	2
 #define ICMP6_DEST_UNREACH	1
 #define ICMP6_TIME_EXCEEDED	3
 
@@ -288,16 +290,17 @@ to_kernel(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port,
 /* fwd.c */
 void pylb_fwd6(struct pylb_lcore *lc, const struct pylb_cfg *cfg,
 	       int in_port, struct rte_mbuf *m, uint32_t group);
+/* `mtu`: the next-hop MTU of "fragmentation needed" / "packet too big". */
 void pylb_icmp4_error(struct pylb_lcore *lc, const struct pylb_cfg *cfg,
 		      uint16_t port, struct rte_mbuf *orig, uint8_t type,
-		      uint8_t code);
+		      uint8_t code, uint16_t mtu);
 void pylb_icmp6_error(struct pylb_lcore *lc, const struct pylb_cfg *cfg,
 		      uint16_t port, struct rte_mbuf *orig, uint8_t type,
-		      uint8_t code);
+		      uint8_t code, uint16_t mtu);
 
 /* vip.c */
 void pylb_vip_input(struct pylb_lcore *lc, const struct pylb_cfg *cfg,
-		    struct rte_mbuf *m, uint32_t vip_id, uint8_t af);
+		    int in_port, struct rte_mbuf *m, uint32_t vip_id, uint8_t af);
 
 /* ipv6.c */
 void pylb_ipv6_input(struct pylb_lcore *lc, const struct pylb_cfg *cfg,
@@ -321,7 +324,7 @@ pylb_fwd4(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 	if (in_port >= 0) {
 		if (ip->time_to_live <= 1) {
 			pylb_icmp4_error(lc, cfg, (uint16_t)in_port, m,
-					 ICMP_TIME_EXCEEDED, 0);
+					 ICMP_TIME_EXCEEDED, 0, 0);
 			return drop(lc, m, PYLB_D_TTL_EXCEEDED);
 		}
 		/* TTL is the high byte of its 16-bit word: the sum rises by

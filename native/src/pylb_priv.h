@@ -42,6 +42,7 @@ struct pylb_addr6 {
 struct pylb_port_cfg {
 	struct rte_ether_addr mac;
 	bool kernel;		/* has an exception path */
+	uint16_t mtu;
 	uint16_t n_addrs4;
 	uint16_t n_addrs6;
 	struct pylb_addr4 addrs4[PYLB_MAX_ADDRS];

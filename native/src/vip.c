@@ -13,17 +13,24 @@
 
 #include "pkt.h"
 
+/* The outer headers' length for this VIP and backend. */
+static inline uint32_t
+encap_len(const struct pylb_vip *vip, const struct pylb_backend *b)
+{
+	return (b->addr.af == 4 ? sizeof(struct rte_ipv4_hdr) :
+		sizeof(struct rte_ipv6_hdr)) +
+		(vip->conf.method == PYLB_FWD_GRE ? sizeof(struct rte_gre_hdr) : 0);
+}
+
 static int
-encap(struct pylb_lcore *lc, const struct pylb_cfg *cfg,
-      const struct pylb_vip *vip, const struct pylb_backend *b,
-      const struct pylb_nh *nh, struct rte_mbuf *m, uint8_t inner_af)
+encap(const struct pylb_cfg *cfg, const struct pylb_vip *vip,
+      const struct pylb_backend *b, const struct pylb_nh *nh, struct rte_mbuf *m,
+      uint8_t inner_af, uint32_t olen)
 {
 	const struct pylb_port_cfg *pc = &cfg->ports[nh->port];
 	bool gre = vip->conf.method == PYLB_FWD_GRE;
 	uint8_t inner_proto = inner_af == 4 ? IPPROTO_IPIP : IPPROTO_IPV6;
 	uint32_t inner_len = rte_pktmbuf_pkt_len(m) - sizeof(struct rte_ether_hdr);
-	uint32_t olen = (b->addr.af == 4 ? sizeof(struct rte_ipv4_hdr) :
-			 sizeof(struct rte_ipv6_hdr)) + (gre ? sizeof(struct rte_gre_hdr) : 0);
 	const void *inner = rte_pktmbuf_mtod_offset(m, void *, sizeof(struct rte_ether_hdr));
 	uint8_t tos = inner_af == 4 ? ((const struct rte_ipv4_hdr *)inner)->type_of_service :
 		(uint8_t)(rte_be_to_cpu_32(((const struct rte_ipv6_hdr *)inner)->vtc_flow) >> 20);
@@ -77,12 +84,29 @@ encap(struct pylb_lcore *lc, const struct pylb_cfg *cfg,
 		g->proto = inner_af == 4 ? RTE_BE16(RTE_ETHER_TYPE_IPV4) :
 			RTE_BE16(RTE_ETHER_TYPE_IPV6);
 	}
-	(void)lc;
 	return 0;
 }
 
+/* Too big to encapsulate for the egress port: tell the source the MTU left
+ * for it (IPv4 with DF, IPv6) so path MTU discovery adapts. */
+static void
+too_big(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
+	struct rte_mbuf *m, uint8_t af, uint16_t mtu)
+{
+	const struct rte_ipv4_hdr *ip = rte_pktmbuf_mtod_offset(m,
+		const struct rte_ipv4_hdr *, sizeof(struct rte_ether_hdr));
+
+	if (in_port >= 0 && af == 4 && (ip->fragment_offset & RTE_BE16(RTE_IPV4_HDR_DF_FLAG)))
+		pylb_icmp4_error(lc, cfg, (uint16_t)in_port, m, ICMP_DEST_UNREACH,
+				 ICMP_FRAG_NEEDED, mtu);
+	else if (in_port >= 0 && af == 6)
+		pylb_icmp6_error(lc, cfg, (uint16_t)in_port, m, ICMP6_PACKET_TOO_BIG,
+				 0, mtu);
+	drop(lc, m, PYLB_D_VIP_TOO_BIG);
+}
+
 void
-pylb_vip_input(struct pylb_lcore *lc, const struct pylb_cfg *cfg,
+pylb_vip_input(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 	       struct rte_mbuf *m, uint32_t vip_id, uint8_t af)
 {
 	const struct pylb_vip *vip = __atomic_load_n(&lc->dp->vips[vip_id],
@@ -117,7 +141,12 @@ pylb_vip_input(struct pylb_lcore *lc, const struct pylb_cfg *cfg,
 		if (!nh->connected)
 			return drop(lc, m, PYLB_D_VIP_NO_ROUTE);
 	} else {
-		reason = encap(lc, cfg, vip, b, nh, m, af);
+		uint32_t olen = encap_len(vip, b);
+		uint32_t mtu = cfg->ports[nh->port].mtu;
+
+		if (rte_pktmbuf_pkt_len(m) - sizeof(struct rte_ether_hdr) + olen > mtu)
+			return too_big(lc, cfg, in_port, m, af, (uint16_t)(mtu - olen));
+		reason = encap(cfg, vip, b, nh, m, af, olen);
 		if (reason != 0)
 			return drop(lc, m, (enum pylb_counter)reason);
 	}
