@@ -13,17 +13,17 @@ import argparse
 import json
 import os
 import platform
-import re
 import signal
 import statistics
 import subprocess
 import sys
 import time
 
-from pylb import hostinfo, telemetry
+import testpmd
+from pylb import telemetry
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BURST = 32
+BURST = testpmd.BURST
 
 
 def steal_jiffies() -> int:
@@ -40,22 +40,7 @@ def cpu_model() -> str:
 
 
 def testpmd_once(seconds: float, mode: str) -> dict:
-    prefix = "pylb-bench-testpmd"
-    cmd = ["dpdk-testpmd", "-l", "0,1", "--no-pci", "--in-memory", "--file-prefix", prefix,
-           "--vdev", "net_null0,copy=0",
-           "--log-level", "*:error", "--", f"--forward-mode={mode}", "--auto-start",
-           "--record-core-cycles", "--nb-cores=1", "--rxq=1", "--txq=1", f"--burst={BURST}"]
-    p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                         stderr=subprocess.STDOUT, text=True)
-    time.sleep(seconds)
-    out, _ = p.communicate("\n", timeout=60)
-    hostinfo.remove_instance_files(prefix)
-    m = re.search(r"CPU cycles/packet=([\d.]+) \(total cycles=(\d+) / total \w+ packets=(\d+)\) "
-                  r"at (\d+) MHz", out)
-    if not m:
-        raise RuntimeError("testpmd gave no cycle figures:\n" + out[-2000:])
-    return {"cycles_per_packet": float(m.group(1)), "packets": int(m.group(3)),
-            "mpps": int(m.group(3)) / seconds / 1e6, "tsc_mhz": int(m.group(4))}
+    return testpmd.run(["net_null0,copy=0"], mode, seconds)
 
 
 def pylb_once(seconds: float) -> dict:

@@ -18,17 +18,17 @@ import argparse
 import json
 import os
 import random
-import re
 import statistics
 import subprocess
 import sys
 import time
 
+import testpmd
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, "bench", "results")
 PCAP_MAC = "02:70:63:61:70:00"      # net_pcap's MAC for its first instance
 GW_MAC = "02:00:00:00:0a:02"
-BURST = 32
 
 
 def prefixes(n: int) -> list[str]:
@@ -56,22 +56,7 @@ def devices(pcap: str) -> tuple[str, str]:
 
 
 def testpmd_once(pcap: str, seconds: float, mode: str = "io") -> dict:
-    prefix = "pylb-bench-testpmd"
-    rx, tx = devices(pcap)
-    cmd = ["dpdk-testpmd", "-l", "0,1", "--no-pci", "--in-memory", "--file-prefix", prefix,
-           "--vdev", rx, "--vdev", tx, "--log-level", "*:error", "--",
-           f"--forward-mode={mode}", "--auto-start", "--record-core-cycles", "--nb-cores=1",
-           "--rxq=1", "--txq=1", f"--burst={BURST}"]
-    p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                         stderr=subprocess.STDOUT, text=True)
-    time.sleep(seconds)
-    out, _ = p.communicate("\n", timeout=60)
-    m = re.search(r"CPU cycles/packet=([\d.]+) \(total cycles=(\d+) / total \w+ packets=(\d+)\) "
-                  r"at (\d+) MHz", out)
-    if not m:
-        raise RuntimeError("testpmd gave no cycle figures:\n" + out[-2000:])
-    return {"cycles_per_packet": float(m.group(1)), "packets": int(m.group(3)),
-            "mpps": int(m.group(3)) / seconds / 1e6, "tsc_mhz": int(m.group(4))}
+    return testpmd.run(list(devices(pcap)), mode, seconds)
 
 
 def pylb_side(pcap: str, n_routes: int, seconds: float) -> dict:

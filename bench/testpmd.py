@@ -1,0 +1,34 @@
+"""The baseline of every benchmark: dpdk-testpmd forwarding on the same vdevs,
+burst and core as pylb, with its own cycle accounting (--record-core-cycles)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import time
+
+from pylb import hostinfo
+
+BURST = 32
+PREFIX = "pylb-bench-testpmd"
+
+
+def run(vdevs: list[str], mode: str, seconds: float) -> dict:
+    """testpmd in `mode` (io, 5tswap, ...) for `seconds` on one worker core."""
+    cmd = ["dpdk-testpmd", "-l", "0,1", "--no-pci", "--in-memory", "--file-prefix", PREFIX]
+    for v in vdevs:
+        cmd += ["--vdev", v]
+    cmd += ["--log-level", "*:error", "--", f"--forward-mode={mode}", "--auto-start",
+            "--record-core-cycles", "--nb-cores=1", "--rxq=1", "--txq=1", f"--burst={BURST}"]
+    # testpmd stops when its stdin says so.
+    p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True)
+    time.sleep(seconds)
+    out, _ = p.communicate("\n", timeout=60)
+    hostinfo.remove_instance_files(PREFIX)
+    m = re.search(r"CPU cycles/packet=([\d.]+) \(total cycles=(\d+) / total \w+ packets=(\d+)\) "
+                  r"at (\d+) MHz", out)
+    if not m:
+        raise RuntimeError("testpmd gave no cycle figures:\n" + out[-2000:])
+    return {"cycles_per_packet": float(m.group(1)), "packets": int(m.group(3)),
+            "mpps": int(m.group(3)) / seconds / 1e6, "tsc_mhz": int(m.group(4))}
