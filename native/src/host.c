@@ -162,9 +162,15 @@ ipv4_input(struct pylb_lcore *lc, const struct pylb_cfg *cfg, struct burst4 *b,
 	tot = rte_be_to_cpu_16(ip->total_length);
 	if (tot < ihl || l2 + tot > len)
 		return drop(lc, m, PYLB_D_IPV4_BAD_TOTAL_LENGTH);
-	if ((m->ol_flags & RTE_MBUF_F_RX_IP_CKSUM_MASK) !=
-	    RTE_MBUF_F_RX_IP_CKSUM_GOOD && !ipv4_cksum_ok(ip, ihl))
+	switch (m->ol_flags & RTE_MBUF_F_RX_IP_CKSUM_MASK) {
+	case RTE_MBUF_F_RX_IP_CKSUM_GOOD:
+		break;
+	case RTE_MBUF_F_RX_IP_CKSUM_BAD:
 		return drop(lc, m, PYLB_D_IPV4_BAD_CHECKSUM);
+	default:	/* not checked by the NIC */
+		if (!ipv4_cksum_ok(ip, ihl))
+			return drop(lc, m, PYLB_D_IPV4_BAD_CHECKSUM);
+	}
 	if (ipv4_martian(ip->dst_addr) || ipv4_martian(ip->src_addr) ||
 	    l2_multicast)
 		return drop(lc, m, PYLB_D_IPV4_MARTIAN);

@@ -143,6 +143,9 @@ pylb_port_setup(struct pylb_dp *dp, struct pylb_port *p,
 			info.max_tx_queues);
 
 	memset(&ec, 0, sizeof(ec));
+	/* Let the NIC verify IPv4 header checksums where it can: the fast path
+	 * then skips its own sum for packets marked good. */
+	ec.rxmode.offloads = info.rx_offload_capa & RTE_ETH_RX_OFFLOAD_IPV4_CKSUM;
 	if (nq > 1) {
 		uint64_t hf = (RTE_ETH_RSS_IP | RTE_ETH_RSS_TCP | RTE_ETH_RSS_UDP) &
 			info.flow_type_rss_offloads;
