@@ -188,6 +188,19 @@ def test_unresolved_neighbour_is_asked_held_and_released(dp):
     assert dp.inject("p0", [raw(pkt)]) == [(1, routed(pkt, P1_MAC, "02:00:00:00:05:50"))]
 
 
+def test_unanswered_resolution_gives_up_after_three_requests(dp):
+    dp.inject("p0", [raw(from_client("10.0.1.70"))])
+    requests = []
+    deadline = time.monotonic() + 3.6
+    while time.monotonic() < deadline:
+        dp.housekeep()
+        requests += [ARP(f[14:]).pdst for _, f in dp.collect()]
+        time.sleep(0.05)
+    assert requests == ["10.0.1.70"] * 3                  # one a second
+    assert dp.neighbours() == []
+    assert drops_of(dp) == {"neigh_unresolved": 1}
+
+
 def test_unresolved_ipv6_neighbour_is_solicited(dp):
     pkt = Ether(src=CLIENT_MAC, dst=P0_MAC) / IPv6(src=CLIENT6, dst="2001:db8:1::50") / UDP()
     dp.inject("p0", [raw(pkt)])

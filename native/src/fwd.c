@@ -34,7 +34,6 @@ pylb_fwd6(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 {
 	struct rte_ipv6_hdr *ip = rte_pktmbuf_mtod_offset(m, struct rte_ipv6_hdr *,
 		sizeof(struct rte_ether_hdr));
-	const struct pylb_nhg *g;
 	const struct pylb_nh *nh;
 
 	if (in_port >= 0) {
@@ -45,9 +44,8 @@ pylb_fwd6(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 		}
 		ip->hop_limits--;	/* no header checksum in IPv6 */
 	}
-	g = &lc->dp->nhg[group];
-	nh = &lc->dp->nh[g->nh[g->n == 1 ? 0 :
-		flow_hash6(ip->src_addr, ip->dst_addr) % g->n]];
+	nh = nhg_pick(lc->dp, group, nhg_multi(lc->dp, group) ?
+		      flow_hash6(ip->src_addr, ip->dst_addr) : 0);
 	nh_output(lc, cfg, nh, ip->dst_addr, 6, m);
 }
 

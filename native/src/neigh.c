@@ -284,7 +284,10 @@ neigh_miss(struct pylb_dp *dp, struct pylb_neigh_miss *ev, uint64_t now)
 		return drop(lc, ev->m, PYLB_D_NEIGH_HOLD_FULL);
 	c->hold[c->n_hold++] = ev->m;
 	CNT(lc, NEIGH_HELD);
-	if (c->tries == 0 || now - c->req_tsc >= retry) {
+	/* After the last try the sweep gives up on it (and drops what it
+	 * holds); traffic after that starts a new resolution. */
+	if (c->tries == 0 ||
+	    (c->tries < PYLB_NEIGH_TRIES && now - c->req_tsc >= retry)) {
 		solicit(dp, &ev->key, 0);
 		c->tries++;
 		c->req_tsc = now;

@@ -107,12 +107,20 @@ flow_hash6(const uint8_t *src, const uint8_t *dst)
 	return rte_hash_crc(dst, 16, rte_hash_crc(src, 16, PYLB_HASH_SEED));
 }
 
+/* ECMP: the next hop of `group` for a flow hash. */
 static inline const struct pylb_nh *
 nhg_pick(const struct pylb_dp *dp, uint32_t group, uint32_t hash)
 {
 	const struct pylb_nhg *g = &dp->nhg[group];
 
 	return &dp->nh[g->nh[g->n == 1 ? 0 : hash % g->n]];
+}
+
+/* Whether `group` has a choice to make (a hash is needed only then). */
+static inline bool
+nhg_multi(const struct pylb_dp *dp, uint32_t group)
+{
+	return dp->nhg[group].n > 1;
 }
 
 static inline void
@@ -317,7 +325,6 @@ pylb_fwd4(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 {
 	struct rte_ipv4_hdr *ip = rte_pktmbuf_mtod_offset(m, struct rte_ipv4_hdr *,
 		sizeof(struct rte_ether_hdr));
-	const struct pylb_nhg *g;
 	const struct pylb_nh *nh;
 
 	/* Packets from the kernel are locally originated: no hop taken yet. */
@@ -333,10 +340,8 @@ pylb_fwd4(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 		ip->hdr_checksum = cksum_adjust16(ip->hdr_checksum,
 						  RTE_BE16(0x0100), 0);
 	}
-	/* Hash only when there is a choice to make. */
-	g = &lc->dp->nhg[group];
-	nh = &lc->dp->nh[g->nh[g->n == 1 ? 0 :
-		flow_hash4(ip->src_addr, ip->dst_addr) % g->n]];
+	nh = nhg_pick(lc->dp, group, nhg_multi(lc->dp, group) ?
+		      flow_hash4(ip->src_addr, ip->dst_addr) : 0);
 	nh_output(lc, cfg, nh, &ip->dst_addr, 4, m);
 }
 
