@@ -5,6 +5,9 @@
  */
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
+
+#include <arpa/inet.h>
 
 #include "pylb_priv.h"
 
@@ -40,4 +43,23 @@ pylb_fail(int rc, const char *fmt, ...)
 	vsnprintf(RTE_PER_LCORE(errmsg), PYLB_ERRMSG_LEN, fmt, ap);
 	va_end(ap);
 	return rc;
+}
+
+const char *
+pylb_fmt_ip(const struct pylb_ip *a, char *buf, size_t len)
+{
+	if (inet_ntop(a->af == 6 ? AF_INET6 : AF_INET, a->ip, buf, (socklen_t)len) == NULL)
+		snprintf(buf, len, "?");
+	return buf;
+}
+
+const char *
+pylb_fmt_prefix(const struct pylb_prefix *p, char *buf, size_t len)
+{
+	size_t n;
+
+	pylb_fmt_ip(&p->addr, buf, len);
+	n = strlen(buf);
+	snprintf(buf + n, len - n, "/%u", p->len);
+	return buf;
 }

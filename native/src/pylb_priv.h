@@ -192,6 +192,9 @@ struct pylb_dp {
 
 /* errors.c */
 int pylb_fail(int rc, const char *fmt, ...) __rte_format_printf(2, 3);
+#define PYLB_ADDR_STRLEN 48	/* an IPv6 address with a prefix length */
+const char *pylb_fmt_ip(const struct pylb_ip *a, char *buf, size_t len);
+const char *pylb_fmt_prefix(const struct pylb_prefix *p, char *buf, size_t len);
 
 /* host.c: the burst-processing functions, shared by workers and inject:
  * frames from the wire, and frames the kernel sent on the exception path. */

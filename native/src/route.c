@@ -85,26 +85,13 @@ pylb_route_free(struct pylb_dp *dp)
 	rte_free(dp->nhg_refs);
 }
 
-static void
-fmt_ip(const struct pylb_ip *a, char *buf, size_t len)
-{
-	if (a->af == 4)
-		snprintf(buf, len, "%u.%u.%u.%u", a->ip[0], a->ip[1], a->ip[2], a->ip[3]);
-	else
-		snprintf(buf, len, "%x:%x:%x:%x:%x:%x:%x:%x",
-			 a->ip[0] << 8 | a->ip[1], a->ip[2] << 8 | a->ip[3],
-			 a->ip[4] << 8 | a->ip[5], a->ip[6] << 8 | a->ip[7],
-			 a->ip[8] << 8 | a->ip[9], a->ip[10] << 8 | a->ip[11],
-			 a->ip[12] << 8 | a->ip[13], a->ip[14] << 8 | a->ip[15]);
-}
-
 int
 pylb_route_check_prefix(const struct pylb_prefix *p, const char *what)
 {
 	static const uint8_t zero[16];
 	uint8_t max = p->addr.af == 4 ? 32 : 128;
 	uint8_t masked[16];
-	char buf[64];
+	char buf[PYLB_ADDR_STRLEN];
 
 	if (p->addr.af != 4 && p->addr.af != 6)
 		return pylb_fail(-PYLB_E_INVAL, "%s: address family must be 4 or 6",
@@ -116,7 +103,7 @@ pylb_route_check_prefix(const struct pylb_prefix *p, const char *what)
 	for (uint32_t bit = p->len; bit < 128; bit++)
 		masked[bit / 8] &= (uint8_t)~(0x80 >> (bit % 8));
 	if (memcmp(masked, p->addr.ip, 16) != 0) {
-		fmt_ip(&p->addr, buf, sizeof(buf));
+		pylb_fmt_ip(&p->addr, buf, sizeof(buf));
 		return pylb_fail(-PYLB_E_INVAL,
 			"%s: %s/%u has host bits set; give the network address",
 			what, buf, p->len);
@@ -339,7 +326,7 @@ route_insert(struct pylb_dp *dp, const struct pylb_route *r)
 static int
 route_add_unlocked(struct pylb_dp *dp, const struct pylb_route *r)
 {
-	char buf[64];
+	char buf[PYLB_ADDR_STRLEN];
 	int rc;
 
 	rc = pylb_route_check_prefix(&r->dst, "route");
@@ -364,7 +351,7 @@ route_add_unlocked(struct pylb_dp *dp, const struct pylb_route *r)
 			return pylb_fail(-PYLB_E_INVAL,
 				"next hop %u: gateway family differs from the route's", i);
 		if (!connected_on(dp, x->port, &x->gw)) {
-			fmt_ip(&x->gw, buf, sizeof(buf));
+			pylb_fmt_ip(&x->gw, buf, sizeof(buf));
 			return pylb_fail(-PYLB_E_INVAL,
 				"gateway %s is on no connected network of port %s; add an address on its network to that port first",
 				buf, dp->ports[x->port].name);
@@ -376,7 +363,7 @@ route_add_unlocked(struct pylb_dp *dp, const struct pylb_route *r)
 					"next hop %u is listed twice", i);
 	}
 	if (fib_exact(dp, &r->dst) != 0) {
-		fmt_ip(&r->dst.addr, buf, sizeof(buf));
+		pylb_fmt_ip(&r->dst.addr, buf, sizeof(buf));
 		return pylb_fail(-PYLB_E_EXIST,
 			"a route to %s/%u already exists; delete it first", buf,
 			r->dst.len);
@@ -394,14 +381,14 @@ static int
 route_del_unlocked(struct pylb_dp *dp, const struct pylb_prefix *dst)
 {
 	uint64_t v;
-	char buf[64];
+	char buf[PYLB_ADDR_STRLEN];
 	int rc;
 
 	rc = pylb_route_check_prefix(dst, "route");
 	if (rc != 0)
 		return rc;
 	v = fib_exact(dp, dst);
-	fmt_ip(&dst->addr, buf, sizeof(buf));
+	pylb_fmt_ip(&dst->addr, buf, sizeof(buf));
 	if (v == 0)
 		return pylb_fail(-PYLB_E_NOENT, "no route to %s/%u", buf, dst->len);
 	if (fib_kind((uint32_t)v) == PYLB_FIB_VIP)
@@ -434,11 +421,11 @@ int
 pylb_route_add_special(struct pylb_dp *dp, const struct pylb_prefix *p,
 		       uint64_t val)
 {
-	char buf[64];
+	char buf[PYLB_ADDR_STRLEN];
 	int rc;
 
 	if (fib_exact(dp, p) != 0) {
-		fmt_ip(&p->addr, buf, sizeof(buf));
+		pylb_fmt_ip(&p->addr, buf, sizeof(buf));
 		return pylb_fail(-PYLB_E_EXIST,
 			"%s/%u is already routed; delete that route first", buf, p->len);
 	}
@@ -496,14 +483,14 @@ route_get_unlocked(struct pylb_dp *dp, const struct pylb_prefix *dst,
 		  struct pylb_route *out)
 {
 	uint64_t v;
-	char buf[64];
+	char buf[PYLB_ADDR_STRLEN];
 	int rc = pylb_route_check_prefix(dst, "route");
 
 	if (rc != 0)
 		return rc;
 	v = fib_exact(dp, dst);
 	if (v == 0) {
-		fmt_ip(&dst->addr, buf, sizeof(buf));
+		pylb_fmt_ip(&dst->addr, buf, sizeof(buf));
 		return pylb_fail(-PYLB_E_NOENT, "no route to %s/%u", buf, dst->len);
 	}
 	memset(out, 0, sizeof(*out));
@@ -517,7 +504,7 @@ route_lookup_unlocked(struct pylb_dp *dp, const struct pylb_ip *ip,
 		     struct pylb_route *out)
 {
 	uint64_t v = 0;
-	char buf[64];
+	char buf[PYLB_ADDR_STRLEN];
 
 	memset(out, 0, sizeof(*out));
 	if (ip->af == 4) {
@@ -545,7 +532,7 @@ route_lookup_unlocked(struct pylb_dp *dp, const struct pylb_ip *ip,
 		return pylb_fail(-PYLB_E_INVAL, "address family must be 4 or 6");
 	}
 	if (v == 0) {
-		fmt_ip(ip, buf, sizeof(buf));
+		pylb_fmt_ip(ip, buf, sizeof(buf));
 		return pylb_fail(-PYLB_E_NOENT, "no route to %s", buf);
 	}
 	out->dst.addr.af = ip->af;

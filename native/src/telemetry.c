@@ -11,7 +11,6 @@
 #include <rte_ether.h>
 #include <rte_telemetry.h>
 
-#include <arpa/inet.h>
 #include <string.h>
 
 #include "pylb_priv.h"
@@ -75,14 +74,6 @@ tel_stats(const char *cmd __rte_unused, const char *params __rte_unused,
 	return 0;
 }
 
-static void
-fmt_addr(const struct pylb_ip *a, char *buf, size_t len)
-{
-	if (inet_ntop(a->af == 6 ? AF_INET6 : AF_INET, a->ip, buf,
-		      (socklen_t)len) == NULL)
-		snprintf(buf, len, "?");
-}
-
 static int
 tel_ports(const char *cmd __rte_unused, const char *params __rte_unused,
 	  struct rte_tel_data *d)
@@ -111,11 +102,10 @@ tel_ports(const char *cmd __rte_unused, const char *params __rte_unused,
 		rte_tel_data_add_dict_u64(port, "link_speed_mbps", info.link_speed_mbps);
 		rte_tel_data_start_array(addrs, RTE_TEL_STRING_VAL);
 		for (uint32_t i = 0; i < info.n_addrs; i++) {
-			char a[INET6_ADDRSTRLEN + 8];
+			char a[PYLB_ADDR_STRLEN];
 
-			fmt_addr(&info.addrs[i].addr, a, sizeof(a));
-			snprintf(a + strlen(a), 8, "/%u", info.addrs[i].len);
-			rte_tel_data_add_array_string(addrs, a);
+			rte_tel_data_add_array_string(addrs,
+				pylb_fmt_prefix(&info.addrs[i], a, sizeof(a)));
 		}
 		rte_tel_data_add_dict_container(port, "addresses", addrs, 0);
 		rte_tel_data_add_dict_string(port, "kernel_iface", info.kernel_iface);
@@ -132,7 +122,7 @@ tel_neigh(const char *cmd __rte_unused, const char *params __rte_unused,
 	struct pylb_neigh_info nb[64];
 	static const char *const states[] = {
 		"incomplete", "reachable", "probing", "static" };
-	char buf[INET6_ADDRSTRLEN];
+	char buf[PYLB_ADDR_STRLEN];
 	int n = 0;
 
 	/* 22.11 arrays cannot hold dicts: a dict of entries named n0, n1, ... */
@@ -146,7 +136,7 @@ tel_neigh(const char *cmd __rte_unused, const char *params __rte_unused,
 			break;
 		rte_tel_data_start_dict(e);
 		rte_tel_data_add_dict_string(e, "port", tel_dp->ports[nb[i].port].name);
-		fmt_addr(&nb[i].addr, buf, sizeof(buf));
+		pylb_fmt_ip(&nb[i].addr, buf, sizeof(buf));
 		rte_tel_data_add_dict_string(e, "ip", buf);
 		rte_tel_data_add_dict_string(e, "state", states[nb[i].state & 3]);
 		rte_tel_data_add_dict_u64(e, "held", nb[i].held);
@@ -170,10 +160,10 @@ fmt_route(const struct pylb_dp *dp, const struct pylb_route *r, char *buf, size_
 	size_t off = (size_t)snprintf(buf, len, "%s", kinds[r->kind & 3]);
 
 	for (uint16_t i = 0; i < r->n_nh && off < len; i++) {
-		char gw[INET6_ADDRSTRLEN + 1] = "";
+		char gw[PYLB_ADDR_STRLEN] = "";
 
 		if (r->nh[i].gw.af != 0) {
-			fmt_addr(&r->nh[i].gw, gw, sizeof(gw) - 1);
+			pylb_fmt_ip(&r->nh[i].gw, gw, sizeof(gw) - 1);
 			strcat(gw, "@");
 		}
 		off += (size_t)snprintf(buf + off, len - off, "%s %s%s", i ? "," : "", gw,
@@ -204,10 +194,9 @@ tel_routes(const char *cmd __rte_unused, const char *params,
 			char line[RTE_TEL_MAX_STRING_LEN], key[16];
 			size_t off;
 
-			fmt_addr(&rt[i].dst.addr, line, sizeof(line));
+			pylb_fmt_prefix(&rt[i].dst, line, sizeof(line));
 			off = strlen(line);
-			off += (size_t)snprintf(line + off, sizeof(line) - off, "/%u ",
-						rt[i].dst.len);
+			line[off++] = ' ';
 			fmt_route(tel_dp, &rt[i], line + off, sizeof(line) - off);
 			snprintf(key, sizeof(key), "r%d", i);
 			rte_tel_data_add_dict_string(list, key, line);
@@ -233,7 +222,7 @@ tel_vips(const char *cmd __rte_unused, const char *params __rte_unused,
 		n = pylb_dp_vip_list(tel_dp, vips, 64);
 	for (int i = 0; i < n; i++) {
 		struct rte_tel_data *e = rte_tel_data_alloc();
-		char pfx[INET6_ADDRSTRLEN + 8], list[RTE_TEL_MAX_STRING_LEN] = "";
+		char pfx[PYLB_ADDR_STRLEN], list[RTE_TEL_MAX_STRING_LEN] = "";
 		struct pylb_vip_conf c;
 		uint32_t nb = 0;
 		size_t off = 0;
@@ -243,16 +232,15 @@ tel_vips(const char *cmd __rte_unused, const char *params __rte_unused,
 			continue;
 		}
 		for (uint32_t j = 0; j < nb && off + 48 < sizeof(list); j++) {
-			char a[INET6_ADDRSTRLEN];
+			char a[PYLB_ADDR_STRLEN];
 
-			fmt_addr(&b[j].addr, a, sizeof(a));
+			pylb_fmt_ip(&b[j].addr, a, sizeof(a));
 			off += (size_t)snprintf(list + off, sizeof(list) - off, "%s%s*%u",
 						j ? " " : "", a, b[j].weight);
 		}
 		rte_tel_data_start_dict(e);
-		fmt_addr(&vips[i].addr, pfx, sizeof(pfx));
-		snprintf(pfx + strlen(pfx), 8, "/%u", vips[i].len);
-		rte_tel_data_add_dict_string(e, "prefix", pfx);
+		rte_tel_data_add_dict_string(e, "prefix",
+			pylb_fmt_prefix(&vips[i], pfx, sizeof(pfx)));
 		rte_tel_data_add_dict_string(e, "method", methods[c.method % 3]);
 		rte_tel_data_add_dict_u64(e, "table_size", c.table_size);
 		rte_tel_data_add_dict_u64(e, "n_backends", nb);

@@ -169,23 +169,6 @@ vip_find(struct pylb_dp *dp, const struct pylb_prefix *p)
 	return -1;
 }
 
-static void
-fmt_prefix(const struct pylb_prefix *p, char *buf, size_t len)
-{
-	char a[64];
-
-	if (p->addr.af == 4)
-		snprintf(a, sizeof(a), "%u.%u.%u.%u", p->addr.ip[0], p->addr.ip[1],
-			 p->addr.ip[2], p->addr.ip[3]);
-	else
-		snprintf(a, sizeof(a), "%x:%x:%x:%x:%x:%x:%x:%x",
-			 p->addr.ip[0] << 8 | p->addr.ip[1], p->addr.ip[2] << 8 | p->addr.ip[3],
-			 p->addr.ip[4] << 8 | p->addr.ip[5], p->addr.ip[6] << 8 | p->addr.ip[7],
-			 p->addr.ip[8] << 8 | p->addr.ip[9], p->addr.ip[10] << 8 | p->addr.ip[11],
-			 p->addr.ip[12] << 8 | p->addr.ip[13], p->addr.ip[14] << 8 | p->addr.ip[15]);
-	snprintf(buf, len, "%s/%u", a, p->len);
-}
-
 static struct pylb_vip *
 vip_alloc(const struct pylb_vip_conf *conf, const struct pylb_backend *b,
 	  uint32_t n, bool with_table)
@@ -223,13 +206,13 @@ vip_add_unlocked(struct pylb_dp *dp, const struct pylb_vip_conf *conf)
 {
 	struct pylb_vip_conf c = *conf;
 	struct pylb_vip *v;
-	char name[80];
+	char name[PYLB_ADDR_STRLEN];
 	int id, rc;
 
 	rc = pylb_route_check_prefix(&c.prefix, "VIP");
 	if (rc != 0)
 		return rc;
-	fmt_prefix(&c.prefix, name, sizeof(name));
+	pylb_fmt_prefix(&c.prefix, name, sizeof(name));
 	if (c.method > PYLB_FWD_DR)
 		return pylb_fail(-PYLB_E_INVAL, "VIP %s: unknown forwarding method %u",
 				 name, c.method);
@@ -264,11 +247,11 @@ vip_add_unlocked(struct pylb_dp *dp, const struct pylb_vip_conf *conf)
 static int
 vip_del_unlocked(struct pylb_dp *dp, const struct pylb_prefix *prefix)
 {
-	char name[80];
+	char name[PYLB_ADDR_STRLEN];
 	int id = vip_find(dp, prefix);
 
 	if (id < 0) {
-		fmt_prefix(prefix, name, sizeof(name));
+		pylb_fmt_prefix(prefix, name, sizeof(name));
 		return pylb_fail(-PYLB_E_NOENT, "no VIP %s", name);
 	}
 	pylb_route_del_special(dp, prefix, PYLB_FIB_VAL(PYLB_FIB_VIP, id));
@@ -283,10 +266,10 @@ vip_backends_set_unlocked(struct pylb_dp *dp, const struct pylb_prefix *prefix,
 	const struct pylb_vip *cur;
 	struct pylb_vip *next;
 	uint32_t i, j, live = 0;
-	char name[80];
+	char name[PYLB_ADDR_STRLEN];
 	int id, rc;
 
-	fmt_prefix(prefix, name, sizeof(name));
+	pylb_fmt_prefix(prefix, name, sizeof(name));
 	id = vip_find(dp, prefix);
 	if (id < 0)
 		return pylb_fail(-PYLB_E_NOENT, "no VIP %s", name);
@@ -345,10 +328,10 @@ vip_get_unlocked(struct pylb_dp *dp, const struct pylb_prefix *prefix,
 {
 	int id = vip_find(dp, prefix);
 	const struct pylb_vip *v;
-	char name[80];
+	char name[PYLB_ADDR_STRLEN];
 
 	if (id < 0) {
-		fmt_prefix(prefix, name, sizeof(name));
+		pylb_fmt_prefix(prefix, name, sizeof(name));
 		return pylb_fail(-PYLB_E_NOENT, "no VIP %s", name);
 	}
 	v = dp->vips[id];
