@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # pylb demo: run the appliance on the tap profile, put a client in its own
-# network namespace on port p0's TAP interface, resolve the appliance by ARP,
-# ping it, print the counters, tear everything down.
+# network namespace on port p0's TAP interface and a server on p1's, resolve
+# the appliance by ARP, ping it, route through it (ping, traceroute), print
+# the neighbours, routes and counters, tear everything down.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYLB=.venv/bin/pylb
 NS=pylb-demo-client
+SRV=pylb-demo-server
 INSTANCE=demo
 LOG=$(mktemp /tmp/pylb-demo.XXXXXX.log)
 PID=
@@ -16,10 +18,12 @@ cleanup() {
         wait "$PID" || true
     fi
     ip netns del "$NS" 2>/dev/null || true
+    ip netns del "$SRV" 2>/dev/null || true
     rm -f "$LOG"
 }
 trap cleanup EXIT
 ip netns del "$NS" 2>/dev/null || true
+ip netns del "$SRV" 2>/dev/null || true
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
@@ -50,8 +54,25 @@ ip netns exec "$NS" ping -c 5 -i 0.2 -W 1 10.99.0.1
 step "the client resolved the appliance by ARP"
 ip -n "$NS" neigh show 10.99.0.1 dev pylb0
 
-step "the appliance learned the client"
+step "server namespace $SRV on TAP interface pylb1 (10.99.1.2/24); both route via the appliance"
+ip netns add "$SRV"
+ip link set pylb1 netns "$SRV"
+ip netns exec "$SRV" sysctl -qw net.ipv6.conf.all.disable_ipv6=1
+ip -n "$SRV" addr add 10.99.1.2/24 dev pylb1
+ip -n "$SRV" link set lo up
+ip -n "$SRV" link set pylb1 up
+ip -n "$SRV" route add default via 10.99.1.1
+ip -n "$NS" route add default via 10.99.0.1
+
+step "client pings the server through the appliance, then traces the route"
+ip netns exec "$NS" ping -c 3 -i 0.2 -W 1 10.99.1.2
+if command -v traceroute >/dev/null; then
+    ip netns exec "$NS" traceroute -n -q 1 -w 2 -m 4 10.99.1.2
+fi
+
+step "the appliance's neighbours and routes"
 $PYLB neigh --instance "$INSTANCE"
+$PYLB routes --instance "$INSTANCE"
 
 step "appliance counters"
 $PYLB stats --instance "$INSTANCE"
