@@ -16,6 +16,11 @@ cdef extern from "pylb_dp.h" nogil:
         PYLB_FWD_IPIP
         PYLB_FWD_GRE
         PYLB_FWD_DR
+        PYLB_L4_NAT
+        PYLB_L4_DR
+        PYLB_L4_TUNNEL
+        PYLB_HASH_5TUPLE
+        PYLB_HASH_SOURCE
         PYLB_NAME_LEN
         PYLB_DEVARGS_LEN
         PYLB_CNT_MAX
@@ -35,6 +40,13 @@ cdef extern from "pylb_dp.h" nogil:
     struct rte_mbuf:
         pass
 
+    struct pylb_timeouts:
+        uint32_t tcp_syn
+        uint32_t tcp_established
+        uint32_t tcp_fin
+        uint32_t tcp_close
+        uint32_t udp
+
     struct pylb_dp_conf:
         uint32_t n_workers
         uint32_t worker_lcores[PYLB_MAX_WORKERS]
@@ -44,6 +56,8 @@ cdef extern from "pylb_dp.h" nogil:
         uint32_t neigh_timeout_ms
         uint32_t max_routes
         uint32_t fib_tbl8
+        uint32_t conn_capacity
+        pylb_timeouts timeouts
 
     struct pylb_port_conf:
         char name[PYLB_NAME_LEN]
@@ -80,7 +94,25 @@ cdef extern from "pylb_dp.h" nogil:
 
     struct pylb_backend:
         pylb_ip addr
+        uint16_t port
         uint32_t weight
+
+    struct pylb_service_conf:
+        pylb_ip vip
+        uint8_t proto
+        uint16_t port
+        uint8_t method
+        uint8_t hash
+        uint32_t table_size
+
+    struct pylb_conn_info:
+        pylb_ip client, vip, backend
+        uint16_t cport, vport, bport
+        uint8_t proto
+        uint8_t state
+        uint16_t lcore_slot
+        uint64_t expires_ms
+        uint64_t packets
 
     struct pylb_port_info:
         char name[PYLB_NAME_LEN]
@@ -135,6 +167,18 @@ cdef extern from "pylb_dp.h" nogil:
     int pylb_dp_vip_list(pylb_dp *dp, pylb_prefix *out, uint32_t max)
     int pylb_dp_vip_pick(pylb_dp *dp, const pylb_prefix *prefix, const pylb_ip *src,
                          const pylb_ip *dst)
+
+    int pylb_dp_service_add(pylb_dp *dp, const pylb_service_conf *conf)
+    int pylb_dp_service_del(pylb_dp *dp, const pylb_ip *vip, uint8_t proto, uint16_t port)
+    int pylb_dp_service_backends_set(pylb_dp *dp, const pylb_ip *vip, uint8_t proto,
+                                     uint16_t port, const pylb_backend *b, uint32_t n)
+    int pylb_dp_service_get(pylb_dp *dp, const pylb_ip *vip, uint8_t proto, uint16_t port,
+                            pylb_service_conf *conf, pylb_backend *b, uint32_t max_b,
+                            uint32_t *n_b)
+    int pylb_dp_service_list(pylb_dp *dp, pylb_service_conf *out, uint32_t max)
+    int pylb_dp_conn_list(pylb_dp *dp, pylb_conn_info *out, uint32_t max)
+    uint64_t pylb_dp_conn_count(const pylb_dp *dp)
+    void pylb_dp_clock_advance(pylb_dp *dp, uint64_t ms)
 
     int pylb_maglev_build(const pylb_backend *b, uint32_t n, uint32_t size, uint16_t *table)
     uint32_t pylb_flow_hash(const pylb_ip *src, const pylb_ip *dst)

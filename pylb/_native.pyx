@@ -116,6 +116,36 @@ class Backend(NamedTuple):
     weight: int = 1
 
 
+class L4Backend(NamedTuple):
+    ip: str
+    port: int               # 0: the client's destination port
+    weight: int = 1
+
+
+class Service(NamedTuple):
+    vip: str
+    port: int               # 0: all ports
+    proto: str
+    method: str
+    hash: str
+    table_size: int
+    backends: tuple
+
+
+class Connection(NamedTuple):
+    proto: str
+    client: str
+    cport: int
+    vip: str
+    vport: int
+    backend: str
+    bport: int
+    state: str
+    expires_ms: int
+    packets: int
+    lcore_slot: int
+
+
 class Vip(NamedTuple):
     prefix: str
     method: str
@@ -129,6 +159,26 @@ _ROUTE_KINDS = {PYLB_ROUTE_GATEWAY: "gateway", PYLB_ROUTE_CONNECTED: "connected"
 _METHODS = {"ipip": PYLB_FWD_IPIP, "gre": PYLB_FWD_GRE, "dr": PYLB_FWD_DR}
 _METHOD_NAMES = {v: k for k, v in _METHODS.items()}
 _NEIGH_STATES = ("incomplete", "reachable", "probing", "static")
+_PROTOS = {"tcp": 6, "udp": 17}
+_PROTO_NAMES = {v: k for k, v in _PROTOS.items()}
+_L4_METHODS = {"nat": PYLB_L4_NAT, "dr": PYLB_L4_DR, "tunnel": PYLB_L4_TUNNEL}
+_L4_METHOD_NAMES = {v: k for k, v in _L4_METHODS.items()}
+_L4_HASHES = {"5tuple": PYLB_HASH_5TUPLE, "source": PYLB_HASH_SOURCE}
+_L4_HASH_NAMES = {v: k for k, v in _L4_HASHES.items()}
+_TCP_STATES = ("none", "syn_recv", "established", "fin_wait", "time_wait", "close")
+_TIMEOUT_KEYS = ("tcp_syn", "tcp_established", "tcp_fin", "tcp_close", "udp")
+
+
+def _proto(proto):
+    if proto not in _PROTOS:
+        raise InvalidArgument(f"protocol '{proto}' is not one of tcp, udp")
+    return _PROTOS[proto]
+
+
+def _port(port, what="port"):
+    if not isinstance(port, int) or isinstance(port, bool) or not 0 <= port <= 65535:
+        raise InvalidArgument(f"{what} {port!r} is not in 0..65535 (0: all ports)")
+    return port
 
 
 cdef object _route(const pylb_route *r):
@@ -146,15 +196,53 @@ def _backend_list(backends):
             ip, weight = b
         else:
             ip, weight = b, 1
-        if not isinstance(weight, int) or weight < 0 or weight > 65535:
-            raise InvalidArgument(f"backend {ip}: weight {weight!r} must be an integer in 0..65535")
-        out.append((_parse_ip(ip, "backend"), weight))
+        _check_weight(ip, weight)
+        out.append((_parse_ip(ip, "backend"), 0, weight))
+    return out
+
+
+def _check_weight(what, weight):
+    if not isinstance(weight, int) or isinstance(weight, bool) or not 0 <= weight <= 65535:
+        raise InvalidArgument(f"backend {what}: weight {weight!r} must be an integer in 0..65535")
+
+
+def _split_hostport(text):
+    """'10.0.1.20:8080' or '[2001:db8::1]:8080' -> (ip, port); a bare address has port 0."""
+    text = str(text)
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port = rest[1:] if rest.startswith(":") else ""
+    elif text.count(":") == 1:
+        host, port = text.split(":")
+    else:
+        host, port = text, ""
+    if port and not port.isdigit():
+        raise InvalidArgument(f"backend '{text}': port '{port}' is not a number")
+    return host, int(port or 0)
+
+
+def _l4_backend_list(backends):
+    """[(ip, port, weight)], [(ip, port)], ['ip:port'] or [L4Backend] -> [(addr, port, weight)];
+    port 0 keeps the client's destination port."""
+    out = []
+    for b in backends:
+        if isinstance(b, (tuple, list)):
+            if len(b) not in (2, 3):
+                raise InvalidArgument(f"backend {b!r} is not (ip, port) or (ip, port, weight)")
+            ip, port, weight = (*b, 1) if len(b) == 2 else b
+        else:
+            (ip, port), weight = _split_hostport(b), 1
+        if not isinstance(port, int) or not 0 <= port <= 65535:
+            raise InvalidArgument(f"backend {ip}: port {port!r} is not in 0..65535")
+        _check_weight(ip, weight)
+        out.append((_parse_ip(ip, "backend"), port, weight))
     return out
 
 
 cdef int _fill_backends(pylb_backend *arr, list bl) except -1:
-    for i, (ip, weight) in enumerate(bl):
+    for i, (ip, port, weight) in enumerate(bl):
         _set_ip(&arr[i].addr, ip)
+        arr[i].port = port
         arr[i].weight = weight
     return 0
 
@@ -307,7 +395,7 @@ cdef class Dataplane:
 
     def __cinit__(self, *, workers=(), int mbufs=8191, int mbuf_cache=256,
                   int neigh_capacity=4096, int neigh_timeout_ms=0, int max_routes=0,
-                  int fib_tbl8=0):
+                  int fib_tbl8=0, int conn_capacity=0, timeouts=None):
         cdef pylb_dp_conf conf
         cdef int rc
         memset(&conf, 0, sizeof(conf))
@@ -323,6 +411,18 @@ cdef class Dataplane:
         conf.neigh_timeout_ms = neigh_timeout_ms
         conf.max_routes = max_routes
         conf.fib_tbl8 = fib_tbl8
+        conf.conn_capacity = conn_capacity
+        for k, v in (timeouts or {}).items():
+            if k not in _TIMEOUT_KEYS:
+                raise InvalidArgument(f"timeout '{k}' is not one of {', '.join(_TIMEOUT_KEYS)}")
+            if not isinstance(v, int) or v <= 0:
+                raise InvalidArgument(f"timeout {k}: {v!r} is not a positive number of seconds")
+        t = timeouts or {}
+        conf.timeouts.tcp_syn = t.get("tcp_syn", 0)
+        conf.timeouts.tcp_established = t.get("tcp_established", 0)
+        conf.timeouts.tcp_fin = t.get("tcp_fin", 0)
+        conf.timeouts.tcp_close = t.get("tcp_close", 0)
+        conf.timeouts.udp = t.get("udp", 0)
         self._ports = []
         with nogil:
             rc = pylb_dp_create(&conf, &self.dp)
@@ -533,6 +633,136 @@ cdef class Dataplane:
         with nogil:
             rc = pylb_dp_neigh_del(self.dp, idx, &a)
         _check(rc)
+
+    # L4 services
+
+    def add_service(self, vip, int port, str proto="tcp", str method="nat",
+                    str hash="5tuple", int table_size=PYLB_MAGLEV_DEFAULT, backends=()):
+        """A virtual service VIP:port/proto (port 0: all ports). `method`: nat,
+        dr or tunnel; `hash`: 5tuple (Maglev on the 5-tuple) or source (on the
+        client address only)."""
+        cdef pylb_service_conf c
+        cdef int rc
+        memset(&c, 0, sizeof(c))
+        _set_ip(&c.vip, _parse_ip(vip, "VIP"))
+        c.proto = _proto(proto)
+        c.port = _port(port)
+        if method not in _L4_METHODS:
+            raise InvalidArgument(f"service {vip}:{port}: method '{method}' is not one of "
+                                  f"{', '.join(_L4_METHODS)}")
+        if hash not in _L4_HASHES:
+            raise InvalidArgument(f"service {vip}:{port}: hash '{hash}' is not one of "
+                                  f"{', '.join(_L4_HASHES)}")
+        c.method = _L4_METHODS[method]
+        c.hash = _L4_HASHES[hash]
+        c.table_size = table_size
+        cdef pylb_dp *dp = self._live()
+        with nogil:
+            rc = pylb_dp_service_add(dp, &c)
+        _check(rc)
+        if backends:
+            self.set_service_backends(vip, port, backends, proto=proto)
+
+    def del_service(self, vip, int port, str proto="tcp"):
+        cdef pylb_ip a
+        cdef int rc
+        _set_ip(&a, _parse_ip(vip, "VIP"))
+        cdef uint8_t pr = _proto(proto)
+        cdef uint16_t po = _port(port)
+        cdef pylb_dp *dp = self._live()
+        with nogil:
+            rc = pylb_dp_service_del(dp, &a, pr, po)
+        _check(rc)
+
+    def set_service_backends(self, vip, int port, backends, str proto="tcp"):
+        """Replace the service's backends: [(ip, port, weight)], [(ip, port)] or
+        ['ip:port']. Weight 0 drains: no new connections, open ones go on."""
+        cdef pylb_ip a
+        cdef int rc
+        cdef uint32_t n
+        bl = _l4_backend_list(backends)
+        if len(bl) > PYLB_MAX_BACKENDS:
+            raise CapacityExhausted(f"{len(bl)} backends, at most {PYLB_MAX_BACKENDS}")
+        _set_ip(&a, _parse_ip(vip, "VIP"))
+        cdef uint8_t pr = _proto(proto)
+        cdef uint16_t po = _port(port)
+        cdef pylb_backend *arr = <pylb_backend *>malloc(max(len(bl), 1) * sizeof(pylb_backend))
+        if arr == NULL:
+            raise MemoryError()
+        cdef pylb_dp *dp = self._live()
+        try:
+            _fill_backends(arr, bl)
+            n = len(bl)
+            with nogil:
+                rc = pylb_dp_service_backends_set(dp, &a, pr, po, arr, n)
+        finally:
+            free(arr)
+        _check(rc)
+
+    def service(self, vip, int port, str proto="tcp"):
+        cdef pylb_ip a
+        cdef pylb_service_conf c
+        cdef uint32_t n = 0
+        _set_ip(&a, _parse_ip(vip, "VIP"))
+        cdef pylb_backend *b = <pylb_backend *>malloc(PYLB_MAX_BACKENDS * sizeof(pylb_backend))
+        if b == NULL:
+            raise MemoryError()
+        try:
+            _check(pylb_dp_service_get(self._live(), &a, _proto(proto), _port(port), &c, b,
+                                       PYLB_MAX_BACKENDS, &n))
+            return Service(str(_get_ip(&c.vip)), c.port, _PROTO_NAMES[c.proto],
+                           _L4_METHOD_NAMES[c.method], _L4_HASH_NAMES[c.hash], c.table_size,
+                           tuple(L4Backend(str(_get_ip(&b[i].addr)), b[i].port, b[i].weight)
+                                 for i in range(n)))
+        finally:
+            free(b)
+
+    def services(self):
+        cdef pylb_service_conf *buf = <pylb_service_conf *>malloc(4096 * sizeof(pylb_service_conf))
+        if buf == NULL:
+            raise MemoryError()
+        try:
+            n = pylb_dp_service_list(self._live(), buf, 4096)
+            keys = [(str(_get_ip(&buf[i].vip)), buf[i].port, _PROTO_NAMES[buf[i].proto])
+                    for i in range(n)]
+        finally:
+            free(buf)
+        return [self.service(v, p, pr) for v, p, pr in keys]
+
+    def connections(self, vip=None, backend=None, client=None):
+        """Tracked connections on every lcore (a snapshot: workers do not
+        stop), optionally only those of a VIP, a backend or a client."""
+        cdef pylb_dp *dp = self._live()
+        cdef uint32_t cap = <uint32_t>pylb_dp_conn_count(dp) + 1024
+        cdef pylb_conn_info *buf = <pylb_conn_info *>malloc(cap * sizeof(pylb_conn_info))
+        if buf == NULL:
+            raise MemoryError()
+        want = {k: str(_parse_ip(v, k)) for k, v in
+                (("vip", vip), ("backend", backend), ("client", client)) if v is not None}
+        out = []
+        try:
+            n = pylb_dp_conn_list(dp, buf, cap)
+            for i in range(n):
+                c = Connection(_PROTO_NAMES.get(buf[i].proto, str(buf[i].proto)),
+                               str(_get_ip(&buf[i].client)), buf[i].cport,
+                               str(_get_ip(&buf[i].vip)), buf[i].vport,
+                               str(_get_ip(&buf[i].backend)), buf[i].bport,
+                               _TCP_STATES[buf[i].state] if buf[i].state < 6 else "?",
+                               buf[i].expires_ms, buf[i].packets, buf[i].lcore_slot)
+                if all(getattr(c, k) == v for k, v in want.items()):
+                    out.append(c)
+        finally:
+            free(buf)
+        return out
+
+    def conn_count(self):
+        return pylb_dp_conn_count(self._live())
+
+    def clock_advance(self, int ms):
+        """Move the dataplane's clock forward (tests of timeouts)."""
+        if ms < 0:
+            raise InvalidArgument("the clock only moves forward")
+        pylb_dp_clock_advance(self._live(), ms)
 
     # L3 VIPs
 

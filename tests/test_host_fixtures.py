@@ -186,10 +186,11 @@ def test_malformed_frames_are_dropped_under_their_reason(dp, frame, reason):
 
 def test_every_drop_reason_is_exercised():
     from pylb._native import DROP_REASONS
-    from test_l3_fixtures import EXERCISED
+    from test_l3_fixtures import EXERCISED as L3
+    from test_l4_fixtures import EXERCISED as L4
     # Resource exhaustion reasons cannot be provoked with well-sized pools.
     resources = {"tx_full", "alloc_failed", "vip_no_headroom"}
-    untested = set(DROP_REASONS) - {r for _, r in MALFORMED.values()} - EXERCISED - resources
+    untested = set(DROP_REASONS) - {r for _, r in MALFORMED.values()} - L3 - L4 - resources
     assert not untested
 
 

@@ -78,6 +78,11 @@ enum pylb_err {
 	X(FORWARDED, forwarded) \
 	X(VIP_PACKETS, vip_packets) \
 	X(TO_KERNEL, to_kernel) \
+	X(L4_PACKETS, l4_packets) \
+	X(CONN_CREATED, conn_created) \
+	X(CONN_EXPIRED, conn_expired) \
+	X(CONN_TABLE_FULL, conn_table_full) \
+	X(NAT_REPLIES, nat_replies) \
 	X(FROM_KERNEL, from_kernel) \
 	X(BUSY_CYCLES, busy_cycles) \
 	X(BUSY_POLLS, busy_polls)
@@ -116,6 +121,11 @@ enum pylb_err {
 	X(VIP_NO_ROUTE, vip_no_route) \
 	X(VIP_NO_HEADROOM, vip_no_headroom) \
 	X(VIP_TOO_BIG, vip_too_big) \
+	X(L4_TRUNCATED, l4_truncated) \
+	X(NO_SERVICE, no_service) \
+	X(TCP_NO_CONN, tcp_no_conn) \
+	X(TCP_BAD_FLAGS, tcp_bad_flags) \
+	X(SERVICE_NO_BACKEND, service_no_backend) \
 	X(LOCAL_UNHANDLED, local_unhandled) \
 	X(KERNEL_INVALID, kernel_invalid) \
 	X(ALLOC_FAILED, alloc_failed) \
@@ -136,6 +146,15 @@ enum pylb_counter {
 /* Per-slot counter rows are padded to whole cache lines. */
 #define PYLB_CNT_STRIDE ((PYLB_CNT_MAX + 7) & ~7)
 
+/* Connection timeouts in seconds; 0 takes the IPVS-like default. */
+struct pylb_timeouts {
+	uint32_t tcp_syn;			/* 60 */
+	uint32_t tcp_established;		/* 900 */
+	uint32_t tcp_fin;			/* 120 (FIN_WAIT and TIME_WAIT) */
+	uint32_t tcp_close;			/* 10 */
+	uint32_t udp;				/* 300 */
+};
+
 struct pylb_dp_conf {
 	uint32_t n_workers;			/* 0: no worker, inject only */
 	uint32_t worker_lcores[PYLB_MAX_WORKERS];
@@ -146,6 +165,9 @@ struct pylb_dp_conf {
 	uint32_t max_routes;			/* per family; 0: 65,536 */
 	uint32_t fib_tbl8;			/* IPv4 groups for routes longer
 						 * than /24, <= 32767; 0: 8192 */
+	uint32_t conn_capacity;			/* tracked connections per lcore;
+						 * 0: 65536 */
+	struct pylb_timeouts timeouts;
 };
 
 struct pylb_port_conf {
@@ -210,7 +232,49 @@ struct pylb_vip_conf {
 
 struct pylb_backend {
 	struct pylb_ip addr;
+	uint16_t port;				/* L4 services; 0 for L3 VIPs */
 	uint32_t weight;			/* 0: present but takes no traffic */
+};
+
+/* L4 virtual services: VIP:port/proto (port 0: every port). */
+enum pylb_l4_method {
+	PYLB_L4_NAT = 0,			/* DNAT, replies reverse-translated */
+	PYLB_L4_DR,				/* MAC rewrite, backend has the VIP */
+	PYLB_L4_TUNNEL,				/* IPIP to the backend */
+};
+
+enum pylb_l4_hash {
+	PYLB_HASH_5TUPLE = 0,			/* Maglev on the 5-tuple */
+	PYLB_HASH_SOURCE,			/* Maglev on the source address */
+};
+
+struct pylb_service_conf {
+	struct pylb_ip vip;
+	uint8_t proto;				/* IPPROTO_TCP or IPPROTO_UDP */
+	uint16_t port;				/* 0: all ports */
+	uint8_t method;				/* enum pylb_l4_method */
+	uint8_t hash;				/* enum pylb_l4_hash */
+	uint32_t table_size;			/* prime; 0: PYLB_MAGLEV_DEFAULT */
+};
+
+enum pylb_tcp_state {
+	PYLB_TCP_NONE = 0,			/* UDP */
+	PYLB_TCP_SYN_RECV,
+	PYLB_TCP_ESTABLISHED,
+	PYLB_TCP_FIN_WAIT,
+	PYLB_TCP_TIME_WAIT,
+	PYLB_TCP_CLOSE,
+	PYLB_TCP__STATES,
+};
+
+struct pylb_conn_info {
+	struct pylb_ip client, vip, backend;
+	uint16_t cport, vport, bport;
+	uint8_t proto;
+	uint8_t state;				/* enum pylb_tcp_state */
+	uint16_t lcore_slot;
+	uint64_t expires_ms;			/* from now */
+	uint64_t packets;
 };
 
 struct pylb_port_info {
@@ -299,6 +363,26 @@ int pylb_dp_vip_list(struct pylb_dp *dp, struct pylb_prefix *out, uint32_t max);
 /* The backend index the workers choose for (src, dst); -1 if none. */
 int pylb_dp_vip_pick(struct pylb_dp *dp, const struct pylb_prefix *prefix,
 		     const struct pylb_ip *src, const struct pylb_ip *dst);
+
+/* L4 services: VIP:port/proto with backends IP:port (weights; 0 drains:
+ * established connections continue, no new ones). */
+int pylb_dp_service_add(struct pylb_dp *dp, const struct pylb_service_conf *conf);
+int pylb_dp_service_del(struct pylb_dp *dp, const struct pylb_ip *vip,
+			uint8_t proto, uint16_t port);
+int pylb_dp_service_backends_set(struct pylb_dp *dp, const struct pylb_ip *vip,
+				 uint8_t proto, uint16_t port,
+				 const struct pylb_backend *b, uint32_t n);
+int pylb_dp_service_get(struct pylb_dp *dp, const struct pylb_ip *vip,
+			uint8_t proto, uint16_t port, struct pylb_service_conf *conf,
+			struct pylb_backend *b, uint32_t max_b, uint32_t *n_b);
+int pylb_dp_service_list(struct pylb_dp *dp, struct pylb_service_conf *out,
+			 uint32_t max);
+/* Tracked connections (all lcores); a snapshot read without stopping the
+ * workers. */
+int pylb_dp_conn_list(struct pylb_dp *dp, struct pylb_conn_info *out, uint32_t max);
+uint64_t pylb_dp_conn_count(const struct pylb_dp *dp);
+/* Test clock: move the dataplane's notion of time forward (timeouts). */
+void pylb_dp_clock_advance(struct pylb_dp *dp, uint64_t ms);
 
 /* Pure functions. The lookup table: table[j] is the backend for slot j;
  * size must be a prime. The flow hash picks the slot and the ECMP path. */

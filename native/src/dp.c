@@ -109,7 +109,7 @@ pylb_dp_create(const struct pylb_dp_conf *conf, struct pylb_dp **out)
 		pylb_dp_destroy(dp);
 		return pylb_fail(-PYLB_E_NOMEM, "cannot create the neighbour table");
 	}
-	if (pylb_route_init(dp) != 0) {
+	if (pylb_route_init(dp) != 0 || pylb_l4_init(dp) != 0) {
 		char msg[PYLB_ERRMSG_LEN];
 
 		snprintf(msg, sizeof(msg), "%s", pylb_last_error());
@@ -348,6 +348,7 @@ pylb_dp_destroy(struct pylb_dp *dp)
 			}
 	pylb_neigh_free(dp);
 	pylb_vip_free_all(dp);
+	pylb_l4_free(dp);
 	pylb_route_free(dp);
 	for (i = 0; i < RTE_MAX_NUMA_NODES; i++)
 		rte_mempool_free(dp->pools[i]);

@@ -203,11 +203,19 @@ ipv4_dispatch(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port,
 		return to_kernel(lc, cfg, port, m);
 	case PYLB_FIB_VIP:
 		return pylb_vip_input(lc, cfg, port, m, fib_id(v), 4);
+	case PYLB_FIB_SERVICE:
+		if (ip->next_proto_id == IPPROTO_ICMP)
+			return icmp_local(lc, cfg, port, m, eth, ip, rte_ipv4_hdr_len(ip),
+					  rte_be_to_cpu_16(ip->total_length));
+		return pylb_l4_input(lc, cfg, port, m, 4);
 	default:
 		if (v == 0) {
 			pylb_icmp4_error(lc, cfg, port, m, ICMP_DEST_UNREACH, 0, 0);
 			return drop(lc, m, PYLB_D_NO_ROUTE);
 		}
+		/* A backend's reply to a NAT connection leaves with the VIP. */
+		if (unlikely(lc->dp->n_nat != 0))
+			pylb_nat_reverse(lc, m, 4);
 		return pylb_fwd4(lc, cfg, port, m, fib_id(v));
 	}
 }

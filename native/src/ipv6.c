@@ -212,6 +212,10 @@ pylb_ipv6_input(struct pylb_lcore *lc, const struct pylb_cfg *cfg,
 		return to_kernel(lc, cfg, port, m);
 	case PYLB_FIB_VIP:
 		return pylb_vip_input(lc, cfg, port, m, fib_id(v), 6);
+	case PYLB_FIB_SERVICE:
+		if (ip->proto == IPPROTO_ICMPV6)
+			return icmp6_input(lc, cfg, port, m, ip, plen, false);
+		return pylb_l4_input(lc, cfg, port, m, 6);
 	default:
 		/* Link-local destinations are never forwarded. */
 		if (v == 0 || ip6_is_link_local(ip->dst_addr) ||
@@ -219,6 +223,8 @@ pylb_ipv6_input(struct pylb_lcore *lc, const struct pylb_cfg *cfg,
 			pylb_icmp6_error(lc, cfg, port, m, ICMP6_DEST_UNREACH, 0, 0);
 			return drop(lc, m, PYLB_D_NO_ROUTE);
 		}
+		if (unlikely(lc->dp->n_nat != 0))
+			pylb_nat_reverse(lc, m, 6);
 		return pylb_fwd6(lc, cfg, port, m, fib_id(v));
 	}
 }

@@ -30,13 +30,14 @@ mix64(uint64_t x)
 	return x;
 }
 
+/* A backend's identity: its address and port, whatever its position. */
 static uint64_t
-backend_key(const struct pylb_ip *a)
+backend_key(const struct pylb_backend *b)
 {
-	uint64_t lo = rte_hash_crc(a->ip, 16, PYLB_HASH_SEED + a->af);
-	uint64_t hi = rte_hash_crc(a->ip, 16, ~(uint32_t)PYLB_HASH_SEED);
+	uint64_t lo = rte_hash_crc(b->addr.ip, 16, PYLB_HASH_SEED + b->addr.af);
+	uint64_t hi = rte_hash_crc(b->addr.ip, 16, ~(uint32_t)PYLB_HASH_SEED);
 
-	return mix64(hi << 32 | lo);
+	return mix64((hi << 32 | lo) ^ ((uint64_t)b->port << 48));
 }
 
 bool
@@ -67,7 +68,7 @@ pylb_maglev_build(const struct pylb_backend *b, uint32_t n, uint32_t size,
 		return pylb_fail(-PYLB_E_FULL, "%u backends, at most %d", n,
 				 PYLB_MAX_BACKENDS);
 	for (i = 0; i < n; i++) {
-		keys[i] = backend_key(&b[i].addr);
+		keys[i] = backend_key(&b[i]);
 		inv_w[i] = b[i].weight ? 1.0 / b[i].weight : 0;
 		live += b[i].weight != 0;
 		equal &= b[i].weight == b[0].weight;

@@ -427,6 +427,10 @@ pylb_neigh_housekeep(struct pylb_dp *dp)
 int
 pylb_dp_housekeep(struct pylb_dp *dp)
 {
+	struct pylb_lcore *lc = pylb_control_lcore(dp);
+
+	/* The control slot's own connections (injected packets). */
+	pylb_conn_age(lc, pylb_now(dp), lc->ct.cap);
 	return pylb_neigh_housekeep(dp);
 }
 

@@ -307,12 +307,31 @@ void pylb_icmp6_error(struct pylb_lcore *lc, const struct pylb_cfg *cfg,
 		      uint8_t code, uint16_t mtu);
 
 /* vip.c */
+uint32_t pylb_encap_len(bool gre, uint8_t outer_af);
+int pylb_encap(const struct pylb_cfg *cfg, bool gre, const struct pylb_ip *source,
+	       const struct pylb_ip *dst, const struct pylb_nh *nh, struct rte_mbuf *m,
+	       uint8_t inner_af, uint32_t olen);
+void pylb_too_big(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
+		  struct rte_mbuf *m, uint8_t af, uint16_t mtu);
 void pylb_vip_input(struct pylb_lcore *lc, const struct pylb_cfg *cfg,
 		    int in_port, struct rte_mbuf *m, uint32_t vip_id, uint8_t af);
 
 /* ipv6.c */
 void pylb_ipv6_input(struct pylb_lcore *lc, const struct pylb_cfg *cfg,
 		     uint16_t port, struct rte_mbuf *m, bool l2_multicast);
+
+/* l4.c, conn.c */
+void pylb_l4_input(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
+		   struct rte_mbuf *m, uint8_t af);
+void pylb_nat_reverse(struct pylb_lcore *lc, struct rte_mbuf *m, uint8_t af);
+struct pylb_conn *pylb_conn_new(struct pylb_lcore *lc, const struct pylb_conn_key *k);
+int pylb_conn_add_reply(struct pylb_lcore *lc, struct pylb_conn *c);
+void pylb_conn_drop(struct pylb_lcore *lc, struct pylb_conn *c);
+struct pylb_conn *pylb_conn_find(struct pylb_lcore *lc, const struct pylb_conn_key *k,
+				 bool *reply);
+void pylb_conn_reply_key(const struct pylb_conn *c, struct pylb_conn_key *k);
+void pylb_conn_update(struct pylb_lcore *lc, struct pylb_conn *c, uint8_t tcp_flags,
+		      bool reply, uint64_t now);
 
 /* neigh.c: worker side */
 void pylb_neigh_queue(struct pylb_lcore *lc, const struct pylb_neigh_key *k,

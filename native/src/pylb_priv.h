@@ -9,6 +9,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <rte_common.h>
+#include <rte_cycles.h>
 #include <rte_ether.h>
 
 #include "pylb_dp.h"
@@ -60,6 +61,7 @@ struct pylb_cfg {
 #define PYLB_FIB_GROUP		0	/* id: next-hop group, 1.. */
 #define PYLB_FIB_VIP		1	/* id: VIP slot */
 #define PYLB_FIB_LOCAL		2	/* id: port owning the address */
+#define PYLB_FIB_SERVICE	3	/* the address has L4 services */
 #define PYLB_FIB_VAL(kind, id)	((uint64_t)(kind) << PYLB_FIB_KIND_SHIFT | (id))
 #define PYLB_MAX_GROUPS		PYLB_FIB_ID_MASK	/* ids 1..8191 */
 #define PYLB_MAX_NEXTHOPS	4096
@@ -88,6 +90,52 @@ struct pylb_vip {
 	uint16_t *table;	/* conf.table_size entries; NULL: no backends */
 };
 
+/* An L4 service: immutable, replaced whole through dp->svcs[] with RCU. */
+struct pylb_service {
+	struct pylb_service_conf conf;
+	uint16_t id;		/* index in dp->svcs[] */
+	uint32_t n_backends;
+	struct pylb_backend *backends;
+	uint16_t *table;	/* NULL: no backend with weight */
+};
+
+/* Connection tracking, one table per lcore, written by that lcore only.
+ * The hash maps the client's 5-tuple (and, for NAT, the backend's reply
+ * 5-tuple, with PYLB_CONN_REPLY set) to an entry of `conns`. */
+struct pylb_conn_key {
+	uint8_t src[16];
+	uint8_t dst[16];
+	uint16_t sport;
+	uint16_t dport;
+	uint8_t proto;
+	uint8_t af;
+	uint16_t pad;
+};
+
+#define PYLB_CONN_REPLY	(1u << 31)
+
+struct pylb_conn {
+	struct pylb_conn_key key;	/* client -> VIP */
+	uint8_t backend[16];
+	uint16_t bport;
+	uint16_t svc;
+	uint8_t state;			/* enum pylb_tcp_state */
+	uint8_t method;
+	uint8_t in_use;
+	uint8_t pad;
+	uint64_t expire_tsc;
+	uint64_t packets;
+};
+
+struct pylb_conntrack {
+	struct rte_hash *h;
+	struct pylb_conn *conns;
+	uint32_t *free;		/* stack of free entry indices */
+	uint32_t n_free;
+	uint32_t cap;
+	uint32_t sweep;		/* aging cursor */
+};
+
 struct pylb_txbuf {
 	uint16_t n;
 	struct rte_mbuf *pkts[PYLB_TX_BUF];
@@ -104,6 +152,7 @@ struct pylb_lcore {
 	uint16_t queue;
 	struct pylb_dp *dp;
 	struct pylb_stats *stats;
+	struct pylb_conntrack ct;
 	uint64_t icmp_tokens;	/* ICMP error rate limit (token bucket) */
 	uint64_t icmp_tsc;
 	struct pylb_txbuf tx[2 * PYLB_MAX_PORTS];
@@ -178,6 +227,14 @@ struct pylb_dp {
 	uint16_t nhg_last;		/* the group used last: bulk loads */
 	struct pylb_vip *vips[PYLB_MAX_VIPS];
 
+	/* L4 services: (VIP, proto, port) -> index in svcs[] (lock-free
+	 * readers); services are immutable, swapped with RCU. */
+	struct rte_hash *svc_hash;
+	struct pylb_service *svcs[PYLB_MAX_SERVICES];
+	uint32_t n_nat;			/* NAT services: replies need a lookup */
+	uint64_t timeout_tsc[PYLB_TCP__STATES];
+	uint64_t clock_offset;		/* test clock */
+
 	struct rte_ring *neigh_learn;	/* workers -> control */
 	struct rte_ring *neigh_miss;	/* workers -> control, with mbufs */
 	struct rte_ring *ctl_tx;	/* control -> first worker: mbufs to send
@@ -235,6 +292,19 @@ int pylb_route_del_special(struct pylb_dp *dp, const struct pylb_prefix *p,
 int pylb_route_check_prefix(const struct pylb_prefix *p, const char *what);
 int pylb_route_add_connected(struct pylb_dp *dp, uint16_t port,
 			     const struct pylb_prefix *net);
+
+/* l4.c, conn.c */
+int pylb_l4_init(struct pylb_dp *dp);
+void pylb_l4_free(struct pylb_dp *dp);
+int pylb_conn_init(struct pylb_dp *dp, struct pylb_lcore *lc);
+void pylb_conn_free(struct pylb_lcore *lc);
+void pylb_conn_age(struct pylb_lcore *lc, uint64_t now, uint32_t step);
+
+static inline uint64_t
+pylb_now(const struct pylb_dp *dp)
+{
+	return rte_get_timer_cycles() + dp->clock_offset;
+}
 
 /* vip.c, maglev.c */
 void pylb_vip_free_all(struct pylb_dp *dp);

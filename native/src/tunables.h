@@ -23,6 +23,9 @@
 #define PYLB_TBL8_DEFAULT	8192	/* IPv4 FIB tbl8 groups (longer than /24) */
 #define PYLB_TBL8_6_DEFAULT	16384	/* IPv6 FIB tbl8 groups */
 #define PYLB_TBL8_MAX		32767	/* 16-bit FIB values */
+#define PYLB_CONN_DEFAULT	65536	/* tracked connections per lcore */
+#define PYLB_CONN_AGE_STEP	16	/* entries aged per worker loop */
+#define PYLB_MAX_SERVICES	4096
 #define PYLB_HASH_SEED		0x9e3779b9	/* flow hash: fixed, so stable */
 #define PYLB_RXD_DEFAULT	1024
 #define PYLB_TXD_DEFAULT	1024

@@ -13,22 +13,22 @@
 
 #include "pkt.h"
 
-/* The outer headers' length for this VIP and backend. */
-static inline uint32_t
-encap_len(const struct pylb_vip *vip, const struct pylb_backend *b)
+uint32_t
+pylb_encap_len(bool gre, uint8_t outer_af)
 {
-	return (b->addr.af == 4 ? sizeof(struct rte_ipv4_hdr) :
-		sizeof(struct rte_ipv6_hdr)) +
-		(vip->conf.method == PYLB_FWD_GRE ? sizeof(struct rte_gre_hdr) : 0);
+	return (outer_af == 4 ? sizeof(struct rte_ipv4_hdr) :
+		sizeof(struct rte_ipv6_hdr)) + (gre ? sizeof(struct rte_gre_hdr) : 0);
 }
 
-static int
-encap(const struct pylb_cfg *cfg, const struct pylb_vip *vip,
-      const struct pylb_backend *b, const struct pylb_nh *nh, struct rte_mbuf *m,
-      uint8_t inner_af, uint32_t olen)
+/* Put m (an Ethernet frame carrying an IP packet of family inner_af) in an
+ * IPIP or GRE header towards `dst`, from `source` (af 0: the egress port's
+ * address). Returns 0 or the drop reason. */
+int
+pylb_encap(const struct pylb_cfg *cfg, bool gre, const struct pylb_ip *source,
+	   const struct pylb_ip *dst, const struct pylb_nh *nh, struct rte_mbuf *m,
+	   uint8_t inner_af, uint32_t olen)
 {
 	const struct pylb_port_cfg *pc = &cfg->ports[nh->port];
-	bool gre = vip->conf.method == PYLB_FWD_GRE;
 	uint8_t inner_proto = inner_af == 4 ? IPPROTO_IPIP : IPPROTO_IPV6;
 	uint32_t inner_len = rte_pktmbuf_pkt_len(m) - sizeof(struct rte_ether_hdr);
 	const void *inner = rte_pktmbuf_mtod_offset(m, void *, sizeof(struct rte_ether_hdr));
@@ -42,17 +42,17 @@ encap(const struct pylb_cfg *cfg, const struct pylb_vip *vip,
 	eth = (struct rte_ether_hdr *)rte_pktmbuf_prepend(m, (uint16_t)olen);
 	memmove(eth, (char *)eth + olen, sizeof(*eth));
 	o = (char *)(eth + 1);
-	if (b->addr.af == 4) {
+	if (dst->af == 4) {
 		struct rte_ipv4_hdr *ip = (struct rte_ipv4_hdr *)o;
 		uint32_t src;
 
 		memset(ip, 0, sizeof(*ip));
-		if (vip->conf.source.af == 4)
-			memcpy(&src, vip->conf.source.ip, 4);
-		else if (!port_src4(pc, *(const uint32_t *)b->addr.ip, &src))
+		if (source->af == 4)
+			memcpy(&src, source->ip, 4);
+		else if (!port_src4(pc, *(const uint32_t *)dst->ip, &src))
 			return PYLB_D_VIP_NO_ROUTE;
 		ip->src_addr = src;
-		memcpy(&ip->dst_addr, b->addr.ip, 4);
+		memcpy(&ip->dst_addr, dst->ip, 4);
 		ip->version_ihl = RTE_IPV4_VHL_DEF;
 		ip->type_of_service = tos;
 		ip->total_length = rte_cpu_to_be_16((uint16_t)(olen + inner_len));
@@ -63,8 +63,7 @@ encap(const struct pylb_cfg *cfg, const struct pylb_vip *vip,
 		o += sizeof(*ip);
 	} else {
 		struct rte_ipv6_hdr *ip = (struct rte_ipv6_hdr *)o;
-		const uint8_t *src = vip->conf.source.af == 6 ? vip->conf.source.ip :
-			port_src6(pc, b->addr.ip);
+		const uint8_t *src = source->af == 6 ? source->ip : port_src6(pc, dst->ip);
 
 		if (src == NULL)
 			return PYLB_D_VIP_NO_ROUTE;
@@ -73,7 +72,7 @@ encap(const struct pylb_cfg *cfg, const struct pylb_vip *vip,
 		ip->proto = gre ? IPPROTO_GRE : inner_proto;
 		ip->hop_limits = IPDEFTTL;
 		memcpy(ip->src_addr, src, 16);
-		memcpy(ip->dst_addr, b->addr.ip, 16);
+		memcpy(ip->dst_addr, dst->ip, 16);
 		eth->ether_type = RTE_BE16(RTE_ETHER_TYPE_IPV6);
 		o += sizeof(*ip);
 	}
@@ -89,8 +88,8 @@ encap(const struct pylb_cfg *cfg, const struct pylb_vip *vip,
 
 /* Too big to encapsulate for the egress port: tell the source the MTU left
  * for it (IPv4 with DF, IPv6) so path MTU discovery adapts. */
-static void
-too_big(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
+void
+pylb_too_big(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 	struct rte_mbuf *m, uint8_t af, uint16_t mtu)
 {
 	const struct rte_ipv4_hdr *ip = rte_pktmbuf_mtod_offset(m,
@@ -141,12 +140,13 @@ pylb_vip_input(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 		if (!nh->connected)
 			return drop(lc, m, PYLB_D_VIP_NO_ROUTE);
 	} else {
-		uint32_t olen = encap_len(vip, b);
+		bool gre = vip->conf.method == PYLB_FWD_GRE;
+		uint32_t olen = pylb_encap_len(gre, b->addr.af);
 		uint32_t mtu = cfg->ports[nh->port].mtu;
 
 		if (rte_pktmbuf_pkt_len(m) - sizeof(struct rte_ether_hdr) + olen > mtu)
-			return too_big(lc, cfg, in_port, m, af, (uint16_t)(mtu - olen));
-		reason = encap(cfg, vip, b, nh, m, af, olen);
+			return pylb_too_big(lc, cfg, in_port, m, af, (uint16_t)(mtu - olen));
+		reason = pylb_encap(cfg, gre, &vip->conf.source, &b->addr, nh, m, af, olen);
 		if (reason != 0)
 			return drop(lc, m, (enum pylb_counter)reason);
 	}

@@ -92,6 +92,7 @@ pylb_worker_main(void *arg)
 			lc->stats->c[PYLB_C_BUSY_CYCLES] += rte_rdtsc() - t0;
 			lc->stats->c[PYLB_C_BUSY_POLLS]++;
 		}
+		pylb_conn_age(lc, pylb_now(dp), PYLB_CONN_AGE_STEP);
 		rte_rcu_qsbr_quiescent(dp->qsv, lc->slot);
 	}
 	rte_rcu_qsbr_thread_offline(dp->qsv, lc->slot);

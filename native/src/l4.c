@@ -1,0 +1,643 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ * Copyright(c) 2026 pylb authors
+ *
+ * L4 load balancing: virtual services VIP:port/proto. A packet for a
+ * service VIP is matched against this lcore's connection table; a new
+ * connection (TCP SYN, first UDP packet) is scheduled by the service's
+ * consistent-hash table and tracked, so it keeps its backend whatever the
+ * configuration does next. Forwarding: NAT (DNAT, replies reverse-
+ * translated), DR (MAC rewrite) or tunnel (IPIP).
+ */
+#include <stddef.h>
+#include <stdio.h>
+
+#include <rte_hash.h>
+#include <rte_malloc.h>
+#include <rte_rcu_qsbr.h>
+#include <rte_tcp.h>
+#include <rte_udp.h>
+
+#include "pkt.h"
+
+struct svc_key {
+	uint8_t ip[16];
+	uint16_t port;		/* network order; 0: all ports */
+	uint8_t proto;
+	uint8_t af;
+};
+
+static uint32_t svc_seq;
+
+int
+pylb_l4_init(struct pylb_dp *dp)
+{
+	static const uint32_t defaults[PYLB_TCP__STATES] = {
+		[PYLB_TCP_NONE] = 300, [PYLB_TCP_SYN_RECV] = 60,
+		[PYLB_TCP_ESTABLISHED] = 900, [PYLB_TCP_FIN_WAIT] = 120,
+		[PYLB_TCP_TIME_WAIT] = 120, [PYLB_TCP_CLOSE] = 10,
+	};
+	const struct pylb_timeouts *t = &dp->conf.timeouts;
+	uint32_t secs[PYLB_TCP__STATES] = {
+		[PYLB_TCP_NONE] = t->udp, [PYLB_TCP_SYN_RECV] = t->tcp_syn,
+		[PYLB_TCP_ESTABLISHED] = t->tcp_established,
+		[PYLB_TCP_FIN_WAIT] = t->tcp_fin, [PYLB_TCP_TIME_WAIT] = t->tcp_fin,
+		[PYLB_TCP_CLOSE] = t->tcp_close,
+	};
+	char name[RTE_HASH_NAMESIZE];
+	struct rte_hash_parameters hp = {
+		.name = name,
+		.entries = PYLB_MAX_SERVICES,
+		.key_len = sizeof(struct svc_key),
+		.hash_func = rte_hash_crc,
+		.socket_id = (int)rte_socket_id(),
+		.extra_flag = RTE_HASH_EXTRA_FLAGS_RW_CONCURRENCY_LF,
+	};
+	struct rte_hash_rcu_config rcu = { .v = dp->qsv, .mode = RTE_HASH_QSBR_MODE_SYNC };
+
+	for (int s = 0; s < PYLB_TCP__STATES; s++)
+		dp->timeout_tsc[s] = rte_get_timer_hz() * (secs[s] ? secs[s] : defaults[s]);
+	snprintf(name, sizeof(name), "pylb_svc%u", ++svc_seq);
+	dp->svc_hash = rte_hash_create(&hp);
+	if (dp->svc_hash == NULL || rte_hash_rcu_qsbr_add(dp->svc_hash, &rcu) != 0)
+		return -PYLB_E_NOMEM;
+	for (uint32_t i = 0; i < dp->n_slots; i++)
+		if (pylb_conn_init(dp, &dp->lcores[i]) != 0)
+			return -PYLB_E_NOMEM;
+	return 0;
+}
+
+void
+pylb_l4_free(struct pylb_dp *dp)
+{
+	for (int i = 0; i < PYLB_MAX_SERVICES; i++) {
+		rte_free(dp->svcs[i]);
+		dp->svcs[i] = NULL;
+	}
+	rte_hash_free(dp->svc_hash);
+	dp->svc_hash = NULL;
+	if (dp->lcores != NULL)
+		for (uint32_t i = 0; i < dp->n_slots; i++)
+			pylb_conn_free(&dp->lcores[i]);
+}
+
+/* Fast path. */
+
+/* Replace a 4- or 16-byte address and a port in a TCP/UDP checksum. */
+static inline uint16_t
+l4_cksum_update(uint16_t ck, const void *old_ip, const void *new_ip, uint32_t len,
+		uint16_t old_port, uint16_t new_port)
+{
+	const unaligned_uint16_t *o = old_ip, *n = new_ip;
+
+	for (uint32_t i = 0; i < len / 2; i++)
+		ck = cksum_adjust16(ck, o[i], n[i]);
+	return cksum_adjust16(ck, old_port, new_port);
+}
+
+/* The L4 header of the IP packet after the Ethernet header; NULL if short. */
+static inline void *
+l4_header(struct rte_mbuf *m, uint8_t af, uint8_t *proto)
+{
+	uint32_t len = rte_pktmbuf_data_len(m) - sizeof(struct rte_ether_hdr);
+	uint8_t *ip = rte_pktmbuf_mtod_offset(m, uint8_t *, sizeof(struct rte_ether_hdr));
+	uint32_t hl, need;
+
+	if (af == 4) {
+		const struct rte_ipv4_hdr *h = (const void *)ip;
+
+		hl = rte_ipv4_hdr_len(h);
+		*proto = h->next_proto_id;
+		/* Not the first fragment: no L4 header. */
+		if (h->fragment_offset & RTE_BE16(RTE_IPV4_HDR_OFFSET_MASK))
+			return NULL;
+	} else {
+		hl = sizeof(struct rte_ipv6_hdr);
+		*proto = ((const struct rte_ipv6_hdr *)(const void *)ip)->proto;
+	}
+	need = *proto == IPPROTO_TCP ? sizeof(struct rte_tcp_hdr) : sizeof(struct rte_udp_hdr);
+	return len >= hl + need ? ip + hl : NULL;
+}
+
+static inline void
+conn_key(struct pylb_conn_key *k, const struct rte_mbuf *m, uint8_t af,
+	 uint8_t proto, const uint16_t *ports)
+{
+	const uint8_t *ip = rte_pktmbuf_mtod_offset(m, const uint8_t *,
+						    sizeof(struct rte_ether_hdr));
+
+	memset(k, 0, sizeof(*k));
+	if (af == 4) {
+		memcpy(k->src, ip + 12, 4);
+		memcpy(k->dst, ip + 16, 4);
+	} else {
+		memcpy(k->src, ip + 8, 16);
+		memcpy(k->dst, ip + 24, 16);
+	}
+	k->sport = ports[0];
+	k->dport = ports[1];
+	k->proto = proto;
+	k->af = af;
+}
+
+static inline const struct pylb_service *
+service_find(const struct pylb_dp *dp, const struct pylb_conn_key *k)
+{
+	struct svc_key sk = { .port = k->dport, .proto = k->proto, .af = k->af };
+	void *data;
+
+	memcpy(sk.ip, k->dst, 16);
+	if (rte_hash_lookup_data(dp->svc_hash, &sk, &data) < 0) {
+		sk.port = 0;	/* the VIP's all-ports service */
+		if (rte_hash_lookup_data(dp->svc_hash, &sk, &data) < 0)
+			return NULL;
+	}
+	return __atomic_load_n(&dp->svcs[(uintptr_t)data], __ATOMIC_ACQUIRE);
+}
+
+/* Rewrite destination (dnat) or source (reply) address and port. */
+static inline void
+nat_rewrite(struct rte_mbuf *m, uint8_t af, uint8_t proto, uint16_t *ports,
+	    bool dst, const uint8_t *new_ip, uint16_t new_port)
+{
+	uint8_t *ip = rte_pktmbuf_mtod_offset(m, uint8_t *, sizeof(struct rte_ether_hdr));
+	uint32_t alen = af == 4 ? 4 : 16;
+	uint8_t *addr = af == 4 ? ip + (dst ? 16 : 12) : ip + (dst ? 24 : 8);
+	uint16_t *port = &ports[dst ? 1 : 0];
+	uint16_t *ck = (uint16_t *)((uint8_t *)ports + (proto == IPPROTO_TCP ?
+		offsetof(struct rte_tcp_hdr, cksum) : offsetof(struct rte_udp_hdr, dgram_cksum)));
+
+	/* A zero UDP checksum over IPv4 means "none": keep it so. */
+	if (!(proto == IPPROTO_UDP && af == 4 && *ck == 0))
+		*ck = l4_cksum_update(*ck, addr, new_ip, alen, *port, new_port);
+	if (af == 4) {
+		struct rte_ipv4_hdr *h = (struct rte_ipv4_hdr *)ip;
+		uint32_t old;
+
+		memcpy(&old, addr, 4);
+		h->hdr_checksum = cksum_adjust16(cksum_adjust16(h->hdr_checksum,
+			(uint16_t)old, *(const uint16_t *)new_ip),
+			(uint16_t)(old >> 16), *(const uint16_t *)(new_ip + 2));
+	}
+	memcpy(addr, new_ip, alen);
+	*port = new_port;
+}
+
+/* Route m to `dst` (the backend, or after NAT the packet's destination). */
+static inline void
+route_to(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
+	 struct rte_mbuf *m, const uint8_t *dst, uint8_t af, uint8_t method,
+	 uint32_t hash)
+{
+	struct pylb_ip b = { .af = af };
+	const struct pylb_nh *nh;
+	uint32_t v;
+
+	memcpy(b.ip, dst, af == 4 ? 4 : 16);
+	v = af == 4 ? fib4_lookup(lc->dp, *(const uint32_t *)dst) : fib6_lookup(lc->dp, dst);
+	if (v == 0 || fib_kind(v) != PYLB_FIB_GROUP)
+		return drop(lc, m, PYLB_D_VIP_NO_ROUTE);
+	if (method == PYLB_L4_NAT) {
+		if (af == 4)
+			return pylb_fwd4(lc, cfg, in_port, m, fib_id(v));
+		return pylb_fwd6(lc, cfg, in_port, m, fib_id(v));
+	}
+	nh = nhg_pick(lc->dp, fib_id(v), hash);
+	if (method == PYLB_L4_DR) {
+		if (!nh->connected)
+			return drop(lc, m, PYLB_D_VIP_NO_ROUTE);
+	} else {
+		static const struct pylb_ip any;
+		uint32_t olen = pylb_encap_len(false, af);
+		uint32_t mtu = cfg->ports[nh->port].mtu;
+		int reason;
+
+		if (rte_pktmbuf_pkt_len(m) - sizeof(struct rte_ether_hdr) + olen > mtu)
+			return pylb_too_big(lc, cfg, in_port, m, af, (uint16_t)(mtu - olen));
+		reason = pylb_encap(cfg, false, &any, &b, nh, m, af, olen);
+		if (reason != 0)
+			return drop(lc, m, (enum pylb_counter)reason);
+	}
+	nh_output(lc, cfg, nh, b.ip, af, m);
+}
+
+static inline bool
+tcp_flags_valid(uint8_t f)
+{
+	if ((f & RTE_TCP_SYN_FLAG) && (f & (RTE_TCP_FIN_FLAG | RTE_TCP_RST_FLAG)))
+		return false;
+	return f != 0;
+}
+
+/* A TCP or UDP packet for a service VIP. */
+void
+pylb_l4_input(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
+	      struct rte_mbuf *m, uint8_t af)
+{
+	struct pylb_dp *dp = lc->dp;
+	const struct pylb_service *svc;
+	const struct pylb_backend *b;
+	struct pylb_conn_key k;
+	struct pylb_conn *c;
+	uint64_t now = pylb_now(dp);
+	uint8_t proto, flags = 0, method;
+	uint16_t *ports;
+	uint32_t hash;
+	bool reply;
+
+	ports = l4_header(m, af, &proto);
+	if (proto != IPPROTO_TCP && proto != IPPROTO_UDP)
+		return drop(lc, m, PYLB_D_NO_SERVICE);
+	if (ports == NULL)
+		return drop(lc, m, PYLB_D_L4_TRUNCATED);
+	if (proto == IPPROTO_TCP) {
+		flags = ((struct rte_tcp_hdr *)ports)->tcp_flags;
+		if (!tcp_flags_valid(flags))
+			return drop(lc, m, PYLB_D_TCP_BAD_FLAGS);
+	}
+	CNT(lc, L4_PACKETS);
+	conn_key(&k, m, af, proto, ports);
+	hash = af == 4 ? flow_hash4(*(uint32_t *)k.src, *(uint32_t *)k.dst) :
+		flow_hash6(k.src, k.dst);
+	c = pylb_conn_find(lc, &k, &reply);
+	if (c != NULL) {
+		pylb_conn_update(lc, c, flags, false, now);
+		method = c->method;
+		if (method == PYLB_L4_NAT)
+			nat_rewrite(m, af, proto, ports, true, c->backend, c->bport);
+		return route_to(lc, cfg, in_port, m, c->backend, af, method, hash);
+	}
+
+	/* A new connection: only a SYN opens one over TCP. */
+	if (proto == IPPROTO_TCP &&
+	    (flags & (RTE_TCP_SYN_FLAG | RTE_TCP_ACK_FLAG)) != RTE_TCP_SYN_FLAG)
+		return drop(lc, m, PYLB_D_TCP_NO_CONN);
+	svc = service_find(dp, &k);
+	if (svc == NULL)
+		return drop(lc, m, PYLB_D_NO_SERVICE);
+	if (svc->table == NULL)
+		return drop(lc, m, PYLB_D_SERVICE_NO_BACKEND);
+	/* The scheduling hash: of the 5-tuple, or of the client address only
+	 * (every connection of a client to the same backend). */
+	if (svc->conf.hash == PYLB_HASH_5TUPLE) {
+		hash = rte_hash_crc_4byte((uint32_t)k.sport << 16 | k.dport, hash ^ proto);
+	} else {
+		static const uint8_t zero[16];
+
+		hash = af == 4 ? flow_hash4(*(uint32_t *)k.src, 0) : flow_hash6(k.src, zero);
+	}
+	b = &svc->backends[svc->table[hash % svc->conf.table_size]];
+	method = svc->conf.method;
+
+	c = pylb_conn_new(lc, &k);
+	if (c != NULL) {
+		memcpy(c->backend, b->addr.ip, 16);
+		/* Port translation; backend port 0 keeps the client's. */
+		c->bport = b->port ? rte_cpu_to_be_16(b->port) : k.dport;
+		c->svc = svc->id;
+		c->method = method;
+		c->state = proto == IPPROTO_TCP ? PYLB_TCP_SYN_RECV : PYLB_TCP_NONE;
+		if (method == PYLB_L4_NAT && pylb_conn_add_reply(lc, c) < 0) {
+			pylb_conn_drop(lc, c);
+			c = NULL;
+		}
+	}
+	if (c == NULL) {
+		/* Table full: the stateless choice, the same one the table
+		 * would have made. Established flows are never evicted. */
+		CNT(lc, CONN_TABLE_FULL);
+		if (method == PYLB_L4_NAT)
+			nat_rewrite(m, af, proto, ports, true, b->addr.ip,
+				    b->port ? rte_cpu_to_be_16(b->port) : k.dport);
+		return route_to(lc, cfg, in_port, m, b->addr.ip, af, method, hash);
+	}
+	CNT(lc, CONN_CREATED);
+	pylb_conn_update(lc, c, flags, false, now);
+	if (method == PYLB_L4_NAT)
+		nat_rewrite(m, af, proto, ports, true, c->backend, c->bport);
+	route_to(lc, cfg, in_port, m, c->backend, af, method, hash);
+}
+
+/* A packet on its way to be routed: if it is a backend's reply of a NAT
+ * connection, give it the VIP back as its source. */
+void
+pylb_nat_reverse(struct pylb_lcore *lc, struct rte_mbuf *m, uint8_t af)
+{
+	struct pylb_conn_key k;
+	struct pylb_conn *c;
+	uint16_t *ports;
+	uint8_t proto;
+	bool reply;
+
+	ports = l4_header(m, af, &proto);
+	if (ports == NULL || (proto != IPPROTO_TCP && proto != IPPROTO_UDP))
+		return;
+	conn_key(&k, m, af, proto, ports);
+	c = pylb_conn_find(lc, &k, &reply);
+	if (c == NULL || !reply)
+		return;
+	pylb_conn_update(lc, c, proto == IPPROTO_TCP ?
+			 ((struct rte_tcp_hdr *)ports)->tcp_flags : 0, true, pylb_now(lc->dp));
+	nat_rewrite(m, af, proto, ports, false, c->key.dst, c->key.dport);
+	CNT(lc, NAT_REPLIES);
+}
+
+/* Control side. */
+
+static int
+svc_key_make(const struct pylb_ip *vip, uint8_t proto, uint16_t port,
+	     struct svc_key *k)
+{
+	static const uint8_t zero[16];
+
+	if ((vip->af != 4 && vip->af != 6) || memcmp(vip->ip, zero, 16) == 0)
+		return pylb_fail(-PYLB_E_INVAL, "a service needs an IPv4 or IPv6 VIP");
+	if (proto != IPPROTO_TCP && proto != IPPROTO_UDP)
+		return pylb_fail(-PYLB_E_INVAL, "a service's protocol is TCP (6) or UDP (17), not %u",
+				 proto);
+	memset(k, 0, sizeof(*k));
+	memcpy(k->ip, vip->ip, 16);
+	k->port = rte_cpu_to_be_16(port);
+	k->proto = proto;
+	k->af = vip->af;
+	return 0;
+}
+
+static const char *
+svc_name(const struct pylb_ip *vip, uint8_t proto, uint16_t port, char *buf, size_t len)
+{
+	char a[PYLB_ADDR_STRLEN];
+
+	pylb_fmt_ip(vip, a, sizeof(a));
+	snprintf(buf, len, vip->af == 6 ? "[%s]:%u/%s" : "%s:%u/%s", a, port,
+		 proto == IPPROTO_TCP ? "tcp" : "udp");
+	return buf;
+}
+
+static int
+svc_find(struct pylb_dp *dp, const struct pylb_ip *vip, uint8_t proto, uint16_t port,
+	 char *name, size_t len)
+{
+	struct svc_key k;
+	void *data;
+	int rc = svc_key_make(vip, proto, port, &k);
+
+	if (rc != 0)
+		return rc;
+	svc_name(vip, proto, port, name, len);
+	if (rte_hash_lookup_data(dp->svc_hash, &k, &data) < 0)
+		return pylb_fail(-PYLB_E_NOENT, "no service %s", name);
+	return (int)(uintptr_t)data;
+}
+
+/* How many services use this VIP (the FIB entry lives while any does). */
+static uint32_t
+vip_users(const struct pylb_dp *dp, const struct pylb_ip *vip)
+{
+	uint32_t n = 0;
+
+	for (int i = 0; i < PYLB_MAX_SERVICES; i++)
+		n += dp->svcs[i] != NULL && memcmp(&dp->svcs[i]->conf.vip, vip, sizeof(*vip)) == 0;
+	return n;
+}
+
+static struct pylb_service *
+svc_alloc(const struct pylb_service_conf *conf, uint16_t id,
+	  const struct pylb_backend *b, uint32_t n, bool with_table)
+{
+	size_t sz = sizeof(struct pylb_service) + n * sizeof(*b) +
+		(with_table ? conf->table_size * sizeof(uint16_t) : 0);
+	struct pylb_service *s = rte_zmalloc("pylb_svc", sz, RTE_CACHE_LINE_SIZE);
+
+	if (s == NULL)
+		return NULL;
+	s->conf = *conf;
+	s->id = id;
+	s->n_backends = n;
+	s->backends = (struct pylb_backend *)(s + 1);
+	memcpy(s->backends, b, n * sizeof(*b));
+	if (with_table)
+		s->table = (uint16_t *)(s->backends + n);
+	return s;
+}
+
+static void
+svc_publish(struct pylb_dp *dp, int id, struct pylb_service *next)
+{
+	struct pylb_service *old = dp->svcs[id];
+
+	__atomic_store_n(&dp->svcs[id], next, __ATOMIC_RELEASE);
+	pylb_rcu_wait(dp);
+	rte_free(old);
+}
+
+static int
+service_add_unlocked(struct pylb_dp *dp, const struct pylb_service_conf *conf)
+{
+	struct pylb_service_conf c = *conf;
+	struct pylb_prefix host = { .addr = conf->vip, .len = conf->vip.af == 4 ? 32 : 128 };
+	struct pylb_service *s;
+	struct svc_key k;
+	char name[96];
+	int id, rc;
+
+	rc = svc_key_make(&c.vip, c.proto, c.port, &k);
+	if (rc != 0)
+		return rc;
+	svc_name(&c.vip, c.proto, c.port, name, sizeof(name));
+	if (c.method > PYLB_L4_TUNNEL)
+		return pylb_fail(-PYLB_E_INVAL, "service %s: unknown forwarding method %u",
+				 name, c.method);
+	if (c.hash > PYLB_HASH_SOURCE)
+		return pylb_fail(-PYLB_E_INVAL, "service %s: unknown hash %u", name, c.hash);
+	if (c.table_size == 0)
+		c.table_size = PYLB_MAGLEV_DEFAULT;
+	if (!pylb_is_prime(c.table_size) || c.table_size > PYLB_MAGLEV_MAX)
+		return pylb_fail(-PYLB_E_INVAL,
+			"service %s: lookup table size %u must be a prime no larger than %u (e.g. 65537)",
+			name, c.table_size, PYLB_MAGLEV_MAX);
+	if (rte_hash_lookup(dp->svc_hash, &k) >= 0)
+		return pylb_fail(-PYLB_E_EXIST, "service %s already exists", name);
+	for (id = 0; id < PYLB_MAX_SERVICES && dp->svcs[id] != NULL; id++)
+		;
+	if (id == PYLB_MAX_SERVICES)
+		return pylb_fail(-PYLB_E_FULL, "at most %d services", PYLB_MAX_SERVICES);
+	/* The VIP address itself: one FIB entry for all its services. */
+	if (vip_users(dp, &c.vip) == 0) {
+		rc = pylb_route_add_special(dp, &host, PYLB_FIB_VAL(PYLB_FIB_SERVICE, 0));
+		if (rc != 0)
+			return rc;
+	}
+	s = svc_alloc(&c, (uint16_t)id, NULL, 0, false);
+	if (s == NULL || rte_hash_add_key_data(dp->svc_hash, &k, (void *)(uintptr_t)id) < 0) {
+		rte_free(s);
+		if (vip_users(dp, &c.vip) == 0)
+			pylb_route_del_special(dp, &host, PYLB_FIB_VAL(PYLB_FIB_SERVICE, 0));
+		return pylb_fail(-PYLB_E_NOMEM, "cannot add service %s", name);
+	}
+	__atomic_store_n(&dp->svcs[id], s, __ATOMIC_RELEASE);
+	dp->n_nat += c.method == PYLB_L4_NAT;
+	return 0;
+}
+
+static int
+service_del_unlocked(struct pylb_dp *dp, const struct pylb_ip *vip, uint8_t proto,
+		     uint16_t port)
+{
+	struct pylb_prefix host = { .addr = *vip, .len = vip->af == 4 ? 32 : 128 };
+	struct svc_key k;
+	char name[96];
+	int id = svc_find(dp, vip, proto, port, name, sizeof(name));
+
+	if (id < 0)
+		return id;
+	svc_key_make(vip, proto, port, &k);
+	rte_hash_del_key(dp->svc_hash, &k);	/* reclaimed after a grace period */
+	dp->n_nat -= dp->svcs[id]->conf.method == PYLB_L4_NAT;
+	svc_publish(dp, id, NULL);
+	if (vip_users(dp, vip) == 0)
+		pylb_route_del_special(dp, &host, PYLB_FIB_VAL(PYLB_FIB_SERVICE, 0));
+	/* Tracked connections keep their backend until they end. */
+	return 0;
+}
+
+static int
+service_backends_set_unlocked(struct pylb_dp *dp, const struct pylb_ip *vip,
+			      uint8_t proto, uint16_t port,
+			      const struct pylb_backend *b, uint32_t n)
+{
+	const struct pylb_service *cur;
+	struct pylb_service *next;
+	uint32_t live = 0;
+	char name[96];
+	int id = svc_find(dp, vip, proto, port, name, sizeof(name));
+
+	if (id < 0)
+		return id;
+	cur = dp->svcs[id];
+	if (n > PYLB_MAX_BACKENDS)
+		return pylb_fail(-PYLB_E_FULL, "service %s: %u backends, at most %d",
+				 name, n, PYLB_MAX_BACKENDS);
+	for (uint32_t i = 0; i < n; i++) {
+		if (b[i].addr.af != vip->af)
+			return pylb_fail(-PYLB_E_INVAL,
+				"service %s: backend %u is not of the VIP's address family",
+				name, i);
+		if (b[i].weight > 65535)
+			return pylb_fail(-PYLB_E_INVAL, "service %s: backend weight %u is above 65535",
+					 name, b[i].weight);
+		if (cur->conf.method == PYLB_L4_DR && b[i].port != 0 && b[i].port != port)
+			return pylb_fail(-PYLB_E_INVAL,
+				"service %s: direct routing cannot translate ports (backend %u)",
+				name, i);
+		for (uint32_t j = 0; j < i; j++)
+			if (memcmp(&b[i].addr, &b[j].addr, sizeof(b[i].addr)) == 0 &&
+			    b[i].port == b[j].port)
+				return pylb_fail(-PYLB_E_EXIST, "service %s: backend listed twice",
+						 name);
+		live += b[i].weight != 0;
+	}
+	next = svc_alloc(&cur->conf, (uint16_t)id, b, n, live != 0);
+	if (next == NULL)
+		return pylb_fail(-PYLB_E_NOMEM, "cannot allocate service %s", name);
+	if (live != 0) {
+		int rc = pylb_maglev_build(b, n, cur->conf.table_size, next->table);
+
+		if (rc != 0) {
+			rte_free(next);
+			return rc;
+		}
+	}
+	svc_publish(dp, id, next);
+	return 0;
+}
+
+static int
+service_get_unlocked(struct pylb_dp *dp, const struct pylb_ip *vip, uint8_t proto,
+		     uint16_t port, struct pylb_service_conf *conf,
+		     struct pylb_backend *b, uint32_t max_b, uint32_t *n_b)
+{
+	char name[96];
+	int id = svc_find(dp, vip, proto, port, name, sizeof(name));
+	const struct pylb_service *s;
+
+	if (id < 0)
+		return id;
+	s = dp->svcs[id];
+	*conf = s->conf;
+	*n_b = s->n_backends;
+	memcpy(b, s->backends, RTE_MIN(max_b, s->n_backends) * sizeof(*b));
+	return 0;
+}
+
+static int
+service_list_unlocked(struct pylb_dp *dp, struct pylb_service_conf *out, uint32_t max)
+{
+	uint32_t n = 0;
+
+	for (int i = 0; i < PYLB_MAX_SERVICES && n < max; i++)
+		if (dp->svcs[i] != NULL)
+			out[n++] = dp->svcs[i]->conf;
+	return (int)n;
+}
+
+/* The API: serialised with the telemetry thread's readers. */
+
+int
+pylb_dp_service_add(struct pylb_dp *dp, const struct pylb_service_conf *conf)
+{
+	int rc;
+
+	pthread_mutex_lock(&dp->ctl_lock);
+	rc = service_add_unlocked(dp, conf);
+	pthread_mutex_unlock(&dp->ctl_lock);
+	return rc;
+}
+
+int
+pylb_dp_service_del(struct pylb_dp *dp, const struct pylb_ip *vip, uint8_t proto,
+		    uint16_t port)
+{
+	int rc;
+
+	pthread_mutex_lock(&dp->ctl_lock);
+	rc = service_del_unlocked(dp, vip, proto, port);
+	pthread_mutex_unlock(&dp->ctl_lock);
+	return rc;
+}
+
+int
+pylb_dp_service_backends_set(struct pylb_dp *dp, const struct pylb_ip *vip,
+			     uint8_t proto, uint16_t port,
+			     const struct pylb_backend *b, uint32_t n)
+{
+	int rc;
+
+	pthread_mutex_lock(&dp->ctl_lock);
+	rc = service_backends_set_unlocked(dp, vip, proto, port, b, n);
+	pthread_mutex_unlock(&dp->ctl_lock);
+	return rc;
+}
+
+int
+pylb_dp_service_get(struct pylb_dp *dp, const struct pylb_ip *vip, uint8_t proto,
+		    uint16_t port, struct pylb_service_conf *conf,
+		    struct pylb_backend *b, uint32_t max_b, uint32_t *n_b)
+{
+	int rc;
+
+	pthread_mutex_lock(&dp->ctl_lock);
+	rc = service_get_unlocked(dp, vip, proto, port, conf, b, max_b, n_b);
+	pthread_mutex_unlock(&dp->ctl_lock);
+	return rc;
+}
+
+int
+pylb_dp_service_list(struct pylb_dp *dp, struct pylb_service_conf *out, uint32_t max)
+{
+	int rc;
+
+	pthread_mutex_lock(&dp->ctl_lock);
+	rc = service_list_unlocked(dp, out, max);
+	pthread_mutex_unlock(&dp->ctl_lock);
+	return rc;
+}

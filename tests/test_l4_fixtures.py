@@ -1,0 +1,233 @@
+"""Packet fixtures for L4 services: scheduling, connection tracking, the TCP
+state machine and timeouts, NAT both ways, DR, tunnel, port translation,
+drain, table-full fallback. Checksums are verified by recomputing them with
+scapy."""
+
+from __future__ import annotations
+
+import pytest
+from scapy.layers.inet import ICMP, IP, TCP, UDP
+from scapy.layers.inet6 import IPv6
+from scapy.layers.l2 import Ether
+from scapy.packet import Raw, raw
+
+from conftest import CLIENT_MAC, P0_MAC, P1_MAC
+from pylb.errors import AlreadyExists, InvalidArgument, NotFound
+
+CLIENT = "10.0.0.2"
+VIP = "10.0.0.100"
+BACKENDS = ["10.0.1.20", "10.0.1.21", "10.0.1.22"]
+BMAC = {b: f"02:00:00:00:0b:{i:02x}" for i, b in enumerate(BACKENDS)}
+
+# Drop reasons provoked here (see test_host_fixtures.test_every_drop_reason_is_exercised).
+EXERCISED = {"l4_truncated", "no_service", "tcp_no_conn", "tcp_bad_flags", "service_no_backend"}
+
+
+def drops_of(dp):
+    return {k: v for k, v in dp.drops().items() if v}
+
+
+@pytest.fixture
+def lb(dp):
+    for b in BACKENDS:
+        dp.add_neighbour("p1", b, BMAC[b])
+    return dp
+
+
+def c2v(sport=40000, flags="S", dport=80, payload=b"", proto=TCP, src=CLIENT, **kw):
+    l4 = TCP(sport=sport, dport=dport, flags=flags, seq=1000, **kw) if proto is TCP else \
+        UDP(sport=sport, dport=dport)
+    return Ether(src=CLIENT_MAC, dst=P0_MAC) / IP(src=src, dst=VIP, ttl=64, id=9) / l4 / Raw(payload)
+
+
+def checksums_ok(frame: bytes) -> bool:
+    ip = Ether(frame)[IP]
+    l4 = ip.payload
+    got = (ip.chksum, l4.chksum)
+    del ip.chksum
+    del l4.chksum
+    again = IP(raw(ip))
+    return got == (again.chksum, again.payload.chksum)
+
+
+def test_nat_translates_both_ways_with_valid_checksums(lb):
+    lb.add_service(VIP, 80, backends=[(b, 8080) for b in BACKENDS])
+    (port, f), = lb.inject("p0", [raw(c2v(payload=b"hello"))])
+    out = Ether(f)
+    backend = out[IP].dst
+    assert port == 1 and backend in BACKENDS and out.dst == BMAC[backend] and out.src == P1_MAC
+    assert (out[IP].src, out[TCP].sport, out[TCP].dport, out[IP].ttl) == (CLIENT, 40000, 8080, 63)
+    assert checksums_ok(f)
+    # The backend answers the client directly; the appliance puts the VIP back.
+    lb.add_neighbour("p0", CLIENT, CLIENT_MAC)
+    reply = (Ether(src=BMAC[backend], dst=P1_MAC) / IP(src=backend, dst=CLIENT, ttl=64)
+             / TCP(sport=8080, dport=40000, flags="SA", seq=5000, ack=1001))
+    (port, f), = lb.inject("p1", [raw(reply)])
+    back = Ether(f)
+    assert port == 0 and (back[IP].src, back[TCP].sport, back[IP].dst) == (VIP, 80, CLIENT)
+    assert checksums_ok(f)
+    assert lb.totals()["nat_replies"] == 1
+    # The client's ACK establishes it; later packets go to the same backend.
+    (_, f), = lb.inject("p0", [raw(c2v(flags="A", payload=b"GET /"))])
+    assert Ether(f)[IP].dst == backend and checksums_ok(f)
+    (conn,) = lb.connections()
+    assert (conn.client, conn.cport, conn.vip, conn.vport, conn.backend, conn.bport, conn.state) == \
+        (CLIENT, 40000, VIP, 80, backend, 8080, "established")
+    assert conn.packets == 3
+
+
+def test_tcp_teardown_and_timeouts(native):
+    d = native.Dataplane(mbufs=1023, mbuf_cache=0, timeouts={"tcp_syn": 5, "tcp_fin": 3,
+                                                             "tcp_close": 2, "tcp_established": 30})
+    d.add_port("p0", mac=P0_MAC)
+    d.add_port("p1", mac=P1_MAC)
+    d.add_address("p0", "10.0.0.1/24")
+    d.add_address("p1", "10.0.1.1/24")
+    d.add_neighbour("p1", BACKENDS[0], BMAC[BACKENDS[0]])
+    d.add_service(VIP, 80, method="dr", backends=[BACKENDS[0]])
+    d.inject("p0", [raw(c2v(sport=1)), raw(c2v(sport=2)), raw(c2v(sport=3))])
+    d.inject("p0", [raw(c2v(sport=2, flags="A")), raw(c2v(sport=3, flags="A"))])
+    d.inject("p0", [raw(c2v(sport=3, flags="R"))])
+    states = {c.cport: c.state for c in d.connections()}
+    assert states == {1: "syn_recv", 2: "established", 3: "close"}
+    d.clock_advance(2500)
+    d.housekeep()
+    assert {c.cport for c in d.connections()} == {1, 2}       # closed one gone after 2 s
+    d.inject("p0", [raw(c2v(sport=2, flags="FA"))])
+    assert {c.cport: c.state for c in d.connections()}[2] == "fin_wait"
+    d.clock_advance(3500)
+    d.housekeep()
+    assert d.connections() == []                                # syn 5 s, fin 3 s
+    assert d.totals()["conn_expired"] == 3
+    d.close()
+
+
+def test_udp_nat_request_and_reply(lb):
+    lb.add_neighbour("p0", CLIENT, CLIENT_MAC)
+    lb.add_service(VIP, 53, proto="udp", backends=[f"{BACKENDS[1]}:5353"])
+    (_, f), = lb.inject("p0", [raw(c2v(proto=UDP, sport=3333, dport=53, payload=b"q"))])
+    assert (Ether(f)[IP].dst, Ether(f)[UDP].dport) == (BACKENDS[1], 5353) and checksums_ok(f)
+    rep = (Ether(src=BMAC[BACKENDS[1]], dst=P1_MAC) / IP(src=BACKENDS[1], dst=CLIENT)
+           / UDP(sport=5353, dport=3333) / Raw(b"a"))
+    (_, f), = lb.inject("p1", [raw(rep)])
+    assert (Ether(f)[IP].src, Ether(f)[UDP].sport) == (VIP, 53) and checksums_ok(f)
+    assert [c.state for c in lb.connections()] == ["none"]
+
+
+def test_dr_rewrites_only_the_mac(lb):
+    lb.add_service(VIP, 80, method="dr", backends=BACKENDS)
+    pkt = c2v()
+    (_, f), = lb.inject("p0", [raw(pkt)])
+    mac = Ether(f).dst
+    assert mac in BMAC.values() and f[14:] == raw(pkt[IP])
+
+
+def test_tunnel_encapsulates_in_ipip(lb):
+    lb.add_service(VIP, 80, method="tunnel", backends=BACKENDS)
+    pkt = c2v()
+    (_, f), = lb.inject("p0", [raw(pkt)])
+    outer = Ether(f)[IP]
+    assert outer.proto == 4 and outer.src == "10.0.1.1" and outer.dst in BACKENDS
+    assert raw(outer.payload) == raw(pkt[IP])
+
+
+def test_established_connections_keep_their_backend_and_drain(lb):
+    lb.add_service(VIP, 80, backends=[(b, 80) for b in BACKENDS])
+    syns = [raw(c2v(sport=p)) for p in range(20000, 20300)]
+    first = {p: Ether(f)[IP].dst for p, (_, f) in zip(range(20000, 20300), lb.inject("p0", syns))}
+    assert set(first.values()) == set(BACKENDS)
+    gone = BACKENDS[1]
+    lb.set_service_backends(VIP, 80, [(b, 80, 0 if b == gone else 1) for b in BACKENDS])  # drain
+    acks = [raw(c2v(sport=p, flags="A")) for p in range(20000, 20300)]
+    after = {p: Ether(f)[IP].dst for p, (_, f) in zip(range(20000, 20300), lb.inject("p0", acks))}
+    assert after == first                                   # every open connection stays
+    new = [Ether(f)[IP].dst for _, f in lb.inject("p0", [raw(c2v(sport=p)) for p in range(30000, 30200)])]
+    assert gone not in new                                  # no new ones on the drained backend
+    lb.set_service_backends(VIP, 80, [(b, 80) for b in BACKENDS if b != gone])  # removed
+    again = {p: Ether(f)[IP].dst for p, (_, f) in zip(range(20000, 20300), lb.inject("p0", acks))}
+    assert again == first
+
+
+def test_source_hash_keeps_a_client_on_one_backend(lb):
+    lb.add_service(VIP, 80, hash="source", backends=BACKENDS)
+    for client in ("10.0.0.2", "10.0.0.3", "10.0.0.4"):
+        dsts = {Ether(f)[IP].dst for _, f in lb.inject("p0", [raw(c2v(sport=p, src=client))
+                                                             for p in range(1000, 1040)])}
+        assert len(dsts) == 1
+
+
+def test_all_ports_service_keeps_the_port(lb):
+    lb.add_service(VIP, 0, backends=[BACKENDS[0]])
+    (_, f), = lb.inject("p0", [raw(c2v(dport=4443))])
+    assert (Ether(f)[IP].dst, Ether(f)[TCP].dport) == (BACKENDS[0], 4443) and checksums_ok(f)
+
+
+def test_full_table_falls_back_to_the_stateless_choice(native):
+    d = native.Dataplane(mbufs=1023, mbuf_cache=0, conn_capacity=4)
+    d.add_port("p0", mac=P0_MAC)
+    d.add_port("p1", mac=P1_MAC)
+    d.add_address("p0", "10.0.0.1/24")
+    d.add_address("p1", "10.0.1.1/24")
+    for b in BACKENDS:
+        d.add_neighbour("p1", b, BMAC[b])
+    d.add_service(VIP, 80, method="dr", backends=BACKENDS)
+    out = d.inject("p0", [raw(c2v(sport=p)) for p in range(100, 110)])
+    assert len(out) == 10 and d.conn_count() == 4
+    assert d.totals()["conn_table_full"] == 6 and d.totals()["conn_created"] == 4
+    d.close()
+
+
+def test_icmp_echo_to_a_service_vip_is_answered(lb):
+    lb.add_service(VIP, 80, backends=BACKENDS)
+    req = Ether(src=CLIENT_MAC, dst=P0_MAC) / IP(src=CLIENT, dst=VIP) / ICMP(id=1, seq=1)
+    (_, f), = lb.inject("p0", [raw(req)])
+    assert Ether(f)[ICMP].type == 0 and Ether(f)[IP].src == VIP
+
+
+def test_bad_l4_input_is_dropped_and_counted(lb):
+    lb.add_service(VIP, 80, backends=BACKENDS)
+    lb.add_service(VIP, 81)
+    frames = [raw(c2v(flags="A")),                       # no connection, not a SYN
+              raw(c2v(flags="SF")),                      # SYN+FIN
+              raw(c2v(dport=22)),                        # no service on that port
+              raw(Ether(src=CLIENT_MAC, dst=P0_MAC) / IP(src=CLIENT, dst=VIP, proto=6)
+                  / Raw(b"x" * 10)),                     # TCP header cut short
+              raw(c2v(dport=81))]                        # a service without backends
+    assert lb.inject("p0", frames) == []
+    assert drops_of(lb) == {"tcp_no_conn": 1, "tcp_bad_flags": 1, "no_service": 1,
+                            "l4_truncated": 1, "service_no_backend": 1}
+
+
+def test_service_api_errors(lb):
+    lb.add_service(VIP, 80)
+    with pytest.raises(AlreadyExists, match="service 10.0.0.100:80/tcp already exists"):
+        lb.add_service(VIP, 80)
+    with pytest.raises(InvalidArgument, match="tcp, udp"):
+        lb.add_service(VIP, 80, proto="sctp")
+    with pytest.raises(InvalidArgument, match="method"):
+        lb.add_service(VIP, 90, method="fullnat2")
+    with pytest.raises(AlreadyExists, match="already routed"):
+        lb.add_service("10.0.0.1", 80)                   # a port address
+    with pytest.raises(NotFound, match="no service"):
+        lb.set_service_backends(VIP, 8080, BACKENDS)
+    with pytest.raises(InvalidArgument, match="address family"):
+        lb.set_service_backends(VIP, 80, ["2001:db8::5"])
+    with pytest.raises(InvalidArgument, match="cannot translate"):
+        lb.add_service(VIP, 443, method="dr", backends=[(BACKENDS[0], 8443)])
+    assert [(s.vip, s.port, s.proto) for s in lb.services()] == [(VIP, 80, "tcp"), (VIP, 443, "tcp")]
+    lb.del_service(VIP, 80)
+    lb.del_service(VIP, 443)
+    assert lb.services() == [] and lb.lookup(VIP).prefix != f"{VIP}/32"
+
+
+def test_ipv6_service_nat(dp):
+    dp.add_neighbour("p1", "2001:db8:1::20", BMAC[BACKENDS[0]])
+    dp.add_service("2001:db8::100", 80, backends=[("2001:db8:1::20", 8080)])
+    pkt = (Ether(src=CLIENT_MAC, dst=P0_MAC) / IPv6(src="2001:db8::2", dst="2001:db8::100")
+           / TCP(sport=5555, dport=80, flags="S"))
+    (_, f), = dp.inject("p0", [raw(pkt)])
+    out = Ether(f)[IPv6]
+    assert (out.dst, out[TCP].dport, out.hlim) == ("2001:db8:1::20", 8080, 63)
+    ck = out[TCP].chksum
+    del out[TCP].chksum
+    assert IPv6(raw(out))[TCP].chksum == ck
