@@ -13,6 +13,7 @@ cdef extern from "pylb_dp.h" nogil:
         PYLB_ROUTE_CONNECTED
         PYLB_ROUTE_LOCAL
         PYLB_ROUTE_VIP
+        PYLB_ROUTE_SERVICE
         PYLB_FWD_IPIP
         PYLB_FWD_GRE
         PYLB_FWD_DR

@@ -107,7 +107,7 @@ class NextHop(NamedTuple):
 
 class Route(NamedTuple):
     prefix: str
-    kind: str               # gateway, connected, local or vip
+    kind: str               # gateway, connected, local, vip or service
     nexthops: tuple
 
 
@@ -155,7 +155,7 @@ class Vip(NamedTuple):
 
 
 _ROUTE_KINDS = {PYLB_ROUTE_GATEWAY: "gateway", PYLB_ROUTE_CONNECTED: "connected",
-                PYLB_ROUTE_LOCAL: "local", PYLB_ROUTE_VIP: "vip"}
+                PYLB_ROUTE_LOCAL: "local", PYLB_ROUTE_VIP: "vip", PYLB_ROUTE_SERVICE: "service"}
 _METHODS = {"ipip": PYLB_FWD_IPIP, "gre": PYLB_FWD_GRE, "dr": PYLB_FWD_DR}
 _METHOD_NAMES = {v: k for k, v in _METHODS.items()}
 _NEIGH_STATES = ("incomplete", "reachable", "probing", "static")

@@ -26,7 +26,7 @@ FETCH = """
 import http.client, json, sys
 out = {}
 for src in json.loads(sys.argv[1]):
-    c = http.client.HTTPConnection(sys.argv[2], 8080, timeout=5, source_address=(src, 0))
+    c = http.client.HTTPConnection(sys.argv[2], int(sys.argv[3]), timeout=5, source_address=(src, 0))
     try:
         c.request("GET", "/who")
         out[src] = c.getresponse().read().decode().strip()
@@ -102,9 +102,10 @@ class Lab:
             time.sleep(0.05)
         raise AssertionError(f"no HTTP server in {ns}")
 
-    def fetch(self, sources, dst):
+    def fetch(self, sources, dst, port=8080):
         """Which backend answers each client source address."""
-        out = self.client.run(sys.executable, "-c", FETCH, json.dumps(sources), dst, timeout=120)
+        out = self.client.run(sys.executable, "-c", FETCH, json.dumps(sources), dst, str(port),
+                              timeout=120)
         return json.loads(out.stdout)
 
     def close(self):

@@ -200,6 +200,7 @@ def test_bad_l4_input_is_dropped_and_counted(lb):
 
 def test_service_api_errors(lb):
     lb.add_service(VIP, 80)
+    assert lb.lookup(VIP).kind == "service"
     with pytest.raises(AlreadyExists, match="service 10.0.0.100:80/tcp already exists"):
         lb.add_service(VIP, 80)
     with pytest.raises(InvalidArgument, match="tcp, udp"):

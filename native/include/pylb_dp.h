@@ -208,6 +208,7 @@ enum pylb_route_kind {
 	PYLB_ROUTE_CONNECTED,			/* from a port address */
 	PYLB_ROUTE_LOCAL,			/* the address itself */
 	PYLB_ROUTE_VIP,				/* an L3 VIP prefix */
+	PYLB_ROUTE_SERVICE,			/* a VIP address with L4 services */
 };
 
 struct pylb_route {

@@ -391,9 +391,9 @@ route_del_unlocked(struct pylb_dp *dp, const struct pylb_prefix *dst)
 	pylb_fmt_ip(&dst->addr, buf, sizeof(buf));
 	if (v == 0)
 		return pylb_fail(-PYLB_E_NOENT, "no route to %s/%u", buf, dst->len);
-	if (fib_kind((uint32_t)v) == PYLB_FIB_VIP)
-		return pylb_fail(-PYLB_E_INVAL, "%s/%u is a VIP; delete the VIP", buf,
-				 dst->len);
+	if (fib_kind((uint32_t)v) == PYLB_FIB_VIP || fib_kind((uint32_t)v) == PYLB_FIB_SERVICE)
+		return pylb_fail(-PYLB_E_INVAL, "%s/%u is a VIP; delete the VIP or its services",
+				 buf, dst->len);
 	if (fib_kind((uint32_t)v) == PYLB_FIB_LOCAL)
 		return pylb_fail(-PYLB_E_INVAL,
 			"%s/%u is a port address; it cannot be deleted as a route",
@@ -454,6 +454,8 @@ route_fill(const struct pylb_dp *dp, uint64_t v, struct pylb_route *out)
 	out->n_nh = 0;
 	if (kind == PYLB_FIB_VIP) {
 		out->kind = PYLB_ROUTE_VIP;
+	} else if (kind == PYLB_FIB_SERVICE) {
+		out->kind = PYLB_ROUTE_SERVICE;
 	} else if (kind == PYLB_FIB_LOCAL) {
 		out->kind = PYLB_ROUTE_LOCAL;
 		out->n_nh = 1;

@@ -156,8 +156,8 @@ tel_neigh(const char *cmd __rte_unused, const char *params __rte_unused,
 static void
 fmt_route(const struct pylb_dp *dp, const struct pylb_route *r, char *buf, size_t len)
 {
-	static const char *const kinds[] = { "via", "connected", "local", "vip" };
-	size_t off = (size_t)snprintf(buf, len, "%s", kinds[r->kind & 3]);
+	static const char *const kinds[] = { "via", "connected", "local", "vip", "service" };
+	size_t off = (size_t)snprintf(buf, len, "%s", kinds[r->kind % RTE_DIM(kinds)]);
 
 	for (uint16_t i = 0; i < r->n_nh && off < len; i++) {
 		char gw[PYLB_ADDR_STRLEN] = "";

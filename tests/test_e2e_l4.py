@@ -1,0 +1,143 @@
+"""End to end for L4 services on TAP with real kernel TCP and UDP: the same lab
+as the L3 tests (client namespace on p0, three backend namespaces behind a
+bridge on p1), the appliance driven through its Python API."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+
+from test_e2e_l3 import Lab
+
+ECHO = """
+import socket, sys, threading
+name, port = sys.argv[1], int(sys.argv[2])
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+u.bind(("0.0.0.0", port))
+def udp():
+    while True:
+        data, peer = u.recvfrom(2048)
+        u.sendto(name.encode() + b" " + data, peer)
+threading.Thread(target=udp, daemon=True).start()
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", port))
+s.listen(64)
+print("ready", flush=True)
+def serve(c):
+    while data := c.recv(2048):
+        c.sendall(name.encode() + b" " + data)
+while True:
+    c, _ = s.accept()
+    threading.Thread(target=serve, args=(c,), daemon=True).start()
+"""
+
+# A client that keeps one TCP connection open and talks on it when told to
+# (a line on stdin), printing who answered.
+LONG = """
+import socket, sys
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])), 5)
+for line in sys.stdin:
+    s.sendall(line.strip().encode())
+    print(s.recv(2048).decode().split()[0], flush=True)
+"""
+
+UDP_ASK = """
+import socket, sys
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+u.settimeout(3)
+u.sendto(b"ping", (sys.argv[1], int(sys.argv[2])))
+data, peer = u.recvfrom(2048)
+print(json.dumps([data.decode().split()[0], peer[0], peer[1]]))
+""".replace("import socket, sys", "import json, socket, sys")
+
+
+@pytest.fixture(scope="module")
+def lab():
+    lab = Lab()
+    for ns, _ in lab.backends:
+        p = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-c", ECHO, ns, "9000"],
+                             stdout=subprocess.PIPE, text=True)
+        assert p.stdout.readline().strip() == "ready"
+        lab.procs.append(p)
+    yield lab
+    lab.close()
+
+
+def test_nat_spreads_300_connections_by_weight(lab):
+    vip = f"{lab.app.net}.9.80"
+    weights = [1, 1, 2]
+    lab.app.call("add_service", vip, 80, method="nat",
+                 backends=[(ip, 8080, w) for (_, ip), w in zip(lab.backends, weights)])
+    got = lab.fetch([f"{lab.app.net}.0.2"], vip, port=80)   # port 80 translated to 8080
+    assert list(got.values())[0] in [ns for ns, _ in lab.backends]
+    out = lab.client.run(sys.executable, "-c", """
+import http.client, json, sys
+seen = []
+for _ in range(300):
+    c = http.client.HTTPConnection(sys.argv[1], 80, timeout=5)
+    c.request("GET", "/who")
+    seen.append(c.getresponse().read().decode().strip())
+    c.close()
+print(json.dumps(seen))
+""", vip, timeout=180).stdout
+    seen = json.loads(out)
+    assert len(seen) == 300
+    for (ns, _), w in zip(lab.backends, weights):
+        share = seen.count(ns) / 300
+        assert abs(share - w / sum(weights)) < 0.10, (ns, share)
+    conns = lab.app.call("connections", vip=vip)
+    assert conns and all(c[7] in ("fin_wait", "time_wait", "close", "established") for c in conns)
+
+
+def test_long_lived_connection_survives_backend_changes_and_drain(lab):
+    vip = f"{lab.app.net}.9.90"
+    names = [ns for ns, _ in lab.backends]
+    ips = [ip for _, ip in lab.backends]
+    lab.app.call("add_service", vip, 9000, backends=[(ips[0], 9000), (ips[1], 9000)])
+    p = subprocess.Popen(["ip", "netns", "exec", lab.client.name, sys.executable, "-c", LONG,
+                          vip, "9000"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        def ask():
+            p.stdin.write("hello\n")
+            p.stdin.flush()
+            return p.stdout.readline().strip()
+        first = ask()
+        assert first in names[:2]
+        mine = names.index(first)
+        other = 1 - mine
+        lab.app.call("set_service_backends", vip, 9000,
+                     [(ips[0], 9000), (ips[1], 9000), (ips[2], 9000)])          # add one
+        assert ask() == first
+        lab.app.call("set_service_backends", vip, 9000,
+                     [(ips[mine], 9000, 3), (ips[2], 9000, 1)])                # remove one, reweigh
+        assert ask() == first
+        lab.app.call("set_service_backends", vip, 9000,
+                     [(ips[mine], 9000, 0), (ips[2], 9000, 1), (ips[other], 9000, 1)])  # drain mine
+        assert ask() == first                                                   # still served
+        fresh = lab.client.run(sys.executable, "-c", """
+import socket, sys
+names = []
+for _ in range(40):
+    s = socket.create_connection((sys.argv[1], 9000), 5)
+    s.sendall(b"x")
+    names.append(s.recv(100).decode().split()[0])
+    s.close()
+print(" ".join(names))
+""", vip).stdout.split()
+        assert len(fresh) == 40 and first not in fresh                          # no new ones on it
+    finally:
+        p.stdin.close()
+        p.wait(10)
+
+
+def test_udp_request_and_reply_through_the_vip(lab):
+    vip = f"{lab.app.net}.9.53"
+    lab.app.call("add_service", vip, 53, proto="udp", backends=[(lab.backends[2][1], 9000)])
+    out = json.loads(lab.client.run(sys.executable, "-c", UDP_ASK, vip, "53").stdout)
+    assert out == [lab.backends[2][0], vip, 53]
+    assert any(c[0] == "udp" for c in lab.app.call("connections", vip=vip))
