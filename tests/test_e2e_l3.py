@@ -42,8 +42,8 @@ class Lab:
     """Client namespace on p0; on p1 a LAN namespace bridging the TAP to
     three backend namespaces, each serving HTTP on :8080 with its name."""
 
-    def __init__(self):
-        self.app = Appliance(kernel=True, driver=True).start()
+    def __init__(self, **appliance):
+        self.app = Appliance(kernel=True, driver=True, **appliance).start()
         net = self.app.net
         self.procs: list[subprocess.Popen] = []
         self.namespaces: list[str] = []

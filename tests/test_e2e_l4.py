@@ -141,3 +141,31 @@ def test_udp_request_and_reply_through_the_vip(lab):
     out = json.loads(lab.client.run(sys.executable, "-c", UDP_ASK, vip, "53").stdout)
     assert out == [lab.backends[2][0], vip, 53]
     assert any(c[0] == "udp" for c in lab.app.call("connections", vip=vip))
+
+
+def test_two_workers_keep_both_directions_of_every_nat_connection_together():
+    """Two workers (lcores mapped onto the two cores): the TAP queues spread
+    flows across them, so a backend's reply often lands on the worker that
+    does not own the connection; it is handed to the owner."""
+    lab = Lab(workers="1-2", cpu_map="0@0,1@1,2@1", mbufs=16383)
+    try:
+        vip = f"{lab.app.net}.9.80"
+        lab.app.call("add_service", vip, 80, backends=[(ip, 8080) for _, ip in lab.backends])
+        out = lab.client.run(sys.executable, "-c", """
+import http.client, json, sys
+ok = 0
+for _ in range(100):
+    c = http.client.HTTPConnection(sys.argv[1], 80, timeout=5)
+    try:
+        c.request("GET", "/who")
+        ok += c.getresponse().status == 200
+    except OSError:
+        pass
+    c.close()
+print(ok)
+""", vip, timeout=300).stdout
+        assert int(out) == 100
+        st = lab.app.stats()
+        assert st["counters"]["redirected"] > 0 and st["drops"]["redirect_full"] == 0
+    finally:
+        lab.close()

@@ -83,6 +83,7 @@ enum pylb_err {
 	X(CONN_EXPIRED, conn_expired) \
 	X(CONN_TABLE_FULL, conn_table_full) \
 	X(NAT_REPLIES, nat_replies) \
+	X(REDIRECTED, redirected) \
 	X(FROM_KERNEL, from_kernel) \
 	X(BUSY_CYCLES, busy_cycles) \
 	X(BUSY_POLLS, busy_polls)
@@ -126,6 +127,7 @@ enum pylb_err {
 	X(TCP_NO_CONN, tcp_no_conn) \
 	X(TCP_BAD_FLAGS, tcp_bad_flags) \
 	X(SERVICE_NO_BACKEND, service_no_backend) \
+	X(REDIRECT_FULL, redirect_full) \
 	X(LOCAL_UNHANDLED, local_unhandled) \
 	X(KERNEL_INVALID, kernel_invalid) \
 	X(ALLOC_FAILED, alloc_failed) \

@@ -214,8 +214,8 @@ ipv4_dispatch(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port,
 			return drop(lc, m, PYLB_D_NO_ROUTE);
 		}
 		/* A backend's reply to a NAT connection leaves with the VIP. */
-		if (unlikely(lc->dp->n_nat != 0))
-			pylb_nat_reverse(lc, m, 4);
+		if (unlikely(lc->dp->n_nat != 0) && !pylb_nat_reverse(lc, port, m, 4))
+			return;
 		return pylb_fwd4(lc, cfg, port, m, fib_id(v));
 	}
 }

@@ -223,8 +223,8 @@ pylb_ipv6_input(struct pylb_lcore *lc, const struct pylb_cfg *cfg,
 			pylb_icmp6_error(lc, cfg, port, m, ICMP6_DEST_UNREACH, 0, 0);
 			return drop(lc, m, PYLB_D_NO_ROUTE);
 		}
-		if (unlikely(lc->dp->n_nat != 0))
-			pylb_nat_reverse(lc, m, 6);
+		if (unlikely(lc->dp->n_nat != 0) && !pylb_nat_reverse(lc, port, m, 6))
+			return;
 		return pylb_fwd6(lc, cfg, port, m, fib_id(v));
 	}
 }

@@ -60,9 +60,24 @@ pylb_l4_init(struct pylb_dp *dp)
 	dp->svc_hash = rte_hash_create(&hp);
 	if (dp->svc_hash == NULL || rte_hash_rcu_qsbr_add(dp->svc_hash, &rcu) != 0)
 		return -PYLB_E_NOMEM;
-	for (uint32_t i = 0; i < dp->n_slots; i++)
-		if (pylb_conn_init(dp, &dp->lcores[i]) != 0)
+	snprintf(name, sizeof(name), "pylb_natb%u", svc_seq);
+	hp.key_len = sizeof(struct svc_key);
+	dp->nat_backends = rte_hash_create(&hp);
+	if (dp->nat_backends == NULL || rte_hash_rcu_qsbr_add(dp->nat_backends, &rcu) != 0)
+		return -PYLB_E_NOMEM;
+	for (uint32_t i = 0; i < dp->n_slots; i++) {
+		struct pylb_lcore *lc = &dp->lcores[i];
+
+		if (pylb_conn_init(dp, lc) != 0)
 			return -PYLB_E_NOMEM;
+		if (i < dp->conf.n_workers && dp->conf.n_workers > 1) {
+			snprintf(name, sizeof(name), "pylb_rd%u_%u", svc_seq, i);
+			lc->redirect = rte_ring_create(name, PYLB_REDIRECT_RING,
+						       (int)rte_socket_id(), RING_F_SC_DEQ);
+			if (lc->redirect == NULL)
+				return -PYLB_E_NOMEM;
+		}
+	}
 	return 0;
 }
 
@@ -74,10 +89,20 @@ pylb_l4_free(struct pylb_dp *dp)
 		dp->svcs[i] = NULL;
 	}
 	rte_hash_free(dp->svc_hash);
+	rte_hash_free(dp->nat_backends);
 	dp->svc_hash = NULL;
+	dp->nat_backends = NULL;
 	if (dp->lcores != NULL)
-		for (uint32_t i = 0; i < dp->n_slots; i++)
-			pylb_conn_free(&dp->lcores[i]);
+		for (uint32_t i = 0; i < dp->n_slots; i++) {
+			struct pylb_lcore *lc = &dp->lcores[i];
+			struct rte_mbuf *m;
+
+			pylb_conn_free(lc);
+			while (lc->redirect != NULL && rte_ring_dequeue(lc->redirect, (void **)&m) == 0)
+				rte_pktmbuf_free(m);
+			rte_ring_free(lc->redirect);
+			lc->redirect = NULL;
+		}
 }
 
 /* Fast path. */
@@ -220,6 +245,42 @@ route_to(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 	nh_output(lc, cfg, nh, b.ip, af, m);
 }
 
+/* The worker that owns a connection: a function of the client's address and
+ * port, which both directions carry (as source, or as destination of the
+ * backend's reply), so either direction finds the same owner. */
+static inline uint32_t
+flow_owner(const struct pylb_dp *dp, const uint8_t *client, uint8_t af, uint16_t cport)
+{
+	uint32_t h = rte_hash_crc(client, af == 4 ? 4 : 16, PYLB_HASH_SEED ^ cport);
+
+	return h % dp->conf.n_workers;
+}
+
+#define RESUME_L4	1	/* m->hash.usr: where the owner picks it up */
+#define RESUME_REPLY	2
+
+/* Hand m to the worker that owns its flow. True if it was handed over. */
+static inline bool
+redirect(struct pylb_lcore *lc, struct rte_mbuf *m, int in_port, uint8_t af,
+	 uint32_t kind, const uint8_t *client, uint16_t cport)
+{
+	struct pylb_dp *dp = lc->dp;
+	uint32_t owner;
+
+	if (dp->conf.n_workers < 2 || lc->slot >= dp->conf.n_workers)
+		return false;
+	owner = flow_owner(dp, client, af, cport);
+	if (owner == lc->slot)
+		return false;
+	m->port = (uint16_t)in_port;
+	m->hash.usr = kind | (uint32_t)af << 8;
+	if (rte_ring_enqueue(dp->lcores[owner].redirect, m) != 0)
+		drop(lc, m, PYLB_D_REDIRECT_FULL);
+	else
+		CNT(lc, REDIRECTED);
+	return true;
+}
+
 static inline bool
 tcp_flags_valid(uint8_t f)
 {
@@ -254,8 +315,10 @@ pylb_l4_input(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 		if (!tcp_flags_valid(flags))
 			return drop(lc, m, PYLB_D_TCP_BAD_FLAGS);
 	}
-	CNT(lc, L4_PACKETS);
 	conn_key(&k, m, af, proto, ports);
+	if (redirect(lc, m, in_port, af, RESUME_L4, k.src, k.sport))
+		return;
+	CNT(lc, L4_PACKETS);
 	hash = af == 4 ? flow_hash4(*(uint32_t *)k.src, *(uint32_t *)k.dst) :
 		flow_hash6(k.src, k.dst);
 	c = pylb_conn_find(lc, &k, &reply);
@@ -317,10 +380,24 @@ pylb_l4_input(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 	route_to(lc, cfg, in_port, m, c->backend, af, method, hash);
 }
 
+/* Is (address, port) a backend of a NAT service? */
+static inline bool
+is_nat_backend(const struct pylb_dp *dp, const struct pylb_conn_key *k)
+{
+	struct svc_key b = { .port = k->sport, .proto = k->proto, .af = k->af };
+
+	memcpy(b.ip, k->src, 16);
+	if (rte_hash_lookup(dp->nat_backends, &b) >= 0)
+		return true;
+	b.port = 0;	/* a backend that keeps the client's port */
+	return rte_hash_lookup(dp->nat_backends, &b) >= 0;
+}
+
 /* A packet on its way to be routed: if it is a backend's reply of a NAT
- * connection, give it the VIP back as its source. */
-void
-pylb_nat_reverse(struct pylb_lcore *lc, struct rte_mbuf *m, uint8_t af)
+ * connection, give it the VIP back as its source. Returns false if it was
+ * handed to the worker that owns the connection. */
+bool
+pylb_nat_reverse(struct pylb_lcore *lc, int in_port, struct rte_mbuf *m, uint8_t af)
 {
 	struct pylb_conn_key k;
 	struct pylb_conn *c;
@@ -330,15 +407,54 @@ pylb_nat_reverse(struct pylb_lcore *lc, struct rte_mbuf *m, uint8_t af)
 
 	ports = l4_header(m, af, &proto);
 	if (ports == NULL || (proto != IPPROTO_TCP && proto != IPPROTO_UDP))
-		return;
+		return true;
 	conn_key(&k, m, af, proto, ports);
 	c = pylb_conn_find(lc, &k, &reply);
-	if (c == NULL || !reply)
-		return;
+	if (c == NULL) {
+		if (is_nat_backend(lc->dp, &k) &&
+		    redirect(lc, m, in_port, af, RESUME_REPLY, k.dst, k.dport))
+			return false;
+		return true;
+	}
+	if (!reply)
+		return true;
 	pylb_conn_update(lc, c, proto == IPPROTO_TCP ?
 			 ((struct rte_tcp_hdr *)ports)->tcp_flags : 0, true, pylb_now(lc->dp));
 	nat_rewrite(m, af, proto, ports, false, c->key.dst, c->key.dport);
 	CNT(lc, NAT_REPLIES);
+	return true;
+}
+
+/* Packets other workers handed over: continue where they stopped. */
+void
+pylb_redirect_drain(struct pylb_lcore *lc, const struct pylb_cfg *cfg)
+{
+	struct rte_mbuf *pkts[PYLB_BURST];
+	unsigned int n = rte_ring_dequeue_burst(lc->redirect, (void **)pkts, PYLB_BURST, NULL);
+
+	for (unsigned int i = 0; i < n; i++) {
+		struct rte_mbuf *m = pkts[i];
+		uint8_t af = (uint8_t)(m->hash.usr >> 8);
+		const uint8_t *ip = rte_pktmbuf_mtod_offset(m, const uint8_t *,
+							    sizeof(struct rte_ether_hdr));
+		uint32_t v;
+
+		if ((m->hash.usr & 0xff) == RESUME_L4) {
+			pylb_l4_input(lc, cfg, m->port, m, af);
+			continue;
+		}
+		pylb_nat_reverse(lc, m->port, m, af);
+		v = af == 4 ? fib4_lookup(lc->dp, *(const uint32_t *)(ip + 16)) :
+			fib6_lookup(lc->dp, ip + 24);
+		if (v == 0 || fib_kind(v) != PYLB_FIB_GROUP) {
+			drop(lc, m, PYLB_D_NO_ROUTE);
+			continue;
+		}
+		if (af == 4)
+			pylb_fwd4(lc, cfg, m->port, m, fib_id(v));
+		else
+			pylb_fwd6(lc, cfg, m->port, m, fib_id(v));
+	}
 }
 
 /* Control side. */
@@ -430,6 +546,29 @@ svc_publish(struct pylb_dp *dp, int id, struct pylb_service *next)
 	rte_free(old);
 }
 
+/* Count (delta +1/-1) the backends of a NAT service in dp->nat_backends. */
+static void
+nat_backends_count(struct pylb_dp *dp, const struct pylb_service *s, int delta)
+{
+	if (s == NULL || s->conf.method != PYLB_L4_NAT)
+		return;
+	for (uint32_t i = 0; i < s->n_backends; i++) {
+		struct svc_key k = { .proto = s->conf.proto, .af = s->backends[i].addr.af };
+		void *data = NULL;
+		uintptr_t refs;
+
+		memcpy(k.ip, s->backends[i].addr.ip, 16);
+		k.port = rte_cpu_to_be_16(s->backends[i].port);
+		refs = rte_hash_lookup_data(dp->nat_backends, &k, &data) >= 0 ?
+			(uintptr_t)data : 0;
+		refs += (uintptr_t)(intptr_t)delta;
+		if (refs == 0)
+			rte_hash_del_key(dp->nat_backends, &k);
+		else
+			rte_hash_add_key_data(dp->nat_backends, &k, (void *)refs);
+	}
+}
+
 static int
 service_add_unlocked(struct pylb_dp *dp, const struct pylb_service_conf *conf)
 {
@@ -493,6 +632,7 @@ service_del_unlocked(struct pylb_dp *dp, const struct pylb_ip *vip, uint8_t prot
 	svc_key_make(vip, proto, port, &k);
 	rte_hash_del_key(dp->svc_hash, &k);	/* reclaimed after a grace period */
 	dp->n_nat -= dp->svcs[id]->conf.method == PYLB_L4_NAT;
+	nat_backends_count(dp, dp->svcs[id], -1);
 	svc_publish(dp, id, NULL);
 	if (vip_users(dp, vip) == 0)
 		pylb_route_del_special(dp, &host, PYLB_FIB_VAL(PYLB_FIB_SERVICE, 0));
@@ -547,6 +687,8 @@ service_backends_set_unlocked(struct pylb_dp *dp, const struct pylb_ip *vip,
 			return rc;
 		}
 	}
+	nat_backends_count(dp, next, +1);
+	nat_backends_count(dp, cur, -1);
 	svc_publish(dp, id, next);
 	return 0;
 }

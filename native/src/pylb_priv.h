@@ -153,6 +153,7 @@ struct pylb_lcore {
 	struct pylb_dp *dp;
 	struct pylb_stats *stats;
 	struct pylb_conntrack ct;
+	struct rte_ring *redirect;	/* packets of flows this lcore owns */
 	uint64_t icmp_tokens;	/* ICMP error rate limit (token bucket) */
 	uint64_t icmp_tsc;
 	struct pylb_txbuf tx[2 * PYLB_MAX_PORTS];
@@ -232,6 +233,9 @@ struct pylb_dp {
 	struct rte_hash *svc_hash;
 	struct pylb_service *svcs[PYLB_MAX_SERVICES];
 	uint32_t n_nat;			/* NAT services: replies need a lookup */
+	/* NAT backends (address, port; refcount in the data word): a reply
+	 * from one that lands on another worker goes to the owner. */
+	struct rte_hash *nat_backends;
 	uint64_t timeout_tsc[PYLB_TCP__STATES];
 	uint64_t clock_offset;		/* test clock */
 
@@ -299,6 +303,7 @@ void pylb_l4_free(struct pylb_dp *dp);
 int pylb_conn_init(struct pylb_dp *dp, struct pylb_lcore *lc);
 void pylb_conn_free(struct pylb_lcore *lc);
 void pylb_conn_age(struct pylb_lcore *lc, uint64_t now, uint32_t step);
+void pylb_redirect_drain(struct pylb_lcore *lc, const struct pylb_cfg *cfg);
 
 static inline uint64_t
 pylb_now(const struct pylb_dp *dp)

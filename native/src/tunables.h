@@ -25,6 +25,7 @@
 #define PYLB_TBL8_MAX		32767	/* 16-bit FIB values */
 #define PYLB_CONN_DEFAULT	65536	/* tracked connections per lcore */
 #define PYLB_CONN_AGE_STEP	16	/* entries aged per worker loop */
+#define PYLB_REDIRECT_RING	1024	/* packets handed to a flow's owner */
 #define PYLB_MAX_SERVICES	4096
 #define PYLB_HASH_SEED		0x9e3779b9	/* flow hash: fixed, so stable */
 #define PYLB_RXD_DEFAULT	1024
