@@ -5,12 +5,13 @@ bridge on p1), the appliance driven through its Python API."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
-import time
 
 import pytest
 
+from appliance_harness import sh
 from test_e2e_l3 import Lab
 
 ECHO = """
@@ -58,33 +59,49 @@ print(json.dumps([data.decode().split()[0], peer[0], peer[1]]))
 
 @pytest.fixture(scope="module")
 def lab():
+    """Backends also run a TCP/UDP echo server on 9000 and an IPIP endpoint,
+    and carry the DR/tunnel VIPs on their loopback."""
     lab = Lab()
     for ns, _ in lab.backends:
         p = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-c", ECHO, ns, "9000"],
                              stdout=subprocess.PIPE, text=True)
         assert p.stdout.readline().strip() == "ready"
         lab.procs.append(p)
+        p = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable,
+                              os.path.join(os.path.dirname(__file__), "ipip_decap.py")],
+                             stdout=subprocess.PIPE, text=True)
+        assert p.stdout.readline().strip() == "ready"
+        lab.procs.append(p)
+        for method in ("dr", "tunnel"):
+            sh("ip", "netns", "exec", ns, "ip", "addr", "add", f"{vip_of(lab, method)}/32", "dev", "lo")
     yield lab
     lab.close()
 
 
-def test_nat_spreads_300_connections_by_weight(lab):
-    vip = f"{lab.app.net}.9.80"
+def vip_of(lab, method):
+    return f"{lab.app.net}.9.{ {'nat': 80, 'dr': 81, 'tunnel': 82}[method] }"
+
+
+@pytest.mark.parametrize("method", ["nat", "dr", "tunnel"])
+def test_300_connections_spread_by_weight(lab, method):
+    vip = vip_of(lab, method)
     weights = [1, 1, 2]
-    lab.app.call("add_service", vip, 80, method="nat",
+    # NAT translates port 80 to the servers' 8080; DR and tunnel keep the port.
+    port = 80 if method == "nat" else 8080
+    lab.app.call("add_service", vip, port, method=method,
                  backends=[(ip, 8080, w) for (_, ip), w in zip(lab.backends, weights)])
-    got = lab.fetch([f"{lab.app.net}.0.2"], vip, port=80)   # port 80 translated to 8080
-    assert list(got.values())[0] in [ns for ns, _ in lab.backends]
+    got = lab.fetch([f"{lab.app.net}.0.2"], vip, port=port)
+    assert list(got.values())[0] in [ns for ns, _ in lab.backends], got
     out = lab.client.run(sys.executable, "-c", """
 import http.client, json, sys
 seen = []
 for _ in range(300):
-    c = http.client.HTTPConnection(sys.argv[1], 80, timeout=5)
+    c = http.client.HTTPConnection(sys.argv[1], int(sys.argv[2]), timeout=5)
     c.request("GET", "/who")
     seen.append(c.getresponse().read().decode().strip())
     c.close()
 print(json.dumps(seen))
-""", vip, timeout=180).stdout
+""", vip, str(port), timeout=180).stdout
     seen = json.loads(out)
     assert len(seen) == 300
     for (ns, _), w in zip(lab.backends, weights):
