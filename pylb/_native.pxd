@@ -179,6 +179,8 @@ cdef extern from "pylb_dp.h" nogil:
     int pylb_dp_service_list(pylb_dp *dp, pylb_service_conf *out, uint32_t max)
     int pylb_dp_conn_list(pylb_dp *dp, pylb_conn_info *out, uint32_t max)
     uint64_t pylb_dp_conn_count(const pylb_dp *dp)
+    int pylb_dp_service_counts(pylb_dp *dp, const pylb_ip *vip, uint8_t proto, uint16_t port,
+                               uint32_t *active, uint32_t *inactive, uint32_t max)
     void pylb_dp_clock_advance(pylb_dp *dp, uint64_t ms)
 
     int pylb_maglev_build(const pylb_backend *b, uint32_t n, uint32_t size, uint16_t *table)

@@ -755,6 +755,27 @@ cdef class Dataplane:
             free(buf)
         return out
 
+    def service_counts(self, vip, int port, str proto="tcp"):
+        """Per backend, like ipvsadm -L -n: [(backend, active, inactive)];
+        active means established (TCP) or tracked (UDP)."""
+        cdef pylb_ip a
+        _set_ip(&a, _parse_ip(vip, "VIP"))
+        backends = self.service(vip, port, proto).backends
+        cdef uint32_t n = max(len(backends), 1)
+        cdef uint32_t *act = <uint32_t *>malloc(n * sizeof(uint32_t))
+        cdef uint32_t *ina = <uint32_t *>malloc(n * sizeof(uint32_t))
+        if act == NULL or ina == NULL:
+            free(act)
+            free(ina)
+            raise MemoryError()
+        try:
+            got = _check(pylb_dp_service_counts(self._live(), &a, _proto(proto), _port(port),
+                                                act, ina, n))
+            return [(backends[i], act[i], ina[i]) for i in range(got)]
+        finally:
+            free(act)
+            free(ina)
+
     def conn_count(self):
         return pylb_dp_conn_count(self._live())
 

@@ -137,6 +137,21 @@ def cmd_vips(args) -> int:
     return 0
 
 
+def cmd_services(args) -> int:
+    from pylb import telemetry
+
+    services = telemetry.query(_prefix(args), "/pylb/services")
+    if args.json:
+        print(json.dumps(services, indent=2))
+        return 0
+    print(f"{'Prot LocalAddress:Port':32} {'Method':7} -> RemoteAddress:Port weight / active / inactive")
+    for svc in services.values():
+        print(f"{svc['service']:32} {svc['method']:7}")
+        for key in sorted((k for k in svc if k.startswith("b")), key=lambda k: int(k[1:])):
+            print(f"  -> {svc[key]}")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="pylb", description="pylb L3/L4 load-balancer appliance")
     ap.add_argument("--version", action="version", version=f"pylb {__version__}")
@@ -162,7 +177,9 @@ def parser() -> argparse.ArgumentParser:
                               ("ports", cmd_ports, "ports of a running appliance"),
                               ("neigh", cmd_neigh, "neighbours of a running appliance"),
                               ("routes", cmd_routes, "routes of a running appliance (first 200)"),
-                              ("vips", cmd_vips, "L3 VIPs of a running appliance")):
+                              ("vips", cmd_vips, "L3 VIPs of a running appliance"),
+                              ("services", cmd_services,
+                               "L4 services and their backends' connections (like ipvsadm -L -n)")):
         p = sub.add_parser(name, help=help_)
         p.add_argument("--instance")
         p.add_argument("--profile")

@@ -109,6 +109,9 @@ print(json.dumps(seen))
         assert abs(share - w / sum(weights)) < 0.10, (ns, share)
     conns = lab.app.call("connections", vip=vip)
     assert conns and all(c[7] in ("fin_wait", "time_wait", "close", "established") for c in conns)
+    # `pylb services` shows them per backend, like ipvsadm -L -n.
+    out = sh(sys.executable, "-m", "pylb", "services", "--instance", lab.app.instance).stdout
+    assert f"TCP {vip}:{port}" in out and f"-> {lab.backends[2][1]}:8080 weight 2 active" in out
 
 
 def test_long_lived_connection_survives_backend_changes_and_drain(lab):

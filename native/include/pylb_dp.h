@@ -384,6 +384,12 @@ int pylb_dp_service_list(struct pylb_dp *dp, struct pylb_service_conf *out,
  * workers. */
 int pylb_dp_conn_list(struct pylb_dp *dp, struct pylb_conn_info *out, uint32_t max);
 uint64_t pylb_dp_conn_count(const struct pylb_dp *dp);
+/* Per backend of a service, like ipvsadm -L -n: active (established) and
+ * inactive (every other state) connections. Arrays of the service's
+ * backend count, in its order. */
+int pylb_dp_service_counts(struct pylb_dp *dp, const struct pylb_ip *vip, uint8_t proto,
+			   uint16_t port, uint32_t *active, uint32_t *inactive,
+			   uint32_t max);
 /* Test clock: move the dataplane's notion of time forward (timeouts). */
 void pylb_dp_clock_advance(struct pylb_dp *dp, uint64_t ms);
 

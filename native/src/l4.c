@@ -722,7 +722,59 @@ service_list_unlocked(struct pylb_dp *dp, struct pylb_service_conf *out, uint32_
 	return (int)n;
 }
 
+static int
+service_counts_unlocked(struct pylb_dp *dp, const struct pylb_ip *vip, uint8_t proto,
+			uint16_t port, uint32_t *active, uint32_t *inactive, uint32_t max)
+{
+	char name[96];
+	int id = svc_find(dp, vip, proto, port, name, sizeof(name));
+	const struct pylb_service *s;
+	uint32_t n;
+
+	if (id < 0)
+		return id;
+	s = dp->svcs[id];
+	n = RTE_MIN(max, s->n_backends);
+	memset(active, 0, n * sizeof(*active));
+	memset(inactive, 0, n * sizeof(*inactive));
+	for (uint32_t slot = 0; slot < dp->n_slots; slot++) {
+		const struct pylb_conntrack *ct = &dp->lcores[slot].ct;
+
+		for (uint32_t i = 0; i < ct->cap; i++) {
+			struct pylb_conn c = ct->conns[i];	/* a snapshot */
+
+			if (!c.in_use || c.svc != id)
+				continue;
+			for (uint32_t b = 0; b < n; b++) {
+				const struct pylb_backend *be = &s->backends[b];
+
+				if (memcmp(c.backend, be->addr.ip, 16) == 0 &&
+				    (be->port == 0 || c.bport == rte_cpu_to_be_16(be->port))) {
+					if (c.state == PYLB_TCP_ESTABLISHED || c.state == PYLB_TCP_NONE)
+						active[b]++;
+					else
+						inactive[b]++;
+					break;
+				}
+			}
+		}
+	}
+	return (int)n;
+}
+
 /* The API: serialised with the telemetry thread's readers. */
+
+int
+pylb_dp_service_counts(struct pylb_dp *dp, const struct pylb_ip *vip, uint8_t proto,
+		       uint16_t port, uint32_t *active, uint32_t *inactive, uint32_t max)
+{
+	int rc;
+
+	pthread_mutex_lock(&dp->ctl_lock);
+	rc = service_counts_unlocked(dp, vip, proto, port, active, inactive, max);
+	pthread_mutex_unlock(&dp->ctl_lock);
+	return rc;
+}
 
 int
 pylb_dp_service_add(struct pylb_dp *dp, const struct pylb_service_conf *conf)

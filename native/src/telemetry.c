@@ -10,6 +10,7 @@
 
 #include <rte_ether.h>
 #include <rte_telemetry.h>
+#include <netinet/in.h>
 
 #include <string.h>
 
@@ -252,6 +253,54 @@ tel_vips(const char *cmd __rte_unused, const char *params __rte_unused,
 	return 0;
 }
 
+/* L4 services, ipvsadm -L -n style: "s<i>": {service, method, b<j>:
+ * "ip:port weight W active A inactive I"} */
+static int
+tel_services(const char *cmd __rte_unused, const char *params __rte_unused,
+	     struct rte_tel_data *d)
+{
+	static const char *const methods[] = { "nat", "dr", "tunnel" };
+	static struct pylb_service_conf svcs[64];
+	static struct pylb_backend b[TEL_MAX_ENTRIES];
+	static uint32_t active[TEL_MAX_ENTRIES], inactive[TEL_MAX_ENTRIES];
+	int n = 0;
+
+	rte_tel_data_start_dict(d);
+	if (tel_begin() != NULL)
+		n = pylb_dp_service_list(tel_dp, svcs, RTE_DIM(svcs));
+	for (int i = 0; i < n; i++) {
+		struct rte_tel_data *e = rte_tel_data_alloc();
+		const struct pylb_service_conf *c = &svcs[i];
+		char line[RTE_TEL_MAX_STRING_LEN], a[PYLB_ADDR_STRLEN], key[16];
+		struct pylb_service_conf conf;
+		uint32_t nb = 0;
+
+		if (e == NULL || pylb_dp_service_get(tel_dp, &c->vip, c->proto, c->port, &conf, b,
+						     RTE_DIM(b), &nb) != 0) {
+			rte_tel_data_free(e);
+			continue;
+		}
+		nb = RTE_MIN(nb, (uint32_t)RTE_DIM(b));
+		pylb_dp_service_counts(tel_dp, &c->vip, c->proto, c->port, active, inactive, nb);
+		rte_tel_data_start_dict(e);
+		snprintf(line, sizeof(line), "%s %s:%u", c->proto == IPPROTO_TCP ? "TCP" : "UDP",
+			 pylb_fmt_ip(&c->vip, a, sizeof(a)), c->port);
+		rte_tel_data_add_dict_string(e, "service", line);
+		rte_tel_data_add_dict_string(e, "method", methods[c->method % 3]);
+		for (uint32_t j = 0; j < nb; j++) {
+			snprintf(line, sizeof(line), "%s:%u weight %u active %u inactive %u",
+				 pylb_fmt_ip(&b[j].addr, a, sizeof(a)), b[j].port, b[j].weight,
+				 active[j], inactive[j]);
+			snprintf(key, sizeof(key), "b%u", j);
+			rte_tel_data_add_dict_string(e, key, line);
+		}
+		snprintf(key, sizeof(key), "s%d", i);
+		rte_tel_data_add_dict_container(d, key, e, 0);
+	}
+	tel_end();
+	return 0;
+}
+
 void
 pylb_telemetry_attach(struct pylb_dp *dp)
 {
@@ -264,6 +313,8 @@ pylb_telemetry_attach(struct pylb_dp *dp)
 			"pylb ports: device, MAC, link, addresses. No parameters");
 		rte_telemetry_register_cmd("/pylb/routes", tel_routes,
 			"pylb routes: count and the first 200. Parameters: 4 or 6");
+		rte_telemetry_register_cmd("/pylb/services", tel_services,
+			"pylb L4 services with active/inactive connections per backend. No parameters");
 		rte_telemetry_register_cmd("/pylb/vips", tel_vips,
 			"pylb L3 VIPs: method, table size, backends. No parameters");
 		rte_telemetry_register_cmd("/pylb/neigh", tel_neigh,
