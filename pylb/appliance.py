@@ -64,7 +64,9 @@ def run(profile: Profile, stop: threading.Event, instance: str | None = None,
     dp = None
     try:
         dp = native.Dataplane(workers=profile.workers, mbufs=profile.mbufs,
-                              mbuf_cache=profile.mbuf_cache, max_routes=profile.max_routes)
+                              mbuf_cache=profile.mbuf_cache, max_routes=profile.max_routes,
+                              conn_capacity=profile.conn_capacity,
+                              timeouts=dict(profile.timeouts))
         for port in profile.ports:
             idx = dp.add_port(port.name, port.device, rx_desc=port.rx_desc,
                               tx_desc=port.tx_desc, link_wait_ms=port.link_wait_ms,

@@ -20,7 +20,9 @@ PCI_RE = re.compile(r"^([0-9a-fA-F]{4}:)?[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]$")
 VDEV_RE = re.compile(r"^net_[a-z]+[0-9]*(,[A-Za-z0-9_]+=[^,\s]*)*$")
 
 TOP_KEYS = {"name", "lcores", "memory", "mbufs", "mbuf_cache", "ports", "log_level", "eal_args",
-            "max_routes"}
+            "max_routes", "connections"}
+CONN_KEYS = {"capacity", "timeouts"}
+TIMEOUT_KEYS = {"tcp_syn", "tcp_established", "tcp_fin", "tcp_close", "udp"}
 LCORE_KEYS = {"main", "workers", "cpu_map"}
 MEMORY_KEYS = {"hugepages", "size_mb", "huge_dir"}
 PORT_KEYS = {"name", "vdev", "pci", "addresses", "rx_desc", "tx_desc", "link_wait_ms",
@@ -66,6 +68,8 @@ class Profile:
     log_level: str = "notice"
     eal_args: tuple[str, ...] = field(default=())
     max_routes: int = 65536
+    conn_capacity: int = 65536          # tracked connections per lcore
+    timeouts: tuple = ()                # ((name, seconds), ...)
 
     def file_prefix(self, instance: str | None = None) -> str:
         return file_prefix(instance or self.name)
@@ -253,8 +257,14 @@ def load_profile(path: str) -> Profile:
                                   IFNAME_RE) if "kernel_iface" in rp else "",
         ))
 
+    conns = c.mapping(top.get("connections", {}), "connections", CONN_KEYS)
+    conn_capacity = c.integer(conns.get("capacity", 65536), "connections.capacity", 16, 1 << 26)
+    raw_t = c.mapping(conns.get("timeouts", {}), "connections.timeouts", TIMEOUT_KEYS)
+    timeouts = {k: c.integer(v, f"connections.timeouts.{k}", 1, 86400 * 7) for k, v in raw_t.items()}
+
     return Profile(path=path, name=name, main_lcore=main, workers=tuple(workers), cpu_map=cpu_map,
                    hugepages=hugepages, size_mb=size_mb, huge_dir=huge_dir, mbufs=mbufs,
                    mbuf_cache=mbuf_cache, ports=tuple(ports), log_level=log_level,
                    eal_args=tuple(eal_args),
-                   max_routes=c.integer(top.get("max_routes", 65536), "max_routes", 1024, 16777216))
+                   max_routes=c.integer(top.get("max_routes", 65536), "max_routes", 1024, 16777216),
+                   conn_capacity=conn_capacity, timeouts=tuple(sorted(timeouts.items())))

@@ -70,6 +70,8 @@ BAD = {
     "address without prefix": (GOOD.replace("10.9.0.1/24", "10.9.0.1"), "ports[0].addresses[0]",
                                "address with prefix length like 10.99.0.1/24", 11),
     "no device": (GOOD.replace("    vdev: net_tap0,iface=x0\n", ""), "ports[0]", "exactly one of", 9),
+    "unknown timeout": (GOOD + "connections:\n  timeouts:\n    tcp_forever: 5\n",
+                        "connections.timeouts.tcp_forever", "unknown key", 14),
     "kernel interface name too long": (GOOD.replace("    vdev: net_tap0,iface=x0\n",
                                                     "    vdev: net_tap0,iface=x0\n    kernel_iface: abcdefghijklmnopq\n"),
                                        "ports[0].kernel_iface", "at most 15", 11),
