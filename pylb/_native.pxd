@@ -105,6 +105,8 @@ cdef extern from "pylb_dp.h" nogil:
         uint8_t method
         uint8_t hash
         uint32_t table_size
+        uint32_t persistence
+        uint8_t persistence_prefix
 
     struct pylb_conn_info:
         pylb_ip client, vip, backend

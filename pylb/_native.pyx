@@ -130,6 +130,8 @@ class Service(NamedTuple):
     hash: str
     table_size: int
     backends: tuple
+    persistence: int = 0
+    persistence_prefix: int = 0
 
 
 class Connection(NamedTuple):
@@ -637,10 +639,12 @@ cdef class Dataplane:
     # L4 services
 
     def add_service(self, vip, int port, str proto="tcp", str method="nat",
-                    str hash="5tuple", int table_size=PYLB_MAGLEV_DEFAULT, backends=()):
+                    str hash="5tuple", int table_size=PYLB_MAGLEV_DEFAULT, backends=(),
+                    int persistence=0, int persistence_prefix=0):
         """A virtual service VIP:port/proto (port 0: all ports). `method`: nat,
         dr or tunnel; `hash`: 5tuple (Maglev on the 5-tuple) or source (on the
-        client address only)."""
+        client address only). `persistence`: seconds a client (its network,
+        with `persistence_prefix`) sticks to its backend, like ipvsadm -p."""
         cdef pylb_service_conf c
         cdef int rc
         memset(&c, 0, sizeof(c))
@@ -656,6 +660,11 @@ cdef class Dataplane:
         c.method = _L4_METHODS[method]
         c.hash = _L4_HASHES[hash]
         c.table_size = table_size
+        if persistence < 0 or not 0 <= persistence_prefix <= 128:
+            raise InvalidArgument(f"service {vip}:{port}: persistence {persistence} s "
+                                  f"/{persistence_prefix} is out of range")
+        c.persistence = persistence
+        c.persistence_prefix = persistence_prefix
         cdef pylb_dp *dp = self._live()
         with nogil:
             rc = pylb_dp_service_add(dp, &c)
@@ -713,7 +722,7 @@ cdef class Dataplane:
             return Service(str(_get_ip(&c.vip)), c.port, _PROTO_NAMES[c.proto],
                            _L4_METHOD_NAMES[c.method], _L4_HASH_NAMES[c.hash], c.table_size,
                            tuple(L4Backend(str(_get_ip(&b[i].addr)), b[i].port, b[i].weight)
-                                 for i in range(n)))
+                                 for i in range(n)), c.persistence, c.persistence_prefix)
         finally:
             free(b)
 

@@ -160,6 +160,35 @@ def test_source_hash_keeps_a_client_on_one_backend(lb):
         assert len(dsts) == 1
 
 
+def test_persistence_keeps_a_client_network_on_its_backend(lb):
+    def backend_of(src, sport):
+        (_, f), = lb.inject("p0", [raw(c2v(sport=sport, src=src))])
+        return Ether(f).dst
+    # What the scheduler alone chooses (same backends, same table).
+    lb.add_service(VIP, 80, method="dr", backends=BACKENDS)
+    sched = {p: backend_of("10.0.0.2", p) for p in range(5000, 5040)}
+    lb.del_service(VIP, 80)
+    lb.add_service(VIP, 80, method="dr", backends=BACKENDS, persistence=60, persistence_prefix=24)
+    first = backend_of("10.0.0.2", 1000)
+    # Other connections of the client, and of its /24, go to the same backend,
+    # although the 5-tuple hash alone would spread them.
+    assert {backend_of("10.0.0.2", p) for p in range(1001, 1040)} == {first}
+    assert {backend_of("10.0.0.77", p) for p in range(2000, 2020)} == {first}
+    # Draining that backend moves new connections, and they stick to the new one.
+    mine = [b for b in BACKENDS if BMAC[b] == first][0]
+    lb.set_service_backends(VIP, 80, [(b, 0, 0 if b == mine else 1) for b in BACKENDS])
+    moved = {backend_of("10.0.0.2", p) for p in range(3000, 3020)}
+    assert len(moved) == 1 and first not in moved
+    # Once persistence (and the old connections) time out, the scheduler
+    # chooses again, and the client sticks to that.
+    lb.set_service_backends(VIP, 80, BACKENDS)
+    lb.clock_advance(61_000)
+    lb.housekeep()
+    p = next(p for p in sched if sched[p] not in moved)
+    assert backend_of("10.0.0.2", p) == sched[p]
+    assert backend_of("10.0.0.2", 6000) == sched[p]
+
+
 def test_all_ports_service_keeps_the_port(lb):
     lb.add_service(VIP, 0, backends=[BACKENDS[0]])
     (_, f), = lb.inject("p0", [raw(c2v(dport=4443))])

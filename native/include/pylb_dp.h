@@ -258,6 +258,9 @@ struct pylb_service_conf {
 	uint8_t method;				/* enum pylb_l4_method */
 	uint8_t hash;				/* enum pylb_l4_hash */
 	uint32_t table_size;			/* prime; 0: PYLB_MAGLEV_DEFAULT */
+	uint32_t persistence;			/* seconds a client sticks to its
+						 * backend (ipvsadm -p); 0: off */
+	uint8_t persistence_prefix;		/* client netmask; 0: host */
 };
 
 enum pylb_tcp_state {

@@ -32,14 +32,26 @@ pylb_conn_init(struct pylb_dp *dp, struct pylb_lcore *lc)
 
 	snprintf(name, sizeof(name), "pylb_ct%u_%u", ++conn_seq, lc->slot);
 	ct->h = rte_hash_create(&hp);
+	/* Persistence entries: one per client network, at most one per
+	 * connection; a quarter of the connections is plenty. */
+	snprintf(name, sizeof(name), "pylb_pt%u_%u", conn_seq, lc->slot);
+	hp.entries = RTE_MAX(cap / 4, 64u);
+	hp.key_len = sizeof(struct pylb_persist_key);
+	ct->ph = rte_hash_create(&hp);
 	ct->conns = rte_zmalloc("pylb_conns", cap * sizeof(*ct->conns), RTE_CACHE_LINE_SIZE);
 	ct->free = rte_malloc("pylb_conn_free", cap * sizeof(*ct->free), 0);
-	if (ct->h == NULL || ct->conns == NULL || ct->free == NULL)
+	ct->pers = rte_zmalloc("pylb_pers", hp.entries * sizeof(*ct->pers), RTE_CACHE_LINE_SIZE);
+	ct->pfree = rte_malloc("pylb_pers_free", hp.entries * sizeof(*ct->pfree), 0);
+	if (ct->h == NULL || ct->ph == NULL || ct->conns == NULL || ct->free == NULL ||
+	    ct->pers == NULL || ct->pfree == NULL)
 		return -PYLB_E_NOMEM;
 	ct->cap = cap;
 	for (uint32_t i = 0; i < cap; i++)
 		ct->free[i] = cap - 1 - i;
 	ct->n_free = cap;
+	for (uint32_t i = 0; i < hp.entries; i++)
+		ct->pfree[i] = hp.entries - 1 - i;
+	ct->n_pfree = ct->pcap = hp.entries;
 	return 0;
 }
 
@@ -47,8 +59,11 @@ void
 pylb_conn_free(struct pylb_lcore *lc)
 {
 	rte_hash_free(lc->ct.h);
+	rte_hash_free(lc->ct.ph);
 	rte_free(lc->ct.conns);
 	rte_free(lc->ct.free);
+	rte_free(lc->ct.pers);
+	rte_free(lc->ct.pfree);
 	memset(&lc->ct, 0, sizeof(lc->ct));
 }
 
@@ -170,11 +185,68 @@ pylb_conn_update(struct pylb_lcore *lc, struct pylb_conn *c, uint8_t tcp_flags,
 	c->expire_tsc = now + dp->timeout_tsc[c->state];
 }
 
+/* The backend a client network sticks to, if any (refreshed by the caller). */
+struct pylb_persist *
+pylb_persist_find(struct pylb_lcore *lc, const struct pylb_persist_key *k, uint64_t now)
+{
+	void *data;
+	struct pylb_persist *p;
+
+	if (rte_hash_lookup_data(lc->ct.ph, k, &data) < 0)
+		return NULL;
+	p = &lc->ct.pers[(uintptr_t)data];
+	return (int64_t)(now - p->expire_tsc) < 0 ? p : NULL;
+}
+
+struct pylb_persist *
+pylb_persist_new(struct pylb_lcore *lc, const struct pylb_persist_key *k)
+{
+	struct pylb_conntrack *ct = &lc->ct;
+	struct pylb_persist *p;
+	void *data;
+	uint32_t idx;
+
+	if (rte_hash_lookup_data(ct->ph, k, &data) >= 0)
+		return &ct->pers[(uintptr_t)data];	/* expired, not yet swept */
+	if (ct->n_pfree == 0)
+		return NULL;
+	idx = ct->pfree[--ct->n_pfree];
+	p = &ct->pers[idx];
+	memset(p, 0, sizeof(*p));
+	p->key = *k;
+	if (rte_hash_add_key_data(ct->ph, k, (void *)(uintptr_t)idx) < 0) {
+		ct->pfree[ct->n_pfree++] = idx;
+		return NULL;
+	}
+	p->in_use = 1;
+	return p;
+}
+
+static void
+persist_age(struct pylb_conntrack *ct, uint64_t now, uint32_t step)
+{
+	if (ct->n_pfree == ct->pcap)
+		return;
+	for (uint32_t i = 0; i < step; i++) {
+		struct pylb_persist *p = &ct->pers[ct->psweep];
+
+		if (++ct->psweep == ct->pcap)
+			ct->psweep = 0;
+		if (p->in_use && (int64_t)(now - p->expire_tsc) >= 0) {
+			rte_hash_del_key(ct->ph, &p->key);
+			p->in_use = 0;
+			ct->pfree[ct->n_pfree++] = (uint32_t)(p - ct->pers);
+		}
+	}
+}
+
 void
 pylb_conn_age(struct pylb_lcore *lc, uint64_t now, uint32_t step)
 {
 	struct pylb_conntrack *ct = &lc->ct;
 
+	if (ct->pcap != 0)
+		persist_age(ct, now, RTE_MIN(step, ct->pcap));
 	if (ct->cap == 0 || ct->n_free == ct->cap)
 		return;
 	for (uint32_t i = 0; i < step; i++) {

@@ -245,15 +245,14 @@ route_to(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 	nh_output(lc, cfg, nh, b.ip, af, m);
 }
 
-/* The worker that owns a connection: a function of the client's address and
- * port, which both directions carry (as source, or as destination of the
- * backend's reply), so either direction finds the same owner. */
+/* The worker that owns a connection: a function of the client's address,
+ * which both directions carry (as source, or as destination of the
+ * backend's reply), so either direction finds the same owner; and every
+ * connection of a client is on one worker, where its persistence lives. */
 static inline uint32_t
-flow_owner(const struct pylb_dp *dp, const uint8_t *client, uint8_t af, uint16_t cport)
+flow_owner(const struct pylb_dp *dp, const uint8_t *client, uint8_t af)
 {
-	uint32_t h = rte_hash_crc(client, af == 4 ? 4 : 16, PYLB_HASH_SEED ^ cport);
-
-	return h % dp->conf.n_workers;
+	return rte_hash_crc(client, af == 4 ? 4 : 16, PYLB_HASH_SEED) % dp->conf.n_workers;
 }
 
 #define RESUME_L4	1	/* m->hash.usr: where the owner picks it up */
@@ -262,14 +261,14 @@ flow_owner(const struct pylb_dp *dp, const uint8_t *client, uint8_t af, uint16_t
 /* Hand m to the worker that owns its flow. True if it was handed over. */
 static inline bool
 redirect(struct pylb_lcore *lc, struct rte_mbuf *m, int in_port, uint8_t af,
-	 uint32_t kind, const uint8_t *client, uint16_t cport)
+	 uint32_t kind, const uint8_t *client)
 {
 	struct pylb_dp *dp = lc->dp;
 	uint32_t owner;
 
 	if (dp->conf.n_workers < 2 || lc->slot >= dp->conf.n_workers)
 		return false;
-	owner = flow_owner(dp, client, af, cport);
+	owner = flow_owner(dp, client, af);
 	if (owner == lc->slot)
 		return false;
 	m->port = (uint16_t)in_port;
@@ -287,6 +286,41 @@ tcp_flags_valid(uint8_t f)
 	if ((f & RTE_TCP_SYN_FLAG) && (f & (RTE_TCP_FIN_FLAG | RTE_TCP_RST_FLAG)))
 		return false;
 	return f != 0;
+}
+
+/* Persistence: the client's network sticks to the backend it had, while
+ * the entry lives and that backend still takes new connections (a drained
+ * or removed backend is replaced by the scheduler's choice). */
+static const struct pylb_backend *
+persist(struct pylb_lcore *lc, const struct pylb_service *svc,
+	const struct pylb_conn_key *k, const struct pylb_backend *chosen, uint64_t now)
+{
+	uint8_t len = svc->conf.persistence_prefix;
+	struct pylb_persist_key pk = { .svc = svc->id, .af = k->af };
+	struct pylb_persist *p;
+	uint32_t bits = k->af == 4 ? 32 : 128;
+
+	memcpy(pk.ip, k->src, 16);
+	for (uint32_t bit = len ? len : bits; bit < bits; bit++)
+		pk.ip[bit / 8] &= (uint8_t)~(0x80 >> (bit % 8));
+	p = pylb_persist_find(lc, &pk, now);
+	if (p != NULL)
+		for (uint32_t i = 0; i < svc->n_backends; i++) {
+			const struct pylb_backend *b = &svc->backends[i];
+
+			if (b->weight != 0 && memcmp(b->addr.ip, p->backend, 16) == 0 &&
+			    b->port == p->bport) {
+				p->expire_tsc = now + rte_get_timer_hz() * svc->conf.persistence;
+				return b;
+			}
+		}
+	p = pylb_persist_new(lc, &pk);
+	if (p != NULL) {
+		memcpy(p->backend, chosen->addr.ip, 16);
+		p->bport = chosen->port;
+		p->expire_tsc = now + rte_get_timer_hz() * svc->conf.persistence;
+	}
+	return chosen;
 }
 
 /* A TCP or UDP packet for a service VIP. */
@@ -316,7 +350,7 @@ pylb_l4_input(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 			return drop(lc, m, PYLB_D_TCP_BAD_FLAGS);
 	}
 	conn_key(&k, m, af, proto, ports);
-	if (redirect(lc, m, in_port, af, RESUME_L4, k.src, k.sport))
+	if (redirect(lc, m, in_port, af, RESUME_L4, k.src))
 		return;
 	CNT(lc, L4_PACKETS);
 	hash = af == 4 ? flow_hash4(*(uint32_t *)k.src, *(uint32_t *)k.dst) :
@@ -349,6 +383,8 @@ pylb_l4_input(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 		hash = af == 4 ? flow_hash4(*(uint32_t *)k.src, 0) : flow_hash6(k.src, zero);
 	}
 	b = &svc->backends[svc->table[hash % svc->conf.table_size]];
+	if (svc->conf.persistence != 0)
+		b = persist(lc, svc, &k, b, now);
 	method = svc->conf.method;
 
 	c = pylb_conn_new(lc, &k);
@@ -412,7 +448,7 @@ pylb_nat_reverse(struct pylb_lcore *lc, int in_port, struct rte_mbuf *m, uint8_t
 	c = pylb_conn_find(lc, &k, &reply);
 	if (c == NULL) {
 		if (is_nat_backend(lc->dp, &k) &&
-		    redirect(lc, m, in_port, af, RESUME_REPLY, k.dst, k.dport))
+		    redirect(lc, m, in_port, af, RESUME_REPLY, k.dst))
 			return false;
 		return true;
 	}
@@ -588,6 +624,9 @@ service_add_unlocked(struct pylb_dp *dp, const struct pylb_service_conf *conf)
 				 name, c.method);
 	if (c.hash > PYLB_HASH_SOURCE)
 		return pylb_fail(-PYLB_E_INVAL, "service %s: unknown hash %u", name, c.hash);
+	if (c.persistence_prefix > (c.vip.af == 4 ? 32 : 128))
+		return pylb_fail(-PYLB_E_INVAL, "service %s: persistence netmask /%u is too long",
+				 name, c.persistence_prefix);
 	if (c.table_size == 0)
 		c.table_size = PYLB_MAGLEV_DEFAULT;
 	if (!pylb_is_prime(c.table_size) || c.table_size > PYLB_MAGLEV_MAX)

@@ -330,6 +330,9 @@ void pylb_conn_drop(struct pylb_lcore *lc, struct pylb_conn *c);
 struct pylb_conn *pylb_conn_find(struct pylb_lcore *lc, const struct pylb_conn_key *k,
 				 bool *reply);
 void pylb_conn_reply_key(const struct pylb_conn *c, struct pylb_conn_key *k);
+struct pylb_persist *pylb_persist_find(struct pylb_lcore *lc,
+				       const struct pylb_persist_key *k, uint64_t now);
+struct pylb_persist *pylb_persist_new(struct pylb_lcore *lc, const struct pylb_persist_key *k);
 void pylb_conn_update(struct pylb_lcore *lc, struct pylb_conn *c, uint8_t tcp_flags,
 		      bool reply, uint64_t now);
 

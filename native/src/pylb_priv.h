@@ -127,8 +127,30 @@ struct pylb_conn {
 	uint64_t packets;
 };
 
+/* Persistence: (service, client network) -> backend, per lcore. */
+struct pylb_persist_key {
+	uint8_t ip[16];
+	uint16_t svc;
+	uint8_t af;
+	uint8_t pad;
+};
+
+struct pylb_persist {
+	struct pylb_persist_key key;
+	uint8_t backend[16];
+	uint16_t bport;
+	uint8_t in_use;
+	uint64_t expire_tsc;
+};
+
 struct pylb_conntrack {
 	struct rte_hash *h;
+	struct rte_hash *ph;		/* persistence */
+	struct pylb_persist *pers;
+	uint32_t *pfree;
+	uint32_t n_pfree;
+	uint32_t pcap;
+	uint32_t psweep;
 	struct pylb_conn *conns;
 	uint32_t *free;		/* stack of free entry indices */
 	uint32_t n_free;
