@@ -20,6 +20,8 @@ cdef extern from "pylb_dp.h" nogil:
         PYLB_L4_NAT
         PYLB_L4_DR
         PYLB_L4_TUNNEL
+        PYLB_L4_FULLNAT
+        PYLB_MAX_LIPS
         PYLB_HASH_5TUPLE
         PYLB_HASH_SOURCE
         PYLB_NAME_LEN
@@ -107,10 +109,12 @@ cdef extern from "pylb_dp.h" nogil:
         uint32_t table_size
         uint32_t persistence
         uint8_t persistence_prefix
+        uint8_t n_lips
+        pylb_ip lips[PYLB_MAX_LIPS]
 
     struct pylb_conn_info:
-        pylb_ip client, vip, backend
-        uint16_t cport, vport, bport
+        pylb_ip client, vip, backend, local
+        uint16_t cport, vport, bport, lport
         uint8_t proto
         uint8_t state
         uint16_t lcore_slot
@@ -138,6 +142,7 @@ cdef extern from "pylb_dp.h" nogil:
 
     const char *pylb_strerror(int rc)
     const char *pylb_last_error()
+    void pylb_clear_error()
 
     int pylb_eal_init(int argc, char **argv)
     int pylb_eal_cleanup()

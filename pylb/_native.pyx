@@ -41,6 +41,7 @@ cdef int _check(int rc) except -1:
         return rc
     exc = _ERRORS.get(-rc, DataplaneError)
     detail = pylb_last_error().decode(errors="replace")
+    pylb_clear_error()
     raise exc(detail or pylb_strerror(rc).decode())
 
 
@@ -132,6 +133,7 @@ class Service(NamedTuple):
     backends: tuple
     persistence: int = 0
     persistence_prefix: int = 0
+    local_addresses: tuple = ()
 
 
 class Connection(NamedTuple):
@@ -146,6 +148,8 @@ class Connection(NamedTuple):
     expires_ms: int
     packets: int
     lcore_slot: int
+    local: str | None = None    # FullNAT: the source towards the backend
+    lport: int = 0
 
 
 class Vip(NamedTuple):
@@ -163,7 +167,8 @@ _METHOD_NAMES = {v: k for k, v in _METHODS.items()}
 _NEIGH_STATES = ("incomplete", "reachable", "probing", "static")
 _PROTOS = {"tcp": 6, "udp": 17}
 _PROTO_NAMES = {v: k for k, v in _PROTOS.items()}
-_L4_METHODS = {"nat": PYLB_L4_NAT, "dr": PYLB_L4_DR, "tunnel": PYLB_L4_TUNNEL}
+_L4_METHODS = {"nat": PYLB_L4_NAT, "dr": PYLB_L4_DR, "tunnel": PYLB_L4_TUNNEL,
+               "fullnat": PYLB_L4_FULLNAT}
 _L4_METHOD_NAMES = {v: k for k, v in _L4_METHODS.items()}
 _L4_HASHES = {"5tuple": PYLB_HASH_5TUPLE, "source": PYLB_HASH_SOURCE}
 _L4_HASH_NAMES = {v: k for k, v in _L4_HASHES.items()}
@@ -640,11 +645,13 @@ cdef class Dataplane:
 
     def add_service(self, vip, int port, str proto="tcp", str method="nat",
                     str hash="5tuple", int table_size=PYLB_MAGLEV_DEFAULT, backends=(),
-                    int persistence=0, int persistence_prefix=0):
+                    int persistence=0, int persistence_prefix=0, local_addresses=()):
         """A virtual service VIP:port/proto (port 0: all ports). `method`: nat,
         dr or tunnel; `hash`: 5tuple (Maglev on the 5-tuple) or source (on the
         client address only). `persistence`: seconds a client (its network,
-        with `persistence_prefix`) sticks to its backend, like ipvsadm -p."""
+        with `persistence_prefix`) sticks to its backend, like ipvsadm -p.
+        `local_addresses`: for fullnat, the port addresses used as sources
+        towards the backends."""
         cdef pylb_service_conf c
         cdef int rc
         memset(&c, 0, sizeof(c))
@@ -665,6 +672,12 @@ cdef class Dataplane:
                                   f"/{persistence_prefix} is out of range")
         c.persistence = persistence
         c.persistence_prefix = persistence_prefix
+        lips = [_parse_ip(a, "local address") for a in local_addresses]
+        if len(lips) > PYLB_MAX_LIPS:
+            raise InvalidArgument(f"at most {PYLB_MAX_LIPS} local addresses per service")
+        c.n_lips = len(lips)
+        for i, a in enumerate(lips):
+            _set_ip(&c.lips[i], a)
         cdef pylb_dp *dp = self._live()
         with nogil:
             rc = pylb_dp_service_add(dp, &c)
@@ -722,7 +735,8 @@ cdef class Dataplane:
             return Service(str(_get_ip(&c.vip)), c.port, _PROTO_NAMES[c.proto],
                            _L4_METHOD_NAMES[c.method], _L4_HASH_NAMES[c.hash], c.table_size,
                            tuple(L4Backend(str(_get_ip(&b[i].addr)), b[i].port, b[i].weight)
-                                 for i in range(n)), c.persistence, c.persistence_prefix)
+                                 for i in range(n)), c.persistence, c.persistence_prefix,
+                           tuple(str(_get_ip(&c.lips[i])) for i in range(c.n_lips)))
         finally:
             free(b)
 
@@ -757,7 +771,9 @@ cdef class Dataplane:
                                str(_get_ip(&buf[i].vip)), buf[i].vport,
                                str(_get_ip(&buf[i].backend)), buf[i].bport,
                                _TCP_STATES[buf[i].state] if buf[i].state < 6 else "?",
-                               buf[i].expires_ms, buf[i].packets, buf[i].lcore_slot)
+                               buf[i].expires_ms, buf[i].packets, buf[i].lcore_slot,
+                               None if buf[i].local.af == 0 else str(_get_ip(&buf[i].local)),
+                               buf[i].lport)
                 if all(getattr(c, k) == v for k, v in want.items()):
                     out.append(c)
         finally:

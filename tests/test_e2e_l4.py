@@ -163,16 +163,20 @@ def test_udp_request_and_reply_through_the_vip(lab):
     assert any(c[0] == "udp" for c in lab.app.call("connections", vip=vip))
 
 
-def test_two_workers_keep_both_directions_of_every_nat_connection_together():
+def test_two_workers_keep_both_directions_of_every_connection_together():
     """Two workers (lcores mapped onto the two cores): the TAP queues spread
-    flows across them, so a backend's reply often lands on the worker that
-    does not own the connection; it is handed to the owner."""
+    flows across them, so a packet often lands on the worker that does not
+    own its connection; it is handed to the owner (NAT: the worker of the
+    client's address; FullNAT replies: the worker owning the local port)."""
     lab = Lab(workers="1-2", cpu_map="0@0,1@1,2@1", mbufs=16383)
     try:
-        vip = f"{lab.app.net}.9.80"
-        lab.app.call("add_service", vip, 80, backends=[(ip, 8080) for _, ip in lab.backends])
-        out = lab.client.run(sys.executable, "-c", """
-import http.client, json, sys
+        net = lab.app.net
+        lab.app.call("add_service", f"{net}.9.80", 80, backends=[(ip, 8080) for _, ip in lab.backends])
+        lab.app.call("add_service", f"{net}.9.83", 80, method="fullnat",
+                     local_addresses=[f"{net}.1.1"], backends=[(ip, 8080) for _, ip in lab.backends])
+        for vip in (f"{net}.9.80", f"{net}.9.83"):
+            out = lab.client.run(sys.executable, "-c", """
+import http.client, sys
 ok = 0
 for _ in range(100):
     c = http.client.HTTPConnection(sys.argv[1], 80, timeout=5)
@@ -184,8 +188,37 @@ for _ in range(100):
     c.close()
 print(ok)
 """, vip, timeout=300).stdout
-        assert int(out) == 100
+            assert int(out) == 100, vip
         st = lab.app.stats()
         assert st["counters"]["redirected"] > 0 and st["drops"]["redirect_full"] == 0
     finally:
         lab.close()
+
+
+def test_fullnat_works_whatever_the_backends_routes(lab):
+    """The backends lose their default route: only their own LAN is
+    reachable, so NAT replies could not come back; FullNAT's can."""
+    net = lab.app.net
+    vip = f"{net}.9.83"
+    for ns, _ in lab.backends:
+        sh("ip", "netns", "exec", ns, "ip", "route", "del", "default")
+    try:
+        lab.app.call("add_service", vip, 80, method="fullnat", local_addresses=[f"{net}.1.1"],
+                     backends=[(ip, 8080) for _, ip in lab.backends])
+        out = lab.client.run(sys.executable, "-c", """
+import http.client, json, sys
+seen = []
+for _ in range(60):
+    c = http.client.HTTPConnection(sys.argv[1], 80, timeout=5)
+    c.request("GET", "/who")
+    seen.append(c.getresponse().read().decode().strip())
+    c.close()
+print(json.dumps(seen))
+""", vip, timeout=120).stdout
+        seen = json.loads(out)
+        assert len(seen) == 60 and len(set(seen)) == 3
+        conns = lab.app.call("connections", vip=vip)
+        assert conns and all(c[11] == f"{net}.1.1" and c[12] >= 1024 for c in conns)
+    finally:
+        for ns, _ in lab.backends:
+            sh("ip", "netns", "exec", ns, "ip", "route", "add", "default", "via", f"{net}.1.1")

@@ -20,7 +20,8 @@ BACKENDS = ["10.0.1.20", "10.0.1.21", "10.0.1.22"]
 BMAC = {b: f"02:00:00:00:0b:{i:02x}" for i, b in enumerate(BACKENDS)}
 
 # Drop reasons provoked here (see test_host_fixtures.test_every_drop_reason_is_exercised).
-EXERCISED = {"l4_truncated", "no_service", "tcp_no_conn", "tcp_bad_flags", "service_no_backend"}
+EXERCISED = {"l4_truncated", "no_service", "tcp_no_conn", "tcp_bad_flags", "service_no_backend",
+             "fullnat_no_port"}
 
 
 def drops_of(dp):
@@ -118,6 +119,32 @@ def test_udp_nat_request_and_reply(lb):
     assert [c.state for c in lb.connections()] == ["none"]
 
 
+def test_fullnat_rewrites_both_addresses_both_ways(lb):
+    lb.add_neighbour("p0", CLIENT, CLIENT_MAC)
+    lb.add_service(VIP, 80, method="fullnat", local_addresses=["10.0.1.1"],
+                   backends=[(b, 8080) for b in BACKENDS])
+    (port, f), = lb.inject("p0", [raw(c2v(sport=41000, payload=b"hi"))])
+    out = Ether(f)
+    backend, lport = out[IP].dst, out[TCP].sport
+    assert port == 1 and out[IP].src == "10.0.1.1" and lport >= 1024
+    assert (out[TCP].dport, out[IP].ttl) == (8080, 63) and checksums_ok(f)
+    # The backend answers the local address, whatever its own routes.
+    rep = (Ether(src=BMAC[backend], dst=P1_MAC) / IP(src=backend, dst="10.0.1.1")
+           / TCP(sport=8080, dport=lport, flags="SA"))
+    (port, f), = lb.inject("p1", [raw(rep)])
+    back = Ether(f)
+    assert port == 0 and (back[IP].src, back[TCP].sport, back[IP].dst, back[TCP].dport) == \
+        (VIP, 80, CLIENT, 41000)
+    assert checksums_ok(f)
+    (conn,) = lb.connections()
+    assert (conn.local, conn.lport, conn.backend) == ("10.0.1.1", lport, backend)
+    # Each connection gets its own local port.
+    ports = {Ether(f)[TCP].sport for _, f in lb.inject("p0", [raw(c2v(sport=p)) for p in range(50)])}
+    assert len(ports) == 50
+    with pytest.raises(InvalidArgument, match="local address"):
+        lb.add_service(VIP, 81, method="fullnat", local_addresses=["10.0.1.99"])
+
+
 def test_dr_rewrites_only_the_mac(lb):
     lb.add_service(VIP, 80, method="dr", backends=BACKENDS)
     pkt = c2v()
@@ -196,7 +223,7 @@ def test_all_ports_service_keeps_the_port(lb):
 
 
 def test_full_table_falls_back_to_the_stateless_choice(native):
-    d = native.Dataplane(mbufs=1023, mbuf_cache=0, conn_capacity=4)
+    d = native.Dataplane(mbufs=1023, mbuf_cache=0, conn_capacity=16)
     d.add_port("p0", mac=P0_MAC)
     d.add_port("p1", mac=P1_MAC)
     d.add_address("p0", "10.0.0.1/24")
@@ -204,9 +231,25 @@ def test_full_table_falls_back_to_the_stateless_choice(native):
     for b in BACKENDS:
         d.add_neighbour("p1", b, BMAC[b])
     d.add_service(VIP, 80, method="dr", backends=BACKENDS)
-    out = d.inject("p0", [raw(c2v(sport=p)) for p in range(100, 110)])
-    assert len(out) == 10 and d.conn_count() == 4
-    assert d.totals()["conn_table_full"] == 6 and d.totals()["conn_created"] == 4
+    out = d.inject("p0", [raw(c2v(sport=p)) for p in range(100, 130)])
+    assert len(out) == 30 and d.conn_count() == 16
+    assert d.totals()["conn_table_full"] == 14 and d.totals()["conn_created"] == 16
+    with pytest.raises(InvalidArgument, match="at least 16"):
+        native.Dataplane(conn_capacity=4)
+    d.close()
+
+
+def test_fullnat_without_room_drops_new_connections(native):
+    # FullNAT cannot fall back to a stateless choice: replies need the entry.
+    d = native.Dataplane(mbufs=1023, mbuf_cache=0, conn_capacity=16)
+    d.add_port("p0", mac=P0_MAC)
+    d.add_port("p1", mac=P1_MAC)
+    d.add_address("p0", "10.0.0.1/24")
+    d.add_address("p1", "10.0.1.1/24")
+    d.add_neighbour("p1", BACKENDS[0], BMAC[BACKENDS[0]])
+    d.add_service(VIP, 80, method="fullnat", local_addresses=["10.0.1.1"], backends=[BACKENDS[0]])
+    assert len(d.inject("p0", [raw(c2v(sport=p)) for p in range(20)])) == 16
+    assert {k: v for k, v in d.drops().items() if v} == {"fullnat_no_port": 4}
     d.close()
 
 

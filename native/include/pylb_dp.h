@@ -27,6 +27,7 @@ struct rte_mbuf;
 #define PYLB_MAX_BACKENDS	4096	/* per VIP */
 #define PYLB_MAGLEV_DEFAULT	65537	/* lookup table size, a prime */
 #define PYLB_MAGLEV_MAX		1048573
+#define PYLB_MAX_LIPS		8	/* FullNAT local addresses per service */
 #define PYLB_NAME_LEN		32
 #define PYLB_DEVARGS_LEN	256
 #define PYLB_ERRMSG_LEN		512
@@ -128,6 +129,7 @@ enum pylb_err {
 	X(TCP_BAD_FLAGS, tcp_bad_flags) \
 	X(SERVICE_NO_BACKEND, service_no_backend) \
 	X(REDIRECT_FULL, redirect_full) \
+	X(FULLNAT_NO_PORT, fullnat_no_port) \
 	X(LOCAL_UNHANDLED, local_unhandled) \
 	X(KERNEL_INVALID, kernel_invalid) \
 	X(ALLOC_FAILED, alloc_failed) \
@@ -244,6 +246,7 @@ enum pylb_l4_method {
 	PYLB_L4_NAT = 0,			/* DNAT, replies reverse-translated */
 	PYLB_L4_DR,				/* MAC rewrite, backend has the VIP */
 	PYLB_L4_TUNNEL,				/* IPIP to the backend */
+	PYLB_L4_FULLNAT,			/* DNAT + SNAT to a local address */
 };
 
 enum pylb_l4_hash {
@@ -261,6 +264,10 @@ struct pylb_service_conf {
 	uint32_t persistence;			/* seconds a client sticks to its
 						 * backend (ipvsadm -p); 0: off */
 	uint8_t persistence_prefix;		/* client netmask; 0: host */
+	/* FullNAT: the appliance's own addresses used as sources towards
+	 * the backends (each one a port address the backends can reach). */
+	uint8_t n_lips;
+	struct pylb_ip lips[PYLB_MAX_LIPS];
 };
 
 enum pylb_tcp_state {
@@ -274,8 +281,8 @@ enum pylb_tcp_state {
 };
 
 struct pylb_conn_info {
-	struct pylb_ip client, vip, backend;
-	uint16_t cport, vport, bport;
+	struct pylb_ip client, vip, backend, local;	/* local: FullNAT source */
+	uint16_t cport, vport, bport, lport;
 	uint8_t proto;
 	uint8_t state;				/* enum pylb_tcp_state */
 	uint16_t lcore_slot;
@@ -314,6 +321,7 @@ struct pylb_neigh_info {
 /* Errors */
 const char *pylb_strerror(int rc);
 const char *pylb_last_error(void);
+void pylb_clear_error(void);	/* after reading it: the next failure's own */
 
 /* EAL: once per process. Blocks; call without holding other locks. */
 int pylb_eal_init(int argc, char **argv);

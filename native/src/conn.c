@@ -73,9 +73,14 @@ pylb_conn_reply_key(const struct pylb_conn *c, struct pylb_conn_key *k)
 {
 	memset(k, 0, sizeof(*k));
 	memcpy(k->src, c->backend, 16);
-	memcpy(k->dst, c->key.src, 16);
 	k->sport = c->bport;
-	k->dport = c->key.sport;
+	if (c->method == PYLB_L4_FULLNAT) {
+		memcpy(k->dst, c->lip, 16);
+		k->dport = c->lport;
+	} else {
+		memcpy(k->dst, c->key.src, 16);
+		k->dport = c->key.sport;
+	}
 	k->proto = c->key.proto;
 	k->af = c->key.af;
 }
@@ -119,7 +124,7 @@ pylb_conn_drop(struct pylb_lcore *lc, struct pylb_conn *c)
 	struct pylb_conntrack *ct = &lc->ct;
 
 	rte_hash_del_key(ct->h, &c->key);
-	if (c->method == PYLB_L4_NAT) {
+	if (c->method == PYLB_L4_NAT || c->method == PYLB_L4_FULLNAT) {
 		struct pylb_conn_key rk;
 
 		pylb_conn_reply_key(c, &rk);
@@ -284,9 +289,14 @@ pylb_dp_conn_list(struct pylb_dp *dp, struct pylb_conn_info *out, uint32_t max)
 
 			if (!c.in_use)
 				continue;
+			memset(o, 0, sizeof(*o));
 			ip_of(&o->client, c.key.src, c.key.af);
 			ip_of(&o->vip, c.key.dst, c.key.af);
 			ip_of(&o->backend, c.backend, c.key.af);
+			if (c.method == PYLB_L4_FULLNAT) {
+				ip_of(&o->local, c.lip, c.key.af);
+				o->lport = rte_be_to_cpu_16(c.lport);
+			}
 			o->cport = rte_be_to_cpu_16(c.key.sport);
 			o->vport = rte_be_to_cpu_16(c.key.dport);
 			o->bport = rte_be_to_cpu_16(c.bport);

@@ -44,6 +44,9 @@ pylb_dp_create(const struct pylb_dp_conf *conf, struct pylb_dp **out)
 	if (conf->n_workers > PYLB_MAX_WORKERS)
 		return pylb_fail(-PYLB_E_INVAL, "%u workers requested, at most %d",
 				 conf->n_workers, PYLB_MAX_WORKERS);
+	if (conf->conn_capacity != 0 && conf->conn_capacity < 16)
+		return pylb_fail(-PYLB_E_INVAL, "connection capacity %u: at least 16 per lcore",
+				 conf->conn_capacity);
 	if (conf->mbufs_per_socket < 2 * PYLB_BURST)
 		return pylb_fail(-PYLB_E_INVAL, "mbufs per socket must be at least %d",
 				 2 * PYLB_BURST);
@@ -109,6 +112,7 @@ pylb_dp_create(const struct pylb_dp_conf *conf, struct pylb_dp **out)
 		pylb_dp_destroy(dp);
 		return pylb_fail(-PYLB_E_NOMEM, "cannot create the neighbour table");
 	}
+	/* The init functions below say what failed in pylb_last_error(). */
 	if (pylb_route_init(dp) != 0 || pylb_l4_init(dp) != 0) {
 		char msg[PYLB_ERRMSG_LEN];
 

@@ -34,6 +34,12 @@ pylb_last_error(void)
 	return RTE_PER_LCORE(errmsg);
 }
 
+void
+pylb_clear_error(void)
+{
+	RTE_PER_LCORE(errmsg)[0] = '\0';
+}
+
 int
 pylb_fail(int rc, const char *fmt, ...)
 {

@@ -194,6 +194,9 @@ ipv4_dispatch(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port,
 
 	switch (fib_kind(v)) {
 	case PYLB_FIB_LOCAL:
+		if (unlikely(lc->dp->n_fullnat != 0) &&
+		    pylb_fullnat_reply(lc, cfg, port, m, 4))
+			return;
 		if (ip->next_proto_id == IPPROTO_ICMP &&
 		    !(ip->fragment_offset &
 		      RTE_BE16(RTE_IPV4_HDR_MF_FLAG | RTE_IPV4_HDR_OFFSET_MASK)))

@@ -207,6 +207,9 @@ pylb_ipv6_input(struct pylb_lcore *lc, const struct pylb_cfg *cfg,
 	v = fib6_lookup(lc->dp, ip->dst_addr);
 	switch (fib_kind(v)) {
 	case PYLB_FIB_LOCAL:
+		if (unlikely(lc->dp->n_fullnat != 0) &&
+		    pylb_fullnat_reply(lc, cfg, port, m, 6))
+			return;
 		if (ip->proto == IPPROTO_ICMPV6)
 			return icmp6_input(lc, cfg, port, m, ip, plen, false);
 		return to_kernel(lc, cfg, port, m);

@@ -59,23 +59,25 @@ pylb_l4_init(struct pylb_dp *dp)
 	snprintf(name, sizeof(name), "pylb_svc%u", ++svc_seq);
 	dp->svc_hash = rte_hash_create(&hp);
 	if (dp->svc_hash == NULL || rte_hash_rcu_qsbr_add(dp->svc_hash, &rcu) != 0)
-		return -PYLB_E_NOMEM;
+		return pylb_fail(-PYLB_E_NOMEM, "cannot create the service table");
 	snprintf(name, sizeof(name), "pylb_natb%u", svc_seq);
 	hp.key_len = sizeof(struct svc_key);
 	dp->nat_backends = rte_hash_create(&hp);
 	if (dp->nat_backends == NULL || rte_hash_rcu_qsbr_add(dp->nat_backends, &rcu) != 0)
-		return -PYLB_E_NOMEM;
+		return pylb_fail(-PYLB_E_NOMEM, "cannot create the NAT backend table");
 	for (uint32_t i = 0; i < dp->n_slots; i++) {
 		struct pylb_lcore *lc = &dp->lcores[i];
 
 		if (pylb_conn_init(dp, lc) != 0)
-			return -PYLB_E_NOMEM;
+			return pylb_fail(-PYLB_E_NOMEM,
+				"cannot allocate connection tracking for %u connections per lcore; reserve more hugepages or lower connections.capacity",
+				dp->conf.conn_capacity ? dp->conf.conn_capacity : PYLB_CONN_DEFAULT);
 		if (i < dp->conf.n_workers && dp->conf.n_workers > 1) {
 			snprintf(name, sizeof(name), "pylb_rd%u_%u", svc_seq, i);
 			lc->redirect = rte_ring_create(name, PYLB_REDIRECT_RING,
 						       (int)rte_socket_id(), RING_F_SC_DEQ);
 			if (lc->redirect == NULL)
-				return -PYLB_E_NOMEM;
+				return pylb_fail(-PYLB_E_NOMEM, "cannot create the hand-over rings");
 		}
 	}
 	return 0;
@@ -221,7 +223,7 @@ route_to(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 	v = af == 4 ? fib4_lookup(lc->dp, *(const uint32_t *)dst) : fib6_lookup(lc->dp, dst);
 	if (v == 0 || fib_kind(v) != PYLB_FIB_GROUP)
 		return drop(lc, m, PYLB_D_VIP_NO_ROUTE);
-	if (method == PYLB_L4_NAT) {
+	if (method == PYLB_L4_NAT || method == PYLB_L4_FULLNAT) {
 		if (af == 4)
 			return pylb_fwd4(lc, cfg, in_port, m, fib_id(v));
 		return pylb_fwd6(lc, cfg, in_port, m, fib_id(v));
@@ -257,6 +259,7 @@ flow_owner(const struct pylb_dp *dp, const uint8_t *client, uint8_t af)
 
 #define RESUME_L4	1	/* m->hash.usr: where the owner picks it up */
 #define RESUME_REPLY	2
+#define RESUME_FULLNAT	3
 
 /* Hand m to the worker that owns its flow. True if it was handed over. */
 static inline bool
@@ -323,6 +326,43 @@ persist(struct pylb_lcore *lc, const struct pylb_service *svc,
 	return chosen;
 }
 
+/* Rewrite a client's packet for its connection: the backend as destination
+ * (NAT, FullNAT) and a local address as source (FullNAT). */
+static inline void
+translate(struct rte_mbuf *m, uint8_t af, uint8_t proto, uint16_t *ports,
+	  const struct pylb_conn *c)
+{
+	if (c->method == PYLB_L4_NAT || c->method == PYLB_L4_FULLNAT)
+		nat_rewrite(m, af, proto, ports, true, c->backend, c->bport);
+	if (c->method == PYLB_L4_FULLNAT)
+		nat_rewrite(m, af, proto, ports, false, c->lip, c->lport);
+}
+
+/* FullNAT: a local address and a port for the connection such that the
+ * reply tuple is free, and the port is one this worker owns (port modulo
+ * the worker count), so replies find their way back here. */
+static bool
+fullnat_alloc(struct pylb_lcore *lc, const struct pylb_service *svc,
+	      struct pylb_conn *c, uint32_t hash)
+{
+	uint32_t n = RTE_MAX(lc->dp->conf.n_workers, 1u);
+	uint32_t me = lc->slot < n ? lc->slot : 0;
+	uint32_t first = 1024 + (me + n - 1024 % n) % n;
+	struct pylb_conn_key rk;
+
+	memcpy(c->lip, svc->conf.lips[hash % svc->conf.n_lips].ip, 16);
+	for (int tries = 0; tries < 256; tries++) {
+		if (lc->fnat_next < first || lc->fnat_next > 65535)
+			lc->fnat_next = first;
+		c->lport = rte_cpu_to_be_16((uint16_t)lc->fnat_next);
+		lc->fnat_next += n;
+		pylb_conn_reply_key(c, &rk);
+		if (rte_hash_lookup(lc->ct.h, &rk) < 0)
+			return true;
+	}
+	return false;
+}
+
 /* A TCP or UDP packet for a service VIP. */
 void
 pylb_l4_input(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
@@ -358,10 +398,8 @@ pylb_l4_input(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 	c = pylb_conn_find(lc, &k, &reply);
 	if (c != NULL) {
 		pylb_conn_update(lc, c, flags, false, now);
-		method = c->method;
-		if (method == PYLB_L4_NAT)
-			nat_rewrite(m, af, proto, ports, true, c->backend, c->bport);
-		return route_to(lc, cfg, in_port, m, c->backend, af, method, hash);
+		translate(m, af, proto, ports, c);
+		return route_to(lc, cfg, in_port, m, c->backend, af, c->method, hash);
 	}
 
 	/* A new connection: only a SYN opens one over TCP. */
@@ -395,10 +433,20 @@ pylb_l4_input(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 		c->svc = svc->id;
 		c->method = method;
 		c->state = proto == IPPROTO_TCP ? PYLB_TCP_SYN_RECV : PYLB_TCP_NONE;
-		if (method == PYLB_L4_NAT && pylb_conn_add_reply(lc, c) < 0) {
+		if (method == PYLB_L4_FULLNAT && !fullnat_alloc(lc, svc, c, hash)) {
+			pylb_conn_drop(lc, c);
+			return drop(lc, m, PYLB_D_FULLNAT_NO_PORT);
+		}
+		if ((method == PYLB_L4_NAT || method == PYLB_L4_FULLNAT) &&
+		    pylb_conn_add_reply(lc, c) < 0) {
 			pylb_conn_drop(lc, c);
 			c = NULL;
 		}
+	}
+	if (c == NULL && method == PYLB_L4_FULLNAT) {
+		/* Replies could not be translated without an entry. */
+		CNT(lc, CONN_TABLE_FULL);
+		return drop(lc, m, PYLB_D_FULLNAT_NO_PORT);
 	}
 	if (c == NULL) {
 		/* Table full: the stateless choice, the same one the table
@@ -411,8 +459,7 @@ pylb_l4_input(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 	}
 	CNT(lc, CONN_CREATED);
 	pylb_conn_update(lc, c, flags, false, now);
-	if (method == PYLB_L4_NAT)
-		nat_rewrite(m, af, proto, ports, true, c->backend, c->bport);
+	translate(m, af, proto, ports, c);
 	route_to(lc, cfg, in_port, m, c->backend, af, method, hash);
 }
 
@@ -461,6 +508,70 @@ pylb_nat_reverse(struct pylb_lcore *lc, int in_port, struct rte_mbuf *m, uint8_t
 	return true;
 }
 
+/* Route m (a translated reply) towards its new destination. */
+static void
+route_reply(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
+	    struct rte_mbuf *m, uint8_t af)
+{
+	const uint8_t *ip = rte_pktmbuf_mtod_offset(m, const uint8_t *,
+						    sizeof(struct rte_ether_hdr));
+	uint32_t v = af == 4 ? fib4_lookup(lc->dp, *(const uint32_t *)(ip + 16)) :
+		fib6_lookup(lc->dp, ip + 24);
+
+	if (v == 0 || fib_kind(v) != PYLB_FIB_GROUP)
+		return drop(lc, m, PYLB_D_NO_ROUTE);
+	if (af == 4)
+		pylb_fwd4(lc, cfg, in_port, m, fib_id(v));
+	else
+		pylb_fwd6(lc, cfg, in_port, m, fib_id(v));
+}
+
+/* A TCP or UDP packet for one of the appliance's own addresses: if it is a
+ * backend's reply to a FullNAT connection, give it the VIP as source and
+ * the client as destination, and route it. False if it is not one. */
+bool
+pylb_fullnat_reply(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
+		   struct rte_mbuf *m, uint8_t af)
+{
+	struct pylb_dp *dp = lc->dp;
+	struct pylb_conn_key k;
+	struct pylb_conn *c;
+	uint16_t *ports;
+	uint8_t proto;
+	bool reply;
+
+	ports = l4_header(m, af, &proto);
+	if (ports == NULL || (proto != IPPROTO_TCP && proto != IPPROTO_UDP))
+		return false;
+	conn_key(&k, m, af, proto, ports);
+	c = pylb_conn_find(lc, &k, &reply);
+	if (c == NULL) {
+		/* The worker that owns the local port has it, if anyone. */
+		uint32_t n = dp->conf.n_workers;
+		uint32_t owner = n > 1 ? rte_be_to_cpu_16(k.dport) % n : lc->slot;
+
+		if (n > 1 && lc->slot < n && owner != lc->slot) {
+			m->port = (uint16_t)in_port;
+			m->hash.usr = RESUME_FULLNAT | (uint32_t)af << 8;
+			if (rte_ring_enqueue(dp->lcores[owner].redirect, m) != 0)
+				drop(lc, m, PYLB_D_REDIRECT_FULL);
+			else
+				CNT(lc, REDIRECTED);
+			return true;
+		}
+		return false;
+	}
+	if (!reply || c->method != PYLB_L4_FULLNAT)
+		return false;
+	pylb_conn_update(lc, c, proto == IPPROTO_TCP ?
+			 ((struct rte_tcp_hdr *)ports)->tcp_flags : 0, true, pylb_now(dp));
+	nat_rewrite(m, af, proto, ports, false, c->key.dst, c->key.dport);
+	nat_rewrite(m, af, proto, ports, true, c->key.src, c->key.sport);
+	CNT(lc, NAT_REPLIES);
+	route_reply(lc, cfg, in_port, m, af);
+	return true;
+}
+
 /* Packets other workers handed over: continue where they stopped. */
 void
 pylb_redirect_drain(struct pylb_lcore *lc, const struct pylb_cfg *cfg)
@@ -471,25 +582,19 @@ pylb_redirect_drain(struct pylb_lcore *lc, const struct pylb_cfg *cfg)
 	for (unsigned int i = 0; i < n; i++) {
 		struct rte_mbuf *m = pkts[i];
 		uint8_t af = (uint8_t)(m->hash.usr >> 8);
-		const uint8_t *ip = rte_pktmbuf_mtod_offset(m, const uint8_t *,
-							    sizeof(struct rte_ether_hdr));
-		uint32_t v;
 
-		if ((m->hash.usr & 0xff) == RESUME_L4) {
+		switch (m->hash.usr & 0xff) {
+		case RESUME_L4:
 			pylb_l4_input(lc, cfg, m->port, m, af);
-			continue;
+			break;
+		case RESUME_FULLNAT:
+			if (!pylb_fullnat_reply(lc, cfg, m->port, m, af))
+				drop(lc, m, PYLB_D_NO_SERVICE);
+			break;
+		default:
+			pylb_nat_reverse(lc, m->port, m, af);
+			route_reply(lc, cfg, m->port, m, af);
 		}
-		pylb_nat_reverse(lc, m->port, m, af);
-		v = af == 4 ? fib4_lookup(lc->dp, *(const uint32_t *)(ip + 16)) :
-			fib6_lookup(lc->dp, ip + 24);
-		if (v == 0 || fib_kind(v) != PYLB_FIB_GROUP) {
-			drop(lc, m, PYLB_D_NO_ROUTE);
-			continue;
-		}
-		if (af == 4)
-			pylb_fwd4(lc, cfg, m->port, m, fib_id(v));
-		else
-			pylb_fwd6(lc, cfg, m->port, m, fib_id(v));
 	}
 }
 
@@ -619,11 +724,26 @@ service_add_unlocked(struct pylb_dp *dp, const struct pylb_service_conf *conf)
 	if (rc != 0)
 		return rc;
 	svc_name(&c.vip, c.proto, c.port, name, sizeof(name));
-	if (c.method > PYLB_L4_TUNNEL)
+	if (c.method > PYLB_L4_FULLNAT)
 		return pylb_fail(-PYLB_E_INVAL, "service %s: unknown forwarding method %u",
 				 name, c.method);
 	if (c.hash > PYLB_HASH_SOURCE)
 		return pylb_fail(-PYLB_E_INVAL, "service %s: unknown hash %u", name, c.hash);
+	if (c.method == PYLB_L4_FULLNAT) {
+		if (c.n_lips == 0 || c.n_lips > PYLB_MAX_LIPS)
+			return pylb_fail(-PYLB_E_INVAL,
+				"service %s: FullNAT needs 1 to %d local addresses (port addresses the backends reach)",
+				name, PYLB_MAX_LIPS);
+		for (uint8_t i = 0; i < c.n_lips; i++) {
+			struct pylb_route r;
+
+			if (c.lips[i].af != c.vip.af || pylb_dp_route_lookup(dp, &c.lips[i], &r) != 0 ||
+			    r.kind != PYLB_ROUTE_LOCAL)
+				return pylb_fail(-PYLB_E_INVAL,
+					"service %s: local address %u is not an address of a port (of the VIP's family)",
+					name, i);
+		}
+	}
 	if (c.persistence_prefix > (c.vip.af == 4 ? 32 : 128))
 		return pylb_fail(-PYLB_E_INVAL, "service %s: persistence netmask /%u is too long",
 				 name, c.persistence_prefix);
@@ -654,6 +774,7 @@ service_add_unlocked(struct pylb_dp *dp, const struct pylb_service_conf *conf)
 	}
 	__atomic_store_n(&dp->svcs[id], s, __ATOMIC_RELEASE);
 	dp->n_nat += c.method == PYLB_L4_NAT;
+	dp->n_fullnat += c.method == PYLB_L4_FULLNAT;
 	return 0;
 }
 
@@ -671,6 +792,7 @@ service_del_unlocked(struct pylb_dp *dp, const struct pylb_ip *vip, uint8_t prot
 	svc_key_make(vip, proto, port, &k);
 	rte_hash_del_key(dp->svc_hash, &k);	/* reclaimed after a grace period */
 	dp->n_nat -= dp->svcs[id]->conf.method == PYLB_L4_NAT;
+	dp->n_fullnat -= dp->svcs[id]->conf.method == PYLB_L4_FULLNAT;
 	nat_backends_count(dp, dp->svcs[id], -1);
 	svc_publish(dp, id, NULL);
 	if (vip_users(dp, vip) == 0)

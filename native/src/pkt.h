@@ -324,6 +324,8 @@ void pylb_ipv6_input(struct pylb_lcore *lc, const struct pylb_cfg *cfg,
 void pylb_l4_input(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 		   struct rte_mbuf *m, uint8_t af);
 bool pylb_nat_reverse(struct pylb_lcore *lc, int in_port, struct rte_mbuf *m, uint8_t af);
+bool pylb_fullnat_reply(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
+			struct rte_mbuf *m, uint8_t af);
 struct pylb_conn *pylb_conn_new(struct pylb_lcore *lc, const struct pylb_conn_key *k);
 int pylb_conn_add_reply(struct pylb_lcore *lc, struct pylb_conn *c);
 void pylb_conn_drop(struct pylb_lcore *lc, struct pylb_conn *c);

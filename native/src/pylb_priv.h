@@ -117,6 +117,8 @@ struct pylb_conn_key {
 struct pylb_conn {
 	struct pylb_conn_key key;	/* client -> VIP */
 	uint8_t backend[16];
+	uint8_t lip[16];		/* FullNAT */
+	uint16_t lport;
 	uint16_t bport;
 	uint16_t svc;
 	uint8_t state;			/* enum pylb_tcp_state */
@@ -176,6 +178,7 @@ struct pylb_lcore {
 	struct pylb_stats *stats;
 	struct pylb_conntrack ct;
 	struct rte_ring *redirect;	/* packets of flows this lcore owns */
+	uint32_t fnat_next;		/* next FullNAT local port to try */
 	uint64_t icmp_tokens;	/* ICMP error rate limit (token bucket) */
 	uint64_t icmp_tsc;
 	struct pylb_txbuf tx[2 * PYLB_MAX_PORTS];
@@ -255,6 +258,7 @@ struct pylb_dp {
 	struct rte_hash *svc_hash;
 	struct pylb_service *svcs[PYLB_MAX_SERVICES];
 	uint32_t n_nat;			/* NAT services: replies need a lookup */
+	uint32_t n_fullnat;		/* FullNAT services */
 	/* NAT backends (address, port; refcount in the data word): a reply
 	 * from one that lands on another worker goes to the owner. */
 	struct rte_hash *nat_backends;

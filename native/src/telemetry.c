@@ -259,7 +259,7 @@ static int
 tel_services(const char *cmd __rte_unused, const char *params __rte_unused,
 	     struct rte_tel_data *d)
 {
-	static const char *const methods[] = { "nat", "dr", "tunnel" };
+	static const char *const methods[] = { "nat", "dr", "tunnel", "fullnat" };
 	static struct pylb_service_conf svcs[64];
 	static struct pylb_backend b[TEL_MAX_ENTRIES];
 	static uint32_t active[TEL_MAX_ENTRIES], inactive[TEL_MAX_ENTRIES];
@@ -286,7 +286,7 @@ tel_services(const char *cmd __rte_unused, const char *params __rte_unused,
 		snprintf(line, sizeof(line), "%s %s:%u", c->proto == IPPROTO_TCP ? "TCP" : "UDP",
 			 pylb_fmt_ip(&c->vip, a, sizeof(a)), c->port);
 		rte_tel_data_add_dict_string(e, "service", line);
-		rte_tel_data_add_dict_string(e, "method", methods[c->method % 3]);
+		rte_tel_data_add_dict_string(e, "method", methods[c->method % RTE_DIM(methods)]);
 		for (uint32_t j = 0; j < nb; j++) {
 			snprintf(line, sizeof(line), "%s:%u weight %u active %u inactive %u",
 				 pylb_fmt_ip(&b[j].addr, a, sizeof(a)), b[j].port, b[j].weight,
