@@ -60,6 +60,7 @@ cdef extern from "pylb_dp.h" nogil:
         uint32_t max_routes
         uint32_t fib_tbl8
         uint32_t conn_capacity
+        uint8_t tcp_reset
         pylb_timeouts timeouts
 
     struct pylb_port_conf:

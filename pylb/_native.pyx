@@ -402,7 +402,7 @@ cdef class Dataplane:
 
     def __cinit__(self, *, workers=(), int mbufs=8191, int mbuf_cache=256,
                   int neigh_capacity=4096, int neigh_timeout_ms=0, int max_routes=0,
-                  int fib_tbl8=0, int conn_capacity=0, timeouts=None):
+                  int fib_tbl8=0, int conn_capacity=0, timeouts=None, bint tcp_reset=False):
         cdef pylb_dp_conf conf
         cdef int rc
         memset(&conf, 0, sizeof(conf))
@@ -419,6 +419,7 @@ cdef class Dataplane:
         conf.max_routes = max_routes
         conf.fib_tbl8 = fib_tbl8
         conf.conn_capacity = conn_capacity
+        conf.tcp_reset = tcp_reset
         for k, v in (timeouts or {}).items():
             if k not in _TIMEOUT_KEYS:
                 raise InvalidArgument(f"timeout '{k}' is not one of {', '.join(_TIMEOUT_KEYS)}")

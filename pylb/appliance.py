@@ -66,7 +66,7 @@ def run(profile: Profile, stop: threading.Event, instance: str | None = None,
         dp = native.Dataplane(workers=profile.workers, mbufs=profile.mbufs,
                               mbuf_cache=profile.mbuf_cache, max_routes=profile.max_routes,
                               conn_capacity=profile.conn_capacity,
-                              timeouts=dict(profile.timeouts))
+                              timeouts=dict(profile.timeouts), tcp_reset=profile.tcp_reset)
         for port in profile.ports:
             idx = dp.add_port(port.name, port.device, rx_desc=port.rx_desc,
                               tx_desc=port.tx_desc, link_wait_ms=port.link_wait_ms,

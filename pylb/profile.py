@@ -21,7 +21,7 @@ VDEV_RE = re.compile(r"^net_[a-z]+[0-9]*(,[A-Za-z0-9_]+=[^,\s]*)*$")
 
 TOP_KEYS = {"name", "lcores", "memory", "mbufs", "mbuf_cache", "ports", "log_level", "eal_args",
             "max_routes", "connections"}
-CONN_KEYS = {"capacity", "timeouts"}
+CONN_KEYS = {"capacity", "timeouts", "tcp_reset"}
 TIMEOUT_KEYS = {"tcp_syn", "tcp_established", "tcp_fin", "tcp_close", "udp"}
 LCORE_KEYS = {"main", "workers", "cpu_map"}
 MEMORY_KEYS = {"hugepages", "size_mb", "huge_dir"}
@@ -70,6 +70,7 @@ class Profile:
     max_routes: int = 65536
     conn_capacity: int = 65536          # tracked connections per lcore
     timeouts: tuple = ()                # ((name, seconds), ...)
+    tcp_reset: bool = False             # RST what no connection or service takes
 
     def file_prefix(self, instance: str | None = None) -> str:
         return file_prefix(instance or self.name)
@@ -261,10 +262,14 @@ def load_profile(path: str) -> Profile:
     conn_capacity = c.integer(conns.get("capacity", 65536), "connections.capacity", 16, 1 << 26)
     raw_t = c.mapping(conns.get("timeouts", {}), "connections.timeouts", TIMEOUT_KEYS)
     timeouts = {k: c.integer(v, f"connections.timeouts.{k}", 1, 86400 * 7) for k, v in raw_t.items()}
+    tcp_reset = conns.get("tcp_reset", False)
+    if not isinstance(tcp_reset, bool):
+        raise c.fail("connections.tcp_reset", "expected true or false")
 
     return Profile(path=path, name=name, main_lcore=main, workers=tuple(workers), cpu_map=cpu_map,
                    hugepages=hugepages, size_mb=size_mb, huge_dir=huge_dir, mbufs=mbufs,
                    mbuf_cache=mbuf_cache, ports=tuple(ports), log_level=log_level,
                    eal_args=tuple(eal_args),
                    max_routes=c.integer(top.get("max_routes", 65536), "max_routes", 1024, 16777216),
-                   conn_capacity=conn_capacity, timeouts=tuple(sorted(timeouts.items())))
+                   conn_capacity=conn_capacity, timeouts=tuple(sorted(timeouts.items())),
+                   tcp_reset=tcp_reset)

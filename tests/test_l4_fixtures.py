@@ -274,6 +274,25 @@ def test_bad_l4_input_is_dropped_and_counted(lb):
                             "l4_truncated": 1, "service_no_backend": 1}
 
 
+def test_tcp_reset_policy_answers_what_no_service_takes(native):
+    d = native.Dataplane(mbufs=1023, mbuf_cache=0, tcp_reset=True)
+    d.add_port("p0", mac=P0_MAC)
+    d.add_address("p0", "10.0.0.1/24")
+    d.add_service(VIP, 80)
+    syn = c2v(dport=22, sport=5000)                       # no service on 22
+    (port, f), = d.inject("p0", [raw(syn)])
+    rst = Ether(f)
+    assert port == 0 and (rst[IP].src, rst[IP].dst, rst[TCP].sport, rst[TCP].dport) == \
+        (VIP, CLIENT, 22, 5000)
+    assert rst[TCP].flags == "RA" and rst[TCP].ack == 1001 and checksums_ok(f)
+    stray = c2v(dport=80, flags="A", sport=5001, ack=777)  # no connection
+    (_, f), = d.inject("p0", [raw(stray)])
+    assert Ether(f)[TCP].flags == "R" and Ether(f)[TCP].seq == 777 and checksums_ok(f)
+    assert d.totals()["tcp_resets_sent"] == 2
+    assert {k: v for k, v in d.drops().items() if v} == {"no_service": 1, "tcp_no_conn": 1}
+    d.close()
+
+
 def test_service_api_errors(lb):
     lb.add_service(VIP, 80)
     assert lb.lookup(VIP).kind == "service"

@@ -85,6 +85,7 @@ enum pylb_err {
 	X(CONN_TABLE_FULL, conn_table_full) \
 	X(NAT_REPLIES, nat_replies) \
 	X(REDIRECTED, redirected) \
+	X(TCP_RESETS_SENT, tcp_resets_sent) \
 	X(FROM_KERNEL, from_kernel) \
 	X(BUSY_CYCLES, busy_cycles) \
 	X(BUSY_POLLS, busy_polls)
@@ -171,6 +172,8 @@ struct pylb_dp_conf {
 						 * than /24, <= 32767; 0: 8192 */
 	uint32_t conn_capacity;			/* tracked connections per lcore;
 						 * 0: 65536 */
+	uint8_t tcp_reset;			/* answer TCP to a VIP that has no
+						 * connection or service with RST */
 	struct pylb_timeouts timeouts;
 };
 

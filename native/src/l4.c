@@ -326,6 +326,72 @@ persist(struct pylb_lcore *lc, const struct pylb_service *svc,
 	return chosen;
 }
 
+/* Policy for TCP to a VIP that nothing will take: answer RST (as a host
+ * with no listener would) in place, then count the drop reason. */
+static void
+refuse(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
+       struct rte_mbuf *m, uint8_t af, uint8_t proto, uint16_t *ports,
+       enum pylb_counter reason)
+{
+	struct rte_ether_hdr *eth = rte_pktmbuf_mtod(m, struct rte_ether_hdr *);
+	uint8_t *ip = (uint8_t *)(eth + 1);
+	struct rte_tcp_hdr *t = (struct rte_tcp_hdr *)ports;
+	uint32_t hl = (uint32_t)((uint8_t *)ports - ip), plen, seq, ack;
+	uint8_t tmp[16];
+
+	if (!lc->dp->conf.tcp_reset || proto != IPPROTO_TCP || in_port < 0 ||
+	    (t->tcp_flags & RTE_TCP_RST_FLAG))
+		return drop(lc, m, reason);
+	lc->stats->c[reason]++;
+	plen = (af == 4 ? rte_be_to_cpu_16(((struct rte_ipv4_hdr *)ip)->total_length) :
+		sizeof(struct rte_ipv6_hdr) + rte_be_to_cpu_16(((struct rte_ipv6_hdr *)ip)->payload_len))
+		- hl - (uint32_t)((t->data_off >> 4) * 4);
+	seq = rte_be_to_cpu_32(t->sent_seq);
+	ack = rte_be_to_cpu_32(t->recv_ack);
+	/* RFC 793: to a packet with ACK, RST with seq = its ack; else RST|ACK
+	 * acknowledging what it carried (a SYN counts one). */
+	if (t->tcp_flags & RTE_TCP_ACK_FLAG) {
+		t->sent_seq = rte_cpu_to_be_32(ack);
+		t->recv_ack = 0;
+		t->tcp_flags = RTE_TCP_RST_FLAG;
+	} else {
+		t->sent_seq = 0;
+		t->recv_ack = rte_cpu_to_be_32(seq + plen +
+			!!(t->tcp_flags & RTE_TCP_SYN_FLAG) + !!(t->tcp_flags & RTE_TCP_FIN_FLAG));
+		t->tcp_flags = RTE_TCP_RST_FLAG | RTE_TCP_ACK_FLAG;
+	}
+	RTE_SWAP(t->src_port, t->dst_port);
+	t->data_off = 5 << 4;
+	t->rx_win = 0;
+	t->tcp_urp = 0;
+	t->cksum = 0;
+	rte_pktmbuf_trim(m, (uint16_t)(rte_pktmbuf_pkt_len(m) - sizeof(*eth) - hl - sizeof(*t)));
+	if (af == 4) {
+		struct rte_ipv4_hdr *h = (struct rte_ipv4_hdr *)ip;
+
+		RTE_SWAP(h->src_addr, h->dst_addr);
+		h->total_length = rte_cpu_to_be_16((uint16_t)(hl + sizeof(*t)));
+		h->time_to_live = IPDEFTTL;
+		h->fragment_offset = 0;
+		h->hdr_checksum = 0;
+		h->hdr_checksum = rte_ipv4_cksum(h);
+		t->cksum = rte_ipv4_udptcp_cksum(h, t);
+	} else {
+		struct rte_ipv6_hdr *h = (struct rte_ipv6_hdr *)ip;
+
+		memcpy(tmp, h->src_addr, 16);
+		memcpy(h->src_addr, h->dst_addr, 16);
+		memcpy(h->dst_addr, tmp, 16);
+		h->payload_len = rte_cpu_to_be_16(sizeof(*t));
+		h->hop_limits = IPDEFTTL;
+		t->cksum = rte_ipv6_udptcp_cksum(h, t);
+	}
+	rte_ether_addr_copy(&eth->src_addr, &eth->dst_addr);
+	rte_ether_addr_copy(&cfg->ports[in_port].mac, &eth->src_addr);
+	CNT(lc, TCP_RESETS_SENT);
+	tx(lc, (uint16_t)in_port, m);
+}
+
 /* Rewrite a client's packet for its connection: the backend as destination
  * (NAT, FullNAT) and a local address as source (FullNAT). */
 static inline void
@@ -405,10 +471,10 @@ pylb_l4_input(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 	/* A new connection: only a SYN opens one over TCP. */
 	if (proto == IPPROTO_TCP &&
 	    (flags & (RTE_TCP_SYN_FLAG | RTE_TCP_ACK_FLAG)) != RTE_TCP_SYN_FLAG)
-		return drop(lc, m, PYLB_D_TCP_NO_CONN);
+		return refuse(lc, cfg, in_port, m, af, proto, ports, PYLB_D_TCP_NO_CONN);
 	svc = service_find(dp, &k);
 	if (svc == NULL)
-		return drop(lc, m, PYLB_D_NO_SERVICE);
+		return refuse(lc, cfg, in_port, m, af, proto, ports, PYLB_D_NO_SERVICE);
 	if (svc->table == NULL)
 		return drop(lc, m, PYLB_D_SERVICE_NO_BACKEND);
 	/* The scheduling hash: of the 5-tuple, or of the client address only
