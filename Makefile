@@ -35,6 +35,7 @@ demo: build hugepages
 bench: build hugepages
 	$(PY) bench/host_null.py
 	$(PY) bench/l3_route.py
+	$(PY) bench/l4_flows.py
 
 doctor: build
 	$(VENV)/bin/pylb doctor

@@ -27,3 +27,14 @@ def test_l3_route_bench_runs_once_and_routes_everything(tmp_path):
     report = json.loads((tmp_path / "l3_route.json").read_text())
     assert report["pylb"][0]["packets"] > 0 and report["testpmd"][0]["packets"] > 0
     assert report["forwarded_share"] > 0.99      # every routed packet left by the gateway
+
+
+def test_l4_flows_bench_runs_once_and_forwards_everything(tmp_path):
+    r = subprocess.run([sys.executable, str(ROOT / "bench" / "l4_flows.py"), "--flows", "1024",
+                        "--runs", "1", "--seconds", "0.5", "--memory-probe", "65536",
+                        "--out", str(tmp_path)],
+                       capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    report = json.loads((tmp_path / "l4_flows.json").read_text())
+    assert report["pylb"][0]["tracked"] == 1024          # one connection per flow
+    assert report["forwarded_share"] > 0.99 and report["bytes_per_connection"] > 0
