@@ -392,6 +392,75 @@ refuse(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 	tx(lc, (uint16_t)in_port, m);
 }
 
+/* Where a connection's packets go, resolved once and cached in the entry
+ * until a route or neighbour changes: port and next-hop MAC. */
+static bool
+conn_resolve(struct pylb_lcore *lc, struct pylb_conn *c, uint32_t gen)
+{
+	struct pylb_dp *dp = lc->dp;
+	uint8_t af = c->key.af;
+	uint32_t v = af == 4 ? fib4_lookup(dp, *(const uint32_t *)c->backend) :
+		fib6_lookup(dp, c->backend);
+	const struct pylb_nh *nh;
+	uint64_t mac;
+
+	if (v == 0 || fib_kind(v) != PYLB_FIB_GROUP || nhg_multi(dp, fib_id(v)))
+		return false;
+	nh = nhg_pick(dp, fib_id(v), 0);
+	if (nh->connected) {
+		struct pylb_neigh_key k;
+		void *data;
+
+		if (af == 4)
+			neigh_key4(&k, *(const uint32_t *)c->backend, nh->port);
+		else
+			neigh_key6(&k, c->backend, nh->port);
+		if (rte_hash_lookup_data(dp->neigh_hash, &k, &data) < 0)
+			return false;
+		mac = (uint64_t)(uintptr_t)data;
+	} else {
+		mac = __atomic_load_n(&nh->mac, __ATOMIC_RELAXED);
+	}
+	if (!(mac & PYLB_MAC_VALID))
+		return false;
+	c->out_port = nh->port;
+	c->out_mac = mac;
+	c->out_gen = gen;
+	return true;
+}
+
+/* An established NAT or FullNAT packet, already translated, through the
+ * cached output: TTL, MACs, TX. False: take the full path. */
+static inline bool
+conn_output(struct pylb_lcore *lc, const struct pylb_cfg *cfg, struct pylb_conn *c,
+	    struct rte_mbuf *m)
+{
+	uint32_t gen = __atomic_load_n(&lc->dp->path_gen, __ATOMIC_ACQUIRE);
+	struct rte_ether_hdr *eth = rte_pktmbuf_mtod(m, struct rte_ether_hdr *);
+
+	if (c->out_gen != gen && !conn_resolve(lc, c, gen))
+		return false;
+	if (c->key.af == 4) {
+		struct rte_ipv4_hdr *ip = (struct rte_ipv4_hdr *)(eth + 1);
+
+		if (ip->time_to_live <= 1)
+			return false;	/* the full path sends the ICMP error */
+		ip->time_to_live--;
+		ip->hdr_checksum = cksum_adjust16(ip->hdr_checksum, RTE_BE16(0x0100), 0);
+	} else {
+		struct rte_ipv6_hdr *ip = (struct rte_ipv6_hdr *)(eth + 1);
+
+		if (ip->hop_limits <= 1)
+			return false;
+		ip->hop_limits--;
+	}
+	u64_to_mac(c->out_mac, &eth->dst_addr);
+	rte_ether_addr_copy(&cfg->ports[c->out_port].mac, &eth->src_addr);
+	CNT(lc, FORWARDED);
+	tx(lc, c->out_port, m);
+	return true;
+}
+
 /* Rewrite a client's packet for its connection: the backend as destination
  * (NAT, FullNAT) and a local address as source (FullNAT). */
 static inline void
@@ -465,6 +534,9 @@ pylb_l4_input(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 	if (c != NULL) {
 		pylb_conn_update(lc, c, flags, false, now);
 		translate(m, af, proto, ports, c);
+		if ((c->method == PYLB_L4_NAT || c->method == PYLB_L4_FULLNAT) &&
+		    conn_output(lc, cfg, c, m))
+			return;
 		return route_to(lc, cfg, in_port, m, c->backend, af, c->method, hash);
 	}
 
@@ -498,6 +570,7 @@ pylb_l4_input(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 		c->bport = b->port ? rte_cpu_to_be_16(b->port) : k.dport;
 		c->svc = svc->id;
 		c->method = method;
+		c->out_gen = __atomic_load_n(&dp->path_gen, __ATOMIC_RELAXED) - 1;	/* none yet */
 		c->state = proto == IPPROTO_TCP ? PYLB_TCP_SYN_RECV : PYLB_TCP_NONE;
 		if (method == PYLB_L4_FULLNAT && !fullnat_alloc(lc, svc, c, hash)) {
 			pylb_conn_drop(lc, c);

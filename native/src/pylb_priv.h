@@ -121,6 +121,9 @@ struct pylb_conn {
 	uint16_t lport;
 	uint16_t bport;
 	uint16_t svc;
+	uint16_t out_port;		/* cached output, valid while */
+	uint32_t out_gen;		/* out_gen == dp->path_gen (+1: none) */
+	uint64_t out_mac;
 	uint8_t state;			/* enum pylb_tcp_state */
 	uint8_t method;
 	uint8_t in_use;
@@ -250,6 +253,9 @@ struct pylb_dp {
 	uint32_t *nh_refs;		/* control only */
 	uint32_t *nhg_refs;
 	uint32_t n_routes[2];		/* IPv4, IPv6 */
+	/* Bumped by every route or neighbour change: connections cache their
+	 * output (port, next-hop MAC) and check it against this. */
+	uint32_t path_gen;
 	uint16_t nhg_last;		/* the group used last: bulk loads */
 	struct pylb_vip *vips[PYLB_MAX_VIPS];
 
@@ -330,6 +336,12 @@ int pylb_conn_init(struct pylb_dp *dp, struct pylb_lcore *lc);
 void pylb_conn_free(struct pylb_lcore *lc);
 void pylb_conn_age(struct pylb_lcore *lc, uint64_t now, uint32_t step);
 void pylb_redirect_drain(struct pylb_lcore *lc, const struct pylb_cfg *cfg);
+
+static inline void
+pylb_path_changed(struct pylb_dp *dp)
+{
+	__atomic_fetch_add(&dp->path_gen, 1, __ATOMIC_RELEASE);
+}
 
 static inline uint64_t
 pylb_now(const struct pylb_dp *dp)

@@ -320,6 +320,7 @@ route_insert(struct pylb_dp *dp, const struct pylb_route *r)
 		return rc;
 	}
 	dp->n_routes[r->dst.addr.af == 6]++;
+	pylb_path_changed(dp);
 	return 0;
 }
 
@@ -400,6 +401,7 @@ route_del_unlocked(struct pylb_dp *dp, const struct pylb_prefix *dst)
 			buf, dst->len);
 	fib_unset(dp, dst);
 	dp->n_routes[dst->addr.af == 6]--;
+	pylb_path_changed(dp);
 	nhg_put(dp, (uint16_t)fib_id((uint32_t)v));
 	return 0;
 }
@@ -430,8 +432,10 @@ pylb_route_add_special(struct pylb_dp *dp, const struct pylb_prefix *p,
 			"%s/%u is already routed; delete that route first", buf, p->len);
 	}
 	rc = fib_set(dp, p, val);
-	if (rc == 0)
+	if (rc == 0) {
 		dp->n_routes[p->addr.af == 6]++;
+		pylb_path_changed(dp);
+	}
 	return rc;
 }
 
@@ -443,6 +447,7 @@ pylb_route_del_special(struct pylb_dp *dp, const struct pylb_prefix *p,
 		return -PYLB_E_NOENT;
 	fib_unset(dp, p);
 	dp->n_routes[p->addr.af == 6]--;
+	pylb_path_changed(dp);
 	return 0;
 }
 
