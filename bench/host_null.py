@@ -19,11 +19,11 @@ import subprocess
 import sys
 import time
 
-import testpmd
+import common
 from pylb import telemetry
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BURST = testpmd.BURST
+BURST = common.BURST
 
 
 def steal_jiffies() -> int:
@@ -40,7 +40,7 @@ def cpu_model() -> str:
 
 
 def testpmd_once(seconds: float, mode: str) -> dict:
-    return testpmd.run(["net_null0,copy=0"], mode, seconds)
+    return common.testpmd(["net_null0,copy=0"], mode, seconds)
 
 
 def pylb_once(seconds: float) -> dict:

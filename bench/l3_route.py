@@ -23,7 +23,7 @@ import subprocess
 import sys
 import time
 
-import testpmd
+import common
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, "bench", "results")
@@ -56,7 +56,7 @@ def devices(pcap: str) -> tuple[str, str]:
 
 
 def testpmd_once(pcap: str, seconds: float, mode: str = "io") -> dict:
-    return testpmd.run(list(devices(pcap)), mode, seconds)
+    return common.testpmd(list(devices(pcap)), mode, seconds)
 
 
 def pylb_side(pcap: str, n_routes: int, seconds: float) -> dict:
@@ -76,15 +76,9 @@ def pylb_side(pcap: str, n_routes: int, seconds: float) -> dict:
     added = dp.add_routes(routes, ("10.0.1.2", "p1"))
     load_s = time.perf_counter() - t0
     assert added == n_routes
-    dp.start()
-    time.sleep(1.0)
-    names = native.COUNTER_NAMES
-    c0 = dp.counters.sum(axis=0).copy()
-    time.sleep(seconds)
-    c1 = dp.counters.sum(axis=0).copy()
+    d = common.worker_deltas(dp, native.COUNTER_NAMES, seconds)
     dp.close()
     native.eal_cleanup()
-    d = {n: int(c1[i] - c0[i]) for i, n in enumerate(names)}
     return {"routes": n_routes, "route_load_s": load_s,
             "cycles_per_packet": d["busy_cycles"] / max(d["rx_packets"], 1),
             "packets": d["rx_packets"], "mpps": d["rx_packets"] / seconds / 1e6,

@@ -24,9 +24,8 @@ import os
 import statistics
 import subprocess
 import sys
-import time
 
-import testpmd
+import common
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, "bench", "results")
@@ -77,16 +76,10 @@ def pylb_side(pcap: str, flows: int, seconds: float, probe: int) -> dict:
     dp.add_address("p1", "10.0.1.1/24")
     dp.add_neighbour("p1", BACKEND, "02:00:00:00:0b:00")
     dp.add_service(VIP, 53, proto="udp", backends=[(BACKEND, 5353)])
-    dp.start()
-    time.sleep(1.0)
-    names = native.COUNTER_NAMES
-    c0 = dp.counters.sum(axis=0).copy()
-    time.sleep(seconds)
-    c1 = dp.counters.sum(axis=0).copy()
+    d = common.worker_deltas(dp, native.COUNTER_NAMES, seconds)
     conns = dp.conn_count()
     dp.close()
     native.eal_cleanup()
-    d = {n: int(c1[i] - c0[i]) for i, n in enumerate(names)}
     return {"flows": flows, "tracked": conns, "bytes_per_connection": per_conn,
             "cycles_per_packet": d["busy_cycles"] / max(d["rx_packets"], 1),
             "packets": d["rx_packets"], "mpps": d["rx_packets"] / seconds / 1e6,
@@ -121,7 +114,7 @@ def main() -> None:
     make_pcap(pcap, args.flows)
     base, ours = [], []
     for _ in range(args.runs):
-        base.append(testpmd.run(devices(pcap), "io", args.seconds))
+        base.append(common.testpmd(devices(pcap), "io", args.seconds))
         ours.append(pylb_once(pcap, args.flows, args.seconds, args.memory_probe))
     b = statistics.median(r["cycles_per_packet"] for r in base)
     o = statistics.median(r["cycles_per_packet"] for r in ours)

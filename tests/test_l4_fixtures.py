@@ -82,13 +82,8 @@ def test_nat_translates_both_ways_with_valid_checksums(lb):
 
 
 def test_tcp_teardown_and_timeouts(native):
-    d = native.Dataplane(mbufs=1023, mbuf_cache=0, timeouts={"tcp_syn": 5, "tcp_fin": 3,
-                                                             "tcp_close": 2, "tcp_established": 30})
-    d.add_port("p0", mac=P0_MAC)
-    d.add_port("p1", mac=P1_MAC)
-    d.add_address("p0", "10.0.0.1/24")
-    d.add_address("p1", "10.0.1.1/24")
-    d.add_neighbour("p1", BACKENDS[0], BMAC[BACKENDS[0]])
+    d = small_dp(native, timeouts={"tcp_syn": 5, "tcp_fin": 3, "tcp_close": 2,
+                                   "tcp_established": 30})
     d.add_service(VIP, 80, method="dr", backends=[BACKENDS[0]])
     d.inject("p0", [raw(c2v(sport=1)), raw(c2v(sport=2)), raw(c2v(sport=3))])
     d.inject("p0", [raw(c2v(sport=2, flags="A")), raw(c2v(sport=3, flags="A"))])
@@ -222,14 +217,20 @@ def test_all_ports_service_keeps_the_port(lb):
     assert (Ether(f)[IP].dst, Ether(f)[TCP].dport) == (BACKENDS[0], 4443) and checksums_ok(f)
 
 
-def test_full_table_falls_back_to_the_stateless_choice(native):
-    d = native.Dataplane(mbufs=1023, mbuf_cache=0, conn_capacity=16)
+def small_dp(native, **kw):
+    """A dataplane like `dp` (IPv4 only) with its own settings, backends resolved."""
+    d = native.Dataplane(mbufs=1023, mbuf_cache=0, **kw)
     d.add_port("p0", mac=P0_MAC)
     d.add_port("p1", mac=P1_MAC)
     d.add_address("p0", "10.0.0.1/24")
     d.add_address("p1", "10.0.1.1/24")
     for b in BACKENDS:
         d.add_neighbour("p1", b, BMAC[b])
+    return d
+
+
+def test_full_table_falls_back_to_the_stateless_choice(native):
+    d = small_dp(native, conn_capacity=16)
     d.add_service(VIP, 80, method="dr", backends=BACKENDS)
     out = d.inject("p0", [raw(c2v(sport=p)) for p in range(100, 130)])
     assert len(out) == 30 and d.conn_count() == 16
@@ -241,12 +242,7 @@ def test_full_table_falls_back_to_the_stateless_choice(native):
 
 def test_fullnat_without_room_drops_new_connections(native):
     # FullNAT cannot fall back to a stateless choice: replies need the entry.
-    d = native.Dataplane(mbufs=1023, mbuf_cache=0, conn_capacity=16)
-    d.add_port("p0", mac=P0_MAC)
-    d.add_port("p1", mac=P1_MAC)
-    d.add_address("p0", "10.0.0.1/24")
-    d.add_address("p1", "10.0.1.1/24")
-    d.add_neighbour("p1", BACKENDS[0], BMAC[BACKENDS[0]])
+    d = small_dp(native, conn_capacity=16)
     d.add_service(VIP, 80, method="fullnat", local_addresses=["10.0.1.1"], backends=[BACKENDS[0]])
     assert len(d.inject("p0", [raw(c2v(sport=p)) for p in range(20)])) == 16
     assert {k: v for k, v in d.drops().items() if v} == {"fullnat_no_port": 4}

@@ -615,6 +615,28 @@ is_nat_backend(const struct pylb_dp *dp, const struct pylb_conn_key *k)
 	return rte_hash_lookup(dp->nat_backends, &b) >= 0;
 }
 
+/* The TCP/UDP 5-tuple of m and its entry in this lcore's table, if any.
+ * False: not TCP or UDP, or too short to say. */
+static inline bool
+l4_lookup(struct pylb_lcore *lc, struct rte_mbuf *m, uint8_t af, struct pylb_conn_key *k,
+	  uint16_t **ports, struct pylb_conn **c, bool *reply)
+{
+	uint8_t proto;
+
+	*ports = l4_header(m, af, &proto);
+	if (*ports == NULL || (proto != IPPROTO_TCP && proto != IPPROTO_UDP))
+		return false;
+	conn_key(k, m, af, proto, *ports);
+	*c = pylb_conn_find(lc, k, reply);
+	return true;
+}
+
+static inline uint8_t
+tcp_flags_of(const struct pylb_conn_key *k, const uint16_t *ports)
+{
+	return k->proto == IPPROTO_TCP ? ((const struct rte_tcp_hdr *)ports)->tcp_flags : 0;
+}
+
 /* A packet on its way to be routed: if it is a backend's reply of a NAT
  * connection, give it the VIP back as its source. Returns false if it was
  * handed to the worker that owns the connection. */
@@ -624,14 +646,10 @@ pylb_nat_reverse(struct pylb_lcore *lc, int in_port, struct rte_mbuf *m, uint8_t
 	struct pylb_conn_key k;
 	struct pylb_conn *c;
 	uint16_t *ports;
-	uint8_t proto;
 	bool reply;
 
-	ports = l4_header(m, af, &proto);
-	if (ports == NULL || (proto != IPPROTO_TCP && proto != IPPROTO_UDP))
+	if (!l4_lookup(lc, m, af, &k, &ports, &c, &reply))
 		return true;
-	conn_key(&k, m, af, proto, ports);
-	c = pylb_conn_find(lc, &k, &reply);
 	if (c == NULL) {
 		if (is_nat_backend(lc->dp, &k) &&
 		    redirect(lc, m, in_port, af, RESUME_REPLY, k.dst))
@@ -640,9 +658,8 @@ pylb_nat_reverse(struct pylb_lcore *lc, int in_port, struct rte_mbuf *m, uint8_t
 	}
 	if (!reply)
 		return true;
-	pylb_conn_update(lc, c, proto == IPPROTO_TCP ?
-			 ((struct rte_tcp_hdr *)ports)->tcp_flags : 0, true, pylb_now(lc->dp));
-	nat_rewrite(m, af, proto, ports, false, c->key.dst, c->key.dport);
+	pylb_conn_update(lc, c, tcp_flags_of(&k, ports), true, pylb_now(lc->dp));
+	nat_rewrite(m, af, k.proto, ports, false, c->key.dst, c->key.dport);
 	CNT(lc, NAT_REPLIES);
 	return true;
 }
@@ -676,14 +693,10 @@ pylb_fullnat_reply(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_por
 	struct pylb_conn_key k;
 	struct pylb_conn *c;
 	uint16_t *ports;
-	uint8_t proto;
 	bool reply;
 
-	ports = l4_header(m, af, &proto);
-	if (ports == NULL || (proto != IPPROTO_TCP && proto != IPPROTO_UDP))
+	if (!l4_lookup(lc, m, af, &k, &ports, &c, &reply))
 		return false;
-	conn_key(&k, m, af, proto, ports);
-	c = pylb_conn_find(lc, &k, &reply);
 	if (c == NULL) {
 		/* The worker that owns the local port has it, if anyone. */
 		uint32_t n = dp->conf.n_workers;
@@ -702,10 +715,9 @@ pylb_fullnat_reply(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_por
 	}
 	if (!reply || c->method != PYLB_L4_FULLNAT)
 		return false;
-	pylb_conn_update(lc, c, proto == IPPROTO_TCP ?
-			 ((struct rte_tcp_hdr *)ports)->tcp_flags : 0, true, pylb_now(dp));
-	nat_rewrite(m, af, proto, ports, false, c->key.dst, c->key.dport);
-	nat_rewrite(m, af, proto, ports, true, c->key.src, c->key.sport);
+	pylb_conn_update(lc, c, tcp_flags_of(&k, ports), true, pylb_now(dp));
+	nat_rewrite(m, af, k.proto, ports, false, c->key.dst, c->key.dport);
+	nat_rewrite(m, af, k.proto, ports, true, c->key.src, c->key.sport);
 	CNT(lc, NAT_REPLIES);
 	route_reply(lc, cfg, in_port, m, af);
 	return true;

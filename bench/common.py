@@ -1,5 +1,6 @@
-"""The baseline of every benchmark: dpdk-testpmd forwarding on the same vdevs,
-burst and core as pylb, with its own cycle accounting (--record-core-cycles)."""
+"""What the benchmarks share: the baseline (dpdk-testpmd forwarding on the
+same vdevs, burst and core as pylb, with its own cycle accounting), and the
+measurement of a running pylb worker from its counters."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ BURST = 32
 PREFIX = "pylb-bench-testpmd"
 
 
-def run(vdevs: list[str], mode: str, seconds: float) -> dict:
+def testpmd(vdevs: list[str], mode: str, seconds: float) -> dict:
     """testpmd in `mode` (io, 5tswap, ...) for `seconds` on one worker core."""
     cmd = ["dpdk-testpmd", "-l", "0,1", "--no-pci", "--in-memory", "--file-prefix", PREFIX]
     for v in vdevs:
@@ -32,3 +33,14 @@ def run(vdevs: list[str], mode: str, seconds: float) -> dict:
         raise RuntimeError("testpmd gave no cycle figures:\n" + out[-2000:])
     return {"cycles_per_packet": float(m.group(1)), "packets": int(m.group(3)),
             "mpps": int(m.group(3)) / seconds / 1e6, "tsc_mhz": int(m.group(4))}
+
+
+def worker_deltas(dp, names, seconds: float, warmup: float = 1.0) -> dict:
+    """Start dp's workers and return how its summed counters moved over
+    `seconds` (after `warmup`), by counter name; then close it."""
+    dp.start()
+    time.sleep(warmup)
+    c0 = dp.counters.sum(axis=0).copy()
+    time.sleep(seconds)
+    c1 = dp.counters.sum(axis=0).copy()
+    return {n: int(c1[i] - c0[i]) for i, n in enumerate(names)}
