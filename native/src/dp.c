@@ -132,18 +132,26 @@ pylb_rcu_wait(struct pylb_dp *dp)
 	rte_rcu_qsbr_synchronize(dp->qsv, RTE_QSBR_THRID_INVALID);
 }
 
+/* Swap an RCU-protected pointer; free what it pointed to once every worker
+ * has passed a quiescent state. */
+void
+pylb_rcu_replace(struct pylb_dp *dp, void **slot, void *next)
+{
+	void *old = *slot;
+
+	__atomic_store_n(slot, next, __ATOMIC_RELEASE);
+	pylb_rcu_wait(dp);
+	pthread_mutex_lock(&dp->ctl_lock);	/* telemetry may be reading it */
+	rte_free(old);
+	pthread_mutex_unlock(&dp->ctl_lock);
+}
+
 /* Publish a new configuration snapshot and free the old one once every
  * worker has passed a quiescent state. */
 static void
 cfg_publish(struct pylb_dp *dp, struct pylb_cfg *next)
 {
-	struct pylb_cfg *old = dp->cfg;
-
-	__atomic_store_n(&dp->cfg, next, __ATOMIC_RELEASE);
-	pylb_rcu_wait(dp);
-	pthread_mutex_lock(&dp->ctl_lock);
-	rte_free(old);
-	pthread_mutex_unlock(&dp->ctl_lock);
+	pylb_rcu_replace(dp, (void **)&dp->cfg, next);
 }
 
 static struct pylb_cfg *

@@ -308,8 +308,8 @@ persist(struct pylb_lcore *lc, const struct pylb_service *svc,
 		pk.ip[bit / 8] &= (uint8_t)~(0x80 >> (bit % 8));
 	p = pylb_persist_find(lc, &pk, now);
 	if (p != NULL)
-		for (uint32_t i = 0; i < svc->n_backends; i++) {
-			const struct pylb_backend *b = &svc->backends[i];
+		for (uint32_t i = 0; i < svc->bal.n_backends; i++) {
+			const struct pylb_backend *b = &svc->bal.backends[i];
 
 			if (b->weight != 0 && memcmp(b->addr.ip, p->backend, 16) == 0 &&
 			    b->port == p->bport) {
@@ -547,7 +547,7 @@ pylb_l4_input(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 	svc = service_find(dp, &k);
 	if (svc == NULL)
 		return refuse(lc, cfg, in_port, m, af, proto, ports, PYLB_D_NO_SERVICE);
-	if (svc->table == NULL)
+	if (svc->bal.table == NULL)
 		return drop(lc, m, PYLB_D_SERVICE_NO_BACKEND);
 	/* The scheduling hash: of the 5-tuple, or of the client address only
 	 * (every connection of a client to the same backend). */
@@ -558,7 +558,7 @@ pylb_l4_input(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 
 		hash = af == 4 ? flow_hash4(*(uint32_t *)k.src, 0) : flow_hash6(k.src, zero);
 	}
-	b = &svc->backends[svc->table[hash % svc->conf.table_size]];
+	b = &svc->bal.backends[svc->bal.table[hash % svc->conf.table_size]];
 	if (svc->conf.persistence != 0)
 		b = persist(lc, svc, &k, b, now);
 	method = svc->conf.method;
@@ -808,34 +808,18 @@ vip_users(const struct pylb_dp *dp, const struct pylb_ip *vip)
 	return n;
 }
 
-static struct pylb_service *
-svc_alloc(const struct pylb_service_conf *conf, uint16_t id,
-	  const struct pylb_backend *b, uint32_t n, bool with_table)
+static int
+svc_new(struct pylb_service **out, const struct pylb_service_conf *conf, uint16_t id,
+	const struct pylb_backend *b, uint32_t n)
 {
-	size_t sz = sizeof(struct pylb_service) + n * sizeof(*b) +
-		(with_table ? conf->table_size * sizeof(uint16_t) : 0);
-	struct pylb_service *s = rte_zmalloc("pylb_svc", sz, RTE_CACHE_LINE_SIZE);
+	int rc = pylb_balance_new((void **)out, "service", sizeof(**out),
+				  offsetof(struct pylb_service, bal), b, n, conf->table_size);
 
-	if (s == NULL)
-		return NULL;
-	s->conf = *conf;
-	s->id = id;
-	s->n_backends = n;
-	s->backends = (struct pylb_backend *)(s + 1);
-	memcpy(s->backends, b, n * sizeof(*b));
-	if (with_table)
-		s->table = (uint16_t *)(s->backends + n);
-	return s;
-}
-
-static void
-svc_publish(struct pylb_dp *dp, int id, struct pylb_service *next)
-{
-	struct pylb_service *old = dp->svcs[id];
-
-	__atomic_store_n(&dp->svcs[id], next, __ATOMIC_RELEASE);
-	pylb_rcu_wait(dp);
-	rte_free(old);
+	if (rc == 0) {
+		(*out)->conf = *conf;
+		(*out)->id = id;
+	}
+	return rc;
 }
 
 /* Count (delta +1/-1) the backends of a NAT service in dp->nat_backends. */
@@ -844,13 +828,13 @@ nat_backends_count(struct pylb_dp *dp, const struct pylb_service *s, int delta)
 {
 	if (s == NULL || s->conf.method != PYLB_L4_NAT)
 		return;
-	for (uint32_t i = 0; i < s->n_backends; i++) {
-		struct svc_key k = { .proto = s->conf.proto, .af = s->backends[i].addr.af };
+	for (uint32_t i = 0; i < s->bal.n_backends; i++) {
+		struct svc_key k = { .proto = s->conf.proto, .af = s->bal.backends[i].addr.af };
 		void *data = NULL;
 		uintptr_t refs;
 
-		memcpy(k.ip, s->backends[i].addr.ip, 16);
-		k.port = rte_cpu_to_be_16(s->backends[i].port);
+		memcpy(k.ip, s->bal.backends[i].addr.ip, 16);
+		k.port = rte_cpu_to_be_16(s->bal.backends[i].port);
 		refs = rte_hash_lookup_data(dp->nat_backends, &k, &data) >= 0 ?
 			(uintptr_t)data : 0;
 		refs += (uintptr_t)(intptr_t)delta;
@@ -916,8 +900,9 @@ service_add_unlocked(struct pylb_dp *dp, const struct pylb_service_conf *conf)
 		if (rc != 0)
 			return rc;
 	}
-	s = svc_alloc(&c, (uint16_t)id, NULL, 0, false);
-	if (s == NULL || rte_hash_add_key_data(dp->svc_hash, &k, (void *)(uintptr_t)id) < 0) {
+	s = NULL;
+	if (svc_new(&s, &c, (uint16_t)id, NULL, 0) != 0 ||
+	    rte_hash_add_key_data(dp->svc_hash, &k, (void *)(uintptr_t)id) < 0) {
 		rte_free(s);
 		if (vip_users(dp, &c.vip) == 0)
 			pylb_route_del_special(dp, &host, PYLB_FIB_VAL(PYLB_FIB_SERVICE, 0));
@@ -945,7 +930,7 @@ service_del_unlocked(struct pylb_dp *dp, const struct pylb_ip *vip, uint8_t prot
 	dp->n_nat -= dp->svcs[id]->conf.method == PYLB_L4_NAT;
 	dp->n_fullnat -= dp->svcs[id]->conf.method == PYLB_L4_FULLNAT;
 	nat_backends_count(dp, dp->svcs[id], -1);
-	svc_publish(dp, id, NULL);
+	pylb_rcu_replace(dp, (void **)&dp->svcs[id], NULL);
 	if (vip_users(dp, vip) == 0)
 		pylb_route_del_special(dp, &host, PYLB_FIB_VAL(PYLB_FIB_SERVICE, 0));
 	/* Tracked connections keep their backend until they end. */
@@ -959,8 +944,8 @@ service_backends_set_unlocked(struct pylb_dp *dp, const struct pylb_ip *vip,
 {
 	const struct pylb_service *cur;
 	struct pylb_service *next;
-	uint32_t live = 0;
 	char name[96];
+	int rc;
 	int id = svc_find(dp, vip, proto, port, name, sizeof(name));
 
 	if (id < 0)
@@ -986,22 +971,13 @@ service_backends_set_unlocked(struct pylb_dp *dp, const struct pylb_ip *vip,
 			    b[i].port == b[j].port)
 				return pylb_fail(-PYLB_E_EXIST, "service %s: backend listed twice",
 						 name);
-		live += b[i].weight != 0;
 	}
-	next = svc_alloc(&cur->conf, (uint16_t)id, b, n, live != 0);
-	if (next == NULL)
-		return pylb_fail(-PYLB_E_NOMEM, "cannot allocate service %s", name);
-	if (live != 0) {
-		int rc = pylb_maglev_build(b, n, cur->conf.table_size, next->table);
-
-		if (rc != 0) {
-			rte_free(next);
-			return rc;
-		}
-	}
+	rc = svc_new(&next, &cur->conf, (uint16_t)id, b, n);
+	if (rc != 0)
+		return rc;
 	nat_backends_count(dp, next, +1);
 	nat_backends_count(dp, cur, -1);
-	svc_publish(dp, id, next);
+	pylb_rcu_replace(dp, (void **)&dp->svcs[id], next);
 	return 0;
 }
 
@@ -1018,8 +994,8 @@ service_get_unlocked(struct pylb_dp *dp, const struct pylb_ip *vip, uint8_t prot
 		return id;
 	s = dp->svcs[id];
 	*conf = s->conf;
-	*n_b = s->n_backends;
-	memcpy(b, s->backends, RTE_MIN(max_b, s->n_backends) * sizeof(*b));
+	*n_b = s->bal.n_backends;
+	memcpy(b, s->bal.backends, RTE_MIN(max_b, s->bal.n_backends) * sizeof(*b));
 	return 0;
 }
 
@@ -1046,7 +1022,7 @@ service_counts_unlocked(struct pylb_dp *dp, const struct pylb_ip *vip, uint8_t p
 	if (id < 0)
 		return id;
 	s = dp->svcs[id];
-	n = RTE_MIN(max, s->n_backends);
+	n = RTE_MIN(max, s->bal.n_backends);
 	memset(active, 0, n * sizeof(*active));
 	memset(inactive, 0, n * sizeof(*inactive));
 	for (uint32_t slot = 0; slot < dp->n_slots; slot++) {
@@ -1058,7 +1034,7 @@ service_counts_unlocked(struct pylb_dp *dp, const struct pylb_ip *vip, uint8_t p
 			if (!c.in_use || c.svc != id)
 				continue;
 			for (uint32_t b = 0; b < n; b++) {
-				const struct pylb_backend *be = &s->backends[b];
+				const struct pylb_backend *be = &s->bal.backends[b];
 
 				if (memcmp(c.backend, be->addr.ip, 16) == 0 &&
 				    (be->port == 0 || c.bport == rte_cpu_to_be_16(be->port))) {

@@ -17,6 +17,8 @@
 #include <math.h>
 #include <string.h>
 
+#include <rte_malloc.h>
+
 #include "pkt.h"
 
 static inline uint64_t
@@ -108,6 +110,38 @@ pylb_maglev_build(const struct pylb_backend *b, uint32_t n, uint32_t size,
 		}
 		table[j] = (uint16_t)best;
 	}
+	return 0;
+}
+
+int
+pylb_balance_new(void **out, const char *what, size_t head, size_t bal_offset,
+		 const struct pylb_backend *b, uint32_t n, uint32_t table_size)
+{
+	struct pylb_balance *bal;
+	uint32_t live = 0;
+	void *obj;
+	int rc;
+
+	for (uint32_t i = 0; i < n; i++)
+		live += b[i].weight != 0;
+	obj = rte_zmalloc(what, head + n * sizeof(*b) + (live ? table_size * sizeof(uint16_t) : 0),
+			  RTE_CACHE_LINE_SIZE);
+	if (obj == NULL)
+		return pylb_fail(-PYLB_E_NOMEM, "cannot allocate %s", what);
+	bal = (struct pylb_balance *)((char *)obj + bal_offset);
+	bal->n_backends = n;
+	bal->table_size = table_size;
+	bal->backends = (struct pylb_backend *)((char *)obj + head);
+	memcpy(bal->backends, b, n * sizeof(*b));
+	if (live != 0) {
+		bal->table = (uint16_t *)(bal->backends + n);
+		rc = pylb_maglev_build(b, n, table_size, bal->table);
+		if (rc != 0) {
+			rte_free(obj);
+			return rc;
+		}
+	}
+	*out = obj;
 	return 0;
 }
 

@@ -82,21 +82,26 @@ struct pylb_nhg {
 	uint16_t nh[PYLB_MAX_ECMP];
 };
 
+/* A backend set and its consistent-hash lookup table, as L3 VIPs and L4
+ * services hold them (in the same allocation, after the owner). */
+struct pylb_balance {
+	uint32_t n_backends;
+	uint32_t table_size;
+	struct pylb_backend *backends;
+	uint16_t *table;	/* table_size entries; NULL: no backend with weight */
+};
+
 /* An L3 VIP: immutable, replaced whole through dp->vips[] with RCU. */
 struct pylb_vip {
 	struct pylb_vip_conf conf;
-	uint32_t n_backends;
-	struct pylb_backend *backends;
-	uint16_t *table;	/* conf.table_size entries; NULL: no backends */
+	struct pylb_balance bal;
 };
 
 /* An L4 service: immutable, replaced whole through dp->svcs[] with RCU. */
 struct pylb_service {
 	struct pylb_service_conf conf;
 	uint16_t id;		/* index in dp->svcs[] */
-	uint32_t n_backends;
-	struct pylb_backend *backends;
-	uint16_t *table;	/* NULL: no backend with weight */
+	struct pylb_balance bal;
 };
 
 /* Connection tracking, one table per lcore, written by that lcore only.
@@ -352,6 +357,13 @@ pylb_now(const struct pylb_dp *dp)
 /* vip.c, maglev.c */
 void pylb_vip_free_all(struct pylb_dp *dp);
 bool pylb_is_prime(uint32_t n);
+/* Allocate *out: an object of `head` bytes whose struct pylb_balance (at
+ * `bal_offset`) gets the backends and, if any has weight, the lookup table
+ * built, all in one allocation. 0 or a negative PYLB_E_* code. */
+int pylb_balance_new(void **out, const char *what, size_t head, size_t bal_offset,
+		     const struct pylb_backend *b, uint32_t n, uint32_t table_size);
+/* Swap *slot to `next`; free the old object after a grace period. */
+void pylb_rcu_replace(struct pylb_dp *dp, void **slot, void *next);
 
 /* dp.c */
 void pylb_rcu_wait(struct pylb_dp *dp);

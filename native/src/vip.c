@@ -6,6 +6,7 @@
  * encapsulated (IPIP, GRE) or sent unchanged to the backend's MAC (direct
  * routing), along the route to the backend.
  */
+#include <stddef.h>
 #include <stdio.h>
 
 #include <rte_gre.h>
@@ -116,7 +117,7 @@ pylb_vip_input(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 	uint32_t h, v;
 	int reason;
 
-	if (unlikely(vip == NULL || vip->table == NULL))
+	if (unlikely(vip == NULL || vip->bal.table == NULL))
 		return drop(lc, m, PYLB_D_VIP_NO_BACKEND);
 	if (af == 4) {
 		const struct rte_ipv4_hdr *ip = inner;
@@ -127,7 +128,7 @@ pylb_vip_input(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 
 		h = flow_hash6(ip->src_addr, ip->dst_addr);
 	}
-	b = &vip->backends[vip->table[h % vip->conf.table_size]];
+	b = &vip->bal.backends[vip->bal.table[h % vip->conf.table_size]];
 	CNT(lc, VIP_PACKETS);
 
 	v = b->addr.af == 4 ? fib4_lookup(lc->dp, *(const uint32_t *)b->addr.ip) :
@@ -169,36 +170,16 @@ vip_find(struct pylb_dp *dp, const struct pylb_prefix *p)
 	return -1;
 }
 
-static struct pylb_vip *
-vip_alloc(const struct pylb_vip_conf *conf, const struct pylb_backend *b,
-	  uint32_t n, bool with_table)
+static int
+vip_new(struct pylb_vip **out, const struct pylb_vip_conf *conf,
+	const struct pylb_backend *b, uint32_t n)
 {
-	size_t sz = sizeof(struct pylb_vip) + n * sizeof(*b) +
-		(with_table ? conf->table_size * sizeof(uint16_t) : 0);
-	struct pylb_vip *v = rte_zmalloc("pylb_vip", sz, RTE_CACHE_LINE_SIZE);
+	int rc = pylb_balance_new((void **)out, "VIP", sizeof(**out),
+				  offsetof(struct pylb_vip, bal), b, n, conf->table_size);
 
-	if (v == NULL)
-		return NULL;
-	v->conf = *conf;
-	v->n_backends = n;
-	v->backends = (struct pylb_backend *)(v + 1);
-	memcpy(v->backends, b, n * sizeof(*b));
-	if (with_table)
-		v->table = (uint16_t *)(v->backends + n);
-	return v;
-}
-
-/* Swap in a new VIP object and free the old one after a grace period. */
-static void
-vip_publish(struct pylb_dp *dp, int id, struct pylb_vip *next)
-{
-	struct pylb_vip *old = dp->vips[id];
-
-	__atomic_store_n(&dp->vips[id], next, __ATOMIC_RELEASE);
-	pylb_rcu_wait(dp);
-	pthread_mutex_lock(&dp->ctl_lock);
-	rte_free(old);
-	pthread_mutex_unlock(&dp->ctl_lock);
+	if (rc == 0)
+		(*out)->conf = *conf;
+	return rc;
 }
 
 static int
@@ -231,9 +212,9 @@ vip_add_unlocked(struct pylb_dp *dp, const struct pylb_vip_conf *conf)
 		return pylb_fail(-PYLB_E_INVAL,
 			"VIP %s: lookup table size %u must be a prime no larger than %u (e.g. 65537)",
 			name, c.table_size, PYLB_MAGLEV_MAX);
-	v = vip_alloc(&c, NULL, 0, false);
-	if (v == NULL)
-		return pylb_fail(-PYLB_E_NOMEM, "cannot allocate VIP %s", name);
+	rc = vip_new(&v, &c, NULL, 0);
+	if (rc != 0)
+		return rc;
 	__atomic_store_n(&dp->vips[id], v, __ATOMIC_RELEASE);
 	rc = pylb_route_add_special(dp, &c.prefix, PYLB_FIB_VAL(PYLB_FIB_VIP, id));
 	if (rc != 0) {
@@ -255,7 +236,7 @@ vip_del_unlocked(struct pylb_dp *dp, const struct pylb_prefix *prefix)
 		return pylb_fail(-PYLB_E_NOENT, "no VIP %s", name);
 	}
 	pylb_route_del_special(dp, prefix, PYLB_FIB_VAL(PYLB_FIB_VIP, id));
-	vip_publish(dp, id, NULL);
+	pylb_rcu_replace(dp, (void **)&dp->vips[id], NULL);
 	return 0;
 }
 
@@ -265,7 +246,7 @@ vip_backends_set_unlocked(struct pylb_dp *dp, const struct pylb_prefix *prefix,
 {
 	const struct pylb_vip *cur;
 	struct pylb_vip *next;
-	uint32_t i, j, live = 0;
+	uint32_t i, j;
 	char name[PYLB_ADDR_STRLEN];
 	int id, rc;
 
@@ -305,19 +286,11 @@ vip_backends_set_unlocked(struct pylb_dp *dp, const struct pylb_prefix *prefix,
 			if (memcmp(&b[i].addr, &b[j].addr, sizeof(b[i].addr)) == 0)
 				return pylb_fail(-PYLB_E_EXIST,
 					"VIP %s: backend listed twice", name);
-		live += b[i].weight != 0;
 	}
-	next = vip_alloc(&cur->conf, b, n, live != 0);
-	if (next == NULL)
-		return pylb_fail(-PYLB_E_NOMEM, "cannot allocate VIP %s", name);
-	if (live != 0) {
-		rc = pylb_maglev_build(b, n, cur->conf.table_size, next->table);
-		if (rc != 0) {
-			rte_free(next);
-			return rc;
-		}
-	}
-	vip_publish(dp, id, next);
+	rc = vip_new(&next, &cur->conf, b, n);
+	if (rc != 0)
+		return rc;
+	pylb_rcu_replace(dp, (void **)&dp->vips[id], next);
 	return 0;
 }
 
@@ -336,8 +309,8 @@ vip_get_unlocked(struct pylb_dp *dp, const struct pylb_prefix *prefix,
 	}
 	v = dp->vips[id];
 	*conf = v->conf;
-	*n_b = v->n_backends;
-	memcpy(b, v->backends, RTE_MIN(max_b, v->n_backends) * sizeof(*b));
+	*n_b = v->bal.n_backends;
+	memcpy(b, v->bal.backends, RTE_MIN(max_b, v->bal.n_backends) * sizeof(*b));
 	return 0;
 }
 
@@ -359,10 +332,10 @@ vip_pick_unlocked(struct pylb_dp *dp, const struct pylb_prefix *prefix,
 	int id = vip_find(dp, prefix);
 	const struct pylb_vip *v;
 
-	if (id < 0 || dp->vips[id]->table == NULL)
+	if (id < 0 || dp->vips[id]->bal.table == NULL)
 		return -1;
 	v = dp->vips[id];
-	return v->table[pylb_flow_hash(src, dst) % v->conf.table_size];
+	return v->bal.table[pylb_flow_hash(src, dst) % v->conf.table_size];
 }
 
 void
