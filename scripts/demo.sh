@@ -27,6 +27,16 @@ ip netns del "$SRV" 2>/dev/null || true
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
+# host_ns NAME IFACE ADDRESS: a namespace holding a TAP interface of pylb
+host_ns() {
+    ip netns add "$1"
+    ip link set "$2" netns "$1"
+    ip netns exec "$1" sysctl -qw net.ipv6.conf.all.disable_ipv6=1
+    ip -n "$1" addr add "$3" dev "$2"
+    ip -n "$1" link set lo up
+    ip -n "$1" link set "$2" up
+}
+
 step "starting pylb on hwconfig/tap.yaml (instance '$INSTANCE')"
 $PYLB run --profile hwconfig/tap.yaml --instance "$INSTANCE" 2>"$LOG" &
 PID=$!
@@ -40,12 +50,7 @@ grep '^pylb:' "$LOG"
 $PYLB ports --instance "$INSTANCE"
 
 step "client namespace $NS on TAP interface pylb0 (10.99.0.2/24)"
-ip netns add "$NS"
-ip link set pylb0 netns "$NS"
-ip netns exec "$NS" sysctl -qw net.ipv6.conf.all.disable_ipv6=1
-ip -n "$NS" addr add 10.99.0.2/24 dev pylb0
-ip -n "$NS" link set lo up
-ip -n "$NS" link set pylb0 up
+host_ns "$NS" pylb0 10.99.0.2/24
 echo "client neighbour table before: $(ip -n "$NS" neigh show dev pylb0 | grep . || echo '(empty)')"
 
 step "client pings the appliance at 10.99.0.1"
@@ -55,12 +60,7 @@ step "the client resolved the appliance by ARP"
 ip -n "$NS" neigh show 10.99.0.1 dev pylb0
 
 step "server namespace $SRV on TAP interface pylb1 (10.99.1.2/24); both route via the appliance"
-ip netns add "$SRV"
-ip link set pylb1 netns "$SRV"
-ip netns exec "$SRV" sysctl -qw net.ipv6.conf.all.disable_ipv6=1
-ip -n "$SRV" addr add 10.99.1.2/24 dev pylb1
-ip -n "$SRV" link set lo up
-ip -n "$SRV" link set pylb1 up
+host_ns "$SRV" pylb1 10.99.1.2/24
 ip -n "$SRV" route add default via 10.99.1.1
 ip -n "$NS" route add default via 10.99.0.1
 

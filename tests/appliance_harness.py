@@ -160,8 +160,21 @@ class Appliance:
         try:
             rc = self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
+            # Say where it was stuck before killing it: each thread's kernel
+            # wait channel and the appliance's log.
+            where = []
+            for task in sorted(os.listdir(f"/proc/{self.proc.pid}/task")):
+                try:
+                    with open(f"/proc/{self.proc.pid}/task/{task}/comm") as c, \
+                            open(f"/proc/{self.proc.pid}/task/{task}/wchan") as w:
+                        where.append(f"{c.read().strip()}: {w.read().strip()}")
+                except OSError:
+                    pass
             self.proc.kill()
-            rc = self.proc.wait()
+            self.proc.wait()
+            self.proc = None
+            raise AssertionError(f"pylb did not stop within {timeout} s; threads: "
+                                 + "; ".join(where) + "\nlog:\n" + "".join(self.stderr[-40:]))
         self.proc = None
         return rc
 
