@@ -22,8 +22,9 @@ cdef extern from "pylb_dp.h" nogil:
         PYLB_L4_TUNNEL
         PYLB_L4_FULLNAT
         PYLB_MAX_LIPS
-        PYLB_HASH_5TUPLE
-        PYLB_HASH_SOURCE
+        PYLB_SCHED_MAGLEV
+        PYLB_SCHED_SOURCE
+        PYLB_SCHED_WRR
         PYLB_NAME_LEN
         PYLB_DEVARGS_LEN
         PYLB_CNT_MAX
@@ -106,7 +107,7 @@ cdef extern from "pylb_dp.h" nogil:
         uint8_t proto
         uint16_t port
         uint8_t method
-        uint8_t hash
+        uint8_t sched
         uint32_t table_size
         uint32_t persistence
         uint8_t persistence_prefix

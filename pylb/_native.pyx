@@ -128,7 +128,7 @@ class Service(NamedTuple):
     port: int               # 0: all ports
     proto: str
     method: str
-    hash: str
+    scheduler: str
     table_size: int
     backends: tuple
     persistence: int = 0
@@ -170,8 +170,8 @@ _PROTO_NAMES = {v: k for k, v in _PROTOS.items()}
 _L4_METHODS = {"nat": PYLB_L4_NAT, "dr": PYLB_L4_DR, "tunnel": PYLB_L4_TUNNEL,
                "fullnat": PYLB_L4_FULLNAT}
 _L4_METHOD_NAMES = {v: k for k, v in _L4_METHODS.items()}
-_L4_HASHES = {"5tuple": PYLB_HASH_5TUPLE, "source": PYLB_HASH_SOURCE}
-_L4_HASH_NAMES = {v: k for k, v in _L4_HASHES.items()}
+_SCHEDULERS = {"maglev": PYLB_SCHED_MAGLEV, "source": PYLB_SCHED_SOURCE, "wrr": PYLB_SCHED_WRR}
+_SCHEDULER_NAMES = {v: k for k, v in _SCHEDULERS.items()}
 _TCP_STATES = ("none", "syn_recv", "established", "fin_wait", "time_wait", "close")
 _TIMEOUT_KEYS = ("tcp_syn", "tcp_established", "tcp_fin", "tcp_close", "udp")
 
@@ -645,11 +645,11 @@ cdef class Dataplane:
     # L4 services
 
     def add_service(self, vip, int port, str proto="tcp", str method="nat",
-                    str hash="5tuple", int table_size=PYLB_MAGLEV_DEFAULT, backends=(),
+                    str scheduler="maglev", int table_size=PYLB_MAGLEV_DEFAULT, backends=(),
                     int persistence=0, int persistence_prefix=0, local_addresses=()):
         """A virtual service VIP:port/proto (port 0: all ports). `method`: nat,
-        dr or tunnel; `hash`: 5tuple (Maglev on the 5-tuple) or source (on the
-        client address only). `persistence`: seconds a client (its network,
+        fullnat, dr or tunnel; `scheduler`: maglev (consistent hash of the
+        5-tuple), source (of the client address) or wrr (weighted round-robin). `persistence`: seconds a client (its network,
         with `persistence_prefix`) sticks to its backend, like ipvsadm -p.
         `local_addresses`: for fullnat, the port addresses used as sources
         towards the backends."""
@@ -662,11 +662,11 @@ cdef class Dataplane:
         if method not in _L4_METHODS:
             raise InvalidArgument(f"service {vip}:{port}: method '{method}' is not one of "
                                   f"{', '.join(_L4_METHODS)}")
-        if hash not in _L4_HASHES:
-            raise InvalidArgument(f"service {vip}:{port}: hash '{hash}' is not one of "
-                                  f"{', '.join(_L4_HASHES)}")
+        if scheduler not in _SCHEDULERS:
+            raise InvalidArgument(f"service {vip}:{port}: scheduler '{scheduler}' is not one of "
+                                  f"{', '.join(_SCHEDULERS)}")
         c.method = _L4_METHODS[method]
-        c.hash = _L4_HASHES[hash]
+        c.sched = _SCHEDULERS[scheduler]
         c.table_size = table_size
         if persistence < 0 or not 0 <= persistence_prefix <= 128:
             raise InvalidArgument(f"service {vip}:{port}: persistence {persistence} s "
@@ -734,7 +734,7 @@ cdef class Dataplane:
             _check(pylb_dp_service_get(self._live(), &a, _proto(proto), _port(port), &c, b,
                                        PYLB_MAX_BACKENDS, &n))
             return Service(str(_get_ip(&c.vip)), c.port, _PROTO_NAMES[c.proto],
-                           _L4_METHOD_NAMES[c.method], _L4_HASH_NAMES[c.hash], c.table_size,
+                           _L4_METHOD_NAMES[c.method], _SCHEDULER_NAMES[c.sched], c.table_size,
                            tuple(L4Backend(str(_get_ip(&b[i].addr)), b[i].port, b[i].weight)
                                  for i in range(n)), c.persistence, c.persistence_prefix,
                            tuple(str(_get_ip(&c.lips[i])) for i in range(c.n_lips)))

@@ -175,7 +175,7 @@ def test_established_connections_keep_their_backend_and_drain(lb):
 
 
 def test_source_hash_keeps_a_client_on_one_backend(lb):
-    lb.add_service(VIP, 80, hash="source", backends=BACKENDS)
+    lb.add_service(VIP, 80, scheduler="source", backends=BACKENDS)
     for client in ("10.0.0.2", "10.0.0.3", "10.0.0.4"):
         dsts = {Ether(f)[IP].dst for _, f in lb.inject("p0", [raw(c2v(sport=p, src=client))
                                                              for p in range(1000, 1040)])}
@@ -209,6 +209,16 @@ def test_persistence_keeps_a_client_network_on_its_backend(lb):
     p = next(p for p in sched if sched[p] not in moved)
     assert backend_of("10.0.0.2", p) == sched[p]
     assert backend_of("10.0.0.2", 6000) == sched[p]
+
+
+def test_weighted_round_robin_follows_the_weights_exactly(lb):
+    lb.add_service(VIP, 80, method="dr", scheduler="wrr",
+                   backends=[(BACKENDS[0], 0, 1), (BACKENDS[1], 0, 2), (BACKENDS[2], 0, 0)])
+    macs = [Ether(f).dst for _, f in lb.inject("p0", [raw(c2v(sport=p)) for p in range(300)])]
+    counts = [macs.count(BMAC[b]) for b in BACKENDS]
+    assert counts == [100, 200, 0]
+    # Smoothly interleaved, not in runs.
+    assert max(len(run) for run in "".join("ab"[BMAC[BACKENDS[1]] == m] for m in macs).split("a")) <= 2
 
 
 def test_all_ports_service_keeps_the_port(lb):
@@ -298,6 +308,8 @@ def test_service_api_errors(lb):
         lb.add_service(VIP, 80, proto="sctp")
     with pytest.raises(InvalidArgument, match="method"):
         lb.add_service(VIP, 90, method="fullnat2")
+    with pytest.raises(InvalidArgument, match="scheduler"):
+        lb.add_service(VIP, 90, scheduler="lc")
     with pytest.raises(AlreadyExists, match="already routed"):
         lb.add_service("10.0.0.1", 80)                   # a port address
     with pytest.raises(NotFound, match="no service"):

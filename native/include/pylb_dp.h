@@ -252,9 +252,10 @@ enum pylb_l4_method {
 	PYLB_L4_FULLNAT,			/* DNAT + SNAT to a local address */
 };
 
-enum pylb_l4_hash {
-	PYLB_HASH_5TUPLE = 0,			/* Maglev on the 5-tuple */
-	PYLB_HASH_SOURCE,			/* Maglev on the source address */
+enum pylb_l4_sched {
+	PYLB_SCHED_MAGLEV = 0,			/* consistent hash of the 5-tuple */
+	PYLB_SCHED_SOURCE,			/* consistent hash of the client address */
+	PYLB_SCHED_WRR,				/* weighted round-robin, per lcore */
 };
 
 struct pylb_service_conf {
@@ -262,7 +263,7 @@ struct pylb_service_conf {
 	uint8_t proto;				/* IPPROTO_TCP or IPPROTO_UDP */
 	uint16_t port;				/* 0: all ports */
 	uint8_t method;				/* enum pylb_l4_method */
-	uint8_t hash;				/* enum pylb_l4_hash */
+	uint8_t sched;				/* enum pylb_l4_sched */
 	uint32_t table_size;			/* prime; 0: PYLB_MAGLEV_DEFAULT */
 	uint32_t persistence;			/* seconds a client sticks to its
 						 * backend (ipvsadm -p); 0: off */

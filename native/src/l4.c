@@ -498,6 +498,28 @@ fullnat_alloc(struct pylb_lcore *lc, const struct pylb_service *svc,
 	return false;
 }
 
+/* Smooth weighted round-robin on this lcore's row: every backend gains its
+ * weight, the highest is chosen and loses the total. */
+static const struct pylb_backend *
+wrr_pick(struct pylb_lcore *lc, const struct pylb_service *svc)
+{
+	int32_t *cw = svc->wrr + (size_t)lc->slot * svc->wrr_stride;
+	const struct pylb_backend *b = svc->bal.backends;
+	int32_t total = 0;
+	uint32_t best = 0;
+
+	for (uint32_t i = 0; i < svc->bal.n_backends; i++) {
+		if (b[i].weight == 0)
+			continue;
+		cw[i] += (int32_t)b[i].weight;
+		total += (int32_t)b[i].weight;
+		if (b[best].weight == 0 || cw[i] > cw[best])
+			best = i;
+	}
+	cw[best] -= total;
+	return &b[best];
+}
+
 /* A TCP or UDP packet for a service VIP. */
 void
 pylb_l4_input(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
@@ -551,14 +573,15 @@ pylb_l4_input(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 		return drop(lc, m, PYLB_D_SERVICE_NO_BACKEND);
 	/* The scheduling hash: of the 5-tuple, or of the client address only
 	 * (every connection of a client to the same backend). */
-	if (svc->conf.hash == PYLB_HASH_5TUPLE) {
+	if (svc->conf.sched == PYLB_SCHED_MAGLEV) {
 		hash = rte_hash_crc_4byte((uint32_t)k.sport << 16 | k.dport, hash ^ proto);
 	} else {
 		static const uint8_t zero[16];
 
 		hash = af == 4 ? flow_hash4(*(uint32_t *)k.src, 0) : flow_hash6(k.src, zero);
 	}
-	b = &svc->bal.backends[svc->bal.table[hash % svc->conf.table_size]];
+	b = svc->conf.sched == PYLB_SCHED_WRR ? wrr_pick(lc, svc) :
+		&svc->bal.backends[svc->bal.table[hash % svc->conf.table_size]];
 	if (svc->conf.persistence != 0)
 		b = persist(lc, svc, &k, b, now);
 	method = svc->conf.method;
@@ -809,15 +832,24 @@ vip_users(const struct pylb_dp *dp, const struct pylb_ip *vip)
 }
 
 static int
-svc_new(struct pylb_service **out, const struct pylb_service_conf *conf, uint16_t id,
-	const struct pylb_backend *b, uint32_t n)
+svc_new(struct pylb_dp *dp, struct pylb_service **out, const struct pylb_service_conf *conf,
+	uint16_t id, const struct pylb_backend *b, uint32_t n)
 {
-	int rc = pylb_balance_new((void **)out, "service", sizeof(**out),
+	/* The WRR rows sit between the service and its backends. */
+	uint32_t stride = RTE_ALIGN_CEIL(RTE_MAX(n, 1u), RTE_CACHE_LINE_SIZE / sizeof(int32_t));
+	size_t head = RTE_ALIGN_CEIL(sizeof(**out), RTE_CACHE_LINE_SIZE) +
+		(conf->sched == PYLB_SCHED_WRR ? dp->n_slots * stride * sizeof(int32_t) : 0);
+	int rc = pylb_balance_new((void **)out, "service", head,
 				  offsetof(struct pylb_service, bal), b, n, conf->table_size);
 
 	if (rc == 0) {
 		(*out)->conf = *conf;
 		(*out)->id = id;
+		if (conf->sched == PYLB_SCHED_WRR) {
+			(*out)->wrr = (int32_t *)((char *)*out +
+				RTE_ALIGN_CEIL(sizeof(**out), RTE_CACHE_LINE_SIZE));
+			(*out)->wrr_stride = stride;
+		}
 	}
 	return rc;
 }
@@ -862,8 +894,8 @@ service_add_unlocked(struct pylb_dp *dp, const struct pylb_service_conf *conf)
 	if (c.method > PYLB_L4_FULLNAT)
 		return pylb_fail(-PYLB_E_INVAL, "service %s: unknown forwarding method %u",
 				 name, c.method);
-	if (c.hash > PYLB_HASH_SOURCE)
-		return pylb_fail(-PYLB_E_INVAL, "service %s: unknown hash %u", name, c.hash);
+	if (c.sched > PYLB_SCHED_WRR)
+		return pylb_fail(-PYLB_E_INVAL, "service %s: unknown scheduler %u", name, c.sched);
 	if (c.method == PYLB_L4_FULLNAT) {
 		if (c.n_lips == 0 || c.n_lips > PYLB_MAX_LIPS)
 			return pylb_fail(-PYLB_E_INVAL,
@@ -901,7 +933,7 @@ service_add_unlocked(struct pylb_dp *dp, const struct pylb_service_conf *conf)
 			return rc;
 	}
 	s = NULL;
-	if (svc_new(&s, &c, (uint16_t)id, NULL, 0) != 0 ||
+	if (svc_new(dp, &s, &c, (uint16_t)id, NULL, 0) != 0 ||
 	    rte_hash_add_key_data(dp->svc_hash, &k, (void *)(uintptr_t)id) < 0) {
 		rte_free(s);
 		if (vip_users(dp, &c.vip) == 0)
@@ -972,7 +1004,7 @@ service_backends_set_unlocked(struct pylb_dp *dp, const struct pylb_ip *vip,
 				return pylb_fail(-PYLB_E_EXIST, "service %s: backend listed twice",
 						 name);
 	}
-	rc = svc_new(&next, &cur->conf, (uint16_t)id, b, n);
+	rc = svc_new(dp, &next, &cur->conf, (uint16_t)id, b, n);
 	if (rc != 0)
 		return rc;
 	nat_backends_count(dp, next, +1);

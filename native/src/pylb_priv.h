@@ -101,6 +101,10 @@ struct pylb_vip {
 struct pylb_service {
 	struct pylb_service_conf conf;
 	uint16_t id;		/* index in dp->svcs[] */
+	/* WRR: each lcore's current weights, one cache-line-aligned row per
+	 * lcore slot (the only part an lcore writes). */
+	int32_t *wrr;
+	uint32_t wrr_stride;	/* int32s per row */
 	struct pylb_balance bal;
 };
 
