@@ -152,6 +152,23 @@ def cmd_services(args) -> int:
     return 0
 
 
+def cmd_conns(args) -> int:
+    from pylb import telemetry
+
+    reply = telemetry.query(_prefix(args), "/pylb/conns")
+    if args.json:
+        print(json.dumps(reply, indent=2))
+        return 0
+    print("Pro State       Expire Client -> VIP -> Backend")
+    for line in reply["connections"].values():
+        proto, state, expire, flow = line.split(" ", 3)
+        print(f"{proto:3} {state:11} {expire:>6} {flow}")
+    shown = len(reply["connections"])
+    if reply["count"] > shown:
+        print(f"... {reply['count'] - shown} more ({reply['count']} connections)")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="pylb", description="pylb L3/L4 load-balancer appliance")
     ap.add_argument("--version", action="version", version=f"pylb {__version__}")
@@ -179,7 +196,9 @@ def parser() -> argparse.ArgumentParser:
                               ("routes", cmd_routes, "routes of a running appliance (first 200)"),
                               ("vips", cmd_vips, "L3 VIPs of a running appliance"),
                               ("services", cmd_services,
-                               "L4 services and their backends' connections (like ipvsadm -L -n)")):
+                               "L4 services and their backends' connections (like ipvsadm -L -n)"),
+                              ("conns", cmd_conns,
+                               "tracked connections, the first 200 (like ipvsadm -L -c)")):
         p = sub.add_parser(name, help=help_)
         p.add_argument("--instance")
         p.add_argument("--profile")

@@ -112,6 +112,9 @@ print(json.dumps(seen))
     # `pylb services` shows them per backend, like ipvsadm -L -n.
     out = sh(sys.executable, "-m", "pylb", "services", "--instance", lab.app.instance).stdout
     assert f"TCP {vip}:{port}" in out and f"-> {lab.backends[2][1]}:8080 weight 2 active" in out
+    out = sh(sys.executable, "-m", "pylb", "conns", "--instance", lab.app.instance).stdout
+    rows = [x for x in out.splitlines()[1:] if not x.startswith("...")]
+    assert len(rows) == 200 and all(x.startswith("TCP ") and " -> " in x for x in rows)  # 300+ open
 
 
 def test_long_lived_connection_survives_backend_changes_and_drain(lab):

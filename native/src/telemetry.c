@@ -301,6 +301,46 @@ tel_services(const char *cmd __rte_unused, const char *params __rte_unused,
 	return 0;
 }
 
+/* Tracked connections, like ipvsadm -L -c: the count and the first
+ * TEL_MAX_ENTRIES, "c<i>": "TCP established 12s client -> vip -> backend". */
+static int
+tel_conns(const char *cmd __rte_unused, const char *params __rte_unused,
+	  struct rte_tel_data *d)
+{
+	static const char *const states[] = {
+		"", "syn_recv", "established", "fin_wait", "time_wait", "close" };
+	static struct pylb_conn_info conns[TEL_MAX_ENTRIES];
+	struct rte_tel_data *list = rte_tel_data_alloc();
+	int n = 0;
+
+	rte_tel_data_start_dict(d);
+	if (list == NULL)
+		return 0;
+	rte_tel_data_start_dict(list);
+	if (tel_begin() != NULL) {
+		rte_tel_data_add_dict_u64(d, "count", pylb_dp_conn_count(tel_dp));
+		n = pylb_dp_conn_list(tel_dp, conns, TEL_MAX_ENTRIES);
+	}
+	for (int i = 0; i < n; i++) {
+		const struct pylb_conn_info *c = &conns[i];
+		char cl[PYLB_ADDR_STRLEN], v[PYLB_ADDR_STRLEN], b[PYLB_ADDR_STRLEN];
+		char line[RTE_TEL_MAX_STRING_LEN], key[16];
+
+		snprintf(line, sizeof(line), "%s %s %lus %s:%u -> %s:%u -> %s:%u",
+			 c->proto == IPPROTO_TCP ? "TCP" : "UDP",
+			 c->state < RTE_DIM(states) && c->state ? states[c->state] : "-",
+			 (unsigned long)(c->expires_ms / 1000),
+			 pylb_fmt_ip(&c->client, cl, sizeof(cl)), c->cport,
+			 pylb_fmt_ip(&c->vip, v, sizeof(v)), c->vport,
+			 pylb_fmt_ip(&c->backend, b, sizeof(b)), c->bport);
+		snprintf(key, sizeof(key), "c%d", i);
+		rte_tel_data_add_dict_string(list, key, line);
+	}
+	tel_end();
+	rte_tel_data_add_dict_container(d, "connections", list, 0);
+	return 0;
+}
+
 void
 pylb_telemetry_attach(struct pylb_dp *dp)
 {
@@ -315,6 +355,8 @@ pylb_telemetry_attach(struct pylb_dp *dp)
 			"pylb routes: count and the first 200. Parameters: 4 or 6");
 		rte_telemetry_register_cmd("/pylb/services", tel_services,
 			"pylb L4 services with active/inactive connections per backend. No parameters");
+		rte_telemetry_register_cmd("/pylb/conns", tel_conns,
+			"pylb tracked connections: count and the first 200. No parameters");
 		rte_telemetry_register_cmd("/pylb/vips", tel_vips,
 			"pylb L3 VIPs: method, table size, backends. No parameters");
 		rte_telemetry_register_cmd("/pylb/neigh", tel_neigh,
