@@ -193,12 +193,12 @@ def parser() -> argparse.ArgumentParser:
     for name, func, help_ in (("stats", cmd_stats, "counters of a running appliance"),
                               ("ports", cmd_ports, "ports of a running appliance"),
                               ("neigh", cmd_neigh, "neighbours of a running appliance"),
-                              ("routes", cmd_routes, "routes of a running appliance (first 200)"),
+                              ("routes", cmd_routes, "routes of a running appliance (count, first ones)"),
                               ("vips", cmd_vips, "L3 VIPs of a running appliance"),
                               ("services", cmd_services,
                                "L4 services and their backends' connections (like ipvsadm -L -n)"),
                               ("conns", cmd_conns,
-                               "tracked connections, the first 200 (like ipvsadm -L -c)")):
+                               "tracked connections, the first hundred or so (like ipvsadm -L -c)")):
         p = sub.add_parser(name, help=help_)
         p.add_argument("--instance")
         p.add_argument("--profile")

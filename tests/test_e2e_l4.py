@@ -114,7 +114,8 @@ print(json.dumps(seen))
     assert f"TCP {vip}:{port}" in out and f"-> {lab.backends[2][1]}:8080 weight 2 active" in out
     out = sh(sys.executable, "-m", "pylb", "conns", "--instance", lab.app.instance).stdout
     rows = [x for x in out.splitlines()[1:] if not x.startswith("...")]
-    assert len(rows) == 200 and all(x.startswith("TCP ") and " -> " in x for x in rows)  # 300+ open
+    assert len(rows) >= 100 and all(x.startswith("TCP ") and " -> " in x for x in rows)
+    assert out.splitlines()[-1].startswith("... ")       # 300+ open: the rest is counted
 
 
 def test_long_lived_connection_survives_backend_changes_and_drain(lab):

@@ -153,6 +153,22 @@ tel_neigh(const char *cmd __rte_unused, const char *params __rte_unused,
 }
 
 #define TEL_MAX_ENTRIES 200	/* telemetry replies are bounded (22.11: 256) */
+/* A reply must fit DPDK's 16 KiB output buffer, or the client gets cut-off
+ * JSON: listings stop adding lines once their text reaches this budget. */
+#define TEL_TEXT_BUDGET 10000
+
+/* Add a line to a listing if the budget allows; false once it is spent. */
+static bool
+tel_line(struct rte_tel_data *d, const char *key, const char *line, size_t *spent)
+{
+	size_t need = strlen(key) + strlen(line) + 8;	/* quotes, colon, comma */
+
+	if (*spent + need > TEL_TEXT_BUDGET)
+		return false;
+	*spent += need;
+	rte_tel_data_add_dict_string(d, key, line);
+	return true;
+}
 
 static void
 fmt_route(const struct pylb_dp *dp, const struct pylb_route *r, char *buf, size_t len)
@@ -182,6 +198,7 @@ tel_routes(const char *cmd __rte_unused, const char *params,
 	static struct pylb_route rt[TEL_MAX_ENTRIES];
 	uint8_t af = (params != NULL && params[0] == '6') ? 6 : 4;
 	struct rte_tel_data *list = rte_tel_data_alloc();
+	size_t spent = 0;
 	int n = 0;
 
 	rte_tel_data_start_dict(d);
@@ -200,7 +217,8 @@ tel_routes(const char *cmd __rte_unused, const char *params,
 			line[off++] = ' ';
 			fmt_route(tel_dp, &rt[i], line + off, sizeof(line) - off);
 			snprintf(key, sizeof(key), "r%d", i);
-			rte_tel_data_add_dict_string(list, key, line);
+			if (!tel_line(list, key, line, &spent))
+				break;
 		}
 	}
 	tel_end();
@@ -263,6 +281,7 @@ tel_services(const char *cmd __rte_unused, const char *params __rte_unused,
 	static struct pylb_service_conf svcs[64];
 	static struct pylb_backend b[TEL_MAX_ENTRIES];
 	static uint32_t active[TEL_MAX_ENTRIES], inactive[TEL_MAX_ENTRIES];
+	size_t spent = 0;
 	int n = 0;
 
 	rte_tel_data_start_dict(d);
@@ -292,7 +311,8 @@ tel_services(const char *cmd __rte_unused, const char *params __rte_unused,
 				 pylb_fmt_ip(&b[j].addr, a, sizeof(a)), b[j].port, b[j].weight,
 				 active[j], inactive[j]);
 			snprintf(key, sizeof(key), "b%u", j);
-			rte_tel_data_add_dict_string(e, key, line);
+			if (!tel_line(e, key, line, &spent))
+				break;
 		}
 		snprintf(key, sizeof(key), "s%d", i);
 		rte_tel_data_add_dict_container(d, key, e, 0);
@@ -311,6 +331,7 @@ tel_conns(const char *cmd __rte_unused, const char *params __rte_unused,
 		"", "syn_recv", "established", "fin_wait", "time_wait", "close" };
 	static struct pylb_conn_info conns[TEL_MAX_ENTRIES];
 	struct rte_tel_data *list = rte_tel_data_alloc();
+	size_t spent = 0;
 	int n = 0;
 
 	rte_tel_data_start_dict(d);
@@ -334,7 +355,8 @@ tel_conns(const char *cmd __rte_unused, const char *params __rte_unused,
 			 pylb_fmt_ip(&c->vip, v, sizeof(v)), c->vport,
 			 pylb_fmt_ip(&c->backend, b, sizeof(b)), c->bport);
 		snprintf(key, sizeof(key), "c%d", i);
-		rte_tel_data_add_dict_string(list, key, line);
+		if (!tel_line(list, key, line, &spent))
+			break;
 	}
 	tel_end();
 	rte_tel_data_add_dict_container(d, "connections", list, 0);
@@ -352,11 +374,11 @@ pylb_telemetry_attach(struct pylb_dp *dp)
 		rte_telemetry_register_cmd("/pylb/ports", tel_ports,
 			"pylb ports: device, MAC, link, addresses. No parameters");
 		rte_telemetry_register_cmd("/pylb/routes", tel_routes,
-			"pylb routes: count and the first 200. Parameters: 4 or 6");
+			"pylb routes: count and the first ones (up to 200). Parameters: 4 or 6");
 		rte_telemetry_register_cmd("/pylb/services", tel_services,
 			"pylb L4 services with active/inactive connections per backend. No parameters");
 		rte_telemetry_register_cmd("/pylb/conns", tel_conns,
-			"pylb tracked connections: count and the first 200. No parameters");
+			"pylb tracked connections: count and the first ones (about 100). No parameters");
 		rte_telemetry_register_cmd("/pylb/vips", tel_vips,
 			"pylb L3 VIPs: method, table size, backends. No parameters");
 		rte_telemetry_register_cmd("/pylb/neigh", tel_neigh,
