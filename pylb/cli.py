@@ -61,112 +61,91 @@ def _prefix(args) -> str:
     raise InvalidArgument("name the appliance with --instance NAME or --profile PATH")
 
 
-def cmd_stats(args) -> int:
+def _show(args, command: str, render, as_json=lambda reply: reply) -> int:
+    """The read-only commands: one telemetry query, printed as JSON or by `render`."""
     from pylb import telemetry
 
-    prefix = _prefix(args)
-    stats = telemetry.query(prefix, "/pylb/stats")
+    reply = telemetry.query(_prefix(args), command)
     if args.json:
-        print(json.dumps(stats, indent=2))
-        return 0
-    print(f"{prefix}:")
-    for name, v in stats["counters"].items():
-        print(f"  {name:24} {v:>16}")
-    drops = stats["drops"]
-    print(f"  drops {sum(drops.values())}:")
-    for name, v in drops.items():
-        if v:
-            print(f"    {name:22} {v:>16}")
+        print(json.dumps(as_json(reply), indent=2))
+    else:
+        render(reply)
     return 0
+
+
+def _more(reply, key: str, what: str) -> None:
+    """The line saying how many a bounded listing left out."""
+    shown = len(reply[key])
+    if reply["count"] > shown:
+        print(f"... {reply['count'] - shown} more ({reply['count']} {what})")
+
+
+def cmd_stats(args) -> int:
+    def render(stats):
+        print(f"{_prefix(args)}:")
+        for name, v in stats["counters"].items():
+            print(f"  {name:24} {v:>16}")
+        drops = stats["drops"]
+        print(f"  drops {sum(drops.values())}:")
+        for name, v in drops.items():
+            if v:
+                print(f"    {name:22} {v:>16}")
+    return _show(args, "/pylb/stats", render)
 
 
 def cmd_ports(args) -> int:
-    from pylb import telemetry
-
-    ports = telemetry.query(_prefix(args), "/pylb/ports")
-    if args.json:
-        print(json.dumps(ports, indent=2))
-        return 0
-    for name, p in ports.items():
-        print(f"{name}: {p['device']} ethdev {p['ethdev']} mac {p['mac']} "
-              f"link {'up' if p['link_up'] else 'down'} addresses {', '.join(p['addresses']) or '-'}"
-              f" kernel {p.get('kernel_iface') or '-'}")
-    return 0
+    def render(ports):
+        for name, p in ports.items():
+            print(f"{name}: {p['device']} ethdev {p['ethdev']} mac {p['mac']} "
+                  f"link {'up' if p['link_up'] else 'down'} "
+                  f"addresses {', '.join(p['addresses']) or '-'} kernel {p.get('kernel_iface') or '-'}")
+    return _show(args, "/pylb/ports", render)
 
 
 def cmd_neigh(args) -> int:
-    from pylb import telemetry
-
-    entries = list(telemetry.query(_prefix(args), "/pylb/neigh").values())
-    if args.json:
-        print(json.dumps(entries, indent=2))
-        return 0
-    for e in entries:
-        held = f" ({e['held']} held)" if e.get("held") else ""
-        print(f"{e['port']:8} {e['ip']:26} {e['mac'].lower()}  {e.get('state', ''):10} "
-              f"seen {e['age_ms'] / 1000:.1f} s ago{held}")
-    return 0
+    def render(reply):
+        for e in reply.values():
+            held = f" ({e['held']} held)" if e.get("held") else ""
+            print(f"{e['port']:8} {e['ip']:26} {e['mac'].lower()}  {e.get('state', ''):10} "
+                  f"seen {e['age_ms'] / 1000:.1f} s ago{held}")
+    return _show(args, "/pylb/neigh", render, as_json=lambda reply: list(reply.values()))
 
 
 def cmd_routes(args) -> int:
-    from pylb import telemetry
-
-    reply = telemetry.query(_prefix(args), f"/pylb/routes,{args.family}")
-    if args.json:
-        print(json.dumps(reply, indent=2))
-        return 0
-    for line in reply["routes"].values():
-        prefix, how = line.split(" ", 1)
-        print(f"{prefix:44} {how}")
-    shown = len(reply["routes"])
-    if reply["count"] > shown:
-        print(f"... {reply['count'] - shown} more (IPv{args.family}: {reply['count']} routes)")
-    return 0
+    def render(reply):
+        for line in reply["routes"].values():
+            prefix, how = line.split(" ", 1)
+            print(f"{prefix:44} {how}")
+        _more(reply, "routes", f"IPv{args.family} routes")
+    return _show(args, f"/pylb/routes,{args.family}", render)
 
 
 def cmd_vips(args) -> int:
-    from pylb import telemetry
-
-    vips = telemetry.query(_prefix(args), "/pylb/vips")
-    if args.json:
-        print(json.dumps(vips, indent=2))
-        return 0
-    for v in vips.values():
-        print(f"{v['prefix']:44} {v['method']:5} table {v['table_size']} "
-              f"backends {v['backends'] or '-'}")
-    return 0
+    def render(vips):
+        for v in vips.values():
+            print(f"{v['prefix']:44} {v['method']:5} table {v['table_size']} "
+                  f"backends {v['backends'] or '-'}")
+    return _show(args, "/pylb/vips", render)
 
 
 def cmd_services(args) -> int:
-    from pylb import telemetry
-
-    services = telemetry.query(_prefix(args), "/pylb/services")
-    if args.json:
-        print(json.dumps(services, indent=2))
-        return 0
-    print(f"{'Prot LocalAddress:Port':32} {'Method':7} -> RemoteAddress:Port weight / active / inactive")
-    for svc in services.values():
-        print(f"{svc['service']:32} {svc['method']:7}")
-        for key in sorted((k for k in svc if k.startswith("b")), key=lambda k: int(k[1:])):
-            print(f"  -> {svc[key]}")
-    return 0
+    def render(services):
+        print(f"{'Prot LocalAddress:Port':32} {'Method':7} -> RemoteAddress:Port weight / active / inactive")
+        for svc in services.values():
+            print(f"{svc['service']:32} {svc['method']:7}")
+            for key in sorted((k for k in svc if k.startswith("b")), key=lambda k: int(k[1:])):
+                print(f"  -> {svc[key]}")
+    return _show(args, "/pylb/services", render)
 
 
 def cmd_conns(args) -> int:
-    from pylb import telemetry
-
-    reply = telemetry.query(_prefix(args), "/pylb/conns")
-    if args.json:
-        print(json.dumps(reply, indent=2))
-        return 0
-    print("Pro State       Expire Client -> VIP -> Backend")
-    for line in reply["connections"].values():
-        proto, state, expire, flow = line.split(" ", 3)
-        print(f"{proto:3} {state:11} {expire:>6} {flow}")
-    shown = len(reply["connections"])
-    if reply["count"] > shown:
-        print(f"... {reply['count'] - shown} more ({reply['count']} connections)")
-    return 0
+    def render(reply):
+        print("Pro State       Expire Client -> VIP -> Backend")
+        for line in reply["connections"].values():
+            proto, state, expire, flow = line.split(" ", 3)
+            print(f"{proto:3} {state:11} {expire:>6} {flow}")
+        _more(reply, "connections", "connections")
+    return _show(args, "/pylb/conns", render)
 
 
 def parser() -> argparse.ArgumentParser:

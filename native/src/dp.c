@@ -538,10 +538,5 @@ int
 pylb_dp_addr_add(struct pylb_dp *dp, uint16_t port,
 		 const struct pylb_prefix *addr)
 {
-	int rc;
-
-	pthread_mutex_lock(&dp->ctl_lock);
-	rc = addr_add_unlocked(dp, port, addr);
-	pthread_mutex_unlock(&dp->ctl_lock);
-	return rc;
+	PYLB_CTL_LOCKED(dp, addr_add_unlocked(dp, port, addr));
 }

@@ -1088,35 +1088,20 @@ int
 pylb_dp_service_counts(struct pylb_dp *dp, const struct pylb_ip *vip, uint8_t proto,
 		       uint16_t port, uint32_t *active, uint32_t *inactive, uint32_t max)
 {
-	int rc;
-
-	pthread_mutex_lock(&dp->ctl_lock);
-	rc = service_counts_unlocked(dp, vip, proto, port, active, inactive, max);
-	pthread_mutex_unlock(&dp->ctl_lock);
-	return rc;
+	PYLB_CTL_LOCKED(dp, service_counts_unlocked(dp, vip, proto, port, active, inactive, max));
 }
 
 int
 pylb_dp_service_add(struct pylb_dp *dp, const struct pylb_service_conf *conf)
 {
-	int rc;
-
-	pthread_mutex_lock(&dp->ctl_lock);
-	rc = service_add_unlocked(dp, conf);
-	pthread_mutex_unlock(&dp->ctl_lock);
-	return rc;
+	PYLB_CTL_LOCKED(dp, service_add_unlocked(dp, conf));
 }
 
 int
 pylb_dp_service_del(struct pylb_dp *dp, const struct pylb_ip *vip, uint8_t proto,
 		    uint16_t port)
 {
-	int rc;
-
-	pthread_mutex_lock(&dp->ctl_lock);
-	rc = service_del_unlocked(dp, vip, proto, port);
-	pthread_mutex_unlock(&dp->ctl_lock);
-	return rc;
+	PYLB_CTL_LOCKED(dp, service_del_unlocked(dp, vip, proto, port));
 }
 
 int
@@ -1124,12 +1109,7 @@ pylb_dp_service_backends_set(struct pylb_dp *dp, const struct pylb_ip *vip,
 			     uint8_t proto, uint16_t port,
 			     const struct pylb_backend *b, uint32_t n)
 {
-	int rc;
-
-	pthread_mutex_lock(&dp->ctl_lock);
-	rc = service_backends_set_unlocked(dp, vip, proto, port, b, n);
-	pthread_mutex_unlock(&dp->ctl_lock);
-	return rc;
+	PYLB_CTL_LOCKED(dp, service_backends_set_unlocked(dp, vip, proto, port, b, n));
 }
 
 int
@@ -1137,21 +1117,11 @@ pylb_dp_service_get(struct pylb_dp *dp, const struct pylb_ip *vip, uint8_t proto
 		    uint16_t port, struct pylb_service_conf *conf,
 		    struct pylb_backend *b, uint32_t max_b, uint32_t *n_b)
 {
-	int rc;
-
-	pthread_mutex_lock(&dp->ctl_lock);
-	rc = service_get_unlocked(dp, vip, proto, port, conf, b, max_b, n_b);
-	pthread_mutex_unlock(&dp->ctl_lock);
-	return rc;
+	PYLB_CTL_LOCKED(dp, service_get_unlocked(dp, vip, proto, port, conf, b, max_b, n_b));
 }
 
 int
 pylb_dp_service_list(struct pylb_dp *dp, struct pylb_service_conf *out, uint32_t max)
 {
-	int rc;
-
-	pthread_mutex_lock(&dp->ctl_lock);
-	rc = service_list_unlocked(dp, out, max);
-	pthread_mutex_unlock(&dp->ctl_lock);
-	return rc;
+	PYLB_CTL_LOCKED(dp, service_list_unlocked(dp, out, max));
 }

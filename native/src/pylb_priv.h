@@ -292,6 +292,17 @@ struct pylb_dp {
 	uint64_t neigh_sweep_tsc;
 };
 
+/* An API entry point's body: `call` under the control lock, so telemetry
+ * readers never see a change half made. */
+#define PYLB_CTL_LOCKED(dp, call) do {			\
+	int rc_;					\
+							\
+	pthread_mutex_lock(&(dp)->ctl_lock);		\
+	rc_ = (call);					\
+	pthread_mutex_unlock(&(dp)->ctl_lock);		\
+	return rc_;					\
+} while (0)
+
 /* errors.c */
 int pylb_fail(int rc, const char *fmt, ...) __rte_format_printf(2, 3);
 #define PYLB_ADDR_STRLEN 48	/* an IPv6 address with a prefix length */

@@ -647,47 +647,27 @@ pylb_route_neigh_update(struct pylb_dp *dp, const struct pylb_neigh_key *k,
 int
 pylb_dp_route_add(struct pylb_dp *dp, const struct pylb_route *r)
 {
-	int rc;
-
-	pthread_mutex_lock(&dp->ctl_lock);
-	rc = route_add_unlocked(dp, r);
-	pthread_mutex_unlock(&dp->ctl_lock);
-	return rc;
+	PYLB_CTL_LOCKED(dp, route_add_unlocked(dp, r));
 }
 
 int
 pylb_dp_route_del(struct pylb_dp *dp, const struct pylb_prefix *dst)
 {
-	int rc;
-
-	pthread_mutex_lock(&dp->ctl_lock);
-	rc = route_del_unlocked(dp, dst);
-	pthread_mutex_unlock(&dp->ctl_lock);
-	return rc;
+	PYLB_CTL_LOCKED(dp, route_del_unlocked(dp, dst));
 }
 
 int
 pylb_dp_route_get(struct pylb_dp *dp, const struct pylb_prefix *dst,
 		  struct pylb_route *out)
 {
-	int rc;
-
-	pthread_mutex_lock(&dp->ctl_lock);
-	rc = route_get_unlocked(dp, dst, out);
-	pthread_mutex_unlock(&dp->ctl_lock);
-	return rc;
+	PYLB_CTL_LOCKED(dp, route_get_unlocked(dp, dst, out));
 }
 
 int
 pylb_dp_route_lookup(struct pylb_dp *dp, const struct pylb_ip *ip,
 		     struct pylb_route *out)
 {
-	int rc;
-
-	pthread_mutex_lock(&dp->ctl_lock);
-	rc = route_lookup_unlocked(dp, ip, out);
-	pthread_mutex_unlock(&dp->ctl_lock);
-	return rc;
+	PYLB_CTL_LOCKED(dp, route_lookup_unlocked(dp, ip, out));
 }
 
 int
@@ -695,10 +675,5 @@ pylb_dp_route_list(struct pylb_dp *dp, uint8_t af,
 		   const struct pylb_prefix *after, struct pylb_route *out,
 		   uint32_t max)
 {
-	int rc;
-
-	pthread_mutex_lock(&dp->ctl_lock);
-	rc = route_list_unlocked(dp, af, after, out, max);
-	pthread_mutex_unlock(&dp->ctl_lock);
-	return rc;
+	PYLB_CTL_LOCKED(dp, route_list_unlocked(dp, af, after, out, max));
 }

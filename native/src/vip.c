@@ -352,35 +352,20 @@ pylb_vip_free_all(struct pylb_dp *dp)
 int
 pylb_dp_vip_add(struct pylb_dp *dp, const struct pylb_vip_conf *conf)
 {
-	int rc;
-
-	pthread_mutex_lock(&dp->ctl_lock);
-	rc = vip_add_unlocked(dp, conf);
-	pthread_mutex_unlock(&dp->ctl_lock);
-	return rc;
+	PYLB_CTL_LOCKED(dp, vip_add_unlocked(dp, conf));
 }
 
 int
 pylb_dp_vip_del(struct pylb_dp *dp, const struct pylb_prefix *prefix)
 {
-	int rc;
-
-	pthread_mutex_lock(&dp->ctl_lock);
-	rc = vip_del_unlocked(dp, prefix);
-	pthread_mutex_unlock(&dp->ctl_lock);
-	return rc;
+	PYLB_CTL_LOCKED(dp, vip_del_unlocked(dp, prefix));
 }
 
 int
 pylb_dp_vip_backends_set(struct pylb_dp *dp, const struct pylb_prefix *prefix,
 			 const struct pylb_backend *b, uint32_t n)
 {
-	int rc;
-
-	pthread_mutex_lock(&dp->ctl_lock);
-	rc = vip_backends_set_unlocked(dp, prefix, b, n);
-	pthread_mutex_unlock(&dp->ctl_lock);
-	return rc;
+	PYLB_CTL_LOCKED(dp, vip_backends_set_unlocked(dp, prefix, b, n));
 }
 
 int
@@ -388,33 +373,18 @@ pylb_dp_vip_get(struct pylb_dp *dp, const struct pylb_prefix *prefix,
 		struct pylb_vip_conf *conf, struct pylb_backend *b,
 		uint32_t max_b, uint32_t *n_b)
 {
-	int rc;
-
-	pthread_mutex_lock(&dp->ctl_lock);
-	rc = vip_get_unlocked(dp, prefix, conf, b, max_b, n_b);
-	pthread_mutex_unlock(&dp->ctl_lock);
-	return rc;
+	PYLB_CTL_LOCKED(dp, vip_get_unlocked(dp, prefix, conf, b, max_b, n_b));
 }
 
 int
 pylb_dp_vip_list(struct pylb_dp *dp, struct pylb_prefix *out, uint32_t max)
 {
-	int rc;
-
-	pthread_mutex_lock(&dp->ctl_lock);
-	rc = vip_list_unlocked(dp, out, max);
-	pthread_mutex_unlock(&dp->ctl_lock);
-	return rc;
+	PYLB_CTL_LOCKED(dp, vip_list_unlocked(dp, out, max));
 }
 
 int
 pylb_dp_vip_pick(struct pylb_dp *dp, const struct pylb_prefix *prefix,
 		 const struct pylb_ip *src, const struct pylb_ip *dst)
 {
-	int rc;
-
-	pthread_mutex_lock(&dp->ctl_lock);
-	rc = vip_pick_unlocked(dp, prefix, src, dst);
-	pthread_mutex_unlock(&dp->ctl_lock);
-	return rc;
+	PYLB_CTL_LOCKED(dp, vip_pick_unlocked(dp, prefix, src, dst));
 }
