@@ -25,6 +25,7 @@ cdef extern from "pylb_dp.h" nogil:
         PYLB_SCHED_MAGLEV
         PYLB_SCHED_SOURCE
         PYLB_SCHED_WRR
+        PYLB_SCHED_WLC
         PYLB_NAME_LEN
         PYLB_DEVARGS_LEN
         PYLB_CNT_MAX
@@ -100,6 +101,7 @@ cdef extern from "pylb_dp.h" nogil:
     struct pylb_backend:
         pylb_ip addr
         uint16_t port
+        uint8_t state
         uint32_t weight
 
     struct pylb_service_conf:
@@ -111,6 +113,7 @@ cdef extern from "pylb_dp.h" nogil:
         uint32_t table_size
         uint32_t persistence
         uint8_t persistence_prefix
+        uint8_t down_reset
         uint8_t n_lips
         pylb_ip lips[PYLB_MAX_LIPS]
 

@@ -121,6 +121,7 @@ class L4Backend(NamedTuple):
     ip: str
     port: int               # 0: the client's destination port
     weight: int = 1
+    state: str = "up"       # up, drain (no new connections) or down
 
 
 class Service(NamedTuple):
@@ -134,6 +135,7 @@ class Service(NamedTuple):
     persistence: int = 0
     persistence_prefix: int = 0
     local_addresses: tuple = ()
+    down_reset: bool = False    # a down backend's connections are reset
 
 
 class Connection(NamedTuple):
@@ -170,9 +172,12 @@ _PROTO_NAMES = {v: k for k, v in _PROTOS.items()}
 _L4_METHODS = {"nat": PYLB_L4_NAT, "dr": PYLB_L4_DR, "tunnel": PYLB_L4_TUNNEL,
                "fullnat": PYLB_L4_FULLNAT}
 _L4_METHOD_NAMES = {v: k for k, v in _L4_METHODS.items()}
-_SCHEDULERS = {"maglev": PYLB_SCHED_MAGLEV, "source": PYLB_SCHED_SOURCE, "wrr": PYLB_SCHED_WRR}
+_SCHEDULERS = {"maglev": PYLB_SCHED_MAGLEV, "source": PYLB_SCHED_SOURCE, "wrr": PYLB_SCHED_WRR,
+               "wlc": PYLB_SCHED_WLC}
 _SCHEDULER_NAMES = {v: k for k, v in _SCHEDULERS.items()}
-_TCP_STATES = ("none", "syn_recv", "established", "fin_wait", "time_wait", "close")
+_TCP_STATES = ("none", "syn_sent", "syn_recv", "established", "fin_wait", "close_wait",
+               "time_wait", "close")
+BACKEND_STATES = ("up", "drain", "down")
 _TIMEOUT_KEYS = ("tcp_syn", "tcp_established", "tcp_fin", "tcp_close", "udp")
 
 
@@ -204,7 +209,7 @@ def _backend_list(backends):
         else:
             ip, weight = b, 1
         _check_weight(ip, weight)
-        out.append((_parse_ip(ip, "backend"), 0, weight))
+        out.append((_parse_ip(ip, "backend"), 0, weight, 0))
     return out
 
 
@@ -229,28 +234,32 @@ def _split_hostport(text):
 
 
 def _l4_backend_list(backends):
-    """[(ip, port, weight)], [(ip, port)], ['ip:port'] or [L4Backend] -> [(addr, port, weight)];
-    port 0 keeps the client's destination port."""
+    """[(ip, port[, weight[, state]])], ['ip:port'] or [L4Backend] -> [(addr, port, weight,
+    state)]; port 0 keeps the client's destination port."""
     out = []
     for b in backends:
         if isinstance(b, (tuple, list)):
-            if len(b) not in (2, 3):
-                raise InvalidArgument(f"backend {b!r} is not (ip, port) or (ip, port, weight)")
-            ip, port, weight = (*b, 1) if len(b) == 2 else b
+            if len(b) not in (2, 3, 4):
+                raise InvalidArgument(f"backend {b!r} is not (ip, port[, weight[, state]])")
+            ip, port, weight, state = (*b, 1, "up")[:4] if len(b) == 2 else (*b, "up")[:4]
         else:
-            (ip, port), weight = _split_hostport(b), 1
+            (ip, port), weight, state = _split_hostport(b), 1, "up"
         if not isinstance(port, int) or not 0 <= port <= 65535:
             raise InvalidArgument(f"backend {ip}: port {port!r} is not in 0..65535")
         _check_weight(ip, weight)
-        out.append((_parse_ip(ip, "backend"), port, weight))
+        if state not in BACKEND_STATES:
+            raise InvalidArgument(f"backend {ip}: state {state!r} is not one of "
+                                  f"{', '.join(BACKEND_STATES)}")
+        out.append((_parse_ip(ip, "backend"), port, weight, BACKEND_STATES.index(state)))
     return out
 
 
 cdef int _fill_backends(pylb_backend *arr, list bl) except -1:
-    for i, (ip, port, weight) in enumerate(bl):
-        _set_ip(&arr[i].addr, ip)
-        arr[i].port = port
-        arr[i].weight = weight
+    for i, b in enumerate(bl):
+        _set_ip(&arr[i].addr, b[0])
+        arr[i].port = b[1]
+        arr[i].weight = b[2]
+        arr[i].state = b[3] if len(b) > 3 else 0
     return 0
 
 
@@ -646,13 +655,17 @@ cdef class Dataplane:
 
     def add_service(self, vip, int port, str proto="tcp", str method="nat",
                     str scheduler="maglev", int table_size=PYLB_MAGLEV_DEFAULT, backends=(),
-                    int persistence=0, int persistence_prefix=0, local_addresses=()):
+                    int persistence=0, int persistence_prefix=0, local_addresses=(),
+                    bint down_reset=False):
         """A virtual service VIP:port/proto (port 0: all ports). `method`: nat,
         fullnat, dr or tunnel; `scheduler`: maglev (consistent hash of the
-        5-tuple), source (of the client address) or wrr (weighted round-robin). `persistence`: seconds a client (its network,
-        with `persistence_prefix`) sticks to its backend, like ipvsadm -p.
-        `local_addresses`: for fullnat, the port addresses used as sources
-        towards the backends."""
+        5-tuple), source (of the client address), wrr (weighted round-robin)
+        or wlc (weighted least-connections). `persistence`: seconds a client
+        (its network, with `persistence_prefix`) sticks to its backend, like
+        ipvsadm -p. `local_addresses`: for fullnat, the port addresses used
+        as sources towards the backends. `down_reset`: connections of a
+        backend set down are reset (TCP RST to the client; UDP is
+        rescheduled) instead of finishing."""
         cdef pylb_service_conf c
         cdef int rc
         memset(&c, 0, sizeof(c))
@@ -673,6 +686,7 @@ cdef class Dataplane:
                                   f"/{persistence_prefix} is out of range")
         c.persistence = persistence
         c.persistence_prefix = persistence_prefix
+        c.down_reset = down_reset
         lips = [_parse_ip(a, "local address") for a in local_addresses]
         if len(lips) > PYLB_MAX_LIPS:
             raise InvalidArgument(f"at most {PYLB_MAX_LIPS} local addresses per service")
@@ -698,8 +712,10 @@ cdef class Dataplane:
         _check(rc)
 
     def set_service_backends(self, vip, int port, backends, str proto="tcp"):
-        """Replace the service's backends: [(ip, port, weight)], [(ip, port)] or
-        ['ip:port']. Weight 0 drains: no new connections, open ones go on."""
+        """Replace the service's backends: [(ip, port[, weight[, state]])],
+        ['ip:port'] or [L4Backend]. Weight 0 or state 'drain': no new
+        connections, open ones go on; 'down': no new connections, open ones
+        finish or are reset (the service's down_reset)."""
         cdef pylb_ip a
         cdef int rc
         cdef uint32_t n
@@ -722,6 +738,19 @@ cdef class Dataplane:
             free(arr)
         _check(rc)
 
+    def set_backend(self, vip, int port, backend, int backend_port, str proto="tcp",
+                    weight=None, state=None):
+        """Change one backend's weight and/or state (up, drain, down)."""
+        svc = self.service(vip, port, proto)
+        addr = str(_parse_ip(backend, "backend"))
+        found = [b for b in svc.backends if b.ip == addr and b.port == backend_port]
+        if not found:
+            raise NotFound(f"service {vip}:{port}/{proto} has no backend {addr}:{backend_port}")
+        new = found[0]._replace(**{k: v for k, v in (("weight", weight), ("state", state))
+                                   if v is not None})
+        self.set_service_backends(vip, port, [new if b is found[0] else b for b in svc.backends],
+                                  proto=proto)
+
     def service(self, vip, int port, str proto="tcp"):
         cdef pylb_ip a
         cdef pylb_service_conf c
@@ -735,9 +764,11 @@ cdef class Dataplane:
                                        PYLB_MAX_BACKENDS, &n))
             return Service(str(_get_ip(&c.vip)), c.port, _PROTO_NAMES[c.proto],
                            _L4_METHOD_NAMES[c.method], _SCHEDULER_NAMES[c.sched], c.table_size,
-                           tuple(L4Backend(str(_get_ip(&b[i].addr)), b[i].port, b[i].weight)
-                                 for i in range(n)), c.persistence, c.persistence_prefix,
-                           tuple(str(_get_ip(&c.lips[i])) for i in range(c.n_lips)))
+                           tuple(L4Backend(str(_get_ip(&b[i].addr)), b[i].port, b[i].weight,
+                                           BACKEND_STATES[b[i].state]) for i in range(n)),
+                           c.persistence, c.persistence_prefix,
+                           tuple(str(_get_ip(&c.lips[i])) for i in range(c.n_lips)),
+                           bool(c.down_reset))
         finally:
             free(b)
 
@@ -771,7 +802,7 @@ cdef class Dataplane:
                                str(_get_ip(&buf[i].client)), buf[i].cport,
                                str(_get_ip(&buf[i].vip)), buf[i].vport,
                                str(_get_ip(&buf[i].backend)), buf[i].bport,
-                               _TCP_STATES[buf[i].state] if buf[i].state < 6 else "?",
+                               _TCP_STATES[buf[i].state] if buf[i].state < len(_TCP_STATES) else "?",
                                buf[i].expires_ms, buf[i].packets, buf[i].lcore_slot,
                                None if buf[i].local.af == 0 else str(_get_ip(&buf[i].local)),
                                buf[i].lport)

@@ -21,7 +21,7 @@ BMAC = {b: f"02:00:00:00:0b:{i:02x}" for i, b in enumerate(BACKENDS)}
 
 # Drop reasons provoked here (see test_host_fixtures.test_every_drop_reason_is_exercised).
 EXERCISED = {"l4_truncated", "no_service", "tcp_no_conn", "tcp_bad_flags", "service_no_backend",
-             "fullnat_no_port"}
+             "fullnat_no_port", "backend_down"}
 
 
 def drops_of(dp):
@@ -335,3 +335,144 @@ def test_ipv6_service_nat(dp):
     ck = out[TCP].chksum
     del out[TCP].chksum
     assert IPv6(raw(out))[TCP].chksum == ck
+
+
+def test_nat_tcp_state_machine_sees_both_directions(lb):
+    lb.add_neighbour("p0", CLIENT, CLIENT_MAC)
+    lb.add_service(VIP, 80, backends=[(BACKENDS[0], 8080)])
+
+    def state():
+        (c,) = lb.connections()
+        return c.state
+
+    def from_backend(flags):
+        lb.inject("p1", [raw(Ether(src=BMAC[BACKENDS[0]], dst=P1_MAC)
+                             / IP(src=BACKENDS[0], dst=CLIENT)
+                             / TCP(sport=8080, dport=40000, flags=flags))])
+    lb.inject("p0", [raw(c2v())])
+    assert state() == "syn_sent"
+    from_backend("SA")
+    assert state() == "syn_recv"
+    lb.inject("p0", [raw(c2v(flags="A"))])
+    assert state() == "established"
+    from_backend("FA")                                  # the backend closes first
+    assert state() == "close_wait"
+    lb.inject("p0", [raw(c2v(flags="FA"))])
+    assert state() == "time_wait"
+
+
+def backend_of(d, sport, flags="S", **kw):
+    out = d.inject("p0", [raw(c2v(sport=sport, flags=flags, **kw))])
+    return Ether(out[0][1])[IP].dst if out else None
+
+
+def test_backend_states_drain_and_down(lb):
+    lb.add_service(VIP, 80, backends=[(b, 80) for b in BACKENDS])
+    first = {p: backend_of(lb, p) for p in range(100, 400)}
+    victim = BACKENDS[0]
+    mine = [p for p, b in first.items() if b == victim]
+    assert mine
+    for state in ("drain", "down"):
+        lb.set_backend(VIP, 80, victim, 80, state=state)
+        assert lb.service(VIP, 80).backends[0].state == state
+        # Open connections finish (the service does not reset them) ...
+        assert {backend_of(lb, p, "A") for p in mine} == {victim}
+        # ... and none is new.
+        assert victim not in {backend_of(lb, p) for p in range(1000, 1100)}
+    lb.set_backend(VIP, 80, victim, 80, state="up")
+    assert victim in {backend_of(lb, p) for p in range(2000, 2100)}
+    with pytest.raises(InvalidArgument, match="up, drain, down"):
+        lb.set_backend(VIP, 80, victim, 80, state="sleeping")
+    with pytest.raises(NotFound, match="no backend 10.0.1.99:80"):
+        lb.set_backend(VIP, 80, "10.0.1.99", 80, weight=3)
+
+
+def test_down_backend_connections_are_reset_when_the_service_says_so(lb):
+    lb.add_service(VIP, 80, backends=BACKENDS, down_reset=True)
+    lb.add_service(VIP, 53, proto="udp", backends=BACKENDS, down_reset=True)
+    assert lb.service(VIP, 80).down_reset
+    tcp = {p: backend_of(lb, p) for p in range(100, 200)}
+    udp = {p: backend_of(lb, p, proto=UDP, dport=53) for p in range(100, 200)}
+    victim = BACKENDS[2]
+    for port in (80, 53):
+        lb.set_backend(VIP, port, victim, 0, proto="tcp" if port == 80 else "udp", state="down")
+    mine = [p for p, b in tcp.items() if b == victim]
+    # TCP: the client gets a RST, the connection is gone.
+    out = lb.inject("p0", [raw(c2v(sport=p, flags="A", ack=55)) for p in mine])
+    assert all(port == 0 and Ether(f)[TCP].flags == "R" and Ether(f)[IP].src == VIP and
+               checksums_ok(f) for port, f in out) and len(out) == len(mine)
+    assert victim not in {c.backend for c in lb.connections() if c.proto == "tcp"}
+    # The others are untouched.
+    assert all(backend_of(lb, p, "A") == b for p, b in tcp.items() if b != victim)
+    # UDP: the flow starts again on a live backend.
+    moved = {p: backend_of(lb, p, proto=UDP, dport=53) for p, b in udp.items() if b == victim}
+    assert moved and victim not in moved.values()
+    assert lb.totals()["conn_reset_down"] == len(mine) + len(moved)
+    assert drops_of(lb) == {"backend_down": len(mine)}
+
+
+def test_weighted_least_connections(lb):
+    lb.add_service(VIP, 80, method="dr", scheduler="wlc",
+                   backends=[(BACKENDS[0], 0, 1), (BACKENDS[1], 0, 1), (BACKENDS[2], 0, 2)])
+    mac_of = {v: k for k, v in BMAC.items()}
+
+    def open_(ports):
+        return [mac_of[Ether(f).dst] for _, f in lb.inject("p0", [raw(c2v(sport=p)) for p in ports])]
+    first = open_(range(100, 140))
+    assert [first.count(b) for b in BACKENDS] == [10, 10, 20]
+    # Connections of the first backend end: the next ones go there until the
+    # load per weight is even again.
+    ended = [p for p, b in zip(range(100, 140), first) if b == BACKENDS[0]]
+    lb.inject("p0", [raw(c2v(sport=p, flags="R")) for p in ended])
+    lb.clock_advance(11_000)                            # past the close timeout
+    lb.housekeep()
+    assert set(open_(range(200, 210))) == {BACKENDS[0]}
+    # A new backend set keeps the counts (rebuilt from the table).
+    lb.set_service_backends(VIP, 80, [(BACKENDS[0], 0, 1), (BACKENDS[1], 0, 1),
+                                      (BACKENDS[2], 0, 2), ("10.0.1.23", 0, 1)])
+    lb.add_neighbour("p1", "10.0.1.23", "02:00:00:00:0b:03")
+    mac_of["02:00:00:00:0b:03"] = "10.0.1.23"
+    assert set(open_(range(300, 310))) == {"10.0.1.23"}
+
+
+def test_thousands_of_connections_each_keep_their_backend(native):
+    d = small_dp(native, conn_capacity=4096)
+    d.add_neighbour("p0", CLIENT, CLIENT_MAC)
+    d.add_service(VIP, 53, proto="udp", backends=[(b, 5353) for b in BACKENDS])
+    clients = [(f"10.0.0.{2 + i % 90}", 1024 + i) for i in range(4000)]
+    for ip, _ in clients[:90]:
+        d.add_neighbour("p0", ip, CLIENT_MAC)
+    first = {}
+    for i in range(0, 4000, 500):
+        batch = clients[i:i + 500]
+        for (ip, p), (_, f) in zip(batch, d.inject("p0", [raw(c2v(proto=UDP, src=ip, sport=p, dport=53))
+                                                           for ip, p in batch])):
+            first[ip, p] = Ether(f)[IP].dst
+    assert d.conn_count() == 4000 and d.totals()["conn_table_full"] == 0
+    # Every one is found again, from both sides.
+    for i in range(0, 4000, 500):
+        batch = clients[i:i + 500]
+        again = d.inject("p0", [raw(c2v(proto=UDP, src=ip, sport=p, dport=53)) for ip, p in batch])
+        assert [Ether(f)[IP].dst for _, f in again] == [first[k] for k in batch]
+        replies = d.inject("p1", [raw(Ether(src=BMAC[first[ip, p]], dst=P1_MAC)
+                                      / IP(src=first[ip, p], dst=ip) / UDP(sport=5353, dport=p))
+                                  for ip, p in batch])
+        assert [(Ether(f)[IP].src, Ether(f)[IP].dst, Ether(f)[UDP].dport) for _, f in replies] == \
+            [(VIP, ip, p) for ip, p in batch]
+    assert d.conn_count() == 4000 and d.totals()["conn_created"] == 4000
+    d.close()
+
+
+def test_ipv6_connections_have_a_quarter_of_the_table(native):
+    d = native.Dataplane(mbufs=1023, mbuf_cache=0, conn_capacity=64)
+    d.add_port("p0", mac=P0_MAC)
+    d.add_port("p1", mac=P1_MAC)
+    d.add_address("p0", "2001:db8::1/64")
+    d.add_address("p1", "2001:db8:1::1/64")
+    d.add_neighbour("p1", "2001:db8:1::20", BMAC[BACKENDS[0]])
+    d.add_service("2001:db8::100", 80, method="dr", backends=["2001:db8:1::20"])
+    syns = [raw(Ether(src=CLIENT_MAC, dst=P0_MAC) / IPv6(src="2001:db8::2", dst="2001:db8::100")
+                / TCP(sport=p, dport=80, flags="S")) for p in range(20)]
+    assert len(d.inject("p0", syns)) == 20              # beyond 16: the stateless choice
+    assert d.conn_count() == 16 and d.totals()["conn_table_full"] == 4
+    d.close()

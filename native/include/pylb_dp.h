@@ -83,6 +83,7 @@ enum pylb_err {
 	X(CONN_CREATED, conn_created) \
 	X(CONN_EXPIRED, conn_expired) \
 	X(CONN_TABLE_FULL, conn_table_full) \
+	X(CONN_RESET_DOWN, conn_reset_down) \
 	X(NAT_REPLIES, nat_replies) \
 	X(REDIRECTED, redirected) \
 	X(TCP_RESETS_SENT, tcp_resets_sent) \
@@ -129,6 +130,7 @@ enum pylb_err {
 	X(TCP_NO_CONN, tcp_no_conn) \
 	X(TCP_BAD_FLAGS, tcp_bad_flags) \
 	X(SERVICE_NO_BACKEND, service_no_backend) \
+	X(BACKEND_DOWN, backend_down) \
 	X(REDIRECT_FULL, redirect_full) \
 	X(FULLNAT_NO_PORT, fullnat_no_port) \
 	X(LOCAL_UNHANDLED, local_unhandled) \
@@ -238,9 +240,17 @@ struct pylb_vip_conf {
 	uint32_t table_size;			/* prime; 0: PYLB_MAGLEV_DEFAULT */
 };
 
+enum pylb_backend_state {
+	PYLB_BACKEND_UP = 0,
+	PYLB_BACKEND_DRAIN,			/* no new connections; open ones finish */
+	PYLB_BACKEND_DOWN,			/* no new connections; open ones finish or
+						 * are reset (the service's down_reset) */
+};
+
 struct pylb_backend {
 	struct pylb_ip addr;
 	uint16_t port;				/* L4 services; 0 for L3 VIPs */
+	uint8_t state;				/* enum pylb_backend_state */
 	uint32_t weight;			/* 0: present but takes no traffic */
 };
 
@@ -256,6 +266,7 @@ enum pylb_l4_sched {
 	PYLB_SCHED_MAGLEV = 0,			/* consistent hash of the 5-tuple */
 	PYLB_SCHED_SOURCE,			/* consistent hash of the client address */
 	PYLB_SCHED_WRR,				/* weighted round-robin, per lcore */
+	PYLB_SCHED_WLC,				/* weighted least-connections, per lcore */
 };
 
 struct pylb_service_conf {
@@ -268,6 +279,8 @@ struct pylb_service_conf {
 	uint32_t persistence;			/* seconds a client sticks to its
 						 * backend (ipvsadm -p); 0: off */
 	uint8_t persistence_prefix;		/* client netmask; 0: host */
+	uint8_t down_reset;			/* a down backend's connections are reset
+						 * (TCP RST to the client); 0: they finish */
 	/* FullNAT: the appliance's own addresses used as sources towards
 	 * the backends (each one a port address the backends can reach). */
 	uint8_t n_lips;
@@ -276,9 +289,11 @@ struct pylb_service_conf {
 
 enum pylb_tcp_state {
 	PYLB_TCP_NONE = 0,			/* UDP */
-	PYLB_TCP_SYN_RECV,
+	PYLB_TCP_SYN_SENT,			/* NAT: the client's SYN went to the backend */
+	PYLB_TCP_SYN_RECV,			/* the backend answered (DR: SYN seen) */
 	PYLB_TCP_ESTABLISHED,
-	PYLB_TCP_FIN_WAIT,
+	PYLB_TCP_FIN_WAIT,			/* the client closed first */
+	PYLB_TCP_CLOSE_WAIT,			/* the backend closed first */
 	PYLB_TCP_TIME_WAIT,
 	PYLB_TCP_CLOSE,
 	PYLB_TCP__STATES,

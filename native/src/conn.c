@@ -24,31 +24,37 @@ pylb_conn_init(struct pylb_dp *dp, struct pylb_lcore *lc)
 	char name[RTE_HASH_NAMESIZE];
 	struct rte_hash_parameters hp = {
 		.name = name,
-		.entries = 2 * cap,	/* client and reply tuples */
-		.key_len = sizeof(struct pylb_conn_key),
+		.key_len = sizeof(struct pylb_persist_key),
 		.hash_func = rte_hash_crc,
 		.socket_id = (int)rte_socket_id(),
 	};
 
-	snprintf(name, sizeof(name), "pylb_ct%u_%u", ++conn_seq, lc->slot);
-	ct->h = rte_hash_create(&hp);
+	/* Half the slots at most in use when every entry is NAT; a FullNAT
+	 * entry takes two. IPv6 addresses: a quarter of the entries. */
+	ct->nb = RTE_MAX((cap + 7) / 8, 2u);
+	ct->cap = cap;
+	ct->cap6 = RTE_MAX(cap / 4, 16u);
+	ct->buckets = rte_zmalloc("pylb_ct", ct->nb * sizeof(*ct->buckets), RTE_CACHE_LINE_SIZE);
+	ct->conns = rte_zmalloc("pylb_conns", (cap + 1) * sizeof(*ct->conns), RTE_CACHE_LINE_SIZE);
+	ct->free = rte_malloc("pylb_conn_free", cap * sizeof(*ct->free), 0);
+	ct->ext6 = rte_zmalloc("pylb_conn6", ct->cap6 * sizeof(*ct->ext6), RTE_CACHE_LINE_SIZE);
+	ct->free6 = rte_malloc("pylb_conn6_free", ct->cap6 * sizeof(*ct->free6), 0);
 	/* Persistence entries: one per client network, at most one per
 	 * connection; a quarter of the connections is plenty. */
-	snprintf(name, sizeof(name), "pylb_pt%u_%u", conn_seq, lc->slot);
+	snprintf(name, sizeof(name), "pylb_pt%u_%u", ++conn_seq, lc->slot);
 	hp.entries = RTE_MAX(cap / 4, 64u);
-	hp.key_len = sizeof(struct pylb_persist_key);
 	ct->ph = rte_hash_create(&hp);
-	ct->conns = rte_zmalloc("pylb_conns", cap * sizeof(*ct->conns), RTE_CACHE_LINE_SIZE);
-	ct->free = rte_malloc("pylb_conn_free", cap * sizeof(*ct->free), 0);
 	ct->pers = rte_zmalloc("pylb_pers", hp.entries * sizeof(*ct->pers), RTE_CACHE_LINE_SIZE);
 	ct->pfree = rte_malloc("pylb_pers_free", hp.entries * sizeof(*ct->pfree), 0);
-	if (ct->h == NULL || ct->ph == NULL || ct->conns == NULL || ct->free == NULL ||
-	    ct->pers == NULL || ct->pfree == NULL)
+	if (ct->buckets == NULL || ct->conns == NULL || ct->free == NULL || ct->ext6 == NULL ||
+	    ct->free6 == NULL || ct->ph == NULL || ct->pers == NULL || ct->pfree == NULL)
 		return -PYLB_E_NOMEM;
-	ct->cap = cap;
 	for (uint32_t i = 0; i < cap; i++)
-		ct->free[i] = cap - 1 - i;
+		ct->free[i] = cap - i;
 	ct->n_free = cap;
+	for (uint32_t i = 0; i < ct->cap6; i++)
+		ct->free6[i] = ct->cap6 - 1 - i;
+	ct->n_free6 = ct->cap6;
 	for (uint32_t i = 0; i < hp.entries; i++)
 		ct->pfree[i] = hp.entries - 1 - i;
 	ct->n_pfree = ct->pcap = hp.entries;
@@ -58,136 +64,234 @@ pylb_conn_init(struct pylb_dp *dp, struct pylb_lcore *lc)
 void
 pylb_conn_free(struct pylb_lcore *lc)
 {
-	rte_hash_free(lc->ct.h);
-	rte_hash_free(lc->ct.ph);
-	rte_free(lc->ct.conns);
-	rte_free(lc->ct.free);
-	rte_free(lc->ct.pers);
-	rte_free(lc->ct.pfree);
-	memset(&lc->ct, 0, sizeof(lc->ct));
+	struct pylb_conntrack *ct = &lc->ct;
+
+	rte_free(ct->buckets);
+	rte_free(ct->conns);
+	rte_free(ct->free);
+	rte_free(ct->ext6);
+	rte_free(ct->free6);
+	rte_hash_free(ct->ph);
+	rte_free(ct->pers);
+	rte_free(ct->pfree);
+	memset(ct, 0, sizeof(*ct));
 }
 
-/* The reply tuple of a NAT connection: backend -> client. */
-void
-pylb_conn_reply_key(const struct pylb_conn *c, struct pylb_conn_key *k)
+/* The two buckets and the signature of a side (address, port). */
+struct ct_pos {
+	struct pylb_ct_bucket *b[2];
+	uint32_t sig;
+};
+
+static inline void
+ct_pos(const struct pylb_conntrack *ct, uint32_t h, struct ct_pos *p)
 {
-	memset(k, 0, sizeof(*k));
-	memcpy(k->src, c->backend, 16);
-	k->sport = c->bport;
-	if (c->method == PYLB_L4_FULLNAT) {
-		memcpy(k->dst, c->lip, 16);
-		k->dport = c->lport;
-	} else {
-		memcpy(k->dst, c->key.src, 16);
-		k->dport = c->key.sport;
-	}
-	k->proto = c->key.proto;
-	k->af = c->key.af;
+	uint32_t h2 = ct_mix(h ^ PYLB_HASH_SEED);
+
+	p->b[0] = ct_bucket(ct, h);
+	p->b[1] = &ct->buckets[((uint64_t)h2 * ct->nb) >> 32];
+	p->sig = (h2 & 0xff) << PYLB_CT_IDX_BITS;
+}
+
+static inline bool
+addr_eq(const uint8_t *a, const uint8_t *b, uint8_t af)
+{
+	if (af == 4)
+		return *(const unaligned_uint32_t *)a == *(const unaligned_uint32_t *)b;
+	return memcmp(a, b, 16) == 0;
+}
+
+/* Does entry c carry tuple t (forward: the client's packet; reply: the
+ * backend's)? */
+static inline bool
+conn_match(const struct pylb_conntrack *ct, const struct pylb_conn *c,
+	   const struct pylb_tuple *t, bool reply)
+{
+	if (c->af != t->af || c->proto != t->proto)
+		return false;
+	if (!reply)
+		return c->cport == t->sport && c->vport == t->dport &&
+			addr_eq(conn_addr(ct, c, CONN_CLIENT), t->src, t->af) &&
+			addr_eq(conn_addr(ct, c, CONN_VIP), t->dst, t->af);
+	if (c->bport != t->sport || !addr_eq(conn_addr(ct, c, CONN_BACKEND), t->src, t->af))
+		return false;
+	if (c->method == PYLB_L4_FULLNAT)
+		return c->lport == t->dport && addr_eq(conn_addr(ct, c, CONN_LIP), t->dst, t->af);
+	return c->cport == t->dport && addr_eq(conn_addr(ct, c, CONN_CLIENT), t->dst, t->af);
 }
 
 struct pylb_conn *
-pylb_conn_new(struct pylb_lcore *lc, const struct pylb_conn_key *k)
+pylb_conn_lookup(struct pylb_lcore *lc, const struct pylb_tuple *t, bool reply)
+{
+	struct pylb_conntrack *ct = &lc->ct;
+	struct ct_pos p;
+
+	if (ct->nb == 0)
+		return NULL;
+	ct_pos(ct, reply ? pylb_ct_hash(t->dst, t->dport, t->proto, t->af) :
+	       pylb_ct_hash(t->src, t->sport, t->proto, t->af), &p);
+	for (int k = 0; k < 2; k++)
+		for (int i = 0; i < PYLB_CT_SLOTS; i++) {
+			uint32_t s = p.b[k]->slot[i];
+
+			if ((s & ~PYLB_CT_MAX) == p.sig && s != 0 &&
+			    conn_match(ct, &ct->conns[s & PYLB_CT_MAX], t, reply))
+				return &ct->conns[s & PYLB_CT_MAX];
+		}
+	return NULL;
+}
+
+static int
+slot_add(struct pylb_conntrack *ct, uint32_t h, uint32_t idx)
+{
+	struct ct_pos p;
+
+	ct_pos(ct, h, &p);
+	for (int k = 0; k < 2; k++)
+		for (int i = 0; i < PYLB_CT_SLOTS; i++)
+			if (p.b[k]->slot[i] == 0) {
+				p.b[k]->slot[i] = p.sig | idx;
+				return 0;
+			}
+	return -PYLB_E_FULL;
+}
+
+static void
+slot_del(struct pylb_conntrack *ct, uint32_t h, uint32_t idx)
+{
+	struct ct_pos p;
+
+	ct_pos(ct, h, &p);
+	for (int k = 0; k < 2; k++)
+		for (int i = 0; i < PYLB_CT_SLOTS; i++)
+			if (p.b[k]->slot[i] == (p.sig | idx)) {
+				p.b[k]->slot[i] = 0;
+				return;
+			}
+}
+
+static inline uint32_t
+conn_idx(const struct pylb_conntrack *ct, const struct pylb_conn *c)
+{
+	return (uint32_t)(c - ct->conns);
+}
+
+static inline uint32_t
+client_hash(const struct pylb_conntrack *ct, const struct pylb_conn *c)
+{
+	return pylb_ct_hash(conn_addr(ct, c, CONN_CLIENT), c->cport, c->proto, c->af);
+}
+
+static inline uint32_t
+local_hash(const struct pylb_conntrack *ct, const struct pylb_conn *c)
+{
+	return pylb_ct_hash(conn_addr(ct, c, CONN_LIP), c->lport, c->proto, c->af);
+}
+
+/* A new entry for the client's tuple t (to be filled in by the caller),
+ * indexed by its client side; NULL when the table is full. */
+struct pylb_conn *
+pylb_conn_new(struct pylb_lcore *lc, const struct pylb_tuple *t)
 {
 	struct pylb_conntrack *ct = &lc->ct;
 	struct pylb_conn *c;
 	uint32_t idx;
 
-	if (ct->n_free == 0)
+	if (ct->n_free == 0 || (t->af == 6 && ct->n_free6 == 0))
 		return NULL;
-	idx = ct->free[--ct->n_free];
+	idx = ct->free[ct->n_free - 1];
 	c = &ct->conns[idx];
 	memset(c, 0, sizeof(*c));
-	c->key = *k;
-	if (rte_hash_add_key_data(ct->h, k, (void *)(uintptr_t)idx) < 0) {
-		ct->free[ct->n_free++] = idx;
+	if (t->af == 6)
+		c->ext6 = ct->free6[ct->n_free6 - 1];
+	c->af = t->af;
+	c->proto = t->proto;
+	c->cport = t->sport;
+	c->vport = t->dport;
+	pylb_conn_set_addr(ct, c, CONN_CLIENT, t->src);
+	pylb_conn_set_addr(ct, c, CONN_VIP, t->dst);
+	if (slot_add(ct, pylb_ct_hash(t->src, t->sport, t->proto, t->af), idx) != 0) {
+		c->af = 0;
 		return NULL;
 	}
-	c->in_use = 1;
+	ct->n_free--;
+	ct->n_free6 -= t->af == 6;
 	return c;
 }
 
-/* Index the reply tuple once the backend is known (NAT). */
+/* FullNAT: index the local side too, once it is chosen. */
 int
-pylb_conn_add_reply(struct pylb_lcore *lc, struct pylb_conn *c)
+pylb_conn_add_local(struct pylb_lcore *lc, struct pylb_conn *c)
 {
-	struct pylb_conn_key rk;
-	uint32_t idx = (uint32_t)(c - lc->ct.conns);
-
-	pylb_conn_reply_key(c, &rk);
-	return rte_hash_add_key_data(lc->ct.h, &rk,
-				     (void *)(uintptr_t)(idx | PYLB_CONN_REPLY));
+	return slot_add(&lc->ct, local_hash(&lc->ct, c), conn_idx(&lc->ct, c));
 }
 
 void
 pylb_conn_drop(struct pylb_lcore *lc, struct pylb_conn *c)
 {
 	struct pylb_conntrack *ct = &lc->ct;
+	uint32_t idx = conn_idx(ct, c);
 
-	rte_hash_del_key(ct->h, &c->key);
-	if (c->method == PYLB_L4_NAT || c->method == PYLB_L4_FULLNAT) {
-		struct pylb_conn_key rk;
-
-		pylb_conn_reply_key(c, &rk);
-		rte_hash_del_key(ct->h, &rk);
-	}
-	c->in_use = 0;
-	ct->free[ct->n_free++] = (uint32_t)(c - ct->conns);
+	pylb_conn_released(lc, c);
+	slot_del(ct, client_hash(ct, c), idx);
+	if (c->method == PYLB_L4_FULLNAT && c->lport != 0)
+		slot_del(ct, local_hash(ct, c), idx);
+	if (c->af == 6)
+		ct->free6[ct->n_free6++] = c->ext6;
+	__atomic_store_n(&c->af, 0, __ATOMIC_RELEASE);
+	ct->free[ct->n_free++] = idx;
 }
 
-/* Look a 5-tuple up; *reply says which direction it matched. */
-struct pylb_conn *
-pylb_conn_find(struct pylb_lcore *lc, const struct pylb_conn_key *k, bool *reply)
+/* The TCP state machine, seen from the middle: both directions for NAT
+ * and FullNAT, the client's only for DR and tunnel (like IPVS). */
+static uint8_t
+tcp_next(uint8_t state, uint8_t f, bool reply, bool sees_replies)
 {
-	void *data;
+	bool syn = (f & (RTE_TCP_SYN_FLAG | RTE_TCP_ACK_FLAG)) == RTE_TCP_SYN_FLAG;
+	bool fin = f & RTE_TCP_FIN_FLAG;
 
-	if (lc->ct.h == NULL || rte_hash_lookup_data(lc->ct.h, k, &data) < 0)
-		return NULL;
-	*reply = ((uintptr_t)data & PYLB_CONN_REPLY) != 0;
-	return &lc->ct.conns[(uintptr_t)data & ~(uintptr_t)PYLB_CONN_REPLY];
+	if (f & RTE_TCP_RST_FLAG)
+		return PYLB_TCP_CLOSE;
+	switch (state) {
+	case PYLB_TCP_SYN_SENT:
+		if (reply && (f & RTE_TCP_SYN_FLAG))
+			return PYLB_TCP_SYN_RECV;
+		/* An ACK from the client completes it as well. */
+		/* fall through */
+	case PYLB_TCP_SYN_RECV:
+		if (fin)
+			return reply ? PYLB_TCP_CLOSE_WAIT : PYLB_TCP_FIN_WAIT;
+		if (!reply && (f & RTE_TCP_ACK_FLAG) && !(f & RTE_TCP_SYN_FLAG))
+			return PYLB_TCP_ESTABLISHED;
+		return state;
+	case PYLB_TCP_ESTABLISHED:
+		if (fin)
+			return reply ? PYLB_TCP_CLOSE_WAIT : PYLB_TCP_FIN_WAIT;
+		return state;
+	case PYLB_TCP_FIN_WAIT:
+		return fin && reply ? PYLB_TCP_TIME_WAIT : state;
+	case PYLB_TCP_CLOSE_WAIT:
+		return fin && !reply ? PYLB_TCP_TIME_WAIT : state;
+	case PYLB_TCP_CLOSE:
+	case PYLB_TCP_TIME_WAIT:
+		/* The tuple is reused by a new connection. */
+		if (syn && !reply)
+			return sees_replies ? PYLB_TCP_SYN_SENT : PYLB_TCP_SYN_RECV;
+		return state;
+	default:
+		return state;
+	}
 }
 
-/* The TCP state machine, seen from the middle (both directions for NAT,
- * the client's only for DR and tunnel). */
 void
 pylb_conn_update(struct pylb_lcore *lc, struct pylb_conn *c, uint8_t tcp_flags,
 		 bool reply, uint64_t now)
 {
-	const struct pylb_dp *dp = lc->dp;
-
 	c->packets++;
-	if (c->key.proto == IPPROTO_TCP) {
-		if (tcp_flags & RTE_TCP_RST_FLAG) {
-			c->state = PYLB_TCP_CLOSE;
-		} else {
-			switch (c->state) {
-			case PYLB_TCP_SYN_RECV:
-				if (tcp_flags & RTE_TCP_FIN_FLAG)
-					c->state = PYLB_TCP_FIN_WAIT;
-				else if (!reply && (tcp_flags & RTE_TCP_ACK_FLAG) &&
-					 !(tcp_flags & RTE_TCP_SYN_FLAG))
-					c->state = PYLB_TCP_ESTABLISHED;
-				break;
-			case PYLB_TCP_ESTABLISHED:
-				if (tcp_flags & RTE_TCP_FIN_FLAG)
-					c->state = PYLB_TCP_FIN_WAIT;
-				break;
-			case PYLB_TCP_FIN_WAIT:
-				if ((tcp_flags & RTE_TCP_FIN_FLAG) && reply)
-					c->state = PYLB_TCP_TIME_WAIT;
-				break;
-			case PYLB_TCP_CLOSE:
-			case PYLB_TCP_TIME_WAIT:
-				/* The tuple is reused by a new connection. */
-				if ((tcp_flags & (RTE_TCP_SYN_FLAG | RTE_TCP_ACK_FLAG)) ==
-				    RTE_TCP_SYN_FLAG && !reply)
-					c->state = PYLB_TCP_SYN_RECV;
-				break;
-			default:
-				break;
-			}
-		}
-	}
-	c->expire_tsc = now + dp->timeout_tsc[c->state];
+	if (c->proto == IPPROTO_TCP)
+		c->state = tcp_next(c->state, tcp_flags, reply,
+				    c->method == PYLB_L4_NAT || c->method == PYLB_L4_FULLNAT);
+	c->expire_tsc = now + lc->dp->timeout_tsc[c->state];
 }
 
 /* The backend a client network sticks to, if any (refreshed by the caller). */
@@ -255,11 +359,11 @@ pylb_conn_age(struct pylb_lcore *lc, uint64_t now, uint32_t step)
 	if (ct->cap == 0 || ct->n_free == ct->cap)
 		return;
 	for (uint32_t i = 0; i < step; i++) {
-		struct pylb_conn *c = &ct->conns[ct->sweep];
+		struct pylb_conn *c = &ct->conns[ct->sweep + 1];
 
 		if (++ct->sweep == ct->cap)
 			ct->sweep = 0;
-		if (c->in_use && (int64_t)(now - c->expire_tsc) >= 0) {
+		if (c->af != 0 && (int64_t)(now - c->expire_tsc) >= 0) {
 			pylb_conn_drop(lc, c);
 			CNT(lc, CONN_EXPIRED);
 		}
@@ -274,6 +378,25 @@ ip_of(struct pylb_ip *out, const uint8_t *ip, uint8_t af)
 	memcpy(out->ip, ip, af == 4 ? 4 : 16);
 }
 
+/* A copy of entry i of a table another lcore writes, with its addresses;
+ * false if it is free. */
+bool
+pylb_conn_snapshot(const struct pylb_conntrack *ct, uint32_t i, struct pylb_conn *c,
+		   struct pylb_conn6 *a)
+{
+	*c = ct->conns[i];
+	if (c->af == 4) {
+		memset(a, 0, sizeof(*a));
+		for (int k = 0; k < 4; k++)
+			memcpy(a->a[k], &c->a4[k], 4);
+	} else if (c->af == 6) {
+		*a = ct->ext6[c->ext6 < ct->cap6 ? c->ext6 : 0];
+	} else {
+		return false;
+	}
+	return true;
+}
+
 int
 pylb_dp_conn_list(struct pylb_dp *dp, struct pylb_conn_info *out, uint32_t max)
 {
@@ -283,24 +406,25 @@ pylb_dp_conn_list(struct pylb_dp *dp, struct pylb_conn_info *out, uint32_t max)
 	for (uint32_t s = 0; s < dp->n_slots; s++) {
 		const struct pylb_conntrack *ct = &dp->lcores[s].ct;
 
-		for (uint32_t i = 0; i < ct->cap && n < max; i++) {
-			struct pylb_conn c = ct->conns[i];	/* a copy: the worker moves on */
+		for (uint32_t i = 1; i <= ct->cap && n < max; i++) {
 			struct pylb_conn_info *o = &out[n];
+			struct pylb_conn6 a;
+			struct pylb_conn c;
 
-			if (!c.in_use)
+			if (!pylb_conn_snapshot(ct, i, &c, &a))
 				continue;
 			memset(o, 0, sizeof(*o));
-			ip_of(&o->client, c.key.src, c.key.af);
-			ip_of(&o->vip, c.key.dst, c.key.af);
-			ip_of(&o->backend, c.backend, c.key.af);
+			ip_of(&o->client, a.a[CONN_CLIENT], c.af);
+			ip_of(&o->vip, a.a[CONN_VIP], c.af);
+			ip_of(&o->backend, a.a[CONN_BACKEND], c.af);
 			if (c.method == PYLB_L4_FULLNAT) {
-				ip_of(&o->local, c.lip, c.key.af);
+				ip_of(&o->local, a.a[CONN_LIP], c.af);
 				o->lport = rte_be_to_cpu_16(c.lport);
 			}
-			o->cport = rte_be_to_cpu_16(c.key.sport);
-			o->vport = rte_be_to_cpu_16(c.key.dport);
+			o->cport = rte_be_to_cpu_16(c.cport);
+			o->vport = rte_be_to_cpu_16(c.vport);
 			o->bport = rte_be_to_cpu_16(c.bport);
-			o->proto = c.key.proto;
+			o->proto = c.proto;
 			o->state = c.state;
 			o->lcore_slot = (uint16_t)s;
 			o->expires_ms = c.expire_tsc > now ? (c.expire_tsc - now) * 1000 / hz : 0;

@@ -223,6 +223,43 @@ ipv4_dispatch(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port,
 	}
 }
 
+/* The connection-table bucket an IPv4 TCP/UDP packet will look up: its
+ * client side for a service, its destination side for what may be a reply
+ * (NAT: routed; FullNAT: to a local address). */
+static inline void
+ct_prefetch4(struct pylb_lcore *lc, struct rte_mbuf *m, uint32_t v)
+{
+	const struct rte_ipv4_hdr *ip = rte_pktmbuf_mtod_offset(m, const struct rte_ipv4_hdr *,
+								sizeof(struct rte_ether_hdr));
+	uint32_t hl = rte_ipv4_hdr_len(ip);
+	const uint16_t *ports = (const uint16_t *)((const uint8_t *)ip + hl);
+	bool reply;
+
+	if ((ip->next_proto_id != IPPROTO_TCP && ip->next_proto_id != IPPROTO_UDP) ||
+	    (ip->fragment_offset & RTE_BE16(RTE_IPV4_HDR_OFFSET_MASK)) ||
+	    rte_pktmbuf_data_len(m) < sizeof(struct rte_ether_hdr) + hl + 4 || v == 0)
+		return;
+	switch (fib_kind(v)) {
+	case PYLB_FIB_SERVICE:
+		reply = false;
+		break;
+	case PYLB_FIB_LOCAL:
+		if (lc->dp->n_fullnat == 0)
+			return;
+		reply = true;
+		break;
+	case PYLB_FIB_GROUP:
+		if (lc->dp->n_nat == 0)
+			return;
+		reply = true;
+		break;
+	default:
+		return;
+	}
+	pylb_ct_prefetch(&lc->ct, reply ? (const uint8_t *)&ip->dst_addr :
+			 (const uint8_t *)&ip->src_addr, ports[reply], ip->next_proto_id, 4);
+}
+
 static inline void
 process_one(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port,
 	    struct rte_mbuf *m, struct burst4 *b)
@@ -278,6 +315,9 @@ pylb_host_process(struct pylb_lcore *lc, const struct pylb_cfg *cfg,
 	if (b.n == 0)
 		return;
 	rte_fib_lookup_bulk(lc->dp->fib4, b.dst, b.val, b.n);
+	if (lc->dp->n_services != 0)
+		for (i = 0; i < b.n; i++)
+			ct_prefetch4(lc, b.m[i], (uint32_t)b.val[i]);
 	for (i = 0; i < b.n; i++)
 		ipv4_dispatch(lc, cfg, port, b.m[i], (uint32_t)b.val[i]);
 }

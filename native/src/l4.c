@@ -32,16 +32,16 @@ int
 pylb_l4_init(struct pylb_dp *dp)
 {
 	static const uint32_t defaults[PYLB_TCP__STATES] = {
-		[PYLB_TCP_NONE] = 300, [PYLB_TCP_SYN_RECV] = 60,
+		[PYLB_TCP_NONE] = 300, [PYLB_TCP_SYN_SENT] = 60, [PYLB_TCP_SYN_RECV] = 60,
 		[PYLB_TCP_ESTABLISHED] = 900, [PYLB_TCP_FIN_WAIT] = 120,
-		[PYLB_TCP_TIME_WAIT] = 120, [PYLB_TCP_CLOSE] = 10,
+		[PYLB_TCP_CLOSE_WAIT] = 120, [PYLB_TCP_TIME_WAIT] = 120, [PYLB_TCP_CLOSE] = 10,
 	};
 	const struct pylb_timeouts *t = &dp->conf.timeouts;
 	uint32_t secs[PYLB_TCP__STATES] = {
-		[PYLB_TCP_NONE] = t->udp, [PYLB_TCP_SYN_RECV] = t->tcp_syn,
-		[PYLB_TCP_ESTABLISHED] = t->tcp_established,
-		[PYLB_TCP_FIN_WAIT] = t->tcp_fin, [PYLB_TCP_TIME_WAIT] = t->tcp_fin,
-		[PYLB_TCP_CLOSE] = t->tcp_close,
+		[PYLB_TCP_NONE] = t->udp, [PYLB_TCP_SYN_SENT] = t->tcp_syn,
+		[PYLB_TCP_SYN_RECV] = t->tcp_syn, [PYLB_TCP_ESTABLISHED] = t->tcp_established,
+		[PYLB_TCP_FIN_WAIT] = t->tcp_fin, [PYLB_TCP_CLOSE_WAIT] = t->tcp_fin,
+		[PYLB_TCP_TIME_WAIT] = t->tcp_fin, [PYLB_TCP_CLOSE] = t->tcp_close,
 	};
 	char name[RTE_HASH_NAMESIZE];
 	struct rte_hash_parameters hp = {
@@ -146,33 +146,27 @@ l4_header(struct rte_mbuf *m, uint8_t af, uint8_t *proto)
 }
 
 static inline void
-conn_key(struct pylb_conn_key *k, const struct rte_mbuf *m, uint8_t af,
-	 uint8_t proto, const uint16_t *ports)
+tuple_of(struct pylb_tuple *t, const struct rte_mbuf *m, uint8_t af, uint8_t proto,
+	 const uint16_t *ports)
 {
 	const uint8_t *ip = rte_pktmbuf_mtod_offset(m, const uint8_t *,
 						    sizeof(struct rte_ether_hdr));
 
-	memset(k, 0, sizeof(*k));
-	if (af == 4) {
-		memcpy(k->src, ip + 12, 4);
-		memcpy(k->dst, ip + 16, 4);
-	} else {
-		memcpy(k->src, ip + 8, 16);
-		memcpy(k->dst, ip + 24, 16);
-	}
-	k->sport = ports[0];
-	k->dport = ports[1];
-	k->proto = proto;
-	k->af = af;
+	t->src = af == 4 ? ip + 12 : ip + 8;
+	t->dst = af == 4 ? ip + 16 : ip + 24;
+	t->sport = ports[0];
+	t->dport = ports[1];
+	t->proto = proto;
+	t->af = af;
 }
 
 static inline const struct pylb_service *
-service_find(const struct pylb_dp *dp, const struct pylb_conn_key *k)
+service_find(const struct pylb_dp *dp, const struct pylb_tuple *t)
 {
-	struct svc_key sk = { .port = k->dport, .proto = k->proto, .af = k->af };
+	struct svc_key sk = { .port = t->dport, .proto = t->proto, .af = t->af };
 	void *data;
 
-	memcpy(sk.ip, k->dst, 16);
+	memcpy(sk.ip, t->dst, t->af == 4 ? 4 : 16);
 	if (rte_hash_lookup_data(dp->svc_hash, &sk, &data) < 0) {
 		sk.port = 0;	/* the VIP's all-ports service */
 		if (rte_hash_lookup_data(dp->svc_hash, &sk, &data) < 0)
@@ -292,18 +286,19 @@ tcp_flags_valid(uint8_t f)
 }
 
 /* Persistence: the client's network sticks to the backend it had, while
- * the entry lives and that backend still takes new connections (a drained
- * or removed backend is replaced by the scheduler's choice). */
-static const struct pylb_backend *
+ * the entry lives and that backend still takes new connections (a drained,
+ * down or removed backend is replaced by the scheduler's choice). */
+static uint32_t
 persist(struct pylb_lcore *lc, const struct pylb_service *svc,
-	const struct pylb_conn_key *k, const struct pylb_backend *chosen, uint64_t now)
+	const struct pylb_tuple *t, uint32_t chosen, uint64_t now)
 {
 	uint8_t len = svc->conf.persistence_prefix;
-	struct pylb_persist_key pk = { .svc = svc->id, .af = k->af };
+	struct pylb_persist_key pk = { .svc = svc->id, .af = t->af };
+	const struct pylb_backend *cb = &svc->bal.backends[chosen];
 	struct pylb_persist *p;
-	uint32_t bits = k->af == 4 ? 32 : 128;
+	uint32_t bits = t->af == 4 ? 32 : 128;
 
-	memcpy(pk.ip, k->src, 16);
+	memcpy(pk.ip, t->src, bits / 8);
 	for (uint32_t bit = len ? len : bits; bit < bits; bit++)
 		pk.ip[bit / 8] &= (uint8_t)~(0x80 >> (bit % 8));
 	p = pylb_persist_find(lc, &pk, now);
@@ -311,27 +306,27 @@ persist(struct pylb_lcore *lc, const struct pylb_service *svc,
 		for (uint32_t i = 0; i < svc->bal.n_backends; i++) {
 			const struct pylb_backend *b = &svc->bal.backends[i];
 
-			if (b->weight != 0 && memcmp(b->addr.ip, p->backend, 16) == 0 &&
+			if (pylb_backend_live(b) && memcmp(b->addr.ip, p->backend, 16) == 0 &&
 			    b->port == p->bport) {
 				p->expire_tsc = now + rte_get_timer_hz() * svc->conf.persistence;
-				return b;
+				return i;
 			}
 		}
 	p = pylb_persist_new(lc, &pk);
 	if (p != NULL) {
-		memcpy(p->backend, chosen->addr.ip, 16);
-		p->bport = chosen->port;
+		memcpy(p->backend, cb->addr.ip, 16);
+		p->bport = cb->port;
 		p->expire_tsc = now + rte_get_timer_hz() * svc->conf.persistence;
 	}
 	return chosen;
 }
 
-/* Policy for TCP to a VIP that nothing will take: answer RST (as a host
- * with no listener would) in place, then count the drop reason. */
+/* TCP that nothing will take: with `rst`, answer RST in place (as a host
+ * with no listener would); count the reason either way. */
 static void
 refuse(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
        struct rte_mbuf *m, uint8_t af, uint8_t proto, uint16_t *ports,
-       enum pylb_counter reason)
+       enum pylb_counter reason, bool rst)
 {
 	struct rte_ether_hdr *eth = rte_pktmbuf_mtod(m, struct rte_ether_hdr *);
 	uint8_t *ip = (uint8_t *)(eth + 1);
@@ -339,8 +334,7 @@ refuse(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 	uint32_t hl = (uint32_t)((uint8_t *)ports - ip), plen, seq, ack;
 	uint8_t tmp[16];
 
-	if (!lc->dp->conf.tcp_reset || proto != IPPROTO_TCP || in_port < 0 ||
-	    (t->tcp_flags & RTE_TCP_RST_FLAG))
+	if (!rst || proto != IPPROTO_TCP || in_port < 0 || (t->tcp_flags & RTE_TCP_RST_FLAG))
 		return drop(lc, m, reason);
 	lc->stats->c[reason]++;
 	plen = (af == 4 ? rte_be_to_cpu_16(((struct rte_ipv4_hdr *)ip)->total_length) :
@@ -392,15 +386,17 @@ refuse(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 	tx(lc, (uint16_t)in_port, m);
 }
 
-/* Where a connection's packets go, resolved once and cached in the entry
- * until a route or neighbour changes: port and next-hop MAC. */
+#define CONN_F_OUT_OK	1	/* out_port and out_mac hold the output */
+
+/* Where a NAT connection's packets go, resolved once and cached in the
+ * entry: port and next-hop MAC. */
 static bool
-conn_resolve(struct pylb_lcore *lc, struct pylb_conn *c, uint32_t gen)
+conn_resolve(struct pylb_lcore *lc, struct pylb_conn *c)
 {
 	struct pylb_dp *dp = lc->dp;
-	uint8_t af = c->key.af;
-	uint32_t v = af == 4 ? fib4_lookup(dp, *(const uint32_t *)c->backend) :
-		fib6_lookup(dp, c->backend);
+	const uint8_t *be = conn_addr(&lc->ct, c, CONN_BACKEND);
+	uint32_t v = c->af == 4 ? fib4_lookup(dp, *(const unaligned_uint32_t *)be) :
+		fib6_lookup(dp, be);
 	const struct pylb_nh *nh;
 	uint64_t mac;
 
@@ -411,10 +407,10 @@ conn_resolve(struct pylb_lcore *lc, struct pylb_conn *c, uint32_t gen)
 		struct pylb_neigh_key k;
 		void *data;
 
-		if (af == 4)
-			neigh_key4(&k, *(const uint32_t *)c->backend, nh->port);
+		if (c->af == 4)
+			neigh_key4(&k, *(const unaligned_uint32_t *)be, nh->port);
 		else
-			neigh_key6(&k, c->backend, nh->port);
+			neigh_key6(&k, be, nh->port);
 		if (rte_hash_lookup_data(dp->neigh_hash, &k, &data) < 0)
 			return false;
 		mac = (uint64_t)(uintptr_t)data;
@@ -425,8 +421,62 @@ conn_resolve(struct pylb_lcore *lc, struct pylb_conn *c, uint32_t gen)
 		return false;
 	c->out_port = nh->port;
 	c->out_mac = mac;
-	c->out_gen = gen;
+	c->pad |= CONN_F_OUT_OK;
 	return true;
+}
+
+/* The index of c's backend in svc, or PYLB_BIDX_NONE. */
+static uint16_t
+backend_index(const struct pylb_conntrack *ct, const struct pylb_service *svc,
+	      const struct pylb_conn *c)
+{
+	const uint8_t *be = conn_addr(ct, c, CONN_BACKEND);
+
+	if (svc == NULL)
+		return PYLB_BIDX_NONE;
+	for (uint32_t i = 0; i < svc->bal.n_backends; i++) {
+		const struct pylb_backend *b = &svc->bal.backends[i];
+
+		if (memcmp(b->addr.ip, be, c->af == 4 ? 4 : 16) == 0 &&
+		    (b->port == 0 ? c->bport == c->vport : c->bport == rte_cpu_to_be_16(b->port)))
+			return (uint16_t)i;
+	}
+	return PYLB_BIDX_NONE;
+}
+
+/* Bring c up to date with dp->gen: its backend's index, and (NAT) its
+ * output. False: its backend is down and the service resets such flows. */
+static inline bool
+conn_check(struct pylb_lcore *lc, struct pylb_conn *c)
+{
+	uint32_t gen = __atomic_load_n(&lc->dp->gen, __ATOMIC_ACQUIRE);
+	const struct pylb_service *svc;
+
+	if (likely(c->gen == gen))
+		return true;
+	svc = __atomic_load_n(&lc->dp->svcs[c->svc], __ATOMIC_ACQUIRE);
+	c->bidx = backend_index(&lc->ct, svc, c);
+	c->gen = gen;
+	c->pad &= (uint16_t)~CONN_F_OUT_OK;
+	return !(svc != NULL && svc->conf.down_reset && c->bidx != PYLB_BIDX_NONE &&
+		 svc->bal.backends[c->bidx].state == PYLB_BACKEND_DOWN);
+}
+
+/* A connection ends: WLC counts one less for its backend on this lcore. */
+void
+pylb_conn_released(struct pylb_lcore *lc, const struct pylb_conn *c)
+{
+	const struct pylb_service *svc = __atomic_load_n(&lc->dp->svcs[c->svc], __ATOMIC_ACQUIRE);
+	uint16_t bidx;
+	int32_t *row;
+
+	if (svc == NULL || svc->conf.sched != PYLB_SCHED_WLC)
+		return;
+	bidx = c->gen == __atomic_load_n(&lc->dp->gen, __ATOMIC_ACQUIRE) ? c->bidx :
+		backend_index(&lc->ct, svc, c);
+	row = svc->rows + (size_t)lc->slot * svc->row_stride;
+	if (bidx != PYLB_BIDX_NONE && row[bidx] > 0)
+		row[bidx]--;
 }
 
 /* An established NAT or FullNAT packet, already translated, through the
@@ -435,12 +485,11 @@ static inline bool
 conn_output(struct pylb_lcore *lc, const struct pylb_cfg *cfg, struct pylb_conn *c,
 	    struct rte_mbuf *m)
 {
-	uint32_t gen = __atomic_load_n(&lc->dp->path_gen, __ATOMIC_ACQUIRE);
 	struct rte_ether_hdr *eth = rte_pktmbuf_mtod(m, struct rte_ether_hdr *);
 
-	if (c->out_gen != gen && !conn_resolve(lc, c, gen))
+	if (!(c->pad & CONN_F_OUT_OK) && !conn_resolve(lc, c))
 		return false;
-	if (c->key.af == 4) {
+	if (c->af == 4) {
 		struct rte_ipv4_hdr *ip = (struct rte_ipv4_hdr *)(eth + 1);
 
 		if (ip->time_to_live <= 1)
@@ -461,16 +510,23 @@ conn_output(struct pylb_lcore *lc, const struct pylb_cfg *cfg, struct pylb_conn 
 	return true;
 }
 
-/* Rewrite a client's packet for its connection: the backend as destination
- * (NAT, FullNAT) and a local address as source (FullNAT). */
+/* A client's packet for its connection: the backend as destination (NAT,
+ * FullNAT) and a local address as source (FullNAT); then out. */
 static inline void
-translate(struct rte_mbuf *m, uint8_t af, uint8_t proto, uint16_t *ports,
-	  const struct pylb_conn *c)
+conn_forward(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
+	     struct rte_mbuf *m, uint16_t *ports, struct pylb_conn *c, uint32_t hash)
 {
-	if (c->method == PYLB_L4_NAT || c->method == PYLB_L4_FULLNAT)
-		nat_rewrite(m, af, proto, ports, true, c->backend, c->bport);
-	if (c->method == PYLB_L4_FULLNAT)
-		nat_rewrite(m, af, proto, ports, false, c->lip, c->lport);
+	const uint8_t *be = conn_addr(&lc->ct, c, CONN_BACKEND);
+
+	if (c->method == PYLB_L4_NAT || c->method == PYLB_L4_FULLNAT) {
+		nat_rewrite(m, c->af, c->proto, ports, true, be, c->bport);
+		if (c->method == PYLB_L4_FULLNAT)
+			nat_rewrite(m, c->af, c->proto, ports, false,
+				    conn_addr(&lc->ct, c, CONN_LIP), c->lport);
+		if (conn_output(lc, cfg, c, m))
+			return;
+	}
+	route_to(lc, cfg, in_port, m, be, c->af, c->method, hash);
 }
 
 /* FullNAT: a local address and a port for the connection such that the
@@ -483,41 +539,139 @@ fullnat_alloc(struct pylb_lcore *lc, const struct pylb_service *svc,
 	uint32_t n = RTE_MAX(lc->dp->conf.n_workers, 1u);
 	uint32_t me = lc->slot < n ? lc->slot : 0;
 	uint32_t first = 1024 + (me + n - 1024 % n) % n;
-	struct pylb_conn_key rk;
+	const uint8_t *lip = svc->conf.lips[hash % svc->conf.n_lips].ip;
+	struct pylb_tuple rt = {
+		.src = conn_addr(&lc->ct, c, CONN_BACKEND), .dst = lip,
+		.sport = c->bport, .proto = c->proto, .af = c->af,
+	};
 
-	memcpy(c->lip, svc->conf.lips[hash % svc->conf.n_lips].ip, 16);
 	for (int tries = 0; tries < 256; tries++) {
 		if (lc->fnat_next < first || lc->fnat_next > 65535)
 			lc->fnat_next = first;
-		c->lport = rte_cpu_to_be_16((uint16_t)lc->fnat_next);
+		rt.dport = rte_cpu_to_be_16((uint16_t)lc->fnat_next);
 		lc->fnat_next += n;
-		pylb_conn_reply_key(c, &rk);
-		if (rte_hash_lookup(lc->ct.h, &rk) < 0)
-			return true;
+		if (pylb_conn_lookup(lc, &rt, true) == NULL) {
+			pylb_conn_set_addr(&lc->ct, c, CONN_LIP, lip);
+			c->lport = rt.dport;
+			return pylb_conn_add_local(lc, c) == 0;
+		}
 	}
 	return false;
 }
 
 /* Smooth weighted round-robin on this lcore's row: every backend gains its
  * weight, the highest is chosen and loses the total. */
-static const struct pylb_backend *
+static uint32_t
 wrr_pick(struct pylb_lcore *lc, const struct pylb_service *svc)
 {
-	int32_t *cw = svc->wrr + (size_t)lc->slot * svc->wrr_stride;
+	int32_t *cw = svc->rows + (size_t)lc->slot * svc->row_stride;
 	const struct pylb_backend *b = svc->bal.backends;
 	int32_t total = 0;
-	uint32_t best = 0;
+	uint32_t best = UINT32_MAX;
 
 	for (uint32_t i = 0; i < svc->bal.n_backends; i++) {
-		if (b[i].weight == 0)
+		if (!pylb_backend_live(&b[i]))
 			continue;
 		cw[i] += (int32_t)b[i].weight;
 		total += (int32_t)b[i].weight;
-		if (b[best].weight == 0 || cw[i] > cw[best])
+		if (best == UINT32_MAX || cw[i] > cw[best])
 			best = i;
 	}
 	cw[best] -= total;
-	return &b[best];
+	return best;
+}
+
+/* Weighted least-connections on this lcore's counts: the smallest
+ * connections / weight (compared as cross products, like IPVS). */
+static uint32_t
+wlc_pick(struct pylb_lcore *lc, const struct pylb_service *svc)
+{
+	const int32_t *cnt = svc->rows + (size_t)lc->slot * svc->row_stride;
+	const struct pylb_backend *b = svc->bal.backends;
+	uint32_t best = UINT32_MAX;
+
+	for (uint32_t i = 0; i < svc->bal.n_backends; i++) {
+		if (!pylb_backend_live(&b[i]))
+			continue;
+		if (best == UINT32_MAX ||
+		    (uint64_t)cnt[i] * b[best].weight < (uint64_t)cnt[best] * b[i].weight)
+			best = i;
+	}
+	return best;
+}
+
+/* The backend (index) for a new connection of t. */
+static inline uint32_t
+schedule(struct pylb_lcore *lc, const struct pylb_service *svc, const struct pylb_tuple *t,
+	 uint32_t hash, uint64_t now)
+{
+	static const uint8_t zero[16];
+	uint32_t b;
+
+	switch (svc->conf.sched) {
+	case PYLB_SCHED_WRR:
+		b = wrr_pick(lc, svc);
+		break;
+	case PYLB_SCHED_WLC:
+		b = wlc_pick(lc, svc);
+		break;
+	case PYLB_SCHED_SOURCE:
+		/* Of the client address only: all its connections together. */
+		hash = t->af == 4 ? flow_hash4(*(const unaligned_uint32_t *)t->src, 0) :
+			flow_hash6(t->src, zero);
+		b = svc->bal.table[hash % svc->conf.table_size];
+		break;
+	default:	/* Maglev-style, on the 5-tuple */
+		hash = rte_hash_crc_4byte((uint32_t)t->sport << 16 | t->dport, hash ^ t->proto);
+		b = svc->bal.table[hash % svc->conf.table_size];
+	}
+	return svc->conf.persistence != 0 ? persist(lc, svc, t, b, now) : b;
+}
+
+/* A new connection for tuple t to svc's backend b: tracked and sent, or,
+ * if the table is full, sent statelessly (NAT, DR, tunnel). */
+static void
+conn_open(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
+	  struct rte_mbuf *m, uint16_t *ports, const struct pylb_tuple *t,
+	  const struct pylb_service *svc, uint32_t bi, uint32_t hash, uint8_t flags,
+	  uint64_t now)
+{
+	const struct pylb_backend *b = &svc->bal.backends[bi];
+	uint8_t method = svc->conf.method;
+	/* Port translation; backend port 0 keeps the client's. */
+	uint16_t bport = b->port ? rte_cpu_to_be_16(b->port) : t->dport;
+	struct pylb_conn *c = pylb_conn_new(lc, t);
+
+	if (c == NULL) {
+		CNT(lc, CONN_TABLE_FULL);
+		/* FullNAT replies could not be translated without an entry. */
+		if (method == PYLB_L4_FULLNAT)
+			return drop(lc, m, PYLB_D_FULLNAT_NO_PORT);
+		/* The stateless choice, the same one the table would have
+		 * made. Established flows are never evicted. */
+		if (method == PYLB_L4_NAT)
+			nat_rewrite(m, t->af, t->proto, ports, true, b->addr.ip, bport);
+		return route_to(lc, cfg, in_port, m, b->addr.ip, t->af, method, hash);
+	}
+	pylb_conn_set_addr(&lc->ct, c, CONN_BACKEND, b->addr.ip);
+	c->bport = bport;
+	c->svc = svc->id;
+	c->bidx = (uint16_t)bi;
+	c->gen = __atomic_load_n(&lc->dp->gen, __ATOMIC_ACQUIRE);
+	c->method = method;
+	c->state = t->proto != IPPROTO_TCP ? PYLB_TCP_NONE :
+		method == PYLB_L4_NAT || method == PYLB_L4_FULLNAT ? PYLB_TCP_SYN_SENT :
+		PYLB_TCP_SYN_RECV;
+	if (svc->conf.sched == PYLB_SCHED_WLC)
+		svc->rows[(size_t)lc->slot * svc->row_stride + bi]++;
+	if (method == PYLB_L4_FULLNAT && !fullnat_alloc(lc, svc, c, hash)) {
+		c->lport = 0;
+		pylb_conn_drop(lc, c);
+		return drop(lc, m, PYLB_D_FULLNAT_NO_PORT);
+	}
+	CNT(lc, CONN_CREATED);
+	pylb_conn_update(lc, c, flags, false, now);
+	conn_forward(lc, cfg, in_port, m, ports, c, hash);
 }
 
 /* A TCP or UDP packet for a service VIP. */
@@ -527,14 +681,12 @@ pylb_l4_input(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 {
 	struct pylb_dp *dp = lc->dp;
 	const struct pylb_service *svc;
-	const struct pylb_backend *b;
-	struct pylb_conn_key k;
+	struct pylb_tuple t;
 	struct pylb_conn *c;
 	uint64_t now = pylb_now(dp);
-	uint8_t proto, flags = 0, method;
+	uint8_t proto, flags = 0;
 	uint16_t *ports;
 	uint32_t hash;
-	bool reply;
 
 	ports = l4_header(m, af, &proto);
 	if (proto != IPPROTO_TCP && proto != IPPROTO_UDP)
@@ -546,118 +698,77 @@ pylb_l4_input(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 		if (!tcp_flags_valid(flags))
 			return drop(lc, m, PYLB_D_TCP_BAD_FLAGS);
 	}
-	conn_key(&k, m, af, proto, ports);
-	if (redirect(lc, m, in_port, af, RESUME_L4, k.src))
+	tuple_of(&t, m, af, proto, ports);
+	if (redirect(lc, m, in_port, af, RESUME_L4, t.src))
 		return;
 	CNT(lc, L4_PACKETS);
-	hash = af == 4 ? flow_hash4(*(uint32_t *)k.src, *(uint32_t *)k.dst) :
-		flow_hash6(k.src, k.dst);
-	c = pylb_conn_find(lc, &k, &reply);
+	hash = af == 4 ? flow_hash4(*(const unaligned_uint32_t *)t.src,
+				    *(const unaligned_uint32_t *)t.dst) :
+		flow_hash6(t.src, t.dst);
+	c = pylb_conn_lookup(lc, &t, false);
+	if (c != NULL && unlikely(!conn_check(lc, c))) {
+		/* Its backend is down: the flow ends here. TCP is reset; a
+		 * UDP packet starts a new flow. */
+		pylb_conn_drop(lc, c);
+		CNT(lc, CONN_RESET_DOWN);
+		if (proto == IPPROTO_TCP)
+			return refuse(lc, cfg, in_port, m, af, proto, ports,
+				      PYLB_D_BACKEND_DOWN, true);
+		c = NULL;
+	}
 	if (c != NULL) {
 		pylb_conn_update(lc, c, flags, false, now);
-		translate(m, af, proto, ports, c);
-		if ((c->method == PYLB_L4_NAT || c->method == PYLB_L4_FULLNAT) &&
-		    conn_output(lc, cfg, c, m))
-			return;
-		return route_to(lc, cfg, in_port, m, c->backend, af, c->method, hash);
+		return conn_forward(lc, cfg, in_port, m, ports, c, hash);
 	}
 
 	/* A new connection: only a SYN opens one over TCP. */
 	if (proto == IPPROTO_TCP &&
 	    (flags & (RTE_TCP_SYN_FLAG | RTE_TCP_ACK_FLAG)) != RTE_TCP_SYN_FLAG)
-		return refuse(lc, cfg, in_port, m, af, proto, ports, PYLB_D_TCP_NO_CONN);
-	svc = service_find(dp, &k);
+		return refuse(lc, cfg, in_port, m, af, proto, ports, PYLB_D_TCP_NO_CONN,
+			      dp->conf.tcp_reset);
+	svc = service_find(dp, &t);
 	if (svc == NULL)
-		return refuse(lc, cfg, in_port, m, af, proto, ports, PYLB_D_NO_SERVICE);
+		return refuse(lc, cfg, in_port, m, af, proto, ports, PYLB_D_NO_SERVICE,
+			      dp->conf.tcp_reset);
 	if (svc->bal.table == NULL)
 		return drop(lc, m, PYLB_D_SERVICE_NO_BACKEND);
-	/* The scheduling hash: of the 5-tuple, or of the client address only
-	 * (every connection of a client to the same backend). */
-	if (svc->conf.sched == PYLB_SCHED_MAGLEV) {
-		hash = rte_hash_crc_4byte((uint32_t)k.sport << 16 | k.dport, hash ^ proto);
-	} else {
-		static const uint8_t zero[16];
-
-		hash = af == 4 ? flow_hash4(*(uint32_t *)k.src, 0) : flow_hash6(k.src, zero);
-	}
-	b = svc->conf.sched == PYLB_SCHED_WRR ? wrr_pick(lc, svc) :
-		&svc->bal.backends[svc->bal.table[hash % svc->conf.table_size]];
-	if (svc->conf.persistence != 0)
-		b = persist(lc, svc, &k, b, now);
-	method = svc->conf.method;
-
-	c = pylb_conn_new(lc, &k);
-	if (c != NULL) {
-		memcpy(c->backend, b->addr.ip, 16);
-		/* Port translation; backend port 0 keeps the client's. */
-		c->bport = b->port ? rte_cpu_to_be_16(b->port) : k.dport;
-		c->svc = svc->id;
-		c->method = method;
-		c->out_gen = __atomic_load_n(&dp->path_gen, __ATOMIC_RELAXED) - 1;	/* none yet */
-		c->state = proto == IPPROTO_TCP ? PYLB_TCP_SYN_RECV : PYLB_TCP_NONE;
-		if (method == PYLB_L4_FULLNAT && !fullnat_alloc(lc, svc, c, hash)) {
-			pylb_conn_drop(lc, c);
-			return drop(lc, m, PYLB_D_FULLNAT_NO_PORT);
-		}
-		if ((method == PYLB_L4_NAT || method == PYLB_L4_FULLNAT) &&
-		    pylb_conn_add_reply(lc, c) < 0) {
-			pylb_conn_drop(lc, c);
-			c = NULL;
-		}
-	}
-	if (c == NULL && method == PYLB_L4_FULLNAT) {
-		/* Replies could not be translated without an entry. */
-		CNT(lc, CONN_TABLE_FULL);
-		return drop(lc, m, PYLB_D_FULLNAT_NO_PORT);
-	}
-	if (c == NULL) {
-		/* Table full: the stateless choice, the same one the table
-		 * would have made. Established flows are never evicted. */
-		CNT(lc, CONN_TABLE_FULL);
-		if (method == PYLB_L4_NAT)
-			nat_rewrite(m, af, proto, ports, true, b->addr.ip,
-				    b->port ? rte_cpu_to_be_16(b->port) : k.dport);
-		return route_to(lc, cfg, in_port, m, b->addr.ip, af, method, hash);
-	}
-	CNT(lc, CONN_CREATED);
-	pylb_conn_update(lc, c, flags, false, now);
-	translate(m, af, proto, ports, c);
-	route_to(lc, cfg, in_port, m, c->backend, af, method, hash);
+	conn_open(lc, cfg, in_port, m, ports, &t, svc, schedule(lc, svc, &t, hash, now),
+		  hash, flags, now);
 }
 
 /* Is (address, port) a backend of a NAT service? */
 static inline bool
-is_nat_backend(const struct pylb_dp *dp, const struct pylb_conn_key *k)
+is_nat_backend(const struct pylb_dp *dp, const struct pylb_tuple *t)
 {
-	struct svc_key b = { .port = k->sport, .proto = k->proto, .af = k->af };
+	struct svc_key b = { .port = t->sport, .proto = t->proto, .af = t->af };
 
-	memcpy(b.ip, k->src, 16);
+	memcpy(b.ip, t->src, t->af == 4 ? 4 : 16);
 	if (rte_hash_lookup(dp->nat_backends, &b) >= 0)
 		return true;
 	b.port = 0;	/* a backend that keeps the client's port */
 	return rte_hash_lookup(dp->nat_backends, &b) >= 0;
 }
 
-/* The TCP/UDP 5-tuple of m and its entry in this lcore's table, if any.
+/* The TCP/UDP tuple of m and the connection it replies to, if any.
  * False: not TCP or UDP, or too short to say. */
 static inline bool
-l4_lookup(struct pylb_lcore *lc, struct rte_mbuf *m, uint8_t af, struct pylb_conn_key *k,
-	  uint16_t **ports, struct pylb_conn **c, bool *reply)
+reply_lookup(struct pylb_lcore *lc, struct rte_mbuf *m, uint8_t af, struct pylb_tuple *t,
+	     uint16_t **ports, struct pylb_conn **c)
 {
 	uint8_t proto;
 
 	*ports = l4_header(m, af, &proto);
 	if (*ports == NULL || (proto != IPPROTO_TCP && proto != IPPROTO_UDP))
 		return false;
-	conn_key(k, m, af, proto, *ports);
-	*c = pylb_conn_find(lc, k, reply);
+	tuple_of(t, m, af, proto, *ports);
+	*c = pylb_conn_lookup(lc, t, true);
 	return true;
 }
 
 static inline uint8_t
-tcp_flags_of(const struct pylb_conn_key *k, const uint16_t *ports)
+tcp_flags_of(const struct pylb_tuple *t, const uint16_t *ports)
 {
-	return k->proto == IPPROTO_TCP ? ((const struct rte_tcp_hdr *)ports)->tcp_flags : 0;
+	return t->proto == IPPROTO_TCP ? ((const struct rte_tcp_hdr *)ports)->tcp_flags : 0;
 }
 
 /* A packet on its way to be routed: if it is a backend's reply of a NAT
@@ -666,23 +777,20 @@ tcp_flags_of(const struct pylb_conn_key *k, const uint16_t *ports)
 bool
 pylb_nat_reverse(struct pylb_lcore *lc, int in_port, struct rte_mbuf *m, uint8_t af)
 {
-	struct pylb_conn_key k;
+	struct pylb_tuple t;
 	struct pylb_conn *c;
 	uint16_t *ports;
-	bool reply;
 
-	if (!l4_lookup(lc, m, af, &k, &ports, &c, &reply))
+	if (!reply_lookup(lc, m, af, &t, &ports, &c))
 		return true;
-	if (c == NULL) {
-		if (is_nat_backend(lc->dp, &k) &&
-		    redirect(lc, m, in_port, af, RESUME_REPLY, k.dst))
+	if (c == NULL || c->method != PYLB_L4_NAT) {
+		if (c == NULL && is_nat_backend(lc->dp, &t) &&
+		    redirect(lc, m, in_port, af, RESUME_REPLY, t.dst))
 			return false;
 		return true;
 	}
-	if (!reply)
-		return true;
-	pylb_conn_update(lc, c, tcp_flags_of(&k, ports), true, pylb_now(lc->dp));
-	nat_rewrite(m, af, k.proto, ports, false, c->key.dst, c->key.dport);
+	pylb_conn_update(lc, c, tcp_flags_of(&t, ports), true, pylb_now(lc->dp));
+	nat_rewrite(m, af, t.proto, ports, false, conn_addr(&lc->ct, c, CONN_VIP), c->vport);
 	CNT(lc, NAT_REPLIES);
 	return true;
 }
@@ -694,7 +802,7 @@ route_reply(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 {
 	const uint8_t *ip = rte_pktmbuf_mtod_offset(m, const uint8_t *,
 						    sizeof(struct rte_ether_hdr));
-	uint32_t v = af == 4 ? fib4_lookup(lc->dp, *(const uint32_t *)(ip + 16)) :
+	uint32_t v = af == 4 ? fib4_lookup(lc->dp, *(const unaligned_uint32_t *)(ip + 16)) :
 		fib6_lookup(lc->dp, ip + 24);
 
 	if (v == 0 || fib_kind(v) != PYLB_FIB_GROUP)
@@ -713,17 +821,16 @@ pylb_fullnat_reply(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_por
 		   struct rte_mbuf *m, uint8_t af)
 {
 	struct pylb_dp *dp = lc->dp;
-	struct pylb_conn_key k;
+	struct pylb_tuple t;
 	struct pylb_conn *c;
 	uint16_t *ports;
-	bool reply;
 
-	if (!l4_lookup(lc, m, af, &k, &ports, &c, &reply))
+	if (!reply_lookup(lc, m, af, &t, &ports, &c))
 		return false;
 	if (c == NULL) {
 		/* The worker that owns the local port has it, if anyone. */
 		uint32_t n = dp->conf.n_workers;
-		uint32_t owner = n > 1 ? rte_be_to_cpu_16(k.dport) % n : lc->slot;
+		uint32_t owner = n > 1 ? rte_be_to_cpu_16(t.dport) % n : lc->slot;
 
 		if (n > 1 && lc->slot < n && owner != lc->slot) {
 			m->port = (uint16_t)in_port;
@@ -736,11 +843,11 @@ pylb_fullnat_reply(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_por
 		}
 		return false;
 	}
-	if (!reply || c->method != PYLB_L4_FULLNAT)
+	if (c->method != PYLB_L4_FULLNAT)
 		return false;
-	pylb_conn_update(lc, c, tcp_flags_of(&k, ports), true, pylb_now(dp));
-	nat_rewrite(m, af, k.proto, ports, false, c->key.dst, c->key.dport);
-	nat_rewrite(m, af, k.proto, ports, true, c->key.src, c->key.sport);
+	pylb_conn_update(lc, c, tcp_flags_of(&t, ports), true, pylb_now(dp));
+	nat_rewrite(m, af, t.proto, ports, false, conn_addr(&lc->ct, c, CONN_VIP), c->vport);
+	nat_rewrite(m, af, t.proto, ports, true, conn_addr(&lc->ct, c, CONN_CLIENT), c->cport);
 	CNT(lc, NAT_REPLIES);
 	route_reply(lc, cfg, in_port, m, af);
 	return true;
@@ -835,23 +942,45 @@ static int
 svc_new(struct pylb_dp *dp, struct pylb_service **out, const struct pylb_service_conf *conf,
 	uint16_t id, const struct pylb_backend *b, uint32_t n)
 {
-	/* The WRR rows sit between the service and its backends. */
+	/* The per-lcore rows sit between the service and its backends. */
+	bool rows = conf->sched == PYLB_SCHED_WRR || conf->sched == PYLB_SCHED_WLC;
 	uint32_t stride = RTE_ALIGN_CEIL(RTE_MAX(n, 1u), RTE_CACHE_LINE_SIZE / sizeof(int32_t));
 	size_t head = RTE_ALIGN_CEIL(sizeof(**out), RTE_CACHE_LINE_SIZE) +
-		(conf->sched == PYLB_SCHED_WRR ? dp->n_slots * stride * sizeof(int32_t) : 0);
+		(rows ? dp->n_slots * stride * sizeof(int32_t) : 0);
 	int rc = pylb_balance_new((void **)out, "service", head,
 				  offsetof(struct pylb_service, bal), b, n, conf->table_size);
 
 	if (rc == 0) {
 		(*out)->conf = *conf;
 		(*out)->id = id;
-		if (conf->sched == PYLB_SCHED_WRR) {
-			(*out)->wrr = (int32_t *)((char *)*out +
+		if (rows) {
+			(*out)->rows = (int32_t *)((char *)*out +
 				RTE_ALIGN_CEIL(sizeof(**out), RTE_CACHE_LINE_SIZE));
-			(*out)->wrr_stride = stride;
+			(*out)->row_stride = stride;
 		}
 	}
 	return rc;
+}
+
+/* WLC: each lcore's connections per backend of s (a new service object),
+ * from the tables as they are; the workers keep them from then on. */
+static void
+wlc_count(const struct pylb_dp *dp, struct pylb_service *s)
+{
+	for (uint32_t slot = 0; slot < dp->n_slots; slot++) {
+		const struct pylb_conntrack *ct = &dp->lcores[slot].ct;
+		int32_t *row = s->rows + (size_t)slot * s->row_stride;
+
+		for (uint32_t i = 1; i <= ct->cap; i++) {
+			struct pylb_conn c = ct->conns[i];	/* a snapshot */
+			uint16_t b;
+
+			if (c.af == 0 || c.svc != s->id)
+				continue;
+			b = backend_index(ct, s, &c);
+			row[b] += b != PYLB_BIDX_NONE;
+		}
+	}
 }
 
 /* Count (delta +1/-1) the backends of a NAT service in dp->nat_backends. */
@@ -894,7 +1023,7 @@ service_add_unlocked(struct pylb_dp *dp, const struct pylb_service_conf *conf)
 	if (c.method > PYLB_L4_FULLNAT)
 		return pylb_fail(-PYLB_E_INVAL, "service %s: unknown forwarding method %u",
 				 name, c.method);
-	if (c.sched > PYLB_SCHED_WRR)
+	if (c.sched > PYLB_SCHED_WLC)
 		return pylb_fail(-PYLB_E_INVAL, "service %s: unknown scheduler %u", name, c.sched);
 	if (c.method == PYLB_L4_FULLNAT) {
 		if (c.n_lips == 0 || c.n_lips > PYLB_MAX_LIPS)
@@ -941,6 +1070,8 @@ service_add_unlocked(struct pylb_dp *dp, const struct pylb_service_conf *conf)
 		return pylb_fail(-PYLB_E_NOMEM, "cannot add service %s", name);
 	}
 	__atomic_store_n(&dp->svcs[id], s, __ATOMIC_RELEASE);
+	dp->n_services++;
+	pylb_gen_bump(dp);
 	dp->n_nat += c.method == PYLB_L4_NAT;
 	dp->n_fullnat += c.method == PYLB_L4_FULLNAT;
 	return 0;
@@ -959,10 +1090,12 @@ service_del_unlocked(struct pylb_dp *dp, const struct pylb_ip *vip, uint8_t prot
 		return id;
 	svc_key_make(vip, proto, port, &k);
 	rte_hash_del_key(dp->svc_hash, &k);	/* reclaimed after a grace period */
+	dp->n_services--;
 	dp->n_nat -= dp->svcs[id]->conf.method == PYLB_L4_NAT;
 	dp->n_fullnat -= dp->svcs[id]->conf.method == PYLB_L4_FULLNAT;
 	nat_backends_count(dp, dp->svcs[id], -1);
 	pylb_rcu_replace(dp, (void **)&dp->svcs[id], NULL);
+	pylb_gen_bump(dp);
 	if (vip_users(dp, vip) == 0)
 		pylb_route_del_special(dp, &host, PYLB_FIB_VAL(PYLB_FIB_SERVICE, 0));
 	/* Tracked connections keep their backend until they end. */
@@ -994,6 +1127,10 @@ service_backends_set_unlocked(struct pylb_dp *dp, const struct pylb_ip *vip,
 		if (b[i].weight > 65535)
 			return pylb_fail(-PYLB_E_INVAL, "service %s: backend weight %u is above 65535",
 					 name, b[i].weight);
+		if (b[i].state > PYLB_BACKEND_DOWN)
+			return pylb_fail(-PYLB_E_INVAL,
+				"service %s: backend %u: unknown state %u (up, drain or down)",
+				name, i, b[i].state);
 		if (cur->conf.method == PYLB_L4_DR && b[i].port != 0 && b[i].port != port)
 			return pylb_fail(-PYLB_E_INVAL,
 				"service %s: direct routing cannot translate ports (backend %u)",
@@ -1007,9 +1144,13 @@ service_backends_set_unlocked(struct pylb_dp *dp, const struct pylb_ip *vip,
 	rc = svc_new(dp, &next, &cur->conf, (uint16_t)id, b, n);
 	if (rc != 0)
 		return rc;
+	if (next->conf.sched == PYLB_SCHED_WLC)
+		wlc_count(dp, next);
 	nat_backends_count(dp, next, +1);
 	nat_backends_count(dp, cur, -1);
 	pylb_rcu_replace(dp, (void **)&dp->svcs[id], next);
+	/* Connections check their backend (state, index) again. */
+	pylb_gen_bump(dp);
 	return 0;
 }
 
@@ -1060,23 +1201,19 @@ service_counts_unlocked(struct pylb_dp *dp, const struct pylb_ip *vip, uint8_t p
 	for (uint32_t slot = 0; slot < dp->n_slots; slot++) {
 		const struct pylb_conntrack *ct = &dp->lcores[slot].ct;
 
-		for (uint32_t i = 0; i < ct->cap; i++) {
+		for (uint32_t i = 1; i <= ct->cap; i++) {
 			struct pylb_conn c = ct->conns[i];	/* a snapshot */
+			uint16_t b;
 
-			if (!c.in_use || c.svc != id)
+			if (c.af == 0 || c.svc != id)
 				continue;
-			for (uint32_t b = 0; b < n; b++) {
-				const struct pylb_backend *be = &s->bal.backends[b];
-
-				if (memcmp(c.backend, be->addr.ip, 16) == 0 &&
-				    (be->port == 0 || c.bport == rte_cpu_to_be_16(be->port))) {
-					if (c.state == PYLB_TCP_ESTABLISHED || c.state == PYLB_TCP_NONE)
-						active[b]++;
-					else
-						inactive[b]++;
-					break;
-				}
-			}
+			b = backend_index(ct, s, &c);
+			if (b >= n)
+				continue;
+			if (c.state == PYLB_TCP_ESTABLISHED || c.state == PYLB_TCP_NONE)
+				active[b]++;
+			else
+				inactive[b]++;
 		}
 	}
 	return (int)n;

@@ -71,12 +71,12 @@ pylb_maglev_build(const struct pylb_backend *b, uint32_t n, uint32_t size,
 				 PYLB_MAX_BACKENDS);
 	for (i = 0; i < n; i++) {
 		keys[i] = backend_key(&b[i]);
-		inv_w[i] = b[i].weight ? 1.0 / b[i].weight : 0;
-		live += b[i].weight != 0;
+		inv_w[i] = pylb_backend_live(&b[i]) ? 1.0 / b[i].weight : 0;
+		live += pylb_backend_live(&b[i]);
 		equal &= b[i].weight == b[0].weight;
 	}
 	if (live == 0)
-		return pylb_fail(-PYLB_E_INVAL, "no backend with a weight above 0");
+		return pylb_fail(-PYLB_E_INVAL, "no backend up with a weight above 0");
 
 	for (j = 0; j < size; j++) {
 		uint64_t salt = (uint64_t)(j + 1) * 0x9e3779b97f4a7c15ULL;
@@ -87,7 +87,7 @@ pylb_maglev_build(const struct pylb_backend *b, uint32_t n, uint32_t size,
 		for (i = 0; i < n; i++) {
 			uint64_t h;
 
-			if (b[i].weight == 0)
+			if (!pylb_backend_live(&b[i]))
 				continue;
 			h = mix64(keys[i] ^ salt);
 			if (equal) {
@@ -123,7 +123,7 @@ pylb_balance_new(void **out, const char *what, size_t head, size_t bal_offset,
 	int rc;
 
 	for (uint32_t i = 0; i < n; i++)
-		live += b[i].weight != 0;
+		live += pylb_backend_live(&b[i]);
 	obj = rte_zmalloc(what, head + n * sizeof(*b) + (live ? table_size * sizeof(uint16_t) : 0),
 			  RTE_CACHE_LINE_SIZE);
 	if (obj == NULL)

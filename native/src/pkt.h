@@ -326,12 +326,67 @@ void pylb_l4_input(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_por
 bool pylb_nat_reverse(struct pylb_lcore *lc, int in_port, struct rte_mbuf *m, uint8_t af);
 bool pylb_fullnat_reply(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 			struct rte_mbuf *m, uint8_t af);
-struct pylb_conn *pylb_conn_new(struct pylb_lcore *lc, const struct pylb_conn_key *k);
-int pylb_conn_add_reply(struct pylb_lcore *lc, struct pylb_conn *c);
+/* The connection-table hash of one side of a tuple (address, port). */
+static inline uint32_t
+pylb_ct_hash(const uint8_t *ip, uint16_t port, uint8_t proto, uint8_t af)
+{
+	uint32_t h = PYLB_HASH_SEED ^ proto;
+
+	h = af == 4 ? rte_hash_crc_4byte(*(const unaligned_uint32_t *)ip, h) :
+		rte_hash_crc(ip, 16, h);
+	return rte_hash_crc_4byte(port, h);
+}
+
+static inline uint8_t *
+conn_addr(const struct pylb_conntrack *ct, const struct pylb_conn *c, int which)
+{
+	if (c->af == 4)
+		return (uint8_t *)(uintptr_t)&c->a4[which];
+	return ct->ext6[c->ext6].a[which];
+}
+
+static inline void
+pylb_conn_set_addr(struct pylb_conntrack *ct, struct pylb_conn *c, int which,
+		   const uint8_t *ip)
+{
+	memcpy(conn_addr(ct, c, which), ip, c->af == 4 ? 4 : 16);
+}
+
+/* CRC is linear: a finaliser (murmur3's) makes the bucket choices and the
+ * signature of structured tuples (a client's consecutive ports)
+ * independent. */
+static inline uint32_t
+ct_mix(uint32_t h)
+{
+	h ^= h >> 16;
+	h *= 0x85ebca6b;
+	h ^= h >> 13;
+	h *= 0xc2b2ae35;
+	return h ^ (h >> 16);
+}
+
+/* The first bucket of a side's hash h. */
+static inline struct pylb_ct_bucket *
+ct_bucket(const struct pylb_conntrack *ct, uint32_t h)
+{
+	return &ct->buckets[((uint64_t)ct_mix(h) * ct->nb) >> 32];
+}
+
+/* Prefetch the bucket a lookup of this side reads first. */
+static inline void
+pylb_ct_prefetch(const struct pylb_conntrack *ct, const uint8_t *ip, uint16_t port,
+		 uint8_t proto, uint8_t af)
+{
+	if (ct->nb != 0)
+		rte_prefetch0(ct_bucket(ct, pylb_ct_hash(ip, port, proto, af)));
+}
+
+struct pylb_conn *pylb_conn_lookup(struct pylb_lcore *lc, const struct pylb_tuple *t,
+				   bool reply);
+struct pylb_conn *pylb_conn_new(struct pylb_lcore *lc, const struct pylb_tuple *t);
+int pylb_conn_add_local(struct pylb_lcore *lc, struct pylb_conn *c);
 void pylb_conn_drop(struct pylb_lcore *lc, struct pylb_conn *c);
-struct pylb_conn *pylb_conn_find(struct pylb_lcore *lc, const struct pylb_conn_key *k,
-				 bool *reply);
-void pylb_conn_reply_key(const struct pylb_conn *c, struct pylb_conn_key *k);
+void pylb_conn_released(struct pylb_lcore *lc, const struct pylb_conn *c);
 struct pylb_persist *pylb_persist_find(struct pylb_lcore *lc,
 				       const struct pylb_persist_key *k, uint64_t now);
 struct pylb_persist *pylb_persist_new(struct pylb_lcore *lc, const struct pylb_persist_key *k);

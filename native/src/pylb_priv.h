@@ -91,6 +91,13 @@ struct pylb_balance {
 	uint16_t *table;	/* table_size entries; NULL: no backend with weight */
 };
 
+/* Does backend b take new connections? */
+static inline bool
+pylb_backend_live(const struct pylb_backend *b)
+{
+	return b->weight != 0 && b->state == PYLB_BACKEND_UP;
+}
+
 /* An L3 VIP: immutable, replaced whole through dp->vips[] with RCU. */
 struct pylb_vip {
 	struct pylb_vip_conf conf;
@@ -101,44 +108,67 @@ struct pylb_vip {
 struct pylb_service {
 	struct pylb_service_conf conf;
 	uint16_t id;		/* index in dp->svcs[] */
-	/* WRR: each lcore's current weights, one cache-line-aligned row per
-	 * lcore slot (the only part an lcore writes). */
-	int32_t *wrr;
-	uint32_t wrr_stride;	/* int32s per row */
+	/* WRR: each lcore's current weights; WLC: each lcore's connections
+	 * per backend. One cache-line-aligned row per lcore slot (the only
+	 * part an lcore writes). */
+	int32_t *rows;
+	uint32_t row_stride;	/* int32s per row */
 	struct pylb_balance bal;
 };
 
 /* Connection tracking, one table per lcore, written by that lcore only.
- * The hash maps the client's 5-tuple (and, for NAT, the backend's reply
- * 5-tuple, with PYLB_CONN_REPLY set) to an entry of `conns`. */
-struct pylb_conn_key {
-	uint8_t src[16];
-	uint8_t dst[16];
-	uint16_t sport;
-	uint16_t dport;
-	uint8_t proto;
-	uint8_t af;
-	uint16_t pad;
+ * An entry is one cache line. Buckets of 16 slots (one cache line each)
+ * index the entries by a hash of the connection's client side (address,
+ * port, protocol): the client's packets carry it as their source and a NAT
+ * backend's replies as their destination, so one slot serves both
+ * directions. A FullNAT entry has a second slot for its local side (local
+ * address and port), where the backend's replies arrive. Each key has two
+ * candidate buckets. Slot: entry index (24 bits) | signature << 24; 0 is
+ * empty (entry 0 is never used). */
+#define PYLB_CT_SLOTS		16
+#define PYLB_CT_IDX_BITS	24
+#define PYLB_CT_MAX		((1u << PYLB_CT_IDX_BITS) - 1)
+
+struct pylb_ct_bucket {
+	uint32_t slot[PYLB_CT_SLOTS];
+} __rte_cache_aligned;
+
+enum { CONN_CLIENT, CONN_VIP, CONN_BACKEND, CONN_LIP };
+
+/* The addresses of an IPv6 connection (its entry holds the index). */
+struct pylb_conn6 {
+	uint8_t a[4][16];	/* CONN_CLIENT ... CONN_LIP */
 };
 
-#define PYLB_CONN_REPLY	(1u << 31)
-
+/* Ports in network order. Listing reads entries while the owner writes
+ * them: a copy, checked by `af` (0: free). */
 struct pylb_conn {
-	struct pylb_conn_key key;	/* client -> VIP */
-	uint8_t backend[16];
-	uint8_t lip[16];		/* FullNAT */
-	uint16_t lport;
-	uint16_t bport;
-	uint16_t svc;
-	uint16_t out_port;		/* cached output, valid while */
-	uint32_t out_gen;		/* out_gen == dp->path_gen (+1: none) */
-	uint64_t out_mac;
+	uint64_t expire_tsc;
+	uint64_t out_mac;		/* NAT: cached next-hop MAC | valid bit */
+	uint32_t gen;			/* dp->gen when out_* and bidx were checked */
+	uint32_t packets;
+	uint8_t af;			/* 4 or 6; 0: free */
+	uint8_t proto;
 	uint8_t state;			/* enum pylb_tcp_state */
 	uint8_t method;
-	uint8_t in_use;
-	uint8_t pad;
-	uint64_t expire_tsc;
-	uint64_t packets;
+	uint16_t cport, vport, bport, lport;
+	uint16_t svc;
+	uint16_t bidx;			/* backend index in svcs[svc] (at gen) */
+	uint16_t out_port;
+	uint16_t pad;
+	union {
+		uint32_t a4[4];		/* IPv4: CONN_CLIENT ... CONN_LIP */
+		uint32_t ext6;		/* IPv6: index in ext6 */
+	};
+} __rte_cache_aligned;
+
+#define PYLB_BIDX_NONE	0xffff	/* the backend left the service */
+
+/* A packet's TCP/UDP tuple, pointing into the packet. */
+struct pylb_tuple {
+	const uint8_t *src, *dst;
+	uint16_t sport, dport;		/* network order */
+	uint8_t proto, af;
 };
 
 /* Persistence: (service, client network) -> backend, per lcore. */
@@ -158,18 +188,23 @@ struct pylb_persist {
 };
 
 struct pylb_conntrack {
-	struct rte_hash *h;
+	struct pylb_ct_bucket *buckets;
+	uint32_t nb;			/* buckets */
+	uint32_t cap;			/* entries 1..cap */
+	struct pylb_conn *conns;
+	uint32_t *free;			/* stack of free entry indices */
+	uint32_t n_free;
+	uint32_t sweep;			/* aging cursor */
+	struct pylb_conn6 *ext6;	/* IPv6 addresses: cap6 of them */
+	uint32_t *free6;
+	uint32_t n_free6;
+	uint32_t cap6;
 	struct rte_hash *ph;		/* persistence */
 	struct pylb_persist *pers;
 	uint32_t *pfree;
 	uint32_t n_pfree;
 	uint32_t pcap;
 	uint32_t psweep;
-	struct pylb_conn *conns;
-	uint32_t *free;		/* stack of free entry indices */
-	uint32_t n_free;
-	uint32_t cap;
-	uint32_t sweep;		/* aging cursor */
 };
 
 struct pylb_txbuf {
@@ -262,9 +297,10 @@ struct pylb_dp {
 	uint32_t *nh_refs;		/* control only */
 	uint32_t *nhg_refs;
 	uint32_t n_routes[2];		/* IPv4, IPv6 */
-	/* Bumped by every route or neighbour change: connections cache their
-	 * output (port, next-hop MAC) and check it against this. */
-	uint32_t path_gen;
+	/* Bumped by every route, neighbour or service change: connections
+	 * cache their output (port, next-hop MAC) and their backend's index,
+	 * and check them again when this moves. */
+	uint32_t gen;
 	uint16_t nhg_last;		/* the group used last: bulk loads */
 	struct pylb_vip *vips[PYLB_MAX_VIPS];
 
@@ -272,6 +308,7 @@ struct pylb_dp {
 	 * readers); services are immutable, swapped with RCU. */
 	struct rte_hash *svc_hash;
 	struct pylb_service *svcs[PYLB_MAX_SERVICES];
+	uint32_t n_services;
 	uint32_t n_nat;			/* NAT services: replies need a lookup */
 	uint32_t n_fullnat;		/* FullNAT services */
 	/* NAT backends (address, port; refcount in the data word): a reply
@@ -355,12 +392,14 @@ void pylb_l4_free(struct pylb_dp *dp);
 int pylb_conn_init(struct pylb_dp *dp, struct pylb_lcore *lc);
 void pylb_conn_free(struct pylb_lcore *lc);
 void pylb_conn_age(struct pylb_lcore *lc, uint64_t now, uint32_t step);
+bool pylb_conn_snapshot(const struct pylb_conntrack *ct, uint32_t i, struct pylb_conn *c,
+			struct pylb_conn6 *a);
 void pylb_redirect_drain(struct pylb_lcore *lc, const struct pylb_cfg *cfg);
 
 static inline void
-pylb_path_changed(struct pylb_dp *dp)
+pylb_gen_bump(struct pylb_dp *dp)
 {
-	__atomic_fetch_add(&dp->path_gen, 1, __ATOMIC_RELEASE);
+	__atomic_fetch_add(&dp->gen, 1, __ATOMIC_RELEASE);
 }
 
 static inline uint64_t

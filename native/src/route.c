@@ -320,7 +320,7 @@ route_insert(struct pylb_dp *dp, const struct pylb_route *r)
 		return rc;
 	}
 	dp->n_routes[r->dst.addr.af == 6]++;
-	pylb_path_changed(dp);
+	pylb_gen_bump(dp);
 	return 0;
 }
 
@@ -401,7 +401,7 @@ route_del_unlocked(struct pylb_dp *dp, const struct pylb_prefix *dst)
 			buf, dst->len);
 	fib_unset(dp, dst);
 	dp->n_routes[dst->addr.af == 6]--;
-	pylb_path_changed(dp);
+	pylb_gen_bump(dp);
 	nhg_put(dp, (uint16_t)fib_id((uint32_t)v));
 	return 0;
 }
@@ -434,7 +434,7 @@ pylb_route_add_special(struct pylb_dp *dp, const struct pylb_prefix *p,
 	rc = fib_set(dp, p, val);
 	if (rc == 0) {
 		dp->n_routes[p->addr.af == 6]++;
-		pylb_path_changed(dp);
+		pylb_gen_bump(dp);
 	}
 	return rc;
 }
@@ -447,7 +447,7 @@ pylb_route_del_special(struct pylb_dp *dp, const struct pylb_prefix *p,
 		return -PYLB_E_NOENT;
 	fib_unset(dp, p);
 	dp->n_routes[p->addr.af == 6]--;
-	pylb_path_changed(dp);
+	pylb_gen_bump(dp);
 	return 0;
 }
 
