@@ -117,6 +117,8 @@ cdef extern from "pylb_dp.h" nogil:
         uint8_t n_lips
         pylb_ip lips[PYLB_MAX_LIPS]
 
+    const char *pylb_tcp_state_name(uint8_t state)
+
     struct pylb_conn_info:
         pylb_ip client, vip, backend, local
         uint16_t cport, vport, bport, lport

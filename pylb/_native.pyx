@@ -175,8 +175,6 @@ _L4_METHOD_NAMES = {v: k for k, v in _L4_METHODS.items()}
 _SCHEDULERS = {"maglev": PYLB_SCHED_MAGLEV, "source": PYLB_SCHED_SOURCE, "wrr": PYLB_SCHED_WRR,
                "wlc": PYLB_SCHED_WLC}
 _SCHEDULER_NAMES = {v: k for k, v in _SCHEDULERS.items()}
-_TCP_STATES = ("none", "syn_sent", "syn_recv", "established", "fin_wait", "close_wait",
-               "time_wait", "close")
 BACKEND_STATES = ("up", "drain", "down")
 _TIMEOUT_KEYS = ("tcp_syn", "tcp_established", "tcp_fin", "tcp_close", "udp")
 
@@ -802,7 +800,8 @@ cdef class Dataplane:
                                str(_get_ip(&buf[i].client)), buf[i].cport,
                                str(_get_ip(&buf[i].vip)), buf[i].vport,
                                str(_get_ip(&buf[i].backend)), buf[i].bport,
-                               _TCP_STATES[buf[i].state] if buf[i].state < len(_TCP_STATES) else "?",
+                               pylb_tcp_state_name(buf[i].state).decode()
+                               if buf[i].proto == 6 else "none",
                                buf[i].expires_ms, buf[i].packets, buf[i].lcore_slot,
                                None if buf[i].local.af == 0 else str(_get_ip(&buf[i].local)),
                                buf[i].lport)

@@ -13,6 +13,8 @@ import threading
 
 from pylb import hostinfo, telemetry
 from pylb.errors import DataplaneError, NotFound
+from pylb.config import Config
+from pylb.config import apply as apply_config
 from pylb.profile import Profile
 
 log = logging.getLogger("pylb")
@@ -49,12 +51,12 @@ def check_host(profile: Profile, instance: str | None) -> None:
 
 
 def run(profile: Profile, stop: threading.Event, instance: str | None = None,
-        tasks: queue.SimpleQueue | None = None) -> None:
+        tasks: queue.SimpleQueue | None = None, config: Config | None = None) -> None:
     """Run until `stop` is set. Raises PylbError subclasses with operator-facing messages.
 
     `tasks` carries callables f(dataplane) from other threads (the management
     plane): they run here, between housekeeping passes, so every control-side
-    change happens on this one thread."""
+    change happens on this one thread. `config` is applied once the ports are up."""
     check_host(profile, instance)
     native = load_native()
     prefix = profile.file_prefix(instance)
@@ -73,6 +75,10 @@ def run(profile: Profile, stop: threading.Event, instance: str | None = None,
                               kernel_iface=port.kernel_iface)
             for addr in port.addresses:
                 dp.add_address(idx, addr)
+        if config is not None:
+            apply_config(dp, config)
+            log.info("applied %s: %d service(s), %d route(s)", config.path,
+                     len(config.services), len(config.routes))
         dp.start()
         for p in dp.ports():
             log.info("port %s (%s): ethdev %d mac %s link %s addresses %s kernel interface %s",

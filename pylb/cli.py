@@ -26,10 +26,14 @@ def cmd_run(args) -> int:
     from pylb.profile import load_profile
 
     profile = load_profile(args.profile)
+    config = None
+    if args.config:
+        from pylb.config import load_config
+        config = load_config(args.config)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    appliance.run(profile, stop, instance=args.instance)
+    appliance.run(profile, stop, instance=args.instance, config=config)
     return 0
 
 
@@ -49,6 +53,15 @@ def cmd_profile_check(args) -> int:
           f"{','.join(map(str, p.workers))}, {len(p.ports)} port(s), "
           f"{'hugepages' if p.hugepages else 'no hugepages'} {p.size_mb} MiB")
     print("EAL: " + " ".join(p.eal_argv()[1:]))
+    return 0
+
+
+def cmd_config_check(args) -> int:
+    from pylb.config import load_config
+
+    c = load_config(args.path)
+    print(f"{args.path}: ok: {len(c.services)} service(s) with "
+          f"{sum(len(s.backends) for s in c.services)} backend(s), {len(c.routes)} route(s)")
     return 0
 
 
@@ -157,6 +170,7 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--profile", required=True, help="hardware profile (hwconfig/*.yaml)")
     run.add_argument("--instance", help="instance name (default: the profile's name); "
                                         "EAL file prefix is pylb-NAME")
+    run.add_argument("--config", help="desired state to apply at start (services, routes)")
     run.set_defaults(func=cmd_run)
 
     doc = sub.add_parser("doctor", help="report host readiness for DPDK")
@@ -168,6 +182,12 @@ def parser() -> argparse.ArgumentParser:
     check = prof_sub.add_parser("check", help="validate a profile without running it")
     check.add_argument("path")
     check.set_defaults(func=cmd_profile_check)
+
+    conf = sub.add_parser("config", help="configuration files (services, routes)")
+    conf_sub = conf.add_subparsers(dest="config_command", required=True)
+    check = conf_sub.add_parser("check", help="validate a configuration without applying it")
+    check.add_argument("path")
+    check.set_defaults(func=cmd_config_check)
 
     for name, func, help_ in (("stats", cmd_stats, "counters of a running appliance"),
                               ("ports", cmd_ports, "ports of a running appliance"),

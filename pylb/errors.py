@@ -31,10 +31,18 @@ class PortError(DataplaneError):
     """A port could not be probed, configured or started."""
 
 
-class ProfileError(InvalidArgument):
-    """A hardware profile is invalid: names the file, the key and what is expected."""
+class FileError(InvalidArgument):
+    """A YAML file is invalid: names the file, the line, the key and what is expected."""
 
     def __init__(self, path: str, key: str, expected: str, line: int | None = None):
         where = f"{path}:{line}" if line else path
         super().__init__(f"{where}: {key}: {expected}")
         self.path, self.key, self.expected, self.line = path, key, expected, line
+
+
+class ProfileError(FileError):
+    """A hardware profile is invalid."""
+
+
+class ConfigError(FileError):
+    """A configuration (the desired services, routes, ...) is invalid."""

@@ -124,33 +124,6 @@ def parse_lcore_list(text: Any) -> list[int]:
     return out
 
 
-class _Checker:
-    def __init__(self, src: yamlsrc.Located):
-        self.src = src
-
-    def fail(self, key: str, expected: str) -> ProfileError:
-        return ProfileError(self.src.path, key, expected, self.src.line(key))
-
-    def mapping(self, value: Any, key: str, allowed: set[str]) -> dict:
-        if not isinstance(value, dict):
-            raise self.fail(key or "(top level)", "expected a mapping of keys to values")
-        for k in value:
-            if k not in allowed:
-                sub = f"{key}.{k}" if key else str(k)
-                raise self.fail(sub, f"unknown key; expected one of: {', '.join(sorted(allowed))}")
-        return value
-
-    def integer(self, value: Any, key: str, lo: int, hi: int) -> int:
-        if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-            raise self.fail(key, f"expected an integer from {lo} to {hi}, got {value!r}")
-        return value
-
-    def string(self, value: Any, key: str, what: str, pattern: re.Pattern | None = None) -> str:
-        if not isinstance(value, str) or (pattern and not pattern.match(value)):
-            raise self.fail(key, f"expected {what}, got {value!r}")
-        return value
-
-
 def load_profile(path: str) -> Profile:
     """Load and validate the profile at `path`."""
     try:
@@ -159,7 +132,7 @@ def load_profile(path: str) -> Profile:
         raise ProfileError(path, "(file)", f"cannot read the profile: {e.strerror}") from None
     except ValueError as e:
         raise ProfileError(path, "(file)", str(e).split(": ", 1)[-1]) from None
-    c = _Checker(src)
+    c = yamlsrc.Checker(src, ProfileError)
     top = c.mapping(src.data, "", TOP_KEYS)
     for required in ("lcores", "ports"):
         if required not in top:
@@ -259,7 +232,7 @@ def load_profile(path: str) -> Profile:
         ))
 
     conns = c.mapping(top.get("connections", {}), "connections", CONN_KEYS)
-    conn_capacity = c.integer(conns.get("capacity", 65536), "connections.capacity", 16, 1 << 26)
+    conn_capacity = c.integer(conns.get("capacity", 65536), "connections.capacity", 16, (1 << 24) - 1)
     raw_t = c.mapping(conns.get("timeouts", {}), "connections.timeouts", TIMEOUT_KEYS)
     timeouts = {k: c.integer(v, f"connections.timeouts.{k}", 1, 86400 * 7) for k, v in raw_t.items()}
     tcp_reset = conns.get("tcp_reset", False)

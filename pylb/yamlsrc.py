@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+import re
 from typing import Any
 
 import yaml
@@ -54,3 +55,33 @@ def load(path: str, text: str | None = None) -> Located:
     lines: dict[str, int] = {}
     data = _convert(node, "", lines) if node is not None else None
     return Located(path, data, lines)
+
+
+class Checker:
+    """Validation helpers that raise `error(path, key, expected, line)`."""
+
+    def __init__(self, src: Located, error: type):
+        self.src = src
+        self.error = error
+
+    def fail(self, key: str, expected: str) -> Exception:
+        return self.error(self.src.path, key, expected, self.src.line(key))
+
+    def mapping(self, value: Any, key: str, allowed: set[str]) -> dict:
+        if not isinstance(value, dict):
+            raise self.fail(key or "(top level)", "expected a mapping of keys to values")
+        for k in value:
+            if k not in allowed:
+                sub = f"{key}.{k}" if key else str(k)
+                raise self.fail(sub, f"unknown key; expected one of: {', '.join(sorted(allowed))}")
+        return value
+
+    def integer(self, value: Any, key: str, lo: int, hi: int) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+            raise self.fail(key, f"expected an integer from {lo} to {hi}, got {value!r}")
+        return value
+
+    def string(self, value: Any, key: str, what: str, pattern: re.Pattern | None = None) -> str:
+        if not isinstance(value, str) or (pattern and not pattern.match(value)):
+            raise self.fail(key, f"expected {what}, got {value!r}")
+        return value

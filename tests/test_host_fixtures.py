@@ -42,6 +42,17 @@ def test_arp_is_answered_only_on_the_port_that_owns_the_address(dp):
     assert drops_of(dp) == {"arp_not_ours": 1}
 
 
+def test_arp_is_answered_for_vips_on_the_ports_network(dp):
+    dp.add_service("10.0.0.100", 80)
+    dp.add_vip("10.0.0.128/30", method="ipip")
+    dp.add_service("192.0.2.1", 80)                       # on no port's network
+    out = dp.inject(0, [raw(arp_request(tip=ip)) for ip in ("10.0.0.100", "10.0.0.129",
+                                                              "192.0.2.1", "10.0.0.101")])
+    assert [(Ether(f)[ARP].psrc, Ether(f)[ARP].hwsrc) for _, f in out] == \
+        [("10.0.0.100", P0_MAC), ("10.0.0.129", P0_MAC)]
+    assert drops_of(dp) == {"arp_not_ours": 2}
+
+
 def test_arp_learns_neighbours_on_connected_networks_only(dp):
     dp.inject(0, [raw(arp_request())])
     reply = Ether(src="02:00:00:00:00:03", dst=P0_MAC) / ARP(

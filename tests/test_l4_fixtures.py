@@ -245,7 +245,7 @@ def test_full_table_falls_back_to_the_stateless_choice(native):
     out = d.inject("p0", [raw(c2v(sport=p)) for p in range(100, 130)])
     assert len(out) == 30 and d.conn_count() == 16
     assert d.totals()["conn_table_full"] == 14 and d.totals()["conn_created"] == 16
-    with pytest.raises(InvalidArgument, match="at least 16"):
+    with pytest.raises(InvalidArgument, match="16 to 16777215"):
         native.Dataplane(conn_capacity=4)
     d.close()
 

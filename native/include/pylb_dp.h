@@ -299,6 +299,9 @@ enum pylb_tcp_state {
 	PYLB_TCP__STATES,
 };
 
+/* "established", ... ("udp" for PYLB_TCP_NONE; "?" out of range). */
+const char *pylb_tcp_state_name(uint8_t state);
+
 struct pylb_conn_info {
 	struct pylb_ip client, vip, backend, local;	/* local: FullNAT source */
 	uint16_t cport, vport, bport, lport;

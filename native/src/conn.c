@@ -77,22 +77,6 @@ pylb_conn_free(struct pylb_lcore *lc)
 	memset(ct, 0, sizeof(*ct));
 }
 
-/* The two buckets and the signature of a side (address, port). */
-struct ct_pos {
-	struct pylb_ct_bucket *b[2];
-	uint32_t sig;
-};
-
-static inline void
-ct_pos(const struct pylb_conntrack *ct, uint32_t h, struct ct_pos *p)
-{
-	uint32_t h2 = ct_mix(h ^ PYLB_HASH_SEED);
-
-	p->b[0] = ct_bucket(ct, h);
-	p->b[1] = &ct->buckets[((uint64_t)h2 * ct->nb) >> 32];
-	p->sig = (h2 & 0xff) << PYLB_CT_IDX_BITS;
-}
-
 static inline bool
 addr_eq(const uint8_t *a, const uint8_t *b, uint8_t af)
 {
@@ -121,23 +105,29 @@ conn_match(const struct pylb_conntrack *ct, const struct pylb_conn *c,
 }
 
 struct pylb_conn *
-pylb_conn_lookup(struct pylb_lcore *lc, const struct pylb_tuple *t, bool reply)
+pylb_conn_lookup(struct pylb_lcore *lc, const struct pylb_tuple *t, bool reply, uint32_t h)
 {
 	struct pylb_conntrack *ct = &lc->ct;
 	struct ct_pos p;
 
 	if (ct->nb == 0)
 		return NULL;
-	ct_pos(ct, reply ? pylb_ct_hash(t->dst, t->dport, t->proto, t->af) :
-	       pylb_ct_hash(t->src, t->sport, t->proto, t->af), &p);
-	for (int k = 0; k < 2; k++)
-		for (int i = 0; i < PYLB_CT_SLOTS; i++) {
-			uint32_t s = p.b[k]->slot[i];
+	if (h == 0)
+		h = reply ? pylb_ct_hash(t->dst, t->dport, t->proto, t->af) :
+			pylb_ct_hash(t->src, t->sport, t->proto, t->af);
+	ct_pos(ct, h, &p);
+	for (int k = 0; k < 2; k++) {
+		uint32_t mask = ct_match(p.b[k], p.sig);
 
-			if ((s & ~PYLB_CT_MAX) == p.sig && s != 0 &&
-			    conn_match(ct, &ct->conns[s & PYLB_CT_MAX], t, reply))
-				return &ct->conns[s & PYLB_CT_MAX];
+		while (mask != 0) {
+			struct pylb_conn *c =
+				&ct->conns[p.b[k]->slot[__builtin_ctz(mask)] & PYLB_CT_MAX];
+
+			if (conn_match(ct, c, t, reply))
+				return c;
+			mask &= mask - 1;
 		}
+	}
 	return NULL;
 }
 
@@ -240,6 +230,19 @@ pylb_conn_drop(struct pylb_lcore *lc, struct pylb_conn *c)
 		ct->free6[ct->n_free6++] = c->ext6;
 	__atomic_store_n(&c->af, 0, __ATOMIC_RELEASE);
 	ct->free[ct->n_free++] = idx;
+}
+
+const char *
+pylb_tcp_state_name(uint8_t state)
+{
+	static const char *const names[PYLB_TCP__STATES] = {
+		[PYLB_TCP_NONE] = "udp", [PYLB_TCP_SYN_SENT] = "syn_sent",
+		[PYLB_TCP_SYN_RECV] = "syn_recv", [PYLB_TCP_ESTABLISHED] = "established",
+		[PYLB_TCP_FIN_WAIT] = "fin_wait", [PYLB_TCP_CLOSE_WAIT] = "close_wait",
+		[PYLB_TCP_TIME_WAIT] = "time_wait", [PYLB_TCP_CLOSE] = "close",
+	};
+
+	return state < PYLB_TCP__STATES ? names[state] : "?";
 }
 
 /* The TCP state machine, seen from the middle: both directions for NAT

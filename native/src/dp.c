@@ -44,9 +44,10 @@ pylb_dp_create(const struct pylb_dp_conf *conf, struct pylb_dp **out)
 	if (conf->n_workers > PYLB_MAX_WORKERS)
 		return pylb_fail(-PYLB_E_INVAL, "%u workers requested, at most %d",
 				 conf->n_workers, PYLB_MAX_WORKERS);
-	if (conf->conn_capacity != 0 && conf->conn_capacity < 16)
-		return pylb_fail(-PYLB_E_INVAL, "connection capacity %u: at least 16 per lcore",
-				 conf->conn_capacity);
+	if (conf->conn_capacity != 0 &&
+	    (conf->conn_capacity < 16 || conf->conn_capacity > PYLB_CT_MAX))
+		return pylb_fail(-PYLB_E_INVAL, "connection capacity %u: 16 to %u per lcore",
+				 conf->conn_capacity, PYLB_CT_MAX);
 	if (conf->mbufs_per_socket < 2 * PYLB_BURST)
 		return pylb_fail(-PYLB_E_INVAL, "mbufs per socket must be at least %d",
 				 2 * PYLB_BURST);

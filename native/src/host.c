@@ -12,6 +12,15 @@
 
 #include "pkt.h"
 
+/* Is ip (network order) a VIP: an L4 service's or in an L3 VIP prefix? */
+static inline bool
+vip_addr4(struct pylb_dp *dp, uint32_t ip)
+{
+	uint32_t v = fib4_lookup(dp, ip);
+
+	return v != 0 && (fib_kind(v) == PYLB_FIB_SERVICE || fib_kind(v) == PYLB_FIB_VIP);
+}
+
 static void
 arp_input(struct pylb_lcore *lc, const struct pylb_port_cfg *pc, uint16_t port,
 	  struct rte_mbuf *m, struct rte_ether_hdr *eth, uint32_t l2)
@@ -43,7 +52,9 @@ arp_input(struct pylb_lcore *lc, const struct pylb_port_cfg *pc, uint16_t port,
 		pylb_neigh_queue(lc, &k, &a->arp_sha);
 	}
 
-	if (!port_owns4(pc, tip))
+	/* Ours: the port's addresses, and VIPs (L4 services, L3 VIP prefixes)
+	 * on its networks, the way a director carries its VIPs. */
+	if (!port_owns4(pc, tip) && !(port_connected4(pc, tip) && vip_addr4(lc->dp, tip)))
 		return drop(lc, m, PYLB_D_ARP_NOT_OURS);
 	if (op == RTE_BE16(RTE_ARP_OP_REPLY)) {
 		CNT(lc, ARP_REPLIES_RECEIVED);
@@ -121,6 +132,7 @@ struct burst4 {
 	struct rte_mbuf *m[PYLB_BURST];
 	uint32_t dst[PYLB_BURST];	/* host order, as rte_fib takes it */
 	uint64_t val[PYLB_BURST];
+	uint32_t ct[PYLB_BURST];	/* connection-table hash; 0: none */
 };
 
 /* The header sum of a 20-byte header in 32-bit adds; others the long way. */
@@ -187,7 +199,7 @@ ipv4_input(struct pylb_lcore *lc, const struct pylb_cfg *cfg, struct burst4 *b,
  * unreachable. */
 static void
 ipv4_dispatch(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port,
-	      struct rte_mbuf *m, uint32_t v)
+	      struct rte_mbuf *m, uint32_t v, uint32_t cth)
 {
 	struct rte_ether_hdr *eth = rte_pktmbuf_mtod(m, struct rte_ether_hdr *);
 	struct rte_ipv4_hdr *ip = (struct rte_ipv4_hdr *)(eth + 1);
@@ -195,7 +207,7 @@ ipv4_dispatch(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port,
 	switch (fib_kind(v)) {
 	case PYLB_FIB_LOCAL:
 		if (unlikely(lc->dp->n_fullnat != 0) &&
-		    pylb_fullnat_reply(lc, cfg, port, m, 4))
+		    pylb_fullnat_reply(lc, cfg, port, m, 4, cth))
 			return;
 		if (ip->next_proto_id == IPPROTO_ICMP &&
 		    !(ip->fragment_offset &
@@ -210,24 +222,24 @@ ipv4_dispatch(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port,
 		if (ip->next_proto_id == IPPROTO_ICMP)
 			return icmp_local(lc, cfg, port, m, eth, ip, rte_ipv4_hdr_len(ip),
 					  rte_be_to_cpu_16(ip->total_length));
-		return pylb_l4_input(lc, cfg, port, m, 4);
+		return pylb_l4_input(lc, cfg, port, m, 4, cth);
 	default:
 		if (v == 0) {
 			pylb_icmp4_error(lc, cfg, port, m, ICMP_DEST_UNREACH, 0, 0);
 			return drop(lc, m, PYLB_D_NO_ROUTE);
 		}
 		/* A backend's reply to a NAT connection leaves with the VIP. */
-		if (unlikely(lc->dp->n_nat != 0) && !pylb_nat_reverse(lc, port, m, 4))
+		if (unlikely(lc->dp->n_nat != 0) && !pylb_nat_reverse(lc, port, m, 4, cth))
 			return;
 		return pylb_fwd4(lc, cfg, port, m, fib_id(v));
 	}
 }
 
-/* The connection-table bucket an IPv4 TCP/UDP packet will look up: its
- * client side for a service, its destination side for what may be a reply
- * (NAT: routed; FullNAT: to a local address). */
-static inline void
-ct_prefetch4(struct pylb_lcore *lc, struct rte_mbuf *m, uint32_t v)
+/* The connection-table hash an IPv4 TCP/UDP packet will look up (0: none):
+ * of its client side for a service, of its destination side for what may
+ * be a reply (NAT: routed; FullNAT: to a local address). */
+static inline uint32_t
+ct_hash4(const struct pylb_dp *dp, struct rte_mbuf *m, uint32_t v)
 {
 	const struct rte_ipv4_hdr *ip = rte_pktmbuf_mtod_offset(m, const struct rte_ipv4_hdr *,
 								sizeof(struct rte_ether_hdr));
@@ -238,26 +250,26 @@ ct_prefetch4(struct pylb_lcore *lc, struct rte_mbuf *m, uint32_t v)
 	if ((ip->next_proto_id != IPPROTO_TCP && ip->next_proto_id != IPPROTO_UDP) ||
 	    (ip->fragment_offset & RTE_BE16(RTE_IPV4_HDR_OFFSET_MASK)) ||
 	    rte_pktmbuf_data_len(m) < sizeof(struct rte_ether_hdr) + hl + 4 || v == 0)
-		return;
+		return 0;
 	switch (fib_kind(v)) {
 	case PYLB_FIB_SERVICE:
 		reply = false;
 		break;
 	case PYLB_FIB_LOCAL:
-		if (lc->dp->n_fullnat == 0)
-			return;
+		if (dp->n_fullnat == 0)
+			return 0;
 		reply = true;
 		break;
 	case PYLB_FIB_GROUP:
-		if (lc->dp->n_nat == 0)
-			return;
+		if (dp->n_nat == 0)
+			return 0;
 		reply = true;
 		break;
 	default:
-		return;
+		return 0;
 	}
-	pylb_ct_prefetch(&lc->ct, reply ? (const uint8_t *)&ip->dst_addr :
-			 (const uint8_t *)&ip->src_addr, ports[reply], ip->next_proto_id, 4);
+	return pylb_ct_hash(reply ? (const uint8_t *)&ip->dst_addr : (const uint8_t *)&ip->src_addr,
+			    ports[reply], ip->next_proto_id, 4);
 }
 
 static inline void
@@ -303,6 +315,7 @@ pylb_host_process(struct pylb_lcore *lc, const struct pylb_cfg *cfg,
 	uint16_t i;
 
 	b.n = 0;
+	lc->now = pylb_now(lc->dp);
 	lc->stats->c[PYLB_C_RX_PACKETS] += n;
 	for (i = 0; i < n && i < PYLB_PREFETCH_AHEAD; i++)
 		rte_prefetch0(rte_pktmbuf_mtod(pkts[i], void *));
@@ -315,9 +328,20 @@ pylb_host_process(struct pylb_lcore *lc, const struct pylb_cfg *cfg,
 	if (b.n == 0)
 		return;
 	rte_fib_lookup_bulk(lc->dp->fib4, b.dst, b.val, b.n);
-	if (lc->dp->n_services != 0)
+	/* Connection lookups: every bucket of the burst in flight, then every
+	 * entry, before the first packet needs one. */
+	if (lc->dp->n_services != 0 && lc->ct.nb != 0) {
+		for (i = 0; i < b.n; i++) {
+			b.ct[i] = ct_hash4(lc->dp, b.m[i], (uint32_t)b.val[i]);
+			if (b.ct[i] != 0)
+				pylb_ct_prefetch_bucket(&lc->ct, b.ct[i]);
+		}
 		for (i = 0; i < b.n; i++)
-			ct_prefetch4(lc, b.m[i], (uint32_t)b.val[i]);
+			if (b.ct[i] != 0)
+				pylb_ct_prefetch_entry(&lc->ct, b.ct[i]);
+	} else {
+		memset(b.ct, 0, b.n * sizeof(b.ct[0]));
+	}
 	for (i = 0; i < b.n; i++)
-		ipv4_dispatch(lc, cfg, port, b.m[i], (uint32_t)b.val[i]);
+		ipv4_dispatch(lc, cfg, port, b.m[i], (uint32_t)b.val[i], b.ct[i]);
 }

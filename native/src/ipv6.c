@@ -208,7 +208,7 @@ pylb_ipv6_input(struct pylb_lcore *lc, const struct pylb_cfg *cfg,
 	switch (fib_kind(v)) {
 	case PYLB_FIB_LOCAL:
 		if (unlikely(lc->dp->n_fullnat != 0) &&
-		    pylb_fullnat_reply(lc, cfg, port, m, 6))
+		    pylb_fullnat_reply(lc, cfg, port, m, 6, 0))
 			return;
 		if (ip->proto == IPPROTO_ICMPV6)
 			return icmp6_input(lc, cfg, port, m, ip, plen, false);
@@ -218,7 +218,7 @@ pylb_ipv6_input(struct pylb_lcore *lc, const struct pylb_cfg *cfg,
 	case PYLB_FIB_SERVICE:
 		if (ip->proto == IPPROTO_ICMPV6)
 			return icmp6_input(lc, cfg, port, m, ip, plen, false);
-		return pylb_l4_input(lc, cfg, port, m, 6);
+		return pylb_l4_input(lc, cfg, port, m, 6, 0);
 	default:
 		/* Link-local destinations are never forwarded. */
 		if (v == 0 || ip6_is_link_local(ip->dst_addr) ||
@@ -226,7 +226,7 @@ pylb_ipv6_input(struct pylb_lcore *lc, const struct pylb_cfg *cfg,
 			pylb_icmp6_error(lc, cfg, port, m, ICMP6_DEST_UNREACH, 0, 0);
 			return drop(lc, m, PYLB_D_NO_ROUTE);
 		}
-		if (unlikely(lc->dp->n_nat != 0) && !pylb_nat_reverse(lc, port, m, 6))
+		if (unlikely(lc->dp->n_nat != 0) && !pylb_nat_reverse(lc, port, m, 6, 0))
 			return;
 		return pylb_fwd6(lc, cfg, port, m, fib_id(v));
 	}

@@ -514,9 +514,11 @@ conn_output(struct pylb_lcore *lc, const struct pylb_cfg *cfg, struct pylb_conn 
  * FullNAT) and a local address as source (FullNAT); then out. */
 static inline void
 conn_forward(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
-	     struct rte_mbuf *m, uint16_t *ports, struct pylb_conn *c, uint32_t hash)
+	     struct rte_mbuf *m, uint16_t *ports, struct pylb_conn *c)
 {
 	const uint8_t *be = conn_addr(&lc->ct, c, CONN_BACKEND);
+	const uint8_t *client = conn_addr(&lc->ct, c, CONN_CLIENT);
+	const uint8_t *vip = conn_addr(&lc->ct, c, CONN_VIP);
 
 	if (c->method == PYLB_L4_NAT || c->method == PYLB_L4_FULLNAT) {
 		nat_rewrite(m, c->af, c->proto, ports, true, be, c->bport);
@@ -526,7 +528,10 @@ conn_forward(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 		if (conn_output(lc, cfg, c, m))
 			return;
 	}
-	route_to(lc, cfg, in_port, m, be, c->af, c->method, hash);
+	route_to(lc, cfg, in_port, m, be, c->af, c->method,
+		 c->af == 4 ? flow_hash4(*(const unaligned_uint32_t *)client,
+					 *(const unaligned_uint32_t *)vip) :
+		 flow_hash6(client, vip));
 }
 
 /* FullNAT: a local address and a port for the connection such that the
@@ -550,7 +555,7 @@ fullnat_alloc(struct pylb_lcore *lc, const struct pylb_service *svc,
 			lc->fnat_next = first;
 		rt.dport = rte_cpu_to_be_16((uint16_t)lc->fnat_next);
 		lc->fnat_next += n;
-		if (pylb_conn_lookup(lc, &rt, true) == NULL) {
+		if (pylb_conn_lookup(lc, &rt, true, 0) == NULL) {
 			pylb_conn_set_addr(&lc->ct, c, CONN_LIP, lip);
 			c->lport = rt.dport;
 			return pylb_conn_add_local(lc, c) == 0;
@@ -671,19 +676,19 @@ conn_open(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 	}
 	CNT(lc, CONN_CREATED);
 	pylb_conn_update(lc, c, flags, false, now);
-	conn_forward(lc, cfg, in_port, m, ports, c, hash);
+	conn_forward(lc, cfg, in_port, m, ports, c);
 }
 
 /* A TCP or UDP packet for a service VIP. */
 void
 pylb_l4_input(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
-	      struct rte_mbuf *m, uint8_t af)
+	      struct rte_mbuf *m, uint8_t af, uint32_t cth)
 {
 	struct pylb_dp *dp = lc->dp;
 	const struct pylb_service *svc;
 	struct pylb_tuple t;
 	struct pylb_conn *c;
-	uint64_t now = pylb_now(dp);
+	uint64_t now = lc->now;
 	uint8_t proto, flags = 0;
 	uint16_t *ports;
 	uint32_t hash;
@@ -702,10 +707,7 @@ pylb_l4_input(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 	if (redirect(lc, m, in_port, af, RESUME_L4, t.src))
 		return;
 	CNT(lc, L4_PACKETS);
-	hash = af == 4 ? flow_hash4(*(const unaligned_uint32_t *)t.src,
-				    *(const unaligned_uint32_t *)t.dst) :
-		flow_hash6(t.src, t.dst);
-	c = pylb_conn_lookup(lc, &t, false);
+	c = pylb_conn_lookup(lc, &t, false, cth);
 	if (c != NULL && unlikely(!conn_check(lc, c))) {
 		/* Its backend is down: the flow ends here. TCP is reset; a
 		 * UDP packet starts a new flow. */
@@ -718,7 +720,7 @@ pylb_l4_input(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 	}
 	if (c != NULL) {
 		pylb_conn_update(lc, c, flags, false, now);
-		return conn_forward(lc, cfg, in_port, m, ports, c, hash);
+		return conn_forward(lc, cfg, in_port, m, ports, c);
 	}
 
 	/* A new connection: only a SYN opens one over TCP. */
@@ -732,6 +734,9 @@ pylb_l4_input(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 			      dp->conf.tcp_reset);
 	if (svc->bal.table == NULL)
 		return drop(lc, m, PYLB_D_SERVICE_NO_BACKEND);
+	hash = af == 4 ? flow_hash4(*(const unaligned_uint32_t *)t.src,
+				    *(const unaligned_uint32_t *)t.dst) :
+		flow_hash6(t.src, t.dst);
 	conn_open(lc, cfg, in_port, m, ports, &t, svc, schedule(lc, svc, &t, hash, now),
 		  hash, flags, now);
 }
@@ -753,7 +758,7 @@ is_nat_backend(const struct pylb_dp *dp, const struct pylb_tuple *t)
  * False: not TCP or UDP, or too short to say. */
 static inline bool
 reply_lookup(struct pylb_lcore *lc, struct rte_mbuf *m, uint8_t af, struct pylb_tuple *t,
-	     uint16_t **ports, struct pylb_conn **c)
+	     uint16_t **ports, struct pylb_conn **c, uint32_t cth)
 {
 	uint8_t proto;
 
@@ -761,7 +766,7 @@ reply_lookup(struct pylb_lcore *lc, struct rte_mbuf *m, uint8_t af, struct pylb_
 	if (*ports == NULL || (proto != IPPROTO_TCP && proto != IPPROTO_UDP))
 		return false;
 	tuple_of(t, m, af, proto, *ports);
-	*c = pylb_conn_lookup(lc, t, true);
+	*c = pylb_conn_lookup(lc, t, true, cth);
 	return true;
 }
 
@@ -775,13 +780,14 @@ tcp_flags_of(const struct pylb_tuple *t, const uint16_t *ports)
  * connection, give it the VIP back as its source. Returns false if it was
  * handed to the worker that owns the connection. */
 bool
-pylb_nat_reverse(struct pylb_lcore *lc, int in_port, struct rte_mbuf *m, uint8_t af)
+pylb_nat_reverse(struct pylb_lcore *lc, int in_port, struct rte_mbuf *m, uint8_t af,
+		 uint32_t cth)
 {
 	struct pylb_tuple t;
 	struct pylb_conn *c;
 	uint16_t *ports;
 
-	if (!reply_lookup(lc, m, af, &t, &ports, &c))
+	if (!reply_lookup(lc, m, af, &t, &ports, &c, cth))
 		return true;
 	if (c == NULL || c->method != PYLB_L4_NAT) {
 		if (c == NULL && is_nat_backend(lc->dp, &t) &&
@@ -789,7 +795,7 @@ pylb_nat_reverse(struct pylb_lcore *lc, int in_port, struct rte_mbuf *m, uint8_t
 			return false;
 		return true;
 	}
-	pylb_conn_update(lc, c, tcp_flags_of(&t, ports), true, pylb_now(lc->dp));
+	pylb_conn_update(lc, c, tcp_flags_of(&t, ports), true, lc->now);
 	nat_rewrite(m, af, t.proto, ports, false, conn_addr(&lc->ct, c, CONN_VIP), c->vport);
 	CNT(lc, NAT_REPLIES);
 	return true;
@@ -818,14 +824,14 @@ route_reply(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
  * the client as destination, and route it. False if it is not one. */
 bool
 pylb_fullnat_reply(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
-		   struct rte_mbuf *m, uint8_t af)
+		   struct rte_mbuf *m, uint8_t af, uint32_t cth)
 {
 	struct pylb_dp *dp = lc->dp;
 	struct pylb_tuple t;
 	struct pylb_conn *c;
 	uint16_t *ports;
 
-	if (!reply_lookup(lc, m, af, &t, &ports, &c))
+	if (!reply_lookup(lc, m, af, &t, &ports, &c, cth))
 		return false;
 	if (c == NULL) {
 		/* The worker that owns the local port has it, if anyone. */
@@ -845,7 +851,7 @@ pylb_fullnat_reply(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_por
 	}
 	if (c->method != PYLB_L4_FULLNAT)
 		return false;
-	pylb_conn_update(lc, c, tcp_flags_of(&t, ports), true, pylb_now(dp));
+	pylb_conn_update(lc, c, tcp_flags_of(&t, ports), true, lc->now);
 	nat_rewrite(m, af, t.proto, ports, false, conn_addr(&lc->ct, c, CONN_VIP), c->vport);
 	nat_rewrite(m, af, t.proto, ports, true, conn_addr(&lc->ct, c, CONN_CLIENT), c->cport);
 	CNT(lc, NAT_REPLIES);
@@ -860,20 +866,24 @@ pylb_redirect_drain(struct pylb_lcore *lc, const struct pylb_cfg *cfg)
 	struct rte_mbuf *pkts[PYLB_BURST];
 	unsigned int n = rte_ring_dequeue_burst(lc->redirect, (void **)pkts, PYLB_BURST, NULL);
 
+	if (n == 0)
+		return;
+	lc->now = pylb_now(lc->dp);
+
 	for (unsigned int i = 0; i < n; i++) {
 		struct rte_mbuf *m = pkts[i];
 		uint8_t af = (uint8_t)(m->hash.usr >> 8);
 
 		switch (m->hash.usr & 0xff) {
 		case RESUME_L4:
-			pylb_l4_input(lc, cfg, m->port, m, af);
+			pylb_l4_input(lc, cfg, m->port, m, af, 0);
 			break;
 		case RESUME_FULLNAT:
-			if (!pylb_fullnat_reply(lc, cfg, m->port, m, af))
+			if (!pylb_fullnat_reply(lc, cfg, m->port, m, af, 0))
 				drop(lc, m, PYLB_D_NO_SERVICE);
 			break;
 		default:
-			pylb_nat_reverse(lc, m->port, m, af);
+			pylb_nat_reverse(lc, m->port, m, af, 0);
 			route_reply(lc, cfg, m->port, m, af);
 		}
 	}

@@ -16,6 +16,7 @@
 #include <rte_ip.h>
 #include <rte_mbuf.h>
 #include <rte_ring.h>
+#include <rte_vect.h>
 
 #include "pylb_priv.h"
 
@@ -321,11 +322,14 @@ void pylb_ipv6_input(struct pylb_lcore *lc, const struct pylb_cfg *cfg,
 		     uint16_t port, struct rte_mbuf *m, bool l2_multicast);
 
 /* l4.c, conn.c */
+/* cth: the connection-table hash of the packet's side, if the caller has
+ * it (prefetching a burst); 0: computed here. */
 void pylb_l4_input(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
-		   struct rte_mbuf *m, uint8_t af);
-bool pylb_nat_reverse(struct pylb_lcore *lc, int in_port, struct rte_mbuf *m, uint8_t af);
+		   struct rte_mbuf *m, uint8_t af, uint32_t cth);
+bool pylb_nat_reverse(struct pylb_lcore *lc, int in_port, struct rte_mbuf *m, uint8_t af,
+		      uint32_t cth);
 bool pylb_fullnat_reply(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
-			struct rte_mbuf *m, uint8_t af);
+			struct rte_mbuf *m, uint8_t af, uint32_t cth);
 /* The connection-table hash of one side of a tuple (address, port). */
 static inline uint32_t
 pylb_ct_hash(const uint8_t *ip, uint16_t port, uint8_t proto, uint8_t af)
@@ -365,24 +369,68 @@ ct_mix(uint32_t h)
 	return h ^ (h >> 16);
 }
 
-/* The first bucket of a side's hash h. */
-static inline struct pylb_ct_bucket *
-ct_bucket(const struct pylb_conntrack *ct, uint32_t h)
+/* The two buckets and the signature of a side's hash h. */
+struct ct_pos {
+	struct pylb_ct_bucket *b[2];
+	uint32_t sig;
+};
+
+static inline void
+ct_pos(const struct pylb_conntrack *ct, uint32_t h, struct ct_pos *p)
 {
-	return &ct->buckets[((uint64_t)ct_mix(h) * ct->nb) >> 32];
+	uint32_t h1 = ct_mix(h), h2 = ct_mix(h ^ PYLB_HASH_SEED);
+
+	p->b[0] = &ct->buckets[((uint64_t)h1 * ct->nb) >> 32];
+	p->b[1] = &ct->buckets[((uint64_t)h2 * ct->nb) >> 32];
+	p->sig = (h2 & 0xff) << PYLB_CT_IDX_BITS;
 }
 
-/* Prefetch the bucket a lookup of this side reads first. */
-static inline void
-pylb_ct_prefetch(const struct pylb_conntrack *ct, const uint8_t *ip, uint16_t port,
-		 uint8_t proto, uint8_t af)
+/* Which slots of bucket b hold an entry with signature sig (bit i: slot i). */
+static inline uint32_t
+ct_match(const struct pylb_ct_bucket *b, uint32_t sig)
 {
-	if (ct->nb != 0)
-		rte_prefetch0(ct_bucket(ct, pylb_ct_hash(ip, port, proto, af)));
+	uint32_t mask = 0;
+#ifdef RTE_ARCH_X86
+	const __m128i hi = _mm_set1_epi32((int)~PYLB_CT_MAX);
+	const __m128i want = _mm_set1_epi32((int)sig);
+	const __m128i zero = _mm_setzero_si128();
+
+	for (int i = 0; i < PYLB_CT_SLOTS / 4; i++) {
+		__m128i v = _mm_load_si128((const __m128i *)(const void *)&b->slot[4 * i]);
+		__m128i hit = _mm_andnot_si128(_mm_cmpeq_epi32(v, zero),
+					       _mm_cmpeq_epi32(_mm_and_si128(v, hi), want));
+
+		mask |= (uint32_t)_mm_movemask_ps(_mm_castsi128_ps(hit)) << (4 * i);
+	}
+#else
+	for (int i = 0; i < PYLB_CT_SLOTS; i++)
+		mask |= (uint32_t)((b->slot[i] & ~PYLB_CT_MAX) == sig && b->slot[i] != 0) << i;
+#endif
+	return mask;
+}
+
+/* Prefetch, for a burst, what a lookup of a side's hash h reads: first its
+ * bucket, then (once the bucket is in) the entries it points to. */
+static inline void
+pylb_ct_prefetch_bucket(const struct pylb_conntrack *ct, uint32_t h)
+{
+	rte_prefetch0(&ct->buckets[((uint64_t)ct_mix(h) * ct->nb) >> 32]);
+}
+
+static inline void
+pylb_ct_prefetch_entry(const struct pylb_conntrack *ct, uint32_t h)
+{
+	struct ct_pos p;
+	uint32_t mask;
+
+	ct_pos(ct, h, &p);
+	mask = ct_match(p.b[0], p.sig);
+	if (mask != 0)
+		rte_prefetch0(&ct->conns[p.b[0]->slot[__builtin_ctz(mask)] & PYLB_CT_MAX]);
 }
 
 struct pylb_conn *pylb_conn_lookup(struct pylb_lcore *lc, const struct pylb_tuple *t,
-				   bool reply);
+				   bool reply, uint32_t h);
 struct pylb_conn *pylb_conn_new(struct pylb_lcore *lc, const struct pylb_tuple *t);
 int pylb_conn_add_local(struct pylb_lcore *lc, struct pylb_conn *c);
 void pylb_conn_drop(struct pylb_lcore *lc, struct pylb_conn *c);

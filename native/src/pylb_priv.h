@@ -226,6 +226,7 @@ struct pylb_lcore {
 	struct pylb_conntrack ct;
 	struct rte_ring *redirect;	/* packets of flows this lcore owns */
 	uint32_t fnat_next;		/* next FullNAT local port to try */
+	uint64_t now;			/* pylb_now() at the start of the burst */
 	uint64_t icmp_tokens;	/* ICMP error rate limit (token bucket) */
 	uint64_t icmp_tsc;
 	struct pylb_txbuf tx[2 * PYLB_MAX_PORTS];

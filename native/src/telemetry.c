@@ -307,8 +307,10 @@ tel_services(const char *cmd __rte_unused, const char *params __rte_unused,
 		rte_tel_data_add_dict_string(e, "service", line);
 		rte_tel_data_add_dict_string(e, "method", methods[c->method % RTE_DIM(methods)]);
 		for (uint32_t j = 0; j < nb; j++) {
-			snprintf(line, sizeof(line), "%s:%u weight %u active %u inactive %u",
-				 pylb_fmt_ip(&b[j].addr, a, sizeof(a)), b[j].port, b[j].weight,
+			snprintf(line, sizeof(line), "%s:%u%s weight %u active %u inactive %u",
+				 pylb_fmt_ip(&b[j].addr, a, sizeof(a)), b[j].port,
+				 b[j].state == PYLB_BACKEND_DOWN ? " down" :
+				 b[j].state == PYLB_BACKEND_DRAIN ? " drain" : "", b[j].weight,
 				 active[j], inactive[j]);
 			snprintf(key, sizeof(key), "b%u", j);
 			if (!tel_line(e, key, line, &spent))
@@ -327,8 +329,6 @@ static int
 tel_conns(const char *cmd __rte_unused, const char *params __rte_unused,
 	  struct rte_tel_data *d)
 {
-	static const char *const states[] = {
-		"", "syn_recv", "established", "fin_wait", "time_wait", "close" };
 	static struct pylb_conn_info conns[TEL_MAX_ENTRIES];
 	struct rte_tel_data *list = rte_tel_data_alloc();
 	size_t spent = 0;
@@ -349,7 +349,7 @@ tel_conns(const char *cmd __rte_unused, const char *params __rte_unused,
 
 		snprintf(line, sizeof(line), "%s %s %lus %s:%u -> %s:%u -> %s:%u",
 			 c->proto == IPPROTO_TCP ? "TCP" : "UDP",
-			 c->state < RTE_DIM(states) && c->state ? states[c->state] : "-",
+			 c->proto == IPPROTO_TCP ? pylb_tcp_state_name(c->state) : "-",
 			 (unsigned long)(c->expires_ms / 1000),
 			 pylb_fmt_ip(&c->client, cl, sizeof(cl)), c->cport,
 			 pylb_fmt_ip(&c->vip, v, sizeof(v)), c->vport,

@@ -1,0 +1,212 @@
+"""The desired state of an appliance, declared in YAML: L4 services with their
+backends, and static routes. `load_config` validates a whole file before
+anything is applied, and names the file, line, key and what is expected for
+the first problem; `apply` then creates every object on a dataplane.
+
+    services:
+      - vip: 10.99.0.100
+        port: 80
+        proto: tcp                 # tcp (default) or udp
+        method: nat                # nat (default), fullnat, dr or tunnel
+        scheduler: maglev          # maglev (default), source, wrr or wlc
+        persistence: 0             # seconds a client sticks to its backend
+        persistence_prefix: 0      # client netmask for persistence (0: host)
+        local_addresses: []        # fullnat: port addresses used as sources
+        down_reset: false          # reset the connections of a backend set down
+        backends:
+          - {address: 10.99.1.11:8080, weight: 1, state: up}
+    routes:
+      - {prefix: 192.0.2.0/24, via: [{gateway: 10.99.1.254, port: p1}]}
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Any
+
+from pylb import yamlsrc
+from pylb.errors import ConfigError
+
+TOP_KEYS = {"services", "routes"}
+SERVICE_KEYS = {"vip", "port", "proto", "method", "scheduler", "table_size", "persistence",
+                "persistence_prefix", "local_addresses", "down_reset", "backends"}
+BACKEND_KEYS = {"address", "weight", "state"}
+ROUTE_KEYS = {"prefix", "via"}
+VIA_KEYS = {"gateway", "port"}
+PROTOS = ("tcp", "udp")
+METHODS = ("nat", "fullnat", "dr", "tunnel")
+SCHEDULERS = ("maglev", "source", "wrr", "wlc")
+STATES = ("up", "drain", "down")
+
+
+@dataclass(frozen=True)
+class BackendSpec:
+    ip: str
+    port: int
+    weight: int = 1
+    state: str = "up"
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    vip: str
+    port: int
+    proto: str = "tcp"
+    method: str = "nat"
+    scheduler: str = "maglev"
+    table_size: int = 65537
+    persistence: int = 0
+    persistence_prefix: int = 0
+    local_addresses: tuple[str, ...] = ()
+    down_reset: bool = False
+    backends: tuple[BackendSpec, ...] = ()
+
+    @property
+    def key(self) -> tuple[str, int, str]:
+        return self.vip, self.port, self.proto
+
+
+@dataclass(frozen=True)
+class RouteSpec:
+    prefix: str
+    via: tuple[tuple[str | None, str | int], ...]
+
+
+@dataclass(frozen=True)
+class Config:
+    path: str
+    services: tuple[ServiceSpec, ...] = ()
+    routes: tuple[RouteSpec, ...] = field(default=())
+
+
+def _address(c: yamlsrc.Checker, value: Any, key: str) -> ipaddress._BaseAddress:
+    try:
+        return ipaddress.ip_address(str(value))
+    except ValueError:
+        raise c.fail(key, f"expected an IPv4 or IPv6 address, got {value!r}") from None
+
+
+def _backend(c: yamlsrc.Checker, raw: Any, key: str, vip: ipaddress._BaseAddress) -> BackendSpec:
+    if isinstance(raw, str):
+        raw = {"address": raw}
+    b = c.mapping(raw, key, BACKEND_KEYS)
+    text = str(b.get("address", ""))
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port_text = rest[1:] if rest.startswith(":") else ""
+    elif text.count(":") == 1:
+        host, port_text = text.split(":")
+    else:
+        host, port_text = text, ""
+    ip = _address(c, host, f"{key}.address")
+    if ip.version != vip.version:
+        raise c.fail(f"{key}.address", f"backend {ip} is not of the VIP's address family")
+    if port_text and (not port_text.isdigit() or not 0 < int(port_text) <= 65535):
+        raise c.fail(f"{key}.address", f"port {port_text!r} is not in 1..65535")
+    state = b.get("state", "up")
+    if state not in STATES:
+        raise c.fail(f"{key}.state", f"expected one of: {', '.join(STATES)}")
+    return BackendSpec(str(ip), int(port_text or 0),
+                       c.integer(b.get("weight", 1), f"{key}.weight", 0, 65535), state)
+
+
+def _choice(c: yamlsrc.Checker, s: dict, name: str, key: str, allowed: tuple[str, ...]) -> str:
+    value = s.get(name, allowed[0])
+    if value not in allowed:
+        raise c.fail(f"{key}.{name}", f"expected one of: {', '.join(allowed)}")
+    return value
+
+
+def _service(c: yamlsrc.Checker, raw: Any, key: str) -> ServiceSpec:
+    s = c.mapping(raw, key, SERVICE_KEYS)
+    if "vip" not in s or "port" not in s:
+        raise c.fail(key, "a service needs 'vip' and 'port' (0: all ports)")
+    vip = _address(c, s["vip"], f"{key}.vip")
+    lips = s.get("local_addresses", [])
+    if not isinstance(lips, list):
+        raise c.fail(f"{key}.local_addresses", "expected a list of port addresses")
+    down_reset = s.get("down_reset", False)
+    if not isinstance(down_reset, bool):
+        raise c.fail(f"{key}.down_reset", "expected true or false")
+    raw_b = s.get("backends", [])
+    if not isinstance(raw_b, list):
+        raise c.fail(f"{key}.backends", "expected a list of backends")
+    backends = tuple(_backend(c, b, f"{key}.backends[{i}]", vip) for i, b in enumerate(raw_b))
+    seen: set[tuple[str, int]] = set()
+    for i, b in enumerate(backends):
+        if (b.ip, b.port) in seen:
+            raise c.fail(f"{key}.backends[{i}]", f"backend {b.ip}:{b.port} is listed twice")
+        seen.add((b.ip, b.port))
+    return ServiceSpec(
+        vip=str(vip), port=c.integer(s["port"], f"{key}.port", 0, 65535),
+        proto=_choice(c, s, "proto", key, PROTOS), method=_choice(c, s, "method", key, METHODS),
+        scheduler=_choice(c, s, "scheduler", key, SCHEDULERS),
+        table_size=c.integer(s.get("table_size", 65537), f"{key}.table_size", 2, 1 << 24),
+        persistence=c.integer(s.get("persistence", 0), f"{key}.persistence", 0, 86400 * 7),
+        persistence_prefix=c.integer(s.get("persistence_prefix", 0), f"{key}.persistence_prefix",
+                                     0, 32 if vip.version == 4 else 128),
+        local_addresses=tuple(str(_address(c, a, f"{key}.local_addresses[{i}]"))
+                              for i, a in enumerate(lips)),
+        down_reset=down_reset, backends=backends)
+
+
+def _route(c: yamlsrc.Checker, raw: Any, key: str) -> RouteSpec:
+    r = c.mapping(raw, key, ROUTE_KEYS)
+    try:
+        prefix = ipaddress.ip_network(str(r.get("prefix")), strict=True)
+    except ValueError:
+        raise c.fail(f"{key}.prefix", f"expected a prefix like 192.0.2.0/24, got "
+                                      f"{r.get('prefix')!r}") from None
+    via = r.get("via")
+    if not isinstance(via, list) or not via:
+        raise c.fail(f"{key}.via", "expected a list of next hops {gateway, port}")
+    hops = []
+    for i, h in enumerate(via):
+        h = c.mapping(h, f"{key}.via[{i}]", VIA_KEYS)
+        if "port" not in h:
+            raise c.fail(f"{key}.via[{i}]", "a next hop needs a 'port' (name or index)")
+        gw = h.get("gateway")
+        hops.append((None if gw is None else str(_address(c, gw, f"{key}.via[{i}].gateway")),
+                     h["port"]))
+    return RouteSpec(str(prefix), tuple(hops))
+
+
+def load_config(path: str, text: str | None = None) -> Config:
+    """Parse and validate a configuration file; raises ConfigError."""
+    try:
+        src = yamlsrc.load(path, text)
+    except ValueError as e:
+        raise ConfigError(path, "(file)", str(e).split(": ", 1)[-1]) from None
+    except OSError as e:
+        raise ConfigError(path, "(file)", f"cannot read: {e.strerror}") from None
+    c = yamlsrc.Checker(src, ConfigError)
+    top = c.mapping(src.data if src.data is not None else {}, "", TOP_KEYS)
+    raw_s = top.get("services", [])
+    if not isinstance(raw_s, list):
+        raise c.fail("services", "expected a list of services")
+    services = tuple(_service(c, s, f"services[{i}]") for i, s in enumerate(raw_s))
+    seen: dict[tuple, int] = {}
+    for i, s in enumerate(services):
+        if s.key in seen:
+            raise c.fail(f"services[{i}]", f"service {s.vip}:{s.port}/{s.proto} is also "
+                                           f"services[{seen[s.key]}]")
+        seen[s.key] = i
+    raw_r = top.get("routes", [])
+    if not isinstance(raw_r, list):
+        raise c.fail("routes", "expected a list of routes")
+    return Config(path, services, tuple(_route(c, r, f"routes[{i}]") for i, r in enumerate(raw_r)))
+
+
+def apply(dp, config: Config) -> None:
+    """Create the configuration's routes and services on a dataplane that has
+    none of them yet. Dataplane errors (an unknown port, a FullNAT local
+    address that is not a port address) propagate with their message."""
+    for r in config.routes:
+        dp.add_route(r.prefix, list(r.via))
+    for s in config.services:
+        dp.add_service(s.vip, s.port, proto=s.proto, method=s.method, scheduler=s.scheduler,
+                       table_size=s.table_size, persistence=s.persistence,
+                       persistence_prefix=s.persistence_prefix,
+                       local_addresses=s.local_addresses, down_reset=s.down_reset,
+                       backends=[(b.ip, b.port, b.weight, b.state) for b in s.backends])

@@ -1,0 +1,114 @@
+"""Configuration files (the desired services and routes): validation with the
+file, line and key of each problem, `pylb config check`, and `pylb run
+--config` applying them to a running appliance."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import pytest
+
+from pylb.config import BackendSpec, load_config
+from pylb.errors import ConfigError
+from test_cli import ROOT, error_line, profile, pylb
+
+GOOD = """\
+services:
+  - vip: 10.77.0.100
+    port: 80
+    scheduler: wlc
+    down_reset: true
+    backends:
+      - 10.77.1.11:8080
+      - {address: "10.77.1.12:8080", weight: 3, state: drain}
+  - vip: 2001:db8::100
+    port: 53
+    proto: udp
+    method: dr
+    backends: ["2001:db8:1::5"]
+routes:
+  - {prefix: 192.0.2.0/24, via: [{gateway: 10.77.0.254, port: p0}]}
+"""
+
+
+def test_a_valid_file_becomes_the_desired_state(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text(GOOD)
+    c = load_config(str(path))
+    web, dns = c.services
+    assert (web.vip, web.port, web.proto, web.method, web.scheduler, web.down_reset) == \
+        ("10.77.0.100", 80, "tcp", "nat", "wlc", True)
+    assert web.backends == (BackendSpec("10.77.1.11", 8080), BackendSpec("10.77.1.12", 8080, 3, "drain"))
+    assert (dns.vip, dns.proto, dns.backends[0].ip, dns.backends[0].port) == ("2001:db8::100", "udp",
+                                                                              "2001:db8:1::5", 0)
+    assert c.routes[0].prefix == "192.0.2.0/24" and c.routes[0].via == (("10.77.0.254", "p0"),)
+    r = pylb("config", "check", str(path))
+    assert r.returncode == 0 and "2 service(s) with 3 backend(s), 1 route(s)" in r.stdout
+
+
+@pytest.mark.parametrize("text, line, key, says", [
+    ("services:\n  - vip: 10.0.0.1\n    port: 80\n    colour: red\n", 4, "services[0].colour", "unknown key"),
+    ("services:\n  - vip: 10.0.0.300\n    port: 80\n", 2, "services[0].vip", "IPv4 or IPv6"),
+    ("services:\n  - vip: 10.0.0.1\n    port: 70000\n", 3, "services[0].port", "0 to 65535"),
+    ("services:\n  - vip: 10.0.0.1\n    port: 80\n    method: snat\n", 4, "services[0].method",
+     "nat, fullnat, dr, tunnel"),
+    ("services:\n  - vip: 10.0.0.1\n    port: 80\n    backends: ['2001:db8::1']\n", 4,
+     "services[0].backends[0].address", "address family"),
+    ("services:\n  - vip: 10.0.0.1\n    port: 80\n    backends:\n      - 10.0.1.1:80\n"
+     "      - 10.0.1.1:80\n", 6, "services[0].backends[1]", "listed twice"),
+    ("services:\n  - vip: 10.0.0.1\n    port: 80\n    backends:\n"
+     "      - {address: 10.0.1.1, state: asleep}\n", 5, "services[0].backends[0].state", "up, drain, down"),
+    ("services:\n  - vip: 10.0.0.1\n    port: 80\n    backends:\n"
+     "      - {address: 10.0.1.1, weight: 70000}\n", 5, "services[0].backends[0].weight", "0 to 65535"),
+    ("services:\n  - {vip: 10.0.0.1, port: 80}\n  - {vip: 10.0.0.1, port: 80}\n", 3, "services[1]",
+     "also services[0]"),
+    ("routes:\n  - {prefix: 10.0.0.1/8, via: [{port: p0}]}\n", 2, "routes[0].prefix", "prefix like"),
+    ("routes:\n  - {prefix: 10.0.0.0/8, via: [{gateway: 10.1.1.1}]}\n", 2, "routes[0].via[0]", "'port'"),
+    ("services: [\n", None, "(file)", "not valid YAML"),
+])
+def test_each_problem_is_named_with_its_line_and_key(tmp_path, text, line, key, says):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as e:
+        load_config(str(path))
+    assert e.value.key == key and says in str(e.value)
+    if line is not None:
+        assert e.value.line == line and str(e.value).startswith(f"{path}:{line}: {key}: ")
+    r = pylb("config", "check", str(path))
+    assert r.returncode == 2 and key in error_line(r)
+
+
+def test_run_with_a_config_applies_it(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text(GOOD.replace("2001:db8::100", "10.77.0.101").replace("2001:db8:1::5", "10.77.1.5"))
+    prof = profile(tmp_path, "cfgrun", ports=[
+        {"name": "p0", "vdev": "net_tap0,iface=cfgrun0", "addresses": ["10.77.0.1/24"]},
+        {"name": "p1", "vdev": "net_tap1,iface=cfgrun1", "addresses": ["10.77.1.1/24"]}])
+    p = subprocess.Popen([sys.executable, "-m", "pylb", "run", "--profile", prof, "--config", str(path)],
+                         cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    try:
+        for line in p.stderr:
+            if "running:" in line:
+                break
+        assert p.poll() is None
+        r = pylb("services", "--instance", "cfgrun", "--json")
+        assert r.returncode == 0, r.stderr
+        out = r.stdout
+        assert "TCP 10.77.0.100:80" in out and "10.77.1.12:8080 drain weight 3" in out
+        assert "UDP 10.77.0.101:53" in out
+        r = pylb("routes", "--instance", "cfgrun")
+        assert "192.0.2.0/24" in r.stdout and "10.77.0.254" in r.stdout
+    finally:
+        p.terminate()
+        p.wait(60)
+    assert p.returncode == 0
+
+
+def test_run_with_a_config_the_dataplane_refuses_exits_2(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("services:\n  - {vip: 10.77.0.100, port: 80, method: fullnat,"
+                    " local_addresses: [10.9.9.9]}\n")
+    r = pylb("run", "--profile", profile(tmp_path, "cfgbad"), "--config", str(path), timeout=120)
+    assert r.returncode == 2 and "local address" in error_line(r)
