@@ -32,6 +32,7 @@ demo: build hugepages
 	@scripts/demo.sh
 
 # Benchmarks: never part of `make test`. Results in bench/results/.
+bench: HUGEPAGES = 2048
 bench: build hugepages
 	$(PY) bench/host_null.py
 	$(PY) bench/l3_route.py

@@ -4,6 +4,7 @@ measurement of a running pylb worker from its counters."""
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import time
@@ -44,3 +45,19 @@ def worker_deltas(dp, names, seconds: float, warmup: float = 1.0) -> dict:
     time.sleep(seconds)
     c1 = dp.counters.sum(axis=0).copy()
     return {n: int(c1[i] - c0[i]) for i, n in enumerate(names)}
+
+
+def machine(tsc_mhz: int) -> dict:
+    """What the figures came from: CPU model, cores, TSC frequency, and the
+    steal time so far (a busy hypervisor inflates cycles)."""
+    model = "?"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    with open("/proc/stat") as f:
+        cpu = f.readline().split()
+    total = sum(int(x) for x in cpu[1:])
+    return {"cpu": model, "cores": len(os.sched_getaffinity(0)), "tsc_mhz": tsc_mhz,
+            "steal_share_since_boot": int(cpu[8]) / total if total else 0.0}

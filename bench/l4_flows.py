@@ -1,19 +1,27 @@
 #!/usr/bin/env python3
-"""Benchmark: established L4 flows (NAT), against testpmd `io` forwarding of
-the same input on the same core, in the same run; and the memory a tracked
-connection costs.
+"""Benchmark: L4 connection tracking on one worker, against testpmd `io`
+forwarding of the same kind of input on the same core and burst, in the same
+run.
 
-Input: a pcap of N UDP packets from N different client ports to one NAT
-service, replayed endlessly by net_pcap (infinite_rx) into a net_null (no-rx)
-output. The first pass creates N connections; from then on every packet is
-an established flow: connection lookup, DNAT with incremental checksums,
-routing to the backend, TX. Memory: hugepages taken by a dataplane with
-1,000,000 connections per lcore, minus one with 16, divided by the
-connections (both lcore tables).
-A connection is tracked on the lcore that owns it only; the figure is per
-connection and table.
+Input: a pcap of N frames (Ethernet/IPv4/UDP or TCP, checksums right), each
+from its own client (address, port), replayed endlessly by net_pcap
+(infinite_rx) on the worker's core into pylb, which forwards to a net_null
+port. Cases:
 
-Usage: .venv/bin/python bench/l4_flows.py [--flows 16384] [--runs 3] [--seconds 5]
+- route: the frames to a routed address (no service): the L3 reference;
+- established: UDP to a NAT service. The first pass creates N connections;
+  then the worker's busy cycles are measured while every packet is a
+  connection hit (lookup, DNAT with incremental checksums, cached next hop,
+  TX);
+- syn: TCP SYNs of N new flows to a NAT service, measured during the first
+  pass only: scheduling (Maglev-style table) and insertion per packet;
+- memory: hugepages taken by a dataplane with 1,000,000 connections per lcore
+  minus one with 16, per connection.
+
+net_pcap keeps every frame of the pcap in an mbuf, so a million flows need
+about 2.5 GB of hugepages (`make bench` reserves 2048 x 2 MiB).
+
+Usage: .venv/bin/python bench/l4_flows.py [--flows 1000,100000,1000000] [--runs 3]
 """
 
 from __future__ import annotations
@@ -22,8 +30,10 @@ import argparse
 import json
 import os
 import statistics
+import struct
 import subprocess
 import sys
+import time
 
 import common
 
@@ -31,21 +41,47 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, "bench", "results")
 PCAP_MAC = "02:70:63:61:70:00"      # net_pcap's MAC for its first instance
 VIP, BACKEND = "10.0.0.100", "10.0.1.20"
+PORTS_PER_CLIENT = 50000
 
 
-def make_pcap(path: str, flows: int) -> None:
-    from scapy.layers.inet import IP, UDP
+def _fold(s: int) -> int:
+    while s >> 16:
+        s = (s & 0xffff) + (s >> 16)
+    return s
+
+
+def _adjust(ck: int, old: bytes, new: bytes) -> int:
+    """RFC 1624: checksum ck with 16-bit words `old` replaced by `new`."""
+    s = (~ck) & 0xffff
+    for i in range(0, len(old), 2):
+        s += (~int.from_bytes(old[i:i + 2], "big")) & 0xffff
+        s += int.from_bytes(new[i:i + 2], "big")
+    return (~_fold(s)) & 0xffff
+
+
+def make_pcap(path: str, kind: str, flows: int) -> None:
+    """Flow f: client 10.1.x.y = 10.1.0.1 + f // 50000, port 1024 + f % 50000."""
+    from scapy.layers.inet import IP, TCP, UDP
     from scapy.layers.l2 import Ether
-    from scapy.utils import wrpcap
-    frames = [Ether(src="02:00:00:00:00:02", dst=PCAP_MAC)
-              / IP(src=f"10.0.{i >> 14}.{2 + (i >> 8) % 64}", dst=VIP, ttl=64)
-              / UDP(sport=1024 + i % 60000, dport=53) / (b"\0" * 18)
-              for i in range(flows)]
-    wrpcap(path, frames)
-
-
-def devices(pcap: str) -> list[str]:
-    return [f"net_pcap0,rx_pcap={pcap},infinite_rx=1", "net_null0,no-rx=1"]
+    dst = BACKEND if kind == "route" else VIP
+    l4 = TCP(sport=1024, dport=80, flags="S", seq=1) if kind == "syn" else \
+        UDP(sport=1024, dport=53, chksum=0) / (b"\0" * 18)
+    tpl = bytes(Ether(src="02:00:00:00:00:02", dst=PCAP_MAC) / IP(src="10.1.0.1", dst=dst, ttl=64) / l4)
+    ip_ck, l4_ck = struct.unpack_from("!H", tpl, 24)[0], struct.unpack_from("!H", tpl, 50)[0]
+    old_src, old_port = tpl[26:30], tpl[34:36]
+    base = int.from_bytes(old_src, "big")
+    with open(path, "wb") as f:
+        f.write(struct.pack("<IHHiIII", 0xa1b2c3d4, 2, 4, 0, 0, 65535, 1))
+        for i in range(flows):
+            src = (base + i // PORTS_PER_CLIENT).to_bytes(4, "big")
+            port = (1024 + i % PORTS_PER_CLIENT).to_bytes(2, "big")
+            b = bytearray(tpl)
+            b[26:30], b[34:36] = src, port
+            struct.pack_into("!H", b, 24, _adjust(ip_ck, old_src, src))
+            if kind == "syn":
+                struct.pack_into("!H", b, 50, _adjust(l4_ck, old_src + old_port, src + port))
+            f.write(struct.pack("<IIII", 0, 0, len(b), len(b)))
+            f.write(b)
 
 
 def huge_free() -> int:
@@ -56,80 +92,135 @@ def huge_free() -> int:
     return 0
 
 
-def pylb_side(pcap: str, flows: int, seconds: float, probe: int) -> dict:
+def memory(native, probe: int) -> dict:
+    sizes = {}
+    for cap in (16, probe):
+        before = huge_free()
+        d = native.Dataplane(mbufs=255, mbuf_cache=0, conn_capacity=cap)   # one (control) table
+        sizes[cap] = (before - huge_free()) * 2 * 1024 * 1024
+        d.close()
+    return {"bytes_per_connection_all": (sizes[probe] - sizes[16]) / (probe - 16),
+            # entry line, an eighth of a bucket line, free-list index
+            "bytes_per_connection_table": 64 + 64 / 8 + 4}
+
+
+def sample(dp, names) -> dict:
+    c = dp.counters.sum(axis=0)
+    return {n: int(c[i]) for i, n in enumerate(names)}
+
+
+def pylb_side(kind: str, pcap: str, flows: int, seconds: float) -> dict:
     """Runs in its own process (EAL once per process)."""
     from pylb import _native as native
     native.eal_init(["pylb-bench", "-l", "0,1", "--no-pci", "--in-memory", "--file-prefix",
                      "pylb-bench-l4", "--log-level", "*:error"])
-    # Memory per connection, from the hugepages two dataplanes take.
-    sizes = {}
-    for cap in (16, probe):
-        before = huge_free()
-        d = native.Dataplane(mbufs=255, mbuf_cache=0, conn_capacity=cap)
-        sizes[cap] = (before - huge_free()) * 2 * 1024 * 1024
-        d.close()
-    per_conn = (sizes[probe] - sizes[16]) / (2 * (probe - 16))   # worker + control tables
-    dp = native.Dataplane(workers=[1], mbufs=max(8191, 2 * flows + 4096), conn_capacity=2 * flows)
-    dp.add_port("p0", devices(pcap)[0], link_wait_ms=0)
-    dp.add_port("p1", devices(pcap)[1], link_wait_ms=0)
-    dp.add_address("p0", "10.0.0.1/16")
+    if kind == "memory":
+        out = memory(native, 1_000_000)
+        native.eal_cleanup()
+        return out
+    dp = native.Dataplane(workers=[1], mbufs=flows + 16384, conn_capacity=flows + 1024)
+    dp.add_port("p0", f"net_pcap0,rx_pcap={pcap},infinite_rx=1", link_wait_ms=0)
+    dp.add_port("p1", "net_null0,no-rx=1", link_wait_ms=0)
+    dp.add_address("p0", "10.0.0.1/24")
     dp.add_address("p1", "10.0.1.1/24")
     dp.add_neighbour("p1", BACKEND, "02:00:00:00:0b:00")
-    dp.add_service(VIP, 53, proto="udp", backends=[(BACKEND, 5353)])
-    d = common.worker_deltas(dp, native.COUNTER_NAMES, seconds)
-    conns = dp.conn_count()
+    if kind == "syn":
+        dp.add_service(VIP, 80, proto="tcp", backends=[(BACKEND, 8080)])
+    elif kind == "established":
+        dp.add_service(VIP, 53, proto="udp", backends=[(BACKEND, 5353)])
+    names = native.COUNTER_NAMES
+    dp.start()
+    if kind == "syn":
+        # The first pass only: every packet of the window opened a connection.
+        a = b = None
+        while True:
+            s = sample(dp, names)
+            if s["conn_created"] >= flows // 10 and a is None:
+                a = s
+            if s["rx_packets"] >= flows * 9 // 10:
+                break
+            if a is not None and s["conn_created"] - a["conn_created"] == s["rx_packets"] - a["rx_packets"]:
+                b = s
+            time.sleep(0.005)
+        if a is None or b is None:
+            raise RuntimeError("the SYN pass was too short to measure")
+    else:
+        while sample(dp, names)["rx_packets"] < 2 * flows:      # the first pass is behind us
+            time.sleep(0.01)
+        a = sample(dp, names)
+        time.sleep(seconds)
+        b = sample(dp, names)
+    d = {n: b[n] - a[n] for n in names}
+    out = {"flows": flows, "tracked": dp.conn_count(), "packets": d["rx_packets"],
+           "cycles_per_packet": d["busy_cycles"] / d["rx_packets"],
+           "forwarded_share": d["forwarded"] / d["rx_packets"],
+           "created": d["conn_created"], "table_full": d["conn_table_full"]}
     dp.close()
     native.eal_cleanup()
-    return {"flows": flows, "tracked": conns, "bytes_per_connection": per_conn,
-            "cycles_per_packet": d["busy_cycles"] / max(d["rx_packets"], 1),
-            "packets": d["rx_packets"], "mpps": d["rx_packets"] / seconds / 1e6,
-            "forwarded_share": d["forwarded"] / max(d["rx_packets"], 1),
-            "new_in_window": d["conn_created"]}
+    return out
 
 
-def pylb_once(pcap: str, flows: int, seconds: float, probe: int) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--pylb-side", pcap, str(flows), str(seconds),
-                          str(probe)],
-                         capture_output=True, text=True, timeout=900)
+def pylb_once(kind: str, pcap: str, flows: int, seconds: float) -> dict:
+    out = subprocess.run([sys.executable, __file__, "--pylb-side", kind, pcap, str(flows),
+                          str(seconds)], capture_output=True, text=True, timeout=900)
     if out.returncode != 0:
         raise RuntimeError("pylb run failed:\n" + out.stderr[-3000:])
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def median(runs: list[dict], key: str) -> tuple[float, float, float]:
+    v = [r[key] for r in runs]
+    return statistics.median(v), min(v), max(v)
+
+
 def main() -> None:
     if len(sys.argv) == 6 and sys.argv[1] == "--pylb-side":
-        print(json.dumps(pylb_side(sys.argv[2], int(sys.argv[3]), float(sys.argv[4]),
-                                   int(sys.argv[5]))))
+        print(json.dumps(pylb_side(sys.argv[2], sys.argv[3], int(sys.argv[4]), float(sys.argv[5]))))
         return
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--flows", type=int, default=16384)
+    ap.add_argument("--flows", default="1000,100000,1000000",
+                    help="comma-separated flow counts for the established case")
+    ap.add_argument("--syn-flows", type=int, default=1_000_000)
     ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--seconds", type=float, default=5)
+    ap.add_argument("--seconds", type=float, default=3)
     ap.add_argument("--out", default=RESULTS)
-    ap.add_argument("--memory-probe", type=int, default=1_000_000,
-                    help="connections per lcore of the dataplane whose memory is measured")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
-    pcap = os.path.join(args.out, f"l4-{args.flows}.pcap")
-    make_pcap(pcap, args.flows)
-    base, ours = [], []
-    for _ in range(args.runs):
-        base.append(common.testpmd(devices(pcap), "io", args.seconds))
-        ours.append(pylb_once(pcap, args.flows, args.seconds, args.memory_probe))
-    b = statistics.median(r["cycles_per_packet"] for r in base)
-    o = statistics.median(r["cycles_per_packet"] for r in ours)
-    summary = {"command": " ".join(sys.argv), "flows": args.flows, "runs": args.runs,
-               "testpmd_io_cycles_per_packet": b, "pylb_established_cycles_per_packet": o,
-               "ratio": o / b, "bytes_per_connection": ours[0]["bytes_per_connection"],
-               "forwarded_share": min(r["forwarded_share"] for r in ours),
-               "testpmd": base, "pylb": ours}
+    cases = [("route", 1000)] + [("established", int(f)) for f in args.flows.split(",")] + \
+        [("syn", args.syn_flows)]
+    rows, results, base = [], {}, []
+    for kind, flows in cases:
+        pcap = os.path.join(args.out, f"l4-{kind}-{flows}.pcap")
+        make_pcap(pcap, kind, flows)
+        if kind == "route":         # the baseline: testpmd io on the same frames
+            base = [common.testpmd([f"net_pcap0,rx_pcap={pcap},infinite_rx=1", "net_null0,no-rx=1"],
+                                   "io", args.seconds) for _ in range(args.runs)]
+        runs = [pylb_once(kind, pcap, flows, args.seconds) for _ in range(args.runs)]
+        os.unlink(pcap)
+        results[f"{kind}-{flows}"] = runs
+        rows.append((kind, flows, median(runs, "cycles_per_packet"),
+                     min(r["forwarded_share"] for r in runs)))
+    b = median(base, "cycles_per_packet")
+    mhz = base[0]["tsc_mhz"]
+    mem = pylb_once("memory", "-", 0, 0)
+    summary = {"command": " ".join(sys.argv), "runs": args.runs, "machine": common.machine(mhz),
+               "testpmd_io_cycles_per_packet": b, "testpmd": base, "cases": results, "memory": mem}
     with open(os.path.join(args.out, "l4_flows.json"), "w") as f:
         json.dump(summary, f, indent=2)
-    print(f"{'path':<40}{'cycles/pkt':>12}{'ratio':>8}")
-    print(f"{'testpmd io (baseline)':<40}{b:>12.1f}{1.0:>8.2f}")
-    print(f"{f'pylb NAT, {args.flows} established flows':<40}{o:>12.1f}{o / b:>8.2f}")
-    print(f"memory per tracked connection: {summary['bytes_per_connection']:.0f} bytes; "
-          f"forwarded share {summary['forwarded_share']:.3f}")
+    lines = ["| case | cycles/packet, median (min-max) | ratio to testpmd io | Mpps per core | forwarded |",
+             "|---|---|---|---|---|",
+             f"| testpmd io (baseline) | {b[0]:.1f} ({b[1]:.0f}-{b[2]:.0f}) | 1.00 | {mhz / b[0]:.1f} | 1.000 |"]
+    for kind, flows, cyc, fwd in rows:
+        lines.append(f"| {kind}, {flows:,} flows | {cyc[0]:.1f} ({cyc[1]:.0f}-{cyc[2]:.0f}) | "
+                     f"{cyc[0] / b[0]:.2f} | {mhz / cyc[0]:.1f} | {fwd:.3f} |")
+    lines.append(f"\nMemory per tracked connection: {mem['bytes_per_connection_table']:.0f} bytes in the "
+                 f"connection table (entry and index), {mem['bytes_per_connection_all']:.0f} bytes with "
+                 "the IPv6-address and persistence side tables.")
+    text = "\n".join(lines)
+    with open(os.path.join(args.out, "l4_flows.md"), "w") as f:
+        f.write(f"`{summary['command']}` on {summary['machine']['cpu']} "
+                f"({summary['machine']['tsc_mhz']} MHz TSC)\n\n{text}\n")
+    print(text)
 
 
 if __name__ == "__main__":

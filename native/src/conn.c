@@ -131,18 +131,61 @@ pylb_conn_lookup(struct pylb_lcore *lc, const struct pylb_tuple *t, bool reply, 
 	return NULL;
 }
 
+/* The hash under which slot value v of bucket b was added: its entry's
+ * client side, or (FullNAT) its local side. */
+static uint32_t
+slot_hash(const struct pylb_conntrack *ct, const struct pylb_ct_bucket *b, uint32_t v)
+{
+	const struct pylb_conn *c = &ct->conns[v & PYLB_CT_MAX];
+	uint32_t h = pylb_ct_hash(conn_addr(ct, c, CONN_CLIENT), c->cport, c->proto, c->af);
+	struct ct_pos p;
+
+	ct_pos(ct, h, &p);
+	if (p.sig == (v & ~PYLB_CT_MAX) && (p.b[0] == b || p.b[1] == b))
+		return h;
+	return pylb_ct_hash(conn_addr(ct, c, CONN_LIP), c->lport, c->proto, c->af);
+}
+
+static inline int
+free_slot(const struct pylb_ct_bucket *b)
+{
+	for (int i = 0; i < PYLB_CT_SLOTS; i++)
+		if (b->slot[i] == 0)
+			return i;
+	return -1;
+}
+
+/* Add slot value sig|idx to the first of its two buckets with room; if
+ * both are full, move one of their slots to its other bucket (one cuckoo
+ * step), which keeps the table usable at high load. */
 static int
 slot_add(struct pylb_conntrack *ct, uint32_t h, uint32_t idx)
 {
 	struct ct_pos p;
+	int i;
 
 	ct_pos(ct, h, &p);
+	for (int k = 0; k < 2; k++) {
+		i = free_slot(p.b[k]);
+		if (i >= 0) {
+			p.b[k]->slot[i] = p.sig | idx;
+			return 0;
+		}
+	}
 	for (int k = 0; k < 2; k++)
-		for (int i = 0; i < PYLB_CT_SLOTS; i++)
-			if (p.b[k]->slot[i] == 0) {
+		for (i = 0; i < PYLB_CT_SLOTS; i++) {
+			uint32_t v = p.b[k]->slot[i];
+			struct ct_pos q;
+			int j;
+
+			ct_pos(ct, slot_hash(ct, p.b[k], v), &q);
+			j = free_slot(q.b[q.b[0] == p.b[k]]);
+			if (j >= 0) {
+				q.b[q.b[0] == p.b[k]]->slot[j] = v;
 				p.b[k]->slot[i] = p.sig | idx;
 				return 0;
 			}
+		}
 	return -PYLB_E_FULL;
 }
 
