@@ -31,10 +31,15 @@ def test_l3_route_bench_runs_once_and_routes_everything(tmp_path):
 
 def test_l4_flows_bench_runs_once_and_forwards_everything(tmp_path):
     r = subprocess.run([sys.executable, str(ROOT / "bench" / "l4_flows.py"), "--flows", "1024",
-                        "--runs", "1", "--seconds", "0.5", "--memory-probe", "65536",
-                        "--out", str(tmp_path)],
+                        "--syn-flows", "200000", "--runs", "1", "--seconds", "0.5",
+                        "--memory-probe", "65536", "--out", str(tmp_path)],
                        capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert r.returncode == 0, r.stderr
     report = json.loads((tmp_path / "l4_flows.json").read_text())
-    assert report["pylb"][0]["tracked"] == 1024          # one connection per flow
-    assert report["forwarded_share"] > 0.99 and report["bytes_per_connection"] > 0
+    (est,), (syn,), (route,) = (report["cases"][k] for k in ("established-1024", "syn-200000",
+                                                             "route-1000"))
+    assert est["tracked"] == 1024 and est["created"] == 0      # every packet a hit
+    assert abs(syn["created"] - syn["packets"]) <= 64 and syn["packets"] > 0  # each one new
+    assert min(r["forwarded_share"] for r in (est, syn, route)) > 0.99
+    assert report["memory"]["bytes_per_connection_all"] > 0
+    assert (tmp_path / "l4_flows.md").read_text().count("| established") == 1
