@@ -15,13 +15,16 @@ BURST = 32
 PREFIX = "pylb-bench-testpmd"
 
 
-def testpmd(vdevs: list[str], mode: str, seconds: float) -> dict:
-    """testpmd in `mode` (io, 5tswap, ...) for `seconds` on one worker core."""
+def testpmd(vdevs: list[str], mode: str, seconds: float, mbufs: int = 0) -> dict:
+    """testpmd in `mode` (io, 5tswap, ...) for `seconds` on one worker core
+    (with `mbufs` mbufs: a pcap replayed endlessly holds all its frames)."""
     cmd = ["dpdk-testpmd", "-l", "0,1", "--no-pci", "--in-memory", "--file-prefix", PREFIX]
     for v in vdevs:
         cmd += ["--vdev", v]
     cmd += ["--log-level", "*:error", "--", f"--forward-mode={mode}", "--auto-start",
             "--record-core-cycles", "--nb-cores=1", "--rxq=1", "--txq=1", f"--burst={BURST}"]
+    if mbufs:
+        cmd.append(f"--total-num-mbufs={mbufs}")
     # testpmd stops when its stdin says so.
     p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                          stderr=subprocess.STDOUT, text=True)

@@ -100,8 +100,8 @@ def memory(native, probe: int) -> dict:
         sizes[cap] = (before - huge_free()) * 2 * 1024 * 1024
         d.close()
     return {"bytes_per_connection_all": (sizes[probe] - sizes[16]) / (probe - 16),
-            # entry line, an eighth of a bucket line, free-list index
-            "bytes_per_connection_table": 64 + 64 / 8 + 4}
+            # entry line, a seventh of a bucket line, free-list index
+            "bytes_per_connection_table": 64 + 64 / 7 + 4}
 
 
 def sample(dp, names) -> dict:

@@ -29,9 +29,10 @@ pylb_conn_init(struct pylb_dp *dp, struct pylb_lcore *lc)
 		.socket_id = (int)rte_socket_id(),
 	};
 
-	/* Half the slots at most in use when every entry is NAT; a FullNAT
-	 * entry takes two. IPv6 addresses: a quarter of the entries. */
-	ct->nb = RTE_MAX((cap + 7) / 8, 2u);
+	/* 15 slots per bucket, a bucket per 7 entries: a NAT entry takes one
+	 * slot, a FullNAT entry two, so even a table of FullNAT connections
+	 * fits. IPv6 addresses: for a quarter of the entries. */
+	ct->nb = RTE_MAX((cap + 6) / 7, 4u);
 	ct->cap = cap;
 	ct->cap6 = RTE_MAX(cap / 4, 16u);
 	ct->buckets = rte_zmalloc("pylb_ct", ct->nb * sizeof(*ct->buckets), RTE_CACHE_LINE_SIZE);
@@ -39,10 +40,10 @@ pylb_conn_init(struct pylb_dp *dp, struct pylb_lcore *lc)
 	ct->free = rte_malloc("pylb_conn_free", cap * sizeof(*ct->free), 0);
 	ct->ext6 = rte_zmalloc("pylb_conn6", ct->cap6 * sizeof(*ct->ext6), RTE_CACHE_LINE_SIZE);
 	ct->free6 = rte_malloc("pylb_conn6_free", ct->cap6 * sizeof(*ct->free6), 0);
-	/* Persistence entries: one per client network, at most one per
-	 * connection; a quarter of the connections is plenty. */
+	/* Persistence entries: one per client network (clients hold several
+	 * connections each): an eighth of the connections. */
 	snprintf(name, sizeof(name), "pylb_pt%u_%u", ++conn_seq, lc->slot);
-	hp.entries = RTE_MAX(cap / 4, 64u);
+	hp.entries = RTE_MAX(cap / 8, 64u);
 	ct->ph = rte_hash_create(&hp);
 	ct->pers = rte_zmalloc("pylb_pers", hp.entries * sizeof(*ct->pers), RTE_CACHE_LINE_SIZE);
 	ct->pfree = rte_malloc("pylb_pers_free", hp.entries * sizeof(*ct->pfree), 0);
@@ -127,6 +128,8 @@ pylb_conn_lookup(struct pylb_lcore *lc, const struct pylb_tuple *t, bool reply, 
 				return c;
 			mask &= mask - 1;
 		}
+		if (p.b[0]->spill == 0)
+			break;
 	}
 	return NULL;
 }
@@ -169,20 +172,27 @@ slot_add(struct pylb_conntrack *ct, uint32_t h, uint32_t idx)
 		i = free_slot(p.b[k]);
 		if (i >= 0) {
 			p.b[k]->slot[i] = p.sig | idx;
+			p.b[0]->spill += k;
 			return 0;
 		}
 	}
 	for (int k = 0; k < 2; k++)
 		for (i = 0; i < PYLB_CT_SLOTS; i++) {
 			uint32_t v = p.b[k]->slot[i];
+			bool first;
 			struct ct_pos q;
 			int j;
 
 			ct_pos(ct, slot_hash(ct, p.b[k], v), &q);
-			j = free_slot(q.b[q.b[0] == p.b[k]]);
+			if (q.b[0] == q.b[1])
+				continue;
+			first = q.b[0] == p.b[k];	/* v moves to its second bucket */
+			j = free_slot(q.b[first]);
 			if (j >= 0) {
-				q.b[q.b[0] == p.b[k]]->slot[j] = v;
+				q.b[first]->slot[j] = v;
+				q.b[0]->spill += first ? 1 : (uint32_t)-1;
 				p.b[k]->slot[i] = p.sig | idx;
+				p.b[0]->spill += k;
 				return 0;
 			}
 		}
@@ -199,6 +209,7 @@ slot_del(struct pylb_conntrack *ct, uint32_t h, uint32_t idx)
 		for (int i = 0; i < PYLB_CT_SLOTS; i++)
 			if (p.b[k]->slot[i] == (p.sig | idx)) {
 				p.b[k]->slot[i] = 0;
+				p.b[0]->spill -= k;
 				return;
 			}
 }

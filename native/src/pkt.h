@@ -395,13 +395,15 @@ ct_match(const struct pylb_ct_bucket *b, uint32_t sig)
 	const __m128i want = _mm_set1_epi32((int)sig);
 	const __m128i zero = _mm_setzero_si128();
 
-	for (int i = 0; i < PYLB_CT_SLOTS / 4; i++) {
+	/* Four lanes at a time over the line; the 16th lane is `spill`. */
+	for (int i = 0; i < 4; i++) {
 		__m128i v = _mm_load_si128((const __m128i *)(const void *)&b->slot[4 * i]);
 		__m128i hit = _mm_andnot_si128(_mm_cmpeq_epi32(v, zero),
 					       _mm_cmpeq_epi32(_mm_and_si128(v, hi), want));
 
 		mask |= (uint32_t)_mm_movemask_ps(_mm_castsi128_ps(hit)) << (4 * i);
 	}
+	mask &= (1u << PYLB_CT_SLOTS) - 1;
 #else
 	for (int i = 0; i < PYLB_CT_SLOTS; i++)
 		mask |= (uint32_t)((b->slot[i] & ~PYLB_CT_MAX) == sig && b->slot[i] != 0) << i;

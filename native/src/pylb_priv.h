@@ -117,7 +117,7 @@ struct pylb_service {
 };
 
 /* Connection tracking, one table per lcore, written by that lcore only.
- * An entry is one cache line. Buckets of 16 slots (one cache line each)
+ * An entry is one cache line. Buckets of 15 slots (one cache line each)
  * index the entries by a hash of the connection's client side (address,
  * port, protocol): the client's packets carry it as their source and a NAT
  * backend's replies as their destination, so one slot serves both
@@ -125,12 +125,15 @@ struct pylb_service {
  * address and port), where the backend's replies arrive. Each key has two
  * candidate buckets. Slot: entry index (24 bits) | signature << 24; 0 is
  * empty (entry 0 is never used). */
-#define PYLB_CT_SLOTS		16
+#define PYLB_CT_SLOTS		15
 #define PYLB_CT_IDX_BITS	24
 #define PYLB_CT_MAX		((1u << PYLB_CT_IDX_BITS) - 1)
 
 struct pylb_ct_bucket {
 	uint32_t slot[PYLB_CT_SLOTS];
+	/* Slots whose first bucket this is, held in their second one: while
+	 * 0, a key missing here is missing (one bucket read per miss). */
+	uint32_t spill;
 } __rte_cache_aligned;
 
 enum { CONN_CLIENT, CONN_VIP, CONN_BACKEND, CONN_LIP };
