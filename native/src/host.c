@@ -328,22 +328,24 @@ pylb_host_process(struct pylb_lcore *lc, const struct pylb_cfg *cfg,
 	if (b.n == 0)
 		return;
 	rte_fib_lookup_bulk(lc->dp->fib4, b.dst, b.val, b.n);
-	/* Connection lookups: every bucket of the burst in flight first; then
-	 * each packet's entry is fetched PYLB_CT_AHEAD packets before it is
-	 * processed (by then its bucket has arrived). */
-	if (lc->dp->n_services != 0 && lc->ct.nb != 0) {
-		for (i = 0; i < b.n; i++) {
+	/* Connection lookups: a packet's bucket is fetched PYLB_CT_BUCKET_AHEAD
+	 * packets before it is processed, its entry (found in the bucket by
+	 * then) PYLB_CT_AHEAD packets before; a few misses in flight at a
+	 * time rather than a burst's worth at once. */
+	if (lc->dp->n_services != 0 && lc->ct.nb != 0)
+		for (i = 0; i < b.n; i++)
 			b.ct[i] = ct_hash4(lc->dp, b.m[i], (uint32_t)b.val[i]);
-			if (b.ct[i] != 0)
-				pylb_ct_prefetch_bucket(&lc->ct, b.ct[i]);
-		}
-	} else {
+	else
 		memset(b.ct, 0, b.n * sizeof(b.ct[0]));
-	}
+	for (i = 0; i < b.n && i < PYLB_CT_BUCKET_AHEAD; i++)
+		if (b.ct[i] != 0)
+			pylb_ct_prefetch_bucket(&lc->ct, b.ct[i]);
 	for (i = 0; i < b.n && i < PYLB_CT_AHEAD; i++)
 		if (b.ct[i] != 0)
 			pylb_ct_prefetch_entry(&lc->ct, b.ct[i]);
 	for (i = 0; i < b.n; i++) {
+		if (i + PYLB_CT_BUCKET_AHEAD < b.n && b.ct[i + PYLB_CT_BUCKET_AHEAD] != 0)
+			pylb_ct_prefetch_bucket(&lc->ct, b.ct[i + PYLB_CT_BUCKET_AHEAD]);
 		if (i + PYLB_CT_AHEAD < b.n && b.ct[i + PYLB_CT_AHEAD] != 0)
 			pylb_ct_prefetch_entry(&lc->ct, b.ct[i + PYLB_CT_AHEAD]);
 		ipv4_dispatch(lc, cfg, port, b.m[i], (uint32_t)b.val[i], b.ct[i]);
