@@ -16,6 +16,7 @@ from typing import NamedTuple
 import numpy as np
 
 from pylb import kernel
+from pylb.hostport import split_hostport
 from pylb.errors import (AlreadyExists, CapacityExhausted, DataplaneError,
                          InvalidArgument, NotFound, PortError, PylbError)
 
@@ -216,21 +217,6 @@ def _check_weight(what, weight):
         raise InvalidArgument(f"backend {what}: weight {weight!r} must be an integer in 0..65535")
 
 
-def _split_hostport(text):
-    """'10.0.1.20:8080' or '[2001:db8::1]:8080' -> (ip, port); a bare address has port 0."""
-    text = str(text)
-    if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
-        port = rest[1:] if rest.startswith(":") else ""
-    elif text.count(":") == 1:
-        host, port = text.split(":")
-    else:
-        host, port = text, ""
-    if port and not port.isdigit():
-        raise InvalidArgument(f"backend '{text}': port '{port}' is not a number")
-    return host, int(port or 0)
-
-
 def _l4_backend_list(backends):
     """[(ip, port[, weight[, state]])], ['ip:port'] or [L4Backend] -> [(addr, port, weight,
     state)]; port 0 keeps the client's destination port."""
@@ -241,7 +227,10 @@ def _l4_backend_list(backends):
                 raise InvalidArgument(f"backend {b!r} is not (ip, port[, weight[, state]])")
             ip, port, weight, state = (*b, 1, "up")[:4] if len(b) == 2 else (*b, "up")[:4]
         else:
-            (ip, port), weight, state = _split_hostport(b), 1, "up"
+            try:
+                (ip, port), weight, state = split_hostport(b), 1, "up"
+            except ValueError as e:
+                raise InvalidArgument(f"backend '{b}': {e}") from None
         if not isinstance(port, int) or not 0 <= port <= 65535:
             raise InvalidArgument(f"backend {ip}: port {port!r} is not in 0..65535")
         _check_weight(ip, weight)

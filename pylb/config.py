@@ -27,6 +27,7 @@ from typing import Any
 
 from pylb import yamlsrc
 from pylb.errors import ConfigError
+from pylb.hostport import split_hostport
 
 TOP_KEYS = {"services", "routes"}
 SERVICE_KEYS = {"vip", "port", "proto", "method", "scheduler", "table_size", "persistence",
@@ -91,23 +92,17 @@ def _backend(c: yamlsrc.Checker, raw: Any, key: str, vip: ipaddress._BaseAddress
     if isinstance(raw, str):
         raw = {"address": raw}
     b = c.mapping(raw, key, BACKEND_KEYS)
-    text = str(b.get("address", ""))
-    if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
-        port_text = rest[1:] if rest.startswith(":") else ""
-    elif text.count(":") == 1:
-        host, port_text = text.split(":")
-    else:
-        host, port_text = text, ""
+    try:
+        host, port = split_hostport(b.get("address", ""))
+    except ValueError as e:
+        raise c.fail(f"{key}.address", str(e)) from None
     ip = _address(c, host, f"{key}.address")
     if ip.version != vip.version:
         raise c.fail(f"{key}.address", f"backend {ip} is not of the VIP's address family")
-    if port_text and (not port_text.isdigit() or not 0 < int(port_text) <= 65535):
-        raise c.fail(f"{key}.address", f"port {port_text!r} is not in 1..65535")
     state = b.get("state", "up")
     if state not in STATES:
         raise c.fail(f"{key}.state", f"expected one of: {', '.join(STATES)}")
-    return BackendSpec(str(ip), int(port_text or 0),
+    return BackendSpec(str(ip), port,
                        c.integer(b.get("weight", 1), f"{key}.weight", 0, 65535), state)
 
 
