@@ -50,20 +50,34 @@ def check_host(profile: Profile, instance: str | None) -> None:
             raise DataplaneError(problem)
 
 
+def grpc_default(profile: Profile, instance: str | None = None) -> str:
+    """Where `pylb run` listens for gRPC unless told otherwise."""
+    return f"unix:/run/pylb/{instance or profile.name}.sock"
+
+
+def _run_tasks(tasks: queue.SimpleQueue, dp) -> None:
+    while not tasks.empty():
+        tasks.get()(dp)
+
+
 def run(profile: Profile, stop: threading.Event, instance: str | None = None,
-        tasks: queue.SimpleQueue | None = None, config: Config | None = None) -> None:
+        tasks: queue.SimpleQueue | None = None, config: Config | None = None,
+        grpc_address: str | None = None) -> None:
     """Run until `stop` is set. Raises PylbError subclasses with operator-facing messages.
 
     `tasks` carries callables f(dataplane) from other threads (the management
     plane): they run here, between housekeeping passes, so every control-side
-    change happens on this one thread. `config` is applied once the ports are up."""
+    change happens on this one thread. `config` is applied once the ports are up.
+    `grpc_address` (unix:PATH): where the management API listens; None: nowhere."""
     check_host(profile, instance)
     native = load_native()
     prefix = profile.file_prefix(instance)
     argv = profile.eal_argv(instance)
     log.info("EAL %s", " ".join(argv[1:]))
     native.eal_init(argv)
-    dp = None
+    dp = server = None
+    if tasks is None:
+        tasks = queue.SimpleQueue()
     try:
         dp = native.Dataplane(workers=profile.workers, mbufs=profile.mbufs,
                               mbuf_cache=profile.mbuf_cache, max_routes=profile.max_routes,
@@ -84,14 +98,27 @@ def run(profile: Profile, stop: threading.Event, instance: str | None = None,
             log.info("port %s (%s): ethdev %d mac %s link %s addresses %s kernel interface %s",
                      p.name, p.device, p.ethdev, p.mac, "up" if p.link_up else "down",
                      ", ".join(p.addresses) or "-", p.kernel_iface or "-")
+        if grpc_address:
+            from pylb.manager import Manager, queue_submitter
+            from pylb.server import Server
+            server = Server(Manager(queue_submitter(tasks)), grpc_address).start()
+            server.serving(True)
+            log.info("gRPC: %s", grpc_address)
         log.info("running: %d worker(s) on lcore(s) %s, file prefix %s", len(profile.workers),
                  ",".join(map(str, profile.workers)), prefix)
         while not stop.wait(HOUSEKEEP_INTERVAL_S):
-            while tasks is not None and not tasks.empty():
-                tasks.get()(dp)
+            _run_tasks(tasks, dp)
             dp.housekeep()
         log.info("stopping")
     finally:
+        if server is not None:
+            # Health says NOT_SERVING at once; calls in flight finish (the
+            # loop keeps running their tasks) before the dataplane goes.
+            server.serving(False)
+            done = server.grpc.stop(1.0)
+            while not done.wait(HOUSEKEEP_INTERVAL_S):
+                _run_tasks(tasks, dp)
+            server.stop(0)
         if dp is not None:
             dp.close()
         native.eal_cleanup()

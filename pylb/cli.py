@@ -33,7 +33,9 @@ def cmd_run(args) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    appliance.run(profile, stop, instance=args.instance, config=config)
+    grpc_address = None if args.grpc == "none" else \
+        args.grpc or appliance.grpc_default(profile, args.instance)
+    appliance.run(profile, stop, instance=args.instance, config=config, grpc_address=grpc_address)
     return 0
 
 
@@ -171,6 +173,8 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--instance", help="instance name (default: the profile's name); "
                                         "EAL file prefix is pylb-NAME")
     run.add_argument("--config", help="desired state to apply at start (services, routes)")
+    run.add_argument("--grpc", help="management API address: unix:PATH (default "
+                                    "unix:/run/pylb/NAME.sock, mode 0600) or 'none'")
     run.set_defaults(func=cmd_run)
 
     doc = sub.add_parser("doctor", help="report host readiness for DPDK")

@@ -1,0 +1,276 @@
+"""`pylbctl`: the gRPC client of a running appliance. Noun-verb commands,
+`-o json` on every listing, and an ipvsadm-compatible view (`pylbctl ipvs -L -n`).
+Errors print the server's status and message and exit 1."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import grpc
+from google.protobuf import json_format
+
+from pylb.hostport import split_hostport
+from pylb.v1 import pylb_pb2 as pb
+from pylb.v1 import pylb_pb2_grpc as pb_grpc
+
+PROTO_NAMES = {"tcp": pb.PROTOCOL_TCP, "udp": pb.PROTOCOL_UDP}
+METHOD_NAMES = {"nat": pb.METHOD_NAT, "fullnat": pb.METHOD_FULLNAT, "dr": pb.METHOD_DR,
+                "tunnel": pb.METHOD_TUNNEL}
+SCHED_NAMES = {"maglev": pb.SCHEDULER_MAGLEV, "source": pb.SCHEDULER_SOURCE,
+               "wrr": pb.SCHEDULER_WRR, "wlc": pb.SCHEDULER_WLC}
+STATE_NAMES = {"up": pb.BACKEND_STATE_UP, "drain": pb.BACKEND_STATE_DRAIN,
+               "down": pb.BACKEND_STATE_DOWN}
+# ipvsadm's names for the forwarding methods.
+IPVS_FORWARD = {pb.METHOD_UNSPECIFIED: "Masq", pb.METHOD_NAT: "Masq", pb.METHOD_FULLNAT: "FullNat",
+                pb.METHOD_DR: "Route", pb.METHOD_TUNNEL: "Tunnel"}
+
+
+class UsageError(Exception):
+    pass
+
+
+def _name(table: dict, value: int) -> str:
+    return next((k for k, v in table.items() if v == value), next(iter(table)))
+
+
+def service_key(text: str) -> pb.ServiceKey:
+    """'VIP:PORT[/tcp|udp]' or '[V6]:PORT[/proto]'."""
+    addr, _, proto = text.partition("/")
+    if proto and proto not in PROTO_NAMES:
+        raise UsageError(f"service {text!r}: protocol {proto!r} is not tcp or udp")
+    try:
+        host, port = split_hostport(addr)
+    except ValueError as e:
+        raise UsageError(f"service {text!r}: {e}") from None
+    return pb.ServiceKey(vip=host, port=port, protocol=PROTO_NAMES[proto or "tcp"])
+
+
+def backend_of(text: str, weight: int | None = None, state: str | None = None) -> pb.Backend:
+    try:
+        host, port = split_hostport(text)
+    except ValueError as e:
+        raise UsageError(f"backend {text!r}: {e}") from None
+    b = pb.Backend(address=host, port=port)
+    if weight is not None:
+        b.weight = weight
+    if state is not None:
+        b.state = STATE_NAMES[state]
+    return b
+
+
+def _svc_name(k: pb.ServiceKey) -> str:
+    host = f"[{k.vip}]" if ":" in k.vip else k.vip
+    return f"{host}:{k.port}/{_name(PROTO_NAMES, k.protocol)}"
+
+
+def _hostport(ip: str, port: int) -> str:
+    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+
+
+def _json(msg) -> dict:
+    return json_format.MessageToDict(msg, preserving_proto_field_name=True,
+                                     always_print_fields_with_no_presence=True)
+
+
+def print_service(s: pb.Service) -> None:
+    extra = f" persistent {s.persistence_seconds}" if s.persistence_seconds else ""
+    print(f"{_svc_name(s.key)} {_name(METHOD_NAMES, s.method)} {_name(SCHED_NAMES, s.scheduler)}"
+          f"{extra}")
+    for b in s.backends:
+        print(f"  -> {_hostport(b.address, b.port):30} weight {b.weight:<5} "
+              f"{_name(STATE_NAMES, b.state):5} active {b.active_connections} "
+              f"inactive {b.inactive_connections}")
+
+
+def ipvs_view(services: list[pb.Service]) -> str:
+    """The output of `ipvsadm -L -n`, column for column."""
+    lines = ["IP Virtual Server version 1.2.1 (size=4096)",
+             "Prot LocalAddress:Port Scheduler Flags",
+             "  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn"]
+    for s in services:
+        flags = f" persistent {s.persistence_seconds}" if s.persistence_seconds else ""
+        if s.persistence_seconds and s.persistence_prefix:
+            bits = 32 if "." in s.key.vip else 128
+            flags += f" mask {_mask(s.persistence_prefix, bits, s.key.vip)}"
+        lines.append(f"{_name(PROTO_NAMES, s.key.protocol).upper():<4} "
+                     f"{_hostport(s.key.vip, s.key.port)} {_name(SCHED_NAMES, s.scheduler)}{flags}")
+        for b in s.backends:
+            port = b.port or s.key.port
+            lines.append(f"  -> {_hostport(b.address, port):<28} {IPVS_FORWARD[s.method]:<7} "
+                         f"{0 if b.state != pb.BACKEND_STATE_UP and b.state else b.weight:<6} "
+                         f"{b.active_connections:<10} {b.inactive_connections}")
+    return "\n".join(lines)
+
+
+def _mask(prefix: int, bits: int, vip: str) -> str:
+    import ipaddress
+    net = ipaddress.ip_network(f"{vip}/{prefix}", strict=False)
+    return str(net.netmask) if bits == 32 else str(prefix)
+
+
+def run(args, stub) -> int:
+    out_json = args.output == "json"
+    noun, verb = args.noun, getattr(args, "verb", None)
+    if noun == "service":
+        if verb == "list":
+            r = stub.ListServices(pb.ListServicesRequest())
+            if out_json:
+                print(json.dumps([_json(s) for s in r.services], indent=2))
+            else:
+                for s in r.services:
+                    print_service(s)
+        elif verb == "get":
+            s = stub.GetService(service_key(args.service))
+            print(json.dumps(_json(s), indent=2)) if out_json else print_service(s)
+        elif verb == "add":
+            s = pb.Service(key=service_key(args.service), method=METHOD_NAMES[args.method],
+                           scheduler=SCHED_NAMES[args.scheduler],
+                           persistence_seconds=args.persistence,
+                           persistence_prefix=args.persistence_prefix,
+                           local_addresses=args.local_address or [], down_reset=args.down_reset,
+                           backends=[backend_of(b, 1) for b in args.backend or []])
+            print_service(stub.AddService(s))
+        elif verb == "del":
+            stub.DeleteService(service_key(args.service))
+    elif noun == "backend":
+        key = service_key(args.service)
+        if verb == "del":
+            b = backend_of(args.backend)
+            print_service(stub.DeleteBackend(pb.BackendKey(service=key, address=b.address,
+                                                            port=b.port)))
+            return 0
+        current = {(b.address, b.port): b for b in stub.GetService(key).backends}
+        b = backend_of(args.backend)
+        old = current.get((b.address, b.port))
+        weight = {"add": args.weight if verb == "add" else None,
+                  "set-weight": getattr(args, "weight", None)}.get(verb)
+        state = {"drain": "drain", "down": "down", "up": "up"}.get(verb)
+        if verb == "add" and old is not None:
+            raise UsageError(f"service {args.service} already has backend {args.backend}")
+        if verb != "add" and old is None:
+            raise UsageError(f"service {args.service} has no backend {args.backend}")
+        b.weight = weight if weight is not None else (old.weight if old else 1)
+        b.state = STATE_NAMES[state] if state else (old.state if old else pb.BACKEND_STATE_UP)
+        print_service(stub.SetBackend(pb.SetBackendRequest(service=key, backend=b)))
+    elif noun == "route":
+        if verb == "list":
+            r = stub.ListRoutes(pb.ListRoutesRequest(family=args.family))
+            if out_json:
+                print(json.dumps([_json(x) for x in r.routes], indent=2))
+            for x in [] if out_json else r.routes:
+                hops = ", ".join(f"via {h.gateway} {h.port}" if h.gateway else h.port
+                                 for h in x.next_hops)
+                print(f"{x.prefix:44} {x.kind:10} {hops}")
+        elif verb == "add":
+            hops = []
+            for v in args.via:
+                gw, _, port = v.rpartition("@")
+                if not port:
+                    raise UsageError(f"next hop {v!r}: write GATEWAY@PORT or @PORT")
+                hops.append(pb.NextHop(gateway=gw, port=port))
+            stub.AddRoute(pb.Route(prefix=args.prefix, next_hops=hops))
+        elif verb == "del":
+            stub.DeleteRoute(pb.RouteKey(prefix=args.prefix))
+    elif noun == "flows":
+        flows = stub.ListFlows(pb.ListFlowsRequest(vip=args.vip or "", backend=args.backend or "",
+                                                   client=args.client or "", limit=args.limit))
+        if out_json:
+            print(json.dumps([_json(f) for f in flows], indent=2))
+        else:
+            print("Pro State       Expire Client -> VIP -> Backend")
+            for f in flows:
+                print(f"{_name(PROTO_NAMES, f.protocol).upper():3} {f.state:11} "
+                      f"{f.expires_ms // 1000:>5}s {_hostport(f.client, f.client_port)} -> "
+                      f"{_hostport(f.vip, f.vip_port)} -> {_hostport(f.backend, f.backend_port)}")
+    elif noun == "stats":
+        s = stub.GetStats(pb.GetStatsRequest())
+        if out_json:
+            print(json.dumps(_json(s), indent=2))
+        else:
+            for k, v in s.counters.items():
+                print(f"{k:24} {v:>16}")
+            print(f"connections              {s.connections:>16}")
+            print(f"drops {sum(s.drops.values())}:")
+            for k, v in s.drops.items():
+                if v:
+                    print(f"  {k:22} {v:>16}")
+    elif noun == "ipvs":
+        if not (args.list and args.numeric):
+            raise UsageError("only the listing is supported: pylbctl ipvs -L -n")
+        print(ipvs_view(list(stub.ListServices(pb.ListServicesRequest()).services)))
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="pylbctl", description="manage a running pylb appliance")
+    ap.add_argument("--address", help="the appliance's gRPC address (default "
+                                      "unix:/run/pylb/INSTANCE.sock)")
+    ap.add_argument("--instance", default="tap", help="instance name (default: tap)")
+    ap.add_argument("-o", "--output", choices=("text", "json"), default="text")
+    sub = ap.add_subparsers(dest="noun", required=True)
+
+    svc = sub.add_parser("service", help="L4 services").add_subparsers(dest="verb", required=True)
+    svc.add_parser("list")
+    svc.add_parser("get").add_argument("service", help="VIP:PORT[/tcp|udp]")
+    add = svc.add_parser("add")
+    add.add_argument("service", help="VIP:PORT[/tcp|udp]")
+    add.add_argument("--method", choices=METHOD_NAMES, default="nat")
+    add.add_argument("--scheduler", choices=SCHED_NAMES, default="maglev")
+    add.add_argument("--persistence", type=int, default=0, metavar="SECONDS")
+    add.add_argument("--persistence-prefix", type=int, default=0, metavar="BITS")
+    add.add_argument("--local-address", action="append", help="FullNAT source (repeat)")
+    add.add_argument("--down-reset", action="store_true")
+    add.add_argument("--backend", action="append", help="ADDRESS[:PORT] (repeat)")
+    svc.add_parser("del").add_argument("service")
+
+    be = sub.add_parser("backend", help="backends of a service").add_subparsers(dest="verb",
+                                                                                required=True)
+    for verb in ("add", "set-weight", "drain", "down", "up", "del"):
+        p = be.add_parser(verb)
+        p.add_argument("service", help="VIP:PORT[/tcp|udp]")
+        p.add_argument("backend", help="ADDRESS[:PORT]")
+        if verb == "add":
+            p.add_argument("--weight", type=int, default=1)
+        if verb == "set-weight":
+            p.add_argument("weight", type=int)
+
+    rt = sub.add_parser("route", help="routes").add_subparsers(dest="verb", required=True)
+    rt.add_parser("list").add_argument("--family", type=int, choices=(0, 4, 6), default=0)
+    p = rt.add_parser("add")
+    p.add_argument("prefix")
+    p.add_argument("--via", action="append", required=True, help="GATEWAY@PORT or @PORT (repeat: ECMP)")
+    rt.add_parser("del").add_argument("prefix")
+
+    fl = sub.add_parser("flows", help="tracked connections")
+    fl.add_argument("--vip")
+    fl.add_argument("--backend")
+    fl.add_argument("--client")
+    fl.add_argument("--limit", type=int, default=0)
+
+    sub.add_parser("stats", help="counters")
+    ipvs = sub.add_parser("ipvs", help="ipvsadm-compatible views")
+    ipvs.add_argument("-L", "--list", action="store_true")
+    ipvs.add_argument("-n", "--numeric", action="store_true")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    address = args.address or f"unix:/run/pylb/{args.instance}.sock"
+    try:
+        with grpc.insecure_channel(address) as ch:
+            return run(args, pb_grpc.LoadBalancerStub(ch))
+    except UsageError as e:
+        print(f"pylbctl: error: {e}", file=sys.stderr)
+        return 2
+    except grpc.RpcError as e:
+        print(f"pylbctl: error: {e.code().name}: {e.details()}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:         # `pylbctl ... | head`
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

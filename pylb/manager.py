@@ -1,0 +1,203 @@
+"""The management domain: what operators can ask of a running appliance,
+validated, in plain Python types (no gRPC here). Every call that touches the
+dataplane runs on the appliance's main loop through `submit`, so changes
+happen on one thread, between housekeeping passes, while workers forward.
+
+The gRPC servicers (pylb.server) are thin translations over this; tests and
+tools may drive it directly.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import queue
+import threading
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator
+
+from pylb.config import BackendSpec, ServiceSpec
+from pylb.errors import InvalidArgument
+
+Submit = Callable[[Callable[[Any], Any]], Any]
+
+
+def queue_submitter(tasks: queue.SimpleQueue, timeout: float = 30.0) -> Submit:
+    """A `submit` that hands f(dp) to the main loop's task queue and waits."""
+    def submit(fn):
+        fut: Future = Future()
+
+        def task(dp):
+            if fut.set_running_or_notify_cancel():
+                try:
+                    fut.set_result(fn(dp))
+                except BaseException as e:      # handed back to the caller's thread
+                    fut.set_exception(e)
+        tasks.put(task)
+        return fut.result(timeout)
+    return submit
+
+
+def direct_submitter(dp) -> Submit:
+    """A `submit` for a dataplane owned by the calling thread (tests, tools)."""
+    lock = threading.Lock()
+
+    def submit(fn):
+        with lock:
+            return fn(dp)
+    return submit
+
+
+@dataclass(frozen=True)
+class BackendView:
+    spec: BackendSpec
+    active: int
+    inactive: int
+
+
+@dataclass(frozen=True)
+class ServiceView:
+    spec: ServiceSpec
+    backends: tuple[BackendView, ...]
+
+
+@dataclass(frozen=True)
+class RouteView:
+    prefix: str
+    kind: str
+    next_hops: tuple[tuple[str | None, str], ...]   # (gateway or None, port name)
+
+
+def _address(text: str, what: str) -> str:
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        raise InvalidArgument(f"{what} {text!r} is not an IPv4 or IPv6 address") from None
+
+
+class Manager:
+    def __init__(self, submit: Submit):
+        self._submit = submit
+
+    # Services
+
+    @staticmethod
+    def _view(dp, s) -> ServiceView:
+        counts = dp.service_counts(s.vip, s.port, s.proto)
+        spec = ServiceSpec(s.vip, s.port, s.proto, s.method, s.scheduler, s.table_size,
+                           s.persistence, s.persistence_prefix, tuple(s.local_addresses),
+                           s.down_reset,
+                           tuple(BackendSpec(b.ip, b.port, b.weight, b.state) for b in s.backends))
+        return ServiceView(spec, tuple(BackendView(BackendSpec(b.ip, b.port, b.weight, b.state),
+                                                   active, inactive)
+                                       for b, active, inactive in counts))
+
+    def services(self) -> list[ServiceView]:
+        return self._submit(lambda dp: [self._view(dp, s) for s in dp.services()])
+
+    def service(self, vip: str, port: int, proto: str) -> ServiceView:
+        vip = _address(vip, "VIP")
+        return self._submit(lambda dp: self._view(dp, dp.service(vip, port, proto)))
+
+    def add_service(self, s: ServiceSpec) -> ServiceView:
+        def add(dp):
+            dp.add_service(s.vip, s.port, proto=s.proto, method=s.method, scheduler=s.scheduler,
+                           table_size=s.table_size, persistence=s.persistence,
+                           persistence_prefix=s.persistence_prefix,
+                           local_addresses=s.local_addresses, down_reset=s.down_reset)
+            try:
+                if s.backends:
+                    dp.set_service_backends(s.vip, s.port, [_tuple(b) for b in s.backends],
+                                            proto=s.proto)
+            except BaseException:
+                dp.del_service(s.vip, s.port, s.proto)     # all or nothing
+                raise
+            return self._view(dp, dp.service(s.vip, s.port, s.proto))
+        _address(s.vip, "VIP")
+        return self._submit(add)
+
+    def delete_service(self, vip: str, port: int, proto: str) -> None:
+        vip = _address(vip, "VIP")
+        self._submit(lambda dp: dp.del_service(vip, port, proto))
+
+    def set_backend(self, vip: str, port: int, proto: str, b: BackendSpec) -> ServiceView:
+        """Adds the backend, or sets its weight and state."""
+        vip, ip = _address(vip, "VIP"), _address(b.ip, "backend")
+
+        def set_(dp):
+            cur = [_tuple(x) for x in dp.service(vip, port, proto).backends]
+            new = (ip, b.port, b.weight, b.state)
+            at = [i for i, x in enumerate(cur) if (x[0], x[1]) == (ip, b.port)]
+            if at:
+                cur[at[0]] = new
+            else:
+                cur.append(new)
+            dp.set_service_backends(vip, port, cur, proto=proto)
+            return self._view(dp, dp.service(vip, port, proto))
+        return self._submit(set_)
+
+    def delete_backend(self, vip: str, port: int, proto: str, ip: str, bport: int) -> ServiceView:
+        vip, ip = _address(vip, "VIP"), _address(ip, "backend")
+
+        def delete(dp):
+            cur = [_tuple(x) for x in dp.service(vip, port, proto).backends]
+            rest = [x for x in cur if (x[0], x[1]) != (ip, bport)]
+            if len(rest) == len(cur):
+                from pylb.errors import NotFound
+                raise NotFound(f"service {vip}:{port}/{proto} has no backend {ip}:{bport}")
+            dp.set_service_backends(vip, port, rest, proto=proto)
+            return self._view(dp, dp.service(vip, port, proto))
+        return self._submit(delete)
+
+    # Routes
+
+    def routes(self, family: int = 0) -> list[RouteView]:
+        if family not in (0, 4, 6):
+            raise InvalidArgument(f"family {family} is not 4, 6 or 0 (both)")
+
+        def list_(dp):
+            names = {p.index: p.name for p in dp.ports()}
+            return [RouteView(r.prefix, r.kind, tuple((h.gateway, names.get(h.port, str(h.port)))
+                                                      for h in r.nexthops))
+                    for f in ((4, 6) if family == 0 else (family,)) for r in dp.routes(f)]
+        return self._submit(list_)
+
+    def add_route(self, prefix: str, next_hops: list[tuple[str | None, str]]) -> RouteView:
+        if not next_hops:
+            raise InvalidArgument(f"route {prefix}: give at least one next hop (gateway, port)")
+
+        def add(dp):
+            dp.add_route(prefix, list(next_hops))
+            return next(v for v in self._routes_of(dp, prefix))
+        return self._submit(add)
+
+    def _routes_of(self, dp, prefix) -> Iterator[RouteView]:
+        names = {p.index: p.name for p in dp.ports()}
+        r = dp.route(prefix)
+        yield RouteView(r.prefix, r.kind, tuple((h.gateway, names.get(h.port, str(h.port)))
+                                                for h in r.nexthops))
+
+    def delete_route(self, prefix: str) -> None:
+        self._submit(lambda dp: dp.del_route(prefix))
+
+    # Flows and counters
+
+    def flows(self, vip: str = "", backend: str = "", client: str = "", limit: int = 0) -> list:
+        kw = {k: _address(v, k) for k, v in (("vip", vip), ("backend", backend),
+                                            ("client", client)) if v}
+        out = self._submit(lambda dp: dp.connections(**kw))
+        return out[:limit] if limit else out
+
+    def stats(self) -> dict:
+        def read(dp):
+            from pylb import _native
+            rows = dp.counters.copy()
+            return {"counters": dp.totals(), "drops": dp.drops(),
+                    "lcores": [dict(zip(_native.COUNTER_NAMES, map(int, row))) for row in rows],
+                    "connections": dp.conn_count(), "timestamp_ms": int(time.time() * 1000)}
+        return self._submit(read)
+
+
+def _tuple(b) -> tuple:
+    return (b.ip, b.port, b.weight, b.state)

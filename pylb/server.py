@@ -1,0 +1,243 @@
+"""The gRPC server (pylb.v1.LoadBalancer): thin servicers that translate
+between protobuf and the domain (pylb.manager), plus the standard health
+service (grpc.health.v1: NOT_SERVING while starting or stopping) and server
+reflection, so grpc_health_probe and grpcurl work unchanged.
+
+Errors map in one place: InvalidArgument -> INVALID_ARGUMENT, NotFound ->
+NOT_FOUND, AlreadyExists -> ALREADY_EXISTS, CapacityExhausted ->
+RESOURCE_EXHAUSTED, other pylb errors -> FAILED_PRECONDITION; the message is
+the domain's, which says what to fix.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import os
+import time
+from concurrent import futures
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from pylb.config import BackendSpec, ServiceSpec
+from pylb.errors import (AlreadyExists, CapacityExhausted, InvalidArgument, NotFound,
+                         PylbError)
+from pylb.manager import Manager
+from pylb.v1 import pylb_pb2 as pb
+from pylb.v1 import pylb_pb2_grpc as pb_grpc
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["LoadBalancer"].full_name
+
+_STATUS = ((InvalidArgument, grpc.StatusCode.INVALID_ARGUMENT),
+           (NotFound, grpc.StatusCode.NOT_FOUND),
+           (AlreadyExists, grpc.StatusCode.ALREADY_EXISTS),
+           (CapacityExhausted, grpc.StatusCode.RESOURCE_EXHAUSTED),
+           (PylbError, grpc.StatusCode.FAILED_PRECONDITION))
+
+PROTOS = {pb.PROTOCOL_UNSPECIFIED: "tcp", pb.PROTOCOL_TCP: "tcp", pb.PROTOCOL_UDP: "udp"}
+METHODS = {pb.METHOD_UNSPECIFIED: "nat", pb.METHOD_NAT: "nat", pb.METHOD_FULLNAT: "fullnat",
+           pb.METHOD_DR: "dr", pb.METHOD_TUNNEL: "tunnel"}
+SCHEDULERS = {pb.SCHEDULER_UNSPECIFIED: "maglev", pb.SCHEDULER_MAGLEV: "maglev",
+              pb.SCHEDULER_SOURCE: "source", pb.SCHEDULER_WRR: "wrr", pb.SCHEDULER_WLC: "wlc"}
+STATES = {pb.BACKEND_STATE_UNSPECIFIED: "up", pb.BACKEND_STATE_UP: "up",
+          pb.BACKEND_STATE_DRAIN: "drain", pb.BACKEND_STATE_DOWN: "down"}
+
+
+def _back(table: dict) -> dict:
+    return {v: k for k, v in table.items() if k != 0}
+
+
+def _abort(context, e: PylbError):
+    context.abort(next(c for cls, c in _STATUS if isinstance(e, cls)), str(e))
+
+
+def _rpc(fn):
+    """Domain exceptions become status codes with the domain's message."""
+    if inspect.isgeneratorfunction(fn):
+        @functools.wraps(fn)
+        def stream(self, request, context):
+            try:
+                yield from fn(self, request, context)
+            except PylbError as e:
+                _abort(context, e)
+        return stream
+
+    @functools.wraps(fn)
+    def unary(self, request, context):
+        try:
+            return fn(self, request, context)
+        except PylbError as e:
+            _abort(context, e)
+    return unary
+
+
+def _enum(table: dict, value: int, what: str) -> str:
+    if value not in table:
+        raise InvalidArgument(f"{what} {value} is not one of {sorted(table)}")
+    return table[value]
+
+
+def _key(k: pb.ServiceKey) -> tuple[str, int, str]:
+    if not k.vip:
+        raise InvalidArgument("a service key needs a vip")
+    if k.port > 65535:
+        raise InvalidArgument(f"port {k.port} is not in 0..65535 (0: all ports)")
+    return k.vip, k.port, _enum(PROTOS, k.protocol, "protocol")
+
+
+def _backend(b: pb.Backend) -> BackendSpec:
+    if b.port > 65535:
+        raise InvalidArgument(f"backend {b.address}: port {b.port} is not in 0..65535")
+    if b.weight > 65535:
+        raise InvalidArgument(f"backend {b.address}: weight {b.weight} is not in 0..65535")
+    return BackendSpec(b.address, b.port, b.weight, _enum(STATES, b.state, "backend state"))
+
+
+def service_msg(v) -> pb.Service:
+    s = v.spec
+    return pb.Service(
+        key=pb.ServiceKey(vip=s.vip, port=s.port, protocol=_back(PROTOS)[s.proto]),
+        method=_back(METHODS)[s.method], scheduler=_back(SCHEDULERS)[s.scheduler],
+        table_size=s.table_size, persistence_seconds=s.persistence,
+        persistence_prefix=s.persistence_prefix, local_addresses=list(s.local_addresses),
+        down_reset=s.down_reset,
+        backends=[pb.Backend(address=b.spec.ip, port=b.spec.port, weight=b.spec.weight,
+                             state=_back(STATES)[b.spec.state], active_connections=b.active,
+                             inactive_connections=b.inactive) for b in v.backends])
+
+
+def route_msg(r) -> pb.Route:
+    return pb.Route(prefix=r.prefix, kind=r.kind,
+                    next_hops=[pb.NextHop(gateway=g or "", port=p) for g, p in r.next_hops])
+
+
+def stats_msg(s: dict) -> pb.Stats:
+    return pb.Stats(counters=s["counters"], drops=s["drops"], connections=s["connections"],
+                    timestamp_ms=s["timestamp_ms"],
+                    lcores=[pb.LcoreStats(slot=i, counters=row) for i, row in enumerate(s["lcores"])])
+
+
+class LoadBalancer(pb_grpc.LoadBalancerServicer):
+    def __init__(self, manager: Manager):
+        self.m = manager
+
+    @_rpc
+    def ListServices(self, request, context):
+        return pb.ListServicesResponse(services=[service_msg(v) for v in self.m.services()])
+
+    @_rpc
+    def GetService(self, request, context):
+        return service_msg(self.m.service(*_key(request)))
+
+    @_rpc
+    def AddService(self, request, context):
+        vip, port, proto = _key(request.key)
+        spec = ServiceSpec(vip, port, proto, _enum(METHODS, request.method, "method"),
+                           _enum(SCHEDULERS, request.scheduler, "scheduler"),
+                           request.table_size or 65537, request.persistence_seconds,
+                           request.persistence_prefix, tuple(request.local_addresses),
+                           request.down_reset, tuple(_backend(b) for b in request.backends))
+        return service_msg(self.m.add_service(spec))
+
+    @_rpc
+    def DeleteService(self, request, context):
+        self.m.delete_service(*_key(request))
+        return pb.Empty()
+
+    @_rpc
+    def SetBackend(self, request, context):
+        return service_msg(self.m.set_backend(*_key(request.service), _backend(request.backend)))
+
+    @_rpc
+    def DeleteBackend(self, request, context):
+        return service_msg(self.m.delete_backend(*_key(request.service), request.address,
+                                                 request.port))
+
+    @_rpc
+    def ListRoutes(self, request, context):
+        return pb.ListRoutesResponse(routes=[route_msg(r) for r in self.m.routes(request.family)])
+
+    @_rpc
+    def AddRoute(self, request, context):
+        return route_msg(self.m.add_route(request.prefix, [(h.gateway or None, h.port)
+                                                           for h in request.next_hops]))
+
+    @_rpc
+    def DeleteRoute(self, request, context):
+        self.m.delete_route(request.prefix)
+        return pb.Empty()
+
+    @_rpc
+    def ListFlows(self, request, context):
+        for c in self.m.flows(request.vip, request.backend, request.client, request.limit):
+            yield pb.Flow(protocol=_back(PROTOS)[c.proto], client=c.client, client_port=c.cport,
+                          vip=c.vip, vip_port=c.vport, backend=c.backend, backend_port=c.bport,
+                          local=c.local or "", local_port=c.lport, state=c.state,
+                          expires_ms=c.expires_ms, packets=c.packets, lcore=c.lcore_slot)
+
+    @_rpc
+    def GetStats(self, request, context):
+        return stats_msg(self.m.stats())
+
+    @_rpc
+    def WatchStats(self, request, context):
+        interval = max(request.interval_ms, 100) / 1000
+        while context.is_active():
+            yield stats_msg(self.m.stats())
+            time.sleep(interval)
+
+
+class Server:
+    """The gRPC server of one appliance: LoadBalancer, health, reflection."""
+
+    def __init__(self, manager: Manager, address: str, workers: int = 8):
+        self.address = address
+        self.grpc = grpc.server(futures.ThreadPoolExecutor(max_workers=workers))
+        pb_grpc.add_LoadBalancerServicer_to_server(LoadBalancer(manager), self.grpc)
+        self.health = health.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc)
+        reflection.enable_server_reflection(
+            (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+             reflection.SERVICE_NAME), self.grpc)
+        self.serving(False)
+        if address.startswith("unix:"):
+            path = address[len("unix:"):]
+            os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+            if os.path.exists(path):
+                os.unlink(path)             # a stale socket of a previous run
+            old = os.umask(0o177)           # the socket is created 0600: root's
+            try:
+                self._bind(address)
+            finally:
+                os.umask(old)
+        else:
+            raise InvalidArgument(f"gRPC address {address!r}: only unix:PATH for now "
+                                  "(TCP needs TLS, which is not built yet)")
+
+    def _bind(self, address: str) -> None:
+        try:
+            if self.grpc.add_insecure_port(address) == 0:
+                raise OSError
+        except (OSError, RuntimeError):
+            raise InvalidArgument(f"cannot listen on {address}") from None
+
+    def serving(self, up: bool) -> None:
+        status = health_pb2.HealthCheckResponse.SERVING if up else \
+            health_pb2.HealthCheckResponse.NOT_SERVING
+        for name in ("", SERVICE_NAME):
+            self.health.set(name, status)
+
+    def start(self) -> "Server":
+        self.grpc.start()
+        return self
+
+    def stop(self, grace: float = 1.0) -> None:
+        self.serving(False)
+        self.grpc.stop(grace).wait()
+        if self.address.startswith("unix:"):
+            try:
+                os.unlink(self.address[len("unix:"):])
+            except FileNotFoundError:
+                pass

@@ -1,0 +1,211 @@
+"""The management API: every RPC against a real server over a real channel (a
+unix socket) on a real dataplane, the status codes of bad input, the standard
+health and reflection services, `pylb run` serving it, and `pylbctl`."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from scapy.layers.inet import IP, UDP
+from scapy.layers.l2 import Ether
+from scapy.packet import raw
+
+from conftest import CLIENT_MAC, P0_MAC
+from pylb.errors import NotFound
+from pylb.manager import Manager, direct_submitter
+from pylb.server import Server
+from pylb.v1 import pylb_pb2 as pb
+from pylb.v1 import pylb_pb2_grpc as pb_grpc
+from test_cli import ROOT, profile
+
+VIP = "10.0.0.100"
+KEY = pb.ServiceKey(vip=VIP, port=53, protocol=pb.PROTOCOL_UDP)
+
+
+@pytest.fixture
+def api(dp, tmp_path):
+    for i in range(3):
+        dp.add_neighbour("p1", f"10.0.1.{20 + i}", f"02:00:00:00:0b:0{i}")
+    server = Server(Manager(direct_submitter(dp)), f"unix:{tmp_path}/api.sock").start()
+    server.serving(True)
+    with grpc.insecure_channel(server.address) as ch:
+        yield pb_grpc.LoadBalancerStub(ch), dp, ch
+    server.stop()
+
+
+def code_of(call, *args) -> grpc.StatusCode:
+    with pytest.raises(grpc.RpcError) as e:
+        call(*args)
+    return e.value.code(), e.value.details()
+
+
+def test_services_and_backends_round_trip(api):
+    stub, dp, _ = api
+    s = stub.AddService(pb.Service(key=KEY, scheduler=pb.SCHEDULER_WLC, down_reset=True,
+                                   backends=[pb.Backend(address="10.0.1.20", port=5353, weight=2)]))
+    assert (s.key.vip, s.key.port, s.key.protocol, s.method, s.scheduler, s.table_size, s.down_reset) \
+        == (VIP, 53, pb.PROTOCOL_UDP, pb.METHOD_NAT, pb.SCHEDULER_WLC, 65537, True)
+    assert [(b.address, b.port, b.weight, b.state) for b in s.backends] == \
+        [("10.0.1.20", 5353, 2, pb.BACKEND_STATE_UP)]
+    # What the dataplane has is what the API says.
+    assert dp.service(VIP, 53, "udp").backends[0].weight == 2
+    s = stub.SetBackend(pb.SetBackendRequest(service=KEY, backend=pb.Backend(
+        address="10.0.1.21", port=5353, weight=1)))
+    s = stub.SetBackend(pb.SetBackendRequest(service=KEY, backend=pb.Backend(
+        address="10.0.1.20", port=5353, weight=2, state=pb.BACKEND_STATE_DRAIN)))
+    assert [(b.address, b.state) for b in s.backends] == \
+        [("10.0.1.20", pb.BACKEND_STATE_DRAIN), ("10.0.1.21", pb.BACKEND_STATE_UP)]
+    assert [b.state for b in dp.service(VIP, 53, "udp").backends] == ["drain", "up"]
+    # Traffic: the flow is listed (streamed) and counted per backend.
+    frame = Ether(src=CLIENT_MAC, dst=P0_MAC) / IP(src="10.0.0.2", dst=VIP) / UDP(sport=999, dport=53)
+    (_, out), = dp.inject("p0", [raw(frame)])
+    assert Ether(out)[IP].dst == "10.0.1.21"
+    flows = list(stub.ListFlows(pb.ListFlowsRequest(vip=VIP)))
+    assert [(f.client, f.client_port, f.backend, f.backend_port, f.state, f.protocol)
+            for f in flows] == [("10.0.0.2", 999, "10.0.1.21", 5353, "none", pb.PROTOCOL_UDP)]
+    assert list(stub.ListFlows(pb.ListFlowsRequest(client="10.0.0.3"))) == []
+    got = stub.GetService(KEY)
+    assert [(b.address, b.active_connections) for b in got.backends] == \
+        [("10.0.1.20", 0), ("10.0.1.21", 1)]
+    assert [x.key.port for x in stub.ListServices(pb.ListServicesRequest()).services] == [53]
+    s = stub.DeleteBackend(pb.BackendKey(service=KEY, address="10.0.1.20", port=5353))
+    assert [b.address for b in s.backends] == ["10.0.1.21"]
+    stub.DeleteService(KEY)
+    assert dp.services() == []
+
+
+def test_routes_and_stats(api):
+    stub, dp, _ = api
+    r = stub.AddRoute(pb.Route(prefix="192.0.2.0/24", next_hops=[pb.NextHop(gateway="10.0.1.20",
+                                                                            port="p1")]))
+    assert (r.prefix, r.kind, r.next_hops[0].gateway, r.next_hops[0].port) == \
+        ("192.0.2.0/24", "gateway", "10.0.1.20", "p1")
+    routes = {x.prefix: x.kind for x in stub.ListRoutes(pb.ListRoutesRequest()).routes}
+    assert routes["192.0.2.0/24"] == "gateway" and routes["10.0.0.0/24"] == "connected"
+    assert routes["2001:db8::/64"] == "connected"
+    assert all(":" not in p for p in (x.prefix for x in stub.ListRoutes(pb.ListRoutesRequest(
+        family=4)).routes))
+    stub.DeleteRoute(pb.RouteKey(prefix="192.0.2.0/24"))
+    with pytest.raises(NotFound):
+        dp.lookup("192.0.2.1")
+    dp.inject("p0", [raw(Ether(src=CLIENT_MAC, dst="02:00:00:00:99:99") / IP())])
+    s = stub.GetStats(pb.GetStatsRequest())
+    assert s.counters["rx_packets"] == 1 and s.drops["eth_other_host"] == 1
+    assert len(s.lcores) == 1 and s.lcores[0].counters["rx_packets"] == 1
+    watch = stub.WatchStats(pb.WatchStatsRequest(interval_ms=100))
+    first, second = next(watch), next(watch)
+    watch.cancel()
+    assert second.timestamp_ms - first.timestamp_ms >= 90
+
+
+@pytest.mark.parametrize("call, request_, code, says", [
+    ("AddRoute", pb.Route(prefix="10.0.0.1/8", next_hops=[pb.NextHop(port="p1")]),
+     grpc.StatusCode.INVALID_ARGUMENT, "host bits"),
+    ("AddRoute", pb.Route(prefix="198.51.100.0/24"), grpc.StatusCode.INVALID_ARGUMENT, "next hop"),
+    ("GetService", pb.ServiceKey(vip=VIP, port=80), grpc.StatusCode.NOT_FOUND, "no service"),
+    ("GetService", pb.ServiceKey(vip="10.0.0.300", port=80), grpc.StatusCode.INVALID_ARGUMENT,
+     "not an IPv4 or IPv6 address"),
+    ("AddService", pb.Service(key=KEY, backends=[pb.Backend(address="10.0.1.20"),
+                                                 pb.Backend(address="10.0.1.20")]),
+     grpc.StatusCode.ALREADY_EXISTS, "listed twice"),
+    ("AddService", pb.Service(key=KEY, backends=[pb.Backend(address="10.0.1.20", weight=70000)]),
+     grpc.StatusCode.INVALID_ARGUMENT, "weight 70000"),
+    ("AddService", pb.Service(key=KEY, backends=[pb.Backend(address="10.0.1.%d" % (i % 250),
+                                                            port=1000 + i) for i in range(4097)]),
+     grpc.StatusCode.RESOURCE_EXHAUSTED, "at most"),
+    ("DeleteBackend", pb.BackendKey(service=KEY, address="10.0.1.20"), grpc.StatusCode.NOT_FOUND,
+     "no service"),
+])
+def test_bad_input_gets_the_canonical_status(api, call, request_, code, says):
+    stub, dp, _ = api
+    got, details = code_of(getattr(stub, call), request_)
+    assert got == code and says in details
+    assert dp.services() == []          # all or nothing
+
+
+def test_a_duplicate_service_is_already_exists(api):
+    stub, _, _ = api
+    stub.AddService(pb.Service(key=KEY))
+    assert code_of(stub.AddService, pb.Service(key=KEY))[0] == grpc.StatusCode.ALREADY_EXISTS
+
+
+def test_health_and_reflection(api):
+    _, _, ch = api
+    health = health_pb2_grpc.HealthStub(ch)
+    for name in ("", "pylb.v1.LoadBalancer"):
+        assert health.Check(health_pb2.HealthCheckRequest(service=name)).status == \
+            health_pb2.HealthCheckResponse.SERVING
+    refl = reflection_pb2_grpc.ServerReflectionStub(ch)
+    (reply,) = refl.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(
+        list_services="")]))
+    names = {s.name for s in reply.list_services_response.service}
+    assert {"pylb.v1.LoadBalancer", "grpc.health.v1.Health",
+            "grpc.reflection.v1alpha.ServerReflection"} <= names
+
+
+IPVS_GOLDEN = """\
+IP Virtual Server version 1.2.1 (size=4096)
+Prot LocalAddress:Port Scheduler Flags
+  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn
+TCP  10.78.0.100:80 wrr persistent 300 mask 255.255.255.0
+  -> 10.78.1.11:8080              Masq    2      0          0
+  -> 10.78.1.12:8080              Masq    0      0          0
+UDP  10.78.0.100:53 maglev
+  -> 10.78.1.11:53                Route   1      0          0
+"""
+
+
+def test_pylb_run_serves_the_api_and_pylbctl_drives_it(tmp_path):
+    prof = profile(tmp_path, "grpcrun", ports=[
+        {"name": "p0", "vdev": "net_tap0,iface=grpcrun0", "addresses": ["10.78.0.1/24"]},
+        {"name": "p1", "vdev": "net_tap1,iface=grpcrun1", "addresses": ["10.78.1.1/24"]}])
+    sock = tmp_path / "api.sock"
+    p = subprocess.Popen([sys.executable, "-m", "pylb", "run", "--profile", prof,
+                          "--grpc", f"unix:{sock}"], cwd=ROOT, stderr=subprocess.PIPE, text=True)
+
+    def ctl(*args):
+        return subprocess.run([sys.executable, "-m", "pylb.ctl", "--address", f"unix:{sock}", *args],
+                              capture_output=True, text=True, timeout=60, cwd=ROOT)
+    try:
+        for line in p.stderr:
+            if "running:" in line:
+                break
+        assert stat.S_IMODE(os.stat(sock).st_mode) == 0o600
+        with grpc.insecure_channel(f"unix:{sock}") as ch:
+            assert health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest()).status == \
+                health_pb2.HealthCheckResponse.SERVING
+        r = ctl("service", "add", "10.78.0.100:80", "--scheduler", "wrr", "--persistence", "300",
+                "--persistence-prefix", "24", "--backend", "10.78.1.11:8080",
+                "--backend", "10.78.1.12:8080")
+        assert r.returncode == 0, r.stderr
+        assert ctl("backend", "set-weight", "10.78.0.100:80", "10.78.1.11:8080", "2").returncode == 0
+        assert ctl("backend", "drain", "10.78.0.100:80", "10.78.1.12:8080").returncode == 0
+        assert ctl("service", "add", "10.78.0.100:53/udp", "--method", "dr",
+                   "--backend", "10.78.1.11").returncode == 0
+        assert ctl("ipvs", "-L", "-n").stdout == IPVS_GOLDEN
+        listing = json.loads(ctl("-o", "json", "service", "list").stdout)
+        assert [(s["key"]["port"], [b["state"] for b in s["backends"]]) for s in listing] == \
+            [(80, ["BACKEND_STATE_UP", "BACKEND_STATE_DRAIN"]), (53, ["BACKEND_STATE_UP"])]
+        r = ctl("backend", "add", "10.78.0.100:80", "10.78.1.13:8080", "--weight", "70000")
+        assert r.returncode == 1 and r.stderr.startswith("pylbctl: error: INVALID_ARGUMENT: ") \
+            and "weight 70000" in r.stderr
+        r = ctl("service", "del", "10.78.0.100:81")
+        assert r.returncode == 1 and "NOT_FOUND: no service 10.78.0.100:81/tcp" in r.stderr
+        assert ctl("route", "add", "192.0.2.0/24", "--via", "10.78.1.254@p1").returncode == 0
+        routes = json.loads(ctl("-o", "json", "route", "list", "--family", "4").stdout)
+        assert {"prefix": "192.0.2.0/24", "kind": "gateway",
+                "next_hops": [{"gateway": "10.78.1.254", "port": "p1"}]} in routes
+        assert json.loads(ctl("-o", "json", "flows").stdout) == []
+        assert "rx_packets" in json.loads(ctl("-o", "json", "stats").stdout)["counters"]
+    finally:
+        p.terminate()
+        p.wait(60)
+    assert p.returncode == 0 and not sock.exists()
