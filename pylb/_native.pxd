@@ -138,6 +138,8 @@ cdef extern from "pylb_dp.h" nogil:
         uint32_t n_addrs
         pylb_prefix addrs[2 * PYLB_MAX_ADDRS]
         char kernel_iface[PYLB_NAME_LEN]
+        uint64_t nic_rx_packets, nic_tx_packets, nic_rx_bytes, nic_tx_bytes
+        uint64_t nic_rx_missed, nic_rx_errors, nic_tx_errors, nic_rx_nombuf
 
     struct pylb_neigh_info:
         pylb_ip addr

@@ -91,6 +91,7 @@ class PortInfo(NamedTuple):
     link_speed_mbps: int
     addresses: tuple
     kernel_iface: str = ""
+    nic: dict = {}          # the NIC's counters: rx_packets, tx_packets, rx_bytes, ...
 
 
 class Neighbour(NamedTuple):
@@ -978,7 +979,12 @@ cdef class Dataplane:
             addrs = tuple(_get_prefix(&info.addrs[i]) for i in range(info.n_addrs))
             out.append(PortInfo(p, info.name.decode(), info.device.decode(), info.ethdev,
                                 _fmt_mac(info.mac), bool(info.link_up),
-                                info.link_speed_mbps, addrs, info.kernel_iface.decode()))
+                                info.link_speed_mbps, addrs, info.kernel_iface.decode(),
+                                {"rx_packets": info.nic_rx_packets, "tx_packets": info.nic_tx_packets,
+                                 "rx_bytes": info.nic_rx_bytes, "tx_bytes": info.nic_tx_bytes,
+                                 "rx_missed": info.nic_rx_missed, "rx_errors": info.nic_rx_errors,
+                                 "tx_errors": info.nic_tx_errors,
+                                 "rx_nombuf": info.nic_rx_nombuf}))
         return out
 
     def neighbours(self):

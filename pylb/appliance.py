@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 
 from pylb import hostinfo, telemetry
 from pylb.errors import DataplaneError, NotFound
@@ -62,20 +63,21 @@ def _run_tasks(tasks: queue.SimpleQueue, dp) -> None:
 
 def run(profile: Profile, stop: threading.Event, instance: str | None = None,
         tasks: queue.SimpleQueue | None = None, config: Config | None = None,
-        grpc_address: str | None = None) -> None:
+        grpc_address: str | None = None, metrics_address: str | None = None) -> None:
     """Run until `stop` is set. Raises PylbError subclasses with operator-facing messages.
 
     `tasks` carries callables f(dataplane) from other threads (the management
     plane): they run here, between housekeeping passes, so every control-side
     change happens on this one thread. `config` is applied once the ports are up.
-    `grpc_address` (unix:PATH): where the management API listens; None: nowhere."""
+    `grpc_address` (unix:PATH): where the management API listens; None: nowhere.
+    `metrics_address` ([HOST:]PORT): where Prometheus scrapes; None: nowhere."""
     check_host(profile, instance)
     native = load_native()
     prefix = profile.file_prefix(instance)
     argv = profile.eal_argv(instance)
     log.info("EAL %s", " ".join(argv[1:]))
     native.eal_init(argv)
-    dp = server = None
+    dp = server = metrics = None
     if tasks is None:
         tasks = queue.SimpleQueue()
     try:
@@ -98,12 +100,23 @@ def run(profile: Profile, stop: threading.Event, instance: str | None = None,
             log.info("port %s (%s): ethdev %d mac %s link %s addresses %s kernel interface %s",
                      p.name, p.device, p.ethdev, p.mac, "up" if p.link_up else "down",
                      ", ".join(p.addresses) or "-", p.kernel_iface or "-")
+        from pylb.manager import Manager, queue_submitter
+        manager = Manager(queue_submitter(tasks))
         if grpc_address:
-            from pylb.manager import Manager, queue_submitter
             from pylb.server import Server
-            server = Server(Manager(queue_submitter(tasks)), grpc_address).start()
+            server = Server(manager, grpc_address).start()
             server.serving(True)
             log.info("gRPC: %s", grpc_address)
+        if metrics_address:
+            import prometheus_client
+            from pylb import metrics as pm
+            host, port = pm.parse_address(metrics_address)
+            try:
+                metrics, _ = prometheus_client.start_http_server(port, host,
+                                                                 registry=pm.registry(manager))
+            except OSError as e:
+                raise DataplaneError(f"metrics: cannot listen on {host}:{port}: {e.strerror}") from None
+            log.info("metrics: http://%s:%d/metrics", host, port)
         log.info("running: %d worker(s) on lcore(s) %s, file prefix %s", len(profile.workers),
                  ",".join(map(str, profile.workers)), prefix)
         while not stop.wait(HOUSEKEEP_INTERVAL_S):
@@ -111,13 +124,23 @@ def run(profile: Profile, stop: threading.Event, instance: str | None = None,
             dp.housekeep()
         log.info("stopping")
     finally:
+        # Health says NOT_SERVING at once; calls and scrapes in flight finish
+        # (the loop keeps running their tasks) before the dataplane goes.
+        pending = []
+        if metrics is not None:
+            t = threading.Thread(target=metrics.shutdown)
+            t.start()
+            pending.append(t.is_alive)
         if server is not None:
-            # Health says NOT_SERVING at once; calls in flight finish (the
-            # loop keeps running their tasks) before the dataplane goes.
             server.serving(False)
             done = server.grpc.stop(1.0)
-            while not done.wait(HOUSEKEEP_INTERVAL_S):
-                _run_tasks(tasks, dp)
+            pending.append(lambda: not done.is_set())
+        while any(alive() for alive in pending):
+            _run_tasks(tasks, dp)
+            time.sleep(HOUSEKEEP_INTERVAL_S)
+        if metrics is not None:
+            metrics.server_close()
+        if server is not None:
             server.stop(0)
         if dp is not None:
             dp.close()

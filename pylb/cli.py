@@ -35,7 +35,8 @@ def cmd_run(args) -> int:
         signal.signal(sig, lambda *_: stop.set())
     grpc_address = None if args.grpc == "none" else \
         args.grpc or appliance.grpc_default(profile, args.instance)
-    appliance.run(profile, stop, instance=args.instance, config=config, grpc_address=grpc_address)
+    appliance.run(profile, stop, instance=args.instance, config=config, grpc_address=grpc_address,
+                  metrics_address=args.metrics)
     return 0
 
 
@@ -175,6 +176,8 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--config", help="desired state to apply at start (services, routes)")
     run.add_argument("--grpc", help="management API address: unix:PATH (default "
                                     "unix:/run/pylb/NAME.sock, mode 0600) or 'none'")
+    run.add_argument("--metrics", metavar="[HOST:]PORT",
+                     help="serve Prometheus metrics at http://HOST:PORT/metrics (HOST: 127.0.0.1)")
     run.set_defaults(func=cmd_run)
 
     doc = sub.add_parser("doctor", help="report host readiness for DPDK")

@@ -183,6 +183,9 @@ class Manager:
 
     # Flows and counters
 
+    def ports(self) -> list:
+        return self._submit(lambda dp: dp.ports())
+
     def flows(self, vip: str = "", backend: str = "", client: str = "", limit: int = 0) -> list:
         kw = {k: _address(v, k) for k, v in (("vip", vip), ("backend", backend),
                                             ("client", client)) if v}

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import stat
 import subprocess
 import sys
+import urllib.request
 
 import grpc
 import pytest
@@ -151,6 +153,31 @@ def test_health_and_reflection(api):
             "grpc.reflection.v1alpha.ServerReflection"} <= names
 
 
+def test_metrics_in_ipvs_exporter_style(api):
+    from prometheus_client import generate_latest
+    from pylb import metrics
+    stub, dp, _ = api
+    stub.AddService(pb.Service(key=KEY, backends=[pb.Backend(address="10.0.1.20", port=5353,
+                                                             weight=3),
+                                                  pb.Backend(address="10.0.1.21", port=5353,
+                                                             state=pb.BACKEND_STATE_DOWN)]))
+    frame = Ether(src=CLIENT_MAC, dst=P0_MAC) / IP(src="10.0.0.2", dst=VIP) / UDP(sport=999, dport=53)
+    dp.inject("p0", [raw(frame), raw(Ether(src=CLIENT_MAC, dst="02:00:00:00:99:99") / IP())])
+    text = generate_latest(metrics.registry(Manager(direct_submitter(dp)))).decode()
+    labels = 'local_address="10.0.0.100",local_port="53",proto="udp",remote_address="10.0.1.20",' \
+        'remote_port="5353"'
+    for line in (f"pylb_ipvs_backend_connections_active{{{labels}}} 1.0",
+                 f"pylb_ipvs_backend_weight{{{labels}}} 3.0",
+                 f"pylb_ipvs_backend_up{{{labels}}} 1.0",
+                 'pylb_ipvs_backend_state{local_address="10.0.0.100",local_port="53",proto="udp",'
+                 'remote_address="10.0.1.21",remote_port="5353",state="down"} 1.0',
+                 "pylb_ipvs_connections_total 1.0", "pylb_ipvs_incoming_packets_total 2.0",
+                 "pylb_conntrack_entries 1.0", "pylb_conntrack_table_full_total 0.0",
+                 'pylb_drops_total{reason="eth_other_host"} 1.0', "pylb_forwarded_total 1.0",
+                 'pylb_port_rx_packets_total{port="p0"} 0.0', 'pylb_lcore_busy_cycles_total{lcore="0"}'):
+        assert line in text, line
+
+
 IPVS_GOLDEN = """\
 IP Virtual Server version 1.2.1 (size=4096)
 Prot LocalAddress:Port Scheduler Flags
@@ -168,8 +195,12 @@ def test_pylb_run_serves_the_api_and_pylbctl_drives_it(tmp_path):
         {"name": "p0", "vdev": "net_tap0,iface=grpcrun0", "addresses": ["10.78.0.1/24"]},
         {"name": "p1", "vdev": "net_tap1,iface=grpcrun1", "addresses": ["10.78.1.1/24"]}])
     sock = tmp_path / "api.sock"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        mport = s.getsockname()[1]
     p = subprocess.Popen([sys.executable, "-m", "pylb", "run", "--profile", prof,
-                          "--grpc", f"unix:{sock}"], cwd=ROOT, stderr=subprocess.PIPE, text=True)
+                          "--grpc", f"unix:{sock}", "--metrics", f"127.0.0.1:{mport}"],
+                         cwd=ROOT, stderr=subprocess.PIPE, text=True)
 
     def ctl(*args):
         return subprocess.run([sys.executable, "-m", "pylb.ctl", "--address", f"unix:{sock}", *args],
@@ -205,6 +236,10 @@ def test_pylb_run_serves_the_api_and_pylbctl_drives_it(tmp_path):
                 "next_hops": [{"gateway": "10.78.1.254", "port": "p1"}]} in routes
         assert json.loads(ctl("-o", "json", "flows").stdout) == []
         assert "rx_packets" in json.loads(ctl("-o", "json", "stats").stdout)["counters"]
+        scrape = urllib.request.urlopen(f"http://127.0.0.1:{mport}/metrics", timeout=10).read().decode()
+        assert 'pylb_ipvs_backend_weight{local_address="10.78.0.100",local_port="80",proto="tcp",' \
+            'remote_address="10.78.1.11",remote_port="8080"} 2.0' in scrape
+        assert 'pylb_port_rx_packets_total{port="p0"}' in scrape
     finally:
         p.terminate()
         p.wait(60)

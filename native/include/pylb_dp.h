@@ -322,6 +322,9 @@ struct pylb_port_info {
 	uint32_t n_addrs;
 	struct pylb_prefix addrs[2 * PYLB_MAX_ADDRS];
 	char kernel_iface[PYLB_NAME_LEN];	/* empty: no exception path */
+	/* The NIC's counters (rte_eth_stats); 0 for a detached port. */
+	uint64_t nic_rx_packets, nic_tx_packets, nic_rx_bytes, nic_tx_bytes;
+	uint64_t nic_rx_missed, nic_rx_errors, nic_tx_errors, nic_rx_nombuf;
 };
 
 enum pylb_neigh_state {

@@ -384,6 +384,7 @@ pylb_dp_port_info(struct pylb_dp *dp, uint16_t port, struct pylb_port_info *info
 	const struct pylb_port_cfg *pc;
 	const struct pylb_port *p;
 	struct rte_eth_link link;
+	struct rte_eth_stats st;
 	uint16_t i;
 
 	if (port >= dp->n_ports)
@@ -399,6 +400,16 @@ pylb_dp_port_info(struct pylb_dp *dp, uint16_t port, struct pylb_port_info *info
 	if (p->ethdev >= 0 && rte_eth_link_get_nowait((uint16_t)p->ethdev, &link) == 0) {
 		info->link_up = link.link_status == RTE_ETH_LINK_UP;
 		info->link_speed_mbps = link.link_speed;
+	}
+	if (p->ethdev >= 0 && rte_eth_stats_get((uint16_t)p->ethdev, &st) == 0) {
+		info->nic_rx_packets = st.ipackets;
+		info->nic_tx_packets = st.opackets;
+		info->nic_rx_bytes = st.ibytes;
+		info->nic_tx_bytes = st.obytes;
+		info->nic_rx_missed = st.imissed;
+		info->nic_rx_errors = st.ierrors;
+		info->nic_tx_errors = st.oerrors;
+		info->nic_rx_nombuf = st.rx_nombuf;
 	}
 	for (i = 0; i < pc->n_addrs4; i++) {
 		struct pylb_prefix *a = &info->addrs[info->n_addrs++];

@@ -1,0 +1,100 @@
+"""Prometheus metrics of a running appliance (prometheus-client), read from the
+dataplane at each scrape through the management domain. Names follow the
+IPVS exporter (node_exporter's ipvs collector) where there is one:
+
+    pylb_ipvs_backend_connections_active / _inactive / _weight   {local_address,
+        local_port, proto, remote_address, remote_port}
+    pylb_ipvs_backend_up (1: up; 0: drain or down), pylb_ipvs_backend_state {.., state}
+    pylb_ipvs_connections_total, pylb_ipvs_incoming_packets_total,
+    pylb_ipvs_incoming_bytes_total, pylb_ipvs_outgoing_packets_total,
+    pylb_ipvs_outgoing_bytes_total
+    pylb_conntrack_entries, pylb_conntrack_created_total, pylb_conntrack_table_full_total,
+    pylb_conntrack_lookups_total
+    pylb_drops_total {reason}; pylb_<counter>_total for every other dataplane counter
+    pylb_port_<nic counter>_total {port}; pylb_lcore_busy_cycles_total {lcore}
+"""
+
+from __future__ import annotations
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import CollectorRegistry
+
+from pylb.errors import InvalidArgument
+from pylb.manager import Manager
+
+BACKEND_LABELS = ["local_address", "local_port", "proto", "remote_address", "remote_port"]
+IPVS_TOTALS = {"conn_created": "ipvs_connections_total", "rx_packets": "ipvs_incoming_packets_total",
+               "rx_bytes": "ipvs_incoming_bytes_total", "tx_packets": "ipvs_outgoing_packets_total",
+               "tx_bytes": "ipvs_outgoing_bytes_total"}
+
+
+class Collector:
+    def __init__(self, manager: Manager):
+        self.m = manager
+
+    def collect(self):
+        stats, services, ports = self.m.stats(), self.m.services(), self.m.ports()
+        gauges = {n: GaugeMetricFamily(f"pylb_ipvs_backend_{n}", f"backend {n.replace('_', ' ')}",
+                                       labels=BACKEND_LABELS)
+                  for n in ("connections_active", "connections_inactive", "weight", "up")}
+        state = GaugeMetricFamily("pylb_ipvs_backend_state", "1 for the backend's state",
+                                  labels=BACKEND_LABELS + ["state"])
+        for v in services:
+            s = v.spec
+            for b in v.backends:
+                labels = [s.vip, str(s.port), s.proto, b.spec.ip, str(b.spec.port or s.port)]
+                gauges["connections_active"].add_metric(labels, b.active)
+                gauges["connections_inactive"].add_metric(labels, b.inactive)
+                gauges["weight"].add_metric(labels, b.spec.weight)
+                gauges["up"].add_metric(labels, 1 if b.spec.state == "up" else 0)
+                state.add_metric(labels + [b.spec.state], 1)
+        yield from gauges.values()
+        yield state
+        counters = stats["counters"]
+        for name, metric in IPVS_TOTALS.items():
+            yield CounterMetricFamily(f"pylb_{metric}", f"dataplane {name}", value=counters[name])
+        yield GaugeMetricFamily("pylb_conntrack_entries", "tracked connections",
+                                value=stats["connections"])
+        yield CounterMetricFamily("pylb_conntrack_created_total", "connections created",
+                                  value=counters["conn_created"])
+        yield CounterMetricFamily("pylb_conntrack_table_full_total",
+                                  "new connections sent statelessly: the table was full",
+                                  value=counters["conn_table_full"])
+        yield CounterMetricFamily("pylb_conntrack_lookups_total", "packets looked up in the table",
+                                  value=counters["l4_packets"])
+        drops = CounterMetricFamily("pylb_drops_total", "dropped packets by reason",
+                                    labels=["reason"])
+        for reason, v in stats["drops"].items():
+            drops.add_metric([reason], v)
+        yield drops
+        for name, v in counters.items():
+            if name not in ("busy_cycles", "busy_polls"):
+                yield CounterMetricFamily(f"pylb_{name}_total", f"dataplane counter {name}",
+                                          value=v)
+        busy = CounterMetricFamily("pylb_lcore_busy_cycles_total",
+                                   "TSC cycles of poll loops that received packets",
+                                   labels=["lcore"])
+        for i, row in enumerate(stats["lcores"]):
+            busy.add_metric([str(i)], row["busy_cycles"])
+        yield busy
+        nic = {}
+        for p in ports:
+            for k, v in p.nic.items():
+                nic.setdefault(k, CounterMetricFamily(f"pylb_port_{k}_total",
+                                                      f"NIC counter {k}", labels=["port"]))
+                nic[k].add_metric([p.name], v)
+        yield from nic.values()
+
+
+def registry(manager: Manager) -> CollectorRegistry:
+    reg = CollectorRegistry(auto_describe=False)
+    reg.register(Collector(manager))
+    return reg
+
+
+def parse_address(text: str) -> tuple[str, int]:
+    """'[HOST:]PORT' -> (host, port); host defaults to 127.0.0.1."""
+    host, _, port = text.rpartition(":")
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise InvalidArgument(f"metrics address {text!r}: expected [HOST:]PORT, e.g. 127.0.0.1:9779")
+    return host.strip("[]") or "127.0.0.1", int(port)
