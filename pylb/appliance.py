@@ -77,7 +77,7 @@ def run(profile: Profile, stop: threading.Event, instance: str | None = None,
     argv = profile.eal_argv(instance)
     log.info("EAL %s", " ".join(argv[1:]))
     native.eal_init(argv)
-    dp = server = metrics = None
+    dp = server = metrics = manager = None
     if tasks is None:
         tasks = queue.SimpleQueue()
     try:
@@ -101,7 +101,10 @@ def run(profile: Profile, stop: threading.Event, instance: str | None = None,
                      p.name, p.device, p.ethdev, p.mac, "up" if p.link_up else "down",
                      ", ".join(p.addresses) or "-", p.kernel_iface or "-")
         from pylb.manager import Manager, queue_submitter
-        manager = Manager(queue_submitter(tasks))
+        manager = Manager(queue_submitter(tasks), health=True)
+        for s in config.services if config is not None else ():
+            if s.health_check is not None:
+                manager.watch(s)
         if grpc_address:
             from pylb.server import Server
             server = Server(manager, grpc_address).start()
@@ -127,6 +130,8 @@ def run(profile: Profile, stop: threading.Event, instance: str | None = None,
         # Health says NOT_SERVING at once; calls and scrapes in flight finish
         # (the loop keeps running their tasks) before the dataplane goes.
         pending = []
+        if manager is not None:
+            manager.close()             # no new health verdicts; one in flight is drained below
         if metrics is not None:
             t = threading.Thread(target=metrics.shutdown)
             t.start()
@@ -135,8 +140,10 @@ def run(profile: Profile, stop: threading.Event, instance: str | None = None,
             server.serving(False)
             done = server.grpc.stop(1.0)
             pending.append(lambda: not done.is_set())
-        while any(alive() for alive in pending):
+        while True:
             _run_tasks(tasks, dp)
+            if not any(alive() for alive in pending):
+                break
             time.sleep(HOUSEKEEP_INTERVAL_S)
         if metrics is not None:
             metrics.server_close()

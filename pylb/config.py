@@ -31,7 +31,9 @@ from pylb.hostport import split_hostport
 
 TOP_KEYS = {"services", "routes"}
 SERVICE_KEYS = {"vip", "port", "proto", "method", "scheduler", "table_size", "persistence",
-                "persistence_prefix", "local_addresses", "down_reset", "backends"}
+                "persistence_prefix", "local_addresses", "down_reset", "backends", "health_check"}
+CHECK_KEYS = {"type", "port", "path", "expect_status", "interval_ms", "timeout_ms", "rise", "fall"}
+CHECK_TYPES = ("tcp", "http", "udp", "none")
 BACKEND_KEYS = {"address", "weight", "state"}
 ROUTE_KEYS = {"prefix", "via"}
 VIA_KEYS = {"gateway", "port"}
@@ -50,6 +52,22 @@ class BackendSpec:
 
 
 @dataclass(frozen=True)
+class HealthCheckSpec:
+    """tcp: a connection opens; http: GET `path` answers `expect_status`;
+    udp: a datagram gets an answer; none: always healthy. `port` 0: the
+    backend's (or the service's) port. A backend goes down after `fall`
+    failures in a row and up after `rise` successes."""
+    type: str = "tcp"
+    port: int = 0
+    path: str = "/"
+    expect_status: int = 200
+    interval_ms: int = 2000
+    timeout_ms: int = 1000
+    rise: int = 2
+    fall: int = 3
+
+
+@dataclass(frozen=True)
 class ServiceSpec:
     vip: str
     port: int
@@ -62,6 +80,7 @@ class ServiceSpec:
     local_addresses: tuple[str, ...] = ()
     down_reset: bool = False
     backends: tuple[BackendSpec, ...] = ()
+    health_check: HealthCheckSpec | None = None
 
     @property
     def key(self) -> tuple[str, int, str]:
@@ -113,6 +132,27 @@ def _choice(c: yamlsrc.Checker, s: dict, name: str, key: str, allowed: tuple[str
     return value
 
 
+def health_check(c: yamlsrc.Checker, raw: Any, key: str) -> HealthCheckSpec:
+    h = c.mapping(raw, key, CHECK_KEYS)
+    kind = h.get("type", "tcp")
+    if kind not in CHECK_TYPES:
+        raise c.fail(f"{key}.type", f"expected one of: {', '.join(CHECK_TYPES)}")
+    path = h.get("path", "/")
+    if not isinstance(path, str) or not path.startswith("/"):
+        raise c.fail(f"{key}.path", f"expected an HTTP path starting with '/', got {path!r}")
+    interval = c.integer(h.get("interval_ms", 2000), f"{key}.interval_ms", 100, 3_600_000)
+    spec = HealthCheckSpec(
+        kind, c.integer(h.get("port", 0), f"{key}.port", 0, 65535), path,
+        c.integer(h.get("expect_status", 200), f"{key}.expect_status", 100, 599), interval,
+        c.integer(h.get("timeout_ms", min(1000, interval)), f"{key}.timeout_ms", 10, 600_000),
+        c.integer(h.get("rise", 2), f"{key}.rise", 1, 100),
+        c.integer(h.get("fall", 3), f"{key}.fall", 1, 100))
+    if spec.timeout_ms > spec.interval_ms:
+        raise c.fail(f"{key}.timeout_ms", f"{spec.timeout_ms} ms is longer than the interval "
+                                          f"({spec.interval_ms} ms)")
+    return spec
+
+
 def _service(c: yamlsrc.Checker, raw: Any, key: str) -> ServiceSpec:
     s = c.mapping(raw, key, SERVICE_KEYS)
     if "vip" not in s or "port" not in s:
@@ -143,7 +183,9 @@ def _service(c: yamlsrc.Checker, raw: Any, key: str) -> ServiceSpec:
                                      0, 32 if vip.version == 4 else 128),
         local_addresses=tuple(str(_address(c, a, f"{key}.local_addresses[{i}]"))
                               for i, a in enumerate(lips)),
-        down_reset=down_reset, backends=backends)
+        down_reset=down_reset, backends=backends,
+        health_check=health_check(c, s["health_check"], f"{key}.health_check")
+        if "health_check" in s else None)
 
 
 def _route(c: yamlsrc.Checker, raw: Any, key: str) -> RouteSpec:

@@ -79,9 +79,10 @@ def print_service(s: pb.Service) -> None:
     print(f"{_svc_name(s.key)} {_name(METHOD_NAMES, s.method)} {_name(SCHED_NAMES, s.scheduler)}"
           f"{extra}")
     for b in s.backends:
+        health = f" health {b.health}" if b.health else ""
         print(f"  -> {_hostport(b.address, b.port):30} weight {b.weight:<5} "
               f"{_name(STATE_NAMES, b.state):5} active {b.active_connections} "
-              f"inactive {b.inactive_connections}")
+              f"inactive {b.inactive_connections}{health}")
 
 
 def ipvs_view(services: list[pb.Service]) -> str:
@@ -131,6 +132,10 @@ def run(args, stub) -> int:
                            persistence_prefix=args.persistence_prefix,
                            local_addresses=args.local_address or [], down_reset=args.down_reset,
                            backends=[backend_of(b, 1) for b in args.backend or []])
+            if args.check:
+                kind, _, path = args.check.partition(":")
+                s.health_check.CopyFrom(pb.HealthCheck(type=kind, path=path,
+                                                       interval_ms=args.check_interval_ms))
             print_service(stub.AddService(s))
         elif verb == "del":
             stub.DeleteService(service_key(args.service))
@@ -223,6 +228,9 @@ def parser() -> argparse.ArgumentParser:
     add.add_argument("--local-address", action="append", help="FullNAT source (repeat)")
     add.add_argument("--down-reset", action="store_true")
     add.add_argument("--backend", action="append", help="ADDRESS[:PORT] (repeat)")
+    add.add_argument("--check", metavar="TYPE[:PATH]",
+                     help="health check: tcp, http[:/path], udp or none")
+    add.add_argument("--check-interval-ms", type=int, default=0)
     svc.add_parser("del").add_argument("service")
 
     be = sub.add_parser("backend", help="backends of a service").add_subparsers(dest="verb",

@@ -17,13 +17,14 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
-from pylb.config import BackendSpec, ServiceSpec
+from pylb.config import BackendSpec, HealthCheckSpec, ServiceSpec
 from pylb.errors import InvalidArgument
+from pylb.health import HealthChecker
 
 Submit = Callable[[Callable[[Any], Any]], Any]
 
 
-def queue_submitter(tasks: queue.SimpleQueue, timeout: float = 30.0) -> Submit:
+def queue_submitter(tasks: queue.SimpleQueue, timeout: float | None = 30.0) -> Submit:
     """A `submit` that hands f(dp) to the main loop's task queue and waits."""
     def submit(fn):
         fut: Future = Future()
@@ -54,6 +55,7 @@ class BackendView:
     spec: BackendSpec
     active: int
     inactive: int
+    health: str = ""            # up, down or unknown; "" when not checked
 
 
 @dataclass(frozen=True)
@@ -77,21 +79,54 @@ def _address(text: str, what: str) -> str:
 
 
 class Manager:
-    def __init__(self, submit: Submit):
+    """`health`: run the services' health checks (pylb.health)."""
+
+    def __init__(self, submit: Submit, health: bool = False):
         self._submit = submit
+        self._checks: dict[tuple[str, int, str], HealthCheckSpec] = {}
+        self.health = HealthChecker(self._health_verdict) if health else None
+
+    def close(self) -> None:
+        if self.health is not None:
+            self.health.close()
 
     # Services
 
-    @staticmethod
-    def _view(dp, s) -> ServiceView:
-        counts = dp.service_counts(s.vip, s.port, s.proto)
+    def _view(self, dp, s) -> ServiceView:
+        key = (s.vip, s.port, s.proto)
+        counts = dp.service_counts(*key)
+        check = self._checks.get(key)
         spec = ServiceSpec(s.vip, s.port, s.proto, s.method, s.scheduler, s.table_size,
                            s.persistence, s.persistence_prefix, tuple(s.local_addresses),
                            s.down_reset,
-                           tuple(BackendSpec(b.ip, b.port, b.weight, b.state) for b in s.backends))
+                           tuple(BackendSpec(b.ip, b.port, b.weight, b.state) for b in s.backends),
+                           check)
+        status = self.health.status if self.health and check else {}
         return ServiceView(spec, tuple(BackendView(BackendSpec(b.ip, b.port, b.weight, b.state),
-                                                   active, inactive)
+                                                   active, inactive,
+                                                   status.get((key, (b.ip, b.port)), "unknown")
+                                                   if check else "")
                                        for b, active, inactive in counts))
+
+    def watch(self, view_or_spec) -> None:
+        """(Re)start the health checks of a service as it now is."""
+        spec = getattr(view_or_spec, "spec", view_or_spec)
+        if self.health is None:
+            return
+        check = spec.health_check if spec.health_check is not None else self._checks.get(spec.key)
+        if check is not None:
+            self._checks[spec.key] = check
+        self.health.watch(spec.key, check, [(b.ip, b.port) for b in spec.backends])
+
+    def _health_verdict(self, key, target, state: str) -> None:
+        """A checker's verdict: up or down, unless an operator drained it."""
+        def apply(dp):
+            cur = [_tuple(b) for b in dp.service(*key).backends]
+            at = [i for i, b in enumerate(cur) if (b[0], b[1]) == target]
+            if at and cur[at[0]][3] in ("up", "down") and cur[at[0]][3] != state:
+                cur[at[0]] = cur[at[0]][:3] + (state,)
+                dp.set_service_backends(key[0], key[1], cur, proto=key[2])
+        self._submit(apply)
 
     def services(self) -> list[ServiceView]:
         return self._submit(lambda dp: [self._view(dp, s) for s in dp.services()])
@@ -115,11 +150,22 @@ class Manager:
                 raise
             return self._view(dp, dp.service(s.vip, s.port, s.proto))
         _address(s.vip, "VIP")
-        return self._submit(add)
+        if s.health_check is not None:
+            self._checks[s.key] = s.health_check
+        try:
+            view = self._submit(add)
+        except BaseException:
+            self._checks.pop(s.key, None)
+            raise
+        self.watch(view)
+        return view
 
     def delete_service(self, vip: str, port: int, proto: str) -> None:
         vip = _address(vip, "VIP")
         self._submit(lambda dp: dp.del_service(vip, port, proto))
+        self._checks.pop((vip, port, proto), None)
+        if self.health is not None:
+            self.health.watch((vip, port, proto), None, [])
 
     def set_backend(self, vip: str, port: int, proto: str, b: BackendSpec) -> ServiceView:
         """Adds the backend, or sets its weight and state."""
@@ -135,7 +181,9 @@ class Manager:
                 cur.append(new)
             dp.set_service_backends(vip, port, cur, proto=proto)
             return self._view(dp, dp.service(vip, port, proto))
-        return self._submit(set_)
+        view = self._submit(set_)
+        self.watch(view)
+        return view
 
     def delete_backend(self, vip: str, port: int, proto: str, ip: str, bport: int) -> ServiceView:
         vip, ip = _address(vip, "VIP"), _address(ip, "backend")
@@ -148,7 +196,9 @@ class Manager:
                 raise NotFound(f"service {vip}:{port}/{proto} has no backend {ip}:{bport}")
             dp.set_service_backends(vip, port, rest, proto=proto)
             return self._view(dp, dp.service(vip, port, proto))
-        return self._submit(delete)
+        view = self._submit(delete)
+        self.watch(view)
+        return view
 
     # Routes
 

@@ -21,7 +21,8 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from pylb.config import BackendSpec, ServiceSpec
+from pylb.config import BackendSpec, HealthCheckSpec, ServiceSpec
+from pylb.config import CHECK_TYPES
 from pylb.errors import (AlreadyExists, CapacityExhausted, InvalidArgument, NotFound,
                          PylbError)
 from pylb.manager import Manager
@@ -95,9 +96,32 @@ def _backend(b: pb.Backend) -> BackendSpec:
     return BackendSpec(b.address, b.port, b.weight, _enum(STATES, b.state, "backend state"))
 
 
+def _check(h: pb.HealthCheck) -> HealthCheckSpec:
+    d = HealthCheckSpec()
+    interval = h.interval_ms or d.interval_ms
+    spec = HealthCheckSpec(h.type or d.type, h.port, h.path or d.path,
+                           h.expect_status or d.expect_status, interval,
+                           h.timeout_ms or min(d.timeout_ms, interval), h.rise or d.rise,
+                           h.fall or d.fall)
+    if spec.type not in CHECK_TYPES:
+        raise InvalidArgument(f"health check type {spec.type!r} is not one of {', '.join(CHECK_TYPES)}")
+    if not spec.path.startswith("/"):
+        raise InvalidArgument(f"health check path {spec.path!r} must start with '/'")
+    if spec.port > 65535 or not 100 <= spec.expect_status <= 599:
+        raise InvalidArgument("health check port must be in 0..65535 and expect_status in 100..599")
+    if spec.interval_ms < 100 or spec.timeout_ms > spec.interval_ms or spec.rise > 100 or spec.fall > 100:
+        raise InvalidArgument("health check interval_ms must be at least 100 and at least "
+                              "timeout_ms; rise and fall at most 100")
+    return spec
+
+
 def service_msg(v) -> pb.Service:
     s = v.spec
+    h = s.health_check
     return pb.Service(
+        health_check=None if h is None else pb.HealthCheck(
+            type=h.type, port=h.port, path=h.path, expect_status=h.expect_status,
+            interval_ms=h.interval_ms, timeout_ms=h.timeout_ms, rise=h.rise, fall=h.fall),
         key=pb.ServiceKey(vip=s.vip, port=s.port, protocol=_back(PROTOS)[s.proto]),
         method=_back(METHODS)[s.method], scheduler=_back(SCHEDULERS)[s.scheduler],
         table_size=s.table_size, persistence_seconds=s.persistence,
@@ -105,7 +129,8 @@ def service_msg(v) -> pb.Service:
         down_reset=s.down_reset,
         backends=[pb.Backend(address=b.spec.ip, port=b.spec.port, weight=b.spec.weight,
                              state=_back(STATES)[b.spec.state], active_connections=b.active,
-                             inactive_connections=b.inactive) for b in v.backends])
+                             inactive_connections=b.inactive, health=b.health)
+                  for b in v.backends])
 
 
 def route_msg(r) -> pb.Route:
@@ -138,7 +163,8 @@ class LoadBalancer(pb_grpc.LoadBalancerServicer):
                            _enum(SCHEDULERS, request.scheduler, "scheduler"),
                            request.table_size or 65537, request.persistence_seconds,
                            request.persistence_prefix, tuple(request.local_addresses),
-                           request.down_reset, tuple(_backend(b) for b in request.backends))
+                           request.down_reset, tuple(_backend(b) for b in request.backends),
+                           _check(request.health_check) if request.HasField("health_check") else None)
         return service_msg(self.m.add_service(spec))
 
     @_rpc

@@ -13,9 +13,9 @@ import queue
 import signal
 import sys
 import threading
-from concurrent.futures import Future
 
 from pylb import appliance
+from pylb.manager import queue_submitter
 from pylb.profile import load_profile
 
 
@@ -31,21 +31,16 @@ def main() -> None:
     tasks: queue.SimpleQueue = queue.SimpleQueue()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
 
+    submit = queue_submitter(tasks, timeout=None)
+
     def serve():
         for line in sys.stdin:
             reqs = json.loads(line)["batch"]
-            fut: Future = Future()
-
-            def task(dp, reqs=reqs, fut=fut):
-                try:
-                    fut.set_result([jsonable(getattr(dp, r["call"])(*r["args"], **r["kwargs"]))
-                                    for r in reqs])
-                except Exception as e:  # reported to the caller
-                    fut.set_exception(e)
-            tasks.put(task)
             try:
-                out = {"ok": fut.result()}
-            except Exception as e:
+                out = {"ok": submit(lambda dp: [jsonable(getattr(dp, r["call"])(*r["args"],
+                                                                                **r["kwargs"]))
+                                                for r in reqs])}
+            except Exception as e:  # reported to the caller
                 out = {"error": type(e).__name__, "message": str(e)}
             print(json.dumps(out), flush=True)
         stop.set()

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from pylb.config import BackendSpec, load_config
+from pylb.config import BackendSpec, HealthCheckSpec, load_config
 from pylb.errors import ConfigError
 from test_cli import ROOT, error_line, profile, pylb
 
@@ -20,6 +20,7 @@ services:
     port: 80
     scheduler: wlc
     down_reset: true
+    health_check: {type: http, path: /healthz, interval_ms: 500, timeout_ms: 200, fall: 2}
     backends:
       - 10.77.1.11:8080
       - {address: "10.77.1.12:8080", weight: 3, state: drain}
@@ -41,6 +42,8 @@ def test_a_valid_file_becomes_the_desired_state(tmp_path):
     assert (web.vip, web.port, web.proto, web.method, web.scheduler, web.down_reset) == \
         ("10.77.0.100", 80, "tcp", "nat", "wlc", True)
     assert web.backends == (BackendSpec("10.77.1.11", 8080), BackendSpec("10.77.1.12", 8080, 3, "drain"))
+    assert web.health_check == HealthCheckSpec("http", 0, "/healthz", 200, 500, 200, 2, 2)
+    assert dns.health_check is None
     assert (dns.vip, dns.proto, dns.backends[0].ip, dns.backends[0].port) == ("2001:db8::100", "udp",
                                                                               "2001:db8:1::5", 0)
     assert c.routes[0].prefix == "192.0.2.0/24" and c.routes[0].via == (("10.77.0.254", "p0"),)
@@ -67,6 +70,10 @@ def test_a_valid_file_becomes_the_desired_state(tmp_path):
     ("routes:\n  - {prefix: 10.0.0.1/8, via: [{port: p0}]}\n", 2, "routes[0].prefix", "prefix like"),
     ("routes:\n  - {prefix: 10.0.0.0/8, via: [{gateway: 10.1.1.1}]}\n", 2, "routes[0].via[0]", "'port'"),
     ("services: [\n", None, "(file)", "not valid YAML"),
+    ("services:\n  - vip: 10.0.0.1\n    port: 80\n    health_check: {type: icmp}\n", 4,
+     "services[0].health_check.type", "tcp, http, udp, none"),
+    ("services:\n  - vip: 10.0.0.1\n    port: 80\n    health_check:\n      interval_ms: 500\n"
+     "      timeout_ms: 900\n", 6, "services[0].health_check.timeout_ms", "longer than the interval"),
 ])
 def test_each_problem_is_named_with_its_line_and_key(tmp_path, text, line, key, says):
     path = tmp_path / "bad.yaml"

@@ -133,6 +133,18 @@ def test_bad_input_gets_the_canonical_status(api, call, request_, code, says):
     assert dp.services() == []          # all or nothing
 
 
+def test_health_check_settings_round_trip(api):
+    stub, _, _ = api
+    s = stub.AddService(pb.Service(key=KEY, backends=[pb.Backend(address="10.0.1.20", port=5353)],
+                                   health_check=pb.HealthCheck(type="udp", interval_ms=500)))
+    h = s.health_check
+    assert (h.type, h.interval_ms, h.timeout_ms, h.rise, h.fall, h.path) == ("udp", 500, 500, 2, 3, "/")
+    assert [b.health for b in stub.GetService(KEY).backends] == ["unknown"]
+    got, details = code_of(stub.AddService, pb.Service(
+        key=pb.ServiceKey(vip=VIP, port=54), health_check=pb.HealthCheck(type="icmp")))
+    assert got == grpc.StatusCode.INVALID_ARGUMENT and "icmp" in details
+
+
 def test_a_duplicate_service_is_already_exists(api):
     stub, _, _ = api
     stub.AddService(pb.Service(key=KEY))

@@ -1,0 +1,143 @@
+"""Health checks of backends, from the control plane (asyncio on its own
+thread): never from the worker cores. The probes are the host's own sockets,
+so they leave through the kernel: the appliance's exception path (a port's
+kernel interface) or a management interface.
+
+Each checked backend has a task: probe every interval; after `fall` failures
+in a row the backend is set down, after `rise` successes up again. Only the
+states up and down are the checker's: a backend an operator drained is left
+alone, and the dataplane applies the service's down policy (finish or reset).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+from typing import Callable
+
+from pylb.config import HealthCheckSpec
+
+log = logging.getLogger("pylb")
+
+Key = tuple[str, int, str]                   # (vip, port, proto)
+Target = tuple[str, int]                     # (backend ip, backend port)
+SetState = Callable[[Key, Target, str], None]
+
+
+async def probe(spec: HealthCheckSpec, ip: str, port: int) -> bool:
+    """One check of ip:port; True if healthy."""
+    timeout = spec.timeout_ms / 1000
+    try:
+        if spec.type == "none":
+            return True
+        if spec.type == "udp":
+            return await asyncio.wait_for(_udp(ip, port), timeout)
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(ip, port), timeout)
+        try:
+            if spec.type == "tcp":
+                return True
+            host = f"[{ip}]" if ":" in ip else ip
+            writer.write(f"GET {spec.path} HTTP/1.0\r\nHost: {host}\r\n"
+                         "User-Agent: pylb-health\r\n\r\n".encode())
+            line = await asyncio.wait_for(reader.readline(), timeout)
+            parts = line.split()
+            return len(parts) >= 2 and parts[1] == str(spec.expect_status).encode()
+        finally:
+            writer.close()
+    except (OSError, asyncio.TimeoutError, ValueError):
+        return False
+
+
+async def _udp(ip: str, port: int) -> bool:
+    """A datagram out, any datagram back (a port unreachable is a failure)."""
+    loop = asyncio.get_running_loop()
+    answered: asyncio.Future = loop.create_future()
+
+    class Proto(asyncio.DatagramProtocol):
+        def datagram_received(self, data, addr):
+            if not answered.done():
+                answered.set_result(True)
+
+        def error_received(self, exc):
+            if not answered.done():
+                answered.set_result(False)
+    transport, _ = await loop.create_datagram_endpoint(Proto, remote_addr=(ip, port))
+    try:
+        transport.sendto(b"pylb-health\n")
+        return await answered
+    finally:
+        transport.close()
+
+
+class HealthChecker:
+    def __init__(self, set_state: SetState):
+        self._set_state = set_state
+        self._loop = asyncio.new_event_loop()
+        self._tasks: dict[tuple[Key, Target], tuple[HealthCheckSpec, asyncio.Task]] = {}
+        self.status: dict[tuple[Key, Target], str] = {}      # up, down or unknown
+        self._verdicts: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="pylb-health",
+                                        daemon=True)
+        self._thread.start()
+        self._applier = threading.Thread(target=self._apply_verdicts, name="pylb-health-set",
+                                         daemon=True)
+        self._applier.start()
+
+    def watch(self, key: Key, spec: HealthCheckSpec | None, targets: list[Target]) -> None:
+        """Check these backends of a service with spec (None: stop checking the
+        service). Backends whose check is unchanged keep their counts."""
+        def apply():
+            want = {(key, t): spec for t in targets} if spec else {}
+            for k in [k for k in self._tasks if k[0] == key and want.get(k) != self._tasks[k][0]]:
+                self._tasks.pop(k)[1].cancel()
+                self.status.pop(k, None)
+            for k, s in want.items():
+                if k not in self._tasks:
+                    self.status[k] = "unknown"
+                    self._tasks[k] = (s, self._loop.create_task(self._run(k, s)))
+        self._loop.call_soon_threadsafe(apply)
+
+    async def _run(self, k: tuple[Key, Target], spec: HealthCheckSpec) -> None:
+        (key, (ip, port)) = k
+        good = bad = 0
+        me = asyncio.current_task()
+        # While registered: on 3.11, wait_for can swallow a cancellation that
+        # races its timeout, so the registration, not only cancel(), ends it.
+        while self._tasks.get(k, (None, None))[1] is me:
+            if await probe(spec, ip, spec.port or port or key[1]):
+                good, bad = good + 1, 0
+                verdict = "up" if good >= spec.rise else None
+            else:
+                good, bad = 0, bad + 1
+                verdict = "down" if bad >= spec.fall else None
+            if verdict and self.status.get(k) != verdict:
+                log.info("health: %s:%d of %s:%d/%s is %s", ip, port, *key, verdict)
+                self.status[k] = verdict
+                self._verdicts.put((key, (ip, port), verdict))
+            await asyncio.sleep(spec.interval_ms / 1000)
+
+    def _apply_verdicts(self) -> None:
+        """Verdicts reach the dataplane from this thread, in order, so probes
+        never wait for the main loop."""
+        while (v := self._verdicts.get()) is not None:
+            try:
+                self._set_state(*v)
+            except Exception as e:              # e.g. the service went away meanwhile
+                log.warning("health: cannot set %s:%d %s: %s", *v[1], v[2], e)
+
+    async def _cancel_all(self) -> None:
+        tasks = [t for _, t in self._tasks.values()]
+        self._tasks.clear()
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def close(self) -> None:
+        asyncio.run_coroutine_threadsafe(self._cancel_all(), self._loop).result(5)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+        self._loop.close()
+        self._verdicts.put(None)
+        self._applier.join(5)
