@@ -56,6 +56,18 @@ def grpc_default(profile: Profile, instance: str | None = None) -> str:
     return f"unix:/run/pylb/{instance or profile.name}.sock"
 
 
+def _reload(manager, path: str) -> None:
+    """SIGHUP: the configuration file again, applied as a diff (on the main
+    loop, through the domain, like an ApplyConfig call)."""
+    from pylb.config import load_config
+    from pylb.errors import PylbError
+    try:
+        changes = manager.apply_config(load_config(path))
+        log.info("reloaded %s: %s", path, "; ".join(changes) or "no changes")
+    except PylbError as e:
+        log.error("reload of %s refused: %s", path, e)
+
+
 def _run_tasks(tasks: queue.SimpleQueue, dp) -> None:
     while not tasks.empty():
         tasks.get()(dp)
@@ -63,14 +75,16 @@ def _run_tasks(tasks: queue.SimpleQueue, dp) -> None:
 
 def run(profile: Profile, stop: threading.Event, instance: str | None = None,
         tasks: queue.SimpleQueue | None = None, config: Config | None = None,
-        grpc_address: str | None = None, metrics_address: str | None = None) -> None:
+        grpc_address: str | None = None, metrics_address: str | None = None,
+        reload: threading.Event | None = None, config_path: str | None = None) -> None:
     """Run until `stop` is set. Raises PylbError subclasses with operator-facing messages.
 
     `tasks` carries callables f(dataplane) from other threads (the management
     plane): they run here, between housekeeping passes, so every control-side
     change happens on this one thread. `config` is applied once the ports are up.
     `grpc_address` (unix:PATH): where the management API listens; None: nowhere.
-    `metrics_address` ([HOST:]PORT): where Prometheus scrapes; None: nowhere."""
+    `metrics_address` ([HOST:]PORT): where Prometheus scrapes; None: nowhere.
+    `reload` (set by SIGHUP): apply `config_path` again, as a diff."""
     check_host(profile, instance)
     native = load_native()
     prefix = profile.file_prefix(instance)
@@ -125,6 +139,9 @@ def run(profile: Profile, stop: threading.Event, instance: str | None = None,
         while not stop.wait(HOUSEKEEP_INTERVAL_S):
             _run_tasks(tasks, dp)
             dp.housekeep()
+            if reload is not None and reload.is_set() and config_path:
+                reload.clear()
+                threading.Thread(target=_reload, args=(manager, config_path), daemon=True).start()
         log.info("stopping")
     finally:
         # Health says NOT_SERVING at once; calls and scrapes in flight finish

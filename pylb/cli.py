@@ -33,10 +33,12 @@ def cmd_run(args) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
+    reload = threading.Event()
+    signal.signal(signal.SIGHUP, lambda *_: reload.set())
     grpc_address = None if args.grpc == "none" else \
         args.grpc or appliance.grpc_default(profile, args.instance)
     appliance.run(profile, stop, instance=args.instance, config=config, grpc_address=grpc_address,
-                  metrics_address=args.metrics)
+                  metrics_address=args.metrics, reload=reload, config_path=args.config)
     return 0
 
 

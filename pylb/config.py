@@ -22,7 +22,7 @@ the first problem; `apply` then creates every object on a dataplane.
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pylb import yamlsrc
@@ -233,6 +233,74 @@ def load_config(path: str, text: str | None = None) -> Config:
     if not isinstance(raw_r, list):
         raise c.fail("routes", "expected a list of routes")
     return Config(path, services, tuple(_route(c, r, f"routes[{i}]") for i, r in enumerate(raw_r)))
+
+
+def _check_dict(h: HealthCheckSpec) -> dict:
+    d = HealthCheckSpec()
+    return {k: getattr(h, k) for k in CHECK_KEYS if k == "type" or getattr(h, k) != getattr(d, k)}
+
+
+def dump(config: Config) -> str:
+    """The configuration as YAML that load_config reads back to the same Config."""
+    import yaml
+    d = ServiceSpec("", 0)
+    services = []
+    for s in config.services:
+        out: dict[str, Any] = {"vip": s.vip, "port": s.port}
+        for k in ("proto", "method", "scheduler", "table_size", "persistence",
+                  "persistence_prefix", "down_reset"):
+            if getattr(s, k) != getattr(d, k):
+                out[k] = getattr(s, k)
+        if s.local_addresses:
+            out["local_addresses"] = list(s.local_addresses)
+        if s.health_check is not None:
+            out["health_check"] = _check_dict(s.health_check)
+        out["backends"] = [{"address": (f"[{b.ip}]" if ":" in b.ip else b.ip)
+                            + (f":{b.port}" if b.port else ""), "weight": b.weight,
+                            "state": b.state} for b in s.backends]
+        services.append(out)
+    routes = [{"prefix": r.prefix, "via": [{"gateway": g, "port": p} if g else {"port": p}
+                                           for g, p in r.via]} for r in config.routes]
+    return yaml.safe_dump({"services": services, "routes": routes}, sort_keys=False)
+
+
+def diff(current: Config, desired: Config) -> list[tuple[str, Any, Any]]:
+    """What turns current into desired: (action, old, new) with action one of
+    add-service, del-service, set-backends (backends or health check only:
+    hitless), replace-service, add-route, del-route, replace-route."""
+    changes: list[tuple[str, Any, Any]] = []
+    cur = {s.key: s for s in current.services}
+    want = {s.key: s for s in desired.services}
+    for k, s in cur.items():
+        if k not in want:
+            changes.append(("del-service", s, None))
+    for k, s in want.items():
+        old = cur.get(k)
+        if old is None:
+            changes.append(("add-service", None, s))
+        elif old != s:
+            same_service = replace(old, backends=(), health_check=None) == \
+                replace(s, backends=(), health_check=None)
+            changes.append(("set-backends" if same_service else "replace-service", old, s))
+    cur_r = {r.prefix: r for r in current.routes}
+    want_r = {r.prefix: r for r in desired.routes}
+    for p, r in cur_r.items():
+        if p not in want_r:
+            changes.append(("del-route", r, None))
+    for p, r in want_r.items():
+        if p not in cur_r:
+            changes.append(("add-route", None, r))
+        elif cur_r[p] != r:
+            changes.append(("replace-route", cur_r[p], r))
+    return changes
+
+
+def describe(change: tuple[str, Any, Any]) -> str:
+    action, old, new = change
+    obj = new or old
+    if action.endswith("route"):
+        return f"{action} {obj.prefix}"
+    return f"{action} {obj.vip}:{obj.port}/{obj.proto}"
 
 
 def apply(dp, config: Config) -> None:

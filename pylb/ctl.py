@@ -189,6 +189,20 @@ def run(args, stub) -> int:
                 print(f"{_name(PROTO_NAMES, f.protocol).upper():3} {f.state:11} "
                       f"{f.expires_ms // 1000:>5}s {_hostport(f.client, f.client_port)} -> "
                       f"{_hostport(f.vip, f.vip_port)} -> {_hostport(f.backend, f.backend_port)}")
+    elif noun == "config":
+        if verb == "get":
+            print(stub.GetConfig(pb.GetConfigRequest()).yaml, end="")
+            return 0
+        with open(args.path, encoding="utf-8") as f:
+            text = f.read()
+        r = stub.ApplyConfig(pb.ApplyConfigRequest(yaml=text, dry_run=verb == "diff"))
+        if out_json:
+            print(json.dumps(list(r.changes)))
+        else:
+            for c in r.changes:
+                print(c)
+            if not r.changes:
+                print("no changes")
     elif noun == "stats":
         s = stub.GetStats(pb.GetStatsRequest())
         if out_json:
@@ -256,6 +270,12 @@ def parser() -> argparse.ArgumentParser:
     fl.add_argument("--backend")
     fl.add_argument("--client")
     fl.add_argument("--limit", type=int, default=0)
+
+    cf = sub.add_parser("config", help="the desired state as a file").add_subparsers(
+        dest="verb", required=True)
+    cf.add_parser("apply", help="apply a file as a diff, all or nothing").add_argument("path")
+    cf.add_parser("diff", help="the changes applying a file would make").add_argument("path")
+    cf.add_parser("get", help="the running state as a file")
 
     sub.add_parser("stats", help="counters")
     ipvs = sub.add_parser("ipvs", help="ipvsadm-compatible views")

@@ -10,18 +10,22 @@ tools may drive it directly.
 from __future__ import annotations
 
 import ipaddress
+import logging
 import queue
 import threading
 import time
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Iterator
 
-from pylb.config import BackendSpec, HealthCheckSpec, ServiceSpec
-from pylb.errors import InvalidArgument
+from pylb.config import (BackendSpec, Config, HealthCheckSpec, RouteSpec, ServiceSpec,
+                         describe)
+from pylb.config import diff as config_diff
+from pylb.errors import InvalidArgument, PylbError
 from pylb.health import HealthChecker
 
 Submit = Callable[[Callable[[Any], Any]], Any]
+log = logging.getLogger("pylb")
 
 
 def queue_submitter(tasks: queue.SimpleQueue, timeout: float | None = 30.0) -> Submit:
@@ -199,6 +203,79 @@ class Manager:
         view = self._submit(delete)
         self.watch(view)
         return view
+
+    # The whole desired state (configuration files)
+
+    def current_config(self) -> Config:
+        """The running services (with the operators' backend states: a down
+        a health check decided reads as up) and gateway routes, as a Config
+        that reproduces them."""
+        status = self.health.status if self.health else {}
+
+        def intent(v: ServiceView) -> ServiceSpec:
+            k = v.spec.key
+            return replace(v.spec, backends=tuple(
+                replace(b.spec, state="up") if b.spec.state == "down" and
+                status.get((k, (b.spec.ip, b.spec.port))) == "down" else b.spec
+                for b in v.backends))
+        routes = tuple(RouteSpec(r.prefix, r.next_hops) for r in self.routes()
+                       if r.kind == "gateway")
+        return Config("(running)", tuple(intent(v) for v in self.services()), routes)
+
+    def apply_config(self, desired: Config, dry_run: bool = False) -> list[str]:
+        """Make the running state `desired`, all or nothing: on the first
+        failure, what was done is undone and the error raised. Unchanged
+        services are not touched; a service whose backends or health check
+        changed keeps its connections. Returns the changes (made, or that
+        would be made with dry_run)."""
+        order = {"add-route": 0, "replace-route": 0, "del-route": 2}
+        changes = sorted(config_diff(self.current_config(), desired),
+                         key=lambda c: order.get(c[0], 1))
+        if dry_run:
+            return [describe(c) for c in changes]
+        undo: list[Callable[[], Any]] = []
+        try:
+            for action, old, new in changes:
+                self._change(action, old, new, undo)
+        except BaseException as e:
+            for step in reversed(undo):
+                try:
+                    step()
+                except PylbError as again:      # reported, the rest still undone
+                    log.error("config: could not undo a step: %s", again)
+            raise type(e)(f"{e} (nothing was changed)") if isinstance(e, PylbError) else e
+        return [describe(c) for c in changes]
+
+    def _change(self, action: str, old, new, undo: list) -> None:
+        if action in ("del-service", "replace-service"):
+            self.delete_service(*old.key)
+            undo.append(lambda: self.add_service(old))
+        if action in ("add-service", "replace-service"):
+            self.add_service(new)
+            undo.append(lambda: self.delete_service(*new.key))
+        if action == "set-backends":
+            self._set_backends(new)
+            undo.append(lambda: self._set_backends(old))
+        if action in ("del-route", "replace-route"):
+            self.delete_route(old.prefix)
+            undo.append(lambda: self.add_route(old.prefix, list(old.via)))
+        if action in ("add-route", "replace-route"):
+            self.add_route(new.prefix, list(new.via))
+            undo.append(lambda: self.delete_route(new.prefix))
+
+    def _set_backends(self, s: ServiceSpec) -> None:
+        """A service's backends and health check, hitless: a backend a
+        health check holds down stays down."""
+        status = self.health.status if self.health else {}
+        backends = [(b.ip, b.port, b.weight,
+                     "down" if b.state == "up" and
+                     status.get((s.key, (b.ip, b.port))) == "down" else b.state)
+                    for b in s.backends]
+        self._checks.pop(s.key, None)
+        if s.health_check is not None:
+            self._checks[s.key] = s.health_check
+        self._submit(lambda dp: dp.set_service_backends(s.vip, s.port, backends, proto=s.proto))
+        self.watch(s if s.health_check is not None else replace(s, backends=()))
 
     # Routes
 

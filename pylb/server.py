@@ -22,7 +22,8 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from pylb.config import BackendSpec, HealthCheckSpec, ServiceSpec
-from pylb.config import CHECK_TYPES
+from pylb.config import CHECK_TYPES, load_config
+from pylb.config import dump as dump_config
 from pylb.errors import (AlreadyExists, CapacityExhausted, InvalidArgument, NotFound,
                          PylbError)
 from pylb.manager import Manager
@@ -202,6 +203,15 @@ class LoadBalancer(pb_grpc.LoadBalancerServicer):
                           vip=c.vip, vip_port=c.vport, backend=c.backend, backend_port=c.bport,
                           local=c.local or "", local_port=c.lport, state=c.state,
                           expires_ms=c.expires_ms, packets=c.packets, lcore=c.lcore_slot)
+
+    @_rpc
+    def ApplyConfig(self, request, context):
+        desired = load_config("(request)", text=request.yaml)
+        return pb.ApplyConfigResponse(changes=self.m.apply_config(desired, request.dry_run))
+
+    @_rpc
+    def GetConfig(self, request, context):
+        return pb.ConfigFile(yaml=dump_config(self.m.current_config()))
 
     @_rpc
     def GetStats(self, request, context):

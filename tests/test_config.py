@@ -4,6 +4,7 @@ file, line and key of each problem, `pylb config check`, and `pylb run
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import time
@@ -107,6 +108,16 @@ def test_run_with_a_config_applies_it(tmp_path):
         assert "UDP 10.77.0.101:53" in out
         r = pylb("routes", "--instance", "cfgrun")
         assert "192.0.2.0/24" in r.stdout and "10.77.0.254" in r.stdout
+        # SIGHUP applies the file again, as a diff.
+        path.write_text(path.read_text().replace("10.77.1.11:8080", "10.77.1.15:8080"))
+        p.send_signal(signal.SIGHUP)
+        for _ in range(100):
+            out = pylb("services", "--instance", "cfgrun", "--json").stdout
+            if "10.77.1.15:8080" in out:
+                break
+            time.sleep(0.1)
+        assert "10.77.1.15:8080" in out and "10.77.1.11:8080" not in out
+        assert "UDP 10.77.0.101:53" in out
     finally:
         p.terminate()
         p.wait(60)

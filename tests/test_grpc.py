@@ -247,6 +247,14 @@ def test_pylb_run_serves_the_api_and_pylbctl_drives_it(tmp_path):
         assert {"prefix": "192.0.2.0/24", "kind": "gateway",
                 "next_hops": [{"gateway": "10.78.1.254", "port": "p1"}]} in routes
         assert json.loads(ctl("-o", "json", "flows").stdout) == []
+        running = ctl("config", "get").stdout
+        assert "vip: 10.78.0.100" in running and "192.0.2.0/24" in running
+        (tmp_path / "running.yaml").write_text(running)
+        assert ctl("config", "diff", str(tmp_path / "running.yaml")).stdout == "no changes\n"
+        (tmp_path / "less.yaml").write_text(running.replace("port: 53", "port: 54"))
+        r = ctl("config", "apply", str(tmp_path / "less.yaml"))
+        assert r.stdout.splitlines() == ["del-service 10.78.0.100:53/udp",
+                                         "add-service 10.78.0.100:54/udp"], r.stderr
         assert "rx_packets" in json.loads(ctl("-o", "json", "stats").stdout)["counters"]
         scrape = urllib.request.urlopen(f"http://127.0.0.1:{mport}/metrics", timeout=10).read().decode()
         assert 'pylb_ipvs_backend_weight{local_address="10.78.0.100",local_port="80",proto="tcp",' \
@@ -256,3 +264,58 @@ def test_pylb_run_serves_the_api_and_pylbctl_drives_it(tmp_path):
         p.terminate()
         p.wait(60)
     assert p.returncode == 0 and not sock.exists()
+
+
+DESIRED = """\
+services:
+  - vip: 10.0.0.100
+    port: 53
+    proto: udp
+    backends: ["10.0.1.20:5353", "10.0.1.21:5353"]
+  - vip: 10.0.0.101
+    port: 80
+    scheduler: wrr
+    health_check: {type: tcp, interval_ms: 500}
+    backends: [{address: "10.0.1.22:8080", weight: 2}]
+routes:
+  - {prefix: 192.0.2.0/24, via: [{gateway: 10.0.1.20, port: p1}]}
+"""
+
+
+def test_apply_config_is_a_minimal_all_or_nothing_diff(api):
+    from pylb.config import load_config
+    stub, dp, _ = api
+    r = stub.ApplyConfig(pb.ApplyConfigRequest(yaml=DESIRED, dry_run=True))
+    assert list(r.changes) == ["add-route 192.0.2.0/24", "add-service 10.0.0.100:53/udp",
+                               "add-service 10.0.0.101:80/tcp"]
+    assert dp.services() == []                                  # a dry run changes nothing
+    assert len(stub.ApplyConfig(pb.ApplyConfigRequest(yaml=DESIRED)).changes) == 3
+    assert list(stub.ApplyConfig(pb.ApplyConfigRequest(yaml=DESIRED)).changes) == []
+    # GetConfig reproduces the running state.
+    running = stub.GetConfig(pb.GetConfigRequest()).yaml
+    assert load_config("a", text=running).services == load_config("b", text=DESIRED).services
+    assert load_config("a", text=running).routes == load_config("b", text=DESIRED).routes
+    # Traffic on the UDP service; then only the other service's backends change.
+    frames = [raw(Ether(src=CLIENT_MAC, dst=P0_MAC) / IP(src="10.0.0.2", dst=VIP)
+                  / UDP(sport=p, dport=53)) for p in range(1000, 1020)]
+    dp.inject("p0", frames)
+    before = {(c.cport, c.backend) for c in dp.connections(vip=VIP)}
+    changed = DESIRED.replace('weight: 2}]', 'weight: 2}, "10.0.1.23:8080"]')
+    assert list(stub.ApplyConfig(pb.ApplyConfigRequest(yaml=changed)).changes) == \
+        ["set-backends 10.0.0.101:80/tcp"]
+    assert {(c.cport, c.backend) for c in dp.connections(vip=VIP)} == before
+    assert [Ether(f)[IP].dst for _, f in dp.inject("p0", frames)] == \
+        [b for _, b in sorted(before)]                          # every flow kept its backend
+    # A change the dataplane refuses half way leaves everything as it was.
+    bad = changed.replace("routes:", """  - vip: 10.0.0.102
+    port: 80
+    method: fullnat
+    local_addresses: [10.9.9.9]
+routes:""").replace("192.0.2.0/24", "198.51.100.0/24")
+    got, details = code_of(stub.ApplyConfig, pb.ApplyConfigRequest(yaml=bad))
+    assert got == grpc.StatusCode.INVALID_ARGUMENT and "nothing was changed" in details
+    assert stub.GetConfig(pb.GetConfigRequest()).yaml != running    # (the applied change)
+    assert load_config("c", text=stub.GetConfig(pb.GetConfigRequest()).yaml) == \
+        load_config("c", text=changed)
+    got, details = code_of(stub.ApplyConfig, pb.ApplyConfigRequest(yaml="services: [{vip: 1}]"))
+    assert got == grpc.StatusCode.INVALID_ARGUMENT and "(request):1: services[0]" in details
