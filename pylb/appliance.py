@@ -76,13 +76,15 @@ def _run_tasks(tasks: queue.SimpleQueue, dp) -> None:
 def run(profile: Profile, stop: threading.Event, instance: str | None = None,
         tasks: queue.SimpleQueue | None = None, config: Config | None = None,
         grpc_address: str | None = None, metrics_address: str | None = None,
-        reload: threading.Event | None = None, config_path: str | None = None) -> None:
+        reload: threading.Event | None = None, config_path: str | None = None,
+        grpc_tls=None) -> None:
     """Run until `stop` is set. Raises PylbError subclasses with operator-facing messages.
 
     `tasks` carries callables f(dataplane) from other threads (the management
     plane): they run here, between housekeeping passes, so every control-side
     change happens on this one thread. `config` is applied once the ports are up.
-    `grpc_address` (unix:PATH): where the management API listens; None: nowhere.
+    `grpc_address` (unix:PATH, or tcp:HOST:PORT with `grpc_tls`): where the
+    management API listens; None: nowhere.
     `metrics_address` ([HOST:]PORT): where Prometheus scrapes; None: nowhere.
     `reload` (set by SIGHUP): apply `config_path` again, as a diff."""
     check_host(profile, instance)
@@ -121,7 +123,7 @@ def run(profile: Profile, stop: threading.Event, instance: str | None = None,
                 manager.watch(s)
         if grpc_address:
             from pylb.server import Server
-            server = Server(manager, grpc_address).start()
+            server = Server(manager, grpc_address, tls=grpc_tls).start()
             server.serving(True)
             log.info("gRPC: %s", grpc_address)
         if metrics_address:

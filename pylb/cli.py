@@ -37,8 +37,24 @@ def cmd_run(args) -> int:
     signal.signal(signal.SIGHUP, lambda *_: reload.set())
     grpc_address = None if args.grpc == "none" else \
         args.grpc or appliance.grpc_default(profile, args.instance)
+    tls = None
+    if args.tls_cert or args.tls_key:
+        from pylb.server import Tls
+
+        def read(path):
+            try:
+                with open(path, "rb") as f:
+                    return f.read()
+            except OSError as e:
+                raise InvalidArgument(f"cannot read {path}: {e.strerror}") from None
+        if not (args.tls_cert and args.tls_key):
+            raise InvalidArgument("TLS needs both --tls-cert and --tls-key")
+        tls = Tls(read(args.tls_cert), read(args.tls_key),
+                  read(args.tls_client_ca) if args.tls_client_ca else None,
+                  frozenset(args.grpc_admin or ()))
     appliance.run(profile, stop, instance=args.instance, config=config, grpc_address=grpc_address,
-                  metrics_address=args.metrics, reload=reload, config_path=args.config)
+                  metrics_address=args.metrics, reload=reload, config_path=args.config,
+                  grpc_tls=tls)
     return 0
 
 
@@ -177,7 +193,14 @@ def parser() -> argparse.ArgumentParser:
                                         "EAL file prefix is pylb-NAME")
     run.add_argument("--config", help="desired state to apply at start (services, routes)")
     run.add_argument("--grpc", help="management API address: unix:PATH (default "
-                                    "unix:/run/pylb/NAME.sock, mode 0600) or 'none'")
+                                    "unix:/run/pylb/NAME.sock, mode 0600), tcp:HOST:PORT "
+                                    "(with TLS) or 'none'")
+    run.add_argument("--tls-cert", help="PEM server certificate (needed for tcp:HOST:PORT)")
+    run.add_argument("--tls-key", help="PEM private key of --tls-cert")
+    run.add_argument("--tls-client-ca", help="PEM CA of client certificates (mutual TLS)")
+    run.add_argument("--grpc-admin", action="append", metavar="CN",
+                     help="client certificate common name allowed to change things (repeat); "
+                          "other clients read only")
     run.add_argument("--metrics", metavar="[HOST:]PORT",
                      help="serve Prometheus metrics at http://HOST:PORT/metrics (HOST: 127.0.0.1)")
     run.set_defaults(func=cmd_run)

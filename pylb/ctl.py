@@ -227,6 +227,9 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--address", help="the appliance's gRPC address (default "
                                       "unix:/run/pylb/INSTANCE.sock)")
     ap.add_argument("--instance", default="tap", help="instance name (default: tap)")
+    ap.add_argument("--tls-ca", help="tcp: the CA of the appliance's certificate (PEM)")
+    ap.add_argument("--tls-cert", help="tcp: this client's certificate (PEM), for mutual TLS")
+    ap.add_argument("--tls-key", help="tcp: its private key (PEM)")
     ap.add_argument("-o", "--output", choices=("text", "json"), default="text")
     sub = ap.add_subparsers(dest="noun", required=True)
 
@@ -284,11 +287,30 @@ def parser() -> argparse.ArgumentParser:
     return ap
 
 
+def channel(address: str, args) -> grpc.Channel:
+    """unix:PATH, or tcp:HOST:PORT over TLS (with a client certificate: mutual)."""
+    if not address.startswith("tcp:"):
+        return grpc.insecure_channel(address)
+    if not args.tls_ca:
+        raise UsageError("tcp: addresses need --tls-ca (the CA of the appliance's certificate)")
+
+    def read(path):
+        if path is None:
+            return None
+        try:
+            with open(path, "rb") as f:
+                return f.read()
+        except OSError as e:
+            raise UsageError(f"cannot read {path}: {e.strerror}") from None
+    creds = grpc.ssl_channel_credentials(read(args.tls_ca), read(args.tls_key), read(args.tls_cert))
+    return grpc.secure_channel(address[len("tcp:"):], creds)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     address = args.address or f"unix:/run/pylb/{args.instance}.sock"
     try:
-        with grpc.insecure_channel(address) as ch:
+        with channel(address, args) as ch:
             return run(args, pb_grpc.LoadBalancerStub(ch))
     except UsageError as e:
         print(f"pylbctl: error: {e}", file=sys.stderr)

@@ -16,6 +16,7 @@ import inspect
 import os
 import time
 from concurrent import futures
+from dataclasses import dataclass
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -225,12 +226,79 @@ class LoadBalancer(pb_grpc.LoadBalancerServicer):
             time.sleep(interval)
 
 
-class Server:
-    """The gRPC server of one appliance: LoadBalancer, health, reflection."""
+# Calls that change the appliance: admin only.
+MUTATIONS = {f"/{SERVICE_NAME}/{m}" for m in ("AddService", "DeleteService", "SetBackend",
+                                               "DeleteBackend", "AddRoute", "DeleteRoute",
+                                               "ApplyConfig")}
 
-    def __init__(self, manager: Manager, address: str, workers: int = 8):
+
+@dataclass(frozen=True)
+class Tls:
+    """TCP listeners need TLS. With client_ca, clients must present a
+    certificate signed by it (mutual TLS): those whose common name is in
+    `admins` may change things, the others read. Without client_ca, clients
+    are unauthenticated: they read, and changes are refused."""
+    cert: bytes
+    key: bytes
+    client_ca: bytes | None = None
+    admins: frozenset[str] = frozenset()
+
+
+class Roles(grpc.ServerInterceptor):
+    """The one place access is decided. Unix socket (mode 0600: root only):
+    admin. TCP: by the client certificate (see Tls)."""
+
+    def __init__(self, tls: Tls | None):
+        self.tls = tls
+
+    def role(self, context) -> str:
+        if self.tls is None:
+            return "admin"
+        names = context.auth_context().get("x509_common_name") or []
+        if not names:
+            return "anonymous"
+        return "admin" if names[0].decode() in self.tls.admins else "reader"
+
+    def intercept_service(self, continuation, details):
+        handler = continuation(details)
+        method = details.method
+        if handler is None or method.startswith(("/grpc.health.", "/grpc.reflection.")) or \
+                self.tls is None:
+            return handler
+
+        def guard(behavior):
+            def checked(request, context):
+                role = self.role(context)
+                if method in MUTATIONS and role == "anonymous":
+                    context.abort(grpc.StatusCode.UNAUTHENTICATED,
+                                  f"{method.rsplit('/', 1)[1]} changes the appliance: it needs a "
+                                  "client certificate (mutual TLS: --tls-client-ca)")
+                if method in MUTATIONS and role != "admin":
+                    context.abort(grpc.StatusCode.PERMISSION_DENIED,
+                                  f"{method.rsplit('/', 1)[1]} changes the appliance: it needs an "
+                                  "admin certificate (a common name in --grpc-admin)")
+                return behavior(request, context)
+            return checked
+        if handler.unary_unary:
+            return grpc.unary_unary_rpc_method_handler(
+                guard(handler.unary_unary), handler.request_deserializer,
+                handler.response_serializer)
+        if handler.unary_stream:
+            return grpc.unary_stream_rpc_method_handler(
+                guard(handler.unary_stream), handler.request_deserializer,
+                handler.response_serializer)
+        return handler
+
+
+class Server:
+    """The gRPC server of one appliance: LoadBalancer, health, reflection.
+    `address`: unix:PATH (mode 0600) or tcp:HOST:PORT (needs `tls`)."""
+
+    def __init__(self, manager: Manager, address: str, workers: int = 8, tls: Tls | None = None):
         self.address = address
-        self.grpc = grpc.server(futures.ThreadPoolExecutor(max_workers=workers))
+        self.grpc = grpc.server(futures.ThreadPoolExecutor(max_workers=workers),
+                                interceptors=[Roles(tls if not address.startswith("unix:")
+                                                    else None)])
         pb_grpc.add_LoadBalancerServicer_to_server(LoadBalancer(manager), self.grpc)
         self.health = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.grpc)
@@ -248,13 +316,22 @@ class Server:
                 self._bind(address)
             finally:
                 os.umask(old)
+        elif address.startswith("tcp:"):
+            if tls is None:
+                raise InvalidArgument(f"gRPC address {address}: TCP needs TLS "
+                                      "(--tls-cert and --tls-key)")
+            creds = grpc.ssl_server_credentials(
+                [(tls.key, tls.cert)], root_certificates=tls.client_ca,
+                require_client_auth=tls.client_ca is not None)
+            self._bind(address[len("tcp:"):], creds)
         else:
-            raise InvalidArgument(f"gRPC address {address!r}: only unix:PATH for now "
-                                  "(TCP needs TLS, which is not built yet)")
+            raise InvalidArgument(f"gRPC address {address!r}: expected unix:PATH or tcp:HOST:PORT")
 
-    def _bind(self, address: str) -> None:
+    def _bind(self, address: str, creds=None) -> None:
         try:
-            if self.grpc.add_insecure_port(address) == 0:
+            port = self.grpc.add_secure_port(address, creds) if creds else \
+                self.grpc.add_insecure_port(address)
+            if port == 0:
                 raise OSError
         except (OSError, RuntimeError):
             raise InvalidArgument(f"cannot listen on {address}") from None
