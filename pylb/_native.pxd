@@ -119,6 +119,22 @@ cdef extern from "pylb_dp.h" nogil:
 
     const char *pylb_tcp_state_name(uint8_t state)
 
+    struct pylb_l4_trace_query:
+        pylb_ip src, dst
+        uint16_t sport, dport
+        uint8_t proto
+        uint8_t tcp_flags
+
+    struct pylb_l4_trace:
+        uint8_t verdict
+        uint8_t state
+        uint16_t lcore_slot
+        pylb_service_conf service
+        pylb_backend backend
+        char why[160]
+
+    int pylb_dp_l4_trace(pylb_dp *dp, const pylb_l4_trace_query *q, pylb_l4_trace *out)
+
     struct pylb_conn_info:
         pylb_ip client, vip, backend, local
         uint16_t cport, vport, bport, lport

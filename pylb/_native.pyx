@@ -926,6 +926,32 @@ cdef class Dataplane:
             raise NotFound(f"VIP {prefix}: no backend {addr}")
         self.set_backends(prefix, kept)
 
+    def l4_trace(self, src, dst, str proto="tcp", int sport=0, int dport=0, int tcp_flags=0x02):
+        """What the L4 path would do with a packet (read only): a dict with
+        verdict (no_service, connection, new, no_backend, not_syn), service
+        (vip, port, proto, method, scheduler), backend (ip, port), state,
+        lcore and why."""
+        cdef pylb_l4_trace_query q
+        cdef pylb_l4_trace t
+        memset(&q, 0, sizeof(q))
+        _set_ip(&q.src, _parse_ip(src, "source"))
+        _set_ip(&q.dst, _parse_ip(dst, "destination"))
+        q.proto = _proto(proto)
+        q.sport = _port(sport, "source port")
+        q.dport = _port(dport, "destination port")
+        q.tcp_flags = tcp_flags
+        _check(pylb_dp_l4_trace(self._live(), &q, &t))
+        verdict = ("no_service", "connection", "new", "no_backend", "not_syn")[t.verdict]
+        has_service = t.service.vip.af != 0
+        return {"verdict": verdict, "why": t.why.decode(),
+                "service": (str(_get_ip(&t.service.vip)), t.service.port,
+                            _PROTO_NAMES[t.service.proto], _L4_METHOD_NAMES[t.service.method],
+                            _SCHEDULER_NAMES[t.service.sched]) if has_service else None,
+                "backend": (str(_get_ip(&t.backend.addr)), t.backend.port)
+                if verdict in ("connection", "new") else None,
+                "state": pylb_tcp_state_name(t.state).decode() if verdict == "connection" else "",
+                "lcore": t.lcore_slot}
+
     def vip_pick(self, prefix, src, dst):
         """The backend the workers choose for a packet from `src` to `dst`."""
         cdef pylb_prefix p

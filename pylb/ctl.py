@@ -60,6 +60,13 @@ def backend_of(text: str, weight: int | None = None, state: str | None = None) -
     return b
 
 
+def split_trace(text: str) -> tuple[str, int]:
+    try:
+        return split_hostport(text)
+    except ValueError as e:
+        raise UsageError(f"{text!r}: {e}") from None
+
+
 def _svc_name(k: pb.ServiceKey) -> str:
     host = f"[{k.vip}]" if ":" in k.vip else k.vip
     return f"{host}:{k.port}/{_name(PROTO_NAMES, k.protocol)}"
@@ -203,6 +210,27 @@ def run(args, stub) -> int:
                 print(c)
             if not r.changes:
                 print("no changes")
+    elif noun == "trace":
+        src, dst = split_trace(args.source), split_trace(args.destination)
+        t = stub.Trace(pb.TraceRequest(source=src[0], source_port=src[1], destination=dst[0],
+                                       destination_port=dst[1], protocol=PROTO_NAMES[args.proto],
+                                       not_syn=args.established))
+        if out_json:
+            print(json.dumps(_json(t), indent=2))
+        else:
+            print(f"verdict: {t.verdict}")
+            if t.route_prefix:
+                print(f"route:   {t.route_prefix} ({t.route_kind})")
+            if t.service.vip:
+                print(f"service: {_svc_name(t.service)} {_name(METHOD_NAMES, t.method)} "
+                      f"{_name(SCHED_NAMES, t.scheduler)}")
+            if t.backend:
+                print(f"backend: {_hostport(t.backend, t.backend_port)}"
+                      + (f" ({t.connection_state})" if t.connection_state else ""))
+            if t.next_hop.port:
+                print(f"next hop: {('via ' + t.next_hop.gateway + ' ') if t.next_hop.gateway else ''}"
+                      f"port {t.next_hop.port}")
+            print(f"why:     {t.why}")
     elif noun == "stats":
         s = stub.GetStats(pb.GetStatsRequest())
         if out_json:
@@ -279,6 +307,13 @@ def parser() -> argparse.ArgumentParser:
     cf.add_parser("apply", help="apply a file as a diff, all or nothing").add_argument("path")
     cf.add_parser("diff", help="the changes applying a file would make").add_argument("path")
     cf.add_parser("get", help="the running state as a file")
+
+    tr = sub.add_parser("trace", help="what the dataplane would do with a packet")
+    tr.add_argument("source", help="ADDRESS[:PORT]")
+    tr.add_argument("destination", help="ADDRESS[:PORT]")
+    tr.add_argument("--proto", choices=PROTO_NAMES, default="tcp")
+    tr.add_argument("--established", action="store_true",
+                    help="a TCP packet of an established flow (not a SYN)")
 
     sub.add_parser("stats", help="counters")
     ipvs = sub.add_parser("ipvs", help="ipvsadm-compatible views")

@@ -308,6 +308,61 @@ class Manager:
     def delete_route(self, prefix: str) -> None:
         self._submit(lambda dp: dp.del_route(prefix))
 
+    # What would happen to a packet
+
+    def trace(self, src: str, dst: str, proto: str = "tcp", sport: int = 0, dport: int = 0,
+              tcp_flags: int = 0x02) -> dict:
+        """Read only: which route, service, connection and backend a packet
+        from src to dst would get, and why."""
+        src, dst = _address(src, "source"), _address(dst, "destination")
+
+        def trace(dp):
+            from pylb import _native
+            from pylb.errors import NotFound
+            out = {"verdict": "", "why": "", "route": None, "service": None, "backend": None,
+                   "state": "", "next_hop": None}
+            names = {p.index: p.name for p in dp.ports()}
+
+            def next_hop(to):
+                try:
+                    r = dp.lookup(to)
+                except NotFound:
+                    return None, None
+                if not r.nexthops:
+                    return r, None
+                h = r.nexthops[_native.flow_hash(src, dst) % len(r.nexthops)]
+                return r, (h.gateway, names.get(h.port, str(h.port)))
+            r, hop = next_hop(dst)
+            if r is None:
+                out.update(verdict="no_route", why=f"no route to {dst}: dropped, ICMP unreachable")
+                return out
+            out["route"] = (r.prefix, r.kind)
+            if r.kind == "service":
+                t = dp.l4_trace(src, dst, proto, sport, dport, tcp_flags)
+                out.update(verdict=t["verdict"], why=t["why"], service=t["service"],
+                           backend=t["backend"], state=t["state"])
+                if t["backend"]:
+                    out["next_hop"] = next_hop(t["backend"][0])[1]
+            elif r.kind == "vip":
+                v = dp.vip(r.prefix)
+                b = dp.vip_pick(r.prefix, src, dst)
+                out.update(verdict="vip" if b else "no_backend", backend=(b, 0) if b else None,
+                           why=f"L3 VIP {r.prefix} ({v.method}): the backend of the consistent "
+                               "hash of (source, destination)" if b else
+                               f"L3 VIP {r.prefix} has no backend: dropped (vip_no_backend)")
+                if b:
+                    out["next_hop"] = next_hop(b)[1]
+            elif r.kind == "local":
+                out.update(verdict="local", why="an address of the appliance: ICMP echo is "
+                                                "answered here, the rest goes to the kernel interface")
+            else:
+                n = len(r.nexthops)
+                ecmp = f" (ECMP: next hop {_native.flow_hash(src, dst) % n + 1} of {n} by the " \
+                    "flow hash)" if n > 1 else ""
+                out.update(verdict="route", next_hop=hop, why=f"routed by {r.prefix}{ecmp}")
+            return out
+        return self._submit(trace)
+
     # Flows and counters
 
     def ports(self) -> list:

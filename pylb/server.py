@@ -95,7 +95,8 @@ def _backend(b: pb.Backend) -> BackendSpec:
         raise InvalidArgument(f"backend {b.address}: port {b.port} is not in 0..65535")
     if b.weight > 65535:
         raise InvalidArgument(f"backend {b.address}: weight {b.weight} is not in 0..65535")
-    return BackendSpec(b.address, b.port, b.weight, _enum(STATES, b.state, "backend state"))
+    return BackendSpec(b.address, b.port, b.weight if b.HasField("weight") else 1,
+                       _enum(STATES, b.state, "backend state"))
 
 
 def _check(h: pb.HealthCheck) -> HealthCheckSpec:
@@ -213,6 +214,24 @@ class LoadBalancer(pb_grpc.LoadBalancerServicer):
     @_rpc
     def GetConfig(self, request, context):
         return pb.ConfigFile(yaml=dump_config(self.m.current_config()))
+
+    @_rpc
+    def Trace(self, request, context):
+        t = self.m.trace(request.source, request.destination,
+                         _enum(PROTOS, request.protocol, "protocol"), request.source_port,
+                         request.destination_port, 0x10 if request.not_syn else 0x02)
+        reply = pb.TraceReply(verdict=t["verdict"], why=t["why"], connection_state=t["state"])
+        if t["route"]:
+            reply.route_prefix, reply.route_kind = t["route"]
+        if t["service"]:
+            vip, port, proto, method, sched = t["service"]
+            reply.service.CopyFrom(pb.ServiceKey(vip=vip, port=port, protocol=_back(PROTOS)[proto]))
+            reply.method, reply.scheduler = _back(METHODS)[method], _back(SCHEDULERS)[sched]
+        if t["backend"]:
+            reply.backend, reply.backend_port = t["backend"]
+        if t["next_hop"]:
+            reply.next_hop.CopyFrom(pb.NextHop(gateway=t["next_hop"][0] or "", port=t["next_hop"][1]))
+        return reply
 
     @_rpc
     def GetStats(self, request, context):

@@ -16,7 +16,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
-from scapy.layers.inet import IP, UDP
+from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.l2 import Ether
 from scapy.packet import raw
 
@@ -319,3 +319,34 @@ routes:""").replace("192.0.2.0/24", "198.51.100.0/24")
         load_config("c", text=changed)
     got, details = code_of(stub.ApplyConfig, pb.ApplyConfigRequest(yaml="services: [{vip: 1}]"))
     assert got == grpc.StatusCode.INVALID_ARGUMENT and "(request):1: services[0]" in details
+
+
+def test_trace_says_what_would_happen_and_why(api):
+    stub, dp, _ = api
+    stub.AddService(pb.Service(key=pb.ServiceKey(vip=VIP, port=80), scheduler=pb.SCHEDULER_MAGLEV,
+                               backends=[pb.Backend(address="10.0.1.20", port=8080),
+                                         pb.Backend(address="10.0.1.21", port=8080)]))
+    dp.add_route("198.51.100.0/24", [("10.0.1.20", "p1"), ("10.0.1.21", "p1")])
+
+    def trace(src, dst, sport=0, dport=0, **kw):
+        return stub.Trace(pb.TraceRequest(source=src, destination=dst, source_port=sport,
+                                          destination_port=dport, **kw))
+    new = trace("10.0.0.2", VIP, 4000, 80)
+    assert (new.verdict, new.route_kind, new.service.port, new.backend_port) == ("new", "service", 80, 8080)
+    assert "5-tuple hash" in new.why and new.next_hop.port == "p1"
+    # The trace agrees with what the dataplane then does, and sees the connection.
+    syn = Ether(src=CLIENT_MAC, dst=P0_MAC) / IP(src="10.0.0.2", dst=VIP) / TCP(sport=4000, dport=80,
+                                                                                flags="S")
+    (_, out), = dp.inject("p0", [raw(syn)])
+    assert Ether(out)[IP].dst == new.backend
+    conn = trace("10.0.0.2", VIP, 4000, 80, not_syn=True)
+    assert (conn.verdict, conn.backend, conn.connection_state) == ("connection", new.backend, "syn_sent")
+    assert trace("10.0.0.2", VIP, 4001, 80, not_syn=True).verdict == "not_syn"
+    assert trace("10.0.0.2", VIP, 4001, 81).verdict == "no_service"
+    routed = trace("10.0.0.2", "198.51.100.7")
+    assert routed.verdict == "route" and "ECMP" in routed.why and routed.next_hop.gateway in \
+        ("10.0.1.20", "10.0.1.21")
+    assert trace("10.0.0.2", "10.0.0.1").verdict == "local"
+    assert trace("10.0.0.2", "203.0.113.9").verdict == "no_route"
+    got, details = code_of(stub.Trace, pb.TraceRequest(source="10.0.0.2", destination="2001:db8::5"))
+    assert got == grpc.StatusCode.INVALID_ARGUMENT and "family" in details

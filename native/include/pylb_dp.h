@@ -299,6 +299,37 @@ enum pylb_tcp_state {
 	PYLB_TCP__STATES,
 };
 
+/* What the L4 path would do with a packet (pylb_dp_l4_trace). */
+enum pylb_l4_verdict {
+	PYLB_L4V_NO_SERVICE = 0,		/* no service on that port / protocol */
+	PYLB_L4V_CONN,				/* a tracked connection: its backend */
+	PYLB_L4V_NEW,				/* a new connection: the scheduler's backend */
+	PYLB_L4V_NO_BACKEND,			/* the service has no backend up */
+	PYLB_L4V_NOT_SYN,			/* TCP without a connection, not a SYN */
+};
+
+struct pylb_l4_trace_query {
+	struct pylb_ip src, dst;
+	uint16_t sport, dport;			/* host order */
+	uint8_t proto;
+	uint8_t tcp_flags;
+};
+
+struct pylb_l4_trace {
+	uint8_t verdict;			/* enum pylb_l4_verdict */
+	uint8_t state;				/* PYLB_L4V_CONN: enum pylb_tcp_state */
+	uint16_t lcore_slot;			/* PYLB_L4V_CONN: the table it is in */
+	struct pylb_service_conf service;	/* when there is one */
+	struct pylb_backend backend;		/* PYLB_L4V_CONN, PYLB_L4V_NEW */
+	char why[160];
+};
+
+/* Read only: the service, connection and backend a packet would get. The
+ * round-robin and least-connections choices are previews on the control
+ * side's counts; the packet itself may land on another lcore. */
+int pylb_dp_l4_trace(struct pylb_dp *dp, const struct pylb_l4_trace_query *q,
+		     struct pylb_l4_trace *out);
+
 /* "established", ... ("udp" for PYLB_TCP_NONE; "?" out of range). */
 const char *pylb_tcp_state_name(uint8_t state);
 

@@ -1229,6 +1229,105 @@ service_counts_unlocked(struct pylb_dp *dp, const struct pylb_ip *vip, uint8_t p
 	return (int)n;
 }
 
+static int
+l4_trace_unlocked(struct pylb_dp *dp, const struct pylb_l4_trace_query *q,
+		  struct pylb_l4_trace *out)
+{
+	uint8_t af = q->src.af;
+	struct pylb_tuple t = {
+		.src = q->src.ip, .dst = q->dst.ip, .sport = rte_cpu_to_be_16(q->sport),
+		.dport = rte_cpu_to_be_16(q->dport), .proto = q->proto, .af = af,
+	};
+	const struct pylb_service *svc;
+	uint32_t hash, bi;
+
+	memset(out, 0, sizeof(*out));
+	if ((af != 4 && af != 6) || q->dst.af != af)
+		return pylb_fail(-PYLB_E_INVAL, "source and destination must be of one family");
+	for (uint32_t s = 0; s < dp->n_slots; s++) {
+		struct pylb_lcore *lc = &dp->lcores[s];
+		struct pylb_conn *c = pylb_conn_lookup(lc, &t, false, 0);
+		struct pylb_conn copy;
+		struct pylb_conn6 a;
+
+		if (c == NULL || !pylb_conn_snapshot(&lc->ct, (uint32_t)(c - lc->ct.conns), &copy, &a))
+			continue;
+		out->verdict = PYLB_L4V_CONN;
+		out->state = copy.state;
+		out->lcore_slot = (uint16_t)s;
+		out->backend.addr.af = af;
+		memcpy(out->backend.addr.ip, a.a[CONN_BACKEND], af == 4 ? 4 : 16);
+		out->backend.port = rte_be_to_cpu_16(copy.bport);
+		svc = dp->svcs[copy.svc];
+		if (svc != NULL)
+			out->service = svc->conf;
+		snprintf(out->why, sizeof(out->why),
+			 "a tracked connection (%s, lcore %u): it keeps its backend",
+			 copy.proto == IPPROTO_TCP ? pylb_tcp_state_name(copy.state) : "udp", s);
+		return 0;
+	}
+	if (q->proto == IPPROTO_TCP &&
+	    (q->tcp_flags & (RTE_TCP_SYN_FLAG | RTE_TCP_ACK_FLAG)) != RTE_TCP_SYN_FLAG) {
+		out->verdict = PYLB_L4V_NOT_SYN;
+		snprintf(out->why, sizeof(out->why),
+			 "TCP without a connection that is not a SYN: dropped (tcp_no_conn)%s",
+			 dp->conf.tcp_reset ? ", answered with RST" : "");
+		return 0;
+	}
+	svc = service_find(dp, &t);
+	if (svc == NULL) {
+		snprintf(out->why, sizeof(out->why), "no service on port %u/%s: dropped (no_service)",
+			 q->dport, q->proto == IPPROTO_TCP ? "tcp" : "udp");
+		return 0;
+	}
+	out->service = svc->conf;
+	if (svc->bal.table == NULL) {
+		out->verdict = PYLB_L4V_NO_BACKEND;
+		snprintf(out->why, sizeof(out->why),
+			 "the service has no backend up with weight > 0: dropped (service_no_backend)");
+		return 0;
+	}
+	hash = af == 4 ? flow_hash4(*(const unaligned_uint32_t *)t.src,
+				    *(const unaligned_uint32_t *)t.dst) : flow_hash6(t.src, t.dst);
+	/* The scheduler on the control slot, with its round-robin row saved
+	 * and restored: a preview that changes nothing. */
+	{
+		struct pylb_lcore *lc = &dp->lcores[dp->n_slots - 1];
+		int32_t *row = svc->rows ? svc->rows + (size_t)lc->slot * svc->row_stride : NULL;
+		int32_t saved[PYLB_MAX_BACKENDS];
+		uint32_t n = svc->bal.n_backends;
+
+		struct pylb_service nopersist = *svc;	/* nor a persistence entry */
+
+		nopersist.conf.persistence = 0;
+		if (row != NULL)
+			memcpy(saved, row, n * sizeof(*row));
+		bi = schedule(lc, &nopersist, &t, hash, pylb_now(dp));
+		if (row != NULL)
+			memcpy(row, saved, n * sizeof(*row));
+	}
+	out->verdict = PYLB_L4V_NEW;
+	out->backend = svc->bal.backends[bi];
+	{
+		static const char *const why[] = {
+			[PYLB_SCHED_MAGLEV] = "the consistent-hash table, slot of the 5-tuple hash",
+			[PYLB_SCHED_SOURCE] = "the consistent-hash table, slot of the client address hash",
+			[PYLB_SCHED_WRR] = "weighted round-robin (the next turn on this lcore)",
+			[PYLB_SCHED_WLC] = "weighted least-connections (fewest per weight on this lcore)",
+		};
+		snprintf(out->why, sizeof(out->why), "a new connection: %s%s", why[svc->conf.sched],
+			 svc->conf.persistence ? ", unless the client's network is persistent on another" : "");
+	}
+	return 0;
+}
+
+int
+pylb_dp_l4_trace(struct pylb_dp *dp, const struct pylb_l4_trace_query *q,
+		 struct pylb_l4_trace *out)
+{
+	PYLB_CTL_LOCKED(dp, l4_trace_unlocked(dp, q, out));
+}
+
 /* The API: serialised with the telemetry thread's readers. */
 
 int
