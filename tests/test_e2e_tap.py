@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+import time
 
 from scapy.layers.inet import ICMP, IP
 from scapy.layers.l2 import ARP, Ether
@@ -93,3 +94,24 @@ def test_two_workers_on_shared_cores_answer_pings():
             Netns(f"{app.instance}c", app.ifaces[0], app.client_address(0)) as ns:
         assert ns.ping(app.addresses[0], 10) == 10
         assert app.stats()["counters"]["icmp_echo_replies"] == 10
+
+
+def test_dpdk_dumpcap_captures_a_running_appliances_port(tmp_path):
+    """librte_pdump is initialised: DPDK's own capture tool attaches as a
+    secondary process and records what port 0 receives."""
+    from scapy.utils import rdpcap
+    out = tmp_path / "p0.pcapng"
+    with Appliance() as app, Netns(f"{app.instance}c", app.ifaces[0], app.client_address(0)) as ns:
+        assert ns.ping(app.addresses[0], 1) == 1
+        cap = subprocess.Popen(["dpdk-dumpcap", f"--file-prefix=pylb-{app.instance}", "-i", "0",
+                                "-c", "4", "-w", str(out)], stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+        for _ in range(100):
+            if out.exists():
+                break
+            time.sleep(0.1)
+        assert ns.ping(app.addresses[0], 4) == 4
+        log, _ = cap.communicate(timeout=30)
+        assert cap.returncode == 0, log
+    frames = rdpcap(str(out))
+    assert len(frames) == 4 and all(f.haslayer(ICMP) for f in frames), [f.summary() for f in frames]
