@@ -264,35 +264,32 @@ def dump(config: Config) -> str:
     return yaml.safe_dump({"services": services, "routes": routes}, sort_keys=False)
 
 
+def _changes(cur: dict, want: dict, kind: str, in_place=None) -> list[tuple[str, Any, Any]]:
+    """del-KIND, add-KIND and replace-KIND (or set-backends where in_place
+    says the change can be made in place) turning cur into want."""
+    out: list[tuple[str, Any, Any]] = [(f"del-{kind}", v, None) for k, v in cur.items()
+                                       if k not in want]
+    for k, v in want.items():
+        old = cur.get(k)
+        if old is None:
+            out.append((f"add-{kind}", None, v))
+        elif old != v:
+            out.append(("set-backends" if in_place and in_place(old, v) else f"replace-{kind}",
+                        old, v))
+    return out
+
+
 def diff(current: Config, desired: Config) -> list[tuple[str, Any, Any]]:
     """What turns current into desired: (action, old, new) with action one of
     add-service, del-service, set-backends (backends or health check only:
     hitless), replace-service, add-route, del-route, replace-route."""
-    changes: list[tuple[str, Any, Any]] = []
-    cur = {s.key: s for s in current.services}
-    want = {s.key: s for s in desired.services}
-    for k, s in cur.items():
-        if k not in want:
-            changes.append(("del-service", s, None))
-    for k, s in want.items():
-        old = cur.get(k)
-        if old is None:
-            changes.append(("add-service", None, s))
-        elif old != s:
-            same_service = replace(old, backends=(), health_check=None) == \
-                replace(s, backends=(), health_check=None)
-            changes.append(("set-backends" if same_service else "replace-service", old, s))
-    cur_r = {r.prefix: r for r in current.routes}
-    want_r = {r.prefix: r for r in desired.routes}
-    for p, r in cur_r.items():
-        if p not in want_r:
-            changes.append(("del-route", r, None))
-    for p, r in want_r.items():
-        if p not in cur_r:
-            changes.append(("add-route", None, r))
-        elif cur_r[p] != r:
-            changes.append(("replace-route", cur_r[p], r))
-    return changes
+    def in_place(old: ServiceSpec, new: ServiceSpec) -> bool:
+        return replace(old, backends=(), health_check=None) == \
+            replace(new, backends=(), health_check=None)
+    return _changes({s.key: s for s in current.services}, {s.key: s for s in desired.services},
+                    "service", in_place) + \
+        _changes({r.prefix: r for r in current.routes}, {r.prefix: r for r in desired.routes},
+                 "route")
 
 
 def describe(change: tuple[str, Any, Any]) -> str:
