@@ -119,6 +119,12 @@ cdef extern from "pylb_dp.h" nogil:
 
     const char *pylb_tcp_state_name(uint8_t state)
 
+    struct pylb_svc_stats:
+        uint64_t conns, in_packets, in_bytes, out_packets, out_bytes
+
+    int pylb_dp_service_stats(pylb_dp *dp, const pylb_ip *vip, uint8_t proto, uint16_t port,
+                              pylb_svc_stats *out)
+
     struct pylb_l4_trace_query:
         pylb_ip src, dst
         uint16_t sport, dport

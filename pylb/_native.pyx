@@ -926,6 +926,16 @@ cdef class Dataplane:
             raise NotFound(f"VIP {prefix}: no backend {addr}")
         self.set_backends(prefix, kept)
 
+    def service_stats(self, vip, int port, str proto="tcp"):
+        """A service's traffic, like ipvsadm --stats: conns, in/out packets
+        and bytes (out: replies through the appliance)."""
+        cdef pylb_ip a
+        cdef pylb_svc_stats st
+        _set_ip(&a, _parse_ip(vip, "VIP"))
+        _check(pylb_dp_service_stats(self._live(), &a, _proto(proto), _port(port), &st))
+        return {"conns": st.conns, "in_packets": st.in_packets, "in_bytes": st.in_bytes,
+                "out_packets": st.out_packets, "out_bytes": st.out_bytes}
+
     def l4_trace(self, src, dst, str proto="tcp", int sport=0, int dport=0, int tcp_flags=0x02):
         """What the L4 path would do with a packet (read only): a dict with
         verdict (no_service, connection, new, no_backend, not_syn), service

@@ -112,6 +112,32 @@ def ipvs_view(services: list[pb.Service]) -> str:
     return "\n".join(lines)
 
 
+def ipvs_stats(services: list[pb.Service]) -> str:
+    """`ipvsadm -L -n --stats`, per service (backends are listed without
+    figures: pylb counts per service)."""
+    lines = ["IP Virtual Server version 1.2.1 (size=4096)",
+             "Prot LocalAddress:Port               Conns   InPkts  OutPkts  InBytes OutBytes",
+             "  -> RemoteAddress:Port"]
+    for s in services:
+        st = s.stats
+        lines.append(f"{_name(PROTO_NAMES, s.key.protocol).upper():<4} "
+                     f"{_hostport(s.key.vip, s.key.port):<28} {_unit(st.connections):>8} "
+                     f"{_unit(st.in_packets):>8} {_unit(st.out_packets):>8} "
+                     f"{_unit(st.in_bytes):>8} {_unit(st.out_bytes):>8}")
+        for b in s.backends:
+            lines.append(f"  -> {_hostport(b.address, b.port or s.key.port)}")
+    return "\n".join(lines)
+
+
+def _unit(n: int) -> str:
+    """ipvsadm's compact figures: 1234 -> 1234, 12345678 -> 12345K."""
+    for unit in ("", "K", "M", "G", "T"):
+        if n < 100000:
+            return f"{n}{unit}"
+        n //= 1000
+    return f"{n}P"
+
+
 def _mask(prefix: int, bits: int, vip: str) -> str:
     import ipaddress
     net = ipaddress.ip_network(f"{vip}/{prefix}", strict=False)
@@ -245,8 +271,9 @@ def run(args, stub) -> int:
                     print(f"  {k:22} {v:>16}")
     elif noun == "ipvs":
         if not (args.list and args.numeric):
-            raise UsageError("only the listing is supported: pylbctl ipvs -L -n")
-        print(ipvs_view(list(stub.ListServices(pb.ListServicesRequest()).services)))
+            raise UsageError("only the listing is supported: pylbctl ipvs -L -n [--stats]")
+        services = list(stub.ListServices(pb.ListServicesRequest()).services)
+        print(ipvs_stats(services) if args.stats else ipvs_view(services))
     return 0
 
 
@@ -319,6 +346,7 @@ def parser() -> argparse.ArgumentParser:
     ipvs = sub.add_parser("ipvs", help="ipvsadm-compatible views")
     ipvs.add_argument("-L", "--list", action="store_true")
     ipvs.add_argument("-n", "--numeric", action="store_true")
+    ipvs.add_argument("--stats", action="store_true", help="connections, packets and bytes")
     return ap
 
 

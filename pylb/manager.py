@@ -66,6 +66,7 @@ class BackendView:
 class ServiceView:
     spec: ServiceSpec
     backends: tuple[BackendView, ...]
+    stats: dict                 # conns, in/out packets and bytes
 
 
 @dataclass(frozen=True)
@@ -110,7 +111,8 @@ class Manager:
                                                    active, inactive,
                                                    status.get((key, (b.ip, b.port)), "unknown")
                                                    if check else "")
-                                       for b, active, inactive in counts))
+                                       for b, active, inactive in counts),
+                           dp.service_stats(*key))
 
     def watch(self, view_or_spec) -> None:
         """(Re)start the health checks of a service as it now is."""

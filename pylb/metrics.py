@@ -50,6 +50,17 @@ class Collector:
                 state.add_metric(labels + [b.spec.state], 1)
         yield from gauges.values()
         yield state
+        per_service = {k: CounterMetricFamily(f"pylb_ipvs_service_{name}", f"service {k}",
+                                              labels=["local_address", "local_port", "proto"])
+                       for k, name in (("conns", "connections_total"),
+                                       ("in_packets", "incoming_packets_total"),
+                                       ("in_bytes", "incoming_bytes_total"),
+                                       ("out_packets", "outgoing_packets_total"),
+                                       ("out_bytes", "outgoing_bytes_total"))}
+        for v in services:
+            for k, fam in per_service.items():
+                fam.add_metric([v.spec.vip, str(v.spec.port), v.spec.proto], v.stats[k])
+        yield from per_service.values()
         counters = stats["counters"]
         for name, metric in IPVS_TOTALS.items():
             yield CounterMetricFamily(f"pylb_{metric}", f"dataplane {name}", value=counters[name])

@@ -121,7 +121,11 @@ def _check(h: pb.HealthCheck) -> HealthCheckSpec:
 def service_msg(v) -> pb.Service:
     s = v.spec
     h = s.health_check
+    st = v.stats
     return pb.Service(
+        stats=pb.ServiceStats(connections=st["conns"], in_packets=st["in_packets"],
+                              in_bytes=st["in_bytes"], out_packets=st["out_packets"],
+                              out_bytes=st["out_bytes"]),
         health_check=None if h is None else pb.HealthCheck(
             type=h.type, port=h.port, path=h.path, expect_status=h.expect_status,
             interval_ms=h.interval_ms, timeout_ms=h.timeout_ms, rise=h.rise, fall=h.fall),

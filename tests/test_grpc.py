@@ -74,9 +74,17 @@ def test_services_and_backends_round_trip(api):
     assert [(f.client, f.client_port, f.backend, f.backend_port, f.state, f.protocol)
             for f in flows] == [("10.0.0.2", 999, "10.0.1.21", 5353, "none", pb.PROTOCOL_UDP)]
     assert list(stub.ListFlows(pb.ListFlowsRequest(client="10.0.0.3"))) == []
+    dp.add_neighbour("p0", "10.0.0.2", CLIENT_MAC)
+    reply = Ether(src="02:00:00:00:0b:01", dst="02:00:00:00:01:01") / IP(src="10.0.1.21",
+                                                                          dst="10.0.0.2") / \
+        UDP(sport=5353, dport=999) / (b"x" * 10)
+    assert len(dp.inject("p1", [raw(reply)])) == 1
     got = stub.GetService(KEY)
     assert [(b.address, b.active_connections) for b in got.backends] == \
         [("10.0.1.20", 0), ("10.0.1.21", 1)]
+    st = got.stats                                          # like ipvsadm --stats
+    assert (st.connections, st.in_packets, st.in_bytes, st.out_packets, st.out_bytes) == \
+        (1, 1, 28, 1, 38)
     assert [x.key.port for x in stub.ListServices(pb.ListServicesRequest()).services] == [53]
     s = stub.DeleteBackend(pb.BackendKey(service=KEY, address="10.0.1.20", port=5353))
     assert [b.address for b in s.backends] == ["10.0.1.21"]
@@ -186,7 +194,9 @@ def test_metrics_in_ipvs_exporter_style(api):
                  "pylb_ipvs_connections_total 1.0", "pylb_ipvs_incoming_packets_total 2.0",
                  "pylb_conntrack_entries 1.0", "pylb_conntrack_table_full_total 0.0",
                  'pylb_drops_total{reason="eth_other_host"} 1.0', "pylb_forwarded_total 1.0",
-                 'pylb_port_rx_packets_total{port="p0"} 0.0', 'pylb_lcore_busy_cycles_total{lcore="0"}'):
+                 'pylb_port_rx_packets_total{port="p0"} 0.0', 'pylb_lcore_busy_cycles_total{lcore="0"}',
+                 'pylb_ipvs_service_incoming_packets_total{local_address="10.0.0.100",'
+                 'local_port="53",proto="udp"} 1.0'):
         assert line in text, line
 
 
@@ -199,6 +209,18 @@ TCP  10.78.0.100:80 wrr persistent 300 mask 255.255.255.0
   -> 10.78.1.12:8080              Masq    0      0          0
 UDP  10.78.0.100:53 maglev
   -> 10.78.1.11:53                Route   1      0          0
+"""
+
+
+IPVS_STATS_GOLDEN = """\
+IP Virtual Server version 1.2.1 (size=4096)
+Prot LocalAddress:Port               Conns   InPkts  OutPkts  InBytes OutBytes
+  -> RemoteAddress:Port
+TCP  10.78.0.100:80                      0        0        0        0        0
+  -> 10.78.1.11:8080
+  -> 10.78.1.12:8080
+UDP  10.78.0.100:53                      0        0        0        0        0
+  -> 10.78.1.11:53
 """
 
 
@@ -234,6 +256,7 @@ def test_pylb_run_serves_the_api_and_pylbctl_drives_it(tmp_path):
         assert ctl("service", "add", "10.78.0.100:53/udp", "--method", "dr",
                    "--backend", "10.78.1.11").returncode == 0
         assert ctl("ipvs", "-L", "-n").stdout == IPVS_GOLDEN
+        assert ctl("ipvs", "-L", "-n", "--stats").stdout == IPVS_STATS_GOLDEN
         listing = json.loads(ctl("-o", "json", "service", "list").stdout)
         assert [(s["key"]["port"], [b["state"] for b in s["backends"]]) for s in listing] == \
             [(80, ["BACKEND_STATE_UP", "BACKEND_STATE_DRAIN"]), (53, ["BACKEND_STATE_UP"])]

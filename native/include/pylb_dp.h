@@ -299,6 +299,17 @@ enum pylb_tcp_state {
 	PYLB_TCP__STATES,
 };
 
+/* A service's traffic (like ipvsadm --stats), summed over lcores. In: the
+ * clients' packets; out: the replies that come back through the appliance. */
+struct pylb_svc_stats {
+	uint64_t conns;
+	uint64_t in_packets, in_bytes;
+	uint64_t out_packets, out_bytes;
+};
+
+int pylb_dp_service_stats(struct pylb_dp *dp, const struct pylb_ip *vip, uint8_t proto,
+			  uint16_t port, struct pylb_svc_stats *out);
+
 /* What the L4 path would do with a packet (pylb_dp_l4_trace). */
 enum pylb_l4_verdict {
 	PYLB_L4V_NO_SERVICE = 0,		/* no service on that port / protocol */

@@ -83,10 +83,12 @@ pylb_dp_create(const struct pylb_dp_conf *conf, struct pylb_dp **out)
 	dp->stats = rte_zmalloc("pylb_stats", dp->n_slots * sizeof(*dp->stats),
 				RTE_CACHE_LINE_SIZE);
 	dp->cfg = rte_zmalloc("pylb_cfg", sizeof(*dp->cfg), RTE_CACHE_LINE_SIZE);
+	dp->svc_stats = rte_zmalloc("pylb_svc_stats", (size_t)dp->n_slots * PYLB_MAX_SERVICES *
+				    sizeof(*dp->svc_stats), RTE_CACHE_LINE_SIZE);
 	qs_threads = RTE_MAX(conf->n_workers, 1u);
 	sz = rte_rcu_qsbr_get_memsize(qs_threads);
 	dp->qsv = rte_zmalloc("pylb_qsbr", sz, RTE_CACHE_LINE_SIZE);
-	if (dp->lcores == NULL || dp->stats == NULL || dp->cfg == NULL ||
+	if (dp->lcores == NULL || dp->stats == NULL || dp->cfg == NULL || dp->svc_stats == NULL ||
 	    dp->qsv == NULL || rte_rcu_qsbr_init(dp->qsv, qs_threads) != 0) {
 		pylb_dp_destroy(dp);
 		return pylb_fail(-PYLB_E_NOMEM, "cannot allocate dataplane state");
@@ -98,6 +100,7 @@ pylb_dp_create(const struct pylb_dp_conf *conf, struct pylb_dp **out)
 		lc->queue = (uint16_t)i;
 		lc->dp = dp;
 		lc->stats = &dp->stats[i];
+		lc->svc_stats = &dp->svc_stats[(size_t)i * PYLB_MAX_SERVICES];
 		lc->lcore_id = i < conf->n_workers ? conf->worker_lcores[i] :
 			rte_lcore_id();
 	}
@@ -368,6 +371,7 @@ pylb_dp_destroy(struct pylb_dp *dp)
 	rte_free(dp->qsv);
 	rte_free(dp->cfg);
 	rte_free(dp->stats);
+	rte_free(dp->svc_stats);
 	rte_free(dp->lcores);
 	rte_free(dp);
 }

@@ -519,6 +519,10 @@ conn_forward(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 	const uint8_t *be = conn_addr(&lc->ct, c, CONN_BACKEND);
 	const uint8_t *client = conn_addr(&lc->ct, c, CONN_CLIENT);
 	const uint8_t *vip = conn_addr(&lc->ct, c, CONN_VIP);
+	struct pylb_svc_stats *st = &lc->svc_stats[c->svc];
+
+	st->in_packets++;
+	st->in_bytes += rte_pktmbuf_pkt_len(m) - sizeof(struct rte_ether_hdr);
 
 	if (c->method == PYLB_L4_NAT || c->method == PYLB_L4_FULLNAT) {
 		nat_rewrite(m, c->af, c->proto, ports, true, be, c->bport);
@@ -647,6 +651,7 @@ conn_open(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 	uint16_t bport = b->port ? rte_cpu_to_be_16(b->port) : t->dport;
 	struct pylb_conn *c = pylb_conn_new(lc, t);
 
+	lc->svc_stats[svc->id].conns++;
 	if (c == NULL) {
 		CNT(lc, CONN_TABLE_FULL);
 		/* FullNAT replies could not be translated without an entry. */
@@ -656,6 +661,8 @@ conn_open(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 		 * made. Established flows are never evicted. */
 		if (method == PYLB_L4_NAT)
 			nat_rewrite(m, t->af, t->proto, ports, true, b->addr.ip, bport);
+		lc->svc_stats[svc->id].in_packets++;
+		lc->svc_stats[svc->id].in_bytes += rte_pktmbuf_pkt_len(m) - sizeof(struct rte_ether_hdr);
 		return route_to(lc, cfg, in_port, m, b->addr.ip, t->af, method, hash);
 	}
 	pylb_conn_set_addr(&lc->ct, c, CONN_BACKEND, b->addr.ip);
@@ -776,6 +783,16 @@ tcp_flags_of(const struct pylb_tuple *t, const uint16_t *ports)
 	return t->proto == IPPROTO_TCP ? ((const struct rte_tcp_hdr *)ports)->tcp_flags : 0;
 }
 
+static inline void
+reply_counted(struct pylb_lcore *lc, const struct pylb_conn *c, const struct rte_mbuf *m)
+{
+	struct pylb_svc_stats *st = &lc->svc_stats[c->svc];
+
+	CNT(lc, NAT_REPLIES);
+	st->out_packets++;
+	st->out_bytes += rte_pktmbuf_pkt_len(m) - sizeof(struct rte_ether_hdr);
+}
+
 /* A packet on its way to be routed: if it is a backend's reply of a NAT
  * connection, give it the VIP back as its source. Returns false if it was
  * handed to the worker that owns the connection. */
@@ -797,7 +814,7 @@ pylb_nat_reverse(struct pylb_lcore *lc, int in_port, struct rte_mbuf *m, uint8_t
 	}
 	pylb_conn_update(lc, c, tcp_flags_of(&t, ports), true, lc->now);
 	nat_rewrite(m, af, t.proto, ports, false, conn_addr(&lc->ct, c, CONN_VIP), c->vport);
-	CNT(lc, NAT_REPLIES);
+	reply_counted(lc, c, m);
 	return true;
 }
 
@@ -854,7 +871,7 @@ pylb_fullnat_reply(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_por
 	pylb_conn_update(lc, c, tcp_flags_of(&t, ports), true, lc->now);
 	nat_rewrite(m, af, t.proto, ports, false, conn_addr(&lc->ct, c, CONN_VIP), c->vport);
 	nat_rewrite(m, af, t.proto, ports, true, conn_addr(&lc->ct, c, CONN_CLIENT), c->cport);
-	CNT(lc, NAT_REPLIES);
+	reply_counted(lc, c, m);
 	route_reply(lc, cfg, in_port, m, af);
 	return true;
 }
@@ -1079,6 +1096,8 @@ service_add_unlocked(struct pylb_dp *dp, const struct pylb_service_conf *conf)
 			pylb_route_del_special(dp, &host, PYLB_FIB_VAL(PYLB_FIB_SERVICE, 0));
 		return pylb_fail(-PYLB_E_NOMEM, "cannot add service %s", name);
 	}
+	for (uint32_t slot = 0; slot < dp->n_slots; slot++)	/* a new service's own */
+		memset(&dp->lcores[slot].svc_stats[id], 0, sizeof(struct pylb_svc_stats));
 	__atomic_store_n(&dp->svcs[id], s, __ATOMIC_RELEASE);
 	dp->n_services++;
 	pylb_gen_bump(dp);
@@ -1319,6 +1338,35 @@ l4_trace_unlocked(struct pylb_dp *dp, const struct pylb_l4_trace_query *q,
 			 svc->conf.persistence ? ", unless the client's network is persistent on another" : "");
 	}
 	return 0;
+}
+
+static int
+service_stats_unlocked(struct pylb_dp *dp, const struct pylb_ip *vip, uint8_t proto,
+		       uint16_t port, struct pylb_svc_stats *out)
+{
+	char name[96];
+	int id = svc_find(dp, vip, proto, port, name, sizeof(name));
+
+	if (id < 0)
+		return id;
+	memset(out, 0, sizeof(*out));
+	for (uint32_t slot = 0; slot < dp->n_slots; slot++) {
+		const struct pylb_svc_stats *s = &dp->lcores[slot].svc_stats[id];
+
+		out->conns += s->conns;
+		out->in_packets += s->in_packets;
+		out->in_bytes += s->in_bytes;
+		out->out_packets += s->out_packets;
+		out->out_bytes += s->out_bytes;
+	}
+	return 0;
+}
+
+int
+pylb_dp_service_stats(struct pylb_dp *dp, const struct pylb_ip *vip, uint8_t proto,
+		      uint16_t port, struct pylb_svc_stats *out)
+{
+	PYLB_CTL_LOCKED(dp, service_stats_unlocked(dp, vip, proto, port, out));
 }
 
 int

@@ -226,6 +226,7 @@ struct pylb_lcore {
 	uint16_t queue;
 	struct pylb_dp *dp;
 	struct pylb_stats *stats;
+	struct pylb_svc_stats *svc_stats;	/* PYLB_MAX_SERVICES, by service id */
 	struct pylb_conntrack ct;
 	struct rte_ring *redirect;	/* packets of flows this lcore owns */
 	uint32_t fnat_next;		/* next FullNAT local port to try */
@@ -280,6 +281,7 @@ struct pylb_dp {
 	uint32_t n_slots;		/* workers + control */
 	struct pylb_lcore *lcores;	/* n_slots */
 	struct pylb_stats *stats;	/* n_slots */
+	struct pylb_svc_stats *svc_stats;	/* n_slots x PYLB_MAX_SERVICES */
 	struct rte_mempool *pools[RTE_MAX_NUMA_NODES];
 	struct rte_rcu_qsbr *qsv;
 
