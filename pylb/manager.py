@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterator
 from pylb.config import (BackendSpec, Config, HealthCheckSpec, RouteSpec, ServiceSpec,
                          describe)
 from pylb.config import diff as config_diff
-from pylb.errors import InvalidArgument, PylbError
+from pylb.errors import InvalidArgument, NotFound, PylbError
 from pylb.health import HealthChecker
 
 Submit = Callable[[Callable[[Any], Any]], Any]
@@ -198,7 +198,6 @@ class Manager:
             cur = [_tuple(x) for x in dp.service(vip, port, proto).backends]
             rest = [x for x in cur if (x[0], x[1]) != (ip, bport)]
             if len(rest) == len(cur):
-                from pylb.errors import NotFound
                 raise NotFound(f"service {vip}:{port}/{proto} has no backend {ip}:{bport}")
             dp.set_service_backends(vip, port, rest, proto=proto)
             return self._view(dp, dp.service(vip, port, proto))
@@ -320,7 +319,6 @@ class Manager:
 
         def trace(dp):
             from pylb import _native
-            from pylb.errors import NotFound
             out = {"verdict": "", "why": "", "route": None, "service": None, "backend": None,
                    "state": "", "next_hop": None}
             names = {p.index: p.name for p in dp.ports()}
