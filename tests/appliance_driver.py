@@ -46,7 +46,8 @@ def main() -> None:
         stop.set()
 
     threading.Thread(target=serve, daemon=True).start()
-    appliance.run(load_profile(sys.argv[1]), stop, tasks=tasks)
+    profile = load_profile(sys.argv[1])
+    appliance.run(profile, stop, tasks=tasks, grpc_address=appliance.grpc_default(profile))
 
 
 if __name__ == "__main__":

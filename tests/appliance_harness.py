@@ -98,6 +98,7 @@ class Appliance:
         with os.fdopen(fd, "w") as f:
             yaml.safe_dump(prof, f)
         self.addresses = [f"10.{100 + n % 100}.{i}.1" for i in range(ports)]
+        self.grpc = f"unix:/run/pylb/{self.instance}.sock"     # pylb run's default
         self.proc: subprocess.Popen | None = None
         self.stderr: list[str] = []
 

@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -226,3 +227,62 @@ print(json.dumps(seen))
     finally:
         for ns, _ in lab.backends:
             sh("ip", "netns", "exec", ns, "ip", "route", "add", "default", "via", f"{net}.1.1")
+
+
+WHO_MANY = """
+import http.client, json, sys
+seen = []
+for _ in range(int(sys.argv[3])):
+    c = http.client.HTTPConnection(sys.argv[1], int(sys.argv[2]), timeout=5)
+    c.request("GET", "/who")
+    seen.append(c.getresponse().read().decode().strip())
+    c.close()
+print(json.dumps(seen))
+"""
+
+
+def test_health_checks_through_the_exception_path_take_a_stopped_server_out(lab):
+    """The appliance's health checker probes the backends from the host's
+    kernel, through p1's kernel interface and the dataplane (never from the
+    worker); a stopped HTTP server goes down after `fall` failures, gets no
+    new connections, and comes back after `rise` once it serves again."""
+    import grpc
+    from pylb.v1 import pylb_pb2 as pb
+    from pylb.v1 import pylb_pb2_grpc as pb_grpc
+    vip = f"{lab.app.net}.9.90"
+    key = pb.ServiceKey(vip=vip, port=80)
+    with grpc.insecure_channel(lab.app.grpc) as ch:
+        stub = pb_grpc.LoadBalancerStub(ch)
+        stub.AddService(pb.Service(key=key, scheduler=pb.SCHEDULER_WRR,
+                                   health_check=pb.HealthCheck(type="http", path="/who",
+                                                               interval_ms=300, rise=2, fall=2),
+                                   backends=[pb.Backend(address=ip, port=8080)
+                                             for _, ip in lab.backends]))
+
+        def health():
+            return [b.health for b in stub.GetService(key).backends]
+
+        def wait(want):
+            for _ in range(100):
+                if health() == want:
+                    return
+                time.sleep(0.1)
+            raise AssertionError(f"health {health()} != {want}")
+        wait(["up", "up", "up"])
+        victim_ns, _ = lab.backends[0]
+        server = next(p for p in lab.procs if victim_ns in p.args and "http.server" in p.args)
+        server.terminate()
+        server.wait()
+        wait(["down", "up", "up"])
+        assert stub.GetService(key).backends[0].state == pb.BACKEND_STATE_DOWN
+        seen = json.loads(lab.client.run(sys.executable, "-c", WHO_MANY, vip, "80", "30",
+                                         timeout=120).stdout)
+        assert len(seen) == 30 and victim_ns not in seen
+        lab.procs.remove(server)
+        lab.procs.append(subprocess.Popen(server.args, stdout=subprocess.DEVNULL,
+                                          stderr=subprocess.DEVNULL))
+        wait(["up", "up", "up"])
+        seen = json.loads(lab.client.run(sys.executable, "-c", WHO_MANY, vip, "80", "30",
+                                         timeout=120).stdout)
+        assert victim_ns in seen
+        stub.DeleteService(key)
