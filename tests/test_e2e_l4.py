@@ -286,3 +286,61 @@ def test_health_checks_through_the_exception_path_take_a_stopped_server_out(lab)
                                          timeout=120).stdout)
         assert victim_ns in seen
         stub.DeleteService(key)
+
+
+# Keeps N TCP connections open; on each line from stdin, talks on all of them
+# and prints who answered each (or "broken").
+MANY = """
+import json, socket, sys
+conns = [socket.create_connection((sys.argv[1], int(sys.argv[2])), 5) for _ in range(int(sys.argv[3]))]
+for line in sys.stdin:
+    out = []
+    for s in conns:
+        try:
+            s.sendall(b"x")
+            out.append(s.recv(100).decode().split()[0])
+        except OSError:
+            out.append("broken")
+    print(json.dumps(out), flush=True)
+"""
+
+
+def test_a_reload_breaks_no_connection_of_unchanged_services(lab):
+    import grpc
+    from pylb.v1 import pylb_pb2 as pb
+    from pylb.v1 import pylb_pb2_grpc as pb_grpc
+    a, b = f"{lab.app.net}.9.91", f"{lab.app.net}.9.92"
+    ips = [ip for _, ip in lab.backends]
+
+    def config(b_backends):
+        return ("services:\n"
+                f"  - {{vip: {a}, port: 9000, backends: [{', '.join(f'{ip}:9000' for ip in ips)}]}}\n"
+                f"  - {{vip: {b}, port: 9000, backends: [{', '.join(f'{ip}:9000' for ip in b_backends)}]}}\n")
+    with grpc.insecure_channel(lab.app.grpc) as ch:
+        stub = pb_grpc.LoadBalancerStub(ch)
+        # (The whole desired state: what earlier tests left is removed.)
+        stub.ApplyConfig(pb.ApplyConfigRequest(yaml=config(ips[:1])))
+        p = subprocess.Popen(["ip", "netns", "exec", lab.client.name, sys.executable, "-c", MANY,
+                              a, "9000", "30"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             text=True)
+        try:
+            def ask():
+                p.stdin.write("go\n")
+                p.stdin.flush()
+                return json.loads(p.stdout.readline())
+            before = ask()
+            assert len(set(before)) > 1 and "broken" not in before
+            for step in (ips, ips[1:], ips[:1]):        # B changes three times; A does not
+                changes = stub.ApplyConfig(pb.ApplyConfigRequest(yaml=config(step))).changes
+                assert list(changes) == [f"set-backends {b}:9000/tcp"]
+                assert ask() == before                  # 0 broken, every one on its backend
+            # Removing B and adding C leaves A's connections alone too.
+            c = config(ips[:1]).replace(b, f"{lab.app.net}.9.93")
+            assert sorted(stub.ApplyConfig(pb.ApplyConfigRequest(yaml=c)).changes) == \
+                [f"add-service {lab.app.net}.9.93:9000/tcp", f"del-service {b}:9000/tcp"]
+            assert ask() == before
+        finally:
+            p.stdin.close()
+            p.wait(10)
+        for vip in (a, f"{lab.app.net}.9.93"):
+            stub.DeleteService(pb.ServiceKey(vip=vip, port=9000))
