@@ -76,7 +76,8 @@ class HealthChecker:
         self._set_state = set_state
         self._loop = asyncio.new_event_loop()
         self._tasks: dict[tuple[Key, Target], tuple[HealthCheckSpec, asyncio.Task]] = {}
-        self.status: dict[tuple[Key, Target], str] = {}      # up, down or unknown
+        # up, down or unknown: a verdict shows once the dataplane has it
+        self.status: dict[tuple[Key, Target], str] = {}
         self._verdicts: queue.SimpleQueue = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._loop.run_forever, name="pylb-health",
                                         daemon=True)
@@ -102,6 +103,7 @@ class HealthChecker:
     async def _run(self, k: tuple[Key, Target], spec: HealthCheckSpec) -> None:
         (key, (ip, port)) = k
         good = bad = 0
+        last = None
         me = asyncio.current_task()
         # While registered: on 3.11, wait_for can swallow a cancellation that
         # races its timeout, so the registration, not only cancel(), ends it.
@@ -112,9 +114,9 @@ class HealthChecker:
             else:
                 good, bad = 0, bad + 1
                 verdict = "down" if bad >= spec.fall else None
-            if verdict and self.status.get(k) != verdict:
+            if verdict and last != verdict:
                 log.info("health: %s:%d of %s:%d/%s is %s", ip, port, *key, verdict)
-                self.status[k] = verdict
+                last = verdict
                 self._verdicts.put((key, (ip, port), verdict))
             await asyncio.sleep(spec.interval_ms / 1000)
 
@@ -122,10 +124,14 @@ class HealthChecker:
         """Verdicts reach the dataplane from this thread, in order, so probes
         never wait for the main loop."""
         while (v := self._verdicts.get()) is not None:
+            key, target, verdict = v
             try:
-                self._set_state(*v)
+                self._set_state(key, target, verdict)
             except Exception as e:              # e.g. the service went away meanwhile
-                log.warning("health: cannot set %s:%d %s: %s", *v[1], v[2], e)
+                log.warning("health: cannot set %s:%d %s: %s", *target, verdict, e)
+                continue
+            if (key, target) in self.status:    # still watched: the state is in place
+                self.status[key, target] = verdict
 
     async def _cancel_all(self) -> None:
         tasks = [t for _, t in self._tasks.values()]
