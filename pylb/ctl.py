@@ -211,6 +211,44 @@ def run(args, stub) -> int:
             stub.AddRoute(pb.Route(prefix=args.prefix, next_hops=hops))
         elif verb == "del":
             stub.DeleteRoute(pb.RouteKey(prefix=args.prefix))
+    elif noun == "vip":
+        if verb == "list":
+            vips = stub.ListVips(pb.ListVipsRequest()).vips
+            if out_json:
+                print(json.dumps([_json(v) for v in vips], indent=2))
+            for v in [] if out_json else vips:
+                print(f"{v.prefix:44} {v.method:5} table {v.table_size} backends "
+                      + (" ".join(f"{b.address}*{b.weight}" for b in v.backends) or "-"))
+        elif verb == "del":
+            stub.DeleteVip(pb.VipKey(prefix=args.prefix))
+        else:
+            backends = [pb.VipBackend(address=a, weight=int(w or 1))
+                        for a, _, w in (b.partition("*") for b in args.backend or [])]
+            v = pb.Vip(prefix=args.prefix, backends=backends)
+            if verb == "add":
+                v.method, v.source = args.method, args.source or ""
+                stub.AddVip(v)
+            else:
+                stub.SetVipBackends(v)
+    elif noun == "neigh":
+        if verb == "list":
+            ns = stub.ListNeighbours(pb.ListNeighboursRequest()).neighbours
+            if out_json:
+                print(json.dumps([_json(n) for n in ns], indent=2))
+            for n in [] if out_json else ns:
+                print(f"{n.port:8} {n.address:26} {n.mac.lower()}  {n.state}")
+        elif verb == "add":
+            stub.AddNeighbour(pb.Neighbour(port=args.port, address=args.ip, mac=args.mac))
+        else:
+            stub.DeleteNeighbour(pb.Neighbour(port=args.port, address=args.ip))
+    elif noun == "port":
+        ports = stub.ListPorts(pb.ListPortsRequest()).ports
+        if out_json:
+            print(json.dumps([_json(p) for p in ports], indent=2))
+        for p in [] if out_json else ports:
+            print(f"{p.name}: {p.device} mac {p.mac} link {'up' if p.link_up else 'down'} "
+                  f"addresses {', '.join(p.addresses) or '-'} rx {p.nic.get('rx_packets', 0)} "
+                  f"tx {p.nic.get('tx_packets', 0)}")
     elif noun == "flows":
         flows = stub.ListFlows(pb.ListFlowsRequest(vip=args.vip or "", backend=args.backend or "",
                                                    client=args.client or "", limit=args.limit))
@@ -322,6 +360,29 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("prefix")
     p.add_argument("--via", action="append", required=True, help="GATEWAY@PORT or @PORT (repeat: ECMP)")
     rt.add_parser("del").add_argument("prefix")
+
+    vp = sub.add_parser("vip", help="L3 VIPs").add_subparsers(dest="verb", required=True)
+    vp.add_parser("list")
+    for verb in ("add", "set-backends"):
+        p = vp.add_parser(verb)
+        p.add_argument("prefix")
+        p.add_argument("--backend", action="append", help="ADDRESS[*WEIGHT] (repeat)")
+        if verb == "add":
+            p.add_argument("--method", choices=("ipip", "gre", "dr"), default="ipip")
+            p.add_argument("--source", help="outer source address")
+    vp.add_parser("del").add_argument("prefix")
+
+    ng = sub.add_parser("neigh", help="neighbours").add_subparsers(dest="verb", required=True)
+    ng.add_parser("list")
+    p = ng.add_parser("add", help="a static neighbour")
+    p.add_argument("port")
+    p.add_argument("ip", metavar="address")     # (not `address`: that is the gRPC target)
+    p.add_argument("mac")
+    p = ng.add_parser("del")
+    p.add_argument("port")
+    p.add_argument("ip", metavar="address")
+
+    sub.add_parser("port", help="ports").add_subparsers(dest="verb", required=True).add_parser("list")
 
     fl = sub.add_parser("flows", help="tracked connections")
     fl.add_argument("--vip")

@@ -363,6 +363,41 @@ class Manager:
             return out
         return self._submit(trace)
 
+    # L3 VIPs and neighbours
+
+    def vips(self) -> list:
+        return self._submit(lambda dp: list(dp.vips()))
+
+    def add_vip(self, prefix: str, method: str, table_size: int, source: str | None,
+                backends: list[tuple[str, int]]):
+        def add(dp):
+            dp.add_vip(prefix, method=method, table_size=table_size, source=source,
+                       backends=backends)
+            return dp.vip(prefix)
+        return self._submit(add)
+
+    def set_vip_backends(self, prefix: str, backends: list[tuple[str, int]]):
+        def set_(dp):
+            dp.set_backends(prefix, backends)
+            return dp.vip(prefix)
+        return self._submit(set_)
+
+    def delete_vip(self, prefix: str) -> None:
+        self._submit(lambda dp: dp.del_vip(prefix))
+
+    def neighbours(self) -> list[tuple[str, Any]]:
+        """[(port name, Neighbour)]."""
+        def list_(dp):
+            names = {p.index: p.name for p in dp.ports()}
+            return [(names.get(n.port, str(n.port)), n) for n in dp.neighbours()]
+        return self._submit(list_)
+
+    def add_neighbour(self, port: str, ip: str, mac: str) -> None:
+        self._submit(lambda dp: dp.add_neighbour(port, ip, mac))
+
+    def delete_neighbour(self, port: str, ip: str) -> None:
+        self._submit(lambda dp: dp.del_neighbour(port, ip))
+
     # Flows and counters
 
     def ports(self) -> list:

@@ -140,6 +140,18 @@ def service_msg(v) -> pb.Service:
                   for b in v.backends])
 
 
+def _vip_backends(v: pb.Vip) -> list[tuple[str, int]]:
+    for b in v.backends:
+        if b.weight > 65535:
+            raise InvalidArgument(f"backend {b.address}: weight {b.weight} is not in 0..65535")
+    return [(b.address, b.weight if b.HasField("weight") else 1) for b in v.backends]
+
+
+def vip_msg(v) -> pb.Vip:
+    return pb.Vip(prefix=v.prefix, method=v.method, table_size=v.table_size, source=v.source or "",
+                  backends=[pb.VipBackend(address=b.ip, weight=b.weight) for b in v.backends])
+
+
 def route_msg(r) -> pb.Route:
     return pb.Route(prefix=r.prefix, kind=r.kind,
                     next_hops=[pb.NextHop(gateway=g or "", port=p) for g, p in r.next_hops])
@@ -203,6 +215,49 @@ class LoadBalancer(pb_grpc.LoadBalancerServicer):
         return pb.Empty()
 
     @_rpc
+    def ListVips(self, request, context):
+        return pb.ListVipsResponse(vips=[vip_msg(v) for v in self.m.vips()])
+
+    @_rpc
+    def AddVip(self, request, context):
+        return vip_msg(self.m.add_vip(request.prefix, request.method or "ipip",
+                                      request.table_size or 65537, request.source or None,
+                                      _vip_backends(request)))
+
+    @_rpc
+    def SetVipBackends(self, request, context):
+        return vip_msg(self.m.set_vip_backends(request.prefix, _vip_backends(request)))
+
+    @_rpc
+    def DeleteVip(self, request, context):
+        self.m.delete_vip(request.prefix)
+        return pb.Empty()
+
+    @_rpc
+    def ListNeighbours(self, request, context):
+        return pb.ListNeighboursResponse(neighbours=[
+            pb.Neighbour(port=port, address=n.ip, mac=n.mac, state=n.state)
+            for port, n in self.m.neighbours()])
+
+    @_rpc
+    def AddNeighbour(self, request, context):
+        self.m.add_neighbour(request.port, request.address, request.mac)
+        return pb.Neighbour(port=request.port, address=request.address, mac=request.mac,
+                            state="static")
+
+    @_rpc
+    def DeleteNeighbour(self, request, context):
+        self.m.delete_neighbour(request.port, request.address)
+        return pb.Empty()
+
+    @_rpc
+    def ListPorts(self, request, context):
+        return pb.ListPortsResponse(ports=[
+            pb.Port(name=p.name, device=p.device, mac=p.mac, link_up=p.link_up,
+                    link_speed_mbps=p.link_speed_mbps, addresses=list(p.addresses),
+                    kernel_iface=p.kernel_iface, nic=p.nic) for p in self.m.ports()])
+
+    @_rpc
     def ListFlows(self, request, context):
         for c in self.m.flows(request.vip, request.backend, request.client, request.limit):
             yield pb.Flow(protocol=_back(PROTOS)[c.proto], client=c.client, client_port=c.cport,
@@ -252,7 +307,9 @@ class LoadBalancer(pb_grpc.LoadBalancerServicer):
 # Calls that change the appliance: admin only.
 MUTATIONS = {f"/{SERVICE_NAME}/{m}" for m in ("AddService", "DeleteService", "SetBackend",
                                                "DeleteBackend", "AddRoute", "DeleteRoute",
-                                               "ApplyConfig")}
+                                               "ApplyConfig", "AddVip", "DeleteVip",
+                                               "SetVipBackends", "AddNeighbour",
+                                               "DeleteNeighbour")}
 
 
 @dataclass(frozen=True)

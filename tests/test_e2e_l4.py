@@ -258,25 +258,26 @@ def test_health_checks_through_the_exception_path_take_a_stopped_server_out(lab)
         stub = pb_grpc.LoadBalancerStub(ch)
         stub.AddService(pb.Service(key=key, scheduler=pb.SCHEDULER_WRR,
                                    health_check=pb.HealthCheck(type="http", path="/who",
-                                                               interval_ms=300, rise=2, fall=2),
+                                                               interval_ms=500, timeout_ms=450,
+                                                               rise=2, fall=2),
                                    backends=[pb.Backend(address=ip, port=8080)
                                              for _, ip in lab.backends]))
 
         def health():
             return [b.health for b in stub.GetService(key).backends]
 
-        def wait(want):
-            for _ in range(100):
-                if health() == want:
+        def wait(cond):
+            for _ in range(300):
+                if cond(health()):
                     return
                 time.sleep(0.1)
-            raise AssertionError(f"health {health()} != {want}")
-        wait(["up", "up", "up"])
+            raise AssertionError(f"health {health()}")
+        wait(lambda h: h == ["up", "up", "up"])
         victim_ns, _ = lab.backends[0]
         server = next(p for p in lab.procs if victim_ns in p.args and "http.server" in p.args)
         server.terminate()
         server.wait()
-        wait(["down", "up", "up"])
+        wait(lambda h: h[0] == "down")
         assert stub.GetService(key).backends[0].state == pb.BACKEND_STATE_DOWN
         seen = json.loads(lab.client.run(sys.executable, "-c", WHO_MANY, vip, "80", "30",
                                          timeout=120).stdout)
@@ -284,7 +285,7 @@ def test_health_checks_through_the_exception_path_take_a_stopped_server_out(lab)
         lab.procs.remove(server)
         lab.procs.append(subprocess.Popen(server.args, stdout=subprocess.DEVNULL,
                                           stderr=subprocess.DEVNULL))
-        wait(["up", "up", "up"])
+        wait(lambda h: h == ["up", "up", "up"])
         seen = json.loads(lab.client.run(sys.executable, "-c", WHO_MANY, vip, "80", "30",
                                          timeout=120).stdout)
         assert victim_ns in seen and not any("error" in x for x in seen), seen

@@ -270,6 +270,13 @@ def test_pylb_run_serves_the_api_and_pylbctl_drives_it(tmp_path):
         assert {"prefix": "192.0.2.0/24", "kind": "gateway",
                 "next_hops": [{"gateway": "10.78.1.254", "port": "p1"}]} in routes
         assert json.loads(ctl("-o", "json", "flows").stdout) == []
+        assert ctl("vip", "add", "203.0.113.10/32", "--backend", "10.78.1.11*2").returncode == 0
+        assert ctl("vip", "list").stdout.split() == ["203.0.113.10/32", "ipip", "table", "65537",
+                                                     "backends", "10.78.1.11*2"]
+        assert ctl("neigh", "add", "p1", "10.78.1.40", "02:00:00:00:0c:01").returncode == 0
+        assert "10.78.1.40" in ctl("neigh", "list").stdout
+        assert [p["name"] for p in json.loads(ctl("-o", "json", "port", "list").stdout)] == \
+            ["p0", "p1"]
         running = ctl("config", "get").stdout
         assert "vip: 10.78.0.100" in running and "192.0.2.0/24" in running
         (tmp_path / "running.yaml").write_text(running)
@@ -373,3 +380,34 @@ def test_trace_says_what_would_happen_and_why(api):
     assert trace("10.0.0.2", "203.0.113.9").verdict == "no_route"
     got, details = code_of(stub.Trace, pb.TraceRequest(source="10.0.0.2", destination="2001:db8::5"))
     assert got == grpc.StatusCode.INVALID_ARGUMENT and "family" in details
+
+
+def test_vips_neighbours_and_ports(api):
+    stub, dp, _ = api
+    v = stub.AddVip(pb.Vip(prefix="203.0.113.10/32", backends=[
+        pb.VipBackend(address="10.0.1.20"), pb.VipBackend(address="10.0.1.21", weight=3)]))
+    assert (v.prefix, v.method, v.table_size, [(b.address, b.weight) for b in v.backends]) == \
+        ("203.0.113.10/32", "ipip", 65537, [("10.0.1.20", 1), ("10.0.1.21", 3)])
+    v = stub.SetVipBackends(pb.Vip(prefix="203.0.113.10/32",
+                                   backends=[pb.VipBackend(address="10.0.1.22")]))
+    assert [b.address for b in v.backends] == ["10.0.1.22"] and \
+        [b.ip for b in dp.vip("203.0.113.10/32").backends] == ["10.0.1.22"]
+    assert [x.prefix for x in stub.ListVips(pb.ListVipsRequest()).vips] == ["203.0.113.10/32"]
+    got, details = code_of(stub.AddVip, pb.Vip(prefix="203.0.113.11/24"))
+    assert got == grpc.StatusCode.INVALID_ARGUMENT and "host bits" in details
+    stub.DeleteVip(pb.VipKey(prefix="203.0.113.10/32"))
+    assert dp.vips() == []
+    stub.AddNeighbour(pb.Neighbour(port="p1", address="10.0.1.30", mac="02:00:00:00:0c:01"))
+    ns = {(n.port, n.address): (n.mac.lower(), n.state)
+          for n in stub.ListNeighbours(pb.ListNeighboursRequest()).neighbours}
+    assert ns[("p1", "10.0.1.30")] == ("02:00:00:00:0c:01", "static")
+    got, details = code_of(stub.AddNeighbour, pb.Neighbour(port="p9", address="10.0.1.31",
+                                                           mac="02:00:00:00:0c:02"))
+    assert got in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT) and "p9" in details
+    stub.DeleteNeighbour(pb.Neighbour(port="p1", address="10.0.1.30"))
+    assert ("p1", "10.0.1.30") not in {(n.port, n.address) for n in
+                                       stub.ListNeighbours(pb.ListNeighboursRequest()).neighbours}
+    ports = stub.ListPorts(pb.ListPortsRequest()).ports
+    assert [(p.name, list(p.addresses)) for p in ports] == \
+        [("p0", ["10.0.0.1/24", "2001:db8::1/64"]), ("p1", ["10.0.1.1/24", "2001:db8:1::1/64"])]
+    assert "rx_packets" in ports[0].nic
