@@ -144,6 +144,16 @@ def _mask(prefix: int, bits: int, vip: str) -> str:
     return str(net.netmask) if bits == 32 else str(prefix)
 
 
+def listing(items, out_json: bool, line) -> None:
+    """`-o json`: the messages as JSON; else one `line(item)` each."""
+    items = list(items)
+    if out_json:
+        print(json.dumps([_json(x) for x in items], indent=2))
+    else:
+        for x in items:
+            print(line(x))
+
+
 def run(args, stub) -> int:
     out_json = args.output == "json"
     noun, verb = args.noun, getattr(args, "verb", None)
@@ -194,13 +204,10 @@ def run(args, stub) -> int:
         print_service(stub.SetBackend(pb.SetBackendRequest(service=key, backend=b)))
     elif noun == "route":
         if verb == "list":
-            r = stub.ListRoutes(pb.ListRoutesRequest(family=args.family))
-            if out_json:
-                print(json.dumps([_json(x) for x in r.routes], indent=2))
-            for x in [] if out_json else r.routes:
-                hops = ", ".join(f"via {h.gateway} {h.port}" if h.gateway else h.port
-                                 for h in x.next_hops)
-                print(f"{x.prefix:44} {x.kind:10} {hops}")
+            listing(stub.ListRoutes(pb.ListRoutesRequest(family=args.family)).routes, out_json,
+                    lambda x: f"{x.prefix:44} {x.kind:10} " + ", ".join(
+                        f"via {h.gateway} {h.port}" if h.gateway else h.port
+                        for h in x.next_hops))
         elif verb == "add":
             hops = []
             for v in args.via:
@@ -213,12 +220,9 @@ def run(args, stub) -> int:
             stub.DeleteRoute(pb.RouteKey(prefix=args.prefix))
     elif noun == "vip":
         if verb == "list":
-            vips = stub.ListVips(pb.ListVipsRequest()).vips
-            if out_json:
-                print(json.dumps([_json(v) for v in vips], indent=2))
-            for v in [] if out_json else vips:
-                print(f"{v.prefix:44} {v.method:5} table {v.table_size} backends "
-                      + (" ".join(f"{b.address}*{b.weight}" for b in v.backends) or "-"))
+            listing(stub.ListVips(pb.ListVipsRequest()).vips, out_json,
+                    lambda v: f"{v.prefix:44} {v.method:5} table {v.table_size} backends "
+                              + (" ".join(f"{b.address}*{b.weight}" for b in v.backends) or "-"))
         elif verb == "del":
             stub.DeleteVip(pb.VipKey(prefix=args.prefix))
         else:
@@ -232,23 +236,17 @@ def run(args, stub) -> int:
                 stub.SetVipBackends(v)
     elif noun == "neigh":
         if verb == "list":
-            ns = stub.ListNeighbours(pb.ListNeighboursRequest()).neighbours
-            if out_json:
-                print(json.dumps([_json(n) for n in ns], indent=2))
-            for n in [] if out_json else ns:
-                print(f"{n.port:8} {n.address:26} {n.mac.lower()}  {n.state}")
+            listing(stub.ListNeighbours(pb.ListNeighboursRequest()).neighbours, out_json,
+                    lambda n: f"{n.port:8} {n.address:26} {n.mac.lower()}  {n.state}")
         elif verb == "add":
             stub.AddNeighbour(pb.Neighbour(port=args.port, address=args.ip, mac=args.mac))
         else:
             stub.DeleteNeighbour(pb.Neighbour(port=args.port, address=args.ip))
     elif noun == "port":
-        ports = stub.ListPorts(pb.ListPortsRequest()).ports
-        if out_json:
-            print(json.dumps([_json(p) for p in ports], indent=2))
-        for p in [] if out_json else ports:
-            print(f"{p.name}: {p.device} mac {p.mac} link {'up' if p.link_up else 'down'} "
-                  f"addresses {', '.join(p.addresses) or '-'} rx {p.nic.get('rx_packets', 0)} "
-                  f"tx {p.nic.get('tx_packets', 0)}")
+        listing(stub.ListPorts(pb.ListPortsRequest()).ports, out_json,
+                lambda p: f"{p.name}: {p.device} mac {p.mac} link {'up' if p.link_up else 'down'} "
+                          f"addresses {', '.join(p.addresses) or '-'} "
+                          f"rx {p.nic.get('rx_packets', 0)} tx {p.nic.get('tx_packets', 0)}")
     elif noun == "flows":
         flows = stub.ListFlows(pb.ListFlowsRequest(vip=args.vip or "", backend=args.backend or "",
                                                    client=args.client or "", limit=args.limit))
