@@ -136,7 +136,7 @@ def health_check(c: yamlsrc.Checker, raw: Any, key: str) -> HealthCheckSpec:
     h = c.mapping(raw, key, CHECK_KEYS)
     kind = h.get("type", "tcp")
     if kind not in CHECK_TYPES:
-        raise c.fail(f"{key}.type", f"expected one of: {', '.join(CHECK_TYPES)}")
+        raise c.fail(f"{key}.type", f"expected one of: {', '.join(CHECK_TYPES)}, got {kind!r}")
     path = h.get("path", "/")
     if not isinstance(path, str) or not path.startswith("/"):
         raise c.fail(f"{key}.path", f"expected an HTTP path starting with '/', got {path!r}")

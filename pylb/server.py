@@ -22,11 +22,12 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from pylb.config import BackendSpec, HealthCheckSpec, ServiceSpec
-from pylb.config import CHECK_TYPES, load_config
+from pylb import yamlsrc
+from pylb.config import BackendSpec, HealthCheckSpec, ServiceSpec, load_config
 from pylb.config import dump as dump_config
-from pylb.errors import (AlreadyExists, CapacityExhausted, InvalidArgument, NotFound,
-                         PylbError)
+from pylb.config import health_check as config_health_check
+from pylb.errors import (AlreadyExists, CapacityExhausted, ConfigError, InvalidArgument,
+                         NotFound, PylbError)
 from pylb.manager import Manager
 from pylb.v1 import pylb_pb2 as pb
 from pylb.v1 import pylb_pb2_grpc as pb_grpc
@@ -100,22 +101,10 @@ def _backend(b: pb.Backend) -> BackendSpec:
 
 
 def _check(h: pb.HealthCheck) -> HealthCheckSpec:
-    d = HealthCheckSpec()
-    interval = h.interval_ms or d.interval_ms
-    spec = HealthCheckSpec(h.type or d.type, h.port, h.path or d.path,
-                           h.expect_status or d.expect_status, interval,
-                           h.timeout_ms or min(d.timeout_ms, interval), h.rise or d.rise,
-                           h.fall or d.fall)
-    if spec.type not in CHECK_TYPES:
-        raise InvalidArgument(f"health check type {spec.type!r} is not one of {', '.join(CHECK_TYPES)}")
-    if not spec.path.startswith("/"):
-        raise InvalidArgument(f"health check path {spec.path!r} must start with '/'")
-    if spec.port > 65535 or not 100 <= spec.expect_status <= 599:
-        raise InvalidArgument("health check port must be in 0..65535 and expect_status in 100..599")
-    if spec.interval_ms < 100 or spec.timeout_ms > spec.interval_ms or spec.rise > 100 or spec.fall > 100:
-        raise InvalidArgument("health check interval_ms must be at least 100 and at least "
-                              "timeout_ms; rise and fall at most 100")
-    return spec
+    """Validated like a configuration file's health_check (the fields set)."""
+    raw = {f.name: v for f, v in h.ListFields()}
+    return config_health_check(yamlsrc.Checker(yamlsrc.Located("(request)", raw), ConfigError),
+                               raw, "health_check")
 
 
 def service_msg(v) -> pb.Service:

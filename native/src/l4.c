@@ -255,6 +255,19 @@ flow_owner(const struct pylb_dp *dp, const uint8_t *client, uint8_t af)
 #define RESUME_REPLY	2
 #define RESUME_FULLNAT	3
 
+/* Queue m for worker `owner`, noting where it resumes. */
+static inline void
+hand_over(struct pylb_lcore *lc, struct rte_mbuf *m, int in_port, uint8_t af, uint32_t kind,
+	  uint32_t owner)
+{
+	m->port = (uint16_t)in_port;
+	m->hash.usr = kind | (uint32_t)af << 8;
+	if (rte_ring_enqueue(lc->dp->lcores[owner].redirect, m) != 0)
+		drop(lc, m, PYLB_D_REDIRECT_FULL);
+	else
+		CNT(lc, REDIRECTED);
+}
+
 /* Hand m to the worker that owns its flow. True if it was handed over. */
 static inline bool
 redirect(struct pylb_lcore *lc, struct rte_mbuf *m, int in_port, uint8_t af,
@@ -268,12 +281,7 @@ redirect(struct pylb_lcore *lc, struct rte_mbuf *m, int in_port, uint8_t af,
 	owner = flow_owner(dp, client, af);
 	if (owner == lc->slot)
 		return false;
-	m->port = (uint16_t)in_port;
-	m->hash.usr = kind | (uint32_t)af << 8;
-	if (rte_ring_enqueue(dp->lcores[owner].redirect, m) != 0)
-		drop(lc, m, PYLB_D_REDIRECT_FULL);
-	else
-		CNT(lc, REDIRECTED);
+	hand_over(lc, m, in_port, af, kind, owner);
 	return true;
 }
 
@@ -856,12 +864,7 @@ pylb_fullnat_reply(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_por
 		uint32_t owner = n > 1 ? rte_be_to_cpu_16(t.dport) % n : lc->slot;
 
 		if (n > 1 && lc->slot < n && owner != lc->slot) {
-			m->port = (uint16_t)in_port;
-			m->hash.usr = RESUME_FULLNAT | (uint32_t)af << 8;
-			if (rte_ring_enqueue(dp->lcores[owner].redirect, m) != 0)
-				drop(lc, m, PYLB_D_REDIRECT_FULL);
-			else
-				CNT(lc, REDIRECTED);
+			hand_over(lc, m, in_port, af, RESUME_FULLNAT, owner);
 			return true;
 		}
 		return false;
