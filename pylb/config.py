@@ -1,5 +1,5 @@
 """The desired state of an appliance, declared in YAML: L4 services with their
-backends, and static routes. `load_config` validates a whole file before
+backends, static routes, L3 VIPs and static neighbours. `load_config` validates a whole file before
 anything is applied, and names the file, line, key and what is expected for
 the first problem; `apply` then creates every object on a dataplane.
 
@@ -17,11 +17,19 @@ the first problem; `apply` then creates every object on a dataplane.
           - {address: 10.99.1.11:8080, weight: 1, state: up}
     routes:
       - {prefix: 192.0.2.0/24, via: [{gateway: 10.99.1.254, port: p1}]}
+    vips:                          # L3: a prefix balanced over backends, no port
+      - prefix: 10.99.3.0/24
+        method: ipip               # ipip (default), gre or dr
+        source: 10.99.1.1          # tunnel source (default: the output port's address)
+        backends: [{address: 10.99.1.21, weight: 1}]
+    neighbours:                    # static: never age, never overridden
+      - {port: p1, address: 10.99.1.21, mac: "02:00:00:00:00:21"}
 """
 
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -29,7 +37,7 @@ from pylb import yamlsrc
 from pylb.errors import ConfigError
 from pylb.hostport import split_hostport
 
-TOP_KEYS = {"services", "routes"}
+TOP_KEYS = {"services", "routes", "vips", "neighbours"}
 SERVICE_KEYS = {"vip", "port", "proto", "method", "scheduler", "table_size", "persistence",
                 "persistence_prefix", "local_addresses", "down_reset", "backends", "health_check"}
 CHECK_KEYS = {"type", "port", "path", "expect_status", "interval_ms", "timeout_ms", "rise", "fall"}
@@ -37,6 +45,11 @@ CHECK_TYPES = ("tcp", "http", "udp", "none")
 BACKEND_KEYS = {"address", "weight", "state"}
 ROUTE_KEYS = {"prefix", "via"}
 VIA_KEYS = {"gateway", "port"}
+VIP_KEYS = {"prefix", "method", "table_size", "source", "backends"}
+VIP_BACKEND_KEYS = {"address", "weight"}
+VIP_METHODS = ("ipip", "gre", "dr")
+NEIGHBOUR_KEYS = {"port", "address", "mac"}
+MAC = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
 PROTOS = ("tcp", "udp")
 METHODS = ("nat", "fullnat", "dr", "tunnel")
 SCHEDULERS = ("maglev", "source", "wrr", "wlc")
@@ -94,10 +107,32 @@ class RouteSpec:
 
 
 @dataclass(frozen=True)
+class VipSpec:
+    prefix: str
+    method: str = "ipip"
+    table_size: int = 65537
+    source: str | None = None
+    backends: tuple[tuple[str, int], ...] = ()     # (address, weight)
+
+
+@dataclass(frozen=True)
+class NeighbourSpec:
+    port: str
+    ip: str
+    mac: str
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return self.port, self.ip
+
+
+@dataclass(frozen=True)
 class Config:
     path: str
     services: tuple[ServiceSpec, ...] = ()
     routes: tuple[RouteSpec, ...] = field(default=())
+    vips: tuple[VipSpec, ...] = ()
+    neighbours: tuple[NeighbourSpec, ...] = ()
 
 
 def _address(c: yamlsrc.Checker, value: Any, key: str) -> ipaddress._BaseAddress:
@@ -158,16 +193,12 @@ def _service(c: yamlsrc.Checker, raw: Any, key: str) -> ServiceSpec:
     if "vip" not in s or "port" not in s:
         raise c.fail(key, "a service needs 'vip' and 'port' (0: all ports)")
     vip = _address(c, s["vip"], f"{key}.vip")
-    lips = s.get("local_addresses", [])
-    if not isinstance(lips, list):
-        raise c.fail(f"{key}.local_addresses", "expected a list of port addresses")
+    lips = _items(c, s, "local_addresses", key, "port addresses")
     down_reset = s.get("down_reset", False)
     if not isinstance(down_reset, bool):
         raise c.fail(f"{key}.down_reset", "expected true or false")
-    raw_b = s.get("backends", [])
-    if not isinstance(raw_b, list):
-        raise c.fail(f"{key}.backends", "expected a list of backends")
-    backends = tuple(_backend(c, b, f"{key}.backends[{i}]", vip) for i, b in enumerate(raw_b))
+    backends = tuple(_backend(c, b, f"{key}.backends[{i}]", vip)
+                     for i, b in enumerate(_items(c, s, "backends", key, "backends")))
     seen: set[tuple[str, int]] = set()
     for i, b in enumerate(backends):
         if (b.ip, b.port) in seen:
@@ -190,11 +221,7 @@ def _service(c: yamlsrc.Checker, raw: Any, key: str) -> ServiceSpec:
 
 def _route(c: yamlsrc.Checker, raw: Any, key: str) -> RouteSpec:
     r = c.mapping(raw, key, ROUTE_KEYS)
-    try:
-        prefix = ipaddress.ip_network(str(r.get("prefix")), strict=True)
-    except ValueError:
-        raise c.fail(f"{key}.prefix", f"expected a prefix like 192.0.2.0/24, got "
-                                      f"{r.get('prefix')!r}") from None
+    prefix = _prefix(c, r.get("prefix"), f"{key}.prefix")
     via = r.get("via")
     if not isinstance(via, list) or not via:
         raise c.fail(f"{key}.via", "expected a list of next hops {gateway, port}")
@@ -209,6 +236,66 @@ def _route(c: yamlsrc.Checker, raw: Any, key: str) -> RouteSpec:
     return RouteSpec(str(prefix), tuple(hops))
 
 
+def _prefix(c: yamlsrc.Checker, value: Any, key: str) -> ipaddress._BaseNetwork:
+    try:
+        return ipaddress.ip_network(str(value), strict=True)
+    except ValueError:
+        raise c.fail(key, f"expected a prefix like 192.0.2.0/24, got {value!r}") from None
+
+
+def _vip(c: yamlsrc.Checker, raw: Any, key: str) -> VipSpec:
+    v = c.mapping(raw, key, VIP_KEYS)
+    if "prefix" not in v:
+        raise c.fail(key, "a VIP needs a 'prefix' (an address/32 for one address)")
+    net = _prefix(c, v["prefix"], f"{key}.prefix")
+    source = v.get("source")
+    if source is not None:
+        source = _address(c, source, f"{key}.source")
+        if source.version != net.version:
+            raise c.fail(f"{key}.source", f"{source} is not of the VIP's address family")
+    backends: list[tuple[str, int]] = []
+    for i, raw_b in enumerate(_items(c, v, "backends", key, "backends")):
+        bkey = f"{key}.backends[{i}]"
+        b = c.mapping({"address": raw_b} if isinstance(raw_b, str) else raw_b, bkey,
+                      VIP_BACKEND_KEYS)
+        ip = _address(c, b.get("address"), f"{bkey}.address")
+        if ip.version != net.version:
+            raise c.fail(f"{bkey}.address", f"backend {ip} is not of the VIP's address family")
+        if any(str(ip) == have for have, _ in backends):
+            raise c.fail(bkey, f"backend {ip} is listed twice")
+        backends.append((str(ip), c.integer(b.get("weight", 1), f"{bkey}.weight", 0, 65535)))
+    return VipSpec(str(net), _choice(c, v, "method", key, VIP_METHODS),
+                   c.integer(v.get("table_size", 65537), f"{key}.table_size", 2, 1 << 24),
+                   None if source is None else str(source), tuple(backends))
+
+
+def _neighbour(c: yamlsrc.Checker, raw: Any, key: str) -> NeighbourSpec:
+    n = c.mapping(raw, key, NEIGHBOUR_KEYS)
+    for k in sorted(NEIGHBOUR_KEYS):
+        if k not in n:
+            raise c.fail(key, "a neighbour needs 'port' (a port name), 'address' and 'mac'")
+    return NeighbourSpec(c.string(n["port"], f"{key}.port", "a port name"),
+                         str(_address(c, n["address"], f"{key}.address")),
+                         c.string(n["mac"], f"{key}.mac", "a MAC address like 02:00:00:00:00:01",
+                                  MAC).lower())
+
+
+def _items(c: yamlsrc.Checker, d: dict, name: str, key: str, what: str) -> list:
+    value = d.get(name, [])
+    if not isinstance(value, list):
+        raise c.fail(f"{key}.{name}" if key else name, f"expected a list of {what}")
+    return value
+
+
+def _unique(c: yamlsrc.Checker, items: tuple, name: str, key, what) -> None:
+    seen: dict = {}
+    for i, item in enumerate(items):
+        k = key(item)
+        if k in seen:
+            raise c.fail(f"{name}[{i}]", f"{what(item)} is also {name}[{seen[k]}]")
+        seen[k] = i
+
+
 def load_config(path: str, text: str | None = None) -> Config:
     """Parse and validate a configuration file; raises ConfigError."""
     try:
@@ -219,20 +306,20 @@ def load_config(path: str, text: str | None = None) -> Config:
         raise ConfigError(path, "(file)", f"cannot read: {e.strerror}") from None
     c = yamlsrc.Checker(src, ConfigError)
     top = c.mapping(src.data if src.data is not None else {}, "", TOP_KEYS)
-    raw_s = top.get("services", [])
-    if not isinstance(raw_s, list):
-        raise c.fail("services", "expected a list of services")
-    services = tuple(_service(c, s, f"services[{i}]") for i, s in enumerate(raw_s))
-    seen: dict[tuple, int] = {}
-    for i, s in enumerate(services):
-        if s.key in seen:
-            raise c.fail(f"services[{i}]", f"service {s.vip}:{s.port}/{s.proto} is also "
-                                           f"services[{seen[s.key]}]")
-        seen[s.key] = i
-    raw_r = top.get("routes", [])
-    if not isinstance(raw_r, list):
-        raise c.fail("routes", "expected a list of routes")
-    return Config(path, services, tuple(_route(c, r, f"routes[{i}]") for i, r in enumerate(raw_r)))
+
+    def section(name, what, parse):
+        return tuple(parse(c, raw, f"{name}[{i}]")
+                     for i, raw in enumerate(_items(c, top, name, "", what)))
+    config = Config(path, section("services", "services", _service),
+                    section("routes", "routes", _route), section("vips", "L3 VIPs", _vip),
+                    section("neighbours", "neighbours", _neighbour))
+    _unique(c, config.services, "services", lambda s: s.key,
+            lambda s: f"service {s.vip}:{s.port}/{s.proto}")
+    _unique(c, config.routes, "routes", lambda r: r.prefix, lambda r: f"route {r.prefix}")
+    _unique(c, config.vips, "vips", lambda v: v.prefix, lambda v: f"VIP {v.prefix}")
+    _unique(c, config.neighbours, "neighbours", lambda n: n.key,
+            lambda n: f"neighbour {n.ip} on {n.port}")
+    return config
 
 
 def _check_dict(h: HealthCheckSpec) -> dict:
@@ -261,11 +348,23 @@ def dump(config: Config) -> str:
         services.append(out)
     routes = [{"prefix": r.prefix, "via": [{"gateway": g, "port": p} if g else {"port": p}
                                            for g, p in r.via]} for r in config.routes]
-    return yaml.safe_dump({"services": services, "routes": routes}, sort_keys=False)
+    out: dict[str, Any] = {"services": services, "routes": routes}
+    dv = VipSpec("")
+    if config.vips:
+        out["vips"] = [{"prefix": v.prefix, "method": v.method}
+                       | ({"table_size": v.table_size} if v.table_size != dv.table_size else {})
+                       | ({"source": v.source} if v.source else {})
+                       | {"backends": [{"address": a, "weight": w} for a, w in v.backends]}
+                       for v in config.vips]
+    if config.neighbours:
+        out["neighbours"] = [{"port": n.port, "address": n.ip, "mac": n.mac}
+                             for n in config.neighbours]
+    return yaml.safe_dump(out, sort_keys=False)
 
 
-def _changes(cur: dict, want: dict, kind: str, in_place=None) -> list[tuple[str, Any, Any]]:
-    """del-KIND, add-KIND and replace-KIND (or set-backends where in_place
+def _changes(cur: dict, want: dict, kind: str, in_place=None,
+             in_place_action: str = "set-backends") -> list[tuple[str, Any, Any]]:
+    """del-KIND, add-KIND and replace-KIND (or in_place_action where in_place
     says the change can be made in place) turning cur into want."""
     out: list[tuple[str, Any, Any]] = [(f"del-{kind}", v, None) for k, v in cur.items()
                                        if k not in want]
@@ -274,28 +373,38 @@ def _changes(cur: dict, want: dict, kind: str, in_place=None) -> list[tuple[str,
         if old is None:
             out.append((f"add-{kind}", None, v))
         elif old != v:
-            out.append(("set-backends" if in_place and in_place(old, v) else f"replace-{kind}",
-                        old, v))
+            out.append((in_place_action if in_place and in_place(old, v)
+                        else f"replace-{kind}", old, v))
     return out
 
 
 def diff(current: Config, desired: Config) -> list[tuple[str, Any, Any]]:
     """What turns current into desired: (action, old, new) with action one of
     add-service, del-service, set-backends (backends or health check only:
-    hitless), replace-service, add-route, del-route, replace-route."""
+    hitless), replace-service, and add-, del- and replace- of route, vip
+    (set-vip-backends when only its backends changed) and neighbour."""
     def in_place(old: ServiceSpec, new: ServiceSpec) -> bool:
         return replace(old, backends=(), health_check=None) == \
             replace(new, backends=(), health_check=None)
-    return _changes({s.key: s for s in current.services}, {s.key: s for s in desired.services},
-                    "service", in_place) + \
-        _changes({r.prefix: r for r in current.routes}, {r.prefix: r for r in desired.routes},
-                 "route")
+
+    def vip_in_place(old: VipSpec, new: VipSpec) -> bool:
+        return replace(old, backends=()) == replace(new, backends=())
+    out = _changes({s.key: s for s in current.services}, {s.key: s for s in desired.services},
+                   "service", in_place)
+    out += _changes({r.prefix: r for r in current.routes}, {r.prefix: r for r in desired.routes},
+                    "route")
+    out += _changes({v.prefix: v for v in current.vips}, {v.prefix: v for v in desired.vips},
+                    "vip", vip_in_place, "set-vip-backends")
+    return out + _changes({n.key: n for n in current.neighbours},
+                          {n.key: n for n in desired.neighbours}, "neighbour")
 
 
 def describe(change: tuple[str, Any, Any]) -> str:
     action, old, new = change
     obj = new or old
-    if action.endswith("route"):
+    if isinstance(obj, NeighbourSpec):
+        return f"{action} {obj.ip} on {obj.port}"
+    if isinstance(obj, (RouteSpec, VipSpec)):
         return f"{action} {obj.prefix}"
     return f"{action} {obj.vip}:{obj.port}/{obj.proto}"
 
@@ -304,6 +413,8 @@ def apply(dp, config: Config) -> None:
     """Create the configuration's routes and services on a dataplane that has
     none of them yet. Dataplane errors (an unknown port, a FullNAT local
     address that is not a port address) propagate with their message."""
+    for n in config.neighbours:
+        dp.add_neighbour(n.port, n.ip, n.mac)
     for r in config.routes:
         dp.add_route(r.prefix, list(r.via))
     for s in config.services:
@@ -312,3 +423,6 @@ def apply(dp, config: Config) -> None:
                        persistence_prefix=s.persistence_prefix,
                        local_addresses=s.local_addresses, down_reset=s.down_reset,
                        backends=[(b.ip, b.port, b.weight, b.state) for b in s.backends])
+    for v in config.vips:
+        dp.add_vip(v.prefix, method=v.method, table_size=v.table_size, source=v.source,
+                   backends=list(v.backends))

@@ -18,8 +18,8 @@ from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Iterator
 
-from pylb.config import (BackendSpec, Config, HealthCheckSpec, RouteSpec, ServiceSpec,
-                         describe)
+from pylb.config import (BackendSpec, Config, HealthCheckSpec, NeighbourSpec, RouteSpec,
+                         ServiceSpec, VipSpec, describe)
 from pylb.config import diff as config_diff
 from pylb.errors import InvalidArgument, NotFound, PylbError
 from pylb.health import HealthChecker
@@ -221,7 +221,12 @@ class Manager:
                 for b in v.backends))
         routes = tuple(RouteSpec(r.prefix, r.next_hops) for r in self.routes()
                        if r.kind == "gateway")
-        return Config("(running)", tuple(intent(v) for v in self.services()), routes)
+        vips = tuple(VipSpec(v.prefix, v.method, v.table_size, v.source,
+                             tuple((b.ip, b.weight) for b in v.backends)) for v in self.vips())
+        neighbours = tuple(NeighbourSpec(port, n.ip, n.mac) for port, n in self.neighbours()
+                           if n.state == "static")
+        return Config("(running)", tuple(intent(v) for v in self.services()), routes, vips,
+                      neighbours)
 
     def apply_config(self, desired: Config, dry_run: bool = False) -> list[str]:
         """Make the running state `desired`, all or nothing: on the first
@@ -229,9 +234,10 @@ class Manager:
         services are not touched; a service whose backends or health check
         changed keeps its connections. Returns the changes (made, or that
         would be made with dry_run)."""
-        order = {"add-route": 0, "replace-route": 0, "del-route": 2}
+        order = {"add-neighbour": 0, "replace-neighbour": 0, "add-route": 1, "replace-route": 1,
+                 "del-route": 3, "del-neighbour": 4}
         changes = sorted(config_diff(self.current_config(), desired),
-                         key=lambda c: order.get(c[0], 1))
+                         key=lambda c: order.get(c[0], 2))
         if dry_run:
             return [describe(c) for c in changes]
         undo: list[Callable[[], Any]] = []
@@ -263,6 +269,24 @@ class Manager:
         if action in ("add-route", "replace-route"):
             self.add_route(new.prefix, list(new.via))
             undo.append(lambda: self.delete_route(new.prefix))
+        if action in ("del-vip", "replace-vip"):
+            self.delete_vip(old.prefix)
+            undo.append(lambda: self._add_vip(old))
+        if action in ("add-vip", "replace-vip"):
+            self._add_vip(new)
+            undo.append(lambda: self.delete_vip(new.prefix))
+        if action == "set-vip-backends":
+            self.set_vip_backends(new.prefix, list(new.backends))
+            undo.append(lambda: self.set_vip_backends(old.prefix, list(old.backends)))
+        if action in ("del-neighbour", "replace-neighbour"):
+            self.delete_neighbour(old.port, old.ip)
+            undo.append(lambda: self.add_neighbour(old.port, old.ip, old.mac))
+        if action in ("add-neighbour", "replace-neighbour"):
+            self.add_neighbour(new.port, new.ip, new.mac)
+            undo.append(lambda: self.delete_neighbour(new.port, new.ip))
+
+    def _add_vip(self, v: VipSpec):
+        return self.add_vip(v.prefix, v.method, v.table_size, v.source, list(v.backends))
 
     def _set_backends(self, s: ServiceSpec) -> None:
         """A service's backends and health check, hitless: a backend a

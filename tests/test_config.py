@@ -11,7 +11,10 @@ import time
 
 import pytest
 
-from pylb.config import BackendSpec, HealthCheckSpec, load_config
+from dataclasses import replace
+
+from pylb.config import (BackendSpec, HealthCheckSpec, NeighbourSpec, VipSpec, dump,
+                         load_config)
 from pylb.errors import ConfigError
 from test_cli import ROOT, error_line, profile, pylb
 
@@ -32,6 +35,10 @@ services:
     backends: ["2001:db8:1::5"]
 routes:
   - {prefix: 192.0.2.0/24, via: [{gateway: 10.77.0.254, port: p0}]}
+vips:
+  - {prefix: 10.77.3.0/24, source: 10.77.1.1, backends: [10.77.1.21, {address: 10.77.1.22, weight: 3}]}
+neighbours:
+  - {port: p1, address: 10.77.1.21, mac: "02:00:00:00:00:AA"}
 """
 
 
@@ -48,8 +55,13 @@ def test_a_valid_file_becomes_the_desired_state(tmp_path):
     assert (dns.vip, dns.proto, dns.backends[0].ip, dns.backends[0].port) == ("2001:db8::100", "udp",
                                                                               "2001:db8:1::5", 0)
     assert c.routes[0].prefix == "192.0.2.0/24" and c.routes[0].via == (("10.77.0.254", "p0"),)
+    assert c.vips == (VipSpec("10.77.3.0/24", "ipip", 65537, "10.77.1.1",
+                              (("10.77.1.21", 1), ("10.77.1.22", 3))),)
+    assert c.neighbours == (NeighbourSpec("p1", "10.77.1.21", "02:00:00:00:00:aa"),)
+    assert load_config("again", text=dump(c)) == replace(c, path="again")
     r = pylb("config", "check", str(path))
-    assert r.returncode == 0 and "2 service(s) with 3 backend(s), 1 route(s)" in r.stdout
+    assert r.returncode == 0 and "2 service(s) with 3 backend(s), 1 route(s), 1 L3 VIP(s), " \
+        "1 neighbour(s)" in r.stdout
 
 
 @pytest.mark.parametrize("text, line, key, says", [
@@ -71,6 +83,13 @@ def test_a_valid_file_becomes_the_desired_state(tmp_path):
     ("routes:\n  - {prefix: 10.0.0.1/8, via: [{port: p0}]}\n", 2, "routes[0].prefix", "prefix like"),
     ("routes:\n  - {prefix: 10.0.0.0/8, via: [{gateway: 10.1.1.1}]}\n", 2, "routes[0].via[0]", "'port'"),
     ("services: [\n", None, "(file)", "not valid YAML"),
+    ("vips:\n  - {prefix: 10.0.3.0/24, method: nat}\n", 2, "vips[0].method", "ipip, gre, dr"),
+    ("vips:\n  - {prefix: 10.0.3.0/24, backends: ['2001:db8::1']}\n", 2,
+     "vips[0].backends[0].address", "address family"),
+    ("vips:\n  - {prefix: 10.0.3.0/24}\n  - {prefix: 10.0.3.0/24}\n", 3, "vips[1]", "also vips[0]"),
+    ("neighbours:\n  - {port: p1, address: 10.0.1.1, mac: 02:00:00}\n", 2, "neighbours[0].mac",
+     "MAC address"),
+    ("neighbours:\n  - {port: p1, address: 10.0.1.1}\n", 2, "neighbours[0]", "'mac'"),
     ("services:\n  - vip: 10.0.0.1\n    port: 80\n    health_check: {type: icmp}\n", 4,
      "services[0].health_check.type", "tcp, http, udp, none"),
     ("services:\n  - vip: 10.0.0.1\n    port: 80\n    health_check:\n      interval_ms: 500\n"

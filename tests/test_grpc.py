@@ -309,6 +309,13 @@ services:
     backends: [{address: "10.0.1.22:8080", weight: 2}]
 routes:
   - {prefix: 192.0.2.0/24, via: [{gateway: 10.0.1.20, port: p1}]}
+vips:
+  - {prefix: 10.0.3.0/24, method: gre, backends: [10.0.1.30, {address: 10.0.1.31, weight: 3}]}
+neighbours:                      # the fixture's, and one more
+  - {port: p1, address: 10.0.1.20, mac: "02:00:00:00:0b:00"}
+  - {port: p1, address: 10.0.1.21, mac: "02:00:00:00:0b:01"}
+  - {port: p1, address: 10.0.1.22, mac: "02:00:00:00:0b:02"}
+  - {port: p1, address: 10.0.1.40, mac: "02:00:00:00:01:40"}
 """
 
 
@@ -316,15 +323,23 @@ def test_apply_config_is_a_minimal_all_or_nothing_diff(api):
     from pylb.config import load_config
     stub, dp, _ = api
     r = stub.ApplyConfig(pb.ApplyConfigRequest(yaml=DESIRED, dry_run=True))
-    assert list(r.changes) == ["add-route 192.0.2.0/24", "add-service 10.0.0.100:53/udp",
-                               "add-service 10.0.0.101:80/tcp"]
-    assert dp.services() == []                                  # a dry run changes nothing
-    assert len(stub.ApplyConfig(pb.ApplyConfigRequest(yaml=DESIRED)).changes) == 3
+    assert list(r.changes) == ["add-neighbour 10.0.1.40 on p1", "add-route 192.0.2.0/24",
+                               "add-service 10.0.0.100:53/udp", "add-service 10.0.0.101:80/tcp",
+                               "add-vip 10.0.3.0/24"]
+    assert dp.services() == [] and dp.vips() == []              # a dry run changes nothing
+    assert len(stub.ApplyConfig(pb.ApplyConfigRequest(yaml=DESIRED)).changes) == 5
     assert list(stub.ApplyConfig(pb.ApplyConfigRequest(yaml=DESIRED)).changes) == []
+    assert [(v.prefix, v.method, v.backends) for v in dp.vips()] == \
+        [("10.0.3.0/24", "gre", (("10.0.1.30", 1), ("10.0.1.31", 3)))]
+    assert any(n.ip == "10.0.1.40" and n.state == "static" for n in dp.neighbours())
     # GetConfig reproduces the running state.
     running = stub.GetConfig(pb.GetConfigRequest()).yaml
-    assert load_config("a", text=running).services == load_config("b", text=DESIRED).services
-    assert load_config("a", text=running).routes == load_config("b", text=DESIRED).routes
+    assert load_config("a", text=running) == load_config("a", text=DESIRED)
+    # A VIP's backends change in place.
+    assert list(stub.ApplyConfig(pb.ApplyConfigRequest(
+        yaml=DESIRED.replace("10.0.1.30, ", ""))).changes) == ["set-vip-backends 10.0.3.0/24"]
+    assert list(stub.ApplyConfig(pb.ApplyConfigRequest(yaml=DESIRED)).changes) == \
+        ["set-vip-backends 10.0.3.0/24"]
     # Traffic on the UDP service; then only the other service's backends change.
     frames = [raw(Ether(src=CLIENT_MAC, dst=P0_MAC) / IP(src="10.0.0.2", dst=VIP)
                   / UDP(sport=p, dport=53)) for p in range(1000, 1020)]
@@ -341,7 +356,8 @@ def test_apply_config_is_a_minimal_all_or_nothing_diff(api):
     port: 80
     method: fullnat
     local_addresses: [10.9.9.9]
-routes:""").replace("192.0.2.0/24", "198.51.100.0/24")
+routes:""").replace("192.0.2.0/24", "198.51.100.0/24").replace("10.0.3.0/24", "10.0.4.0/24") \
+        .replace("10.0.1.40", "10.0.1.41")
     got, details = code_of(stub.ApplyConfig, pb.ApplyConfigRequest(yaml=bad))
     assert got == grpc.StatusCode.INVALID_ARGUMENT and "nothing was changed" in details
     assert stub.GetConfig(pb.GetConfigRequest()).yaml != running    # (the applied change)
