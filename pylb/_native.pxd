@@ -123,7 +123,7 @@ cdef extern from "pylb_dp.h" nogil:
         uint64_t conns, in_packets, in_bytes, out_packets, out_bytes
 
     int pylb_dp_service_stats(pylb_dp *dp, const pylb_ip *vip, uint8_t proto, uint16_t port,
-                              pylb_svc_stats *out)
+                              pylb_svc_stats *out, pylb_svc_stats *backends, uint32_t max_b)
 
     struct pylb_l4_trace_query:
         pylb_ip src, dst

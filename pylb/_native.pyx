@@ -385,6 +385,11 @@ cdef void _copy_str(char *dst, str s, size_t cap, str what) except *:
     memcpy(dst, PyBytes_AS_STRING(b), len(b))
 
 
+cdef dict _stats_dict(const pylb_svc_stats *st):
+    return {"conns": st.conns, "in_packets": st.in_packets, "in_bytes": st.in_bytes,
+            "out_packets": st.out_packets, "out_bytes": st.out_bytes}
+
+
 cdef class Dataplane:
     """A dataplane: ports, addresses, worker lcores, counters.
 
@@ -928,13 +933,23 @@ cdef class Dataplane:
 
     def service_stats(self, vip, int port, str proto="tcp"):
         """A service's traffic, like ipvsadm --stats: conns, in/out packets
-        and bytes (out: replies through the appliance)."""
+        and bytes (out: replies through the appliance), with "backends":
+        the same per backend, in the service's backend order."""
         cdef pylb_ip a
         cdef pylb_svc_stats st
-        _set_ip(&a, _parse_ip(vip, "VIP"))
-        _check(pylb_dp_service_stats(self._live(), &a, _proto(proto), _port(port), &st))
-        return {"conns": st.conns, "in_packets": st.in_packets, "in_bytes": st.in_bytes,
-                "out_packets": st.out_packets, "out_bytes": st.out_bytes}
+        cdef int n
+        cdef pylb_svc_stats *b = <pylb_svc_stats *>malloc(PYLB_MAX_BACKENDS * sizeof(pylb_svc_stats))
+        if b == NULL:
+            raise MemoryError()
+        try:
+            _set_ip(&a, _parse_ip(vip, "VIP"))
+            n = _check(pylb_dp_service_stats(self._live(), &a, _proto(proto), _port(port), &st,
+                                             b, PYLB_MAX_BACKENDS))
+            out = _stats_dict(&st)
+            out["backends"] = [_stats_dict(&b[i]) for i in range(n)]
+            return out
+        finally:
+            free(b)
 
     def l4_trace(self, src, dst, str proto="tcp", int sport=0, int dport=0, int tcp_flags=0x02):
         """What the L4 path would do with a packet (read only): a dict with

@@ -113,19 +113,19 @@ def ipvs_view(services: list[pb.Service]) -> str:
 
 
 def ipvs_stats(services: list[pb.Service]) -> str:
-    """`ipvsadm -L -n --stats`, per service (backends are listed without
-    figures: pylb counts per service)."""
+    """`ipvsadm -L -n --stats`: per service, then per backend."""
+    def figures(st: pb.ServiceStats) -> str:
+        return f"{_unit(st.connections):>8} {_unit(st.in_packets):>8} " \
+            f"{_unit(st.out_packets):>8} {_unit(st.in_bytes):>8} {_unit(st.out_bytes):>8}"
     lines = ["IP Virtual Server version 1.2.1 (size=4096)",
              "Prot LocalAddress:Port               Conns   InPkts  OutPkts  InBytes OutBytes",
              "  -> RemoteAddress:Port"]
     for s in services:
-        st = s.stats
         lines.append(f"{_name(PROTO_NAMES, s.key.protocol).upper():<4} "
-                     f"{_hostport(s.key.vip, s.key.port):<28} {_unit(st.connections):>8} "
-                     f"{_unit(st.in_packets):>8} {_unit(st.out_packets):>8} "
-                     f"{_unit(st.in_bytes):>8} {_unit(st.out_bytes):>8}")
+                     f"{_hostport(s.key.vip, s.key.port):<28} {figures(s.stats)}")
         for b in s.backends:
-            lines.append(f"  -> {_hostport(b.address, b.port or s.key.port)}")
+            lines.append(f"  -> {_hostport(b.address, b.port or s.key.port):<28} "
+                         f"{figures(b.stats)}")
     return "\n".join(lines)
 
 

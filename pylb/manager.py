@@ -15,7 +15,7 @@ import queue
 import threading
 import time
 from concurrent.futures import Future
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterator
 
 from pylb.config import (BackendSpec, Config, HealthCheckSpec, NeighbourSpec, RouteSpec,
@@ -60,6 +60,7 @@ class BackendView:
     active: int
     inactive: int
     health: str = ""            # up, down or unknown; "" when not checked
+    stats: dict = field(default_factory=dict)   # as ServiceView's, for this backend
 
 
 @dataclass(frozen=True)
@@ -107,12 +108,14 @@ class Manager:
                            tuple(BackendSpec(b.ip, b.port, b.weight, b.state) for b in s.backends),
                            check)
         status = self.health.status if self.health and check else {}
+        stats = dp.service_stats(*key)
         return ServiceView(spec, tuple(BackendView(BackendSpec(b.ip, b.port, b.weight, b.state),
                                                    active, inactive,
                                                    status.get((key, (b.ip, b.port)), "unknown")
-                                                   if check else "")
-                                       for b, active, inactive in counts),
-                           dp.service_stats(*key))
+                                                   if check else "", st)
+                                       for (b, active, inactive), st in
+                                       zip(counts, stats.pop("backends"))),
+                           stats)
 
     def watch(self, view_or_spec) -> None:
         """(Re)start the health checks of a service as it now is."""

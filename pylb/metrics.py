@@ -23,6 +23,9 @@ from pylb.errors import InvalidArgument
 from pylb.manager import Manager
 
 BACKEND_LABELS = ["local_address", "local_port", "proto", "remote_address", "remote_port"]
+TRAFFIC = (("conns", "connections_total"), ("in_packets", "incoming_packets_total"),
+           ("in_bytes", "incoming_bytes_total"), ("out_packets", "outgoing_packets_total"),
+           ("out_bytes", "outgoing_bytes_total"))
 IPVS_TOTALS = {"conn_created": "ipvs_connections_total", "rx_packets": "ipvs_incoming_packets_total",
                "rx_bytes": "ipvs_incoming_bytes_total", "tx_packets": "ipvs_outgoing_packets_total",
                "tx_bytes": "ipvs_outgoing_bytes_total"}
@@ -52,15 +55,19 @@ class Collector:
         yield state
         per_service = {k: CounterMetricFamily(f"pylb_ipvs_service_{name}", f"service {k}",
                                               labels=["local_address", "local_port", "proto"])
-                       for k, name in (("conns", "connections_total"),
-                                       ("in_packets", "incoming_packets_total"),
-                                       ("in_bytes", "incoming_bytes_total"),
-                                       ("out_packets", "outgoing_packets_total"),
-                                       ("out_bytes", "outgoing_bytes_total"))}
+                       for k, name in TRAFFIC}
+        per_backend = {k: CounterMetricFamily(f"pylb_ipvs_backend_{name}", f"backend {k}",
+                                              labels=BACKEND_LABELS)
+                       for k, name in TRAFFIC}
         for v in services:
             for k, fam in per_service.items():
                 fam.add_metric([v.spec.vip, str(v.spec.port), v.spec.proto], v.stats[k])
+            for b in v.backends:
+                for k, fam in per_backend.items():
+                    fam.add_metric([v.spec.vip, str(v.spec.port), v.spec.proto, b.spec.ip,
+                                    str(b.spec.port or v.spec.port)], b.stats[k])
         yield from per_service.values()
+        yield from per_backend.values()
         counters = stats["counters"]
         for name, metric in IPVS_TOTALS.items():
             yield CounterMetricFamily(f"pylb_{metric}", f"dataplane {name}", value=counters[name])

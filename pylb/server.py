@@ -107,14 +107,17 @@ def _check(h: pb.HealthCheck) -> HealthCheckSpec:
                                raw, "health_check")
 
 
+def stats_of(st: dict) -> pb.ServiceStats:
+    return pb.ServiceStats(connections=st["conns"], in_packets=st["in_packets"],
+                           in_bytes=st["in_bytes"], out_packets=st["out_packets"],
+                           out_bytes=st["out_bytes"])
+
+
 def service_msg(v) -> pb.Service:
     s = v.spec
     h = s.health_check
-    st = v.stats
     return pb.Service(
-        stats=pb.ServiceStats(connections=st["conns"], in_packets=st["in_packets"],
-                              in_bytes=st["in_bytes"], out_packets=st["out_packets"],
-                              out_bytes=st["out_bytes"]),
+        stats=stats_of(v.stats),
         health_check=None if h is None else pb.HealthCheck(
             type=h.type, port=h.port, path=h.path, expect_status=h.expect_status,
             interval_ms=h.interval_ms, timeout_ms=h.timeout_ms, rise=h.rise, fall=h.fall),
@@ -125,7 +128,8 @@ def service_msg(v) -> pb.Service:
         down_reset=s.down_reset,
         backends=[pb.Backend(address=b.spec.ip, port=b.spec.port, weight=b.spec.weight,
                              state=_back(STATES)[b.spec.state], active_connections=b.active,
-                             inactive_connections=b.inactive, health=b.health)
+                             inactive_connections=b.inactive, health=b.health,
+                             stats=stats_of(b.stats))
                   for b in v.backends])
 
 

@@ -85,9 +85,16 @@ def test_services_and_backends_round_trip(api):
     st = got.stats                                          # like ipvsadm --stats
     assert (st.connections, st.in_packets, st.in_bytes, st.out_packets, st.out_bytes) == \
         (1, 1, 28, 1, 38)
+
+    def figures(st):
+        return st.connections, st.in_packets, st.in_bytes, st.out_packets, st.out_bytes
+    assert [figures(b.stats) for b in got.backends] == [(0, 0, 0, 0, 0), (1, 1, 28, 1, 38)]
     assert [x.key.port for x in stub.ListServices(pb.ListServicesRequest()).services] == [53]
     s = stub.DeleteBackend(pb.BackendKey(service=KEY, address="10.0.1.20", port=5353))
     assert [b.address for b in s.backends] == ["10.0.1.21"]
+    assert figures(s.backends[0].stats) == (1, 1, 28, 1, 38)   # kept across the change
+    assert len(dp.inject("p0", [raw(frame)])) == 1
+    assert figures(stub.GetService(KEY).backends[0].stats) == (1, 2, 56, 1, 38)
     stub.DeleteService(KEY)
     assert dp.services() == []
 
@@ -217,10 +224,10 @@ IP Virtual Server version 1.2.1 (size=4096)
 Prot LocalAddress:Port               Conns   InPkts  OutPkts  InBytes OutBytes
   -> RemoteAddress:Port
 TCP  10.78.0.100:80                      0        0        0        0        0
-  -> 10.78.1.11:8080
-  -> 10.78.1.12:8080
+  -> 10.78.1.11:8080                     0        0        0        0        0
+  -> 10.78.1.12:8080                     0        0        0        0        0
 UDP  10.78.0.100:53                      0        0        0        0        0
-  -> 10.78.1.11:53
+  -> 10.78.1.11:53                       0        0        0        0        0
 """
 
 
@@ -289,6 +296,8 @@ def test_pylb_run_serves_the_api_and_pylbctl_drives_it(tmp_path):
         scrape = urllib.request.urlopen(f"http://127.0.0.1:{mport}/metrics", timeout=10).read().decode()
         assert 'pylb_ipvs_backend_weight{local_address="10.78.0.100",local_port="80",proto="tcp",' \
             'remote_address="10.78.1.11",remote_port="8080"} 2.0' in scrape
+        assert 'pylb_ipvs_backend_incoming_packets_total{local_address="10.78.0.100",local_port="80",' \
+            'proto="tcp",remote_address="10.78.1.11",remote_port="8080"} 0.0' in scrape
         assert 'pylb_port_rx_packets_total{port="p0"}' in scrape
     finally:
         p.terminate()

@@ -300,15 +300,20 @@ enum pylb_tcp_state {
 };
 
 /* A service's traffic (like ipvsadm --stats), summed over lcores. In: the
- * clients' packets; out: the replies that come back through the appliance. */
+ * clients' packets; out: the replies that come back through the appliance.
+ * Per backend as well: what each counted while it was in the service (kept
+ * across backend-set changes, gone when the backend is removed). */
 struct pylb_svc_stats {
 	uint64_t conns;
 	uint64_t in_packets, in_bytes;
 	uint64_t out_packets, out_bytes;
 };
 
+/* Fills out and backends[0..max_b) (in the service's backend order);
+ * returns the number of backends. */
 int pylb_dp_service_stats(struct pylb_dp *dp, const struct pylb_ip *vip, uint8_t proto,
-			  uint16_t port, struct pylb_svc_stats *out);
+			  uint16_t port, struct pylb_svc_stats *out,
+			  struct pylb_svc_stats *backends, uint32_t max_b);
 
 /* What the L4 path would do with a packet (pylb_dp_l4_trace). */
 enum pylb_l4_verdict {

@@ -433,6 +433,17 @@ conn_resolve(struct pylb_lcore *lc, struct pylb_conn *c)
 	return true;
 }
 
+/* The index of backend b (address and port) in bal, or PYLB_BIDX_NONE. */
+static uint16_t
+backend_find(const struct pylb_balance *bal, const struct pylb_backend *b)
+{
+	for (uint32_t i = 0; i < bal->n_backends; i++)
+		if (memcmp(&bal->backends[i].addr, &b->addr, sizeof(b->addr)) == 0 &&
+		    bal->backends[i].port == b->port)
+			return (uint16_t)i;
+	return PYLB_BIDX_NONE;
+}
+
 /* The index of c's backend in svc, or PYLB_BIDX_NONE. */
 static uint16_t
 backend_index(const struct pylb_conntrack *ct, const struct pylb_service *svc,
@@ -518,6 +529,36 @@ conn_output(struct pylb_lcore *lc, const struct pylb_cfg *cfg, struct pylb_conn 
 	return true;
 }
 
+/* Count m as traffic of service svc_id (svc: its current object) and of
+ * its backend bi: in (a client's packet) or out (a reply). bi is checked
+ * against svc: while a backend set is being replaced, a packet may count
+ * with an index of the previous set. */
+static inline void
+count_packet(struct pylb_lcore *lc, const struct pylb_service *svc, uint16_t svc_id,
+	     uint16_t bi, const struct rte_mbuf *m, bool out)
+{
+	uint32_t len = rte_pktmbuf_pkt_len(m) - sizeof(struct rte_ether_hdr);
+	struct pylb_svc_stats *st = &lc->svc_stats[svc_id];
+	struct pylb_svc_stats *bs = svc != NULL && bi < svc->bal.n_backends ?
+		&svc->bstats[(size_t)lc->slot * svc->bstride + bi] : NULL;
+
+	if (out) {
+		st->out_packets++;
+		st->out_bytes += len;
+		if (bs != NULL) {
+			bs->out_packets++;
+			bs->out_bytes += len;
+		}
+	} else {
+		st->in_packets++;
+		st->in_bytes += len;
+		if (bs != NULL) {
+			bs->in_packets++;
+			bs->in_bytes += len;
+		}
+	}
+}
+
 /* A client's packet for its connection: the backend as destination (NAT,
  * FullNAT) and a local address as source (FullNAT); then out. */
 static inline void
@@ -527,10 +568,9 @@ conn_forward(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 	const uint8_t *be = conn_addr(&lc->ct, c, CONN_BACKEND);
 	const uint8_t *client = conn_addr(&lc->ct, c, CONN_CLIENT);
 	const uint8_t *vip = conn_addr(&lc->ct, c, CONN_VIP);
-	struct pylb_svc_stats *st = &lc->svc_stats[c->svc];
 
-	st->in_packets++;
-	st->in_bytes += rte_pktmbuf_pkt_len(m) - sizeof(struct rte_ether_hdr);
+	count_packet(lc, __atomic_load_n(&lc->dp->svcs[c->svc], __ATOMIC_ACQUIRE), c->svc,
+		     c->bidx, m, false);
 
 	if (c->method == PYLB_L4_NAT || c->method == PYLB_L4_FULLNAT) {
 		nat_rewrite(m, c->af, c->proto, ports, true, be, c->bport);
@@ -660,6 +700,7 @@ conn_open(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 	struct pylb_conn *c = pylb_conn_new(lc, t);
 
 	lc->svc_stats[svc->id].conns++;
+	svc->bstats[(size_t)lc->slot * svc->bstride + bi].conns++;
 	if (c == NULL) {
 		CNT(lc, CONN_TABLE_FULL);
 		/* FullNAT replies could not be translated without an entry. */
@@ -669,8 +710,7 @@ conn_open(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 		 * made. Established flows are never evicted. */
 		if (method == PYLB_L4_NAT)
 			nat_rewrite(m, t->af, t->proto, ports, true, b->addr.ip, bport);
-		lc->svc_stats[svc->id].in_packets++;
-		lc->svc_stats[svc->id].in_bytes += rte_pktmbuf_pkt_len(m) - sizeof(struct rte_ether_hdr);
+		count_packet(lc, svc, svc->id, (uint16_t)bi, m, false);
 		return route_to(lc, cfg, in_port, m, b->addr.ip, t->af, method, hash);
 	}
 	pylb_conn_set_addr(&lc->ct, c, CONN_BACKEND, b->addr.ip);
@@ -792,13 +832,12 @@ tcp_flags_of(const struct pylb_tuple *t, const uint16_t *ports)
 }
 
 static inline void
-reply_counted(struct pylb_lcore *lc, const struct pylb_conn *c, const struct rte_mbuf *m)
+reply_counted(struct pylb_lcore *lc, struct pylb_conn *c, const struct rte_mbuf *m)
 {
-	struct pylb_svc_stats *st = &lc->svc_stats[c->svc];
-
 	CNT(lc, NAT_REPLIES);
-	st->out_packets++;
-	st->out_bytes += rte_pktmbuf_pkt_len(m) - sizeof(struct rte_ether_hdr);
+	conn_check(lc, c);	/* its backend's index (a reset waits for the client) */
+	count_packet(lc, __atomic_load_n(&lc->dp->svcs[c->svc], __ATOMIC_ACQUIRE), c->svc,
+		     c->bidx, m, true);
 }
 
 /* A packet on its way to be routed: if it is a backend's reply of a NAT
@@ -972,11 +1011,16 @@ static int
 svc_new(struct pylb_dp *dp, struct pylb_service **out, const struct pylb_service_conf *conf,
 	uint16_t id, const struct pylb_backend *b, uint32_t n)
 {
-	/* The per-lcore rows sit between the service and its backends. */
+	/* Between the service and its backends: the per-lcore scheduler
+	 * rows (WRR, WLC), the per-lcore backend counters, the carried ones. */
 	bool rows = conf->sched == PYLB_SCHED_WRR || conf->sched == PYLB_SCHED_WLC;
 	uint32_t stride = RTE_ALIGN_CEIL(RTE_MAX(n, 1u), RTE_CACHE_LINE_SIZE / sizeof(int32_t));
-	size_t head = RTE_ALIGN_CEIL(sizeof(**out), RTE_CACHE_LINE_SIZE) +
-		(rows ? dp->n_slots * stride * sizeof(int32_t) : 0);
+	uint32_t bstride = RTE_ALIGN_CEIL(RTE_MAX(n, 1u), 8);	/* whole cache lines */
+	size_t at_rows = RTE_ALIGN_CEIL(sizeof(**out), RTE_CACHE_LINE_SIZE);
+	size_t at_bstats = at_rows + (rows ? dp->n_slots * stride * sizeof(int32_t) : 0);
+	size_t at_bbase = at_bstats + (size_t)dp->n_slots * bstride * sizeof(struct pylb_svc_stats);
+	size_t head = at_bbase + RTE_ALIGN_CEIL(n * sizeof(struct pylb_svc_stats),
+						RTE_CACHE_LINE_SIZE);
 	int rc = pylb_balance_new((void **)out, "service", head,
 				  offsetof(struct pylb_service, bal), b, n, conf->table_size);
 
@@ -984,12 +1028,35 @@ svc_new(struct pylb_dp *dp, struct pylb_service **out, const struct pylb_service
 		(*out)->conf = *conf;
 		(*out)->id = id;
 		if (rows) {
-			(*out)->rows = (int32_t *)((char *)*out +
-				RTE_ALIGN_CEIL(sizeof(**out), RTE_CACHE_LINE_SIZE));
+			(*out)->rows = (int32_t *)((char *)*out + at_rows);
 			(*out)->row_stride = stride;
 		}
+		(*out)->bstats = (struct pylb_svc_stats *)((char *)*out + at_bstats);
+		(*out)->bstride = bstride;
+		(*out)->bbase = (struct pylb_svc_stats *)((char *)*out + at_bbase);
 	}
 	return rc;
+}
+
+static void
+stats_add(struct pylb_svc_stats *to, const struct pylb_svc_stats *s)
+{
+	to->conns += s->conns;
+	to->in_packets += s->in_packets;
+	to->in_bytes += s->in_bytes;
+	to->out_packets += s->out_packets;
+	to->out_bytes += s->out_bytes;
+}
+
+/* Backend i of s: what it counted, over all its backend sets. */
+static struct pylb_svc_stats
+backend_stats(const struct pylb_dp *dp, const struct pylb_service *s, uint32_t i)
+{
+	struct pylb_svc_stats out = s->bbase[i];
+
+	for (uint32_t slot = 0; slot < dp->n_slots; slot++)
+		stats_add(&out, &s->bstats[(size_t)slot * s->bstride + i]);
+	return out;
 }
 
 /* WLC: each lcore's connections per backend of s (a new service object),
@@ -1180,9 +1247,21 @@ service_backends_set_unlocked(struct pylb_dp *dp, const struct pylb_ip *vip,
 		wlc_count(dp, next);
 	nat_backends_count(dp, next, +1);
 	nat_backends_count(dp, cur, -1);
-	pylb_rcu_replace(dp, (void **)&dp->svcs[id], next);
+	__atomic_store_n(&dp->svcs[id], next, __ATOMIC_RELEASE);
 	/* Connections check their backend (state, index) again. */
 	pylb_gen_bump(dp);
+	pylb_rcu_wait(dp);
+	/* No worker counts on cur any more: its backends' counters carry over. */
+	for (uint32_t i = 0; i < n; i++) {
+		uint16_t j = backend_find(&cur->bal, &next->bal.backends[i]);
+
+		if (j != PYLB_BIDX_NONE) {
+			struct pylb_svc_stats old = backend_stats(dp, cur, j);
+
+			stats_add(&next->bbase[i], &old);
+		}
+	}
+	rte_free((void *)(uintptr_t)cur);
 	return 0;
 }
 
@@ -1345,31 +1424,30 @@ l4_trace_unlocked(struct pylb_dp *dp, const struct pylb_l4_trace_query *q,
 
 static int
 service_stats_unlocked(struct pylb_dp *dp, const struct pylb_ip *vip, uint8_t proto,
-		       uint16_t port, struct pylb_svc_stats *out)
+		       uint16_t port, struct pylb_svc_stats *out,
+		       struct pylb_svc_stats *backends, uint32_t max_b)
 {
 	char name[96];
 	int id = svc_find(dp, vip, proto, port, name, sizeof(name));
+	const struct pylb_service *s;
 
 	if (id < 0)
 		return id;
+	s = dp->svcs[id];
 	memset(out, 0, sizeof(*out));
-	for (uint32_t slot = 0; slot < dp->n_slots; slot++) {
-		const struct pylb_svc_stats *s = &dp->lcores[slot].svc_stats[id];
-
-		out->conns += s->conns;
-		out->in_packets += s->in_packets;
-		out->in_bytes += s->in_bytes;
-		out->out_packets += s->out_packets;
-		out->out_bytes += s->out_bytes;
-	}
-	return 0;
+	for (uint32_t slot = 0; slot < dp->n_slots; slot++)
+		stats_add(out, &dp->lcores[slot].svc_stats[id]);
+	for (uint32_t i = 0; i < RTE_MIN(max_b, s->bal.n_backends); i++)
+		backends[i] = backend_stats(dp, s, i);
+	return (int)s->bal.n_backends;
 }
 
 int
 pylb_dp_service_stats(struct pylb_dp *dp, const struct pylb_ip *vip, uint8_t proto,
-		      uint16_t port, struct pylb_svc_stats *out)
+		      uint16_t port, struct pylb_svc_stats *out,
+		      struct pylb_svc_stats *backends, uint32_t max_b)
 {
-	PYLB_CTL_LOCKED(dp, service_stats_unlocked(dp, vip, proto, port, out));
+	PYLB_CTL_LOCKED(dp, service_stats_unlocked(dp, vip, proto, port, out, backends, max_b));
 }
 
 int

@@ -113,6 +113,12 @@ struct pylb_service {
 	 * part an lcore writes). */
 	int32_t *rows;
 	uint32_t row_stride;	/* int32s per row */
+	/* Per backend: each lcore slot's traffic (a row of bstride, written
+	 * by that lcore only), and what the same backends counted in the
+	 * service's earlier backend sets (written before publishing). */
+	struct pylb_svc_stats *bstats;
+	uint32_t bstride;
+	struct pylb_svc_stats *bbase;
 	struct pylb_balance bal;
 };
 
