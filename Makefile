@@ -37,6 +37,7 @@ bench: build hugepages
 	$(PY) bench/host_null.py
 	$(PY) bench/l3_route.py
 	$(PY) bench/l4_flows.py
+	$(PY) bench/maglev_build.py
 
 doctor: build
 	$(VENV)/bin/pylb doctor

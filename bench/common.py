@@ -50,7 +50,7 @@ def worker_deltas(dp, names, seconds: float, warmup: float = 1.0) -> dict:
     return {n: int(c1[i] - c0[i]) for i, n in enumerate(names)}
 
 
-def machine(tsc_mhz: int) -> dict:
+def machine(tsc_mhz: int = 0) -> dict:
     """What the figures came from: CPU model, cores, TSC frequency, and the
     steal time so far (a busy hypervisor inflates cycles)."""
     model = "?"

@@ -73,3 +73,12 @@ def test_weight_zero_takes_no_entries():
 def test_size_must_be_prime():
     with pytest.raises(InvalidArgument, match="prime"):
         maglev_table(backends(3), 65536)
+
+
+def test_a_light_backend_gets_its_share_among_heavy_ones():
+    ips = backends(50, seed=3)
+    weights = [1 if i % 10 == 0 else 10 for i in range(50)]          # 5 light, 45 heavy
+    counts = np.bincount(maglev_table(list(zip(ips, weights)), M), minlength=50)
+    light = counts[[i for i in range(50) if weights[i] == 1]].sum()
+    expected = M * 5 / sum(weights)
+    assert abs(light - expected) / expected < 0.2, (light, expected)
