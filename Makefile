@@ -38,6 +38,7 @@ bench: build hugepages
 	$(PY) bench/l3_route.py
 	$(PY) bench/l4_flows.py
 	$(PY) bench/maglev_build.py
+	$(PY) bench/update_latency.py
 
 doctor: build
 	$(VENV)/bin/pylb doctor

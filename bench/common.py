@@ -64,3 +64,13 @@ def machine(tsc_mhz: int = 0) -> dict:
     total = sum(int(x) for x in cpu[1:])
     return {"cpu": model, "cores": len(os.sched_getaffinity(0)), "tsc_mhz": tsc_mhz,
             "steal_share_since_boot": int(cpu[8]) / total if total else 0.0}
+
+
+def write_pcap(path: str, frames) -> None:
+    """A classic pcap (microsecond stamps, Ethernet) of `frames` (bytes)."""
+    import struct
+    with open(path, "wb") as f:
+        f.write(struct.pack("<IHHiIII", 0xa1b2c3d4, 2, 4, 0, 0, 65535, 1))
+        for b in frames:
+            f.write(struct.pack("<IIII", 0, 0, len(b), len(b)))
+            f.write(b)

@@ -15,6 +15,15 @@ port. Cases:
   TX);
 - syn: TCP SYNs of N new flows to a NAT service, measured during the first
   pass only: scheduling (Maglev-style table) and insertion per packet;
+- table_full: the same SYNs to a table of 1,024 connections: once it is full,
+  every new flow is balanced statelessly (the same choice, not tracked);
+- fullnat: UDP to a FullNAT service (SNAT to the port address, DNAT to the
+  backend), established as above, at most 64,512 flows (one backend, one
+  local address);
+- fullnat_reply: the backend's replies to those connections: a second pcap
+  of replies to the local ports the connections were given (1024 + i for
+  flow i, checked: the share translated is reported), replayed endlessly on
+  the backend-side port while the client-side pcap plays once;
 - memory: hugepages taken by a dataplane with 1,000,000 connections per lcore
   minus one with 16, per connection (--memory-probe).
 
@@ -59,29 +68,48 @@ def _adjust(ck: int, old: bytes, new: bytes) -> int:
     return (~_fold(s)) & 0xffff
 
 
+def make_reply_pcap(path: str, flows: int) -> None:
+    """Flow f's reply: backend:5353 -> local address 10.0.1.1, port 1024 + f."""
+    from scapy.layers.inet import IP, UDP
+    from scapy.layers.l2 import Ether
+    tpl = bytes(Ether(src="02:00:00:00:0b:00", dst=PCAP_MAC[:-1] + "1")
+                / IP(src=BACKEND, dst="10.0.1.1", ttl=64) / UDP(sport=5353, dport=1024, chksum=0)
+                / (b"\0" * 18))
+
+    def frames():
+        for i in range(flows):
+            b = bytearray(tpl)
+            b[36:38] = (1024 + i).to_bytes(2, "big")
+            yield b
+    common.write_pcap(path, frames())
+
+
 def make_pcap(path: str, kind: str, flows: int) -> None:
     """Flow f: client 10.1.x.y = 10.1.0.1 + f // 50000, port 1024 + f % 50000."""
     from scapy.layers.inet import IP, TCP, UDP
     from scapy.layers.l2 import Ether
+    if kind == "fullnat_reply":
+        return make_reply_pcap(path, flows)
+    syn = kind in ("syn", "table_full")
     dst = BACKEND if kind == "route" else VIP
-    l4 = TCP(sport=1024, dport=80, flags="S", seq=1) if kind == "syn" else \
+    l4 = TCP(sport=1024, dport=80, flags="S", seq=1) if syn else \
         UDP(sport=1024, dport=53, chksum=0) / (b"\0" * 18)
     tpl = bytes(Ether(src="02:00:00:00:00:02", dst=PCAP_MAC) / IP(src="10.1.0.1", dst=dst, ttl=64) / l4)
     ip_ck, l4_ck = struct.unpack_from("!H", tpl, 24)[0], struct.unpack_from("!H", tpl, 50)[0]
     old_src, old_port = tpl[26:30], tpl[34:36]
     base = int.from_bytes(old_src, "big")
-    with open(path, "wb") as f:
-        f.write(struct.pack("<IHHiIII", 0xa1b2c3d4, 2, 4, 0, 0, 65535, 1))
+
+    def frames():
         for i in range(flows):
             src = (base + i // PORTS_PER_CLIENT).to_bytes(4, "big")
             port = (1024 + i % PORTS_PER_CLIENT).to_bytes(2, "big")
             b = bytearray(tpl)
             b[26:30], b[34:36] = src, port
             struct.pack_into("!H", b, 24, _adjust(ip_ck, old_src, src))
-            if kind == "syn":
+            if syn:
                 struct.pack_into("!H", b, 50, _adjust(l4_ck, old_src + old_port, src + port))
-            f.write(struct.pack("<IIII", 0, 0, len(b), len(b)))
-            f.write(b)
+            yield b
+    common.write_pcap(path, frames())
 
 
 def huge_free() -> int:
@@ -118,16 +146,29 @@ def pylb_side(kind: str, pcap: str, flows: int, seconds: float) -> dict:
         out = memory(native, flows)
         native.eal_cleanup()
         return out
-    dp = native.Dataplane(workers=[1], mbufs=flows + 16384, conn_capacity=flows + 1024)
-    dp.add_port("p0", f"net_pcap0,rx_pcap={pcap},infinite_rx=1", link_wait_ms=0)
-    dp.add_port("p1", "net_null0,no-rx=1", link_wait_ms=0)
+    dp = native.Dataplane(workers=[1], mbufs=2 * flows + 16384,
+                          conn_capacity=1024 if kind == "table_full" else flows + 1024)
+    if kind == "fullnat_reply":
+        # The clients' pcap plays once (creating the connections), the
+        # backend's replies endlessly.
+        dp.add_port("p0", f"net_pcap0,rx_pcap={pcap.replace('fullnat_reply', 'fullnat')}",
+                    link_wait_ms=0)
+        dp.add_port("p1", f"net_pcap1,rx_pcap={pcap},infinite_rx=1", link_wait_ms=0)
+    else:
+        dp.add_port("p0", f"net_pcap0,rx_pcap={pcap},infinite_rx=1", link_wait_ms=0)
+        dp.add_port("p1", "net_null0,no-rx=1", link_wait_ms=0)
     dp.add_address("p0", "10.0.0.1/24")
     dp.add_address("p1", "10.0.1.1/24")
     dp.add_neighbour("p1", BACKEND, "02:00:00:00:0b:00")
-    if kind == "syn":
+    dp.add_neighbour("p0", "10.0.0.2", "02:00:00:00:00:02")
+    dp.add_route("10.1.0.0/16", [("10.0.0.2", "p0")])            # the clients
+    if kind in ("syn", "table_full"):
         dp.add_service(VIP, 80, proto="tcp", backends=[(BACKEND, 8080)])
     elif kind == "established":
         dp.add_service(VIP, 53, proto="udp", backends=[(BACKEND, 5353)])
+    elif kind.startswith("fullnat"):
+        dp.add_service(VIP, 53, proto="udp", method="fullnat", local_addresses=["10.0.1.1"],
+                       backends=[(BACKEND, 5353)])
     names = native.COUNTER_NAMES
     dp.start()
     if kind == "syn":
@@ -147,7 +188,10 @@ def pylb_side(kind: str, pcap: str, flows: int, seconds: float) -> dict:
         if a is None or b is None:
             raise RuntimeError("the SYN pass was too short to measure")
     else:
-        while sample(dp, names)["rx_packets"] < 2 * flows:      # the first pass is behind us
+        # Measured once the first pass is behind us (and, for replies, every
+        # connection exists).
+        while sample(dp, names)["rx_packets"] < 2 * flows or \
+                (kind == "fullnat_reply" and dp.conn_count() < flows):
             time.sleep(0.01)
         a = sample(dp, names)
         time.sleep(seconds)
@@ -156,7 +200,8 @@ def pylb_side(kind: str, pcap: str, flows: int, seconds: float) -> dict:
     out = {"flows": flows, "tracked": dp.conn_count(), "packets": d["rx_packets"],
            "cycles_per_packet": d["busy_cycles"] / d["rx_packets"],
            "forwarded_share": d["forwarded"] / d["rx_packets"],
-           "created": d["conn_created"], "table_full": d["conn_table_full"]}
+           "created": d["conn_created"], "table_full": d["conn_table_full"],
+           "translated_replies_share": d["nat_replies"] / d["rx_packets"]}
     dp.close()
     native.eal_cleanup()
     return out
@@ -183,7 +228,9 @@ def main() -> None:
     ap.add_argument("--flows", default="1000,100000,1000000",
                     help="comma-separated flow counts for the established case")
     ap.add_argument("--syn-flows", type=int, default=1_000_000)
-    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--fullnat-flows", type=int, default=50_000,
+                    help="flows of the FullNAT cases (at most 64,512); twice that for table_full")
+    ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--seconds", type=float, default=3)
     ap.add_argument("--memory-probe", type=int, default=1_000_000,
                     help="connections per lcore of the dataplane whose memory is measured")
@@ -191,18 +238,23 @@ def main() -> None:
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
     cases = [("route", 1000)] + [("established", int(f)) for f in args.flows.split(",")] + \
-        [("syn", args.syn_flows)]
+        [("syn", args.syn_flows), ("table_full", args.fullnat_flows * 2),
+         ("fullnat", args.fullnat_flows), ("fullnat_reply", args.fullnat_flows)]
     rows, results = [], {}
     mhz = 0
     for kind, flows in cases:
         pcap = os.path.join(args.out, f"l4-{kind}-{flows}.pcap")
         make_pcap(pcap, kind, flows)
+        if kind == "fullnat_reply":
+            make_pcap(pcap.replace("fullnat_reply", "fullnat"), "fullnat", flows)
         # The baseline: testpmd io on the same pcap (replaying a million frames
         # costs the driver cache misses that a thousand do not).
         base = [common.testpmd([f"net_pcap0,rx_pcap={pcap},infinite_rx=1", "net_null0,no-rx=1"],
                                "io", args.seconds, mbufs=flows + 16384) for _ in range(args.runs)]
         runs = [pylb_once(kind, pcap, flows, args.seconds) for _ in range(args.runs)]
         os.unlink(pcap)
+        if kind == "fullnat_reply":
+            os.unlink(pcap.replace("fullnat_reply", "fullnat"))
         mhz = base[0]["tsc_mhz"]
         results[f"{kind}-{flows}"] = runs
         results[f"testpmd-{kind}-{flows}"] = base
