@@ -98,38 +98,49 @@ def main() -> None:
         print(json.dumps(pylb_side(sys.argv[2], int(sys.argv[3]), float(sys.argv[4]))))
         return
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--routes", type=int, default=1_000_000)
-    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--routes", default="1000,1000000", help="comma-separated FIB sizes")
+    ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--seconds", type=float, default=5)
     ap.add_argument("--out", default=RESULTS, help="directory for the pcap and the JSON report")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
-    pcap = os.path.join(args.out, f"l3-{args.routes}.pcap")
-    make_pcap(pcap, args.routes)
-    base, swap, ours = [], [], []
-    for _ in range(args.runs):
-        base.append(testpmd_once(pcap, args.seconds))
-        swap.append(testpmd_once(pcap, args.seconds, "5tswap"))
-        ours.append(pylb_once(pcap, args.routes, args.seconds))
-    b = statistics.median(r["cycles_per_packet"] for r in base)
-    w = statistics.median(r["cycles_per_packet"] for r in swap)
-    o = statistics.median(r["cycles_per_packet"] for r in ours)
-    summary = {
-        "command": " ".join(sys.argv), "routes": args.routes, "runs": args.runs,
-        "testpmd_io_cycles_per_packet": b, "testpmd_5tswap_cycles_per_packet": w,
-        "pylb_route_cycles_per_packet": o, "ratio": o / b,
-        "route_load_s_median": statistics.median(r["route_load_s"] for r in ours),
-        "forwarded_share": min(r["forwarded_share"] for r in ours),
-        "tsc_mhz": base[0]["tsc_mhz"], "testpmd": base, "testpmd_5tswap": swap, "pylb": ours,
-    }
+    summary = {"command": " ".join(sys.argv), "runs": args.runs, "cases": {}}
+    lines = ["| case | busy cycles/packet, median (min-max) | Mpps | ratio to testpmd io |",
+             "|---|---|---|---|"]
+
+    def row(name, runs, b, tsc):
+        v = [r["cycles_per_packet"] for r in runs]
+        m = statistics.median(v)
+        return f"| {name} | {m:.1f} ({min(v):.1f}-{max(v):.1f}) | {tsc / m:.1f} | {m / b:.2f}x |"
+    for n in (int(x) for x in args.routes.split(",")):
+        pcap = os.path.join(args.out, f"l3-{n}.pcap")
+        make_pcap(pcap, n)
+        base, swap, ours = [], [], []
+        for _ in range(args.runs):
+            base.append(testpmd_once(pcap, args.seconds))
+            swap.append(testpmd_once(pcap, args.seconds, "5tswap"))
+            ours.append(pylb_once(pcap, n, args.seconds))
+        os.unlink(pcap)
+        tsc = base[0]["tsc_mhz"]
+        b = statistics.median(r["cycles_per_packet"] for r in base)
+        summary["machine"] = common.machine(tsc)
+        summary["cases"][str(n)] = {
+            "testpmd": base, "testpmd_5tswap": swap, "pylb": ours,
+            "ratio": statistics.median(r["cycles_per_packet"] for r in ours) / b,
+            "route_load_s": [r["route_load_s"] for r in ours],
+            "forwarded_share": min(r["forwarded_share"] for r in ours)}
+        loads = sorted(r["route_load_s"] for r in ours)
+        lines += [row(f"testpmd io, {n:,}-route pcap", base, b, tsc),
+                  row("testpmd 5tswap", swap, b, tsc),
+                  row(f"pylb routing, {n:,} routes", ours, b, tsc)]
+        lines.append(f"| (loading {n:,} routes: {statistics.median(loads):.3f} s median, "
+                     f"{loads[0]:.3f}-{loads[-1]:.3f}) | | | |")
     with open(os.path.join(args.out, "l3_route.json"), "w") as f:
         json.dump(summary, f, indent=2)
-    print(f"{'path':<34}{'cycles/pkt':>12}{'ratio':>8}")
-    print(f"{'testpmd io (baseline)':<34}{b:>12.1f}{1.0:>8.2f}")
-    print(f"{'testpmd 5tswap (touches headers)':<34}{w:>12.1f}{w / b:>8.2f}")
-    print(f"{f'pylb routing, {args.routes} routes':<34}{o:>12.1f}{o / b:>8.2f}")
-    print(f"route load (median): {summary['route_load_s_median']:.2f} s; "
-          f"forwarded share: {summary['forwarded_share']:.3f}")
+    text = "\n".join(lines)
+    with open(os.path.join(args.out, "l3_route.md"), "w") as f:
+        f.write(f"`{summary['command']}` on {summary['machine']['cpu']}\n\n{text}\n")
+    print(text)
 
 
 if __name__ == "__main__":

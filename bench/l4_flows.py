@@ -146,7 +146,7 @@ def pylb_side(kind: str, pcap: str, flows: int, seconds: float) -> dict:
         out = memory(native, flows)
         native.eal_cleanup()
         return out
-    dp = native.Dataplane(workers=[1], mbufs=2 * flows + 16384,
+    dp = native.Dataplane(workers=[1], mbufs=(2 if kind == "fullnat_reply" else 1) * flows + 16384,
                           conn_capacity=1024 if kind == "table_full" else flows + 1024)
     if kind == "fullnat_reply":
         # The clients' pcap plays once (creating the connections), the

@@ -24,14 +24,15 @@ def test_l3_route_bench_runs_once_and_routes_everything(tmp_path):
                         "--runs", "1", "--seconds", "0.5", "--out", str(tmp_path)],
                        capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert r.returncode == 0, r.stderr
-    report = json.loads((tmp_path / "l3_route.json").read_text())
+    report = json.loads((tmp_path / "l3_route.json").read_text())["cases"]["10000"]
     assert report["pylb"][0]["packets"] > 0 and report["testpmd"][0]["packets"] > 0
     assert report["forwarded_share"] > 0.99      # every routed packet left by the gateway
 
 
 def test_l4_flows_bench_runs_once_and_forwards_everything(tmp_path):
     r = subprocess.run([sys.executable, str(ROOT / "bench" / "l4_flows.py"), "--flows", "1024",
-                        "--syn-flows", "200000", "--runs", "1", "--seconds", "0.5",
+                        "--syn-flows", "200000", "--fullnat-flows", "2000", "--runs", "1",
+                        "--seconds", "0.5",
                         "--memory-probe", "65536", "--out", str(tmp_path)],
                        capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert r.returncode == 0, r.stderr
@@ -40,6 +41,28 @@ def test_l4_flows_bench_runs_once_and_forwards_everything(tmp_path):
                                                              "route-1000"))
     assert est["tracked"] == 1024 and est["created"] == 0      # every packet a hit
     assert abs(syn["created"] - syn["packets"]) <= 64 and syn["packets"] > 0  # each one new
-    assert min(r["forwarded_share"] for r in (est, syn, route)) > 0.99
+    (full,), (fnat,), (reply,) = (report["cases"][k] for k in ("table_full-4000", "fullnat-2000",
+                                                               "fullnat_reply-2000"))
+    assert full["tracked"] == 1024 and full["table_full"] > 0  # the rest balanced statelessly
+    assert fnat["tracked"] == 2000 and reply["translated_replies_share"] > 0.99
+    assert min(r["forwarded_share"] for r in (est, syn, route, full, fnat, reply)) > 0.99
     assert report["memory"]["bytes_per_connection_all"] > 0
     assert (tmp_path / "l4_flows.md").read_text().count("| established") == 1
+
+
+def test_maglev_build_bench_runs_once(tmp_path):
+    r = subprocess.run([sys.executable, str(ROOT / "bench" / "maglev_build.py"), "--runs", "1",
+                        "--out", str(tmp_path)], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    cases = json.loads((tmp_path / "maglev_build.json").read_text())["cases_ms"]
+    assert len(cases) == 8 and all(v[0] > 0 for v in cases.values())
+
+
+def test_update_latency_bench_loses_nothing(tmp_path):
+    r = subprocess.run([sys.executable, str(ROOT / "bench" / "update_latency.py"), "--updates", "20",
+                        "--runs", "1", "--out", str(tmp_path)],
+                       capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    run, = json.loads((tmp_path / "update_latency.json").read_text())["runs_detail"]
+    assert len(run["latency_ms"]) == 20 and run["rx_packets"] > 0
+    assert run["drops"] == {}                    # every packet went to one backend or the other
