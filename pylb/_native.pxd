@@ -122,6 +122,8 @@ cdef extern from "pylb_dp.h" nogil:
     struct pylb_svc_stats:
         uint64_t conns, in_packets, in_bytes, out_packets, out_bytes
 
+    int pylb_dp_timeouts_set(pylb_dp *dp, const pylb_timeouts *t)
+    void pylb_dp_timeouts_get(pylb_dp *dp, pylb_timeouts *t)
     int pylb_dp_service_stats(pylb_dp *dp, const pylb_ip *vip, uint8_t proto, uint16_t port,
                               pylb_svc_stats *out, pylb_svc_stats *backends, uint32_t max_b)
 

@@ -385,6 +385,9 @@ cdef void _copy_str(char *dst, str s, size_t cap, str what) except *:
     memcpy(dst, PyBytes_AS_STRING(b), len(b))
 
 
+TIMEOUT_NAMES = ("tcp_syn", "tcp_established", "tcp_fin", "tcp_close", "udp")
+
+
 cdef dict _stats_dict(const pylb_svc_stats *st):
     return {"conns": st.conns, "in_packets": st.in_packets, "in_bytes": st.in_bytes,
             "out_packets": st.out_packets, "out_bytes": st.out_bytes}
@@ -829,6 +832,32 @@ cdef class Dataplane:
 
     def conn_count(self):
         return pylb_dp_conn_count(self._live())
+
+    def timeouts(self):
+        """The connection timeouts in force, in seconds: {tcp_syn,
+        tcp_established, tcp_fin, tcp_close, udp}."""
+        cdef pylb_timeouts t
+        pylb_dp_timeouts_get(self._live(), &t)
+        return {"tcp_syn": t.tcp_syn, "tcp_established": t.tcp_established,
+                "tcp_fin": t.tcp_fin, "tcp_close": t.tcp_close, "udp": t.udp}
+
+    def set_timeouts(self, **seconds):
+        """Change some timeouts while running (like ipvsadm --set); the rest
+        stay. Each connection takes its new timeout at its next packet."""
+        cdef pylb_timeouts t
+        unknown = set(seconds) - set(TIMEOUT_NAMES)
+        if unknown:
+            raise InvalidArgument(f"unknown timeout {sorted(unknown)[0]!r}; expected one of: "
+                                  f"{', '.join(TIMEOUT_NAMES)}")
+        cur = self.timeouts()
+        cur.update(seconds)
+        for k, v in cur.items():
+            if not isinstance(v, int) or v < 1:
+                raise InvalidArgument(f"timeout {k}: {v!r} is not a whole number of seconds >= 1")
+        t.tcp_syn, t.tcp_established = cur["tcp_syn"], cur["tcp_established"]
+        t.tcp_fin, t.tcp_close, t.udp = cur["tcp_fin"], cur["tcp_close"], cur["udp"]
+        _check(pylb_dp_timeouts_set(self._live(), &t))
+        return self.timeouts()
 
     def clock_advance(self, int ms):
         """Move the dataplane's clock forward (tests of timeouts)."""

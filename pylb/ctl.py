@@ -112,6 +112,9 @@ def ipvs_view(services: list[pb.Service]) -> str:
     return "\n".join(lines)
 
 
+TIMEOUTS = ("tcp_syn", "tcp_established", "tcp_fin", "tcp_close", "udp")
+
+
 def ipvs_stats(services: list[pb.Service]) -> str:
     """`ipvsadm -L -n --stats`: per service, then per backend."""
     def figures(st: pb.ServiceStats) -> str:
@@ -305,9 +308,22 @@ def run(args, stub) -> int:
             for k, v in s.drops.items():
                 if v:
                     print(f"  {k:22} {v:>16}")
+    elif noun == "timeouts":
+        given = {k: getattr(args, k) for k in TIMEOUTS if getattr(args, k, None) is not None}
+        if verb == "set" and not given:
+            raise UsageError("give at least one of " + ", ".join(f"--{k.replace('_', '-')}"
+                                                               for k in TIMEOUTS))
+        t = stub.SetTimeouts(pb.Timeouts(**given)) if verb == "set" else \
+            stub.GetTimeouts(pb.GetTimeoutsRequest())
+        listing([t], out_json, lambda t: "  ".join(f"{k} {getattr(t, k)}" for k in TIMEOUTS))
     elif noun == "ipvs":
+        if args.timeout:
+            t = stub.GetTimeouts(pb.GetTimeoutsRequest())
+            print(f"Timeout (tcp tcpfin udp): {t.tcp_established} {t.tcp_fin} {t.udp}")
+            return 0
         if not (args.list and args.numeric):
-            raise UsageError("only the listing is supported: pylbctl ipvs -L -n [--stats]")
+            raise UsageError("only listings are supported: pylbctl ipvs -L -n [--stats], "
+                             "pylbctl ipvs -L --timeout")
         services = list(stub.ListServices(pb.ListServicesRequest()).services)
         print(ipvs_stats(services) if args.stats else ipvs_view(services))
     return 0
@@ -402,10 +418,15 @@ def parser() -> argparse.ArgumentParser:
                     help="a TCP packet of an established flow (not a SYN)")
 
     sub.add_parser("stats", help="counters")
+    to = sub.add_parser("timeouts", help="connection timeouts: show, or set some (seconds)")
+    to.add_argument("verb", nargs="?", choices=["set"])
+    for k in TIMEOUTS:
+        to.add_argument(f"--{k.replace('_', '-')}", dest=k, type=int, metavar="SECONDS")
     ipvs = sub.add_parser("ipvs", help="ipvsadm-compatible views")
     ipvs.add_argument("-L", "--list", action="store_true")
     ipvs.add_argument("-n", "--numeric", action="store_true")
     ipvs.add_argument("--stats", action="store_true", help="connections, packets and bytes")
+    ipvs.add_argument("--timeout", action="store_true", help="tcp, tcpfin and udp timeouts")
     return ap
 
 

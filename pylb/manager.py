@@ -436,6 +436,12 @@ class Manager:
         out = self._submit(lambda dp: dp.connections(**kw))
         return out[:limit] if limit else out
 
+    def timeouts(self) -> dict:
+        return self._submit(lambda dp: dp.timeouts())
+
+    def set_timeouts(self, seconds: dict) -> dict:
+        return self._submit(lambda dp: dp.set_timeouts(**seconds))
+
     def stats(self) -> dict:
         def read(dp):
             from pylb import _native

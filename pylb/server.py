@@ -290,6 +290,14 @@ class LoadBalancer(pb_grpc.LoadBalancerServicer):
         return stats_msg(self.m.stats())
 
     @_rpc
+    def GetTimeouts(self, request, context):
+        return pb.Timeouts(**self.m.timeouts())
+
+    @_rpc
+    def SetTimeouts(self, request, context):
+        return pb.Timeouts(**self.m.set_timeouts({f.name: v for f, v in request.ListFields()}))
+
+    @_rpc
     def WatchStats(self, request, context):
         interval = max(request.interval_ms, 100) / 1000
         while context.is_active():
@@ -302,7 +310,7 @@ MUTATIONS = {f"/{SERVICE_NAME}/{m}" for m in ("AddService", "DeleteService", "Se
                                                "DeleteBackend", "AddRoute", "DeleteRoute",
                                                "ApplyConfig", "AddVip", "DeleteVip",
                                                "SetVipBackends", "AddNeighbour",
-                                               "DeleteNeighbour")}
+                                               "DeleteNeighbour", "SetTimeouts")}
 
 
 @dataclass(frozen=True)

@@ -99,6 +99,25 @@ def test_services_and_backends_round_trip(api):
     assert dp.services() == []
 
 
+def test_timeouts_change_while_running(api):
+    stub, dp, _ = api
+    assert stub.GetTimeouts(pb.GetTimeoutsRequest()) == pb.Timeouts(
+        tcp_syn=60, tcp_established=900, tcp_fin=120, tcp_close=10, udp=300)
+    stub.AddService(pb.Service(key=KEY, backends=[pb.Backend(address="10.0.1.20", port=5353)]))
+    frame = raw(Ether(src=CLIENT_MAC, dst=P0_MAC) / IP(src="10.0.0.2", dst=VIP) / UDP(sport=999, dport=53))
+    dp.inject("p0", [frame])
+    assert 299_000 < dp.connections()[0].expires_ms <= 300_000
+    t = stub.SetTimeouts(pb.Timeouts(udp=20))              # the others stay
+    assert (t.udp, t.tcp_established) == (20, 900)
+    dp.inject("p0", [frame])                                # takes it at its next packet
+    assert 19_000 < dp.connections()[0].expires_ms <= 20_000
+    got, details = code_of(stub.SetTimeouts, pb.Timeouts(tcp_fin=0))
+    assert got == grpc.StatusCode.INVALID_ARGUMENT and "tcp_fin" in details
+    got, details = code_of(stub.SetTimeouts, pb.Timeouts(udp=10**8))
+    assert got == grpc.StatusCode.INVALID_ARGUMENT and "above" in details
+    assert stub.GetTimeouts(pb.GetTimeoutsRequest()).udp == 20
+
+
 def test_routes_and_stats(api):
     stub, dp, _ = api
     r = stub.AddRoute(pb.Route(prefix="192.0.2.0/24", next_hops=[pb.NextHop(gateway="10.0.1.20",
@@ -264,6 +283,10 @@ def test_pylb_run_serves_the_api_and_pylbctl_drives_it(tmp_path):
                    "--backend", "10.78.1.11").returncode == 0
         assert ctl("ipvs", "-L", "-n").stdout == IPVS_GOLDEN
         assert ctl("ipvs", "-L", "-n", "--stats").stdout == IPVS_STATS_GOLDEN
+        assert ctl("timeouts", "set", "--udp", "30").returncode == 0
+        assert ctl("ipvs", "-L", "--timeout").stdout == "Timeout (tcp tcpfin udp): 900 120 30\n"
+        assert ctl("timeouts").stdout == \
+            "tcp_syn 60  tcp_established 900  tcp_fin 120  tcp_close 10  udp 30\n"
         listing = json.loads(ctl("-o", "json", "service", "list").stdout)
         assert [(s["key"]["port"], [b["state"] for b in s["backends"]]) for s in listing] == \
             [(80, ["BACKEND_STATE_UP", "BACKEND_STATE_DRAIN"]), (53, ["BACKEND_STATE_UP"])]

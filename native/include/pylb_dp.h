@@ -154,6 +154,7 @@ enum pylb_counter {
 #define PYLB_CNT_STRIDE ((PYLB_CNT_MAX + 7) & ~7)
 
 /* Connection timeouts in seconds; 0 takes the IPVS-like default. */
+#define PYLB_TIMEOUT_MAX	(30 * 86400)
 struct pylb_timeouts {
 	uint32_t tcp_syn;			/* 60 */
 	uint32_t tcp_established;		/* 900 */
@@ -161,6 +162,11 @@ struct pylb_timeouts {
 	uint32_t tcp_close;			/* 10 */
 	uint32_t udp;				/* 300 */
 };
+
+/* Change the timeouts while running (like ipvsadm --set): each connection
+ * takes its new timeout at its next packet. Get: the values in force. */
+int pylb_dp_timeouts_set(struct pylb_dp *dp, const struct pylb_timeouts *t);
+void pylb_dp_timeouts_get(struct pylb_dp *dp, struct pylb_timeouts *t);
 
 struct pylb_dp_conf {
 	uint32_t n_workers;			/* 0: no worker, inject only */

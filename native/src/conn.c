@@ -348,7 +348,7 @@ pylb_conn_update(struct pylb_lcore *lc, struct pylb_conn *c, uint8_t tcp_flags,
 	if (c->proto == IPPROTO_TCP)
 		c->state = tcp_next(c->state, tcp_flags, reply,
 				    c->method == PYLB_L4_NAT || c->method == PYLB_L4_FULLNAT);
-	c->expire_tsc = now + lc->dp->timeout_tsc[c->state];
+	c->expire_tsc = now + __atomic_load_n(&lc->dp->timeout_tsc[c->state], __ATOMIC_RELAXED);
 }
 
 /* The backend a client network sticks to, if any (refreshed by the caller). */

@@ -28,21 +28,61 @@ struct svc_key {
 
 static uint32_t svc_seq;
 
-int
-pylb_l4_init(struct pylb_dp *dp)
+/* IPVS-like defaults, in seconds, by TCP state (NONE: UDP). */
+static const uint32_t timeout_defaults[PYLB_TCP__STATES] = {
+	[PYLB_TCP_NONE] = 300, [PYLB_TCP_SYN_SENT] = 60, [PYLB_TCP_SYN_RECV] = 60,
+	[PYLB_TCP_ESTABLISHED] = 900, [PYLB_TCP_FIN_WAIT] = 120,
+	[PYLB_TCP_CLOSE_WAIT] = 120, [PYLB_TCP_TIME_WAIT] = 120, [PYLB_TCP_CLOSE] = 10,
+};
+
+/* Each state's timeout from t (0: the default). Workers read each one
+ * whole when they refresh a connection: the new values apply from the
+ * next packet of every connection. */
+static void
+timeouts_set(struct pylb_dp *dp, const struct pylb_timeouts *t)
 {
-	static const uint32_t defaults[PYLB_TCP__STATES] = {
-		[PYLB_TCP_NONE] = 300, [PYLB_TCP_SYN_SENT] = 60, [PYLB_TCP_SYN_RECV] = 60,
-		[PYLB_TCP_ESTABLISHED] = 900, [PYLB_TCP_FIN_WAIT] = 120,
-		[PYLB_TCP_CLOSE_WAIT] = 120, [PYLB_TCP_TIME_WAIT] = 120, [PYLB_TCP_CLOSE] = 10,
-	};
-	const struct pylb_timeouts *t = &dp->conf.timeouts;
 	uint32_t secs[PYLB_TCP__STATES] = {
 		[PYLB_TCP_NONE] = t->udp, [PYLB_TCP_SYN_SENT] = t->tcp_syn,
 		[PYLB_TCP_SYN_RECV] = t->tcp_syn, [PYLB_TCP_ESTABLISHED] = t->tcp_established,
 		[PYLB_TCP_FIN_WAIT] = t->tcp_fin, [PYLB_TCP_CLOSE_WAIT] = t->tcp_fin,
 		[PYLB_TCP_TIME_WAIT] = t->tcp_fin, [PYLB_TCP_CLOSE] = t->tcp_close,
 	};
+
+	for (int s = 0; s < PYLB_TCP__STATES; s++)
+		__atomic_store_n(&dp->timeout_tsc[s], rte_get_timer_hz() *
+				 (secs[s] ? secs[s] : timeout_defaults[s]), __ATOMIC_RELAXED);
+}
+
+int
+pylb_dp_timeouts_set(struct pylb_dp *dp, const struct pylb_timeouts *t)
+{
+	const uint32_t *v = (const uint32_t *)t;
+
+	for (size_t i = 0; i < sizeof(*t) / sizeof(*v); i++)
+		if (v[i] > PYLB_TIMEOUT_MAX)
+			return pylb_fail(-PYLB_E_INVAL, "a timeout of %u s is above %u s (%u days)",
+					 v[i], PYLB_TIMEOUT_MAX, PYLB_TIMEOUT_MAX / 86400);
+	pthread_mutex_lock(&dp->ctl_lock);
+	timeouts_set(dp, t);
+	pthread_mutex_unlock(&dp->ctl_lock);
+	return 0;
+}
+
+void
+pylb_dp_timeouts_get(struct pylb_dp *dp, struct pylb_timeouts *t)
+{
+	uint64_t hz = rte_get_timer_hz();
+
+	t->udp = (uint32_t)(dp->timeout_tsc[PYLB_TCP_NONE] / hz);
+	t->tcp_syn = (uint32_t)(dp->timeout_tsc[PYLB_TCP_SYN_RECV] / hz);
+	t->tcp_established = (uint32_t)(dp->timeout_tsc[PYLB_TCP_ESTABLISHED] / hz);
+	t->tcp_fin = (uint32_t)(dp->timeout_tsc[PYLB_TCP_FIN_WAIT] / hz);
+	t->tcp_close = (uint32_t)(dp->timeout_tsc[PYLB_TCP_CLOSE] / hz);
+}
+
+int
+pylb_l4_init(struct pylb_dp *dp)
+{
 	char name[RTE_HASH_NAMESIZE];
 	struct rte_hash_parameters hp = {
 		.name = name,
@@ -54,8 +94,7 @@ pylb_l4_init(struct pylb_dp *dp)
 	};
 	struct rte_hash_rcu_config rcu = { .v = dp->qsv, .mode = RTE_HASH_QSBR_MODE_SYNC };
 
-	for (int s = 0; s < PYLB_TCP__STATES; s++)
-		dp->timeout_tsc[s] = rte_get_timer_hz() * (secs[s] ? secs[s] : defaults[s]);
+	timeouts_set(dp, &dp->conf.timeouts);
 	snprintf(name, sizeof(name), "pylb_svc%u", ++svc_seq);
 	dp->svc_hash = rte_hash_create(&hp);
 	if (dp->svc_hash == NULL || rte_hash_rcu_qsbr_add(dp->svc_hash, &rcu) != 0)
