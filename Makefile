@@ -32,11 +32,11 @@ demo: build hugepages
 	@scripts/demo.sh
 
 # Benchmarks: never part of `make test`. Results in bench/results/.
-bench: HUGEPAGES = 2048
+bench: HUGEPAGES = 4096
 bench: build hugepages
 	$(PY) bench/host_null.py
 	$(PY) bench/l3_route.py
-	$(PY) bench/l4_flows.py
+	$(PY) bench/paths.py
 	$(PY) bench/maglev_build.py
 	$(PY) bench/update_latency.py
 

@@ -15,28 +15,41 @@ BURST = 32
 PREFIX = "pylb-bench-testpmd"
 
 
-def testpmd(vdevs: list[str], mode: str, seconds: float, mbufs: int = 0) -> dict:
+def testpmd(vdevs: list[str], mode: str, seconds: float, mbufs: int = 0,
+            mbuf_size: int = 0) -> dict:
     """testpmd in `mode` (io, 5tswap, ...) for `seconds` on one worker core
-    (with `mbufs` mbufs: a pcap replayed endlessly holds all its frames)."""
-    cmd = ["dpdk-testpmd", "-l", "0,1", "--no-pci", "--in-memory", "--file-prefix", PREFIX]
+    (with `mbufs` mbufs of `mbuf_size` bytes: a pcap replayed endlessly holds
+    all its frames)."""
+    cmd = ["stdbuf", "-oL", "dpdk-testpmd", "-l", "0,1", "--no-pci", "--in-memory", "--file-prefix", PREFIX]
     for v in vdevs:
         cmd += ["--vdev", v]
     cmd += ["--log-level", "*:error", "--", f"--forward-mode={mode}", "--auto-start",
             "--record-core-cycles", "--nb-cores=1", "--rxq=1", "--txq=1", f"--burst={BURST}"]
     if mbufs:
         cmd.append(f"--total-num-mbufs={mbufs}")
+    if mbuf_size:
+        cmd.append(f"--mbuf-size={mbuf_size}")
     # testpmd stops when its stdin says so.
     p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                          stderr=subprocess.STDOUT, text=True)
+    # Timed from when it forwards (loading a large pcap takes seconds; its
+    # output is line-buffered so that the line comes when written).
+    head = []
+    for line in p.stdout:
+        head.append(line)
+        if "Press enter to exit" in line:
+            break
     time.sleep(seconds)
     out, _ = p.communicate("\n", timeout=60)
+    out = "".join(head) + out
     hostinfo.remove_instance_files(PREFIX)
     m = re.search(r"CPU cycles/packet=([\d.]+) \(total cycles=(\d+) / total \w+ packets=(\d+)\) "
                   r"at (\d+) MHz", out)
     if not m:
         raise RuntimeError("testpmd gave no cycle figures:\n" + out[-2000:])
+    # Mpps: what the core forwards while busy (the TSC rate over cycles/packet).
     return {"cycles_per_packet": float(m.group(1)), "packets": int(m.group(3)),
-            "mpps": int(m.group(3)) / seconds / 1e6, "tsc_mhz": int(m.group(4))}
+            "mpps": int(m.group(4)) / float(m.group(1)), "tsc_mhz": int(m.group(4))}
 
 
 def worker_deltas(dp, names, seconds: float, warmup: float = 1.0) -> dict:

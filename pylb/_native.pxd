@@ -57,6 +57,7 @@ cdef extern from "pylb_dp.h" nogil:
         uint32_t worker_lcores[PYLB_MAX_WORKERS]
         uint32_t mbufs_per_socket
         uint32_t mbuf_cache
+        uint32_t mbuf_size
         uint32_t neigh_capacity
         uint32_t neigh_timeout_ms
         uint32_t max_routes

@@ -385,9 +385,6 @@ cdef void _copy_str(char *dst, str s, size_t cap, str what) except *:
     memcpy(dst, PyBytes_AS_STRING(b), len(b))
 
 
-TIMEOUT_NAMES = ("tcp_syn", "tcp_established", "tcp_fin", "tcp_close", "udp")
-
-
 cdef dict _stats_dict(const pylb_svc_stats *st):
     return {"conns": st.conns, "in_packets": st.in_packets, "in_bytes": st.in_bytes,
             "out_packets": st.out_packets, "out_bytes": st.out_bytes}
@@ -405,7 +402,7 @@ cdef class Dataplane:
     cdef uint32_t _n_slots
     cdef list _ports        # [(name, kernel_iface attached or "")]
 
-    def __cinit__(self, *, workers=(), int mbufs=8191, int mbuf_cache=256,
+    def __cinit__(self, *, workers=(), int mbufs=8191, int mbuf_cache=256, int mbuf_size=0,
                   int neigh_capacity=4096, int neigh_timeout_ms=0, int max_routes=0,
                   int fib_tbl8=0, int conn_capacity=0, timeouts=None, bint tcp_reset=False):
         cdef pylb_dp_conf conf
@@ -419,6 +416,7 @@ cdef class Dataplane:
             conf.worker_lcores[i] = lc
         conf.mbufs_per_socket = mbufs
         conf.mbuf_cache = mbuf_cache
+        conf.mbuf_size = mbuf_size
         conf.neigh_capacity = neigh_capacity
         conf.neigh_timeout_ms = neigh_timeout_ms
         conf.max_routes = max_routes
@@ -845,10 +843,10 @@ cdef class Dataplane:
         """Change some timeouts while running (like ipvsadm --set); the rest
         stay. Each connection takes its new timeout at its next packet."""
         cdef pylb_timeouts t
-        unknown = set(seconds) - set(TIMEOUT_NAMES)
+        unknown = set(seconds) - set(_TIMEOUT_KEYS)
         if unknown:
             raise InvalidArgument(f"unknown timeout {sorted(unknown)[0]!r}; expected one of: "
-                                  f"{', '.join(TIMEOUT_NAMES)}")
+                                  f"{', '.join(_TIMEOUT_KEYS)}")
         cur = self.timeouts()
         cur.update(seconds)
         for k, v in cur.items():

@@ -98,7 +98,8 @@ def run(profile: Profile, stop: threading.Event, instance: str | None = None,
         tasks = queue.SimpleQueue()
     try:
         dp = native.Dataplane(workers=profile.workers, mbufs=profile.mbufs,
-                              mbuf_cache=profile.mbuf_cache, max_routes=profile.max_routes,
+                              mbuf_cache=profile.mbuf_cache, mbuf_size=profile.mbuf_size,
+                              max_routes=profile.max_routes,
                               conn_capacity=profile.conn_capacity,
                               timeouts=dict(profile.timeouts), tcp_reset=profile.tcp_reset)
         for port in profile.ports:

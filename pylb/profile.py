@@ -19,7 +19,7 @@ NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,23}$")
 PCI_RE = re.compile(r"^([0-9a-fA-F]{4}:)?[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]$")
 VDEV_RE = re.compile(r"^net_[a-z]+[0-9]*(,[A-Za-z0-9_]+=[^,\s]*)*$")
 
-TOP_KEYS = {"name", "lcores", "memory", "mbufs", "mbuf_cache", "ports", "log_level", "eal_args",
+TOP_KEYS = {"name", "lcores", "memory", "mbufs", "mbuf_cache", "mbuf_size", "ports", "log_level", "eal_args",
             "max_routes", "connections"}
 CONN_KEYS = {"capacity", "timeouts", "tcp_reset"}
 TIMEOUT_KEYS = {"tcp_syn", "tcp_established", "tcp_fin", "tcp_close", "udp"}
@@ -65,6 +65,7 @@ class Profile:
     mbufs: int
     mbuf_cache: int
     ports: tuple[PortProfile, ...]
+    mbuf_size: int = 0
     log_level: str = "notice"
     eal_args: tuple[str, ...] = field(default=())
     max_routes: int = 65536
@@ -172,6 +173,7 @@ def load_profile(path: str) -> Profile:
 
     mbufs = c.integer(top.get("mbufs", 8191), "mbufs", 1023, 1 << 26)
     mbuf_cache = c.integer(top.get("mbuf_cache", 256), "mbuf_cache", 0, 512)
+    mbuf_size = c.integer(top.get("mbuf_size", 2176), "mbuf_size", 192, 65535)
     log_level = top.get("log_level", "notice")
     if log_level not in LOG_LEVELS:
         raise c.fail("log_level", f"expected one of: {', '.join(sorted(LOG_LEVELS))}")
@@ -241,7 +243,7 @@ def load_profile(path: str) -> Profile:
 
     return Profile(path=path, name=name, main_lcore=main, workers=tuple(workers), cpu_map=cpu_map,
                    hugepages=hugepages, size_mb=size_mb, huge_dir=huge_dir, mbufs=mbufs,
-                   mbuf_cache=mbuf_cache, ports=tuple(ports), log_level=log_level,
+                   mbuf_cache=mbuf_cache, mbuf_size=mbuf_size, ports=tuple(ports), log_level=log_level,
                    eal_args=tuple(eal_args),
                    max_routes=c.integer(top.get("max_routes", 65536), "max_routes", 1024, 16777216),
                    conn_capacity=conn_capacity, timeouts=tuple(sorted(timeouts.items())),

@@ -29,14 +29,14 @@ def test_l3_route_bench_runs_once_and_routes_everything(tmp_path):
     assert report["forwarded_share"] > 0.99      # every routed packet left by the gateway
 
 
-def test_l4_flows_bench_runs_once_and_forwards_everything(tmp_path):
-    r = subprocess.run([sys.executable, str(ROOT / "bench" / "l4_flows.py"), "--flows", "1024",
+def test_paths_bench_runs_once_and_forwards_everything(tmp_path):
+    r = subprocess.run([sys.executable, str(ROOT / "bench" / "paths.py"), "--flows", "1024",
                         "--syn-flows", "200000", "--fullnat-flows", "2000", "--runs", "1",
                         "--seconds", "0.5",
                         "--memory-probe", "65536", "--out", str(tmp_path)],
                        capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert r.returncode == 0, r.stderr
-    report = json.loads((tmp_path / "l4_flows.json").read_text())
+    report = json.loads((tmp_path / "paths.json").read_text())
     (est,), (syn,), (route,) = (report["cases"][k] for k in ("established-1024", "syn-200000",
                                                              "route-1000"))
     assert est["tracked"] == 1024 and est["created"] == 0      # every packet a hit
@@ -46,8 +46,10 @@ def test_l4_flows_bench_runs_once_and_forwards_everything(tmp_path):
     assert full["tracked"] == 1024 and full["table_full"] > 0  # the rest balanced statelessly
     assert fnat["tracked"] == 2000 and reply["translated_replies_share"] > 0.99
     assert min(r["forwarded_share"] for r in (est, syn, route, full, fnat, reply)) > 0.99
+    (arp,), (icmp,), (vip,) = (report["cases"][k] for k in ("arp-1000", "icmp-1000", "vip-1000"))
+    assert min(r["sent_share"] for r in (arp, icmp, vip)) > 0.99   # every request answered
     assert report["memory"]["bytes_per_connection_all"] > 0
-    assert (tmp_path / "l4_flows.md").read_text().count("| established") == 1
+    assert (tmp_path / "paths.md").read_text().count("| established") == 1
 
 
 def test_maglev_build_bench_runs_once(tmp_path):

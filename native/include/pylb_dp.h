@@ -173,6 +173,8 @@ struct pylb_dp_conf {
 	uint32_t worker_lcores[PYLB_MAX_WORKERS];
 	uint32_t mbufs_per_socket;
 	uint32_t mbuf_cache;
+	uint32_t mbuf_size;			/* buffer bytes, headroom included;
+						 * 0: 2176; a frame must fit in one */
 	uint32_t neigh_capacity;
 	uint32_t neigh_timeout_ms;		/* 0: 60 s; learned entries age out */
 	uint32_t max_routes;			/* per family; 0: 65,536 */

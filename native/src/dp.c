@@ -29,7 +29,7 @@ pylb_pool_for(struct pylb_dp *dp, int socket)
 		snprintf(name, sizeof(name), "pylb%u_mb_s%d", dp_seq, socket);
 		dp->pools[socket] = rte_pktmbuf_pool_create(name,
 			dp->conf.mbufs_per_socket, dp->conf.mbuf_cache, 0,
-			RTE_MBUF_DEFAULT_BUF_SIZE, socket);
+			dp->conf.mbuf_size ? dp->conf.mbuf_size : RTE_MBUF_DEFAULT_BUF_SIZE, socket);
 	}
 	return dp->pools[socket];
 }
@@ -48,6 +48,11 @@ pylb_dp_create(const struct pylb_dp_conf *conf, struct pylb_dp **out)
 	    (conf->conn_capacity < 16 || conf->conn_capacity > PYLB_CT_MAX))
 		return pylb_fail(-PYLB_E_INVAL, "connection capacity %u: 16 to %u per lcore",
 				 conf->conn_capacity, PYLB_CT_MAX);
+	if (conf->mbuf_size != 0 &&
+	    (conf->mbuf_size < RTE_PKTMBUF_HEADROOM + 64 || conf->mbuf_size > UINT16_MAX))
+		return pylb_fail(-PYLB_E_INVAL,
+			"mbuf size %u: from %u (headroom and a 64-byte frame) to %u bytes",
+			conf->mbuf_size, RTE_PKTMBUF_HEADROOM + 64, UINT16_MAX);
 	if (conf->mbufs_per_socket < 2 * PYLB_BURST)
 		return pylb_fail(-PYLB_E_INVAL, "mbufs per socket must be at least %d",
 				 2 * PYLB_BURST);

@@ -1,14 +1,19 @@
 #!/usr/bin/env python3
-"""Benchmark: L4 connection tracking on one worker, against testpmd `io`
-forwarding of the same kind of input on the same core and burst, in the same
-run.
+"""Benchmark: the dataplane's paths on one worker (host, L3 routing, L3 VIP,
+L4 connection tracking), against testpmd `io` forwarding of the same input on
+the same core and burst, in the same run.
 
 Input: a pcap of N frames (Ethernet/IPv4/UDP or TCP, checksums right), each
 from its own client (address, port), replayed endlessly by net_pcap
 (infinite_rx) on the worker's core into pylb, which forwards to a net_null
-port. Cases:
+port. Mbufs of 192 bytes (128 of headroom) on both sides, so that ten million
+frames fit in hugepages. Cases:
 
+- arp: ARP requests for the port's address, each from its own sender: pylb
+  answers every one (out of the pcap port, whose TX drops);
+- icmp: ICMP echo requests to the port's address: pylb answers every one;
 - route: the frames to a routed address (no service): the L3 reference;
+- vip: the frames to an L3 VIP (a /24), IPIP-encapsulated to its backend;
 - established: UDP to a NAT service. The first pass creates N connections;
   then the worker's busy cycles are measured while every packet is a
   connection hit (lookup, DNAT with incremental checksums, cached next hop,
@@ -27,10 +32,11 @@ port. Cases:
 - memory: hugepages taken by a dataplane with 1,000,000 connections per lcore
   minus one with 16, per connection (--memory-probe).
 
-net_pcap keeps every frame of the pcap in an mbuf, so a million flows need
-about 2.5 GB of hugepages (`make bench` reserves 2048 x 2 MiB).
+net_pcap keeps every frame of the pcap in an mbuf, so ten million flows need
+about 4 GB of hugepages for the frames and 2 GB for the connection tables (a
+worker's and the control side's): `make bench` reserves 4096 x 2 MiB.
 
-Usage: .venv/bin/python bench/l4_flows.py [--flows 1000,100000,1000000] [--runs 3]
+Usage: .venv/bin/python bench/paths.py [--flows 1000,100000,1000000,10000000] [--runs 5]
 """
 
 from __future__ import annotations
@@ -50,6 +56,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, "bench", "results")
 PCAP_MAC = "02:70:63:61:70:00"      # net_pcap's MAC for its first instance
 VIP, BACKEND = "10.0.0.100", "10.0.1.20"
+L3_VIP = "10.0.9.0/24"
+MBUF_SIZE = 192
 PORTS_PER_CLIENT = 50000
 
 
@@ -86,17 +94,33 @@ def make_reply_pcap(path: str, flows: int) -> None:
 
 def make_pcap(path: str, kind: str, flows: int) -> None:
     """Flow f: client 10.1.x.y = 10.1.0.1 + f // 50000, port 1024 + f % 50000."""
-    from scapy.layers.inet import IP, TCP, UDP
-    from scapy.layers.l2 import Ether
+    from scapy.layers.inet import ICMP, IP, TCP, UDP
+    from scapy.layers.l2 import ARP, Ether
     if kind == "fullnat_reply":
         return make_reply_pcap(path, flows)
+    if kind == "arp":
+        tpl = bytes(Ether(src="02:00:00:00:00:02", dst="ff:ff:ff:ff:ff:ff")
+                    / ARP(op=1, hwsrc="02:00:00:00:00:02", psrc="10.0.0.2", pdst="10.0.0.1"))
+
+        def arps():
+            for i in range(flows):
+                b = bytearray(tpl)
+                b[28:32] = (0x0a000002 + (i % 250)).to_bytes(4, "big")    # 10.0.0.2..
+                b[22:28] = b[6:12] = (0x020000000000 + i).to_bytes(6, "big")
+                yield b
+        return common.write_pcap(path, arps())
     syn = kind in ("syn", "table_full")
-    dst = BACKEND if kind == "route" else VIP
+    dst = {"route": BACKEND, "vip": "10.0.9.1", "icmp": "10.0.0.1"}.get(kind, VIP)
     l4 = TCP(sport=1024, dport=80, flags="S", seq=1) if syn else \
+        ICMP(type=8, id=1024, seq=1) / (b"\0" * 18) if kind == "icmp" else \
         UDP(sport=1024, dport=53, chksum=0) / (b"\0" * 18)
     tpl = bytes(Ether(src="02:00:00:00:00:02", dst=PCAP_MAC) / IP(src="10.1.0.1", dst=dst, ttl=64) / l4)
-    ip_ck, l4_ck = struct.unpack_from("!H", tpl, 24)[0], struct.unpack_from("!H", tpl, 50)[0]
-    old_src, old_port = tpl[26:30], tpl[34:36]
+    # Per flow: the source address and port (ICMP: the echo id), and the
+    # checksums that cover them (ICMP's covers no address).
+    po, lo = (38, 36) if kind == "icmp" else (34, 50 if syn else None)
+    ip_ck = struct.unpack_from("!H", tpl, 24)[0]
+    l4_ck = struct.unpack_from("!H", tpl, lo)[0] if lo else 0
+    old_src, old_port = tpl[26:30], tpl[po:po + 2]
     base = int.from_bytes(old_src, "big")
 
     def frames():
@@ -104,10 +128,12 @@ def make_pcap(path: str, kind: str, flows: int) -> None:
             src = (base + i // PORTS_PER_CLIENT).to_bytes(4, "big")
             port = (1024 + i % PORTS_PER_CLIENT).to_bytes(2, "big")
             b = bytearray(tpl)
-            b[26:30], b[34:36] = src, port
+            b[26:30], b[po:po + 2] = src, port
             struct.pack_into("!H", b, 24, _adjust(ip_ck, old_src, src))
             if syn:
-                struct.pack_into("!H", b, 50, _adjust(l4_ck, old_src + old_port, src + port))
+                struct.pack_into("!H", b, lo, _adjust(l4_ck, old_src + old_port, src + port))
+            elif kind == "icmp":
+                struct.pack_into("!H", b, lo, _adjust(l4_ck, old_port, port))
             yield b
     common.write_pcap(path, frames())
 
@@ -147,6 +173,7 @@ def pylb_side(kind: str, pcap: str, flows: int, seconds: float) -> dict:
         native.eal_cleanup()
         return out
     dp = native.Dataplane(workers=[1], mbufs=(2 if kind == "fullnat_reply" else 1) * flows + 16384,
+                          mbuf_size=MBUF_SIZE,
                           conn_capacity=1024 if kind == "table_full" else flows + 1024)
     if kind == "fullnat_reply":
         # The clients' pcap plays once (creating the connections), the
@@ -166,6 +193,8 @@ def pylb_side(kind: str, pcap: str, flows: int, seconds: float) -> dict:
         dp.add_service(VIP, 80, proto="tcp", backends=[(BACKEND, 8080)])
     elif kind == "established":
         dp.add_service(VIP, 53, proto="udp", backends=[(BACKEND, 5353)])
+    elif kind == "vip":
+        dp.add_vip(L3_VIP, method="ipip", backends=[BACKEND])
     elif kind.startswith("fullnat"):
         dp.add_service(VIP, 53, proto="udp", method="fullnat", local_addresses=["10.0.1.1"],
                        backends=[(BACKEND, 5353)])
@@ -197,9 +226,12 @@ def pylb_side(kind: str, pcap: str, flows: int, seconds: float) -> dict:
         time.sleep(seconds)
         b = sample(dp, names)
     d = {n: b[n] - a[n] for n in names}
+    if os.environ.get("PYLB_BENCH_COUNTERS"):
+        print({k: v for k, v in d.items() if v}, file=sys.stderr)
     out = {"flows": flows, "tracked": dp.conn_count(), "packets": d["rx_packets"],
            "cycles_per_packet": d["busy_cycles"] / d["rx_packets"],
            "forwarded_share": d["forwarded"] / d["rx_packets"],
+           "sent_share": d["tx_packets"] / d["rx_packets"],      # host cases: the answers
            "created": d["conn_created"], "table_full": d["conn_table_full"],
            "translated_replies_share": d["nat_replies"] / d["rx_packets"]}
     dp.close()
@@ -225,7 +257,7 @@ def main() -> None:
         print(json.dumps(pylb_side(sys.argv[2], sys.argv[3], int(sys.argv[4]), float(sys.argv[5]))))
         return
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--flows", default="1000,100000,1000000",
+    ap.add_argument("--flows", default="1000,100000,1000000,10000000",
                     help="comma-separated flow counts for the established case")
     ap.add_argument("--syn-flows", type=int, default=1_000_000)
     ap.add_argument("--fullnat-flows", type=int, default=50_000,
@@ -237,7 +269,8 @@ def main() -> None:
     ap.add_argument("--out", default=RESULTS)
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
-    cases = [("route", 1000)] + [("established", int(f)) for f in args.flows.split(",")] + \
+    cases = [("arp", 1000), ("icmp", 1000), ("route", 1000), ("vip", 1000)] + \
+        [("established", int(f)) for f in args.flows.split(",")] + \
         [("syn", args.syn_flows), ("table_full", args.fullnat_flows * 2),
          ("fullnat", args.fullnat_flows), ("fullnat_reply", args.fullnat_flows)]
     rows, results = [], {}
@@ -250,7 +283,8 @@ def main() -> None:
         # The baseline: testpmd io on the same pcap (replaying a million frames
         # costs the driver cache misses that a thousand do not).
         base = [common.testpmd([f"net_pcap0,rx_pcap={pcap},infinite_rx=1", "net_null0,no-rx=1"],
-                               "io", args.seconds, mbufs=flows + 16384) for _ in range(args.runs)]
+                               "io", args.seconds, mbufs=flows + 16384, mbuf_size=MBUF_SIZE)
+                for _ in range(args.runs)]
         runs = [pylb_once(kind, pcap, flows, args.seconds) for _ in range(args.runs)]
         os.unlink(pcap)
         if kind == "fullnat_reply":
@@ -259,14 +293,14 @@ def main() -> None:
         results[f"{kind}-{flows}"] = runs
         results[f"testpmd-{kind}-{flows}"] = base
         rows.append((kind, flows, median(runs, "cycles_per_packet"), median(base, "cycles_per_packet"),
-                     min(r["forwarded_share"] for r in runs)))
+                     min(r["sent_share"] for r in runs)))
     mem = pylb_once("memory", "-", args.memory_probe, 0)
     summary = {"command": " ".join(sys.argv), "runs": args.runs, "machine": common.machine(mhz),
                "cases": results, "memory": mem}
-    with open(os.path.join(args.out, "l4_flows.json"), "w") as f:
+    with open(os.path.join(args.out, "paths.json"), "w") as f:
         json.dump(summary, f, indent=2)
     lines = ["| case | pylb cycles/packet, median (min-max) | testpmd io, same pcap | ratio | "
-             "Mpps per core | forwarded |", "|---|---|---|---|---|---|"]
+             "Mpps per core | sent / received |", "|---|---|---|---|---|---|"]
     for kind, flows, cyc, b, fwd in rows:
         lines.append(f"| {kind}, {flows:,} flows | {cyc[0]:.1f} ({cyc[1]:.0f}-{cyc[2]:.0f}) | "
                      f"{b[0]:.1f} | {cyc[0] / b[0]:.2f} | {mhz / cyc[0]:.1f} | {fwd:.3f} |")
@@ -274,7 +308,7 @@ def main() -> None:
                  f"connection table (entry and index), {mem['bytes_per_connection_all']:.0f} bytes with "
                  "the IPv6-address and persistence side tables.")
     text = "\n".join(lines)
-    with open(os.path.join(args.out, "l4_flows.md"), "w") as f:
+    with open(os.path.join(args.out, "paths.md"), "w") as f:
         f.write(f"`{summary['command']}` on {summary['machine']['cpu']} "
                 f"({summary['machine']['tsc_mhz']} MHz TSC)\n\n{text}\n")
     print(text)
