@@ -87,3 +87,17 @@ def write_pcap(path: str, frames) -> None:
         for b in frames:
             f.write(struct.pack("<IIII", 0, 0, len(b), len(b)))
             f.write(b)
+
+
+def report(out_dir: str, name: str, summary: dict, lines: list[str]) -> None:
+    """Write NAME.json (summary) and NAME.md (the command, the machine and
+    the table `lines`) to out_dir, and print the table."""
+    import json
+    text = "\n".join(lines)
+    with open(os.path.join(out_dir, f"{name}.json"), "w") as f:
+        json.dump(summary, f, indent=2)
+    m = summary.get("machine", {})
+    tsc = f" ({m['tsc_mhz']} MHz TSC)" if m.get("tsc_mhz") else ""
+    with open(os.path.join(out_dir, f"{name}.md"), "w") as f:
+        f.write(f"`{summary['command']}` on {m.get('cpu', '?')}{tsc}\n\n{text}\n")
+    print(text)

@@ -135,12 +135,7 @@ def main() -> None:
                   row(f"pylb routing, {n:,} routes", ours, b, tsc)]
         lines.append(f"| (loading {n:,} routes: {statistics.median(loads):.3f} s median, "
                      f"{loads[0]:.3f}-{loads[-1]:.3f}) | | | |")
-    with open(os.path.join(args.out, "l3_route.json"), "w") as f:
-        json.dump(summary, f, indent=2)
-    text = "\n".join(lines)
-    with open(os.path.join(args.out, "l3_route.md"), "w") as f:
-        f.write(f"`{summary['command']}` on {summary['machine']['cpu']}\n\n{text}\n")
-    print(text)
+    common.report(args.out, "l3_route", summary, lines)
 
 
 if __name__ == "__main__":

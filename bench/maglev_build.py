@@ -11,7 +11,6 @@ Usage: .venv/bin/python bench/maglev_build.py [--runs 5]
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -48,15 +47,10 @@ def main() -> None:
                 rows.append((m, n, kind, statistics.median(ms), min(ms), max(ms)))
     summary = {"command": " ".join(sys.argv), "runs": args.runs,
                "machine": common.machine(0), "cases_ms": cases}
-    with open(os.path.join(args.out, "maglev_build.json"), "w") as f:
-        json.dump(summary, f, indent=2)
     lines = ["| slots M | backends N | weights | build ms, median (min-max) |", "|---|---|---|---|"]
     lines += [f"| {m:,} | {n:,} | {kind} | {med:.2f} ({lo:.2f}-{hi:.2f}) |"
               for m, n, kind, med, lo, hi in rows]
-    text = "\n".join(lines)
-    with open(os.path.join(args.out, "maglev_build.md"), "w") as f:
-        f.write(f"`{summary['command']}` on {summary['machine']['cpu']}\n\n{text}\n")
-    print(text)
+    common.report(args.out, "maglev_build", summary, lines)
 
 
 if __name__ == "__main__":

@@ -297,8 +297,6 @@ def main() -> None:
     mem = pylb_once("memory", "-", args.memory_probe, 0)
     summary = {"command": " ".join(sys.argv), "runs": args.runs, "machine": common.machine(mhz),
                "cases": results, "memory": mem}
-    with open(os.path.join(args.out, "paths.json"), "w") as f:
-        json.dump(summary, f, indent=2)
     lines = ["| case | pylb cycles/packet, median (min-max) | testpmd io, same pcap | ratio | "
              "Mpps per core | sent / received |", "|---|---|---|---|---|---|"]
     for kind, flows, cyc, b, fwd in rows:
@@ -307,11 +305,7 @@ def main() -> None:
     lines.append(f"\nMemory per tracked connection: {mem['bytes_per_connection_table']:.0f} bytes in the "
                  f"connection table (entry and index), {mem['bytes_per_connection_all']:.0f} bytes with "
                  "the IPv6-address and persistence side tables.")
-    text = "\n".join(lines)
-    with open(os.path.join(args.out, "paths.md"), "w") as f:
-        f.write(f"`{summary['command']}` on {summary['machine']['cpu']} "
-                f"({summary['machine']['tsc_mhz']} MHz TSC)\n\n{text}\n")
-    print(text)
+    common.report(args.out, "paths", summary, lines)
 
 
 if __name__ == "__main__":

@@ -135,8 +135,6 @@ def main() -> None:
     gap = [r["rx_packets"] - r["forwarded"] for r in runs]
     summary = {"command": " ".join(sys.argv), "runs": args.runs, "updates": args.updates,
                "machine": common.machine(0), "runs_detail": runs}
-    with open(os.path.join(args.out, "update_latency.json"), "w") as f:
-        json.dump(summary, f, indent=2)
     what = {"latency_ms": "call issued -> first packet via the new backend",
             "call_ms": "SetVipBackends round trip"}
     lines = ["| measure | percentile | ms, median of runs (min-max) |", "|---|---|---|"]
@@ -144,10 +142,7 @@ def main() -> None:
     lines.append(f"\nPackets dropped during {args.updates:,} updates, per run: {lost} "
                  f"(received minus forwarded: {gap}); packets per run: "
                  f"{[r['rx_packets'] for r in runs]}.")
-    text = "\n".join(lines)
-    with open(os.path.join(args.out, "update_latency.md"), "w") as f:
-        f.write(f"`{summary['command']}` on {summary['machine']['cpu']}\n\n{text}\n")
-    print(text)
+    common.report(args.out, "update_latency", summary, lines)
 
 
 if __name__ == "__main__":
