@@ -371,6 +371,24 @@ def test_vip_prefix_spreads_sources_and_honours_weights(dp):
     assert abs(shares[0] - 0.25) < 0.05 and abs(shares[2] - 0.5) < 0.05, shares
 
 
+def test_a_changed_or_deleted_neighbour_is_followed_at_once(dp):
+    """Connected destinations' MACs are remembered per lcore: a new MAC and
+    a deleted neighbour take effect from the next packet."""
+    dp.add_neighbour("p1", "10.0.1.20", "02:00:00:00:0b:00")
+    dp.add_vip("203.0.113.10/32", method="dr", backends=["10.0.1.20"])
+    frame = raw(from_client("203.0.113.10"))
+    assert [Ether(f).dst for _, f in dp.inject("p0", [frame] * 2)] == ["02:00:00:00:0b:00"] * 2
+    dp.add_neighbour("p1", "10.0.1.20", "02:00:00:00:0b:99")
+    assert [Ether(f).dst for _, f in dp.inject("p0", [frame])] == ["02:00:00:00:0b:99"]
+    dp.del_neighbour("p1", "10.0.1.20")
+    assert dp.inject("p0", [frame]) == []       # held while pylb asks
+    dp.housekeep()
+    assert [ARP(f[14:]).pdst for _, f in dp.collect()] == ["10.0.1.20"]
+    dp.add_neighbour("p1", "10.0.1.20", "02:00:00:00:0b:01")
+    dp.housekeep()
+    assert [Ether(f).dst for _, f in dp.collect()] == ["02:00:00:00:0b:01"]    # released
+
+
 def test_removing_a_backend_moves_only_its_sources(dp):
     vip_router(dp, "ipip", backends=[f"10.0.1.{20 + i}" for i in range(5)])
     pairs = [(f"10.{i}.{j}.7", "203.0.113.10") for i in range(10) for j in range(100)]

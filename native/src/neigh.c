@@ -228,13 +228,14 @@ neigh_set(struct pylb_dp *dp, const struct pylb_neigh_key *k,
 
 	if (pos >= 0 && dp->neigh_ctl[pos].state == PYLB_NEIGH_STATIC && !is_static)
 		return;
-	if ((uint64_t)(uintptr_t)old != v)
-		pylb_gen_bump(dp);
 	pos = rte_hash_add_key_data(dp->neigh_hash, k, (void *)(uintptr_t)v);
 	if (pos < 0) {
 		CNT(lc, NEIGH_LEARN_OVERFLOW);
 		return;
 	}
+	/* After the change: what workers cached from the table goes stale. */
+	if ((uint64_t)(uintptr_t)old != v)
+		pylb_gen_bump(dp);
 	pos = rte_hash_lookup(dp->neigh_hash, k);
 	c = &dp->neigh_ctl[pos];
 	if (fresh)
@@ -255,8 +256,8 @@ neigh_remove(struct pylb_dp *dp, const struct pylb_neigh_key *k, int32_t pos)
 {
 	hold_drop(dp, &dp->neigh_ctl[pos]);
 	pylb_route_neigh_update(dp, k, 0);
-	pylb_gen_bump(dp);
 	rte_hash_del_key(dp->neigh_hash, k);	/* frees the slot after a grace period */
+	pylb_gen_bump(dp);
 }
 
 static void

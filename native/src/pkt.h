@@ -158,20 +158,37 @@ u64_to_mac(uint64_t v, struct rte_ether_addr *mac)
 }
 
 /* Send `m` (starting with its Ethernet header) to the neighbour `key` on
- * key->port. Unresolved packets go to the control side, which holds them
- * and asks. */
+ * key->port: from the lcore's neighbour cache, else the neighbour table
+ * (and the cache). Unresolved packets go to the control side, which holds
+ * them and asks. The control side changes the table before it bumps
+ * dp->gen, and gen is read before the table: an entry never outlives the
+ * MAC it holds. */
 static inline void
 neigh_output(struct pylb_lcore *lc, const struct pylb_cfg *cfg,
 	     const struct pylb_neigh_key *key, struct rte_mbuf *m)
 {
 	struct rte_ether_hdr *eth = rte_pktmbuf_mtod(m, struct rte_ether_hdr *);
+	uint32_t gen = __atomic_load_n(&lc->dp->gen, __ATOMIC_ACQUIRE);
+	uint32_t h;
+	struct pylb_ncache *e;
 	struct pylb_neigh_miss miss;
 	void *data;
 
+	memcpy(&h, key->ip + (key->af == 4 ? 0 : 12), 4);
+	e = &lc->ncache[((h ^ key->port) * 0x9e3779b1u) >> 24 & (PYLB_NCACHE - 1)];
 	rte_ether_addr_copy(&cfg->ports[key->port].mac, &eth->src_addr);
+	if (e->gen == gen && memcmp(&e->key, key, sizeof(*key)) == 0) {
+		u64_to_mac(e->mac, &eth->dst_addr);
+		CNT(lc, FORWARDED);
+		tx(lc, key->port, m);
+		return;
+	}
 	if (rte_hash_lookup_data(lc->dp->neigh_hash, key, &data) >= 0 &&
 	    ((uint64_t)(uintptr_t)data & PYLB_MAC_VALID)) {
-		u64_to_mac((uint64_t)(uintptr_t)data, &eth->dst_addr);
+		e->key = *key;
+		e->mac = (uint64_t)(uintptr_t)data;
+		e->gen = gen;
+		u64_to_mac(e->mac, &eth->dst_addr);
 		CNT(lc, FORWARDED);
 		tx(lc, key->port, m);
 		return;

@@ -225,6 +225,23 @@ struct pylb_txbuf {
  * interface. */
 #define PYLB_TXQ_KERNEL(port)	(PYLB_MAX_PORTS + (port))
 
+struct pylb_neigh_key {
+	uint8_t ip[16];
+	uint16_t port;
+	uint8_t af;
+	uint8_t pad;
+};
+
+/* A worker's memory of resolved neighbours on connected networks (the MACs
+ * of gateways are cached in their next hops): direct-mapped, valid while
+ * dp->gen is what it was when the entry was filled. */
+#define PYLB_NCACHE	256
+struct pylb_ncache {
+	struct pylb_neigh_key key;
+	uint32_t gen;
+	uint64_t mac;		/* | PYLB_MAC_VALID */
+};
+
 /* One per worker, plus one for the control side. Written by its owner only. */
 struct pylb_lcore {
 	uint32_t slot;
@@ -240,6 +257,7 @@ struct pylb_lcore {
 	uint64_t icmp_tokens;	/* ICMP error rate limit (token bucket) */
 	uint64_t icmp_tsc;
 	struct pylb_txbuf tx[2 * PYLB_MAX_PORTS];
+	struct pylb_ncache ncache[PYLB_NCACHE];
 } __rte_cache_aligned;
 
 struct pylb_port {
@@ -249,13 +267,6 @@ struct pylb_port {
 	int32_t ethdev;		/* -1: detached */
 	int32_t kethdev;	/* exception path TAP; -1: none or detached */
 	bool started;
-};
-
-struct pylb_neigh_key {
-	uint8_t ip[16];
-	uint16_t port;
-	uint8_t af;
-	uint8_t pad;
 };
 
 /* A neighbour seen by a worker, queued for the control side to record. */
