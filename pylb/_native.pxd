@@ -190,6 +190,7 @@ cdef extern from "pylb_dp.h" nogil:
     int pylb_dp_housekeep(pylb_dp *dp)
 
     int pylb_dp_route_add(pylb_dp *dp, const pylb_route *r)
+    int pylb_dp_route_replace(pylb_dp *dp, const pylb_route *r)
     int pylb_dp_route_del(pylb_dp *dp, const pylb_prefix *dst)
     int pylb_dp_route_get(pylb_dp *dp, const pylb_prefix *dst, pylb_route *out)
     int pylb_dp_route_list(pylb_dp *dp, uint8_t af, const pylb_prefix *after,

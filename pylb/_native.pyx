@@ -551,6 +551,19 @@ cdef class Dataplane:
             rc = pylb_dp_route_add(dp, &r)
         _check(rc)
 
+    def replace_route(self, prefix, via):
+        """Give the route at `prefix` new next hops in one step: every
+        packet takes the old or the new ones, none is left without a route."""
+        cdef pylb_dp *dp = self._live()
+        cdef pylb_route r
+        cdef int rc
+        net = _parse_prefix(prefix, "route")
+        self._fill_nexthops(&r, str(prefix), via)
+        _set_prefix(&r.dst, net)
+        with nogil:
+            rc = pylb_dp_route_replace(dp, &r)
+        _check(rc)
+
     def add_routes(self, prefixes, via):
         """Add many routes with the same next hops (a full table, a bulk
         load): returns how many were added. Stops at the first error, which

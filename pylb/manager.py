@@ -266,10 +266,14 @@ class Manager:
         if action == "set-backends":
             self._set_backends(new)
             undo.append(lambda: self._set_backends(old))
-        if action in ("del-route", "replace-route"):
+        if action == "replace-route":           # one step: no packet finds no route
+            self._submit(lambda dp: dp.replace_route(new.prefix, list(new.via)))
+            undo.append(lambda: self._submit(lambda dp: dp.replace_route(old.prefix,
+                                                                         list(old.via))))
+        if action == "del-route":
             self.delete_route(old.prefix)
             undo.append(lambda: self.add_route(old.prefix, list(old.via)))
-        if action in ("add-route", "replace-route"):
+        if action == "add-route":
             self.add_route(new.prefix, list(new.via))
             undo.append(lambda: self.delete_route(new.prefix))
         if action in ("del-vip", "replace-vip"):

@@ -367,6 +367,13 @@ def test_apply_config_is_a_minimal_all_or_nothing_diff(api):
     # GetConfig reproduces the running state.
     running = stub.GetConfig(pb.GetConfigRequest()).yaml
     assert load_config("a", text=running) == load_config("a", text=DESIRED)
+    # A route's next hops change in one step.
+    assert list(stub.ApplyConfig(pb.ApplyConfigRequest(yaml=DESIRED.replace(
+        "gateway: 10.0.1.20", "gateway: 10.0.1.21"))).changes) == ["replace-route 192.0.2.0/24"]
+    assert [[(h.gateway, h.port) for h in r.nexthops] for r in dp.routes(4)
+            if r.prefix == "192.0.2.0/24"] == [[("10.0.1.21", 1)]]
+    assert list(stub.ApplyConfig(pb.ApplyConfigRequest(yaml=DESIRED)).changes) == \
+        ["replace-route 192.0.2.0/24"]
     # A VIP's backends change in place.
     assert list(stub.ApplyConfig(pb.ApplyConfigRequest(
         yaml=DESIRED.replace("10.0.1.30, ", ""))).changes) == ["set-vip-backends 10.0.3.0/24"]

@@ -268,6 +268,21 @@ def test_learned_neighbours_are_probed_then_expire(native):
     d.close()
 
 
+def test_a_route_is_replaced_in_one_step(router):
+    pkt = from_client("198.51.100.7")
+    assert router.inject("p0", [raw(pkt)]) == [(1, routed(pkt, P1_MAC, GW1_MAC))]
+    router.replace_route("198.51.100.0/24", [(GW2, "p1")])
+    assert router.inject("p0", [raw(pkt)]) == [(1, routed(pkt, P1_MAC, GW2_MAC))]
+    with pytest.raises(InvalidArgument, match="no connected network"):
+        router.replace_route("198.51.100.0/24", [("192.0.2.1", "p1")])
+    assert router.inject("p0", [raw(pkt)]) == [(1, routed(pkt, P1_MAC, GW2_MAC))]  # kept
+    with pytest.raises(NotFound, match="to replace"):
+        router.replace_route("192.0.2.0/24", [(GW1, "p1")])
+    with pytest.raises(InvalidArgument, match="not a route"):
+        router.replace_route("10.0.1.1/32", [(GW1, "p1")])
+    assert drops_of(router) == {}
+
+
 def test_static_neighbour_is_not_overridden_by_learning(router):
     router.inject("p1", [raw(Ether(src="02:00:00:00:0b:ad", dst="ff:ff:ff:ff:ff:ff") / ARP(
         op=1, hwsrc="02:00:00:00:0b:ad", psrc=GW1, pdst="10.0.1.1"))])

@@ -424,6 +424,8 @@ int pylb_dp_housekeep(struct pylb_dp *dp);
 
 /* Routes (both families). Changes apply while workers forward. */
 int pylb_dp_route_add(struct pylb_dp *dp, const struct pylb_route *r);
+/* An existing gateway route to r->dst, atomically given r's next hops. */
+int pylb_dp_route_replace(struct pylb_dp *dp, const struct pylb_route *r);
 int pylb_dp_route_del(struct pylb_dp *dp, const struct pylb_prefix *dst);
 int pylb_dp_route_get(struct pylb_dp *dp, const struct pylb_prefix *dst,
 		      struct pylb_route *out);

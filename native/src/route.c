@@ -324,8 +324,9 @@ route_insert(struct pylb_dp *dp, const struct pylb_route *r)
 	return 0;
 }
 
+/* Is r a route pylb can install (prefix, next hops, gateways)? */
 static int
-route_add_unlocked(struct pylb_dp *dp, const struct pylb_route *r)
+route_check(struct pylb_dp *dp, const struct pylb_route *r)
 {
 	char buf[PYLB_ADDR_STRLEN];
 	int rc;
@@ -363,13 +364,59 @@ route_add_unlocked(struct pylb_dp *dp, const struct pylb_route *r)
 				return pylb_fail(-PYLB_E_INVAL,
 					"next hop %u is listed twice", i);
 	}
+	return 0;
+}
+
+static int
+route_add_unlocked(struct pylb_dp *dp, const struct pylb_route *r)
+{
+	char buf[PYLB_ADDR_STRLEN];
+	int rc = route_check(dp, r);
+
+	if (rc != 0)
+		return rc;
 	if (fib_exact(dp, &r->dst) != 0) {
 		pylb_fmt_ip(&r->dst.addr, buf, sizeof(buf));
 		return pylb_fail(-PYLB_E_EXIST,
-			"a route to %s/%u already exists; delete it first", buf,
+			"a route to %s/%u already exists; delete it first, or replace it", buf,
 			r->dst.len);
 	}
 	return route_insert(dp, r);
+}
+
+/* Point an existing gateway route at new next hops in one FIB write: every
+ * packet takes the old or the new ones, none finds no route. */
+static int
+route_replace_unlocked(struct pylb_dp *dp, const struct pylb_route *r)
+{
+	char buf[PYLB_ADDR_STRLEN];
+	uint64_t old;
+	uint16_t g;
+	int rc = route_check(dp, r);
+
+	if (rc != 0)
+		return rc;
+	old = fib_exact(dp, &r->dst);
+	pylb_fmt_ip(&r->dst.addr, buf, sizeof(buf));
+	if (old == 0)
+		return pylb_fail(-PYLB_E_NOENT, "no route to %s/%u to replace", buf, r->dst.len);
+	if (fib_kind((uint32_t)old) != PYLB_FIB_GROUP)
+		return pylb_fail(-PYLB_E_INVAL,
+			"%s/%u is a VIP, a service or a port address, not a route", buf,
+			r->dst.len);
+	g = nhg_get(dp, r);
+	if (g == 0)
+		return pylb_fail(-PYLB_E_FULL,
+			"out of next hops (%d) or next-hop groups (%d)",
+			PYLB_MAX_NEXTHOPS - 1, PYLB_MAX_GROUPS);
+	rc = fib_set(dp, &r->dst, PYLB_FIB_VAL(PYLB_FIB_GROUP, g));
+	if (rc != 0) {
+		nhg_put(dp, g);
+		return rc;
+	}
+	pylb_gen_bump(dp);
+	nhg_put(dp, (uint16_t)fib_id((uint32_t)old));	/* after a grace period */
+	return 0;
 }
 
 static bool
@@ -648,6 +695,12 @@ int
 pylb_dp_route_add(struct pylb_dp *dp, const struct pylb_route *r)
 {
 	PYLB_CTL_LOCKED(dp, route_add_unlocked(dp, r));
+}
+
+int
+pylb_dp_route_replace(struct pylb_dp *dp, const struct pylb_route *r)
+{
+	PYLB_CTL_LOCKED(dp, route_replace_unlocked(dp, r));
 }
 
 int
