@@ -63,20 +63,29 @@ def worker_deltas(dp, names, seconds: float, warmup: float = 1.0) -> dict:
     return {n: int(c1[i] - c0[i]) for i, n in enumerate(names)}
 
 
+def _cpu_times() -> list[int]:
+    with open("/proc/stat") as f:
+        return [int(x) for x in f.readline().split()[1:]]
+
+
+_START = _cpu_times()        # when the benchmark began
+
+
 def machine(tsc_mhz: int = 0) -> dict:
     """What the figures came from: CPU model, cores, TSC frequency, and the
-    steal time so far (a busy hypervisor inflates cycles)."""
+    share of CPU time the hypervisor stole, since boot and while this
+    benchmark ran (a busy hypervisor inflates cycles)."""
     model = "?"
     with open("/proc/cpuinfo") as f:
         for line in f:
             if line.startswith("model name"):
                 model = line.split(":", 1)[1].strip()
                 break
-    with open("/proc/stat") as f:
-        cpu = f.readline().split()
-    total = sum(int(x) for x in cpu[1:])
+    now = _cpu_times()
+    run = [b - a for a, b in zip(_START, now)]
     return {"cpu": model, "cores": len(os.sched_getaffinity(0)), "tsc_mhz": tsc_mhz,
-            "steal_share_since_boot": int(cpu[8]) / total if total else 0.0}
+            "steal_share_since_boot": now[7] / sum(now) if sum(now) else 0.0,
+            "steal_share_during_run": run[7] / sum(run) if sum(run) else 0.0}
 
 
 def write_pcap(path: str, frames) -> None:
@@ -97,7 +106,9 @@ def report(out_dir: str, name: str, summary: dict, lines: list[str]) -> None:
     with open(os.path.join(out_dir, f"{name}.json"), "w") as f:
         json.dump(summary, f, indent=2)
     m = summary.get("machine", {})
-    tsc = f" ({m['tsc_mhz']} MHz TSC)" if m.get("tsc_mhz") else ""
+    tsc = f", {m['tsc_mhz']} MHz TSC" if m.get("tsc_mhz") else ""
     with open(os.path.join(out_dir, f"{name}.md"), "w") as f:
-        f.write(f"`{summary['command']}` on {m.get('cpu', '?')}{tsc}\n\n{text}\n")
+        f.write(f"`{summary['command']}` on {m.get('cpu', '?')}{tsc}, "
+                f"{m.get('steal_share_during_run', 0):.2%} of CPU time stolen during the run"
+                f"\n\n{text}\n")
     print(text)
