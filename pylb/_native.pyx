@@ -541,19 +541,14 @@ cdef class Dataplane:
     def add_route(self, prefix, via):
         """Route `prefix` through `via`: one (gateway, port) pair, or a list
         of them for ECMP. A gateway of None routes to the port directly."""
-        cdef pylb_dp *dp = self._live()
-        cdef pylb_route r
-        cdef int rc
-        net = _parse_prefix(prefix, "route")
-        self._fill_nexthops(&r, str(prefix), via)
-        _set_prefix(&r.dst, net)
-        with nogil:
-            rc = pylb_dp_route_add(dp, &r)
-        _check(rc)
+        self._set_route(prefix, via, False)
 
     def replace_route(self, prefix, via):
         """Give the route at `prefix` new next hops in one step: every
         packet takes the old or the new ones, none is left without a route."""
+        self._set_route(prefix, via, True)
+
+    def _set_route(self, prefix, via, bint replace):
         cdef pylb_dp *dp = self._live()
         cdef pylb_route r
         cdef int rc
@@ -561,7 +556,7 @@ cdef class Dataplane:
         self._fill_nexthops(&r, str(prefix), via)
         _set_prefix(&r.dst, net)
         with nogil:
-            rc = pylb_dp_route_replace(dp, &r)
+            rc = pylb_dp_route_replace(dp, &r) if replace else pylb_dp_route_add(dp, &r)
         _check(rc)
 
     def add_routes(self, prefixes, via):

@@ -303,22 +303,30 @@ connected_on(const struct pylb_dp *dp, uint16_t port, const struct pylb_ip *gw)
 	return false;
 }
 
+/* Point r->dst at a next-hop group for r's next hops (new or shared). */
 static int
-route_insert(struct pylb_dp *dp, const struct pylb_route *r)
+group_install(struct pylb_dp *dp, const struct pylb_route *r)
 {
-	uint16_t g;
+	uint16_t g = nhg_get(dp, r);
 	int rc;
 
-	g = nhg_get(dp, r);
 	if (g == 0)
 		return pylb_fail(-PYLB_E_FULL,
 			"out of next hops (%d) or next-hop groups (%d)",
 			PYLB_MAX_NEXTHOPS - 1, PYLB_MAX_GROUPS);
 	rc = fib_set(dp, &r->dst, PYLB_FIB_VAL(PYLB_FIB_GROUP, g));
-	if (rc != 0) {
+	if (rc != 0)
 		nhg_put(dp, g);
+	return rc;
+}
+
+static int
+route_insert(struct pylb_dp *dp, const struct pylb_route *r)
+{
+	int rc = group_install(dp, r);
+
+	if (rc != 0)
 		return rc;
-	}
 	dp->n_routes[r->dst.addr.af == 6]++;
 	pylb_gen_bump(dp);
 	return 0;
@@ -391,7 +399,6 @@ route_replace_unlocked(struct pylb_dp *dp, const struct pylb_route *r)
 {
 	char buf[PYLB_ADDR_STRLEN];
 	uint64_t old;
-	uint16_t g;
 	int rc = route_check(dp, r);
 
 	if (rc != 0)
@@ -404,16 +411,9 @@ route_replace_unlocked(struct pylb_dp *dp, const struct pylb_route *r)
 		return pylb_fail(-PYLB_E_INVAL,
 			"%s/%u is a VIP, a service or a port address, not a route", buf,
 			r->dst.len);
-	g = nhg_get(dp, r);
-	if (g == 0)
-		return pylb_fail(-PYLB_E_FULL,
-			"out of next hops (%d) or next-hop groups (%d)",
-			PYLB_MAX_NEXTHOPS - 1, PYLB_MAX_GROUPS);
-	rc = fib_set(dp, &r->dst, PYLB_FIB_VAL(PYLB_FIB_GROUP, g));
-	if (rc != 0) {
-		nhg_put(dp, g);
+	rc = group_install(dp, r);
+	if (rc != 0)
 		return rc;
-	}
 	pylb_gen_bump(dp);
 	nhg_put(dp, (uint16_t)fib_id((uint32_t)old));	/* after a grace period */
 	return 0;
