@@ -24,6 +24,7 @@ the first problem; `apply` then creates every object on a dataplane.
         backends: [{address: 10.99.1.21, weight: 1}]
     neighbours:                    # static: never age, never overridden
       - {port: p1, address: 10.99.1.21, mac: "02:00:00:00:00:21"}
+    timeouts: {tcp_established: 900, udp: 300}    # seconds; those listed are managed
 """
 
 from __future__ import annotations
@@ -37,7 +38,8 @@ from pylb import yamlsrc
 from pylb.errors import ConfigError
 from pylb.hostport import split_hostport
 
-TOP_KEYS = {"services", "routes", "vips", "neighbours"}
+TOP_KEYS = {"services", "routes", "vips", "neighbours", "timeouts"}
+TIMEOUT_KEYS = ("tcp_syn", "tcp_established", "tcp_fin", "tcp_close", "udp")
 SERVICE_KEYS = {"vip", "port", "proto", "method", "scheduler", "table_size", "persistence",
                 "persistence_prefix", "local_addresses", "down_reset", "backends", "health_check"}
 CHECK_KEYS = {"type", "port", "path", "expect_status", "interval_ms", "timeout_ms", "rise", "fall"}
@@ -133,6 +135,7 @@ class Config:
     routes: tuple[RouteSpec, ...] = field(default=())
     vips: tuple[VipSpec, ...] = ()
     neighbours: tuple[NeighbourSpec, ...] = ()
+    timeouts: tuple[tuple[str, int], ...] = ()     # (name, seconds) of those listed
 
 
 def _address(c: yamlsrc.Checker, value: Any, key: str) -> ipaddress._BaseAddress:
@@ -310,9 +313,12 @@ def load_config(path: str, text: str | None = None) -> Config:
     def section(name, what, parse):
         return tuple(parse(c, raw, f"{name}[{i}]")
                      for i, raw in enumerate(_items(c, top, name, "", what)))
+    raw_t = c.mapping(top.get("timeouts", {}), "timeouts", set(TIMEOUT_KEYS))
     config = Config(path, section("services", "services", _service),
                     section("routes", "routes", _route), section("vips", "L3 VIPs", _vip),
-                    section("neighbours", "neighbours", _neighbour))
+                    section("neighbours", "neighbours", _neighbour),
+                    tuple((k, c.integer(raw_t[k], f"timeouts.{k}", 1, 30 * 86400))
+                          for k in TIMEOUT_KEYS if k in raw_t))
     _unique(c, config.services, "services", lambda s: s.key,
             lambda s: f"service {s.vip}:{s.port}/{s.proto}")
     _unique(c, config.routes, "routes", lambda r: r.prefix, lambda r: f"route {r.prefix}")
@@ -359,6 +365,8 @@ def dump(config: Config) -> str:
     if config.neighbours:
         out["neighbours"] = [{"port": n.port, "address": n.ip, "mac": n.mac}
                              for n in config.neighbours]
+    if config.timeouts:
+        out["timeouts"] = dict(config.timeouts)
     return yaml.safe_dump(out, sort_keys=False)
 
 
@@ -395,13 +403,20 @@ def diff(current: Config, desired: Config) -> list[tuple[str, Any, Any]]:
                     "route")
     out += _changes({v.prefix: v for v in current.vips}, {v.prefix: v for v in desired.vips},
                     "vip", vip_in_place, "set-vip-backends")
-    return out + _changes({n.key: n for n in current.neighbours},
-                          {n.key: n for n in desired.neighbours}, "neighbour")
+    out += _changes({n.key: n for n in current.neighbours},
+                    {n.key: n for n in desired.neighbours}, "neighbour")
+    have = dict(current.timeouts)
+    if any(have.get(k) != v for k, v in desired.timeouts):
+        out.append(("set-timeouts", tuple((k, have[k]) for k, _ in desired.timeouts),
+                    desired.timeouts))
+    return out
 
 
 def describe(change: tuple[str, Any, Any]) -> str:
     action, old, new = change
     obj = new or old
+    if action == "set-timeouts":
+        return f"{action} " + " ".join(f"{k}={v}" for k, v in new)
     if isinstance(obj, NeighbourSpec):
         return f"{action} {obj.ip} on {obj.port}"
     if isinstance(obj, (RouteSpec, VipSpec)):
@@ -413,6 +428,8 @@ def apply(dp, config: Config) -> None:
     """Create the configuration's routes and services on a dataplane that has
     none of them yet. Dataplane errors (an unknown port, a FullNAT local
     address that is not a port address) propagate with their message."""
+    if config.timeouts:
+        dp.set_timeouts(**dict(config.timeouts))
     for n in config.neighbours:
         dp.add_neighbour(n.port, n.ip, n.mac)
     for r in config.routes:

@@ -229,7 +229,7 @@ class Manager:
         neighbours = tuple(NeighbourSpec(port, n.ip, n.mac) for port, n in self.neighbours()
                            if n.state == "static")
         return Config("(running)", tuple(intent(v) for v in self.services()), routes, vips,
-                      neighbours)
+                      neighbours, tuple(self.timeouts().items()))
 
     def apply_config(self, desired: Config, dry_run: bool = False) -> list[str]:
         """Make the running state `desired`, all or nothing: on the first
@@ -291,6 +291,9 @@ class Manager:
         if action in ("add-neighbour", "replace-neighbour"):
             self.add_neighbour(new.port, new.ip, new.mac)
             undo.append(lambda: self.delete_neighbour(new.port, new.ip))
+        if action == "set-timeouts":
+            self.set_timeouts(dict(new))
+            undo.append(lambda: self.set_timeouts(dict(old)))
 
     def _add_vip(self, v: VipSpec):
         return self.add_vip(v.prefix, v.method, v.table_size, v.source, list(v.backends))

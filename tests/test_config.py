@@ -39,6 +39,7 @@ vips:
   - {prefix: 10.77.3.0/24, source: 10.77.1.1, backends: [10.77.1.21, {address: 10.77.1.22, weight: 3}]}
 neighbours:
   - {port: p1, address: 10.77.1.21, mac: "02:00:00:00:00:AA"}
+timeouts: {tcp_established: 600}
 """
 
 
@@ -58,6 +59,7 @@ def test_a_valid_file_becomes_the_desired_state(tmp_path):
     assert c.vips == (VipSpec("10.77.3.0/24", "ipip", 65537, "10.77.1.1",
                               (("10.77.1.21", 1), ("10.77.1.22", 3))),)
     assert c.neighbours == (NeighbourSpec("p1", "10.77.1.21", "02:00:00:00:00:aa"),)
+    assert c.timeouts == (("tcp_established", 600),)
     assert load_config("again", text=dump(c)) == replace(c, path="again")
     r = pylb("config", "check", str(path))
     assert r.returncode == 0 and "2 service(s) with 3 backend(s), 1 route(s), 1 L3 VIP(s), " \
@@ -90,6 +92,8 @@ def test_a_valid_file_becomes_the_desired_state(tmp_path):
     ("neighbours:\n  - {port: p1, address: 10.0.1.1, mac: 02:00:00}\n", 2, "neighbours[0].mac",
      "MAC address"),
     ("neighbours:\n  - {port: p1, address: 10.0.1.1}\n", 2, "neighbours[0]", "'mac'"),
+    ("timeouts: {tcp: 10}\n", 1, "timeouts.tcp", "unknown key"),
+    ("timeouts: {udp: 0}\n", 1, "timeouts.udp", "from 1 to 2592000"),
     ("services:\n  - vip: 10.0.0.1\n    port: 80\n    health_check: {type: icmp}\n", 4,
      "services[0].health_check.type", "tcp, http, udp, none"),
     ("services:\n  - vip: 10.0.0.1\n    port: 80\n    health_check:\n      interval_ms: 500\n"

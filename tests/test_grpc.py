@@ -348,6 +348,7 @@ neighbours:                      # the fixture's, and one more
   - {port: p1, address: 10.0.1.21, mac: "02:00:00:00:0b:01"}
   - {port: p1, address: 10.0.1.22, mac: "02:00:00:00:0b:02"}
   - {port: p1, address: 10.0.1.40, mac: "02:00:00:00:01:40"}
+timeouts: {udp: 120}
 """
 
 
@@ -357,16 +358,20 @@ def test_apply_config_is_a_minimal_all_or_nothing_diff(api):
     r = stub.ApplyConfig(pb.ApplyConfigRequest(yaml=DESIRED, dry_run=True))
     assert list(r.changes) == ["add-neighbour 10.0.1.40 on p1", "add-route 192.0.2.0/24",
                                "add-service 10.0.0.100:53/udp", "add-service 10.0.0.101:80/tcp",
-                               "add-vip 10.0.3.0/24"]
+                               "add-vip 10.0.3.0/24", "set-timeouts udp=120"]
     assert dp.services() == [] and dp.vips() == []              # a dry run changes nothing
-    assert len(stub.ApplyConfig(pb.ApplyConfigRequest(yaml=DESIRED)).changes) == 5
+    assert len(stub.ApplyConfig(pb.ApplyConfigRequest(yaml=DESIRED)).changes) == 6
+    assert dp.timeouts()["udp"] == 120 and dp.timeouts()["tcp_established"] == 900
     assert list(stub.ApplyConfig(pb.ApplyConfigRequest(yaml=DESIRED)).changes) == []
     assert [(v.prefix, v.method, v.backends) for v in dp.vips()] == \
         [("10.0.3.0/24", "gre", (("10.0.1.30", 1), ("10.0.1.31", 3)))]
     assert any(n.ip == "10.0.1.40" and n.state == "static" for n in dp.neighbours())
     # GetConfig reproduces the running state.
-    running = stub.GetConfig(pb.GetConfigRequest()).yaml
-    assert load_config("a", text=running) == load_config("a", text=DESIRED)
+    running = stub.GetConfig(pb.GetConfigRequest()).yaml        # all five timeouts
+    all_timeouts = "timeouts: {tcp_syn: 60, tcp_established: 900, tcp_fin: 120, tcp_close: 10, " \
+        "udp: 120}"
+    assert load_config("a", text=running) == load_config("a", text=DESIRED.replace(
+        "timeouts: {udp: 120}", all_timeouts))
     # A route's next hops change in one step.
     assert list(stub.ApplyConfig(pb.ApplyConfigRequest(yaml=DESIRED.replace(
         "gateway: 10.0.1.20", "gateway: 10.0.1.21"))).changes) == ["replace-route 192.0.2.0/24"]
@@ -396,12 +401,12 @@ def test_apply_config_is_a_minimal_all_or_nothing_diff(api):
     method: fullnat
     local_addresses: [10.9.9.9]
 routes:""").replace("192.0.2.0/24", "198.51.100.0/24").replace("10.0.3.0/24", "10.0.4.0/24") \
-        .replace("10.0.1.40", "10.0.1.41")
+        .replace("10.0.1.40", "10.0.1.41").replace("udp: 120", "udp: 60")
     got, details = code_of(stub.ApplyConfig, pb.ApplyConfigRequest(yaml=bad))
     assert got == grpc.StatusCode.INVALID_ARGUMENT and "nothing was changed" in details
     assert stub.GetConfig(pb.GetConfigRequest()).yaml != running    # (the applied change)
     assert load_config("c", text=stub.GetConfig(pb.GetConfigRequest()).yaml) == \
-        load_config("c", text=changed)
+        load_config("c", text=changed.replace("timeouts: {udp: 120}", all_timeouts))
     got, details = code_of(stub.ApplyConfig, pb.ApplyConfigRequest(yaml="services: [{vip: 1}]"))
     assert got == grpc.StatusCode.INVALID_ARGUMENT and "(request):1: services[0]" in details
 
