@@ -33,8 +33,8 @@ frames fit in hugepages. Cases:
   minus one with 16, per connection (--memory-probe).
 
 net_pcap keeps every frame of the pcap in an mbuf, so ten million flows need
-about 4 GB of hugepages for the frames and 2 GB for the connection tables (a
-worker's and the control side's): `make bench` reserves 4096 x 2 MiB.
+about 4 GB of hugepages for the frames and 1 GB for the worker's connection
+table (testpmd needs the 4 GB too): `make bench` reserves 4096 x 2 MiB.
 
 Usage: .venv/bin/python bench/paths.py [--flows 1000,100000,1000000,10000000] [--runs 5]
 """

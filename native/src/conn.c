@@ -29,6 +29,10 @@ pylb_conn_init(struct pylb_dp *dp, struct pylb_lcore *lc)
 		.socket_id = (int)rte_socket_id(),
 	};
 
+	/* With workers, the control side only sees the packets the API injects:
+	 * its table need not be as large as theirs. */
+	if (dp->conf.n_workers != 0 && lc->slot == dp->n_slots - 1)
+		cap = RTE_MIN(cap, (uint32_t)PYLB_CONN_CONTROL);
 	/* 15 slots per bucket, a bucket per 7 entries: a NAT entry takes one
 	 * slot, a FullNAT entry two, so even a table of FullNAT connections
 	 * fits. IPv6 addresses: for a quarter of the entries. */

@@ -26,6 +26,8 @@
 #define PYLB_TBL8_6_DEFAULT	16384	/* IPv6 FIB tbl8 groups */
 #define PYLB_TBL8_MAX		32767	/* 16-bit FIB values */
 #define PYLB_CONN_DEFAULT	65536	/* tracked connections per lcore */
+#define PYLB_CONN_CONTROL	65536	/* at most, the control side's own table
+					 * when workers carry the traffic */
 #define PYLB_CONN_AGE_STEP	16	/* entries aged per worker loop */
 #define PYLB_REDIRECT_RING	1024	/* packets handed to a flow's owner */
 #define PYLB_MAX_SERVICES	4096
