@@ -226,8 +226,6 @@ def pylb_side(kind: str, pcap: str, flows: int, seconds: float) -> dict:
         time.sleep(seconds)
         b = sample(dp, names)
     d = {n: b[n] - a[n] for n in names}
-    if os.environ.get("PYLB_BENCH_COUNTERS"):
-        print({k: v for k, v in d.items() if v}, file=sys.stderr)
     out = {"flows": flows, "tracked": dp.conn_count(), "packets": d["rx_packets"],
            "cycles_per_packet": d["busy_cycles"] / d["rx_packets"],
            "forwarded_share": d["forwarded"] / d["rx_packets"],

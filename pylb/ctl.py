@@ -11,6 +11,7 @@ import sys
 import grpc
 from google.protobuf import json_format
 
+from pylb.config import TIMEOUT_KEYS
 from pylb.hostport import split_hostport
 from pylb.v1 import pylb_pb2 as pb
 from pylb.v1 import pylb_pb2_grpc as pb_grpc
@@ -110,9 +111,6 @@ def ipvs_view(services: list[pb.Service]) -> str:
                          f"{0 if b.state != pb.BACKEND_STATE_UP and b.state else b.weight:<6} "
                          f"{b.active_connections:<10} {b.inactive_connections}")
     return "\n".join(lines)
-
-
-TIMEOUTS = ("tcp_syn", "tcp_established", "tcp_fin", "tcp_close", "udp")
 
 
 def ipvs_stats(services: list[pb.Service]) -> str:
@@ -309,13 +307,13 @@ def run(args, stub) -> int:
                 if v:
                     print(f"  {k:22} {v:>16}")
     elif noun == "timeouts":
-        given = {k: getattr(args, k) for k in TIMEOUTS if getattr(args, k, None) is not None}
+        given = {k: getattr(args, k) for k in TIMEOUT_KEYS if getattr(args, k, None) is not None}
         if verb == "set" and not given:
             raise UsageError("give at least one of " + ", ".join(f"--{k.replace('_', '-')}"
-                                                               for k in TIMEOUTS))
+                                                               for k in TIMEOUT_KEYS))
         t = stub.SetTimeouts(pb.Timeouts(**given)) if verb == "set" else \
             stub.GetTimeouts(pb.GetTimeoutsRequest())
-        listing([t], out_json, lambda t: "  ".join(f"{k} {getattr(t, k)}" for k in TIMEOUTS))
+        listing([t], out_json, lambda t: "  ".join(f"{k} {getattr(t, k)}" for k in TIMEOUT_KEYS))
     elif noun == "ipvs":
         if args.timeout:
             t = stub.GetTimeouts(pb.GetTimeoutsRequest())
@@ -420,7 +418,7 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("stats", help="counters")
     to = sub.add_parser("timeouts", help="connection timeouts: show, or set some (seconds)")
     to.add_argument("verb", nargs="?", choices=["set"])
-    for k in TIMEOUTS:
+    for k in TIMEOUT_KEYS:
         to.add_argument(f"--{k.replace('_', '-')}", dest=k, type=int, metavar="SECONDS")
     ipvs = sub.add_parser("ipvs", help="ipvsadm-compatible views")
     ipvs.add_argument("-L", "--list", action="store_true")

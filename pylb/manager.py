@@ -267,9 +267,8 @@ class Manager:
             self._set_backends(new)
             undo.append(lambda: self._set_backends(old))
         if action == "replace-route":           # one step: no packet finds no route
-            self._submit(lambda dp: dp.replace_route(new.prefix, list(new.via)))
-            undo.append(lambda: self._submit(lambda dp: dp.replace_route(old.prefix,
-                                                                         list(old.via))))
+            self.replace_route(new.prefix, list(new.via))
+            undo.append(lambda: self.replace_route(old.prefix, list(old.via)))
         if action == "del-route":
             self.delete_route(old.prefix)
             undo.append(lambda: self.add_route(old.prefix, list(old.via)))
@@ -339,6 +338,10 @@ class Manager:
         r = dp.route(prefix)
         yield RouteView(r.prefix, r.kind, tuple((h.gateway, names.get(h.port, str(h.port)))
                                                 for h in r.nexthops))
+
+    def replace_route(self, prefix: str, next_hops: list[tuple[str | None, str]]) -> None:
+        """New next hops for an existing route, in one step."""
+        self._submit(lambda dp: dp.replace_route(prefix, list(next_hops)))
 
     def delete_route(self, prefix: str) -> None:
         self._submit(lambda dp: dp.del_route(prefix))
