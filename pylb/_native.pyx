@@ -17,7 +17,7 @@ import numpy as np
 
 from pylb import kernel
 from pylb.hostport import split_hostport
-from pylb.errors import (AlreadyExists, CapacityExhausted, DataplaneError,
+from pylb.errors import (AlreadyExists, CapacityExhausted, DataplaneError, FailedPrecondition,
                          InvalidArgument, NotFound, PortError, PylbError)
 
 _ERRORS = {
@@ -28,7 +28,7 @@ _ERRORS = {
     PYLB_E_FULL: CapacityExhausted,
     PYLB_E_EAL: DataplaneError,
     PYLB_E_PORT: PortError,
-    PYLB_E_STATE: DataplaneError,
+    PYLB_E_STATE: FailedPrecondition,
 }
 
 COUNTER_NAMES = tuple(pylb_counter_name(i).decode() for i in range(PYLB_CNT_MAX))

@@ -40,6 +40,7 @@ from pylb.hostport import split_hostport
 
 TOP_KEYS = {"services", "routes", "vips", "neighbours", "timeouts"}
 TIMEOUT_KEYS = ("tcp_syn", "tcp_established", "tcp_fin", "tcp_close", "udp")
+TIMEOUT_MAX = 30 * 86400        # seconds
 SERVICE_KEYS = {"vip", "port", "proto", "method", "scheduler", "table_size", "persistence",
                 "persistence_prefix", "local_addresses", "down_reset", "backends", "health_check"}
 CHECK_KEYS = {"type", "port", "path", "expect_status", "interval_ms", "timeout_ms", "rise", "fall"}
@@ -56,6 +57,10 @@ PROTOS = ("tcp", "udp")
 METHODS = ("nat", "fullnat", "dr", "tunnel")
 SCHEDULERS = ("maglev", "source", "wrr", "wlc")
 STATES = ("up", "drain", "down")
+TABLE_SIZE = 65537              # the default lookup table size (a prime)
+TABLE_SIZE_MAX = 1048573        # the dataplane's largest (PYLB_MAGLEV_MAX)
+MAX_HTTP_PATH = 1024
+HTTP_PATH = re.compile(r"^/[\x21-\x7e]{0,%d}\Z" % (MAX_HTTP_PATH - 1))
 
 
 @dataclass(frozen=True)
@@ -89,7 +94,7 @@ class ServiceSpec:
     proto: str = "tcp"
     method: str = "nat"
     scheduler: str = "maglev"
-    table_size: int = 65537
+    table_size: int = TABLE_SIZE
     persistence: int = 0
     persistence_prefix: int = 0
     local_addresses: tuple[str, ...] = ()
@@ -112,7 +117,7 @@ class RouteSpec:
 class VipSpec:
     prefix: str
     method: str = "ipip"
-    table_size: int = 65537
+    table_size: int = TABLE_SIZE
     source: str | None = None
     backends: tuple[tuple[str, int], ...] = ()     # (address, weight)
 
@@ -138,14 +143,23 @@ class Config:
     timeouts: tuple[tuple[str, int], ...] = ()     # (name, seconds) of those listed
 
 
-def _address(c: yamlsrc.Checker, value: Any, key: str) -> ipaddress._BaseAddress:
+def parse_address(c: yamlsrc.Checker, value: Any, key: str) -> ipaddress._BaseAddress:
+    """A unicast IPv4 or IPv6 address (an IPv4-mapped IPv6 one is refused:
+    it would be a different VIP or backend than the IPv4 address)."""
     try:
-        return ipaddress.ip_address(str(value))
+        ip = ipaddress.ip_address(value if isinstance(value, str) else "")
     except ValueError:
-        raise c.fail(key, f"expected an IPv4 or IPv6 address, got {value!r}") from None
+        raise c.fail(key, f"expected an IPv4 or IPv6 address, got {yamlsrc.show(value)}") \
+            from None
+    mapped = getattr(ip, "ipv4_mapped", None)
+    if mapped is not None:
+        raise c.fail(key, f"{ip} is an IPv4-mapped IPv6 address; write the IPv4 address {mapped}")
+    if ip.is_unspecified or ip.is_multicast or ip.is_loopback:
+        raise c.fail(key, f"expected a unicast address, got {ip}")
+    return ip
 
 
-def _backend(c: yamlsrc.Checker, raw: Any, key: str, vip: ipaddress._BaseAddress) -> BackendSpec:
+def parse_backend(c: yamlsrc.Checker, raw: Any, key: str, vip: ipaddress._BaseAddress) -> BackendSpec:
     if isinstance(raw, str):
         raw = {"address": raw}
     b = c.mapping(raw, key, BACKEND_KEYS)
@@ -153,7 +167,7 @@ def _backend(c: yamlsrc.Checker, raw: Any, key: str, vip: ipaddress._BaseAddress
         host, port = split_hostport(b.get("address", ""))
     except ValueError as e:
         raise c.fail(f"{key}.address", str(e)) from None
-    ip = _address(c, host, f"{key}.address")
+    ip = parse_address(c, host, f"{key}.address")
     if ip.version != vip.version:
         raise c.fail(f"{key}.address", f"backend {ip} is not of the VIP's address family")
     state = b.get("state", "up")
@@ -165,8 +179,9 @@ def _backend(c: yamlsrc.Checker, raw: Any, key: str, vip: ipaddress._BaseAddress
 
 def _choice(c: yamlsrc.Checker, s: dict, name: str, key: str, allowed: tuple[str, ...]) -> str:
     value = s.get(name, allowed[0])
-    if value not in allowed:
-        raise c.fail(f"{key}.{name}", f"expected one of: {', '.join(allowed)}")
+    if not isinstance(value, str) or value not in allowed:
+        raise c.fail(f"{key}.{name}", f"expected one of: {', '.join(allowed)}, "
+                                      f"got {yamlsrc.show(value)}")
     return value
 
 
@@ -174,10 +189,11 @@ def health_check(c: yamlsrc.Checker, raw: Any, key: str) -> HealthCheckSpec:
     h = c.mapping(raw, key, CHECK_KEYS)
     kind = h.get("type", "tcp")
     if kind not in CHECK_TYPES:
-        raise c.fail(f"{key}.type", f"expected one of: {', '.join(CHECK_TYPES)}, got {kind!r}")
-    path = h.get("path", "/")
-    if not isinstance(path, str) or not path.startswith("/"):
-        raise c.fail(f"{key}.path", f"expected an HTTP path starting with '/', got {path!r}")
+        raise c.fail(f"{key}.type", f"expected one of: {', '.join(CHECK_TYPES)}, "
+                                    f"got {yamlsrc.show(kind)}")
+    path = c.string(h.get("path", "/"), f"{key}.path",
+                    f"an HTTP path starting with '/', printable, at most {MAX_HTTP_PATH} bytes",
+                    HTTP_PATH)
     interval = c.integer(h.get("interval_ms", 2000), f"{key}.interval_ms", 100, 3_600_000)
     spec = HealthCheckSpec(
         kind, c.integer(h.get("port", 0), f"{key}.port", 0, 65535), path,
@@ -191,16 +207,16 @@ def health_check(c: yamlsrc.Checker, raw: Any, key: str) -> HealthCheckSpec:
     return spec
 
 
-def _service(c: yamlsrc.Checker, raw: Any, key: str) -> ServiceSpec:
+def parse_service(c: yamlsrc.Checker, raw: Any, key: str) -> ServiceSpec:
     s = c.mapping(raw, key, SERVICE_KEYS)
     if "vip" not in s or "port" not in s:
         raise c.fail(key, "a service needs 'vip' and 'port' (0: all ports)")
-    vip = _address(c, s["vip"], f"{key}.vip")
+    vip = parse_address(c, s["vip"], f"{key}.vip")
     lips = _items(c, s, "local_addresses", key, "port addresses")
     down_reset = s.get("down_reset", False)
     if not isinstance(down_reset, bool):
         raise c.fail(f"{key}.down_reset", "expected true or false")
-    backends = tuple(_backend(c, b, f"{key}.backends[{i}]", vip)
+    backends = tuple(parse_backend(c, b, f"{key}.backends[{i}]", vip)
                      for i, b in enumerate(_items(c, s, "backends", key, "backends")))
     seen: set[tuple[str, int]] = set()
     for i, b in enumerate(backends):
@@ -211,20 +227,20 @@ def _service(c: yamlsrc.Checker, raw: Any, key: str) -> ServiceSpec:
         vip=str(vip), port=c.integer(s["port"], f"{key}.port", 0, 65535),
         proto=_choice(c, s, "proto", key, PROTOS), method=_choice(c, s, "method", key, METHODS),
         scheduler=_choice(c, s, "scheduler", key, SCHEDULERS),
-        table_size=c.integer(s.get("table_size", 65537), f"{key}.table_size", 2, 1 << 24),
+        table_size=_table_size(c, s.get("table_size", TABLE_SIZE), f"{key}.table_size"),
         persistence=c.integer(s.get("persistence", 0), f"{key}.persistence", 0, 86400 * 7),
         persistence_prefix=c.integer(s.get("persistence_prefix", 0), f"{key}.persistence_prefix",
                                      0, 32 if vip.version == 4 else 128),
-        local_addresses=tuple(str(_address(c, a, f"{key}.local_addresses[{i}]"))
+        local_addresses=tuple(str(parse_address(c, a, f"{key}.local_addresses[{i}]"))
                               for i, a in enumerate(lips)),
         down_reset=down_reset, backends=backends,
         health_check=health_check(c, s["health_check"], f"{key}.health_check")
         if "health_check" in s else None)
 
 
-def _route(c: yamlsrc.Checker, raw: Any, key: str) -> RouteSpec:
+def parse_route(c: yamlsrc.Checker, raw: Any, key: str) -> RouteSpec:
     r = c.mapping(raw, key, ROUTE_KEYS)
-    prefix = _prefix(c, r.get("prefix"), f"{key}.prefix")
+    prefix = parse_prefix(c, r.get("prefix"), f"{key}.prefix")
     via = r.get("via")
     if not isinstance(via, list) or not via:
         raise c.fail(f"{key}.via", "expected a list of next hops {gateway, port}")
@@ -234,26 +250,39 @@ def _route(c: yamlsrc.Checker, raw: Any, key: str) -> RouteSpec:
         if "port" not in h:
             raise c.fail(f"{key}.via[{i}]", "a next hop needs a 'port' (name or index)")
         gw = h.get("gateway")
-        hops.append((None if gw is None else str(_address(c, gw, f"{key}.via[{i}].gateway")),
+        hops.append((None if gw is None else str(parse_address(c, gw, f"{key}.via[{i}].gateway")),
                      h["port"]))
     return RouteSpec(str(prefix), tuple(hops))
 
 
-def _prefix(c: yamlsrc.Checker, value: Any, key: str) -> ipaddress._BaseNetwork:
+def is_prime(n: int) -> bool:
+    return n >= 2 and all(n % d for d in range(2, int(n ** 0.5) + 1))
+
+
+def _table_size(c: yamlsrc.Checker, value: Any, key: str) -> int:
+    n = c.integer(value, key, 2, TABLE_SIZE_MAX)
+    if not is_prime(n):
+        raise c.fail(key, f"{n} is not a prime; lookup tables have a prime size "
+                          f"(e.g. {TABLE_SIZE})")
+    return n
+
+
+def parse_prefix(c: yamlsrc.Checker, value: Any, key: str) -> ipaddress._BaseNetwork:
     try:
         return ipaddress.ip_network(str(value), strict=True)
     except ValueError:
-        raise c.fail(key, f"expected a prefix like 192.0.2.0/24, got {value!r}") from None
+        raise c.fail(key, f"expected a prefix like 192.0.2.0/24, got {yamlsrc.show(value)}") \
+            from None
 
 
-def _vip(c: yamlsrc.Checker, raw: Any, key: str) -> VipSpec:
+def parse_vip(c: yamlsrc.Checker, raw: Any, key: str) -> VipSpec:
     v = c.mapping(raw, key, VIP_KEYS)
     if "prefix" not in v:
         raise c.fail(key, "a VIP needs a 'prefix' (an address/32 for one address)")
-    net = _prefix(c, v["prefix"], f"{key}.prefix")
+    net = parse_prefix(c, v["prefix"], f"{key}.prefix")
     source = v.get("source")
     if source is not None:
-        source = _address(c, source, f"{key}.source")
+        source = parse_address(c, source, f"{key}.source")
         if source.version != net.version:
             raise c.fail(f"{key}.source", f"{source} is not of the VIP's address family")
     backends: list[tuple[str, int]] = []
@@ -261,26 +290,38 @@ def _vip(c: yamlsrc.Checker, raw: Any, key: str) -> VipSpec:
         bkey = f"{key}.backends[{i}]"
         b = c.mapping({"address": raw_b} if isinstance(raw_b, str) else raw_b, bkey,
                       VIP_BACKEND_KEYS)
-        ip = _address(c, b.get("address"), f"{bkey}.address")
+        ip = parse_address(c, b.get("address"), f"{bkey}.address")
         if ip.version != net.version:
             raise c.fail(f"{bkey}.address", f"backend {ip} is not of the VIP's address family")
         if any(str(ip) == have for have, _ in backends):
             raise c.fail(bkey, f"backend {ip} is listed twice")
         backends.append((str(ip), c.integer(b.get("weight", 1), f"{bkey}.weight", 0, 65535)))
     return VipSpec(str(net), _choice(c, v, "method", key, VIP_METHODS),
-                   c.integer(v.get("table_size", 65537), f"{key}.table_size", 2, 1 << 24),
+                   _table_size(c, v.get("table_size", TABLE_SIZE), f"{key}.table_size"),
                    None if source is None else str(source), tuple(backends))
 
 
-def _neighbour(c: yamlsrc.Checker, raw: Any, key: str) -> NeighbourSpec:
+def parse_neighbour(c: yamlsrc.Checker, raw: Any, key: str) -> NeighbourSpec:
     n = c.mapping(raw, key, NEIGHBOUR_KEYS)
     for k in sorted(NEIGHBOUR_KEYS):
         if k not in n:
             raise c.fail(key, "a neighbour needs 'port' (a port name), 'address' and 'mac'")
     return NeighbourSpec(c.string(n["port"], f"{key}.port", "a port name"),
-                         str(_address(c, n["address"], f"{key}.address")),
+                         str(parse_address(c, n["address"], f"{key}.address")),
                          c.string(n["mac"], f"{key}.mac", "a MAC address like 02:00:00:00:00:01",
                                   MAC).lower())
+
+
+def parse_timeouts(c: yamlsrc.Checker, raw: Any, key: str) -> tuple[tuple[str, int], ...]:
+    t = c.mapping(raw, key, set(TIMEOUT_KEYS))
+    return tuple((k, c.integer(t[k], f"{key}.{k}", 1, TIMEOUT_MAX)) for k in TIMEOUT_KEYS if k in t)
+
+
+def request(parse, raw: Any, *args):
+    """Validate one object of an API request exactly as a file's (the same
+    code, the same limits): `parse` is one of this module's section
+    parsers; errors are ConfigErrors naming the field, without file or line."""
+    return parse(yamlsrc.Checker(yamlsrc.Located("", raw), ConfigError), raw, "", *args)
 
 
 def _items(c: yamlsrc.Checker, d: dict, name: str, key: str, what: str) -> list:
@@ -301,24 +342,17 @@ def _unique(c: yamlsrc.Checker, items: tuple, name: str, key, what) -> None:
 
 def load_config(path: str, text: str | None = None) -> Config:
     """Parse and validate a configuration file; raises ConfigError."""
-    try:
-        src = yamlsrc.load(path, text)
-    except ValueError as e:
-        raise ConfigError(path, "(file)", str(e).split(": ", 1)[-1]) from None
-    except OSError as e:
-        raise ConfigError(path, "(file)", f"cannot read: {e.strerror}") from None
+    src = yamlsrc.read(path, text, ConfigError)
     c = yamlsrc.Checker(src, ConfigError)
     top = c.mapping(src.data if src.data is not None else {}, "", TOP_KEYS)
 
     def section(name, what, parse):
         return tuple(parse(c, raw, f"{name}[{i}]")
                      for i, raw in enumerate(_items(c, top, name, "", what)))
-    raw_t = c.mapping(top.get("timeouts", {}), "timeouts", set(TIMEOUT_KEYS))
-    config = Config(path, section("services", "services", _service),
-                    section("routes", "routes", _route), section("vips", "L3 VIPs", _vip),
-                    section("neighbours", "neighbours", _neighbour),
-                    tuple((k, c.integer(raw_t[k], f"timeouts.{k}", 1, 30 * 86400))
-                          for k in TIMEOUT_KEYS if k in raw_t))
+    config = Config(path, section("services", "services", parse_service),
+                    section("routes", "routes", parse_route), section("vips", "L3 VIPs", parse_vip),
+                    section("neighbours", "neighbours", parse_neighbour),
+                    parse_timeouts(c, top.get("timeouts", {}), "timeouts"))
     _unique(c, config.services, "services", lambda s: s.key,
             lambda s: f"service {s.vip}:{s.port}/{s.proto}")
     _unique(c, config.routes, "routes", lambda r: r.prefix, lambda r: f"route {r.prefix}")

@@ -23,6 +23,11 @@ class CapacityExhausted(PylbError):
     """A fixed-size table or pool is full."""
 
 
+class FailedPrecondition(PylbError):
+    """The request is valid but the appliance's state does not allow it (e.g.
+    deleting the connected route of a port address)."""
+
+
 class DataplaneError(PylbError):
     """The dataplane or DPDK failed in a way the input cannot explain."""
 
@@ -35,8 +40,8 @@ class FileError(InvalidArgument):
     """A YAML file is invalid: names the file, the line, the key and what is expected."""
 
     def __init__(self, path: str, key: str, expected: str, line: int | None = None):
-        where = f"{path}:{line}" if line else path
-        super().__init__(f"{where}: {key}: {expected}")
+        where = f"{path}:{line}: " if line else f"{path}: " if path else ""
+        super().__init__(f"{where}{key}: {expected}")
         self.path, self.key, self.expected, self.line = path, key, expected, line
 
 

@@ -127,12 +127,7 @@ def parse_lcore_list(text: Any) -> list[int]:
 
 def load_profile(path: str) -> Profile:
     """Load and validate the profile at `path`."""
-    try:
-        src = yamlsrc.load(path)
-    except OSError as e:
-        raise ProfileError(path, "(file)", f"cannot read the profile: {e.strerror}") from None
-    except ValueError as e:
-        raise ProfileError(path, "(file)", str(e).split(": ", 1)[-1]) from None
+    src = yamlsrc.read(path, None, ProfileError)
     c = yamlsrc.Checker(src, ProfileError)
     top = c.mapping(src.data, "", TOP_KEYS)
     for required in ("lcores", "ports"):

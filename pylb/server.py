@@ -5,14 +5,17 @@ reflection, so grpc_health_probe and grpcurl work unchanged.
 
 Errors map in one place: InvalidArgument -> INVALID_ARGUMENT, NotFound ->
 NOT_FOUND, AlreadyExists -> ALREADY_EXISTS, CapacityExhausted ->
-RESOURCE_EXHAUSTED, other pylb errors -> FAILED_PRECONDITION; the message is
-the domain's, which says what to fix.
+RESOURCE_EXHAUSTED, FailedPrecondition -> FAILED_PRECONDITION, DataplaneError
+(a fault, not the caller's) -> INTERNAL; the message is the domain's, which
+says what to fix, cut to MAX_MESSAGE characters.
 """
 
 from __future__ import annotations
 
 import functools
 import inspect
+import ipaddress
+import logging
 import os
 import time
 from concurrent import futures
@@ -22,22 +25,23 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from pylb import yamlsrc
-from pylb.config import BackendSpec, HealthCheckSpec, ServiceSpec, load_config
-from pylb.config import dump as dump_config
-from pylb.config import health_check as config_health_check
-from pylb.errors import (AlreadyExists, CapacityExhausted, ConfigError, InvalidArgument,
-                         NotFound, PylbError)
+from pylb import config
+from pylb.config import ServiceSpec, VipSpec
+from pylb.errors import (AlreadyExists, CapacityExhausted, DataplaneError, FailedPrecondition,
+                         InvalidArgument, NotFound, PylbError)
 from pylb.manager import Manager
 from pylb.v1 import pylb_pb2 as pb
 from pylb.v1 import pylb_pb2_grpc as pb_grpc
 
+log = logging.getLogger("pylb")
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["LoadBalancer"].full_name
 
 _STATUS = ((InvalidArgument, grpc.StatusCode.INVALID_ARGUMENT),
            (NotFound, grpc.StatusCode.NOT_FOUND),
            (AlreadyExists, grpc.StatusCode.ALREADY_EXISTS),
            (CapacityExhausted, grpc.StatusCode.RESOURCE_EXHAUSTED),
+           (FailedPrecondition, grpc.StatusCode.FAILED_PRECONDITION),
+           (DataplaneError, grpc.StatusCode.INTERNAL),
            (PylbError, grpc.StatusCode.FAILED_PRECONDITION))
 
 PROTOS = {pb.PROTOCOL_UNSPECIFIED: "tcp", pb.PROTOCOL_TCP: "tcp", pb.PROTOCOL_UDP: "udp"}
@@ -53,27 +57,39 @@ def _back(table: dict) -> dict:
     return {v: k for k, v in table.items() if k != 0}
 
 
-def _abort(context, e: PylbError):
-    context.abort(next(c for cls, c in _STATUS if isinstance(e, cls)), str(e))
+MAX_MESSAGE = 1000      # characters of an error message (gRPC metadata is limited)
+
+
+def _abort(context, e: Exception):
+    code = next((c for cls, c in _STATUS if isinstance(e, cls)), grpc.StatusCode.INTERNAL)
+    text = str(e) if isinstance(e, PylbError) else \
+        f"internal error ({type(e).__name__}); the appliance's log has the details"
+    context.abort(code, text if len(text) <= MAX_MESSAGE else text[:MAX_MESSAGE] + "...")
 
 
 def _rpc(fn):
-    """Domain exceptions become status codes with the domain's message."""
+    """Domain exceptions become status codes with the domain's message; any
+    other exception is INTERNAL, logged, and never echoed to the client."""
+    def fail(context, e):
+        if not isinstance(e, PylbError):
+            log.exception("gRPC %s failed", fn.__name__)
+        _abort(context, e)
+
     if inspect.isgeneratorfunction(fn):
         @functools.wraps(fn)
         def stream(self, request, context):
             try:
                 yield from fn(self, request, context)
-            except PylbError as e:
-                _abort(context, e)
+            except Exception as e:
+                fail(context, e)
         return stream
 
     @functools.wraps(fn)
     def unary(self, request, context):
         try:
             return fn(self, request, context)
-        except PylbError as e:
-            _abort(context, e)
+        except Exception as e:
+            fail(context, e)
     return unary
 
 
@@ -83,28 +99,56 @@ def _enum(table: dict, value: int, what: str) -> str:
     return table[value]
 
 
+# Requests are validated by the configuration file's parsers (pylb.config):
+# the same code and limits, whichever way a change arrives.
+
 def _key(k: pb.ServiceKey) -> tuple[str, int, str]:
-    if not k.vip:
+    vip = str(config.request(config.parse_address, k.vip)) if k.vip else ""
+    if not vip:
         raise InvalidArgument("a service key needs a vip")
     if k.port > 65535:
         raise InvalidArgument(f"port {k.port} is not in 0..65535 (0: all ports)")
-    return k.vip, k.port, _enum(PROTOS, k.protocol, "protocol")
+    return vip, k.port, _enum(PROTOS, k.protocol, "protocol")
 
 
-def _backend(b: pb.Backend) -> BackendSpec:
-    if b.port > 65535:
-        raise InvalidArgument(f"backend {b.address}: port {b.port} is not in 0..65535")
-    if b.weight > 65535:
-        raise InvalidArgument(f"backend {b.address}: weight {b.weight} is not in 0..65535")
-    return BackendSpec(b.address, b.port, b.weight if b.HasField("weight") else 1,
-                       _enum(STATES, b.state, "backend state"))
+def _prefix(text: str) -> str:
+    return str(config.request(config.parse_prefix, text))
 
 
-def _check(h: pb.HealthCheck) -> HealthCheckSpec:
-    """Validated like a configuration file's health_check (the fields set)."""
-    raw = {f.name: v for f, v in h.ListFields()}
-    return config_health_check(yamlsrc.Checker(yamlsrc.Located("(request)", raw), ConfigError),
-                               raw, "health_check")
+def _hostport(address: str, port: int) -> str:
+    if not port:
+        return address
+    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+
+
+def _backend_raw(b: pb.Backend) -> dict:
+    return {"address": _hostport(b.address, b.port),
+            "weight": b.weight if b.HasField("weight") else 1,
+            "state": _enum(STATES, b.state, "backend state")}
+
+
+def _service(r: pb.Service) -> ServiceSpec:
+    vip, port, proto = _key(r.key)
+    raw = {"vip": vip, "port": port, "proto": proto,
+           "method": _enum(METHODS, r.method, "method"),
+           "scheduler": _enum(SCHEDULERS, r.scheduler, "scheduler"),
+           "table_size": r.table_size or config.TABLE_SIZE,
+           "persistence": r.persistence_seconds, "persistence_prefix": r.persistence_prefix,
+           "local_addresses": list(r.local_addresses), "down_reset": r.down_reset,
+           "backends": [_backend_raw(b) for b in r.backends]}
+    if r.HasField("health_check"):
+        raw["health_check"] = {f.name: v for f, v in r.health_check.ListFields()}
+    return config.request(config.parse_service, raw)
+
+
+def _vip(r: pb.Vip) -> VipSpec:
+    raw = {"prefix": r.prefix, "method": r.method or "ipip",
+           "table_size": r.table_size or config.TABLE_SIZE,
+           "backends": [{"address": b.address, "weight": b.weight if b.HasField("weight") else 1}
+                        for b in r.backends]}
+    if r.source:
+        raw["source"] = r.source
+    return config.request(config.parse_vip, raw)
 
 
 def stats_of(st: dict) -> pb.ServiceStats:
@@ -131,13 +175,6 @@ def service_msg(v) -> pb.Service:
                              inactive_connections=b.inactive, health=b.health,
                              stats=stats_of(b.stats))
                   for b in v.backends])
-
-
-def _vip_backends(v: pb.Vip) -> list[tuple[str, int]]:
-    for b in v.backends:
-        if b.weight > 65535:
-            raise InvalidArgument(f"backend {b.address}: weight {b.weight} is not in 0..65535")
-    return [(b.address, b.weight if b.HasField("weight") else 1) for b in v.backends]
 
 
 def vip_msg(v) -> pb.Vip:
@@ -170,14 +207,7 @@ class LoadBalancer(pb_grpc.LoadBalancerServicer):
 
     @_rpc
     def AddService(self, request, context):
-        vip, port, proto = _key(request.key)
-        spec = ServiceSpec(vip, port, proto, _enum(METHODS, request.method, "method"),
-                           _enum(SCHEDULERS, request.scheduler, "scheduler"),
-                           request.table_size or 65537, request.persistence_seconds,
-                           request.persistence_prefix, tuple(request.local_addresses),
-                           request.down_reset, tuple(_backend(b) for b in request.backends),
-                           _check(request.health_check) if request.HasField("health_check") else None)
-        return service_msg(self.m.add_service(spec))
+        return service_msg(self.m.add_service(_service(request)))
 
     @_rpc
     def DeleteService(self, request, context):
@@ -186,12 +216,16 @@ class LoadBalancer(pb_grpc.LoadBalancerServicer):
 
     @_rpc
     def SetBackend(self, request, context):
-        return service_msg(self.m.set_backend(*_key(request.service), _backend(request.backend)))
+        key = _key(request.service)
+        b = config.request(config.parse_backend, _backend_raw(request.backend),
+                           ipaddress.ip_address(key[0]))
+        return service_msg(self.m.set_backend(*key, b))
 
     @_rpc
     def DeleteBackend(self, request, context):
-        return service_msg(self.m.delete_backend(*_key(request.service), request.address,
-                                                 request.port))
+        return service_msg(self.m.delete_backend(
+            *_key(request.service), str(config.request(config.parse_address, request.address)),
+            request.port))
 
     @_rpc
     def ListRoutes(self, request, context):
@@ -199,12 +233,15 @@ class LoadBalancer(pb_grpc.LoadBalancerServicer):
 
     @_rpc
     def AddRoute(self, request, context):
-        return route_msg(self.m.add_route(request.prefix, [(h.gateway or None, h.port)
-                                                           for h in request.next_hops]))
+        r = config.request(config.parse_route, {
+            "prefix": request.prefix,
+            "via": [{"gateway": h.gateway, "port": h.port} if h.gateway else {"port": h.port}
+                    for h in request.next_hops]})
+        return route_msg(self.m.add_route(r.prefix, list(r.via)))
 
     @_rpc
     def DeleteRoute(self, request, context):
-        self.m.delete_route(request.prefix)
+        self.m.delete_route(_prefix(request.prefix))
         return pb.Empty()
 
     @_rpc
@@ -213,17 +250,18 @@ class LoadBalancer(pb_grpc.LoadBalancerServicer):
 
     @_rpc
     def AddVip(self, request, context):
-        return vip_msg(self.m.add_vip(request.prefix, request.method or "ipip",
-                                      request.table_size or 65537, request.source or None,
-                                      _vip_backends(request)))
+        v = _vip(request)
+        return vip_msg(self.m.add_vip(v.prefix, v.method, v.table_size, v.source,
+                                      list(v.backends)))
 
     @_rpc
     def SetVipBackends(self, request, context):
-        return vip_msg(self.m.set_vip_backends(request.prefix, _vip_backends(request)))
+        v = _vip(request)
+        return vip_msg(self.m.set_vip_backends(v.prefix, list(v.backends)))
 
     @_rpc
     def DeleteVip(self, request, context):
-        self.m.delete_vip(request.prefix)
+        self.m.delete_vip(_prefix(request.prefix))
         return pb.Empty()
 
     @_rpc
@@ -234,13 +272,16 @@ class LoadBalancer(pb_grpc.LoadBalancerServicer):
 
     @_rpc
     def AddNeighbour(self, request, context):
-        self.m.add_neighbour(request.port, request.address, request.mac)
-        return pb.Neighbour(port=request.port, address=request.address, mac=request.mac,
-                            state="static")
+        n = config.request(config.parse_neighbour, {"port": request.port,
+                                                    "address": request.address,
+                                                    "mac": request.mac})
+        self.m.add_neighbour(n.port, n.ip, n.mac)
+        return pb.Neighbour(port=n.port, address=n.ip, mac=n.mac, state="static")
 
     @_rpc
     def DeleteNeighbour(self, request, context):
-        self.m.delete_neighbour(request.port, request.address)
+        self.m.delete_neighbour(request.port,
+                                str(config.request(config.parse_address, request.address)))
         return pb.Empty()
 
     @_rpc
@@ -260,12 +301,12 @@ class LoadBalancer(pb_grpc.LoadBalancerServicer):
 
     @_rpc
     def ApplyConfig(self, request, context):
-        desired = load_config("(request)", text=request.yaml)
+        desired = config.load_config("(request)", text=request.yaml)
         return pb.ApplyConfigResponse(changes=self.m.apply_config(desired, request.dry_run))
 
     @_rpc
     def GetConfig(self, request, context):
-        return pb.ConfigFile(yaml=dump_config(self.m.current_config()))
+        return pb.ConfigFile(yaml=config.dump(self.m.current_config()))
 
     @_rpc
     def Trace(self, request, context):
@@ -295,7 +336,8 @@ class LoadBalancer(pb_grpc.LoadBalancerServicer):
 
     @_rpc
     def SetTimeouts(self, request, context):
-        return pb.Timeouts(**self.m.set_timeouts({f.name: v for f, v in request.ListFields()}))
+        t = config.request(config.parse_timeouts, {f.name: v for f, v in request.ListFields()})
+        return pb.Timeouts(**self.m.set_timeouts(dict(t)))
 
     @_rpc
     def WatchStats(self, request, context):

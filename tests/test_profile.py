@@ -106,7 +106,7 @@ def test_bad_field_is_named_with_what_is_expected(tmp_path, text, key, expected,
 
 
 def test_missing_file_is_a_profile_error(tmp_path):
-    with pytest.raises(ProfileError, match="cannot read the profile"):
+    with pytest.raises(ProfileError, match="cannot read: No such file"):
         load_profile(str(tmp_path / "nope.yaml"))
 
 

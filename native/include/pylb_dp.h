@@ -83,8 +83,10 @@ enum pylb_err {
 	X(CONN_CREATED, conn_created) \
 	X(CONN_EXPIRED, conn_expired) \
 	X(CONN_TABLE_FULL, conn_table_full) \
+	X(CONN_UNTRACKED, conn_untracked) \
 	X(CONN_RESET_DOWN, conn_reset_down) \
 	X(NAT_REPLIES, nat_replies) \
+	X(NAT_REPLIES_UNTRACKED, nat_replies_untracked) \
 	X(REDIRECTED, redirected) \
 	X(TCP_RESETS_SENT, tcp_resets_sent) \
 	X(FROM_KERNEL, from_kernel) \

@@ -12,15 +12,6 @@
 
 #include "pkt.h"
 
-/* Is ip (network order) a VIP: an L4 service's or in an L3 VIP prefix? */
-static inline bool
-vip_addr4(struct pylb_dp *dp, uint32_t ip)
-{
-	uint32_t v = fib4_lookup(dp, ip);
-
-	return v != 0 && (fib_kind(v) == PYLB_FIB_SERVICE || fib_kind(v) == PYLB_FIB_VIP);
-}
-
 static void
 arp_input(struct pylb_lcore *lc, const struct pylb_port_cfg *pc, uint16_t port,
 	  struct rte_mbuf *m, struct rte_ether_hdr *eth, uint32_t l2)

@@ -84,7 +84,9 @@ nd_input(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port,
 		     ND_OPT_SOURCE_LLADDR, &bad);
 	if (bad)
 		return drop(lc, m, PYLB_D_ND_INVALID);
-	if (!port_owns6(pc, nd->target))
+	/* Ours: the port's addresses, and VIPs on its networks (as ARP). */
+	if (!port_owns6(pc, nd->target) &&
+	    !(port_connected6(pc, nd->target) && vip_addr6(lc->dp, nd->target)))
 		return drop(lc, m, PYLB_D_ND_NOT_OURS);
 	/* Duplicate address detection for our own address: not answered. */
 	if (memcmp(ip->src_addr, unspec, 16) == 0)

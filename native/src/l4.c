@@ -696,12 +696,27 @@ wlc_pick(struct pylb_lcore *lc, const struct pylb_service *svc)
 	return best;
 }
 
+/* The consistent choice for t: the service's lookup table, indexed by the
+ * 5-tuple's hash (source: the client address's). Whatever the scheduler,
+ * an untracked flow takes it, so all of its packets agree. */
+static inline uint32_t
+table_pick(const struct pylb_service *svc, const struct pylb_tuple *t, uint32_t hash)
+{
+	static const uint8_t zero[16];
+
+	if (svc->conf.sched == PYLB_SCHED_SOURCE)
+		hash = t->af == 4 ? flow_hash4(*(const unaligned_uint32_t *)t->src, 0) :
+			flow_hash6(t->src, zero);
+	else
+		hash = rte_hash_crc_4byte((uint32_t)t->sport << 16 | t->dport, hash ^ t->proto);
+	return svc->bal.table[hash % svc->conf.table_size];
+}
+
 /* The backend (index) for a new connection of t. */
 static inline uint32_t
 schedule(struct pylb_lcore *lc, const struct pylb_service *svc, const struct pylb_tuple *t,
 	 uint32_t hash, uint64_t now)
 {
-	static const uint8_t zero[16];
 	uint32_t b;
 
 	switch (svc->conf.sched) {
@@ -711,49 +726,64 @@ schedule(struct pylb_lcore *lc, const struct pylb_service *svc, const struct pyl
 	case PYLB_SCHED_WLC:
 		b = wlc_pick(lc, svc);
 		break;
-	case PYLB_SCHED_SOURCE:
-		/* Of the client address only: all its connections together. */
-		hash = t->af == 4 ? flow_hash4(*(const unaligned_uint32_t *)t->src, 0) :
-			flow_hash6(t->src, zero);
-		b = svc->bal.table[hash % svc->conf.table_size];
-		break;
-	default:	/* Maglev-style, on the 5-tuple */
-		hash = rte_hash_crc_4byte((uint32_t)t->sport << 16 | t->dport, hash ^ t->proto);
-		b = svc->bal.table[hash % svc->conf.table_size];
+	default:	/* Maglev-style (5-tuple) or source hash */
+		b = table_pick(svc, t, hash);
 	}
 	return svc->conf.persistence != 0 ? persist(lc, svc, t, b, now) : b;
 }
 
-/* A new connection for tuple t to svc's backend b: tracked and sent, or,
- * if the table is full, sent statelessly (NAT, DR, tunnel). */
+/* A client's packet sent without an entry (the table is, or was lately,
+ * full): to the consistent choice, translated (NAT), counted. `opens`: it
+ * opens a connection (a SYN, a UDP packet). Never FullNAT: its replies
+ * need the entry. */
+static void
+untracked(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
+	  struct rte_mbuf *m, uint16_t *ports, const struct pylb_tuple *t,
+	  const struct pylb_service *svc, uint32_t hash, bool opens)
+{
+	uint32_t bi = table_pick(svc, t, hash);
+	const struct pylb_backend *b = &svc->bal.backends[bi];
+
+	CNT(lc, CONN_UNTRACKED);
+	if (opens) {
+		lc->svc_stats[svc->id].conns++;
+		svc->bstats[(size_t)lc->slot * svc->bstride + bi].conns++;
+	}
+	if (svc->conf.method == PYLB_L4_NAT)
+		nat_rewrite(m, t->af, t->proto, ports, true, b->addr.ip,
+			    b->port ? rte_cpu_to_be_16(b->port) : t->dport);
+	count_packet(lc, svc, svc->id, (uint16_t)bi, m, false);
+	route_to(lc, cfg, in_port, m, b->addr.ip, t->af, svc->conf.method, hash);
+}
+
+/* A new connection for tuple t to svc: tracked and sent to the
+ * scheduler's choice, or, if the table is full, sent untracked (NAT, DR,
+ * tunnel; FullNAT is dropped). No entry is ever evicted. */
 static void
 conn_open(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 	  struct rte_mbuf *m, uint16_t *ports, const struct pylb_tuple *t,
-	  const struct pylb_service *svc, uint32_t bi, uint32_t hash, uint8_t flags,
-	  uint64_t now)
+	  const struct pylb_service *svc, uint32_t hash, uint8_t flags, uint64_t now)
 {
-	const struct pylb_backend *b = &svc->bal.backends[bi];
 	uint8_t method = svc->conf.method;
-	/* Port translation; backend port 0 keeps the client's. */
-	uint16_t bport = b->port ? rte_cpu_to_be_16(b->port) : t->dport;
 	struct pylb_conn *c = pylb_conn_new(lc, t);
+	const struct pylb_backend *b;
+	uint32_t bi;
 
-	lc->svc_stats[svc->id].conns++;
-	svc->bstats[(size_t)lc->slot * svc->bstride + bi].conns++;
 	if (c == NULL) {
 		CNT(lc, CONN_TABLE_FULL);
-		/* FullNAT replies could not be translated without an entry. */
 		if (method == PYLB_L4_FULLNAT)
 			return drop(lc, m, PYLB_D_FULLNAT_NO_PORT);
-		/* The stateless choice, the same one the table would have
-		 * made. Established flows are never evicted. */
-		if (method == PYLB_L4_NAT)
-			nat_rewrite(m, t->af, t->proto, ports, true, b->addr.ip, bport);
-		count_packet(lc, svc, svc->id, (uint16_t)bi, m, false);
-		return route_to(lc, cfg, in_port, m, b->addr.ip, t->af, method, hash);
+		lc->untracked_until = now + __atomic_load_n(
+			&lc->dp->timeout_tsc[PYLB_TCP_ESTABLISHED], __ATOMIC_RELAXED);
+		return untracked(lc, cfg, in_port, m, ports, t, svc, hash, true);
 	}
+	bi = schedule(lc, svc, t, hash, now);
+	b = &svc->bal.backends[bi];
+	lc->svc_stats[svc->id].conns++;
+	svc->bstats[(size_t)lc->slot * svc->bstride + bi].conns++;
 	pylb_conn_set_addr(&lc->ct, c, CONN_BACKEND, b->addr.ip);
-	c->bport = bport;
+	/* Port translation; backend port 0 keeps the client's. */
+	c->bport = b->port ? rte_cpu_to_be_16(b->port) : t->dport;
 	c->svc = svc->id;
 	c->bidx = (uint16_t)bi;
 	c->gen = __atomic_load_n(&lc->dp->gen, __ATOMIC_ACQUIRE);
@@ -817,35 +847,59 @@ pylb_l4_input(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 		return conn_forward(lc, cfg, in_port, m, ports, c);
 	}
 
-	/* A new connection: only a SYN opens one over TCP. */
+	hash = af == 4 ? flow_hash4(*(const unaligned_uint32_t *)t.src,
+				    *(const unaligned_uint32_t *)t.dst) :
+		flow_hash6(t.src, t.dst);
+	/* A new connection: only a SYN opens one over TCP. While the table
+	 * is, or lately was, full, other packets may be of a connection
+	 * opened untracked: they take the same consistent choice. */
 	if (proto == IPPROTO_TCP &&
-	    (flags & (RTE_TCP_SYN_FLAG | RTE_TCP_ACK_FLAG)) != RTE_TCP_SYN_FLAG)
+	    (flags & (RTE_TCP_SYN_FLAG | RTE_TCP_ACK_FLAG)) != RTE_TCP_SYN_FLAG) {
+		if (unlikely(now < lc->untracked_until) &&
+		    (svc = service_find(dp, &t)) != NULL && svc->bal.table != NULL &&
+		    svc->conf.method != PYLB_L4_FULLNAT)
+			return untracked(lc, cfg, in_port, m, ports, &t, svc, hash, false);
 		return refuse(lc, cfg, in_port, m, af, proto, ports, PYLB_D_TCP_NO_CONN,
 			      dp->conf.tcp_reset);
+	}
 	svc = service_find(dp, &t);
 	if (svc == NULL)
 		return refuse(lc, cfg, in_port, m, af, proto, ports, PYLB_D_NO_SERVICE,
 			      dp->conf.tcp_reset);
 	if (svc->bal.table == NULL)
 		return drop(lc, m, PYLB_D_SERVICE_NO_BACKEND);
-	hash = af == 4 ? flow_hash4(*(const unaligned_uint32_t *)t.src,
-				    *(const unaligned_uint32_t *)t.dst) :
-		flow_hash6(t.src, t.dst);
-	conn_open(lc, cfg, in_port, m, ports, &t, svc, schedule(lc, svc, &t, hash, now),
-		  hash, flags, now);
+	conn_open(lc, cfg, in_port, m, ports, &t, svc, hash, flags, now);
 }
 
-/* Is (address, port) a backend of a NAT service? */
-static inline bool
-is_nat_backend(const struct pylb_dp *dp, const struct pylb_tuple *t)
+/* dp->nat_backends maps a NAT backend (address, port, protocol) to the
+ * number of NAT services that have it (low 16 bits) and the sum of their
+ * ids + 1 (above): with one service, that sum names it. */
+#define NAT_REFS_BITS	16
+
+/* The NAT service whose backend sent t (its source), or -1 if none does,
+ * -2 if several do. *vport: the service port the reply came from. */
+static inline int
+nat_backend_of(const struct pylb_dp *dp, const struct pylb_tuple *t, uint16_t *vport)
 {
 	struct svc_key b = { .port = t->sport, .proto = t->proto, .af = t->af };
+	const struct pylb_service *svc;
+	void *data;
+	uintptr_t v;
 
 	memcpy(b.ip, t->src, t->af == 4 ? 4 : 16);
-	if (rte_hash_lookup(dp->nat_backends, &b) >= 0)
-		return true;
-	b.port = 0;	/* a backend that keeps the client's port */
-	return rte_hash_lookup(dp->nat_backends, &b) >= 0;
+	if (rte_hash_lookup_data(dp->nat_backends, &b, &data) < 0) {
+		b.port = 0;	/* a backend that keeps the client's port */
+		if (rte_hash_lookup_data(dp->nat_backends, &b, &data) < 0)
+			return -1;
+	}
+	v = (uintptr_t)data;
+	if ((v & ((1u << NAT_REFS_BITS) - 1)) != 1)
+		return -2;
+	svc = __atomic_load_n(&dp->svcs[(v >> NAT_REFS_BITS) - 1], __ATOMIC_ACQUIRE);
+	if (svc == NULL || svc->conf.method != PYLB_L4_NAT || (svc->conf.port == 0 && b.port != 0))
+		return -2;	/* changing under us, or an all-ports service with a fixed port */
+	*vport = b.port == 0 ? t->sport : rte_cpu_to_be_16(svc->conf.port);
+	return (int)svc->id;
 }
 
 /* The TCP/UDP tuple of m and the connection it replies to, if any.
@@ -879,6 +933,31 @@ reply_counted(struct pylb_lcore *lc, struct pylb_conn *c, const struct rte_mbuf 
 		     c->bidx, m, true);
 }
 
+/* A NAT backend's reply with no connection here: handed to the worker
+ * that owns the client, or (a connection opened untracked while the table
+ * was full) given its service's VIP and port back. A backend of several
+ * NAT services cannot be told apart: it leaves as it is. */
+static bool
+nat_reverse_untracked(struct pylb_lcore *lc, int in_port, struct rte_mbuf *m, uint8_t af,
+		      const struct pylb_tuple *t, uint16_t *ports)
+{
+	const struct pylb_service *svc;
+	uint16_t vport;
+	int id = nat_backend_of(lc->dp, t, &vport);
+
+	if (id == -1)
+		return true;
+	if (redirect(lc, m, in_port, af, RESUME_REPLY, t->dst))
+		return false;
+	if (id < 0)
+		return true;
+	svc = lc->dp->svcs[id];
+	nat_rewrite(m, af, t->proto, ports, false, svc->conf.vip.ip, vport);
+	CNT(lc, NAT_REPLIES_UNTRACKED);
+	count_packet(lc, svc, (uint16_t)id, UINT16_MAX, m, true);
+	return true;
+}
+
 /* A packet on its way to be routed: if it is a backend's reply of a NAT
  * connection, give it the VIP back as its source. Returns false if it was
  * handed to the worker that owns the connection. */
@@ -892,12 +971,10 @@ pylb_nat_reverse(struct pylb_lcore *lc, int in_port, struct rte_mbuf *m, uint8_t
 
 	if (!reply_lookup(lc, m, af, &t, &ports, &c, cth))
 		return true;
-	if (c == NULL || c->method != PYLB_L4_NAT) {
-		if (c == NULL && is_nat_backend(lc->dp, &t) &&
-		    redirect(lc, m, in_port, af, RESUME_REPLY, t.dst))
-			return false;
+	if (c == NULL)
+		return nat_reverse_untracked(lc, in_port, m, af, &t, ports);
+	if (c->method != PYLB_L4_NAT)
 		return true;
-	}
 	pylb_conn_update(lc, c, tcp_flags_of(&t, ports), true, lc->now);
 	nat_rewrite(m, af, t.proto, ports, false, conn_addr(&lc->ct, c, CONN_VIP), c->vport);
 	reply_counted(lc, c, m);
@@ -1134,7 +1211,7 @@ nat_backends_count(struct pylb_dp *dp, const struct pylb_service *s, int delta)
 		k.port = rte_cpu_to_be_16(s->bal.backends[i].port);
 		refs = rte_hash_lookup_data(dp->nat_backends, &k, &data) >= 0 ?
 			(uintptr_t)data : 0;
-		refs += (uintptr_t)(intptr_t)delta;
+		refs += (uintptr_t)(intptr_t)delta * ((((uintptr_t)s->id + 1) << NAT_REFS_BITS) | 1);
 		if (refs == 0)
 			rte_hash_del_key(dp->nat_backends, &k);
 		else
@@ -1170,10 +1247,14 @@ service_add_unlocked(struct pylb_dp *dp, const struct pylb_service_conf *conf)
 			struct pylb_route r;
 
 			if (c.lips[i].af != c.vip.af || pylb_dp_route_lookup(dp, &c.lips[i], &r) != 0 ||
-			    r.kind != PYLB_ROUTE_LOCAL)
+			    r.kind != PYLB_ROUTE_LOCAL) {
+				char a[PYLB_ADDR_STRLEN];
+
+				pylb_fmt_ip(&c.lips[i], a, sizeof(a));
 				return pylb_fail(-PYLB_E_INVAL,
-					"service %s: local address %u is not an address of a port (of the VIP's family)",
-					name, i);
+					"service %s: local address %s is not an address of a port (of the VIP's family)",
+					name, a);
+			}
 		}
 	}
 	if (c.persistence_prefix > (c.vip.af == 4 ? 32 : 128))

@@ -88,6 +88,25 @@ fib_kind(uint32_t v)
 	return v >> PYLB_FIB_KIND_SHIFT;
 }
 
+/* Is the FIB value v a VIP: an L4 service's or in an L3 VIP prefix? */
+static inline bool
+fib_is_vip(uint32_t v)
+{
+	return v != 0 && (fib_kind(v) == PYLB_FIB_SERVICE || fib_kind(v) == PYLB_FIB_VIP);
+}
+
+static inline bool
+vip_addr4(struct pylb_dp *dp, uint32_t ip)
+{
+	return fib_is_vip(fib4_lookup(dp, ip));
+}
+
+static inline bool
+vip_addr6(struct pylb_dp *dp, const uint8_t *ip)
+{
+	return fib_is_vip(fib6_lookup(dp, ip));
+}
+
 static inline uint32_t
 fib_id(uint32_t v)
 {
@@ -261,6 +280,16 @@ port_owns6(const struct pylb_port_cfg *pc, const uint8_t *ip)
 {
 	for (uint16_t i = 0; i < pc->n_addrs6; i++)
 		if (memcmp(pc->addrs6[i].ip, ip, 16) == 0)
+			return true;
+	return false;
+}
+
+/* Is ip on one of the port's IPv6 networks? */
+static inline bool
+port_connected6(const struct pylb_port_cfg *pc, const uint8_t *ip)
+{
+	for (uint16_t i = 0; i < pc->n_addrs6; i++)
+		if (prefix6_match(pc->addrs6[i].ip, ip, pc->addrs6[i].prefix_len))
 			return true;
 	return false;
 }

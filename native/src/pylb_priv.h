@@ -254,6 +254,10 @@ struct pylb_lcore {
 	struct rte_ring *redirect;	/* packets of flows this lcore owns */
 	uint32_t fnat_next;		/* next FullNAT local port to try */
 	uint64_t now;			/* pylb_now() at the start of the burst */
+	/* Until then, TCP packets with no connection are sent by the
+	 * service's table: the table was full, so they may belong to a
+	 * connection opened untracked (an established timeout after). */
+	uint64_t untracked_until;
 	uint64_t icmp_tokens;	/* ICMP error rate limit (token bucket) */
 	uint64_t icmp_tsc;
 	struct pylb_txbuf tx[2 * PYLB_MAX_PORTS];

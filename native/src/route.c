@@ -375,6 +375,38 @@ route_check(struct pylb_dp *dp, const struct pylb_route *r)
 	return 0;
 }
 
+/* Is p the network of one of the ports' addresses (its connected route)? */
+static bool
+address_network(const struct pylb_dp *dp, const struct pylb_prefix *p)
+{
+	for (uint16_t i = 0; i < dp->cfg->n_ports; i++) {
+		const struct pylb_port_cfg *pc = &dp->cfg->ports[i];
+		uint32_t net;
+
+		memcpy(&net, p->addr.ip, 4);
+		for (uint16_t j = 0; p->addr.af == 4 && j < pc->n_addrs4; j++)
+			if (pc->addrs4[j].prefix_len == p->len &&
+			    (pc->addrs4[j].ip & pc->addrs4[j].mask) == net)
+				return true;
+		for (uint16_t j = 0; p->addr.af == 6 && j < pc->n_addrs6; j++)
+			if (pc->addrs6[j].prefix_len == p->len &&
+			    prefix6_match(pc->addrs6[j].ip, p->addr.ip, p->len))
+				return true;
+	}
+	return false;
+}
+
+/* Connected routes go with their port's address: refused as routes. */
+static int
+not_address_network(const struct pylb_dp *dp, const struct pylb_prefix *p, const char *ip)
+{
+	if (!address_network(dp, p))
+		return 0;
+	return pylb_fail(-PYLB_E_STATE,
+		"%s/%u is the connected network of a port address: it goes with the address, not as a route",
+		ip, p->len);
+}
+
 static int
 route_add_unlocked(struct pylb_dp *dp, const struct pylb_route *r)
 {
@@ -383,8 +415,11 @@ route_add_unlocked(struct pylb_dp *dp, const struct pylb_route *r)
 
 	if (rc != 0)
 		return rc;
+	pylb_fmt_ip(&r->dst.addr, buf, sizeof(buf));
+	rc = not_address_network(dp, &r->dst, buf);
+	if (rc != 0)
+		return rc;
 	if (fib_exact(dp, &r->dst) != 0) {
-		pylb_fmt_ip(&r->dst.addr, buf, sizeof(buf));
 		return pylb_fail(-PYLB_E_EXIST,
 			"a route to %s/%u already exists; delete it first, or replace it", buf,
 			r->dst.len);
@@ -411,6 +446,9 @@ route_replace_unlocked(struct pylb_dp *dp, const struct pylb_route *r)
 		return pylb_fail(-PYLB_E_INVAL,
 			"%s/%u is a VIP, a service or a port address, not a route", buf,
 			r->dst.len);
+	rc = not_address_network(dp, &r->dst, buf);
+	if (rc != 0)
+		return rc;
 	rc = group_install(dp, r);
 	if (rc != 0)
 		return rc;
@@ -446,6 +484,9 @@ route_del_unlocked(struct pylb_dp *dp, const struct pylb_prefix *dst)
 		return pylb_fail(-PYLB_E_INVAL,
 			"%s/%u is a port address; it cannot be deleted as a route",
 			buf, dst->len);
+	rc = not_address_network(dp, dst, buf);
+	if (rc != 0)
+		return rc;
 	fib_unset(dp, dst);
 	dp->n_routes[dst->addr.af == 6]--;
 	pylb_gen_bump(dp);

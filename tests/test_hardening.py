@@ -1,0 +1,238 @@
+"""Defects found by running pylb as an attacker and a careless operator would
+(issue 12), each with the test that failed before its fix: connected routes
+deleted, YAML alias bombs and other hostile files, NAT connections lost when
+the connection table is full, IPv6 VIPs without NDP, and the gaps between
+what the API and the configuration file accept."""
+
+from __future__ import annotations
+
+import resource
+import subprocess
+import sys
+
+import grpc
+import pytest
+from scapy.layers.inet import IP, TCP
+from scapy.layers.inet6 import ICMPv6ND_NA, ICMPv6ND_NS, ICMPv6NDOptDstLLAddr, \
+    ICMPv6NDOptSrcLLAddr, IPv6
+from scapy.layers.l2 import Ether
+from scapy.packet import raw
+
+from conftest import CLIENT_MAC, P0_MAC, P1_MAC
+from pylb.config import load_config
+from pylb.errors import ConfigError, FailedPrecondition
+from test_cli import ROOT, error_line, pylb
+from test_grpc import api, code_of  # noqa: F401  (the fixture)
+from test_l4_fixtures import BACKENDS, BMAC, CLIENT, VIP, c2v, checksums_ok, small_dp
+from pylb.v1 import pylb_pb2 as pb
+
+# Ten levels of nine aliases: 9**10 values once expanded, in 390 bytes.
+ALIAS_BOMB = "a: &a [x,x,x,x,x,x,x,x,x]\n" + "".join(
+    f"{chr(98 + i)}: &{chr(98 + i)} [{','.join(['*' + chr(97 + i)] * 9)}]\n" for i in range(9))
+
+
+# 1. Connected routes go with their port's address.
+
+def test_the_connected_route_of_a_port_address_cannot_be_deleted_or_replaced(dp):
+    for call in (lambda: dp.del_route("10.0.1.0/24"),
+                 lambda: dp.del_route("2001:db8:1::/64"),
+                 lambda: dp.replace_route("10.0.1.0/24", ("10.0.0.9", "p0")),
+                 lambda: dp.add_route("10.0.0.0/24", ("10.0.1.9", "p1"))):
+        with pytest.raises(FailedPrecondition, match="connected network of a port address"):
+            call()
+    assert dp.route("10.0.1.0/24").kind == "connected"
+    # A route out of a port that is not an address's network is the operator's.
+    dp.add_route("192.0.2.0/24", (None, "p1"))
+    dp.del_route("192.0.2.0/24")
+
+
+def test_delete_route_of_a_connected_network_is_refused_over_grpc(api):
+    stub, dp, _ = api
+    code, details = code_of(stub.DeleteRoute, pb.RouteKey(prefix="10.0.1.0/24"))
+    assert code == grpc.StatusCode.FAILED_PRECONDITION and "port address" in details
+    assert dp.lookup("10.0.1.20").kind == "connected"
+    # A configuration file that routes a port's network is refused, nothing changed.
+    text = ("routes:\n  - {prefix: 10.0.1.0/24, via: [{gateway: 10.0.0.9, port: p0}]}\n"
+            "  - {prefix: 198.51.100.0/24, via: [{gateway: 10.0.0.9, port: p0}]}\n")
+    code, details = code_of(stub.ApplyConfig, pb.ApplyConfigRequest(yaml=text))
+    assert code == grpc.StatusCode.FAILED_PRECONDITION and "nothing was changed" in details
+    assert [r.prefix for r in stub.ListRoutes(pb.ListRoutesRequest()).routes
+            if r.kind == "gateway"] == []
+
+
+# 2 and 6. Hostile and mistaken files: one line each, bounded time and memory.
+
+def _bounded(*args):
+    """`pylb ARGS` with 1 GiB of address space and 60 s at most."""
+    def limit():
+        resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+    return subprocess.run([sys.executable, "-m", "pylb", *args], capture_output=True,
+                          text=True, timeout=60, cwd=ROOT, preexec_fn=limit)
+
+
+@pytest.mark.parametrize("text, line, key, says", [
+    (ALIAS_BOMB, None, "(file)", "aliases"),
+    ("services:\n" + "  " * 1 + "[" * 5000 + "]" * 5000 + "\n", None, "(file)", "nested"),
+    ("services:\n  - vip: 10.0.0.1\n    port: 80\n    port: 81\n", 4, "services[0].port",
+     "duplicate key (also on line 3)"),
+    ("services:\n  - {vip: 10.0.0.1, port: 80, table_size: 65536}\n", 2,
+     "services[0].table_size", "not a prime"),
+    ("vips:\n  - {prefix: 10.0.3.0/24, table_size: 4294967295}\n", 2, "vips[0].table_size",
+     "from 2 to 1048573"),
+    ("services:\n  - vip: 10.0.0.1\n    port: [80\n", 4, "(file)", "not valid YAML"),
+    ("services:\n  - {vip: '::ffff:10.0.0.205', port: 80}\n", 2, "services[0].vip",
+     "write the IPv4 address 10.0.0.205"),
+    ("services:\n  - vip: 10.0.0.1\n    port: 80\n    health_check: {type: http, path: '/"
+     + "a" * 2000 + "'}\n", 4, "services[0].health_check.path", "at most 1024"),
+], ids=["alias bomb", "5000 deep", "duplicate key", "table not prime", "table too large",
+        "syntax", "ipv4-mapped vip", "long http path"])
+def test_hostile_files_get_one_line_with_file_line_and_key(tmp_path, text, line, key, says):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as e:
+        load_config(str(path))
+    assert e.value.key == key and says in str(e.value) and len(str(e.value)) < 300
+    if line is not None:
+        assert e.value.line == line
+    r = _bounded("config", "check", str(path))
+    assert r.returncode == 2 and says in error_line(r) and len(r.stderr.splitlines()) == 1
+
+
+def test_a_file_over_the_size_limit_is_refused_before_it_is_parsed(tmp_path):
+    path = tmp_path / "huge.yaml"
+    path.write_text("services:\n" + "  - {vip: 10.0.0.1, port: 80}\n" * 2_000_000)
+    r = _bounded("config", "check", str(path))
+    assert r.returncode == 2 and "larger than the limit of 8 MiB" in error_line(r)
+
+
+def test_an_alias_bomb_sent_to_the_api_is_refused(api):
+    stub, dp, _ = api
+    code, details = code_of(stub.ApplyConfig, pb.ApplyConfigRequest(yaml=ALIAS_BOMB,
+                                                                    dry_run=True))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "aliases" in details
+    assert stub.GetConfig(pb.GetConfigRequest()).yaml      # still serving
+
+
+def test_run_with_an_alias_bomb_exits_2_without_starting(tmp_path):
+    path = tmp_path / "bomb.yaml"
+    path.write_text(ALIAS_BOMB)
+    r = _bounded("run", "--profile", "hwconfig/tap.yaml", "--config", str(path))
+    assert r.returncode == 2 and "aliases" in error_line(r)
+
+
+# 3. NAT through a full connection table.
+
+@pytest.mark.parametrize("scheduler", ["wrr", "wlc", "maglev"])
+def test_nat_connections_work_while_the_table_is_full(native, scheduler):
+    d = small_dp(native, conn_capacity=16)
+    d.add_neighbour("p0", CLIENT, CLIENT_MAC)
+    d.add_service(VIP, 80, scheduler=scheduler, backends=[(b, 8080) for b in BACKENDS])
+    d.inject("p0", [raw(c2v(sport=p)) for p in range(100, 116)])
+    assert d.conn_count() == 16
+    for sport in range(200, 230):
+        # The SYN: to the consistent table's backend, untracked.
+        (port, f), = d.inject("p0", [raw(c2v(sport=sport))])
+        syn = Ether(f)
+        backend = syn[IP].dst
+        assert port == 1 and backend in BACKENDS and syn[TCP].dport == 8080
+        assert checksums_ok(f)
+        # The backend's SYN-ACK leaves with the VIP as its source.
+        reply = (Ether(src=BMAC[backend], dst=P1_MAC) / IP(src=backend, dst=CLIENT)
+                 / TCP(sport=8080, dport=sport, flags="SA", seq=5000, ack=1001))
+        (port, f), = d.inject("p1", [raw(reply)])
+        back = Ether(f)
+        assert port == 0 and (back[IP].src, back[TCP].sport) == (VIP, 80) and checksums_ok(f)
+        # The client's ACK and data reach the same backend.
+        for flags in ("A", "PA", "FA"):
+            (port, f), = d.inject("p0", [raw(c2v(sport=sport, flags=flags))])
+            assert Ether(f)[IP].dst == backend and Ether(f)[TCP].dport == 8080
+    t = d.totals()
+    assert d.conn_count() == 16 and t["conn_table_full"] == 30
+    assert t["conn_untracked"] == 30 * 4 and t["nat_replies_untracked"] == 30
+    assert d.drops().get("tcp_no_conn", 0) == 0
+    d.close()
+
+
+def test_packets_without_a_connection_are_refused_when_the_table_has_room(lb_small):
+    d = lb_small
+    assert d.inject("p0", [raw(c2v(sport=7, flags="A"))]) == []
+    assert d.drops()["tcp_no_conn"] == 1 and d.totals()["conn_untracked"] == 0
+
+
+@pytest.fixture
+def lb_small(native):
+    d = small_dp(native, conn_capacity=16)
+    d.add_service(VIP, 80, scheduler="wrr", backends=[(b, 8080) for b in BACKENDS])
+    yield d
+    d.close()
+
+
+# 4. IPv6 VIPs answer neighbour solicitations, as IPv4 VIPs answer ARP.
+
+def test_an_ipv6_service_vip_is_answered_by_ndp(dp):
+    vip6 = "2001:db8::100"
+    dp.add_neighbour("p1", "2001:db8:1::20", BMAC[BACKENDS[0]])
+    dp.add_service(vip6, 80, backends=[("2001:db8:1::20", 8080)])
+    ns = (Ether(src=CLIENT_MAC, dst="33:33:ff:00:01:00") /
+          IPv6(src="2001:db8::2", dst="ff02::1:ff00:100", hlim=255) /
+          ICMPv6ND_NS(tgt=vip6) / ICMPv6NDOptSrcLLAddr(lladdr=CLIENT_MAC))
+    (port, f), = dp.inject("p0", [raw(ns)])
+    na = Ether(f)
+    assert port == 0 and na.dst == CLIENT_MAC and na[ICMPv6ND_NA].tgt == vip6
+    assert na[ICMPv6NDOptDstLLAddr].lladdr == P0_MAC and na[IPv6].src == vip6
+    # Not on the port's network: not ours.
+    dp.add_service("2001:db8:77::1", 80, backends=[("2001:db8:1::20", 8080)])
+    ns[ICMPv6ND_NS].tgt = "2001:db8:77::1"
+    assert dp.inject("p0", [raw(ns)]) == [] and dp.drops()["nd_not_ours"] == 1
+
+
+# 7. The API validates with the configuration file's code and limits.
+
+KEY = pb.ServiceKey(vip="10.0.0.100", port=80, protocol=pb.PROTOCOL_TCP)
+
+
+@pytest.mark.parametrize("service, says", [
+    (pb.Service(key=KEY, table_size=2**32 - 1), "table_size: expected an integer from 2 to 1048573"),
+    (pb.Service(key=KEY, table_size=65536), "table_size: 65536 is not a prime"),
+    (pb.Service(key=KEY, health_check=pb.HealthCheck(interval_ms=0)),
+     "health_check.interval_ms: expected an integer from 100"),
+    (pb.Service(key=KEY, health_check=pb.HealthCheck(type="http", path="/" + "x" * 1_000_000)),
+     "health_check.path: expected an HTTP path"),
+    (pb.Service(key=pb.ServiceKey(vip="::ffff:10.0.0.205", port=80)),
+     "write the IPv4 address 10.0.0.205"),
+    (pb.Service(key=pb.ServiceKey(vip="x" * 100_000, port=80)), "expected an IPv4 or IPv6"),
+    (pb.Service(key=KEY, backends=[pb.Backend(address="10.0.1.20", port=70000)]),
+     "port '70000' is not in 1..65535"),
+    (pb.Service(key=KEY, method=pb.METHOD_FULLNAT, local_addresses=["10.0.0.77"]),
+     "local address 10.0.0.77 is not an address of a port"),
+], ids=["table 2^32-1", "table not prime", "interval 0", "1 MB path", "ipv4-mapped vip",
+        "100 KB vip", "backend port", "fullnat local address"])
+def test_api_errors_name_the_field_and_the_value_briefly(api, service, says):
+    stub, dp, _ = api
+    code, details = code_of(stub.AddService, service)
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and says in details, details
+    assert len(details) < 300 and dp.services() == []
+
+
+def test_api_and_file_share_their_limits(api):
+    stub, _, _ = api
+    for call, request, says in (
+            (stub.SetTimeouts, pb.Timeouts(udp=0), "udp: expected an integer from 1 to 2592000"),
+            (stub.AddVip, pb.Vip(prefix="10.0.3.0/24", table_size=10), "10 is not a prime"),
+            (stub.AddNeighbour, pb.Neighbour(port="p1", address="10.0.1.9", mac="zz"),
+             "mac: expected a MAC address"),
+            (stub.AddRoute, pb.Route(prefix="10.9.0.1/16", next_hops=[pb.NextHop(port="p1")]),
+             "prefix: expected a prefix like")):
+        code, details = code_of(call, request)
+        assert code == grpc.StatusCode.INVALID_ARGUMENT and says in details, details
+
+
+def test_an_unexpected_server_fault_is_internal_and_not_echoed(api, monkeypatch):
+    stub, _, _ = api
+    from pylb.manager import Manager
+
+    def broken(self):
+        raise RuntimeError("secret detail " + "y" * 100_000)
+    monkeypatch.setattr(Manager, "services", broken)
+    code, details = code_of(stub.ListServices, pb.ListServicesRequest())
+    assert code == grpc.StatusCode.INTERNAL and "secret" not in details and len(details) < 200
