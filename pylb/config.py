@@ -269,10 +269,15 @@ def _table_size(c: yamlsrc.Checker, value: Any, key: str) -> int:
 
 def parse_prefix(c: yamlsrc.Checker, value: Any, key: str) -> ipaddress._BaseNetwork:
     try:
-        return ipaddress.ip_network(str(value), strict=True)
+        return ipaddress.ip_network(value if isinstance(value, str) else "", strict=True)
+    except ValueError:
+        pass
+    try:
+        net = ipaddress.ip_network(value, strict=False)
     except ValueError:
         raise c.fail(key, f"expected a prefix like 192.0.2.0/24, got {yamlsrc.show(value)}") \
             from None
+    raise c.fail(key, f"{value} has host bits set; write the network {net}")
 
 
 def parse_vip(c: yamlsrc.Checker, raw: Any, key: str) -> VipSpec:
@@ -317,11 +322,12 @@ def parse_timeouts(c: yamlsrc.Checker, raw: Any, key: str) -> tuple[tuple[str, i
     return tuple((k, c.integer(t[k], f"{key}.{k}", 1, TIMEOUT_MAX)) for k in TIMEOUT_KEYS if k in t)
 
 
-def request(parse, raw: Any, *args):
+def request(parse, raw: Any, *args, key: str = ""):
     """Validate one object of an API request exactly as a file's (the same
-    code, the same limits): `parse` is one of this module's section
-    parsers; errors are ConfigErrors naming the field, without file or line."""
-    return parse(yamlsrc.Checker(yamlsrc.Located("", raw), ConfigError), raw, "", *args)
+    code, the same limits): `parse` is one of this module's parse_*
+    functions; errors are ConfigErrors naming the field (`key` for a lone
+    value), without file or line."""
+    return parse(yamlsrc.Checker(yamlsrc.Located("", raw), ConfigError), raw, key, *args)
 
 
 def _items(c: yamlsrc.Checker, d: dict, name: str, key: str, what: str) -> list:

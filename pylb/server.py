@@ -103,7 +103,7 @@ def _enum(table: dict, value: int, what: str) -> str:
 # the same code and limits, whichever way a change arrives.
 
 def _key(k: pb.ServiceKey) -> tuple[str, int, str]:
-    vip = str(config.request(config.parse_address, k.vip)) if k.vip else ""
+    vip = str(config.request(config.parse_address, k.vip, key="vip")) if k.vip else ""
     if not vip:
         raise InvalidArgument("a service key needs a vip")
     if k.port > 65535:
@@ -112,7 +112,7 @@ def _key(k: pb.ServiceKey) -> tuple[str, int, str]:
 
 
 def _prefix(text: str) -> str:
-    return str(config.request(config.parse_prefix, text))
+    return str(config.request(config.parse_prefix, text, key="prefix"))
 
 
 def _hostport(address: str, port: int) -> str:
@@ -224,7 +224,8 @@ class LoadBalancer(pb_grpc.LoadBalancerServicer):
     @_rpc
     def DeleteBackend(self, request, context):
         return service_msg(self.m.delete_backend(
-            *_key(request.service), str(config.request(config.parse_address, request.address)),
+            *_key(request.service),
+            str(config.request(config.parse_address, request.address, key="address")),
             request.port))
 
     @_rpc
@@ -281,7 +282,8 @@ class LoadBalancer(pb_grpc.LoadBalancerServicer):
     @_rpc
     def DeleteNeighbour(self, request, context):
         self.m.delete_neighbour(request.port,
-                                str(config.request(config.parse_address, request.address)))
+                                str(config.request(config.parse_address, request.address,
+                                                   key="address")))
         return pb.Empty()
 
     @_rpc

@@ -122,11 +122,14 @@ def read(path: str, text: str | None, error: type) -> Located:
         raise error(path, "(file)", f"cannot read: {e.strerror}") from None
 
 
-def show(value: Any, limit: int = 60) -> str:
-    """repr(value), cut to `limit` characters: errors name what was given
-    without echoing a huge field."""
-    text = repr(value)
+def cut(text: str, limit: int = 60) -> str:
+    """text, cut to `limit` characters: errors name what was given without
+    echoing a huge field."""
     return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
+def show(value: Any, limit: int = 60) -> str:
+    return cut(repr(value), limit)
 
 
 class Checker:
@@ -145,7 +148,7 @@ class Checker:
             raise self.fail(key or "(top level)", "expected a mapping of keys to values")
         for k in value:
             if k not in allowed:
-                sub = f"{key}.{show(k, 40)}" if key else show(k, 40)
+                sub = f"{key}.{cut(str(k), 40)}" if key else cut(str(k), 40)
                 raise self.fail(sub, f"unknown key; expected one of: {', '.join(sorted(allowed))}")
         return value
 

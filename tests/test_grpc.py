@@ -114,7 +114,7 @@ def test_timeouts_change_while_running(api):
     got, details = code_of(stub.SetTimeouts, pb.Timeouts(tcp_fin=0))
     assert got == grpc.StatusCode.INVALID_ARGUMENT and "tcp_fin" in details
     got, details = code_of(stub.SetTimeouts, pb.Timeouts(udp=10**8))
-    assert got == grpc.StatusCode.INVALID_ARGUMENT and "above" in details
+    assert got == grpc.StatusCode.INVALID_ARGUMENT and "from 1 to 2592000" in details
     assert stub.GetTimeouts(pb.GetTimeoutsRequest()).udp == 20
 
 
@@ -148,12 +148,12 @@ def test_routes_and_stats(api):
     ("AddRoute", pb.Route(prefix="198.51.100.0/24"), grpc.StatusCode.INVALID_ARGUMENT, "next hop"),
     ("GetService", pb.ServiceKey(vip=VIP, port=80), grpc.StatusCode.NOT_FOUND, "no service"),
     ("GetService", pb.ServiceKey(vip="10.0.0.300", port=80), grpc.StatusCode.INVALID_ARGUMENT,
-     "not an IPv4 or IPv6 address"),
+     "vip: expected an IPv4 or IPv6 address, got '10.0.0.300'"),
     ("AddService", pb.Service(key=KEY, backends=[pb.Backend(address="10.0.1.20"),
                                                  pb.Backend(address="10.0.1.20")]),
-     grpc.StatusCode.ALREADY_EXISTS, "listed twice"),
+     grpc.StatusCode.INVALID_ARGUMENT, "listed twice"),
     ("AddService", pb.Service(key=KEY, backends=[pb.Backend(address="10.0.1.20", weight=70000)]),
-     grpc.StatusCode.INVALID_ARGUMENT, "weight 70000"),
+     grpc.StatusCode.INVALID_ARGUMENT, "backends[0].weight: expected an integer from 0 to 65535, got 70000"),
     ("AddService", pb.Service(key=KEY, backends=[pb.Backend(address="10.0.1.%d" % (i % 250),
                                                             port=1000 + i) for i in range(4097)]),
      grpc.StatusCode.RESOURCE_EXHAUSTED, "at most"),
@@ -292,7 +292,7 @@ def test_pylb_run_serves_the_api_and_pylbctl_drives_it(tmp_path):
             [(80, ["BACKEND_STATE_UP", "BACKEND_STATE_DRAIN"]), (53, ["BACKEND_STATE_UP"])]
         r = ctl("backend", "add", "10.78.0.100:80", "10.78.1.13:8080", "--weight", "70000")
         assert r.returncode == 1 and r.stderr.startswith("pylbctl: error: INVALID_ARGUMENT: ") \
-            and "weight 70000" in r.stderr
+            and "got 70000" in r.stderr
         r = ctl("service", "del", "10.78.0.100:81")
         assert r.returncode == 1 and "NOT_FOUND: no service 10.78.0.100:81/tcp" in r.stderr
         assert ctl("route", "add", "192.0.2.0/24", "--via", "10.78.1.254@p1").returncode == 0

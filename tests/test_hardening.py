@@ -222,7 +222,7 @@ def test_api_and_file_share_their_limits(api):
             (stub.AddNeighbour, pb.Neighbour(port="p1", address="10.0.1.9", mac="zz"),
              "mac: expected a MAC address"),
             (stub.AddRoute, pb.Route(prefix="10.9.0.1/16", next_hops=[pb.NextHop(port="p1")]),
-             "prefix: expected a prefix like")):
+             "prefix: 10.9.0.1/16 has host bits set; write the network 10.9.0.0/16")):
         code, details = code_of(call, request)
         assert code == grpc.StatusCode.INVALID_ARGUMENT and says in details, details
 
