@@ -166,6 +166,12 @@ cdef extern from "pylb_dp.h" nogil:
         uint64_t nic_rx_packets, nic_tx_packets, nic_rx_bytes, nic_tx_bytes
         uint64_t nic_rx_missed, nic_rx_errors, nic_tx_errors, nic_rx_nombuf
 
+    struct pylb_mempool_info:
+        char name[32]
+        int32_t socket
+        uint32_t size
+        uint32_t available
+
     struct pylb_neigh_info:
         pylb_ip addr
         uint16_t port
@@ -232,6 +238,7 @@ cdef extern from "pylb_dp.h" nogil:
     int pylb_dp_port_info(pylb_dp *dp, uint16_t port, pylb_port_info *info)
     int pylb_dp_neigh_list(pylb_dp *dp, pylb_neigh_info *out, uint32_t max)
     uint32_t pylb_dp_mbufs_available(const pylb_dp *dp)
+    int pylb_dp_mempools(const pylb_dp *dp, pylb_mempool_info *out, uint32_t max)
     const uint64_t *pylb_dp_counters(const pylb_dp *dp, uint32_t *n_slots)
     const char *pylb_counter_name(uint32_t idx)
 

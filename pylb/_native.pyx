@@ -780,11 +780,13 @@ cdef class Dataplane:
             raise MemoryError()
         try:
             n = pylb_dp_service_list(self._live(), buf, 4096)
-            keys = [(str(_get_ip(&buf[i].vip)), buf[i].port, _PROTO_NAMES[buf[i].proto])
+            keys = [(_get_ip(&buf[i].vip), buf[i].port, _PROTO_NAMES[buf[i].proto])
                     for i in range(n)]
         finally:
             free(buf)
-        return [self.service(v, p, pr) for v, p, pr in keys]
+        # A stable order (by VIP, protocol, port), whatever the slots.
+        keys.sort(key=lambda k: (k[0].version, k[0], k[2], k[1]))
+        return [self.service(str(v), p, pr) for v, p, pr in keys]
 
     def connections(self, vip=None, backend=None, client=None):
         """Tracked connections on every lcore (a snapshot: workers do not
@@ -1097,6 +1099,14 @@ cdef class Dataplane:
 
     def mbufs_available(self):
         return pylb_dp_mbufs_available(self._live())
+
+    def mempools(self):
+        """[{name, socket, size, available, in_use}]: each packet buffer pool."""
+        cdef pylb_mempool_info buf[8]
+        n = pylb_dp_mempools(self._live(), buf, 8)
+        return [{"name": buf[i].name.decode(), "socket": buf[i].socket, "size": buf[i].size,
+                 "available": buf[i].available, "in_use": buf[i].size - buf[i].available}
+                for i in range(n)]
 
     @property
     def counters(self):

@@ -8,6 +8,7 @@ closes the ports, cleans up EAL and removes the instance's hugepage files.
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
 import time
@@ -45,6 +46,16 @@ def check_host(profile: Profile, instance: str | None) -> None:
     else:
         raise DataplaneError(f"an appliance with file prefix '{prefix}' is already running; "
                              "stop it or pass --instance NAME")
+    for port in profile.ports:
+        for iface in port.kernel_interfaces:
+            if os.path.exists(f"/sys/class/net/{iface}"):
+                raise DataplaneError(f"port {port.name}: the interface {iface} already exists "
+                                     "(another appliance or process has it); stop it, or give "
+                                     "this profile other interface names")
+    # Nothing runs with this prefix: what a killed run left is ours to remove.
+    stale = hostinfo.remove_instance_files(prefix)
+    if stale:
+        log.warning("removed %d file(s) a previous run of '%s' left behind", len(stale), prefix)
     if profile.hugepages:
         problem = hostinfo.hugepage_problem(profile.size_mb, profile.huge_dir)
         if problem:

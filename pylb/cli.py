@@ -125,6 +125,9 @@ def cmd_stats(args) -> int:
         for name, v in drops.items():
             if v:
                 print(f"    {name:22} {v:>16}")
+        mbufs = stats.get("mbufs", {})
+        for name in (k for k in mbufs if not k.endswith("_size")):
+            print(f"  mbufs {name}: {mbufs[name]} in use of {mbufs[name + '_size']}")
     return _show(args, "/pylb/stats", render)
 
 

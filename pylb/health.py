@@ -1,7 +1,10 @@
 """Health checks of backends, from the control plane (asyncio on its own
-thread): never from the worker cores. The probes are the host's own sockets,
-so they leave through the kernel: the appliance's exception path (a port's
-kernel interface) or a management interface.
+thread): never from the worker cores. The probes are the host's own sockets
+bound (SO_BINDTODEVICE) to the kernel interface of the port the dataplane
+routes the backend through: the appliance's exception path, never the
+host's management routes. Where that path is unavailable (no kernel
+interface, down, or not carrying the port's MAC), the backend's health
+reads `unavailable` and its state is left as it is.
 
 Each checked backend has a task: probe every interval; after `fall` failures
 in a row the backend is set down, after `rise` successes up again. Only the
@@ -14,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import queue
+import socket
 import threading
 from typing import Callable
 
@@ -24,17 +28,41 @@ log = logging.getLogger("pylb")
 Key = tuple[str, int, str]                   # (vip, port, proto)
 Target = tuple[str, int]                     # (backend ip, backend port)
 SetState = Callable[[Key, Target, str], None]
+# The kernel interface to probe a backend through, or (None, why not).
+ProbePath = Callable[[str], "tuple[str | None, str]"]
 
 
-async def probe(spec: HealthCheckSpec, ip: str, port: int) -> bool:
-    """One check of ip:port; True if healthy."""
+def _socket(ip: str, kind: int, iface: str | None) -> socket.socket:
+    s = socket.socket(socket.AF_INET6 if ":" in ip else socket.AF_INET, kind)
+    try:
+        if iface:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, iface.encode())
+        s.setblocking(False)
+    except OSError:
+        s.close()
+        raise
+    return s
+
+
+async def _connect(ip: str, port: int, iface: str | None):
+    s = _socket(ip, socket.SOCK_STREAM, iface)
+    try:
+        await asyncio.get_running_loop().sock_connect(s, (ip, port))
+    except BaseException:
+        s.close()
+        raise
+    return await asyncio.open_connection(sock=s)
+
+
+async def probe(spec: HealthCheckSpec, ip: str, port: int, iface: str | None = None) -> bool:
+    """One check of ip:port (through `iface` if given); True if healthy."""
     timeout = spec.timeout_ms / 1000
     try:
         if spec.type == "none":
             return True
         if spec.type == "udp":
-            return await asyncio.wait_for(_udp(ip, port), timeout)
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(ip, port), timeout)
+            return await asyncio.wait_for(_udp(ip, port, iface), timeout)
+        reader, writer = await asyncio.wait_for(_connect(ip, port, iface), timeout)
         try:
             if spec.type == "tcp":
                 return True
@@ -50,7 +78,7 @@ async def probe(spec: HealthCheckSpec, ip: str, port: int) -> bool:
         return False
 
 
-async def _udp(ip: str, port: int) -> bool:
+async def _udp(ip: str, port: int, iface: str | None) -> bool:
     """A datagram out, any datagram back (a port unreachable is a failure)."""
     loop = asyncio.get_running_loop()
     answered: asyncio.Future = loop.create_future()
@@ -63,7 +91,13 @@ async def _udp(ip: str, port: int) -> bool:
         def error_received(self, exc):
             if not answered.done():
                 answered.set_result(False)
-    transport, _ = await loop.create_datagram_endpoint(Proto, remote_addr=(ip, port))
+    s = _socket(ip, socket.SOCK_DGRAM, iface)
+    try:
+        s.connect((ip, port))
+    except OSError:
+        s.close()
+        raise
+    transport, _ = await loop.create_datagram_endpoint(Proto, sock=s)
     try:
         transport.sendto(b"pylb-health\n")
         return await answered
@@ -72,11 +106,16 @@ async def _udp(ip: str, port: int) -> bool:
 
 
 class HealthChecker:
-    def __init__(self, set_state: SetState):
+    """`path(ip)`: the kernel interface to probe ip through, or (None, why
+    not); None: probe through whatever the host routes (tests only)."""
+
+    def __init__(self, set_state: SetState, path: ProbePath | None = None):
         self._set_state = set_state
+        self._path = path
         self._loop = asyncio.new_event_loop()
         self._tasks: dict[tuple[Key, Target], tuple[HealthCheckSpec, asyncio.Task]] = {}
-        # up, down or unknown: a verdict shows once the dataplane has it
+        # up, down or unknown: a verdict shows once the dataplane has it;
+        # unavailable: no exception path to probe through
         self.status: dict[tuple[Key, Target], str] = {}
         self._verdicts: queue.SimpleQueue = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._loop.run_forever, name="pylb-health",
@@ -107,8 +146,23 @@ class HealthChecker:
         me = asyncio.current_task()
         # While registered: on 3.11, wait_for can swallow a cancellation that
         # races its timeout, so the registration, not only cancel(), ends it.
+        loop = asyncio.get_running_loop()
         while self._tasks.get(k, (None, None))[1] is me:
-            if await probe(spec, ip, spec.port or port or key[1]):
+            iface = None
+            if self._path is not None:
+                iface, why = await loop.run_in_executor(None, self._path, ip)
+                if iface is None:
+                    if self.status.get(k) != "unavailable":
+                        log.warning("health: %s:%d of %s:%d/%s cannot be probed: %s", ip, port,
+                                    *key, why)
+                        self.status[k] = "unavailable"
+                    good = bad = 0
+                    last = None
+                    await asyncio.sleep(spec.interval_ms / 1000)
+                    continue
+                if self.status.get(k) == "unavailable":
+                    self.status[k] = "unknown"
+            if await probe(spec, ip, spec.port or port or key[1], iface):
                 good, bad = good + 1, 0
                 verdict = "up" if good >= spec.rise else None
             else:

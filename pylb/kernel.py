@@ -30,3 +30,15 @@ def add_address(iface: str, cidr: str, family: int) -> None:
     # nodad: the address is the port's, already checked by the dataplane.
     extra = ("nodad",) if family == 6 else ()
     _ip("addr", "add", cidr, "dev", iface, *extra)
+
+
+def usable(iface: str, mac: str) -> bool:
+    """Is `iface` there, administratively up, and carrying `mac`?"""
+    base = f"/sys/class/net/{iface}"
+    try:
+        with open(f"{base}/flags") as f:
+            up = int(f.read(), 16) & 0x1        # IFF_UP
+        with open(f"{base}/address") as f:
+            return bool(up) and f.read().strip().lower() == mac.lower()
+    except (OSError, ValueError):
+        return False

@@ -22,6 +22,7 @@ from pylb.config import (BackendSpec, Config, HealthCheckSpec, NeighbourSpec, Ro
                          ServiceSpec, VipSpec, describe)
 from pylb.config import diff as config_diff
 from pylb.errors import InvalidArgument, NotFound, PylbError
+from pylb import kernel
 from pylb.health import HealthChecker
 
 Submit = Callable[[Callable[[Any], Any]], Any]
@@ -85,12 +86,15 @@ def _address(text: str, what: str) -> str:
 
 
 class Manager:
-    """`health`: run the services' health checks (pylb.health)."""
+    """`health`: run the services' health checks (pylb.health), through the
+    exception path unless `probe_anywhere` (tests with loopback backends)."""
 
-    def __init__(self, submit: Submit, health: bool = False):
+    def __init__(self, submit: Submit, health: bool = False, probe_anywhere: bool = False):
         self._submit = submit
         self._checks: dict[tuple[str, int, str], HealthCheckSpec] = {}
-        self.health = HealthChecker(self._health_verdict) if health else None
+        self.health = HealthChecker(self._health_verdict,
+                                    None if probe_anywhere else self.probe_path) \
+            if health else None
 
     def close(self) -> None:
         if self.health is not None:
@@ -136,6 +140,32 @@ class Manager:
                 cur[at[0]] = cur[at[0]][:3] + (state,)
                 dp.set_service_backends(key[0], key[1], cur, proto=key[2])
         self._submit(apply)
+
+    def probe_path(self, ip: str) -> tuple[str | None, str]:
+        """The kernel interface health probes of `ip` leave through: that of
+        the port the dataplane routes ip out of, if it is up and carries
+        the port's MAC (another process may have changed it); else (None,
+        why not)."""
+        def find(dp):
+            try:
+                r = dp.lookup(ip)
+            except NotFound:
+                return None, f"no route to {ip}"
+            port = next((p for p in dp.ports() if r.nexthops and p.index == r.nexthops[0].port),
+                        None)
+            if port is None:
+                return None, f"{ip} is not behind a port ({r.kind} route {r.prefix})"
+            return port, ""
+        port, why = self._submit(find)
+        if port is None:
+            return None, why
+        iface = port.kernel_iface
+        if not iface:
+            return None, (f"port {port.name} has no kernel interface (kernel_iface): probes "
+                          "leave only through the appliance's exception path")
+        return (iface, "") if kernel.usable(iface, port.mac) else \
+            (None, f"kernel interface {iface} of port {port.name} is missing, down, or not "
+                   f"carrying the port's MAC {port.mac}")
 
     def services(self) -> list[ServiceView]:
         return self._submit(lambda dp: [self._view(dp, s) for s in dp.services()])
@@ -458,7 +488,8 @@ class Manager:
             rows = dp.counters.copy()
             return {"counters": dp.totals(), "drops": dp.drops(),
                     "lcores": [dict(zip(_native.COUNTER_NAMES, map(int, row))) for row in rows],
-                    "connections": dp.conn_count(), "timestamp_ms": int(time.time() * 1000)}
+                    "connections": dp.conn_count(), "mempools": dp.mempools(),
+                    "timestamp_ms": int(time.time() * 1000)}
         return self._submit(read)
 
 

@@ -12,6 +12,7 @@ IPVS exporter (node_exporter's ipvs collector) where there is one:
     pylb_conntrack_lookups_total
     pylb_drops_total {reason}; pylb_<counter>_total for every other dataplane counter
     pylb_port_<nic counter>_total {port}; pylb_lcore_busy_cycles_total {lcore}
+    pylb_mempool_mbufs {pool, socket, state: available or in_use}
 """
 
 from __future__ import annotations
@@ -95,6 +96,12 @@ class Collector:
         for i, row in enumerate(stats["lcores"]):
             busy.add_metric([str(i)], row["busy_cycles"])
         yield busy
+        mbufs = GaugeMetricFamily("pylb_mempool_mbufs", "packet buffers per pool, by state",
+                                  labels=["pool", "socket", "state"])
+        for p in stats["mempools"]:
+            for state in ("available", "in_use"):
+                mbufs.add_metric([p["name"], str(p["socket"]), state], p[state])
+        yield mbufs
         nic = {}
         for p in ports:
             for k, v in p.nic.items():

@@ -51,6 +51,16 @@ class PortProfile:
     def device(self) -> str:
         return self.vdev or self.pci or ""
 
+    @property
+    def kernel_interfaces(self) -> tuple[str, ...]:
+        """The kernel interfaces this port creates: a net_tap's (iface=) and
+        the exception path's. They must not exist before it starts: a TAP
+        of that name would be another process's, shared and disturbed."""
+        names = []
+        if self.vdev and self.vdev.startswith("net_tap"):
+            names += [kv[len("iface="):] for kv in self.vdev.split(",") if kv.startswith("iface=")]
+        return tuple(names) + ((self.kernel_iface,) if self.kernel_iface else ())
+
 
 @dataclass(frozen=True)
 class Profile:

@@ -41,7 +41,7 @@ def listener(port=0) -> socket.socket:
 
 @pytest.fixture
 def mgr(dp):
-    m = Manager(direct_submitter(dp), health=True)
+    m = Manager(direct_submitter(dp), health=True, probe_anywhere=True)
     yield m, dp
     m.close()
 
@@ -135,3 +135,31 @@ def test_udp_check_needs_an_answer(mgr):
     wait_for(lambda: [b.health for b in m.service(VIP, 53, "udp").backends] == ["up", "down"])
     assert states(dp, 53, "udp") == {("127.0.0.1", port): "up", ("127.0.0.1", closed): "down"}
     echo.close()
+
+
+def test_probes_leave_only_through_the_exception_path(dp):
+    """Without a kernel interface on the port towards a backend (or with no
+    route to it), nothing is probed: the health reads `unavailable` and the
+    backend's state is left as it is, rather than probing through whatever
+    the host routes (here: loopback, where a listener would answer)."""
+    m = Manager(direct_submitter(dp), health=True)
+    try:
+        s = listener()
+        s.settimeout(0.5)
+        dp.add_neighbour("p1", "10.0.1.20", "02:00:00:00:0b:00")
+        m.add_service(ServiceSpec(VIP, 80, backends=(BackendSpec("10.0.1.20", 80),
+                                                     BackendSpec("127.0.0.1",
+                                                                 s.getsockname()[1])),
+                                  health_check=HealthCheckSpec("tcp", **FAST)))
+        wait_for(lambda: [x.health for x in m.service(VIP, 80, "tcp").backends]
+                 == ["unavailable", "unavailable"])
+        time.sleep(0.5)
+        assert set(states(dp).values()) == {"up"}
+        with pytest.raises(socket.timeout):
+            s.accept()                              # never probed through loopback
+        assert m.probe_path("10.0.1.20") == (None, "port p1 has no kernel interface "
+                                             "(kernel_iface): probes leave only through the "
+                                             "appliance's exception path")
+        s.close()
+    finally:
+        m.close()

@@ -82,6 +82,7 @@ enum pylb_err {
 	X(L4_PACKETS, l4_packets) \
 	X(CONN_CREATED, conn_created) \
 	X(CONN_EXPIRED, conn_expired) \
+	X(CONN_REUSED, conn_reused) \
 	X(CONN_TABLE_FULL, conn_table_full) \
 	X(CONN_UNTRACKED, conn_untracked) \
 	X(CONN_RESET_DOWN, conn_reset_down) \
@@ -501,6 +502,16 @@ int pylb_dp_port_info(struct pylb_dp *dp, uint16_t port,
 int pylb_dp_neigh_list(struct pylb_dp *dp, struct pylb_neigh_info *out,
 		       uint32_t max);
 uint32_t pylb_dp_mbufs_available(const struct pylb_dp *dp);
+
+/* A packet buffer pool (one per NUMA socket in use). */
+struct pylb_mempool_info {
+	char name[32];
+	int32_t socket;
+	uint32_t size;				/* mbufs */
+	uint32_t available;			/* in the pool or a per-lcore cache */
+};
+/* Up to max pools into out; returns how many. */
+int pylb_dp_mempools(const struct pylb_dp *dp, struct pylb_mempool_info *out, uint32_t max);
 
 /* Counters: n_slots rows of PYLB_CNT_STRIDE uint64 each, one row per
  * worker plus a last row for the control side (inject, housekeeping). */

@@ -4,6 +4,7 @@
  * The dataplane object: memory, ports, configuration snapshots, workers,
  * and the in-process packet seam.
  */
+#include <net/if.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -387,6 +388,29 @@ pylb_dp_port_count(const struct pylb_dp *dp)
 	return dp->n_ports;
 }
 
+/* A TAP's link, as its PMD reads it, is the admin state of its kernel
+ * interface looked up by name in this network namespace: once that
+ * interface moved to another namespace (a client's, in tests and demos)
+ * the PMD finds nothing and says down, though the TAP carries traffic
+ * while it is started. True for such a TAP. */
+static bool
+tap_elsewhere(const struct pylb_port *p)
+{
+	const char *at = strstr(p->device, "iface=");
+	char name[IF_NAMESIZE];
+	size_t n;
+
+	if (strncmp(p->device, "net_tap", 7) != 0 || at == NULL)
+		return false;
+	at += strlen("iface=");
+	n = strcspn(at, ",");
+	if (n == 0 || n >= sizeof(name))
+		return false;
+	memcpy(name, at, n);
+	name[n] = '\0';
+	return if_nametoindex(name) == 0;
+}
+
 int
 pylb_dp_port_info(struct pylb_dp *dp, uint16_t port, struct pylb_port_info *info)
 {
@@ -407,7 +431,8 @@ pylb_dp_port_info(struct pylb_dp *dp, uint16_t port, struct pylb_port_info *info
 	info->ethdev = p->ethdev;
 	memcpy(info->mac, pc->mac.addr_bytes, RTE_ETHER_ADDR_LEN);
 	if (p->ethdev >= 0 && rte_eth_link_get_nowait((uint16_t)p->ethdev, &link) == 0) {
-		info->link_up = link.link_status == RTE_ETH_LINK_UP;
+		info->link_up = link.link_status == RTE_ETH_LINK_UP ||
+			(p->started && tap_elsewhere(p));
 		info->link_speed_mbps = link.link_speed;
 	}
 	if (p->ethdev >= 0 && rte_eth_stats_get((uint16_t)p->ethdev, &st) == 0) {
@@ -446,6 +471,26 @@ pylb_dp_mbufs_available(const struct pylb_dp *dp)
 		if (dp->pools[i] != NULL)
 			n += rte_mempool_avail_count(dp->pools[i]);
 	return n;
+}
+
+int
+pylb_dp_mempools(const struct pylb_dp *dp, struct pylb_mempool_info *out, uint32_t max)
+{
+	uint32_t n = 0;
+
+	for (int i = 0; i < RTE_MAX_NUMA_NODES && n < max; i++) {
+		const struct rte_mempool *mp = dp->pools[i];
+
+		if (mp == NULL)
+			continue;
+		memset(&out[n], 0, sizeof(out[n]));
+		snprintf(out[n].name, sizeof(out[n].name), "%s", mp->name);
+		out[n].socket = i;
+		out[n].size = mp->size;
+		out[n].available = rte_mempool_avail_count(mp);
+		n++;
+	}
+	return (int)n;
 }
 
 const uint64_t *

@@ -832,6 +832,15 @@ pylb_l4_input(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 		return;
 	CNT(lc, L4_PACKETS);
 	c = pylb_conn_lookup(lc, &t, false, cth);
+	/* A SYN reusing the tuple of a connection that ended (time_wait,
+	 * close) opens a new one, scheduled afresh (IPVS's conn_reuse_mode):
+	 * the old backend may be down or gone. */
+	if (c != NULL && unlikely(flags == RTE_TCP_SYN_FLAG) &&
+	    (c->state == PYLB_TCP_TIME_WAIT || c->state == PYLB_TCP_CLOSE)) {
+		CNT(lc, CONN_REUSED);
+		pylb_conn_drop(lc, c);
+		c = NULL;
+	}
 	if (c != NULL && unlikely(!conn_check(lc, c))) {
 		/* Its backend is down: the flow ends here. TCP is reset; a
 		 * UDP packet starts a new flow. */

@@ -56,6 +56,27 @@ sum_dict(uint32_t from, uint32_t to)
 	return d;
 }
 
+/* Each packet buffer pool's size and mbufs in use ("mbufs": {"NAME": in
+ * use, "NAME_size": size}): a leak shows as in-use mbufs that never return. */
+static void
+tel_mempools(struct rte_tel_data *d)
+{
+	struct pylb_mempool_info pools[RTE_MAX_NUMA_NODES];
+	struct rte_tel_data *m = rte_tel_data_alloc();
+	char key[RTE_TEL_MAX_STRING_LEN];
+	int n = pylb_dp_mempools(tel_dp, pools, RTE_DIM(pools));
+
+	if (m == NULL)
+		return;
+	rte_tel_data_start_dict(m);
+	for (int i = 0; i < n; i++) {
+		rte_tel_data_add_dict_u64(m, pools[i].name, pools[i].size - pools[i].available);
+		snprintf(key, sizeof(key), "%s_size", pools[i].name);
+		rte_tel_data_add_dict_u64(m, key, pools[i].size);
+	}
+	rte_tel_data_add_dict_container(d, "mbufs", m, 0);
+}
+
 static int
 tel_stats(const char *cmd __rte_unused, const char *params __rte_unused,
 	  struct rte_tel_data *d)
@@ -70,6 +91,7 @@ tel_stats(const char *cmd __rte_unused, const char *params __rte_unused,
 			rte_tel_data_add_dict_container(d, "counters", counters, 0);
 		if (drops != NULL)
 			rte_tel_data_add_dict_container(d, "drops", drops, 0);
+		tel_mempools(d);
 	}
 	tel_end();
 	return 0;
