@@ -3,6 +3,13 @@
 from __future__ import annotations
 
 
+def one_line(text: str, limit: int = 400) -> str:
+    """An error message as one line of at most `limit` characters: what a
+    caller echoes (a file's text, a request's field) cannot break it."""
+    text = text.replace("\r", "\\r").replace("\n", "\\n")
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 class PylbError(Exception):
     """Base of every error pylb raises on purpose."""
 
@@ -41,7 +48,7 @@ class FileError(InvalidArgument):
 
     def __init__(self, path: str, key: str, expected: str, line: int | None = None):
         where = f"{path}:{line}: " if line else f"{path}: " if path else ""
-        super().__init__(f"{where}{key}: {expected}")
+        super().__init__(one_line(f"{where}{key}: {expected}"))
         self.path, self.key, self.expected, self.line = path, key, expected, line
 
 

@@ -15,5 +15,5 @@ def split_hostport(text: str) -> tuple[str, int]:
     else:
         host, port = text, ""
     if port and (not port.isdigit() or not 0 < int(port) <= 65535):
-        raise ValueError(f"port '{port}' is not in 1..65535")
+        raise ValueError(f"port {port[:20]!r}{'...' if len(port) > 20 else ''} is not in 1..65535")
     return host, int(port or 0)

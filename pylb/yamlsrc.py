@@ -67,16 +67,17 @@ class _Reader:
         self.lines.setdefault(key, line)
         if isinstance(node, yaml.MappingNode):
             out: dict[Any, Any] = {}
+            first: dict[Any, int] = {}          # key -> its line (1 and true are one key)
             for k_node, v_node in node.value:
                 if not isinstance(k_node, yaml.ScalarNode):
                     raise YamlError(k_node.start_mark.line + 1, key or "(top level)",
                                     "a key must be a plain value")
                 k = self.scalars.construct_object(k_node)
-                sub = f"{key}.{k}" if key else str(k)
+                sub = f"{key}.{name(k)}" if key else name(k)
                 if k in out:
                     raise YamlError(k_node.start_mark.line + 1, sub,
-                                    f"duplicate key (also on line {self.lines[sub]})")
-                self.lines[sub] = k_node.start_mark.line + 1
+                                    f"duplicate key (also on line {first[k]})")
+                first[k] = self.lines[sub] = k_node.start_mark.line + 1
                 out[k] = self.convert(v_node, sub, depth + 1)
             return out
         if isinstance(node, yaml.SequenceNode):
@@ -132,6 +133,12 @@ def show(value: Any, limit: int = 60) -> str:
     return cut(repr(value), limit)
 
 
+def name(key: Any) -> str:
+    """A mapping key as it reads in a key path: as written if it is plain
+    printable text, else quoted and escaped; never more than 40 characters."""
+    return cut(key, 40) if isinstance(key, str) and key.isprintable() else show(key, 40)
+
+
 class Checker:
     """Validation helpers that raise `error(path, key, expected, line)`."""
 
@@ -148,7 +155,7 @@ class Checker:
             raise self.fail(key or "(top level)", "expected a mapping of keys to values")
         for k in value:
             if k not in allowed:
-                sub = f"{key}.{cut(str(k), 40)}" if key else cut(str(k), 40)
+                sub = f"{key}.{name(k)}" if key else name(k)
                 raise self.fail(sub, f"unknown key; expected one of: {', '.join(sorted(allowed))}")
         return value
 

@@ -203,7 +203,8 @@ pylb_balance_new(void **out, const char *what, size_t head, size_t bal_offset,
 	bal->n_backends = n;
 	bal->table_size = table_size;
 	bal->backends = (struct pylb_backend *)((char *)obj + head);
-	memcpy(bal->backends, b, n * sizeof(*b));
+	if (n != 0)	/* b may be NULL for an empty set */
+		memcpy(bal->backends, b, n * sizeof(*b));
 	if (live != 0) {
 		bal->table = (uint16_t *)(bal->backends + n);
 		rc = pylb_maglev_build(b, n, table_size, bal->table);

@@ -1,0 +1,52 @@
+"""libFuzzer (atheris) target: the API's request validation. Any bytes,
+parsed as one of the requests that change the appliance (protobuf wire
+format), are either validated into the domain's objects or refused with a
+pylb error whose message is one short line: never another exception.
+Run by scripts/fuzz.sh (make fuzz; a short run in make test)."""
+
+import sys
+
+import atheris
+
+with atheris.instrument_imports():
+    from google.protobuf.message import DecodeError
+    from pylb import config, server
+    from pylb.errors import PylbError
+    from pylb.v1 import pylb_pb2 as pb
+
+CHECKS = (
+    (pb.Service, server._service),
+    (pb.Vip, server._vip),
+    (pb.ServiceKey, server._key),
+    (pb.SetBackendRequest, lambda r: config.request(
+        config.parse_backend, server._backend_raw(r.backend),
+        config.request(config.parse_address, r.service.vip, key="vip"))),
+    (pb.Route, lambda r: config.request(config.parse_route, {
+        "prefix": r.prefix, "via": [{"gateway": h.gateway, "port": h.port} if h.gateway
+                                    else {"port": h.port} for h in r.next_hops]})),
+    (pb.Neighbour, lambda r: config.request(config.parse_neighbour, {
+        "port": r.port, "address": r.address, "mac": r.mac})),
+    (pb.Timeouts, lambda r: config.request(config.parse_timeouts,
+                                           {f.name: v for f, v in r.ListFields()})),
+)
+
+
+def one(data: bytes) -> None:
+    if not data:
+        return
+    kind, parse = CHECKS[data[0] % len(CHECKS)]
+    try:
+        request = kind.FromString(data[1:])
+    except DecodeError:
+        return
+    try:
+        parse(request)
+    except PylbError as e:
+        message = str(e)
+        if "\n" in message or len(message) > server.MAX_MESSAGE:
+            raise AssertionError(f"not one short line: {message[:1000]!r}") from None
+
+
+if __name__ == "__main__":
+    atheris.Setup(sys.argv, one)
+    atheris.Fuzz()
