@@ -1,7 +1,8 @@
 """Build pylb._native: the Cython boundary linked with native/ against DPDK.
 
 DPDK is found with pkg-config (libdpdk). Optimised by default; set
-PYLB_MARCH (e.g. PYLB_MARCH=x86-64-v2) for a portable build.
+PYLB_MARCH (e.g. PYLB_MARCH=x86-64-v2) for a portable build, and
+PYLB_SANITIZE (e.g. address,undefined) for a sanitizer build (make test-asan).
 """
 import glob
 import os
@@ -30,7 +31,14 @@ def dpdk_flags():
                  "install them with: apt-get install libdpdk-dev")
     march = os.environ.get("PYLB_MARCH", "native")
     cflags = [f for f in out["--cflags"] if not f.startswith("-march=")]
-    return cflags + ["-O3", f"-march={march}", "-DALLOW_EXPERIMENTAL_API"], out["--libs"] + ["-lm"]
+    libs = out["--libs"] + ["-lm"]
+    sanitize = os.environ.get("PYLB_SANITIZE")
+    if sanitize:    # e.g. address,undefined (make test-asan); alignment: DPDK loads unaligned
+        flags = [f"-fsanitize={sanitize}", "-fno-sanitize=alignment",
+                 "-fno-sanitize-recover=all", "-fno-omit-frame-pointer"]
+        return cflags + ["-O1", "-g", f"-march={march}", "-DALLOW_EXPERIMENTAL_API"] + flags, \
+            libs + flags
+    return cflags + ["-O3", f"-march={march}", "-DALLOW_EXPERIMENTAL_API"], libs
 
 
 class BuildExt(build_ext):

@@ -250,8 +250,17 @@ def parse_route(c: yamlsrc.Checker, raw: Any, key: str) -> RouteSpec:
         if "port" not in h:
             raise c.fail(f"{key}.via[{i}]", "a next hop needs a 'port' (name or index)")
         gw = h.get("gateway")
-        hops.append((None if gw is None else str(parse_address(c, gw, f"{key}.via[{i}].gateway")),
-                     h["port"]))
+        if gw is not None:
+            gw = parse_address(c, gw, f"{key}.via[{i}].gateway")
+            if gw.version != prefix.version:
+                raise c.fail(f"{key}.via[{i}].gateway",
+                             f"gateway {gw} is not of the route's address family")
+        port = h["port"]
+        if not (isinstance(port, str) and 0 < len(port) < 32) and \
+                not (isinstance(port, int) and not isinstance(port, bool) and 0 <= port < 256):
+            raise c.fail(f"{key}.via[{i}].port", f"expected a port name or index, "
+                                                 f"got {yamlsrc.show(port)}")
+        hops.append((None if gw is None else str(gw), port))
     return RouteSpec(str(prefix), tuple(hops))
 
 

@@ -557,7 +557,9 @@ route_fill(const struct pylb_dp *dp, uint64_t v, struct pylb_route *out)
 	} else {
 		const struct pylb_nhg *g = &dp->nhg[id];
 
-		out->kind = group_connected(dp, (uint16_t)id) ?
+		/* Connected: a port address's network. A route out of a port
+		 * that an operator added is theirs (listed as such). */
+		out->kind = group_connected(dp, (uint16_t)id) && address_network(dp, &out->dst) ?
 			PYLB_ROUTE_CONNECTED : PYLB_ROUTE_GATEWAY;
 		out->n_nh = g->n;
 		for (uint16_t i = 0; i < g->n; i++) {
