@@ -4,7 +4,7 @@ PY        := $(VENV)/bin/python
 HUGEPAGES ?= 512
 SOURCES   := $(shell find native pylb proto -name '*.c' -o -name '*.h' -o -name '*.pyx' -o -name '*.pxd' -o -name '*.proto' | grep -v '^pylb/_native.c$$') setup.py pyproject.toml
 
-.PHONY: all deps venv build hugepages test demo bench doctor clean
+.PHONY: all deps venv build hugepages test demo bench fuzz test-asan soak doctor clean
 
 all: build
 
@@ -39,6 +39,21 @@ bench: build hugepages
 	$(PY) bench/paths.py
 	$(PY) bench/maglev_build.py
 	$(PY) bench/update_latency.py
+
+# libFuzzer targets (packet path, config loader, API validation) with ASan and
+# UBSan, FUZZ_SECONDS each; `make test` runs each for a few seconds.
+FUZZ_SECONDS ?= 600
+fuzz: build hugepages
+	scripts/fuzz.sh $(FUZZ_SECONDS)
+
+# The whole suite against a sanitizer build (ASan + UBSan) of native/ and the binding.
+test-asan: deps hugepages
+	scripts/test-asan.sh
+
+# 100 million packets of every path and malformed frames; mbufs and connections must come back.
+soak: HUGEPAGES = 1024
+soak: build hugepages
+	$(PY) bench/soak.py
 
 doctor: build
 	$(VENV)/bin/pylb doctor

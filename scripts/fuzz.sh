@@ -5,8 +5,9 @@
 #   api     the API's request validation (tests/fuzz_api.py, atheris)
 # Usage: scripts/fuzz.sh SECONDS [TARGET...]   (default: every target)
 # Each target runs SECONDS from its corpus (fuzz/corpus/TARGET, kept in the
-# repo; new inputs that add coverage go to build/fuzz/new/TARGET); a crash,
-# leak or sanitizer report fails the run and leaves its input in build/fuzz/.
+# repo; new inputs that add coverage go to build/fuzz/new/TARGET, and into the
+# corpus with FUZZ_MERGE=1); a crash, leak or sanitizer report fails the run
+# and leaves its input in build/fuzz/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-60}; shift || true
@@ -41,4 +42,8 @@ for t in "${targets[@]}"; do
         "build/fuzz/new/$t" "fuzz/corpus/$t" 2>&1 | tee "build/fuzz/$t.log" \
         | grep -E '^(#[0-9]+ +(DONE|INITED)|stat::number_of_executed_units|==[0-9]+==ERROR|SUMMARY|fuzz setup|mbuf leak)' || true
     test "${PIPESTATUS[0]}" -eq 0 || { echo "fuzz: $t FAILED (build/fuzz/$t.log)"; exit 1; }
+    if [ "${FUZZ_MERGE:-0}" = 1 ]; then     # keep what added coverage in the repo's corpus
+        "${cmd[@]}" -merge=1 "fuzz/corpus/$t" "build/fuzz/new/$t" >/dev/null 2>&1
+        echo "fuzz: $t corpus now $(ls "fuzz/corpus/$t" | wc -l) inputs"
+    fi
 done

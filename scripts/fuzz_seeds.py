@@ -1,6 +1,7 @@
-"""Writes the packet fuzzer's seed corpus (fuzz/corpus/packet/seed-*): one
-frame for each path of native/fuzz/packet.c's configuration, built with
-scapy, prefixed by the entry byte. Run again after changing either."""
+"""Writes the fuzzers' seed corpora: fuzz/corpus/packet/seed-* (one frame for
+each path of native/fuzz/packet.c's configuration, built with scapy,
+prefixed by the entry byte) and fuzz/corpus/api/seed-* (a valid request of
+each kind tests/fuzz_api.py checks). Run again after changing either."""
 
 from __future__ import annotations
 
@@ -102,5 +103,26 @@ def main(out: str) -> None:
         f.write(b"\x07" + burst)
 
 
+def api_seeds(out: str) -> None:
+    from pylb.v1 import pylb_pb2 as pb
+    key = pb.ServiceKey(vip="10.0.0.100", port=80)
+    requests = [
+        pb.Service(key=key, scheduler=pb.SCHEDULER_WRR, table_size=65537,
+                   backends=[pb.Backend(address="10.0.1.20", port=8080, weight=2)],
+                   health_check=pb.HealthCheck(type="http", path="/healthz", interval_ms=1000)),
+        pb.Vip(prefix="203.0.113.0/24", method="gre", backends=[pb.VipBackend(address="10.0.1.9")]),
+        key,
+        pb.SetBackendRequest(service=key, backend=pb.Backend(address="10.0.1.21", port=80)),
+        pb.Route(prefix="198.51.100.0/24", next_hops=[pb.NextHop(gateway="10.0.1.254", port="p1")]),
+        pb.Neighbour(port="p1", address="10.0.1.9", mac="02:00:00:00:00:09"),
+        pb.Timeouts(udp=30, tcp_fin=60),
+    ]
+    os.makedirs(out, exist_ok=True)
+    for kind, r in enumerate(requests):
+        with open(os.path.join(out, f"seed-{type(r).__name__}"), "wb") as f:
+            f.write(bytes([kind]) + r.SerializeToString())
+
+
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "fuzz/corpus/packet")
+    main("fuzz/corpus/packet")
+    api_seeds("fuzz/corpus/api")

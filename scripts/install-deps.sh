@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # System packages pylb needs: DPDK 22.11 from Debian, a compiler, iproute2 and
-# ping, traceroute and curl for the end-to-end tests. Installs only what is missing.
+# ping, traceroute and curl for the end-to-end tests, clang 14 with libFuzzer
+# and its sanitizer runtimes for the fuzz targets. Installs only what is missing.
 set -euo pipefail
 need=()
 pkg-config --exists libdpdk 2>/dev/null || need+=(dpdk dpdk-dev libdpdk-dev)
@@ -11,6 +12,10 @@ command -v ping >/dev/null || need+=(iputils-ping)
 command -v traceroute >/dev/null || need+=(traceroute)
 command -v curl >/dev/null || need+=(curl)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
+command -v clang-14 >/dev/null || need+=(clang-14)
+[ -e /usr/lib/llvm-14/lib/libFuzzer.a ] || need+=(libfuzzer-14-dev)
+ls /usr/lib/llvm-14/lib/clang/*/lib/linux/libclang_rt.asan-x86_64.a >/dev/null 2>&1 \
+    || need+=(libclang-rt-14-dev)
 if [ ${#need[@]} -gt 0 ]; then
     echo "installing: ${need[*]}"
     export DEBIAN_FRONTEND=noninteractive

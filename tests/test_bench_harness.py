@@ -68,3 +68,19 @@ def test_update_latency_bench_loses_nothing(tmp_path):
     run, = json.loads((tmp_path / "update_latency.json").read_text())["runs_detail"]
     assert len(run["latency_ms"]) == 20 and run["rx_packets"] > 0
     assert run["drops"] == {}                    # every packet went to one backend or the other
+
+
+def test_soak_runs_short_and_gives_every_mbuf_and_connection_back(tmp_path):
+    """`make soak` in small: every path and malformed frames through a full
+    table, then the mempool back to what net_pcap holds and the connection
+    table empty once the timeouts have passed."""
+    r = subprocess.run([sys.executable, str(ROOT / "bench" / "soak.py"), "--packets", "2000000",
+                        "--flows", "500", "--out", str(tmp_path)],
+                       capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert r.returncode == 0, r.stdout + r.stderr
+    report = json.loads((tmp_path / "soak.json").read_text())
+    assert report["packets"] >= 2_000_000 and report["peak_connections"] > 0
+    assert report["leaked"] == 0 and report["connections_left"] == 0
+    assert report["mbufs_in_use"] == report["mbufs_held_by_pcap"]
+    assert report["drop_reasons_seen"] >= 15 and report["counters"]["nat_replies"] > 0
+    assert report["counters"]["conn_table_full"] > 0 and report["counters"]["conn_untracked"] > 0
