@@ -261,3 +261,18 @@ def test_a_syn_reusing_an_ended_connection_is_scheduled_again(lb_small):
     (_, f), = d.inject("p0", [raw(c2v(sport=5000))])
     assert Ether(f)[IP].dst != first and d.totals()["conn_reused"] == 1
     assert [c.backend for c in d.connections()] == [Ether(f)[IP].dst]
+
+
+def test_services_are_listed_in_a_stable_order(api):
+    """By VIP, protocol and port, whatever slots they took (a replaced
+    service takes a new one)."""
+    stub, dp, _ = api
+    for vip, port in (("10.0.0.102", 80), ("10.0.0.100", 53), ("10.0.0.100", 22),
+                      ("10.0.0.101", 80)):
+        stub.AddService(pb.Service(key=pb.ServiceKey(vip=vip, port=port)))
+    stub.DeleteService(pb.ServiceKey(vip="10.0.0.100", port=22))
+    stub.AddService(pb.Service(key=pb.ServiceKey(vip="10.0.0.100", port=22)))
+    listed = [[(s.key.vip, s.key.port) for s in stub.ListServices(
+        pb.ListServicesRequest()).services] for _ in range(3)]
+    assert listed[0] == listed[1] == listed[2] == [
+        ("10.0.0.100", 22), ("10.0.0.100", 53), ("10.0.0.101", 80), ("10.0.0.102", 80)]
