@@ -45,7 +45,7 @@ BMAC = "02:00:00:00:0b:00"
 
 def frames(flows: int) -> tuple[list[bytes], list[bytes]]:
     """(client side, backend side) frames."""
-    from scapy.layers.inet import GRE, ICMP, IP, TCP, UDP
+    from scapy.layers.inet import ICMP, IP, TCP, UDP
     from scapy.layers.inet6 import ICMPv6EchoRequest, ICMPv6ND_NS, ICMPv6NDOptSrcLLAddr, IPv6
     from scapy.layers.l2 import ARP, Dot1Q, Ether
     from scapy.packet import Raw, raw

@@ -141,6 +141,28 @@ def _service(r: pb.Service) -> ServiceSpec:
     return config.request(config.parse_service, raw)
 
 
+def _backend(r: pb.SetBackendRequest) -> tuple[tuple[str, int, str], config.BackendSpec]:
+    key = _key(r.service)
+    return key, config.request(config.parse_backend, _backend_raw(r.backend),
+                               ipaddress.ip_address(key[0]))
+
+
+def _route(r: pb.Route) -> config.RouteSpec:
+    return config.request(config.parse_route, {
+        "prefix": r.prefix,
+        "via": [{"gateway": h.gateway, "port": h.port} if h.gateway else {"port": h.port}
+                for h in r.next_hops]})
+
+
+def _neighbour(r: pb.Neighbour) -> config.NeighbourSpec:
+    return config.request(config.parse_neighbour,
+                          {"port": r.port, "address": r.address, "mac": r.mac})
+
+
+def _timeouts(r: pb.Timeouts) -> dict:
+    return dict(config.request(config.parse_timeouts, {f.name: v for f, v in r.ListFields()}))
+
+
 def _vip(r: pb.Vip) -> VipSpec:
     raw = {"prefix": r.prefix, "method": r.method or "ipip",
            "table_size": r.table_size or config.TABLE_SIZE,
@@ -217,9 +239,7 @@ class LoadBalancer(pb_grpc.LoadBalancerServicer):
 
     @_rpc
     def SetBackend(self, request, context):
-        key = _key(request.service)
-        b = config.request(config.parse_backend, _backend_raw(request.backend),
-                           ipaddress.ip_address(key[0]))
+        key, b = _backend(request)
         return service_msg(self.m.set_backend(*key, b))
 
     @_rpc
@@ -235,10 +255,7 @@ class LoadBalancer(pb_grpc.LoadBalancerServicer):
 
     @_rpc
     def AddRoute(self, request, context):
-        r = config.request(config.parse_route, {
-            "prefix": request.prefix,
-            "via": [{"gateway": h.gateway, "port": h.port} if h.gateway else {"port": h.port}
-                    for h in request.next_hops]})
+        r = _route(request)
         return route_msg(self.m.add_route(r.prefix, list(r.via)))
 
     @_rpc
@@ -274,9 +291,7 @@ class LoadBalancer(pb_grpc.LoadBalancerServicer):
 
     @_rpc
     def AddNeighbour(self, request, context):
-        n = config.request(config.parse_neighbour, {"port": request.port,
-                                                    "address": request.address,
-                                                    "mac": request.mac})
+        n = _neighbour(request)
         self.m.add_neighbour(n.port, n.ip, n.mac)
         return pb.Neighbour(port=n.port, address=n.ip, mac=n.mac, state="static")
 
@@ -339,8 +354,7 @@ class LoadBalancer(pb_grpc.LoadBalancerServicer):
 
     @_rpc
     def SetTimeouts(self, request, context):
-        t = config.request(config.parse_timeouts, {f.name: v for f, v in request.ListFields()})
-        return pb.Timeouts(**self.m.set_timeouts(dict(t)))
+        return pb.Timeouts(**self.m.set_timeouts(_timeouts(request)))
 
     @_rpc
     def WatchStats(self, request, context):

@@ -6,7 +6,6 @@ each kind tests/fuzz_api.py checks). Run again after changing either."""
 from __future__ import annotations
 
 import os
-import sys
 
 from scapy.layers.inet import GRE, ICMP, IP, TCP, UDP
 from scapy.layers.inet6 import ICMPv6EchoRequest, ICMPv6ND_NA, ICMPv6ND_NS, \

@@ -10,7 +10,7 @@ import atheris
 
 with atheris.instrument_imports():
     from google.protobuf.message import DecodeError
-    from pylb import config, server
+    from pylb import server
     from pylb.errors import PylbError
     from pylb.v1 import pylb_pb2 as pb
 
@@ -18,16 +18,10 @@ CHECKS = (
     (pb.Service, server._service),
     (pb.Vip, server._vip),
     (pb.ServiceKey, server._key),
-    (pb.SetBackendRequest, lambda r: config.request(
-        config.parse_backend, server._backend_raw(r.backend),
-        config.request(config.parse_address, r.service.vip, key="vip"))),
-    (pb.Route, lambda r: config.request(config.parse_route, {
-        "prefix": r.prefix, "via": [{"gateway": h.gateway, "port": h.port} if h.gateway
-                                    else {"port": h.port} for h in r.next_hops]})),
-    (pb.Neighbour, lambda r: config.request(config.parse_neighbour, {
-        "port": r.port, "address": r.address, "mac": r.mac})),
-    (pb.Timeouts, lambda r: config.request(config.parse_timeouts,
-                                           {f.name: v for f, v in r.ListFields()})),
+    (pb.SetBackendRequest, server._backend),
+    (pb.Route, server._route),
+    (pb.Neighbour, server._neighbour),
+    (pb.Timeouts, server._timeouts),
 )
 
 
