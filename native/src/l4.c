@@ -885,30 +885,35 @@ pylb_l4_input(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
  * ids + 1 (above): with one service, that sum names it. */
 #define NAT_REFS_BITS	16
 
-/* The NAT service whose backend sent t (its source), or -1 if none does,
- * -2 if several do. *vport: the service port the reply came from. */
-static inline int
-nat_backend_of(const struct pylb_dp *dp, const struct pylb_tuple *t, uint16_t *vport)
+/* Is t's source a NAT backend? If it is one of exactly one service, that
+ * service (*svc) and the service port the reply came from (*vport); else
+ * *svc is NULL. */
+static inline bool
+nat_backend_of(const struct pylb_dp *dp, const struct pylb_tuple *t,
+	       const struct pylb_service **svc, uint16_t *vport)
 {
 	struct svc_key b = { .port = t->sport, .proto = t->proto, .af = t->af };
-	const struct pylb_service *svc;
+	const struct pylb_service *s;
 	void *data;
 	uintptr_t v;
 
+	*svc = NULL;
 	memcpy(b.ip, t->src, t->af == 4 ? 4 : 16);
 	if (rte_hash_lookup_data(dp->nat_backends, &b, &data) < 0) {
 		b.port = 0;	/* a backend that keeps the client's port */
 		if (rte_hash_lookup_data(dp->nat_backends, &b, &data) < 0)
-			return -1;
+			return false;
 	}
 	v = (uintptr_t)data;
 	if ((v & ((1u << NAT_REFS_BITS) - 1)) != 1)
-		return -2;
-	svc = __atomic_load_n(&dp->svcs[(v >> NAT_REFS_BITS) - 1], __ATOMIC_ACQUIRE);
-	if (svc == NULL || svc->conf.method != PYLB_L4_NAT || (svc->conf.port == 0 && b.port != 0))
-		return -2;	/* changing under us, or an all-ports service with a fixed port */
-	*vport = b.port == 0 ? t->sport : rte_cpu_to_be_16(svc->conf.port);
-	return (int)svc->id;
+		return true;	/* in several services */
+	s = __atomic_load_n(&dp->svcs[(v >> NAT_REFS_BITS) - 1], __ATOMIC_ACQUIRE);
+	/* Changing under us, or an all-ports service with a fixed port. */
+	if (s == NULL || s->conf.method != PYLB_L4_NAT || (s->conf.port == 0 && b.port != 0))
+		return true;
+	*svc = s;
+	*vport = b.port == 0 ? t->sport : rte_cpu_to_be_16(s->conf.port);
+	return true;
 }
 
 /* The TCP/UDP tuple of m and the connection it replies to, if any.
@@ -952,18 +957,16 @@ nat_reverse_untracked(struct pylb_lcore *lc, int in_port, struct rte_mbuf *m, ui
 {
 	const struct pylb_service *svc;
 	uint16_t vport;
-	int id = nat_backend_of(lc->dp, t, &vport);
 
-	if (id == -1)
+	if (!nat_backend_of(lc->dp, t, &svc, &vport))
 		return true;
 	if (redirect(lc, m, in_port, af, RESUME_REPLY, t->dst))
 		return false;
-	if (id < 0)
+	if (svc == NULL)
 		return true;
-	svc = lc->dp->svcs[id];
 	nat_rewrite(m, af, t->proto, ports, false, svc->conf.vip.ip, vport);
 	CNT(lc, NAT_REPLIES_UNTRACKED);
-	count_packet(lc, svc, (uint16_t)id, UINT16_MAX, m, true);
+	count_packet(lc, svc, svc->id, UINT16_MAX, m, true);
 	return true;
 }
 
