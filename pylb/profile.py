@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from pylb import yamlsrc
+from pylb import config, yamlsrc
 from pylb.errors import ProfileError
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,23}$")
@@ -22,7 +22,6 @@ VDEV_RE = re.compile(r"^net_[a-z]+[0-9]*(,[A-Za-z0-9_]+=[^,\s]*)*$")
 TOP_KEYS = {"name", "lcores", "memory", "mbufs", "mbuf_cache", "mbuf_size", "ports", "log_level", "eal_args",
             "max_routes", "connections"}
 CONN_KEYS = {"capacity", "timeouts", "tcp_reset"}
-TIMEOUT_KEYS = {"tcp_syn", "tcp_established", "tcp_fin", "tcp_close", "udp"}
 LCORE_KEYS = {"main", "workers", "cpu_map"}
 MEMORY_KEYS = {"hugepages", "size_mb", "huge_dir"}
 PORT_KEYS = {"name", "vdev", "pci", "addresses", "rx_desc", "tx_desc", "link_wait_ms",
@@ -240,8 +239,8 @@ def load_profile(path: str) -> Profile:
 
     conns = c.mapping(top.get("connections", {}), "connections", CONN_KEYS)
     conn_capacity = c.integer(conns.get("capacity", 65536), "connections.capacity", 16, (1 << 24) - 1)
-    raw_t = c.mapping(conns.get("timeouts", {}), "connections.timeouts", TIMEOUT_KEYS)
-    timeouts = {k: c.integer(v, f"connections.timeouts.{k}", 1, 86400 * 7) for k, v in raw_t.items()}
+    # The same names and limits as configuration files and SetTimeouts.
+    timeouts = dict(config.parse_timeouts(c, conns.get("timeouts", {}), "connections.timeouts"))
     tcp_reset = conns.get("tcp_reset", False)
     if not isinstance(tcp_reset, bool):
         raise c.fail("connections.tcp_reset", "expected true or false")
