@@ -14,6 +14,7 @@ secs=${1:-60}; shift || true
 targets=("${@:-packet config api}")
 targets=(${targets[*]})
 mkdir -p build/fuzz
+export PATH="$PWD/.venv/bin:$PATH"     # the Python targets (and their merge children) use it
 cflags=$(pkg-config --cflags libdpdk)
 libs=$(pkg-config --libs libdpdk)
 for t in "${targets[@]}"; do
@@ -33,7 +34,7 @@ for t in "${targets[@]}"; do
         fi
         cmd=($bin -max_len=1600) ;;
     config|api)
-        cmd=(.venv/bin/python "tests/fuzz_$t.py" -max_len=4096) ;;
+        cmd=("tests/fuzz_$t.py" -max_len=4096) ;;
     *) echo "fuzz: unknown target $t (packet, config, api)" >&2; exit 2 ;;
     esac
     echo "fuzz: $t for $secs s"

@@ -1,3 +1,4 @@
+#!/usr/bin/env python3
 """libFuzzer (atheris) target: the API's request validation. Any bytes,
 parsed as one of the requests that change the appliance (protobuf wire
 format), are either validated into the domain's objects or refused with a

@@ -1,3 +1,4 @@
+#!/usr/bin/env python3
 """libFuzzer (atheris) target: the configuration loader. Any text either
 loads, and then dumps to a file that loads back to the same configuration,
 or fails with one ConfigError line that names the field and stays short.
