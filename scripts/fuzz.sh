@@ -34,7 +34,7 @@ for t in "${targets[@]}"; do
         fi
         cmd=($bin -max_len=1600) ;;
     config|api)
-        cmd=("tests/fuzz_$t.py" -max_len=4096) ;;
+        cmd=("tests/fuzz_$t.py" -max_len=1024) ;;
     *) echo "fuzz: unknown target $t (packet, config, api)" >&2; exit 2 ;;
     esac
     echo "fuzz: $t for $secs s"
