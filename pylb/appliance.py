@@ -41,9 +41,10 @@ def check_host(profile: Profile, instance: str | None) -> None:
     prefix = profile.file_prefix(instance)
     try:
         telemetry.query(prefix, "/", timeout=1.0)
+        running = True
     except (NotFound, OSError):
-        pass
-    else:
+        running = hostinfo.instance_alive(prefix)
+    if running:
         raise DataplaneError(f"an appliance with file prefix '{prefix}' is already running; "
                              "stop it or pass --instance NAME")
     for port in profile.ports:

@@ -87,6 +87,26 @@ def instance_files(prefix: str) -> list[str]:
     return sorted(files)
 
 
+def instance_alive(prefix: str) -> bool:
+    """Does a process use the EAL runtime files of `prefix`? (Every process
+    of an instance keeps a shared flock on its memory maps' `fbarray_*`
+    files while it lives, telemetry or not.)"""
+    import fcntl
+    run_dir = os.path.join(DPDK_RUNTIME, prefix)
+    for path in glob.glob(os.path.join(glob.escape(run_dir), "fbarray_*")):
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return True
+        finally:
+            os.close(fd)
+    return False
+
+
 def remove_instance_files(prefix: str) -> list[str]:
     """Remove what `instance_files` finds; returns what was removed."""
     removed = []

@@ -166,3 +166,25 @@ def test_a_killed_run_leaves_files_that_the_next_start_removes(tmp_path):
     p.terminate()
     assert p.wait(60) == 0
     assert hostinfo.instance_files(prefix) == [] and not os.path.exists("/run/pylb/killed.sock")
+
+
+def test_a_running_instance_without_telemetry_is_not_taken_for_a_dead_one(tmp_path):
+    """The same instance started twice, the first without telemetry: the
+    second sees the first's runtime files in use and refuses, removing none."""
+    prof = profile(tmp_path, "quiet", eal_args=["--no-telemetry"],
+                   ports=[{"name": "p0", "vdev": "net_null0", "addresses": ["10.77.0.1/24"]}])
+    first = subprocess.Popen([sys.executable, "-m", "pylb", "run", "--profile", prof, "--grpc",
+                              "none"], cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    try:
+        for line in first.stderr:
+            if "running:" in line:
+                break
+        files = hostinfo.instance_files("pylb-quiet")
+        assert files and hostinfo.instance_alive("pylb-quiet")
+        r = pylb("run", "--profile", prof, "--grpc", "none", timeout=120)
+        assert r.returncode == 1 and "is already running" in error_line(r)
+        assert hostinfo.instance_files("pylb-quiet") == files and first.poll() is None
+    finally:
+        first.terminate()
+        assert first.wait(60) == 0
+    assert not hostinfo.instance_alive("pylb-quiet")
