@@ -224,6 +224,11 @@ def test_metrics_in_ipvs_exporter_style(api):
                  'pylb_ipvs_service_incoming_packets_total{local_address="10.0.0.100",'
                  'local_port="53",proto="udp"} 1.0'):
         assert line in text, line
+    # Every mbuf is back: the pool's in-use figure is 0, its available one the pool's size.
+    pool = dp.mempools()[0]
+    assert f'pylb_mempool_mbufs{{pool="{pool["name"]}",socket="{pool["socket"]}",' \
+        'state="in_use"} 0.0' in text
+    assert f'state="available"}} {float(pool["size"])}' in text
 
 
 IPVS_GOLDEN = """\
