@@ -72,7 +72,7 @@ class _Reader:
                 if not isinstance(k_node, yaml.ScalarNode):
                     raise YamlError(k_node.start_mark.line + 1, key or "(top level)",
                                     "a key must be a plain value")
-                k = self.scalars.construct_object(k_node)
+                k = self.scalar(k_node, key)
                 sub = f"{key}.{name(k)}" if key else name(k)
                 if k in out:
                     raise YamlError(k_node.start_mark.line + 1, sub,
@@ -82,7 +82,15 @@ class _Reader:
             return out
         if isinstance(node, yaml.SequenceNode):
             return [self.convert(v, f"{key}[{i}]", depth + 1) for i, v in enumerate(node.value)]
-        return self.scalars.construct_object(node)
+        return self.scalar(node, key)
+
+    def scalar(self, node: yaml.Node, key: str) -> Any:
+        try:
+            return self.scalars.construct_object(node)
+        except (ValueError, TypeError, OverflowError):
+            # PyYAML resolves some text it cannot convert (`0x_` as an integer).
+            raise YamlError(node.start_mark.line + 1, key or "(file)",
+                            f"cannot read the value {show(node.value)}") from None
 
 
 def load(path: str, text: str | None = None) -> Located:

@@ -87,8 +87,10 @@ def _bounded(*args):
      "write the IPv4 address 10.0.0.205"),
     ("services:\n  - vip: 10.0.0.1\n    port: 80\n    health_check: {type: http, path: '/"
      + "a" * 2000 + "'}\n", 4, "services[0].health_check.path", "at most 1024"),
+    ("services:\n  - {vip: 10.0.0.1, port: 0x_}\n", 2, "services[0].port",
+     "cannot read the value '0x_'"),
 ], ids=["alias bomb", "5000 deep", "duplicate key", "table not prime", "table too large",
-        "syntax", "ipv4-mapped vip", "long http path"])
+        "syntax", "ipv4-mapped vip", "long http path", "unreadable integer (found by fuzzing)"])
 def test_hostile_files_get_one_line_with_file_line_and_key(tmp_path, text, line, key, says):
     path = tmp_path / "bad.yaml"
     path.write_text(text)
