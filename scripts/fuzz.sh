@@ -15,6 +15,7 @@ targets=("${@:-packet config api}")
 targets=(${targets[*]})
 mkdir -p build/fuzz
 export PATH="$PWD/.venv/bin:$PATH"     # the Python targets (and their merge children) use it
+unset LD_PRELOAD                        # (make test-asan's gcc runtime): the targets bring their own
 cflags=$(pkg-config --cflags libdpdk)
 libs=$(pkg-config --libs libdpdk)
 for t in "${targets[@]}"; do
