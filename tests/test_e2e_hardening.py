@@ -95,11 +95,18 @@ def test_health_probes_stay_on_the_exception_path(lab):
     key = pb.ServiceKey(vip=vip, port=80)
     kiface = lab.app.kernel_ifaces[1]
     mac = sh("cat", f"/sys/class/net/{kiface}/address").stdout.strip()
+    # Servers of their own (see test_e2e_l4's health test: the backends hold
+    # the first test's tuples on 8080 in TIME_WAIT).
+    servers = [subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-m", "http.server",
+                                 "8082", "--bind", "0.0.0.0", "--directory",
+                                 os.path.join(lab.www, ns)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+               for ns, _ in lab.backends]
     with grpc.insecure_channel(lab.app.grpc) as ch:
         stub = pb_grpc.LoadBalancerStub(ch)
         stub.AddService(pb.Service(key=key, health_check=pb.HealthCheck(
             type="http", path="/who", interval_ms=300, timeout_ms=250, rise=1, fall=2),
-            backends=[pb.Backend(address=ip, port=8080) for _, ip in lab.backends]))
+            backends=[pb.Backend(address=ip, port=8082) for _, ip in lab.backends]))
 
         def wait(want):
             for _ in range(200):
@@ -118,9 +125,13 @@ def test_health_probes_stay_on_the_exception_path(lab):
             seen = json.loads(lab.client.run(sys.executable, "-c", WHO_MANY, vip, "80", "6",
                                              timeout=120).stdout)
             assert len(seen) == 6 and not [x for x in seen if "error" in x], seen
+            sh("ip", "link", "set", kiface, "address", mac)
+            wait("up")
         finally:
             sh("ip", "link", "set", kiface, "address", mac)
-        wait("up")
+            for p in servers:
+                p.terminate()
+                p.wait()
         stub.DeleteService(key)
 
 

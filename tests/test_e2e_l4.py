@@ -256,11 +256,19 @@ def test_health_checks_through_the_exception_path_take_a_stopped_server_out(lab)
     key = pb.ServiceKey(vip=vip, port=80)
     with grpc.insecure_channel(lab.app.grpc) as ch:
         stub = pb_grpc.LoadBalancerStub(ch)
+        # Servers of their own on 8081: a backend still holds the earlier tests'
+        # connections on 8080 in TIME_WAIT (it closed them), and NAT shows it the
+        # client's own address and port, which the client reuses freely for
+        # another VIP: a SYN on such a tuple is refused for up to 60 s (PAWS).
+        servers = {ns: subprocess.Popen(
+            ["ip", "netns", "exec", ns, sys.executable, "-m", "http.server", "8081", "--bind",
+             "0.0.0.0", "--directory", os.path.join(lab.www, ns)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for ns, _ in lab.backends}
         stub.AddService(pb.Service(key=key, scheduler=pb.SCHEDULER_WRR,
                                    health_check=pb.HealthCheck(type="http", path="/who",
                                                                interval_ms=1000, timeout_ms=900,
                                                                rise=2, fall=3),
-                                   backends=[pb.Backend(address=ip, port=8080)
+                                   backends=[pb.Backend(address=ip, port=8081)
                                              for _, ip in lab.backends]))
 
         def health():
@@ -272,25 +280,31 @@ def test_health_checks_through_the_exception_path_take_a_stopped_server_out(lab)
                     return
                 time.sleep(0.1)
             raise AssertionError(f"health {health()}")
-        wait(lambda h: h == ["up", "up", "up"])
-        victim_ns, _ = lab.backends[0]
-        server = next(p for p in lab.procs if victim_ns in p.args and "http.server" in p.args)
-        server.terminate()
-        server.wait()
-        wait(lambda h: h[0] == "down")
-        assert stub.GetService(key).backends[0].state == pb.BACKEND_STATE_DOWN
-        seen = json.loads(lab.client.run(sys.executable, "-c", WHO_MANY, vip, "80", "30",
-                                         timeout=120).stdout)
-        errors = [x for x in seen if "error" in x]
-        # The stopped server gets none, and every request is answered.
-        assert len(seen) == 30 and victim_ns not in seen and not errors, (errors, health())
-        lab.procs.remove(server)
-        lab.procs.append(subprocess.Popen(server.args, stdout=subprocess.DEVNULL,
-                                          stderr=subprocess.DEVNULL))
-        wait(lambda h: h == ["up", "up", "up"])
-        seen = json.loads(lab.client.run(sys.executable, "-c", WHO_MANY, vip, "80", "30",
-                                         timeout=120).stdout)
-        assert victim_ns in seen and not [x for x in seen if "error" in x], seen
+        try:
+            wait(lambda h: h == ["up", "up", "up"])
+            victim_ns, _ = lab.backends[0]
+            victim = servers[victim_ns]
+            victim.terminate()
+            victim.wait()
+            wait(lambda h: h[0] == "down")
+            assert stub.GetService(key).backends[0].state == pb.BACKEND_STATE_DOWN
+            seen = json.loads(lab.client.run(sys.executable, "-c", WHO_MANY, vip, "80", "30",
+                                             timeout=120).stdout)
+            # The stopped server gets none, and every request is answered.
+            errors = [x for x in seen if "error" in x]
+            assert len(seen) == 30 and victim_ns not in seen and not errors, \
+                (errors, health(), lab.app.stats()["drops"],
+                 [c for c in lab.app.call("connections", vip=vip) if c[7] != "time_wait"])
+            servers[victim_ns] = subprocess.Popen(victim.args, stdout=subprocess.DEVNULL,
+                                                  stderr=subprocess.DEVNULL)
+            wait(lambda h: h == ["up", "up", "up"])
+            seen = json.loads(lab.client.run(sys.executable, "-c", WHO_MANY, vip, "80", "30",
+                                             timeout=120).stdout)
+            assert victim_ns in seen and not [x for x in seen if "error" in x], seen
+        finally:
+            for p in servers.values():
+                p.terminate()
+                p.wait()
         stub.DeleteService(key)
 
 
