@@ -16,7 +16,8 @@ add malformed frames: every drop reason the parser has, and random bytes.
 After the run: the services and VIPs are deleted (the traffic goes on, but
 opens and refreshes nothing), the clock moves past every timeout, and the
 worker's incremental aging must empty the table. Then the worker stops, and the mbufs
-in use must be exactly those net_pcap holds (one per frame of the pcaps).
+in use must be exactly those the ports held before it started (net_pcap keeps one per
+frame of the pcaps).
 
 Usage: .venv/bin/python bench/soak.py [--packets 100000000] [--out bench/results]
 Prints the figures and writes soak.json / soak.md; exits 1 if an invariant
@@ -202,7 +203,7 @@ def soak(packets: int, client_pcap: str, backend_pcap: str, held: int, capacity:
             "connections_left": left, "mbufs_in_use": in_use, "mbufs_held_by_pcap": held,
             "mbufs_in_use_before": before,
             "counters": during, "drops": drops,
-            "drop_reasons_seen": len(drops), "leaked": in_use - held}
+            "drop_reasons_seen": len(drops), "leaked": in_use - before}
 
 
 def run(packets: int, out_dir: str, flows: int = 20_000) -> dict:
