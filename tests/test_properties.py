@@ -154,7 +154,7 @@ def test_any_add_service_request_is_served_or_refused_with_its_code(api, request
     assert dp.services() == []
 
 
-def test_every_pylb_error_message_is_one_line():
-    for cls in (config.ConfigError,):
-        e = cls("f.yaml", "k", "a\nb" + "x" * 1000, 3)
-        assert one_line(str(e)) and isinstance(e, PylbError)
+def test_a_file_error_stays_one_line_whatever_it_quotes():
+    e = ConfigError("f.yaml", "k", "a\nb" + "x" * 1000, 3)
+    assert one_line(str(e)) and isinstance(e, PylbError)
+    assert str(e).startswith("f.yaml:3: k: a\\nbxxx") and str(e).endswith("...")
