@@ -2,7 +2,7 @@
 VENV      ?= .venv
 PY        := $(VENV)/bin/python
 HUGEPAGES ?= 512
-SOURCES   := $(shell find native pylb proto -name '*.c' -o -name '*.h' -o -name '*.pyx' -o -name '*.pxd' -o -name '*.proto' | grep -v '^pylb/_native.c$$') setup.py pyproject.toml
+SOURCES   := $(shell find native pylb proto -name '*.c' -o -name '*.h' -o -name '*.pyx' -o -name '*.pxd' -o -name '*.proto' | grep -v '^pylb/_\(native\|limits\).c$$') setup.py pyproject.toml
 
 .PHONY: all deps venv build hugepages test demo bench fuzz test-asan soak doctor clean
 

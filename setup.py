@@ -45,6 +45,8 @@ class BuildExt(build_ext):
     """Compiles native/ with its own warning flags, then links it into the extension."""
 
     def build_extension(self, ext):
+        if ext.name != "pylb._native":
+            return super().build_extension(ext)
         cflags, _ = dpdk_flags()
         objects = self.compiler.compile(
             NATIVE_SOURCES, output_dir=self.build_temp,
@@ -81,7 +83,11 @@ ext = Extension(
     depends=NATIVE_SOURCES + glob.glob("native/**/*.h", recursive=True),
 )
 
+# The C headers' limits alone, for the domain model: no DPDK, nothing linked.
+limits = Extension("pylb._limits", sources=["pylb/_limits.pyx"],
+                   include_dirs=["native/include", "native/src"])
+
 setup(
-    ext_modules=cythonize([ext], compiler_directives={"language_level": "3"}),
+    ext_modules=cythonize([ext, limits], compiler_directives={"language_level": "3"}),
     cmdclass={"build_ext": BuildExt},
 )

@@ -53,6 +53,7 @@ def one_run(path: str, updates: int) -> dict:
     import grpc
     from pylb import _native as native
     from pylb.manager import Manager, direct_submitter
+    from pylb.model import VipSpec
     from pylb.server import Server
     from pylb.v1 import pylb_pb2 as pb
     from pylb.v1 import pylb_pb2_grpc as pb_grpc
@@ -65,10 +66,11 @@ def one_run(path: str, updates: int) -> dict:
         dp.add_address(port, f"10.0.{i}.1/24")
         dp.add_neighbour(port, ip, f"02:00:00:00:0b:0{i}")
     dp.add_address("p0", "10.0.0.1/24")
-    dp.add_vip(VIP, method="ipip", backends=[BACKENDS["p1"]])
+    manager = Manager(direct_submitter(dp))
+    manager.add_vip(VipSpec(VIP, "ipip", backends=((BACKENDS["p1"], 1),)))
     index = {p.name: p.index for p in dp.ports()}
     sock = tempfile.mktemp(prefix="pylb-bench-", suffix=".sock")
-    server = Server(Manager(direct_submitter(dp)), f"unix:{sock}").start()
+    server = Server(manager, f"unix:{sock}").start()
     server.serving(True)
 
     def tx(port):

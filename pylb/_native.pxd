@@ -1,5 +1,5 @@
 # The one extern block: declarations of native/include/pylb_dp.h.
-from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int32_t
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, int32_t, int64_t
 
 cdef extern from "pylb_dp.h" nogil:
     enum:
@@ -22,6 +22,7 @@ cdef extern from "pylb_dp.h" nogil:
         PYLB_L4_TUNNEL
         PYLB_L4_FULLNAT
         PYLB_MAX_LIPS
+        PYLB_SVC_ID_ANY
         PYLB_SCHED_MAGLEV
         PYLB_SCHED_SOURCE
         PYLB_SCHED_WRR
@@ -106,6 +107,7 @@ cdef extern from "pylb_dp.h" nogil:
         uint32_t weight
 
     struct pylb_service_conf:
+        uint16_t id
         pylb_ip vip
         uint8_t proto
         uint16_t port
@@ -122,6 +124,7 @@ cdef extern from "pylb_dp.h" nogil:
 
     struct pylb_svc_stats:
         uint64_t conns, in_packets, in_bytes, out_packets, out_bytes
+        int64_t active, inactive
 
     int pylb_dp_timeouts_set(pylb_dp *dp, const pylb_timeouts *t)
     void pylb_dp_timeouts_get(pylb_dp *dp, pylb_timeouts *t)
@@ -227,8 +230,6 @@ cdef extern from "pylb_dp.h" nogil:
     int pylb_dp_service_list(pylb_dp *dp, pylb_service_conf *out, uint32_t max)
     int pylb_dp_conn_list(pylb_dp *dp, pylb_conn_info *out, uint32_t max)
     uint64_t pylb_dp_conn_count(const pylb_dp *dp)
-    int pylb_dp_service_counts(pylb_dp *dp, const pylb_ip *vip, uint8_t proto, uint16_t port,
-                               uint32_t *active, uint32_t *inactive, uint32_t max)
     void pylb_dp_clock_advance(pylb_dp *dp, uint64_t ms)
 
     int pylb_maglev_build(const pylb_backend *b, uint32_t n, uint32_t size, uint16_t *table)

@@ -15,7 +15,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from pylb import kernel
+from pylb import kernel, model
 from pylb.hostport import split_hostport
 from pylb.errors import (AlreadyExists, CapacityExhausted, DataplaneError, FailedPrecondition,
                          InvalidArgument, NotFound, PortError, PylbError)
@@ -34,7 +34,7 @@ _ERRORS = {
 COUNTER_NAMES = tuple(pylb_counter_name(i).decode() for i in range(PYLB_CNT_MAX))
 DROP_FIRST = PYLB_DROP_FIRST
 DROP_REASONS = COUNTER_NAMES[DROP_FIRST:]
-MAX_BURST = 32
+MAX_BURST = model.MAX_BURST
 
 
 cdef int _check(int rc) except -1:
@@ -123,7 +123,7 @@ class L4Backend(NamedTuple):
     ip: str
     port: int               # 0: the client's destination port
     weight: int = 1
-    state: str = "up"       # up, drain (no new connections) or down
+    state: str = model.UP   # up, drain (no new connections) or down
 
 
 class Service(NamedTuple):
@@ -164,21 +164,23 @@ class Vip(NamedTuple):
     backends: tuple
 
 
-_ROUTE_KINDS = {PYLB_ROUTE_GATEWAY: "gateway", PYLB_ROUTE_CONNECTED: "connected",
-                PYLB_ROUTE_LOCAL: "local", PYLB_ROUTE_VIP: "vip", PYLB_ROUTE_SERVICE: "service"}
-_METHODS = {"ipip": PYLB_FWD_IPIP, "gre": PYLB_FWD_GRE, "dr": PYLB_FWD_DR}
+# Names are the domain model's (pylb.model); here they meet C's enums.
+_ROUTE_KINDS = dict(zip((PYLB_ROUTE_GATEWAY, PYLB_ROUTE_CONNECTED, PYLB_ROUTE_LOCAL,
+                         PYLB_ROUTE_VIP, PYLB_ROUTE_SERVICE), model.ROUTE_KINDS))
+_METHODS = dict(zip(model.VIP_METHODS, (PYLB_FWD_IPIP, PYLB_FWD_GRE, PYLB_FWD_DR)))
 _METHOD_NAMES = {v: k for k, v in _METHODS.items()}
-_NEIGH_STATES = ("incomplete", "reachable", "probing", "static")
-_PROTOS = {"tcp": 6, "udp": 17}
+_NEIGH_STATES = model.NEIGHBOUR_STATES      # in C's order
+_PROTOS = model.PROTO_NUMBERS
 _PROTO_NAMES = {v: k for k, v in _PROTOS.items()}
-_L4_METHODS = {"nat": PYLB_L4_NAT, "dr": PYLB_L4_DR, "tunnel": PYLB_L4_TUNNEL,
-               "fullnat": PYLB_L4_FULLNAT}
+_L4_METHODS = dict(zip(model.METHODS, (PYLB_L4_NAT, PYLB_L4_FULLNAT, PYLB_L4_DR,
+                                       PYLB_L4_TUNNEL)))
 _L4_METHOD_NAMES = {v: k for k, v in _L4_METHODS.items()}
-_SCHEDULERS = {"maglev": PYLB_SCHED_MAGLEV, "source": PYLB_SCHED_SOURCE, "wrr": PYLB_SCHED_WRR,
-               "wlc": PYLB_SCHED_WLC}
+_SCHEDULERS = dict(zip(model.SCHEDULERS, (PYLB_SCHED_MAGLEV, PYLB_SCHED_SOURCE, PYLB_SCHED_WRR,
+                                          PYLB_SCHED_WLC)))
 _SCHEDULER_NAMES = {v: k for k, v in _SCHEDULERS.items()}
-BACKEND_STATES = ("up", "drain", "down")
-_TIMEOUT_KEYS = ("tcp_syn", "tcp_established", "tcp_fin", "tcp_close", "udp")
+BACKEND_STATES = model.BACKEND_STATES       # in C's order (enum pylb_backend_state)
+_TIMEOUT_KEYS = model.TIMEOUT_KEYS
+TCP, UDP = model.TCP, model.UDP
 
 
 def _proto(proto):
@@ -188,8 +190,8 @@ def _proto(proto):
 
 
 def _port(port, what="port"):
-    if not isinstance(port, int) or isinstance(port, bool) or not 0 <= port <= 65535:
-        raise InvalidArgument(f"{what} {port!r} is not in 0..65535 (0: all ports)")
+    if not isinstance(port, int) or isinstance(port, bool) or not 0 <= port <= model.PORT_MAX:
+        raise InvalidArgument(f"{what} {port!r} is not in 0..{model.PORT_MAX} (0: all ports)")
     return port
 
 
@@ -214,8 +216,9 @@ def _backend_list(backends):
 
 
 def _check_weight(what, weight):
-    if not isinstance(weight, int) or isinstance(weight, bool) or not 0 <= weight <= 65535:
-        raise InvalidArgument(f"backend {what}: weight {weight!r} must be an integer in 0..65535")
+    if not isinstance(weight, int) or isinstance(weight, bool) or not 0 <= weight <= model.WEIGHT_MAX:
+        raise InvalidArgument(f"backend {what}: weight {weight!r} must be an integer in "
+                              f"0..{model.WEIGHT_MAX}")
 
 
 def _l4_backend_list(backends):
@@ -226,14 +229,14 @@ def _l4_backend_list(backends):
         if isinstance(b, (tuple, list)):
             if len(b) not in (2, 3, 4):
                 raise InvalidArgument(f"backend {b!r} is not (ip, port[, weight[, state]])")
-            ip, port, weight, state = (*b, 1, "up")[:4] if len(b) == 2 else (*b, "up")[:4]
+            ip, port, weight, state = (*b, 1, model.UP)[:4] if len(b) == 2 else (*b, model.UP)[:4]
         else:
             try:
-                (ip, port), weight, state = split_hostport(b), 1, "up"
+                (ip, port), weight, state = split_hostport(b), 1, model.UP
             except ValueError as e:
                 raise InvalidArgument(f"backend '{b}': {e}") from None
-        if not isinstance(port, int) or not 0 <= port <= 65535:
-            raise InvalidArgument(f"backend {ip}: port {port!r} is not in 0..65535")
+        if not isinstance(port, int) or not 0 <= port <= model.PORT_MAX:
+            raise InvalidArgument(f"backend {ip}: port {port!r} is not in 0..{model.PORT_MAX}")
         _check_weight(ip, weight)
         if state not in BACKEND_STATES:
             raise InvalidArgument(f"backend {ip}: state {state!r} is not one of "
@@ -387,7 +390,8 @@ cdef void _copy_str(char *dst, str s, size_t cap, str what) except *:
 
 cdef dict _stats_dict(const pylb_svc_stats *st):
     return {"conns": st.conns, "in_packets": st.in_packets, "in_bytes": st.in_bytes,
-            "out_packets": st.out_packets, "out_bytes": st.out_bytes}
+            "out_packets": st.out_packets, "out_bytes": st.out_bytes,
+            "active": st.active, "inactive": st.inactive}
 
 
 cdef class Dataplane:
@@ -429,11 +433,8 @@ cdef class Dataplane:
             if not isinstance(v, int) or v <= 0:
                 raise InvalidArgument(f"timeout {k}: {v!r} is not a positive number of seconds")
         t = timeouts or {}
-        conf.timeouts.tcp_syn = t.get("tcp_syn", 0)
-        conf.timeouts.tcp_established = t.get("tcp_established", 0)
-        conf.timeouts.tcp_fin = t.get("tcp_fin", 0)
-        conf.timeouts.tcp_close = t.get("tcp_close", 0)
-        conf.timeouts.udp = t.get("udp", 0)
+        (conf.timeouts.tcp_syn, conf.timeouts.tcp_established, conf.timeouts.tcp_fin,
+         conf.timeouts.tcp_close, conf.timeouts.udp) = (t.get(k, 0) for k in _TIMEOUT_KEYS)
         self._ports = []
         with nogil:
             rc = pylb_dp_create(&conf, &self.dp)
@@ -655,10 +656,10 @@ cdef class Dataplane:
 
     # L4 services
 
-    def add_service(self, vip, int port, str proto="tcp", str method="nat",
-                    str scheduler="maglev", int table_size=PYLB_MAGLEV_DEFAULT, backends=(),
+    def add_service(self, vip, int port, str proto=TCP, str method=model.NAT,
+                    str scheduler=model.MAGLEV, int table_size=PYLB_MAGLEV_DEFAULT, backends=(),
                     int persistence=0, int persistence_prefix=0, local_addresses=(),
-                    bint down_reset=False):
+                    bint down_reset=False, id=None):
         """A virtual service VIP:port/proto (port 0: all ports). `method`: nat,
         fullnat, dr or tunnel; `scheduler`: maglev (consistent hash of the
         5-tuple), source (of the client address), wrr (weighted round-robin)
@@ -667,10 +668,17 @@ cdef class Dataplane:
         ipvsadm -p. `local_addresses`: for fullnat, the port addresses used
         as sources towards the backends. `down_reset`: connections of a
         backend set down are reset (TCP RST to the client; UDP is
-        rescheduled) instead of finishing."""
+        rescheduled) instead of finishing. `id`: the service's slot (the
+        domain allocates them; None: the first free)."""
         cdef pylb_service_conf c
         cdef int rc
         memset(&c, 0, sizeof(c))
+        if id is None:
+            c.id = PYLB_SVC_ID_ANY
+        elif not isinstance(id, int) or not 0 <= id < model.MAX_SERVICES:
+            raise InvalidArgument(f"service id {id!r} is not in 0..{model.MAX_SERVICES - 1}")
+        else:
+            c.id = id
         _set_ip(&c.vip, _parse_ip(vip, "VIP"))
         c.proto = _proto(proto)
         c.port = _port(port)
@@ -702,7 +710,7 @@ cdef class Dataplane:
         if backends:
             self.set_service_backends(vip, port, backends, proto=proto)
 
-    def del_service(self, vip, int port, str proto="tcp"):
+    def del_service(self, vip, int port, str proto=TCP):
         cdef pylb_ip a
         cdef int rc
         _set_ip(&a, _parse_ip(vip, "VIP"))
@@ -713,10 +721,10 @@ cdef class Dataplane:
             rc = pylb_dp_service_del(dp, &a, pr, po)
         _check(rc)
 
-    def set_service_backends(self, vip, int port, backends, str proto="tcp"):
+    def set_service_backends(self, vip, int port, backends, str proto=TCP):
         """Replace the service's backends: [(ip, port[, weight[, state]])],
-        ['ip:port'] or [L4Backend]. Weight 0 or state 'drain': no new
-        connections, open ones go on; 'down': no new connections, open ones
+        ['ip:port'] or [L4Backend]. Weight 0 or state drain: no new
+        connections, open ones go on; down: no new connections, open ones
         finish or are reset (the service's down_reset)."""
         cdef pylb_ip a
         cdef int rc
@@ -740,7 +748,7 @@ cdef class Dataplane:
             free(arr)
         _check(rc)
 
-    def set_backend(self, vip, int port, backend, int backend_port, str proto="tcp",
+    def set_backend(self, vip, int port, backend, int backend_port, str proto=TCP,
                     weight=None, state=None):
         """Change one backend's weight and/or state (up, drain, down)."""
         svc = self.service(vip, port, proto)
@@ -753,7 +761,7 @@ cdef class Dataplane:
         self.set_service_backends(vip, port, [new if b is found[0] else b for b in svc.backends],
                                   proto=proto)
 
-    def service(self, vip, int port, str proto="tcp"):
+    def service(self, vip, int port, str proto=TCP):
         cdef pylb_ip a
         cdef pylb_service_conf c
         cdef uint32_t n = 0
@@ -817,27 +825,6 @@ cdef class Dataplane:
             free(buf)
         return out
 
-    def service_counts(self, vip, int port, str proto="tcp"):
-        """Per backend, like ipvsadm -L -n: [(backend, active, inactive)];
-        active means established (TCP) or tracked (UDP)."""
-        cdef pylb_ip a
-        _set_ip(&a, _parse_ip(vip, "VIP"))
-        backends = self.service(vip, port, proto).backends
-        cdef uint32_t n = max(len(backends), 1)
-        cdef uint32_t *act = <uint32_t *>malloc(n * sizeof(uint32_t))
-        cdef uint32_t *ina = <uint32_t *>malloc(n * sizeof(uint32_t))
-        if act == NULL or ina == NULL:
-            free(act)
-            free(ina)
-            raise MemoryError()
-        try:
-            got = _check(pylb_dp_service_counts(self._live(), &a, _proto(proto), _port(port),
-                                                act, ina, n))
-            return [(backends[i], act[i], ina[i]) for i in range(got)]
-        finally:
-            free(act)
-            free(ina)
-
     def conn_count(self):
         return pylb_dp_conn_count(self._live())
 
@@ -846,8 +833,8 @@ cdef class Dataplane:
         tcp_established, tcp_fin, tcp_close, udp}."""
         cdef pylb_timeouts t
         pylb_dp_timeouts_get(self._live(), &t)
-        return {"tcp_syn": t.tcp_syn, "tcp_established": t.tcp_established,
-                "tcp_fin": t.tcp_fin, "tcp_close": t.tcp_close, "udp": t.udp}
+        return dict(zip(_TIMEOUT_KEYS, (t.tcp_syn, t.tcp_established, t.tcp_fin, t.tcp_close,
+                                        t.udp)))
 
     def set_timeouts(self, **seconds):
         """Change some timeouts while running (like ipvsadm --set); the rest
@@ -862,8 +849,8 @@ cdef class Dataplane:
         for k, v in cur.items():
             if not isinstance(v, int) or v < 1:
                 raise InvalidArgument(f"timeout {k}: {v!r} is not a whole number of seconds >= 1")
-        t.tcp_syn, t.tcp_established = cur["tcp_syn"], cur["tcp_established"]
-        t.tcp_fin, t.tcp_close, t.udp = cur["tcp_fin"], cur["tcp_close"], cur["udp"]
+        t.tcp_syn, t.tcp_established, t.tcp_fin, t.tcp_close, t.udp = \
+            (cur[k] for k in _TIMEOUT_KEYS)
         _check(pylb_dp_timeouts_set(self._live(), &t))
         return self.timeouts()
 
@@ -875,7 +862,7 @@ cdef class Dataplane:
 
     # L3 VIPs
 
-    def add_vip(self, prefix, str method="ipip", int table_size=PYLB_MAGLEV_DEFAULT,
+    def add_vip(self, prefix, str method=model.VIP_METHODS[0], int table_size=PYLB_MAGLEV_DEFAULT,
                 source=None, backends=()):
         """An L3 VIP: `prefix` balanced over backends by a consistent hash of
         (source, destination). `method`: ipip, gre or dr (direct routing)."""
@@ -968,10 +955,12 @@ cdef class Dataplane:
             raise NotFound(f"VIP {prefix}: no backend {addr}")
         self.set_backends(prefix, kept)
 
-    def service_stats(self, vip, int port, str proto="tcp"):
+    def service_stats(self, vip, int port, str proto=TCP):
         """A service's traffic, like ipvsadm --stats: conns, in/out packets
-        and bytes (out: replies through the appliance), with "backends":
-        the same per backend, in the service's backend order."""
+        and bytes (out: replies through the appliance), and its tracked
+        connections now (active: established or UDP; inactive: other TCP
+        states; from counters the workers keep), with "backends": the same
+        per backend, in the service's backend order."""
         cdef pylb_ip a
         cdef pylb_svc_stats st
         cdef int n
@@ -988,7 +977,7 @@ cdef class Dataplane:
         finally:
             free(b)
 
-    def l4_trace(self, src, dst, str proto="tcp", int sport=0, int dport=0, int tcp_flags=0x02):
+    def l4_trace(self, src, dst, str proto=TCP, int sport=0, int dport=0, int tcp_flags=0x02):
         """What the L4 path would do with a packet (read only): a dict with
         verdict (no_service, connection, new, no_backend, not_syn), service
         (vip, port, proto, method, scheduler), backend (ip, port), state,
@@ -1119,6 +1108,10 @@ cdef class Dataplane:
         """Counters summed over lcores, drops excluded: {name: value}."""
         sums = np.asarray(self).sum(axis=0)
         return {n: int(v) for n, v in zip(COUNTER_NAMES[:DROP_FIRST], sums[:DROP_FIRST])}
+
+    def lcore_counters(self):
+        """Each slot's counters (workers, then the control slot): [{name: value}]."""
+        return [dict(zip(COUNTER_NAMES, map(int, row))) for row in np.asarray(self).copy()]
 
     def drops(self):
         """Drops summed over lcores: {reason: value}."""

@@ -15,8 +15,7 @@ import time
 
 from pylb import hostinfo, telemetry
 from pylb.errors import DataplaneError, NotFound
-from pylb.config import Config
-from pylb.config import apply as apply_config
+from pylb.model import Config
 from pylb.profile import Profile
 
 log = logging.getLogger("pylb")
@@ -120,8 +119,13 @@ def run(profile: Profile, stop: threading.Event, instance: str | None = None,
                               kernel_iface=port.kernel_iface)
             for addr in port.addresses:
                 dp.add_address(idx, addr)
+        # The domain: from here on every change, the start-up configuration
+        # included, goes through it (on this thread: at once; from others:
+        # queued to this loop).
+        from pylb.manager import Manager, queue_submitter
+        manager = Manager(queue_submitter(tasks, dp=dp), health=True)
         if config is not None:
-            apply_config(dp, config)
+            manager.apply_config(config)
             log.info("applied %s: %d service(s), %d route(s)", config.path,
                      len(config.services), len(config.routes))
         dp.start()
@@ -129,11 +133,6 @@ def run(profile: Profile, stop: threading.Event, instance: str | None = None,
             log.info("port %s (%s): ethdev %d mac %s link %s addresses %s kernel interface %s",
                      p.name, p.device, p.ethdev, p.mac, "up" if p.link_up else "down",
                      ", ".join(p.addresses) or "-", p.kernel_iface or "-")
-        from pylb.manager import Manager, queue_submitter
-        manager = Manager(queue_submitter(tasks), health=True)
-        for s in config.services if config is not None else ():
-            if s.health_check is not None:
-                manager.watch(s)
         if grpc_address:
             from pylb.server import Server
             server = Server(manager, grpc_address, tls=grpc_tls).start()

@@ -1,7 +1,10 @@
 """The desired state of an appliance, declared in YAML: L4 services with their
 backends, static routes, L3 VIPs and static neighbours. `load_config` validates a whole file before
 anything is applied, and names the file, line, key and what is expected for
-the first problem; `apply` then creates every object on a dataplane.
+the first problem; the Manager (pylb.manager) then applies it as a diff.
+The types and names are the domain model's (pylb.model); the API validates
+its requests with this module's parse_* functions (`request`), so a change
+meets the same checks however it arrives.
 
     services:
       - vip: 10.99.0.100
@@ -31,116 +34,26 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from dataclasses import dataclass, field, replace
 from typing import Any
 
-from pylb import yamlsrc
+from pylb import model, yamlsrc
 from pylb.errors import ConfigError
 from pylb.hostport import split_hostport
+from pylb.model import (BackendSpec, Config, HealthCheckSpec, NeighbourSpec, RouteSpec,
+                        ServiceSpec, VipSpec)
 
 TOP_KEYS = {"services", "routes", "vips", "neighbours", "timeouts"}
-TIMEOUT_KEYS = ("tcp_syn", "tcp_established", "tcp_fin", "tcp_close", "udp")
-TIMEOUT_MAX = 30 * 86400        # seconds
 SERVICE_KEYS = {"vip", "port", "proto", "method", "scheduler", "table_size", "persistence",
                 "persistence_prefix", "local_addresses", "down_reset", "backends", "health_check"}
 CHECK_KEYS = {"type", "port", "path", "expect_status", "interval_ms", "timeout_ms", "rise", "fall"}
-CHECK_TYPES = ("tcp", "http", "udp", "none")
 BACKEND_KEYS = {"address", "weight", "state"}
 ROUTE_KEYS = {"prefix", "via"}
 VIA_KEYS = {"gateway", "port"}
 VIP_KEYS = {"prefix", "method", "table_size", "source", "backends"}
 VIP_BACKEND_KEYS = {"address", "weight"}
-VIP_METHODS = ("ipip", "gre", "dr")
 NEIGHBOUR_KEYS = {"port", "address", "mac"}
 MAC = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
-PROTOS = ("tcp", "udp")
-METHODS = ("nat", "fullnat", "dr", "tunnel")
-SCHEDULERS = ("maglev", "source", "wrr", "wlc")
-STATES = ("up", "drain", "down")
-TABLE_SIZE = 65537              # the default lookup table size (a prime)
-TABLE_SIZE_MAX = 1048573        # the dataplane's largest (PYLB_MAGLEV_MAX)
-MAX_HTTP_PATH = 1024
-HTTP_PATH = re.compile(r"^/[\x21-\x7e]{0,%d}\Z" % (MAX_HTTP_PATH - 1))
-
-
-@dataclass(frozen=True)
-class BackendSpec:
-    ip: str
-    port: int
-    weight: int = 1
-    state: str = "up"
-
-
-@dataclass(frozen=True)
-class HealthCheckSpec:
-    """tcp: a connection opens; http: GET `path` answers `expect_status`;
-    udp: a datagram gets an answer; none: always healthy. `port` 0: the
-    backend's (or the service's) port. A backend goes down after `fall`
-    failures in a row and up after `rise` successes."""
-    type: str = "tcp"
-    port: int = 0
-    path: str = "/"
-    expect_status: int = 200
-    interval_ms: int = 2000
-    timeout_ms: int = 1000
-    rise: int = 2
-    fall: int = 3
-
-
-@dataclass(frozen=True)
-class ServiceSpec:
-    vip: str
-    port: int
-    proto: str = "tcp"
-    method: str = "nat"
-    scheduler: str = "maglev"
-    table_size: int = TABLE_SIZE
-    persistence: int = 0
-    persistence_prefix: int = 0
-    local_addresses: tuple[str, ...] = ()
-    down_reset: bool = False
-    backends: tuple[BackendSpec, ...] = ()
-    health_check: HealthCheckSpec | None = None
-
-    @property
-    def key(self) -> tuple[str, int, str]:
-        return self.vip, self.port, self.proto
-
-
-@dataclass(frozen=True)
-class RouteSpec:
-    prefix: str
-    via: tuple[tuple[str | None, str | int], ...]
-
-
-@dataclass(frozen=True)
-class VipSpec:
-    prefix: str
-    method: str = "ipip"
-    table_size: int = TABLE_SIZE
-    source: str | None = None
-    backends: tuple[tuple[str, int], ...] = ()     # (address, weight)
-
-
-@dataclass(frozen=True)
-class NeighbourSpec:
-    port: str
-    ip: str
-    mac: str
-
-    @property
-    def key(self) -> tuple[str, str]:
-        return self.port, self.ip
-
-
-@dataclass(frozen=True)
-class Config:
-    path: str
-    services: tuple[ServiceSpec, ...] = ()
-    routes: tuple[RouteSpec, ...] = field(default=())
-    vips: tuple[VipSpec, ...] = ()
-    neighbours: tuple[NeighbourSpec, ...] = ()
-    timeouts: tuple[tuple[str, int], ...] = ()     # (name, seconds) of those listed
+HTTP_PATH = re.compile(r"^/[\x21-\x7e]{0,%d}\Z" % (model.MAX_HTTP_PATH - 1))
 
 
 def parse_address(c: yamlsrc.Checker, value: Any, key: str) -> ipaddress._BaseAddress:
@@ -170,11 +83,11 @@ def parse_backend(c: yamlsrc.Checker, raw: Any, key: str, vip: ipaddress._BaseAd
     ip = parse_address(c, host, f"{key}.address")
     if ip.version != vip.version:
         raise c.fail(f"{key}.address", f"backend {ip} is not of the VIP's address family")
-    state = b.get("state", "up")
-    if state not in STATES:
-        raise c.fail(f"{key}.state", f"expected one of: {', '.join(STATES)}")
+    state = b.get("state", model.UP)
+    if state not in model.BACKEND_STATES:
+        raise c.fail(f"{key}.state", f"expected one of: {', '.join(model.BACKEND_STATES)}")
     return BackendSpec(str(ip), port,
-                       c.integer(b.get("weight", 1), f"{key}.weight", 0, 65535), state)
+                       c.integer(b.get("weight", 1), f"{key}.weight", 0, model.WEIGHT_MAX), state)
 
 
 def _choice(c: yamlsrc.Checker, s: dict, name: str, key: str, allowed: tuple[str, ...]) -> str:
@@ -187,16 +100,16 @@ def _choice(c: yamlsrc.Checker, s: dict, name: str, key: str, allowed: tuple[str
 
 def health_check(c: yamlsrc.Checker, raw: Any, key: str) -> HealthCheckSpec:
     h = c.mapping(raw, key, CHECK_KEYS)
-    kind = h.get("type", "tcp")
-    if kind not in CHECK_TYPES:
-        raise c.fail(f"{key}.type", f"expected one of: {', '.join(CHECK_TYPES)}, "
+    kind = h.get("type", model.CHECK_TYPES[0])
+    if kind not in model.CHECK_TYPES:
+        raise c.fail(f"{key}.type", f"expected one of: {', '.join(model.CHECK_TYPES)}, "
                                     f"got {yamlsrc.show(kind)}")
     path = c.string(h.get("path", "/"), f"{key}.path",
-                    f"an HTTP path starting with '/', printable, at most {MAX_HTTP_PATH} bytes",
+                    f"an HTTP path starting with '/', printable, at most {model.MAX_HTTP_PATH} bytes",
                     HTTP_PATH)
     interval = c.integer(h.get("interval_ms", 2000), f"{key}.interval_ms", 100, 3_600_000)
     spec = HealthCheckSpec(
-        kind, c.integer(h.get("port", 0), f"{key}.port", 0, 65535), path,
+        kind, c.integer(h.get("port", 0), f"{key}.port", 0, model.PORT_MAX), path,
         c.integer(h.get("expect_status", 200), f"{key}.expect_status", 100, 599), interval,
         c.integer(h.get("timeout_ms", min(1000, interval)), f"{key}.timeout_ms", 10, 600_000),
         c.integer(h.get("rise", 2), f"{key}.rise", 1, 100),
@@ -213,6 +126,9 @@ def parse_service(c: yamlsrc.Checker, raw: Any, key: str) -> ServiceSpec:
         raise c.fail(key, "a service needs 'vip' and 'port' (0: all ports)")
     vip = parse_address(c, s["vip"], f"{key}.vip")
     lips = _items(c, s, "local_addresses", key, "port addresses")
+    if len(lips) > model.MAX_LOCAL_ADDRESSES:
+        raise c.fail(f"{key}.local_addresses", f"{len(lips)} local addresses, at most "
+                                               f"{model.MAX_LOCAL_ADDRESSES}")
     down_reset = s.get("down_reset", False)
     if not isinstance(down_reset, bool):
         raise c.fail(f"{key}.down_reset", "expected true or false")
@@ -224,11 +140,12 @@ def parse_service(c: yamlsrc.Checker, raw: Any, key: str) -> ServiceSpec:
             raise c.fail(f"{key}.backends[{i}]", f"backend {b.ip}:{b.port} is listed twice")
         seen.add((b.ip, b.port))
     return ServiceSpec(
-        vip=str(vip), port=c.integer(s["port"], f"{key}.port", 0, 65535),
-        proto=_choice(c, s, "proto", key, PROTOS), method=_choice(c, s, "method", key, METHODS),
-        scheduler=_choice(c, s, "scheduler", key, SCHEDULERS),
-        table_size=_table_size(c, s.get("table_size", TABLE_SIZE), f"{key}.table_size"),
-        persistence=c.integer(s.get("persistence", 0), f"{key}.persistence", 0, 86400 * 7),
+        vip=str(vip), port=c.integer(s["port"], f"{key}.port", 0, model.PORT_MAX),
+        proto=_choice(c, s, "proto", key, model.PROTOS), method=_choice(c, s, "method", key, model.METHODS),
+        scheduler=_choice(c, s, "scheduler", key, model.SCHEDULERS),
+        table_size=_table_size(c, s.get("table_size", model.TABLE_SIZE), f"{key}.table_size"),
+        persistence=c.integer(s.get("persistence", 0), f"{key}.persistence", 0,
+                              model.PERSISTENCE_MAX),
         persistence_prefix=c.integer(s.get("persistence_prefix", 0), f"{key}.persistence_prefix",
                                      0, 32 if vip.version == 4 else 128),
         local_addresses=tuple(str(parse_address(c, a, f"{key}.local_addresses[{i}]"))
@@ -264,15 +181,11 @@ def parse_route(c: yamlsrc.Checker, raw: Any, key: str) -> RouteSpec:
     return RouteSpec(str(prefix), tuple(hops))
 
 
-def is_prime(n: int) -> bool:
-    return n >= 2 and all(n % d for d in range(2, int(n ** 0.5) + 1))
-
-
 def _table_size(c: yamlsrc.Checker, value: Any, key: str) -> int:
-    n = c.integer(value, key, 2, TABLE_SIZE_MAX)
-    if not is_prime(n):
+    n = c.integer(value, key, 2, model.TABLE_SIZE_MAX)
+    if not model.is_prime(n):
         raise c.fail(key, f"{n} is not a prime; lookup tables have a prime size "
-                          f"(e.g. {TABLE_SIZE})")
+                          f"(e.g. {model.TABLE_SIZE})")
     return n
 
 
@@ -309,9 +222,9 @@ def parse_vip(c: yamlsrc.Checker, raw: Any, key: str) -> VipSpec:
             raise c.fail(f"{bkey}.address", f"backend {ip} is not of the VIP's address family")
         if any(str(ip) == have for have, _ in backends):
             raise c.fail(bkey, f"backend {ip} is listed twice")
-        backends.append((str(ip), c.integer(b.get("weight", 1), f"{bkey}.weight", 0, 65535)))
-    return VipSpec(str(net), _choice(c, v, "method", key, VIP_METHODS),
-                   _table_size(c, v.get("table_size", TABLE_SIZE), f"{key}.table_size"),
+        backends.append((str(ip), c.integer(b.get("weight", 1), f"{bkey}.weight", 0, model.WEIGHT_MAX)))
+    return VipSpec(str(net), _choice(c, v, "method", key, model.VIP_METHODS),
+                   _table_size(c, v.get("table_size", model.TABLE_SIZE), f"{key}.table_size"),
                    None if source is None else str(source), tuple(backends))
 
 
@@ -327,8 +240,9 @@ def parse_neighbour(c: yamlsrc.Checker, raw: Any, key: str) -> NeighbourSpec:
 
 
 def parse_timeouts(c: yamlsrc.Checker, raw: Any, key: str) -> tuple[tuple[str, int], ...]:
-    t = c.mapping(raw, key, set(TIMEOUT_KEYS))
-    return tuple((k, c.integer(t[k], f"{key}.{k}", 1, TIMEOUT_MAX)) for k in TIMEOUT_KEYS if k in t)
+    t = c.mapping(raw, key, set(model.TIMEOUT_KEYS))
+    return tuple((k, c.integer(t[k], f"{key}.{k}", 1, model.TIMEOUT_MAX))
+                 for k in model.TIMEOUT_KEYS if k in t)
 
 
 def request(parse, raw: Any, *args, key: str = ""):
@@ -417,78 +331,3 @@ def dump(config: Config) -> str:
     if config.timeouts:
         out["timeouts"] = dict(config.timeouts)
     return yaml.safe_dump(out, sort_keys=False)
-
-
-def _changes(cur: dict, want: dict, kind: str, in_place=None,
-             in_place_action: str = "set-backends") -> list[tuple[str, Any, Any]]:
-    """del-KIND, add-KIND and replace-KIND (or in_place_action where in_place
-    says the change can be made in place) turning cur into want."""
-    out: list[tuple[str, Any, Any]] = [(f"del-{kind}", v, None) for k, v in cur.items()
-                                       if k not in want]
-    for k, v in want.items():
-        old = cur.get(k)
-        if old is None:
-            out.append((f"add-{kind}", None, v))
-        elif old != v:
-            out.append((in_place_action if in_place and in_place(old, v)
-                        else f"replace-{kind}", old, v))
-    return out
-
-
-def diff(current: Config, desired: Config) -> list[tuple[str, Any, Any]]:
-    """What turns current into desired: (action, old, new) with action one of
-    add-service, del-service, set-backends (backends or health check only:
-    hitless), replace-service, and add-, del- and replace- of route, vip
-    (set-vip-backends when only its backends changed) and neighbour."""
-    def in_place(old: ServiceSpec, new: ServiceSpec) -> bool:
-        return replace(old, backends=(), health_check=None) == \
-            replace(new, backends=(), health_check=None)
-
-    def vip_in_place(old: VipSpec, new: VipSpec) -> bool:
-        return replace(old, backends=()) == replace(new, backends=())
-    out = _changes({s.key: s for s in current.services}, {s.key: s for s in desired.services},
-                   "service", in_place)
-    out += _changes({r.prefix: r for r in current.routes}, {r.prefix: r for r in desired.routes},
-                    "route")
-    out += _changes({v.prefix: v for v in current.vips}, {v.prefix: v for v in desired.vips},
-                    "vip", vip_in_place, "set-vip-backends")
-    out += _changes({n.key: n for n in current.neighbours},
-                    {n.key: n for n in desired.neighbours}, "neighbour")
-    have = dict(current.timeouts)
-    if any(have.get(k) != v for k, v in desired.timeouts):
-        out.append(("set-timeouts", tuple((k, have[k]) for k, _ in desired.timeouts),
-                    desired.timeouts))
-    return out
-
-
-def describe(change: tuple[str, Any, Any]) -> str:
-    action, old, new = change
-    obj = new or old
-    if action == "set-timeouts":
-        return f"{action} " + " ".join(f"{k}={v}" for k, v in new)
-    if isinstance(obj, NeighbourSpec):
-        return f"{action} {obj.ip} on {obj.port}"
-    if isinstance(obj, (RouteSpec, VipSpec)):
-        return f"{action} {obj.prefix}"
-    return f"{action} {obj.vip}:{obj.port}/{obj.proto}"
-
-
-def apply(dp, config: Config) -> None:
-    """Create the configuration's routes and services on a dataplane that has
-    none of them yet. Dataplane errors (an unknown port, a FullNAT local
-    address that is not a port address) propagate with their message."""
-    if config.timeouts:
-        dp.set_timeouts(**dict(config.timeouts))
-    for n in config.neighbours:
-        dp.add_neighbour(n.port, n.ip, n.mac)
-    for r in config.routes:
-        dp.add_route(r.prefix, list(r.via))
-    for s in config.services:
-        dp.add_service(s.vip, s.port, proto=s.proto, method=s.method, scheduler=s.scheduler,
-                       table_size=s.table_size, persistence=s.persistence,
-                       persistence_prefix=s.persistence_prefix,
-                       local_addresses=s.local_addresses, down_reset=s.down_reset,
-                       backends=[(b.ip, b.port, b.weight, b.state) for b in s.backends])
-    for v in config.vips:
-        dp.add_vip(v.prefix, method=v.method, table_size=v.table_size, source=v.source,
-                   backends=list(v.backends))

@@ -11,18 +11,16 @@ import sys
 import grpc
 from google.protobuf import json_format
 
-from pylb.config import TIMEOUT_KEYS
+from pylb import model, protonames
+from pylb.model import TIMEOUT_KEYS
 from pylb.hostport import split_hostport
 from pylb.v1 import pylb_pb2 as pb
 from pylb.v1 import pylb_pb2_grpc as pb_grpc
 
-PROTO_NAMES = {"tcp": pb.PROTOCOL_TCP, "udp": pb.PROTOCOL_UDP}
-METHOD_NAMES = {"nat": pb.METHOD_NAT, "fullnat": pb.METHOD_FULLNAT, "dr": pb.METHOD_DR,
-                "tunnel": pb.METHOD_TUNNEL}
-SCHED_NAMES = {"maglev": pb.SCHEDULER_MAGLEV, "source": pb.SCHEDULER_SOURCE,
-               "wrr": pb.SCHEDULER_WRR, "wlc": pb.SCHEDULER_WLC}
-STATE_NAMES = {"up": pb.BACKEND_STATE_UP, "drain": pb.BACKEND_STATE_DRAIN,
-               "down": pb.BACKEND_STATE_DOWN}
+PROTO_NAMES = protonames.numbers(protonames.PROTOS)
+METHOD_NAMES = protonames.numbers(protonames.METHODS)
+SCHED_NAMES = protonames.numbers(protonames.SCHEDULERS)
+STATE_NAMES = protonames.numbers(protonames.STATES)
 # ipvsadm's names for the forwarding methods.
 IPVS_FORWARD = {pb.METHOD_UNSPECIFIED: "Masq", pb.METHOD_NAT: "Masq", pb.METHOD_FULLNAT: "FullNat",
                 pb.METHOD_DR: "Route", pb.METHOD_TUNNEL: "Tunnel"}
@@ -45,7 +43,7 @@ def service_key(text: str) -> pb.ServiceKey:
         host, port = split_hostport(addr)
     except ValueError as e:
         raise UsageError(f"service {text!r}: {e}") from None
-    return pb.ServiceKey(vip=host, port=port, protocol=PROTO_NAMES[proto or "tcp"])
+    return pb.ServiceKey(vip=host, port=port, protocol=PROTO_NAMES[proto or model.TCP])
 
 
 def backend_of(text: str, weight: int | None = None, state: str | None = None) -> pb.Backend:
@@ -195,7 +193,7 @@ def run(args, stub) -> int:
         old = current.get((b.address, b.port))
         weight = {"add": args.weight if verb == "add" else None,
                   "set-weight": getattr(args, "weight", None)}.get(verb)
-        state = {"drain": "drain", "down": "down", "up": "up"}.get(verb)
+        state = verb if verb in model.BACKEND_STATES else None
         if verb == "add" and old is not None:
             raise UsageError(f"service {args.service} already has backend {args.backend}")
         if verb != "add" and old is None:
@@ -343,8 +341,8 @@ def parser() -> argparse.ArgumentParser:
     svc.add_parser("get").add_argument("service", help="VIP:PORT[/tcp|udp]")
     add = svc.add_parser("add")
     add.add_argument("service", help="VIP:PORT[/tcp|udp]")
-    add.add_argument("--method", choices=METHOD_NAMES, default="nat")
-    add.add_argument("--scheduler", choices=SCHED_NAMES, default="maglev")
+    add.add_argument("--method", choices=METHOD_NAMES, default=model.NAT)
+    add.add_argument("--scheduler", choices=SCHED_NAMES, default=model.MAGLEV)
     add.add_argument("--persistence", type=int, default=0, metavar="SECONDS")
     add.add_argument("--persistence-prefix", type=int, default=0, metavar="BITS")
     add.add_argument("--local-address", action="append", help="FullNAT source (repeat)")
@@ -357,7 +355,7 @@ def parser() -> argparse.ArgumentParser:
 
     be = sub.add_parser("backend", help="backends of a service").add_subparsers(dest="verb",
                                                                                 required=True)
-    for verb in ("add", "set-weight", "drain", "down", "up", "del"):
+    for verb in ("add", "set-weight", model.DRAIN, model.DOWN, model.UP, "del"):
         p = be.add_parser(verb)
         p.add_argument("service", help="VIP:PORT[/tcp|udp]")
         p.add_argument("backend", help="ADDRESS[:PORT]")
@@ -380,7 +378,7 @@ def parser() -> argparse.ArgumentParser:
         p.add_argument("prefix")
         p.add_argument("--backend", action="append", help="ADDRESS[*WEIGHT] (repeat)")
         if verb == "add":
-            p.add_argument("--method", choices=("ipip", "gre", "dr"), default="ipip")
+            p.add_argument("--method", choices=model.VIP_METHODS, default=model.VIP_METHODS[0])
             p.add_argument("--source", help="outer source address")
     vp.add_parser("del").add_argument("prefix")
 
@@ -411,7 +409,7 @@ def parser() -> argparse.ArgumentParser:
     tr = sub.add_parser("trace", help="what the dataplane would do with a packet")
     tr.add_argument("source", help="ADDRESS[:PORT]")
     tr.add_argument("destination", help="ADDRESS[:PORT]")
-    tr.add_argument("--proto", choices=PROTO_NAMES, default="tcp")
+    tr.add_argument("--proto", choices=PROTO_NAMES, default=model.TCP)
     tr.add_argument("--established", action="store_true",
                     help="a TCP packet of an established flow (not a SYN)")
 

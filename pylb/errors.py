@@ -1,4 +1,8 @@
-"""pylb's exception types: one per outcome an operator or a client must handle."""
+"""pylb's exception types: one per outcome an operator or a client must
+handle, and (`GRPC_CODES`) the one table that says which gRPC status each
+becomes: bad input INVALID_ARGUMENT, missing NOT_FOUND, duplicates
+ALREADY_EXISTS, capacity RESOURCE_EXHAUSTED, a state that forbids it
+FAILED_PRECONDITION, and faults that are not the caller's INTERNAL."""
 
 from __future__ import annotations
 
@@ -58,3 +62,17 @@ class ProfileError(FileError):
 
 class ConfigError(FileError):
     """A configuration (the desired services, routes, ...) is invalid."""
+
+
+# Most specific first: the first class an error is an instance of decides.
+GRPC_CODES = ((InvalidArgument, "INVALID_ARGUMENT"),
+              (NotFound, "NOT_FOUND"),
+              (AlreadyExists, "ALREADY_EXISTS"),
+              (CapacityExhausted, "RESOURCE_EXHAUSTED"),
+              (FailedPrecondition, "FAILED_PRECONDITION"),
+              (DataplaneError, "INTERNAL"))
+
+
+def grpc_code(e: BaseException) -> str:
+    """The gRPC status code name of an error (INTERNAL for anything else)."""
+    return next((code for cls, code in GRPC_CODES if isinstance(e, cls)), "INTERNAL")

@@ -21,8 +21,11 @@ import socket
 import threading
 from typing import Callable
 
-from pylb.config import HealthCheckSpec
+from pylb import model
+from pylb.model import HealthCheckSpec
 
+TCP, HTTP, UDP, NONE = model.CHECK_TYPES
+UNKNOWN, UNAVAILABLE = model.HEALTH_STATES[2:]
 log = logging.getLogger("pylb")
 
 Key = tuple[str, int, str]                   # (vip, port, proto)
@@ -58,13 +61,13 @@ async def probe(spec: HealthCheckSpec, ip: str, port: int, iface: str | None = N
     """One check of ip:port (through `iface` if given); True if healthy."""
     timeout = spec.timeout_ms / 1000
     try:
-        if spec.type == "none":
+        if spec.type == NONE:
             return True
-        if spec.type == "udp":
+        if spec.type == UDP:
             return await asyncio.wait_for(_udp(ip, port, iface), timeout)
         reader, writer = await asyncio.wait_for(_connect(ip, port, iface), timeout)
         try:
-            if spec.type == "tcp":
+            if spec.type == TCP:
                 return True
             host = f"[{ip}]" if ":" in ip else ip
             writer.write(f"GET {spec.path} HTTP/1.0\r\nHost: {host}\r\n"
@@ -135,7 +138,7 @@ class HealthChecker:
                 self.status.pop(k, None)
             for k, s in want.items():
                 if k not in self._tasks:
-                    self.status[k] = "unknown"
+                    self.status[k] = UNKNOWN
                     self._tasks[k] = (s, self._loop.create_task(self._run(k, s)))
         self._loop.call_soon_threadsafe(apply)
 
@@ -152,22 +155,22 @@ class HealthChecker:
             if self._path is not None:
                 iface, why = await loop.run_in_executor(None, self._path, ip)
                 if iface is None:
-                    if self.status.get(k) != "unavailable":
+                    if self.status.get(k) != UNAVAILABLE:
                         log.warning("health: %s:%d of %s:%d/%s cannot be probed: %s", ip, port,
                                     *key, why)
-                        self.status[k] = "unavailable"
+                        self.status[k] = UNAVAILABLE
                     good = bad = 0
                     last = None
                     await asyncio.sleep(spec.interval_ms / 1000)
                     continue
-                if self.status.get(k) == "unavailable":
-                    self.status[k] = "unknown"
+                if self.status.get(k) == UNAVAILABLE:
+                    self.status[k] = UNKNOWN
             if await probe(spec, ip, spec.port or port or key[1], iface):
                 good, bad = good + 1, 0
-                verdict = "up" if good >= spec.rise else None
+                verdict = model.UP if good >= spec.rise else None
             else:
                 good, bad = 0, bad + 1
-                verdict = "down" if bad >= spec.fall else None
+                verdict = model.DOWN if bad >= spec.fall else None
             if verdict and last != verdict:
                 log.info("health: %s:%d of %s:%d/%s is %s", ip, port, *key, verdict)
                 last = verdict

@@ -1,10 +1,18 @@
-"""The management domain: what operators can ask of a running appliance,
-validated, in plain Python types (no gRPC here). Every call that touches the
-dataplane runs on the appliance's main loop through `submit`, so changes
-happen on one thread, between housekeeping passes, while workers forward.
+"""The domain: the appliance's desired state, owned here, and every change
+to it. The Manager holds the current model (pylb.model.Config: what the
+operator asked for) and the health checks' verdicts; every mutation,
+whatever its source (an API call, the configuration file at start,
+SIGHUP, ApplyConfig, a health verdict, an operator's drain), builds the
+next model, is computed as a diff against the current one, and is applied
+through one path (`_commit`) with undo on failure. Service ids are
+allocated here. The dataplane's state is written, never read back to
+reconstruct intent: listings are the model plus live counters.
 
-The gRPC servicers (pylb.server) are thin translations over this; tests and
-tools may drive it directly.
+Every call that touches the dataplane runs on the appliance's main loop
+through `submit`, so changes happen on one thread, between housekeeping
+passes, while workers forward. The gRPC servicers (pylb.server) are thin
+translations over this; tests drive it directly, against the real binding
+or an in-memory fake with the same methods (tests/fake_dataplane.py).
 """
 
 from __future__ import annotations
@@ -16,22 +24,28 @@ import threading
 import time
 from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
-from pylb.config import (BackendSpec, Config, HealthCheckSpec, NeighbourSpec, RouteSpec,
-                         ServiceSpec, VipSpec, describe)
-from pylb.config import diff as config_diff
-from pylb.errors import InvalidArgument, NotFound, PylbError
-from pylb import kernel
+from pylb import kernel, model
+from pylb.errors import AlreadyExists, InvalidArgument, NotFound, PylbError
 from pylb.health import HealthChecker
+from pylb.model import (BackendSpec, Change, Config, NeighbourSpec, RouteSpec, ServiceKey,
+                        ServiceSpec, VipSpec, describe, diff, service_name)
 
 Submit = Callable[[Callable[[Any], Any]], Any]
 log = logging.getLogger("pylb")
 
 
-def queue_submitter(tasks: queue.SimpleQueue, timeout: float | None = 30.0) -> Submit:
-    """A `submit` that hands f(dp) to the main loop's task queue and waits."""
+def queue_submitter(tasks: queue.SimpleQueue, timeout: float | None = 30.0,
+                    dp=None) -> Submit:
+    """A `submit` that hands f(dp) to the main loop's task queue and waits;
+    with `dp`, calls from the thread that made it (the main loop itself,
+    e.g. the configuration at start) run at once."""
+    owner = threading.get_ident()
+
     def submit(fn):
+        if dp is not None and threading.get_ident() == owner:
+            return fn(dp)
         fut: Future = Future()
 
         def task(dp):
@@ -57,18 +71,18 @@ def direct_submitter(dp) -> Submit:
 
 @dataclass(frozen=True)
 class BackendView:
-    spec: BackendSpec
+    spec: BackendSpec           # as in force: an operator's up a health check holds down is down
     active: int
     inactive: int
-    health: str = ""            # up, down or unknown; "" when not checked
+    health: str = ""            # a model.HEALTH_STATES; "" when not checked
     stats: dict = field(default_factory=dict)   # as ServiceView's, for this backend
 
 
 @dataclass(frozen=True)
 class ServiceView:
-    spec: ServiceSpec
+    spec: ServiceSpec           # as in force
     backends: tuple[BackendView, ...]
-    stats: dict                 # conns, in/out packets and bytes
+    stats: dict                 # conns, in/out packets and bytes, active, inactive
 
 
 @dataclass(frozen=True)
@@ -85,13 +99,40 @@ def _address(text: str, what: str) -> str:
         raise InvalidArgument(f"{what} {text!r} is not an IPv4 or IPv6 address") from None
 
 
+def _prefix_order(prefix: str):
+    n = ipaddress.ip_network(prefix)
+    return n.network_address, n.prefixlen
+
+
+Verdicts = dict[tuple[ServiceKey, tuple[str, int]], str]
+
+
+def in_force(desired: Config, verdicts: Verdicts) -> Config:
+    """What the dataplane carries for a model: a backend the operator set up
+    that its health check finds down is down."""
+    def service(s: ServiceSpec) -> ServiceSpec:
+        if s.health_check is None or not any(verdicts.get((s.key, b.key)) == model.DOWN
+                                             for b in s.backends):
+            return s
+        return replace(s, backends=tuple(
+            replace(b, state=model.DOWN) if b.state == model.UP and
+            verdicts.get((s.key, b.key)) == model.DOWN else b for b in s.backends))
+    return replace(desired, services=tuple(service(s) for s in desired.services))
+
+
 class Manager:
     """`health`: run the services' health checks (pylb.health), through the
     exception path unless `probe_anywhere` (tests with loopback backends)."""
 
     def __init__(self, submit: Submit, health: bool = False, probe_anywhere: bool = False):
         self._submit = submit
-        self._checks: dict[tuple[str, int, str], HealthCheckSpec] = {}
+        self._lock = threading.RLock()          # one change at a time
+        self.model = Config()                   # what the operator asked for
+        self._verdicts: Verdicts = {}           # the health checks' (up or down)
+        self._ids: dict[ServiceKey, int] = {}   # service -> its dataplane slot
+        self._next_id = 0
+        # The hardware profile's timeouts: those the model does not list.
+        self._base_timeouts = submit(lambda dp: dp.timeouts())
         self.health = HealthChecker(self._health_verdict,
                                     None if probe_anywhere else self.probe_path) \
             if health else None
@@ -100,46 +141,96 @@ class Manager:
         if self.health is not None:
             self.health.close()
 
-    # Services
+    # The one way a change is made
 
-    def _view(self, dp, s) -> ServiceView:
-        key = (s.vip, s.port, s.proto)
-        counts = dp.service_counts(*key)
-        check = self._checks.get(key)
-        spec = ServiceSpec(s.vip, s.port, s.proto, s.method, s.scheduler, s.table_size,
-                           s.persistence, s.persistence_prefix, tuple(s.local_addresses),
-                           s.down_reset,
-                           tuple(BackendSpec(b.ip, b.port, b.weight, b.state) for b in s.backends),
-                           check)
-        status = self.health.status if self.health and check else {}
-        stats = dp.service_stats(*key)
-        return ServiceView(spec, tuple(BackendView(BackendSpec(b.ip, b.port, b.weight, b.state),
-                                                   active, inactive,
-                                                   status.get((key, (b.ip, b.port)), "unknown")
-                                                   if check else "", st)
-                                       for (b, active, inactive), st in
-                                       zip(counts, stats.pop("backends"))),
-                           stats)
+    def _commit(self, desired: Config, verdicts: Verdicts | None = None, dry_run: bool = False,
+                whole: bool = False) -> list[str]:
+        """Make `desired` (and `verdicts`) the appliance's state, all or
+        nothing: the diff from the current state is applied in one task on
+        the main loop; on the first failure what was done is undone and the
+        error raised (`whole`: a whole configuration, said in the error).
+        Returns the changes, made or (dry_run) that would be made."""
+        with self._lock:
+            verdicts = self._verdicts if verdicts is None else verdicts
+            desired = replace(desired, path="(running)")
+            changes = diff(in_force(self.model, self._verdicts), in_force(desired, verdicts),
+                           self._base_timeouts)
+            done = [describe(c) for c in changes]
+            if dry_run or not changes:
+                if not dry_run:
+                    self.model, self._verdicts = desired, verdicts
+                return done
+            ids = self._allocate(changes)
+            try:
+                self._submit(lambda dp: self._run(dp, changes, ids))
+            except PylbError as e:
+                if whole:
+                    raise type(e)(f"{e} (nothing was changed)") from None
+                raise
+            before = self.model
+            self.model, self._verdicts, self._ids = desired, verdicts, ids
+            self._watch(before, desired)
+            return done
 
-    def watch(self, view_or_spec) -> None:
-        """(Re)start the health checks of a service as it now is."""
-        spec = getattr(view_or_spec, "spec", view_or_spec)
+    def _allocate(self, changes: list[Change]) -> dict[ServiceKey, int]:
+        """Service ids after `changes`: a new service takes the next free
+        one, round-robin, so a deleted service's id is reused last."""
+        ids = dict(self._ids)
+        for action, old, _ in changes:
+            if action in ("del-service", "replace-service"):
+                del ids[old.key]
+        for action, _, new in changes:
+            if action in ("add-service", "replace-service"):
+                used = set(ids.values())
+                if len(used) >= model.MAX_SERVICES:
+                    from pylb.errors import CapacityExhausted
+                    raise CapacityExhausted(f"at most {model.MAX_SERVICES} services")
+                while self._next_id in used:
+                    self._next_id = (self._next_id + 1) % model.MAX_SERVICES
+                ids[new.key] = self._next_id
+                self._next_id = (self._next_id + 1) % model.MAX_SERVICES
+        return ids
+
+    def _run(self, dp, changes: list[Change], ids: dict[ServiceKey, int]) -> None:
+        undo: list[Callable[[], Any]] = []
+        try:
+            for action, old, new in changes:
+                _STEPS[action](dp, old, new, undo, self._ids, ids)
+        except BaseException:
+            for step in reversed(undo):
+                try:
+                    step()
+                except PylbError as again:      # reported, the rest still undone
+                    log.error("could not undo a step: %s", again)
+            raise
+
+    def _watch(self, before: Config, after: Config) -> None:
+        """(Re)start the health checks of services whose check or backends changed."""
         if self.health is None:
             return
-        check = spec.health_check if spec.health_check is not None else self._checks.get(spec.key)
-        if check is not None:
-            self._checks[spec.key] = check
-        self.health.watch(spec.key, check, [(b.ip, b.port) for b in spec.backends])
+        old = {s.key: (s.health_check, [b.key for b in s.backends]) for s in before.services}
+        new = {s.key: (s.health_check, [b.key for b in s.backends]) for s in after.services}
+        for key in old.keys() - new.keys():
+            self.health.watch(key, None, [])
+        for key, (check, targets) in new.items():
+            if old.get(key) != (check, targets):
+                self.health.watch(key, check, targets)
 
-    def _health_verdict(self, key, target, state: str) -> None:
-        """A checker's verdict: up or down, unless an operator drained it."""
-        def apply(dp):
-            cur = [_tuple(b) for b in dp.service(*key).backends]
-            at = [i for i, b in enumerate(cur) if (b[0], b[1]) == target]
-            if at and cur[at[0]][3] in ("up", "down") and cur[at[0]][3] != state:
-                cur[at[0]] = cur[at[0]][:3] + (state,)
-                dp.set_service_backends(key[0], key[1], cur, proto=key[2])
-        self._submit(apply)
+    def _health_verdict(self, key: ServiceKey, target: tuple[str, int], state: str) -> None:
+        """A checker's verdict: the backend is in force down (or up again),
+        unless the operator drained or downed it."""
+        with self._lock:
+            s = self.model.service(key)
+            if s is None or s.backend(*target) is None or s.health_check is None:
+                return
+            verdicts = dict(self._verdicts)
+            verdicts[key, target] = state
+            self._commit(self.model, {k: v for k, v in verdicts.items()
+                                      if self._checked(k)})
+
+    def _checked(self, k) -> bool:
+        s = self.model.service(k[0])
+        return s is not None and s.health_check is not None and s.backend(*k[1]) is not None
 
     def probe_path(self, ip: str) -> tuple[str | None, str]:
         """The kernel interface health probes of `ip` leave through: that of
@@ -167,99 +258,93 @@ class Manager:
             (None, f"kernel interface {iface} of port {port.name} is missing, down, or not "
                    f"carrying the port's MAC {port.mac}")
 
+    # Services
+
+    def _views(self, dp, specs: list[ServiceSpec]) -> list[ServiceView]:
+        status = self.health.status if self.health else {}
+        out = []
+        for s in specs:
+            stats = dp.service_stats(*s.key)
+            per = stats.pop("backends")
+            out.append(ServiceView(s, tuple(
+                BackendView(b, st["active"], st["inactive"],
+                            status.get((s.key, b.key), model.HEALTH_STATES[2]) if s.health_check else "", st)
+                for b, st in zip(s.backends, per)), stats))
+        return out
+
+    def _in_force(self, key: ServiceKey) -> ServiceSpec:
+        s = in_force(self.model, self._verdicts).service(key)
+        if s is None:
+            raise NotFound(f"no service {service_name(key)}")
+        return s
+
     def services(self) -> list[ServiceView]:
-        return self._submit(lambda dp: [self._view(dp, s) for s in dp.services()])
+        with self._lock:
+            specs = list(in_force(self.model, self._verdicts).normalised().services)
+        return self._submit(lambda dp: self._views(dp, specs))
 
     def service(self, vip: str, port: int, proto: str) -> ServiceView:
-        vip = _address(vip, "VIP")
-        return self._submit(lambda dp: self._view(dp, dp.service(vip, port, proto)))
+        key = (_address(vip, "VIP"), port, proto)
+        with self._lock:
+            s = self._in_force(key)
+        return self._submit(lambda dp: self._views(dp, [s]))[0]
 
     def add_service(self, s: ServiceSpec) -> ServiceView:
-        def add(dp):
-            dp.add_service(s.vip, s.port, proto=s.proto, method=s.method, scheduler=s.scheduler,
-                           table_size=s.table_size, persistence=s.persistence,
-                           persistence_prefix=s.persistence_prefix,
-                           local_addresses=s.local_addresses, down_reset=s.down_reset)
-            try:
-                if s.backends:
-                    dp.set_service_backends(s.vip, s.port, [_tuple(b) for b in s.backends],
-                                            proto=s.proto)
-            except BaseException:
-                dp.del_service(s.vip, s.port, s.proto)     # all or nothing
-                raise
-            return self._view(dp, dp.service(s.vip, s.port, s.proto))
-        _address(s.vip, "VIP")
-        if s.health_check is not None:
-            self._checks[s.key] = s.health_check
-        try:
-            view = self._submit(add)
-        except BaseException:
-            self._checks.pop(s.key, None)
-            raise
-        self.watch(view)
-        return view
+        with self._lock:
+            if self.model.service(s.key) is not None:
+                raise AlreadyExists(f"service {s.name()} already exists")
+            self._commit(replace(self.model, services=self.model.services + (s,)))
+            return self.service(*s.key)
 
     def delete_service(self, vip: str, port: int, proto: str) -> None:
-        vip = _address(vip, "VIP")
-        self._submit(lambda dp: dp.del_service(vip, port, proto))
-        self._checks.pop((vip, port, proto), None)
-        if self.health is not None:
-            self.health.watch((vip, port, proto), None, [])
+        key = (_address(vip, "VIP"), port, proto)
+        with self._lock:
+            if self.model.service(key) is None:
+                raise NotFound(f"no service {service_name(key)}")
+            self._commit(replace(self.model, services=tuple(
+                x for x in self.model.services if x.key != key)))
+
+    def _with_service(self, key: ServiceKey, change) -> ServiceView:
+        with self._lock:
+            s = self.model.service(key)
+            if s is None:
+                raise NotFound(f"no service {service_name(key)}")
+            new = change(s)
+            self._commit(replace(self.model, services=tuple(
+                new if x.key == key else x for x in self.model.services)))
+            return self.service(*key)
 
     def set_backend(self, vip: str, port: int, proto: str, b: BackendSpec) -> ServiceView:
         """Adds the backend, or sets its weight and state."""
-        vip, ip = _address(vip, "VIP"), _address(b.ip, "backend")
+        key = (_address(vip, "VIP"), port, proto)
+        b = replace(b, ip=_address(b.ip, "backend"))
 
-        def set_(dp):
-            cur = [_tuple(x) for x in dp.service(vip, port, proto).backends]
-            new = (ip, b.port, b.weight, b.state)
-            at = [i for i, x in enumerate(cur) if (x[0], x[1]) == (ip, b.port)]
-            if at:
-                cur[at[0]] = new
-            else:
-                cur.append(new)
-            dp.set_service_backends(vip, port, cur, proto=proto)
-            return self._view(dp, dp.service(vip, port, proto))
-        view = self._submit(set_)
-        self.watch(view)
-        return view
+        def set_(s: ServiceSpec) -> ServiceSpec:
+            if s.backend(*b.key) is None:
+                if len(s.backends) >= model.MAX_BACKENDS:
+                    from pylb.errors import CapacityExhausted
+                    raise CapacityExhausted(f"service {s.name()}: {len(s.backends) + 1} "
+                                            f"backends, at most {model.MAX_BACKENDS}")
+                return replace(s, backends=s.backends + (b,))
+            return replace(s, backends=tuple(b if x.key == b.key else x for x in s.backends))
+        return self._with_service(key, set_)
 
     def delete_backend(self, vip: str, port: int, proto: str, ip: str, bport: int) -> ServiceView:
-        vip, ip = _address(vip, "VIP"), _address(ip, "backend")
+        key, ip = (_address(vip, "VIP"), port, proto), _address(ip, "backend")
 
-        def delete(dp):
-            cur = [_tuple(x) for x in dp.service(vip, port, proto).backends]
-            rest = [x for x in cur if (x[0], x[1]) != (ip, bport)]
-            if len(rest) == len(cur):
-                raise NotFound(f"service {vip}:{port}/{proto} has no backend {ip}:{bport}")
-            dp.set_service_backends(vip, port, rest, proto=proto)
-            return self._view(dp, dp.service(vip, port, proto))
-        view = self._submit(delete)
-        self.watch(view)
-        return view
+        def delete(s: ServiceSpec) -> ServiceSpec:
+            if s.backend(ip, bport) is None:
+                raise NotFound(f"service {s.name()} has no backend {ip}:{bport}")
+            return replace(s, backends=tuple(x for x in s.backends if x.key != (ip, bport)))
+        return self._with_service(key, delete)
 
     # The whole desired state (configuration files)
 
     def current_config(self) -> Config:
-        """The running services (with the operators' backend states: a down
-        a health check decided reads as up) and gateway routes, as a Config
-        that reproduces them."""
-        status = self.health.status if self.health else {}
-
-        def intent(v: ServiceView) -> ServiceSpec:
-            k = v.spec.key
-            return replace(v.spec, backends=tuple(
-                replace(b.spec, state="up") if b.spec.state == "down" and
-                status.get((k, (b.spec.ip, b.spec.port))) == "down" else b.spec
-                for b in v.backends))
-        routes = tuple(RouteSpec(r.prefix, r.next_hops) for r in self.routes()
-                       if r.kind == "gateway")
-        vips = tuple(VipSpec(v.prefix, v.method, v.table_size, v.source,
-                             tuple((b.ip, b.weight) for b in v.backends)) for v in self.vips())
-        neighbours = tuple(NeighbourSpec(port, n.ip, n.mac) for port, n in self.neighbours()
-                           if n.state == "static")
-        return Config("(running)", tuple(intent(v) for v in self.services()), routes, vips,
-                      neighbours, tuple(self.timeouts().items()))
+        """The model: what the operator asked for (backend states as set,
+        whatever the health checks say), in one order."""
+        with self._lock:
+            return self.model.normalised()
 
     def apply_config(self, desired: Config, dry_run: bool = False) -> list[str]:
         """Make the running state `desired`, all or nothing: on the first
@@ -267,83 +352,13 @@ class Manager:
         services are not touched; a service whose backends or health check
         changed keeps its connections. Returns the changes (made, or that
         would be made with dry_run)."""
-        order = {"add-neighbour": 0, "replace-neighbour": 0, "add-route": 1, "replace-route": 1,
-                 "del-route": 3, "del-neighbour": 4}
-        changes = sorted(config_diff(self.current_config(), desired),
-                         key=lambda c: order.get(c[0], 2))
-        if dry_run:
-            return [describe(c) for c in changes]
-        undo: list[Callable[[], Any]] = []
-        try:
-            for action, old, new in changes:
-                self._change(action, old, new, undo)
-        except BaseException as e:
-            for step in reversed(undo):
-                try:
-                    step()
-                except PylbError as again:      # reported, the rest still undone
-                    log.error("config: could not undo a step: %s", again)
-            raise type(e)(f"{e} (nothing was changed)") if isinstance(e, PylbError) else e
-        return [describe(c) for c in changes]
-
-    def _change(self, action: str, old, new, undo: list) -> None:
-        if action in ("del-service", "replace-service"):
-            self.delete_service(*old.key)
-            undo.append(lambda: self.add_service(old))
-        if action in ("add-service", "replace-service"):
-            self.add_service(new)
-            undo.append(lambda: self.delete_service(*new.key))
-        if action == "set-backends":
-            self._set_backends(new)
-            undo.append(lambda: self._set_backends(old))
-        if action == "replace-route":           # one step: no packet finds no route
-            self.replace_route(new.prefix, list(new.via))
-            undo.append(lambda: self.replace_route(old.prefix, list(old.via)))
-        if action == "del-route":
-            self.delete_route(old.prefix)
-            undo.append(lambda: self.add_route(old.prefix, list(old.via)))
-        if action == "add-route":
-            self.add_route(new.prefix, list(new.via))
-            undo.append(lambda: self.delete_route(new.prefix))
-        if action in ("del-vip", "replace-vip"):
-            self.delete_vip(old.prefix)
-            undo.append(lambda: self._add_vip(old))
-        if action in ("add-vip", "replace-vip"):
-            self._add_vip(new)
-            undo.append(lambda: self.delete_vip(new.prefix))
-        if action == "set-vip-backends":
-            self.set_vip_backends(new.prefix, list(new.backends))
-            undo.append(lambda: self.set_vip_backends(old.prefix, list(old.backends)))
-        if action in ("del-neighbour", "replace-neighbour"):
-            self.delete_neighbour(old.port, old.ip)
-            undo.append(lambda: self.add_neighbour(old.port, old.ip, old.mac))
-        if action in ("add-neighbour", "replace-neighbour"):
-            self.add_neighbour(new.port, new.ip, new.mac)
-            undo.append(lambda: self.delete_neighbour(new.port, new.ip))
-        if action == "set-timeouts":
-            self.set_timeouts(dict(new))
-            undo.append(lambda: self.set_timeouts(dict(old)))
-
-    def _add_vip(self, v: VipSpec):
-        return self.add_vip(v.prefix, v.method, v.table_size, v.source, list(v.backends))
-
-    def _set_backends(self, s: ServiceSpec) -> None:
-        """A service's backends and health check, hitless: a backend a
-        health check holds down stays down."""
-        status = self.health.status if self.health else {}
-        backends = [(b.ip, b.port, b.weight,
-                     "down" if b.state == "up" and
-                     status.get((s.key, (b.ip, b.port))) == "down" else b.state)
-                    for b in s.backends]
-        self._checks.pop(s.key, None)
-        if s.health_check is not None:
-            self._checks[s.key] = s.health_check
-        self._submit(lambda dp: dp.set_service_backends(s.vip, s.port, backends, proto=s.proto))
-        self.watch(s if s.health_check is not None else replace(s, backends=()))
+        return self._commit(desired, dry_run=dry_run, whole=True)
 
     # Routes
 
     def routes(self, family: int = 0) -> list[RouteView]:
+        """The forwarding table as it is: the operator's routes and those
+        the dataplane derives (connected, local, VIPs, services)."""
         if family not in (0, 4, 6):
             raise InvalidArgument(f"family {family} is not 4, 6 or 0 (both)")
 
@@ -351,34 +366,48 @@ class Manager:
             names = {p.index: p.name for p in dp.ports()}
             return [RouteView(r.prefix, r.kind, tuple((h.gateway, names.get(h.port, str(h.port)))
                                                       for h in r.nexthops))
-                    for f in ((4, 6) if family == 0 else (family,)) for r in dp.routes(f)]
+                    for f in ((4, 6) if family == 0 else (family,))
+                    for r in sorted(dp.routes(f), key=lambda r: _prefix_order(r.prefix))]
         return self._submit(list_)
+
+    def _route_view(self, r: RouteSpec) -> RouteView:
+        names = {p.index: p.name for p in self.ports()}
+        return RouteView(r.prefix, model.GATEWAY, tuple(
+            (g, names.get(p, str(p)) if isinstance(p, int) else p) for g, p in r.via))
 
     def add_route(self, prefix: str, next_hops: list[tuple[str | None, str]]) -> RouteView:
         if not next_hops:
             raise InvalidArgument(f"route {prefix}: give at least one next hop (gateway, port)")
-
-        def add(dp):
-            dp.add_route(prefix, list(next_hops))
-            return next(v for v in self._routes_of(dp, prefix))
-        return self._submit(add)
-
-    def _routes_of(self, dp, prefix) -> Iterator[RouteView]:
-        names = {p.index: p.name for p in dp.ports()}
-        r = dp.route(prefix)
-        yield RouteView(r.prefix, r.kind, tuple((h.gateway, names.get(h.port, str(h.port)))
-                                                for h in r.nexthops))
+        r = RouteSpec(prefix, tuple(next_hops))
+        with self._lock:
+            if self.model.route(prefix) is not None:
+                raise AlreadyExists(f"a route to {prefix} already exists; delete it first, "
+                                    "or replace it")
+            self._commit(replace(self.model, routes=self.model.routes + (r,)))
+        return self._route_view(r)
 
     def replace_route(self, prefix: str, next_hops: list[tuple[str | None, str]]) -> None:
         """New next hops for an existing route, in one step."""
-        self._submit(lambda dp: dp.replace_route(prefix, list(next_hops)))
+        with self._lock:
+            if self.model.route(prefix) is None:
+                raise NotFound(f"no route to {prefix} to replace")
+            r = RouteSpec(prefix, tuple(next_hops))
+            self._commit(replace(self.model, routes=tuple(
+                r if x.prefix == prefix else x for x in self.model.routes)))
 
     def delete_route(self, prefix: str) -> None:
-        self._submit(lambda dp: dp.del_route(prefix))
+        with self._lock:
+            if self.model.route(prefix) is None:
+                # Not the operator's: the dataplane says what it is (a
+                # port's connected network, a VIP's, or nothing).
+                self._submit(lambda dp: dp.del_route(prefix))
+                return
+            self._commit(replace(self.model, routes=tuple(
+                x for x in self.model.routes if x.prefix != prefix)))
 
     # What would happen to a packet
 
-    def trace(self, src: str, dst: str, proto: str = "tcp", sport: int = 0, dport: int = 0,
+    def trace(self, src: str, dst: str, proto: str = model.TCP, sport: int = 0, dport: int = 0,
               tcp_flags: int = 0x02) -> dict:
         """Read only: which route, service, connection and backend a packet
         from src to dst would get, and why."""
@@ -432,40 +461,79 @@ class Manager:
 
     # L3 VIPs and neighbours
 
-    def vips(self) -> list:
-        return self._submit(lambda dp: list(dp.vips()))
+    def vips(self) -> list[VipSpec]:
+        with self._lock:
+            return list(self.model.normalised().vips)
 
-    def add_vip(self, prefix: str, method: str, table_size: int, source: str | None,
-                backends: list[tuple[str, int]]):
-        def add(dp):
-            dp.add_vip(prefix, method=method, table_size=table_size, source=source,
-                       backends=backends)
-            return dp.vip(prefix)
-        return self._submit(add)
+    def vip(self, prefix: str) -> VipSpec:
+        v = self.model.vip(prefix)
+        if v is None:
+            raise NotFound(f"no VIP {prefix}")
+        return v
 
-    def set_vip_backends(self, prefix: str, backends: list[tuple[str, int]]):
-        def set_(dp):
-            dp.set_backends(prefix, backends)
-            return dp.vip(prefix)
-        return self._submit(set_)
+    def add_vip(self, v: VipSpec) -> VipSpec:
+        with self._lock:
+            if self.model.vip(v.prefix) is not None:
+                raise AlreadyExists(f"VIP {v.prefix} already exists")
+            self._commit(replace(self.model, vips=self.model.vips + (v,)))
+            return v
+
+    def set_vip_backends(self, prefix: str, backends: list[tuple[str, int]]) -> VipSpec:
+        with self._lock:
+            v = replace(self.vip(prefix), backends=tuple(backends))
+            self._commit(replace(self.model, vips=tuple(
+                v if x.prefix == prefix else x for x in self.model.vips)))
+            return v
 
     def delete_vip(self, prefix: str) -> None:
-        self._submit(lambda dp: dp.del_vip(prefix))
+        with self._lock:
+            self.vip(prefix)
+            self._commit(replace(self.model, vips=tuple(
+                x for x in self.model.vips if x.prefix != prefix)))
 
     def neighbours(self) -> list[tuple[str, Any]]:
-        """[(port name, Neighbour)]."""
+        """[(port name, Neighbour)]: the static ones and those learned."""
         def list_(dp):
             names = {p.index: p.name for p in dp.ports()}
             return [(names.get(n.port, str(n.port)), n) for n in dp.neighbours()]
         return self._submit(list_)
 
-    def add_neighbour(self, port: str, ip: str, mac: str) -> None:
-        self._submit(lambda dp: dp.add_neighbour(port, ip, mac))
+    def add_neighbour(self, port: str, ip: str, mac: str) -> NeighbourSpec:
+        """A static neighbour (replacing one of the same port and address)."""
+        n = NeighbourSpec(port, ip, mac)
+        with self._lock:
+            self._commit(replace(self.model, neighbours=tuple(
+                x for x in self.model.neighbours if x.key != n.key) + (n,)))
+        return n
 
     def delete_neighbour(self, port: str, ip: str) -> None:
-        self._submit(lambda dp: dp.del_neighbour(port, ip))
+        with self._lock:
+            if self.model.neighbour((port, ip)) is None:
+                # Not a static one: a learned entry is flushed (or the
+                # dataplane says there is none).
+                self._submit(lambda dp: dp.del_neighbour(port, ip))
+                return
+            self._commit(replace(self.model, neighbours=tuple(
+                x for x in self.model.neighbours if x.key != (port, ip))))
 
-    # Flows and counters
+    # Timeouts, flows and counters
+
+    def timeouts(self) -> dict:
+        """The timeouts in force: the model's, and the profile's for the rest."""
+        with self._lock:
+            return self._base_timeouts | dict(self.model.timeouts)
+
+    def set_timeouts(self, seconds: dict) -> dict:
+        """Manage some timeouts (like ipvsadm --set); the rest stay."""
+        with self._lock:
+            unknown = set(seconds) - set(model.TIMEOUT_KEYS)
+            if unknown:
+                raise InvalidArgument(f"unknown timeout {sorted(unknown)[0]!r}; expected one "
+                                      f"of: {', '.join(model.TIMEOUT_KEYS)}")
+            merged = dict(self.model.timeouts) | seconds
+            self._commit(replace(self.model, timeouts=tuple(
+                (k, merged[k]) for k in model.TIMEOUT_KEYS if k in merged)))
+            return self.timeouts()
 
     def ports(self) -> list:
         return self._submit(lambda dp: dp.ports())
@@ -476,22 +544,119 @@ class Manager:
         out = self._submit(lambda dp: dp.connections(**kw))
         return out[:limit] if limit else out
 
-    def timeouts(self) -> dict:
-        return self._submit(lambda dp: dp.timeouts())
-
-    def set_timeouts(self, seconds: dict) -> dict:
-        return self._submit(lambda dp: dp.set_timeouts(**seconds))
-
     def stats(self) -> dict:
         def read(dp):
-            from pylb import _native
-            rows = dp.counters.copy()
-            return {"counters": dp.totals(), "drops": dp.drops(),
-                    "lcores": [dict(zip(_native.COUNTER_NAMES, map(int, row))) for row in rows],
+            return {"counters": dp.totals(), "drops": dp.drops(), "lcores": dp.lcore_counters(),
                     "connections": dp.conn_count(), "mempools": dp.mempools(),
                     "timestamp_ms": int(time.time() * 1000)}
         return self._submit(read)
 
 
-def _tuple(b) -> tuple:
-    return (b.ip, b.port, b.weight, b.state)
+# The steps of a change on the dataplane, each registering its undo:
+# step(dp, old, new, undo, ids before, ids after).
+
+def _backends(s: ServiceSpec) -> list[tuple]:
+    return [(b.ip, b.port, b.weight, b.state) for b in s.backends]
+
+
+def _add_service(dp, s: ServiceSpec, sid: int) -> None:
+    dp.add_service(s.vip, s.port, proto=s.proto, method=s.method, scheduler=s.scheduler,
+                   table_size=s.table_size, persistence=s.persistence,
+                   persistence_prefix=s.persistence_prefix, local_addresses=s.local_addresses,
+                   down_reset=s.down_reset, id=sid)
+    if s.backends:
+        try:
+            dp.set_service_backends(s.vip, s.port, _backends(s), proto=s.proto)
+        except BaseException:
+            dp.del_service(*s.key)          # all or nothing
+            raise
+
+
+def _del_service(dp, old, new, undo, ids, _):
+    dp.del_service(*old.key)
+    undo.append(lambda: _add_service(dp, old, ids[old.key]))
+
+
+def _new_service(dp, old, new, undo, _, ids):
+    _add_service(dp, new, ids[new.key])
+    undo.append(lambda: dp.del_service(*new.key))
+
+
+def _replace_service(dp, old, new, undo, ids_before, ids):
+    _del_service(dp, old, new, undo, ids_before, ids)
+    _new_service(dp, old, new, undo, ids_before, ids)
+
+
+def _set_backends(dp, old, new, undo, *_):
+    dp.set_service_backends(new.vip, new.port, _backends(new), proto=new.proto)
+    undo.append(lambda: dp.set_service_backends(old.vip, old.port, _backends(old),
+                                                proto=old.proto))
+
+
+def _add_route(dp, old, new, undo, *_):
+    dp.add_route(new.prefix, list(new.via))
+    undo.append(lambda: dp.del_route(new.prefix))
+
+
+def _del_route(dp, old, new, undo, *_):
+    dp.del_route(old.prefix)
+    undo.append(lambda: dp.add_route(old.prefix, list(old.via)))
+
+
+def _replace_route(dp, old, new, undo, *_):
+    dp.replace_route(new.prefix, list(new.via))     # one step: no packet finds no route
+    undo.append(lambda: dp.replace_route(old.prefix, list(old.via)))
+
+
+def _add_vip_to(dp, v: VipSpec) -> None:
+    dp.add_vip(v.prefix, method=v.method, table_size=v.table_size, source=v.source,
+               backends=list(v.backends))
+
+
+def _add_vip(dp, old, new, undo, *_):
+    _add_vip_to(dp, new)
+    undo.append(lambda: dp.del_vip(new.prefix))
+
+
+def _del_vip(dp, old, new, undo, *_):
+    dp.del_vip(old.prefix)
+    undo.append(lambda: _add_vip_to(dp, old))
+
+
+def _replace_vip(dp, old, new, undo, *_):
+    _del_vip(dp, old, new, undo)
+    _add_vip(dp, old, new, undo)
+
+
+def _set_vip_backends(dp, old, new, undo, *_):
+    dp.set_backends(new.prefix, list(new.backends))
+    undo.append(lambda: dp.set_backends(old.prefix, list(old.backends)))
+
+
+def _add_neighbour(dp, old, new, undo, *_):
+    dp.add_neighbour(new.port, new.ip, new.mac)
+    undo.append(lambda: dp.del_neighbour(new.port, new.ip))
+
+
+def _del_neighbour(dp, old, new, undo, *_):
+    dp.del_neighbour(old.port, old.ip)
+    undo.append(lambda: dp.add_neighbour(old.port, old.ip, old.mac))
+
+
+def _replace_neighbour(dp, old, new, undo, *_):
+    _del_neighbour(dp, old, new, undo)
+    _add_neighbour(dp, old, new, undo)
+
+
+def _set_timeouts(dp, old, new, undo, *_):
+    dp.set_timeouts(**dict(new))
+    undo.append(lambda: dp.set_timeouts(**dict(old)))
+
+
+_STEPS = {"add-service": _new_service, "del-service": _del_service,
+          "replace-service": _replace_service, "set-backends": _set_backends,
+          "add-route": _add_route, "del-route": _del_route, "replace-route": _replace_route,
+          "add-vip": _add_vip, "del-vip": _del_vip, "replace-vip": _replace_vip,
+          "set-vip-backends": _set_vip_backends, "add-neighbour": _add_neighbour,
+          "del-neighbour": _del_neighbour, "replace-neighbour": _replace_neighbour,
+          "set-timeouts": _set_timeouts}

@@ -20,6 +20,7 @@ from __future__ import annotations
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import CollectorRegistry
 
+from pylb import model
 from pylb.errors import InvalidArgument
 from pylb.manager import Manager
 
@@ -40,7 +41,7 @@ class Collector:
         stats, services, ports = self.m.stats(), self.m.services(), self.m.ports()
         gauges = {n: GaugeMetricFamily(f"pylb_ipvs_backend_{n}", f"backend {n.replace('_', ' ')}",
                                        labels=BACKEND_LABELS)
-                  for n in ("connections_active", "connections_inactive", "weight", "up")}
+                  for n in ("connections_active", "connections_inactive", "weight", model.UP)}
         state = GaugeMetricFamily("pylb_ipvs_backend_state", "1 for the backend's state",
                                   labels=BACKEND_LABELS + ["state"])
         for v in services:
@@ -50,7 +51,7 @@ class Collector:
                 gauges["connections_active"].add_metric(labels, b.active)
                 gauges["connections_inactive"].add_metric(labels, b.inactive)
                 gauges["weight"].add_metric(labels, b.spec.weight)
-                gauges["up"].add_metric(labels, 1 if b.spec.state == "up" else 0)
+                gauges[model.UP].add_metric(labels, 1 if b.spec.state == model.UP else 0)
                 state.add_metric(labels + [b.spec.state], 1)
         yield from gauges.values()
         yield state

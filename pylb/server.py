@@ -3,11 +3,11 @@ between protobuf and the domain (pylb.manager), plus the standard health
 service (grpc.health.v1: NOT_SERVING while starting or stopping) and server
 reflection, so grpc_health_probe and grpcurl work unchanged.
 
-Errors map in one place: InvalidArgument -> INVALID_ARGUMENT, NotFound ->
-NOT_FOUND, AlreadyExists -> ALREADY_EXISTS, CapacityExhausted ->
-RESOURCE_EXHAUSTED, FailedPrecondition -> FAILED_PRECONDITION, DataplaneError
-(a fault, not the caller's) -> INTERNAL; the message is the domain's, which
-says what to fix, cut to MAX_MESSAGE characters.
+Errors map by one table (pylb.errors.GRPC_CODES): bad input is
+INVALID_ARGUMENT, missing NOT_FOUND, duplicates ALREADY_EXISTS, capacity
+RESOURCE_EXHAUSTED, a forbidding state FAILED_PRECONDITION, faults INTERNAL;
+the message is the domain's, which says what to fix, cut to MAX_MESSAGE
+characters.
 """
 
 from __future__ import annotations
@@ -25,43 +25,30 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from pylb import config
-from pylb.config import ServiceSpec, VipSpec
-from pylb.errors import (AlreadyExists, CapacityExhausted, DataplaneError, FailedPrecondition,
-                         InvalidArgument, NotFound, PylbError)
+from pylb import config, model, protonames
+from pylb.errors import InvalidArgument, PylbError, grpc_code
 from pylb.manager import Manager
+from pylb.model import BackendSpec, NeighbourSpec, RouteSpec, ServiceSpec, VipSpec
 from pylb.v1 import pylb_pb2 as pb
 from pylb.v1 import pylb_pb2_grpc as pb_grpc
 
 log = logging.getLogger("pylb")
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["LoadBalancer"].full_name
 
-_STATUS = ((InvalidArgument, grpc.StatusCode.INVALID_ARGUMENT),
-           (NotFound, grpc.StatusCode.NOT_FOUND),
-           (AlreadyExists, grpc.StatusCode.ALREADY_EXISTS),
-           (CapacityExhausted, grpc.StatusCode.RESOURCE_EXHAUSTED),
-           (FailedPrecondition, grpc.StatusCode.FAILED_PRECONDITION),
-           (DataplaneError, grpc.StatusCode.INTERNAL),
-           (PylbError, grpc.StatusCode.FAILED_PRECONDITION))
-
-PROTOS = {pb.PROTOCOL_UNSPECIFIED: "tcp", pb.PROTOCOL_TCP: "tcp", pb.PROTOCOL_UDP: "udp"}
-METHODS = {pb.METHOD_UNSPECIFIED: "nat", pb.METHOD_NAT: "nat", pb.METHOD_FULLNAT: "fullnat",
-           pb.METHOD_DR: "dr", pb.METHOD_TUNNEL: "tunnel"}
-SCHEDULERS = {pb.SCHEDULER_UNSPECIFIED: "maglev", pb.SCHEDULER_MAGLEV: "maglev",
-              pb.SCHEDULER_SOURCE: "source", pb.SCHEDULER_WRR: "wrr", pb.SCHEDULER_WLC: "wlc"}
-STATES = {pb.BACKEND_STATE_UNSPECIFIED: "up", pb.BACKEND_STATE_UP: "up",
-          pb.BACKEND_STATE_DRAIN: "drain", pb.BACKEND_STATE_DOWN: "down"}
 
 
-def _back(table: dict) -> dict:
-    return {v: k for k, v in table.items() if k != 0}
+PROTOS, METHODS, SCHEDULERS, STATES = (protonames.PROTOS, protonames.METHODS,
+                                       protonames.SCHEDULERS, protonames.STATES)
+
+
+_back = protonames.numbers
 
 
 MAX_MESSAGE = 1000      # characters of an error message (gRPC metadata is limited)
 
 
 def _abort(context, e: Exception):
-    code = next((c for cls, c in _STATUS if isinstance(e, cls)), grpc.StatusCode.INTERNAL)
+    code = getattr(grpc.StatusCode, grpc_code(e))
     text = str(e) if isinstance(e, PylbError) else \
         f"internal error ({type(e).__name__}); the appliance's log has the details"
     context.abort(code, text if len(text) <= MAX_MESSAGE else text[:MAX_MESSAGE] + "...")
@@ -106,8 +93,8 @@ def _key(k: pb.ServiceKey) -> tuple[str, int, str]:
     vip = str(config.request(config.parse_address, k.vip, key="vip")) if k.vip else ""
     if not vip:
         raise InvalidArgument("a service key needs a vip")
-    if k.port > 65535:
-        raise InvalidArgument(f"port {k.port} is not in 0..65535 (0: all ports)")
+    if k.port > model.PORT_MAX:
+        raise InvalidArgument(f"port {k.port} is not in 0..{model.PORT_MAX} (0: all ports)")
     return vip, k.port, _enum(PROTOS, k.protocol, "protocol")
 
 
@@ -132,7 +119,7 @@ def _service(r: pb.Service) -> ServiceSpec:
     raw = {"vip": vip, "port": port, "proto": proto,
            "method": _enum(METHODS, r.method, "method"),
            "scheduler": _enum(SCHEDULERS, r.scheduler, "scheduler"),
-           "table_size": r.table_size or config.TABLE_SIZE,
+           "table_size": r.table_size or model.TABLE_SIZE,
            "persistence": r.persistence_seconds, "persistence_prefix": r.persistence_prefix,
            "local_addresses": list(r.local_addresses), "down_reset": r.down_reset,
            "backends": [_backend_raw(b) for b in r.backends]}
@@ -141,20 +128,20 @@ def _service(r: pb.Service) -> ServiceSpec:
     return config.request(config.parse_service, raw)
 
 
-def _backend(r: pb.SetBackendRequest) -> tuple[tuple[str, int, str], config.BackendSpec]:
+def _backend(r: pb.SetBackendRequest) -> tuple[tuple[str, int, str], BackendSpec]:
     key = _key(r.service)
     return key, config.request(config.parse_backend, _backend_raw(r.backend),
                                ipaddress.ip_address(key[0]))
 
 
-def _route(r: pb.Route) -> config.RouteSpec:
+def _route(r: pb.Route) -> RouteSpec:
     return config.request(config.parse_route, {
         "prefix": r.prefix,
         "via": [{"gateway": h.gateway, "port": h.port} if h.gateway else {"port": h.port}
                 for h in r.next_hops]})
 
 
-def _neighbour(r: pb.Neighbour) -> config.NeighbourSpec:
+def _neighbour(r: pb.Neighbour) -> NeighbourSpec:
     return config.request(config.parse_neighbour,
                           {"port": r.port, "address": r.address, "mac": r.mac})
 
@@ -164,8 +151,8 @@ def _timeouts(r: pb.Timeouts) -> dict:
 
 
 def _vip(r: pb.Vip) -> VipSpec:
-    raw = {"prefix": r.prefix, "method": r.method or "ipip",
-           "table_size": r.table_size or config.TABLE_SIZE,
+    raw = {"prefix": r.prefix, "method": r.method or model.VIP_METHODS[0],
+           "table_size": r.table_size or model.TABLE_SIZE,
            "backends": [{"address": b.address, "weight": b.weight if b.HasField("weight") else 1}
                         for b in r.backends]}
     if r.source:
@@ -199,9 +186,9 @@ def service_msg(v) -> pb.Service:
                   for b in v.backends])
 
 
-def vip_msg(v) -> pb.Vip:
+def vip_msg(v: VipSpec) -> pb.Vip:
     return pb.Vip(prefix=v.prefix, method=v.method, table_size=v.table_size, source=v.source or "",
-                  backends=[pb.VipBackend(address=b.ip, weight=b.weight) for b in v.backends])
+                  backends=[pb.VipBackend(address=a, weight=w) for a, w in v.backends])
 
 
 def route_msg(r) -> pb.Route:
@@ -269,9 +256,7 @@ class LoadBalancer(pb_grpc.LoadBalancerServicer):
 
     @_rpc
     def AddVip(self, request, context):
-        v = _vip(request)
-        return vip_msg(self.m.add_vip(v.prefix, v.method, v.table_size, v.source,
-                                      list(v.backends)))
+        return vip_msg(self.m.add_vip(_vip(request)))
 
     @_rpc
     def SetVipBackends(self, request, context):
@@ -291,9 +276,8 @@ class LoadBalancer(pb_grpc.LoadBalancerServicer):
 
     @_rpc
     def AddNeighbour(self, request, context):
-        n = _neighbour(request)
-        self.m.add_neighbour(n.port, n.ip, n.mac)
-        return pb.Neighbour(port=n.port, address=n.ip, mac=n.mac, state="static")
+        n = self.m.add_neighbour(*_neighbour(request).__dict__.values())
+        return pb.Neighbour(port=n.port, address=n.ip, mac=n.mac, state=model.STATIC)
 
     @_rpc
     def DeleteNeighbour(self, request, context):

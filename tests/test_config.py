@@ -13,8 +13,8 @@ import pytest
 
 from dataclasses import replace
 
-from pylb.config import (BackendSpec, HealthCheckSpec, NeighbourSpec, VipSpec, dump,
-                         load_config)
+from pylb.config import dump, load_config
+from pylb.model import BackendSpec, HealthCheckSpec, NeighbourSpec, VipSpec
 from pylb.errors import ConfigError
 from test_cli import ROOT, error_line, profile, pylb
 

@@ -15,7 +15,7 @@ from scapy.layers.l2 import Ether
 from scapy.packet import raw
 
 from conftest import CLIENT_MAC, P0_MAC
-from pylb.config import BackendSpec, HealthCheckSpec, ServiceSpec
+from pylb.model import BackendSpec, HealthCheckSpec, ServiceSpec
 from pylb.manager import Manager, direct_submitter
 
 VIP = "10.0.0.100"

@@ -75,7 +75,8 @@ def test_nat_translates_both_ways_with_valid_checksums(lb):
     assert (conn.client, conn.cport, conn.vip, conn.vport, conn.backend, conn.bport, conn.state) == \
         (CLIENT, 40000, VIP, 80, backend, 8080, "established")
     assert conn.packets == 3
-    counts = {b.ip: (active, inactive) for b, active, inactive in lb.service_counts(VIP, 80)}
+    counts = {b.ip: (st["active"], st["inactive"]) for b, st in
+              zip(lb.service(VIP, 80).backends, lb.service_stats(VIP, 80)["backends"])}
     assert counts[backend] == (1, 0) and sum(a for a, _ in counts.values()) == 1
     assert [c.cport for c in lb.connections(backend=backend)] == [40000]
     assert lb.connections(client="10.0.0.9") == []

@@ -280,7 +280,11 @@ enum pylb_l4_sched {
 	PYLB_SCHED_WLC,				/* weighted least-connections, per lcore */
 };
 
+#define PYLB_SVC_ID_ANY	0xffff		/* pylb_service_conf.id: the first free */
+
 struct pylb_service_conf {
+	uint16_t id;				/* 0..PYLB_MAX_SERVICES-1, chosen by the
+						 * caller (the domain), or PYLB_SVC_ID_ANY */
 	struct pylb_ip vip;
 	uint8_t proto;				/* IPPROTO_TCP or IPPROTO_UDP */
 	uint16_t port;				/* 0: all ports */
@@ -318,6 +322,11 @@ struct pylb_svc_stats {
 	uint64_t conns;
 	uint64_t in_packets, in_bytes;
 	uint64_t out_packets, out_bytes;
+	/* Tracked connections now (per backend; 0 for a service's total):
+	 * active = established (TCP) or tracked (UDP), inactive = the other
+	 * TCP states, like ipvsadm -L -n. Kept by the workers as they open,
+	 * move and end connections; never a table scan. */
+	int64_t active, inactive;
 };
 
 /* Fills out and backends[0..max_b) (in the service's backend order);
@@ -480,12 +489,6 @@ int pylb_dp_service_list(struct pylb_dp *dp, struct pylb_service_conf *out,
  * workers. */
 int pylb_dp_conn_list(struct pylb_dp *dp, struct pylb_conn_info *out, uint32_t max);
 uint64_t pylb_dp_conn_count(const struct pylb_dp *dp);
-/* Per backend of a service, like ipvsadm -L -n: active (established) and
- * inactive (every other state) connections. Arrays of the service's
- * backend count, in its order. */
-int pylb_dp_service_counts(struct pylb_dp *dp, const struct pylb_ip *vip, uint8_t proto,
-			   uint16_t port, uint32_t *active, uint32_t *inactive,
-			   uint32_t max);
 /* Test clock: move the dataplane's notion of time forward (timeouts). */
 void pylb_dp_clock_advance(struct pylb_dp *dp, uint64_t ms);
 

@@ -349,9 +349,16 @@ pylb_conn_update(struct pylb_lcore *lc, struct pylb_conn *c, uint8_t tcp_flags,
 		 bool reply, uint64_t now)
 {
 	c->packets++;
-	if (c->proto == IPPROTO_TCP)
-		c->state = tcp_next(c->state, tcp_flags, reply,
+	if (c->proto == IPPROTO_TCP) {
+		uint8_t was = c->state;
+
+		c->state = tcp_next(was, tcp_flags, reply,
 				    c->method == PYLB_L4_NAT || c->method == PYLB_L4_FULLNAT);
+		/* Its backend's active/inactive counts follow (rare: a
+		 * connection moves at most a few times). */
+		if (unlikely((was == PYLB_TCP_ESTABLISHED) != (c->state == PYLB_TCP_ESTABLISHED)))
+			pylb_conn_moved(lc, c, was);
+	}
 	c->expire_tsc = now + __atomic_load_n(&lc->dp->timeout_tsc[c->state], __ATOMIC_RELAXED);
 }
 

@@ -10,6 +10,7 @@
  */
 #include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 #include <rte_hash.h>
 #include <rte_malloc.h>
@@ -520,21 +521,49 @@ conn_check(struct pylb_lcore *lc, struct pylb_conn *c)
 		 svc->bal.backends[c->bidx].state == PYLB_BACKEND_DOWN);
 }
 
-/* A connection ends: WLC counts one less for its backend on this lcore. */
-void
-pylb_conn_released(struct pylb_lcore *lc, const struct pylb_conn *c)
+/* This lcore's counters of c's backend in its service as it is now; NULL
+ * if the backend left it. */
+static struct pylb_svc_stats *
+conn_backend_stats(struct pylb_lcore *lc, const struct pylb_conn *c)
 {
 	const struct pylb_service *svc = __atomic_load_n(&lc->dp->svcs[c->svc], __ATOMIC_ACQUIRE);
 	uint16_t bidx;
-	int32_t *row;
 
-	if (svc == NULL || svc->conf.sched != PYLB_SCHED_WLC)
-		return;
+	if (svc == NULL)
+		return NULL;
 	bidx = c->gen == __atomic_load_n(&lc->dp->gen, __ATOMIC_ACQUIRE) ? c->bidx :
 		backend_index(&lc->ct, svc, c);
-	row = svc->rows + (size_t)lc->slot * svc->row_stride;
-	if (bidx != PYLB_BIDX_NONE && row[bidx] > 0)
-		row[bidx]--;
+	return bidx < svc->bal.n_backends ?
+		&svc->bstats[(size_t)lc->slot * svc->bstride + bidx] : NULL;
+}
+
+static inline int64_t *
+conn_gauge(struct pylb_svc_stats *bs, uint8_t state)
+{
+	return state == PYLB_TCP_ESTABLISHED || state == PYLB_TCP_NONE ?
+		&bs->active : &bs->inactive;
+}
+
+/* A connection ends: its backend has one fewer. */
+void
+pylb_conn_released(struct pylb_lcore *lc, const struct pylb_conn *c)
+{
+	struct pylb_svc_stats *bs = conn_backend_stats(lc, c);
+
+	if (bs != NULL)
+		(*conn_gauge(bs, c->state))--;
+}
+
+/* A connection moved between active and inactive (from state `was`). */
+void
+pylb_conn_moved(struct pylb_lcore *lc, const struct pylb_conn *c, uint8_t was)
+{
+	struct pylb_svc_stats *bs = conn_backend_stats(lc, c);
+
+	if (bs != NULL) {
+		(*conn_gauge(bs, was))--;
+		(*conn_gauge(bs, c->state))++;
+	}
 }
 
 /* An established NAT or FullNAT packet, already translated, through the
@@ -682,16 +711,22 @@ wrr_pick(struct pylb_lcore *lc, const struct pylb_service *svc)
 static uint32_t
 wlc_pick(struct pylb_lcore *lc, const struct pylb_service *svc)
 {
-	const int32_t *cnt = svc->rows + (size_t)lc->slot * svc->row_stride;
+	const struct pylb_svc_stats *st = svc->bstats + (size_t)lc->slot * svc->bstride;
 	const struct pylb_backend *b = svc->bal.backends;
 	uint32_t best = UINT32_MAX;
+	uint64_t best_n = 0;
 
 	for (uint32_t i = 0; i < svc->bal.n_backends; i++) {
+		/* Briefly below 0 on a lcore after a backend-set change. */
+		int64_t conns = st[i].active + st[i].inactive;
+		uint64_t n = conns > 0 ? (uint64_t)conns : 0;
+
 		if (!pylb_backend_live(&b[i]))
 			continue;
-		if (best == UINT32_MAX ||
-		    (uint64_t)cnt[i] * b[best].weight < (uint64_t)cnt[best] * b[i].weight)
+		if (best == UINT32_MAX || n * b[best].weight < best_n * b[i].weight) {
 			best = i;
+			best_n = n;
+		}
 	}
 	return best;
 }
@@ -791,8 +826,7 @@ conn_open(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 	c->state = t->proto != IPPROTO_TCP ? PYLB_TCP_NONE :
 		method == PYLB_L4_NAT || method == PYLB_L4_FULLNAT ? PYLB_TCP_SYN_SENT :
 		PYLB_TCP_SYN_RECV;
-	if (svc->conf.sched == PYLB_SCHED_WLC)
-		svc->rows[(size_t)lc->slot * svc->row_stride + bi]++;
+	(*conn_gauge(&svc->bstats[(size_t)lc->slot * svc->bstride + bi], c->state))++;
 	if (method == PYLB_L4_FULLNAT && !fullnat_alloc(lc, svc, c, hash)) {
 		c->lport = 0;
 		pylb_conn_drop(lc, c);
@@ -1140,8 +1174,8 @@ svc_new(struct pylb_dp *dp, struct pylb_service **out, const struct pylb_service
 	uint16_t id, const struct pylb_backend *b, uint32_t n)
 {
 	/* Between the service and its backends: the per-lcore scheduler
-	 * rows (WRR, WLC), the per-lcore backend counters, the carried ones. */
-	bool rows = conf->sched == PYLB_SCHED_WRR || conf->sched == PYLB_SCHED_WLC;
+	 * rows (WRR), the per-lcore backend counters, the carried ones. */
+	bool rows = conf->sched == PYLB_SCHED_WRR;
 	uint32_t stride = RTE_ALIGN_CEIL(RTE_MAX(n, 1u), RTE_CACHE_LINE_SIZE / sizeof(int32_t));
 	uint32_t bstride = RTE_ALIGN_CEIL(RTE_MAX(n, 1u), 8);	/* whole cache lines */
 	size_t at_rows = RTE_ALIGN_CEIL(sizeof(**out), RTE_CACHE_LINE_SIZE);
@@ -1174,6 +1208,8 @@ stats_add(struct pylb_svc_stats *to, const struct pylb_svc_stats *s)
 	to->in_bytes += s->in_bytes;
 	to->out_packets += s->out_packets;
 	to->out_bytes += s->out_bytes;
+	to->active += s->active;
+	to->inactive += s->inactive;
 }
 
 /* Backend i of s: what it counted, over all its backend sets. */
@@ -1185,27 +1221,6 @@ backend_stats(const struct pylb_dp *dp, const struct pylb_service *s, uint32_t i
 	for (uint32_t slot = 0; slot < dp->n_slots; slot++)
 		stats_add(&out, &s->bstats[(size_t)slot * s->bstride + i]);
 	return out;
-}
-
-/* WLC: each lcore's connections per backend of s (a new service object),
- * from the tables as they are; the workers keep them from then on. */
-static void
-wlc_count(const struct pylb_dp *dp, struct pylb_service *s)
-{
-	for (uint32_t slot = 0; slot < dp->n_slots; slot++) {
-		const struct pylb_conntrack *ct = &dp->lcores[slot].ct;
-		int32_t *row = s->rows + (size_t)slot * s->row_stride;
-
-		for (uint32_t i = 1; i <= ct->cap; i++) {
-			struct pylb_conn c = ct->conns[i];	/* a snapshot */
-			uint16_t b;
-
-			if (c.af == 0 || c.svc != s->id)
-				continue;
-			b = backend_index(ct, s, &c);
-			row[b] += b != PYLB_BIDX_NONE;
-		}
-	}
 }
 
 /* Count (delta +1/-1) the backends of a NAT service in dp->nat_backends. */
@@ -1280,10 +1295,20 @@ service_add_unlocked(struct pylb_dp *dp, const struct pylb_service_conf *conf)
 			name, c.table_size, PYLB_MAGLEV_MAX);
 	if (rte_hash_lookup(dp->svc_hash, &k) >= 0)
 		return pylb_fail(-PYLB_E_EXIST, "service %s already exists", name);
-	for (id = 0; id < PYLB_MAX_SERVICES && dp->svcs[id] != NULL; id++)
-		;
-	if (id == PYLB_MAX_SERVICES)
-		return pylb_fail(-PYLB_E_FULL, "at most %d services", PYLB_MAX_SERVICES);
+	if (c.id != PYLB_SVC_ID_ANY) {
+		id = c.id;
+		if (id >= PYLB_MAX_SERVICES)
+			return pylb_fail(-PYLB_E_INVAL, "service %s: id %d is not below %d",
+					 name, id, PYLB_MAX_SERVICES);
+		if (dp->svcs[id] != NULL)
+			return pylb_fail(-PYLB_E_EXIST, "service %s: id %d is in use", name, id);
+	} else {
+		for (id = 0; id < PYLB_MAX_SERVICES && dp->svcs[id] != NULL; id++)
+			;
+		if (id == PYLB_MAX_SERVICES)
+			return pylb_fail(-PYLB_E_FULL, "at most %d services", PYLB_MAX_SERVICES);
+		c.id = (uint16_t)id;
+	}
 	/* The VIP address itself: one FIB entry for all its services. */
 	if (vip_users(dp, &c.vip) == 0) {
 		rc = pylb_route_add_special(dp, &host, PYLB_FIB_VAL(PYLB_FIB_SERVICE, 0));
@@ -1340,6 +1365,7 @@ service_backends_set_unlocked(struct pylb_dp *dp, const struct pylb_ip *vip,
 {
 	const struct pylb_service *cur;
 	struct pylb_service *next;
+	struct pylb_svc_stats *taken;	/* the counts the new set started from */
 	char name[96];
 	int rc;
 	int id = svc_find(dp, vip, proto, port, name, sizeof(name));
@@ -1375,8 +1401,27 @@ service_backends_set_unlocked(struct pylb_dp *dp, const struct pylb_ip *vip,
 	rc = svc_new(dp, &next, &cur->conf, (uint16_t)id, b, n);
 	if (rc != 0)
 		return rc;
-	if (next->conf.sched == PYLB_SCHED_WLC)
-		wlc_count(dp, next);
+	taken = calloc(RTE_MAX(n, 1u), sizeof(*taken));
+	if (taken == NULL) {
+		rte_free(next);
+		return pylb_fail(-PYLB_E_NOMEM, "service %s: no memory for %u backends", name, n);
+	}
+	/* Each lcore's connection counts go on in the new set as they are
+	 * (WLC chooses by them); what changes while it is published is
+	 * carried below. */
+	for (uint32_t i = 0; i < n; i++) {
+		uint16_t j = backend_find(&cur->bal, &next->bal.backends[i]);
+
+		for (uint32_t slot = 0; slot < dp->n_slots && j != PYLB_BIDX_NONE; slot++) {
+			const struct pylb_svc_stats *o = &cur->bstats[(size_t)slot * cur->bstride + j];
+			struct pylb_svc_stats *to = &next->bstats[(size_t)slot * next->bstride + i];
+
+			to->active = __atomic_load_n(&o->active, __ATOMIC_RELAXED);
+			to->inactive = __atomic_load_n(&o->inactive, __ATOMIC_RELAXED);
+			taken[i].active += to->active;
+			taken[i].inactive += to->inactive;
+		}
+	}
 	nat_backends_count(dp, next, +1);
 	nat_backends_count(dp, cur, -1);
 	__atomic_store_n(&dp->svcs[id], next, __ATOMIC_RELEASE);
@@ -1390,9 +1435,12 @@ service_backends_set_unlocked(struct pylb_dp *dp, const struct pylb_ip *vip,
 		if (j != PYLB_BIDX_NONE) {
 			struct pylb_svc_stats old = backend_stats(dp, cur, j);
 
+			old.active -= taken[i].active;
+			old.inactive -= taken[i].inactive;
 			stats_add(&next->bbase[i], &old);
 		}
 	}
+	free(taken);
 	rte_free((void *)(uintptr_t)cur);
 	return 0;
 }
@@ -1423,42 +1471,6 @@ service_list_unlocked(struct pylb_dp *dp, struct pylb_service_conf *out, uint32_
 	for (int i = 0; i < PYLB_MAX_SERVICES && n < max; i++)
 		if (dp->svcs[i] != NULL)
 			out[n++] = dp->svcs[i]->conf;
-	return (int)n;
-}
-
-static int
-service_counts_unlocked(struct pylb_dp *dp, const struct pylb_ip *vip, uint8_t proto,
-			uint16_t port, uint32_t *active, uint32_t *inactive, uint32_t max)
-{
-	char name[96];
-	int id = svc_find(dp, vip, proto, port, name, sizeof(name));
-	const struct pylb_service *s;
-	uint32_t n;
-
-	if (id < 0)
-		return id;
-	s = dp->svcs[id];
-	n = RTE_MIN(max, s->bal.n_backends);
-	memset(active, 0, n * sizeof(*active));
-	memset(inactive, 0, n * sizeof(*inactive));
-	for (uint32_t slot = 0; slot < dp->n_slots; slot++) {
-		const struct pylb_conntrack *ct = &dp->lcores[slot].ct;
-
-		for (uint32_t i = 1; i <= ct->cap; i++) {
-			struct pylb_conn c = ct->conns[i];	/* a snapshot */
-			uint16_t b;
-
-			if (c.af == 0 || c.svc != id)
-				continue;
-			b = backend_index(ct, s, &c);
-			if (b >= n)
-				continue;
-			if (c.state == PYLB_TCP_ESTABLISHED || c.state == PYLB_TCP_NONE)
-				active[b]++;
-			else
-				inactive[b]++;
-		}
-	}
 	return (int)n;
 }
 
@@ -1569,8 +1581,18 @@ service_stats_unlocked(struct pylb_dp *dp, const struct pylb_ip *vip, uint8_t pr
 	memset(out, 0, sizeof(*out));
 	for (uint32_t slot = 0; slot < dp->n_slots; slot++)
 		stats_add(out, &dp->lcores[slot].svc_stats[id]);
-	for (uint32_t i = 0; i < RTE_MIN(max_b, s->bal.n_backends); i++)
-		backends[i] = backend_stats(dp, s, i);
+	for (uint32_t i = 0; i < s->bal.n_backends; i++) {
+		struct pylb_svc_stats b = backend_stats(dp, s, i);
+
+		/* A connection of a backend that left the set and came back
+		 * ends in the new set without having counted there. */
+		b.active = RTE_MAX(b.active, (int64_t)0);
+		b.inactive = RTE_MAX(b.inactive, (int64_t)0);
+		out->active += b.active;
+		out->inactive += b.inactive;
+		if (i < max_b)
+			backends[i] = b;
+	}
 	return (int)s->bal.n_backends;
 }
 
@@ -1590,13 +1612,6 @@ pylb_dp_l4_trace(struct pylb_dp *dp, const struct pylb_l4_trace_query *q,
 }
 
 /* The API: serialised with the telemetry thread's readers. */
-
-int
-pylb_dp_service_counts(struct pylb_dp *dp, const struct pylb_ip *vip, uint8_t proto,
-		       uint16_t port, uint32_t *active, uint32_t *inactive, uint32_t max)
-{
-	PYLB_CTL_LOCKED(dp, service_counts_unlocked(dp, vip, proto, port, active, inactive, max));
-}
 
 int
 pylb_dp_service_add(struct pylb_dp *dp, const struct pylb_service_conf *conf)

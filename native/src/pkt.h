@@ -483,6 +483,7 @@ struct pylb_conn *pylb_conn_new(struct pylb_lcore *lc, const struct pylb_tuple *
 int pylb_conn_add_local(struct pylb_lcore *lc, struct pylb_conn *c);
 void pylb_conn_drop(struct pylb_lcore *lc, struct pylb_conn *c);
 void pylb_conn_released(struct pylb_lcore *lc, const struct pylb_conn *c);
+void pylb_conn_moved(struct pylb_lcore *lc, const struct pylb_conn *c, uint8_t was);
 struct pylb_persist *pylb_persist_find(struct pylb_lcore *lc,
 				       const struct pylb_persist_key *k, uint64_t now);
 struct pylb_persist *pylb_persist_new(struct pylb_lcore *lc, const struct pylb_persist_key *k);

@@ -6,6 +6,7 @@
  * /pylb/ports, /pylb/neigh, /pylb/routes and /pylb/vips.
  */
 #include <pthread.h>
+#include <inttypes.h>
 #include <stdio.h>
 
 #include <rte_ether.h>
@@ -302,7 +303,8 @@ tel_services(const char *cmd __rte_unused, const char *params __rte_unused,
 	static const char *const methods[] = { "nat", "dr", "tunnel", "fullnat" };
 	static struct pylb_service_conf svcs[64];
 	static struct pylb_backend b[TEL_MAX_ENTRIES];
-	static uint32_t active[TEL_MAX_ENTRIES], inactive[TEL_MAX_ENTRIES];
+	static struct pylb_svc_stats st[TEL_MAX_ENTRIES];
+	struct pylb_svc_stats total;
 	size_t spent = 0;
 	int n = 0;
 
@@ -322,18 +324,18 @@ tel_services(const char *cmd __rte_unused, const char *params __rte_unused,
 			continue;
 		}
 		nb = RTE_MIN(nb, (uint32_t)RTE_DIM(b));
-		pylb_dp_service_counts(tel_dp, &c->vip, c->proto, c->port, active, inactive, nb);
+		pylb_dp_service_stats(tel_dp, &c->vip, c->proto, c->port, &total, st, nb);
 		rte_tel_data_start_dict(e);
 		snprintf(line, sizeof(line), "%s %s:%u", c->proto == IPPROTO_TCP ? "TCP" : "UDP",
 			 pylb_fmt_ip(&c->vip, a, sizeof(a)), c->port);
 		rte_tel_data_add_dict_string(e, "service", line);
 		rte_tel_data_add_dict_string(e, "method", methods[c->method % RTE_DIM(methods)]);
 		for (uint32_t j = 0; j < nb; j++) {
-			snprintf(line, sizeof(line), "%s:%u%s weight %u active %u inactive %u",
+			snprintf(line, sizeof(line), "%s:%u%s weight %u active %" PRId64 " inactive %" PRId64,
 				 pylb_fmt_ip(&b[j].addr, a, sizeof(a)), b[j].port,
 				 b[j].state == PYLB_BACKEND_DOWN ? " down" :
 				 b[j].state == PYLB_BACKEND_DRAIN ? " drain" : "", b[j].weight,
-				 active[j], inactive[j]);
+				 st[j].active, st[j].inactive);
 			snprintf(key, sizeof(key), "b%u", j);
 			if (!tel_line(e, key, line, &spent))
 				break;

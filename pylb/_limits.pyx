@@ -1,0 +1,24 @@
+# cython: language_level=3
+"""The dataplane's limits, read from its C headers (no DPDK needed): the
+domain model (pylb.model) takes them from here, so they are written once."""
+
+cdef extern from "pylb_dp.h":
+    enum:
+        PYLB_MAX_BACKENDS
+        PYLB_MAGLEV_DEFAULT
+        PYLB_MAGLEV_MAX
+        PYLB_MAX_LIPS
+        PYLB_MAX_ECMP
+
+cdef extern from "tunables.h":
+    enum:
+        PYLB_BURST
+        PYLB_MAX_SERVICES
+
+MAX_BACKENDS = PYLB_MAX_BACKENDS
+MAGLEV_DEFAULT = PYLB_MAGLEV_DEFAULT
+MAGLEV_MAX = PYLB_MAGLEV_MAX
+MAX_LIPS = PYLB_MAX_LIPS
+MAX_ECMP = PYLB_MAX_ECMP
+BURST = PYLB_BURST
+MAX_SERVICES = PYLB_MAX_SERVICES

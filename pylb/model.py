@@ -1,0 +1,259 @@
+"""The domain model: what an appliance is asked to do, as typed, immutable
+specs (services, backends, health checks, routes, L3 VIPs, neighbours,
+timeouts), and the names and limits every layer uses, defined here once.
+
+The YAML reader (pylb.config), the gRPC servicers (pylb.server), pylbctl,
+the health checker and the binding (pylb._native) import their names and
+types from this module; where the dataplane's C header defines a limit,
+it is read from there (pylb._limits), never written twice.
+
+`diff` turns one desired state into another as a list of changes: the
+Manager (pylb.manager) applies every change, whatever its source, that way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from pylb import _limits
+
+# Names (the strings operators write, the API returns and the binding maps
+# to C's enums). The first of each is the default.
+PROTOS = ("tcp", "udp")
+PROTO_NUMBERS = {"tcp": 6, "udp": 17}
+METHODS = ("nat", "fullnat", "dr", "tunnel")            # L4 forwarding
+SCHEDULERS = ("maglev", "source", "wrr", "wlc")
+BACKEND_STATES = ("up", "drain", "down")                 # what an operator sets
+HEALTH_STATES = ("up", "down", "unknown", "unavailable")  # what a health check says
+VIP_METHODS = ("ipip", "gre", "dr")                      # L3 VIP forwarding
+CHECK_TYPES = ("tcp", "http", "udp", "none")
+TIMEOUT_KEYS = ("tcp_syn", "tcp_established", "tcp_fin", "tcp_close", "udp")
+ROUTE_KINDS = ("gateway", "connected", "local", "vip", "service")
+NEIGHBOUR_STATES = ("incomplete", "reachable", "probing", "static")
+
+TCP, UDP = PROTOS
+NAT, FULLNAT, DR, TUNNEL = METHODS
+MAGLEV, SOURCE, WRR, WLC = SCHEDULERS
+UP, DRAIN, DOWN = BACKEND_STATES
+GATEWAY = ROUTE_KINDS[0]
+STATIC = NEIGHBOUR_STATES[3]
+
+# Limits: the dataplane's (from its header), then the domain's own.
+TABLE_SIZE = _limits.MAGLEV_DEFAULT         # lookup table slots (a prime)
+TABLE_SIZE_MAX = _limits.MAGLEV_MAX
+MAX_BACKENDS = _limits.MAX_BACKENDS         # per service or L3 VIP
+MAX_LOCAL_ADDRESSES = _limits.MAX_LIPS      # FullNAT sources per service
+MAX_SERVICES = _limits.MAX_SERVICES
+MAX_BURST = _limits.BURST                   # packets per burst
+MAX_ECMP = _limits.MAX_ECMP                 # next hops per route
+WEIGHT_MAX = 65535
+PORT_MAX = 65535
+TIMEOUT_MAX = 30 * 86400                    # seconds
+PERSISTENCE_MAX = 7 * 86400                 # seconds
+MAX_HTTP_PATH = 1024                        # health check path, bytes
+
+
+def is_prime(n: int) -> bool:
+    return n >= 2 and all(n % d for d in range(2, int(n ** 0.5) + 1))
+
+
+@dataclass(frozen=True)
+class BackendSpec:
+    ip: str
+    port: int                   # 0: the client's destination port
+    weight: int = 1
+    state: str = UP
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return self.ip, self.port
+
+
+@dataclass(frozen=True)
+class HealthCheckSpec:
+    """tcp: a connection opens; http: GET `path` answers `expect_status`;
+    udp: a datagram gets an answer; none: always healthy. `port` 0: the
+    backend's (or the service's) port. A backend goes down after `fall`
+    failures in a row and up after `rise` successes."""
+    type: str = CHECK_TYPES[0]
+    port: int = 0
+    path: str = "/"
+    expect_status: int = 200
+    interval_ms: int = 2000
+    timeout_ms: int = 1000
+    rise: int = 2
+    fall: int = 3
+
+
+ServiceKey = tuple[str, int, str]       # (VIP, port, protocol)
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    vip: str
+    port: int                   # 0: every port
+    proto: str = PROTOS[0]
+    method: str = METHODS[0]
+    scheduler: str = SCHEDULERS[0]
+    table_size: int = TABLE_SIZE
+    persistence: int = 0        # seconds a client sticks to its backend
+    persistence_prefix: int = 0
+    local_addresses: tuple[str, ...] = ()
+    down_reset: bool = False
+    backends: tuple[BackendSpec, ...] = ()
+    health_check: HealthCheckSpec | None = None
+
+    @property
+    def key(self) -> ServiceKey:
+        return self.vip, self.port, self.proto
+
+    def name(self) -> str:
+        return service_name(self.key)
+
+    def backend(self, ip: str, port: int) -> BackendSpec | None:
+        return next((b for b in self.backends if b.key == (ip, port)), None)
+
+
+def service_name(key: ServiceKey) -> str:
+    """As the dataplane's messages write it: 10.0.0.1:80/tcp, [2001:db8::1]:80/tcp."""
+    vip = f"[{key[0]}]" if ":" in key[0] else key[0]
+    return f"{vip}:{key[1]}/{key[2]}"
+
+
+@dataclass(frozen=True)
+class RouteSpec:
+    prefix: str
+    via: tuple[tuple[str | None, str | int], ...]   # (gateway or None, port name or index)
+
+
+@dataclass(frozen=True)
+class VipSpec:
+    prefix: str
+    method: str = VIP_METHODS[0]
+    table_size: int = TABLE_SIZE
+    source: str | None = None
+    backends: tuple[tuple[str, int], ...] = ()     # (address, weight)
+
+
+@dataclass(frozen=True)
+class NeighbourSpec:
+    port: str
+    ip: str
+    mac: str
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return self.port, self.ip
+
+
+@dataclass(frozen=True)
+class Config:
+    """A whole desired state. `timeouts`: those the operator manages (the
+    rest are the hardware profile's)."""
+    path: str = "(running)"
+    services: tuple[ServiceSpec, ...] = ()
+    routes: tuple[RouteSpec, ...] = field(default=())
+    vips: tuple[VipSpec, ...] = ()
+    neighbours: tuple[NeighbourSpec, ...] = ()
+    timeouts: tuple[tuple[str, int], ...] = ()     # (name, seconds), in TIMEOUT_KEYS order
+
+    def service(self, key: ServiceKey) -> ServiceSpec | None:
+        return next((s for s in self.services if s.key == key), None)
+
+    def vip(self, prefix: str) -> VipSpec | None:
+        return next((v for v in self.vips if v.prefix == prefix), None)
+
+    def route(self, prefix: str) -> RouteSpec | None:
+        return next((r for r in self.routes if r.prefix == prefix), None)
+
+    def neighbour(self, key: tuple[str, str]) -> NeighbourSpec | None:
+        return next((n for n in self.neighbours if n.key == key), None)
+
+    def normalised(self) -> "Config":
+        """The same state in one order (what GetConfig returns): services
+        by key, routes, VIPs and neighbours by their keys."""
+        return Config(self.path, tuple(sorted(self.services, key=_service_order)),
+                      tuple(sorted(self.routes, key=lambda r: _net_order(r.prefix))),
+                      tuple(sorted(self.vips, key=lambda v: _net_order(v.prefix))),
+                      tuple(sorted(self.neighbours, key=lambda n: (n.port, _ip_order(n.ip)))),
+                      tuple((k, v) for k in TIMEOUT_KEYS for k2, v in self.timeouts if k == k2))
+
+
+def _ip_order(ip: str):
+    import ipaddress
+    a = ipaddress.ip_address(ip)
+    return a.version, a
+
+
+def _net_order(prefix: str):
+    import ipaddress
+    n = ipaddress.ip_network(prefix)
+    return n.version, n
+
+
+def _service_order(s: ServiceSpec):
+    return _ip_order(s.vip), s.proto, s.port
+
+
+# Changes: (action, old, new). The order they are applied in: neighbours
+# and routes a service or VIP may need first, deletions of those last.
+ACTION_ORDER = {"add-neighbour": 0, "replace-neighbour": 0, "add-route": 1, "replace-route": 1,
+                "del-route": 3, "del-neighbour": 4}
+Change = tuple[str, Any, Any]
+
+
+def _changes(cur: dict, want: dict, kind: str, in_place=None,
+             in_place_action: str = "set-backends") -> list[Change]:
+    """del-KIND, add-KIND and replace-KIND (or in_place_action where in_place
+    says the change can be made in place) turning cur into want."""
+    out: list[Change] = [(f"del-{kind}", v, None) for k, v in cur.items() if k not in want]
+    for k, v in want.items():
+        old = cur.get(k)
+        if old is None:
+            out.append((f"add-{kind}", None, v))
+        elif old != v:
+            out.append((in_place_action if in_place and in_place(old, v)
+                        else f"replace-{kind}", old, v))
+    return out
+
+
+def diff(current: Config, desired: Config, base_timeouts: dict | None = None) -> list[Change]:
+    """What turns current into desired, in the order to apply it: (action,
+    old, new) with action one of add-service, del-service, set-backends
+    (backends or health check only: hitless), replace-service, and add-,
+    del- and replace- of route, vip (set-vip-backends when only its
+    backends changed) and neighbour, and set-timeouts (old and new as full
+    sets: `base_timeouts` for those a state does not list)."""
+    def in_place(old: ServiceSpec, new: ServiceSpec) -> bool:
+        return replace(old, backends=(), health_check=None) == \
+            replace(new, backends=(), health_check=None)
+
+    def vip_in_place(old: VipSpec, new: VipSpec) -> bool:
+        return replace(old, backends=()) == replace(new, backends=())
+    out = _changes({s.key: s for s in current.services}, {s.key: s for s in desired.services},
+                   "service", in_place)
+    out += _changes({r.prefix: r for r in current.routes}, {r.prefix: r for r in desired.routes},
+                    "route")
+    out += _changes({v.prefix: v for v in current.vips}, {v.prefix: v for v in desired.vips},
+                    "vip", vip_in_place, "set-vip-backends")
+    out += _changes({n.key: n for n in current.neighbours},
+                    {n.key: n for n in desired.neighbours}, "neighbour")
+    base = dict(base_timeouts or {})
+    have, want = base | dict(current.timeouts), base | dict(desired.timeouts)
+    if have != want:
+        out.append(("set-timeouts", tuple(have.items()), tuple(want.items())))
+    return sorted(out, key=lambda c: ACTION_ORDER.get(c[0], 2))
+
+
+def describe(change: Change) -> str:
+    action, old, new = change
+    obj = new or old
+    if action == "set-timeouts":
+        have = dict(old)
+        return f"{action} " + " ".join(f"{k}={v}" for k, v in new if have.get(k) != v)
+    if isinstance(obj, NeighbourSpec):
+        return f"{action} {obj.ip} on {obj.port}"
+    if isinstance(obj, (RouteSpec, VipSpec)):
+        return f"{action} {obj.prefix}"
+    return f"{action} {obj.name()}"
