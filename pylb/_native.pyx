@@ -669,7 +669,7 @@ cdef class Dataplane:
         as sources towards the backends. `down_reset`: connections of a
         backend set down are reset (TCP RST to the client; UDP is
         rescheduled) instead of finishing. `id`: the service's slot (the
-        domain allocates them; None: the first free)."""
+        domain allocates them from 0 up; None: the highest free)."""
         cdef pylb_service_conf c
         cdef int rc
         memset(&c, 0, sizeof(c))

@@ -87,103 +87,37 @@ def cmd_config_check(args) -> int:
     return 0
 
 
-def _prefix(args) -> str:
-    from pylb.profile import file_prefix, load_profile
-    if args.instance:
-        return file_prefix(args.instance)
+def _address(args) -> str:
+    """The gRPC address of the running appliance named by --instance or --profile."""
+    from pylb.appliance import grpc_default
+    from pylb.profile import load_profile
     if args.profile:
-        return load_profile(args.profile).file_prefix()
+        return grpc_default(load_profile(args.profile), args.instance)
+    if args.instance:
+        return f"unix:/run/pylb/{args.instance}.sock"
     raise InvalidArgument("name the appliance with --instance NAME or --profile PATH")
 
 
-def _show(args, command: str, render, as_json=lambda reply: reply) -> int:
-    """The read-only commands: one telemetry query, printed as JSON or by `render`."""
-    from pylb import telemetry
-
-    reply = telemetry.query(_prefix(args), command)
-    if args.json:
-        print(json.dumps(as_json(reply), indent=2))
-    else:
-        render(reply)
-    return 0
+# `pylb LISTING` is `pylbctl LISTING`: the same data, from the domain, over
+# gRPC (one read path); DPDK telemetry only serves DPDK's own tools.
+LISTINGS = {"stats": ["stats"], "ports": ["port", "list"], "neigh": ["neigh", "list"],
+            "routes": ["route", "list"], "vips": ["vip", "list"],
+            "services": ["service", "list"], "conns": ["flows"]}
 
 
-def _more(reply, key: str, what: str) -> None:
-    """The line saying how many a bounded listing left out."""
-    shown = len(reply[key])
-    if reply["count"] > shown:
-        print(f"... {reply['count'] - shown} more ({reply['count']} {what})")
-
-
-def cmd_stats(args) -> int:
-    def render(stats):
-        print(f"{_prefix(args)}:")
-        for name, v in stats["counters"].items():
-            print(f"  {name:24} {v:>16}")
-        drops = stats["drops"]
-        print(f"  drops {sum(drops.values())}:")
-        for name, v in drops.items():
-            if v:
-                print(f"    {name:22} {v:>16}")
-        mbufs = stats.get("mbufs", {})
-        for name in (k for k in mbufs if not k.endswith("_size")):
-            print(f"  mbufs {name}: {mbufs[name]} in use of {mbufs[name + '_size']}")
-    return _show(args, "/pylb/stats", render)
-
-
-def cmd_ports(args) -> int:
-    def render(ports):
-        for name, p in ports.items():
-            print(f"{name}: {p['device']} ethdev {p['ethdev']} mac {p['mac']} "
-                  f"link {'up' if p['link_up'] else 'down'} "
-                  f"addresses {', '.join(p['addresses']) or '-'} kernel {p.get('kernel_iface') or '-'}")
-    return _show(args, "/pylb/ports", render)
-
-
-def cmd_neigh(args) -> int:
-    def render(reply):
-        for e in reply.values():
-            held = f" ({e['held']} held)" if e.get("held") else ""
-            print(f"{e['port']:8} {e['ip']:26} {e['mac'].lower()}  {e.get('state', ''):10} "
-                  f"seen {e['age_ms'] / 1000:.1f} s ago{held}")
-    return _show(args, "/pylb/neigh", render, as_json=lambda reply: list(reply.values()))
-
-
-def cmd_routes(args) -> int:
-    def render(reply):
-        for line in reply["routes"].values():
-            prefix, how = line.split(" ", 1)
-            print(f"{prefix:44} {how}")
-        _more(reply, "routes", f"IPv{args.family} routes")
-    return _show(args, f"/pylb/routes,{args.family}", render)
-
-
-def cmd_vips(args) -> int:
-    def render(vips):
-        for v in vips.values():
-            print(f"{v['prefix']:44} {v['method']:5} table {v['table_size']} "
-                  f"backends {v['backends'] or '-'}")
-    return _show(args, "/pylb/vips", render)
-
-
-def cmd_services(args) -> int:
-    def render(services):
-        print(f"{'Prot LocalAddress:Port':32} {'Method':7} -> RemoteAddress:Port weight / active / inactive")
-        for svc in services.values():
-            print(f"{svc['service']:32} {svc['method']:7}")
-            for key in sorted((k for k in svc if k.startswith("b")), key=lambda k: int(k[1:])):
-                print(f"  -> {svc[key]}")
-    return _show(args, "/pylb/services", render)
-
-
-def cmd_conns(args) -> int:
-    def render(reply):
-        print("Pro State       Expire Client -> VIP -> Backend")
-        for line in reply["connections"].values():
-            proto, state, expire, flow = line.split(" ", 3)
-            print(f"{proto:3} {state:11} {expire:>6} {flow}")
-        _more(reply, "connections", "connections")
-    return _show(args, "/pylb/conns", render)
+def cmd_listing(args) -> int:
+    import os
+    from pylb import ctl
+    address = _address(args)
+    path = address[len("unix:"):] if address.startswith("unix:") else None
+    if path is not None and not os.path.exists(path):
+        raise PylbError(f"no running pylb instance answers at {address} (is it running, "
+                        "with its gRPC API on the default socket?)")
+    argv = ["--address", address, "-o", "json" if args.json else "text",
+            *LISTINGS[args.command]]
+    if args.command == "routes":
+        argv += ["--family", str(args.family)]
+    return ctl.main(argv)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -225,22 +159,21 @@ def parser() -> argparse.ArgumentParser:
     check.add_argument("path")
     check.set_defaults(func=cmd_config_check)
 
-    for name, func, help_ in (("stats", cmd_stats, "counters of a running appliance"),
-                              ("ports", cmd_ports, "ports of a running appliance"),
-                              ("neigh", cmd_neigh, "neighbours of a running appliance"),
-                              ("routes", cmd_routes, "routes of a running appliance (count, first ones)"),
-                              ("vips", cmd_vips, "L3 VIPs of a running appliance"),
-                              ("services", cmd_services,
-                               "L4 services and their backends' connections (like ipvsadm -L -n)"),
-                              ("conns", cmd_conns,
-                               "tracked connections, the first hundred or so (like ipvsadm -L -c)")):
-        p = sub.add_parser(name, help=help_)
+    for name, help_ in (("stats", "counters of a running appliance"),
+                        ("ports", "ports of a running appliance"),
+                        ("neigh", "neighbours of a running appliance"),
+                        ("routes", "routes of a running appliance"),
+                        ("vips", "L3 VIPs of a running appliance"),
+                        ("services", "L4 services and their backends' connections "
+                                     "(like ipvsadm -L -n)"),
+                        ("conns", "tracked connections (like ipvsadm -L -c)")):
+        p = sub.add_parser(name, help=help_ + " (as pylbctl shows it)")
         p.add_argument("--instance")
         p.add_argument("--profile")
         p.add_argument("--json", action="store_true")
         if name == "routes":
-            p.add_argument("--family", type=int, choices=(4, 6), default=4)
-        p.set_defaults(func=func)
+            p.add_argument("--family", type=int, choices=(0, 4, 6), default=0)
+        p.set_defaults(func=cmd_listing)
     return ap
 
 

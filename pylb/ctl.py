@@ -304,6 +304,8 @@ def run(args, stub) -> int:
             for k, v in s.drops.items():
                 if v:
                     print(f"  {k:22} {v:>16}")
+            for p in s.mempools:
+                print(f"mbufs {p.name}: {p.in_use} in use of {p.size}")
     elif noun == "timeouts":
         given = {k: getattr(args, k) for k in TIMEOUT_KEYS if getattr(args, k, None) is not None}
         if verb == "set" and not given:

@@ -145,11 +145,24 @@ class Appliance:
     def stats(self) -> dict[str, dict[str, int]]:
         return telemetry.query(self.prefix, "/pylb/stats")
 
+    def api(self):
+        """A gRPC stub of the appliance's API (the domain): objects an
+        operator lists (services, VIPs) are made through it."""
+        import grpc
+        from pylb.v1 import pylb_pb2_grpc as pb_grpc
+        channel = grpc.insecure_channel(self.grpc)
+        return pb_grpc.LoadBalancerStub(channel)
+
     def ports(self) -> dict:
-        return telemetry.query(self.prefix, "/pylb/ports")
+        from pylb.v1 import pylb_pb2 as pb
+        return {p.name: {"device": p.device, "mac": p.mac, "link_up": p.link_up,
+                         "addresses": list(p.addresses), "kernel_iface": p.kernel_iface}
+                for p in self.api().ListPorts(pb.ListPortsRequest()).ports}
 
     def neighbours(self) -> list[dict]:
-        return list(telemetry.query(self.prefix, "/pylb/neigh").values())
+        from pylb.v1 import pylb_pb2 as pb
+        return [{"ip": n.address, "port": n.port, "mac": n.mac, "state": n.state}
+                for n in self.api().ListNeighbours(pb.ListNeighboursRequest()).neighbours]
 
     def stop(self, timeout: float = 60) -> int:
         if self.proc is None:

@@ -229,7 +229,7 @@ class FakeDataplane:
         if key in self._services:
             raise AlreadyExists(f"service {name} already exists")
         if id is None:
-            id = next(i for i in range(model.MAX_SERVICES) if i not in self._ids)
+            id = next(i for i in reversed(range(model.MAX_SERVICES)) if i not in self._ids)
         elif id in self._ids:
             raise AlreadyExists(f"service {name}: id {id} is in use")
         self._ids[id] = key

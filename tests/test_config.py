@@ -4,6 +4,7 @@ file, line and key of each problem, `pylb config check`, and `pylb run
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -128,21 +129,29 @@ def test_run_with_a_config_applies_it(tmp_path):
         assert p.poll() is None
         r = pylb("services", "--instance", "cfgrun", "--json")
         assert r.returncode == 0, r.stderr
-        out = r.stdout
-        assert "TCP 10.77.0.100:80" in out and "10.77.1.12:8080 drain weight 3" in out
-        assert "UDP 10.77.0.101:53" in out
+        services = {(s["key"]["vip"], s["key"]["port"]): s for s in json.loads(r.stdout)}
+        assert [(b["address"], b["port"], b["weight"], b["state"])
+                for b in services["10.77.0.100", 80]["backends"]] == \
+            [("10.77.1.11", 8080, 1, "BACKEND_STATE_UP"),
+             ("10.77.1.12", 8080, 3, "BACKEND_STATE_DRAIN")]
+        assert services["10.77.0.101", 53]["key"]["protocol"] == "PROTOCOL_UDP"
         r = pylb("routes", "--instance", "cfgrun")
         assert "192.0.2.0/24" in r.stdout and "10.77.0.254" in r.stdout
+        # What started is what the API says is configured.
+        r = subprocess.run([sys.executable, "-m", "pylb.ctl", "--instance", "cfgrun", "config",
+                            "get"], capture_output=True, text=True, cwd=ROOT)
+        assert load_config("got", r.stdout) == replace(load_config(str(path)),
+                                                       path="got").normalised()
         # SIGHUP applies the file again, as a diff.
         path.write_text(path.read_text().replace("10.77.1.11:8080", "10.77.1.15:8080"))
         p.send_signal(signal.SIGHUP)
         for _ in range(100):
             out = pylb("services", "--instance", "cfgrun", "--json").stdout
-            if "10.77.1.15:8080" in out:
+            if '"10.77.1.15"' in out:
                 break
             time.sleep(0.1)
-        assert "10.77.1.15:8080" in out and "10.77.1.11:8080" not in out
-        assert "UDP 10.77.0.101:53" in out
+        assert '"10.77.1.15"' in out and '"10.77.1.11"' not in out
+        assert '"10.77.0.101"' in out
     finally:
         p.terminate()
         p.wait(60)

@@ -22,7 +22,7 @@ from conftest import CLIENT_MAC, P0_MAC, P1_MAC
 from pylb.config import load_config
 from pylb.errors import ConfigError, FailedPrecondition
 from test_cli import ROOT, error_line
-from test_grpc import api, code_of  # noqa: F401  (the fixture)
+from test_grpc import api, code_of, manager  # noqa: F401  (the fixtures)
 from test_l4_fixtures import BACKENDS, BMAC, CLIENT, VIP, c2v, checksums_ok, small_dp
 from pylb.v1 import pylb_pb2 as pb
 

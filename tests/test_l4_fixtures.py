@@ -428,12 +428,66 @@ def test_weighted_least_connections(lb):
     lb.clock_advance(11_000)                            # past the close timeout
     lb.housekeep()
     assert set(open_(range(200, 210))) == {BACKENDS[0]}
-    # A new backend set keeps the counts (rebuilt from the table).
+    # A new backend set keeps the counts (carried over, not rescanned).
     lb.set_service_backends(VIP, 80, [(BACKENDS[0], 0, 1), (BACKENDS[1], 0, 1),
                                       (BACKENDS[2], 0, 2), ("10.0.1.23", 0, 1)])
     lb.add_neighbour("p1", "10.0.1.23", "02:00:00:00:0b:03")
     mac_of["02:00:00:00:0b:03"] = "10.0.1.23"
     assert set(open_(range(300, 310))) == {"10.0.1.23"}
+
+
+def test_backend_counts_are_kept_by_the_workers(lb):
+    """Active (established, UDP) and inactive (other TCP states) per backend
+    follow every open, move, end and backend-set change: always what a scan
+    of the table finds, without one."""
+    lb.add_service(VIP, 80, method="nat", scheduler="wrr",
+                   backends=[(b, 8080) for b in BACKENDS])
+
+    def scan():
+        out = {b: [0, 0] for b in BACKENDS + ["10.0.1.23"]}
+        for c in lb.connections():
+            out[c.backend][c.state not in ("established", "udp")] += 1
+        return out
+
+    def kept():
+        svc = lb.service(VIP, 80)
+        got = {b: [0, 0] for b in BACKENDS + ["10.0.1.23"]}
+        for b, st in zip(svc.backends, lb.service_stats(VIP, 80)["backends"]):
+            got[b.ip] = [st["active"], st["inactive"]]
+        return got
+
+    def check():
+        want = scan()
+        have = kept()
+        live = {b.ip for b in lb.service(VIP, 80).backends}
+        assert {b: v for b, v in have.items() if b in live} == \
+            {b: v for b, v in want.items() if b in live}
+        total = lb.service_stats(VIP, 80)
+        assert (total["active"], total["inactive"]) == \
+            (sum(have[b][0] for b in live), sum(have[b][1] for b in live))
+    lb.inject("p0", [raw(c2v(sport=p)) for p in range(100, 130)])          # SYN: inactive
+    check()
+    lb.inject("p0", [raw(c2v(sport=p, flags="A")) for p in range(100, 120)])   # established
+    check()
+    lb.inject("p0", [raw(c2v(sport=p, flags="FA")) for p in range(100, 105)])  # fin_wait
+    lb.inject("p0", [raw(c2v(sport=p, flags="R")) for p in range(120, 125)])   # close
+    check()
+    # A new backend set: one leaves, one joins, the order changes.
+    lb.add_neighbour("p1", "10.0.1.23", "02:00:00:00:0b:03")
+    lb.set_service_backends(VIP, 80, [("10.0.1.23", 8080), (BACKENDS[2], 8080),
+                                      (BACKENDS[0], 8080)])
+    check()
+    lb.inject("p0", [raw(c2v(sport=p)) for p in range(200, 230)])
+    lb.inject("p0", [raw(c2v(sport=p, flags="A")) for p in list(range(200, 215))
+                     + list(range(105, 110))])
+    check()
+    lb.clock_advance(15_000)                # close (10 s) and syn... ends
+    lb.housekeep()
+    check()
+    lb.clock_advance(1_000_000)             # everything ends
+    lb.housekeep()
+    check()
+    assert lb.connections() == [] and kept() == {b: [0, 0] for b in kept()}
 
 
 def test_thousands_of_connections_each_keep_their_backend(native):

@@ -280,7 +280,7 @@ enum pylb_l4_sched {
 	PYLB_SCHED_WLC,				/* weighted least-connections, per lcore */
 };
 
-#define PYLB_SVC_ID_ANY	0xffff		/* pylb_service_conf.id: the first free */
+#define PYLB_SVC_ID_ANY	0xffff		/* pylb_service_conf.id: the highest free */
 
 struct pylb_service_conf {
 	uint16_t id;				/* 0..PYLB_MAX_SERVICES-1, chosen by the

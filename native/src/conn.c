@@ -53,7 +53,9 @@ pylb_conn_init(struct pylb_dp *dp, struct pylb_lcore *lc)
 	ct->pfree = rte_malloc("pylb_pers_free", hp.entries * sizeof(*ct->pfree), 0);
 	if (ct->buckets == NULL || ct->conns == NULL || ct->free == NULL || ct->ext6 == NULL ||
 	    ct->free6 == NULL || ct->ph == NULL || ct->pers == NULL || ct->pfree == NULL)
-		return -PYLB_E_NOMEM;
+		return pylb_fail(-PYLB_E_NOMEM,
+			"cannot allocate a connection table of %u entries (lcore slot %u); reserve more hugepages or lower the connection capacity",
+			cap, lc->slot);
 	for (uint32_t i = 0; i < cap; i++)
 		ct->free[i] = cap - i;
 	ct->n_free = cap;

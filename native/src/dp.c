@@ -41,6 +41,7 @@ pylb_dp_create(const struct pylb_dp_conf *conf, struct pylb_dp **out)
 	struct pylb_dp *dp;
 	uint32_t i, qs_threads;
 	size_t sz;
+	int rc;
 
 	if (conf->n_workers > PYLB_MAX_WORKERS)
 		return pylb_fail(-PYLB_E_INVAL, "%u workers requested, at most %d",
@@ -118,17 +119,19 @@ pylb_dp_create(const struct pylb_dp_conf *conf, struct pylb_dp **out)
 			"cannot create the mbuf pool (%u mbufs): %s; reserve more hugepages or lower mbufs",
 			conf->mbufs_per_socket, rte_strerror(err));
 	}
-	if (pylb_neigh_init(dp) != 0) {
-		pylb_dp_destroy(dp);
-		return pylb_fail(-PYLB_E_NOMEM, "cannot create the neighbour table");
-	}
-	/* The init functions below say what failed in pylb_last_error(). */
-	if (pylb_route_init(dp) != 0 || pylb_l4_init(dp) != 0) {
+	/* The init functions say what failed, with their own code (a bad
+	 * size is INVAL, missing memory NOMEM): kept as they are. */
+	rc = pylb_neigh_init(dp);
+	if (rc == 0)
+		rc = pylb_route_init(dp);
+	if (rc == 0)
+		rc = pylb_l4_init(dp);
+	if (rc != 0) {
 		char msg[PYLB_ERRMSG_LEN];
 
 		snprintf(msg, sizeof(msg), "%s", pylb_last_error());
 		pylb_dp_destroy(dp);
-		return pylb_fail(-PYLB_E_NOMEM, "%s", msg);
+		return pylb_fail(rc, "%s", msg);
 	}
 	pylb_telemetry_attach(dp);
 	*out = dp;
@@ -151,9 +154,7 @@ pylb_rcu_replace(struct pylb_dp *dp, void **slot, void *next)
 
 	__atomic_store_n(slot, next, __ATOMIC_RELEASE);
 	pylb_rcu_wait(dp);
-	pthread_mutex_lock(&dp->ctl_lock);	/* telemetry may be reading it */
 	rte_free(old);
-	pthread_mutex_unlock(&dp->ctl_lock);
 }
 
 /* Publish a new configuration snapshot and free the old one once every

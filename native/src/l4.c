@@ -108,10 +108,10 @@ pylb_l4_init(struct pylb_dp *dp)
 	for (uint32_t i = 0; i < dp->n_slots; i++) {
 		struct pylb_lcore *lc = &dp->lcores[i];
 
-		if (pylb_conn_init(dp, lc) != 0)
-			return pylb_fail(-PYLB_E_NOMEM,
-				"cannot allocate connection tracking for %u connections per lcore; reserve more hugepages or lower connections.capacity",
-				dp->conf.conn_capacity ? dp->conf.conn_capacity : PYLB_CONN_DEFAULT);
+		int rc = pylb_conn_init(dp, lc);
+
+		if (rc != 0)
+			return rc;
 		if (i < dp->conf.n_workers && dp->conf.n_workers > 1) {
 			snprintf(name, sizeof(name), "pylb_rd%u_%u", svc_seq, i);
 			lc->redirect = rte_ring_create(name, PYLB_REDIRECT_RING,
@@ -1303,9 +1303,12 @@ service_add_unlocked(struct pylb_dp *dp, const struct pylb_service_conf *conf)
 		if (dp->svcs[id] != NULL)
 			return pylb_fail(-PYLB_E_EXIST, "service %s: id %d is in use", name, id);
 	} else {
-		for (id = 0; id < PYLB_MAX_SERVICES && dp->svcs[id] != NULL; id++)
+		/* From the top: the domain allocates from the bottom up, so a
+		 * service made without it (tests, tools) does not take an id
+		 * the domain is about to give. */
+		for (id = PYLB_MAX_SERVICES - 1; id >= 0 && dp->svcs[id] != NULL; id--)
 			;
-		if (id == PYLB_MAX_SERVICES)
+		if (id < 0)
 			return pylb_fail(-PYLB_E_FULL, "at most %d services", PYLB_MAX_SERVICES);
 		c.id = (uint16_t)id;
 	}

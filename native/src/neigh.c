@@ -72,7 +72,9 @@ pylb_neigh_init(struct pylb_dp *dp)
 	if (dp->neigh_hash == NULL || dp->neigh_learn == NULL ||
 	    dp->neigh_miss == NULL || dp->neigh_ctl == NULL || dp->ctl_tx == NULL ||
 	    rte_hash_rcu_qsbr_add(dp->neigh_hash, &rcu) != 0)
-		return -PYLB_E_NOMEM;
+		return pylb_fail(-PYLB_E_NOMEM,
+			"cannot create the neighbour table (%u entries); reserve more hugepages",
+			dp->conf.neigh_capacity);
 	dp->neigh_timeout_tsc = rte_get_timer_hz() *
 		(dp->conf.neigh_timeout_ms ? dp->conf.neigh_timeout_ms :
 		 PYLB_NEIGH_TIMEOUT_MS) / 1000;

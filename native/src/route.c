@@ -532,7 +532,7 @@ pylb_route_del_special(struct pylb_dp *dp, const struct pylb_prefix *p,
 		       uint64_t val)
 {
 	if (fib_exact(dp, p) != val)
-		return -PYLB_E_NOENT;
+		return pylb_fail(-PYLB_E_NOENT, "the special route to remove is not there");
 	fib_unset(dp, p);
 	dp->n_routes[p->addr.af == 6]--;
 	pylb_gen_bump(dp);
