@@ -4,7 +4,7 @@ PY        := $(VENV)/bin/python
 HUGEPAGES ?= 512
 SOURCES   := $(shell find native pylb proto -name '*.c' -o -name '*.h' -o -name '*.pyx' -o -name '*.pxd' -o -name '*.proto' | grep -v '^pylb/_\(native\|limits\).c$$') setup.py pyproject.toml
 
-.PHONY: all deps venv build hugepages test demo bench fuzz test-asan soak doctor clean
+.PHONY: all deps venv build hugepages test demo bench fuzz test-asan soak doctor docs clean
 
 all: build
 
@@ -28,6 +28,10 @@ hugepages:
 test: build hugepages
 	$(PY) -m pytest -q -ra tests
 
+# The documentation site (docs/, mkdocs-material) in site/; broken links fail it.
+docs: build
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
+
 demo: build hugepages
 	@scripts/demo.sh
 
@@ -39,6 +43,7 @@ bench: build hugepages
 	$(PY) bench/paths.py
 	$(PY) bench/maglev_build.py
 	$(PY) bench/update_latency.py
+	$(PY) bench/set_backend.py
 
 # libFuzzer targets (packet path, config loader, API validation) with ASan and
 # UBSan, FUZZ_SECONDS each; `make test` runs each for a few seconds.
@@ -59,4 +64,4 @@ doctor: build
 	$(VENV)/bin/pylb doctor
 
 clean:
-	rm -rf build $(VENV) pylb/_native.c pylb/*.so *.egg-info
+	rm -rf build site $(VENV) pylb/_native.c pylb/_limits.c pylb/*.so *.egg-info

@@ -143,6 +143,7 @@ cdef extern from "pylb_dp.h" nogil:
         uint16_t lcore_slot
         pylb_service_conf service
         pylb_backend backend
+        uint32_t route_hash
         char why[160]
 
     int pylb_dp_l4_trace(pylb_dp *dp, const pylb_l4_trace_query *q, pylb_l4_trace *out)
@@ -206,6 +207,8 @@ cdef extern from "pylb_dp.h" nogil:
                            pylb_route *out, uint32_t max)
     uint32_t pylb_dp_route_count(const pylb_dp *dp, uint8_t af)
     int pylb_dp_route_lookup(pylb_dp *dp, const pylb_ip *ip, pylb_route *out)
+    int pylb_dp_route_pick(pylb_dp *dp, const pylb_ip *to, uint32_t hash, pylb_route *out,
+                           int32_t *chosen)
 
     int pylb_dp_neigh_add(pylb_dp *dp, uint16_t port, const pylb_ip *ip, const uint8_t *mac)
     int pylb_dp_neigh_del(pylb_dp *dp, uint16_t port, const pylb_ip *ip)

@@ -606,6 +606,21 @@ cdef class Dataplane:
         _check(pylb_dp_route_lookup(self._live(), &a, &r))
         return _route(&r)
 
+    def route_pick(self, to, uint32_t hash):
+        """What the workers do to reach `to` for a flow hash (flow_hash, or a
+        trace's route_hash): (the route, the index of the next hop their
+        ECMP choice takes, or None)."""
+        cdef pylb_route r
+        cdef pylb_ip a
+        cdef int32_t chosen
+        _set_ip(&a, _parse_ip(to, "address"))
+        _check(pylb_dp_route_pick(self._live(), &a, hash, &r, &chosen))
+        return _route(&r), (None if chosen < 0 else chosen)
+
+    def flow_hash(self, src, dst):
+        """The flow hash of (source, destination), as the workers compute it."""
+        return flow_hash(src, dst)
+
     def route_count(self, int family=4):
         return pylb_dp_route_count(self._live(), family)
 
@@ -981,7 +996,8 @@ cdef class Dataplane:
         """What the L4 path would do with a packet (read only): a dict with
         verdict (no_service, connection, new, no_backend, not_syn), service
         (vip, port, proto, method, scheduler), backend (ip, port), state,
-        lcore and why."""
+        lcore, why and route_hash (the flow hash the output to the backend
+        is chosen by: give it to route_pick)."""
         cdef pylb_l4_trace_query q
         cdef pylb_l4_trace t
         memset(&q, 0, sizeof(q))
@@ -1001,7 +1017,7 @@ cdef class Dataplane:
                 "backend": (str(_get_ip(&t.backend.addr)), t.backend.port)
                 if verdict in ("connection", "new") else None,
                 "state": pylb_tcp_state_name(t.state).decode() if verdict == "connection" else "",
-                "lcore": t.lcore_slot}
+                "lcore": t.lcore_slot, "route_hash": t.route_hash}
 
     def vip_pick(self, prefix, src, dst):
         """The backend the workers choose for a packet from `src` to `dst`."""

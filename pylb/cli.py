@@ -1,4 +1,6 @@
-"""The `pylb` command: run the appliance, check the host, read a running appliance."""
+"""The `pylb` command: run the appliance, check the host, its profile and
+configuration, and list what a running appliance has (the same listings as
+pylbctl, over the instance's gRPC socket)."""
 
 from __future__ import annotations
 

@@ -7,9 +7,10 @@ interface, down, or not carrying the port's MAC), the backend's health
 reads `unavailable` and its state is left as it is.
 
 Each checked backend has a task: probe every interval; after `fall` failures
-in a row the backend is set down, after `rise` successes up again. Only the
-states up and down are the checker's: a backend an operator drained is left
-alone, and the dataplane applies the service's down policy (finish or reset).
+in a row its verdict is down, after `rise` successes up again. Verdicts go to
+the domain (pylb.manager), which puts in force down a backend the operator set
+up, never touches one drained or downed by an operator, and never changes the
+model: the dataplane applies the service's down policy (finish or reset).
 """
 
 from __future__ import annotations

@@ -414,32 +414,34 @@ class Manager:
         src, dst = _address(src, "source"), _address(dst, "destination")
 
         def trace(dp):
-            from pylb import _native
             out = {"verdict": "", "why": "", "route": None, "service": None, "backend": None,
                    "state": "", "next_hop": None}
             names = {p.index: p.name for p in dp.ports()}
 
-            def next_hop(to):
+            def next_hop(to, flow_hash):
+                """The route to `to` and the next hop the workers' ECMP
+                choice (in C, as they make it) takes for flow_hash."""
                 try:
-                    r = dp.lookup(to)
+                    r, i = dp.route_pick(to, flow_hash)
                 except NotFound:
-                    return None, None
-                if not r.nexthops:
-                    return r, None
-                h = r.nexthops[_native.flow_hash(src, dst) % len(r.nexthops)]
-                return r, (h.gateway, names.get(h.port, str(h.port)))
-            r, hop = next_hop(dst)
+                    return None, None, None
+                if i is None:
+                    return r, None, None
+                h = r.nexthops[i]
+                return r, (h.gateway, names.get(h.port, str(h.port))), i
+            flow = dp.flow_hash(src, dst)
+            r, hop, i = next_hop(dst, flow)
             if r is None:
                 out.update(verdict="no_route", why=f"no route to {dst}: dropped, ICMP unreachable")
                 return out
             out["route"] = (r.prefix, r.kind)
-            if r.kind == "service":
+            if r.kind == model.ROUTE_KINDS[4]:          # service
                 t = dp.l4_trace(src, dst, proto, sport, dport, tcp_flags)
                 out.update(verdict=t["verdict"], why=t["why"], service=t["service"],
                            backend=t["backend"], state=t["state"])
                 if t["backend"]:
-                    out["next_hop"] = next_hop(t["backend"][0])[1]
-            elif r.kind == "vip":
+                    out["next_hop"] = next_hop(t["backend"][0], t["route_hash"])[1]
+            elif r.kind == model.ROUTE_KINDS[3]:        # vip
                 v = dp.vip(r.prefix)
                 b = dp.vip_pick(r.prefix, src, dst)
                 out.update(verdict="vip" if b else "no_backend", backend=(b, 0) if b else None,
@@ -447,14 +449,13 @@ class Manager:
                                "hash of (source, destination)" if b else
                                f"L3 VIP {r.prefix} has no backend: dropped (vip_no_backend)")
                 if b:
-                    out["next_hop"] = next_hop(b)[1]
-            elif r.kind == "local":
+                    out["next_hop"] = next_hop(b, flow)[1]
+            elif r.kind == model.ROUTE_KINDS[2]:        # local
                 out.update(verdict="local", why="an address of the appliance: ICMP echo is "
                                                 "answered here, the rest goes to the kernel interface")
             else:
                 n = len(r.nexthops)
-                ecmp = f" (ECMP: next hop {_native.flow_hash(src, dst) % n + 1} of {n} by the " \
-                    "flow hash)" if n > 1 else ""
+                ecmp = f" (ECMP: next hop {i + 1} of {n} by the flow hash)" if n > 1 else ""
                 out.update(verdict="route", next_hop=hop, why=f"routed by {r.prefix}{ecmp}")
             return out
         return self._submit(trace)

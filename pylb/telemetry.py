@@ -1,4 +1,6 @@
-"""Client for DPDK's telemetry socket of a running appliance (what dpdk-telemetry.py speaks)."""
+"""Client for DPDK's telemetry socket of a running appliance (what
+dpdk-telemetry.py speaks): whether an instance is alive, and /pylb/stats.
+Operators' listings go through gRPC (pylbctl), not here."""
 
 from __future__ import annotations
 

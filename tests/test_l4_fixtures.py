@@ -531,3 +531,34 @@ def test_ipv6_connections_have_a_quarter_of_the_table(native):
     assert len(d.inject("p0", syns)) == 20              # beyond 16: the stateless choice
     assert d.conn_count() == 16 and d.totals()["conn_table_full"] == 4
     d.close()
+
+
+def test_trace_takes_the_next_hop_the_workers_take(lb):
+    """ECMP towards backends behind two gateways: for NAT, FullNAT, tunnel
+    and plain routing, what Trace says (one choice, in C) is the gateway the
+    packet then leaves through, before and after the connection exists."""
+    from pylb.manager import Manager, direct_submitter
+    gateway_of = {BMAC[b]: b for b in BACKENDS[:2]}
+    via = [(BACKENDS[0], "p1"), (BACKENDS[1], "p1")]
+    lb.add_route("192.0.2.0/24", via)
+    lb.add_route("198.51.100.0/24", via)
+    far = [("192.0.2.10", 8080), ("192.0.2.11", 8080)]
+    lb.add_service(VIP, 80, backends=far)
+    lb.add_service(VIP, 81, method="tunnel", backends=[(ip, 0) for ip, _ in far])
+    lb.add_service(VIP, 82, method="fullnat", local_addresses=["10.0.1.1"], backends=far)
+    m = Manager(direct_submitter(lb))
+    taken = set()
+    for i in range(40):
+        src = f"10.0.0.{10 + i}"
+        for dport, dst in ((80, VIP), (81, VIP), (82, VIP), (9, "198.51.100.7")):
+            before = m.trace(src, dst, "tcp", 5000 + i, dport)["next_hop"]
+            frame = Ether(src=CLIENT_MAC, dst=P0_MAC) / IP(src=src, dst=dst, ttl=64) / \
+                TCP(sport=5000 + i, dport=dport, flags="S")
+            (port, out), = lb.inject("p0", [raw(frame)])
+            after = m.trace(src, dst, "tcp", 5000 + i, dport, tcp_flags=0x10)["next_hop"]
+            assert port == 1 and before == after == (gateway_of[Ether(out).dst], "p1"), \
+                (dport, src, before, after, Ether(out).dst)
+            taken.add((dport, before[0]))
+    # NAT, tunnel and routed flows spread over both next hops (FullNAT's
+    # hash is its local address and the backend: two backends, few choices).
+    assert all({g for d, g in taken if d == k} == set(BACKENDS[:2]) for k in (80, 81, 9))

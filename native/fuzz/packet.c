@@ -66,7 +66,8 @@ service(struct pylb_dp *dp, const char *vip, uint8_t proto, uint16_t port, uint8
 {
 	struct pylb_service_conf c = {
 		.vip = ip(vip), .proto = proto, .port = port, .method = method,
-		.sched = sched, .persistence = persistence, .down_reset = 1,
+		.id = PYLB_SVC_ID_ANY, .sched = sched, .persistence = persistence,
+		.down_reset = 1,
 	};
 	bool translates = (method == PYLB_L4_NAT || method == PYLB_L4_FULLNAT) && port != 0;
 	struct pylb_backend b[4];

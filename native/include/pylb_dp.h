@@ -357,6 +357,8 @@ struct pylb_l4_trace {
 	uint16_t lcore_slot;			/* PYLB_L4V_CONN: the table it is in */
 	struct pylb_service_conf service;	/* when there is one */
 	struct pylb_backend backend;		/* PYLB_L4V_CONN, PYLB_L4V_NEW */
+	uint32_t route_hash;			/* the flow hash the output to the
+						 * backend is chosen by (ECMP) */
 	char why[160];
 };
 
@@ -448,6 +450,11 @@ int pylb_dp_route_list(struct pylb_dp *dp, uint8_t af,
 		       uint32_t max);
 uint32_t pylb_dp_route_count(const struct pylb_dp *dp, uint8_t af);
 /* Longest-prefix match as the workers see it. */
+/* Read only: what the workers do to reach `to` for a flow hash (from
+ * pylb_flow_hash, or a trace's route_hash): the route, and in *chosen the
+ * index of the next hop their ECMP choice takes (-1: none). */
+int pylb_dp_route_pick(struct pylb_dp *dp, const struct pylb_ip *to, uint32_t hash,
+		       struct pylb_route *out, int32_t *chosen);
 int pylb_dp_route_lookup(struct pylb_dp *dp, const struct pylb_ip *ip,
 			 struct pylb_route *out);
 

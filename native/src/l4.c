@@ -6,7 +6,11 @@
  * connection (TCP SYN, first UDP packet) is scheduled by the service's
  * consistent-hash table and tracked, so it keeps its backend whatever the
  * configuration does next. Forwarding: NAT (DNAT, replies reverse-
- * translated), DR (MAC rewrite) or tunnel (IPIP).
+ * translated), FullNAT, DR (MAC rewrite) or tunnel (IPIP). Each lcore
+ * counts, per backend, its traffic and its connections open now (active:
+ * established or UDP; inactive: other TCP states) as they open, move and
+ * end: the control side sums them, never scanning the tables. Service
+ * control (add, delete, backend sets, listing, trace) is here too.
  */
 #include <stddef.h>
 #include <stdio.h>
@@ -566,6 +570,24 @@ pylb_conn_moved(struct pylb_lcore *lc, const struct pylb_conn *c, uint8_t was)
 	}
 }
 
+/* The flow hash that chooses among the next hops to a connection's backend
+ * (ECMP): NAT and FullNAT packets are routed by their translated header
+ * (source: the client, or FullNAT's local address; destination: the
+ * backend), DR and tunnel packets by the client and the VIP. The trace
+ * (l4_trace_unlocked) takes it from here too. */
+static inline uint32_t
+l4_route_hash(uint8_t method, uint8_t af, const uint8_t *client, const uint8_t *vip,
+	      const uint8_t *backend, const uint8_t *lip)
+{
+	bool nat = method == PYLB_L4_NAT || method == PYLB_L4_FULLNAT;
+	const uint8_t *src = method == PYLB_L4_FULLNAT ? lip : client;
+	const uint8_t *dst = nat ? backend : vip;
+
+	return af == 4 ? flow_hash4(*(const unaligned_uint32_t *)src,
+				    *(const unaligned_uint32_t *)dst) :
+		flow_hash6(src, dst);
+}
+
 /* An established NAT or FullNAT packet, already translated, through the
  * cached output: TTL, MACs, TX. False: take the full path. */
 static inline bool
@@ -649,9 +671,8 @@ conn_forward(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 			return;
 	}
 	route_to(lc, cfg, in_port, m, be, c->af, c->method,
-		 c->af == 4 ? flow_hash4(*(const unaligned_uint32_t *)client,
-					 *(const unaligned_uint32_t *)vip) :
-		 flow_hash6(client, vip));
+		 l4_route_hash(c->method, c->af, client, vip, be,
+			       conn_addr(&lc->ct, c, CONN_LIP)));
 }
 
 /* FullNAT: a local address and a port for the connection such that the
@@ -1509,6 +1530,8 @@ l4_trace_unlocked(struct pylb_dp *dp, const struct pylb_l4_trace_query *q,
 		svc = dp->svcs[copy.svc];
 		if (svc != NULL)
 			out->service = svc->conf;
+		out->route_hash = l4_route_hash(copy.method, af, a.a[CONN_CLIENT], a.a[CONN_VIP],
+						a.a[CONN_BACKEND], a.a[CONN_LIP]);
 		snprintf(out->why, sizeof(out->why),
 			 "a tracked connection (%s, lcore %u): it keeps its backend",
 			 copy.proto == IPPROTO_TCP ? pylb_tcp_state_name(copy.state) : "udp", s);
@@ -1556,6 +1579,10 @@ l4_trace_unlocked(struct pylb_dp *dp, const struct pylb_l4_trace_query *q,
 	}
 	out->verdict = PYLB_L4V_NEW;
 	out->backend = svc->bal.backends[bi];
+	/* FullNAT: the local address fullnat_alloc would take. */
+	out->route_hash = l4_route_hash(svc->conf.method, af, t.src, t.dst, out->backend.addr.ip,
+					svc->conf.n_lips ?
+					svc->conf.lips[hash % svc->conf.n_lips].ip : t.src);
 	{
 		static const char *const why[] = {
 			[PYLB_SCHED_MAGLEV] = "the consistent-hash table, slot of the 5-tuple hash",

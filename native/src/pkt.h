@@ -127,13 +127,20 @@ flow_hash6(const uint8_t *src, const uint8_t *dst)
 	return rte_hash_crc(dst, 16, rte_hash_crc(src, 16, PYLB_HASH_SEED));
 }
 
+/* ECMP: which of `group`'s next hops a flow hash takes (its index). */
+static inline uint32_t
+nhg_slot(const struct pylb_dp *dp, uint32_t group, uint32_t hash)
+{
+	const struct pylb_nhg *g = &dp->nhg[group];
+
+	return g->n == 1 ? 0 : hash % g->n;
+}
+
 /* ECMP: the next hop of `group` for a flow hash. */
 static inline const struct pylb_nh *
 nhg_pick(const struct pylb_dp *dp, uint32_t group, uint32_t hash)
 {
-	const struct pylb_nhg *g = &dp->nhg[group];
-
-	return &dp->nh[g->nh[g->n == 1 ? 0 : hash % g->n]];
+	return &dp->nh[dp->nhg[group].nh[nhg_slot(dp, group, hash)]];
 }
 
 /* Whether `group` has a choice to make (a hash is needed only then). */

@@ -637,6 +637,26 @@ route_lookup_unlocked(struct pylb_dp *dp, const struct pylb_ip *ip,
 	return 0;
 }
 
+/* What the workers do to reach `to` with a flow hash: the route, and the
+ * next hop their ECMP choice (nhg_slot, the fast path's) takes. */
+static int
+route_pick_unlocked(struct pylb_dp *dp, const struct pylb_ip *to, uint32_t hash,
+		    struct pylb_route *out, int32_t *chosen)
+{
+	int rc = route_lookup_unlocked(dp, to, out);
+	uint32_t v;
+
+	*chosen = -1;
+	if (rc != 0)
+		return rc;
+	v = to->af == 4 ? fib4_lookup(dp, *(const uint32_t *)to->ip) : fib6_lookup(dp, to->ip);
+	if (fib_kind(v) == PYLB_FIB_GROUP)
+		*chosen = (int32_t)nhg_slot(dp, fib_id(v), hash);
+	else if (out->n_nh == 1)
+		*chosen = 0;
+	return 0;
+}
+
 static int
 route_list_unlocked(struct pylb_dp *dp, uint8_t af,
 		   const struct pylb_prefix *after, struct pylb_route *out,
@@ -764,6 +784,13 @@ pylb_dp_route_lookup(struct pylb_dp *dp, const struct pylb_ip *ip,
 		     struct pylb_route *out)
 {
 	PYLB_CTL_LOCKED(dp, route_lookup_unlocked(dp, ip, out));
+}
+
+int
+pylb_dp_route_pick(struct pylb_dp *dp, const struct pylb_ip *to, uint32_t hash,
+		   struct pylb_route *out, int32_t *chosen)
+{
+	PYLB_CTL_LOCKED(dp, route_pick_unlocked(dp, to, hash, out, chosen));
 }
 
 int
