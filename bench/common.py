@@ -88,6 +88,12 @@ def machine(tsc_mhz: int = 0) -> dict:
             "steal_share_during_run": run[7] / sum(run) if sum(run) else 0.0}
 
 
+def pct(v: list[float], p: float) -> float:
+    """The p-th percentile of v (nearest rank)."""
+    v = sorted(v)
+    return v[min(len(v) - 1, int(round(p / 100 * (len(v) - 1))))]
+
+
 def write_pcap(path: str, frames) -> None:
     """A classic pcap (microsecond stamps, Ethernet) of `frames` (bytes)."""
     import struct

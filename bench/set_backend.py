@@ -107,11 +107,6 @@ def one_run(path: str, n: int, calls: int) -> dict:
             "tracked": tracked, "fill_s": fill_s}
 
 
-def pct(v: list[float], p: float) -> float:
-    v = sorted(v)
-    return v[min(len(v) - 1, int(round(p / 100 * (len(v) - 1))))]
-
-
 def main() -> None:
     if len(sys.argv) == 5 and sys.argv[1] == "--run":
         print(json.dumps(one_run(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))))
@@ -135,7 +130,7 @@ def main() -> None:
     summary = {"command": " ".join(sys.argv), "connections": args.connections,
                "calls": args.calls, "machine": common.machine(0), "run": run}
     lines = ["| SetBackend round trip | ms |", "|---|---|"]
-    lines += [f"| p{p} | {pct(run['call_ms'], p):.3f} |" for p in (50, 99, 100)]
+    lines += [f"| p{p} | {common.pct(run['call_ms'], p):.3f} |" for p in (50, 99, 100)]
     lines += [f"| mean | {statistics.mean(run['call_ms']):.3f} |",
               f"\n{run['tracked']:,} connections tracked by the worker; each answer's active "
               f"connections summed: {min(run['active_in_answer']):,} to "

@@ -103,11 +103,6 @@ def one_run(path: str, updates: int) -> dict:
             "forwarded": t1["forwarded"] - t0["forwarded"], "drops": drops}
 
 
-def pct(v: list[float], p: float) -> float:
-    v = sorted(v)
-    return v[min(len(v) - 1, int(round(p / 100 * (len(v) - 1))))]
-
-
 def main() -> None:
     if len(sys.argv) == 4 and sys.argv[1] == "--run":
         print(json.dumps(one_run(sys.argv[2], int(sys.argv[3]))))
@@ -131,7 +126,7 @@ def main() -> None:
     rows = []
     for key in ("latency_ms", "call_ms"):
         for p in (50, 99, 100):
-            v = [pct(r[key], p) for r in runs]
+            v = [common.pct(r[key], p) for r in runs]
             rows.append((key, p, statistics.median(v), min(v), max(v)))
     lost = [sum(r["drops"].values()) for r in runs]
     gap = [r["rx_packets"] - r["forwarded"] for r in runs]

@@ -11,11 +11,11 @@ from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy, memset
 
 import ipaddress
-from typing import NamedTuple
-
 import numpy as np
 
 from pylb import kernel, model
+from pylb.records import (Backend, Connection, L4Backend, Neighbour, NextHop, PortInfo, Route,
+                          Service, Vip)
 from pylb.hostport import split_hostport
 from pylb.errors import (AlreadyExists, CapacityExhausted, DataplaneError, FailedPrecondition,
                          InvalidArgument, NotFound, PortError, PylbError)
@@ -79,89 +79,6 @@ def eal_cleanup():
             rc = pylb_eal_cleanup()
         _eal_state = "cleaned up"
         _check(rc)
-
-
-class PortInfo(NamedTuple):
-    index: int
-    name: str
-    device: str
-    ethdev: int
-    mac: str
-    link_up: bool
-    link_speed_mbps: int
-    addresses: tuple
-    kernel_iface: str = ""
-    nic: dict = {}          # the NIC's counters: rx_packets, tx_packets, rx_bytes, ...
-
-
-class Neighbour(NamedTuple):
-    ip: str
-    port: int
-    mac: str
-    age_ms: int
-    state: str = "reachable"
-    held: int = 0
-
-
-class NextHop(NamedTuple):
-    gateway: str | None     # None: directly connected
-    port: int
-
-
-class Route(NamedTuple):
-    prefix: str
-    kind: str               # gateway, connected, local, vip or service
-    nexthops: tuple
-
-
-class Backend(NamedTuple):
-    ip: str
-    weight: int = 1
-
-
-class L4Backend(NamedTuple):
-    ip: str
-    port: int               # 0: the client's destination port
-    weight: int = 1
-    state: str = model.UP   # up, drain (no new connections) or down
-
-
-class Service(NamedTuple):
-    vip: str
-    port: int               # 0: all ports
-    proto: str
-    method: str
-    scheduler: str
-    table_size: int
-    backends: tuple
-    persistence: int = 0
-    persistence_prefix: int = 0
-    local_addresses: tuple = ()
-    down_reset: bool = False    # a down backend's connections are reset
-
-
-class Connection(NamedTuple):
-    proto: str
-    client: str
-    cport: int
-    vip: str
-    vport: int
-    backend: str
-    bport: int
-    state: str
-    expires_ms: int
-    packets: int
-    lcore_slot: int
-    local: str | None = None    # FullNAT: the source towards the backend
-    lport: int = 0
-
-
-class Vip(NamedTuple):
-    prefix: str
-    method: str
-    table_size: int
-    source: str | None
-    backends: tuple
 
 
 # Names are the domain model's (pylb.model); here they meet C's enums.

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 from pylb import kernel, model
-from pylb.errors import AlreadyExists, InvalidArgument, NotFound, PylbError
+from pylb.errors import AlreadyExists, CapacityExhausted, InvalidArgument, NotFound, PylbError
 from pylb.health import HealthChecker
 from pylb.model import (BackendSpec, Change, Config, NeighbourSpec, RouteSpec, ServiceKey,
                         ServiceSpec, VipSpec, describe, diff, service_name)
@@ -107,6 +107,12 @@ def _prefix_order(prefix: str):
 Verdicts = dict[tuple[ServiceKey, tuple[str, int]], str]
 
 
+def _checked(desired: Config, k: tuple[ServiceKey, tuple[str, int]]) -> bool:
+    """Whether the backend k[1] of the service k[0] has a health check in `desired`."""
+    s = desired.service(k[0])
+    return s is not None and s.health_check is not None and s.backend(*k[1]) is not None
+
+
 def in_force(desired: Config, verdicts: Verdicts) -> Config:
     """What the dataplane carries for a model: a backend the operator set up
     that its health check finds down is down."""
@@ -151,8 +157,11 @@ class Manager:
         error raised (`whole`: a whole configuration, said in the error).
         Returns the changes, made or (dry_run) that would be made."""
         with self._lock:
-            verdicts = self._verdicts if verdicts is None else verdicts
             desired = replace(desired, path="(running)")
+            # Verdicts last while their backend is checked: a backend a
+            # check holds down stays down through other changes.
+            verdicts = {k: v for k, v in (self._verdicts if verdicts is None else verdicts).items()
+                        if _checked(desired, k)}
             changes = diff(in_force(self.model, self._verdicts), in_force(desired, verdicts),
                            self._base_timeouts)
             done = [describe(c) for c in changes]
@@ -183,7 +192,6 @@ class Manager:
             if action in ("add-service", "replace-service"):
                 used = set(ids.values())
                 if len(used) >= model.MAX_SERVICES:
-                    from pylb.errors import CapacityExhausted
                     raise CapacityExhausted(f"at most {model.MAX_SERVICES} services")
                 while self._next_id in used:
                     self._next_id = (self._next_id + 1) % model.MAX_SERVICES
@@ -220,17 +228,9 @@ class Manager:
         """A checker's verdict: the backend is in force down (or up again),
         unless the operator drained or downed it."""
         with self._lock:
-            s = self.model.service(key)
-            if s is None or s.backend(*target) is None or s.health_check is None:
-                return
-            verdicts = dict(self._verdicts)
-            verdicts[key, target] = state
-            self._commit(self.model, {k: v for k, v in verdicts.items()
-                                      if self._checked(k)})
-
-    def _checked(self, k) -> bool:
-        s = self.model.service(k[0])
-        return s is not None and s.health_check is not None and s.backend(*k[1]) is not None
+            if not _checked(self.model, (key, target)):
+                return                  # the service or backend went meanwhile
+            self._commit(self.model, self._verdicts | {(key, target): state})
 
     def probe_path(self, ip: str) -> tuple[str | None, str]:
         """The kernel interface health probes of `ip` leave through: that of
@@ -322,7 +322,6 @@ class Manager:
         def set_(s: ServiceSpec) -> ServiceSpec:
             if s.backend(*b.key) is None:
                 if len(s.backends) >= model.MAX_BACKENDS:
-                    from pylb.errors import CapacityExhausted
                     raise CapacityExhausted(f"service {s.name()}: {len(s.backends) + 1} "
                                             f"backends, at most {model.MAX_BACKENDS}")
                 return replace(s, backends=s.backends + (b,))

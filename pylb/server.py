@@ -276,7 +276,8 @@ class LoadBalancer(pb_grpc.LoadBalancerServicer):
 
     @_rpc
     def AddNeighbour(self, request, context):
-        n = self.m.add_neighbour(*_neighbour(request).__dict__.values())
+        n = _neighbour(request)
+        self.m.add_neighbour(n.port, n.ip, n.mac)
         return pb.Neighbour(port=n.port, address=n.ip, mac=n.mac, state=model.STATIC)
 
     @_rpc

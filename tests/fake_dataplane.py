@@ -12,48 +12,15 @@ connection), trace, or learn neighbours.
 from __future__ import annotations
 
 import ipaddress
-from typing import NamedTuple
 
 from pylb import model
+from pylb.records import Neighbour, NextHop, PortInfo, Route
 from pylb.errors import (AlreadyExists, CapacityExhausted, FailedPrecondition, InvalidArgument,
                          NotFound)
 
 PROFILE_TIMEOUTS = {"tcp_syn": 60, "tcp_established": 900, "tcp_fin": 120, "tcp_close": 10,
                     "udp": 300}
 COUNTERS = ("rx_packets", "forwarded")
-
-
-class PortInfo(NamedTuple):
-    index: int
-    name: str
-    device: str
-    ethdev: int
-    mac: str
-    link_up: bool
-    link_speed_mbps: int
-    addresses: tuple
-    kernel_iface: str = ""
-    nic: dict = {}
-
-
-class Neighbour(NamedTuple):
-    ip: str
-    port: int
-    mac: str
-    age_ms: int
-    state: str = "reachable"
-    held: int = 0
-
-
-class NextHop(NamedTuple):
-    gateway: str | None
-    port: int
-
-
-class Route(NamedTuple):
-    prefix: str
-    kind: str
-    nexthops: tuple
 
 
 def _net(prefix: str, what: str):

@@ -412,8 +412,13 @@ def test_apply_config_is_a_minimal_all_or_nothing_diff(api):
     local_addresses: [10.9.9.9]
 routes:""").replace("192.0.2.0/24", "198.51.100.0/24").replace("10.0.3.0/24", "10.0.4.0/24") \
         .replace("10.0.1.40", "10.0.1.41").replace("udp: 120", "udp: 60")
+    def dataplane():
+        return (dp.services(), list(dp.routes(4)), list(dp.vips()), dp.timeouts(),
+                [(n.ip, n.port, n.mac, n.state) for n in dp.neighbours()])
+    before = dataplane()
     got, details = code_of(stub.ApplyConfig, pb.ApplyConfigRequest(yaml=bad))
     assert got == grpc.StatusCode.INVALID_ARGUMENT and "nothing was changed" in details
+    assert dataplane() == before                    # the steps made were undone
     assert stub.GetConfig(pb.GetConfigRequest()).yaml != running    # (the applied change)
     assert load_config("c", text=stub.GetConfig(pb.GetConfigRequest()).yaml) == \
         load_config("c", text=changed).normalised()

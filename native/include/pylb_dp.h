@@ -327,6 +327,7 @@ struct pylb_svc_stats {
 	 * TCP states, like ipvsadm -L -n. Kept by the workers as they open,
 	 * move and end connections; never a table scan. */
 	int64_t active, inactive;
+	uint64_t reserved;			/* one cache line per entry */
 };
 
 /* Fills out and backends[0..max_b) (in the service's backend order);

@@ -1198,7 +1198,7 @@ svc_new(struct pylb_dp *dp, struct pylb_service **out, const struct pylb_service
 	 * rows (WRR), the per-lcore backend counters, the carried ones. */
 	bool rows = conf->sched == PYLB_SCHED_WRR;
 	uint32_t stride = RTE_ALIGN_CEIL(RTE_MAX(n, 1u), RTE_CACHE_LINE_SIZE / sizeof(int32_t));
-	uint32_t bstride = RTE_ALIGN_CEIL(RTE_MAX(n, 1u), 8);	/* whole cache lines */
+	uint32_t bstride = RTE_MAX(n, 1u);	/* each entry is a cache line */
 	size_t at_rows = RTE_ALIGN_CEIL(sizeof(**out), RTE_CACHE_LINE_SIZE);
 	size_t at_bstats = at_rows + (rows ? dp->n_slots * stride * sizeof(int32_t) : 0);
 	size_t at_bbase = at_bstats + (size_t)dp->n_slots * bstride * sizeof(struct pylb_svc_stats);
@@ -1206,6 +1206,8 @@ svc_new(struct pylb_dp *dp, struct pylb_service **out, const struct pylb_service
 						RTE_CACHE_LINE_SIZE);
 	int rc = pylb_balance_new((void **)out, "service", head,
 				  offsetof(struct pylb_service, bal), b, n, conf->table_size);
+
+	RTE_BUILD_BUG_ON(sizeof(struct pylb_svc_stats) != RTE_CACHE_LINE_SIZE);
 
 	if (rc == 0) {
 		(*out)->conf = *conf;
