@@ -22,7 +22,7 @@
 #include <rte_tcp.h>
 #include <rte_udp.h>
 
-#include "pkt.h"
+#include "scheduler.h"
 
 struct svc_key {
 	uint8_t ip[16];
@@ -705,86 +705,13 @@ fullnat_alloc(struct pylb_lcore *lc, const struct pylb_service *svc,
 	return false;
 }
 
-/* Smooth weighted round-robin on this lcore's row: every backend gains its
- * weight, the highest is chosen and loses the total. */
-static uint32_t
-wrr_pick(struct pylb_lcore *lc, const struct pylb_service *svc)
-{
-	int32_t *cw = svc->rows + (size_t)lc->slot * svc->row_stride;
-	const struct pylb_backend *b = svc->bal.backends;
-	int32_t total = 0;
-	uint32_t best = UINT32_MAX;
-
-	for (uint32_t i = 0; i < svc->bal.n_backends; i++) {
-		if (!pylb_backend_live(&b[i]))
-			continue;
-		cw[i] += (int32_t)b[i].weight;
-		total += (int32_t)b[i].weight;
-		if (best == UINT32_MAX || cw[i] > cw[best])
-			best = i;
-	}
-	cw[best] -= total;
-	return best;
-}
-
-/* Weighted least-connections on this lcore's counts: the smallest
- * connections / weight (compared as cross products, like IPVS). */
-static uint32_t
-wlc_pick(struct pylb_lcore *lc, const struct pylb_service *svc)
-{
-	const struct pylb_svc_stats *st = svc->bstats + (size_t)lc->slot * svc->bstride;
-	const struct pylb_backend *b = svc->bal.backends;
-	uint32_t best = UINT32_MAX;
-	uint64_t best_n = 0;
-
-	for (uint32_t i = 0; i < svc->bal.n_backends; i++) {
-		/* Briefly below 0 on a lcore after a backend-set change. */
-		int64_t conns = st[i].active + st[i].inactive;
-		uint64_t n = conns > 0 ? (uint64_t)conns : 0;
-
-		if (!pylb_backend_live(&b[i]))
-			continue;
-		if (best == UINT32_MAX || n * b[best].weight < best_n * b[i].weight) {
-			best = i;
-			best_n = n;
-		}
-	}
-	return best;
-}
-
-/* The consistent choice for t: the service's lookup table, indexed by the
- * 5-tuple's hash (source: the client address's). Whatever the scheduler,
- * an untracked flow takes it, so all of its packets agree. */
-static inline uint32_t
-table_pick(const struct pylb_service *svc, const struct pylb_tuple *t, uint32_t hash)
-{
-	static const uint8_t zero[16];
-
-	if (svc->conf.sched == PYLB_SCHED_SOURCE)
-		hash = t->af == 4 ? flow_hash4(*(const unaligned_uint32_t *)t->src, 0) :
-			flow_hash6(t->src, zero);
-	else
-		hash = rte_hash_crc_4byte((uint32_t)t->sport << 16 | t->dport, hash ^ t->proto);
-	return svc->bal.table[hash % svc->conf.table_size];
-}
-
 /* The backend (index) for a new connection of t. */
 static inline uint32_t
 schedule(struct pylb_lcore *lc, const struct pylb_service *svc, const struct pylb_tuple *t,
 	 uint32_t hash, uint64_t now)
 {
-	uint32_t b;
+	uint32_t b = svc->sched->pick(lc, svc, t, hash);
 
-	switch (svc->conf.sched) {
-	case PYLB_SCHED_WRR:
-		b = wrr_pick(lc, svc);
-		break;
-	case PYLB_SCHED_WLC:
-		b = wlc_pick(lc, svc);
-		break;
-	default:	/* Maglev-style (5-tuple) or source hash */
-		b = table_pick(svc, t, hash);
-	}
 	return svc->conf.persistence != 0 ? persist(lc, svc, t, b, now) : b;
 }
 
@@ -797,7 +724,7 @@ untracked(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 	  struct rte_mbuf *m, uint16_t *ports, const struct pylb_tuple *t,
 	  const struct pylb_service *svc, uint32_t hash, bool opens)
 {
-	uint32_t bi = table_pick(svc, t, hash);
+	uint32_t bi = svc->sched->consistent(svc, t, hash);
 	const struct pylb_backend *b = &svc->bal.backends[bi];
 
 	CNT(lc, CONN_UNTRACKED);
@@ -1196,7 +1123,7 @@ svc_new(struct pylb_dp *dp, struct pylb_service **out, const struct pylb_service
 {
 	/* Between the service and its backends: the per-lcore scheduler
 	 * rows (WRR), the per-lcore backend counters, the carried ones. */
-	bool rows = conf->sched == PYLB_SCHED_WRR;
+	bool rows = pylb_schedulers[conf->sched].rows;
 	uint32_t stride = RTE_ALIGN_CEIL(RTE_MAX(n, 1u), RTE_CACHE_LINE_SIZE / sizeof(int32_t));
 	uint32_t bstride = RTE_MAX(n, 1u);	/* each entry is a cache line */
 	size_t at_rows = RTE_ALIGN_CEIL(sizeof(**out), RTE_CACHE_LINE_SIZE);
@@ -1212,6 +1139,7 @@ svc_new(struct pylb_dp *dp, struct pylb_service **out, const struct pylb_service
 	if (rc == 0) {
 		(*out)->conf = *conf;
 		(*out)->id = id;
+		(*out)->sched = &pylb_schedulers[conf->sched];
 		if (rows) {
 			(*out)->rows = (int32_t *)((char *)*out + at_rows);
 			(*out)->row_stride = stride;
@@ -1585,16 +1513,8 @@ l4_trace_unlocked(struct pylb_dp *dp, const struct pylb_l4_trace_query *q,
 	out->route_hash = l4_route_hash(svc->conf.method, af, t.src, t.dst, out->backend.addr.ip,
 					svc->conf.n_lips ?
 					svc->conf.lips[hash % svc->conf.n_lips].ip : t.src);
-	{
-		static const char *const why[] = {
-			[PYLB_SCHED_MAGLEV] = "the consistent-hash table, slot of the 5-tuple hash",
-			[PYLB_SCHED_SOURCE] = "the consistent-hash table, slot of the client address hash",
-			[PYLB_SCHED_WRR] = "weighted round-robin (the next turn on this lcore)",
-			[PYLB_SCHED_WLC] = "weighted least-connections (fewest per weight on this lcore)",
-		};
-		snprintf(out->why, sizeof(out->why), "a new connection: %s%s", why[svc->conf.sched],
-			 svc->conf.persistence ? ", unless the client's network is persistent on another" : "");
-	}
+	snprintf(out->why, sizeof(out->why), "a new connection: %s%s", svc->sched->why,
+		 svc->conf.persistence ? ", unless the client's network is persistent on another" : "");
 	return 0;
 }
 

@@ -104,10 +104,13 @@ struct pylb_vip {
 	struct pylb_balance bal;
 };
 
+struct pylb_sched_ops;
+
 /* An L4 service: immutable, replaced whole through dp->svcs[] with RCU. */
 struct pylb_service {
 	struct pylb_service_conf conf;
 	uint16_t id;		/* index in dp->svcs[] */
+	const struct pylb_sched_ops *sched;	/* conf.sched's (scheduler.h) */
 	/* WRR: each lcore's current weights; WLC: each lcore's connections
 	 * per backend. One cache-line-aligned row per lcore slot (the only
 	 * part an lcore writes). */
