@@ -354,8 +354,7 @@ pylb_conn_update(struct pylb_lcore *lc, struct pylb_conn *c, uint8_t tcp_flags,
 	if (c->proto == IPPROTO_TCP) {
 		uint8_t was = c->state;
 
-		c->state = tcp_next(was, tcp_flags, reply,
-				    c->method == PYLB_L4_NAT || c->method == PYLB_L4_FULLNAT);
+		c->state = tcp_next(was, tcp_flags, reply, pylb_l4_sees_replies[c->method]);
 		/* Its backend's active/inactive counts follow (rare: a
 		 * connection moves at most a few times). */
 		if (unlikely((was == PYLB_TCP_ESTABLISHED) != (c->state == PYLB_TCP_ESTABLISHED)))

@@ -247,42 +247,65 @@ nat_rewrite(struct rte_mbuf *m, uint8_t af, uint8_t proto, uint16_t *ports,
 	*port = new_port;
 }
 
-/* Route m to `dst` (the backend, or after NAT the packet's destination). */
-static inline void
-route_to(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
-	 struct rte_mbuf *m, const uint8_t *dst, uint8_t af, uint8_t method,
-	 uint32_t hash)
+/* The next-hop group the workers route `to` (a backend) by; false (m
+ * dropped) if there is none. */
+static inline bool
+backend_group(struct pylb_lcore *lc, struct rte_mbuf *m, const uint8_t *to, uint8_t af,
+	      uint32_t *group)
+{
+	uint32_t v = af == 4 ? fib4_lookup(lc->dp, *(const unaligned_uint32_t *)to) :
+		fib6_lookup(lc->dp, to);
+
+	if (v == 0 || fib_kind(v) != PYLB_FIB_GROUP) {
+		drop(lc, m, PYLB_D_VIP_NO_ROUTE);
+		return false;
+	}
+	*group = fib_id(v);
+	return true;
+}
+
+/* The outputs towards a backend `to`, one per forwarding method: NAT and
+ * FullNAT route the translated packet like any other (its own header
+ * picks the ECMP path), DR readdresses the frame on a connected network,
+ * tunnel encapsulates in IPIP. */
+static void
+out_routed(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port, struct rte_mbuf *m,
+	   const uint8_t *to, uint8_t af, uint32_t hash __rte_unused)
+{
+	uint32_t g;
+
+	if (!backend_group(lc, m, to, af, &g))
+		return;
+	if (af == 4)
+		return pylb_fwd4(lc, cfg, in_port, m, g);
+	pylb_fwd6(lc, cfg, in_port, m, g);
+}
+
+static void
+out_dr(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port __rte_unused,
+       struct rte_mbuf *m, const uint8_t *to, uint8_t af, uint32_t hash)
 {
 	struct pylb_ip b = { .af = af };
-	const struct pylb_nh *nh;
-	uint32_t v;
+	uint32_t g;
 
-	memcpy(b.ip, dst, af == 4 ? 4 : 16);
-	v = af == 4 ? fib4_lookup(lc->dp, *(const uint32_t *)dst) : fib6_lookup(lc->dp, dst);
-	if (v == 0 || fib_kind(v) != PYLB_FIB_GROUP)
-		return drop(lc, m, PYLB_D_VIP_NO_ROUTE);
-	if (method == PYLB_L4_NAT || method == PYLB_L4_FULLNAT) {
-		if (af == 4)
-			return pylb_fwd4(lc, cfg, in_port, m, fib_id(v));
-		return pylb_fwd6(lc, cfg, in_port, m, fib_id(v));
-	}
-	nh = nhg_pick(lc->dp, fib_id(v), hash);
-	if (method == PYLB_L4_DR) {
-		if (!nh->connected)
-			return drop(lc, m, PYLB_D_VIP_NO_ROUTE);
-	} else {
-		static const struct pylb_ip any;
-		uint32_t olen = pylb_encap_len(false, af);
-		uint32_t mtu = cfg->ports[nh->port].mtu;
-		int reason;
+	if (!backend_group(lc, m, to, af, &g))
+		return;
+	memcpy(b.ip, to, af == 4 ? 4 : 16);
+	pylb_out_dr(lc, cfg, m, nhg_pick(lc->dp, g, hash), &b);
+}
 
-		if (rte_pktmbuf_pkt_len(m) - sizeof(struct rte_ether_hdr) + olen > mtu)
-			return pylb_too_big(lc, cfg, in_port, m, af, (uint16_t)(mtu - olen));
-		reason = pylb_encap(cfg, false, &any, &b, nh, m, af, olen);
-		if (reason != 0)
-			return drop(lc, m, (enum pylb_counter)reason);
-	}
-	nh_output(lc, cfg, nh, b.ip, af, m);
+static void
+out_tunnel(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port, struct rte_mbuf *m,
+	   const uint8_t *to, uint8_t af, uint32_t hash)
+{
+	static const struct pylb_ip any;
+	struct pylb_ip b = { .af = af };
+	uint32_t g;
+
+	if (!backend_group(lc, m, to, af, &g))
+		return;
+	memcpy(b.ip, to, af == 4 ? 4 : 16);
+	pylb_out_encap(lc, cfg, in_port, m, nhg_pick(lc->dp, g, hash), false, &any, &b, af);
 }
 
 /* The worker that owns a connection: a function of the client's address,
@@ -579,7 +602,7 @@ static inline uint32_t
 l4_route_hash(uint8_t method, uint8_t af, const uint8_t *client, const uint8_t *vip,
 	      const uint8_t *backend, const uint8_t *lip)
 {
-	bool nat = method == PYLB_L4_NAT || method == PYLB_L4_FULLNAT;
+	bool nat = pylb_l4_sees_replies[method];
 	const uint8_t *src = method == PYLB_L4_FULLNAT ? lip : client;
 	const uint8_t *dst = nat ? backend : vip;
 
@@ -649,30 +672,105 @@ count_packet(struct pylb_lcore *lc, const struct pylb_service *svc, uint16_t svc
 	}
 }
 
-/* A client's packet for its connection: the backend as destination (NAT,
- * FullNAT) and a local address as source (FullNAT); then out. */
+/* A client's packet for its connection, one handler per forwarding method
+ * (l4_methods, indexed by the method the connection was opened with). */
+static void
+forward_nat(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
+	    struct rte_mbuf *m, uint16_t *ports, struct pylb_conn *c)
+{
+	const uint8_t *be = conn_addr(&lc->ct, c, CONN_BACKEND);
+
+	nat_rewrite(m, c->af, c->proto, ports, true, be, c->bport);
+	if (!conn_output(lc, cfg, c, m))
+		out_routed(lc, cfg, in_port, m, be, c->af, 0);
+}
+
+static void
+forward_fullnat(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
+		struct rte_mbuf *m, uint16_t *ports, struct pylb_conn *c)
+{
+	const uint8_t *be = conn_addr(&lc->ct, c, CONN_BACKEND);
+
+	nat_rewrite(m, c->af, c->proto, ports, true, be, c->bport);
+	nat_rewrite(m, c->af, c->proto, ports, false, conn_addr(&lc->ct, c, CONN_LIP), c->lport);
+	if (!conn_output(lc, cfg, c, m))
+		out_routed(lc, cfg, in_port, m, be, c->af, 0);
+}
+
+static void
+forward_dr(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
+	   struct rte_mbuf *m, uint16_t *ports __rte_unused, struct pylb_conn *c)
+{
+	const uint8_t *be = conn_addr(&lc->ct, c, CONN_BACKEND);
+
+	out_dr(lc, cfg, in_port, m, be, c->af,
+	       l4_route_hash(PYLB_L4_DR, c->af, conn_addr(&lc->ct, c, CONN_CLIENT),
+			     conn_addr(&lc->ct, c, CONN_VIP), be, NULL));
+}
+
+static void
+forward_tunnel(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
+	       struct rte_mbuf *m, uint16_t *ports __rte_unused, struct pylb_conn *c)
+{
+	const uint8_t *be = conn_addr(&lc->ct, c, CONN_BACKEND);
+
+	out_tunnel(lc, cfg, in_port, m, be, c->af,
+		   l4_route_hash(PYLB_L4_TUNNEL, c->af, conn_addr(&lc->ct, c, CONN_CLIENT),
+				 conn_addr(&lc->ct, c, CONN_VIP), be, NULL));
+}
+
+/* A client's packet with no entry (the table is, or lately was, full) to
+ * backend b, per method: NAT translates it, DR and tunnel send it as it is
+ * by the flow hash of (client, VIP). FullNAT has none: its replies need
+ * the entry. */
+static void
+untracked_nat(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
+	      struct rte_mbuf *m, uint16_t *ports, const struct pylb_tuple *t,
+	      const struct pylb_backend *b, uint32_t hash)
+{
+	nat_rewrite(m, t->af, t->proto, ports, true, b->addr.ip,
+		    b->port ? rte_cpu_to_be_16(b->port) : t->dport);
+	out_routed(lc, cfg, in_port, m, b->addr.ip, t->af, hash);
+}
+
+static void
+untracked_dr(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
+	     struct rte_mbuf *m, uint16_t *ports __rte_unused, const struct pylb_tuple *t,
+	     const struct pylb_backend *b, uint32_t hash)
+{
+	out_dr(lc, cfg, in_port, m, b->addr.ip, t->af, hash);
+}
+
+static void
+untracked_tunnel(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
+		 struct rte_mbuf *m, uint16_t *ports __rte_unused, const struct pylb_tuple *t,
+		 const struct pylb_backend *b, uint32_t hash)
+{
+	out_tunnel(lc, cfg, in_port, m, b->addr.ip, t->af, hash);
+}
+
+/* The forwarding methods' handlers, by enum pylb_l4_method: a connection
+ * stores its method when it opens, and its packets index this table. */
+static const struct {
+	void (*forward)(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
+			struct rte_mbuf *m, uint16_t *ports, struct pylb_conn *c);
+	void (*untracked)(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
+			  struct rte_mbuf *m, uint16_t *ports, const struct pylb_tuple *t,
+			  const struct pylb_backend *b, uint32_t hash);
+} l4_methods[PYLB_L4_FULLNAT + 1] = {
+	[PYLB_L4_NAT] = { forward_nat, untracked_nat },
+	[PYLB_L4_FULLNAT] = { forward_fullnat, NULL },
+	[PYLB_L4_DR] = { forward_dr, untracked_dr },
+	[PYLB_L4_TUNNEL] = { forward_tunnel, untracked_tunnel },
+};
+
 static inline void
 conn_forward(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 	     struct rte_mbuf *m, uint16_t *ports, struct pylb_conn *c)
 {
-	const uint8_t *be = conn_addr(&lc->ct, c, CONN_BACKEND);
-	const uint8_t *client = conn_addr(&lc->ct, c, CONN_CLIENT);
-	const uint8_t *vip = conn_addr(&lc->ct, c, CONN_VIP);
-
 	count_packet(lc, __atomic_load_n(&lc->dp->svcs[c->svc], __ATOMIC_ACQUIRE), c->svc,
 		     c->bidx, m, false);
-
-	if (c->method == PYLB_L4_NAT || c->method == PYLB_L4_FULLNAT) {
-		nat_rewrite(m, c->af, c->proto, ports, true, be, c->bport);
-		if (c->method == PYLB_L4_FULLNAT)
-			nat_rewrite(m, c->af, c->proto, ports, false,
-				    conn_addr(&lc->ct, c, CONN_LIP), c->lport);
-		if (conn_output(lc, cfg, c, m))
-			return;
-	}
-	route_to(lc, cfg, in_port, m, be, c->af, c->method,
-		 l4_route_hash(c->method, c->af, client, vip, be,
-			       conn_addr(&lc->ct, c, CONN_LIP)));
+	l4_methods[c->method].forward(lc, cfg, in_port, m, ports, c);
 }
 
 /* FullNAT: a local address and a port for the connection such that the
@@ -732,11 +830,8 @@ untracked(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 		lc->svc_stats[svc->id].conns++;
 		svc->bstats[(size_t)lc->slot * svc->bstride + bi].conns++;
 	}
-	if (svc->conf.method == PYLB_L4_NAT)
-		nat_rewrite(m, t->af, t->proto, ports, true, b->addr.ip,
-			    b->port ? rte_cpu_to_be_16(b->port) : t->dport);
 	count_packet(lc, svc, svc->id, (uint16_t)bi, m, false);
-	route_to(lc, cfg, in_port, m, b->addr.ip, t->af, svc->conf.method, hash);
+	l4_methods[svc->conf.method].untracked(lc, cfg, in_port, m, ports, t, b, hash);
 }
 
 /* A new connection for tuple t to svc: tracked and sent to the
@@ -754,7 +849,7 @@ conn_open(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 
 	if (c == NULL) {
 		CNT(lc, CONN_TABLE_FULL);
-		if (method == PYLB_L4_FULLNAT)
+		if (l4_methods[method].untracked == NULL)
 			return drop(lc, m, PYLB_D_FULLNAT_NO_PORT);
 		lc->untracked_until = now + __atomic_load_n(
 			&lc->dp->timeout_tsc[PYLB_TCP_ESTABLISHED], __ATOMIC_RELAXED);
@@ -772,8 +867,7 @@ conn_open(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 	c->gen = __atomic_load_n(&lc->dp->gen, __ATOMIC_ACQUIRE);
 	c->method = method;
 	c->state = t->proto != IPPROTO_TCP ? PYLB_TCP_NONE :
-		method == PYLB_L4_NAT || method == PYLB_L4_FULLNAT ? PYLB_TCP_SYN_SENT :
-		PYLB_TCP_SYN_RECV;
+		pylb_l4_sees_replies[method] ? PYLB_TCP_SYN_SENT : PYLB_TCP_SYN_RECV;
 	(*conn_gauge(&svc->bstats[(size_t)lc->slot * svc->bstride + bi], c->state))++;
 	if (method == PYLB_L4_FULLNAT && !fullnat_alloc(lc, svc, c, hash)) {
 		c->lport = 0;

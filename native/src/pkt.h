@@ -367,6 +367,11 @@ int pylb_encap(const struct pylb_cfg *cfg, bool gre, const struct pylb_ip *sourc
 	       uint8_t inner_af, uint32_t olen);
 void pylb_too_big(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 		  struct rte_mbuf *m, uint8_t af, uint16_t mtu);
+void pylb_out_encap(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
+		    struct rte_mbuf *m, const struct pylb_nh *nh, bool gre,
+		    const struct pylb_ip *src, const struct pylb_ip *to, uint8_t af);
+void pylb_out_dr(struct pylb_lcore *lc, const struct pylb_cfg *cfg, struct rte_mbuf *m,
+		 const struct pylb_nh *nh, const struct pylb_ip *to);
 void pylb_vip_input(struct pylb_lcore *lc, const struct pylb_cfg *cfg,
 		    int in_port, struct rte_mbuf *m, uint32_t vip_id, uint8_t af);
 

@@ -99,12 +99,29 @@ pylb_backend_live(const struct pylb_backend *b)
 }
 
 /* An L3 VIP: immutable, replaced whole through dp->vips[] with RCU. */
+struct pylb_vip;
+struct pylb_nh;
+struct pylb_lcore;
+struct pylb_cfg;
+struct rte_mbuf;
+/* A VIP's output towards backend `to` through next hop nh (vip.c). */
+typedef void pylb_vip_out_fn(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
+			     struct rte_mbuf *m, const struct pylb_nh *nh,
+			     const struct pylb_vip *vip, const struct pylb_ip *to, uint8_t af);
+
 struct pylb_vip {
 	struct pylb_vip_conf conf;
+	pylb_vip_out_fn *out;		/* conf.method's, bound when configured */
 	struct pylb_balance bal;
 };
 
 struct pylb_sched_ops;
+
+/* Whether a forwarding method's replies come back through the appliance
+ * (NAT, FullNAT): the TCP state machine then sees both directions. */
+static const bool pylb_l4_sees_replies[PYLB_L4_FULLNAT + 1] = {
+	[PYLB_L4_NAT] = true, [PYLB_L4_FULLNAT] = true,
+};
 
 /* An L4 service: immutable, replaced whole through dp->svcs[] with RCU. */
 struct pylb_service {

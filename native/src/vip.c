@@ -105,6 +105,65 @@ pylb_too_big(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 	drop(lc, m, PYLB_D_VIP_TOO_BIG);
 }
 
+/* The output towards backend `to` through nh, encapsulated (IPIP, or GRE)
+ * from `src` (unset: the port's address), the egress MTU checked. */
+void
+pylb_out_encap(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
+	       struct rte_mbuf *m, const struct pylb_nh *nh, bool gre,
+	       const struct pylb_ip *src, const struct pylb_ip *to, uint8_t af)
+{
+	uint32_t olen = pylb_encap_len(gre, to->af);
+	uint32_t mtu = cfg->ports[nh->port].mtu;
+	int reason;
+
+	if (rte_pktmbuf_pkt_len(m) - sizeof(struct rte_ether_hdr) + olen > mtu)
+		return pylb_too_big(lc, cfg, in_port, m, af, (uint16_t)(mtu - olen));
+	reason = pylb_encap(cfg, gre, src, to, nh, m, af, olen);
+	if (reason != 0)
+		return drop(lc, m, (enum pylb_counter)reason);
+	nh_output(lc, cfg, nh, to->ip, to->af, m);
+}
+
+/* Direct routing: the backend on a connected network, the frame readdressed
+ * to its MAC. */
+void
+pylb_out_dr(struct pylb_lcore *lc, const struct pylb_cfg *cfg, struct rte_mbuf *m,
+	    const struct pylb_nh *nh, const struct pylb_ip *to)
+{
+	if (!nh->connected)
+		return drop(lc, m, PYLB_D_VIP_NO_ROUTE);
+	nh_output(lc, cfg, nh, to->ip, to->af, m);
+}
+
+/* A VIP's output, one per method, bound when the VIP is configured. */
+static void
+vip_ipip(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port, struct rte_mbuf *m,
+	 const struct pylb_nh *nh, const struct pylb_vip *vip, const struct pylb_ip *to,
+	 uint8_t af)
+{
+	pylb_out_encap(lc, cfg, in_port, m, nh, false, &vip->conf.source, to, af);
+}
+
+static void
+vip_gre(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port, struct rte_mbuf *m,
+	const struct pylb_nh *nh, const struct pylb_vip *vip, const struct pylb_ip *to,
+	uint8_t af)
+{
+	pylb_out_encap(lc, cfg, in_port, m, nh, true, &vip->conf.source, to, af);
+}
+
+static void
+vip_dr(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port __rte_unused,
+       struct rte_mbuf *m, const struct pylb_nh *nh, const struct pylb_vip *vip __rte_unused,
+       const struct pylb_ip *to, uint8_t af __rte_unused)
+{
+	pylb_out_dr(lc, cfg, m, nh, to);
+}
+
+static pylb_vip_out_fn *const vip_out[] = {
+	[PYLB_FWD_IPIP] = vip_ipip, [PYLB_FWD_GRE] = vip_gre, [PYLB_FWD_DR] = vip_dr,
+};
+
 void
 pylb_vip_input(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 	       struct rte_mbuf *m, uint32_t vip_id, uint8_t af)
@@ -113,9 +172,7 @@ pylb_vip_input(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 						     __ATOMIC_ACQUIRE);
 	const void *inner = rte_pktmbuf_mtod_offset(m, void *, sizeof(struct rte_ether_hdr));
 	const struct pylb_backend *b;
-	const struct pylb_nh *nh;
 	uint32_t h, v;
-	int reason;
 
 	if (unlikely(vip == NULL || vip->bal.table == NULL))
 		return drop(lc, m, PYLB_D_VIP_NO_BACKEND);
@@ -135,23 +192,7 @@ pylb_vip_input(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 		fib6_lookup(lc->dp, b->addr.ip);
 	if (v == 0 || fib_kind(v) != PYLB_FIB_GROUP)
 		return drop(lc, m, PYLB_D_VIP_NO_ROUTE);
-	nh = nhg_pick(lc->dp, fib_id(v), h);
-	if (vip->conf.method == PYLB_FWD_DR) {
-		/* Direct routing reaches the backend on a connected network. */
-		if (!nh->connected)
-			return drop(lc, m, PYLB_D_VIP_NO_ROUTE);
-	} else {
-		bool gre = vip->conf.method == PYLB_FWD_GRE;
-		uint32_t olen = pylb_encap_len(gre, b->addr.af);
-		uint32_t mtu = cfg->ports[nh->port].mtu;
-
-		if (rte_pktmbuf_pkt_len(m) - sizeof(struct rte_ether_hdr) + olen > mtu)
-			return pylb_too_big(lc, cfg, in_port, m, af, (uint16_t)(mtu - olen));
-		reason = pylb_encap(cfg, gre, &vip->conf.source, &b->addr, nh, m, af, olen);
-		if (reason != 0)
-			return drop(lc, m, (enum pylb_counter)reason);
-	}
-	nh_output(lc, cfg, nh, b->addr.ip, b->addr.af, m);
+	vip->out(lc, cfg, in_port, m, nhg_pick(lc->dp, fib_id(v), h), vip, &b->addr, af);
 }
 
 /* Control side. */
@@ -177,8 +218,10 @@ vip_new(struct pylb_vip **out, const struct pylb_vip_conf *conf,
 	int rc = pylb_balance_new((void **)out, "VIP", sizeof(**out),
 				  offsetof(struct pylb_vip, bal), b, n, conf->table_size);
 
-	if (rc == 0)
+	if (rc == 0) {
 		(*out)->conf = *conf;
+		(*out)->out = vip_out[conf->method];
+	}
 	return rc;
 }
 
