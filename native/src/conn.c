@@ -520,3 +520,57 @@ pylb_dp_clock_advance(struct pylb_dp *dp, uint64_t ms)
 	__atomic_fetch_add(&dp->clock_offset, ms * rte_get_timer_hz() / 1000,
 			   __ATOMIC_RELAXED);
 }
+
+/* Connection timeouts. */
+
+/* IPVS-like defaults, in seconds, by TCP state (NONE: UDP). */
+static const uint32_t timeout_defaults[PYLB_TCP__STATES] = {
+	[PYLB_TCP_NONE] = 300, [PYLB_TCP_SYN_SENT] = 60, [PYLB_TCP_SYN_RECV] = 60,
+	[PYLB_TCP_ESTABLISHED] = 900, [PYLB_TCP_FIN_WAIT] = 120,
+	[PYLB_TCP_CLOSE_WAIT] = 120, [PYLB_TCP_TIME_WAIT] = 120, [PYLB_TCP_CLOSE] = 10,
+};
+
+/* Each state's timeout from t (0: the default). Workers read each one
+ * whole when they refresh a connection: the new values apply from the
+ * next packet of every connection. */
+void
+pylb_timeouts_apply(struct pylb_dp *dp, const struct pylb_timeouts *t)
+{
+	uint32_t secs[PYLB_TCP__STATES] = {
+		[PYLB_TCP_NONE] = t->udp, [PYLB_TCP_SYN_SENT] = t->tcp_syn,
+		[PYLB_TCP_SYN_RECV] = t->tcp_syn, [PYLB_TCP_ESTABLISHED] = t->tcp_established,
+		[PYLB_TCP_FIN_WAIT] = t->tcp_fin, [PYLB_TCP_CLOSE_WAIT] = t->tcp_fin,
+		[PYLB_TCP_TIME_WAIT] = t->tcp_fin, [PYLB_TCP_CLOSE] = t->tcp_close,
+	};
+
+	for (int s = 0; s < PYLB_TCP__STATES; s++)
+		__atomic_store_n(&dp->timeout_tsc[s], rte_get_timer_hz() *
+				 (secs[s] ? secs[s] : timeout_defaults[s]), __ATOMIC_RELAXED);
+}
+
+int
+pylb_dp_timeouts_set(struct pylb_dp *dp, const struct pylb_timeouts *t)
+{
+	const uint32_t *v = (const uint32_t *)t;
+
+	for (size_t i = 0; i < sizeof(*t) / sizeof(*v); i++)
+		if (v[i] > PYLB_TIMEOUT_MAX)
+			return pylb_fail(-PYLB_E_INVAL, "a timeout of %u s is above %u s (%u days)",
+					 v[i], PYLB_TIMEOUT_MAX, PYLB_TIMEOUT_MAX / 86400);
+	pthread_mutex_lock(&dp->ctl_lock);
+	pylb_timeouts_apply(dp, t);
+	pthread_mutex_unlock(&dp->ctl_lock);
+	return 0;
+}
+
+void
+pylb_dp_timeouts_get(struct pylb_dp *dp, struct pylb_timeouts *t)
+{
+	uint64_t hz = rte_get_timer_hz();
+
+	t->udp = (uint32_t)(dp->timeout_tsc[PYLB_TCP_NONE] / hz);
+	t->tcp_syn = (uint32_t)(dp->timeout_tsc[PYLB_TCP_SYN_RECV] / hz);
+	t->tcp_established = (uint32_t)(dp->timeout_tsc[PYLB_TCP_ESTABLISHED] / hz);
+	t->tcp_fin = (uint32_t)(dp->timeout_tsc[PYLB_TCP_FIN_WAIT] / hz);
+	t->tcp_close = (uint32_t)(dp->timeout_tsc[PYLB_TCP_CLOSE] / hz);
+}

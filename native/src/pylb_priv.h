@@ -437,6 +437,8 @@ int pylb_route_add_connected(struct pylb_dp *dp, uint16_t port,
 int pylb_l4_init(struct pylb_dp *dp);
 void pylb_l4_free(struct pylb_dp *dp);
 int pylb_conn_init(struct pylb_dp *dp, struct pylb_lcore *lc);
+/* Each TCP state's timeout from t (0: the default), from the next packet. */
+void pylb_timeouts_apply(struct pylb_dp *dp, const struct pylb_timeouts *t);
 void pylb_conn_free(struct pylb_lcore *lc);
 void pylb_conn_age(struct pylb_lcore *lc, uint64_t now, uint32_t step);
 bool pylb_conn_snapshot(const struct pylb_conntrack *ct, uint32_t i, struct pylb_conn *c,

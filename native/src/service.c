@@ -1,0 +1,467 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ * Copyright(c) 2026 pylb authors
+ *
+ * L4 service control: adding, deleting and listing services, replacing a
+ * service's backend set (a new immutable object published with RCU, the
+ * per-lcore counters carried over), and reading their counters. The
+ * workers' side is l4.c; the schedulers are scheduler.c.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include <rte_hash.h>
+#include <rte_malloc.h>
+
+#include "scheduler.h"
+#include "service.h"
+
+static uint16_t
+backend_find(const struct pylb_balance *bal, const struct pylb_backend *b)
+{
+	for (uint32_t i = 0; i < bal->n_backends; i++)
+		if (memcmp(&bal->backends[i].addr, &b->addr, sizeof(b->addr)) == 0 &&
+		    bal->backends[i].port == b->port)
+			return (uint16_t)i;
+	return PYLB_BIDX_NONE;
+}
+
+static int
+svc_key_make(const struct pylb_ip *vip, uint8_t proto, uint16_t port,
+	     struct svc_key *k)
+{
+	static const uint8_t zero[16];
+
+	if ((vip->af != 4 && vip->af != 6) || memcmp(vip->ip, zero, 16) == 0)
+		return pylb_fail(-PYLB_E_INVAL, "a service needs an IPv4 or IPv6 VIP");
+	if (proto != IPPROTO_TCP && proto != IPPROTO_UDP)
+		return pylb_fail(-PYLB_E_INVAL, "a service's protocol is TCP (6) or UDP (17), not %u",
+				 proto);
+	memset(k, 0, sizeof(*k));
+	memcpy(k->ip, vip->ip, 16);
+	k->port = rte_cpu_to_be_16(port);
+	k->proto = proto;
+	k->af = vip->af;
+	return 0;
+}
+
+static const char *
+svc_name(const struct pylb_ip *vip, uint8_t proto, uint16_t port, char *buf, size_t len)
+{
+	char a[PYLB_ADDR_STRLEN];
+
+	pylb_fmt_ip(vip, a, sizeof(a));
+	snprintf(buf, len, vip->af == 6 ? "[%s]:%u/%s" : "%s:%u/%s", a, port,
+		 proto == IPPROTO_TCP ? "tcp" : "udp");
+	return buf;
+}
+
+static int
+svc_find(struct pylb_dp *dp, const struct pylb_ip *vip, uint8_t proto, uint16_t port,
+	 char *name, size_t len)
+{
+	struct svc_key k;
+	void *data;
+	int rc = svc_key_make(vip, proto, port, &k);
+
+	if (rc != 0)
+		return rc;
+	svc_name(vip, proto, port, name, len);
+	if (rte_hash_lookup_data(dp->svc_hash, &k, &data) < 0)
+		return pylb_fail(-PYLB_E_NOENT, "no service %s", name);
+	return (int)(uintptr_t)data;
+}
+
+/* How many services use this VIP (the FIB entry lives while any does). */
+static uint32_t
+vip_users(const struct pylb_dp *dp, const struct pylb_ip *vip)
+{
+	uint32_t n = 0;
+
+	for (int i = 0; i < PYLB_MAX_SERVICES; i++)
+		n += dp->svcs[i] != NULL && memcmp(&dp->svcs[i]->conf.vip, vip, sizeof(*vip)) == 0;
+	return n;
+}
+
+static int
+svc_new(struct pylb_dp *dp, struct pylb_service **out, const struct pylb_service_conf *conf,
+	uint16_t id, const struct pylb_backend *b, uint32_t n)
+{
+	/* Between the service and its backends: the per-lcore scheduler
+	 * rows (WRR), the per-lcore backend counters, the carried ones. */
+	bool rows = pylb_schedulers[conf->sched].rows;
+	uint32_t stride = RTE_ALIGN_CEIL(RTE_MAX(n, 1u), RTE_CACHE_LINE_SIZE / sizeof(int32_t));
+	uint32_t bstride = RTE_MAX(n, 1u);	/* each entry is a cache line */
+	size_t at_rows = RTE_ALIGN_CEIL(sizeof(**out), RTE_CACHE_LINE_SIZE);
+	size_t at_bstats = at_rows + (rows ? dp->n_slots * stride * sizeof(int32_t) : 0);
+	size_t at_bbase = at_bstats + (size_t)dp->n_slots * bstride * sizeof(struct pylb_svc_stats);
+	size_t head = at_bbase + RTE_ALIGN_CEIL(n * sizeof(struct pylb_svc_stats),
+						RTE_CACHE_LINE_SIZE);
+	int rc = pylb_balance_new((void **)out, "service", head,
+				  offsetof(struct pylb_service, bal), b, n, conf->table_size);
+
+	RTE_BUILD_BUG_ON(sizeof(struct pylb_svc_stats) != RTE_CACHE_LINE_SIZE);
+
+	if (rc == 0) {
+		(*out)->conf = *conf;
+		(*out)->id = id;
+		(*out)->sched = &pylb_schedulers[conf->sched];
+		if (rows) {
+			(*out)->rows = (int32_t *)((char *)*out + at_rows);
+			(*out)->row_stride = stride;
+		}
+		(*out)->bstats = (struct pylb_svc_stats *)((char *)*out + at_bstats);
+		(*out)->bstride = bstride;
+		(*out)->bbase = (struct pylb_svc_stats *)((char *)*out + at_bbase);
+	}
+	return rc;
+}
+
+static void
+stats_add(struct pylb_svc_stats *to, const struct pylb_svc_stats *s)
+{
+	to->conns += s->conns;
+	to->in_packets += s->in_packets;
+	to->in_bytes += s->in_bytes;
+	to->out_packets += s->out_packets;
+	to->out_bytes += s->out_bytes;
+	to->active += s->active;
+	to->inactive += s->inactive;
+}
+
+/* Backend i of s: what it counted, over all its backend sets. */
+static struct pylb_svc_stats
+backend_stats(const struct pylb_dp *dp, const struct pylb_service *s, uint32_t i)
+{
+	struct pylb_svc_stats out = s->bbase[i];
+
+	for (uint32_t slot = 0; slot < dp->n_slots; slot++)
+		stats_add(&out, &s->bstats[(size_t)slot * s->bstride + i]);
+	return out;
+}
+
+/* Count (delta +1/-1) the backends of a NAT service in dp->nat_backends. */
+static void
+nat_backends_count(struct pylb_dp *dp, const struct pylb_service *s, int delta)
+{
+	if (s == NULL || s->conf.method != PYLB_L4_NAT)
+		return;
+	for (uint32_t i = 0; i < s->bal.n_backends; i++) {
+		struct svc_key k = { .proto = s->conf.proto, .af = s->bal.backends[i].addr.af };
+		void *data = NULL;
+		uintptr_t refs;
+
+		memcpy(k.ip, s->bal.backends[i].addr.ip, 16);
+		k.port = rte_cpu_to_be_16(s->bal.backends[i].port);
+		refs = rte_hash_lookup_data(dp->nat_backends, &k, &data) >= 0 ?
+			(uintptr_t)data : 0;
+		refs += (uintptr_t)(intptr_t)delta * ((((uintptr_t)s->id + 1) << NAT_REFS_BITS) | 1);
+		if (refs == 0)
+			rte_hash_del_key(dp->nat_backends, &k);
+		else
+			rte_hash_add_key_data(dp->nat_backends, &k, (void *)refs);
+	}
+}
+
+static int
+service_add_unlocked(struct pylb_dp *dp, const struct pylb_service_conf *conf)
+{
+	struct pylb_service_conf c = *conf;
+	struct pylb_prefix host = { .addr = conf->vip, .len = conf->vip.af == 4 ? 32 : 128 };
+	struct pylb_service *s;
+	struct svc_key k;
+	char name[96];
+	int id, rc;
+
+	rc = svc_key_make(&c.vip, c.proto, c.port, &k);
+	if (rc != 0)
+		return rc;
+	svc_name(&c.vip, c.proto, c.port, name, sizeof(name));
+	if (c.method > PYLB_L4_FULLNAT)
+		return pylb_fail(-PYLB_E_INVAL, "service %s: unknown forwarding method %u",
+				 name, c.method);
+	if (c.sched > PYLB_SCHED_WLC)
+		return pylb_fail(-PYLB_E_INVAL, "service %s: unknown scheduler %u", name, c.sched);
+	if (c.method == PYLB_L4_FULLNAT) {
+		if (c.n_lips == 0 || c.n_lips > PYLB_MAX_LIPS)
+			return pylb_fail(-PYLB_E_INVAL,
+				"service %s: FullNAT needs 1 to %d local addresses (port addresses the backends reach)",
+				name, PYLB_MAX_LIPS);
+		for (uint8_t i = 0; i < c.n_lips; i++) {
+			struct pylb_route r;
+
+			if (c.lips[i].af != c.vip.af || pylb_dp_route_lookup(dp, &c.lips[i], &r) != 0 ||
+			    r.kind != PYLB_ROUTE_LOCAL) {
+				char a[PYLB_ADDR_STRLEN];
+
+				pylb_fmt_ip(&c.lips[i], a, sizeof(a));
+				return pylb_fail(-PYLB_E_INVAL,
+					"service %s: local address %s is not an address of a port (of the VIP's family)",
+					name, a);
+			}
+		}
+	}
+	if (c.persistence_prefix > (c.vip.af == 4 ? 32 : 128))
+		return pylb_fail(-PYLB_E_INVAL, "service %s: persistence netmask /%u is too long",
+				 name, c.persistence_prefix);
+	if (c.table_size == 0)
+		c.table_size = PYLB_MAGLEV_DEFAULT;
+	if (!pylb_is_prime(c.table_size) || c.table_size > PYLB_MAGLEV_MAX)
+		return pylb_fail(-PYLB_E_INVAL,
+			"service %s: lookup table size %u must be a prime no larger than %u (e.g. 65537)",
+			name, c.table_size, PYLB_MAGLEV_MAX);
+	if (rte_hash_lookup(dp->svc_hash, &k) >= 0)
+		return pylb_fail(-PYLB_E_EXIST, "service %s already exists", name);
+	if (c.id != PYLB_SVC_ID_ANY) {
+		id = c.id;
+		if (id >= PYLB_MAX_SERVICES)
+			return pylb_fail(-PYLB_E_INVAL, "service %s: id %d is not below %d",
+					 name, id, PYLB_MAX_SERVICES);
+		if (dp->svcs[id] != NULL)
+			return pylb_fail(-PYLB_E_EXIST, "service %s: id %d is in use", name, id);
+	} else {
+		/* From the top: the domain allocates from the bottom up, so a
+		 * service made without it (tests, tools) does not take an id
+		 * the domain is about to give. */
+		for (id = PYLB_MAX_SERVICES - 1; id >= 0 && dp->svcs[id] != NULL; id--)
+			;
+		if (id < 0)
+			return pylb_fail(-PYLB_E_FULL, "at most %d services", PYLB_MAX_SERVICES);
+		c.id = (uint16_t)id;
+	}
+	/* The VIP address itself: one FIB entry for all its services. */
+	if (vip_users(dp, &c.vip) == 0) {
+		rc = pylb_route_add_special(dp, &host, PYLB_FIB_VAL(PYLB_FIB_SERVICE, 0));
+		if (rc != 0)
+			return rc;
+	}
+	s = NULL;
+	if (svc_new(dp, &s, &c, (uint16_t)id, NULL, 0) != 0 ||
+	    rte_hash_add_key_data(dp->svc_hash, &k, (void *)(uintptr_t)id) < 0) {
+		rte_free(s);
+		if (vip_users(dp, &c.vip) == 0)
+			pylb_route_del_special(dp, &host, PYLB_FIB_VAL(PYLB_FIB_SERVICE, 0));
+		return pylb_fail(-PYLB_E_NOMEM, "cannot add service %s", name);
+	}
+	for (uint32_t slot = 0; slot < dp->n_slots; slot++)	/* a new service's own */
+		memset(&dp->lcores[slot].svc_stats[id], 0, sizeof(struct pylb_svc_stats));
+	__atomic_store_n(&dp->svcs[id], s, __ATOMIC_RELEASE);
+	dp->n_services++;
+	pylb_gen_bump(dp);
+	dp->n_nat += c.method == PYLB_L4_NAT;
+	dp->n_fullnat += c.method == PYLB_L4_FULLNAT;
+	return 0;
+}
+
+static int
+service_del_unlocked(struct pylb_dp *dp, const struct pylb_ip *vip, uint8_t proto,
+		     uint16_t port)
+{
+	struct pylb_prefix host = { .addr = *vip, .len = vip->af == 4 ? 32 : 128 };
+	struct svc_key k;
+	char name[96];
+	int id = svc_find(dp, vip, proto, port, name, sizeof(name));
+
+	if (id < 0)
+		return id;
+	svc_key_make(vip, proto, port, &k);
+	rte_hash_del_key(dp->svc_hash, &k);	/* reclaimed after a grace period */
+	dp->n_services--;
+	dp->n_nat -= dp->svcs[id]->conf.method == PYLB_L4_NAT;
+	dp->n_fullnat -= dp->svcs[id]->conf.method == PYLB_L4_FULLNAT;
+	nat_backends_count(dp, dp->svcs[id], -1);
+	pylb_rcu_replace(dp, (void **)&dp->svcs[id], NULL);
+	pylb_gen_bump(dp);
+	if (vip_users(dp, vip) == 0)
+		pylb_route_del_special(dp, &host, PYLB_FIB_VAL(PYLB_FIB_SERVICE, 0));
+	/* Tracked connections keep their backend until they end. */
+	return 0;
+}
+
+static int
+service_backends_set_unlocked(struct pylb_dp *dp, const struct pylb_ip *vip,
+			      uint8_t proto, uint16_t port,
+			      const struct pylb_backend *b, uint32_t n)
+{
+	const struct pylb_service *cur;
+	struct pylb_service *next;
+	struct pylb_svc_stats *taken;	/* the counts the new set started from */
+	char name[96];
+	int rc;
+	int id = svc_find(dp, vip, proto, port, name, sizeof(name));
+
+	if (id < 0)
+		return id;
+	cur = dp->svcs[id];
+	if (n > PYLB_MAX_BACKENDS)
+		return pylb_fail(-PYLB_E_FULL, "service %s: %u backends, at most %d",
+				 name, n, PYLB_MAX_BACKENDS);
+	for (uint32_t i = 0; i < n; i++) {
+		if (b[i].addr.af != vip->af)
+			return pylb_fail(-PYLB_E_INVAL,
+				"service %s: backend %u is not of the VIP's address family",
+				name, i);
+		if (b[i].weight > 65535)
+			return pylb_fail(-PYLB_E_INVAL, "service %s: backend weight %u is above 65535",
+					 name, b[i].weight);
+		if (b[i].state > PYLB_BACKEND_DOWN)
+			return pylb_fail(-PYLB_E_INVAL,
+				"service %s: backend %u: unknown state %u (up, drain or down)",
+				name, i, b[i].state);
+		if (cur->conf.method == PYLB_L4_DR && b[i].port != 0 && b[i].port != port)
+			return pylb_fail(-PYLB_E_INVAL,
+				"service %s: direct routing cannot translate ports (backend %u)",
+				name, i);
+		for (uint32_t j = 0; j < i; j++)
+			if (memcmp(&b[i].addr, &b[j].addr, sizeof(b[i].addr)) == 0 &&
+			    b[i].port == b[j].port)
+				return pylb_fail(-PYLB_E_EXIST, "service %s: backend listed twice",
+						 name);
+	}
+	rc = svc_new(dp, &next, &cur->conf, (uint16_t)id, b, n);
+	if (rc != 0)
+		return rc;
+	taken = calloc(RTE_MAX(n, 1u), sizeof(*taken));
+	if (taken == NULL) {
+		rte_free(next);
+		return pylb_fail(-PYLB_E_NOMEM, "service %s: no memory for %u backends", name, n);
+	}
+	/* Each lcore's connection counts go on in the new set as they are
+	 * (WLC chooses by them); what changes while it is published is
+	 * carried below. */
+	for (uint32_t i = 0; i < n; i++) {
+		uint16_t j = backend_find(&cur->bal, &next->bal.backends[i]);
+
+		for (uint32_t slot = 0; slot < dp->n_slots && j != PYLB_BIDX_NONE; slot++) {
+			const struct pylb_svc_stats *o = &cur->bstats[(size_t)slot * cur->bstride + j];
+			struct pylb_svc_stats *to = &next->bstats[(size_t)slot * next->bstride + i];
+
+			to->active = __atomic_load_n(&o->active, __ATOMIC_RELAXED);
+			to->inactive = __atomic_load_n(&o->inactive, __ATOMIC_RELAXED);
+			taken[i].active += to->active;
+			taken[i].inactive += to->inactive;
+		}
+	}
+	nat_backends_count(dp, next, +1);
+	nat_backends_count(dp, cur, -1);
+	__atomic_store_n(&dp->svcs[id], next, __ATOMIC_RELEASE);
+	/* Connections check their backend (state, index) again. */
+	pylb_gen_bump(dp);
+	pylb_rcu_wait(dp);
+	/* No worker counts on cur any more: its backends' counters carry over. */
+	for (uint32_t i = 0; i < n; i++) {
+		uint16_t j = backend_find(&cur->bal, &next->bal.backends[i]);
+
+		if (j != PYLB_BIDX_NONE) {
+			struct pylb_svc_stats old = backend_stats(dp, cur, j);
+
+			old.active -= taken[i].active;
+			old.inactive -= taken[i].inactive;
+			stats_add(&next->bbase[i], &old);
+		}
+	}
+	free(taken);
+	rte_free((void *)(uintptr_t)cur);
+	return 0;
+}
+
+static int
+service_get_unlocked(struct pylb_dp *dp, const struct pylb_ip *vip, uint8_t proto,
+		     uint16_t port, struct pylb_service_conf *conf,
+		     struct pylb_backend *b, uint32_t max_b, uint32_t *n_b)
+{
+	char name[96];
+	int id = svc_find(dp, vip, proto, port, name, sizeof(name));
+	const struct pylb_service *s;
+
+	if (id < 0)
+		return id;
+	s = dp->svcs[id];
+	*conf = s->conf;
+	*n_b = s->bal.n_backends;
+	memcpy(b, s->bal.backends, RTE_MIN(max_b, s->bal.n_backends) * sizeof(*b));
+	return 0;
+}
+
+static int
+service_list_unlocked(struct pylb_dp *dp, struct pylb_service_conf *out, uint32_t max)
+{
+	uint32_t n = 0;
+
+	for (int i = 0; i < PYLB_MAX_SERVICES && n < max; i++)
+		if (dp->svcs[i] != NULL)
+			out[n++] = dp->svcs[i]->conf;
+	return (int)n;
+}
+
+static int
+service_stats_unlocked(struct pylb_dp *dp, const struct pylb_ip *vip, uint8_t proto,
+		       uint16_t port, struct pylb_svc_stats *out,
+		       struct pylb_svc_stats *backends, uint32_t max_b)
+{
+	char name[96];
+	int id = svc_find(dp, vip, proto, port, name, sizeof(name));
+	const struct pylb_service *s;
+
+	if (id < 0)
+		return id;
+	s = dp->svcs[id];
+	memset(out, 0, sizeof(*out));
+	for (uint32_t slot = 0; slot < dp->n_slots; slot++)
+		stats_add(out, &dp->lcores[slot].svc_stats[id]);
+	for (uint32_t i = 0; i < s->bal.n_backends; i++) {
+		struct pylb_svc_stats b = backend_stats(dp, s, i);
+
+		/* A connection of a backend that left the set and came back
+		 * ends in the new set without having counted there. */
+		b.active = RTE_MAX(b.active, (int64_t)0);
+		b.inactive = RTE_MAX(b.inactive, (int64_t)0);
+		out->active += b.active;
+		out->inactive += b.inactive;
+		if (i < max_b)
+			backends[i] = b;
+	}
+	return (int)s->bal.n_backends;
+}
+
+int
+pylb_dp_service_stats(struct pylb_dp *dp, const struct pylb_ip *vip, uint8_t proto,
+		      uint16_t port, struct pylb_svc_stats *out,
+		      struct pylb_svc_stats *backends, uint32_t max_b)
+{
+	PYLB_CTL_LOCKED(dp, service_stats_unlocked(dp, vip, proto, port, out, backends, max_b));
+}
+
+int
+pylb_dp_service_add(struct pylb_dp *dp, const struct pylb_service_conf *conf)
+{
+	PYLB_CTL_LOCKED(dp, service_add_unlocked(dp, conf));
+}
+
+int
+pylb_dp_service_del(struct pylb_dp *dp, const struct pylb_ip *vip, uint8_t proto,
+		    uint16_t port)
+{
+	PYLB_CTL_LOCKED(dp, service_del_unlocked(dp, vip, proto, port));
+}
+
+int
+pylb_dp_service_backends_set(struct pylb_dp *dp, const struct pylb_ip *vip,
+			     uint8_t proto, uint16_t port,
+			     const struct pylb_backend *b, uint32_t n)
+{
+	PYLB_CTL_LOCKED(dp, service_backends_set_unlocked(dp, vip, proto, port, b, n));
+}
+
+int
+pylb_dp_service_get(struct pylb_dp *dp, const struct pylb_ip *vip, uint8_t proto,
+		    uint16_t port, struct pylb_service_conf *conf,
+		    struct pylb_backend *b, uint32_t max_b, uint32_t *n_b)
+{
+	PYLB_CTL_LOCKED(dp, service_get_unlocked(dp, vip, proto, port, conf, b, max_b, n_b));
+}
+
+int
+pylb_dp_service_list(struct pylb_dp *dp, struct pylb_service_conf *out, uint32_t max)
+{
+	PYLB_CTL_LOCKED(dp, service_list_unlocked(dp, out, max));
+}
