@@ -23,7 +23,7 @@
 #include <rte_udp.h>
 
 #include "scheduler.h"
-#include "service.h"
+#include "l4.h"
 
 static uint32_t svc_seq;
 
@@ -95,56 +95,8 @@ pylb_l4_free(struct pylb_dp *dp)
 
 /* Fast path. */
 
-/* Replace a 4- or 16-byte address and a port in a TCP/UDP checksum. */
-static inline uint16_t
-l4_cksum_update(uint16_t ck, const void *old_ip, const void *new_ip, uint32_t len,
-		uint16_t old_port, uint16_t new_port)
-{
-	const unaligned_uint16_t *o = old_ip, *n = new_ip;
 
-	for (uint32_t i = 0; i < len / 2; i++)
-		ck = cksum_adjust16(ck, o[i], n[i]);
-	return cksum_adjust16(ck, old_port, new_port);
-}
 
-/* The L4 header of the IP packet after the Ethernet header; NULL if short. */
-static inline void *
-l4_header(struct rte_mbuf *m, uint8_t af, uint8_t *proto)
-{
-	uint32_t len = rte_pktmbuf_data_len(m) - sizeof(struct rte_ether_hdr);
-	uint8_t *ip = rte_pktmbuf_mtod_offset(m, uint8_t *, sizeof(struct rte_ether_hdr));
-	uint32_t hl, need;
-
-	if (af == 4) {
-		const struct rte_ipv4_hdr *h = (const void *)ip;
-
-		hl = rte_ipv4_hdr_len(h);
-		*proto = h->next_proto_id;
-		/* Not the first fragment: no L4 header. */
-		if (h->fragment_offset & RTE_BE16(RTE_IPV4_HDR_OFFSET_MASK))
-			return NULL;
-	} else {
-		hl = sizeof(struct rte_ipv6_hdr);
-		*proto = ((const struct rte_ipv6_hdr *)(const void *)ip)->proto;
-	}
-	need = *proto == IPPROTO_TCP ? sizeof(struct rte_tcp_hdr) : sizeof(struct rte_udp_hdr);
-	return len >= hl + need ? ip + hl : NULL;
-}
-
-static inline void
-tuple_of(struct pylb_tuple *t, const struct rte_mbuf *m, uint8_t af, uint8_t proto,
-	 const uint16_t *ports)
-{
-	const uint8_t *ip = rte_pktmbuf_mtod_offset(m, const uint8_t *,
-						    sizeof(struct rte_ether_hdr));
-
-	t->src = af == 4 ? ip + 12 : ip + 8;
-	t->dst = af == 4 ? ip + 16 : ip + 24;
-	t->sport = ports[0];
-	t->dport = ports[1];
-	t->proto = proto;
-	t->af = af;
-}
 
 static inline const struct pylb_service *
 service_find(const struct pylb_dp *dp, const struct pylb_tuple *t)
@@ -161,33 +113,6 @@ service_find(const struct pylb_dp *dp, const struct pylb_tuple *t)
 	return __atomic_load_n(&dp->svcs[(uintptr_t)data], __ATOMIC_ACQUIRE);
 }
 
-/* Rewrite destination (dnat) or source (reply) address and port. */
-static inline void
-nat_rewrite(struct rte_mbuf *m, uint8_t af, uint8_t proto, uint16_t *ports,
-	    bool dst, const uint8_t *new_ip, uint16_t new_port)
-{
-	uint8_t *ip = rte_pktmbuf_mtod_offset(m, uint8_t *, sizeof(struct rte_ether_hdr));
-	uint32_t alen = af == 4 ? 4 : 16;
-	uint8_t *addr = af == 4 ? ip + (dst ? 16 : 12) : ip + (dst ? 24 : 8);
-	uint16_t *port = &ports[dst ? 1 : 0];
-	uint16_t *ck = (uint16_t *)((uint8_t *)ports + (proto == IPPROTO_TCP ?
-		offsetof(struct rte_tcp_hdr, cksum) : offsetof(struct rte_udp_hdr, dgram_cksum)));
-
-	/* A zero UDP checksum over IPv4 means "none": keep it so. */
-	if (!(proto == IPPROTO_UDP && af == 4 && *ck == 0))
-		*ck = l4_cksum_update(*ck, addr, new_ip, alen, *port, new_port);
-	if (af == 4) {
-		struct rte_ipv4_hdr *h = (struct rte_ipv4_hdr *)ip;
-		uint32_t old;
-
-		memcpy(&old, addr, 4);
-		h->hdr_checksum = cksum_adjust16(cksum_adjust16(h->hdr_checksum,
-			(uint16_t)old, *(const uint16_t *)new_ip),
-			(uint16_t)(old >> 16), *(const uint16_t *)(new_ip + 2));
-	}
-	memcpy(addr, new_ip, alen);
-	*port = new_port;
-}
 
 /* The next-hop group the workers route `to` (a backend) by; false (m
  * dropped) if there is none. */
@@ -250,49 +175,9 @@ out_tunnel(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port, struc
 	pylb_out_encap(lc, cfg, in_port, m, nhg_pick(lc->dp, g, hash), false, &any, &b, af);
 }
 
-/* The worker that owns a connection: a function of the client's address,
- * which both directions carry (as source, or as destination of the
- * backend's reply), so either direction finds the same owner; and every
- * connection of a client is on one worker, where its persistence lives. */
-static inline uint32_t
-flow_owner(const struct pylb_dp *dp, const uint8_t *client, uint8_t af)
-{
-	return rte_hash_crc(client, af == 4 ? 4 : 16, PYLB_HASH_SEED) % dp->conf.n_workers;
-}
 
-#define RESUME_L4	1	/* m->hash.usr: where the owner picks it up */
-#define RESUME_REPLY	2
-#define RESUME_FULLNAT	3
 
-/* Queue m for worker `owner`, noting where it resumes. */
-static inline void
-hand_over(struct pylb_lcore *lc, struct rte_mbuf *m, int in_port, uint8_t af, uint32_t kind,
-	  uint32_t owner)
-{
-	m->port = (uint16_t)in_port;
-	m->hash.usr = kind | (uint32_t)af << 8;
-	if (rte_ring_enqueue(lc->dp->lcores[owner].redirect, m) != 0)
-		drop(lc, m, PYLB_D_REDIRECT_FULL);
-	else
-		CNT(lc, REDIRECTED);
-}
 
-/* Hand m to the worker that owns its flow. True if it was handed over. */
-static inline bool
-redirect(struct pylb_lcore *lc, struct rte_mbuf *m, int in_port, uint8_t af,
-	 uint32_t kind, const uint8_t *client)
-{
-	struct pylb_dp *dp = lc->dp;
-	uint32_t owner;
-
-	if (dp->conf.n_workers < 2 || lc->slot >= dp->conf.n_workers)
-		return false;
-	owner = flow_owner(dp, client, af);
-	if (owner == lc->slot)
-		return false;
-	hand_over(lc, m, in_port, af, kind, owner);
-	return true;
-}
 
 static inline bool
 tcp_flags_valid(uint8_t f)
@@ -403,7 +288,6 @@ refuse(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 	tx(lc, (uint16_t)in_port, m);
 }
 
-#define CONN_F_OUT_OK	1	/* out_port and out_mac hold the output */
 
 /* Where a NAT connection's packets go, resolved once and cached in the
  * entry: port and next-hop MAC. */
@@ -444,8 +328,8 @@ conn_resolve(struct pylb_lcore *lc, struct pylb_conn *c)
 
 /* The index of backend b (address and port) in bal, or PYLB_BIDX_NONE. */
 /* The index of c's backend in svc, or PYLB_BIDX_NONE. */
-static uint16_t
-backend_index(const struct pylb_conntrack *ct, const struct pylb_service *svc,
+uint16_t
+pylb_backend_index(const struct pylb_conntrack *ct, const struct pylb_service *svc,
 	      const struct pylb_conn *c)
 {
 	const uint8_t *be = conn_addr(ct, c, CONN_BACKEND);
@@ -462,23 +346,6 @@ backend_index(const struct pylb_conntrack *ct, const struct pylb_service *svc,
 	return PYLB_BIDX_NONE;
 }
 
-/* Bring c up to date with dp->gen: its backend's index, and (NAT) its
- * output. False: its backend is down and the service resets such flows. */
-static inline bool
-conn_check(struct pylb_lcore *lc, struct pylb_conn *c)
-{
-	uint32_t gen = __atomic_load_n(&lc->dp->gen, __ATOMIC_ACQUIRE);
-	const struct pylb_service *svc;
-
-	if (likely(c->gen == gen))
-		return true;
-	svc = __atomic_load_n(&lc->dp->svcs[c->svc], __ATOMIC_ACQUIRE);
-	c->bidx = backend_index(&lc->ct, svc, c);
-	c->gen = gen;
-	c->pad &= (uint16_t)~CONN_F_OUT_OK;
-	return !(svc != NULL && svc->conf.down_reset && c->bidx != PYLB_BIDX_NONE &&
-		 svc->bal.backends[c->bidx].state == PYLB_BACKEND_DOWN);
-}
 
 /* This lcore's counters of c's backend in its service as it is now; NULL
  * if the backend left it. */
@@ -491,7 +358,7 @@ conn_backend_stats(struct pylb_lcore *lc, const struct pylb_conn *c)
 	if (svc == NULL)
 		return NULL;
 	bidx = c->gen == __atomic_load_n(&lc->dp->gen, __ATOMIC_ACQUIRE) ? c->bidx :
-		backend_index(&lc->ct, svc, c);
+		pylb_backend_index(&lc->ct, svc, c);
 	return bidx < svc->bal.n_backends ?
 		&svc->bstats[(size_t)lc->slot * svc->bstride + bidx] : NULL;
 }
@@ -574,35 +441,6 @@ conn_output(struct pylb_lcore *lc, const struct pylb_cfg *cfg, struct pylb_conn 
 	return true;
 }
 
-/* Count m as traffic of service svc_id (svc: its current object) and of
- * its backend bi: in (a client's packet) or out (a reply). bi is checked
- * against svc: while a backend set is being replaced, a packet may count
- * with an index of the previous set. */
-static inline void
-count_packet(struct pylb_lcore *lc, const struct pylb_service *svc, uint16_t svc_id,
-	     uint16_t bi, const struct rte_mbuf *m, bool out)
-{
-	uint32_t len = rte_pktmbuf_pkt_len(m) - sizeof(struct rte_ether_hdr);
-	struct pylb_svc_stats *st = &lc->svc_stats[svc_id];
-	struct pylb_svc_stats *bs = svc != NULL && bi < svc->bal.n_backends ?
-		&svc->bstats[(size_t)lc->slot * svc->bstride + bi] : NULL;
-
-	if (out) {
-		st->out_packets++;
-		st->out_bytes += len;
-		if (bs != NULL) {
-			bs->out_packets++;
-			bs->out_bytes += len;
-		}
-	} else {
-		st->in_packets++;
-		st->in_bytes += len;
-		if (bs != NULL) {
-			bs->in_packets++;
-			bs->in_bytes += len;
-		}
-	}
-}
 
 /* A client's packet for its connection, one handler per forwarding method
  * (l4_methods, indexed by the method the connection was opened with). */
@@ -888,197 +726,6 @@ pylb_l4_input(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 	conn_open(lc, cfg, in_port, m, ports, &t, svc, hash, flags, now);
 }
 
-
-/* Is t's source a NAT backend? If it is one of exactly one service, that
- * service (*svc) and the service port the reply came from (*vport); else
- * *svc is NULL. */
-static inline bool
-nat_backend_of(const struct pylb_dp *dp, const struct pylb_tuple *t,
-	       const struct pylb_service **svc, uint16_t *vport)
-{
-	struct svc_key b = { .port = t->sport, .proto = t->proto, .af = t->af };
-	const struct pylb_service *s;
-	void *data;
-	uintptr_t v;
-
-	*svc = NULL;
-	memcpy(b.ip, t->src, t->af == 4 ? 4 : 16);
-	if (rte_hash_lookup_data(dp->nat_backends, &b, &data) < 0) {
-		b.port = 0;	/* a backend that keeps the client's port */
-		if (rte_hash_lookup_data(dp->nat_backends, &b, &data) < 0)
-			return false;
-	}
-	v = (uintptr_t)data;
-	if ((v & ((1u << NAT_REFS_BITS) - 1)) != 1)
-		return true;	/* in several services */
-	s = __atomic_load_n(&dp->svcs[(v >> NAT_REFS_BITS) - 1], __ATOMIC_ACQUIRE);
-	/* Changing under us, or an all-ports service with a fixed port. */
-	if (s == NULL || s->conf.method != PYLB_L4_NAT || (s->conf.port == 0 && b.port != 0))
-		return true;
-	*svc = s;
-	*vport = b.port == 0 ? t->sport : rte_cpu_to_be_16(s->conf.port);
-	return true;
-}
-
-/* The TCP/UDP tuple of m and the connection it replies to, if any.
- * False: not TCP or UDP, or too short to say. */
-static inline bool
-reply_lookup(struct pylb_lcore *lc, struct rte_mbuf *m, uint8_t af, struct pylb_tuple *t,
-	     uint16_t **ports, struct pylb_conn **c, uint32_t cth)
-{
-	uint8_t proto;
-
-	*ports = l4_header(m, af, &proto);
-	if (*ports == NULL || (proto != IPPROTO_TCP && proto != IPPROTO_UDP))
-		return false;
-	tuple_of(t, m, af, proto, *ports);
-	*c = pylb_conn_lookup(lc, t, true, cth);
-	return true;
-}
-
-static inline uint8_t
-tcp_flags_of(const struct pylb_tuple *t, const uint16_t *ports)
-{
-	return t->proto == IPPROTO_TCP ? ((const struct rte_tcp_hdr *)ports)->tcp_flags : 0;
-}
-
-static inline void
-reply_counted(struct pylb_lcore *lc, struct pylb_conn *c, const struct rte_mbuf *m)
-{
-	CNT(lc, NAT_REPLIES);
-	conn_check(lc, c);	/* its backend's index (a reset waits for the client) */
-	count_packet(lc, __atomic_load_n(&lc->dp->svcs[c->svc], __ATOMIC_ACQUIRE), c->svc,
-		     c->bidx, m, true);
-}
-
-/* A NAT backend's reply with no connection here: handed to the worker
- * that owns the client, or (a connection opened untracked while the table
- * was full) given its service's VIP and port back. A backend of several
- * NAT services cannot be told apart: it leaves as it is. */
-static bool
-nat_reverse_untracked(struct pylb_lcore *lc, int in_port, struct rte_mbuf *m, uint8_t af,
-		      const struct pylb_tuple *t, uint16_t *ports)
-{
-	const struct pylb_service *svc;
-	uint16_t vport;
-
-	if (!nat_backend_of(lc->dp, t, &svc, &vport))
-		return true;
-	if (redirect(lc, m, in_port, af, RESUME_REPLY, t->dst))
-		return false;
-	if (svc == NULL)
-		return true;
-	nat_rewrite(m, af, t->proto, ports, false, svc->conf.vip.ip, vport);
-	CNT(lc, NAT_REPLIES_UNTRACKED);
-	count_packet(lc, svc, svc->id, UINT16_MAX, m, true);
-	return true;
-}
-
-/* A packet on its way to be routed: if it is a backend's reply of a NAT
- * connection, give it the VIP back as its source. Returns false if it was
- * handed to the worker that owns the connection. */
-bool
-pylb_nat_reverse(struct pylb_lcore *lc, int in_port, struct rte_mbuf *m, uint8_t af,
-		 uint32_t cth)
-{
-	struct pylb_tuple t;
-	struct pylb_conn *c;
-	uint16_t *ports;
-
-	if (!reply_lookup(lc, m, af, &t, &ports, &c, cth))
-		return true;
-	if (c == NULL)
-		return nat_reverse_untracked(lc, in_port, m, af, &t, ports);
-	if (c->method != PYLB_L4_NAT)
-		return true;
-	pylb_conn_update(lc, c, tcp_flags_of(&t, ports), true, lc->now);
-	nat_rewrite(m, af, t.proto, ports, false, conn_addr(&lc->ct, c, CONN_VIP), c->vport);
-	reply_counted(lc, c, m);
-	return true;
-}
-
-/* Route m (a translated reply) towards its new destination. */
-static void
-route_reply(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
-	    struct rte_mbuf *m, uint8_t af)
-{
-	const uint8_t *ip = rte_pktmbuf_mtod_offset(m, const uint8_t *,
-						    sizeof(struct rte_ether_hdr));
-	uint32_t v = af == 4 ? fib4_lookup(lc->dp, *(const unaligned_uint32_t *)(ip + 16)) :
-		fib6_lookup(lc->dp, ip + 24);
-
-	if (v == 0 || fib_kind(v) != PYLB_FIB_GROUP)
-		return drop(lc, m, PYLB_D_NO_ROUTE);
-	if (af == 4)
-		pylb_fwd4(lc, cfg, in_port, m, fib_id(v));
-	else
-		pylb_fwd6(lc, cfg, in_port, m, fib_id(v));
-}
-
-/* A TCP or UDP packet for one of the appliance's own addresses: if it is a
- * backend's reply to a FullNAT connection, give it the VIP as source and
- * the client as destination, and route it. False if it is not one. */
-bool
-pylb_fullnat_reply(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
-		   struct rte_mbuf *m, uint8_t af, uint32_t cth)
-{
-	struct pylb_dp *dp = lc->dp;
-	struct pylb_tuple t;
-	struct pylb_conn *c;
-	uint16_t *ports;
-
-	if (!reply_lookup(lc, m, af, &t, &ports, &c, cth))
-		return false;
-	if (c == NULL) {
-		/* The worker that owns the local port has it, if anyone. */
-		uint32_t n = dp->conf.n_workers;
-		uint32_t owner = n > 1 ? rte_be_to_cpu_16(t.dport) % n : lc->slot;
-
-		if (n > 1 && lc->slot < n && owner != lc->slot) {
-			hand_over(lc, m, in_port, af, RESUME_FULLNAT, owner);
-			return true;
-		}
-		return false;
-	}
-	if (c->method != PYLB_L4_FULLNAT)
-		return false;
-	pylb_conn_update(lc, c, tcp_flags_of(&t, ports), true, lc->now);
-	nat_rewrite(m, af, t.proto, ports, false, conn_addr(&lc->ct, c, CONN_VIP), c->vport);
-	nat_rewrite(m, af, t.proto, ports, true, conn_addr(&lc->ct, c, CONN_CLIENT), c->cport);
-	reply_counted(lc, c, m);
-	route_reply(lc, cfg, in_port, m, af);
-	return true;
-}
-
-/* Packets other workers handed over: continue where they stopped. */
-void
-pylb_redirect_drain(struct pylb_lcore *lc, const struct pylb_cfg *cfg)
-{
-	struct rte_mbuf *pkts[PYLB_BURST];
-	unsigned int n = rte_ring_dequeue_burst(lc->redirect, (void **)pkts, PYLB_BURST, NULL);
-
-	if (n == 0)
-		return;
-	lc->now = pylb_now(lc->dp);
-
-	for (unsigned int i = 0; i < n; i++) {
-		struct rte_mbuf *m = pkts[i];
-		uint8_t af = (uint8_t)(m->hash.usr >> 8);
-
-		switch (m->hash.usr & 0xff) {
-		case RESUME_L4:
-			pylb_l4_input(lc, cfg, m->port, m, af, 0);
-			break;
-		case RESUME_FULLNAT:
-			if (!pylb_fullnat_reply(lc, cfg, m->port, m, af, 0))
-				drop(lc, m, PYLB_D_NO_SERVICE);
-			break;
-		default:
-			pylb_nat_reverse(lc, m->port, m, af, 0);
-			route_reply(lc, cfg, m->port, m, af);
-		}
-	}
-}
 
 static int
 l4_trace_unlocked(struct pylb_dp *dp, const struct pylb_l4_trace_query *q,

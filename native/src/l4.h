@@ -1,0 +1,195 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ * Copyright(c) 2026 pylb authors
+ *
+ * What the L4 fast path's two sides share: the clients' side (l4.c) and
+ * the backends' replies and hand-overs between workers (reply.c): header
+ * access, NAT rewrites, the owner of a flow, a connection's checks and
+ * counters.
+ */
+#ifndef PYLB_L4_H
+#define PYLB_L4_H
+
+#include <rte_tcp.h>
+#include <rte_udp.h>
+
+#include "scheduler.h"
+#include "service.h"
+
+#define RESUME_L4	1	/* m->hash.usr: where the owner picks it up */
+#define RESUME_REPLY	2
+#define RESUME_FULLNAT	3
+
+#define CONN_F_OUT_OK	1	/* out_port and out_mac hold the output */
+
+/* The index of c's backend in svc, or PYLB_BIDX_NONE (l4.c). */
+uint16_t pylb_backend_index(const struct pylb_conntrack *ct, const struct pylb_service *svc,
+			    const struct pylb_conn *c);
+
+/* Replace a 4- or 16-byte address and a port in a TCP/UDP checksum. */
+static inline uint16_t
+l4_cksum_update(uint16_t ck, const void *old_ip, const void *new_ip, uint32_t len,
+		uint16_t old_port, uint16_t new_port)
+{
+	const unaligned_uint16_t *o = old_ip, *n = new_ip;
+
+	for (uint32_t i = 0; i < len / 2; i++)
+		ck = cksum_adjust16(ck, o[i], n[i]);
+	return cksum_adjust16(ck, old_port, new_port);
+}
+
+/* The L4 header of the IP packet after the Ethernet header; NULL if short. */
+static inline void *
+l4_header(struct rte_mbuf *m, uint8_t af, uint8_t *proto)
+{
+	uint32_t len = rte_pktmbuf_data_len(m) - sizeof(struct rte_ether_hdr);
+	uint8_t *ip = rte_pktmbuf_mtod_offset(m, uint8_t *, sizeof(struct rte_ether_hdr));
+	uint32_t hl, need;
+
+	if (af == 4) {
+		const struct rte_ipv4_hdr *h = (const void *)ip;
+
+		hl = rte_ipv4_hdr_len(h);
+		*proto = h->next_proto_id;
+		/* Not the first fragment: no L4 header. */
+		if (h->fragment_offset & RTE_BE16(RTE_IPV4_HDR_OFFSET_MASK))
+			return NULL;
+	} else {
+		hl = sizeof(struct rte_ipv6_hdr);
+		*proto = ((const struct rte_ipv6_hdr *)(const void *)ip)->proto;
+	}
+	need = *proto == IPPROTO_TCP ? sizeof(struct rte_tcp_hdr) : sizeof(struct rte_udp_hdr);
+	return len >= hl + need ? ip + hl : NULL;
+}
+
+static inline void
+tuple_of(struct pylb_tuple *t, const struct rte_mbuf *m, uint8_t af, uint8_t proto,
+	 const uint16_t *ports)
+{
+	const uint8_t *ip = rte_pktmbuf_mtod_offset(m, const uint8_t *,
+						    sizeof(struct rte_ether_hdr));
+
+	t->src = af == 4 ? ip + 12 : ip + 8;
+	t->dst = af == 4 ? ip + 16 : ip + 24;
+	t->sport = ports[0];
+	t->dport = ports[1];
+	t->proto = proto;
+	t->af = af;
+}
+
+/* Rewrite destination (dnat) or source (reply) address and port. */
+static inline void
+nat_rewrite(struct rte_mbuf *m, uint8_t af, uint8_t proto, uint16_t *ports,
+	    bool dst, const uint8_t *new_ip, uint16_t new_port)
+{
+	uint8_t *ip = rte_pktmbuf_mtod_offset(m, uint8_t *, sizeof(struct rte_ether_hdr));
+	uint32_t alen = af == 4 ? 4 : 16;
+	uint8_t *addr = af == 4 ? ip + (dst ? 16 : 12) : ip + (dst ? 24 : 8);
+	uint16_t *port = &ports[dst ? 1 : 0];
+	uint16_t *ck = (uint16_t *)((uint8_t *)ports + (proto == IPPROTO_TCP ?
+		offsetof(struct rte_tcp_hdr, cksum) : offsetof(struct rte_udp_hdr, dgram_cksum)));
+
+	/* A zero UDP checksum over IPv4 means "none": keep it so. */
+	if (!(proto == IPPROTO_UDP && af == 4 && *ck == 0))
+		*ck = l4_cksum_update(*ck, addr, new_ip, alen, *port, new_port);
+	if (af == 4) {
+		struct rte_ipv4_hdr *h = (struct rte_ipv4_hdr *)ip;
+		uint32_t old;
+
+		memcpy(&old, addr, 4);
+		h->hdr_checksum = cksum_adjust16(cksum_adjust16(h->hdr_checksum,
+			(uint16_t)old, *(const uint16_t *)new_ip),
+			(uint16_t)(old >> 16), *(const uint16_t *)(new_ip + 2));
+	}
+	memcpy(addr, new_ip, alen);
+	*port = new_port;
+}
+
+/* The worker that owns a connection: a function of the client's address,
+ * which both directions carry (as source, or as destination of the
+ * backend's reply), so either direction finds the same owner; and every
+ * connection of a client is on one worker, where its persistence lives. */
+static inline uint32_t
+flow_owner(const struct pylb_dp *dp, const uint8_t *client, uint8_t af)
+{
+	return rte_hash_crc(client, af == 4 ? 4 : 16, PYLB_HASH_SEED) % dp->conf.n_workers;
+}
+
+/* Queue m for worker `owner`, noting where it resumes. */
+static inline void
+hand_over(struct pylb_lcore *lc, struct rte_mbuf *m, int in_port, uint8_t af, uint32_t kind,
+	  uint32_t owner)
+{
+	m->port = (uint16_t)in_port;
+	m->hash.usr = kind | (uint32_t)af << 8;
+	if (rte_ring_enqueue(lc->dp->lcores[owner].redirect, m) != 0)
+		drop(lc, m, PYLB_D_REDIRECT_FULL);
+	else
+		CNT(lc, REDIRECTED);
+}
+
+/* Hand m to the worker that owns its flow. True if it was handed over. */
+static inline bool
+redirect(struct pylb_lcore *lc, struct rte_mbuf *m, int in_port, uint8_t af,
+	 uint32_t kind, const uint8_t *client)
+{
+	struct pylb_dp *dp = lc->dp;
+	uint32_t owner;
+
+	if (dp->conf.n_workers < 2 || lc->slot >= dp->conf.n_workers)
+		return false;
+	owner = flow_owner(dp, client, af);
+	if (owner == lc->slot)
+		return false;
+	hand_over(lc, m, in_port, af, kind, owner);
+	return true;
+}
+
+/* Count m as traffic of service svc_id (svc: its current object) and of
+ * its backend bi: in (a client's packet) or out (a reply). bi is checked
+ * against svc: while a backend set is being replaced, a packet may count
+ * with an index of the previous set. */
+static inline void
+count_packet(struct pylb_lcore *lc, const struct pylb_service *svc, uint16_t svc_id,
+	     uint16_t bi, const struct rte_mbuf *m, bool out)
+{
+	uint32_t len = rte_pktmbuf_pkt_len(m) - sizeof(struct rte_ether_hdr);
+	struct pylb_svc_stats *st = &lc->svc_stats[svc_id];
+	struct pylb_svc_stats *bs = svc != NULL && bi < svc->bal.n_backends ?
+		&svc->bstats[(size_t)lc->slot * svc->bstride + bi] : NULL;
+
+	if (out) {
+		st->out_packets++;
+		st->out_bytes += len;
+		if (bs != NULL) {
+			bs->out_packets++;
+			bs->out_bytes += len;
+		}
+	} else {
+		st->in_packets++;
+		st->in_bytes += len;
+		if (bs != NULL) {
+			bs->in_packets++;
+			bs->in_bytes += len;
+		}
+	}
+}
+
+/* Bring c up to date with dp->gen: its backend's index, and (NAT) its
+ * output. False: its backend is down and the service resets such flows. */
+static inline bool
+conn_check(struct pylb_lcore *lc, struct pylb_conn *c)
+{
+	uint32_t gen = __atomic_load_n(&lc->dp->gen, __ATOMIC_ACQUIRE);
+	const struct pylb_service *svc;
+
+	if (likely(c->gen == gen))
+		return true;
+	svc = __atomic_load_n(&lc->dp->svcs[c->svc], __ATOMIC_ACQUIRE);
+	c->bidx = pylb_backend_index(&lc->ct, svc, c);
+	c->gen = gen;
+	c->pad &= (uint16_t)~CONN_F_OUT_OK;
+	return !(svc != NULL && svc->conf.down_reset && c->bidx != PYLB_BIDX_NONE &&
+		 svc->bal.backends[c->bidx].state == PYLB_BACKEND_DOWN);
+}
+
+#endif /* PYLB_L4_H */

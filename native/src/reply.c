@@ -1,0 +1,202 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ * Copyright(c) 2026 pylb authors
+ *
+ * The L4 fast path, backends' side: NAT replies given their VIP back,
+ * FullNAT replies translated back to the client, both handed to the worker
+ * that owns the connection when they land on another; and the packets
+ * other workers handed over, resumed where they stopped.
+ */
+#include <rte_hash.h>
+
+#include "l4.h"
+
+/* Is t's source a NAT backend? If it is one of exactly one service, that
+ * service (*svc) and the service port the reply came from (*vport); else
+ * *svc is NULL. */
+static inline bool
+nat_backend_of(const struct pylb_dp *dp, const struct pylb_tuple *t,
+	       const struct pylb_service **svc, uint16_t *vport)
+{
+	struct svc_key b = { .port = t->sport, .proto = t->proto, .af = t->af };
+	const struct pylb_service *s;
+	void *data;
+	uintptr_t v;
+
+	*svc = NULL;
+	memcpy(b.ip, t->src, t->af == 4 ? 4 : 16);
+	if (rte_hash_lookup_data(dp->nat_backends, &b, &data) < 0) {
+		b.port = 0;	/* a backend that keeps the client's port */
+		if (rte_hash_lookup_data(dp->nat_backends, &b, &data) < 0)
+			return false;
+	}
+	v = (uintptr_t)data;
+	if ((v & ((1u << NAT_REFS_BITS) - 1)) != 1)
+		return true;	/* in several services */
+	s = __atomic_load_n(&dp->svcs[(v >> NAT_REFS_BITS) - 1], __ATOMIC_ACQUIRE);
+	/* Changing under us, or an all-ports service with a fixed port. */
+	if (s == NULL || s->conf.method != PYLB_L4_NAT || (s->conf.port == 0 && b.port != 0))
+		return true;
+	*svc = s;
+	*vport = b.port == 0 ? t->sport : rte_cpu_to_be_16(s->conf.port);
+	return true;
+}
+
+/* The TCP/UDP tuple of m and the connection it replies to, if any.
+ * False: not TCP or UDP, or too short to say. */
+static inline bool
+reply_lookup(struct pylb_lcore *lc, struct rte_mbuf *m, uint8_t af, struct pylb_tuple *t,
+	     uint16_t **ports, struct pylb_conn **c, uint32_t cth)
+{
+	uint8_t proto;
+
+	*ports = l4_header(m, af, &proto);
+	if (*ports == NULL || (proto != IPPROTO_TCP && proto != IPPROTO_UDP))
+		return false;
+	tuple_of(t, m, af, proto, *ports);
+	*c = pylb_conn_lookup(lc, t, true, cth);
+	return true;
+}
+
+static inline uint8_t
+tcp_flags_of(const struct pylb_tuple *t, const uint16_t *ports)
+{
+	return t->proto == IPPROTO_TCP ? ((const struct rte_tcp_hdr *)ports)->tcp_flags : 0;
+}
+
+static inline void
+reply_counted(struct pylb_lcore *lc, struct pylb_conn *c, const struct rte_mbuf *m)
+{
+	CNT(lc, NAT_REPLIES);
+	conn_check(lc, c);	/* its backend's index (a reset waits for the client) */
+	count_packet(lc, __atomic_load_n(&lc->dp->svcs[c->svc], __ATOMIC_ACQUIRE), c->svc,
+		     c->bidx, m, true);
+}
+
+/* A NAT backend's reply with no connection here: handed to the worker
+ * that owns the client, or (a connection opened untracked while the table
+ * was full) given its service's VIP and port back. A backend of several
+ * NAT services cannot be told apart: it leaves as it is. */
+static bool
+nat_reverse_untracked(struct pylb_lcore *lc, int in_port, struct rte_mbuf *m, uint8_t af,
+		      const struct pylb_tuple *t, uint16_t *ports)
+{
+	const struct pylb_service *svc;
+	uint16_t vport;
+
+	if (!nat_backend_of(lc->dp, t, &svc, &vport))
+		return true;
+	if (redirect(lc, m, in_port, af, RESUME_REPLY, t->dst))
+		return false;
+	if (svc == NULL)
+		return true;
+	nat_rewrite(m, af, t->proto, ports, false, svc->conf.vip.ip, vport);
+	CNT(lc, NAT_REPLIES_UNTRACKED);
+	count_packet(lc, svc, svc->id, UINT16_MAX, m, true);
+	return true;
+}
+
+/* A packet on its way to be routed: if it is a backend's reply of a NAT
+ * connection, give it the VIP back as its source. Returns false if it was
+ * handed to the worker that owns the connection. */
+bool
+pylb_nat_reverse(struct pylb_lcore *lc, int in_port, struct rte_mbuf *m, uint8_t af,
+		 uint32_t cth)
+{
+	struct pylb_tuple t;
+	struct pylb_conn *c;
+	uint16_t *ports;
+
+	if (!reply_lookup(lc, m, af, &t, &ports, &c, cth))
+		return true;
+	if (c == NULL)
+		return nat_reverse_untracked(lc, in_port, m, af, &t, ports);
+	if (c->method != PYLB_L4_NAT)
+		return true;
+	pylb_conn_update(lc, c, tcp_flags_of(&t, ports), true, lc->now);
+	nat_rewrite(m, af, t.proto, ports, false, conn_addr(&lc->ct, c, CONN_VIP), c->vport);
+	reply_counted(lc, c, m);
+	return true;
+}
+
+/* Route m (a translated reply) towards its new destination. */
+static void
+route_reply(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
+	    struct rte_mbuf *m, uint8_t af)
+{
+	const uint8_t *ip = rte_pktmbuf_mtod_offset(m, const uint8_t *,
+						    sizeof(struct rte_ether_hdr));
+	uint32_t v = af == 4 ? fib4_lookup(lc->dp, *(const unaligned_uint32_t *)(ip + 16)) :
+		fib6_lookup(lc->dp, ip + 24);
+
+	if (v == 0 || fib_kind(v) != PYLB_FIB_GROUP)
+		return drop(lc, m, PYLB_D_NO_ROUTE);
+	if (af == 4)
+		pylb_fwd4(lc, cfg, in_port, m, fib_id(v));
+	else
+		pylb_fwd6(lc, cfg, in_port, m, fib_id(v));
+}
+
+/* A TCP or UDP packet for one of the appliance's own addresses: if it is a
+ * backend's reply to a FullNAT connection, give it the VIP as source and
+ * the client as destination, and route it. False if it is not one. */
+bool
+pylb_fullnat_reply(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
+		   struct rte_mbuf *m, uint8_t af, uint32_t cth)
+{
+	struct pylb_dp *dp = lc->dp;
+	struct pylb_tuple t;
+	struct pylb_conn *c;
+	uint16_t *ports;
+
+	if (!reply_lookup(lc, m, af, &t, &ports, &c, cth))
+		return false;
+	if (c == NULL) {
+		/* The worker that owns the local port has it, if anyone. */
+		uint32_t n = dp->conf.n_workers;
+		uint32_t owner = n > 1 ? rte_be_to_cpu_16(t.dport) % n : lc->slot;
+
+		if (n > 1 && lc->slot < n && owner != lc->slot) {
+			hand_over(lc, m, in_port, af, RESUME_FULLNAT, owner);
+			return true;
+		}
+		return false;
+	}
+	if (c->method != PYLB_L4_FULLNAT)
+		return false;
+	pylb_conn_update(lc, c, tcp_flags_of(&t, ports), true, lc->now);
+	nat_rewrite(m, af, t.proto, ports, false, conn_addr(&lc->ct, c, CONN_VIP), c->vport);
+	nat_rewrite(m, af, t.proto, ports, true, conn_addr(&lc->ct, c, CONN_CLIENT), c->cport);
+	reply_counted(lc, c, m);
+	route_reply(lc, cfg, in_port, m, af);
+	return true;
+}
+
+/* Packets other workers handed over: continue where they stopped. */
+void
+pylb_redirect_drain(struct pylb_lcore *lc, const struct pylb_cfg *cfg)
+{
+	struct rte_mbuf *pkts[PYLB_BURST];
+	unsigned int n = rte_ring_dequeue_burst(lc->redirect, (void **)pkts, PYLB_BURST, NULL);
+
+	if (n == 0)
+		return;
+	lc->now = pylb_now(lc->dp);
+
+	for (unsigned int i = 0; i < n; i++) {
+		struct rte_mbuf *m = pkts[i];
+		uint8_t af = (uint8_t)(m->hash.usr >> 8);
+
+		switch (m->hash.usr & 0xff) {
+		case RESUME_L4:
+			pylb_l4_input(lc, cfg, m->port, m, af, 0);
+			break;
+		case RESUME_FULLNAT:
+			if (!pylb_fullnat_reply(lc, cfg, m->port, m, af, 0))
+				drop(lc, m, PYLB_D_NO_SERVICE);
+			break;
+		default:
+			pylb_nat_reverse(lc, m->port, m, af, 0);
+			route_reply(lc, cfg, m->port, m, af);
+		}
+	}
+}
