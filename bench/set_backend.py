@@ -103,6 +103,8 @@ def one_run(path: str, n: int, calls: int) -> dict:
     server.stop()
     dp.close()
     native.eal_cleanup()
+    from pylb import hostinfo
+    hostinfo.remove_instance_files("pylb-bench-setb")
     return {"call_ms": [x * 1e3 for x in rtt], "active_in_answer": answered,
             "tracked": tracked, "fill_s": fill_s}
 

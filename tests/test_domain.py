@@ -280,8 +280,7 @@ def test_each_name_is_written_once():
 
 def test_the_model_reads_the_dataplanes_limits():
     header = (ROOT / "native/include/pylb_dp.h").read_text()
-    assert f"PYLB_MAGLEV_DEFAULT\t{model.TABLE_SIZE}" in header.replace(" ", "\t") or \
-        re.search(rf"PYLB_MAGLEV_DEFAULT\s+{model.TABLE_SIZE}\b", header)
+    assert re.search(rf"PYLB_MAGLEV_DEFAULT\s+{model.TABLE_SIZE}\b", header)
     assert re.search(rf"PYLB_MAX_BACKENDS\s+{model.MAX_BACKENDS}\b", header)
     with pytest.raises(InvalidArgument):
         load_config("x", "services: [{vip: 10.0.0.1, port: 80, table_size: 65536}]")

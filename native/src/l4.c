@@ -467,26 +467,33 @@ forward_fullnat(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 		out_routed(lc, cfg, in_port, m, be, c->af, 0);
 }
 
+/* DR and tunnel: the packet as it is, to its backend through the method's
+ * output, by the flow hash of (client, VIP). */
+static inline void
+forward_as_is(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
+	      struct rte_mbuf *m, struct pylb_conn *c, uint8_t method,
+	      void (*out)(struct pylb_lcore *, const struct pylb_cfg *, int, struct rte_mbuf *,
+			  const uint8_t *, uint8_t, uint32_t))
+{
+	const uint8_t *be = conn_addr(&lc->ct, c, CONN_BACKEND);
+
+	out(lc, cfg, in_port, m, be, c->af,
+	    l4_route_hash(method, c->af, conn_addr(&lc->ct, c, CONN_CLIENT),
+			  conn_addr(&lc->ct, c, CONN_VIP), be, NULL));
+}
+
 static void
 forward_dr(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 	   struct rte_mbuf *m, uint16_t *ports __rte_unused, struct pylb_conn *c)
 {
-	const uint8_t *be = conn_addr(&lc->ct, c, CONN_BACKEND);
-
-	out_dr(lc, cfg, in_port, m, be, c->af,
-	       l4_route_hash(PYLB_L4_DR, c->af, conn_addr(&lc->ct, c, CONN_CLIENT),
-			     conn_addr(&lc->ct, c, CONN_VIP), be, NULL));
+	forward_as_is(lc, cfg, in_port, m, c, PYLB_L4_DR, out_dr);
 }
 
 static void
 forward_tunnel(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 	       struct rte_mbuf *m, uint16_t *ports __rte_unused, struct pylb_conn *c)
 {
-	const uint8_t *be = conn_addr(&lc->ct, c, CONN_BACKEND);
-
-	out_tunnel(lc, cfg, in_port, m, be, c->af,
-		   l4_route_hash(PYLB_L4_TUNNEL, c->af, conn_addr(&lc->ct, c, CONN_CLIENT),
-				 conn_addr(&lc->ct, c, CONN_VIP), be, NULL));
+	forward_as_is(lc, cfg, in_port, m, c, PYLB_L4_TUNNEL, out_tunnel);
 }
 
 /* A client's packet with no entry (the table is, or lately was, full) to
