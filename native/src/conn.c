@@ -12,7 +12,7 @@
 #include <rte_malloc.h>
 #include <rte_tcp.h>
 
-#include "pkt.h"
+#include "ct.h"
 
 static uint32_t conn_seq;
 

@@ -1,13 +1,14 @@
 /* SPDX-License-Identifier: BSD-3-Clause
  * Copyright(c) 2026 pylb authors
  *
- * Forwarding along a route (TTL / hop limit, ECMP choice, next-hop
- * rewrite) and the ICMP errors a router owes: time exceeded, unreachable.
+ * The slow side of output (a next hop that is the destination itself, or
+ * whose MAC is not cached) and the ICMP errors a router owes: time
+ * exceeded, unreachable.
  */
 #include <rte_cycles.h>
 #include <rte_icmp.h>
 
-#include "pkt.h"
+#include "fib.h"
 
 #define ICMP4_QUOTE_MAX	(576 - 20 - 8)	/* RFC 1812 4.3.2.3 */
 #define ICMP6_QUOTE_MAX	(1280 - 40 - 8)	/* RFC 4443 2.4(c) */
@@ -26,27 +27,6 @@ pylb_nh_output_slow(struct pylb_lcore *lc, const struct pylb_cfg *cfg,
 	else
 		neigh_key6(&key, ip, nh->port);
 	neigh_output(lc, cfg, &key, m);
-}
-
-void
-pylb_fwd6(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
-	  struct rte_mbuf *m, uint32_t group)
-{
-	struct rte_ipv6_hdr *ip = rte_pktmbuf_mtod_offset(m, struct rte_ipv6_hdr *,
-		sizeof(struct rte_ether_hdr));
-	const struct pylb_nh *nh;
-
-	if (in_port >= 0) {
-		if (ip->hop_limits <= 1) {
-			pylb_icmp6_error(lc, cfg, (uint16_t)in_port, m,
-					 ICMP6_TIME_EXCEEDED, 0, 0);
-			return drop(lc, m, PYLB_D_TTL_EXCEEDED);
-		}
-		ip->hop_limits--;	/* no header checksum in IPv6 */
-	}
-	nh = nhg_pick(lc->dp, group, nhg_multi(lc->dp, group) ?
-		      flow_hash6(ip->src_addr, ip->dst_addr) : 0);
-	nh_output(lc, cfg, nh, ip->dst_addr, 6, m);
 }
 
 /* Token bucket per lcore: at most PYLB_ICMP_RATE errors a second. */

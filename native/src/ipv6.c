@@ -3,11 +3,11 @@
  *
  * IPv6 from the wire: validation, neighbour discovery (answer solicitations
  * for our addresses, learn from solicitations and advertisements), ICMPv6
- * echo, then the same FIB decision as IPv4.
+ * echo. The pipeline (pipeline.c) calls them, as it calls ipv4.c.
  */
 #include <rte_icmp.h>
 
-#include "pkt.h"
+#include "pipeline.h"
 
 #define ICMP6_ECHO_REQUEST	128
 #define ICMP6_ECHO_REPLY	129
@@ -174,62 +174,64 @@ nd_multicast(const uint8_t *d)
 	return memcmp(d, sn, sizeof(sn)) == 0 || memcmp(d, all, 16) == 0;
 }
 
-void
-pylb_ipv6_input(struct pylb_lcore *lc, const struct pylb_cfg *cfg,
-		uint16_t port, struct rte_mbuf *m, bool l2_multicast)
+/* Validate an IPv6 packet: true if it goes on to the FIB; false if it was
+ * dropped under its reason or (a neighbour solicitation to a multicast
+ * address) answered here. */
+bool
+pylb_ipv6_parse(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port,
+		struct rte_mbuf *m, uint32_t l2, bool l2_multicast)
 {
-	uint32_t l2 = sizeof(struct rte_ether_hdr);
 	uint32_t len = rte_pktmbuf_data_len(m);
 	static const uint8_t unspec[16];
 	struct rte_ipv6_hdr *ip;
-	uint32_t plen, v;
+	uint32_t plen;
 
 	if (len < l2 + sizeof(*ip))
-		return drop(lc, m, PYLB_D_IPV6_TRUNCATED);
+		return dropped(lc, m, PYLB_D_IPV6_TRUNCATED);
 	ip = rte_pktmbuf_mtod_offset(m, struct rte_ipv6_hdr *, l2);
 	if ((rte_be_to_cpu_32(ip->vtc_flow) >> 28) != 6)
-		return drop(lc, m, PYLB_D_IPV6_BAD_VERSION);
+		return dropped(lc, m, PYLB_D_IPV6_BAD_VERSION);
 	plen = rte_be_to_cpu_16(ip->payload_len);
 	if (l2 + sizeof(*ip) + plen > len)
-		return drop(lc, m, PYLB_D_IPV6_BAD_PAYLOAD_LENGTH);
+		return dropped(lc, m, PYLB_D_IPV6_BAD_PAYLOAD_LENGTH);
 	if (rte_pktmbuf_pkt_len(m) > l2 + sizeof(*ip) + plen)
 		rte_pktmbuf_trim(m, rte_pktmbuf_pkt_len(m) - (l2 + sizeof(*ip) + plen));
 	if (ip->src_addr[0] == 0xff)
-		return drop(lc, m, PYLB_D_IPV6_MARTIAN);
+		return dropped(lc, m, PYLB_D_IPV6_MARTIAN);
 
 	if (ip->dst_addr[0] == 0xff) {
 		/* Only neighbour solicitations are taken from multicast. */
 		if (ip->proto != IPPROTO_ICMPV6 || !nd_multicast(ip->dst_addr))
-			return drop(lc, m, PYLB_D_IPV6_MARTIAN);
-		return icmp6_input(lc, cfg, port, m, ip, plen, true);
+			return dropped(lc, m, PYLB_D_IPV6_MARTIAN);
+		icmp6_input(lc, cfg, port, m, ip, plen, true);
+		return false;
 	}
 	if (l2_multicast || memcmp(ip->src_addr, unspec, 16) == 0)
-		return drop(lc, m, PYLB_D_IPV6_MARTIAN);
+		return dropped(lc, m, PYLB_D_IPV6_MARTIAN);
+	return true;
+}
 
-	v = fib6_lookup(lc->dp, ip->dst_addr);
-	switch (fib_kind(v)) {
-	case PYLB_FIB_LOCAL:
-		if (unlikely(lc->dp->n_fullnat != 0) &&
-		    pylb_fullnat_reply(lc, cfg, port, m, 6, 0))
-			return;
-		if (ip->proto == IPPROTO_ICMPV6)
-			return icmp6_input(lc, cfg, port, m, ip, plen, false);
-		return to_kernel(lc, cfg, port, m);
-	case PYLB_FIB_VIP:
-		return pylb_vip_input(lc, cfg, port, m, fib_id(v), 6);
-	case PYLB_FIB_SERVICE:
-		if (ip->proto == IPPROTO_ICMPV6)
-			return icmp6_input(lc, cfg, port, m, ip, plen, false);
-		return pylb_l4_input(lc, cfg, port, m, 6, 0);
-	default:
-		/* Link-local destinations are never forwarded. */
-		if (v == 0 || ip6_is_link_local(ip->dst_addr) ||
-		    ip6_is_link_local(ip->src_addr)) {
-			pylb_icmp6_error(lc, cfg, port, m, ICMP6_DEST_UNREACH, 0, 0);
-			return drop(lc, m, PYLB_D_NO_ROUTE);
-		}
-		if (unlikely(lc->dp->n_nat != 0) && !pylb_nat_reverse(lc, port, m, 6, 0))
-			return;
-		return pylb_fwd6(lc, cfg, port, m, fib_id(v));
-	}
+/* ICMPv6 to one of our addresses or VIPs. */
+void
+pylb_ipv6_icmp(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port,
+	       struct rte_mbuf *m)
+{
+	struct rte_ipv6_hdr *ip = rte_pktmbuf_mtod_offset(m, struct rte_ipv6_hdr *,
+							  sizeof(struct rte_ether_hdr));
+
+	icmp6_input(lc, cfg, port, m, ip, rte_be_to_cpu_16(ip->payload_len), false);
+}
+
+/* An IPv6 packet for one of our addresses: ICMPv6 is answered here, the
+ * rest goes to the kernel. */
+void
+pylb_ipv6_local(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port,
+		struct rte_mbuf *m)
+{
+	const struct rte_ipv6_hdr *ip = rte_pktmbuf_mtod_offset(m, const struct rte_ipv6_hdr *,
+								sizeof(struct rte_ether_hdr));
+
+	if (ip->proto == IPPROTO_ICMPV6)
+		return pylb_ipv6_icmp(lc, cfg, port, m);
+	to_kernel(lc, cfg, port, m);
 }

@@ -8,7 +8,7 @@
  * runs without ARP (pylb resolves neighbours), so frames arrive addressed
  * to its own MAC.
  */
-#include "pkt.h"
+#include "pipeline.h"
 
 static void
 kernel_one(struct pylb_lcore *lc, const struct pylb_cfg *cfg, struct rte_mbuf *m)

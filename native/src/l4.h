@@ -12,6 +12,8 @@
 #include <rte_tcp.h>
 #include <rte_udp.h>
 
+#include "ct.h"
+#include "pipeline.h"
 #include "scheduler.h"
 #include "service.h"
 
@@ -24,6 +26,57 @@
 /* The index of c's backend in svc, or PYLB_BIDX_NONE (l4.c). */
 uint16_t pylb_backend_index(const struct pylb_conntrack *ct, const struct pylb_service *svc,
 			    const struct pylb_conn *c);
+
+/* The pipeline's key stage asks L4: the connection-table hash a packet
+ * will look up (0: none), given its FIB sub-burst `kind`. A service's
+ * packet is looked up by its source (the client side); what may be a
+ * backend's reply (routed: NAT; to one of our addresses: FullNAT) by its
+ * destination. */
+static inline uint32_t
+pylb_l4_key(const struct pylb_dp *dp, struct rte_mbuf *m, uint8_t af, uint8_t proto,
+	    uint8_t kind)
+{
+	const uint8_t *ip = rte_pktmbuf_mtod_offset(m, const uint8_t *,
+						    sizeof(struct rte_ether_hdr));
+	const uint16_t *ports;
+	uint32_t hl;
+	bool reply;
+
+	if (proto != IPPROTO_TCP && proto != IPPROTO_UDP)
+		return 0;
+	switch (kind) {
+	case PYLB_FIB_SERVICE:
+		reply = false;
+		break;
+	case PYLB_FIB_LOCAL:
+		if (dp->n_fullnat == 0)
+			return 0;
+		reply = true;
+		break;
+	case PYLB_FIB_GROUP:
+		if (dp->n_nat == 0)
+			return 0;
+		reply = true;
+		break;
+	default:
+		return 0;
+	}
+	if (af == 4) {
+		const struct rte_ipv4_hdr *h = (const void *)ip;
+
+		if (h->fragment_offset & RTE_BE16(RTE_IPV4_HDR_OFFSET_MASK))
+			return 0;
+		hl = rte_ipv4_hdr_len(h);
+	} else {
+		hl = sizeof(struct rte_ipv6_hdr);
+	}
+	if (rte_pktmbuf_data_len(m) < sizeof(struct rte_ether_hdr) + hl + 4)
+		return 0;
+	ports = (const uint16_t *)(ip + hl);
+	/* Source and destination: at 12 and 16 in IPv4, 8 and 24 in IPv6. */
+	return pylb_ct_hash(ip + (af == 4 ? 12 + 4 * reply : 8 + 16 * reply), ports[reply],
+			    proto, af);
+}
 
 /* Replace a 4- or 16-byte address and a port in a TCP/UDP checksum. */
 static inline uint16_t

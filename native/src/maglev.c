@@ -20,7 +20,7 @@
 
 #include <rte_malloc.h>
 
-#include "pkt.h"
+#include "fib.h"
 
 static inline uint64_t
 mix64(uint64_t x)

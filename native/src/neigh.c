@@ -19,7 +19,7 @@
 #include <rte_rcu_qsbr.h>
 #include <rte_ring.h>
 
-#include "pkt.h"
+#include "fib.h"
 
 static uint32_t neigh_seq;
 

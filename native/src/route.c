@@ -16,7 +16,7 @@
 #include <rte_rib.h>
 #include <rte_rib6.h>
 
-#include "pkt.h"
+#include "fib.h"
 
 static uint32_t fib_seq;
 

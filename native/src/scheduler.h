@@ -7,7 +7,8 @@
 #ifndef PYLB_SCHEDULER_H
 #define PYLB_SCHEDULER_H
 
-#include "pkt.h"
+#include "ct.h"
+#include "fib.h"
 
 struct pylb_sched_ops {
 	/* A new tracked connection's backend (an index of svc's). */

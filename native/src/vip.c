@@ -12,7 +12,7 @@
 #include <rte_gre.h>
 #include <rte_malloc.h>
 
-#include "pkt.h"
+#include "pipeline.h"
 
 uint32_t
 pylb_encap_len(bool gre, uint8_t outer_af)

@@ -1,0 +1,132 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ * Copyright(c) 2026 pylb authors
+ *
+ * The connection table: the hash of a connection's side, its two buckets
+ * and signature, the SIMD bucket match, prefetching for a burst, and the
+ * table's operations (conn.c).
+ */
+#ifndef PYLB_CT_H
+#define PYLB_CT_H
+
+#include <rte_hash_crc.h>
+#include <rte_prefetch.h>
+#include <rte_vect.h>
+
+#include "pkt.h"
+
+/* The connection-table hash of one side of a tuple (address, port). */
+static inline uint32_t
+pylb_ct_hash(const uint8_t *ip, uint16_t port, uint8_t proto, uint8_t af)
+{
+	uint32_t h = PYLB_HASH_SEED ^ proto;
+
+	h = af == 4 ? rte_hash_crc_4byte(*(const unaligned_uint32_t *)ip, h) :
+		rte_hash_crc(ip, 16, h);
+	return rte_hash_crc_4byte(port, h);
+}
+
+static inline uint8_t *
+conn_addr(const struct pylb_conntrack *ct, const struct pylb_conn *c, int which)
+{
+	if (c->af == 4)
+		return (uint8_t *)(uintptr_t)&c->a4[which];
+	return ct->ext6[c->ext6].a[which];
+}
+
+static inline void
+pylb_conn_set_addr(struct pylb_conntrack *ct, struct pylb_conn *c, int which,
+		   const uint8_t *ip)
+{
+	memcpy(conn_addr(ct, c, which), ip, c->af == 4 ? 4 : 16);
+}
+
+/* CRC is linear: a finaliser (murmur3's) makes the bucket choices and the
+ * signature of structured tuples (a client's consecutive ports)
+ * independent. */
+static inline uint32_t
+ct_mix(uint32_t h)
+{
+	h ^= h >> 16;
+	h *= 0x85ebca6b;
+	h ^= h >> 13;
+	h *= 0xc2b2ae35;
+	return h ^ (h >> 16);
+}
+
+/* The two buckets and the signature of a side's hash h. */
+struct ct_pos {
+	struct pylb_ct_bucket *b[2];
+	uint32_t sig;
+};
+
+static inline void
+ct_pos(const struct pylb_conntrack *ct, uint32_t h, struct ct_pos *p)
+{
+	uint32_t h1 = ct_mix(h), h2 = ct_mix(h ^ PYLB_HASH_SEED);
+
+	p->b[0] = &ct->buckets[((uint64_t)h1 * ct->nb) >> 32];
+	p->b[1] = &ct->buckets[((uint64_t)h2 * ct->nb) >> 32];
+	p->sig = (h2 & 0xff) << PYLB_CT_IDX_BITS;
+}
+
+/* Which slots of bucket b hold an entry with signature sig (bit i: slot i). */
+static inline uint32_t
+ct_match(const struct pylb_ct_bucket *b, uint32_t sig)
+{
+	uint32_t mask = 0;
+#ifdef RTE_ARCH_X86
+	const __m128i hi = _mm_set1_epi32((int)~PYLB_CT_MAX);
+	const __m128i want = _mm_set1_epi32((int)sig);
+	const __m128i zero = _mm_setzero_si128();
+
+	/* Four lanes at a time over the line; the 16th lane is `spill`. */
+	for (int i = 0; i < 4; i++) {
+		__m128i v = _mm_load_si128((const __m128i *)(const void *)&b->slot[4 * i]);
+		__m128i hit = _mm_andnot_si128(_mm_cmpeq_epi32(v, zero),
+					       _mm_cmpeq_epi32(_mm_and_si128(v, hi), want));
+
+		mask |= (uint32_t)_mm_movemask_ps(_mm_castsi128_ps(hit)) << (4 * i);
+	}
+	mask &= (1u << PYLB_CT_SLOTS) - 1;
+#else
+	for (int i = 0; i < PYLB_CT_SLOTS; i++)
+		mask |= (uint32_t)((b->slot[i] & ~PYLB_CT_MAX) == sig && b->slot[i] != 0) << i;
+#endif
+	return mask;
+}
+
+/* Prefetch, for a burst, what a lookup of a side's hash h reads: first its
+ * bucket, then (once the bucket is in) the entries it points to. */
+static inline void
+pylb_ct_prefetch_bucket(const struct pylb_conntrack *ct, uint32_t h)
+{
+	rte_prefetch0(&ct->buckets[((uint64_t)ct_mix(h) * ct->nb) >> 32]);
+}
+
+static inline void
+pylb_ct_prefetch_entry(const struct pylb_conntrack *ct, uint32_t h)
+{
+	struct ct_pos p;
+	uint32_t mask;
+
+	ct_pos(ct, h, &p);
+	mask = ct_match(p.b[0], p.sig);
+	if (mask != 0)
+		rte_prefetch0(&ct->conns[p.b[0]->slot[__builtin_ctz(mask)] & PYLB_CT_MAX]);
+}
+
+struct pylb_conn *pylb_conn_lookup(struct pylb_lcore *lc, const struct pylb_tuple *t,
+				   bool reply, uint32_t h);
+struct pylb_conn *pylb_conn_new(struct pylb_lcore *lc, const struct pylb_tuple *t);
+int pylb_conn_add_local(struct pylb_lcore *lc, struct pylb_conn *c);
+void pylb_conn_drop(struct pylb_lcore *lc, struct pylb_conn *c);
+void pylb_conn_released(struct pylb_lcore *lc, const struct pylb_conn *c);
+void pylb_conn_moved(struct pylb_lcore *lc, const struct pylb_conn *c, uint8_t was);
+struct pylb_persist *pylb_persist_find(struct pylb_lcore *lc,
+				       const struct pylb_persist_key *k, uint64_t now);
+struct pylb_persist *pylb_persist_new(struct pylb_lcore *lc, const struct pylb_persist_key *k);
+void pylb_conn_update(struct pylb_lcore *lc, struct pylb_conn *c, uint8_t tcp_flags,
+		      bool reply, uint64_t now);
+
+
+#endif /* PYLB_CT_H */

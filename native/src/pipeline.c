@@ -1,0 +1,288 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ * Copyright(c) 2026 pylb authors
+ *
+ * The burst pipeline for frames from the wire, the same stages for IPv4
+ * and IPv6:
+ *   1. parse: Ethernet, then ARP (handled at once) or IPv4/IPv6, validated;
+ *   2. classify: one bulk FIB lookup per family for the whole burst;
+ *   3. key: the connection-table hash of each packet that will look one
+ *      up (the L4 side says which: l4.h);
+ *   4. dispatch: the burst sorted into sub-bursts by what the FIB said
+ *      (routed, L3 VIP, local, L4 service, no route), each handed to its
+ *      handler, which walks it fetching connection buckets and entries a
+ *      few packets ahead;
+ *   5. TX: the handlers queue into per-port buffers the worker flushes.
+ * Every packet is either sent on or dropped under a named reason.
+ */
+#include <rte_prefetch.h>
+
+#include "l4.h"
+#include "pipeline.h"
+
+#define STAGE_NO_ROUTE	4	/* sub-burst of packets the FIB has no value for */
+#define STAGE_KINDS	5
+
+static inline void
+parse_one(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port,
+	  struct rte_mbuf *m, struct pylb_burst *b)
+{
+	const struct pylb_port_cfg *pc = &cfg->ports[port];
+	uint32_t len = rte_pktmbuf_data_len(m);
+	uint32_t l2 = sizeof(struct rte_ether_hdr);
+	struct rte_ether_hdr *eth;
+	bool mcast;
+	uint16_t i = b->n;
+
+	lc->stats->c[PYLB_C_RX_BYTES] += rte_pktmbuf_pkt_len(m);
+	if (unlikely(len < l2))
+		return drop(lc, m, PYLB_D_ETH_TRUNCATED);
+	eth = rte_pktmbuf_mtod(m, struct rte_ether_hdr *);
+	mcast = rte_is_multicast_ether_addr(&eth->dst_addr);
+	if (!mcast && !rte_is_same_ether_addr(&eth->dst_addr, &pc->mac))
+		return drop(lc, m, PYLB_D_ETH_OTHER_HOST);
+
+	switch (eth->ether_type) {
+	case RTE_BE16(RTE_ETHER_TYPE_IPV4): {
+		const struct rte_ipv4_hdr *ip = (const void *)(eth + 1);
+
+		if (!pylb_ipv4_parse(lc, m, l2, mcast))
+			return;
+		b->af[i] = 4;
+		b->proto[i] = ip->next_proto_id;
+		b->at4[b->n4] = (uint8_t)i;
+		b->dst4[b->n4++] = rte_be_to_cpu_32(ip->dst_addr);
+		break;
+	}
+	case RTE_BE16(RTE_ETHER_TYPE_IPV6): {
+		const struct rte_ipv6_hdr *ip = (const void *)(eth + 1);
+
+		if (!pylb_ipv6_parse(lc, cfg, port, m, l2, mcast))
+			return;
+		b->af[i] = 6;
+		b->proto[i] = ip->proto;
+		b->at6[b->n6] = (uint8_t)i;
+		memcpy(b->dst6[b->n6++], ip->dst_addr, 16);
+		break;
+	}
+	case RTE_BE16(RTE_ETHER_TYPE_ARP):
+		return pylb_arp_input(lc, pc, port, m);
+	case RTE_BE16(RTE_ETHER_TYPE_VLAN):
+	case RTE_BE16(RTE_ETHER_TYPE_QINQ):
+		if (len < l2 + sizeof(struct rte_vlan_hdr))
+			return drop(lc, m, PYLB_D_ETH_TRUNCATED);
+		return drop(lc, m, PYLB_D_VLAN_UNKNOWN);
+	default:
+		return drop(lc, m, PYLB_D_ETHERTYPE_UNSUPPORTED);
+	}
+	b->m[i] = m;
+	b->n++;
+}
+
+/* Stage 1. */
+static inline void
+parse(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port,
+      struct rte_mbuf **pkts, uint16_t n, struct pylb_burst *b)
+{
+	uint16_t i;
+
+	b->n = b->n4 = b->n6 = 0;
+	for (i = 0; i < n && i < PYLB_PREFETCH_AHEAD; i++)
+		rte_prefetch0(rte_pktmbuf_mtod(pkts[i], void *));
+	for (i = 0; i < n; i++) {
+		if (i + PYLB_PREFETCH_AHEAD < n)
+			rte_prefetch0(rte_pktmbuf_mtod(pkts[i + PYLB_PREFETCH_AHEAD], void *));
+		parse_one(lc, cfg, port, pkts[i], b);
+	}
+}
+
+/* Stages 2 and 3. */
+static inline void
+classify(struct pylb_lcore *lc, struct pylb_burst *b)
+{
+	const struct pylb_dp *dp = lc->dp;
+	bool keyed = dp->n_services != 0 && lc->ct.nb != 0;
+	uint16_t i;
+
+	if (b->n4 != 0) {
+		rte_fib_lookup_bulk(dp->fib4, b->dst4, b->val, b->n4);
+		for (i = 0; i < b->n4; i++)
+			b->fib[b->at4[i]] = (uint32_t)b->val[i];
+	}
+	if (b->n6 != 0) {
+		rte_fib6_lookup_bulk(dp->fib6, b->dst6, b->val, b->n6);
+		for (i = 0; i < b->n6; i++)
+			b->fib[b->at6[i]] = (uint32_t)b->val[i];
+	}
+	for (i = 0; i < b->n; i++) {
+		uint32_t v = b->fib[i];
+
+		b->kind[i] = v == 0 ? STAGE_NO_ROUTE : (uint8_t)fib_kind(v);
+		b->ct[i] = keyed ? pylb_l4_key(dp, b->m[i], b->af[i], b->proto[i], b->kind[i]) : 0;
+	}
+}
+
+/* One packet of a sub-burst: its FIB value, its connection-table hash. */
+typedef void stage_one_fn(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port,
+			  struct rte_mbuf *m, uint8_t af, uint8_t proto, uint32_t v,
+			  uint32_t cth);
+
+/* Walk a sub-burst (burst indices idx[0..n)), a connection's bucket
+ * fetched PYLB_CT_BUCKET_AHEAD packets before it is needed and its entry
+ * (found in the bucket by then) PYLB_CT_AHEAD before: a few misses in
+ * flight at a time rather than a burst's worth at once. */
+static __rte_always_inline void
+each(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port,
+     const struct pylb_burst *b, const uint8_t *idx, uint16_t n, stage_one_fn *one)
+{
+	const struct pylb_conntrack *ct = &lc->ct;
+	uint16_t i;
+
+	for (i = 0; i < n && i < PYLB_CT_BUCKET_AHEAD; i++)
+		if (b->ct[idx[i]] != 0)
+			pylb_ct_prefetch_bucket(ct, b->ct[idx[i]]);
+	for (i = 0; i < n && i < PYLB_CT_AHEAD; i++)
+		if (b->ct[idx[i]] != 0)
+			pylb_ct_prefetch_entry(ct, b->ct[idx[i]]);
+	for (i = 0; i < n; i++) {
+		uint8_t k = idx[i];
+
+		if (i + PYLB_CT_BUCKET_AHEAD < n && b->ct[idx[i + PYLB_CT_BUCKET_AHEAD]] != 0)
+			pylb_ct_prefetch_bucket(ct, b->ct[idx[i + PYLB_CT_BUCKET_AHEAD]]);
+		if (i + PYLB_CT_AHEAD < n && b->ct[idx[i + PYLB_CT_AHEAD]] != 0)
+			pylb_ct_prefetch_entry(ct, b->ct[idx[i + PYLB_CT_AHEAD]]);
+		one(lc, cfg, port, b->m[k], b->af[k], b->proto[k], b->fib[k], b->ct[k]);
+	}
+}
+
+/* Routed: a NAT backend's reply gets its VIP back, then forwarding. */
+static inline void
+routed_one(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port,
+	   struct rte_mbuf *m, uint8_t af, uint8_t proto __rte_unused, uint32_t v, uint32_t cth)
+{
+	if (af == 6) {
+		const struct rte_ipv6_hdr *ip = rte_pktmbuf_mtod_offset(m,
+			const struct rte_ipv6_hdr *, sizeof(struct rte_ether_hdr));
+
+		/* Link-local addresses are never forwarded. */
+		if (ip6_is_link_local(ip->dst_addr) || ip6_is_link_local(ip->src_addr)) {
+			pylb_icmp6_error(lc, cfg, port, m, ICMP6_DEST_UNREACH, 0, 0);
+			return drop(lc, m, PYLB_D_NO_ROUTE);
+		}
+	}
+	if (unlikely(lc->dp->n_nat != 0) && !pylb_nat_reverse(lc, port, m, af, cth))
+		return;
+	if (af == 4)
+		pylb_fwd4(lc, cfg, port, m, fib_id(v));
+	else
+		pylb_fwd6(lc, cfg, port, m, fib_id(v));
+}
+
+static inline void
+vip_one(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port,
+	struct rte_mbuf *m, uint8_t af, uint8_t proto __rte_unused, uint32_t v,
+	uint32_t cth __rte_unused)
+{
+	pylb_vip_input(lc, cfg, port, m, fib_id(v), af);
+}
+
+/* One of our addresses: a FullNAT backend's reply, else local delivery. */
+static inline void
+local_one(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port,
+	  struct rte_mbuf *m, uint8_t af, uint8_t proto __rte_unused, uint32_t v __rte_unused,
+	  uint32_t cth)
+{
+	if (unlikely(lc->dp->n_fullnat != 0) && pylb_fullnat_reply(lc, cfg, port, m, af, cth))
+		return;
+	if (af == 4)
+		pylb_ipv4_local(lc, cfg, port, m);
+	else
+		pylb_ipv6_local(lc, cfg, port, m);
+}
+
+/* An address with L4 services: TCP/UDP to L4, echo answered. */
+static inline void
+service_one(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port,
+	    struct rte_mbuf *m, uint8_t af, uint8_t proto, uint32_t v __rte_unused,
+	    uint32_t cth)
+{
+	if (af == 4 && proto == IPPROTO_ICMP)
+		return pylb_ipv4_icmp(lc, cfg, port, m);
+	if (af == 6 && proto == IPPROTO_ICMPV6)
+		return pylb_ipv6_icmp(lc, cfg, port, m);
+	pylb_l4_input(lc, cfg, port, m, af, cth);
+}
+
+static inline void
+no_route_one(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port,
+	     struct rte_mbuf *m, uint8_t af, uint8_t proto __rte_unused,
+	     uint32_t v __rte_unused, uint32_t cth __rte_unused)
+{
+	if (af == 4)
+		pylb_icmp4_error(lc, cfg, port, m, ICMP_DEST_UNREACH, 0, 0);
+	else
+		pylb_icmp6_error(lc, cfg, port, m, ICMP6_DEST_UNREACH, 0, 0);
+	drop(lc, m, PYLB_D_NO_ROUTE);
+}
+
+typedef void stage_fn(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port,
+		      const struct pylb_burst *b, const uint8_t *idx, uint16_t n);
+
+#define SUB_BURST(name) \
+static void \
+name##_sub(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port, \
+	   const struct pylb_burst *b, const uint8_t *idx, uint16_t n) \
+{ \
+	each(lc, cfg, port, b, idx, n, name##_one); \
+}
+SUB_BURST(routed)
+SUB_BURST(vip)
+SUB_BURST(local)
+SUB_BURST(service)
+SUB_BURST(no_route)
+
+static stage_fn *const sub_bursts[STAGE_KINDS] = {
+	[PYLB_FIB_GROUP] = routed_sub,
+	[PYLB_FIB_VIP] = vip_sub,
+	[PYLB_FIB_LOCAL] = local_sub,
+	[PYLB_FIB_SERVICE] = service_sub,
+	[STAGE_NO_ROUTE] = no_route_sub,
+};
+
+/* Stage 4: a stable counting sort by kind, then one call per sub-burst.
+ * Packets of one flow share a kind, so each flow keeps its order. */
+static inline void
+dispatch(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port,
+	 const struct pylb_burst *b)
+{
+	uint8_t start[STAGE_KINDS + 1] = { 0 }, at[STAGE_KINDS], idx[PYLB_BURST];
+	uint16_t i;
+	int k;
+
+	for (i = 0; i < b->n; i++)
+		start[b->kind[i] + 1]++;
+	for (k = 0; k < STAGE_KINDS; k++) {
+		start[k + 1] += start[k];
+		at[k] = start[k];
+	}
+	for (i = 0; i < b->n; i++)
+		idx[at[b->kind[i]]++] = (uint8_t)i;
+	for (k = 0; k < STAGE_KINDS; k++)
+		if (start[k + 1] != start[k])
+			sub_bursts[k](lc, cfg, port, b, idx + start[k],
+				      (uint16_t)(start[k + 1] - start[k]));
+}
+
+void
+pylb_host_process(struct pylb_lcore *lc, const struct pylb_cfg *cfg,
+		  uint16_t port, struct rte_mbuf **pkts, uint16_t n)
+{
+	struct pylb_burst b;
+
+	lc->now = pylb_now(lc->dp);
+	lc->stats->c[PYLB_C_RX_PACKETS] += n;
+	parse(lc, cfg, port, pkts, n, &b);
+	if (b.n == 0)
+		return;
+	classify(lc, &b);
+	dispatch(lc, cfg, port, &b);
+}

@@ -1,0 +1,61 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ * Copyright(c) 2026 pylb authors
+ *
+ * The stages of the burst pipeline (pipeline.c) and what they call: the
+ * families' parsers and local delivery (ipv4.c, ipv6.c), and the handlers
+ * of L3 VIPs (vip.c) and L4 services and replies (l4.c, reply.c).
+ */
+#ifndef PYLB_PIPELINE_H
+#define PYLB_PIPELINE_H
+
+#include "fib.h"
+
+/* A burst between stages: the IP packets that passed validation, in
+ * arrival order, with what each stage learnt about them. */
+struct pylb_burst {
+	uint16_t n;
+	uint16_t n4, n6;			/* FIB inputs per family */
+	struct rte_mbuf *m[PYLB_BURST];
+	uint8_t af[PYLB_BURST];
+	uint8_t proto[PYLB_BURST];		/* the transport protocol */
+	uint8_t kind[PYLB_BURST];		/* the sub-burst: PYLB_FIB_* or STAGE_NO_ROUTE */
+	uint32_t fib[PYLB_BURST];		/* the FIB's value */
+	uint32_t ct[PYLB_BURST];		/* connection-table hash; 0: no lookup */
+	uint8_t at4[PYLB_BURST], at6[PYLB_BURST];	/* burst index of FIB input i */
+	uint32_t dst4[PYLB_BURST];		/* host order, as rte_fib takes it */
+	uint8_t dst6[PYLB_BURST][RTE_FIB6_IPV6_ADDR_SIZE];
+	uint64_t val[PYLB_BURST];
+};
+
+/* ipv4.c */
+void pylb_arp_input(struct pylb_lcore *lc, const struct pylb_port_cfg *pc, uint16_t port,
+		    struct rte_mbuf *m);
+bool pylb_ipv4_parse(struct pylb_lcore *lc, struct rte_mbuf *m, uint32_t l2,
+		     bool l2_multicast);
+void pylb_ipv4_local(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port,
+		     struct rte_mbuf *m);
+void pylb_ipv4_icmp(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port,
+		    struct rte_mbuf *m);
+
+/* ipv6.c */
+bool pylb_ipv6_parse(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port,
+		     struct rte_mbuf *m, uint32_t l2, bool l2_multicast);
+void pylb_ipv6_local(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port,
+		     struct rte_mbuf *m);
+void pylb_ipv6_icmp(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port,
+		    struct rte_mbuf *m);
+
+/* vip.c */
+void pylb_vip_input(struct pylb_lcore *lc, const struct pylb_cfg *cfg,
+		    int in_port, struct rte_mbuf *m, uint32_t vip_id, uint8_t af);
+
+/* l4.c, reply.c. cth: the connection-table hash of the packet's side, if
+ * the caller has it (the pipeline's classify stage); 0: computed here. */
+void pylb_l4_input(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
+		   struct rte_mbuf *m, uint8_t af, uint32_t cth);
+bool pylb_nat_reverse(struct pylb_lcore *lc, int in_port, struct rte_mbuf *m, uint8_t af,
+		      uint32_t cth);
+bool pylb_fullnat_reply(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
+			struct rte_mbuf *m, uint8_t af, uint32_t cth);
+
+#endif /* PYLB_PIPELINE_H */
