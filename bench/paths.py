@@ -6,8 +6,8 @@ the same core and burst, in the same run.
 Input: a pcap of N frames (Ethernet/IPv4/UDP or TCP, checksums right), each
 from its own client (address, port), replayed endlessly by net_pcap
 (infinite_rx) on the worker's core into pylb, which forwards to a net_null
-port. Mbufs of 192 bytes (128 of headroom) on both sides, so that ten million
-frames fit in hugepages. Cases:
+port. Mbufs of 192 bytes (128 of headroom; 256 for IPv6) on both sides, so that
+ten million frames fit in hugepages. Cases:
 
 - arp: ARP requests for the port's address, each from its own sender: pylb
   answers every one (out of the pcap port, whose TX drops);
@@ -29,6 +29,9 @@ frames fit in hugepages. Cases:
   of replies to the local ports the connections were given (1024 + i for
   flow i, checked: the share translated is reported), replayed endlessly on
   the backend-side port while the client-side pcap plays once;
+- route6, vip6, established6, syn6: the same as route, vip (IPv6 in IPv6),
+  established (up to 1,000,000 flows) and syn over IPv6 (client fd01::1 +
+  f // 50000), beside their IPv4 cases;
 - memory: hugepages taken by a dataplane with 1,000,000 connections per lcore
   minus one with 16, per connection (--memory-probe).
 
@@ -37,6 +40,7 @@ about 4 GB of hugepages for the frames and 1 GB for the worker's connection
 table (testpmd needs the 4 GB too): `make bench` reserves 4096 x 2 MiB.
 
 Usage: .venv/bin/python bench/paths.py [--flows 1000,100000,1000000,10000000] [--runs 5]
+       [--cases route,route6,...]
 """
 
 from __future__ import annotations
@@ -57,7 +61,14 @@ RESULTS = os.path.join(ROOT, "bench", "results")
 PCAP_MAC = "02:70:63:61:70:00"      # net_pcap's MAC for its first instance
 VIP, BACKEND = "10.0.0.100", "10.0.1.20"
 L3_VIP = "10.0.9.0/24"
+VIP6, BACKEND6 = "fd00::100", "fd00:1::20"
+L3_VIP6 = "fd00:9::/64"
 MBUF_SIZE = 192
+
+
+def mbuf_size(kind: str) -> int:
+    """192 bytes (64 of data) hold the IPv4 frames; IPv6 headers need 256."""
+    return MBUF_SIZE + 64 * kind.endswith("6")
 PORTS_PER_CLIENT = 50000
 
 
@@ -92,6 +103,33 @@ def make_reply_pcap(path: str, flows: int) -> None:
     common.write_pcap(path, frames())
 
 
+def make_pcap6(path: str, kind: str, flows: int) -> None:
+    """IPv6 flow f: client fd01::1 + f // 50000, port 1024 + f % 50000."""
+    from scapy.layers.inet import TCP, UDP
+    from scapy.layers.inet6 import IPv6
+    from scapy.layers.l2 import Ether
+    syn = kind == "syn"
+    dst = {"route": BACKEND6, "vip": "fd00:9::1"}.get(kind, VIP6)
+    l4 = TCP(sport=1024, dport=80, flags="S", seq=1) if syn else \
+        UDP(sport=1024, dport=53) / (b"\0" * 18)
+    tpl = bytes(Ether(src="02:00:00:00:00:02", dst=PCAP_MAC) / IPv6(src="fd01::1", dst=dst, hlim=64) / l4)
+    # Per flow: the source address and port, and the L4 checksum over them.
+    po, lo = 54, 70 if syn else 60
+    l4_ck = struct.unpack_from("!H", tpl, lo)[0]
+    old_src, old_port = tpl[22:38], tpl[po:po + 2]
+    base = int.from_bytes(old_src, "big")
+
+    def frames():
+        for i in range(flows):
+            src = (base + i // PORTS_PER_CLIENT).to_bytes(16, "big")
+            port = (1024 + i % PORTS_PER_CLIENT).to_bytes(2, "big")
+            b = bytearray(tpl)
+            b[22:38], b[po:po + 2] = src, port
+            struct.pack_into("!H", b, lo, _adjust(l4_ck, old_src + old_port, src + port))
+            yield b
+    common.write_pcap(path, frames())
+
+
 def make_pcap(path: str, kind: str, flows: int) -> None:
     """Flow f: client 10.1.x.y = 10.1.0.1 + f // 50000, port 1024 + f % 50000."""
     from scapy.layers.inet import ICMP, IP, TCP, UDP
@@ -109,6 +147,8 @@ def make_pcap(path: str, kind: str, flows: int) -> None:
                 b[22:28] = b[6:12] = (0x020000000000 + i).to_bytes(6, "big")
                 yield b
         return common.write_pcap(path, arps())
+    if kind.endswith("6"):
+        return make_pcap6(path, kind[:-1], flows)
     syn = kind in ("syn", "table_full")
     dst = {"route": BACKEND, "vip": "10.0.9.1", "icmp": "10.0.0.1"}.get(kind, VIP)
     l4 = TCP(sport=1024, dport=80, flags="S", seq=1) if syn else \
@@ -173,8 +213,10 @@ def pylb_side(kind: str, pcap: str, flows: int, seconds: float) -> dict:
         native.eal_cleanup()
         return out
     dp = native.Dataplane(workers=[1], mbufs=(2 if kind == "fullnat_reply" else 1) * flows + 16384,
-                          mbuf_size=MBUF_SIZE,
-                          conn_capacity=1024 if kind == "table_full" else flows + 1024)
+                          mbuf_size=mbuf_size(kind),
+                          # IPv6 addresses take a side table of a quarter of the entries
+                          conn_capacity=1024 if kind == "table_full" else
+                          (4 if kind.endswith("6") else 1) * flows + 1024)
     if kind == "fullnat_reply":
         # The clients' pcap plays once (creating the connections), the
         # backend's replies endlessly.
@@ -189,18 +231,25 @@ def pylb_side(kind: str, pcap: str, flows: int, seconds: float) -> dict:
     dp.add_neighbour("p1", BACKEND, "02:00:00:00:0b:00")
     dp.add_neighbour("p0", "10.0.0.2", "02:00:00:00:00:02")
     dp.add_route("10.1.0.0/16", [("10.0.0.2", "p0")])            # the clients
-    if kind in ("syn", "table_full"):
-        dp.add_service(VIP, 80, proto="tcp", backends=[(BACKEND, 8080)])
-    elif kind == "established":
-        dp.add_service(VIP, 53, proto="udp", backends=[(BACKEND, 5353)])
-    elif kind == "vip":
-        dp.add_vip(L3_VIP, method="ipip", backends=[BACKEND])
+    dp.add_address("p0", "fd00::1/64")
+    dp.add_address("p1", "fd00:1::1/64")
+    dp.add_neighbour("p1", BACKEND6, "02:00:00:00:0b:00")
+    dp.add_neighbour("p0", "fd00::2", "02:00:00:00:00:02")
+    dp.add_route("fd01::/64", [("fd00::2", "p0")])
+    v6 = kind.endswith("6")
+    vip, backend = (VIP6, BACKEND6) if v6 else (VIP, BACKEND)
+    if kind in ("syn", "syn6", "table_full"):
+        dp.add_service(vip, 80, proto="tcp", backends=[(backend, 8080)])
+    elif kind in ("established", "established6"):
+        dp.add_service(vip, 53, proto="udp", backends=[(backend, 5353)])
+    elif kind in ("vip", "vip6"):
+        dp.add_vip(L3_VIP6 if v6 else L3_VIP, method="ipip", backends=[backend])
     elif kind.startswith("fullnat"):
         dp.add_service(VIP, 53, proto="udp", method="fullnat", local_addresses=["10.0.1.1"],
                        backends=[(BACKEND, 5353)])
     names = native.COUNTER_NAMES
     dp.start()
-    if kind == "syn":
+    if kind in ("syn", "syn6"):
         # The first pass only (up to 90% of it): every packet of the window
         # opens a connection.
         a = b = None
@@ -226,6 +275,8 @@ def pylb_side(kind: str, pcap: str, flows: int, seconds: float) -> dict:
         time.sleep(seconds)
         b = sample(dp, names)
     d = {n: b[n] - a[n] for n in names}
+    if kind != "table_full" and d["conn_untracked"]:
+        raise RuntimeError(f"{kind}: {d['conn_untracked']} packets went untracked: the table is too small")
     out = {"flows": flows, "tracked": dp.conn_count(), "packets": d["rx_packets"],
            "cycles_per_packet": d["busy_cycles"] / d["rx_packets"],
            "forwarded_share": d["forwarded"] / d["rx_packets"],
@@ -265,12 +316,18 @@ def main() -> None:
     ap.add_argument("--memory-probe", type=int, default=1_000_000,
                     help="connections per lcore of the dataplane whose memory is measured")
     ap.add_argument("--out", default=RESULTS)
+    ap.add_argument("--cases", default="", help="comma-separated cases to run (default: all)")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
-    cases = [("arp", 1000), ("icmp", 1000), ("route", 1000), ("vip", 1000)] + \
-        [("established", int(f)) for f in args.flows.split(",")] + \
-        [("syn", args.syn_flows), ("table_full", args.fullnat_flows * 2),
+    flows = [int(f) for f in args.flows.split(",")]
+    cases = [("arp", 1000), ("icmp", 1000), ("route", 1000), ("route6", 1000), ("vip", 1000),
+             ("vip6", 1000)] + \
+        [(k, f) for f in flows for k in ("established", "established6")
+         if k == "established" or f <= 1_000_000] + \
+        [("syn", args.syn_flows), ("syn6", args.syn_flows), ("table_full", args.fullnat_flows * 2),
          ("fullnat", args.fullnat_flows), ("fullnat_reply", args.fullnat_flows)]
+    if args.cases:
+        cases = [c for c in cases if c[0] in args.cases.split(",")]
     rows, results = [], {}
     mhz = 0
     for kind, flows in cases:
@@ -281,7 +338,7 @@ def main() -> None:
         # The baseline: testpmd io on the same pcap (replaying a million frames
         # costs the driver cache misses that a thousand do not).
         base = [common.testpmd([f"net_pcap0,rx_pcap={pcap},infinite_rx=1", "net_null0,no-rx=1"],
-                               "io", args.seconds, mbufs=flows + 16384, mbuf_size=MBUF_SIZE)
+                               "io", args.seconds, mbufs=flows + 16384, mbuf_size=mbuf_size(kind))
                 for _ in range(args.runs)]
         runs = [pylb_once(kind, pcap, flows, args.seconds) for _ in range(args.runs)]
         os.unlink(pcap)

@@ -104,11 +104,11 @@ conn_match(const struct pylb_conntrack *ct, const struct pylb_conn *c,
 		return c->cport == t->sport && c->vport == t->dport &&
 			addr_eq(conn_addr(ct, c, CONN_CLIENT), t->src, t->af) &&
 			addr_eq(conn_addr(ct, c, CONN_VIP), t->dst, t->af);
-	if (c->bport != t->sport || !addr_eq(conn_addr(ct, c, CONN_BACKEND), t->src, t->af))
-		return false;
-	if (c->method == PYLB_L4_FULLNAT)
-		return c->lport == t->dport && addr_eq(conn_addr(ct, c, CONN_LIP), t->dst, t->af);
-	return c->cport == t->dport && addr_eq(conn_addr(ct, c, CONN_CLIENT), t->dst, t->af);
+	/* A reply goes to the connection's return side: its local address
+	 * and port under FullNAT, its client otherwise (pylb_conn_new). */
+	return c->bport == t->sport && c->lport == t->dport &&
+		addr_eq(conn_addr(ct, c, CONN_BACKEND), t->src, t->af) &&
+		addr_eq(conn_addr(ct, c, CONN_LIP), t->dst, t->af);
 }
 
 struct pylb_conn *
@@ -260,6 +260,9 @@ pylb_conn_new(struct pylb_lcore *lc, const struct pylb_tuple *t)
 	c->vport = t->dport;
 	pylb_conn_set_addr(ct, c, CONN_CLIENT, t->src);
 	pylb_conn_set_addr(ct, c, CONN_VIP, t->dst);
+	/* The return side: the client, until FullNAT gives it a local one. */
+	pylb_conn_set_addr(ct, c, CONN_LIP, t->src);
+	c->lport = t->sport;
 	if (slot_add(ct, pylb_ct_hash(t->src, t->sport, t->proto, t->af), idx) != 0) {
 		c->af = 0;
 		return NULL;
@@ -273,7 +276,10 @@ pylb_conn_new(struct pylb_lcore *lc, const struct pylb_tuple *t)
 int
 pylb_conn_add_local(struct pylb_lcore *lc, struct pylb_conn *c)
 {
-	return slot_add(&lc->ct, local_hash(&lc->ct, c), conn_idx(&lc->ct, c));
+	if (slot_add(&lc->ct, local_hash(&lc->ct, c), conn_idx(&lc->ct, c)) != 0)
+		return -1;
+	c->flags |= CONN_F_LOCAL;
+	return 0;
 }
 
 void
@@ -284,7 +290,7 @@ pylb_conn_drop(struct pylb_lcore *lc, struct pylb_conn *c)
 
 	pylb_conn_released(lc, c);
 	slot_del(ct, client_hash(ct, c), idx);
-	if (c->method == PYLB_L4_FULLNAT && c->lport != 0)
+	if (c->flags & CONN_F_LOCAL)
 		slot_del(ct, local_hash(ct, c), idx);
 	if (c->af == 6)
 		ct->free6[ct->n_free6++] = c->ext6;

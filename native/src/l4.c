@@ -95,9 +95,6 @@ pylb_l4_free(struct pylb_dp *dp)
 
 /* Fast path. */
 
-
-
-
 static inline const struct pylb_service *
 service_find(const struct pylb_dp *dp, const struct pylb_tuple *t)
 {
@@ -174,10 +171,6 @@ out_tunnel(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port, struc
 	memcpy(b.ip, to, af == 4 ? 4 : 16);
 	pylb_out_encap(lc, cfg, in_port, m, nhg_pick(lc->dp, g, hash), false, &any, &b, af);
 }
-
-
-
-
 
 static inline bool
 tcp_flags_valid(uint8_t f)
@@ -322,11 +315,10 @@ conn_resolve(struct pylb_lcore *lc, struct pylb_conn *c)
 		return false;
 	c->out_port = nh->port;
 	c->out_mac = mac;
-	c->pad |= CONN_F_OUT_OK;
+	c->flags |= CONN_F_OUT_OK;
 	return true;
 }
 
-/* The index of backend b (address and port) in bal, or PYLB_BIDX_NONE. */
 /* The index of c's backend in svc, or PYLB_BIDX_NONE. */
 uint16_t
 pylb_backend_index(const struct pylb_conntrack *ct, const struct pylb_service *svc,
@@ -418,7 +410,7 @@ conn_output(struct pylb_lcore *lc, const struct pylb_cfg *cfg, struct pylb_conn 
 {
 	struct rte_ether_hdr *eth = rte_pktmbuf_mtod(m, struct rte_ether_hdr *);
 
-	if (!(c->pad & CONN_F_OUT_OK) && !conn_resolve(lc, c))
+	if (!(c->flags & CONN_F_OUT_OK) && !conn_resolve(lc, c))
 		return false;
 	if (c->af == 4) {
 		struct rte_ipv4_hdr *ip = (struct rte_ipv4_hdr *)(eth + 1);
@@ -526,30 +518,6 @@ untracked_tunnel(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 	out_tunnel(lc, cfg, in_port, m, b->addr.ip, t->af, hash);
 }
 
-/* The forwarding methods' handlers, by enum pylb_l4_method: a connection
- * stores its method when it opens, and its packets index this table. */
-static const struct {
-	void (*forward)(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
-			struct rte_mbuf *m, uint16_t *ports, struct pylb_conn *c);
-	void (*untracked)(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
-			  struct rte_mbuf *m, uint16_t *ports, const struct pylb_tuple *t,
-			  const struct pylb_backend *b, uint32_t hash);
-} l4_methods[PYLB_L4_FULLNAT + 1] = {
-	[PYLB_L4_NAT] = { forward_nat, untracked_nat },
-	[PYLB_L4_FULLNAT] = { forward_fullnat, NULL },
-	[PYLB_L4_DR] = { forward_dr, untracked_dr },
-	[PYLB_L4_TUNNEL] = { forward_tunnel, untracked_tunnel },
-};
-
-static inline void
-conn_forward(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
-	     struct rte_mbuf *m, uint16_t *ports, struct pylb_conn *c)
-{
-	count_packet(lc, __atomic_load_n(&lc->dp->svcs[c->svc], __ATOMIC_ACQUIRE), c->svc,
-		     c->bidx, m, false);
-	l4_methods[c->method].forward(lc, cfg, in_port, m, ports, c);
-}
-
 /* FullNAT: a local address and a port for the connection such that the
  * reply tuple is free, and the port is one this worker owns (port modulo
  * the worker count), so replies find their way back here. */
@@ -578,6 +546,35 @@ fullnat_alloc(struct pylb_lcore *lc, const struct pylb_service *svc,
 		}
 	}
 	return false;
+}
+
+/* The forwarding methods' handlers, by enum pylb_l4_method: a connection
+ * stores its method when it opens, and its packets index this table. */
+static const struct {
+	void (*forward)(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
+			struct rte_mbuf *m, uint16_t *ports, struct pylb_conn *c);
+	/* Without an entry (the table full); NULL: cannot (FullNAT). */
+	void (*untracked)(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
+			  struct rte_mbuf *m, uint16_t *ports, const struct pylb_tuple *t,
+			  const struct pylb_backend *b, uint32_t hash);
+	/* What opening a connection takes besides the entry (FullNAT: a
+	 * local address and port); NULL: nothing. False: it cannot open. */
+	bool (*open)(struct pylb_lcore *lc, const struct pylb_service *svc,
+		     struct pylb_conn *c, uint32_t hash);
+} l4_methods[PYLB_L4_FULLNAT + 1] = {
+	[PYLB_L4_NAT] = { forward_nat, untracked_nat, NULL },
+	[PYLB_L4_FULLNAT] = { forward_fullnat, NULL, fullnat_alloc },
+	[PYLB_L4_DR] = { forward_dr, untracked_dr, NULL },
+	[PYLB_L4_TUNNEL] = { forward_tunnel, untracked_tunnel, NULL },
+};
+
+static inline void
+conn_forward(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
+	     struct rte_mbuf *m, uint16_t *ports, struct pylb_conn *c)
+{
+	count_packet(lc, __atomic_load_n(&lc->dp->svcs[c->svc], __ATOMIC_ACQUIRE), c->svc,
+		     c->bidx, m, false);
+	l4_methods[c->method].forward(lc, cfg, in_port, m, ports, c);
 }
 
 /* The backend (index) for a new connection of t. */
@@ -646,8 +643,7 @@ conn_open(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 	c->state = t->proto != IPPROTO_TCP ? PYLB_TCP_NONE :
 		pylb_l4_sees_replies[method] ? PYLB_TCP_SYN_SENT : PYLB_TCP_SYN_RECV;
 	(*conn_gauge(&svc->bstats[(size_t)lc->slot * svc->bstride + bi], c->state))++;
-	if (method == PYLB_L4_FULLNAT && !fullnat_alloc(lc, svc, c, hash)) {
-		c->lport = 0;
+	if (l4_methods[method].open != NULL && !l4_methods[method].open(lc, svc, c, hash)) {
 		pylb_conn_drop(lc, c);
 		return drop(lc, m, PYLB_D_FULLNAT_NO_PORT);
 	}
@@ -719,7 +715,7 @@ pylb_l4_input(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 	    (flags & (RTE_TCP_SYN_FLAG | RTE_TCP_ACK_FLAG)) != RTE_TCP_SYN_FLAG) {
 		if (unlikely(now < lc->untracked_until) &&
 		    (svc = service_find(dp, &t)) != NULL && svc->bal.table != NULL &&
-		    svc->conf.method != PYLB_L4_FULLNAT)
+		    l4_methods[svc->conf.method].untracked != NULL)
 			return untracked(lc, cfg, in_port, m, ports, &t, svc, hash, false);
 		return refuse(lc, cfg, in_port, m, af, proto, ports, PYLB_D_TCP_NO_CONN,
 			      dp->conf.tcp_reset);

@@ -21,7 +21,6 @@
 #define RESUME_REPLY	2
 #define RESUME_FULLNAT	3
 
-#define CONN_F_OUT_OK	1	/* out_port and out_mac hold the output */
 
 /* The index of c's backend in svc, or PYLB_BIDX_NONE (l4.c). */
 uint16_t pylb_backend_index(const struct pylb_conntrack *ct, const struct pylb_service *svc,
@@ -83,11 +82,8 @@ static inline uint16_t
 l4_cksum_update(uint16_t ck, const void *old_ip, const void *new_ip, uint32_t len,
 		uint16_t old_port, uint16_t new_port)
 {
-	const unaligned_uint16_t *o = old_ip, *n = new_ip;
-
-	for (uint32_t i = 0; i < len / 2; i++)
-		ck = cksum_adjust16(ck, o[i], n[i]);
-	return cksum_adjust16(ck, old_port, new_port);
+	return cksum_apply(ck, cksum_delta(old_ip, new_ip, len) +
+			   (uint16_t)~old_port + new_port);
 }
 
 /* The L4 header of the IP packet after the Ethernet header; NULL if short. */
@@ -146,12 +142,8 @@ nat_rewrite(struct rte_mbuf *m, uint8_t af, uint8_t proto, uint16_t *ports,
 		*ck = l4_cksum_update(*ck, addr, new_ip, alen, *port, new_port);
 	if (af == 4) {
 		struct rte_ipv4_hdr *h = (struct rte_ipv4_hdr *)ip;
-		uint32_t old;
 
-		memcpy(&old, addr, 4);
-		h->hdr_checksum = cksum_adjust16(cksum_adjust16(h->hdr_checksum,
-			(uint16_t)old, *(const uint16_t *)new_ip),
-			(uint16_t)(old >> 16), *(const uint16_t *)(new_ip + 2));
+		h->hdr_checksum = cksum_apply(h->hdr_checksum, cksum_delta(addr, new_ip, 4));
 	}
 	memcpy(addr, new_ip, alen);
 	*port = new_port;
@@ -240,7 +232,7 @@ conn_check(struct pylb_lcore *lc, struct pylb_conn *c)
 	svc = __atomic_load_n(&lc->dp->svcs[c->svc], __ATOMIC_ACQUIRE);
 	c->bidx = pylb_backend_index(&lc->ct, svc, c);
 	c->gen = gen;
-	c->pad &= (uint16_t)~CONN_F_OUT_OK;
+	c->flags &= (uint16_t)~CONN_F_OUT_OK;
 	return !(svc != NULL && svc->conf.down_reset && c->bidx != PYLB_BIDX_NONE &&
 		 svc->bal.backends[c->bidx].state == PYLB_BACKEND_DOWN);
 }

@@ -7,14 +7,15 @@
  *   2. classify: one bulk FIB lookup per family for the whole burst;
  *   3. key: the connection-table hash of each packet that will look one
  *      up (the L4 side says which: l4.h);
- *   4. dispatch: the burst sorted into sub-bursts by what the FIB said
- *      (routed, L3 VIP, local, L4 service, no route), each handed to its
- *      handler, which walks it fetching connection buckets and entries a
+ *   4. dispatch: the burst split into sub-bursts by what the FIB said
+ *      (routed, L3 VIP, local, L4 service, no route; SIMD compares), each
+ *      handed to its handler, which walks it fetching connection buckets and entries a
  *      few packets ahead;
  *   5. TX: the handlers queue into per-port buffers the worker flushes.
  * Every packet is either sent on or dropped under a named reason.
  */
 #include <rte_prefetch.h>
+#include <rte_vect.h>
 
 #include "l4.h"
 #include "pipeline.h"
@@ -113,11 +114,13 @@ classify(struct pylb_lcore *lc, struct pylb_burst *b)
 		for (i = 0; i < b->n6; i++)
 			b->fib[b->at6[i]] = (uint32_t)b->val[i];
 	}
+	b->keyed = 0;
 	for (i = 0; i < b->n; i++) {
 		uint32_t v = b->fib[i];
 
 		b->kind[i] = v == 0 ? STAGE_NO_ROUTE : (uint8_t)fib_kind(v);
 		b->ct[i] = keyed ? pylb_l4_key(dp, b->m[i], b->af[i], b->proto[i], b->kind[i]) : 0;
+		b->keyed |= (uint32_t)(b->ct[i] != 0) << i;
 	}
 }
 
@@ -126,31 +129,39 @@ typedef void stage_one_fn(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uin
 			  struct rte_mbuf *m, uint8_t af, uint8_t proto, uint32_t v,
 			  uint32_t cth);
 
-/* Walk a sub-burst (burst indices idx[0..n)), a connection's bucket
- * fetched PYLB_CT_BUCKET_AHEAD packets before it is needed and its entry
- * (found in the bucket by then) PYLB_CT_AHEAD before: a few misses in
- * flight at a time rather than a burst's worth at once. */
+static inline uint32_t
+pop(uint32_t *mask)
+{
+	uint32_t i = (uint32_t)__builtin_ctz(*mask);
+
+	*mask &= *mask - 1;
+	return i;
+}
+
+/* Walk a sub-burst (bit i of `mask`: packet i, in arrival order), a
+ * connection's bucket fetched PYLB_CT_BUCKET_AHEAD packets before it is
+ * needed and its entry (found in the bucket by then) PYLB_CT_AHEAD before:
+ * a few misses in flight at a time rather than a burst's worth at once. */
 static __rte_always_inline void
 each(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port,
-     const struct pylb_burst *b, const uint8_t *idx, uint16_t n, stage_one_fn *one)
+     const struct pylb_burst *b, uint32_t mask, stage_one_fn *one)
 {
 	const struct pylb_conntrack *ct = &lc->ct;
-	uint16_t i;
+	uint32_t bucket = mask & b->keyed, entry = bucket;
+	int j;
 
-	for (i = 0; i < n && i < PYLB_CT_BUCKET_AHEAD; i++)
-		if (b->ct[idx[i]] != 0)
-			pylb_ct_prefetch_bucket(ct, b->ct[idx[i]]);
-	for (i = 0; i < n && i < PYLB_CT_AHEAD; i++)
-		if (b->ct[idx[i]] != 0)
-			pylb_ct_prefetch_entry(ct, b->ct[idx[i]]);
-	for (i = 0; i < n; i++) {
-		uint8_t k = idx[i];
+	for (j = 0; j < PYLB_CT_BUCKET_AHEAD && bucket != 0; j++)
+		pylb_ct_prefetch_bucket(ct, b->ct[pop(&bucket)]);
+	for (j = 0; j < PYLB_CT_AHEAD && entry != 0; j++)
+		pylb_ct_prefetch_entry(ct, b->ct[pop(&entry)]);
+	while (mask != 0) {
+		uint32_t i = pop(&mask);
 
-		if (i + PYLB_CT_BUCKET_AHEAD < n && b->ct[idx[i + PYLB_CT_BUCKET_AHEAD]] != 0)
-			pylb_ct_prefetch_bucket(ct, b->ct[idx[i + PYLB_CT_BUCKET_AHEAD]]);
-		if (i + PYLB_CT_AHEAD < n && b->ct[idx[i + PYLB_CT_AHEAD]] != 0)
-			pylb_ct_prefetch_entry(ct, b->ct[idx[i + PYLB_CT_AHEAD]]);
-		one(lc, cfg, port, b->m[k], b->af[k], b->proto[k], b->fib[k], b->ct[k]);
+		if (bucket != 0)
+			pylb_ct_prefetch_bucket(ct, b->ct[pop(&bucket)]);
+		if (entry != 0)
+			pylb_ct_prefetch_entry(ct, b->ct[pop(&entry)]);
+		one(lc, cfg, port, b->m[i], b->af[i], b->proto[i], b->fib[i], b->ct[i]);
 	}
 }
 
@@ -225,14 +236,14 @@ no_route_one(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port,
 }
 
 typedef void stage_fn(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port,
-		      const struct pylb_burst *b, const uint8_t *idx, uint16_t n);
+		      const struct pylb_burst *b, uint32_t mask);
 
 #define SUB_BURST(name) \
 static void \
 name##_sub(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port, \
-	   const struct pylb_burst *b, const uint8_t *idx, uint16_t n) \
+	   const struct pylb_burst *b, uint32_t mask) \
 { \
-	each(lc, cfg, port, b, idx, n, name##_one); \
+	each(lc, cfg, port, b, mask, name##_one); \
 }
 SUB_BURST(routed)
 SUB_BURST(vip)
@@ -248,28 +259,35 @@ static stage_fn *const sub_bursts[STAGE_KINDS] = {
 	[STAGE_NO_ROUTE] = no_route_sub,
 };
 
-/* Stage 4: a stable counting sort by kind, then one call per sub-burst.
- * Packets of one flow share a kind, so each flow keeps its order. */
+/* Stage 4: the burst's sub-bursts as bit masks (bit i: packet i), one per
+ * kind, found 16 packets at a time; then one call per sub-burst. Packets of
+ * one flow share a kind, so each flow keeps its order. */
 static inline void
 dispatch(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port,
 	 const struct pylb_burst *b)
 {
-	uint8_t start[STAGE_KINDS + 1] = { 0 }, at[STAGE_KINDS], idx[PYLB_BURST];
-	uint16_t i;
+	uint32_t all = b->n == 32 ? UINT32_MAX : (1u << b->n) - 1;
 	int k;
 
-	for (i = 0; i < b->n; i++)
-		start[b->kind[i] + 1]++;
+	RTE_BUILD_BUG_ON(PYLB_BURST != 32);
 	for (k = 0; k < STAGE_KINDS; k++) {
-		start[k + 1] += start[k];
-		at[k] = start[k];
+		uint32_t mask;
+#ifdef RTE_ARCH_X86
+		const __m128i want = _mm_set1_epi8((char)k);
+		const __m128i lo = _mm_loadu_si128((const __m128i *)(const void *)b->kind);
+		const __m128i hi = _mm_loadu_si128((const __m128i *)(const void *)(b->kind + 16));
+
+		mask = (uint32_t)_mm_movemask_epi8(_mm_cmpeq_epi8(lo, want)) |
+			(uint32_t)_mm_movemask_epi8(_mm_cmpeq_epi8(hi, want)) << 16;
+#else
+		mask = 0;
+		for (uint16_t i = 0; i < b->n; i++)
+			mask |= (uint32_t)(b->kind[i] == k) << i;
+#endif
+		mask &= all;
+		if (mask != 0)
+			sub_bursts[k](lc, cfg, port, b, mask);
 	}
-	for (i = 0; i < b->n; i++)
-		idx[at[b->kind[i]]++] = (uint8_t)i;
-	for (k = 0; k < STAGE_KINDS; k++)
-		if (start[k + 1] != start[k])
-			sub_bursts[k](lc, cfg, port, b, idx + start[k],
-				      (uint16_t)(start[k + 1] - start[k]));
 }
 
 void

@@ -15,10 +15,11 @@
 struct pylb_burst {
 	uint16_t n;
 	uint16_t n4, n6;			/* FIB inputs per family */
+	uint32_t keyed;				/* bit i: packet i looks up a connection */
 	struct rte_mbuf *m[PYLB_BURST];
 	uint8_t af[PYLB_BURST];
 	uint8_t proto[PYLB_BURST];		/* the transport protocol */
-	uint8_t kind[PYLB_BURST];		/* the sub-burst: PYLB_FIB_* or STAGE_NO_ROUTE */
+	uint8_t kind[PYLB_BURST] __rte_aligned(16);		/* the sub-burst: PYLB_FIB_* or STAGE_NO_ROUTE */
 	uint32_t fib[PYLB_BURST];		/* the FIB's value */
 	uint32_t ct[PYLB_BURST];		/* connection-table hash; 0: no lookup */
 	uint8_t at4[PYLB_BURST], at6[PYLB_BURST];	/* burst index of FIB input i */

@@ -53,6 +53,32 @@ tx(struct pylb_lcore *lc, uint16_t q, struct rte_mbuf *m)
 	b->pkts[b->n++] = m;
 }
 
+/* RFC 1624 for several words at once: what replacing `len` bytes (a
+ * multiple of 4) from `old` to `new` adds to a ones' complement sum, in
+ * 32-bit words; cksum_apply() folds it into a checksum once. */
+static inline uint64_t
+cksum_delta(const void *old, const void *new, uint32_t len)
+{
+	const unaligned_uint32_t *o = old, *n = new;
+	uint64_t s = 0;
+
+	for (uint32_t i = 0; i < len / 4; i++)
+		s += (uint64_t)(uint32_t)~o[i] + n[i];
+	return s;
+}
+
+static inline uint16_t
+cksum_apply(uint16_t cksum, uint64_t delta)
+{
+	uint64_t s = (uint16_t)~cksum + delta;
+
+	s = (s & 0xffffffff) + (s >> 32);
+	s = (s & 0xffff) + (s >> 16);
+	s = (s & 0xffff) + (s >> 16);
+	s = (s & 0xffff) + (s >> 16);
+	return (uint16_t)~s;
+}
+
 /* RFC 1624 incremental update of a ones' complement checksum for one 16-bit
  * word changing from `old` to `new` (all in network byte order). */
 static inline uint16_t

@@ -184,7 +184,7 @@ struct pylb_conn {
 	uint16_t svc;
 	uint16_t bidx;			/* backend index in svcs[svc] (at gen) */
 	uint16_t out_port;
-	uint16_t pad;
+	uint16_t flags;			/* CONN_F_* */
 	union {
 		uint32_t a4[4];		/* IPv4: CONN_CLIENT ... CONN_LIP */
 		uint32_t ext6;		/* IPv6: index in ext6 */
@@ -192,6 +192,9 @@ struct pylb_conn {
 } __rte_cache_aligned;
 
 #define PYLB_BIDX_NONE	0xffff	/* the backend left the service */
+
+#define CONN_F_OUT_OK	1	/* out_port and out_mac hold the output */
+#define CONN_F_LOCAL	2	/* indexed by its local side too (FullNAT) */
 
 /* A packet's TCP/UDP tuple, pointing into the packet. */
 struct pylb_tuple {

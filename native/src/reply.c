@@ -95,29 +95,6 @@ nat_reverse_untracked(struct pylb_lcore *lc, int in_port, struct rte_mbuf *m, ui
 	return true;
 }
 
-/* A packet on its way to be routed: if it is a backend's reply of a NAT
- * connection, give it the VIP back as its source. Returns false if it was
- * handed to the worker that owns the connection. */
-bool
-pylb_nat_reverse(struct pylb_lcore *lc, int in_port, struct rte_mbuf *m, uint8_t af,
-		 uint32_t cth)
-{
-	struct pylb_tuple t;
-	struct pylb_conn *c;
-	uint16_t *ports;
-
-	if (!reply_lookup(lc, m, af, &t, &ports, &c, cth))
-		return true;
-	if (c == NULL)
-		return nat_reverse_untracked(lc, in_port, m, af, &t, ports);
-	if (c->method != PYLB_L4_NAT)
-		return true;
-	pylb_conn_update(lc, c, tcp_flags_of(&t, ports), true, lc->now);
-	nat_rewrite(m, af, t.proto, ports, false, conn_addr(&lc->ct, c, CONN_VIP), c->vport);
-	reply_counted(lc, c, m);
-	return true;
-}
-
 /* Route m (a translated reply) towards its new destination. */
 static void
 route_reply(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
@@ -134,6 +111,62 @@ route_reply(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 		pylb_fwd4(lc, cfg, in_port, m, fib_id(v));
 	else
 		pylb_fwd6(lc, cfg, in_port, m, fib_id(v));
+}
+
+/* What a backend's reply does, by the method its connection was opened
+ * with: routed replies (NAT: the VIP back as source, then routing as it
+ * was going to), replies to one of our addresses (FullNAT: VIP and client
+ * back, then routed to the client). NULL: not that method's kind of reply;
+ * the packet goes on as it is. */
+typedef void reply_fn(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
+		      struct rte_mbuf *m, const struct pylb_tuple *t, uint16_t *ports,
+		      struct pylb_conn *c);
+
+static void
+reply_nat(struct pylb_lcore *lc, const struct pylb_cfg *cfg __rte_unused, int in_port __rte_unused,
+	  struct rte_mbuf *m, const struct pylb_tuple *t, uint16_t *ports, struct pylb_conn *c)
+{
+	pylb_conn_update(lc, c, tcp_flags_of(t, ports), true, lc->now);
+	nat_rewrite(m, t->af, t->proto, ports, false, conn_addr(&lc->ct, c, CONN_VIP), c->vport);
+	reply_counted(lc, c, m);
+}
+
+static void
+reply_fullnat(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
+	      struct rte_mbuf *m, const struct pylb_tuple *t, uint16_t *ports,
+	      struct pylb_conn *c)
+{
+	reply_nat(lc, cfg, in_port, m, t, ports, c);
+	nat_rewrite(m, t->af, t->proto, ports, true, conn_addr(&lc->ct, c, CONN_CLIENT), c->cport);
+	route_reply(lc, cfg, in_port, m, t->af);
+}
+
+static reply_fn *const routed_replies[PYLB_L4_FULLNAT + 1] = {
+	[PYLB_L4_NAT] = reply_nat,
+};
+
+static reply_fn *const local_replies[PYLB_L4_FULLNAT + 1] = {
+	[PYLB_L4_FULLNAT] = reply_fullnat,
+};
+
+/* A packet on its way to be routed: if it is a backend's reply of a NAT
+ * connection, give it the VIP back as its source. Returns false if it was
+ * handed to the worker that owns the connection. */
+bool
+pylb_nat_reverse(struct pylb_lcore *lc, int in_port, struct rte_mbuf *m, uint8_t af,
+		 uint32_t cth)
+{
+	struct pylb_tuple t;
+	struct pylb_conn *c;
+	uint16_t *ports;
+
+	if (!reply_lookup(lc, m, af, &t, &ports, &c, cth))
+		return true;
+	if (c == NULL)
+		return nat_reverse_untracked(lc, in_port, m, af, &t, ports);
+	if (routed_replies[c->method] != NULL)
+		routed_replies[c->method](lc, NULL, in_port, m, &t, ports, c);
+	return true;
 }
 
 /* A TCP or UDP packet for one of the appliance's own addresses: if it is a
@@ -161,13 +194,9 @@ pylb_fullnat_reply(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_por
 		}
 		return false;
 	}
-	if (c->method != PYLB_L4_FULLNAT)
+	if (local_replies[c->method] == NULL)
 		return false;
-	pylb_conn_update(lc, c, tcp_flags_of(&t, ports), true, lc->now);
-	nat_rewrite(m, af, t.proto, ports, false, conn_addr(&lc->ct, c, CONN_VIP), c->vport);
-	nat_rewrite(m, af, t.proto, ports, true, conn_addr(&lc->ct, c, CONN_CLIENT), c->cport);
-	reply_counted(lc, c, m);
-	route_reply(lc, cfg, in_port, m, af);
+	local_replies[c->method](lc, cfg, in_port, m, &t, ports, c);
 	return true;
 }
 
