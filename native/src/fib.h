@@ -123,52 +123,62 @@ neigh_key6(struct pylb_neigh_key *k, const uint8_t *ip, uint16_t port)
 	k->pad = 0;
 }
 
-/* Send `m` (starting with its Ethernet header) to the neighbour `key` on
- * key->port: from the lcore's neighbour cache, else the neighbour table
- * (and the cache). Unresolved packets go to the control side, which holds
- * them and asks. The control side changes the table before it bumps
- * dp->gen, and gen is read before the table: an entry never outlives the
- * MAC it holds. */
+/* The frame leaves by `port` to `mac`. */
 static inline void
-neigh_output(struct pylb_lcore *lc, const struct pylb_cfg *cfg,
-	     const struct pylb_neigh_key *key, struct rte_mbuf *m)
+output_to(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port, uint64_t mac,
+	  struct rte_mbuf *m)
 {
 	struct rte_ether_hdr *eth = rte_pktmbuf_mtod(m, struct rte_ether_hdr *);
-	uint32_t gen = __atomic_load_n(&lc->dp->gen, __ATOMIC_ACQUIRE);
-	uint32_t h;
-	struct pylb_ncache *e;
-	struct pylb_neigh_miss miss;
-	void *data;
 
-	memcpy(&h, key->ip + (key->af == 4 ? 0 : 12), 4);
-	e = &lc->ncache[((h ^ key->port) * 0x9e3779b1u) >> 24 & (PYLB_NCACHE - 1)];
-	rte_ether_addr_copy(&cfg->ports[key->port].mac, &eth->src_addr);
-	if (e->gen == gen && memcmp(&e->key, key, sizeof(*key)) == 0) {
-		u64_to_mac(e->mac, &eth->dst_addr);
-		CNT(lc, FORWARDED);
-		tx(lc, key->port, m);
-		return;
-	}
-	if (rte_hash_lookup_data(lc->dp->neigh_hash, key, &data) >= 0 &&
-	    ((uint64_t)(uintptr_t)data & PYLB_MAC_VALID)) {
-		e->key = *key;
-		e->mac = (uint64_t)(uintptr_t)data;
-		e->gen = gen;
-		u64_to_mac(e->mac, &eth->dst_addr);
-		CNT(lc, FORWARDED);
-		tx(lc, key->port, m);
-		return;
-	}
-	miss.m = m;
-	miss.key = *key;
-	if (rte_ring_enqueue_elem(lc->dp->neigh_miss, &miss, sizeof(miss)) != 0)
-		drop(lc, m, PYLB_D_NEIGH_QUEUE_FULL);
+	u64_to_mac(mac, &eth->dst_addr);
+	rte_ether_addr_copy(&cfg->ports[port].mac, &eth->src_addr);
+	CNT(lc, FORWARDED);
+	tx(lc, port, m);
 }
 
-/* fwd.c: the next hop is the destination itself, or its MAC is unknown. */
-void pylb_nh_output_slow(struct pylb_lcore *lc, const struct pylb_cfg *cfg,
-			 const struct pylb_nh *nh, const void *dst, uint8_t dst_af,
-			 struct rte_mbuf *m);
+/* The lcore's neighbour cache slot for (ip, port), and whether it holds
+ * that neighbour at generation gen. */
+static inline struct pylb_ncache *
+ncache_slot(struct pylb_lcore *lc, const uint8_t *ip, uint8_t af, uint16_t port)
+{
+	uint32_t h;
+
+	memcpy(&h, ip + (af == 4 ? 0 : 12), 4);
+	return &lc->ncache[((h ^ port) * 0x9e3779b1u) >> 24 & (PYLB_NCACHE - 1)];
+}
+
+static inline bool
+ncache_holds(const struct pylb_ncache *e, const uint8_t *ip, uint8_t af, uint16_t port,
+	     uint32_t gen)
+{
+	if (e->gen != gen || e->key.port != port || e->key.af != af)
+		return false;
+	return af == 4 ? *(const unaligned_uint32_t *)e->key.ip == *(const unaligned_uint32_t *)ip :
+		memcmp(e->key.ip, ip, 16) == 0;
+}
+
+/* fwd.c: not in the cache: from the neighbour table (and into the cache),
+ * else to the control side, which holds the packet and asks. */
+void pylb_neigh_output_slow(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port,
+			    const uint8_t *ip, uint8_t af, struct rte_mbuf *m,
+			    struct pylb_ncache *e, uint32_t gen);
+
+/* Send `m` (starting with its Ethernet header) to the neighbour ip (4 or
+ * 16 bytes) on `port`: from the lcore's cache while it holds the neighbour
+ * at the current generation. The control side changes the table before it
+ * bumps dp->gen, and gen is read before the table: an entry never outlives
+ * the MAC it holds. */
+static inline void
+neigh_output(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port,
+	     const uint8_t *ip, uint8_t af, struct rte_mbuf *m)
+{
+	uint32_t gen = __atomic_load_n(&lc->dp->gen, __ATOMIC_ACQUIRE);
+	struct pylb_ncache *e = ncache_slot(lc, ip, af, port);
+
+	if (likely(ncache_holds(e, ip, af, port, gen)))
+		return output_to(lc, cfg, port, e->mac, m);
+	pylb_neigh_output_slow(lc, cfg, port, ip, af, m, e, gen);
+}
 
 /* Forward to the next hop `nh` towards destination `dst` (4 or 16 bytes,
  * used when the next hop is the destination itself). A gateway's resolved
@@ -180,16 +190,11 @@ nh_output(struct pylb_lcore *lc, const struct pylb_cfg *cfg,
 {
 	uint64_t mac = __atomic_load_n(&nh->mac, __ATOMIC_RELAXED);
 
-	if (likely(!nh->connected && (mac & PYLB_MAC_VALID))) {
-		struct rte_ether_hdr *eth = rte_pktmbuf_mtod(m, struct rte_ether_hdr *);
-
-		u64_to_mac(mac, &eth->dst_addr);
-		rte_ether_addr_copy(&cfg->ports[nh->port].mac, &eth->src_addr);
-		CNT(lc, FORWARDED);
-		tx(lc, nh->port, m);
-		return;
-	}
-	pylb_nh_output_slow(lc, cfg, nh, dst, dst_af, m);
+	if (nh->connected)
+		return neigh_output(lc, cfg, nh->port, dst, dst_af, m);
+	if (likely(mac & PYLB_MAC_VALID))
+		return output_to(lc, cfg, nh->port, mac, m);
+	neigh_output(lc, cfg, nh->port, nh->gw, nh->af, m);
 }
 
 /* neigh.c: worker side */

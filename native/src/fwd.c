@@ -1,9 +1,8 @@
 /* SPDX-License-Identifier: BSD-3-Clause
  * Copyright(c) 2026 pylb authors
  *
- * The slow side of output (a next hop that is the destination itself, or
- * whose MAC is not cached) and the ICMP errors a router owes: time
- * exceeded, unreachable.
+ * The slow side of output (a neighbour not in the lcore's cache) and the
+ * ICMP errors a router owes: time exceeded, unreachable.
  */
 #include <rte_cycles.h>
 #include <rte_icmp.h>
@@ -14,19 +13,30 @@
 #define ICMP6_QUOTE_MAX	(1280 - 40 - 8)	/* RFC 4443 2.4(c) */
 
 void
-pylb_nh_output_slow(struct pylb_lcore *lc, const struct pylb_cfg *cfg,
-		    const struct pylb_nh *nh, const void *dst, uint8_t dst_af,
-		    struct rte_mbuf *m)
+pylb_neigh_output_slow(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port,
+		       const uint8_t *ip, uint8_t af, struct rte_mbuf *m,
+		       struct pylb_ncache *e, uint32_t gen)
 {
-	struct pylb_neigh_key key;
-	const void *ip = nh->connected ? dst : nh->gw;
-	uint8_t af = nh->connected ? dst_af : nh->af;
+	struct pylb_neigh_miss miss;
+	void *data;
 
 	if (af == 4)
-		neigh_key4(&key, *(const uint32_t *)ip, nh->port);
+		neigh_key4(&miss.key, *(const unaligned_uint32_t *)ip, port);
 	else
-		neigh_key6(&key, ip, nh->port);
-	neigh_output(lc, cfg, &key, m);
+		neigh_key6(&miss.key, ip, port);
+	if (rte_hash_lookup_data(lc->dp->neigh_hash, &miss.key, &data) >= 0 &&
+	    ((uint64_t)(uintptr_t)data & PYLB_MAC_VALID)) {
+		e->key = miss.key;
+		e->mac = (uint64_t)(uintptr_t)data;
+		e->gen = gen;
+		return output_to(lc, cfg, port, e->mac, m);
+	}
+	/* The control side sets only the destination MAC when it sends it. */
+	rte_ether_addr_copy(&cfg->ports[port].mac,
+			    &rte_pktmbuf_mtod(m, struct rte_ether_hdr *)->src_addr);
+	miss.m = m;
+	if (rte_ring_enqueue_elem(lc->dp->neigh_miss, &miss, sizeof(miss)) != 0)
+		drop(lc, m, PYLB_D_NEIGH_QUEUE_FULL);
 }
 
 /* Token bucket per lcore: at most PYLB_ICMP_RATE errors a second. */
