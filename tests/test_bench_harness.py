@@ -49,7 +49,13 @@ def test_paths_bench_runs_once_and_forwards_everything(tmp_path):
     (arp,), (icmp,), (vip,) = (report["cases"][k] for k in ("arp-1000", "icmp-1000", "vip-1000"))
     assert min(r["sent_share"] for r in (arp, icmp, vip)) > 0.99   # every request answered
     assert report["memory"]["bytes_per_connection_all"] > 0
-    assert (tmp_path / "paths.md").read_text().count("| established") == 1
+    assert (tmp_path / "paths.md").read_text().count("| established,") == 1
+    # IPv6 beside IPv4: the same paths, every packet through them.
+    (est6,), (syn6,), (route6,), (vip6,) = (report["cases"][k] for k in (
+        "established6-1024", "syn6-200000", "route6-1000", "vip6-1000"))
+    assert est6["tracked"] == 1024 and est6["created"] == 0
+    assert abs(syn6["created"] - syn6["packets"]) <= 64 and syn6["packets"] > 0
+    assert min(r["forwarded_share"] for r in (est6, syn6, route6, vip6)) > 0.99
 
 
 def test_maglev_build_bench_runs_once(tmp_path):
