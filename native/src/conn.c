@@ -112,16 +112,19 @@ conn_match(const struct pylb_conntrack *ct, const struct pylb_conn *c,
 }
 
 struct pylb_conn *
-pylb_conn_lookup(struct pylb_lcore *lc, const struct pylb_tuple *t, bool reply, uint32_t h)
+pylb_conn_lookup(struct pylb_lcore *lc, const struct pylb_tuple *t, bool reply,
+		 const struct pylb_ct_key *k)
 {
 	struct pylb_conntrack *ct = &lc->ct;
 	struct ct_pos p;
+	uint32_t h;
 
 	if (ct->nb == 0)
 		return NULL;
-	if (h == 0)
-		h = reply ? pylb_ct_hash(t->dst, t->dport, t->proto, t->af) :
-			pylb_ct_hash(t->src, t->sport, t->proto, t->af);
+	if (k != NULL && k->hint != 0 && conn_match(ct, &ct->conns[k->hint], t, reply))
+		return &ct->conns[k->hint];
+	h = k != NULL ? k->h : reply ? pylb_ct_hash(t->dst, t->dport, t->proto, t->af) :
+		pylb_ct_hash(t->src, t->sport, t->proto, t->af);
 	ct_pos(ct, h, &p);
 	for (int k = 0; k < 2; k++) {
 		uint32_t mask = ct_match(p.b[k], p.sig);

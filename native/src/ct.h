@@ -103,20 +103,30 @@ pylb_ct_prefetch_bucket(const struct pylb_conntrack *ct, uint32_t h)
 	rte_prefetch0(&ct->buckets[((uint64_t)ct_mix(h) * ct->nb) >> 32]);
 }
 
+/* A packet's key into the table, from the pipeline's key stage: the hash
+ * of its side and, once its bucket was read, the entry that bucket points
+ * to for it (0: none), which the lookup tries first. */
+struct pylb_ct_key {
+	uint32_t h;
+	uint32_t hint;
+};
+
 static inline void
-pylb_ct_prefetch_entry(const struct pylb_conntrack *ct, uint32_t h)
+pylb_ct_prefetch_entry(const struct pylb_conntrack *ct, struct pylb_ct_key *k)
 {
 	struct ct_pos p;
 	uint32_t mask;
 
-	ct_pos(ct, h, &p);
+	ct_pos(ct, k->h, &p);
 	mask = ct_match(p.b[0], p.sig);
-	if (mask != 0)
-		rte_prefetch0(&ct->conns[p.b[0]->slot[__builtin_ctz(mask)] & PYLB_CT_MAX]);
+	k->hint = mask != 0 ? p.b[0]->slot[__builtin_ctz(mask)] & PYLB_CT_MAX : 0;
+	if (k->hint != 0)
+		rte_prefetch0(&ct->conns[k->hint]);
 }
 
+/* k: the packet's key, if the pipeline made one; NULL: hashed here. */
 struct pylb_conn *pylb_conn_lookup(struct pylb_lcore *lc, const struct pylb_tuple *t,
-				   bool reply, uint32_t h);
+				   bool reply, const struct pylb_ct_key *k);
 struct pylb_conn *pylb_conn_new(struct pylb_lcore *lc, const struct pylb_tuple *t);
 int pylb_conn_add_local(struct pylb_lcore *lc, struct pylb_conn *c);
 void pylb_conn_drop(struct pylb_lcore *lc, struct pylb_conn *c);

@@ -39,7 +39,7 @@ kernel_one(struct pylb_lcore *lc, const struct pylb_cfg *cfg, struct rte_mbuf *m
 		if (fib_kind(v) == PYLB_FIB_VIP)
 			return pylb_vip_input(lc, cfg, -1, m, fib_id(v), 4);
 		if (fib_kind(v) == PYLB_FIB_SERVICE)
-			return pylb_l4_input(lc, cfg, -1, m, 4, 0);
+			return pylb_l4_input(lc, cfg, -1, m, 4, NULL);
 		return drop(lc, m, PYLB_D_NO_ROUTE);
 	}
 	if (eth->ether_type == RTE_BE16(RTE_ETHER_TYPE_IPV6)) {
@@ -64,7 +64,7 @@ kernel_one(struct pylb_lcore *lc, const struct pylb_cfg *cfg, struct rte_mbuf *m
 		if (fib_kind(v) == PYLB_FIB_VIP)
 			return pylb_vip_input(lc, cfg, -1, m, fib_id(v), 6);
 		if (fib_kind(v) == PYLB_FIB_SERVICE)
-			return pylb_l4_input(lc, cfg, -1, m, 6, 0);
+			return pylb_l4_input(lc, cfg, -1, m, 6, NULL);
 		return drop(lc, m, PYLB_D_NO_ROUTE);
 	}
 	return drop(lc, m, PYLB_D_KERNEL_INVALID);

@@ -539,7 +539,7 @@ fullnat_alloc(struct pylb_lcore *lc, const struct pylb_service *svc,
 			lc->fnat_next = first;
 		rt.dport = rte_cpu_to_be_16((uint16_t)lc->fnat_next);
 		lc->fnat_next += n;
-		if (pylb_conn_lookup(lc, &rt, true, 0) == NULL) {
+		if (pylb_conn_lookup(lc, &rt, true, NULL) == NULL) {
 			pylb_conn_set_addr(&lc->ct, c, CONN_LIP, lip);
 			c->lport = rt.dport;
 			return pylb_conn_add_local(lc, c) == 0;
@@ -655,7 +655,7 @@ conn_open(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 /* A TCP or UDP packet for a service VIP. */
 void
 pylb_l4_input(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
-	      struct rte_mbuf *m, uint8_t af, uint32_t cth)
+	      struct rte_mbuf *m, uint8_t af, const struct pylb_ct_key *k)
 {
 	struct pylb_dp *dp = lc->dp;
 	const struct pylb_service *svc;
@@ -680,7 +680,7 @@ pylb_l4_input(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 	if (redirect(lc, m, in_port, af, RESUME_L4, t.src))
 		return;
 	CNT(lc, L4_PACKETS);
-	c = pylb_conn_lookup(lc, &t, false, cth);
+	c = pylb_conn_lookup(lc, &t, false, k);
 	/* A SYN reusing the tuple of a connection that ended (time_wait,
 	 * close) opens a new one, scheduled afresh (IPVS's conn_reuse_mode):
 	 * the old backend may be down or gone. */
@@ -747,7 +747,7 @@ l4_trace_unlocked(struct pylb_dp *dp, const struct pylb_l4_trace_query *q,
 		return pylb_fail(-PYLB_E_INVAL, "source and destination must be of one family");
 	for (uint32_t s = 0; s < dp->n_slots; s++) {
 		struct pylb_lcore *lc = &dp->lcores[s];
-		struct pylb_conn *c = pylb_conn_lookup(lc, &t, false, 0);
+		struct pylb_conn *c = pylb_conn_lookup(lc, &t, false, NULL);
 		struct pylb_conn copy;
 		struct pylb_conn6 a;
 

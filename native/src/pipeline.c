@@ -119,15 +119,17 @@ classify(struct pylb_lcore *lc, struct pylb_burst *b)
 		uint32_t v = b->fib[i];
 
 		b->kind[i] = v == 0 ? STAGE_NO_ROUTE : (uint8_t)fib_kind(v);
-		b->ct[i] = keyed ? pylb_l4_key(dp, b->m[i], b->af[i], b->proto[i], b->kind[i]) : 0;
-		b->keyed |= (uint32_t)(b->ct[i] != 0) << i;
+		b->key[i].h = keyed ? pylb_l4_key(dp, b->m[i], b->af[i], b->proto[i], b->kind[i]) : 0;
+		b->key[i].hint = 0;
+		b->keyed |= (uint32_t)(b->key[i].h != 0) << i;
 	}
 }
 
-/* One packet of a sub-burst: its FIB value, its connection-table hash. */
+/* One packet of a sub-burst: its FIB value, its connection-table key (NULL:
+ * it looks up no connection). */
 typedef void stage_one_fn(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port,
 			  struct rte_mbuf *m, uint8_t af, uint8_t proto, uint32_t v,
-			  uint32_t cth);
+			  const struct pylb_ct_key *k);
 
 static inline uint32_t
 pop(uint32_t *mask)
@@ -138,37 +140,40 @@ pop(uint32_t *mask)
 	return i;
 }
 
-/* Walk a sub-burst (bit i of `mask`: packet i, in arrival order), a
- * connection's bucket fetched PYLB_CT_BUCKET_AHEAD packets before it is
- * needed and its entry (found in the bucket by then) PYLB_CT_AHEAD before:
- * a few misses in flight at a time rather than a burst's worth at once. */
+/* Walk a sub-burst (bit i of `mask`: packet i, in arrival order): the bulk
+ * connection lookup. A connection's bucket is fetched PYLB_CT_BUCKET_AHEAD
+ * packets before it is needed, and PYLB_CT_AHEAD before, the entry the
+ * bucket names for it (the key's hint, which the lookup tries first): a
+ * few misses in flight at a time rather than a burst's worth at once. */
 static __rte_always_inline void
 each(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port,
-     const struct pylb_burst *b, uint32_t mask, stage_one_fn *one)
+     struct pylb_burst *b, uint32_t mask, stage_one_fn *one)
 {
 	const struct pylb_conntrack *ct = &lc->ct;
 	uint32_t bucket = mask & b->keyed, entry = bucket;
 	int j;
 
 	for (j = 0; j < PYLB_CT_BUCKET_AHEAD && bucket != 0; j++)
-		pylb_ct_prefetch_bucket(ct, b->ct[pop(&bucket)]);
+		pylb_ct_prefetch_bucket(ct, b->key[pop(&bucket)].h);
 	for (j = 0; j < PYLB_CT_AHEAD && entry != 0; j++)
-		pylb_ct_prefetch_entry(ct, b->ct[pop(&entry)]);
+		pylb_ct_prefetch_entry(ct, &b->key[pop(&entry)]);
 	while (mask != 0) {
 		uint32_t i = pop(&mask);
 
 		if (bucket != 0)
-			pylb_ct_prefetch_bucket(ct, b->ct[pop(&bucket)]);
+			pylb_ct_prefetch_bucket(ct, b->key[pop(&bucket)].h);
 		if (entry != 0)
-			pylb_ct_prefetch_entry(ct, b->ct[pop(&entry)]);
-		one(lc, cfg, port, b->m[i], b->af[i], b->proto[i], b->fib[i], b->ct[i]);
+			pylb_ct_prefetch_entry(ct, &b->key[pop(&entry)]);
+		one(lc, cfg, port, b->m[i], b->af[i], b->proto[i], b->fib[i],
+		    b->keyed & (1u << i) ? &b->key[i] : NULL);
 	}
 }
 
 /* Routed: a NAT backend's reply gets its VIP back, then forwarding. */
 static inline void
 routed_one(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port,
-	   struct rte_mbuf *m, uint8_t af, uint8_t proto __rte_unused, uint32_t v, uint32_t cth)
+	   struct rte_mbuf *m, uint8_t af, uint8_t proto __rte_unused, uint32_t v,
+	   const struct pylb_ct_key *k)
 {
 	if (af == 6) {
 		const struct rte_ipv6_hdr *ip = rte_pktmbuf_mtod_offset(m,
@@ -180,7 +185,7 @@ routed_one(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port,
 			return drop(lc, m, PYLB_D_NO_ROUTE);
 		}
 	}
-	if (unlikely(lc->dp->n_nat != 0) && !pylb_nat_reverse(lc, port, m, af, cth))
+	if (unlikely(lc->dp->n_nat != 0) && !pylb_nat_reverse(lc, port, m, af, k))
 		return;
 	if (af == 4)
 		pylb_fwd4(lc, cfg, port, m, fib_id(v));
@@ -191,7 +196,7 @@ routed_one(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port,
 static inline void
 vip_one(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port,
 	struct rte_mbuf *m, uint8_t af, uint8_t proto __rte_unused, uint32_t v,
-	uint32_t cth __rte_unused)
+	const struct pylb_ct_key *k __rte_unused)
 {
 	pylb_vip_input(lc, cfg, port, m, fib_id(v), af);
 }
@@ -200,9 +205,9 @@ vip_one(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port,
 static inline void
 local_one(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port,
 	  struct rte_mbuf *m, uint8_t af, uint8_t proto __rte_unused, uint32_t v __rte_unused,
-	  uint32_t cth)
+	  const struct pylb_ct_key *k)
 {
-	if (unlikely(lc->dp->n_fullnat != 0) && pylb_fullnat_reply(lc, cfg, port, m, af, cth))
+	if (unlikely(lc->dp->n_fullnat != 0) && pylb_fullnat_reply(lc, cfg, port, m, af, k))
 		return;
 	if (af == 4)
 		pylb_ipv4_local(lc, cfg, port, m);
@@ -214,19 +219,19 @@ local_one(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port,
 static inline void
 service_one(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port,
 	    struct rte_mbuf *m, uint8_t af, uint8_t proto, uint32_t v __rte_unused,
-	    uint32_t cth)
+	    const struct pylb_ct_key *k)
 {
 	if (af == 4 && proto == IPPROTO_ICMP)
 		return pylb_ipv4_icmp(lc, cfg, port, m);
 	if (af == 6 && proto == IPPROTO_ICMPV6)
 		return pylb_ipv6_icmp(lc, cfg, port, m);
-	pylb_l4_input(lc, cfg, port, m, af, cth);
+	pylb_l4_input(lc, cfg, port, m, af, k);
 }
 
 static inline void
 no_route_one(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port,
 	     struct rte_mbuf *m, uint8_t af, uint8_t proto __rte_unused,
-	     uint32_t v __rte_unused, uint32_t cth __rte_unused)
+	     uint32_t v __rte_unused, const struct pylb_ct_key *k __rte_unused)
 {
 	if (af == 4)
 		pylb_icmp4_error(lc, cfg, port, m, ICMP_DEST_UNREACH, 0, 0);
@@ -236,12 +241,12 @@ no_route_one(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port,
 }
 
 typedef void stage_fn(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port,
-		      const struct pylb_burst *b, uint32_t mask);
+		      struct pylb_burst *b, uint32_t mask);
 
 #define SUB_BURST(name) \
 static void \
 name##_sub(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port, \
-	   const struct pylb_burst *b, uint32_t mask) \
+	   struct pylb_burst *b, uint32_t mask) \
 { \
 	each(lc, cfg, port, b, mask, name##_one); \
 }
@@ -264,7 +269,7 @@ static stage_fn *const sub_bursts[STAGE_KINDS] = {
  * one flow share a kind, so each flow keeps its order. */
 static inline void
 dispatch(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port,
-	 const struct pylb_burst *b)
+	 struct pylb_burst *b)
 {
 	uint32_t all = b->n == 32 ? UINT32_MAX : (1u << b->n) - 1;
 	int k;

@@ -8,6 +8,7 @@
 #ifndef PYLB_PIPELINE_H
 #define PYLB_PIPELINE_H
 
+#include "ct.h"
 #include "fib.h"
 
 /* A burst between stages: the IP packets that passed validation, in
@@ -21,7 +22,7 @@ struct pylb_burst {
 	uint8_t proto[PYLB_BURST];		/* the transport protocol */
 	uint8_t kind[PYLB_BURST] __rte_aligned(16);		/* the sub-burst: PYLB_FIB_* or STAGE_NO_ROUTE */
 	uint32_t fib[PYLB_BURST];		/* the FIB's value */
-	uint32_t ct[PYLB_BURST];		/* connection-table hash; 0: no lookup */
+	struct pylb_ct_key key[PYLB_BURST];	/* connection-table key (h 0: none) */
 	uint8_t at4[PYLB_BURST], at6[PYLB_BURST];	/* burst index of FIB input i */
 	uint32_t dst4[PYLB_BURST];		/* host order, as rte_fib takes it */
 	uint8_t dst6[PYLB_BURST][RTE_FIB6_IPV6_ADDR_SIZE];
@@ -50,13 +51,13 @@ void pylb_ipv6_icmp(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t 
 void pylb_vip_input(struct pylb_lcore *lc, const struct pylb_cfg *cfg,
 		    int in_port, struct rte_mbuf *m, uint32_t vip_id, uint8_t af);
 
-/* l4.c, reply.c. cth: the connection-table hash of the packet's side, if
- * the caller has it (the pipeline's classify stage); 0: computed here. */
+/* l4.c, reply.c. k: the packet's connection-table key, if the pipeline
+ * made one; NULL: hashed where needed. */
 void pylb_l4_input(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
-		   struct rte_mbuf *m, uint8_t af, uint32_t cth);
+		   struct rte_mbuf *m, uint8_t af, const struct pylb_ct_key *k);
 bool pylb_nat_reverse(struct pylb_lcore *lc, int in_port, struct rte_mbuf *m, uint8_t af,
-		      uint32_t cth);
+		      const struct pylb_ct_key *k);
 bool pylb_fullnat_reply(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
-			struct rte_mbuf *m, uint8_t af, uint32_t cth);
+			struct rte_mbuf *m, uint8_t af, const struct pylb_ct_key *k);
 
 #endif /* PYLB_PIPELINE_H */

@@ -45,7 +45,7 @@ nat_backend_of(const struct pylb_dp *dp, const struct pylb_tuple *t,
  * False: not TCP or UDP, or too short to say. */
 static inline bool
 reply_lookup(struct pylb_lcore *lc, struct rte_mbuf *m, uint8_t af, struct pylb_tuple *t,
-	     uint16_t **ports, struct pylb_conn **c, uint32_t cth)
+	     uint16_t **ports, struct pylb_conn **c, const struct pylb_ct_key *k)
 {
 	uint8_t proto;
 
@@ -53,7 +53,7 @@ reply_lookup(struct pylb_lcore *lc, struct rte_mbuf *m, uint8_t af, struct pylb_
 	if (*ports == NULL || (proto != IPPROTO_TCP && proto != IPPROTO_UDP))
 		return false;
 	tuple_of(t, m, af, proto, *ports);
-	*c = pylb_conn_lookup(lc, t, true, cth);
+	*c = pylb_conn_lookup(lc, t, true, k);
 	return true;
 }
 
@@ -154,13 +154,13 @@ static reply_fn *const local_replies[PYLB_L4_FULLNAT + 1] = {
  * handed to the worker that owns the connection. */
 bool
 pylb_nat_reverse(struct pylb_lcore *lc, int in_port, struct rte_mbuf *m, uint8_t af,
-		 uint32_t cth)
+		 const struct pylb_ct_key *k)
 {
 	struct pylb_tuple t;
 	struct pylb_conn *c;
 	uint16_t *ports;
 
-	if (!reply_lookup(lc, m, af, &t, &ports, &c, cth))
+	if (!reply_lookup(lc, m, af, &t, &ports, &c, k))
 		return true;
 	if (c == NULL)
 		return nat_reverse_untracked(lc, in_port, m, af, &t, ports);
@@ -174,14 +174,14 @@ pylb_nat_reverse(struct pylb_lcore *lc, int in_port, struct rte_mbuf *m, uint8_t
  * the client as destination, and route it. False if it is not one. */
 bool
 pylb_fullnat_reply(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
-		   struct rte_mbuf *m, uint8_t af, uint32_t cth)
+		   struct rte_mbuf *m, uint8_t af, const struct pylb_ct_key *k)
 {
 	struct pylb_dp *dp = lc->dp;
 	struct pylb_tuple t;
 	struct pylb_conn *c;
 	uint16_t *ports;
 
-	if (!reply_lookup(lc, m, af, &t, &ports, &c, cth))
+	if (!reply_lookup(lc, m, af, &t, &ports, &c, k))
 		return false;
 	if (c == NULL) {
 		/* The worker that owns the local port has it, if anyone. */
@@ -217,14 +217,14 @@ pylb_redirect_drain(struct pylb_lcore *lc, const struct pylb_cfg *cfg)
 
 		switch (m->hash.usr & 0xff) {
 		case RESUME_L4:
-			pylb_l4_input(lc, cfg, m->port, m, af, 0);
+			pylb_l4_input(lc, cfg, m->port, m, af, NULL);
 			break;
 		case RESUME_FULLNAT:
-			if (!pylb_fullnat_reply(lc, cfg, m->port, m, af, 0))
+			if (!pylb_fullnat_reply(lc, cfg, m->port, m, af, NULL))
 				drop(lc, m, PYLB_D_NO_SERVICE);
 			break;
 		default:
-			pylb_nat_reverse(lc, m->port, m, af, 0);
+			pylb_nat_reverse(lc, m->port, m, af, NULL);
 			route_reply(lc, cfg, m->port, m, af);
 		}
 	}
