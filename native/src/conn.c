@@ -254,6 +254,10 @@ pylb_conn_new(struct pylb_lcore *lc, const struct pylb_tuple *t)
 		return NULL;
 	idx = ct->free[ct->n_free - 1];
 	c = &ct->conns[idx];
+	/* The next new connection's entry, on its way while this one is
+	 * scheduled and sent. */
+	if (ct->n_free > 1)
+		rte_prefetch0_write(&ct->conns[ct->free[ct->n_free - 2]]);
 	memset(c, 0, sizeof(*c));
 	if (t->af == 6)
 		c->ext6 = ct->free6[ct->n_free6 - 1];

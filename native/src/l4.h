@@ -26,6 +26,41 @@
 uint16_t pylb_backend_index(const struct pylb_conntrack *ct, const struct pylb_service *svc,
 			    const struct pylb_conn *c);
 
+/* The service of t's destination (VIP, protocol, port), or its VIP's
+ * all-ports service; NULL if none. */
+static inline const struct pylb_service *
+service_find(const struct pylb_dp *dp, const struct pylb_tuple *t)
+{
+	struct svc_key sk = { .port = t->dport, .proto = t->proto, .af = t->af };
+	void *data;
+
+	memcpy(sk.ip, t->dst, t->af == 4 ? 4 : 16);
+	if (rte_hash_lookup_data(dp->svc_hash, &sk, &data) < 0) {
+		sk.port = 0;	/* the VIP's all-ports service */
+		if (rte_hash_lookup_data(dp->svc_hash, &sk, &data) < 0)
+			return NULL;
+	}
+	return __atomic_load_n(&dp->svcs[(uintptr_t)data], __ATOMIC_ACQUIRE);
+}
+
+/* The flow hash that chooses among the next hops to a connection's backend
+ * (ECMP): NAT and FullNAT packets are routed by their translated header
+ * (source: the client, or FullNAT's local address; destination: the
+ * backend), DR and tunnel packets by the client and the VIP. The trace
+ * (l4_trace_unlocked) takes it from here too. */
+static inline uint32_t
+l4_route_hash(uint8_t method, uint8_t af, const uint8_t *client, const uint8_t *vip,
+	      const uint8_t *backend, const uint8_t *lip)
+{
+	bool nat = pylb_l4_sees_replies[method];
+	const uint8_t *src = method == PYLB_L4_FULLNAT ? lip : client;
+	const uint8_t *dst = nat ? backend : vip;
+
+	return af == 4 ? flow_hash4(*(const unaligned_uint32_t *)src,
+				    *(const unaligned_uint32_t *)dst) :
+		flow_hash6(src, dst);
+}
+
 /* The pipeline's key stage asks L4: the connection-table hash a packet
  * will look up (0: none), given its FIB sub-burst `kind`. A service's
  * packet is looked up by its source (the client side); what may be a

@@ -114,12 +114,13 @@ classify(struct pylb_lcore *lc, struct pylb_burst *b)
 		for (i = 0; i < b->n6; i++)
 			b->fib[b->at6[i]] = (uint32_t)b->val[i];
 	}
+	for (i = 0; i < b->n; i++)
+		b->kind[i] = b->fib[i] == 0 ? STAGE_NO_ROUTE : (uint8_t)fib_kind(b->fib[i]);
 	b->keyed = 0;
+	if (!keyed)
+		return;
 	for (i = 0; i < b->n; i++) {
-		uint32_t v = b->fib[i];
-
-		b->kind[i] = v == 0 ? STAGE_NO_ROUTE : (uint8_t)fib_kind(v);
-		b->key[i].h = keyed ? pylb_l4_key(dp, b->m[i], b->af[i], b->proto[i], b->kind[i]) : 0;
+		b->key[i].h = pylb_l4_key(dp, b->m[i], b->af[i], b->proto[i], b->kind[i]);
 		b->key[i].hint = 0;
 		b->keyed |= (uint32_t)(b->key[i].h != 0) << i;
 	}

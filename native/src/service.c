@@ -1,19 +1,91 @@
 /* SPDX-License-Identifier: BSD-3-Clause
  * Copyright(c) 2026 pylb authors
  *
- * L4 service control: adding, deleting and listing services, replacing a
- * service's backend set (a new immutable object published with RCU, the
- * per-lcore counters carried over), and reading their counters. The
- * workers' side is l4.c; the schedulers are scheduler.c.
+ * L4 service control: the service and connection tables, adding,
+ * deleting and listing services, replacing a service's backend set (a new
+ * immutable object published with RCU, the per-lcore counters carried
+ * over), reading their counters, and the trace (what the workers would do
+ * with a packet). The workers' side is l4.c and reply.c; the schedulers
+ * are scheduler.c.
  */
 #include <stdio.h>
 #include <stdlib.h>
 
 #include <rte_hash.h>
 #include <rte_malloc.h>
+#include <rte_rcu_qsbr.h>
+#include <rte_tcp.h>
 
-#include "scheduler.h"
-#include "service.h"
+#include "l4.h"
+
+static uint32_t svc_seq;
+
+int
+pylb_l4_init(struct pylb_dp *dp)
+{
+	char name[RTE_HASH_NAMESIZE];
+	struct rte_hash_parameters hp = {
+		.name = name,
+		.entries = PYLB_MAX_SERVICES,
+		.key_len = sizeof(struct svc_key),
+		.hash_func = rte_hash_crc,
+		.socket_id = (int)rte_socket_id(),
+		.extra_flag = RTE_HASH_EXTRA_FLAGS_RW_CONCURRENCY_LF,
+	};
+	struct rte_hash_rcu_config rcu = { .v = dp->qsv, .mode = RTE_HASH_QSBR_MODE_SYNC };
+
+	pylb_timeouts_apply(dp, &dp->conf.timeouts);
+	snprintf(name, sizeof(name), "pylb_svc%u", ++svc_seq);
+	dp->svc_hash = rte_hash_create(&hp);
+	if (dp->svc_hash == NULL || rte_hash_rcu_qsbr_add(dp->svc_hash, &rcu) != 0)
+		return pylb_fail(-PYLB_E_NOMEM, "cannot create the service table");
+	snprintf(name, sizeof(name), "pylb_natb%u", svc_seq);
+	hp.key_len = sizeof(struct svc_key);
+	dp->nat_backends = rte_hash_create(&hp);
+	if (dp->nat_backends == NULL || rte_hash_rcu_qsbr_add(dp->nat_backends, &rcu) != 0)
+		return pylb_fail(-PYLB_E_NOMEM, "cannot create the NAT backend table");
+	for (uint32_t i = 0; i < dp->n_slots; i++) {
+		struct pylb_lcore *lc = &dp->lcores[i];
+
+		int rc = pylb_conn_init(dp, lc);
+
+		if (rc != 0)
+			return rc;
+		if (i < dp->conf.n_workers && dp->conf.n_workers > 1) {
+			snprintf(name, sizeof(name), "pylb_rd%u_%u", svc_seq, i);
+			lc->redirect = rte_ring_create(name, PYLB_REDIRECT_RING,
+						       (int)rte_socket_id(), RING_F_SC_DEQ);
+			if (lc->redirect == NULL)
+				return pylb_fail(-PYLB_E_NOMEM, "cannot create the hand-over rings");
+		}
+	}
+	return 0;
+}
+
+void
+pylb_l4_free(struct pylb_dp *dp)
+{
+	for (int i = 0; i < PYLB_MAX_SERVICES; i++) {
+		rte_free(dp->svcs[i]);
+		dp->svcs[i] = NULL;
+	}
+	rte_hash_free(dp->svc_hash);
+	rte_hash_free(dp->nat_backends);
+	dp->svc_hash = NULL;
+	dp->nat_backends = NULL;
+	if (dp->lcores != NULL)
+		for (uint32_t i = 0; i < dp->n_slots; i++) {
+			struct pylb_lcore *lc = &dp->lcores[i];
+			struct rte_mbuf *m;
+
+			pylb_conn_free(lc);
+			while (lc->redirect != NULL && rte_ring_dequeue(lc->redirect, (void **)&m) == 0)
+				rte_pktmbuf_free(m);
+			rte_ring_free(lc->redirect);
+			lc->redirect = NULL;
+		}
+}
+
 
 static uint16_t
 backend_find(const struct pylb_balance *bal, const struct pylb_backend *b)
@@ -464,4 +536,99 @@ int
 pylb_dp_service_list(struct pylb_dp *dp, struct pylb_service_conf *out, uint32_t max)
 {
 	PYLB_CTL_LOCKED(dp, service_list_unlocked(dp, out, max));
+}
+
+static int
+l4_trace_unlocked(struct pylb_dp *dp, const struct pylb_l4_trace_query *q,
+		  struct pylb_l4_trace *out)
+{
+	uint8_t af = q->src.af;
+	struct pylb_tuple t = {
+		.src = q->src.ip, .dst = q->dst.ip, .sport = rte_cpu_to_be_16(q->sport),
+		.dport = rte_cpu_to_be_16(q->dport), .proto = q->proto, .af = af,
+	};
+	const struct pylb_service *svc;
+	uint32_t hash, bi;
+
+	memset(out, 0, sizeof(*out));
+	if ((af != 4 && af != 6) || q->dst.af != af)
+		return pylb_fail(-PYLB_E_INVAL, "source and destination must be of one family");
+	for (uint32_t s = 0; s < dp->n_slots; s++) {
+		struct pylb_lcore *lc = &dp->lcores[s];
+		struct pylb_conn *c = pylb_conn_lookup(lc, &t, false, NULL);
+		struct pylb_conn copy;
+		struct pylb_conn6 a;
+
+		if (c == NULL || !pylb_conn_snapshot(&lc->ct, (uint32_t)(c - lc->ct.conns), &copy, &a))
+			continue;
+		out->verdict = PYLB_L4V_CONN;
+		out->state = copy.state;
+		out->lcore_slot = (uint16_t)s;
+		out->backend.addr.af = af;
+		memcpy(out->backend.addr.ip, a.a[CONN_BACKEND], af == 4 ? 4 : 16);
+		out->backend.port = rte_be_to_cpu_16(copy.bport);
+		svc = dp->svcs[copy.svc];
+		if (svc != NULL)
+			out->service = svc->conf;
+		out->route_hash = l4_route_hash(copy.method, af, a.a[CONN_CLIENT], a.a[CONN_VIP],
+						a.a[CONN_BACKEND], a.a[CONN_LIP]);
+		snprintf(out->why, sizeof(out->why),
+			 "a tracked connection (%s, lcore %u): it keeps its backend",
+			 copy.proto == IPPROTO_TCP ? pylb_tcp_state_name(copy.state) : "udp", s);
+		return 0;
+	}
+	if (q->proto == IPPROTO_TCP &&
+	    (q->tcp_flags & (RTE_TCP_SYN_FLAG | RTE_TCP_ACK_FLAG)) != RTE_TCP_SYN_FLAG) {
+		out->verdict = PYLB_L4V_NOT_SYN;
+		snprintf(out->why, sizeof(out->why),
+			 "TCP without a connection that is not a SYN: dropped (tcp_no_conn)%s",
+			 dp->conf.tcp_reset ? ", answered with RST" : "");
+		return 0;
+	}
+	svc = service_find(dp, &t);
+	if (svc == NULL) {
+		snprintf(out->why, sizeof(out->why), "no service on port %u/%s: dropped (no_service)",
+			 q->dport, q->proto == IPPROTO_TCP ? "tcp" : "udp");
+		return 0;
+	}
+	out->service = svc->conf;
+	if (svc->bal.table == NULL) {
+		out->verdict = PYLB_L4V_NO_BACKEND;
+		snprintf(out->why, sizeof(out->why),
+			 "the service has no backend up with weight > 0: dropped (service_no_backend)");
+		return 0;
+	}
+	hash = af == 4 ? flow_hash4(*(const unaligned_uint32_t *)t.src,
+				    *(const unaligned_uint32_t *)t.dst) : flow_hash6(t.src, t.dst);
+	/* The scheduler on the control slot, with its round-robin row saved
+	 * and restored, and no persistence entry: a preview that changes
+	 * nothing. */
+	{
+		struct pylb_lcore *lc = &dp->lcores[dp->n_slots - 1];
+		int32_t *row = svc->rows ? svc->rows + (size_t)lc->slot * svc->row_stride : NULL;
+		int32_t saved[PYLB_MAX_BACKENDS];
+		uint32_t n = svc->bal.n_backends;
+
+		if (row != NULL)
+			memcpy(saved, row, n * sizeof(*row));
+		bi = svc->sched->pick(lc, svc, &t, hash);
+		if (row != NULL)
+			memcpy(row, saved, n * sizeof(*row));
+	}
+	out->verdict = PYLB_L4V_NEW;
+	out->backend = svc->bal.backends[bi];
+	/* FullNAT: the local address fullnat_alloc would take. */
+	out->route_hash = l4_route_hash(svc->conf.method, af, t.src, t.dst, out->backend.addr.ip,
+					svc->conf.n_lips ?
+					svc->conf.lips[hash % svc->conf.n_lips].ip : t.src);
+	snprintf(out->why, sizeof(out->why), "a new connection: %s%s", svc->sched->why,
+		 svc->conf.persistence ? ", unless the client's network is persistent on another" : "");
+	return 0;
+}
+
+int
+pylb_dp_l4_trace(struct pylb_dp *dp, const struct pylb_l4_trace_query *q,
+		 struct pylb_l4_trace *out)
+{
+	PYLB_CTL_LOCKED(dp, l4_trace_unlocked(dp, q, out));
 }
