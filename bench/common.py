@@ -52,6 +52,18 @@ def testpmd(vdevs: list[str], mode: str, seconds: float, mbufs: int = 0,
             "mpps": int(m.group(4)) / float(m.group(1)), "tsc_mhz": int(m.group(4))}
 
 
+def eal_start(native, prefix: str, name: str = "pylb-bench") -> None:
+    """EAL for a benchmark's pylb side (vdevs only, in memory, its own prefix)."""
+    native.eal_init([name, "-l", "0,1", "--no-pci", "--in-memory", "--file-prefix", prefix,
+                     "--log-level", "*:error"])
+
+
+def eal_end(native, prefix: str) -> None:
+    """EAL cleanup, and the runtime directory DPDK leaves behind removed."""
+    native.eal_cleanup()
+    hostinfo.remove_instance_files(prefix)
+
+
 def worker_deltas(dp, names, seconds: float, warmup: float = 1.0) -> dict:
     """Start dp's workers and return how its summed counters moved over
     `seconds` (after `warmup`), by counter name; then close it."""

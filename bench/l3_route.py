@@ -62,8 +62,7 @@ def testpmd_once(pcap: str, seconds: float, mode: str = "io") -> dict:
 def pylb_side(pcap: str, n_routes: int, seconds: float) -> dict:
     """Runs in its own process (EAL once per process)."""
     from pylb import _native as native
-    native.eal_init(["pylb-bench", "-l", "0,1", "--no-pci", "--in-memory", "--file-prefix",
-                     "pylb-bench-l3", "--log-level", "*:error"])
+    common.eal_start(native, "pylb-bench-l3")
     rx, tx = devices(pcap)
     dp = native.Dataplane(workers=[1], mbufs=8191, max_routes=max(n_routes + 1024, 65536))
     dp.add_port("p0", rx, link_wait_ms=0)
@@ -78,7 +77,7 @@ def pylb_side(pcap: str, n_routes: int, seconds: float) -> dict:
     assert added == n_routes
     d = common.worker_deltas(dp, native.COUNTER_NAMES, seconds)
     dp.close()
-    native.eal_cleanup()
+    common.eal_end(native, "pylb-bench-l3")
     return {"routes": n_routes, "route_load_s": load_s,
             "cycles_per_packet": d["busy_cycles"] / max(d["rx_packets"], 1),
             "packets": d["rx_packets"], "mpps": d["rx_packets"] / seconds / 1e6,

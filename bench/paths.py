@@ -206,11 +206,10 @@ def sample(dp, names) -> dict:
 def pylb_side(kind: str, pcap: str, flows: int, seconds: float) -> dict:
     """Runs in its own process (EAL once per process)."""
     from pylb import _native as native
-    native.eal_init(["pylb-bench", "-l", "0,1", "--no-pci", "--in-memory", "--file-prefix",
-                     "pylb-bench-l4", "--log-level", "*:error"])
+    common.eal_start(native, "pylb-bench-l4")
     if kind == "memory":
         out = memory(native, flows)
-        native.eal_cleanup()
+        common.eal_end(native, "pylb-bench-l4")
         return out
     dp = native.Dataplane(workers=[1], mbufs=(2 if kind == "fullnat_reply" else 1) * flows + 16384,
                           mbuf_size=mbuf_size(kind),
@@ -284,7 +283,7 @@ def pylb_side(kind: str, pcap: str, flows: int, seconds: float) -> dict:
            "created": d["conn_created"], "table_full": d["conn_table_full"],
            "translated_replies_share": d["nat_replies"] / d["rx_packets"]}
     dp.close()
-    native.eal_cleanup()
+    common.eal_end(native, "pylb-bench-l4")
     return out
 
 

@@ -65,8 +65,7 @@ def one_run(path: str, n: int, calls: int) -> dict:
     from pylb.server import Server
     from pylb.v1 import pylb_pb2 as pb
     from pylb.v1 import pylb_pb2_grpc as pb_grpc
-    native.eal_init(["pylb-bench", "-l", "0,1", "--no-pci", "--in-memory", "--file-prefix",
-                     "pylb-bench-setb", "--log-level", "*:error"])
+    common.eal_start(native, "pylb-bench-setb")
     dp = native.Dataplane(workers=[1], mbufs=16383, conn_capacity=n + n // 4 + 1024,
                           timeouts={"udp": 3600})
     dp.add_port("p0", f"net_pcap0,rx_pcap={path}", link_wait_ms=0)
@@ -102,9 +101,7 @@ def one_run(path: str, n: int, calls: int) -> dict:
     tracked = dp.conn_count()
     server.stop()
     dp.close()
-    native.eal_cleanup()
-    from pylb import hostinfo
-    hostinfo.remove_instance_files("pylb-bench-setb")
+    common.eal_end(native, "pylb-bench-setb")
     return {"call_ms": [x * 1e3 for x in rtt], "active_in_answer": answered,
             "tracked": tracked, "fill_s": fill_s}
 

@@ -153,8 +153,7 @@ def add_objects(dp) -> None:
 def soak(packets: int, client_pcap: str, backend_pcap: str, held: int, capacity: int) -> dict:
     """Runs in its own process (EAL once per process)."""
     from pylb import _native as native
-    native.eal_init(["pylb-soak", "-l", "0,1", "--no-pci", "--in-memory", "--file-prefix",
-                     "pylb-bench-soak", "--log-level", "*:error"])
+    common.eal_start(native, "pylb-bench-soak", "pylb-soak")
     dp = native.Dataplane(workers=[1], mbufs=held + 8191, conn_capacity=capacity,
                           timeouts={"tcp_syn": 60, "tcp_established": 900, "tcp_fin": 120,
                                     "tcp_close": 10, "udp": 300})
@@ -196,7 +195,7 @@ def soak(packets: int, client_pcap: str, backend_pcap: str, held: int, capacity:
     dp.stop()
     pools = dp.mempools()
     dp.close()
-    native.eal_cleanup()
+    common.eal_end(native, "pylb-bench-soak")
     in_use = sum(p["in_use"] for p in pools)
     return {"packets": during["rx_packets"], "seconds": seconds,
             "mpps": during["rx_packets"] / seconds / 1e6, "peak_connections": peak,

@@ -57,8 +57,7 @@ def one_run(path: str, updates: int) -> dict:
     from pylb.server import Server
     from pylb.v1 import pylb_pb2 as pb
     from pylb.v1 import pylb_pb2_grpc as pb_grpc
-    native.eal_init(["pylb-bench", "-l", "0,1", "--no-pci", "--in-memory", "--file-prefix",
-                     "pylb-bench-upd", "--log-level", "*:error"])
+    common.eal_start(native, "pylb-bench-upd")
     dp = native.Dataplane(workers=[1], mbufs=16383)
     dp.add_port("p0", f"net_pcap0,rx_pcap={path},infinite_rx=1", link_wait_ms=0)
     for i, (port, ip) in enumerate(BACKENDS.items(), 1):
@@ -96,7 +95,7 @@ def one_run(path: str, updates: int) -> dict:
         d1, t1 = dp.drops(), dp.totals()
     server.stop()
     dp.close()
-    native.eal_cleanup()
+    common.eal_end(native, "pylb-bench-upd")
     drops = {k: d1[k] - d0[k] for k in d1 if d1[k] != d0[k]}
     return {"latency_ms": [x * 1e3 for x in lat], "call_ms": [x * 1e3 for x in rtt],
             "rx_packets": t1["rx_packets"] - t0["rx_packets"],
