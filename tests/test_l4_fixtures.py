@@ -21,7 +21,7 @@ BMAC = {b: f"02:00:00:00:0b:{i:02x}" for i, b in enumerate(BACKENDS)}
 
 # Drop reasons provoked here (see test_host_fixtures.test_every_drop_reason_is_exercised).
 EXERCISED = {"l4_truncated", "no_service", "tcp_no_conn", "tcp_bad_flags", "service_no_backend",
-             "fullnat_no_port", "backend_down"}
+             "fullnat_no_port", "backend_down", "ipv6_ext_truncated", "ipv6_ext_invalid"}
 
 
 def drops_of(dp):
@@ -336,6 +336,54 @@ def test_ipv6_service_nat(dp):
     ck = out[TCP].chksum
     del out[TCP].chksum
     assert IPv6(raw(out))[TCP].chksum == ck
+
+
+def test_ipv6_extension_headers_are_walked_to_the_transport_header(dp):
+    """Hop-by-hop, destination options, a routing header with no segment
+    left and a first fragment: the service is found and the packet NATed
+    with its extension headers kept; what has no transport header for this
+    hop (segments left, a later fragment) is not a service's; bad chains are
+    dropped by reason."""
+    from scapy.layers.inet6 import (IPv6ExtHdrDestOpt, IPv6ExtHdrFragment, IPv6ExtHdrHopByHop,
+                                    IPv6ExtHdrRouting)
+    dp.add_neighbour("p1", "2001:db8:1::20", BMAC[BACKENDS[0]])
+    dp.add_service("2001:db8::100", 80, backends=[("2001:db8:1::20", 8080)])
+    dp.add_service("2001:db8::100", 53, proto="udp", backends=[("2001:db8:1::20", 5353)])
+    ip6 = IPv6(src="2001:db8::2", dst="2001:db8::100")
+    eth = Ether(src=CLIENT_MAC, dst=P0_MAC)
+    chains = [IPv6ExtHdrHopByHop(), IPv6ExtHdrDestOpt() / IPv6ExtHdrDestOpt(),
+              IPv6ExtHdrHopByHop() / IPv6ExtHdrRouting(addresses=[], segleft=0) / IPv6ExtHdrDestOpt(),
+              IPv6ExtHdrFragment(offset=0, m=0, id=7)]
+    for n, chain in enumerate(chains):
+        pkt = eth / ip6 / chain / TCP(sport=6000 + n, dport=80, flags="S")
+        (_, f), = dp.inject("p0", [raw(pkt)])
+        out = Ether(f)[IPv6]
+        assert (out.dst, out[TCP].dport, out[TCP].sport) == ("2001:db8:1::20", 8080, 6000 + n)
+        n_ext = len(raw(chain))
+        assert raw(out.payload)[:n_ext] == raw(pkt[IPv6].payload)[:n_ext]   # kept as they were
+        ck = out[TCP].chksum
+        del out[TCP].chksum
+        assert IPv6(raw(out))[TCP].chksum == ck
+    # UDP after a hop-by-hop header, and the backend's reply back through NAT.
+    (_, f), = dp.inject("p0", [raw(eth / ip6 / IPv6ExtHdrHopByHop() / UDP(sport=7000, dport=53))])
+    assert Ether(f)[UDP].dport == 5353
+    before = drops_of(dp)
+    # No transport header for this hop: not a service's.
+    for chain in (IPv6ExtHdrRouting(addresses=["2001:db8::9"], segleft=1),
+                  IPv6ExtHdrFragment(offset=2, m=0, id=8, nh=6)):
+        assert dp.inject("p0", [raw(eth / ip6 / chain / Raw(b"\0" * 20))]) == []
+    assert drops_of(dp)["no_service"] == before.get("no_service", 0) + 2
+    # Bad chains: cut short, hop-by-hop not first, too many headers.
+    cut = raw(eth / ip6 / IPv6ExtHdrDestOpt(len=4) / TCP(dport=80))[:14 + 40 + 16]
+    cut = cut[:18] + (16).to_bytes(2, "big") + cut[20:]                 # payload length: 16
+    long_chain = IPv6ExtHdrDestOpt()
+    for _ in range(9):
+        long_chain = long_chain / IPv6ExtHdrDestOpt()
+    bad = [cut, raw(eth / ip6 / IPv6ExtHdrDestOpt() / IPv6ExtHdrHopByHop() / TCP(dport=80)),
+           raw(eth / ip6 / long_chain / TCP(dport=80))]
+    assert dp.inject("p0", bad) == []
+    d = drops_of(dp)
+    assert (d["ipv6_ext_truncated"], d["ipv6_ext_invalid"]) == (1, 2)
 
 
 def test_nat_tcp_state_machine_sees_both_directions(lb):

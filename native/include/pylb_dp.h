@@ -115,6 +115,8 @@ enum pylb_err {
 	X(IPV6_BAD_VERSION, ipv6_bad_version) \
 	X(IPV6_BAD_PAYLOAD_LENGTH, ipv6_bad_payload_length) \
 	X(IPV6_MARTIAN, ipv6_martian) \
+	X(IPV6_EXT_TRUNCATED, ipv6_ext_truncated) \
+	X(IPV6_EXT_INVALID, ipv6_ext_invalid) \
 	X(ICMP6_TRUNCATED, icmp6_truncated) \
 	X(ICMP6_BAD_CHECKSUM, icmp6_bad_checksum) \
 	X(ND_INVALID, nd_invalid) \

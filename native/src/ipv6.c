@@ -174,13 +174,14 @@ nd_multicast(const uint8_t *d)
 	return memcmp(d, sn, sizeof(sn)) == 0 || memcmp(d, all, 16) == 0;
 }
 
-/* Validate an IPv6 packet: true if it goes on to the FIB; false if it was
- * dropped under its reason or (a neighbour solicitation to a multicast
- * address) answered here. */
+/* Validate an IPv6 packet and find its transport header (*proto): true if
+ * it goes on to the FIB; false if it was dropped under its reason or (a
+ * neighbour solicitation to a multicast address) answered here. */
 bool
 pylb_ipv6_parse(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port,
-		struct rte_mbuf *m, uint32_t l2, bool l2_multicast)
+		struct rte_mbuf *m, uint32_t l2, bool l2_multicast, uint8_t *proto)
 {
+	int reason;
 	uint32_t len = rte_pktmbuf_data_len(m);
 	static const uint8_t unspec[16];
 	struct rte_ipv6_hdr *ip;
@@ -208,10 +209,14 @@ pylb_ipv6_parse(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port
 	}
 	if (l2_multicast || memcmp(ip->src_addr, unspec, 16) == 0)
 		return dropped(lc, m, PYLB_D_IPV6_MARTIAN);
+	reason = pylb_ipv6_walk(m, l2, proto);
+	if (reason != 0)
+		return dropped(lc, m, (enum pylb_counter)reason);
 	return true;
 }
 
-/* ICMPv6 to one of our addresses or VIPs. */
+/* ICMPv6 to one of our addresses or VIPs; after extension headers, the
+ * kernel's. */
 void
 pylb_ipv6_icmp(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port,
 	       struct rte_mbuf *m)
@@ -219,6 +224,8 @@ pylb_ipv6_icmp(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port,
 	struct rte_ipv6_hdr *ip = rte_pktmbuf_mtod_offset(m, struct rte_ipv6_hdr *,
 							  sizeof(struct rte_ether_hdr));
 
+	if (m->l3_len != sizeof(*ip))
+		return to_kernel(lc, cfg, port, m);
 	icmp6_input(lc, cfg, port, m, ip, rte_be_to_cpu_16(ip->payload_len), false);
 }
 

@@ -45,6 +45,7 @@ kernel_one(struct pylb_lcore *lc, const struct pylb_cfg *cfg, struct rte_mbuf *m
 	if (eth->ether_type == RTE_BE16(RTE_ETHER_TYPE_IPV6)) {
 		struct rte_ipv6_hdr *ip = (struct rte_ipv6_hdr *)(eth + 1);
 		uint32_t plen;
+		uint8_t proto;
 
 		if (len < l2 + sizeof(*ip) ||
 		    (rte_be_to_cpu_32(ip->vtc_flow) >> 28) != 6)
@@ -53,7 +54,7 @@ kernel_one(struct pylb_lcore *lc, const struct pylb_cfg *cfg, struct rte_mbuf *m
 		if (l2 + sizeof(*ip) + plen > len)
 			return drop(lc, m, PYLB_D_KERNEL_INVALID);
 		/* Multicast (MLD, router and neighbour discovery) stays home. */
-		if (ip->dst_addr[0] == 0xff)
+		if (ip->dst_addr[0] == 0xff || pylb_ipv6_walk(m, l2, &proto) != 0)
 			return drop(lc, m, PYLB_D_KERNEL_INVALID);
 		if (rte_pktmbuf_pkt_len(m) > l2 + sizeof(*ip) + plen)
 			rte_pktmbuf_trim(m, rte_pktmbuf_pkt_len(m) -

@@ -102,7 +102,7 @@ pylb_l4_key(const struct pylb_dp *dp, struct rte_mbuf *m, uint8_t af, uint8_t pr
 			return 0;
 		hl = rte_ipv4_hdr_len(h);
 	} else {
-		hl = sizeof(struct rte_ipv6_hdr);
+		hl = m->l3_len;		/* past the extension headers (the parse stage) */
 	}
 	if (rte_pktmbuf_data_len(m) < sizeof(struct rte_ether_hdr) + hl + 4)
 		return 0;
@@ -137,9 +137,11 @@ l4_header(struct rte_mbuf *m, uint8_t af, uint8_t *proto)
 		/* Not the first fragment: no L4 header. */
 		if (h->fragment_offset & RTE_BE16(RTE_IPV4_HDR_OFFSET_MASK))
 			return NULL;
+	} else if (pylb_ipv6_walk(m, sizeof(struct rte_ether_hdr), proto) != 0) {
+		*proto = 0;
+		return NULL;
 	} else {
-		hl = sizeof(struct rte_ipv6_hdr);
-		*proto = ((const struct rte_ipv6_hdr *)(const void *)ip)->proto;
+		hl = m->l3_len;		/* past the extension headers */
 	}
 	need = *proto == IPPROTO_TCP ? sizeof(struct rte_tcp_hdr) : sizeof(struct rte_udp_hdr);
 	return len >= hl + need ? ip + hl : NULL;

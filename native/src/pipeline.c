@@ -57,10 +57,9 @@ parse_one(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port,
 	case RTE_BE16(RTE_ETHER_TYPE_IPV6): {
 		const struct rte_ipv6_hdr *ip = (const void *)(eth + 1);
 
-		if (!pylb_ipv6_parse(lc, cfg, port, m, l2, mcast))
+		if (!pylb_ipv6_parse(lc, cfg, port, m, l2, mcast, &b->proto[i]))
 			return;
 		b->af[i] = 6;
-		b->proto[i] = ip->proto;
 		b->at6[b->n6] = (uint8_t)i;
 		memcpy(b->dst6[b->n6++], ip->dst_addr, 16);
 		break;

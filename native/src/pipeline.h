@@ -41,7 +41,7 @@ void pylb_ipv4_icmp(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t 
 
 /* ipv6.c */
 bool pylb_ipv6_parse(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port,
-		     struct rte_mbuf *m, uint32_t l2, bool l2_multicast);
+		     struct rte_mbuf *m, uint32_t l2, bool l2_multicast, uint8_t *proto);
 void pylb_ipv6_local(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port,
 		     struct rte_mbuf *m);
 void pylb_ipv6_icmp(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port,

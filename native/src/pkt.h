@@ -188,6 +188,60 @@ ip6_is_link_local(const uint8_t *ip)
 	return ip[0] == 0xfe && (ip[1] & 0xc0) == 0x80;
 }
 
+/* m's transport header, past its extension headers (hop-by-hop first only,
+ * routing, destination options, fragment; at most PYLB_IPV6_EXT_MAX, within
+ * the 511 bytes m->l3_len holds): *proto is its protocol and m->l3_len its
+ * offset from the IPv6 header. A non-first fragment, or a routing header
+ * with segments left, has no transport header for this hop: the walk stops
+ * there (*proto: that header). 0, or the reason to drop m. */
+static inline int
+pylb_ipv6_walk(struct rte_mbuf *m, uint32_t l2, uint8_t *proto)
+{
+	const struct rte_ipv6_hdr *ip = rte_pktmbuf_mtod_offset(m, const struct rte_ipv6_hdr *, l2);
+	const uint8_t *base = (const uint8_t *)ip;
+	uint32_t end = sizeof(*ip) + rte_be_to_cpu_16(ip->payload_len);
+	uint32_t off = sizeof(*ip), len;
+	uint8_t nh = ip->proto;
+
+	for (int n = 0; ; n++) {
+		const uint8_t *h = base + off;
+		bool last = false;
+
+		switch (nh) {
+		case IPPROTO_HOPOPTS:
+			if (n != 0)
+				return PYLB_D_IPV6_EXT_INVALID;
+			/* fall through */
+		case IPPROTO_DSTOPTS:
+		case IPPROTO_ROUTING:
+			if (off + 8 > end)
+				return PYLB_D_IPV6_EXT_TRUNCATED;
+			len = (h[1] + 1u) * 8;
+			last = nh == IPPROTO_ROUTING && h[3] != 0;	/* segments left */
+			break;
+		case IPPROTO_FRAGMENT:
+			if (off + 8 > end)
+				return PYLB_D_IPV6_EXT_TRUNCATED;
+			len = 8;
+			last = ((h[2] << 8 | h[3]) & 0xfff8) != 0;	/* offset */
+			break;
+		default:
+			last = true;
+		}
+		if (last) {
+			*proto = nh;
+			m->l3_len = off;
+			return 0;
+		}
+		if (n == PYLB_IPV6_EXT_MAX || off + len > 511)
+			return PYLB_D_IPV6_EXT_INVALID;
+		if (off + len > end)
+			return PYLB_D_IPV6_EXT_TRUNCATED;
+		nh = h[0];
+		off += len;
+	}
+}
+
 /* Hand a packet for one of the appliance's addresses to the kernel through
  * the exception path of the port it arrived on. */
 static inline void

@@ -10,6 +10,7 @@
 #define PYLB_PREFETCH_AHEAD	3	/* packets prefetched ahead in a burst */
 #define PYLB_CT_AHEAD		8	/* connection entries fetched ahead */
 #define PYLB_CT_BUCKET_AHEAD	16	/* connection buckets fetched ahead */
+#define PYLB_IPV6_EXT_MAX	8	/* IPv6 extension headers walked, at most */
 #define PYLB_TX_BUF		256	/* per port TX buffer: a burst from every port */
 #define PYLB_NEIGH_RING		1024	/* learn events queued to control */
 #define PYLB_NEIGH_DEFAULT	4096	/* neighbour table entries */
