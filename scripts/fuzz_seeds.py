@@ -8,8 +8,9 @@ from __future__ import annotations
 import os
 
 from scapy.layers.inet import GRE, ICMP, IP, TCP, UDP
-from scapy.layers.inet6 import ICMPv6EchoRequest, ICMPv6ND_NA, ICMPv6ND_NS, \
-    ICMPv6NDOptSrcLLAddr, IPv6, IPv6ExtHdrFragment
+from scapy.layers.inet6 import (ICMPv6EchoRequest, ICMPv6ND_NA, ICMPv6ND_NS,
+                                ICMPv6NDOptSrcLLAddr, IPv6, IPv6ExtHdrDestOpt, IPv6ExtHdrFragment,
+                                IPv6ExtHdrHopByHop, IPv6ExtHdrRouting)
 from scapy.layers.l2 import ARP, Dot1Q, Ether
 from scapy.packet import Raw, raw
 
@@ -77,6 +78,8 @@ SEEDS = {
     "v6-nat-syn": (0, c6("2001:db8::100", TCP(sport=40000, dport=80, flags="S"))),
     "v6-fullnat-syn": (0, c6("2001:db8::101", TCP(sport=40000, dport=443, flags="S"))),
     "v6-fragment": (0, c6("2001:db8::100", IPv6ExtHdrFragment() / TCP(dport=80))),
+    "v6-ext-chain": (0, c6("2001:db8::100", IPv6ExtHdrHopByHop() / IPv6ExtHdrDestOpt() /
+                           IPv6ExtHdrRouting(addresses=[], segleft=0) / UDP(dport=53))),
     "v6-routed": (0, c6("2001:db8:1::77", UDP())),
     "kernel-out": (3, Ether(src=P1, dst=P1) / IP(src="10.0.1.1", dst="10.0.1.20") /
                    TCP(sport=33000, dport=8080, flags="S")),
