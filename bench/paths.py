@@ -103,6 +103,26 @@ def make_reply_pcap(path: str, flows: int) -> None:
     common.write_pcap(path, frames())
 
 
+def per_flow(tpl: bytes, flows: int, src_at: int, src_len: int, port_at: int, sums: dict):
+    """Frames of `flows` flows from template tpl: flow f from source address
+    base + f // PORTS_PER_CLIENT and port 1024 + f % PORTS_PER_CLIENT, each
+    checksum at offset o in `sums` updated for what it covers ("addr",
+    "port" or "both")."""
+    old_src, old_port = tpl[src_at:src_at + src_len], tpl[port_at:port_at + 2]
+    base = int.from_bytes(old_src, "big")
+    cks = {o: struct.unpack_from("!H", tpl, o)[0] for o in sums}
+    for i in range(flows):
+        src = (base + i // PORTS_PER_CLIENT).to_bytes(src_len, "big")
+        port = (1024 + i % PORTS_PER_CLIENT).to_bytes(2, "big")
+        b = bytearray(tpl)
+        b[src_at:src_at + src_len], b[port_at:port_at + 2] = src, port
+        for o, covers in sums.items():
+            old, new = {"addr": (old_src, src), "port": (old_port, port),
+                        "both": (old_src + old_port, src + port)}[covers]
+            struct.pack_into("!H", b, o, _adjust(cks[o], old, new))
+        yield b
+
+
 def make_pcap6(path: str, kind: str, flows: int) -> None:
     """IPv6 flow f: client fd01::1 + f // 50000, port 1024 + f % 50000."""
     from scapy.layers.inet import TCP, UDP
@@ -114,20 +134,7 @@ def make_pcap6(path: str, kind: str, flows: int) -> None:
         UDP(sport=1024, dport=53) / (b"\0" * 18)
     tpl = bytes(Ether(src="02:00:00:00:00:02", dst=PCAP_MAC) / IPv6(src="fd01::1", dst=dst, hlim=64) / l4)
     # Per flow: the source address and port, and the L4 checksum over them.
-    po, lo = 54, 70 if syn else 60
-    l4_ck = struct.unpack_from("!H", tpl, lo)[0]
-    old_src, old_port = tpl[22:38], tpl[po:po + 2]
-    base = int.from_bytes(old_src, "big")
-
-    def frames():
-        for i in range(flows):
-            src = (base + i // PORTS_PER_CLIENT).to_bytes(16, "big")
-            port = (1024 + i % PORTS_PER_CLIENT).to_bytes(2, "big")
-            b = bytearray(tpl)
-            b[22:38], b[po:po + 2] = src, port
-            struct.pack_into("!H", b, lo, _adjust(l4_ck, old_src + old_port, src + port))
-            yield b
-    common.write_pcap(path, frames())
+    common.write_pcap(path, per_flow(tpl, flows, 22, 16, 54, {70 if syn else 60: "both"}))
 
 
 def make_pcap(path: str, kind: str, flows: int) -> None:
@@ -156,26 +163,9 @@ def make_pcap(path: str, kind: str, flows: int) -> None:
         UDP(sport=1024, dport=53, chksum=0) / (b"\0" * 18)
     tpl = bytes(Ether(src="02:00:00:00:00:02", dst=PCAP_MAC) / IP(src="10.1.0.1", dst=dst, ttl=64) / l4)
     # Per flow: the source address and port (ICMP: the echo id), and the
-    # checksums that cover them (ICMP's covers no address).
-    po, lo = (38, 36) if kind == "icmp" else (34, 50 if syn else None)
-    ip_ck = struct.unpack_from("!H", tpl, 24)[0]
-    l4_ck = struct.unpack_from("!H", tpl, lo)[0] if lo else 0
-    old_src, old_port = tpl[26:30], tpl[po:po + 2]
-    base = int.from_bytes(old_src, "big")
-
-    def frames():
-        for i in range(flows):
-            src = (base + i // PORTS_PER_CLIENT).to_bytes(4, "big")
-            port = (1024 + i % PORTS_PER_CLIENT).to_bytes(2, "big")
-            b = bytearray(tpl)
-            b[26:30], b[po:po + 2] = src, port
-            struct.pack_into("!H", b, 24, _adjust(ip_ck, old_src, src))
-            if syn:
-                struct.pack_into("!H", b, lo, _adjust(l4_ck, old_src + old_port, src + port))
-            elif kind == "icmp":
-                struct.pack_into("!H", b, lo, _adjust(l4_ck, old_port, port))
-            yield b
-    common.write_pcap(path, frames())
+    # checksums that cover them (ICMP's covers no address; UDP's is 0, none).
+    sums = {24: "addr", **({50: "both"} if syn else {36: "port"} if kind == "icmp" else {})}
+    common.write_pcap(path, per_flow(tpl, flows, 26, 4, 38 if kind == "icmp" else 34, sums))
 
 
 def huge_free() -> int:

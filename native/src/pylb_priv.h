@@ -396,7 +396,7 @@ int pylb_fail(int rc, const char *fmt, ...) __rte_format_printf(2, 3);
 const char *pylb_fmt_ip(const struct pylb_ip *a, char *buf, size_t len);
 const char *pylb_fmt_prefix(const struct pylb_prefix *p, char *buf, size_t len);
 
-/* host.c: the burst-processing functions, shared by workers and inject:
+/* pipeline.c, kernel.c: the burst-processing functions, shared by workers and inject:
  * frames from the wire, and frames the kernel sent on the exception path. */
 void pylb_host_process(struct pylb_lcore *lc, const struct pylb_cfg *cfg,
 		       uint16_t port, struct rte_mbuf **pkts, uint16_t n);
