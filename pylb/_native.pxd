@@ -5,6 +5,7 @@ cdef extern from "pylb_dp.h" nogil:
     enum:
         PYLB_MAX_PORTS
         PYLB_MAX_WORKERS
+        PYLB_HASH_KEY_WORDS
         PYLB_MAX_ADDRS
         PYLB_MAX_ECMP
         PYLB_MAX_BACKENDS
@@ -66,6 +67,7 @@ cdef extern from "pylb_dp.h" nogil:
         uint32_t conn_capacity
         uint8_t tcp_reset
         pylb_timeouts timeouts
+        uint64_t hash_key[PYLB_HASH_KEY_WORDS]
 
     struct pylb_port_conf:
         char name[PYLB_NAME_LEN]
@@ -236,7 +238,7 @@ cdef extern from "pylb_dp.h" nogil:
     void pylb_dp_clock_advance(pylb_dp *dp, uint64_t ms)
 
     int pylb_maglev_build(const pylb_backend *b, uint32_t n, uint32_t size, uint16_t *table)
-    uint32_t pylb_flow_hash(const pylb_ip *src, const pylb_ip *dst)
+    uint32_t pylb_flow_hash(const pylb_dp *dp, const pylb_ip *src, const pylb_ip *dst)
 
     uint16_t pylb_dp_port_count(const pylb_dp *dp)
     int pylb_dp_port_info(pylb_dp *dp, uint16_t port, pylb_port_info *info)

@@ -10,7 +10,10 @@ from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy, memset
 
+import hashlib
 import ipaddress
+import os
+import struct
 import numpy as np
 
 from pylb import kernel, model
@@ -194,15 +197,21 @@ def maglev_table(backends, int size=PYLB_MAGLEV_DEFAULT):
     return table
 
 
-def flow_hash(src, dst):
-    """The flow hash of (source, destination): ECMP path and VIP slot choice."""
-    cdef pylb_ip s, d
-    a, b = _parse_ip(src, "source"), _parse_ip(dst, "destination")
-    if a.version != b.version:
-        raise InvalidArgument("source and destination must be the same family")
-    _set_ip(&s, a)
-    _set_ip(&d, b)
-    return pylb_flow_hash(&s, &d)
+def hash_key(seed):
+    """The flow hash's key words for a secret `seed` (bytes): SHAKE-256 of
+    it, so any length of secret gives a full key. The same secret gives the
+    same key on every appliance of a fleet."""
+    if not isinstance(seed, bytes) or len(seed) < 16:
+        raise InvalidArgument("the flow-hash seed must be at least 16 bytes")
+    raw = hashlib.shake_256(b"pylb flow hash v1\0" + seed).digest(8 * PYLB_HASH_KEY_WORDS)
+    return struct.unpack(f"<{PYLB_HASH_KEY_WORDS}Q", raw)
+
+
+def key_fingerprint(key):
+    """A public name for a flow-hash key: the first 8 bytes of its SHA-256,
+    in hex. Appliances that choose alike show the same one; it tells
+    nothing of the secret."""
+    return hashlib.sha256(struct.pack(f"<{len(key)}Q", *key)).hexdigest()[:16]
 
 
 cdef str _fmt_mac(const uint8_t *m):
@@ -320,12 +329,14 @@ cdef class Dataplane:
     cdef pylb_dp *dp
     cdef int _exports
     cdef bint _closing
+    cdef readonly str hash_fingerprint
     cdef uint32_t _n_slots
     cdef list _ports        # [(name, kernel_iface attached or "")]
 
     def __cinit__(self, *, workers=(), int mbufs=8191, int mbuf_cache=256, int mbuf_size=0,
                   int neigh_capacity=4096, int neigh_timeout_ms=0, int max_routes=0,
-                  int fib_tbl8=0, int conn_capacity=0, timeouts=None, bint tcp_reset=False):
+                  int fib_tbl8=0, int conn_capacity=0, timeouts=None, bint tcp_reset=False,
+                  hash_seed=None):
         cdef pylb_dp_conf conf
         cdef int rc
         memset(&conf, 0, sizeof(conf))
@@ -352,6 +363,10 @@ cdef class Dataplane:
         t = timeouts or {}
         (conf.timeouts.tcp_syn, conf.timeouts.tcp_established, conf.timeouts.tcp_fin,
          conf.timeouts.tcp_close, conf.timeouts.udp) = (t.get(k, 0) for k in _TIMEOUT_KEYS)
+        key = hash_key(os.urandom(32) if hash_seed is None else hash_seed)
+        for i, w in enumerate(key):
+            conf.hash_key[i] = w
+        self.hash_fingerprint = key_fingerprint(key)
         self._ports = []
         with nogil:
             rc = pylb_dp_create(&conf, &self.dp)
@@ -535,8 +550,15 @@ cdef class Dataplane:
         return _route(&r), (None if chosen < 0 else chosen)
 
     def flow_hash(self, src, dst):
-        """The flow hash of (source, destination), as the workers compute it."""
-        return flow_hash(src, dst)
+        """The flow hash of (source, destination), as the workers compute it
+        (ECMP path and VIP slot choice): keyed by this dataplane's key."""
+        cdef pylb_ip s, d
+        a, b = _parse_ip(src, "source"), _parse_ip(dst, "destination")
+        if a.version != b.version:
+            raise InvalidArgument("source and destination must be the same family")
+        _set_ip(&s, a)
+        _set_ip(&d, b)
+        return pylb_flow_hash(self._live(), &s, &d)
 
     def route_count(self, int family=4):
         return pylb_dp_route_count(self._live(), family)

@@ -112,7 +112,8 @@ def run(profile: Profile, stop: threading.Event, instance: str | None = None,
                               mbuf_cache=profile.mbuf_cache, mbuf_size=profile.mbuf_size,
                               max_routes=profile.max_routes,
                               conn_capacity=profile.conn_capacity,
-                              timeouts=dict(profile.timeouts), tcp_reset=profile.tcp_reset)
+                              timeouts=dict(profile.timeouts), tcp_reset=profile.tcp_reset,
+                              hash_seed=profile.fleet_secret)
         for port in profile.ports:
             idx = dp.add_port(port.name, port.device, rx_desc=port.rx_desc,
                               tx_desc=port.tx_desc, link_wait_ms=port.link_wait_ms,

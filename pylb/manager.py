@@ -548,6 +548,7 @@ class Manager:
         def read(dp):
             return {"counters": dp.totals(), "drops": dp.drops(), "lcores": dp.lcore_counters(),
                     "connections": dp.conn_count(), "mempools": dp.mempools(),
+                    "hash_fingerprint": dp.hash_fingerprint,
                     "timestamp_ms": int(time.time() * 1000)}
         return self._submit(read)
 

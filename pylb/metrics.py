@@ -73,6 +73,11 @@ class Collector:
         counters = stats["counters"]
         for name, metric in IPVS_TOTALS.items():
             yield CounterMetricFamily(f"pylb_{metric}", f"dataplane {name}", value=counters[name])
+        key = GaugeMetricFamily("pylb_flow_hash_key_info",
+                                "1, labelled with the flow-hash key's fingerprint",
+                                labels=["fingerprint"])
+        key.add_metric([stats["hash_fingerprint"]], 1)
+        yield key
         yield GaugeMetricFamily("pylb_conntrack_entries", "tracked connections",
                                 value=stats["connections"])
         yield CounterMetricFamily("pylb_conntrack_created_total", "connections created",

@@ -20,7 +20,9 @@ PCI_RE = re.compile(r"^([0-9a-fA-F]{4}:)?[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]$")
 VDEV_RE = re.compile(r"^net_[a-z]+[0-9]*(,[A-Za-z0-9_]+=[^,\s]*)*$")
 
 TOP_KEYS = {"name", "lcores", "memory", "mbufs", "mbuf_cache", "mbuf_size", "ports", "log_level", "eal_args",
-            "max_routes", "connections"}
+            "max_routes", "connections", "fleet"}
+FLEET_KEYS = {"secret_file"}
+SECRET_MIN = 16                         # bytes
 CONN_KEYS = {"capacity", "timeouts", "tcp_reset"}
 LCORE_KEYS = {"main", "workers", "cpu_map"}
 MEMORY_KEYS = {"hugepages", "size_mb", "huge_dir"}
@@ -81,6 +83,9 @@ class Profile:
     conn_capacity: int = 65536          # tracked connections per lcore
     timeouts: tuple = ()                # ((name, seconds), ...)
     tcp_reset: bool = False             # RST what no connection or service takes
+    # The fleet's shared secret (fleet.secret_file): keys the flow hash, so
+    # every appliance of a fleet chooses alike. None: a random key per start.
+    fleet_secret: bytes | None = field(default=None, repr=False)
 
     def file_prefix(self, instance: str | None = None) -> str:
         return file_prefix(instance or self.name)
@@ -245,10 +250,36 @@ def load_profile(path: str) -> Profile:
     if not isinstance(tcp_reset, bool):
         raise c.fail("connections.tcp_reset", "expected true or false")
 
+    fleet = c.mapping(top.get("fleet", {}), "fleet", FLEET_KEYS)
+    secret = None
+    if "secret_file" in fleet:
+        secret = read_secret(c, c.string(fleet["secret_file"], "fleet.secret_file",
+                                         "an absolute path to a file holding the fleet's secret",
+                                         re.compile(r"^/")))
+
     return Profile(path=path, name=name, main_lcore=main, workers=tuple(workers), cpu_map=cpu_map,
                    hugepages=hugepages, size_mb=size_mb, huge_dir=huge_dir, mbufs=mbufs,
                    mbuf_cache=mbuf_cache, mbuf_size=mbuf_size, ports=tuple(ports), log_level=log_level,
                    eal_args=tuple(eal_args),
                    max_routes=c.integer(top.get("max_routes", 65536), "max_routes", 1024, 16777216),
                    conn_capacity=conn_capacity, timeouts=tuple(sorted(timeouts.items())),
-                   tcp_reset=tcp_reset)
+                   tcp_reset=tcp_reset, fleet_secret=secret)
+
+
+def read_secret(c: yamlsrc.Checker, path: str) -> bytes:
+    """The secret in file `path`: at least SECRET_MIN bytes (surrounding
+    whitespace removed), readable by its owner only (like ssh's keys)."""
+    key = "fleet.secret_file"
+    try:
+        st = os.stat(path)
+        with open(path, "rb") as f:
+            secret = f.read(1 << 16).strip()
+    except OSError as e:
+        raise c.fail(key, f"cannot read {path}: {e.strerror}") from None
+    if st.st_mode & 0o077:
+        raise c.fail(key, f"{path} can be read by others (mode {st.st_mode & 0o777:o}); "
+                          f"chmod 600 it")
+    if len(secret) < SECRET_MIN:
+        raise c.fail(key, f"{path} holds {len(secret)} bytes; a secret needs at least "
+                          f"{SECRET_MIN} (e.g. head -c 32 /dev/urandom | base64 > {path})")
+    return secret

@@ -296,6 +296,8 @@ class FakeDataplane:
     def totals(self):
         return dict.fromkeys(COUNTERS, 0)
 
+    hash_fingerprint = "0000000000000000"
+
     def drops(self):
         return {}
 

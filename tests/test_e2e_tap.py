@@ -72,11 +72,19 @@ def test_malformed_frames_on_the_wire_are_counted_and_pings_continue():
             assert drops.get(reason) == 3, (reason, drops)
 
 
-def test_start_and_stop_twice_leaves_no_process_files_or_interfaces():
+def test_start_and_stop_twice_leaves_no_process_files_or_interfaces(tmp_path):
+    """Also: the fleet secret keys the flow hash, the same key at each start."""
+    from pylb import _native
+    from pylb.v1 import pylb_pb2 as pb
+    secret = tmp_path / "fleet.key"
+    secret.write_bytes(b"an e2e fleet secret, 32 bytes ok")
+    secret.chmod(0o600)
     for _ in range(2):
-        app = Appliance(ports=1)
+        app = Appliance(ports=1, fleet={"secret_file": str(secret)})
         with app, Netns(f"{app.instance}c", app.ifaces[0], app.client_address(0)) as ns:
             assert ns.ping(app.addresses[0], 3) == 3
+            assert app.api().GetStats(pb.GetStatsRequest()).hash_fingerprint == \
+                _native.key_fingerprint(_native.hash_key(secret.read_bytes()))
             pid = app.proc.pid
             assert hostinfo.instance_files(app.prefix)          # it did use hugepages
             assert app.stop() == 0

@@ -128,3 +128,23 @@ def test_profile_check_command_exit_codes(tmp_path, text, code):
     if code:
         lines = r.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith(f"pylb: error: {path}:")
+
+
+def test_fleet_secret_file_is_read_and_checked(tmp_path):
+    secret = tmp_path / "fleet.key"
+    prof = GOOD + f"fleet:\n  secret_file: {secret}\n"
+    with pytest.raises(ProfileError, match=r"fleet.secret_file.*cannot read"):
+        load_profile(write(tmp_path, prof))
+    secret.write_bytes(b"short\n")
+    secret.chmod(0o600)
+    with pytest.raises(ProfileError, match=r"holds 5 bytes; a secret needs at least 16"):
+        load_profile(write(tmp_path, prof))
+    secret.write_bytes(b"  a fleet's shared secret of some length \n")
+    secret.chmod(0o644)
+    with pytest.raises(ProfileError, match=r"can be read by others \(mode 644\); chmod 600"):
+        load_profile(write(tmp_path, prof))
+    secret.chmod(0o600)
+    loaded = load_profile(write(tmp_path, prof))
+    assert loaded.fleet_secret == b"a fleet's shared secret of some length"
+    assert "secret of" not in repr(loaded)
+    assert load_profile(write(tmp_path, GOOD)).fleet_secret is None

@@ -29,6 +29,7 @@ struct rte_mbuf;
 #define PYLB_MAGLEV_MAX		1048573
 #define PYLB_MAX_LIPS		8	/* FullNAT local addresses per service */
 #define PYLB_NAME_LEN		32
+#define PYLB_HASH_KEY_WORDS	25	/* the flow hash's key, 64-bit words */
 #define PYLB_DEVARGS_LEN	256
 #define PYLB_ERRMSG_LEN		512
 
@@ -190,6 +191,10 @@ struct pylb_dp_conf {
 	uint8_t tcp_reset;			/* answer TCP to a VIP that has no
 						 * connection or service with RST */
 	struct pylb_timeouts timeouts;
+	/* The flow hash's key (hash.h): random words, or words derived from a
+	 * fleet's shared secret so that its appliances choose alike. All
+	 * zero: a random key. */
+	uint64_t hash_key[PYLB_HASH_KEY_WORDS];
 };
 
 struct pylb_port_conf {
@@ -506,7 +511,9 @@ void pylb_dp_clock_advance(struct pylb_dp *dp, uint64_t ms);
  * size must be a prime. The flow hash picks the slot and the ECMP path. */
 int pylb_maglev_build(const struct pylb_backend *b, uint32_t n, uint32_t size,
 		      uint16_t *table);
-uint32_t pylb_flow_hash(const struct pylb_ip *src, const struct pylb_ip *dst);
+/* The dataplane's (keyed) flow hash of (src, dst). */
+uint32_t pylb_flow_hash(const struct pylb_dp *dp, const struct pylb_ip *src,
+			const struct pylb_ip *dst);
 
 /* Introspection */
 uint16_t pylb_dp_port_count(const struct pylb_dp *dp);

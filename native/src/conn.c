@@ -36,6 +36,7 @@ pylb_conn_init(struct pylb_dp *dp, struct pylb_lcore *lc)
 	/* 15 slots per bucket, a bucket per 7 entries: a NAT entry takes one
 	 * slot, a FullNAT entry two, so even a table of FullNAT connections
 	 * fits. IPv6 addresses: for a quarter of the entries. */
+	ct->key = dp->conf.hash_key;
 	ct->nb = RTE_MAX((cap + 6) / 7, 4u);
 	ct->cap = cap;
 	ct->cap6 = RTE_MAX(cap / 4, 16u);
@@ -123,8 +124,8 @@ pylb_conn_lookup(struct pylb_lcore *lc, const struct pylb_tuple *t, bool reply,
 		return NULL;
 	if (k != NULL && k->hint != 0 && conn_match(ct, &ct->conns[k->hint], t, reply))
 		return &ct->conns[k->hint];
-	h = k != NULL ? k->h : reply ? pylb_ct_hash(t->dst, t->dport, t->proto, t->af) :
-		pylb_ct_hash(t->src, t->sport, t->proto, t->af);
+	h = k != NULL ? k->h : reply ? pylb_ct_hash(ct->key, t->dst, t->dport, t->proto, t->af) :
+		pylb_ct_hash(ct->key, t->src, t->sport, t->proto, t->af);
 	ct_pos(ct, h, &p);
 	for (int k = 0; k < 2; k++) {
 		uint32_t mask = ct_match(p.b[k], p.sig);
@@ -149,13 +150,13 @@ static uint32_t
 slot_hash(const struct pylb_conntrack *ct, const struct pylb_ct_bucket *b, uint32_t v)
 {
 	const struct pylb_conn *c = &ct->conns[v & PYLB_CT_MAX];
-	uint32_t h = pylb_ct_hash(conn_addr(ct, c, CONN_CLIENT), c->cport, c->proto, c->af);
+	uint32_t h = pylb_ct_hash(ct->key, conn_addr(ct, c, CONN_CLIENT), c->cport, c->proto, c->af);
 	struct ct_pos p;
 
 	ct_pos(ct, h, &p);
 	if (p.sig == (v & ~PYLB_CT_MAX) && (p.b[0] == b || p.b[1] == b))
 		return h;
-	return pylb_ct_hash(conn_addr(ct, c, CONN_LIP), c->lport, c->proto, c->af);
+	return pylb_ct_hash(ct->key, conn_addr(ct, c, CONN_LIP), c->lport, c->proto, c->af);
 }
 
 static inline int
@@ -232,13 +233,13 @@ conn_idx(const struct pylb_conntrack *ct, const struct pylb_conn *c)
 static inline uint32_t
 client_hash(const struct pylb_conntrack *ct, const struct pylb_conn *c)
 {
-	return pylb_ct_hash(conn_addr(ct, c, CONN_CLIENT), c->cport, c->proto, c->af);
+	return pylb_ct_hash(ct->key, conn_addr(ct, c, CONN_CLIENT), c->cport, c->proto, c->af);
 }
 
 static inline uint32_t
 local_hash(const struct pylb_conntrack *ct, const struct pylb_conn *c)
 {
-	return pylb_ct_hash(conn_addr(ct, c, CONN_LIP), c->lport, c->proto, c->af);
+	return pylb_ct_hash(ct->key, conn_addr(ct, c, CONN_LIP), c->lport, c->proto, c->af);
 }
 
 /* A new entry for the client's tuple t (to be filled in by the caller),
@@ -270,7 +271,7 @@ pylb_conn_new(struct pylb_lcore *lc, const struct pylb_tuple *t)
 	/* The return side: the client, until FullNAT gives it a local one. */
 	pylb_conn_set_addr(ct, c, CONN_LIP, t->src);
 	c->lport = t->sport;
-	if (slot_add(ct, pylb_ct_hash(t->src, t->sport, t->proto, t->af), idx) != 0) {
+	if (slot_add(ct, pylb_ct_hash(ct->key, t->src, t->sport, t->proto, t->af), idx) != 0) {
 		c->af = 0;
 		return NULL;
 	}

@@ -12,18 +12,8 @@
 #include <rte_prefetch.h>
 #include <rte_vect.h>
 
+#include "hash.h"
 #include "pkt.h"
-
-/* The connection-table hash of one side of a tuple (address, port). */
-static inline uint32_t
-pylb_ct_hash(const uint8_t *ip, uint16_t port, uint8_t proto, uint8_t af)
-{
-	uint32_t h = PYLB_HASH_SEED ^ proto;
-
-	h = af == 4 ? rte_hash_crc_4byte(*(const unaligned_uint32_t *)ip, h) :
-		rte_hash_crc(ip, 16, h);
-	return rte_hash_crc_4byte(port, h);
-}
 
 static inline uint8_t *
 conn_addr(const struct pylb_conntrack *ct, const struct pylb_conn *c, int which)
@@ -40,9 +30,8 @@ pylb_conn_set_addr(struct pylb_conntrack *ct, struct pylb_conn *c, int which,
 	memcpy(conn_addr(ct, c, which), ip, c->af == 4 ? 4 : 16);
 }
 
-/* CRC is linear: a finaliser (murmur3's) makes the bucket choices and the
- * signature of structured tuples (a client's consecutive ports)
- * independent. */
+/* A finaliser (murmur3's, a bijection) derives the two buckets and the
+ * signature from one keyed hash (hash.h). */
 static inline uint32_t
 ct_mix(uint32_t h)
 {
@@ -62,7 +51,7 @@ struct ct_pos {
 static inline void
 ct_pos(const struct pylb_conntrack *ct, uint32_t h, struct ct_pos *p)
 {
-	uint32_t h1 = ct_mix(h), h2 = ct_mix(h ^ PYLB_HASH_SEED);
+	uint32_t h1 = ct_mix(h), h2 = ct_mix(h ^ 0x9e3779b9);
 
 	p->b[0] = &ct->buckets[((uint64_t)h1 * ct->nb) >> 32];
 	p->b[1] = &ct->buckets[((uint64_t)h2 * ct->nb) >> 32];

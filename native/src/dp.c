@@ -7,6 +7,7 @@
 #include <net/if.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/random.h>
 
 #include <rte_errno.h>
 #include <rte_ethdev.h>
@@ -33,6 +34,15 @@ pylb_pool_for(struct pylb_dp *dp, int socket)
 			dp->conf.mbuf_size ? dp->conf.mbuf_size : RTE_MBUF_DEFAULT_BUF_SIZE, socket);
 	}
 	return dp->pools[socket];
+}
+
+static bool
+key_given(const struct pylb_dp_conf *conf)
+{
+	for (int i = 0; i < PYLB_HASH_KEY_WORDS; i++)
+		if (conf->hash_key[i] != 0)
+			return true;
+	return false;
 }
 
 int
@@ -82,6 +92,12 @@ pylb_dp_create(const struct pylb_dp_conf *conf, struct pylb_dp **out)
 		pthread_mutexattr_destroy(&a);
 	}
 	dp->conf = *conf;
+	if (!key_given(conf) &&
+	    getrandom(dp->conf.hash_key, sizeof(dp->conf.hash_key), 0) !=
+	    (ssize_t)sizeof(dp->conf.hash_key)) {
+		rte_free(dp);
+		return pylb_fail(-PYLB_E_INVAL, "cannot draw a random flow-hash key (getrandom)");
+	}
 	if (dp->conf.neigh_capacity == 0)
 		dp->conf.neigh_capacity = PYLB_NEIGH_DEFAULT;
 	dp->n_slots = conf->n_workers + 1;

@@ -14,6 +14,7 @@
 #include <rte_hash_crc.h>
 #include <rte_ring.h>
 
+#include "hash.h"
 #include "pkt.h"
 
 static inline uint32_t
@@ -66,20 +67,6 @@ static inline uint32_t
 fib_id(uint32_t v)
 {
 	return v & PYLB_FIB_ID_MASK;
-}
-
-/* The flow hash: CRC32-C with a fixed seed, the same on every appliance and
- * across restarts. Addresses are hashed as they are on the wire. */
-static inline uint32_t
-flow_hash4(uint32_t src, uint32_t dst)
-{
-	return rte_hash_crc_8byte((uint64_t)src << 32 | dst, PYLB_HASH_SEED);
-}
-
-static inline uint32_t
-flow_hash6(const uint8_t *src, const uint8_t *dst)
-{
-	return rte_hash_crc(dst, 16, rte_hash_crc(src, 16, PYLB_HASH_SEED));
 }
 
 /* ECMP: which of `group`'s next hops a flow hash takes (its index). */
@@ -237,7 +224,7 @@ pylb_fwd4(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 						  RTE_BE16(0x0100), 0);
 	}
 	nh = nhg_pick(lc->dp, group, nhg_multi(lc->dp, group) ?
-		      flow_hash4(ip->src_addr, ip->dst_addr) : 0);
+		      flow_hash4(lc->dp->conf.hash_key, ip->src_addr, ip->dst_addr) : 0);
 	nh_output(lc, cfg, nh, &ip->dst_addr, 4, m);
 }
 
@@ -258,7 +245,7 @@ pylb_fwd6(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 		ip->hop_limits--;	/* no header checksum in IPv6 */
 	}
 	nh = nhg_pick(lc->dp, group, nhg_multi(lc->dp, group) ?
-		      flow_hash6(ip->src_addr, ip->dst_addr) : 0);
+		      flow_hash6(lc->dp->conf.hash_key, ip->src_addr, ip->dst_addr) : 0);
 	nh_output(lc, cfg, nh, ip->dst_addr, 6, m);
 }
 

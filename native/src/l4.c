@@ -373,7 +373,7 @@ forward_as_is(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 	const uint8_t *be = conn_addr(&lc->ct, c, CONN_BACKEND);
 
 	out(lc, cfg, in_port, m, be, c->af,
-	    l4_route_hash(method, c->af, conn_addr(&lc->ct, c, CONN_CLIENT),
+	    l4_route_hash(lc->dp->conf.hash_key, method, c->af, conn_addr(&lc->ct, c, CONN_CLIENT),
 			  conn_addr(&lc->ct, c, CONN_VIP), be, NULL));
 }
 
@@ -608,9 +608,7 @@ pylb_l4_input(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 		return conn_forward(lc, cfg, in_port, m, ports, c);
 	}
 
-	hash = af == 4 ? flow_hash4(*(const unaligned_uint32_t *)t.src,
-				    *(const unaligned_uint32_t *)t.dst) :
-		flow_hash6(t.src, t.dst);
+	hash = flow_hash(dp->conf.hash_key, t.src, t.dst, af);
 	/* A new connection: only a SYN opens one over TCP. While the table
 	 * is, or lately was, full, other packets may be of a connection
 	 * opened untracked: they take the same consistent choice. */

@@ -49,16 +49,14 @@ service_find(const struct pylb_dp *dp, const struct pylb_tuple *t)
  * backend), DR and tunnel packets by the client and the VIP. The trace
  * (l4_trace_unlocked) takes it from here too. */
 static inline uint32_t
-l4_route_hash(uint8_t method, uint8_t af, const uint8_t *client, const uint8_t *vip,
+l4_route_hash(const uint64_t *key, uint8_t method, uint8_t af, const uint8_t *client, const uint8_t *vip,
 	      const uint8_t *backend, const uint8_t *lip)
 {
 	bool nat = pylb_l4_sees_replies[method];
 	const uint8_t *src = method == PYLB_L4_FULLNAT ? lip : client;
 	const uint8_t *dst = nat ? backend : vip;
 
-	return af == 4 ? flow_hash4(*(const unaligned_uint32_t *)src,
-				    *(const unaligned_uint32_t *)dst) :
-		flow_hash6(src, dst);
+	return flow_hash(key, src, dst, af);
 }
 
 /* The pipeline's key stage asks L4: the connection-table hash a packet
@@ -108,7 +106,7 @@ pylb_l4_key(const struct pylb_dp *dp, struct rte_mbuf *m, uint8_t af, uint8_t pr
 		return 0;
 	ports = (const uint16_t *)(ip + hl);
 	/* Source and destination: at 12 and 16 in IPv4, 8 and 24 in IPv6. */
-	return pylb_ct_hash(ip + (af == 4 ? 12 + 4 * reply : 8 + 16 * reply), ports[reply],
+	return pylb_ct_hash(dp->conf.hash_key, ip + (af == 4 ? 12 + 4 * reply : 8 + 16 * reply), ports[reply],
 			    proto, af);
 }
 
@@ -193,7 +191,7 @@ nat_rewrite(struct rte_mbuf *m, uint8_t af, uint8_t proto, uint16_t *ports,
 static inline uint32_t
 flow_owner(const struct pylb_dp *dp, const uint8_t *client, uint8_t af)
 {
-	return rte_hash_crc(client, af == 4 ? 4 : 16, PYLB_HASH_SEED) % dp->conf.n_workers;
+	return owner_hash(dp->conf.hash_key, client, af) % dp->conf.n_workers;
 }
 
 /* Queue m for worker `owner`, noting where it resumes. */

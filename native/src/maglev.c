@@ -22,6 +22,11 @@
 
 #include "fib.h"
 
+/* The permutation of a backend is a function of its address and port
+ * alone: the table is a pure function of the configuration, the same on
+ * every appliance. The flow hash that reads it is keyed (hash.h). */
+#define MAGLEV_SEED	0x9e3779b9
+
 static inline uint64_t
 mix64(uint64_t x)
 {
@@ -37,8 +42,8 @@ mix64(uint64_t x)
 static uint64_t
 backend_key(const struct pylb_backend *b)
 {
-	uint64_t lo = rte_hash_crc(b->addr.ip, 16, PYLB_HASH_SEED + b->addr.af);
-	uint64_t hi = rte_hash_crc(b->addr.ip, 16, ~(uint32_t)PYLB_HASH_SEED);
+	uint64_t lo = rte_hash_crc(b->addr.ip, 16, MAGLEV_SEED + b->addr.af);
+	uint64_t hi = rte_hash_crc(b->addr.ip, 16, ~(uint32_t)MAGLEV_SEED);
 
 	return mix64((hi << 32 | lo) ^ ((uint64_t)b->port << 48));
 }
@@ -218,13 +223,7 @@ pylb_balance_new(void **out, const char *what, size_t head, size_t bal_offset,
 }
 
 uint32_t
-pylb_flow_hash(const struct pylb_ip *src, const struct pylb_ip *dst)
+pylb_flow_hash(const struct pylb_dp *dp, const struct pylb_ip *src, const struct pylb_ip *dst)
 {
-	uint32_t s, d;
-
-	if (src->af == 6)
-		return flow_hash6(src->ip, dst->ip);
-	memcpy(&s, src->ip, 4);
-	memcpy(&d, dst->ip, 4);
-	return flow_hash4(s, d);
+	return flow_hash(dp->conf.hash_key, src->ip, dst->ip, src->af);
 }

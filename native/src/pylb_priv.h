@@ -128,6 +128,7 @@ struct pylb_service {
 	struct pylb_service_conf conf;
 	uint16_t id;		/* index in dp->svcs[] */
 	const struct pylb_sched_ops *sched;	/* conf.sched's (scheduler.h) */
+	const uint64_t *key;	/* the dataplane's flow-hash key (hash.h) */
 	/* WRR: each lcore's current weights; WLC: each lcore's connections
 	 * per backend. One cache-line-aligned row per lcore slot (the only
 	 * part an lcore writes). */
@@ -221,6 +222,7 @@ struct pylb_persist {
 
 struct pylb_conntrack {
 	struct pylb_ct_bucket *buckets;
+	const uint64_t *key;		/* the flow-hash key (hash.h) */
 	uint32_t nb;			/* buckets */
 	uint32_t cap;			/* entries 1..cap */
 	struct pylb_conn *conns;

@@ -6,16 +6,14 @@
  * round-robin and weighted least-connections (per lcore). A service binds
  * its table when it is configured.
  */
-#include <rte_hash_crc.h>
-
 #include "scheduler.h"
 
 /* The service's lookup table at the 5-tuple's hash. */
 static uint32_t
 tuple_consistent(const struct pylb_service *svc, const struct pylb_tuple *t, uint32_t hash)
 {
-	hash = rte_hash_crc_4byte((uint32_t)t->sport << 16 | t->dport, hash ^ t->proto);
-	return svc->bal.table[hash % svc->conf.table_size];
+	return svc->bal.table[flow_hash_ports(svc->key, hash, t->sport, t->dport, t->proto) %
+			      svc->conf.table_size];
 }
 
 /* The service's lookup table at the client address's hash. */
@@ -23,11 +21,7 @@ static uint32_t
 source_consistent(const struct pylb_service *svc, const struct pylb_tuple *t,
 		  uint32_t hash __rte_unused)
 {
-	static const uint8_t zero[16];
-	uint32_t h = t->af == 4 ? flow_hash4(*(const unaligned_uint32_t *)t->src, 0) :
-		flow_hash6(t->src, zero);
-
-	return svc->bal.table[h % svc->conf.table_size];
+	return svc->bal.table[owner_hash(svc->key, t->src, t->af) % svc->conf.table_size];
 }
 
 static uint32_t

@@ -177,6 +177,7 @@ svc_new(struct pylb_dp *dp, struct pylb_service **out, const struct pylb_service
 		(*out)->conf = *conf;
 		(*out)->id = id;
 		(*out)->sched = &pylb_schedulers[conf->sched];
+		(*out)->key = dp->conf.hash_key;
 		if (rows) {
 			(*out)->rows = (int32_t *)((char *)*out + at_rows);
 			(*out)->row_stride = stride;
@@ -570,7 +571,7 @@ l4_trace_unlocked(struct pylb_dp *dp, const struct pylb_l4_trace_query *q,
 		svc = dp->svcs[copy.svc];
 		if (svc != NULL)
 			out->service = svc->conf;
-		out->route_hash = l4_route_hash(copy.method, af, a.a[CONN_CLIENT], a.a[CONN_VIP],
+		out->route_hash = l4_route_hash(dp->conf.hash_key, copy.method, af, a.a[CONN_CLIENT], a.a[CONN_VIP],
 						a.a[CONN_BACKEND], a.a[CONN_LIP]);
 		snprintf(out->why, sizeof(out->why),
 			 "a tracked connection (%s, lcore %u): it keeps its backend",
@@ -598,8 +599,7 @@ l4_trace_unlocked(struct pylb_dp *dp, const struct pylb_l4_trace_query *q,
 			 "the service has no backend up with weight > 0: dropped (service_no_backend)");
 		return 0;
 	}
-	hash = af == 4 ? flow_hash4(*(const unaligned_uint32_t *)t.src,
-				    *(const unaligned_uint32_t *)t.dst) : flow_hash6(t.src, t.dst);
+	hash = flow_hash(dp->conf.hash_key, t.src, t.dst, af);
 	/* The scheduler on the control slot, with its round-robin row saved
 	 * and restored, and no persistence entry: a preview that changes
 	 * nothing. */
@@ -618,7 +618,7 @@ l4_trace_unlocked(struct pylb_dp *dp, const struct pylb_l4_trace_query *q,
 	out->verdict = PYLB_L4V_NEW;
 	out->backend = svc->bal.backends[bi];
 	/* FullNAT: the local address fullnat_alloc would take. */
-	out->route_hash = l4_route_hash(svc->conf.method, af, t.src, t.dst, out->backend.addr.ip,
+	out->route_hash = l4_route_hash(dp->conf.hash_key, svc->conf.method, af, t.src, t.dst, out->backend.addr.ip,
 					svc->conf.n_lips ?
 					svc->conf.lips[hash % svc->conf.n_lips].ip : t.src);
 	snprintf(out->why, sizeof(out->why), "a new connection: %s%s", svc->sched->why,

@@ -32,7 +32,6 @@
 #define PYLB_CONN_AGE_STEP	16	/* entries aged per worker loop */
 #define PYLB_REDIRECT_RING	1024	/* packets handed to a flow's owner */
 #define PYLB_MAX_SERVICES	4096
-#define PYLB_HASH_SEED		0x9e3779b9	/* flow hash: fixed, so stable */
 #define PYLB_RXD_DEFAULT	1024
 #define PYLB_TXD_DEFAULT	1024
 

@@ -179,11 +179,11 @@ pylb_vip_input(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 	if (af == 4) {
 		const struct rte_ipv4_hdr *ip = inner;
 
-		h = flow_hash4(ip->src_addr, ip->dst_addr);
+		h = flow_hash4(lc->dp->conf.hash_key, ip->src_addr, ip->dst_addr);
 	} else {
 		const struct rte_ipv6_hdr *ip = inner;
 
-		h = flow_hash6(ip->src_addr, ip->dst_addr);
+		h = flow_hash6(lc->dp->conf.hash_key, ip->src_addr, ip->dst_addr);
 	}
 	b = &vip->bal.backends[vip->bal.table[h % vip->conf.table_size]];
 	CNT(lc, VIP_PACKETS);
@@ -378,7 +378,7 @@ vip_pick_unlocked(struct pylb_dp *dp, const struct pylb_prefix *prefix,
 	if (id < 0 || dp->vips[id]->bal.table == NULL)
 		return -1;
 	v = dp->vips[id];
-	return v->bal.table[pylb_flow_hash(src, dst) % v->conf.table_size];
+	return v->bal.table[pylb_flow_hash(dp, src, dst) % v->conf.table_size];
 }
 
 void
