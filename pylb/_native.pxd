@@ -66,6 +66,7 @@ cdef extern from "pylb_dp.h" nogil:
         uint32_t fib_tbl8
         uint32_t conn_capacity
         uint8_t tcp_reset
+        uint32_t syn_proxy_threshold
         pylb_timeouts timeouts
         uint64_t hash_key[PYLB_HASH_KEY_WORDS]
 
@@ -119,6 +120,7 @@ cdef extern from "pylb_dp.h" nogil:
         uint32_t persistence
         uint8_t persistence_prefix
         uint8_t down_reset
+        uint8_t syn_proxy
         uint8_t n_lips
         pylb_ip lips[PYLB_MAX_LIPS]
 

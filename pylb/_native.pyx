@@ -336,7 +336,7 @@ cdef class Dataplane:
     def __cinit__(self, *, workers=(), int mbufs=8191, int mbuf_cache=256, int mbuf_size=0,
                   int neigh_capacity=4096, int neigh_timeout_ms=0, int max_routes=0,
                   int fib_tbl8=0, int conn_capacity=0, timeouts=None, bint tcp_reset=False,
-                  hash_seed=None):
+                  hash_seed=None, int syn_proxy_threshold=0):
         cdef pylb_dp_conf conf
         cdef int rc
         memset(&conf, 0, sizeof(conf))
@@ -355,6 +355,9 @@ cdef class Dataplane:
         conf.fib_tbl8 = fib_tbl8
         conf.conn_capacity = conn_capacity
         conf.tcp_reset = tcp_reset
+        if syn_proxy_threshold < 0:
+            raise InvalidArgument(f"syn_proxy_threshold {syn_proxy_threshold} is negative")
+        conf.syn_proxy_threshold = syn_proxy_threshold
         for k, v in (timeouts or {}).items():
             if k not in _TIMEOUT_KEYS:
                 raise InvalidArgument(f"timeout '{k}' is not one of {', '.join(_TIMEOUT_KEYS)}")
@@ -613,7 +616,7 @@ cdef class Dataplane:
     def add_service(self, vip, int port, str proto=TCP, str method=model.NAT,
                     str scheduler=model.MAGLEV, int table_size=PYLB_MAGLEV_DEFAULT, backends=(),
                     int persistence=0, int persistence_prefix=0, local_addresses=(),
-                    bint down_reset=False, id=None):
+                    bint down_reset=False, str syn_proxy=model.SYN_PROXY_MODES[0], id=None):
         """A virtual service VIP:port/proto (port 0: all ports). `method`: nat,
         fullnat, dr or tunnel; `scheduler`: maglev (consistent hash of the
         5-tuple), source (of the client address), wrr (weighted round-robin)
@@ -622,7 +625,9 @@ cdef class Dataplane:
         ipvsadm -p. `local_addresses`: for fullnat, the port addresses used
         as sources towards the backends. `down_reset`: connections of a
         backend set down are reset (TCP RST to the client; UDP is
-        rescheduled) instead of finishing. `id`: the service's slot (the
+        rescheduled) instead of finishing. `syn_proxy`: SYN cookies for NAT
+        and FullNAT TCP (auto: while the worker's half-open entries are at
+        the threshold; always; off). `id`: the service's slot (the
         domain allocates them from 0 up; None: the highest free)."""
         cdef pylb_service_conf c
         cdef int rc
@@ -651,6 +656,10 @@ cdef class Dataplane:
         c.persistence = persistence
         c.persistence_prefix = persistence_prefix
         c.down_reset = down_reset
+        if syn_proxy not in model.SYN_PROXY_MODES:
+            raise InvalidArgument(f"service {vip}:{port}: syn_proxy '{syn_proxy}' is not one of "
+                                  f"{', '.join(model.SYN_PROXY_MODES)}")
+        c.syn_proxy = model.SYN_PROXY_MODES.index(syn_proxy)
         lips = [_parse_ip(a, "local address") for a in local_addresses]
         if len(lips) > PYLB_MAX_LIPS:
             raise InvalidArgument(f"at most {PYLB_MAX_LIPS} local addresses per service")
@@ -732,7 +741,7 @@ cdef class Dataplane:
                                            BACKEND_STATES[b[i].state]) for i in range(n)),
                            c.persistence, c.persistence_prefix,
                            tuple(str(_get_ip(&c.lips[i])) for i in range(c.n_lips)),
-                           bool(c.down_reset))
+                           bool(c.down_reset), model.SYN_PROXY_MODES[c.syn_proxy])
         finally:
             free(b)
 

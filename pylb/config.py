@@ -16,6 +16,7 @@ meets the same checks however it arrives.
         persistence_prefix: 0      # client netmask for persistence (0: host)
         local_addresses: []        # fullnat: port addresses used as sources
         down_reset: false          # reset the connections of a backend set down
+        syn_proxy: auto            # SYN cookies: auto (under pressure), always or off
         backends:
           - {address: 10.99.1.11:8080, weight: 1, state: up}
     routes:
@@ -44,7 +45,8 @@ from pylb.model import (BackendSpec, Config, HealthCheckSpec, NeighbourSpec, Rou
 
 TOP_KEYS = {"services", "routes", "vips", "neighbours", "timeouts"}
 SERVICE_KEYS = {"vip", "port", "proto", "method", "scheduler", "table_size", "persistence",
-                "persistence_prefix", "local_addresses", "down_reset", "backends", "health_check"}
+                "persistence_prefix", "local_addresses", "down_reset", "syn_proxy", "backends",
+                "health_check"}
 CHECK_KEYS = {"type", "port", "path", "expect_status", "interval_ms", "timeout_ms", "rise", "fall"}
 BACKEND_KEYS = {"address", "weight", "state"}
 ROUTE_KEYS = {"prefix", "via"}
@@ -150,7 +152,8 @@ def parse_service(c: yamlsrc.Checker, raw: Any, key: str) -> ServiceSpec:
                                      0, 32 if vip.version == 4 else 128),
         local_addresses=tuple(str(parse_address(c, a, f"{key}.local_addresses[{i}]"))
                               for i, a in enumerate(lips)),
-        down_reset=down_reset, backends=backends,
+        down_reset=down_reset, syn_proxy=_choice(c, s, "syn_proxy", key, model.SYN_PROXY_MODES),
+        backends=backends,
         health_check=health_check(c, s["health_check"], f"{key}.health_check")
         if "health_check" in s else None)
 
@@ -304,7 +307,7 @@ def dump(config: Config) -> str:
     for s in config.services:
         out: dict[str, Any] = {"vip": s.vip, "port": s.port}
         for k in ("proto", "method", "scheduler", "table_size", "persistence",
-                  "persistence_prefix", "down_reset"):
+                  "persistence_prefix", "down_reset", "syn_proxy"):
             if getattr(s, k) != getattr(d, k):
                 out[k] = getattr(s, k)
         if s.local_addresses:

@@ -82,6 +82,8 @@ def _json(msg) -> dict:
 
 def print_service(s: pb.Service) -> None:
     extra = f" persistent {s.persistence_seconds}" if s.persistence_seconds else ""
+    if s.syn_proxy:
+        extra += f" syn-proxy {protonames.SYN_PROXY[s.syn_proxy]}"
     print(f"{_svc_name(s.key)} {_name(METHOD_NAMES, s.method)} {_name(SCHED_NAMES, s.scheduler)}"
           f"{extra}")
     for b in s.backends:
@@ -173,6 +175,7 @@ def run(args, stub) -> int:
                            persistence_seconds=args.persistence,
                            persistence_prefix=args.persistence_prefix,
                            local_addresses=args.local_address or [], down_reset=args.down_reset,
+                           syn_proxy=protonames.numbers(protonames.SYN_PROXY)[args.syn_proxy],
                            backends=[backend_of(b, 1) for b in args.backend or []])
             if args.check:
                 kind, _, path = args.check.partition(":")
@@ -350,6 +353,8 @@ def parser() -> argparse.ArgumentParser:
     add.add_argument("--persistence-prefix", type=int, default=0, metavar="BITS")
     add.add_argument("--local-address", action="append", help="FullNAT source (repeat)")
     add.add_argument("--down-reset", action="store_true")
+    add.add_argument("--syn-proxy", choices=model.SYN_PROXY_MODES, default=model.SYN_PROXY_MODES[0],
+                     help="SYN cookies (NAT, FullNAT): auto (under pressure), always or off")
     add.add_argument("--backend", action="append", help="ADDRESS[:PORT] (repeat)")
     add.add_argument("--check", metavar="TYPE[:PATH]",
                      help="health check: tcp, http[:/path], udp or none")

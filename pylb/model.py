@@ -28,6 +28,7 @@ BACKEND_STATES = ("up", "drain", "down")                 # what an operator sets
 HEALTH_STATES = ("up", "down", "unknown", "unavailable")  # what a health check says
 VIP_METHODS = ("ipip", "gre", "dr")                      # L3 VIP forwarding
 CHECK_TYPES = ("tcp", "http", "udp", "none")
+SYN_PROXY_MODES = ("auto", "always", "off")             # SYN cookies (NAT, FullNAT TCP)
 TIMEOUT_KEYS = ("tcp_syn", "tcp_established", "tcp_fin", "tcp_close", "udp")
 ROUTE_KINDS = ("gateway", "connected", "local", "vip", "service")
 NEIGHBOUR_STATES = ("incomplete", "reachable", "probing", "static")
@@ -101,6 +102,7 @@ class ServiceSpec:
     persistence_prefix: int = 0
     local_addresses: tuple[str, ...] = ()
     down_reset: bool = False
+    syn_proxy: str = SYN_PROXY_MODES[0]     # auto: under pressure; always; off
     backends: tuple[BackendSpec, ...] = ()
     health_check: HealthCheckSpec | None = None
 

@@ -21,6 +21,7 @@ PROTOS = _names("Protocol", "PROTOCOL", model.PROTOS)
 METHODS = _names("Method", "METHOD", model.METHODS)
 SCHEDULERS = _names("Scheduler", "SCHEDULER", model.SCHEDULERS)
 STATES = _names("BackendState", "BACKEND_STATE", model.BACKEND_STATES)
+SYN_PROXY = _names("SynProxy", "SYN_PROXY", model.SYN_PROXY_MODES)
 
 
 def numbers(table: dict[int, str]) -> dict[str, int]:

@@ -66,6 +66,7 @@ class Service(NamedTuple):
     persistence_prefix: int = 0
     local_addresses: tuple = ()
     down_reset: bool = False    # a down backend's connections are reset
+    syn_proxy: str = "auto"     # SYN cookies: auto, always or off
 
 
 class Connection(NamedTuple):

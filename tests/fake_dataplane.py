@@ -174,7 +174,7 @@ class FakeDataplane:
     def add_service(self, vip, port, proto=model.TCP, method=model.NAT,
                     scheduler=model.MAGLEV, table_size=model.TABLE_SIZE, backends=(),
                     persistence=0, persistence_prefix=0, local_addresses=(), down_reset=False,
-                    id=None):
+                    syn_proxy=model.SYN_PROXY_MODES[0], id=None):
         a = _ip(vip, "VIP")
         _proto(proto)
         key = (str(a), port, proto)
@@ -190,6 +190,9 @@ class FakeDataplane:
                 if la.version != a.version or r is None or r.kind != "local":
                     raise InvalidArgument(f"service {name}: local address {la} is not an "
                                           "address of a port (of the VIP's family)")
+        if syn_proxy not in model.SYN_PROXY_MODES:
+            raise InvalidArgument(f"service {name}: syn_proxy '{syn_proxy}' is not one of "
+                                  f"{', '.join(model.SYN_PROXY_MODES)}")
         if not model.is_prime(table_size) or table_size > model.TABLE_SIZE_MAX:
             raise InvalidArgument(f"service {name}: lookup table size {table_size} must be a "
                                   f"prime no larger than {model.TABLE_SIZE_MAX} (e.g. 65537)")

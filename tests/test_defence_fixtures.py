@@ -1,5 +1,5 @@
 """Packet fixtures for the defences against attack (issue 16): the keyed
-flow hash."""
+flow hash, SYN cookies and the proxied handshake."""
 
 from __future__ import annotations
 
@@ -7,12 +7,14 @@ import ipaddress
 import random
 
 import pytest
-from scapy.layers.inet import IP
+from scapy.layers.inet import IP, TCP
+from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import Ether
-from scapy.packet import raw
+from scapy.packet import Raw, raw
 
+from conftest import CLIENT_MAC, P0_MAC, P1_MAC
 from pylb.errors import InvalidArgument
-from test_l4_fixtures import BACKENDS, VIP, c2v, small_dp
+from test_l4_fixtures import BACKENDS, BMAC, CLIENT, VIP, c2v, small_dp
 
 SEED_A = b"fleet secret number one, 32 byte"
 SEED_B = b"fleet secret number two, 32 byte"
@@ -66,3 +68,285 @@ def test_collisions_under_one_key_are_not_collisions_under_another(native):
     assert still <= 1, f"{still} of {len(pairs)} collisions under key A collide under key B"
     a.close()
     b.close()
+
+
+# SYN cookies and the proxied handshake (synproxy.c).
+
+BACKEND = BACKENDS[0]
+SYN_OPTS = [("MSS", 1460), ("SAckOK", b""), ("Timestamp", (11, 0)), ("NOP", None), ("WScale", 7)]
+EXERCISED = {"syn_cookie_invalid", "syn_cookie_expired", "syn_proxy_unsupported",
+             "syn_proxy_no_entry", "syn_proxy_hold_full", "syn_proxy_unexpected"}
+
+
+def proxy_dp(native, **kw):
+    """small_dp with a fixed key and the client's MAC known (for replies)."""
+    d = small_dp(native, hash_seed=SEED_A, **kw)
+    d.add_neighbour("p0", CLIENT, CLIENT_MAC)
+    return d
+
+
+@pytest.fixture
+def proxy(native):
+    """A NAT service on VIP:80 to BACKEND:8080 that always answers SYNs
+    with cookies; no mbuf may be left held when the test ends."""
+    d = proxy_dp(native)
+    d.add_service(VIP, 80, backends=[(BACKEND, 8080)], syn_proxy="always")
+    full = d.mbufs_available()
+    yield d
+    assert d.mbufs_available() == full, "mbufs leaked"
+    d.close()
+
+
+def drops(d):
+    return {k: v for k, v in d.drops().items() if v}
+
+
+def b2c(seq, ack, flags="A", payload=b"", sport=8080, dport=40000, dst=CLIENT, **kw):
+    """The backend's packet to the client (NAT: to the client's address)."""
+    return Ether(src=BMAC[BACKEND], dst=P1_MAC) / IP(src=BACKEND, dst=dst, ttl=64) / \
+        TCP(sport=sport, dport=dport, flags=flags, seq=seq, ack=ack, **kw) / Raw(payload)
+
+
+def one(d, port, frame):
+    out = d.inject(port, [raw(frame)])
+    assert len(out) == 1, out
+    return out[0][0], Ether(out[0][1])
+
+
+def checksums_ok(pkt) -> bool:
+    ip = pkt[IP] if IP in pkt else pkt[IPv6]
+    l4 = pkt[TCP]
+    got = (getattr(ip, "chksum", None), l4.chksum)
+    again = (IP if IP in pkt else IPv6)(raw(ip.copy()))
+    for layer in (again, again[TCP]):
+        if hasattr(layer, "chksum"):
+            del layer.chksum
+    again = (IP if IP in pkt else IPv6)(raw(again))
+    return got == (getattr(again, "chksum", None), again[TCP].chksum)
+
+
+def cookie_for(d, sport=40000, seq=1000, options=SYN_OPTS):
+    port, sa = one(d, "p0", c2v(sport=sport, options=options))
+    assert port == 0 and sa[TCP].flags == "SA"
+    return sa[TCP].seq
+
+
+def test_a_syn_is_answered_with_a_cookie_and_nothing_is_stored(proxy):
+    port, sa = one(proxy, "p0", c2v(options=SYN_OPTS, window=29200))
+    assert port == 0 and (sa.src, sa.dst) == (P0_MAC, CLIENT_MAC)
+    assert (sa[IP].src, sa[IP].dst, sa[IP].ttl) == (VIP, CLIENT, 64)
+    t = sa[TCP]
+    assert (t.sport, t.dport, t.flags, t.ack, t.window) == (80, 40000, "SA", 1001, 8192)
+    # MSS (one of four), SACK permitted, window scale: kept; timestamps: not.
+    assert t.options == [("MSS", 1460), ("NOP", None), ("NOP", None), ("SAckOK", b""),
+                         ("NOP", None), ("WScale", 7)]
+    assert checksums_ok(sa) and len(raw(sa)) == 14 + 20 + 32
+    assert proxy.conn_count() == 0 and proxy.totals()["syn_cookies_sent"] == 1
+    # The same SYN gets the same cookie; another ISN or port another one.
+    assert cookie_for(proxy) == t.seq
+    assert cookie_for(proxy, sport=40001) != t.seq
+    # No options: MSS 536, no SACK, no scaling (NOPs in their place).
+    _, sa = one(proxy, "p0", c2v(sport=40002))
+    assert sa[TCP].options == [("MSS", 536)] + [("NOP", None)] * 8
+    # An odd MSS rounds down to one the cookie can carry.
+    _, sa = one(proxy, "p0", c2v(sport=40003, options=[("MSS", 1400)]))
+    assert sa[TCP].options[0] == ("MSS", 1220)
+
+
+def open_proxied(d, sport=40000, ws=7, wscale_backend=5, win=502):
+    """Client SYN, cookie SYN-ACK, client ACK (-> SYN to the backend),
+    backend SYN-ACK (-> last ACK to the backend). Returns (cookie, the
+    backend's ISN, the SYN the backend got)."""
+    opts = [("MSS", 1460), ("SAckOK", b""), ("WScale", ws)] if ws is not None else [("MSS", 1460)]
+    cookie = cookie_for(d, sport=sport, options=opts)
+    port, syn = one(d, "p0", c2v(sport=sport, flags="A", seq=1001, ack=cookie + 1, window=win))
+    assert port == 1 and syn[TCP].flags == "S"
+    b_isn = 5000
+    bopts = [("MSS", 1400), ("SAckOK", b"")] + ([("WScale", wscale_backend)]
+                                                if wscale_backend is not None else [])
+    port, ack = one(d, "p1", b2c(b_isn, syn[TCP].seq + 1, "SA", dport=sport, options=bopts))
+    assert port == 1 and ack[TCP].flags == "A"
+    assert (ack[IP].src, ack[IP].dst, ack[TCP].sport, ack[TCP].dport) == \
+        (CLIENT, BACKEND, sport, 8080)
+    assert (ack[TCP].seq, ack[TCP].ack) == (1001, b_isn + 1) and checksums_ok(ack)
+    return cookie, b_isn, syn
+
+
+def test_a_valid_ack_opens_the_connection_with_the_clients_options(proxy):
+    cookie = cookie_for(proxy)
+    port, syn = one(proxy, "p0", c2v(flags="A", seq=1001, ack=cookie + 1, window=502))
+    assert port == 1 and syn.dst == BMAC[BACKEND]
+    assert (syn[IP].src, syn[IP].dst, syn[TCP].sport, syn[TCP].dport) == \
+        (CLIENT, BACKEND, 40000, 8080)
+    t = syn[TCP]
+    assert (t.flags, t.seq, t.ack) == ("S", 1000, 0)
+    # The client's own options as the cookie kept them; its window unscaled.
+    assert t.options == [("MSS", 1460), ("NOP", None), ("NOP", None), ("SAckOK", b""),
+                         ("NOP", None), ("WScale", 7)]
+    assert t.window == 502 << 7 and checksums_ok(syn)
+    assert proxy.conn_count() == 1
+    assert proxy.totals()["syn_proxy_opened"] == 1
+    # The backend's SYN-ACK: the handshake's last ACK goes back to it.
+    port, ack = one(proxy, "p1", b2c(5000, 1001, "SA", options=[("MSS", 1400), ("WScale", 5)]))
+    assert port == 1 and (ack[TCP].flags, ack[TCP].seq, ack[TCP].ack) == ("A", 1001, 5001)
+    assert ack[TCP].window == 65535 >> 7 and checksums_ok(ack)
+    [c] = proxy.connections()
+    assert c.state == "established" and proxy.totals()["syn_proxy_established"] == 1
+
+
+def test_sequence_numbers_sack_and_windows_are_translated_for_the_flows_life(proxy):
+    cookie, b_isn, _ = open_proxied(proxy, ws=7, wscale_backend=5)
+    delta = (b_isn - cookie) % 2**32
+    # Client -> backend: acknowledgement and SACK edges in the backend's numbers.
+    sack = [("NOP", None), ("NOP", None), ("SAck", (cookie + 11, cookie + 21))]
+    port, f = one(proxy, "p0", c2v(flags="PA", seq=1001, ack=cookie + 1, payload=b"GET /",
+                                   options=sack))
+    t = f[TCP]
+    assert port == 1 and (t.seq, t.ack) == (1001, b_isn + 1)
+    assert dict(t.options)["SAck"] == ((b_isn + 11) % 2**32, (b_isn + 21) % 2**32)
+    assert checksums_ok(f) and t.load == b"GET /"
+    # Backend -> client: its sequence numbers in the cookie's terms, its
+    # window (scale 5) in the scale the client was given (7).
+    port, f = one(proxy, "p1", b2c(b_isn + 1, 1006, "PA", b"200 OK", window=1000))
+    t = f[TCP]
+    assert port == 0 and (f[IP].src, t.sport, f[IP].dst) == (VIP, 80, CLIENT)
+    assert (t.seq, t.ack) == ((b_isn + 1 - delta) % 2**32, 1006) and t.seq == cookie + 1
+    assert t.window == (1000 << 5) >> 7 and checksums_ok(f) and t.load == b"200 OK"
+    # Its SACK blocks are about the client's data: left as they are.
+    port, f = one(proxy, "p1", b2c(b_isn + 7, 1006, "A", options=[
+        ("NOP", None), ("NOP", None), ("SAck", (1500, 1600))]))
+    assert dict(f[TCP].options)["SAck"] == (1500, 1600) and checksums_ok(f)
+
+
+def test_no_window_scaling_when_the_client_offers_none(proxy):
+    cookie, b_isn, syn = open_proxied(proxy, ws=None, wscale_backend=None, win=5000)
+    assert "WScale" not in dict(syn[TCP].options) and syn[TCP].window == 5000
+    _, f = one(proxy, "p1", b2c(b_isn + 1, 1001, "A", window=4321))
+    assert f[TCP].window == 4321 and f[TCP].seq == cookie + 1
+
+
+def test_client_packets_wait_for_the_backend_then_follow_the_ack(proxy):
+    cookie = cookie_for(proxy)
+    one(proxy, "p0", c2v(flags="A", seq=1001, ack=cookie + 1))
+    data = [raw(c2v(flags="PA", seq=1001 + 3 * i, ack=cookie + 1, payload=b"abc"))
+            for i in range(3)]
+    assert proxy.inject("p0", data) == [] and proxy.totals()["syn_proxy_held"] == 3
+    out = proxy.inject("p1", [raw(b2c(7000, 1001, "SA", options=[("MSS", 1460)]))])
+    got = [Ether(f)[TCP] for _, f in out]
+    assert [(t.flags, t.seq, t.ack) for t in got] == \
+        [("A", 1001, 7001)] + [("PA", 1001 + 3 * i, 7001) for i in range(3)]
+
+
+def test_forged_expired_and_replayed_acks(proxy):
+    cookie = cookie_for(proxy)
+    forged = [c2v(flags="A", seq=1001, ack=cookie + 2),         # another cookie
+              c2v(flags="A", seq=2001, ack=cookie + 1),         # another ISN
+              c2v(flags="A", seq=1001, ack=cookie + 1, sport=40009)]   # another port
+    assert proxy.inject("p0", [raw(f) for f in forged]) == []
+    assert drops(proxy) == {"syn_cookie_invalid": 3} and proxy.conn_count() == 0
+    # A cookie is good in its period (64 s) and the next; then it expired.
+    proxy.clock_advance(64_000)
+    port, _ = one(proxy, "p0", c2v(flags="A", seq=1001, ack=cookie + 1))
+    assert port == 1
+    late = cookie_for(proxy, sport=40001)
+    proxy.clock_advance(3 * 64_000)
+    assert proxy.inject("p0", [raw(c2v(sport=40001, flags="A", seq=1001, ack=late + 1))]) == []
+    assert drops(proxy)["syn_cookie_expired"] == 1
+    # Replayed while the backend answers: held, not a second SYN; after:
+    # a duplicate ACK of the connection.
+    assert proxy.inject("p0", [raw(c2v(flags="A", seq=1001, ack=cookie + 1))]) == []
+    out = proxy.inject("p1", [raw(b2c(5000, 1001, "SA"))])
+    assert [Ether(f)[TCP].flags for _, f in out] == ["A", "A"]
+    port, f = one(proxy, "p0", c2v(flags="A", seq=1001, ack=cookie + 1))
+    assert port == 1 and f[TCP].flags == "A" and f[TCP].ack == 5001
+    assert proxy.conn_count() == 1 and proxy.totals()["syn_proxy_opened"] == 1
+
+
+def test_a_backend_that_refuses_resets_the_client(proxy):
+    cookie = cookie_for(proxy)
+    one(proxy, "p0", c2v(flags="A", seq=1001, ack=cookie + 1))
+    assert proxy.inject("p0", [raw(c2v(flags="PA", seq=1001, ack=cookie + 1, payload=b"x"))]) == []
+    port, rst = one(proxy, "p1", b2c(0, 1001, "RA"))
+    assert port == 0 and (rst[IP].src, rst[TCP].sport) == (VIP, 80)
+    assert (rst[TCP].flags, rst[TCP].seq) == ("R", cookie + 1) and checksums_ok(rst)
+    assert proxy.totals()["syn_proxy_refused"] == 1      # the held packet is gone too
+    [c] = proxy.connections()
+    assert c.state == "close"
+
+
+def test_proxy_drops_what_it_cannot_take(native):
+    d = proxy_dp(native, conn_capacity=16)
+    d.add_service(VIP, 80, backends=[(BACKEND, 8080)], syn_proxy="always")
+    # A SYN with IP options: not answered (a plain header only).
+    opt = Ether(src=CLIENT_MAC, dst=P0_MAC) / IP(src=CLIENT, dst=VIP, options=b"\x01" * 4) / \
+        TCP(sport=1, dport=80, flags="S")
+    assert d.inject("p0", [raw(opt)]) == []
+    # A full table: a valid ACK has no entry to open.
+    cookies = [cookie_for(d, sport=p) for p in range(100, 117)]
+    for p, c in zip(range(100, 116), cookies):
+        one(d, "p0", c2v(sport=p, flags="A", seq=1001, ack=c + 1))
+    assert d.inject("p0", [raw(c2v(sport=116, flags="A", seq=1001, ack=cookies[16] + 1))]) == []
+    # Held packets: at most 64 per lcore.
+    data = [raw(c2v(sport=100, flags="PA", seq=1001, ack=cookies[0] + 1, payload=b"x"))] * 65
+    assert d.inject("p0", data) == []
+    # While opening, the backend's packet that is not a SYN-ACK or RST.
+    assert d.inject("p1", [raw(b2c(5000, 1001, "A", dport=101))]) == []
+    assert drops(d) == {"syn_proxy_unsupported": 1, "syn_proxy_no_entry": 1,
+                        "syn_proxy_hold_full": 1, "syn_proxy_unexpected": 1}
+    d.close()              # the held packets are freed with their table
+
+
+def test_fullnat_is_proxied_from_its_local_address(native):
+    d = proxy_dp(native)
+    d.add_service(VIP, 80, method="fullnat", local_addresses=["10.0.1.1"],
+                  backends=[(BACKEND, 8080)], syn_proxy="always")
+    cookie = cookie_for(d)
+    port, syn = one(d, "p0", c2v(flags="A", seq=1001, ack=cookie + 1))
+    assert port == 1 and (syn[IP].src, syn[IP].dst, syn[TCP].flags) == ("10.0.1.1", BACKEND, "S")
+    lport = syn[TCP].sport
+    port, ack = one(d, "p1", b2c(9000, 1001, "SA", dport=lport, dst="10.0.1.1"))
+    assert (ack[IP].src, ack[TCP].sport, ack[TCP].flags, ack[TCP].ack) == \
+        ("10.0.1.1", lport, "A", 9001)
+    port, f = one(d, "p1", b2c(9001, 1001, "PA", b"hi", dport=lport, dst="10.0.1.1"))
+    assert port == 0 and (f[IP].src, f[IP].dst, f[TCP].dport) == (VIP, CLIENT, 40000)
+    assert f[TCP].seq == cookie + 1 and checksums_ok(f)
+    d.close()
+
+
+def test_ipv6_syns_get_cookies_too(native):
+    d = small_dp(native, hash_seed=SEED_A)
+    d.add_address("p0", "2001:db8::1/64")
+    d.add_address("p1", "2001:db8:1::1/64")
+    d.add_neighbour("p1", "2001:db8:1::20", BMAC[BACKEND])
+    d.add_service("2001:db8::100", 80, backends=[("2001:db8:1::20", 8080)], syn_proxy="always")
+    syn = Ether(src=CLIENT_MAC, dst=P0_MAC) / IPv6(src="2001:db8::2", dst="2001:db8::100") / \
+        TCP(sport=40000, dport=80, flags="S", seq=1000, options=[("MSS", 1440)])
+    port, sa = one(d, "p0", syn)
+    assert port == 0 and sa[TCP].flags == "SA" and sa[TCP].options[0] == ("MSS", 1440)
+    assert sa[IPv6].dst == "2001:db8::2" and checksums_ok(sa)
+    ack = syn.copy()
+    ack[TCP].flags, ack[TCP].seq, ack[TCP].ack, ack[TCP].options = "A", 1001, sa[TCP].seq + 1, []
+    port, bsyn = one(d, "p0", ack)
+    assert port == 1 and bsyn[IPv6].dst == "2001:db8:1::20" and bsyn[TCP].flags == "S"
+    assert checksums_ok(bsyn)
+    d.close()
+
+
+def test_auto_mode_sends_cookies_only_from_the_threshold(native):
+    d = proxy_dp(native, syn_proxy_threshold=4)
+    d.add_service(VIP, 80, backends=[(BACKEND, 8080)])
+    out = d.inject("p0", [raw(c2v(sport=p)) for p in range(100, 110)])
+    to_backend = [Ether(f)[TCP].sport for p, f in out if p == 1]
+    assert to_backend == [100, 101, 102, 103]                # then cookies
+    assert d.conn_count() == 4 and d.totals()["syn_cookies_sent"] == 6
+    # Half-open entries that complete make room again.
+    for p in range(100, 102):
+        d.inject("p1", [raw(b2c(5000, 1001, "SA", dport=p))])
+        d.inject("p0", [raw(c2v(sport=p, flags="A", seq=1001, ack=5001))])
+    out = d.inject("p0", [raw(c2v(sport=p)) for p in range(200, 204)])
+    assert sorted(p for p, _ in out) == [0, 0, 1, 1]
+    # DR services cannot proxy: their SYNs always go to the backend.
+    d.add_service(VIP, 81, method="dr", backends=[BACKEND], syn_proxy="always")
+    out = d.inject("p0", [raw(c2v(sport=p, dport=81)) for p in range(300, 310)])
+    assert [p for p, _ in out] == [1] * 10
+    d.close()

@@ -29,7 +29,7 @@ struct rte_mbuf;
 #define PYLB_MAGLEV_MAX		1048573
 #define PYLB_MAX_LIPS		8	/* FullNAT local addresses per service */
 #define PYLB_NAME_LEN		32
-#define PYLB_HASH_KEY_WORDS	25	/* the flow hash's key, 64-bit words */
+#define PYLB_HASH_KEY_WORDS	27	/* the flow hash's and SYN cookies' key, 64-bit words */
 #define PYLB_DEVARGS_LEN	256
 #define PYLB_ERRMSG_LEN		512
 
@@ -91,6 +91,11 @@ enum pylb_err {
 	X(NAT_REPLIES_UNTRACKED, nat_replies_untracked) \
 	X(REDIRECTED, redirected) \
 	X(TCP_RESETS_SENT, tcp_resets_sent) \
+	X(SYN_COOKIES_SENT, syn_cookies_sent) \
+	X(SYN_PROXY_OPENED, syn_proxy_opened) \
+	X(SYN_PROXY_ESTABLISHED, syn_proxy_established) \
+	X(SYN_PROXY_REFUSED, syn_proxy_refused) \
+	X(SYN_PROXY_HELD, syn_proxy_held) \
 	X(FROM_KERNEL, from_kernel) \
 	X(BUSY_CYCLES, busy_cycles) \
 	X(BUSY_POLLS, busy_polls)
@@ -139,6 +144,12 @@ enum pylb_err {
 	X(BACKEND_DOWN, backend_down) \
 	X(REDIRECT_FULL, redirect_full) \
 	X(FULLNAT_NO_PORT, fullnat_no_port) \
+	X(SYN_COOKIE_INVALID, syn_cookie_invalid) \
+	X(SYN_COOKIE_EXPIRED, syn_cookie_expired) \
+	X(SYN_PROXY_UNSUPPORTED, syn_proxy_unsupported) \
+	X(SYN_PROXY_NO_ENTRY, syn_proxy_no_entry) \
+	X(SYN_PROXY_HOLD_FULL, syn_proxy_hold_full) \
+	X(SYN_PROXY_UNEXPECTED, syn_proxy_unexpected) \
 	X(LOCAL_UNHANDLED, local_unhandled) \
 	X(KERNEL_INVALID, kernel_invalid) \
 	X(ALLOC_FAILED, alloc_failed) \
@@ -190,6 +201,10 @@ struct pylb_dp_conf {
 						 * 0: 65536 */
 	uint8_t tcp_reset;			/* answer TCP to a VIP that has no
 						 * connection or service with RST */
+	uint32_t syn_proxy_threshold;		/* half-open entries per lcore from
+						 * which SYNs get cookies (services
+						 * whose syn_proxy is AUTO); 0: an
+						 * eighth of the capacity */
 	struct pylb_timeouts timeouts;
 	/* The flow hash's key (hash.h): random words, or words derived from a
 	 * fleet's shared secret so that its appliances choose alike. All
@@ -303,10 +318,20 @@ struct pylb_service_conf {
 	uint8_t persistence_prefix;		/* client netmask; 0: host */
 	uint8_t down_reset;			/* a down backend's connections are reset
 						 * (TCP RST to the client); 0: they finish */
+	uint8_t syn_proxy;			/* enum pylb_syn_proxy (NAT and FullNAT
+						 * TCP services) */
 	/* FullNAT: the appliance's own addresses used as sources towards
 	 * the backends (each one a port address the backends can reach). */
 	uint8_t n_lips;
 	struct pylb_ip lips[PYLB_MAX_LIPS];
+};
+
+/* SYN cookies (synproxy.c): under pressure (the lcore's half-open entries
+ * at the threshold), always, or never. */
+enum pylb_syn_proxy {
+	PYLB_SYN_PROXY_AUTO = 0,
+	PYLB_SYN_PROXY_ALWAYS,
+	PYLB_SYN_PROXY_OFF,
 };
 
 enum pylb_tcp_state {

@@ -37,6 +37,8 @@ pylb_conn_init(struct pylb_dp *dp, struct pylb_lcore *lc)
 	 * slot, a FullNAT entry two, so even a table of FullNAT connections
 	 * fits. IPv6 addresses: for a quarter of the entries. */
 	ct->key = dp->conf.hash_key;
+	ct->syn_threshold = dp->conf.syn_proxy_threshold ? dp->conf.syn_proxy_threshold :
+		RTE_MAX(cap / 8, 1u);
 	ct->nb = RTE_MAX((cap + 6) / 7, 4u);
 	ct->cap = cap;
 	ct->cap6 = RTE_MAX(cap / 4, 16u);
@@ -74,6 +76,8 @@ pylb_conn_free(struct pylb_lcore *lc)
 {
 	struct pylb_conntrack *ct = &lc->ct;
 
+	for (uint32_t i = 0; i < ct->n_held; i++)
+		rte_pktmbuf_free(ct->held[i].m);
 	rte_free(ct->buckets);
 	rte_free(ct->conns);
 	rte_free(ct->free);
@@ -297,6 +301,9 @@ pylb_conn_drop(struct pylb_lcore *lc, struct pylb_conn *c)
 	uint32_t idx = conn_idx(ct, c);
 
 	pylb_conn_released(lc, c);
+	ct->half_open -= pylb_tcp_half_open(c->state);
+	if (unlikely(c->flags & CONN_F_OPENING))
+		pylb_conn_unhold(lc, c, NULL);
 	slot_del(ct, client_hash(ct, c), idx);
 	if (c->flags & CONN_F_LOCAL)
 		slot_del(ct, local_hash(ct, c), idx);
@@ -361,20 +368,54 @@ tcp_next(uint8_t state, uint8_t f, bool reply, bool sees_replies)
 }
 
 void
+pylb_conn_state(struct pylb_lcore *lc, struct pylb_conn *c, uint8_t state)
+{
+	uint8_t was = c->state;
+
+	c->state = state;
+	lc->ct.half_open += pylb_tcp_half_open(state) - pylb_tcp_half_open(was);
+	/* Its backend's active/inactive counts follow (rare: a connection
+	 * moves at most a few times). */
+	if (unlikely((was == PYLB_TCP_ESTABLISHED) != (state == PYLB_TCP_ESTABLISHED)))
+		pylb_conn_moved(lc, c, was);
+}
+
+void
 pylb_conn_update(struct pylb_lcore *lc, struct pylb_conn *c, uint8_t tcp_flags,
 		 bool reply, uint64_t now)
 {
 	c->packets++;
 	if (c->proto == IPPROTO_TCP) {
-		uint8_t was = c->state;
+		uint8_t next = tcp_next(c->state, tcp_flags, reply,
+					pylb_l4_sees_replies[c->method]);
 
-		c->state = tcp_next(was, tcp_flags, reply, pylb_l4_sees_replies[c->method]);
-		/* Its backend's active/inactive counts follow (rare: a
-		 * connection moves at most a few times). */
-		if (unlikely((was == PYLB_TCP_ESTABLISHED) != (c->state == PYLB_TCP_ESTABLISHED)))
-			pylb_conn_moved(lc, c, was);
+		if (unlikely(next != c->state))
+			pylb_conn_state(lc, c, next);
 	}
 	c->expire_tsc = now + __atomic_load_n(&lc->dp->timeout_tsc[c->state], __ATOMIC_RELAXED);
+}
+
+/* The client packets held for c (opening through the SYN proxy), in
+ * arrival order: moved to `out` (PYLB_SYNPROXY_HOLD of them at most), or
+ * freed if out is NULL (c ends). Returns how many were in out. */
+uint32_t
+pylb_conn_unhold(struct pylb_lcore *lc, const struct pylb_conn *c, struct pylb_held *out)
+{
+	struct pylb_conntrack *ct = &lc->ct;
+	uint32_t idx = conn_idx(ct, c), n = 0, taken = 0;
+
+	for (uint32_t i = 0; i < ct->n_held; i++) {
+		struct pylb_held h = ct->held[i];
+
+		if (h.conn != idx)
+			ct->held[n++] = h;
+		else if (out != NULL)
+			out[taken++] = h;
+		else
+			rte_pktmbuf_free(h.m);
+	}
+	ct->n_held = n;
+	return taken;
 }
 
 /* The backend a client network sticks to, if any (refreshed by the caller). */

@@ -30,16 +30,12 @@ pylb_conn_set_addr(struct pylb_conntrack *ct, struct pylb_conn *c, int which,
 	memcpy(conn_addr(ct, c, which), ip, c->af == 4 ? 4 : 16);
 }
 
-/* A finaliser (murmur3's, a bijection) derives the two buckets and the
- * signature from one keyed hash (hash.h). */
+/* The finaliser (hash.h) derives the two buckets and the signature from
+ * one keyed hash. */
 static inline uint32_t
 ct_mix(uint32_t h)
 {
-	h ^= h >> 16;
-	h *= 0x85ebca6b;
-	h ^= h >> 13;
-	h *= 0xc2b2ae35;
-	return h ^ (h >> 16);
+	return hk_mix(h);
 }
 
 /* The two buckets and the signature of a side's hash h. */
@@ -121,6 +117,17 @@ int pylb_conn_add_local(struct pylb_lcore *lc, struct pylb_conn *c);
 void pylb_conn_drop(struct pylb_lcore *lc, struct pylb_conn *c);
 void pylb_conn_released(struct pylb_lcore *lc, const struct pylb_conn *c);
 void pylb_conn_moved(struct pylb_lcore *lc, const struct pylb_conn *c, uint8_t was);
+/* c moves to TCP state `state`; its counts follow. */
+void pylb_conn_state(struct pylb_lcore *lc, struct pylb_conn *c, uint8_t state);
+uint32_t pylb_conn_unhold(struct pylb_lcore *lc, const struct pylb_conn *c,
+			  struct pylb_held *out);
+
+static inline uint32_t
+pylb_tcp_half_open(uint8_t state)
+{
+	return state == PYLB_TCP_SYN_SENT || state == PYLB_TCP_SYN_RECV;
+}
+
 struct pylb_persist *pylb_persist_find(struct pylb_lcore *lc,
 				       const struct pylb_persist_key *k, uint64_t now);
 struct pylb_persist *pylb_persist_new(struct pylb_lcore *lc, const struct pylb_persist_key *k);

@@ -15,6 +15,12 @@
  * the key. A CRC with a secret seed is not: it is linear, so inputs that
  * collide under one seed collide under every seed. A multiply costs what a
  * CRC step costs, so the fast path pays nothing for the key.
+ *
+ * Strong universality is about pairs. A set of inputs that differ in one
+ * byte only (a /24 of clients) makes the low output bits functions of a
+ * few key bits, so `hash % n` could send them all one way for a key in
+ * fifty: a bijective finaliser (murmur3's) spreads every output bit over
+ * all of them, and leaves the collisions as they were.
  */
 #ifndef PYLB_HASH_H
 #define PYLB_HASH_H
@@ -29,8 +35,19 @@ enum {
 	HK_CT = 9,		/* a connection side (address, port, proto): 1 + 5 */
 	HK_OWNER = 15,		/* a client address: 1 + 4 (+ 1 unused) */
 	HK_TUPLE = 21,		/* a flow hash, its ports and proto: 1 + 3 */
-	HK__END = 25,
+	HK_COOKIE = 25,		/* SYN cookies' SipHash key: 2 */
+	HK__END = 27,
 };
+
+static inline uint32_t
+hk_mix(uint32_t h)
+{
+	h ^= h >> 16;
+	h *= 0x85ebca6b;
+	h ^= h >> 13;
+	h *= 0xc2b2ae35;
+	return h ^ (h >> 16);
+}
 
 static inline uint32_t
 hk_word(const uint8_t *p, int i)
@@ -56,7 +73,7 @@ flow_hash4(const uint64_t *key, uint32_t src, uint32_t dst)
 {
 	const uint64_t *k = key + HK_FLOW;
 
-	return (uint32_t)((k[0] + k[1] * src + k[5] * dst) >> 32);
+	return hk_mix((uint32_t)((k[0] + k[1] * src + k[5] * dst) >> 32));
 }
 
 static inline uint32_t
@@ -67,7 +84,7 @@ flow_hash6(const uint64_t *key, const uint8_t *src, const uint8_t *dst)
 
 	for (int i = 0; i < 4; i++)
 		s += k[1 + i] * hk_word(src, i) + k[5 + i] * hk_word(dst, i);
-	return (uint32_t)(s >> 32);
+	return hk_mix((uint32_t)(s >> 32));
 }
 
 /* The flow hash of two addresses of family af. */
@@ -87,11 +104,12 @@ flow_hash_ports(const uint64_t *key, uint32_t hash, uint16_t sport, uint16_t dpo
 {
 	const uint64_t *k = key + HK_TUPLE;
 
-	return (uint32_t)((k[0] + k[1] * hash + k[2] * ((uint32_t)sport << 16 | dport) +
-			   k[3] * proto) >> 32);
+	return hk_mix((uint32_t)((k[0] + k[1] * hash + k[2] * ((uint32_t)sport << 16 | dport) +
+				  k[3] * proto) >> 32));
 }
 
-/* The connection-table hash of one side of a tuple (address, port). */
+/* The connection-table hash of one side of a tuple (address, port): not
+ * finalised here, ct_pos() does it. */
 static inline uint32_t
 pylb_ct_hash(const uint64_t *key, const uint8_t *ip, uint16_t port, uint8_t proto, uint8_t af)
 {
@@ -103,7 +121,7 @@ pylb_ct_hash(const uint64_t *key, const uint8_t *ip, uint16_t port, uint8_t prot
 static inline uint32_t
 owner_hash(const uint64_t *key, const uint8_t *client, uint8_t af)
 {
-	return hk_addr(key + HK_OWNER, client, af, 0);
+	return hk_mix(hk_addr(key + HK_OWNER, client, af, 0));
 }
 
 #endif /* PYLB_HASH_H */

@@ -132,23 +132,18 @@ persist(struct pylb_lcore *lc, const struct pylb_service *svc,
 
 /* TCP that nothing will take: with `rst`, answer RST in place (as a host
  * with no listener would); count the reason either way. */
-static void
-refuse(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
-       struct rte_mbuf *m, uint8_t af, uint8_t proto, uint16_t *ports,
-       enum pylb_counter reason, bool rst)
+void
+pylb_l4_refuse(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
+	       struct rte_mbuf *m, uint8_t af, uint8_t proto, uint16_t *ports,
+	       enum pylb_counter reason, bool rst)
 {
-	struct rte_ether_hdr *eth = rte_pktmbuf_mtod(m, struct rte_ether_hdr *);
-	uint8_t *ip = (uint8_t *)(eth + 1);
 	struct rte_tcp_hdr *t = (struct rte_tcp_hdr *)ports;
-	uint32_t hl = (uint32_t)((uint8_t *)ports - ip), plen, seq, ack;
-	uint8_t tmp[16];
+	uint32_t plen, seq, ack;
 
 	if (!rst || proto != IPPROTO_TCP || in_port < 0 || (t->tcp_flags & RTE_TCP_RST_FLAG))
 		return drop(lc, m, reason);
 	lc->stats->c[reason]++;
-	plen = (af == 4 ? rte_be_to_cpu_16(((struct rte_ipv4_hdr *)ip)->total_length) :
-		sizeof(struct rte_ipv6_hdr) + rte_be_to_cpu_16(((struct rte_ipv6_hdr *)ip)->payload_len))
-		- hl - (uint32_t)((t->data_off >> 4) * 4);
+	plen = tcp_payload_len(m, af, t);
 	seq = rte_be_to_cpu_32(t->sent_seq);
 	ack = rte_be_to_cpu_32(t->recv_ack);
 	/* RFC 793: to a packet with ACK, RST with seq = its ack; else RST|ACK
@@ -163,36 +158,10 @@ refuse(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 			!!(t->tcp_flags & RTE_TCP_SYN_FLAG) + !!(t->tcp_flags & RTE_TCP_FIN_FLAG));
 		t->tcp_flags = RTE_TCP_RST_FLAG | RTE_TCP_ACK_FLAG;
 	}
-	RTE_SWAP(t->src_port, t->dst_port);
 	t->data_off = 5 << 4;
 	t->rx_win = 0;
-	t->tcp_urp = 0;
-	t->cksum = 0;
-	rte_pktmbuf_trim(m, (uint16_t)(rte_pktmbuf_pkt_len(m) - sizeof(*eth) - hl - sizeof(*t)));
-	if (af == 4) {
-		struct rte_ipv4_hdr *h = (struct rte_ipv4_hdr *)ip;
-
-		RTE_SWAP(h->src_addr, h->dst_addr);
-		h->total_length = rte_cpu_to_be_16((uint16_t)(hl + sizeof(*t)));
-		h->time_to_live = IPDEFTTL;
-		h->fragment_offset = 0;
-		h->hdr_checksum = 0;
-		h->hdr_checksum = rte_ipv4_cksum(h);
-		t->cksum = rte_ipv4_udptcp_cksum(h, t);
-	} else {
-		struct rte_ipv6_hdr *h = (struct rte_ipv6_hdr *)ip;
-
-		memcpy(tmp, h->src_addr, 16);
-		memcpy(h->src_addr, h->dst_addr, 16);
-		memcpy(h->dst_addr, tmp, 16);
-		h->payload_len = rte_cpu_to_be_16(sizeof(*t));
-		h->hop_limits = IPDEFTTL;
-		t->cksum = rte_ipv6_udptcp_cksum(h, t);
-	}
-	rte_ether_addr_copy(&eth->src_addr, &eth->dst_addr);
-	rte_ether_addr_copy(&cfg->ports[in_port].mac, &eth->src_addr);
 	CNT(lc, TCP_RESETS_SENT);
-	tx(lc, (uint16_t)in_port, m);
+	tcp_answer(lc, cfg, in_port, m, af, t, sizeof(*t));
 }
 
 
@@ -345,6 +314,8 @@ forward_nat(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 {
 	const uint8_t *be = conn_addr(&lc->ct, c, CONN_BACKEND);
 
+	if (unlikely(c->flags & CONN_F_SYNPROXY))
+		pylb_synproxy_to_backend(c, m, ports);
 	nat_rewrite(m, c->af, c->proto, ports, true, be, c->bport);
 	if (!conn_output(lc, cfg, c, m))
 		out_routed(lc, cfg, in_port, m, be, c->af, 0);
@@ -356,6 +327,8 @@ forward_fullnat(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 {
 	const uint8_t *be = conn_addr(&lc->ct, c, CONN_BACKEND);
 
+	if (unlikely(c->flags & CONN_F_SYNPROXY))
+		pylb_synproxy_to_backend(c, m, ports);
 	nat_rewrite(m, c->af, c->proto, ports, true, be, c->bport);
 	nat_rewrite(m, c->af, c->proto, ports, false, conn_addr(&lc->ct, c, CONN_LIP), c->lport);
 	if (!conn_output(lc, cfg, c, m))
@@ -511,26 +484,21 @@ untracked(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 	l4_methods[svc->conf.method].untracked(lc, cfg, in_port, m, ports, t, b, hash);
 }
 
-/* A new connection for tuple t to svc: tracked and sent to the
- * scheduler's choice, or, if the table is full, sent untracked (NAT, DR,
- * tunnel; FullNAT is dropped). No entry is ever evicted. */
-static void
-conn_open(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
-	  struct rte_mbuf *m, uint16_t *ports, const struct pylb_tuple *t,
-	  const struct pylb_service *svc, uint32_t hash, uint8_t flags, uint64_t now)
+/* A new entry for tuple t, scheduled to a backend of svc and counted;
+ * NULL if the table has no room (*full) or FullNAT no local port. */
+struct pylb_conn *
+pylb_l4_conn_start(struct pylb_lcore *lc, const struct pylb_tuple *t,
+		   const struct pylb_service *svc, uint32_t hash, uint64_t now, bool *full)
 {
 	uint8_t method = svc->conf.method;
 	struct pylb_conn *c = pylb_conn_new(lc, t);
 	const struct pylb_backend *b;
 	uint32_t bi;
 
+	*full = c == NULL;
 	if (c == NULL) {
 		CNT(lc, CONN_TABLE_FULL);
-		if (l4_methods[method].untracked == NULL)
-			return drop(lc, m, PYLB_D_FULLNAT_NO_PORT);
-		lc->untracked_until = now + __atomic_load_n(
-			&lc->dp->timeout_tsc[PYLB_TCP_ESTABLISHED], __ATOMIC_RELAXED);
-		return untracked(lc, cfg, in_port, m, ports, t, svc, hash, true);
+		return NULL;
 	}
 	bi = schedule(lc, svc, t, hash, now);
 	b = &svc->bal.backends[bi];
@@ -545,14 +513,57 @@ conn_open(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 	c->method = method;
 	c->state = t->proto != IPPROTO_TCP ? PYLB_TCP_NONE :
 		pylb_l4_sees_replies[method] ? PYLB_TCP_SYN_SENT : PYLB_TCP_SYN_RECV;
+	lc->ct.half_open += pylb_tcp_half_open(c->state);
 	(*conn_gauge(&svc->bstats[(size_t)lc->slot * svc->bstride + bi], c->state))++;
 	if (l4_methods[method].open != NULL && !l4_methods[method].open(lc, svc, c, hash)) {
 		pylb_conn_drop(lc, c);
-		return drop(lc, m, PYLB_D_FULLNAT_NO_PORT);
+		return NULL;
 	}
 	CNT(lc, CONN_CREATED);
+	return c;
+}
+
+/* A new connection for tuple t to svc: tracked and sent to the
+ * scheduler's choice, or, if the table is full, sent untracked (NAT, DR,
+ * tunnel; FullNAT is dropped). No entry is ever evicted. */
+static void
+conn_open(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
+	  struct rte_mbuf *m, uint16_t *ports, const struct pylb_tuple *t,
+	  const struct pylb_service *svc, uint32_t hash, uint8_t flags, uint64_t now)
+{
+	bool full;
+	struct pylb_conn *c = pylb_l4_conn_start(lc, t, svc, hash, now, &full);
+
+	if (c == NULL) {
+		if (!full || l4_methods[svc->conf.method].untracked == NULL)
+			return drop(lc, m, PYLB_D_FULLNAT_NO_PORT);
+		lc->untracked_until = now + __atomic_load_n(
+			&lc->dp->timeout_tsc[PYLB_TCP_ESTABLISHED], __ATOMIC_RELAXED);
+		return untracked(lc, cfg, in_port, m, ports, t, svc, hash, true);
+	}
 	pylb_conn_update(lc, c, flags, false, now);
 	conn_forward(lc, cfg, in_port, m, ports, c);
+}
+
+/* A client's packet for c, resumed (held while its SYN proxy opened it). */
+void
+pylb_l4_resume(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
+	       struct rte_mbuf *m, struct pylb_conn *c)
+{
+	uint8_t proto;
+	uint16_t *ports = l4_header(m, c->af, &proto);
+
+	pylb_conn_update(lc, c, ((struct rte_tcp_hdr *)ports)->tcp_flags, false, lc->now);
+	conn_forward(lc, cfg, in_port, m, ports, c);
+}
+
+/* A packet of c's, translated towards its backend, output (NAT, FullNAT). */
+void
+pylb_l4_to_backend(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
+		   struct rte_mbuf *m, struct pylb_conn *c)
+{
+	if (!conn_output(lc, cfg, c, m))
+		out_routed(lc, cfg, in_port, m, conn_addr(&lc->ct, c, CONN_BACKEND), c->af, 0);
 }
 
 /* A TCP or UDP packet for a service VIP. */
@@ -599,11 +610,13 @@ pylb_l4_input(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 		pylb_conn_drop(lc, c);
 		CNT(lc, CONN_RESET_DOWN);
 		if (proto == IPPROTO_TCP)
-			return refuse(lc, cfg, in_port, m, af, proto, ports,
+			return pylb_l4_refuse(lc, cfg, in_port, m, af, proto, ports,
 				      PYLB_D_BACKEND_DOWN, true);
 		c = NULL;
 	}
 	if (c != NULL) {
+		if (unlikely(c->flags & CONN_F_OPENING))
+			return pylb_synproxy_hold(lc, in_port, m, c);
 		pylb_conn_update(lc, c, flags, false, now);
 		return conn_forward(lc, cfg, in_port, m, ports, c);
 	}
@@ -614,19 +627,30 @@ pylb_l4_input(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 	 * opened untracked: they take the same consistent choice. */
 	if (proto == IPPROTO_TCP &&
 	    (flags & (RTE_TCP_SYN_FLAG | RTE_TCP_ACK_FLAG)) != RTE_TCP_SYN_FLAG) {
+		/* Perhaps the answer to a cookie: while this lcore sends
+		 * them, or from a service that always does. */
+		if ((flags & (RTE_TCP_SYN_FLAG | RTE_TCP_ACK_FLAG | RTE_TCP_RST_FLAG)) ==
+		    RTE_TCP_ACK_FLAG && (svc = service_find(dp, &t)) != NULL &&
+		    svc->synproxy != PYLB_SYN_PROXY_OFF && svc->bal.table != NULL &&
+		    (svc->synproxy == PYLB_SYN_PROXY_ALWAYS || now < lc->ct.cookies_until))
+			return pylb_synproxy_ack(lc, cfg, in_port, m, ports, &t, svc, hash);
 		if (unlikely(now < lc->untracked_until) &&
 		    (svc = service_find(dp, &t)) != NULL && svc->bal.table != NULL &&
 		    l4_methods[svc->conf.method].untracked != NULL)
 			return untracked(lc, cfg, in_port, m, ports, &t, svc, hash, false);
-		return refuse(lc, cfg, in_port, m, af, proto, ports, PYLB_D_TCP_NO_CONN,
+		return pylb_l4_refuse(lc, cfg, in_port, m, af, proto, ports, PYLB_D_TCP_NO_CONN,
 			      dp->conf.tcp_reset);
 	}
 	svc = service_find(dp, &t);
 	if (svc == NULL)
-		return refuse(lc, cfg, in_port, m, af, proto, ports, PYLB_D_NO_SERVICE,
+		return pylb_l4_refuse(lc, cfg, in_port, m, af, proto, ports, PYLB_D_NO_SERVICE,
 			      dp->conf.tcp_reset);
 	if (svc->bal.table == NULL)
 		return drop(lc, m, PYLB_D_SERVICE_NO_BACKEND);
+	/* A SYN (or UDP). Under pressure, or always, a cookie answers it. */
+	if (svc->synproxy != PYLB_SYN_PROXY_OFF && (svc->synproxy == PYLB_SYN_PROXY_ALWAYS ||
+						    lc->ct.half_open >= lc->ct.syn_threshold))
+		return pylb_synproxy_syn(lc, cfg, in_port, m, ports, &t);
 	conn_open(lc, cfg, in_port, m, ports, &t, svc, hash, flags, now);
 }
 

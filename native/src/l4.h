@@ -22,6 +22,35 @@
 #define RESUME_FULLNAT	3
 
 
+/* l4.c, for the SYN proxy: a new connection's entry, scheduled (NULL:
+ * no room, *full, or no FullNAT port); a held packet resumed; a
+ * translated packet sent to c's backend; TCP refused (RST if `rst`). */
+struct pylb_conn *pylb_l4_conn_start(struct pylb_lcore *lc, const struct pylb_tuple *t,
+				     const struct pylb_service *svc, uint32_t hash,
+				     uint64_t now, bool *full);
+void pylb_l4_resume(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
+		    struct rte_mbuf *m, struct pylb_conn *c);
+void pylb_l4_to_backend(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
+			struct rte_mbuf *m, struct pylb_conn *c);
+void pylb_l4_refuse(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
+		    struct rte_mbuf *m, uint8_t af, uint8_t proto, uint16_t *ports,
+		    enum pylb_counter reason, bool rst);
+
+/* synproxy.c: a SYN answered with a cookie; an ACK checked as one (and
+ * the connection opened); a client packet held while its backend
+ * answers; a proxied connection's backend packet (false: taken); a client
+ * packet's numbers translated towards the backend. */
+void pylb_synproxy_syn(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
+		       struct rte_mbuf *m, uint16_t *ports, const struct pylb_tuple *t);
+void pylb_synproxy_ack(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
+		       struct rte_mbuf *m, uint16_t *ports, const struct pylb_tuple *t,
+		       const struct pylb_service *svc, uint32_t hash);
+void pylb_synproxy_hold(struct pylb_lcore *lc, int in_port, struct rte_mbuf *m,
+			const struct pylb_conn *c);
+bool pylb_synproxy_reply(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
+			 struct rte_mbuf *m, uint16_t *ports, struct pylb_conn *c);
+void pylb_synproxy_to_backend(const struct pylb_conn *c, struct rte_mbuf *m, uint16_t *ports);
+
 /* The index of c's backend in svc, or PYLB_BIDX_NONE (l4.c). */
 uint16_t pylb_backend_index(const struct pylb_conntrack *ct, const struct pylb_service *svc,
 			    const struct pylb_conn *c);
@@ -117,6 +146,109 @@ l4_cksum_update(uint16_t ck, const void *old_ip, const void *new_ip, uint32_t le
 {
 	return cksum_apply(ck, cksum_delta(old_ip, new_ip, len) +
 			   (uint16_t)~old_port + new_port);
+}
+
+/* The TCP or UDP checksum of the `len` bytes at l4, computed afresh (a
+ * header rebuilt here), with the pseudo-header of the IP header at ip
+ * (IPv6: whatever extension headers lie between). */
+static inline uint16_t
+l4_cksum(const uint8_t *ip, uint8_t af, const void *l4, uint32_t len, uint8_t proto)
+{
+	uint32_t s = __rte_raw_cksum(ip + (af == 4 ? 12 : 8), af == 4 ? 8 : 32, 0);
+	uint16_t ck;
+
+	s += rte_cpu_to_be_16(proto) + rte_cpu_to_be_16((uint16_t)len);
+	ck = (uint16_t)~__rte_raw_cksum_reduce(__rte_raw_cksum(l4, len, s));
+	return proto == IPPROTO_UDP && ck == 0 ? 0xffff : ck;
+}
+
+/* The bytes a TCP segment carries after its header. */
+static inline uint32_t
+tcp_payload_len(const struct rte_mbuf *m, uint8_t af, const struct rte_tcp_hdr *t)
+{
+	const uint8_t *ip = rte_pktmbuf_mtod_offset(m, const uint8_t *,
+						    sizeof(struct rte_ether_hdr));
+	uint32_t end = af == 4 ? rte_be_to_cpu_16(((const struct rte_ipv4_hdr *)ip)->total_length) :
+		sizeof(struct rte_ipv6_hdr) +
+		rte_be_to_cpu_16(((const struct rte_ipv6_hdr *)ip)->payload_len);
+
+	return end - (uint32_t)((const uint8_t *)t - ip) - (uint32_t)((t->data_off >> 4) * 4);
+}
+
+/* Make m's TCP segment at t `len` bytes long (a header rebuilt in place,
+ * its payload cut); false (m dropped) if it cannot grow to len. */
+static inline bool
+seg_fit(struct pylb_lcore *lc, struct rte_mbuf *m, const struct rte_tcp_hdr *t, uint32_t len)
+{
+	uint32_t have = rte_pktmbuf_pkt_len(m);
+	uint32_t want = (uint32_t)((const uint8_t *)t - rte_pktmbuf_mtod(m, const uint8_t *)) + len;
+
+	if (have > want)
+		rte_pktmbuf_trim(m, (uint16_t)(have - want));
+	else if (have < want && rte_pktmbuf_append(m, (uint16_t)(want - have)) == NULL) {
+		drop(lc, m, PYLB_D_ALLOC_FAILED);
+		return false;
+	}
+	return true;
+}
+
+/* The IP length, TTL and checksums of m, a TCP segment of `len` bytes at
+ * t (rebuilt in place), made afresh. */
+static inline void
+seg_finish(struct rte_mbuf *m, uint8_t af, struct rte_tcp_hdr *t, uint32_t len)
+{
+	uint8_t *ip = rte_pktmbuf_mtod_offset(m, uint8_t *, sizeof(struct rte_ether_hdr));
+	uint32_t hl = (uint32_t)((uint8_t *)t - ip);
+
+	t->tcp_urp = 0;
+	t->cksum = 0;
+	if (af == 4) {
+		struct rte_ipv4_hdr *h = (struct rte_ipv4_hdr *)ip;
+
+		h->total_length = rte_cpu_to_be_16((uint16_t)(hl + len));
+		h->time_to_live = IPDEFTTL;
+		h->fragment_offset = 0;
+		h->hdr_checksum = 0;
+		h->hdr_checksum = rte_ipv4_cksum(h);
+	} else {
+		struct rte_ipv6_hdr *h = (struct rte_ipv6_hdr *)ip;
+
+		h->payload_len = rte_cpu_to_be_16((uint16_t)(hl - sizeof(*h) + len));
+		h->hop_limits = IPDEFTTL;
+	}
+	t->cksum = l4_cksum(ip, af, t, len, IPPROTO_TCP);
+}
+
+/* m's addresses and ports swapped: back to where it came from. */
+static inline void
+seg_turn(struct rte_mbuf *m, uint8_t af, struct rte_tcp_hdr *t)
+{
+	uint8_t *ip = rte_pktmbuf_mtod_offset(m, uint8_t *, sizeof(struct rte_ether_hdr));
+	uint8_t tmp[16];
+	uint32_t alen = af == 4 ? 4 : 16;
+	uint8_t *src = ip + (af == 4 ? 12 : 8);
+
+	RTE_SWAP(t->src_port, t->dst_port);
+	memcpy(tmp, src, alen);
+	memcpy(src, src + alen, alen);
+	memcpy(src + alen, tmp, alen);
+}
+
+/* Send m back where it came from as a TCP segment of `len` bytes (a
+ * header rebuilt in place: flags, numbers, options), out of its port. */
+static inline void
+tcp_answer(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port, struct rte_mbuf *m,
+	   uint8_t af, struct rte_tcp_hdr *t, uint32_t len)
+{
+	struct rte_ether_hdr *eth = rte_pktmbuf_mtod(m, struct rte_ether_hdr *);
+
+	if (!seg_fit(lc, m, t, len))
+		return;
+	seg_turn(m, af, t);
+	seg_finish(m, af, t, len);
+	rte_ether_addr_copy(&eth->src_addr, &eth->dst_addr);
+	rte_ether_addr_copy(&cfg->ports[in_port].mac, &eth->src_addr);
+	tx(lc, (uint16_t)in_port, m);
 }
 
 /* The L4 header of the IP packet after the Ethernet header; NULL if short. */

@@ -185,7 +185,7 @@ routed_one(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port,
 			return drop(lc, m, PYLB_D_NO_ROUTE);
 		}
 	}
-	if (unlikely(lc->dp->n_nat != 0) && !pylb_nat_reverse(lc, port, m, af, k))
+	if (unlikely(lc->dp->n_nat != 0) && !pylb_nat_reverse(lc, cfg, port, m, af, k))
 		return;
 	if (af == 4)
 		pylb_fwd4(lc, cfg, port, m, fib_id(v));

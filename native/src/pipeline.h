@@ -55,8 +55,8 @@ void pylb_vip_input(struct pylb_lcore *lc, const struct pylb_cfg *cfg,
  * made one; NULL: hashed where needed. */
 void pylb_l4_input(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 		   struct rte_mbuf *m, uint8_t af, const struct pylb_ct_key *k);
-bool pylb_nat_reverse(struct pylb_lcore *lc, int in_port, struct rte_mbuf *m, uint8_t af,
-		      const struct pylb_ct_key *k);
+bool pylb_nat_reverse(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
+		      struct rte_mbuf *m, uint8_t af, const struct pylb_ct_key *k);
 bool pylb_fullnat_reply(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 			struct rte_mbuf *m, uint8_t af, const struct pylb_ct_key *k);
 

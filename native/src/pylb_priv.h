@@ -129,6 +129,7 @@ struct pylb_service {
 	uint16_t id;		/* index in dp->svcs[] */
 	const struct pylb_sched_ops *sched;	/* conf.sched's (scheduler.h) */
 	const uint64_t *key;	/* the dataplane's flow-hash key (hash.h) */
+	uint8_t synproxy;	/* enum pylb_syn_proxy, OFF where it cannot */
 	/* WRR: each lcore's current weights; WLC: each lcore's connections
 	 * per backend. One cache-line-aligned row per lcore slot (the only
 	 * part an lcore writes). */
@@ -190,12 +191,24 @@ struct pylb_conn {
 		uint32_t a4[4];		/* IPv4: CONN_CLIENT ... CONN_LIP */
 		uint32_t ext6;		/* IPv6: index in ext6 */
 	};
+	/* SYN proxy: the backend's ISN less the cookie (while the backend
+	 * answers: the cookie). */
+	uint32_t seq_delta;
 } __rte_cache_aligned;
 
 #define PYLB_BIDX_NONE	0xffff	/* the backend left the service */
 
 #define CONN_F_OUT_OK	1	/* out_port and out_mac hold the output */
 #define CONN_F_LOCAL	2	/* indexed by its local side too (FullNAT) */
+#define CONN_F_SYNPROXY	4	/* opened by a SYN cookie: sequence numbers
+				 * translated (synproxy.c) */
+#define CONN_F_OPENING	8	/* SYN proxy: waiting for the backend */
+/* SYN proxy: window scales, 4 bits each (15: none): the backend's (while
+ * opening: the client's), and the one the cookie SYN-ACK gave. */
+#define CONN_WS_B(f)	(((f) >> 8) & 15)
+#define CONN_WS_A(f)	(((f) >> 12) & 15)
+#define CONN_WS(b, a)	((uint16_t)((b) << 8 | (a) << 12))
+#define CONN_WS_MASK	0xff00
 
 /* A packet's TCP/UDP tuple, pointing into the packet. */
 struct pylb_tuple {
@@ -239,6 +252,16 @@ struct pylb_conntrack {
 	uint32_t n_pfree;
 	uint32_t pcap;
 	uint32_t psweep;
+	/* SYN proxy */
+	uint32_t half_open;		/* entries in syn_sent or syn_recv */
+	uint32_t syn_threshold;		/* half_open from which SYNs get cookies */
+	uint64_t cookies_until;		/* ACKs are checked as cookies until then */
+	uint32_t n_held;
+	struct pylb_held {		/* client packets waiting for a backend */
+		struct rte_mbuf *m;
+		uint32_t conn;
+		int32_t in_port;
+	} held[PYLB_SYNPROXY_HOLD];
 };
 
 struct pylb_txbuf {

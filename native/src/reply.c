@@ -117,28 +117,34 @@ route_reply(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
  * with: routed replies (NAT: the VIP back as source, then routing as it
  * was going to), replies to one of our addresses (FullNAT: VIP and client
  * back, then routed to the client). NULL: not that method's kind of reply;
- * the packet goes on as it is. */
-typedef void reply_fn(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
+ * the packet goes on as it is. False: m was taken (the SYN proxy's). */
+typedef bool reply_fn(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 		      struct rte_mbuf *m, const struct pylb_tuple *t, uint16_t *ports,
 		      struct pylb_conn *c);
 
-static void
-reply_nat(struct pylb_lcore *lc, const struct pylb_cfg *cfg __rte_unused, int in_port __rte_unused,
+static bool
+reply_nat(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 	  struct rte_mbuf *m, const struct pylb_tuple *t, uint16_t *ports, struct pylb_conn *c)
 {
+	if (unlikely(c->flags & CONN_F_SYNPROXY) &&
+	    !pylb_synproxy_reply(lc, cfg, in_port, m, ports, c))
+		return false;
 	pylb_conn_update(lc, c, tcp_flags_of(t, ports), true, lc->now);
 	nat_rewrite(m, t->af, t->proto, ports, false, conn_addr(&lc->ct, c, CONN_VIP), c->vport);
 	reply_counted(lc, c, m);
+	return true;
 }
 
-static void
+static bool
 reply_fullnat(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 	      struct rte_mbuf *m, const struct pylb_tuple *t, uint16_t *ports,
 	      struct pylb_conn *c)
 {
-	reply_nat(lc, cfg, in_port, m, t, ports, c);
+	if (!reply_nat(lc, cfg, in_port, m, t, ports, c))
+		return false;
 	nat_rewrite(m, t->af, t->proto, ports, true, conn_addr(&lc->ct, c, CONN_CLIENT), c->cport);
 	route_reply(lc, cfg, in_port, m, t->af);
+	return false;
 }
 
 static reply_fn *const routed_replies[PYLB_L4_FULLNAT + 1] = {
@@ -153,8 +159,8 @@ static reply_fn *const local_replies[PYLB_L4_FULLNAT + 1] = {
  * connection, give it the VIP back as its source. Returns false if it was
  * handed to the worker that owns the connection. */
 bool
-pylb_nat_reverse(struct pylb_lcore *lc, int in_port, struct rte_mbuf *m, uint8_t af,
-		 const struct pylb_ct_key *k)
+pylb_nat_reverse(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
+		 struct rte_mbuf *m, uint8_t af, const struct pylb_ct_key *k)
 {
 	struct pylb_tuple t;
 	struct pylb_conn *c;
@@ -165,7 +171,7 @@ pylb_nat_reverse(struct pylb_lcore *lc, int in_port, struct rte_mbuf *m, uint8_t
 	if (c == NULL)
 		return nat_reverse_untracked(lc, in_port, m, af, &t, ports);
 	if (routed_replies[c->method] != NULL)
-		routed_replies[c->method](lc, NULL, in_port, m, &t, ports, c);
+		return routed_replies[c->method](lc, cfg, in_port, m, &t, ports, c);
 	return true;
 }
 
@@ -224,8 +230,8 @@ pylb_redirect_drain(struct pylb_lcore *lc, const struct pylb_cfg *cfg)
 				drop(lc, m, PYLB_D_NO_SERVICE);
 			break;
 		default:
-			pylb_nat_reverse(lc, m->port, m, af, NULL);
-			route_reply(lc, cfg, m->port, m, af);
+			if (pylb_nat_reverse(lc, cfg, m->port, m, af, NULL))
+				route_reply(lc, cfg, m->port, m, af);
 		}
 	}
 }

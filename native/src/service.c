@@ -178,6 +178,10 @@ svc_new(struct pylb_dp *dp, struct pylb_service **out, const struct pylb_service
 		(*out)->id = id;
 		(*out)->sched = &pylb_schedulers[conf->sched];
 		(*out)->key = dp->conf.hash_key;
+		/* SYN cookies: NAT and FullNAT TCP services alone can proxy. */
+		(*out)->synproxy = conf->proto == IPPROTO_TCP &&
+			(conf->method == PYLB_L4_NAT || conf->method == PYLB_L4_FULLNAT) ?
+			conf->syn_proxy : PYLB_SYN_PROXY_OFF;
 		if (rows) {
 			(*out)->rows = (int32_t *)((char *)*out + at_rows);
 			(*out)->row_stride = stride;
@@ -252,6 +256,9 @@ service_add_unlocked(struct pylb_dp *dp, const struct pylb_service_conf *conf)
 	if (c.method > PYLB_L4_FULLNAT)
 		return pylb_fail(-PYLB_E_INVAL, "service %s: unknown forwarding method %u",
 				 name, c.method);
+	if (c.syn_proxy > PYLB_SYN_PROXY_OFF)
+		return pylb_fail(-PYLB_E_INVAL, "service %s: unknown syn_proxy mode %u", name,
+				 c.syn_proxy);
 	if (c.sched > PYLB_SCHED_WLC)
 		return pylb_fail(-PYLB_E_INVAL, "service %s: unknown scheduler %u", name, c.sched);
 	if (c.method == PYLB_L4_FULLNAT) {

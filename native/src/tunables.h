@@ -32,6 +32,12 @@
 #define PYLB_CONN_AGE_STEP	16	/* entries aged per worker loop */
 #define PYLB_REDIRECT_RING	1024	/* packets handed to a flow's owner */
 #define PYLB_MAX_SERVICES	4096
+#define PYLB_SYNPROXY_HOLD	64	/* client packets held per lcore while
+					 * backends answer proxied SYNs */
+#define PYLB_SYNPROXY_WSCALE	7	/* the window scale cookie SYN-ACKs give */
+#define PYLB_SYNPROXY_WINDOW	8192	/* their window: what a client may send
+					 * before the backend has answered */
+#define PYLB_COOKIE_PERIOD_S	64	/* a cookie is good for 1-2 periods */
 #define PYLB_RXD_DEFAULT	1024
 #define PYLB_TXD_DEFAULT	1024
 
