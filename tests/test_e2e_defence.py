@@ -1,0 +1,148 @@
+"""End to end: the appliance under attack, real kernel clients and servers in
+namespaces (the L3/L4 lab), floods from hping3 with spoofed sources."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from appliance_harness import sh
+from test_e2e_l3 import Lab
+
+CAPACITY, THRESHOLD = 1024, 64
+
+# Counts the TCP SYNs (no ACK) a backend receives: from the real client or
+# from anyone else. Prints the counts when told to (a line on stdin).
+SNIFF = """
+import json, select, socket, sys
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0800))
+s.bind(("eth0", 0))
+real, counts = sys.argv[1], {"real": 0, "other": 0}
+print("ready", flush=True)
+while True:
+    r, _, _ = select.select([s, sys.stdin], [], [])
+    if sys.stdin in r:
+        sys.stdin.readline()
+        print(json.dumps(counts), flush=True)
+        continue
+    f = s.recv(2048)
+    ip = f[14:]
+    if len(ip) < 40 or ip[9] != 6:
+        continue
+    hl = (ip[0] & 15) * 4
+    if ip[hl + 13] & 0x12 == 0x02:
+        counts["real" if socket.inet_ntoa(ip[12:16]) == real else "other"] += 1
+"""
+
+# n HTTP requests, one connection each; prints how many got their answer.
+REQUESTS = """
+import http.client, sys
+ok = 0
+for _ in range(int(sys.argv[3])):
+    c = http.client.HTTPConnection(sys.argv[1], int(sys.argv[2]), timeout=5)
+    try:
+        c.request("GET", "/who")
+        ok += c.getresponse().status == 200
+    except OSError:
+        pass
+    finally:
+        c.close()
+print(ok)
+"""
+
+
+@pytest.fixture(scope="module")
+def lab():
+    lab = Lab(connections={"capacity": CAPACITY, "syn_proxy_threshold": THRESHOLD})
+    yield lab
+    lab.close()
+
+
+def sniffers(lab):
+    procs = []
+    for ns, _ in lab.backends:
+        p = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-c", SNIFF,
+                              f"{lab.app.net}.0.2"], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True)
+        assert p.stdout.readline().strip() == "ready"
+        procs.append(p)
+    return procs
+
+
+def syn_counts(procs):
+    total = {"real": 0, "other": 0}
+    for p in procs:
+        p.stdin.write("\n")
+        p.stdin.flush()
+        for k, v in json.loads(p.stdout.readline()).items():
+            total[k] += v
+    return total
+
+
+def under_flood(lab, vip, seconds, requests):
+    """hping3 sends spoofed SYNs (random sources, 5,000 a second) at vip:80
+    while the real client makes `requests` HTTP requests; the connection
+    table is sampled meanwhile. Returns (requests answered, the most
+    half-open entries seen, the most entries seen)."""
+    flood = subprocess.Popen(["ip", "netns", "exec", lab.client.name, "timeout", str(seconds),
+                              "hping3", "-q", "-S", "-p", "80", "--rand-source", "-i", "u200",
+                              vip], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    peak = {"half_open": 0, "entries": 0}
+    done = threading.Event()
+
+    def sample():
+        while not done.is_set():
+            conns = lab.app.call("connections")
+            peak["entries"] = max(peak["entries"], len(conns))
+            peak["half_open"] = max(peak["half_open"],
+                                    sum(c[7] in ("syn_sent", "syn_recv") for c in conns))
+            time.sleep(0.2)
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        time.sleep(1)                    # the flood is on
+        ok = int(lab.client.run(sys.executable, "-c", REQUESTS, vip, "80", str(requests),
+                                timeout=seconds + 120).stdout)
+        flood.wait(seconds + 30)
+    finally:
+        flood.kill()
+        done.set()
+        sampler.join()
+    return ok, peak["half_open"], peak["entries"]
+
+
+def test_spoofed_syn_flood_leaves_real_clients_served_and_the_table_free(lab):
+    from pylb.v1 import pylb_pb2 as pb
+    vip = f"{lab.app.net}.9.70"
+    stub = lab.app.api()
+    key = pb.ServiceKey(vip=vip, port=80)
+    backend = [pb.Backend(address=lab.backends[0][1], port=8080)]
+    # auto (the default): cookies once a worker holds THRESHOLD half-open
+    # entries, so the flood never holds more.
+    stub.AddService(pb.Service(key=key, backends=backend))
+    ok, half_open, entries = under_flood(lab, vip, 10, 50)
+    stats = lab.app.stats()["counters"]
+    assert ok == 50, (ok, half_open, entries)
+    assert half_open <= THRESHOLD and entries < CAPACITY, (half_open, entries)
+    assert stats["syn_cookies_sent"] > 10_000 and stats["syn_proxy_established"] >= 45
+    assert stats["conn_table_full"] == 0
+    # always: not one spoofed SYN reaches a backend.
+    stub.DeleteService(key)
+    stub.AddService(pb.Service(key=key, backends=backend, syn_proxy=pb.SYN_PROXY_ALWAYS))
+    time.sleep(1)
+    procs = sniffers(lab)
+    try:
+        ok, half_open, entries = under_flood(lab, vip, 20, 100)
+        syns = syn_counts(procs)
+    finally:
+        for p in procs:
+            p.kill()
+    assert ok == 100 and syns == {"real": 100, "other": 0}, (ok, syns)
+    assert half_open <= THRESHOLD and entries < CAPACITY
+    drops = lab.app.stats()["drops"]
+    assert drops["syn_cookie_invalid"] == 0 and drops["syn_proxy_hold_full"] == 0
