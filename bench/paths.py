@@ -22,6 +22,11 @@ ten million frames fit in hugepages. Cases:
   pass only: scheduling (Maglev-style table) and insertion per packet;
 - table_full: the same SYNs to a table of 1,024 connections: once it is full,
   every new flow is balanced statelessly (the same choice, not tracked);
+- synflood: the same SYNs (each its own spoofed client) to a NAT service that
+  answers SYNs with cookies (syn_proxy always), one frame in ten being UDP of
+  1,000 established connections to another service: measured after the first
+  pass, every SYN is answered with a cookie SYN-ACK and every UDP packet
+  forwarded; nothing is stored;
 - fullnat: UDP to a FullNAT service (SNAT to the port address, DNAT to the
   backend), established as above, at most 64,512 flows (one backend, one
   local address);
@@ -67,8 +72,9 @@ MBUF_SIZE = 192
 
 
 def mbuf_size(kind: str) -> int:
-    """192 bytes (64 of data) hold the IPv4 frames; IPv6 headers need 256."""
-    return MBUF_SIZE + 64 * kind.endswith("6")
+    """192 bytes (64 of data) hold the IPv4 frames; IPv6 headers, and the
+    options of a cookie SYN-ACK (written in the SYN's own mbuf), need 256."""
+    return MBUF_SIZE + 64 * (kind.endswith("6") or kind == "synflood")
 PORTS_PER_CLIENT = 50000
 
 
@@ -156,6 +162,22 @@ def make_pcap(path: str, kind: str, flows: int) -> None:
         return common.write_pcap(path, arps())
     if kind.endswith("6"):
         return make_pcap6(path, kind[:-1], flows)
+    if kind == "synflood":
+        syns = make_frames("syn", flows)
+        udp = list(make_frames("established", 1000))
+
+        def mixed():
+            for i, f in enumerate(syns):
+                yield f
+                if i % 9 == 8:
+                    yield udp[i // 9 % len(udp)]
+        return common.write_pcap(path, mixed())
+    common.write_pcap(path, make_frames(kind, flows))
+
+
+def make_frames(kind: str, flows: int):
+    from scapy.layers.inet import ICMP, IP, TCP, UDP
+    from scapy.layers.l2 import Ether
     syn = kind in ("syn", "table_full")
     dst = {"route": BACKEND, "vip": "10.0.9.1", "icmp": "10.0.0.1"}.get(kind, VIP)
     l4 = TCP(sport=1024, dport=80, flags="S", seq=1) if syn else \
@@ -165,7 +187,7 @@ def make_pcap(path: str, kind: str, flows: int) -> None:
     # Per flow: the source address and port (ICMP: the echo id), and the
     # checksums that cover them (ICMP's covers no address; UDP's is 0, none).
     sums = {24: "addr", **({50: "both"} if syn else {36: "port"} if kind == "icmp" else {})}
-    common.write_pcap(path, per_flow(tpl, flows, 26, 4, 38 if kind == "icmp" else 34, sums))
+    return per_flow(tpl, flows, 26, 4, 38 if kind == "icmp" else 34, sums)
 
 
 def huge_free() -> int:
@@ -201,7 +223,8 @@ def pylb_side(kind: str, pcap: str, flows: int, seconds: float) -> dict:
         out = memory(native, flows)
         common.eal_end(native, "pylb-bench-l4")
         return out
-    dp = native.Dataplane(workers=[1], mbufs=(2 if kind == "fullnat_reply" else 1) * flows + 16384,
+    dp = native.Dataplane(workers=[1], mbufs=(2 if kind in ("fullnat_reply", "synflood") else 1) *
+                          flows + 16384,
                           mbuf_size=mbuf_size(kind),
                           # IPv6 addresses take a side table of a quarter of the entries
                           conn_capacity=1024 if kind == "table_full" else
@@ -228,8 +251,13 @@ def pylb_side(kind: str, pcap: str, flows: int, seconds: float) -> dict:
     v6 = kind.endswith("6")
     vip, backend = (VIP6, BACKEND6) if v6 else (VIP, BACKEND)
     if kind in ("syn", "syn6", "table_full"):
-        dp.add_service(vip, 80, proto="tcp", backends=[(backend, 8080)])
+        # New connections, tracked (no cookies: they would answer once an
+        # eighth of the table is half-open).
+        dp.add_service(vip, 80, proto="tcp", backends=[(backend, 8080)], syn_proxy="off")
     elif kind in ("established", "established6"):
+        dp.add_service(vip, 53, proto="udp", backends=[(backend, 5353)])
+    elif kind == "synflood":
+        dp.add_service(vip, 80, proto="tcp", backends=[(backend, 8080)], syn_proxy="always")
         dp.add_service(vip, 53, proto="udp", backends=[(backend, 5353)])
     elif kind in ("vip", "vip6"):
         dp.add_vip(L3_VIP6 if v6 else L3_VIP, method="ipip", backends=[backend])
@@ -271,6 +299,7 @@ def pylb_side(kind: str, pcap: str, flows: int, seconds: float) -> dict:
            "forwarded_share": d["forwarded"] / d["rx_packets"],
            "sent_share": d["tx_packets"] / d["rx_packets"],      # host cases: the answers
            "created": d["conn_created"], "table_full": d["conn_table_full"],
+           "cookies_share": d["syn_cookies_sent"] / d["rx_packets"],
            "translated_replies_share": d["nat_replies"] / d["rx_packets"]}
     dp.close()
     common.eal_end(native, "pylb-bench-l4")
@@ -313,7 +342,8 @@ def main() -> None:
              ("vip6", 1000)] + \
         [(k, f) for f in flows for k in ("established", "established6")
          if k == "established" or f <= 1_000_000] + \
-        [("syn", args.syn_flows), ("syn6", args.syn_flows), ("table_full", args.fullnat_flows * 2),
+        [("syn", args.syn_flows), ("syn6", args.syn_flows), ("synflood", args.syn_flows),
+         ("table_full", args.fullnat_flows * 2),
          ("fullnat", args.fullnat_flows), ("fullnat_reply", args.fullnat_flows)]
     if args.cases:
         cases = [c for c in cases if c[0] in args.cases.split(",")]
@@ -327,7 +357,8 @@ def main() -> None:
         # The baseline: testpmd io on the same pcap (replaying a million frames
         # costs the driver cache misses that a thousand do not).
         base = [common.testpmd([f"net_pcap0,rx_pcap={pcap},infinite_rx=1", "net_null0,no-rx=1"],
-                               "io", args.seconds, mbufs=flows + 16384, mbuf_size=mbuf_size(kind))
+                               "io", args.seconds, mbufs=(2 if kind == "synflood" else 1) * flows +
+                               16384, mbuf_size=mbuf_size(kind))
                 for _ in range(args.runs)]
         runs = [pylb_once(kind, pcap, flows, args.seconds) for _ in range(args.runs)]
         os.unlink(pcap)

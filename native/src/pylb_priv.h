@@ -256,6 +256,7 @@ struct pylb_conntrack {
 	uint32_t half_open;		/* entries in syn_sent or syn_recv */
 	uint32_t syn_threshold;		/* half_open from which SYNs get cookies */
 	uint64_t cookies_until;		/* ACKs are checked as cookies until then */
+	uint64_t period, period_end;	/* the cookies' time, and when it moves on */
 	uint32_t n_held;
 	struct pylb_held {		/* client packets waiting for a backend */
 		struct rte_mbuf *m;

@@ -139,6 +139,19 @@ cookie_period(void)
 	return rte_get_timer_hz() * PYLB_COOKIE_PERIOD_S;
 }
 
+/* The current period's number (a division once a period, not per SYN). */
+static inline uint64_t
+cookie_now(struct pylb_conntrack *ct, uint64_t now)
+{
+	if (unlikely(now >= ct->period_end)) {
+		uint64_t len = cookie_period();
+
+		ct->period = now / len;
+		ct->period_end = (ct->period + 1) * len;
+	}
+	return ct->period;
+}
+
 static uint32_t
 cookie_mac(const struct pylb_lcore *lc, const struct pylb_tuple *t, uint32_t isn,
 	   uint64_t period, uint32_t data)
@@ -160,10 +173,10 @@ cookie_mac(const struct pylb_lcore *lc, const struct pylb_tuple *t, uint32_t isn
 
 /* The cookie for the SYN of tuple t (client to VIP) with ISN isn. */
 static uint32_t
-cookie_make(const struct pylb_lcore *lc, const struct pylb_tuple *t, uint32_t isn,
+cookie_make(struct pylb_lcore *lc, const struct pylb_tuple *t, uint32_t isn,
 	    const struct syn_opts *o, uint32_t *mss_index)
 {
-	uint64_t period = lc->now / cookie_period();
+	uint64_t period = cookie_now(&lc->ct, lc->now);
 	uint16_t mss = o->mss ? o->mss : t->af == 4 ? 536 : 1220;
 	uint32_t mi = 0, data;
 
@@ -180,11 +193,11 @@ cookie_make(const struct pylb_lcore *lc, const struct pylb_tuple *t, uint32_t is
 /* 0 if `cookie` is one this appliance gave the SYN of t with ISN isn in
  * this period or the last (its options in *o); else the drop reason. */
 static int
-cookie_check(const struct pylb_lcore *lc, const struct pylb_tuple *t, uint32_t isn,
+cookie_check(struct pylb_lcore *lc, const struct pylb_tuple *t, uint32_t isn,
 	     uint32_t cookie, struct syn_opts *o)
 {
 	uint32_t data = cookie & COOKIE_DATA_MASK;
-	uint64_t now = lc->now / cookie_period();
+	uint64_t now = cookie_now(&lc->ct, lc->now);
 	uint64_t age = (now - (data >> 7)) & 3;
 
 	if (((cookie_mac(lc, t, isn, now - age, data) ^ cookie) & ~COOKIE_DATA_MASK) != 0)
@@ -235,7 +248,7 @@ pylb_synproxy_syn(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port
 	syn_options_write((uint8_t *)(th + 1), cookie_mss[mi], o.sack,
 			  o.ws == WS_NONE ? WS_NONE : PYLB_SYNPROXY_WSCALE);
 	CNT(lc, SYN_COOKIES_SENT);
-	lc->ct.cookies_until = lc->now + 2 * cookie_period();
+	lc->ct.cookies_until = lc->ct.period_end + cookie_period();
 	tcp_answer(lc, cfg, in_port, m, t->af, th, sizeof(*th) + SYN_OPTS_LEN);
 }
 
