@@ -66,7 +66,7 @@ cdef extern from "pylb_dp.h" nogil:
         uint32_t fib_tbl8
         uint32_t conn_capacity
         uint8_t tcp_reset
-        uint32_t syn_proxy_threshold
+        uint32_t half_open_budget
         pylb_timeouts timeouts
         uint64_t hash_key[PYLB_HASH_KEY_WORDS]
 
@@ -237,6 +237,7 @@ cdef extern from "pylb_dp.h" nogil:
     int pylb_dp_service_list(pylb_dp *dp, pylb_service_conf *out, uint32_t max)
     int pylb_dp_conn_list(pylb_dp *dp, pylb_conn_info *out, uint32_t max)
     uint64_t pylb_dp_conn_count(const pylb_dp *dp)
+    uint64_t pylb_dp_half_open(const pylb_dp *dp)
     void pylb_dp_clock_advance(pylb_dp *dp, uint64_t ms)
 
     int pylb_maglev_build(const pylb_backend *b, uint32_t n, uint32_t size, uint16_t *table)

@@ -336,7 +336,7 @@ cdef class Dataplane:
     def __cinit__(self, *, workers=(), int mbufs=8191, int mbuf_cache=256, int mbuf_size=0,
                   int neigh_capacity=4096, int neigh_timeout_ms=0, int max_routes=0,
                   int fib_tbl8=0, int conn_capacity=0, timeouts=None, bint tcp_reset=False,
-                  hash_seed=None, int syn_proxy_threshold=0):
+                  hash_seed=None, int half_open_budget=0):
         cdef pylb_dp_conf conf
         cdef int rc
         memset(&conf, 0, sizeof(conf))
@@ -355,9 +355,9 @@ cdef class Dataplane:
         conf.fib_tbl8 = fib_tbl8
         conf.conn_capacity = conn_capacity
         conf.tcp_reset = tcp_reset
-        if syn_proxy_threshold < 0:
-            raise InvalidArgument(f"syn_proxy_threshold {syn_proxy_threshold} is negative")
-        conf.syn_proxy_threshold = syn_proxy_threshold
+        if half_open_budget < 0:
+            raise InvalidArgument(f"half_open_budget {half_open_budget} is negative")
+        conf.half_open_budget = half_open_budget
         for k, v in (timeouts or {}).items():
             if k not in _TIMEOUT_KEYS:
                 raise InvalidArgument(f"timeout '{k}' is not one of {', '.join(_TIMEOUT_KEYS)}")
@@ -790,6 +790,11 @@ cdef class Dataplane:
 
     def conn_count(self):
         return pylb_dp_conn_count(self._live())
+
+    def half_open(self):
+        """Half-open entries, all workers: TCP before its handshake completes,
+        NAT and FullNAT UDP before its first reply (what the budget counts)."""
+        return pylb_dp_half_open(self._live())
 
     def timeouts(self):
         """The connection timeouts in force, in seconds: {tcp_syn,

@@ -113,7 +113,7 @@ def run(profile: Profile, stop: threading.Event, instance: str | None = None,
                               max_routes=profile.max_routes,
                               conn_capacity=profile.conn_capacity,
                               timeouts=dict(profile.timeouts), tcp_reset=profile.tcp_reset,
-                              syn_proxy_threshold=profile.syn_proxy_threshold,
+                              half_open_budget=profile.half_open_budget,
                               hash_seed=profile.fleet_secret)
         for port in profile.ports:
             idx = dp.add_port(port.name, port.device, rx_desc=port.rx_desc,

@@ -303,6 +303,7 @@ def run(args, stub) -> int:
             for k, v in s.counters.items():
                 print(f"{k:24} {v:>16}")
             print(f"connections              {s.connections:>16}")
+            print(f"  half-open                {s.half_open:>14}")
             print(f"flow hash key            {s.hash_fingerprint:>16}")
             print(f"drops {sum(s.drops.values())}:")
             for k, v in s.drops.items():

@@ -547,7 +547,8 @@ class Manager:
     def stats(self) -> dict:
         def read(dp):
             return {"counters": dp.totals(), "drops": dp.drops(), "lcores": dp.lcore_counters(),
-                    "connections": dp.conn_count(), "mempools": dp.mempools(),
+                    "connections": dp.conn_count(), "half_open": dp.half_open(),
+                    "mempools": dp.mempools(),
                     "hash_fingerprint": dp.hash_fingerprint,
                     "timestamp_ms": int(time.time() * 1000)}
         return self._submit(read)

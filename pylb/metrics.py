@@ -80,6 +80,9 @@ class Collector:
         yield key
         yield GaugeMetricFamily("pylb_conntrack_entries", "tracked connections",
                                 value=stats["connections"])
+        yield GaugeMetricFamily("pylb_conntrack_half_open_entries",
+                                "tracked connections half-open (TCP handshake, unanswered UDP)",
+                                value=stats["half_open"])
         yield CounterMetricFamily("pylb_conntrack_created_total", "connections created",
                                   value=counters["conn_created"])
         yield CounterMetricFamily("pylb_conntrack_table_full_total",

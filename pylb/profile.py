@@ -23,7 +23,7 @@ TOP_KEYS = {"name", "lcores", "memory", "mbufs", "mbuf_cache", "mbuf_size", "por
             "max_routes", "connections", "fleet"}
 FLEET_KEYS = {"secret_file"}
 SECRET_MIN = 16                         # bytes
-CONN_KEYS = {"capacity", "timeouts", "tcp_reset", "syn_proxy_threshold"}
+CONN_KEYS = {"capacity", "timeouts", "tcp_reset", "half_open_budget"}
 LCORE_KEYS = {"main", "workers", "cpu_map"}
 MEMORY_KEYS = {"hugepages", "size_mb", "huge_dir"}
 PORT_KEYS = {"name", "vdev", "pci", "addresses", "rx_desc", "tx_desc", "link_wait_ms",
@@ -83,7 +83,7 @@ class Profile:
     conn_capacity: int = 65536          # tracked connections per lcore
     timeouts: tuple = ()                # ((name, seconds), ...)
     tcp_reset: bool = False             # RST what no connection or service takes
-    syn_proxy_threshold: int = 0        # half-open entries per worker before SYN cookies
+    half_open_budget: int = 0        # half-open entries per worker before SYN cookies
     # The fleet's shared secret (fleet.secret_file): keys the flow hash, so
     # every appliance of a fleet chooses alike. None: a random key per start.
     fleet_secret: bytes | None = field(default=None, repr=False)
@@ -247,8 +247,8 @@ def load_profile(path: str) -> Profile:
     conn_capacity = c.integer(conns.get("capacity", 65536), "connections.capacity", 16, (1 << 24) - 1)
     # The same names and limits as configuration files and SetTimeouts.
     timeouts = dict(config.parse_timeouts(c, conns.get("timeouts", {}), "connections.timeouts"))
-    syn_threshold = c.integer(conns.get("syn_proxy_threshold", max(conn_capacity // 8, 1)),
-                              "connections.syn_proxy_threshold", 1, conn_capacity)
+    half_open_budget = c.integer(conns.get("half_open_budget", max(conn_capacity // 8, 1)),
+                              "connections.half_open_budget", 1, conn_capacity)
     tcp_reset = conns.get("tcp_reset", False)
     if not isinstance(tcp_reset, bool):
         raise c.fail("connections.tcp_reset", "expected true or false")
@@ -266,7 +266,7 @@ def load_profile(path: str) -> Profile:
                    eal_args=tuple(eal_args),
                    max_routes=c.integer(top.get("max_routes", 65536), "max_routes", 1024, 16777216),
                    conn_capacity=conn_capacity, timeouts=tuple(sorted(timeouts.items())),
-                   tcp_reset=tcp_reset, syn_proxy_threshold=syn_threshold, fleet_secret=secret)
+                   tcp_reset=tcp_reset, half_open_budget=half_open_budget, fleet_secret=secret)
 
 
 def read_secret(c: yamlsrc.Checker, path: str) -> bytes:

@@ -199,6 +199,7 @@ def route_msg(r) -> pb.Route:
 
 def stats_msg(s: dict) -> pb.Stats:
     return pb.Stats(counters=s["counters"], drops=s["drops"], connections=s["connections"],
+                    half_open=s["half_open"],
                     timestamp_ms=s["timestamp_ms"], hash_fingerprint=s["hash_fingerprint"],
                     mempools=[pb.Mempool(**p) for p in s["mempools"]],
                     lcores=[pb.LcoreStats(slot=i, counters=row) for i, row in enumerate(s["lcores"])])

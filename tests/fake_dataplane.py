@@ -296,6 +296,9 @@ class FakeDataplane:
     def conn_count(self):
         return 0
 
+    def half_open(self):
+        return 0
+
     def totals(self):
         return dict.fromkeys(COUNTERS, 0)
 

@@ -7,7 +7,7 @@ import ipaddress
 import random
 
 import pytest
-from scapy.layers.inet import IP, TCP
+from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import Ether
 from scapy.packet import Raw, raw
@@ -281,16 +281,19 @@ def test_proxy_drops_what_it_cannot_take(native):
     opt = Ether(src=CLIENT_MAC, dst=P0_MAC) / IP(src=CLIENT, dst=VIP, options=b"\x01" * 4) / \
         TCP(sport=1, dport=80, flags="S")
     assert d.inject("p0", [raw(opt)]) == []
-    # A full table: a valid ACK has no entry to open.
+    # A full table (15 connections established, one opening: under the
+    # half-open budget of 2, nothing to evict): a valid ACK has no entry.
     cookies = [cookie_for(d, sport=p) for p in range(100, 117)]
     for p, c in zip(range(100, 116), cookies):
         one(d, "p0", c2v(sport=p, flags="A", seq=1001, ack=c + 1))
+        if p < 115:
+            one(d, "p1", b2c(5000, 1001, "SA", dport=p))
     assert d.inject("p0", [raw(c2v(sport=116, flags="A", seq=1001, ack=cookies[16] + 1))]) == []
     # Held packets: at most 64 per lcore.
-    data = [raw(c2v(sport=100, flags="PA", seq=1001, ack=cookies[0] + 1, payload=b"x"))] * 65
+    data = [raw(c2v(sport=115, flags="PA", seq=1001, ack=cookies[15] + 1, payload=b"x"))] * 65
     assert d.inject("p0", data) == []
     # While opening, the backend's packet that is not a SYN-ACK or RST.
-    assert d.inject("p1", [raw(b2c(5000, 1001, "A", dport=101))]) == []
+    assert d.inject("p1", [raw(b2c(5000, 1001, "A", dport=115))]) == []
     assert drops(d) == {"syn_proxy_unsupported": 1, "syn_proxy_no_entry": 1,
                         "syn_proxy_hold_full": 1, "syn_proxy_unexpected": 1}
     d.close()              # the held packets are freed with their table
@@ -333,7 +336,7 @@ def test_ipv6_syns_get_cookies_too(native):
 
 
 def test_auto_mode_sends_cookies_only_from_the_threshold(native):
-    d = proxy_dp(native, syn_proxy_threshold=4)
+    d = proxy_dp(native, half_open_budget=4)
     d.add_service(VIP, 80, backends=[(BACKEND, 8080)])
     out = d.inject("p0", [raw(c2v(sport=p)) for p in range(100, 110)])
     to_backend = [Ether(f)[TCP].sport for p, f in out if p == 1]
@@ -349,4 +352,38 @@ def test_auto_mode_sends_cookies_only_from_the_threshold(native):
     d.add_service(VIP, 81, method="dr", backends=[BACKEND], syn_proxy="always")
     out = d.inject("p0", [raw(c2v(sport=p, dport=81)) for p in range(300, 310)])
     assert [p for p, _ in out] == [1] * 10
+    d.close()
+
+
+# The half-open budget (state exhaustion).
+
+def test_half_open_budget_evicts_the_oldest_half_open_entry_never_an_established_one(native):
+    d = proxy_dp(native, conn_capacity=64, half_open_budget=4)
+    d.add_service(VIP, 80, method="dr", backends=[BACKEND])
+    for p in (100, 101):                          # established (DR: the client's ACK)
+        d.inject("p0", [raw(c2v(sport=p)), raw(c2v(sport=p, flags="A"))])
+    assert d.half_open() == 0 and d.conn_count() == 2
+    out = d.inject("p0", [raw(c2v(sport=p)) for p in range(300, 310)])
+    assert len(out) == 10                         # every SYN still goes to the backend
+    assert d.conn_count() == 6 and d.half_open() == 4
+    assert d.totals()["half_open_evicted"] == 6
+    kept = sorted(c.cport for c in d.connections())
+    assert kept == [100, 101, 306, 307, 308, 309]   # the oldest half-open went first
+    d.close()
+
+
+def test_unanswered_udp_counts_as_half_open(native):
+    d = proxy_dp(native, conn_capacity=64, half_open_budget=4)
+    d.add_service(VIP, 53, proto="udp", backends=[(BACKEND, 5353)])
+    udp = [raw(c2v(sport=p, proto=UDP, dport=53)) for p in range(100, 102)]
+    d.inject("p0", udp)
+    for p in (100, 101):                          # answered: no longer half-open
+        d.inject("p1", [raw(Ether(src=BMAC[BACKEND], dst=P1_MAC) / IP(src=BACKEND, dst=CLIENT) /
+                            UDP(sport=5353, dport=p) / Raw(b"answer"))])
+    assert d.half_open() == 0
+    flood = [raw(c2v(sport=p, proto=UDP, dport=53)) for p in range(2000, 2050)]
+    assert len(d.inject("p0", flood)) == 50
+    assert d.conn_count() == 6 and d.half_open() == 4
+    assert d.totals()["half_open_evicted"] == 46
+    assert {100, 101} <= {c.cport for c in d.connections()}
     d.close()

@@ -14,7 +14,7 @@ import pytest
 from appliance_harness import sh
 from test_e2e_l3 import Lab
 
-CAPACITY, THRESHOLD = 1024, 64
+CAPACITY, BUDGET = 1024, 64
 
 # Counts the TCP SYNs (no ACK) a backend receives: from the real client or
 # from anyone else. Prints the counts when told to (a line on stdin).
@@ -58,7 +58,7 @@ print(ok)
 
 @pytest.fixture(scope="module")
 def lab():
-    lab = Lab(connections={"capacity": CAPACITY, "syn_proxy_threshold": THRESHOLD})
+    lab = Lab(connections={"capacity": CAPACITY, "half_open_budget": BUDGET})
     yield lab
     lab.close()
 
@@ -122,13 +122,13 @@ def test_spoofed_syn_flood_leaves_real_clients_served_and_the_table_free(lab):
     stub = lab.app.api()
     key = pb.ServiceKey(vip=vip, port=80)
     backend = [pb.Backend(address=lab.backends[0][1], port=8080)]
-    # auto (the default): cookies once a worker holds THRESHOLD half-open
+    # auto (the default): cookies once a worker holds BUDGET half-open
     # entries, so the flood never holds more.
     stub.AddService(pb.Service(key=key, backends=backend))
     ok, half_open, entries = under_flood(lab, vip, 10, 50)
     stats = lab.app.stats()["counters"]
     assert ok == 50, (ok, half_open, entries)
-    assert half_open <= THRESHOLD and entries < CAPACITY, (half_open, entries)
+    assert half_open <= BUDGET and entries < CAPACITY, (half_open, entries)
     assert stats["syn_cookies_sent"] > 10_000 and stats["syn_proxy_established"] >= 45
     assert stats["conn_table_full"] == 0
     # always: not one spoofed SYN reaches a backend.
@@ -143,6 +143,76 @@ def test_spoofed_syn_flood_leaves_real_clients_served_and_the_table_free(lab):
         for p in procs:
             p.kill()
     assert ok == 100 and syns == {"real": 100, "other": 0}, (ok, syns)
-    assert half_open <= THRESHOLD and entries < CAPACITY
+    assert half_open <= BUDGET and entries < CAPACITY
     drops = lab.app.stats()["drops"]
     assert drops["syn_cookie_invalid"] == 0 and drops["syn_proxy_hold_full"] == 0
+
+
+UDP_ECHO = """
+import socket
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+u.bind(("0.0.0.0", 5353))
+print("ready", flush=True)
+while True:
+    data, peer = u.recvfrom(2048)
+    if data.startswith(b"real"):
+        u.sendto(data, peer)
+"""
+
+# n UDP requests, each from its own socket (a new flow); prints how many
+# were answered.
+UDP_REQUESTS = """
+import socket, sys
+ok = 0
+for i in range(int(sys.argv[3])):
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    u.settimeout(2)
+    try:
+        u.sendto(b"real %d" % i, (sys.argv[1], int(sys.argv[2])))
+        ok += u.recvfrom(2048)[0] == b"real %d" % i
+    except OSError:
+        pass
+    finally:
+        u.close()
+print(ok)
+"""
+
+
+def test_spoofed_udp_flood_leaves_real_clients_served_and_the_table_free(lab):
+    """Spoofed UDP (random sources, 5,000 a second, never answered) at a NAT
+    UDP service: its flows are half-open until answered, so they stay within
+    the budget (the oldest go first) and real clients' flows, answered, stay."""
+    from pylb.v1 import pylb_pb2 as pb
+    ns, ip = lab.backends[1]
+    echo = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-c", UDP_ECHO],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert echo.stdout.readline().strip() == "ready"
+        vip = f"{lab.app.net}.9.71"
+        lab.app.api().AddService(pb.Service(key=pb.ServiceKey(vip=vip, port=53,
+                                                              protocol=pb.PROTOCOL_UDP),
+                                            backends=[pb.Backend(address=ip, port=5353)]))
+        before = lab.app.stats()["counters"]
+        flood = subprocess.Popen(["ip", "netns", "exec", lab.client.name, "timeout", "12",
+                                  "hping3", "-q", "--udp", "-p", "53", "--rand-source", "-i",
+                                  "u200", "-d", "32", vip],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        peak = 0
+        try:
+            time.sleep(1)
+            for _ in range(10):
+                peak = max(peak, lab.app.call("half_open"))
+                time.sleep(0.1)
+            ok = int(lab.client.run(sys.executable, "-c", UDP_REQUESTS, vip, "53", "100",
+                                    timeout=300).stdout)
+            peak = max(peak, lab.app.call("half_open"))
+            entries = lab.app.call("conn_count")
+            flood.wait(30)
+        finally:
+            flood.kill()
+        after = lab.app.stats()["counters"]
+    finally:
+        echo.kill()
+    evicted = after["half_open_evicted"] - before["half_open_evicted"]
+    assert ok == 100 and peak <= BUDGET and entries < CAPACITY, (ok, peak, entries)
+    assert evicted > 10_000, evicted

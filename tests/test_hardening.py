@@ -131,8 +131,16 @@ def test_run_with_an_alias_bomb_exits_2_without_starting(tmp_path):
 def test_nat_connections_work_while_the_table_is_full(native, scheduler):
     d = small_dp(native, conn_capacity=16)
     d.add_neighbour("p0", CLIENT, CLIENT_MAC)
-    d.add_service(VIP, 80, scheduler=scheduler, backends=[(b, 8080) for b in BACKENDS])
-    d.inject("p0", [raw(c2v(sport=p)) for p in range(100, 116)])
+    # A table full of established connections (half-open ones would make
+    # room for new ones: the half-open budget); no SYN cookies in the way.
+    d.add_service(VIP, 80, scheduler=scheduler, backends=[(b, 8080) for b in BACKENDS],
+                  syn_proxy="off")
+    for p in range(100, 116):
+        (_, f), = d.inject("p0", [raw(c2v(sport=p))])
+        d.inject("p1", [raw(Ether(src=BMAC[Ether(f)[IP].dst], dst=P1_MAC) /
+                            IP(src=Ether(f)[IP].dst, dst=CLIENT) /
+                            TCP(sport=8080, dport=p, flags="SA", seq=5000, ack=1001))])
+        d.inject("p0", [raw(c2v(sport=p, flags="A"))])
     assert d.conn_count() == 16
     for sport in range(200, 230):
         # The SYN: to the consistent table's backend, untracked.

@@ -96,6 +96,8 @@ enum pylb_err {
 	X(SYN_PROXY_ESTABLISHED, syn_proxy_established) \
 	X(SYN_PROXY_REFUSED, syn_proxy_refused) \
 	X(SYN_PROXY_HELD, syn_proxy_held) \
+	X(HALF_OPEN_EVICTED, half_open_evicted) \
+	X(HALF_OPEN_FULL, half_open_full) \
 	X(FROM_KERNEL, from_kernel) \
 	X(BUSY_CYCLES, busy_cycles) \
 	X(BUSY_POLLS, busy_polls)
@@ -201,10 +203,12 @@ struct pylb_dp_conf {
 						 * 0: 65536 */
 	uint8_t tcp_reset;			/* answer TCP to a VIP that has no
 						 * connection or service with RST */
-	uint32_t syn_proxy_threshold;		/* half-open entries per lcore from
-						 * which SYNs get cookies (services
-						 * whose syn_proxy is AUTO); 0: an
-						 * eighth of the capacity */
+	uint32_t half_open_budget;		/* half-open entries per lcore (TCP
+						 * syn_sent/syn_recv, NAT and FullNAT
+						 * UDP not yet answered): beyond it a
+						 * SYN gets a cookie (syn_proxy AUTO)
+						 * or the oldest half-open entry goes;
+						 * 0: an eighth of the capacity */
 	struct pylb_timeouts timeouts;
 	/* The flow hash's key (hash.h): random words, or words derived from a
 	 * fleet's shared secret so that its appliances choose alike. All
@@ -529,6 +533,8 @@ int pylb_dp_service_list(struct pylb_dp *dp, struct pylb_service_conf *out,
  * workers. */
 int pylb_dp_conn_list(struct pylb_dp *dp, struct pylb_conn_info *out, uint32_t max);
 uint64_t pylb_dp_conn_count(const struct pylb_dp *dp);
+/* Half-open entries (the budget's count), all lcores. */
+uint64_t pylb_dp_half_open(const struct pylb_dp *dp);
 /* Test clock: move the dataplane's notion of time forward (timeouts). */
 void pylb_dp_clock_advance(struct pylb_dp *dp, uint64_t ms);
 

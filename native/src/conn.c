@@ -37,8 +37,9 @@ pylb_conn_init(struct pylb_dp *dp, struct pylb_lcore *lc)
 	 * slot, a FullNAT entry two, so even a table of FullNAT connections
 	 * fits. IPv6 addresses: for a quarter of the entries. */
 	ct->key = dp->conf.hash_key;
-	ct->syn_threshold = dp->conf.syn_proxy_threshold ? dp->conf.syn_proxy_threshold :
+	ct->half_open_budget = dp->conf.half_open_budget ? dp->conf.half_open_budget :
 		RTE_MAX(cap / 8, 1u);
+	ct->ho_mask = rte_align32pow2(2 * RTE_MIN(ct->half_open_budget, cap)) - 1;
 	ct->nb = RTE_MAX((cap + 6) / 7, 4u);
 	ct->cap = cap;
 	ct->cap6 = RTE_MAX(cap / 4, 16u);
@@ -54,7 +55,8 @@ pylb_conn_init(struct pylb_dp *dp, struct pylb_lcore *lc)
 	ct->ph = rte_hash_create(&hp);
 	ct->pers = rte_zmalloc("pylb_pers", hp.entries * sizeof(*ct->pers), RTE_CACHE_LINE_SIZE);
 	ct->pfree = rte_malloc("pylb_pers_free", hp.entries * sizeof(*ct->pfree), 0);
-	if (ct->buckets == NULL || ct->conns == NULL || ct->free == NULL || ct->ext6 == NULL ||
+	ct->ho_ring = rte_malloc("pylb_half_open", (ct->ho_mask + 1) * sizeof(*ct->ho_ring), 0);
+	if (ct->ho_ring == NULL || ct->buckets == NULL || ct->conns == NULL || ct->free == NULL || ct->ext6 == NULL ||
 	    ct->free6 == NULL || ct->ph == NULL || ct->pers == NULL || ct->pfree == NULL)
 		return pylb_fail(-PYLB_E_NOMEM,
 			"cannot allocate a connection table of %u entries (lcore slot %u); reserve more hugepages or lower the connection capacity",
@@ -78,6 +80,7 @@ pylb_conn_free(struct pylb_lcore *lc)
 
 	for (uint32_t i = 0; i < ct->n_held; i++)
 		rte_pktmbuf_free(ct->held[i].m);
+	rte_free(ct->ho_ring);
 	rte_free(ct->buckets);
 	rte_free(ct->conns);
 	rte_free(ct->free);
@@ -301,7 +304,7 @@ pylb_conn_drop(struct pylb_lcore *lc, struct pylb_conn *c)
 	uint32_t idx = conn_idx(ct, c);
 
 	pylb_conn_released(lc, c);
-	ct->half_open -= pylb_tcp_half_open(c->state);
+	ct->half_open -= pylb_conn_half_open(c);
 	if (unlikely(c->flags & CONN_F_OPENING))
 		pylb_conn_unhold(lc, c, NULL);
 	slot_del(ct, client_hash(ct, c), idx);
@@ -393,6 +396,38 @@ pylb_conn_update(struct pylb_lcore *lc, struct pylb_conn *c, uint8_t tcp_flags,
 			pylb_conn_state(lc, c, next);
 	}
 	c->expire_tsc = now + __atomic_load_n(&lc->dp->timeout_tsc[c->state], __ATOMIC_RELAXED);
+}
+
+/* Note c (just opened, half-open) as the newest half-open entry. */
+void
+pylb_conn_opened(struct pylb_lcore *lc, const struct pylb_conn *c)
+{
+	struct pylb_conntrack *ct = &lc->ct;
+
+	ct->half_open++;
+	if (ct->ho_tail - ct->ho_head > ct->ho_mask)
+		ct->ho_head++;		/* forget the oldest note: full of stale ones */
+	ct->ho_ring[ct->ho_tail++ & ct->ho_mask] = conn_idx(ct, c);
+}
+
+/* Make room under the half-open budget: the oldest entry still half-open
+ * goes (like IPVS's drop_entry; established entries never do). False if
+ * there is none. */
+bool
+pylb_conn_evict_half_open(struct pylb_lcore *lc)
+{
+	struct pylb_conntrack *ct = &lc->ct;
+
+	while (ct->ho_head != ct->ho_tail) {
+		struct pylb_conn *c = &ct->conns[ct->ho_ring[ct->ho_head++ & ct->ho_mask]];
+
+		if (c->af != 0 && pylb_conn_half_open(c)) {
+			pylb_conn_drop(lc, c);
+			CNT(lc, HALF_OPEN_EVICTED);
+			return true;
+		}
+	}
+	return false;
 }
 
 /* The client packets held for c (opening through the SYN proxy), in
@@ -557,6 +592,16 @@ pylb_dp_conn_list(struct pylb_dp *dp, struct pylb_conn_info *out, uint32_t max)
 		}
 	}
 	return (int)n;
+}
+
+uint64_t
+pylb_dp_half_open(const struct pylb_dp *dp)
+{
+	uint64_t n = 0;
+
+	for (uint32_t s = 0; s < dp->n_slots; s++)
+		n += __atomic_load_n(&dp->lcores[s].ct.half_open, __ATOMIC_RELAXED);
+	return n;
 }
 
 uint64_t

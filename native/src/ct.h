@@ -128,6 +128,20 @@ pylb_tcp_half_open(uint8_t state)
 	return state == PYLB_TCP_SYN_SENT || state == PYLB_TCP_SYN_RECV;
 }
 
+/* Half-open: TCP before its handshake completes; UDP of a method that sees
+ * replies (NAT, FullNAT) before the first one. What floods from spoofed
+ * sources create, so what the half-open budget counts. */
+static inline uint32_t
+pylb_conn_half_open(const struct pylb_conn *c)
+{
+	if (c->proto == IPPROTO_TCP)
+		return pylb_tcp_half_open(c->state);
+	return pylb_l4_sees_replies[c->method] && !(c->flags & CONN_F_REPLIED);
+}
+
+void pylb_conn_opened(struct pylb_lcore *lc, const struct pylb_conn *c);
+bool pylb_conn_evict_half_open(struct pylb_lcore *lc);
+
 struct pylb_persist *pylb_persist_find(struct pylb_lcore *lc,
 				       const struct pylb_persist_key *k, uint64_t now);
 struct pylb_persist *pylb_persist_new(struct pylb_lcore *lc, const struct pylb_persist_key *k);

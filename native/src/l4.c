@@ -491,10 +491,19 @@ pylb_l4_conn_start(struct pylb_lcore *lc, const struct pylb_tuple *t,
 		   const struct pylb_service *svc, uint32_t hash, uint64_t now, bool *full)
 {
 	uint8_t method = svc->conf.method;
-	struct pylb_conn *c = pylb_conn_new(lc, t);
+	struct pylb_conn *c;
 	const struct pylb_backend *b;
 	uint32_t bi;
 
+	/* The half-open budget: room is made by the oldest half-open entry,
+	 * never by an established one. */
+	if ((t->proto == IPPROTO_TCP || pylb_l4_sees_replies[method]) &&
+	    lc->ct.half_open >= lc->ct.half_open_budget && !pylb_conn_evict_half_open(lc)) {
+		CNT(lc, HALF_OPEN_FULL);
+		*full = true;
+		return NULL;
+	}
+	c = pylb_conn_new(lc, t);
 	*full = c == NULL;
 	if (c == NULL) {
 		CNT(lc, CONN_TABLE_FULL);
@@ -513,7 +522,8 @@ pylb_l4_conn_start(struct pylb_lcore *lc, const struct pylb_tuple *t,
 	c->method = method;
 	c->state = t->proto != IPPROTO_TCP ? PYLB_TCP_NONE :
 		pylb_l4_sees_replies[method] ? PYLB_TCP_SYN_SENT : PYLB_TCP_SYN_RECV;
-	lc->ct.half_open += pylb_tcp_half_open(c->state);
+	if (pylb_conn_half_open(c))
+		pylb_conn_opened(lc, c);
 	(*conn_gauge(&svc->bstats[(size_t)lc->slot * svc->bstride + bi], c->state))++;
 	if (l4_methods[method].open != NULL && !l4_methods[method].open(lc, svc, c, hash)) {
 		pylb_conn_drop(lc, c);
@@ -649,7 +659,7 @@ pylb_l4_input(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 		return drop(lc, m, PYLB_D_SERVICE_NO_BACKEND);
 	/* A SYN (or UDP). Under pressure, or always, a cookie answers it. */
 	if (svc->synproxy != PYLB_SYN_PROXY_OFF && (svc->synproxy == PYLB_SYN_PROXY_ALWAYS ||
-						    lc->ct.half_open >= lc->ct.syn_threshold))
+						    lc->ct.half_open >= lc->ct.half_open_budget))
 		return pylb_synproxy_syn(lc, cfg, in_port, m, ports, &t);
 	conn_open(lc, cfg, in_port, m, ports, &t, svc, hash, flags, now);
 }

@@ -203,6 +203,7 @@ struct pylb_conn {
 #define CONN_F_SYNPROXY	4	/* opened by a SYN cookie: sequence numbers
 				 * translated (synproxy.c) */
 #define CONN_F_OPENING	8	/* SYN proxy: waiting for the backend */
+#define CONN_F_REPLIED	16	/* a reply was seen (UDP: no longer half-open) */
 /* SYN proxy: window scales, 4 bits each (15: none): the backend's (while
  * opening: the client's), and the one the cookie SYN-ACK gave. */
 #define CONN_WS_B(f)	(((f) >> 8) & 15)
@@ -253,8 +254,12 @@ struct pylb_conntrack {
 	uint32_t pcap;
 	uint32_t psweep;
 	/* SYN proxy */
-	uint32_t half_open;		/* entries in syn_sent or syn_recv */
-	uint32_t syn_threshold;		/* half_open from which SYNs get cookies */
+	uint32_t half_open;		/* entries half-open (pylb_conn_half_open) */
+	uint32_t half_open_budget;	/* the most: then cookies, or eviction */
+	/* Half-open entries in the order they opened (oldest at head), for
+	 * eviction; a slot whose entry moved on is skipped then. */
+	uint32_t *ho_ring;
+	uint32_t ho_mask, ho_head, ho_tail;
 	uint64_t cookies_until;		/* ACKs are checked as cookies until then */
 	uint64_t period, period_end;	/* the cookies' time, and when it moves on */
 	uint32_t n_held;

@@ -129,6 +129,10 @@ reply_nat(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 	if (unlikely(c->flags & CONN_F_SYNPROXY) &&
 	    !pylb_synproxy_reply(lc, cfg, in_port, m, ports, c))
 		return false;
+	if (unlikely(!(c->flags & CONN_F_REPLIED))) {
+		lc->ct.half_open -= pylb_conn_half_open(c) && c->proto == IPPROTO_UDP;
+		c->flags |= CONN_F_REPLIED;
+	}
 	pylb_conn_update(lc, c, tcp_flags_of(t, ports), true, lc->now);
 	nat_rewrite(m, t->af, t->proto, ports, false, conn_addr(&lc->ct, c, CONN_VIP), c->vport);
 	reply_counted(lc, c, m);
