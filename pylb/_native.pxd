@@ -238,6 +238,18 @@ cdef extern from "pylb_dp.h" nogil:
     int pylb_dp_conn_list(pylb_dp *dp, pylb_conn_info *out, uint32_t max)
     uint64_t pylb_dp_conn_count(const pylb_dp *dp)
     uint64_t pylb_dp_half_open(const pylb_dp *dp)
+
+    enum:
+        PYLB_MAX_ACLS
+    struct pylb_acl_conf:
+        uint8_t type
+        uint8_t action
+    struct pylb_acl_prefix:
+        pylb_prefix prefix
+        uint8_t list
+    int pylb_dp_acls_set(pylb_dp *dp, const pylb_acl_conf *lists, uint32_t n_lists,
+                         const pylb_acl_prefix *p, uint32_t n, const uint64_t *svc_lists)
+    int pylb_dp_acl_check(pylb_dp *dp, const pylb_ip *src, uint16_t svc)
     void pylb_dp_clock_advance(pylb_dp *dp, uint64_t ms)
 
     int pylb_maglev_build(const pylb_backend *b, uint32_t n, uint32_t size, uint16_t *table)

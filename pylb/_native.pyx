@@ -791,6 +791,68 @@ cdef class Dataplane:
     def conn_count(self):
         return pylb_dp_conn_count(self._live())
 
+    def set_acls(self, lists, service_lists):
+        """Replace every ACL at once. `lists`: [(type, action, prefixes)],
+        type `deny` or `allow`, action `drop`, `reset` or `unreachable`,
+        prefixes an iterable of strings ('192.0.2.0/24', '2001:db8::/32');
+        `service_lists`: {service id: [list indices]}. Built aside, then
+        published: open connections are not touched; [] removes them all."""
+        cdef pylb_dp *dp = self._live()
+        cdef list lists_ = list(lists)
+        cdef Py_ssize_t n_lists = len(lists_), n = 0, cap = 0, i
+        cdef pylb_acl_conf conf[64]
+        cdef pylb_acl_prefix *arr = NULL
+        cdef uint64_t *svc = <uint64_t *>malloc(model.MAX_SERVICES * sizeof(uint64_t))
+        cdef int rc
+        if svc == NULL:
+            raise MemoryError()
+        try:
+            if n_lists > PYLB_MAX_ACLS:
+                raise CapacityExhausted(f"{n_lists} ACLs, at most {PYLB_MAX_ACLS}")
+            memset(svc, 0, model.MAX_SERVICES * sizeof(uint64_t))
+            for sid, idx in service_lists.items():
+                if not 0 <= sid < model.MAX_SERVICES:
+                    raise InvalidArgument(f"service id {sid} is not in 0..{model.MAX_SERVICES - 1}")
+                for j in idx:
+                    if not 0 <= j < n_lists:
+                        raise InvalidArgument(f"service id {sid}: ACL {j} does not exist")
+                    svc[sid] |= 1ULL << j
+            prefixes = []
+            for i, (kind, action, pfx) in enumerate(lists_):
+                if kind not in model.ACL_TYPES or action not in model.ACL_ACTIONS:
+                    raise InvalidArgument(f"ACL {i}: type {kind!r} must be one of "
+                                          f"{', '.join(model.ACL_TYPES)} and action {action!r} "
+                                          f"one of {', '.join(model.ACL_ACTIONS)}")
+                conf[i].type = model.ACL_TYPES.index(kind)
+                conf[i].action = model.ACL_ACTIONS.index(action)
+                pfx = pfx if isinstance(pfx, (list, tuple)) else list(pfx)
+                prefixes.append(pfx)
+                cap += len(pfx)
+            arr = <pylb_acl_prefix *>malloc(max(cap, 1) * sizeof(pylb_acl_prefix))
+            if arr == NULL:
+                raise MemoryError()
+            for i, pfx in enumerate(prefixes):
+                for text in pfx:
+                    if not _fast_prefix(text, &arr[n].prefix):
+                        _set_prefix(&arr[n].prefix, _parse_prefix(text, "ACL"))
+                    arr[n].list = <uint8_t>i
+                    n += 1
+            with nogil:
+                rc = pylb_dp_acls_set(dp, conf, <uint32_t>n_lists, arr, <uint32_t>n, svc)
+            _check(rc)
+        finally:
+            free(arr)
+            free(svc)
+
+    def acl_check(self, src, int service_id):
+        """The index of the ACL that would refuse a new connection from `src`
+        to service `service_id`, or None."""
+        cdef pylb_ip a
+        _set_ip(&a, _parse_ip(src, "source"))
+        rc = pylb_dp_acl_check(self._live(), &a, service_id)
+        _check(rc)
+        return None if rc == 0 else rc - 1
+
     def half_open(self):
         """Half-open entries, all workers: TCP before its handshake completes,
         NAT and FullNAT UDP before its first reply (what the budget counts)."""

@@ -85,7 +85,9 @@ def cmd_config_check(args) -> int:
     c = load_config(args.path)
     print(f"{args.path}: ok: {len(c.services)} service(s) with "
           f"{sum(len(s.backends) for s in c.services)} backend(s), {len(c.routes)} route(s), "
-          f"{len(c.vips)} L3 VIP(s), {len(c.neighbours)} neighbour(s)")
+          f"{len(c.vips)} L3 VIP(s), {len(c.neighbours)} neighbour(s)"
+          + (f", {len(c.acls)} ACL(s) of {sum(len(a.prefixes) for a in c.acls)} prefix(es)"
+             if c.acls else ""))
     return 0
 
 

@@ -29,6 +29,12 @@ meets the same checks however it arrives.
     neighbours:                    # static: never age, never overridden
       - {port: p1, address: 10.99.1.21, mac: "02:00:00:00:00:21"}
     timeouts: {tcp_established: 900, udp: 300}    # seconds; those listed are managed
+    acls:                          # source prefixes checked when a connection opens
+      - name: blocked
+        type: deny                 # deny (default): refuse these; allow: refuse all others
+        action: drop               # drop (default), reset (TCP RST) or unreachable (ICMP)
+        all_services: true         # else: the services that list it (services[].acls)
+        prefixes: [198.51.100.0/24]  # and/or prefix_file: a file of them, one per line
 """
 
 from __future__ import annotations
@@ -40,13 +46,15 @@ from typing import Any
 from pylb import model, yamlsrc
 from pylb.errors import ConfigError
 from pylb.hostport import split_hostport
-from pylb.model import (BackendSpec, Config, HealthCheckSpec, NeighbourSpec, RouteSpec,
-                        ServiceSpec, VipSpec)
+from pylb.model import (AclSpec, BackendSpec, Config, HealthCheckSpec, NeighbourSpec,
+                        RouteSpec, ServiceSpec, VipSpec)
 
-TOP_KEYS = {"services", "routes", "vips", "neighbours", "timeouts"}
+TOP_KEYS = {"services", "routes", "vips", "neighbours", "timeouts", "acls"}
+ACL_KEYS = {"name", "type", "action", "all_services", "prefixes", "prefix_file"}
+ACL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 SERVICE_KEYS = {"vip", "port", "proto", "method", "scheduler", "table_size", "persistence",
-                "persistence_prefix", "local_addresses", "down_reset", "syn_proxy", "backends",
-                "health_check"}
+                "persistence_prefix", "local_addresses", "down_reset", "syn_proxy", "acls",
+                "backends", "health_check"}
 CHECK_KEYS = {"type", "port", "path", "expect_status", "interval_ms", "timeout_ms", "rise", "fall"}
 BACKEND_KEYS = {"address", "weight", "state"}
 ROUTE_KEYS = {"prefix", "via"}
@@ -153,6 +161,8 @@ def parse_service(c: yamlsrc.Checker, raw: Any, key: str) -> ServiceSpec:
         local_addresses=tuple(str(parse_address(c, a, f"{key}.local_addresses[{i}]"))
                               for i, a in enumerate(lips)),
         down_reset=down_reset, syn_proxy=_choice(c, s, "syn_proxy", key, model.SYN_PROXY_MODES),
+        acls=tuple(c.string(a, f"{key}.acls[{i}]", "the name of an ACL", ACL_NAME)
+                   for i, a in enumerate(_items(c, s, "acls", key, "ACL names"))),
         backends=backends,
         health_check=health_check(c, s["health_check"], f"{key}.health_check")
         if "health_check" in s else None)
@@ -231,6 +241,43 @@ def parse_vip(c: yamlsrc.Checker, raw: Any, key: str) -> VipSpec:
                    None if source is None else str(source), tuple(backends))
 
 
+def parse_acl(c: yamlsrc.Checker, raw: Any, key: str) -> AclSpec:
+    """An ACL; its prefixes listed, or in `prefix_file` (one per line, '#'
+    comments), or both."""
+    a = c.mapping(raw, key, ACL_KEYS)
+    name = c.string(a.get("name"), f"{key}.name",
+                    "a name of letters, digits, '.', '-' or '_' (at most 64)", ACL_NAME)
+    everyone = a.get("all_services", False)
+    if not isinstance(everyone, bool):
+        raise c.fail(f"{key}.all_services", "expected true or false")
+    prefixes = [(p, f"{key}.prefixes[{i}]")
+                for i, p in enumerate(_items(c, a, "prefixes", key, "prefixes"))]
+    if "prefix_file" in a:
+        path = c.string(a["prefix_file"], f"{key}.prefix_file", "a path to a file of prefixes")
+        try:
+            with open(path) as f:
+                lines = f.read().splitlines()
+        except OSError as e:
+            raise c.fail(f"{key}.prefix_file", f"cannot read {path}: {e.strerror}") from None
+        prefixes += [(line.split("#")[0].strip(), f"{key}.prefix_file ({path}:{n})")
+                     for n, line in enumerate(lines, 1) if line.split("#")[0].strip()]
+    return AclSpec(name, _choice(c, a, "type", key, model.ACL_TYPES),
+                   _choice(c, a, "action", key, model.ACL_ACTIONS), everyone,
+                   tuple(str(parse_prefix(c, p, k)) for p, k in prefixes))
+
+
+def check_acls(c: yamlsrc.Checker, config: Config) -> None:
+    """At most MAX_ACLS, named once; every name a service gives, an ACL's."""
+    if len(config.acls) > model.MAX_ACLS:
+        raise c.fail("acls", f"{len(config.acls)} ACLs, at most {model.MAX_ACLS}")
+    _unique(c, config.acls, "acls", lambda a: a.name, lambda a: f"ACL {a.name}")
+    names = {a.name for a in config.acls}
+    for i, s in enumerate(config.services):
+        for j, n in enumerate(s.acls):
+            if n not in names:
+                raise c.fail(f"services[{i}].acls[{j}]", f"no ACL is named {n!r}")
+
+
 def parse_neighbour(c: yamlsrc.Checker, raw: Any, key: str) -> NeighbourSpec:
     n = c.mapping(raw, key, NEIGHBOUR_KEYS)
     for k in sorted(NEIGHBOUR_KEYS):
@@ -284,7 +331,9 @@ def load_config(path: str, text: str | None = None) -> Config:
     config = Config(path, section("services", "services", parse_service),
                     section("routes", "routes", parse_route), section("vips", "L3 VIPs", parse_vip),
                     section("neighbours", "neighbours", parse_neighbour),
-                    parse_timeouts(c, top.get("timeouts", {}), "timeouts"))
+                    parse_timeouts(c, top.get("timeouts", {}), "timeouts"),
+                    section("acls", "ACLs", parse_acl))
+    check_acls(c, config)
     _unique(c, config.services, "services", lambda s: s.key,
             lambda s: f"service {s.vip}:{s.port}/{s.proto}")
     _unique(c, config.routes, "routes", lambda r: r.prefix, lambda r: f"route {r.prefix}")
@@ -312,6 +361,8 @@ def dump(config: Config) -> str:
                 out[k] = getattr(s, k)
         if s.local_addresses:
             out["local_addresses"] = list(s.local_addresses)
+        if s.acls:
+            out["acls"] = list(s.acls)
         if s.health_check is not None:
             out["health_check"] = _check_dict(s.health_check)
         out["backends"] = [{"address": (f"[{b.ip}]" if ":" in b.ip else b.ip)
@@ -333,4 +384,8 @@ def dump(config: Config) -> str:
                              for n in config.neighbours]
     if config.timeouts:
         out["timeouts"] = dict(config.timeouts)
+    if config.acls:
+        out["acls"] = [{"name": a.name, "type": a.type, "action": a.action}
+                       | ({"all_services": True} if a.all_services else {})
+                       | {"prefixes": list(a.prefixes)} for a in config.acls]
     return yaml.safe_dump(out, sort_keys=False)

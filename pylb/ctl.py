@@ -176,6 +176,7 @@ def run(args, stub) -> int:
                            persistence_prefix=args.persistence_prefix,
                            local_addresses=args.local_address or [], down_reset=args.down_reset,
                            syn_proxy=protonames.numbers(protonames.SYN_PROXY)[args.syn_proxy],
+                           acls=args.acl or [],
                            backends=[backend_of(b, 1) for b in args.backend or []])
             if args.check:
                 kind, _, path = args.check.partition(":")
@@ -236,6 +237,23 @@ def run(args, stub) -> int:
                 stub.AddVip(v)
             else:
                 stub.SetVipBackends(v)
+    elif noun == "acl":
+        if verb == "list":
+            listing(stub.ListAcls(pb.ListAclsRequest(with_prefixes=args.prefixes)).acls, out_json,
+                    lambda a: f"{a.name:20} {a.type:5} {a.action:11} "
+                              f"{'all services' if a.all_services else 'listed':12} "
+                              f"{a.prefix_count} prefixes"
+                              + ("".join(f"\n  {p}" for p in a.prefixes)))
+        elif verb == "del":
+            stub.DeleteAcl(pb.AclKey(name=args.name))
+        else:
+            prefixes = list(args.prefix or [])
+            if args.prefix_file:
+                with open(args.prefix_file) as f:
+                    prefixes += [x.split("#")[0].strip() for x in f if x.split("#")[0].strip()]
+            a = stub.SetAcl(pb.Acl(name=args.name, type=args.type, action=args.action,
+                                   all_services=args.all_services, prefixes=prefixes))
+            print(f"{a.name}: {a.prefix_count} prefixes")
     elif noun == "neigh":
         if verb == "list":
             listing(stub.ListNeighbours(pb.ListNeighboursRequest()).neighbours, out_json,
@@ -354,6 +372,7 @@ def parser() -> argparse.ArgumentParser:
     add.add_argument("--persistence-prefix", type=int, default=0, metavar="BITS")
     add.add_argument("--local-address", action="append", help="FullNAT source (repeat)")
     add.add_argument("--down-reset", action="store_true")
+    add.add_argument("--acl", action="append", help="an ACL's name (repeat)")
     add.add_argument("--syn-proxy", choices=model.SYN_PROXY_MODES, default=model.SYN_PROXY_MODES[0],
                      help="SYN cookies (NAT, FullNAT): auto (under pressure), always or off")
     add.add_argument("--backend", action="append", help="ADDRESS[:PORT] (repeat)")
@@ -390,6 +409,19 @@ def parser() -> argparse.ArgumentParser:
             p.add_argument("--method", choices=model.VIP_METHODS, default=model.VIP_METHODS[0])
             p.add_argument("--source", help="outer source address")
     vp.add_parser("del").add_argument("prefix")
+
+    acl = sub.add_parser("acl", help="ACLs: source prefix lists").add_subparsers(dest="verb",
+                                                                               required=True)
+    acl.add_parser("list").add_argument("--prefixes", action="store_true",
+                                        help="with their prefixes")
+    p = acl.add_parser("set", help="add an ACL or replace the one of its name")
+    p.add_argument("name")
+    p.add_argument("--type", choices=model.ACL_TYPES, default=model.ACL_TYPES[0])
+    p.add_argument("--action", choices=model.ACL_ACTIONS, default=model.ACL_ACTIONS[0])
+    p.add_argument("--all-services", action="store_true")
+    p.add_argument("--prefix", action="append", help="a prefix (repeat)")
+    p.add_argument("--prefix-file", help="a file of prefixes, one per line")
+    acl.add_parser("del").add_argument("name")
 
     ng = sub.add_parser("neigh", help="neighbours").add_subparsers(dest="verb", required=True)
     ng.add_parser("list")

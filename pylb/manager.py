@@ -27,9 +27,10 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 from pylb import kernel, model
-from pylb.errors import AlreadyExists, CapacityExhausted, InvalidArgument, NotFound, PylbError
+from pylb.errors import (AlreadyExists, CapacityExhausted, FailedPrecondition, InvalidArgument,
+                         NotFound, PylbError)
 from pylb.health import HealthChecker
-from pylb.model import (BackendSpec, Change, Config, NeighbourSpec, RouteSpec, ServiceKey,
+from pylb.model import (AclSpec, BackendSpec, Change, Config, NeighbourSpec, RouteSpec, ServiceKey,
                         ServiceSpec, VipSpec, describe, diff, service_name)
 
 Submit = Callable[[Callable[[Any], Any]], Any]
@@ -158,6 +159,10 @@ class Manager:
         Returns the changes, made or (dry_run) that would be made."""
         with self._lock:
             desired = replace(desired, path="(running)")
+            missing = sorted({n for s in desired.services for n in s.acls} -
+                             {a.name for a in desired.acls})
+            if missing:
+                raise InvalidArgument(f"no ACL is named {missing[0]!r}")
             # Verdicts last while their backend is checked: a backend a
             # check holds down stays down through other changes.
             verdicts = {k: v for k, v in (self._verdicts if verdicts is None else verdicts).items()
@@ -518,6 +523,34 @@ class Manager:
 
     # Timeouts, flows and counters
 
+    # ACLs
+
+    def acls(self) -> tuple[AclSpec, ...]:
+        return self.model.acls
+
+    def set_acl(self, a: AclSpec) -> AclSpec:
+        """Adds the ACL, or replaces the one of its name (live: open
+        connections are not touched)."""
+        with self._lock:
+            have = self.model.acl(a.name) is not None
+            acls = tuple(a if x.name == a.name else x for x in self.model.acls) if have \
+                else self.model.acls + (a,)
+            if len(acls) > model.MAX_ACLS:
+                raise CapacityExhausted(f"{len(acls)} ACLs, at most {model.MAX_ACLS}")
+            self._commit(replace(self.model, acls=acls))
+            return a
+
+    def delete_acl(self, name: str) -> None:
+        with self._lock:
+            if self.model.acl(name) is None:
+                raise NotFound(f"no ACL is named {name!r}")
+            users = [s.name() for s in self.model.services if name in s.acls]
+            if users:
+                raise FailedPrecondition(f"ACL {name!r} is used by service {users[0]}; "
+                                         "remove it from the service first")
+            self._commit(replace(self.model, acls=tuple(a for a in self.model.acls
+                                                        if a.name != name)))
+
     def timeouts(self) -> dict:
         """The timeouts in force: the model's, and the profile's for the rest."""
         with self._lock:
@@ -650,6 +683,20 @@ def _replace_neighbour(dp, old, new, undo, *_):
     _add_neighbour(dp, old, new, undo)
 
 
+def _acl_args(c: Config, ids: dict[ServiceKey, int]) -> tuple[list, dict]:
+    """The dataplane's form of c's ACLs: the lists, and per service id the
+    indices of those that apply (all_services ones first)."""
+    index = {a.name: i for i, a in enumerate(c.acls)}
+    every = [i for i, a in enumerate(c.acls) if a.all_services]
+    return ([(a.type, a.action, a.prefixes) for a in c.acls],
+            {ids[s.key]: every + [index[n] for n in s.acls] for s in c.services if s.key in ids})
+
+
+def _set_acls(dp, old, new, undo, ids_before, ids_after):
+    dp.set_acls(*_acl_args(new, ids_after))
+    undo.append(lambda: dp.set_acls(*_acl_args(old, ids_before)))
+
+
 def _set_timeouts(dp, old, new, undo, *_):
     dp.set_timeouts(**dict(new))
     undo.append(lambda: dp.set_timeouts(**dict(old)))
@@ -661,4 +708,4 @@ _STEPS = {"add-service": _new_service, "del-service": _del_service,
           "add-vip": _add_vip, "del-vip": _del_vip, "replace-vip": _replace_vip,
           "set-vip-backends": _set_vip_backends, "add-neighbour": _add_neighbour,
           "del-neighbour": _del_neighbour, "replace-neighbour": _replace_neighbour,
-          "set-timeouts": _set_timeouts}
+          "set-timeouts": _set_timeouts, "set-acls": _set_acls}

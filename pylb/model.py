@@ -29,6 +29,8 @@ HEALTH_STATES = ("up", "down", "unknown", "unavailable")  # what a health check 
 VIP_METHODS = ("ipip", "gre", "dr")                      # L3 VIP forwarding
 CHECK_TYPES = ("tcp", "http", "udp", "none")
 SYN_PROXY_MODES = ("auto", "always", "off")             # SYN cookies (NAT, FullNAT TCP)
+ACL_TYPES = ("deny", "allow")      # deny: refuse the listed sources; allow: refuse the others
+ACL_ACTIONS = ("drop", "reset", "unreachable")
 TIMEOUT_KEYS = ("tcp_syn", "tcp_established", "tcp_fin", "tcp_close", "udp")
 ROUTE_KINDS = ("gateway", "connected", "local", "vip", "service")
 NEIGHBOUR_STATES = ("incomplete", "reachable", "probing", "static")
@@ -53,6 +55,7 @@ PORT_MAX = 65535
 TIMEOUT_MAX = 30 * 86400                    # seconds
 PERSISTENCE_MAX = 7 * 86400                 # seconds
 MAX_HTTP_PATH = 1024                        # health check path, bytes
+MAX_ACLS = _limits.MAX_ACLS
 
 
 def is_prime(n: int) -> bool:
@@ -103,6 +106,7 @@ class ServiceSpec:
     local_addresses: tuple[str, ...] = ()
     down_reset: bool = False
     syn_proxy: str = SYN_PROXY_MODES[0]     # auto: under pressure; always; off
+    acls: tuple[str, ...] = ()              # names of the ACLs that apply (AclSpec)
     backends: tuple[BackendSpec, ...] = ()
     health_check: HealthCheckSpec | None = None
 
@@ -139,6 +143,23 @@ class VipSpec:
 
 
 @dataclass(frozen=True)
+class AclSpec:
+    """A list of client (source) prefixes, checked when a connection opens:
+    `deny` refuses the sources it lists, `allow` every other one. `action`:
+    drop, reset (TCP RST) or unreachable (ICMP, rate limited). It applies
+    to every service if `all_services`, else to those that name it."""
+    name: str
+    type: str = ACL_TYPES[0]
+    action: str = ACL_ACTIONS[0]
+    all_services: bool = False
+    prefixes: tuple[str, ...] = ()
+
+    @property
+    def key(self) -> str:
+        return self.name
+
+
+@dataclass(frozen=True)
 class NeighbourSpec:
     port: str
     ip: str
@@ -159,6 +180,7 @@ class Config:
     vips: tuple[VipSpec, ...] = ()
     neighbours: tuple[NeighbourSpec, ...] = ()
     timeouts: tuple[tuple[str, int], ...] = ()     # (name, seconds), in TIMEOUT_KEYS order
+    acls: tuple[AclSpec, ...] = ()                  # in order: the first that refuses counts
 
     def service(self, key: ServiceKey) -> ServiceSpec | None:
         return next((s for s in self.services if s.key == key), None)
@@ -172,6 +194,9 @@ class Config:
     def neighbour(self, key: tuple[str, str]) -> NeighbourSpec | None:
         return next((n for n in self.neighbours if n.key == key), None)
 
+    def acl(self, name: str) -> AclSpec | None:
+        return next((a for a in self.acls if a.name == name), None)
+
     def normalised(self) -> "Config":
         """The same state in one order (what GetConfig returns): services
         by key, routes, VIPs and neighbours by their keys."""
@@ -179,7 +204,8 @@ class Config:
                       tuple(sorted(self.routes, key=lambda r: _net_order(r.prefix))),
                       tuple(sorted(self.vips, key=lambda v: _net_order(v.prefix))),
                       tuple(sorted(self.neighbours, key=lambda n: (n.port, _ip_order(n.ip)))),
-                      tuple((k, v) for k in TIMEOUT_KEYS for k2, v in self.timeouts if k == k2))
+                      tuple((k, v) for k in TIMEOUT_KEYS for k2, v in self.timeouts if k == k2),
+                      self.acls)
 
 
 def _ip_order(ip: str):
@@ -225,11 +251,11 @@ def diff(current: Config, desired: Config, base_timeouts: dict | None = None) ->
     old, new) with action one of add-service, del-service, set-backends
     (backends or health check only: hitless), replace-service, and add-,
     del- and replace- of route, vip (set-vip-backends when only its
-    backends changed) and neighbour, and set-timeouts (old and new as full
+    backends changed) and neighbour, set-acls (old and new: whole Configs), and set-timeouts (old and new as full
     sets: `base_timeouts` for those a state does not list)."""
     def in_place(old: ServiceSpec, new: ServiceSpec) -> bool:
-        return replace(old, backends=(), health_check=None) == \
-            replace(new, backends=(), health_check=None)
+        return replace(old, backends=(), health_check=None, acls=()) == \
+            replace(new, backends=(), health_check=None, acls=())
 
     def vip_in_place(old: VipSpec, new: VipSpec) -> bool:
         return replace(old, backends=()) == replace(new, backends=())
@@ -241,6 +267,13 @@ def diff(current: Config, desired: Config, base_timeouts: dict | None = None) ->
                     "vip", vip_in_place, "set-vip-backends")
     out += _changes({n.key: n for n in current.neighbours},
                     {n.key: n for n in desired.neighbours}, "neighbour")
+    # ACLs: one step replaces them all; again when a service (re)opens with
+    # a new id while any exist.
+    def acl_state(c: Config):
+        return c.acls, tuple(sorted((s.key, s.acls) for s in c.services if s.acls))
+    if acl_state(current) != acl_state(desired) or (desired.acls and any(
+            a in ("add-service", "replace-service") for a, _, _ in out)):
+        out.append(("set-acls", current, desired))
     base = dict(base_timeouts or {})
     have, want = base | dict(current.timeouts), base | dict(desired.timeouts)
     if have != want:
@@ -251,6 +284,8 @@ def diff(current: Config, desired: Config, base_timeouts: dict | None = None) ->
 def describe(change: Change) -> str:
     action, old, new = change
     obj = new or old
+    if action == "set-acls":
+        return f"{action} " + (" ".join(f"{a.name}({len(a.prefixes)})" for a in new.acls) or "none")
     if action == "set-timeouts":
         have = dict(old)
         return f"{action} " + " ".join(f"{k}={v}" for k, v in new if have.get(k) != v)

@@ -123,10 +123,24 @@ def _service(r: pb.Service) -> ServiceSpec:
            "persistence": r.persistence_seconds, "persistence_prefix": r.persistence_prefix,
            "local_addresses": list(r.local_addresses), "down_reset": r.down_reset,
            "syn_proxy": _enum(protonames.SYN_PROXY, r.syn_proxy, "syn_proxy"),
+           "acls": list(r.acls),
            "backends": [_backend_raw(b) for b in r.backends]}
     if r.HasField("health_check"):
         raw["health_check"] = {f.name: v for f, v in r.health_check.ListFields()}
     return config.request(config.parse_service, raw)
+
+
+def _acl(r: pb.Acl) -> model.AclSpec:
+    return config.request(config.parse_acl, {
+        "name": r.name, "type": r.type or model.ACL_TYPES[0],
+        "action": r.action or model.ACL_ACTIONS[0], "all_services": r.all_services,
+        "prefixes": list(r.prefixes)})
+
+
+def acl_msg(a: model.AclSpec, with_prefixes: bool = True) -> pb.Acl:
+    return pb.Acl(name=a.name, type=a.type, action=a.action, all_services=a.all_services,
+                  prefixes=list(a.prefixes) if with_prefixes else [],
+                  prefix_count=len(a.prefixes))
 
 
 def _backend(r: pb.SetBackendRequest) -> tuple[tuple[str, int, str], BackendSpec]:
@@ -180,6 +194,7 @@ def service_msg(v) -> pb.Service:
         table_size=s.table_size, persistence_seconds=s.persistence,
         persistence_prefix=s.persistence_prefix, local_addresses=list(s.local_addresses),
         down_reset=s.down_reset, syn_proxy=_back(protonames.SYN_PROXY)[s.syn_proxy],
+        acls=list(s.acls),
         backends=[pb.Backend(address=b.spec.ip, port=b.spec.port, weight=b.spec.weight,
                              state=_back(STATES)[b.spec.state], active_connections=b.active,
                              inactive_connections=b.inactive, health=b.health,
@@ -220,6 +235,19 @@ class LoadBalancer(pb_grpc.LoadBalancerServicer):
     @_rpc
     def AddService(self, request, context):
         return service_msg(self.m.add_service(_service(request)))
+
+    @_rpc
+    def ListAcls(self, request, context):
+        return pb.ListAclsResponse(acls=[acl_msg(a, request.with_prefixes) for a in self.m.acls()])
+
+    @_rpc
+    def SetAcl(self, request, context):
+        return acl_msg(self.m.set_acl(_acl(request)), False)
+
+    @_rpc
+    def DeleteAcl(self, request, context):
+        self.m.delete_acl(request.name)
+        return pb.Empty()
 
     @_rpc
     def DeleteService(self, request, context):

@@ -299,6 +299,22 @@ class FakeDataplane:
     def half_open(self):
         return 0
 
+    def set_acls(self, lists, service_lists):
+        lists = list(lists)
+        if len(lists) > model.MAX_ACLS:
+            raise CapacityExhausted(f"{len(lists)} ACLs, at most {model.MAX_ACLS}")
+        for i, (kind, action, prefixes) in enumerate(lists):
+            if kind not in model.ACL_TYPES or action not in model.ACL_ACTIONS:
+                raise InvalidArgument(f"ACL {i}: type {kind!r} must be one of "
+                                      f"{', '.join(model.ACL_TYPES)} and action {action!r} "
+                                      f"one of {', '.join(model.ACL_ACTIONS)}")
+            for p in prefixes:
+                ipaddress.ip_network(p)
+        for sid, idx in service_lists.items():
+            if sid not in self._ids or any(not 0 <= j < len(lists) for j in idx):
+                raise InvalidArgument(f"service id {sid}: unknown service or ACL")
+        self._acls = (lists, dict(service_lists))
+
     def totals(self):
         return dict.fromkeys(COUNTERS, 0)
 

@@ -15,7 +15,7 @@ import pytest
 from dataclasses import replace
 
 from pylb.config import dump, load_config
-from pylb.model import BackendSpec, HealthCheckSpec, NeighbourSpec, VipSpec
+from pylb.model import AclSpec, BackendSpec, HealthCheckSpec, NeighbourSpec, VipSpec
 from pylb.errors import ConfigError
 from test_cli import ROOT, error_line, profile, pylb
 
@@ -97,6 +97,14 @@ def test_a_valid_file_becomes_the_desired_state(tmp_path):
     ("neighbours:\n  - {port: p1, address: 10.0.1.1}\n", 2, "neighbours[0]", "'mac'"),
     ("timeouts: {tcp: 10}\n", 1, "timeouts.tcp", "unknown key"),
     ("timeouts: {udp: 0}\n", 1, "timeouts.udp", "from 1 to 2592000"),
+    ("acls:\n  - {name: a, type: block}\n", 2, "acls[0].type", "deny, allow"),
+    ("acls:\n  - {name: a, action: reject}\n", 2, "acls[0].action", "drop, reset, unreachable"),
+    ("acls:\n  - {name: a, prefixes: [10.0.0.1/8]}\n", 2, "acls[0].prefixes[0]",
+     "host bits set; write the network 10.0.0.0/8"),
+    ("acls:\n  - {name: a}\n  - {name: a}\n", 3, "acls[1]", "also acls[0]"),
+    ("acls:\n  - {name: a, prefix_file: /nonexistent/x}\n", 2, "acls[0].prefix_file", "cannot read"),
+    ("services:\n  - {vip: 10.0.0.1, port: 80, acls: [nope]}\n", 2, "services[0].acls[0]",
+     "no ACL is named 'nope'"),
     ("services:\n  - vip: 10.0.0.1\n    port: 80\n    health_check: {type: icmp}\n", 4,
      "services[0].health_check.type", "tcp, http, udp, none"),
     ("services:\n  - vip: 10.0.0.1\n    port: 80\n    health_check:\n      interval_ms: 500\n"
@@ -164,3 +172,29 @@ def test_run_with_a_config_the_dataplane_refuses_exits_2(tmp_path):
                     " local_addresses: [10.9.9.9]}\n")
     r = pylb("run", "--profile", profile(tmp_path, "cfgbad"), "--config", str(path), timeout=120)
     assert r.returncode == 2 and "local address" in error_line(r)
+
+
+def test_acls_with_a_prefix_file(tmp_path):
+    listed = tmp_path / "blocked.txt"
+    listed.write_text("# blocked networks\n198.51.100.0/24\n\n2001:db8:bad::/48  # v6\n")
+    path = tmp_path / "c.yaml"
+    path.write_text(f"""\
+acls:
+  - {{name: blocked, all_services: true, prefix_file: {listed}, prefixes: [192.0.2.0/25]}}
+  - {{name: partners, type: allow, action: reset, prefixes: [203.0.113.0/24]}}
+services:
+  - {{vip: 10.0.0.1, port: 80, acls: [partners]}}
+""")
+    c = load_config(str(path))
+    assert c.acls == (AclSpec("blocked", "deny", "drop", True,
+                              ("192.0.2.0/25", "198.51.100.0/24", "2001:db8:bad::/48")),
+                      AclSpec("partners", "allow", "reset", False, ("203.0.113.0/24",)))
+    assert c.services[0].acls == ("partners",)
+    assert load_config("again", text=dump(c)) == replace(c, path="again")
+    r = pylb("config", "check", str(path))
+    assert r.returncode == 0 and "2 ACL(s) of 4 prefix(es)" in r.stdout
+    bad = tmp_path / "bad.txt"
+    bad.write_text("198.51.100.0/24\nnot-a-prefix\n")
+    path.write_text(f"acls:\n  - {{name: x, prefix_file: {bad}}}\n")
+    with pytest.raises(ConfigError, match=r"acls\[0\]\.prefix_file \(.*bad.txt:2\).*prefix like"):
+        load_config(str(path))

@@ -13,7 +13,7 @@ from scapy.layers.l2 import Ether
 from scapy.packet import Raw, raw
 
 from conftest import CLIENT_MAC, P0_MAC, P1_MAC
-from pylb.errors import InvalidArgument
+from pylb.errors import CapacityExhausted, InvalidArgument
 from test_l4_fixtures import BACKENDS, BMAC, CLIENT, VIP, c2v, small_dp
 
 SEED_A = b"fleet secret number one, 32 byte"
@@ -75,7 +75,7 @@ def test_collisions_under_one_key_are_not_collisions_under_another(native):
 BACKEND = BACKENDS[0]
 SYN_OPTS = [("MSS", 1460), ("SAckOK", b""), ("Timestamp", (11, 0)), ("NOP", None), ("WScale", 7)]
 EXERCISED = {"syn_cookie_invalid", "syn_cookie_expired", "syn_proxy_unsupported",
-             "syn_proxy_no_entry", "syn_proxy_hold_full", "syn_proxy_unexpected"}
+             "syn_proxy_no_entry", "syn_proxy_hold_full", "syn_proxy_unexpected", "acl_denied"}
 
 
 def proxy_dp(native, **kw):
@@ -386,4 +386,83 @@ def test_unanswered_udp_counts_as_half_open(native):
     assert d.conn_count() == 6 and d.half_open() == 4
     assert d.totals()["half_open_evicted"] == 46
     assert {100, 101} <= {c.cport for c in d.connections()}
+    d.close()
+
+
+# ACLs.
+
+def test_acls_refuse_new_connections_by_list_and_action(native):
+    d = proxy_dp(native)
+    d.add_neighbour("p0", "10.0.0.200", CLIENT_MAC)
+    d.add_service(VIP, 80, backends=[(BACKEND, 8080)], id=0)
+    d.add_service(VIP, 81, backends=[(BACKEND, 8080)], id=1)
+    d.add_service(VIP, 53, proto="udp", backends=[(BACKEND, 5353)], id=2)
+    d.set_acls([("deny", "drop", ["10.0.0.0/28", "2001:db8::/64"]),
+                ("allow", "reset", ["10.0.0.0/25"]),
+                ("deny", "unreachable", ["10.0.0.64/26"])],
+               {0: [0], 1: [1, 2], 2: [0]})
+    assert d.acl_check(CLIENT, 0) == 0 and d.acl_check("10.0.0.50", 0) is None
+    # Service 0: the denied /28 gets nothing; others pass.
+    assert d.inject("p0", [raw(c2v())]) == []
+    port, _ = one(d, "p0", c2v(src="10.0.0.50"))
+    assert port == 1
+    # Service 1: allowed (in the /25, not in the denied /26) passes; a
+    # source outside the allow list gets a RST; one in the deny list an
+    # ICMP "administratively prohibited".
+    port, _ = one(d, "p0", c2v(src="10.0.0.20", dport=81))
+    assert port == 1
+    port, rst = one(d, "p0", c2v(src="10.0.0.200", dport=81))
+    assert port == 0 and rst[TCP].flags == "RA" and rst[IP].dst == "10.0.0.200"
+    from scapy.layers.inet import ICMP
+    port, icmp = one(d, "p0", c2v(src="10.0.0.70", dport=81))
+    assert port == 0 and (icmp[ICMP].type, icmp[ICMP].code) == (3, 13)
+    # UDP: the same lists; `reset` has no RST for UDP (dropped).
+    assert d.inject("p0", [raw(c2v(proto=UDP, dport=53))]) == []
+    assert drops(d) == {"acl_denied": 4}
+    d.close()
+
+
+def test_an_acl_change_keeps_established_connections(native):
+    d = proxy_dp(native)
+    d.add_service(VIP, 80, backends=[(BACKEND, 8080)], id=0)
+    one(d, "p0", c2v())
+    d.set_acls([("deny", "drop", ["10.0.0.0/24"])], {0: [0]})
+    port, f = one(d, "p0", c2v(flags="PA", payload=b"still here"))   # the open connection
+    assert port == 1 and f[TCP].load == b"still here"
+    assert d.inject("p0", [raw(c2v(sport=40001))]) == []              # a new one: refused
+    d.set_acls([], {})
+    port, _ = one(d, "p0", c2v(sport=40001))
+    assert port == 1
+    d.close()
+
+
+def test_nested_prefixes_of_different_lists_all_match(native):
+    """A source matches every list with a prefix covering it, however the
+    lists' prefixes nest (the longest match carries them all)."""
+    d = proxy_dp(native)
+    d.add_service(VIP, 80, backends=[(BACKEND, 8080)], id=0)
+    d.add_service(VIP, 81, backends=[(BACKEND, 8080)], id=1)
+    d.set_acls([("deny", "drop", ["10.0.0.0/8", "2001:db8::/32"]),
+                ("allow", "drop", ["10.1.0.0/16", "10.1.2.0/24", "2001:db8:1::/48"])],
+               {0: [0], 1: [1]})
+    assert d.acl_check("10.1.2.3", 0) == 0 and d.acl_check("10.1.2.3", 1) is None
+    assert d.acl_check("10.2.0.1", 0) == 0 and d.acl_check("10.2.0.1", 1) == 1
+    assert d.acl_check("11.0.0.1", 0) is None and d.acl_check("11.0.0.1", 1) == 1
+    assert d.acl_check("2001:db8:1::9", 0) == 0 and d.acl_check("2001:db8:1::9", 1) is None
+    assert d.acl_check("2001:db8:2::9", 1) == 1
+    d.close()
+
+
+def test_a_million_prefixes_and_the_limit_of_long_ones(native):
+    d = proxy_dp(native)
+    d.add_service(VIP, 80, backends=[(BACKEND, 8080)], id=0)
+    million = [f"{16 + i // 65536}.{i // 256 % 256}.{i % 256}.0/24" for i in range(1_000_000)]
+    d.set_acls([("deny", "drop", million)], {0: [0]})
+    assert d.acl_check("16.0.0.1", 0) == 0 and d.acl_check("31.66.63.200", 0) == 0
+    assert d.acl_check("31.66.64.1", 0) is None and d.acl_check("10.0.0.2", 0) is None
+    # Prefixes longer than /24 each take a group of the FIB: at most 32,766.
+    hosts = [f"10.{i // 65536}.{i // 256 % 256}.{i % 256}/32" for i in range(40_000)]
+    with pytest.raises(CapacityExhausted, match="40000 IPv4 prefixes longer than /24, at most 32766"):
+        d.set_acls([("deny", "drop", hosts)], {0: [0]})
+    assert d.acl_check("16.0.0.1", 0) == 0           # the ACLs in force are kept
     d.close()

@@ -216,3 +216,107 @@ def test_spoofed_udp_flood_leaves_real_clients_served_and_the_table_free(lab):
     evicted = after["half_open_evicted"] - before["half_open_evicted"]
     assert ok == 100 and peak <= BUDGET and entries < CAPACITY, (ok, peak, entries)
     assert evicted > 10_000, evicted
+
+
+TCP_ECHO = """
+import socket, threading
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", 9000))
+s.listen(64)
+print("ready", flush=True)
+def serve(c):
+    while data := c.recv(2048):
+        c.sendall(data)
+while True:
+    threading.Thread(target=serve, args=(s.accept()[0],), daemon=True).start()
+"""
+
+# One TCP connection from a source address, kept open: each stdin line is
+# sent on it and its echo printed.
+LONG = """
+import socket, sys
+s = socket.create_connection((sys.argv[1], 9000), 5, source_address=(sys.argv[2], 0))
+for line in sys.stdin:
+    s.sendall(line.strip().encode())
+    print(s.recv(2048).decode(), flush=True)
+"""
+
+# New connections from a source: "ok" per echo, "refused" per RST, "timeout".
+CONNECT = """
+import socket, sys
+out = []
+for i in range(int(sys.argv[3])):
+    try:
+        s = socket.create_connection((sys.argv[1], 9000), 2, source_address=(sys.argv[2], 0))
+        s.sendall(b"x")
+        out.append("ok" if s.recv(10) == b"x" else "bad")
+        s.close()
+    except ConnectionRefusedError:
+        out.append("refused")
+    except OSError:
+        out.append("timeout")
+print(" ".join(out))
+"""
+
+
+def test_acls_refuse_new_clients_by_their_action(lab):
+    from pylb.v1 import pylb_pb2 as pb
+    ns, ip = lab.backends[2]
+    echo = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-c", TCP_ECHO],
+                            stdout=subprocess.PIPE, text=True)
+    allowed, denied = f"{lab.app.net}.0.2", f"{lab.app.net}.0.3"
+    lab.client.run("ip", "addr", "add", f"{denied}/24", "dev", lab.app.ifaces[0])
+    try:
+        assert echo.stdout.readline().strip() == "ready"
+        vip = f"{lab.app.net}.9.72"
+        stub = lab.app.api()
+        stub.SetAcl(pb.Acl(name="e2e-blocked", action="reset", prefixes=[f"{denied}/32"]))
+        stub.AddService(pb.Service(key=pb.ServiceKey(vip=vip, port=9000), acls=["e2e-blocked"],
+                                   backends=[pb.Backend(address=ip, port=9000)]))
+
+        def connect(src, n):
+            return lab.client.run(sys.executable, "-c", CONNECT, vip, src, str(n),
+                                  timeout=120).stdout.split()
+        # The denied source is reset; the allowed one gets 100 of 100.
+        assert connect(denied, 5) == ["refused"] * 5
+        assert connect(allowed, 100) == ["ok"] * 100
+        stub.SetAcl(pb.Acl(name="e2e-blocked", action="drop", prefixes=[f"{denied}/32"]))
+        assert connect(denied, 1) == ["timeout"]
+        drops = lab.app.stats()["drops"]
+        assert drops["acl_denied"] >= 6
+    finally:
+        echo.kill()
+        lab.client.run("ip", "addr", "del", f"{denied}/24", "dev", lab.app.ifaces[0], check=False)
+
+
+def test_an_acl_change_keeps_an_open_connection(lab):
+    """An ACL that comes to deny a client while its connection is open
+    leaves that connection working."""
+    from pylb.v1 import pylb_pb2 as pb
+    ns, ip = lab.backends[2]
+    echo = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-c", TCP_ECHO],
+                            stdout=subprocess.PIPE, text=True)
+    src = f"{lab.app.net}.0.2"
+    long = None
+    try:
+        assert echo.stdout.readline().strip() == "ready"
+        vip = f"{lab.app.net}.9.73"
+        stub = lab.app.api()
+        stub.SetAcl(pb.Acl(name="e2e-later", prefixes=["192.0.2.0/24"]))
+        stub.AddService(pb.Service(key=pb.ServiceKey(vip=vip, port=9000), acls=["e2e-later"],
+                                   backends=[pb.Backend(address=ip, port=9000)]))
+        long = subprocess.Popen(["ip", "netns", "exec", lab.client.name, sys.executable, "-c",
+                                 LONG, vip, src], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, text=True)
+        long.stdin.write("before\n")
+        long.stdin.flush()
+        assert long.stdout.readline().strip() == "before"
+        stub.SetAcl(pb.Acl(name="e2e-later", prefixes=[f"{src}/32"]))     # now it denies us
+        long.stdin.write("after\n")
+        long.stdin.flush()
+        assert long.stdout.readline().strip() == "after"
+    finally:
+        if long is not None:
+            long.kill()
+        echo.kill()

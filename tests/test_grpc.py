@@ -486,3 +486,47 @@ def test_vips_neighbours_and_ports(api):
     assert [(p.name, list(p.addresses)) for p in ports] == \
         [("p0", ["10.0.0.1/24", "2001:db8::1/64"]), ("p1", ["10.0.1.1/24", "2001:db8:1::1/64"])]
     assert "rx_packets" in ports[0].nic
+
+
+def test_acls_through_the_api(api):
+    """SetAcl, a service naming it, the dataplane refusing accordingly (the
+    domain maps names to its service ids), ListAcls, DeleteAcl."""
+    stub, dp, _ = api
+    tcp = pb.ServiceKey(vip=VIP, port=80)
+    assert code_of(stub.AddService, pb.Service(key=tcp, acls=["partners"]))[0] == \
+        grpc.StatusCode.INVALID_ARGUMENT
+    a = stub.SetAcl(pb.Acl(name="partners", type="allow", prefixes=["10.0.0.0/28"]))
+    assert (a.type, a.action, a.prefix_count) == ("allow", "drop", 1)
+    stub.AddService(pb.Service(key=KEY, backends=[pb.Backend(address="10.0.1.20", port=53)]))
+    stub.AddService(pb.Service(key=tcp, acls=["partners"],
+                               backends=[pb.Backend(address="10.0.1.20", port=8080)]))
+    assert list(stub.GetService(tcp).acls) == ["partners"]
+
+    def syn(src):
+        return raw(Ether(src=CLIENT_MAC, dst=P0_MAC) / IP(src=src, dst=VIP) /
+                   TCP(sport=1234, dport=80, flags="S"))
+    assert len(dp.inject("p0", [syn("10.0.0.2")])) == 1
+    assert dp.inject("p0", [syn("10.0.0.99")]) == []
+    # Replaced live: now 10.0.0.99 is in, 10.0.0.2 out; the UDP service has none.
+    stub.SetAcl(pb.Acl(name="partners", type="allow", action="reset", prefixes=["10.0.0.64/26"]))
+    assert len(dp.inject("p0", [syn("10.0.0.99")])) == 1
+    (port, f), = dp.inject("p0", [syn("10.0.0.3")])
+    assert port == 0 and Ether(f)[TCP].flags == "RA"
+    stub.SetAcl(pb.Acl(name="blocked", all_services=True, prefixes=["10.0.0.96/27"]))
+
+    def udp(src):
+        return raw(Ether(src=CLIENT_MAC, dst=P0_MAC) / IP(src=src, dst=VIP) /
+                   UDP(sport=1234, dport=53))
+    assert dp.inject("p0", [udp("10.0.0.99")]) == [] and len(dp.inject("p0", [udp("10.0.0.2")])) == 1
+    acls = stub.ListAcls(pb.ListAclsRequest(with_prefixes=True)).acls
+    assert [(x.name, list(x.prefixes)) for x in acls] == [("partners", ["10.0.0.64/26"]),
+                                                          ("blocked", ["10.0.0.96/27"])]
+    assert code_of(stub.DeleteAcl, pb.AclKey(name="partners"))[0] == \
+        grpc.StatusCode.FAILED_PRECONDITION
+    assert code_of(stub.SetAcl, pb.Acl(name="bad", prefixes=["10.0.0.1/8"]))[0] == \
+        grpc.StatusCode.INVALID_ARGUMENT
+    stub.DeleteService(tcp)
+    stub.DeleteAcl(pb.AclKey(name="partners"))
+    assert [x.name for x in stub.ListAcls(pb.ListAclsRequest()).acls] == ["blocked"]
+    assert code_of(stub.DeleteAcl, pb.AclKey(name="partners"))[0] == grpc.StatusCode.NOT_FOUND
+

@@ -146,6 +146,7 @@ enum pylb_err {
 	X(BACKEND_DOWN, backend_down) \
 	X(REDIRECT_FULL, redirect_full) \
 	X(FULLNAT_NO_PORT, fullnat_no_port) \
+	X(ACL_DENIED, acl_denied) \
 	X(SYN_COOKIE_INVALID, syn_cookie_invalid) \
 	X(SYN_COOKIE_EXPIRED, syn_cookie_expired) \
 	X(SYN_PROXY_UNSUPPORTED, syn_proxy_unsupported) \
@@ -208,7 +209,8 @@ struct pylb_dp_conf {
 						 * UDP not yet answered): beyond it a
 						 * SYN gets a cookie (syn_proxy AUTO)
 						 * or the oldest half-open entry goes;
-						 * 0: an eighth of the capacity */
+						 * 0: an eighth of the capacity; above
+						 * the capacity: no budget */
 	struct pylb_timeouts timeouts;
 	/* The flow hash's key (hash.h): random words, or words derived from a
 	 * fleet's shared secret so that its appliances choose alike. All
@@ -328,6 +330,24 @@ struct pylb_service_conf {
 	 * the backends (each one a port address the backends can reach). */
 	uint8_t n_lips;
 	struct pylb_ip lips[PYLB_MAX_LIPS];
+};
+
+/* ACLs (acl.c): lists of source prefixes; a deny list refuses the sources
+ * it lists, an allow list those it does not; refusing drops, answers TCP
+ * with RST, or answers with ICMP unreachable (administratively
+ * prohibited; rate limited). Checked when a connection opens. */
+#define PYLB_MAX_ACLS	64
+enum pylb_acl_type { PYLB_ACL_DENY = 0, PYLB_ACL_ALLOW };
+enum pylb_acl_action { PYLB_ACL_DROP = 0, PYLB_ACL_RESET, PYLB_ACL_UNREACHABLE };
+
+struct pylb_acl_conf {
+	uint8_t type;				/* enum pylb_acl_type */
+	uint8_t action;				/* enum pylb_acl_action */
+};
+
+struct pylb_acl_prefix {
+	struct pylb_prefix prefix;
+	uint8_t list;				/* index in the lists */
 };
 
 /* SYN cookies (synproxy.c): under pressure (the lcore's half-open entries
@@ -533,6 +553,16 @@ int pylb_dp_service_list(struct pylb_dp *dp, struct pylb_service_conf *out,
  * workers. */
 int pylb_dp_conn_list(struct pylb_dp *dp, struct pylb_conn_info *out, uint32_t max);
 uint64_t pylb_dp_conn_count(const struct pylb_dp *dp);
+/* Replace every ACL at once: n_lists lists, n prefixes, and per service
+ * id (PYLB_MAX_SERVICES of them) the lists that apply to it (bit i: list
+ * i). Built aside, then published; open connections are not looked at.
+ * n_lists 0: no ACL. */
+int pylb_dp_acls_set(struct pylb_dp *dp, const struct pylb_acl_conf *lists, uint32_t n_lists,
+		     const struct pylb_acl_prefix *p, uint32_t n, const uint64_t *svc_lists);
+/* Would a new connection from src to service id svc be refused? 0: no;
+ * else 1 + the index of the list that refuses it. */
+int pylb_dp_acl_check(struct pylb_dp *dp, const struct pylb_ip *src, uint16_t svc);
+
 /* Half-open entries (the budget's count), all lcores. */
 uint64_t pylb_dp_half_open(const struct pylb_dp *dp);
 /* Test clock: move the dataplane's notion of time forward (timeouts). */

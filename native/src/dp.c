@@ -388,6 +388,7 @@ pylb_dp_destroy(struct pylb_dp *dp)
 	pylb_neigh_free(dp);
 	pylb_vip_free_all(dp);
 	pylb_l4_free(dp);
+	pylb_acls_free(dp);
 	pylb_route_free(dp);
 	for (i = 0; i < RTE_MAX_NUMA_NODES; i++)
 		rte_mempool_free(dp->pools[i]);

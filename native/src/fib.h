@@ -250,4 +250,31 @@ pylb_fwd6(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 }
 
 
+/* Does an ACL refuse a new connection from src (af, network order) to
+ * service id svc? The list that does in *list. */
+static inline bool
+pylb_acl_refuses(const struct pylb_acls *a, const uint8_t *src, uint8_t af, uint16_t svc,
+		 uint32_t *list)
+{
+	uint64_t lists = a->svc[svc], v = 0, m, hit;
+
+	if (lists == 0)
+		return false;
+	if (af == 4) {
+		if (a->fib4 != NULL) {
+			uint32_t ip = rte_be_to_cpu_32(*(const unaligned_uint32_t *)src);
+
+			rte_fib_lookup_bulk(a->fib4, &ip, &v, 1);
+		}
+	} else if (a->fib6 != NULL) {
+		rte_fib6_lookup_bulk(a->fib6, (uint8_t (*)[16])(uintptr_t)src, &v, 1);
+	}
+	m = a->masks[v];
+	hit = lists & ((m & a->deny) | (~m & a->allow));
+	if (hit == 0)
+		return false;
+	*list = (uint32_t)__builtin_ctzll(hit);
+	return true;
+}
+
 #endif /* PYLB_FIB_H */

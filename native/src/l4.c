@@ -576,6 +576,26 @@ pylb_l4_to_backend(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_por
 		out_routed(lc, cfg, in_port, m, conn_addr(&lc->ct, c, CONN_BACKEND), c->af, 0);
 }
 
+/* A new connection an ACL refuses, by the list's action: RST (TCP),
+ * ICMP unreachable (administratively prohibited, rate limited), or
+ * nothing; dropped and counted either way. */
+static void
+acl_refuse(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port, struct rte_mbuf *m,
+	   uint8_t af, uint8_t proto, uint16_t *ports, uint8_t action)
+{
+	if (action == PYLB_ACL_RESET && proto == IPPROTO_TCP)
+		return pylb_l4_refuse(lc, cfg, in_port, m, af, proto, ports, PYLB_D_ACL_DENIED, true);
+	if (action == PYLB_ACL_UNREACHABLE && in_port >= 0) {
+		if (af == 4)
+			pylb_icmp4_error(lc, cfg, (uint16_t)in_port, m, ICMP_DEST_UNREACH,
+					 ICMP_PKT_FILTERED, 0);
+		else
+			pylb_icmp6_error(lc, cfg, (uint16_t)in_port, m, ICMP6_DEST_UNREACH,
+					 ICMP6_ADMIN_PROHIBITED, 0);
+	}
+	drop(lc, m, PYLB_D_ACL_DENIED);
+}
+
 /* A TCP or UDP packet for a service VIP. */
 void
 pylb_l4_input(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
@@ -587,8 +607,9 @@ pylb_l4_input(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 	struct pylb_conn *c;
 	uint64_t now = lc->now;
 	uint8_t proto, flags = 0;
+	const struct pylb_acls *acls;
 	uint16_t *ports;
-	uint32_t hash;
+	uint32_t hash, list;
 
 	ports = l4_header(m, af, &proto);
 	if (proto != IPPROTO_TCP && proto != IPPROTO_UDP)
@@ -657,6 +678,10 @@ pylb_l4_input(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 			      dp->conf.tcp_reset);
 	if (svc->bal.table == NULL)
 		return drop(lc, m, PYLB_D_SERVICE_NO_BACKEND);
+	/* ACLs, where a connection opens (open ones are not looked at again). */
+	acls = __atomic_load_n(&dp->acls, __ATOMIC_ACQUIRE);
+	if (unlikely(acls != NULL) && pylb_acl_refuses(acls, t.src, af, svc->id, &list))
+		return acl_refuse(lc, cfg, in_port, m, af, proto, ports, acls->action[list]);
 	/* A SYN (or UDP). Under pressure, or always, a cookie answers it. */
 	if (svc->synproxy != PYLB_SYN_PROXY_OFF && (svc->synproxy == PYLB_SYN_PROXY_ALWAYS ||
 						    lc->ct.half_open >= lc->ct.half_open_budget))

@@ -19,6 +19,8 @@
 #define ICMP_DEST_UNREACH	3
 #define ICMP_TIME_EXCEEDED	11
 #define ICMP_FRAG_NEEDED	4	/* code of destination unreachable */
+#define ICMP_PKT_FILTERED	13	/* code: administratively prohibited */
+#define ICMP6_ADMIN_PROHIBITED	1	/* code of destination unreachable */
 #define ICMP6_PACKET_TOO_BIG	2
 #define ICMP6_DEST_UNREACH	1
 #define ICMP6_TIME_EXCEEDED	3

@@ -66,6 +66,20 @@ struct pylb_cfg {
 #define PYLB_MAX_GROUPS		PYLB_FIB_ID_MASK	/* ids 1..8191 */
 #define PYLB_MAX_NEXTHOPS	4096
 
+/* The ACLs as published (acl.c): a FIB per family whose value indexes
+ * `masks` (the lists matching an address; 0: none), the lists' kinds and
+ * actions, and per service id the lists that apply. */
+#define PYLB_ACL_SETS_MAX	32767
+struct pylb_acls {
+	struct rte_fib *fib4;
+	struct rte_fib6 *fib6;
+	uint64_t *masks;
+	uint32_t n_masks;
+	uint64_t deny, allow;
+	uint8_t action[PYLB_MAX_ACLS];
+	uint64_t svc[PYLB_MAX_SERVICES];
+};
+
 /* A next hop (adjacency): written once before any route points at it; only
  * `mac` changes afterwards, atomically, when its neighbour resolves. */
 #define PYLB_MAC_VALID		(1ULL << 63)
@@ -384,6 +398,7 @@ struct pylb_dp {
 	uint32_t gen;
 	uint16_t nhg_last;		/* the group used last: bulk loads */
 	struct pylb_vip *vips[PYLB_MAX_VIPS];
+	struct pylb_acls *acls;		/* NULL: none; RCU-protected (acl.c) */
 
 	/* L4 services: (VIP, proto, port) -> index in svcs[] (lock-free
 	 * readers); services are immutable, swapped with RCU. */
@@ -504,6 +519,7 @@ void pylb_rcu_replace(struct pylb_dp *dp, void **slot, void *next);
 
 /* dp.c */
 void pylb_rcu_wait(struct pylb_dp *dp);
+void pylb_acls_free(struct pylb_dp *dp);
 
 /* telemetry.c */
 void pylb_telemetry_attach(struct pylb_dp *dp);
