@@ -22,6 +22,10 @@ ten million frames fit in hugepages. Cases:
   pass only: scheduling (Maglev-style table) and insertion per packet;
 - table_full: the same SYNs to a table of 1,024 connections: once it is full,
   every new flow is balanced statelessly (the same choice, not tracked);
+- syn_acl: the syn case with a deny ACL of 1,000,000 prefixes (/24s none
+  of the clients are in) on the service: what the lookup adds to a new
+  connection (established traffic never looks); also the seconds the ACL
+  took to build and publish;
 - synflood: the same SYNs (each its own spoofed client) to a NAT service that
   answers SYNs with cookies (syn_proxy always), one frame in ten being UDP of
   1,000 established connections to another service: measured after the first
@@ -178,7 +182,7 @@ def make_pcap(path: str, kind: str, flows: int) -> None:
 def make_frames(kind: str, flows: int):
     from scapy.layers.inet import ICMP, IP, TCP, UDP
     from scapy.layers.l2 import Ether
-    syn = kind in ("syn", "table_full")
+    syn = kind in ("syn", "syn_acl", "table_full")
     dst = {"route": BACKEND, "vip": "10.0.9.1", "icmp": "10.0.0.1"}.get(kind, VIP)
     l4 = TCP(sport=1024, dport=80, flags="S", seq=1) if syn else \
         ICMP(type=8, id=1024, seq=1) / (b"\0" * 18) if kind == "icmp" else \
@@ -228,7 +232,10 @@ def pylb_side(kind: str, pcap: str, flows: int, seconds: float) -> dict:
                           mbuf_size=mbuf_size(kind),
                           # IPv6 addresses take a side table of a quarter of the entries
                           conn_capacity=1024 if kind == "table_full" else
-                          (4 if kind.endswith("6") else 1) * flows + 1024)
+                          (4 if kind.endswith("6") else 1) * flows + 1024,
+                          # The pcaps carry one direction: its flows stand for
+                          # established ones, not a flood (no half-open budget).
+                          half_open_budget=1 << 30)
     if kind == "fullnat_reply":
         # The clients' pcap plays once (creating the connections), the
         # backend's replies endlessly.
@@ -250,10 +257,17 @@ def pylb_side(kind: str, pcap: str, flows: int, seconds: float) -> dict:
     dp.add_route("fd01::/64", [("fd00::2", "p0")])
     v6 = kind.endswith("6")
     vip, backend = (VIP6, BACKEND6) if v6 else (VIP, BACKEND)
-    if kind in ("syn", "syn6", "table_full"):
+    acl_s = None
+    if kind in ("syn", "syn6", "syn_acl", "table_full"):
         # New connections, tracked (no cookies: they would answer once an
         # eighth of the table is half-open).
-        dp.add_service(vip, 80, proto="tcp", backends=[(backend, 8080)], syn_proxy="off")
+        dp.add_service(vip, 80, proto="tcp", backends=[(backend, 8080)], syn_proxy="off", id=0)
+        if kind == "syn_acl":
+            million = [f"{16 + i // 65536}.{i // 256 % 256}.{i % 256}.0/24"
+                       for i in range(1_000_000)]
+            t0 = time.monotonic()
+            dp.set_acls([("deny", "drop", million)], {0: [0]})
+            acl_s = time.monotonic() - t0
     elif kind in ("established", "established6"):
         dp.add_service(vip, 53, proto="udp", backends=[(backend, 5353)])
     elif kind == "synflood":
@@ -266,7 +280,7 @@ def pylb_side(kind: str, pcap: str, flows: int, seconds: float) -> dict:
                        backends=[(BACKEND, 5353)])
     names = native.COUNTER_NAMES
     dp.start()
-    if kind in ("syn", "syn6"):
+    if kind in ("syn", "syn6", "syn_acl"):
         # The first pass only (up to 90% of it): every packet of the window
         # opens a connection.
         a = b = None
@@ -300,6 +314,7 @@ def pylb_side(kind: str, pcap: str, flows: int, seconds: float) -> dict:
            "sent_share": d["tx_packets"] / d["rx_packets"],      # host cases: the answers
            "created": d["conn_created"], "table_full": d["conn_table_full"],
            "cookies_share": d["syn_cookies_sent"] / d["rx_packets"],
+           **({"acl_build_s": acl_s} if acl_s is not None else {}),
            "translated_replies_share": d["nat_replies"] / d["rx_packets"]}
     dp.close()
     common.eal_end(native, "pylb-bench-l4")
@@ -342,7 +357,8 @@ def main() -> None:
              ("vip6", 1000)] + \
         [(k, f) for f in flows for k in ("established", "established6")
          if k == "established" or f <= 1_000_000] + \
-        [("syn", args.syn_flows), ("syn6", args.syn_flows), ("synflood", args.syn_flows),
+        [("syn", args.syn_flows), ("syn6", args.syn_flows), ("syn_acl", args.syn_flows),
+         ("synflood", args.syn_flows),
          ("table_full", args.fullnat_flows * 2),
          ("fullnat", args.fullnat_flows), ("fullnat_reply", args.fullnat_flows)]
     if args.cases:
