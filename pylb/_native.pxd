@@ -121,6 +121,9 @@ cdef extern from "pylb_dp.h" nogil:
         uint8_t persistence_prefix
         uint8_t down_reset
         uint8_t syn_proxy
+        uint32_t max_connections
+        uint32_t max_new_per_second
+        uint32_t max_per_client
         uint8_t n_lips
         pylb_ip lips[PYLB_MAX_LIPS]
 

@@ -616,7 +616,8 @@ cdef class Dataplane:
     def add_service(self, vip, int port, str proto=TCP, str method=model.NAT,
                     str scheduler=model.MAGLEV, int table_size=PYLB_MAGLEV_DEFAULT, backends=(),
                     int persistence=0, int persistence_prefix=0, local_addresses=(),
-                    bint down_reset=False, str syn_proxy=model.SYN_PROXY_MODES[0], id=None):
+                    bint down_reset=False, str syn_proxy=model.SYN_PROXY_MODES[0], id=None,
+                    max_connections=0, max_new_per_second=0, max_per_client=0):
         """A virtual service VIP:port/proto (port 0: all ports). `method`: nat,
         fullnat, dr or tunnel; `scheduler`: maglev (consistent hash of the
         5-tuple), source (of the client address), wrr (weighted round-robin)
@@ -660,6 +661,12 @@ cdef class Dataplane:
             raise InvalidArgument(f"service {vip}:{port}: syn_proxy '{syn_proxy}' is not one of "
                                   f"{', '.join(model.SYN_PROXY_MODES)}")
         c.syn_proxy = model.SYN_PROXY_MODES.index(syn_proxy)
+        for k, v in (("max_connections", max_connections),
+                     ("max_new_per_second", max_new_per_second), ("max_per_client", max_per_client)):
+            if not isinstance(v, int) or not 0 <= v <= model.LIMIT_MAX:
+                raise InvalidArgument(f"service {vip}:{port}: {k} {v!r} is not in 0..{model.LIMIT_MAX}")
+        c.max_connections, c.max_new_per_second, c.max_per_client = \
+            max_connections, max_new_per_second, max_per_client
         lips = [_parse_ip(a, "local address") for a in local_addresses]
         if len(lips) > PYLB_MAX_LIPS:
             raise InvalidArgument(f"at most {PYLB_MAX_LIPS} local addresses per service")
@@ -741,7 +748,8 @@ cdef class Dataplane:
                                            BACKEND_STATES[b[i].state]) for i in range(n)),
                            c.persistence, c.persistence_prefix,
                            tuple(str(_get_ip(&c.lips[i])) for i in range(c.n_lips)),
-                           bool(c.down_reset), model.SYN_PROXY_MODES[c.syn_proxy])
+                           bool(c.down_reset), model.SYN_PROXY_MODES[c.syn_proxy],
+                           c.max_connections, c.max_new_per_second, c.max_per_client)
         finally:
             free(b)
 

@@ -17,6 +17,9 @@ meets the same checks however it arrives.
         local_addresses: []        # fullnat: port addresses used as sources
         down_reset: false          # reset the connections of a backend set down
         syn_proxy: auto            # SYN cookies: auto (under pressure), always or off
+        max_connections: 0         # limits (0: none): open at once,
+        max_new_per_second: 0      #   new a second,
+        max_per_client: 0          #   open at once per client address
         backends:
           - {address: 10.99.1.11:8080, weight: 1, state: up}
     routes:
@@ -54,7 +57,7 @@ ACL_KEYS = {"name", "type", "action", "all_services", "prefixes", "prefix_file"}
 ACL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 SERVICE_KEYS = {"vip", "port", "proto", "method", "scheduler", "table_size", "persistence",
                 "persistence_prefix", "local_addresses", "down_reset", "syn_proxy", "acls",
-                "backends", "health_check"}
+                "backends", "health_check", *model.LIMIT_KEYS}
 CHECK_KEYS = {"type", "port", "path", "expect_status", "interval_ms", "timeout_ms", "rise", "fall"}
 BACKEND_KEYS = {"address", "weight", "state"}
 ROUTE_KEYS = {"prefix", "via"}
@@ -163,6 +166,7 @@ def parse_service(c: yamlsrc.Checker, raw: Any, key: str) -> ServiceSpec:
         down_reset=down_reset, syn_proxy=_choice(c, s, "syn_proxy", key, model.SYN_PROXY_MODES),
         acls=tuple(c.string(a, f"{key}.acls[{i}]", "the name of an ACL", ACL_NAME)
                    for i, a in enumerate(_items(c, s, "acls", key, "ACL names"))),
+        **{k: c.integer(s.get(k, 0), f"{key}.{k}", 0, model.LIMIT_MAX) for k in model.LIMIT_KEYS},
         backends=backends,
         health_check=health_check(c, s["health_check"], f"{key}.health_check")
         if "health_check" in s else None)
@@ -356,7 +360,7 @@ def dump(config: Config) -> str:
     for s in config.services:
         out: dict[str, Any] = {"vip": s.vip, "port": s.port}
         for k in ("proto", "method", "scheduler", "table_size", "persistence",
-                  "persistence_prefix", "down_reset", "syn_proxy"):
+                  "persistence_prefix", "down_reset", "syn_proxy", *model.LIMIT_KEYS):
             if getattr(s, k) != getattr(d, k):
                 out[k] = getattr(s, k)
         if s.local_addresses:

@@ -176,7 +176,9 @@ def run(args, stub) -> int:
                            persistence_prefix=args.persistence_prefix,
                            local_addresses=args.local_address or [], down_reset=args.down_reset,
                            syn_proxy=protonames.numbers(protonames.SYN_PROXY)[args.syn_proxy],
-                           acls=args.acl or [],
+                           acls=args.acl or [], max_connections=args.max_connections,
+                           max_new_per_second=args.max_new_per_second,
+                           max_per_client=args.max_per_client,
                            backends=[backend_of(b, 1) for b in args.backend or []])
             if args.check:
                 kind, _, path = args.check.partition(":")
@@ -373,6 +375,8 @@ def parser() -> argparse.ArgumentParser:
     add.add_argument("--local-address", action="append", help="FullNAT source (repeat)")
     add.add_argument("--down-reset", action="store_true")
     add.add_argument("--acl", action="append", help="an ACL's name (repeat)")
+    for k in model.LIMIT_KEYS:
+        add.add_argument("--" + k.replace("_", "-"), type=int, default=0, help="a limit (0: none)")
     add.add_argument("--syn-proxy", choices=model.SYN_PROXY_MODES, default=model.SYN_PROXY_MODES[0],
                      help="SYN cookies (NAT, FullNAT): auto (under pressure), always or off")
     add.add_argument("--backend", action="append", help="ADDRESS[:PORT] (repeat)")

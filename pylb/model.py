@@ -56,6 +56,8 @@ TIMEOUT_MAX = 30 * 86400                    # seconds
 PERSISTENCE_MAX = 7 * 86400                 # seconds
 MAX_HTTP_PATH = 1024                        # health check path, bytes
 MAX_ACLS = _limits.MAX_ACLS
+LIMIT_MAX = 100_000_000                     # max_connections and the like
+LIMIT_KEYS = ("max_connections", "max_new_per_second", "max_per_client")
 
 
 def is_prime(n: int) -> bool:
@@ -107,6 +109,11 @@ class ServiceSpec:
     down_reset: bool = False
     syn_proxy: str = SYN_PROXY_MODES[0]     # auto: under pressure; always; off
     acls: tuple[str, ...] = ()              # names of the ACLs that apply (AclSpec)
+    # Limits (0: none): connections open at once, new ones a second, and
+    # connections open at once per client address.
+    max_connections: int = 0
+    max_new_per_second: int = 0
+    max_per_client: int = 0
     backends: tuple[BackendSpec, ...] = ()
     health_check: HealthCheckSpec | None = None
 

@@ -67,6 +67,9 @@ class Service(NamedTuple):
     local_addresses: tuple = ()
     down_reset: bool = False    # a down backend's connections are reset
     syn_proxy: str = "auto"     # SYN cookies: auto, always or off
+    max_connections: int = 0
+    max_new_per_second: int = 0
+    max_per_client: int = 0
 
 
 class Connection(NamedTuple):

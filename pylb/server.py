@@ -123,7 +123,7 @@ def _service(r: pb.Service) -> ServiceSpec:
            "persistence": r.persistence_seconds, "persistence_prefix": r.persistence_prefix,
            "local_addresses": list(r.local_addresses), "down_reset": r.down_reset,
            "syn_proxy": _enum(protonames.SYN_PROXY, r.syn_proxy, "syn_proxy"),
-           "acls": list(r.acls),
+           "acls": list(r.acls), **{k: getattr(r, k) for k in model.LIMIT_KEYS},
            "backends": [_backend_raw(b) for b in r.backends]}
     if r.HasField("health_check"):
         raw["health_check"] = {f.name: v for f, v in r.health_check.ListFields()}
@@ -194,7 +194,7 @@ def service_msg(v) -> pb.Service:
         table_size=s.table_size, persistence_seconds=s.persistence,
         persistence_prefix=s.persistence_prefix, local_addresses=list(s.local_addresses),
         down_reset=s.down_reset, syn_proxy=_back(protonames.SYN_PROXY)[s.syn_proxy],
-        acls=list(s.acls),
+        acls=list(s.acls), **{k: getattr(s, k) for k in model.LIMIT_KEYS},
         backends=[pb.Backend(address=b.spec.ip, port=b.spec.port, weight=b.spec.weight,
                              state=_back(STATES)[b.spec.state], active_connections=b.active,
                              inactive_connections=b.inactive, health=b.health,

@@ -174,7 +174,8 @@ class FakeDataplane:
     def add_service(self, vip, port, proto=model.TCP, method=model.NAT,
                     scheduler=model.MAGLEV, table_size=model.TABLE_SIZE, backends=(),
                     persistence=0, persistence_prefix=0, local_addresses=(), down_reset=False,
-                    syn_proxy=model.SYN_PROXY_MODES[0], id=None):
+                    syn_proxy=model.SYN_PROXY_MODES[0], id=None, max_connections=0,
+                    max_new_per_second=0, max_per_client=0):
         a = _ip(vip, "VIP")
         _proto(proto)
         key = (str(a), port, proto)

@@ -75,7 +75,8 @@ def test_collisions_under_one_key_are_not_collisions_under_another(native):
 BACKEND = BACKENDS[0]
 SYN_OPTS = [("MSS", 1460), ("SAckOK", b""), ("Timestamp", (11, 0)), ("NOP", None), ("WScale", 7)]
 EXERCISED = {"syn_cookie_invalid", "syn_cookie_expired", "syn_proxy_unsupported",
-             "syn_proxy_no_entry", "syn_proxy_hold_full", "syn_proxy_unexpected", "acl_denied"}
+             "syn_proxy_no_entry", "syn_proxy_hold_full", "syn_proxy_unexpected", "acl_denied",
+             "limit_client_conns", "limit_service_conns", "limit_service_rate"}
 
 
 def proxy_dp(native, **kw):
@@ -465,4 +466,42 @@ def test_a_million_prefixes_and_the_limit_of_long_ones(native):
     with pytest.raises(CapacityExhausted, match="40000 IPv4 prefixes longer than /24, at most 32766"):
         d.set_acls([("deny", "drop", hosts)], {0: [0]})
     assert d.acl_check("16.0.0.1", 0) == 0           # the ACLs in force are kept
+    d.close()
+
+
+# Limits.
+
+def test_a_client_limited_to_five_connections_has_its_sixth_refused(native):
+    d = proxy_dp(native)
+    d.add_neighbour("p0", "10.0.0.3", CLIENT_MAC)
+    d.add_service(VIP, 80, backends=[(BACKEND, 8080)], max_per_client=5)
+    assert d.service(VIP, 80).max_per_client == 5
+    out = d.inject("p0", [raw(c2v(sport=p)) for p in range(100, 106)])
+    assert sorted(p for p, _ in out) == [0, 1, 1, 1, 1, 1]
+    rst = next(Ether(f) for p, f in out if p == 0)
+    assert rst[TCP].flags == "RA" and rst[TCP].dport == 105
+    assert drops(d) == {"limit_client_conns": 1}
+    # Another client is not limited by this one.
+    port, _ = one(d, "p0", c2v(src="10.0.0.3", sport=100))
+    assert port == 1
+    # A connection that ends (a RST, here) makes room at once.
+    one(d, "p0", c2v(sport=100, flags="R"))
+    port, _ = one(d, "p0", c2v(sport=106))
+    assert port == 1
+    d.close()
+
+
+def test_service_limits_on_open_connections_and_new_ones_a_second(native):
+    d = proxy_dp(native)
+    d.add_service(VIP, 80, backends=[(BACKEND, 8080)], max_connections=3)
+    d.add_service(VIP, 81, backends=[(BACKEND, 8080)], max_new_per_second=10)
+    out = d.inject("p0", [raw(c2v(sport=p)) for p in range(100, 105)])
+    assert sorted(p for p, _ in out) == [0, 0, 1, 1, 1]
+    # 10 a second (a second's worth at once), then one every 100 ms.
+    out = d.inject("p0", [raw(c2v(sport=p, dport=81)) for p in range(200, 215)])
+    assert sorted(p for p, _ in out) == [0] * 5 + [1] * 10
+    d.clock_advance(250)
+    out = d.inject("p0", [raw(c2v(sport=p, dport=81)) for p in range(300, 305)])
+    assert sorted(p for p, _ in out) == [0, 0, 0, 1, 1]
+    assert drops(d) == {"limit_service_conns": 2, "limit_service_rate": 8}
     d.close()

@@ -320,3 +320,41 @@ def test_an_acl_change_keeps_an_open_connection(lab):
         if long is not None:
             long.kill()
         echo.kill()
+
+
+# Five connections held open, a sixth tried, one closed, another tried.
+FIVE_THEN_SIX = """
+import socket, sys, time
+def conn():
+    s = socket.create_connection((sys.argv[1], 9000), 3)
+    s.sendall(b"x")
+    assert s.recv(10) == b"x"
+    return s
+held = [conn() for _ in range(5)]
+try:
+    conn()
+    sixth = "ok"
+except ConnectionRefusedError:
+    sixth = "refused"
+held.pop().close()
+time.sleep(0.5)
+print(sixth, "ok" if conn() else "bad")
+"""
+
+
+def test_the_sixth_connection_of_a_client_limited_to_five_is_refused(lab):
+    from pylb.v1 import pylb_pb2 as pb
+    ns, ip = lab.backends[2]
+    echo = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-c", TCP_ECHO],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert echo.stdout.readline().strip() == "ready"
+        vip = f"{lab.app.net}.9.74"
+        lab.app.api().AddService(pb.Service(key=pb.ServiceKey(vip=vip, port=9000),
+                                            max_per_client=5,
+                                            backends=[pb.Backend(address=ip, port=9000)]))
+        out = lab.client.run(sys.executable, "-c", FIVE_THEN_SIX, vip, timeout=60).stdout.split()
+        assert out == ["refused", "ok"]
+        assert lab.app.stats()["drops"]["limit_client_conns"] == 1
+    finally:
+        echo.kill()

@@ -147,6 +147,9 @@ enum pylb_err {
 	X(REDIRECT_FULL, redirect_full) \
 	X(FULLNAT_NO_PORT, fullnat_no_port) \
 	X(ACL_DENIED, acl_denied) \
+	X(LIMIT_SERVICE_CONNS, limit_service_conns) \
+	X(LIMIT_SERVICE_RATE, limit_service_rate) \
+	X(LIMIT_CLIENT_CONNS, limit_client_conns) \
 	X(SYN_COOKIE_INVALID, syn_cookie_invalid) \
 	X(SYN_COOKIE_EXPIRED, syn_cookie_expired) \
 	X(SYN_PROXY_UNSUPPORTED, syn_proxy_unsupported) \
@@ -326,6 +329,13 @@ struct pylb_service_conf {
 						 * (TCP RST to the client); 0: they finish */
 	uint8_t syn_proxy;			/* enum pylb_syn_proxy (NAT and FullNAT
 						 * TCP services) */
+	/* Limits (0: none), refused TCP answered with RST: connections open
+	 * at once and new ones a second (each worker takes its share of
+	 * both), connections open at once per client address (exact: a
+	 * client's connections are all on one worker). */
+	uint32_t max_connections;
+	uint32_t max_new_per_second;
+	uint32_t max_per_client;
 	/* FullNAT: the appliance's own addresses used as sources towards
 	 * the backends (each one a port address the backends can reach). */
 	uint8_t n_lips;

@@ -53,11 +53,14 @@ pylb_conn_init(struct pylb_dp *dp, struct pylb_lcore *lc)
 	snprintf(name, sizeof(name), "pylb_pt%u_%u", ++conn_seq, lc->slot);
 	hp.entries = RTE_MAX(cap / 8, 64u);
 	ct->ph = rte_hash_create(&hp);
+	snprintf(name, sizeof(name), "pylb_cl%u_%u", conn_seq, lc->slot);
+	ct->clients = rte_hash_create(&hp);
 	ct->pers = rte_zmalloc("pylb_pers", hp.entries * sizeof(*ct->pers), RTE_CACHE_LINE_SIZE);
 	ct->pfree = rte_malloc("pylb_pers_free", hp.entries * sizeof(*ct->pfree), 0);
 	ct->ho_ring = rte_malloc("pylb_half_open", (ct->ho_mask + 1) * sizeof(*ct->ho_ring), 0);
 	if (ct->ho_ring == NULL || ct->buckets == NULL || ct->conns == NULL || ct->free == NULL || ct->ext6 == NULL ||
-	    ct->free6 == NULL || ct->ph == NULL || ct->pers == NULL || ct->pfree == NULL)
+	    ct->free6 == NULL || ct->ph == NULL || ct->clients == NULL || ct->pers == NULL ||
+	    ct->pfree == NULL)
 		return pylb_fail(-PYLB_E_NOMEM,
 			"cannot allocate a connection table of %u entries (lcore slot %u); reserve more hugepages or lower the connection capacity",
 			cap, lc->slot);
@@ -87,6 +90,7 @@ pylb_conn_free(struct pylb_lcore *lc)
 	rte_free(ct->ext6);
 	rte_free(ct->free6);
 	rte_hash_free(ct->ph);
+	rte_hash_free(ct->clients);
 	rte_free(ct->pers);
 	rte_free(ct->pfree);
 	memset(ct, 0, sizeof(*ct));
@@ -304,6 +308,7 @@ pylb_conn_drop(struct pylb_lcore *lc, struct pylb_conn *c)
 	uint32_t idx = conn_idx(ct, c);
 
 	pylb_conn_released(lc, c);
+	pylb_conn_counted(lc, c, false);
 	ct->half_open -= pylb_conn_half_open(c);
 	if (unlikely(c->flags & CONN_F_OPENING))
 		pylb_conn_unhold(lc, c, NULL);
@@ -377,6 +382,8 @@ pylb_conn_state(struct pylb_lcore *lc, struct pylb_conn *c, uint8_t state)
 
 	c->state = state;
 	lc->ct.half_open += pylb_tcp_half_open(state) - pylb_tcp_half_open(was);
+	/* Closing or closed: no longer open for the limits. */
+	pylb_conn_counted(lc, c, state < PYLB_TCP_TIME_WAIT);
 	/* Its backend's active/inactive counts follow (rare: a connection
 	 * moves at most a few times). */
 	if (unlikely((was == PYLB_TCP_ESTABLISHED) != (state == PYLB_TCP_ESTABLISHED)))

@@ -117,6 +117,8 @@ int pylb_conn_add_local(struct pylb_lcore *lc, struct pylb_conn *c);
 void pylb_conn_drop(struct pylb_lcore *lc, struct pylb_conn *c);
 void pylb_conn_released(struct pylb_lcore *lc, const struct pylb_conn *c);
 void pylb_conn_moved(struct pylb_lcore *lc, const struct pylb_conn *c, uint8_t was);
+/* c is open or not (closing, closed, gone): the limits' counts (l4.c). */
+void pylb_conn_counted(struct pylb_lcore *lc, struct pylb_conn *c, bool open);
 /* c moves to TCP state `state`; its counts follow. */
 void pylb_conn_state(struct pylb_lcore *lc, struct pylb_conn *c, uint8_t state);
 uint32_t pylb_conn_unhold(struct pylb_lcore *lc, const struct pylb_conn *c,

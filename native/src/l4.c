@@ -252,6 +252,76 @@ conn_gauge(struct pylb_svc_stats *bs, uint8_t state)
 		&bs->active : &bs->inactive;
 }
 
+/* The key of t's client in svc's per-client counts. */
+static inline void
+client_key(struct pylb_persist_key *k, uint16_t svc, const uint8_t *ip, uint8_t af)
+{
+	memset(k, 0, sizeof(*k));
+	memcpy(k->ip, ip, af == 4 ? 4 : 16);
+	k->svc = svc;
+	k->af = af;
+}
+
+/* A service's limits for a new connection of t: 0 if it may open, else
+ * the drop reason. The rate's token is taken here. */
+static int
+limits_check(struct pylb_lcore *lc, const struct pylb_service *svc, const struct pylb_tuple *t,
+	     uint64_t now)
+{
+	const struct pylb_service_conf *s = &svc->conf;
+	uint32_t n = RTE_MAX(lc->dp->conf.n_workers, 1u);
+
+	if (s->max_connections != 0 && lc->svc_conns[svc->id] >= (s->max_connections + n - 1) / n)
+		return PYLB_D_LIMIT_SERVICE_CONNS;
+	if (s->max_per_client != 0) {
+		struct pylb_persist_key k;
+		void *data;
+
+		client_key(&k, svc->id, t->src, t->af);
+		if (rte_hash_lookup_data(lc->ct.clients, &k, &data) >= 0 &&
+		    (uintptr_t)data >= s->max_per_client)
+			return PYLB_D_LIMIT_CLIENT_CONNS;
+	}
+	if (s->max_new_per_second != 0) {
+		uint64_t hz = rte_get_timer_hz(), *credit = &lc->svc_rate[svc->id].credit;
+		uint64_t cost = hz / ((s->max_new_per_second + n - 1) / n);
+
+		*credit = RTE_MIN(*credit + (now - lc->svc_rate[svc->id].tsc), hz);
+		lc->svc_rate[svc->id].tsc = now;
+		if (*credit < cost)
+			return PYLB_D_LIMIT_SERVICE_RATE;
+		*credit -= cost;
+	}
+	return 0;
+}
+
+/* c is open (not closing or closed) or not: its service's and its
+ * client's counts of open connections follow. */
+void
+pylb_conn_counted(struct pylb_lcore *lc, struct pylb_conn *c, bool open)
+{
+	int d = open ? 1 : -1;
+
+	if (open == !!(c->flags & CONN_F_COUNTED))
+		return;
+	c->flags ^= CONN_F_COUNTED;
+	lc->svc_conns[c->svc] += (uint32_t)d;
+	if (c->flags & CONN_F_CLIENT) {
+		struct pylb_persist_key k;
+		void *data = NULL;
+		uintptr_t v;
+
+		client_key(&k, c->svc, conn_addr(&lc->ct, c, CONN_CLIENT), c->af);
+		if (rte_hash_lookup_data(lc->ct.clients, &k, &data) < 0 && d < 0)
+			return;
+		v = (uintptr_t)data + (uintptr_t)(intptr_t)d;
+		if (v == 0)
+			rte_hash_del_key(lc->ct.clients, &k);
+		else
+			rte_hash_add_key_data(lc->ct.clients, &k, (void *)v);
+	}
+}
+
 /* A connection ends: its backend has one fewer. */
 void
 pylb_conn_released(struct pylb_lcore *lc, const struct pylb_conn *c)
@@ -485,26 +555,29 @@ untracked(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 }
 
 /* A new entry for tuple t, scheduled to a backend of svc and counted;
- * NULL if the table has no room (*full) or FullNAT no local port. */
+ * NULL if it may not open: *why is CONN_NO_ROOM (the table, or the
+ * half-open budget: the stateless path may take it) or the drop reason. */
 struct pylb_conn *
 pylb_l4_conn_start(struct pylb_lcore *lc, const struct pylb_tuple *t,
-		   const struct pylb_service *svc, uint32_t hash, uint64_t now, bool *full)
+		   const struct pylb_service *svc, uint32_t hash, uint64_t now, int *why)
 {
 	uint8_t method = svc->conf.method;
 	struct pylb_conn *c;
 	const struct pylb_backend *b;
 	uint32_t bi;
 
+	if (unlikely(svc->conf.max_connections | svc->conf.max_new_per_second |
+		     svc->conf.max_per_client) && (*why = limits_check(lc, svc, t, now)) != 0)
+		return NULL;
+	*why = CONN_NO_ROOM;
 	/* The half-open budget: room is made by the oldest half-open entry,
 	 * never by an established one. */
 	if ((t->proto == IPPROTO_TCP || pylb_l4_sees_replies[method]) &&
 	    lc->ct.half_open >= lc->ct.half_open_budget && !pylb_conn_evict_half_open(lc)) {
 		CNT(lc, HALF_OPEN_FULL);
-		*full = true;
 		return NULL;
 	}
 	c = pylb_conn_new(lc, t);
-	*full = c == NULL;
 	if (c == NULL) {
 		CNT(lc, CONN_TABLE_FULL);
 		return NULL;
@@ -525,8 +598,12 @@ pylb_l4_conn_start(struct pylb_lcore *lc, const struct pylb_tuple *t,
 	if (pylb_conn_half_open(c))
 		pylb_conn_opened(lc, c);
 	(*conn_gauge(&svc->bstats[(size_t)lc->slot * svc->bstride + bi], c->state))++;
+	if (svc->conf.max_per_client != 0)
+		c->flags |= CONN_F_CLIENT;
+	pylb_conn_counted(lc, c, true);
 	if (l4_methods[method].open != NULL && !l4_methods[method].open(lc, svc, c, hash)) {
 		pylb_conn_drop(lc, c);
+		*why = PYLB_D_FULLNAT_NO_PORT;
 		return NULL;
 	}
 	CNT(lc, CONN_CREATED);
@@ -541,11 +618,14 @@ conn_open(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 	  struct rte_mbuf *m, uint16_t *ports, const struct pylb_tuple *t,
 	  const struct pylb_service *svc, uint32_t hash, uint8_t flags, uint64_t now)
 {
-	bool full;
-	struct pylb_conn *c = pylb_l4_conn_start(lc, t, svc, hash, now, &full);
+	int why;
+	struct pylb_conn *c = pylb_l4_conn_start(lc, t, svc, hash, now, &why);
 
 	if (c == NULL) {
-		if (!full || l4_methods[svc->conf.method].untracked == NULL)
+		if (why != CONN_NO_ROOM)
+			return pylb_l4_refuse(lc, cfg, in_port, m, t->af, t->proto, ports,
+					      (enum pylb_counter)why, why != PYLB_D_FULLNAT_NO_PORT);
+		if (l4_methods[svc->conf.method].untracked == NULL)
 			return drop(lc, m, PYLB_D_FULLNAT_NO_PORT);
 		lc->untracked_until = now + __atomic_load_n(
 			&lc->dp->timeout_tsc[PYLB_TCP_ESTABLISHED], __ATOMIC_RELAXED);

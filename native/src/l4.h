@@ -23,11 +23,12 @@
 
 
 /* l4.c, for the SYN proxy: a new connection's entry, scheduled (NULL:
- * no room, *full, or no FullNAT port); a held packet resumed; a
+ * *why it may not open); a held packet resumed; a
  * translated packet sent to c's backend; TCP refused (RST if `rst`). */
+#define CONN_NO_ROOM	PYLB_C_CONN_TABLE_FULL	/* a reason that is not a drop */
 struct pylb_conn *pylb_l4_conn_start(struct pylb_lcore *lc, const struct pylb_tuple *t,
 				     const struct pylb_service *svc, uint32_t hash,
-				     uint64_t now, bool *full);
+				     uint64_t now, int *why);
 void pylb_l4_resume(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 		    struct rte_mbuf *m, struct pylb_conn *c);
 void pylb_l4_to_backend(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,

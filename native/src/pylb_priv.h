@@ -218,6 +218,8 @@ struct pylb_conn {
 				 * translated (synproxy.c) */
 #define CONN_F_OPENING	8	/* SYN proxy: waiting for the backend */
 #define CONN_F_REPLIED	16	/* a reply was seen (UDP: no longer half-open) */
+#define CONN_F_CLIENT	32	/* its service limits its client's connections */
+#define CONN_F_COUNTED	64	/* counted as open (limits) */
 /* SYN proxy: window scales, 4 bits each (15: none): the backend's (while
  * opening: the client's), and the one the cookie SYN-ACK gave. */
 #define CONN_WS_B(f)	(((f) >> 8) & 15)
@@ -262,6 +264,7 @@ struct pylb_conntrack {
 	uint32_t n_free6;
 	uint32_t cap6;
 	struct rte_hash *ph;		/* persistence */
+	struct rte_hash *clients;	/* (service, client) -> connections open */
 	struct pylb_persist *pers;
 	uint32_t *pfree;
 	uint32_t n_pfree;
@@ -328,6 +331,12 @@ struct pylb_lcore {
 	uint64_t untracked_until;
 	uint64_t icmp_tokens;	/* ICMP error rate limit (token bucket) */
 	uint64_t icmp_tsc;
+	/* Services' limits, this worker's share: connections open, and a
+	 * token bucket of new ones (credit in TSC ticks, at most a second). */
+	uint32_t svc_conns[PYLB_MAX_SERVICES];
+	struct {
+		uint64_t credit, tsc;
+	} svc_rate[PYLB_MAX_SERVICES];
 	struct pylb_txbuf tx[2 * PYLB_MAX_PORTS];
 	struct pylb_ncache ncache[PYLB_NCACHE];
 } __rte_cache_aligned;

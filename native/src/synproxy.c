@@ -263,16 +263,18 @@ pylb_synproxy_ack(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port
 	uint32_t win = (uint32_t)rte_be_to_cpu_16(th->rx_win);
 	struct pylb_conn *c;
 	struct syn_opts o;
-	bool full;
 	int why;
 
 	why = cookie_check(lc, t, seq - 1, cookie, &o);
 	if (why != 0)
 		return pylb_l4_refuse(lc, cfg, in_port, m, t->af, IPPROTO_TCP, ports,
 				      (enum pylb_counter)why, lc->dp->conf.tcp_reset);
-	c = pylb_l4_conn_start(lc, t, svc, hash, lc->now, &full);
+	c = pylb_l4_conn_start(lc, t, svc, hash, lc->now, &why);
 	if (c == NULL)
-		return drop(lc, m, full ? PYLB_D_SYN_PROXY_NO_ENTRY : PYLB_D_FULLNAT_NO_PORT);
+		return pylb_l4_refuse(lc, cfg, in_port, m, t->af, IPPROTO_TCP, ports,
+				      why == CONN_NO_ROOM ? PYLB_D_SYN_PROXY_NO_ENTRY :
+				      (enum pylb_counter)why, why != CONN_NO_ROOM &&
+				      why != PYLB_D_FULLNAT_NO_PORT);
 	/* Until the backend answers: the cookie, the client's window scale
 	 * and the one the cookie SYN-ACK gave. */
 	c->seq_delta = cookie;
