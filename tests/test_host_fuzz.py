@@ -205,3 +205,74 @@ def test_ipv6_extension_chains_under_random_and_mutated_frames(dp):
     dp.del_service("2001:db8::100", 80)
     dp.del_service("2001:db8::100", 53, proto="udp")
     assert dp.mbufs_available() == full
+
+
+def test_defences_under_random_and_mutated_frames(dp):
+    """SYN cookies, proxied handshakes, ACLs, limits and the half-open budget
+    under mutated handshakes (valid cookies among them), both directions:
+    nothing crashes, and once every connection has aged out every mbuf (held
+    ones included) is back."""
+    from scapy.layers.inet import IP, TCP, UDP
+    from scapy.layers.l2 import Ether
+    from conftest import CLIENT_MAC, P0_MAC, P1_MAC
+
+    full = dp.mbufs_available()
+    backends = ["10.0.1.20", "10.0.1.21"]
+    for i, b in enumerate(backends):
+        dp.add_neighbour("p1", b, f"02:00:00:00:0b:{i:02x}")
+    dp.add_neighbour("p0", "10.0.0.2", CLIENT_MAC)
+    dp.add_service("10.0.0.100", 80, backends=[(b, 8080) for b in backends], syn_proxy="always",
+                   max_per_client=40, id=0)
+    dp.add_service("10.0.0.100", 81, method="fullnat", local_addresses=["10.0.1.1"],
+                   backends=[(b, 8080) for b in backends], syn_proxy="always",
+                   max_new_per_second=500, id=1)
+    dp.add_service("10.0.0.100", 53, proto="udp", backends=backends, max_connections=50, id=2)
+    dp.set_acls([("deny", "reset", ["10.0.0.128/25"]), ("allow", "unreachable", ["10.0.0.0/24"])],
+                {0: [0], 1: [0, 1], 2: [1]})
+    c = Ether(src=CLIENT_MAC, dst=P0_MAC)
+    rng = random.Random(1616)
+    frames = {0: [], 1: []}
+    for i in range(1200):
+        sport, dport = 1000 + i % 300, rng.choice([80, 81])
+        src = rng.choice(["10.0.0.2", "10.0.0.2", "10.0.0.200", "10.9.0.1"])
+        syn = raw(c / IP(src=src, dst="10.0.0.100") / TCP(sport=sport, dport=dport, flags="S",
+                                                         seq=7, options=[("MSS", 1460),
+                                                                         ("WScale", 7)]))
+        out = dp.inject("p0", [syn])
+        cookie = Ether(out[0][1])[TCP].seq if out and TCP in Ether(out[0][1]) else rng.getrandbits(32)
+        pick = [raw(c / IP(src=src, dst="10.0.0.100") /
+                    TCP(sport=sport, dport=dport, flags="A", seq=8, ack=cookie + 1)),
+                raw(c / IP(src=src, dst="10.0.0.100") /
+                    TCP(sport=sport, dport=dport, flags="PA", seq=8, ack=cookie + 1) / b"data"),
+                raw(c / IP(src=src, dst="10.0.0.100") / UDP(sport=sport, dport=53) / b"q")]
+        back = [raw(Ether(src="02:00:00:00:0b:00", dst=P1_MAC) /
+                    IP(src=backends[0], dst=dst) /
+                    TCP(sport=8080, dport=p, flags=fl, seq=50, ack=8,
+                        options=[("SAck", (cookie, cookie + 9))] if fl == "A" else []))
+                for dst, p in (("10.0.0.2", sport), ("10.0.1.1", rng.randrange(1024, 1400)))
+                for fl in ("SA", "A", "R")]
+        f = bytearray(rng.choice(pick))
+        if i % 2:
+            f[rng.randrange(14, len(f))] = rng.randrange(256)
+        frames[0].append(bytes(f[:rng.randrange(15, len(f) + 1)] if i % 7 == 0 else f))
+        b = bytearray(rng.choice(back))
+        if i % 3 == 0:
+            b[rng.randrange(14, len(b))] = rng.randrange(256)
+        frames[1].append(bytes(b))
+        if len(frames[0]) == 32:
+            for port in (0, 1):
+                dp.inject(port, frames[port])
+                frames[port] = []
+    t = dp.totals()
+    assert t["syn_cookies_sent"] > 0 and t["syn_proxy_opened"] > 0, t
+    assert t["syn_proxy_established"] > 0 and t["syn_proxy_held"] > 0, t
+    assert dp.drops().get("acl_denied", 0) > 0
+    dp.clock_advance(10_000_000)                  # every connection ends
+    dp.housekeep()
+    dp.collect()
+    assert dp.conn_count() == 0 and dp.half_open() == 0
+    for n in dp.neighbours():
+        if n.state == "incomplete":
+            dp.del_neighbour(n.port, n.ip)
+    dp.collect()
+    assert dp.mbufs_available() == full
