@@ -11,7 +11,6 @@ import time
 
 import pytest
 
-from appliance_harness import sh
 from test_e2e_l3 import Lab
 
 CAPACITY, BUDGET = 1024, 64
@@ -58,7 +57,13 @@ print(ok)
 
 @pytest.fixture(scope="module")
 def lab():
+    """The L3/L4 lab; backend 1 also echoes UDP on 5353, backend 2 TCP on 9000."""
     lab = Lab(connections={"capacity": CAPACITY, "half_open_budget": BUDGET})
+    for (ns, _), script in zip(lab.backends[1:], (UDP_ECHO, TCP_ECHO)):
+        p = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-c", script],
+                             stdout=subprocess.PIPE, text=True)
+        lab.procs.append(p)
+        assert p.stdout.readline().strip() == "ready"
     yield lab
     lab.close()
 
@@ -183,36 +188,30 @@ def test_spoofed_udp_flood_leaves_real_clients_served_and_the_table_free(lab):
     UDP service: its flows are half-open until answered, so they stay within
     the budget (the oldest go first) and real clients' flows, answered, stay."""
     from pylb.v1 import pylb_pb2 as pb
-    ns, ip = lab.backends[1]
-    echo = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-c", UDP_ECHO],
-                            stdout=subprocess.PIPE, text=True)
+    ip = lab.backends[1][1]
+    vip = f"{lab.app.net}.9.71"
+    lab.app.api().AddService(pb.Service(key=pb.ServiceKey(vip=vip, port=53,
+                                                          protocol=pb.PROTOCOL_UDP),
+                                        backends=[pb.Backend(address=ip, port=5353)]))
+    before = lab.app.stats()["counters"]
+    flood = subprocess.Popen(["ip", "netns", "exec", lab.client.name, "timeout", "12",
+                              "hping3", "-q", "--udp", "-p", "53", "--rand-source", "-i",
+                              "u200", "-d", "32", vip],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    peak = 0
     try:
-        assert echo.stdout.readline().strip() == "ready"
-        vip = f"{lab.app.net}.9.71"
-        lab.app.api().AddService(pb.Service(key=pb.ServiceKey(vip=vip, port=53,
-                                                              protocol=pb.PROTOCOL_UDP),
-                                            backends=[pb.Backend(address=ip, port=5353)]))
-        before = lab.app.stats()["counters"]
-        flood = subprocess.Popen(["ip", "netns", "exec", lab.client.name, "timeout", "12",
-                                  "hping3", "-q", "--udp", "-p", "53", "--rand-source", "-i",
-                                  "u200", "-d", "32", vip],
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        peak = 0
-        try:
-            time.sleep(1)
-            for _ in range(10):
-                peak = max(peak, lab.app.call("half_open"))
-                time.sleep(0.1)
-            ok = int(lab.client.run(sys.executable, "-c", UDP_REQUESTS, vip, "53", "100",
-                                    timeout=300).stdout)
+        time.sleep(1)
+        for _ in range(10):
             peak = max(peak, lab.app.call("half_open"))
-            entries = lab.app.call("conn_count")
-            flood.wait(30)
-        finally:
-            flood.kill()
-        after = lab.app.stats()["counters"]
+            time.sleep(0.1)
+        ok = int(lab.client.run(sys.executable, "-c", UDP_REQUESTS, vip, "53", "100",
+                                timeout=300).stdout)
+        peak = max(peak, lab.app.call("half_open"))
+        entries = lab.app.call("conn_count")
+        flood.wait(30)
     finally:
-        echo.kill()
+        flood.kill()
+    after = lab.app.stats()["counters"]
     evicted = after["half_open_evicted"] - before["half_open_evicted"]
     assert ok == 100 and peak <= BUDGET and entries < CAPACITY, (ok, peak, entries)
     assert evicted > 10_000, evicted
@@ -262,13 +261,10 @@ print(" ".join(out))
 
 def test_acls_refuse_new_clients_by_their_action(lab):
     from pylb.v1 import pylb_pb2 as pb
-    ns, ip = lab.backends[2]
-    echo = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-c", TCP_ECHO],
-                            stdout=subprocess.PIPE, text=True)
+    ip = lab.backends[2][1]
     allowed, denied = f"{lab.app.net}.0.2", f"{lab.app.net}.0.3"
     lab.client.run("ip", "addr", "add", f"{denied}/24", "dev", lab.app.ifaces[0])
     try:
-        assert echo.stdout.readline().strip() == "ready"
         vip = f"{lab.app.net}.9.72"
         stub = lab.app.api()
         stub.SetAcl(pb.Acl(name="e2e-blocked", action="reset", prefixes=[f"{denied}/32"]))
@@ -286,7 +282,6 @@ def test_acls_refuse_new_clients_by_their_action(lab):
         drops = lab.app.stats()["drops"]
         assert drops["acl_denied"] >= 6
     finally:
-        echo.kill()
         lab.client.run("ip", "addr", "del", f"{denied}/24", "dev", lab.app.ifaces[0], check=False)
 
 
@@ -294,13 +289,10 @@ def test_an_acl_change_keeps_an_open_connection(lab):
     """An ACL that comes to deny a client while its connection is open
     leaves that connection working."""
     from pylb.v1 import pylb_pb2 as pb
-    ns, ip = lab.backends[2]
-    echo = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-c", TCP_ECHO],
-                            stdout=subprocess.PIPE, text=True)
+    ip = lab.backends[2][1]
     src = f"{lab.app.net}.0.2"
     long = None
     try:
-        assert echo.stdout.readline().strip() == "ready"
         vip = f"{lab.app.net}.9.73"
         stub = lab.app.api()
         stub.SetAcl(pb.Acl(name="e2e-later", prefixes=["192.0.2.0/24"]))
@@ -319,7 +311,6 @@ def test_an_acl_change_keeps_an_open_connection(lab):
     finally:
         if long is not None:
             long.kill()
-        echo.kill()
 
 
 # Five connections held open, a sixth tried, one closed, another tried.
@@ -344,17 +335,11 @@ print(sixth, "ok" if conn() else "bad")
 
 def test_the_sixth_connection_of_a_client_limited_to_five_is_refused(lab):
     from pylb.v1 import pylb_pb2 as pb
-    ns, ip = lab.backends[2]
-    echo = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-c", TCP_ECHO],
-                            stdout=subprocess.PIPE, text=True)
-    try:
-        assert echo.stdout.readline().strip() == "ready"
-        vip = f"{lab.app.net}.9.74"
-        lab.app.api().AddService(pb.Service(key=pb.ServiceKey(vip=vip, port=9000),
-                                            max_per_client=5,
-                                            backends=[pb.Backend(address=ip, port=9000)]))
-        out = lab.client.run(sys.executable, "-c", FIVE_THEN_SIX, vip, timeout=60).stdout.split()
-        assert out == ["refused", "ok"]
-        assert lab.app.stats()["drops"]["limit_client_conns"] == 1
-    finally:
-        echo.kill()
+    ip = lab.backends[2][1]
+    vip = f"{lab.app.net}.9.74"
+    lab.app.api().AddService(pb.Service(key=pb.ServiceKey(vip=vip, port=9000),
+                                        max_per_client=5,
+                                        backends=[pb.Backend(address=ip, port=9000)]))
+    out = lab.client.run(sys.executable, "-c", FIVE_THEN_SIX, vip, timeout=60).stdout.split()
+    assert out == ["refused", "ok"]
+    assert lab.app.stats()["drops"]["limit_client_conns"] == 1

@@ -78,32 +78,59 @@ struct syn_opts {
 	bool sack;
 };
 
+/* The options of a TCP header, one at a time: opt_start, then opt_next
+ * while it returns a kind (the option's bytes at o->p + o->at, o->ol of
+ * them); a malformed list ends the walk. */
+struct tcp_opts {
+	uint8_t *p;
+	uint32_t len, at, ol;
+};
+
+static inline void
+opt_start(struct tcp_opts *o, const struct rte_tcp_hdr *t, uint32_t avail)
+{
+	uint32_t len = RTE_MIN((uint32_t)(t->data_off >> 4) * 4, avail);
+
+	o->p = (uint8_t *)(uintptr_t)(t + 1);
+	o->len = len > sizeof(*t) ? len - (uint32_t)sizeof(*t) : 0;
+	o->at = 0;
+	o->ol = 0;
+}
+
+static inline uint8_t
+opt_next(struct tcp_opts *o)
+{
+	o->at += o->ol;
+	while (o->at < o->len && o->p[o->at] == 1)	/* NOP */
+		o->at++;
+	if (o->at + 1 >= o->len || o->p[o->at] == 0)	/* the end */
+		return 0;
+	o->ol = o->p[o->at + 1];
+	if (o->ol < 2 || o->at + o->ol > o->len)
+		return 0;
+	return o->p[o->at];
+}
+
 /* The options of the TCP header at t, within the `avail` bytes the
  * segment has there. */
 static void
 syn_options(const struct rte_tcp_hdr *t, uint32_t avail, struct syn_opts *o)
 {
-	const uint8_t *p = (const uint8_t *)(t + 1);
-	uint32_t len = RTE_MIN((uint32_t)(t->data_off >> 4) * 4, avail);
+	struct tcp_opts it;
+	uint8_t kind;
 
 	o->mss = 0;
 	o->ws = WS_NONE;
 	o->sack = false;
-	len = len > sizeof(*t) ? len - (uint32_t)sizeof(*t) : 0;
-	for (uint32_t i = 0, ol; i < len; i += ol) {
-		if (p[i] == 0)
-			break;
-		if (p[i] == 1) {
-			ol = 1;
-			continue;
-		}
-		if (i + 1 >= len || (ol = p[i + 1]) < 2 || i + ol > len)
-			break;
-		if (p[i] == 2 && ol == 4)
-			o->mss = (uint16_t)(p[i + 2] << 8 | p[i + 3]);
-		else if (p[i] == 3 && ol == 3)
-			o->ws = RTE_MIN(p[i + 2], 14);
-		else if (p[i] == 4 && ol == 2)
+	opt_start(&it, t, avail);
+	while ((kind = opt_next(&it)) != 0) {
+		const uint8_t *v = it.p + it.at + 2;
+
+		if (kind == 2 && it.ol == 4)
+			o->mss = (uint16_t)(v[0] << 8 | v[1]);
+		else if (kind == 3 && it.ol == 3)
+			o->ws = RTE_MIN(v[0], 14);
+		else if (kind == 4 && it.ol == 2)
 			o->sack = true;
 	}
 }
@@ -327,34 +354,24 @@ void
 pylb_synproxy_to_backend(const struct pylb_conn *c, struct rte_mbuf *m, uint16_t *ports)
 {
 	struct rte_tcp_hdr *th = (struct rte_tcp_hdr *)ports;
-	uint8_t *p = (uint8_t *)(th + 1);
-	uint32_t d = c->seq_delta, len;
+	uint32_t d = c->seq_delta;
+	struct tcp_opts it;
 	uint64_t sum = 0;
+	uint8_t kind;
 
 	if (c->flags & CONN_F_OPENING)
 		return;		/* the SYN to the backend */
 	if (th->tcp_flags & RTE_TCP_ACK_FLAG)
 		word_set(&th->recv_ack, rte_be_to_cpu_32(th->recv_ack) + d, &sum);
 	/* SACK blocks: edges of the backend's data, in its numbers. */
-	len = RTE_MIN((uint32_t)(th->data_off >> 4) * 4, seg_avail(m, th));
-	len = len > sizeof(*th) ? len - (uint32_t)sizeof(*th) : 0;
-	for (uint32_t i = 0, ol; i < len; i += ol) {
-		if (p[i] == 0)
-			break;
-		if (p[i] == 1) {
-			ol = 1;
-			continue;
-		}
-		if (i + 1 >= len || (ol = p[i + 1]) < 2 || i + ol > len)
-			break;
-		if (p[i] == 5)
-			for (uint32_t e = i + 2; e + 4 <= i + ol; e += 4) {
-				uint32_t v;
+	opt_start(&it, th, seg_avail(m, th));
+	while ((kind = opt_next(&it)) != 0)
+		for (uint32_t e = 2; kind == 5 && e + 4 <= it.ol; e += 4) {
+			uint32_t v;
 
-				memcpy(&v, p + e, 4);
-				word_set(p + e, rte_be_to_cpu_32(v) + d, &sum);
-			}
-	}
+			memcpy(&v, it.p + it.at + e, 4);
+			word_set(it.p + it.at + e, rte_be_to_cpu_32(v) + d, &sum);
+		}
 	th->cksum = cksum_apply(th->cksum, sum);
 }
 
