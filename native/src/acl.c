@@ -264,8 +264,8 @@ pylb_acls_free(struct pylb_dp *dp)
 	dp->acls = NULL;
 }
 
-int
-pylb_dp_acl_check(struct pylb_dp *dp, const struct pylb_ip *src, uint16_t svc)
+static int
+acl_check_unlocked(struct pylb_dp *dp, const struct pylb_ip *src, uint16_t svc)
 {
 	const struct pylb_acls *a = dp->acls;
 	uint32_t list;
@@ -273,4 +273,10 @@ pylb_dp_acl_check(struct pylb_dp *dp, const struct pylb_ip *src, uint16_t svc)
 	if (svc >= PYLB_MAX_SERVICES)
 		return pylb_fail(-PYLB_E_INVAL, "service id %u out of range", svc);
 	return a != NULL && pylb_acl_refuses(a, src->ip, src->af, svc, &list) ? (int)list + 1 : 0;
+}
+
+int
+pylb_dp_acl_check(struct pylb_dp *dp, const struct pylb_ip *src, uint16_t svc)
+{
+	PYLB_CTL_LOCKED(dp, acl_check_unlocked(dp, src, svc));
 }
