@@ -82,8 +82,10 @@ def _json(msg) -> dict:
 
 def print_service(s: pb.Service) -> None:
     extra = f" persistent {s.persistence_seconds}" if s.persistence_seconds else ""
-    if s.syn_proxy:
+    if protonames.SYN_PROXY[s.syn_proxy] != model.SYN_PROXY_MODES[0]:
         extra += f" syn-proxy {protonames.SYN_PROXY[s.syn_proxy]}"
+    if s.acls:
+        extra += f" acls {','.join(s.acls)}"
     print(f"{_svc_name(s.key)} {_name(METHOD_NAMES, s.method)} {_name(SCHED_NAMES, s.scheduler)}"
           f"{extra}")
     for b in s.backends:

@@ -521,8 +521,6 @@ class Manager:
             self._commit(replace(self.model, neighbours=tuple(
                 x for x in self.model.neighbours if x.key != (port, ip))))
 
-    # Timeouts, flows and counters
-
     # ACLs
 
     def acls(self) -> tuple[AclSpec, ...]:
@@ -550,6 +548,8 @@ class Manager:
                                          "remove it from the service first")
             self._commit(replace(self.model, acls=tuple(a for a in self.model.acls
                                                         if a.name != name)))
+
+    # Timeouts, flows and counters
 
     def timeouts(self) -> dict:
         """The timeouts in force: the model's, and the profile's for the rest."""

@@ -307,6 +307,22 @@ def test_pylb_run_serves_the_api_and_pylbctl_drives_it(tmp_path):
             and "got 70000" in r.stderr
         r = ctl("service", "del", "10.78.0.100:81")
         assert r.returncode == 1 and "NOT_FOUND: no service 10.78.0.100:81/tcp" in r.stderr
+        # Defences: an ACL from a file, a service naming it with a limit and cookies.
+        listed = tmp_path / "blocked.txt"
+        listed.write_text("198.51.100.0/24\n# a comment\n2001:db8:bad::/48\n")
+        r = ctl("acl", "set", "blocked", "--action", "reset", "--prefix-file", str(listed),
+                "--prefix", "192.0.2.0/25")
+        assert r.returncode == 0 and r.stdout == "blocked: 3 prefixes\n", r.stderr
+        assert ctl("service", "add", "10.78.0.100:443", "--acl", "blocked", "--max-per-client", "5",
+                   "--syn-proxy", "always").returncode == 0
+        assert "10.78.0.100:443/tcp nat maglev syn-proxy always acls blocked" in \
+            ctl("service", "list").stdout
+        assert ctl("acl", "list").stdout.split() == ["blocked", "deny", "reset", "listed", "3",
+                                                    "prefixes"]
+        r = ctl("acl", "del", "blocked")
+        assert r.returncode == 1 and "FAILED_PRECONDITION" in r.stderr
+        assert ctl("service", "del", "10.78.0.100:443").returncode == 0
+        assert ctl("acl", "del", "blocked").returncode == 0 and ctl("acl", "list").stdout == ""
         assert ctl("route", "add", "192.0.2.0/24", "--via", "10.78.1.254@p1").returncode == 0
         routes = json.loads(ctl("-o", "json", "route", "list", "--family", "4").stdout)
         assert {"prefix": "192.0.2.0/24", "kind": "gateway",
