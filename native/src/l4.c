@@ -10,7 +10,9 @@
  * counts, per backend, its traffic and its connections open now (active:
  * established or UDP; inactive: other TCP states) as they open, move and
  * end: the control side sums them, never scanning the tables. The
- * backends' side is reply.c; service control is service.c.
+ * backends' side is reply.c; service control is service.c; SYN cookies
+ * synproxy.c; ACLs acl.c (checked here, where connections open); the
+ * services' limits are here.
  */
 #include <stddef.h>
 #include <stdio.h>
