@@ -83,7 +83,7 @@ class Profile:
     conn_capacity: int = 65536          # tracked connections per lcore
     timeouts: tuple = ()                # ((name, seconds), ...)
     tcp_reset: bool = False             # RST what no connection or service takes
-    half_open_budget: int = 0        # half-open entries per worker before SYN cookies
+    half_open_budget: int = 0           # per worker; 0: the dataplane's default (an eighth)
     # The fleet's shared secret (fleet.secret_file): keys the flow hash, so
     # every appliance of a fleet chooses alike. None: a random key per start.
     fleet_secret: bytes | None = field(default=None, repr=False)
@@ -247,8 +247,9 @@ def load_profile(path: str) -> Profile:
     conn_capacity = c.integer(conns.get("capacity", 65536), "connections.capacity", 16, (1 << 24) - 1)
     # The same names and limits as configuration files and SetTimeouts.
     timeouts = dict(config.parse_timeouts(c, conns.get("timeouts", {}), "connections.timeouts"))
-    half_open_budget = c.integer(conns.get("half_open_budget", max(conn_capacity // 8, 1)),
-                              "connections.half_open_budget", 1, conn_capacity)
+    # 0: the dataplane's default (an eighth of the capacity), decided there once.
+    half_open_budget = c.integer(conns.get("half_open_budget", 0),
+                                 "connections.half_open_budget", 0, conn_capacity)
     tcp_reset = conns.get("tcp_reset", False)
     if not isinstance(tcp_reset, bool):
         raise c.fail("connections.tcp_reset", "expected true or false")

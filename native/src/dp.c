@@ -16,6 +16,7 @@
 #include <rte_mbuf.h>
 #include <rte_rcu_qsbr.h>
 
+#include "hash.h"
 #include "pkt.h"
 
 static uint32_t dp_seq;
@@ -39,6 +40,7 @@ pylb_pool_for(struct pylb_dp *dp, int socket)
 static bool
 key_given(const struct pylb_dp_conf *conf)
 {
+	RTE_BUILD_BUG_ON(HK__END != PYLB_HASH_KEY_WORDS);	/* hash.h uses every word */
 	for (int i = 0; i < PYLB_HASH_KEY_WORDS; i++)
 		if (conf->hash_key[i] != 0)
 			return true;
