@@ -67,6 +67,10 @@ cdef extern from "pylb_dp.h" nogil:
         uint32_t conn_capacity
         uint8_t tcp_reset
         uint32_t half_open_budget
+        uint8_t source_prefix4
+        uint8_t source_prefix6
+        uint32_t source_half_open_budget
+        uint32_t source_new_per_second
         pylb_timeouts timeouts
         uint64_t hash_key[PYLB_HASH_KEY_WORDS]
 
@@ -108,6 +112,7 @@ cdef extern from "pylb_dp.h" nogil:
         uint16_t port
         uint8_t state
         uint32_t weight
+        uint32_t max_conns
 
     struct pylb_service_conf:
         uint16_t id
@@ -240,7 +245,7 @@ cdef extern from "pylb_dp.h" nogil:
     int pylb_dp_service_list(pylb_dp *dp, pylb_service_conf *out, uint32_t max)
     int pylb_dp_conn_list(pylb_dp *dp, pylb_conn_info *out, uint32_t max)
     uint64_t pylb_dp_conn_count(const pylb_dp *dp)
-    uint64_t pylb_dp_half_open(const pylb_dp *dp)
+    uint64_t pylb_dp_half_open(const pylb_dp *dp, const pylb_ip *source)
 
     enum:
         PYLB_MAX_ACLS

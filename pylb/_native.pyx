@@ -142,17 +142,19 @@ def _check_weight(what, weight):
 
 
 def _l4_backend_list(backends):
-    """[(ip, port[, weight[, state]])], ['ip:port'] or [L4Backend] -> [(addr, port, weight,
-    state)]; port 0 keeps the client's destination port."""
+    """[(ip, port[, weight[, state[, max_connections]]])], ['ip:port'] or [L4Backend] ->
+    [(addr, port, weight, state, max_connections)]; port 0 keeps the client's destination
+    port."""
     out = []
     for b in backends:
         if isinstance(b, (tuple, list)):
-            if len(b) not in (2, 3, 4):
-                raise InvalidArgument(f"backend {b!r} is not (ip, port[, weight[, state]])")
-            ip, port, weight, state = (*b, 1, model.UP)[:4] if len(b) == 2 else (*b, model.UP)[:4]
+            if len(b) not in (2, 3, 4, 5):
+                raise InvalidArgument(f"backend {b!r} is not "
+                                      f"(ip, port[, weight[, state[, max_connections]]])")
+            ip, port, weight, state, max_conns = tuple(b) + tuple(L4Backend("", 0))[len(b):]
         else:
             try:
-                (ip, port), weight, state = split_hostport(b), 1, model.UP
+                (ip, port), weight, state, max_conns = split_hostport(b), 1, model.UP, 0
             except ValueError as e:
                 raise InvalidArgument(f"backend '{b}': {e}") from None
         if not isinstance(port, int) or not 0 <= port <= model.PORT_MAX:
@@ -161,7 +163,11 @@ def _l4_backend_list(backends):
         if state not in BACKEND_STATES:
             raise InvalidArgument(f"backend {ip}: state {state!r} is not one of "
                                   f"{', '.join(BACKEND_STATES)}")
-        out.append((_parse_ip(ip, "backend"), port, weight, BACKEND_STATES.index(state)))
+        if not isinstance(max_conns, int) or not 0 <= max_conns <= model.LIMIT_MAX:
+            raise InvalidArgument(f"backend {ip}: max_connections {max_conns!r} is not in "
+                                  f"0..{model.LIMIT_MAX}")
+        out.append((_parse_ip(ip, "backend"), port, weight, BACKEND_STATES.index(state),
+                    max_conns))
     return out
 
 
@@ -171,6 +177,7 @@ cdef int _fill_backends(pylb_backend *arr, list bl) except -1:
         arr[i].port = b[1]
         arr[i].weight = b[2]
         arr[i].state = b[3] if len(b) > 3 else 0
+        arr[i].max_conns = b[4] if len(b) > 4 else 0
     return 0
 
 
@@ -336,7 +343,7 @@ cdef class Dataplane:
     def __cinit__(self, *, workers=(), int mbufs=8191, int mbuf_cache=256, int mbuf_size=0,
                   int neigh_capacity=4096, int neigh_timeout_ms=0, int max_routes=0,
                   int fib_tbl8=0, int conn_capacity=0, timeouts=None, bint tcp_reset=False,
-                  hash_seed=None, int half_open_budget=0):
+                  hash_seed=None, int half_open_budget=0, per_source=None):
         cdef pylb_dp_conf conf
         cdef int rc
         memset(&conf, 0, sizeof(conf))
@@ -358,6 +365,17 @@ cdef class Dataplane:
         if half_open_budget < 0:
             raise InvalidArgument(f"half_open_budget {half_open_budget} is negative")
         conf.half_open_budget = half_open_budget
+        src = dict(per_source or {})
+        for k, v in src.items():
+            if k not in model.PER_SOURCE:
+                raise InvalidArgument(f"per_source '{k}' is not one of {', '.join(model.PER_SOURCE)}")
+            lo, hi, _ = model.PER_SOURCE[k]
+            if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
+                raise InvalidArgument(f"per_source {k}: {v!r} is not in {lo}..{hi}")
+        conf.source_prefix4 = src.get("ipv4_prefix", 0)
+        conf.source_prefix6 = src.get("ipv6_prefix", 0)
+        conf.source_half_open_budget = src.get("half_open_budget", 0)
+        conf.source_new_per_second = src.get("new_per_second", 0)
         for k, v in (timeouts or {}).items():
             if k not in _TIMEOUT_KEYS:
                 raise InvalidArgument(f"timeout '{k}' is not one of {', '.join(_TIMEOUT_KEYS)}")
@@ -692,10 +710,11 @@ cdef class Dataplane:
         _check(rc)
 
     def set_service_backends(self, vip, int port, backends, str proto=TCP):
-        """Replace the service's backends: [(ip, port[, weight[, state]])],
-        ['ip:port'] or [L4Backend]. Weight 0 or state drain: no new
-        connections, open ones go on; down: no new connections, open ones
-        finish or are reset (the service's down_reset)."""
+        """Replace the service's backends: [(ip, port[, weight[, state[,
+        max_connections]]])], ['ip:port'] or [L4Backend]. Weight 0 or state
+        drain: no new connections, open ones go on; down: no new
+        connections, open ones finish or are reset (the service's
+        down_reset); max_connections: open at once (0: no limit)."""
         cdef pylb_ip a
         cdef int rc
         cdef uint32_t n
@@ -745,7 +764,8 @@ cdef class Dataplane:
             return Service(str(_get_ip(&c.vip)), c.port, _PROTO_NAMES[c.proto],
                            _L4_METHOD_NAMES[c.method], _SCHEDULER_NAMES[c.sched], c.table_size,
                            tuple(L4Backend(str(_get_ip(&b[i].addr)), b[i].port, b[i].weight,
-                                           BACKEND_STATES[b[i].state]) for i in range(n)),
+                                           BACKEND_STATES[b[i].state], b[i].max_conns)
+                                 for i in range(n)),
                            c.persistence, c.persistence_prefix,
                            tuple(str(_get_ip(&c.lips[i])) for i in range(c.n_lips)),
                            bool(c.down_reset), model.SYN_PROXY_MODES[c.syn_proxy],
@@ -861,10 +881,16 @@ cdef class Dataplane:
         _check(rc)
         return None if rc == 0 else rc - 1
 
-    def half_open(self):
+    def half_open(self, source=None):
         """Half-open entries, all workers: TCP before its handshake completes,
-        NAT and FullNAT UDP before its first reply (what the budget counts)."""
-        return pylb_dp_half_open(self._live())
+        NAT and FullNAT UDP before its first reply (what the budget counts).
+        `source`: those of its network (connections.per_source; with the
+        networks that share its count), 0 if networks are not counted."""
+        cdef pylb_ip a
+        if source is None:
+            return pylb_dp_half_open(self._live(), NULL)
+        _set_ip(&a, _parse_ip(source, "source"))
+        return pylb_dp_half_open(self._live(), &a)
 
     def timeouts(self):
         """The connection timeouts in force, in seconds: {tcp_syn,

@@ -114,6 +114,7 @@ def run(profile: Profile, stop: threading.Event, instance: str | None = None,
                               conn_capacity=profile.conn_capacity,
                               timeouts=dict(profile.timeouts), tcp_reset=profile.tcp_reset,
                               half_open_budget=profile.half_open_budget,
+                              per_source=dict(profile.per_source),
                               hash_seed=profile.fleet_secret)
         for port in profile.ports:
             idx = dp.add_port(port.name, port.device, rx_desc=port.rx_desc,

@@ -59,7 +59,7 @@ SERVICE_KEYS = {"vip", "port", "proto", "method", "scheduler", "table_size", "pe
                 "persistence_prefix", "local_addresses", "down_reset", "syn_proxy", "acls",
                 "backends", "health_check", *model.LIMIT_KEYS}
 CHECK_KEYS = {"type", "port", "path", "expect_status", "interval_ms", "timeout_ms", "rise", "fall"}
-BACKEND_KEYS = {"address", "weight", "state"}
+BACKEND_KEYS = {"address", "weight", "state", "max_connections"}
 ROUTE_KEYS = {"prefix", "via"}
 VIA_KEYS = {"gateway", "port"}
 VIP_KEYS = {"prefix", "method", "table_size", "source", "backends"}
@@ -100,7 +100,9 @@ def parse_backend(c: yamlsrc.Checker, raw: Any, key: str, vip: ipaddress._BaseAd
     if state not in model.BACKEND_STATES:
         raise c.fail(f"{key}.state", f"expected one of: {', '.join(model.BACKEND_STATES)}")
     return BackendSpec(str(ip), port,
-                       c.integer(b.get("weight", 1), f"{key}.weight", 0, model.WEIGHT_MAX), state)
+                       c.integer(b.get("weight", 1), f"{key}.weight", 0, model.WEIGHT_MAX), state,
+                       c.integer(b.get("max_connections", 0), f"{key}.max_connections", 0,
+                                 model.LIMIT_MAX))
 
 
 def _choice(c: yamlsrc.Checker, s: dict, name: str, key: str, allowed: tuple[str, ...]) -> str:
@@ -371,7 +373,9 @@ def dump(config: Config) -> str:
             out["health_check"] = _check_dict(s.health_check)
         out["backends"] = [{"address": (f"[{b.ip}]" if ":" in b.ip else b.ip)
                             + (f":{b.port}" if b.port else ""), "weight": b.weight,
-                            "state": b.state} for b in s.backends]
+                            "state": b.state}
+                           | ({"max_connections": b.max_connections} if b.max_connections else {})
+                           for b in s.backends]
         services.append(out)
     routes = [{"prefix": r.prefix, "via": [{"gateway": g, "port": p} if g else {"port": p}
                                            for g, p in r.via]} for r in config.routes]

@@ -90,9 +90,10 @@ def print_service(s: pb.Service) -> None:
           f"{extra}")
     for b in s.backends:
         health = f" health {b.health}" if b.health else ""
+        limit = f" max {b.max_connections}" if b.max_connections else ""
         print(f"  -> {_hostport(b.address, b.port):30} weight {b.weight:<5} "
               f"{_name(STATE_NAMES, b.state):5} active {b.active_connections} "
-              f"inactive {b.inactive_connections}{health}")
+              f"inactive {b.inactive_connections}{limit}{health}")
 
 
 def ipvs_view(services: list[pb.Service]) -> str:
@@ -208,6 +209,8 @@ def run(args, stub) -> int:
             raise UsageError(f"service {args.service} has no backend {args.backend}")
         b.weight = weight if weight is not None else (old.weight if old else 1)
         b.state = STATE_NAMES[state] if state else (old.state if old else pb.BACKEND_STATE_UP)
+        b.max_connections = (args.max_connections if verb in ("add", "set-max-connections")
+                             else old.max_connections)
         print_service(stub.SetBackend(pb.SetBackendRequest(service=key, backend=b)))
     elif noun == "route":
         if verb == "list":
@@ -389,14 +392,19 @@ def parser() -> argparse.ArgumentParser:
 
     be = sub.add_parser("backend", help="backends of a service").add_subparsers(dest="verb",
                                                                                 required=True)
-    for verb in ("add", "set-weight", model.DRAIN, model.DOWN, model.UP, "del"):
+    for verb in ("add", "set-weight", "set-max-connections", model.DRAIN, model.DOWN, model.UP,
+                 "del"):
         p = be.add_parser(verb)
         p.add_argument("service", help="VIP:PORT[/tcp|udp]")
         p.add_argument("backend", help="ADDRESS[:PORT]")
         if verb == "add":
             p.add_argument("--weight", type=int, default=1)
+            p.add_argument("--max-connections", type=int, default=0,
+                           help="connections open at once, then no new ones (0: no limit)")
         if verb == "set-weight":
             p.add_argument("weight", type=int)
+        if verb == "set-max-connections":
+            p.add_argument("max_connections", type=int, help="0: no limit")
 
     rt = sub.add_parser("route", help="routes").add_subparsers(dest="verb", required=True)
     rt.add_parser("list").add_argument("--family", type=int, choices=(0, 4, 6), default=0)

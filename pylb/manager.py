@@ -591,7 +591,7 @@ class Manager:
 # step(dp, old, new, undo, ids before, ids after).
 
 def _backends(s: ServiceSpec) -> list[tuple]:
-    return [(b.ip, b.port, b.weight, b.state) for b in s.backends]
+    return [(b.ip, b.port, b.weight, b.state, b.max_connections) for b in s.backends]
 
 
 def _add_service(dp, s: ServiceSpec, sid: int) -> None:

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from pylb import config, yamlsrc
+from pylb import config, model, yamlsrc
 from pylb.errors import ProfileError
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,23}$")
@@ -23,7 +23,7 @@ TOP_KEYS = {"name", "lcores", "memory", "mbufs", "mbuf_cache", "mbuf_size", "por
             "max_routes", "connections", "fleet"}
 FLEET_KEYS = {"secret_file"}
 SECRET_MIN = 16                         # bytes
-CONN_KEYS = {"capacity", "timeouts", "tcp_reset", "half_open_budget"}
+CONN_KEYS = {"capacity", "timeouts", "tcp_reset", "half_open_budget", "per_source"}
 LCORE_KEYS = {"main", "workers", "cpu_map"}
 MEMORY_KEYS = {"hugepages", "size_mb", "huge_dir"}
 PORT_KEYS = {"name", "vdev", "pci", "addresses", "rx_desc", "tx_desc", "link_wait_ms",
@@ -84,6 +84,7 @@ class Profile:
     timeouts: tuple = ()                # ((name, seconds), ...)
     tcp_reset: bool = False             # RST what no connection or service takes
     half_open_budget: int = 0           # per worker; 0: the dataplane's default (an eighth)
+    per_source: tuple = ()              # ((name, value), ...): connections.per_source
     # The fleet's shared secret (fleet.secret_file): keys the flow hash, so
     # every appliance of a fleet chooses alike. None: a random key per start.
     fleet_secret: bytes | None = field(default=None, repr=False)
@@ -250,6 +251,9 @@ def load_profile(path: str) -> Profile:
     # 0: the dataplane's default (an eighth of the capacity), decided there once.
     half_open_budget = c.integer(conns.get("half_open_budget", 0),
                                  "connections.half_open_budget", 0, conn_capacity)
+    src = c.mapping(conns.get("per_source", {}), "connections.per_source", set(model.PER_SOURCE))
+    per_source = tuple((k, c.integer(src[k], f"connections.per_source.{k}", lo, hi))
+                       for k, (lo, hi, _) in model.PER_SOURCE.items() if k in src)
     tcp_reset = conns.get("tcp_reset", False)
     if not isinstance(tcp_reset, bool):
         raise c.fail("connections.tcp_reset", "expected true or false")
@@ -267,7 +271,8 @@ def load_profile(path: str) -> Profile:
                    eal_args=tuple(eal_args),
                    max_routes=c.integer(top.get("max_routes", 65536), "max_routes", 1024, 16777216),
                    conn_capacity=conn_capacity, timeouts=tuple(sorted(timeouts.items())),
-                   tcp_reset=tcp_reset, half_open_budget=half_open_budget, fleet_secret=secret)
+                   tcp_reset=tcp_reset, half_open_budget=half_open_budget,
+                   per_source=per_source, fleet_secret=secret)
 
 
 def read_secret(c: yamlsrc.Checker, path: str) -> bytes:

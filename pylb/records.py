@@ -52,6 +52,7 @@ class L4Backend(NamedTuple):
     port: int               # 0: the client's destination port
     weight: int = 1
     state: str = model.UP   # up, drain (no new connections) or down
+    max_connections: int = 0    # open at once, then no new ones; 0: no limit
 
 
 class Service(NamedTuple):

@@ -111,7 +111,8 @@ def _hostport(address: str, port: int) -> str:
 def _backend_raw(b: pb.Backend) -> dict:
     return {"address": _hostport(b.address, b.port),
             "weight": b.weight if b.HasField("weight") else 1,
-            "state": _enum(STATES, b.state, "backend state")}
+            "state": _enum(STATES, b.state, "backend state"),
+            "max_connections": b.max_connections}
 
 
 def _service(r: pb.Service) -> ServiceSpec:
@@ -196,7 +197,8 @@ def service_msg(v) -> pb.Service:
         down_reset=s.down_reset, syn_proxy=_back(protonames.SYN_PROXY)[s.syn_proxy],
         acls=list(s.acls), **{k: getattr(s, k) for k in model.LIMIT_KEYS},
         backends=[pb.Backend(address=b.spec.ip, port=b.spec.port, weight=b.spec.weight,
-                             state=_back(STATES)[b.spec.state], active_connections=b.active,
+                             state=_back(STATES)[b.spec.state],
+                             max_connections=b.spec.max_connections, active_connections=b.active,
                              inactive_connections=b.inactive, health=b.health,
                              stats=stats_of(b.stats))
                   for b in v.backends])

@@ -27,12 +27,14 @@ def native():
 
 
 @pytest.fixture
-def dp(native):
+def dp(native, request):
     """A worker-less dataplane with two detached ports:
     p0 02:00:00:00:01:00 10.0.0.1/24 2001:db8::1/64 and
-    p1 02:00:00:00:01:01 10.0.1.1/24 2001:db8:1::1/64.
+    p1 02:00:00:00:01:01 10.0.1.1/24 2001:db8:1::1/64; Dataplane's
+    keywords from the test's `dp_settings` mark, if any.
     Fails the test if any mbuf is still held when the test ends."""
-    d = native.Dataplane(mbufs=1023, mbuf_cache=0)
+    mark = request.node.get_closest_marker("dp_settings")
+    d = native.Dataplane(mbufs=1023, mbuf_cache=0, **(mark.kwargs if mark else {}))
     d.add_port("p0", mac=P0_MAC)
     d.add_port("p1", mac=P1_MAC)
     d.add_address(0, "10.0.0.1/24")

@@ -229,7 +229,7 @@ class FakeDataplane:
         if len(backends) > model.MAX_BACKENDS:
             raise CapacityExhausted(f"{len(backends)} backends, at most {model.MAX_BACKENDS}")
         seen = set()
-        for i, (ip, bport, weight, state) in enumerate(backends):
+        for i, (ip, bport, weight, state, _max) in enumerate(backends):
             if _ip(ip, "backend").version != ipaddress.ip_address(key[0]).version:
                 raise InvalidArgument(f"service {name}: backend {i} is not of the VIP's "
                                       "address family")

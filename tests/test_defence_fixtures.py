@@ -76,7 +76,8 @@ BACKEND = BACKENDS[0]
 SYN_OPTS = [("MSS", 1460), ("SAckOK", b""), ("Timestamp", (11, 0)), ("NOP", None), ("WScale", 7)]
 EXERCISED = {"syn_cookie_invalid", "syn_cookie_expired", "syn_proxy_unsupported",
              "syn_proxy_no_entry", "syn_proxy_hold_full", "syn_proxy_unexpected", "acl_denied",
-             "limit_client_conns", "limit_service_conns", "limit_service_rate"}
+             "limit_client_conns", "limit_service_conns", "limit_service_rate",
+             "limit_source_rate", "limit_backend_conns"}
 
 
 def proxy_dp(native, **kw):
@@ -390,6 +391,120 @@ def test_unanswered_udp_counts_as_half_open(native):
     d.close()
 
 
+# Per client network (source prefix): its own half-open budget and rate.
+
+def network(i: int) -> str:
+    """The i-th client of 10.0.0.0/28 (one network under ipv4_prefix 28)."""
+    return f"10.0.0.{2 + i % 8}"
+
+
+def test_a_client_network_has_its_own_half_open_budget(native):
+    d = proxy_dp(native, conn_capacity=256, half_open_budget=32,
+                 per_source={"ipv4_prefix": 28, "half_open_budget": 4})
+    for ip in ("10.0.0.3", "10.0.0.100"):
+        d.add_neighbour("p0", ip, CLIENT_MAC)
+    d.add_service(VIP, 80, method="dr", backends=[BACKEND])
+    d.add_service(VIP, 81, backends=[(BACKEND, 8080)])          # NAT, syn_proxy auto
+    # DR: a network's SYNs past its budget go stateless, still to the backend.
+    out = d.inject("p0", [raw(c2v(src=network(i), sport=100 + i)) for i in range(10)])
+    assert [p for p, _ in out] == [1] * 10
+    assert d.half_open() == 4 and d.totals()["source_half_open_full"] == 6
+    assert d.half_open(source="10.0.0.15") == 4 and d.half_open(source="10.0.0.16") == 0
+    assert sorted(c.cport for c in d.connections()) == [100, 101, 102, 103]
+    # Another network is not held back by it.
+    d.inject("p0", [raw(c2v(src="10.0.0.200", sport=p)) for p in range(100, 104)])
+    assert d.half_open() == 8 and d.totals()["source_half_open_full"] == 6
+    # NAT with syn_proxy auto: a network at its budget gets a cookie, a
+    # third one its backend.
+    out = d.inject("p0", [raw(c2v(src="10.0.0.3", sport=200, dport=81)),
+                          raw(c2v(src="10.0.0.100", sport=200, dport=81))])
+    assert sorted((p, Ether(f)[TCP].flags) for p, f in out) == [(0, "SA"), (1, "S")]
+    assert d.totals()["syn_cookies_sent"] == 1
+    # Handshakes that complete give the network its budget back.
+    d.inject("p0", [raw(c2v(src=network(i), sport=100 + i, flags="A")) for i in range(4)])
+    d.inject("p0", [raw(c2v(src=network(1), sport=300))])
+    assert d.totals()["source_half_open_full"] == 6 and d.conn_count() == 10
+    assert d.half_open() == 6 and d.half_open(source=CLIENT) == 1
+    d.close()
+
+
+def test_a_client_networks_unanswered_udp_stays_within_its_budget(native):
+    d = proxy_dp(native, conn_capacity=256, half_open_budget=32,
+                 per_source={"half_open_budget": 4})
+    d.add_service(VIP, 53, proto="udp", backends=[(BACKEND, 5353)])
+    out = d.inject("p0", [raw(c2v(sport=p, proto=UDP, dport=53)) for p in range(100, 120)])
+    # Every datagram reaches the backend (NAT: stateless past the budget).
+    assert [(p, Ether(f)[UDP].dport) for p, f in out] == [(1, 5353)] * 20
+    assert d.half_open() == 4 and d.conn_count() == 4
+    assert d.totals()["source_half_open_full"] == 16 and d.totals()["half_open_evicted"] == 0
+    d.close()
+
+
+def test_a_client_networks_new_connections_a_second(native):
+    d = proxy_dp(native, per_source={"ipv4_prefix": 28, "new_per_second": 5})
+    d.add_service(VIP, 80, backends=[(BACKEND, 8080)])
+    d.add_service(VIP, 53, proto="udp", backends=[(BACKEND, 5353)])
+    # 5 a second (a second's worth at once); the rest dropped, not reset:
+    # that is where floods come from.
+    out = d.inject("p0", [raw(c2v(src=network(i), sport=100 + i)) for i in range(8)])
+    assert [p for p, _ in out] == [1] * 5
+    assert drops(d) == {"limit_source_rate": 3}
+    # Another network has its own bucket.
+    out = d.inject("p0", [raw(c2v(src="10.0.0.200", sport=p)) for p in range(100, 105)])
+    assert [p for p, _ in out] == [1] * 5
+    # New UDP flows count too; a token every 200 ms.
+    d.clock_advance(400)
+    out = d.inject("p0", [raw(c2v(sport=p, proto=UDP, dport=53)) for p in range(100, 103)])
+    assert [p for p, _ in out] == [1, 1]
+    # Packets of open connections are never limited.
+    out = d.inject("p0", [raw(c2v(src=network(0), sport=100, flags="A"))] * 10)
+    assert [p for p, _ in out] == [1] * 10
+    assert drops(d) == {"limit_source_rate": 4}
+    d.close()
+
+
+def test_per_source_settings_are_checked(native):
+    for bad, msg in (({"ipv4_prefix": 0}, "ipv4_prefix: 0 is not in 1..32"),
+                     ({"ipv6_prefix": 129}, "ipv6_prefix: 129 is not in 1..128"),
+                     ({"rate": 5}, "'rate' is not one of"),
+                     ({"new_per_second": -1}, "new_per_second: -1")):
+        with pytest.raises(InvalidArgument, match=msg):
+            native.Dataplane(per_source=bad)
+
+
+# Backends' upper threshold (max_connections).
+
+def test_a_full_backend_takes_no_new_connections(native):
+    d = proxy_dp(native)
+    two = BACKENDS[:2]
+    d.add_service(VIP, 80, scheduler="wrr", backends=[(b, 8080, 1, "up", 2) for b in two])
+    assert [b.max_connections for b in d.service(VIP, 80).backends] == [2, 2]
+    out = d.inject("p0", [raw(c2v(sport=p)) for p in range(100, 105)])
+    assert sorted(p for p, _ in out) == [0, 1, 1, 1, 1]
+    assert sorted(Ether(f)[IP].dst for p, f in out if p == 1) == sorted(two * 2)
+    rst = next(Ether(f) for p, f in out if p == 0)
+    assert rst[TCP].flags == "RA" and rst[TCP].dport == 104
+    assert drops(d) == {"limit_backend_conns": 1}
+    # The consistent-hash scheduler sends what its choice cannot take to a
+    # backend with room.
+    d.add_service(VIP, 81, backends=[(two[0], 8080, 1, "up", 1), (two[1], 8080)])
+    out = d.inject("p0", [raw(c2v(sport=p, dport=81)) for p in range(100, 120)])
+    to = [Ether(f)[IP].dst for p, f in out]
+    assert len(to) == 20 and to.count(two[0]) == 1
+    # A raised limit applies at once and keeps the open connections.
+    d.set_service_backends(VIP, 80, [(b, 8080, 1, "up", 3) for b in two])
+    assert d.conn_count() == 24
+    out = d.inject("p0", [raw(c2v(sport=p)) for p in range(200, 203)])
+    assert sorted(p for p, _ in out) == [0, 1, 1]
+    # Ended connections count (as inactive, like IPVS's) until they go.
+    d.inject("p0", [raw(c2v(sport=p, flags="R")) for p in range(100, 104)])
+    assert [p for p, _ in d.inject("p0", [raw(c2v(sport=300))])] == [0]
+    d.clock_advance(11_000)                                # past the close timeout
+    d.housekeep()
+    assert [p for p, _ in d.inject("p0", [raw(c2v(sport=301))])] == [1]
+    d.close()
+
+
 # ACLs.
 
 def test_acls_refuse_new_connections_by_list_and_action(native):
@@ -434,6 +549,17 @@ def test_an_acl_change_keeps_established_connections(native):
     d.set_acls([], {})
     port, _ = one(d, "p0", c2v(sport=40001))
     assert port == 1
+    d.close()
+
+
+def test_an_acl_change_between_a_syn_and_its_cookies_ack_refuses_the_ack(native):
+    d = proxy_dp(native)
+    d.add_service(VIP, 80, backends=[(BACKEND, 8080)], syn_proxy="always", id=0)
+    cookie = cookie_for(d)
+    d.set_acls([("deny", "reset", ["10.0.0.0/24"])], {0: [0]})
+    port, rst = one(d, "p0", c2v(flags="A", seq=1001, ack=cookie + 1))
+    assert port == 0 and rst[TCP].flags == "R" and d.conn_count() == 0
+    assert drops(d) == {"acl_denied": 1}
     d.close()
 
 

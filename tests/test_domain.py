@@ -171,15 +171,15 @@ def test_health_verdicts_change_what_is_in_force_not_the_model(fake):
     key = ("10.0.0.100", 80, "tcp")
     m._health_verdict(key, ("10.0.1.20", 8080), model.DOWN)
     m._health_verdict(key, ("10.0.1.21", 8080), model.DOWN)    # drained: stays drained
-    assert fake._services[key]["backends"] == [("10.0.1.20", 8080, 1, model.DOWN),
-                                               ("10.0.1.21", 8080, 3, model.DRAIN)]
+    assert fake._services[key]["backends"] == [("10.0.1.20", 8080, 1, model.DOWN, 0),
+                                               ("10.0.1.21", 8080, 3, model.DRAIN, 0)]
     assert m.current_config() == replace(load_config("start", START), path="(running)").normalised()
     assert [b.spec.state for b in m.service(*key).backends] == [model.DOWN, model.DRAIN]
     # An operator's change keeps the verdict; the verdict up lifts it.
     m.set_backend(*key, BackendSpec("10.0.1.20", 8080, 5))
-    assert fake._services[key]["backends"][0] == ("10.0.1.20", 8080, 5, model.DOWN)
+    assert fake._services[key]["backends"][0] == ("10.0.1.20", 8080, 5, model.DOWN, 0)
     m._health_verdict(key, ("10.0.1.20", 8080), model.UP)
-    assert fake._services[key]["backends"][0] == ("10.0.1.20", 8080, 5, model.UP)
+    assert fake._services[key]["backends"][0] == ("10.0.1.20", 8080, 5, model.UP, 0)
     # An operator's down is not lifted by a check.
     m.set_backend(*key, BackendSpec("10.0.1.20", 8080, 5, model.DOWN))
     m._health_verdict(key, ("10.0.1.20", 8080), model.UP)
@@ -190,7 +190,7 @@ def test_health_verdicts_change_what_is_in_force_not_the_model(fake):
         replace(x, health_check=None, backends=(BackendSpec("10.0.1.20", 8080),))
         if x.key == key else x for x in m.current_config().services)))
     m._health_verdict(key, ("10.0.1.20", 8080), model.DOWN)
-    assert fake._services[key]["backends"] == [("10.0.1.20", 8080, 1, model.UP)]
+    assert fake._services[key]["backends"] == [("10.0.1.20", 8080, 1, model.UP, 0)]
     assert s.health_check is not None
 
 

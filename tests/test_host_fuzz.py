@@ -207,6 +207,7 @@ def test_ipv6_extension_chains_under_random_and_mutated_frames(dp):
     assert dp.mbufs_available() == full
 
 
+@pytest.mark.dp_settings(per_source={"half_open_budget": 8, "new_per_second": 10})
 def test_defences_under_random_and_mutated_frames(dp):
     """SYN cookies, proxied handshakes, ACLs, limits and the half-open budget
     under mutated handshakes (valid cookies among them), both directions:
@@ -221,8 +222,8 @@ def test_defences_under_random_and_mutated_frames(dp):
     for i, b in enumerate(backends):
         dp.add_neighbour("p1", b, f"02:00:00:00:0b:{i:02x}")
     dp.add_neighbour("p0", "10.0.0.2", CLIENT_MAC)
-    dp.add_service("10.0.0.100", 80, backends=[(b, 8080) for b in backends], syn_proxy="always",
-                   max_per_client=40, id=0)
+    dp.add_service("10.0.0.100", 80, backends=[(b, 8080, 1, "up", 15) for b in backends],
+                   syn_proxy="always", max_per_client=40, id=0)
     dp.add_service("10.0.0.100", 81, method="fullnat", local_addresses=["10.0.1.1"],
                    backends=[(b, 8080) for b in backends], syn_proxy="always",
                    max_new_per_second=500, id=1)
@@ -267,10 +268,13 @@ def test_defences_under_random_and_mutated_frames(dp):
     assert t["syn_cookies_sent"] > 0 and t["syn_proxy_opened"] > 0, t
     assert t["syn_proxy_established"] > 0 and t["syn_proxy_held"] > 0, t
     assert dp.drops().get("acl_denied", 0) > 0
+    assert t["source_half_open_full"] > 0 and dp.drops().get("limit_source_rate", 0) > 0, t
+    assert dp.drops().get("limit_backend_conns", 0) > 0
     dp.clock_advance(10_000_000)                  # every connection ends
     dp.housekeep()
     dp.collect()
     assert dp.conn_count() == 0 and dp.half_open() == 0
+    assert all(dp.half_open(source=s) == 0 for s in ("10.0.0.2", "10.0.0.200", "10.9.0.1"))
     for n in dp.neighbours():
         if n.state == "incomplete":
             dp.del_neighbour(n.port, n.ip)

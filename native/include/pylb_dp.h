@@ -98,6 +98,7 @@ enum pylb_err {
 	X(SYN_PROXY_HELD, syn_proxy_held) \
 	X(HALF_OPEN_EVICTED, half_open_evicted) \
 	X(HALF_OPEN_FULL, half_open_full) \
+	X(SOURCE_HALF_OPEN_FULL, source_half_open_full) \
 	X(FROM_KERNEL, from_kernel) \
 	X(BUSY_CYCLES, busy_cycles) \
 	X(BUSY_POLLS, busy_polls)
@@ -150,6 +151,8 @@ enum pylb_err {
 	X(LIMIT_SERVICE_CONNS, limit_service_conns) \
 	X(LIMIT_SERVICE_RATE, limit_service_rate) \
 	X(LIMIT_CLIENT_CONNS, limit_client_conns) \
+	X(LIMIT_SOURCE_RATE, limit_source_rate) \
+	X(LIMIT_BACKEND_CONNS, limit_backend_conns) \
 	X(SYN_COOKIE_INVALID, syn_cookie_invalid) \
 	X(SYN_COOKIE_EXPIRED, syn_cookie_expired) \
 	X(SYN_PROXY_UNSUPPORTED, syn_proxy_unsupported) \
@@ -214,6 +217,16 @@ struct pylb_dp_conf {
 						 * or the oldest half-open entry goes;
 						 * 0: an eighth of the capacity; above
 						 * the capacity: no budget */
+	/* Per client network (source prefix): half-open entries and new
+	 * connections a second, per lcore, in PYLB_SRC_SLOTS slots (a keyed
+	 * hash of the prefix; prefixes that share a slot share its counts). */
+	uint8_t source_prefix4;			/* 0: /24 */
+	uint8_t source_prefix6;			/* 0: /64 */
+	uint32_t source_half_open_budget;	/* at it, the prefix's new half-open
+						 * flows go stateless (or get cookies);
+						 * 0: an eighth of half_open_budget, at
+						 * least 64; none if not below it */
+	uint32_t source_new_per_second;		/* across the workers; 0: no limit */
 	struct pylb_timeouts timeouts;
 	/* The flow hash's key (hash.h): random words, or words derived from a
 	 * fleet's shared secret so that its appliances choose alike. All
@@ -294,6 +307,9 @@ struct pylb_backend {
 	uint16_t port;				/* L4 services; 0 for L3 VIPs */
 	uint8_t state;				/* enum pylb_backend_state */
 	uint32_t weight;			/* 0: present but takes no traffic */
+	uint32_t max_conns;			/* L4: connections open at once (the
+						 * workers' shares), then no new ones;
+						 * 0: no limit */
 };
 
 /* L4 virtual services: VIP:port/proto (port 0: every port). */
@@ -574,7 +590,9 @@ int pylb_dp_acls_set(struct pylb_dp *dp, const struct pylb_acl_conf *lists, uint
 int pylb_dp_acl_check(struct pylb_dp *dp, const struct pylb_ip *src, uint16_t svc);
 
 /* Half-open entries (the budget's count), all lcores. */
-uint64_t pylb_dp_half_open(const struct pylb_dp *dp);
+/* source NULL: all; else what its source prefix's slot counts (0 when
+ * prefixes are not counted). */
+uint64_t pylb_dp_half_open(const struct pylb_dp *dp, const struct pylb_ip *source);
 /* Test clock: move the dataplane's notion of time forward (timeouts). */
 void pylb_dp_clock_advance(struct pylb_dp *dp, uint64_t ms);
 

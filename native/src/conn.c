@@ -16,6 +16,36 @@
 
 static uint32_t conn_seq;
 
+/* The per-source counts: their prefixes' masks, budget and rate. */
+static void
+src_init(const struct pylb_dp *dp, struct pylb_conntrack *ct)
+{
+	const struct pylb_dp_conf *conf = &dp->conf;
+	uint32_t plen4 = conf->source_prefix4 ? conf->source_prefix4 : 24;
+	uint32_t plen6 = conf->source_prefix6 ? conf->source_prefix6 : 64;
+	uint32_t n = RTE_MAX(conf->n_workers, 1u);
+
+	ct->src_mask[0] = rte_cpu_to_be_32(plen4 >= 32 ? UINT32_MAX : ~(UINT32_MAX >> plen4));
+	for (uint32_t i = 0; i < 4; i++) {
+		uint32_t bits = plen6 > 32 * i ? RTE_MIN(plen6 - 32 * i, 32u) : 0;
+
+		ct->src_mask[1 + i] = rte_cpu_to_be_32(bits == 0 ? 0 : bits == 32 ? UINT32_MAX :
+						       ~(UINT32_MAX >> bits));
+	}
+	ct->src_budget = conf->source_half_open_budget ? conf->source_half_open_budget :
+		RTE_MAX(ct->half_open_budget / 8, 64u);
+	/* Only below the worker's budget does a prefix's budget bind first. */
+	if (ct->src_budget < ct->half_open_budget)
+		ct->src_ho = rte_zmalloc("pylb_src_half_open", PYLB_SRC_SLOTS * sizeof(*ct->src_ho), 0);
+	else
+		ct->src_budget = 0;		/* none: not counted */
+	if (conf->source_new_per_second != 0) {
+		ct->src_cost = RTE_MAX(rte_get_timer_hz() /
+				       ((conf->source_new_per_second + n - 1) / n), 1u);
+		ct->src_rate = rte_zmalloc("pylb_src_rate", PYLB_SRC_SLOTS * sizeof(*ct->src_rate), 0);
+	}
+}
+
 int
 pylb_conn_init(struct pylb_dp *dp, struct pylb_lcore *lc)
 {
@@ -40,6 +70,7 @@ pylb_conn_init(struct pylb_dp *dp, struct pylb_lcore *lc)
 	ct->half_open_budget = dp->conf.half_open_budget ? dp->conf.half_open_budget :
 		RTE_MAX(cap / 8, 1u);
 	ct->ho_mask = rte_align32pow2(2 * RTE_MIN(ct->half_open_budget, cap)) - 1;
+	src_init(dp, ct);
 	ct->nb = RTE_MAX((cap + 6) / 7, 4u);
 	ct->cap = cap;
 	ct->cap6 = RTE_MAX(cap / 4, 16u);
@@ -58,7 +89,9 @@ pylb_conn_init(struct pylb_dp *dp, struct pylb_lcore *lc)
 	ct->pers = rte_zmalloc("pylb_pers", hp.entries * sizeof(*ct->pers), RTE_CACHE_LINE_SIZE);
 	ct->pfree = rte_malloc("pylb_pers_free", hp.entries * sizeof(*ct->pfree), 0);
 	ct->ho_ring = rte_malloc("pylb_half_open", (ct->ho_mask + 1) * sizeof(*ct->ho_ring), 0);
-	if (ct->ho_ring == NULL || ct->buckets == NULL || ct->conns == NULL || ct->free == NULL || ct->ext6 == NULL ||
+	if ((ct->src_budget != 0 && ct->src_ho == NULL) ||
+	    (ct->src_cost != 0 && ct->src_rate == NULL) ||
+	    ct->ho_ring == NULL || ct->buckets == NULL || ct->conns == NULL || ct->free == NULL || ct->ext6 == NULL ||
 	    ct->free6 == NULL || ct->ph == NULL || ct->clients == NULL || ct->pers == NULL ||
 	    ct->pfree == NULL)
 		return pylb_fail(-PYLB_E_NOMEM,
@@ -84,6 +117,8 @@ pylb_conn_free(struct pylb_lcore *lc)
 	for (uint32_t i = 0; i < ct->n_held; i++)
 		rte_pktmbuf_free(ct->held[i].m);
 	rte_free(ct->ho_ring);
+	rte_free(ct->src_ho);
+	rte_free(ct->src_rate);
 	rte_free(ct->buckets);
 	rte_free(ct->conns);
 	rte_free(ct->free);
@@ -301,6 +336,17 @@ pylb_conn_add_local(struct pylb_lcore *lc, struct pylb_conn *c)
 	return 0;
 }
 
+/* c's client side out of the table, its entry (and IPv6 addresses) free. */
+static void
+conn_free(struct pylb_conntrack *ct, struct pylb_conn *c, uint32_t idx)
+{
+	slot_del(ct, client_hash(ct, c), idx);
+	if (c->af == 6)
+		ct->free6[ct->n_free6++] = c->ext6;
+	__atomic_store_n(&c->af, 0, __ATOMIC_RELEASE);
+	ct->free[ct->n_free++] = idx;
+}
+
 void
 pylb_conn_drop(struct pylb_lcore *lc, struct pylb_conn *c)
 {
@@ -309,16 +355,19 @@ pylb_conn_drop(struct pylb_lcore *lc, struct pylb_conn *c)
 
 	pylb_conn_released(lc, c);
 	pylb_conn_counted(lc, c, false);
-	ct->half_open -= pylb_conn_half_open(c);
+	if (pylb_conn_half_open(c))
+		pylb_half_open_add(ct, c, -1);
 	if (unlikely(c->flags & CONN_F_OPENING))
 		pylb_conn_unhold(lc, c, NULL);
-	slot_del(ct, client_hash(ct, c), idx);
 	if (c->flags & CONN_F_LOCAL)
 		slot_del(ct, local_hash(ct, c), idx);
-	if (c->af == 6)
-		ct->free6[ct->n_free6++] = c->ext6;
-	__atomic_store_n(&c->af, 0, __ATOMIC_RELEASE);
-	ct->free[ct->n_free++] = idx;
+	conn_free(ct, c, idx);
+}
+
+void
+pylb_conn_discard(struct pylb_lcore *lc, struct pylb_conn *c)
+{
+	conn_free(&lc->ct, c, conn_idx(&lc->ct, c));
 }
 
 const char *
@@ -381,7 +430,8 @@ pylb_conn_state(struct pylb_lcore *lc, struct pylb_conn *c, uint8_t state)
 	uint8_t was = c->state;
 
 	c->state = state;
-	lc->ct.half_open += pylb_tcp_half_open(state) - pylb_tcp_half_open(was);
+	if (pylb_tcp_half_open(state) != pylb_tcp_half_open(was))
+		pylb_half_open_add(&lc->ct, c, pylb_tcp_half_open(state) ? 1 : -1);
 	/* Closing or closed: no longer open for the limits. */
 	pylb_conn_counted(lc, c, state < PYLB_TCP_TIME_WAIT);
 	/* Its backend's active/inactive counts follow (rare: a connection
@@ -411,7 +461,7 @@ pylb_conn_opened(struct pylb_lcore *lc, const struct pylb_conn *c)
 {
 	struct pylb_conntrack *ct = &lc->ct;
 
-	ct->half_open++;
+	pylb_half_open_add(ct, c, 1);
 	if (ct->ho_tail - ct->ho_head > ct->ho_mask)
 		ct->ho_head++;		/* forget the oldest note: full of stale ones */
 	ct->ho_ring[ct->ho_tail++ & ct->ho_mask] = conn_idx(ct, c);
@@ -602,12 +652,19 @@ pylb_dp_conn_list(struct pylb_dp *dp, struct pylb_conn_info *out, uint32_t max)
 }
 
 uint64_t
-pylb_dp_half_open(const struct pylb_dp *dp)
+pylb_dp_half_open(const struct pylb_dp *dp, const struct pylb_ip *source)
 {
 	uint64_t n = 0;
 
-	for (uint32_t s = 0; s < dp->n_slots; s++)
-		n += __atomic_load_n(&dp->lcores[s].ct.half_open, __ATOMIC_RELAXED);
+	for (uint32_t s = 0; s < dp->n_slots; s++) {
+		const struct pylb_conntrack *ct = &dp->lcores[s].ct;
+
+		if (source == NULL)
+			n += __atomic_load_n(&ct->half_open, __ATOMIC_RELAXED);
+		else if (ct->src_ho != NULL)
+			n += __atomic_load_n(&ct->src_ho[pylb_src_slot(ct, source->ip, source->af)],
+					     __ATOMIC_RELAXED);
+	}
 	return n;
 }
 

@@ -115,6 +115,8 @@ struct pylb_conn *pylb_conn_lookup(struct pylb_lcore *lc, const struct pylb_tupl
 struct pylb_conn *pylb_conn_new(struct pylb_lcore *lc, const struct pylb_tuple *t);
 int pylb_conn_add_local(struct pylb_lcore *lc, struct pylb_conn *c);
 void pylb_conn_drop(struct pylb_lcore *lc, struct pylb_conn *c);
+/* An entry from pylb_conn_new given up before it was set up. */
+void pylb_conn_discard(struct pylb_lcore *lc, struct pylb_conn *c);
 void pylb_conn_released(struct pylb_lcore *lc, const struct pylb_conn *c);
 void pylb_conn_moved(struct pylb_lcore *lc, const struct pylb_conn *c, uint8_t was);
 /* c is open or not (closing, closed, gone): the limits' counts (l4.c). */
@@ -139,6 +141,39 @@ pylb_conn_half_open(const struct pylb_conn *c)
 	if (c->proto == IPPROTO_TCP)
 		return pylb_tcp_half_open(c->state);
 	return pylb_l4_sees_replies[c->method] && !(c->flags & CONN_F_REPLIED);
+}
+
+/* The slot of the source prefix of address ip in the per-source counts:
+ * the prefix's keyed hash (the owner's key, told apart by `more`). */
+static inline uint32_t
+pylb_src_slot(const struct pylb_conntrack *ct, const uint8_t *ip, uint8_t af)
+{
+	uint32_t w[4];
+
+	if (af == 4)
+		w[0] = hk_word(ip, 0) & ct->src_mask[0];
+	else
+		for (int i = 0; i < 4; i++)
+			w[i] = hk_word(ip, i) & ct->src_mask[1 + i];
+	return hk_mix(hk_addr(ct->key + HK_OWNER, (const uint8_t *)w, af, 0x100u | af)) &
+		(PYLB_SRC_SLOTS - 1);
+}
+
+/* Has the source prefix of ip its budget of half-open entries? */
+static inline bool
+pylb_src_over(const struct pylb_conntrack *ct, const uint8_t *ip, uint8_t af)
+{
+	return ct->src_ho != NULL && ct->src_ho[pylb_src_slot(ct, ip, af)] >= ct->src_budget;
+}
+
+/* c becomes half-open (d 1) or stops being (d -1): the worker's count and
+ * its source prefix's follow. */
+static inline void
+pylb_half_open_add(struct pylb_conntrack *ct, const struct pylb_conn *c, int32_t d)
+{
+	ct->half_open += (uint32_t)d;
+	if (ct->src_ho != NULL)
+		ct->src_ho[pylb_src_slot(ct, conn_addr(ct, c, CONN_CLIENT), c->af)] += (uint32_t)d;
 }
 
 void pylb_conn_opened(struct pylb_lcore *lc, const struct pylb_conn *c);

@@ -284,16 +284,10 @@ limits_check(struct pylb_lcore *lc, const struct pylb_service *svc, const struct
 		    (uintptr_t)data >= s->max_per_client)
 			return PYLB_D_LIMIT_CLIENT_CONNS;
 	}
-	if (s->max_new_per_second != 0) {
-		uint64_t hz = rte_get_timer_hz(), *credit = &lc->svc_rate[svc->id].credit;
-		uint64_t cost = hz / ((s->max_new_per_second + n - 1) / n);
-
-		*credit = RTE_MIN(*credit + (now - lc->svc_rate[svc->id].tsc), hz);
-		lc->svc_rate[svc->id].tsc = now;
-		if (*credit < cost)
-			return PYLB_D_LIMIT_SERVICE_RATE;
-		*credit -= cost;
-	}
+	if (s->max_new_per_second != 0 &&
+	    !pylb_tokens_take(&lc->svc_rate[svc->id], now,
+			      rte_get_timer_hz() / ((s->max_new_per_second + n - 1) / n)))
+		return PYLB_D_LIMIT_SERVICE_RATE;
 	return 0;
 }
 
@@ -535,6 +529,34 @@ schedule(struct pylb_lcore *lc, const struct pylb_service *svc, const struct pyl
 	return svc->conf.persistence != 0 ? persist(lc, svc, t, b, now) : b;
 }
 
+/* Has backend i this worker's share of its max_conns open? Open counts
+ * as IPVS's upper threshold does: active and inactive connections. */
+static inline bool
+backend_full(const struct pylb_lcore *lc, const struct pylb_service *svc, uint32_t i)
+{
+	const struct pylb_svc_stats *st = &svc->bstats[(size_t)lc->slot * svc->bstride + i];
+	uint32_t max = svc->bal.backends[i].max_conns, n = RTE_MAX(lc->dp->conf.n_workers, 1u);
+
+	return max != 0 && st->active + st->inactive >= (int64_t)((max + n - 1) / n);
+}
+
+/* The scheduler chose backend bi: it if it has room, else the next live
+ * backend that has, from a place the flow's hash picks (so the overflow
+ * spreads); UINT32_MAX if none has. */
+static uint32_t
+backend_with_room(const struct pylb_lcore *lc, const struct pylb_service *svc, uint32_t bi,
+		  uint32_t hash)
+{
+	uint32_t n = svc->bal.n_backends;
+
+	if (!backend_full(lc, svc, bi))
+		return bi;
+	for (uint32_t i = 0, j = hash % n; i < n; i++, j = j + 1 == n ? 0 : j + 1)
+		if (pylb_backend_live(&svc->bal.backends[j]) && !backend_full(lc, svc, j))
+			return j;
+	return UINT32_MAX;
+}
+
 /* A client's packet sent without an entry (the table is, or was lately,
  * full): to the consistent choice, translated (NAT), counted. `opens`: it
  * opens a connection (a SYN, a UDP packet). Never FullNAT: its replies
@@ -568,6 +590,12 @@ pylb_l4_conn_start(struct pylb_lcore *lc, const struct pylb_tuple *t,
 	const struct pylb_backend *b;
 	uint32_t bi;
 
+	if (unlikely(lc->ct.src_rate != NULL) &&
+	    !pylb_tokens_take(&lc->ct.src_rate[pylb_src_slot(&lc->ct, t->src, t->af)], now,
+			      lc->ct.src_cost)) {
+		*why = PYLB_D_LIMIT_SOURCE_RATE;
+		return NULL;
+	}
 	if (unlikely(svc->conf.max_connections | svc->conf.max_new_per_second |
 		     svc->conf.max_per_client) && (*why = limits_check(lc, svc, t, now)) != 0)
 		return NULL;
@@ -585,6 +613,12 @@ pylb_l4_conn_start(struct pylb_lcore *lc, const struct pylb_tuple *t,
 		return NULL;
 	}
 	bi = schedule(lc, svc, t, hash, now);
+	if (unlikely(svc->bal.backends[bi].max_conns != 0) &&
+	    (bi = backend_with_room(lc, svc, bi, hash)) == UINT32_MAX) {
+		pylb_conn_discard(lc, c);
+		*why = PYLB_D_LIMIT_BACKEND_CONNS;
+		return NULL;
+	}
 	b = &svc->bal.backends[bi];
 	lc->svc_stats[svc->id].conns++;
 	svc->bstats[(size_t)lc->slot * svc->bstride + bi].conns++;
@@ -620,13 +654,20 @@ conn_open(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 	  struct rte_mbuf *m, uint16_t *ports, const struct pylb_tuple *t,
 	  const struct pylb_service *svc, uint32_t hash, uint8_t flags, uint64_t now)
 {
-	int why;
-	struct pylb_conn *c = pylb_l4_conn_start(lc, t, svc, hash, now, &why);
+	int why = CONN_NO_ROOM;
+	struct pylb_conn *c = NULL;
 
+	/* The client's network has its budget of half-open entries: its new
+	 * ones go stateless (a proven client's, from a cookie, do not ask). */
+	if ((t->proto == IPPROTO_TCP || pylb_l4_sees_replies[svc->conf.method]) &&
+	    unlikely(pylb_src_over(&lc->ct, t->src, t->af)))
+		CNT(lc, SOURCE_HALF_OPEN_FULL);
+	else
+		c = pylb_l4_conn_start(lc, t, svc, hash, now, &why);
 	if (c == NULL) {
 		if (why != CONN_NO_ROOM)
 			return pylb_l4_refuse(lc, cfg, in_port, m, t->af, t->proto, ports,
-					      (enum pylb_counter)why, why != PYLB_D_FULLNAT_NO_PORT);
+					      (enum pylb_counter)why, pylb_l4_refusal_resets(why));
 		if (l4_methods[svc->conf.method].untracked == NULL)
 			return drop(lc, m, PYLB_D_FULLNAT_NO_PORT);
 		lc->untracked_until = now + __atomic_load_n(
@@ -661,14 +702,24 @@ pylb_l4_to_backend(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_por
 /* A new connection an ACL refuses, by the list's action: RST (TCP),
  * ICMP unreachable (administratively prohibited, rate limited), or
  * nothing; dropped and counted either way. */
-static void
-acl_refuse(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port, struct rte_mbuf *m,
-	   uint8_t af, uint8_t proto, uint16_t *ports, uint8_t action)
+bool
+pylb_l4_acl_refused(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
+		    struct rte_mbuf *m, const struct pylb_tuple *t, uint16_t *ports,
+		    const struct pylb_service *svc)
 {
-	if (action == PYLB_ACL_RESET && proto == IPPROTO_TCP)
-		return pylb_l4_refuse(lc, cfg, in_port, m, af, proto, ports, PYLB_D_ACL_DENIED, true);
+	const struct pylb_acls *acls = __atomic_load_n(&lc->dp->acls, __ATOMIC_ACQUIRE);
+	uint32_t list;
+	uint8_t action;
+
+	if (likely(acls == NULL) || !pylb_acl_refuses(acls, t->src, t->af, svc->id, &list))
+		return false;
+	action = acls->action[list];
+	if (action == PYLB_ACL_RESET && t->proto == IPPROTO_TCP) {
+		pylb_l4_refuse(lc, cfg, in_port, m, t->af, t->proto, ports, PYLB_D_ACL_DENIED, true);
+		return true;
+	}
 	if (action == PYLB_ACL_UNREACHABLE && in_port >= 0) {
-		if (af == 4)
+		if (t->af == 4)
 			pylb_icmp4_error(lc, cfg, (uint16_t)in_port, m, ICMP_DEST_UNREACH,
 					 ICMP_PKT_FILTERED, 0);
 		else
@@ -676,6 +727,7 @@ acl_refuse(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port, struc
 					 ICMP6_ADMIN_PROHIBITED, 0);
 	}
 	drop(lc, m, PYLB_D_ACL_DENIED);
+	return true;
 }
 
 /* A TCP or UDP packet for a service VIP. */
@@ -689,9 +741,8 @@ pylb_l4_input(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 	struct pylb_conn *c;
 	uint64_t now = lc->now;
 	uint8_t proto, flags = 0;
-	const struct pylb_acls *acls;
 	uint16_t *ports;
-	uint32_t hash, list;
+	uint32_t hash;
 
 	ports = l4_header(m, af, &proto);
 	if (proto != IPPROTO_TCP && proto != IPPROTO_UDP)
@@ -761,12 +812,12 @@ pylb_l4_input(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 	if (svc->bal.table == NULL)
 		return drop(lc, m, PYLB_D_SERVICE_NO_BACKEND);
 	/* ACLs, where a connection opens (open ones are not looked at again). */
-	acls = __atomic_load_n(&dp->acls, __ATOMIC_ACQUIRE);
-	if (unlikely(acls != NULL) && pylb_acl_refuses(acls, t.src, af, svc->id, &list))
-		return acl_refuse(lc, cfg, in_port, m, af, proto, ports, acls->action[list]);
+	if (pylb_l4_acl_refused(lc, cfg, in_port, m, &t, ports, svc))
+		return;
 	/* A SYN (or UDP). Under pressure, or always, a cookie answers it. */
 	if (svc->synproxy != PYLB_SYN_PROXY_OFF && (svc->synproxy == PYLB_SYN_PROXY_ALWAYS ||
-						    lc->ct.half_open >= lc->ct.half_open_budget))
+						    lc->ct.half_open >= lc->ct.half_open_budget ||
+						    pylb_src_over(&lc->ct, t.src, af)))
 		return pylb_synproxy_syn(lc, cfg, in_port, m, ports, &t);
 	conn_open(lc, cfg, in_port, m, ports, &t, svc, hash, flags, now);
 }

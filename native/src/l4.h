@@ -24,7 +24,8 @@
 
 /* l4.c, for the SYN proxy: a new connection's entry, scheduled (NULL:
  * *why it may not open); a held packet resumed; a
- * translated packet sent to c's backend; TCP refused (RST if `rst`). */
+ * translated packet sent to c's backend; TCP refused (RST if `rst`);
+ * the ACLs. */
 #define CONN_NO_ROOM	PYLB_C_CONN_TABLE_FULL	/* a reason that is not a drop */
 struct pylb_conn *pylb_l4_conn_start(struct pylb_lcore *lc, const struct pylb_tuple *t,
 				     const struct pylb_service *svc, uint32_t hash,
@@ -36,6 +37,21 @@ void pylb_l4_to_backend(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int i
 void pylb_l4_refuse(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 		    struct rte_mbuf *m, uint8_t af, uint8_t proto, uint16_t *ports,
 		    enum pylb_counter reason, bool rst);
+/* The ACLs refuse t's new connection to svc: m is answered by the list's
+ * action and dropped. */
+bool pylb_l4_acl_refused(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
+			 struct rte_mbuf *m, const struct pylb_tuple *t, uint16_t *ports,
+			 const struct pylb_service *svc);
+
+/* Is TCP refused for `why` (pylb_l4_conn_start's) answered with a RST?
+ * Limits are, so a client learns at once; not a FullNAT pool without a
+ * port, nor a source's rate: that is where floods come from, and a RST
+ * each would reflect them. */
+static inline bool
+pylb_l4_refusal_resets(int why)
+{
+	return why != PYLB_D_FULLNAT_NO_PORT && why != PYLB_D_LIMIT_SOURCE_RATE;
+}
 
 /* synproxy.c: a SYN answered with a cookie; an ACK checked as one (and
  * the connection opened); a client packet held while its backend

@@ -250,6 +250,23 @@ struct pylb_persist {
 	uint64_t expire_tsc;
 };
 
+/* A token bucket: credit in TSC ticks, at most a second's worth. */
+struct pylb_tokens {
+	uint64_t credit, tsc;
+};
+
+/* Takes `cost` ticks of credit from b, if it holds them. */
+static inline bool
+pylb_tokens_take(struct pylb_tokens *b, uint64_t now, uint64_t cost)
+{
+	b->credit = RTE_MIN(b->credit + (now - b->tsc), rte_get_timer_hz());
+	b->tsc = now;
+	if (b->credit < cost)
+		return false;
+	b->credit -= cost;
+	return true;
+}
+
 struct pylb_conntrack {
 	struct pylb_ct_bucket *buckets;
 	const uint64_t *key;		/* the flow-hash key (hash.h) */
@@ -277,6 +294,14 @@ struct pylb_conntrack {
 	 * eviction; a slot whose entry moved on is skipped then. */
 	uint32_t *ho_ring;
 	uint32_t ho_mask, ho_head, ho_tail;
+	/* Per source prefix (the profile's per_source): half-open entries and
+	 * a token bucket of new connections in PYLB_SRC_SLOTS slots, picked
+	 * by a keyed hash of the prefix (pylb_src_slot). NULL: not counted. */
+	uint32_t *src_ho;
+	struct pylb_tokens *src_rate;
+	uint32_t src_budget;		/* half-open entries per slot, at most */
+	uint64_t src_cost;		/* TSC ticks of credit per new connection */
+	uint32_t src_mask[5];		/* IPv4's prefix mask, IPv6's (network order) */
 	uint64_t cookies_until;		/* ACKs are checked as cookies until then */
 	uint64_t period, period_end;	/* the cookies' time, and when it moves on */
 	uint32_t n_held;
@@ -334,9 +359,7 @@ struct pylb_lcore {
 	/* Services' limits, this worker's share: connections open, and a
 	 * token bucket of new ones (credit in TSC ticks, at most a second). */
 	uint32_t svc_conns[PYLB_MAX_SERVICES];
-	struct {
-		uint64_t credit, tsc;
-	} svc_rate[PYLB_MAX_SERVICES];
+	struct pylb_tokens svc_rate[PYLB_MAX_SERVICES];
 	struct pylb_txbuf tx[2 * PYLB_MAX_PORTS];
 	struct pylb_ncache ncache[PYLB_NCACHE];
 } __rte_cache_aligned;

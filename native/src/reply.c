@@ -130,7 +130,8 @@ reply_nat(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 	    !pylb_synproxy_reply(lc, cfg, in_port, m, ports, c))
 		return false;
 	if (unlikely(!(c->flags & CONN_F_REPLIED))) {
-		lc->ct.half_open -= pylb_conn_half_open(c) && c->proto == IPPROTO_UDP;
+		if (pylb_conn_half_open(c) && c->proto == IPPROTO_UDP)
+			pylb_half_open_add(&lc->ct, c, -1);
 		c->flags |= CONN_F_REPLIED;
 	}
 	pylb_conn_update(lc, c, tcp_flags_of(t, ports), true, lc->now);

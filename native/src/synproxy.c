@@ -296,12 +296,15 @@ pylb_synproxy_ack(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port
 	if (why != 0)
 		return pylb_l4_refuse(lc, cfg, in_port, m, t->af, IPPROTO_TCP, ports,
 				      (enum pylb_counter)why, lc->dp->conf.tcp_reset);
+	/* The ACLs again: they may have changed since the SYN. */
+	if (pylb_l4_acl_refused(lc, cfg, in_port, m, t, ports, svc))
+		return;
 	c = pylb_l4_conn_start(lc, t, svc, hash, lc->now, &why);
 	if (c == NULL)
 		return pylb_l4_refuse(lc, cfg, in_port, m, t->af, IPPROTO_TCP, ports,
 				      why == CONN_NO_ROOM ? PYLB_D_SYN_PROXY_NO_ENTRY :
-				      (enum pylb_counter)why, why != CONN_NO_ROOM &&
-				      why != PYLB_D_FULLNAT_NO_PORT);
+				      (enum pylb_counter)why,
+				      why != CONN_NO_ROOM && pylb_l4_refusal_resets(why));
 	/* Until the backend answers: the cookie, the client's window scale
 	 * and the one the cookie SYN-ACK gave. */
 	c->seq_delta = cookie;

@@ -38,6 +38,7 @@
 #define PYLB_SYNPROXY_WINDOW	8192	/* their window: what a client may send
 					 * before the backend has answered */
 #define PYLB_COOKIE_PERIOD_S	64	/* a cookie is good for 1-2 periods */
+#define PYLB_SRC_SLOTS		65536	/* per-source-prefix counts per lcore */
 #define PYLB_RXD_DEFAULT	1024
 #define PYLB_TXD_DEFAULT	1024
 
