@@ -28,7 +28,7 @@ services:
     health_check: {type: http, path: /healthz, interval_ms: 500, timeout_ms: 200, fall: 2}
     backends:
       - 10.77.1.11:8080
-      - {address: "10.77.1.12:8080", weight: 3, state: drain}
+      - {address: "10.77.1.12:8080", weight: 3, state: drain, max_connections: 500}
   - vip: 2001:db8::100
     port: 53
     proto: udp
@@ -51,7 +51,7 @@ def test_a_valid_file_becomes_the_desired_state(tmp_path):
     web, dns = c.services
     assert (web.vip, web.port, web.proto, web.method, web.scheduler, web.down_reset) == \
         ("10.77.0.100", 80, "tcp", "nat", "wlc", True)
-    assert web.backends == (BackendSpec("10.77.1.11", 8080), BackendSpec("10.77.1.12", 8080, 3, "drain"))
+    assert web.backends == (BackendSpec("10.77.1.11", 8080), BackendSpec("10.77.1.12", 8080, 3, "drain", 500))
     assert web.health_check == HealthCheckSpec("http", 0, "/healthz", 200, 500, 200, 2, 2)
     assert dns.health_check is None
     assert (dns.vip, dns.proto, dns.backends[0].ip, dns.backends[0].port) == ("2001:db8::100", "udp",
@@ -81,6 +81,9 @@ def test_a_valid_file_becomes_the_desired_state(tmp_path):
      "      - {address: 10.0.1.1, state: asleep}\n", 5, "services[0].backends[0].state", "up, drain, down"),
     ("services:\n  - vip: 10.0.0.1\n    port: 80\n    backends:\n"
      "      - {address: 10.0.1.1, weight: 70000}\n", 5, "services[0].backends[0].weight", "0 to 65535"),
+    ("services:\n  - vip: 10.0.0.1\n    port: 80\n    backends:\n"
+     "      - {address: 10.0.1.1, max_connections: -1}\n", 5,
+     "services[0].backends[0].max_connections", "0 to 100000000"),
     ("services:\n  - {vip: 10.0.0.1, port: 80}\n  - {vip: 10.0.0.1, port: 80}\n", 3, "services[1]",
      "also services[0]"),
     ("routes:\n  - {prefix: 10.0.0.1/8, via: [{port: p0}]}\n", 2, "routes[0].prefix",

@@ -14,6 +14,8 @@ import pytest
 from test_e2e_l3 import Lab
 
 CAPACITY, BUDGET = 1024, 64
+# A client network's own half-open budget and rate (per worker; one worker).
+PER_SOURCE = {"half_open_budget": 16, "new_per_second": 1000}
 
 # Counts the TCP SYNs (no ACK) a backend receives: from the real client or
 # from anyone else. Prints the counts when told to (a line on stdin).
@@ -58,7 +60,8 @@ print(ok)
 @pytest.fixture(scope="module")
 def lab():
     """The L3/L4 lab; backend 1 also echoes UDP on 5353, backend 2 TCP on 9000."""
-    lab = Lab(connections={"capacity": CAPACITY, "half_open_budget": BUDGET})
+    lab = Lab(connections={"capacity": CAPACITY, "half_open_budget": BUDGET,
+                           "per_source": PER_SOURCE})
     for (ns, _), script in zip(lab.backends[1:], (UDP_ECHO, TCP_ECHO)):
         p = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-c", script],
                              stdout=subprocess.PIPE, text=True)
@@ -89,13 +92,15 @@ def syn_counts(procs):
     return total
 
 
-def under_flood(lab, vip, seconds, requests):
-    """hping3 sends spoofed SYNs (random sources, 5,000 a second) at vip:80
-    while the real client makes `requests` HTTP requests; the connection
-    table is sampled meanwhile. Returns (requests answered, the most
-    half-open entries seen, the most entries seen)."""
+def under_flood(lab, vip, seconds, requests, source=None):
+    """hping3 sends spoofed SYNs (5,000 a second; random sources, or all from
+    `source` on successive ports) at vip:80 while the real client makes
+    `requests` HTTP requests; the connection table is sampled meanwhile.
+    Returns (requests answered, the most half-open entries seen (`source`'s
+    only, if given), the most entries seen)."""
+    spoof = ["--rand-source"] if source is None else ["-a", source]
     flood = subprocess.Popen(["ip", "netns", "exec", lab.client.name, "timeout", str(seconds),
-                              "hping3", "-q", "-S", "-p", "80", "--rand-source", "-i", "u200",
+                              "hping3", "-q", "-S", "-p", "80", *spoof, "-i", "u200",
                               vip], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     peak = {"half_open": 0, "entries": 0}
     done = threading.Event()
@@ -104,8 +109,9 @@ def under_flood(lab, vip, seconds, requests):
         while not done.is_set():
             conns = lab.app.call("connections")
             peak["entries"] = max(peak["entries"], len(conns))
-            peak["half_open"] = max(peak["half_open"],
-                                    sum(c[7] in ("syn_sent", "syn_recv") for c in conns))
+            peak["half_open"] = max(peak["half_open"], sum(
+                c[7] in ("syn_sent", "syn_recv") and source in (None, c[1])
+                for c in conns))
             time.sleep(0.2)
     sampler = threading.Thread(target=sample)
     sampler.start()
@@ -119,6 +125,31 @@ def under_flood(lab, vip, seconds, requests):
         done.set()
         sampler.join()
     return ok, peak["half_open"], peak["entries"]
+
+
+def test_a_flood_from_one_network_is_held_to_its_own_budget_and_rate(lab):
+    """SYNs from one address (a network that is not spoofing at random) at a
+    service without cookies: that network's half-open entries stay within
+    its own budget, so nobody else's are evicted, and its new connections
+    past its rate are dropped; the real client, on another network, gets
+    50 of 50. (First in the module: the floods after it leave half-open
+    entries behind for a minute.)"""
+    from pylb.v1 import pylb_pb2 as pb
+    vip = f"{lab.app.net}.9.75"
+    lab.app.api().AddService(pb.Service(
+        key=pb.ServiceKey(vip=vip, port=80), syn_proxy=pb.SYN_PROXY_OFF,
+        backends=[pb.Backend(address=lab.backends[0][1], port=8080)]))
+    before = lab.app.stats()
+    ok, half_open, _ = under_flood(lab, vip, 10, 50, source="198.51.100.7")
+    after = lab.app.stats()
+
+    def grew(kind, name):
+        return after[kind][name] - before[kind][name]
+    assert ok == 50, (ok, half_open)
+    assert half_open <= PER_SOURCE["half_open_budget"] + 2, half_open
+    assert grew("counters", "source_half_open_full") > 1000
+    assert grew("drops", "limit_source_rate") > 1000
+    assert grew("counters", "half_open_evicted") == 0 and grew("counters", "syn_cookies_sent") == 0
 
 
 def test_spoofed_syn_flood_leaves_real_clients_served_and_the_table_free(lab):
@@ -315,7 +346,8 @@ def test_an_acl_change_keeps_an_open_connection(lab):
             long.kill()
 
 
-# Five connections held open, a sixth tried, one closed, another tried.
+# Five connections held open, a sixth tried; with "reopen": one closed,
+# another tried.
 FIVE_THEN_SIX = """
 import socket, sys, time
 def conn():
@@ -329,9 +361,11 @@ try:
     sixth = "ok"
 except ConnectionRefusedError:
     sixth = "refused"
-held.pop().close()
-time.sleep(0.5)
-print(sixth, "ok" if conn() else "bad")
+print(sixth)
+if sys.argv[2:] == ["reopen"]:
+    held.pop().close()
+    time.sleep(0.5)
+    print("ok" if conn() else "bad")
 """
 
 
@@ -342,6 +376,18 @@ def test_the_sixth_connection_of_a_client_limited_to_five_is_refused(lab):
     lab.app.api().AddService(pb.Service(key=pb.ServiceKey(vip=vip, port=9000),
                                         max_per_client=5,
                                         backends=[pb.Backend(address=ip, port=9000)]))
-    out = lab.client.run(sys.executable, "-c", FIVE_THEN_SIX, vip, timeout=60).stdout.split()
+    out = lab.client.run(sys.executable, "-c", FIVE_THEN_SIX, vip, "reopen",
+                         timeout=60).stdout.split()
     assert out == ["refused", "ok"]
     assert lab.app.stats()["drops"]["limit_client_conns"] == 1
+
+
+def test_a_backend_at_its_max_connections_takes_no_sixth(lab):
+    from pylb.v1 import pylb_pb2 as pb
+    ip = lab.backends[2][1]
+    vip = f"{lab.app.net}.9.76"
+    lab.app.api().AddService(pb.Service(key=pb.ServiceKey(vip=vip, port=9000), backends=[
+        pb.Backend(address=ip, port=9000, max_connections=5)]))
+    out = lab.client.run(sys.executable, "-c", FIVE_THEN_SIX, vip, timeout=60).stdout.split()
+    assert out == ["refused"]
+    assert lab.app.stats()["drops"]["limit_backend_conns"] == 1

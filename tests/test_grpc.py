@@ -317,6 +317,15 @@ def test_pylb_run_serves_the_api_and_pylbctl_drives_it(tmp_path):
                    "--syn-proxy", "always").returncode == 0
         assert "10.78.0.100:443/tcp nat maglev syn-proxy always acls blocked" in \
             ctl("service", "list").stdout
+        # A backend's upper threshold: set at add, changed, kept by other changes.
+        assert ctl("backend", "add", "10.78.0.100:443", "10.78.1.11:8443",
+                   "--max-connections", "100").returncode == 0
+        assert ctl("backend", "set-max-connections", "10.78.0.100:443", "10.78.1.11:8443",
+                   "250").returncode == 0
+        assert ctl("backend", "set-weight", "10.78.0.100:443", "10.78.1.11:8443",
+                   "3").returncode == 0
+        assert "weight 3     up    active 0 inactive 0 max 250" in \
+            ctl("service", "list").stdout
         assert ctl("acl", "list").stdout.split() == ["blocked", "deny", "reset", "listed", "3",
                                                     "prefixes"]
         r = ctl("acl", "del", "blocked")

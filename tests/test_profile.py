@@ -72,6 +72,10 @@ BAD = {
     "no device": (GOOD.replace("    vdev: net_tap0,iface=x0\n", ""), "ports[0]", "exactly one of", 9),
     "unknown timeout": (GOOD + "connections:\n  timeouts:\n    tcp_forever: 5\n",
                         "connections.timeouts.tcp_forever", "unknown key", 14),
+    "per-source prefix too long": (GOOD + "connections:\n  per_source:\n    ipv4_prefix: 33\n",
+                                   "connections.per_source.ipv4_prefix", "from 1 to 32", 14),
+    "per-source unknown key": (GOOD + "connections:\n  per_source:\n    syn_rate: 5\n",
+                               "connections.per_source.syn_rate", "unknown key", 14),
     "kernel interface name too long": (GOOD.replace("    vdev: net_tap0,iface=x0\n",
                                                     "    vdev: net_tap0,iface=x0\n    kernel_iface: abcdefghijklmnopq\n"),
                                        "ports[0].kernel_iface", "at most 15", 11),
@@ -148,3 +152,10 @@ def test_fleet_secret_file_is_read_and_checked(tmp_path):
     assert loaded.fleet_secret == b"a fleet's shared secret of some length"
     assert "secret of" not in repr(loaded)
     assert load_profile(write(tmp_path, GOOD)).fleet_secret is None
+
+
+def test_per_source_limits_are_read(tmp_path):
+    p = load_profile(write(tmp_path, GOOD + "connections:\n  per_source:\n    ipv6_prefix: 48\n"
+                                            "    new_per_second: 200\n"))
+    assert dict(p.per_source) == {"ipv6_prefix": 48, "new_per_second": 200}
+    assert load_profile(write(tmp_path, GOOD)).per_source == ()

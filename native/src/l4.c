@@ -583,16 +583,21 @@ untracked(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
  * half-open budget: the stateless path may take it) or the drop reason. */
 struct pylb_conn *
 pylb_l4_conn_start(struct pylb_lcore *lc, const struct pylb_tuple *t,
-		   const struct pylb_service *svc, uint32_t hash, uint64_t now, int *why)
+		   const struct pylb_service *svc, uint32_t hash, uint64_t now, bool proven,
+		   int *why)
 {
+	struct pylb_conntrack *ct = &lc->ct;
 	uint8_t method = svc->conf.method;
+	bool half_open = t->proto == IPPROTO_TCP || pylb_l4_sees_replies[method];
+	/* The client's network's slot in the per-source counts. */
+	uint32_t src = ct->src_ho != NULL || ct->src_rate != NULL ?
+		pylb_src_slot(ct, t->src, t->af) : 0;
 	struct pylb_conn *c;
 	const struct pylb_backend *b;
 	uint32_t bi;
 
-	if (unlikely(lc->ct.src_rate != NULL) &&
-	    !pylb_tokens_take(&lc->ct.src_rate[pylb_src_slot(&lc->ct, t->src, t->af)], now,
-			      lc->ct.src_cost)) {
+	if (unlikely(ct->src_rate != NULL) &&
+	    !pylb_tokens_take(&ct->src_rate[src], now, ct->src_cost)) {
 		*why = PYLB_D_LIMIT_SOURCE_RATE;
 		return NULL;
 	}
@@ -600,10 +605,16 @@ pylb_l4_conn_start(struct pylb_lcore *lc, const struct pylb_tuple *t,
 		     svc->conf.max_per_client) && (*why = limits_check(lc, svc, t, now)) != 0)
 		return NULL;
 	*why = CONN_NO_ROOM;
-	/* The half-open budget: room is made by the oldest half-open entry,
+	/* The client's network has its budget of half-open entries: its new
+	 * ones go stateless (a client proven by a cookie is not held to it). */
+	if (half_open && !proven && ct->src_ho != NULL && ct->src_ho[src] >= ct->src_budget) {
+		CNT(lc, SOURCE_HALF_OPEN_FULL);
+		return NULL;
+	}
+	/* The worker's budget: room is made by the oldest half-open entry,
 	 * never by an established one. */
-	if ((t->proto == IPPROTO_TCP || pylb_l4_sees_replies[method]) &&
-	    lc->ct.half_open >= lc->ct.half_open_budget && !pylb_conn_evict_half_open(lc)) {
+	if (half_open && ct->half_open >= ct->half_open_budget &&
+	    !pylb_conn_evict_half_open(lc)) {
 		CNT(lc, HALF_OPEN_FULL);
 		return NULL;
 	}
@@ -654,16 +665,9 @@ conn_open(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 	  struct rte_mbuf *m, uint16_t *ports, const struct pylb_tuple *t,
 	  const struct pylb_service *svc, uint32_t hash, uint8_t flags, uint64_t now)
 {
-	int why = CONN_NO_ROOM;
-	struct pylb_conn *c = NULL;
+	int why;
+	struct pylb_conn *c = pylb_l4_conn_start(lc, t, svc, hash, now, false, &why);
 
-	/* The client's network has its budget of half-open entries: its new
-	 * ones go stateless (a proven client's, from a cookie, do not ask). */
-	if ((t->proto == IPPROTO_TCP || pylb_l4_sees_replies[svc->conf.method]) &&
-	    unlikely(pylb_src_over(&lc->ct, t->src, t->af)))
-		CNT(lc, SOURCE_HALF_OPEN_FULL);
-	else
-		c = pylb_l4_conn_start(lc, t, svc, hash, now, &why);
 	if (c == NULL) {
 		if (why != CONN_NO_ROOM)
 			return pylb_l4_refuse(lc, cfg, in_port, m, t->af, t->proto, ports,

@@ -23,13 +23,13 @@
 
 
 /* l4.c, for the SYN proxy: a new connection's entry, scheduled (NULL:
- * *why it may not open); a held packet resumed; a
+ * *why it may not open; `proven`: by a cookie); a held packet resumed; a
  * translated packet sent to c's backend; TCP refused (RST if `rst`);
  * the ACLs. */
 #define CONN_NO_ROOM	PYLB_C_CONN_TABLE_FULL	/* a reason that is not a drop */
 struct pylb_conn *pylb_l4_conn_start(struct pylb_lcore *lc, const struct pylb_tuple *t,
 				     const struct pylb_service *svc, uint32_t hash,
-				     uint64_t now, int *why);
+				     uint64_t now, bool proven, int *why);
 void pylb_l4_resume(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 		    struct rte_mbuf *m, struct pylb_conn *c);
 void pylb_l4_to_backend(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,

@@ -299,7 +299,7 @@ pylb_synproxy_ack(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port
 	/* The ACLs again: they may have changed since the SYN. */
 	if (pylb_l4_acl_refused(lc, cfg, in_port, m, t, ports, svc))
 		return;
-	c = pylb_l4_conn_start(lc, t, svc, hash, lc->now, &why);
+	c = pylb_l4_conn_start(lc, t, svc, hash, lc->now, true, &why);
 	if (c == NULL)
 		return pylb_l4_refuse(lc, cfg, in_port, m, t->af, IPPROTO_TCP, ports,
 				      why == CONN_NO_ROOM ? PYLB_D_SYN_PROXY_NO_ENTRY :
