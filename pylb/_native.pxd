@@ -239,6 +239,9 @@ cdef extern from "pylb_dp.h" nogil:
     int pylb_dp_service_del(pylb_dp *dp, const pylb_ip *vip, uint8_t proto, uint16_t port)
     int pylb_dp_service_backends_set(pylb_dp *dp, const pylb_ip *vip, uint8_t proto,
                                      uint16_t port, const pylb_backend *b, uint32_t n)
+    int pylb_dp_service_limits_set(pylb_dp *dp, const pylb_ip *vip, uint8_t proto,
+                                   uint16_t port, uint32_t max_connections,
+                                   uint32_t max_new_per_second, uint32_t max_per_client)
     int pylb_dp_service_get(pylb_dp *dp, const pylb_ip *vip, uint8_t proto, uint16_t port,
                             pylb_service_conf *conf, pylb_backend *b, uint32_t max_b,
                             uint32_t *n_b)

@@ -171,6 +171,14 @@ def _l4_backend_list(backends):
     return out
 
 
+def _limits(vip, port, *values):
+    """A service's (max_connections, max_new_per_second, max_per_client), checked."""
+    for k, v in zip(model.LIMIT_KEYS, values):
+        if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v <= model.LIMIT_MAX:
+            raise InvalidArgument(f"service {vip}:{port}: {k} {v!r} is not in 0..{model.LIMIT_MAX}")
+    return values
+
+
 cdef int _fill_backends(pylb_backend *arr, list bl) except -1:
     for i, b in enumerate(bl):
         _set_ip(&arr[i].addr, b[0])
@@ -679,12 +687,8 @@ cdef class Dataplane:
             raise InvalidArgument(f"service {vip}:{port}: syn_proxy '{syn_proxy}' is not one of "
                                   f"{', '.join(model.SYN_PROXY_MODES)}")
         c.syn_proxy = model.SYN_PROXY_MODES.index(syn_proxy)
-        for k, v in (("max_connections", max_connections),
-                     ("max_new_per_second", max_new_per_second), ("max_per_client", max_per_client)):
-            if not isinstance(v, int) or not 0 <= v <= model.LIMIT_MAX:
-                raise InvalidArgument(f"service {vip}:{port}: {k} {v!r} is not in 0..{model.LIMIT_MAX}")
-        c.max_connections, c.max_new_per_second, c.max_per_client = \
-            max_connections, max_new_per_second, max_per_client
+        c.max_connections, c.max_new_per_second, c.max_per_client = _limits(
+            vip, port, max_connections, max_new_per_second, max_per_client)
         lips = [_parse_ip(a, "local address") for a in local_addresses]
         if len(lips) > PYLB_MAX_LIPS:
             raise InvalidArgument(f"at most {PYLB_MAX_LIPS} local addresses per service")
@@ -707,6 +711,22 @@ cdef class Dataplane:
         cdef pylb_dp *dp = self._live()
         with nogil:
             rc = pylb_dp_service_del(dp, &a, pr, po)
+        _check(rc)
+
+    def set_service_limits(self, vip, int port, str proto=TCP, max_connections=0,
+                           max_new_per_second=0, max_per_client=0):
+        """The service's limits, changed in place: open connections stay (a
+        per-client limit counts those opened while it is set)."""
+        cdef pylb_ip a
+        cdef uint32_t mc, mn, mp
+        mc, mn, mp = _limits(vip, port, max_connections, max_new_per_second, max_per_client)
+        _set_ip(&a, _parse_ip(vip, "VIP"))
+        cdef uint8_t pr = _proto(proto)
+        cdef uint16_t po = _port(port)
+        cdef pylb_dp *dp = self._live()
+        cdef int rc
+        with nogil:
+            rc = pylb_dp_service_limits_set(dp, &a, pr, po, mc, mn, mp)
         _check(rc)
 
     def set_service_backends(self, vip, int port, backends, str proto=TCP):

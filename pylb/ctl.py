@@ -86,6 +86,9 @@ def print_service(s: pb.Service) -> None:
         extra += f" syn-proxy {protonames.SYN_PROXY[s.syn_proxy]}"
     if s.acls:
         extra += f" acls {','.join(s.acls)}"
+    for k in model.LIMIT_KEYS:
+        if getattr(s, k):
+            extra += f" {k.replace('_', '-')} {getattr(s, k)}"
     print(f"{_svc_name(s.key)} {_name(METHOD_NAMES, s.method)} {_name(SCHED_NAMES, s.scheduler)}"
           f"{extra}")
     for b in s.backends:
@@ -188,6 +191,10 @@ def run(args, stub) -> int:
                 s.health_check.CopyFrom(pb.HealthCheck(type=kind, path=path,
                                                        interval_ms=args.check_interval_ms))
             print_service(stub.AddService(s))
+        elif verb == "set-limits":
+            print_service(stub.SetServiceLimits(pb.ServiceLimits(
+                service=service_key(args.service),
+                **{k: getattr(args, k) for k in model.LIMIT_KEYS})))
         elif verb == "del":
             stub.DeleteService(service_key(args.service))
     elif noun == "backend":
@@ -389,6 +396,10 @@ def parser() -> argparse.ArgumentParser:
                      help="health check: tcp, http[:/path], udp or none")
     add.add_argument("--check-interval-ms", type=int, default=0)
     svc.add_parser("del").add_argument("service")
+    lim = svc.add_parser("set-limits", help="change a service's limits in place (unset: 0, none)")
+    lim.add_argument("service")
+    for k in model.LIMIT_KEYS:
+        lim.add_argument("--" + k.replace("_", "-"), type=int, default=0)
 
     be = sub.add_parser("backend", help="backends of a service").add_subparsers(dest="verb",
                                                                                 required=True)

@@ -319,6 +319,15 @@ class Manager:
                 new if x.key == key else x for x in self.model.services)))
             return self.service(*key)
 
+    def set_limits(self, vip: str, port: int, proto: str, **limits: int) -> ServiceView:
+        """The service's limits (model.LIMIT_KEYS), changed in place."""
+        key = (_address(vip, "VIP"), port, proto)
+        for k, v in limits.items():
+            if k not in model.LIMIT_KEYS or not 0 <= v <= model.LIMIT_MAX:
+                raise InvalidArgument(f"limit {k} {v!r}: expected one of "
+                                      f"{', '.join(model.LIMIT_KEYS)} from 0 to {model.LIMIT_MAX}")
+        return self._with_service(key, lambda s: replace(s, **limits))
+
     def set_backend(self, vip: str, port: int, proto: str, b: BackendSpec) -> ServiceView:
         """Adds the backend, or sets its weight and state."""
         key = (_address(vip, "VIP"), port, proto)
@@ -629,6 +638,13 @@ def _set_backends(dp, old, new, undo, *_):
                                                 proto=old.proto))
 
 
+def _set_limits(dp, old, new, undo, *_):
+    dp.set_service_limits(new.vip, new.port, new.proto,
+                          **{k: getattr(new, k) for k in model.LIMIT_KEYS})
+    undo.append(lambda: dp.set_service_limits(old.vip, old.port, old.proto,
+                                              **{k: getattr(old, k) for k in model.LIMIT_KEYS}))
+
+
 def _add_route(dp, old, new, undo, *_):
     dp.add_route(new.prefix, list(new.via))
     undo.append(lambda: dp.del_route(new.prefix))
@@ -705,6 +721,7 @@ def _set_timeouts(dp, old, new, undo, *_):
 
 _STEPS = {"add-service": _new_service, "del-service": _del_service,
           "replace-service": _replace_service, "set-backends": _set_backends,
+          "set-limits": _set_limits,
           "add-route": _add_route, "del-route": _del_route, "replace-route": _replace_route,
           "add-vip": _add_vip, "del-vip": _del_vip, "replace-vip": _replace_vip,
           "set-vip-backends": _set_vip_backends, "add-neighbour": _add_neighbour,

@@ -244,40 +244,49 @@ ACTION_ORDER = {"add-neighbour": 0, "replace-neighbour": 0, "add-route": 1, "rep
 Change = tuple[str, Any, Any]
 
 
-def _changes(cur: dict, want: dict, kind: str, in_place=None,
-             in_place_action: str = "set-backends") -> list[Change]:
-    """del-KIND, add-KIND and replace-KIND (or in_place_action where in_place
-    says the change can be made in place) turning cur into want."""
+def _changes(cur: dict, want: dict, kind: str, in_place=None) -> list[Change]:
+    """del-KIND, add-KIND and replace-KIND turning cur into want, or where
+    in_place(old, new) gives the steps that make a change in place (a list
+    of actions, perhaps empty), those."""
     out: list[Change] = [(f"del-{kind}", v, None) for k, v in cur.items() if k not in want]
     for k, v in want.items():
         old = cur.get(k)
         if old is None:
             out.append((f"add-{kind}", None, v))
         elif old != v:
-            out.append((in_place_action if in_place and in_place(old, v)
-                        else f"replace-{kind}", old, v))
+            steps = in_place(old, v) if in_place else None
+            out += [(f"replace-{kind}", old, v)] if steps is None else \
+                [(a, old, v) for a in steps]
     return out
 
 
 def diff(current: Config, desired: Config, base_timeouts: dict | None = None) -> list[Change]:
     """What turns current into desired, in the order to apply it: (action,
     old, new) with action one of add-service, del-service, set-backends
-    (backends or health check only: hitless), replace-service, and add-,
+    (backends or health check) and set-limits (the service's limits): both
+    hitless, replace-service (anything else about a service), and add-,
     del- and replace- of route, vip (set-vip-backends when only its
     backends changed) and neighbour, set-acls (old and new: whole Configs), and set-timeouts (old and new as full
     sets: `base_timeouts` for those a state does not list)."""
-    def in_place(old: ServiceSpec, new: ServiceSpec) -> bool:
-        return replace(old, backends=(), health_check=None, acls=()) == \
-            replace(new, backends=(), health_check=None, acls=())
+    def in_place(old: ServiceSpec, new: ServiceSpec) -> list[str] | None:
+        def rest(s: ServiceSpec) -> ServiceSpec:      # what only a replacement changes
+            return replace(s, backends=(), health_check=None, acls=(),
+                           **dict.fromkeys(LIMIT_KEYS, 0))
+        if rest(old) != rest(new):
+            return None
+        return ["set-backends"] * ((old.backends, old.health_check) !=
+                                   (new.backends, new.health_check)) + \
+            ["set-limits"] * any(getattr(old, k) != getattr(new, k) for k in LIMIT_KEYS)
 
-    def vip_in_place(old: VipSpec, new: VipSpec) -> bool:
-        return replace(old, backends=()) == replace(new, backends=())
+    def vip_in_place(old: VipSpec, new: VipSpec) -> list[str] | None:
+        return ["set-vip-backends"] if replace(old, backends=()) == replace(new, backends=()) \
+            else None
     out = _changes({s.key: s for s in current.services}, {s.key: s for s in desired.services},
                    "service", in_place)
     out += _changes({r.prefix: r for r in current.routes}, {r.prefix: r for r in desired.routes},
                     "route")
     out += _changes({v.prefix: v for v in current.vips}, {v.prefix: v for v in desired.vips},
-                    "vip", vip_in_place, "set-vip-backends")
+                    "vip", vip_in_place)
     out += _changes({n.key: n for n in current.neighbours},
                     {n.key: n for n in desired.neighbours}, "neighbour")
     # ACLs: one step replaces them all; again when a service (re)opens with

@@ -257,6 +257,11 @@ class LoadBalancer(pb_grpc.LoadBalancerServicer):
         return pb.Empty()
 
     @_rpc
+    def SetServiceLimits(self, request, context):
+        return service_msg(self.m.set_limits(*_key(request.service), **{
+            k: getattr(request, k) for k in model.LIMIT_KEYS}))
+
+    @_rpc
     def SetBackend(self, request, context):
         key, b = _backend(request)
         return service_msg(self.m.set_backend(*key, b))

@@ -223,6 +223,10 @@ class FakeDataplane:
         if not any(k[0] == key[0] for k in self._services):
             del self._routes[ipaddress.ip_network(key[0])]
 
+    def set_service_limits(self, vip, port, proto=model.TCP, max_connections=0,
+                           max_new_per_second=0, max_per_client=0):
+        self._service(vip, port, proto)
+
     def set_service_backends(self, vip, port, backends, proto=model.TCP):
         key, s = self._service(vip, port, proto)
         name = model.service_name(key)

@@ -56,6 +56,9 @@ def operations(m: Manager):
     yield "backend added", lambda: m.set_backend(VIP, 80, "tcp", BackendSpec("10.0.1.21", 8080))
     yield "backend drained", lambda: m.set_backend(VIP, 80, "tcp",
                                                    BackendSpec("10.0.1.21", 8080, 3, "drain"))
+    yield "limits", lambda: m.set_limits(VIP, 80, "tcp", max_connections=100, max_per_client=3)
+    yield "limits of no service", lambda: m.set_limits(VIP, 99, "tcp", max_connections=1)
+    yield "limit too high", lambda: m.set_limits(VIP, 80, "tcp", max_per_client=10**9)
     yield "backend of no service", lambda: m.set_backend(VIP, 99, "tcp",
                                                          BackendSpec("10.0.1.21", 8080))
     yield "no such backend", lambda: m.delete_backend(VIP, 80, "tcp", "10.0.1.99", 8080)

@@ -630,4 +630,11 @@ def test_service_limits_on_open_connections_and_new_ones_a_second(native):
     out = d.inject("p0", [raw(c2v(sport=p, dport=81)) for p in range(300, 305)])
     assert sorted(p for p, _ in out) == [0, 0, 0, 1, 1]
     assert drops(d) == {"limit_service_conns": 2, "limit_service_rate": 8}
+    # Changed in place: the open connections stay and still count.
+    d.set_service_limits(VIP, 80, max_connections=5)
+    assert d.service(VIP, 80).max_connections == 5 and d.conn_count() == 15
+    out = d.inject("p0", [raw(c2v(sport=p)) for p in range(400, 403)])
+    assert sorted(p for p, _ in out) == [0, 1, 1]
+    port, f = one(d, "p0", c2v(sport=100, flags="PA", payload=b"still"))
+    assert port == 1 and f[TCP].load == b"still"
     d.close()

@@ -326,6 +326,10 @@ def test_pylb_run_serves_the_api_and_pylbctl_drives_it(tmp_path):
                    "3").returncode == 0
         assert "weight 3     up    active 0 inactive 0 max 250" in \
             ctl("service", "list").stdout
+        r = ctl("service", "set-limits", "10.78.0.100:443", "--max-per-client", "8",
+                "--max-new-per-second", "1000")
+        assert r.returncode == 0 and "max-new-per-second 1000 max-per-client 8" in r.stdout, r
+
         assert ctl("acl", "list").stdout.split() == ["blocked", "deny", "reset", "listed", "3",
                                                     "prefixes"]
         r = ctl("acl", "del", "blocked")
@@ -430,6 +434,21 @@ def test_apply_config_is_a_minimal_all_or_nothing_diff(api):
     assert {(c.cport, c.backend) for c in dp.connections(vip=VIP)} == before
     assert [Ether(f)[IP].dst for _, f in dp.inject("p0", frames)] == \
         [b for _, b in sorted(before)]                          # every flow kept its backend
+    # Limits change in place too: the open flows stay.
+    limited = changed.replace("    proto: udp\n", "    proto: udp\n    max_connections: 500\n")
+    assert list(stub.ApplyConfig(pb.ApplyConfigRequest(yaml=limited)).changes) == \
+        ["set-limits 10.0.0.100:53/udp"]
+    assert {(c.cport, c.backend) for c in dp.connections(vip=VIP)} == before
+    assert dp.service(VIP, 53, "udp").max_connections == 500
+    s = stub.SetServiceLimits(pb.ServiceLimits(service=pb.ServiceKey(
+        vip=VIP, port=53, protocol=pb.PROTOCOL_UDP), max_per_client=4))
+    assert (s.max_connections, s.max_per_client) == (0, 4)
+    assert {(c.cport, c.backend) for c in dp.connections(vip=VIP)} == before
+    got, details = code_of(stub.SetServiceLimits, pb.ServiceLimits(service=pb.ServiceKey(
+        vip=VIP, port=53, protocol=pb.PROTOCOL_UDP), max_per_client=200_000_000))
+    assert got == grpc.StatusCode.INVALID_ARGUMENT and "from 0 to 100000000" in details
+    assert list(stub.ApplyConfig(pb.ApplyConfigRequest(yaml=changed)).changes) == \
+        ["set-limits 10.0.0.100:53/udp"]
     # A change the dataplane refuses half way leaves everything as it was.
     bad = changed.replace("routes:", """  - vip: 10.0.0.102
     port: 80

@@ -570,6 +570,12 @@ int pylb_dp_service_del(struct pylb_dp *dp, const struct pylb_ip *vip,
 int pylb_dp_service_backends_set(struct pylb_dp *dp, const struct pylb_ip *vip,
 				 uint8_t proto, uint16_t port,
 				 const struct pylb_backend *b, uint32_t n);
+/* The service's limits (struct pylb_service_conf's) changed in place: open
+ * connections stay (a per-client limit counts the connections opened
+ * while it is set). */
+int pylb_dp_service_limits_set(struct pylb_dp *dp, const struct pylb_ip *vip,
+			       uint8_t proto, uint16_t port, uint32_t max_connections,
+			       uint32_t max_new_per_second, uint32_t max_per_client);
 int pylb_dp_service_get(struct pylb_dp *dp, const struct pylb_ip *vip,
 			uint8_t proto, uint16_t port, struct pylb_service_conf *conf,
 			struct pylb_backend *b, uint32_t max_b, uint32_t *n_b);

@@ -357,16 +357,16 @@ service_del_unlocked(struct pylb_dp *dp, const struct pylb_ip *vip, uint8_t prot
 	return 0;
 }
 
+static int svc_republish(struct pylb_dp *dp, int id, const struct pylb_service_conf *conf,
+			 const struct pylb_backend *b, uint32_t n, const char *name);
+
 static int
 service_backends_set_unlocked(struct pylb_dp *dp, const struct pylb_ip *vip,
 			      uint8_t proto, uint16_t port,
 			      const struct pylb_backend *b, uint32_t n)
 {
 	const struct pylb_service *cur;
-	struct pylb_service *next;
-	struct pylb_svc_stats *taken;	/* the counts the new set started from */
 	char name[96];
-	int rc;
 	int id = svc_find(dp, vip, proto, port, name, sizeof(name));
 
 	if (id < 0)
@@ -397,7 +397,20 @@ service_backends_set_unlocked(struct pylb_dp *dp, const struct pylb_ip *vip,
 				return pylb_fail(-PYLB_E_EXIST, "service %s: backend listed twice",
 						 name);
 	}
-	rc = svc_new(dp, &next, &cur->conf, (uint16_t)id, b, n);
+	return svc_republish(dp, id, &cur->conf, b, n, name);
+}
+
+/* Service id published again with conf and backends b (n): connections,
+ * their counts and the backends' counters go on. */
+static int
+svc_republish(struct pylb_dp *dp, int id, const struct pylb_service_conf *conf,
+	      const struct pylb_backend *b, uint32_t n, const char *name)
+{
+	const struct pylb_service *cur = dp->svcs[id];
+	struct pylb_service *next;
+	struct pylb_svc_stats *taken;	/* the counts the new set started from */
+	int rc = svc_new(dp, &next, conf, (uint16_t)id, b, n);
+
 	if (rc != 0)
 		return rc;
 	taken = calloc(RTE_MAX(n, 1u), sizeof(*taken));
@@ -442,6 +455,27 @@ service_backends_set_unlocked(struct pylb_dp *dp, const struct pylb_ip *vip,
 	free(taken);
 	rte_free((void *)(uintptr_t)cur);
 	return 0;
+}
+
+/* New limits in place: open connections, their counts and the backends
+ * stay. */
+static int
+service_limits_set_unlocked(struct pylb_dp *dp, const struct pylb_ip *vip, uint8_t proto,
+			    uint16_t port, uint32_t max_connections,
+			    uint32_t max_new_per_second, uint32_t max_per_client)
+{
+	struct pylb_service_conf conf;
+	char name[96];
+	int id = svc_find(dp, vip, proto, port, name, sizeof(name));
+
+	if (id < 0)
+		return id;
+	conf = dp->svcs[id]->conf;
+	conf.max_connections = max_connections;
+	conf.max_new_per_second = max_new_per_second;
+	conf.max_per_client = max_per_client;
+	return svc_republish(dp, id, &conf, dp->svcs[id]->bal.backends,
+			     dp->svcs[id]->bal.n_backends, name);
 }
 
 static int
@@ -530,6 +564,15 @@ pylb_dp_service_backends_set(struct pylb_dp *dp, const struct pylb_ip *vip,
 			     const struct pylb_backend *b, uint32_t n)
 {
 	PYLB_CTL_LOCKED(dp, service_backends_set_unlocked(dp, vip, proto, port, b, n));
+}
+
+int
+pylb_dp_service_limits_set(struct pylb_dp *dp, const struct pylb_ip *vip, uint8_t proto,
+			   uint16_t port, uint32_t max_connections, uint32_t max_new_per_second,
+			   uint32_t max_per_client)
+{
+	PYLB_CTL_LOCKED(dp, service_limits_set_unlocked(dp, vip, proto, port, max_connections,
+							max_new_per_second, max_per_client));
 }
 
 int
