@@ -18,6 +18,10 @@ ten million frames fit in hugepages. Cases:
   then the worker's busy cycles are measured while every packet is a
   connection hit (lookup, DNAT with incremental checksums, cached next hop,
   TX);
+- established_defended: the established case with every defence on: a deny
+  ACL of 1,000,000 prefixes on the service, its three limits, a backend
+  limit, per-source budgets and rates (all set high enough never to refuse):
+  what the defences cost packets of established connections;
 - syn: TCP SYNs of N new flows to a NAT service, measured during the first
   pass only: scheduling (Maglev-style table) and insertion per packet;
 - table_full: the same SYNs to a table of 1,024 connections: once it is full,
@@ -73,6 +77,12 @@ L3_VIP = "10.0.9.0/24"
 VIP6, BACKEND6 = "fd00::100", "fd00:1::20"
 L3_VIP6 = "fd00:9::/64"
 MBUF_SIZE = 192
+LIMIT = 100_000_000                 # limits set, never reached
+
+
+def million() -> list[str]:
+    """A deny ACL of a million /24s, none of them the clients' (10.1.0.0/16)."""
+    return [f"{16 + i // 65536}.{i // 256 % 256}.{i % 256}.0/24" for i in range(1_000_000)]
 
 
 def mbuf_size(kind: str) -> int:
@@ -235,7 +245,9 @@ def pylb_side(kind: str, pcap: str, flows: int, seconds: float) -> dict:
                           (4 if kind.endswith("6") else 1) * flows + 1024,
                           # The pcaps carry one direction: its flows stand for
                           # established ones, not a flood (no half-open budget).
-                          half_open_budget=1 << 30)
+                          half_open_budget=1 << 30,
+                          per_source={"new_per_second": LIMIT} if kind == "established_defended"
+                          else None)
     if kind == "fullnat_reply":
         # The clients' pcap plays once (creating the connections), the
         # backend's replies endlessly.
@@ -263,13 +275,15 @@ def pylb_side(kind: str, pcap: str, flows: int, seconds: float) -> dict:
         # eighth of the table is half-open).
         dp.add_service(vip, 80, proto="tcp", backends=[(backend, 8080)], syn_proxy="off", id=0)
         if kind == "syn_acl":
-            million = [f"{16 + i // 65536}.{i // 256 % 256}.{i % 256}.0/24"
-                       for i in range(1_000_000)]
             t0 = time.monotonic()
-            dp.set_acls([("deny", "drop", million)], {0: [0]})
+            dp.set_acls([("deny", "drop", million())], {0: [0]})
             acl_s = time.monotonic() - t0
     elif kind in ("established", "established6"):
         dp.add_service(vip, 53, proto="udp", backends=[(backend, 5353)])
+    elif kind == "established_defended":
+        dp.add_service(vip, 53, proto="udp", backends=[(backend, 5353, 1, "up", LIMIT)], id=0,
+                       max_connections=LIMIT, max_new_per_second=LIMIT, max_per_client=LIMIT)
+        dp.set_acls([("deny", "drop", million())], {0: [0]})
     elif kind == "synflood":
         dp.add_service(vip, 80, proto="tcp", backends=[(backend, 8080)], syn_proxy="always")
         dp.add_service(vip, 53, proto="udp", backends=[(backend, 5353)])
@@ -355,7 +369,7 @@ def main() -> None:
     flows = [int(f) for f in args.flows.split(",")]
     cases = [("arp", 1000), ("icmp", 1000), ("route", 1000), ("route6", 1000), ("vip", 1000),
              ("vip6", 1000)] + \
-        [(k, f) for f in flows for k in ("established", "established6")
+        [(k, f) for f in flows for k in ("established", "established_defended", "established6")
          if k == "established" or f <= 1_000_000] + \
         [("syn", args.syn_flows), ("syn6", args.syn_flows), ("syn_acl", args.syn_flows),
          ("synflood", args.syn_flows),

@@ -457,11 +457,11 @@ pylb_conn_update(struct pylb_lcore *lc, struct pylb_conn *c, uint8_t tcp_flags,
 
 /* Note c (just opened, half-open) as the newest half-open entry. */
 void
-pylb_conn_opened(struct pylb_lcore *lc, const struct pylb_conn *c)
+pylb_conn_opened(struct pylb_lcore *lc, const struct pylb_conn *c, uint32_t src)
 {
 	struct pylb_conntrack *ct = &lc->ct;
 
-	pylb_half_open_add(ct, c, 1);
+	pylb_half_open_at(ct, src, 1);
 	if (ct->ho_tail - ct->ho_head > ct->ho_mask)
 		ct->ho_head++;		/* forget the oldest note: full of stale ones */
 	ct->ho_ring[ct->ho_tail++ & ct->ho_mask] = conn_idx(ct, c);

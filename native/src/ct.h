@@ -166,17 +166,26 @@ pylb_src_over(const struct pylb_conntrack *ct, const uint8_t *ip, uint8_t af)
 	return ct->src_ho != NULL && ct->src_ho[pylb_src_slot(ct, ip, af)] >= ct->src_budget;
 }
 
-/* c becomes half-open (d 1) or stops being (d -1): the worker's count and
- * its source prefix's follow. */
+/* An entry of the source prefix in slot src becomes half-open (d 1) or
+ * stops being (d -1): the worker's count and the prefix's follow. */
 static inline void
-pylb_half_open_add(struct pylb_conntrack *ct, const struct pylb_conn *c, int32_t d)
+pylb_half_open_at(struct pylb_conntrack *ct, uint32_t src, int32_t d)
 {
 	ct->half_open += (uint32_t)d;
 	if (ct->src_ho != NULL)
-		ct->src_ho[pylb_src_slot(ct, conn_addr(ct, c, CONN_CLIENT), c->af)] += (uint32_t)d;
+		ct->src_ho[src] += (uint32_t)d;
 }
 
-void pylb_conn_opened(struct pylb_lcore *lc, const struct pylb_conn *c);
+/* The same for entry c. */
+static inline void
+pylb_half_open_add(struct pylb_conntrack *ct, const struct pylb_conn *c, int32_t d)
+{
+	pylb_half_open_at(ct, ct->src_ho != NULL ?
+			  pylb_src_slot(ct, conn_addr(ct, c, CONN_CLIENT), c->af) : 0, d);
+}
+
+/* c just opened half-open, its source prefix in slot src. */
+void pylb_conn_opened(struct pylb_lcore *lc, const struct pylb_conn *c, uint32_t src);
 bool pylb_conn_evict_half_open(struct pylb_lcore *lc);
 
 struct pylb_persist *pylb_persist_find(struct pylb_lcore *lc,

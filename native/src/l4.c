@@ -579,8 +579,9 @@ untracked(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 }
 
 /* A new entry for tuple t, scheduled to a backend of svc and counted;
- * NULL if it may not open: *why is CONN_NO_ROOM (the table, or the
- * half-open budget: the stateless path may take it) or the drop reason. */
+ * NULL if it may not open: *why is CONN_NO_ROOM (the table, the worker's
+ * or the client network's half-open budget: the stateless path may take
+ * it) or the drop reason. */
 struct pylb_conn *
 pylb_l4_conn_start(struct pylb_lcore *lc, const struct pylb_tuple *t,
 		   const struct pylb_service *svc, uint32_t hash, uint64_t now, bool proven,
@@ -643,7 +644,7 @@ pylb_l4_conn_start(struct pylb_lcore *lc, const struct pylb_tuple *t,
 	c->state = t->proto != IPPROTO_TCP ? PYLB_TCP_NONE :
 		pylb_l4_sees_replies[method] ? PYLB_TCP_SYN_SENT : PYLB_TCP_SYN_RECV;
 	if (pylb_conn_half_open(c))
-		pylb_conn_opened(lc, c);
+		pylb_conn_opened(lc, c, src);
 	(*conn_gauge(&svc->bstats[(size_t)lc->slot * svc->bstride + bi], c->state))++;
 	if (svc->conf.max_per_client != 0)
 		c->flags |= CONN_F_CLIENT;
@@ -703,9 +704,9 @@ pylb_l4_to_backend(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_por
 		out_routed(lc, cfg, in_port, m, conn_addr(&lc->ct, c, CONN_BACKEND), c->af, 0);
 }
 
-/* A new connection an ACL refuses, by the list's action: RST (TCP),
- * ICMP unreachable (administratively prohibited, rate limited), or
- * nothing; dropped and counted either way. */
+/* Do the ACLs refuse t's new connection to svc? If so, m is answered by
+ * the list's action: RST (TCP), ICMP unreachable (administratively
+ * prohibited, rate limited), or nothing; dropped and counted either way. */
 bool
 pylb_l4_acl_refused(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 		    struct rte_mbuf *m, const struct pylb_tuple *t, uint16_t *ports,
