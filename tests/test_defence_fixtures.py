@@ -463,6 +463,35 @@ def test_a_client_networks_new_connections_a_second(native):
     d.close()
 
 
+@pytest.mark.parametrize("plen4,plen6,inside,outside", [
+    (24, 64, ("10.0.0.200", "2001:db8::ffff:1"), ("10.0.1.5", "2001:db8:0:1::2")),
+    (20, 56, ("10.0.15.200", "2001:db8:0:ff::1"), ("10.0.16.1", "2001:db8:0:100::1")),
+])
+def test_a_client_network_is_its_prefix(native, plen4, plen6, inside, outside):
+    """Addresses of one prefix share their network's budget, whatever the
+    prefix length (bytes cut in the middle too); others do not."""
+    d = small_dp(native, hash_seed=SEED_A, conn_capacity=256, half_open_budget=32,
+                 per_source={"ipv4_prefix": plen4, "ipv6_prefix": plen6, "half_open_budget": 2})
+    d.add_address("p0", "2001:db8::1/64")
+    d.add_address("p1", "2001:db8:1::1/64")
+    d.add_neighbour("p1", "2001:db8:1::20", BMAC[BACKEND])
+    d.add_service(VIP, 80, method="dr", backends=[BACKEND])
+    d.add_service("2001:db8::100", 80, method="dr", backends=["2001:db8:1::20"])
+
+    def syn(src, sport):
+        ip = IPv6(src=src, dst="2001:db8::100") if ":" in src else IP(src=src, dst=VIP)
+        return raw(Ether(src=CLIENT_MAC, dst=P0_MAC) / ip / TCP(sport=sport, dport=80, flags="S"))
+    for first, same, other in zip(("10.0.0.2", "2001:db8::2"), inside, outside):
+        d.inject("p0", [syn(first, 100), syn(first, 101)])
+        assert d.half_open(source=same) == 2 and d.half_open(source=other) == 0
+        full = d.totals()["source_half_open_full"]
+        assert len(d.inject("p0", [syn(same, 102)])) == 1          # stateless, still sent
+        assert d.totals()["source_half_open_full"] == full + 1
+        d.inject("p0", [syn(other, 100)])
+        assert d.half_open(source=other) == 1
+    d.close()
+
+
 def test_per_source_settings_are_checked(native):
     for bad, msg in (({"ipv4_prefix": 0}, "ipv4_prefix: 0 is not in 1..32"),
                      ({"ipv6_prefix": 129}, "ipv6_prefix: 129 is not in 1..128"),
