@@ -377,7 +377,7 @@ cdef class Dataplane:
         for k, v in src.items():
             if k not in model.PER_SOURCE:
                 raise InvalidArgument(f"per_source '{k}' is not one of {', '.join(model.PER_SOURCE)}")
-            lo, hi, _ = model.PER_SOURCE[k]
+            lo, hi = model.PER_SOURCE[k]
             if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
                 raise InvalidArgument(f"per_source {k}: {v!r} is not in {lo}..{hi}")
         conf.source_prefix4 = src.get("ipv4_prefix", 0)

@@ -58,11 +58,11 @@ MAX_HTTP_PATH = 1024                        # health check path, bytes
 MAX_ACLS = _limits.MAX_ACLS
 LIMIT_MAX = 100_000_000                     # max_connections and the like
 LIMIT_KEYS = ("max_connections", "max_new_per_second", "max_per_client")
-# The profile's connections.per_source: what each client network (source
-# prefix) may hold half-open (per worker) and open a second: (least, most,
-# default); 0 in the last two: the dataplane's default.
-PER_SOURCE = {"ipv4_prefix": (1, 32, 24), "ipv6_prefix": (1, 128, 64),
-              "half_open_budget": (0, 1 << 30, 0), "new_per_second": (0, LIMIT_MAX, 0)}
+# The profile's connections.per_source: what a client network is (its
+# prefix lengths) and what it may hold half-open (per worker) and open a
+# second; (least, most) of each. Left out: the dataplane's default.
+PER_SOURCE = {"ipv4_prefix": (1, 32), "ipv6_prefix": (1, 128),
+              "half_open_budget": (0, 1 << 30), "new_per_second": (0, LIMIT_MAX)}
 
 
 def is_prime(n: int) -> bool:

@@ -253,7 +253,7 @@ def load_profile(path: str) -> Profile:
                                  "connections.half_open_budget", 0, conn_capacity)
     src = c.mapping(conns.get("per_source", {}), "connections.per_source", set(model.PER_SOURCE))
     per_source = tuple((k, c.integer(src[k], f"connections.per_source.{k}", lo, hi))
-                       for k, (lo, hi, _) in model.PER_SOURCE.items() if k in src)
+                       for k, (lo, hi) in model.PER_SOURCE.items() if k in src)
     tcp_reset = conns.get("tcp_reset", False)
     if not isinstance(tcp_reset, bool):
         raise c.fail("connections.tcp_reset", "expected true or false")
