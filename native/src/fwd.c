@@ -39,29 +39,17 @@ pylb_neigh_output_slow(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16
 		drop(lc, m, PYLB_D_NEIGH_QUEUE_FULL);
 }
 
-/* Token bucket per lcore: at most PYLB_ICMP_RATE errors a second. */
+/* Token bucket per lcore: at most PYLB_ICMP_RATE errors a second, bursts
+ * of PYLB_ICMP_BURST. */
 static bool
 icmp_allowed(struct pylb_lcore *lc)
 {
-	uint64_t now = rte_get_tsc_cycles();
-	uint64_t add;
+	uint64_t cost = rte_get_tsc_hz() / PYLB_ICMP_RATE;
 
-	if (lc->icmp_tsc == 0) {
-		lc->icmp_tsc = now;
-		lc->icmp_tokens = PYLB_ICMP_BURST;
-	}
-	add = (now - lc->icmp_tsc) * PYLB_ICMP_RATE / rte_get_tsc_hz();
-	if (add != 0) {
-		lc->icmp_tokens = RTE_MIN(lc->icmp_tokens + add,
-					  (uint64_t)PYLB_ICMP_BURST);
-		lc->icmp_tsc = now;
-	}
-	if (lc->icmp_tokens == 0) {
-		CNT(lc, ICMP_ERRORS_RATELIMITED);
-		return false;
-	}
-	lc->icmp_tokens--;
-	return true;
+	if (pylb_tokens_take(&lc->icmp, rte_get_tsc_cycles(), cost, PYLB_ICMP_BURST * cost))
+		return true;
+	CNT(lc, ICMP_ERRORS_RATELIMITED);
+	return false;
 }
 
 static struct rte_ether_hdr *

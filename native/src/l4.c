@@ -286,7 +286,8 @@ limits_check(struct pylb_lcore *lc, const struct pylb_service *svc, const struct
 	}
 	if (s->max_new_per_second != 0 &&
 	    !pylb_tokens_take(&lc->svc_rate[svc->id], now,
-			      rte_get_timer_hz() / ((s->max_new_per_second + n - 1) / n)))
+			      rte_get_timer_hz() / ((s->max_new_per_second + n - 1) / n),
+			      rte_get_timer_hz()))
 		return PYLB_D_LIMIT_SERVICE_RATE;
 	return 0;
 }
@@ -598,7 +599,7 @@ pylb_l4_conn_start(struct pylb_lcore *lc, const struct pylb_tuple *t,
 	uint32_t bi;
 
 	if (unlikely(ct->src_rate != NULL) &&
-	    !pylb_tokens_take(&ct->src_rate[src], now, ct->src_cost)) {
+	    !pylb_tokens_take(&ct->src_rate[src], now, ct->src_cost, rte_get_timer_hz())) {
 		*why = PYLB_D_LIMIT_SOURCE_RATE;
 		return NULL;
 	}

@@ -250,16 +250,17 @@ struct pylb_persist {
 	uint64_t expire_tsc;
 };
 
-/* A token bucket: credit in TSC ticks, at most a second's worth. */
+/* A token bucket: credit in TSC ticks (a token costs hz / rate of them). */
 struct pylb_tokens {
 	uint64_t credit, tsc;
 };
 
-/* Takes `cost` ticks of credit from b, if it holds them. */
+/* Takes `cost` ticks of credit from b, if it holds them; b holds at most
+ * `most` (the burst; it starts full). */
 static inline bool
-pylb_tokens_take(struct pylb_tokens *b, uint64_t now, uint64_t cost)
+pylb_tokens_take(struct pylb_tokens *b, uint64_t now, uint64_t cost, uint64_t most)
 {
-	b->credit = RTE_MIN(b->credit + (now - b->tsc), rte_get_timer_hz());
+	b->credit = RTE_MIN(b->credit + (now - b->tsc), most);
 	b->tsc = now;
 	if (b->credit < cost)
 		return false;
@@ -354,8 +355,7 @@ struct pylb_lcore {
 	 * service's table: the table was full, so they may belong to a
 	 * connection opened untracked (an established timeout after). */
 	uint64_t untracked_until;
-	uint64_t icmp_tokens;	/* ICMP error rate limit (token bucket) */
-	uint64_t icmp_tsc;
+	struct pylb_tokens icmp;	/* ICMP errors' rate limit */
 	/* Services' limits, this worker's share: connections open, and a
 	 * token bucket of new ones (credit in TSC ticks, at most a second). */
 	uint32_t svc_conns[PYLB_MAX_SERVICES];
