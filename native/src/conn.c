@@ -23,7 +23,6 @@ src_init(const struct pylb_dp *dp, struct pylb_conntrack *ct)
 	const struct pylb_dp_conf *conf = &dp->conf;
 	uint32_t plen4 = conf->source_prefix4 ? conf->source_prefix4 : 24;
 	uint32_t plen6 = conf->source_prefix6 ? conf->source_prefix6 : 64;
-	uint32_t n = RTE_MAX(conf->n_workers, 1u);
 
 	ct->src_mask[0] = rte_cpu_to_be_32(plen4 >= 32 ? UINT32_MAX : ~(UINT32_MAX >> plen4));
 	for (uint32_t i = 0; i < 4; i++) {
@@ -41,7 +40,7 @@ src_init(const struct pylb_dp *dp, struct pylb_conntrack *ct)
 		ct->src_budget = 0;		/* none: not counted */
 	if (conf->source_new_per_second != 0) {
 		ct->src_cost = RTE_MAX(rte_get_timer_hz() /
-				       ((conf->source_new_per_second + n - 1) / n), 1u);
+				       pylb_worker_share(conf, conf->source_new_per_second), 1u);
 		ct->src_rate = rte_zmalloc("pylb_src_rate", PYLB_SRC_SLOTS * sizeof(*ct->src_rate), 0);
 	}
 }

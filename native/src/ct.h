@@ -159,11 +159,18 @@ pylb_src_slot(const struct pylb_conntrack *ct, const uint8_t *ip, uint8_t af)
 		(PYLB_SRC_SLOTS - 1);
 }
 
-/* Has the source prefix of ip its budget of half-open entries? */
+/* Has the source prefix in slot src its budget of half-open entries? */
+static inline bool
+pylb_src_full(const struct pylb_conntrack *ct, uint32_t src)
+{
+	return ct->src_ho != NULL && ct->src_ho[src] >= ct->src_budget;
+}
+
+/* The same for the source prefix of address ip. */
 static inline bool
 pylb_src_over(const struct pylb_conntrack *ct, const uint8_t *ip, uint8_t af)
 {
-	return ct->src_ho != NULL && ct->src_ho[pylb_src_slot(ct, ip, af)] >= ct->src_budget;
+	return ct->src_ho != NULL && pylb_src_full(ct, pylb_src_slot(ct, ip, af));
 }
 
 /* An entry of the source prefix in slot src becomes half-open (d 1) or

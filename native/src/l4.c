@@ -271,9 +271,10 @@ limits_check(struct pylb_lcore *lc, const struct pylb_service *svc, const struct
 	     uint64_t now)
 {
 	const struct pylb_service_conf *s = &svc->conf;
-	uint32_t n = RTE_MAX(lc->dp->conf.n_workers, 1u);
+	const struct pylb_dp_conf *conf = &lc->dp->conf;
 
-	if (s->max_connections != 0 && lc->svc_conns[svc->id] >= (s->max_connections + n - 1) / n)
+	if (s->max_connections != 0 &&
+	    lc->svc_conns[svc->id] >= pylb_worker_share(conf, s->max_connections))
 		return PYLB_D_LIMIT_SERVICE_CONNS;
 	if (s->max_per_client != 0) {
 		struct pylb_persist_key k;
@@ -286,7 +287,7 @@ limits_check(struct pylb_lcore *lc, const struct pylb_service *svc, const struct
 	}
 	if (s->max_new_per_second != 0 &&
 	    !pylb_tokens_take(&lc->svc_rate[svc->id], now,
-			      rte_get_timer_hz() / ((s->max_new_per_second + n - 1) / n),
+			      rte_get_timer_hz() / pylb_worker_share(conf, s->max_new_per_second),
 			      rte_get_timer_hz()))
 		return PYLB_D_LIMIT_SERVICE_RATE;
 	return 0;
@@ -536,9 +537,10 @@ static inline bool
 backend_full(const struct pylb_lcore *lc, const struct pylb_service *svc, uint32_t i)
 {
 	const struct pylb_svc_stats *st = &svc->bstats[(size_t)lc->slot * svc->bstride + i];
-	uint32_t max = svc->bal.backends[i].max_conns, n = RTE_MAX(lc->dp->conf.n_workers, 1u);
+	uint32_t max = svc->bal.backends[i].max_conns;
 
-	return max != 0 && st->active + st->inactive >= (int64_t)((max + n - 1) / n);
+	return max != 0 &&
+		st->active + st->inactive >= (int64_t)pylb_worker_share(&lc->dp->conf, max);
 }
 
 /* The scheduler chose backend bi: it if it has room, else the next live
@@ -609,7 +611,7 @@ pylb_l4_conn_start(struct pylb_lcore *lc, const struct pylb_tuple *t,
 	*why = CONN_NO_ROOM;
 	/* The client's network has its budget of half-open entries: its new
 	 * ones go stateless (a client proven by a cookie is not held to it). */
-	if (half_open && !proven && ct->src_ho != NULL && ct->src_ho[src] >= ct->src_budget) {
+	if (half_open && !proven && pylb_src_full(ct, src)) {
 		CNT(lc, SOURCE_HALF_OPEN_FULL);
 		return NULL;
 	}

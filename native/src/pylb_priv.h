@@ -250,6 +250,16 @@ struct pylb_persist {
 	uint64_t expire_tsc;
 };
 
+/* A worker's share of a total across the workers (limits, rates): no
+ * counter is shared between them, each takes ceil(total / workers). */
+static inline uint32_t
+pylb_worker_share(const struct pylb_dp_conf *conf, uint32_t total)
+{
+	uint32_t n = RTE_MAX(conf->n_workers, 1u);
+
+	return (uint32_t)(((uint64_t)total + n - 1) / n);
+}
+
 /* A token bucket: credit in TSC ticks (a token costs hz / rate of them). */
 struct pylb_tokens {
 	uint64_t credit, tsc;
