@@ -66,6 +66,7 @@ cdef extern from "pylb_dp.h" nogil:
         uint32_t fib_tbl8
         uint32_t conn_capacity
         uint8_t tcp_reset
+        uint8_t mid_flow_off
         uint32_t half_open_budget
         uint8_t source_prefix4
         uint8_t source_prefix6
@@ -232,6 +233,7 @@ cdef extern from "pylb_dp.h" nogil:
     int pylb_dp_vip_get(pylb_dp *dp, const pylb_prefix *prefix, pylb_vip_conf *conf,
                         pylb_backend *b, uint32_t max_b, uint32_t *n_b)
     int pylb_dp_vip_list(pylb_dp *dp, pylb_prefix *out, uint32_t max)
+    int pylb_dp_vip_fingerprint(pylb_dp *dp, const pylb_prefix *prefix, uint64_t *out)
     int pylb_dp_vip_pick(pylb_dp *dp, const pylb_prefix *prefix, const pylb_ip *src,
                          const pylb_ip *dst)
 
@@ -246,6 +248,8 @@ cdef extern from "pylb_dp.h" nogil:
                             pylb_service_conf *conf, pylb_backend *b, uint32_t max_b,
                             uint32_t *n_b)
     int pylb_dp_service_list(pylb_dp *dp, pylb_service_conf *out, uint32_t max)
+    int pylb_dp_service_fingerprint(pylb_dp *dp, const pylb_ip *vip, uint8_t proto,
+                                    uint16_t port, uint64_t *out)
     int pylb_dp_conn_list(pylb_dp *dp, pylb_conn_info *out, uint32_t max)
     uint64_t pylb_dp_conn_count(const pylb_dp *dp)
     uint64_t pylb_dp_half_open(const pylb_dp *dp, const pylb_ip *source)

@@ -351,7 +351,7 @@ cdef class Dataplane:
     def __cinit__(self, *, workers=(), int mbufs=8191, int mbuf_cache=256, int mbuf_size=0,
                   int neigh_capacity=4096, int neigh_timeout_ms=0, int max_routes=0,
                   int fib_tbl8=0, int conn_capacity=0, timeouts=None, bint tcp_reset=False,
-                  hash_seed=None, int half_open_budget=0, per_source=None):
+                  hash_seed=None, int half_open_budget=0, per_source=None, bint mid_flow=True):
         cdef pylb_dp_conf conf
         cdef int rc
         memset(&conf, 0, sizeof(conf))
@@ -370,6 +370,7 @@ cdef class Dataplane:
         conf.fib_tbl8 = fib_tbl8
         conf.conn_capacity = conn_capacity
         conf.tcp_reset = tcp_reset
+        conf.mid_flow_off = not mid_flow
         if half_open_budget < 0:
             raise InvalidArgument(f"half_open_budget {half_open_budget} is negative")
         conf.half_open_budget = half_open_budget
@@ -793,6 +794,15 @@ cdef class Dataplane:
         finally:
             free(b)
 
+    def service_fingerprint(self, vip, int port, str proto=TCP):
+        """The service's lookup table's fingerprint (16 hex digits): the
+        same on every appliance that sends each flow to the same backend."""
+        cdef pylb_ip a
+        cdef uint64_t f
+        _set_ip(&a, _parse_ip(vip, "VIP"))
+        _check(pylb_dp_service_fingerprint(self._live(), &a, _proto(proto), _port(port), &f))
+        return f"{f:016x}"
+
     def services(self):
         cdef pylb_service_conf *buf = <pylb_service_conf *>malloc(4096 * sizeof(pylb_service_conf))
         if buf == NULL:
@@ -993,6 +1003,14 @@ cdef class Dataplane:
                        tuple(Backend(str(_get_ip(&b[i].addr)), b[i].weight) for i in range(n)))
         finally:
             free(b)
+
+    def vip_fingerprint(self, prefix):
+        """The L3 VIP's lookup table's fingerprint (like service_fingerprint)."""
+        cdef pylb_prefix p
+        cdef uint64_t f
+        _set_prefix(&p, _parse_prefix(prefix, "VIP"))
+        _check(pylb_dp_vip_fingerprint(self._live(), &p, &f))
+        return f"{f:016x}"
 
     def vips(self):
         cdef pylb_prefix buf[256]

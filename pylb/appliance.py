@@ -113,6 +113,7 @@ def run(profile: Profile, stop: threading.Event, instance: str | None = None,
                               max_routes=profile.max_routes,
                               conn_capacity=profile.conn_capacity,
                               timeouts=dict(profile.timeouts), tcp_reset=profile.tcp_reset,
+                              mid_flow=profile.mid_flow,
                               half_open_budget=profile.half_open_budget,
                               per_source=dict(profile.per_source),
                               hash_seed=profile.fleet_secret)

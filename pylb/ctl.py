@@ -89,6 +89,8 @@ def print_service(s: pb.Service) -> None:
     for k in model.LIMIT_KEYS:
         if getattr(s, k):
             extra += f" {k.replace('_', '-')} {getattr(s, k)}"
+    if s.table_fingerprint:
+        extra += f" table {s.table_fingerprint}"
     print(f"{_svc_name(s.key)} {_name(METHOD_NAMES, s.method)} {_name(SCHED_NAMES, s.scheduler)}"
           f"{extra}")
     for b in s.backends:
@@ -238,7 +240,8 @@ def run(args, stub) -> int:
     elif noun == "vip":
         if verb == "list":
             listing(stub.ListVips(pb.ListVipsRequest()).vips, out_json,
-                    lambda v: f"{v.prefix:44} {v.method:5} table {v.table_size} backends "
+                    lambda v: f"{v.prefix:44} {v.method:5} table {v.table_size} "
+                              f"{v.table_fingerprint} backends "
                               + (" ".join(f"{b.address}*{b.weight}" for b in v.backends) or "-"))
         elif verb == "del":
             stub.DeleteVip(pb.VipKey(prefix=args.prefix))

@@ -84,6 +84,13 @@ class ServiceView:
     spec: ServiceSpec           # as in force
     backends: tuple[BackendView, ...]
     stats: dict                 # conns, in/out packets and bytes, active, inactive
+    fingerprint: str = ""       # its lookup table's choices under the flow-hash key
+
+
+@dataclass(frozen=True)
+class VipView:
+    spec: VipSpec
+    fingerprint: str            # as ServiceView's
 
 
 @dataclass(frozen=True)
@@ -274,7 +281,7 @@ class Manager:
             out.append(ServiceView(s, tuple(
                 BackendView(b, st["active"], st["inactive"],
                             status.get((s.key, b.key), model.HEALTH_STATES[2]) if s.health_check else "", st)
-                for b, st in zip(s.backends, per)), stats))
+                for b, st in zip(s.backends, per)), stats, dp.service_fingerprint(*s.key)))
         return out
 
     def _in_force(self, key: ServiceKey) -> ServiceSpec:
@@ -475,9 +482,13 @@ class Manager:
 
     # L3 VIPs and neighbours
 
-    def vips(self) -> list[VipSpec]:
+    def vips(self) -> list[VipView]:
         with self._lock:
-            return list(self.model.normalised().vips)
+            specs = list(self.model.normalised().vips)
+        return self._submit(lambda dp: [VipView(v, dp.vip_fingerprint(v.prefix)) for v in specs])
+
+    def _vip_view(self, v: VipSpec) -> VipView:
+        return VipView(v, self._submit(lambda dp: dp.vip_fingerprint(v.prefix)))
 
     def vip(self, prefix: str) -> VipSpec:
         v = self.model.vip(prefix)
@@ -485,19 +496,19 @@ class Manager:
             raise NotFound(f"no VIP {prefix}")
         return v
 
-    def add_vip(self, v: VipSpec) -> VipSpec:
+    def add_vip(self, v: VipSpec) -> VipView:
         with self._lock:
             if self.model.vip(v.prefix) is not None:
                 raise AlreadyExists(f"VIP {v.prefix} already exists")
             self._commit(replace(self.model, vips=self.model.vips + (v,)))
-            return v
+            return self._vip_view(v)
 
-    def set_vip_backends(self, prefix: str, backends: list[tuple[str, int]]) -> VipSpec:
+    def set_vip_backends(self, prefix: str, backends: list[tuple[str, int]]) -> VipView:
         with self._lock:
             v = replace(self.vip(prefix), backends=tuple(backends))
             self._commit(replace(self.model, vips=tuple(
                 v if x.prefix == prefix else x for x in self.model.vips)))
-            return v
+            return self._vip_view(v)
 
     def delete_vip(self, prefix: str) -> None:
         with self._lock:

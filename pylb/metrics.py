@@ -78,6 +78,19 @@ class Collector:
                                 labels=["fingerprint"])
         key.add_metric([stats["hash_fingerprint"]], 1)
         yield key
+        tables = GaugeMetricFamily("pylb_service_table_info",
+                                   "1, labelled with the service's lookup-table fingerprint "
+                                   "(equal across a fleet that chooses alike)",
+                                   labels=["local_address", "local_port", "proto", "fingerprint"])
+        for v in services:
+            tables.add_metric([v.spec.vip, str(v.spec.port), v.spec.proto, v.fingerprint], 1)
+        yield tables
+        vips = GaugeMetricFamily("pylb_vip_table_info",
+                                 "1, labelled with the L3 VIP's lookup-table fingerprint",
+                                 labels=["prefix", "fingerprint"])
+        for v in self.m.vips():
+            vips.add_metric([v.spec.prefix, v.fingerprint], 1)
+        yield vips
         yield GaugeMetricFamily("pylb_conntrack_entries", "tracked connections",
                                 value=stats["connections"])
         yield GaugeMetricFamily("pylb_conntrack_half_open_entries",

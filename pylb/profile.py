@@ -23,7 +23,7 @@ TOP_KEYS = {"name", "lcores", "memory", "mbufs", "mbuf_cache", "mbuf_size", "por
             "max_routes", "connections", "fleet"}
 FLEET_KEYS = {"secret_file"}
 SECRET_MIN = 16                         # bytes
-CONN_KEYS = {"capacity", "timeouts", "tcp_reset", "half_open_budget", "per_source"}
+CONN_KEYS = {"capacity", "timeouts", "tcp_reset", "half_open_budget", "per_source", "mid_flow"}
 LCORE_KEYS = {"main", "workers", "cpu_map"}
 MEMORY_KEYS = {"hugepages", "size_mb", "huge_dir"}
 PORT_KEYS = {"name", "vdev", "pci", "addresses", "rx_desc", "tx_desc", "link_wait_ms",
@@ -83,6 +83,9 @@ class Profile:
     conn_capacity: int = 65536          # tracked connections per lcore
     timeouts: tuple = ()                # ((name, seconds), ...)
     tcp_reset: bool = False             # RST what no connection or service takes
+    # A TCP packet of no connection here (ECMP moved it from another
+    # appliance; this one restarted) is picked up by the consistent choice.
+    mid_flow: bool = True
     half_open_budget: int = 0           # per worker; 0: the dataplane's default (an eighth)
     per_source: tuple = ()              # ((name, value), ...): connections.per_source
     # The fleet's shared secret (fleet.secret_file): keys the flow hash, so
@@ -254,9 +257,10 @@ def load_profile(path: str) -> Profile:
     src = c.mapping(conns.get("per_source", {}), "connections.per_source", set(model.PER_SOURCE))
     per_source = tuple((k, c.integer(src[k], f"connections.per_source.{k}", lo, hi))
                        for k, (lo, hi) in model.PER_SOURCE.items() if k in src)
-    tcp_reset = conns.get("tcp_reset", False)
-    if not isinstance(tcp_reset, bool):
-        raise c.fail("connections.tcp_reset", "expected true or false")
+    tcp_reset, mid_flow = (conns.get(k, d) for k, d in (("tcp_reset", False), ("mid_flow", True)))
+    for k, v in (("tcp_reset", tcp_reset), ("mid_flow", mid_flow)):
+        if not isinstance(v, bool):
+            raise c.fail(f"connections.{k}", "expected true or false")
 
     fleet = c.mapping(top.get("fleet", {}), "fleet", FLEET_KEYS)
     secret = None
@@ -271,7 +275,7 @@ def load_profile(path: str) -> Profile:
                    eal_args=tuple(eal_args),
                    max_routes=c.integer(top.get("max_routes", 65536), "max_routes", 1024, 16777216),
                    conn_capacity=conn_capacity, timeouts=tuple(sorted(timeouts.items())),
-                   tcp_reset=tcp_reset, half_open_budget=half_open_budget,
+                   tcp_reset=tcp_reset, mid_flow=mid_flow, half_open_budget=half_open_budget,
                    per_source=per_source, fleet_secret=secret)
 
 

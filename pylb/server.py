@@ -196,6 +196,7 @@ def service_msg(v) -> pb.Service:
         persistence_prefix=s.persistence_prefix, local_addresses=list(s.local_addresses),
         down_reset=s.down_reset, syn_proxy=_back(protonames.SYN_PROXY)[s.syn_proxy],
         acls=list(s.acls), **{k: getattr(s, k) for k in model.LIMIT_KEYS},
+        table_fingerprint=v.fingerprint,
         backends=[pb.Backend(address=b.spec.ip, port=b.spec.port, weight=b.spec.weight,
                              state=_back(STATES)[b.spec.state],
                              max_connections=b.spec.max_connections, active_connections=b.active,
@@ -204,9 +205,11 @@ def service_msg(v) -> pb.Service:
                   for b in v.backends])
 
 
-def vip_msg(v: VipSpec) -> pb.Vip:
+def vip_msg(view) -> pb.Vip:
+    v = view.spec
     return pb.Vip(prefix=v.prefix, method=v.method, table_size=v.table_size, source=v.source or "",
-                  backends=[pb.VipBackend(address=a, weight=w) for a, w in v.backends])
+                  backends=[pb.VipBackend(address=a, weight=w) for a, w in v.backends],
+                  table_fingerprint=view.fingerprint)
 
 
 def route_msg(r) -> pb.Route:

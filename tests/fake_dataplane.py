@@ -11,6 +11,7 @@ connection), trace, or learn neighbours.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 
 from pylb import model
@@ -251,7 +252,16 @@ class FakeDataplane:
                               "active", "inactive"), 0)
         return zero | {"backends": [dict(zero) for _ in s["backends"]]}
 
+    def service_fingerprint(self, vip, port, proto=model.TCP):
+        return _fingerprint(self._service(vip, port, proto)[1]["backends"])
+
     # L3 VIPs
+
+    def vip_fingerprint(self, prefix):
+        net = _net(prefix, "VIP")
+        if net not in self._vips:
+            raise NotFound(f"no VIP {net}")
+        return _fingerprint(self._vips[net]["backends"])
 
     def add_vip(self, prefix, method=model.VIP_METHODS[0], table_size=model.TABLE_SIZE,
                 source=None, backends=()):
@@ -333,3 +343,9 @@ class FakeDataplane:
 
     def mempools(self):
         return []
+
+
+def _fingerprint(backends) -> str:
+    """A stand-in for the binding's table fingerprint (16 hex digits that
+    follow the backend set; not the same numbers: the fake has no table)."""
+    return hashlib.sha256(repr(sorted(map(tuple, backends))).encode()).hexdigest()[:16]

@@ -6,10 +6,12 @@ domain tier tests what the appliance does."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from fake_dataplane import FakeDataplane
 from pylb.config import load_config
 from pylb.errors import PylbError
-from pylb.manager import Manager, direct_submitter
+from pylb.manager import Manager, ServiceView, VipView, direct_submitter
 from pylb.model import BackendSpec, ServiceSpec, VipSpec
 
 PORTS = (("p0", ("10.0.0.1/24", "2001:db8::1/64")), ("p1", ("10.0.1.1/24", "2001:db8:1::1/64")))
@@ -93,12 +95,23 @@ routes:""").replace("10.0.3.0/24", "10.0.5.0/24")
     yield "config after", m.current_config
 
 
+def _comparable(answer):
+    """Views with their table fingerprints as their shape: the fake has no
+    lookup table (the binding's are tested in test_fleet_fixtures.py)."""
+    if isinstance(answer, list):
+        return [_comparable(a) for a in answer]
+    if isinstance(answer, (ServiceView, VipView)):
+        f = answer.fingerprint
+        return replace(answer, fingerprint=len(f) == 16 and int(f, 16) >= 0)
+    return answer
+
+
 def answers(dp) -> list:
     m = Manager(direct_submitter(dp))
     out = []
     for what, call in operations(m):
         try:
-            out.append((what, call()))
+            out.append((what, _comparable(call())))
         except PylbError as e:
             out.append((what, type(e).__name__, str(e)))
     return out

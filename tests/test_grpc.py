@@ -23,6 +23,7 @@ from scapy.packet import raw
 from conftest import CLIENT_MAC, P0_MAC
 from pylb.errors import NotFound
 from pylb.manager import Manager, direct_submitter
+from pylb.model import VipSpec
 from pylb.server import Server
 from pylb.v1 import pylb_pb2 as pb
 from pylb.v1 import pylb_pb2_grpc as pb_grpc
@@ -216,7 +217,15 @@ def test_metrics_in_ipvs_exporter_style(api, manager):
                                                              state=pb.BACKEND_STATE_DOWN)]))
     frame = Ether(src=CLIENT_MAC, dst=P0_MAC) / IP(src="10.0.0.2", dst=VIP) / UDP(sport=999, dport=53)
     dp.inject("p0", [raw(frame), raw(Ether(src=CLIENT_MAC, dst="02:00:00:00:99:99") / IP())])
+    manager.add_vip(VipSpec("203.0.113.10/32", backends=(("10.0.1.20", 1),)))
     text = generate_latest(metrics.registry(manager)).decode()
+    # The lookup tables' fingerprints, as GetService shows them.
+    fp = stub.GetService(KEY).table_fingerprint
+    assert fp == dp.service_fingerprint(VIP, 53, "udp") and len(fp) == 16
+    assert f'pylb_service_table_info{{fingerprint="{fp}",local_address="10.0.0.100",' \
+        'local_port="53",proto="udp"} 1.0' in text
+    assert f'pylb_vip_table_info{{fingerprint="{dp.vip_fingerprint("203.0.113.10/32")}",' \
+        'prefix="203.0.113.10/32"} 1.0' in text
     labels = 'local_address="10.0.0.100",local_port="53",proto="udp",remote_address="10.0.1.20",' \
         'remote_port="5353"'
     for line in (f"pylb_ipvs_backend_connections_active{{{labels}}} 1.0",
@@ -342,8 +351,9 @@ def test_pylb_run_serves_the_api_and_pylbctl_drives_it(tmp_path):
                 "next_hops": [{"gateway": "10.78.1.254", "port": "p1"}]} in routes
         assert json.loads(ctl("-o", "json", "flows").stdout) == []
         assert ctl("vip", "add", "203.0.113.10/32", "--backend", "10.78.1.11*2").returncode == 0
-        assert ctl("vip", "list").stdout.split() == ["203.0.113.10/32", "ipip", "table", "65537",
-                                                     "backends", "10.78.1.11*2"]
+        vip = ctl("vip", "list").stdout.split()
+        assert vip[:4] + vip[5:] == ["203.0.113.10/32", "ipip", "table", "65537",
+                                     "backends", "10.78.1.11*2"] and len(vip[4]) == 16
         assert ctl("neigh", "add", "p1", "10.78.1.40", "02:00:00:00:0c:01").returncode == 0
         assert "10.78.1.40" in ctl("neigh", "list").stdout
         assert [p["name"] for p in json.loads(ctl("-o", "json", "port", "list").stdout)] == \
@@ -511,7 +521,9 @@ def test_vips_neighbours_and_ports(api):
                                    backends=[pb.VipBackend(address="10.0.1.22")]))
     assert [b.address for b in v.backends] == ["10.0.1.22"] and \
         [b.ip for b in dp.vip("203.0.113.10/32").backends] == ["10.0.1.22"]
-    assert [x.prefix for x in stub.ListVips(pb.ListVipsRequest()).vips] == ["203.0.113.10/32"]
+    assert [(x.prefix, x.table_fingerprint) for x in stub.ListVips(pb.ListVipsRequest()).vips] \
+        == [("203.0.113.10/32", dp.vip_fingerprint("203.0.113.10/32"))] == \
+        [("203.0.113.10/32", v.table_fingerprint)]
     got, details = code_of(stub.AddVip, pb.Vip(prefix="203.0.113.11/24"))
     assert got == grpc.StatusCode.INVALID_ARGUMENT and "host bits" in details
     stub.DeleteVip(pb.VipKey(prefix="203.0.113.10/32"))

@@ -160,16 +160,20 @@ def test_nat_connections_work_while_the_table_is_full(native, scheduler):
             (port, f), = d.inject("p0", [raw(c2v(sport=sport, flags=flags))])
             assert Ether(f)[IP].dst == backend and Ether(f)[TCP].dport == 8080
     t = d.totals()
-    assert d.conn_count() == 16 and t["conn_table_full"] == 30
+    # The SYN and each later packet found no room (each could have been
+    # picked up mid-flow).
+    assert d.conn_count() == 16 and t["conn_table_full"] == 30 * 4
     assert t["conn_untracked"] == 30 * 4 and t["nat_replies_untracked"] == 30
     assert d.drops().get("tcp_no_conn", 0) == 0
     d.close()
 
 
-def test_packets_without_a_connection_are_refused_when_the_table_has_room(lb_small):
-    d = lb_small
+def test_with_mid_flow_off_packets_without_a_connection_are_refused(native):
+    d = small_dp(native, conn_capacity=16, mid_flow=False)
+    d.add_service(VIP, 80, scheduler="wrr", backends=[(b, 8080) for b in BACKENDS])
     assert d.inject("p0", [raw(c2v(sport=7, flags="A"))]) == []
     assert d.drops()["tcp_no_conn"] == 1 and d.totals()["conn_untracked"] == 0
+    d.close()
 
 
 @pytest.fixture

@@ -276,7 +276,7 @@ def test_icmp_echo_to_a_service_vip_is_answered(lb):
 def test_bad_l4_input_is_dropped_and_counted(lb):
     lb.add_service(VIP, 80, backends=BACKENDS)
     lb.add_service(VIP, 81)
-    frames = [raw(c2v(flags="A")),                       # no connection, not a SYN
+    frames = [raw(c2v(flags="A", dport=22)),            # not a SYN, of no connection or service
               raw(c2v(flags="SF")),                      # SYN+FIN
               raw(c2v(dport=22)),                        # no service on that port
               raw(Ether(src=CLIENT_MAC, dst=P0_MAC) / IP(src=CLIENT, dst=VIP, proto=6)

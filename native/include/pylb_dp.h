@@ -86,6 +86,7 @@ enum pylb_err {
 	X(CONN_REUSED, conn_reused) \
 	X(CONN_TABLE_FULL, conn_table_full) \
 	X(CONN_UNTRACKED, conn_untracked) \
+	X(CONN_PICKED_UP, conn_picked_up) \
 	X(CONN_RESET_DOWN, conn_reset_down) \
 	X(NAT_REPLIES, nat_replies) \
 	X(NAT_REPLIES_UNTRACKED, nat_replies_untracked) \
@@ -210,6 +211,9 @@ struct pylb_dp_conf {
 						 * 0: 65536 */
 	uint8_t tcp_reset;			/* answer TCP to a VIP that has no
 						 * connection or service with RST */
+	uint8_t mid_flow_off;			/* a TCP packet that is not a SYN and
+						 * has no connection is refused; 0: it
+						 * is picked up by the consistent choice */
 	uint32_t half_open_budget;		/* half-open entries per lcore (TCP
 						 * syn_sent/syn_recv, NAT and FullNAT
 						 * UDP not yet answered): beyond it a
@@ -388,6 +392,9 @@ enum pylb_tcp_state {
 	PYLB_TCP_NONE = 0,			/* UDP */
 	PYLB_TCP_SYN_SENT,			/* NAT: the client's SYN went to the backend */
 	PYLB_TCP_SYN_RECV,			/* the backend answered (DR: SYN seen) */
+	PYLB_TCP_MID_FLOW,			/* picked up mid-flow (no SYN seen here):
+						 * half-open until the backend answers
+						 * (DR, tunnel: the client's next packet) */
 	PYLB_TCP_ESTABLISHED,
 	PYLB_TCP_FIN_WAIT,			/* the client closed first */
 	PYLB_TCP_CLOSE_WAIT,			/* the backend closed first */
@@ -558,6 +565,11 @@ int pylb_dp_vip_get(struct pylb_dp *dp, const struct pylb_prefix *prefix,
 		    struct pylb_vip_conf *conf, struct pylb_backend *b,
 		    uint32_t max_b, uint32_t *n_b);
 int pylb_dp_vip_list(struct pylb_dp *dp, struct pylb_prefix *out, uint32_t max);
+/* A name for the choices a VIP's (a service's) lookup table makes under
+ * the flow-hash key: equal on two appliances when every flow goes to the
+ * same backend on both (a fleet's divergence shows as a difference). */
+int pylb_dp_vip_fingerprint(struct pylb_dp *dp, const struct pylb_prefix *prefix,
+			    uint64_t *out);
 /* The backend index the workers choose for (src, dst); -1 if none. */
 int pylb_dp_vip_pick(struct pylb_dp *dp, const struct pylb_prefix *prefix,
 		     const struct pylb_ip *src, const struct pylb_ip *dst);
@@ -581,6 +593,8 @@ int pylb_dp_service_get(struct pylb_dp *dp, const struct pylb_ip *vip,
 			struct pylb_backend *b, uint32_t max_b, uint32_t *n_b);
 int pylb_dp_service_list(struct pylb_dp *dp, struct pylb_service_conf *out,
 			 uint32_t max);
+int pylb_dp_service_fingerprint(struct pylb_dp *dp, const struct pylb_ip *vip,
+				uint8_t proto, uint16_t port, uint64_t *out);
 /* Tracked connections (all lcores); a snapshot read without stopping the
  * workers. */
 int pylb_dp_conn_list(struct pylb_dp *dp, struct pylb_conn_info *out, uint32_t max);

@@ -374,7 +374,8 @@ pylb_tcp_state_name(uint8_t state)
 {
 	static const char *const names[PYLB_TCP__STATES] = {
 		[PYLB_TCP_NONE] = "udp", [PYLB_TCP_SYN_SENT] = "syn_sent",
-		[PYLB_TCP_SYN_RECV] = "syn_recv", [PYLB_TCP_ESTABLISHED] = "established",
+		[PYLB_TCP_SYN_RECV] = "syn_recv", [PYLB_TCP_MID_FLOW] = "mid_flow",
+		[PYLB_TCP_ESTABLISHED] = "established",
 		[PYLB_TCP_FIN_WAIT] = "fin_wait", [PYLB_TCP_CLOSE_WAIT] = "close_wait",
 		[PYLB_TCP_TIME_WAIT] = "time_wait", [PYLB_TCP_CLOSE] = "close",
 	};
@@ -404,6 +405,12 @@ tcp_next(uint8_t state, uint8_t f, bool reply, bool sees_replies)
 		if (!reply && (f & RTE_TCP_ACK_FLAG) && !(f & RTE_TCP_SYN_FLAG))
 			return PYLB_TCP_ESTABLISHED;
 		return state;
+	case PYLB_TCP_MID_FLOW:
+		/* Confirmed by the backend's answer, or (it is not seen) by
+		 * the client's next packet. */
+		if (fin)
+			return reply ? PYLB_TCP_CLOSE_WAIT : PYLB_TCP_FIN_WAIT;
+		return reply || !sees_replies ? PYLB_TCP_ESTABLISHED : state;
 	case PYLB_TCP_ESTABLISHED:
 		if (fin)
 			return reply ? PYLB_TCP_CLOSE_WAIT : PYLB_TCP_FIN_WAIT;
@@ -689,6 +696,7 @@ pylb_dp_clock_advance(struct pylb_dp *dp, uint64_t ms)
 /* IPVS-like defaults, in seconds, by TCP state (NONE: UDP). */
 static const uint32_t timeout_defaults[PYLB_TCP__STATES] = {
 	[PYLB_TCP_NONE] = 300, [PYLB_TCP_SYN_SENT] = 60, [PYLB_TCP_SYN_RECV] = 60,
+	[PYLB_TCP_MID_FLOW] = 60,
 	[PYLB_TCP_ESTABLISHED] = 900, [PYLB_TCP_FIN_WAIT] = 120,
 	[PYLB_TCP_CLOSE_WAIT] = 120, [PYLB_TCP_TIME_WAIT] = 120, [PYLB_TCP_CLOSE] = 10,
 };
@@ -701,7 +709,8 @@ pylb_timeouts_apply(struct pylb_dp *dp, const struct pylb_timeouts *t)
 {
 	uint32_t secs[PYLB_TCP__STATES] = {
 		[PYLB_TCP_NONE] = t->udp, [PYLB_TCP_SYN_SENT] = t->tcp_syn,
-		[PYLB_TCP_SYN_RECV] = t->tcp_syn, [PYLB_TCP_ESTABLISHED] = t->tcp_established,
+		[PYLB_TCP_SYN_RECV] = t->tcp_syn, [PYLB_TCP_MID_FLOW] = t->tcp_syn,
+		[PYLB_TCP_ESTABLISHED] = t->tcp_established,
 		[PYLB_TCP_FIN_WAIT] = t->tcp_fin, [PYLB_TCP_CLOSE_WAIT] = t->tcp_fin,
 		[PYLB_TCP_TIME_WAIT] = t->tcp_fin, [PYLB_TCP_CLOSE] = t->tcp_close,
 	};

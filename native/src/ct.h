@@ -129,7 +129,8 @@ uint32_t pylb_conn_unhold(struct pylb_lcore *lc, const struct pylb_conn *c,
 static inline uint32_t
 pylb_tcp_half_open(uint8_t state)
 {
-	return state == PYLB_TCP_SYN_SENT || state == PYLB_TCP_SYN_RECV;
+	return state == PYLB_TCP_SYN_SENT || state == PYLB_TCP_SYN_RECV ||
+		state == PYLB_TCP_MID_FLOW;
 }
 
 /* Half-open: TCP before its handshake completes; UDP of a method that sees

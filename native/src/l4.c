@@ -584,15 +584,20 @@ untracked(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 /* A new entry for tuple t, scheduled to a backend of svc and counted;
  * NULL if it may not open: *why is CONN_NO_ROOM (the table, the worker's
  * or the client network's half-open budget: the stateless path may take
- * it) or the drop reason. */
+ * it) or the drop reason. A connection picked up mid-flow was admitted
+ * where it opened: it takes the consistent choice (what every appliance
+ * with this configuration chose, if the scheduler is Maglev), with no
+ * limits, and is half-open until confirmed, so spoofed ACKs fill no more
+ * than the budgets; past them it goes stateless, evicting nobody. */
 struct pylb_conn *
 pylb_l4_conn_start(struct pylb_lcore *lc, const struct pylb_tuple *t,
-		   const struct pylb_service *svc, uint32_t hash, uint64_t now, bool proven,
-		   int *why)
+		   const struct pylb_service *svc, uint32_t hash, uint64_t now,
+		   enum pylb_opening how, int *why)
 {
 	struct pylb_conntrack *ct = &lc->ct;
 	uint8_t method = svc->conf.method;
 	bool half_open = t->proto == IPPROTO_TCP || pylb_l4_sees_replies[method];
+	bool mid_flow = how == PYLB_OPEN_MID_FLOW;
 	/* The client's network's slot in the per-source counts. */
 	uint32_t src = ct->src_ho != NULL || ct->src_rate != NULL ?
 		pylb_src_slot(ct, t->src, t->af) : 0;
@@ -600,25 +605,26 @@ pylb_l4_conn_start(struct pylb_lcore *lc, const struct pylb_tuple *t,
 	const struct pylb_backend *b;
 	uint32_t bi;
 
-	if (unlikely(ct->src_rate != NULL) &&
+	if (unlikely(ct->src_rate != NULL) && !mid_flow &&
 	    !pylb_tokens_take(&ct->src_rate[src], now, ct->src_cost, rte_get_timer_hz())) {
 		*why = PYLB_D_LIMIT_SOURCE_RATE;
 		return NULL;
 	}
 	if (unlikely(svc->conf.max_connections | svc->conf.max_new_per_second |
-		     svc->conf.max_per_client) && (*why = limits_check(lc, svc, t, now)) != 0)
+		     svc->conf.max_per_client) && !mid_flow &&
+	    (*why = limits_check(lc, svc, t, now)) != 0)
 		return NULL;
 	*why = CONN_NO_ROOM;
 	/* The client's network has its budget of half-open entries: its new
 	 * ones go stateless (a client proven by a cookie is not held to it). */
-	if (half_open && !proven && pylb_src_full(ct, src)) {
+	if (half_open && how != PYLB_OPEN_PROVEN && pylb_src_full(ct, src)) {
 		CNT(lc, SOURCE_HALF_OPEN_FULL);
 		return NULL;
 	}
 	/* The worker's budget: room is made by the oldest half-open entry,
 	 * never by an established one. */
 	if (half_open && ct->half_open >= ct->half_open_budget &&
-	    !pylb_conn_evict_half_open(lc)) {
+	    (mid_flow || !pylb_conn_evict_half_open(lc))) {
 		CNT(lc, HALF_OPEN_FULL);
 		return NULL;
 	}
@@ -627,16 +633,20 @@ pylb_l4_conn_start(struct pylb_lcore *lc, const struct pylb_tuple *t,
 		CNT(lc, CONN_TABLE_FULL);
 		return NULL;
 	}
-	bi = schedule(lc, svc, t, hash, now);
-	if (unlikely(svc->bal.backends[bi].max_conns != 0) &&
-	    (bi = backend_with_room(lc, svc, bi, hash)) == UINT32_MAX) {
-		pylb_conn_discard(lc, c);
-		*why = PYLB_D_LIMIT_BACKEND_CONNS;
-		return NULL;
+	if (mid_flow) {
+		bi = svc->sched->consistent(svc, t, hash);
+	} else {
+		bi = schedule(lc, svc, t, hash, now);
+		if (unlikely(svc->bal.backends[bi].max_conns != 0) &&
+		    (bi = backend_with_room(lc, svc, bi, hash)) == UINT32_MAX) {
+			pylb_conn_discard(lc, c);
+			*why = PYLB_D_LIMIT_BACKEND_CONNS;
+			return NULL;
+		}
+		lc->svc_stats[svc->id].conns++;
+		svc->bstats[(size_t)lc->slot * svc->bstride + bi].conns++;
 	}
 	b = &svc->bal.backends[bi];
-	lc->svc_stats[svc->id].conns++;
-	svc->bstats[(size_t)lc->slot * svc->bstride + bi].conns++;
 	pylb_conn_set_addr(&lc->ct, c, CONN_BACKEND, b->addr.ip);
 	/* Port translation; backend port 0 keeps the client's. */
 	c->bport = b->port ? rte_cpu_to_be_16(b->port) : t->dport;
@@ -644,7 +654,7 @@ pylb_l4_conn_start(struct pylb_lcore *lc, const struct pylb_tuple *t,
 	c->bidx = (uint16_t)bi;
 	c->gen = __atomic_load_n(&lc->dp->gen, __ATOMIC_ACQUIRE);
 	c->method = method;
-	c->state = t->proto != IPPROTO_TCP ? PYLB_TCP_NONE :
+	c->state = t->proto != IPPROTO_TCP ? PYLB_TCP_NONE : mid_flow ? PYLB_TCP_MID_FLOW :
 		pylb_l4_sees_replies[method] ? PYLB_TCP_SYN_SENT : PYLB_TCP_SYN_RECV;
 	if (pylb_conn_half_open(c))
 		pylb_conn_opened(lc, c, src);
@@ -657,7 +667,10 @@ pylb_l4_conn_start(struct pylb_lcore *lc, const struct pylb_tuple *t,
 		*why = PYLB_D_FULLNAT_NO_PORT;
 		return NULL;
 	}
-	CNT(lc, CONN_CREATED);
+	if (mid_flow)
+		CNT(lc, CONN_PICKED_UP);
+	else
+		CNT(lc, CONN_CREATED);
 	return c;
 }
 
@@ -670,7 +683,7 @@ conn_open(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 	  const struct pylb_service *svc, uint32_t hash, uint8_t flags, uint64_t now)
 {
 	int why;
-	struct pylb_conn *c = pylb_l4_conn_start(lc, t, svc, hash, now, false, &why);
+	struct pylb_conn *c = pylb_l4_conn_start(lc, t, svc, hash, now, PYLB_OPEN_NEW, &why);
 
 	if (c == NULL) {
 		if (why != CONN_NO_ROOM)
@@ -738,6 +751,56 @@ pylb_l4_acl_refused(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_po
 	return true;
 }
 
+/* A TCP packet, not a SYN, of no connection here. Perhaps the answer to
+ * a cookie: while this lcore sends them, or from a service that always
+ * does. Else a connection opened elsewhere (ECMP moved it from another
+ * appliance; this one restarted; the table was full when it opened):
+ * picked up by the consistent choice and tracked from here, or sent
+ * statelessly if there is no room; a RST is passed on, never tracked.
+ * Not FullNAT (its backend knows the connection by a local address and
+ * port chosen where it opened: connection sync carries those), nor a
+ * connection proxied through cookies (its sequence numbers are shifted by
+ * the cookie), nor with mid-flow pick-up off. */
+static void
+mid_flow(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port, struct rte_mbuf *m,
+	 uint16_t *ports, const struct pylb_tuple *t, uint32_t hash, uint8_t flags)
+{
+	struct pylb_dp *dp = lc->dp;
+	const struct pylb_service *svc = service_find(dp, t);
+	struct pylb_conn *c;
+	int why = PYLB_D_TCP_NO_CONN;
+
+	if (svc != NULL && svc->bal.table != NULL) {
+		if ((flags & (RTE_TCP_SYN_FLAG | RTE_TCP_ACK_FLAG | RTE_TCP_RST_FLAG)) ==
+		    RTE_TCP_ACK_FLAG && svc->synproxy != PYLB_SYN_PROXY_OFF &&
+		    (svc->synproxy == PYLB_SYN_PROXY_ALWAYS || lc->now < lc->ct.cookies_until) &&
+		    (why = pylb_synproxy_ack(lc, cfg, in_port, m, ports, t, svc, hash)) == 0)
+			return;
+		/* (With pick-up off, a connection opened untracked while
+		 * the table was full still goes on.) */
+		if (svc->synproxy != PYLB_SYN_PROXY_ALWAYS &&
+		    l4_methods[svc->conf.method].untracked != NULL &&
+		    (!dp->conf.mid_flow_off || lc->now < lc->untracked_until)) {
+			if (pylb_l4_acl_refused(lc, cfg, in_port, m, t, ports, svc))
+				return;
+			c = flags & RTE_TCP_RST_FLAG ? NULL :
+				pylb_l4_conn_start(lc, t, svc, hash, lc->now, PYLB_OPEN_MID_FLOW,
+						   &why);
+			if (c == NULL)
+				return untracked(lc, cfg, in_port, m, ports, t, svc, hash, false);
+			/* (Not confirmed by its own packet: only a FIN moves it.) */
+			if (flags & RTE_TCP_FIN_FLAG)
+				pylb_conn_state(lc, c, PYLB_TCP_FIN_WAIT);
+			c->packets++;
+			c->expire_tsc = lc->now +
+				__atomic_load_n(&dp->timeout_tsc[c->state], __ATOMIC_RELAXED);
+			return conn_forward(lc, cfg, in_port, m, ports, c);
+		}
+	}
+	pylb_l4_refuse(lc, cfg, in_port, m, t->af, IPPROTO_TCP, ports, (enum pylb_counter)why,
+		       dp->conf.tcp_reset);
+}
+
 /* A TCP or UDP packet for a service VIP. */
 void
 pylb_l4_input(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
@@ -794,25 +857,11 @@ pylb_l4_input(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 	}
 
 	hash = flow_hash(dp->conf.hash_key, t.src, t.dst, af);
-	/* A new connection: only a SYN opens one over TCP. While the table
-	 * is, or lately was, full, other packets may be of a connection
-	 * opened untracked: they take the same consistent choice. */
+	/* Only a SYN opens a TCP connection; another packet is of one opened
+	 * elsewhere: picked up mid-flow. */
 	if (proto == IPPROTO_TCP &&
-	    (flags & (RTE_TCP_SYN_FLAG | RTE_TCP_ACK_FLAG)) != RTE_TCP_SYN_FLAG) {
-		/* Perhaps the answer to a cookie: while this lcore sends
-		 * them, or from a service that always does. */
-		if ((flags & (RTE_TCP_SYN_FLAG | RTE_TCP_ACK_FLAG | RTE_TCP_RST_FLAG)) ==
-		    RTE_TCP_ACK_FLAG && (svc = service_find(dp, &t)) != NULL &&
-		    svc->synproxy != PYLB_SYN_PROXY_OFF && svc->bal.table != NULL &&
-		    (svc->synproxy == PYLB_SYN_PROXY_ALWAYS || now < lc->ct.cookies_until))
-			return pylb_synproxy_ack(lc, cfg, in_port, m, ports, &t, svc, hash);
-		if (unlikely(now < lc->untracked_until) &&
-		    (svc = service_find(dp, &t)) != NULL && svc->bal.table != NULL &&
-		    l4_methods[svc->conf.method].untracked != NULL)
-			return untracked(lc, cfg, in_port, m, ports, &t, svc, hash, false);
-		return pylb_l4_refuse(lc, cfg, in_port, m, af, proto, ports, PYLB_D_TCP_NO_CONN,
-			      dp->conf.tcp_reset);
-	}
+	    (flags & (RTE_TCP_SYN_FLAG | RTE_TCP_ACK_FLAG)) != RTE_TCP_SYN_FLAG)
+		return mid_flow(lc, cfg, in_port, m, ports, &t, hash, flags);
 	svc = service_find(dp, &t);
 	if (svc == NULL)
 		return pylb_l4_refuse(lc, cfg, in_port, m, af, proto, ports, PYLB_D_NO_SERVICE,

@@ -23,13 +23,19 @@
 
 
 /* l4.c, for the SYN proxy: a new connection's entry, scheduled (NULL:
- * *why it may not open; `proven`: by a cookie); a held packet resumed; a
- * translated packet sent to c's backend; TCP refused (RST if `rst`);
- * the ACLs. */
+ * *why it may not open); a held packet resumed; a translated packet sent
+ * to c's backend; TCP refused (RST if `rst`); the ACLs. */
 #define CONN_NO_ROOM	PYLB_C_CONN_TABLE_FULL	/* a reason that is not a drop */
+enum pylb_opening {
+	PYLB_OPEN_NEW,		/* a SYN (a UDP packet) */
+	PYLB_OPEN_PROVEN,	/* a cookie's ACK: not held to its network's budget */
+	PYLB_OPEN_MID_FLOW,	/* a connection opened elsewhere (another
+				 * appliance, before a restart): the consistent
+				 * choice, no limits, never evicts */
+};
 struct pylb_conn *pylb_l4_conn_start(struct pylb_lcore *lc, const struct pylb_tuple *t,
 				     const struct pylb_service *svc, uint32_t hash,
-				     uint64_t now, bool proven, int *why);
+				     uint64_t now, enum pylb_opening how, int *why);
 void pylb_l4_resume(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 		    struct rte_mbuf *m, struct pylb_conn *c);
 void pylb_l4_to_backend(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
@@ -54,14 +60,15 @@ pylb_l4_refusal_resets(int why)
 }
 
 /* synproxy.c: a SYN answered with a cookie; an ACK checked as one (and
- * the connection opened); a client packet held while its backend
+ * the connection opened; if it is not one, m is left to the caller and
+ * the reason returned; else 0); a client packet held while its backend
  * answers; a proxied connection's backend packet (false: taken); a client
  * packet's numbers translated towards the backend. */
 void pylb_synproxy_syn(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 		       struct rte_mbuf *m, uint16_t *ports, const struct pylb_tuple *t);
-void pylb_synproxy_ack(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
-		       struct rte_mbuf *m, uint16_t *ports, const struct pylb_tuple *t,
-		       const struct pylb_service *svc, uint32_t hash);
+int pylb_synproxy_ack(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
+		      struct rte_mbuf *m, uint16_t *ports, const struct pylb_tuple *t,
+		      const struct pylb_service *svc, uint32_t hash);
 void pylb_synproxy_hold(struct pylb_lcore *lc, int in_port, struct rte_mbuf *m,
 			const struct pylb_conn *c);
 bool pylb_synproxy_reply(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,

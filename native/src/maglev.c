@@ -222,6 +222,33 @@ pylb_balance_new(void **out, const char *what, size_t head, size_t bal_offset,
 	return 0;
 }
 
+/* A name for the choices bal makes under hash key `key`: two appliances
+ * with the same one send every flow to the same backend. Each slot is
+ * named by its backend's address and port (not its index, which depends
+ * on the order backends were added in), with every backend's weight,
+ * state and limit (summed: in any order), and the key's words. Not a
+ * secret: the key is hashed in whole. */
+uint64_t
+pylb_balance_fingerprint(const struct pylb_balance *bal, const uint64_t *key)
+{
+	uint64_t name[PYLB_MAX_BACKENDS];
+	uint64_t h = 0x6a09e667f3bcc908ULL, set = 0;
+
+	for (uint32_t i = 0; i < PYLB_HASH_KEY_WORDS; i++)
+		h = mix64(h ^ key[i]);
+	for (uint32_t i = 0; i < bal->n_backends; i++) {
+		const struct pylb_backend *b = &bal->backends[i];
+
+		name[i] = backend_key(b);
+		set += mix64(name[i] ^ mix64((uint64_t)b->max_conns << 40 |
+					     (uint64_t)b->weight << 8 | b->state));
+	}
+	h = mix64(h ^ set ^ mix64(bal->table_size));
+	for (uint32_t j = 0; bal->table != NULL && j < bal->table_size; j++)
+		h = (h ^ name[bal->table[j]]) * 0x100000001b3ULL;
+	return mix64(h);
+}
+
 uint32_t
 pylb_flow_hash(const struct pylb_dp *dp, const struct pylb_ip *src, const struct pylb_ip *dst)
 {

@@ -556,6 +556,7 @@ bool pylb_is_prime(uint32_t n);
  * built, all in one allocation. 0 or a negative PYLB_E_* code. */
 int pylb_balance_new(void **out, const char *what, size_t head, size_t bal_offset,
 		     const struct pylb_backend *b, uint32_t n, uint32_t table_size);
+uint64_t pylb_balance_fingerprint(const struct pylb_balance *bal, const uint64_t *key);
 /* Swap *slot to `next`; free the old object after a grace period. */
 void pylb_rcu_replace(struct pylb_dp *dp, void **slot, void *next);
 

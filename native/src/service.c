@@ -583,6 +583,26 @@ pylb_dp_service_get(struct pylb_dp *dp, const struct pylb_ip *vip, uint8_t proto
 	PYLB_CTL_LOCKED(dp, service_get_unlocked(dp, vip, proto, port, conf, b, max_b, n_b));
 }
 
+static int
+service_fingerprint_unlocked(struct pylb_dp *dp, const struct pylb_ip *vip, uint8_t proto,
+			     uint16_t port, uint64_t *out)
+{
+	char name[96];
+	int id = svc_find(dp, vip, proto, port, name, sizeof(name));
+
+	if (id < 0)
+		return id;
+	*out = pylb_balance_fingerprint(&dp->svcs[id]->bal, dp->conf.hash_key);
+	return 0;
+}
+
+int
+pylb_dp_service_fingerprint(struct pylb_dp *dp, const struct pylb_ip *vip, uint8_t proto,
+			    uint16_t port, uint64_t *out)
+{
+	PYLB_CTL_LOCKED(dp, service_fingerprint_unlocked(dp, vip, proto, port, out));
+}
+
 int
 pylb_dp_service_list(struct pylb_dp *dp, struct pylb_service_conf *out, uint32_t max)
 {

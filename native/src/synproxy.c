@@ -279,7 +279,7 @@ pylb_synproxy_syn(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port
 	tcp_answer(lc, cfg, in_port, m, t->af, th, sizeof(*th) + SYN_OPTS_LEN);
 }
 
-void
+int
 pylb_synproxy_ack(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 		  struct rte_mbuf *m, uint16_t *ports, const struct pylb_tuple *t,
 		  const struct pylb_service *svc, uint32_t hash)
@@ -294,17 +294,18 @@ pylb_synproxy_ack(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port
 
 	why = cookie_check(lc, t, seq - 1, cookie, &o);
 	if (why != 0)
-		return pylb_l4_refuse(lc, cfg, in_port, m, t->af, IPPROTO_TCP, ports,
-				      (enum pylb_counter)why, lc->dp->conf.tcp_reset);
+		return why;
 	/* The ACLs again: they may have changed since the SYN. */
 	if (pylb_l4_acl_refused(lc, cfg, in_port, m, t, ports, svc))
-		return;
-	c = pylb_l4_conn_start(lc, t, svc, hash, lc->now, true, &why);
-	if (c == NULL)
-		return pylb_l4_refuse(lc, cfg, in_port, m, t->af, IPPROTO_TCP, ports,
-				      why == CONN_NO_ROOM ? PYLB_D_SYN_PROXY_NO_ENTRY :
-				      (enum pylb_counter)why,
-				      why != CONN_NO_ROOM && pylb_l4_refusal_resets(why));
+		return 0;
+	c = pylb_l4_conn_start(lc, t, svc, hash, lc->now, PYLB_OPEN_PROVEN, &why);
+	if (c == NULL) {
+		pylb_l4_refuse(lc, cfg, in_port, m, t->af, IPPROTO_TCP, ports,
+			       why == CONN_NO_ROOM ? PYLB_D_SYN_PROXY_NO_ENTRY :
+			       (enum pylb_counter)why,
+			       why != CONN_NO_ROOM && pylb_l4_refusal_resets(why));
+		return 0;
+	}
 	/* Until the backend answers: the cookie, the client's window scale
 	 * and the one the cookie SYN-ACK gave. */
 	c->seq_delta = cookie;
@@ -314,7 +315,7 @@ pylb_synproxy_ack(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port
 	/* The ACK becomes the SYN to the backend, with the client's ISN and
 	 * the options the cookie kept; the window it offered, unscaled. */
 	if (!seg_fit(lc, m, th, sizeof(*th) + SYN_OPTS_LEN))
-		return;
+		return 0;
 	if (o.ws != WS_NONE)
 		win <<= o.ws;
 	th->sent_seq = rte_cpu_to_be_32(seq - 1);
@@ -325,6 +326,7 @@ pylb_synproxy_ack(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port
 	syn_options_write((uint8_t *)(th + 1), o.mss, o.sack, o.ws);
 	seg_finish(m, t->af, th, sizeof(*th) + SYN_OPTS_LEN);
 	pylb_l4_resume(lc, cfg, in_port, m, c);
+	return 0;
 }
 
 void

@@ -419,6 +419,26 @@ pylb_dp_vip_get(struct pylb_dp *dp, const struct pylb_prefix *prefix,
 	PYLB_CTL_LOCKED(dp, vip_get_unlocked(dp, prefix, conf, b, max_b, n_b));
 }
 
+static int
+vip_fingerprint_unlocked(struct pylb_dp *dp, const struct pylb_prefix *prefix, uint64_t *out)
+{
+	int id = vip_find(dp, prefix);
+	char name[PYLB_ADDR_STRLEN];
+
+	if (id < 0) {
+		pylb_fmt_prefix(prefix, name, sizeof(name));
+		return pylb_fail(-PYLB_E_NOENT, "no VIP %s", name);
+	}
+	*out = pylb_balance_fingerprint(&dp->vips[id]->bal, dp->conf.hash_key);
+	return 0;
+}
+
+int
+pylb_dp_vip_fingerprint(struct pylb_dp *dp, const struct pylb_prefix *prefix, uint64_t *out)
+{
+	PYLB_CTL_LOCKED(dp, vip_fingerprint_unlocked(dp, prefix, out));
+}
+
 int
 pylb_dp_vip_list(struct pylb_dp *dp, struct pylb_prefix *out, uint32_t max)
 {

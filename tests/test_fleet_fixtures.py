@@ -1,0 +1,189 @@
+"""Packet fixtures for a fleet of appliances: lookup-table fingerprints that
+agree exactly when the choices do, and TCP packets picked up mid-flow (ECMP
+moved the flow from another appliance, or this one restarted) by the
+consistent choice, within the half-open budgets."""
+
+from __future__ import annotations
+
+import pytest
+from scapy.layers.inet import IP, TCP
+from scapy.layers.l2 import Ether
+from scapy.packet import raw
+
+from conftest import CLIENT_MAC, P1_MAC
+from test_defence_fixtures import SEED_A, SEED_B
+from test_l4_fixtures import BACKENDS, BMAC, CLIENT, VIP, c2v, checksums_ok, small_dp
+
+PAIRS = [(b, 8080) for b in BACKENDS]
+
+
+def appliance(native, **kw):
+    """One appliance of a fleet sharing SEED_A, with the client known."""
+    d = small_dp(native, hash_seed=kw.pop("hash_seed", SEED_A), **kw)
+    d.add_neighbour("p0", CLIENT, CLIENT_MAC)
+    return d
+
+
+def drops(d):
+    return {k: v for k, v in d.drops().items() if v}
+
+
+# Fingerprints.
+
+def test_the_table_fingerprint_names_the_choices(native):
+    """Equal for the same backends under the same key, in whatever order
+    they were added; different under another key, another weight, another
+    state, another table size; L3 VIPs alike."""
+    def fingerprints(seed, backends, size=65537, vip_backends=(("10.0.1.40", 1),)):
+        d = appliance(native, hash_seed=seed)
+        d.add_service(VIP, 80, backends=backends, table_size=size)
+        d.add_vip("10.0.3.0/24", backends=list(vip_backends))
+        out = (d.service_fingerprint(VIP, 80), d.vip_fingerprint("10.0.3.0/24"))
+        d.close()
+        return out
+
+    base = fingerprints(SEED_A, PAIRS)
+    assert all(len(f) == 16 and int(f, 16) >= 0 for f in base)
+    assert fingerprints(SEED_A, PAIRS[::-1]) == base
+    assert fingerprints(SEED_B, PAIRS)[0] != base[0]
+    assert fingerprints(SEED_A, PAIRS[:2] + [(BACKENDS[2], 8080, 2)])[0] != base[0]
+    assert fingerprints(SEED_A, PAIRS[:2] + [(BACKENDS[2], 8080, 1, "down")])[0] != base[0]
+    assert fingerprints(SEED_A, PAIRS, size=251)[0] != base[0]
+    assert fingerprints(SEED_A, PAIRS, vip_backends=[("10.0.1.41", 1)])[1] != base[1]
+
+
+def test_a_changed_backend_set_changes_the_fingerprint_live(native):
+    d = appliance(native)
+    d.add_service(VIP, 80, backends=PAIRS)
+    before = d.service_fingerprint(VIP, 80)
+    d.set_service_backends(VIP, 80, PAIRS[:2])
+    after = d.service_fingerprint(VIP, 80)
+    d.set_service_backends(VIP, 80, PAIRS)
+    assert after != before and d.service_fingerprint(VIP, 80) == before
+    d.close()
+
+
+# Mid-flow pick-up.
+
+def opened_elsewhere(native, method="nat", syn_proxy="off", **dp_settings):
+    """A connection opened on appliance A (its SYN's backend) and the same
+    fleet's appliance B, which never saw it."""
+    a, b = appliance(native), appliance(native, **dp_settings)
+    for d in (a, b):
+        d.add_service(VIP, 80, method=method,
+                      backends=BACKENDS if method != "nat" else PAIRS, syn_proxy=syn_proxy)
+    (_, f), = a.inject("p0", [raw(c2v())])
+    chosen = Ether(f)
+    a.close()
+    return b, chosen
+
+
+def test_a_nat_flow_moved_by_ecmp_goes_on_to_its_backend(native):
+    b, syn = opened_elsewhere(native)
+    backend = syn[IP].dst
+    (port, f), = b.inject("p0", [raw(c2v(flags="PA", seq=1001, ack=5001, payload=b"more"))])
+    out = Ether(f)
+    assert port == 1 and out.dst == BMAC[backend] and out.src == P1_MAC
+    assert (out[IP].dst, out[TCP].dport, out[TCP].sport) == (backend, 8080, 40000)
+    assert checksums_ok(f)
+    (c,) = b.connections()
+    assert (c.backend, c.state) == (backend, "mid_flow")
+    assert b.totals()["conn_picked_up"] == 1 and b.totals()["conn_created"] == 0
+    # Half-open until the backend answers: then established.
+    assert b.half_open() == 1
+    (port, f), = b.inject("p1", [raw(Ether(src=BMAC[backend], dst=P1_MAC) /
+                                     IP(src=backend, dst=CLIENT) /
+                                     TCP(sport=8080, dport=40000, flags="A", seq=5001, ack=1005))])
+    assert port == 0 and (Ether(f)[IP].src, Ether(f)[TCP].sport) == (VIP, 80)
+    assert b.connections()[0].state == "established" and b.half_open() == 0
+    # More client packets follow the entry; nothing was dropped.
+    (_, f), = b.inject("p0", [raw(c2v(flags="A", seq=1005, ack=5001))])
+    assert Ether(f)[IP].dst == backend and drops(b) == {}
+    b.close()
+
+
+@pytest.mark.parametrize("method", ["dr", "tunnel"])
+def test_dr_and_tunnel_flows_survive_with_no_sync(native, method):
+    b, syn = opened_elsewhere(native, method)
+    (port, f), = b.inject("p0", [raw(c2v(flags="A", seq=1001, ack=5001))])
+    out = Ether(f)
+    if method == "dr":
+        assert out.dst == syn.dst and out[IP].dst == VIP
+    else:
+        assert out[IP].dst == syn[IP].dst and out[IP].proto == 4
+    assert b.connections()[0].state == "mid_flow" and b.half_open() == 1
+    # The client's next packet confirms it (the backend's are not seen).
+    b.inject("p0", [raw(c2v(flags="PA", seq=1001, ack=5001, payload=b"x"))])
+    assert b.connections()[0].state == "established" and b.half_open() == 0
+    b.close()
+
+
+def test_a_fin_or_rst_of_a_moved_flow_is_passed_on(native):
+    b, syn = opened_elsewhere(native)
+    (_, f), = b.inject("p0", [raw(c2v(flags="R", seq=1001))])
+    assert Ether(f)[IP].dst == syn[IP].dst and b.conn_count() == 0    # never tracked
+    (_, f), = b.inject("p0", [raw(c2v(flags="FA", seq=1001, ack=5001))])
+    assert Ether(f)[IP].dst == syn[IP].dst and b.connections()[0].state == "fin_wait"
+    b.close()
+
+
+def test_what_cannot_be_picked_up_is_refused(native):
+    """FullNAT (the backend knows the connection by the local address and
+    port chosen where it opened), a service that always proxies the
+    handshake (its sequence numbers are the cookie's), and an appliance
+    with pick-up off."""
+    d = appliance(native)
+    d.add_service(VIP, 80, method="fullnat", local_addresses=["10.0.1.1"], backends=PAIRS)
+    d.add_service(VIP, 81, backends=PAIRS, syn_proxy="always")
+    assert d.inject("p0", [raw(c2v(flags="A", seq=1001, ack=5001)),
+                           raw(c2v(flags="A", seq=1001, ack=5001, dport=81))]) == []
+    assert drops(d) == {"tcp_no_conn": 1, "syn_cookie_invalid": 1} and d.conn_count() == 0
+    d.close()
+    off = appliance(native, mid_flow=False)
+    off.add_service(VIP, 80, backends=PAIRS)
+    assert off.inject("p0", [raw(c2v(flags="A", seq=1001, ack=5001))]) == []
+    assert drops(off) == {"tcp_no_conn": 1}
+    off.close()
+
+
+def test_an_ack_that_is_no_cookie_is_picked_up_while_cookies_are_sent(native):
+    """An `auto` service sending cookies (a SYN flood) still takes the
+    connections moved to it: an ACK that is not a cookie's answer is one."""
+    b, syn = opened_elsewhere(native, syn_proxy="auto", half_open_budget=1)
+    b.inject("p0", [raw(c2v(sport=50000 + i, src=f"10.0.0.{30 + i}")) for i in range(2)])
+    assert b.totals()["syn_cookies_sent"] >= 1
+    (_, f), = b.inject("p0", [raw(c2v(flags="A", seq=1001, ack=5001))])
+    assert Ether(f)[IP].dst == syn[IP].dst
+    assert b.totals()["conn_untracked"] + b.totals()["conn_picked_up"] == 1
+    b.close()
+
+
+def test_a_spoofed_ack_flood_fills_only_the_half_open_budget(native):
+    """Picked-up entries are half-open until confirmed: a flood of ACKs
+    from random sources gets at most the budget's worth, then goes
+    stateless (still to the consistent backend), and evicts nobody: not an
+    established connection, not a handshake in progress."""
+    d = appliance(native, half_open_budget=32)
+    d.add_service(VIP, 80, backends=PAIRS, syn_proxy="off")
+    d.inject("p0", [raw(c2v(sport=1000))])                        # a handshake in progress
+    flood = [raw(c2v(src=f"10.0.{i // 200}.{i % 200 + 3}", sport=2000 + i, flags="A",
+                     seq=7, ack=9)) for i in range(400)]
+    out = d.inject("p0", flood)
+    assert len(out) == 400 and all(Ether(f)[IP].dst in BACKENDS for _, f in out)
+    t = d.totals()
+    assert t["conn_picked_up"] == 31 and t["conn_untracked"] == 369
+    assert t["half_open_evicted"] == 0 and d.half_open() == 32
+    assert any(c.cport == 1000 and c.state == "syn_sent" for c in d.connections())
+    d.close()
+
+
+def test_each_network_has_its_share_of_picked_up_entries(native):
+    d = appliance(native, per_source={"half_open_budget": 4})
+    d.add_service(VIP, 80, backends=PAIRS, syn_proxy="off")
+    flood = [raw(c2v(sport=2000 + i, flags="A", seq=7, ack=9)) for i in range(20)]
+    assert len(d.inject("p0", flood)) == 20
+    assert d.half_open(source=CLIENT) == 4 and d.totals()["source_half_open_full"] == 16
+    # Another network still gets its entries.
+    d.inject("p0", [raw(c2v(src="10.0.9.9", sport=3000, flags="A", seq=7, ack=9))])
+    assert d.half_open(source="10.0.9.9") == 1
+    d.close()
