@@ -104,7 +104,7 @@ def run(profile: Profile, stop: threading.Event, instance: str | None = None,
     argv = profile.eal_argv(instance)
     log.info("EAL %s", " ".join(argv[1:]))
     native.eal_init(argv)
-    dp = server = metrics = manager = None
+    dp = server = metrics = manager = speaker = None
     if tasks is None:
         tasks = queue.SimpleQueue()
     try:
@@ -127,7 +127,17 @@ def run(profile: Profile, stop: threading.Event, instance: str | None = None,
         # included, goes through it (on this thread: at once; from others:
         # queued to this loop).
         from pylb.manager import Manager, queue_submitter
-        manager = Manager(queue_submitter(tasks, dp=dp), health=True)
+        if profile.bgp is not None:
+            # BGP from the ports' kernel interfaces: announcing what the
+            # domain decides, from the configuration below on.
+            from pylb.bgp import Bird
+            speaker = Bird(profile.bgp, {p.name: (p.kernel_iface, list(p.addresses))
+                                         for p in profile.ports},
+                           f"/run/pylb/{instance or profile.name}.bgp")
+            speaker.start()
+            log.info("bgp: BIRD speaking as AS %d to %s", profile.bgp.local_as,
+                     ", ".join(f"{p.address} (AS {p.remote_as})" for p in profile.bgp.peers))
+        manager = Manager(queue_submitter(tasks, dp=dp), health=True, speaker=speaker)
         if config is not None:
             manager.apply_config(config)
             log.info("applied %s: %d service(s), %d route(s)", config.path,
@@ -161,6 +171,16 @@ def run(profile: Profile, stop: threading.Event, instance: str | None = None,
                 reload.clear()
                 threading.Thread(target=_reload, args=(manager, config_path), daemon=True).start()
         log.info("stopping")
+        if speaker is not None:
+            # Withdrawn first; the dataplane serves on while the routers
+            # move the traffic to the rest of the fleet.
+            manager.stop_announcing()
+            log.info("bgp: every VIP withdrawn; %d ms for the routers to move traffic",
+                     profile.bgp.withdraw_wait_ms)
+            until = time.monotonic() + profile.bgp.withdraw_wait_ms / 1000
+            while time.monotonic() < until:
+                _run_tasks(tasks, dp)
+                time.sleep(HOUSEKEEP_INTERVAL_S)
     finally:
         # Health says NOT_SERVING at once; calls and scrapes in flight finish
         # (the loop keeps running their tasks) before the dataplane goes.
@@ -184,6 +204,8 @@ def run(profile: Profile, stop: threading.Event, instance: str | None = None,
             metrics.server_close()
         if server is not None:
             server.stop(0)
+        if speaker is not None:
+            speaker.stop()
         if dp is not None:
             dp.close()
         native.eal_cleanup()

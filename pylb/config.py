@@ -52,7 +52,8 @@ from pylb.hostport import split_hostport
 from pylb.model import (AclSpec, BackendSpec, Config, HealthCheckSpec, NeighbourSpec,
                         RouteSpec, ServiceSpec, VipSpec)
 
-TOP_KEYS = {"services", "routes", "vips", "neighbours", "timeouts", "acls"}
+TOP_KEYS = {"services", "routes", "vips", "neighbours", "timeouts", "acls", "announce"}
+ANNOUNCE_KEYS = {"min_healthy_backends", "withdrawn"}
 ACL_KEYS = {"name", "type", "action", "all_services", "prefixes", "prefix_file"}
 ACL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 SERVICE_KEYS = {"vip", "port", "proto", "method", "scheduler", "table_size", "persistence",
@@ -272,6 +273,18 @@ def parse_acl(c: yamlsrc.Checker, raw: Any, key: str) -> AclSpec:
                    tuple(str(parse_prefix(c, p, k)) for p, k in prefixes))
 
 
+def parse_announce(c: yamlsrc.Checker, raw: Any, key: str) -> model.AnnounceSpec:
+    """When VIPs are announced by BGP: `min_healthy_backends` up, and the
+    VIPs the operator `withdrawn` (addresses or prefixes)."""
+    a = c.mapping(raw, key, ANNOUNCE_KEYS)
+    withdrawn = []
+    for i, p in enumerate(_items(c, a, "withdrawn", key, "withdrawn VIPs")):
+        withdrawn.append(str(parse_prefix(c, p, f"{key}.withdrawn[{i}]")))
+    return model.AnnounceSpec(c.integer(a.get("min_healthy_backends", 1),
+                                        f"{key}.min_healthy_backends", 1, model.MAX_BACKENDS),
+                              tuple(dict.fromkeys(withdrawn)))
+
+
 def check_acls(c: yamlsrc.Checker, config: Config) -> None:
     """At most MAX_ACLS, named once; every name a service gives, an ACL's."""
     if len(config.acls) > model.MAX_ACLS:
@@ -338,7 +351,8 @@ def load_config(path: str, text: str | None = None) -> Config:
                     section("routes", "routes", parse_route), section("vips", "L3 VIPs", parse_vip),
                     section("neighbours", "neighbours", parse_neighbour),
                     parse_timeouts(c, top.get("timeouts", {}), "timeouts"),
-                    section("acls", "ACLs", parse_acl))
+                    section("acls", "ACLs", parse_acl),
+                    parse_announce(c, top.get("announce", {}), "announce"))
     check_acls(c, config)
     _unique(c, config.services, "services", lambda s: s.key,
             lambda s: f"service {s.vip}:{s.port}/{s.proto}")
@@ -396,4 +410,7 @@ def dump(config: Config) -> str:
         out["acls"] = [{"name": a.name, "type": a.type, "action": a.action}
                        | ({"all_services": True} if a.all_services else {})
                        | {"prefixes": list(a.prefixes)} for a in config.acls]
+    if config.announce != model.AnnounceSpec():
+        out["announce"] = {"min_healthy_backends": config.announce.min_healthy_backends,
+                           "withdrawn": list(config.announce.withdrawn)}
     return yaml.safe_dump(out, sort_keys=False)

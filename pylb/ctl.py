@@ -254,6 +254,21 @@ def run(args, stub) -> int:
                 stub.AddVip(v)
             else:
                 stub.SetVipBackends(v)
+    elif noun == "bgp":
+        if verb in ("withdraw", "announce"):
+            r = stub.SetAnnounce(pb.SetAnnounceRequest(prefix=args.prefix,
+                                                       withdrawn=verb == "withdraw"))
+        else:
+            r = stub.GetBgp(pb.GetBgpRequest())
+        if out_json:
+            print(json.dumps(_json(r), indent=2))
+        else:
+            for a in r.announcements:
+                print(f"{a.prefix:44} {'announced' if a.announced else 'withdrawn':9}  "
+                      f"{a.why}")
+            for p in r.peers:
+                bfd = f" bfd {p.bfd}" if p.bfd else ""
+                print(f"peer {p.address} AS {p.remote_as}: {p.state}{bfd}  {p.info}".rstrip())
     elif noun == "acl":
         if verb == "list":
             listing(stub.ListAcls(pb.ListAclsRequest(with_prefixes=args.prefixes)).acls, out_json,
@@ -450,6 +465,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--prefix", action="append", help="a prefix (repeat)")
     p.add_argument("--prefix-file", help="a file of prefixes, one per line")
     acl.add_parser("del").add_argument("name")
+
+    bg = sub.add_parser("bgp", help="VIP announcements and BGP sessions")
+    bv = bg.add_subparsers(dest="verb")
+    bv.add_parser("show", help="each VIP's announcement and why; the sessions (the default)")
+    bv.add_parser("withdraw", help="withdraw a VIP whatever its health").add_argument("prefix")
+    bv.add_parser("announce", help="let a withdrawn VIP's health decide again") \
+        .add_argument("prefix")
 
     ng = sub.add_parser("neigh", help="neighbours").add_subparsers(dest="verb", required=True)
     ng.add_parser("list")

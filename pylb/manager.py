@@ -30,7 +30,7 @@ from pylb import kernel, model
 from pylb.errors import (AlreadyExists, CapacityExhausted, FailedPrecondition, InvalidArgument,
                          NotFound, PylbError)
 from pylb.health import HealthChecker
-from pylb.model import (AclSpec, BackendSpec, Change, Config, NeighbourSpec, RouteSpec, ServiceKey,
+from pylb.model import (Announcement, announcements, AclSpec, BackendSpec, Change, Config, NeighbourSpec, RouteSpec, ServiceKey,
                         ServiceSpec, VipSpec, describe, diff, service_name)
 
 Submit = Callable[[Callable[[Any], Any]], Any]
@@ -138,8 +138,13 @@ class Manager:
     """`health`: run the services' health checks (pylb.health), through the
     exception path unless `probe_anywhere` (tests with loopback backends)."""
 
-    def __init__(self, submit: Submit, health: bool = False, probe_anywhere: bool = False):
+    def __init__(self, submit: Submit, health: bool = False, probe_anywhere: bool = False,
+                 speaker=None):
+        """`speaker`: announces the VIPs to routers (pylb.bgp.Bird); None:
+        their announcements are decided and shown, nobody is told."""
         self._submit = submit
+        self.speaker = speaker
+        self._stopping = False                  # all withdrawn: the appliance stops
         self._lock = threading.RLock()          # one change at a time
         self.model = Config()                   # what the operator asked for
         self._verdicts: Verdicts = {}           # the health checks' (up or down)
@@ -154,6 +159,40 @@ class Manager:
     def close(self) -> None:
         if self.health is not None:
             self.health.close()
+
+    # BGP announcements (pylb.bgp)
+
+    def announcements(self) -> list[Announcement]:
+        with self._lock:
+            return announcements(in_force(self.model, self._verdicts), self._stopping)
+
+    def _announce(self) -> None:
+        if self.speaker is not None:
+            self.speaker.announce(a.prefix for a in self.announcements() if a.announced)
+
+    def set_withdrawn(self, prefix: str, withdrawn: bool) -> list[Announcement]:
+        """The operator withdraws a VIP (an address or an L3 VIP prefix) or
+        lets it be announced again by its health."""
+        try:
+            net = str(ipaddress.ip_network(prefix, strict=True))
+        except ValueError:
+            raise InvalidArgument(f"expected a VIP address or prefix, got {prefix!r}") from None
+        with self._lock:
+            now = tuple(p for p in self.model.announce.withdrawn if p != net)
+            if withdrawn:
+                now += (net,)
+            self._commit(replace(self.model, announce=replace(self.model.announce,
+                                                             withdrawn=now)))
+            return self.announcements()
+
+    def stop_announcing(self) -> None:
+        """Shutting down: every VIP withdrawn (routers move the traffic away)."""
+        with self._lock:
+            self._stopping = True
+            self._announce()
+
+    def bgp_peers(self) -> list:
+        return self.speaker.peers() if self.speaker is not None else []
 
     # The one way a change is made
 
@@ -177,9 +216,12 @@ class Manager:
             changes = diff(in_force(self.model, self._verdicts), in_force(desired, verdicts),
                            self._base_timeouts)
             done = [describe(c) for c in changes]
+            if desired.announce != self.model.announce and not dry_run:
+                done.append("set announce")
             if dry_run or not changes:
                 if not dry_run:
                     self.model, self._verdicts = desired, verdicts
+                    self._announce()
                 return done
             ids = self._allocate(changes)
             try:
@@ -191,6 +233,7 @@ class Manager:
             before = self.model
             self.model, self._verdicts, self._ids = desired, verdicts, ids
             self._watch(before, desired)
+            self._announce()
             return done
 
     def _allocate(self, changes: list[Change]) -> dict[ServiceKey, int]:

@@ -184,6 +184,36 @@ class NeighbourSpec:
 
 
 @dataclass(frozen=True)
+class AnnounceSpec:
+    """When the appliance announces its VIPs by BGP (pylb.bgp): while they
+    have `min_healthy_backends` backends up, unless `withdrawn` (by the
+    operator: VIP addresses as /32 or /128, L3 VIP prefixes)."""
+    min_healthy_backends: int = 1
+    withdrawn: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class BgpPeerSpec:
+    address: str            # the router's address, on `port`'s network
+    remote_as: int
+    port: str               # the pylb port whose kernel interface the session uses
+    bfd: bool = True
+    hold_time: int = 3      # seconds (BGP's minimum); BFD detects a dead peer sooner
+
+
+@dataclass(frozen=True)
+class BgpSettings:
+    """The hardware profile's `bgp` section: the appliance's side of its
+    sessions with its routers."""
+    local_as: int
+    peers: tuple[BgpPeerSpec, ...]
+    router_id: str = ""             # "": the first IPv4 port address
+    bfd_interval_ms: int = 100
+    bfd_multiplier: int = 3
+    withdraw_wait_ms: int = 2000    # on SIGTERM: withdrawn, then this long before exiting
+
+
+@dataclass(frozen=True)
 class Config:
     """A whole desired state. `timeouts`: those the operator manages (the
     rest are the hardware profile's)."""
@@ -194,6 +224,7 @@ class Config:
     neighbours: tuple[NeighbourSpec, ...] = ()
     timeouts: tuple[tuple[str, int], ...] = ()     # (name, seconds), in TIMEOUT_KEYS order
     acls: tuple[AclSpec, ...] = ()                  # in order: the first that refuses counts
+    announce: AnnounceSpec = AnnounceSpec()
 
     def service(self, key: ServiceKey) -> ServiceSpec | None:
         return next((s for s in self.services if s.key == key), None)
@@ -218,7 +249,9 @@ class Config:
                       tuple(sorted(self.vips, key=lambda v: _net_order(v.prefix))),
                       tuple(sorted(self.neighbours, key=lambda n: (n.port, _ip_order(n.ip)))),
                       tuple((k, v) for k in TIMEOUT_KEYS for k2, v in self.timeouts if k == k2),
-                      self.acls)
+                      self.acls, AnnounceSpec(self.announce.min_healthy_backends,
+                                              tuple(sorted(self.announce.withdrawn,
+                                                           key=_net_order))))
 
 
 def _ip_order(ip: str):
@@ -316,3 +349,60 @@ def describe(change: Change) -> str:
     if isinstance(obj, (RouteSpec, VipSpec)):
         return f"{action} {obj.prefix}"
     return f"{action} {obj.name()}"
+
+
+# Why a VIP is (not) announced.
+DISABLED = "withdrawn by the operator"
+STOPPING = "withdrawn: the appliance is stopping"
+
+
+@dataclass(frozen=True)
+class Announcement:
+    prefix: str             # a service's VIP as /32 or /128, or an L3 VIP's prefix
+    announced: bool
+    why: str
+
+
+def _host(ip: str) -> str:
+    import ipaddress
+    a = ipaddress.ip_address(ip)
+    return f"{a}/{a.max_prefixlen}"
+
+
+def announcements(config: Config, stopping: bool = False) -> list[Announcement]:
+    """What the appliance announces for `config` (as in force: backends a
+    health check holds down are down). A service VIP is announced while at
+    least one of its services has `min_healthy_backends` backends up (one
+    failing service does not take the others of its address away); an L3
+    VIP while it has that many backends with weight; neither once withdrawn
+    by the operator or while the appliance stops."""
+    policy = config.announce
+    need = policy.min_healthy_backends
+    by_vip: dict[str, list[ServiceSpec]] = {}
+    for s in config.services:
+        by_vip.setdefault(_host(s.vip), []).append(s)
+    out = []
+    for prefix, services in by_vip.items():
+        best = max(services, key=lambda s: _up(s))
+        up = _up(best)
+        why = f"{up} of {len(best.backends)} backends up in {best.name()}"
+        out.append(_decide(prefix, up >= need, why, need, policy, stopping))
+    for v in config.vips:
+        up = sum(1 for _, w in v.backends if w > 0)
+        out.append(_decide(v.prefix, up >= need, f"{up} of {len(v.backends)} backends with weight",
+                           need, policy, stopping))
+    return sorted(out, key=lambda a: _net_order(a.prefix))
+
+
+def _up(s: ServiceSpec) -> int:
+    return sum(1 for b in s.backends if b.state == UP and b.weight > 0)
+
+
+def _decide(prefix, healthy, why, need, policy, stopping) -> Announcement:
+    if stopping:
+        return Announcement(prefix, False, STOPPING)
+    if prefix in policy.withdrawn:
+        return Announcement(prefix, False, DISABLED)
+    if healthy:
+        return Announcement(prefix, True, f"announced: {why}")
+    return Announcement(prefix, False, f"withdrawn: {why} (needs {need})")

@@ -20,8 +20,11 @@ PCI_RE = re.compile(r"^([0-9a-fA-F]{4}:)?[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]$")
 VDEV_RE = re.compile(r"^net_[a-z]+[0-9]*(,[A-Za-z0-9_]+=[^,\s]*)*$")
 
 TOP_KEYS = {"name", "lcores", "memory", "mbufs", "mbuf_cache", "mbuf_size", "ports", "log_level", "eal_args",
-            "max_routes", "connections", "fleet"}
+            "max_routes", "connections", "fleet", "bgp"}
 FLEET_KEYS = {"secret_file"}
+BGP_KEYS = {"local_as", "router_id", "peers", "bfd_interval_ms", "bfd_multiplier",
+            "withdraw_wait_ms"}
+BGP_PEER_KEYS = {"address", "as", "port", "bfd", "hold_time"}
 SECRET_MIN = 16                         # bytes
 CONN_KEYS = {"capacity", "timeouts", "tcp_reset", "half_open_budget", "per_source", "mid_flow"}
 LCORE_KEYS = {"main", "workers", "cpu_map"}
@@ -91,6 +94,7 @@ class Profile:
     # The fleet's shared secret (fleet.secret_file): keys the flow hash, so
     # every appliance of a fleet chooses alike. None: a random key per start.
     fleet_secret: bytes | None = field(default=None, repr=False)
+    bgp: model.BgpSettings | None = None    # VIPs announced to routers (pylb.bgp)
 
     def file_prefix(self, instance: str | None = None) -> str:
         return file_prefix(instance or self.name)
@@ -276,7 +280,54 @@ def load_profile(path: str) -> Profile:
                    max_routes=c.integer(top.get("max_routes", 65536), "max_routes", 1024, 16777216),
                    conn_capacity=conn_capacity, timeouts=tuple(sorted(timeouts.items())),
                    tcp_reset=tcp_reset, mid_flow=mid_flow, half_open_budget=half_open_budget,
-                   per_source=per_source, fleet_secret=secret)
+                   per_source=per_source, fleet_secret=secret,
+                   bgp=parse_bgp(c, top["bgp"], ports) if "bgp" in top else None)
+
+
+def parse_bgp(c: yamlsrc.Checker, raw, ports) -> model.BgpSettings:
+    """The appliance's BGP sessions: with routers on its ports' networks,
+    through their kernel interfaces (the exception path)."""
+    b = c.mapping(raw, "bgp", BGP_KEYS)
+    if "local_as" not in b:
+        raise c.fail("bgp.local_as", "missing; the appliance's AS number")
+    asn = (1, 4294967294)
+    names = {p.name: p for p in ports}
+    raw_peers = b.get("peers")
+    if not isinstance(raw_peers, list) or not raw_peers:
+        raise c.fail("bgp.peers", "expected a list of peers like {address: 10.0.0.254, as: 65000, "
+                                  "port: p0}")
+    peers = []
+    for i, rp in enumerate(raw_peers):
+        key = f"bgp.peers[{i}]"
+        p = c.mapping(rp, key, BGP_PEER_KEYS)
+        for k in ("address", "as", "port"):
+            if k not in p:
+                raise c.fail(f"{key}.{k}", "missing; a peer needs address, as and port")
+        addr = config.parse_address(c, p["address"], f"{key}.address")
+        port = c.string(p["port"], f"{key}.port", f"one of the ports ({', '.join(names)})")
+        if port not in names:
+            raise c.fail(f"{key}.port", f"expected one of the ports ({', '.join(names)})")
+        if not names[port].kernel_iface:
+            raise c.fail(f"{key}.port", f"port {port} has no kernel_iface: BGP leaves through "
+                                        "the exception path; give the port one")
+        if not any(addr in ipaddress.ip_interface(a).network for a in names[port].addresses):
+            raise c.fail(f"{key}.address", f"{addr} is not on a network of port {port}")
+        bfd = p.get("bfd", True)
+        if not isinstance(bfd, bool):
+            raise c.fail(f"{key}.bfd", "expected true or false")
+        peers.append(model.BgpPeerSpec(str(addr), c.integer(p["as"], f"{key}.as", *asn), port, bfd,
+                                       c.integer(p.get("hold_time", 3), f"{key}.hold_time", 3,
+                                                 65535)))
+    router_id = b.get("router_id", "")
+    if router_id:
+        router_id = str(config.parse_address(c, router_id, "bgp.router_id"))
+        if ":" in router_id:
+            raise c.fail("bgp.router_id", "expected an IPv4 address (BGP's router id)")
+    return model.BgpSettings(
+        c.integer(b["local_as"], "bgp.local_as", *asn), tuple(peers), router_id,
+        c.integer(b.get("bfd_interval_ms", 100), "bgp.bfd_interval_ms", 10, 10000),
+        c.integer(b.get("bfd_multiplier", 3), "bgp.bfd_multiplier", 1, 255),
+        c.integer(b.get("withdraw_wait_ms", 2000), "bgp.withdraw_wait_ms", 0, 600000))
 
 
 def read_secret(c: yamlsrc.Checker, path: str) -> bytes:

@@ -255,6 +255,20 @@ class LoadBalancer(pb_grpc.LoadBalancerServicer):
         return pb.Empty()
 
     @_rpc
+    def GetBgp(self, request, context):
+        return self._bgp(self.m.announcements())
+
+    @_rpc
+    def SetAnnounce(self, request, context):
+        return self._bgp(self.m.set_withdrawn(request.prefix, request.withdrawn))
+
+    def _bgp(self, announced) -> pb.Bgp:
+        return pb.Bgp(announcements=[pb.Announcement(prefix=a.prefix, announced=a.announced,
+                                                     why=a.why) for a in announced],
+                      peers=[pb.BgpPeer(address=p.address, remote_as=p.remote_as, state=p.state,
+                                        info=p.info, bfd=p.bfd) for p in self.m.bgp_peers()])
+
+    @_rpc
     def DeleteService(self, request, context):
         self.m.delete_service(*_key(request))
         return pb.Empty()
@@ -390,11 +404,12 @@ class LoadBalancer(pb_grpc.LoadBalancerServicer):
 
 
 # Calls that change the appliance: admin only.
-MUTATIONS = {f"/{SERVICE_NAME}/{m}" for m in ("AddService", "DeleteService", "SetBackend",
-                                               "DeleteBackend", "AddRoute", "DeleteRoute",
-                                               "ApplyConfig", "AddVip", "DeleteVip",
-                                               "SetVipBackends", "AddNeighbour",
-                                               "DeleteNeighbour", "SetTimeouts")}
+# Every call that is not a read changes the appliance (from the service's
+# definition, so a new call is never left open to readers by omission).
+READS = ("List", "Get", "Watch", "Trace")
+MUTATIONS = {f"/{SERVICE_NAME}/{m.name}"
+             for m in pb.DESCRIPTOR.services_by_name["LoadBalancer"].methods
+             if not m.name.startswith(READS)}
 
 
 @dataclass(frozen=True)

@@ -198,3 +198,53 @@ class Appliance:
     def __exit__(self, *exc):
         self.stop()
         os.unlink(self.profile)
+
+
+class Router:
+    """A router in namespace `ns.name`: BIRD 2 peering by eBGP (AS 65000)
+    with appliances, BFD on, and what it learns installed in the
+    namespace's kernel table with equal-cost multipath (`merge paths`)."""
+
+    def __init__(self, ns: Netns, router_id: str, peers: list[tuple[str, str, int]]):
+        """`peers`: (local address, the appliance's address, its AS)."""
+        self.ns = ns
+        self.dir = tempfile.mkdtemp(prefix="pylb-router-")
+        self.sock = os.path.join(self.dir, "bird.ctl")
+        lines = [f'log "{self.dir}/bird.log" all;', f"router id {router_id};",
+                 "protocol device { scan time 1; }",
+                 'protocol bfd { interface "*" { min rx interval 100 ms; '
+                 "min tx interval 100 ms; multiplier 3; }; }",
+                 "protocol kernel { merge paths on; ipv4 { import none; export all; }; }"]
+        for i, (local, peer, asn) in enumerate(peers):
+            lines += [f"protocol bgp a{i} {{ local {local} as 65000; neighbor {peer} as {asn};",
+                      "  hold time 3; keepalive time 1; connect retry time 1; bfd on;",
+                      "  ipv4 { import all; export none; }; }"]
+        with open(os.path.join(self.dir, "bird.conf"), "w") as f:
+            f.write("\n".join(lines) + "\n")
+        self.proc = subprocess.Popen(["ip", "netns", "exec", ns.name, "bird", "-f", "-c",
+                                      os.path.join(self.dir, "bird.conf"), "-s", self.sock],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+    def next_hops(self, prefix: str) -> list[str]:
+        """The gateways of the namespace's kernel route to `prefix` (several: ECMP)."""
+        out = sh("ip", "-n", self.ns.name, "route", "show", prefix, check=False).stdout.split()
+        return [out[i + 1] for i, w in enumerate(out) if w == "via"]
+
+    def wait(self, prefix: str, cond, timeout: float = 30) -> float:
+        """Seconds until cond(next hops) holds; AssertionError after `timeout`."""
+        t0 = time.monotonic()
+        while not cond(self.next_hops(prefix)):
+            if time.monotonic() - t0 > timeout:
+                raise AssertionError(f"router: {prefix} via {self.next_hops(prefix)}\n"
+                                     + self.birdc("show", "protocols", "all"))
+            time.sleep(0.05)
+        return time.monotonic() - t0
+
+    def birdc(self, *cmd: str) -> str:
+        return sh("birdc", "-s", self.sock, *cmd, check=False).stdout
+
+    def close(self) -> None:
+        self.proc.terminate()
+        self.proc.wait()
+        import shutil
+        shutil.rmtree(self.dir, ignore_errors=True)

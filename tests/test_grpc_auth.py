@@ -91,6 +91,12 @@ def test_roles_by_client_certificate(tls_server, pki):
     assert code == grpc.StatusCode.PERMISSION_DENIED and "admin certificate" in details
     code, _ = refused(viewer.ApplyConfig, pb.ApplyConfigRequest(yaml="services: []"))
     assert code == grpc.StatusCode.PERMISSION_DENIED
+    # Every call that is not a read is an admin's (ACLs, limits, announcements too).
+    for call, req in ((viewer.SetAcl, pb.Acl(name="x")), (viewer.DeleteAcl, pb.AclKey(name="x")),
+                      (viewer.SetServiceLimits, pb.ServiceLimits(service=KEY)),
+                      (viewer.SetAnnounce, pb.SetAnnounceRequest(prefix="10.0.0.100"))):
+        assert refused(call, req)[0] == grpc.StatusCode.PERMISSION_DENIED, call
+    assert viewer.GetBgp(pb.GetBgpRequest()).peers == []
     code, _ = refused(anonymous.ListServices, pb.ListServicesRequest())
     assert code == grpc.StatusCode.UNAVAILABLE              # no certificate: no connection
     admin.DeleteService(KEY)
