@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # System packages pylb needs: DPDK 22.11 from Debian, a compiler, iproute2 and
-# ping, traceroute, curl and hping3 (floods) for the end-to-end tests, clang 14 with libFuzzer
+# ping, traceroute, curl, hping3 (floods) and BIRD 2 (BGP: the appliance's speaker, and the
+# test routers) for the end-to-end tests, clang 14 with libFuzzer
 # and its sanitizer runtimes for the fuzz targets. Installs only what is missing.
 set -euo pipefail
 need=()
@@ -12,6 +13,7 @@ command -v ping >/dev/null || need+=(iputils-ping)
 command -v traceroute >/dev/null || need+=(traceroute)
 command -v curl >/dev/null || need+=(curl)
 command -v hping3 >/dev/null || need+=(hping3)
+command -v bird >/dev/null || need+=(bird2)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
 command -v clang-14 >/dev/null || need+=(clang-14)
 [ -e /usr/lib/llvm-14/lib/libFuzzer.a ] || need+=(libfuzzer-14-dev)

@@ -4,6 +4,7 @@ real kernel TCP from the router's side through the route it learned."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -16,9 +17,6 @@ import yaml
 
 from appliance_harness import Appliance, Netns, Router, sh
 from pylb.v1 import pylb_pb2 as pb
-
-pytestmark = pytest.mark.skipif(subprocess.run(["which", "bird"], capture_output=True).returncode,
-                                reason="BIRD 2 (bird2) is not installed: make deps")
 
 GET = """
 import sys, urllib.request
@@ -161,3 +159,224 @@ def test_sigterm_withdraws_before_the_appliance_stops(site):
     assert site.app.proc.wait(30) == 0
     assert any("every VIP withdrawn" in line for line in site.app.stderr)
     site.app.proc = None
+
+
+# A fleet: two appliances behind one router with ECMP.
+
+ECHO = """
+import socket, sys, threading
+name, port = sys.argv[1], int(sys.argv[2])
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", port))
+s.listen(64)
+print("ready", flush=True)
+def serve(c):
+    while data := c.recv(2048):
+        c.sendall(name.encode() + b" " + data)
+while True:
+    c, _ = s.accept()
+    threading.Thread(target=serve, args=(c,), daemon=True).start()
+"""
+
+# Keeps N TCP connections open; on each line from stdin, talks on all of
+# them and prints who answered each (or "broken").
+MANY = """
+import json, socket, sys
+conns = [socket.create_connection((sys.argv[1], int(sys.argv[2])), 10) for _ in range(int(sys.argv[3]))]
+print(json.dumps([s.getsockname()[1] for s in conns]), flush=True)
+for line in sys.stdin:
+    out = []
+    for s in conns:
+        try:
+            s.sendall(b"x")
+            out.append(s.recv(100).decode().split()[0])
+        except OSError:
+            out.append("broken")
+    print(json.dumps(out), flush=True)
+"""
+
+
+def into(ns: str, iface: str, *cmds: list[str], source: str | None = None) -> None:
+    """Move iface (from namespace `source`, or the host's) into ns, then
+    run each `ip` command there."""
+    sh("ip", *(("-n", source) if source else ()), "link", "set", iface, "netns", ns)
+    for cmd in cmds:
+        sh("ip", "-n", ns, *cmd)
+
+
+class Fleet:
+    """Two appliances (one fleet secret, one configuration) each peering
+    with router namespace R on its p0; their p1s, two backends and R share
+    one LAN (a bridge in namespace L). A client namespace C reaches the VIP
+    through R, which spreads connections over the appliances by ECMP (a
+    5-tuple hash). Backends answer DR traffic straight to R (their
+    gateway), as direct server return does. Each appliance runs in a
+    namespace of its own (A0, A1), like a host of its own: its kernel
+    interfaces (BGP, health checks) have their own routing table."""
+
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="pylb-fleet-")
+        secret = os.path.join(self.dir, "fleet.secret")
+        with open(os.open(secret, os.O_WRONLY | os.O_CREAT, 0o600), "w") as f:
+            f.write("a fleet secret shared by both appliances\n")
+        tag = f"f{os.getpid() % 10000}"
+        self.ns = {k: f"{k}{tag}" for k in ("R", "L", "C", "b1", "b2", "A0", "A1")}
+        self.apps = [Appliance(kernel=True, fleet={"secret_file": secret},
+                               netns=self.ns[f"A{i}"]) for i in range(2)]
+        self.lan = f"10.77.{os.getpid() % 200}"
+        self.vip = f"10.78.{os.getpid() % 200}.100"
+        for i, app in enumerate(self.apps):
+            with open(app.profile) as f:
+                prof = yaml.safe_load(f)
+            prof["ports"][1]["addresses"] = [f"{self.lan}.{i + 1}/24"]
+            with open(app.profile, "w") as f:
+                yaml.safe_dump(prof, f)
+            with_bgp(app, [f"{app.net}.0.2"], withdraw_wait_ms=1000)
+        self.procs: list[subprocess.Popen] = []
+        self.router = None
+        try:
+            self._build()
+        except BaseException:
+            self.close()
+            raise
+
+    def _build(self):
+        R, L, C = self.ns["R"], self.ns["L"], self.ns["C"]
+        for ns in self.ns.values():
+            sh("ip", "netns", "del", ns, check=False)
+            sh("ip", "netns", "add", ns)
+            sh("ip", "-n", ns, "link", "set", "lo", "up")
+            sh("ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1")
+        sh("ip", "netns", "exec", R, "sysctl", "-qw", "net.ipv4.ip_forward=1",
+           "net.ipv4.fib_multipath_hash_policy=1")
+        sh("ip", "-n", L, "link", "add", "br0", "type", "bridge")
+        sh("ip", "-n", L, "link", "set", "br0", "up")
+        # C -- R
+        sh("ip", "link", "add", f"c{C}"[:15], "type", "veth", "peer", "name", f"r{C}"[:15])
+        into(C, f"c{C}"[:15], ["addr", "add", "10.79.0.2/24", "dev", f"c{C}"[:15]],
+             ["link", "set", f"c{C}"[:15], "up"], ["route", "add", "default", "via", "10.79.0.1"])
+        into(R, f"r{C}"[:15], ["addr", "add", "10.79.0.1/24", "dev", f"r{C}"[:15]],
+             ["link", "set", f"r{C}"[:15], "up"])
+        # R, the backends -- L
+        for name, addr in (("R", f"{self.lan}.254/24"), ("b1", f"{self.lan}.11/24"),
+                           ("b2", f"{self.lan}.12/24")):
+            inner, outer = f"l{name}{L}"[:15], f"m{name}{L}"[:15]
+            sh("ip", "link", "add", inner, "type", "veth", "peer", "name", outer)
+            into(L, outer, ["link", "set", outer, "master", "br0", "up"])
+            into(self.ns[name], inner, ["addr", "add", addr, "dev", inner],
+                 ["link", "set", inner, "up"])
+        for b in ("b1", "b2"):
+            ns = self.ns[b]
+            sh("ip", "-n", ns, "route", "add", "default", "via", f"{self.lan}.254")
+            sh("ip", "-n", ns, "addr", "add", f"{self.vip}/32", "dev", "lo")
+            # The VIP is the backends' own (DR): never answered for by ARP.
+            sh("ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv4.conf.all.arp_ignore=1",
+               "net.ipv4.conf.all.arp_announce=2")
+            p = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-c", ECHO, b, "9000"],
+                                 stdout=subprocess.PIPE, text=True)
+            assert p.stdout.readline().strip() == "ready"
+            self.procs.append(p)
+        for i in range(2):
+            self.start(i)
+        self.router = Router(_Named(R), "10.79.0.1",
+                             [(f"{a.net}.0.2", f"{a.net}.0.1", 65001) for a in self.apps])
+
+    def start(self, i: int) -> None:
+        """Start appliance i and wire its TAPs: p0 to R, p1 to the LAN."""
+        app = self.apps[i]
+        app.start()
+        into(self.ns["R"], app.ifaces[0], ["addr", "add", f"{app.net}.0.2/24", "dev", app.ifaces[0]],
+             ["link", "set", app.ifaces[0], "up"], source=app.netns)
+        # (A TAP's kernel side has the port's MAC: as a bridge port it
+        # must not claim it.)
+        into(self.ns["L"], app.ifaces[1],
+             ["link", "set", app.ifaces[1], "address", f"02:00:00:00:ee:0{i}"],
+             ["link", "set", app.ifaces[1], "master", "br0", "up"], source=app.netns)
+        app.api().ApplyConfig(pb.ApplyConfigRequest(yaml=self.config()))
+
+    def config(self) -> str:
+        """The fleet's one configuration."""
+        return yaml.safe_dump({"services": [{
+            "vip": self.vip, "port": 9000, "method": "dr",
+            "health_check": {"type": "tcp", "interval_ms": 300, "timeout_ms": 250, "rise": 1,
+                             "fall": 2},
+            "backends": [f"{self.lan}.11", f"{self.lan}.12"]}],
+            "routes": [{"prefix": "10.79.0.0/24", "via": [{"port": "p0"}]}]})
+
+    def close(self):
+        if self.router is not None:
+            self.router.close()
+        for p in self.procs:
+            p.kill()
+            p.wait()
+        for app in self.apps:
+            if app.proc is not None:
+                app.stop()
+            os.unlink(app.profile)
+        for ns in self.ns.values():
+            sh("ip", "netns", "del", ns, check=False)
+        import shutil
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class _Named:
+    def __init__(self, name):
+        self.name = name
+
+
+@pytest.fixture(scope="module")
+def fleet():
+    f = Fleet()
+    yield f
+    f.close()
+
+
+def flows_on(app: Appliance, vip: str) -> set[int]:
+    """The client ports of the connections app tracks for vip."""
+    return {f.client_port for f in app.api().ListFlows(pb.ListFlowsRequest(vip=vip))}
+
+
+def test_a_fleet_keeps_dr_connections_through_a_killed_and_a_restarted_appliance(fleet):
+    hops = sorted(f"{a.net}.0.1" for a in fleet.apps)
+    fleet.router.wait(f"{fleet.vip}/32", lambda h: sorted(h) == hops)
+    # The same configuration and secret: the same table on both.
+    prints = [a.api().ListServices(pb.ListServicesRequest()).services[0].table_fingerprint
+              for a in fleet.apps]
+    assert prints[0] == prints[1] != ""
+    client = subprocess.Popen(["ip", "netns", "exec", fleet.ns["C"], sys.executable, "-c", MANY,
+                               fleet.vip, "9000", "20"], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+
+    def talk() -> list[str]:
+        client.stdin.write("go\n")
+        client.stdin.flush()
+        return json.loads(client.stdout.readline())
+    try:
+        ports = set(json.loads(client.stdout.readline()))
+        first = talk()
+        assert "broken" not in first and set(first) == {"b1", "b2"}, first
+        # Spread over both appliances by the router.
+        on = [flows_on(a, fleet.vip) & ports for a in fleet.apps]
+        assert on[0] and on[1] and on[0] | on[1] == ports, on
+        # One appliance killed mid-traffic: BFD takes it out of the
+        # router's set; the other picks its connections up mid-flow.
+        fleet.apps[0].proc.kill()
+        fleet.apps[0].proc.wait()
+        fleet.apps[0].proc = None
+        took = fleet.router.wait(f"{fleet.vip}/32", lambda h: h == [hops[1]] or
+                                 h == [f"{fleet.apps[1].net}.0.1"], timeout=10)
+        assert took < 3, took
+        after = talk()
+        assert after == first, (first, after)
+        assert flows_on(fleet.apps[1], fleet.vip) >= ports
+        assert fleet.apps[1].stats()["counters"]["conn_picked_up"] >= len(on[0])
+        # Restarted: announced again, connections moved back picked up.
+        fleet.start(0)
+        fleet.router.wait(f"{fleet.vip}/32", lambda h: sorted(h) == hops, timeout=30)
+        again = talk()
+        assert again == first, (first, again)
+        assert flows_on(fleet.apps[0], fleet.vip) & ports
+    finally:
+        client.kill()
+        client.wait()
