@@ -46,7 +46,7 @@ class Site:
         self.www = tempfile.mkdtemp(prefix="pylb-www-")
         with open(os.path.join(self.www, "index.html"), "w") as f:
             f.write("backend\n")
-        self.r = self.b = self.router = self.server = None
+        self.r = self.b = self.router = self.server = self.echo = None
         try:
             self.app.start()
             self.r = Netns(f"r{self.app.instance}", self.app.ifaces[0], f"{net}.0.2/24")
@@ -54,6 +54,9 @@ class Site:
             self.b.run("ip", "route", "add", "default", "via", f"{net}.1.1")
             self.router = Router(self.r, self.router_ip, [(self.router_ip, f"{net}.0.1", 65001)])
             self.serve()
+            self.echo = subprocess.Popen(["ip", "netns", "exec", self.b.name, sys.executable, "-c",
+                                          ECHO, "b", "9000"], stdout=subprocess.PIPE, text=True)
+            assert self.echo.stdout.readline().strip() == "ready"
         except BaseException:
             self.close()
             raise
@@ -68,7 +71,25 @@ class Site:
         self.server.terminate()
         self.server.wait()
 
+    def restart(self):
+        """pylb killed and started again (a crash and its supervisor): its
+        TAPs are new, wired again as before (a NIC would have stayed)."""
+        self.app.proc.kill()
+        self.app.proc.wait()
+        self.app.proc = None
+        self.app.start()
+        net = self.app.net
+        for ns, iface, addr in ((self.r, self.app.ifaces[0], f"{net}.0.2/24"),
+                                (self.b, self.app.ifaces[1], f"{net}.1.2/24")):
+            sh("ip", "link", "set", iface, "netns", ns.name)
+            sh("ip", "-n", ns.name, "addr", "add", addr, "dev", iface)
+            sh("ip", "-n", ns.name, "link", "set", iface, "up")
+        self.b.run("ip", "route", "add", "default", "via", f"{net}.1.1")
+
     def close(self):
+        if self.echo is not None:
+            self.echo.kill()
+            self.echo.wait()
         if self.server is not None:
             self.unserve()
         self.app.stop()
@@ -148,6 +169,42 @@ def test_the_operator_withdraws_and_announces_again(site):
     assert r.returncode == 1 and "INVALID_ARGUMENT" in r.stderr
 
 
+def test_a_restarted_appliance_keeps_its_nat_connections(site):
+    """pylb killed with SIGKILL and started again with its configuration:
+    20 NAT connections through it go on, each to its backend, picked up
+    mid-flow (the same key, the same table: the same choice)."""
+    net = site.app.net
+    vip = f"{net}.9.101"
+    config = yaml.safe_dump({"services": [{
+        "vip": vip, "port": 9000, "health_check": {"type": "tcp", "interval_ms": 300,
+                                                    "timeout_ms": 250, "rise": 1, "fall": 2},
+        "backends": [f"{net}.1.2:9000"]}]})
+    site.app.api().ApplyConfig(pb.ApplyConfigRequest(yaml=config))
+    site.router.wait(f"{vip}/32", lambda hops: len(hops) == 1)
+    client = subprocess.Popen(["ip", "netns", "exec", site.r.name, sys.executable, "-c", MANY,
+                               vip, "9000", "20", "60"], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+
+    def talk() -> list[str]:
+        client.stdin.write("go\n")
+        client.stdin.flush()
+        return json.loads(client.stdout.readline())
+    try:
+        client.stdout.readline()
+        assert talk() == ["b"] * 20
+        site.restart()
+        site.app.api().ApplyConfig(pb.ApplyConfigRequest(yaml=config))
+        site.router.wait(f"{vip}/32", lambda hops: len(hops) == 1, timeout=30)
+        assert talk() == ["b"] * 20
+        counters = site.app.stats()["counters"]
+        assert counters["conn_picked_up"] >= 20 and counters["conn_created"] == 0, counters
+    finally:
+        client.kill()
+        client.wait()
+    # As the module's first test left it (the next one needs the HTTP service).
+    test_a_vip_is_announced_while_healthy_and_serves_through_the_route(site)
+
+
 def test_sigterm_withdraws_before_the_appliance_stops(site):
     prefix = f"{site.vip}/32"
     site.router.wait(prefix, lambda hops: len(hops) == 1)
@@ -183,7 +240,8 @@ while True:
 # them and prints who answered each (or "broken").
 MANY = """
 import json, socket, sys
-conns = [socket.create_connection((sys.argv[1], int(sys.argv[2])), 10) for _ in range(int(sys.argv[3]))]
+wait = float(sys.argv[4]) if len(sys.argv) > 4 else 10
+conns = [socket.create_connection((sys.argv[1], int(sys.argv[2])), wait) for _ in range(int(sys.argv[3]))]
 print(json.dumps([s.getsockname()[1] for s in conns]), flush=True)
 for line in sys.stdin:
     out = []
