@@ -4,7 +4,7 @@ PY        := $(VENV)/bin/python
 HUGEPAGES ?= 512
 SOURCES   := $(shell find native pylb proto -name '*.c' -o -name '*.h' -o -name '*.pyx' -o -name '*.pxd' -o -name '*.proto' | grep -v '^pylb/_\(native\|limits\).c$$') setup.py pyproject.toml
 
-.PHONY: all deps venv build hugepages test demo bench fuzz test-asan soak doctor docs clean
+.PHONY: all deps venv build hugepages test demo fleet-demo bench fuzz test-asan soak doctor docs clean
 
 all: build
 
@@ -34,6 +34,10 @@ docs: build
 
 demo: build hugepages
 	@scripts/demo.sh
+
+# Two appliances behind a BGP router with ECMP: one killed, one restarted (docs/fleet.md).
+fleet-demo: build hugepages
+	$(PY) scripts/fleet_demo.py
 
 # Benchmarks: never part of `make test`. Results in bench/results/.
 bench: HUGEPAGES = 4096
