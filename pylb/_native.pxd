@@ -170,6 +170,12 @@ cdef extern from "pylb_dp.h" nogil:
         uint64_t expires_ms
         uint64_t packets
 
+    struct pylb_conn_record:
+        uint8_t af
+
+    int pylb_dp_conn_export(pylb_dp *dp, pylb_conn_record *out, uint32_t max)
+    int pylb_dp_conn_install(pylb_dp *dp, const pylb_conn_record *r, uint32_t n)
+
     struct pylb_port_info:
         char name[PYLB_NAME_LEN]
         char device[PYLB_DEVARGS_LEN]

@@ -38,6 +38,7 @@ COUNTER_NAMES = tuple(pylb_counter_name(i).decode() for i in range(PYLB_CNT_MAX)
 DROP_FIRST = PYLB_DROP_FIRST
 DROP_REASONS = COUNTER_NAMES[DROP_FIRST:]
 MAX_BURST = model.MAX_BURST
+RECORD_SIZE = sizeof(pylb_conn_record)      # bytes of one exported connection
 
 
 cdef int _check(int rc) except -1:
@@ -848,6 +849,35 @@ cdef class Dataplane:
 
     def conn_count(self):
         return pylb_dp_conn_count(self._live())
+
+    def export_connections(self):
+        """Every tracked connection as records (bytes: RECORD_SIZE each), a
+        snapshot read while the workers run: what a restart restores."""
+        cdef pylb_dp *dp = self._live()
+        cdef uint32_t cap = <uint32_t>pylb_dp_conn_count(dp) + 1024
+        cdef pylb_conn_record *buf = <pylb_conn_record *>malloc(cap * sizeof(pylb_conn_record))
+        if buf == NULL:
+            raise MemoryError()
+        try:
+            n = pylb_dp_conn_export(dp, buf, cap)
+            return (<char *>buf)[:n * sizeof(pylb_conn_record)]
+        finally:
+            free(buf)
+
+    def install_connections(self, const unsigned char[:] records):
+        """Install exported records (before start); returns how many were
+        installed (the others' service or backend is gone, or their tuple
+        is taken)."""
+        cdef size_t size = sizeof(pylb_conn_record)
+        if records.shape[0] % size:
+            raise InvalidArgument(f"{records.shape[0]} bytes are not whole connection records "
+                                  f"({size} bytes each)")
+        if records.shape[0] == 0:
+            return 0
+        rc = pylb_dp_conn_install(self._live(), <const pylb_conn_record *>&records[0],
+                                  <uint32_t>(records.shape[0] // size))
+        _check(rc)
+        return rc
 
     def set_acls(self, lists, service_lists):
         """Replace every ACL at once. `lists`: [(type, action, prefixes)],

@@ -13,7 +13,7 @@ import queue
 import threading
 import time
 
-from pylb import hostinfo, telemetry
+from pylb import hostinfo, snapshot, telemetry
 from pylb.errors import DataplaneError, NotFound
 from pylb.model import Config
 from pylb.profile import Profile
@@ -142,6 +142,16 @@ def run(profile: Profile, stop: threading.Event, instance: str | None = None,
             manager.apply_config(config)
             log.info("applied %s: %d service(s), %d route(s)", config.path,
                      len(config.services), len(config.routes))
+        # The previous run's connections, into the tables before the
+        # workers own them (their services must be configured by now).
+        snapshots = snapshot.Writer(snapshot.path_for(instance or profile.name),
+                                    profile.snapshot_interval_ms, native.RECORD_SIZE)
+        records = snapshot.read(snapshots.path, native.RECORD_SIZE)
+        if records is not None:
+            n = dp.install_connections(records)
+            log.info("restored %d of %d connection(s) from %s (the others' services or "
+                     "backends are not configured)", n, len(records) // native.RECORD_SIZE,
+                     snapshots.path)
         dp.start()
         for p in dp.ports():
             log.info("port %s (%s): ethdev %d mac %s link %s addresses %s kernel interface %s",
@@ -167,6 +177,8 @@ def run(profile: Profile, stop: threading.Event, instance: str | None = None,
         while not stop.wait(HOUSEKEEP_INTERVAL_S):
             _run_tasks(tasks, dp)
             dp.housekeep()
+            if snapshots.due(time.monotonic()):
+                snapshots.take(dp.export_connections(), time.monotonic())
             if reload is not None and reload.is_set() and config_path:
                 reload.clear()
                 threading.Thread(target=_reload, args=(manager, config_path), daemon=True).start()
@@ -181,6 +193,9 @@ def run(profile: Profile, stop: threading.Event, instance: str | None = None,
             while time.monotonic() < until:
                 _run_tasks(tasks, dp)
                 time.sleep(HOUSEKEEP_INTERVAL_S)
+        # The table as it stops: what the next start restores.
+        snapshots.take(dp.export_connections(), time.monotonic(), wait=True)
+        log.info("connections saved to %s", snapshots.path)
     finally:
         # Health says NOT_SERVING at once; calls and scrapes in flight finish
         # (the loop keeps running their tasks) before the dataplane goes.

@@ -26,7 +26,8 @@ BGP_KEYS = {"local_as", "router_id", "peers", "bfd_interval_ms", "bfd_multiplier
             "withdraw_wait_ms"}
 BGP_PEER_KEYS = {"address", "as", "port", "bfd", "hold_time"}
 SECRET_MIN = 16                         # bytes
-CONN_KEYS = {"capacity", "timeouts", "tcp_reset", "half_open_budget", "per_source", "mid_flow"}
+CONN_KEYS = {"capacity", "timeouts", "tcp_reset", "half_open_budget", "per_source", "mid_flow",
+             "snapshot_interval_ms"}
 LCORE_KEYS = {"main", "workers", "cpu_map"}
 MEMORY_KEYS = {"hugepages", "size_mb", "huge_dir"}
 PORT_KEYS = {"name", "vdev", "pci", "addresses", "rx_desc", "tx_desc", "link_wait_ms",
@@ -89,6 +90,10 @@ class Profile:
     # A TCP packet of no connection here (ECMP moved it from another
     # appliance; this one restarted) is picked up by the consistent choice.
     mid_flow: bool = True
+    # The connection table written to /run/pylb/NAME.conns this often (and
+    # as pylb stops), restored by the next start (pylb.snapshot); 0: only
+    # as it stops.
+    snapshot_interval_ms: int = 1000
     half_open_budget: int = 0           # per worker; 0: the dataplane's default (an eighth)
     per_source: tuple = ()              # ((name, value), ...): connections.per_source
     # The fleet's shared secret (fleet.secret_file): keys the flow hash, so
@@ -280,6 +285,8 @@ def load_profile(path: str) -> Profile:
                    max_routes=c.integer(top.get("max_routes", 65536), "max_routes", 1024, 16777216),
                    conn_capacity=conn_capacity, timeouts=tuple(sorted(timeouts.items())),
                    tcp_reset=tcp_reset, mid_flow=mid_flow, half_open_budget=half_open_budget,
+                   snapshot_interval_ms=c.integer(conns.get("snapshot_interval_ms", 1000),
+                                                  "connections.snapshot_interval_ms", 0, 3600000),
                    per_source=per_source, fleet_secret=secret,
                    bgp=parse_bgp(c, top["bgp"], ports) if "bgp" in top else None)
 

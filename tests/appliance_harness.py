@@ -74,13 +74,15 @@ class Appliance:
     """`pylb run` on a generated TAP profile with unique instance and interface names."""
 
     def __init__(self, ports: int = 2, workers: str = "1", cpu_map: str | None = None,
-                 kernel: bool = False, driver: bool = False, netns: str | None = None, **extra):
+                 kernel: bool = False, driver: bool = False, netns: str | None = None,
+                 config: str | None = None, **extra):
         """`kernel`: give each port an exception path (kernel interface ki<..>).
         `driver`: run through tests/appliance_driver.py, so that `call` can use
         the Dataplane API of the running appliance. `netns`: run it in that
         (existing) network namespace, as if on a host of its own: its TAPs
         and kernel interfaces appear there."""
         self.netns = netns
+        self.config = config            # a configuration file given to pylb run
         n = next(_seq)
         self.instance = f"t{os.getpid() % 10000}x{n}"
         self.prefix = file_prefix(self.instance)
@@ -112,6 +114,8 @@ class Appliance:
         cmd = ([sys.executable, os.path.join(os.path.dirname(__file__), "appliance_driver.py"),
                 self.profile] if self.driver else
                [sys.executable, "-m", "pylb", "run", "--profile", self.profile])
+        if self.config:
+            cmd += ["--config", self.config]
         if self.netns:
             cmd = ["ip", "netns", "exec", self.netns, *cmd]
         self.proc = subprocess.Popen(
@@ -195,6 +199,11 @@ class Appliance:
             raise AssertionError(f"pylb did not stop within {timeout} s; threads: "
                                  + "; ".join(where) + "\nlog:\n" + "".join(self.stderr[-40:]))
         self.proc = None
+        # Its connection snapshot (what a restart of this instance restores).
+        try:
+            os.unlink(f"/run/pylb/{self.instance}.conns")
+        except FileNotFoundError:
+            pass
         return rc
 
     def __enter__(self):

@@ -14,6 +14,7 @@ import pytest
 
 from dataclasses import replace
 
+from pylb import model
 from pylb.config import dump, load_config
 from pylb.model import AclSpec, BackendSpec, HealthCheckSpec, NeighbourSpec, VipSpec
 from pylb.errors import ConfigError
@@ -99,6 +100,10 @@ def test_a_valid_file_becomes_the_desired_state(tmp_path):
      "MAC address"),
     ("neighbours:\n  - {port: p1, address: 10.0.1.1}\n", 2, "neighbours[0]", "'mac'"),
     ("timeouts: {tcp: 10}\n", 1, "timeouts.tcp", "unknown key"),
+    ("announce: {min_healthy_backends: 0}\n", 1, "announce.min_healthy_backends", "from 1 to"),
+    ("announce:\n  withdrawn: [10.0.0.1/8]\n", 2, "announce.withdrawn[0]",
+     "host bits set; write the network 10.0.0.0/8"),
+    ("announce: {always: true}\n", 1, "announce.always", "unknown key"),
     ("timeouts: {udp: 0}\n", 1, "timeouts.udp", "from 1 to 2592000"),
     ("acls:\n  - {name: a, type: block}\n", 2, "acls[0].type", "deny, allow"),
     ("acls:\n  - {name: a, action: reject}\n", 2, "acls[0].action", "drop, reset, unreachable"),
@@ -201,3 +206,11 @@ services:
     path.write_text(f"acls:\n  - {{name: x, prefix_file: {bad}}}\n")
     with pytest.raises(ConfigError, match=r"acls\[0\]\.prefix_file \(.*bad.txt:2\).*prefix like"):
         load_config(str(path))
+
+
+def test_the_announce_policy_reads_back_as_written():
+    c = load_config("a", "announce:\n  min_healthy_backends: 2\n  withdrawn: [203.0.113.10, "
+                         "'2001:db8::/64', 203.0.113.10/32]\n")
+    assert c.announce == model.AnnounceSpec(2, ("203.0.113.10/32", "2001:db8::/64"))
+    assert load_config("again", text=dump(c)) == replace(c, path="again")
+    assert "announce" not in dump(load_config("b", "services: []"))

@@ -284,3 +284,53 @@ def test_the_model_reads_the_dataplanes_limits():
     assert re.search(rf"PYLB_MAX_BACKENDS\s+{model.MAX_BACKENDS}\b", header)
     with pytest.raises(InvalidArgument):
         load_config("x", "services: [{vip: 10.0.0.1, port: 80, table_size: 65536}]")
+
+
+class Speaker:
+    """Records what the domain tells its BGP speaker (the real one, BIRD,
+    is tested end to end in tests/test_e2e_fleet.py)."""
+
+    def __init__(self):
+        self.told: list[tuple[str, ...]] = []
+
+    def announce(self, prefixes):
+        self.told.append(tuple(sorted(prefixes)))
+
+    def peers(self):
+        return []
+
+
+def test_announcements_follow_health_the_operator_and_the_stop(fake):
+    speaker = Speaker()
+    m = Manager(direct_submitter(fake), speaker=speaker)
+    m.apply_config(load_config("start", START))
+    key = ("10.0.0.100", 80, "tcp")
+    every = ("10.0.0.100/32", "10.0.0.101/32", "10.0.3.0/24", "2001:db8::100/128")
+    assert speaker.told[-1] == every
+    got = {a.prefix: (a.announced, a.why) for a in m.announcements()}
+    assert got["10.0.0.100/32"] == (True, "announced: 1 of 2 backends up in 10.0.0.100:80/tcp")
+    assert got["10.0.3.0/24"] == (True, "announced: 2 of 2 backends with weight")
+    # Its only live backend checked down: withdrawn, and why.
+    m._health_verdict(key, ("10.0.1.20", 8080), model.DOWN)
+    assert "10.0.0.100/32" not in speaker.told[-1]
+    assert {a.prefix: a.why for a in m.announcements()}["10.0.0.100/32"] == \
+        "withdrawn: 0 of 2 backends up in 10.0.0.100:80/tcp (needs 1)"
+    m._health_verdict(key, ("10.0.1.20", 8080), model.UP)
+    assert speaker.told[-1] == every
+    # The operator's withdrawal is part of the configuration.
+    m.set_withdrawn("10.0.3.0/24", True)
+    assert "10.0.3.0/24" not in speaker.told[-1]
+    assert m.current_config().announce.withdrawn == ("10.0.3.0/24",)
+    assert "withdrawn:\n  - 10.0.3.0/24" in dump(m.current_config())
+    m.set_withdrawn("10.0.3.0/24", False)
+    assert speaker.told[-1] == every
+    with pytest.raises(InvalidArgument, match="VIP address or prefix"):
+        m.set_withdrawn("10.0.3.1/24", True)
+    # A higher bar from the file: the VIP with one backend up goes.
+    m.apply_config(replace(load_config("start", START),
+                           announce=model.AnnounceSpec(min_healthy_backends=2)))
+    assert "10.0.0.101/32" not in speaker.told[-1] and "10.0.3.0/24" in speaker.told[-1]
+    # Stopping: every VIP withdrawn.
+    m.stop_announcing()
+    assert speaker.told[-1] == ()
+    assert {a.why for a in m.announcements()} == {model.STOPPING}

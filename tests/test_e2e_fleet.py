@@ -54,9 +54,11 @@ class Site:
             self.b.run("ip", "route", "add", "default", "via", f"{net}.1.1")
             self.router = Router(self.r, self.router_ip, [(self.router_ip, f"{net}.0.1", 65001)])
             self.serve()
-            self.echo = subprocess.Popen(["ip", "netns", "exec", self.b.name, sys.executable, "-c",
-                                          ECHO, "b", "9000"], stdout=subprocess.PIPE, text=True)
-            assert self.echo.stdout.readline().strip() == "ready"
+            self.echo = [subprocess.Popen(["ip", "netns", "exec", self.b.name, sys.executable,
+                                           "-c", ECHO, name, port], stdout=subprocess.PIPE,
+                                          text=True) for name, port in (("b", "9000"),
+                                                                        ("c", "9001"))]
+            assert [e.stdout.readline().strip() for e in self.echo] == ["ready", "ready"]
         except BaseException:
             self.close()
             raise
@@ -87,9 +89,9 @@ class Site:
         self.b.run("ip", "route", "add", "default", "via", f"{net}.1.1")
 
     def close(self):
-        if self.echo is not None:
-            self.echo.kill()
-            self.echo.wait()
+        for e in self.echo or ():
+            e.kill()
+            e.wait()
         if self.server is not None:
             self.unserve()
         self.app.stop()
@@ -169,39 +171,56 @@ def test_the_operator_withdraws_and_announces_again(site):
     assert r.returncode == 1 and "INVALID_ARGUMENT" in r.stderr
 
 
-def test_a_restarted_appliance_keeps_its_nat_connections(site):
-    """pylb killed with SIGKILL and started again with its configuration:
-    20 NAT connections through it go on, each to its backend, picked up
-    mid-flow (the same key, the same table: the same choice)."""
+def test_a_restarted_appliance_keeps_its_connections(site):
+    """pylb killed with SIGKILL and started again with its configuration
+    file: 20 connections each through NAT (Maglev), NAT with WRR and
+    FullNAT go on, each to its backend. The snapshot of the connection
+    table (written every second) is restored before the workers start;
+    without it, the WRR and FullNAT ones would break."""
     net = site.app.net
-    vip = f"{net}.9.101"
-    config = yaml.safe_dump({"services": [{
-        "vip": vip, "port": 9000, "health_check": {"type": "tcp", "interval_ms": 300,
-                                                    "timeout_ms": 250, "rise": 1, "fall": 2},
-        "backends": [f"{net}.1.2:9000"]}]})
-    site.app.api().ApplyConfig(pb.ApplyConfigRequest(yaml=config))
-    site.router.wait(f"{vip}/32", lambda hops: len(hops) == 1)
-    client = subprocess.Popen(["ip", "netns", "exec", site.r.name, sys.executable, "-c", MANY,
-                               vip, "9000", "20", "60"], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, text=True)
+    vips = {name: f"{net}.9.{101 + i}" for i, name in enumerate(("nat", "wrr", "fullnat"))}
+    check = {"type": "tcp", "interval_ms": 300, "timeout_ms": 250, "rise": 1, "fall": 2}
+    backends = [f"{net}.1.2:9000", f"{net}.1.2:9001"]
+    config = os.path.join(site.www, "restart.yaml")
+    with open(config, "w") as f:
+        yaml.safe_dump({"services": [
+            {"vip": vips["nat"], "port": 9000, "health_check": check, "backends": backends},
+            {"vip": vips["wrr"], "port": 9000, "scheduler": "wrr", "health_check": check,
+             "backends": backends},
+            {"vip": vips["fullnat"], "port": 9000, "method": "fullnat", "health_check": check,
+             "local_addresses": [f"{net}.1.1"], "backends": backends}]}, f)
+    site.app.config = config
+    site.app.api().ApplyConfig(pb.ApplyConfigRequest(yaml=open(config).read()))
+    clients = {}
 
-    def talk() -> list[str]:
-        client.stdin.write("go\n")
-        client.stdin.flush()
-        return json.loads(client.stdout.readline())
+    def talk(name) -> list[str]:
+        clients[name].stdin.write("go\n")
+        clients[name].stdin.flush()
+        return json.loads(clients[name].stdout.readline())
     try:
-        client.stdout.readline()
-        assert talk() == ["b"] * 20
+        for name, vip in vips.items():
+            site.router.wait(f"{vip}/32", lambda hops: len(hops) == 1)
+            clients[name] = subprocess.Popen(
+                ["ip", "netns", "exec", site.r.name, sys.executable, "-c", MANY, vip, "9000", "20",
+                 "60"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            clients[name].stdout.readline()
+        before = {name: talk(name) for name in vips}
+        assert all(set(b) == {"b", "c"} for b in before.values()), before
+        time.sleep(1.5)                         # a snapshot with them all
         site.restart()
-        site.app.api().ApplyConfig(pb.ApplyConfigRequest(yaml=config))
-        site.router.wait(f"{vip}/32", lambda hops: len(hops) == 1, timeout=30)
-        assert talk() == ["b"] * 20
+        for vip in vips.values():
+            site.router.wait(f"{vip}/32", lambda hops: len(hops) == 1, timeout=30)
+        after = {name: talk(name) for name in vips}
+        assert after == before
         counters = site.app.stats()["counters"]
-        assert counters["conn_picked_up"] >= 20 and counters["conn_created"] == 0, counters
+        assert counters["conn_restored"] >= 60 and counters["conn_created"] == 0, counters
+        assert any("restored" in line for line in site.app.stderr)
     finally:
-        client.kill()
-        client.wait()
+        for c in clients.values():
+            c.kill()
+            c.wait()
     # As the module's first test left it (the next one needs the HTTP service).
+    site.app.config = None
     test_a_vip_is_announced_while_healthy_and_serves_through_the_route(site)
 
 

@@ -30,6 +30,14 @@ ports:
 """
 
 
+KGOOD = GOOD + "    kernel_iface: k0\n"
+BGP = """\
+bgp:
+  local_as: 65001
+  peers: [{address: 10.9.0.254, as: 65000, port: p0}]
+"""
+
+
 def write(tmp_path, text):
     p = tmp_path / "profile.yaml"
     p.write_text(textwrap.dedent(text))
@@ -93,6 +101,21 @@ BAD = {
     "hugepages not a bool": (GOOD.replace("hugepages: false", "hugepages: maybe"), "memory.hugepages",
                              "true or false", 6),
     "no ports": (GOOD.split("ports:")[0], "ports", "missing", None),
+    "mid_flow not a bool": (GOOD + "connections:\n  mid_flow: sometimes\n", "connections.mid_flow",
+                            "true or false", 13),
+    "bgp without local_as": (GOOD + BGP.replace("  local_as: 65001\n", ""), "bgp.local_as",
+                             "missing", None),
+    "bgp peer without kernel_iface": (GOOD + BGP, "bgp.peers[0].port", "no kernel_iface", 14),
+    "bgp peer off the port's network": (KGOOD + BGP.replace("10.9.0.254", "10.8.0.254"),
+                                        "bgp.peers[0].address", "not on a network of port p0", 15),
+    "bgp peer of no port": (KGOOD + BGP.replace("port: p0", "port: p9"), "bgp.peers[0].port",
+                            "one of the ports (p0)", 15),
+    "bgp bad AS": (KGOOD + BGP.replace("as: 65000", "as: 0"), "bgp.peers[0].as",
+                   "integer from 1", 15),
+    "bgp hold time below 3": (KGOOD + BGP.replace("port: p0", "port: p0, hold_time: 1"),
+                              "bgp.peers[0].hold_time", "integer from 3", 15),
+    "bgp IPv6 router id": (KGOOD + BGP + "  router_id: '2001:db8::1'\n", "bgp.router_id",
+                           "IPv4 address", 16),
     "yaml syntax": (GOOD + "  - name: [\n", "(file)", "not valid YAML", None),
 }
 
@@ -152,6 +175,14 @@ def test_fleet_secret_file_is_read_and_checked(tmp_path):
     assert loaded.fleet_secret == b"a fleet's shared secret of some length"
     assert "secret of" not in repr(loaded)
     assert load_profile(write(tmp_path, GOOD)).fleet_secret is None
+
+
+def test_bgp_settings_are_read(tmp_path):
+    from pylb.model import BgpPeerSpec, BgpSettings
+    p = load_profile(write(tmp_path, KGOOD + BGP + "  withdraw_wait_ms: 500\n"))
+    assert p.bgp == BgpSettings(65001, (BgpPeerSpec("10.9.0.254", 65000, "p0", True, 3),),
+                                withdraw_wait_ms=500)
+    assert load_profile(write(tmp_path, GOOD)).bgp is None and p.mid_flow is True
 
 
 def test_per_source_limits_are_read(tmp_path):

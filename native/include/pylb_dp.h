@@ -87,6 +87,7 @@ enum pylb_err {
 	X(CONN_TABLE_FULL, conn_table_full) \
 	X(CONN_UNTRACKED, conn_untracked) \
 	X(CONN_PICKED_UP, conn_picked_up) \
+	X(CONN_RESTORED, conn_restored) \
 	X(CONN_RESET_DOWN, conn_reset_down) \
 	X(NAT_REPLIES, nat_replies) \
 	X(NAT_REPLIES_UNTRACKED, nat_replies_untracked) \
@@ -598,6 +599,35 @@ int pylb_dp_service_fingerprint(struct pylb_dp *dp, const struct pylb_ip *vip,
 /* Tracked connections (all lcores); a snapshot read without stopping the
  * workers. */
 int pylb_dp_conn_list(struct pylb_dp *dp, struct pylb_conn_info *out, uint32_t max);
+
+/* A tracked connection as a record: what a restart restores (and what
+ * connection sync is to carry). Host byte order; IPv4 addresses in the
+ * first 4 bytes. The service and backend are named by address, never by
+ * index: another run (or appliance) numbers them otherwise. */
+struct pylb_conn_record {
+	uint8_t af, proto, state, method;
+	uint16_t cport, vport, bport, lport;	/* lport: FullNAT's local port */
+	uint16_t flags;				/* PYLB_REC_* */
+	uint16_t reserved;
+	uint32_t seq_delta;			/* SYN proxy: backend ISN less cookie */
+	uint32_t expires_ms;			/* from the export */
+	uint8_t client[16], vip[16], backend[16], local[16];
+};
+#define PYLB_REC_SYNPROXY	0x0004	/* sequence numbers translated */
+#define PYLB_REC_REPLIED	0x0010	/* a reply was seen */
+#define PYLB_REC_WSCALES	0xff00	/* the SYN proxy's window scales */
+#define PYLB_REC_FLAGS		(PYLB_REC_SYNPROXY | PYLB_REC_REPLIED | PYLB_REC_WSCALES)
+
+/* Every tracked connection as a record (a snapshot read while the workers
+ * run; one still opening through the SYN proxy is left out). */
+int pylb_dp_conn_export(struct pylb_dp *dp, struct pylb_conn_record *out, uint32_t max);
+/* Install records in the tables of the workers that own them, before the
+ * dataplane starts (the workers own their tables once they run). A record
+ * whose service (VIP, port, protocol, method) or backend is not
+ * configured, that another worker count would own otherwise (FullNAT), or
+ * that finds its tuple taken or the table full, is skipped. Returns how
+ * many were installed, or a negative PYLB_E_* code. */
+int pylb_dp_conn_install(struct pylb_dp *dp, const struct pylb_conn_record *r, uint32_t n);
 uint64_t pylb_dp_conn_count(const struct pylb_dp *dp);
 /* Replace every ACL at once: n_lists lists, n prefixes, and per service
  * id (PYLB_MAX_SERVICES of them) the lists that apply to it (bit i: list

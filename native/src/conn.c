@@ -657,6 +657,45 @@ pylb_dp_conn_list(struct pylb_dp *dp, struct pylb_conn_info *out, uint32_t max)
 	return (int)n;
 }
 
+int
+pylb_dp_conn_export(struct pylb_dp *dp, struct pylb_conn_record *out, uint32_t max)
+{
+	uint64_t now = pylb_now(dp), hz = rte_get_timer_hz();
+	uint32_t n = 0;
+
+	for (uint32_t s = 0; s < dp->n_slots; s++) {
+		const struct pylb_conntrack *ct = &dp->lcores[s].ct;
+
+		for (uint32_t i = 1; i <= ct->cap && n < max; i++) {
+			struct pylb_conn_record *o = &out[n];
+			struct pylb_conn6 a;
+			struct pylb_conn c;
+
+			if (!pylb_conn_snapshot(ct, i, &c, &a) || (c.flags & CONN_F_OPENING))
+				continue;
+			memset(o, 0, sizeof(*o));
+			o->af = c.af;
+			o->proto = c.proto;
+			o->state = c.state;
+			o->method = c.method;
+			o->cport = rte_be_to_cpu_16(c.cport);
+			o->vport = rte_be_to_cpu_16(c.vport);
+			o->bport = rte_be_to_cpu_16(c.bport);
+			o->lport = rte_be_to_cpu_16(c.lport);
+			o->flags = c.flags & PYLB_REC_FLAGS;
+			o->seq_delta = c.seq_delta;
+			o->expires_ms = c.expire_tsc > now ?
+				(uint32_t)RTE_MIN((c.expire_tsc - now) * 1000 / hz, UINT32_MAX) : 0;
+			memcpy(o->client, a.a[CONN_CLIENT], 16);
+			memcpy(o->vip, a.a[CONN_VIP], 16);
+			memcpy(o->backend, a.a[CONN_BACKEND], 16);
+			memcpy(o->local, a.a[CONN_LIP], 16);
+			n++;
+		}
+	}
+	return (int)n;
+}
+
 uint64_t
 pylb_dp_half_open(const struct pylb_dp *dp, const struct pylb_ip *source)
 {

@@ -882,3 +882,102 @@ pylb_l4_input(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 
 
 /* The API: serialised with the telemetry thread's readers. */
+
+/* Restoring connections (before the workers run). */
+
+/* The index of backend (addr, port) in svc; UINT32_MAX if it has none. A
+ * backend port 0 keeps the client's: the record's bport is the VIP's. */
+static uint32_t
+backend_of(const struct pylb_service *svc, const struct pylb_conn_record *r)
+{
+	for (uint32_t i = 0; i < svc->bal.n_backends; i++) {
+		const struct pylb_backend *b = &svc->bal.backends[i];
+
+		if (memcmp(b->addr.ip, r->backend, r->af == 4 ? 4 : 16) == 0 &&
+		    (b->port ? b->port : r->vport) == r->bport)
+			return i;
+	}
+	return UINT32_MAX;
+}
+
+/* Install record r in the table of the worker that owns it; false if it
+ * is skipped (see pylb_dp_conn_install). */
+static bool
+conn_install(struct pylb_dp *dp, const struct pylb_conn_record *r, uint64_t now)
+{
+	uint32_t n = dp->conf.n_workers, slot = 0;
+	struct pylb_tuple t = {
+		.src = r->client, .dst = r->vip, .sport = rte_cpu_to_be_16(r->cport),
+		.dport = rte_cpu_to_be_16(r->vport), .proto = r->proto, .af = r->af,
+	};
+	const struct pylb_service *svc;
+	struct pylb_lcore *lc;
+	struct pylb_conn *c;
+	uint32_t bi;
+
+	if ((r->af != 4 && r->af != 6) || (r->proto != IPPROTO_TCP && r->proto != IPPROTO_UDP) ||
+	    r->state >= PYLB_TCP__STATES || (r->proto == IPPROTO_UDP) != (r->state == PYLB_TCP_NONE) ||
+	    r->expires_ms == 0)
+		return false;
+	svc = service_find(dp, &t);
+	if (svc == NULL || svc->conf.method != r->method ||
+	    (bi = backend_of(svc, r)) == UINT32_MAX)
+		return false;
+	if (n >= 2) {
+		slot = flow_owner(dp, r->client, r->af);
+		/* FullNAT replies find the worker by the local port. */
+		if (r->method == PYLB_L4_FULLNAT && r->lport % n != slot)
+			return false;
+	}
+	lc = &dp->lcores[slot];
+	if (pylb_conn_lookup(lc, &t, false, NULL) != NULL || (c = pylb_conn_new(lc, &t)) == NULL)
+		return false;
+	pylb_conn_set_addr(&lc->ct, c, CONN_BACKEND, r->backend);
+	c->bport = rte_cpu_to_be_16(r->bport);
+	c->svc = svc->id;
+	c->bidx = (uint16_t)bi;
+	c->gen = __atomic_load_n(&dp->gen, __ATOMIC_ACQUIRE);
+	c->method = r->method;
+	c->state = r->state;
+	c->flags = r->flags & PYLB_REC_FLAGS;
+	c->seq_delta = r->seq_delta;
+	c->expire_tsc = now + r->expires_ms * rte_get_timer_hz() / 1000;
+	if (r->method == PYLB_L4_FULLNAT) {
+		pylb_conn_set_addr(&lc->ct, c, CONN_LIP, r->local);
+		c->lport = rte_cpu_to_be_16(r->lport);
+		if (pylb_conn_add_local(lc, c) != 0) {
+			pylb_conn_discard(lc, c);
+			return false;
+		}
+	}
+	/* Counted as if it had opened here: half-open, open, its backend's. */
+	if (pylb_conn_half_open(c))
+		pylb_conn_opened(lc, c, lc->ct.src_ho != NULL ?
+				 pylb_src_slot(&lc->ct, r->client, r->af) : 0);
+	(*conn_gauge(&svc->bstats[(size_t)lc->slot * svc->bstride + bi], c->state))++;
+	if (svc->conf.max_per_client != 0)
+		c->flags |= CONN_F_CLIENT;
+	pylb_conn_counted(lc, c, c->state < PYLB_TCP_TIME_WAIT);
+	CNT(lc, CONN_RESTORED);
+	return true;
+}
+
+static int
+conn_install_unlocked(struct pylb_dp *dp, const struct pylb_conn_record *r, uint32_t n)
+{
+	uint64_t now = pylb_now(dp);
+	int done = 0;
+
+	if (dp->running)
+		return pylb_fail(-PYLB_E_STATE, "connections are restored before the dataplane "
+				 "starts (its workers own their tables once they run)");
+	for (uint32_t i = 0; i < n; i++)
+		done += conn_install(dp, &r[i], now);
+	return done;
+}
+
+int
+pylb_dp_conn_install(struct pylb_dp *dp, const struct pylb_conn_record *r, uint32_t n)
+{
+	PYLB_CTL_LOCKED(dp, conn_install_unlocked(dp, r, n));
+}
