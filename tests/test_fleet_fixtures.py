@@ -11,6 +11,7 @@ from scapy.layers.l2 import Ether
 from scapy.packet import raw
 
 from conftest import CLIENT_MAC, P1_MAC
+from pylb.errors import InvalidArgument
 from test_defence_fixtures import SEED_A, SEED_B
 from test_l4_fixtures import BACKENDS, BMAC, CLIENT, VIP, c2v, checksums_ok, small_dp
 
@@ -187,3 +188,112 @@ def test_each_network_has_its_share_of_picked_up_entries(native):
     d.inject("p0", [raw(c2v(src="10.0.9.9", sport=3000, flags="A", seq=7, ack=9))])
     assert d.half_open(source="10.0.9.9") == 1
     d.close()
+
+
+# Connection records: what a restart restores (pylb.snapshot).
+
+def moved(native, build, **dp_settings):
+    """Connections opened on A by `build(A)` (each returns what to check),
+    exported, and installed in a fresh B with the same configuration."""
+    a, b = appliance(native), appliance(native, **dp_settings)
+    out = build(a)
+    records = a.export_connections()
+    a.close()
+    return b, records, out
+
+
+def test_nat_and_wrr_connections_are_restored_both_ways(native):
+    """WRR's choices are not the consistent table's: only the record keeps
+    them. Both directions go on after the install; the counts follow."""
+    def setup(d):
+        d.add_service(VIP, 80, scheduler="wrr", backends=PAIRS, syn_proxy="off")
+        chosen = {}
+        for sport in range(40000, 40006):
+            (_, f), = d.inject("p0", [raw(c2v(sport=sport))])
+            chosen[sport] = Ether(f)[IP].dst
+            d.inject("p1", [raw(Ether(src=BMAC[chosen[sport]], dst=P1_MAC) /
+                                IP(src=chosen[sport], dst=CLIENT) /
+                                TCP(sport=8080, dport=sport, flags="SA", seq=5000, ack=1001))])
+            d.inject("p0", [raw(c2v(sport=sport, flags="A", seq=1001, ack=5001))])
+        return chosen
+
+    b, records, chosen = moved(native, setup)
+    assert len(records) == 6 * native.RECORD_SIZE
+    b.add_service(VIP, 80, scheduler="wrr", backends=PAIRS, syn_proxy="off")
+    assert b.install_connections(records) == 6
+    assert {c.cport: (c.backend, c.state) for c in b.connections()} == \
+        {p: (ip, "established") for p, ip in chosen.items()}
+    for sport, backend in chosen.items():
+        (port, f), = b.inject("p0", [raw(c2v(sport=sport, flags="PA", seq=1001, ack=5001,
+                                             payload=b"x"))])
+        assert port == 1 and Ether(f)[IP].dst == backend and checksums_ok(f)
+        (port, f), = b.inject("p1", [raw(Ether(src=BMAC[backend], dst=P1_MAC) /
+                                         IP(src=backend, dst=CLIENT) /
+                                         TCP(sport=8080, dport=sport, flags="A", seq=5001,
+                                             ack=1002))])
+        assert port == 0 and (Ether(f)[IP].src, Ether(f)[TCP].sport) == (VIP, 80)
+    t = b.totals()
+    assert t["conn_restored"] == 6 and t["conn_picked_up"] == 0 and drops(b) == {}
+    stats = b.service_stats(VIP, 80)
+    assert sum(s["active"] for s in stats["backends"]) == 6
+    b.close()
+
+
+def test_fullnat_connections_are_restored_with_their_local_ports(native):
+    def setup(d):
+        d.add_service(VIP, 80, method="fullnat", local_addresses=["10.0.1.1"], backends=PAIRS)
+        (_, f), = d.inject("p0", [raw(c2v(sport=41000, payload=b"hi"))])
+        return Ether(f)[IP].dst, Ether(f)[TCP].sport
+
+    b, records, (backend, lport) = moved(native, setup)
+    b.add_service(VIP, 80, method="fullnat", local_addresses=["10.0.1.1"], backends=PAIRS)
+    assert b.install_connections(records) == 1
+    (port, f), = b.inject("p1", [raw(Ether(src=BMAC[backend], dst=P1_MAC) /
+                                     IP(src=backend, dst="10.0.1.1") /
+                                     TCP(sport=8080, dport=lport, flags="SA"))])
+    back = Ether(f)
+    assert port == 0 and (back[IP].src, back[IP].dst, back[TCP].dport) == (VIP, CLIENT, 41000)
+    (_, f), = b.inject("p0", [raw(c2v(sport=41000, flags="A", seq=1001, ack=1))])
+    assert (Ether(f)[IP].src, Ether(f)[TCP].sport, Ether(f)[IP].dst) == ("10.0.1.1", lport, backend)
+    # Its local port is taken towards its backend: no new connection gets it.
+    sides = {(Ether(f)[IP].dst, Ether(f)[TCP].sport)
+             for _, f in b.inject("p0", [raw(c2v(sport=p)) for p in range(60)])}
+    assert (backend, lport) not in sides and len(sides) == 60
+    b.close()
+
+
+def test_a_proxied_connection_keeps_its_sequence_offset(native):
+    from test_defence_fixtures import b2c, open_proxied, proxy_dp
+    a = proxy_dp(native)
+    a.add_service(VIP, 80, backends=[(BACKENDS[0], 8080)], syn_proxy="always")
+    cookie, b_isn, _ = open_proxied(a)
+    records = a.export_connections()
+    a.close()
+    b = proxy_dp(native)
+    b.add_service(VIP, 80, backends=[(BACKENDS[0], 8080)], syn_proxy="always")
+    assert b.install_connections(records) == 1
+    # The backend's numbers reach the client as the cookie's, as on A.
+    _, f = next((p, Ether(x)) for p, x in b.inject("p1", [raw(b2c(b_isn + 1, 1001, "A"))]))
+    assert f[TCP].seq == cookie + 1 and checksums_ok(raw(f))
+    b.close()
+
+
+def test_records_of_what_is_not_configured_are_skipped(native):
+    def setup(d):
+        d.add_service(VIP, 80, backends=PAIRS, syn_proxy="off")
+        d.add_service(VIP, 81, backends=PAIRS, syn_proxy="off")
+        d.inject("p0", [raw(c2v(sport=s, dport=p)) for s in (1, 2) for p in (80, 81)])
+        return {c.cport: c.backend for c in d.connections() if c.vport == 80}
+
+    b, records, chosen = moved(native, setup)
+    # 81 is gone; 80 lost one backend and changed method on nothing else.
+    gone = chosen[1]
+    b.add_service(VIP, 80, backends=[p for p in PAIRS if p[0] != gone], syn_proxy="off")
+    installed = b.install_connections(records)
+    assert installed == sum(1 for ip in chosen.values() if ip != gone)
+    assert b.install_connections(records) == 0                    # already there
+    with pytest.raises(InvalidArgument, match="not whole connection records"):
+        b.install_connections(records[:-1])
+    # Garbage of the right size installs nothing and breaks nothing.
+    assert b.install_connections((bytes(range(256)) * 2)[:native.RECORD_SIZE * 4]) == 0
+    b.close()

@@ -20,6 +20,12 @@ SCRIPT = textwrap.dedent("""
     for i in range(16):
         dp.add_address(p, f"10.55.{i}.1/24")
     elapsed = time.monotonic() - t0
+    # A worker owns its table now: restoring connections is refused.
+    try:
+        dp.install_connections(bytes(_native.RECORD_SIZE))
+        refused = "no"
+    except Exception as e:
+        refused = type(e).__name__
     time.sleep(0.2)
     dp.stop()
     rx = dp.totals()["rx_packets"]
@@ -28,12 +34,13 @@ SCRIPT = textwrap.dedent("""
     dp.close()
     _native.eal_cleanup()
     hostinfo.remove_instance_files(prefix)
-    print(len(addrs), rx > 0, drops == rx, round(elapsed, 3))
+    print(len(addrs), rx > 0, drops == rx, round(elapsed, 3), refused)
 """)
 
 
 def test_address_updates_publish_while_a_worker_forwards():
     r = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
-    n_addrs, received, all_dropped_as_other_host, _elapsed = r.stdout.split()
+    n_addrs, received, all_dropped_as_other_host, _elapsed, refused = r.stdout.split()
     assert (n_addrs, received, all_dropped_as_other_host) == ("16", "True", "True")
+    assert refused == "FailedPrecondition"
