@@ -48,6 +48,7 @@ bench: build hugepages
 	$(PY) bench/maglev_build.py
 	$(PY) bench/update_latency.py
 	$(PY) bench/set_backend.py
+	$(PY) bench/records.py
 
 # libFuzzer targets (packet path, config loader, API validation) with ASan and
 # UBSan, FUZZ_SECONDS each; `make test` runs each for a few seconds.
