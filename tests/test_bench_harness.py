@@ -66,6 +66,15 @@ def test_maglev_build_bench_runs_once(tmp_path):
     assert len(cases) == 8 and all(v[0] > 0 for v in cases.values())
 
 
+def test_records_bench_gets_back_what_it_installed(tmp_path):
+    r = subprocess.run([sys.executable, str(ROOT / "bench" / "records.py"), "--records", "5000",
+                        "--runs", "1", "--out", str(tmp_path)], capture_output=True, text=True,
+                       timeout=300, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    (run,) = json.loads((tmp_path / "records.json").read_text())["runs"]
+    assert run["same"] and run["installed"] == 5000
+
+
 def test_update_latency_bench_loses_nothing(tmp_path):
     r = subprocess.run([sys.executable, str(ROOT / "bench" / "update_latency.py"), "--updates", "20",
                         "--runs", "1", "--out", str(tmp_path)],
