@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from appliance_harness import Appliance, Netns, Router, sh
+from test_e2e_l4 import ECHO
 from pylb.v1 import pylb_pb2 as pb
 
 GET = """
@@ -238,22 +239,6 @@ def test_sigterm_withdraws_before_the_appliance_stops(site):
 
 
 # A fleet: two appliances behind one router with ECMP.
-
-ECHO = """
-import socket, sys, threading
-name, port = sys.argv[1], int(sys.argv[2])
-s = socket.socket()
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("0.0.0.0", port))
-s.listen(64)
-print("ready", flush=True)
-def serve(c):
-    while data := c.recv(2048):
-        c.sendall(name.encode() + b" " + data)
-while True:
-    c, _ = s.accept()
-    threading.Thread(target=serve, args=(c,), daemon=True).start()
-"""
 
 # Keeps N TCP connections open; on each line from stdin, talks on all of
 # them and prints who answered each (or "broken").

@@ -762,8 +762,8 @@ pylb_l4_acl_refused(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_po
  * connection proxied through cookies (its sequence numbers are shifted by
  * the cookie), nor with mid-flow pick-up off. */
 static void
-mid_flow(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port, struct rte_mbuf *m,
-	 uint16_t *ports, const struct pylb_tuple *t, uint32_t hash, uint8_t flags)
+pick_up(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port, struct rte_mbuf *m,
+	uint16_t *ports, const struct pylb_tuple *t, uint32_t hash, uint8_t flags)
 {
 	struct pylb_dp *dp = lc->dp;
 	const struct pylb_service *svc = service_find(dp, t);
@@ -861,7 +861,7 @@ pylb_l4_input(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 	 * elsewhere: picked up mid-flow. */
 	if (proto == IPPROTO_TCP &&
 	    (flags & (RTE_TCP_SYN_FLAG | RTE_TCP_ACK_FLAG)) != RTE_TCP_SYN_FLAG)
-		return mid_flow(lc, cfg, in_port, m, ports, &t, hash, flags);
+		return pick_up(lc, cfg, in_port, m, ports, &t, hash, flags);
 	svc = service_find(dp, &t);
 	if (svc == NULL)
 		return pylb_l4_refuse(lc, cfg, in_port, m, af, proto, ports, PYLB_D_NO_SERVICE,
