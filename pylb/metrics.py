@@ -91,6 +91,18 @@ class Collector:
         for v in self.m.vips():
             vips.add_metric([v.spec.prefix, v.fingerprint], 1)
         yield vips
+        announced = GaugeMetricFamily("pylb_vip_announced",
+                                      "1 while the VIP is announced by BGP (0: withdrawn)",
+                                      labels=["prefix"])
+        for a in self.m.announcements():
+            announced.add_metric([a.prefix], 1 if a.announced else 0)
+        yield announced
+        sessions = GaugeMetricFamily("pylb_bgp_session_established",
+                                     "1 while the BGP session with the peer is established",
+                                     labels=["peer", "remote_as"])
+        for p in self.m.bgp_peers():
+            sessions.add_metric([p.address, str(p.remote_as)], 1 if p.state == "Established" else 0)
+        yield sessions
         yield GaugeMetricFamily("pylb_conntrack_entries", "tracked connections",
                                 value=stats["connections"])
         yield GaugeMetricFamily("pylb_conntrack_half_open_entries",

@@ -75,7 +75,7 @@ class Appliance:
 
     def __init__(self, ports: int = 2, workers: str = "1", cpu_map: str | None = None,
                  kernel: bool = False, driver: bool = False, netns: str | None = None,
-                 config: str | None = None, **extra):
+                 config: str | None = None, args: tuple = (), **extra):
         """`kernel`: give each port an exception path (kernel interface ki<..>).
         `driver`: run through tests/appliance_driver.py, so that `call` can use
         the Dataplane API of the running appliance. `netns`: run it in that
@@ -83,6 +83,7 @@ class Appliance:
         and kernel interfaces appear there."""
         self.netns = netns
         self.config = config            # a configuration file given to pylb run
+        self.args = tuple(args)         # more arguments of pylb run
         n = next(_seq)
         self.instance = f"t{os.getpid() % 10000}x{n}"
         self.prefix = file_prefix(self.instance)
@@ -116,6 +117,7 @@ class Appliance:
                [sys.executable, "-m", "pylb", "run", "--profile", self.profile])
         if self.config:
             cmd += ["--config", self.config]
+        cmd += self.args
         if self.netns:
             cmd = ["ip", "netns", "exec", self.netns, *cmd]
         self.proc = subprocess.Popen(

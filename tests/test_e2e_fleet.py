@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -40,7 +41,10 @@ class Site:
     namespace (on p1) serving HTTP on 8081."""
 
     def __init__(self, withdraw_wait_ms=3000):
-        self.app = Appliance(kernel=True)
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.metrics = s.getsockname()[1]
+        self.app = Appliance(kernel=True, args=("--metrics", f"127.0.0.1:{self.metrics}"))
         net = self.app.net
         self.router_ip, self.vip = f"{net}.0.2", f"{net}.9.100"
         with_bgp(self.app, [self.router_ip], withdraw_wait_ms=withdraw_wait_ms)
@@ -130,6 +134,11 @@ def test_a_vip_is_announced_while_healthy_and_serves_through_the_route(site):
     while bgp(stub)[1][0].bfd != "Up":
         assert time.monotonic() < deadline, bgp(stub)[1]
         time.sleep(0.1)
+    import urllib.request
+    with urllib.request.urlopen(f"http://127.0.0.1:{site.metrics}/metrics", timeout=10) as r:
+        text = r.read().decode()
+    assert f'pylb_vip_announced{{prefix="{prefix}"}} 1.0' in text
+    assert f'pylb_bgp_session_established{{peer="{site.router_ip}",remote_as="65000"}} 1.0' in text
     # The router's own kernel reaches the service by the learned route.
     assert site.r.run(sys.executable, "-c", GET, site.vip).stdout.strip() == "backend"
 

@@ -226,6 +226,9 @@ def test_metrics_in_ipvs_exporter_style(api, manager):
         'local_port="53",proto="udp"} 1.0' in text
     assert f'pylb_vip_table_info{{fingerprint="{dp.vip_fingerprint("203.0.113.10/32")}",' \
         'prefix="203.0.113.10/32"} 1.0' in text
+    # Announcements (no speaker here: decided all the same).
+    assert 'pylb_vip_announced{prefix="10.0.0.100/32"} 1.0' in text
+    assert 'pylb_vip_announced{prefix="203.0.113.10/32"} 1.0' in text
     labels = 'local_address="10.0.0.100",local_port="53",proto="udp",remote_address="10.0.1.20",' \
         'remote_port="5353"'
     for line in (f"pylb_ipvs_backend_connections_active{{{labels}}} 1.0",
