@@ -106,7 +106,7 @@ def _address(args) -> str:
 # gRPC (one read path); DPDK telemetry only serves DPDK's own tools.
 LISTINGS = {"stats": ["stats"], "ports": ["port", "list"], "neigh": ["neigh", "list"],
             "routes": ["route", "list"], "vips": ["vip", "list"],
-            "services": ["service", "list"], "conns": ["flows"]}
+            "services": ["service", "list"], "conns": ["flows"], "bgp": ["bgp"]}
 
 
 def cmd_listing(args) -> int:
@@ -170,7 +170,8 @@ def parser() -> argparse.ArgumentParser:
                         ("vips", "L3 VIPs of a running appliance"),
                         ("services", "L4 services and their backends' connections "
                                      "(like ipvsadm -L -n)"),
-                        ("conns", "tracked connections (like ipvsadm -L -c)")):
+                        ("conns", "tracked connections (like ipvsadm -L -c)"),
+                        ("bgp", "VIP announcements and why, BGP sessions")):
         p = sub.add_parser(name, help=help_ + " (as pylbctl shows it)")
         p.add_argument("--instance")
         p.add_argument("--profile")

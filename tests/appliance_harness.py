@@ -234,6 +234,7 @@ class Router:
         for i, (local, peer, asn) in enumerate(peers):
             lines += [f"protocol bgp a{i} {{ local {local} as 65000; neighbor {peer} as {asn};",
                       "  hold time 3; keepalive time 1; connect retry time 1; bfd on;",
+                      "  error wait time 1, 5;",
                       "  ipv4 { import all; export none; }; }"]
         with open(os.path.join(self.dir, "bird.conf"), "w") as f:
             f.write("\n".join(lines) + "\n")

@@ -451,3 +451,21 @@ def test_a_fleet_keeps_dr_connections_through_a_killed_and_a_restarted_appliance
     finally:
         client.kill()
         client.wait()
+
+
+def test_a_wedged_appliance_leaves_the_router_by_bfd(fleet):
+    """SIGSTOP: its ports stay up and its BIRD runs on, but its dataplane
+    carries nothing, BFD included: the router declares the session down
+    after 3 x 100 ms and takes the appliance out of the ECMP set (a hold
+    time would take 3 s); back once it runs again."""
+    prefix = f"{fleet.vip}/32"
+    hops = sorted(f"{a.net}.0.1" for a in fleet.apps)
+    fleet.router.wait(prefix, lambda h: sorted(h) == hops, timeout=30)
+    wedged = fleet.apps[1].proc.pid
+    os.kill(wedged, signal.SIGSTOP)
+    try:
+        took = fleet.router.wait(prefix, lambda h: h == [f"{fleet.apps[0].net}.0.1"], timeout=10)
+    finally:
+        os.kill(wedged, signal.SIGCONT)
+    assert took < 1.5, took
+    fleet.router.wait(prefix, lambda h: sorted(h) == hops, timeout=30)
