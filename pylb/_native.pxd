@@ -67,6 +67,7 @@ cdef extern from "pylb_dp.h" nogil:
         uint32_t conn_capacity
         uint8_t tcp_reset
         uint8_t mid_flow_off
+        uint8_t sync
         uint32_t half_open_budget
         uint8_t source_prefix4
         uint8_t source_prefix6
@@ -175,6 +176,9 @@ cdef extern from "pylb_dp.h" nogil:
 
     int pylb_dp_conn_export(pylb_dp *dp, pylb_conn_record *out, uint32_t max)
     int pylb_dp_conn_install(pylb_dp *dp, const pylb_conn_record *r, uint32_t n)
+    int pylb_dp_sync_collect(pylb_dp *dp, pylb_conn_record *out, uint32_t max)
+    int pylb_dp_sync_apply(pylb_dp *dp, const pylb_conn_record *r, uint32_t n)
+    uint64_t pylb_dp_sync_lost(const pylb_dp *dp)
 
     struct pylb_port_info:
         char name[PYLB_NAME_LEN]

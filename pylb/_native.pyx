@@ -352,7 +352,8 @@ cdef class Dataplane:
     def __cinit__(self, *, workers=(), int mbufs=8191, int mbuf_cache=256, int mbuf_size=0,
                   int neigh_capacity=4096, int neigh_timeout_ms=0, int max_routes=0,
                   int fib_tbl8=0, int conn_capacity=0, timeouts=None, bint tcp_reset=False,
-                  hash_seed=None, int half_open_budget=0, per_source=None, bint mid_flow=True):
+                  hash_seed=None, int half_open_budget=0, per_source=None, bint mid_flow=True,
+                  bint sync=False):
         cdef pylb_dp_conf conf
         cdef int rc
         memset(&conf, 0, sizeof(conf))
@@ -372,6 +373,7 @@ cdef class Dataplane:
         conf.conn_capacity = conn_capacity
         conf.tcp_reset = tcp_reset
         conf.mid_flow_off = not mid_flow
+        conf.sync = sync
         if half_open_budget < 0:
             raise InvalidArgument(f"half_open_budget {half_open_budget} is negative")
         conf.half_open_budget = half_open_budget
@@ -863,6 +865,37 @@ cdef class Dataplane:
             return (<char *>buf)[:n * sizeof(pylb_conn_record)]
         finally:
             free(buf)
+
+    def sync_collect(self, int most=65536):
+        """Connection sync: the connections opened or moved to another
+        state since the last call (records; one caller only)."""
+        cdef pylb_dp *dp = self._live()
+        cdef pylb_conn_record *buf = <pylb_conn_record *>malloc(most * sizeof(pylb_conn_record))
+        if buf == NULL:
+            raise MemoryError()
+        try:
+            n = pylb_dp_sync_collect(dp, buf, most)
+            return (<char *>buf)[:n * sizeof(pylb_conn_record)]
+        finally:
+            free(buf)
+
+    def sync_apply(self, const unsigned char[:] records):
+        """A peer's records, for the owning workers to install or update;
+        returns how many were queued (installed, before start)."""
+        cdef size_t size = sizeof(pylb_conn_record)
+        if records.shape[0] % size:
+            raise InvalidArgument(f"{records.shape[0]} bytes are not whole connection records "
+                                  f"({size} bytes each)")
+        if records.shape[0] == 0:
+            return 0
+        rc = pylb_dp_sync_apply(self._live(), <const pylb_conn_record *>&records[0],
+                                <uint32_t>(records.shape[0] // size))
+        _check(rc)
+        return rc
+
+    def sync_lost(self):
+        """Sync notes lost to a full ring (their connections go unsent)."""
+        return pylb_dp_sync_lost(self._live())
 
     def install_connections(self, const unsigned char[:] records):
         """Install exported records (before start); returns how many were

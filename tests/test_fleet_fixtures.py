@@ -297,3 +297,47 @@ def test_records_of_what_is_not_configured_are_skipped(native):
     # Garbage of the right size installs nothing and breaks nothing.
     assert b.install_connections((bytes(range(256)) * 2)[:native.RECORD_SIZE * 4]) == 0
     b.close()
+
+
+# Connection sync: the records of what changed, applied by a peer.
+
+def test_sync_notes_what_opened_and_what_moved_and_a_peer_follows(native):
+    a, b = appliance(native, sync=True), appliance(native, sync=True)
+    for d in (a, b):
+        d.add_service(VIP, 80, scheduler="wrr", backends=PAIRS, syn_proxy="off")
+    (_, f), = a.inject("p0", [raw(c2v(sport=40000))])
+    backend = Ether(f)[IP].dst
+    first = a.sync_collect()
+    assert len(first) == native.RECORD_SIZE and a.sync_collect() == b""   # read once
+    assert b.sync_apply(first) == 1
+    (c,) = b.connections()
+    assert (c.backend, c.state) == (backend, "syn_sent") and b.totals()["conn_synced"] == 1
+    # The backend answers and the client ACKs on A: established, sent again.
+    a.inject("p1", [raw(Ether(src=BMAC[backend], dst=P1_MAC) / IP(src=backend, dst=CLIENT) /
+                        TCP(sport=8080, dport=40000, flags="SA", seq=5000, ack=1001))])
+    a.inject("p0", [raw(c2v(sport=40000, flags="A", seq=1001, ack=5001))])
+    moved = a.sync_collect()
+    assert len(moved) == 2 * native.RECORD_SIZE                # syn_recv, established
+    assert b.sync_apply(moved) == 2 and b.connections()[0].state == "established"
+    assert b.half_open() == 0
+    # B forwards the moved flow to A's choice (WRR: not the consistent table's).
+    (_, f), = b.inject("p0", [raw(c2v(sport=40000, flags="PA", seq=1001, ack=5001,
+                                      payload=b"x"))])
+    assert Ether(f)[IP].dst == backend and b.totals()["conn_picked_up"] == 0
+    # A connection of B's own is never overwritten by a peer's record.
+    (_, f), = b.inject("p0", [raw(c2v(sport=40001))])
+    own = {c.cport: c.backend for c in b.connections()}[40001]
+    (_, f), = a.inject("p0", [raw(c2v(sport=40001))])
+    assert b.sync_apply(a.sync_collect()) == 0                 # skipped (before start: at once)
+    assert {c.cport: c.backend for c in b.connections()}[40001] == own
+    assert a.sync_lost() == 0
+    a.close()
+    b.close()
+
+
+def test_sync_apply_needs_sync_on(native):
+    from pylb.errors import FailedPrecondition
+    d = appliance(native)
+    with pytest.raises(FailedPrecondition, match="sync is off"):
+        d.sync_apply(bytes(native.RECORD_SIZE))
+    d.close()

@@ -88,6 +88,7 @@ enum pylb_err {
 	X(CONN_UNTRACKED, conn_untracked) \
 	X(CONN_PICKED_UP, conn_picked_up) \
 	X(CONN_RESTORED, conn_restored) \
+	X(CONN_SYNCED, conn_synced) \
 	X(CONN_RESET_DOWN, conn_reset_down) \
 	X(NAT_REPLIES, nat_replies) \
 	X(NAT_REPLIES_UNTRACKED, nat_replies_untracked) \
@@ -212,6 +213,8 @@ struct pylb_dp_conf {
 						 * 0: 65536 */
 	uint8_t tcp_reset;			/* answer TCP to a VIP that has no
 						 * connection or service with RST */
+	uint8_t sync;				/* note opened and changed connections
+						 * for connection sync */
 	uint8_t mid_flow_off;			/* a TCP packet that is not a SYN and
 						 * has no connection is refused; 0: it
 						 * is picked up by the consistent choice */
@@ -628,6 +631,18 @@ int pylb_dp_conn_export(struct pylb_dp *dp, struct pylb_conn_record *out, uint32
  * that finds its tuple taken or the table full, is skipped. Returns how
  * many were installed, or a negative PYLB_E_* code. */
 int pylb_dp_conn_install(struct pylb_dp *dp, const struct pylb_conn_record *r, uint32_t n);
+
+/* Connection sync (conf.sync). The connections opened or moved to another
+ * state since the last call, as records (at most max; each worker's
+ * notes are read by this one caller). */
+int pylb_dp_sync_collect(struct pylb_dp *dp, struct pylb_conn_record *out, uint32_t max);
+/* A peer's records, for the workers that own them to install (or, if it
+ * has one already from an earlier record, update); before the dataplane
+ * runs, installed at once. Returns how many were queued or installed; a
+ * record whose service or backend is not configured is skipped there. */
+int pylb_dp_sync_apply(struct pylb_dp *dp, const struct pylb_conn_record *r, uint32_t n);
+/* Notes lost to a full ring, summed over lcores. */
+uint64_t pylb_dp_sync_lost(const struct pylb_dp *dp);
 uint64_t pylb_dp_conn_count(const struct pylb_dp *dp);
 /* Replace every ACL at once: n_lists lists, n prefixes, and per service
  * id (PYLB_MAX_SERVICES of them) the lists that apply to it (bit i: list

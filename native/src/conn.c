@@ -88,6 +88,19 @@ pylb_conn_init(struct pylb_dp *dp, struct pylb_lcore *lc)
 	ct->pers = rte_zmalloc("pylb_pers", hp.entries * sizeof(*ct->pers), RTE_CACHE_LINE_SIZE);
 	ct->pfree = rte_malloc("pylb_pers_free", hp.entries * sizeof(*ct->pfree), 0);
 	ct->ho_ring = rte_malloc("pylb_half_open", (ct->ho_mask + 1) * sizeof(*ct->ho_ring), 0);
+	if (dp->conf.sync) {
+		/* Room for a table's worth of notes between two collections. */
+		ct->chg_mask = rte_align32pow2(RTE_MAX(cap, 1024u)) - 1;
+		ct->chg_ring = rte_malloc("pylb_sync_notes", (ct->chg_mask + 1) *
+					  sizeof(*ct->chg_ring), 0);
+		snprintf(name, sizeof(name), "pylb_si%u_%u", conn_seq, lc->slot);
+		ct->sync_in = rte_ring_create_elem(name, sizeof(struct pylb_conn_record),
+						   PYLB_SYNC_IN_RING, (int)rte_socket_id(),
+						   RING_F_SP_ENQ | RING_F_SC_DEQ);
+		if (ct->chg_ring == NULL || ct->sync_in == NULL)
+			return pylb_fail(-PYLB_E_NOMEM, "cannot allocate connection sync's rings "
+					 "(lcore slot %u); reserve more hugepages", lc->slot);
+	}
 	if ((ct->src_budget != 0 && ct->src_ho == NULL) ||
 	    (ct->src_cost != 0 && ct->src_rate == NULL) ||
 	    ct->ho_ring == NULL || ct->buckets == NULL || ct->conns == NULL || ct->free == NULL || ct->ext6 == NULL ||
@@ -116,6 +129,10 @@ pylb_conn_free(struct pylb_lcore *lc)
 	for (uint32_t i = 0; i < ct->n_held; i++)
 		rte_pktmbuf_free(ct->held[i].m);
 	rte_free(ct->ho_ring);
+	rte_free(ct->chg_ring);
+	rte_ring_free(ct->sync_in);
+	ct->chg_ring = NULL;
+	ct->sync_in = NULL;
 	rte_free(ct->src_ho);
 	rte_free(ct->src_rate);
 	rte_free(ct->buckets);
@@ -455,8 +472,10 @@ pylb_conn_update(struct pylb_lcore *lc, struct pylb_conn *c, uint8_t tcp_flags,
 		uint8_t next = tcp_next(c->state, tcp_flags, reply,
 					pylb_l4_sees_replies[c->method]);
 
-		if (unlikely(next != c->state))
+		if (unlikely(next != c->state)) {
 			pylb_conn_state(lc, c, next);
+			pylb_conn_changed(&lc->ct, c);
+		}
 	}
 	c->expire_tsc = now + __atomic_load_n(&lc->dp->timeout_tsc[c->state], __ATOMIC_RELAXED);
 }
@@ -657,43 +676,80 @@ pylb_dp_conn_list(struct pylb_dp *dp, struct pylb_conn_info *out, uint32_t max)
 	return (int)n;
 }
 
+/* Entry i of ct as a record; false if it holds no connection, or one
+ * still opening through the SYN proxy. */
+static bool
+conn_record(const struct pylb_conntrack *ct, uint32_t i, uint64_t now,
+	    struct pylb_conn_record *o)
+{
+	uint64_t hz = rte_get_timer_hz();
+	struct pylb_conn6 a;
+	struct pylb_conn c;
+
+	if (i == 0 || i > ct->cap || !pylb_conn_snapshot(ct, i, &c, &a) ||
+	    (c.flags & CONN_F_OPENING))
+		return false;
+	memset(o, 0, sizeof(*o));
+	o->af = c.af;
+	o->proto = c.proto;
+	o->state = c.state;
+	o->method = c.method;
+	o->cport = rte_be_to_cpu_16(c.cport);
+	o->vport = rte_be_to_cpu_16(c.vport);
+	o->bport = rte_be_to_cpu_16(c.bport);
+	o->lport = rte_be_to_cpu_16(c.lport);
+	o->flags = c.flags & PYLB_REC_FLAGS;
+	o->seq_delta = c.seq_delta;
+	o->expires_ms = c.expire_tsc > now ?
+		(uint32_t)RTE_MIN((c.expire_tsc - now) * 1000 / hz, UINT32_MAX) : 0;
+	memcpy(o->client, a.a[CONN_CLIENT], 16);
+	memcpy(o->vip, a.a[CONN_VIP], 16);
+	memcpy(o->backend, a.a[CONN_BACKEND], 16);
+	memcpy(o->local, a.a[CONN_LIP], 16);
+	return true;
+}
+
 int
 pylb_dp_conn_export(struct pylb_dp *dp, struct pylb_conn_record *out, uint32_t max)
 {
-	uint64_t now = pylb_now(dp), hz = rte_get_timer_hz();
+	uint64_t now = pylb_now(dp);
+	uint32_t n = 0;
+
+	for (uint32_t s = 0; s < dp->n_slots; s++)
+		for (uint32_t i = 1; i <= dp->lcores[s].ct.cap && n < max; i++)
+			n += conn_record(&dp->lcores[s].ct, i, now, &out[n]);
+	return (int)n;
+}
+
+int
+pylb_dp_sync_collect(struct pylb_dp *dp, struct pylb_conn_record *out, uint32_t max)
+{
+	uint64_t now = pylb_now(dp);
 	uint32_t n = 0;
 
 	for (uint32_t s = 0; s < dp->n_slots; s++) {
-		const struct pylb_conntrack *ct = &dp->lcores[s].ct;
+		struct pylb_conntrack *ct = &dp->lcores[s].ct;
+		uint32_t head, tail;
 
-		for (uint32_t i = 1; i <= ct->cap && n < max; i++) {
-			struct pylb_conn_record *o = &out[n];
-			struct pylb_conn6 a;
-			struct pylb_conn c;
-
-			if (!pylb_conn_snapshot(ct, i, &c, &a) || (c.flags & CONN_F_OPENING))
-				continue;
-			memset(o, 0, sizeof(*o));
-			o->af = c.af;
-			o->proto = c.proto;
-			o->state = c.state;
-			o->method = c.method;
-			o->cport = rte_be_to_cpu_16(c.cport);
-			o->vport = rte_be_to_cpu_16(c.vport);
-			o->bport = rte_be_to_cpu_16(c.bport);
-			o->lport = rte_be_to_cpu_16(c.lport);
-			o->flags = c.flags & PYLB_REC_FLAGS;
-			o->seq_delta = c.seq_delta;
-			o->expires_ms = c.expire_tsc > now ?
-				(uint32_t)RTE_MIN((c.expire_tsc - now) * 1000 / hz, UINT32_MAX) : 0;
-			memcpy(o->client, a.a[CONN_CLIENT], 16);
-			memcpy(o->vip, a.a[CONN_VIP], 16);
-			memcpy(o->backend, a.a[CONN_BACKEND], 16);
-			memcpy(o->local, a.a[CONN_LIP], 16);
-			n++;
-		}
+		if (ct->chg_ring == NULL)
+			continue;
+		head = ct->chg_head;
+		tail = __atomic_load_n(&ct->chg_tail, __ATOMIC_ACQUIRE);
+		for (; head != tail && n < max; head++)
+			n += conn_record(ct, ct->chg_ring[head & ct->chg_mask], now, &out[n]);
+		__atomic_store_n(&ct->chg_head, head, __ATOMIC_RELEASE);
 	}
 	return (int)n;
+}
+
+uint64_t
+pylb_dp_sync_lost(const struct pylb_dp *dp)
+{
+	uint64_t n = 0;
+
+	for (uint32_t s = 0; s < dp->n_slots; s++)
+		n += __atomic_load_n(&dp->lcores[s].ct.chg_lost, __ATOMIC_RELAXED);
+	return n;
 }
 
 uint64_t

@@ -12,6 +12,8 @@
 #include <rte_prefetch.h>
 #include <rte_vect.h>
 
+#include <rte_ring.h>
+
 #include "hash.h"
 #include "pkt.h"
 
@@ -125,6 +127,21 @@ void pylb_conn_counted(struct pylb_lcore *lc, struct pylb_conn *c, bool open);
 void pylb_conn_state(struct pylb_lcore *lc, struct pylb_conn *c, uint8_t state);
 uint32_t pylb_conn_unhold(struct pylb_lcore *lc, const struct pylb_conn *c,
 			  struct pylb_held *out);
+
+/* Connection sync: note that entry c opened or changed state (a store;
+ * nothing if sync is off). */
+static inline void
+pylb_conn_changed(struct pylb_conntrack *ct, const struct pylb_conn *c)
+{
+	if (likely(ct->chg_ring == NULL))
+		return;
+	if (ct->chg_tail - __atomic_load_n(&ct->chg_head, __ATOMIC_ACQUIRE) > ct->chg_mask) {
+		ct->chg_lost++;
+		return;
+	}
+	ct->chg_ring[ct->chg_tail & ct->chg_mask] = (uint32_t)(c - ct->conns);
+	__atomic_store_n(&ct->chg_tail, ct->chg_tail + 1, __ATOMIC_RELEASE);
+}
 
 static inline uint32_t
 pylb_tcp_half_open(uint8_t state)

@@ -21,6 +21,7 @@
 #include <rte_hash.h>
 #include <rte_malloc.h>
 #include <rte_rcu_qsbr.h>
+#include <rte_ring.h>
 #include <rte_tcp.h>
 #include <rte_udp.h>
 
@@ -671,6 +672,7 @@ pylb_l4_conn_start(struct pylb_lcore *lc, const struct pylb_tuple *t,
 		CNT(lc, CONN_PICKED_UP);
 	else
 		CNT(lc, CONN_CREATED);
+	pylb_conn_changed(ct, c);
 	return c;
 }
 
@@ -883,7 +885,7 @@ pylb_l4_input(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 
 /* The API: serialised with the telemetry thread's readers. */
 
-/* Restoring connections (before the workers run). */
+/* Restoring connections (before the workers run) and connection sync. */
 
 /* The index of backend (addr, port) in svc; UINT32_MAX if it has none. A
  * backend port 0 keeps the client's: the record's bport is the VIP's. */
@@ -900,37 +902,59 @@ backend_of(const struct pylb_service *svc, const struct pylb_conn_record *r)
 	return UINT32_MAX;
 }
 
-/* Install record r in the table of the worker that owns it; false if it
- * is skipped (see pylb_dp_conn_install). */
-static bool
-conn_install(struct pylb_dp *dp, const struct pylb_conn_record *r, uint64_t now)
+/* The lcore slot whose table r belongs in (the flow's owner; FullNAT: the
+ * owner of its local port, which must be the same); -1 if none can take
+ * it, or it is not a record at all. */
+static int
+record_owner(const struct pylb_dp *dp, const struct pylb_conn_record *r)
 {
-	uint32_t n = dp->conf.n_workers, slot = 0;
-	struct pylb_tuple t = {
-		.src = r->client, .dst = r->vip, .sport = rte_cpu_to_be_16(r->cport),
-		.dport = rte_cpu_to_be_16(r->vport), .proto = r->proto, .af = r->af,
-	};
-	const struct pylb_service *svc;
-	struct pylb_lcore *lc;
-	struct pylb_conn *c;
-	uint32_t bi;
+	uint32_t n = dp->conf.n_workers, slot;
 
 	if ((r->af != 4 && r->af != 6) || (r->proto != IPPROTO_TCP && r->proto != IPPROTO_UDP) ||
 	    r->state >= PYLB_TCP__STATES || (r->proto == IPPROTO_UDP) != (r->state == PYLB_TCP_NONE) ||
 	    r->expires_ms == 0)
-		return false;
-	svc = service_find(dp, &t);
+		return -1;
+	if (n < 2)
+		return 0;
+	slot = flow_owner(dp, r->client, r->af);
+	/* FullNAT replies find the worker by the local port. */
+	if (r->method == PYLB_L4_FULLNAT && r->lport % n != slot)
+		return -1;
+	return (int)slot;
+}
+
+/* Install record r in lc's table (counted under `counter`); or, if a
+ * peer's earlier record installed the connection (`synced`), bring it up
+ * to date. False if r is skipped: its service (VIP, port, protocol,
+ * method) or backend is not configured, or its tuple is taken by a
+ * connection of this appliance's own. */
+static bool
+conn_install(struct pylb_dp *dp, struct pylb_lcore *lc, const struct pylb_conn_record *r,
+	     uint64_t now, enum pylb_counter counter, bool synced)
+{
+	struct pylb_tuple t = {
+		.src = r->client, .dst = r->vip, .sport = rte_cpu_to_be_16(r->cport),
+		.dport = rte_cpu_to_be_16(r->vport), .proto = r->proto, .af = r->af,
+	};
+	const struct pylb_service *svc = service_find(dp, &t);
+	struct pylb_conn *c;
+	uint32_t bi;
+
 	if (svc == NULL || svc->conf.method != r->method ||
 	    (bi = backend_of(svc, r)) == UINT32_MAX)
 		return false;
-	if (n >= 2) {
-		slot = flow_owner(dp, r->client, r->af);
-		/* FullNAT replies find the worker by the local port. */
-		if (r->method == PYLB_L4_FULLNAT && r->lport % n != slot)
+	c = pylb_conn_lookup(lc, &t, false, NULL);
+	if (c != NULL) {
+		if (!synced || !(c->flags & CONN_F_SYNCED))
 			return false;
+		if (c->state != r->state)
+			pylb_conn_state(lc, c, r->state);
+		c->expire_tsc = now + r->expires_ms * rte_get_timer_hz() / 1000;
+		lc->stats->c[counter]++;
+		return true;
 	}
-	lc = &dp->lcores[slot];
-	if (pylb_conn_lookup(lc, &t, false, NULL) != NULL || (c = pylb_conn_new(lc, &t)) == NULL)
+	c = pylb_conn_new(lc, &t);
+	if (c == NULL)
 		return false;
 	pylb_conn_set_addr(&lc->ct, c, CONN_BACKEND, r->backend);
 	c->bport = rte_cpu_to_be_16(r->bport);
@@ -939,7 +963,7 @@ conn_install(struct pylb_dp *dp, const struct pylb_conn_record *r, uint64_t now)
 	c->gen = __atomic_load_n(&dp->gen, __ATOMIC_ACQUIRE);
 	c->method = r->method;
 	c->state = r->state;
-	c->flags = r->flags & PYLB_REC_FLAGS;
+	c->flags = (r->flags & PYLB_REC_FLAGS) | (synced ? CONN_F_SYNCED : 0);
 	c->seq_delta = r->seq_delta;
 	c->expire_tsc = now + r->expires_ms * rte_get_timer_hz() / 1000;
 	if (r->method == PYLB_L4_FULLNAT) {
@@ -958,7 +982,7 @@ conn_install(struct pylb_dp *dp, const struct pylb_conn_record *r, uint64_t now)
 	if (svc->conf.max_per_client != 0)
 		c->flags |= CONN_F_CLIENT;
 	pylb_conn_counted(lc, c, c->state < PYLB_TCP_TIME_WAIT);
-	CNT(lc, CONN_RESTORED);
+	lc->stats->c[counter]++;
 	return true;
 }
 
@@ -971,8 +995,12 @@ conn_install_unlocked(struct pylb_dp *dp, const struct pylb_conn_record *r, uint
 	if (dp->running)
 		return pylb_fail(-PYLB_E_STATE, "connections are restored before the dataplane "
 				 "starts (its workers own their tables once they run)");
-	for (uint32_t i = 0; i < n; i++)
-		done += conn_install(dp, &r[i], now);
+	for (uint32_t i = 0; i < n; i++) {
+		int slot = record_owner(dp, &r[i]);
+
+		done += slot >= 0 &&
+			conn_install(dp, &dp->lcores[slot], &r[i], now, PYLB_C_CONN_RESTORED, false);
+	}
 	return done;
 }
 
@@ -980,4 +1008,46 @@ int
 pylb_dp_conn_install(struct pylb_dp *dp, const struct pylb_conn_record *r, uint32_t n)
 {
 	PYLB_CTL_LOCKED(dp, conn_install_unlocked(dp, r, n));
+}
+
+/* A worker's share of a peer's records (its sync_in ring). */
+void
+pylb_sync_drain(struct pylb_lcore *lc)
+{
+	struct pylb_conn_record r[PYLB_BURST];
+	unsigned int n = rte_ring_dequeue_burst_elem(lc->ct.sync_in, r, sizeof(r[0]), PYLB_BURST,
+						     NULL);
+
+	for (unsigned int i = 0; i < n; i++)
+		conn_install(lc->dp, lc, &r[i], pylb_now(lc->dp), PYLB_C_CONN_SYNCED, true);
+}
+
+static int
+sync_apply_unlocked(struct pylb_dp *dp, const struct pylb_conn_record *r, uint32_t n)
+{
+	bool running = __atomic_load_n(&dp->running, __ATOMIC_ACQUIRE) && dp->conf.n_workers;
+	uint64_t now = pylb_now(dp);
+	int done = 0;
+
+	if (!dp->conf.sync)
+		return pylb_fail(-PYLB_E_STATE, "connection sync is off in this dataplane");
+	for (uint32_t i = 0; i < n; i++) {
+		int slot = record_owner(dp, &r[i]);
+
+		if (slot < 0)
+			continue;
+		if (!running)
+			done += conn_install(dp, &dp->lcores[slot], &r[i], now, PYLB_C_CONN_SYNCED,
+					     true);
+		else
+			done += rte_ring_enqueue_elem(dp->lcores[slot].ct.sync_in,
+						      (void *)(uintptr_t)&r[i], sizeof(r[i])) == 0;
+	}
+	return done;
+}
+
+int
+pylb_dp_sync_apply(struct pylb_dp *dp, const struct pylb_conn_record *r, uint32_t n)
+{
+	PYLB_CTL_LOCKED(dp, sync_apply_unlocked(dp, r, n));
 }

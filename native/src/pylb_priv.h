@@ -220,6 +220,8 @@ struct pylb_conn {
 #define CONN_F_REPLIED	16	/* a reply was seen (UDP: no longer half-open) */
 #define CONN_F_CLIENT	32	/* its service limits its client's connections */
 #define CONN_F_COUNTED	64	/* counted as open (limits) */
+#define CONN_F_SYNCED	128	/* installed from a peer's record: its later
+				 * records update it */
 /* SYN proxy: window scales, 4 bits each (15: none): the backend's (while
  * opening: the client's), and the one the cookie SYN-ACK gave. */
 #define CONN_WS_B(f)	(((f) >> 8) & 15)
@@ -315,6 +317,15 @@ struct pylb_conntrack {
 	uint32_t src_mask[5];		/* IPv4's prefix mask, IPv6's (network order) */
 	uint64_t cookies_until;		/* ACKs are checked as cookies until then */
 	uint64_t period, period_end;	/* the cookies' time, and when it moves on */
+	/* Connection sync (conf.sync): the entries that opened or changed
+	 * state, by index, for the control side to send; this lcore writes
+	 * the tail, the control side the head. NULL: sync is off. */
+	uint32_t *chg_ring;
+	uint32_t chg_mask, chg_tail, chg_head;
+	uint64_t chg_lost;		/* noted with the ring full */
+	/* Records from peers, for this lcore's table (struct
+	 * pylb_conn_record elements; the control side enqueues). */
+	struct rte_ring *sync_in;
 	uint32_t n_held;
 	struct pylb_held {		/* client packets waiting for a backend */
 		struct rte_mbuf *m;
@@ -528,6 +539,8 @@ int pylb_route_add_connected(struct pylb_dp *dp, uint16_t port,
 int pylb_l4_init(struct pylb_dp *dp);
 void pylb_l4_free(struct pylb_dp *dp);
 int pylb_conn_init(struct pylb_dp *dp, struct pylb_lcore *lc);
+/* l4.c: install the peer's records waiting in lc's sync_in ring. */
+void pylb_sync_drain(struct pylb_lcore *lc);
 /* Each TCP state's timeout from t (0: the default), from the next packet. */
 void pylb_timeouts_apply(struct pylb_dp *dp, const struct pylb_timeouts *t);
 void pylb_conn_free(struct pylb_lcore *lc);

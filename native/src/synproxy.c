@@ -421,6 +421,7 @@ backend_answered(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 	c->flags = (uint16_t)((c->flags & ~(CONN_F_OPENING | CONN_WS_MASK)) |
 		CONN_WS(ws_c != WS_NONE ? o.ws : WS_NONE, ws_a));
 	pylb_conn_state(lc, c, PYLB_TCP_ESTABLISHED);
+	pylb_conn_changed(&lc->ct, c);
 	c->expire_tsc = lc->now + __atomic_load_n(&lc->dp->timeout_tsc[PYLB_TCP_ESTABLISHED],
 						  __ATOMIC_RELAXED);
 	if (!seg_fit(lc, m, th, sizeof(*th)))

@@ -31,6 +31,7 @@
 					 * when workers carry the traffic */
 #define PYLB_CONN_AGE_STEP	16	/* entries aged per worker loop */
 #define PYLB_REDIRECT_RING	1024	/* packets handed to a flow's owner */
+#define PYLB_SYNC_IN_RING	16384	/* a peer's records waiting for a worker */
 #define PYLB_MAX_SERVICES	4096
 #define PYLB_SYNPROXY_HOLD	64	/* client packets held per lcore while
 					 * backends answer proxied SYNs */
