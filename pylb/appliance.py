@@ -79,6 +79,21 @@ def _reload(manager, path: str) -> None:
         log.error("reload of %s refused: %s", path, e)
 
 
+def _start_sync(profile: Profile, dp, tasks: queue.SimpleQueue):
+    """Connection sync from the sync port's address on its peers' network;
+    the peers' records are applied on the main loop, like every change."""
+    import ipaddress
+    from pylb.sync import Sync
+    s = profile.sync
+    port = next(p for p in profile.ports if p.name == s.port)
+    peer = ipaddress.ip_address(s.peers[0])
+    address = next(str(ipaddress.ip_interface(a).ip) for a in port.addresses
+                   if peer in ipaddress.ip_interface(a).network)
+    log.info("sync: from %s:%d to %s", address, s.udp_port, ", ".join(s.peers))
+    return Sync(s, profile.fleet_secret, address, port.kernel_iface, load_native().RECORD_SIZE,
+                lambda records: tasks.put(lambda d: d.sync_apply(records)))
+
+
 def _run_tasks(tasks: queue.SimpleQueue, dp) -> None:
     while not tasks.empty():
         tasks.get()(dp)
@@ -104,7 +119,7 @@ def run(profile: Profile, stop: threading.Event, instance: str | None = None,
     argv = profile.eal_argv(instance)
     log.info("EAL %s", " ".join(argv[1:]))
     native.eal_init(argv)
-    dp = server = metrics = manager = speaker = None
+    dp = server = metrics = manager = speaker = sync = None
     if tasks is None:
         tasks = queue.SimpleQueue()
     try:
@@ -113,7 +128,7 @@ def run(profile: Profile, stop: threading.Event, instance: str | None = None,
                               max_routes=profile.max_routes,
                               conn_capacity=profile.conn_capacity,
                               timeouts=dict(profile.timeouts), tcp_reset=profile.tcp_reset,
-                              mid_flow=profile.mid_flow,
+                              mid_flow=profile.mid_flow, sync=profile.sync is not None,
                               half_open_budget=profile.half_open_budget,
                               per_source=dict(profile.per_source),
                               hash_seed=profile.fleet_secret)
@@ -137,7 +152,9 @@ def run(profile: Profile, stop: threading.Event, instance: str | None = None,
             speaker.start()
             log.info("bgp: BIRD speaking as AS %d to %s", profile.bgp.local_as,
                      ", ".join(f"{p.address} (AS {p.remote_as})" for p in profile.bgp.peers))
-        manager = Manager(queue_submitter(tasks, dp=dp), health=True, speaker=speaker)
+        manager = Manager(queue_submitter(tasks, dp=dp), health=True, speaker=speaker,
+                          counters=lambda: {**sync.counters, "sync_notes_lost": dp.sync_lost()}
+                          if sync is not None else {})
         if config is not None:
             manager.apply_config(config)
             log.info("applied %s: %d service(s), %d route(s)", config.path,
@@ -153,6 +170,8 @@ def run(profile: Profile, stop: threading.Event, instance: str | None = None,
                      "backends are not configured)", n, len(records) // native.RECORD_SIZE,
                      snapshots.path)
         dp.start()
+        if profile.sync is not None:
+            sync = _start_sync(profile, dp, tasks)
         for p in dp.ports():
             log.info("port %s (%s): ethdev %d mac %s link %s addresses %s kernel interface %s",
                      p.name, p.device, p.ethdev, p.mac, "up" if p.link_up else "down",
@@ -179,6 +198,10 @@ def run(profile: Profile, stop: threading.Event, instance: str | None = None,
             dp.housekeep()
             if snapshots.due(time.monotonic()):
                 snapshots.take(dp.export_connections(), time.monotonic())
+            if sync is not None and sync.due(time.monotonic()):
+                records = dp.sync_collect()
+                if records:
+                    sync.send(records)
             if reload is not None and reload.is_set() and config_path:
                 reload.clear()
                 threading.Thread(target=_reload, args=(manager, config_path), daemon=True).start()
@@ -221,6 +244,8 @@ def run(profile: Profile, stop: threading.Event, instance: str | None = None,
             server.stop(0)
         if speaker is not None:
             speaker.stop()
+        if sync is not None:
+            sync.close()
         if dp is not None:
             dp.close()
         native.eal_cleanup()

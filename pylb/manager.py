@@ -30,7 +30,8 @@ from pylb import kernel, model
 from pylb.errors import (AlreadyExists, CapacityExhausted, FailedPrecondition, InvalidArgument,
                          NotFound, PylbError)
 from pylb.health import HealthChecker
-from pylb.model import (Announcement, announcements, AclSpec, BackendSpec, Change, Config, NeighbourSpec, RouteSpec, ServiceKey,
+from pylb.model import (Announcement, announcements, AclSpec, BackendSpec, Change, Config,
+                        NeighbourSpec, RouteSpec, ServiceKey,
                         ServiceSpec, VipSpec, describe, diff, service_name)
 
 Submit = Callable[[Callable[[Any], Any]], Any]
@@ -139,11 +140,13 @@ class Manager:
     exception path unless `probe_anywhere` (tests with loopback backends)."""
 
     def __init__(self, submit: Submit, health: bool = False, probe_anywhere: bool = False,
-                 speaker=None):
+                 speaker=None, counters: Callable[[], dict] | None = None):
         """`speaker`: announces the VIPs to routers (pylb.bgp.Bird); None:
-        their announcements are decided and shown, nobody is told."""
+        their announcements are decided and shown, nobody is told.
+        `counters`: more counters for GetStats (connection sync's)."""
         self._submit = submit
         self.speaker = speaker
+        self._counters = counters or dict
         self._stopping = False                  # all withdrawn: the appliance stops
         self._lock = threading.RLock()          # one change at a time
         self.model = Config()                   # what the operator asked for
@@ -642,7 +645,8 @@ class Manager:
 
     def stats(self) -> dict:
         def read(dp):
-            return {"counters": dp.totals(), "drops": dp.drops(), "lcores": dp.lcore_counters(),
+            return {"counters": {**dp.totals(), **self._counters()}, "drops": dp.drops(),
+                    "lcores": dp.lcore_counters(),
                     "connections": dp.conn_count(), "half_open": dp.half_open(),
                     "mempools": dp.mempools(),
                     "hash_fingerprint": dp.hash_fingerprint,

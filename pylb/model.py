@@ -214,6 +214,16 @@ class BgpSettings:
 
 
 @dataclass(frozen=True)
+class SyncSettings:
+    """The profile's `fleet.sync`: connection sync with the fleet's other
+    appliances (pylb.sync), from `port`'s address."""
+    port: str
+    peers: tuple[str, ...]
+    udp_port: int = 8848
+    interval_ms: int = 20
+
+
+@dataclass(frozen=True)
 class Config:
     """A whole desired state. `timeouts`: those the operator manages (the
     rest are the hardware profile's)."""

@@ -21,7 +21,8 @@ VDEV_RE = re.compile(r"^net_[a-z]+[0-9]*(,[A-Za-z0-9_]+=[^,\s]*)*$")
 
 TOP_KEYS = {"name", "lcores", "memory", "mbufs", "mbuf_cache", "mbuf_size", "ports", "log_level", "eal_args",
             "max_routes", "connections", "fleet", "bgp"}
-FLEET_KEYS = {"secret_file"}
+FLEET_KEYS = {"secret_file", "sync"}
+SYNC_KEYS = {"port", "peers", "udp_port", "interval_ms"}
 BGP_KEYS = {"local_as", "router_id", "peers", "bfd_interval_ms", "bfd_multiplier",
             "withdraw_wait_ms"}
 BGP_PEER_KEYS = {"address", "as", "port", "bfd", "hold_time"}
@@ -100,6 +101,7 @@ class Profile:
     # every appliance of a fleet chooses alike. None: a random key per start.
     fleet_secret: bytes | None = field(default=None, repr=False)
     bgp: model.BgpSettings | None = None    # VIPs announced to routers (pylb.bgp)
+    sync: model.SyncSettings | None = None  # connection sync with peers (pylb.sync)
 
     def file_prefix(self, instance: str | None = None) -> str:
         return file_prefix(instance or self.name)
@@ -288,7 +290,40 @@ def load_profile(path: str) -> Profile:
                    snapshot_interval_ms=c.integer(conns.get("snapshot_interval_ms", 1000),
                                                   "connections.snapshot_interval_ms", 0, 3600000),
                    per_source=per_source, fleet_secret=secret,
-                   bgp=parse_bgp(c, top["bgp"], ports) if "bgp" in top else None)
+                   bgp=parse_bgp(c, top["bgp"], ports) if "bgp" in top else None,
+                   sync=parse_sync(c, fleet["sync"], ports, secret) if "sync" in fleet else None)
+
+
+def parse_sync(c: yamlsrc.Checker, raw, ports, secret) -> model.SyncSettings:
+    """Connection sync: with peers on a port's IPv4 network, through its
+    kernel interface; authenticated with the fleet's secret."""
+    s = c.mapping(raw, "fleet.sync", SYNC_KEYS)
+    if secret is None:
+        raise c.fail("fleet.sync", "sync is authenticated with the fleet's secret: give "
+                                   "fleet.secret_file too")
+    names = {p.name: p for p in ports}
+    port = c.string(s.get("port"), "fleet.sync.port", f"one of the ports ({', '.join(names)})")
+    if port not in names:
+        raise c.fail("fleet.sync.port", f"expected one of the ports ({', '.join(names)})")
+    if not names[port].kernel_iface:
+        raise c.fail("fleet.sync.port", f"port {port} has no kernel_iface: sync leaves "
+                                        "through the exception path; give the port one")
+    nets = [ipaddress.ip_interface(a).network for a in names[port].addresses
+            if ipaddress.ip_interface(a).version == 4]
+    raw_peers = s.get("peers")
+    if not isinstance(raw_peers, list) or not raw_peers:
+        raise c.fail("fleet.sync.peers", "expected a list of the peers' addresses")
+    peers = []
+    for i, p in enumerate(raw_peers):
+        addr = config.parse_address(c, p, f"fleet.sync.peers[{i}]")
+        if not any(addr in n for n in nets):
+            raise c.fail(f"fleet.sync.peers[{i}]", f"{addr} is not on an IPv4 network of "
+                                                   f"port {port}")
+        peers.append(str(addr))
+    return model.SyncSettings(port, tuple(peers),
+                              c.integer(s.get("udp_port", 8848), "fleet.sync.udp_port", 1, 65535),
+                              c.integer(s.get("interval_ms", 20), "fleet.sync.interval_ms", 1,
+                                        10000))
 
 
 def parse_bgp(c: yamlsrc.Checker, raw, ports) -> model.BgpSettings:

@@ -73,8 +73,9 @@ def main() -> int:
                                capture_output=True, text=True).stdout.strip())
         after = talk()
         broken = sum(a != b for a, b in zip(first, after))
-        picked = fleet.apps[1].stats()["counters"]["conn_picked_up"]
-        say(f"DR: {broken} of 20 connections broken (A1 picked up {picked} mid-flow)")
+        counters = fleet.apps[1].stats()["counters"]
+        say(f"DR: {broken} of 20 connections broken (A1 held {counters['conn_synced']} synced "
+            f"records, picked up {counters['conn_picked_up']} mid-flow)")
 
         say("A0 restarted")
         fleet.start(0)

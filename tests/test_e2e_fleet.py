@@ -297,10 +297,16 @@ class Fleet:
                                netns=self.ns[f"A{i}"]) for i in range(2)]
         self.lan = f"10.77.{os.getpid() % 200}"
         self.vip = f"10.78.{os.getpid() % 200}.100"
+        self.wrr_vip = f"10.78.{os.getpid() % 200}.101"
         for i, app in enumerate(self.apps):
             with open(app.profile) as f:
                 prof = yaml.safe_load(f)
             prof["ports"][1]["addresses"] = [f"{self.lan}.{i + 1}/24"]
+            prof["fleet"]["sync"] = {"port": "p1", "peers": [f"{self.lan}.{2 - i}"]}
+            # A NIC's MAC, not a TAP's new one at every start: the peers'
+            # and the backends' neighbour entries stay right across a restart.
+            for k, port in enumerate(prof["ports"]):
+                port["vdev"] += f",mac=02:00:00:00:{0xa0 + i:02x}:{k:02x}"
             with open(app.profile, "w") as f:
                 yaml.safe_dump(prof, f)
             with_bgp(app, [f"{app.net}.0.2"], withdraw_wait_ms=1000)
@@ -341,6 +347,7 @@ class Fleet:
             ns = self.ns[b]
             sh("ip", "-n", ns, "route", "add", "default", "via", f"{self.lan}.254")
             sh("ip", "-n", ns, "addr", "add", f"{self.vip}/32", "dev", "lo")
+            sh("ip", "-n", ns, "addr", "add", f"{self.wrr_vip}/32", "dev", "lo")
             # The VIP is the backends' own (DR): never answered for by ARP.
             sh("ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv4.conf.all.arp_ignore=1",
                "net.ipv4.conf.all.arp_announce=2")
@@ -367,12 +374,15 @@ class Fleet:
         app.api().ApplyConfig(pb.ApplyConfigRequest(yaml=self.config()))
 
     def config(self) -> str:
-        """The fleet's one configuration."""
-        return yaml.safe_dump({"services": [{
-            "vip": self.vip, "port": 9000, "method": "dr",
-            "health_check": {"type": "tcp", "interval_ms": 300, "timeout_ms": 250, "rise": 1,
-                             "fall": 2},
-            "backends": [f"{self.lan}.11", f"{self.lan}.12"]}],
+        """The fleet's one configuration: DR with Maglev (the same choice
+        everywhere), and DR with WRR (each appliance's own: sync carries it)."""
+        check = {"type": "tcp", "interval_ms": 300, "timeout_ms": 250, "rise": 1, "fall": 2}
+        backends = [f"{self.lan}.11", f"{self.lan}.12"]
+        return yaml.safe_dump({"services": [
+            {"vip": self.vip, "port": 9000, "method": "dr", "health_check": check,
+             "backends": backends},
+            {"vip": self.wrr_vip, "port": 9000, "method": "dr", "scheduler": "wrr",
+             "health_check": check, "backends": backends}],
             "routes": [{"prefix": "10.79.0.0/24", "via": [{"port": "p0"}]}]})
 
     def close(self):
@@ -430,8 +440,9 @@ def test_a_fleet_keeps_dr_connections_through_a_killed_and_a_restarted_appliance
         # Spread over both appliances by the router.
         on = [flows_on(a, fleet.vip) & ports for a in fleet.apps]
         assert on[0] and on[1] and on[0] | on[1] == ports, on
-        # One appliance killed mid-traffic: BFD takes it out of the
-        # router's set; the other picks its connections up mid-flow.
+        # One appliance killed mid-traffic: it leaves the router's set; the
+        # other already holds its connections (synced; what sync missed
+        # would be picked up mid-flow).
         fleet.apps[0].proc.kill()
         fleet.apps[0].proc.wait()
         fleet.apps[0].proc = None
@@ -441,7 +452,8 @@ def test_a_fleet_keeps_dr_connections_through_a_killed_and_a_restarted_appliance
         after = talk()
         assert after == first, (first, after)
         assert flows_on(fleet.apps[1], fleet.vip) >= ports
-        assert fleet.apps[1].stats()["counters"]["conn_picked_up"] >= len(on[0])
+        counters = fleet.apps[1].stats()["counters"]
+        assert counters["conn_synced"] >= 1, counters
         # Restarted: announced again, connections moved back picked up.
         fleet.start(0)
         fleet.router.wait(f"{fleet.vip}/32", lambda h: sorted(h) == hops, timeout=30)
@@ -451,6 +463,48 @@ def test_a_fleet_keeps_dr_connections_through_a_killed_and_a_restarted_appliance
     finally:
         client.kill()
         client.wait()
+
+
+def test_sync_keeps_wrr_choices_through_a_killed_appliance(fleet):
+    """WRR's choices are each appliance's own (round robin, per worker): the
+    consistent table would send a moved connection elsewhere. The workers'
+    notes reach the peer as authenticated records, and the survivor
+    forwards each moved connection to the backend chosen where it opened."""
+    prefix = f"{fleet.wrr_vip}/32"
+    hops = sorted(f"{a.net}.0.1" for a in fleet.apps)
+    fleet.router.wait(prefix, lambda h: sorted(h) == hops, timeout=30)
+    client = subprocess.Popen(["ip", "netns", "exec", fleet.ns["C"], sys.executable, "-c", MANY,
+                               fleet.wrr_vip, "9000", "20", "60"], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+
+    def talk() -> list[str]:
+        client.stdin.write("go\n")
+        client.stdin.flush()
+        return json.loads(client.stdout.readline())
+    try:
+        ports = set(json.loads(client.stdout.readline()))
+        first = talk()
+        assert "broken" not in first and set(first) == {"b1", "b2"}, first
+        on = [flows_on(a, fleet.wrr_vip) & ports for a in fleet.apps]
+        assert on[0] and on[1], on
+        time.sleep(0.5)                     # (sync every 20 ms)
+        # Each holds the other's connections too (synced).
+        counters = [dict(a.api().GetStats(pb.GetStatsRequest()).counters) for a in fleet.apps]
+        assert on[0] == on[1] == ports and min(c["conn_synced"] for c in counters) >= 1, counters
+        victim = fleet.apps[1]
+        victim.proc.kill()
+        victim.proc.wait()
+        victim.proc = None
+        fleet.router.wait(prefix, lambda h: h == [f"{fleet.apps[0].net}.0.1"], timeout=10)
+        assert talk() == first
+        survivor = dict(fleet.apps[0].api().GetStats(pb.GetStatsRequest()).counters)
+        assert survivor["sync_refused_forged"] == survivor["sync_refused_replayed"] == 0
+        assert survivor["sync_records_received"] >= 1
+    finally:
+        client.kill()
+        client.wait()
+    fleet.start(1)
+    fleet.router.wait(prefix, lambda h: sorted(h) == hops, timeout=30)
 
 
 def test_a_wedged_appliance_leaves_the_router_by_bfd(fleet):

@@ -1,0 +1,176 @@
+"""Connection sync between the appliances of a fleet (like IPVS's sync
+daemon, but every appliance both sends and receives, and nothing is taken
+on trust).
+
+The workers note each connection that opens or moves to another state; the
+main loop collects them as records (struct pylb_conn_record, the format a
+restart's snapshot uses) every `interval_ms` and sends them to every peer:
+UDP datagrams from the sync port's address, through its kernel interface
+(the exception path), of up to PER_DATAGRAM records. Each datagram carries
+its sender's run (an epoch: the time it started) and a sequence number, and
+ends with an HMAC-SHA256 tag (16 bytes) keyed by a key derived from the
+fleet's secret. A receiver accepts a datagram only from a configured peer,
+well formed, with a valid tag, and not seen before (a window of the last 64
+sequence numbers of the peer's current run; an earlier run's are refused),
+and hands the records to the dataplane, whose owning workers install them
+(or update what a peer's earlier records installed; never a connection of
+their own). Every refusal is counted by reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import socket
+import struct
+import threading
+import time
+from dataclasses import dataclass
+
+log = logging.getLogger("pylb")
+
+MAGIC = b"PYLS"
+VERSION = 1
+HEADER = struct.Struct("<4sBBHQQ")      # magic, version, reserved, count, epoch, sequence
+TAG = 16                                # bytes of HMAC-SHA256 kept
+PER_DATAGRAM = 15                       # records: 24 + 15 x 88 + 16 = 1,360 bytes
+WINDOW = 64                             # sequence numbers remembered per peer
+
+COUNTERS = ("sync_datagrams_sent", "sync_records_sent", "sync_datagrams_received",
+            "sync_records_received", "sync_refused_unknown_peer", "sync_refused_malformed",
+            "sync_refused_forged", "sync_refused_replayed")
+
+
+def key_for(secret: bytes) -> bytes:
+    """Sync's own key: never the flow hash's (a different use of the secret)."""
+    return hashlib.sha256(b"pylb connection sync v1\0" + secret).digest()
+
+
+@dataclass
+class _Seen:
+    epoch: int = -1
+    top: int = -1
+    window: int = 0                     # bit i: top - i was accepted
+
+
+class Codec:
+    """Datagrams: built for sending and checked on receipt (no sockets: the
+    same code the tests drive directly)."""
+
+    def __init__(self, key: bytes, record_size: int, peers):
+        self.key, self.size = key, record_size
+        self.epoch = time.time_ns()
+        self.seq = 0
+        self.seen = {p: _Seen() for p in peers}
+        self.counters = dict.fromkeys(COUNTERS, 0)
+
+    def datagrams(self, records: bytes) -> list[bytes]:
+        step = PER_DATAGRAM * self.size
+        out = []
+        for i in range(0, len(records), step):
+            body = records[i:i + step]
+            head = HEADER.pack(MAGIC, VERSION, 0, len(body) // self.size, self.epoch, self.seq)
+            self.seq += 1
+            out.append(head + body + hmac.new(self.key, head + body, "sha256").digest()[:TAG])
+        return out
+
+    def accept(self, data: bytes, peer: str) -> bytes | None:
+        """The records of a datagram from `peer`, or None (counted why)."""
+        c = self.counters
+        c["sync_datagrams_received"] += 1
+        seen = self.seen.get(peer)
+        if seen is None:
+            c["sync_refused_unknown_peer"] += 1
+            return None
+        if len(data) < HEADER.size + TAG:
+            c["sync_refused_malformed"] += 1
+            return None
+        head, body, tag = data[:HEADER.size], data[HEADER.size:-TAG], data[-TAG:]
+        magic, version, _, count, epoch, seq = HEADER.unpack(head)
+        if magic != MAGIC or version != VERSION or len(body) != count * self.size:
+            c["sync_refused_malformed"] += 1
+            return None
+        if not hmac.compare_digest(tag, hmac.new(self.key, head + body, "sha256").digest()[:TAG]):
+            c["sync_refused_forged"] += 1
+            return None
+        if not _fresh(seen, epoch, seq):
+            c["sync_refused_replayed"] += 1
+            return None
+        c["sync_records_received"] += count
+        return body
+
+
+def _fresh(s: _Seen, epoch: int, seq: int) -> bool:
+    """Is (epoch, seq) new from this peer? Noted if so."""
+    if epoch < s.epoch:
+        return False                    # an earlier run of the peer
+    if epoch > s.epoch:
+        s.epoch, s.top, s.window = epoch, seq, 1
+        return True
+    if seq > s.top:
+        s.window = (s.window << min(seq - s.top, WINDOW) | 1) & ((1 << WINDOW) - 1)
+        s.top = seq
+        return True
+    age = s.top - seq
+    if age >= WINDOW or s.window >> age & 1:
+        return False
+    s.window |= 1 << age
+    return True
+
+
+class Sync:
+    """The appliance's side: `send` (main loop: collected records to every
+    peer), and a thread receiving the peers' datagrams and handing their
+    records to `apply` (which queues them to the main loop)."""
+
+    def __init__(self, settings, secret: bytes, address: str, iface: str, record_size: int,
+                 apply):
+        self.s = settings
+        self.codec = Codec(key_for(secret), record_size, settings.peers)
+        self.apply = apply
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, iface.encode())
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+        self.sock.bind((address, settings.udp_port))
+        self.sock.settimeout(0.2)
+        self._stop = threading.Event()
+        self.next = 0.0
+        self.thread = threading.Thread(target=self._receive, name="pylb-sync", daemon=True)
+        self.thread.start()
+
+    @property
+    def counters(self) -> dict:
+        return self.codec.counters
+
+    def due(self, now: float) -> bool:
+        if now < self.next:
+            return False
+        self.next = now + self.s.interval_ms / 1000
+        return True
+
+    def send(self, records: bytes) -> None:
+        c = self.codec.counters
+        for d in self.codec.datagrams(records):
+            for peer in self.s.peers:
+                try:
+                    self.sock.sendto(d, (peer, self.s.udp_port))
+                    c["sync_datagrams_sent"] += 1
+                except OSError as e:            # a peer's route or neighbour gone: counted
+                    log.debug("sync to %s: %s", peer, e)
+        c["sync_records_sent"] += len(records) // self.codec.size
+
+    def _receive(self) -> None:
+        while not self._stop.is_set():
+            try:
+                data, (peer, _) = self.sock.recvfrom(65535)
+            except (socket.timeout, OSError):
+                continue
+            records = self.codec.accept(data, peer)
+            if records:
+                self.apply(records)
+
+    def close(self) -> None:
+        self._stop.set()
+        self.thread.join(2)
+        self.sock.close()

@@ -1,0 +1,73 @@
+"""Connection sync's datagrams (pylb.sync.Codec): what a receiver accepts
+and what it refuses, by reason. No dataplane: the records are opaque here
+(tests/test_fleet_fixtures.py applies real ones; tests/test_e2e_fleet.py
+runs sync between two appliances)."""
+
+from __future__ import annotations
+
+from pylb.sync import HEADER, PER_DATAGRAM, TAG, WINDOW, Codec, key_for
+
+SIZE = 88
+KEY = key_for(b"the fleet's shared secret, 32 by")
+PEER, OTHER = "10.77.0.2", "10.77.0.9"
+
+
+def records(n: int) -> bytes:
+    return b"".join(bytes([i % 256]) * SIZE for i in range(n))
+
+
+def pair():
+    return Codec(KEY, SIZE, [PEER]), Codec(KEY, SIZE, ["10.77.0.1"])
+
+
+def refused(codec) -> dict:
+    return {k: v for k, v in codec.counters.items() if k.startswith("sync_refused") and v}
+
+
+def test_records_arrive_in_datagrams_of_at_most_fifteen():
+    rx, tx = pair()
+    sent = records(2 * PER_DATAGRAM + 1)
+    grams = tx.datagrams(sent)
+    assert len(grams) == 3 and max(map(len, grams)) == HEADER.size + PER_DATAGRAM * SIZE + TAG
+    assert b"".join(rx.accept(g, PEER) for g in grams) == sent
+    assert rx.counters["sync_records_received"] == 2 * PER_DATAGRAM + 1 and refused(rx) == {}
+
+
+def test_forged_malformed_and_strangers_are_refused():
+    rx, tx = pair()
+    (g,) = tx.datagrams(records(3))
+    flipped = bytearray(g)
+    flipped[HEADER.size + 5] ^= 1                              # a record changed
+    other_key = Codec(key_for(b"another fleet's secret, 32 bytes"), SIZE, [PEER])
+    assert rx.accept(bytes(flipped), PEER) is None
+    assert rx.accept(other_key.datagrams(records(1))[0], PEER) is None
+    assert rx.accept(g[:-1], PEER) is None                     # cut short
+    assert rx.accept(g[:10], PEER) is None
+    assert rx.accept(b"XXXX" + g[4:], PEER) is None            # not ours
+    assert rx.accept(g, OTHER) is None                          # not a peer
+    assert refused(rx) == {"sync_refused_forged": 2, "sync_refused_malformed": 3,
+                           "sync_refused_unknown_peer": 1}
+    assert rx.accept(g, PEER) == records(3)                    # the real one still is
+
+
+def test_replays_are_refused_and_reordering_within_the_window_is_not():
+    rx, tx = pair()
+    grams = tx.datagrams(records(PER_DATAGRAM * (WINDOW + 4)))
+    assert rx.accept(grams[5], PEER) is not None
+    assert rx.accept(grams[5], PEER) is None                   # again
+    assert rx.accept(grams[3], PEER) is not None               # late, within the window
+    assert rx.accept(grams[3], PEER) is None
+    assert rx.accept(grams[WINDOW + 3], PEER) is not None
+    assert rx.accept(grams[2], PEER) is None                   # older than the window
+    assert refused(rx) == {"sync_refused_replayed": 3}
+
+
+def test_a_peer_that_restarted_is_heard_and_its_earlier_run_is_not():
+    rx, tx = pair()
+    old = tx.datagrams(records(1))[0]
+    assert rx.accept(old, PEER) is not None
+    restarted = Codec(KEY, SIZE, ["10.77.0.1"])
+    restarted.epoch = tx.epoch + 1
+    assert rx.accept(restarted.datagrams(records(1))[0], PEER) is not None   # seq 0 again
+    assert rx.accept(tx.datagrams(records(1))[0], PEER) is None             # the old run
+    assert refused(rx) == {"sync_refused_replayed": 1}
