@@ -30,6 +30,9 @@ ten million frames fit in hugepages. Cases:
   of the clients are in) on the service: what the lookup adds to a new
   connection (established traffic never looks); also the seconds the ACL
   took to build and publish;
+- syn_sync: the syn case with connection sync on: every new connection
+  noted for the peers (the records collected every 20 ms on the main lcore,
+  as the appliance does); target: at most 1.15x syn.
 - synflood: the same SYNs (each its own spoofed client) to a NAT service that
   answers SYNs with cookies (syn_proxy always), one frame in ten being UDP of
   1,000 established connections to another service: measured after the first
@@ -192,7 +195,7 @@ def make_pcap(path: str, kind: str, flows: int) -> None:
 def make_frames(kind: str, flows: int):
     from scapy.layers.inet import ICMP, IP, TCP, UDP
     from scapy.layers.l2 import Ether
-    syn = kind in ("syn", "syn_acl", "table_full")
+    syn = kind in ("syn", "syn_acl", "table_full", "syn_sync")
     dst = {"route": BACKEND, "vip": "10.0.9.1", "icmp": "10.0.0.1"}.get(kind, VIP)
     l4 = TCP(sport=1024, dport=80, flags="S", seq=1) if syn else \
         ICMP(type=8, id=1024, seq=1) / (b"\0" * 18) if kind == "icmp" else \
@@ -247,7 +250,7 @@ def pylb_side(kind: str, pcap: str, flows: int, seconds: float) -> dict:
                           # established ones, not a flood (no half-open budget).
                           half_open_budget=1 << 30,
                           per_source={"new_per_second": LIMIT} if kind == "established_defended"
-                          else None)
+                          else None, sync=kind == "syn_sync")
     if kind == "fullnat_reply":
         # The clients' pcap plays once (creating the connections), the
         # backend's replies endlessly.
@@ -270,7 +273,7 @@ def pylb_side(kind: str, pcap: str, flows: int, seconds: float) -> dict:
     v6 = kind.endswith("6")
     vip, backend = (VIP6, BACKEND6) if v6 else (VIP, BACKEND)
     acl_s = None
-    if kind in ("syn", "syn6", "syn_acl", "table_full"):
+    if kind in ("syn", "syn6", "syn_acl", "table_full", "syn_sync"):
         # New connections, tracked (no cookies: they would answer once an
         # eighth of the table is half-open).
         dp.add_service(vip, 80, proto="tcp", backends=[(backend, 8080)], syn_proxy="off", id=0)
@@ -294,11 +297,16 @@ def pylb_side(kind: str, pcap: str, flows: int, seconds: float) -> dict:
                        backends=[(BACKEND, 5353)])
     names = native.COUNTER_NAMES
     dp.start()
-    if kind in ("syn", "syn6", "syn_acl"):
+    if kind in ("syn", "syn6", "syn_acl", "syn_sync"):
         # The first pass only (up to 90% of it): every packet of the window
-        # opens a connection.
+        # opens a connection. With sync, its records are collected as the
+        # appliance does (every 20 ms, on the main lcore).
         a = b = None
+        collected = 0.0
         while True:
+            if kind == "syn_sync" and time.monotonic() - collected >= 0.02:
+                dp.sync_collect()
+                collected = time.monotonic()
             s = sample(dp, names)
             if s["conn_created"] >= flows // 10 and a is None:
                 a = s
@@ -372,6 +380,7 @@ def main() -> None:
         [(k, f) for f in flows for k in ("established", "established_defended", "established6")
          if k == "established" or f <= 1_000_000] + \
         [("syn", args.syn_flows), ("syn6", args.syn_flows), ("syn_acl", args.syn_flows),
+         ("syn_sync", args.syn_flows),
          ("synflood", args.syn_flows),
          ("table_full", args.fullnat_flows * 2),
          ("fullnat", args.fullnat_flows), ("fullnat_reply", args.fullnat_flows)]

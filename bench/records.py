@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """Benchmark: connection records, exported from and installed into the
 tables, on one core: what a restart's snapshot costs (export while the
-workers run, install before they start), and the install rate connection
-sync will need (target: at least a million records a second).
+workers run, install before they start), and connection sync's rates
+(target: at least a million records a second sent, and applied): records
+packed into tagged datagrams (pylb.sync.Codec), and datagrams checked and
+their records applied by a second dataplane.
 
 N records of established NAT connections (distinct clients 10.64.0.0/10 to
 10.0.0.100:80, four backends) are installed into a dataplane with room for
@@ -58,13 +60,16 @@ def one_run(n: int) -> dict:
     prefix = f"pylb-bench-records-{os.getpid()}"
     common.eal_start(native, prefix)
     try:
-        dp = native.Dataplane(mbufs=1023, mbuf_cache=0, conn_capacity=n + 1024,
-                              half_open_budget=1)
-        dp.add_port("p0", "net_null0,copy=0", link_wait_ms=0)
-        dp.add_address("p0", "10.0.0.1/24")
-        dp.add_port("p1", "net_null1,copy=0", link_wait_ms=0)
-        dp.add_address("p1", "10.0.1.1/24")
-        dp.add_service(VIP, 80, backends=[(b, 8080) for b in BACKENDS])
+        def dataplane(k):
+            d = native.Dataplane(mbufs=1023, mbuf_cache=0, conn_capacity=n + 1024,
+                                 half_open_budget=1, sync=True)
+            d.add_port("p0", f"net_null{2 * k},copy=0", link_wait_ms=0)
+            d.add_address("p0", "10.0.0.1/24")
+            d.add_port("p1", f"net_null{2 * k + 1},copy=0", link_wait_ms=0)
+            d.add_address("p1", "10.0.1.1/24")
+            d.add_service(VIP, 80, backends=[(b, 8080) for b in BACKENDS])
+            return d
+        dp = dataplane(0)
         data = records(n, native.RECORD_SIZE)
         t0 = time.perf_counter()
         installed = dp.install_connections(data)
@@ -78,8 +83,23 @@ def one_run(n: int) -> dict:
         same = installed == n and len(out) == len(data) and \
             sorted(key(out, k) for k in range(0, len(out), size)) == \
             sorted(key(data, k) for k in range(0, len(data), size))
+        # Sync: the records packed and tagged (the sender's work), then
+        # checked and applied by a peer (the receiver's).
+        from pylb.sync import Codec, key_for
+        key = key_for(b"a fleet secret for the benchmark")
+        tx, rx = Codec(key, size, ["rx"]), Codec(key, size, ["tx"])
+        t3 = time.perf_counter()
+        grams = tx.datagrams(out)
+        t4 = time.perf_counter()
+        peer = dataplane(1)
+        t5 = time.perf_counter()
+        applied = sum(peer.sync_apply(rx.accept(g, "tx")) for g in grams)
+        t6 = time.perf_counter()
         dp.close()
-        return {"installed": installed, "install_s": t1 - t0, "export_s": t2 - t1, "same": same}
+        peer.close()
+        return {"installed": installed, "install_s": t1 - t0, "export_s": t2 - t1, "same": same,
+                "sync_send_s": t4 - t3, "sync_apply_s": t6 - t5, "synced": applied,
+                "datagrams": len(grams)}
     finally:
         common.eal_end(native, prefix)
 
@@ -98,15 +118,21 @@ def main() -> None:
         out = subprocess.run([sys.executable, __file__, "--one", str(args.records)],
                              capture_output=True, text=True, check=True)
         runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
-    assert all(r["same"] and r["installed"] == args.records for r in runs), runs
+    assert all(r["same"] and r["installed"] == r["synced"] == args.records for r in runs), runs
     install = statistics.median(args.records / r["install_s"] for r in runs)
     export = statistics.median(args.records / r["export_s"] for r in runs)
+    send = statistics.median(args.records / r["sync_send_s"] for r in runs)
+    apply = statistics.median(args.records / r["sync_apply_s"] for r in runs)
     summary = {"command": f"bench/records.py --records {args.records} --runs {args.runs}",
                "machine": common.machine(), "records": args.records, "runs": runs,
-               "install_per_s": install, "export_per_s": export}
+               "install_per_s": install, "export_per_s": export,
+               "sync_send_per_s": send, "sync_apply_per_s": apply}
     lines = ["| step | records/s (median of runs) | target |", "|---|---|---|",
              f"| install (restore before start; sync's apply) | {install / 1e6:.2f} M | >= 1 M |",
-             f"| export (the snapshot, workers running) | {export / 1e6:.2f} M | - |"]
+             f"| export (the snapshot, workers running) | {export / 1e6:.2f} M | - |",
+             f"| sync: packed in tagged datagrams (sender) | {send / 1e6:.2f} M | >= 1 M |",
+             f"| sync: datagrams checked, records applied (receiver) | {apply / 1e6:.2f} M "
+             "| >= 1 M |"]
     common.report(args.out, "records", summary, lines)
 
 

@@ -72,7 +72,7 @@ def test_records_bench_gets_back_what_it_installed(tmp_path):
                        timeout=300, cwd=ROOT)
     assert r.returncode == 0, r.stderr
     (run,) = json.loads((tmp_path / "records.json").read_text())["runs"]
-    assert run["same"] and run["installed"] == 5000
+    assert run["same"] and run["installed"] == run["synced"] == 5000
 
 
 def test_update_latency_bench_loses_nothing(tmp_path):

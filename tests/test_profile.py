@@ -190,3 +190,24 @@ def test_per_source_limits_are_read(tmp_path):
                                             "    new_per_second: 200\n"))
     assert dict(p.per_source) == {"ipv6_prefix": 48, "new_per_second": 200}
     assert load_profile(write(tmp_path, GOOD)).per_source == ()
+
+
+def test_fleet_sync_is_read_and_checked(tmp_path):
+    from pylb.model import SyncSettings
+    secret = tmp_path / "fleet.key"
+    secret.write_bytes(b"a fleet's shared secret of some length\n")
+    secret.chmod(0o600)
+    sync = "  sync: {port: p0, peers: [10.9.0.2]}\n"
+    p = load_profile(write(tmp_path, KGOOD + f"fleet:\n  secret_file: {secret}\n" + sync))
+    assert p.sync == SyncSettings("p0", ("10.9.0.2",))
+    for text, key, says in (
+            (KGOOD + "fleet:\n" + sync, "fleet.sync", "give fleet.secret_file too"),
+            (GOOD + f"fleet:\n  secret_file: {secret}\n" + sync, "fleet.sync.port",
+             "no kernel_iface"),
+            (KGOOD + f"fleet:\n  secret_file: {secret}\n" + sync.replace("10.9.0.2", "10.8.0.2"),
+             "fleet.sync.peers[0]", "not on an IPv4 network of port p0"),
+            (KGOOD + f"fleet:\n  secret_file: {secret}\n" + sync.replace("p0", "p7"),
+             "fleet.sync.port", "one of the ports")):
+        with pytest.raises(ProfileError) as e:
+            load_profile(write(tmp_path, text))
+        assert e.value.key == key and says in str(e.value), str(e.value)

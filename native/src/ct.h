@@ -135,9 +135,13 @@ pylb_conn_changed(struct pylb_conntrack *ct, const struct pylb_conn *c)
 {
 	if (likely(ct->chg_ring == NULL))
 		return;
-	if (ct->chg_tail - __atomic_load_n(&ct->chg_head, __ATOMIC_ACQUIRE) > ct->chg_mask) {
-		ct->chg_lost++;
-		return;
+	/* The control side's head is read only when the ring looks full. */
+	if (unlikely(ct->chg_tail - ct->chg_seen > ct->chg_mask)) {
+		ct->chg_seen = __atomic_load_n(&ct->chg_head, __ATOMIC_ACQUIRE);
+		if (ct->chg_tail - ct->chg_seen > ct->chg_mask) {
+			ct->chg_lost++;
+			return;
+		}
 	}
 	ct->chg_ring[ct->chg_tail & ct->chg_mask] = (uint32_t)(c - ct->conns);
 	__atomic_store_n(&ct->chg_tail, ct->chg_tail + 1, __ATOMIC_RELEASE);

@@ -319,9 +319,10 @@ struct pylb_conntrack {
 	uint64_t period, period_end;	/* the cookies' time, and when it moves on */
 	/* Connection sync (conf.sync): the entries that opened or changed
 	 * state, by index, for the control side to send; this lcore writes
-	 * the tail, the control side the head. NULL: sync is off. */
+	 * the tail, the control side the head (chg_head, on a line of its
+	 * own; chg_seen: its last value read here). NULL: sync is off. */
 	uint32_t *chg_ring;
-	uint32_t chg_mask, chg_tail, chg_head;
+	uint32_t chg_mask, chg_tail, chg_seen;
 	uint64_t chg_lost;		/* noted with the ring full */
 	/* Records from peers, for this lcore's table (struct
 	 * pylb_conn_record elements; the control side enqueues). */
@@ -332,6 +333,8 @@ struct pylb_conntrack {
 		uint32_t conn;
 		int32_t in_port;
 	} held[PYLB_SYNPROXY_HOLD];
+	/* Connection sync: how far the control side has read chg_ring. */
+	uint32_t chg_head __rte_cache_aligned;
 };
 
 struct pylb_txbuf {
