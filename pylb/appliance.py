@@ -199,9 +199,10 @@ def run(profile: Profile, stop: threading.Event, instance: str | None = None,
             if snapshots.due(time.monotonic()):
                 snapshots.take(dp.export_connections(), time.monotonic())
             if sync is not None and sync.due(time.monotonic()):
-                records = dp.sync_collect()
-                if records:
-                    sync.send(records)
+                sync.send(dp.sync_collect())
+                for peer in sync.rejoined():
+                    log.info("sync: %s is in a new run: sending it the table", peer)
+                    sync.send(dp.export_connections(), [peer])
             if reload is not None and reload.is_set() and config_path:
                 reload.clear()
                 threading.Thread(target=_reload, args=(manager, config_path), daemon=True).start()

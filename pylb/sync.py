@@ -15,6 +15,11 @@ sequence numbers of the peer's current run; an earlier run's are refused),
 and hands the records to the dataplane, whose owning workers install them
 (or update what a peer's earlier records installed; never a connection of
 their own). Every refusal is counted by reason.
+
+An appliance with nothing to send still sends an empty datagram every
+HEARTBEAT_S, so its peers hear a new run of it at once; a peer heard in a
+new run (it started, or restarted) is sent the whole table, its own
+connections included: what it had before a crash comes back from its peers.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ HEADER = struct.Struct("<4sBBHQQ")      # magic, version, reserved, count, epoch
 TAG = 16                                # bytes of HMAC-SHA256 kept
 PER_DATAGRAM = 15                       # records: 24 + 15 x 88 + 16 = 1,360 bytes
 WINDOW = 64                             # sequence numbers remembered per peer
+HEARTBEAT_S = 1.0                       # an empty datagram at least this often
 
 COUNTERS = ("sync_datagrams_sent", "sync_records_sent", "sync_datagrams_received",
             "sync_records_received", "sync_refused_unknown_peer", "sync_refused_malformed",
@@ -64,11 +70,14 @@ class Codec:
         self.seq = 0
         self.seen = {p: _Seen() for p in peers}
         self.counters = dict.fromkeys(COUNTERS, 0)
+        self.new_runs: set[str] = set()   # peers heard in a run not heard before
+        self.lock = threading.Lock()        # new_runs: noted on receipt, taken by the sender
 
     def datagrams(self, records: bytes) -> list[bytes]:
+        """`records` in datagrams; one empty datagram for none (a heartbeat)."""
         step = PER_DATAGRAM * self.size
         out = []
-        for i in range(0, len(records), step):
+        for i in range(0, max(len(records), 1), step):
             body = records[i:i + step]
             head = HEADER.pack(MAGIC, VERSION, 0, len(body) // self.size, self.epoch, self.seq)
             self.seq += 1
@@ -94,6 +103,9 @@ class Codec:
         if not hmac.compare_digest(tag, hmac.new(self.key, head + body, "sha256").digest()[:TAG]):
             c["sync_refused_forged"] += 1
             return None
+        if epoch > seen.epoch:
+            with self.lock:
+                self.new_runs.add(peer)
         if not _fresh(seen, epoch, seq):
             c["sync_refused_replayed"] += 1
             return None
@@ -136,6 +148,7 @@ class Sync:
         self.sock.settimeout(0.2)
         self._stop = threading.Event()
         self.next = 0.0
+        self.last_sent = 0.0
         self.thread = threading.Thread(target=self._receive, name="pylb-sync", daemon=True)
         self.thread.start()
 
@@ -149,10 +162,21 @@ class Sync:
         self.next = now + self.s.interval_ms / 1000
         return True
 
-    def send(self, records: bytes) -> None:
+    def rejoined(self) -> list[str]:
+        """Peers heard in a new run since the last call: to be sent the table."""
+        with self.codec.lock:
+            out, self.codec.new_runs = sorted(self.codec.new_runs), set()
+        return out
+
+    def send(self, records: bytes, peers=None) -> None:
+        """Records to the peers (all, or `peers`); nothing, unless a
+        heartbeat is due."""
+        if not records and time.monotonic() - self.last_sent < HEARTBEAT_S:
+            return
+        self.last_sent = time.monotonic()
         c = self.codec.counters
         for d in self.codec.datagrams(records):
-            for peer in self.s.peers:
+            for peer in peers or self.s.peers:
                 try:
                     self.sock.sendto(d, (peer, self.s.udp_port))
                     c["sync_datagrams_sent"] += 1

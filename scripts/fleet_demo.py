@@ -22,7 +22,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
 
-from test_e2e_fleet import MANY, Fleet, flows_on  # noqa: E402
+from test_e2e_fleet import MANY, Fleet  # noqa: E402
 
 from pylb.v1 import pylb_pb2 as pb  # noqa: E402
 
@@ -36,7 +36,7 @@ def main() -> int:
         "a LAN with backends b1 and b2")
     fleet = Fleet()
     prefix = f"{fleet.vip}/32"
-    client = None
+    clients: dict = {}
     try:
         hops = sorted(f"{a.net}.0.1" for a in fleet.apps)
         took = fleet.router.wait(prefix, lambda h: sorted(h) == hops, timeout=60)
@@ -48,19 +48,26 @@ def main() -> int:
             peers = a.api().GetBgp(pb.GetBgpRequest()).peers
             print(f"A{i}: table fingerprint {s.table_fingerprint}; BGP "
                   + ", ".join(f"{p.address} {p.state} (BFD {p.bfd or '-'})" for p in peers))
-        client = subprocess.Popen(["ip", "netns", "exec", fleet.ns["C"], sys.executable, "-c",
-                                   MANY, fleet.vip, "9000", "20", "60"], stdin=subprocess.PIPE,
-                                  stdout=subprocess.PIPE, text=True)
+        # 20 connections to each service: Maglev (the same choice everywhere)
+        # and WRR (each appliance's own: connection sync carries it).
+        clients = {name: subprocess.Popen(
+            ["ip", "netns", "exec", fleet.ns["C"], sys.executable, "-c", MANY, vip, "9000", "20",
+             "60"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            for name, vip in (("DR maglev", fleet.vip), ("DR wrr", fleet.wrr_vip))}
 
-        def talk() -> list[str]:
-            client.stdin.write("go\n")
-            client.stdin.flush()
-            return json.loads(client.stdout.readline())
-        ports = set(json.loads(client.stdout.readline()))
+        def talk() -> dict[str, list[str]]:
+            for c in clients.values():
+                c.stdin.write("go\n")
+                c.stdin.flush()
+            return {name: json.loads(c.stdout.readline()) for name, c in clients.items()}
+        for c in clients.values():
+            c.stdout.readline()
         first = talk()
-        on = [len(flows_on(a, fleet.vip) & ports) for a in fleet.apps]
-        say(f"20 long-lived DR connections: {on[0]} through A0, {on[1]} through A1; backends "
-            f"b1 {first.count('b1')}, b2 {first.count('b2')}")
+        opened = [a.stats()["counters"]["conn_created"] for a in fleet.apps]
+        say(f"20 long-lived connections to each service: {opened[0]} opened through A0, "
+            f"{opened[1]} through A1; backends: "
+            + "; ".join(f"{name}: b1 {v.count('b1')}, b2 {v.count('b2')}"
+                        for name, v in first.items()))
 
         say("A0 killed with SIGKILL mid-traffic")
         t0 = time.monotonic()
@@ -72,26 +79,28 @@ def main() -> int:
               + subprocess.run(["ip", "-n", fleet.ns["R"], "route", "show", prefix],
                                capture_output=True, text=True).stdout.strip())
         after = talk()
-        broken = sum(a != b for a, b in zip(first, after))
         counters = fleet.apps[1].stats()["counters"]
-        say(f"DR: {broken} of 20 connections broken (A1 held {counters['conn_synced']} synced "
-            f"records, picked up {counters['conn_picked_up']} mid-flow)")
+        for name in clients:
+            broken = sum(a != b for a, b in zip(first[name], after[name]))
+            say(f"{name}: {broken} of 20 connections broken")
+        print(f"(A1 held {counters['conn_synced']} connections synced from A0, picked up "
+              f"{counters['conn_picked_up']} mid-flow)")
 
         say("A0 restarted")
         fleet.start(0)
         took = fleet.router.wait(prefix, lambda h: sorted(h) == hops, timeout=60)
         print(f"announced again after {took:.1f} s")
         again = talk()
-        broken = sum(a != b for a, b in zip(first, again))
-        say(f"DR: {broken} of 20 connections broken after the restart "
-            f"({len(flows_on(fleet.apps[0], fleet.vip) & ports)} back through A0)")
-        print("\nNAT and FullNAT through a fleet need connection sync (not built yet): "
-              "see docs/fleet.md.")
+        for name in clients:
+            broken = sum(a != b for a, b in zip(first[name], again[name]))
+            say(f"{name}: {broken} of 20 connections broken after the restart")
+        print("\nNAT and FullNAT through a fleet also need the backends' replies to reach a "
+              "surviving appliance: see docs/fleet.md.")
         return 0
     finally:
-        if client is not None:
-            client.kill()
-            client.wait()
+        for c in clients.values():
+            c.kill()
+            c.wait()
         fleet.close()
 
 

@@ -71,3 +71,14 @@ def test_a_peer_that_restarted_is_heard_and_its_earlier_run_is_not():
     assert rx.accept(restarted.datagrams(records(1))[0], PEER) is not None   # seq 0 again
     assert rx.accept(tx.datagrams(records(1))[0], PEER) is None             # the old run
     assert refused(rx) == {"sync_refused_replayed": 1}
+
+
+def test_a_heartbeat_is_an_empty_datagram_and_a_new_run_is_noticed():
+    rx, tx = pair()
+    (beat,) = tx.datagrams(b"")
+    assert rx.accept(beat, PEER) == b"" and rx.new_runs == {PEER}      # first heard
+    rx.new_runs.clear()
+    assert rx.accept(tx.datagrams(records(2))[0], PEER) == records(2) and rx.new_runs == set()
+    restarted = Codec(KEY, SIZE, ["10.77.0.1"])
+    restarted.epoch = tx.epoch + 1
+    assert rx.accept(restarted.datagrams(b"")[0], PEER) == b"" and rx.new_runs == {PEER}
