@@ -295,3 +295,7 @@ cdef extern from "pylb_dp.h" nogil:
     int pylb_dp_inject(pylb_dp *dp, uint16_t port, int kernel, rte_mbuf **pkts, uint16_t n)
     uint16_t pylb_dp_collect(pylb_dp *dp, uint16_t port, int kernel, rte_mbuf **out,
                              uint16_t max)
+
+# The record functions' shapes (export and collect; install and apply).
+ctypedef int (*records_out_fn)(pylb_dp *dp, pylb_conn_record *out, uint32_t max)
+ctypedef int (*records_in_fn)(pylb_dp *dp, const pylb_conn_record *r, uint32_t n)

@@ -855,60 +855,49 @@ cdef class Dataplane:
     def export_connections(self):
         """Every tracked connection as records (bytes: RECORD_SIZE each), a
         snapshot read while the workers run: what a restart restores."""
-        cdef pylb_dp *dp = self._live()
-        cdef uint32_t cap = <uint32_t>pylb_dp_conn_count(dp) + 1024
-        cdef pylb_conn_record *buf = <pylb_conn_record *>malloc(cap * sizeof(pylb_conn_record))
-        if buf == NULL:
-            raise MemoryError()
-        try:
-            n = pylb_dp_conn_export(dp, buf, cap)
-            return (<char *>buf)[:n * sizeof(pylb_conn_record)]
-        finally:
-            free(buf)
-
-    def sync_collect(self, int most=65536):
-        """Connection sync: the connections opened or moved to another
-        state since the last call (records; one caller only)."""
-        cdef pylb_dp *dp = self._live()
-        cdef pylb_conn_record *buf = <pylb_conn_record *>malloc(most * sizeof(pylb_conn_record))
-        if buf == NULL:
-            raise MemoryError()
-        try:
-            n = pylb_dp_sync_collect(dp, buf, most)
-            return (<char *>buf)[:n * sizeof(pylb_conn_record)]
-        finally:
-            free(buf)
-
-    def sync_apply(self, const unsigned char[:] records):
-        """A peer's records, for the owning workers to install or update;
-        returns how many were queued (installed, before start)."""
-        cdef size_t size = sizeof(pylb_conn_record)
-        if records.shape[0] % size:
-            raise InvalidArgument(f"{records.shape[0]} bytes are not whole connection records "
-                                  f"({size} bytes each)")
-        if records.shape[0] == 0:
-            return 0
-        rc = pylb_dp_sync_apply(self._live(), <const pylb_conn_record *>&records[0],
-                                <uint32_t>(records.shape[0] // size))
-        _check(rc)
-        return rc
-
-    def sync_lost(self):
-        """Sync notes lost to a full ring (their connections go unsent)."""
-        return pylb_dp_sync_lost(self._live())
+        return self._records_out(pylb_dp_conn_export,
+                                 <uint32_t>pylb_dp_conn_count(self._live()) + 1024)
 
     def install_connections(self, const unsigned char[:] records):
         """Install exported records (before start); returns how many were
         installed (the others' service or backend is gone, or their tuple
         is taken)."""
+        return self._records_in(pylb_dp_conn_install, records)
+
+    def sync_collect(self, uint32_t most=65536):
+        """Connection sync: the connections opened or moved to another
+        state since the last call (records; one caller only)."""
+        return self._records_out(pylb_dp_sync_collect, most)
+
+    def sync_apply(self, const unsigned char[:] records):
+        """A peer's records, for the owning workers to install or update;
+        returns how many were queued (installed, before start)."""
+        return self._records_in(pylb_dp_sync_apply, records)
+
+    def sync_lost(self):
+        """Sync notes lost to a full ring (their connections go unsent)."""
+        return pylb_dp_sync_lost(self._live())
+
+    cdef bytes _records_out(self, records_out_fn fn, uint32_t most):
+        cdef pylb_dp *dp = self._live()
+        cdef pylb_conn_record *buf = <pylb_conn_record *>malloc(most * sizeof(pylb_conn_record))
+        if buf == NULL:
+            raise MemoryError()
+        try:
+            n = fn(dp, buf, most)
+            return (<char *>buf)[:n * sizeof(pylb_conn_record)]
+        finally:
+            free(buf)
+
+    cdef int _records_in(self, records_in_fn fn, const unsigned char[:] records) except -1:
         cdef size_t size = sizeof(pylb_conn_record)
         if records.shape[0] % size:
             raise InvalidArgument(f"{records.shape[0]} bytes are not whole connection records "
                                   f"({size} bytes each)")
         if records.shape[0] == 0:
             return 0
-        rc = pylb_dp_conn_install(self._live(), <const pylb_conn_record *>&records[0],
-                                  <uint32_t>(records.shape[0] // size))
+        rc = fn(self._live(), <const pylb_conn_record *>&records[0],
+                <uint32_t>(records.shape[0] // size))
         _check(rc)
         return rc
 

@@ -14,7 +14,6 @@ connections, then restarts it and counts again. The topology is the one
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -22,7 +21,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
 
-from test_e2e_fleet import MANY, Fleet  # noqa: E402
+from test_e2e_fleet import Fleet, Many  # noqa: E402
 
 from pylb.v1 import pylb_pb2 as pb  # noqa: E402
 
@@ -50,18 +49,11 @@ def main() -> int:
                   + ", ".join(f"{p.address} {p.state} (BFD {p.bfd or '-'})" for p in peers))
         # 20 connections to each service: Maglev (the same choice everywhere)
         # and WRR (each appliance's own: connection sync carries it).
-        clients = {name: subprocess.Popen(
-            ["ip", "netns", "exec", fleet.ns["C"], sys.executable, "-c", MANY, vip, "9000", "20",
-             "60"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-            for name, vip in (("DR maglev", fleet.vip), ("DR wrr", fleet.wrr_vip))}
+        clients = {name: Many(fleet.ns["C"], vip)
+                   for name, vip in (("DR maglev", fleet.vip), ("DR wrr", fleet.wrr_vip))}
 
         def talk() -> dict[str, list[str]]:
-            for c in clients.values():
-                c.stdin.write("go\n")
-                c.stdin.flush()
-            return {name: json.loads(c.stdout.readline()) for name, c in clients.items()}
-        for c in clients.values():
-            c.stdout.readline()
+            return {name: c.talk() for name, c in clients.items()}
         first = talk()
         opened = [a.stats()["counters"]["conn_created"] for a in fleet.apps]
         say(f"20 long-lived connections to each service: {opened[0]} opened through A0, "
@@ -99,8 +91,7 @@ def main() -> int:
         return 0
     finally:
         for c in clients.values():
-            c.kill()
-            c.wait()
+            c.close()
         fleet.close()
 
 

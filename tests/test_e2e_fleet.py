@@ -202,33 +202,24 @@ def test_a_restarted_appliance_keeps_its_connections(site):
     site.app.config = config
     site.app.api().ApplyConfig(pb.ApplyConfigRequest(yaml=open(config).read()))
     clients = {}
-
-    def talk(name) -> list[str]:
-        clients[name].stdin.write("go\n")
-        clients[name].stdin.flush()
-        return json.loads(clients[name].stdout.readline())
     try:
         for name, vip in vips.items():
             site.router.wait(f"{vip}/32", lambda hops: len(hops) == 1)
-            clients[name] = subprocess.Popen(
-                ["ip", "netns", "exec", site.r.name, sys.executable, "-c", MANY, vip, "9000", "20",
-                 "60"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-            clients[name].stdout.readline()
-        before = {name: talk(name) for name in vips}
+            clients[name] = Many(site.r.name, vip)
+        before = {name: c.talk() for name, c in clients.items()}
         assert all(set(b) == {"b", "c"} for b in before.values()), before
         time.sleep(1.5)                         # a snapshot with them all
         site.restart()
         for vip in vips.values():
             site.router.wait(f"{vip}/32", lambda hops: len(hops) == 1, timeout=30)
-        after = {name: talk(name) for name in vips}
+        after = {name: c.talk() for name, c in clients.items()}
         assert after == before
         counters = site.app.stats()["counters"]
         assert counters["conn_restored"] >= 60 and counters["conn_created"] == 0, counters
         assert any("restored" in line for line in site.app.stderr)
     finally:
         for c in clients.values():
-            c.kill()
-            c.wait()
+            c.close()
     # As the module's first test left it (the next one needs the HTTP service).
     site.app.config = None
     test_a_vip_is_announced_while_healthy_and_serves_through_the_route(site)
@@ -266,6 +257,26 @@ for line in sys.stdin:
             out.append("broken")
     print(json.dumps(out), flush=True)
 """
+
+
+class Many:
+    """`n` long-lived TCP connections (MANY) from namespace `ns` to
+    vip:port: `ports`, their client ports; `talk()`, who answered each."""
+
+    def __init__(self, ns: str, vip: str, port: int = 9000, n: int = 20, wait: float = 60):
+        self.proc = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-c", MANY, vip,
+                                      str(port), str(n), str(wait)], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True)
+        self.ports = set(json.loads(self.proc.stdout.readline()))
+
+    def talk(self) -> list[str]:
+        self.proc.stdin.write("go\n")
+        self.proc.stdin.flush()
+        return json.loads(self.proc.stdout.readline())
+
+    def close(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
 
 
 def into(ns: str, iface: str, *cmds: list[str], source: str | None = None) -> None:
@@ -425,16 +436,9 @@ def test_a_fleet_keeps_dr_connections_through_a_killed_and_a_restarted_appliance
     prints = [a.api().ListServices(pb.ListServicesRequest()).services[0].table_fingerprint
               for a in fleet.apps]
     assert prints[0] == prints[1] != ""
-    client = subprocess.Popen(["ip", "netns", "exec", fleet.ns["C"], sys.executable, "-c", MANY,
-                               fleet.vip, "9000", "20"], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, text=True)
-
-    def talk() -> list[str]:
-        client.stdin.write("go\n")
-        client.stdin.flush()
-        return json.loads(client.stdout.readline())
+    client = Many(fleet.ns["C"], fleet.vip)
+    talk, ports = client.talk, client.ports
     try:
-        ports = set(json.loads(client.stdout.readline()))
         first = talk()
         assert "broken" not in first and set(first) == {"b1", "b2"}, first
         # Spread over both appliances by the router.
@@ -461,8 +465,7 @@ def test_a_fleet_keeps_dr_connections_through_a_killed_and_a_restarted_appliance
         assert again == first, (first, again)
         assert flows_on(fleet.apps[0], fleet.vip) & ports
     finally:
-        client.kill()
-        client.wait()
+        client.close()
 
 
 def test_sync_keeps_wrr_choices_through_a_killed_appliance(fleet):
@@ -473,16 +476,9 @@ def test_sync_keeps_wrr_choices_through_a_killed_appliance(fleet):
     prefix = f"{fleet.wrr_vip}/32"
     hops = sorted(f"{a.net}.0.1" for a in fleet.apps)
     fleet.router.wait(prefix, lambda h: sorted(h) == hops, timeout=30)
-    client = subprocess.Popen(["ip", "netns", "exec", fleet.ns["C"], sys.executable, "-c", MANY,
-                               fleet.wrr_vip, "9000", "20", "60"], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, text=True)
-
-    def talk() -> list[str]:
-        client.stdin.write("go\n")
-        client.stdin.flush()
-        return json.loads(client.stdout.readline())
+    client = Many(fleet.ns["C"], fleet.wrr_vip)
+    talk, ports = client.talk, client.ports
     try:
-        ports = set(json.loads(client.stdout.readline()))
         first = talk()
         assert "broken" not in first and set(first) == {"b1", "b2"}, first
         on = [flows_on(a, fleet.wrr_vip) & ports for a in fleet.apps]
@@ -509,8 +505,7 @@ def test_sync_keeps_wrr_choices_through_a_killed_appliance(fleet):
         assert talk() == first
         assert any("new run: sending it the table" in line for line in fleet.apps[0].stderr)
     finally:
-        client.kill()
-        client.wait()
+        client.close()
 
 
 def test_a_wedged_appliance_leaves_the_router_by_bfd(fleet):
