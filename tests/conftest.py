@@ -15,6 +15,19 @@ P0_MAC = "02:00:00:00:01:00"
 P1_MAC = "02:00:00:00:01:01"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def no_snapshots_left():
+    """What the session's appliances leave in /run/pylb for a next start of
+    their instance (connection snapshots, BIRD's directory of one killed)
+    goes with the session: another session's test must not restore them."""
+    import glob
+    import shutil
+    before = set(glob.glob("/run/pylb/*"))
+    yield
+    for path in set(glob.glob("/run/pylb/*.conns") + glob.glob("/run/pylb/*.bgp")) - before:
+        shutil.rmtree(path, ignore_errors=True) if os.path.isdir(path) else os.unlink(path)
+
+
 @pytest.fixture(scope="session")
 def native():
     """EAL in this process, once: no hugepages, no PCI, main lcore only."""
