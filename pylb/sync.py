@@ -33,6 +33,8 @@ import threading
 import time
 from dataclasses import dataclass
 
+from pylb.errors import PortError
+
 log = logging.getLogger("pylb")
 
 MAGIC = b"PYLS"
@@ -142,9 +144,14 @@ class Sync:
         self.codec = Codec(key_for(secret), record_size, settings.peers)
         self.apply = apply
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, iface.encode())
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
-        self.sock.bind((address, settings.udp_port))
+        try:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, iface.encode())
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+            self.sock.bind((address, settings.udp_port))
+        except OSError as e:
+            self.sock.close()
+            raise PortError(f"sync: cannot listen on {address}:{settings.udp_port} through "
+                            f"{iface}: {e.strerror}") from None
         self.sock.settimeout(0.2)
         self._stop = threading.Event()
         self.next = 0.0

@@ -5,6 +5,8 @@ runs sync between two appliances)."""
 
 from __future__ import annotations
 
+import pytest
+
 from pylb.sync import HEADER, PER_DATAGRAM, TAG, WINDOW, Codec, key_for
 
 SIZE = 88
@@ -82,3 +84,12 @@ def test_a_heartbeat_is_an_empty_datagram_and_a_new_run_is_noticed():
     restarted = Codec(KEY, SIZE, ["10.77.0.1"])
     restarted.epoch = tx.epoch + 1
     assert rx.accept(restarted.datagrams(b"")[0], PEER) == b"" and rx.new_runs == {PEER}
+
+
+def test_an_address_it_cannot_listen_on_is_one_clear_error():
+    from pylb.errors import PortError
+    from pylb.model import SyncSettings
+    from pylb.sync import Sync
+    with pytest.raises(PortError, match=r"sync: cannot listen on 192.0.2.77:8848 through lo: "):
+        Sync(SyncSettings("p1", (PEER,)), b"the fleet's shared secret, 32 by", "192.0.2.77",
+             "lo", SIZE, lambda records: None)
