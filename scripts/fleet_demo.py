@@ -21,7 +21,8 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
 
-from test_e2e_fleet import Fleet, Many  # noqa: E402
+from appliance_harness import Many  # noqa: E402
+from test_e2e_fleet import Fleet  # noqa: E402
 
 from pylb.v1 import pylb_pb2 as pb  # noqa: E402
 

@@ -4,7 +4,6 @@ real kernel TCP from the router's side through the route it learned."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
@@ -16,7 +15,7 @@ import time
 import pytest
 import yaml
 
-from appliance_harness import Appliance, Netns, Router, sh
+from appliance_harness import Appliance, Many, Netns, Router, sh
 from test_e2e_l4 import ECHO
 from pylb.v1 import pylb_pb2 as pb
 
@@ -239,45 +238,6 @@ def test_sigterm_withdraws_before_the_appliance_stops(site):
 
 
 # A fleet: two appliances behind one router with ECMP.
-
-# Keeps N TCP connections open; on each line from stdin, talks on all of
-# them and prints who answered each (or "broken").
-MANY = """
-import json, socket, sys
-wait = float(sys.argv[4]) if len(sys.argv) > 4 else 10
-conns = [socket.create_connection((sys.argv[1], int(sys.argv[2])), wait) for _ in range(int(sys.argv[3]))]
-print(json.dumps([s.getsockname()[1] for s in conns]), flush=True)
-for line in sys.stdin:
-    out = []
-    for s in conns:
-        try:
-            s.sendall(b"x")
-            out.append(s.recv(100).decode().split()[0])
-        except OSError:
-            out.append("broken")
-    print(json.dumps(out), flush=True)
-"""
-
-
-class Many:
-    """`n` long-lived TCP connections (MANY) from namespace `ns` to
-    vip:port: `ports`, their client ports; `talk()`, who answered each."""
-
-    def __init__(self, ns: str, vip: str, port: int = 9000, n: int = 20, wait: float = 60):
-        self.proc = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-c", MANY, vip,
-                                      str(port), str(n), str(wait)], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, text=True)
-        self.ports = set(json.loads(self.proc.stdout.readline()))
-
-    def talk(self) -> list[str]:
-        self.proc.stdin.write("go\n")
-        self.proc.stdin.flush()
-        return json.loads(self.proc.stdout.readline())
-
-    def close(self) -> None:
-        self.proc.kill()
-        self.proc.wait()
-
 
 def into(ns: str, iface: str, *cmds: list[str], source: str | None = None) -> None:
     """Move iface (from namespace `source`, or the host's) into ns, then

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from appliance_harness import sh
+from appliance_harness import Many, sh
 from test_e2e_l3 import Lab
 
 ECHO = """
@@ -315,23 +315,6 @@ def test_health_checks_through_the_exception_path_take_a_stopped_server_out(lab)
         stub.DeleteService(key)
 
 
-# Keeps N TCP connections open; on each line from stdin, talks on all of them
-# and prints who answered each (or "broken").
-MANY = """
-import json, socket, sys
-conns = [socket.create_connection((sys.argv[1], int(sys.argv[2])), 5) for _ in range(int(sys.argv[3]))]
-for line in sys.stdin:
-    out = []
-    for s in conns:
-        try:
-            s.sendall(b"x")
-            out.append(s.recv(100).decode().split()[0])
-        except OSError:
-            out.append("broken")
-    print(json.dumps(out), flush=True)
-"""
-
-
 def test_a_reload_breaks_no_connection_of_unchanged_services(lab):
     import grpc
     from pylb.v1 import pylb_pb2 as pb
@@ -347,14 +330,9 @@ def test_a_reload_breaks_no_connection_of_unchanged_services(lab):
         stub = pb_grpc.LoadBalancerStub(ch)
         # (The whole desired state: what earlier tests left is removed.)
         stub.ApplyConfig(pb.ApplyConfigRequest(yaml=config(ips[:1])))
-        p = subprocess.Popen(["ip", "netns", "exec", lab.client.name, sys.executable, "-c", MANY,
-                              a, "9000", "30"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                             text=True)
+        many = Many(lab.client.name, a, n=30, wait=5)
+        ask = many.talk
         try:
-            def ask():
-                p.stdin.write("go\n")
-                p.stdin.flush()
-                return json.loads(p.stdout.readline())
             before = ask()
             assert len(set(before)) > 1 and "broken" not in before
             for step in (ips, ips[1:], ips[:1]):        # B changes three times; A does not
@@ -367,7 +345,6 @@ def test_a_reload_breaks_no_connection_of_unchanged_services(lab):
                 [f"add-service {lab.app.net}.9.93:9000/tcp", f"del-service {b}:9000/tcp"]
             assert ask() == before
         finally:
-            p.stdin.close()
-            p.wait(10)
+            many.close()
         for vip in (a, f"{lab.app.net}.9.93"):
             stub.DeleteService(pb.ServiceKey(vip=vip, port=9000))
