@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ctypes
 import ipaddress
+import logging
 import os
 import re
 import shutil
@@ -28,6 +29,8 @@ from dataclasses import dataclass
 
 from pylb import model
 from pylb.errors import ConfigError, FailedPrecondition
+
+log = logging.getLogger("pylb")
 
 @dataclass(frozen=True)
 class Peer:
@@ -147,15 +150,21 @@ class Bird:
             time.sleep(0.05)
 
     def announce(self, prefixes) -> None:
-        """Announce exactly `prefixes` (a reload: the sessions stay up)."""
+        """Announce exactly `prefixes` (a reload: the sessions stay up). A
+        BIRD that cannot reload is logged, not raised: the change that
+        moved the announcements is made; the next one tries again."""
         prefixes = tuple(sorted(prefixes))
         if prefixes == self.prefixes:
             return
         self.prefixes = prefixes
         if self.proc is None:
             return
-        self._write()
-        self.birdc("configure")
+        try:
+            self._write()
+            self.birdc("configure")
+        except (OSError, subprocess.TimeoutExpired, FailedPrecondition) as e:
+            log.error("bgp: announcing %s failed: %s", ", ".join(prefixes) or "nothing", e)
+            self.prefixes = None
 
     def peers(self) -> list[Peer]:
         if self.proc is None or self.proc.poll() is not None:
