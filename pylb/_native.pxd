@@ -217,6 +217,8 @@ cdef extern from "pylb_dp.h" nogil:
     int pylb_dp_create(const pylb_dp_conf *conf, pylb_dp **out)
     int pylb_dp_port_add(pylb_dp *dp, const pylb_port_conf *conf, uint16_t *port_out)
     int pylb_dp_addr_add(pylb_dp *dp, uint16_t port, const pylb_prefix *addr)
+    int pylb_dp_addr_del(pylb_dp *dp, uint16_t port, const pylb_ip *ip)
+    int pylb_dp_addr_announce(pylb_dp *dp, uint16_t port, const pylb_ip *ip)
     int pylb_dp_start(pylb_dp *dp)
     int pylb_dp_stop(pylb_dp *dp)
     void pylb_dp_destroy(pylb_dp *dp)

@@ -461,10 +461,12 @@ cdef class Dataplane:
             kernel.configure(attached, self.ports()[idx].mac)
         return idx
 
-    def add_address(self, port, str address):
+    def add_address(self, port, str address, bint kernel=True):
         """Give `port` an address with prefix, e.g. '10.99.0.1/24' or
         '2001:db8::1/64': a local route for it and a connected route for its
-        network. The port's kernel interface gets it too."""
+        network. The port's kernel interface gets it too, unless `kernel` is
+        false (a FullNAT pool address, a fleet's gateway: the dataplane's
+        alone)."""
         cdef pylb_dp *dp = self._live()
         cdef pylb_prefix pfx
         cdef int rc
@@ -481,8 +483,32 @@ cdef class Dataplane:
         with nogil:
             rc = pylb_dp_addr_add(dp, idx, &pfx)
         _check(rc)
-        if self._ports[idx][1]:
+        if kernel and self._ports[idx][1]:
             kernel.add_address(self._ports[idx][1], address, iface.version)
+
+    def del_address(self, port, address):
+        """Take a host address (one add_address gave with kernel=False:
+        /32 or /128) off `port`."""
+        cdef pylb_dp *dp = self._live()
+        cdef pylb_ip ip
+        cdef int rc
+        cdef uint16_t idx = self.port_index(port)
+        _set_ip(&ip, _parse_ip(address, "address"))
+        with nogil:
+            rc = pylb_dp_addr_del(dp, idx, &ip)
+        _check(rc)
+
+    def announce_address(self, port, address):
+        """Tell `port`'s link that `address` (one of its own) is here: a
+        gratuitous ARP or an unsolicited neighbour advertisement."""
+        cdef pylb_dp *dp = self._live()
+        cdef pylb_ip ip
+        cdef int rc
+        cdef uint16_t idx = self.port_index(port)
+        _set_ip(&ip, _parse_ip(address, "address"))
+        with nogil:
+            rc = pylb_dp_addr_announce(dp, idx, &ip)
+        _check(rc)
 
     # Routes
 

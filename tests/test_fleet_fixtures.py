@@ -11,7 +11,7 @@ from scapy.layers.l2 import Ether
 from scapy.packet import raw
 
 from conftest import CLIENT_MAC, P1_MAC
-from pylb.errors import InvalidArgument
+from pylb.errors import InvalidArgument, NotFound
 from test_defence_fixtures import SEED_A, SEED_B
 from test_l4_fixtures import BACKENDS, BMAC, CLIENT, VIP, c2v, checksums_ok, small_dp
 
@@ -340,4 +340,79 @@ def test_sync_apply_needs_sync_on(native):
     d = appliance(native)
     with pytest.raises(FailedPrecondition, match="sync is off"):
         d.sync_apply(bytes(native.RECORD_SIZE))
+    d.close()
+
+
+# Addresses that move between appliances: a peer's FullNAT pool address held
+# as a backup, a fleet's gateway.
+
+def test_a_peers_pool_address_takes_its_synced_fullnat_replies(native):
+    """A's FullNAT source is a pool address (a host address of its own, not
+    on a port's network). B, holding A's synced connection, takes A's pool
+    address as its own once A is gone: the backends' replies to it, routed
+    to B, go back to the client; given up, they are routed as before."""
+    pool_a, pool_b = "10.0.5.1", "10.0.5.2"
+    a, b = appliance(native, sync=True), appliance(native, sync=True)
+    for d, pool in ((a, pool_a), (b, pool_b)):
+        d.add_address("p1", f"{pool}/32", kernel=False)
+        d.add_service(VIP, 80, method="fullnat", local_addresses=[pool], backends=PAIRS,
+                      syn_proxy="off")
+    (_, f), = a.inject("p0", [raw(c2v(sport=42000, payload=b"hi"))])
+    backend, lport = Ether(f)[IP].dst, Ether(f)[TCP].sport
+    assert Ether(f)[IP].src == pool_a
+    assert b.sync_apply(a.sync_collect()) == 1
+    reply = raw(Ether(src=BMAC[backend], dst=P1_MAC) / IP(src=backend, dst=pool_a) /
+                TCP(sport=8080, dport=lport, flags="SA"))
+
+    def to_client(d):
+        return [(p, Ether(x)[IP].src, Ether(x)[IP].dst, Ether(x)[TCP].dport)
+                for p, x in d.inject("p1", [reply]) if Ether(x)[IP].dst == CLIENT]
+
+    assert to_client(b) == []                # not B's address: not a reply B translates
+    b.add_address("p1", f"{pool_a}/32", kernel=False)
+    assert to_client(b) == [(0, VIP, CLIENT, 42000)]
+    b.del_address("p1", pool_a)
+    assert to_client(b) == []
+    with pytest.raises(NotFound, match="no such host address"):
+        b.del_address("p1", pool_a)
+    with pytest.raises(NotFound, match="no such host address"):
+        b.del_address("p1", "10.0.1.1")      # a network's address stays
+    a.close()
+    b.close()
+
+
+def test_a_gateway_taken_over_is_told_to_the_link_and_answered(native):
+    """The address is the port's (ARP answered) from add_address to
+    del_address; announce_address sends a gratuitous ARP (IPv4) or an
+    unsolicited advertisement with the override flag (IPv6)."""
+    from scapy.layers.inet6 import ICMPv6ND_NA, ICMPv6NDOptDstLLAddr, IPv6
+    from scapy.layers.l2 import ARP
+    gw, gw6 = "10.0.1.254", "2001:db8:1::fe"
+    d = appliance(native)
+    who_has = raw(Ether(src=BMAC[BACKENDS[0]], dst="ff:ff:ff:ff:ff:ff") /
+                  ARP(op=1, hwsrc=BMAC[BACKENDS[0]], psrc=BACKENDS[0], pdst=gw))
+    assert d.inject("p1", [who_has]) == []
+    with pytest.raises(InvalidArgument, match="not one of port p1's"):
+        d.announce_address("p1", gw)
+    d.add_address("p1", f"{gw}/32", kernel=False)
+    d.add_address("p1", f"{gw6}/128", kernel=False)
+    (port, f), = d.inject("p1", [who_has])
+    assert port == 1 and (Ether(f)[ARP].op, Ether(f)[ARP].psrc) == (2, gw)
+    d.announce_address("p1", gw)
+    d.announce_address("p1", gw6)
+    (p4, garp), (p6, na) = d.collect()
+    garp, na = Ether(garp), Ether(na)
+    assert (p4, garp.dst, garp[ARP].op, garp[ARP].hwsrc, garp[ARP].psrc, garp[ARP].pdst) == \
+        (1, "ff:ff:ff:ff:ff:ff", 1, P1_MAC, gw, gw)
+    assert (p6, na.dst, na[IPv6].src, na[IPv6].dst, na[IPv6].hlim) == \
+        (1, "33:33:00:00:00:01", gw6, "ff02::1", 255)
+    adv = na[ICMPv6ND_NA]
+    assert (adv.R, adv.S, adv.O, adv.tgt, adv[ICMPv6NDOptDstLLAddr].lladdr) == \
+        (0, 0, 1, gw6, P1_MAC)
+    again = na.copy()
+    del again[ICMPv6ND_NA].cksum
+    assert Ether(raw(again))[ICMPv6ND_NA].cksum == adv.cksum
+    assert d.totals()["neigh_announcements_sent"] == 2
+    d.del_address("p1", gw)
+    assert d.inject("p1", [who_has]) == []
     d.close()

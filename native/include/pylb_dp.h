@@ -74,6 +74,7 @@ enum pylb_err {
 	X(NEIGH_LEARNED, neigh_learned) \
 	X(NEIGH_LEARN_OVERFLOW, neigh_learn_overflow) \
 	X(NEIGH_REQUESTS_SENT, neigh_requests_sent) \
+	X(NEIGH_ANNOUNCEMENTS_SENT, neigh_announcements_sent) \
 	X(NEIGH_HELD, neigh_held) \
 	X(NEIGH_RELEASED, neigh_released) \
 	X(NEIGH_EXPIRED, neigh_expired) \
@@ -522,6 +523,13 @@ int pylb_dp_port_add(struct pylb_dp *dp, const struct pylb_port_conf *conf,
 /* Adds the address (a local route) and its network (a connected route). */
 int pylb_dp_addr_add(struct pylb_dp *dp, uint16_t port,
 		     const struct pylb_prefix *addr);
+/* Removes a host address (/32, /128) pylb_dp_addr_add gave the port: an
+ * address that moves between appliances (a fleet's gateway, a peer's
+ * FullNAT pool address held as a backup). */
+int pylb_dp_addr_del(struct pylb_dp *dp, uint16_t port, const struct pylb_ip *ip);
+/* Tells the port's link that the address is here now (a gratuitous ARP,
+ * an unsolicited neighbour advertisement). */
+int pylb_dp_addr_announce(struct pylb_dp *dp, uint16_t port, const struct pylb_ip *ip);
 int pylb_dp_start(struct pylb_dp *dp);
 int pylb_dp_stop(struct pylb_dp *dp);
 void pylb_dp_destroy(struct pylb_dp *dp);

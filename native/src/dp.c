@@ -620,6 +620,53 @@ pylb_dp_collect(struct pylb_dp *dp, uint16_t port, int kernel,
 
 /* The API: serialised with the telemetry thread's readers. */
 
+static int
+addr_del_unlocked(struct pylb_dp *dp, uint16_t port, const struct pylb_ip *ip)
+{
+	struct pylb_prefix host = { .addr = *ip, .len = ip->af == 6 ? 128 : 32 };
+	struct pylb_port_cfg *pc;
+	struct pylb_cfg *next;
+	uint16_t n, i;
+	int rc;
+
+	if (port >= dp->n_ports)
+		return pylb_fail(-PYLB_E_NOENT, "no port %u", port);
+	pc = &dp->cfg->ports[port];
+	n = ip->af == 4 ? pc->n_addrs4 : pc->n_addrs6;
+	for (i = 0; i < n; i++)
+		if (ip->af == 4 ? memcmp(&pc->addrs4[i].ip, ip->ip, 4) == 0 &&
+				  pc->addrs4[i].prefix_len == 32 :
+		    memcmp(pc->addrs6[i].ip, ip->ip, 16) == 0 && pc->addrs6[i].prefix_len == 128)
+			break;
+	if (i == n)
+		return pylb_fail(-PYLB_E_NOENT,
+			"port %s has no such host address (/32, /128) to remove",
+			dp->ports[port].name);
+	next = cfg_copy(dp);
+	if (next == NULL)
+		return pylb_fail(-PYLB_E_NOMEM, "cannot allocate configuration");
+	rc = pylb_route_del_special(dp, &host, PYLB_FIB_VAL(PYLB_FIB_LOCAL, port));
+	if (rc != 0) {
+		rte_free(next);
+		return rc;
+	}
+	pc = &next->ports[port];
+	if (ip->af == 4)
+		memmove(&pc->addrs4[i], &pc->addrs4[i + 1],
+			(size_t)(--pc->n_addrs4 - i) * sizeof(pc->addrs4[0]));
+	else
+		memmove(&pc->addrs6[i], &pc->addrs6[i + 1],
+			(size_t)(--pc->n_addrs6 - i) * sizeof(pc->addrs6[0]));
+	cfg_publish(dp, next);
+	return 0;
+}
+
+int
+pylb_dp_addr_del(struct pylb_dp *dp, uint16_t port, const struct pylb_ip *ip)
+{
+	PYLB_CTL_LOCKED(dp, addr_del_unlocked(dp, port, ip));
+}
+
 int
 pylb_dp_addr_add(struct pylb_dp *dp, uint16_t port,
 		 const struct pylb_prefix *addr)

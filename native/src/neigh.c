@@ -122,10 +122,13 @@ pylb_neigh_free(struct pylb_dp *dp)
 	dp->neigh_ctl = NULL;
 }
 
-/* Build and queue an ARP request or neighbour solicitation for k. A known
- * MAC (probing an entry that is aging) makes it unicast. */
+/* Build and queue an ARP request or neighbour solicitation for k (a known
+ * MAC, probing an entry that is aging, makes it unicast); or, announcing
+ * (k is one of the port's own addresses, just moved here), a gratuitous ARP
+ * or an unsolicited neighbour advertisement with the override flag: every
+ * host on the link that knew another MAC for it takes the port's. */
 static void
-solicit(struct pylb_dp *dp, const struct pylb_neigh_key *k, uint64_t mac)
+neigh_send(struct pylb_dp *dp, const struct pylb_neigh_key *k, uint64_t mac, bool announce)
 {
 	struct pylb_lcore *lc = pylb_control_lcore(dp);
 	const struct pylb_port_cfg *pc = &dp->cfg->ports[k->port];
@@ -141,7 +144,8 @@ solicit(struct pylb_dp *dp, const struct pylb_neigh_key *k, uint64_t mac)
 		uint32_t tip, sip;
 
 		memcpy(&tip, k->ip, 4);
-		if (!port_src4(pc, tip, &sip))
+		sip = tip;
+		if (!announce && !port_src4(pc, tip, &sip))
 			return drop(lc, m, PYLB_D_NEIGH_UNRESOLVED);
 		rte_pktmbuf_append(m, sizeof(*eth) + sizeof(*arp));
 		if (mac & PYLB_MAC_VALID)
@@ -161,8 +165,9 @@ solicit(struct pylb_dp *dp, const struct pylb_neigh_key *k, uint64_t mac)
 	} else {
 		struct rte_ipv6_hdr *ip = (struct rte_ipv6_hdr *)(eth + 1);
 		uint8_t *icmp = (uint8_t *)(ip + 1);
-		const uint8_t *src = port_src6(pc, k->ip);
+		const uint8_t *src = announce ? k->ip : port_src6(pc, k->ip);
 		const uint32_t body = 8 + 16 + 8;	/* header, target, option */
+		uint8_t *d = eth->dst_addr.addr_bytes;
 
 		if (src == NULL)
 			return drop(lc, m, PYLB_D_NEIGH_UNRESOLVED);
@@ -173,30 +178,47 @@ solicit(struct pylb_dp *dp, const struct pylb_neigh_key *k, uint64_t mac)
 		ip->proto = IPPROTO_ICMPV6;
 		ip->hop_limits = 255;
 		memcpy(ip->src_addr, src, 16);
-		if (mac & PYLB_MAC_VALID) {
-			u64_to_mac(mac, &eth->dst_addr);
+		if (announce) {
+			/* All nodes. */
+			static const uint8_t all[16] = { 0xff, 0x02, [15] = 1 };
+
+			memcpy(ip->dst_addr, all, 16);
+		} else if (mac & PYLB_MAC_VALID) {
 			memcpy(ip->dst_addr, k->ip, 16);
 		} else {
 			/* Solicited-node multicast group of the target. */
 			static const uint8_t sn[13] = { 0xff, 0x02, [11] = 1, [12] = 0xff };
-			uint8_t *d = eth->dst_addr.addr_bytes;
 
 			memcpy(ip->dst_addr, sn, sizeof(sn));
 			memcpy(ip->dst_addr + 13, k->ip + 13, 3);
+		}
+		if (mac & PYLB_MAC_VALID) {
+			u64_to_mac(mac, &eth->dst_addr);
+		} else {
 			d[0] = 0x33;
 			d[1] = 0x33;
 			memcpy(d + 2, ip->dst_addr + 12, 4);
 		}
 		memset(icmp, 0, body);
-		icmp[0] = 135;				/* neighbour solicitation */
+		icmp[0] = announce ? 136 : 135;		/* advertisement : solicitation */
+		icmp[4] = announce ? 0x20 : 0;		/* override */
 		memcpy(icmp + 8, k->ip, 16);
-		icmp[24] = 1;				/* source link-layer address */
+		icmp[24] = announce ? 2 : 1;		/* target : source link-layer address */
 		icmp[25] = 1;
 		memcpy(icmp + 26, pc->mac.addr_bytes, 6);
 		((struct rte_icmp_hdr *)icmp)->icmp_cksum = rte_ipv6_udptcp_cksum(ip, icmp);
 	}
-	CNT(lc, NEIGH_REQUESTS_SENT);
+	if (announce)
+		CNT(lc, NEIGH_ANNOUNCEMENTS_SENT);
+	else
+		CNT(lc, NEIGH_REQUESTS_SENT);
 	tx(lc, k->port, m);
+}
+
+static void
+solicit(struct pylb_dp *dp, const struct pylb_neigh_key *k, uint64_t mac)
+{
+	neigh_send(dp, k, mac, false);
 }
 
 static void
@@ -526,4 +548,35 @@ pylb_dp_neigh_list(struct pylb_dp *dp, struct pylb_neigh_info *out, uint32_t max
 		n++;
 	}
 	return (int)n;
+}
+
+static int
+addr_announce_unlocked(struct pylb_dp *dp, uint16_t port, const struct pylb_ip *ip)
+{
+	struct pylb_neigh_key k;
+
+	if (port >= dp->n_ports)
+		return pylb_fail(-PYLB_E_NOENT, "no port %u", port);
+	if (ip->af == 4 ? !port_owns4(&dp->cfg->ports[port], *(const uint32_t *)ip->ip) :
+	    !port_owns6(&dp->cfg->ports[port], ip->ip))
+		return pylb_fail(-PYLB_E_INVAL, "the address is not one of port %s's",
+				 dp->ports[port].name);
+	memset(&k, 0, sizeof(k));
+	k.port = port;
+	k.af = ip->af;
+	memcpy(k.ip, ip->ip, ip->af == 4 ? 4 : 16);
+	neigh_send(dp, &k, 0, true);
+	return 0;
+}
+
+int
+pylb_dp_addr_announce(struct pylb_dp *dp, uint16_t port, const struct pylb_ip *ip)
+{
+	int rc;
+
+	pthread_mutex_lock(&dp->ctl_lock);
+	rc = addr_announce_unlocked(dp, port, ip);
+	pthread_mutex_unlock(&dp->ctl_lock);
+	control_flush(dp);
+	return rc;
 }
