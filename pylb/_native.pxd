@@ -173,6 +173,9 @@ cdef extern from "pylb_dp.h" nogil:
 
     struct pylb_conn_record:
         uint8_t af
+        uint8_t method
+        uint32_t expires_ms
+        uint8_t local[16]
 
     int pylb_dp_conn_export(pylb_dp *dp, pylb_conn_record *out, uint32_t max)
     int pylb_dp_conn_install(pylb_dp *dp, const pylb_conn_record *r, uint32_t n)

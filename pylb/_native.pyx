@@ -190,6 +190,27 @@ cdef int _fill_backends(pylb_backend *arr, list bl) except -1:
     return 0
 
 
+def fullnat_locals(const unsigned char[:] records):
+    """The FullNAT local addresses `records` name, each with the longest
+    time left (ms) of a connection naming it: {address: ms}."""
+    cdef Py_ssize_t size = sizeof(pylb_conn_record)
+    cdef Py_ssize_t i, n = records.shape[0] // size
+    cdef const pylb_conn_record *r
+    out = {}
+    if records.shape[0] % size:
+        raise InvalidArgument(f"{records.shape[0]} bytes are not whole connection records "
+                              f"({size} bytes each)")
+    for i in range(n):
+        r = <const pylb_conn_record *>&records[i * size]
+        if r.method != PYLB_L4_FULLNAT or (r.af != 4 and r.af != 6):
+            continue
+        ip = str(ipaddress.ip_address(PyBytes_FromStringAndSize(<const char *>r.local,
+                                                                4 if r.af == 4 else 16)))
+        if out.get(ip, -1) < r.expires_ms:
+            out[ip] = r.expires_ms
+    return out
+
+
 def maglev_table(backends, int size=PYLB_MAGLEV_DEFAULT):
     """The L3 VIP lookup table for `backends` ([(ip, weight)] or [ip]):
     a numpy array of backend indices, one per slot."""
@@ -461,10 +482,10 @@ cdef class Dataplane:
             kernel.configure(attached, self.ports()[idx].mac)
         return idx
 
-    def add_address(self, port, str address, bint kernel=True):
+    def add_address(self, port, str address, bint mirror=True):
         """Give `port` an address with prefix, e.g. '10.99.0.1/24' or
         '2001:db8::1/64': a local route for it and a connected route for its
-        network. The port's kernel interface gets it too, unless `kernel` is
+        network. The port's kernel interface gets it too, unless `mirror` is
         false (a FullNAT pool address, a fleet's gateway: the dataplane's
         alone)."""
         cdef pylb_dp *dp = self._live()
@@ -483,11 +504,11 @@ cdef class Dataplane:
         with nogil:
             rc = pylb_dp_addr_add(dp, idx, &pfx)
         _check(rc)
-        if kernel and self._ports[idx][1]:
+        if mirror and self._ports[idx][1]:
             kernel.add_address(self._ports[idx][1], address, iface.version)
 
     def del_address(self, port, address):
-        """Take a host address (one add_address gave with kernel=False:
+        """Take a host address (one add_address gave with mirror=False:
         /32 or /128) off `port`."""
         cdef pylb_dp *dp = self._live()
         cdef pylb_ip ip

@@ -13,7 +13,7 @@ import queue
 import threading
 import time
 
-from pylb import hostinfo, snapshot, telemetry
+from pylb import hostinfo, model, snapshot, telemetry
 from pylb.errors import DataplaneError, NotFound
 from pylb.model import Config
 from pylb.profile import Profile
@@ -90,8 +90,59 @@ def _start_sync(profile: Profile, dp, tasks: queue.SimpleQueue):
     address = next(str(ipaddress.ip_interface(a).ip) for a in port.addresses
                    if peer in ipaddress.ip_interface(a).network)
     log.info("sync: from %s:%d to %s", address, s.udp_port, ", ".join(s.peers))
-    return Sync(s, profile.fleet_secret, address, port.kernel_iface, load_native().RECORD_SIZE,
-                lambda records: tasks.put(lambda d: d.sync_apply(records)))
+    native = load_native()
+    return Sync(s, profile.fleet_secret, address, port.kernel_iface, native.RECORD_SIZE,
+                lambda records: tasks.put(lambda d: d.sync_apply(records)),
+                native.fullnat_locals)
+
+
+class _Moving:
+    """Host addresses that move between the fleet's appliances, as sync
+    says: the fleet's gateways, held while this appliance is elected
+    (announced to their link when taken); the peers' FullNAT pool
+    addresses its synced connections name, held (replies to them are
+    translated here) and announced by BGP as backups. Neither reaches the
+    kernel: they are the dataplane's."""
+
+    def __init__(self, profile: Profile, dp, manager):
+        self.dp, self.manager = dp, manager
+        self.gateways = profile.gateways
+        self.own = set(profile.pool)
+        self.port = profile.sync.port
+        self.holding = False
+        self.backups: set[str] = set()
+
+    def follow(self, sync, now: float) -> None:
+        elected = sync.elected(now)
+        if elected != self.holding:
+            self._hold(elected, sync.codec.live(now))
+        backups = set(sync.pools(now)) - self.own
+        if backups != self.backups:
+            for a in sorted(backups - self.backups):
+                self.dp.add_address(self.port, model.host_prefix(a), mirror=False)
+            for a in sorted(self.backups - backups):
+                self.dp.del_address(self.port, a)
+            log.info("fleet: holding peers' FullNAT addresses %s", ", ".join(sorted(backups))
+                     or "none")
+            self.backups = backups
+            self.manager.set_backups(sorted(backups))
+
+    def _hold(self, hold: bool, live) -> None:
+        self.holding = hold
+        for port, address in self.gateways:
+            if hold:
+                self.dp.add_address(port, model.host_prefix(address), mirror=False)
+                self.dp.announce_address(port, address)
+            else:
+                self.dp.del_address(port, address)
+        if self.gateways:
+            log.info("fleet: gateway(s) %s %s (live peers: %s)",
+                     ", ".join(a for _, a in self.gateways), "taken" if hold else "given up",
+                     ", ".join(live) or "none")
+
+    def release(self) -> None:
+        if self.holding:
+            self._hold(False, [])
 
 
 def _run_tasks(tasks: queue.SimpleQueue, dp) -> None:
@@ -119,7 +170,7 @@ def run(profile: Profile, stop: threading.Event, instance: str | None = None,
     argv = profile.eal_argv(instance)
     log.info("EAL %s", " ".join(argv[1:]))
     native.eal_init(argv)
-    dp = server = metrics = manager = speaker = sync = None
+    dp = server = metrics = manager = speaker = sync = moving = None
     if tasks is None:
         tasks = queue.SimpleQueue()
     try:
@@ -138,6 +189,8 @@ def run(profile: Profile, stop: threading.Event, instance: str | None = None,
                               kernel_iface=port.kernel_iface)
             for addr in port.addresses:
                 dp.add_address(idx, addr)
+            for addr in port.local_addresses:
+                dp.add_address(idx, model.host_prefix(addr), mirror=False)
         # The domain: from here on every change, the start-up configuration
         # included, goes through it (on this thread: at once; from others:
         # queued to this loop).
@@ -154,7 +207,7 @@ def run(profile: Profile, stop: threading.Event, instance: str | None = None,
                      ", ".join(f"{p.address} (AS {p.remote_as})" for p in profile.bgp.peers))
         manager = Manager(queue_submitter(tasks, dp=dp), health=True, speaker=speaker,
                           counters=lambda: {**sync.counters, "sync_notes_lost": dp.sync_lost()}
-                          if sync is not None else {})
+                          if sync is not None else {}, pool=profile.pool)
         if config is not None:
             manager.apply_config(config)
             log.info("applied %s: %d service(s), %d route(s)", config.path,
@@ -170,8 +223,14 @@ def run(profile: Profile, stop: threading.Event, instance: str | None = None,
                      "backends are not configured)", n, len(records) // native.RECORD_SIZE,
                      snapshots.path)
         dp.start()
+        # Whoever had this port's addresses before (a NIC swapped, a TAP's
+        # new MAC) is forgotten by the link at once.
+        for port in profile.ports:
+            for addr in (*port.addresses, *port.local_addresses):
+                dp.announce_address(port.name, addr.split("/")[0])
         if profile.sync is not None:
             sync = _start_sync(profile, dp, tasks)
+            moving = _Moving(profile, dp, manager)
         for p in dp.ports():
             log.info("port %s (%s): ethdev %d mac %s link %s addresses %s kernel interface %s",
                      p.name, p.device, p.ethdev, p.mac, "up" if p.link_up else "down",
@@ -203,6 +262,7 @@ def run(profile: Profile, stop: threading.Event, instance: str | None = None,
                 for peer in sync.rejoined():
                     log.info("sync: %s is in a new run: sending it the table", peer)
                     sync.send(dp.export_connections(), [peer])
+                moving.follow(sync, time.monotonic())
             if reload is not None and reload.is_set() and config_path:
                 reload.clear()
                 threading.Thread(target=_reload, args=(manager, config_path), daemon=True).start()
@@ -217,6 +277,10 @@ def run(profile: Profile, stop: threading.Event, instance: str | None = None,
             while time.monotonic() < until:
                 _run_tasks(tasks, dp)
                 time.sleep(HOUSEKEEP_INTERVAL_S)
+        if sync is not None:
+            # Its peers elect without it at once: a gateway it held moves.
+            sync.leave()
+            moving.release()
         # The table as it stops: what the next start restores.
         snapshots.take(dp.export_connections(), time.monotonic(), wait=True)
         log.info("connections saved to %s", snapshots.path)

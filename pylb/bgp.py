@@ -32,6 +32,10 @@ from pylb.errors import ConfigError, FailedPrecondition
 
 log = logging.getLogger("pylb")
 
+# A backup route's AS path is this much longer: routers prefer the owner's
+# while it is announced (BGP's shorter path), and never merge the two.
+BACKUP_PREPEND = 3
+
 @dataclass(frozen=True)
 class Peer:
     name: str               # BIRD's protocol name: peer0, peer1, ...
@@ -63,6 +67,7 @@ class Bird:
         self.sock = os.path.join(run_dir, "bird.ctl")
         self.proc: subprocess.Popen | None = None
         self.prefixes: tuple[str, ...] = ()
+        self.backups: tuple[str, ...] = ()
         for p in settings.peers:
             if p.port not in ports or not ports[p.port][0]:
                 raise ConfigError(f"bgp peer {p.address}: port {p.port} has no kernel_iface "
@@ -85,8 +90,8 @@ class Bird:
         router_id = s.router_id or next(
             (str(ipaddress.ip_interface(a).ip) for _, addrs in self.ports.values() for a in addrs
              if ipaddress.ip_interface(a).version == 4), "")
-        v4 = [p for p in self.prefixes if ipaddress.ip_network(p).version == 4]
-        v6 = [p for p in self.prefixes if ipaddress.ip_network(p).version == 6]
+        def family(prefixes, v):
+            return [p for p in prefixes or () if ipaddress.ip_network(p).version == v]
         lines = [f'log "{os.path.join(self.dir, "bird.log")}" {{ info, remote, warning, error, '
                  'auth, fatal, bug };',
                  f"router id {router_id};",
@@ -99,10 +104,12 @@ class Bird:
                              f"min tx interval {s.bfd_interval_ms} ms; "
                              f"multiplier {s.bfd_multiplier}; }};")
             lines.append("}")
-        for fam, routes in (("ipv4", v4), ("ipv6", v6)):
-            lines.append(f"protocol static vips_{fam} {{ {fam};")
-            lines += [f"  route {r} blackhole;" for r in routes]
-            lines.append("}")
+        for v in (4, 6):
+            for proto, routes in (("vips", self.prefixes), ("backups", self.backups)):
+                lines.append(f"protocol static {proto}_ipv{v} {{ ipv{v};")
+                lines += [f"  route {r} blackhole;" for r in family(routes, v)]
+                lines.append("}")
+        prepend = " ".join([f"bgp_path.prepend({s.local_as});"] * BACKUP_PREPEND)
         for i, p in enumerate(s.peers):
             fam = f"ipv{ipaddress.ip_address(p.address).version}"
             lines += [f"protocol bgp peer{i} {{",
@@ -112,8 +119,11 @@ class Bird:
                       f"  hold time {p.hold_time}; keepalive time {max(1, p.hold_time // 3)};",
                       "  connect retry time 1; error wait time 1, 4;",
                       f"  bfd {'on' if p.bfd else 'off'};",
-                      f"  {fam} {{ import none; export where proto = \"vips_{fam}\"; "
-                      "next hop self; };",
+                      f"  {fam} {{ import none; next hop self; export filter {{",
+                      f"    if proto = \"vips_{fam}\" then accept;",
+                      f"    if proto = \"backups_{fam}\" then {{ {prepend} accept; }}",
+                      "    reject; };",
+                      "  };",
                       "}"]
         return "\n".join(lines) + "\n"
 
@@ -149,22 +159,23 @@ class Bird:
                 raise ConfigError(f"bgp: BIRD did not start: {err.strip()}")
             time.sleep(0.05)
 
-    def announce(self, prefixes) -> None:
-        """Announce exactly `prefixes` (a reload: the sessions stay up). A
+    def announce(self, prefixes, backups=()) -> None:
+        """Announce exactly `prefixes`, and `backups` with the AS path
+        prepended BACKUP_PREPEND times (a reload: the sessions stay up). A
         BIRD that cannot reload is logged, not raised: the change that
         moved the announcements is made; the next one tries again."""
-        prefixes = tuple(sorted(prefixes))
-        if prefixes == self.prefixes:
+        want = (tuple(sorted(prefixes)), tuple(sorted(backups)))
+        if want == (self.prefixes, self.backups):
             return
-        self.prefixes = prefixes
+        self.prefixes, self.backups = want
         if self.proc is None:
             return
         try:
             self._write()
             self.birdc("configure")
         except (OSError, subprocess.TimeoutExpired, FailedPrecondition) as e:
-            log.error("bgp: announcing %s failed: %s", ", ".join(prefixes) or "nothing", e)
-            self.prefixes = None
+            log.error("bgp: announcing %s failed: %s", ", ".join(sum(want, ())) or "nothing", e)
+            self.prefixes = self.backups = None
 
     def peers(self) -> list[Peer]:
         if self.proc is None or self.proc.poll() is not None:

@@ -122,10 +122,17 @@ def _checked(desired: Config, k: tuple[ServiceKey, tuple[str, int]]) -> bool:
     return s is not None and s.health_check is not None and s.backend(*k[1]) is not None
 
 
-def in_force(desired: Config, verdicts: Verdicts) -> Config:
+def in_force(desired: Config, verdicts: Verdicts, pool: tuple[str, ...] = ()) -> Config:
     """What the dataplane carries for a model: a backend the operator set up
-    that its health check finds down is down."""
+    that its health check finds down is down; a FullNAT service that names
+    no local addresses takes the appliance's pool (`pool`: the profile's
+    ports' local_addresses) of its VIP's family: one configuration for a
+    fleet, each appliance its own sources."""
     def service(s: ServiceSpec) -> ServiceSpec:
+        if s.method == model.FULLNAT and not s.local_addresses and pool:
+            v = ipaddress.ip_address(s.vip).version
+            s = replace(s, local_addresses=tuple(
+                a for a in pool if ipaddress.ip_address(a).version == v))
         if s.health_check is None or not any(verdicts.get((s.key, b.key)) == model.DOWN
                                              for b in s.backends):
             return s
@@ -140,12 +147,16 @@ class Manager:
     exception path unless `probe_anywhere` (tests with loopback backends)."""
 
     def __init__(self, submit: Submit, health: bool = False, probe_anywhere: bool = False,
-                 speaker=None, counters: Callable[[], dict] | None = None):
+                 speaker=None, counters: Callable[[], dict] | None = None,
+                 pool: tuple[str, ...] = ()):
         """`speaker`: announces the VIPs to routers (pylb.bgp.Bird); None:
         their announcements are decided and shown, nobody is told.
-        `counters`: more counters for GetStats (connection sync's)."""
+        `counters`: more counters for GetStats (connection sync's).
+        `pool`: the appliance's FullNAT local addresses (see in_force)."""
         self._submit = submit
         self.speaker = speaker
+        self._pool = tuple(pool)
+        self._backups: tuple[str, ...] = ()     # peers' pool addresses held (pylb.sync)
         self._counters = counters or dict
         self._stopping = False                  # all withdrawn: the appliance stops
         self._lock = threading.RLock()          # one change at a time
@@ -167,11 +178,25 @@ class Manager:
 
     def announcements(self) -> list[Announcement]:
         with self._lock:
-            return announcements(in_force(self.model, self._verdicts), self._stopping)
+            return announcements(self._forced(self.model, self._verdicts), self._stopping,
+                                 self._pool, self._backups)
 
     def _announce(self) -> None:
         if self.speaker is not None:
-            self.speaker.announce(a.prefix for a in self.announcements() if a.announced)
+            on = [a for a in self.announcements() if a.announced]
+            self.speaker.announce([a.prefix for a in on if not a.backup],
+                                  [a.prefix for a in on if a.backup])
+
+    def set_backups(self, addresses) -> None:
+        """The peers' FullNAT pool addresses this appliance holds synced
+        connections of (announced as backups)."""
+        with self._lock:
+            if tuple(addresses) != self._backups:
+                self._backups = tuple(addresses)
+                self._announce()
+
+    def _forced(self, config: Config, verdicts: Verdicts) -> Config:
+        return in_force(config, verdicts, self._pool)
 
     def set_withdrawn(self, prefix: str, withdrawn: bool) -> list[Announcement]:
         """The operator withdraws a VIP (an address or an L3 VIP prefix) or
@@ -216,7 +241,7 @@ class Manager:
             # check holds down stays down through other changes.
             verdicts = {k: v for k, v in (self._verdicts if verdicts is None else verdicts).items()
                         if _checked(desired, k)}
-            changes = diff(in_force(self.model, self._verdicts), in_force(desired, verdicts),
+            changes = diff(self._forced(self.model, self._verdicts), self._forced(desired, verdicts),
                            self._base_timeouts)
             done = [describe(c) for c in changes]
             if desired.announce != self.model.announce and not dry_run:
@@ -331,14 +356,14 @@ class Manager:
         return out
 
     def _in_force(self, key: ServiceKey) -> ServiceSpec:
-        s = in_force(self.model, self._verdicts).service(key)
+        s = self._forced(self.model, self._verdicts).service(key)
         if s is None:
             raise NotFound(f"no service {service_name(key)}")
         return s
 
     def services(self) -> list[ServiceView]:
         with self._lock:
-            specs = list(in_force(self.model, self._verdicts).normalised().services)
+            specs = list(self._forced(self.model, self._verdicts).normalised().services)
         return self._submit(lambda dp: self._views(dp, specs))
 
     def service(self, vip: str, port: int, proto: str) -> ServiceView:

@@ -368,29 +368,36 @@ STOPPING = "withdrawn: the appliance is stopping"
 
 @dataclass(frozen=True)
 class Announcement:
-    prefix: str             # a service's VIP as /32 or /128, or an L3 VIP's prefix
+    prefix: str             # a service's VIP as /32 or /128, an L3 VIP's prefix, a pool address
     announced: bool
     why: str
+    # A peer's FullNAT pool address, announced with a longer AS path:
+    # routers use it only once the peer's own announcement is gone.
+    backup: bool = False
 
 
-def _host(ip: str) -> str:
+def host_prefix(ip: str) -> str:
     import ipaddress
     a = ipaddress.ip_address(ip)
     return f"{a}/{a.max_prefixlen}"
 
 
-def announcements(config: Config, stopping: bool = False) -> list[Announcement]:
+def announcements(config: Config, stopping: bool = False, pool=(),
+                  backups=()) -> list[Announcement]:
     """What the appliance announces for `config` (as in force: backends a
     health check holds down are down). A service VIP is announced while at
     least one of its services has `min_healthy_backends` backends up (one
     failing service does not take the others of its address away); an L3
     VIP while it has that many backends with weight; neither once withdrawn
-    by the operator or while the appliance stops."""
+    by the operator or while the appliance stops. The appliance's FullNAT
+    pool addresses (`pool`: its backends' replies come back to them) are
+    announced while it runs; `backups`, peers' pool addresses it holds
+    synced connections of, with a longer path."""
     policy = config.announce
     need = policy.min_healthy_backends
     by_vip: dict[str, list[ServiceSpec]] = {}
     for s in config.services:
-        by_vip.setdefault(_host(s.vip), []).append(s)
+        by_vip.setdefault(host_prefix(s.vip), []).append(s)
     out = []
     for prefix, services in by_vip.items():
         best = max(services, key=lambda s: _up(s))
@@ -401,6 +408,13 @@ def announcements(config: Config, stopping: bool = False) -> list[Announcement]:
         up = sum(1 for _, w in v.backends if w > 0)
         out.append(_decide(v.prefix, up >= need, f"{up} of {len(v.backends)} backends with weight",
                            need, policy, stopping))
+    for ip in pool:
+        out.append(Announcement(host_prefix(ip), not stopping, STOPPING if stopping else
+                                "announced: a FullNAT local address of this appliance"))
+    for ip in backups:
+        out.append(Announcement(host_prefix(ip), not stopping, STOPPING if stopping else
+                                "announced as a backup: a peer's FullNAT local address, "
+                                "of connections synced here", backup=True))
     return sorted(out, key=lambda a: _net_order(a.prefix))
 
 

@@ -21,7 +21,8 @@ VDEV_RE = re.compile(r"^net_[a-z]+[0-9]*(,[A-Za-z0-9_]+=[^,\s]*)*$")
 
 TOP_KEYS = {"name", "lcores", "memory", "mbufs", "mbuf_cache", "mbuf_size", "ports", "log_level", "eal_args",
             "max_routes", "connections", "fleet", "bgp"}
-FLEET_KEYS = {"secret_file", "sync"}
+FLEET_KEYS = {"secret_file", "sync", "gateways"}
+GATEWAY_KEYS = {"port", "address"}
 SYNC_KEYS = {"port", "peers", "udp_port", "interval_ms"}
 BGP_KEYS = {"local_as", "router_id", "peers", "bfd_interval_ms", "bfd_multiplier",
             "withdraw_wait_ms"}
@@ -31,8 +32,8 @@ CONN_KEYS = {"capacity", "timeouts", "tcp_reset", "half_open_budget", "per_sourc
              "snapshot_interval_ms"}
 LCORE_KEYS = {"main", "workers", "cpu_map"}
 MEMORY_KEYS = {"hugepages", "size_mb", "huge_dir"}
-PORT_KEYS = {"name", "vdev", "pci", "addresses", "rx_desc", "tx_desc", "link_wait_ms",
-             "kernel_iface"}
+PORT_KEYS = {"name", "vdev", "pci", "addresses", "local_addresses", "rx_desc", "tx_desc",
+             "link_wait_ms", "kernel_iface"}
 IFNAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
 LOG_LEVELS = {"emergency", "alert", "critical", "error", "warning", "notice", "info", "debug"}
 
@@ -52,6 +53,10 @@ class PortProfile:
     tx_desc: int = 1024
     link_wait_ms: int = 5000
     kernel_iface: str = ""
+    # FullNAT sources of this appliance's own, on no network of a port:
+    # routed to it (announced by BGP), used by FullNAT services that name
+    # none, so a fleet shares one configuration.
+    local_addresses: tuple[str, ...] = ()
 
     @property
     def device(self) -> str:
@@ -102,6 +107,15 @@ class Profile:
     fleet_secret: bytes | None = field(default=None, repr=False)
     bgp: model.BgpSettings | None = None    # VIPs announced to routers (pylb.bgp)
     sync: model.SyncSettings | None = None  # connection sync with peers (pylb.sync)
+    # The fleet's gateways ((port, address), ...): held by one live
+    # appliance at a time, elected from sync's heartbeats (NAT backends'
+    # route back to their clients).
+    gateways: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def pool(self) -> tuple[str, ...]:
+        """The appliance's FullNAT local addresses (all ports')."""
+        return tuple(a for p in self.ports for a in p.local_addresses)
 
     def file_prefix(self, instance: str | None = None) -> str:
         return file_prefix(instance or self.name)
@@ -248,6 +262,18 @@ def load_profile(path: str) -> Profile:
             if iface.ip in seen_addrs:
                 raise c.fail(akey, f"address {iface.ip} is already on port {seen_addrs[iface.ip]}")
             seen_addrs[iface.ip] = pname
+        pool = rp.get("local_addresses", [])
+        if not isinstance(pool, list):
+            raise c.fail(f"{key}.local_addresses", "expected a list of addresses like "
+                                                   "['10.98.0.1', '2001:db8:98::1']")
+        pool_ips = []
+        for j, a in enumerate(pool):
+            akey = f"{key}.local_addresses[{j}]"
+            ip = config.parse_address(c, a, akey)
+            if ip in seen_addrs:
+                raise c.fail(akey, f"address {ip} is already on port {seen_addrs[ip]}")
+            seen_addrs[ip] = pname
+            pool_ips.append(str(ip))
         ports.append(PortProfile(
             name=pname, vdev=vdev, pci=pci, addresses=tuple(addrs),
             rx_desc=c.integer(rp.get("rx_desc", 1024), f"{key}.rx_desc", 64, 32768),
@@ -256,6 +282,7 @@ def load_profile(path: str) -> Profile:
             kernel_iface=c.string(rp["kernel_iface"], f"{key}.kernel_iface",
                                   "a kernel interface name of at most 15 letters, digits, '.', '-' or '_'",
                                   IFNAME_RE) if "kernel_iface" in rp else "",
+            local_addresses=tuple(pool_ips),
         ))
 
     conns = c.mapping(top.get("connections", {}), "connections", CONN_KEYS)
@@ -291,7 +318,44 @@ def load_profile(path: str) -> Profile:
                                                   "connections.snapshot_interval_ms", 0, 3600000),
                    per_source=per_source, fleet_secret=secret,
                    bgp=parse_bgp(c, top["bgp"], ports) if "bgp" in top else None,
-                   sync=parse_sync(c, fleet["sync"], ports, secret) if "sync" in fleet else None)
+                   sync=parse_sync(c, fleet["sync"], ports, secret) if "sync" in fleet else None,
+                   gateways=parse_gateways(c, fleet, ports))
+
+
+def parse_gateways(c: yamlsrc.Checker, fleet: dict, ports) -> tuple[tuple[str, str], ...]:
+    """The fleet's gateways: an address on a port's network that NAT
+    backends route their replies through, held by the live appliance with
+    the lowest sync address (so it needs sync)."""
+    raw = fleet.get("gateways", [])
+    if not isinstance(raw, list):
+        raise c.fail("fleet.gateways", "expected a list like [{port: p1, address: 10.0.1.254}]")
+    if raw and "sync" not in fleet:
+        raise c.fail("fleet.gateways", "the appliance holding them is elected from connection "
+                                       "sync's heartbeats: give fleet.sync too")
+    names = {p.name: p for p in ports}
+    out = []
+    for i, g in enumerate(raw):
+        key = f"fleet.gateways[{i}]"
+        g = c.mapping(g, key, GATEWAY_KEYS)
+        for k in ("port", "address"):
+            if k not in g:
+                raise c.fail(f"{key}.{k}", "missing; a gateway needs port and address")
+        port = g["port"]
+        if port not in names:
+            raise c.fail(f"{key}.port", f"expected one of the ports ({', '.join(names)})")
+        ip = config.parse_address(c, g["address"], f"{key}.address")
+        ifaces = [ipaddress.ip_interface(a) for a in names[port].addresses]
+        if any(ip == ipaddress.ip_interface(a).ip for p in ports for a in p.addresses) or \
+                str(ip) in (a for p in ports for a in p.local_addresses):
+            raise c.fail(f"{key}.address", f"{ip} is an address of this appliance's own; a "
+                                           "gateway is the fleet's, on no appliance's port")
+        if not any(ip in i.network for i in ifaces):
+            raise c.fail(f"{key}.address", f"{ip} is not on a network of port {port} (the "
+                                           "backends reach their gateway on their link)")
+        if (port, str(ip)) in out:
+            raise c.fail(f"{key}.address", f"{ip} is listed twice")
+        out.append((port, str(ip)))
+    return tuple(out)
 
 
 def parse_sync(c: yamlsrc.Checker, raw, ports, secret) -> model.SyncSettings:

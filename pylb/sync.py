@@ -20,12 +20,21 @@ An appliance with nothing to send still sends an empty datagram every
 HEARTBEAT_S, so its peers hear a new run of it at once; a peer heard in a
 new run (it started, or restarted) is sent the whole table, its own
 connections included: what it had before a crash comes back from its peers.
+
+The heartbeats also say who is alive (heard within DEAD_S; one leaving
+says so), and that elects the holder of the fleet's gateways (the address
+NAT backends send their replies to): the live appliance with the lowest
+sync address, counting only those up for DEAD_S (a starting one first
+hears who is there; the holder keeps it until its successor is settled).
+And the records say which peers' FullNAT pool addresses this appliance
+holds connections of (`pools`), to be announced as backups.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import logging
 import socket
 import struct
@@ -39,11 +48,13 @@ log = logging.getLogger("pylb")
 
 MAGIC = b"PYLS"
 VERSION = 1
-HEADER = struct.Struct("<4sBBHQQ")      # magic, version, reserved, count, epoch, sequence
+HEADER = struct.Struct("<4sBBHQQ")      # magic, version, flags, count, epoch, sequence
+LEAVING = 1                             # flags: the sender stops (its last datagram)
 TAG = 16                                # bytes of HMAC-SHA256 kept
 PER_DATAGRAM = 15                       # records: 24 + 15 x 88 + 16 = 1,360 bytes
 WINDOW = 64                             # sequence numbers remembered per peer
-HEARTBEAT_S = 1.0                       # an empty datagram at least this often
+HEARTBEAT_S = 0.2                       # an empty datagram at least this often
+DEAD_S = 1.0                            # a peer not heard this long is gone
 
 COUNTERS = ("sync_datagrams_sent", "sync_records_sent", "sync_datagrams_received",
             "sync_records_received", "sync_refused_unknown_peer", "sync_refused_malformed",
@@ -73,15 +84,18 @@ class Codec:
         self.seen = {p: _Seen() for p in peers}
         self.counters = dict.fromkeys(COUNTERS, 0)
         self.new_runs: set[str] = set()   # peers heard in a run not heard before
-        self.lock = threading.Lock()        # new_runs: noted on receipt, taken by the sender
+        # peer -> (heard since, last heard): monotonic seconds, this streak
+        self.heard: dict[str, tuple[float, float]] = {}
+        self.lock = threading.Lock()        # noted on receipt, read by the main loop
 
-    def datagrams(self, records: bytes) -> list[bytes]:
+    def datagrams(self, records: bytes, flags: int = 0) -> list[bytes]:
         """`records` in datagrams; one empty datagram for none (a heartbeat)."""
         step = PER_DATAGRAM * self.size
         out = []
         for i in range(0, max(len(records), 1), step):
             body = records[i:i + step]
-            head = HEADER.pack(MAGIC, VERSION, 0, len(body) // self.size, self.epoch, self.seq)
+            head = HEADER.pack(MAGIC, VERSION, flags, len(body) // self.size, self.epoch,
+                               self.seq)
             self.seq += 1
             out.append(head + body + hmac.new(self.key, head + body, "sha256").digest()[:TAG])
         return out
@@ -98,21 +112,33 @@ class Codec:
             c["sync_refused_malformed"] += 1
             return None
         head, body, tag = data[:HEADER.size], data[HEADER.size:-TAG], data[-TAG:]
-        magic, version, _, count, epoch, seq = HEADER.unpack(head)
+        magic, version, flags, count, epoch, seq = HEADER.unpack(head)
         if magic != MAGIC or version != VERSION or len(body) != count * self.size:
             c["sync_refused_malformed"] += 1
             return None
         if not hmac.compare_digest(tag, hmac.new(self.key, head + body, "sha256").digest()[:TAG]):
             c["sync_refused_forged"] += 1
             return None
-        if epoch > seen.epoch:
-            with self.lock:
-                self.new_runs.add(peer)
+        new_run = epoch > seen.epoch
         if not _fresh(seen, epoch, seq):
             c["sync_refused_replayed"] += 1
             return None
+        now = time.monotonic()
+        with self.lock:
+            if new_run:
+                self.new_runs.add(peer)
+            since, last = self.heard.get(peer, (now, 0.0))
+            if flags & LEAVING:
+                self.heard.pop(peer, None)
+            else:
+                self.heard[peer] = (now if new_run or now - last >= DEAD_S else since, now)
         c["sync_records_received"] += count
         return body
+
+    def live(self, now: float) -> dict[str, float]:
+        """Peers heard within DEAD_S: since when (without a gap)."""
+        with self.lock:
+            return {p: since for p, (since, last) in self.heard.items() if now - last < DEAD_S}
 
 
 def _fresh(s: _Seen, epoch: int, seq: int) -> bool:
@@ -139,10 +165,16 @@ class Sync:
     records to `apply` (which queues them to the main loop)."""
 
     def __init__(self, settings, secret: bytes, address: str, iface: str, record_size: int,
-                 apply):
+                 apply, locals_of=None):
+        """`locals_of(records)`: the FullNAT local addresses records name,
+        {address: ms left} (pylb._native.fullnat_locals)."""
         self.s = settings
         self.codec = Codec(key_for(secret), record_size, settings.peers)
         self.apply = apply
+        self.address = address
+        self.started = time.monotonic()
+        self.locals_of = locals_of
+        self._pools: dict[str, float] = {}      # address -> held until (monotonic)
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         try:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, iface.encode())
@@ -168,6 +200,33 @@ class Sync:
             return False
         self.next = now + self.s.interval_ms / 1000
         return True
+
+    def elected(self, now: float) -> bool:
+        """Whether this appliance holds the fleet's gateways: it has been up
+        DEAD_S, and no live peer has a lower address. A peer counts once
+        settled (heard for DEAD_S: it too first hears who is there), or if
+        it was there when this one started."""
+        if now - self.started < DEAD_S:
+            return False
+        me = ipaddress.ip_address(self.address)
+        return all(me < ipaddress.ip_address(p) for p, since in self.codec.live(now).items()
+                   if now - since >= DEAD_S or since - self.started < DEAD_S)
+
+    def pools(self, now: float) -> list[str]:
+        """The FullNAT local addresses of the connections peers synced here
+        and that may still be open."""
+        with self.codec.lock:
+            self._pools = {a: t for a, t in self._pools.items() if t > now}
+            return sorted(self._pools)
+
+    def leave(self) -> None:
+        """Tell the peers this appliance stops (they elect without it at once)."""
+        for d in self.codec.datagrams(b"", LEAVING):
+            for peer in self.s.peers:
+                try:
+                    self.sock.sendto(d, (peer, self.s.udp_port))
+                except OSError:
+                    pass
 
     def rejoined(self) -> list[str]:
         """Peers heard in a new run since the last call: to be sent the table."""
@@ -200,6 +259,11 @@ class Sync:
             records = self.codec.accept(data, peer)
             if records:
                 self.apply(records)
+                if self.locals_of is not None:
+                    now = time.monotonic()
+                    with self.codec.lock:
+                        for a, ms in self.locals_of(records).items():
+                            self._pools[a] = max(self._pools.get(a, 0.0), now + ms / 1000)
 
     def close(self) -> None:
         self._stop.set()

@@ -38,7 +38,7 @@ def main() -> int:
     prefix = f"{fleet.vip}/32"
     clients: dict = {}
     try:
-        hops = sorted(f"{a.net}.0.1" for a in fleet.apps)
+        hops = sorted(fleet.hops)
         took = fleet.router.wait(prefix, lambda h: sorted(h) == hops, timeout=60)
         say(f"the router learned {prefix} with one next hop per appliance ({took:.1f} s)")
         print(subprocess.run(["ip", "-n", fleet.ns["R"], "route", "show", prefix],
@@ -67,7 +67,7 @@ def main() -> int:
         fleet.apps[0].proc.kill()
         fleet.apps[0].proc.wait()
         fleet.apps[0].proc = None
-        fleet.router.wait(prefix, lambda h: h == [f"{fleet.apps[1].net}.0.1"], timeout=10)
+        fleet.router.wait(prefix, lambda h: h == [fleet.hops[1]], timeout=10)
         print(f"route withdrawn after {time.monotonic() - t0:.2f} s: "
               + subprocess.run(["ip", "-n", fleet.ns["R"], "route", "show", prefix],
                                capture_output=True, text=True).stdout.strip())

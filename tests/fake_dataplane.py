@@ -184,8 +184,9 @@ class FakeDataplane:
         if method == model.FULLNAT:
             if not 0 < len(local_addresses) <= model.MAX_LOCAL_ADDRESSES:
                 raise InvalidArgument(f"service {name}: FullNAT needs 1 to "
-                                      f"{model.MAX_LOCAL_ADDRESSES} local addresses (port "
-                                      "addresses the backends reach)")
+                                      f"{model.MAX_LOCAL_ADDRESSES} local addresses (the "
+                                      "service's local_addresses, or the profile's ports' "
+                                      "local_addresses)")
             for la in local_addresses:
                 la = _ip(la, "local address")
                 r = self._routes.get(ipaddress.ip_network(la))

@@ -34,3 +34,25 @@ def test_a_bird_that_cannot_reload_is_logged_and_tried_again(tmp_path, caplog):
         b.announce(["10.9.9.1/32"])
     assert "failed" in caplog.text
     b.proc = None
+
+
+def test_a_backup_is_announced_with_a_longer_path(tmp_path):
+    """A peer's pool address held as a backup: its own static protocol,
+    exported with the AS path prepended, so routers take it only once the
+    owner's shorter one is gone."""
+    b = Bird(SETTINGS, PORTS, str(tmp_path))
+    b.announce(["10.9.9.1/32"], ["10.9.8.2/32"])
+    conf = b.render()
+    vips, backups = conf.split("protocol static backups_ipv4")[0], \
+        conf.split("protocol static backups_ipv4")[1].split("}")[0]
+    assert "route 10.9.9.1/32 blackhole;" in vips and "10.9.8.2" not in vips
+    assert "route 10.9.8.2/32 blackhole;" in backups
+    assert ('if proto = "backups_ipv4" then { ' + "bgp_path.prepend(65001); " * 3 + "accept; }"
+            ) in conf
+    import shutil
+    import subprocess
+    if shutil.which("bird"):            # BIRD itself accepts it
+        path = tmp_path / "check.conf"
+        path.write_text(conf)
+        r = subprocess.run(["bird", "-p", "-c", str(path)], capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr

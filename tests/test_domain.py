@@ -292,9 +292,11 @@ class Speaker:
 
     def __init__(self):
         self.told: list[tuple[str, ...]] = []
+        self.backups: tuple[str, ...] = ()
 
-    def announce(self, prefixes):
+    def announce(self, prefixes, backups=()):
         self.told.append(tuple(sorted(prefixes)))
+        self.backups = tuple(sorted(backups))
 
     def peers(self):
         return []
@@ -334,3 +336,35 @@ def test_announcements_follow_health_the_operator_and_the_stop(fake):
     m.stop_announcing()
     assert speaker.told[-1] == ()
     assert {a.why for a in m.announcements()} == {model.STOPPING}
+
+
+def test_the_appliance_pool_serves_fullnat_services_that_name_no_sources(fake):
+    """One configuration for a fleet: a FullNAT service without
+    local_addresses takes each appliance's pool (of its VIP's family), shown
+    in force, never written into the configuration; the pool and the peers'
+    pool addresses held as backups are announced."""
+    speaker = Speaker()
+    m = Manager(direct_submitter(fake), speaker=speaker, pool=("10.0.1.1", "2001:db8:1::1"))
+    m.apply_config(load_config("fleet", """\
+services:
+  - {vip: 10.0.0.102, port: 80, method: fullnat, backends: [10.0.1.30]}
+"""))
+    (s,) = m.services()
+    assert s.spec.local_addresses == ("10.0.1.1",)
+    assert "local_addresses" not in dump(m.current_config())
+    assert speaker.told[-1] == ("10.0.0.102/32", "10.0.1.1/32", "2001:db8:1::1/128")
+    m.set_backups(["10.0.1.9"])
+    assert speaker.backups == ("10.0.1.9/32",)
+    why = {a.prefix: (a.announced, a.backup, a.why) for a in m.announcements()}
+    assert why["10.0.1.1/32"] == (True, False, "announced: a FullNAT local address of this "
+                                               "appliance")
+    assert why["10.0.1.9/32"][:2] == (True, True)
+    m.stop_announcing()
+    assert speaker.told[-1] == () and speaker.backups == ()
+    # Without a pool, the service needs its own sources: said how.
+    bare = Manager(direct_submitter(FakeDataplane(PORTS)))
+    with pytest.raises(InvalidArgument, match="profile's ports' local_addresses"):
+        bare.apply_config(load_config("fleet", """\
+services:
+  - {vip: 10.0.0.102, port: 80, method: fullnat, backends: [10.0.1.30]}
+"""))

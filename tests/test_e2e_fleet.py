@@ -264,23 +264,38 @@ class Fleet:
             f.write("a fleet secret shared by both appliances\n")
         tag = f"f{os.getpid() % 10000}"
         self.ns = {k: f"{k}{tag}" for k in ("R", "L", "C", "b1", "b2", "A0", "A1")}
+        net = os.getpid() % 200
+        self.lan = f"10.77.{net}"
+        # The appliances' p0s and the router share the upstream segment:
+        # one configuration's routes hold for every appliance.
+        self.up = f"10.75.{net}"
+        self.hops = [f"{self.up}.{i + 1}" for i in range(2)]
+        self.vip, self.wrr_vip, self.nat_vip, self.fnat_vip = (f"10.78.{net}.{h}"
+                                                               for h in (100, 101, 102, 103))
+        self.gateway = f"{self.lan}.100"        # the NAT backends' route to the clients
+        self.pools = [f"10.76.{net}.{i + 1}" for i in range(2)]
+        config = os.path.join(self.dir, "fleet.yaml")
+        with open(config, "w") as f:
+            f.write(self.config())
+        # The configuration from the start: in force before the workers
+        # run and before sync hears the peers (their records need it).
         self.apps = [Appliance(kernel=True, fleet={"secret_file": secret},
-                               netns=self.ns[f"A{i}"]) for i in range(2)]
-        self.lan = f"10.77.{os.getpid() % 200}"
-        self.vip = f"10.78.{os.getpid() % 200}.100"
-        self.wrr_vip = f"10.78.{os.getpid() % 200}.101"
+                               netns=self.ns[f"A{i}"], config=config) for i in range(2)]
         for i, app in enumerate(self.apps):
             with open(app.profile) as f:
                 prof = yaml.safe_load(f)
+            prof["ports"][0]["addresses"] = [f"{self.hops[i]}/24"]
             prof["ports"][1]["addresses"] = [f"{self.lan}.{i + 1}/24"]
+            prof["ports"][0]["local_addresses"] = [self.pools[i]]
             prof["fleet"]["sync"] = {"port": "p1", "peers": [f"{self.lan}.{2 - i}"]}
+            prof["fleet"]["gateways"] = [{"port": "p1", "address": self.gateway}]
             # A NIC's MAC, not a TAP's new one at every start: the peers'
             # and the backends' neighbour entries stay right across a restart.
             for k, port in enumerate(prof["ports"]):
-                port["vdev"] += f",mac=02:00:00:00:{0xa0 + i:02x}:{k:02x}"
+                port["vdev"] += f",mac={self.mac(i, k)}"
             with open(app.profile, "w") as f:
                 yaml.safe_dump(prof, f)
-            with_bgp(app, [f"{app.net}.0.2"], withdraw_wait_ms=1000)
+            with_bgp(app, [f"{self.up}.254"], withdraw_wait_ms=1000)
         self.procs: list[subprocess.Popen] = []
         self.router = None
         try:
@@ -298,63 +313,91 @@ class Fleet:
             sh("ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1")
         sh("ip", "netns", "exec", R, "sysctl", "-qw", "net.ipv4.ip_forward=1",
            "net.ipv4.fib_multipath_hash_policy=1")
-        sh("ip", "-n", L, "link", "add", "br0", "type", "bridge")
-        sh("ip", "-n", L, "link", "set", "br0", "up")
+        for br in ("br0", "br1"):               # the LAN, the upstream segment
+            sh("ip", "-n", L, "link", "add", br, "type", "bridge")
+            sh("ip", "-n", L, "link", "set", br, "up")
         # C -- R
         sh("ip", "link", "add", f"c{C}"[:15], "type", "veth", "peer", "name", f"r{C}"[:15])
         into(C, f"c{C}"[:15], ["addr", "add", "10.79.0.2/24", "dev", f"c{C}"[:15]],
              ["link", "set", f"c{C}"[:15], "up"], ["route", "add", "default", "via", "10.79.0.1"])
         into(R, f"r{C}"[:15], ["addr", "add", "10.79.0.1/24", "dev", f"r{C}"[:15]],
              ["link", "set", f"r{C}"[:15], "up"])
-        # R, the backends -- L
-        for name, addr in (("R", f"{self.lan}.254/24"), ("b1", f"{self.lan}.11/24"),
-                           ("b2", f"{self.lan}.12/24")):
-            inner, outer = f"l{name}{L}"[:15], f"m{name}{L}"[:15]
+        # R, the backends -- the LAN; R -- the upstream segment
+        for name, addr, br in (("R", f"{self.lan}.254/24", "br0"),
+                               ("b1", f"{self.lan}.11/24", "br0"),
+                               ("b2", f"{self.lan}.12/24", "br0"),
+                               ("R", f"{self.up}.254/24", "br1")):
+            inner, outer = f"{br[-1]}{name}{L}"[:15], f"m{br[-1]}{name}{L}"[:15]
             sh("ip", "link", "add", inner, "type", "veth", "peer", "name", outer)
-            into(L, outer, ["link", "set", outer, "master", "br0", "up"])
+            into(L, outer, ["link", "set", outer, "master", br, "up"])
             into(self.ns[name], inner, ["addr", "add", addr, "dev", inner],
                  ["link", "set", inner, "up"])
         for b in ("b1", "b2"):
             ns = self.ns[b]
+            # FullNAT replies (to the pools) through the router, which
+            # learned the pools by BGP; NAT replies (to the clients)
+            # through the fleet's gateway; DR replies (from the VIPs)
+            # straight to the router.
             sh("ip", "-n", ns, "route", "add", "default", "via", f"{self.lan}.254")
-            sh("ip", "-n", ns, "addr", "add", f"{self.vip}/32", "dev", "lo")
-            sh("ip", "-n", ns, "addr", "add", f"{self.wrr_vip}/32", "dev", "lo")
+            sh("ip", "-n", ns, "route", "add", "10.79.0.0/24", "via", self.gateway)
+            sh("ip", "-n", ns, "route", "add", "default", "via", f"{self.lan}.254", "table", "100")
+            for vip in (self.vip, self.wrr_vip):
+                sh("ip", "-n", ns, "addr", "add", f"{vip}/32", "dev", "lo")
+                sh("ip", "-n", ns, "rule", "add", "from", vip, "table", "100")
             # The VIP is the backends' own (DR): never answered for by ARP.
             sh("ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv4.conf.all.arp_ignore=1",
                "net.ipv4.conf.all.arp_announce=2")
-            p = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-c", ECHO, b, "9000"],
-                                 stdout=subprocess.PIPE, text=True)
-            assert p.stdout.readline().strip() == "ready"
-            self.procs.append(p)
+            for port in ("9000", "9001", "9002"):       # DR, NAT, FullNAT
+                p = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-c", ECHO, b,
+                                      port], stdout=subprocess.PIPE, text=True)
+                assert p.stdout.readline().strip() == "ready"
+                self.procs.append(p)
         for i in range(2):
             self.start(i)
         self.router = Router(_Named(R), "10.79.0.1",
-                             [(f"{a.net}.0.2", f"{a.net}.0.1", 65001) for a in self.apps])
+                             [(f"{self.up}.254", hop, 65001) for hop in self.hops])
 
     def start(self, i: int) -> None:
-        """Start appliance i and wire its TAPs: p0 to R, p1 to the LAN."""
+        """Start appliance i and wire its TAPs: p0 to the upstream segment,
+        p1 to the LAN."""
         app = self.apps[i]
         app.start()
-        into(self.ns["R"], app.ifaces[0], ["addr", "add", f"{app.net}.0.2/24", "dev", app.ifaces[0]],
-             ["link", "set", app.ifaces[0], "up"], source=app.netns)
         # (A TAP's kernel side has the port's MAC: as a bridge port it
         # must not claim it.)
-        into(self.ns["L"], app.ifaces[1],
-             ["link", "set", app.ifaces[1], "address", f"02:00:00:00:ee:0{i}"],
-             ["link", "set", app.ifaces[1], "master", "br0", "up"], source=app.netns)
-        app.api().ApplyConfig(pb.ApplyConfigRequest(yaml=self.config()))
+        for k, br in ((0, "br1"), (1, "br0")):
+            into(self.ns["L"], app.ifaces[k],
+                 ["link", "set", app.ifaces[k], "address", f"02:00:00:00:e{k}:0{i}"],
+                 ["link", "set", app.ifaces[k], "master", br, "up"], source=app.netns)
+
+    @staticmethod
+    def mac(i: int, k: int) -> str:
+        """Appliance i's port k's MAC."""
+        return f"02:00:00:00:{0xa0 + i:02x}:{k:02x}"
+
+    def gateway_mac(self, backend: str) -> str:
+        """The MAC `backend` has for the fleet's gateway."""
+        out = sh("ip", "-n", self.ns[backend], "neigh", "show", self.gateway).stdout.split()
+        return out[out.index("lladdr") + 1] if "lladdr" in out else ""
 
     def config(self) -> str:
         """The fleet's one configuration: DR with Maglev (the same choice
-        everywhere), and DR with WRR (each appliance's own: sync carries it)."""
+        everywhere), DR with WRR (each appliance's own: sync carries it),
+        NAT with Maglev, FullNAT with WRR from each appliance's own pool."""
         check = {"type": "tcp", "interval_ms": 300, "timeout_ms": 250, "rise": 1, "fall": 2}
-        backends = [f"{self.lan}.11", f"{self.lan}.12"]
+
+        def backends(port=None):       # DR: the VIP's port
+            return [f"{self.lan}.{h}" + (f":{port}" if port else "") for h in (11, 12)]
         return yaml.safe_dump({"services": [
             {"vip": self.vip, "port": 9000, "method": "dr", "health_check": check,
-             "backends": backends},
+             "backends": backends()},
             {"vip": self.wrr_vip, "port": 9000, "method": "dr", "scheduler": "wrr",
-             "health_check": check, "backends": backends}],
-            "routes": [{"prefix": "10.79.0.0/24", "via": [{"port": "p0"}]}]})
+             "health_check": check, "backends": backends()},
+            {"vip": self.nat_vip, "port": 9000, "method": "nat", "health_check": check,
+             "backends": backends(9001)},
+            {"vip": self.fnat_vip, "port": 9000, "method": "fullnat", "scheduler": "wrr",
+             "health_check": check, "backends": backends(9002)}],
+            "routes": [{"prefix": "10.79.0.0/24", "via": [{"gateway": f"{self.up}.254",
+                                                           "port": "p0"}]}]})
 
     def close(self):
         if self.router is not None:
@@ -390,7 +433,7 @@ def flows_on(app: Appliance, vip: str) -> set[int]:
 
 
 def test_a_fleet_keeps_dr_connections_through_a_killed_and_a_restarted_appliance(fleet):
-    hops = sorted(f"{a.net}.0.1" for a in fleet.apps)
+    hops = sorted(fleet.hops)
     fleet.router.wait(f"{fleet.vip}/32", lambda h: sorted(h) == hops)
     # The same configuration and secret: the same table on both.
     prints = [a.api().ListServices(pb.ListServicesRequest()).services[0].table_fingerprint
@@ -411,7 +454,7 @@ def test_a_fleet_keeps_dr_connections_through_a_killed_and_a_restarted_appliance
         fleet.apps[0].proc.wait()
         fleet.apps[0].proc = None
         took = fleet.router.wait(f"{fleet.vip}/32", lambda h: h == [hops[1]] or
-                                 h == [f"{fleet.apps[1].net}.0.1"], timeout=10)
+                                 h == [fleet.hops[1]], timeout=10)
         assert took < 3, took
         after = talk()
         assert after == first, (first, after)
@@ -434,7 +477,7 @@ def test_sync_keeps_wrr_choices_through_a_killed_appliance(fleet):
     notes reach the peer as authenticated records, and the survivor
     forwards each moved connection to the backend chosen where it opened."""
     prefix = f"{fleet.wrr_vip}/32"
-    hops = sorted(f"{a.net}.0.1" for a in fleet.apps)
+    hops = sorted(fleet.hops)
     fleet.router.wait(prefix, lambda h: sorted(h) == hops, timeout=30)
     client = Many(fleet.ns["C"], fleet.wrr_vip)
     talk, ports = client.talk, client.ports
@@ -451,7 +494,7 @@ def test_sync_keeps_wrr_choices_through_a_killed_appliance(fleet):
         victim.proc.kill()
         victim.proc.wait()
         victim.proc = None
-        fleet.router.wait(prefix, lambda h: h == [f"{fleet.apps[0].net}.0.1"], timeout=10)
+        fleet.router.wait(prefix, lambda h: h == [fleet.hops[0]], timeout=10)
         assert talk() == first
         survivor = dict(fleet.apps[0].api().GetStats(pb.GetStatsRequest()).counters)
         assert survivor["sync_refused_forged"] == survivor["sync_refused_replayed"] == 0
@@ -468,18 +511,75 @@ def test_sync_keeps_wrr_choices_through_a_killed_appliance(fleet):
         client.close()
 
 
+def test_nat_and_fullnat_connections_survive_a_killed_and_a_restarted_appliance(fleet):
+    """NAT: the backends' replies go to the fleet's gateway, held by the
+    live appliance with the lowest sync address (A0), taken over by the
+    other with a gratuitous ARP when it dies. FullNAT: to each appliance's
+    own pool address through the router, which learned it from its owner
+    and, with a longer path, from the peer holding its synced connections.
+    Either way the survivor has the connections (synced), and the restarted
+    appliance has them back (its snapshot, and its peer's table)."""
+    apps, router = fleet.apps, fleet.router
+    hop = fleet.hops
+    for vip in (fleet.nat_vip, fleet.fnat_vip):
+        router.wait(f"{vip}/32", lambda h: sorted(h) == sorted(hop), timeout=30)
+    # Each pool by its owner only (the backup's longer path is not merged).
+    for i, pool in enumerate(fleet.pools):
+        router.wait(f"{pool}/32", lambda h: h == [hop[i]], timeout=30)
+    clients = {"nat": Many(fleet.ns["C"], fleet.nat_vip),
+               "fullnat": Many(fleet.ns["C"], fleet.fnat_vip)}
+
+    def talk():
+        return {k: c.talk() for k, c in clients.items()}
+    try:
+        first = talk()
+        for k, answers in first.items():
+            assert "broken" not in answers and set(answers) == {"b1", "b2"}, (k, first)
+        for vip, c in ((fleet.nat_vip, clients["nat"]), (fleet.fnat_vip, clients["fullnat"])):
+            on = [flows_on(a, vip) & c.ports for a in apps]
+            assert on[0] and on[1], (vip, on)          # spread over both
+        time.sleep(0.5)                                 # synced (every 20 ms)
+        backup = {a.prefix: a for a in apps[1].api().GetBgp(pb.GetBgpRequest()).announcements}
+        assert backup[f"{fleet.pools[0]}/32"].announced, backup
+        # The backends reach the gateway at A0's port (p1's MAC).
+        assert fleet.gateway_mac("b1") == fleet.mac(0, 1)
+        # A0 (the gateway's holder) killed mid-traffic.
+        apps[0].proc.kill()
+        apps[0].proc.wait()
+        apps[0].proc = None
+        for vip in (fleet.nat_vip, fleet.fnat_vip, fleet.pools[0]):
+            router.wait(f"{vip}/32", lambda h: h == [hop[1]], timeout=10)
+        assert talk() == first
+        # Taken over and told: the backends' entry moved to A1's port.
+        assert fleet.gateway_mac("b1") == fleet.gateway_mac("b2") == fleet.mac(1, 1)
+        # Restarted: it takes its pool and the gateway back, and the flows
+        # the router moves back to it go on.
+        fleet.start(0)
+        for vip in (fleet.nat_vip, fleet.fnat_vip):
+            router.wait(f"{vip}/32", lambda h: sorted(h) == sorted(hop), timeout=30)
+        router.wait(f"{fleet.pools[0]}/32", lambda h: h == [hop[0]], timeout=30)
+        deadline = time.monotonic() + 10
+        while fleet.gateway_mac("b1") != fleet.mac(0, 1):
+            assert time.monotonic() < deadline, fleet.gateway_mac("b1")
+            time.sleep(0.1)
+        assert talk() == first
+    finally:
+        for c in clients.values():
+            c.close()
+
+
 def test_a_wedged_appliance_leaves_the_router_by_bfd(fleet):
     """SIGSTOP: its ports stay up and its BIRD runs on, but its dataplane
     carries nothing, BFD included: the router declares the session down
     after 3 x 100 ms and takes the appliance out of the ECMP set (a hold
     time would take 3 s); back once it runs again."""
     prefix = f"{fleet.vip}/32"
-    hops = sorted(f"{a.net}.0.1" for a in fleet.apps)
+    hops = sorted(fleet.hops)
     fleet.router.wait(prefix, lambda h: sorted(h) == hops, timeout=30)
     wedged = fleet.apps[1].proc.pid
     os.kill(wedged, signal.SIGSTOP)
     try:
-        took = fleet.router.wait(prefix, lambda h: h == [f"{fleet.apps[0].net}.0.1"], timeout=10)
+        took = fleet.router.wait(prefix, lambda h: h == [fleet.hops[0]], timeout=10)
     finally:
         os.kill(wedged, signal.SIGCONT)
     assert took < 1.5, took

@@ -354,13 +354,16 @@ def test_a_peers_pool_address_takes_its_synced_fullnat_replies(native):
     pool_a, pool_b = "10.0.5.1", "10.0.5.2"
     a, b = appliance(native, sync=True), appliance(native, sync=True)
     for d, pool in ((a, pool_a), (b, pool_b)):
-        d.add_address("p1", f"{pool}/32", kernel=False)
+        d.add_address("p1", f"{pool}/32", mirror=False)
         d.add_service(VIP, 80, method="fullnat", local_addresses=[pool], backends=PAIRS,
                       syn_proxy="off")
     (_, f), = a.inject("p0", [raw(c2v(sport=42000, payload=b"hi"))])
     backend, lport = Ether(f)[IP].dst, Ether(f)[TCP].sport
     assert Ether(f)[IP].src == pool_a
-    assert b.sync_apply(a.sync_collect()) == 1
+    records = a.sync_collect()
+    (held, ms), = native.fullnat_locals(records).items()   # what B announces as a backup
+    assert held == pool_a and 0 < ms <= 60_000
+    assert b.sync_apply(records) == 1
     reply = raw(Ether(src=BMAC[backend], dst=P1_MAC) / IP(src=backend, dst=pool_a) /
                 TCP(sport=8080, dport=lport, flags="SA"))
 
@@ -369,7 +372,7 @@ def test_a_peers_pool_address_takes_its_synced_fullnat_replies(native):
                 for p, x in d.inject("p1", [reply]) if Ether(x)[IP].dst == CLIENT]
 
     assert to_client(b) == []                # not B's address: not a reply B translates
-    b.add_address("p1", f"{pool_a}/32", kernel=False)
+    b.add_address("p1", f"{pool_a}/32", mirror=False)
     assert to_client(b) == [(0, VIP, CLIENT, 42000)]
     b.del_address("p1", pool_a)
     assert to_client(b) == []
@@ -394,8 +397,8 @@ def test_a_gateway_taken_over_is_told_to_the_link_and_answered(native):
     assert d.inject("p1", [who_has]) == []
     with pytest.raises(InvalidArgument, match="not one of port p1's"):
         d.announce_address("p1", gw)
-    d.add_address("p1", f"{gw}/32", kernel=False)
-    d.add_address("p1", f"{gw6}/128", kernel=False)
+    d.add_address("p1", f"{gw}/32", mirror=False)
+    d.add_address("p1", f"{gw6}/128", mirror=False)
     (port, f), = d.inject("p1", [who_has])
     assert port == 1 and (Ether(f)[ARP].op, Ether(f)[ARP].psrc) == (2, gw)
     d.announce_address("p1", gw)

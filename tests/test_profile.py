@@ -211,3 +211,33 @@ def test_fleet_sync_is_read_and_checked(tmp_path):
         with pytest.raises(ProfileError) as e:
             load_profile(write(tmp_path, text))
         assert e.value.key == key and says in str(e.value), str(e.value)
+
+
+def test_a_pool_and_the_fleets_gateways_are_read_and_checked(tmp_path):
+    secret = tmp_path / "fleet.key"
+    secret.write_bytes(b"a fleet's shared secret of some length\n")
+    secret.chmod(0o600)
+    pool = "    local_addresses: [10.98.0.1, '2001:db8:98::1']\n"
+    fleet = f"fleet:\n  secret_file: {secret}\n  sync: {{port: p0, peers: [10.9.0.2]}}\n"
+    gw = "  gateways: [{port: p0, address: 10.9.0.254}]\n"
+    p = load_profile(write(tmp_path, KGOOD + pool + fleet + gw))
+    assert p.pool == ("10.98.0.1", "2001:db8:98::1") and p.gateways == (("p0", "10.9.0.254"),)
+    assert load_profile(write(tmp_path, GOOD)).pool == ()
+    for text, key, says in (
+            (KGOOD + "    local_addresses: [10.9.0.1]\n", "ports[0].local_addresses[0]",
+             "already on port p0"),
+            (KGOOD + "    local_addresses: 10.98.0.1\n", "ports[0].local_addresses",
+             "expected a list"),
+            (KGOOD + "    local_addresses: [10.98.0.0/24]\n", "ports[0].local_addresses[0]",
+             "expected an IPv4 or IPv6 address"),
+            (KGOOD + f"fleet:\n  secret_file: {secret}\n" + gw, "fleet.gateways",
+             "give fleet.sync too"),
+            (KGOOD + fleet + gw.replace("10.9.0.254", "10.9.1.254"), "fleet.gateways[0].address",
+             "not on a network of port p0"),
+            (KGOOD + fleet + gw.replace("10.9.0.254", "10.9.0.1"), "fleet.gateways[0].address",
+             "an address of this appliance's own"),
+            (KGOOD + fleet + gw.replace("p0", "p9"), "fleet.gateways[0].port", "one of the ports"),
+            (KGOOD + fleet + "  gateways: [{port: p0}]\n", "fleet.gateways[0].address", "missing")):
+        with pytest.raises(ProfileError) as e:
+            load_profile(write(tmp_path, text))
+        assert e.value.key == key and says in str(e.value), str(e.value)

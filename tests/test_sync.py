@@ -93,3 +93,59 @@ def test_an_address_it_cannot_listen_on_is_one_clear_error():
     with pytest.raises(PortError, match=r"sync: cannot listen on 192.0.2.77:8848 through lo: "):
         Sync(SyncSettings("p1", (PEER,)), b"the fleet's shared secret, 32 by", "192.0.2.77",
              "lo", SIZE, lambda records: None)
+
+
+def test_heartbeats_elect_one_gateway_holder_and_hand_it_over():
+    """Two real Sync endpoints on loopback, beating as the main loop does:
+    the lower address holds the gateways once up DEAD_S; the other takes
+    over at once when it leaves, and gives them back only once the
+    restarted one has settled (never nobody for long, never both)."""
+    import threading
+    import time
+
+    from pylb.model import SyncSettings
+    from pylb.sync import DEAD_S, Sync
+    secret = b"the fleet's shared secret, 32 by"
+    low, high = "127.0.0.1", "127.0.0.2"
+
+    def endpoint(me, peer):
+        return Sync(SyncSettings("lo", (peer,), udp_port=18848), secret, me, "lo", SIZE,
+                    lambda records: None)
+
+    def beat(s, stop):
+        while not stop.is_set():
+            s.send(b"")
+            time.sleep(0.05)
+
+    def run(s):
+        stop = threading.Event()
+        threading.Thread(target=beat, args=(s, stop), daemon=True).start()
+        return stop
+
+    a, b = endpoint(low, high), endpoint(high, low)
+    stops = [run(a), run(b)]
+    try:
+        assert not a.elected(time.monotonic())             # starting: hears who is there
+        time.sleep(DEAD_S + 0.3)
+        assert list(a.codec.live(time.monotonic())) == [high]
+        assert a.elected(time.monotonic()) and not b.elected(time.monotonic())
+        stops[0].set()
+        a.leave()
+        a.close()
+        time.sleep(0.2)
+        assert not b.codec.live(time.monotonic()) and b.elected(time.monotonic())
+        a = endpoint(low, high)                              # restarted: a new run
+        stops[0] = run(a)
+        time.sleep(DEAD_S / 2)
+        assert b.elected(time.monotonic()) and not a.elected(time.monotonic())
+        time.sleep(DEAD_S / 2 + 0.3)
+        assert a.elected(time.monotonic()) and not b.elected(time.monotonic())
+        # Killed (no word): gone after DEAD_S.
+        stops[0].set()
+        time.sleep(DEAD_S + 0.2)
+        assert b.elected(time.monotonic())
+    finally:
+        for s in stops:
+            s.set()
+        a.close()
+        b.close()

@@ -264,7 +264,7 @@ service_add_unlocked(struct pylb_dp *dp, const struct pylb_service_conf *conf)
 	if (c.method == PYLB_L4_FULLNAT) {
 		if (c.n_lips == 0 || c.n_lips > PYLB_MAX_LIPS)
 			return pylb_fail(-PYLB_E_INVAL,
-				"service %s: FullNAT needs 1 to %d local addresses (port addresses the backends reach)",
+				"service %s: FullNAT needs 1 to %d local addresses (the service's local_addresses, or the profile's ports' local_addresses)",
 				name, PYLB_MAX_LIPS);
 		for (uint8_t i = 0; i < c.n_lips; i++) {
 			struct pylb_route r;
@@ -275,7 +275,7 @@ service_add_unlocked(struct pylb_dp *dp, const struct pylb_service_conf *conf)
 
 				pylb_fmt_ip(&c.lips[i], a, sizeof(a));
 				return pylb_fail(-PYLB_E_INVAL,
-					"service %s: local address %s is not an address of a port (of the VIP's family)",
+					"service %s: local address %s is not this appliance's (a port's addresses or local_addresses, of the VIP's family)",
 					name, a);
 			}
 		}
