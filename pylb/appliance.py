@@ -261,7 +261,7 @@ def run(profile: Profile, stop: threading.Event, instance: str | None = None,
                 sync.send(dp.sync_collect())
                 for peer in sync.rejoined():
                     log.info("sync: %s is in a new run: sending it the table", peer)
-                    sync.send(dp.export_connections(), [peer])
+                    sync.send_table(dp.export_connections(), peer)
                 moving.follow(sync, time.monotonic())
             if reload is not None and reload.is_set() and config_path:
                 reload.clear()

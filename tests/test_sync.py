@@ -149,3 +149,30 @@ def test_heartbeats_elect_one_gateway_holder_and_hand_it_over():
             s.set()
         a.close()
         b.close()
+
+
+def test_a_whole_table_is_sent_paced_from_a_thread():
+    """A peer in a new run gets the table in bursts from a thread of its
+    own (the main loop goes on), every record once, in order."""
+    import time
+
+    from pylb.model import SyncSettings
+    from pylb.sync import Sync
+    secret = b"the fleet's shared secret, 32 by"
+    got = []
+    a = Sync(SyncSettings("lo", ("127.0.0.2",), udp_port=18849), secret, "127.0.0.1", "lo", SIZE,
+             lambda r: None)
+    b = Sync(SyncSettings("lo", ("127.0.0.1",), udp_port=18849), secret, "127.0.0.2", "lo", SIZE,
+             got.append)
+    try:
+        table = records(5000)
+        a.send_table(table, "127.0.0.2")
+        deadline = time.monotonic() + 10
+        while sum(map(len, got)) < len(table):
+            assert time.monotonic() < deadline, sum(map(len, got))
+            time.sleep(0.01)
+        assert b"".join(got) == table
+        assert a.counters["sync_records_sent"] == 5000 and refused(b) == {}
+    finally:
+        a.close()
+        b.close()
