@@ -264,7 +264,8 @@ class LoadBalancer(pb_grpc.LoadBalancerServicer):
 
     def _bgp(self, announced) -> pb.Bgp:
         return pb.Bgp(announcements=[pb.Announcement(prefix=a.prefix, announced=a.announced,
-                                                     why=a.why) for a in announced],
+                                                     why=a.why, backup=a.backup)
+                                     for a in announced],
                       peers=[pb.BgpPeer(address=p.address, remote_as=p.remote_as, state=p.state,
                                         info=p.info, bfd=p.bfd) for p in self.m.bgp_peers()])
 

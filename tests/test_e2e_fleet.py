@@ -540,7 +540,7 @@ def test_nat_and_fullnat_connections_survive_a_killed_and_a_restarted_appliance(
             assert on[0] and on[1], (vip, on)          # spread over both
         time.sleep(0.5)                                 # synced (every 20 ms)
         backup = {a.prefix: a for a in apps[1].api().GetBgp(pb.GetBgpRequest()).announcements}
-        assert backup[f"{fleet.pools[0]}/32"].announced, backup
+        assert backup[f"{fleet.pools[0]}/32"].announced and backup[f"{fleet.pools[0]}/32"].backup
         # The backends reach the gateway at A0's port (p1's MAC).
         assert fleet.gateway_mac("b1") == fleet.mac(0, 1)
         # A0 (the gateway's holder) killed mid-traffic.
