@@ -191,8 +191,9 @@ class FakeDataplane:
                 la = _ip(la, "local address")
                 r = self._routes.get(ipaddress.ip_network(la))
                 if la.version != a.version or r is None or r.kind != "local":
-                    raise InvalidArgument(f"service {name}: local address {la} is not an "
-                                          "address of a port (of the VIP's family)")
+                    raise InvalidArgument(f"service {name}: local address {la} is not this "
+                                          "appliance's (a port's addresses or local_addresses, "
+                                          "of the VIP's family)")
         if syn_proxy not in model.SYN_PROXY_MODES:
             raise InvalidArgument(f"service {name}: syn_proxy '{syn_proxy}' is not one of "
                                   f"{', '.join(model.SYN_PROXY_MODES)}")

@@ -221,7 +221,7 @@ KEY = pb.ServiceKey(vip="10.0.0.100", port=80, protocol=pb.PROTOCOL_TCP)
     (pb.Service(key=KEY, backends=[pb.Backend(address="10.0.1.20", port=70000)]),
      "port '70000' is not in 1..65535"),
     (pb.Service(key=KEY, method=pb.METHOD_FULLNAT, local_addresses=["10.0.0.77"]),
-     "local address 10.0.0.77 is not an address of a port"),
+     "local address 10.0.0.77 is not this appliance's"),
 ], ids=["table 2^32-1", "table not prime", "interval 0", "1 MB path", "ipv4-mapped vip",
         "100 KB vip", "backend port", "fullnat local address"])
 def test_api_errors_name_the_field_and_the_value_briefly(api, service, says):
