@@ -67,6 +67,8 @@ enum pylb_err {
 	X(ICMP_ECHO_REPLIES, icmp_echo_replies) \
 	X(ICMP_ERRORS_SENT, icmp_errors_sent) \
 	X(ICMP_ERRORS_RATELIMITED, icmp_errors_ratelimited) \
+	X(ICMP_ERRORS_TRANSLATED, icmp_errors_translated) \
+	X(ICMP_ERRORS_UNMATCHED, icmp_errors_unmatched) \
 	X(ND_SOLICITS, nd_solicits) \
 	X(ND_ADVERTS_SENT, nd_adverts_sent) \
 	X(ND_ADVERTS_RECEIVED, nd_adverts_received) \

@@ -713,11 +713,15 @@ pylb_l4_resume(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 	conn_forward(lc, cfg, in_port, m, ports, c);
 }
 
-/* A packet of c's, translated towards its backend, output (NAT, FullNAT). */
+/* A packet of c's towards its backend, output: translated already (NAT,
+ * FullNAT), or as it is by the method's output (DR, tunnel; an ICMP error
+ * about the connection). */
 void
 pylb_l4_to_backend(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 		   struct rte_mbuf *m, struct pylb_conn *c)
 {
+	if (c->method == PYLB_L4_DR || c->method == PYLB_L4_TUNNEL)
+		return l4_methods[c->method].forward(lc, cfg, in_port, m, NULL, c);
 	if (!conn_output(lc, cfg, c, m))
 		out_routed(lc, cfg, in_port, m, conn_addr(&lc->ct, c, CONN_BACKEND), c->af, 0);
 }

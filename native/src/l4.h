@@ -20,6 +20,9 @@
 #define RESUME_L4	1	/* m->hash.usr: where the owner picks it up */
 #define RESUME_REPLY	2
 #define RESUME_FULLNAT	3
+#define RESUME_ICMP_IN	4	/* icmperr.c */
+#define RESUME_ICMP_NAT	5
+#define RESUME_ICMP_FULLNAT	6
 
 
 /* l4.c, for the SYN proxy: a new connection's entry, scheduled (NULL:
@@ -48,6 +51,18 @@ void pylb_l4_refuse(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_po
 bool pylb_l4_acl_refused(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 			 struct rte_mbuf *m, const struct pylb_tuple *t, uint16_t *ports,
 			 const struct pylb_service *svc);
+
+/* reply.c: route m (a translated reply) towards its new destination. */
+void pylb_l4_route(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
+		   struct rte_mbuf *m, uint8_t af);
+
+/* icmperr.c: ICMP errors about connections (see there). */
+bool pylb_icmp_error_in(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
+			struct rte_mbuf *m, uint8_t af);
+bool pylb_icmp_error_nat(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
+			 struct rte_mbuf *m, uint8_t af);
+bool pylb_icmp_error_fullnat(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
+			     struct rte_mbuf *m, uint8_t af);
 
 /* Is TCP refused for `why` (pylb_l4_conn_start's) answered with a RST?
  * Limits are, so a client learns at once; not a FullNAT pool without a

@@ -169,10 +169,11 @@ each(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port,
 	}
 }
 
-/* Routed: a NAT backend's reply gets its VIP back, then forwarding. */
+/* Routed: a NAT backend's reply (or an ICMP error about a packet sent to
+ * one) gets its VIP back, then forwarding. */
 static inline void
 routed_one(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port,
-	   struct rte_mbuf *m, uint8_t af, uint8_t proto __rte_unused, uint32_t v,
+	   struct rte_mbuf *m, uint8_t af, uint8_t proto, uint32_t v,
 	   const struct pylb_ct_key *k)
 {
 	if (af == 6) {
@@ -185,7 +186,9 @@ routed_one(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port,
 			return drop(lc, m, PYLB_D_NO_ROUTE);
 		}
 	}
-	if (unlikely(lc->dp->n_nat != 0) && !pylb_nat_reverse(lc, cfg, port, m, af, k))
+	if (unlikely(lc->dp->n_nat != 0) &&
+	    !(proto == (af == 4 ? IPPROTO_ICMP : IPPROTO_ICMPV6) ?
+	      pylb_icmp_error_nat(lc, cfg, port, m, af) : pylb_nat_reverse(lc, cfg, port, m, af, k)))
 		return;
 	if (af == 4)
 		pylb_fwd4(lc, cfg, port, m, fib_id(v));
@@ -201,13 +204,17 @@ vip_one(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port,
 	pylb_vip_input(lc, cfg, port, m, fib_id(v), af);
 }
 
-/* One of our addresses: a FullNAT backend's reply, else local delivery. */
+/* One of our addresses: a FullNAT backend's reply (or an ICMP error about
+ * a packet sent to one), else local delivery. */
 static inline void
 local_one(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port,
-	  struct rte_mbuf *m, uint8_t af, uint8_t proto __rte_unused, uint32_t v __rte_unused,
+	  struct rte_mbuf *m, uint8_t af, uint8_t proto, uint32_t v __rte_unused,
 	  const struct pylb_ct_key *k)
 {
-	if (unlikely(lc->dp->n_fullnat != 0) && pylb_fullnat_reply(lc, cfg, port, m, af, k))
+	if (unlikely(lc->dp->n_fullnat != 0) &&
+	    (proto == (af == 4 ? IPPROTO_ICMP : IPPROTO_ICMPV6) ?
+	     pylb_icmp_error_fullnat(lc, cfg, port, m, af) :
+	     pylb_fullnat_reply(lc, cfg, port, m, af, k)))
 		return;
 	if (af == 4)
 		pylb_ipv4_local(lc, cfg, port, m);
@@ -215,16 +222,23 @@ local_one(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port,
 		pylb_ipv6_local(lc, cfg, port, m);
 }
 
-/* An address with L4 services: TCP/UDP to L4, echo answered. */
+/* An address with L4 services: TCP/UDP to L4; ICMP errors about its
+ * connections to their backends (icmperr.c); echo answered. */
 static inline void
 service_one(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port,
 	    struct rte_mbuf *m, uint8_t af, uint8_t proto, uint32_t v __rte_unused,
 	    const struct pylb_ct_key *k)
 {
-	if (af == 4 && proto == IPPROTO_ICMP)
-		return pylb_ipv4_icmp(lc, cfg, port, m);
-	if (af == 6 && proto == IPPROTO_ICMPV6)
-		return pylb_ipv6_icmp(lc, cfg, port, m);
+	if (af == 4 && proto == IPPROTO_ICMP) {
+		if (!pylb_icmp_error_in(lc, cfg, port, m, af))
+			pylb_ipv4_icmp(lc, cfg, port, m);
+		return;
+	}
+	if (af == 6 && proto == IPPROTO_ICMPV6) {
+		if (!pylb_icmp_error_in(lc, cfg, port, m, af))
+			pylb_ipv6_icmp(lc, cfg, port, m);
+		return;
+	}
 	pylb_l4_input(lc, cfg, port, m, af, k);
 }
 

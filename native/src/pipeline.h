@@ -44,6 +44,9 @@ bool pylb_ipv6_parse(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t
 		     struct rte_mbuf *m, uint32_t l2, bool l2_multicast, uint8_t *proto);
 void pylb_ipv6_local(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port,
 		     struct rte_mbuf *m);
+/* icmperr.c: an ICMP error's quoted flow, turned the way it arrived. */
+bool pylb_icmp_error_flow(struct rte_mbuf *m, uint8_t af, const uint8_t **client,
+			  const uint8_t **vip);
 void pylb_ipv6_icmp(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port,
 		    struct rte_mbuf *m);
 

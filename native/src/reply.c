@@ -96,9 +96,9 @@ nat_reverse_untracked(struct pylb_lcore *lc, int in_port, struct rte_mbuf *m, ui
 }
 
 /* Route m (a translated reply) towards its new destination. */
-static void
-route_reply(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
-	    struct rte_mbuf *m, uint8_t af)
+void
+pylb_l4_route(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
+	      struct rte_mbuf *m, uint8_t af)
 {
 	const uint8_t *ip = rte_pktmbuf_mtod_offset(m, const uint8_t *,
 						    sizeof(struct rte_ether_hdr));
@@ -148,7 +148,7 @@ reply_fullnat(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 	if (!reply_nat(lc, cfg, in_port, m, t, ports, c))
 		return false;
 	nat_rewrite(m, t->af, t->proto, ports, true, conn_addr(&lc->ct, c, CONN_CLIENT), c->cport);
-	route_reply(lc, cfg, in_port, m, t->af);
+	pylb_l4_route(lc, cfg, in_port, m, t->af);
 	return false;
 }
 
@@ -234,9 +234,23 @@ pylb_redirect_drain(struct pylb_lcore *lc, const struct pylb_cfg *cfg)
 			if (!pylb_fullnat_reply(lc, cfg, m->port, m, af, NULL))
 				drop(lc, m, PYLB_D_NO_SERVICE);
 			break;
+		case RESUME_ICMP_IN:
+			if (!pylb_icmp_error_in(lc, cfg, m->port, m, af))
+				af == 4 ? pylb_ipv4_icmp(lc, cfg, m->port, m) :
+					pylb_ipv6_icmp(lc, cfg, m->port, m);
+			break;
+		case RESUME_ICMP_NAT:
+			if (pylb_icmp_error_nat(lc, cfg, m->port, m, af))
+				pylb_l4_route(lc, cfg, m->port, m, af);
+			break;
+		case RESUME_ICMP_FULLNAT:
+			if (!pylb_icmp_error_fullnat(lc, cfg, m->port, m, af))
+				af == 4 ? pylb_ipv4_local(lc, cfg, m->port, m) :
+					pylb_ipv6_local(lc, cfg, m->port, m);
+			break;
 		default:
 			if (pylb_nat_reverse(lc, cfg, m->port, m, af, NULL))
-				route_reply(lc, cfg, m->port, m, af);
+				pylb_l4_route(lc, cfg, m->port, m, af);
 		}
 	}
 }

@@ -172,6 +172,7 @@ pylb_vip_input(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 						     __ATOMIC_ACQUIRE);
 	const void *inner = rte_pktmbuf_mtod_offset(m, void *, sizeof(struct rte_ether_hdr));
 	const struct pylb_backend *b;
+	const uint8_t *client, *to;
 	uint32_t h, v;
 
 	if (unlikely(vip == NULL || vip->bal.table == NULL))
@@ -179,11 +180,21 @@ pylb_vip_input(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 	if (af == 4) {
 		const struct rte_ipv4_hdr *ip = inner;
 
-		h = flow_hash4(lc->dp->conf.hash_key, ip->src_addr, ip->dst_addr);
+		/* An ICMP error goes where the flow it quotes went. */
+		if (unlikely(ip->next_proto_id == IPPROTO_ICMP) &&
+		    pylb_icmp_error_flow(m, 4, &client, &to))
+			h = flow_hash4(lc->dp->conf.hash_key, *(const unaligned_uint32_t *)client,
+				       *(const unaligned_uint32_t *)to);
+		else
+			h = flow_hash4(lc->dp->conf.hash_key, ip->src_addr, ip->dst_addr);
 	} else {
 		const struct rte_ipv6_hdr *ip = inner;
 
-		h = flow_hash6(lc->dp->conf.hash_key, ip->src_addr, ip->dst_addr);
+		if (unlikely(ip->proto == IPPROTO_ICMPV6) &&
+		    pylb_icmp_error_flow(m, 6, &client, &to))
+			h = flow_hash6(lc->dp->conf.hash_key, client, to);
+		else
+			h = flow_hash6(lc->dp->conf.hash_key, ip->src_addr, ip->dst_addr);
 	}
 	b = &vip->bal.backends[vip->bal.table[h % vip->conf.table_size]];
 	CNT(lc, VIP_PACKETS);

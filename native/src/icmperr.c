@@ -1,0 +1,347 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ * Copyright(c) 2026 pylb authors
+ *
+ * ICMP errors about the flows pylb carries: destination unreachable,
+ * fragmentation needed / packet too big, time exceeded, parameter problem.
+ * Path MTU discovery through a load balancer works only if they reach
+ * whoever sent the packet they quote, in that sender's terms. The quoted
+ * header names the flow: an L4 connection, looked up as the packet that
+ * would answer the quoted one, translated like the connection's own
+ * packets (the outer header, the quoted header, every checksum) and sent
+ * on by its method; or an L3 VIP flow, sent to the backend the quoted flow
+ * hashes to (vip.c).
+ */
+#include <rte_icmp.h>
+
+#include "l4.h"
+
+/* An ICMP error's parts, in m. */
+struct quote {
+	uint8_t *outer;		/* the error's IP header */
+	uint8_t *icmp;		/* its ICMP header; `len` bytes with the body */
+	uint32_t len;
+	uint8_t *ip;		/* the quoted IP header, `hl` bytes */
+	uint32_t hl;
+	uint16_t *ports;	/* its TCP/UDP ports; NULL: not TCP/UDP, or cut short */
+	uint32_t l4;		/* bytes of its transport header quoted */
+	uint8_t proto;
+	uint8_t af;
+};
+
+#define QUOTE_SRC	0
+#define QUOTE_DST	1
+
+/* Is m an ICMP error (IPv4: 3, 11, 12; ICMPv6: 1 to 4) quoting an IP
+ * header of its family? Its parts in *q. */
+static bool
+quote_parse(struct rte_mbuf *m, uint8_t af, struct quote *q)
+{
+	uint8_t *ip = rte_pktmbuf_mtod_offset(m, uint8_t *, sizeof(struct rte_ether_hdr));
+	uint32_t end = rte_pktmbuf_data_len(m) - (uint32_t)sizeof(struct rte_ether_hdr);
+	uint32_t hl, tot;
+	uint8_t type;
+
+	q->outer = ip;
+	q->af = af;
+	q->ports = NULL;
+	q->l4 = 0;
+	if (af == 4) {
+		const struct rte_ipv4_hdr *h = (const void *)ip;
+
+		if (h->next_proto_id != IPPROTO_ICMP ||
+		    (h->fragment_offset & RTE_BE16(RTE_IPV4_HDR_MF_FLAG | RTE_IPV4_HDR_OFFSET_MASK)))
+			return false;
+		hl = rte_ipv4_hdr_len(h);
+		tot = rte_be_to_cpu_16(h->total_length);
+	} else {
+		const struct rte_ipv6_hdr *h = (const void *)ip;
+
+		/* No extension headers: the checksum's pseudo-header is then
+		 * the fixed header's, and the quote right behind it. */
+		if (h->proto != IPPROTO_ICMPV6)
+			return false;
+		hl = sizeof(*h);
+		tot = hl + rte_be_to_cpu_16(h->payload_len);
+	}
+	if (tot > end || tot < hl + 8)
+		return false;
+	q->icmp = ip + hl;
+	q->len = tot - hl;
+	type = q->icmp[0];
+	if (af == 4 ? type != ICMP_DEST_UNREACH && type != ICMP_TIME_EXCEEDED && type != 12 :
+	    type < ICMP6_DEST_UNREACH || type > 4)
+		return false;
+	q->ip = q->icmp + 8;
+	if (af == 4) {
+		const struct rte_ipv4_hdr *in = (const void *)q->ip;
+
+		if (q->len < 8 + sizeof(*in) || (in->version_ihl >> 4) != 4)
+			return false;
+		q->hl = rte_ipv4_hdr_len(in);
+		q->proto = in->next_proto_id;
+		if (q->hl < sizeof(*in) || q->len < 8 + q->hl)
+			return false;
+		if (in->fragment_offset & RTE_BE16(RTE_IPV4_HDR_OFFSET_MASK))
+			return true;		/* a later fragment: no ports */
+	} else {
+		const struct rte_ipv6_hdr *in = (const void *)q->ip;
+
+		if (q->len < 8 + sizeof(*in) ||
+		    (in->vtc_flow & RTE_BE32(0xf0000000)) != RTE_BE32(6u << 28))
+			return false;
+		q->hl = sizeof(*in);
+		q->proto = in->proto;
+	}
+	if ((q->proto == IPPROTO_TCP || q->proto == IPPROTO_UDP) && q->len >= 8 + q->hl + 4) {
+		q->ports = (uint16_t *)(q->ip + q->hl);
+		q->l4 = q->len - 8 - q->hl;
+	}
+	return true;
+}
+
+static inline uint8_t *
+quote_addr(const struct quote *q, int which)
+{
+	return q->ip + (q->af == 4 ? 12 + 4 * which : 8 + 16 * which);
+}
+
+static bool
+quote_cksum_ok(const struct quote *q)
+{
+	if (q->af == 4)
+		return rte_raw_cksum(q->icmp, q->len) == 0xffff;
+	return rte_ipv6_udptcp_cksum_verify((const struct rte_ipv6_hdr *)q->outer, q->icmp) == 0;
+}
+
+/* The quoted transport checksum, if the quote holds it (TCP's at 16,
+ * UDP's at 6; IPv4 UDP's zero means none). */
+static inline uint16_t *
+quote_l4_cksum(const struct quote *q)
+{
+	uint32_t at = q->proto == IPPROTO_TCP ? 16 : 6;
+	uint16_t *ck = (uint16_t *)((uint8_t *)q->ports + at);
+
+	if (q->l4 < at + 2 || (q->proto == IPPROTO_UDP && q->af == 4 && *ck == 0))
+		return NULL;
+	return ck;
+}
+
+/* The quoted packet's source or destination becomes ip:port; its
+ * checksums follow. */
+static void
+quote_set(struct quote *q, int which, const uint8_t *ip, uint16_t port)
+{
+	uint32_t alen = q->af == 4 ? 4 : 16;
+	uint8_t *addr = quote_addr(q, which);
+	uint16_t *ck = quote_l4_cksum(q);
+
+	if (ck != NULL)
+		*ck = l4_cksum_update(*ck, addr, ip, alen, q->ports[which], port);
+	if (q->af == 4) {
+		struct rte_ipv4_hdr *h = (struct rte_ipv4_hdr *)q->ip;
+
+		h->hdr_checksum = cksum_apply(h->hdr_checksum, cksum_delta(addr, ip, 4));
+	}
+	memcpy(addr, ip, alen);
+	q->ports[which] = port;
+}
+
+/* The error's own source or destination becomes ip. */
+static void
+outer_set(struct quote *q, int which, const uint8_t *ip)
+{
+	uint32_t alen = q->af == 4 ? 4 : 16;
+	uint8_t *addr = q->outer + (q->af == 4 ? 12 + 4 * which : 8 + 16 * which);
+
+	if (q->af == 4) {
+		struct rte_ipv4_hdr *h = (struct rte_ipv4_hdr *)q->outer;
+
+		h->hdr_checksum = cksum_apply(h->hdr_checksum, cksum_delta(addr, ip, 4));
+	}
+	memcpy(addr, ip, alen);
+}
+
+/* The ICMP checksum over what changed (the quote is at most 576 or 1,280
+ * bytes: summed again). */
+static void
+quote_seal(struct quote *q)
+{
+	struct rte_icmp_hdr *icmp = (struct rte_icmp_hdr *)q->icmp;
+
+	icmp->icmp_cksum = 0;
+	if (q->af == 4)
+		icmp->icmp_cksum = (uint16_t)~rte_raw_cksum(icmp, q->len);
+	else
+		icmp->icmp_cksum = rte_ipv6_udptcp_cksum((const struct rte_ipv6_hdr *)q->outer, icmp);
+}
+
+/* A quote of an ICMP error worth matching: TCP or UDP ports, a good
+ * checksum. NULL ports: not one (m untouched); a bad checksum drops m. */
+static bool
+quote_of(struct pylb_lcore *lc, struct rte_mbuf *m, uint8_t af, struct quote *q, bool *taken)
+{
+	*taken = false;
+	if (!quote_parse(m, af, q) || q->ports == NULL)
+		return false;
+	if (!quote_cksum_ok(q)) {
+		*taken = true;
+		drop(lc, m, PYLB_D_ICMP_BAD_CHECKSUM);
+		return false;
+	}
+	return true;
+}
+
+/* The SYN proxy's connections number the backend's bytes otherwise for
+ * the client: a quoted sequence number of a packet to the client goes
+ * back to the backend's numbers (its stack checks it is in flight). */
+static void
+quote_seq_to_backend(struct quote *q, const struct pylb_conn *c)
+{
+	uint16_t *ck = quote_l4_cksum(q);
+	uint32_t *seq = (uint32_t *)(q->ports + 2);
+	uint32_t now;
+
+	if (!(c->flags & CONN_F_SYNPROXY) || q->proto != IPPROTO_TCP || q->l4 < 8)
+		return;
+	now = rte_cpu_to_be_32(rte_be_to_cpu_32(*seq) + c->seq_delta);
+	if (ck != NULL)
+		*ck = cksum_apply(*ck, cksum_delta(seq, &now, 4));
+	*seq = now;
+}
+
+/* An error for a service's address, from the client's side (a router on
+ * the way to the client, or the client), quoting a packet of a connection
+ * on its way to its client (VIP:vport -> client:cport): to the backend,
+ * in its terms (NAT, FullNAT) or as it is (DR, tunnel). True if m was
+ * taken; false: no connection of ours (m as it was). */
+bool
+pylb_icmp_error_in(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
+		   struct rte_mbuf *m, uint8_t af)
+{
+	struct quote q;
+	struct pylb_tuple t;
+	struct pylb_conn *c;
+	const uint8_t *be;
+	bool taken;
+
+	if (!quote_of(lc, m, af, &q, &taken))
+		return taken;
+	t = (struct pylb_tuple){ .src = quote_addr(&q, QUOTE_DST), .dst = quote_addr(&q, QUOTE_SRC),
+		.sport = q.ports[QUOTE_DST], .dport = q.ports[QUOTE_SRC],
+		.proto = q.proto, .af = af };
+	if (redirect(lc, m, in_port, af, RESUME_ICMP_IN, t.src))
+		return true;
+	c = pylb_conn_lookup(lc, &t, false, NULL);
+	if (c == NULL) {
+		CNT(lc, ICMP_ERRORS_UNMATCHED);
+		return false;
+	}
+	be = conn_addr(&lc->ct, c, CONN_BACKEND);
+	if (c->method == PYLB_L4_NAT || c->method == PYLB_L4_FULLNAT) {
+		quote_seq_to_backend(&q, c);
+		quote_set(&q, QUOTE_SRC, be, c->bport);
+		if (c->method == PYLB_L4_FULLNAT) {
+			quote_set(&q, QUOTE_DST, conn_addr(&lc->ct, c, CONN_LIP), c->lport);
+			outer_set(&q, QUOTE_SRC, conn_addr(&lc->ct, c, CONN_LIP));
+		}
+		outer_set(&q, QUOTE_DST, be);
+		quote_seal(&q);
+	}
+	CNT(lc, ICMP_ERRORS_TRANSLATED);
+	pylb_l4_to_backend(lc, cfg, in_port, m, c);
+	return true;
+}
+
+/* An error on its way to a client's address (routed) quoting a packet a
+ * NAT backend was sent (client:cport -> backend:bport): the quoted
+ * destination becomes the VIP, and so does the error's source if the
+ * backend sent it. False if m was taken (handed to the connection's
+ * worker); true: route it on. */
+bool
+pylb_icmp_error_nat(struct pylb_lcore *lc, const struct pylb_cfg *cfg __rte_unused,
+		    int in_port, struct rte_mbuf *m, uint8_t af)
+{
+	struct quote q;
+	struct pylb_tuple t;
+	struct pylb_conn *c;
+	const uint8_t *vip;
+	bool taken;
+
+	if (!quote_of(lc, m, af, &q, &taken))
+		return !taken;
+	t = (struct pylb_tuple){ .src = quote_addr(&q, QUOTE_DST), .dst = quote_addr(&q, QUOTE_SRC),
+		.sport = q.ports[QUOTE_DST], .dport = q.ports[QUOTE_SRC],
+		.proto = q.proto, .af = af };
+	if (redirect(lc, m, in_port, af, RESUME_ICMP_NAT, t.dst))
+		return false;
+	c = pylb_conn_lookup(lc, &t, true, NULL);
+	if (c == NULL || c->method != PYLB_L4_NAT) {
+		CNT(lc, ICMP_ERRORS_UNMATCHED);
+		return true;
+	}
+	vip = conn_addr(&lc->ct, c, CONN_VIP);
+	if (memcmp(q.outer + (af == 4 ? 12 : 8), t.src, af == 4 ? 4 : 16) == 0)
+		outer_set(&q, QUOTE_SRC, vip);
+	quote_set(&q, QUOTE_DST, vip, c->vport);
+	quote_seal(&q);
+	CNT(lc, ICMP_ERRORS_TRANSLATED);
+	return true;
+}
+
+/* An error for one of our addresses (a FullNAT local address) quoting a
+ * packet a FullNAT backend was sent (local:lport -> backend:bport): to the
+ * client, as if about the packet it sent (client:cport -> VIP:vport), from
+ * the VIP. True if m was taken. */
+bool
+pylb_icmp_error_fullnat(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
+			struct rte_mbuf *m, uint8_t af)
+{
+	struct pylb_dp *dp = lc->dp;
+	struct quote q;
+	struct pylb_tuple t;
+	struct pylb_conn *c;
+	const uint8_t *vip;
+	uint32_t n = dp->conf.n_workers;
+	bool taken;
+
+	if (!quote_of(lc, m, af, &q, &taken))
+		return taken;
+	t = (struct pylb_tuple){ .src = quote_addr(&q, QUOTE_DST), .dst = quote_addr(&q, QUOTE_SRC),
+		.sport = q.ports[QUOTE_DST], .dport = q.ports[QUOTE_SRC],
+		.proto = q.proto, .af = af };
+	/* The worker that owns the local port has it (as its replies). */
+	if (n > 1 && lc->slot < n && rte_be_to_cpu_16(t.dport) % n != lc->slot) {
+		hand_over(lc, m, in_port, af, RESUME_ICMP_FULLNAT, rte_be_to_cpu_16(t.dport) % n);
+		return true;
+	}
+	c = pylb_conn_lookup(lc, &t, true, NULL);
+	if (c == NULL || c->method != PYLB_L4_FULLNAT) {
+		CNT(lc, ICMP_ERRORS_UNMATCHED);
+		return false;
+	}
+	vip = conn_addr(&lc->ct, c, CONN_VIP);
+	quote_set(&q, QUOTE_SRC, conn_addr(&lc->ct, c, CONN_CLIENT), c->cport);
+	quote_set(&q, QUOTE_DST, vip, c->vport);
+	outer_set(&q, QUOTE_SRC, vip);
+	outer_set(&q, QUOTE_DST, conn_addr(&lc->ct, c, CONN_CLIENT));
+	quote_seal(&q);
+	CNT(lc, ICMP_ERRORS_TRANSLATED);
+	pylb_l4_route(lc, cfg, in_port, m, af);
+	return true;
+}
+
+/* An ICMP error's quoted flow, turned the way it arrived (the quoted
+ * packet left the VIP for the client): *client and *vip. False: m is
+ * not an error quoting a header of its family. */
+bool
+pylb_icmp_error_flow(struct rte_mbuf *m, uint8_t af, const uint8_t **client,
+		     const uint8_t **vip)
+{
+	struct quote q;
+
+	if (!quote_parse(m, af, &q))
+		return false;
+	*vip = quote_addr(&q, QUOTE_SRC);
+	*client = quote_addr(&q, QUOTE_DST);
+	return true;
+}

@@ -1,0 +1,236 @@
+"""Packet fixtures for ICMP errors about the flows pylb carries (path MTU
+discovery through the load balancer): an error quoting a connection's
+packet reaches whoever sent that packet, in its own terms, for every
+method, both directions, IPv4 and IPv6; an error about an L3 VIP flow
+reaches the backend its flow goes to. Every checksum is recomputed with
+scapy."""
+
+from __future__ import annotations
+
+import pytest
+from scapy.layers.inet import ICMP, IP, TCP, UDP
+from scapy.layers.inet6 import ICMPv6PacketTooBig, IPv6
+from scapy.layers.l2 import Ether
+from scapy.packet import Raw, raw
+
+from conftest import CLIENT_MAC, P0_MAC, P1_MAC
+from test_l4_fixtures import BACKENDS, BMAC, CLIENT, VIP, c2v
+
+ROUTER = "10.0.0.250"           # a router on the clients' side
+BROUTER = "10.0.1.250"          # one on the backends' side
+LIP = "10.0.1.1"                # FullNAT's local address (p1's)
+CLIENT6, VIP6, BACKEND6 = "2001:db8::2", "2001:db8::100", "2001:db8:1::20"
+BMAC6 = "02:00:00:00:0b:66"
+
+
+@pytest.fixture
+def lb(dp):
+    for b in BACKENDS:
+        dp.add_neighbour("p1", b, BMAC[b])
+    dp.add_neighbour("p0", CLIENT, CLIENT_MAC)
+    dp.add_neighbour("p0", ROUTER, "02:00:00:00:00:fa")
+    dp.add_neighbour("p1", BROUTER, "02:00:00:00:0b:fa")
+    dp.add_neighbour("p1", BACKEND6, BMAC6)
+    dp.add_neighbour("p0", CLIENT6, CLIENT_MAC)
+    return dp
+
+
+def counted(dp):
+    t = dp.totals()
+    return t["icmp_errors_translated"], t["icmp_errors_unmatched"]
+
+
+def opened(dp, method="nat", **svc):
+    """A connection CLIENT:40000 -> VIP:80 through `method`: (backend, the
+    packet the backend got)."""
+    backends = [(b, 8080) for b in BACKENDS] if method in ("nat", "fullnat") else BACKENDS
+    dp.add_service(VIP, 80, method=method, backends=backends, syn_proxy="off", **svc)
+    (_, f), = dp.inject("p0", [raw(c2v(payload=b"x" * 100))])
+    sent = Ether(f)
+    if method == "dr":                      # unchanged, to the backend's MAC
+        return next(b for b, mac in BMAC.items() if mac == sent.dst), sent
+    return sent[IP].dst, sent
+
+
+def too_big(src, dst, quoted, mtu=1280, ingress_mac=CLIENT_MAC, port_mac=P0_MAC):
+    """An IPv4 'fragmentation needed' from src to dst quoting `quoted` (576
+    bytes of it at most, as RFC 1812 says)."""
+    return Ether(src=ingress_mac, dst=port_mac) / IP(src=src, dst=dst, ttl=64) / \
+        ICMP(type=3, code=4, nexthopmtu=mtu) / Raw(raw(quoted)[:548])
+
+
+def resummed(pkt, layer):
+    """pkt's `layer` checksum as scapy computes it afresh."""
+    again = pkt.copy()
+    del again[layer].chksum
+    return type(pkt)(raw(again))[layer].chksum
+
+
+def quote_of(frame):
+    """The outer IP header and the quoted packet of an IPv4 error, every
+    checksum checked (the quoted transport's when it is quoted whole)."""
+    ip = Ether(frame)[IP]
+    assert resummed(ip, IP) == ip.chksum and resummed(ip, ICMP) == ip[ICMP].chksum
+    body = raw(ip[ICMP])[8:]
+    inner = IP(body)
+    assert resummed(inner, IP) == inner.chksum, "quoted IP checksum"
+    if len(body) >= inner.len:
+        whole = IP(body[:inner.len])
+        l4 = TCP if whole.proto == 6 else UDP
+        assert resummed(whole, l4) == whole[l4].chksum, "quoted transport checksum"
+    return ip, inner
+
+
+def test_nat_errors_from_the_clients_side_reach_the_backend(lb):
+    backend, _ = opened(lb)
+    # A router towards the client cannot pass the VIP's 1,500-byte reply.
+    reply = IP(src=VIP, dst=CLIENT, ttl=60) / TCP(sport=80, dport=40000, flags="A", seq=7000,
+                                                   ack=1101) / Raw(b"y" * 1400)
+    (port, f), = lb.inject("p0", [raw(too_big(ROUTER, VIP, reply))])
+    ip, inner = quote_of(f)
+    assert port == 1 and Ether(f).dst == BMAC[backend]
+    assert (ip.src, ip.dst, ip[ICMP].type, ip[ICMP].code, ip[ICMP].nexthopmtu) == \
+        (ROUTER, backend, 3, 4, 1280)
+    # In the backend's terms: the packet it sent, backend:8080 -> client.
+    assert (inner.src, inner.dst, inner[TCP].sport, inner[TCP].dport, inner[TCP].seq) == \
+        (backend, CLIENT, 8080, 40000, 7000)
+    assert counted(lb) == (1, 0)
+
+
+def test_nat_errors_from_the_backends_side_reach_the_client(lb):
+    backend, sent = opened(lb)
+    for src in (backend, BROUTER):          # the backend itself, a router in front of it
+        quoted = sent[IP].copy()
+        err = too_big(src, CLIENT, quoted, ingress_mac=BMAC[backend], port_mac=P1_MAC)
+        (port, f), = lb.inject("p1", [raw(err)])
+        ip, inner = quote_of(f)
+        assert port == 0 and Ether(f).dst == CLIENT_MAC
+        # The backend's address never shows: the VIP sent it, as far as the client knows.
+        assert (ip.src, ip.dst) == (VIP if src == backend else BROUTER, CLIENT)
+        assert (inner.src, inner.dst, inner[TCP].sport, inner[TCP].dport) == \
+            (CLIENT, VIP, 40000, 80)
+    assert counted(lb) == (2, 0)
+
+
+def test_fullnat_errors_both_ways(lb):
+    backend, sent = opened(lb, "fullnat", local_addresses=[LIP])
+    lport = sent[TCP].sport
+    assert sent[IP].src == LIP
+    # From the clients' side: to the backend, about what it sent to LIP:lport.
+    reply = IP(src=VIP, dst=CLIENT) / TCP(sport=80, dport=40000, flags="A", seq=7000)
+    (port, f), = lb.inject("p0", [raw(too_big(ROUTER, VIP, reply))])
+    ip, inner = quote_of(f)
+    assert port == 1 and (ip.src, ip.dst) == (LIP, backend)
+    assert (inner.src, inner.dst, inner[TCP].sport, inner[TCP].dport) == \
+        (backend, LIP, 8080, lport)
+    # From the backends' side: to the client, about what it sent to the VIP.
+    err = too_big(BROUTER, LIP, sent[IP].copy(), ingress_mac=BMAC[backend], port_mac=P1_MAC)
+    (port, f), = lb.inject("p1", [raw(err)])
+    ip, inner = quote_of(f)
+    assert port == 0 and (ip.src, ip.dst) == (VIP, CLIENT)
+    assert (inner.src, inner.dst, inner[TCP].sport, inner[TCP].dport) == \
+        (CLIENT, VIP, 40000, 80)
+    assert counted(lb) == (2, 0)
+
+
+@pytest.mark.parametrize("method", ["dr", "tunnel"])
+def test_dr_and_tunnel_errors_reach_the_backend_as_they_are(lb, method):
+    """The backend sent the quoted packet itself (from the VIP it holds)."""
+    backend, _ = opened(lb, method)
+    reply = IP(src=VIP, dst=CLIENT) / TCP(sport=80, dport=40000, flags="A", seq=7000)
+    err = too_big(ROUTER, VIP, reply)
+    (port, f), = lb.inject("p0", [raw(err)])
+    out = Ether(f)
+    assert port == 1 and out.dst == BMAC[backend]
+    got = out[IP] if method == "dr" else out[IP].payload
+    if method == "tunnel":
+        assert (out[IP].proto, out[IP].dst) == (4, backend)
+    assert raw(got[ICMP]) == raw(err[ICMP])
+    assert (got.src, got.dst) == (ROUTER, VIP)
+    assert counted(lb) == (1, 0)
+
+
+def test_errors_about_no_connection_are_counted_and_not_passed_on(lb):
+    opened(lb)
+    stranger = IP(src=VIP, dst=CLIENT) / TCP(sport=80, dport=41111, flags="A")
+    out = lb.inject("p0", [raw(too_big(ROUTER, VIP, stranger))])
+    assert all(p != 1 for p, _ in out)
+    assert counted(lb) == (0, 1)
+    # A forged checksum is dropped by reason.
+    bad = too_big(ROUTER, VIP, IP(src=VIP, dst=CLIENT) / TCP(sport=80, dport=40000))
+    bad[ICMP].chksum = 0x1234
+    assert lb.inject("p0", [raw(bad)]) == []
+    assert lb.drops()["icmp_bad_checksum"] == 1
+
+
+def test_a_short_quote_is_translated_too(lb):
+    """Old routers quote 8 bytes of the transport header (RFC 792): the
+    ports are there, the checksum is not."""
+    backend, _ = opened(lb)
+    reply = IP(src=VIP, dst=CLIENT) / TCP(sport=80, dport=40000, flags="A", seq=7000)
+    short = Ether(src=CLIENT_MAC, dst=P0_MAC) / IP(src=ROUTER, dst=VIP) / \
+        ICMP(type=11, code=0) / Raw(raw(reply)[:28])
+    (port, f), = lb.inject("p0", [raw(short)])
+    ip = Ether(f)[IP]
+    body = raw(ip[ICMP])[8:]
+    assert port == 1 and len(body) == 28 and ip.dst == backend
+    assert IP(body[:20]).src == backend and int.from_bytes(body[20:22], "big") == 8080
+
+
+def test_the_syn_proxys_connections_get_the_backends_sequence_numbers(native):
+    from test_defence_fixtures import BACKEND, open_proxied, proxy_dp
+    d = proxy_dp(native)
+    d.add_service(VIP, 80, backends=[(BACKEND, 8080)], syn_proxy="always")
+    cookie, b_isn, _ = open_proxied(d)
+    # The client saw the backend's bytes numbered from the cookie.
+    reply = IP(src=VIP, dst=CLIENT) / TCP(sport=80, dport=40000, flags="A", seq=cookie + 1)
+    (port, f), = d.inject("p0", [raw(too_big(ROUTER, VIP, reply))])
+    _, inner = quote_of(f)
+    assert inner[TCP].seq == b_isn + 1
+    d.close()
+
+
+def test_l3_vip_errors_go_where_their_flow_goes(lb):
+    lb.add_vip("10.0.3.0/24", backends=[(b, 1) for b in BACKENDS], method="ipip")
+    flow = {}
+    for host in range(1, 40):
+        x = f"10.0.3.{host}"
+        (_, f), = lb.inject("p0", [raw(Ether(src=CLIENT_MAC, dst=P0_MAC) /
+                                       IP(src=CLIENT, dst=x) / UDP(sport=5, dport=6))])
+        flow[x] = Ether(f)[IP].dst
+        reply = IP(src=x, dst=CLIENT) / UDP(sport=6, dport=5)
+        (_, f), = lb.inject("p0", [raw(too_big(ROUTER, x, reply))])
+        assert Ether(f)[IP].dst == flow[x], x
+    assert len(set(flow.values())) > 1
+
+
+def test_ipv6_packet_too_big_both_ways(lb):
+    lb.add_service(VIP6, 80, backends=[(BACKEND6, 8080)], syn_proxy="off")
+    syn = Ether(src=CLIENT_MAC, dst=P0_MAC) / IPv6(src=CLIENT6, dst=VIP6) / \
+        TCP(sport=40000, dport=80, flags="S", seq=1000)
+    (_, f), = lb.inject("p0", [raw(syn)])
+    sent = Ether(f)[IPv6]
+    assert sent.dst == BACKEND6
+
+    def ptb(src, dst, quoted, mac, port_mac):
+        return Ether(src=mac, dst=port_mac) / IPv6(src=src, dst=dst) / \
+            ICMPv6PacketTooBig(mtu=1280) / Raw(raw(quoted)[:1232])
+
+    def checked(frame):
+        ip6 = Ether(frame)[IPv6]
+        icmp = ip6[ICMPv6PacketTooBig]
+        again = ip6.copy()
+        del again[ICMPv6PacketTooBig].cksum
+        assert IPv6(raw(again))[ICMPv6PacketTooBig].cksum == icmp.cksum, "ICMPv6 checksum"
+        return ip6, IPv6(raw(icmp)[8:])
+
+    reply = IPv6(src=VIP6, dst=CLIENT6) / TCP(sport=80, dport=40000, flags="A", seq=7000)
+    (port, f), = lb.inject("p0", [raw(ptb("2001:db8::fa", VIP6, reply, CLIENT_MAC, P0_MAC))])
+    ip6, inner = checked(f)
+    assert port == 1 and ip6.dst == BACKEND6 and ip6[ICMPv6PacketTooBig].mtu == 1280
+    assert (inner.src, inner.dst, inner[TCP].sport) == (BACKEND6, CLIENT6, 8080)
+    (port, f), = lb.inject("p1", [raw(ptb(BACKEND6, CLIENT6, sent, BMAC6, P1_MAC))])
+    ip6, inner = checked(f)
+    assert port == 0 and (ip6.src, ip6.dst) == (VIP6, CLIENT6)
+    assert (inner.src, inner.dst, inner[TCP].dport) == (CLIENT6, VIP6, 80)
+    assert counted(lb) == (2, 0)
