@@ -83,6 +83,7 @@ cdef extern from "pylb_dp.h" nogil:
         uint16_t rx_desc
         uint16_t tx_desc
         uint32_t link_wait_ms
+        uint16_t mtu
         char kernel_iface[PYLB_NAME_LEN]
 
     struct pylb_ip:
@@ -193,6 +194,7 @@ cdef extern from "pylb_dp.h" nogil:
         uint32_t n_addrs
         pylb_prefix addrs[2 * PYLB_MAX_ADDRS]
         char kernel_iface[PYLB_NAME_LEN]
+        uint16_t mtu
         uint64_t nic_rx_packets, nic_tx_packets, nic_rx_bytes, nic_tx_bytes
         uint64_t nic_rx_missed, nic_rx_errors, nic_tx_errors, nic_rx_nombuf
 

@@ -450,8 +450,10 @@ cdef class Dataplane:
         raise NotFound(f"no port {port!r}")
 
     def add_port(self, str name, str device="", mac=None, int rx_desc=0,
-                 int tx_desc=0, int link_wait_ms=5000, str kernel_iface=""):
+                 int tx_desc=0, int link_wait_ms=5000, str kernel_iface="", int mtu=0):
         """Add a port; returns its index. `device` empty: detached (needs `mac`).
+        `mtu`: the IP MTU (0: the device's; jumbo frames need mbufs that hold
+        them: mbuf_size).
 
         `kernel_iface` names the port's exception path: a kernel interface
         with the port's MAC and addresses."""
@@ -472,6 +474,9 @@ cdef class Dataplane:
         conf.rx_desc = rx_desc
         conf.tx_desc = tx_desc
         conf.link_wait_ms = link_wait_ms
+        if not 0 <= mtu <= 65535 or 0 < mtu < 68:
+            raise InvalidArgument(f"port {name}: MTU {mtu} is not in 68..65535")
+        conf.mtu = mtu
         _copy_str(conf.kernel_iface, kernel_iface, PYLB_NAME_LEN, "kernel interface")
         with nogil:
             rc = pylb_dp_port_add(dp, &conf, &idx)
@@ -1263,7 +1268,7 @@ cdef class Dataplane:
                                  "rx_bytes": info.nic_rx_bytes, "tx_bytes": info.nic_tx_bytes,
                                  "rx_missed": info.nic_rx_missed, "rx_errors": info.nic_rx_errors,
                                  "tx_errors": info.nic_tx_errors,
-                                 "rx_nombuf": info.nic_rx_nombuf}))
+                                 "rx_nombuf": info.nic_rx_nombuf}, info.mtu))
         return out
 
     def neighbours(self):

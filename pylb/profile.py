@@ -33,7 +33,9 @@ CONN_KEYS = {"capacity", "timeouts", "tcp_reset", "half_open_budget", "per_sourc
 LCORE_KEYS = {"main", "workers", "cpu_map"}
 MEMORY_KEYS = {"hugepages", "size_mb", "huge_dir"}
 PORT_KEYS = {"name", "vdev", "pci", "addresses", "local_addresses", "rx_desc", "tx_desc",
-             "link_wait_ms", "kernel_iface"}
+             "link_wait_ms", "kernel_iface", "mtu"}
+MBUF_HEADROOM = 128                     # RTE_PKTMBUF_HEADROOM
+FRAME_OVERHEAD = 14 + 4                 # Ethernet and one 802.1Q tag
 IFNAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
 LOG_LEVELS = {"emergency", "alert", "critical", "error", "warning", "notice", "info", "debug"}
 
@@ -53,6 +55,7 @@ class PortProfile:
     tx_desc: int = 1024
     link_wait_ms: int = 5000
     kernel_iface: str = ""
+    mtu: int = 0                        # IP MTU; 0: the device's (1500)
     # FullNAT sources of this appliance's own, on no network of a port:
     # routed to it (announced by BGP), used by FullNAT services that name
     # none, so a fleet shares one configuration.
@@ -283,7 +286,15 @@ def load_profile(path: str) -> Profile:
                                   "a kernel interface name of at most 15 letters, digits, '.', '-' or '_'",
                                   IFNAME_RE) if "kernel_iface" in rp else "",
             local_addresses=tuple(pool_ips),
+            mtu=c.integer(rp.get("mtu", 0), f"{key}.mtu", 68, 65535) if "mtu" in rp else 0,
         ))
+
+    # Jumbo frames take large mbufs: a frame is never chained.
+    for i, p in enumerate(ports):
+        if p.mtu and p.mtu + FRAME_OVERHEAD + MBUF_HEADROOM > mbuf_size:
+            raise c.fail(f"ports[{i}].mtu", f"an MTU of {p.mtu} needs mbuf_size of at least "
+                                            f"{p.mtu + FRAME_OVERHEAD + MBUF_HEADROOM} (it is "
+                                            f"{mbuf_size}): a frame is one mbuf")
 
     conns = c.mapping(top.get("connections", {}), "connections", CONN_KEYS)
     conn_capacity = c.integer(conns.get("capacity", 65536), "connections.capacity", 16, (1 << 24) - 1)

@@ -20,6 +20,7 @@ class PortInfo(NamedTuple):
     addresses: tuple
     kernel_iface: str = ""
     nic: dict = {}          # the NIC's counters: rx_packets, tx_packets, rx_bytes, ...
+    mtu: int = 1500         # IP MTU
 
 
 class Neighbour(NamedTuple):

@@ -234,3 +234,104 @@ def test_ipv6_packet_too_big_both_ways(lb):
     assert port == 0 and (ip6.src, ip6.dst) == (VIP6, CLIENT6)
     assert (inner.src, inner.dst, inner[TCP].dport) == (CLIENT6, VIP6, 80)
     assert counted(lb) == (2, 0)
+
+
+# The egress MTU: checked for every routed or translated packet.
+
+def mtu_dp(native, p0=1500, p1=1500):
+    d = native.Dataplane(mbufs=1023, mbuf_cache=0)
+    d.add_port("p0", mac=P0_MAC, mtu=p0)
+    d.add_port("p1", mac=P1_MAC, mtu=p1)
+    for port, net in (("p0", "10.0.0.1/24"), ("p1", "10.0.1.1/24"), ("p0", "2001:db8::1/64"),
+                      ("p1", "2001:db8:1::1/64")):
+        d.add_address(port, net)
+    for b in BACKENDS:
+        d.add_neighbour("p1", b, BMAC[b])
+    d.add_neighbour("p0", CLIENT, CLIENT_MAC)
+    d.add_neighbour("p1", BACKEND6, BMAC6)
+    d.add_neighbour("p0", CLIENT6, CLIENT_MAC)
+    return d
+
+
+def big(n=1400, df=True, **kw):
+    frame = c2v(payload=b"z" * (n - 40), **kw)
+    frame[IP].flags = "DF" if df else 0
+    return frame
+
+
+def test_too_big_with_df_is_refused_with_the_mtu_in_the_senders_terms(native):
+    """A client's 1,400 bytes through a NAT service to a 1,280-byte backend
+    network: the client is told 1,280, about the packet it sent (to the
+    VIP); dropped as mtu_exceeded. Without DF: two fragments, translated."""
+    d = mtu_dp(native, p1=1280)
+    assert [p.mtu for p in d.ports()] == [1500, 1280]
+    d.add_service(VIP, 80, backends=[(b, 8080) for b in BACKENDS], syn_proxy="off")
+    (_, f), = d.inject("p0", [raw(c2v())])                  # the SYN: small, resolves the output
+    backend = Ether(f)[IP].dst
+    (port, f), = d.inject("p0", [raw(big(flags="A"))])
+    err = Ether(f)
+    assert port == 0 and err.dst == CLIENT_MAC
+    assert (err[IP].dst, err[ICMP].type, err[ICMP].code, err[ICMP].nexthopmtu) == \
+        (CLIENT, 3, 4, 1280)
+    assert (IP(raw(err[ICMP])[8:]).dst) == VIP
+    assert d.drops()["mtu_exceeded"] == 1
+    frags = d.inject("p0", [raw(big(flags="A", df=False))])
+    assert [p for p, _ in frags] == [1, 1]
+    parts = [Ether(x)[IP] for _, x in frags]
+    assert all(p.dst == backend and len(p) <= 1280 and resummed(p, IP) == p.chksum
+               for p in parts)
+    assert (parts[0].flags, parts[0].frag, parts[1].flags) == (1, 0, 0)   # MF, then the last
+    whole = raw(parts[0].payload) + raw(parts[1].payload)
+    assert parts[1].frag * 8 == len(raw(parts[0].payload)) and len(whole) == 1380
+    assert TCP(whole).dport == 8080
+    assert d.totals()["ipv4_fragmented"] == 1
+    d.close()
+
+
+def test_a_backends_reply_too_big_for_the_client_side_is_told_to_the_backend(native):
+    """The reply is translated before its egress is known: the error goes
+    back through the connection, about what the backend sent."""
+    d = mtu_dp(native, p0=1280)
+    d.add_service(VIP, 80, backends=[(BACKENDS[0], 8080)], syn_proxy="off")
+    d.inject("p0", [raw(c2v())])
+    reply = Ether(src=BMAC[BACKENDS[0]], dst=P1_MAC) / IP(src=BACKENDS[0], dst=CLIENT,
+                                                          flags="DF") / \
+        TCP(sport=8080, dport=40000, flags="A") / Raw(b"r" * 1400)
+    (port, f), = d.inject("p1", [raw(reply)])
+    ip, inner = quote_of(f)
+    assert port == 1 and Ether(f).dst == BMAC[BACKENDS[0]]
+    assert (ip.dst, ip[ICMP].nexthopmtu) == (BACKENDS[0], 1280)
+    assert (inner.src, inner[TCP].sport, inner.dst) == (BACKENDS[0], 8080, CLIENT)
+    d.close()
+
+
+def test_routed_and_ipv6_packets_meet_the_egress_mtu(native):
+    d = mtu_dp(native, p1=1280)
+    d.add_route("10.0.9.0/24", [("10.0.1.254", "p1")])
+    d.add_neighbour("p1", "10.0.1.254", "02:00:00:00:0b:fe")
+    routed = Ether(src=CLIENT_MAC, dst=P0_MAC) / IP(src=CLIENT, dst="10.0.9.9", flags="DF") / \
+        UDP(sport=1, dport=2) / Raw(b"u" * 1400)
+    (port, f), = d.inject("p0", [raw(routed)])
+    assert port == 0 and Ether(f)[ICMP].nexthopmtu == 1280
+    routed[IP].flags = 0
+    assert len(d.inject("p0", [raw(routed)])) == 2
+    d.add_service(VIP6, 80, backends=[(BACKEND6, 8080)], syn_proxy="off")
+    syn = Ether(src=CLIENT_MAC, dst=P0_MAC) / IPv6(src=CLIENT6, dst=VIP6) / \
+        TCP(sport=40000, dport=80, flags="S")
+    d.inject("p0", [raw(syn)])
+    data = Ether(src=CLIENT_MAC, dst=P0_MAC) / IPv6(src=CLIENT6, dst=VIP6) / \
+        TCP(sport=40000, dport=80, flags="A") / Raw(b"v" * 1400)
+    (port, f), = d.inject("p0", [raw(data)])
+    ptb = Ether(f)[IPv6]
+    assert port == 0 and (ptb.dst, ptb[ICMPv6PacketTooBig].mtu) == (CLIENT6, 1280)
+    assert IPv6(raw(ptb[ICMPv6PacketTooBig])[8:]).dst == VIP6
+    assert d.drops()["mtu_exceeded"] == 2
+    d.close()
+
+
+def test_an_mtu_a_port_cannot_take_is_refused(native):
+    from pylb.errors import InvalidArgument
+    d = native.Dataplane(mbufs=1023, mbuf_cache=0)
+    with pytest.raises(InvalidArgument, match="MTU 40 is not in 68..65535"):
+        d.add_port("p0", mac=P0_MAC, mtu=40)
+    d.close()

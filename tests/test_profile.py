@@ -241,3 +241,15 @@ def test_a_pool_and_the_fleets_gateways_are_read_and_checked(tmp_path):
         with pytest.raises(ProfileError) as e:
             load_profile(write(tmp_path, text))
         assert e.value.key == key and says in str(e.value), str(e.value)
+
+
+def test_a_ports_mtu_is_read_and_needs_mbufs_that_hold_its_frames(tmp_path):
+    p = load_profile(write(tmp_path, GOOD + "    mtu: 1280\n"))
+    assert p.ports[0].mtu == 1280 and load_profile(write(tmp_path, GOOD)).ports[0].mtu == 0
+    jumbo = GOOD + "    mtu: 9000\n"
+    with pytest.raises(ProfileError) as e:
+        load_profile(write(tmp_path, jumbo))
+    assert e.value.key == "ports[0].mtu" and "needs mbuf_size of at least 9146" in str(e.value)
+    assert load_profile(write(tmp_path, "mbuf_size: 9216\n" + jumbo)).ports[0].mtu == 9000
+    with pytest.raises(ProfileError, match="ports.0..mtu"):
+        load_profile(write(tmp_path, GOOD + "    mtu: 40\n"))

@@ -69,6 +69,7 @@ enum pylb_err {
 	X(ICMP_ERRORS_RATELIMITED, icmp_errors_ratelimited) \
 	X(ICMP_ERRORS_TRANSLATED, icmp_errors_translated) \
 	X(ICMP_ERRORS_UNMATCHED, icmp_errors_unmatched) \
+	X(IPV4_FRAGMENTED, ipv4_fragmented) \
 	X(ND_SOLICITS, nd_solicits) \
 	X(ND_ADVERTS_SENT, nd_adverts_sent) \
 	X(ND_ADVERTS_RECEIVED, nd_adverts_received) \
@@ -145,6 +146,7 @@ enum pylb_err {
 	X(VIP_NO_ROUTE, vip_no_route) \
 	X(VIP_NO_HEADROOM, vip_no_headroom) \
 	X(VIP_TOO_BIG, vip_too_big) \
+	X(MTU_EXCEEDED, mtu_exceeded) \
 	X(L4_TRUNCATED, l4_truncated) \
 	X(NO_SERVICE, no_service) \
 	X(TCP_NO_CONN, tcp_no_conn) \
@@ -255,6 +257,9 @@ struct pylb_port_conf {
 	uint16_t rx_desc;
 	uint16_t tx_desc;
 	uint32_t link_wait_ms;
+	/* IP MTU: 0, the device's (1500); up to what one mbuf holds (jumbo
+	 * frames take large mbufs: conf.mbuf_size; frames are never chained). */
+	uint16_t mtu;
 	/* Exception path: the kernel interface carrying this port's addresses
 	 * (a TAP owned by the appliance). Empty: none. Detached ports get a
 	 * detached exception path when this is set. */
@@ -488,6 +493,7 @@ struct pylb_port_info {
 	uint32_t n_addrs;
 	struct pylb_prefix addrs[2 * PYLB_MAX_ADDRS];
 	char kernel_iface[PYLB_NAME_LEN];	/* empty: no exception path */
+	uint16_t mtu;				/* IP MTU */
 	/* The NIC's counters (rte_eth_stats); 0 for a detached port. */
 	uint64_t nic_rx_packets, nic_tx_packets, nic_rx_bytes, nic_tx_bytes;
 	uint64_t nic_rx_missed, nic_rx_errors, nic_tx_errors, nic_rx_nombuf;

@@ -259,7 +259,7 @@ pylb_dp_port_add(struct pylb_dp *dp, const struct pylb_port_conf *conf,
 	}
 	next->ports[dp->n_ports].mac = mac;
 	next->ports[dp->n_ports].kernel = p->kernel_iface[0] != '\0';
-	next->ports[dp->n_ports].mtu = RTE_ETHER_MTU;
+	next->ports[dp->n_ports].mtu = conf->mtu ? conf->mtu : RTE_ETHER_MTU;
 	if (p->ethdev >= 0)
 		rte_eth_dev_get_mtu((uint16_t)p->ethdev, &next->ports[dp->n_ports].mtu);
 	next->n_ports = (uint16_t)(dp->n_ports + 1);
@@ -448,6 +448,7 @@ pylb_dp_port_info(struct pylb_dp *dp, uint16_t port, struct pylb_port_info *info
 	memcpy(info->name, p->name, sizeof(info->name));
 	memcpy(info->device, p->device, sizeof(info->device));
 	memcpy(info->kernel_iface, p->kernel_iface, sizeof(info->kernel_iface));
+	info->mtu = dp->cfg->ports[port].mtu;
 	info->ethdev = p->ethdev;
 	memcpy(info->mac, pc->mac.addr_bytes, RTE_ETHER_ADDR_LEN);
 	if (p->ethdev >= 0 && rte_eth_link_get_nowait((uint16_t)p->ethdev, &link) == 0) {

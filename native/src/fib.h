@@ -193,12 +193,16 @@ uint32_t pylb_encap_len(bool gre, uint8_t outer_af);
 int pylb_encap(const struct pylb_cfg *cfg, bool gre, const struct pylb_ip *source,
 	       const struct pylb_ip *dst, const struct pylb_nh *nh, struct rte_mbuf *m,
 	       uint8_t inner_af, uint32_t olen);
+/* fwd.c */
 void pylb_too_big(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
-		  struct rte_mbuf *m, uint8_t af, uint16_t mtu);
+		  struct rte_mbuf *m, uint8_t af, uint16_t mtu, enum pylb_counter reason);
+void pylb_nh_output_fit(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
+			struct rte_mbuf *m, const struct pylb_nh *nh, const void *dst,
+			uint8_t dst_af);
 void pylb_out_encap(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 		    struct rte_mbuf *m, const struct pylb_nh *nh, bool gre,
 		    const struct pylb_ip *src, const struct pylb_ip *to, uint8_t af);
-void pylb_out_dr(struct pylb_lcore *lc, const struct pylb_cfg *cfg, struct rte_mbuf *m,
+void pylb_out_dr(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port, struct rte_mbuf *m,
 		 const struct pylb_nh *nh, const struct pylb_ip *to);
 /* Forward along next-hop group `group` (in_port < 0: from the kernel): the
  * same shape for both families. */
@@ -225,6 +229,8 @@ pylb_fwd4(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 	}
 	nh = nhg_pick(lc->dp, group, nhg_multi(lc->dp, group) ?
 		      flow_hash4(lc->dp->conf.hash_key, ip->src_addr, ip->dst_addr) : 0);
+	if (unlikely(rte_be_to_cpu_16(ip->total_length) > cfg->ports[nh->port].mtu))
+		return pylb_nh_output_fit(lc, cfg, in_port, m, nh, &ip->dst_addr, 4);
 	nh_output(lc, cfg, nh, &ip->dst_addr, 4, m);
 }
 
@@ -246,6 +252,8 @@ pylb_fwd6(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 	}
 	nh = nhg_pick(lc->dp, group, nhg_multi(lc->dp, group) ?
 		      flow_hash6(lc->dp->conf.hash_key, ip->src_addr, ip->dst_addr) : 0);
+	if (unlikely(sizeof(*ip) + rte_be_to_cpu_16(ip->payload_len) > cfg->ports[nh->port].mtu))
+		return pylb_nh_output_fit(lc, cfg, in_port, m, nh, ip->dst_addr, 6);
 	nh_output(lc, cfg, nh, ip->dst_addr, 6, m);
 }
 

@@ -63,7 +63,7 @@ out_routed(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port, struc
 }
 
 static void
-out_dr(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port __rte_unused,
+out_dr(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
        struct rte_mbuf *m, const uint8_t *to, uint8_t af, uint32_t hash)
 {
 	struct pylb_ip b = { .af = af };
@@ -72,7 +72,7 @@ out_dr(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port __rte_unus
 	if (!backend_group(lc, m, to, af, &g))
 		return;
 	memcpy(b.ip, to, af == 4 ? 4 : 16);
-	pylb_out_dr(lc, cfg, m, nhg_pick(lc->dp, g, hash), &b);
+	pylb_out_dr(lc, cfg, in_port, m, nhg_pick(lc->dp, g, hash), &b);
 }
 
 static void
@@ -353,6 +353,8 @@ conn_output(struct pylb_lcore *lc, const struct pylb_cfg *cfg, struct pylb_conn 
 
 	if (!(c->flags & CONN_F_OUT_OK) && !conn_resolve(lc, c))
 		return false;
+	if (unlikely(rte_pktmbuf_pkt_len(m) - sizeof(*eth) > cfg->ports[c->out_port].mtu))
+		return false;	/* the full path fragments it (IPv4 without DF) */
 	if (c->af == 4) {
 		struct rte_ipv4_hdr *ip = (struct rte_ipv4_hdr *)(eth + 1);
 
@@ -377,11 +379,35 @@ conn_output(struct pylb_lcore *lc, const struct pylb_cfg *cfg, struct pylb_conn 
 
 /* A client's packet for its connection, one handler per forwarding method
  * (l4_methods, indexed by the method the connection was opened with). */
+/* Does m fit its connection's egress? Asked before translation, so that
+ * "fragmentation needed" or "packet too big" quotes the packet as its
+ * sender sent it. IPv4 without DF fits: the output fragments it. */
+static inline bool
+conn_fits(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port, struct rte_mbuf *m,
+	  const struct pylb_conn *c)
+{
+	const struct rte_ipv4_hdr *ip = rte_pktmbuf_mtod_offset(m,
+		const struct rte_ipv4_hdr *, sizeof(struct rte_ether_hdr));
+	uint16_t mtu;
+
+	if (likely(!(c->flags & CONN_F_OUT_OK)))
+		return true;	/* not resolved yet: the output checks */
+	mtu = cfg->ports[c->out_port].mtu;
+	if (likely(rte_pktmbuf_pkt_len(m) - sizeof(struct rte_ether_hdr) <= mtu) ||
+	    (c->af == 4 && !(ip->fragment_offset & RTE_BE16(RTE_IPV4_HDR_DF_FLAG))))
+		return true;
+	pylb_too_big(lc, cfg, in_port, m, c->af, mtu, PYLB_D_MTU_EXCEEDED);
+	return false;
+}
+
 static void
 forward_nat(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 	    struct rte_mbuf *m, uint16_t *ports, struct pylb_conn *c)
 {
 	const uint8_t *be = conn_addr(&lc->ct, c, CONN_BACKEND);
+
+	if (unlikely(!conn_fits(lc, cfg, in_port, m, c)))
+		return;
 
 	if (unlikely(c->flags & CONN_F_SYNPROXY))
 		pylb_synproxy_to_backend(c, m, ports);
@@ -395,6 +421,9 @@ forward_fullnat(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 		struct rte_mbuf *m, uint16_t *ports, struct pylb_conn *c)
 {
 	const uint8_t *be = conn_addr(&lc->ct, c, CONN_BACKEND);
+
+	if (unlikely(!conn_fits(lc, cfg, in_port, m, c)))
+		return;
 
 	if (unlikely(c->flags & CONN_F_SYNPROXY))
 		pylb_synproxy_to_backend(c, m, ports);

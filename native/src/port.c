@@ -161,6 +161,22 @@ pylb_port_setup(struct pylb_dp *dp, struct pylb_port *p,
 				RTE_MIN(klen, (uint8_t)sizeof(rss_key));
 		}
 	}
+	if (conf->mtu != 0) {
+		struct rte_mempool *pool = pylb_pool_for(dp, rte_eth_dev_socket_id(id));
+		uint32_t room = pool != NULL ? rte_pktmbuf_data_room_size(pool) -
+			RTE_PKTMBUF_HEADROOM : 0;
+
+		if (conf->mtu < info.min_mtu || conf->mtu > info.max_mtu)
+			return pylb_fail(-PYLB_E_INVAL, "port %s: %s takes an MTU from %u to %u, not %u",
+					 conf->name, info.driver_name, info.min_mtu,
+					 info.max_mtu, conf->mtu);
+		if ((uint32_t)conf->mtu + RTE_ETHER_HDR_LEN + RTE_VLAN_HLEN > room)
+			return pylb_fail(-PYLB_E_INVAL,
+				"port %s: an MTU of %u needs mbufs of at least %u bytes (the profile's mbuf_size): a frame is one mbuf",
+				conf->name, conf->mtu,
+				conf->mtu + RTE_ETHER_HDR_LEN + RTE_VLAN_HLEN + RTE_PKTMBUF_HEADROOM);
+		ec.rxmode.mtu = conf->mtu;
+	}
 	rc = rte_eth_macaddr_get(id, mac);
 	if (rc != 0)
 		return pylb_fail(-PYLB_E_PORT, "port %s: cannot read the MAC: %s",

@@ -21,6 +21,7 @@
 #define PYLB_NEIGH_TRIES	3	/* requests before giving up */
 #define PYLB_NEIGH_SWEEP_MS	100	/* aging pass period */
 #define PYLB_ICMP_RATE		1000	/* ICMP errors per second per lcore */
+#define PYLB_MAX_FRAGMENTS	64	/* an IPv4 packet cut for a smaller egress MTU */
 #define PYLB_ICMP_BURST		100
 #define PYLB_ROUTES_DEFAULT	(1 << 16)	/* per family */
 #define PYLB_TBL8_DEFAULT	8192	/* IPv4 FIB tbl8 groups (longer than /24) */

@@ -87,24 +87,6 @@ pylb_encap(const struct pylb_cfg *cfg, bool gre, const struct pylb_ip *source,
 	return 0;
 }
 
-/* Too big to encapsulate for the egress port: tell the source the MTU left
- * for it (IPv4 with DF, IPv6) so path MTU discovery adapts. */
-void
-pylb_too_big(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
-	struct rte_mbuf *m, uint8_t af, uint16_t mtu)
-{
-	const struct rte_ipv4_hdr *ip = rte_pktmbuf_mtod_offset(m,
-		const struct rte_ipv4_hdr *, sizeof(struct rte_ether_hdr));
-
-	if (in_port >= 0 && af == 4 && (ip->fragment_offset & RTE_BE16(RTE_IPV4_HDR_DF_FLAG)))
-		pylb_icmp4_error(lc, cfg, (uint16_t)in_port, m, ICMP_DEST_UNREACH,
-				 ICMP_FRAG_NEEDED, mtu);
-	else if (in_port >= 0 && af == 6)
-		pylb_icmp6_error(lc, cfg, (uint16_t)in_port, m, ICMP6_PACKET_TOO_BIG,
-				 0, mtu);
-	drop(lc, m, PYLB_D_VIP_TOO_BIG);
-}
-
 /* The output towards backend `to` through nh, encapsulated (IPIP, or GRE)
  * from `src` (unset: the port's address), the egress MTU checked. */
 void
@@ -117,7 +99,8 @@ pylb_out_encap(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 	int reason;
 
 	if (rte_pktmbuf_pkt_len(m) - sizeof(struct rte_ether_hdr) + olen > mtu)
-		return pylb_too_big(lc, cfg, in_port, m, af, (uint16_t)(mtu - olen));
+		return pylb_too_big(lc, cfg, in_port, m, af, (uint16_t)(mtu - olen),
+				    PYLB_D_VIP_TOO_BIG);
 	reason = pylb_encap(cfg, gre, src, to, nh, m, af, olen);
 	if (reason != 0)
 		return drop(lc, m, (enum pylb_counter)reason);
@@ -127,11 +110,14 @@ pylb_out_encap(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 /* Direct routing: the backend on a connected network, the frame readdressed
  * to its MAC. */
 void
-pylb_out_dr(struct pylb_lcore *lc, const struct pylb_cfg *cfg, struct rte_mbuf *m,
+pylb_out_dr(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port, struct rte_mbuf *m,
 	    const struct pylb_nh *nh, const struct pylb_ip *to)
 {
 	if (!nh->connected)
 		return drop(lc, m, PYLB_D_VIP_NO_ROUTE);
+	if (unlikely(rte_pktmbuf_pkt_len(m) - sizeof(struct rte_ether_hdr) >
+		     cfg->ports[nh->port].mtu))
+		return pylb_nh_output_fit(lc, cfg, in_port, m, nh, to->ip, to->af);
 	nh_output(lc, cfg, nh, to->ip, to->af, m);
 }
 
@@ -157,7 +143,7 @@ vip_dr(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port __rte_unus
        struct rte_mbuf *m, const struct pylb_nh *nh, const struct pylb_vip *vip __rte_unused,
        const struct pylb_ip *to, uint8_t af __rte_unused)
 {
-	pylb_out_dr(lc, cfg, m, nh, to);
+	pylb_out_dr(lc, cfg, in_port, m, nh, to);
 }
 
 static pylb_vip_out_fn *const vip_out[] = {
