@@ -1,0 +1,196 @@
+"""End to end: path MTU discovery through pylb. Routers on both sides of
+the appliance have a 1,280-byte hop towards the far end (a route with
+`mtu lock 1280`: the endpoints' own links stay at 1,500, so TCP's MSS does
+not hide the bottleneck). Every 'fragmentation needed' / 'packet too big'
+those routers send is about a packet that went through pylb, so it reaches
+its sender only if pylb matches it to the connection and translates it.
+5 MB each way through NAT and FullNAT services, IPv4 and IPv6; afterwards
+both endpoints have learned 1,280 for the path."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from appliance_harness import Appliance, sh
+from pylb.v1 import pylb_pb2 as pb
+
+# A server (dual-stack) that takes N bytes, answers their SHA-256, then
+# sends N bytes of its own.
+BULK = """
+import hashlib, socket, threading
+s = socket.socket(socket.AF_INET6)
+s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("::", 9100))
+s.listen(16)
+print("ready", flush=True)
+def serve(c):
+    n = int.from_bytes(c.recv(8, socket.MSG_WAITALL), "big")
+    h, got = hashlib.sha256(), 0
+    while got < n:
+        d = c.recv(65536)
+        if not d:
+            return
+        h.update(d)
+        got += len(d)
+    c.sendall(h.digest())
+    c.sendall(bytes(range(256)) * (n // 256))
+    c.close()
+while True:
+    threading.Thread(target=serve, args=(s.accept()[0],), daemon=True).start()
+"""
+
+# The client: N random bytes up, the server's digest of them checked, N
+# bytes down checked.
+TRANSFER = """
+import hashlib, json, os, socket, sys
+vip, n = sys.argv[1], int(sys.argv[2])
+c = socket.create_connection((vip, 9100), 10)
+c.settimeout(60)
+data = os.urandom(n)
+c.sendall(n.to_bytes(8, "big") + data)
+ok_up = c.recv(32, socket.MSG_WAITALL) == hashlib.sha256(data).digest()
+down = bytearray()
+while len(down) < n:
+    d = c.recv(65536)
+    if not d:
+        break
+    down += d
+print(json.dumps([ok_up, bytes(down) == bytes(range(256)) * (n // 256)]))
+"""
+
+SIZE = 5 * 1024 * 1024
+
+
+def ns_add(name):
+    sh("ip", "netns", "del", name, check=False)
+    sh("ip", "netns", "add", name)
+    sh("ip", "-n", name, "link", "set", "lo", "up")
+
+
+def pmtu(ns: str, dst: str) -> int | None:
+    """The path MTU `ns` has learned towards dst (None: none learned)."""
+    out = sh("ip", "-n", ns, "route", "get", dst, check=False).stdout.split()
+    return int(out[out.index("mtu") + 1]) if "mtu" in out else None
+
+
+class Path:
+    """C -- RC ==pylb== RB -- B; RC's route to C and RB's route to B have
+    `mtu lock 1280`."""
+
+    def __init__(self):
+        self.app = Appliance()
+        net = self.app.net                       # 10.1NN
+        k = net.split(".")[1]
+        self.v4 = {"c": f"{net}.20.2", "b": f"{net}.30.2", "nat": f"{net}.9.80",
+                   "fullnat": f"{net}.9.81", "lip": f"{net}.1.1"}
+        self.v6 = {"c": f"fd00:{k}:20::2", "b": f"fd00:{k}:30::2", "nat": f"fd00:{k}:9::80",
+                   "fullnat": f"fd00:{k}:9::81", "lip": f"fd00:{k}:1::1"}
+        with open(self.app.profile) as f:
+            prof = yaml.safe_load(f)
+        for i in range(2):
+            prof["ports"][i]["addresses"] = [f"{net}.{i}.1/24", f"fd00:{k}:{i}::1/64"]
+        with open(self.app.profile, "w") as f:
+            yaml.safe_dump(prof, f)
+        tag = self.app.instance
+        self.ns = {x: f"{x}{tag}" for x in ("C", "RC", "RB", "B")}
+        self.procs = []
+        try:
+            self._build(net, k)
+        except BaseException:
+            self.close()
+            raise
+
+    def _build(self, net, k):
+        C, RC, RB, B = (self.ns[x] for x in ("C", "RC", "RB", "B"))
+        for ns in self.ns.values():
+            ns_add(ns)
+        for r in (RC, RB):
+            sh("ip", "netns", "exec", r, "sysctl", "-qw", "net.ipv4.ip_forward=1",
+               "net.ipv6.conf.all.forwarding=1")
+        self.app.start()
+        # C -- RC, RB -- B: 1,500-byte links.
+        for end, router, net4, net6 in ((C, RC, f"{net}.20", f"fd00:{k}:20:"),
+                                        (B, RB, f"{net}.30", f"fd00:{k}:30:")):
+            a, b = f"e{end}"[:15], f"r{end}"[:15]
+            sh("ip", "link", "add", a, "type", "veth", "peer", "name", b)
+            sh("ip", "link", "set", a, "netns", end)
+            sh("ip", "link", "set", b, "netns", router)
+            for ns, dev, host in ((end, a, 2), (router, b, 1)):
+                sh("ip", "-n", ns, "addr", "add", f"{net4}.{host}/24", "dev", dev)
+                sh("ip", "-n", ns, "addr", "add", f"{net6}:{host}/64", "dev", dev, "nodad")
+                sh("ip", "-n", ns, "link", "set", dev, "up")
+            sh("ip", "-n", end, "route", "add", "default", "via", f"{net4}.1")
+            sh("ip", "-n", end, "-6", "route", "add", "default", "via", f"{net6}:1")
+            # The bottleneck: the router's hop towards the far end.
+            sh("ip", "-n", router, "route", "replace", f"{net4}.0/24", "dev", b, "mtu", "lock",
+               "1280")
+            sh("ip", "-n", router, "-6", "route", "replace", f"{net6}:/64", "dev", b, "metric",
+               "256", "mtu", "lock", "1280")    # (the kernel's own has metric 256)
+        # RC, RB -- pylb's p0, p1 (its TAPs).
+        for i, router in enumerate((RC, RB)):
+            dev = self.app.ifaces[i]
+            sh("ip", "link", "set", dev, "netns", router)
+            sh("ip", "-n", router, "addr", "add", f"{net}.{i}.2/24", "dev", dev)
+            sh("ip", "-n", router, "addr", "add", f"fd00:{k}:{i}::2/64", "dev", dev, "nodad")
+            sh("ip", "-n", router, "link", "set", dev, "up")
+        sh("ip", "-n", RC, "route", "add", f"{net}.9.0/24", "via", f"{net}.0.1")
+        sh("ip", "-n", RC, "-6", "route", "add", f"fd00:{k}:9::/64", "via", f"fd00:{k}:0::1")
+        sh("ip", "-n", RB, "route", "add", f"{net}.20.0/24", "via", f"{net}.1.1")   # NAT replies
+        sh("ip", "-n", RB, "-6", "route", "add", f"fd00:{k}:20::/64", "via", f"fd00:{k}:1::1")
+        srv = subprocess.Popen(["ip", "netns", "exec", B, sys.executable, "-c", BULK],
+                               stdout=subprocess.PIPE, text=True)
+        assert srv.stdout.readline().strip() == "ready"
+        self.procs.append(srv)
+        routes = [(f"{net}.20.0/24", f"{net}.0.2", "p0"), (f"fd00:{k}:20::/64", f"fd00:{k}:0::2", "p0"),
+                  (f"{net}.30.0/24", f"{net}.1.2", "p1"), (f"fd00:{k}:30::/64", f"fd00:{k}:1::2", "p1")]
+        services = []
+        for fam in (self.v4, self.v6):
+            backend = f"[{fam['b']}]:9100" if ":" in fam["b"] else f"{fam['b']}:9100"
+            services += [{"vip": fam["nat"], "port": 9100, "backends": [backend]},
+                         {"vip": fam["fullnat"], "port": 9100, "method": "fullnat",
+                          "local_addresses": [fam["lip"]], "backends": [backend]}]
+        self.app.api().ApplyConfig(pb.ApplyConfigRequest(yaml=yaml.safe_dump({
+            "services": services,
+            "routes": [{"prefix": p, "via": [{"gateway": g, "port": port}]}
+                       for p, g, port in routes]})))
+
+    def transfer(self, vip: str) -> list[bool]:
+        out = sh("ip", "netns", "exec", self.ns["C"], sys.executable, "-c", TRANSFER, vip,
+                 str(SIZE), timeout=180).stdout
+        return json.loads(out)
+
+    def close(self):
+        for p in self.procs:
+            p.kill()
+            p.wait()
+        self.app.stop()
+        for ns in self.ns.values():
+            sh("ip", "netns", "del", ns, check=False)
+
+
+@pytest.fixture(scope="module")
+def path():
+    p = Path()
+    yield p
+    p.close()
+
+
+@pytest.mark.parametrize("family", ["v4", "v6"])
+@pytest.mark.parametrize("method", ["nat", "fullnat"])
+def test_five_megabytes_each_way_learn_the_path_mtu(path, method, family):
+    fam = getattr(path, family)
+    before = dict(path.app.api().GetStats(pb.GetStatsRequest()).counters)
+    assert path.transfer(fam[method]) == [True, True]
+    # The client learned it for the VIP (upload: RB's error, translated by
+    # pylb); the backend for whom it answers (download: RC's error about
+    # the VIP's packet, translated back): the client, or FullNAT's address.
+    assert pmtu(path.ns["C"], fam[method]) == 1280
+    assert pmtu(path.ns["B"], fam["c"] if method == "nat" else fam["lip"]) == 1280
+    after = dict(path.app.api().GetStats(pb.GetStatsRequest()).counters)
+    assert after["icmp_errors_translated"] >= before["icmp_errors_translated"] + 2
