@@ -200,9 +200,10 @@ def test_every_drop_reason_is_exercised():
     from test_l3_fixtures import EXERCISED as L3
     from test_l4_fixtures import EXERCISED as L4
     from test_defence_fixtures import EXERCISED as DEFENCE
+    from test_icmp_fixtures import EXERCISED as ICMP
     # Resource exhaustion reasons cannot be provoked with well-sized pools.
     resources = {"tx_full", "alloc_failed", "vip_no_headroom", "redirect_full"}
-    untested = set(DROP_REASONS) - {r for _, r in MALFORMED.values()} - L3 - L4 - DEFENCE - resources
+    untested = set(DROP_REASONS) - {r for _, r in MALFORMED.values()} - L3 - L4 - DEFENCE - ICMP - resources
     assert not untested
 
 

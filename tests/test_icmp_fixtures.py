@@ -22,6 +22,9 @@ LIP = "10.0.1.1"                # FullNAT's local address (p1's)
 CLIENT6, VIP6, BACKEND6 = "2001:db8::2", "2001:db8::100", "2001:db8:1::20"
 BMAC6 = "02:00:00:00:0b:66"
 
+# Drop reasons provoked here (see test_host_fixtures.test_every_drop_reason_is_exercised).
+EXERCISED = {"mtu_exceeded", "icmp_bad_checksum"}
+
 
 @pytest.fixture
 def lb(dp):
