@@ -45,6 +45,12 @@ ten million frames fit in hugepages. Cases:
   of replies to the local ports the connections were given (1024 + i for
   flow i, checked: the share translated is reported), replayed endlessly on
   the backend-side port while the client-side pcap plays once;
+- icmp_error: "fragmentation needed" from a router on the clients' side to
+  the VIP, each quoting the reply of one of N established UDP NAT flows (its
+  own client): a pcap of the clients' packets plays once (creating the
+  connections) on p0 while the errors replay endlessly on p1; every error
+  is matched to its connection, translated (outer, quoted, checksums) and
+  sent to the backend (icmperr.c);
 - route6, vip6, established6, syn6: the same as route, vip (IPv6 in IPv6),
   established (up to 1,000,000 flows) and syn over IPv6 (client fd01::1 +
   f // 50000), beside their IPv4 cases;
@@ -89,9 +95,10 @@ def million() -> list[str]:
 
 
 def mbuf_size(kind: str) -> int:
-    """192 bytes (64 of data) hold the IPv4 frames; IPv6 headers, and the
-    options of a cookie SYN-ACK (written in the SYN's own mbuf), need 256."""
-    return MBUF_SIZE + 64 * (kind.endswith("6") or kind == "synflood")
+    """192 bytes (64 of data) hold the IPv4 frames; IPv6 headers, the
+    options of a cookie SYN-ACK (written in the SYN's own mbuf) and an ICMP
+    error's quote need 256."""
+    return MBUF_SIZE + 64 * (kind.endswith("6") or kind in ("synflood", "icmp_error"))
 PORTS_PER_CLIENT = 50000
 
 
@@ -124,6 +131,20 @@ def make_reply_pcap(path: str, flows: int) -> None:
             b[36:38] = (1024 + i).to_bytes(2, "big")
             yield b
     common.write_pcap(path, frames())
+
+
+def make_error_pcap(path: str, flows: int) -> None:
+    """Flow f's error: 10.0.0.2 -> VIP, fragmentation needed, quoting the
+    reply VIP:53 -> flow f's client and port (its IP header and 8 bytes)."""
+    from scapy.layers.inet import ICMP, IP, UDP
+    from scapy.layers.l2 import Ether
+    quoted = bytes(IP(src=VIP, dst="10.1.0.1", ttl=60) / UDP(sport=53, dport=1024, chksum=0))
+    tpl = bytes(Ether(src="02:00:00:00:00:02", dst=PCAP_MAC[:-1] + "1")
+                / IP(src="10.0.0.2", dst=VIP, ttl=64) / ICMP(type=3, code=4, nexthopmtu=1280)
+                / quoted[:28])
+    # Quoted at 42: its destination (the client) at 58, its UDP destination
+    # port at 64; the checksums over them: the quoted IP header's (52), ICMP's (36).
+    common.write_pcap(path, per_flow(tpl, flows, 58, 4, 64, {52: "addr", 36: "both"}))
 
 
 def per_flow(tpl: bytes, flows: int, src_at: int, src_len: int, port_at: int, sums: dict):
@@ -166,6 +187,8 @@ def make_pcap(path: str, kind: str, flows: int) -> None:
     from scapy.layers.l2 import ARP, Ether
     if kind == "fullnat_reply":
         return make_reply_pcap(path, flows)
+    if kind == "icmp_error":
+        return make_error_pcap(path, flows)
     if kind == "arp":
         tpl = bytes(Ether(src="02:00:00:00:00:02", dst="ff:ff:ff:ff:ff:ff")
                     / ARP(op=1, hwsrc="02:00:00:00:00:02", psrc="10.0.0.2", pdst="10.0.0.1"))
@@ -207,6 +230,11 @@ def make_frames(kind: str, flows: int):
     return per_flow(tpl, flows, 26, 4, 38 if kind == "icmp" else 34, sums)
 
 
+def first_pass(kind: str) -> str:
+    """The case whose pcap creates a two-pass case's connections."""
+    return {"fullnat_reply": "fullnat", "icmp_error": "established"}[kind]
+
+
 def huge_free() -> int:
     with open("/proc/meminfo") as f:
         for line in f:
@@ -240,7 +268,8 @@ def pylb_side(kind: str, pcap: str, flows: int, seconds: float) -> dict:
         out = memory(native, flows)
         common.eal_end(native, "pylb-bench-l4")
         return out
-    dp = native.Dataplane(workers=[1], mbufs=(2 if kind in ("fullnat_reply", "synflood") else 1) *
+    two_pass = kind in ("fullnat_reply", "icmp_error")
+    dp = native.Dataplane(workers=[1], mbufs=(2 if two_pass or kind == "synflood" else 1) *
                           flows + 16384,
                           mbuf_size=mbuf_size(kind),
                           # IPv6 addresses take a side table of a quarter of the entries
@@ -251,10 +280,10 @@ def pylb_side(kind: str, pcap: str, flows: int, seconds: float) -> dict:
                           half_open_budget=1 << 30,
                           per_source={"new_per_second": LIMIT} if kind == "established_defended"
                           else None, sync=kind == "syn_sync")
-    if kind == "fullnat_reply":
+    if two_pass:
         # The clients' pcap plays once (creating the connections), the
-        # backend's replies endlessly.
-        dp.add_port("p0", f"net_pcap0,rx_pcap={pcap.replace('fullnat_reply', 'fullnat')}",
+        # backend's replies (the errors) endlessly.
+        dp.add_port("p0", f"net_pcap0,rx_pcap={pcap.replace(kind, first_pass(kind))}",
                     link_wait_ms=0)
         dp.add_port("p1", f"net_pcap1,rx_pcap={pcap},infinite_rx=1", link_wait_ms=0)
     else:
@@ -281,7 +310,7 @@ def pylb_side(kind: str, pcap: str, flows: int, seconds: float) -> dict:
             t0 = time.monotonic()
             dp.set_acls([("deny", "drop", million())], {0: [0]})
             acl_s = time.monotonic() - t0
-    elif kind in ("established", "established6"):
+    elif kind in ("established", "established6", "icmp_error"):
         dp.add_service(vip, 53, proto="udp", backends=[(backend, 5353)])
     elif kind == "established_defended":
         dp.add_service(vip, 53, proto="udp", backends=[(backend, 5353, 1, "up", LIMIT)], id=0,
@@ -322,7 +351,7 @@ def pylb_side(kind: str, pcap: str, flows: int, seconds: float) -> dict:
         # Measured once the first pass is behind us (and, for replies, every
         # connection exists).
         while sample(dp, names)["rx_packets"] < 2 * flows or \
-                (kind == "fullnat_reply" and dp.conn_count() < flows):
+                (two_pass and dp.conn_count() < flows):
             time.sleep(0.01)
         a = sample(dp, names)
         time.sleep(seconds)
@@ -337,7 +366,8 @@ def pylb_side(kind: str, pcap: str, flows: int, seconds: float) -> dict:
            "created": d["conn_created"], "table_full": d["conn_table_full"],
            "cookies_share": d["syn_cookies_sent"] / d["rx_packets"],
            **({"acl_build_s": acl_s} if acl_s is not None else {}),
-           "translated_replies_share": d["nat_replies"] / d["rx_packets"]}
+           "translated_replies_share": d["nat_replies"] / d["rx_packets"],
+           "translated_errors_share": d["icmp_errors_translated"] / d["rx_packets"]}
     dp.close()
     common.eal_end(native, "pylb-bench-l4")
     return out
@@ -383,7 +413,8 @@ def main() -> None:
          ("syn_sync", args.syn_flows),
          ("synflood", args.syn_flows),
          ("table_full", args.fullnat_flows * 2),
-         ("fullnat", args.fullnat_flows), ("fullnat_reply", args.fullnat_flows)]
+         ("fullnat", args.fullnat_flows), ("fullnat_reply", args.fullnat_flows),
+         ("icmp_error", args.fullnat_flows)]
     if args.cases:
         cases = [c for c in cases if c[0] in args.cases.split(",")]
     rows, results = [], {}
@@ -391,8 +422,8 @@ def main() -> None:
     for kind, flows in cases:
         pcap = os.path.join(args.out, f"l4-{kind}-{flows}.pcap")
         make_pcap(pcap, kind, flows)
-        if kind == "fullnat_reply":
-            make_pcap(pcap.replace("fullnat_reply", "fullnat"), "fullnat", flows)
+        if kind in ("fullnat_reply", "icmp_error"):
+            make_pcap(pcap.replace(kind, first_pass(kind)), first_pass(kind), flows)
         # The baseline: testpmd io on the same pcap (replaying a million frames
         # costs the driver cache misses that a thousand do not).
         base = [common.testpmd([f"net_pcap0,rx_pcap={pcap},infinite_rx=1", "net_null0,no-rx=1"],
@@ -401,8 +432,8 @@ def main() -> None:
                 for _ in range(args.runs)]
         runs = [pylb_once(kind, pcap, flows, args.seconds) for _ in range(args.runs)]
         os.unlink(pcap)
-        if kind == "fullnat_reply":
-            os.unlink(pcap.replace("fullnat_reply", "fullnat"))
+        if kind in ("fullnat_reply", "icmp_error"):
+            os.unlink(pcap.replace(kind, first_pass(kind)))
         mhz = base[0]["tsc_mhz"]
         results[f"{kind}-{flows}"] = runs
         results[f"testpmd-{kind}-{flows}"] = base
