@@ -84,6 +84,8 @@ cdef extern from "pylb_dp.h" nogil:
         uint16_t tx_desc
         uint32_t link_wait_ms
         uint16_t mtu
+        uint16_t vlan
+        uint16_t parent
         char kernel_iface[PYLB_NAME_LEN]
 
     struct pylb_ip:

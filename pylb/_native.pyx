@@ -450,10 +450,12 @@ cdef class Dataplane:
         raise NotFound(f"no port {port!r}")
 
     def add_port(self, str name, str device="", mac=None, int rx_desc=0,
-                 int tx_desc=0, int link_wait_ms=5000, str kernel_iface="", int mtu=0):
+                 int tx_desc=0, int link_wait_ms=5000, str kernel_iface="", int mtu=0,
+                 parent=None, int vlan=0):
         """Add a port; returns its index. `device` empty: detached (needs `mac`).
         `mtu`: the IP MTU (0: the device's; jumbo frames need mbufs that hold
-        them: mbuf_size).
+        them: mbuf_size). `parent` and `vlan`: an 802.1Q sub-interface of
+        that port (no device, MAC or kernel interface of its own).
 
         `kernel_iface` names the port's exception path: a kernel interface
         with the port's MAC and addresses."""
@@ -477,6 +479,13 @@ cdef class Dataplane:
         if not 0 <= mtu <= 65535 or 0 < mtu < 68:
             raise InvalidArgument(f"port {name}: MTU {mtu} is not in 68..65535")
         conf.mtu = mtu
+        if (parent is None) != (vlan == 0):
+            raise InvalidArgument(f"port {name}: a VLAN needs both its parent port and its tag")
+        if parent is not None:
+            if not 1 <= vlan <= 4094:
+                raise InvalidArgument(f"port {name}: VLAN {vlan} is not in 1..4094")
+            conf.parent = self.port_index(parent)
+            conf.vlan = vlan
         _copy_str(conf.kernel_iface, kernel_iface, PYLB_NAME_LEN, "kernel interface")
         with nogil:
             rc = pylb_dp_port_add(dp, &conf, &idx)

@@ -16,6 +16,7 @@ from pylb import config, model, yamlsrc
 from pylb.errors import ProfileError
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,23}$")
+PORT_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,23}$")    # p0, p0.100 (a VLAN)
 PCI_RE = re.compile(r"^([0-9a-fA-F]{4}:)?[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]$")
 VDEV_RE = re.compile(r"^net_[a-z]+[0-9]*(,[A-Za-z0-9_]+=[^,\s]*)*$")
 
@@ -33,7 +34,7 @@ CONN_KEYS = {"capacity", "timeouts", "tcp_reset", "half_open_budget", "per_sourc
 LCORE_KEYS = {"main", "workers", "cpu_map"}
 MEMORY_KEYS = {"hugepages", "size_mb", "huge_dir"}
 PORT_KEYS = {"name", "vdev", "pci", "addresses", "local_addresses", "rx_desc", "tx_desc",
-             "link_wait_ms", "kernel_iface", "mtu"}
+             "link_wait_ms", "kernel_iface", "mtu", "parent", "vlan"}
 MBUF_HEADROOM = 128                     # RTE_PKTMBUF_HEADROOM
 FRAME_OVERHEAD = 14 + 4                 # Ethernet and one 802.1Q tag
 IFNAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
@@ -56,6 +57,9 @@ class PortProfile:
     link_wait_ms: int = 5000
     kernel_iface: str = ""
     mtu: int = 0                        # IP MTU; 0: the device's (1500)
+    # An 802.1Q sub-interface: VLAN `vlan` of port `parent` (no device).
+    parent: str = ""
+    vlan: int = 0
     # FullNAT sources of this appliance's own, on no network of a port:
     # routed to it (announced by BGP), used by FullNAT services that name
     # none, so a fleet shares one configuration.
@@ -64,6 +68,10 @@ class PortProfile:
     @property
     def device(self) -> str:
         return self.vdev or self.pci or ""
+
+    @property
+    def is_vlan(self) -> bool:
+        return self.vlan != 0
 
     @property
     def kernel_interfaces(self) -> tuple[str, ...]:
@@ -235,18 +243,36 @@ def load_profile(path: str) -> Profile:
         key = f"ports[{i}]"
         rp = c.mapping(rp, key, PORT_KEYS)
         pname = c.string(rp.get("name"), f"{key}.name",
-                         "a port name of letters, digits, '-' or '_' (at most 24)", NAME_RE)
+                         "a port name of letters, digits, '.', '-' or '_' (at most 24)",
+                         PORT_NAME_RE)
         if pname in seen_names:
             raise c.fail(f"{key}.name", f"port name '{pname}' is used twice")
         seen_names.add(pname)
-        if ("vdev" in rp) == ("pci" in rp):
+        parent, vlan = "", 0
+        if "vlan" in rp or "parent" in rp:
+            # An 802.1Q sub-interface of an earlier port.
+            if "parent" not in rp or "vlan" not in rp:
+                raise c.fail(key, "a VLAN needs 'parent' (an earlier port's name) and 'vlan' "
+                                  "(its tag, 1..4094)")
+            parent = rp["parent"]
+            owner = next((p for p in ports if p.name == parent), None)
+            if owner is None or owner.is_vlan:
+                raise c.fail(f"{key}.parent", f"expected an earlier port that is not a VLAN, "
+                                              f"got {yamlsrc.show(parent)}")
+            vlan = c.integer(rp["vlan"], f"{key}.vlan", 1, 4094)
+            if any(p.parent == parent and p.vlan == vlan for p in ports):
+                raise c.fail(f"{key}.vlan", f"port {parent} already has VLAN {vlan}")
+            for k in ("vdev", "pci", "kernel_iface", "mtu"):
+                if k in rp:
+                    raise c.fail(f"{key}.{k}", f"a VLAN has its parent's {k}")
+        elif ("vdev" in rp) == ("pci" in rp):
             raise c.fail(key, "expected exactly one of 'vdev' (e.g. net_tap0,iface=pylb0) "
-                              "or 'pci' (e.g. 0000:03:00.0)")
+                              "or 'pci' (e.g. 0000:03:00.0), or 'parent' and 'vlan' for a VLAN")
         vdev = pci = None
         if "vdev" in rp:
             vdev = c.string(rp["vdev"], f"{key}.vdev",
                             "a virtual device like 'net_tap0,iface=pylb0' or 'net_null0'", VDEV_RE)
-        else:
+        elif "pci" in rp:
             pci = c.string(rp["pci"], f"{key}.pci", "a PCI address like '0000:03:00.0'", PCI_RE)
         addrs = rp.get("addresses", [])
         if not isinstance(addrs, list):
@@ -285,7 +311,7 @@ def load_profile(path: str) -> Profile:
             kernel_iface=c.string(rp["kernel_iface"], f"{key}.kernel_iface",
                                   "a kernel interface name of at most 15 letters, digits, '.', '-' or '_'",
                                   IFNAME_RE) if "kernel_iface" in rp else "",
-            local_addresses=tuple(pool_ips),
+            local_addresses=tuple(pool_ips), parent=parent, vlan=vlan,
             mtu=c.integer(rp.get("mtu", 0), f"{key}.mtu", 68, 65535) if "mtu" in rp else 0,
         ))
 

@@ -201,9 +201,11 @@ def test_every_drop_reason_is_exercised():
     from test_l4_fixtures import EXERCISED as L4
     from test_defence_fixtures import EXERCISED as DEFENCE
     from test_icmp_fixtures import EXERCISED as ICMP
+    from test_vlan_fixtures import EXERCISED as VLAN
     # Resource exhaustion reasons cannot be provoked with well-sized pools.
-    resources = {"tx_full", "alloc_failed", "vip_no_headroom", "redirect_full"}
-    untested = set(DROP_REASONS) - {r for _, r in MALFORMED.values()} - L3 - L4 - DEFENCE - ICMP - resources
+    resources = {"tx_full", "alloc_failed", "vip_no_headroom", "redirect_full",
+                 "vlan_no_headroom"}
+    untested = set(DROP_REASONS) - {r for _, r in MALFORMED.values()} - L3 - L4 - DEFENCE - ICMP - VLAN - resources
     assert not untested
 
 

@@ -253,3 +253,23 @@ def test_a_ports_mtu_is_read_and_needs_mbufs_that_hold_its_frames(tmp_path):
     assert load_profile(write(tmp_path, "mbuf_size: 9216\n" + jumbo)).ports[0].mtu == 9000
     with pytest.raises(ProfileError, match="ports.0..mtu"):
         load_profile(write(tmp_path, GOOD + "    mtu: 40\n"))
+
+
+def test_vlans_are_ports_of_their_parents(tmp_path):
+    vlan = "  - {name: p0.100, parent: p0, vlan: 100, addresses: [10.9.100.1/24]}\n"
+    p = load_profile(write(tmp_path, GOOD + vlan))
+    v = p.ports[1]
+    assert (v.name, v.parent, v.vlan, v.device, v.addresses) == \
+        ("p0.100", "p0", 100, "", ("10.9.100.1/24",))
+    for text, key, says in (
+            (GOOD + vlan.replace("parent: p0, ", ""), "ports[1]", "needs 'parent'"),
+            (GOOD + vlan.replace("parent: p0", "parent: p9"), "ports[1].parent",
+             "an earlier port that is not a VLAN"),
+            (GOOD + vlan.replace("vlan: 100", "vlan: 4095"), "ports[1].vlan", "4094"),
+            (GOOD + vlan + vlan.replace("p0.100", "p0.101"), "ports[2].vlan",
+             "already has VLAN 100"),
+            (GOOD + vlan.replace("vlan: 100,", "vlan: 100, vdev: net_null0,"), "ports[1].vdev",
+             "its parent's vdev")):
+        with pytest.raises(ProfileError) as e:
+            load_profile(write(tmp_path, text))
+        assert e.value.key == key and says in str(e.value), str(e.value)

@@ -146,6 +146,7 @@ enum pylb_err {
 	X(VIP_NO_ROUTE, vip_no_route) \
 	X(VIP_NO_HEADROOM, vip_no_headroom) \
 	X(VIP_TOO_BIG, vip_too_big) \
+	X(VLAN_NO_HEADROOM, vlan_no_headroom) \
 	X(MTU_EXCEEDED, mtu_exceeded) \
 	X(L4_TRUNCATED, l4_truncated) \
 	X(NO_SERVICE, no_service) \
@@ -260,6 +261,12 @@ struct pylb_port_conf {
 	/* IP MTU: 0, the device's (1500); up to what one mbuf holds (jumbo
 	 * frames take large mbufs: conf.mbuf_size; frames are never chained). */
 	uint16_t mtu;
+	/* An 802.1Q sub-interface: VLAN `vlan` (1..4094) of port `parent`
+	 * (an index; no device of its own, the parent's MAC): a port like any
+	 * other (addresses, routes, neighbours, services), its frames tagged
+	 * on the wire. 0: a port of its own. */
+	uint16_t vlan;
+	uint16_t parent;
 	/* Exception path: the kernel interface carrying this port's addresses
 	 * (a TAP owned by the appliance). Empty: none. Detached ports get a
 	 * detached exception path when this is set. */

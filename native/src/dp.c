@@ -214,10 +214,27 @@ pylb_dp_port_add(struct pylb_dp *dp, const struct pylb_port_conf *conf,
 	for (i = 0; i < dp->n_ports; i++)
 		if (strcmp(dp->ports[i].name, conf->name) == 0)
 			return pylb_fail(-PYLB_E_EXIST, "port %s already exists", conf->name);
-	if (conf->device[0] == '\0' && dp->conf.n_workers > 0)
+	if (conf->device[0] == '\0' && conf->vlan == 0 && dp->conf.n_workers > 0)
 		return pylb_fail(-PYLB_E_INVAL,
 			"port %s has no device; detached ports are for dataplanes without workers",
 			conf->name);
+	if (conf->vlan != 0) {
+		if (conf->vlan > 4094)
+			return pylb_fail(-PYLB_E_INVAL, "port %s: VLAN %u is not in 1..4094",
+					 conf->name, conf->vlan);
+		if (conf->parent >= dp->n_ports || dp->ports[conf->parent].vlan != 0)
+			return pylb_fail(-PYLB_E_INVAL,
+				"port %s: VLAN %u needs a parent port that is not a VLAN itself",
+				conf->name, conf->vlan);
+		if (conf->device[0] != '\0' || conf->kernel_iface[0] != '\0')
+			return pylb_fail(-PYLB_E_INVAL,
+				"port %s: a VLAN has its parent's device and no kernel interface",
+				conf->name);
+		for (i = 0; i < dp->cfg->ports[conf->parent].n_vlans; i++)
+			if (dp->cfg->ports[conf->parent].vlans[i].vid == conf->vlan)
+				return pylb_fail(-PYLB_E_EXIST, "port %s already has VLAN %u",
+						 dp->ports[conf->parent].name, conf->vlan);
+	}
 	if (memchr(conf->kernel_iface, 0, PYLB_NAME_LEN) == NULL ||
 	    strlen(conf->kernel_iface) > 15)
 		return pylb_fail(-PYLB_E_INVAL,
@@ -239,7 +256,17 @@ pylb_dp_port_add(struct pylb_dp *dp, const struct pylb_port_conf *conf,
 	snprintf(p->kernel_iface, sizeof(p->kernel_iface), "%s", conf->kernel_iface);
 	p->ethdev = -1;
 	p->kethdev = -1;
-	if (conf->device[0] != '\0') {
+	if (conf->vlan != 0) {
+		struct pylb_port_cfg *pc = &next->ports[conf->parent];
+
+		p->ethdev = dp->ports[conf->parent].ethdev;
+		p->vlan = conf->vlan;
+		snprintf(p->device, sizeof(p->device), "vlan %u of %s", conf->vlan,
+			 dp->ports[conf->parent].name);
+		mac = pc->mac;
+		pc->vlans[pc->n_vlans].vid = conf->vlan;
+		pc->vlans[pc->n_vlans++].port = dp->n_ports;
+	} else if (conf->device[0] != '\0') {
 		rc = pylb_port_setup(dp, p, conf, &mac);
 		if (rc == 0 && p->kernel_iface[0] != '\0')
 			rc = pylb_port_kernel_setup(dp, p);
@@ -260,7 +287,9 @@ pylb_dp_port_add(struct pylb_dp *dp, const struct pylb_port_conf *conf,
 	next->ports[dp->n_ports].mac = mac;
 	next->ports[dp->n_ports].kernel = p->kernel_iface[0] != '\0';
 	next->ports[dp->n_ports].mtu = conf->mtu ? conf->mtu : RTE_ETHER_MTU;
-	if (p->ethdev >= 0)
+	if (conf->vlan != 0)
+		next->ports[dp->n_ports].mtu = next->ports[conf->parent].mtu;
+	else if (p->ethdev >= 0)
 		rte_eth_dev_get_mtu((uint16_t)p->ethdev, &next->ports[dp->n_ports].mtu);
 	next->n_ports = (uint16_t)(dp->n_ports + 1);
 	*port_out = dp->n_ports++;
@@ -603,20 +632,23 @@ pylb_dp_collect(struct pylb_dp *dp, uint16_t port, int kernel,
 {
 	struct pylb_lcore *lc = pylb_control_lcore(dp);
 	struct pylb_txbuf *b;
-	uint16_t n, i;
+	uint16_t n, i, k;
 
 	if (port >= dp->n_ports)
 		return 0;
 	b = &lc->tx[kernel ? PYLB_TXQ_KERNEL(port) : port];
 	n = RTE_MIN(b->n, max);
-	for (i = 0; i < n; i++) {
-		out[i] = b->pkts[i];
-		lc->stats->c[PYLB_C_TX_BYTES] += rte_pktmbuf_pkt_len(out[i]);
+	for (i = k = 0; i < n; i++) {
+		if (!kernel && dp->ports[port].vlan != 0 &&
+		    !vlan_tagged(lc, b->pkts[i], dp->ports[port].vlan))
+			continue;
+		out[k] = b->pkts[i];
+		lc->stats->c[PYLB_C_TX_BYTES] += rte_pktmbuf_pkt_len(out[k++]);
 	}
-	lc->stats->c[PYLB_C_TX_PACKETS] += n;
+	lc->stats->c[PYLB_C_TX_PACKETS] += k;
 	memmove(b->pkts, b->pkts + n, (b->n - n) * sizeof(b->pkts[0]));
 	b->n = (uint16_t)(b->n - n);
-	return n;
+	return k;
 }
 
 /* The API: serialised with the telemetry thread's readers. */

@@ -404,6 +404,8 @@ control_flush(struct pylb_dp *dp)
 			continue;
 		for (uint16_t i = 0; i < b->n; i++)
 			b->pkts[i]->port = p;
+		if (!running)
+			txbuf_tag(lc, b, dp->ports[p].vlan);
 		if (running)
 			sent = (uint16_t)rte_ring_enqueue_burst(dp->ctl_tx,
 				(void **)b->pkts, b->n, NULL);

@@ -309,17 +309,69 @@ dispatch(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port,
 	}
 }
 
-void
-pylb_host_process(struct pylb_lcore *lc, const struct pylb_cfg *cfg,
-		  uint16_t port, struct rte_mbuf **pkts, uint16_t n)
+static void
+process(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port,
+	struct rte_mbuf **pkts, uint16_t n)
 {
 	struct pylb_burst b;
 
-	lc->now = pylb_now(lc->dp);
-	lc->stats->c[PYLB_C_RX_PACKETS] += n;
 	parse(lc, cfg, port, pkts, n, &b);
 	if (b.n == 0)
 		return;
 	classify(lc, &b);
 	dispatch(lc, cfg, port, &b);
+}
+
+/* A port with VLAN sub-interfaces: each tagged frame, its tag taken off,
+ * goes with its VLAN's port, the untagged ones with the port; frames of
+ * other VLANs are dropped. Then one burst per port. */
+static void
+vlan_demux(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port,
+	   struct rte_mbuf **pkts, uint16_t n)
+{
+	const struct pylb_port_cfg *pc = &cfg->ports[port];
+	struct rte_mbuf *by[PYLB_MAX_PORTS + 1][PYLB_BURST];
+	uint16_t count[PYLB_MAX_PORTS + 1] = { 0 };
+	uint16_t i, v;
+
+	for (i = 0; i < n; i++) {
+		struct rte_mbuf *m = pkts[i];
+		struct rte_ether_hdr *eth = rte_pktmbuf_mtod(m, struct rte_ether_hdr *);
+		const struct rte_vlan_hdr *tag = (const void *)(eth + 1);
+		uint16_t vid;
+
+		if (eth->ether_type != RTE_BE16(RTE_ETHER_TYPE_VLAN) ||
+		    rte_pktmbuf_data_len(m) < sizeof(*eth) + sizeof(*tag)) {
+			by[0][count[0]++] = m;	/* the parsers judge them */
+			continue;
+		}
+		vid = rte_be_to_cpu_16(tag->vlan_tci) & 0xfff;
+		for (v = 0; v < pc->n_vlans && pc->vlans[v].vid != vid; v++)
+			;
+		if (v == pc->n_vlans) {
+			lc->stats->c[PYLB_C_RX_BYTES] += rte_pktmbuf_pkt_len(m);
+			drop(lc, m, PYLB_D_VLAN_UNKNOWN);
+			continue;
+		}
+		/* The MACs move up over the tag. */
+		memmove((uint8_t *)eth + sizeof(*tag), eth, 2 * RTE_ETHER_ADDR_LEN);
+		rte_pktmbuf_adj(m, sizeof(*tag));
+		by[v + 1][count[v + 1]++] = m;
+	}
+	if (count[0] != 0)
+		process(lc, cfg, port, by[0], count[0]);
+	for (v = 0; v < pc->n_vlans; v++)
+		if (count[v + 1] != 0)
+			process(lc, cfg, pc->vlans[v].port, by[v + 1], count[v + 1]);
+}
+
+void
+pylb_host_process(struct pylb_lcore *lc, const struct pylb_cfg *cfg,
+		  uint16_t port, struct rte_mbuf **pkts, uint16_t n)
+{
+	lc->now = pylb_now(lc->dp);
+	lc->stats->c[PYLB_C_RX_PACKETS] += n;
+	if (unlikely(cfg->ports[port].n_vlans != 0))
+		return vlan_demux(lc, cfg, port, pkts, n);
+	process(lc, cfg, port, pkts, n);
 }

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include <rte_byteorder.h>
+#include <rte_ether.h>
 #include <rte_ip.h>
 #include <rte_mbuf.h>
 
@@ -53,6 +54,33 @@ tx(struct pylb_lcore *lc, uint16_t q, struct rte_mbuf *m)
 		return;
 	}
 	b->pkts[b->n++] = m;
+}
+
+/* A VLAN sub-interface's frame gets its tag as it leaves. False: no room
+ * (m dropped). */
+static inline bool
+vlan_tagged(struct pylb_lcore *lc, struct rte_mbuf *m, uint16_t vlan)
+{
+	m->vlan_tci = vlan;
+	if (rte_vlan_insert(&m) == 0)
+		return true;
+	drop(lc, m, PYLB_D_VLAN_NO_HEADROOM);
+	return false;
+}
+
+/* The frames queued for a VLAN sub-interface (`vlan`; 0: a port's own),
+ * tagged. */
+static inline void
+txbuf_tag(struct pylb_lcore *lc, struct pylb_txbuf *b, uint16_t vlan)
+{
+	uint16_t i, k = 0;
+
+	if (vlan == 0)
+		return;
+	for (i = 0; i < b->n; i++)
+		if (vlan_tagged(lc, b->pkts[i], vlan))
+			b->pkts[k++] = b->pkts[i];
+	b->n = k;
 }
 
 /* RFC 1624 for several words at once: what replacing `len` bytes (a

@@ -44,6 +44,9 @@ struct pylb_port_cfg {
 	struct rte_ether_addr mac;
 	bool kernel;		/* has an exception path */
 	uint16_t mtu;
+	/* Its VLAN sub-interfaces: tag (vid) -> port, n_vlans of them. */
+	uint16_t n_vlans;
+	struct { uint16_t vid, port; } vlans[PYLB_MAX_PORTS];
 	uint16_t n_addrs4;
 	uint16_t n_addrs6;
 	struct pylb_addr4 addrs4[PYLB_MAX_ADDRS];
@@ -395,6 +398,8 @@ struct pylb_port {
 	int32_t ethdev;		/* -1: detached */
 	int32_t kethdev;	/* exception path TAP; -1: none or detached */
 	bool started;
+	uint16_t vlan;		/* a VLAN sub-interface's tag (its parent's
+				 * ethdev); 0: none */
 };
 
 /* A neighbour seen by a worker, queued for the control side to record. */

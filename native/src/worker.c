@@ -9,14 +9,16 @@
 #include <rte_rcu_qsbr.h>
 #include <rte_ring.h>
 
-#include "pylb_priv.h"
+#include "pkt.h"
 
 static void
-flush(struct pylb_lcore *lc, uint16_t q, uint16_t ethdev)
+flush(struct pylb_lcore *lc, uint16_t q, uint16_t ethdev, uint16_t vlan)
 {
 	struct pylb_txbuf *b = &lc->tx[q];
 	uint64_t bytes = 0;
 	uint16_t sent, i;
+
+	txbuf_tag(lc, b, vlan);
 
 	sent = rte_eth_tx_burst(ethdev, lc->queue, b->pkts, b->n);
 	for (i = 0; i < sent; i++)
@@ -49,8 +51,11 @@ pylb_worker_main(void *arg)
 		for (uint16_t p = 0; p < n_ports; p++) {
 			uint16_t ethdev = (uint16_t)dp->ports[p].ethdev;
 			int32_t kethdev = dp->ports[p].kethdev;
-			uint16_t n = rte_eth_rx_burst(ethdev, lc->queue, pkts,
-						      PYLB_BURST);
+			uint16_t n;
+
+			if (dp->ports[p].vlan != 0)
+				continue;	/* received by its parent */
+			n = rte_eth_rx_burst(ethdev, lc->queue, pkts, PYLB_BURST);
 
 			if (n != 0) {
 				pylb_host_process(lc, cfg, p, pkts, n);
@@ -87,10 +92,10 @@ pylb_worker_main(void *arg)
 		/* A packet may leave by any port: flush them all. */
 		for (uint16_t p = 0; p < n_ports; p++) {
 			if (lc->tx[p].n != 0)
-				flush(lc, p, (uint16_t)dp->ports[p].ethdev);
+				flush(lc, p, (uint16_t)dp->ports[p].ethdev, dp->ports[p].vlan);
 			if (lc->tx[PYLB_TXQ_KERNEL(p)].n != 0)
 				flush(lc, PYLB_TXQ_KERNEL(p),
-				      (uint16_t)dp->ports[p].kethdev);
+				      (uint16_t)dp->ports[p].kethdev, 0);
 		}
 		if (got != 0) {
 			lc->stats->c[PYLB_C_BUSY_CYCLES] += rte_rdtsc() - t0;
