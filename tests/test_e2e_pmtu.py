@@ -4,12 +4,15 @@ the appliance have a 1,280-byte hop towards the far end (a route with
 not hide the bottleneck). Every 'fragmentation needed' / 'packet too big'
 those routers send is about a packet that went through pylb, so it reaches
 its sender only if pylb matches it to the connection and translates it.
-5 MB each way through NAT and FullNAT services, IPv4 and IPv6; afterwards
-both endpoints have learned 1,280 for the path."""
+5 MB each way through NAT and FullNAT services, IPv4 and IPv6, and a
+tunnel service (IPv4; the backend decapsulates in user space: this kernel
+has no ipip module); afterwards both endpoints have learned the path's MTU
+(1,280; through the tunnel the client learns 1,260: IPIP takes 20)."""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -88,7 +91,7 @@ class Path:
         net = self.app.net                       # 10.1NN
         k = net.split(".")[1]
         self.v4 = {"c": f"{net}.20.2", "b": f"{net}.30.2", "nat": f"{net}.9.80",
-                   "fullnat": f"{net}.9.81", "lip": f"{net}.1.1"}
+                   "fullnat": f"{net}.9.81", "tunnel": f"{net}.9.82", "lip": f"{net}.1.1"}
         self.v6 = {"c": f"fd00:{k}:20::2", "b": f"fd00:{k}:30::2", "nat": f"fd00:{k}:9::80",
                    "fullnat": f"fd00:{k}:9::81", "lip": f"fd00:{k}:1::1"}
         with open(self.app.profile) as f:
@@ -143,10 +146,14 @@ class Path:
         sh("ip", "-n", RC, "-6", "route", "add", f"fd00:{k}:9::/64", "via", f"fd00:{k}:0::1")
         sh("ip", "-n", RB, "route", "add", f"{net}.20.0/24", "via", f"{net}.1.1")   # NAT replies
         sh("ip", "-n", RB, "-6", "route", "add", f"fd00:{k}:20::/64", "via", f"fd00:{k}:1::1")
-        srv = subprocess.Popen(["ip", "netns", "exec", B, sys.executable, "-c", BULK],
-                               stdout=subprocess.PIPE, text=True)
-        assert srv.stdout.readline().strip() == "ready"
-        self.procs.append(srv)
+        # The tunnel's VIP is the backend's own; IPIP is taken off in user space.
+        sh("ip", "-n", B, "addr", "add", f"{self.v4['tunnel']}/32", "dev", "lo")
+        for cmd in ([sys.executable, "-c", BULK],
+                    [sys.executable, os.path.join(os.path.dirname(__file__), "ipip_decap.py")]):
+            srv = subprocess.Popen(["ip", "netns", "exec", B, *cmd], stdout=subprocess.PIPE,
+                                   text=True)
+            assert srv.stdout.readline().strip() == "ready"
+            self.procs.append(srv)
         routes = [(f"{net}.20.0/24", f"{net}.0.2", "p0"), (f"fd00:{k}:20::/64", f"fd00:{k}:0::2", "p0"),
                   (f"{net}.30.0/24", f"{net}.1.2", "p1"), (f"fd00:{k}:30::/64", f"fd00:{k}:1::2", "p1")]
         services = []
@@ -155,6 +162,8 @@ class Path:
             services += [{"vip": fam["nat"], "port": 9100, "backends": [backend]},
                          {"vip": fam["fullnat"], "port": 9100, "method": "fullnat",
                           "local_addresses": [fam["lip"]], "backends": [backend]}]
+        services.append({"vip": self.v4["tunnel"], "port": 9100, "method": "tunnel",
+                         "backends": [f"{self.v4['b']}:9100"]})
         self.app.api().ApplyConfig(pb.ApplyConfigRequest(yaml=yaml.safe_dump({
             "services": services,
             "routes": [{"prefix": p, "via": [{"gateway": g, "port": port}]}
@@ -181,16 +190,17 @@ def path():
     p.close()
 
 
-@pytest.mark.parametrize("family", ["v4", "v6"])
-@pytest.mark.parametrize("method", ["nat", "fullnat"])
+@pytest.mark.parametrize("method, family", [("nat", "v4"), ("nat", "v6"), ("fullnat", "v4"),
+                                            ("fullnat", "v6"), ("tunnel", "v4")])
 def test_five_megabytes_each_way_learn_the_path_mtu(path, method, family):
     fam = getattr(path, family)
     before = dict(path.app.api().GetStats(pb.GetStatsRequest()).counters)
     assert path.transfer(fam[method]) == [True, True]
     # The client learned it for the VIP (upload: RB's error, translated by
-    # pylb); the backend for whom it answers (download: RC's error about
-    # the VIP's packet, translated back): the client, or FullNAT's address.
-    assert pmtu(path.ns["C"], fam[method]) == 1280
-    assert pmtu(path.ns["B"], fam["c"] if method == "nat" else fam["lip"]) == 1280
+    # pylb; through the tunnel, about the IPIP packet, less its 20 bytes);
+    # the backend for whom it answers (download: RC's error about the VIP's
+    # packet, translated back): the client, or FullNAT's address.
+    assert pmtu(path.ns["C"], fam[method]) == (1260 if method == "tunnel" else 1280)
+    assert pmtu(path.ns["B"], fam["lip"] if method == "fullnat" else fam["c"]) == 1280
     after = dict(path.app.api().GetStats(pb.GetStatsRequest()).counters)
     assert after["icmp_errors_translated"] >= before["icmp_errors_translated"] + 2

@@ -338,3 +338,31 @@ def test_an_mtu_a_port_cannot_take_is_refused(native):
     with pytest.raises(InvalidArgument, match="MTU 40 is not in 68..65535"):
         d.add_port("p0", mac=P0_MAC, mtu=40)
     d.close()
+
+
+# Too big inside a tunnel: the error about what pylb encapsulated becomes
+# the error about the packet inside, for its sender.
+
+@pytest.mark.parametrize("kind", ["tunnel", "ipip", "gre"])
+def test_a_tunnels_too_big_reaches_the_sender_of_what_it_carried(lb, kind):
+    if kind == "tunnel":
+        backend, sent = opened(lb, "tunnel")
+        dst, sport = VIP, 40000
+    else:
+        lb.add_vip("10.0.3.0/24", backends=[(BACKENDS[0], 1)], method=kind)
+        dst, sport = "10.0.3.7", 41000
+        (_, f), = lb.inject("p0", [raw(Ether(src=CLIENT_MAC, dst=P0_MAC) /
+                                       IP(src=CLIENT, dst=dst) /
+                                       TCP(sport=sport, dport=80, flags="A") / Raw(b"x" * 100))])
+        sent = Ether(f)
+        backend = sent[IP].dst
+    outer = sent[IP]
+    assert outer.proto == (47 if kind == "gre" else 4) and outer.src == LIP
+    err = too_big(BROUTER, outer.src, outer.copy(), mtu=1400, ingress_mac=BMAC[backend],
+                  port_mac=P1_MAC)
+    (port, f), = lb.inject("p1", [raw(err)])
+    ip, inner = quote_of(f)
+    overhead = 24 if kind == "gre" else 20
+    assert port == 0 and (ip.src, ip.dst, ip[ICMP].nexthopmtu) == (dst, CLIENT, 1400 - overhead)
+    assert (inner.src, inner.dst, inner[TCP].sport) == (CLIENT, dst, sport)
+    assert counted(lb)[0] == 1

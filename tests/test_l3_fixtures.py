@@ -335,8 +335,10 @@ def test_ipv6_vip_over_ipv4_backends_is_6in4(dp):
     dp.add_vip("2001:db8:f::/64", method="ipip", backends=["10.0.1.20"])
     pkt = Ether(src=CLIENT_MAC, dst=P0_MAC) / IPv6(src=CLIENT6, dst="2001:db8:f::1") / UDP()
     (_, f), = dp.inject("p0", [raw(pkt)])
+    # DF: routers answer "fragmentation needed" rather than cut IPv6 (RFC 4213).
     assert f == raw(Ether(src=P1_MAC, dst="02:00:00:00:0b:00")
-                    / IP(src="10.0.1.1", dst="10.0.1.20", ttl=64, id=0, proto=41) / pkt[IPv6])
+                    / IP(src="10.0.1.1", dst="10.0.1.20", ttl=64, id=0, proto=41, flags="DF")
+                    / pkt[IPv6])
 
 
 def test_direct_routing_only_rewrites_the_mac(dp):

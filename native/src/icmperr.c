@@ -9,7 +9,9 @@
  * would answer the quoted one, translated like the connection's own
  * packets (the outer header, the quoted header, every checksum) and sent
  * on by its method; or an L3 VIP flow, sent to the backend the quoted flow
- * hashes to (vip.c).
+ * hashes to (vip.c). A "too big" about a packet pylb encapsulated (IPIP,
+ * GRE, IPv6 in IPv6) becomes the same error about the packet it carried,
+ * with the tunnel's overhead taken off the MTU, for that packet's sender.
  */
 #include <rte_icmp.h>
 
@@ -343,5 +345,71 @@ pylb_icmp_error_flow(struct rte_mbuf *m, uint8_t af, const uint8_t **client,
 		return false;
 	*vip = quote_addr(&q, QUOTE_SRC);
 	*client = quote_addr(&q, QUOTE_DST);
+	return true;
+}
+
+/* An error for one of our addresses: "fragmentation needed" / "packet too
+ * big" about a packet we encapsulated (its quoted header: from this very
+ * address, IPIP, IPv6 in IP, or GRE) becomes the error about the packet
+ * inside, for its sender (the client), from the address it was sent to,
+ * the MTU less the encapsulation. True if m was taken. */
+bool
+pylb_icmp_error_tunnel(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
+		       struct rte_mbuf *m, uint8_t af)
+{
+	struct quote q;
+	uint32_t alen = af == 4 ? 4 : 16, over, inner_hl, mtu;
+	uint8_t *inner;
+
+	if (!quote_parse(m, af, &q) || !quote_cksum_ok(&q))
+		return false;
+	if (af == 4 ? q.icmp[0] != ICMP_DEST_UNREACH || q.icmp[1] != ICMP_FRAG_NEEDED :
+	    q.icmp[0] != ICMP6_PACKET_TOO_BIG)
+		return false;
+	/* Ours: from the address the error is for, carrying IP of the same
+	 * family (an error of the other family would have to be built). */
+	if (memcmp(quote_addr(&q, QUOTE_SRC), q.outer + (af == 4 ? 16 : 24), alen) != 0)
+		return false;
+	over = q.hl + (q.proto == IPPROTO_GRE ? 4 : 0);
+	if (af == 4 ? q.proto != IPPROTO_IPIP && q.proto != IPPROTO_GRE :
+	    q.proto != IPPROTO_IPV6 && q.proto != IPPROTO_GRE)
+		return false;
+	inner = q.ip + over;
+	inner_hl = af == 4 ? (uint32_t)(inner[0] & 0x0f) * 4 : 40;
+	if (q.len < 8 + over + inner_hl + 8 || (inner[0] >> 4) != (af == 4 ? 4 : 6))
+		return false;
+	/* The quote becomes the inner packet (read from q.ip from here on);
+	 * the error shrinks by `over`. */
+	memmove(q.ip, inner, q.len - 8 - over);
+	q.len -= over;
+	if (af == 4) {
+		struct rte_ipv4_hdr *h = (struct rte_ipv4_hdr *)q.outer;
+		uint16_t v;
+
+		memcpy(&v, q.icmp + 6, 2);
+		mtu = rte_be_to_cpu_16(v);
+		v = rte_cpu_to_be_16((uint16_t)RTE_MAX(mtu > over ? mtu - over : 0, 68u));
+		memcpy(q.icmp + 6, &v, 2);
+		h->total_length = rte_cpu_to_be_16((uint16_t)(rte_be_to_cpu_16(h->total_length) - over));
+		memcpy(&h->src_addr, q.ip + 16, 4);	/* the address it was sent to */
+		memcpy(&h->dst_addr, q.ip + 12, 4);	/* its sender */
+		h->hdr_checksum = 0;
+		h->hdr_checksum = rte_ipv4_cksum(h);
+	} else {
+		struct rte_ipv6_hdr *h = (struct rte_ipv6_hdr *)q.outer;
+		uint32_t v;
+
+		memcpy(&v, q.icmp + 4, 4);
+		mtu = rte_be_to_cpu_32(v);
+		v = rte_cpu_to_be_32(RTE_MAX(mtu > over ? mtu - over : 0, 1280u));
+		memcpy(q.icmp + 4, &v, 4);
+		h->payload_len = rte_cpu_to_be_16((uint16_t)(rte_be_to_cpu_16(h->payload_len) - over));
+		memcpy(h->src_addr, q.ip + 24, 16);
+		memcpy(h->dst_addr, q.ip + 8, 16);
+	}
+	rte_pktmbuf_trim(m, (uint16_t)over);
+	quote_seal(&q);
+	CNT(lc, ICMP_ERRORS_TRANSLATED);
+	pylb_l4_route(lc, cfg, in_port, m, af);
 	return true;
 }

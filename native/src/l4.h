@@ -63,6 +63,8 @@ bool pylb_icmp_error_nat(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int 
 			 struct rte_mbuf *m, uint8_t af);
 bool pylb_icmp_error_fullnat(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 			     struct rte_mbuf *m, uint8_t af);
+bool pylb_icmp_error_tunnel(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
+			    struct rte_mbuf *m, uint8_t af);
 
 /* Is TCP refused for `why` (pylb_l4_conn_start's) answered with a RST?
  * Limits are, so a client learns at once; not a FullNAT pool without a

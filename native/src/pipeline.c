@@ -205,7 +205,7 @@ vip_one(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port,
 }
 
 /* One of our addresses: a FullNAT backend's reply (or an ICMP error about
- * a packet sent to one), else local delivery. */
+ * a packet sent to one, or one we tunnelled), else local delivery. */
 static inline void
 local_one(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port,
 	  struct rte_mbuf *m, uint8_t af, uint8_t proto, uint32_t v __rte_unused,
@@ -215,6 +215,9 @@ local_one(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port,
 	    (proto == (af == 4 ? IPPROTO_ICMP : IPPROTO_ICMPV6) ?
 	     pylb_icmp_error_fullnat(lc, cfg, port, m, af) :
 	     pylb_fullnat_reply(lc, cfg, port, m, af, k)))
+		return;
+	if (proto == (af == 4 ? IPPROTO_ICMP : IPPROTO_ICMPV6) &&
+	    pylb_icmp_error_tunnel(lc, cfg, port, m, af))
 		return;
 	if (af == 4)
 		pylb_ipv4_local(lc, cfg, port, m);

@@ -57,6 +57,12 @@ pylb_encap(const struct pylb_cfg *cfg, bool gre, const struct pylb_ip *source,
 		ip->version_ihl = RTE_IPV4_VHL_DEF;
 		ip->type_of_service = tos;
 		ip->total_length = rte_cpu_to_be_16((uint16_t)(olen + inner_len));
+		/* DF as the inner packet has it (IPv6: always), so that a hop
+		 * too small answers "fragmentation needed", which comes back
+		 * here and goes on to the inner packet's sender (icmperr.c). */
+		ip->fragment_offset = inner_af == 6 ? RTE_BE16(RTE_IPV4_HDR_DF_FLAG) :
+			((const struct rte_ipv4_hdr *)inner)->fragment_offset &
+			RTE_BE16(RTE_IPV4_HDR_DF_FLAG);
 		ip->time_to_live = IPDEFTTL;
 		ip->next_proto_id = gre ? IPPROTO_GRE : inner_proto;
 		ip->hdr_checksum = rte_ipv4_cksum(ip);
