@@ -4,10 +4,13 @@ the appliance have a 1,280-byte hop towards the far end (a route with
 not hide the bottleneck). Every 'fragmentation needed' / 'packet too big'
 those routers send is about a packet that went through pylb, so it reaches
 its sender only if pylb matches it to the connection and translates it.
-5 MB each way through NAT and FullNAT services, IPv4 and IPv6, and a
-tunnel service (IPv4; the backend decapsulates in user space: this kernel
-has no ipip module); afterwards both endpoints have learned the path's MTU
-(1,280; through the tunnel the client learns 1,260: IPIP takes 20)."""
+5 MB each way through NAT and FullNAT services, IPv4 and IPv6, a tunnel
+service (IPv4; the backend decapsulates in user space: this kernel has no
+ipip module) and a DR service (its backend on pylb's LAN, beside the
+router); afterwards both endpoints have learned the path's MTU (1,280;
+through the tunnel the client learns 1,260: IPIP takes 20; DR's backend,
+whose replies alone meet a bottleneck, learns it from RC's error, which
+pylb passes to its MAC)."""
 
 from __future__ import annotations
 
@@ -91,7 +94,8 @@ class Path:
         net = self.app.net                       # 10.1NN
         k = net.split(".")[1]
         self.v4 = {"c": f"{net}.20.2", "b": f"{net}.30.2", "nat": f"{net}.9.80",
-                   "fullnat": f"{net}.9.81", "tunnel": f"{net}.9.82", "lip": f"{net}.1.1"}
+                   "fullnat": f"{net}.9.81", "tunnel": f"{net}.9.82", "dr": f"{net}.9.83",
+                   "bd": f"{net}.1.3", "lip": f"{net}.1.1"}
         self.v6 = {"c": f"fd00:{k}:20::2", "b": f"fd00:{k}:30::2", "nat": f"fd00:{k}:9::80",
                    "fullnat": f"fd00:{k}:9::81", "lip": f"fd00:{k}:1::1"}
         with open(self.app.profile) as f:
@@ -101,7 +105,7 @@ class Path:
         with open(self.app.profile, "w") as f:
             yaml.safe_dump(prof, f)
         tag = self.app.instance
-        self.ns = {x: f"{x}{tag}" for x in ("C", "RC", "RB", "B")}
+        self.ns = {x: f"{x}{tag}" for x in ("C", "RC", "RB", "B", "BD")}
         self.procs = []
         try:
             self._build(net, k)
@@ -135,22 +139,46 @@ class Path:
                "1280")
             sh("ip", "-n", router, "-6", "route", "replace", f"{net6}:/64", "dev", b, "metric",
                "256", "mtu", "lock", "1280")    # (the kernel's own has metric 256)
-        # RC, RB -- pylb's p0, p1 (its TAPs).
-        for i, router in enumerate((RC, RB)):
-            dev = self.app.ifaces[i]
-            sh("ip", "link", "set", dev, "netns", router)
-            sh("ip", "-n", router, "addr", "add", f"{net}.{i}.2/24", "dev", dev)
-            sh("ip", "-n", router, "addr", "add", f"fd00:{k}:{i}::2/64", "dev", dev, "nodad")
-            sh("ip", "-n", router, "link", "set", dev, "up")
+        # RC -- pylb's p0; pylb's p1 on a LAN (a bridge in RB) with RB and
+        # the DR backend BD.
+        dev = self.app.ifaces[0]
+        sh("ip", "link", "set", dev, "netns", RC)
+        sh("ip", "-n", RC, "addr", "add", f"{net}.0.2/24", "dev", dev)
+        sh("ip", "-n", RC, "addr", "add", f"fd00:{k}:0::2/64", "dev", dev, "nodad")
+        sh("ip", "-n", RC, "link", "set", dev, "up")
+        BD = self.ns["BD"]
+        dev = self.app.ifaces[1]
+        sh("ip", "link", "set", dev, "netns", RB)
+        sh("ip", "-n", RB, "link", "add", "br0", "type", "bridge")
+        # (A TAP's kernel side has the port's MAC: as a bridge port it must
+        # not claim it.)
+        sh("ip", "-n", RB, "link", "set", dev, "address", "02:00:00:00:ee:01")
+        sh("ip", "-n", RB, "link", "set", dev, "master", "br0", "up")
+        sh("ip", "-n", RB, "addr", "add", f"{net}.1.2/24", "dev", "br0")
+        sh("ip", "-n", RB, "addr", "add", f"fd00:{k}:1::2/64", "dev", "br0", "nodad")
+        sh("ip", "-n", RB, "link", "set", "br0", "up")
+        a, b = f"e{BD}"[:15], f"r{BD}"[:15]
+        sh("ip", "link", "add", a, "type", "veth", "peer", "name", b)
+        sh("ip", "link", "set", a, "netns", BD)
+        sh("ip", "link", "set", b, "netns", RB)
+        sh("ip", "-n", RB, "link", "set", b, "master", "br0", "up")
+        sh("ip", "-n", BD, "addr", "add", f"{self.v4['bd']}/24", "dev", a)
+        sh("ip", "-n", BD, "link", "set", a, "up")
+        sh("ip", "-n", BD, "route", "add", "default", "via", f"{net}.1.2")
+        # The DR VIP is the backend's own, never answered for by ARP.
+        sh("ip", "-n", BD, "addr", "add", f"{self.v4['dr']}/32", "dev", "lo")
+        sh("ip", "netns", "exec", BD, "sysctl", "-qw", "net.ipv4.conf.all.arp_ignore=1",
+           "net.ipv4.conf.all.arp_announce=2")
         sh("ip", "-n", RC, "route", "add", f"{net}.9.0/24", "via", f"{net}.0.1")
         sh("ip", "-n", RC, "-6", "route", "add", f"fd00:{k}:9::/64", "via", f"fd00:{k}:0::1")
         sh("ip", "-n", RB, "route", "add", f"{net}.20.0/24", "via", f"{net}.1.1")   # NAT replies
         sh("ip", "-n", RB, "-6", "route", "add", f"fd00:{k}:20::/64", "via", f"fd00:{k}:1::1")
         # The tunnel's VIP is the backend's own; IPIP is taken off in user space.
         sh("ip", "-n", B, "addr", "add", f"{self.v4['tunnel']}/32", "dev", "lo")
-        for cmd in ([sys.executable, "-c", BULK],
-                    [sys.executable, os.path.join(os.path.dirname(__file__), "ipip_decap.py")]):
-            srv = subprocess.Popen(["ip", "netns", "exec", B, *cmd], stdout=subprocess.PIPE,
+        for ns, cmd in ((B, [sys.executable, "-c", BULK]), (BD, [sys.executable, "-c", BULK]),
+                        (B, [sys.executable,
+                             os.path.join(os.path.dirname(__file__), "ipip_decap.py")])):
+            srv = subprocess.Popen(["ip", "netns", "exec", ns, *cmd], stdout=subprocess.PIPE,
                                    text=True)
             assert srv.stdout.readline().strip() == "ready"
             self.procs.append(srv)
@@ -162,8 +190,10 @@ class Path:
             services += [{"vip": fam["nat"], "port": 9100, "backends": [backend]},
                          {"vip": fam["fullnat"], "port": 9100, "method": "fullnat",
                           "local_addresses": [fam["lip"]], "backends": [backend]}]
-        services.append({"vip": self.v4["tunnel"], "port": 9100, "method": "tunnel",
-                         "backends": [f"{self.v4['b']}:9100"]})
+        services += [{"vip": self.v4["tunnel"], "port": 9100, "method": "tunnel",
+                      "backends": [f"{self.v4['b']}:9100"]},
+                     {"vip": self.v4["dr"], "port": 9100, "method": "dr",
+                      "backends": [self.v4["bd"]]}]
         self.app.api().ApplyConfig(pb.ApplyConfigRequest(yaml=yaml.safe_dump({
             "services": services,
             "routes": [{"prefix": p, "via": [{"gateway": g, "port": port}]}
@@ -191,7 +221,7 @@ def path():
 
 
 @pytest.mark.parametrize("method, family", [("nat", "v4"), ("nat", "v6"), ("fullnat", "v4"),
-                                            ("fullnat", "v6"), ("tunnel", "v4")])
+                                            ("fullnat", "v6"), ("tunnel", "v4"), ("dr", "v4")])
 def test_five_megabytes_each_way_learn_the_path_mtu(path, method, family):
     fam = getattr(path, family)
     before = dict(path.app.api().GetStats(pb.GetStatsRequest()).counters)
@@ -200,7 +230,12 @@ def test_five_megabytes_each_way_learn_the_path_mtu(path, method, family):
     # pylb; through the tunnel, about the IPIP packet, less its 20 bytes);
     # the backend for whom it answers (download: RC's error about the VIP's
     # packet, translated back): the client, or FullNAT's address.
-    assert pmtu(path.ns["C"], fam[method]) == (1260 if method == "tunnel" else 1280)
-    assert pmtu(path.ns["B"], fam["lip"] if method == "fullnat" else fam["c"]) == 1280
+    # DR: the backend shares pylb's LAN, so only its replies meet a
+    # bottleneck (RC's), and the error about them reaches it by its MAC.
+    if method == "dr":
+        assert pmtu(path.ns["BD"], fam["c"]) == 1280
+    else:
+        assert pmtu(path.ns["C"], fam[method]) == (1260 if method == "tunnel" else 1280)
+        assert pmtu(path.ns["B"], fam["lip"] if method == "fullnat" else fam["c"]) == 1280
     after = dict(path.app.api().GetStats(pb.GetStatsRequest()).counters)
     assert after["icmp_errors_translated"] >= before["icmp_errors_translated"] + 2
