@@ -308,3 +308,4 @@ cdef extern from "pylb_dp.h" nogil:
 # The record functions' shapes (export and collect; install and apply).
 ctypedef int (*records_out_fn)(pylb_dp *dp, pylb_conn_record *out, uint32_t max)
 ctypedef int (*records_in_fn)(pylb_dp *dp, const pylb_conn_record *r, uint32_t n)
+ctypedef int (*port_address_fn)(pylb_dp *dp, uint16_t port, const pylb_ip *ip) nogil

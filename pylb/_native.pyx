@@ -524,26 +524,23 @@ cdef class Dataplane:
     def del_address(self, port, address):
         """Take a host address (one add_address gave with mirror=False:
         /32 or /128) off `port`."""
-        cdef pylb_dp *dp = self._live()
-        cdef pylb_ip ip
-        cdef int rc
-        cdef uint16_t idx = self.port_index(port)
-        _set_ip(&ip, _parse_ip(address, "address"))
-        with nogil:
-            rc = pylb_dp_addr_del(dp, idx, &ip)
-        _check(rc)
+        self._port_address(pylb_dp_addr_del, port, address)
 
     def announce_address(self, port, address):
         """Tell `port`'s link that `address` (one of its own) is here: a
         gratuitous ARP or an unsolicited neighbour advertisement."""
+        self._port_address(pylb_dp_addr_announce, port, address)
+
+    cdef int _port_address(self, port_address_fn fn, port, address) except -1:
         cdef pylb_dp *dp = self._live()
         cdef pylb_ip ip
         cdef int rc
         cdef uint16_t idx = self.port_index(port)
         _set_ip(&ip, _parse_ip(address, "address"))
         with nogil:
-            rc = pylb_dp_addr_announce(dp, idx, &ip)
+            rc = fn(dp, idx, &ip)
         _check(rc)
+        return 0
 
     # Routes
 

@@ -136,17 +136,21 @@ icmp4_build(struct pylb_lcore *lc, const struct pylb_cfg *cfg,
 	return n;
 }
 
+static void
+icmp_send(struct pylb_lcore *lc, uint16_t port, struct rte_mbuf *n)
+{
+	if (n != NULL) {
+		CNT(lc, ICMP_ERRORS_SENT);
+		tx(lc, port, n);
+	}
+}
+
 void
 pylb_icmp4_error(struct pylb_lcore *lc, const struct pylb_cfg *cfg,
 		 uint16_t port, struct rte_mbuf *orig, uint8_t type, uint8_t code,
 		 uint16_t mtu)
 {
-	struct rte_mbuf *n = icmp4_build(lc, cfg, port, orig, type, code, mtu);
-
-	if (n != NULL) {
-		CNT(lc, ICMP_ERRORS_SENT);
-		tx(lc, port, n);
-	}
+	icmp_send(lc, port, icmp4_build(lc, cfg, port, orig, type, code, mtu));
 }
 
 static struct rte_mbuf *
@@ -202,12 +206,7 @@ pylb_icmp6_error(struct pylb_lcore *lc, const struct pylb_cfg *cfg,
 		 uint16_t port, struct rte_mbuf *orig, uint8_t type, uint8_t code,
 		 uint16_t mtu)
 {
-	struct rte_mbuf *n = icmp6_build(lc, cfg, port, orig, type, code, mtu);
-
-	if (n != NULL) {
-		CNT(lc, ICMP_ERRORS_SENT);
-		tx(lc, port, n);
-	}
+	icmp_send(lc, port, icmp6_build(lc, cfg, port, orig, type, code, mtu));
 }
 
 /* Too big for the egress (`mtu`: what is left for it): the source is told

@@ -177,10 +177,13 @@ quote_seal(struct quote *q)
 		icmp->icmp_cksum = rte_ipv6_udptcp_cksum((const struct rte_ipv6_hdr *)q->outer, icmp);
 }
 
-/* A quote of an ICMP error worth matching: TCP or UDP ports, a good
- * checksum. NULL ports: not one (m untouched); a bad checksum drops m. */
+/* An ICMP error worth matching to a connection: its quote (TCP or UDP
+ * ports, a good checksum) and *t, the tuple of the packet that would
+ * answer the quoted one (as the connection table knows it). False: not
+ * one (m untouched), or (*taken) a bad checksum, m dropped. */
 static bool
-quote_of(struct pylb_lcore *lc, struct rte_mbuf *m, uint8_t af, struct quote *q, bool *taken)
+quote_of(struct pylb_lcore *lc, struct rte_mbuf *m, uint8_t af, struct quote *q,
+	 struct pylb_tuple *t, bool *taken)
 {
 	*taken = false;
 	if (!quote_parse(m, af, q) || q->ports == NULL)
@@ -190,6 +193,9 @@ quote_of(struct pylb_lcore *lc, struct rte_mbuf *m, uint8_t af, struct quote *q,
 		drop(lc, m, PYLB_D_ICMP_BAD_CHECKSUM);
 		return false;
 	}
+	*t = (struct pylb_tuple){ .src = quote_addr(q, QUOTE_DST), .dst = quote_addr(q, QUOTE_SRC),
+		.sport = q->ports[QUOTE_DST], .dport = q->ports[QUOTE_SRC],
+		.proto = q->proto, .af = af };
 	return true;
 }
 
@@ -226,11 +232,8 @@ pylb_icmp_error_in(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_por
 	const uint8_t *be;
 	bool taken;
 
-	if (!quote_of(lc, m, af, &q, &taken))
+	if (!quote_of(lc, m, af, &q, &t, &taken))
 		return taken;
-	t = (struct pylb_tuple){ .src = quote_addr(&q, QUOTE_DST), .dst = quote_addr(&q, QUOTE_SRC),
-		.sport = q.ports[QUOTE_DST], .dport = q.ports[QUOTE_SRC],
-		.proto = q.proto, .af = af };
 	if (redirect(lc, m, in_port, af, RESUME_ICMP_IN, t.src))
 		return true;
 	c = pylb_conn_lookup(lc, &t, false, NULL);
@@ -269,11 +272,8 @@ pylb_icmp_error_nat(struct pylb_lcore *lc, const struct pylb_cfg *cfg __rte_unus
 	const uint8_t *vip;
 	bool taken;
 
-	if (!quote_of(lc, m, af, &q, &taken))
+	if (!quote_of(lc, m, af, &q, &t, &taken))
 		return !taken;
-	t = (struct pylb_tuple){ .src = quote_addr(&q, QUOTE_DST), .dst = quote_addr(&q, QUOTE_SRC),
-		.sport = q.ports[QUOTE_DST], .dport = q.ports[QUOTE_SRC],
-		.proto = q.proto, .af = af };
 	if (redirect(lc, m, in_port, af, RESUME_ICMP_NAT, t.dst))
 		return false;
 	c = pylb_conn_lookup(lc, &t, true, NULL);
@@ -306,11 +306,8 @@ pylb_icmp_error_fullnat(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int i
 	uint32_t n = dp->conf.n_workers;
 	bool taken;
 
-	if (!quote_of(lc, m, af, &q, &taken))
+	if (!quote_of(lc, m, af, &q, &t, &taken))
 		return taken;
-	t = (struct pylb_tuple){ .src = quote_addr(&q, QUOTE_DST), .dst = quote_addr(&q, QUOTE_SRC),
-		.sport = q.ports[QUOTE_DST], .dport = q.ports[QUOTE_SRC],
-		.proto = q.proto, .af = af };
 	/* The worker that owns the local port has it (as its replies). */
 	if (n > 1 && lc->slot < n && rte_be_to_cpu_16(t.dport) % n != lc->slot) {
 		hand_over(lc, m, in_port, af, RESUME_ICMP_FULLNAT, rte_be_to_cpu_16(t.dport) % n);
