@@ -104,6 +104,8 @@ class _Moving:
     translated here) and announced by BGP as backups. Neither reaches the
     kernel: they are the dataplane's."""
 
+    ANNOUNCE_AGAIN_S = (1.0, 2.0)       # after taking the gateways, as keepalived repeats
+
     def __init__(self, profile: Profile, dp, manager):
         self.dp, self.manager = dp, manager
         self.gateways = profile.gateways
@@ -111,11 +113,17 @@ class _Moving:
         self.port = profile.sync.port
         self.holding = False
         self.backups: set[str] = set()
+        self.again: list[float] = []        # when to tell the link again
 
     def follow(self, sync, now: float) -> None:
         elected = sync.elected(now)
         if elected != self.holding:
             self._hold(elected, sync.codec.live(now))
+            self.again = [now + s for s in self.ANNOUNCE_AGAIN_S] if elected else []
+        if self.again and now >= self.again[0]:
+            self.again.pop(0)
+            for port, address in self.gateways:
+                self.dp.announce_address(port, address)
         backups = set(sync.pools(now)) - self.own
         if backups != self.backups:
             for a in sorted(backups - self.backups):

@@ -230,12 +230,14 @@ class Router:
                  "protocol device { scan time 1; }",
                  'protocol bfd { interface "*" { min rx interval 100 ms; '
                  "min tx interval 100 ms; multiplier 3; }; }",
-                 "protocol kernel { merge paths on; ipv4 { import none; export all; }; }"]
+                 "protocol kernel { merge paths on; ipv4 { import none; export all; }; }",
+                 "protocol kernel { merge paths on; ipv6 { import none; export all; }; }"]
         for i, (local, peer, asn) in enumerate(peers):
+            fam = "ipv6" if ":" in peer else "ipv4"
             lines += [f"protocol bgp a{i} {{ local {local} as 65000; neighbor {peer} as {asn};",
                       "  hold time 3; keepalive time 1; connect retry time 1; bfd on;",
                       "  error wait time 1, 5;",
-                      "  ipv4 { import all; export none; }; }"]
+                      f"  {fam} {{ import all; export none; }}; }}"]
         with open(os.path.join(self.dir, "bird.conf"), "w") as f:
             f.write("\n".join(lines) + "\n")
         self.proc = subprocess.Popen(["ip", "netns", "exec", ns.name, "bird", "-f", "-c",
@@ -244,7 +246,8 @@ class Router:
 
     def next_hops(self, prefix: str) -> list[str]:
         """The gateways of the namespace's kernel route to `prefix` (several: ECMP)."""
-        out = sh("ip", "-n", self.ns.name, "route", "show", prefix, check=False).stdout.split()
+        out = sh("ip", "-n", self.ns.name, *(("-6",) if ":" in prefix else ()), "route", "show",
+                 prefix, check=False).stdout.split()
         return [out[i + 1] for i, w in enumerate(out) if w == "via"]
 
     def wait(self, prefix: str, cond, timeout: float = 30) -> float:

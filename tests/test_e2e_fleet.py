@@ -237,6 +237,40 @@ def test_sigterm_withdraws_before_the_appliance_stops(site):
     site.app.proc = None
 
 
+def test_an_ipv6_vip_is_announced_over_an_ipv6_session():
+    """BGP over IPv6: the session from the port's IPv6 address (its kernel
+    interface), an IPv6 service VIP announced as a /128 and learned by
+    the router."""
+    app = Appliance(kernel=True)
+    k = app.net.split(".")[1]
+    with open(app.profile) as f:
+        prof = yaml.safe_load(f)
+    prof["ports"][0]["addresses"].append(f"fd00:{k}::1/64")
+    prof["ports"][1]["addresses"].append(f"fd00:{k}:1::1/64")
+    with open(app.profile, "w") as f:
+        yaml.safe_dump(prof, f)
+    with_bgp(app, [f"fd00:{k}::2"], withdraw_wait_ms=0)
+    r = router = None
+    try:
+        app.start()
+        r = Netns(f"r6{app.instance}", app.ifaces[0], f"{app.net}.0.2/24")
+        r.run("sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=0")
+        sh("ip", "-n", r.name, "addr", "add", f"fd00:{k}::2/64", "dev", app.ifaces[0], "nodad")
+        router = Router(r, f"{app.net}.0.2", [(f"fd00:{k}::2", f"fd00:{k}::1", 65001)])
+        vip = f"fd00:{k}:9::100"
+        app.api().AddService(pb.Service(key=pb.ServiceKey(vip=vip, port=80),
+                                        backends=[pb.Backend(address=f"fd00:{k}:1::2", port=80)]))
+        router.wait(f"{vip}/128", lambda hops: len(hops) == 1, timeout=30)
+        announced, peers = bgp(app.api())
+        assert announced[f"{vip}/128"][0] and peers[0].state == "Established", (announced, peers)
+    finally:
+        if router is not None:
+            router.close()
+        if r is not None:
+            r.close()
+        app.stop()
+
+
 # A fleet: two appliances behind one router with ECMP.
 
 def into(ns: str, iface: str, *cmds: list[str], source: str | None = None) -> None:

@@ -390,10 +390,10 @@ conn_fits(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port, struct
 		const struct rte_ipv4_hdr *, sizeof(struct rte_ether_hdr));
 	uint16_t mtu;
 
+	if (unlikely(!(c->flags & CONN_F_OUT_OK)))
+		return true;	/* not resolved yet: the output checks */
 	mtu = cfg->ports[c->out_port].mtu;
-	/* Not resolved yet: the output checks. */
 	if (likely(rte_pktmbuf_pkt_len(m) - sizeof(struct rte_ether_hdr) <= mtu) ||
-	    !(c->flags & CONN_F_OUT_OK) ||
 	    (c->af == 4 && !(ip->fragment_offset & RTE_BE16(RTE_IPV4_HDR_DF_FLAG))))
 		return true;
 	pylb_too_big(lc, cfg, in_port, m, c->af, mtu, PYLB_D_MTU_EXCEEDED);
