@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 
 from scapy.layers.inet import GRE, ICMP, IP, TCP, UDP
-from scapy.layers.inet6 import (ICMPv6EchoRequest, ICMPv6ND_NA, ICMPv6ND_NS,
+from scapy.layers.inet6 import (ICMPv6EchoRequest, ICMPv6ND_NA, ICMPv6ND_NS, ICMPv6PacketTooBig,
                                 ICMPv6NDOptSrcLLAddr, IPv6, IPv6ExtHdrDestOpt, IPv6ExtHdrFragment,
                                 IPv6ExtHdrHopByHop, IPv6ExtHdrRouting)
 from scapy.layers.l2 import ARP, Dot1Q, Ether
@@ -65,6 +65,27 @@ SEEDS = {
                  / TCP(dport=80)),
     "icmp-error-about-nat": (1, b2("10.0.1.21", ICMP(type=3, code=4) /
                                    IP(src="10.0.0.2", dst="10.0.1.21") / TCP(sport=40000, dport=8080))),
+    # ICMP errors about connections (icmperr.c): with their SYN in the burst seed.
+    "icmp-error-nat-in": (0, c2("10.0.0.100", ICMP(type=3, code=4, nexthopmtu=1280) /
+                                IP(src="10.0.0.100", dst="10.0.0.2") / TCP(sport=80, dport=40000),
+                                src="10.0.0.250")),
+    "icmp-error-fullnat-in": (0, c2("10.0.0.101", ICMP(type=3, code=4, nexthopmtu=1280) /
+                                    IP(src="10.0.0.101", dst="10.0.0.2") /
+                                    TCP(sport=80, dport=40000), src="10.0.0.250")),
+    "icmp-error-dr-in": (0, c2("10.0.0.102", ICMP(type=11) / IP(src="10.0.0.102", dst="10.0.0.2")
+                               / TCP(sport=80, dport=40000), src="10.0.0.250")),
+    "icmp-error-fullnat-out": (1, b2("10.0.1.250", ICMP(type=3, code=4, nexthopmtu=1280) /
+                                     IP(src="10.0.1.1", dst="10.0.1.21") /
+                                     TCP(sport=1025, dport=80), dst="10.0.1.1")),
+    "icmp-error-tunnel": (1, b2("10.0.1.250", ICMP(type=3, code=4, nexthopmtu=1400) /
+                                IP(src="10.0.1.1", dst="10.0.1.21", proto=4) /
+                                IP(src="10.0.0.2", dst="10.0.0.103") / UDP(sport=40003, dport=9999),
+                                dst="10.0.1.1")),
+    "icmp-error-l3-vip": (0, c2("203.0.113.5", ICMP(type=3, code=4) /
+                                IP(src="203.0.113.5", dst="10.0.0.2") / UDP(), src="10.0.0.250")),
+    "v6-packet-too-big": (0, c6("2001:db8::100", ICMPv6PacketTooBig(mtu=1280) /
+                                IPv6(src="2001:db8::100", dst="2001:db8::2") /
+                                TCP(sport=80, dport=40000), src="2001:db8::fa")),
     "vlan": (0, Ether(src=C, dst=P0) / Dot1Q(vlan=5) / IP(src="10.0.0.2", dst="10.0.0.1") / ICMP()),
     "v6-ns": (0, Ether(src=C, dst="33:33:ff:00:00:01") /
               IPv6(src="2001:db8::2", dst="ff02::1:ff00:1", hlim=255) /
