@@ -118,7 +118,7 @@ class _Moving:
     def follow(self, sync, now: float) -> None:
         elected = sync.elected(now)
         if elected != self.holding:
-            self._hold(elected, sync.codec.live(now))
+            self._hold(elected, sync.live(now))
             self.again = [now + s for s in self.ANNOUNCE_AGAIN_S] if elected else []
         if self.again and now >= self.again[0]:
             self.again.pop(0)

@@ -215,6 +215,10 @@ class Sync:
         return all(me < ipaddress.ip_address(p) for p, since in self.codec.live(now).items()
                    if now - since >= DEAD_S or since - self.started < DEAD_S)
 
+    def live(self, now: float) -> list[str]:
+        """The peers heard within DEAD_S."""
+        return sorted(self.codec.live(now))
+
     def pools(self, now: float) -> list[str]:
         """The FullNAT local addresses of the connections peers synced here
         and that may still be open."""

@@ -260,7 +260,14 @@ def test_an_ipv6_vip_is_announced_over_an_ipv6_session():
         vip = f"fd00:{k}:9::100"
         app.api().AddService(pb.Service(key=pb.ServiceKey(vip=vip, port=80),
                                         backends=[pb.Backend(address=f"fd00:{k}:1::2", port=80)]))
+        # Through the appliance: its address on the session's link (BIRD
+        # installs the global next hop it was sent, or its link-local one).
         router.wait(f"{vip}/128", lambda hops: len(hops) == 1, timeout=30)
+        (hop,) = router.next_hops(f"{vip}/128")
+        assert hop == f"fd00:{k}::1" or hop.startswith("fe80:"), hop
+        if hop.startswith("fe80:"):
+            assert app.ports()["p0"]["mac"] in sh("ip", "-n", r.name, "-6", "neigh", "show",
+                                                  hop).stdout, hop
         announced, peers = bgp(app.api())
         assert announced[f"{vip}/128"][0] and peers[0].state == "Established", (announced, peers)
     finally:

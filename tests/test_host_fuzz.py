@@ -13,6 +13,30 @@ from pylb.errors import InvalidArgument
 from test_host_fixtures import arp_request, echo_request
 
 
+def release_held(dp) -> None:
+    """Drop the packets held for neighbours that never answered (and the
+    requests queued for them), so that every mbuf is back."""
+    for n in dp.neighbours():
+        if n.state == "incomplete":
+            dp.del_neighbour(n.port, n.ip)
+    dp.collect()
+
+
+def inject_batches(dp, rounds: int, per: int, frame) -> int:
+    """`rounds` bursts of `per` frames, frame(i) -> (port index, bytes),
+    injected port by port; how many were injected."""
+    total = 0
+    for _ in range(rounds):
+        batch = {0: [], 1: []}
+        for i in range(per):
+            port, f = frame(i)
+            batch[port].append(f)
+        for port, frames in batch.items():
+            dp.inject(port, frames)
+            total += len(frames)
+    return total
+
+
 def test_random_and_mutated_frames_are_all_accounted_for(dp):
     rng = random.Random(20261127)
     seeds = [raw(arp_request()), raw(echo_request()), raw(echo_request(payload=b"z" * 300))]
@@ -70,10 +94,7 @@ def test_l3_paths_under_random_and_mutated_frames(dp):
         dp.inject("p0", frames[:10], kernel=True)
     # still forwarding afterwards; drop what is held so nothing leaks
     assert len(dp.inject("p0", [seeds[0]])) == 1
-    for n in dp.neighbours():
-        if n.state == "incomplete":
-            dp.del_neighbour(n.port, n.ip)
-    dp.collect()
+    release_held(dp)
 
 
 def test_kernel_side_under_random_frames(native):
@@ -100,10 +121,7 @@ def test_kernel_side_under_random_frames(native):
     assert t["from_kernel"] == len(frames)
     assert t["from_kernel"] == sum(drops.values()) + t["forwarded"] + t["neigh_held"]
     assert len(out) == t["forwarded"]
-    for n in d.neighbours():
-        if n.state == "incomplete":
-            d.del_neighbour(n.port, n.ip)
-    d.collect()
+    release_held(d)
     assert d.mbufs_available() == full
     d.close()
 
@@ -130,19 +148,15 @@ def test_l4_paths_under_random_and_mutated_frames(dp):
              (1, raw(Ether(src="02:00:00:00:0b:00", dst=P1_MAC) / IP(src=backends[0], dst="10.0.0.2")
                      / TCP(sport=8080, dport=1000, flags="SA")))]
     rng = random.Random(4242)
-    total = 0
-    for _ in range(20):
-        batch = {0: [], 1: []}
-        for i in range(150):
-            port, f = rng.choice(seeds)
-            f = bytearray(f)
-            if i % 2:
-                for _ in range(rng.randrange(1, 3)):
-                    f[rng.randrange(14, len(f))] = rng.randrange(256)
-            batch[port].append(bytes(f[:rng.randrange(15, len(f) + 1)] if i % 9 == 0 else f))
-        for port, frames in batch.items():
-            dp.inject(port, frames)
-            total += len(frames)
+
+    def mutated(i):
+        port, f = rng.choice(seeds)
+        f = bytearray(f)
+        if i % 2:
+            for _ in range(rng.randrange(1, 3)):
+                f[rng.randrange(14, len(f))] = rng.randrange(256)
+        return port, bytes(f[:rng.randrange(15, len(f) + 1)] if i % 9 == 0 else f)
+    total = inject_batches(dp, 20, 150, mutated)
     dp.housekeep()
     dp.collect()
     t, drops = dp.totals(), dp.drops()
@@ -150,10 +164,7 @@ def test_l4_paths_under_random_and_mutated_frames(dp):
              + t["to_kernel"] + t["arp_replies_sent"] + t["arp_replies_received"])
     assert t["rx_packets"] == total == ended
     assert dp.conn_count() == len(dp.connections()) <= t["conn_created"] + t["conn_picked_up"]
-    for n in dp.neighbours():
-        if n.state == "incomplete":
-            dp.del_neighbour(n.port, n.ip)
-    dp.collect()
+    release_held(dp)
 
 
 def test_ipv6_extension_chains_under_random_and_mutated_frames(dp):
@@ -198,10 +209,7 @@ def test_ipv6_extension_chains_under_random_and_mutated_frames(dp):
     assert t["rx_packets"] == len(frames) == ended
     assert drops.get("ipv6_ext_truncated", 0) > 0 and drops.get("ipv6_ext_invalid", 0) > 0
     assert t["conn_created"] > 0
-    for n in dp.neighbours():
-        if n.state == "incomplete":
-            dp.del_neighbour(n.port, n.ip)
-    dp.collect()
+    release_held(dp)
     dp.del_service("2001:db8::100", 80)
     dp.del_service("2001:db8::100", 53, proto="udp")
     assert dp.mbufs_available() == full
@@ -275,10 +283,7 @@ def test_defences_under_random_and_mutated_frames(dp):
     dp.collect()
     assert dp.conn_count() == 0 and dp.half_open() == 0
     assert all(dp.half_open(source=s) == 0 for s in ("10.0.0.2", "10.0.0.200", "10.9.0.1"))
-    for n in dp.neighbours():
-        if n.state == "incomplete":
-            dp.del_neighbour(n.port, n.ip)
-    dp.collect()
+    release_held(dp)
     assert dp.mbufs_available() == full
 
 
@@ -338,27 +343,22 @@ def test_icmp_errors_under_random_and_mutated_quotes(dp):
                       ICMPv6PacketTooBig(mtu=1280) /
                       Raw(raw(IPv6(src="2001:db8::100", dst="2001:db8::2") /
                               TCP(sport=80, dport=40000 + p))[:200])))
-    total = 0
-    for _ in range(10):
-        batch = {0: [], 1: []}
-        for i in range(100):
-            port, pkt = rng.choice(seeds)
-            f = bytearray(raw(pkt))
-            for _ in range(rng.randrange(0, 4)):           # in the quote, mostly
-                f[rng.randrange(42, len(f))] = rng.randrange(256)
-            if i % 7 == 0:
-                f = f[:rng.randrange(34, len(f) + 1)]
-            frame = Ether(bytes(f))
-            if i % 2 and ICMP in frame:
-                del frame[ICMP].chksum
-                f = raw(frame)
-            elif i % 2 and ICMPv6PacketTooBig in frame:
-                del frame[ICMPv6PacketTooBig].cksum
-                f = raw(frame)
-            batch[port].append(bytes(f))
-        for port, frames in batch.items():
-            dp.inject(port, frames)
-            total += len(frames)
+    def mutated(i):
+        port, pkt = rng.choice(seeds)
+        f = bytearray(raw(pkt))
+        for _ in range(rng.randrange(0, 4)):           # in the quote, mostly
+            f[rng.randrange(42, len(f))] = rng.randrange(256)
+        if i % 7 == 0:
+            f = f[:rng.randrange(34, len(f) + 1)]
+        frame = Ether(bytes(f))
+        if i % 2 and ICMP in frame:
+            del frame[ICMP].chksum
+            f = raw(frame)
+        elif i % 2 and ICMPv6PacketTooBig in frame:
+            del frame[ICMPv6PacketTooBig].cksum
+            f = raw(frame)
+        return port, bytes(f)
+    total = inject_batches(dp, 10, 100, mutated)
     dp.housekeep()
     dp.collect()
     t, drops = dp.totals(), dp.drops()
@@ -367,7 +367,4 @@ def test_icmp_errors_under_random_and_mutated_quotes(dp):
     assert t["rx_packets"] == total + len(opened)
     assert t["rx_packets"] == ended
     assert t["icmp_errors_translated"] > 100 and t["icmp_errors_unmatched"] > 0
-    for n in dp.neighbours():
-        if n.state == "incomplete":
-            dp.del_neighbour(n.port, n.ip)
-    dp.collect()
+    release_held(dp)
