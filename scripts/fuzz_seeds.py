@@ -110,6 +110,17 @@ SEEDS = {
                                dst="10.0.0.9")),
     "worker-fullnat-reply": (5, b2("10.0.1.21", TCP(sport=8080, dport=1025, flags="A"),
                                    dst="10.0.1.1")),
+    # Fragments of one UDP datagram to a NAT VIP (frag.c): the later ones
+    # before the first in the burst seed too.
+    "frag-later": (0, Ether(src=C, dst=P0) / IP(src="10.0.0.2", dst="10.0.0.100", id=77, frag=26,
+                                                proto=17) / Raw(bytes(120))),
+    "frag-first": (0, Ether(src=C, dst=P0) / IP(src="10.0.0.2", dst="10.0.0.100", id=77,
+                                                flags="MF") / UDP(sport=40001, dport=53) /
+                   Raw(bytes(200))),
+    "v6-frag-later": (0, c6("2001:db8::100", IPv6ExtHdrFragment(id=78, offset=26, nh=17) /
+                            Raw(bytes(120)))),
+    "v6-frag-first": (0, c6("2001:db8::100", IPv6ExtHdrFragment(id=78, m=1) /
+                            UDP(sport=40001, dport=53) / Raw(bytes(200)))),
     "housekeep": (6, Raw(b"\x0b")),
     "gre-in": (0, c2("10.0.0.1", GRE() / IP(src="1.2.3.4", dst="5.6.7.8"))),
 }

@@ -22,6 +22,15 @@ def release_held(dp) -> None:
     dp.collect()
 
 
+def settle(dp) -> None:
+    """Fragments held for a first fragment that never came expire (a
+    second, PYLB_FRAG_TIMEOUT_MS), housekeeping runs, what is queued is
+    collected: every frame has ended but those held for neighbours."""
+    dp.clock_advance(1100)
+    dp.housekeep()
+    dp.collect()
+
+
 def inject_batches(dp, rounds: int, per: int, frame) -> int:
     """`rounds` bursts of `per` frames, frame(i) -> (port index, bytes),
     injected port by port; how many were injected."""
@@ -157,8 +166,7 @@ def test_l4_paths_under_random_and_mutated_frames(dp):
                 f[rng.randrange(14, len(f))] = rng.randrange(256)
         return port, bytes(f[:rng.randrange(15, len(f) + 1)] if i % 9 == 0 else f)
     total = inject_batches(dp, 20, 150, mutated)
-    dp.housekeep()
-    dp.collect()
+    settle(dp)
     t, drops = dp.totals(), dp.drops()
     ended = (sum(drops.values()) + t["forwarded"] + t["icmp_echo_replies"] + t["neigh_held"]
              + t["to_kernel"] + t["arp_replies_sent"] + t["arp_replies_received"])
@@ -202,8 +210,7 @@ def test_ipv6_extension_chains_under_random_and_mutated_frames(dp):
             f = f[:rng.randrange(55, len(f) + 1)]
         frames.append(bytes(f))
     dp.inject("p0", frames)
-    dp.housekeep()
-    dp.collect()
+    settle(dp)
     t, drops = dp.totals(), dp.drops()
     ended = (sum(drops.values()) + t["forwarded"] + t["to_kernel"] + t["neigh_held"])
     assert t["rx_packets"] == len(frames) == ended
@@ -367,4 +374,81 @@ def test_icmp_errors_under_random_and_mutated_quotes(dp):
     assert t["rx_packets"] == total + len(opened)
     assert t["rx_packets"] == ended
     assert t["icmp_errors_translated"] > 100 and t["icmp_errors_unmatched"] > 0
+    release_held(dp)
+
+
+def test_fragment_chains_under_random_and_mutated_frames(dp):
+    """Fragments of TCP/UDP datagrams (IPv4 and IPv6, to VIPs of every
+    method and back from their backends) in random order, some lost, some
+    repeated, their headers mutated (half with the IPv4 header sum made
+    right again), identifications colliding: every frame ends exactly
+    once (the held ones when their entries expire), nothing leaks."""
+    from scapy.layers.inet import IP, UDP, TCP, fragment
+    from scapy.layers.inet6 import IPv6, IPv6ExtHdrFragment, fragment6
+    from scapy.layers.l2 import Ether
+    from scapy.packet import Raw
+    from conftest import CLIENT_MAC, P0_MAC, P1_MAC
+
+    backends = ["10.0.1.20", "10.0.1.21"]
+    for i, b in enumerate(backends):
+        dp.add_neighbour("p1", b, f"02:00:00:00:0b:{i:02x}")
+    dp.add_neighbour("p1", "2001:db8:1::20", "02:00:00:00:0b:66")
+    dp.add_neighbour("p0", "10.0.0.2", CLIENT_MAC)
+    dp.add_neighbour("p0", "2001:db8::2", CLIENT_MAC)
+    dp.add_service("10.0.0.100", 53, proto="udp", backends=[(b, 5353) for b in backends])
+    dp.add_service("10.0.0.101", 53, proto="udp", method="fullnat", local_addresses=["10.0.1.1"],
+                   backends=[(b, 5353) for b in backends])
+    dp.add_service("10.0.0.102", 53, proto="udp", method="dr", backends=backends)
+    dp.add_service("10.0.0.100", 80, backends=[(b, 8080) for b in backends], syn_proxy="off")
+    dp.add_service("2001:db8::100", 53, proto="udp", backends=[("2001:db8:1::20", 5353)])
+    c = Ether(src=CLIENT_MAC, dst=P0_MAC)
+    b = Ether(src="02:00:00:00:0b:00", dst=P1_MAC)
+    rng = random.Random(29112027)
+
+    def datagram(ident):
+        kind = rng.randrange(6)
+        body = Raw(bytes(rng.randrange(256) for _ in range(rng.choice([100, 1600, 3100]))))
+        if kind < 3:
+            pkt = IP(src="10.0.0.2", dst=f"10.0.0.10{kind}", id=ident) / \
+                UDP(sport=40000 + ident % 4, dport=53) / body
+        elif kind == 3:
+            pkt = IP(src="10.0.0.2", dst="10.0.0.100", id=ident) / \
+                TCP(sport=40000 + ident % 4, dport=80, flags="A") / body
+        elif kind == 4:
+            pkt = IP(src="10.0.1.20", dst=rng.choice(["10.0.0.2", "10.0.1.1"]), id=ident) / \
+                UDP(sport=5353, dport=rng.choice([40000, 1024, 1025])) / body
+            return [(1, b / f) for f in fragment(pkt, 1480)]
+        else:
+            pkt = IPv6(src="2001:db8::2", dst="2001:db8::100") / IPv6ExtHdrFragment(id=ident) / \
+                UDP(sport=40000 + ident % 4, dport=53) / body
+            return [(0, c / f) for f in fragment6(pkt, 1500)]
+        return [(0, c / f) for f in fragment(pkt, 1480)]
+
+    frames = []
+    for ident in range(300):
+        parts = datagram(ident % 40)
+        rng.shuffle(parts)
+        parts = [p for p in parts if rng.random() > 0.1] + \
+            [p for p in parts if rng.random() < 0.05]
+        frames += parts
+
+    def mutated(i):
+        port, pkt = frames[i % len(frames)]
+        f = bytearray(raw(pkt))
+        if i % 3 == 0:
+            for _ in range(rng.randrange(1, 3)):        # in the headers
+                f[rng.randrange(14, 70)] = rng.randrange(256)
+            if i % 2 and IP in Ether(bytes(f)):
+                frame = Ether(bytes(f))
+                del frame[IP].chksum
+                f = bytearray(raw(frame))
+        return port, bytes(f)
+
+    total = inject_batches(dp, len(frames) // 50 + 1, 50, mutated)
+    settle(dp)
+    t, drops = dp.totals(), dp.drops()
+    ended = sum(drops.values()) + t["forwarded"] + t["to_kernel"] + t["neigh_held"]
+    assert t["rx_packets"] == total == ended
+    assert t["fragments_followed"] > 100 and t["fragments_held"] > 10
+    assert drops["frag_timeout"] > 0
     release_held(dp)

@@ -19,7 +19,8 @@
  *
  * ICMP errors quote what they answer, so the headers embedded in them are
  * reached from the wire. After every input every mbuf not held for a
- * neighbour must be back in its pool: a leak aborts.
+ * neighbour (or a fragment's first) must be back in its pool: a leak
+ * aborts.
  */
 #include <arpa/inet.h>
 #include <stdio.h>
@@ -197,6 +198,22 @@ check_leaks(struct pylb_dp *dp)
 
 	for (int i = 0; i < n; i++)
 		held += nb[i].held;
+	/* Fragments waiting for their first: in their entries, none left
+	 * released but not resumed. */
+	for (uint32_t s = 0; s < dp->n_slots; s++) {
+		const struct pylb_frags *f = dp->lcores[s].frags;
+		uint32_t in_entries = 0;
+
+		for (uint32_t p = f->tail; p != f->head; p++)
+			in_entries += f->e[p % PYLB_FRAG_ENTRIES].n_held;
+		if (in_entries != f->n_held || f->n_ready != 0) {
+			fprintf(stderr, "fragments (%s, slot %u): %u held, %u counted, %u not resumed\n",
+				dp == solo ? "no workers" : "two workers", s, in_entries, f->n_held,
+				f->n_ready);
+			abort();
+		}
+		held += f->n_held;
+	}
 	if (pylb_dp_mbufs_available(dp) + held != dp->conf.mbufs_per_socket) {
 		fprintf(stderr, "mbuf leak (%s): %u available + %u held of %u\n",
 			dp == solo ? "no workers" : "two workers", pylb_dp_mbufs_available(dp), held,

@@ -70,6 +70,8 @@ enum pylb_err {
 	X(ICMP_ERRORS_TRANSLATED, icmp_errors_translated) \
 	X(ICMP_ERRORS_UNMATCHED, icmp_errors_unmatched) \
 	X(IPV4_FRAGMENTED, ipv4_fragmented) \
+	X(FRAGMENTS_FOLLOWED, fragments_followed) \
+	X(FRAGMENTS_HELD, fragments_held) \
 	X(ND_SOLICITS, nd_solicits) \
 	X(ND_ADVERTS_SENT, nd_adverts_sent) \
 	X(ND_ADVERTS_RECEIVED, nd_adverts_received) \
@@ -149,6 +151,10 @@ enum pylb_err {
 	X(VLAN_NO_HEADROOM, vlan_no_headroom) \
 	X(MTU_EXCEEDED, mtu_exceeded) \
 	X(L4_TRUNCATED, l4_truncated) \
+	X(FRAG_TABLE_FULL, frag_table_full) \
+	X(FRAG_HOLD_FULL, frag_hold_full) \
+	X(FRAG_TIMEOUT, frag_timeout) \
+	X(FRAG_NO_CONN, frag_no_conn) \
 	X(NO_SERVICE, no_service) \
 	X(TCP_NO_CONN, tcp_no_conn) \
 	X(TCP_BAD_FLAGS, tcp_bad_flags) \

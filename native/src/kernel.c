@@ -19,6 +19,7 @@ kernel_one(struct pylb_lcore *lc, const struct pylb_cfg *cfg, struct rte_mbuf *m
 	uint32_t v;
 
 	CNT(lc, FROM_KERNEL);
+	m->hash.fdir.hi = 0;	/* no fragment's ports yet (frag.c) */
 	if (len < l2)
 		return drop(lc, m, PYLB_D_KERNEL_INVALID);
 	if (eth->ether_type == RTE_BE16(RTE_ETHER_TYPE_IPV4)) {
@@ -78,4 +79,6 @@ pylb_kernel_process(struct pylb_lcore *lc, const struct pylb_cfg *cfg,
 	lc->now = pylb_now(lc->dp);
 	for (uint16_t i = 0; i < n; i++)
 		kernel_one(lc, cfg, pkts[i]);
+	if (unlikely(lc->frags->n_ready != 0))
+		pylb_frag_release(lc, cfg);
 }

@@ -836,6 +836,25 @@ pick_up(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port, struct r
 		       dp->conf.tcp_reset);
 }
 
+/* A later fragment (frag.c; gathered at the client's owner, which owns
+ * its connection): on with the connection its first fragment went with,
+ * by the same method; only its addresses are translated. */
+static void
+follow(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port, struct rte_mbuf *m,
+       uint8_t af, uint8_t proto, uint16_t *ports)
+{
+	struct pylb_tuple t;
+	struct pylb_conn *c;
+
+	tuple_of(&t, m, af, proto, ports);
+	CNT(lc, L4_PACKETS);
+	c = pylb_conn_lookup(lc, &t, false, NULL);
+	if (c == NULL || (c->flags & CONN_F_OPENING) || !conn_check(lc, c))
+		return drop(lc, m, PYLB_D_FRAG_NO_CONN);
+	pylb_conn_update(lc, c, 0, false, lc->now);
+	conn_forward(lc, cfg, in_port, m, ports, c);
+}
+
 /* A TCP or UDP packet for a service VIP. */
 void
 pylb_l4_input(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
@@ -851,6 +870,13 @@ pylb_l4_input(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 	uint32_t hash;
 
 	ports = l4_header(m, af, &proto);
+	if (unlikely(frag_suspect(m, af, proto))) {
+		if (pylb_frag_gather(lc, m, af, in_port, RESUME_L4, l4_src(m, af), true,
+				     &proto, &ports) != PYLB_FRAG_GO)
+			return;
+		if (frag_followed(lc, ports))
+			return follow(lc, cfg, in_port, m, af, proto, ports);
+	}
 	if (proto != IPPROTO_TCP && proto != IPPROTO_UDP)
 		return drop(lc, m, PYLB_D_NO_SERVICE);
 	if (ports == NULL)

@@ -52,6 +52,22 @@ bool pylb_l4_acl_refused(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int 
 			 struct rte_mbuf *m, const struct pylb_tuple *t, uint16_t *ports,
 			 const struct pylb_service *svc);
 
+/* frag.c: fragments of TCP/UDP datagrams (see there). pylb_frag_gather
+ * runs where a packet's ports are read, for a packet that may be a
+ * fragment: a later fragment whose datagram's first was seen gets *ports
+ * (a stand-in header) and *proto; GO: go on; TAKEN: m was handed to the
+ * worker where its datagram gathers (the owner of `gather`), held, or
+ * dropped; UNKNOWN: a later fragment whose first was not seen, not held
+ * (`hold` false). */
+enum { PYLB_FRAG_GO, PYLB_FRAG_TAKEN, PYLB_FRAG_UNKNOWN };
+int pylb_frag_gather(struct pylb_lcore *lc, struct rte_mbuf *m, uint8_t af, int in_port,
+		     uint32_t kind, const uint8_t *gather, bool hold, uint8_t *proto,
+		     uint16_t **ports);
+
+/* reply.c: a packet handed over (m->hash.usr says where it stopped),
+ * resumed. */
+void pylb_resume(struct pylb_lcore *lc, const struct pylb_cfg *cfg, struct rte_mbuf *m);
+
 /* reply.c: route m (a translated reply) towards its new destination. */
 void pylb_l4_route(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 		   struct rte_mbuf *m, uint8_t af);
@@ -316,6 +332,36 @@ l4_header(struct rte_mbuf *m, uint8_t af, uint8_t *proto)
 	}
 	need = *proto == IPPROTO_TCP ? sizeof(struct rte_tcp_hdr) : sizeof(struct rte_udp_hdr);
 	return len >= hl + need ? ip + hl : NULL;
+}
+
+/* Might m be a fragment (pylb_frag_gather says)? IPv4: more fragments or
+ * an offset; IPv6: extension headers, or a later fragment's header (what
+ * l4_header's walk found: proto). */
+static inline bool
+frag_suspect(const struct rte_mbuf *m, uint8_t af, uint8_t proto)
+{
+	const struct rte_ipv4_hdr *ip = rte_pktmbuf_mtod_offset(m, const struct rte_ipv4_hdr *,
+								 sizeof(struct rte_ether_hdr));
+
+	if (af == 4)
+		return (ip->fragment_offset &
+			RTE_BE16(RTE_IPV4_HDR_MF_FLAG | RTE_IPV4_HDR_OFFSET_MASK)) != 0;
+	return m->l3_len != sizeof(struct rte_ipv6_hdr) || proto == IPPROTO_FRAGMENT;
+}
+
+/* m's source address. */
+static inline const uint8_t *
+l4_src(const struct rte_mbuf *m, uint8_t af)
+{
+	return rte_pktmbuf_mtod_offset(m, const uint8_t *, sizeof(struct rte_ether_hdr) +
+				       (af == 4 ? 12 : 8));
+}
+
+/* Is `ports` a later fragment's stand-in header? */
+static inline bool
+frag_followed(const struct pylb_lcore *lc, const uint16_t *ports)
+{
+	return ports == lc->frags->phantom;
 }
 
 static inline void

@@ -35,6 +35,7 @@ parse_one(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port,
 	uint16_t i = b->n;
 
 	lc->stats->c[PYLB_C_RX_BYTES] += rte_pktmbuf_pkt_len(m);
+	m->hash.fdir.hi = 0;	/* no fragment's ports yet (frag.c) */
 	if (unlikely(len < l2))
 		return drop(lc, m, PYLB_D_ETH_TRUNCATED);
 	eth = rte_pktmbuf_mtod(m, struct rte_ether_hdr *);
@@ -323,6 +324,8 @@ process(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port,
 		return;
 	classify(lc, &b);
 	dispatch(lc, cfg, port, &b);
+	if (unlikely(lc->frags->n_ready != 0))
+		pylb_frag_release(lc, cfg);
 }
 
 /* A port with VLAN sub-interfaces: each tagged frame, its tag taken off,
@@ -373,6 +376,7 @@ pylb_host_process(struct pylb_lcore *lc, const struct pylb_cfg *cfg,
 		  uint16_t port, struct rte_mbuf **pkts, uint16_t n)
 {
 	lc->now = pylb_now(lc->dp);
+	pylb_frag_age(lc, lc->now);
 	lc->stats->c[PYLB_C_RX_PACKETS] += n;
 	if (unlikely(cfg->ports[port].n_vlans != 0))
 		return vlan_demux(lc, cfg, port, pkts, n);

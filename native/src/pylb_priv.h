@@ -11,6 +11,7 @@
 #include <rte_common.h>
 #include <rte_cycles.h>
 #include <rte_ether.h>
+#include <rte_tcp.h>
 
 #include "pylb_dp.h"
 #include "tunables.h"
@@ -283,6 +284,44 @@ pylb_tokens_take(struct pylb_tokens *b, uint64_t now, uint64_t cost, uint64_t mo
 	return true;
 }
 
+/* frag.c: the datagrams whose fragments an lcore follows. An entry is made
+ * by a datagram's first fragment seen, lives PYLB_FRAG_TIMEOUT_MS, and
+ * holds the ports the datagram's first fragment carries (0: not seen yet;
+ * the later fragments that came before it wait in held[]). Entries live
+ * in a FIFO (one lifetime for all: the oldest expires first), found by a
+ * hash of their key. */
+struct pylb_frag_key {
+	uint8_t src[16];
+	uint8_t dst[16];
+	uint32_t id;		/* the datagram's identification */
+	uint8_t proto;		/* IPv4's, or what IPv6's fragment header says */
+	uint8_t af;
+	uint16_t pad;
+};
+
+struct pylb_frag {
+	struct pylb_frag_key key;
+	uint64_t expire_tsc;
+	uint32_t ports;		/* source and destination as on the wire; 0: unknown */
+	uint8_t n_held;
+	struct rte_mbuf *held[PYLB_FRAG_HELD];
+};
+
+struct pylb_frags {
+	struct rte_hash *index;		/* key -> FIFO position */
+	uint32_t head, tail;		/* FIFO positions (modulo PYLB_FRAG_ENTRIES) */
+	uint32_t n_held;
+	uint64_t timeout_tsc;
+	uint32_t n_ready;		/* released by their first fragment */
+	struct rte_mbuf *ready[PYLB_FRAG_HELD_MAX];
+	/* A later fragment's stand-in transport header: the ports its
+	 * datagram's first fragment taught; what the methods write to it
+	 * (ports, checksum, sequence numbers) is the first fragment's
+	 * business and goes nowhere. */
+	uint16_t phantom[sizeof(struct rte_tcp_hdr) / 2];
+	struct pylb_frag e[PYLB_FRAG_ENTRIES];
+};
+
 struct pylb_conntrack {
 	struct pylb_ct_bucket *buckets;
 	const uint64_t *key;		/* the flow-hash key (hash.h) */
@@ -375,6 +414,7 @@ struct pylb_lcore {
 	struct pylb_stats *stats;
 	struct pylb_svc_stats *svc_stats;	/* PYLB_MAX_SERVICES, by service id */
 	struct pylb_conntrack ct;
+	struct pylb_frags *frags;
 	struct rte_ring *redirect;	/* packets of flows this lcore owns */
 	uint32_t fnat_next;		/* next FullNAT local port to try */
 	uint64_t now;			/* pylb_now() at the start of the burst */
@@ -556,6 +596,13 @@ void pylb_conn_age(struct pylb_lcore *lc, uint64_t now, uint32_t step);
 bool pylb_conn_snapshot(const struct pylb_conntrack *ct, uint32_t i, struct pylb_conn *c,
 			struct pylb_conn6 *a);
 void pylb_redirect_drain(struct pylb_lcore *lc, const struct pylb_cfg *cfg);
+/* frag.c: the fragment table; held fragments whose first came, resumed
+ * (at the end of a burst); entries past their time, with what they hold,
+ * dropped. */
+int pylb_frag_init(struct pylb_lcore *lc);
+void pylb_frag_free(struct pylb_lcore *lc);
+void pylb_frag_release(struct pylb_lcore *lc, const struct pylb_cfg *cfg);
+void pylb_frag_age(struct pylb_lcore *lc, uint64_t now);
 
 static inline void
 pylb_gen_bump(struct pylb_dp *dp)

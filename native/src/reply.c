@@ -41,20 +41,36 @@ nat_backend_of(const struct pylb_dp *dp, const struct pylb_tuple *t,
 	return true;
 }
 
-/* The TCP/UDP tuple of m and the connection it replies to, if any.
- * False: not TCP or UDP, or too short to say. */
-static inline bool
-reply_lookup(struct pylb_lcore *lc, struct rte_mbuf *m, uint8_t af, struct pylb_tuple *t,
-	     uint16_t **ports, struct pylb_conn **c, const struct pylb_ct_key *k)
+/* The TCP/UDP tuple of m and the connection it replies to, if any: 1.
+ * 0: not TCP or UDP, or too short to say (or a later fragment whose first
+ * was not seen). -1: m was taken (a fragment, where its datagram gathers:
+ * a NAT reply's at its client's owner, not held: fragments of any routed
+ * datagram come here; a FullNAT reply's at its backend's owner). */
+static inline int
+reply_lookup(struct pylb_lcore *lc, struct rte_mbuf *m, uint8_t af, int in_port,
+	     uint32_t kind, struct pylb_tuple *t, uint16_t **ports, struct pylb_conn **c,
+	     const struct pylb_ct_key *k)
 {
 	uint8_t proto;
 
 	*ports = l4_header(m, af, &proto);
+	if (unlikely(frag_suspect(m, af, proto))) {
+		const uint8_t *src = l4_src(m, af);
+
+		switch (pylb_frag_gather(lc, m, af, in_port, kind,
+					 kind == RESUME_REPLY ? src + (af == 4 ? 4 : 16) : src,
+					 kind != RESUME_REPLY, &proto, ports)) {
+		case PYLB_FRAG_TAKEN:
+			return -1;
+		case PYLB_FRAG_UNKNOWN:
+			return 0;
+		}
+	}
 	if (*ports == NULL || (proto != IPPROTO_TCP && proto != IPPROTO_UDP))
-		return false;
+		return 0;
 	tuple_of(t, m, af, proto, *ports);
 	*c = pylb_conn_lookup(lc, t, true, k);
-	return true;
+	return 1;
 }
 
 static inline uint8_t
@@ -171,8 +187,12 @@ pylb_nat_reverse(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 	struct pylb_conn *c;
 	uint16_t *ports;
 
-	if (!reply_lookup(lc, m, af, &t, &ports, &c, k))
+	switch (reply_lookup(lc, m, af, in_port, RESUME_REPLY, &t, &ports, &c, k)) {
+	case -1:
+		return false;
+	case 0:
 		return true;
+	}
 	if (c == NULL)
 		return nat_reverse_untracked(lc, in_port, m, af, &t, ports);
 	if (routed_replies[c->method] != NULL)
@@ -192,8 +212,12 @@ pylb_fullnat_reply(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_por
 	struct pylb_conn *c;
 	uint16_t *ports;
 
-	if (!reply_lookup(lc, m, af, &t, &ports, &c, k))
+	switch (reply_lookup(lc, m, af, in_port, RESUME_FULLNAT, &t, &ports, &c, k)) {
+	case -1:
+		return true;
+	case 0:
 		return false;
+	}
 	if (c == NULL) {
 		/* The worker that owns the local port has it, if anyone. */
 		uint32_t n = dp->conf.n_workers;
@@ -211,6 +235,41 @@ pylb_fullnat_reply(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_por
 	return true;
 }
 
+void
+pylb_resume(struct pylb_lcore *lc, const struct pylb_cfg *cfg, struct rte_mbuf *m)
+{
+	uint8_t af = (uint8_t)(m->hash.usr >> 8);
+	int in_port = m->port == UINT16_MAX ? -1 : m->port;	/* -1: from the kernel */
+
+	switch (m->hash.usr & 0xff) {
+	case RESUME_L4:
+		pylb_l4_input(lc, cfg, in_port, m, af, NULL);
+		break;
+	case RESUME_FULLNAT:
+		if (!pylb_fullnat_reply(lc, cfg, in_port, m, af, NULL))
+			af == 4 ? pylb_ipv4_local(lc, cfg, in_port, m) :
+				pylb_ipv6_local(lc, cfg, in_port, m);
+		break;
+	case RESUME_ICMP_IN:
+		if (!pylb_icmp_error_in(lc, cfg, in_port, m, af))
+			af == 4 ? pylb_ipv4_icmp(lc, cfg, in_port, m) :
+				pylb_ipv6_icmp(lc, cfg, in_port, m);
+		break;
+	case RESUME_ICMP_NAT:
+		if (pylb_icmp_error_nat(lc, cfg, in_port, m, af))
+			pylb_l4_route(lc, cfg, in_port, m, af);
+		break;
+	case RESUME_ICMP_FULLNAT:
+		if (!pylb_icmp_error_fullnat(lc, cfg, in_port, m, af))
+			af == 4 ? pylb_ipv4_local(lc, cfg, in_port, m) :
+				pylb_ipv6_local(lc, cfg, in_port, m);
+		break;
+	default:
+		if (pylb_nat_reverse(lc, cfg, in_port, m, af, NULL))
+			pylb_l4_route(lc, cfg, in_port, m, af);
+	}
+}
+
 /* Packets other workers handed over: continue where they stopped. */
 void
 pylb_redirect_drain(struct pylb_lcore *lc, const struct pylb_cfg *cfg)
@@ -221,36 +280,8 @@ pylb_redirect_drain(struct pylb_lcore *lc, const struct pylb_cfg *cfg)
 	if (n == 0)
 		return;
 	lc->now = pylb_now(lc->dp);
-
-	for (unsigned int i = 0; i < n; i++) {
-		struct rte_mbuf *m = pkts[i];
-		uint8_t af = (uint8_t)(m->hash.usr >> 8);
-
-		switch (m->hash.usr & 0xff) {
-		case RESUME_L4:
-			pylb_l4_input(lc, cfg, m->port, m, af, NULL);
-			break;
-		case RESUME_FULLNAT:
-			if (!pylb_fullnat_reply(lc, cfg, m->port, m, af, NULL))
-				drop(lc, m, PYLB_D_NO_SERVICE);
-			break;
-		case RESUME_ICMP_IN:
-			if (!pylb_icmp_error_in(lc, cfg, m->port, m, af))
-				af == 4 ? pylb_ipv4_icmp(lc, cfg, m->port, m) :
-					pylb_ipv6_icmp(lc, cfg, m->port, m);
-			break;
-		case RESUME_ICMP_NAT:
-			if (pylb_icmp_error_nat(lc, cfg, m->port, m, af))
-				pylb_l4_route(lc, cfg, m->port, m, af);
-			break;
-		case RESUME_ICMP_FULLNAT:
-			if (!pylb_icmp_error_fullnat(lc, cfg, m->port, m, af))
-				af == 4 ? pylb_ipv4_local(lc, cfg, m->port, m) :
-					pylb_ipv6_local(lc, cfg, m->port, m);
-			break;
-		default:
-			if (pylb_nat_reverse(lc, cfg, m->port, m, af, NULL))
-				pylb_l4_route(lc, cfg, m->port, m, af);
-		}
-	}
+	for (unsigned int i = 0; i < n; i++)
+		pylb_resume(lc, cfg, pkts[i]);
+	if (unlikely(lc->frags->n_ready != 0))
+		pylb_frag_release(lc, cfg);
 }

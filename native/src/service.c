@@ -49,6 +49,8 @@ pylb_l4_init(struct pylb_dp *dp)
 
 		int rc = pylb_conn_init(dp, lc);
 
+		if (rc == 0)
+			rc = pylb_frag_init(lc);
 		if (rc != 0)
 			return rc;
 		if (i < dp->conf.n_workers && dp->conf.n_workers > 1) {
@@ -79,6 +81,7 @@ pylb_l4_free(struct pylb_dp *dp)
 			struct rte_mbuf *m;
 
 			pylb_conn_free(lc);
+			pylb_frag_free(lc);
 			while (lc->redirect != NULL && rte_ring_dequeue(lc->redirect, (void **)&m) == 0)
 				rte_pktmbuf_free(m);
 			rte_ring_free(lc->redirect);

@@ -22,6 +22,10 @@
 #define PYLB_NEIGH_SWEEP_MS	100	/* aging pass period */
 #define PYLB_ICMP_RATE		1000	/* ICMP errors per second per lcore */
 #define PYLB_MAX_FRAGMENTS	64	/* an IPv4 packet cut for a smaller egress MTU */
+#define PYLB_FRAG_ENTRIES	1024	/* datagrams whose fragments are followed, per lcore */
+#define PYLB_FRAG_TIMEOUT_MS	1000	/* an entry lives this long from its first fragment seen */
+#define PYLB_FRAG_HELD		8	/* fragments held per datagram until its first */
+#define PYLB_FRAG_HELD_MAX	256	/* and per lcore */
 #define PYLB_ICMP_BURST		100
 #define PYLB_ROUTES_DEFAULT	(1 << 16)	/* per family */
 #define PYLB_TBL8_DEFAULT	8192	/* IPv4 FIB tbl8 groups (longer than /24) */

@@ -45,7 +45,7 @@ pylb_worker_main(void *arg)
 	while (__atomic_load_n(&dp->running, __ATOMIC_ACQUIRE)) {
 		const struct pylb_cfg *cfg =
 			__atomic_load_n(&dp->cfg, __ATOMIC_ACQUIRE);
-		uint64_t t0 = rte_rdtsc();
+		uint64_t t0 = rte_rdtsc(), now;
 		uint32_t got = 0;
 
 		for (uint16_t p = 0; p < n_ports; p++) {
@@ -101,7 +101,9 @@ pylb_worker_main(void *arg)
 			lc->stats->c[PYLB_C_BUSY_CYCLES] += rte_rdtsc() - t0;
 			lc->stats->c[PYLB_C_BUSY_POLLS]++;
 		}
-		pylb_conn_age(lc, pylb_now(dp), PYLB_CONN_AGE_STEP);
+		now = pylb_now(dp);
+		pylb_conn_age(lc, now, PYLB_CONN_AGE_STEP);
+		pylb_frag_age(lc, now);
 		rte_rcu_qsbr_quiescent(dp->qsv, lc->slot);
 	}
 	rte_rcu_qsbr_thread_offline(dp->qsv, lc->slot);
