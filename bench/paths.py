@@ -51,6 +51,11 @@ ten million frames fit in hugepages. Cases:
   connections) on p0 while the errors replay endlessly on p1; every error
   is matched to its connection, translated (outer, quoted, checksums) and
   sent to the backend (icmperr.c);
+- fragments: UDP datagrams of N established NAT flows, each in two
+  fragments (the first with the ports, a later one of 24 bytes): the first
+  makes (or finds) the datagram's entry, the later one takes its ports from
+  it and follows to the backend (frag.c); at most 1,000 flows (the entries
+  live a second, 1,024 per lcore);
 - route6, vip6, established6, syn6: the same as route, vip (IPv6 in IPv6),
   established (up to 1,000,000 flows) and syn over IPv6 (client fd01::1 +
   f // 50000), beside their IPv4 cases;
@@ -147,6 +152,22 @@ def make_error_pcap(path: str, flows: int) -> None:
     common.write_pcap(path, per_flow(tpl, flows, 58, 4, 64, {52: "addr", 36: "both"}))
 
 
+def make_fragment_pcap(path: str, flows: int) -> None:
+    """Flow f's datagram (id f): 10.1.0.1:1024 + f -> VIP:53, 40 bytes of
+    UDP in two fragments."""
+    from scapy.layers.inet import IP, UDP
+    from scapy.layers.l2 import Ether
+    eth = Ether(src="02:00:00:00:00:02", dst=PCAP_MAC)
+
+    def frames():
+        for f in range(flows):
+            ip = dict(src="10.1.0.1", dst=VIP, ttl=64, id=f, proto=17)
+            yield bytes(eth / IP(flags="MF", **ip) / UDP(sport=1024 + f, dport=53, len=48, chksum=0)
+                        / (b"\0" * 16))
+            yield bytes(eth / IP(frag=3, **ip) / (b"\0" * 24))
+    common.write_pcap(path, frames())
+
+
 def per_flow(tpl: bytes, flows: int, src_at: int, src_len: int, port_at: int, sums: dict):
     """Frames of `flows` flows from template tpl: flow f from source address
     base + f // PORTS_PER_CLIENT and port 1024 + f % PORTS_PER_CLIENT, each
@@ -189,6 +210,8 @@ def make_pcap(path: str, kind: str, flows: int) -> None:
         return make_reply_pcap(path, flows)
     if kind == "icmp_error":
         return make_error_pcap(path, flows)
+    if kind == "fragments":
+        return make_fragment_pcap(path, flows)
     if kind == "arp":
         tpl = bytes(Ether(src="02:00:00:00:00:02", dst="ff:ff:ff:ff:ff:ff")
                     / ARP(op=1, hwsrc="02:00:00:00:00:02", psrc="10.0.0.2", pdst="10.0.0.1"))
@@ -310,7 +333,7 @@ def pylb_side(kind: str, pcap: str, flows: int, seconds: float) -> dict:
             t0 = time.monotonic()
             dp.set_acls([("deny", "drop", million())], {0: [0]})
             acl_s = time.monotonic() - t0
-    elif kind in ("established", "established6", "icmp_error"):
+    elif kind in ("established", "established6", "icmp_error", "fragments"):
         dp.add_service(vip, 53, proto="udp", backends=[(backend, 5353)])
     elif kind == "established_defended":
         dp.add_service(vip, 53, proto="udp", backends=[(backend, 5353, 1, "up", LIMIT)], id=0,
@@ -367,7 +390,8 @@ def pylb_side(kind: str, pcap: str, flows: int, seconds: float) -> dict:
            "cookies_share": d["syn_cookies_sent"] / d["rx_packets"],
            **({"acl_build_s": acl_s} if acl_s is not None else {}),
            "translated_replies_share": d["nat_replies"] / d["rx_packets"],
-           "translated_errors_share": d["icmp_errors_translated"] / d["rx_packets"]}
+           "translated_errors_share": d["icmp_errors_translated"] / d["rx_packets"],
+           "followed_fragments_share": d["fragments_followed"] / d["rx_packets"]}
     dp.close()
     common.eal_end(native, "pylb-bench-l4")
     return out
@@ -414,7 +438,7 @@ def main() -> None:
          ("synflood", args.syn_flows),
          ("table_full", args.fullnat_flows * 2),
          ("fullnat", args.fullnat_flows), ("fullnat_reply", args.fullnat_flows),
-         ("icmp_error", args.fullnat_flows)]
+         ("icmp_error", args.fullnat_flows), ("fragments", 1000)]
     if args.cases:
         cases = [c for c in cases if c[0] in args.cases.split(",")]
     rows, results = [], {}
