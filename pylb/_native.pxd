@@ -92,6 +92,18 @@ cdef extern from "pylb_dp.h" nogil:
         uint8_t af
         uint8_t ip[16]
 
+    enum:
+        PYLB_PROBE_PENDING
+        PYLB_PROBE_ANSWERED
+        PYLB_PROBE_REFUSED
+
+    struct pylb_probe_conf:
+        pylb_ip vip
+        pylb_ip backend
+        uint16_t port
+        uint8_t proto
+        uint8_t method
+
     struct pylb_prefix:
         pylb_ip addr
         uint8_t len
@@ -226,6 +238,9 @@ cdef extern from "pylb_dp.h" nogil:
     int pylb_dp_addr_add(pylb_dp *dp, uint16_t port, const pylb_prefix *addr)
     int pylb_dp_addr_del(pylb_dp *dp, uint16_t port, const pylb_ip *ip)
     int pylb_dp_addr_announce(pylb_dp *dp, uint16_t port, const pylb_ip *ip)
+    int pylb_dp_probe_start(pylb_dp *dp, const pylb_probe_conf *p)
+    int pylb_dp_probe_state(pylb_dp *dp, uint32_t id)
+    int pylb_dp_probe_end(pylb_dp *dp, uint32_t id)
     int pylb_dp_start(pylb_dp *dp)
     int pylb_dp_stop(pylb_dp *dp)
     void pylb_dp_destroy(pylb_dp *dp)

@@ -531,6 +531,39 @@ cdef class Dataplane:
         gratuitous ARP or an unsolicited neighbour advertisement."""
         self._port_address(pylb_dp_addr_announce, port, address)
 
+    def probe_start(self, vip, int port, str proto, backend, str method):
+        """Send a data-path health probe to vip:port by the method of
+        `backend` (DR or tunnel): a TCP SYN, or a UDP datagram. Its id."""
+        cdef pylb_dp *dp = self._live()
+        cdef pylb_probe_conf c
+        cdef int rc
+        if method not in _L4_METHODS:
+            raise InvalidArgument(f"probe: method '{method}' is not one of {', '.join(_L4_METHODS)}")
+        if not 0 < port < 65536:
+            raise InvalidArgument(f"probe: port {port} is not 1..65535")
+        memset(&c, 0, sizeof(c))
+        _set_ip(&c.vip, _parse_ip(vip, "VIP"))
+        _set_ip(&c.backend, _parse_ip(backend, "backend"))
+        c.port = port
+        c.proto = _proto(proto)
+        c.method = _L4_METHODS[method]
+        with nogil:
+            rc = pylb_dp_probe_start(dp, &c)
+        _check(rc)
+        return rc
+
+    def probe_state(self, int id):
+        """A probe's state: "pending", "answered" (a SYN-ACK, a datagram)
+        or "refused" (a RST)."""
+        cdef int rc = pylb_dp_probe_state(self._live(), id)
+        _check(rc)
+        return {PYLB_PROBE_PENDING: "pending", PYLB_PROBE_ANSWERED: "answered",
+                PYLB_PROBE_REFUSED: "refused"}[rc]
+
+    def probe_end(self, int id):
+        """Forget a probe, answered or not."""
+        _check(pylb_dp_probe_end(self._live(), id))
+
     cdef int _port_address(self, port_address_fn fn, port, address) except -1:
         cdef pylb_dp *dp = self._live()
         cdef pylb_ip ip

@@ -6,6 +6,14 @@ host's management routes. Where that path is unavailable (no kernel
 interface, down, or not carrying the port's MAC), the backend's health
 reads `unavailable` and its state is left as it is.
 
+A DR or tunnel backend is also probed through the data path (pylb.health
+asks the dataplane, see native/src/probe.c): a SYN (UDP: a datagram) to the
+service's VIP and port, sent by the backend's method from the appliance's
+address. The check of the backend's own address says its server runs; only
+this one says it takes the VIP's traffic (DR: the VIP on its loopback;
+tunnel: its decapsulation), so a backend that would blackhole connections
+fails its check.
+
 Each checked backend has a task: probe every interval; after `fall` failures
 in a row its verdict is down, after `rise` successes up again. Verdicts go to
 the domain (pylb.manager), which puts in force down a backend the operator set
@@ -34,6 +42,30 @@ Target = tuple[str, int]                     # (backend ip, backend port)
 SetState = Callable[[Key, Target, str], None]
 # The kernel interface to probe a backend through, or (None, why not).
 ProbePath = Callable[[str], "tuple[str | None, str]"]
+# Runs f(dp) on the dataplane's thread (pylb.manager's submit).
+Submit = Callable[[Callable], object]
+VIA_VIP = model.METHODS[2:4]                 # dr, tunnel: probed through the data path too
+POLL_S = 0.02
+
+
+async def probe_vip(submit: Submit, key: Key, method: str, backend: str, port: int,
+                    timeout_ms: int) -> bool:
+    """One data-path probe of `backend` (DR or tunnel) for the service
+    `key`: True if it answered (SYN-ACK, datagram) within the timeout."""
+    loop = asyncio.get_running_loop()
+    vip, _, proto = key
+    pid = await loop.run_in_executor(
+        None, submit, lambda dp: dp.probe_start(vip, port, proto, backend, method))
+    try:
+        deadline = loop.time() + timeout_ms / 1000
+        while loop.time() < deadline:
+            await asyncio.sleep(POLL_S)
+            state = await loop.run_in_executor(None, submit, lambda dp: dp.probe_state(pid))
+            if state != "pending":
+                return state == "answered"
+        return False
+    finally:
+        await loop.run_in_executor(None, submit, lambda dp: dp.probe_end(pid))
 
 
 def _socket(ip: str, kind: int, iface: str | None) -> socket.socket:
@@ -111,13 +143,18 @@ async def _udp(ip: str, port: int, iface: str | None) -> bool:
 
 class HealthChecker:
     """`path(ip)`: the kernel interface to probe ip through, or (None, why
-    not); None: probe through whatever the host routes (tests only)."""
+    not); None: probe through whatever the host routes (tests only).
+    `submit`: runs f(dp) on the dataplane's thread, for data-path probes
+    (None: none)."""
 
-    def __init__(self, set_state: SetState, path: ProbePath | None = None):
+    def __init__(self, set_state: SetState, path: ProbePath | None = None,
+                 submit: Submit | None = None):
         self._set_state = set_state
         self._path = path
+        self._submit = submit
         self._loop = asyncio.new_event_loop()
-        self._tasks: dict[tuple[Key, Target], tuple[HealthCheckSpec, asyncio.Task]] = {}
+        # (the check, the service's method) and the task of each backend
+        self._tasks: dict[tuple[Key, Target], tuple[tuple[HealthCheckSpec, str], asyncio.Task]] = {}
         # up, down or unknown: a verdict shows once the dataplane has it;
         # unavailable: no exception path to probe through
         self.status: dict[tuple[Key, Target], str] = {}
@@ -129,11 +166,13 @@ class HealthChecker:
                                          daemon=True)
         self._applier.start()
 
-    def watch(self, key: Key, spec: HealthCheckSpec | None, targets: list[Target]) -> None:
-        """Check these backends of a service with spec (None: stop checking the
-        service). Backends whose check is unchanged keep their counts."""
+    def watch(self, key: Key, spec: HealthCheckSpec | None, targets: list[Target],
+              method: str = model.METHODS[0]) -> None:
+        """Check these backends of a service (forwarding by `method`) with
+        spec (None: stop checking the service). Backends whose check is
+        unchanged keep their counts."""
         def apply():
-            want = {(key, t): spec for t in targets} if spec else {}
+            want = {(key, t): (spec, method) for t in targets} if spec else {}
             for k in [k for k in self._tasks if k[0] == key and want.get(k) != self._tasks[k][0]]:
                 self._tasks.pop(k)[1].cancel()
                 self.status.pop(k, None)
@@ -143,8 +182,13 @@ class HealthChecker:
                     self._tasks[k] = (s, self._loop.create_task(self._run(k, s)))
         self._loop.call_soon_threadsafe(apply)
 
-    async def _run(self, k: tuple[Key, Target], spec: HealthCheckSpec) -> None:
+    async def _run(self, k: tuple[Key, Target], check: tuple[HealthCheckSpec, str]) -> None:
         (key, (ip, port)) = k
+        spec, method = check
+        # The data path's probe: to the port clients use.
+        vip_port = key[1] or spec.port or port
+        via_vip = self._submit is not None and method in VIA_VIP and vip_port != 0 and \
+            spec.type != NONE
         good = bad = 0
         last = None
         me = asyncio.current_task()
@@ -166,7 +210,8 @@ class HealthChecker:
                     continue
                 if self.status.get(k) == UNAVAILABLE:
                     self.status[k] = UNKNOWN
-            if await probe(spec, ip, spec.port or port or key[1], iface):
+            if await probe(spec, ip, spec.port or port or key[1], iface) and \
+                    (not via_vip or await self._probe_vip(key, method, ip, vip_port, spec)):
                 good, bad = good + 1, 0
                 verdict = model.UP if good >= spec.rise else None
             else:
@@ -177,6 +222,14 @@ class HealthChecker:
                 last = verdict
                 self._verdicts.put((key, (ip, port), verdict))
             await asyncio.sleep(spec.interval_ms / 1000)
+
+    async def _probe_vip(self, key: Key, method: str, ip: str, port: int,
+                         spec: HealthCheckSpec) -> bool:
+        try:
+            return await probe_vip(self._submit, key, method, ip, port, spec.timeout_ms)
+        except Exception as e:                  # e.g. no route to the backend (yet)
+            log.debug("health: data-path probe of %s:%d for %s:%d/%s: %s", ip, port, *key, e)
+            return False
 
     def _apply_verdicts(self) -> None:
         """Verdicts reach the dataplane from this thread, in order, so probes

@@ -167,7 +167,7 @@ class Manager:
         # The hardware profile's timeouts: those the model does not list.
         self._base_timeouts = submit(lambda dp: dp.timeouts())
         self.health = HealthChecker(self._health_verdict,
-                                    None if probe_anywhere else self.probe_path) \
+                                    None if probe_anywhere else self.probe_path, submit) \
             if health else None
 
     def close(self) -> None:
@@ -299,13 +299,15 @@ class Manager:
         """(Re)start the health checks of services whose check or backends changed."""
         if self.health is None:
             return
-        old = {s.key: (s.health_check, [b.key for b in s.backends]) for s in before.services}
-        new = {s.key: (s.health_check, [b.key for b in s.backends]) for s in after.services}
+        def checks(config):
+            return {s.key: (s.health_check, [b.key for b in s.backends], s.method)
+                    for s in config.services}
+        old, new = checks(before), checks(after)
         for key in old.keys() - new.keys():
             self.health.watch(key, None, [])
-        for key, (check, targets) in new.items():
-            if old.get(key) != (check, targets):
-                self.health.watch(key, check, targets)
+        for key, (check, targets, method) in new.items():
+            if old.get(key) != (check, targets, method):
+                self.health.watch(key, check, targets, method)
 
     def _health_verdict(self, key: ServiceKey, target: tuple[str, int], state: str) -> None:
         """A checker's verdict: the backend is in force down (or up again),

@@ -121,6 +121,10 @@ SEEDS = {
                             Raw(bytes(120)))),
     "v6-frag-first": (0, c6("2001:db8::100", IPv6ExtHdrFragment(id=78, m=1) /
                             UDP(sport=40001, dport=53) / Raw(bytes(200)))),
+    # An answer to the data-path probe packet.c keeps in flight (its
+    # acknowledgement is the fuzzer's to find).
+    "probe-answer": (1, b2("10.0.0.102", TCP(sport=80, dport=61000, flags="SA", ack=1),
+                           dst="10.0.1.1")),
     "housekeep": (6, Raw(b"\x0b")),
     "gre-in": (0, c2("10.0.0.1", GRE() / IP(src="1.2.3.4", dst="5.6.7.8"))),
 }

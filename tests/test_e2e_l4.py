@@ -315,6 +315,42 @@ def test_health_checks_through_the_exception_path_take_a_stopped_server_out(lab)
         stub.DeleteService(key)
 
 
+@pytest.mark.parametrize("method", ["dr", "tunnel"])
+def test_a_backend_that_cannot_take_the_vips_traffic_is_marked_down(lab, method):
+    """DR and tunnel: the last backend's server runs (its own address
+    answers) but it lacks the VIP on its loopback, so it would blackhole
+    every connection sent to it. The health check also probes through the
+    data path (a SYN to the VIP by the backend's method): that backend
+    goes down, the others stay up, and 300 of 300 requests succeed."""
+    from pylb.v1 import pylb_pb2 as pb
+    vip = f"{lab.app.net}.9.{ {'dr': 93, 'tunnel': 94}[method] }"
+    for ns, _ in lab.backends[:2]:
+        sh("ip", "netns", "exec", ns, "ip", "addr", "add", f"{vip}/32", "dev", "lo")
+    api = lab.app.api()
+    key = pb.ServiceKey(vip=vip, port=8080)
+    api.AddService(pb.Service(
+        key=key, method=getattr(pb, f"METHOD_{method.upper()}"),
+        health_check=pb.HealthCheck(type="tcp", interval_ms=300, timeout_ms=250, rise=1, fall=1),
+        backends=[pb.Backend(address=ip, port=8080) for _, ip in lab.backends]))
+    try:
+        for _ in range(200):
+            health = [b.health for b in api.GetService(key).backends]
+            if health == ["up", "up", "down"]:
+                break
+            time.sleep(0.1)
+        assert health == ["up", "up", "down"]
+        seen = json.loads(lab.client.run(sys.executable, "-c", WHO_MANY, vip, "8080", "300",
+                                         timeout=300).stdout)
+        assert len(seen) == 300 and set(seen) == {ns for ns, _ in lab.backends[:2]}, \
+            [x for x in seen if "error" in x][:3]
+        st = lab.app.stats()["counters"]
+        assert st["probes_sent"] > 0 and st["probe_answers"] > 0
+    finally:
+        api.DeleteService(key)
+        for ns, _ in lab.backends[:2]:
+            sh("ip", "netns", "exec", ns, "ip", "addr", "del", f"{vip}/32", "dev", "lo")
+
+
 def test_a_reload_breaks_no_connection_of_unchanged_services(lab):
     import grpc
     from pylb.v1 import pylb_pb2 as pb

@@ -137,6 +137,11 @@ configure(struct pylb_dp *dp, const char *dev0, const char *dev1, bool kernel)
 	service(dp, "2001:db8::100", IPPROTO_TCP, 80, PYLB_L4_NAT, PYLB_SCHED_MAGLEV, 0, NULL, be6);
 	service(dp, "2001:db8::101", IPPROTO_TCP, 443, PYLB_L4_FULLNAT, PYLB_SCHED_MAGLEV, 0,
 		"2001:db8:1::1", be6);
+	/* A data-path probe in flight for good (10.0.1.1:61000 -> the DR VIP
+	 * at 10.0.1.20): TCP and UDP to the appliance are checked against it. */
+	must(pylb_dp_probe_start(dp, &(struct pylb_probe_conf){ .vip = ip("10.0.0.102"),
+		.backend = ip("10.0.1.20"), .port = 80, .proto = IPPROTO_TCP,
+		.method = PYLB_L4_DR }), "probe");
 }
 
 static const char *eal_args[] = {

@@ -70,6 +70,8 @@ enum pylb_err {
 	X(ICMP_ERRORS_TRANSLATED, icmp_errors_translated) \
 	X(ICMP_ERRORS_UNMATCHED, icmp_errors_unmatched) \
 	X(IPV4_FRAGMENTED, ipv4_fragmented) \
+	X(PROBES_SENT, probes_sent) \
+	X(PROBE_ANSWERS, probe_answers) \
 	X(FRAGMENTS_FOLLOWED, fragments_followed) \
 	X(FRAGMENTS_HELD, fragments_held) \
 	X(ND_SOLICITS, nd_solicits) \
@@ -551,6 +553,29 @@ int pylb_dp_addr_del(struct pylb_dp *dp, uint16_t port, const struct pylb_ip *ip
 /* Tells the port's link that the address is here now (a gratuitous ARP,
  * an unsolicited neighbour advertisement). */
 int pylb_dp_addr_announce(struct pylb_dp *dp, uint16_t port, const struct pylb_ip *ip);
+
+/* Health probes through the data path (DR and tunnel backends): a TCP SYN
+ * (UDP: a datagram) to the service's VIP and port, from the appliance's
+ * address towards the backend, sent by the backend's method, so only a
+ * backend that takes the VIP's traffic answers. */
+enum pylb_probe_state {
+	PYLB_PROBE_PENDING = 1,		/* no answer yet */
+	PYLB_PROBE_ANSWERED,		/* SYN-ACK (answered with a RST); a datagram */
+	PYLB_PROBE_REFUSED,		/* RST */
+};
+struct pylb_probe_conf {
+	struct pylb_ip vip;
+	struct pylb_ip backend;
+	uint16_t port;			/* host order */
+	uint8_t proto;			/* IPPROTO_TCP, IPPROTO_UDP */
+	uint8_t method;			/* PYLB_L4_DR, PYLB_L4_TUNNEL */
+};
+/* Sends a probe: its id (>= 0), or an error. */
+int pylb_dp_probe_start(struct pylb_dp *dp, const struct pylb_probe_conf *p);
+/* A probe's enum pylb_probe_state, or an error. */
+int pylb_dp_probe_state(struct pylb_dp *dp, uint32_t id);
+/* Forgets a probe (answered or not). */
+int pylb_dp_probe_end(struct pylb_dp *dp, uint32_t id);
 int pylb_dp_start(struct pylb_dp *dp);
 int pylb_dp_stop(struct pylb_dp *dp);
 void pylb_dp_destroy(struct pylb_dp *dp);

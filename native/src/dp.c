@@ -28,6 +28,8 @@ pylb_pool_for(struct pylb_dp *dp, int socket)
 
 	if (socket < 0 || socket >= RTE_MAX_NUMA_NODES)
 		socket = (int)rte_socket_id();
+	if (socket < 0 || socket >= RTE_MAX_NUMA_NODES)
+		socket = 0;		/* a thread outside EAL's (SOCKET_ID_ANY) */
 	if (dp->pools[socket] == NULL) {
 		snprintf(name, sizeof(name), "pylb%u_mb_s%d", dp_seq, socket);
 		dp->pools[socket] = rte_pktmbuf_pool_create(name,

@@ -185,6 +185,9 @@ pylb_ipv4_local(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port
 	if (ip->next_proto_id == IPPROTO_ICMP &&
 	    !(ip->fragment_offset & RTE_BE16(RTE_IPV4_HDR_MF_FLAG | RTE_IPV4_HDR_OFFSET_MASK)))
 		return pylb_ipv4_icmp(lc, cfg, port, m);
+	if (unlikely(__atomic_load_n(&lc->dp->probes_live, __ATOMIC_RELAXED) != 0) &&
+	    pylb_probe_answer(lc, cfg, m, 4))
+		return;
 	to_kernel(lc, cfg, port, m);
 }
 

@@ -240,5 +240,8 @@ pylb_ipv6_local(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port
 
 	if (ip->proto == IPPROTO_ICMPV6)
 		return pylb_ipv6_icmp(lc, cfg, port, m);
+	if (unlikely(__atomic_load_n(&lc->dp->probes_live, __ATOMIC_RELAXED) != 0) &&
+	    pylb_probe_answer(lc, cfg, m, 6))
+		return;
 	to_kernel(lc, cfg, port, m);
 }

@@ -89,6 +89,15 @@ out_tunnel(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port, struc
 	pylb_out_encap(lc, cfg, in_port, m, nhg_pick(lc->dp, g, hash), false, &any, &b, af);
 }
 
+/* A packet the control side built (a data-path probe, its RST), sent to
+ * backend `to` by the method's output. */
+void
+pylb_l4_method_out(struct pylb_lcore *lc, const struct pylb_cfg *cfg, struct rte_mbuf *m,
+		   uint8_t method, const uint8_t *to, uint8_t af)
+{
+	(method == PYLB_L4_DR ? out_dr : out_tunnel)(lc, cfg, -1, m, to, af, 0);
+}
+
 static inline bool
 tcp_flags_valid(uint8_t f)
 {

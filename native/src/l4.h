@@ -68,6 +68,10 @@ int pylb_frag_gather(struct pylb_lcore *lc, struct rte_mbuf *m, uint8_t af, int 
  * resumed. */
 void pylb_resume(struct pylb_lcore *lc, const struct pylb_cfg *cfg, struct rte_mbuf *m);
 
+/* l4.c: m (built here: a data-path probe) to backend `to` by DR or tunnel. */
+void pylb_l4_method_out(struct pylb_lcore *lc, const struct pylb_cfg *cfg, struct rte_mbuf *m,
+			uint8_t method, const uint8_t *to, uint8_t af);
+
 /* reply.c: route m (a translated reply) towards its new destination. */
 void pylb_l4_route(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 		   struct rte_mbuf *m, uint8_t af);

@@ -390,8 +390,8 @@ neigh_sweep(struct pylb_dp *dp, uint64_t now)
 /* Hand what the control side queued (requests, released packets) to the
  * first worker, which sends it with its own (it owns the TX queues). With no
  * worker running, send directly. Detached ports keep it for collect. */
-static void
-control_flush(struct pylb_dp *dp)
+void
+pylb_control_flush(struct pylb_dp *dp)
 {
 	struct pylb_lcore *lc = pylb_control_lcore(dp);
 	bool running = __atomic_load_n(&dp->running, __ATOMIC_ACQUIRE);
@@ -451,7 +451,7 @@ pylb_neigh_housekeep(struct pylb_dp *dp)
 		neigh_sweep(dp, now);
 	}
 	pthread_mutex_unlock(&dp->ctl_lock);
-	control_flush(dp);
+	pylb_control_flush(dp);
 	return total;
 }
 
@@ -503,7 +503,7 @@ pylb_dp_neigh_add(struct pylb_dp *dp, uint16_t port, const struct pylb_ip *ip,
 		pylb_fail(-PYLB_E_FULL, "the neighbour table is full (%u entries)",
 			  dp->conf.neigh_capacity);
 	pthread_mutex_unlock(&dp->ctl_lock);
-	control_flush(dp);
+	pylb_control_flush(dp);
 	return rc;
 }
 
@@ -581,6 +581,6 @@ pylb_dp_addr_announce(struct pylb_dp *dp, uint16_t port, const struct pylb_ip *i
 	pthread_mutex_lock(&dp->ctl_lock);
 	rc = addr_announce_unlocked(dp, port, ip);
 	pthread_mutex_unlock(&dp->ctl_lock);
-	control_flush(dp);
+	pylb_control_flush(dp);
 	return rc;
 }

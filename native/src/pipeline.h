@@ -50,6 +50,11 @@ bool pylb_icmp_error_flow(struct rte_mbuf *m, uint8_t af, const uint8_t **client
 void pylb_ipv6_icmp(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port,
 		    struct rte_mbuf *m);
 
+/* probe.c: m, for one of our addresses, answers a data-path probe: noted
+ * (a SYN-ACK answered with a RST): true, m taken. */
+bool pylb_probe_answer(struct pylb_lcore *lc, const struct pylb_cfg *cfg, struct rte_mbuf *m,
+		       uint8_t af);
+
 /* vip.c */
 void pylb_vip_input(struct pylb_lcore *lc, const struct pylb_cfg *cfg,
 		    int in_port, struct rte_mbuf *m, uint32_t vip_id, uint8_t af);

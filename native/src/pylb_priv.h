@@ -322,6 +322,16 @@ struct pylb_frags {
 	struct pylb_frag e[PYLB_FRAG_ENTRIES];
 };
 
+/* probe.c: a data-path health probe in flight. */
+struct pylb_probe {
+	struct pylb_ip vip, backend;
+	struct pylb_ip src;		/* the appliance's address it is sent from */
+	uint16_t port;			/* the service's, network order */
+	uint8_t proto, method;
+	uint32_t seq;			/* TCP: the SYN's sequence number */
+	uint8_t state;			/* 0: free, enum pylb_probe_state */
+};
+
 struct pylb_conntrack {
 	struct pylb_ct_bucket *buckets;
 	const uint64_t *key;		/* the flow-hash key (hash.h) */
@@ -507,6 +517,8 @@ struct pylb_dp {
 	struct pylb_service *svcs[PYLB_MAX_SERVICES];
 	uint32_t n_services;
 	uint32_t n_nat;			/* NAT services: replies need a lookup */
+	uint32_t probes_live;		/* data-path probes in flight (probe.c) */
+	struct pylb_probe probes[PYLB_PROBES];
 	uint32_t n_fullnat;		/* FullNAT services */
 	/* NAT backends (address, port; refcount in the data word): a reply
 	 * from one that lands on another worker goes to the owner. */
@@ -596,6 +608,8 @@ void pylb_conn_age(struct pylb_lcore *lc, uint64_t now, uint32_t step);
 bool pylb_conn_snapshot(const struct pylb_conntrack *ct, uint32_t i, struct pylb_conn *c,
 			struct pylb_conn6 *a);
 void pylb_redirect_drain(struct pylb_lcore *lc, const struct pylb_cfg *cfg);
+/* neigh.c: what the control side queued, sent (or handed to worker 0). */
+void pylb_control_flush(struct pylb_dp *dp);
 /* frag.c: the fragment table; held fragments whose first came, resumed
  * (at the end of a burst); entries past their time, with what they hold,
  * dropped. */

@@ -26,6 +26,9 @@
 #define PYLB_FRAG_TIMEOUT_MS	1000	/* an entry lives this long from its first fragment seen */
 #define PYLB_FRAG_HELD		8	/* fragments held per datagram until its first */
 #define PYLB_FRAG_HELD_MAX	256	/* and per lcore */
+#define PYLB_PROBES		256	/* data-path health probes in flight */
+#define PYLB_PROBE_PORT		61000	/* their source ports: PYLB_PROBE_PORT + slot
+					 * (above Linux's ephemeral range) */
 #define PYLB_ICMP_BURST		100
 #define PYLB_ROUTES_DEFAULT	(1 << 16)	/* per family */
 #define PYLB_TBL8_DEFAULT	8192	/* IPv4 FIB tbl8 groups (longer than /24) */
