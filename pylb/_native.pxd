@@ -143,6 +143,7 @@ cdef extern from "pylb_dp.h" nogil:
         uint8_t persistence_prefix
         uint8_t down_reset
         uint8_t syn_proxy
+        uint8_t proxy_protocol
         uint32_t max_connections
         uint32_t max_new_per_second
         uint32_t max_per_client

@@ -737,7 +737,8 @@ cdef class Dataplane:
     def add_service(self, vip, int port, str proto=TCP, str method=model.NAT,
                     str scheduler=model.MAGLEV, int table_size=PYLB_MAGLEV_DEFAULT, backends=(),
                     int persistence=0, int persistence_prefix=0, local_addresses=(),
-                    bint down_reset=False, str syn_proxy=model.SYN_PROXY_MODES[0], id=None,
+                    bint down_reset=False, str syn_proxy=model.SYN_PROXY_MODES[0],
+                    str proxy_protocol=model.PROXY_PROTOCOLS[0], id=None,
                     max_connections=0, max_new_per_second=0, max_per_client=0):
         """A virtual service VIP:port/proto (port 0: all ports). `method`: nat,
         fullnat, dr or tunnel; `scheduler`: maglev (consistent hash of the
@@ -749,7 +750,9 @@ cdef class Dataplane:
         backend set down are reset (TCP RST to the client; UDP is
         rescheduled) instead of finishing. `syn_proxy`: SYN cookies for NAT
         and FullNAT TCP (auto: while the worker's half-open entries are at
-        the threshold; always; off). `id`: the service's slot (the
+        the threshold; always; off). `proxy_protocol`: for fullnat, a
+        PROXY protocol header naming the client (v1: TCP; v2: TCP and UDP).
+        `id`: the service's slot (the
         domain allocates them from 0 up; None: the highest free)."""
         cdef pylb_service_conf c
         cdef int rc
@@ -782,6 +785,10 @@ cdef class Dataplane:
             raise InvalidArgument(f"service {vip}:{port}: syn_proxy '{syn_proxy}' is not one of "
                                   f"{', '.join(model.SYN_PROXY_MODES)}")
         c.syn_proxy = model.SYN_PROXY_MODES.index(syn_proxy)
+        if proxy_protocol not in model.PROXY_PROTOCOLS:
+            raise InvalidArgument(f"service {vip}:{port}: proxy_protocol '{proxy_protocol}' is "
+                                  f"not one of {', '.join(model.PROXY_PROTOCOLS)}")
+        c.proxy_protocol = model.PROXY_PROTOCOLS.index(proxy_protocol)
         c.max_connections, c.max_new_per_second, c.max_per_client = _limits(
             vip, port, max_connections, max_new_per_second, max_per_client)
         lips = [_parse_ip(a, "local address") for a in local_addresses]
@@ -884,6 +891,7 @@ cdef class Dataplane:
                            c.persistence, c.persistence_prefix,
                            tuple(str(_get_ip(&c.lips[i])) for i in range(c.n_lips)),
                            bool(c.down_reset), model.SYN_PROXY_MODES[c.syn_proxy],
+                           model.PROXY_PROTOCOLS[c.proxy_protocol],
                            c.max_connections, c.max_new_per_second, c.max_per_client)
         finally:
             free(b)

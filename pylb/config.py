@@ -17,6 +17,7 @@ meets the same checks however it arrives.
         local_addresses: []        # fullnat: port addresses used as sources
         down_reset: false          # reset the connections of a backend set down
         syn_proxy: auto            # SYN cookies: auto (under pressure), always or off
+        proxy_protocol: off        # fullnat: off, v1 (TCP) or v2: the client's address
         max_connections: 0         # limits (0: none): open at once,
         max_new_per_second: 0      #   new a second,
         max_per_client: 0          #   open at once per client address
@@ -57,7 +58,8 @@ ANNOUNCE_KEYS = {"min_healthy_backends", "withdrawn"}
 ACL_KEYS = {"name", "type", "action", "all_services", "prefixes", "prefix_file"}
 ACL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 SERVICE_KEYS = {"vip", "port", "proto", "method", "scheduler", "table_size", "persistence",
-                "persistence_prefix", "local_addresses", "down_reset", "syn_proxy", "acls",
+                "persistence_prefix", "local_addresses", "down_reset", "syn_proxy",
+                "proxy_protocol", "acls",
                 "backends", "health_check", *model.LIMIT_KEYS}
 CHECK_KEYS = {"type", "port", "path", "expect_status", "interval_ms", "timeout_ms", "rise", "fall"}
 BACKEND_KEYS = {"address", "weight", "state", "max_connections"}
@@ -150,6 +152,12 @@ def parse_service(c: yamlsrc.Checker, raw: Any, key: str) -> ServiceSpec:
         raise c.fail(f"{key}.down_reset", "expected true or false")
     backends = tuple(parse_backend(c, b, f"{key}.backends[{i}]", vip)
                      for i, b in enumerate(_items(c, s, "backends", key, "backends")))
+    proxy = _choice(c, s, "proxy_protocol", key, model.PROXY_PROTOCOLS)
+    if proxy != model.PROXY_PROTOCOLS[0] and s.get("method") != model.FULLNAT:
+        raise c.fail(f"{key}.proxy_protocol", "a PROXY protocol header is for fullnat services "
+                                              "(the others' backends see the client's address)")
+    if proxy == "v1" and s.get("proto", model.PROTOS[0]) != model.TCP:
+        raise c.fail(f"{key}.proxy_protocol", "v1 is for TCP; UDP takes v2")
     seen: set[tuple[str, int]] = set()
     for i, b in enumerate(backends):
         if (b.ip, b.port) in seen:
@@ -167,6 +175,7 @@ def parse_service(c: yamlsrc.Checker, raw: Any, key: str) -> ServiceSpec:
         local_addresses=tuple(str(parse_address(c, a, f"{key}.local_addresses[{i}]"))
                               for i, a in enumerate(lips)),
         down_reset=down_reset, syn_proxy=_choice(c, s, "syn_proxy", key, model.SYN_PROXY_MODES),
+        proxy_protocol=proxy,
         acls=tuple(c.string(a, f"{key}.acls[{i}]", "the name of an ACL", ACL_NAME)
                    for i, a in enumerate(_items(c, s, "acls", key, "ACL names"))),
         **{k: c.integer(s.get(k, 0), f"{key}.{k}", 0, model.LIMIT_MAX) for k in model.LIMIT_KEYS},
@@ -376,7 +385,8 @@ def dump(config: Config) -> str:
     for s in config.services:
         out: dict[str, Any] = {"vip": s.vip, "port": s.port}
         for k in ("proto", "method", "scheduler", "table_size", "persistence",
-                  "persistence_prefix", "down_reset", "syn_proxy", *model.LIMIT_KEYS):
+                  "persistence_prefix", "down_reset", "syn_proxy", "proxy_protocol",
+                  *model.LIMIT_KEYS):
             if getattr(s, k) != getattr(d, k):
                 out[k] = getattr(s, k)
         if s.local_addresses:

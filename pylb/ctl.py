@@ -84,6 +84,8 @@ def print_service(s: pb.Service) -> None:
     extra = f" persistent {s.persistence_seconds}" if s.persistence_seconds else ""
     if protonames.SYN_PROXY[s.syn_proxy] != model.SYN_PROXY_MODES[0]:
         extra += f" syn-proxy {protonames.SYN_PROXY[s.syn_proxy]}"
+    if protonames.PROXY_PROTOCOL[s.proxy_protocol] != model.PROXY_PROTOCOLS[0]:
+        extra += f" proxy-protocol {protonames.PROXY_PROTOCOL[s.proxy_protocol]}"
     if s.acls:
         extra += f" acls {','.join(s.acls)}"
     for k in model.LIMIT_KEYS:
@@ -184,6 +186,8 @@ def run(args, stub) -> int:
                            persistence_prefix=args.persistence_prefix,
                            local_addresses=args.local_address or [], down_reset=args.down_reset,
                            syn_proxy=protonames.numbers(protonames.SYN_PROXY)[args.syn_proxy],
+                           proxy_protocol=protonames.numbers(protonames.PROXY_PROTOCOL)[
+                               args.proxy_protocol],
                            acls=args.acl or [], max_connections=args.max_connections,
                            max_new_per_second=args.max_new_per_second,
                            max_per_client=args.max_per_client,
@@ -409,6 +413,9 @@ def parser() -> argparse.ArgumentParser:
         add.add_argument("--" + k.replace("_", "-"), type=int, default=0, help="a limit (0: none)")
     add.add_argument("--syn-proxy", choices=model.SYN_PROXY_MODES, default=model.SYN_PROXY_MODES[0],
                      help="SYN cookies (NAT, FullNAT): auto (under pressure), always or off")
+    add.add_argument("--proxy-protocol", choices=model.PROXY_PROTOCOLS,
+                     default=model.PROXY_PROTOCOLS[0],
+                     help="FullNAT: a PROXY protocol header naming the client (v1: TCP only)")
     add.add_argument("--backend", action="append", help="ADDRESS[:PORT] (repeat)")
     add.add_argument("--check", metavar="TYPE[:PATH]",
                      help="health check: tcp, http[:/path], udp or none")

@@ -692,7 +692,8 @@ def _add_service(dp, s: ServiceSpec, sid: int) -> None:
     dp.add_service(s.vip, s.port, proto=s.proto, method=s.method, scheduler=s.scheduler,
                    table_size=s.table_size, persistence=s.persistence,
                    persistence_prefix=s.persistence_prefix, local_addresses=s.local_addresses,
-                   down_reset=s.down_reset, syn_proxy=s.syn_proxy, id=sid,
+                   down_reset=s.down_reset, syn_proxy=s.syn_proxy,
+                   proxy_protocol=s.proxy_protocol, id=sid,
                    **{k: getattr(s, k) for k in model.LIMIT_KEYS})
     if s.backends:
         try:

@@ -29,6 +29,7 @@ HEALTH_STATES = ("up", "down", "unknown", "unavailable")  # what a health check 
 VIP_METHODS = ("ipip", "gre", "dr")                      # L3 VIP forwarding
 CHECK_TYPES = ("tcp", "http", "udp", "none")
 SYN_PROXY_MODES = ("auto", "always", "off")             # SYN cookies (NAT, FullNAT TCP)
+PROXY_PROTOCOLS = ("off", "v1", "v2")       # the client's address for FullNAT backends
 ACL_TYPES = ("deny", "allow")      # deny: refuse the listed sources; allow: refuse the others
 ACL_ACTIONS = ("drop", "reset", "unreachable")
 TIMEOUT_KEYS = ("tcp_syn", "tcp_established", "tcp_fin", "tcp_close", "udp")
@@ -114,6 +115,7 @@ class ServiceSpec:
     local_addresses: tuple[str, ...] = ()
     down_reset: bool = False
     syn_proxy: str = SYN_PROXY_MODES[0]     # auto: under pressure; always; off
+    proxy_protocol: str = PROXY_PROTOCOLS[0]    # FullNAT: a PROXY header (v1 TCP only)
     acls: tuple[str, ...] = ()              # names of the ACLs that apply (AclSpec)
     # Limits (0: none): connections open at once, new ones a second, and
     # connections open at once per client address.

@@ -22,6 +22,7 @@ METHODS = _names("Method", "METHOD", model.METHODS)
 SCHEDULERS = _names("Scheduler", "SCHEDULER", model.SCHEDULERS)
 STATES = _names("BackendState", "BACKEND_STATE", model.BACKEND_STATES)
 SYN_PROXY = _names("SynProxy", "SYN_PROXY", model.SYN_PROXY_MODES)
+PROXY_PROTOCOL = _names("ProxyProtocol", "PROXY_PROTOCOL", model.PROXY_PROTOCOLS)
 
 
 def numbers(table: dict[int, str]) -> dict[str, int]:

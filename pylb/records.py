@@ -69,6 +69,7 @@ class Service(NamedTuple):
     local_addresses: tuple = ()
     down_reset: bool = False    # a down backend's connections are reset
     syn_proxy: str = "auto"     # SYN cookies: auto, always or off
+    proxy_protocol: str = "off"  # FullNAT: off, v1 or v2
     max_connections: int = 0
     max_new_per_second: int = 0
     max_per_client: int = 0

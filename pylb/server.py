@@ -124,6 +124,7 @@ def _service(r: pb.Service) -> ServiceSpec:
            "persistence": r.persistence_seconds, "persistence_prefix": r.persistence_prefix,
            "local_addresses": list(r.local_addresses), "down_reset": r.down_reset,
            "syn_proxy": _enum(protonames.SYN_PROXY, r.syn_proxy, "syn_proxy"),
+           "proxy_protocol": _enum(protonames.PROXY_PROTOCOL, r.proxy_protocol, "proxy_protocol"),
            "acls": list(r.acls), **{k: getattr(r, k) for k in model.LIMIT_KEYS},
            "backends": [_backend_raw(b) for b in r.backends]}
     if r.HasField("health_check"):
@@ -195,6 +196,7 @@ def service_msg(v) -> pb.Service:
         table_size=s.table_size, persistence_seconds=s.persistence,
         persistence_prefix=s.persistence_prefix, local_addresses=list(s.local_addresses),
         down_reset=s.down_reset, syn_proxy=_back(protonames.SYN_PROXY)[s.syn_proxy],
+        proxy_protocol=_back(protonames.PROXY_PROTOCOL)[s.proxy_protocol],
         acls=list(s.acls), **{k: getattr(s, k) for k in model.LIMIT_KEYS},
         table_fingerprint=v.fingerprint,
         backends=[pb.Backend(address=b.spec.ip, port=b.spec.port, weight=b.spec.weight,

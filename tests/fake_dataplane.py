@@ -175,8 +175,8 @@ class FakeDataplane:
     def add_service(self, vip, port, proto=model.TCP, method=model.NAT,
                     scheduler=model.MAGLEV, table_size=model.TABLE_SIZE, backends=(),
                     persistence=0, persistence_prefix=0, local_addresses=(), down_reset=False,
-                    syn_proxy=model.SYN_PROXY_MODES[0], id=None, max_connections=0,
-                    max_new_per_second=0, max_per_client=0):
+                    syn_proxy=model.SYN_PROXY_MODES[0], proxy_protocol=model.PROXY_PROTOCOLS[0],
+                    id=None, max_connections=0, max_new_per_second=0, max_per_client=0):
         a = _ip(vip, "VIP")
         _proto(proto)
         key = (str(a), port, proto)
@@ -197,6 +197,14 @@ class FakeDataplane:
         if syn_proxy not in model.SYN_PROXY_MODES:
             raise InvalidArgument(f"service {name}: syn_proxy '{syn_proxy}' is not one of "
                                   f"{', '.join(model.SYN_PROXY_MODES)}")
+        if proxy_protocol not in model.PROXY_PROTOCOLS:
+            raise InvalidArgument(f"service {vip}:{port}: proxy_protocol '{proxy_protocol}' is "
+                                  f"not one of {', '.join(model.PROXY_PROTOCOLS)}")
+        if proxy_protocol != model.PROXY_PROTOCOLS[0] and method != model.FULLNAT:
+            raise InvalidArgument(f"service {name}: a PROXY protocol header is for FullNAT "
+                                  "services (the others' backends see the client's address)")
+        if proxy_protocol == "v1" and proto != model.TCP:
+            raise InvalidArgument(f"service {name}: PROXY protocol v1 is for TCP (UDP takes v2)")
         if not model.is_prime(table_size) or table_size > model.TABLE_SIZE_MAX:
             raise InvalidArgument(f"service {name}: lookup table size {table_size} must be a "
                                   f"prime no larger than {model.TABLE_SIZE_MAX} (e.g. 65537)")

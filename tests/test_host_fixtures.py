@@ -203,10 +203,11 @@ def test_every_drop_reason_is_exercised():
     from test_icmp_fixtures import EXERCISED as ICMP
     from test_vlan_fixtures import EXERCISED as VLAN
     from test_frag_fixtures import EXERCISED as FRAG
+    from test_proxy_fixtures import EXERCISED as PROXY
     # Resource exhaustion reasons cannot be provoked with well-sized pools.
     resources = {"tx_full", "alloc_failed", "vip_no_headroom", "redirect_full",
                  "vlan_no_headroom"}
-    untested = set(DROP_REASONS) - {r for _, r in MALFORMED.values()} - L3 - L4 - DEFENCE - ICMP - VLAN - FRAG - resources
+    untested = set(DROP_REASONS) - {r for _, r in MALFORMED.values()} - L3 - L4 - DEFENCE - ICMP - VLAN - FRAG - PROXY - resources
     assert not untested
 
 

@@ -71,6 +71,7 @@ enum pylb_err {
 	X(ICMP_ERRORS_UNMATCHED, icmp_errors_unmatched) \
 	X(IPV4_FRAGMENTED, ipv4_fragmented) \
 	X(PROBES_SENT, probes_sent) \
+	X(PROXY_HEADERS_SENT, proxy_headers_sent) \
 	X(PROBE_ANSWERS, probe_answers) \
 	X(FRAGMENTS_FOLLOWED, fragments_followed) \
 	X(FRAGMENTS_HELD, fragments_held) \
@@ -153,6 +154,8 @@ enum pylb_err {
 	X(VLAN_NO_HEADROOM, vlan_no_headroom) \
 	X(MTU_EXCEEDED, mtu_exceeded) \
 	X(L4_TRUNCATED, l4_truncated) \
+	X(PROXY_NO_ROOM, proxy_no_room) \
+	X(PROXY_FRAGMENT, proxy_fragment) \
 	X(FRAG_TABLE_FULL, frag_table_full) \
 	X(FRAG_HOLD_FULL, frag_hold_full) \
 	X(FRAG_TIMEOUT, frag_timeout) \
@@ -376,6 +379,7 @@ struct pylb_service_conf {
 						 * (TCP RST to the client); 0: they finish */
 	uint8_t syn_proxy;			/* enum pylb_syn_proxy (NAT and FullNAT
 						 * TCP services) */
+	uint8_t proxy_protocol;			/* enum pylb_proxy_protocol (FullNAT) */
 	/* Limits (0: none), refused TCP answered with RST: connections open
 	 * at once and new ones a second (each worker takes its share of
 	 * both), connections open at once per client address (exact: a
@@ -409,6 +413,15 @@ struct pylb_acl_prefix {
 
 /* SYN cookies (synproxy.c): under pressure (the lcore's half-open entries
  * at the threshold), always, or never. */
+/* The client's address for FullNAT backends: a PROXY protocol header
+ * (haproxy.org's proxy-protocol.txt) at the start of each TCP connection,
+ * or (v2) of each UDP datagram. */
+enum pylb_proxy_protocol {
+	PYLB_PROXY_OFF = 0,
+	PYLB_PROXY_V1,				/* text (TCP only) */
+	PYLB_PROXY_V2,				/* binary */
+};
+
 enum pylb_syn_proxy {
 	PYLB_SYN_PROXY_AUTO = 0,
 	PYLB_SYN_PROXY_ALWAYS,

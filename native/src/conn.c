@@ -135,6 +135,8 @@ pylb_conn_free(struct pylb_lcore *lc)
 	ct->sync_in = NULL;
 	rte_free(ct->src_ho);
 	rte_free(ct->src_rate);
+	rte_free(ct->pp);
+	ct->pp = NULL;
 	rte_free(ct->buckets);
 	rte_free(ct->conns);
 	rte_free(ct->free);
@@ -322,6 +324,8 @@ pylb_conn_new(struct pylb_lcore *lc, const struct pylb_tuple *t)
 	if (ct->n_free > 1)
 		rte_prefetch0_write(&ct->conns[ct->free[ct->n_free - 2]]);
 	memset(c, 0, sizeof(*c));
+	if (unlikely(ct->pp != NULL))
+		ct->pp[idx].len = 0;
 	if (t->af == 6)
 		c->ext6 = ct->free6[ct->n_free6 - 1];
 	c->af = t->af;

@@ -430,12 +430,15 @@ forward_fullnat(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 		struct rte_mbuf *m, uint16_t *ports, struct pylb_conn *c)
 {
 	const uint8_t *be = conn_addr(&lc->ct, c, CONN_BACKEND);
+	struct pylb_pp *pp = conn_pp(lc, c);
 
 	if (unlikely(!conn_fits(lc, cfg, in_port, m, c)))
 		return;
 
 	if (unlikely(c->flags & CONN_F_SYNPROXY))
 		pylb_synproxy_to_backend(c, m, ports);
+	if (unlikely(pp != NULL) && !pylb_pp_to_backend(lc, m, ports, c, pp))
+		return;
 	nat_rewrite(m, c->af, c->proto, ports, true, be, c->bport);
 	nat_rewrite(m, c->af, c->proto, ports, false, conn_addr(&lc->ct, c, CONN_LIP), c->lport);
 	if (!conn_output(lc, cfg, c, m))
@@ -525,6 +528,7 @@ fullnat_alloc(struct pylb_lcore *lc, const struct pylb_service *svc,
 		if (pylb_conn_lookup(lc, &rt, true, NULL) == NULL) {
 			pylb_conn_set_addr(&lc->ct, c, CONN_LIP, lip);
 			c->lport = rt.dport;
+			pylb_pp_open(lc, c, svc);
 			return pylb_conn_add_local(lc, c) == 0;
 		}
 	}

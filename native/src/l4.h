@@ -72,6 +72,28 @@ void pylb_resume(struct pylb_lcore *lc, const struct pylb_cfg *cfg, struct rte_m
 void pylb_l4_method_out(struct pylb_lcore *lc, const struct pylb_cfg *cfg, struct rte_mbuf *m,
 			uint8_t method, const uint8_t *to, uint8_t af);
 
+/* proxy.c: the PROXY protocol for FullNAT (see there). */
+#define PYLB_PP_MAX	108	/* a header's bytes, at most (v1, IPv6) */
+int pylb_pp_enable(struct pylb_dp *dp);
+void pylb_pp_open(struct pylb_lcore *lc, struct pylb_conn *c, const struct pylb_service *svc);
+/* A client's packet of c (before translation): false if m was dropped. */
+bool pylb_pp_to_backend(struct pylb_lcore *lc, struct rte_mbuf *m, uint16_t *ports,
+			const struct pylb_conn *c, struct pylb_pp *pp);
+/* A backend's TCP packet of c (any time before routing). */
+void pylb_pp_to_client(struct rte_mbuf *m, uint16_t *ports, const struct pylb_pp *pp);
+
+/* c's PROXY protocol state, if it sends a header. */
+static inline struct pylb_pp *
+conn_pp(const struct pylb_lcore *lc, const struct pylb_conn *c)
+{
+	struct pylb_pp *pp = __atomic_load_n(&lc->ct.pp, __ATOMIC_RELAXED);
+
+	if (likely(pp == NULL))
+		return NULL;
+	pp = &pp[c - lc->ct.conns];
+	return pp->len != 0 ? pp : NULL;
+}
+
 /* reply.c: route m (a translated reply) towards its new destination. */
 void pylb_l4_route(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 		   struct rte_mbuf *m, uint8_t af);
@@ -251,6 +273,60 @@ seg_fit(struct pylb_lcore *lc, struct rte_mbuf *m, const struct rte_tcp_hdr *t, 
 		return false;
 	}
 	return true;
+}
+
+/* TCP header helpers (synproxy.c, proxy.c). */
+/* The options of a TCP header, one at a time: opt_start, then opt_next
+ * while it returns a kind (the option's bytes at o->p + o->at, o->ol of
+ * them); a malformed list ends the walk. */
+struct tcp_opts {
+	uint8_t *p;
+	uint32_t len, at, ol;
+};
+
+static inline void
+opt_start(struct tcp_opts *o, const struct rte_tcp_hdr *t, uint32_t avail)
+{
+	uint32_t len = RTE_MIN((uint32_t)(t->data_off >> 4) * 4, avail);
+
+	o->p = (uint8_t *)(uintptr_t)(t + 1);
+	o->len = len > sizeof(*t) ? len - (uint32_t)sizeof(*t) : 0;
+	o->at = 0;
+	o->ol = 0;
+}
+
+static inline uint8_t
+opt_next(struct tcp_opts *o)
+{
+	o->at += o->ol;
+	while (o->at < o->len && o->p[o->at] == 1)	/* NOP */
+		o->at++;
+	if (o->at + 1 >= o->len || o->p[o->at] == 0)	/* the end */
+		return 0;
+	o->ol = o->p[o->at + 1];
+	if (o->ol < 2 || o->at + o->ol > o->len)
+		return 0;
+	return o->p[o->at];
+}
+
+/* The bytes m holds from t on. */
+static inline uint32_t
+seg_avail(const struct rte_mbuf *m, const struct rte_tcp_hdr *t)
+{
+	return rte_pktmbuf_data_len(m) -
+		(uint32_t)((const uint8_t *)t - rte_pktmbuf_mtod(m, const uint8_t *));
+}
+
+/* Replace the 32-bit word at p (network order) by v, noting the checksum
+ * change in *sum. */
+static inline void
+word_set(void *p, uint32_t v, uint64_t *sum)
+{
+	uint32_t old, new = rte_cpu_to_be_32(v);
+
+	memcpy(&old, p, 4);
+	*sum += cksum_delta(&old, &new, 4);
+	memcpy(p, &new, 4);
 }
 
 /* The IP length, TTL and checksums of m, a TCP segment of `len` bytes at

@@ -332,7 +332,18 @@ struct pylb_probe {
 	uint8_t state;			/* 0: free, enum pylb_probe_state */
 };
 
+/* proxy.c: a FullNAT connection's PROXY protocol state (a side table,
+ * by connection index, made when a service first asks for it). */
+struct pylb_pp {
+	uint32_t start;			/* TCP: the client's first data byte (ISN + 1) */
+	uint8_t len;			/* the header's bytes; 0: no header */
+	uint8_t version;		/* enum pylb_proxy_protocol */
+	uint8_t started;		/* TCP: start is known (the SYN was seen) */
+	uint8_t pad;
+};
+
 struct pylb_conntrack {
+	struct pylb_pp *pp;		/* NULL until a service has a PROXY header */
 	struct pylb_ct_bucket *buckets;
 	const uint64_t *key;		/* the flow-hash key (hash.h) */
 	uint32_t nb;			/* buckets */

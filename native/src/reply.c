@@ -161,8 +161,12 @@ reply_fullnat(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 	      struct rte_mbuf *m, const struct pylb_tuple *t, uint16_t *ports,
 	      struct pylb_conn *c)
 {
+	const struct pylb_pp *pp = conn_pp(lc, c);
+
 	if (!reply_nat(lc, cfg, in_port, m, t, ports, c))
 		return false;
+	if (unlikely(pp != NULL) && c->proto == IPPROTO_TCP)
+		pylb_pp_to_client(m, ports, pp);
 	nat_rewrite(m, t->af, t->proto, ports, true, conn_addr(&lc->ct, c, CONN_CLIENT), c->cport);
 	pylb_l4_route(lc, cfg, in_port, m, t->af);
 	return false;

@@ -262,6 +262,16 @@ service_add_unlocked(struct pylb_dp *dp, const struct pylb_service_conf *conf)
 	if (c.syn_proxy > PYLB_SYN_PROXY_OFF)
 		return pylb_fail(-PYLB_E_INVAL, "service %s: unknown syn_proxy mode %u", name,
 				 c.syn_proxy);
+	if (c.proxy_protocol > PYLB_PROXY_V2)
+		return pylb_fail(-PYLB_E_INVAL, "service %s: unknown proxy_protocol %u", name,
+				 c.proxy_protocol);
+	if (c.proxy_protocol != PYLB_PROXY_OFF && c.method != PYLB_L4_FULLNAT)
+		return pylb_fail(-PYLB_E_INVAL,
+			"service %s: a PROXY protocol header is for FullNAT services (the others' backends see the client's address)",
+			name);
+	if (c.proxy_protocol == PYLB_PROXY_V1 && c.proto != IPPROTO_TCP)
+		return pylb_fail(-PYLB_E_INVAL,
+			"service %s: PROXY protocol v1 is for TCP (UDP takes v2)", name);
 	if (c.sched > PYLB_SCHED_WLC)
 		return pylb_fail(-PYLB_E_INVAL, "service %s: unknown scheduler %u", name, c.sched);
 	if (c.method == PYLB_L4_FULLNAT) {
@@ -294,6 +304,8 @@ service_add_unlocked(struct pylb_dp *dp, const struct pylb_service_conf *conf)
 			name, c.table_size, PYLB_MAGLEV_MAX);
 	if (rte_hash_lookup(dp->svc_hash, &k) >= 0)
 		return pylb_fail(-PYLB_E_EXIST, "service %s already exists", name);
+	if (c.proxy_protocol != PYLB_PROXY_OFF && (rc = pylb_pp_enable(dp)) != 0)
+		return rc;
 	if (c.id != PYLB_SVC_ID_ANY) {
 		id = c.id;
 		if (id >= PYLB_MAX_SERVICES)

@@ -78,39 +78,6 @@ struct syn_opts {
 	bool sack;
 };
 
-/* The options of a TCP header, one at a time: opt_start, then opt_next
- * while it returns a kind (the option's bytes at o->p + o->at, o->ol of
- * them); a malformed list ends the walk. */
-struct tcp_opts {
-	uint8_t *p;
-	uint32_t len, at, ol;
-};
-
-static inline void
-opt_start(struct tcp_opts *o, const struct rte_tcp_hdr *t, uint32_t avail)
-{
-	uint32_t len = RTE_MIN((uint32_t)(t->data_off >> 4) * 4, avail);
-
-	o->p = (uint8_t *)(uintptr_t)(t + 1);
-	o->len = len > sizeof(*t) ? len - (uint32_t)sizeof(*t) : 0;
-	o->at = 0;
-	o->ol = 0;
-}
-
-static inline uint8_t
-opt_next(struct tcp_opts *o)
-{
-	o->at += o->ol;
-	while (o->at < o->len && o->p[o->at] == 1)	/* NOP */
-		o->at++;
-	if (o->at + 1 >= o->len || o->p[o->at] == 0)	/* the end */
-		return 0;
-	o->ol = o->p[o->at + 1];
-	if (o->ol < 2 || o->at + o->ol > o->len)
-		return 0;
-	return o->p[o->at];
-}
-
 /* The options of the TCP header at t, within the `avail` bytes the
  * segment has there. */
 static void
@@ -238,13 +205,6 @@ cookie_check(struct pylb_lcore *lc, const struct pylb_tuple *t, uint32_t isn,
 }
 
 static inline uint32_t
-seg_avail(const struct rte_mbuf *m, const struct rte_tcp_hdr *t)
-{
-	return rte_pktmbuf_data_len(m) -
-		(uint32_t)((const uint8_t *)t - rte_pktmbuf_mtod(m, const uint8_t *));
-}
-
-static inline uint32_t
 ip_header_len(const struct rte_mbuf *m, const struct rte_tcp_hdr *t)
 {
 	return (uint32_t)((const uint8_t *)t - rte_pktmbuf_mtod(m, const uint8_t *)) -
@@ -341,18 +301,6 @@ pylb_synproxy_hold(struct pylb_lcore *lc, int in_port, struct rte_mbuf *m,
 		.m = m, .conn = (uint32_t)(c - ct->conns), .in_port = in_port,
 	};
 	CNT(lc, SYN_PROXY_HELD);
-}
-
-/* Replace the 32-bit word at p (network order) by v, noting the checksum
- * change in *sum. */
-static inline void
-word_set(void *p, uint32_t v, uint64_t *sum)
-{
-	uint32_t old, new = rte_cpu_to_be_32(v);
-
-	memcpy(&old, p, 4);
-	*sum += cksum_delta(&old, &new, 4);
-	memcpy(p, &new, 4);
 }
 
 void
