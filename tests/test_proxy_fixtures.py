@@ -101,13 +101,15 @@ def test_v2_header_once_then_numbers_shifted_both_ways(lb):
     # The backend's SYN-ACK: its MSS less the header.
     synack = c.reply("SA", 5000, 1001, options=[("MSS", 1460)])
     assert synack.ack == 1001 and dict(synack.options)["MSS"] == 1460 - n
-    assert c.send("A", 1001, ack=5001)[TCP].seq == 1001     # the handshake's ACK: as it is
+    # The handshake's last ACK carries it already (a server may speak first).
+    ack = c.send("A", 1001, ack=5001)
+    assert ack[TCP].seq == 1001 and raw(ack[TCP].payload) == hdr
     first = c.send("PA", 1001, b"GET / HTTP/1.0\r\n\r\n", ack=5001)
     assert first[TCP].seq == 1001 and raw(first[TCP].payload) == hdr + b"GET / HTTP/1.0\r\n\r\n"
     # A retransmission of the first segment: the same header again.
     again = c.send("PA", 1001, b"GET / HTTP/1.0\r\n\r\n", ack=5001)
     assert raw(again[TCP].payload) == raw(first[TCP].payload)
-    assert lb.totals()["proxy_headers_sent"] == 2
+    assert lb.totals()["proxy_headers_sent"] == 3
     # Later data: n bytes further on in the backend's numbers.
     assert c.send("PA", 1019, b"more", ack=5001)[TCP].seq == 1019 + n
     # The backend's acknowledgements and SACK edges: back in the client's.
@@ -116,6 +118,25 @@ def test_v2_header_once_then_numbers_shifted_both_ways(lb):
     assert c.reply("A", 5001, 1001 + 10).ack == 1001     # inside the header: nothing yet
     assert c.reply("A", 5001, 1001).ack == 1001
     lb.del_service(VIP, 80)
+
+
+def test_pure_acks_carry_the_header_until_the_backend_has_it(lb):
+    """A server that speaks first: the client only acknowledges. Its ACKs
+    carry the header until the backend acknowledges it, then are shifted
+    like everything after it."""
+    lb.add_service(VIP, 80, method="fullnat", local_addresses=[LIP], syn_proxy="off",
+                   proxy_protocol="v2", backends=[(B, 8080)])
+    c = Conn(lb)
+    n = len(v2_header(CLIENT, VIP, 40000, 80))
+    c.reply("SA", 5000, 1001)
+    assert len(c.send("A", 1001, ack=5001)[TCP].payload) == n
+    assert c.reply("PA", 5001, 1001, ).ack == 1001       # the banner; the header not yet
+    assert len(c.send("A", 1001, ack=5002)[TCP].payload) == n
+    assert c.reply("PA", 5002, 1001 + n).ack == 1001     # now it has it
+    got = c.send("A", 1001, ack=5003)
+    assert (got[TCP].seq, len(got[TCP].payload)) == (1001 + n, 0)
+    first = c.send("PA", 1001, b"QUIT\r\n", ack=5003)   # data still gets it (the same bytes)
+    assert raw(first[TCP].payload)[:n] == v2_header(CLIENT, VIP, 40000, 80)
 
 
 def test_v1_header_ipv4_and_ipv6(lb):

@@ -80,7 +80,7 @@ void pylb_pp_open(struct pylb_lcore *lc, struct pylb_conn *c, const struct pylb_
 bool pylb_pp_to_backend(struct pylb_lcore *lc, struct rte_mbuf *m, uint16_t *ports,
 			const struct pylb_conn *c, struct pylb_pp *pp);
 /* A backend's TCP packet of c (any time before routing). */
-void pylb_pp_to_client(struct rte_mbuf *m, uint16_t *ports, const struct pylb_pp *pp);
+void pylb_pp_to_client(struct rte_mbuf *m, uint16_t *ports, struct pylb_pp *pp);
 
 /* c's PROXY protocol state, if it sends a header. */
 static inline struct pylb_pp *

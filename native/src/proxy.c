@@ -6,13 +6,15 @@
  * backend sees pylb's local address as its peer; a service with
  * proxy_protocol puts a header naming the client and the VIP
  *   - TCP: in front of the client's first byte, once per connection: the
- *     client's segment that starts at its ISN + 1 and carries data gets
- *     the header inserted (every time it is sent: a retransmission gets
- *     the same bytes again); from then on the client's sequence numbers
- *     are the header's length ahead in the backend's terms, and the
- *     backend's acknowledgements (and SACK edges) that much behind in the
- *     client's. The backend's SYN-ACK offers an MSS that much smaller, so
- *     the first segment still fits;
+ *     client's segments that start at its ISN + 1 get the header inserted
+ *     (the handshake's last ACK already, so a server that speaks first
+ *     hears it too; every retransmission of the first data segment gets
+ *     the same bytes again, and pure ACKs until the backend acknowledged
+ *     the header); from then on the client's sequence numbers are the
+ *     header's length ahead in the backend's terms, and the backend's
+ *     acknowledgements (and SACK edges) that much behind in the client's.
+ *     The backend's SYN-ACK offers an MSS that much smaller, so the first
+ *     segment still fits;
  *   - UDP (v2 only): in front of every datagram.
  * A connection's state (its client's first byte, the header's length) is
  * in a side table by connection index (struct pylb_pp), made for every
@@ -90,6 +92,7 @@ pylb_pp_open(struct pylb_lcore *lc, struct pylb_conn *c, const struct pylb_servi
 	pp = &ct->pp[c - ct->conns];
 	pp->version = svc->conf.proxy_protocol;
 	pp->started = 0;
+	pp->acked = 0;
 	pp->len = (uint8_t)header(ct, c, pp->version, buf);
 }
 
@@ -193,9 +196,8 @@ pylb_pp_to_backend(struct pylb_lcore *lc, struct rte_mbuf *m, uint16_t *ports,
 	}
 	if (!pp->started)
 		return true;	/* (not from its SYN: nothing to go by) */
-	if (seq == pp->start) {
-		if (tcp_payload_len(m, c->af, t) == 0)
-			return true;	/* an ACK (a FIN) before any data */
+	if (seq == pp->start && !(t->tcp_flags & RTE_TCP_RST_FLAG) &&
+	    (!pp->acked || tcp_payload_len(m, c->af, t) != 0)) {
 		if (frag_suspect(m, c->af, c->proto)) {
 			drop(lc, m, PYLB_D_PROXY_FRAGMENT);
 			return false;
@@ -206,7 +208,7 @@ pylb_pp_to_backend(struct pylb_lcore *lc, struct rte_mbuf *m, uint16_t *ports,
 		}
 		return true;
 	}
-	if ((int32_t)(seq - pp->start) > 0) {
+	if ((int32_t)(seq - pp->start) > 0 || (seq == pp->start && pp->acked)) {
 		word_set(&t->sent_seq, seq + pp->len, &sum);
 		t->cksum = cksum_apply(t->cksum, sum);
 	}
@@ -224,7 +226,7 @@ to_client_seq(const struct pylb_pp *pp, uint32_t v)
 }
 
 void
-pylb_pp_to_client(struct rte_mbuf *m, uint16_t *ports, const struct pylb_pp *pp)
+pylb_pp_to_client(struct rte_mbuf *m, uint16_t *ports, struct pylb_pp *pp)
 {
 	struct rte_tcp_hdr *t = (struct rte_tcp_hdr *)ports;
 	struct tcp_opts it;
@@ -233,8 +235,13 @@ pylb_pp_to_client(struct rte_mbuf *m, uint16_t *ports, const struct pylb_pp *pp)
 
 	if (!pp->started)
 		return;
-	if (t->tcp_flags & RTE_TCP_ACK_FLAG)
-		word_set(&t->recv_ack, to_client_seq(pp, rte_be_to_cpu_32(t->recv_ack)), &sum);
+	if (t->tcp_flags & RTE_TCP_ACK_FLAG) {
+		uint32_t ack = rte_be_to_cpu_32(t->recv_ack);
+
+		if ((int32_t)(ack - pp->start) >= (int32_t)pp->len)
+			pp->acked = 1;
+		word_set(&t->recv_ack, to_client_seq(pp, ack), &sum);
+	}
 	opt_start(&it, t, seg_avail(m, t));
 	while ((kind = opt_next(&it)) != 0) {
 		uint8_t *o = it.p + it.at;

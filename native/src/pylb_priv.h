@@ -339,7 +339,7 @@ struct pylb_pp {
 	uint8_t len;			/* the header's bytes; 0: no header */
 	uint8_t version;		/* enum pylb_proxy_protocol */
 	uint8_t started;		/* TCP: start is known (the SYN was seen) */
-	uint8_t pad;
+	uint8_t acked;			/* TCP: the backend acknowledged the header */
 };
 
 struct pylb_conntrack {

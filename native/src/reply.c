@@ -161,7 +161,7 @@ reply_fullnat(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 	      struct rte_mbuf *m, const struct pylb_tuple *t, uint16_t *ports,
 	      struct pylb_conn *c)
 {
-	const struct pylb_pp *pp = conn_pp(lc, c);
+	struct pylb_pp *pp = conn_pp(lc, c);
 
 	if (!reply_nat(lc, cfg, in_port, m, t, ports, c))
 		return false;
