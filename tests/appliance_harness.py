@@ -307,3 +307,70 @@ class Many:
     def close(self) -> None:
         self.proc.kill()
         self.proc.wait()
+
+
+class Ends:
+    """A two-port appliance with dual-stack ports (net.i.1/24, fd00:K:i::1/64)
+    and a namespace at each end: the client C on p0 (net.0.2, fd00:K:0::2) and
+    the backend B on p1 (net.1.2, fd00:K:1::2), each with its TAP and lo;
+    `routed`: the ends whose default routes go through the appliance.
+    Subclasses set up the rest in `setup()`; `serve()` starts a process in a
+    namespace that prints "ready"; `close()` undoes everything."""
+
+    def __init__(self, routed=("C", "B"), **appliance):
+        self.app = Appliance(**appliance)
+        self.net = net = self.app.net
+        self.k = k = net.split(".")[1]
+        self.addr = {(end, 4): f"{net}.{i}.2" for i, end in enumerate("CB")} | \
+            {(end, 6): f"fd00:{k}:{i}::2" for i, end in enumerate("CB")}
+        self.port_addr = {(end, 4): f"{net}.{i}.1" for i, end in enumerate("CB")} | \
+            {(end, 6): f"fd00:{k}:{i}::1" for i, end in enumerate("CB")}
+        with open(self.app.profile) as f:
+            prof = yaml.safe_load(f)
+        for i in range(2):
+            prof["ports"][i]["addresses"] = [f"{net}.{i}.1/24", f"fd00:{k}:{i}::1/64"]
+        with open(self.app.profile, "w") as f:
+            yaml.safe_dump(prof, f)
+        tag = self.app.instance
+        self.ns = {"C": f"C{tag}", "B": f"B{tag}"}
+        self.procs: list[subprocess.Popen] = []
+        try:
+            self.app.start()
+            for i, end in enumerate("CB"):
+                ns, dev = self.ns[end], self.app.ifaces[i]
+                sh("ip", "netns", "del", ns, check=False)
+                sh("ip", "netns", "add", ns)
+                sh("ip", "link", "set", dev, "netns", ns)
+                sh("ip", "-n", ns, "addr", "add", f"{self.addr[end, 4]}/24", "dev", dev)
+                sh("ip", "-n", ns, "addr", "add", f"{self.addr[end, 6]}/64", "dev", dev, "nodad")
+                sh("ip", "-n", ns, "link", "set", dev, "up")
+                sh("ip", "-n", ns, "link", "set", "lo", "up")
+                if end in routed:
+                    sh("ip", "-n", ns, "route", "add", "default", "via", self.port_addr[end, 4])
+                    sh("ip", "-n", ns, "-6", "route", "add", "default", "via",
+                       self.port_addr[end, 6])
+            self.setup()
+        except BaseException:
+            self.close()
+            raise
+
+    def setup(self) -> None:
+        pass
+
+    def serve(self, end: str, code: str) -> None:
+        p = subprocess.Popen(["ip", "netns", "exec", self.ns[end], sys.executable, "-c", code],
+                             stdout=subprocess.PIPE, text=True)
+        self.procs.append(p)
+        assert p.stdout.readline().strip() == "ready"
+
+    def run(self, end: str, code: str, *args: str, timeout: float = 120) -> str:
+        return sh("ip", "netns", "exec", self.ns[end], sys.executable, "-c", code, *args,
+                  timeout=timeout).stdout
+
+    def close(self) -> None:
+        for p in self.procs:
+            p.kill()
+            p.wait()
+        self.app.stop()
+        for ns in self.ns.values():
+            sh("ip", "netns", "del", ns, check=False)

@@ -9,14 +9,10 @@ comes). Every answer must come back whole and intact."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-
 import pytest
 import yaml
 
-from appliance_harness import Appliance, sh
+from appliance_harness import Ends, sh
 from pylb.v1 import pylb_pb2 as pb
 
 ECHO = """
@@ -66,83 +62,44 @@ print(ok)
 COUNT = 20
 
 
-class Lab:
+class Lab(Ends):
     def __init__(self):
-        self.app = Appliance(workers="1-2", cpu_map="0@0,1@1,2@1", mbufs=16383)
-        net = self.app.net
-        k = net.split(".")[1]
-        self.c4, self.b4 = f"{net}.0.2", f"{net}.1.2"
-        self.c6, self.b6 = f"fd00:{k}:0::2", f"fd00:{k}:1::2"
+        super().__init__(workers="1-2", cpu_map="0@0,1@1,2@1", mbufs=16383)
+
+    def setup(self):
+        net, k, b4 = self.net, self.k, self.addr["B", 4]
         self.vips = {("nat", "v4"): f"{net}.9.1", ("fullnat", "v4"): f"{net}.9.2",
                      ("dr", "v4"): f"{net}.9.3", ("nat", "v6"): f"fd00:{k}:9::1",
                      ("fullnat", "v6"): f"fd00:{k}:9::2"}
-        with open(self.app.profile) as f:
-            prof = yaml.safe_load(f)
-        for i in range(2):
-            prof["ports"][i]["addresses"] = [f"{net}.{i}.1/24", f"fd00:{k}:{i}::1/64"]
-        with open(self.app.profile, "w") as f:
-            yaml.safe_dump(prof, f)
-        tag = self.app.instance
-        self.C, self.B = f"C{tag}", f"B{tag}"
-        self.echo = None
-        try:
-            self._build(net, k)
-        except BaseException:
-            self.close()
-            raise
-
-    def _build(self, net, k):
-        self.app.start()
-        for ns, dev, v4, v6, gw4, gw6 in (
-                (self.C, self.app.ifaces[0], self.c4, self.c6, f"{net}.0.1", f"fd00:{k}:0::1"),
-                (self.B, self.app.ifaces[1], self.b4, self.b6, f"{net}.1.1", f"fd00:{k}:1::1")):
-            sh("ip", "netns", "del", ns, check=False)
-            sh("ip", "netns", "add", ns)
-            sh("ip", "link", "set", dev, "netns", ns)
-            sh("ip", "-n", ns, "addr", "add", f"{v4}/24", "dev", dev)
-            sh("ip", "-n", ns, "addr", "add", f"{v6}/64", "dev", dev, "nodad")
-            sh("ip", "-n", ns, "link", "set", dev, "up")
-            sh("ip", "-n", ns, "link", "set", "lo", "up")
-            sh("ip", "-n", ns, "route", "add", "default", "via", gw4)
-            sh("ip", "-n", ns, "-6", "route", "add", "default", "via", gw6)
         # DR: the VIP is the backend's own, never answered for by ARP.
-        sh("ip", "-n", self.B, "addr", "add", f"{self.vips['dr', 'v4']}/32", "dev", "lo")
-        sh("ip", "netns", "exec", self.B, "sysctl", "-qw", "net.ipv4.conf.all.arp_ignore=1",
-           "net.ipv4.conf.all.arp_announce=2")
-        self.echo = subprocess.Popen(["ip", "netns", "exec", self.B, sys.executable, "-c", ECHO],
-                                     stdout=subprocess.PIPE, text=True)
-        assert self.echo.stdout.readline().strip() == "ready"
+        sh("ip", "-n", self.ns["B"], "addr", "add", f"{self.vips['dr', 'v4']}/32", "dev", "lo")
+        sh("ip", "netns", "exec", self.ns["B"], "sysctl", "-qw",
+           "net.ipv4.conf.all.arp_ignore=1", "net.ipv4.conf.all.arp_announce=2")
+        self.serve("B", ECHO)
         services = []
-        for fam, backend, lip in (("v4", f"{self.b4}:53", f"{net}.1.1"),
-                                  ("v6", f"[{self.b6}]:53", f"fd00:{k}:1::1")):
-            services += [{"vip": self.vips["nat", fam], "port": 53, "proto": "udp",
+        for fam in (4, 6):
+            b = self.addr["B", fam]
+            backend = f"[{b}]:53" if fam == 6 else f"{b}:53"
+            services += [{"vip": self.vips["nat", f"v{fam}"], "port": 53, "proto": "udp",
                           "backends": [backend]},
-                         {"vip": self.vips["fullnat", fam], "port": 53, "proto": "udp",
-                          "method": "fullnat", "local_addresses": [lip], "backends": [backend]}]
+                         {"vip": self.vips["fullnat", f"v{fam}"], "port": 53, "proto": "udp",
+                          "method": "fullnat", "local_addresses": [self.port_addr["B", fam]],
+                          "backends": [backend]}]
         services.append({"vip": self.vips["dr", "v4"], "port": 53, "proto": "udp",
-                         "method": "dr", "backends": [self.b4]})
+                         "method": "dr", "backends": [b4]})
         self.app.api().ApplyConfig(pb.ApplyConfigRequest(yaml=yaml.safe_dump(
             {"services": services})))
         # The appliance's MAC, for the frames scapy sends.
-        for gw in (f"{net}.0.1", f"fd00:{k}:0::1"):
-            assert sh("ip", "netns", "exec", self.C, "ping", "-c", "1", "-w", "10", gw,
+        for fam in (4, 6):
+            gw = self.port_addr["C", fam]
+            assert sh("ip", "netns", "exec", self.ns["C"], "ping", "-c", "1", "-w", "10", gw,
                       check=False).returncode == 0, gw
-        out = sh("ip", "-n", self.C, "neigh", "show", f"{net}.0.1").stdout.split()
+        out = sh("ip", "-n", self.ns["C"], "neigh", "show", self.port_addr["C", 4]).stdout.split()
         self.mac = out[out.index("lladdr") + 1]
 
     def ask(self, vip, mode):
-        me = self.c6 if ":" in vip else self.c4
-        out = sh("ip", "netns", "exec", self.C, sys.executable, "-c", ASK, vip, mode, str(COUNT),
-                 self.app.ifaces[0], me, self.mac, timeout=120).stdout
-        return int(out)
-
-    def close(self):
-        if self.echo is not None:
-            self.echo.kill()
-            self.echo.wait()
-        self.app.stop()
-        for ns in (self.C, self.B):
-            sh("ip", "netns", "del", ns, check=False)
+        me = self.addr["C", 6 if ":" in vip else 4]
+        return int(self.run("C", ASK, vip, mode, str(COUNT), self.app.ifaces[0], me, self.mac))
 
 
 @pytest.fixture(scope="module")

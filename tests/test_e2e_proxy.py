@@ -10,13 +10,11 @@ sequence numbers are shifted for the whole connection)."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 import yaml
 
-from appliance_harness import Appliance, sh
+from appliance_harness import Ends
 from pylb.v1 import pylb_pb2 as pb
 
 # The backend: TCP 9000 (v2), 9001 (v1), UDP 9053 (v2). Answers the client
@@ -119,49 +117,20 @@ print(json.dumps(out))
 SIZE = 10 * 1024 * 1024
 
 
-class Lab:
-    def __init__(self):
-        self.app = Appliance()
-        net = self.app.net
-        k = net.split(".")[1]
-        self.lip = {4: f"{net}.1.1", 6: f"fd00:{k}:1::1"}
-        self.vip = {4: f"{net}.9.1", 6: f"fd00:{k}:9::1"}
-        self.c = {4: f"{net}.0.2", 6: f"fd00:{k}:0::2"}
-        with open(self.app.profile) as f:
-            prof = yaml.safe_load(f)
-        for i in range(2):
-            prof["ports"][i]["addresses"] = [f"{net}.{i}.1/24", f"fd00:{k}:{i}::1/64"]
-        with open(self.app.profile, "w") as f:
-            yaml.safe_dump(prof, f)
-        tag = self.app.instance
-        self.C, self.B = f"C{tag}", f"B{tag}"
-        self.server = None
-        try:
-            self._build(net, k)
-        except BaseException:
-            self.close()
-            raise
+class Lab(Ends):
+    """Only the client routes through the appliance: the backend answers
+    pylb's local address, on its own link."""
 
-    def _build(self, net, k):
-        self.app.start()
-        for ns, dev, i in ((self.C, self.app.ifaces[0], 0), (self.B, self.app.ifaces[1], 1)):
-            sh("ip", "netns", "del", ns, check=False)
-            sh("ip", "netns", "add", ns)
-            sh("ip", "link", "set", dev, "netns", ns)
-            sh("ip", "-n", ns, "addr", "add", f"{net}.{i}.2/24", "dev", dev)
-            sh("ip", "-n", ns, "addr", "add", f"fd00:{k}:{i}::2/64", "dev", dev, "nodad")
-            sh("ip", "-n", ns, "link", "set", dev, "up")
-            sh("ip", "-n", ns, "link", "set", "lo", "up")
-        # Only the client has a route beyond its link: the backend answers
-        # pylb's local address, on its own link.
-        sh("ip", "-n", self.C, "route", "add", "default", "via", f"{net}.0.1")
-        sh("ip", "-n", self.C, "-6", "route", "add", "default", "via", f"fd00:{k}:0::1")
-        self.server = subprocess.Popen(["ip", "netns", "exec", self.B, sys.executable, "-c",
-                                        SERVER], stdout=subprocess.PIPE, text=True)
-        assert self.server.stdout.readline().strip() == "ready"
+    def __init__(self):
+        super().__init__(routed=("C",))
+
+    def setup(self):
+        self.lip = {af: self.port_addr["B", af] for af in (4, 6)}
+        self.vip = {4: f"{self.net}.9.1", 6: f"fd00:{self.k}:9::1"}
+        self.serve("B", SERVER)
         services = []
         for af in (4, 6):
-            b = f"{net}.1.2" if af == 4 else f"[fd00:{k}:1::2]"
+            b = self.addr["B", af] if af == 4 else f"[{self.addr['B', af]}]"
             for port, proto, version in ((9000, "tcp", "v2"), (9001, "tcp", "v1"),
                                          (9053, "udp", "v2")):
                 services.append({"vip": self.vip[af], "port": port, "proto": proto,
@@ -171,17 +140,8 @@ class Lab:
             {"services": services})))
 
     def ask(self, af, port, proto, n=SIZE):
-        out = sh("ip", "netns", "exec", self.C, sys.executable, "-c", CLIENT, self.vip[af],
-                 str(port), proto, str(n), timeout=180).stdout
-        return json.loads(out)
-
-    def close(self):
-        if self.server is not None:
-            self.server.kill()
-            self.server.wait()
-        self.app.stop()
-        for ns in (self.C, self.B):
-            sh("ip", "netns", "del", ns, check=False)
+        return json.loads(self.run("C", CLIENT, self.vip[af], str(port), proto, str(n),
+                                   timeout=180))
 
 
 @pytest.fixture(scope="module")

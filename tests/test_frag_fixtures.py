@@ -14,26 +14,14 @@ from scapy.layers.l2 import Ether
 from scapy.packet import Raw, raw
 
 from conftest import CLIENT_MAC, P0_MAC, P1_MAC
+from test_icmp_fixtures import BACKEND6, BMAC6, CLIENT6, LIP, VIP6
+from test_icmp_fixtures import lb  # noqa: F401  (the fixture: backends and clients known)
 from test_l4_fixtures import BACKENDS, BMAC, CLIENT, VIP
 
-LIP = "10.0.1.1"
-CLIENT6, VIP6, BACKEND6 = "2001:db8::2", "2001:db8::100", "2001:db8:1::20"
-BMAC6 = "02:00:00:00:0b:66"
 PAYLOAD = bytes(range(256)) * 16          # 4,096 bytes: three or more fragments
 
 # Drop reasons provoked here (see test_host_fixtures.test_every_drop_reason_is_exercised).
 EXERCISED = {"frag_table_full", "frag_hold_full", "frag_timeout", "frag_no_conn"}
-
-
-@pytest.fixture
-def lb(dp):
-    for b in BACKENDS:
-        dp.add_neighbour("p1", b, BMAC[b])
-    dp.add_neighbour("p0", CLIENT, CLIENT_MAC)
-    dp.add_neighbour("p1", BACKEND6, BMAC6)
-    dp.add_neighbour("p0", CLIENT6, CLIENT_MAC)
-    return dp
-
 
 def frags4(src=CLIENT, dst=VIP, sport=40000, dport=80, ident=7, payload=PAYLOAD, mac=CLIENT_MAC,
            port_mac=P0_MAC, proto=UDP):

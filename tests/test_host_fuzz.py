@@ -31,6 +31,19 @@ def settle(dp) -> None:
     dp.collect()
 
 
+def known_ends(dp) -> list[str]:
+    """Two backends (IPv4), one IPv6 backend and the client known as
+    neighbours; the IPv4 backends."""
+    from conftest import CLIENT_MAC
+    backends = ["10.0.1.20", "10.0.1.21"]
+    for i, b in enumerate(backends):
+        dp.add_neighbour("p1", b, f"02:00:00:00:0b:{i:02x}")
+    dp.add_neighbour("p1", "2001:db8:1::20", "02:00:00:00:0b:66")
+    dp.add_neighbour("p0", "10.0.0.2", CLIENT_MAC)
+    dp.add_neighbour("p0", "2001:db8::2", CLIENT_MAC)
+    return backends
+
+
 def inject_batches(dp, rounds: int, per: int, frame) -> int:
     """`rounds` bursts of `per` frames, frame(i) -> (port index, bytes),
     injected port by port; how many were injected."""
@@ -306,12 +319,7 @@ def test_icmp_errors_under_random_and_mutated_quotes(dp):
     from scapy.packet import Raw
     from conftest import CLIENT_MAC, P0_MAC, P1_MAC
 
-    backends = ["10.0.1.20", "10.0.1.21"]
-    for i, b in enumerate(backends):
-        dp.add_neighbour("p1", b, f"02:00:00:00:0b:{i:02x}")
-    dp.add_neighbour("p1", "2001:db8:1::20", "02:00:00:00:0b:66")
-    dp.add_neighbour("p0", "10.0.0.2", CLIENT_MAC)
-    dp.add_neighbour("p0", "2001:db8::2", CLIENT_MAC)
+    backends = known_ends(dp)
     dp.add_service("10.0.0.100", 80, backends=[(b, 8080) for b in backends], syn_proxy="off")
     dp.add_service("10.0.0.101", 80, method="fullnat", local_addresses=["10.0.1.1"],
                    backends=[(b, 8080) for b in backends], syn_proxy="off")
@@ -389,12 +397,7 @@ def test_fragment_chains_under_random_and_mutated_frames(dp):
     from scapy.packet import Raw
     from conftest import CLIENT_MAC, P0_MAC, P1_MAC
 
-    backends = ["10.0.1.20", "10.0.1.21"]
-    for i, b in enumerate(backends):
-        dp.add_neighbour("p1", b, f"02:00:00:00:0b:{i:02x}")
-    dp.add_neighbour("p1", "2001:db8:1::20", "02:00:00:00:0b:66")
-    dp.add_neighbour("p0", "10.0.0.2", CLIENT_MAC)
-    dp.add_neighbour("p0", "2001:db8::2", CLIENT_MAC)
+    backends = known_ends(dp)
     dp.add_service("10.0.0.100", 53, proto="udp", backends=[(b, 5353) for b in backends])
     dp.add_service("10.0.0.101", 53, proto="udp", method="fullnat", local_addresses=["10.0.1.1"],
                    backends=[(b, 5353) for b in backends])

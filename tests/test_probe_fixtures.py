@@ -15,20 +15,13 @@ from scapy.packet import Raw, raw
 
 from conftest import P1_MAC
 from pylb.errors import CapacityExhausted, InvalidArgument, NotFound
+from test_icmp_fixtures import BACKEND6 as B6, BMAC6, VIP6
+from test_icmp_fixtures import lb  # noqa: F401  (the fixture: backends and clients known)
 from test_l4_fixtures import BACKENDS, BMAC, VIP
 
 B = BACKENDS[0]
 ME = "10.0.1.1"                         # p1's address: towards the backends
-VIP6, B6, ME6, BMAC6 = "2001:db8::100", "2001:db8:1::20", "2001:db8:1::1", "02:00:00:00:0b:66"
-
-
-@pytest.fixture
-def lb(dp):
-    for b in BACKENDS:
-        dp.add_neighbour("p1", b, BMAC[b])
-    dp.add_neighbour("p1", B6, BMAC6)
-    return dp
-
+ME6 = "2001:db8:1::1"
 
 def sums_ok(pkt) -> bool:
     again = pkt.__class__(raw(pkt))

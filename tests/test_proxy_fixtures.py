@@ -18,25 +18,15 @@ from scapy.packet import Raw, raw
 
 from conftest import CLIENT_MAC, P0_MAC, P1_MAC
 from pylb.errors import InvalidArgument
+from test_icmp_fixtures import BACKEND6 as B6, BMAC6, CLIENT6, LIP, VIP6
+from test_icmp_fixtures import lb  # noqa: F401  (the fixture: backends and clients known)
 from test_l4_fixtures import BACKENDS, BMAC, CLIENT, VIP
 
-B, LIP = BACKENDS[0], "10.0.1.1"
-CLIENT6, VIP6, B6, LIP6, BMAC6 = ("2001:db8::2", "2001:db8::100", "2001:db8:1::20",
-                                  "2001:db8:1::1", "02:00:00:00:0b:66")
+B, LIP6 = BACKENDS[0], "2001:db8:1::1"
 SIG = b"\r\n\r\n\x00\r\nQUIT\n"
 
 # Drop reasons provoked here (see test_host_fixtures.test_every_drop_reason_is_exercised).
 EXERCISED = {"proxy_no_room", "proxy_fragment"}
-
-
-@pytest.fixture
-def lb(dp):
-    dp.add_neighbour("p1", B, BMAC[B])
-    dp.add_neighbour("p0", CLIENT, CLIENT_MAC)
-    dp.add_neighbour("p1", B6, BMAC6)
-    dp.add_neighbour("p0", CLIENT6, CLIENT_MAC)
-    return dp
-
 
 def sums_ok(ip) -> bool:
     again = ip.__class__(raw(ip))

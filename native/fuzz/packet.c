@@ -4,8 +4,8 @@
  * libFuzzer target: the packet path through every entry point, on two
  * dataplanes configured with every kind of object (routes, ECMP, static
  * and learned neighbours, L3 VIPs by IPIP, GRE and DR, L4 services by NAT,
- * FullNAT, DR and tunnel, all ports, IPv4 and IPv6, persistence, a small
- * connection table that fills up):
+ * FullNAT (with PROXY headers), DR and tunnel, all ports, IPv4 and IPv6,
+ * persistence, a small connection table that fills up, a data-path probe):
  *
  *   byte 0 & 7   entry
  *     0, 1       the wire, port 0 or 1 (pylb_host_process, the in-process seam)
@@ -69,6 +69,9 @@ service(struct pylb_dp *dp, const char *vip, uint8_t proto, uint16_t port, uint8
 		.vip = ip(vip), .proto = proto, .port = port, .method = method,
 		.id = PYLB_SVC_ID_ANY, .sched = sched, .persistence = persistence,
 		.down_reset = 1,
+		/* FullNAT services send PROXY headers: v2 (IPv4), v1 (IPv6). */
+		.proxy_protocol = method != PYLB_L4_FULLNAT ? PYLB_PROXY_OFF :
+			strchr(vip, ':') ? PYLB_PROXY_V1 : PYLB_PROXY_V2,
 	};
 	bool translates = (method == PYLB_L4_NAT || method == PYLB_L4_FULLNAT) && port != 0;
 	struct pylb_backend b[4];
