@@ -176,6 +176,14 @@ pylb_pp_to_backend(struct pylb_lcore *lc, struct rte_mbuf *m, uint16_t *ports,
 	uint32_t seq;
 	uint64_t sum = 0;
 
+	if (unlikely(frag_followed(lc, ports))) {
+		/* A later fragment: its first was shifted (TCP; it goes on)
+		 * or dropped (UDP: so is it). */
+		if (c->proto == IPPROTO_TCP)
+			return true;
+		drop(lc, m, PYLB_D_PROXY_FRAGMENT);
+		return false;
+	}
 	if (c->proto == IPPROTO_UDP) {
 		if (frag_suspect(m, c->af, c->proto)) {
 			drop(lc, m, PYLB_D_PROXY_FRAGMENT);
