@@ -309,6 +309,20 @@ class Many:
         self.proc.wait()
 
 
+def dual_stack(app: Appliance) -> str:
+    """Give the (not yet started) appliance's ports IPv6 addresses beside
+    their IPv4 ones: port i has net.i.1/24 and fd00:K:i::1/64; K (net's
+    second number)."""
+    k = app.net.split(".")[1]
+    with open(app.profile) as f:
+        prof = yaml.safe_load(f)
+    for i, port in enumerate(prof["ports"]):
+        port["addresses"] = [f"{app.net}.{i}.1/24", f"fd00:{k}:{i}::1/64"]
+    with open(app.profile, "w") as f:
+        yaml.safe_dump(prof, f)
+    return k
+
+
 class Ends:
     """A two-port appliance with dual-stack ports (net.i.1/24, fd00:K:i::1/64)
     and a namespace at each end: the client C on p0 (net.0.2, fd00:K:0::2) and
@@ -320,17 +334,11 @@ class Ends:
     def __init__(self, routed=("C", "B"), **appliance):
         self.app = Appliance(**appliance)
         self.net = net = self.app.net
-        self.k = k = net.split(".")[1]
+        self.k = k = dual_stack(self.app)
         self.addr = {(end, 4): f"{net}.{i}.2" for i, end in enumerate("CB")} | \
             {(end, 6): f"fd00:{k}:{i}::2" for i, end in enumerate("CB")}
         self.port_addr = {(end, 4): f"{net}.{i}.1" for i, end in enumerate("CB")} | \
             {(end, 6): f"fd00:{k}:{i}::1" for i, end in enumerate("CB")}
-        with open(self.app.profile) as f:
-            prof = yaml.safe_load(f)
-        for i in range(2):
-            prof["ports"][i]["addresses"] = [f"{net}.{i}.1/24", f"fd00:{k}:{i}::1/64"]
-        with open(self.app.profile, "w") as f:
-            yaml.safe_dump(prof, f)
         tag = self.app.instance
         self.ns = {"C": f"C{tag}", "B": f"B{tag}"}
         self.procs: list[subprocess.Popen] = []

@@ -22,7 +22,7 @@ import sys
 import pytest
 import yaml
 
-from appliance_harness import Appliance, sh
+from appliance_harness import Appliance, dual_stack, sh
 from pylb.v1 import pylb_pb2 as pb
 
 # A server (dual-stack) that takes N bytes, answers their SHA-256, then
@@ -92,18 +92,12 @@ class Path:
     def __init__(self):
         self.app = Appliance()
         net = self.app.net                       # 10.1NN
-        k = net.split(".")[1]
+        k = dual_stack(self.app)
         self.v4 = {"c": f"{net}.20.2", "b": f"{net}.30.2", "nat": f"{net}.9.80",
                    "fullnat": f"{net}.9.81", "tunnel": f"{net}.9.82", "dr": f"{net}.9.83",
                    "bd": f"{net}.1.3", "lip": f"{net}.1.1"}
         self.v6 = {"c": f"fd00:{k}:20::2", "b": f"fd00:{k}:30::2", "nat": f"fd00:{k}:9::80",
                    "fullnat": f"fd00:{k}:9::81", "lip": f"fd00:{k}:1::1"}
-        with open(self.app.profile) as f:
-            prof = yaml.safe_load(f)
-        for i in range(2):
-            prof["ports"][i]["addresses"] = [f"{net}.{i}.1/24", f"fd00:{k}:{i}::1/64"]
-        with open(self.app.profile, "w") as f:
-            yaml.safe_dump(prof, f)
         tag = self.app.instance
         self.ns = {x: f"{x}{tag}" for x in ("C", "RC", "RB", "B", "BD")}
         self.procs = []

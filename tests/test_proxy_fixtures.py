@@ -183,3 +183,16 @@ def test_proxy_protocol_is_for_fullnat(lb):
         lb.add_service(VIP, 80, method="fullnat", local_addresses=[LIP], proxy_protocol="v3")
     lb.add_service(VIP, 80, method="fullnat", local_addresses=[LIP], proxy_protocol="v2")
     assert lb.service(VIP, 80, "tcp").proxy_protocol == "v2"
+
+
+def test_a_syn_cookie_offers_room_for_the_header(lb):
+    """Under SYN cookies the client's MSS comes from the cookie's SYN-ACK,
+    before any backend answers: it leaves room for the header too."""
+    lb.add_service(VIP, 80, method="fullnat", local_addresses=[LIP], syn_proxy="always",
+                   proxy_protocol="v2", backends=[(B, 8080)])
+    syn = Ether(src=CLIENT_MAC, dst=P0_MAC) / IP(src=CLIENT, dst=VIP) / \
+        TCP(sport=40000, dport=80, flags="S", seq=1000, options=[("MSS", 1460)])
+    (port, f), = lb.inject("p0", [raw(syn)])
+    synack = Ether(f)[TCP]
+    assert port == 0 and synack.flags == "SA"
+    assert dict(synack.options)["MSS"] == 1460 - len(v2_header(CLIENT, VIP, 40000, 80))

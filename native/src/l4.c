@@ -949,7 +949,7 @@ pylb_l4_input(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 	if (svc->synproxy != PYLB_SYN_PROXY_OFF && (svc->synproxy == PYLB_SYN_PROXY_ALWAYS ||
 						    lc->ct.half_open >= lc->ct.half_open_budget ||
 						    pylb_src_over(&lc->ct, t.src, af)))
-		return pylb_synproxy_syn(lc, cfg, in_port, m, ports, &t);
+		return pylb_synproxy_syn(lc, cfg, in_port, m, ports, &t, pylb_pp_room(svc, af));
 	conn_open(lc, cfg, in_port, m, ports, &t, svc, hash, flags, now);
 }
 

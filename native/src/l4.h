@@ -76,6 +76,8 @@ void pylb_l4_method_out(struct pylb_lcore *lc, const struct pylb_cfg *cfg, struc
 #define PYLB_PP_MAX	108	/* a header's bytes, at most (v1, IPv6) */
 int pylb_pp_enable(struct pylb_dp *dp);
 void pylb_pp_open(struct pylb_lcore *lc, struct pylb_conn *c, const struct pylb_service *svc);
+/* The bytes svc's header may take for a client of family af (0: none). */
+uint32_t pylb_pp_room(const struct pylb_service *svc, uint8_t af);
 /* A client's packet of c (before translation): false if m was dropped. */
 bool pylb_pp_to_backend(struct pylb_lcore *lc, struct rte_mbuf *m, uint16_t *ports,
 			const struct pylb_conn *c, struct pylb_pp *pp);
@@ -118,13 +120,15 @@ pylb_l4_refusal_resets(int why)
 	return why != PYLB_D_FULLNAT_NO_PORT && why != PYLB_D_LIMIT_SOURCE_RATE;
 }
 
-/* synproxy.c: a SYN answered with a cookie; an ACK checked as one (and
+/* synproxy.c: a SYN answered with a cookie (the MSS it offers mss_less
+ * smaller: room for a PROXY header); an ACK checked as one (and
  * the connection opened; if it is not one, m is left to the caller and
  * the reason returned; else 0); a client packet held while its backend
  * answers; a proxied connection's backend packet (false: taken); a client
  * packet's numbers translated towards the backend. */
 void pylb_synproxy_syn(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
-		       struct rte_mbuf *m, uint16_t *ports, const struct pylb_tuple *t);
+		       struct rte_mbuf *m, uint16_t *ports, const struct pylb_tuple *t,
+		       uint32_t mss_less);
 int pylb_synproxy_ack(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 		      struct rte_mbuf *m, uint16_t *ports, const struct pylb_tuple *t,
 		      const struct pylb_service *svc, uint32_t hash);

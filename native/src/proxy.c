@@ -13,8 +13,9 @@
  *     the header); from then on the client's sequence numbers are the
  *     header's length ahead in the backend's terms, and the backend's
  *     acknowledgements (and SACK edges) that much behind in the client's.
- *     The backend's SYN-ACK offers an MSS that much smaller, so the first
- *     segment still fits;
+ *     The backend's SYN-ACK offers an MSS that much smaller (a SYN cookie's
+ *     SYN-ACK, the most a header can take), so the first segment still
+ *     fits;
  *   - UDP (v2 only): in front of every datagram.
  * A connection's state (its client's first byte, the header's length) is
  * in a side table by connection index (struct pylb_pp), made for every
@@ -94,6 +95,19 @@ pylb_pp_open(struct pylb_lcore *lc, struct pylb_conn *c, const struct pylb_servi
 	pp->started = 0;
 	pp->acked = 0;
 	pp->len = (uint8_t)header(ct, c, pp->version, buf);
+}
+
+uint32_t
+pylb_pp_room(const struct pylb_service *svc, uint8_t af)
+{
+	switch (svc->conf.proxy_protocol) {
+	case PYLB_PROXY_V1:
+		return PYLB_PP_MAX;
+	case PYLB_PROXY_V2:
+		return 16 + 2 * (af == 4 ? 4 : 16) + 4;
+	default:
+		return 0;
+	}
 }
 
 /* Make room for `len` bytes at `at` in m (one segment), moving what

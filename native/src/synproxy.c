@@ -213,7 +213,8 @@ ip_header_len(const struct rte_mbuf *m, const struct rte_tcp_hdr *t)
 
 void
 pylb_synproxy_syn(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
-		  struct rte_mbuf *m, uint16_t *ports, const struct pylb_tuple *t)
+		  struct rte_mbuf *m, uint16_t *ports, const struct pylb_tuple *t,
+		  uint32_t mss_less)
 {
 	struct rte_tcp_hdr *th = (struct rte_tcp_hdr *)ports;
 	uint32_t isn = rte_be_to_cpu_32(th->sent_seq), cookie, mi;
@@ -232,7 +233,7 @@ pylb_synproxy_syn(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port
 	th->tcp_flags = RTE_TCP_SYN_FLAG | RTE_TCP_ACK_FLAG;
 	th->data_off = (sizeof(*th) + SYN_OPTS_LEN) / 4 << 4;
 	th->rx_win = RTE_BE16(PYLB_SYNPROXY_WINDOW);
-	syn_options_write((uint8_t *)(th + 1), cookie_mss[mi], o.sack,
+	syn_options_write((uint8_t *)(th + 1), (uint16_t)(cookie_mss[mi] - mss_less), o.sack,
 			  o.ws == WS_NONE ? WS_NONE : PYLB_SYNPROXY_WSCALE);
 	CNT(lc, SYN_COOKIES_SENT);
 	lc->ct.cookies_until = lc->ct.period_end + cookie_period();
