@@ -113,6 +113,12 @@ def test_a_valid_file_becomes_the_desired_state(tmp_path):
     ("acls:\n  - {name: a, prefix_file: /nonexistent/x}\n", 2, "acls[0].prefix_file", "cannot read"),
     ("services:\n  - {vip: 10.0.0.1, port: 80, acls: [nope]}\n", 2, "services[0].acls[0]",
      "no ACL is named 'nope'"),
+    ("services:\n  - vip: 10.0.0.1\n    port: 80\n    proxy_protocol: v2\n", 4,
+     "services[0].proxy_protocol", "for fullnat services"),
+    ("services:\n  - {vip: 10.0.0.1, port: 53, proto: udp, method: fullnat, proxy_protocol: v1}\n",
+     2, "services[0].proxy_protocol", "v1 is for TCP"),
+    ("services:\n  - {vip: 10.0.0.1, port: 80, method: fullnat, proxy_protocol: v3}\n", 2,
+     "services[0].proxy_protocol", "off, v1, v2"),
     ("services:\n  - vip: 10.0.0.1\n    port: 80\n    health_check: {type: icmp}\n", 4,
      "services[0].health_check.type", "tcp, http, udp, none"),
     ("services:\n  - vip: 10.0.0.1\n    port: 80\n    health_check:\n      interval_ms: 500\n"
