@@ -18,7 +18,7 @@ from scapy.packet import Raw, raw
 
 from conftest import CLIENT_MAC, P0_MAC, P1_MAC
 from pylb.errors import InvalidArgument
-from test_icmp_fixtures import BACKEND6 as B6, BMAC6, CLIENT6, LIP, VIP6
+from test_icmp_fixtures import BACKEND6 as B6, BMAC6, BROUTER, CLIENT6, LIP, VIP6, quote_of, too_big
 from test_icmp_fixtures import lb  # noqa: F401  (the fixture: backends and clients known)
 from test_l4_fixtures import BACKENDS, BMAC, CLIENT, VIP
 
@@ -107,6 +107,13 @@ def test_v2_header_once_then_numbers_shifted_both_ways(lb):
     assert got.ack == 1023 and dict(got.options)["SAck"] == (1040, 1050)
     assert c.reply("A", 5001, 1001 + 10).ack == 1001     # inside the header: nothing yet
     assert c.reply("A", 5001, 1001).ack == 1001
+    # An ICMP error about a shifted segment reaches the client in its numbers.
+    shifted = c.send("PA", 1023, b"x" * 1400, ack=5001)
+    assert shifted[TCP].seq == 1023 + n
+    err = too_big(BROUTER, LIP, shifted, ingress_mac=BMAC[B], port_mac=P1_MAC)
+    (port, f), = lb.inject("p1", [raw(err)])
+    _, inner = quote_of(f)
+    assert port == 0 and (inner.src, inner[TCP].sport, inner[TCP].seq) == (CLIENT, 40000, 1023)
     lb.del_service(VIP, 80)
 
 

@@ -203,18 +203,28 @@ quote_of(struct pylb_lcore *lc, struct rte_mbuf *m, uint8_t af, struct quote *q,
  * the client: a quoted sequence number of a packet to the client goes
  * back to the backend's numbers (its stack checks it is in flight). */
 static void
-quote_seq_to_backend(struct quote *q, const struct pylb_conn *c)
+quote_seq_set(struct quote *q, uint32_t v)
 {
 	uint16_t *ck = quote_l4_cksum(q);
 	uint32_t *seq = (uint32_t *)(q->ports + 2);
-	uint32_t now;
+	uint32_t now = rte_cpu_to_be_32(v);
 
-	if (!(c->flags & CONN_F_SYNPROXY) || q->proto != IPPROTO_TCP || q->l4 < 8)
-		return;
-	now = rte_cpu_to_be_32(rte_be_to_cpu_32(*seq) + c->seq_delta);
 	if (ck != NULL)
 		*ck = cksum_apply(*ck, cksum_delta(seq, &now, 4));
 	*seq = now;
+}
+
+static inline uint32_t
+quote_seq(const struct quote *q)
+{
+	return rte_be_to_cpu_32(*(const uint32_t *)(q->ports + 2));
+}
+
+static void
+quote_seq_to_backend(struct quote *q, const struct pylb_conn *c)
+{
+	if ((c->flags & CONN_F_SYNPROXY) && q->proto == IPPROTO_TCP && q->l4 >= 8)
+		quote_seq_set(q, quote_seq(q) + c->seq_delta);
 }
 
 /* An error for a service's address, from the client's side (a router on
@@ -302,6 +312,7 @@ pylb_icmp_error_fullnat(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int i
 	struct quote q;
 	struct pylb_tuple t;
 	struct pylb_conn *c;
+	const struct pylb_pp *pp;
 	const uint8_t *vip;
 	uint32_t n = dp->conf.n_workers;
 	bool taken;
@@ -319,6 +330,10 @@ pylb_icmp_error_fullnat(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int i
 		return false;
 	}
 	vip = conn_addr(&lc->ct, c, CONN_VIP);
+	/* The PROXY protocol's header shifted the client's numbers. */
+	pp = conn_pp(lc, c);
+	if (unlikely(pp != NULL) && q.proto == IPPROTO_TCP && q.l4 >= 8)
+		quote_seq_set(&q, pp_client_seq(pp, quote_seq(&q)));
 	quote_set(&q, QUOTE_SRC, conn_addr(&lc->ct, c, CONN_CLIENT), c->cport);
 	quote_set(&q, QUOTE_DST, vip, c->vport);
 	outer_set(&q, QUOTE_SRC, vip);

@@ -84,6 +84,16 @@ bool pylb_pp_to_backend(struct pylb_lcore *lc, struct rte_mbuf *m, uint16_t *por
 /* A backend's TCP packet of c (any time before routing). */
 void pylb_pp_to_client(struct rte_mbuf *m, uint16_t *ports, struct pylb_pp *pp);
 
+/* A client sequence number as the backend has it (the header counted) in
+ * the client's terms: inside the header, the client's first byte. */
+static inline uint32_t
+pp_client_seq(const struct pylb_pp *pp, uint32_t v)
+{
+	int32_t d = (int32_t)(v - pp->start);
+
+	return d > (int32_t)pp->len ? v - pp->len : d > 0 ? pp->start : v;
+}
+
 /* c's PROXY protocol state, if it sends a header. */
 static inline struct pylb_pp *
 conn_pp(const struct pylb_lcore *lc, const struct pylb_conn *c)

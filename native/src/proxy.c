@@ -237,16 +237,6 @@ pylb_pp_to_backend(struct pylb_lcore *lc, struct rte_mbuf *m, uint16_t *ports,
 	return true;
 }
 
-/* A client sequence number as the backend acknowledges it (header
- * included), in the client's terms. */
-static inline uint32_t
-to_client_seq(const struct pylb_pp *pp, uint32_t v)
-{
-	int32_t d = (int32_t)(v - pp->start);
-
-	return d > (int32_t)pp->len ? v - pp->len : d > 0 ? pp->start : v;
-}
-
 void
 pylb_pp_to_client(struct rte_mbuf *m, uint16_t *ports, struct pylb_pp *pp)
 {
@@ -262,7 +252,7 @@ pylb_pp_to_client(struct rte_mbuf *m, uint16_t *ports, struct pylb_pp *pp)
 
 		if ((int32_t)(ack - pp->start) >= (int32_t)pp->len)
 			pp->acked = 1;
-		word_set(&t->recv_ack, to_client_seq(pp, ack), &sum);
+		word_set(&t->recv_ack, pp_client_seq(pp, ack), &sum);
 	}
 	opt_start(&it, t, seg_avail(m, t));
 	while ((kind = opt_next(&it)) != 0) {
@@ -273,7 +263,7 @@ pylb_pp_to_client(struct rte_mbuf *m, uint16_t *ports, struct pylb_pp *pp)
 				uint32_t v;
 
 				memcpy(&v, o + e, 4);
-				word_set(o + e, to_client_seq(pp, rte_be_to_cpu_32(v)), &sum);
+				word_set(o + e, pp_client_seq(pp, rte_be_to_cpu_32(v)), &sum);
 			}
 		else if (kind == 2 && it.ol == 4 && (t->tcp_flags & RTE_TCP_SYN_FLAG)) {
 			/* The MSS the backend takes, less the header. */
