@@ -309,6 +309,16 @@ class Many:
         self.proc.wait()
 
 
+def teardown(app: Appliance, procs, namespaces) -> None:
+    """Kill a lab's processes, stop its appliance, delete its namespaces."""
+    for p in procs:
+        p.kill()
+        p.wait()
+    app.stop()
+    for ns in namespaces:
+        sh("ip", "netns", "del", ns, check=False)
+
+
 def dual_stack(app: Appliance) -> str:
     """Give the (not yet started) appliance's ports IPv6 addresses beside
     their IPv4 ones: port i has net.i.1/24 and fd00:K:i::1/64; K (net's
@@ -376,9 +386,4 @@ class Ends:
                   timeout=timeout).stdout
 
     def close(self) -> None:
-        for p in self.procs:
-            p.kill()
-            p.wait()
-        self.app.stop()
-        for ns in self.ns.values():
-            sh("ip", "netns", "del", ns, check=False)
+        teardown(self.app, self.procs, self.ns.values())

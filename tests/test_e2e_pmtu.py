@@ -22,7 +22,7 @@ import sys
 import pytest
 import yaml
 
-from appliance_harness import Appliance, dual_stack, sh
+from appliance_harness import Appliance, dual_stack, sh, teardown
 from pylb.v1 import pylb_pb2 as pb
 
 # A server (dual-stack) that takes N bytes, answers their SHA-256, then
@@ -199,12 +199,7 @@ class Path:
         return json.loads(out)
 
     def close(self):
-        for p in self.procs:
-            p.kill()
-            p.wait()
-        self.app.stop()
-        for ns in self.ns.values():
-            sh("ip", "netns", "del", ns, check=False)
+        teardown(self.app, self.procs, self.ns.values())
 
 
 @pytest.fixture(scope="module")
