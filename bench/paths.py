@@ -94,9 +94,13 @@ MBUF_SIZE = 192
 LIMIT = 100_000_000                 # limits set, never reached
 
 
+ACL_PREFIXES = 1_000_000            # --acl-prefixes
+
+
 def million() -> list[str]:
-    """A deny ACL of a million /24s, none of them the clients' (10.1.0.0/16)."""
-    return [f"{16 + i // 65536}.{i // 256 % 256}.{i % 256}.0/24" for i in range(1_000_000)]
+    """A deny ACL of a million /24s (--acl-prefixes), none of them the
+    clients' (10.1.0.0/16)."""
+    return [f"{16 + i // 65536}.{i // 256 % 256}.{i % 256}.0/24" for i in range(ACL_PREFIXES)]
 
 
 def mbuf_size(kind: str) -> int:
@@ -399,7 +403,8 @@ def pylb_side(kind: str, pcap: str, flows: int, seconds: float) -> dict:
 
 def pylb_once(kind: str, pcap: str, flows: int, seconds: float) -> dict:
     out = subprocess.run([sys.executable, __file__, "--pylb-side", kind, pcap, str(flows),
-                          str(seconds)], capture_output=True, text=True, timeout=900)
+                          str(seconds), str(ACL_PREFIXES)], capture_output=True, text=True,
+                         timeout=900)
     if out.returncode != 0:
         raise RuntimeError("pylb run failed:\n" + out.stderr[-3000:])
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -411,7 +416,9 @@ def median(runs: list[dict], key: str) -> tuple[float, float, float]:
 
 
 def main() -> None:
-    if len(sys.argv) == 6 and sys.argv[1] == "--pylb-side":
+    global ACL_PREFIXES
+    if len(sys.argv) == 7 and sys.argv[1] == "--pylb-side":
+        ACL_PREFIXES = int(sys.argv[6])
         print(json.dumps(pylb_side(sys.argv[2], sys.argv[3], int(sys.argv[4]), float(sys.argv[5]))))
         return
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -424,9 +431,13 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=3)
     ap.add_argument("--memory-probe", type=int, default=1_000_000,
                     help="connections per lcore of the dataplane whose memory is measured")
+    ap.add_argument("--acl-prefixes", type=int, default=ACL_PREFIXES,
+                    help="prefixes of the deny ACL of syn_acl and established_defended (a "
+                         "million need more hugepages than `make test` reserves)")
     ap.add_argument("--out", default=RESULTS)
     ap.add_argument("--cases", default="", help="comma-separated cases to run (default: all)")
     args = ap.parse_args()
+    ACL_PREFIXES = args.acl_prefixes
     os.makedirs(args.out, exist_ok=True)
     flows = [int(f) for f in args.flows.split(",")]
     cases = [("arp", 1000), ("icmp", 1000), ("route", 1000), ("route6", 1000), ("vip", 1000),

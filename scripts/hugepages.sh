@@ -1,11 +1,17 @@
 #!/usr/bin/env bash
-# Make sure at least $1 (default 512) 2 MiB hugepages are reserved and hugetlbfs
-# is mounted. Never lowers an existing reservation.
+# Reserve 2 MiB hugepages and mount hugetlbfs if it is not.
+#   hugepages.sh N          at least N (never lowers a reservation: `make bench`)
+#   hugepages.sh --exact N  exactly N when no hugepage is in use (`make test`,
+#                           `make demo`: they pass with what they reserve
+#                           themselves, whatever ran before); at least N else
 set -euo pipefail
+exact=0
+if [ "${1:-}" = "--exact" ]; then exact=1; shift; fi
 want=${1:-512}
 nr=/proc/sys/vm/nr_hugepages
 have=$(cat "$nr")
-if [ "$have" -lt "$want" ]; then
+free=$(awk '/^HugePages_Free:/{print $2}' /proc/meminfo)
+if [ "$have" -lt "$want" ] || { [ "$exact" = 1 ] && [ "$have" -gt "$want" ] && [ "$free" = "$have" ]; }; then
     echo "$want" > "$nr"
     have=$(cat "$nr")
     [ "$have" -ge "$want" ] || echo "warning: only $have hugepages could be reserved (wanted $want)" >&2

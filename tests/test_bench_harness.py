@@ -33,7 +33,8 @@ def test_paths_bench_runs_once_and_forwards_everything(tmp_path):
     r = subprocess.run([sys.executable, str(ROOT / "bench" / "paths.py"), "--flows", "1024",
                         "--syn-flows", "200000", "--fullnat-flows", "2000", "--runs", "1",
                         "--seconds", "0.5",
-                        "--memory-probe", "65536", "--out", str(tmp_path)],
+                        "--memory-probe", "65536", "--acl-prefixes", "10000",
+                        "--out", str(tmp_path)],
                        capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert r.returncode == 0, r.stderr
     report = json.loads((tmp_path / "paths.json").read_text())
