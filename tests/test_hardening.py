@@ -26,6 +26,9 @@ from test_grpc import api, code_of, manager  # noqa: F401  (the fixtures)
 from test_l4_fixtures import BACKENDS, BMAC, CLIENT, VIP, c2v, checksums_ok, small_dp
 from pylb.v1 import pylb_pb2 as pb
 
+# Drop reasons provoked here (see test_host_fixtures.test_every_drop_reason_is_exercised).
+EXERCISED = {"nat_untracked_ambiguous", "nat_reply_ambiguous"}
+
 # Ten levels of nine aliases: 9**10 values once expanded, in 390 bytes.
 ALIAS_BOMB = "a: &a [x,x,x,x,x,x,x,x,x]\n" + "".join(
     f"{chr(98 + i)}: &{chr(98 + i)} [{','.join(['*' + chr(97 + i)] * 9)}]\n" for i in range(9))
@@ -165,6 +168,87 @@ def test_nat_connections_work_while_the_table_is_full(native, scheduler):
     assert d.conn_count() == 16 and t["conn_table_full"] == 30 * 4
     assert t["conn_untracked"] == 30 * 4 and t["nat_replies_untracked"] == 30
     assert d.drops().get("tcp_no_conn", 0) == 0
+    d.close()
+
+
+VIP2 = "10.0.0.101"
+
+
+def shared_backends_dp(native, scheduler):
+    """Two NAT services over one pool (the second over two of the first's
+    three backends), a table of 16 full of established connections."""
+    d = small_dp(native, conn_capacity=16)
+    d.add_neighbour("p0", CLIENT, CLIENT_MAC)
+    d.add_service(VIP, 80, scheduler=scheduler, backends=[(b, 8080) for b in BACKENDS],
+                  syn_proxy="off")
+    d.add_service(VIP2, 80, scheduler=scheduler, backends=[(b, 8080) for b in BACKENDS[:2]],
+                  syn_proxy="off")
+    for p in range(100, 116):
+        (_, f), = d.inject("p0", [raw(c2v(sport=p))])
+        d.inject("p1", [raw(Ether(src=BMAC[Ether(f)[IP].dst], dst=P1_MAC) /
+                            IP(src=Ether(f)[IP].dst, dst=CLIENT) /
+                            TCP(sport=8080, dport=p, flags="SA", seq=5000, ack=1001))])
+        d.inject("p0", [raw(c2v(sport=p, flags="A"))])
+    assert d.conn_count() == 16
+    return d
+
+
+@pytest.mark.parametrize("scheduler", ["wrr", "maglev"])
+def test_a_full_table_never_lets_a_shared_backends_reply_leave_untranslated(native, scheduler):
+    """Issue 27.2: a backend in two NAT services. Every new connection
+    while the table is full either works (its replies carry its own VIP)
+    or is refused visibly (a RST, counted); a reply no service can claim
+    alone is dropped and counted, never sent on with the backend's address."""
+    d = shared_backends_dp(native, scheduler)
+    worked = refused = 0
+    for vip in (VIP, VIP2):
+        for sport in range(200, 260):
+            syn = c2v(sport=sport)
+            syn[IP].dst = vip
+            (port, f), = d.inject("p0", [raw(syn)])
+            out = Ether(f)
+            if port == 0:            # refused: a RST back to the client
+                assert out[TCP].flags == "RA" and out[IP].src == vip
+                refused += 1
+                continue
+            backend = out[IP].dst
+            reply = (Ether(src=BMAC[backend], dst=P1_MAC) / IP(src=backend, dst=CLIENT)
+                     / TCP(sport=8080, dport=sport, flags="SA", seq=5000, ack=1001))
+            (port, f), = d.inject("p1", [raw(reply)])
+            back = Ether(f)
+            assert port == 0 and (back[IP].src, back[TCP].sport) == (vip, 80) and checksums_ok(f)
+            worked += 1
+    drops = d.drops()
+    assert worked > 0 and refused > 0 and drops["nat_untracked_ambiguous"] == refused
+    # Replies of connections nobody opened here (another appliance's, or
+    # forged): to the VIP that chose the backend, or dropped.
+    before = d.totals()["nat_replies_untracked"]
+    translated = 0
+    for b in BACKENDS[:2]:
+        for dport in range(300, 340):
+            reply = (Ether(src=BMAC[b], dst=P1_MAC) / IP(src=b, dst=CLIENT)
+                     / TCP(sport=8080, dport=dport, flags="SA", seq=5000, ack=1001))
+            for port, f in d.inject("p1", [raw(reply)]):
+                assert port == 0 and Ether(f)[IP].src in (VIP, VIP2)
+                translated += 1
+    assert d.totals()["nat_replies_untracked"] - before == translated
+    assert d.drops()["nat_reply_ambiguous"] == 80 - translated > 0
+    d.close()
+
+
+def test_a_shared_backends_untracked_udp_is_refused_with_port_unreachable(native):
+    from scapy.layers.inet import ICMP, UDP
+    d = shared_backends_dp(native, "maglev")
+    d.add_service(VIP, 53, proto="udp", backends=[(b, 5353) for b in BACKENDS])
+    d.add_service(VIP2, 53, proto="udp", backends=[(b, 5353) for b in BACKENDS[:2]])
+    refused = 0
+    for sport in range(200, 260):
+        (port, f), = d.inject("p0", [raw(c2v(sport=sport, proto=UDP, dport=53))])
+        if port == 0:
+            icmp = Ether(f)[ICMP]
+            assert (icmp.type, icmp.code) == (3, 3)
+            refused += 1
+    assert refused > 0 and d.drops()["nat_untracked_ambiguous"] == refused
     d.close()
 
 

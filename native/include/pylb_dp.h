@@ -167,6 +167,8 @@ enum pylb_err {
 	X(BACKEND_DOWN, backend_down) \
 	X(REDIRECT_FULL, redirect_full) \
 	X(FULLNAT_NO_PORT, fullnat_no_port) \
+	X(NAT_UNTRACKED_AMBIGUOUS, nat_untracked_ambiguous) \
+	X(NAT_REPLY_AMBIGUOUS, nat_reply_ambiguous) \
 	X(ACL_DENIED, acl_denied) \
 	X(LIMIT_SERVICE_CONNS, limit_service_conns) \
 	X(LIMIT_SERVICE_RATE, limit_service_rate) \

@@ -488,6 +488,24 @@ untracked_nat(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 	out_routed(lc, cfg, in_port, m, b->addr.ip, t->af, hash);
 }
 
+/* Would a reply of the untracked NAT connection t -> b come back to its
+ * own service (svc) alone? Not if b is in other NAT services whose
+ * consistent choice for the same client would also be b. */
+static bool
+untracked_nat_exact(const struct pylb_dp *dp, const struct pylb_service *svc,
+		    const struct pylb_tuple *t, const struct pylb_backend *b)
+{
+	const struct pylb_service *owner;
+	uint16_t vport;
+	struct pylb_tuple r = {
+		.src = b->addr.ip, .dst = t->src,
+		.sport = b->port ? rte_cpu_to_be_16(b->port) : t->dport, .dport = t->sport,
+		.proto = t->proto, .af = t->af,
+	};
+
+	return pylb_nat_reply_service(dp, &r, &owner, &vport) == NAT_REPLY_ONE && owner == svc;
+}
+
 static void
 untracked_dr(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 	     struct rte_mbuf *m, uint16_t *ports __rte_unused, const struct pylb_tuple *t,
@@ -544,15 +562,19 @@ static const struct {
 	void (*untracked)(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 			  struct rte_mbuf *m, uint16_t *ports, const struct pylb_tuple *t,
 			  const struct pylb_backend *b, uint32_t hash);
+	/* Can its replies be told apart without an entry (NAT: they come
+	 * back through us)? NULL: they need not be. */
+	bool (*untracked_exact)(const struct pylb_dp *dp, const struct pylb_service *svc,
+				const struct pylb_tuple *t, const struct pylb_backend *b);
 	/* What opening a connection takes besides the entry (FullNAT: a
 	 * local address and port); NULL: nothing. False: it cannot open. */
 	bool (*open)(struct pylb_lcore *lc, const struct pylb_service *svc,
 		     struct pylb_conn *c, uint32_t hash);
 } l4_methods[PYLB_L4_FULLNAT + 1] = {
-	[PYLB_L4_NAT] = { forward_nat, untracked_nat, NULL },
-	[PYLB_L4_FULLNAT] = { forward_fullnat, NULL, fullnat_alloc },
-	[PYLB_L4_DR] = { forward_dr, untracked_dr, NULL },
-	[PYLB_L4_TUNNEL] = { forward_tunnel, untracked_tunnel, NULL },
+	[PYLB_L4_NAT] = { forward_nat, untracked_nat, untracked_nat_exact, NULL },
+	[PYLB_L4_FULLNAT] = { forward_fullnat, NULL, NULL, fullnat_alloc },
+	[PYLB_L4_DR] = { forward_dr, untracked_dr, NULL, NULL },
+	[PYLB_L4_TUNNEL] = { forward_tunnel, untracked_tunnel, NULL, NULL },
 };
 
 static inline void
@@ -606,7 +628,8 @@ backend_with_room(const struct pylb_lcore *lc, const struct pylb_service *svc, u
 /* A client's packet sent without an entry (the table is, or was lately,
  * full): to the consistent choice, translated (NAT), counted. `opens`: it
  * opens a connection (a SYN, a UDP packet). Never FullNAT: its replies
- * need the entry. */
+ * need the entry. A NAT connection whose replies could not be told from
+ * another service's (pylb_nat_reply_service) is refused: TCP with a RST. */
 static void
 untracked(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 	  struct rte_mbuf *m, uint16_t *ports, const struct pylb_tuple *t,
@@ -615,6 +638,16 @@ untracked(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 	uint32_t bi = svc->sched->consistent(svc, t, hash);
 	const struct pylb_backend *b = &svc->bal.backends[bi];
 
+	if (l4_methods[svc->conf.method].untracked_exact != NULL &&
+	    !l4_methods[svc->conf.method].untracked_exact(lc->dp, svc, t, b)) {
+		if (t->proto == IPPROTO_UDP && in_port >= 0)
+			t->af == 4 ? pylb_icmp4_error(lc, cfg, (uint16_t)in_port, m,
+						      ICMP_DEST_UNREACH, ICMP_PORT_UNREACHABLE, 0) :
+				pylb_icmp6_error(lc, cfg, (uint16_t)in_port, m, ICMP6_DEST_UNREACH,
+						 ICMP6_PORT_UNREACHABLE, 0);
+		return pylb_l4_refuse(lc, cfg, in_port, m, t->af, t->proto, ports,
+				      PYLB_D_NAT_UNTRACKED_AMBIGUOUS, true);
+	}
 	CNT(lc, CONN_UNTRACKED);
 	if (opens) {
 		lc->svc_stats[svc->id].conns++;

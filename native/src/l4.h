@@ -52,6 +52,16 @@ bool pylb_l4_acl_refused(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int 
 			 struct rte_mbuf *m, const struct pylb_tuple *t, uint16_t *ports,
 			 const struct pylb_service *svc);
 
+/* reply.c: the NAT service a backend's reply t (backend -> client)
+ * answers for, with no connection to say. NONE: t's source is no NAT
+ * backend; ONE: *svc, replying from its service port *vport; AMBIGUOUS:
+ * no single one (the backend is in several NAT services and their
+ * consistent choices for the client's flow do not name exactly one; in
+ * more than NAT_SLOTS; an all-ports service with a fixed backend port). */
+enum nat_reply { NAT_REPLY_NONE, NAT_REPLY_ONE, NAT_REPLY_AMBIGUOUS };
+enum nat_reply pylb_nat_reply_service(const struct pylb_dp *dp, const struct pylb_tuple *t,
+				      const struct pylb_service **svc, uint16_t *vport);
+
 /* frag.c: fragments of TCP/UDP datagrams (see there). pylb_frag_gather
  * runs where a packet's ports are read, for a packet that may be a
  * fragment: a later fragment whose datagram's first was seen gets *ports

@@ -21,7 +21,9 @@
 #define ICMP_TIME_EXCEEDED	11
 #define ICMP_FRAG_NEEDED	4	/* code of destination unreachable */
 #define ICMP_PKT_FILTERED	13	/* code: administratively prohibited */
+#define ICMP_PORT_UNREACHABLE	3	/* code of destination unreachable */
 #define ICMP6_ADMIN_PROHIBITED	1	/* code of destination unreachable */
+#define ICMP6_PORT_UNREACHABLE	4
 #define ICMP6_PACKET_TOO_BIG	2
 #define ICMP6_DEST_UNREACH	1
 #define ICMP6_TIME_EXCEEDED	3

@@ -10,15 +10,31 @@
 
 #include "l4.h"
 
-/* Is t's source a NAT backend? If it is one of exactly one service, that
- * service (*svc) and the service port the reply came from (*vport); else
- * *svc is NULL. */
+/* Would s's consistent choice for the client's flow of reply t (to s's
+ * VIP and port vport) be t's source? */
 static inline bool
-nat_backend_of(const struct pylb_dp *dp, const struct pylb_tuple *t,
-	       const struct pylb_service **svc, uint16_t *vport)
+nat_chose(const struct pylb_dp *dp, const struct pylb_service *s, const struct pylb_tuple *t,
+	  uint16_t vport)
+{
+	struct pylb_tuple f = {
+		.src = t->dst, .dst = s->conf.vip.ip, .sport = t->dport, .dport = vport,
+		.proto = t->proto, .af = t->af,
+	};
+	const struct pylb_backend *b;
+
+	if (s->bal.table == NULL)
+		return false;
+	b = &s->bal.backends[s->sched->consistent(s, &f, flow_hash(dp->conf.hash_key, f.src,
+								    f.dst, f.af))];
+	return memcmp(b->addr.ip, t->src, t->af == 4 ? 4 : 16) == 0 &&
+		(b->port ? rte_cpu_to_be_16(b->port) : vport) == t->sport;
+}
+
+enum nat_reply
+pylb_nat_reply_service(const struct pylb_dp *dp, const struct pylb_tuple *t,
+		       const struct pylb_service **svc, uint16_t *vport)
 {
 	struct svc_key b = { .port = t->sport, .proto = t->proto, .af = t->af };
-	const struct pylb_service *s;
 	void *data;
 	uintptr_t v;
 
@@ -27,18 +43,34 @@ nat_backend_of(const struct pylb_dp *dp, const struct pylb_tuple *t,
 	if (rte_hash_lookup_data(dp->nat_backends, &b, &data) < 0) {
 		b.port = 0;	/* a backend that keeps the client's port */
 		if (rte_hash_lookup_data(dp->nat_backends, &b, &data) < 0)
-			return false;
+			return NAT_REPLY_NONE;
 	}
 	v = (uintptr_t)data;
-	if ((v & ((1u << NAT_REFS_BITS) - 1)) != 1)
-		return true;	/* in several services */
-	s = __atomic_load_n(&dp->svcs[(v >> NAT_REFS_BITS) - 1], __ATOMIC_ACQUIRE);
-	/* Changing under us, or an all-ports service with a fixed port. */
-	if (s == NULL || s->conf.method != PYLB_L4_NAT || (s->conf.port == 0 && b.port != 0))
-		return true;
-	*svc = s;
-	*vport = b.port == 0 ? t->sport : rte_cpu_to_be_16(s->conf.port);
-	return true;
+	if (!nat_listed(v))
+		return NAT_REPLY_AMBIGUOUS;	/* in more services than slots */
+	for (int i = 0; i < NAT_SLOTS; i++) {
+		const struct pylb_service *s;
+		uint16_t vp;
+
+		if (nat_slot(v, i) < 0)
+			continue;
+		s = __atomic_load_n(&dp->svcs[nat_slot(v, i)], __ATOMIC_ACQUIRE);
+		/* Changing under us, or an all-ports service with a fixed
+		 * backend port (the client's port is not in the reply). */
+		if (s == NULL || s->conf.method != PYLB_L4_NAT || (s->conf.port == 0 && b.port != 0))
+			return NAT_REPLY_AMBIGUOUS;
+		if (s == *svc)
+			continue;	/* listed twice while it replaces itself */
+		vp = b.port == 0 ? t->sport : rte_cpu_to_be_16(s->conf.port);
+		/* In several services: the one whose consistent choice it is. */
+		if (nat_refs(v) > 1 && !nat_chose(dp, s, t, vp))
+			continue;
+		if (*svc != NULL)
+			return NAT_REPLY_AMBIGUOUS;
+		*svc = s;
+		*vport = vp;
+	}
+	return *svc != NULL ? NAT_REPLY_ONE : NAT_REPLY_AMBIGUOUS;
 }
 
 /* The TCP/UDP tuple of m and the connection it replies to, if any: 1.
@@ -90,21 +122,29 @@ reply_counted(struct pylb_lcore *lc, struct pylb_conn *c, const struct rte_mbuf 
 
 /* A NAT backend's reply with no connection here: handed to the worker
  * that owns the client, or (a connection opened untracked while the table
- * was full) given its service's VIP and port back. A backend of several
- * NAT services cannot be told apart: it leaves as it is. */
+ * was full; one of another appliance's before sync brought it) given its
+ * service's VIP and port back. A reply that cannot be told to be exactly
+ * one service's (its backend in several NAT services whose consistent
+ * choices do not name one) is dropped, never sent on with the backend's
+ * address; a SYN from a backend is no reply: it goes on as it is. */
 static bool
 nat_reverse_untracked(struct pylb_lcore *lc, int in_port, struct rte_mbuf *m, uint8_t af,
 		      const struct pylb_tuple *t, uint16_t *ports)
 {
 	const struct pylb_service *svc;
 	uint16_t vport;
+	enum nat_reply r = pylb_nat_reply_service(lc->dp, t, &svc, &vport);
 
-	if (!nat_backend_of(lc->dp, t, &svc, &vport))
+	if (r == NAT_REPLY_NONE ||
+	    (t->proto == IPPROTO_TCP && (tcp_flags_of(t, ports) &
+					 (RTE_TCP_SYN_FLAG | RTE_TCP_ACK_FLAG)) == RTE_TCP_SYN_FLAG))
 		return true;
 	if (redirect(lc, m, in_port, af, RESUME_REPLY, t->dst))
 		return false;
-	if (svc == NULL)
-		return true;
+	if (r == NAT_REPLY_AMBIGUOUS) {
+		drop(lc, m, PYLB_D_NAT_REPLY_AMBIGUOUS);
+		return false;
+	}
 	nat_rewrite(m, af, t->proto, ports, false, svc->conf.vip.ip, vport);
 	CNT(lc, NAT_REPLIES_UNTRACKED);
 	count_packet(lc, svc, svc->id, UINT16_MAX, m, true);

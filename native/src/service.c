@@ -219,7 +219,9 @@ backend_stats(const struct pylb_dp *dp, const struct pylb_service *s, uint32_t i
 	return out;
 }
 
-/* Count (delta +1/-1) the backends of a NAT service in dp->nat_backends. */
+/* Count (delta +1/-1) the backends of a NAT service in dp->nat_backends,
+ * listing it in (removing it from) a slot. The slots are a multiset: a
+ * service replaced by itself is added before it is removed. */
 static void
 nat_backends_count(struct pylb_dp *dp, const struct pylb_service *s, int delta)
 {
@@ -228,17 +230,61 @@ nat_backends_count(struct pylb_dp *dp, const struct pylb_service *s, int delta)
 	for (uint32_t i = 0; i < s->bal.n_backends; i++) {
 		struct svc_key k = { .proto = s->conf.proto, .af = s->bal.backends[i].addr.af };
 		void *data = NULL;
-		uintptr_t refs;
+		uintptr_t v;
+		int slot;
 
 		memcpy(k.ip, s->bal.backends[i].addr.ip, 16);
 		k.port = rte_cpu_to_be_16(s->bal.backends[i].port);
-		refs = rte_hash_lookup_data(dp->nat_backends, &k, &data) >= 0 ?
-			(uintptr_t)data : 0;
-		refs += (uintptr_t)(intptr_t)delta * ((((uintptr_t)s->id + 1) << NAT_REFS_BITS) | 1);
-		if (refs == 0)
+		v = rte_hash_lookup_data(dp->nat_backends, &k, &data) >= 0 ? (uintptr_t)data : 0;
+		for (slot = 0; slot < NAT_SLOTS; slot++)
+			if (nat_slot(v, slot) == (delta > 0 ? -1 : s->id))
+				break;
+		if (slot < NAT_SLOTS)
+			v = nat_slot_set(v, slot, delta > 0 ? s->id : -1);
+		v = (v & ~(uintptr_t)0xffff) | (nat_refs(v) + (uint32_t)delta);
+		if (nat_refs(v) == 0)
 			rte_hash_del_key(dp->nat_backends, &k);
 		else
-			rte_hash_add_key_data(dp->nat_backends, &k, (void *)refs);
+			rte_hash_add_key_data(dp->nat_backends, &k, (void *)v);
+	}
+}
+
+/* After s's backends were counted (s published, or removed): a backend
+ * with services left out of its slots while a slot is free (one that was
+ * listed went) lists them again, from the services in force. */
+static void
+nat_backends_relist(struct pylb_dp *dp, const struct pylb_service *s)
+{
+	if (s == NULL || s->conf.method != PYLB_L4_NAT)
+		return;
+	for (uint32_t i = 0; i < s->bal.n_backends; i++) {
+		const struct pylb_backend *b = &s->bal.backends[i];
+		struct svc_key k = { .proto = s->conf.proto, .af = b->addr.af };
+		void *data = NULL;
+		uintptr_t v;
+		int slot = 0;
+
+		memcpy(k.ip, b->addr.ip, 16);
+		k.port = rte_cpu_to_be_16(b->port);
+		if (rte_hash_lookup_data(dp->nat_backends, &k, &data) < 0)
+			continue;
+		v = (uintptr_t)data;
+		if (nat_listed(v) || nat_refs(v) > NAT_SLOTS)
+			continue;
+		v &= 0xffff;
+		for (int id = 0; id < PYLB_MAX_SERVICES && slot < NAT_SLOTS; id++) {
+			const struct pylb_service *o = dp->svcs[id];
+
+			if (o == NULL || o->conf.method != PYLB_L4_NAT || o->conf.proto != k.proto)
+				continue;
+			for (uint32_t j = 0; j < o->bal.n_backends; j++)
+				if (memcmp(&o->bal.backends[j].addr, &b->addr, sizeof(b->addr)) == 0 &&
+				    o->bal.backends[j].port == b->port) {
+					v = nat_slot_set(v, slot++, id);
+					break;
+				}
+		}
+		rte_hash_add_key_data(dp->nat_backends, &k, (void *)v);
 	}
 }
 
@@ -352,6 +398,7 @@ service_del_unlocked(struct pylb_dp *dp, const struct pylb_ip *vip, uint8_t prot
 		     uint16_t port)
 {
 	struct pylb_prefix host = { .addr = *vip, .len = vip->af == 4 ? 32 : 128 };
+	struct pylb_service *old;
 	struct svc_key k;
 	char name[96];
 	int id = svc_find(dp, vip, proto, port, name, sizeof(name));
@@ -363,8 +410,12 @@ service_del_unlocked(struct pylb_dp *dp, const struct pylb_ip *vip, uint8_t prot
 	dp->n_services--;
 	dp->n_nat -= dp->svcs[id]->conf.method == PYLB_L4_NAT;
 	dp->n_fullnat -= dp->svcs[id]->conf.method == PYLB_L4_FULLNAT;
-	nat_backends_count(dp, dp->svcs[id], -1);
-	pylb_rcu_replace(dp, (void **)&dp->svcs[id], NULL);
+	old = dp->svcs[id];
+	nat_backends_count(dp, old, -1);
+	__atomic_store_n(&dp->svcs[id], NULL, __ATOMIC_RELEASE);
+	nat_backends_relist(dp, old);
+	pylb_rcu_wait(dp);
+	rte_free(old);
 	pylb_gen_bump(dp);
 	if (vip_users(dp, vip) == 0)
 		pylb_route_del_special(dp, &host, PYLB_FIB_VAL(PYLB_FIB_SERVICE, 0));
@@ -452,6 +503,7 @@ svc_republish(struct pylb_dp *dp, int id, const struct pylb_service_conf *conf,
 	nat_backends_count(dp, next, +1);
 	nat_backends_count(dp, cur, -1);
 	__atomic_store_n(&dp->svcs[id], next, __ATOMIC_RELEASE);
+	nat_backends_relist(dp, cur);
 	/* Connections check their backend (state, index) again. */
 	pylb_gen_bump(dp);
 	pylb_rcu_wait(dp);

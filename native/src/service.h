@@ -7,6 +7,7 @@
 #ifndef PYLB_SERVICE_H
 #define PYLB_SERVICE_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 /* dp->svc_hash's key: a service's VIP, port and protocol. */
@@ -18,8 +19,40 @@ struct svc_key {
 };
 
 /* dp->nat_backends maps a NAT backend (address, port, protocol) to the
- * number of NAT services that have it (low 16 bits) and the sum of their
- * ids + 1 (above): with one service, that sum names it. */
-#define NAT_REFS_BITS	16
+ * number of NAT services that have it (low 16 bits) and up to NAT_SLOTS of
+ * them (16 bits each above: id + 1; 0: empty). More services than slots:
+ * a reply without a connection cannot be told apart (reply.c). */
+#define NAT_SLOTS	3
+
+static inline uint32_t
+nat_refs(uintptr_t v)
+{
+	return (uint32_t)(v & 0xffff);
+}
+
+/* The service id in slot i (0..NAT_SLOTS-1); -1: empty. */
+static inline int
+nat_slot(uintptr_t v, int i)
+{
+	return (int)((v >> (16 * (i + 1))) & 0xffff) - 1;
+}
+
+static inline uintptr_t
+nat_slot_set(uintptr_t v, int i, int id)
+{
+	v &= ~((uintptr_t)0xffff << (16 * (i + 1)));
+	return v | (uintptr_t)(id + 1) << (16 * (i + 1));
+}
+
+/* Are all its services in the slots? */
+static inline bool
+nat_listed(uintptr_t v)
+{
+	uint32_t n = 0;
+
+	for (int i = 0; i < NAT_SLOTS; i++)
+		n += nat_slot(v, i) >= 0;
+	return n == nat_refs(v);
+}
 
 #endif /* PYLB_SERVICE_H */
