@@ -225,11 +225,12 @@ def run(profile: Profile, stop: threading.Event, instance: str | None = None,
         # workers own them (their services must be configured by now).
         snapshots = snapshot.Writer(snapshot.path_for(instance or profile.name),
                                     profile.snapshot_interval_ms, native.RECORD_SIZE)
-        records = snapshot.read(snapshots.path, native.RECORD_SIZE)
-        if records is not None:
-            n = dp.install_connections(records)
+        restored = snapshot.restore(snapshots.path, native.RECORD_SIZE,
+                                    profile.conn_capacity * max(len(profile.workers), 1),
+                                    dp.install_connections)
+        if restored is not None:
             log.info("restored %d of %d connection(s) from %s (the others' services or "
-                     "backends are not configured)", n, len(records) // native.RECORD_SIZE,
+                     "backends are not configured, or the records are not valid)", *restored,
                      snapshots.path)
         dp.start()
         # Whoever had this port's addresses before (a NIC swapped, a TAP's

@@ -11,7 +11,7 @@ import signal
 import sys
 import threading
 
-from pylb import __version__
+from pylb import __version__, files
 from pylb.errors import InvalidArgument, PylbError
 
 EXIT_FAILURE = 1
@@ -45,8 +45,7 @@ def cmd_run(args) -> int:
 
         def read(path):
             try:
-                with open(path, "rb") as f:
-                    return f.read()
+                return files.read(path)
             except OSError as e:
                 raise InvalidArgument(f"cannot read {path}: {e.strerror}") from None
         if not (args.tls_cert and args.tls_key):

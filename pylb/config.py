@@ -47,7 +47,7 @@ import ipaddress
 import re
 from typing import Any
 
-from pylb import model, yamlsrc
+from pylb import files, model, yamlsrc
 from pylb.errors import ConfigError
 from pylb.hostport import split_hostport
 from pylb.model import (AclSpec, BackendSpec, Config, HealthCheckSpec, NeighbourSpec,
@@ -271,8 +271,7 @@ def parse_acl(c: yamlsrc.Checker, raw: Any, key: str) -> AclSpec:
     if "prefix_file" in a:
         path = c.string(a["prefix_file"], f"{key}.prefix_file", "a path to a file of prefixes")
         try:
-            with open(path) as f:
-                lines = f.read().splitlines()
+            lines = files.read_text(path).splitlines()
         except OSError as e:
             raise c.fail(f"{key}.prefix_file", f"cannot read {path}: {e.strerror}") from None
         prefixes += [(line.split("#")[0].strip(), f"{key}.prefix_file ({path}:{n})")

@@ -11,7 +11,7 @@ import sys
 import grpc
 from google.protobuf import json_format
 
-from pylb import model, protonames
+from pylb import files, model, protonames
 from pylb.model import TIMEOUT_KEYS
 from pylb.hostport import split_hostport
 from pylb.v1 import pylb_pb2 as pb
@@ -28,6 +28,13 @@ IPVS_FORWARD = {pb.METHOD_UNSPECIFIED: "Masq", pb.METHOD_NAT: "Masq", pb.METHOD_
 
 class UsageError(Exception):
     pass
+
+
+def read_file(path: str) -> str:
+    try:
+        return files.read_text(path)
+    except OSError as e:
+        raise UsageError(f"cannot read {path}: {e.strerror}") from None
 
 
 def _name(table: dict, value: int) -> str:
@@ -285,8 +292,9 @@ def run(args, stub) -> int:
         else:
             prefixes = list(args.prefix or [])
             if args.prefix_file:
-                with open(args.prefix_file) as f:
-                    prefixes += [x.split("#")[0].strip() for x in f if x.split("#")[0].strip()]
+                prefixes += [x.split("#")[0].strip()
+                             for x in read_file(args.prefix_file).splitlines()
+                             if x.split("#")[0].strip()]
             a = stub.SetAcl(pb.Acl(name=args.name, type=args.type, action=args.action,
                                    all_services=args.all_services, prefixes=prefixes))
             print(f"{a.name}: {a.prefix_count} prefixes")
@@ -318,8 +326,7 @@ def run(args, stub) -> int:
         if verb == "get":
             print(stub.GetConfig(pb.GetConfigRequest()).yaml, end="")
             return 0
-        with open(args.path, encoding="utf-8") as f:
-            text = f.read()
+        text = read_file(args.path)
         r = stub.ApplyConfig(pb.ApplyConfigRequest(yaml=text, dry_run=verb == "diff"))
         if out_json:
             print(json.dumps(list(r.changes)))
@@ -535,8 +542,7 @@ def channel(address: str, args) -> grpc.Channel:
         if path is None:
             return None
         try:
-            with open(path, "rb") as f:
-                return f.read()
+            return files.read(path)
         except OSError as e:
             raise UsageError(f"cannot read {path}: {e.strerror}") from None
     creds = grpc.ssl_channel_credentials(read(args.tls_ca), read(args.tls_key), read(args.tls_cert))

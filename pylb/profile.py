@@ -6,13 +6,15 @@ raises ProfileError naming the file, line, key and what is expected.
 
 from __future__ import annotations
 
+import collections
 import ipaddress
+import math
 import os
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from pylb import config, model, yamlsrc
+from pylb import config, files, model, yamlsrc
 from pylb.errors import ProfileError
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,23}$")
@@ -29,6 +31,7 @@ BGP_KEYS = {"local_as", "router_id", "peers", "bfd_interval_ms", "bfd_multiplier
             "withdraw_wait_ms"}
 BGP_PEER_KEYS = {"address", "as", "port", "bfd", "hold_time"}
 SECRET_MIN = 16                         # bytes
+SECRET_BITS = 100                       # its estimated entropy (32 random bytes: 150-250)
 CONN_KEYS = {"capacity", "timeouts", "tcp_reset", "half_open_budget", "per_source", "mid_flow",
              "snapshot_interval_ms"}
 LCORE_KEYS = {"main", "workers", "cpu_map"}
@@ -479,8 +482,7 @@ def read_secret(c: yamlsrc.Checker, path: str) -> bytes:
     key = "fleet.secret_file"
     try:
         st = os.stat(path)
-        with open(path, "rb") as f:
-            secret = f.read(1 << 16).strip()
+        secret = files.read(path, 1 << 16).strip()
     except OSError as e:
         raise c.fail(key, f"cannot read {path}: {e.strerror}") from None
     if st.st_mode & 0o077:
@@ -489,4 +491,17 @@ def read_secret(c: yamlsrc.Checker, path: str) -> bytes:
     if len(secret) < SECRET_MIN:
         raise c.fail(key, f"{path} holds {len(secret)} bytes; a secret needs at least "
                           f"{SECRET_MIN} (e.g. head -c 32 /dev/urandom | base64 > {path})")
+    bits = entropy_bits(secret)
+    if bits < SECRET_BITS:
+        raise c.fail(key, f"{path} is a weak secret (about {bits:.0f} bits: repeated or few "
+                          f"distinct bytes); pylb wants at least {SECRET_BITS}, e.g. 32 random "
+                          f"bytes: head -c 32 /dev/urandom | base64 > {path}")
     return secret
+
+
+def entropy_bits(data: bytes) -> float:
+    """An estimate of the entropy of `data` in bits: its length times the
+    Shannon entropy of its byte frequencies (a lower bound for short
+    random strings; zero for one byte repeated)."""
+    n = len(data)
+    return -sum(k * math.log2(k / n) for k in collections.Counter(data).values())

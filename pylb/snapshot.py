@@ -5,9 +5,15 @@ instance before its workers start, so a restart (an upgrade, or a crash and
 its supervisor) keeps every connection the mid-flow pick-up could not: WRR
 and WLC choices, persistence, FullNAT, the SYN proxy's sequence offsets.
 
-The file: a header (magic, version, record size, count) and the records as
-the dataplane exports them (struct pylb_conn_record). It is written to a
-temporary name and renamed, so a crash mid-write leaves the previous one.
+The file: a header (magic, version, record size, count, CRC-32 of the
+records) and the records as the dataplane exports them (struct
+pylb_conn_record). It is written to a temporary name and renamed, so a
+crash mid-write leaves the previous one. Read back, it is refused whole
+(a warning, nothing restored) unless it is a regular file of exactly the
+size its header gives, no more records than the tables hold, with the
+checksum right; the records are streamed, never read whole, and the
+dataplane checks each one (its time left is capped by its state's
+timeout).
 """
 
 from __future__ import annotations
@@ -16,12 +22,17 @@ import logging
 import os
 import struct
 import threading
+import zlib
+from typing import Callable
+
+from pylb import files
 
 log = logging.getLogger("pylb")
 
 MAGIC = b"PYLBCONN"
-VERSION = 1
-HEADER = struct.Struct("<8sIIQ")        # magic, version, record size, count
+VERSION = 2
+HEADER = struct.Struct("<8sIIQI4x")     # magic, version, record size, count, CRC-32
+CHUNK = 4096                            # records read (and installed) at a time
 
 
 def path_for(instance: str) -> str:
@@ -32,29 +43,58 @@ def write(path: str, records: bytes, record_size: int) -> None:
     tmp = f"{path}.{os.getpid()}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as f:
-        f.write(HEADER.pack(MAGIC, VERSION, record_size, len(records) // record_size))
+        f.write(HEADER.pack(MAGIC, VERSION, record_size, len(records) // record_size,
+                            zlib.crc32(records)))
         f.write(records)
     os.replace(tmp, path)
 
 
-def read(path: str, record_size: int) -> bytes | None:
-    """The records of a snapshot; None if there is none, or it is not one
-    this build wrote (said in the log: nothing restored)."""
+def restore(path: str, record_size: int, max_records: int,
+            install: Callable[[bytes], int]) -> tuple[int, int] | None:
+    """Install the records of the snapshot at `path` (`install` takes a
+    chunk of records, returns how many it installed): (installed, records
+    in the file), or None if there is none or it is refused (said in the
+    log, nothing installed)."""
+    def refuse(why: str) -> None:
+        log.warning("connection snapshot %s %s: nothing restored", path, why)
+
     try:
-        with open(path, "rb") as f:
-            head = f.read(HEADER.size)
-            data = f.read()
+        f = os.fdopen(files.open_regular(path), "rb")
     except FileNotFoundError:
         return None
-    if len(head) < HEADER.size:
-        log.warning("connection snapshot %s is cut short: nothing restored", path)
-        return None
-    magic, version, size, count = HEADER.unpack(head)
-    if (magic, version, size) != (MAGIC, VERSION, record_size) or len(data) != count * size:
-        log.warning("connection snapshot %s is not one this pylb wrote (or is cut short): "
-                    "nothing restored", path)
-        return None
-    return data
+    except OSError as e:
+        return refuse(f"cannot be read ({e.strerror})")
+    with f:
+        head = f.read(HEADER.size)
+        if len(head) < HEADER.size:
+            return refuse("is cut short")
+        magic, version, size, count, crc = HEADER.unpack(head)
+        if (magic, version, size) != (MAGIC, VERSION, record_size):
+            return refuse("is not one this pylb wrote")
+        if count > max_records:
+            return refuse(f"holds {count:,} records, more than the tables' {max_records:,}")
+        if os.fstat(f.fileno()).st_size != HEADER.size + count * size:
+            return refuse("is cut short or has bytes past its records")
+        # Checked whole before anything is installed: a torn or damaged
+        # file is refused, never half applied.
+        got = 0
+        for chunk in _chunks(f, count, size):
+            got = zlib.crc32(chunk, got)
+        if got != crc:
+            return refuse("fails its checksum (damaged)")
+        f.seek(HEADER.size)
+        return sum(install(chunk) for chunk in _chunks(f, count, size)), count
+
+
+def _chunks(f, count: int, size: int):
+    left = count
+    while left > 0:
+        n = min(left, CHUNK)
+        chunk = f.read(n * size)
+        if len(chunk) != n * size:
+            raise OSError("the snapshot changed while it was read")
+        left -= n
+        yield chunk
 
 
 class Writer:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+import errno
 import re
 from typing import Any
 
 import yaml
+
+from pylb import files
 
 
 @dataclass
@@ -97,8 +100,13 @@ def load(path: str, text: str | None = None) -> Located:
     """Parse YAML at `path` (or `text`); raises YamlError for syntax errors
     and for files beyond the limits above, OSError if it cannot be read."""
     if text is None:
-        with open(path, "rb") as f:
-            raw = f.read(MAX_BYTES + 1)
+        try:
+            raw = files.read(path, MAX_BYTES)
+        except OSError as e:
+            if e.errno != errno.EFBIG:
+                raise
+            raise YamlError(None, "(file)", f"larger than the limit of {MAX_BYTES >> 20} MiB") \
+                from None
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as e:

@@ -6,7 +6,7 @@ consistent choice, within the half-open budgets."""
 from __future__ import annotations
 
 import pytest
-from scapy.layers.inet import IP, TCP
+from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.l2 import Ether
 from scapy.packet import raw
 
@@ -237,6 +237,53 @@ def test_nat_and_wrr_connections_are_restored_both_ways(native):
     stats = b.service_stats(VIP, 80)
     assert sum(s["active"] for s in stats["backends"]) == 6
     b.close()
+
+
+TCP_STATES = {"syn_sent", "syn_recv", "mid_flow", "established", "fin_wait", "close_wait",
+              "time_wait", "close"}
+
+
+def test_restored_records_are_checked_and_their_time_left_capped(native):
+    """Issue 27.3f: a record is not trusted. Time left beyond its state's
+    timeout is cut to it; records with random bytes changed are installed
+    only if they still make sense (a known state for their protocol, a
+    configured service and backend), never with more time than their
+    state's timeout."""
+    import random
+    import struct
+
+    def setup(d):
+        d.add_service(VIP, 80, scheduler="wrr", backends=PAIRS, syn_proxy="off")
+        d.add_service(VIP, 53, proto="udp", backends=[(b, 5353) for b in BACKENDS])
+        for sport in range(40000, 40040):
+            d.inject("p0", [raw(c2v(sport=sport)), raw(c2v(sport=sport, proto=UDP, dport=53))])
+
+    b, records, _ = moved(native, setup, timeouts={"tcp_syn": 30, "udp": 40})
+    b.add_service(VIP, 80, scheduler="wrr", backends=PAIRS, syn_proxy="off")
+    b.add_service(VIP, 53, proto="udp", backends=[(b_, 5353) for b_ in BACKENDS])
+    size = native.RECORD_SIZE
+    # expires_ms at offset 20 (after af..method, four ports, flags, reserved, seq_delta)
+    forever = b"".join(r[:20] + struct.pack("<I", 47 * 86400 * 1000) + r[24:]
+                       for r in (records[i:i + size] for i in range(0, len(records), size)))
+    assert b.install_connections(forever) == 80
+    limit = {"syn_recv": 30_000, "syn_sent": 30_000, "none": 40_000}
+    assert all(c.expires_ms <= limit[c.state] for c in b.connections())
+    b.close()
+    rnd = random.Random(27)
+    for _ in range(20):
+        b, records, _ = moved(native, setup, timeouts={"tcp_syn": 30, "udp": 40})
+        b.add_service(VIP, 80, scheduler="wrr", backends=PAIRS, syn_proxy="off")
+        b.add_service(VIP, 53, proto="udp", backends=[(b_, 5353) for b_ in BACKENDS])
+        damaged = bytearray(records)
+        for i in range(0, len(damaged), size):
+            for _ in range(6):
+                damaged[i + rnd.randrange(size)] = rnd.randrange(256)
+        b.install_connections(bytes(damaged))
+        for c in b.connections():
+            assert c.state in TCP_STATES if c.proto == "tcp" else c.state == "none"
+            assert c.expires_ms <= 15 * 60 * 1000    # tcp_established's default, the longest
+            assert c.backend in BACKENDS and c.vip == VIP
+        b.close()
 
 
 def test_fullnat_connections_are_restored_with_their_local_ports(native):

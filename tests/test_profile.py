@@ -166,6 +166,11 @@ def test_fleet_secret_file_is_read_and_checked(tmp_path):
     secret.chmod(0o600)
     with pytest.raises(ProfileError, match=r"holds 5 bytes; a secret needs at least 16"):
         load_profile(write(tmp_path, prof))
+    for weak in (b"\0" * 100, b"a" * 16, b"ab" * 40):
+        secret.write_bytes(weak)
+        secret.chmod(0o600)
+        with pytest.raises(ProfileError, match=r"weak secret .* at least 100, e.g. 32 random"):
+            load_profile(write(tmp_path, prof))
     secret.write_bytes(b"  a fleet's shared secret of some length \n")
     secret.chmod(0o644)
     with pytest.raises(ProfileError, match=r"can be read by others \(mode 644\); chmod 600"):

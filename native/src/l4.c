@@ -1017,7 +1017,9 @@ record_owner(const struct pylb_dp *dp, const struct pylb_conn_record *r)
 
 	if ((r->af != 4 && r->af != 6) || (r->proto != IPPROTO_TCP && r->proto != IPPROTO_UDP) ||
 	    r->state >= PYLB_TCP__STATES || (r->proto == IPPROTO_UDP) != (r->state == PYLB_TCP_NONE) ||
-	    r->expires_ms == 0)
+	    r->expires_ms == 0 || r->method > PYLB_L4_FULLNAT || (r->flags & ~PYLB_REC_FLAGS) ||
+	    ((r->flags & PYLB_REC_SYNPROXY) && r->proto != IPPROTO_TCP) ||
+	    (r->method == PYLB_L4_FULLNAT && r->lport == 0))
 		return -1;
 	if (n < 2)
 		return 0;
@@ -1042,6 +1044,9 @@ conn_install(struct pylb_dp *dp, struct pylb_lcore *lc, const struct pylb_conn_r
 		.dport = rte_cpu_to_be_16(r->vport), .proto = r->proto, .af = r->af,
 	};
 	const struct pylb_service *svc = service_find(dp, &t);
+	/* Never longer than its state's timeout (a record is not trusted). */
+	uint64_t left = RTE_MIN((uint64_t)r->expires_ms * rte_get_timer_hz() / 1000,
+				__atomic_load_n(&dp->timeout_tsc[r->state], __ATOMIC_RELAXED));
 	struct pylb_conn *c;
 	uint32_t bi;
 
@@ -1054,7 +1059,7 @@ conn_install(struct pylb_dp *dp, struct pylb_lcore *lc, const struct pylb_conn_r
 			return false;
 		if (c->state != r->state)
 			pylb_conn_state(lc, c, r->state);
-		c->expire_tsc = now + r->expires_ms * rte_get_timer_hz() / 1000;
+		c->expire_tsc = now + left;
 		lc->stats->c[counter]++;
 		return true;
 	}
@@ -1070,7 +1075,7 @@ conn_install(struct pylb_dp *dp, struct pylb_lcore *lc, const struct pylb_conn_r
 	c->state = r->state;
 	c->flags = (r->flags & PYLB_REC_FLAGS) | (synced ? CONN_F_SYNCED : 0);
 	c->seq_delta = r->seq_delta;
-	c->expire_tsc = now + r->expires_ms * rte_get_timer_hz() / 1000;
+	c->expire_tsc = now + left;
 	if (r->method == PYLB_L4_FULLNAT) {
 		pylb_conn_set_addr(&lc->ct, c, CONN_LIP, r->local);
 		c->lport = rte_cpu_to_be_16(r->lport);
