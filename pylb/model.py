@@ -169,6 +169,10 @@ class AclSpec:
     all_services: bool = False
     prefixes: tuple[str, ...] = ()
 
+    def __post_init__(self):
+        # A prefix listed twice is listed once (in its first place).
+        object.__setattr__(self, "prefixes", tuple(dict.fromkeys(self.prefixes)))
+
     @property
     def key(self) -> str:
         return self.name

@@ -588,6 +588,11 @@ def test_acls_through_the_api(api):
         grpc.StatusCode.FAILED_PRECONDITION
     assert code_of(stub.SetAcl, pb.Acl(name="bad", prefixes=["10.0.0.1/8"]))[0] == \
         grpc.StatusCode.INVALID_ARGUMENT
+    # A prefix listed many times is one (issue 27.3h).
+    a = stub.SetAcl(pb.Acl(name="blocked", all_services=True,
+                           prefixes=["10.0.0.96/27"] * 10000 + ["10.9.0.0/16"]))
+    assert a.prefix_count == 2
+    assert stub.GetConfig(pb.GetConfigRequest()).yaml.count("10.0.0.96/27") == 1
     stub.DeleteService(tcp)
     stub.DeleteAcl(pb.AclKey(name="partners"))
     assert [x.name for x in stub.ListAcls(pb.ListAclsRequest()).acls] == ["blocked"]
