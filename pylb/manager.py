@@ -31,6 +31,7 @@ from pylb.errors import (AlreadyExists, CapacityExhausted, FailedPrecondition, I
                          NotFound, PylbError)
 from pylb.health import HealthChecker
 from pylb.model import (Announcement, announcements, AclSpec, BackendSpec, Change, Config,
+                        host_prefix,
                         NeighbourSpec, RouteSpec, ServiceKey,
                         ServiceSpec, VipSpec, describe, diff, service_name)
 
@@ -206,6 +207,12 @@ class Manager:
         except ValueError:
             raise InvalidArgument(f"expected a VIP address or prefix, got {prefix!r}") from None
         with self._lock:
+            vips = {host_prefix(s.vip) for s in self.model.services} | \
+                {v.prefix for v in self.model.vips}
+            # Only a VIP (or one withdrawn before it went) is on the list.
+            if net not in vips and not (not withdrawn and net in self.model.announce.withdrawn):
+                raise NotFound(f"{net} is not a VIP (a service's address or an L3 VIP prefix) "
+                               "of this appliance")
             now = tuple(p for p in self.model.announce.withdrawn if p != net)
             if withdrawn:
                 now += (net,)
@@ -244,8 +251,8 @@ class Manager:
             changes = diff(self._forced(self.model, self._verdicts), self._forced(desired, verdicts),
                            self._base_timeouts)
             done = [describe(c) for c in changes]
-            if desired.announce != self.model.announce and not dry_run:
-                done.append("set announce")
+            if desired.announce != self.model.announce:
+                done.append("set announce")     # a diff lists what a reload makes
             if dry_run or not changes:
                 if not dry_run:
                     self.model, self._verdicts = desired, verdicts

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from fake_dataplane import FakeDataplane
 from pylb import model
 from pylb.config import dump, load_config
-from pylb.errors import DataplaneError, InvalidArgument
+from pylb.errors import DataplaneError, InvalidArgument, NotFound
 from pylb.manager import Manager, direct_submitter
 from pylb.model import BackendSpec, HealthCheckSpec, ServiceSpec
 from pylb.server import Server
@@ -328,6 +328,16 @@ def test_announcements_follow_health_the_operator_and_the_stop(fake):
     assert speaker.told[-1] == every
     with pytest.raises(InvalidArgument, match="VIP address or prefix"):
         m.set_withdrawn("10.0.3.1/24", True)
+    # Only VIPs (issue 27.3e): anything else is not found, nothing stored.
+    for other in ("8.8.8.8", "0.0.0.0/0", "10.0.3.0/25", "10.0.1.20"):
+        for withdrawn in (True, False):
+            with pytest.raises(NotFound, match="not a VIP"):
+                m.set_withdrawn(other, withdrawn)
+    assert m.current_config().announce.withdrawn == ()
+    # A withdrawal lists as a change in a dry run as it does when applied.
+    m.set_withdrawn("10.0.3.0/24", True)
+    assert m.apply_config(load_config("start", START), dry_run=True) == ["set announce"]
+    assert m.apply_config(load_config("start", START)) == ["set announce"]
     # A higher bar from the file: the VIP with one backend up goes.
     m.apply_config(replace(load_config("start", START),
                            announce=model.AnnounceSpec(min_healthy_backends=2)))

@@ -178,6 +178,8 @@ def test_the_operator_withdraws_and_announces_again(site):
     assert f"peer {site.router_ip} AS 65000: Established bfd Up" in out, out
     r = ctl("bgp", "withdraw", "10.0.0.1/8")
     assert r.returncode == 1 and "INVALID_ARGUMENT" in r.stderr
+    r = ctl("bgp", "withdraw", "8.8.8.8")
+    assert r.returncode == 1 and "NOT_FOUND" in r.stderr
 
 
 def test_a_restarted_appliance_keeps_its_connections(site):
