@@ -23,7 +23,7 @@ CLIENT6, VIP6, BACKEND6 = "2001:db8::2", "2001:db8::100", "2001:db8:1::20"
 BMAC6 = "02:00:00:00:0b:66"
 
 # Drop reasons provoked here (see test_host_fixtures.test_every_drop_reason_is_exercised).
-EXERCISED = {"mtu_exceeded", "icmp_bad_checksum"}
+EXERCISED = {"mtu_exceeded", "icmp_bad_checksum", "icmp_mtu_invalid", "icmp_relay_limited"}
 
 
 @pytest.fixture
@@ -237,6 +237,44 @@ def test_ipv6_packet_too_big_both_ways(lb):
     assert port == 0 and (ip6.src, ip6.dst) == (VIP6, CLIENT6)
     assert (inner.src, inner.dst, inner[TCP].dport) == (CLIENT6, VIP6, 80)
     assert counted(lb) == (2, 0)
+
+
+# Forged errors (issue 27.3d).
+
+def test_an_mtu_below_the_protocol_minimum_is_never_relayed(lb):
+    backend, sent = opened(lb)
+    reply = IP(src=VIP, dst=CLIENT, ttl=60) / TCP(sport=80, dport=40000, flags="A", seq=7000)
+    for mtu in (0, 1, 67):
+        assert lb.inject("p0", [raw(too_big(ROUTER, VIP, reply, mtu=mtu))]) == []
+        err = too_big(backend, CLIENT, sent[IP].copy(), mtu=mtu, ingress_mac=BMAC[backend],
+                      port_mac=P1_MAC)
+        assert lb.inject("p1", [raw(err)]) == []
+    assert lb.drops()["icmp_mtu_invalid"] == 6 and counted(lb) == (0, 0)
+    (port, _), = lb.inject("p0", [raw(too_big(ROUTER, VIP, reply, mtu=68))])
+    assert port == 1
+    # IPv6: below 1,280.
+    lb.add_service(VIP6, 80, backends=[(BACKEND6, 8080)], syn_proxy="off")
+    lb.inject("p0", [raw(Ether(src=CLIENT_MAC, dst=P0_MAC) / IPv6(src=CLIENT6, dst=VIP6) /
+                         TCP(sport=40000, dport=80, flags="S", seq=1000))])
+    reply6 = IPv6(src=VIP6, dst=CLIENT6) / TCP(sport=80, dport=40000, flags="A", seq=7000)
+    for mtu in (0, 1, 68, 1279):
+        ptb = Ether(src=CLIENT_MAC, dst=P0_MAC) / IPv6(src="2001:db8::fa", dst=VIP6) / \
+            ICMPv6PacketTooBig(mtu=mtu) / Raw(raw(reply6))
+        assert lb.inject("p0", [raw(ptb)]) == []
+    assert lb.drops()["icmp_mtu_invalid"] == 10
+
+
+def test_relayed_errors_are_rate_limited_per_host_and_network(lb):
+    """100,000 forged errors at a live connection were all relayed before;
+    now a host gets at most 100 a second, a network sends at most 200."""
+    backend, _ = opened(lb)
+    reply = IP(src=VIP, dst=CLIENT, ttl=60) / TCP(sport=80, dport=40000, flags="A", seq=7000)
+    sent = 0
+    for _ in range(10):
+        sent += len(lb.inject("p0", [raw(too_big(ROUTER, VIP, reply, mtu=1400))] * 32))
+    assert 100 <= sent < 110                  # the burst, and what the time it took refilled
+    assert lb.drops()["icmp_relay_limited"] == 320 - sent
+    assert counted(lb)[0] == sent
 
 
 # The egress MTU: checked for every routed or translated packet.

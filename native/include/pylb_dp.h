@@ -132,6 +132,8 @@ enum pylb_err {
 	X(IPV4_MARTIAN, ipv4_martian) \
 	X(ICMP_TRUNCATED, icmp_truncated) \
 	X(ICMP_BAD_CHECKSUM, icmp_bad_checksum) \
+	X(ICMP_MTU_INVALID, icmp_mtu_invalid) \
+	X(ICMP_RELAY_LIMITED, icmp_relay_limited) \
 	X(IPV6_TRUNCATED, ipv6_truncated) \
 	X(IPV6_BAD_VERSION, ipv6_bad_version) \
 	X(IPV6_BAD_PAYLOAD_LENGTH, ipv6_bad_payload_length) \

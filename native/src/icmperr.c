@@ -13,6 +13,7 @@
  * GRE, IPv6 in IPv6) becomes the same error about the packet it carried,
  * with the tunnel's overhead taken off the MTU, for that packet's sender.
  */
+#include <rte_hash_crc.h>
 #include <rte_icmp.h>
 
 #include "l4.h"
@@ -177,6 +178,43 @@ quote_seal(struct quote *q)
 		icmp->icmp_cksum = rte_ipv6_udptcp_cksum((const struct rte_ipv6_hdr *)q->outer, icmp);
 }
 
+/* "Fragmentation needed" / "packet too big" with an MTU below its
+ * protocol's minimum (68, 1280): forged, or broken; never relayed. */
+static bool
+quote_mtu_invalid(const struct quote *q)
+{
+	if (q->af == 4)
+		return q->icmp[0] == ICMP_DEST_UNREACH && q->icmp[1] == ICMP_FRAG_NEEDED &&
+			rte_be_to_cpu_16(*(const unaligned_uint16_t *)(q->icmp + 6)) < 68;
+	return q->icmp[0] == ICMP6_PACKET_TOO_BIG &&
+		rte_be_to_cpu_32(*(const unaligned_uint32_t *)(q->icmp + 4)) < 1280;
+}
+
+/* May an error be relayed to `to`? At most PYLB_ICMP_RELAY_TO a second
+ * to one host and PYLB_ICMP_RELAY_FROM from one network (the error's
+ * source's /24 or /64), per lcore, hosts and networks sharing a slot by
+ * their hash; else m is dropped and counted. */
+static bool
+relay_allowed(struct pylb_lcore *lc, struct rte_mbuf *m, const struct quote *q,
+	      const uint8_t *to)
+{
+	uint64_t hz = rte_get_tsc_hz(), now = rte_get_tsc_cycles();
+	uint32_t alen = q->af == 4 ? 4 : 16;
+	struct pylb_tokens *t = &lc->relay_to[rte_hash_crc(to, alen, 0) % PYLB_ICMP_RELAY_SLOTS];
+	struct pylb_tokens *f = &lc->relay_from[rte_hash_crc(q->outer + (q->af == 4 ? 12 : 8),
+							      q->af == 4 ? 3 : 8, 1) %
+						 PYLB_ICMP_RELAY_SLOTS];
+	uint64_t to_cost = hz / PYLB_ICMP_RELAY_TO, from_cost = hz / PYLB_ICMP_RELAY_FROM;
+
+	if (pylb_tokens_take(t, now, to_cost, PYLB_ICMP_RELAY_TO * to_cost)) {
+		if (pylb_tokens_take(f, now, from_cost, PYLB_ICMP_RELAY_FROM * from_cost))
+			return true;
+		t->credit += to_cost;	/* not spent */
+	}
+	drop(lc, m, PYLB_D_ICMP_RELAY_LIMITED);
+	return false;
+}
+
 /* An ICMP error worth matching to a connection: its quote (TCP or UDP
  * ports, a good checksum) and *t, the tuple of the packet that would
  * answer the quoted one (as the connection table knows it). False: not
@@ -191,6 +229,11 @@ quote_of(struct pylb_lcore *lc, struct rte_mbuf *m, uint8_t af, struct quote *q,
 	if (!quote_cksum_ok(q)) {
 		*taken = true;
 		drop(lc, m, PYLB_D_ICMP_BAD_CHECKSUM);
+		return false;
+	}
+	if (quote_mtu_invalid(q)) {
+		*taken = true;
+		drop(lc, m, PYLB_D_ICMP_MTU_INVALID);
 		return false;
 	}
 	*t = (struct pylb_tuple){ .src = quote_addr(q, QUOTE_DST), .dst = quote_addr(q, QUOTE_SRC),
@@ -252,6 +295,8 @@ pylb_icmp_error_in(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_por
 		return false;
 	}
 	be = conn_addr(&lc->ct, c, CONN_BACKEND);
+	if (!relay_allowed(lc, m, &q, be))
+		return true;
 	if (c->method == PYLB_L4_NAT || c->method == PYLB_L4_FULLNAT) {
 		quote_seq_to_backend(&q, c);
 		quote_set(&q, QUOTE_SRC, be, c->bport);
@@ -291,6 +336,8 @@ pylb_icmp_error_nat(struct pylb_lcore *lc, const struct pylb_cfg *cfg __rte_unus
 		CNT(lc, ICMP_ERRORS_UNMATCHED);
 		return true;
 	}
+	if (!relay_allowed(lc, m, &q, t.dst))
+		return false;
 	vip = conn_addr(&lc->ct, c, CONN_VIP);
 	if (memcmp(q.outer + (af == 4 ? 12 : 8), t.src, af == 4 ? 4 : 16) == 0)
 		outer_set(&q, QUOTE_SRC, vip);
@@ -329,6 +376,8 @@ pylb_icmp_error_fullnat(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int i
 		CNT(lc, ICMP_ERRORS_UNMATCHED);
 		return false;
 	}
+	if (!relay_allowed(lc, m, &q, conn_addr(&lc->ct, c, CONN_CLIENT)))
+		return true;
 	vip = conn_addr(&lc->ct, c, CONN_VIP);
 	/* The PROXY protocol's header shifted the client's numbers. */
 	pp = conn_pp(lc, c);
@@ -378,6 +427,10 @@ pylb_icmp_error_tunnel(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in
 	if (af == 4 ? q.icmp[0] != ICMP_DEST_UNREACH || q.icmp[1] != ICMP_FRAG_NEEDED :
 	    q.icmp[0] != ICMP6_PACKET_TOO_BIG)
 		return false;
+	if (quote_mtu_invalid(&q)) {
+		drop(lc, m, PYLB_D_ICMP_MTU_INVALID);
+		return true;
+	}
 	/* Ours: from the address the error is for, carrying IP of the same
 	 * family (an error of the other family would have to be built). */
 	if (memcmp(quote_addr(&q, QUOTE_SRC), q.outer + (af == 4 ? 16 : 24), alen) != 0)
@@ -390,6 +443,8 @@ pylb_icmp_error_tunnel(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in
 	inner_hl = af == 4 ? (uint32_t)(inner[0] & 0x0f) * 4 : 40;
 	if (q.len < 8 + over + inner_hl + 8 || (inner[0] >> 4) != (af == 4 ? 4 : 6))
 		return false;
+	if (!relay_allowed(lc, m, &q, inner + (af == 4 ? 12 : 8)))
+		return true;
 	/* The quote becomes the inner packet (read from q.ip from here on);
 	 * the error shrinks by `over`. */
 	memmove(q.ip, inner, q.len - 8 - over);

@@ -444,6 +444,10 @@ struct pylb_lcore {
 	 * connection opened untracked (an established timeout after). */
 	uint64_t untracked_until;
 	struct pylb_tokens icmp;	/* ICMP errors' rate limit */
+	/* ICMP errors relayed (icmperr.c): by a hash of whom they go to, and
+	 * of the network they come from. */
+	struct pylb_tokens relay_to[PYLB_ICMP_RELAY_SLOTS];
+	struct pylb_tokens relay_from[PYLB_ICMP_RELAY_SLOTS];
 	/* Services' limits, this worker's share: connections open, and a
 	 * token bucket of new ones (credit in TSC ticks, at most a second). */
 	uint32_t svc_conns[PYLB_MAX_SERVICES];

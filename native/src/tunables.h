@@ -30,6 +30,9 @@
 #define PYLB_PROBE_PORT		61000	/* their source ports: PYLB_PROBE_PORT + slot
 					 * (above Linux's ephemeral range) */
 #define PYLB_ICMP_BURST		100
+#define PYLB_ICMP_RELAY_SLOTS	256	/* per lcore, for each of the two below */
+#define PYLB_ICMP_RELAY_TO	100	/* ICMP errors relayed a second to one host */
+#define PYLB_ICMP_RELAY_FROM	200	/* and from one network (/24, /64) */
 #define PYLB_ROUTES_DEFAULT	(1 << 16)	/* per family */
 #define PYLB_TBL8_DEFAULT	8192	/* IPv4 FIB tbl8 groups (longer than /24) */
 #define PYLB_TBL8_6_DEFAULT	16384	/* IPv6 FIB tbl8 groups */
