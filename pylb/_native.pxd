@@ -87,6 +87,7 @@ cdef extern from "pylb_dp.h" nogil:
         uint16_t vlan
         uint16_t parent
         char kernel_iface[PYLB_NAME_LEN]
+        uint8_t rp_filter
 
     struct pylb_ip:
         uint8_t af

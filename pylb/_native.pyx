@@ -451,11 +451,13 @@ cdef class Dataplane:
 
     def add_port(self, str name, str device="", mac=None, int rx_desc=0,
                  int tx_desc=0, int link_wait_ms=5000, str kernel_iface="", int mtu=0,
-                 parent=None, int vlan=0):
+                 parent=None, int vlan=0, str rp_filter="strict"):
         """Add a port; returns its index. `device` empty: detached (needs `mac`).
         `mtu`: the IP MTU (0: the device's; jumbo frames need mbufs that hold
         them: mbuf_size). `parent` and `vlan`: an 802.1Q sub-interface of
         that port (no device, MAC or kernel interface of its own).
+        `rp_filter`: strict, loose or off, the check of arriving packets'
+        sources against the routes (model.RP_FILTERS).
 
         `kernel_iface` names the port's exception path: a kernel interface
         with the port's MAC and addresses."""
@@ -487,6 +489,10 @@ cdef class Dataplane:
             conf.parent = self.port_index(parent)
             conf.vlan = vlan
         _copy_str(conf.kernel_iface, kernel_iface, PYLB_NAME_LEN, "kernel interface")
+        if rp_filter not in model.RP_FILTERS:
+            raise InvalidArgument(f"port {name}: rp_filter {rp_filter!r} is not one of "
+                                  f"{', '.join(model.RP_FILTERS)}")
+        conf.rp_filter = model.RP_FILTERS.index(rp_filter)
         with nogil:
             rc = pylb_dp_port_add(dp, &conf, &idx)
         _check(rc)

@@ -195,7 +195,8 @@ def run(profile: Profile, stop: threading.Event, instance: str | None = None,
             idx = dp.add_port(port.name, port.device, rx_desc=port.rx_desc,
                               tx_desc=port.tx_desc, link_wait_ms=port.link_wait_ms,
                               kernel_iface=port.kernel_iface, mtu=port.mtu,
-                              parent=port.parent or None, vlan=port.vlan)
+                              parent=port.parent or None, vlan=port.vlan,
+                              rp_filter=port.rp_filter)
             for addr in port.addresses:
                 dp.add_address(idx, addr)
             for addr in port.local_addresses:

@@ -30,6 +30,8 @@ VIP_METHODS = ("ipip", "gre", "dr")                      # L3 VIP forwarding
 CHECK_TYPES = ("tcp", "http", "udp", "none")
 SYN_PROXY_MODES = ("auto", "always", "off")             # SYN cookies (NAT, FullNAT TCP)
 PROXY_PROTOCOLS = ("off", "v1", "v2")       # the client's address for FullNAT backends
+# A port's reverse-path check of sources (enum pylb_rp_filter's order).
+RP_FILTERS = ("strict", "loose", "off")
 ACL_TYPES = ("deny", "allow")      # deny: refuse the listed sources; allow: refuse the others
 ACL_ACTIONS = ("drop", "reset", "unreachable")
 TIMEOUT_KEYS = ("tcp_syn", "tcp_established", "tcp_fin", "tcp_close", "udp")

@@ -37,7 +37,7 @@ CONN_KEYS = {"capacity", "timeouts", "tcp_reset", "half_open_budget", "per_sourc
 LCORE_KEYS = {"main", "workers", "cpu_map"}
 MEMORY_KEYS = {"hugepages", "size_mb", "huge_dir"}
 PORT_KEYS = {"name", "vdev", "pci", "addresses", "local_addresses", "rx_desc", "tx_desc",
-             "link_wait_ms", "kernel_iface", "mtu", "parent", "vlan"}
+             "link_wait_ms", "kernel_iface", "mtu", "parent", "vlan", "rp_filter"}
 MBUF_HEADROOM = 128                     # RTE_PKTMBUF_HEADROOM
 FRAME_OVERHEAD = 14 + 4                 # Ethernet and one 802.1Q tag
 IFNAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
@@ -67,6 +67,7 @@ class PortProfile:
     # routed to it (announced by BGP), used by FullNAT services that name
     # none, so a fleet shares one configuration.
     local_addresses: tuple[str, ...] = ()
+    rp_filter: str = model.RP_FILTERS[0]    # sources checked against the routes
 
     @property
     def device(self) -> str:
@@ -316,6 +317,7 @@ def load_profile(path: str) -> Profile:
                                   IFNAME_RE) if "kernel_iface" in rp else "",
             local_addresses=tuple(pool_ips), parent=parent, vlan=vlan,
             mtu=c.integer(rp.get("mtu", 0), f"{key}.mtu", 68, 65535) if "mtu" in rp else 0,
+            rp_filter=config._choice(c, rp, "rp_filter", key, model.RP_FILTERS),
         ))
 
     # Jumbo frames take large mbufs: a frame is never chained.

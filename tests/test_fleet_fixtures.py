@@ -164,10 +164,10 @@ def test_a_spoofed_ack_flood_fills_only_the_half_open_budget(native):
     from random sources gets at most the budget's worth, then goes
     stateless (still to the consistent backend), and evicts nobody: not an
     established connection, not a handshake in progress."""
-    d = appliance(native, half_open_budget=32)
+    d = appliance(native, half_open_budget=32, rp_filter="off")   # sources from anywhere
     d.add_service(VIP, 80, backends=PAIRS, syn_proxy="off")
     d.inject("p0", [raw(c2v(sport=1000))])                        # a handshake in progress
-    flood = [raw(c2v(src=f"10.0.{i // 200}.{i % 200 + 3}", sport=2000 + i, flags="A",
+    flood = [raw(c2v(src=f"10.8.{i // 200}.{i % 200 + 3}", sport=2000 + i, flags="A",
                      seq=7, ack=9)) for i in range(400)]
     out = d.inject("p0", flood)
     assert len(out) == 400 and all(Ether(f)[IP].dst in BACKENDS for _, f in out)
@@ -179,7 +179,7 @@ def test_a_spoofed_ack_flood_fills_only_the_half_open_budget(native):
 
 
 def test_each_network_has_its_share_of_picked_up_entries(native):
-    d = appliance(native, per_source={"half_open_budget": 4})
+    d = appliance(native, per_source={"half_open_budget": 4}, rp_filter="off")
     d.add_service(VIP, 80, backends=PAIRS, syn_proxy="off")
     flood = [raw(c2v(sport=2000 + i, flags="A", seq=7, ack=9)) for i in range(20)]
     assert len(d.inject("p0", flood)) == 20

@@ -20,14 +20,15 @@ from scapy.packet import raw
 
 from conftest import CLIENT_MAC, P0_MAC, P1_MAC
 from pylb.config import load_config
-from pylb.errors import ConfigError, FailedPrecondition
+from pylb.errors import ConfigError, FailedPrecondition, InvalidArgument
 from test_cli import ROOT, error_line
 from test_grpc import api, code_of, manager  # noqa: F401  (the fixtures)
 from test_l4_fixtures import BACKENDS, BMAC, CLIENT, VIP, c2v, checksums_ok, small_dp
 from pylb.v1 import pylb_pb2 as pb
 
 # Drop reasons provoked here (see test_host_fixtures.test_every_drop_reason_is_exercised).
-EXERCISED = {"nat_untracked_ambiguous", "nat_reply_ambiguous"}
+EXERCISED = {"nat_untracked_ambiguous", "nat_reply_ambiguous", "source_own", "source_broadcast",
+             "source_reverse_path"}
 
 # Ten levels of nine aliases: 9**10 values once expanded, in 390 bytes.
 ALIAS_BOMB = "a: &a [x,x,x,x,x,x,x,x,x]\n" + "".join(
@@ -374,3 +375,80 @@ def test_services_are_listed_in_a_stable_order(api):
         pb.ListServicesRequest()).services] for _ in range(3)]
     assert listed[0] == listed[1] == listed[2] == [
         ("10.0.0.100", 22), ("10.0.0.100", 53), ("10.0.0.101", 80), ("10.0.0.102", 80)]
+
+
+# Issue 27.3a: sources from pylb's own side arriving on the client port.
+
+def rp_dp(native, rp_filter):
+    from scapy.layers.inet6 import IPv6  # noqa: F401
+    d = small_dp(native, rp_filter=rp_filter)
+    d.add_neighbour("p0", CLIENT, CLIENT_MAC)
+    d.add_address("p0", "2001:db8::1/64")
+    d.add_address("p1", "2001:db8:1::1/64")
+    d.add_neighbour("p1", "2001:db8:1::20", BMAC[BACKENDS[0]])
+    d.add_service(VIP, 53, proto="udp", backends=[(b, 5353) for b in BACKENDS])
+    d.add_service(VIP, 80, method="fullnat", local_addresses=["10.0.1.1"],
+                  backends=[(b, 8080) for b in BACKENDS])
+    d.add_service("2001:db8::100", 53, proto="udp", backends=[("2001:db8:1::20", 5353)])
+    d.add_route("198.51.100.0/24", ("10.0.0.2", "p0"))      # clients behind a router
+    return d
+
+
+def udp_from(src, dst=VIP, dport=53, sport=5353):
+    from scapy.layers.inet import UDP
+    from scapy.layers.inet6 import IPv6
+    ip = IPv6(src=src, dst=dst) if ":" in src else IP(src=src, dst=dst)
+    return raw(Ether(src=CLIENT_MAC, dst=P0_MAC) / ip / UDP(sport=sport, dport=dport) / b"q")
+
+
+@pytest.mark.parametrize("rp_filter", ["strict", "loose", "off"])
+def test_spoofed_sources_on_the_client_port_are_dropped_by_reason(native, rp_filter):
+    """One datagram from a backend's address to the VIP started an endless
+    echo between two backends; a LAND packet opened VIP -> VIP."""
+    d = rp_dp(native, rp_filter)
+    refused = {
+        BACKENDS[2]: "source_reverse_path",      # a backend, on p1's network
+        "10.0.1.1": "source_own",                # a port's (and FullNAT's) address
+        "10.0.0.1": "source_own",
+        VIP: "source_own",                        # LAND
+        "10.0.0.255": "source_broadcast",
+        "10.0.1.255": "source_broadcast",
+        "203.0.113.9": "source_reverse_path",    # routed nowhere
+        "2001:db8:1::20": "source_reverse_path",
+        "2001:db8::100": "source_own",
+        "2001:db8:77::1": "source_reverse_path",
+    }
+    if rp_filter != "strict":     # loose: any port's route will do; off: none is needed
+        refused = {s: r for s, r in refused.items() if r != "source_reverse_path" or
+                   (rp_filter == "loose" and s in ("203.0.113.9", "2001:db8:77::1"))}
+    for src in refused:
+        dst = "2001:db8::100" if ":" in src else VIP
+        out = d.inject("p0", [udp_from(src, dst)])
+        assert (out == []) == (src in refused), src
+    drops = {k: v for k, v in d.drops().items() if v}
+    want = {}
+    for r in refused.values():
+        want[r] = want.get(r, 0) + 1
+    assert drops == want
+    # Clients, on the port's network or behind its routes, go on; no
+    # connection names an address of ours as its client.
+    for src in (CLIENT, "198.51.100.7"):
+        (port, _), = d.inject("p0", [udp_from(src, sport=4000)])
+        assert port == 1
+    assert not {c.client for c in d.connections()} & {VIP, "10.0.0.1", "10.0.1.1"} - {CLIENT}
+    d.close()
+
+
+def test_strict_accepts_either_port_of_an_ecmp_route(native):
+    d = rp_dp(native, "strict")
+    d.add_route("192.0.2.0/24", [("10.0.0.2", "p0"), ("10.0.1.20", "p1")])
+    assert len(d.inject("p0", [udp_from("192.0.2.7")])) == 1
+    assert d.drops().get("source_reverse_path", 0) == 0
+    d.close()
+
+
+def test_an_unknown_rp_filter_is_refused(native):
+    d = native.Dataplane(mbufs=255, mbuf_cache=0)
+    with pytest.raises(InvalidArgument, match="rp_filter 'sometimes' is not one of strict"):
+        d.add_port("p0", mac=P0_MAC, rp_filter="sometimes")
+    d.close()

@@ -250,6 +250,7 @@ def test_defences_under_random_and_mutated_frames(dp):
     for i, b in enumerate(backends):
         dp.add_neighbour("p1", b, f"02:00:00:00:0b:{i:02x}")
     dp.add_neighbour("p0", "10.0.0.2", CLIENT_MAC)
+    dp.add_route("10.9.0.0/16", ("10.0.0.2", "p0"))       # clients behind a router
     dp.add_service("10.0.0.100", 80, backends=[(b, 8080, 1, "up", 15) for b in backends],
                    syn_proxy="always", max_per_client=40, id=0)
     dp.add_service("10.0.0.100", 81, method="fullnat", local_addresses=["10.0.1.1"],

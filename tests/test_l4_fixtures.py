@@ -233,11 +233,13 @@ def test_all_ports_service_keeps_the_port(lb):
     assert (Ether(f)[IP].dst, Ether(f)[TCP].dport) == (BACKENDS[0], 4443) and checksums_ok(f)
 
 
-def small_dp(native, **kw):
-    """A dataplane like `dp` (IPv4 only) with its own settings, backends resolved."""
+def small_dp(native, rp_filter="strict", **kw):
+    """A dataplane like `dp` (IPv4 only) with its own settings, backends
+    resolved. `rp_filter` of both ports: "off" for clients of networks
+    the dataplane has no route to."""
     d = native.Dataplane(mbufs=1023, mbuf_cache=0, **kw)
-    d.add_port("p0", mac=P0_MAC)
-    d.add_port("p1", mac=P1_MAC)
+    d.add_port("p0", mac=P0_MAC, rp_filter=rp_filter)
+    d.add_port("p1", mac=P1_MAC, rp_filter=rp_filter)
     d.add_address("p0", "10.0.0.1/24")
     d.add_address("p1", "10.0.1.1/24")
     for b in BACKENDS:

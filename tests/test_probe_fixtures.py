@@ -75,7 +75,7 @@ def test_a_rst_is_a_refusal_and_strangers_are_not_answers(lb):
     # Not the probe's: a wrong acknowledgement, another source, a plain ACK.
     strangers = [answer(syn, ack=12345), answer(syn, flags="A")]
     other = answer(syn)
-    other[IP].src = "10.0.0.99"
+    other[IP].src = "10.0.1.99"
     strangers.append(other)
     assert lb.inject("p1", [raw(s) for s in strangers]) == []
     assert lb.drops()["local_unhandled"] == 3 and lb.probe_state(pid) == "pending"

@@ -130,6 +130,9 @@ enum pylb_err {
 	X(IPV4_BAD_TOTAL_LENGTH, ipv4_bad_total_length) \
 	X(IPV4_BAD_CHECKSUM, ipv4_bad_checksum) \
 	X(IPV4_MARTIAN, ipv4_martian) \
+	X(SOURCE_OWN, source_own) \
+	X(SOURCE_BROADCAST, source_broadcast) \
+	X(SOURCE_REVERSE_PATH, source_reverse_path) \
 	X(ICMP_TRUNCATED, icmp_truncated) \
 	X(ICMP_BAD_CHECKSUM, icmp_bad_checksum) \
 	X(ICMP_MTU_INVALID, icmp_mtu_invalid) \
@@ -286,6 +289,20 @@ struct pylb_port_conf {
 	 * (a TAP owned by the appliance). Empty: none. Detached ports get a
 	 * detached exception path when this is set. */
 	char kernel_iface[PYLB_NAME_LEN];
+	/* The reverse-path check of packets arriving here (enum
+	 * pylb_rp_filter, like Linux's rp_filter); 0: strict. */
+	uint8_t rp_filter;
+};
+
+/* A packet's source is checked against the routes: strict, it must be
+ * routed back out of the port it came in by; loose, routed out of any
+ * port; off, not checked. Whatever the mode, a source that is one of the
+ * appliance's own addresses or VIPs, or a network's broadcast, is dropped
+ * (source_own, source_broadcast). */
+enum pylb_rp_filter {
+	PYLB_RP_STRICT = 0,
+	PYLB_RP_LOOSE = 1,
+	PYLB_RP_OFF = 2,
 };
 
 /* Addresses: af is 4 or 6; IPv4 uses ip[0..3]; network byte order. */

@@ -210,6 +210,9 @@ pylb_dp_port_add(struct pylb_dp *dp, const struct pylb_port_conf *conf,
 		return pylb_fail(-PYLB_E_STATE, "ports are added before the workers start");
 	if (dp->n_ports == PYLB_MAX_PORTS)
 		return pylb_fail(-PYLB_E_FULL, "at most %d ports", PYLB_MAX_PORTS);
+	if (conf->rp_filter > PYLB_RP_OFF)
+		return pylb_fail(-PYLB_E_INVAL, "port %s: unknown rp_filter %u (strict, loose or off)",
+				 conf->name, conf->rp_filter);
 	if (conf->name[0] == '\0' || memchr(conf->name, 0, PYLB_NAME_LEN) == NULL)
 		return pylb_fail(-PYLB_E_INVAL, "a port needs a name of 1 to %d characters",
 				 PYLB_NAME_LEN - 1);
@@ -288,6 +291,7 @@ pylb_dp_port_add(struct pylb_dp *dp, const struct pylb_port_conf *conf,
 	}
 	next->ports[dp->n_ports].mac = mac;
 	next->ports[dp->n_ports].kernel = p->kernel_iface[0] != '\0';
+	next->ports[dp->n_ports].rp_filter = conf->rp_filter;
 	next->ports[dp->n_ports].mtu = conf->mtu ? conf->mtu : RTE_ETHER_MTU;
 	if (conf->vlan != 0)
 		next->ports[dp->n_ports].mtu = next->ports[conf->parent].mtu;

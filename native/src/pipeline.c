@@ -4,7 +4,8 @@
  * The burst pipeline for frames from the wire, the same stages for IPv4
  * and IPv6:
  *   1. parse: Ethernet, then ARP (handled at once) or IPv4/IPv6, validated;
- *   2. classify: one bulk FIB lookup per family for the whole burst;
+ *   2. classify: one bulk FIB lookup per family for the whole burst, of
+ *      the destinations and of the sources (spoofed sources are dropped);
  *   3. key: the connection-table hash of each packet that will look one
  *      up (the L4 side says which: l4.h);
  *   4. dispatch: the burst split into sub-bursts by what the FIB said
@@ -21,7 +22,8 @@
 #include "pipeline.h"
 
 #define STAGE_NO_ROUTE	4	/* sub-burst of packets the FIB has no value for */
-#define STAGE_KINDS	5
+#define STAGE_SPOOFED	5	/* of packets whose source is refused (the reason: fib[]) */
+#define STAGE_KINDS	6
 
 static inline void
 parse_one(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port,
@@ -52,6 +54,7 @@ parse_one(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port,
 		b->af[i] = 4;
 		b->proto[i] = ip->next_proto_id;
 		b->at4[b->n4] = (uint8_t)i;
+		b->src4[b->n4] = rte_be_to_cpu_32(ip->src_addr);
 		b->dst4[b->n4++] = rte_be_to_cpu_32(ip->dst_addr);
 		break;
 	}
@@ -62,6 +65,7 @@ parse_one(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port,
 			return;
 		b->af[i] = 6;
 		b->at6[b->n6] = (uint8_t)i;
+		memcpy(b->src6[b->n6], ip->src_addr, 16);
 		memcpy(b->dst6[b->n6++], ip->dst_addr, 16);
 		break;
 	}
@@ -96,9 +100,73 @@ parse(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port,
 	}
 }
 
+/* Is IPv4 source s (host order; its FIB value: a port's network, g) the
+ * broadcast address of that network? */
+static inline bool
+broadcast4(const struct pylb_cfg *cfg, const struct pylb_nhg *g, uint32_t s)
+{
+	uint32_t ports = g->ports;
+
+	while (ports != 0) {
+		const struct pylb_port_cfg *pc = &cfg->ports[__builtin_ctz(ports)];
+
+		ports &= ports - 1;
+		for (uint16_t i = 0; i < pc->n_addrs4; i++) {
+			uint32_t mask = rte_be_to_cpu_32(pc->addrs4[i].mask);
+
+			if (pc->addrs4[i].prefix_len < 31 &&
+			    (s & mask) == (rte_be_to_cpu_32(pc->addrs4[i].ip) & mask) &&
+			    (s | mask) == UINT32_MAX)
+				return true;
+		}
+	}
+	return false;
+}
+
+/* Why a packet from port `port` with source FIB value sv (destination:
+ * dv) is refused; 0: it is not. Our own addresses and VIPs as sources are
+ * reflections or LAND packets (a VIP may answer one of our addresses: a
+ * data-path probe's answer); a network's broadcast draws answers from
+ * every host on it; a source the port does not route to (strict), or no
+ * port does (loose), is spoofed, or comes the wrong way. IPv6 link-local
+ * sources are the link's own. */
+static inline uint32_t
+source_refused(const struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port,
+	       uint32_t sv, uint32_t dv, uint8_t af, const uint8_t *src6, uint32_t src4)
+{
+	uint8_t mode = cfg->ports[port].rp_filter;
+	const struct pylb_nhg *g;
+
+	if (sv == 0)
+		return mode == PYLB_RP_OFF || (af == 6 && ip6_is_link_local(src6)) ? 0 :
+			PYLB_D_SOURCE_REVERSE_PATH;
+	if (fib_kind(sv) == PYLB_FIB_LOCAL)
+		return PYLB_D_SOURCE_OWN;
+	if (fib_kind(sv) != PYLB_FIB_GROUP)
+		return dv != 0 && fib_kind(dv) == PYLB_FIB_LOCAL ? 0 : PYLB_D_SOURCE_OWN;
+	g = &lc->dp->nhg[fib_id(sv)];
+	if (af == 4 && g->connected && broadcast4(cfg, g, src4))
+		return PYLB_D_SOURCE_BROADCAST;
+	return mode == PYLB_RP_STRICT && !(g->ports & (1u << port)) ?
+		PYLB_D_SOURCE_REVERSE_PATH : 0;
+}
+
+/* Packet i's sub-burst, by its FIB value, or refused (why: a drop reason). */
+static inline void
+settle(struct pylb_burst *b, uint16_t i, uint32_t why)
+{
+	if (unlikely(why != 0)) {
+		b->kind[i] = STAGE_SPOOFED;
+		b->fib[i] = why;
+	} else {
+		b->kind[i] = b->fib[i] == 0 ? STAGE_NO_ROUTE : (uint8_t)fib_kind(b->fib[i]);
+	}
+}
+
 /* Stages 2 and 3. */
 static inline void
-classify(struct pylb_lcore *lc, struct pylb_burst *b)
+classify(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port,
+	 struct pylb_burst *b)
 {
 	const struct pylb_dp *dp = lc->dp;
 	bool keyed = dp->n_services != 0 && lc->ct.nb != 0;
@@ -108,14 +176,21 @@ classify(struct pylb_lcore *lc, struct pylb_burst *b)
 		rte_fib_lookup_bulk(dp->fib4, b->dst4, b->val, b->n4);
 		for (i = 0; i < b->n4; i++)
 			b->fib[b->at4[i]] = (uint32_t)b->val[i];
+		rte_fib_lookup_bulk(dp->fib4, b->src4, b->val, b->n4);
+		for (i = 0; i < b->n4; i++)
+			settle(b, b->at4[i], source_refused(lc, cfg, port, (uint32_t)b->val[i],
+							    b->fib[b->at4[i]], 4, NULL,
+							    b->src4[i]));
 	}
 	if (b->n6 != 0) {
 		rte_fib6_lookup_bulk(dp->fib6, b->dst6, b->val, b->n6);
 		for (i = 0; i < b->n6; i++)
 			b->fib[b->at6[i]] = (uint32_t)b->val[i];
+		rte_fib6_lookup_bulk(dp->fib6, b->src6, b->val, b->n6);
+		for (i = 0; i < b->n6; i++)
+			settle(b, b->at6[i], source_refused(lc, cfg, port, (uint32_t)b->val[i],
+							    b->fib[b->at6[i]], 6, b->src6[i], 0));
 	}
-	for (i = 0; i < b->n; i++)
-		b->kind[i] = b->fib[i] == 0 ? STAGE_NO_ROUTE : (uint8_t)fib_kind(b->fib[i]);
 	b->keyed = 0;
 	if (!keyed)
 		return;
@@ -247,6 +322,14 @@ service_one(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port,
 }
 
 static inline void
+spoofed_one(struct pylb_lcore *lc, const struct pylb_cfg *cfg __rte_unused,
+	    uint16_t port __rte_unused, struct rte_mbuf *m, uint8_t af __rte_unused,
+	    uint8_t proto __rte_unused, uint32_t why, const struct pylb_ct_key *k __rte_unused)
+{
+	drop(lc, m, (enum pylb_counter)why);
+}
+
+static inline void
 no_route_one(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port,
 	     struct rte_mbuf *m, uint8_t af, uint8_t proto __rte_unused,
 	     uint32_t v __rte_unused, const struct pylb_ct_key *k __rte_unused)
@@ -273,6 +356,7 @@ SUB_BURST(vip)
 SUB_BURST(local)
 SUB_BURST(service)
 SUB_BURST(no_route)
+SUB_BURST(spoofed)
 
 static stage_fn *const sub_bursts[STAGE_KINDS] = {
 	[PYLB_FIB_GROUP] = routed_sub,
@@ -280,6 +364,7 @@ static stage_fn *const sub_bursts[STAGE_KINDS] = {
 	[PYLB_FIB_LOCAL] = local_sub,
 	[PYLB_FIB_SERVICE] = service_sub,
 	[STAGE_NO_ROUTE] = no_route_sub,
+	[STAGE_SPOOFED] = spoofed_sub,
 };
 
 /* Stage 4: the burst's sub-bursts as bit masks (bit i: packet i), one per
@@ -322,7 +407,7 @@ process(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port,
 	parse(lc, cfg, port, pkts, n, &b);
 	if (b.n == 0)
 		return;
-	classify(lc, &b);
+	classify(lc, cfg, port, &b);
 	dispatch(lc, cfg, port, &b);
 	if (unlikely(lc->frags->n_ready != 0))
 		pylb_frag_release(lc, cfg);

@@ -26,6 +26,8 @@ struct pylb_burst {
 	uint8_t at4[PYLB_BURST], at6[PYLB_BURST];	/* burst index of FIB input i */
 	uint32_t dst4[PYLB_BURST];		/* host order, as rte_fib takes it */
 	uint8_t dst6[PYLB_BURST][RTE_FIB6_IPV6_ADDR_SIZE];
+	uint32_t src4[PYLB_BURST];		/* the sources, the same way */
+	uint8_t src6[PYLB_BURST][RTE_FIB6_IPV6_ADDR_SIZE];
 	uint64_t val[PYLB_BURST];
 };
 

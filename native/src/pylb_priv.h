@@ -44,6 +44,7 @@ struct pylb_addr6 {
 struct pylb_port_cfg {
 	struct rte_ether_addr mac;
 	bool kernel;		/* has an exception path */
+	uint8_t rp_filter;	/* enum pylb_rp_filter */
 	uint16_t mtu;
 	/* Its VLAN sub-interfaces: tag (vid) -> port, n_vlans of them. */
 	uint16_t n_vlans;
@@ -98,6 +99,8 @@ struct pylb_nh {
 struct pylb_nhg {
 	uint16_t n;
 	uint16_t nh[PYLB_MAX_ECMP];
+	uint32_t ports;		/* bit p: a next hop out of port p */
+	bool connected;		/* a port's network */
 };
 
 /* A backend set and its consistent-hash lookup table, as L3 VIPs and L4

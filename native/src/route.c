@@ -260,6 +260,7 @@ nhg_get(struct pylb_dp *dp, const struct pylb_route *r)
 	}
 	if (free_id == 0)
 		return 0;
+	g.connected = r->n_nh != 0;
 	for (uint16_t i = 0; i < r->n_nh; i++) {
 		g.nh[i] = nh_get(dp, &r->nh[i], r->dst.addr.af);
 		if (g.nh[i] == 0) {
@@ -267,6 +268,8 @@ nhg_get(struct pylb_dp *dp, const struct pylb_route *r)
 				nh_put(dp, g.nh[i]);
 			return 0;
 		}
+		g.ports |= 1u << r->nh[i].port;
+		g.connected &= r->nh[i].gw.af == 0;
 	}
 	dp->nhg[free_id] = g;
 	dp->nhg_refs[free_id] = 1;
