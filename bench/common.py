@@ -52,8 +52,21 @@ def testpmd(vdevs: list[str], mode: str, seconds: float, mbufs: int = 0,
             "mpps": int(m.group(4)) / float(m.group(1)), "tsc_mhz": int(m.group(4))}
 
 
+def die_with_parent() -> None:
+    """A benchmark's side process ends with the process that started it
+    (killed on a timeout, it must not leave a worker spinning)."""
+    import ctypes
+    import signal
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() == 1:
+        os._exit(1)
+
+
 def eal_start(native, prefix: str, name: str = "pylb-bench") -> None:
-    """EAL for a benchmark's pylb side (vdevs only, in memory, its own prefix)."""
+    """EAL for a benchmark's pylb side (vdevs only, in memory, its own
+    prefix); the side dies with its parent."""
+    die_with_parent()
     native.eal_init([name, "-l", "0,1", "--no-pci", "--in-memory", "--file-prefix", prefix,
                      "--log-level", "*:error"])
 

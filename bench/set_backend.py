@@ -72,6 +72,7 @@ def one_run(path: str, n: int, calls: int) -> dict:
     dp.add_port("p1", "net_null1,no-rx=1", link_wait_ms=0)
     dp.add_address("p0", "10.0.0.1/24")
     dp.add_address("p1", "10.0.1.1/24")
+    dp.add_route("10.64.0.0/10", [("10.0.0.2", "p0")])       # the clients, behind a router
     manager = Manager(direct_submitter(dp))
     for i, b in enumerate(BACKENDS):
         manager.add_neighbour("p1", b, f"02:00:00:00:0b:{i:02x}")

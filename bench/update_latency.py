@@ -65,6 +65,7 @@ def one_run(path: str, updates: int) -> dict:
         dp.add_address(port, f"10.0.{i}.1/24")
         dp.add_neighbour(port, ip, f"02:00:00:00:0b:0{i}")
     dp.add_address("p0", "10.0.0.1/24")
+    dp.add_route("10.1.0.0/16", [("10.0.0.2", "p0")])        # the clients, behind a router
     manager = Manager(direct_submitter(dp))
     manager.add_vip(VipSpec(VIP, "ipip", backends=((BACKENDS["p1"], 1),)))
     index = {p.name: p.index for p in dp.ports()}
@@ -90,7 +91,9 @@ def one_run(path: str, updates: int) -> dict:
                                        backends=[pb.VipBackend(address=BACKENDS[to])]))
             rtt.append(time.perf_counter() - start)
             while tx(to) == before:
-                pass
+                if time.perf_counter() - start > 10:
+                    raise SystemExit(f"no packet reached {to} in 10 s after the update: "
+                                     f"drops {dp.drops()}")
             lat.append(time.perf_counter() - start)
         d1, t1 = dp.drops(), dp.totals()
     server.stop()

@@ -59,9 +59,15 @@ print(ok)
 
 @pytest.fixture(scope="module")
 def lab():
-    """The L3/L4 lab; backend 1 also echoes UDP on 5353, backend 2 TCP on 9000."""
+    """The L3/L4 lab; backend 1 also echoes UDP on 5353, backend 2 TCP on 9000.
+    The Internet is behind the client's side (a default route through the
+    client's namespace, which drops what it is not for): the floods' spoofed
+    sources pass the reverse-path check as real clients' would."""
+    from pylb.v1 import pylb_pb2 as pb
     lab = Lab(connections={"capacity": CAPACITY, "half_open_budget": BUDGET,
                            "per_source": PER_SOURCE})
+    lab.app.api().AddRoute(pb.Route(prefix="0.0.0.0/0", next_hops=[
+        pb.NextHop(gateway=f"{lab.app.net}.0.2", port="p0")]))
     for (ns, _), script in zip(lab.backends[1:], (UDP_ECHO, TCP_ECHO)):
         p = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-c", script],
                              stdout=subprocess.PIPE, text=True)

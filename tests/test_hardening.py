@@ -237,6 +237,44 @@ def test_a_full_table_never_lets_a_shared_backends_reply_leave_untranslated(nati
     d.close()
 
 
+def test_ipv6_shared_backends_replies_are_their_own_vips_or_dropped(native):
+    """The same for IPv6: two VIPs over one pool, the table full."""
+    from scapy.layers.inet6 import IPv6
+    d = shared_backends_dp(native, "maglev")
+    d.add_address("p0", "2001:db8::1/64")
+    d.add_address("p1", "2001:db8:1::1/64")
+    pool = [f"2001:db8:1::{20 + i}" for i in range(3)]
+    for i, b in enumerate(pool):
+        d.add_neighbour("p1", b, BMAC[BACKENDS[i]])
+    d.add_neighbour("p0", "2001:db8::2", CLIENT_MAC)
+    vips = ("2001:db8::100", "2001:db8::101")
+    d.add_service(vips[0], 80, backends=[(b, 8080) for b in pool], syn_proxy="off")
+    d.add_service(vips[1], 80, backends=[(b, 8080) for b in pool[:2]], syn_proxy="off")
+    worked = refused = 0
+    for vip in vips:
+        for sport in range(200, 240):
+            syn = Ether(src=CLIENT_MAC, dst=P0_MAC) / IPv6(src="2001:db8::2", dst=vip) / \
+                TCP(sport=sport, dport=80, flags="S", seq=1000)
+            (port, f), = d.inject("p0", [raw(syn)])
+            if port == 0:
+                refused += 1
+                continue
+            backend = Ether(f)[IPv6].dst
+            reply = Ether(src=P1_MAC, dst=P1_MAC) / IPv6(src=backend, dst="2001:db8::2") / \
+                TCP(sport=8080, dport=sport, flags="SA", seq=5000, ack=1001)
+            (port, f), = d.inject("p1", [raw(reply)])
+            assert port == 0 and Ether(f)[IPv6].src == vip
+            worked += 1
+    assert worked > 0 and refused > 0 and d.drops()["nat_untracked_ambiguous"] == refused
+    for dport in range(300, 330):
+        reply = Ether(src=P1_MAC, dst=P1_MAC) / IPv6(src=pool[0], dst="2001:db8::2") / \
+            TCP(sport=8080, dport=dport, flags="SA", seq=5000, ack=1001)
+        for port, f in d.inject("p1", [raw(reply)]):
+            assert Ether(f)[IPv6].src in vips
+    assert d.drops()["nat_reply_ambiguous"] > 0
+    d.close()
+
+
 def test_a_shared_backends_untracked_udp_is_refused_with_port_unreachable(native):
     from scapy.layers.inet import ICMP, UDP
     d = shared_backends_dp(native, "maglev")
