@@ -474,6 +474,13 @@ def test_spoofed_sources_on_the_client_port_are_dropped_by_reason(native, rp_fil
         (port, _), = d.inject("p0", [udp_from(src, sport=4000)])
         assert port == 1
     assert not {c.client for c in d.connections()} & {VIP, "10.0.0.1", "10.0.1.1"} - {CLIENT}
+    # For the appliance's own addresses the routes are not asked (a
+    # FullNAT reply may come back through an upstream router): a backend's
+    # address on p0 reaches the FullNAT address (here: no connection, so
+    # as far as local delivery).
+    before = d.drops().get("source_reverse_path", 0)
+    d.inject("p0", [udp_from(BACKENDS[2], "10.0.1.1", dport=1500)])
+    assert d.drops().get("source_reverse_path", 0) == before
     d.close()
 
 

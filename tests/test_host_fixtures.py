@@ -159,9 +159,9 @@ MALFORMED = {
                                        / ICMP()), "source_own"),
     "ipv4 broadcast source": (raw(Ether(dst=P0_MAC) / IP(src="10.0.0.255", dst="10.0.1.9")
                                   / ICMP()), "source_broadcast"),
-    "ipv4 source of another port": (raw(Ether(dst=P0_MAC) / IP(src="10.0.1.9", dst="10.0.0.1")
+    "ipv4 source of another port": (raw(Ether(dst=P0_MAC) / IP(src="10.0.1.9", dst="10.0.1.8")
                                         / ICMP()), "source_reverse_path"),
-    "ipv6 source not routed": (raw(Ether(dst=P0_MAC) / IPv6(src="2001:db8:77::2", dst="2001:db8::1")
+    "ipv6 source not routed": (raw(Ether(dst=P0_MAC) / IPv6(src="2001:db8:77::2", dst="2001:db8:1::9")
                                    / ICMPv6EchoRequest()), "source_reverse_path"),
     # Without a kernel interface, what the fast path does not answer has nowhere to go.
     "ipv4 fragment to us": (raw(Ether(dst=P0_MAC) / IP(src=CLIENT_IP, dst="10.0.0.1", flags="MF") / ICMP()),

@@ -128,18 +128,22 @@ broadcast4(const struct pylb_cfg *cfg, const struct pylb_nhg *g, uint32_t s)
  * reflections or LAND packets (a VIP may answer one of our addresses: a
  * data-path probe's answer); a network's broadcast draws answers from
  * every host on it; a source the port does not route to (strict), or no
- * port does (loose), is spoofed, or comes the wrong way. IPv6 link-local
- * sources are the link's own. */
+ * port does (loose), is spoofed, or comes the wrong way: on to a service,
+ * a VIP or a route. Packets for our own addresses are not held to the
+ * routes (FullNAT replies may come back by another port than the one
+ * that leads to their backend: an upstream router that learnt the pool
+ * by BGP); neither are IPv6 link-local sources, the link's own. */
 static inline uint32_t
 source_refused(const struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port,
 	       uint32_t sv, uint32_t dv, uint8_t af, const uint8_t *src6, uint32_t src4)
 {
-	uint8_t mode = cfg->ports[port].rp_filter;
+	bool routed = cfg->ports[port].rp_filter != PYLB_RP_OFF &&
+		(dv == 0 || fib_kind(dv) != PYLB_FIB_LOCAL);
 	const struct pylb_nhg *g;
 
 	if (sv == 0)
-		return mode == PYLB_RP_OFF || (af == 6 && ip6_is_link_local(src6)) ? 0 :
-			PYLB_D_SOURCE_REVERSE_PATH;
+		return routed && !(af == 6 && ip6_is_link_local(src6)) ?
+			PYLB_D_SOURCE_REVERSE_PATH : 0;
 	if (fib_kind(sv) == PYLB_FIB_LOCAL)
 		return PYLB_D_SOURCE_OWN;
 	if (fib_kind(sv) != PYLB_FIB_GROUP)
@@ -147,8 +151,8 @@ source_refused(const struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t
 	g = &lc->dp->nhg[fib_id(sv)];
 	if (af == 4 && g->connected && broadcast4(cfg, g, src4))
 		return PYLB_D_SOURCE_BROADCAST;
-	return mode == PYLB_RP_STRICT && !(g->ports & (1u << port)) ?
-		PYLB_D_SOURCE_REVERSE_PATH : 0;
+	return routed && cfg->ports[port].rp_filter == PYLB_RP_STRICT &&
+		!(g->ports & (1u << port)) ? PYLB_D_SOURCE_REVERSE_PATH : 0;
 }
 
 /* Packet i's sub-burst, by its FIB value, or refused (why: a drop reason). */
