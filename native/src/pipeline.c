@@ -124,9 +124,10 @@ broadcast4(const struct pylb_cfg *cfg, const struct pylb_nhg *g, uint32_t s)
 }
 
 /* Why a packet from port `port` with source FIB value sv (destination:
- * dv) is refused; 0: it is not. Our own addresses and VIPs as sources are
- * reflections or LAND packets (a VIP may answer one of our addresses: a
- * data-path probe's answer); a network's broadcast draws answers from
+ * dv) is refused; 0: it is not. Our own addresses as sources are
+ * reflections; a VIP's, to a VIP, a LAND packet or a reflection (a VIP's
+ * to anywhere else is a DR or tunnel backend's answer routed through us,
+ * or a data-path probe's answer); a network's broadcast draws answers from
  * every host on it; a source the port does not route to (strict), or no
  * port does (loose), is spoofed, or comes the wrong way: on to a service,
  * a VIP or a route. Packets for our own addresses are not held to the
@@ -147,7 +148,7 @@ source_refused(const struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t
 	if (fib_kind(sv) == PYLB_FIB_LOCAL)
 		return PYLB_D_SOURCE_OWN;
 	if (fib_kind(sv) != PYLB_FIB_GROUP)
-		return dv != 0 && fib_kind(dv) == PYLB_FIB_LOCAL ? 0 : PYLB_D_SOURCE_OWN;
+		return fib_is_vip(dv) ? PYLB_D_SOURCE_OWN : 0;
 	g = &lc->dp->nhg[fib_id(sv)];
 	if (af == 4 && g->connected && broadcast4(cfg, g, src4))
 		return PYLB_D_SOURCE_BROADCAST;
