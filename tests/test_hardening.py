@@ -131,14 +131,9 @@ def test_run_with_an_alias_bomb_exits_2_without_starting(tmp_path):
 
 # 3. NAT through a full connection table.
 
-@pytest.mark.parametrize("scheduler", ["wrr", "wlc", "maglev"])
-def test_nat_connections_work_while_the_table_is_full(native, scheduler):
-    d = small_dp(native, conn_capacity=16)
-    d.add_neighbour("p0", CLIENT, CLIENT_MAC)
-    # A table full of established connections (half-open ones would make
-    # room for new ones: the half-open budget); no SYN cookies in the way.
-    d.add_service(VIP, 80, scheduler=scheduler, backends=[(b, 8080) for b in BACKENDS],
-                  syn_proxy="off")
+def fill(d):
+    """16 established connections to VIP:80 in a table of 16 (half-open
+    ones would make room for new ones: the half-open budget)."""
     for p in range(100, 116):
         (_, f), = d.inject("p0", [raw(c2v(sport=p))])
         d.inject("p1", [raw(Ether(src=BMAC[Ether(f)[IP].dst], dst=P1_MAC) /
@@ -146,6 +141,16 @@ def test_nat_connections_work_while_the_table_is_full(native, scheduler):
                             TCP(sport=8080, dport=p, flags="SA", seq=5000, ack=1001))])
         d.inject("p0", [raw(c2v(sport=p, flags="A"))])
     assert d.conn_count() == 16
+
+
+@pytest.mark.parametrize("scheduler", ["wrr", "wlc", "maglev"])
+def test_nat_connections_work_while_the_table_is_full(native, scheduler):
+    d = small_dp(native, conn_capacity=16)
+    d.add_neighbour("p0", CLIENT, CLIENT_MAC)
+    # No SYN cookies in the way.
+    d.add_service(VIP, 80, scheduler=scheduler, backends=[(b, 8080) for b in BACKENDS],
+                  syn_proxy="off")
+    fill(d)
     for sport in range(200, 230):
         # The SYN: to the consistent table's backend, untracked.
         (port, f), = d.inject("p0", [raw(c2v(sport=sport))])
@@ -184,13 +189,7 @@ def shared_backends_dp(native, scheduler):
                   syn_proxy="off")
     d.add_service(VIP2, 80, scheduler=scheduler, backends=[(b, 8080) for b in BACKENDS[:2]],
                   syn_proxy="off")
-    for p in range(100, 116):
-        (_, f), = d.inject("p0", [raw(c2v(sport=p))])
-        d.inject("p1", [raw(Ether(src=BMAC[Ether(f)[IP].dst], dst=P1_MAC) /
-                            IP(src=Ether(f)[IP].dst, dst=CLIENT) /
-                            TCP(sport=8080, dport=p, flags="SA", seq=5000, ack=1001))])
-        d.inject("p0", [raw(c2v(sport=p, flags="A"))])
-    assert d.conn_count() == 16
+    fill(d)
     return d
 
 
