@@ -97,7 +97,9 @@ configure(struct pylb_dp *dp, const char *dev0, const char *dev1, bool kernel)
 	static const char *const be4[] = { "10.0.1.20", "10.0.1.21", "10.0.1.22", "10.0.1.23", NULL };
 	static const char *const be6[] = { "2001:db8:1::20", "2001:db8:1::21", NULL };
 	static const uint8_t mac[2][6] = { { 2, 0, 0, 0, 1, 0 }, { 2, 0, 0, 0, 1, 1 } };
-	struct pylb_port_conf pc[2] = { { .name = "p0" }, { .name = "p1" } };
+	/* p0 checks sources strictly (the default), p1 loosely. */
+	struct pylb_port_conf pc[2] = { { .name = "p0" },
+					{ .name = "p1", .rp_filter = PYLB_RP_LOOSE } };
 	struct pylb_route r = { .dst = prefix("198.51.100.0", 24), .n_nh = 2 };
 	struct pylb_vip_conf v = { .prefix = prefix("203.0.113.0", 24), .method = PYLB_FWD_IPIP };
 	struct pylb_backend vb[2] = { { .addr = ip("10.0.1.30"), .weight = 1 },
