@@ -85,6 +85,16 @@ txbuf_tag(struct pylb_lcore *lc, struct pylb_txbuf *b, uint16_t vlan)
 	b->n = k;
 }
 
+/* The checksum of a folded sum s. RFC 1624's eqn. 3 yields 0x0000 for
+ * a sum of 0xffff, which may stand for data that sums to +0 (all zero: an
+ * echo with id, sequence and payload 0), whose checksum is 0xffff; 0xffff
+ * checks out either way (and UDP's 0 means "none"), so it is never 0. */
+static inline uint16_t
+cksum_final(uint16_t s)
+{
+	return s == 0xffff ? 0xffff : (uint16_t)~s;
+}
+
 /* RFC 1624 for several words at once: what replacing `len` bytes (a
  * multiple of 4) from `old` to `new` adds to a ones' complement sum, in
  * 32-bit words; cksum_apply() folds it into a checksum once. */
@@ -108,7 +118,7 @@ cksum_apply(uint16_t cksum, uint64_t delta)
 	s = (s & 0xffff) + (s >> 16);
 	s = (s & 0xffff) + (s >> 16);
 	s = (s & 0xffff) + (s >> 16);
-	return (uint16_t)~s;
+	return cksum_final((uint16_t)s);
 }
 
 /* RFC 1624 incremental update of a ones' complement checksum for one 16-bit
@@ -120,7 +130,7 @@ cksum_adjust16(uint16_t cksum, uint16_t old, uint16_t new)
 
 	s = (s & 0xffff) + (s >> 16);
 	s = (s & 0xffff) + (s >> 16);
-	return (uint16_t)~s;
+	return cksum_final((uint16_t)s);
 }
 
 
