@@ -808,7 +808,12 @@ cdef class Dataplane:
             rc = pylb_dp_service_add(dp, &c)
         _check(rc)
         if backends:
-            self.set_service_backends(vip, port, backends, proto=proto)
+            # All or nothing: backends it cannot take leave no service behind.
+            try:
+                self.set_service_backends(vip, port, backends, proto=proto)
+            except BaseException:
+                self.del_service(vip, port, proto)
+                raise
 
     def del_service(self, vip, int port, str proto=TCP):
         cdef pylb_ip a

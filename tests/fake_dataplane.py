@@ -219,7 +219,11 @@ class FakeDataplane:
         host = ipaddress.ip_network(a)
         self._routes.setdefault(host, Route(str(host), "service", ()))
         if backends:
-            self.set_service_backends(vip, port, backends, proto=proto)
+            try:
+                self.set_service_backends(vip, port, backends, proto=proto)
+            except BaseException:
+                self.del_service(vip, port, proto)
+                raise
 
     def _service(self, vip, port, proto):
         key = (str(_ip(vip, "VIP")), port, proto)

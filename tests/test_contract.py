@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import pytest
+
 from fake_dataplane import FakeDataplane
 from pylb.config import load_config
 from pylb.errors import PylbError
@@ -136,3 +138,18 @@ def test_the_fake_starts_as_the_binding(dp):
     assert fake.timeouts() == dp.timeouts()
     assert [(p.index, p.name, p.addresses) for p in fake.ports()] == \
         [(p.index, p.name, p.addresses) for p in dp.ports()]
+
+
+def test_a_refused_add_service_leaves_nothing_on_either(dp):
+    """Issue 28.2: backends of the other family refused, and no service
+    left behind (none listed, no VIP route answering echo), on the binding
+    as on the fake."""
+    from pylb.errors import InvalidArgument, NotFound
+    for d in (FakeDataplane(PORTS), dp):
+        before = sorted(r.prefix for r in d.routes(4))
+        with pytest.raises(InvalidArgument, match="address family"):
+            d.add_service("10.0.0.100", 80, backends=[("2001:db8:1::20", 8080, 1, "up", 0)])
+        with pytest.raises(NotFound):
+            d.service_stats("10.0.0.100", 80)
+        assert sorted(r.prefix for r in d.routes(4)) == before
+        d.add_service("10.0.0.100", 80, backends=[("10.0.1.20", 8080, 1, "up", 0)])  # free again

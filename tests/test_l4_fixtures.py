@@ -278,15 +278,16 @@ def test_icmp_echo_to_a_service_vip_is_answered(lb):
 def test_bad_l4_input_is_dropped_and_counted(lb):
     lb.add_service(VIP, 80, backends=BACKENDS)
     lb.add_service(VIP, 81)
-    frames = [raw(c2v(flags="A", dport=22)),            # not a SYN, of no connection or service
+    frames = [raw(c2v(flags="A", dport=22)),            # not a SYN, to no service (issue 28.3)
+              raw(c2v(flags="A", dport=81)),            # not a SYN, to a service without backends
               raw(c2v(flags="SF")),                      # SYN+FIN
               raw(c2v(dport=22)),                        # no service on that port
               raw(Ether(src=CLIENT_MAC, dst=P0_MAC) / IP(src=CLIENT, dst=VIP, proto=6)
                   / Raw(b"x" * 10)),                     # TCP header cut short
               raw(c2v(dport=81))]                        # a service without backends
     assert lb.inject("p0", frames) == []
-    assert drops_of(lb) == {"tcp_no_conn": 1, "tcp_bad_flags": 1, "no_service": 1,
-                            "l4_truncated": 1, "service_no_backend": 1}
+    assert drops_of(lb) == {"tcp_bad_flags": 1, "no_service": 2, "l4_truncated": 1,
+                            "service_no_backend": 2}
 
 
 def test_tcp_reset_policy_answers_what_no_service_takes(native):
@@ -300,11 +301,11 @@ def test_tcp_reset_policy_answers_what_no_service_takes(native):
     assert port == 0 and (rst[IP].src, rst[IP].dst, rst[TCP].sport, rst[TCP].dport) == \
         (VIP, CLIENT, 22, 5000)
     assert rst[TCP].flags == "RA" and rst[TCP].ack == 1001 and checksums_ok(f)
-    stray = c2v(dport=80, flags="A", sport=5001, ack=777)  # no connection
+    stray = c2v(dport=80, flags="A", sport=5001, ack=777)  # no connection, no backend
     (_, f), = d.inject("p0", [raw(stray)])
     assert Ether(f)[TCP].flags == "R" and Ether(f)[TCP].seq == 777 and checksums_ok(f)
     assert d.totals()["tcp_resets_sent"] == 2
-    assert {k: v for k, v in d.drops().items() if v} == {"no_service": 1, "tcp_no_conn": 1}
+    assert {k: v for k, v in d.drops().items() if v} == {"no_service": 1, "service_no_backend": 1}
     d.close()
 
 
@@ -327,9 +328,9 @@ def test_service_api_errors(lb):
         lb.set_service_backends(VIP, 80, ["2001:db8::5"])
     with pytest.raises(InvalidArgument, match="cannot translate"):
         lb.add_service(VIP, 443, method="dr", backends=[(BACKENDS[0], 8443)])
-    assert [(s.vip, s.port, s.proto) for s in lb.services()] == [(VIP, 80, "tcp"), (VIP, 443, "tcp")]
+    # A refused service leaves nothing behind (issue 28.2).
+    assert [(s.vip, s.port, s.proto) for s in lb.services()] == [(VIP, 80, "tcp")]
     lb.del_service(VIP, 80)
-    lb.del_service(VIP, 443)
     assert lb.services() == [] and lb.lookup(VIP).prefix != f"{VIP}/32"
 
 

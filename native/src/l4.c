@@ -849,7 +849,10 @@ pick_up(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port, struct r
 	struct pylb_dp *dp = lc->dp;
 	const struct pylb_service *svc = service_find(dp, t);
 	struct pylb_conn *c;
-	int why = PYLB_D_TCP_NO_CONN;
+	/* The true reason: no service on the port, none of its backends
+	 * live, or no connection to pick up. */
+	int why = svc == NULL ? PYLB_D_NO_SERVICE : svc->bal.table == NULL ?
+		PYLB_D_SERVICE_NO_BACKEND : PYLB_D_TCP_NO_CONN;
 
 	if (svc != NULL && svc->bal.table != NULL) {
 		if ((flags & (RTE_TCP_SYN_FLAG | RTE_TCP_ACK_FLAG | RTE_TCP_RST_FLAG)) ==
