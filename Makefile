@@ -4,7 +4,7 @@ PY        := $(VENV)/bin/python
 HUGEPAGES ?= 512
 SOURCES   := $(shell find native pylb proto -name '*.c' -o -name '*.h' -o -name '*.pyx' -o -name '*.pxd' -o -name '*.proto' | grep -v '^pylb/_\(native\|limits\).c$$') setup.py pyproject.toml
 
-.PHONY: all deps venv build hugepages test demo fleet-demo bench fuzz test-asan soak doctor docs clean
+.PHONY: all deps venv build hugepages test check demo fleet-demo bench fuzz test-asan soak doctor docs clean
 
 all: build
 
@@ -32,6 +32,11 @@ test demo: HUGEPAGES_MODE = --exact
 
 test: build hugepages
 	$(PY) -m pytest -q -ra tests
+
+# The inner loop: the unit and fixture tiers (no ports, no namespaces), about
+# a minute; `make test` runs every tier (docs/testing.md).
+check: build
+	$(PY) -m pytest -q -ra -m "unit or fixture" tests
 
 # The documentation site (docs/, mkdocs-material) in site/; broken links fail it.
 docs: build

@@ -15,6 +15,20 @@ P0_MAC = "02:00:00:00:01:00"
 P1_MAC = "02:00:00:00:01:01"
 
 
+# The tiers (markers, pyproject.toml), by file where the file says it all,
+# else by whether a test takes the in-process dataplane.
+TIER_BY_FILE = {"test_bench_harness.py": "slow", "test_fuzz.py": "slow",
+                "test_cli.py": "build", "test_docs.py": "build"}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        name = item.path.name
+        tier = "e2e" if name.startswith("test_e2e_") else TIER_BY_FILE.get(name) or \
+            ("fixture" if "native" in getattr(item, "fixturenames", ()) else "unit")
+        item.add_marker(tier)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def no_snapshots_left():
     """What the session's appliances leave in /run/pylb for a next start of
