@@ -210,7 +210,7 @@ class Manager:
             vips = {host_prefix(s.vip) for s in self.model.services} | \
                 {v.prefix for v in self.model.vips}
             # Only a VIP (or one withdrawn before it went) is on the list.
-            if net not in vips and not (not withdrawn and net in self.model.announce.withdrawn):
+            if net not in vips and (withdrawn or net not in self.model.announce.withdrawn):
                 raise NotFound(f"{net} is not a VIP (a service's address or an L3 VIP prefix) "
                                "of this appliance")
             now = tuple(p for p in self.model.announce.withdrawn if p != net)
