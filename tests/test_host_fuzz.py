@@ -260,6 +260,21 @@ def test_defences_under_random_and_mutated_frames(dp):
     dp.set_acls([("deny", "reset", ["10.0.0.128/25"]), ("allow", "unreachable", ["10.0.0.0/24"])],
                 {0: [0], 1: [0, 1], 2: [1]})
     c = Ether(src=CLIENT_MAC, dst=P0_MAC)
+    # One proxied handshake whole first (whether the random frames below
+    # complete one depends on the key's choice of backend and on time: the
+    # per-source rate): cookie, ACK, data held, the chosen backend's SYN-ACK.
+    me = c / IP(src="10.9.5.5", dst="10.0.0.100")
+    (_, f), = dp.inject("p0", [raw(me / TCP(sport=7777, dport=80, flags="S", seq=7))])
+    cookie = Ether(f)[TCP].seq
+    (_, f), = dp.inject("p0", [raw(me / TCP(sport=7777, dport=80, flags="A", seq=8,
+                                            ack=cookie + 1))])
+    chosen = Ether(f)[IP].dst
+    assert dp.inject("p0", [raw(me / TCP(sport=7777, dport=80, flags="PA", seq=8,
+                                         ack=cookie + 1) / b"data")]) == []
+    dp.inject("p1", [raw(Ether(src="02:00:00:00:0b:00", dst=P1_MAC) /
+                         IP(src=chosen, dst="10.9.5.5") /
+                         TCP(sport=8080, dport=7777, flags="SA", seq=50, ack=8))])
+    assert (dp.totals()["syn_proxy_established"], dp.totals()["syn_proxy_held"]) == (1, 1)
     rng = random.Random(1616)
     frames = {0: [], 1: []}
     for i in range(1200):
