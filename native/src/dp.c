@@ -291,7 +291,8 @@ pylb_dp_port_add(struct pylb_dp *dp, const struct pylb_port_conf *conf,
 	}
 	next->ports[dp->n_ports].mac = mac;
 	next->ports[dp->n_ports].kernel = p->kernel_iface[0] != '\0';
-	next->ports[dp->n_ports].rp_filter = conf->rp_filter;
+	next->ports[dp->n_ports].rp_ports = conf->rp_filter == PYLB_RP_STRICT ?
+		1u << dp->n_ports : conf->rp_filter == PYLB_RP_LOOSE ? UINT32_MAX : 0;
 	next->ports[dp->n_ports].mtu = conf->mtu ? conf->mtu : RTE_ETHER_MTU;
 	if (conf->vlan != 0)
 		next->ports[dp->n_ports].mtu = next->ports[conf->parent].mtu;

@@ -138,8 +138,8 @@ static inline uint32_t
 source_refused(const struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port,
 	       uint32_t sv, uint32_t dv, uint8_t af, const uint8_t *src6, uint32_t src4)
 {
-	bool routed = cfg->ports[port].rp_filter != PYLB_RP_OFF &&
-		(dv == 0 || fib_kind(dv) != PYLB_FIB_LOCAL);
+	uint32_t rp_ports = cfg->ports[port].rp_ports;
+	bool routed = rp_ports != 0 && (dv == 0 || fib_kind(dv) != PYLB_FIB_LOCAL);
 	const struct pylb_nhg *g;
 
 	if (sv == 0)
@@ -152,8 +152,7 @@ source_refused(const struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t
 	g = &lc->dp->nhg[fib_id(sv)];
 	if (af == 4 && g->connected && broadcast4(cfg, g, src4))
 		return PYLB_D_SOURCE_BROADCAST;
-	return routed && cfg->ports[port].rp_filter == PYLB_RP_STRICT &&
-		!(g->ports & (1u << port)) ? PYLB_D_SOURCE_REVERSE_PATH : 0;
+	return routed && !(g->ports & rp_ports) ? PYLB_D_SOURCE_REVERSE_PATH : 0;
 }
 
 /* Packet i's sub-burst, by its FIB value, or refused (why: a drop reason). */

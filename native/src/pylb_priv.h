@@ -44,7 +44,10 @@ struct pylb_addr6 {
 struct pylb_port_cfg {
 	struct rte_ether_addr mac;
 	bool kernel;		/* has an exception path */
-	uint8_t rp_filter;	/* enum pylb_rp_filter */
+	/* The reverse-path check, bound from rp_filter: a source's route
+	 * must leave by one of these ports (strict: this one; loose: any;
+	 * 0: off, no route needed). */
+	uint32_t rp_ports;
 	uint16_t mtu;
 	/* Its VLAN sub-interfaces: tag (vid) -> port, n_vlans of them. */
 	uint16_t n_vlans;

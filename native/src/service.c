@@ -219,6 +219,17 @@ backend_stats(const struct pylb_dp *dp, const struct pylb_service *s, uint32_t i
 	return out;
 }
 
+/* dp->nat_backends' key of backend b of NAT service s. */
+static struct svc_key
+nat_key(const struct pylb_service *s, const struct pylb_backend *b)
+{
+	struct svc_key k = { .port = rte_cpu_to_be_16(b->port), .proto = s->conf.proto,
+			     .af = b->addr.af };
+
+	memcpy(k.ip, b->addr.ip, 16);
+	return k;
+}
+
 /* Count (delta +1/-1) the backends of a NAT service in dp->nat_backends,
  * listing it in (removing it from) a slot. The slots are a multiset: a
  * service replaced by itself is added before it is removed. */
@@ -228,13 +239,11 @@ nat_backends_count(struct pylb_dp *dp, const struct pylb_service *s, int delta)
 	if (s == NULL || s->conf.method != PYLB_L4_NAT)
 		return;
 	for (uint32_t i = 0; i < s->bal.n_backends; i++) {
-		struct svc_key k = { .proto = s->conf.proto, .af = s->bal.backends[i].addr.af };
+		struct svc_key k = nat_key(s, &s->bal.backends[i]);
 		void *data = NULL;
 		uintptr_t v;
 		int slot;
 
-		memcpy(k.ip, s->bal.backends[i].addr.ip, 16);
-		k.port = rte_cpu_to_be_16(s->bal.backends[i].port);
 		v = rte_hash_lookup_data(dp->nat_backends, &k, &data) >= 0 ? (uintptr_t)data : 0;
 		for (slot = 0; slot < NAT_SLOTS; slot++)
 			if (nat_slot(v, slot) == (delta > 0 ? -1 : s->id))
@@ -258,14 +267,11 @@ nat_backends_relist(struct pylb_dp *dp, const struct pylb_service *s)
 	if (s == NULL || s->conf.method != PYLB_L4_NAT)
 		return;
 	for (uint32_t i = 0; i < s->bal.n_backends; i++) {
-		const struct pylb_backend *b = &s->bal.backends[i];
-		struct svc_key k = { .proto = s->conf.proto, .af = b->addr.af };
+		struct svc_key k = nat_key(s, &s->bal.backends[i]);
 		void *data = NULL;
 		uintptr_t v;
 		int slot = 0;
 
-		memcpy(k.ip, b->addr.ip, 16);
-		k.port = rte_cpu_to_be_16(b->port);
 		if (rte_hash_lookup_data(dp->nat_backends, &k, &data) < 0)
 			continue;
 		v = (uintptr_t)data;
@@ -275,14 +281,9 @@ nat_backends_relist(struct pylb_dp *dp, const struct pylb_service *s)
 		for (int id = 0; id < PYLB_MAX_SERVICES && slot < NAT_SLOTS; id++) {
 			const struct pylb_service *o = dp->svcs[id];
 
-			if (o == NULL || o->conf.method != PYLB_L4_NAT || o->conf.proto != k.proto)
-				continue;
-			for (uint32_t j = 0; j < o->bal.n_backends; j++)
-				if (memcmp(&o->bal.backends[j].addr, &b->addr, sizeof(b->addr)) == 0 &&
-				    o->bal.backends[j].port == b->port) {
-					v = nat_slot_set(v, slot++, id);
-					break;
-				}
+			if (o != NULL && o->conf.method == PYLB_L4_NAT && o->conf.proto == k.proto &&
+			    backend_find(&o->bal, &s->bal.backends[i]) != PYLB_BIDX_NONE)
+				v = nat_slot_set(v, slot++, id);
 		}
 		rte_hash_add_key_data(dp->nat_backends, &k, (void *)v);
 	}
