@@ -36,10 +36,16 @@ def no_snapshots_left():
     goes with the session: another session's test must not restore them."""
     import glob
     import shutil
-    before = set(glob.glob("/run/pylb/*"))
+
+    def seen():
+        return {p: os.stat(p).st_mtime_ns for p in glob.glob("/run/pylb/*.conns") +
+                glob.glob("/run/pylb/*.bgp")}
+    before = seen()
     yield
-    for path in set(glob.glob("/run/pylb/*.conns") + glob.glob("/run/pylb/*.bgp")) - before:
-        shutil.rmtree(path, ignore_errors=True) if os.path.isdir(path) else os.unlink(path)
+    # New, or written again (an instance name an earlier run used too).
+    for path, mtime in seen().items():
+        if before.get(path) != mtime:
+            shutil.rmtree(path, ignore_errors=True) if os.path.isdir(path) else os.unlink(path)
 
 
 @pytest.fixture(scope="session")
