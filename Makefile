@@ -2,7 +2,7 @@
 VENV      ?= .venv
 PY        := $(VENV)/bin/python
 HUGEPAGES ?= 512
-SOURCES   := $(shell find native pylb proto -name '*.c' -o -name '*.h' -o -name '*.pyx' -o -name '*.pxd' -o -name '*.proto' | grep -v '^pylb/_\(native\|limits\).c$$') setup.py pyproject.toml
+SOURCES   := $(shell find native pylb proto -name '*.c' -o -name '*.h' -o -name '*.pyx' -o -name '*.pxd' -o -name '*.proto' | grep -v '^pylb/_\(native\|limits\).c$$') native/Makefile setup.py pyproject.toml
 
 .PHONY: all deps venv build hugepages test check demo fleet-demo bench fuzz test-asan soak doctor docs clean
 
@@ -15,9 +15,15 @@ $(VENV)/bin/python:
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip==24.3.1
 
-# Editable install: compiles native/ and the Cython boundary against DPDK.
-$(VENV)/.built: $(VENV)/bin/python $(SOURCES)
+# Editable install (dependencies, entry points) when the project's definition
+# changes; after that only what changed is recompiled (native/Makefile, setup.py):
+# a changed C file costs seconds, not a rebuild of native/.
+$(VENV)/.installed: $(VENV)/bin/python pyproject.toml setup.py
 	$(VENV)/bin/pip install -q -e '.[test]'
+	@touch $@
+
+$(VENV)/.built: $(VENV)/.installed $(SOURCES)
+	$(PY) setup.py -q build_ext --inplace
 	@touch $@
 
 venv build: deps $(VENV)/.built

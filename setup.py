@@ -5,6 +5,7 @@ PYLB_MARCH (e.g. PYLB_MARCH=x86-64-v2) for a portable build, and
 PYLB_SANITIZE (e.g. address,undefined) for a sanitizer build (make test-asan).
 """
 import glob
+import hashlib
 import os
 import shlex
 import subprocess
@@ -13,9 +14,10 @@ import sys
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
+from setuptools.modified import newer_group
 
-NATIVE_SOURCES = sorted(glob.glob("native/src/*.c"))
-NATIVE_WARNINGS = ["-Wall", "-Wextra"]
+NATIVE_HEADERS = glob.glob("native/**/*.h", recursive=True)
+PUBLIC_HEADERS = glob.glob("native/include/*.h")
 
 
 def dpdk_flags():
@@ -42,19 +44,33 @@ def dpdk_flags():
 
 
 class BuildExt(build_ext):
-    """Compiles native/ with its own warning flags, then links it into the extension."""
+    """native/ through its Makefile (only changed sources recompiled), then the
+    Cython boundary (recompiled only when it or the public header changed),
+    linked together. Objects live in a directory named by the flags' hash."""
 
     def build_extension(self, ext):
         if ext.name != "pylb._native":
             return super().build_extension(ext)
         cflags, _ = dpdk_flags()
-        objects = self.compiler.compile(
-            NATIVE_SOURCES, output_dir=self.build_temp,
-            include_dirs=["native/include"],
-            extra_postargs=cflags + NATIVE_WARNINGS + ["-fPIC", "-fvisibility=hidden"],
-            depends=glob.glob("native/**/*.h", recursive=True))
-        ext.extra_objects = objects
-        super().build_extension(ext)
+        out = os.path.abspath(os.path.join(
+            self.build_temp, "native-" + hashlib.sha1(" ".join(cflags).encode()).hexdigest()[:10]))
+        jobs = str(os.cpu_count() or 1)
+        subprocess.run(["make", "-s", "-C", "native", f"-j{jobs}", f"O={out}",
+                        "CFLAGS_DP=" + shlex.join(cflags)], check=True)
+        ext.extra_objects = [os.path.join(out, "libpylb.a")]
+        ext.depends = ext.extra_objects + PUBLIC_HEADERS
+        compile_all = self.compiler.compile
+
+        def compile_changed(sources, output_dir=None, depends=(), **kw):
+            objects = self.compiler.object_filenames(sources, output_dir=output_dir)
+            if any(newer_group([src, *PUBLIC_HEADERS], obj) for src, obj in zip(sources, objects)):
+                return compile_all(sources, output_dir=output_dir, depends=depends, **kw)
+            return objects
+        self.compiler.compile, build_temp, self.build_temp = compile_changed, self.build_temp, out
+        try:
+            super().build_extension(ext)
+        finally:
+            self.compiler.compile, self.build_temp = compile_all, build_temp
 
 
 def generate_grpc():
@@ -80,7 +96,7 @@ ext = Extension(
     include_dirs=["native/include"],
     extra_compile_args=cflags,
     extra_link_args=libs,
-    depends=NATIVE_SOURCES + glob.glob("native/**/*.h", recursive=True),
+    depends=NATIVE_HEADERS,
 )
 
 # The C headers' limits alone, for the domain model: no DPDK, nothing linked.

@@ -345,7 +345,7 @@ cdef str _get_prefix(const pylb_prefix *p):
 
 cdef void _copy_str(char *dst, str s, size_t cap, str what) except *:
     cdef bytes b = s.encode()
-    if len(b) >= cap:
+    if <size_t>len(b) >= cap:
         raise InvalidArgument(f"{what} '{s}' is longer than {cap - 1} bytes")
     memset(dst, 0, cap)
     memcpy(dst, PyBytes_AS_STRING(b), len(b))
