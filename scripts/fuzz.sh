@@ -23,15 +23,16 @@ for t in "${targets[@]}"; do
     case $t in
     packet)
         bin=build/fuzz/packet
-        if [ ! -x $bin ] || [ -n "$(find native -newer $bin -name '*.[ch]' | head -1)" ]; then
-            echo "fuzz: building $bin (clang-14, ASan + UBSan)"
-            # Alignment is not checked: DPDK's x86 code (rte_hash_crc, headers at
-            # 14-byte offsets) loads unaligned words by design.
+        # Alignment is not checked: DPDK's x86 code (rte_hash_crc, headers at
+        # 14-byte offsets) loads unaligned words by design.
+        san="-g -O1 -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize=alignment -fno-sanitize-recover=all -march=x86-64-v2"
+        make -s -C native CC=clang-14 O="$PWD/build/fuzz/native" \
+            CFLAGS_DP="$san $cflags -DALLOW_EXPERIMENTAL_API"
+        if [ ! -x $bin ] || [ -n "$(find native/fuzz build/fuzz/native/libpylb.a -newer $bin | head -1)" ]; then
+            echo "fuzz: linking $bin (clang-14, ASan + UBSan)"
             # shellcheck disable=SC2086
-            clang-14 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize=alignment \
-                -fno-sanitize-recover=all \
-                -march=x86-64-v2 -Inative/include $cflags -DALLOW_EXPERIMENTAL_API \
-                native/fuzz/packet.c native/src/*.c $libs -o $bin
+            clang-14 ${san/fuzzer-no-link/fuzzer} -Inative/include $cflags -DALLOW_EXPERIMENTAL_API \
+                native/fuzz/packet.c build/fuzz/native/libpylb.a $libs -o $bin
         fi
         cmd=($bin -max_len=1600) ;;
     config|api)
