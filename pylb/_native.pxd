@@ -167,11 +167,13 @@ cdef extern from "pylb_dp.h" nogil:
         uint16_t sport, dport
         uint8_t proto
         uint8_t tcp_flags
+        uint32_t seq, ack
 
     struct pylb_l4_trace:
         uint8_t verdict
         uint8_t state
         uint16_t lcore_slot
+        uint16_t reason
         pylb_service_conf service
         pylb_backend backend
         uint32_t route_hash

@@ -37,6 +37,8 @@ _ERRORS = {
 COUNTER_NAMES = tuple(pylb_counter_name(i).decode() for i in range(PYLB_CNT_MAX))
 DROP_FIRST = PYLB_DROP_FIRST
 DROP_REASONS = COUNTER_NAMES[DROP_FIRST:]
+# What the L4 path does with a client's packet (enum pylb_l4_verdict, by value).
+L4_VERDICTS = ("drop", "connection", "held", "new", "pick_up", "untracked", "cookie", "cookie_ack")
 MAX_BURST = model.MAX_BURST
 RECORD_SIZE = sizeof(pylb_conn_record)      # bytes of one exported connection
 
@@ -1241,12 +1243,15 @@ cdef class Dataplane:
         finally:
             free(b)
 
-    def l4_trace(self, src, dst, str proto=TCP, int sport=0, int dport=0, int tcp_flags=0x02):
-        """What the L4 path would do with a packet (read only): a dict with
-        verdict (no_service, connection, new, no_backend, not_syn), service
-        (vip, port, proto, method, scheduler), backend (ip, port), state,
-        lcore, why and route_hash (the flow hash the output to the backend
-        is chosen by: give it to route_pick)."""
+    def l4_trace(self, src, dst, str proto=TCP, int sport=0, int dport=0, int tcp_flags=0x02,
+                 seq=0, ack=0):
+        """What the L4 fast path would do with a packet now (read only; the
+        same decision, on the tables of the lcore that would take it): a
+        dict with verdict (L4_VERDICTS), reason (a drop's), service (vip,
+        port, proto, method, scheduler), backend (ip, port), state, lcore,
+        why and route_hash (the flow hash the output to the backend is
+        chosen by: give it to route_pick). seq and ack: a TCP segment's
+        numbers (whether an ACK answers a SYN cookie)."""
         cdef pylb_l4_trace_query q
         cdef pylb_l4_trace t
         memset(&q, 0, sizeof(q))
@@ -1256,16 +1261,21 @@ cdef class Dataplane:
         q.sport = _port(sport, "source port")
         q.dport = _port(dport, "destination port")
         q.tcp_flags = tcp_flags
+        q.seq = seq & 0xffffffff
+        q.ack = ack & 0xffffffff
         _check(pylb_dp_l4_trace(self._live(), &q, &t))
-        verdict = ("no_service", "connection", "new", "no_backend", "not_syn")[t.verdict]
+        verdict = L4_VERDICTS[t.verdict]
         has_service = t.service.vip.af != 0
+        has_backend = verdict not in ("drop", "cookie")
         return {"verdict": verdict, "why": t.why.decode(),
+                "reason": COUNTER_NAMES[t.reason] if verdict == "drop" else "",
                 "service": (str(_get_ip(&t.service.vip)), t.service.port,
                             _PROTO_NAMES[t.service.proto], _L4_METHOD_NAMES[t.service.method],
                             _SCHEDULER_NAMES[t.service.sched]) if has_service else None,
                 "backend": (str(_get_ip(&t.backend.addr)), t.backend.port)
-                if verdict in ("connection", "new") else None,
-                "state": pylb_tcp_state_name(t.state).decode() if verdict == "connection" else "",
+                if has_backend else None,
+                "state": pylb_tcp_state_name(t.state).decode()
+                if verdict in ("connection", "held") else "",
                 "lcore": t.lcore_slot, "route_hash": t.route_hash}
 
     def vip_pick(self, prefix, src, dst):

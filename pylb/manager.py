@@ -508,14 +508,15 @@ class Manager:
     # What would happen to a packet
 
     def trace(self, src: str, dst: str, proto: str = model.TCP, sport: int = 0, dport: int = 0,
-              tcp_flags: int = 0x02) -> dict:
+              tcp_flags: int = 0x02, seq: int = 0, ack: int = 0) -> dict:
         """Read only: which route, service, connection and backend a packet
-        from src to dst would get, and why."""
+        from src to dst would get, and why (for a service: the fast path's
+        own decision)."""
         src, dst = _address(src, "source"), _address(dst, "destination")
 
         def trace(dp):
             out = {"verdict": "", "why": "", "route": None, "service": None, "backend": None,
-                   "state": "", "next_hop": None}
+                   "state": "", "next_hop": None, "reason": ""}
             names = {p.index: p.name for p in dp.ports()}
 
             def next_hop(to, flow_hash):
@@ -536,9 +537,9 @@ class Manager:
                 return out
             out["route"] = (r.prefix, r.kind)
             if r.kind == model.ROUTE_KINDS[4]:          # service
-                t = dp.l4_trace(src, dst, proto, sport, dport, tcp_flags)
+                t = dp.l4_trace(src, dst, proto, sport, dport, tcp_flags, seq, ack)
                 out.update(verdict=t["verdict"], why=t["why"], service=t["service"],
-                           backend=t["backend"], state=t["state"])
+                           backend=t["backend"], state=t["state"], reason=t["reason"])
                 if t["backend"]:
                     out["next_hop"] = next_hop(t["backend"][0], t["route_hash"])[1]
             elif r.kind == model.ROUTE_KINDS[3]:        # vip

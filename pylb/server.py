@@ -372,8 +372,11 @@ class LoadBalancer(pb_grpc.LoadBalancerServicer):
     def Trace(self, request, context):
         t = self.m.trace(request.source, request.destination,
                          _enum(PROTOS, request.protocol, "protocol"), request.source_port,
-                         request.destination_port, 0x10 if request.not_syn else 0x02)
-        reply = pb.TraceReply(verdict=t["verdict"], why=t["why"], connection_state=t["state"])
+                         request.destination_port,
+                         request.tcp_flags or (0x10 if request.not_syn else 0x02),
+                         request.seq, request.ack)
+        reply = pb.TraceReply(verdict=t["verdict"], why=t["why"], connection_state=t["state"],
+                              drop_reason=t["reason"])
         if t["route"]:
             reply.route_prefix, reply.route_kind = t["route"]
         if t["service"]:

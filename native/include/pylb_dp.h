@@ -486,13 +486,19 @@ int pylb_dp_service_stats(struct pylb_dp *dp, const struct pylb_ip *vip, uint8_t
 			  uint16_t port, struct pylb_svc_stats *out,
 			  struct pylb_svc_stats *backends, uint32_t max_b);
 
-/* What the L4 path would do with a packet (pylb_dp_l4_trace). */
+/* What the L4 path does with a packet: the fast path's decision, which
+ * pylb_dp_l4_trace reports. */
 enum pylb_l4_verdict {
-	PYLB_L4V_NO_SERVICE = 0,		/* no service on that port / protocol */
-	PYLB_L4V_CONN,				/* a tracked connection: its backend */
-	PYLB_L4V_NEW,				/* a new connection: the scheduler's backend */
-	PYLB_L4V_NO_BACKEND,			/* the service has no backend up */
-	PYLB_L4V_NOT_SYN,			/* TCP without a connection, not a SYN */
+	PYLB_L4V_DROP = 0,			/* dropped: a drop reason (and an answer) */
+	PYLB_L4V_CONN,				/* its connection: on to its backend */
+	PYLB_L4V_HOLD,				/* its connection opens through the SYN
+						 * proxy: held until the backend answers */
+	PYLB_L4V_NEW,				/* opens a connection: the scheduler's backend */
+	PYLB_L4V_PICK_UP,			/* of a connection opened elsewhere: tracked
+						 * from here, the consistent choice */
+	PYLB_L4V_UNTRACKED,			/* no entry: to the consistent choice */
+	PYLB_L4V_COOKIE,			/* a SYN answered with a SYN cookie */
+	PYLB_L4V_COOKIE_ACK,			/* a cookie's ACK: the connection opens */
 };
 
 struct pylb_l4_trace_query {
@@ -500,22 +506,23 @@ struct pylb_l4_trace_query {
 	uint16_t sport, dport;			/* host order */
 	uint8_t proto;
 	uint8_t tcp_flags;
+	uint32_t seq, ack;			/* TCP: the segment's numbers (a cookie's ACK) */
 };
 
 struct pylb_l4_trace {
 	uint8_t verdict;			/* enum pylb_l4_verdict */
 	uint8_t state;				/* PYLB_L4V_CONN: enum pylb_tcp_state */
-	uint16_t lcore_slot;			/* PYLB_L4V_CONN: the table it is in */
+	uint16_t lcore_slot;			/* the lcore whose tables decided */
+	uint16_t reason;			/* PYLB_L4V_DROP: the drop reason (a counter) */
 	struct pylb_service_conf service;	/* when there is one */
-	struct pylb_backend backend;		/* PYLB_L4V_CONN, PYLB_L4V_NEW */
+	struct pylb_backend backend;		/* when there is one */
 	uint32_t route_hash;			/* the flow hash the output to the
 						 * backend is chosen by (ECMP) */
 	char why[160];
 };
 
-/* Read only: the service, connection and backend a packet would get. The
- * round-robin and least-connections choices are previews on the control
- * side's counts; the packet itself may land on another lcore. */
+/* Read only: what the L4 fast path would do with a packet now, decided by
+ * the same code on the tables of the lcore that would take it. */
 int pylb_dp_l4_trace(struct pylb_dp *dp, const struct pylb_l4_trace_query *q,
 		     struct pylb_l4_trace *out);
 

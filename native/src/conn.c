@@ -232,45 +232,80 @@ free_slot(const struct pylb_ct_bucket *b)
 	return -1;
 }
 
-/* Add slot value sig|idx to the first of its two buckets with room; if
- * both are full, move one of their slots to its other bucket (one cuckoo
- * step), which keeps the table usable at high load. */
-static int
-slot_add(struct pylb_conntrack *ct, uint32_t h, uint32_t idx)
+/* Where a slot value for hash h goes: the first of its two buckets with
+ * room (moved NULL); if both are full, the slot of one whose value can
+ * move to its other bucket (one cuckoo step, which keeps the table usable
+ * at high load): that value's place in `moved`, `to`. False: nowhere.
+ * Read only. */
+struct slot_plan {
+	struct pylb_ct_bucket *b, *moved;
+	int k, i, to, first;
+};
+
+static bool
+slot_find(const struct pylb_conntrack *ct, uint32_t h, struct slot_plan *pl)
 {
 	struct ct_pos p;
-	int i;
 
 	ct_pos(ct, h, &p);
+	pl->moved = NULL;
 	for (int k = 0; k < 2; k++) {
-		i = free_slot(p.b[k]);
-		if (i >= 0) {
-			p.b[k]->slot[i] = p.sig | idx;
-			p.b[0]->spill += k;
-			return 0;
+		pl->i = free_slot(p.b[k]);
+		if (pl->i >= 0) {
+			pl->b = p.b[k];
+			pl->k = k;
+			return true;
 		}
 	}
 	for (int k = 0; k < 2; k++)
-		for (i = 0; i < PYLB_CT_SLOTS; i++) {
-			uint32_t v = p.b[k]->slot[i];
-			bool first;
+		for (int i = 0; i < PYLB_CT_SLOTS; i++) {
 			struct ct_pos q;
-			int j;
+			int first, j;
 
-			ct_pos(ct, slot_hash(ct, p.b[k], v), &q);
+			ct_pos(ct, slot_hash(ct, p.b[k], p.b[k]->slot[i]), &q);
 			if (q.b[0] == q.b[1])
 				continue;
-			first = q.b[0] == p.b[k];	/* v moves to its second bucket */
+			first = q.b[0] == p.b[k];	/* the value moves to its second bucket */
 			j = free_slot(q.b[first]);
 			if (j >= 0) {
-				q.b[first]->slot[j] = v;
-				q.b[0]->spill += first ? 1 : (uint32_t)-1;
-				p.b[k]->slot[i] = p.sig | idx;
-				p.b[0]->spill += k;
-				return 0;
+				*pl = (struct slot_plan){ .b = p.b[k], .moved = q.b[first], .k = k,
+							  .i = i, .to = j, .first = first };
+				return true;
 			}
 		}
-	return -PYLB_E_FULL;
+	return false;
+}
+
+/* Add slot value sig|idx where slot_find says. */
+static int
+slot_add(struct pylb_conntrack *ct, uint32_t h, uint32_t idx)
+{
+	struct slot_plan pl;
+	struct ct_pos p;
+
+	if (!slot_find(ct, h, &pl))
+		return -PYLB_E_FULL;
+	ct_pos(ct, h, &p);
+	if (pl.moved != NULL) {
+		struct ct_pos q;
+
+		ct_pos(ct, slot_hash(ct, pl.b, pl.b->slot[pl.i]), &q);
+		pl.moved->slot[pl.to] = pl.b->slot[pl.i];
+		q.b[0]->spill += pl.first ? 1 : (uint32_t)-1;
+	}
+	pl.b->slot[pl.i] = p.sig | idx;
+	p.b[0]->spill += (uint32_t)pl.k;
+	return 0;
+}
+
+/* Is there room for an entry of tuple t (pylb_conn_new, read only)? */
+bool
+pylb_conn_room(const struct pylb_conntrack *ct, const struct pylb_tuple *t)
+{
+	struct slot_plan pl;
+
+	return ct->n_free != 0 && (t->af != 6 || ct->n_free6 != 0) &&
+		slot_find(ct, pylb_ct_hash(ct->key, t->src, t->sport, t->proto, t->af), &pl);
 }
 
 static void
@@ -512,6 +547,19 @@ pylb_conn_evict_half_open(struct pylb_lcore *lc)
 			CNT(lc, HALF_OPEN_EVICTED);
 			return true;
 		}
+	}
+	return false;
+}
+
+/* Would pylb_conn_evict_half_open find an entry to evict (read only)? */
+bool
+pylb_conn_evictable(const struct pylb_conntrack *ct)
+{
+	for (uint32_t h = ct->ho_head; h != ct->ho_tail; h++) {
+		const struct pylb_conn *c = &ct->conns[ct->ho_ring[h & ct->ho_mask]];
+
+		if (c->af != 0 && pylb_conn_half_open(c))
+			return true;
 	}
 	return false;
 }

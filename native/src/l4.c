@@ -106,42 +106,6 @@ tcp_flags_valid(uint8_t f)
 	return f != 0;
 }
 
-/* Persistence: the client's network sticks to the backend it had, while
- * the entry lives and that backend still takes new connections (a drained,
- * down or removed backend is replaced by the scheduler's choice). */
-static uint32_t
-persist(struct pylb_lcore *lc, const struct pylb_service *svc,
-	const struct pylb_tuple *t, uint32_t chosen, uint64_t now)
-{
-	uint8_t len = svc->conf.persistence_prefix;
-	struct pylb_persist_key pk = { .svc = svc->id, .af = t->af };
-	const struct pylb_backend *cb = &svc->bal.backends[chosen];
-	struct pylb_persist *p;
-	uint32_t bits = t->af == 4 ? 32 : 128;
-
-	memcpy(pk.ip, t->src, bits / 8);
-	for (uint32_t bit = len ? len : bits; bit < bits; bit++)
-		pk.ip[bit / 8] &= (uint8_t)~(0x80 >> (bit % 8));
-	p = pylb_persist_find(lc, &pk, now);
-	if (p != NULL)
-		for (uint32_t i = 0; i < svc->bal.n_backends; i++) {
-			const struct pylb_backend *b = &svc->bal.backends[i];
-
-			if (pylb_backend_live(b) && memcmp(b->addr.ip, p->backend, 16) == 0 &&
-			    b->port == p->bport) {
-				p->expire_tsc = now + rte_get_timer_hz() * svc->conf.persistence;
-				return i;
-			}
-		}
-	p = pylb_persist_new(lc, &pk);
-	if (p != NULL) {
-		memcpy(p->backend, cb->addr.ip, 16);
-		p->bport = cb->port;
-		p->expire_tsc = now + rte_get_timer_hz() * svc->conf.persistence;
-	}
-	return chosen;
-}
-
 /* TCP that nothing will take: with `rst`, answer RST in place (as a host
  * with no listener would); count the reason either way. */
 void
@@ -264,45 +228,6 @@ conn_gauge(struct pylb_svc_stats *bs, uint8_t state)
 		&bs->active : &bs->inactive;
 }
 
-/* The key of t's client in svc's per-client counts. */
-static inline void
-client_key(struct pylb_persist_key *k, uint16_t svc, const uint8_t *ip, uint8_t af)
-{
-	memset(k, 0, sizeof(*k));
-	memcpy(k->ip, ip, af == 4 ? 4 : 16);
-	k->svc = svc;
-	k->af = af;
-}
-
-/* A service's limits for a new connection of t: 0 if it may open, else
- * the drop reason. The rate's token is taken here. */
-static int
-limits_check(struct pylb_lcore *lc, const struct pylb_service *svc, const struct pylb_tuple *t,
-	     uint64_t now)
-{
-	const struct pylb_service_conf *s = &svc->conf;
-	const struct pylb_dp_conf *conf = &lc->dp->conf;
-
-	if (s->max_connections != 0 &&
-	    lc->svc_conns[svc->id] >= pylb_worker_share(conf, s->max_connections))
-		return PYLB_D_LIMIT_SERVICE_CONNS;
-	if (s->max_per_client != 0) {
-		struct pylb_persist_key k;
-		void *data;
-
-		client_key(&k, svc->id, t->src, t->af);
-		if (rte_hash_lookup_data(lc->ct.clients, &k, &data) >= 0 &&
-		    (uintptr_t)data >= s->max_per_client)
-			return PYLB_D_LIMIT_CLIENT_CONNS;
-	}
-	if (s->max_new_per_second != 0 &&
-	    !pylb_tokens_take(&lc->svc_rate[svc->id], now,
-			      rte_get_timer_hz() / pylb_worker_share(conf, s->max_new_per_second),
-			      rte_get_timer_hz()))
-		return PYLB_D_LIMIT_SERVICE_RATE;
-	return 0;
-}
-
 /* c is open (not closing or closed) or not: its service's and its
  * client's counts of open connections follow. */
 void
@@ -319,7 +244,7 @@ pylb_conn_counted(struct pylb_lcore *lc, struct pylb_conn *c, bool open)
 		void *data = NULL;
 		uintptr_t v;
 
-		client_key(&k, c->svc, conn_addr(&lc->ct, c, CONN_CLIENT), c->af);
+		pylb_client_key(&k, c->svc, conn_addr(&lc->ct, c, CONN_CLIENT), c->af);
 		if (rte_hash_lookup_data(lc->ct.clients, &k, &data) < 0 && d < 0)
 			return;
 		v = (uintptr_t)data + (uintptr_t)(intptr_t)d;
@@ -524,57 +449,61 @@ untracked_tunnel(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 
 /* FullNAT: a local address and a port for the connection such that the
  * reply tuple is free, and the port is one this worker owns (port modulo
- * the worker count), so replies find their way back here. */
+ * the worker count), so replies find their way back here: looked for
+ * (from where this worker's search goes on) by the decision, read only. */
 static bool
-fullnat_alloc(struct pylb_lcore *lc, const struct pylb_service *svc,
-	      struct pylb_conn *c, uint32_t hash)
+fullnat_port(const struct pylb_lcore *lc, const struct pylb_service *svc,
+	     const struct pylb_tuple *t, struct l4_verdict *v)
 {
+	const struct pylb_backend *b = &svc->bal.backends[v->bi];
 	uint32_t n = RTE_MAX(lc->dp->conf.n_workers, 1u);
 	uint32_t me = lc->slot < n ? lc->slot : 0;
 	uint32_t first = 1024 + (me + n - 1024 % n) % n;
-	const uint8_t *lip = svc->conf.lips[hash % svc->conf.n_lips].ip;
+	uint32_t next = lc->fnat_next;
 	struct pylb_tuple rt = {
-		.src = conn_addr(&lc->ct, c, CONN_BACKEND), .dst = lip,
-		.sport = c->bport, .proto = c->proto, .af = c->af,
+		.src = b->addr.ip, .sport = b->port ? rte_cpu_to_be_16(b->port) : t->dport,
+		.proto = t->proto, .af = t->af,
 	};
 
-	for (int tries = 0; tries < 256; tries++) {
-		if (lc->fnat_next < first || lc->fnat_next > 65535)
-			lc->fnat_next = first;
-		rt.dport = rte_cpu_to_be_16((uint16_t)lc->fnat_next);
-		lc->fnat_next += n;
-		if (pylb_conn_lookup(lc, &rt, true, NULL) == NULL) {
-			pylb_conn_set_addr(&lc->ct, c, CONN_LIP, lip);
-			c->lport = rt.dport;
-			pylb_pp_open(lc, c, svc);
-			return pylb_conn_add_local(lc, c) == 0;
+	v->lip = v->hash % svc->conf.n_lips;
+	rt.dst = svc->conf.lips[v->lip].ip;
+	for (int tries = 0; tries < 256; tries++, next += n) {
+		if (next < first || next > 65535)
+			next = first;
+		rt.dport = rte_cpu_to_be_16((uint16_t)next);
+		if (pylb_conn_lookup((struct pylb_lcore *)(uintptr_t)lc, &rt, true, NULL) == NULL) {
+			v->lport = rt.dport;
+			return true;
 		}
 	}
 	return false;
 }
 
+/* ... and taken. */
+static bool
+fullnat_open(struct pylb_lcore *lc, const struct pylb_service *svc, struct pylb_conn *c,
+	     const struct l4_verdict *v)
+{
+	lc->fnat_next = rte_be_to_cpu_16(v->lport) + RTE_MAX(lc->dp->conf.n_workers, 1u);
+	pylb_conn_set_addr(&lc->ct, c, CONN_LIP, svc->conf.lips[v->lip].ip);
+	c->lport = v->lport;
+	pylb_pp_open(lc, c, svc);
+	return pylb_conn_add_local(lc, c) == 0;
+}
+
 /* The forwarding methods' handlers, by enum pylb_l4_method: a connection
  * stores its method when it opens, and its packets index this table. */
-static const struct {
-	void (*forward)(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
-			struct rte_mbuf *m, uint16_t *ports, struct pylb_conn *c);
-	/* Without an entry (the table full); NULL: cannot (FullNAT). */
-	void (*untracked)(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
-			  struct rte_mbuf *m, uint16_t *ports, const struct pylb_tuple *t,
-			  const struct pylb_backend *b, uint32_t hash);
-	/* Can its replies be told apart without an entry (NAT: they come
-	 * back through us)? NULL: they need not be. */
-	bool (*untracked_exact)(const struct pylb_dp *dp, const struct pylb_service *svc,
-				const struct pylb_tuple *t, const struct pylb_backend *b);
-	/* What opening a connection takes besides the entry (FullNAT: a
-	 * local address and port); NULL: nothing. False: it cannot open. */
-	bool (*open)(struct pylb_lcore *lc, const struct pylb_service *svc,
-		     struct pylb_conn *c, uint32_t hash);
-} l4_methods[PYLB_L4_FULLNAT + 1] = {
-	[PYLB_L4_NAT] = { forward_nat, untracked_nat, untracked_nat_exact, NULL },
-	[PYLB_L4_FULLNAT] = { forward_fullnat, NULL, NULL, fullnat_alloc },
-	[PYLB_L4_DR] = { forward_dr, untracked_dr, NULL, NULL },
-	[PYLB_L4_TUNNEL] = { forward_tunnel, untracked_tunnel, NULL, NULL },
+const struct l4_method pylb_l4_methods[PYLB_L4_FULLNAT + 1] = {
+	[PYLB_L4_NAT] = {
+		.forward = forward_nat, .untracked = untracked_nat,
+		.untracked_exact = untracked_nat_exact, .sees_replies = true,
+	},
+	[PYLB_L4_FULLNAT] = {
+		.forward = forward_fullnat, .open_decide = fullnat_port, .open = fullnat_open,
+		.sees_replies = true,
+	},
+	[PYLB_L4_DR] = { .forward = forward_dr, .untracked = untracked_dr },
+	[PYLB_L4_TUNNEL] = { .forward = forward_tunnel, .untracked = untracked_tunnel },
 };
 
 static inline void
@@ -583,197 +512,194 @@ conn_forward(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 {
 	count_packet(lc, __atomic_load_n(&lc->dp->svcs[c->svc], __ATOMIC_ACQUIRE), c->svc,
 		     c->bidx, m, false);
-	l4_methods[c->method].forward(lc, cfg, in_port, m, ports, c);
+	pylb_l4_methods[c->method].forward(lc, cfg, in_port, m, ports, c);
 }
 
-/* The backend (index) for a new connection of t. */
-static inline uint32_t
-schedule(struct pylb_lcore *lc, const struct pylb_service *svc, const struct pylb_tuple *t,
-	 uint32_t hash, uint64_t now)
-{
-	uint32_t b = svc->sched->pick(lc, svc, t, hash);
-
-	return svc->conf.persistence != 0 ? persist(lc, svc, t, b, now) : b;
-}
-
-/* Has backend i this worker's share of its max_conns open? Open counts
- * as IPVS's upper threshold does: active and inactive connections. */
-static inline bool
-backend_full(const struct pylb_lcore *lc, const struct pylb_service *svc, uint32_t i)
-{
-	const struct pylb_svc_stats *st = &svc->bstats[(size_t)lc->slot * svc->bstride + i];
-	uint32_t max = svc->bal.backends[i].max_conns;
-
-	return max != 0 &&
-		st->active + st->inactive >= (int64_t)pylb_worker_share(&lc->dp->conf, max);
-}
-
-/* The scheduler chose backend bi: it if it has room, else the next live
- * backend that has, from a place the flow's hash picks (so the overflow
- * spreads); UINT32_MAX if none has. */
-static uint32_t
-backend_with_room(const struct pylb_lcore *lc, const struct pylb_service *svc, uint32_t bi,
-		  uint32_t hash)
-{
-	uint32_t n = svc->bal.n_backends;
-
-	if (!backend_full(lc, svc, bi))
-		return bi;
-	for (uint32_t i = 0, j = hash % n; i < n; i++, j = j + 1 == n ? 0 : j + 1)
-		if (pylb_backend_live(&svc->bal.backends[j]) && !backend_full(lc, svc, j))
-			return j;
-	return UINT32_MAX;
-}
-
-/* A client's packet sent without an entry (the table is, or was lately,
- * full): to the consistent choice, translated (NAT), counted. `opens`: it
- * opens a connection (a SYN, a UDP packet). Never FullNAT: its replies
- * need the entry. A NAT connection whose replies could not be told from
- * another service's (pylb_nat_reply_service) is refused: TCP with a RST. */
+/* Persistence: the client network's entry that chose, refreshed; or a
+ * new one for the scheduler's choice. */
 static void
-untracked(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
-	  struct rte_mbuf *m, uint16_t *ports, const struct pylb_tuple *t,
-	  const struct pylb_service *svc, uint32_t hash, bool opens)
+persist_keep(struct pylb_lcore *lc, const struct pylb_service *svc, const struct pylb_tuple *t,
+	     const struct l4_verdict *v, uint64_t now)
 {
-	uint32_t bi = svc->sched->consistent(svc, t, hash);
-	const struct pylb_backend *b = &svc->bal.backends[bi];
+	struct pylb_persist *p = v->persist;
 
-	if (l4_methods[svc->conf.method].untracked_exact != NULL &&
-	    !l4_methods[svc->conf.method].untracked_exact(lc->dp, svc, t, b)) {
-		if (t->proto == IPPROTO_UDP && in_port >= 0)
-			t->af == 4 ? pylb_icmp4_error(lc, cfg, (uint16_t)in_port, m,
-						      ICMP_DEST_UNREACH, ICMP_PORT_UNREACHABLE, 0) :
-				pylb_icmp6_error(lc, cfg, (uint16_t)in_port, m, ICMP6_DEST_UNREACH,
-						 ICMP6_PORT_UNREACHABLE, 0);
-		return pylb_l4_refuse(lc, cfg, in_port, m, t->af, t->proto, ports,
-				      PYLB_D_NAT_UNTRACKED_AMBIGUOUS, true);
+	if (p == NULL) {
+		const struct pylb_backend *cb = &svc->bal.backends[v->picked];
+		struct pylb_persist_key pk;
+
+		pylb_persist_key(&pk, svc, t);
+		p = pylb_persist_new(lc, &pk);
+		if (p == NULL)
+			return;
+		memcpy(p->backend, cb->addr.ip, 16);
+		p->bport = cb->port;
 	}
-	CNT(lc, CONN_UNTRACKED);
-	if (opens) {
-		lc->svc_stats[svc->id].conns++;
-		svc->bstats[(size_t)lc->slot * svc->bstride + bi].conns++;
-	}
-	count_packet(lc, svc, svc->id, (uint16_t)bi, m, false);
-	l4_methods[svc->conf.method].untracked(lc, cfg, in_port, m, ports, t, b, hash);
+	p->expire_tsc = now + rte_get_timer_hz() * svc->conf.persistence;
 }
 
-/* A new entry for tuple t, scheduled to a backend of svc and counted;
- * NULL if it may not open: *why is CONN_NO_ROOM (the table, the worker's
- * or the client network's half-open budget: the stateless path may take
- * it) or the drop reason. A connection picked up mid-flow was admitted
- * where it opened: it takes the consistent choice (what every appliance
- * with this configuration chose, if the scheduler is Maglev), with no
- * limits, and is half-open until confirmed, so spoofed ACKs fill no more
- * than the budgets; past them it goes stateless, evicting nobody. */
-struct pylb_conn *
-pylb_l4_conn_start(struct pylb_lcore *lc, const struct pylb_tuple *t,
-		   const struct pylb_service *svc, uint32_t hash, uint64_t now,
-		   enum pylb_opening how, int *why)
+/* The entry the decision found room for (v: NEW, PICK_UP, COOKIE_ACK):
+ * made, scheduled and counted. A connection picked up mid-flow was
+ * admitted where it opened: it takes the consistent choice, no limits,
+ * and is half-open until confirmed, so spoofed ACKs fill no more than the
+ * budgets. NULL if it could not be made after all. */
+static struct pylb_conn *
+conn_start(struct pylb_lcore *lc, const struct pylb_tuple *t, const struct l4_verdict *v,
+	   uint64_t now)
 {
-	struct pylb_conntrack *ct = &lc->ct;
+	const struct pylb_service *svc = v->svc;
 	uint8_t method = svc->conf.method;
-	bool half_open = t->proto == IPPROTO_TCP || pylb_l4_sees_replies[method];
-	bool mid_flow = how == PYLB_OPEN_MID_FLOW;
-	/* The client's network's slot in the per-source counts. */
-	uint32_t src = ct->src_ho != NULL || ct->src_rate != NULL ?
-		pylb_src_slot(ct, t->src, t->af) : 0;
+	bool mid_flow = v->what == PYLB_L4V_PICK_UP;
+	const struct pylb_backend *b = &svc->bal.backends[v->bi];
+	struct pylb_svc_stats *bs = &svc->bstats[(size_t)lc->slot * svc->bstride + v->bi];
 	struct pylb_conn *c;
-	const struct pylb_backend *b;
-	uint32_t bi;
 
-	if (unlikely(ct->src_rate != NULL) && !mid_flow &&
-	    !pylb_tokens_take(&ct->src_rate[src], now, ct->src_cost, rte_get_timer_hz())) {
-		*why = PYLB_D_LIMIT_SOURCE_RATE;
-		return NULL;
-	}
-	if (unlikely(svc->conf.max_connections | svc->conf.max_new_per_second |
-		     svc->conf.max_per_client) && !mid_flow &&
-	    (*why = limits_check(lc, svc, t, now)) != 0)
-		return NULL;
-	*why = CONN_NO_ROOM;
-	/* The client's network has its budget of half-open entries: its new
-	 * ones go stateless (a client proven by a cookie is not held to it). */
-	if (half_open && how != PYLB_OPEN_PROVEN && pylb_src_full(ct, src)) {
-		CNT(lc, SOURCE_HALF_OPEN_FULL);
-		return NULL;
-	}
-	/* The worker's budget: room is made by the oldest half-open entry,
-	 * never by an established one. */
-	if (half_open && ct->half_open >= ct->half_open_budget &&
-	    (mid_flow || !pylb_conn_evict_half_open(lc))) {
-		CNT(lc, HALF_OPEN_FULL);
-		return NULL;
-	}
+	if (v->evict)
+		pylb_conn_evict_half_open(lc);
 	c = pylb_conn_new(lc, t);
-	if (c == NULL) {
-		CNT(lc, CONN_TABLE_FULL);
+	if (unlikely(c == NULL))
 		return NULL;
-	}
-	if (mid_flow) {
-		bi = svc->sched->consistent(svc, t, hash);
-	} else {
-		bi = schedule(lc, svc, t, hash, now);
-		if (unlikely(svc->bal.backends[bi].max_conns != 0) &&
-		    (bi = backend_with_room(lc, svc, bi, hash)) == UINT32_MAX) {
-			pylb_conn_discard(lc, c);
-			*why = PYLB_D_LIMIT_BACKEND_CONNS;
-			return NULL;
-		}
+	if (!mid_flow) {
+		if (svc->sched->chosen != NULL)
+			svc->sched->chosen(lc, svc, v->picked);
+		if (svc->conf.persistence != 0)
+			persist_keep(lc, svc, t, v, now);
 		lc->svc_stats[svc->id].conns++;
-		svc->bstats[(size_t)lc->slot * svc->bstride + bi].conns++;
+		bs->conns++;
 	}
-	b = &svc->bal.backends[bi];
 	pylb_conn_set_addr(&lc->ct, c, CONN_BACKEND, b->addr.ip);
 	/* Port translation; backend port 0 keeps the client's. */
 	c->bport = b->port ? rte_cpu_to_be_16(b->port) : t->dport;
 	c->svc = svc->id;
-	c->bidx = (uint16_t)bi;
+	c->bidx = (uint16_t)v->bi;
 	c->gen = __atomic_load_n(&lc->dp->gen, __ATOMIC_ACQUIRE);
 	c->method = method;
 	c->state = t->proto != IPPROTO_TCP ? PYLB_TCP_NONE : mid_flow ? PYLB_TCP_MID_FLOW :
-		pylb_l4_sees_replies[method] ? PYLB_TCP_SYN_SENT : PYLB_TCP_SYN_RECV;
+		pylb_l4_methods[method].sees_replies ? PYLB_TCP_SYN_SENT : PYLB_TCP_SYN_RECV;
 	if (pylb_conn_half_open(c))
-		pylb_conn_opened(lc, c, src);
-	(*conn_gauge(&svc->bstats[(size_t)lc->slot * svc->bstride + bi], c->state))++;
+		pylb_conn_opened(lc, c, v->src);
+	(*conn_gauge(bs, c->state))++;
 	if (svc->conf.max_per_client != 0)
 		c->flags |= CONN_F_CLIENT;
 	pylb_conn_counted(lc, c, true);
-	if (l4_methods[method].open != NULL && !l4_methods[method].open(lc, svc, c, hash)) {
+	if (pylb_l4_methods[method].open != NULL && !pylb_l4_methods[method].open(lc, svc, c, v)) {
 		pylb_conn_drop(lc, c);
-		*why = PYLB_D_FULLNAT_NO_PORT;
 		return NULL;
 	}
 	if (mid_flow)
 		CNT(lc, CONN_PICKED_UP);
 	else
 		CNT(lc, CONN_CREATED);
-	pylb_conn_changed(ct, c);
+	pylb_conn_changed(&lc->ct, c);
 	return c;
 }
 
-/* A new connection for tuple t to svc: tracked and sent to the
- * scheduler's choice, or, if the table is full, sent untracked (NAT, DR,
- * tunnel; FullNAT is dropped). No entry is ever evicted. */
+/* A client's packet sent without an entry (the table is, or was lately,
+ * full; a RST of no connection): to the consistent choice, translated
+ * (NAT), counted. */
 static void
-conn_open(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
+untracked(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 	  struct rte_mbuf *m, uint16_t *ports, const struct pylb_tuple *t,
-	  const struct pylb_service *svc, uint32_t hash, uint8_t flags, uint64_t now)
+	  const struct l4_verdict *v)
 {
-	int why;
-	struct pylb_conn *c = pylb_l4_conn_start(lc, t, svc, hash, now, PYLB_OPEN_NEW, &why);
+	const struct pylb_service *svc = v->svc;
 
-	if (c == NULL) {
-		if (why != CONN_NO_ROOM)
-			return pylb_l4_refuse(lc, cfg, in_port, m, t->af, t->proto, ports,
-					      (enum pylb_counter)why, pylb_l4_refusal_resets(why));
-		if (l4_methods[svc->conf.method].untracked == NULL)
-			return drop(lc, m, PYLB_D_FULLNAT_NO_PORT);
-		lc->untracked_until = now + __atomic_load_n(
-			&lc->dp->timeout_tsc[PYLB_TCP_ESTABLISHED], __ATOMIC_RELAXED);
-		return untracked(lc, cfg, in_port, m, ports, t, svc, hash, true);
+	CNT(lc, CONN_UNTRACKED);
+	if (v->opens) {
+		lc->svc_stats[svc->id].conns++;
+		svc->bstats[(size_t)lc->slot * svc->bstride + v->bi].conns++;
 	}
-	pylb_conn_update(lc, c, flags, false, now);
-	conn_forward(lc, cfg, in_port, m, ports, c);
+	count_packet(lc, svc, svc->id, (uint16_t)v->bi, m, false);
+	pylb_l4_methods[svc->conf.method].untracked(lc, cfg, in_port, m, ports, t,
+						    &svc->bal.backends[v->bi], v->hash);
+}
+
+/* A packet the decision refused: answered as it says, counted by its
+ * reason. */
+static void
+refused(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port, struct rte_mbuf *m,
+	uint16_t *ports, const struct pylb_tuple *t, const struct l4_verdict *v)
+{
+	if (in_port >= 0 && (v->answer == L4_ANSWER_PROHIBITED ||
+			     (v->answer == L4_ANSWER_REFUSE && t->proto == IPPROTO_UDP))) {
+		bool no = v->answer == L4_ANSWER_PROHIBITED;
+
+		if (t->af == 4)
+			pylb_icmp4_error(lc, cfg, (uint16_t)in_port, m, ICMP_DEST_UNREACH,
+					 no ? ICMP_PKT_FILTERED : ICMP_PORT_UNREACHABLE, 0);
+		else
+			pylb_icmp6_error(lc, cfg, (uint16_t)in_port, m, ICMP6_DEST_UNREACH,
+					 no ? ICMP6_ADMIN_PROHIBITED : ICMP6_PORT_UNREACHABLE, 0);
+	}
+	pylb_l4_refuse(lc, cfg, in_port, m, t->af, t->proto, ports, (enum pylb_counter)v->reason,
+		       v->answer == L4_ANSWER_RST || v->answer == L4_ANSWER_REFUSE);
+}
+
+/* What the decision (verdict.c) says, done: the one place a client's
+ * packet to a service changes the tables. */
+static void
+act(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port, struct rte_mbuf *m,
+    uint16_t *ports, const struct pylb_tuple *t, uint8_t flags, struct l4_verdict *v,
+    uint64_t now)
+{
+	struct pylb_conn *c = v->c;
+
+	if (unlikely(v->ended != 0)) {
+		pylb_conn_drop(lc, c);
+		lc->stats->c[v->ended]++;
+	}
+	if (unlikely(v->take != 0)) {
+		if (v->take & L4_TAKE_SOURCE_RATE)
+			pylb_tokens_take(&lc->ct.src_rate[v->src], now, lc->ct.src_cost,
+					 rte_get_timer_hz());
+		if (v->take & L4_TAKE_SERVICE_RATE)
+			pylb_tokens_take(&lc->svc_rate[v->svc->id], now,
+					 pylb_service_rate_cost(&lc->dp->conf, &v->svc->conf),
+					 rte_get_timer_hz());
+	}
+	if (unlikely(v->full != 0)) {
+		lc->stats->c[v->full]++;
+		if (v->opens)
+			lc->untracked_until = now + __atomic_load_n(
+				&lc->dp->timeout_tsc[PYLB_TCP_ESTABLISHED], __ATOMIC_RELAXED);
+	}
+	switch (v->what) {
+	case PYLB_L4V_CONN:
+		pylb_conn_update(lc, c, flags, false, now);
+		return conn_forward(lc, cfg, in_port, m, ports, c);
+	case PYLB_L4V_HOLD:
+		return pylb_synproxy_hold(lc, in_port, m, c);
+	case PYLB_L4V_COOKIE:
+		return pylb_synproxy_syn(lc, cfg, in_port, m, ports, t, pylb_pp_room(v->svc, t->af));
+	case PYLB_L4V_UNTRACKED:
+		return untracked(lc, cfg, in_port, m, ports, t, v);
+	case PYLB_L4V_NEW:
+	case PYLB_L4V_PICK_UP:
+	case PYLB_L4V_COOKIE_ACK:
+		c = conn_start(lc, t, v, now);
+		if (unlikely(c == NULL)) {
+			/* (No room after all: a FullNAT local side's buckets.) */
+			CNT(lc, CONN_TABLE_FULL);
+			return pylb_l4_refuse(lc, cfg, in_port, m, t->af, t->proto, ports,
+					      v->what == PYLB_L4V_COOKIE_ACK ?
+					      PYLB_D_SYN_PROXY_NO_ENTRY : PYLB_D_FULLNAT_NO_PORT,
+					      false);
+		}
+		if (v->what == PYLB_L4V_COOKIE_ACK)
+			return pylb_synproxy_open(lc, cfg, in_port, m, ports, t, c);
+		if (v->what == PYLB_L4V_NEW) {
+			pylb_conn_update(lc, c, flags, false, now);
+		} else {
+			/* (Not confirmed by its own packet: only a FIN moves it.) */
+			if (flags & RTE_TCP_FIN_FLAG)
+				pylb_conn_state(lc, c, PYLB_TCP_FIN_WAIT);
+			c->packets++;
+			c->expire_tsc = now +
+				__atomic_load_n(&lc->dp->timeout_tsc[c->state], __ATOMIC_RELAXED);
+		}
+		return conn_forward(lc, cfg, in_port, m, ports, c);
+	default:
+		return refused(lc, cfg, in_port, m, ports, t, v);
+	}
 }
 
 /* A client's packet for c, resumed (held while its SYN proxy opened it). */
@@ -796,93 +722,9 @@ pylb_l4_to_backend(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_por
 		   struct rte_mbuf *m, struct pylb_conn *c)
 {
 	if (c->method == PYLB_L4_DR || c->method == PYLB_L4_TUNNEL)
-		return l4_methods[c->method].forward(lc, cfg, in_port, m, NULL, c);
+		return pylb_l4_methods[c->method].forward(lc, cfg, in_port, m, NULL, c);
 	if (!conn_output(lc, cfg, c, m))
 		out_routed(lc, cfg, in_port, m, conn_addr(&lc->ct, c, CONN_BACKEND), c->af, 0);
-}
-
-/* Do the ACLs refuse t's new connection to svc? If so, m is answered by
- * the list's action: RST (TCP), ICMP unreachable (administratively
- * prohibited, rate limited), or nothing; dropped and counted either way. */
-bool
-pylb_l4_acl_refused(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
-		    struct rte_mbuf *m, const struct pylb_tuple *t, uint16_t *ports,
-		    const struct pylb_service *svc)
-{
-	const struct pylb_acls *acls = __atomic_load_n(&lc->dp->acls, __ATOMIC_ACQUIRE);
-	uint32_t list;
-	uint8_t action;
-
-	if (likely(acls == NULL) || !pylb_acl_refuses(acls, t->src, t->af, svc->id, &list))
-		return false;
-	action = acls->action[list];
-	if (action == PYLB_ACL_RESET && t->proto == IPPROTO_TCP) {
-		pylb_l4_refuse(lc, cfg, in_port, m, t->af, t->proto, ports, PYLB_D_ACL_DENIED, true);
-		return true;
-	}
-	if (action == PYLB_ACL_UNREACHABLE && in_port >= 0) {
-		if (t->af == 4)
-			pylb_icmp4_error(lc, cfg, (uint16_t)in_port, m, ICMP_DEST_UNREACH,
-					 ICMP_PKT_FILTERED, 0);
-		else
-			pylb_icmp6_error(lc, cfg, (uint16_t)in_port, m, ICMP6_DEST_UNREACH,
-					 ICMP6_ADMIN_PROHIBITED, 0);
-	}
-	drop(lc, m, PYLB_D_ACL_DENIED);
-	return true;
-}
-
-/* A TCP packet, not a SYN, of no connection here. Perhaps the answer to
- * a cookie: while this lcore sends them, or from a service that always
- * does. Else a connection opened elsewhere (ECMP moved it from another
- * appliance; this one restarted; the table was full when it opened):
- * picked up by the consistent choice and tracked from here, or sent
- * statelessly if there is no room; a RST is passed on, never tracked.
- * Not FullNAT (its backend knows the connection by a local address and
- * port chosen where it opened: connection sync carries those), nor a
- * connection proxied through cookies (its sequence numbers are shifted by
- * the cookie), nor with mid-flow pick-up off. */
-static void
-pick_up(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port, struct rte_mbuf *m,
-	uint16_t *ports, const struct pylb_tuple *t, uint32_t hash, uint8_t flags)
-{
-	struct pylb_dp *dp = lc->dp;
-	const struct pylb_service *svc = service_find(dp, t);
-	struct pylb_conn *c;
-	/* The true reason: no service on the port, none of its backends
-	 * live, or no connection to pick up. */
-	int why = svc == NULL ? PYLB_D_NO_SERVICE : svc->bal.table == NULL ?
-		PYLB_D_SERVICE_NO_BACKEND : PYLB_D_TCP_NO_CONN;
-
-	if (svc != NULL && svc->bal.table != NULL) {
-		if ((flags & (RTE_TCP_SYN_FLAG | RTE_TCP_ACK_FLAG | RTE_TCP_RST_FLAG)) ==
-		    RTE_TCP_ACK_FLAG && svc->synproxy != PYLB_SYN_PROXY_OFF &&
-		    (svc->synproxy == PYLB_SYN_PROXY_ALWAYS || lc->now < lc->ct.cookies_until) &&
-		    (why = pylb_synproxy_ack(lc, cfg, in_port, m, ports, t, svc, hash)) == 0)
-			return;
-		/* (With pick-up off, a connection opened untracked while
-		 * the table was full still goes on.) */
-		if (svc->synproxy != PYLB_SYN_PROXY_ALWAYS &&
-		    l4_methods[svc->conf.method].untracked != NULL &&
-		    (!dp->conf.mid_flow_off || lc->now < lc->untracked_until)) {
-			if (pylb_l4_acl_refused(lc, cfg, in_port, m, t, ports, svc))
-				return;
-			c = flags & RTE_TCP_RST_FLAG ? NULL :
-				pylb_l4_conn_start(lc, t, svc, hash, lc->now, PYLB_OPEN_MID_FLOW,
-						   &why);
-			if (c == NULL)
-				return untracked(lc, cfg, in_port, m, ports, t, svc, hash, false);
-			/* (Not confirmed by its own packet: only a FIN moves it.) */
-			if (flags & RTE_TCP_FIN_FLAG)
-				pylb_conn_state(lc, c, PYLB_TCP_FIN_WAIT);
-			c->packets++;
-			c->expire_tsc = lc->now +
-				__atomic_load_n(&dp->timeout_tsc[c->state], __ATOMIC_RELAXED);
-			return conn_forward(lc, cfg, in_port, m, ports, c);
-		}
-	}
-	pylb_l4_refuse(lc, cfg, in_port, m, t->af, IPPROTO_TCP, ports, (enum pylb_counter)why,
-		       dp->conf.tcp_reset);
 }
 
 /* A later fragment (frag.c; gathered at the client's owner, which owns
@@ -909,14 +751,11 @@ void
 pylb_l4_input(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 	      struct rte_mbuf *m, uint8_t af, const struct pylb_ct_key *k)
 {
-	struct pylb_dp *dp = lc->dp;
-	const struct pylb_service *svc;
+	struct l4_verdict v;
 	struct pylb_tuple t;
-	struct pylb_conn *c;
-	uint64_t now = lc->now;
 	uint8_t proto, flags = 0;
+	uint32_t seq = 0, ack = 0;
 	uint16_t *ports;
-	uint32_t hash;
 
 	ports = l4_header(m, af, &proto);
 	if (unlikely(frag_suspect(m, af, proto))) {
@@ -939,54 +778,22 @@ pylb_l4_input(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 	if (redirect(lc, m, in_port, af, RESUME_L4, t.src))
 		return;
 	CNT(lc, L4_PACKETS);
-	c = pylb_conn_lookup(lc, &t, false, k);
-	/* A SYN reusing the tuple of a connection that ended (time_wait,
-	 * close) opens a new one, scheduled afresh (IPVS's conn_reuse_mode):
-	 * the old backend may be down or gone. */
-	if (c != NULL && unlikely(flags == RTE_TCP_SYN_FLAG) &&
-	    (c->state == PYLB_TCP_TIME_WAIT || c->state == PYLB_TCP_CLOSE)) {
-		CNT(lc, CONN_REUSED);
-		pylb_conn_drop(lc, c);
-		c = NULL;
-	}
-	if (c != NULL && unlikely(!conn_check(lc, c))) {
-		/* Its backend is down: the flow ends here. TCP is reset; a
-		 * UDP packet starts a new flow. */
-		pylb_conn_drop(lc, c);
-		CNT(lc, CONN_RESET_DOWN);
-		if (proto == IPPROTO_TCP)
-			return pylb_l4_refuse(lc, cfg, in_port, m, af, proto, ports,
-				      PYLB_D_BACKEND_DOWN, true);
-		c = NULL;
-	}
-	if (c != NULL) {
-		if (unlikely(c->flags & CONN_F_OPENING))
-			return pylb_synproxy_hold(lc, in_port, m, c);
-		pylb_conn_update(lc, c, flags, false, now);
-		return conn_forward(lc, cfg, in_port, m, ports, c);
-	}
+	if (proto == IPPROTO_TCP) {
+		const struct rte_tcp_hdr *th = (const struct rte_tcp_hdr *)ports;
 
-	hash = flow_hash(dp->conf.hash_key, t.src, t.dst, af);
-	/* Only a SYN opens a TCP connection; another packet is of one opened
-	 * elsewhere: picked up mid-flow. */
-	if (proto == IPPROTO_TCP &&
-	    (flags & (RTE_TCP_SYN_FLAG | RTE_TCP_ACK_FLAG)) != RTE_TCP_SYN_FLAG)
-		return pick_up(lc, cfg, in_port, m, ports, &t, hash, flags);
-	svc = service_find(dp, &t);
-	if (svc == NULL)
-		return pylb_l4_refuse(lc, cfg, in_port, m, af, proto, ports, PYLB_D_NO_SERVICE,
-			      dp->conf.tcp_reset);
-	if (svc->bal.table == NULL)
-		return drop(lc, m, PYLB_D_SERVICE_NO_BACKEND);
-	/* ACLs, where a connection opens (open ones are not looked at again). */
-	if (pylb_l4_acl_refused(lc, cfg, in_port, m, &t, ports, svc))
-		return;
-	/* A SYN (or UDP). Under pressure, or always, a cookie answers it. */
-	if (svc->synproxy != PYLB_SYN_PROXY_OFF && (svc->synproxy == PYLB_SYN_PROXY_ALWAYS ||
-						    lc->ct.half_open >= lc->ct.half_open_budget ||
-						    pylb_src_over(&lc->ct, t.src, af)))
-		return pylb_synproxy_syn(lc, cfg, in_port, m, ports, &t, pylb_pp_room(svc, af));
-	conn_open(lc, cfg, in_port, m, ports, &t, svc, hash, flags, now);
+		seq = rte_be_to_cpu_32(th->sent_seq);
+		ack = rte_be_to_cpu_32(th->recv_ack);
+	}
+	pylb_l4_decide(lc, &t, flags, seq, ack, k, lc->now, &v);
+	if (v.what == PYLB_L4V_CONN && likely(v.ended == 0)) {
+		/* The common case, without the act's switch. */
+		conn_check(lc, v.c);
+		pylb_conn_update(lc, v.c, flags, false, lc->now);
+		return conn_forward(lc, cfg, in_port, m, ports, v.c);
+	}
+	if (v.c != NULL && v.ended == 0)
+		conn_check(lc, v.c);	/* its cached backend, refreshed */
+	act(lc, cfg, in_port, m, ports, &t, flags, &v, lc->now);
 }
 
 

@@ -25,10 +25,8 @@
 #define RESUME_ICMP_FULLNAT	6
 
 
-/* l4.c, for the SYN proxy: a new connection's entry, scheduled (NULL:
- * *why it may not open); a held packet resumed; a translated packet sent
- * to c's backend; TCP refused (RST if `rst`); the ACLs. */
-#define CONN_NO_ROOM	PYLB_C_CONN_TABLE_FULL	/* a reason that is not a drop */
+/* l4.c, for the SYN proxy: a held packet resumed; a translated packet
+ * sent to c's backend; TCP refused (RST if `rst`). */
 enum pylb_opening {
 	PYLB_OPEN_NEW,		/* a SYN (a UDP packet) */
 	PYLB_OPEN_PROVEN,	/* a cookie's ACK: not held to its network's budget */
@@ -36,9 +34,6 @@ enum pylb_opening {
 				 * appliance, before a restart): the consistent
 				 * choice, no limits, never evicts */
 };
-struct pylb_conn *pylb_l4_conn_start(struct pylb_lcore *lc, const struct pylb_tuple *t,
-				     const struct pylb_service *svc, uint32_t hash,
-				     uint64_t now, enum pylb_opening how, int *why);
 void pylb_l4_resume(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 		    struct rte_mbuf *m, struct pylb_conn *c);
 void pylb_l4_to_backend(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
@@ -46,11 +41,98 @@ void pylb_l4_to_backend(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int i
 void pylb_l4_refuse(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 		    struct rte_mbuf *m, uint8_t af, uint8_t proto, uint16_t *ports,
 		    enum pylb_counter reason, bool rst);
-/* The ACLs refuse t's new connection to svc: m is answered by the list's
- * action and dropped. */
-bool pylb_l4_acl_refused(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
-			 struct rte_mbuf *m, const struct pylb_tuple *t, uint16_t *ports,
-			 const struct pylb_service *svc);
+
+/* A forwarding method's packet handlers for connections (l4.c), bound by
+ * the method a connection opened with. */
+struct l4_verdict;
+struct l4_method {
+	void (*forward)(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
+			struct rte_mbuf *m, uint16_t *ports, struct pylb_conn *c);
+	/* Without an entry (the table full); NULL: cannot (FullNAT). */
+	void (*untracked)(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
+			  struct rte_mbuf *m, uint16_t *ports, const struct pylb_tuple *t,
+			  const struct pylb_backend *b, uint32_t hash);
+	/* Can its replies be told apart without an entry (NAT: they come
+	 * back through us)? NULL: they need not be. */
+	bool (*untracked_exact)(const struct pylb_dp *dp, const struct pylb_service *svc,
+				const struct pylb_tuple *t, const struct pylb_backend *b);
+	/* What opening a connection takes besides the entry (FullNAT: a
+	 * local address and port): looked for (false: none; read only) and
+	 * taken. NULL: nothing. */
+	bool (*open_decide)(const struct pylb_lcore *lc, const struct pylb_service *svc,
+			    const struct pylb_tuple *t, struct l4_verdict *v);
+	bool (*open)(struct pylb_lcore *lc, const struct pylb_service *svc,
+		     struct pylb_conn *c, const struct l4_verdict *v);
+	bool sees_replies;	/* its replies come back through us (NAT, FullNAT) */
+};
+extern const struct l4_method pylb_l4_methods[PYLB_L4_FULLNAT + 1];
+
+/* verdict.c: what a client's packet to a service VIP gets, decided from
+ * the tables of the lcore that owns its flow, changing nothing (lc is
+ * only read). l4.c acts on it; Trace reports it. */
+enum l4_answer {
+	L4_ANSWER_NONE,
+	L4_ANSWER_RST,		/* TCP: a RST */
+	L4_ANSWER_REFUSE,	/* TCP: a RST; UDP: ICMP port unreachable */
+	L4_ANSWER_PROHIBITED,	/* ICMP unreachable, administratively prohibited */
+};
+#define L4_TAKE_SOURCE_RATE	1	/* the client network's token */
+#define L4_TAKE_SERVICE_RATE	2	/* the service's new-connection token */
+struct l4_verdict {
+	uint8_t what;			/* enum pylb_l4_verdict */
+	uint8_t answer;			/* DROP: enum l4_answer */
+	uint16_t reason;		/* DROP: the drop reason */
+	uint16_t ended;			/* c ended first: CONN_REUSED, CONN_RESET_DOWN */
+	uint16_t full;			/* no room for an entry: the counter that says why */
+	uint8_t take;			/* L4_TAKE_*: tokens the act takes */
+	bool evict;			/* the entry's room is the oldest half-open one's */
+	bool opens;			/* UNTRACKED: it opens a connection */
+	uint16_t lport;			/* FullNAT: the local port (network order) */
+	uint32_t lip;			/* FullNAT: the local address (an index) */
+	struct pylb_conn *c;		/* CONN, HOLD; or the one that ended */
+	const struct pylb_service *svc;
+	uint32_t hash;			/* the flow's (client, VIP) */
+	uint32_t bi;			/* NEW, PICK_UP, UNTRACKED, COOKIE_ACK: the backend */
+	uint32_t picked;		/* NEW: the scheduler's own choice (its turn taken) */
+	uint32_t src;			/* the client network's slot in per-source counts */
+	struct pylb_persist *persist;	/* NEW: the persistence entry that chose bi */
+};
+void pylb_l4_decide(struct pylb_lcore *lc, const struct pylb_tuple *t, uint8_t flags,
+		    uint32_t seq, uint32_t ack, const struct pylb_ct_key *k, uint64_t now,
+		    struct l4_verdict *v);
+
+/* The key of t's client in svc's per-client counts. */
+static inline void
+pylb_client_key(struct pylb_persist_key *k, uint16_t svc, const uint8_t *ip, uint8_t af)
+{
+	memset(k, 0, sizeof(*k));
+	memcpy(k->ip, ip, af == 4 ? 4 : 16);
+	k->svc = svc;
+	k->af = af;
+}
+
+/* The key of t's client network in svc's persistence entries. */
+static inline void
+pylb_persist_key(struct pylb_persist_key *pk, const struct pylb_service *svc,
+		 const struct pylb_tuple *t)
+{
+	uint8_t len = svc->conf.persistence_prefix;
+	uint32_t bits = t->af == 4 ? 32 : 128;
+
+	memset(pk, 0, sizeof(*pk));
+	pk->svc = svc->id;
+	pk->af = t->af;
+	memcpy(pk->ip, t->src, bits / 8);
+	for (uint32_t bit = len ? len : bits; bit < bits; bit++)
+		pk->ip[bit / 8] &= (uint8_t)~(0x80 >> (bit % 8));
+}
+
+/* The cycles between two of svc's new connections on one worker. */
+static inline uint64_t
+pylb_service_rate_cost(const struct pylb_dp_conf *conf, const struct pylb_service_conf *s)
+{
+	return rte_get_timer_hz() / pylb_worker_share(conf, s->max_new_per_second);
+}
 
 /* reply.c: the NAT service a backend's reply t (backend -> client)
  * answers for, with no connection to say. NONE: t's source is no NAT
@@ -130,7 +212,7 @@ bool pylb_icmp_error_fullnat(struct pylb_lcore *lc, const struct pylb_cfg *cfg, 
 bool pylb_icmp_error_tunnel(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 			    struct rte_mbuf *m, uint8_t af);
 
-/* Is TCP refused for `why` (pylb_l4_conn_start's) answered with a RST?
+/* Is TCP refused for `why` (a limit's) answered with a RST?
  * Limits are, so a client learns at once; not a FullNAT pool without a
  * port, nor a source's rate: that is where floods come from, and a RST
  * each would reflect them. */
@@ -141,17 +223,19 @@ pylb_l4_refusal_resets(int why)
 }
 
 /* synproxy.c: a SYN answered with a cookie (the MSS it offers mss_less
- * smaller: room for a PROXY header); an ACK checked as one (and
- * the connection opened; if it is not one, m is left to the caller and
- * the reason returned; else 0); a client packet held while its backend
+ * smaller: room for a PROXY header); an ACK checked as one (0, or the
+ * drop reason; read only); the connection a cookie's ACK opened, c, sent
+ * its SYN to the backend; a client packet held while its backend
  * answers; a proxied connection's backend packet (false: taken); a client
  * packet's numbers translated towards the backend. */
 void pylb_synproxy_syn(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 		       struct rte_mbuf *m, uint16_t *ports, const struct pylb_tuple *t,
 		       uint32_t mss_less);
-int pylb_synproxy_ack(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
-		      struct rte_mbuf *m, uint16_t *ports, const struct pylb_tuple *t,
-		      const struct pylb_service *svc, uint32_t hash);
+int pylb_synproxy_cookie_check(const struct pylb_lcore *lc, const struct pylb_tuple *t,
+			       uint32_t seq, uint32_t ack, uint64_t now);
+void pylb_synproxy_open(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
+			struct rte_mbuf *m, uint16_t *ports, const struct pylb_tuple *t,
+			struct pylb_conn *c);
 void pylb_synproxy_hold(struct pylb_lcore *lc, int in_port, struct rte_mbuf *m,
 			const struct pylb_conn *c);
 bool pylb_synproxy_reply(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,

@@ -39,26 +39,37 @@ source_pick(struct pylb_lcore *lc __rte_unused, const struct pylb_service *svc,
 }
 
 /* Smooth weighted round-robin on this lcore's row: every backend gains its
- * weight, the highest is chosen and loses the total. */
+ * weight, the highest is chosen and loses the total. The choice is read
+ * (wrr_pick); the turn is taken when the connection opens (wrr_chosen). */
 static uint32_t
 wrr_pick(struct pylb_lcore *lc, const struct pylb_service *svc,
 	 const struct pylb_tuple *t __rte_unused, uint32_t hash __rte_unused)
 {
+	const int32_t *cw = svc->rows + (size_t)lc->slot * svc->row_stride;
+	const struct pylb_backend *b = svc->bal.backends;
+	uint32_t best = UINT32_MAX;
+
+	for (uint32_t i = 0; i < svc->bal.n_backends; i++)
+		if (pylb_backend_live(&b[i]) &&
+		    (best == UINT32_MAX ||
+		     cw[i] + (int32_t)b[i].weight > cw[best] + (int32_t)b[best].weight))
+			best = i;
+	return best;
+}
+
+static void
+wrr_chosen(struct pylb_lcore *lc, const struct pylb_service *svc, uint32_t best)
+{
 	int32_t *cw = svc->rows + (size_t)lc->slot * svc->row_stride;
 	const struct pylb_backend *b = svc->bal.backends;
 	int32_t total = 0;
-	uint32_t best = UINT32_MAX;
 
-	for (uint32_t i = 0; i < svc->bal.n_backends; i++) {
-		if (!pylb_backend_live(&b[i]))
-			continue;
-		cw[i] += (int32_t)b[i].weight;
-		total += (int32_t)b[i].weight;
-		if (best == UINT32_MAX || cw[i] > cw[best])
-			best = i;
-	}
+	for (uint32_t i = 0; i < svc->bal.n_backends; i++)
+		if (pylb_backend_live(&b[i])) {
+			cw[i] += (int32_t)b[i].weight;
+			total += (int32_t)b[i].weight;
+		}
 	cw[best] -= total;
-	return best;
 }
 
 /* Weighted least-connections on this lcore's counts (those the workers keep
@@ -98,7 +109,7 @@ const struct pylb_sched_ops pylb_schedulers[PYLB_SCHED_WLC + 1] = {
 		.why = "the consistent-hash table, slot of the client address hash",
 	},
 	[PYLB_SCHED_WRR] = {
-		.pick = wrr_pick, .consistent = tuple_consistent, .rows = true,
+		.pick = wrr_pick, .chosen = wrr_chosen, .consistent = tuple_consistent, .rows = true,
 		.why = "weighted round-robin (the next turn on this lcore)",
 	},
 	[PYLB_SCHED_WLC] = {

@@ -11,9 +11,12 @@
 #include "fib.h"
 
 struct pylb_sched_ops {
-	/* A new tracked connection's backend (an index of svc's). */
+	/* A new tracked connection's backend (an index of svc's), read
+	 * only; its turn taken by `chosen` (NULL: nothing to take) once the
+	 * connection opens. */
 	uint32_t (*pick)(struct pylb_lcore *lc, const struct pylb_service *svc,
 			 const struct pylb_tuple *t, uint32_t hash);
+	void (*chosen)(struct pylb_lcore *lc, const struct pylb_service *svc, uint32_t bi);
 	/* The consistent choice, from the service's lookup table: what an
 	 * untracked packet takes, so all of a flow's packets agree. */
 	uint32_t (*consistent)(const struct pylb_service *svc, const struct pylb_tuple *t,

@@ -677,6 +677,27 @@ pylb_dp_service_list(struct pylb_dp *dp, struct pylb_service_conf *out, uint32_t
 	PYLB_CTL_LOCKED(dp, service_list_unlocked(dp, out, max));
 }
 
+/* The lcore whose tables decide t's packets: the flow's owner among
+ * several workers, the one worker, or the control side when none runs
+ * (packets injected). */
+static struct pylb_lcore *
+trace_lcore(struct pylb_dp *dp, const struct pylb_tuple *t)
+{
+	uint32_t n = dp->conf.n_workers;
+
+	return n == 0 ? pylb_control_lcore(dp) :
+		&dp->lcores[n == 1 ? 0 : flow_owner(dp, t->src, t->af)];
+}
+
+static const char *const answers[] = {
+	[L4_ANSWER_NONE] = "",
+	[L4_ANSWER_RST] = ", answered with RST",
+	[L4_ANSWER_REFUSE] = ", answered with RST (TCP) or ICMP port unreachable (UDP)",
+	[L4_ANSWER_PROHIBITED] = ", answered with ICMP unreachable (administratively prohibited)",
+};
+
+/* What the fast path would do with the packet of q: the same decision
+ * (pylb_l4_decide) on the tables of the lcore that would take it. */
 static int
 l4_trace_unlocked(struct pylb_dp *dp, const struct pylb_l4_trace_query *q,
 		  struct pylb_l4_trace *out)
@@ -687,80 +708,81 @@ l4_trace_unlocked(struct pylb_dp *dp, const struct pylb_l4_trace_query *q,
 		.dport = rte_cpu_to_be_16(q->dport), .proto = q->proto, .af = af,
 	};
 	const struct pylb_service *svc;
-	uint32_t hash, bi;
+	struct pylb_lcore *lc;
+	struct l4_verdict v;
+	const char *ended = "";
+	char *why = out->why;
+	size_t len = sizeof(out->why);
 
 	memset(out, 0, sizeof(*out));
 	if ((af != 4 && af != 6) || q->dst.af != af)
 		return pylb_fail(-PYLB_E_INVAL, "source and destination must be of one family");
-	for (uint32_t s = 0; s < dp->n_slots; s++) {
-		struct pylb_lcore *lc = &dp->lcores[s];
-		struct pylb_conn *c = pylb_conn_lookup(lc, &t, false, NULL);
+	lc = trace_lcore(dp, &t);
+	pylb_l4_decide(lc, &t, q->proto == IPPROTO_TCP ? q->tcp_flags : 0, q->seq, q->ack, NULL,
+		       pylb_now(dp), &v);
+	out->verdict = v.what;
+	out->lcore_slot = lc->slot;
+	if (v.ended != 0)
+		ended = v.ended == PYLB_C_CONN_REUSED ?
+			"its connection ended (a SYN reusing its tuple); " :
+			"its connection's backend is down (down_reset); ";
+	if (v.c != NULL && v.ended == 0) {
 		struct pylb_conn copy;
 		struct pylb_conn6 a;
 
-		if (c == NULL || !pylb_conn_snapshot(&lc->ct, (uint32_t)(c - lc->ct.conns), &copy, &a))
-			continue;
-		out->verdict = PYLB_L4V_CONN;
+		if (!pylb_conn_snapshot(&lc->ct, (uint32_t)(v.c - lc->ct.conns), &copy, &a))
+			return pylb_fail(-PYLB_E_STATE, "the connection changed while traced: ask again");
 		out->state = copy.state;
-		out->lcore_slot = (uint16_t)s;
 		out->backend.addr.af = af;
 		memcpy(out->backend.addr.ip, a.a[CONN_BACKEND], af == 4 ? 4 : 16);
 		out->backend.port = rte_be_to_cpu_16(copy.bport);
 		svc = dp->svcs[copy.svc];
 		if (svc != NULL)
 			out->service = svc->conf;
-		out->route_hash = l4_route_hash(dp->conf.hash_key, copy.method, af, a.a[CONN_CLIENT], a.a[CONN_VIP],
-						a.a[CONN_BACKEND], a.a[CONN_LIP]);
-		snprintf(out->why, sizeof(out->why),
-			 "a tracked connection (%s, lcore %u): it keeps its backend",
-			 copy.proto == IPPROTO_TCP ? pylb_tcp_state_name(copy.state) : "udp", s);
+		out->route_hash = l4_route_hash(dp->conf.hash_key, copy.method, af, a.a[CONN_CLIENT],
+						a.a[CONN_VIP], a.a[CONN_BACKEND], a.a[CONN_LIP]);
+		if (v.what == PYLB_L4V_HOLD)
+			snprintf(why, len, "a connection opening through the SYN proxy (lcore %u): "
+				 "held until its backend answers", lc->slot);
+		else
+			snprintf(why, len, "a tracked connection (%s, lcore %u): it keeps its backend",
+				 copy.proto == IPPROTO_TCP ? pylb_tcp_state_name(copy.state) : "udp",
+				 lc->slot);
 		return 0;
 	}
-	if (q->proto == IPPROTO_TCP &&
-	    (q->tcp_flags & (RTE_TCP_SYN_FLAG | RTE_TCP_ACK_FLAG)) != RTE_TCP_SYN_FLAG) {
-		out->verdict = PYLB_L4V_NOT_SYN;
-		snprintf(out->why, sizeof(out->why),
-			 "TCP without a connection that is not a SYN: dropped (tcp_no_conn)%s",
-			 dp->conf.tcp_reset ? ", answered with RST" : "");
+	svc = v.svc;
+	if (svc != NULL)
+		out->service = svc->conf;
+	if (v.what == PYLB_L4V_DROP) {
+		out->reason = v.reason;
+		snprintf(why, len, "%sdropped (%s)%s", ended, pylb_counter_name(v.reason),
+			 answers[v.answer]);
 		return 0;
 	}
-	svc = service_find(dp, &t);
-	if (svc == NULL) {
-		snprintf(out->why, sizeof(out->why), "no service on port %u/%s: dropped (no_service)",
-			 q->dport, q->proto == IPPROTO_TCP ? "tcp" : "udp");
+	if (v.what == PYLB_L4V_COOKIE) {
+		snprintf(why, len, "%sa SYN answered with a SYN cookie (syn_proxy %s)", ended,
+			 svc->synproxy == PYLB_SYN_PROXY_ALWAYS ? "always" : "under pressure");
 		return 0;
 	}
-	out->service = svc->conf;
-	if (svc->bal.table == NULL) {
-		out->verdict = PYLB_L4V_NO_BACKEND;
-		snprintf(out->why, sizeof(out->why),
-			 "the service has no backend up with weight > 0: dropped (service_no_backend)");
-		return 0;
-	}
-	hash = flow_hash(dp->conf.hash_key, t.src, t.dst, af);
-	/* The scheduler on the control slot, with its round-robin row saved
-	 * and restored, and no persistence entry: a preview that changes
-	 * nothing. */
-	{
-		struct pylb_lcore *lc = &dp->lcores[dp->n_slots - 1];
-		int32_t *row = svc->rows ? svc->rows + (size_t)lc->slot * svc->row_stride : NULL;
-		int32_t saved[PYLB_MAX_BACKENDS];
-		uint32_t n = svc->bal.n_backends;
-
-		if (row != NULL)
-			memcpy(saved, row, n * sizeof(*row));
-		bi = svc->sched->pick(lc, svc, &t, hash);
-		if (row != NULL)
-			memcpy(row, saved, n * sizeof(*row));
-	}
-	out->verdict = PYLB_L4V_NEW;
-	out->backend = svc->bal.backends[bi];
-	/* FullNAT: the local address fullnat_alloc would take. */
-	out->route_hash = l4_route_hash(dp->conf.hash_key, svc->conf.method, af, t.src, t.dst, out->backend.addr.ip,
-					svc->conf.n_lips ?
-					svc->conf.lips[hash % svc->conf.n_lips].ip : t.src);
-	snprintf(out->why, sizeof(out->why), "a new connection: %s%s", svc->sched->why,
-		 svc->conf.persistence ? ", unless the client's network is persistent on another" : "");
+	out->backend = svc->bal.backends[v.bi];
+	out->route_hash = v.what == PYLB_L4V_UNTRACKED ? v.hash :
+		l4_route_hash(dp->conf.hash_key, svc->conf.method, af, t.src, t.dst,
+			      out->backend.addr.ip,
+			      svc->conf.method == PYLB_L4_FULLNAT ? svc->conf.lips[v.lip].ip : t.src);
+	if (v.what == PYLB_L4V_NEW)
+		snprintf(why, len, "%sa new connection: %s", ended,
+			 v.persist != NULL ? "the backend the client's network persists on" :
+			 svc->sched->why);
+	else if (v.what == PYLB_L4V_COOKIE_ACK)
+		snprintf(why, len, "the ACK of a SYN cookie: the connection opens (%s)",
+			 v.persist != NULL ? "the backend the client's network persists on" :
+			 svc->sched->why);
+	else if (v.what == PYLB_L4V_PICK_UP)
+		snprintf(why, len, "a connection opened elsewhere, picked up mid-flow: the "
+			 "consistent choice");
+	else
+		snprintf(why, len, "%sno entry (%s): sent untracked to the consistent choice",
+			 ended, v.full != 0 ? pylb_counter_name(v.full) : "a RST is never tracked");
 	return 0;
 }
 

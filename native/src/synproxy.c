@@ -184,23 +184,32 @@ cookie_make(struct pylb_lcore *lc, const struct pylb_tuple *t, uint32_t isn,
 	return (cookie_mac(lc, t, isn, period, data) & ~COOKIE_DATA_MASK) | data;
 }
 
-/* 0 if `cookie` is one this appliance gave the SYN of t with ISN isn in
- * this period or the last (its options in *o); else the drop reason. */
-static int
-cookie_check(struct pylb_lcore *lc, const struct pylb_tuple *t, uint32_t isn,
-	     uint32_t cookie, struct syn_opts *o)
+/* The options a cookie kept. */
+static inline void
+cookie_options(uint32_t cookie, struct syn_opts *o)
 {
 	uint32_t data = cookie & COOKIE_DATA_MASK;
-	uint64_t now = cookie_now(&lc->ct, lc->now);
-	uint64_t age = (now - (data >> 7)) & 3;
 
-	if (((cookie_mac(lc, t, isn, now - age, data) ^ cookie) & ~COOKIE_DATA_MASK) != 0)
-		return PYLB_D_SYN_COOKIE_INVALID;
-	if (age > 1)
-		return PYLB_D_SYN_COOKIE_EXPIRED;
 	o->mss = cookie_mss[(data >> 5) & 3];
 	o->ws = (data >> 1) & 15;
 	o->sack = data & 1;
+}
+
+/* 0 if the ACK of t (seq, ack) answers a cookie this appliance gave the
+ * SYN of t in this period or the last; else the drop reason. Read only. */
+int
+pylb_synproxy_cookie_check(const struct pylb_lcore *lc, const struct pylb_tuple *t,
+			   uint32_t seq, uint32_t ack, uint64_t now)
+{
+	uint32_t cookie = ack - 1;
+	uint32_t data = cookie & COOKIE_DATA_MASK;
+	uint64_t period = now / cookie_period();
+	uint64_t age = (period - (data >> 7)) & 3;
+
+	if (((cookie_mac(lc, t, seq - 1, period - age, data) ^ cookie) & ~COOKIE_DATA_MASK) != 0)
+		return PYLB_D_SYN_COOKIE_INVALID;
+	if (age > 1)
+		return PYLB_D_SYN_COOKIE_EXPIRED;
 	return 0;
 }
 
@@ -240,43 +249,29 @@ pylb_synproxy_syn(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port
 	tcp_answer(lc, cfg, in_port, m, t->af, th, sizeof(*th) + SYN_OPTS_LEN);
 }
 
-int
-pylb_synproxy_ack(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
-		  struct rte_mbuf *m, uint16_t *ports, const struct pylb_tuple *t,
-		  const struct pylb_service *svc, uint32_t hash)
+/* c: the connection a cookie's ACK (m) opened. The ACK becomes the SYN to
+ * the backend, with the client's ISN and the options the cookie kept. */
+void
+pylb_synproxy_open(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
+		   struct rte_mbuf *m, uint16_t *ports, const struct pylb_tuple *t,
+		   struct pylb_conn *c)
 {
 	struct rte_tcp_hdr *th = (struct rte_tcp_hdr *)ports;
 	uint32_t seq = rte_be_to_cpu_32(th->sent_seq);
 	uint32_t cookie = rte_be_to_cpu_32(th->recv_ack) - 1;
 	uint32_t win = (uint32_t)rte_be_to_cpu_16(th->rx_win);
-	struct pylb_conn *c;
 	struct syn_opts o;
-	int why;
 
-	why = cookie_check(lc, t, seq - 1, cookie, &o);
-	if (why != 0)
-		return why;
-	/* The ACLs again: they may have changed since the SYN. */
-	if (pylb_l4_acl_refused(lc, cfg, in_port, m, t, ports, svc))
-		return 0;
-	c = pylb_l4_conn_start(lc, t, svc, hash, lc->now, PYLB_OPEN_PROVEN, &why);
-	if (c == NULL) {
-		pylb_l4_refuse(lc, cfg, in_port, m, t->af, IPPROTO_TCP, ports,
-			       why == CONN_NO_ROOM ? PYLB_D_SYN_PROXY_NO_ENTRY :
-			       (enum pylb_counter)why,
-			       why != CONN_NO_ROOM && pylb_l4_refusal_resets(why));
-		return 0;
-	}
+	cookie_options(cookie, &o);
 	/* Until the backend answers: the cookie, the client's window scale
 	 * and the one the cookie SYN-ACK gave. */
 	c->seq_delta = cookie;
 	c->flags |= CONN_F_SYNPROXY | CONN_F_OPENING |
 		CONN_WS(o.ws, o.ws == WS_NONE ? WS_NONE : PYLB_SYNPROXY_WSCALE);
 	CNT(lc, SYN_PROXY_OPENED);
-	/* The ACK becomes the SYN to the backend, with the client's ISN and
-	 * the options the cookie kept; the window it offered, unscaled. */
+	/* The window it offered, unscaled. */
 	if (!seg_fit(lc, m, th, sizeof(*th) + SYN_OPTS_LEN))
-		return 0;
+		return;
 	if (o.ws != WS_NONE)
 		win <<= o.ws;
 	th->sent_seq = rte_cpu_to_be_32(seq - 1);
@@ -287,7 +282,6 @@ pylb_synproxy_ack(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port
 	syn_options_write((uint8_t *)(th + 1), o.mss, o.sack, o.ws);
 	seg_finish(m, t->af, th, sizeof(*th) + SYN_OPTS_LEN);
 	pylb_l4_resume(lc, cfg, in_port, m, c);
-	return 0;
 }
 
 void
