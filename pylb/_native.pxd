@@ -67,6 +67,7 @@ cdef extern from "pylb_dp.h" nogil:
         uint32_t conn_capacity
         uint8_t tcp_reset
         uint8_t mid_flow_off
+        uint8_t clock_stopped
         uint8_t sync
         uint32_t half_open_budget
         uint8_t source_prefix4

@@ -364,6 +364,8 @@ cdef class Dataplane:
 
     With `workers` empty it has no worker and only detached ports, and packets
     are run through the real processing function with `inject`.
+    `clock_stopped`: time moves only by clock_advance (tests whose outcome
+    depends on time, e.g. a rate's tokens, are then exact).
     """
     cdef pylb_dp *dp
     cdef int _exports
@@ -376,7 +378,7 @@ cdef class Dataplane:
                   int neigh_capacity=4096, int neigh_timeout_ms=0, int max_routes=0,
                   int fib_tbl8=0, int conn_capacity=0, timeouts=None, bint tcp_reset=False,
                   hash_seed=None, int half_open_budget=0, per_source=None, bint mid_flow=True,
-                  bint sync=False):
+                  bint sync=False, bint clock_stopped=False):
         cdef pylb_dp_conf conf
         cdef int rc
         memset(&conf, 0, sizeof(conf))
@@ -396,6 +398,7 @@ cdef class Dataplane:
         conf.conn_capacity = conn_capacity
         conf.tcp_reset = tcp_reset
         conf.mid_flow_off = not mid_flow
+        conf.clock_stopped = clock_stopped
         conf.sync = sync
         if half_open_budget < 0:
             raise InvalidArgument(f"half_open_budget {half_open_budget} is negative")

@@ -51,7 +51,7 @@ def appliance(native, conn_capacity=16, half_open_budget=6, source_budget=3, sou
     """Small tables and budgets (untracked, eviction and budgets happen), a
     per-source budget, a source rate, every method and scheduler."""
     d = small_dp(native, conn_capacity=conn_capacity, half_open_budget=half_open_budget,
-                 hash_seed=b"trace agrees, 32 bytes of seed!!",
+                 hash_seed=b"trace agrees, 32 bytes of seed!!", clock_stopped=True,
                  per_source={"ipv4_prefix": 31, "half_open_budget": source_budget,
                                                   "new_per_second": source_rate})
     try:
@@ -175,7 +175,7 @@ def test_trace_agrees_through_limits_budgets_and_a_full_table(native):
 def test_an_ack_of_no_connection_is_traced_as_the_fast_path_takes_it(native, mid_flow):
     """The case Trace once got wrong: an ACK of no connection here is picked
     up (mid_flow, the default), or dropped as tcp_no_conn without it."""
-    d = small_dp(native, mid_flow=mid_flow)
+    d = small_dp(native, mid_flow=mid_flow, clock_stopped=True)
     d.add_service(VIP, 80, backends=[(b, 8080) for b in BACKENDS])
     t = d.l4_trace("10.0.0.2", VIP, "tcp", 4000, 80, 0x10)
     (port, f), = d.inject("p0", [frame("10.0.0.2", 4000, 80, 0x10)]) or [(None, None)]

@@ -242,6 +242,9 @@ struct pylb_dp_conf {
 	uint8_t mid_flow_off;			/* a TCP packet that is not a SYN and
 						 * has no connection is refused; 0: it
 						 * is picked up by the consistent choice */
+	uint8_t clock_stopped;			/* time moves only by
+						 * pylb_dp_clock_advance (tests: what
+						 * depends on time is then exact) */
 	uint32_t half_open_budget;		/* half-open entries per lcore (TCP
 						 * syn_sent/syn_recv, NAT and FullNAT
 						 * UDP not yet answered): beyond it a

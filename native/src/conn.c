@@ -509,7 +509,7 @@ pylb_conn_update(struct pylb_lcore *lc, struct pylb_conn *c, uint8_t tcp_flags,
 	c->packets++;
 	if (c->proto == IPPROTO_TCP) {
 		uint8_t next = tcp_next(c->state, tcp_flags, reply,
-					pylb_l4_sees_replies[c->method]);
+					l4_sees_replies(c->method));
 
 		if (unlikely(next != c->state)) {
 			pylb_conn_state(lc, c, next);

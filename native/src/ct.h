@@ -15,6 +15,7 @@
 #include <rte_ring.h>
 
 #include "hash.h"
+#include "method.h"
 #include "pkt.h"
 
 static inline uint8_t *
@@ -162,7 +163,7 @@ pylb_conn_half_open(const struct pylb_conn *c)
 {
 	if (c->proto == IPPROTO_TCP)
 		return pylb_tcp_half_open(c->state);
-	return pylb_l4_sees_replies[c->method] && !(c->flags & CONN_F_REPLIED);
+	return l4_sees_replies(c->method) && !(c->flags & CONN_F_REPLIED);
 }
 
 /* The slot of the source prefix of address ip in the per-source counts:

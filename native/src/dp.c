@@ -96,6 +96,7 @@ pylb_dp_create(const struct pylb_dp_conf *conf, struct pylb_dp **out)
 		pthread_mutexattr_destroy(&a);
 	}
 	dp->conf = *conf;
+	dp->clock_start = rte_get_timer_cycles();
 	if (!key_given(conf) &&
 	    getrandom(dp->conf.hash_key, sizeof(dp->conf.hash_key), 0) !=
 	    (ssize_t)sizeof(dp->conf.hash_key)) {

@@ -283,6 +283,7 @@ pylb_icmp_error_in(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_por
 	struct pylb_tuple t;
 	struct pylb_conn *c;
 	const uint8_t *be;
+	uint8_t quote;
 	bool taken;
 
 	if (!quote_of(lc, m, af, &q, &t, &taken))
@@ -297,10 +298,11 @@ pylb_icmp_error_in(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_por
 	be = conn_addr(&lc->ct, c, CONN_BACKEND);
 	if (!relay_allowed(lc, m, &q, be))
 		return true;
-	if (c->method == PYLB_L4_NAT || c->method == PYLB_L4_FULLNAT) {
+	quote = pylb_l4_methods[c->method]->quote;
+	if (quote != L4_QUOTE_AS_IS) {
 		quote_seq_to_backend(&q, c);
 		quote_set(&q, QUOTE_SRC, be, c->bport);
-		if (c->method == PYLB_L4_FULLNAT) {
+		if (quote == L4_QUOTE_BACKEND_LOCAL) {
 			quote_set(&q, QUOTE_DST, conn_addr(&lc->ct, c, CONN_LIP), c->lport);
 			outer_set(&q, QUOTE_SRC, conn_addr(&lc->ct, c, CONN_LIP));
 		}
@@ -332,7 +334,7 @@ pylb_icmp_error_nat(struct pylb_lcore *lc, const struct pylb_cfg *cfg __rte_unus
 	if (redirect(lc, m, in_port, af, RESUME_ICMP_NAT, t.dst))
 		return false;
 	c = pylb_conn_lookup(lc, &t, true, NULL);
-	if (c == NULL || c->method != PYLB_L4_NAT) {
+	if (c == NULL || pylb_l4_methods[c->method]->replies != L4_REPLIES_ROUTED) {
 		CNT(lc, ICMP_ERRORS_UNMATCHED);
 		return true;
 	}
@@ -372,7 +374,7 @@ pylb_icmp_error_fullnat(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int i
 		return true;
 	}
 	c = pylb_conn_lookup(lc, &t, true, NULL);
-	if (c == NULL || c->method != PYLB_L4_FULLNAT) {
+	if (c == NULL || pylb_l4_methods[c->method]->replies != L4_REPLIES_LOCAL) {
 		CNT(lc, ICMP_ERRORS_UNMATCHED);
 		return false;
 	}

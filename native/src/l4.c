@@ -26,77 +26,70 @@
 #include <rte_udp.h>
 
 #include "scheduler.h"
-#include "l4.h"
+#include "forward.h"
 
-/* The next-hop group the workers route `to` (a backend) by; false (m
- * dropped) if there is none. */
-static inline bool
-backend_group(struct pylb_lcore *lc, struct rte_mbuf *m, const uint8_t *to, uint8_t af,
-	      uint32_t *group)
-{
-	uint32_t v = af == 4 ? fib4_lookup(lc->dp, *(const unaligned_uint32_t *)to) :
-		fib6_lookup(lc->dp, to);
-
-	if (v == 0 || fib_kind(v) != PYLB_FIB_GROUP) {
-		drop(lc, m, PYLB_D_VIP_NO_ROUTE);
-		return false;
-	}
-	*group = fib_id(v);
-	return true;
-}
-
-/* The outputs towards a backend `to`, one per forwarding method: NAT and
- * FullNAT route the translated packet like any other (its own header
- * picks the ECMP path), DR readdresses the frame on a connected network,
- * tunnel encapsulates in IPIP. */
-static void
-out_routed(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port, struct rte_mbuf *m,
-	   const uint8_t *to, uint8_t af, uint32_t hash __rte_unused)
-{
-	uint32_t g;
-
-	if (!backend_group(lc, m, to, af, &g))
-		return;
-	if (af == 4)
-		return pylb_fwd4(lc, cfg, in_port, m, g);
-	pylb_fwd6(lc, cfg, in_port, m, g);
-}
-
-static void
-out_dr(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
-       struct rte_mbuf *m, const uint8_t *to, uint8_t af, uint32_t hash)
-{
-	struct pylb_ip b = { .af = af };
-	uint32_t g;
-
-	if (!backend_group(lc, m, to, af, &g))
-		return;
-	memcpy(b.ip, to, af == 4 ? 4 : 16);
-	pylb_out_dr(lc, cfg, in_port, m, nhg_pick(lc->dp, g, hash), &b);
-}
-
-static void
-out_tunnel(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port, struct rte_mbuf *m,
-	   const uint8_t *to, uint8_t af, uint32_t hash)
-{
-	static const struct pylb_ip any;
-	struct pylb_ip b = { .af = af };
-	uint32_t g;
-
-	if (!backend_group(lc, m, to, af, &g))
-		return;
-	memcpy(b.ip, to, af == 4 ? 4 : 16);
-	pylb_out_encap(lc, cfg, in_port, m, nhg_pick(lc->dp, g, hash), false, &any, &b, af);
-}
+/* The forwarding methods, by enum pylb_l4_method: a connection stores its
+ * method when it opens, and its packets call or read this descriptor. */
+const struct l4_method *const pylb_l4_methods[PYLB_L4_FULLNAT + 1] = {
+	[PYLB_L4_NAT] = &pylb_l4_nat,
+	[PYLB_L4_FULLNAT] = &pylb_l4_fullnat,
+	[PYLB_L4_DR] = &pylb_l4_dr,
+	[PYLB_L4_TUNNEL] = &pylb_l4_tunnel,
+};
 
 /* A packet the control side built (a data-path probe, its RST), sent to
- * backend `to` by the method's output. */
+ * backend `to` by the method's output (DR, tunnel). */
 void
 pylb_l4_method_out(struct pylb_lcore *lc, const struct pylb_cfg *cfg, struct rte_mbuf *m,
 		   uint8_t method, const uint8_t *to, uint8_t af)
 {
-	(method == PYLB_L4_DR ? out_dr : out_tunnel)(lc, cfg, -1, m, to, af, 0);
+	pylb_l4_methods[method]->out(lc, cfg, -1, m, to, af, 0);
 }
+
+/* Where a NAT connection's packets go, resolved once and cached in the
+ * entry: port and next-hop MAC. */
+bool
+pylb_conn_resolve(struct pylb_lcore *lc, struct pylb_conn *c)
+{
+	struct pylb_dp *dp = lc->dp;
+	const uint8_t *be = conn_addr(&lc->ct, c, CONN_BACKEND);
+	uint32_t v = c->af == 4 ? fib4_lookup(dp, *(const unaligned_uint32_t *)be) :
+		fib6_lookup(dp, be);
+	const struct pylb_nh *nh;
+	uint64_t mac;
+
+	if (v == 0 || fib_kind(v) != PYLB_FIB_GROUP || nhg_multi(dp, fib_id(v)))
+		return false;
+	nh = nhg_pick(dp, fib_id(v), 0);
+	if (nh->connected) {
+		/* The lcore's neighbour cache first, as packet output does. */
+		uint32_t gen = __atomic_load_n(&dp->gen, __ATOMIC_ACQUIRE);
+		const struct pylb_ncache *e = ncache_slot(lc, be, c->af, nh->port);
+		struct pylb_neigh_key k;
+		void *data;
+
+		if (ncache_holds(e, be, c->af, nh->port, gen)) {
+			mac = e->mac;
+		} else {
+			if (c->af == 4)
+				neigh_key4(&k, *(const unaligned_uint32_t *)be, nh->port);
+			else
+				neigh_key6(&k, be, nh->port);
+			if (rte_hash_lookup_data(dp->neigh_hash, &k, &data) < 0)
+				return false;
+			mac = (uint64_t)(uintptr_t)data;
+		}
+	} else {
+		mac = __atomic_load_n(&nh->mac, __ATOMIC_RELAXED);
+	}
+	if (!(mac & PYLB_MAC_VALID))
+		return false;
+	c->out_port = nh->port;
+	c->out_mac = mac;
+	c->flags |= CONN_F_OUT_OK;
+	return true;
+}
+
 
 static inline bool
 tcp_flags_valid(uint8_t f)
@@ -140,50 +133,6 @@ pylb_l4_refuse(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 	tcp_answer(lc, cfg, in_port, m, af, t, sizeof(*t));
 }
 
-
-/* Where a NAT connection's packets go, resolved once and cached in the
- * entry: port and next-hop MAC. */
-static bool
-conn_resolve(struct pylb_lcore *lc, struct pylb_conn *c)
-{
-	struct pylb_dp *dp = lc->dp;
-	const uint8_t *be = conn_addr(&lc->ct, c, CONN_BACKEND);
-	uint32_t v = c->af == 4 ? fib4_lookup(dp, *(const unaligned_uint32_t *)be) :
-		fib6_lookup(dp, be);
-	const struct pylb_nh *nh;
-	uint64_t mac;
-
-	if (v == 0 || fib_kind(v) != PYLB_FIB_GROUP || nhg_multi(dp, fib_id(v)))
-		return false;
-	nh = nhg_pick(dp, fib_id(v), 0);
-	if (nh->connected) {
-		/* The lcore's neighbour cache first, as packet output does. */
-		uint32_t gen = __atomic_load_n(&dp->gen, __ATOMIC_ACQUIRE);
-		const struct pylb_ncache *e = ncache_slot(lc, be, c->af, nh->port);
-		struct pylb_neigh_key k;
-		void *data;
-
-		if (ncache_holds(e, be, c->af, nh->port, gen)) {
-			mac = e->mac;
-		} else {
-			if (c->af == 4)
-				neigh_key4(&k, *(const unaligned_uint32_t *)be, nh->port);
-			else
-				neigh_key6(&k, be, nh->port);
-			if (rte_hash_lookup_data(dp->neigh_hash, &k, &data) < 0)
-				return false;
-			mac = (uint64_t)(uintptr_t)data;
-		}
-	} else {
-		mac = __atomic_load_n(&nh->mac, __ATOMIC_RELAXED);
-	}
-	if (!(mac & PYLB_MAC_VALID))
-		return false;
-	c->out_port = nh->port;
-	c->out_mac = mac;
-	c->flags |= CONN_F_OUT_OK;
-	return true;
-}
 
 /* The index of c's backend in svc, or PYLB_BIDX_NONE. */
 uint16_t
@@ -277,234 +226,6 @@ pylb_conn_moved(struct pylb_lcore *lc, const struct pylb_conn *c, uint8_t was)
 	}
 }
 
-/* An established NAT or FullNAT packet, already translated, through the
- * cached output: TTL, MACs, TX. False: take the full path. */
-static inline bool
-conn_output(struct pylb_lcore *lc, const struct pylb_cfg *cfg, struct pylb_conn *c,
-	    struct rte_mbuf *m)
-{
-	struct rte_ether_hdr *eth = rte_pktmbuf_mtod(m, struct rte_ether_hdr *);
-
-	if (!(c->flags & CONN_F_OUT_OK) && !conn_resolve(lc, c))
-		return false;
-	if (unlikely(rte_pktmbuf_pkt_len(m) - sizeof(*eth) > cfg->ports[c->out_port].mtu))
-		return false;	/* the full path fragments it (IPv4 without DF) */
-	if (c->af == 4) {
-		struct rte_ipv4_hdr *ip = (struct rte_ipv4_hdr *)(eth + 1);
-
-		if (ip->time_to_live <= 1)
-			return false;	/* the full path sends the ICMP error */
-		ip->time_to_live--;
-		ip->hdr_checksum = cksum_adjust16(ip->hdr_checksum, RTE_BE16(0x0100), 0);
-	} else {
-		struct rte_ipv6_hdr *ip = (struct rte_ipv6_hdr *)(eth + 1);
-
-		if (ip->hop_limits <= 1)
-			return false;
-		ip->hop_limits--;
-	}
-	u64_to_mac(c->out_mac, &eth->dst_addr);
-	rte_ether_addr_copy(&cfg->ports[c->out_port].mac, &eth->src_addr);
-	CNT(lc, FORWARDED);
-	tx(lc, c->out_port, m);
-	return true;
-}
-
-
-/* A client's packet for its connection, one handler per forwarding method
- * (l4_methods, indexed by the method the connection was opened with). */
-/* Does m fit its connection's egress? Asked before translation, so that
- * "fragmentation needed" or "packet too big" quotes the packet as its
- * sender sent it. IPv4 without DF fits: the output fragments it. */
-static inline bool
-conn_fits(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port, struct rte_mbuf *m,
-	  const struct pylb_conn *c)
-{
-	const struct rte_ipv4_hdr *ip = rte_pktmbuf_mtod_offset(m,
-		const struct rte_ipv4_hdr *, sizeof(struct rte_ether_hdr));
-	uint16_t mtu;
-
-	if (unlikely(!(c->flags & CONN_F_OUT_OK)))
-		return true;	/* not resolved yet: the output checks */
-	mtu = cfg->ports[c->out_port].mtu;
-	if (likely(rte_pktmbuf_pkt_len(m) - sizeof(struct rte_ether_hdr) <= mtu) ||
-	    (c->af == 4 && !(ip->fragment_offset & RTE_BE16(RTE_IPV4_HDR_DF_FLAG))))
-		return true;
-	pylb_too_big(lc, cfg, in_port, m, c->af, mtu, PYLB_D_MTU_EXCEEDED);
-	return false;
-}
-
-static void
-forward_nat(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
-	    struct rte_mbuf *m, uint16_t *ports, struct pylb_conn *c)
-{
-	const uint8_t *be = conn_addr(&lc->ct, c, CONN_BACKEND);
-
-	if (unlikely(!conn_fits(lc, cfg, in_port, m, c)))
-		return;
-
-	if (unlikely(c->flags & CONN_F_SYNPROXY))
-		pylb_synproxy_to_backend(c, m, ports);
-	nat_rewrite(m, c->af, c->proto, ports, true, be, c->bport);
-	if (!conn_output(lc, cfg, c, m))
-		out_routed(lc, cfg, in_port, m, be, c->af, 0);
-}
-
-static void
-forward_fullnat(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
-		struct rte_mbuf *m, uint16_t *ports, struct pylb_conn *c)
-{
-	const uint8_t *be = conn_addr(&lc->ct, c, CONN_BACKEND);
-	struct pylb_pp *pp = conn_pp(lc, c);
-
-	if (unlikely(!conn_fits(lc, cfg, in_port, m, c)))
-		return;
-
-	if (unlikely(c->flags & CONN_F_SYNPROXY))
-		pylb_synproxy_to_backend(c, m, ports);
-	if (unlikely(pp != NULL) && !pylb_pp_to_backend(lc, m, ports, c, pp))
-		return;
-	nat_rewrite(m, c->af, c->proto, ports, true, be, c->bport);
-	nat_rewrite(m, c->af, c->proto, ports, false, conn_addr(&lc->ct, c, CONN_LIP), c->lport);
-	if (!conn_output(lc, cfg, c, m))
-		out_routed(lc, cfg, in_port, m, be, c->af, 0);
-}
-
-/* DR and tunnel: the packet as it is, to its backend through the method's
- * output, by the flow hash of (client, VIP). */
-static inline void
-forward_as_is(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
-	      struct rte_mbuf *m, struct pylb_conn *c, uint8_t method,
-	      void (*out)(struct pylb_lcore *, const struct pylb_cfg *, int, struct rte_mbuf *,
-			  const uint8_t *, uint8_t, uint32_t))
-{
-	const uint8_t *be = conn_addr(&lc->ct, c, CONN_BACKEND);
-
-	out(lc, cfg, in_port, m, be, c->af,
-	    l4_route_hash(lc->dp->conf.hash_key, method, c->af, conn_addr(&lc->ct, c, CONN_CLIENT),
-			  conn_addr(&lc->ct, c, CONN_VIP), be, NULL));
-}
-
-static void
-forward_dr(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
-	   struct rte_mbuf *m, uint16_t *ports __rte_unused, struct pylb_conn *c)
-{
-	forward_as_is(lc, cfg, in_port, m, c, PYLB_L4_DR, out_dr);
-}
-
-static void
-forward_tunnel(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
-	       struct rte_mbuf *m, uint16_t *ports __rte_unused, struct pylb_conn *c)
-{
-	forward_as_is(lc, cfg, in_port, m, c, PYLB_L4_TUNNEL, out_tunnel);
-}
-
-/* A client's packet with no entry (the table is, or lately was, full) to
- * backend b, per method: NAT translates it, DR and tunnel send it as it is
- * by the flow hash of (client, VIP). FullNAT has none: its replies need
- * the entry. */
-static void
-untracked_nat(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
-	      struct rte_mbuf *m, uint16_t *ports, const struct pylb_tuple *t,
-	      const struct pylb_backend *b, uint32_t hash)
-{
-	nat_rewrite(m, t->af, t->proto, ports, true, b->addr.ip,
-		    b->port ? rte_cpu_to_be_16(b->port) : t->dport);
-	out_routed(lc, cfg, in_port, m, b->addr.ip, t->af, hash);
-}
-
-/* Would a reply of the untracked NAT connection t -> b come back to its
- * own service (svc) alone? Not if b is in other NAT services whose
- * consistent choice for the same client would also be b. */
-static bool
-untracked_nat_exact(const struct pylb_dp *dp, const struct pylb_service *svc,
-		    const struct pylb_tuple *t, const struct pylb_backend *b)
-{
-	const struct pylb_service *owner;
-	uint16_t vport;
-	struct pylb_tuple r = {
-		.src = b->addr.ip, .dst = t->src,
-		.sport = b->port ? rte_cpu_to_be_16(b->port) : t->dport, .dport = t->sport,
-		.proto = t->proto, .af = t->af,
-	};
-
-	return pylb_nat_reply_service(dp, &r, &owner, &vport) == NAT_REPLY_ONE && owner == svc;
-}
-
-static void
-untracked_dr(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
-	     struct rte_mbuf *m, uint16_t *ports __rte_unused, const struct pylb_tuple *t,
-	     const struct pylb_backend *b, uint32_t hash)
-{
-	out_dr(lc, cfg, in_port, m, b->addr.ip, t->af, hash);
-}
-
-static void
-untracked_tunnel(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
-		 struct rte_mbuf *m, uint16_t *ports __rte_unused, const struct pylb_tuple *t,
-		 const struct pylb_backend *b, uint32_t hash)
-{
-	out_tunnel(lc, cfg, in_port, m, b->addr.ip, t->af, hash);
-}
-
-/* FullNAT: a local address and a port for the connection such that the
- * reply tuple is free, and the port is one this worker owns (port modulo
- * the worker count), so replies find their way back here: looked for
- * (from where this worker's search goes on) by the decision, read only. */
-static bool
-fullnat_port(const struct pylb_lcore *lc, const struct pylb_service *svc,
-	     const struct pylb_tuple *t, struct l4_verdict *v)
-{
-	const struct pylb_backend *b = &svc->bal.backends[v->bi];
-	uint32_t n = RTE_MAX(lc->dp->conf.n_workers, 1u);
-	uint32_t me = lc->slot < n ? lc->slot : 0;
-	uint32_t first = 1024 + (me + n - 1024 % n) % n;
-	uint32_t next = lc->fnat_next;
-	struct pylb_tuple rt = {
-		.src = b->addr.ip, .sport = b->port ? rte_cpu_to_be_16(b->port) : t->dport,
-		.proto = t->proto, .af = t->af,
-	};
-
-	v->lip = v->hash % svc->conf.n_lips;
-	rt.dst = svc->conf.lips[v->lip].ip;
-	for (int tries = 0; tries < 256; tries++, next += n) {
-		if (next < first || next > 65535)
-			next = first;
-		rt.dport = rte_cpu_to_be_16((uint16_t)next);
-		if (pylb_conn_lookup((struct pylb_lcore *)(uintptr_t)lc, &rt, true, NULL) == NULL) {
-			v->lport = rt.dport;
-			return true;
-		}
-	}
-	return false;
-}
-
-/* ... and taken. */
-static bool
-fullnat_open(struct pylb_lcore *lc, const struct pylb_service *svc, struct pylb_conn *c,
-	     const struct l4_verdict *v)
-{
-	lc->fnat_next = rte_be_to_cpu_16(v->lport) + RTE_MAX(lc->dp->conf.n_workers, 1u);
-	pylb_conn_set_addr(&lc->ct, c, CONN_LIP, svc->conf.lips[v->lip].ip);
-	c->lport = v->lport;
-	pylb_pp_open(lc, c, svc);
-	return pylb_conn_add_local(lc, c) == 0;
-}
-
-/* The forwarding methods' handlers, by enum pylb_l4_method: a connection
- * stores its method when it opens, and its packets index this table. */
-const struct l4_method pylb_l4_methods[PYLB_L4_FULLNAT + 1] = {
-	[PYLB_L4_NAT] = {
-		.forward = forward_nat, .untracked = untracked_nat,
-		.untracked_exact = untracked_nat_exact, .sees_replies = true,
-	},
-	[PYLB_L4_FULLNAT] = {
-		.forward = forward_fullnat, .open_decide = fullnat_port, .open = fullnat_open,
-		.sees_replies = true,
-	},
-	[PYLB_L4_DR] = { .forward = forward_dr, .untracked = untracked_dr },
-	[PYLB_L4_TUNNEL] = { .forward = forward_tunnel, .untracked = untracked_tunnel },
-};
 
 static inline void
 conn_forward(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
@@ -512,7 +233,7 @@ conn_forward(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 {
 	count_packet(lc, __atomic_load_n(&lc->dp->svcs[c->svc], __ATOMIC_ACQUIRE), c->svc,
 		     c->bidx, m, false);
-	pylb_l4_methods[c->method].forward(lc, cfg, in_port, m, ports, c);
+	pylb_l4_methods[c->method]->forward(lc, cfg, in_port, m, ports, c);
 }
 
 /* Persistence: the client network's entry that chose, refreshed; or a
@@ -574,14 +295,14 @@ conn_start(struct pylb_lcore *lc, const struct pylb_tuple *t, const struct l4_ve
 	c->gen = __atomic_load_n(&lc->dp->gen, __ATOMIC_ACQUIRE);
 	c->method = method;
 	c->state = t->proto != IPPROTO_TCP ? PYLB_TCP_NONE : mid_flow ? PYLB_TCP_MID_FLOW :
-		pylb_l4_methods[method].sees_replies ? PYLB_TCP_SYN_SENT : PYLB_TCP_SYN_RECV;
+		l4_sees_replies(method) ? PYLB_TCP_SYN_SENT : PYLB_TCP_SYN_RECV;
 	if (pylb_conn_half_open(c))
 		pylb_conn_opened(lc, c, v->src);
 	(*conn_gauge(bs, c->state))++;
 	if (svc->conf.max_per_client != 0)
 		c->flags |= CONN_F_CLIENT;
 	pylb_conn_counted(lc, c, true);
-	if (pylb_l4_methods[method].open != NULL && !pylb_l4_methods[method].open(lc, svc, c, v)) {
+	if (pylb_l4_methods[method]->open != NULL && !pylb_l4_methods[method]->open(lc, svc, c, v)) {
 		pylb_conn_drop(lc, c);
 		return NULL;
 	}
@@ -609,7 +330,7 @@ untracked(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 		svc->bstats[(size_t)lc->slot * svc->bstride + v->bi].conns++;
 	}
 	count_packet(lc, svc, svc->id, (uint16_t)v->bi, m, false);
-	pylb_l4_methods[svc->conf.method].untracked(lc, cfg, in_port, m, ports, t,
+	pylb_l4_methods[svc->conf.method]->untracked(lc, cfg, in_port, m, ports, t,
 						    &svc->bal.backends[v->bi], v->hash);
 }
 
@@ -721,10 +442,10 @@ void
 pylb_l4_to_backend(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 		   struct rte_mbuf *m, struct pylb_conn *c)
 {
-	if (c->method == PYLB_L4_DR || c->method == PYLB_L4_TUNNEL)
-		return pylb_l4_methods[c->method].forward(lc, cfg, in_port, m, NULL, c);
-	if (!conn_output(lc, cfg, c, m))
-		out_routed(lc, cfg, in_port, m, conn_addr(&lc->ct, c, CONN_BACKEND), c->af, 0);
+	if (pylb_l4_methods[c->method]->out != NULL)
+		return l4_forward_as_is(lc, cfg, in_port, m, c);
+	if (!l4_conn_output(lc, cfg, c, m))
+		l4_out_routed(lc, cfg, in_port, m, conn_addr(&lc->ct, c, CONN_BACKEND), c->af, 0);
 }
 
 /* A later fragment (frag.c; gathered at the client's owner, which owns

@@ -42,31 +42,6 @@ void pylb_l4_refuse(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_po
 		    struct rte_mbuf *m, uint8_t af, uint8_t proto, uint16_t *ports,
 		    enum pylb_counter reason, bool rst);
 
-/* A forwarding method's packet handlers for connections (l4.c), bound by
- * the method a connection opened with. */
-struct l4_verdict;
-struct l4_method {
-	void (*forward)(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
-			struct rte_mbuf *m, uint16_t *ports, struct pylb_conn *c);
-	/* Without an entry (the table full); NULL: cannot (FullNAT). */
-	void (*untracked)(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
-			  struct rte_mbuf *m, uint16_t *ports, const struct pylb_tuple *t,
-			  const struct pylb_backend *b, uint32_t hash);
-	/* Can its replies be told apart without an entry (NAT: they come
-	 * back through us)? NULL: they need not be. */
-	bool (*untracked_exact)(const struct pylb_dp *dp, const struct pylb_service *svc,
-				const struct pylb_tuple *t, const struct pylb_backend *b);
-	/* What opening a connection takes besides the entry (FullNAT: a
-	 * local address and port): looked for (false: none; read only) and
-	 * taken. NULL: nothing. */
-	bool (*open_decide)(const struct pylb_lcore *lc, const struct pylb_service *svc,
-			    const struct pylb_tuple *t, struct l4_verdict *v);
-	bool (*open)(struct pylb_lcore *lc, const struct pylb_service *svc,
-		     struct pylb_conn *c, const struct l4_verdict *v);
-	bool sees_replies;	/* its replies come back through us (NAT, FullNAT) */
-};
-extern const struct l4_method pylb_l4_methods[PYLB_L4_FULLNAT + 1];
-
 /* verdict.c: what a client's packet to a service VIP gets, decided from
  * the tables of the lcore that owns its flow, changing nothing (lc is
  * only read). l4.c acts on it; Trace reports it. */
@@ -159,6 +134,10 @@ int pylb_frag_gather(struct pylb_lcore *lc, struct rte_mbuf *m, uint8_t af, int 
 /* reply.c: a packet handed over (m->hash.usr says where it stopped),
  * resumed. */
 void pylb_resume(struct pylb_lcore *lc, const struct pylb_cfg *cfg, struct rte_mbuf *m);
+
+/* l4.c: where a NAT or FullNAT connection's packets go (port, next-hop
+ * MAC), resolved and cached in the entry; false if not known yet. */
+bool pylb_conn_resolve(struct pylb_lcore *lc, struct pylb_conn *c);
 
 /* l4.c: m (built here: a data-path probe) to backend `to` by DR or tunnel. */
 void pylb_l4_method_out(struct pylb_lcore *lc, const struct pylb_cfg *cfg, struct rte_mbuf *m,
@@ -261,22 +240,6 @@ service_find(const struct pylb_dp *dp, const struct pylb_tuple *t)
 			return NULL;
 	}
 	return __atomic_load_n(&dp->svcs[(uintptr_t)data], __ATOMIC_ACQUIRE);
-}
-
-/* The flow hash that chooses among the next hops to a connection's backend
- * (ECMP): NAT and FullNAT packets are routed by their translated header
- * (source: the client, or FullNAT's local address; destination: the
- * backend), DR and tunnel packets by the client and the VIP. The trace
- * (l4_trace_unlocked) takes it from here too. */
-static inline uint32_t
-l4_route_hash(const uint64_t *key, uint8_t method, uint8_t af, const uint8_t *client, const uint8_t *vip,
-	      const uint8_t *backend, const uint8_t *lip)
-{
-	bool nat = pylb_l4_sees_replies[method];
-	const uint8_t *src = method == PYLB_L4_FULLNAT ? lip : client;
-	const uint8_t *dst = nat ? backend : vip;
-
-	return flow_hash(key, src, dst, af);
 }
 
 /* The pipeline's key stage asks L4: the connection-table hash a packet

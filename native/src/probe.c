@@ -124,7 +124,7 @@ probe_start_unlocked(struct pylb_dp *dp, const struct pylb_probe_conf *c)
 	uint32_t id;
 	int rc;
 
-	if (c->method != PYLB_L4_DR && c->method != PYLB_L4_TUNNEL)
+	if (pylb_l4_methods[c->method]->out == NULL)
 		return pylb_fail(-PYLB_E_INVAL, "data-path probes are for DR and tunnel backends");
 	if (c->proto != IPPROTO_TCP && c->proto != IPPROTO_UDP)
 		return pylb_fail(-PYLB_E_INVAL, "a probe is TCP or UDP");

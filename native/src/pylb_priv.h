@@ -141,12 +141,6 @@ struct pylb_vip {
 
 struct pylb_sched_ops;
 
-/* Whether a forwarding method's replies come back through the appliance
- * (NAT, FullNAT): the TCP state machine then sees both directions. */
-static const bool pylb_l4_sees_replies[PYLB_L4_FULLNAT + 1] = {
-	[PYLB_L4_NAT] = true, [PYLB_L4_FULLNAT] = true,
-};
-
 /* An L4 service: immutable, replaced whole through dp->svcs[] with RCU. */
 struct pylb_service {
 	struct pylb_service_conf conf;
@@ -546,6 +540,7 @@ struct pylb_dp {
 	struct rte_hash *nat_backends;
 	uint64_t timeout_tsc[PYLB_TCP__STATES];
 	uint64_t clock_offset;		/* test clock */
+	uint64_t clock_start;		/* conf.clock_stopped: the time it stopped at */
 
 	struct rte_ring *neigh_learn;	/* workers -> control */
 	struct rte_ring *neigh_miss;	/* workers -> control, with mbufs */
@@ -648,7 +643,8 @@ pylb_gen_bump(struct pylb_dp *dp)
 static inline uint64_t
 pylb_now(const struct pylb_dp *dp)
 {
-	return rte_get_timer_cycles() + dp->clock_offset;
+	return (unlikely(dp->conf.clock_stopped) ? dp->clock_start : rte_get_timer_cycles()) +
+		__atomic_load_n(&dp->clock_offset, __ATOMIC_RELAXED);
 }
 
 /* vip.c, maglev.c */

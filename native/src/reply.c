@@ -8,7 +8,7 @@
  */
 #include <rte_hash.h>
 
-#include "l4.h"
+#include "forward.h"
 
 /* Would s's consistent choice for the client's flow of reply t (to s's
  * VIP and port vport) be t's source? */
@@ -57,7 +57,8 @@ pylb_nat_reply_service(const struct pylb_dp *dp, const struct pylb_tuple *t,
 		s = __atomic_load_n(&dp->svcs[nat_slot(v, i)], __ATOMIC_ACQUIRE);
 		/* Changing under us, or an all-ports service with a fixed
 		 * backend port (the client's port is not in the reply). */
-		if (s == NULL || s->conf.method != PYLB_L4_NAT || (s->conf.port == 0 && b.port != 0))
+		if (s == NULL || pylb_l4_methods[s->conf.method]->replies != L4_REPLIES_ROUTED ||
+		    (s->conf.port == 0 && b.port != 0))
 			return NAT_REPLY_AMBIGUOUS;
 		if (s == *svc)
 			continue;	/* listed twice while it replaces itself */
@@ -105,21 +106,6 @@ reply_lookup(struct pylb_lcore *lc, struct rte_mbuf *m, uint8_t af, int in_port,
 	return 1;
 }
 
-static inline uint8_t
-tcp_flags_of(const struct pylb_tuple *t, const uint16_t *ports)
-{
-	return t->proto == IPPROTO_TCP ? ((const struct rte_tcp_hdr *)ports)->tcp_flags : 0;
-}
-
-static inline void
-reply_counted(struct pylb_lcore *lc, struct pylb_conn *c, const struct rte_mbuf *m)
-{
-	CNT(lc, NAT_REPLIES);
-	conn_check(lc, c);	/* its backend's index (a reset waits for the client) */
-	count_packet(lc, __atomic_load_n(&lc->dp->svcs[c->svc], __ATOMIC_ACQUIRE), c->svc,
-		     c->bidx, m, true);
-}
-
 /* A NAT backend's reply with no connection here: handed to the worker
  * that owns the client, or (a connection opened untracked while the table
  * was full; one of another appliance's before sync brought it) given its
@@ -136,7 +122,7 @@ nat_reverse_untracked(struct pylb_lcore *lc, int in_port, struct rte_mbuf *m, ui
 	enum nat_reply r = pylb_nat_reply_service(lc->dp, t, &svc, &vport);
 
 	if (r == NAT_REPLY_NONE ||
-	    (t->proto == IPPROTO_TCP && (tcp_flags_of(t, ports) &
+	    (t->proto == IPPROTO_TCP && (l4_tcp_flags(t, ports) &
 					 (RTE_TCP_SYN_FLAG | RTE_TCP_ACK_FLAG)) == RTE_TCP_SYN_FLAG))
 		return true;
 	if (redirect(lc, m, in_port, af, RESUME_REPLY, t->dst))
@@ -169,56 +155,7 @@ pylb_l4_route(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 		pylb_fwd6(lc, cfg, in_port, m, fib_id(v));
 }
 
-/* What a backend's reply does, by the method its connection was opened
- * with: routed replies (NAT: the VIP back as source, then routing as it
- * was going to), replies to one of our addresses (FullNAT: VIP and client
- * back, then routed to the client). NULL: not that method's kind of reply;
- * the packet goes on as it is. False: m was taken (the SYN proxy's). */
-typedef bool reply_fn(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
-		      struct rte_mbuf *m, const struct pylb_tuple *t, uint16_t *ports,
-		      struct pylb_conn *c);
 
-static bool
-reply_nat(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
-	  struct rte_mbuf *m, const struct pylb_tuple *t, uint16_t *ports, struct pylb_conn *c)
-{
-	if (unlikely(c->flags & CONN_F_SYNPROXY) &&
-	    !pylb_synproxy_reply(lc, cfg, in_port, m, ports, c))
-		return false;
-	if (unlikely(!(c->flags & CONN_F_REPLIED))) {
-		if (pylb_conn_half_open(c) && c->proto == IPPROTO_UDP)
-			pylb_half_open_add(&lc->ct, c, -1);
-		c->flags |= CONN_F_REPLIED;
-	}
-	pylb_conn_update(lc, c, tcp_flags_of(t, ports), true, lc->now);
-	nat_rewrite(m, t->af, t->proto, ports, false, conn_addr(&lc->ct, c, CONN_VIP), c->vport);
-	reply_counted(lc, c, m);
-	return true;
-}
-
-static bool
-reply_fullnat(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
-	      struct rte_mbuf *m, const struct pylb_tuple *t, uint16_t *ports,
-	      struct pylb_conn *c)
-{
-	struct pylb_pp *pp = conn_pp(lc, c);
-
-	if (!reply_nat(lc, cfg, in_port, m, t, ports, c))
-		return false;
-	if (unlikely(pp != NULL) && c->proto == IPPROTO_TCP)
-		pylb_pp_to_client(m, ports, pp);
-	nat_rewrite(m, t->af, t->proto, ports, true, conn_addr(&lc->ct, c, CONN_CLIENT), c->cport);
-	pylb_l4_route(lc, cfg, in_port, m, t->af);
-	return false;
-}
-
-static reply_fn *const routed_replies[PYLB_L4_FULLNAT + 1] = {
-	[PYLB_L4_NAT] = reply_nat,
-};
-
-static reply_fn *const local_replies[PYLB_L4_FULLNAT + 1] = {
-	[PYLB_L4_FULLNAT] = reply_fullnat,
-};
 
 /* A packet on its way to be routed: if it is a backend's reply of a NAT
  * connection, give it the VIP back as its source. Returns false if it was
@@ -239,8 +176,8 @@ pylb_nat_reverse(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 	}
 	if (c == NULL)
 		return nat_reverse_untracked(lc, in_port, m, af, &t, ports);
-	if (routed_replies[c->method] != NULL)
-		return routed_replies[c->method](lc, cfg, in_port, m, &t, ports, c);
+	if (pylb_l4_methods[c->method]->replies == L4_REPLIES_ROUTED)
+		return pylb_l4_methods[c->method]->reply(lc, cfg, in_port, m, &t, ports, c);
 	return true;
 }
 
@@ -273,9 +210,9 @@ pylb_fullnat_reply(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_por
 		}
 		return false;
 	}
-	if (local_replies[c->method] == NULL)
+	if (pylb_l4_methods[c->method]->replies != L4_REPLIES_LOCAL)
 		return false;
-	local_replies[c->method](lc, cfg, in_port, m, &t, ports, c);
+	pylb_l4_methods[c->method]->reply(lc, cfg, in_port, m, &t, ports, c);
 	return true;
 }
 

@@ -138,7 +138,7 @@ static void
 untracked(const struct pylb_lcore *lc, const struct pylb_tuple *t,
 	  const struct pylb_service *svc, bool opens, struct l4_verdict *v)
 {
-	const struct l4_method *method = &pylb_l4_methods[svc->conf.method];
+	const struct l4_method *method = pylb_l4_methods[svc->conf.method];
 
 	v->bi = svc->sched->consistent(svc, t, v->hash);
 	if (method->untracked_exact != NULL &&
@@ -157,8 +157,8 @@ open_decide(struct pylb_lcore *lc, const struct pylb_tuple *t, const struct pylb
 	    uint64_t now, enum pylb_opening how, struct l4_verdict *v)
 {
 	const struct pylb_conntrack *ct = &lc->ct;
-	const struct l4_method *method = &pylb_l4_methods[svc->conf.method];
-	bool half_open = t->proto == IPPROTO_TCP || method->sees_replies;
+	const struct l4_method *method = pylb_l4_methods[svc->conf.method];
+	bool half_open = t->proto == IPPROTO_TCP || method->replies != L4_REPLIES_NONE;
 	bool mid_flow = how == PYLB_OPEN_MID_FLOW;
 	uint32_t bi;
 	int why;
@@ -241,7 +241,7 @@ mid_flow(struct pylb_lcore *lc, const struct pylb_tuple *t, uint8_t flags, uint3
 			return;
 		}
 		if (svc->synproxy != PYLB_SYN_PROXY_ALWAYS &&
-		    pylb_l4_methods[svc->conf.method].untracked != NULL &&
+		    pylb_l4_methods[svc->conf.method]->untracked != NULL &&
 		    (!dp->conf.mid_flow_off || now < lc->untracked_until)) {
 			if (acl_refuses(lc, t, svc, v))
 				return;
