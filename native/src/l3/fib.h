@@ -1,0 +1,321 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ * Copyright(c) 2026 pylb authors
+ *
+ * The FIB and next hops: lookups and what their values mean, the flow hash
+ * and ECMP, neighbour and next-hop output, forwarding, the outputs of
+ * encapsulation and direct routing.
+ */
+#ifndef PYLB_FIB_H
+#define PYLB_FIB_H
+
+#include <rte_fib.h>
+#include <rte_fib6.h>
+#include <rte_hash.h>
+#include <rte_hash_crc.h>
+#include <rte_ring.h>
+
+#include "core/hash.h"
+#include "core/pkt.h"
+
+static inline uint32_t
+fib4_lookup(struct pylb_dp *dp, uint32_t be_ip)
+{
+	uint32_t ip = rte_be_to_cpu_32(be_ip);
+	uint64_t v;
+
+	rte_fib_lookup_bulk(dp->fib4, &ip, &v, 1);
+	return (uint32_t)v;
+}
+
+static inline uint32_t
+fib6_lookup(struct pylb_dp *dp, const uint8_t *ip)
+{
+	uint8_t a[1][RTE_FIB6_IPV6_ADDR_SIZE];
+	uint64_t v;
+
+	memcpy(a[0], ip, 16);
+	rte_fib6_lookup_bulk(dp->fib6, a, &v, 1);
+	return (uint32_t)v;
+}
+
+static inline uint32_t
+fib_kind(uint32_t v)
+{
+	return v >> PYLB_FIB_KIND_SHIFT;
+}
+
+/* Is the FIB value v a VIP: an L4 service's or in an L3 VIP prefix? */
+static inline bool
+fib_is_vip(uint32_t v)
+{
+	return v != 0 && (fib_kind(v) == PYLB_FIB_SERVICE || fib_kind(v) == PYLB_FIB_VIP);
+}
+
+static inline bool
+vip_addr4(struct pylb_dp *dp, uint32_t ip)
+{
+	return fib_is_vip(fib4_lookup(dp, ip));
+}
+
+static inline bool
+vip_addr6(struct pylb_dp *dp, const uint8_t *ip)
+{
+	return fib_is_vip(fib6_lookup(dp, ip));
+}
+
+static inline uint32_t
+fib_id(uint32_t v)
+{
+	return v & PYLB_FIB_ID_MASK;
+}
+
+/* ECMP: which of `group`'s next hops a flow hash takes (its index). */
+static inline uint32_t
+nhg_slot(const struct pylb_dp *dp, uint32_t group, uint32_t hash)
+{
+	const struct pylb_nhg *g = &dp->nhg[group];
+
+	return g->n == 1 ? 0 : hash % g->n;
+}
+
+/* ECMP: the next hop of `group` for a flow hash. */
+static inline const struct pylb_nh *
+nhg_pick(const struct pylb_dp *dp, uint32_t group, uint32_t hash)
+{
+	return &dp->nh[dp->nhg[group].nh[nhg_slot(dp, group, hash)]];
+}
+
+/* Whether `group` has a choice to make (a hash is needed only then). */
+static inline bool
+nhg_multi(const struct pylb_dp *dp, uint32_t group)
+{
+	return dp->nhg[group].n > 1;
+}
+
+static inline void
+neigh_key4(struct pylb_neigh_key *k, uint32_t ip, uint16_t port)
+{
+	memset(k, 0, sizeof(*k));
+	memcpy(k->ip, &ip, 4);
+	k->port = port;
+	k->af = 4;
+}
+
+static inline void
+neigh_key6(struct pylb_neigh_key *k, const uint8_t *ip, uint16_t port)
+{
+	memcpy(k->ip, ip, 16);
+	k->port = port;
+	k->af = 6;
+	k->pad = 0;
+}
+
+/* The frame leaves by `port` to `mac`. */
+static inline void
+output_to(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port, uint64_t mac,
+	  struct rte_mbuf *m)
+{
+	struct rte_ether_hdr *eth = rte_pktmbuf_mtod(m, struct rte_ether_hdr *);
+
+	u64_to_mac(mac, &eth->dst_addr);
+	rte_ether_addr_copy(&cfg->ports[port].mac, &eth->src_addr);
+	CNT(lc, FORWARDED);
+	tx(lc, port, m);
+}
+
+/* The lcore's neighbour cache slot for (ip, port), and whether it holds
+ * that neighbour at generation gen. */
+static inline struct pylb_ncache *
+ncache_slot(struct pylb_lcore *lc, const uint8_t *ip, uint8_t af, uint16_t port)
+{
+	uint32_t h;
+
+	memcpy(&h, ip + (af == 4 ? 0 : 12), 4);
+	return &lc->ncache[((h ^ port) * 0x9e3779b1u) >> 24 & (PYLB_NCACHE - 1)];
+}
+
+static inline bool
+ncache_holds(const struct pylb_ncache *e, const uint8_t *ip, uint8_t af, uint16_t port,
+	     uint32_t gen)
+{
+	if (e->gen != gen || e->key.port != port || e->key.af != af)
+		return false;
+	return af == 4 ? *(const unaligned_uint32_t *)e->key.ip == *(const unaligned_uint32_t *)ip :
+		memcmp(e->key.ip, ip, 16) == 0;
+}
+
+/* fwd.c: not in the cache: from the neighbour table (and into the cache),
+ * else to the control side, which holds the packet and asks. */
+void pylb_neigh_output_slow(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port,
+			    const uint8_t *ip, uint8_t af, struct rte_mbuf *m,
+			    struct pylb_ncache *e, uint32_t gen);
+
+/* Send `m` (starting with its Ethernet header) to the neighbour ip (4 or
+ * 16 bytes) on `port`: from the lcore's cache while it holds the neighbour
+ * at the current generation. The control side changes the table before it
+ * bumps dp->gen, and gen is read before the table: an entry never outlives
+ * the MAC it holds. */
+static inline void
+neigh_output(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port,
+	     const uint8_t *ip, uint8_t af, struct rte_mbuf *m)
+{
+	uint32_t gen = __atomic_load_n(&lc->dp->gen, __ATOMIC_ACQUIRE);
+	struct pylb_ncache *e = ncache_slot(lc, ip, af, port);
+
+	if (likely(ncache_holds(e, ip, af, port, gen)))
+		return output_to(lc, cfg, port, e->mac, m);
+	pylb_neigh_output_slow(lc, cfg, port, ip, af, m, e, gen);
+}
+
+/* Forward to the next hop `nh` towards destination `dst` (4 or 16 bytes,
+ * used when the next hop is the destination itself). A gateway's resolved
+ * MAC is cached in the next hop: one load, no table lookup. */
+static inline void
+nh_output(struct pylb_lcore *lc, const struct pylb_cfg *cfg,
+	  const struct pylb_nh *nh, const void *dst, uint8_t dst_af,
+	  struct rte_mbuf *m)
+{
+	uint64_t mac = __atomic_load_n(&nh->mac, __ATOMIC_RELAXED);
+
+	if (nh->connected)
+		return neigh_output(lc, cfg, nh->port, dst, dst_af, m);
+	if (likely(mac & PYLB_MAC_VALID))
+		return output_to(lc, cfg, nh->port, mac, m);
+	neigh_output(lc, cfg, nh->port, nh->gw, nh->af, m);
+}
+
+/* neigh.c: worker side */
+void pylb_neigh_queue(struct pylb_lcore *lc, const struct pylb_neigh_key *k,
+		      const struct rte_ether_addr *mac);
+
+/* vip.c */
+uint32_t pylb_encap_len(bool gre, uint8_t outer_af);
+int pylb_encap(const struct pylb_cfg *cfg, bool gre, const struct pylb_ip *source,
+	       const struct pylb_ip *dst, const struct pylb_nh *nh, struct rte_mbuf *m,
+	       uint8_t inner_af, uint32_t olen);
+/* fwd.c: ICMP errors, sent back out of the port `port`. `mtu`: the next-hop MTU of "fragmentation needed" / "packet too big". */
+void pylb_icmp4_error(struct pylb_lcore *lc, const struct pylb_cfg *cfg,
+		      uint16_t port, struct rte_mbuf *orig, uint8_t type,
+		      uint8_t code, uint16_t mtu);
+void pylb_icmp6_error(struct pylb_lcore *lc, const struct pylb_cfg *cfg,
+		      uint16_t port, struct rte_mbuf *orig, uint8_t type,
+		      uint8_t code, uint16_t mtu);
+
+/* fwd.c */
+void pylb_too_big(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
+		  struct rte_mbuf *m, uint8_t af, uint16_t mtu, enum pylb_counter reason);
+void pylb_nh_output_fit(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
+			struct rte_mbuf *m, const struct pylb_nh *nh, const void *dst,
+			uint8_t dst_af);
+void pylb_out_encap(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
+		    struct rte_mbuf *m, const struct pylb_nh *nh, bool gre,
+		    const struct pylb_ip *src, const struct pylb_ip *to, uint8_t af);
+void pylb_out_dr(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port, struct rte_mbuf *m,
+		 const struct pylb_nh *nh, const struct pylb_ip *to);
+/* Forward along next-hop group `group` (in_port < 0: from the kernel): the
+ * same shape for both families. */
+static inline void
+pylb_fwd4(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
+	  struct rte_mbuf *m, uint32_t group)
+{
+	struct rte_ipv4_hdr *ip = rte_pktmbuf_mtod_offset(m, struct rte_ipv4_hdr *,
+		sizeof(struct rte_ether_hdr));
+	const struct pylb_nh *nh;
+
+	/* Packets from the kernel are locally originated: no hop taken yet. */
+	if (in_port >= 0) {
+		if (ip->time_to_live <= 1) {
+			pylb_icmp4_error(lc, cfg, (uint16_t)in_port, m,
+					 ICMP_TIME_EXCEEDED, 0, 0);
+			return drop(lc, m, PYLB_D_TTL_EXCEEDED);
+		}
+		/* TTL is the high byte of its 16-bit word: the sum rises by
+		 * 0x0100 (RFC 1141), computed in registers. */
+		ip->time_to_live--;
+		ip->hdr_checksum = cksum_adjust16(ip->hdr_checksum,
+						  RTE_BE16(0x0100), 0);
+	}
+	nh = nhg_pick(lc->dp, group, nhg_multi(lc->dp, group) ?
+		      flow_hash4(lc->dp->conf.hash_key, ip->src_addr, ip->dst_addr) : 0);
+	if (unlikely(rte_be_to_cpu_16(ip->total_length) > cfg->ports[nh->port].mtu))
+		return pylb_nh_output_fit(lc, cfg, in_port, m, nh, &ip->dst_addr, 4);
+	nh_output(lc, cfg, nh, &ip->dst_addr, 4, m);
+}
+
+static inline void
+pylb_fwd6(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
+	  struct rte_mbuf *m, uint32_t group)
+{
+	struct rte_ipv6_hdr *ip = rte_pktmbuf_mtod_offset(m, struct rte_ipv6_hdr *,
+		sizeof(struct rte_ether_hdr));
+	const struct pylb_nh *nh;
+
+	if (in_port >= 0) {
+		if (ip->hop_limits <= 1) {
+			pylb_icmp6_error(lc, cfg, (uint16_t)in_port, m,
+					 ICMP6_TIME_EXCEEDED, 0, 0);
+			return drop(lc, m, PYLB_D_TTL_EXCEEDED);
+		}
+		ip->hop_limits--;	/* no header checksum in IPv6 */
+	}
+	nh = nhg_pick(lc->dp, group, nhg_multi(lc->dp, group) ?
+		      flow_hash6(lc->dp->conf.hash_key, ip->src_addr, ip->dst_addr) : 0);
+	if (unlikely(sizeof(*ip) + rte_be_to_cpu_16(ip->payload_len) > cfg->ports[nh->port].mtu))
+		return pylb_nh_output_fit(lc, cfg, in_port, m, nh, ip->dst_addr, 6);
+	nh_output(lc, cfg, nh, ip->dst_addr, 6, m);
+}
+
+
+/* Does an ACL refuse a new connection from src (af, network order) to
+ * service id svc? The list that does in *list. */
+static inline bool
+pylb_acl_refuses(const struct pylb_acls *a, const uint8_t *src, uint8_t af, uint16_t svc,
+		 uint32_t *list)
+{
+	uint64_t lists = a->svc[svc], v = 0, m, hit;
+
+	if (lists == 0)
+		return false;
+	if (af == 4) {
+		if (a->fib4 != NULL) {
+			uint32_t ip = rte_be_to_cpu_32(*(const unaligned_uint32_t *)src);
+
+			rte_fib_lookup_bulk(a->fib4, &ip, &v, 1);
+		}
+	} else if (a->fib6 != NULL) {
+		rte_fib6_lookup_bulk(a->fib6, (uint8_t (*)[16])(uintptr_t)src, &v, 1);
+	}
+	m = a->masks[v];
+	hit = lists & ((m & a->deny) | (~m & a->allow));
+	if (hit == 0)
+		return false;
+	*list = (uint32_t)__builtin_ctzll(hit);
+	return true;
+}
+
+/* route.c */
+int pylb_route_init(struct pylb_dp *dp);
+void pylb_route_free(struct pylb_dp *dp);
+/* Called by neigh.c when (ip, port) resolves or expires: refresh the
+ * next hops that use it. mac 0: unresolved. */
+void pylb_route_neigh_update(struct pylb_dp *dp, const struct pylb_neigh_key *k,
+			     uint64_t mac);
+/* Install a FIB entry of another kind (local, VIP) at a free prefix. */
+int pylb_route_add_special(struct pylb_dp *dp, const struct pylb_prefix *p,
+			   uint64_t val);
+int pylb_route_del_special(struct pylb_dp *dp, const struct pylb_prefix *p,
+			   uint64_t val);
+int pylb_route_check_prefix(const struct pylb_prefix *p, const char *what);
+int pylb_route_add_connected(struct pylb_dp *dp, uint16_t port,
+			     const struct pylb_prefix *net);
+/* vip.c, maglev.c */
+void pylb_vip_free_all(struct pylb_dp *dp);
+bool pylb_is_prime(uint32_t n);
+/* Allocate *out: an object of `head` bytes whose struct pylb_balance (at
+ * `bal_offset`) gets the backends and, if any has weight, the lookup table
+ * built, all in one allocation. 0 or a negative PYLB_E_* code. */
+int pylb_balance_new(void **out, const char *what, size_t head, size_t bal_offset,
+		     const struct pylb_backend *b, uint32_t n, uint32_t table_size);
+uint64_t pylb_balance_fingerprint(const struct pylb_balance *bal, const uint64_t *key);
+
+#endif /* PYLB_FIB_H */

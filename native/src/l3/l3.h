@@ -1,0 +1,34 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ * Copyright(c) 2026 pylb authors
+ *
+ * L3's entry points for the packet path (path/pipeline.c): ARP, IPv4 and
+ * IPv6 parsing and the appliance's own addresses, L3 VIPs.
+ */
+#ifndef PYLB_L3_H
+#define PYLB_L3_H
+
+#include "l3/fib.h"
+
+/* ipv4.c */
+void pylb_arp_input(struct pylb_lcore *lc, const struct pylb_port_cfg *pc, uint16_t port,
+		    struct rte_mbuf *m);
+bool pylb_ipv4_parse(struct pylb_lcore *lc, struct rte_mbuf *m, uint32_t l2,
+		     bool l2_multicast);
+void pylb_ipv4_local(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port,
+		     struct rte_mbuf *m);
+void pylb_ipv4_icmp(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port,
+		    struct rte_mbuf *m);
+
+/* ipv6.c */
+bool pylb_ipv6_parse(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port,
+		     struct rte_mbuf *m, uint32_t l2, bool l2_multicast, uint8_t *proto);
+void pylb_ipv6_local(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port,
+		     struct rte_mbuf *m);
+void pylb_ipv6_icmp(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port,
+		    struct rte_mbuf *m);
+
+/* vip.c */
+void pylb_vip_input(struct pylb_lcore *lc, const struct pylb_cfg *cfg,
+		    int in_port, struct rte_mbuf *m, uint32_t vip_id, uint8_t af);
+
+#endif /* PYLB_L3_H */

@@ -1,0 +1,457 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ * Copyright(c) 2026 pylb authors
+ *
+ * Stateless L3 load balancing: a VIP prefix in the FIB points at a VIP whose
+ * lookup table picks a backend from the flow hash; the packet is then
+ * encapsulated (IPIP, GRE) or sent unchanged to the backend's MAC (direct
+ * routing), along the route to the backend.
+ */
+#include <stddef.h>
+#include <stdio.h>
+
+#include <rte_gre.h>
+#include <rte_malloc.h>
+
+#include "l3/l3.h"
+#include "l3/quote.h"
+
+uint32_t
+pylb_encap_len(bool gre, uint8_t outer_af)
+{
+	return (outer_af == 4 ? sizeof(struct rte_ipv4_hdr) :
+		sizeof(struct rte_ipv6_hdr)) + (gre ? sizeof(struct rte_gre_hdr) : 0);
+}
+
+/* Put m (an Ethernet frame carrying an IP packet of family inner_af) in an
+ * IPIP or GRE header towards `dst`, from `source` (af 0: the egress port's
+ * address). Returns 0 or the drop reason. */
+int
+pylb_encap(const struct pylb_cfg *cfg, bool gre, const struct pylb_ip *source,
+	   const struct pylb_ip *dst, const struct pylb_nh *nh, struct rte_mbuf *m,
+	   uint8_t inner_af, uint32_t olen)
+{
+	const struct pylb_port_cfg *pc = &cfg->ports[nh->port];
+	uint8_t inner_proto = inner_af == 4 ? IPPROTO_IPIP : IPPROTO_IPV6;
+	uint32_t inner_len = rte_pktmbuf_pkt_len(m) - sizeof(struct rte_ether_hdr);
+	const void *inner = rte_pktmbuf_mtod_offset(m, void *, sizeof(struct rte_ether_hdr));
+	uint8_t tos = inner_af == 4 ? ((const struct rte_ipv4_hdr *)inner)->type_of_service :
+		(uint8_t)(rte_be_to_cpu_32(((const struct rte_ipv6_hdr *)inner)->vtc_flow) >> 20);
+	struct rte_ether_hdr *eth;
+	char *o;
+
+	if (rte_pktmbuf_headroom(m) < olen)
+		return PYLB_D_VIP_NO_HEADROOM;
+	eth = (struct rte_ether_hdr *)rte_pktmbuf_prepend(m, (uint16_t)olen);
+	memmove(eth, (char *)eth + olen, sizeof(*eth));
+	o = (char *)(eth + 1);
+	if (dst->af == 4) {
+		struct rte_ipv4_hdr *ip = (struct rte_ipv4_hdr *)o;
+		uint32_t src;
+
+		memset(ip, 0, sizeof(*ip));
+		if (source->af == 4)
+			memcpy(&src, source->ip, 4);
+		else if (!port_src4(pc, *(const uint32_t *)dst->ip, &src))
+			return PYLB_D_VIP_NO_ROUTE;
+		ip->src_addr = src;
+		memcpy(&ip->dst_addr, dst->ip, 4);
+		ip->version_ihl = RTE_IPV4_VHL_DEF;
+		ip->type_of_service = tos;
+		ip->total_length = rte_cpu_to_be_16((uint16_t)(olen + inner_len));
+		/* DF as the inner packet has it (IPv6: always), so that a hop
+		 * too small answers "fragmentation needed", which comes back
+		 * here and goes on to the inner packet's sender (icmperr.c). */
+		ip->fragment_offset = inner_af == 6 ? RTE_BE16(RTE_IPV4_HDR_DF_FLAG) :
+			((const struct rte_ipv4_hdr *)inner)->fragment_offset &
+			RTE_BE16(RTE_IPV4_HDR_DF_FLAG);
+		ip->time_to_live = IPDEFTTL;
+		ip->next_proto_id = gre ? IPPROTO_GRE : inner_proto;
+		ip->hdr_checksum = rte_ipv4_cksum(ip);
+		eth->ether_type = RTE_BE16(RTE_ETHER_TYPE_IPV4);
+		o += sizeof(*ip);
+	} else {
+		struct rte_ipv6_hdr *ip = (struct rte_ipv6_hdr *)o;
+		const uint8_t *src = source->af == 6 ? source->ip : port_src6(pc, dst->ip);
+
+		if (src == NULL)
+			return PYLB_D_VIP_NO_ROUTE;
+		ip->vtc_flow = rte_cpu_to_be_32(6u << 28 | (uint32_t)tos << 20);
+		ip->payload_len = rte_cpu_to_be_16((uint16_t)(olen - sizeof(*ip) + inner_len));
+		ip->proto = gre ? IPPROTO_GRE : inner_proto;
+		ip->hop_limits = IPDEFTTL;
+		memcpy(ip->src_addr, src, 16);
+		memcpy(ip->dst_addr, dst->ip, 16);
+		eth->ether_type = RTE_BE16(RTE_ETHER_TYPE_IPV6);
+		o += sizeof(*ip);
+	}
+	if (gre) {
+		struct rte_gre_hdr *g = (struct rte_gre_hdr *)o;
+
+		memset(g, 0, sizeof(*g));
+		g->proto = inner_af == 4 ? RTE_BE16(RTE_ETHER_TYPE_IPV4) :
+			RTE_BE16(RTE_ETHER_TYPE_IPV6);
+	}
+	return 0;
+}
+
+/* The output towards backend `to` through nh, encapsulated (IPIP, or GRE)
+ * from `src` (unset: the port's address), the egress MTU checked. */
+void
+pylb_out_encap(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
+	       struct rte_mbuf *m, const struct pylb_nh *nh, bool gre,
+	       const struct pylb_ip *src, const struct pylb_ip *to, uint8_t af)
+{
+	uint32_t olen = pylb_encap_len(gre, to->af);
+	uint32_t mtu = cfg->ports[nh->port].mtu;
+	int reason;
+
+	if (rte_pktmbuf_pkt_len(m) - sizeof(struct rte_ether_hdr) + olen > mtu)
+		return pylb_too_big(lc, cfg, in_port, m, af, (uint16_t)(mtu - olen),
+				    PYLB_D_VIP_TOO_BIG);
+	reason = pylb_encap(cfg, gre, src, to, nh, m, af, olen);
+	if (reason != 0)
+		return drop(lc, m, (enum pylb_counter)reason);
+	nh_output(lc, cfg, nh, to->ip, to->af, m);
+}
+
+/* Direct routing: the backend on a connected network, the frame readdressed
+ * to its MAC. */
+void
+pylb_out_dr(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port, struct rte_mbuf *m,
+	    const struct pylb_nh *nh, const struct pylb_ip *to)
+{
+	if (!nh->connected)
+		return drop(lc, m, PYLB_D_VIP_NO_ROUTE);
+	if (unlikely(rte_pktmbuf_pkt_len(m) - sizeof(struct rte_ether_hdr) >
+		     cfg->ports[nh->port].mtu))
+		return pylb_nh_output_fit(lc, cfg, in_port, m, nh, to->ip, to->af);
+	nh_output(lc, cfg, nh, to->ip, to->af, m);
+}
+
+/* A VIP's output, one per method, bound when the VIP is configured. */
+static void
+vip_ipip(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port, struct rte_mbuf *m,
+	 const struct pylb_nh *nh, const struct pylb_vip *vip, const struct pylb_ip *to,
+	 uint8_t af)
+{
+	pylb_out_encap(lc, cfg, in_port, m, nh, false, &vip->conf.source, to, af);
+}
+
+static void
+vip_gre(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port, struct rte_mbuf *m,
+	const struct pylb_nh *nh, const struct pylb_vip *vip, const struct pylb_ip *to,
+	uint8_t af)
+{
+	pylb_out_encap(lc, cfg, in_port, m, nh, true, &vip->conf.source, to, af);
+}
+
+static void
+vip_dr(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port __rte_unused,
+       struct rte_mbuf *m, const struct pylb_nh *nh, const struct pylb_vip *vip __rte_unused,
+       const struct pylb_ip *to, uint8_t af __rte_unused)
+{
+	pylb_out_dr(lc, cfg, in_port, m, nh, to);
+}
+
+static pylb_vip_out_fn *const vip_out[] = {
+	[PYLB_FWD_IPIP] = vip_ipip, [PYLB_FWD_GRE] = vip_gre, [PYLB_FWD_DR] = vip_dr,
+};
+
+void
+pylb_vip_input(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
+	       struct rte_mbuf *m, uint32_t vip_id, uint8_t af)
+{
+	const struct pylb_vip *vip = __atomic_load_n(&lc->dp->vips[vip_id],
+						     __ATOMIC_ACQUIRE);
+	const void *inner = rte_pktmbuf_mtod_offset(m, void *, sizeof(struct rte_ether_hdr));
+	const struct pylb_backend *b;
+	const uint8_t *client, *to;
+	uint32_t h, v;
+
+	if (unlikely(vip == NULL || vip->bal.table == NULL))
+		return drop(lc, m, PYLB_D_VIP_NO_BACKEND);
+	if (af == 4) {
+		const struct rte_ipv4_hdr *ip = inner;
+
+		/* An ICMP error goes where the flow it quotes went. */
+		if (unlikely(ip->next_proto_id == IPPROTO_ICMP) &&
+		    icmp_error_flow(m, 4, &client, &to))
+			h = flow_hash4(lc->dp->conf.hash_key, *(const unaligned_uint32_t *)client,
+				       *(const unaligned_uint32_t *)to);
+		else
+			h = flow_hash4(lc->dp->conf.hash_key, ip->src_addr, ip->dst_addr);
+	} else {
+		const struct rte_ipv6_hdr *ip = inner;
+
+		if (unlikely(ip->proto == IPPROTO_ICMPV6) &&
+		    icmp_error_flow(m, 6, &client, &to))
+			h = flow_hash6(lc->dp->conf.hash_key, client, to);
+		else
+			h = flow_hash6(lc->dp->conf.hash_key, ip->src_addr, ip->dst_addr);
+	}
+	b = &vip->bal.backends[vip->bal.table[h % vip->conf.table_size]];
+	CNT(lc, VIP_PACKETS);
+
+	v = b->addr.af == 4 ? fib4_lookup(lc->dp, *(const uint32_t *)b->addr.ip) :
+		fib6_lookup(lc->dp, b->addr.ip);
+	if (v == 0 || fib_kind(v) != PYLB_FIB_GROUP)
+		return drop(lc, m, PYLB_D_VIP_NO_ROUTE);
+	vip->out(lc, cfg, in_port, m, nhg_pick(lc->dp, fib_id(v), h), vip, &b->addr, af);
+}
+
+/* Control side. */
+
+static int
+vip_find(struct pylb_dp *dp, const struct pylb_prefix *p)
+{
+	for (int i = 0; i < PYLB_MAX_VIPS; i++) {
+		const struct pylb_vip *v = dp->vips[i];
+
+		if (v != NULL && v->conf.prefix.len == p->len &&
+		    v->conf.prefix.addr.af == p->addr.af &&
+		    memcmp(v->conf.prefix.addr.ip, p->addr.ip, 16) == 0)
+			return i;
+	}
+	return -1;
+}
+
+static int
+vip_new(struct pylb_vip **out, const struct pylb_vip_conf *conf,
+	const struct pylb_backend *b, uint32_t n)
+{
+	int rc = pylb_balance_new((void **)out, "VIP", sizeof(**out),
+				  offsetof(struct pylb_vip, bal), b, n, conf->table_size);
+
+	if (rc == 0) {
+		(*out)->conf = *conf;
+		(*out)->out = vip_out[conf->method];
+	}
+	return rc;
+}
+
+static int
+vip_add_unlocked(struct pylb_dp *dp, const struct pylb_vip_conf *conf)
+{
+	struct pylb_vip_conf c = *conf;
+	struct pylb_vip *v;
+	char name[PYLB_ADDR_STRLEN];
+	int id, rc;
+
+	rc = pylb_route_check_prefix(&c.prefix, "VIP");
+	if (rc != 0)
+		return rc;
+	pylb_fmt_prefix(&c.prefix, name, sizeof(name));
+	if (c.method > PYLB_FWD_DR)
+		return pylb_fail(-PYLB_E_INVAL, "VIP %s: unknown forwarding method %u",
+				 name, c.method);
+	if (c.source.af != 0 && c.source.af != 4 && c.source.af != 6)
+		return pylb_fail(-PYLB_E_INVAL, "VIP %s: source address family %u",
+				 name, c.source.af);
+	if (c.table_size == 0)
+		c.table_size = PYLB_MAGLEV_DEFAULT;
+	if (vip_find(dp, &c.prefix) >= 0)
+		return pylb_fail(-PYLB_E_EXIST, "VIP %s already exists", name);
+	for (id = 0; id < PYLB_MAX_VIPS && dp->vips[id] != NULL; id++)
+		;
+	if (id == PYLB_MAX_VIPS)
+		return pylb_fail(-PYLB_E_FULL, "at most %d VIPs", PYLB_MAX_VIPS);
+	if (!pylb_is_prime(c.table_size) || c.table_size > PYLB_MAGLEV_MAX)
+		return pylb_fail(-PYLB_E_INVAL,
+			"VIP %s: lookup table size %u must be a prime no larger than %u (e.g. 65537)",
+			name, c.table_size, PYLB_MAGLEV_MAX);
+	rc = vip_new(&v, &c, NULL, 0);
+	if (rc != 0)
+		return rc;
+	__atomic_store_n(&dp->vips[id], v, __ATOMIC_RELEASE);
+	rc = pylb_route_add_special(dp, &c.prefix, PYLB_FIB_VAL(PYLB_FIB_VIP, id));
+	if (rc != 0) {
+		dp->vips[id] = NULL;
+		rte_free(v);
+		return rc;
+	}
+	return 0;
+}
+
+static int
+vip_del_unlocked(struct pylb_dp *dp, const struct pylb_prefix *prefix)
+{
+	char name[PYLB_ADDR_STRLEN];
+	int id = vip_find(dp, prefix);
+
+	if (id < 0) {
+		pylb_fmt_prefix(prefix, name, sizeof(name));
+		return pylb_fail(-PYLB_E_NOENT, "no VIP %s", name);
+	}
+	pylb_route_del_special(dp, prefix, PYLB_FIB_VAL(PYLB_FIB_VIP, id));
+	pylb_rcu_replace(dp, (void **)&dp->vips[id], NULL);
+	return 0;
+}
+
+static int
+vip_backends_set_unlocked(struct pylb_dp *dp, const struct pylb_prefix *prefix,
+			 const struct pylb_backend *b, uint32_t n)
+{
+	const struct pylb_vip *cur;
+	struct pylb_vip *next;
+	uint32_t i, j;
+	char name[PYLB_ADDR_STRLEN];
+	int id, rc;
+
+	pylb_fmt_prefix(prefix, name, sizeof(name));
+	id = vip_find(dp, prefix);
+	if (id < 0)
+		return pylb_fail(-PYLB_E_NOENT, "no VIP %s", name);
+	cur = dp->vips[id];
+	if (n > PYLB_MAX_BACKENDS)
+		return pylb_fail(-PYLB_E_FULL, "VIP %s: %u backends, at most %d",
+				 name, n, PYLB_MAX_BACKENDS);
+	for (i = 0; i < n; i++) {
+		static const uint8_t zero[16];
+
+		if ((b[i].addr.af != 4 && b[i].addr.af != 6) ||
+		    memcmp(b[i].addr.ip, zero, 16) == 0)
+			return pylb_fail(-PYLB_E_INVAL,
+				"VIP %s: backend %u has no address", name, i);
+		if (b[i].weight > 65535)
+			return pylb_fail(-PYLB_E_INVAL,
+				"VIP %s: backend weight %u is above 65535", name,
+				b[i].weight);
+		if (cur->conf.method == PYLB_FWD_DR) {
+			struct pylb_route r;
+
+			if (b[i].addr.af != prefix->addr.af)
+				return pylb_fail(-PYLB_E_INVAL,
+					"VIP %s: direct routing needs backends of the VIP's address family",
+					name);
+			if (pylb_dp_route_lookup(dp, &b[i].addr, &r) != 0 ||
+			    r.kind != PYLB_ROUTE_CONNECTED)
+				return pylb_fail(-PYLB_E_INVAL,
+					"VIP %s: backend %u is on no connected network; direct routing sends to the backend's MAC, so give a port an address on its network (or use ipip/gre)",
+					name, i);
+		}
+		for (j = 0; j < i; j++)
+			if (memcmp(&b[i].addr, &b[j].addr, sizeof(b[i].addr)) == 0)
+				return pylb_fail(-PYLB_E_EXIST,
+					"VIP %s: backend listed twice", name);
+	}
+	rc = vip_new(&next, &cur->conf, b, n);
+	if (rc != 0)
+		return rc;
+	pylb_rcu_replace(dp, (void **)&dp->vips[id], next);
+	return 0;
+}
+
+static int
+vip_get_unlocked(struct pylb_dp *dp, const struct pylb_prefix *prefix,
+		struct pylb_vip_conf *conf, struct pylb_backend *b,
+		uint32_t max_b, uint32_t *n_b)
+{
+	int id = vip_find(dp, prefix);
+	const struct pylb_vip *v;
+	char name[PYLB_ADDR_STRLEN];
+
+	if (id < 0) {
+		pylb_fmt_prefix(prefix, name, sizeof(name));
+		return pylb_fail(-PYLB_E_NOENT, "no VIP %s", name);
+	}
+	v = dp->vips[id];
+	*conf = v->conf;
+	*n_b = v->bal.n_backends;
+	memcpy(b, v->bal.backends, RTE_MIN(max_b, v->bal.n_backends) * sizeof(*b));
+	return 0;
+}
+
+static int
+vip_list_unlocked(struct pylb_dp *dp, struct pylb_prefix *out, uint32_t max)
+{
+	uint32_t n = 0;
+
+	for (int i = 0; i < PYLB_MAX_VIPS && n < max; i++)
+		if (dp->vips[i] != NULL)
+			out[n++] = dp->vips[i]->conf.prefix;
+	return (int)n;
+}
+
+static int
+vip_pick_unlocked(struct pylb_dp *dp, const struct pylb_prefix *prefix,
+		 const struct pylb_ip *src, const struct pylb_ip *dst)
+{
+	int id = vip_find(dp, prefix);
+	const struct pylb_vip *v;
+
+	if (id < 0 || dp->vips[id]->bal.table == NULL)
+		return -1;
+	v = dp->vips[id];
+	return v->bal.table[pylb_flow_hash(dp, src, dst) % v->conf.table_size];
+}
+
+void
+pylb_vip_free_all(struct pylb_dp *dp)
+{
+	for (int i = 0; i < PYLB_MAX_VIPS; i++) {
+		rte_free(dp->vips[i]);
+		dp->vips[i] = NULL;
+	}
+}
+
+/* The API: serialised with the telemetry thread's readers. */
+
+int
+pylb_dp_vip_add(struct pylb_dp *dp, const struct pylb_vip_conf *conf)
+{
+	PYLB_CTL_LOCKED(dp, vip_add_unlocked(dp, conf));
+}
+
+int
+pylb_dp_vip_del(struct pylb_dp *dp, const struct pylb_prefix *prefix)
+{
+	PYLB_CTL_LOCKED(dp, vip_del_unlocked(dp, prefix));
+}
+
+int
+pylb_dp_vip_backends_set(struct pylb_dp *dp, const struct pylb_prefix *prefix,
+			 const struct pylb_backend *b, uint32_t n)
+{
+	PYLB_CTL_LOCKED(dp, vip_backends_set_unlocked(dp, prefix, b, n));
+}
+
+int
+pylb_dp_vip_get(struct pylb_dp *dp, const struct pylb_prefix *prefix,
+		struct pylb_vip_conf *conf, struct pylb_backend *b,
+		uint32_t max_b, uint32_t *n_b)
+{
+	PYLB_CTL_LOCKED(dp, vip_get_unlocked(dp, prefix, conf, b, max_b, n_b));
+}
+
+static int
+vip_fingerprint_unlocked(struct pylb_dp *dp, const struct pylb_prefix *prefix, uint64_t *out)
+{
+	int id = vip_find(dp, prefix);
+	char name[PYLB_ADDR_STRLEN];
+
+	if (id < 0) {
+		pylb_fmt_prefix(prefix, name, sizeof(name));
+		return pylb_fail(-PYLB_E_NOENT, "no VIP %s", name);
+	}
+	*out = pylb_balance_fingerprint(&dp->vips[id]->bal, dp->conf.hash_key);
+	return 0;
+}
+
+int
+pylb_dp_vip_fingerprint(struct pylb_dp *dp, const struct pylb_prefix *prefix, uint64_t *out)
+{
+	PYLB_CTL_LOCKED(dp, vip_fingerprint_unlocked(dp, prefix, out));
+}
+
+int
+pylb_dp_vip_list(struct pylb_dp *dp, struct pylb_prefix *out, uint32_t max)
+{
+	PYLB_CTL_LOCKED(dp, vip_list_unlocked(dp, out, max));
+}
+
+int
+pylb_dp_vip_pick(struct pylb_dp *dp, const struct pylb_prefix *prefix,
+		 const struct pylb_ip *src, const struct pylb_ip *dst)
+{
+	PYLB_CTL_LOCKED(dp, vip_pick_unlocked(dp, prefix, src, dst));
+}

@@ -1,0 +1,144 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ * Copyright(c) 2026 pylb authors
+ *
+ * What the forwarding methods (nat.c, fullnat.c, dr.c, tunnel.c) share:
+ * the output towards a backend,
+ * a reply given the VIP back, a packet sent as it is.
+ */
+#ifndef PYLB_FORWARD_H
+#define PYLB_FORWARD_H
+
+#include "l4/l4.h"
+
+/* The next-hop group the workers route `to` (a backend) by; false (m
+ * dropped) if there is none. */
+static inline bool
+l4_backend_group(struct pylb_lcore *lc, struct rte_mbuf *m, const uint8_t *to, uint8_t af,
+	      uint32_t *group)
+{
+	uint32_t v = af == 4 ? fib4_lookup(lc->dp, *(const unaligned_uint32_t *)to) :
+		fib6_lookup(lc->dp, to);
+
+	if (v == 0 || fib_kind(v) != PYLB_FIB_GROUP) {
+		drop(lc, m, PYLB_D_VIP_NO_ROUTE);
+		return false;
+	}
+	*group = fib_id(v);
+	return true;
+}
+
+/* A translated packet (NAT, FullNAT) towards backend `to`, routed like
+ * any other: its own header picks the ECMP path. */
+static inline void
+l4_out_routed(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port, struct rte_mbuf *m,
+	   const uint8_t *to, uint8_t af, uint32_t hash __rte_unused)
+{
+	uint32_t g;
+
+	if (!l4_backend_group(lc, m, to, af, &g))
+		return;
+	if (af == 4)
+		return pylb_fwd4(lc, cfg, in_port, m, g);
+	pylb_fwd6(lc, cfg, in_port, m, g);
+}
+
+/* An established NAT or FullNAT packet, already translated, through the
+ * cached output: TTL, MACs, TX. False: take the full path. */
+static inline bool
+l4_conn_output(struct pylb_lcore *lc, const struct pylb_cfg *cfg, struct pylb_conn *c,
+	    struct rte_mbuf *m)
+{
+	struct rte_ether_hdr *eth = rte_pktmbuf_mtod(m, struct rte_ether_hdr *);
+
+	if (!(c->flags & CONN_F_OUT_OK) && !pylb_conn_resolve(lc, c))
+		return false;
+	if (unlikely(rte_pktmbuf_pkt_len(m) - sizeof(*eth) > cfg->ports[c->out_port].mtu))
+		return false;	/* the full path fragments it (IPv4 without DF) */
+	if (c->af == 4) {
+		struct rte_ipv4_hdr *ip = (struct rte_ipv4_hdr *)(eth + 1);
+
+		if (ip->time_to_live <= 1)
+			return false;	/* the full path sends the ICMP error */
+		ip->time_to_live--;
+		ip->hdr_checksum = cksum_adjust16(ip->hdr_checksum, RTE_BE16(0x0100), 0);
+	} else {
+		struct rte_ipv6_hdr *ip = (struct rte_ipv6_hdr *)(eth + 1);
+
+		if (ip->hop_limits <= 1)
+			return false;
+		ip->hop_limits--;
+	}
+	u64_to_mac(c->out_mac, &eth->dst_addr);
+	rte_ether_addr_copy(&cfg->ports[c->out_port].mac, &eth->src_addr);
+	CNT(lc, FORWARDED);
+	tx(lc, c->out_port, m);
+	return true;
+}
+
+/* Does m fit its connection's egress? Asked before translation, so that
+ * "fragmentation needed" or "packet too big" quotes the packet as its
+ * sender sent it. IPv4 without DF fits: the output fragments it. */
+static inline bool
+l4_conn_fits(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port, struct rte_mbuf *m,
+	  const struct pylb_conn *c)
+{
+	const struct rte_ipv4_hdr *ip = rte_pktmbuf_mtod_offset(m,
+		const struct rte_ipv4_hdr *, sizeof(struct rte_ether_hdr));
+	uint16_t mtu;
+
+	if (unlikely(!(c->flags & CONN_F_OUT_OK)))
+		return true;	/* not resolved yet: the output checks */
+	mtu = cfg->ports[c->out_port].mtu;
+	if (likely(rte_pktmbuf_pkt_len(m) - sizeof(struct rte_ether_hdr) <= mtu) ||
+	    (c->af == 4 && !(ip->fragment_offset & RTE_BE16(RTE_IPV4_HDR_DF_FLAG))))
+		return true;
+	pylb_too_big(lc, cfg, in_port, m, c->af, mtu, PYLB_D_MTU_EXCEEDED);
+	return false;
+}
+
+static inline uint8_t
+l4_tcp_flags(const struct pylb_tuple *t, const uint16_t *ports)
+{
+	return t->proto == IPPROTO_TCP ? ((const struct rte_tcp_hdr *)ports)->tcp_flags : 0;
+}
+
+
+/* A backend's reply of c given the VIP back as its source (NAT, and
+ * FullNAT before it gives the client back): counted, its connection
+ * moved on. False: m was taken (the SYN proxy's). */
+static inline bool
+l4_reply_from_vip(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
+		  struct rte_mbuf *m, const struct pylb_tuple *t, uint16_t *ports,
+		  struct pylb_conn *c)
+{
+	if (unlikely(c->flags & CONN_F_SYNPROXY) &&
+	    !pylb_synproxy_reply(lc, cfg, in_port, m, ports, c))
+		return false;
+	if (unlikely(!(c->flags & CONN_F_REPLIED))) {
+		if (pylb_conn_half_open(c) && c->proto == IPPROTO_UDP)
+			pylb_half_open_add(&lc->ct, c, -1);
+		c->flags |= CONN_F_REPLIED;
+	}
+	pylb_conn_update(lc, c, l4_tcp_flags(t, ports), true, lc->now);
+	nat_rewrite(m, t->af, t->proto, ports, false, conn_addr(&lc->ct, c, CONN_VIP), c->vport);
+	CNT(lc, NAT_REPLIES);
+	conn_check(lc, c);	/* its backend's index (a reset waits for the client) */
+	count_packet(lc, __atomic_load_n(&lc->dp->svcs[c->svc], __ATOMIC_ACQUIRE), c->svc,
+		     c->bidx, m, true);
+	return true;
+}
+
+/* DR and tunnel: a client's packet of c as it is, to its backend through
+ * the method's output, by the flow hash of (client, VIP). */
+static inline void
+l4_forward_as_is(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
+		 struct rte_mbuf *m, struct pylb_conn *c)
+{
+	const uint8_t *be = conn_addr(&lc->ct, c, CONN_BACKEND);
+
+	pylb_l4_methods[c->method]->out(lc, cfg, in_port, m, be, c->af,
+		flow_hash(lc->dp->conf.hash_key, conn_addr(&lc->ct, c, CONN_CLIENT),
+			  conn_addr(&lc->ct, c, CONN_VIP), c->af));
+}
+
+#endif /* PYLB_FORWARD_H */

@@ -1,0 +1,668 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ * Copyright(c) 2026 pylb authors
+ *
+ * What the L4 fast path's two sides share: the clients' side (l4.c) and
+ * the backends' replies and hand-overs between workers (reply.c): header
+ * access, NAT rewrites, the owner of a flow, a connection's checks and
+ * counters.
+ */
+#ifndef PYLB_L4_H
+#define PYLB_L4_H
+
+#include <rte_tcp.h>
+#include <rte_udp.h>
+
+#include "l4/ct.h"
+#include "l4/scheduler.h"
+#include "l4/service.h"
+
+#define RESUME_L4	1	/* m->hash.usr: where the owner picks it up */
+#define RESUME_REPLY	2
+#define RESUME_FULLNAT	3
+#define RESUME_ICMP_IN	4	/* icmperr.c */
+#define RESUME_ICMP_NAT	5
+#define RESUME_ICMP_FULLNAT	6
+
+
+/* l4.c, for the SYN proxy: a held packet resumed; a translated packet
+ * sent to c's backend; TCP refused (RST if `rst`). */
+enum pylb_opening {
+	PYLB_OPEN_NEW,		/* a SYN (a UDP packet) */
+	PYLB_OPEN_PROVEN,	/* a cookie's ACK: not held to its network's budget */
+	PYLB_OPEN_MID_FLOW,	/* a connection opened elsewhere (another
+				 * appliance, before a restart): the consistent
+				 * choice, no limits, never evicts */
+};
+void pylb_l4_resume(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
+		    struct rte_mbuf *m, struct pylb_conn *c);
+void pylb_l4_to_backend(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
+			struct rte_mbuf *m, struct pylb_conn *c);
+void pylb_l4_refuse(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
+		    struct rte_mbuf *m, uint8_t af, uint8_t proto, uint16_t *ports,
+		    enum pylb_counter reason, bool rst);
+
+/* verdict.c: what a client's packet to a service VIP gets, decided from
+ * the tables of the lcore that owns its flow, changing nothing (lc is
+ * only read). l4.c acts on it; Trace reports it. */
+enum l4_answer {
+	L4_ANSWER_NONE,
+	L4_ANSWER_RST,		/* TCP: a RST */
+	L4_ANSWER_REFUSE,	/* TCP: a RST; UDP: ICMP port unreachable */
+	L4_ANSWER_PROHIBITED,	/* ICMP unreachable, administratively prohibited */
+};
+#define L4_TAKE_SOURCE_RATE	1	/* the client network's token */
+#define L4_TAKE_SERVICE_RATE	2	/* the service's new-connection token */
+struct l4_verdict {
+	uint8_t what;			/* enum pylb_l4_verdict */
+	uint8_t answer;			/* DROP: enum l4_answer */
+	uint16_t reason;		/* DROP: the drop reason */
+	uint16_t ended;			/* c ended first: CONN_REUSED, CONN_RESET_DOWN */
+	uint16_t full;			/* no room for an entry: the counter that says why */
+	uint8_t take;			/* L4_TAKE_*: tokens the act takes */
+	bool evict;			/* the entry's room is the oldest half-open one's */
+	bool opens;			/* UNTRACKED: it opens a connection */
+	uint16_t lport;			/* FullNAT: the local port (network order) */
+	uint32_t lip;			/* FullNAT: the local address (an index) */
+	struct pylb_conn *c;		/* CONN, HOLD; or the one that ended */
+	const struct pylb_service *svc;
+	uint32_t hash;			/* the flow's (client, VIP) */
+	uint32_t bi;			/* NEW, PICK_UP, UNTRACKED, COOKIE_ACK: the backend */
+	uint32_t picked;		/* NEW: the scheduler's own choice (its turn taken) */
+	uint32_t src;			/* the client network's slot in per-source counts */
+	struct pylb_persist *persist;	/* NEW: the persistence entry that chose bi */
+};
+void pylb_l4_decide(struct pylb_lcore *lc, const struct pylb_tuple *t, uint8_t flags,
+		    uint32_t seq, uint32_t ack, const struct pylb_ct_key *k, uint64_t now,
+		    struct l4_verdict *v);
+
+/* The key of t's client in svc's per-client counts. */
+static inline void
+pylb_client_key(struct pylb_persist_key *k, uint16_t svc, const uint8_t *ip, uint8_t af)
+{
+	memset(k, 0, sizeof(*k));
+	memcpy(k->ip, ip, af == 4 ? 4 : 16);
+	k->svc = svc;
+	k->af = af;
+}
+
+/* The key of t's client network in svc's persistence entries. */
+static inline void
+pylb_persist_key(struct pylb_persist_key *pk, const struct pylb_service *svc,
+		 const struct pylb_tuple *t)
+{
+	uint8_t len = svc->conf.persistence_prefix;
+	uint32_t bits = t->af == 4 ? 32 : 128;
+
+	memset(pk, 0, sizeof(*pk));
+	pk->svc = svc->id;
+	pk->af = t->af;
+	memcpy(pk->ip, t->src, bits / 8);
+	for (uint32_t bit = len ? len : bits; bit < bits; bit++)
+		pk->ip[bit / 8] &= (uint8_t)~(0x80 >> (bit % 8));
+}
+
+/* The cycles between two of svc's new connections on one worker. */
+static inline uint64_t
+pylb_service_rate_cost(const struct pylb_dp_conf *conf, const struct pylb_service_conf *s)
+{
+	return rte_get_timer_hz() / pylb_worker_share(conf, s->max_new_per_second);
+}
+
+/* reply.c: the NAT service a backend's reply t (backend -> client)
+ * answers for, with no connection to say. NONE: t's source is no NAT
+ * backend; ONE: *svc, replying from its service port *vport; AMBIGUOUS:
+ * no single one (the backend is in several NAT services and their
+ * consistent choices for the client's flow do not name exactly one; in
+ * more than NAT_SLOTS; an all-ports service with a fixed backend port). */
+enum nat_reply { NAT_REPLY_NONE, NAT_REPLY_ONE, NAT_REPLY_AMBIGUOUS };
+enum nat_reply pylb_nat_reply_service(const struct pylb_dp *dp, const struct pylb_tuple *t,
+				      const struct pylb_service **svc, uint16_t *vport);
+
+/* frag.c: fragments of TCP/UDP datagrams (see there). pylb_frag_gather
+ * runs where a packet's ports are read, for a packet that may be a
+ * fragment: a later fragment whose datagram's first was seen gets *ports
+ * (a stand-in header) and *proto; GO: go on; TAKEN: m was handed to the
+ * worker where its datagram gathers (the owner of `gather`), held, or
+ * dropped; UNKNOWN: a later fragment whose first was not seen, not held
+ * (`hold` false). */
+enum { PYLB_FRAG_GO, PYLB_FRAG_TAKEN, PYLB_FRAG_UNKNOWN };
+int pylb_frag_gather(struct pylb_lcore *lc, struct rte_mbuf *m, uint8_t af, int in_port,
+		     uint32_t kind, const uint8_t *gather, bool hold, uint8_t *proto,
+		     uint16_t **ports);
+
+/* reply.c: a packet handed over (m->hash.usr says where it stopped),
+ * resumed. */
+void pylb_resume(struct pylb_lcore *lc, const struct pylb_cfg *cfg, struct rte_mbuf *m);
+
+/* l4.c: where a NAT or FullNAT connection's packets go (port, next-hop
+ * MAC), resolved and cached in the entry; false if not known yet. */
+bool pylb_conn_resolve(struct pylb_lcore *lc, struct pylb_conn *c);
+
+/* l4.c: m (built here: a data-path probe) to backend `to` by DR or tunnel. */
+void pylb_l4_method_out(struct pylb_lcore *lc, const struct pylb_cfg *cfg, struct rte_mbuf *m,
+			uint8_t method, const uint8_t *to, uint8_t af);
+
+/* proxy.c: the PROXY protocol for FullNAT (see there). */
+#define PYLB_PP_MAX	108	/* a header's bytes, at most (v1, IPv6) */
+int pylb_pp_enable(struct pylb_dp *dp);
+void pylb_pp_open(struct pylb_lcore *lc, struct pylb_conn *c, const struct pylb_service *svc);
+/* The bytes svc's header may take for a client of family af (0: none). */
+uint32_t pylb_pp_room(const struct pylb_service *svc, uint8_t af);
+/* A client's packet of c (before translation): false if m was dropped. */
+bool pylb_pp_to_backend(struct pylb_lcore *lc, struct rte_mbuf *m, uint16_t *ports,
+			const struct pylb_conn *c, struct pylb_pp *pp);
+/* A backend's TCP packet of c (any time before routing). */
+void pylb_pp_to_client(struct rte_mbuf *m, uint16_t *ports, struct pylb_pp *pp);
+
+/* A client sequence number as the backend has it (the header counted) in
+ * the client's terms: inside the header, the client's first byte. */
+static inline uint32_t
+pp_client_seq(const struct pylb_pp *pp, uint32_t v)
+{
+	int32_t d = (int32_t)(v - pp->start);
+
+	return d > (int32_t)pp->len ? v - pp->len : d > 0 ? pp->start : v;
+}
+
+/* c's PROXY protocol state, if it sends a header. */
+static inline struct pylb_pp *
+conn_pp(const struct pylb_lcore *lc, const struct pylb_conn *c)
+{
+	struct pylb_pp *pp = __atomic_load_n(&lc->ct.pp, __ATOMIC_RELAXED);
+
+	if (likely(pp == NULL))
+		return NULL;
+	pp = &pp[c - lc->ct.conns];
+	return pp->len != 0 ? pp : NULL;
+}
+
+/* reply.c: route m (a translated reply) towards its new destination. */
+void pylb_l4_route(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
+		   struct rte_mbuf *m, uint8_t af);
+
+/* icmperr.c: ICMP errors about connections (see there). */
+bool pylb_icmp_error_in(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
+			struct rte_mbuf *m, uint8_t af);
+bool pylb_icmp_error_nat(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
+			 struct rte_mbuf *m, uint8_t af);
+bool pylb_icmp_error_fullnat(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
+			     struct rte_mbuf *m, uint8_t af);
+bool pylb_icmp_error_tunnel(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
+			    struct rte_mbuf *m, uint8_t af);
+
+/* Is TCP refused for `why` (a limit's) answered with a RST?
+ * Limits are, so a client learns at once; not a FullNAT pool without a
+ * port, nor a source's rate: that is where floods come from, and a RST
+ * each would reflect them. */
+static inline bool
+pylb_l4_refusal_resets(int why)
+{
+	return why != PYLB_D_FULLNAT_NO_PORT && why != PYLB_D_LIMIT_SOURCE_RATE;
+}
+
+/* synproxy.c: a SYN answered with a cookie (the MSS it offers mss_less
+ * smaller: room for a PROXY header); an ACK checked as one (0, or the
+ * drop reason; read only); the connection a cookie's ACK opened, c, sent
+ * its SYN to the backend; a client packet held while its backend
+ * answers; a proxied connection's backend packet (false: taken); a client
+ * packet's numbers translated towards the backend. */
+void pylb_synproxy_syn(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
+		       struct rte_mbuf *m, uint16_t *ports, const struct pylb_tuple *t,
+		       uint32_t mss_less);
+int pylb_synproxy_cookie_check(const struct pylb_lcore *lc, const struct pylb_tuple *t,
+			       uint32_t seq, uint32_t ack, uint64_t now);
+void pylb_synproxy_open(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
+			struct rte_mbuf *m, uint16_t *ports, const struct pylb_tuple *t,
+			struct pylb_conn *c);
+void pylb_synproxy_hold(struct pylb_lcore *lc, int in_port, struct rte_mbuf *m,
+			const struct pylb_conn *c);
+bool pylb_synproxy_reply(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
+			 struct rte_mbuf *m, uint16_t *ports, struct pylb_conn *c);
+void pylb_synproxy_to_backend(const struct pylb_conn *c, struct rte_mbuf *m, uint16_t *ports);
+
+/* The gauge of backend counts bs a connection in `state` counts in:
+ * active (established, UDP) or inactive. */
+static inline int64_t *
+conn_gauge(struct pylb_svc_stats *bs, uint8_t state)
+{
+	return state == PYLB_TCP_ESTABLISHED || state == PYLB_TCP_NONE ?
+		&bs->active : &bs->inactive;
+}
+
+/* The index of c's backend in svc, or PYLB_BIDX_NONE (l4.c). */
+uint16_t pylb_backend_index(const struct pylb_conntrack *ct, const struct pylb_service *svc,
+			    const struct pylb_conn *c);
+
+/* The service of t's destination (VIP, protocol, port), or its VIP's
+ * all-ports service; NULL if none. */
+static inline const struct pylb_service *
+service_find(const struct pylb_dp *dp, const struct pylb_tuple *t)
+{
+	struct svc_key sk = { .port = t->dport, .proto = t->proto, .af = t->af };
+	void *data;
+
+	memcpy(sk.ip, t->dst, t->af == 4 ? 4 : 16);
+	if (rte_hash_lookup_data(dp->svc_hash, &sk, &data) < 0) {
+		sk.port = 0;	/* the VIP's all-ports service */
+		if (rte_hash_lookup_data(dp->svc_hash, &sk, &data) < 0)
+			return NULL;
+	}
+	return __atomic_load_n(&dp->svcs[(uintptr_t)data], __ATOMIC_ACQUIRE);
+}
+
+/* The pipeline's key stage asks L4: the connection-table hash a packet
+ * will look up (0: none), given its FIB sub-burst `kind`. A service's
+ * packet is looked up by its source (the client side); what may be a
+ * backend's reply (routed: NAT; to one of our addresses: FullNAT) by its
+ * destination. */
+static inline uint32_t
+pylb_l4_key(const struct pylb_dp *dp, struct rte_mbuf *m, uint8_t af, uint8_t proto,
+	    uint8_t kind)
+{
+	const uint8_t *ip = rte_pktmbuf_mtod_offset(m, const uint8_t *,
+						    sizeof(struct rte_ether_hdr));
+	const uint16_t *ports;
+	uint32_t hl;
+	bool reply;
+
+	if (proto != IPPROTO_TCP && proto != IPPROTO_UDP)
+		return 0;
+	switch (kind) {
+	case PYLB_FIB_SERVICE:
+		reply = false;
+		break;
+	case PYLB_FIB_LOCAL:
+		if (dp->n_fullnat == 0)
+			return 0;
+		reply = true;
+		break;
+	case PYLB_FIB_GROUP:
+		if (dp->n_nat == 0)
+			return 0;
+		reply = true;
+		break;
+	default:
+		return 0;
+	}
+	if (af == 4) {
+		const struct rte_ipv4_hdr *h = (const void *)ip;
+
+		if (h->fragment_offset & RTE_BE16(RTE_IPV4_HDR_OFFSET_MASK))
+			return 0;
+		hl = rte_ipv4_hdr_len(h);
+	} else {
+		hl = m->l3_len;		/* past the extension headers (the parse stage) */
+	}
+	if (rte_pktmbuf_data_len(m) < sizeof(struct rte_ether_hdr) + hl + 4)
+		return 0;
+	ports = (const uint16_t *)(ip + hl);
+	/* Source and destination: at 12 and 16 in IPv4, 8 and 24 in IPv6. */
+	return pylb_ct_hash(dp->conf.hash_key, ip + (af == 4 ? 12 + 4 * reply : 8 + 16 * reply), ports[reply],
+			    proto, af);
+}
+
+
+/* The bytes a TCP segment carries after its header. */
+static inline uint32_t
+tcp_payload_len(const struct rte_mbuf *m, uint8_t af, const struct rte_tcp_hdr *t)
+{
+	const uint8_t *ip = rte_pktmbuf_mtod_offset(m, const uint8_t *,
+						    sizeof(struct rte_ether_hdr));
+	uint32_t end = af == 4 ? rte_be_to_cpu_16(((const struct rte_ipv4_hdr *)ip)->total_length) :
+		sizeof(struct rte_ipv6_hdr) +
+		rte_be_to_cpu_16(((const struct rte_ipv6_hdr *)ip)->payload_len);
+
+	return end - (uint32_t)((const uint8_t *)t - ip) - (uint32_t)((t->data_off >> 4) * 4);
+}
+
+/* Make m's TCP segment at t `len` bytes long (a header rebuilt in place,
+ * its payload cut); false (m dropped) if it cannot grow to len. */
+static inline bool
+seg_fit(struct pylb_lcore *lc, struct rte_mbuf *m, const struct rte_tcp_hdr *t, uint32_t len)
+{
+	uint32_t have = rte_pktmbuf_pkt_len(m);
+	uint32_t want = (uint32_t)((const uint8_t *)t - rte_pktmbuf_mtod(m, const uint8_t *)) + len;
+
+	if (have > want)
+		rte_pktmbuf_trim(m, (uint16_t)(have - want));
+	else if (have < want && rte_pktmbuf_append(m, (uint16_t)(want - have)) == NULL) {
+		drop(lc, m, PYLB_D_ALLOC_FAILED);
+		return false;
+	}
+	return true;
+}
+
+/* TCP header helpers (synproxy.c, proxy.c). */
+/* The options of a TCP header, one at a time: opt_start, then opt_next
+ * while it returns a kind (the option's bytes at o->p + o->at, o->ol of
+ * them); a malformed list ends the walk. */
+struct tcp_opts {
+	uint8_t *p;
+	uint32_t len, at, ol;
+};
+
+static inline void
+opt_start(struct tcp_opts *o, const struct rte_tcp_hdr *t, uint32_t avail)
+{
+	uint32_t len = RTE_MIN((uint32_t)(t->data_off >> 4) * 4, avail);
+
+	o->p = (uint8_t *)(uintptr_t)(t + 1);
+	o->len = len > sizeof(*t) ? len - (uint32_t)sizeof(*t) : 0;
+	o->at = 0;
+	o->ol = 0;
+}
+
+static inline uint8_t
+opt_next(struct tcp_opts *o)
+{
+	o->at += o->ol;
+	while (o->at < o->len && o->p[o->at] == 1)	/* NOP */
+		o->at++;
+	if (o->at + 1 >= o->len || o->p[o->at] == 0)	/* the end */
+		return 0;
+	o->ol = o->p[o->at + 1];
+	if (o->ol < 2 || o->at + o->ol > o->len)
+		return 0;
+	return o->p[o->at];
+}
+
+/* The bytes m holds from t on. */
+static inline uint32_t
+seg_avail(const struct rte_mbuf *m, const struct rte_tcp_hdr *t)
+{
+	return rte_pktmbuf_data_len(m) -
+		(uint32_t)((const uint8_t *)t - rte_pktmbuf_mtod(m, const uint8_t *));
+}
+
+/* Replace the 32-bit word at p (network order) by v, noting the checksum
+ * change in *sum. */
+static inline void
+word_set(void *p, uint32_t v, uint64_t *sum)
+{
+	uint32_t old, new = rte_cpu_to_be_32(v);
+
+	memcpy(&old, p, 4);
+	*sum += cksum_delta(&old, &new, 4);
+	memcpy(p, &new, 4);
+}
+
+/* The IP length, TTL and checksums of m, a TCP segment of `len` bytes at
+ * t (rebuilt in place), made afresh. */
+static inline void
+seg_finish(struct rte_mbuf *m, uint8_t af, struct rte_tcp_hdr *t, uint32_t len)
+{
+	uint8_t *ip = rte_pktmbuf_mtod_offset(m, uint8_t *, sizeof(struct rte_ether_hdr));
+	uint32_t hl = (uint32_t)((uint8_t *)t - ip);
+
+	t->tcp_urp = 0;
+	t->cksum = 0;
+	if (af == 4) {
+		struct rte_ipv4_hdr *h = (struct rte_ipv4_hdr *)ip;
+
+		h->total_length = rte_cpu_to_be_16((uint16_t)(hl + len));
+		h->time_to_live = IPDEFTTL;
+		h->fragment_offset = 0;
+		h->hdr_checksum = 0;
+		h->hdr_checksum = rte_ipv4_cksum(h);
+	} else {
+		struct rte_ipv6_hdr *h = (struct rte_ipv6_hdr *)ip;
+
+		h->payload_len = rte_cpu_to_be_16((uint16_t)(hl - sizeof(*h) + len));
+		h->hop_limits = IPDEFTTL;
+	}
+	t->cksum = l4_cksum(ip, af, t, len, IPPROTO_TCP);
+}
+
+/* m's addresses and ports swapped: back to where it came from. */
+static inline void
+seg_turn(struct rte_mbuf *m, uint8_t af, struct rte_tcp_hdr *t)
+{
+	uint8_t *ip = rte_pktmbuf_mtod_offset(m, uint8_t *, sizeof(struct rte_ether_hdr));
+	uint8_t tmp[16];
+	uint32_t alen = af == 4 ? 4 : 16;
+	uint8_t *src = ip + (af == 4 ? 12 : 8);
+
+	RTE_SWAP(t->src_port, t->dst_port);
+	memcpy(tmp, src, alen);
+	memcpy(src, src + alen, alen);
+	memcpy(src + alen, tmp, alen);
+}
+
+/* Send m back where it came from as a TCP segment of `len` bytes (a
+ * header rebuilt in place: flags, numbers, options), out of its port. */
+static inline void
+tcp_answer(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port, struct rte_mbuf *m,
+	   uint8_t af, struct rte_tcp_hdr *t, uint32_t len)
+{
+	struct rte_ether_hdr *eth = rte_pktmbuf_mtod(m, struct rte_ether_hdr *);
+
+	if (!seg_fit(lc, m, t, len))
+		return;
+	seg_turn(m, af, t);
+	seg_finish(m, af, t, len);
+	rte_ether_addr_copy(&eth->src_addr, &eth->dst_addr);
+	rte_ether_addr_copy(&cfg->ports[in_port].mac, &eth->src_addr);
+	tx(lc, (uint16_t)in_port, m);
+}
+
+/* The L4 header of the IP packet after the Ethernet header; NULL if short. */
+static inline void *
+l4_header(struct rte_mbuf *m, uint8_t af, uint8_t *proto)
+{
+	uint32_t len = rte_pktmbuf_data_len(m) - sizeof(struct rte_ether_hdr);
+	uint8_t *ip = rte_pktmbuf_mtod_offset(m, uint8_t *, sizeof(struct rte_ether_hdr));
+	uint32_t hl, need;
+
+	if (af == 4) {
+		const struct rte_ipv4_hdr *h = (const void *)ip;
+
+		hl = rte_ipv4_hdr_len(h);
+		*proto = h->next_proto_id;
+		/* Not the first fragment: no L4 header. */
+		if (h->fragment_offset & RTE_BE16(RTE_IPV4_HDR_OFFSET_MASK))
+			return NULL;
+	} else if (pylb_ipv6_walk(m, sizeof(struct rte_ether_hdr), proto) != 0) {
+		*proto = 0;
+		return NULL;
+	} else {
+		hl = m->l3_len;		/* past the extension headers */
+	}
+	need = *proto == IPPROTO_TCP ? sizeof(struct rte_tcp_hdr) : sizeof(struct rte_udp_hdr);
+	return len >= hl + need ? ip + hl : NULL;
+}
+
+/* Might m be a fragment (pylb_frag_gather says)? IPv4: more fragments or
+ * an offset; IPv6: extension headers, or a later fragment's header (what
+ * l4_header's walk found: proto). */
+static inline bool
+frag_suspect(const struct rte_mbuf *m, uint8_t af, uint8_t proto)
+{
+	const struct rte_ipv4_hdr *ip = rte_pktmbuf_mtod_offset(m, const struct rte_ipv4_hdr *,
+								 sizeof(struct rte_ether_hdr));
+
+	if (af == 4)
+		return (ip->fragment_offset &
+			RTE_BE16(RTE_IPV4_HDR_MF_FLAG | RTE_IPV4_HDR_OFFSET_MASK)) != 0;
+	return m->l3_len != sizeof(struct rte_ipv6_hdr) || proto == IPPROTO_FRAGMENT;
+}
+
+/* m's source address. */
+static inline const uint8_t *
+l4_src(const struct rte_mbuf *m, uint8_t af)
+{
+	return rte_pktmbuf_mtod_offset(m, const uint8_t *, sizeof(struct rte_ether_hdr) +
+				       (af == 4 ? 12 : 8));
+}
+
+/* Is `ports` a later fragment's stand-in header? */
+static inline bool
+frag_followed(const struct pylb_lcore *lc, const uint16_t *ports)
+{
+	return ports == lc->frags->phantom;
+}
+
+static inline void
+tuple_of(struct pylb_tuple *t, const struct rte_mbuf *m, uint8_t af, uint8_t proto,
+	 const uint16_t *ports)
+{
+	const uint8_t *ip = rte_pktmbuf_mtod_offset(m, const uint8_t *,
+						    sizeof(struct rte_ether_hdr));
+
+	t->src = af == 4 ? ip + 12 : ip + 8;
+	t->dst = af == 4 ? ip + 16 : ip + 24;
+	t->sport = ports[0];
+	t->dport = ports[1];
+	t->proto = proto;
+	t->af = af;
+}
+
+/* Rewrite destination (dnat) or source (reply) address and port. */
+static inline void
+nat_rewrite(struct rte_mbuf *m, uint8_t af, uint8_t proto, uint16_t *ports,
+	    bool dst, const uint8_t *new_ip, uint16_t new_port)
+{
+	uint8_t *ip = rte_pktmbuf_mtod_offset(m, uint8_t *, sizeof(struct rte_ether_hdr));
+	uint32_t alen = af == 4 ? 4 : 16;
+	uint8_t *addr = af == 4 ? ip + (dst ? 16 : 12) : ip + (dst ? 24 : 8);
+	uint16_t *port = &ports[dst ? 1 : 0];
+	uint16_t *ck = (uint16_t *)((uint8_t *)ports + (proto == IPPROTO_TCP ?
+		offsetof(struct rte_tcp_hdr, cksum) : offsetof(struct rte_udp_hdr, dgram_cksum)));
+
+	/* A zero UDP checksum over IPv4 means "none": keep it so. */
+	if (!(proto == IPPROTO_UDP && af == 4 && *ck == 0))
+		*ck = l4_cksum_update(*ck, addr, new_ip, alen, *port, new_port);
+	if (af == 4) {
+		struct rte_ipv4_hdr *h = (struct rte_ipv4_hdr *)ip;
+
+		h->hdr_checksum = cksum_apply(h->hdr_checksum, cksum_delta(addr, new_ip, 4));
+	}
+	memcpy(addr, new_ip, alen);
+	*port = new_port;
+}
+
+/* The worker that owns a connection: a function of the client's address,
+ * which both directions carry (as source, or as destination of the
+ * backend's reply), so either direction finds the same owner; and every
+ * connection of a client is on one worker, where its persistence lives. */
+static inline uint32_t
+flow_owner(const struct pylb_dp *dp, const uint8_t *client, uint8_t af)
+{
+	return owner_hash(dp->conf.hash_key, client, af) % dp->conf.n_workers;
+}
+
+/* Queue m for worker `owner`, noting where it resumes. */
+static inline void
+hand_over(struct pylb_lcore *lc, struct rte_mbuf *m, int in_port, uint8_t af, uint32_t kind,
+	  uint32_t owner)
+{
+	m->port = (uint16_t)in_port;
+	m->hash.usr = kind | (uint32_t)af << 8;
+	if (rte_ring_enqueue(lc->dp->lcores[owner].redirect, m) != 0)
+		drop(lc, m, PYLB_D_REDIRECT_FULL);
+	else
+		CNT(lc, REDIRECTED);
+}
+
+/* Hand m to the worker that owns its flow. True if it was handed over. */
+static inline bool
+redirect(struct pylb_lcore *lc, struct rte_mbuf *m, int in_port, uint8_t af,
+	 uint32_t kind, const uint8_t *client)
+{
+	struct pylb_dp *dp = lc->dp;
+	uint32_t owner;
+
+	if (dp->conf.n_workers < 2 || lc->slot >= dp->conf.n_workers)
+		return false;
+	owner = flow_owner(dp, client, af);
+	if (owner == lc->slot)
+		return false;
+	hand_over(lc, m, in_port, af, kind, owner);
+	return true;
+}
+
+/* Count m as traffic of service svc_id (svc: its current object) and of
+ * its backend bi: in (a client's packet) or out (a reply). bi is checked
+ * against svc: while a backend set is being replaced, a packet may count
+ * with an index of the previous set. */
+static inline void
+count_packet(struct pylb_lcore *lc, const struct pylb_service *svc, uint16_t svc_id,
+	     uint16_t bi, const struct rte_mbuf *m, bool out)
+{
+	uint32_t len = rte_pktmbuf_pkt_len(m) - sizeof(struct rte_ether_hdr);
+	struct pylb_svc_stats *st = &lc->svc_stats[svc_id];
+	struct pylb_svc_stats *bs = svc != NULL && bi < svc->bal.n_backends ?
+		&svc->bstats[(size_t)lc->slot * svc->bstride + bi] : NULL;
+
+	if (out) {
+		st->out_packets++;
+		st->out_bytes += len;
+		if (bs != NULL) {
+			bs->out_packets++;
+			bs->out_bytes += len;
+		}
+	} else {
+		st->in_packets++;
+		st->in_bytes += len;
+		if (bs != NULL) {
+			bs->in_packets++;
+			bs->in_bytes += len;
+		}
+	}
+}
+
+/* Bring c up to date with dp->gen: its backend's index, and (NAT) its
+ * output. False: its backend is down and the service resets such flows. */
+static inline bool
+conn_check(struct pylb_lcore *lc, struct pylb_conn *c)
+{
+	uint32_t gen = __atomic_load_n(&lc->dp->gen, __ATOMIC_ACQUIRE);
+	const struct pylb_service *svc;
+
+	if (likely(c->gen == gen))
+		return true;
+	svc = __atomic_load_n(&lc->dp->svcs[c->svc], __ATOMIC_ACQUIRE);
+	c->bidx = pylb_backend_index(&lc->ct, svc, c);
+	c->gen = gen;
+	c->flags &= (uint16_t)~CONN_F_OUT_OK;
+	return !(svc != NULL && svc->conf.down_reset && c->bidx != PYLB_BIDX_NONE &&
+		 svc->bal.backends[c->bidx].state == PYLB_BACKEND_DOWN);
+}
+
+/* The packet path's entry points (path/pipeline.c). */
+void pylb_l4_local(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
+		   struct rte_mbuf *m, uint8_t af);
+
+/* probe.c: m, for one of our addresses, answers a data-path probe: noted
+ * (a SYN-ACK answered with a RST): true, m taken. */
+bool pylb_probe_answer(struct pylb_lcore *lc, const struct pylb_cfg *cfg, struct rte_mbuf *m,
+		       uint8_t af);
+
+/* l4.c, reply.c. k: the packet's connection-table key, if the pipeline
+ * made one; NULL: hashed where needed. */
+void pylb_l4_input(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
+		   struct rte_mbuf *m, uint8_t af, const struct pylb_ct_key *k);
+bool pylb_nat_reverse(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
+		      struct rte_mbuf *m, uint8_t af, const struct pylb_ct_key *k);
+bool pylb_fullnat_reply(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
+			struct rte_mbuf *m, uint8_t af, const struct pylb_ct_key *k);
+
+/* conn.c */
+int pylb_conn_init(struct pylb_dp *dp, struct pylb_lcore *lc);
+/* records.c: install the peer's records waiting in lc's sync_in ring. */
+void pylb_sync_drain(struct pylb_lcore *lc);
+void pylb_conn_free(struct pylb_lcore *lc);
+void pylb_conn_age(struct pylb_lcore *lc, uint64_t now, uint32_t step);
+bool pylb_conn_snapshot(const struct pylb_conntrack *ct, uint32_t i, struct pylb_conn *c,
+			struct pylb_conn6 *a);
+void pylb_redirect_drain(struct pylb_lcore *lc, const struct pylb_cfg *cfg);
+/* frag.c: the fragment table; held fragments whose first came, resumed
+ * (at the end of a burst); entries past their time, with what they hold,
+ * dropped. */
+int pylb_frag_init(struct pylb_lcore *lc);
+void pylb_frag_free(struct pylb_lcore *lc);
+void pylb_frag_release(struct pylb_lcore *lc, const struct pylb_cfg *cfg);
+void pylb_frag_age(struct pylb_lcore *lc, uint64_t now);
+/* acl.c */
+void pylb_acls_free(struct pylb_dp *dp);
+
+#endif /* PYLB_L4_H */

@@ -1,0 +1,45 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ * Copyright(c) 2026 pylb authors
+ *
+ * DR (direct routing): the client's packet as it is, readdressed to the
+ * backend's MAC on a connected network; the backend, which holds the VIP,
+ * answers the client itself.
+ */
+#include "l4/forward.h"
+
+static void
+out_dr(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
+       struct rte_mbuf *m, const uint8_t *to, uint8_t af, uint32_t hash)
+{
+	struct pylb_ip b = { .af = af };
+	uint32_t g;
+
+	if (!l4_backend_group(lc, m, to, af, &g))
+		return;
+	memcpy(b.ip, to, af == 4 ? 4 : 16);
+	pylb_out_dr(lc, cfg, in_port, m, nhg_pick(lc->dp, g, hash), &b);
+}
+
+static void
+forward_dr(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
+	   struct rte_mbuf *m, uint16_t *ports __rte_unused, struct pylb_conn *c)
+{
+	l4_forward_as_is(lc, cfg, in_port, m, c);
+}
+
+static void
+untracked_dr(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
+	     struct rte_mbuf *m, uint16_t *ports __rte_unused, const struct pylb_tuple *t,
+	     const struct pylb_backend *b, uint32_t hash)
+{
+	out_dr(lc, cfg, in_port, m, b->addr.ip, t->af, hash);
+}
+
+const struct l4_method pylb_l4_dr = {
+	.name = "dr",
+	.forward = forward_dr,
+	.untracked = untracked_dr,
+	.replies = L4_REPLIES_NONE,
+	.quote = L4_QUOTE_AS_IS,
+	.out = out_dr,
+};

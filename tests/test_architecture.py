@@ -1,0 +1,43 @@
+"""The native code's shape (docs/architecture.md): folders by layer, each
+including only what lies below it; no packet compares a forwarding method
+(each method is one descriptor, l4/method.h)."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+SRC = Path(__file__).resolve().parent.parent / "native" / "src"
+# Bottom to top; a file may include headers of its own layer and below.
+LAYERS = {"core": 0, "l3": 1, "l4": 2, "l4/method": 2, "l4/defence": 2, "path": 3, "ctl": 4}
+# The one call that runs up (docs/architecture.md): L3 sends "packet too
+# big" to a translated NAT reply's source, a service address, through L4's
+# translation of ICMP errors.
+UPWARD = {("l3/fwd.c", "l4/l4.h")}
+METHOD_COMPARE = re.compile(r"[=!]=\s*PYLB_L4_(NAT|FULLNAT|DR|TUNNEL)\b|"
+                            r"\bPYLB_L4_(NAT|FULLNAT|DR|TUNNEL)\s*[=!]=")
+CONTROL = ("ctl/", "l4/records.c")     # the API, and records read back in
+
+
+def sources():
+    return sorted(p.relative_to(SRC).as_posix() for p in SRC.rglob("*.[ch]"))
+
+
+def test_every_source_is_in_a_layer_folder():
+    assert [f for f in sources() if f.rsplit("/", 1)[0] not in LAYERS] == []
+
+
+def test_folders_include_only_what_lies_below():
+    up = set()
+    for f in sources():
+        layer = LAYERS[f.rsplit("/", 1)[0]]
+        for h in re.findall(r'#include "([a-z0-9_/]+\.h)"', (SRC / f).read_text()):
+            if "/" in h and LAYERS[h.rsplit("/", 1)[0]] > layer:
+                up.add((f, h))
+    assert up == UPWARD
+
+
+def test_no_packet_path_file_compares_a_forwarding_method():
+    compares = [f"{f}:{n}: {line.strip()}" for f in sources() if not f.startswith(CONTROL)
+                for n, line in enumerate((SRC / f).read_text().splitlines(), 1)
+                if METHOD_COMPARE.search(line)]
+    assert compares == []
