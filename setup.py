@@ -101,7 +101,7 @@ ext = Extension(
 
 # The C headers' limits alone, for the domain model: no DPDK, nothing linked.
 limits = Extension("pylb._limits", sources=["pylb/_limits.pyx"],
-                   include_dirs=["native/include", "native/src"])
+                   include_dirs=["native/include", "native/src/core"])
 
 setup(
     ext_modules=cythonize([ext, limits], compiler_directives={"language_level": "3"}),

@@ -31,7 +31,7 @@ for t in "${targets[@]}"; do
         if [ ! -x $bin ] || [ -n "$(find native/fuzz build/fuzz/native/libpylb.a -newer $bin | head -1)" ]; then
             echo "fuzz: linking $bin (clang-14, ASan + UBSan)"
             # shellcheck disable=SC2086
-            clang-14 ${san/fuzzer-no-link/fuzzer} -Inative/include $cflags -DALLOW_EXPERIMENTAL_API \
+            clang-14 ${san/fuzzer-no-link/fuzzer} -Inative/include -Inative/src $cflags -DALLOW_EXPERIMENTAL_API \
                 native/fuzz/packet.c build/fuzz/native/libpylb.a $libs -o $bin
         fi
         cmd=($bin -max_len=1600) ;;

@@ -42,9 +42,10 @@ def profile(tmp_path, name, **over):
 def test_native_sources_compile_warning_free():
     cflags = shlex.split(subprocess.run(["pkg-config", "--cflags", "libdpdk"], check=True,
                                         capture_output=True, text=True).stdout)
-    for src in sorted(glob.glob(str(ROOT / "native" / "src" / "*.c"))):
+    for src in sorted(glob.glob(str(ROOT / "native" / "src" / "**" / "*.c"), recursive=True)):
         r = subprocess.run(["gcc", "-fsyntax-only", "-O3", "-Wall", "-Wextra", "-Werror", "-DALLOW_EXPERIMENTAL_API",
-                            f"-I{ROOT}/native/include", *cflags, src], capture_output=True, text=True)
+                            f"-I{ROOT}/native/include", f"-I{ROOT}/native/src", *cflags, src],
+                           capture_output=True, text=True)
         assert r.returncode == 0, r.stderr
 
 

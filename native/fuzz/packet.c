@@ -31,7 +31,7 @@
 #include <rte_ip.h>
 #include <rte_ring.h>
 
-#include "../src/pylb_priv.h"
+#include "path/pipeline.h"
 
 static struct pylb_dp *solo;	/* no workers: the seam, kernel interfaces */
 static struct pylb_dp *duo;	/* two workers (never launched): the redirect ring */

@@ -298,13 +298,14 @@ slot_add(struct pylb_conntrack *ct, uint32_t h, uint32_t idx)
 	return 0;
 }
 
-/* Is there room for an entry of tuple t (pylb_conn_new, read only)? */
+/* Is there room for an entry of tuple t (pylb_conn_new, read only)?
+ * `freeing`: an entry goes first (the oldest half-open one). */
 bool
-pylb_conn_room(const struct pylb_conntrack *ct, const struct pylb_tuple *t)
+pylb_conn_room(const struct pylb_conntrack *ct, const struct pylb_tuple *t, bool freeing)
 {
 	struct slot_plan pl;
 
-	return ct->n_free != 0 && (t->af != 6 || ct->n_free6 != 0) &&
+	return (ct->n_free != 0 || freeing) && (t->af != 6 || ct->n_free6 != 0 || freeing) &&
 		slot_find(ct, pylb_ct_hash(ct->key, t->src, t->sport, t->proto, t->af), &pl);
 }
 

@@ -218,7 +218,7 @@ pylb_half_open_add(struct pylb_conntrack *ct, const struct pylb_conn *c, int32_t
 void pylb_conn_opened(struct pylb_lcore *lc, const struct pylb_conn *c, uint32_t src);
 bool pylb_conn_evict_half_open(struct pylb_lcore *lc);
 bool pylb_conn_evictable(const struct pylb_conntrack *ct);
-bool pylb_conn_room(const struct pylb_conntrack *ct, const struct pylb_tuple *t);
+bool pylb_conn_room(const struct pylb_conntrack *ct, const struct pylb_tuple *t, bool freeing);
 
 struct pylb_persist *pylb_persist_find(struct pylb_lcore *lc,
 				       const struct pylb_persist_key *k, uint64_t now);

@@ -392,12 +392,8 @@ act(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port, struct rte_m
 	case PYLB_L4V_COOKIE_ACK:
 		c = conn_start(lc, t, v, now);
 		if (unlikely(c == NULL)) {
-			/* (No room after all: a FullNAT local side's buckets.) */
-			CNT(lc, CONN_TABLE_FULL);
-			return pylb_l4_refuse(lc, cfg, in_port, m, t->af, t->proto, ports,
-					      v->what == PYLB_L4V_COOKIE_ACK ?
-					      PYLB_D_SYN_PROXY_NO_ENTRY : PYLB_D_FULLNAT_NO_PORT,
-					      false);
+			pylb_l4_decide_no_room(lc, t, v);
+			return act(lc, cfg, in_port, m, ports, t, flags, v, now);
 		}
 		if (v->what == PYLB_L4V_COOKIE_ACK)
 			return pylb_synproxy_open(lc, cfg, in_port, m, ports, t, c);

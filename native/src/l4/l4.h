@@ -26,13 +26,6 @@
 
 /* l4.c, for the SYN proxy: a held packet resumed; a translated packet
  * sent to c's backend; TCP refused (RST if `rst`). */
-enum pylb_opening {
-	PYLB_OPEN_NEW,		/* a SYN (a UDP packet) */
-	PYLB_OPEN_PROVEN,	/* a cookie's ACK: not held to its network's budget */
-	PYLB_OPEN_MID_FLOW,	/* a connection opened elsewhere (another
-				 * appliance, before a restart): the consistent
-				 * choice, no limits, never evicts */
-};
 void pylb_l4_resume(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 		    struct rte_mbuf *m, struct pylb_conn *c);
 void pylb_l4_to_backend(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
@@ -74,6 +67,8 @@ struct l4_verdict {
 void pylb_l4_decide(struct pylb_lcore *lc, const struct pylb_tuple *t, uint8_t flags,
 		    uint32_t seq, uint32_t ack, const struct pylb_ct_key *k, uint64_t now,
 		    struct l4_verdict *v);
+void pylb_l4_decide_no_room(const struct pylb_lcore *lc, const struct pylb_tuple *t,
+			    struct l4_verdict *v);
 
 /* The key of t's client in svc's per-client counts. */
 static inline void
@@ -189,16 +184,6 @@ bool pylb_icmp_error_fullnat(struct pylb_lcore *lc, const struct pylb_cfg *cfg, 
 			     struct rte_mbuf *m, uint8_t af);
 bool pylb_icmp_error_tunnel(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 			    struct rte_mbuf *m, uint8_t af);
-
-/* Is TCP refused for `why` (a limit's) answered with a RST?
- * Limits are, so a client learns at once; not a FullNAT pool without a
- * port, nor a source's rate: that is where floods come from, and a RST
- * each would reflect them. */
-static inline bool
-pylb_l4_refusal_resets(int why)
-{
-	return why != PYLB_D_FULLNAT_NO_PORT && why != PYLB_D_LIMIT_SOURCE_RATE;
-}
 
 /* synproxy.c: a SYN answered with a cookie (the MSS it offers mss_less
  * smaller: room for a PROXY header); an ACK checked as one (0, or the

@@ -14,12 +14,31 @@
 #include "l4/scheduler.h"
 #include "l4/l4.h"
 
+/* How a connection opens. */
+enum pylb_opening {
+	PYLB_OPEN_NEW,		/* a SYN (a UDP packet) */
+	PYLB_OPEN_PROVEN,	/* a cookie's ACK: not held to its network's budget */
+	PYLB_OPEN_MID_FLOW,	/* a connection opened elsewhere (another
+				 * appliance, before a restart): the consistent
+				 * choice, no limits, never evicts */
+};
+
 static inline void
 refused(struct l4_verdict *v, int reason, uint8_t answer)
 {
 	v->what = PYLB_L4V_DROP;
 	v->reason = (uint16_t)reason;
 	v->answer = answer;
+}
+
+/* Is TCP refused for `why` (a limit's) answered with a RST?
+ * Limits are, so a client learns at once; not a FullNAT pool without a
+ * port, nor a source's rate: that is where floods come from, and a RST
+ * each would reflect them. */
+static inline bool
+refusal_resets(int why)
+{
+	return why != PYLB_D_FULLNAT_NO_PORT && why != PYLB_D_LIMIT_SOURCE_RATE;
 }
 
 /* Tokens in bucket b at `now` for one of `cost`? (pylb_tokens_take, read only.) */
@@ -148,6 +167,36 @@ untracked(const struct pylb_lcore *lc, const struct pylb_tuple *t,
 	v->opens = opens;
 }
 
+/* No room for t's entry (`full`: the counter that says why): a cookie's
+ * ACK is refused; else the packet goes untracked (not FullNAT: its replies
+ * need the entry). */
+static void
+no_room(const struct pylb_lcore *lc, const struct pylb_tuple *t,
+	const struct pylb_service *svc, enum pylb_opening how, uint16_t full,
+	struct l4_verdict *v)
+{
+	v->full = full;
+	v->evict = false;
+	if (how == PYLB_OPEN_PROVEN)
+		return refused(v, PYLB_D_SYN_PROXY_NO_ENTRY, L4_ANSWER_NONE);
+	if (pylb_l4_methods[svc->conf.method]->untracked == NULL)
+		return refused(v, PYLB_D_FULLNAT_NO_PORT, L4_ANSWER_NONE);
+	untracked(lc, t, svc, how == PYLB_OPEN_NEW, v);
+}
+
+/* The act found no room after all (a bucket the decision could not
+ * foresee): v (NEW, PICK_UP, COOKIE_ACK) decided again as no room. */
+void
+pylb_l4_decide_no_room(const struct pylb_lcore *lc, const struct pylb_tuple *t,
+		       struct l4_verdict *v)
+{
+	v->take = 0;
+	v->ended = 0;
+	no_room(lc, t, v->svc, v->what == PYLB_L4V_NEW ? PYLB_OPEN_NEW :
+		v->what == PYLB_L4V_COOKIE_ACK ? PYLB_OPEN_PROVEN : PYLB_OPEN_MID_FLOW,
+		PYLB_C_CONN_TABLE_FULL, v);
+}
+
 /* Can t open a connection to svc (`how`), and to which backend? The
  * limits (not for a connection picked up: it was admitted where it
  * opened), the room for its entry (the client network's and the worker's
@@ -172,25 +221,17 @@ open_decide(struct pylb_lcore *lc, const struct pylb_tuple *t, const struct pylb
 	if (unlikely(svc->conf.max_connections | svc->conf.max_new_per_second |
 		     svc->conf.max_per_client) && !mid_flow &&
 	    (why = limits_refuse(lc, svc, t, now, v)) != 0)
-		return refused(v, why, pylb_l4_refusal_resets(why) ? L4_ANSWER_RST : L4_ANSWER_NONE);
+		return refused(v, why, refusal_resets(why) ? L4_ANSWER_RST : L4_ANSWER_NONE);
 	/* The client's network has its budget of half-open entries (a client
 	 * proven by a cookie is not held to it); the worker's is made room
 	 * in by the oldest half-open entry, never by an established one. */
-	if (half_open && how != PYLB_OPEN_PROVEN && pylb_src_full(ct, v->src))
-		v->full = PYLB_C_SOURCE_HALF_OPEN_FULL;
-	else if (half_open && ct->half_open >= ct->half_open_budget &&
-		 (mid_flow || !pylb_conn_evictable(ct)))
-		v->full = PYLB_C_HALF_OPEN_FULL;
-	else if (!pylb_conn_room(ct, t))
-		v->full = PYLB_C_CONN_TABLE_FULL;
-	if (v->full != 0) {
-		if (how == PYLB_OPEN_PROVEN)
-			return refused(v, PYLB_D_SYN_PROXY_NO_ENTRY, L4_ANSWER_NONE);
-		if (method->untracked == NULL)
-			return refused(v, PYLB_D_FULLNAT_NO_PORT, L4_ANSWER_NONE);
-		return untracked(lc, t, svc, how == PYLB_OPEN_NEW, v);
-	}
 	v->evict = half_open && ct->half_open >= ct->half_open_budget;
+	if (half_open && how != PYLB_OPEN_PROVEN && pylb_src_full(ct, v->src))
+		return no_room(lc, t, svc, how, PYLB_C_SOURCE_HALF_OPEN_FULL, v);
+	if (v->evict && (mid_flow || !pylb_conn_evictable(ct)))
+		return no_room(lc, t, svc, how, PYLB_C_HALF_OPEN_FULL, v);
+	if (!pylb_conn_room(ct, t, v->evict))
+		return no_room(lc, t, svc, how, PYLB_C_CONN_TABLE_FULL, v);
 	if (mid_flow) {
 		bi = svc->sched->consistent(svc, t, v->hash);
 	} else {
