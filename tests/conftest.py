@@ -15,14 +15,18 @@ P0_MAC = "02:00:00:00:01:00"
 P1_MAC = "02:00:00:00:01:01"
 
 
-# The tiers (markers, pyproject.toml), by file where the file says it all,
-# else by whether a test takes the in-process dataplane.
+# The tiers (markers, pyproject.toml): a test's own mark (a `pylb run` on
+# TAP ports in a file of unit tests is e2e), else by file where the file
+# says it all, else by whether a test takes the in-process dataplane.
+TIERS = ("unit", "fixture", "e2e", "build", "slow")
 TIER_BY_FILE = {"test_bench_harness.py": "slow", "test_fuzz.py": "slow",
                 "test_cli.py": "build", "test_docs.py": "build"}
 
 
 def pytest_collection_modifyitems(items):
     for item in items:
+        if any(item.get_closest_marker(t) for t in TIERS):
+            continue
         name = item.path.name
         tier = "e2e" if name.startswith("test_e2e_") else TIER_BY_FILE.get(name) or \
             ("fixture" if "native" in getattr(item, "fixturenames", ()) else "unit")

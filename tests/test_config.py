@@ -136,6 +136,7 @@ def test_each_problem_is_named_with_its_line_and_key(tmp_path, text, line, key, 
     assert r.returncode == 2 and key in error_line(r)
 
 
+@pytest.mark.e2e        # the appliance on TAP ports
 def test_run_with_a_config_applies_it(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text(GOOD.replace("2001:db8::100", "10.77.0.101").replace("2001:db8:1::5", "10.77.1.5"))

@@ -274,6 +274,7 @@ UDP  10.78.0.100:53                      0        0        0        0        0
 """
 
 
+@pytest.mark.e2e        # the appliance on TAP ports
 def test_pylb_run_serves_the_api_and_pylbctl_drives_it(tmp_path):
     prof = profile(tmp_path, "grpcrun", ports=[
         {"name": "p0", "vdev": "net_tap0,iface=grpcrun0", "addresses": ["10.78.0.1/24"]},

@@ -121,7 +121,7 @@ def agrees(d, cookies, src, sport, dport, flags, seq=1000, ack=0):
     return f"{verdict} {reason}".strip()
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(steps=st.lists(step, min_size=10, max_size=60))
 def test_trace_says_what_the_fast_path_then_does(native, steps):
     d = appliance(native)
