@@ -13,7 +13,7 @@ import queue
 import threading
 import time
 
-from pylb import hostinfo, model, snapshot, telemetry
+from pylb import health, hostinfo, model, snapshot, telemetry
 from pylb.errors import DataplaneError, NotFound
 from pylb.model import Config
 from pylb.profile import Profile
@@ -215,7 +215,8 @@ def run(profile: Profile, stop: threading.Event, instance: str | None = None,
             speaker.start()
             log.info("bgp: BIRD speaking as AS %d to %s", profile.bgp.local_as,
                      ", ".join(f"{p.address} (AS {p.remote_as})" for p in profile.bgp.peers))
-        manager = Manager(queue_submitter(tasks, dp=dp), health=True, speaker=speaker,
+        submit = queue_submitter(tasks, dp=dp)
+        manager = Manager(submit, health=health.checker(submit), speaker=speaker,
                           counters=lambda: {**sync.counters, "sync_notes_lost": dp.sync_lost()}
                           if sync is not None else {}, pool=profile.pool)
         if config is not None:

@@ -66,6 +66,16 @@ def backend_of(text: str, weight: int | None = None, state: str | None = None) -
     return b
 
 
+TCP_FLAGS = {"F": 0x01, "S": 0x02, "R": 0x04, "P": 0x08, "A": 0x10, "U": 0x20}
+
+
+def tcp_flags(text: str) -> int:
+    """'SA' -> 0x12: TCP flags by their letters (FSRPAU)."""
+    if not text or any(c not in TCP_FLAGS for c in text.upper()):
+        raise argparse.ArgumentTypeError(f"{text!r}: TCP flags are letters of FSRPAU, e.g. S, A, PA")
+    return sum(TCP_FLAGS[c] for c in set(text.upper()))
+
+
 def split_trace(text: str) -> tuple[str, int]:
     try:
         return split_hostport(text)
@@ -172,224 +182,271 @@ def listing(items, out_json: bool, line) -> None:
             print(line(x))
 
 
-def run(args, stub) -> int:
-    out_json = args.output == "json"
-    noun, verb = args.noun, getattr(args, "verb", None)
-    if noun == "service":
-        if verb == "list":
-            r = stub.ListServices(pb.ListServicesRequest())
-            if out_json:
-                print(json.dumps([_json(s) for s in r.services], indent=2))
-            else:
-                for s in r.services:
-                    print_service(s)
-        elif verb == "get":
-            s = stub.GetService(service_key(args.service))
-            print(json.dumps(_json(s), indent=2)) if out_json else print_service(s)
-        elif verb == "add":
-            s = pb.Service(key=service_key(args.service), method=METHOD_NAMES[args.method],
-                           scheduler=SCHED_NAMES[args.scheduler],
-                           persistence_seconds=args.persistence,
-                           persistence_prefix=args.persistence_prefix,
-                           local_addresses=args.local_address or [], down_reset=args.down_reset,
-                           syn_proxy=protonames.numbers(protonames.SYN_PROXY)[args.syn_proxy],
-                           proxy_protocol=protonames.numbers(protonames.PROXY_PROTOCOL)[
-                               args.proxy_protocol],
-                           acls=args.acl or [], max_connections=args.max_connections,
-                           max_new_per_second=args.max_new_per_second,
-                           max_per_client=args.max_per_client,
-                           backends=[backend_of(b, 1) for b in args.backend or []])
-            if args.check:
-                kind, _, path = args.check.partition(":")
-                s.health_check.CopyFrom(pb.HealthCheck(type=kind, path=path,
-                                                       interval_ms=args.check_interval_ms))
-            print_service(stub.AddService(s))
-        elif verb == "set-limits":
-            print_service(stub.SetServiceLimits(pb.ServiceLimits(
-                service=service_key(args.service),
-                **{k: getattr(args, k) for k in model.LIMIT_KEYS})))
-        elif verb == "del":
-            stub.DeleteService(service_key(args.service))
-    elif noun == "backend":
-        key = service_key(args.service)
-        if verb == "del":
-            b = backend_of(args.backend)
-            print_service(stub.DeleteBackend(pb.BackendKey(service=key, address=b.address,
-                                                            port=b.port)))
-            return 0
-        current = {(b.address, b.port): b for b in stub.GetService(key).backends}
+def cmd_service(args, stub, verb: str | None, out_json: bool) -> None:
+    if verb == "list":
+        r = stub.ListServices(pb.ListServicesRequest())
+        if out_json:
+            print(json.dumps([_json(s) for s in r.services], indent=2))
+        else:
+            for s in r.services:
+                print_service(s)
+    elif verb == "get":
+        s = stub.GetService(service_key(args.service))
+        print(json.dumps(_json(s), indent=2)) if out_json else print_service(s)
+    elif verb == "add":
+        s = pb.Service(key=service_key(args.service), method=METHOD_NAMES[args.method],
+                       scheduler=SCHED_NAMES[args.scheduler],
+                       persistence_seconds=args.persistence,
+                       persistence_prefix=args.persistence_prefix,
+                       local_addresses=args.local_address or [], down_reset=args.down_reset,
+                       syn_proxy=protonames.numbers(protonames.SYN_PROXY)[args.syn_proxy],
+                       proxy_protocol=protonames.numbers(protonames.PROXY_PROTOCOL)[
+                           args.proxy_protocol],
+                       acls=args.acl or [], max_connections=args.max_connections,
+                       max_new_per_second=args.max_new_per_second,
+                       max_per_client=args.max_per_client,
+                       backends=[backend_of(b, 1) for b in args.backend or []])
+        if args.check:
+            kind, _, path = args.check.partition(":")
+            s.health_check.CopyFrom(pb.HealthCheck(type=kind, path=path,
+                                                   interval_ms=args.check_interval_ms))
+        print_service(stub.AddService(s))
+    elif verb == "set-limits":
+        print_service(stub.SetServiceLimits(pb.ServiceLimits(
+            service=service_key(args.service),
+            **{k: getattr(args, k) for k in model.LIMIT_KEYS})))
+    elif verb == "del":
+        stub.DeleteService(service_key(args.service))
+
+
+def cmd_backend(args, stub, verb: str | None, out_json: bool) -> None:
+    key = service_key(args.service)
+    if verb == "del":
         b = backend_of(args.backend)
-        old = current.get((b.address, b.port))
-        weight = {"add": args.weight if verb == "add" else None,
-                  "set-weight": getattr(args, "weight", None)}.get(verb)
-        state = verb if verb in model.BACKEND_STATES else None
-        if verb == "add" and old is not None:
-            raise UsageError(f"service {args.service} already has backend {args.backend}")
-        if verb != "add" and old is None:
-            raise UsageError(f"service {args.service} has no backend {args.backend}")
-        b.weight = weight if weight is not None else (old.weight if old else 1)
-        b.state = STATE_NAMES[state] if state else (old.state if old else pb.BACKEND_STATE_UP)
-        b.max_connections = (args.max_connections if verb in ("add", "set-max-connections")
-                             else old.max_connections)
-        print_service(stub.SetBackend(pb.SetBackendRequest(service=key, backend=b)))
-    elif noun == "route":
-        if verb == "list":
-            listing(stub.ListRoutes(pb.ListRoutesRequest(family=args.family)).routes, out_json,
-                    lambda x: f"{x.prefix:44} {x.kind:10} " + ", ".join(
-                        f"via {h.gateway} {h.port}" if h.gateway else h.port
-                        for h in x.next_hops))
-        elif verb == "add":
-            hops = []
-            for v in args.via:
-                gw, _, port = v.rpartition("@")
-                if not port:
-                    raise UsageError(f"next hop {v!r}: write GATEWAY@PORT or @PORT")
-                hops.append(pb.NextHop(gateway=gw, port=port))
-            stub.AddRoute(pb.Route(prefix=args.prefix, next_hops=hops))
-        elif verb == "del":
-            stub.DeleteRoute(pb.RouteKey(prefix=args.prefix))
-    elif noun == "vip":
-        if verb == "list":
-            listing(stub.ListVips(pb.ListVipsRequest()).vips, out_json,
-                    lambda v: f"{v.prefix:44} {v.method:5} table {v.table_size} "
-                              f"{v.table_fingerprint} backends "
-                              + (" ".join(f"{b.address}*{b.weight}" for b in v.backends) or "-"))
-        elif verb == "del":
-            stub.DeleteVip(pb.VipKey(prefix=args.prefix))
+        print_service(stub.DeleteBackend(pb.BackendKey(service=key, address=b.address,
+                                                        port=b.port)))
+        return
+    current = {(b.address, b.port): b for b in stub.GetService(key).backends}
+    b = backend_of(args.backend)
+    old = current.get((b.address, b.port))
+    weight = {"add": args.weight if verb == "add" else None,
+              "set-weight": getattr(args, "weight", None)}.get(verb)
+    state = verb if verb in model.BACKEND_STATES else None
+    if verb == "add" and old is not None:
+        raise UsageError(f"service {args.service} already has backend {args.backend}")
+    if verb != "add" and old is None:
+        raise UsageError(f"service {args.service} has no backend {args.backend}")
+    b.weight = weight if weight is not None else (old.weight if old else 1)
+    b.state = STATE_NAMES[state] if state else (old.state if old else pb.BACKEND_STATE_UP)
+    b.max_connections = (args.max_connections if verb in ("add", "set-max-connections")
+                         else old.max_connections)
+    print_service(stub.SetBackend(pb.SetBackendRequest(service=key, backend=b)))
+
+
+def cmd_route(args, stub, verb: str | None, out_json: bool) -> None:
+    if verb == "list":
+        listing(stub.ListRoutes(pb.ListRoutesRequest(family=args.family)).routes, out_json,
+                lambda x: f"{x.prefix:44} {x.kind:10} " + ", ".join(
+                    f"via {h.gateway} {h.port}" if h.gateway else h.port
+                    for h in x.next_hops))
+    elif verb == "add":
+        hops = []
+        for v in args.via:
+            gw, _, port = v.rpartition("@")
+            if not port:
+                raise UsageError(f"next hop {v!r}: write GATEWAY@PORT or @PORT")
+            hops.append(pb.NextHop(gateway=gw, port=port))
+        stub.AddRoute(pb.Route(prefix=args.prefix, next_hops=hops))
+    elif verb == "del":
+        stub.DeleteRoute(pb.RouteKey(prefix=args.prefix))
+
+
+def cmd_vip(args, stub, verb: str | None, out_json: bool) -> None:
+    if verb == "list":
+        listing(stub.ListVips(pb.ListVipsRequest()).vips, out_json,
+                lambda v: f"{v.prefix:44} {v.method:5} table {v.table_size} "
+                          f"{v.table_fingerprint} backends "
+                          + (" ".join(f"{b.address}*{b.weight}" for b in v.backends) or "-"))
+    elif verb == "del":
+        stub.DeleteVip(pb.VipKey(prefix=args.prefix))
+    else:
+        backends = [pb.VipBackend(address=a, weight=int(w or 1))
+                    for a, _, w in (b.partition("*") for b in args.backend or [])]
+        v = pb.Vip(prefix=args.prefix, backends=backends)
+        if verb == "add":
+            v.method, v.source = args.method, args.source or ""
+            stub.AddVip(v)
         else:
-            backends = [pb.VipBackend(address=a, weight=int(w or 1))
-                        for a, _, w in (b.partition("*") for b in args.backend or [])]
-            v = pb.Vip(prefix=args.prefix, backends=backends)
-            if verb == "add":
-                v.method, v.source = args.method, args.source or ""
-                stub.AddVip(v)
-            else:
-                stub.SetVipBackends(v)
-    elif noun == "bgp":
-        if verb in ("withdraw", "announce"):
-            r = stub.SetAnnounce(pb.SetAnnounceRequest(prefix=args.prefix,
-                                                       withdrawn=verb == "withdraw"))
-        else:
-            r = stub.GetBgp(pb.GetBgpRequest())
-        if out_json:
-            print(json.dumps(_json(r), indent=2))
-        else:
-            for a in r.announcements:
-                print(f"{a.prefix:44} {'announced' if a.announced else 'withdrawn':9}  "
-                      f"{a.why}")
-            for p in r.peers:
-                bfd = f" bfd {p.bfd}" if p.bfd else ""
-                print(f"peer {p.address} AS {p.remote_as}: {p.state}{bfd}  {p.info}".rstrip())
-    elif noun == "acl":
-        if verb == "list":
-            listing(stub.ListAcls(pb.ListAclsRequest(with_prefixes=args.prefixes)).acls, out_json,
-                    lambda a: f"{a.name:20} {a.type:5} {a.action:11} "
-                              f"{'all services' if a.all_services else 'listed':12} "
-                              f"{a.prefix_count} prefixes"
-                              + ("".join(f"\n  {p}" for p in a.prefixes)))
-        elif verb == "del":
-            stub.DeleteAcl(pb.AclKey(name=args.name))
-        else:
-            prefixes = list(args.prefix or [])
-            if args.prefix_file:
-                prefixes += [x.split("#")[0].strip()
-                             for x in read_file(args.prefix_file).splitlines()
-                             if x.split("#")[0].strip()]
-            a = stub.SetAcl(pb.Acl(name=args.name, type=args.type, action=args.action,
-                                   all_services=args.all_services, prefixes=prefixes))
-            print(f"{a.name}: {a.prefix_count} prefixes")
-    elif noun == "neigh":
-        if verb == "list":
-            listing(stub.ListNeighbours(pb.ListNeighboursRequest()).neighbours, out_json,
-                    lambda n: f"{n.port:8} {n.address:26} {n.mac.lower()}  {n.state}")
-        elif verb == "add":
-            stub.AddNeighbour(pb.Neighbour(port=args.port, address=args.ip, mac=args.mac))
-        else:
-            stub.DeleteNeighbour(pb.Neighbour(port=args.port, address=args.ip))
-    elif noun == "port":
-        listing(stub.ListPorts(pb.ListPortsRequest()).ports, out_json,
-                lambda p: f"{p.name}: {p.device} mac {p.mac} link {'up' if p.link_up else 'down'} "
-                          f"addresses {', '.join(p.addresses) or '-'} "
-                          f"rx {p.nic.get('rx_packets', 0)} tx {p.nic.get('tx_packets', 0)}")
-    elif noun == "flows":
-        flows = stub.ListFlows(pb.ListFlowsRequest(vip=args.vip or "", backend=args.backend or "",
-                                                   client=args.client or "", limit=args.limit))
-        if out_json:
-            print(json.dumps([_json(f) for f in flows], indent=2))
-        else:
-            print("Pro State       Expire Client -> VIP -> Backend")
-            for f in flows:
-                print(f"{_name(PROTO_NAMES, f.protocol).upper():3} {f.state:11} "
-                      f"{f.expires_ms // 1000:>5}s {_hostport(f.client, f.client_port)} -> "
-                      f"{_hostport(f.vip, f.vip_port)} -> {_hostport(f.backend, f.backend_port)}")
-    elif noun == "config":
-        if verb == "get":
-            print(stub.GetConfig(pb.GetConfigRequest()).yaml, end="")
-            return 0
-        text = read_file(args.path)
-        r = stub.ApplyConfig(pb.ApplyConfigRequest(yaml=text, dry_run=verb == "diff"))
-        if out_json:
-            print(json.dumps(list(r.changes)))
-        else:
-            for c in r.changes:
-                print(c)
-            if not r.changes:
-                print("no changes")
-    elif noun == "trace":
-        src, dst = split_trace(args.source), split_trace(args.destination)
-        t = stub.Trace(pb.TraceRequest(source=src[0], source_port=src[1], destination=dst[0],
-                                       destination_port=dst[1], protocol=PROTO_NAMES[args.proto],
-                                       not_syn=args.established))
-        if out_json:
-            print(json.dumps(_json(t), indent=2))
-        else:
-            print(f"verdict: {t.verdict}")
-            if t.route_prefix:
-                print(f"route:   {t.route_prefix} ({t.route_kind})")
-            if t.service.vip:
-                print(f"service: {_svc_name(t.service)} {_name(METHOD_NAMES, t.method)} "
-                      f"{_name(SCHED_NAMES, t.scheduler)}")
-            if t.backend:
-                print(f"backend: {_hostport(t.backend, t.backend_port)}"
-                      + (f" ({t.connection_state})" if t.connection_state else ""))
-            if t.next_hop.port:
-                print(f"next hop: {('via ' + t.next_hop.gateway + ' ') if t.next_hop.gateway else ''}"
-                      f"port {t.next_hop.port}")
-            print(f"why:     {t.why}")
-    elif noun == "stats":
-        s = stub.GetStats(pb.GetStatsRequest())
-        if out_json:
-            print(json.dumps(_json(s), indent=2))
-        else:
-            for k, v in s.counters.items():
-                print(f"{k:24} {v:>16}")
-            print(f"connections              {s.connections:>16}")
-            print(f"  half-open                {s.half_open:>14}")
-            print(f"flow hash key            {s.hash_fingerprint:>16}")
-            print(f"drops {sum(s.drops.values())}:")
-            for k, v in s.drops.items():
-                if v:
-                    print(f"  {k:22} {v:>16}")
-            for p in s.mempools:
-                print(f"mbufs {p.name}: {p.in_use} in use of {p.size}")
-    elif noun == "timeouts":
-        given = {k: getattr(args, k) for k in TIMEOUT_KEYS if getattr(args, k, None) is not None}
-        if verb == "set" and not given:
-            raise UsageError("give at least one of " + ", ".join(f"--{k.replace('_', '-')}"
-                                                               for k in TIMEOUT_KEYS))
-        t = stub.SetTimeouts(pb.Timeouts(**given)) if verb == "set" else \
-            stub.GetTimeouts(pb.GetTimeoutsRequest())
-        listing([t], out_json, lambda t: "  ".join(f"{k} {getattr(t, k)}" for k in TIMEOUT_KEYS))
-    elif noun == "ipvs":
-        if args.timeout:
-            t = stub.GetTimeouts(pb.GetTimeoutsRequest())
-            print(f"Timeout (tcp tcpfin udp): {t.tcp_established} {t.tcp_fin} {t.udp}")
-            return 0
-        if not (args.list and args.numeric):
-            raise UsageError("only listings are supported: pylbctl ipvs -L -n [--stats], "
-                             "pylbctl ipvs -L --timeout")
-        services = list(stub.ListServices(pb.ListServicesRequest()).services)
-        print(ipvs_stats(services) if args.stats else ipvs_view(services))
+            stub.SetVipBackends(v)
+
+
+def cmd_bgp(args, stub, verb: str | None, out_json: bool) -> None:
+    if verb in ("withdraw", "announce"):
+        r = stub.SetAnnounce(pb.SetAnnounceRequest(prefix=args.prefix,
+                                                   withdrawn=verb == "withdraw"))
+    else:
+        r = stub.GetBgp(pb.GetBgpRequest())
+    if out_json:
+        print(json.dumps(_json(r), indent=2))
+    else:
+        for a in r.announcements:
+            print(f"{a.prefix:44} {'announced' if a.announced else 'withdrawn':9}  "
+                  f"{a.why}")
+        for p in r.peers:
+            bfd = f" bfd {p.bfd}" if p.bfd else ""
+            print(f"peer {p.address} AS {p.remote_as}: {p.state}{bfd}  {p.info}".rstrip())
+
+
+def cmd_acl(args, stub, verb: str | None, out_json: bool) -> None:
+    if verb == "list":
+        listing(stub.ListAcls(pb.ListAclsRequest(with_prefixes=args.prefixes)).acls, out_json,
+                lambda a: f"{a.name:20} {a.type:5} {a.action:11} "
+                          f"{'all services' if a.all_services else 'listed':12} "
+                          f"{a.prefix_count} prefixes"
+                          + ("".join(f"\n  {p}" for p in a.prefixes)))
+    elif verb == "del":
+        stub.DeleteAcl(pb.AclKey(name=args.name))
+    else:
+        prefixes = list(args.prefix or [])
+        if args.prefix_file:
+            prefixes += [x.split("#")[0].strip()
+                         for x in read_file(args.prefix_file).splitlines()
+                         if x.split("#")[0].strip()]
+        a = stub.SetAcl(pb.Acl(name=args.name, type=args.type, action=args.action,
+                               all_services=args.all_services, prefixes=prefixes))
+        print(f"{a.name}: {a.prefix_count} prefixes")
+
+
+def cmd_neigh(args, stub, verb: str | None, out_json: bool) -> None:
+    if verb == "list":
+        listing(stub.ListNeighbours(pb.ListNeighboursRequest()).neighbours, out_json,
+                lambda n: f"{n.port:8} {n.address:26} {n.mac.lower()}  {n.state}")
+    elif verb == "add":
+        stub.AddNeighbour(pb.Neighbour(port=args.port, address=args.ip, mac=args.mac))
+    else:
+        stub.DeleteNeighbour(pb.Neighbour(port=args.port, address=args.ip))
+
+
+def cmd_port(args, stub, verb: str | None, out_json: bool) -> None:
+    listing(stub.ListPorts(pb.ListPortsRequest()).ports, out_json,
+            lambda p: f"{p.name}: {p.device} mac {p.mac} link {'up' if p.link_up else 'down'} "
+                      f"addresses {', '.join(p.addresses) or '-'} "
+                      f"rx {p.nic.get('rx_packets', 0)} tx {p.nic.get('tx_packets', 0)}")
+
+
+def cmd_flows(args, stub, verb: str | None, out_json: bool) -> None:
+    flows = stub.ListFlows(pb.ListFlowsRequest(vip=args.vip or "", backend=args.backend or "",
+                                               client=args.client or "", limit=args.limit))
+    if out_json:
+        print(json.dumps([_json(f) for f in flows], indent=2))
+    else:
+        print("Pro State       Expire Client -> VIP -> Backend")
+        for f in flows:
+            print(f"{_name(PROTO_NAMES, f.protocol).upper():3} {f.state:11} "
+                  f"{f.expires_ms // 1000:>5}s {_hostport(f.client, f.client_port)} -> "
+                  f"{_hostport(f.vip, f.vip_port)} -> {_hostport(f.backend, f.backend_port)}")
+
+
+def cmd_config(args, stub, verb: str | None, out_json: bool) -> None:
+    if verb == "get":
+        print(stub.GetConfig(pb.GetConfigRequest()).yaml, end="")
+        return
+    text = read_file(args.path)
+    r = stub.ApplyConfig(pb.ApplyConfigRequest(yaml=text, dry_run=verb == "diff"))
+    if out_json:
+        print(json.dumps(list(r.changes)))
+    else:
+        for c in r.changes:
+            print(c)
+        if not r.changes:
+            print("no changes")
+
+
+def cmd_trace(args, stub, verb: str | None, out_json: bool) -> None:
+    src, dst = split_trace(args.source), split_trace(args.destination)
+    t = stub.Trace(pb.TraceRequest(source=src[0], source_port=src[1], destination=dst[0],
+                                   destination_port=dst[1], protocol=PROTO_NAMES[args.proto],
+                                   not_syn=args.established, tcp_flags=args.flags,
+                                   seq=args.seq, ack=args.ack))
+    if out_json:
+        print(json.dumps(_json(t), indent=2))
+    else:
+        print(f"verdict: {t.verdict}")
+        if t.route_prefix:
+            print(f"route:   {t.route_prefix} ({t.route_kind})")
+        if t.service.vip:
+            print(f"service: {_svc_name(t.service)} {_name(METHOD_NAMES, t.method)} "
+                  f"{_name(SCHED_NAMES, t.scheduler)}")
+        if t.backend:
+            print(f"backend: {_hostport(t.backend, t.backend_port)}"
+                  + (f" ({t.connection_state})" if t.connection_state else ""))
+        if t.next_hop.port:
+            print(f"next hop: {('via ' + t.next_hop.gateway + ' ') if t.next_hop.gateway else ''}"
+                  f"port {t.next_hop.port}")
+        print(f"why:     {t.why}")
+
+
+def cmd_stats(args, stub, verb: str | None, out_json: bool) -> None:
+    s = stub.GetStats(pb.GetStatsRequest())
+    if out_json:
+        print(json.dumps(_json(s), indent=2))
+    else:
+        for k, v in s.counters.items():
+            print(f"{k:24} {v:>16}")
+        print(f"connections              {s.connections:>16}")
+        print(f"  half-open                {s.half_open:>14}")
+        print(f"flow hash key            {s.hash_fingerprint:>16}")
+        print(f"drops {sum(s.drops.values())}:")
+        for k, v in s.drops.items():
+            if v:
+                print(f"  {k:22} {v:>16}")
+        for p in s.mempools:
+            print(f"mbufs {p.name}: {p.in_use} in use of {p.size}")
+
+
+def cmd_timeouts(args, stub, verb: str | None, out_json: bool) -> None:
+    given = {k: getattr(args, k) for k in TIMEOUT_KEYS if getattr(args, k, None) is not None}
+    if verb == "set" and not given:
+        raise UsageError("give at least one of " + ", ".join(f"--{k.replace('_', '-')}"
+                                                           for k in TIMEOUT_KEYS))
+    t = stub.SetTimeouts(pb.Timeouts(**given)) if verb == "set" else \
+        stub.GetTimeouts(pb.GetTimeoutsRequest())
+    listing([t], out_json, lambda t: "  ".join(f"{k} {getattr(t, k)}" for k in TIMEOUT_KEYS))
+
+
+def cmd_ipvs(args, stub, verb: str | None, out_json: bool) -> None:
+    if args.timeout:
+        t = stub.GetTimeouts(pb.GetTimeoutsRequest())
+        print(f"Timeout (tcp tcpfin udp): {t.tcp_established} {t.tcp_fin} {t.udp}")
+        return
+    if not (args.list and args.numeric):
+        raise UsageError("only listings are supported: pylbctl ipvs -L -n [--stats], "
+                         "pylbctl ipvs -L --timeout")
+    services = list(stub.ListServices(pb.ListServicesRequest()).services)
+    print(ipvs_stats(services) if args.stats else ipvs_view(services))
+
+
+# pylbctl's nouns, each with its verbs: one function a noun.
+COMMANDS = {
+    "service": cmd_service,
+    "backend": cmd_backend,
+    "route": cmd_route,
+    "vip": cmd_vip,
+    "bgp": cmd_bgp,
+    "acl": cmd_acl,
+    "neigh": cmd_neigh,
+    "port": cmd_port,
+    "flows": cmd_flows,
+    "config": cmd_config,
+    "trace": cmd_trace,
+    "stats": cmd_stats,
+    "timeouts": cmd_timeouts,
+    "ipvs": cmd_ipvs,
+}
+
+
+def run(args, stub) -> int:
+    COMMANDS[args.noun](args, stub, getattr(args, "verb", None), args.output == "json")
     return 0
 
 
@@ -516,7 +573,12 @@ def parser() -> argparse.ArgumentParser:
     tr.add_argument("destination", help="ADDRESS[:PORT]")
     tr.add_argument("--proto", choices=PROTO_NAMES, default=model.TCP)
     tr.add_argument("--established", action="store_true",
-                    help="a TCP packet of an established flow (not a SYN)")
+                    help="a TCP packet of an established flow (an ACK, not a SYN)")
+    tr.add_argument("--flags", type=tcp_flags, default=0,
+                    help="TCP flags of the packet, e.g. S, A, PA, FA, R (overrides --established)")
+    tr.add_argument("--seq", type=int, default=0, help="TCP sequence number")
+    tr.add_argument("--ack", type=int, default=0,
+                    help="TCP acknowledgement number (an ACK answering a SYN cookie)")
 
     sub.add_parser("stats", help="counters")
     to = sub.add_parser("timeouts", help="connection timeouts: show, or set some (seconds)")

@@ -30,7 +30,8 @@ import socket
 import threading
 from typing import Callable
 
-from pylb import model
+from pylb import kernel, model
+from pylb.errors import NotFound
 from pylb.model import HealthCheckSpec
 
 TCP, HTTP, UDP, NONE = model.CHECK_TYPES
@@ -139,6 +140,33 @@ async def _udp(ip: str, port: int, iface: str | None) -> bool:
         return await answered
     finally:
         transport.close()
+
+
+def probe_path(submit: Submit, ip: str) -> tuple[str | None, str]:
+    """The kernel interface health probes of `ip` leave through: that of
+    the port the dataplane routes ip out of, if it is up and carries
+    the port's MAC (another process may have changed it); else (None,
+    why not)."""
+    def find(dp):
+        try:
+            r = dp.lookup(ip)
+        except NotFound:
+            return None, f"no route to {ip}"
+        port = next((p for p in dp.ports() if r.nexthops and p.index == r.nexthops[0].port),
+                    None)
+        if port is None:
+            return None, f"{ip} is not behind a port ({r.kind} route {r.prefix})"
+        return port, ""
+    port, why = submit(find)
+    if port is None:
+        return None, why
+    iface = port.kernel_iface
+    if not iface:
+        return None, (f"port {port.name} has no kernel interface (kernel_iface): probes "
+                      "leave only through the appliance's exception path")
+    return (iface, "") if kernel.usable(iface, port.mac) else \
+        (None, f"kernel interface {iface} of port {port.name} is missing, down, or not "
+               f"carrying the port's MAC {port.mac}")
 
 
 class HealthChecker:
@@ -258,3 +286,11 @@ class HealthChecker:
         self._loop.close()
         self._verdicts.put(None)
         self._applier.join(5)
+
+
+def checker(submit: Submit, anywhere: bool = False) -> Callable[[SetState], HealthChecker]:
+    """What the domain (pylb.manager.Manager) makes its health checker with:
+    probes leave through the exception path (probe_path), or, `anywhere`,
+    through whatever the host routes (tests with loopback backends)."""
+    return lambda set_state: HealthChecker(
+        set_state, None if anywhere else lambda ip: probe_path(submit, ip), submit)

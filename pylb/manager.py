@@ -26,10 +26,9 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
-from pylb import kernel, model
+from pylb import model
 from pylb.errors import (AlreadyExists, CapacityExhausted, FailedPrecondition, InvalidArgument,
                          NotFound, PylbError)
-from pylb.health import HealthChecker
 from pylb.model import (Announcement, announcements, AclSpec, BackendSpec, Change, Config,
                         host_prefix,
                         NeighbourSpec, RouteSpec, ServiceKey,
@@ -144,10 +143,11 @@ def in_force(desired: Config, verdicts: Verdicts, pool: tuple[str, ...] = ()) ->
 
 
 class Manager:
-    """`health`: run the services' health checks (pylb.health), through the
-    exception path unless `probe_anywhere` (tests with loopback backends)."""
+    """`health`: the services' health checks, made by the runtime
+    (pylb.health.checker: given where verdicts go, it returns the checker);
+    None: none. The domain imports no runtime module."""
 
-    def __init__(self, submit: Submit, health: bool = False, probe_anywhere: bool = False,
+    def __init__(self, submit: Submit, health: Callable | None = None,
                  speaker=None, counters: Callable[[], dict] | None = None,
                  pool: tuple[str, ...] = ()):
         """`speaker`: announces the VIPs to routers (pylb.bgp.Bird); None:
@@ -167,9 +167,7 @@ class Manager:
         self._next_id = 0
         # The hardware profile's timeouts: those the model does not list.
         self._base_timeouts = submit(lambda dp: dp.timeouts())
-        self.health = HealthChecker(self._health_verdict,
-                                    None if probe_anywhere else self.probe_path, submit) \
-            if health else None
+        self.health = health(self._health_verdict) if health else None
 
     def close(self) -> None:
         if self.health is not None:
@@ -323,32 +321,6 @@ class Manager:
             if not _checked(self.model, (key, target)):
                 return                  # the service or backend went meanwhile
             self._commit(self.model, self._verdicts | {(key, target): state})
-
-    def probe_path(self, ip: str) -> tuple[str | None, str]:
-        """The kernel interface health probes of `ip` leave through: that of
-        the port the dataplane routes ip out of, if it is up and carries
-        the port's MAC (another process may have changed it); else (None,
-        why not)."""
-        def find(dp):
-            try:
-                r = dp.lookup(ip)
-            except NotFound:
-                return None, f"no route to {ip}"
-            port = next((p for p in dp.ports() if r.nexthops and p.index == r.nexthops[0].port),
-                        None)
-            if port is None:
-                return None, f"{ip} is not behind a port ({r.kind} route {r.prefix})"
-            return port, ""
-        port, why = self._submit(find)
-        if port is None:
-            return None, why
-        iface = port.kernel_iface
-        if not iface:
-            return None, (f"port {port.name} has no kernel interface (kernel_iface): probes "
-                          "leave only through the appliance's exception path")
-        return (iface, "") if kernel.usable(iface, port.mac) else \
-            (None, f"kernel interface {iface} of port {port.name} is missing, down, or not "
-                   f"carrying the port's MAC {port.mac}")
 
     # Services
 

@@ -41,3 +41,24 @@ def test_no_packet_path_file_compares_a_forwarding_method():
                 for n, line in enumerate((SRC / f).read_text().splitlines(), 1)
                 if METHOD_COMPARE.search(line)]
     assert compares == []
+
+
+# pylb/: the domain, the transports, the file formats and the runtime apart.
+PYLB = SRC.parent.parent / "pylb"
+DOMAIN = ("model", "manager", "errors", "records")
+NOT_FOR_THE_DOMAIN = {"appliance", "health", "bgp", "sync", "snapshot", "kernel", "telemetry",
+                      "hostinfo", "server", "ctl", "cli", "config", "profile"}
+
+
+def test_the_domain_imports_no_runtime_transport_or_file_format():
+    import ast
+    found = {}
+    for name in DOMAIN:
+        tree = ast.parse((PYLB / f"{name}.py").read_text())
+        mods = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names} | \
+            {f"{n.module}.{a.name}" if n.module == "pylb" else n.module
+             for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) for a in n.names}
+        bad = {m for m in mods if m and m.startswith("pylb.") and m.split(".")[1] in NOT_FOR_THE_DOMAIN}
+        if bad:
+            found[name] = sorted(bad)
+    assert found == {}

@@ -4,6 +4,8 @@ health and reflection services, `pylb run` serving it, and `pylbctl`."""
 
 from __future__ import annotations
 
+import argparse
+
 import json
 import os
 import socket
@@ -625,3 +627,10 @@ def test_proxy_protocol_through_the_api(api):
     got, details = code_of(stub.AddService, pb.Service(
         key=pb.ServiceKey(vip=VIP, port=80), proxy_protocol=pb.PROXY_PROTOCOL_V1))
     assert got == grpc.StatusCode.INVALID_ARGUMENT and "proxy_protocol" in details
+
+
+def test_pylbctl_trace_takes_tcp_flags_by_letter():
+    from pylb import ctl
+    assert (ctl.tcp_flags("S"), ctl.tcp_flags("SA"), ctl.tcp_flags("pa")) == (0x02, 0x12, 0x18)
+    with pytest.raises(argparse.ArgumentTypeError, match="letters of FSRPAU"):
+        ctl.tcp_flags("SX")

@@ -16,6 +16,7 @@ from scapy.packet import raw
 
 from conftest import CLIENT_MAC, P0_MAC
 from pylb.model import BackendSpec, HealthCheckSpec, ServiceSpec
+from pylb.health import checker, probe_path
 from pylb.manager import Manager, direct_submitter
 
 VIP = "10.0.0.100"
@@ -41,7 +42,8 @@ def listener(port=0) -> socket.socket:
 
 @pytest.fixture
 def mgr(dp):
-    m = Manager(direct_submitter(dp), health=True, probe_anywhere=True)
+    submit = direct_submitter(dp)
+    m = Manager(submit, health=checker(submit, anywhere=True))
     yield m, dp
     m.close()
 
@@ -142,7 +144,8 @@ def test_probes_leave_only_through_the_exception_path(dp):
     route to it), nothing is probed: the health reads `unavailable` and the
     backend's state is left as it is, rather than probing through whatever
     the host routes (here: loopback, where a listener would answer)."""
-    m = Manager(direct_submitter(dp), health=True)
+    submit = direct_submitter(dp)
+    m = Manager(submit, health=checker(submit))
     try:
         s = listener()
         s.settimeout(0.5)
@@ -157,7 +160,7 @@ def test_probes_leave_only_through_the_exception_path(dp):
         assert set(states(dp).values()) == {"up"}
         with pytest.raises(socket.timeout):
             s.accept()                              # never probed through loopback
-        assert m.probe_path("10.0.1.20") == (None, "port p1 has no kernel interface "
+        assert probe_path(submit, "10.0.1.20") == (None, "port p1 has no kernel interface "
                                              "(kernel_iface): probes leave only through the "
                                              "appliance's exception path")
         s.close()
