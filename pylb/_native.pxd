@@ -28,6 +28,27 @@ cdef extern from "pylb_dp.h" nogil:
         PYLB_SCHED_SOURCE
         PYLB_SCHED_WRR
         PYLB_SCHED_WLC
+        PYLB_BACKEND_UP
+        PYLB_BACKEND_DRAIN
+        PYLB_BACKEND_DOWN
+        PYLB_SYN_PROXY_AUTO
+        PYLB_SYN_PROXY_ALWAYS
+        PYLB_SYN_PROXY_OFF
+        PYLB_PROXY_OFF
+        PYLB_PROXY_V1
+        PYLB_PROXY_V2
+        PYLB_RP_STRICT
+        PYLB_RP_LOOSE
+        PYLB_RP_OFF
+        PYLB_ACL_DENY
+        PYLB_ACL_ALLOW
+        PYLB_ACL_DROP
+        PYLB_ACL_RESET
+        PYLB_ACL_UNREACHABLE
+        PYLB_NEIGH_INCOMPLETE
+        PYLB_NEIGH_REACHABLE
+        PYLB_NEIGH_PROBING
+        PYLB_NEIGH_STATIC
         PYLB_NAME_LEN
         PYLB_DEVARGS_LEN
         PYLB_CNT_MAX

@@ -87,21 +87,38 @@ def eal_cleanup():
         _check(rc)
 
 
-# Names are the domain model's (pylb.model); here they meet C's enums.
-_ROUTE_KINDS = dict(zip((PYLB_ROUTE_GATEWAY, PYLB_ROUTE_CONNECTED, PYLB_ROUTE_LOCAL,
-                         PYLB_ROUTE_VIP, PYLB_ROUTE_SERVICE), model.ROUTE_KINDS))
-_METHODS = dict(zip(model.VIP_METHODS, (PYLB_FWD_IPIP, PYLB_FWD_GRE, PYLB_FWD_DR)))
+# Names are the domain model's (pylb.model); here they meet C's enums, one
+# by one (never by position).
+_ROUTE_KINDS = {PYLB_ROUTE_GATEWAY: model.GATEWAY, PYLB_ROUTE_CONNECTED: model.CONNECTED,
+                PYLB_ROUTE_LOCAL: model.LOCAL, PYLB_ROUTE_VIP: model.VIP,
+                PYLB_ROUTE_SERVICE: model.SERVICE}
+_METHODS = {model.IPIP: PYLB_FWD_IPIP, model.GRE: PYLB_FWD_GRE, model.VIP_DR: PYLB_FWD_DR}
 _METHOD_NAMES = {v: k for k, v in _METHODS.items()}
-_NEIGH_STATES = model.NEIGHBOUR_STATES      # in C's order
+_NEIGH_STATES = {PYLB_NEIGH_INCOMPLETE: model.INCOMPLETE, PYLB_NEIGH_REACHABLE: model.REACHABLE,
+                 PYLB_NEIGH_PROBING: model.PROBING, PYLB_NEIGH_STATIC: model.STATIC}
 _PROTOS = model.PROTO_NUMBERS
 _PROTO_NAMES = {v: k for k, v in _PROTOS.items()}
-_L4_METHODS = dict(zip(model.METHODS, (PYLB_L4_NAT, PYLB_L4_FULLNAT, PYLB_L4_DR,
-                                       PYLB_L4_TUNNEL)))
+_L4_METHODS = {model.NAT: PYLB_L4_NAT, model.FULLNAT: PYLB_L4_FULLNAT, model.DR: PYLB_L4_DR,
+               model.TUNNEL: PYLB_L4_TUNNEL}
 _L4_METHOD_NAMES = {v: k for k, v in _L4_METHODS.items()}
-_SCHEDULERS = dict(zip(model.SCHEDULERS, (PYLB_SCHED_MAGLEV, PYLB_SCHED_SOURCE, PYLB_SCHED_WRR,
-                                          PYLB_SCHED_WLC)))
+_SCHEDULERS = {model.MAGLEV: PYLB_SCHED_MAGLEV, model.SOURCE: PYLB_SCHED_SOURCE,
+               model.WRR: PYLB_SCHED_WRR, model.WLC: PYLB_SCHED_WLC}
 _SCHEDULER_NAMES = {v: k for k, v in _SCHEDULERS.items()}
-BACKEND_STATES = model.BACKEND_STATES       # in C's order (enum pylb_backend_state)
+_BACKEND_STATES = {model.UP: PYLB_BACKEND_UP, model.DRAIN: PYLB_BACKEND_DRAIN,
+                   model.DOWN: PYLB_BACKEND_DOWN}
+_BACKEND_STATE_NAMES = {v: k for k, v in _BACKEND_STATES.items()}
+_SYN_PROXY = {model.SYN_PROXY_AUTO: PYLB_SYN_PROXY_AUTO,
+              model.SYN_PROXY_ALWAYS: PYLB_SYN_PROXY_ALWAYS, model.SYN_PROXY_OFF: PYLB_SYN_PROXY_OFF}
+_SYN_PROXY_NAMES = {v: k for k, v in _SYN_PROXY.items()}
+_PROXY = {model.PROXY_OFF: PYLB_PROXY_OFF, model.PROXY_V1: PYLB_PROXY_V1,
+          model.PROXY_V2: PYLB_PROXY_V2}
+_PROXY_NAMES = {v: k for k, v in _PROXY.items()}
+_RP_FILTERS = {model.RP_STRICT: PYLB_RP_STRICT, model.RP_LOOSE: PYLB_RP_LOOSE,
+               model.RP_OFF: PYLB_RP_OFF}
+_ACL_TYPES = {model.DENY: PYLB_ACL_DENY, model.ALLOW: PYLB_ACL_ALLOW}
+_ACL_ACTIONS = {model.ACL_DROP: PYLB_ACL_DROP, model.ACL_RESET: PYLB_ACL_RESET,
+                model.ACL_UNREACHABLE: PYLB_ACL_UNREACHABLE}
+BACKEND_STATES = model.BACKEND_STATES
 _TIMEOUT_KEYS = model.TIMEOUT_KEYS
 TCP, UDP = model.TCP, model.UDP
 
@@ -169,7 +186,7 @@ def _l4_backend_list(backends):
         if not isinstance(max_conns, int) or not 0 <= max_conns <= model.LIMIT_MAX:
             raise InvalidArgument(f"backend {ip}: max_connections {max_conns!r} is not in "
                                   f"0..{model.LIMIT_MAX}")
-        out.append((_parse_ip(ip, "backend"), port, weight, BACKEND_STATES.index(state),
+        out.append((_parse_ip(ip, "backend"), port, weight, _BACKEND_STATES[state],
                     max_conns))
     return out
 
@@ -456,7 +473,7 @@ cdef class Dataplane:
 
     def add_port(self, str name, str device="", mac=None, int rx_desc=0,
                  int tx_desc=0, int link_wait_ms=5000, str kernel_iface="", int mtu=0,
-                 parent=None, int vlan=0, str rp_filter="strict"):
+                 parent=None, int vlan=0, str rp_filter=model.RP_STRICT):
         """Add a port; returns its index. `device` empty: detached (needs `mac`).
         `mtu`: the IP MTU (0: the device's; jumbo frames need mbufs that hold
         them: mbuf_size). `parent` and `vlan`: an 802.1Q sub-interface of
@@ -497,7 +514,7 @@ cdef class Dataplane:
         if rp_filter not in model.RP_FILTERS:
             raise InvalidArgument(f"port {name}: rp_filter {rp_filter!r} is not one of "
                                   f"{', '.join(model.RP_FILTERS)}")
-        conf.rp_filter = model.RP_FILTERS.index(rp_filter)
+        conf.rp_filter = _RP_FILTERS[rp_filter]
         with nogil:
             rc = pylb_dp_port_add(dp, &conf, &idx)
         _check(rc)
@@ -748,8 +765,8 @@ cdef class Dataplane:
     def add_service(self, vip, int port, str proto=TCP, str method=model.NAT,
                     str scheduler=model.MAGLEV, int table_size=PYLB_MAGLEV_DEFAULT, backends=(),
                     int persistence=0, int persistence_prefix=0, local_addresses=(),
-                    bint down_reset=False, str syn_proxy=model.SYN_PROXY_MODES[0],
-                    str proxy_protocol=model.PROXY_PROTOCOLS[0], id=None,
+                    bint down_reset=False, str syn_proxy=model.SYN_PROXY_AUTO,
+                    str proxy_protocol=model.PROXY_OFF, id=None,
                     max_connections=0, max_new_per_second=0, max_per_client=0):
         """A virtual service VIP:port/proto (port 0: all ports). `method`: nat,
         fullnat, dr or tunnel; `scheduler`: maglev (consistent hash of the
@@ -795,11 +812,11 @@ cdef class Dataplane:
         if syn_proxy not in model.SYN_PROXY_MODES:
             raise InvalidArgument(f"service {vip}:{port}: syn_proxy '{syn_proxy}' is not one of "
                                   f"{', '.join(model.SYN_PROXY_MODES)}")
-        c.syn_proxy = model.SYN_PROXY_MODES.index(syn_proxy)
+        c.syn_proxy = _SYN_PROXY[syn_proxy]
         if proxy_protocol not in model.PROXY_PROTOCOLS:
             raise InvalidArgument(f"service {vip}:{port}: proxy_protocol '{proxy_protocol}' is "
                                   f"not one of {', '.join(model.PROXY_PROTOCOLS)}")
-        c.proxy_protocol = model.PROXY_PROTOCOLS.index(proxy_protocol)
+        c.proxy_protocol = _PROXY[proxy_protocol]
         c.max_connections, c.max_new_per_second, c.max_per_client = _limits(
             vip, port, max_connections, max_new_per_second, max_per_client)
         lips = [_parse_ip(a, "local address") for a in local_addresses]
@@ -902,12 +919,12 @@ cdef class Dataplane:
             return Service(str(_get_ip(&c.vip)), c.port, _PROTO_NAMES[c.proto],
                            _L4_METHOD_NAMES[c.method], _SCHEDULER_NAMES[c.sched], c.table_size,
                            tuple(L4Backend(str(_get_ip(&b[i].addr)), b[i].port, b[i].weight,
-                                           BACKEND_STATES[b[i].state], b[i].max_conns)
+                                           _BACKEND_STATE_NAMES[b[i].state], b[i].max_conns)
                                  for i in range(n)),
                            c.persistence, c.persistence_prefix,
                            tuple(str(_get_ip(&c.lips[i])) for i in range(c.n_lips)),
-                           bool(c.down_reset), model.SYN_PROXY_MODES[c.syn_proxy],
-                           model.PROXY_PROTOCOLS[c.proxy_protocol],
+                           bool(c.down_reset), _SYN_PROXY_NAMES[c.syn_proxy],
+                           _PROXY_NAMES[c.proxy_protocol],
                            c.max_connections, c.max_new_per_second, c.max_per_client)
         finally:
             free(b)
@@ -1048,8 +1065,8 @@ cdef class Dataplane:
                     raise InvalidArgument(f"ACL {i}: type {kind!r} must be one of "
                                           f"{', '.join(model.ACL_TYPES)} and action {action!r} "
                                           f"one of {', '.join(model.ACL_ACTIONS)}")
-                conf[i].type = model.ACL_TYPES.index(kind)
-                conf[i].action = model.ACL_ACTIONS.index(action)
+                conf[i].type = _ACL_TYPES[kind]
+                conf[i].action = _ACL_ACTIONS[action]
                 pfx = pfx if isinstance(pfx, (list, tuple)) else list(pfx)
                 prefixes.append(pfx)
                 cap += len(pfx)
@@ -1123,7 +1140,7 @@ cdef class Dataplane:
 
     # L3 VIPs
 
-    def add_vip(self, prefix, str method=model.VIP_METHODS[0], int table_size=PYLB_MAGLEV_DEFAULT,
+    def add_vip(self, prefix, str method=model.IPIP, int table_size=PYLB_MAGLEV_DEFAULT,
                 source=None, backends=()):
         """An L3 VIP: `prefix` balanced over backends by a consistent hash of
         (source, destination). `method`: ipip, gre or dr (direct routing)."""

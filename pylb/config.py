@@ -118,7 +118,7 @@ def _choice(c: yamlsrc.Checker, s: dict, name: str, key: str, allowed: tuple[str
 
 def health_check(c: yamlsrc.Checker, raw: Any, key: str) -> HealthCheckSpec:
     h = c.mapping(raw, key, CHECK_KEYS)
-    kind = h.get("type", model.CHECK_TYPES[0])
+    kind = h.get("type", model.CHECK_TCP)
     if kind not in model.CHECK_TYPES:
         raise c.fail(f"{key}.type", f"expected one of: {', '.join(model.CHECK_TYPES)}, "
                                     f"got {yamlsrc.show(kind)}")
@@ -153,10 +153,10 @@ def parse_service(c: yamlsrc.Checker, raw: Any, key: str) -> ServiceSpec:
     backends = tuple(parse_backend(c, b, f"{key}.backends[{i}]", vip)
                      for i, b in enumerate(_items(c, s, "backends", key, "backends")))
     proxy = _choice(c, s, "proxy_protocol", key, model.PROXY_PROTOCOLS)
-    if proxy != model.PROXY_PROTOCOLS[0] and s.get("method") != model.FULLNAT:
+    if proxy != model.PROXY_OFF and s.get("method") != model.FULLNAT:
         raise c.fail(f"{key}.proxy_protocol", "a PROXY protocol header is for fullnat services "
                                               "(the others' backends see the client's address)")
-    if proxy == "v1" and s.get("proto", model.PROTOS[0]) != model.TCP:
+    if proxy == model.PROXY_V1 and s.get("proto", model.TCP) != model.TCP:
         raise c.fail(f"{key}.proxy_protocol", "v1 is for TCP; UDP takes v2")
     seen: set[tuple[str, int]] = set()
     for i, b in enumerate(backends):

@@ -99,9 +99,9 @@ def _json(msg) -> dict:
 
 def print_service(s: pb.Service) -> None:
     extra = f" persistent {s.persistence_seconds}" if s.persistence_seconds else ""
-    if protonames.SYN_PROXY[s.syn_proxy] != model.SYN_PROXY_MODES[0]:
+    if protonames.SYN_PROXY[s.syn_proxy] != model.SYN_PROXY_AUTO:
         extra += f" syn-proxy {protonames.SYN_PROXY[s.syn_proxy]}"
-    if protonames.PROXY_PROTOCOL[s.proxy_protocol] != model.PROXY_PROTOCOLS[0]:
+    if protonames.PROXY_PROTOCOL[s.proxy_protocol] != model.PROXY_OFF:
         extra += f" proxy-protocol {protonames.PROXY_PROTOCOL[s.proxy_protocol]}"
     if s.acls:
         extra += f" acls {','.join(s.acls)}"
@@ -475,10 +475,10 @@ def parser() -> argparse.ArgumentParser:
     add.add_argument("--acl", action="append", help="an ACL's name (repeat)")
     for k in model.LIMIT_KEYS:
         add.add_argument("--" + k.replace("_", "-"), type=int, default=0, help="a limit (0: none)")
-    add.add_argument("--syn-proxy", choices=model.SYN_PROXY_MODES, default=model.SYN_PROXY_MODES[0],
+    add.add_argument("--syn-proxy", choices=model.SYN_PROXY_MODES, default=model.SYN_PROXY_AUTO,
                      help="SYN cookies (NAT, FullNAT): auto (under pressure), always or off")
     add.add_argument("--proxy-protocol", choices=model.PROXY_PROTOCOLS,
-                     default=model.PROXY_PROTOCOLS[0],
+                     default=model.PROXY_OFF,
                      help="FullNAT: a PROXY protocol header naming the client (v1: TCP only)")
     add.add_argument("--backend", action="append", help="ADDRESS[:PORT] (repeat)")
     add.add_argument("--check", metavar="TYPE[:PATH]",
@@ -520,7 +520,7 @@ def parser() -> argparse.ArgumentParser:
         p.add_argument("prefix")
         p.add_argument("--backend", action="append", help="ADDRESS[*WEIGHT] (repeat)")
         if verb == "add":
-            p.add_argument("--method", choices=model.VIP_METHODS, default=model.VIP_METHODS[0])
+            p.add_argument("--method", choices=model.VIP_METHODS, default=model.IPIP)
             p.add_argument("--source", help="outer source address")
     vp.add_parser("del").add_argument("prefix")
 
@@ -530,8 +530,8 @@ def parser() -> argparse.ArgumentParser:
                                         help="with their prefixes")
     p = acl.add_parser("set", help="add an ACL or replace the one of its name")
     p.add_argument("name")
-    p.add_argument("--type", choices=model.ACL_TYPES, default=model.ACL_TYPES[0])
-    p.add_argument("--action", choices=model.ACL_ACTIONS, default=model.ACL_ACTIONS[0])
+    p.add_argument("--type", choices=model.ACL_TYPES, default=model.DENY)
+    p.add_argument("--action", choices=model.ACL_ACTIONS, default=model.ACL_DROP)
     p.add_argument("--all-services", action="store_true")
     p.add_argument("--prefix", action="append", help="a prefix (repeat)")
     p.add_argument("--prefix-file", help="a file of prefixes, one per line")

@@ -35,7 +35,7 @@ from pylb.errors import NotFound
 from pylb.model import HealthCheckSpec
 
 TCP, HTTP, UDP, NONE = model.CHECK_TYPES
-UNKNOWN, UNAVAILABLE = model.HEALTH_STATES[2:]
+UNKNOWN, UNAVAILABLE = model.UNKNOWN, model.UNAVAILABLE
 log = logging.getLogger("pylb")
 
 Key = tuple[str, int, str]                   # (vip, port, proto)
@@ -45,7 +45,7 @@ SetState = Callable[[Key, Target, str], None]
 ProbePath = Callable[[str], "tuple[str | None, str]"]
 # Runs f(dp) on the dataplane's thread (pylb.manager's submit).
 Submit = Callable[[Callable], object]
-VIA_VIP = model.METHODS[2:4]                 # dr, tunnel: probed through the data path too
+VIA_VIP = model.VIA_VIP                      # dr, tunnel: probed through the data path too
 POLL_S = 0.02
 
 
@@ -195,7 +195,7 @@ class HealthChecker:
         self._applier.start()
 
     def watch(self, key: Key, spec: HealthCheckSpec | None, targets: list[Target],
-              method: str = model.METHODS[0]) -> None:
+              method: str = model.NAT) -> None:
         """Check these backends of a service (forwarding by `method`) with
         spec (None: stop checking the service). Backends whose check is
         unchanged keep their counts."""

@@ -332,7 +332,7 @@ class Manager:
             per = stats.pop("backends")
             out.append(ServiceView(s, tuple(
                 BackendView(b, st["active"], st["inactive"],
-                            status.get((s.key, b.key), model.HEALTH_STATES[2]) if s.health_check else "", st)
+                            status.get((s.key, b.key), model.UNKNOWN) if s.health_check else "", st)
                 for b, st in zip(s.backends, per)), stats, dp.service_fingerprint(*s.key)))
         return out
 
@@ -508,13 +508,13 @@ class Manager:
                 out.update(verdict="no_route", why=f"no route to {dst}: dropped, ICMP unreachable")
                 return out
             out["route"] = (r.prefix, r.kind)
-            if r.kind == model.ROUTE_KINDS[4]:          # service
+            if r.kind == model.SERVICE:
                 t = dp.l4_trace(src, dst, proto, sport, dport, tcp_flags, seq, ack)
                 out.update(verdict=t["verdict"], why=t["why"], service=t["service"],
                            backend=t["backend"], state=t["state"], reason=t["reason"])
                 if t["backend"]:
                     out["next_hop"] = next_hop(t["backend"][0], t["route_hash"])[1]
-            elif r.kind == model.ROUTE_KINDS[3]:        # vip
+            elif r.kind == model.VIP:
                 v = dp.vip(r.prefix)
                 b = dp.vip_pick(r.prefix, src, dst)
                 out.update(verdict="vip" if b else "no_backend", backend=(b, 0) if b else None,
@@ -523,7 +523,7 @@ class Manager:
                                f"L3 VIP {r.prefix} has no backend: dropped (vip_no_backend)")
                 if b:
                     out["next_hop"] = next_hop(b, flow)[1]
-            elif r.kind == model.ROUTE_KINDS[2]:        # local
+            elif r.kind == model.LOCAL:
                 out.update(verdict="local", why="an address of the appliance: ICMP echo is "
                                                 "answered here, the rest goes to the kernel interface")
             else:

@@ -38,12 +38,24 @@ TIMEOUT_KEYS = ("tcp_syn", "tcp_established", "tcp_fin", "tcp_close", "udp")
 ROUTE_KINDS = ("gateway", "connected", "local", "vip", "service")
 NEIGHBOUR_STATES = ("incomplete", "reachable", "probing", "static")
 
+# Each name by its name, never by its position (the binding maps them to
+# C's enums one by one).
 TCP, UDP = PROTOS
 NAT, FULLNAT, DR, TUNNEL = METHODS
 MAGLEV, SOURCE, WRR, WLC = SCHEDULERS
 UP, DRAIN, DOWN = BACKEND_STATES
-GATEWAY = ROUTE_KINDS[0]
-STATIC = NEIGHBOUR_STATES[3]
+_, _, UNKNOWN, UNAVAILABLE = HEALTH_STATES      # (up and down: UP, DOWN)
+IPIP, GRE, VIP_DR = VIP_METHODS
+CHECK_TCP, CHECK_HTTP, CHECK_UDP, CHECK_NONE = CHECK_TYPES
+SYN_PROXY_AUTO, SYN_PROXY_ALWAYS, SYN_PROXY_OFF = SYN_PROXY_MODES
+PROXY_OFF, PROXY_V1, PROXY_V2 = PROXY_PROTOCOLS
+RP_STRICT, RP_LOOSE, RP_OFF = RP_FILTERS
+DENY, ALLOW = ACL_TYPES
+ACL_DROP, ACL_RESET, ACL_UNREACHABLE = ACL_ACTIONS
+GATEWAY, CONNECTED, LOCAL, VIP, SERVICE = ROUTE_KINDS
+INCOMPLETE, REACHABLE, PROBING, STATIC = NEIGHBOUR_STATES
+# What a probe through the data path is for: methods whose backends hold the VIP.
+VIA_VIP = (DR, TUNNEL)
 
 # Limits: the dataplane's (from its header), then the domain's own.
 TABLE_SIZE = _limits.MAGLEV_DEFAULT         # lookup table slots (a prime)
@@ -51,6 +63,8 @@ TABLE_SIZE_MAX = _limits.MAGLEV_MAX
 MAX_BACKENDS = _limits.MAX_BACKENDS         # per service or L3 VIP
 MAX_LOCAL_ADDRESSES = _limits.MAX_LIPS      # FullNAT sources per service
 MAX_SERVICES = _limits.MAX_SERVICES
+CONN_DEFAULT = _limits.CONN_DEFAULT         # tracked connections per lcore
+CONN_MIN, CONN_MAX = _limits.CONN_MIN, _limits.CONN_MAX
 MAX_BURST = _limits.BURST                   # packets per burst
 MAX_ECMP = _limits.MAX_ECMP                 # next hops per route
 WEIGHT_MAX = 65535
@@ -91,7 +105,7 @@ class HealthCheckSpec:
     udp: a datagram gets an answer; none: always healthy. `port` 0: the
     backend's (or the service's) port. A backend goes down after `fall`
     failures in a row and up after `rise` successes."""
-    type: str = CHECK_TYPES[0]
+    type: str = CHECK_TCP
     port: int = 0
     path: str = "/"
     expect_status: int = 200
@@ -108,16 +122,16 @@ ServiceKey = tuple[str, int, str]       # (VIP, port, protocol)
 class ServiceSpec:
     vip: str
     port: int                   # 0: every port
-    proto: str = PROTOS[0]
-    method: str = METHODS[0]
-    scheduler: str = SCHEDULERS[0]
+    proto: str = TCP
+    method: str = NAT
+    scheduler: str = MAGLEV
     table_size: int = TABLE_SIZE
     persistence: int = 0        # seconds a client sticks to its backend
     persistence_prefix: int = 0
     local_addresses: tuple[str, ...] = ()
     down_reset: bool = False
-    syn_proxy: str = SYN_PROXY_MODES[0]     # auto: under pressure; always; off
-    proxy_protocol: str = PROXY_PROTOCOLS[0]    # FullNAT: a PROXY header (v1 TCP only)
+    syn_proxy: str = SYN_PROXY_AUTO     # auto: under pressure; always; off
+    proxy_protocol: str = PROXY_OFF     # FullNAT: a PROXY header (v1 TCP only)
     acls: tuple[str, ...] = ()              # names of the ACLs that apply (AclSpec)
     # Limits (0: none): connections open at once, new ones a second, and
     # connections open at once per client address.
@@ -153,7 +167,7 @@ class RouteSpec:
 @dataclass(frozen=True)
 class VipSpec:
     prefix: str
-    method: str = VIP_METHODS[0]
+    method: str = IPIP
     table_size: int = TABLE_SIZE
     source: str | None = None
     backends: tuple[tuple[str, int], ...] = ()     # (address, weight)
@@ -166,8 +180,8 @@ class AclSpec:
     drop, reset (TCP RST) or unreachable (ICMP, rate limited). It applies
     to every service if `all_services`, else to those that name it."""
     name: str
-    type: str = ACL_TYPES[0]
-    action: str = ACL_ACTIONS[0]
+    type: str = DENY
+    action: str = ACL_DROP
     all_services: bool = False
     prefixes: tuple[str, ...] = ()
 

@@ -67,7 +67,7 @@ class PortProfile:
     # routed to it (announced by BGP), used by FullNAT services that name
     # none, so a fleet shares one configuration.
     local_addresses: tuple[str, ...] = ()
-    rp_filter: str = model.RP_FILTERS[0]    # sources checked against the routes
+    rp_filter: str = model.RP_STRICT    # sources checked against the routes
 
     @property
     def device(self) -> str:
@@ -105,7 +105,7 @@ class Profile:
     log_level: str = "notice"
     eal_args: tuple[str, ...] = field(default=())
     max_routes: int = 65536
-    conn_capacity: int = 65536          # tracked connections per lcore
+    conn_capacity: int = model.CONN_DEFAULT     # tracked connections per lcore
     timeouts: tuple = ()                # ((name, seconds), ...)
     tcp_reset: bool = False             # RST what no connection or service takes
     # A TCP packet of no connection here (ECMP moved it from another
@@ -328,7 +328,8 @@ def load_profile(path: str) -> Profile:
                                             f"{mbuf_size}): a frame is one mbuf")
 
     conns = c.mapping(top.get("connections", {}), "connections", CONN_KEYS)
-    conn_capacity = c.integer(conns.get("capacity", 65536), "connections.capacity", 16, (1 << 24) - 1)
+    conn_capacity = c.integer(conns.get("capacity", model.CONN_DEFAULT), "connections.capacity",
+                              model.CONN_MIN, model.CONN_MAX)
     # The same names and limits as configuration files and SetTimeouts.
     timeouts = dict(config.parse_timeouts(c, conns.get("timeouts", {}), "connections.timeouts"))
     # 0: the dataplane's default (an eighth of the capacity), decided there once.

@@ -134,8 +134,8 @@ def _service(r: pb.Service) -> ServiceSpec:
 
 def _acl(r: pb.Acl) -> model.AclSpec:
     return config.request(config.parse_acl, {
-        "name": r.name, "type": r.type or model.ACL_TYPES[0],
-        "action": r.action or model.ACL_ACTIONS[0], "all_services": r.all_services,
+        "name": r.name, "type": r.type or model.DENY,
+        "action": r.action or model.ACL_DROP, "all_services": r.all_services,
         "prefixes": list(r.prefixes)})
 
 
@@ -168,7 +168,7 @@ def _timeouts(r: pb.Timeouts) -> dict:
 
 
 def _vip(r: pb.Vip) -> VipSpec:
-    raw = {"prefix": r.prefix, "method": r.method or model.VIP_METHODS[0],
+    raw = {"prefix": r.prefix, "method": r.method or model.IPIP,
            "table_size": r.table_size or model.TABLE_SIZE,
            "backends": [{"address": b.address, "weight": b.weight if b.HasField("weight") else 1}
                         for b in r.backends]}

@@ -175,7 +175,7 @@ class FakeDataplane:
     def add_service(self, vip, port, proto=model.TCP, method=model.NAT,
                     scheduler=model.MAGLEV, table_size=model.TABLE_SIZE, backends=(),
                     persistence=0, persistence_prefix=0, local_addresses=(), down_reset=False,
-                    syn_proxy=model.SYN_PROXY_MODES[0], proxy_protocol=model.PROXY_PROTOCOLS[0],
+                    syn_proxy=model.SYN_PROXY_AUTO, proxy_protocol=model.PROXY_OFF,
                     id=None, max_connections=0, max_new_per_second=0, max_per_client=0):
         a = _ip(vip, "VIP")
         _proto(proto)
@@ -200,7 +200,7 @@ class FakeDataplane:
         if proxy_protocol not in model.PROXY_PROTOCOLS:
             raise InvalidArgument(f"service {vip}:{port}: proxy_protocol '{proxy_protocol}' is "
                                   f"not one of {', '.join(model.PROXY_PROTOCOLS)}")
-        if proxy_protocol != model.PROXY_PROTOCOLS[0] and method != model.FULLNAT:
+        if proxy_protocol != model.PROXY_OFF and method != model.FULLNAT:
             raise InvalidArgument(f"service {name}: a PROXY protocol header is for FullNAT "
                                   "services (the others' backends see the client's address)")
         if proxy_protocol == "v1" and proto != model.TCP:
@@ -277,7 +277,7 @@ class FakeDataplane:
             raise NotFound(f"no VIP {net}")
         return _fingerprint(self._vips[net]["backends"])
 
-    def add_vip(self, prefix, method=model.VIP_METHODS[0], table_size=model.TABLE_SIZE,
+    def add_vip(self, prefix, method=model.IPIP, table_size=model.TABLE_SIZE,
                 source=None, backends=()):
         net = _net(prefix, "VIP")
         if net in self._vips:

@@ -172,8 +172,6 @@ struct pylb_service {
  * candidate buckets. Slot: entry index (24 bits) | signature << 24; 0 is
  * empty (entry 0 is never used). */
 #define PYLB_CT_SLOTS		15
-#define PYLB_CT_IDX_BITS	24
-#define PYLB_CT_MAX		((1u << PYLB_CT_IDX_BITS) - 1)
 
 struct pylb_ct_bucket {
 	uint32_t slot[PYLB_CT_SLOTS];

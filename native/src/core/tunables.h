@@ -38,6 +38,9 @@
 #define PYLB_TBL8_6_DEFAULT	16384	/* IPv6 FIB tbl8 groups */
 #define PYLB_TBL8_MAX		32767	/* 16-bit FIB values */
 #define PYLB_CONN_DEFAULT	65536	/* tracked connections per lcore */
+#define PYLB_CONN_MIN		16	/* ... at least */
+#define PYLB_CT_IDX_BITS	24	/* an entry's index in a bucket slot: at most */
+#define PYLB_CT_MAX		((1u << PYLB_CT_IDX_BITS) - 1)
 #define PYLB_CONN_CONTROL	65536	/* at most, the control side's own table
 					 * when workers carry the traffic */
 #define PYLB_CONN_AGE_STEP	16	/* entries aged per worker loop */

@@ -61,9 +61,9 @@ pylb_dp_create(const struct pylb_dp_conf *conf, struct pylb_dp **out)
 		return pylb_fail(-PYLB_E_INVAL, "%u workers requested, at most %d",
 				 conf->n_workers, PYLB_MAX_WORKERS);
 	if (conf->conn_capacity != 0 &&
-	    (conf->conn_capacity < 16 || conf->conn_capacity > PYLB_CT_MAX))
-		return pylb_fail(-PYLB_E_INVAL, "connection capacity %u: 16 to %u per lcore",
-				 conf->conn_capacity, PYLB_CT_MAX);
+	    (conf->conn_capacity < PYLB_CONN_MIN || conf->conn_capacity > PYLB_CT_MAX))
+		return pylb_fail(-PYLB_E_INVAL, "connection capacity %u: %u to %u per lcore",
+				 conf->conn_capacity, PYLB_CONN_MIN, PYLB_CT_MAX);
 	if (conf->mbuf_size != 0 &&
 	    (conf->mbuf_size < RTE_PKTMBUF_HEADROOM + 64 || conf->mbuf_size > UINT16_MAX))
 		return pylb_fail(-PYLB_E_INVAL,
