@@ -8,7 +8,7 @@ scapy."""
 from __future__ import annotations
 
 import pytest
-from scapy.layers.inet import ICMP, IP, TCP, UDP
+from scapy.layers.inet import ICMP, IP, TCP, UDP, defragment
 from scapy.layers.inet6 import ICMPv6PacketTooBig, IPv6
 from scapy.layers.l2 import Ether
 from scapy.packet import Raw, raw
@@ -326,6 +326,26 @@ def test_too_big_with_df_is_refused_with_the_mtu_in_the_senders_terms(native):
     assert parts[1].frag * 8 == len(raw(parts[0].payload)) and len(whole) == 1380
     assert TCP(whole).dport == 8080
     assert d.totals()["ipv4_fragmented"] == 1
+    d.close()
+
+
+def test_a_tunnel_service_fragments_the_outer_packet_of_ipv4_without_df(native):
+    """1,400 bytes without DF fit the 1,420-byte backend network but not in
+    IPIP (1,420): the outer packet goes in two fragments (RFC 2003 5.1),
+    which reassemble to IPIP carrying the client's packet as it was sent.
+    With DF the client is told 1,400: the MTU less the tunnel's 20 bytes."""
+    d = mtu_dp(native, p1=1420)
+    d.add_service(VIP, 80, method="tunnel", backends=[BACKENDS[0]], syn_proxy="off")
+    d.inject("p0", [raw(c2v())])
+    sent = big(n=1410, flags="A", df=False)
+    frags = d.inject("p0", [raw(sent)])
+    assert [p for p, _ in frags] == [1, 1] and all(len(x) - 14 <= 1420 for _, x in frags)
+    outer = defragment([Ether(x)[IP] for _, x in frags])
+    whole, = [p for p in outer if not p.flags.MF and p.frag == 0]
+    assert (whole.dst, whole.proto) == (BACKENDS[0], 4) and raw(whole.payload) == raw(sent[IP])
+    (port, f), = d.inject("p0", [raw(big(n=1410, flags="A"))])
+    err = Ether(f)
+    assert port == 0 and (err[ICMP].type, err[ICMP].code, err[ICMP].nexthopmtu) == (3, 4, 1400)
     d.close()
 
 
