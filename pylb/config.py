@@ -43,12 +43,14 @@ meets the same checks however it arrives.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import re
 from typing import Any
 
 from pylb import files, model, yamlsrc
 from pylb.errors import ConfigError
+from pylb.model import SpecError
 from pylb.hostport import split_hostport
 from pylb.model import (AclSpec, BackendSpec, Config, HealthCheckSpec, NeighbourSpec,
                         RouteSpec, ServiceSpec, VipSpec)
@@ -56,12 +58,10 @@ from pylb.model import (AclSpec, BackendSpec, Config, HealthCheckSpec, Neighbour
 TOP_KEYS = {"services", "routes", "vips", "neighbours", "timeouts", "acls", "announce"}
 ANNOUNCE_KEYS = {"min_healthy_backends", "withdrawn"}
 ACL_KEYS = {"name", "type", "action", "all_services", "prefixes", "prefix_file"}
-ACL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-SERVICE_KEYS = {"vip", "port", "proto", "method", "scheduler", "table_size", "persistence",
-                "persistence_prefix", "local_addresses", "down_reset", "syn_proxy",
-                "proxy_protocol", "acls",
-                "backends", "health_check", *model.LIMIT_KEYS}
-CHECK_KEYS = {"type", "port", "path", "expect_status", "interval_ms", "timeout_ms", "rise", "fall"}
+# A service's keys and a health check's are their specs' fields: a field
+# added to the model is read and written here with no change.
+SERVICE_KEYS = {f.name for f in dataclasses.fields(ServiceSpec)}
+CHECK_KEYS = {f.name for f in dataclasses.fields(HealthCheckSpec)}
 BACKEND_KEYS = {"address", "weight", "state", "max_connections"}
 ROUTE_KEYS = {"prefix", "via"}
 VIA_KEYS = {"gateway", "port"}
@@ -69,26 +69,27 @@ VIP_KEYS = {"prefix", "method", "table_size", "source", "backends"}
 VIP_BACKEND_KEYS = {"address", "weight"}
 NEIGHBOUR_KEYS = {"port", "address", "mac"}
 MAC = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
-HTTP_PATH = re.compile(r"^/[\x21-\x7e]{0,%d}\Z" % (model.MAX_HTTP_PATH - 1))
+
+
+def spec(c: yamlsrc.Checker, key: str, make):
+    """make(): a spec (pylb.model), which checks itself; what it refuses
+    is reported at its field under `key`, with the field's line."""
+    try:
+        return make()
+    except SpecError as e:
+        raise c.fail(f"{key}.{e.field}", e.expected) from None
 
 
 def parse_address(c: yamlsrc.Checker, value: Any, key: str) -> ipaddress._BaseAddress:
-    """A unicast IPv4 or IPv6 address (an IPv4-mapped IPv6 one is refused:
-    it would be a different VIP or backend than the IPv4 address)."""
+    """A unicast IPv4 or IPv6 address (model.unicast)."""
     try:
-        ip = ipaddress.ip_address(value if isinstance(value, str) else "")
-    except ValueError:
-        raise c.fail(key, f"expected an IPv4 or IPv6 address, got {yamlsrc.show(value)}") \
-            from None
-    mapped = getattr(ip, "ipv4_mapped", None)
-    if mapped is not None:
-        raise c.fail(key, f"{ip} is an IPv4-mapped IPv6 address; write the IPv4 address {mapped}")
-    if ip.is_unspecified or ip.is_multicast or ip.is_loopback:
-        raise c.fail(key, f"expected a unicast address, got {ip}")
-    return ip
+        return model.unicast("", value)
+    except SpecError as e:
+        raise c.fail(key, e.expected) from None
 
 
-def parse_backend(c: yamlsrc.Checker, raw: Any, key: str, vip: ipaddress._BaseAddress) -> BackendSpec:
+def parse_backend(c: yamlsrc.Checker, raw: Any, key: str) -> BackendSpec:
+    """A backend (its family is the service's business: ServiceSpec)."""
     if isinstance(raw, str):
         raw = {"address": raw}
     b = c.mapping(raw, key, BACKEND_KEYS)
@@ -96,16 +97,18 @@ def parse_backend(c: yamlsrc.Checker, raw: Any, key: str, vip: ipaddress._BaseAd
         host, port = split_hostport(b.get("address", ""))
     except ValueError as e:
         raise c.fail(f"{key}.address", str(e)) from None
-    ip = parse_address(c, host, f"{key}.address")
-    if ip.version != vip.version:
-        raise c.fail(f"{key}.address", f"backend {ip} is not of the VIP's address family")
-    state = b.get("state", model.UP)
-    if state not in model.BACKEND_STATES:
-        raise c.fail(f"{key}.state", f"expected one of: {', '.join(model.BACKEND_STATES)}")
-    return BackendSpec(str(ip), port,
-                       c.integer(b.get("weight", 1), f"{key}.weight", 0, model.WEIGHT_MAX), state,
-                       c.integer(b.get("max_connections", 0), f"{key}.max_connections", 0,
-                                 model.LIMIT_MAX))
+    return spec(c, key, lambda: BackendSpec(host, port, b.get("weight", 1),
+                                            b.get("state", model.UP),
+                                            b.get("max_connections", 0)))
+
+
+def health_check(c: yamlsrc.Checker, raw: Any, key: str) -> HealthCheckSpec:
+    h = c.mapping(raw, key, CHECK_KEYS)
+    interval = h.get("interval_ms", 2000)
+    given = {k: h[k] for k in CHECK_KEYS if k in h}
+    if "timeout_ms" not in given and isinstance(interval, int):
+        given["timeout_ms"] = min(1000, interval)
+    return spec(c, key, lambda: HealthCheckSpec(**given))
 
 
 def _choice(c: yamlsrc.Checker, s: dict, name: str, key: str, allowed: tuple[str, ...]) -> str:
@@ -116,72 +119,18 @@ def _choice(c: yamlsrc.Checker, s: dict, name: str, key: str, allowed: tuple[str
     return value
 
 
-def health_check(c: yamlsrc.Checker, raw: Any, key: str) -> HealthCheckSpec:
-    h = c.mapping(raw, key, CHECK_KEYS)
-    kind = h.get("type", model.CHECK_TCP)
-    if kind not in model.CHECK_TYPES:
-        raise c.fail(f"{key}.type", f"expected one of: {', '.join(model.CHECK_TYPES)}, "
-                                    f"got {yamlsrc.show(kind)}")
-    path = c.string(h.get("path", "/"), f"{key}.path",
-                    f"an HTTP path starting with '/', printable, at most {model.MAX_HTTP_PATH} bytes",
-                    HTTP_PATH)
-    interval = c.integer(h.get("interval_ms", 2000), f"{key}.interval_ms", 100, 3_600_000)
-    spec = HealthCheckSpec(
-        kind, c.integer(h.get("port", 0), f"{key}.port", 0, model.PORT_MAX), path,
-        c.integer(h.get("expect_status", 200), f"{key}.expect_status", 100, 599), interval,
-        c.integer(h.get("timeout_ms", min(1000, interval)), f"{key}.timeout_ms", 10, 600_000),
-        c.integer(h.get("rise", 2), f"{key}.rise", 1, 100),
-        c.integer(h.get("fall", 3), f"{key}.fall", 1, 100))
-    if spec.timeout_ms > spec.interval_ms:
-        raise c.fail(f"{key}.timeout_ms", f"{spec.timeout_ms} ms is longer than the interval "
-                                          f"({spec.interval_ms} ms)")
-    return spec
-
-
 def parse_service(c: yamlsrc.Checker, raw: Any, key: str) -> ServiceSpec:
     s = c.mapping(raw, key, SERVICE_KEYS)
     if "vip" not in s or "port" not in s:
         raise c.fail(key, "a service needs 'vip' and 'port' (0: all ports)")
-    vip = parse_address(c, s["vip"], f"{key}.vip")
-    lips = _items(c, s, "local_addresses", key, "port addresses")
-    if len(lips) > model.MAX_LOCAL_ADDRESSES:
-        raise c.fail(f"{key}.local_addresses", f"{len(lips)} local addresses, at most "
-                                               f"{model.MAX_LOCAL_ADDRESSES}")
-    down_reset = s.get("down_reset", False)
-    if not isinstance(down_reset, bool):
-        raise c.fail(f"{key}.down_reset", "expected true or false")
-    backends = tuple(parse_backend(c, b, f"{key}.backends[{i}]", vip)
+    given = {k: s[k] for k in SERVICE_KEYS - {"backends", "health_check"} if k in s}
+    for k in ("local_addresses", "acls"):
+        given[k] = tuple(_items(c, s, k, key, k.replace("_", " ")))
+    backends = tuple(parse_backend(c, b, f"{key}.backends[{i}]")
                      for i, b in enumerate(_items(c, s, "backends", key, "backends")))
-    proxy = _choice(c, s, "proxy_protocol", key, model.PROXY_PROTOCOLS)
-    if proxy != model.PROXY_OFF and s.get("method") != model.FULLNAT:
-        raise c.fail(f"{key}.proxy_protocol", "a PROXY protocol header is for fullnat services "
-                                              "(the others' backends see the client's address)")
-    if proxy == model.PROXY_V1 and s.get("proto", model.TCP) != model.TCP:
-        raise c.fail(f"{key}.proxy_protocol", "v1 is for TCP; UDP takes v2")
-    seen: set[tuple[str, int]] = set()
-    for i, b in enumerate(backends):
-        if (b.ip, b.port) in seen:
-            raise c.fail(f"{key}.backends[{i}]", f"backend {b.ip}:{b.port} is listed twice")
-        seen.add((b.ip, b.port))
-    return ServiceSpec(
-        vip=str(vip), port=c.integer(s["port"], f"{key}.port", 0, model.PORT_MAX),
-        proto=_choice(c, s, "proto", key, model.PROTOS), method=_choice(c, s, "method", key, model.METHODS),
-        scheduler=_choice(c, s, "scheduler", key, model.SCHEDULERS),
-        table_size=_table_size(c, s.get("table_size", model.TABLE_SIZE), f"{key}.table_size"),
-        persistence=c.integer(s.get("persistence", 0), f"{key}.persistence", 0,
-                              model.PERSISTENCE_MAX),
-        persistence_prefix=c.integer(s.get("persistence_prefix", 0), f"{key}.persistence_prefix",
-                                     0, 32 if vip.version == 4 else 128),
-        local_addresses=tuple(str(parse_address(c, a, f"{key}.local_addresses[{i}]"))
-                              for i, a in enumerate(lips)),
-        down_reset=down_reset, syn_proxy=_choice(c, s, "syn_proxy", key, model.SYN_PROXY_MODES),
-        proxy_protocol=proxy,
-        acls=tuple(c.string(a, f"{key}.acls[{i}]", "the name of an ACL", ACL_NAME)
-                   for i, a in enumerate(_items(c, s, "acls", key, "ACL names"))),
-        **{k: c.integer(s.get(k, 0), f"{key}.{k}", 0, model.LIMIT_MAX) for k in model.LIMIT_KEYS},
-        backends=backends,
-        health_check=health_check(c, s["health_check"], f"{key}.health_check")
-        if "health_check" in s else None)
+    check = health_check(c, s["health_check"], f"{key}.health_check") \
+        if "health_check" in s else None
+    return spec(c, key, lambda: ServiceSpec(**given, backends=backends, health_check=check))
 
 
 def parse_route(c: yamlsrc.Checker, raw: Any, key: str) -> RouteSpec:
@@ -262,7 +211,7 @@ def parse_acl(c: yamlsrc.Checker, raw: Any, key: str) -> AclSpec:
     comments), or both."""
     a = c.mapping(raw, key, ACL_KEYS)
     name = c.string(a.get("name"), f"{key}.name",
-                    "a name of letters, digits, '.', '-' or '_' (at most 64)", ACL_NAME)
+                    "a name of letters, digits, '.', '-' or '_' (at most 64)", model.ACL_NAME)
     everyone = a.get("all_services", False)
     if not isinstance(everyone, bool):
         raise c.fail(f"{key}.all_services", "expected true or false")
@@ -372,26 +321,21 @@ def load_config(path: str, text: str | None = None) -> Config:
 
 
 def _check_dict(h: HealthCheckSpec) -> dict:
-    d = HealthCheckSpec()
-    return {k: getattr(h, k) for k in CHECK_KEYS if k == "type" or getattr(h, k) != getattr(d, k)}
+    return {f.name: getattr(h, f.name) for f in dataclasses.fields(HealthCheckSpec)
+            if f.name == "type" or getattr(h, f.name) != f.default}
 
 
 def dump(config: Config) -> str:
     """The configuration as YAML that load_config reads back to the same Config."""
     import yaml
-    d = ServiceSpec("", 0)
     services = []
     for s in config.services:
         out: dict[str, Any] = {"vip": s.vip, "port": s.port}
-        for k in ("proto", "method", "scheduler", "table_size", "persistence",
-                  "persistence_prefix", "down_reset", "syn_proxy", "proxy_protocol",
-                  *model.LIMIT_KEYS):
-            if getattr(s, k) != getattr(d, k):
-                out[k] = getattr(s, k)
-        if s.local_addresses:
-            out["local_addresses"] = list(s.local_addresses)
-        if s.acls:
-            out["acls"] = list(s.acls)
+        for f in dataclasses.fields(ServiceSpec):
+            value = getattr(s, f.name)
+            if f.name in ("vip", "port", "backends", "health_check") or value == f.default:
+                continue
+            out[f.name] = list(value) if isinstance(value, tuple) else value
         if s.health_check is not None:
             out["health_check"] = _check_dict(s.health_check)
         out["backends"] = [{"address": (f"[{b.ip}]" if ":" in b.ip else b.ip)

@@ -13,10 +13,13 @@ Manager (pylb.manager) applies every change, whatever its source, that way.
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pylb import _limits
+from pylb.errors import InvalidArgument
 
 # Names (the strings operators write, the API returns and the binding maps
 # to C's enums). The first of each is the default.
@@ -86,6 +89,65 @@ def is_prime(n: int) -> bool:
     return n >= 2 and all(n % d for d in range(2, int(n ** 0.5) + 1))
 
 
+class SpecError(InvalidArgument):
+    """A spec that cannot be: `field` (its path within the spec, e.g.
+    "backends[1].weight") and what was expected. The specs check
+    themselves when made, so every way in (a file, the API, pylbctl, the
+    binding's callers) meets the same rules and limits, written here once;
+    a file's reader puts the field's place in the file in front."""
+
+    def __init__(self, field: str, expected: str):
+        super().__init__(f"{field}: {expected}")
+        self.field, self.expected = field, expected
+
+    def within(self, prefix: str) -> "SpecError":
+        """The same error, its field a part of `prefix`."""
+        return SpecError(f"{prefix}.{self.field}", self.expected)
+
+
+def _show(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _integer(field: str, value: Any, lo: int, hi: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise SpecError(field, f"expected an integer from {lo} to {hi}, got {_show(value)}")
+
+
+def _choice(field: str, value: Any, allowed: tuple[str, ...]) -> None:
+    if not isinstance(value, str) or value not in allowed:
+        raise SpecError(field, f"expected one of: {', '.join(allowed)}, got {_show(value)}")
+
+
+def _flag(field: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise SpecError(field, "expected true or false")
+
+
+def unicast(field: str, value: Any,
+            loopback: bool = False) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """A unicast IPv4 or IPv6 address (an IPv4-mapped IPv6 one is refused:
+    it would be a different VIP or backend than the IPv4 address); a
+    loopback one only where `loopback` (a backend on this host, as IPVS's
+    local node: its health check probes it, tests use that)."""
+    try:
+        ip = ipaddress.ip_address(value if isinstance(value, str) else "")
+    except ValueError:
+        raise SpecError(field, f"expected an IPv4 or IPv6 address, got {_show(value)}") from None
+    mapped = getattr(ip, "ipv4_mapped", None)
+    if mapped is not None:
+        raise SpecError(field, f"{ip} is an IPv4-mapped IPv6 address; write the IPv4 address "
+                               f"{mapped}")
+    if ip.is_unspecified or ip.is_multicast or (ip.is_loopback and not loopback):
+        raise SpecError(field, f"expected a unicast address, got {ip}")
+    return ip
+
+
+HTTP_PATH = re.compile(r"^/[\x21-\x7e]{0,%d}\Z" % (MAX_HTTP_PATH - 1))
+ACL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
 @dataclass(frozen=True)
 class BackendSpec:
     ip: str
@@ -93,6 +155,13 @@ class BackendSpec:
     weight: int = 1
     state: str = UP
     max_connections: int = 0    # open at once, then no new ones (IPVS's u_threshold); 0: none
+
+    def __post_init__(self):
+        object.__setattr__(self, "ip", str(unicast("address", self.ip, loopback=True)))
+        _integer("port", self.port, 0, PORT_MAX)
+        _integer("weight", self.weight, 0, WEIGHT_MAX)
+        _choice("state", self.state, BACKEND_STATES)
+        _integer("max_connections", self.max_connections, 0, LIMIT_MAX)
 
     @property
     def key(self) -> tuple[str, int]:
@@ -113,6 +182,21 @@ class HealthCheckSpec:
     timeout_ms: int = 1000
     rise: int = 2
     fall: int = 3
+
+    def __post_init__(self):
+        _choice("type", self.type, CHECK_TYPES)
+        _integer("port", self.port, 0, PORT_MAX)
+        if not isinstance(self.path, str) or not HTTP_PATH.match(self.path):
+            raise SpecError("path", f"expected an HTTP path starting with '/', printable, at "
+                                    f"most {MAX_HTTP_PATH} bytes, got {_show(self.path)}")
+        _integer("expect_status", self.expect_status, 100, 599)
+        _integer("interval_ms", self.interval_ms, 100, 3_600_000)
+        _integer("timeout_ms", self.timeout_ms, 10, 600_000)
+        _integer("rise", self.rise, 1, 100)
+        _integer("fall", self.fall, 1, 100)
+        if self.timeout_ms > self.interval_ms:
+            raise SpecError("timeout_ms", f"{self.timeout_ms} ms is longer than the interval "
+                                          f"({self.interval_ms} ms)")
 
 
 ServiceKey = tuple[str, int, str]       # (VIP, port, protocol)
@@ -140,6 +224,46 @@ class ServiceSpec:
     max_per_client: int = 0
     backends: tuple[BackendSpec, ...] = ()
     health_check: HealthCheckSpec | None = None
+
+    def __post_init__(self):
+        vip = unicast("vip", self.vip)
+        object.__setattr__(self, "vip", str(vip))
+        _integer("port", self.port, 0, PORT_MAX)
+        _choice("proto", self.proto, PROTOS)
+        _choice("method", self.method, METHODS)
+        _choice("scheduler", self.scheduler, SCHEDULERS)
+        _integer("table_size", self.table_size, 2, TABLE_SIZE_MAX)
+        if not is_prime(self.table_size):
+            raise SpecError("table_size", f"{self.table_size} is not a prime; lookup tables "
+                                          f"have a prime size (e.g. {TABLE_SIZE})")
+        _integer("persistence", self.persistence, 0, PERSISTENCE_MAX)
+        _integer("persistence_prefix", self.persistence_prefix, 0, 32 if vip.version == 4 else 128)
+        if len(self.local_addresses) > MAX_LOCAL_ADDRESSES:
+            raise SpecError("local_addresses", f"{len(self.local_addresses)} local addresses, "
+                                               f"at most {MAX_LOCAL_ADDRESSES}")
+        object.__setattr__(self, "local_addresses", tuple(
+            str(unicast(f"local_addresses[{i}]", a)) for i, a in enumerate(self.local_addresses)))
+        _flag("down_reset", self.down_reset)
+        _choice("syn_proxy", self.syn_proxy, SYN_PROXY_MODES)
+        _choice("proxy_protocol", self.proxy_protocol, PROXY_PROTOCOLS)
+        if self.proxy_protocol != PROXY_OFF and self.method != FULLNAT:
+            raise SpecError("proxy_protocol", "a PROXY protocol header is for fullnat services "
+                                              "(the others' backends see the client's address)")
+        if self.proxy_protocol == PROXY_V1 and self.proto != TCP:
+            raise SpecError("proxy_protocol", "v1 is for TCP; UDP takes v2")
+        for i, a in enumerate(self.acls):
+            if not isinstance(a, str) or not ACL_NAME.match(a):
+                raise SpecError(f"acls[{i}]", f"expected the name of an ACL, got {_show(a)}")
+        for k in LIMIT_KEYS:
+            _integer(k, getattr(self, k), 0, LIMIT_MAX)
+        seen: set[tuple[str, int]] = set()
+        for i, b in enumerate(self.backends):
+            if ipaddress.ip_address(b.ip).version != vip.version:
+                raise SpecError(f"backends[{i}].address",
+                                f"backend {b.ip} is not of the VIP's address family")
+            if b.key in seen:
+                raise SpecError(f"backends[{i}]", f"backend {b.ip}:{b.port} is listed twice")
+            seen.add(b.key)
 
     @property
     def key(self) -> ServiceKey:

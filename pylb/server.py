@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import ipaddress
 import logging
 import os
 import time
@@ -28,7 +27,8 @@ from grpc_reflection.v1alpha import reflection
 from pylb import config, model, protonames
 from pylb.errors import InvalidArgument, PylbError, grpc_code
 from pylb.manager import Manager
-from pylb.model import BackendSpec, NeighbourSpec, RouteSpec, ServiceSpec, VipSpec
+from pylb.model import (BackendSpec, HealthCheckSpec, NeighbourSpec, RouteSpec, ServiceSpec,
+                        SpecError, VipSpec)
 from pylb.v1 import pylb_pb2 as pb
 from pylb.v1 import pylb_pb2_grpc as pb_grpc
 
@@ -86,13 +86,23 @@ def _enum(table: dict, value: int, what: str) -> str:
     return table[value]
 
 
-# Requests are validated by the configuration file's parsers (pylb.config):
-# the same code and limits, whichever way a change arrives.
+# A request becomes specs (pylb.model), which check themselves: the same
+# rules and limits as a file's, never through the file format. (Routes,
+# VIPs, ACLs, neighbours and timeouts still go through pylb.config's
+# parsers.)
+
+def _within(prefix: str, make):
+    """make(): a spec; what it refuses is named under `prefix`."""
+    try:
+        return make()
+    except SpecError as e:
+        raise e.within(prefix) from None
+
 
 def _key(k: pb.ServiceKey) -> tuple[str, int, str]:
-    vip = str(config.request(config.parse_address, k.vip, key="vip")) if k.vip else ""
-    if not vip:
+    if not k.vip:
         raise InvalidArgument("a service key needs a vip")
+    vip = str(model.unicast("vip", k.vip))
     if k.port > model.PORT_MAX:
         raise InvalidArgument(f"port {k.port} is not in 0..{model.PORT_MAX} (0: all ports)")
     return vip, k.port, _enum(PROTOS, k.protocol, "protocol")
@@ -102,34 +112,32 @@ def _prefix(text: str) -> str:
     return str(config.request(config.parse_prefix, text, key="prefix"))
 
 
-def _hostport(address: str, port: int) -> str:
-    if not port:
-        return address
-    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+def _backend_spec(b: pb.Backend) -> BackendSpec:
+    return BackendSpec(b.address, b.port, b.weight if b.HasField("weight") else 1,
+                       _enum(STATES, b.state, "backend state"), b.max_connections)
 
 
-def _backend_raw(b: pb.Backend) -> dict:
-    return {"address": _hostport(b.address, b.port),
-            "weight": b.weight if b.HasField("weight") else 1,
-            "state": _enum(STATES, b.state, "backend state"),
-            "max_connections": b.max_connections}
+def _check(h: pb.HealthCheck) -> HealthCheckSpec:
+    given = {f.name: v for f, v in h.ListFields()}
+    given.setdefault("timeout_ms", min(1000, given.get("interval_ms", 2000)))
+    return HealthCheckSpec(**given)
 
 
 def _service(r: pb.Service) -> ServiceSpec:
     vip, port, proto = _key(r.key)
-    raw = {"vip": vip, "port": port, "proto": proto,
-           "method": _enum(METHODS, r.method, "method"),
-           "scheduler": _enum(SCHEDULERS, r.scheduler, "scheduler"),
-           "table_size": r.table_size or model.TABLE_SIZE,
-           "persistence": r.persistence_seconds, "persistence_prefix": r.persistence_prefix,
-           "local_addresses": list(r.local_addresses), "down_reset": r.down_reset,
-           "syn_proxy": _enum(protonames.SYN_PROXY, r.syn_proxy, "syn_proxy"),
-           "proxy_protocol": _enum(protonames.PROXY_PROTOCOL, r.proxy_protocol, "proxy_protocol"),
-           "acls": list(r.acls), **{k: getattr(r, k) for k in model.LIMIT_KEYS},
-           "backends": [_backend_raw(b) for b in r.backends]}
-    if r.HasField("health_check"):
-        raw["health_check"] = {f.name: v for f, v in r.health_check.ListFields()}
-    return config.request(config.parse_service, raw)
+    backends = tuple(_within(f"backends[{i}]", lambda b=b: _backend_spec(b))
+                     for i, b in enumerate(r.backends))
+    check = _within("health_check", lambda: _check(r.health_check)) \
+        if r.HasField("health_check") else None
+    return ServiceSpec(
+        vip, port, proto, method=_enum(METHODS, r.method, "method"),
+        scheduler=_enum(SCHEDULERS, r.scheduler, "scheduler"),
+        table_size=r.table_size or model.TABLE_SIZE, persistence=r.persistence_seconds,
+        persistence_prefix=r.persistence_prefix, local_addresses=tuple(r.local_addresses),
+        down_reset=r.down_reset, syn_proxy=_enum(protonames.SYN_PROXY, r.syn_proxy, "syn_proxy"),
+        proxy_protocol=_enum(protonames.PROXY_PROTOCOL, r.proxy_protocol, "proxy_protocol"),
+        acls=tuple(r.acls), **{k: getattr(r, k) for k in model.LIMIT_KEYS},
+        backends=backends, health_check=check)
 
 
 def _acl(r: pb.Acl) -> model.AclSpec:
@@ -146,9 +154,7 @@ def acl_msg(a: model.AclSpec, with_prefixes: bool = True) -> pb.Acl:
 
 
 def _backend(r: pb.SetBackendRequest) -> tuple[tuple[str, int, str], BackendSpec]:
-    key = _key(r.service)
-    return key, config.request(config.parse_backend, _backend_raw(r.backend),
-                               ipaddress.ip_address(key[0]))
+    return _key(r.service), _within("backend", lambda: _backend_spec(r.backend))
 
 
 def _route(r: pb.Route) -> RouteSpec:

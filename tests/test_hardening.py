@@ -325,7 +325,7 @@ def test_an_ipv6_service_vip_is_answered_by_ndp(dp):
     assert dp.inject("p0", [raw(ns)]) == [] and dp.drops()["nd_not_ours"] == 1
 
 
-# 7. The API validates with the configuration file's code and limits.
+# 7. The API and the file meet the same rules and limits: the specs' own (pylb.model).
 
 KEY = pb.ServiceKey(vip="10.0.0.100", port=80, protocol=pb.PROTOCOL_TCP)
 
@@ -341,7 +341,7 @@ KEY = pb.ServiceKey(vip="10.0.0.100", port=80, protocol=pb.PROTOCOL_TCP)
      "write the IPv4 address 10.0.0.205"),
     (pb.Service(key=pb.ServiceKey(vip="x" * 100_000, port=80)), "expected an IPv4 or IPv6"),
     (pb.Service(key=KEY, backends=[pb.Backend(address="10.0.1.20", port=70000)]),
-     "port '70000' is not in 1..65535"),
+     "backends[0].port: expected an integer from 0 to 65535, got 70000"),
     (pb.Service(key=KEY, method=pb.METHOD_FULLNAT, local_addresses=["10.0.0.77"]),
      "local address 10.0.0.77 is not this appliance's"),
 ], ids=["table 2^32-1", "table not prime", "interval 0", "1 MB path", "ipv4-mapped vip",
