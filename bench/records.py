@@ -67,7 +67,7 @@ def one_run(n: int) -> dict:
             d.add_address("p0", "10.0.0.1/24")
             d.add_port("p1", f"net_null{2 * k + 1},copy=0", link_wait_ms=0)
             d.add_address("p1", "10.0.1.1/24")
-            d.add_service(VIP, 80, backends=[(b, 8080) for b in BACKENDS])
+            d.add_service(common.service(VIP, 80, backends=[(b, 8080) for b in BACKENDS]))
             return d
         dp = dataplane(0)
         data = records(n, native.RECORD_SIZE)

@@ -43,6 +43,13 @@ MAX_BURST = model.MAX_BURST
 RECORD_SIZE = sizeof(pylb_conn_record)      # bytes of one exported connection
 
 
+def _named(table: dict, name, str what):
+    """C's value of `name` (one of table's), or InvalidArgument."""
+    if name not in table:
+        raise InvalidArgument(f"{what} {name!r} is not one of {', '.join(table)}")
+    return table[name]
+
+
 cdef int _check(int rc) except -1:
     if rc >= 0:
         return rc
@@ -162,11 +169,14 @@ def _check_weight(what, weight):
 
 
 def _l4_backend_list(backends):
-    """[(ip, port[, weight[, state[, max_connections]]])], ['ip:port'] or [L4Backend] ->
+    """[BackendSpec], [(ip, port[, weight[, state[, max_connections]]])], ['ip:port'] or
+    [L4Backend] ->
     [(addr, port, weight, state, max_connections)]; port 0 keeps the client's destination
     port."""
     out = []
     for b in backends:
+        if isinstance(b, model.BackendSpec):
+            b = (b.ip, b.port, b.weight, b.state, b.max_connections)
         if isinstance(b, (tuple, list)):
             if len(b) not in (2, 3, 4, 5):
                 raise InvalidArgument(f"backend {b!r} is not "
@@ -762,26 +772,14 @@ cdef class Dataplane:
 
     # L4 services
 
-    def add_service(self, vip, int port, str proto=TCP, str method=model.NAT,
-                    str scheduler=model.MAGLEV, int table_size=PYLB_MAGLEV_DEFAULT, backends=(),
-                    int persistence=0, int persistence_prefix=0, local_addresses=(),
-                    bint down_reset=False, str syn_proxy=model.SYN_PROXY_AUTO,
-                    str proxy_protocol=model.PROXY_OFF, id=None,
-                    max_connections=0, max_new_per_second=0, max_per_client=0):
-        """A virtual service VIP:port/proto (port 0: all ports). `method`: nat,
-        fullnat, dr or tunnel; `scheduler`: maglev (consistent hash of the
-        5-tuple), source (of the client address), wrr (weighted round-robin)
-        or wlc (weighted least-connections). `persistence`: seconds a client
-        (its network, with `persistence_prefix`) sticks to its backend, like
-        ipvsadm -p. `local_addresses`: for fullnat, the port addresses used
-        as sources towards the backends. `down_reset`: connections of a
-        backend set down are reset (TCP RST to the client; UDP is
-        rescheduled) instead of finishing. `syn_proxy`: SYN cookies for NAT
-        and FullNAT TCP (auto: while the worker's half-open entries are at
-        the threshold; always; off). `proxy_protocol`: for fullnat, a
-        PROXY protocol header naming the client (v1: TCP; v2: TCP and UDP).
-        `id`: the service's slot (the
-        domain allocates them from 0 up; None: the highest free)."""
+    def add_service(self, spec, id=None):
+        """A virtual service, as `spec` (a pylb.model.ServiceSpec, which has
+        checked itself) says: VIP:port/proto (port 0: all ports), method,
+        scheduler, persistence, FullNAT's local addresses, down_reset,
+        SYN proxy, PROXY protocol, limits, and its backends, all or nothing
+        (backends it cannot take leave no service behind). `id`: the
+        service's slot (the domain allocates them from 0 up; None: the
+        highest free). Its health check is the domain's business."""
         cdef pylb_service_conf c
         cdef int rc
         memset(&c, 0, sizeof(c))
@@ -791,35 +789,21 @@ cdef class Dataplane:
             raise InvalidArgument(f"service id {id!r} is not in 0..{model.MAX_SERVICES - 1}")
         else:
             c.id = id
+        vip, port, proto = spec.vip, spec.port, spec.proto
         _set_ip(&c.vip, _parse_ip(vip, "VIP"))
         c.proto = _proto(proto)
         c.port = _port(port)
-        if method not in _L4_METHODS:
-            raise InvalidArgument(f"service {vip}:{port}: method '{method}' is not one of "
-                                  f"{', '.join(_L4_METHODS)}")
-        if scheduler not in _SCHEDULERS:
-            raise InvalidArgument(f"service {vip}:{port}: scheduler '{scheduler}' is not one of "
-                                  f"{', '.join(_SCHEDULERS)}")
-        c.method = _L4_METHODS[method]
-        c.sched = _SCHEDULERS[scheduler]
-        c.table_size = table_size
-        if persistence < 0 or not 0 <= persistence_prefix <= 128:
-            raise InvalidArgument(f"service {vip}:{port}: persistence {persistence} s "
-                                  f"/{persistence_prefix} is out of range")
-        c.persistence = persistence
-        c.persistence_prefix = persistence_prefix
-        c.down_reset = down_reset
-        if syn_proxy not in model.SYN_PROXY_MODES:
-            raise InvalidArgument(f"service {vip}:{port}: syn_proxy '{syn_proxy}' is not one of "
-                                  f"{', '.join(model.SYN_PROXY_MODES)}")
-        c.syn_proxy = _SYN_PROXY[syn_proxy]
-        if proxy_protocol not in model.PROXY_PROTOCOLS:
-            raise InvalidArgument(f"service {vip}:{port}: proxy_protocol '{proxy_protocol}' is "
-                                  f"not one of {', '.join(model.PROXY_PROTOCOLS)}")
-        c.proxy_protocol = _PROXY[proxy_protocol]
+        c.method = _named(_L4_METHODS, spec.method, "method")
+        c.sched = _named(_SCHEDULERS, spec.scheduler, "scheduler")
+        c.table_size = spec.table_size
+        c.persistence = spec.persistence
+        c.persistence_prefix = spec.persistence_prefix
+        c.down_reset = spec.down_reset
+        c.syn_proxy = _named(_SYN_PROXY, spec.syn_proxy, "syn_proxy")
+        c.proxy_protocol = _named(_PROXY, spec.proxy_protocol, "proxy_protocol")
         c.max_connections, c.max_new_per_second, c.max_per_client = _limits(
-            vip, port, max_connections, max_new_per_second, max_per_client)
-        lips = [_parse_ip(a, "local address") for a in local_addresses]
+            vip, port, spec.max_connections, spec.max_new_per_second, spec.max_per_client)
+        lips = [_parse_ip(a, "local address") for a in spec.local_addresses]
         if len(lips) > PYLB_MAX_LIPS:
             raise InvalidArgument(f"at most {PYLB_MAX_LIPS} local addresses per service")
         c.n_lips = len(lips)
@@ -829,10 +813,10 @@ cdef class Dataplane:
         with nogil:
             rc = pylb_dp_service_add(dp, &c)
         _check(rc)
-        if backends:
+        if spec.backends:
             # All or nothing: backends it cannot take leave no service behind.
             try:
-                self.set_service_backends(vip, port, backends, proto=proto)
+                self.set_service_backends(vip, port, spec.backends, proto=proto)
             except BaseException:
                 self.del_service(vip, port, proto)
                 raise
@@ -865,8 +849,8 @@ cdef class Dataplane:
         _check(rc)
 
     def set_service_backends(self, vip, int port, backends, str proto=TCP):
-        """Replace the service's backends: [(ip, port[, weight[, state[,
-        max_connections]]])], ['ip:port'] or [L4Backend]. Weight 0 or state
+        """Replace the service's backends: [BackendSpec], [(ip, port[, weight[,
+        state[, max_connections]]])], ['ip:port'] or [L4Backend]. Weight 0 or state
         drain: no new connections, open ones go on; down: no new
         connections, open ones finish or are reset (the service's
         down_reset); max_connections: open at once (0: no limit)."""

@@ -664,23 +664,8 @@ class Manager:
 # The steps of a change on the dataplane, each registering its undo:
 # step(dp, old, new, undo, ids before, ids after).
 
-def _backends(s: ServiceSpec) -> list[tuple]:
-    return [(b.ip, b.port, b.weight, b.state, b.max_connections) for b in s.backends]
-
-
 def _add_service(dp, s: ServiceSpec, sid: int) -> None:
-    dp.add_service(s.vip, s.port, proto=s.proto, method=s.method, scheduler=s.scheduler,
-                   table_size=s.table_size, persistence=s.persistence,
-                   persistence_prefix=s.persistence_prefix, local_addresses=s.local_addresses,
-                   down_reset=s.down_reset, syn_proxy=s.syn_proxy,
-                   proxy_protocol=s.proxy_protocol, id=sid,
-                   **{k: getattr(s, k) for k in model.LIMIT_KEYS})
-    if s.backends:
-        try:
-            dp.set_service_backends(s.vip, s.port, _backends(s), proto=s.proto)
-        except BaseException:
-            dp.del_service(*s.key)          # all or nothing
-            raise
+    dp.add_service(s, id=sid)           # with its backends, all or nothing
 
 
 def _del_service(dp, old, new, undo, ids, _):
@@ -699,8 +684,8 @@ def _replace_service(dp, old, new, undo, ids_before, ids):
 
 
 def _set_backends(dp, old, new, undo, *_):
-    dp.set_service_backends(new.vip, new.port, _backends(new), proto=new.proto)
-    undo.append(lambda: dp.set_service_backends(old.vip, old.port, _backends(old),
+    dp.set_service_backends(new.vip, new.port, new.backends, proto=new.proto)
+    undo.append(lambda: dp.set_service_backends(old.vip, old.port, old.backends,
                                                 proto=old.proto))
 
 

@@ -33,6 +33,29 @@ def pytest_collection_modifyitems(items):
         item.add_marker(tier)
 
 
+
+def service(vip, port, proto="tcp", backends=(), **kw):
+    """A ServiceSpec as tests (benchmarks) write services: backends as
+    'ip' (port 0: the client's), 'ip:port', (ip, port[, weight[, state[,
+    max_connections]]]) or BackendSpec; lists for tuples."""
+    import ipaddress
+
+    from pylb.hostport import split_hostport
+    from pylb.model import BackendSpec, ServiceSpec
+
+    def backend(b):
+        if isinstance(b, BackendSpec):
+            return b
+        if isinstance(b, str):
+            try:
+                return BackendSpec(str(ipaddress.ip_address(b)), 0)
+            except ValueError:
+                return BackendSpec(*split_hostport(b))
+        return BackendSpec(*b)
+    return ServiceSpec(vip, port, proto, backends=tuple(backend(b) for b in backends),
+                       **{k: tuple(v) if isinstance(v, list) else v for k, v in kw.items()})
+
+
 @pytest.fixture(scope="session", autouse=True)
 def no_snapshots_left():
     """What the session's appliances leave in /run/pylb for a next start of

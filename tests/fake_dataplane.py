@@ -172,11 +172,11 @@ class FakeDataplane:
 
     # L4 services
 
-    def add_service(self, vip, port, proto=model.TCP, method=model.NAT,
-                    scheduler=model.MAGLEV, table_size=model.TABLE_SIZE, backends=(),
-                    persistence=0, persistence_prefix=0, local_addresses=(), down_reset=False,
-                    syn_proxy=model.SYN_PROXY_AUTO, proxy_protocol=model.PROXY_OFF,
-                    id=None, max_connections=0, max_new_per_second=0, max_per_client=0):
+    def add_service(self, spec, id=None):
+        """As the binding's: `spec` (a ServiceSpec) has checked itself; what
+        only the dataplane can refuse is refused here."""
+        vip, port, proto, method = spec.vip, spec.port, spec.proto, spec.method
+        local_addresses, backends = spec.local_addresses, spec.backends
         a = _ip(vip, "VIP")
         _proto(proto)
         key = (str(a), port, proto)
@@ -194,20 +194,6 @@ class FakeDataplane:
                     raise InvalidArgument(f"service {name}: local address {la} is not this "
                                           "appliance's (a port's addresses or local_addresses, "
                                           "of the VIP's family)")
-        if syn_proxy not in model.SYN_PROXY_MODES:
-            raise InvalidArgument(f"service {name}: syn_proxy '{syn_proxy}' is not one of "
-                                  f"{', '.join(model.SYN_PROXY_MODES)}")
-        if proxy_protocol not in model.PROXY_PROTOCOLS:
-            raise InvalidArgument(f"service {vip}:{port}: proxy_protocol '{proxy_protocol}' is "
-                                  f"not one of {', '.join(model.PROXY_PROTOCOLS)}")
-        if proxy_protocol != model.PROXY_OFF and method != model.FULLNAT:
-            raise InvalidArgument(f"service {name}: a PROXY protocol header is for FullNAT "
-                                  "services (the others' backends see the client's address)")
-        if proxy_protocol == "v1" and proto != model.TCP:
-            raise InvalidArgument(f"service {name}: PROXY protocol v1 is for TCP (UDP takes v2)")
-        if not model.is_prime(table_size) or table_size > model.TABLE_SIZE_MAX:
-            raise InvalidArgument(f"service {name}: lookup table size {table_size} must be a "
-                                  f"prime no larger than {model.TABLE_SIZE_MAX} (e.g. 65537)")
         if key in self._services:
             raise AlreadyExists(f"service {name} already exists")
         if id is None:
@@ -247,6 +233,8 @@ class FakeDataplane:
         name = model.service_name(key)
         if len(backends) > model.MAX_BACKENDS:
             raise CapacityExhausted(f"{len(backends)} backends, at most {model.MAX_BACKENDS}")
+        backends = [(b.ip, b.port, b.weight, b.state, b.max_connections)
+                    if isinstance(b, model.BackendSpec) else b for b in backends]
         seen = set()
         for i, (ip, bport, weight, state, _max) in enumerate(backends):
             if _ip(ip, "backend").version != ipaddress.ip_address(key[0]).version:

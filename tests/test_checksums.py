@@ -17,7 +17,7 @@ from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.l2 import Ether
 from scapy.packet import Raw, raw
 
-from conftest import CLIENT_MAC, P0_MAC, P1_MAC
+from conftest import CLIENT_MAC, P0_MAC, P1_MAC, service
 from test_l4_fixtures import BACKENDS, BMAC, small_dp
 
 SETTINGS = settings(max_examples=200, deadline=None, derandomize=True)
@@ -62,10 +62,9 @@ def lb(native):
     d = small_dp(native, rp_filter="off")           # any client address
     d.add_neighbour("p0", "10.0.0.2", CLIENT_MAC)
     d.add_route("0.0.0.0/0", ("10.0.0.2", "p0"))
-    d.add_service(VIP, 80, backends=[(b, 8080) for b in BACKENDS], syn_proxy="off")
-    d.add_service(VIP, 53, proto="udp", backends=[(b, 5353) for b in BACKENDS])
-    d.add_service(VIP, 81, method="fullnat", local_addresses=["10.0.1.1"],
-                  backends=[(b, 8081) for b in BACKENDS], syn_proxy="off")
+    d.add_service(service(VIP, 80, backends=[(b, 8080) for b in BACKENDS], syn_proxy="off"))
+    d.add_service(service(VIP, 53, proto="udp", backends=[(b, 5353) for b in BACKENDS]))
+    d.add_service(service(VIP, 81, method="fullnat", local_addresses=["10.0.1.1"], backends=[(b, 8081) for b in BACKENDS], syn_proxy="off"))
     yield d
     d.close()
 

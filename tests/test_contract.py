@@ -11,6 +11,7 @@ from dataclasses import replace
 import pytest
 
 from fake_dataplane import FakeDataplane
+from conftest import service
 from pylb.config import load_config
 from pylb.errors import PylbError
 from pylb.manager import Manager, ServiceView, VipView, direct_submitter
@@ -148,8 +149,8 @@ def test_a_refused_add_service_leaves_nothing_on_either(dp):
     for d in (FakeDataplane(PORTS), dp):
         before = sorted(r.prefix for r in d.routes(4))
         with pytest.raises(InvalidArgument, match="address family"):
-            d.add_service("10.0.0.100", 80, backends=[("2001:db8:1::20", 8080, 1, "up", 0)])
+            d.add_service(service("10.0.0.100", 80, backends=[("2001:db8:1::20", 8080, 1, "up", 0)]))
         with pytest.raises(NotFound):
             d.service_stats("10.0.0.100", 80)
         assert sorted(r.prefix for r in d.routes(4)) == before
-        d.add_service("10.0.0.100", 80, backends=[("10.0.1.20", 8080, 1, "up", 0)])  # free again
+        d.add_service(service("10.0.0.100", 80, backends=[("10.0.1.20", 8080, 1, "up", 0)]))  # free again

@@ -12,7 +12,7 @@ from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import Ether
 from scapy.packet import Raw, raw
 
-from conftest import CLIENT_MAC, P0_MAC, P1_MAC
+from conftest import CLIENT_MAC, P0_MAC, P1_MAC, service
 from pylb.errors import CapacityExhausted, InvalidArgument
 from test_l4_fixtures import BACKENDS, BMAC, CLIENT, VIP, c2v, small_dp
 
@@ -32,7 +32,7 @@ def test_the_flow_hash_is_keyed_by_the_seed(native):
     picks, prints = [], []
     for seed in (SEED_A, SEED_A, SEED_B, None):
         d = small_dp(native, hash_seed=seed)
-        d.add_service(VIP, 80, backends=BACKENDS)
+        d.add_service(service(VIP, 80, backends=BACKENDS))
         picks.append(choices(d))
         prints.append(d.hash_fingerprint)
         if seed is not None:
@@ -92,7 +92,7 @@ def proxy(native):
     """A NAT service on VIP:80 to BACKEND:8080 that always answers SYNs
     with cookies; no mbuf may be left held when the test ends."""
     d = proxy_dp(native)
-    d.add_service(VIP, 80, backends=[(BACKEND, 8080)], syn_proxy="always")
+    d.add_service(service(VIP, 80, backends=[(BACKEND, 8080)], syn_proxy="always"))
     full = d.mbufs_available()
     yield d
     assert d.mbufs_available() == full, "mbufs leaked"
@@ -278,7 +278,7 @@ def test_a_backend_that_refuses_resets_the_client(proxy):
 
 def test_proxy_drops_what_it_cannot_take(native):
     d = proxy_dp(native, conn_capacity=16)
-    d.add_service(VIP, 80, backends=[(BACKEND, 8080)], syn_proxy="always")
+    d.add_service(service(VIP, 80, backends=[(BACKEND, 8080)], syn_proxy="always"))
     # A SYN with IP options: not answered (a plain header only).
     opt = Ether(src=CLIENT_MAC, dst=P0_MAC) / IP(src=CLIENT, dst=VIP, options=b"\x01" * 4) / \
         TCP(sport=1, dport=80, flags="S")
@@ -303,8 +303,7 @@ def test_proxy_drops_what_it_cannot_take(native):
 
 def test_fullnat_is_proxied_from_its_local_address(native):
     d = proxy_dp(native)
-    d.add_service(VIP, 80, method="fullnat", local_addresses=["10.0.1.1"],
-                  backends=[(BACKEND, 8080)], syn_proxy="always")
+    d.add_service(service(VIP, 80, method="fullnat", local_addresses=["10.0.1.1"], backends=[(BACKEND, 8080)], syn_proxy="always"))
     cookie = cookie_for(d)
     port, syn = one(d, "p0", c2v(flags="A", seq=1001, ack=cookie + 1))
     assert port == 1 and (syn[IP].src, syn[IP].dst, syn[TCP].flags) == ("10.0.1.1", BACKEND, "S")
@@ -323,7 +322,7 @@ def test_ipv6_syns_get_cookies_too(native):
     d.add_address("p0", "2001:db8::1/64")
     d.add_address("p1", "2001:db8:1::1/64")
     d.add_neighbour("p1", "2001:db8:1::20", BMAC[BACKEND])
-    d.add_service("2001:db8::100", 80, backends=[("2001:db8:1::20", 8080)], syn_proxy="always")
+    d.add_service(service("2001:db8::100", 80, backends=[("2001:db8:1::20", 8080)], syn_proxy="always"))
     syn = Ether(src=CLIENT_MAC, dst=P0_MAC) / IPv6(src="2001:db8::2", dst="2001:db8::100") / \
         TCP(sport=40000, dport=80, flags="S", seq=1000, options=[("MSS", 1440)])
     port, sa = one(d, "p0", syn)
@@ -339,7 +338,7 @@ def test_ipv6_syns_get_cookies_too(native):
 
 def test_auto_mode_sends_cookies_only_from_the_threshold(native):
     d = proxy_dp(native, half_open_budget=4)
-    d.add_service(VIP, 80, backends=[(BACKEND, 8080)])
+    d.add_service(service(VIP, 80, backends=[(BACKEND, 8080)]))
     out = d.inject("p0", [raw(c2v(sport=p)) for p in range(100, 110)])
     to_backend = [Ether(f)[TCP].sport for p, f in out if p == 1]
     assert to_backend == [100, 101, 102, 103]                # then cookies
@@ -351,7 +350,7 @@ def test_auto_mode_sends_cookies_only_from_the_threshold(native):
     out = d.inject("p0", [raw(c2v(sport=p)) for p in range(200, 204)])
     assert sorted(p for p, _ in out) == [0, 0, 1, 1]
     # DR services cannot proxy: their SYNs always go to the backend.
-    d.add_service(VIP, 81, method="dr", backends=[BACKEND], syn_proxy="always")
+    d.add_service(service(VIP, 81, method="dr", backends=[BACKEND], syn_proxy="always"))
     out = d.inject("p0", [raw(c2v(sport=p, dport=81)) for p in range(300, 310)])
     assert [p for p, _ in out] == [1] * 10
     d.close()
@@ -361,7 +360,7 @@ def test_auto_mode_sends_cookies_only_from_the_threshold(native):
 
 def test_half_open_budget_evicts_the_oldest_half_open_entry_never_an_established_one(native):
     d = proxy_dp(native, conn_capacity=64, half_open_budget=4)
-    d.add_service(VIP, 80, method="dr", backends=[BACKEND])
+    d.add_service(service(VIP, 80, method="dr", backends=[BACKEND]))
     for p in (100, 101):                          # established (DR: the client's ACK)
         d.inject("p0", [raw(c2v(sport=p)), raw(c2v(sport=p, flags="A"))])
     assert d.half_open() == 0 and d.conn_count() == 2
@@ -376,7 +375,7 @@ def test_half_open_budget_evicts_the_oldest_half_open_entry_never_an_established
 
 def test_unanswered_udp_counts_as_half_open(native):
     d = proxy_dp(native, conn_capacity=64, half_open_budget=4)
-    d.add_service(VIP, 53, proto="udp", backends=[(BACKEND, 5353)])
+    d.add_service(service(VIP, 53, proto="udp", backends=[(BACKEND, 5353)]))
     udp = [raw(c2v(sport=p, proto=UDP, dport=53)) for p in range(100, 102)]
     d.inject("p0", udp)
     for p in (100, 101):                          # answered: no longer half-open
@@ -403,8 +402,8 @@ def test_a_client_network_has_its_own_half_open_budget(native):
                  per_source={"ipv4_prefix": 28, "half_open_budget": 4})
     for ip in ("10.0.0.3", "10.0.0.100"):
         d.add_neighbour("p0", ip, CLIENT_MAC)
-    d.add_service(VIP, 80, method="dr", backends=[BACKEND])
-    d.add_service(VIP, 81, backends=[(BACKEND, 8080)])          # NAT, syn_proxy auto
+    d.add_service(service(VIP, 80, method="dr", backends=[BACKEND]))
+    d.add_service(service(VIP, 81, backends=[(BACKEND, 8080)]))          # NAT, syn_proxy auto
     # DR: a network's SYNs past its budget go stateless, still to the backend.
     out = d.inject("p0", [raw(c2v(src=network(i), sport=100 + i)) for i in range(10)])
     assert [p for p, _ in out] == [1] * 10
@@ -431,7 +430,7 @@ def test_a_client_network_has_its_own_half_open_budget(native):
 def test_a_client_networks_unanswered_udp_stays_within_its_budget(native):
     d = proxy_dp(native, conn_capacity=256, half_open_budget=32,
                  per_source={"half_open_budget": 4})
-    d.add_service(VIP, 53, proto="udp", backends=[(BACKEND, 5353)])
+    d.add_service(service(VIP, 53, proto="udp", backends=[(BACKEND, 5353)]))
     out = d.inject("p0", [raw(c2v(sport=p, proto=UDP, dport=53)) for p in range(100, 120)])
     # Every datagram reaches the backend (NAT: stateless past the budget).
     assert [(p, Ether(f)[UDP].dport) for p, f in out] == [(1, 5353)] * 20
@@ -442,8 +441,8 @@ def test_a_client_networks_unanswered_udp_stays_within_its_budget(native):
 
 def test_a_client_networks_new_connections_a_second(native):
     d = proxy_dp(native, per_source={"ipv4_prefix": 28, "new_per_second": 5})
-    d.add_service(VIP, 80, backends=[(BACKEND, 8080)])
-    d.add_service(VIP, 53, proto="udp", backends=[(BACKEND, 5353)])
+    d.add_service(service(VIP, 80, backends=[(BACKEND, 8080)]))
+    d.add_service(service(VIP, 53, proto="udp", backends=[(BACKEND, 5353)]))
     # 5 a second (a second's worth at once); the rest dropped, not reset:
     # that is where floods come from.
     out = d.inject("p0", [raw(c2v(src=network(i), sport=100 + i)) for i in range(8)])
@@ -476,8 +475,8 @@ def test_a_client_network_is_its_prefix(native, plen4, plen6, inside, outside):
     d.add_address("p0", "2001:db8::1/64")
     d.add_address("p1", "2001:db8:1::1/64")
     d.add_neighbour("p1", "2001:db8:1::20", BMAC[BACKEND])
-    d.add_service(VIP, 80, method="dr", backends=[BACKEND])
-    d.add_service("2001:db8::100", 80, method="dr", backends=["2001:db8:1::20"])
+    d.add_service(service(VIP, 80, method="dr", backends=[BACKEND]))
+    d.add_service(service("2001:db8::100", 80, method="dr", backends=["2001:db8:1::20"]))
 
     def syn(src, sport):
         ip = IPv6(src=src, dst="2001:db8::100") if ":" in src else IP(src=src, dst=VIP)
@@ -507,7 +506,7 @@ def test_per_source_settings_are_checked(native):
 def test_a_full_backend_takes_no_new_connections(native):
     d = proxy_dp(native)
     two = BACKENDS[:2]
-    d.add_service(VIP, 80, scheduler="wrr", backends=[(b, 8080, 1, "up", 2) for b in two])
+    d.add_service(service(VIP, 80, scheduler="wrr", backends=[(b, 8080, 1, "up", 2) for b in two]))
     assert [b.max_connections for b in d.service(VIP, 80).backends] == [2, 2]
     out = d.inject("p0", [raw(c2v(sport=p)) for p in range(100, 105)])
     assert sorted(p for p, _ in out) == [0, 1, 1, 1, 1]
@@ -517,7 +516,7 @@ def test_a_full_backend_takes_no_new_connections(native):
     assert drops(d) == {"limit_backend_conns": 1}
     # The consistent-hash scheduler sends what its choice cannot take to a
     # backend with room.
-    d.add_service(VIP, 81, backends=[(two[0], 8080, 1, "up", 1), (two[1], 8080)])
+    d.add_service(service(VIP, 81, backends=[(two[0], 8080, 1, "up", 1), (two[1], 8080)]))
     out = d.inject("p0", [raw(c2v(sport=p, dport=81)) for p in range(100, 120)])
     to = [Ether(f)[IP].dst for p, f in out]
     assert len(to) == 20 and to.count(two[0]) == 1
@@ -540,9 +539,9 @@ def test_a_full_backend_takes_no_new_connections(native):
 def test_acls_refuse_new_connections_by_list_and_action(native):
     d = proxy_dp(native)
     d.add_neighbour("p0", "10.0.0.200", CLIENT_MAC)
-    d.add_service(VIP, 80, backends=[(BACKEND, 8080)], id=0)
-    d.add_service(VIP, 81, backends=[(BACKEND, 8080)], id=1)
-    d.add_service(VIP, 53, proto="udp", backends=[(BACKEND, 5353)], id=2)
+    d.add_service(service(VIP, 80, backends=[(BACKEND, 8080)]), id=0)
+    d.add_service(service(VIP, 81, backends=[(BACKEND, 8080)]), id=1)
+    d.add_service(service(VIP, 53, proto="udp", backends=[(BACKEND, 5353)]), id=2)
     d.set_acls([("deny", "drop", ["10.0.0.0/28", "2001:db8::/64"]),
                 ("allow", "reset", ["10.0.0.0/25"]),
                 ("deny", "unreachable", ["10.0.0.64/26"])],
@@ -570,7 +569,7 @@ def test_acls_refuse_new_connections_by_list_and_action(native):
 
 def test_an_acl_change_keeps_established_connections(native):
     d = proxy_dp(native)
-    d.add_service(VIP, 80, backends=[(BACKEND, 8080)], id=0)
+    d.add_service(service(VIP, 80, backends=[(BACKEND, 8080)]), id=0)
     one(d, "p0", c2v())
     d.set_acls([("deny", "drop", ["10.0.0.0/24"])], {0: [0]})
     port, f = one(d, "p0", c2v(flags="PA", payload=b"still here"))   # the open connection
@@ -584,7 +583,7 @@ def test_an_acl_change_keeps_established_connections(native):
 
 def test_an_acl_change_between_a_syn_and_its_cookies_ack_refuses_the_ack(native):
     d = proxy_dp(native)
-    d.add_service(VIP, 80, backends=[(BACKEND, 8080)], syn_proxy="always", id=0)
+    d.add_service(service(VIP, 80, backends=[(BACKEND, 8080)], syn_proxy="always"), id=0)
     cookie = cookie_for(d)
     d.set_acls([("deny", "reset", ["10.0.0.0/24"])], {0: [0]})
     port, rst = one(d, "p0", c2v(flags="A", seq=1001, ack=cookie + 1))
@@ -597,8 +596,8 @@ def test_nested_prefixes_of_different_lists_all_match(native):
     """A source matches every list with a prefix covering it, however the
     lists' prefixes nest (the longest match carries them all)."""
     d = proxy_dp(native)
-    d.add_service(VIP, 80, backends=[(BACKEND, 8080)], id=0)
-    d.add_service(VIP, 81, backends=[(BACKEND, 8080)], id=1)
+    d.add_service(service(VIP, 80, backends=[(BACKEND, 8080)]), id=0)
+    d.add_service(service(VIP, 81, backends=[(BACKEND, 8080)]), id=1)
     d.set_acls([("deny", "drop", ["10.0.0.0/8", "2001:db8::/32"]),
                 ("allow", "drop", ["10.1.0.0/16", "10.1.2.0/24", "2001:db8:1::/48"])],
                {0: [0], 1: [1]})
@@ -612,7 +611,7 @@ def test_nested_prefixes_of_different_lists_all_match(native):
 
 def test_a_million_prefixes_and_the_limit_of_long_ones(native):
     d = proxy_dp(native)
-    d.add_service(VIP, 80, backends=[(BACKEND, 8080)], id=0)
+    d.add_service(service(VIP, 80, backends=[(BACKEND, 8080)]), id=0)
     million = [f"{16 + i // 65536}.{i // 256 % 256}.{i % 256}.0/24" for i in range(1_000_000)]
     d.set_acls([("deny", "drop", million)], {0: [0]})
     assert d.acl_check("16.0.0.1", 0) == 0 and d.acl_check("31.66.63.200", 0) == 0
@@ -630,7 +629,7 @@ def test_a_million_prefixes_and_the_limit_of_long_ones(native):
 def test_a_client_limited_to_five_connections_has_its_sixth_refused(native):
     d = proxy_dp(native)
     d.add_neighbour("p0", "10.0.0.3", CLIENT_MAC)
-    d.add_service(VIP, 80, backends=[(BACKEND, 8080)], max_per_client=5)
+    d.add_service(service(VIP, 80, backends=[(BACKEND, 8080)], max_per_client=5))
     assert d.service(VIP, 80).max_per_client == 5
     out = d.inject("p0", [raw(c2v(sport=p)) for p in range(100, 106)])
     assert sorted(p for p, _ in out) == [0, 1, 1, 1, 1, 1]
@@ -649,8 +648,8 @@ def test_a_client_limited_to_five_connections_has_its_sixth_refused(native):
 
 def test_service_limits_on_open_connections_and_new_ones_a_second(native):
     d = proxy_dp(native)
-    d.add_service(VIP, 80, backends=[(BACKEND, 8080)], max_connections=3)
-    d.add_service(VIP, 81, backends=[(BACKEND, 8080)], max_new_per_second=10)
+    d.add_service(service(VIP, 80, backends=[(BACKEND, 8080)], max_connections=3))
+    d.add_service(service(VIP, 81, backends=[(BACKEND, 8080)], max_new_per_second=10))
     out = d.inject("p0", [raw(c2v(sport=p)) for p in range(100, 105)])
     assert sorted(p for p, _ in out) == [0, 0, 1, 1, 1]
     # 10 a second (a second's worth at once), then one every 100 ms.

@@ -10,7 +10,7 @@ from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.l2 import Ether
 from scapy.packet import raw
 
-from conftest import CLIENT_MAC, P1_MAC
+from conftest import CLIENT_MAC, P1_MAC, service
 from pylb.errors import InvalidArgument, NotFound
 from test_defence_fixtures import SEED_A, SEED_B
 from test_l4_fixtures import BACKENDS, BMAC, CLIENT, VIP, c2v, checksums_ok, small_dp
@@ -37,7 +37,7 @@ def test_the_table_fingerprint_names_the_choices(native):
     state, another table size; L3 VIPs alike."""
     def fingerprints(seed, backends, size=65537, vip_backends=(("10.0.1.40", 1),)):
         d = appliance(native, hash_seed=seed)
-        d.add_service(VIP, 80, backends=backends, table_size=size)
+        d.add_service(service(VIP, 80, backends=backends, table_size=size))
         d.add_vip("10.0.3.0/24", backends=list(vip_backends))
         out = (d.service_fingerprint(VIP, 80), d.vip_fingerprint("10.0.3.0/24"))
         d.close()
@@ -55,7 +55,7 @@ def test_the_table_fingerprint_names_the_choices(native):
 
 def test_a_changed_backend_set_changes_the_fingerprint_live(native):
     d = appliance(native)
-    d.add_service(VIP, 80, backends=PAIRS)
+    d.add_service(service(VIP, 80, backends=PAIRS))
     before = d.service_fingerprint(VIP, 80)
     d.set_service_backends(VIP, 80, PAIRS[:2])
     after = d.service_fingerprint(VIP, 80)
@@ -71,8 +71,7 @@ def opened_elsewhere(native, method="nat", syn_proxy="off", **dp_settings):
     fleet's appliance B, which never saw it."""
     a, b = appliance(native), appliance(native, **dp_settings)
     for d in (a, b):
-        d.add_service(VIP, 80, method=method,
-                      backends=BACKENDS if method != "nat" else PAIRS, syn_proxy=syn_proxy)
+        d.add_service(service(VIP, 80, method=method, backends=BACKENDS if method != "nat" else PAIRS, syn_proxy=syn_proxy))
     (_, f), = a.inject("p0", [raw(c2v())])
     chosen = Ether(f)
     a.close()
@@ -134,14 +133,14 @@ def test_what_cannot_be_picked_up_is_refused(native):
     handshake (its sequence numbers are the cookie's), and an appliance
     with pick-up off."""
     d = appliance(native)
-    d.add_service(VIP, 80, method="fullnat", local_addresses=["10.0.1.1"], backends=PAIRS)
-    d.add_service(VIP, 81, backends=PAIRS, syn_proxy="always")
+    d.add_service(service(VIP, 80, method="fullnat", local_addresses=["10.0.1.1"], backends=PAIRS))
+    d.add_service(service(VIP, 81, backends=PAIRS, syn_proxy="always"))
     assert d.inject("p0", [raw(c2v(flags="A", seq=1001, ack=5001)),
                            raw(c2v(flags="A", seq=1001, ack=5001, dport=81))]) == []
     assert drops(d) == {"tcp_no_conn": 1, "syn_cookie_invalid": 1} and d.conn_count() == 0
     d.close()
     off = appliance(native, mid_flow=False)
-    off.add_service(VIP, 80, backends=PAIRS)
+    off.add_service(service(VIP, 80, backends=PAIRS))
     assert off.inject("p0", [raw(c2v(flags="A", seq=1001, ack=5001))]) == []
     assert drops(off) == {"tcp_no_conn": 1}
     off.close()
@@ -165,7 +164,7 @@ def test_a_spoofed_ack_flood_fills_only_the_half_open_budget(native):
     stateless (still to the consistent backend), and evicts nobody: not an
     established connection, not a handshake in progress."""
     d = appliance(native, half_open_budget=32, rp_filter="off")   # sources from anywhere
-    d.add_service(VIP, 80, backends=PAIRS, syn_proxy="off")
+    d.add_service(service(VIP, 80, backends=PAIRS, syn_proxy="off"))
     d.inject("p0", [raw(c2v(sport=1000))])                        # a handshake in progress
     flood = [raw(c2v(src=f"10.8.{i // 200}.{i % 200 + 3}", sport=2000 + i, flags="A",
                      seq=7, ack=9)) for i in range(400)]
@@ -180,7 +179,7 @@ def test_a_spoofed_ack_flood_fills_only_the_half_open_budget(native):
 
 def test_each_network_has_its_share_of_picked_up_entries(native):
     d = appliance(native, per_source={"half_open_budget": 4}, rp_filter="off")
-    d.add_service(VIP, 80, backends=PAIRS, syn_proxy="off")
+    d.add_service(service(VIP, 80, backends=PAIRS, syn_proxy="off"))
     flood = [raw(c2v(sport=2000 + i, flags="A", seq=7, ack=9)) for i in range(20)]
     assert len(d.inject("p0", flood)) == 20
     assert d.half_open(source=CLIENT) == 4 and d.totals()["source_half_open_full"] == 16
@@ -206,7 +205,7 @@ def test_nat_and_wrr_connections_are_restored_both_ways(native):
     """WRR's choices are not the consistent table's: only the record keeps
     them. Both directions go on after the install; the counts follow."""
     def setup(d):
-        d.add_service(VIP, 80, scheduler="wrr", backends=PAIRS, syn_proxy="off")
+        d.add_service(service(VIP, 80, scheduler="wrr", backends=PAIRS, syn_proxy="off"))
         chosen = {}
         for sport in range(40000, 40006):
             (_, f), = d.inject("p0", [raw(c2v(sport=sport))])
@@ -219,7 +218,7 @@ def test_nat_and_wrr_connections_are_restored_both_ways(native):
 
     b, records, chosen = moved(native, setup)
     assert len(records) == 6 * native.RECORD_SIZE
-    b.add_service(VIP, 80, scheduler="wrr", backends=PAIRS, syn_proxy="off")
+    b.add_service(service(VIP, 80, scheduler="wrr", backends=PAIRS, syn_proxy="off"))
     assert b.install_connections(records) == 6
     assert {c.cport: (c.backend, c.state) for c in b.connections()} == \
         {p: (ip, "established") for p, ip in chosen.items()}
@@ -253,14 +252,14 @@ def test_restored_records_are_checked_and_their_time_left_capped(native):
     import struct
 
     def setup(d):
-        d.add_service(VIP, 80, scheduler="wrr", backends=PAIRS, syn_proxy="off")
-        d.add_service(VIP, 53, proto="udp", backends=[(b, 5353) for b in BACKENDS])
+        d.add_service(service(VIP, 80, scheduler="wrr", backends=PAIRS, syn_proxy="off"))
+        d.add_service(service(VIP, 53, proto="udp", backends=[(b, 5353) for b in BACKENDS]))
         for sport in range(40000, 40040):
             d.inject("p0", [raw(c2v(sport=sport)), raw(c2v(sport=sport, proto=UDP, dport=53))])
 
     b, records, _ = moved(native, setup, timeouts={"tcp_syn": 30, "udp": 40})
-    b.add_service(VIP, 80, scheduler="wrr", backends=PAIRS, syn_proxy="off")
-    b.add_service(VIP, 53, proto="udp", backends=[(b_, 5353) for b_ in BACKENDS])
+    b.add_service(service(VIP, 80, scheduler="wrr", backends=PAIRS, syn_proxy="off"))
+    b.add_service(service(VIP, 53, proto="udp", backends=[(b_, 5353) for b_ in BACKENDS]))
     size = native.RECORD_SIZE
     # expires_ms at offset 20 (after af..method, four ports, flags, reserved, seq_delta)
     forever = b"".join(r[:20] + struct.pack("<I", 47 * 86400 * 1000) + r[24:]
@@ -272,8 +271,8 @@ def test_restored_records_are_checked_and_their_time_left_capped(native):
     rnd = random.Random(27)
     for _ in range(20):
         b, records, _ = moved(native, setup, timeouts={"tcp_syn": 30, "udp": 40})
-        b.add_service(VIP, 80, scheduler="wrr", backends=PAIRS, syn_proxy="off")
-        b.add_service(VIP, 53, proto="udp", backends=[(b_, 5353) for b_ in BACKENDS])
+        b.add_service(service(VIP, 80, scheduler="wrr", backends=PAIRS, syn_proxy="off"))
+        b.add_service(service(VIP, 53, proto="udp", backends=[(b_, 5353) for b_ in BACKENDS]))
         damaged = bytearray(records)
         for i in range(0, len(damaged), size):
             for _ in range(6):
@@ -288,12 +287,12 @@ def test_restored_records_are_checked_and_their_time_left_capped(native):
 
 def test_fullnat_connections_are_restored_with_their_local_ports(native):
     def setup(d):
-        d.add_service(VIP, 80, method="fullnat", local_addresses=["10.0.1.1"], backends=PAIRS)
+        d.add_service(service(VIP, 80, method="fullnat", local_addresses=["10.0.1.1"], backends=PAIRS))
         (_, f), = d.inject("p0", [raw(c2v(sport=41000, payload=b"hi"))])
         return Ether(f)[IP].dst, Ether(f)[TCP].sport
 
     b, records, (backend, lport) = moved(native, setup)
-    b.add_service(VIP, 80, method="fullnat", local_addresses=["10.0.1.1"], backends=PAIRS)
+    b.add_service(service(VIP, 80, method="fullnat", local_addresses=["10.0.1.1"], backends=PAIRS))
     assert b.install_connections(records) == 1
     (port, f), = b.inject("p1", [raw(Ether(src=BMAC[backend], dst=P1_MAC) /
                                      IP(src=backend, dst="10.0.1.1") /
@@ -312,12 +311,12 @@ def test_fullnat_connections_are_restored_with_their_local_ports(native):
 def test_a_proxied_connection_keeps_its_sequence_offset(native):
     from test_defence_fixtures import b2c, open_proxied, proxy_dp
     a = proxy_dp(native)
-    a.add_service(VIP, 80, backends=[(BACKENDS[0], 8080)], syn_proxy="always")
+    a.add_service(service(VIP, 80, backends=[(BACKENDS[0], 8080)], syn_proxy="always"))
     cookie, b_isn, _ = open_proxied(a)
     records = a.export_connections()
     a.close()
     b = proxy_dp(native)
-    b.add_service(VIP, 80, backends=[(BACKENDS[0], 8080)], syn_proxy="always")
+    b.add_service(service(VIP, 80, backends=[(BACKENDS[0], 8080)], syn_proxy="always"))
     assert b.install_connections(records) == 1
     # The backend's numbers reach the client as the cookie's, as on A.
     _, f = next((p, Ether(x)) for p, x in b.inject("p1", [raw(b2c(b_isn + 1, 1001, "A"))]))
@@ -327,15 +326,15 @@ def test_a_proxied_connection_keeps_its_sequence_offset(native):
 
 def test_records_of_what_is_not_configured_are_skipped(native):
     def setup(d):
-        d.add_service(VIP, 80, backends=PAIRS, syn_proxy="off")
-        d.add_service(VIP, 81, backends=PAIRS, syn_proxy="off")
+        d.add_service(service(VIP, 80, backends=PAIRS, syn_proxy="off"))
+        d.add_service(service(VIP, 81, backends=PAIRS, syn_proxy="off"))
         d.inject("p0", [raw(c2v(sport=s, dport=p)) for s in (1, 2) for p in (80, 81)])
         return {c.cport: c.backend for c in d.connections() if c.vport == 80}
 
     b, records, chosen = moved(native, setup)
     # 81 is gone; 80 lost one backend and changed method on nothing else.
     gone = chosen[1]
-    b.add_service(VIP, 80, backends=[p for p in PAIRS if p[0] != gone], syn_proxy="off")
+    b.add_service(service(VIP, 80, backends=[p for p in PAIRS if p[0] != gone], syn_proxy="off"))
     installed = b.install_connections(records)
     assert installed == sum(1 for ip in chosen.values() if ip != gone)
     assert b.install_connections(records) == 0                    # already there
@@ -351,7 +350,7 @@ def test_records_of_what_is_not_configured_are_skipped(native):
 def test_sync_notes_what_opened_and_what_moved_and_a_peer_follows(native):
     a, b = appliance(native, sync=True), appliance(native, sync=True)
     for d in (a, b):
-        d.add_service(VIP, 80, scheduler="wrr", backends=PAIRS, syn_proxy="off")
+        d.add_service(service(VIP, 80, scheduler="wrr", backends=PAIRS, syn_proxy="off"))
     (_, f), = a.inject("p0", [raw(c2v(sport=40000))])
     backend = Ether(f)[IP].dst
     first = a.sync_collect()
@@ -402,8 +401,7 @@ def test_a_peers_pool_address_takes_its_synced_fullnat_replies(native):
     a, b = appliance(native, sync=True), appliance(native, sync=True)
     for d, pool in ((a, pool_a), (b, pool_b)):
         d.add_address("p1", f"{pool}/32", mirror=False)
-        d.add_service(VIP, 80, method="fullnat", local_addresses=[pool], backends=PAIRS,
-                      syn_proxy="off")
+        d.add_service(service(VIP, 80, method="fullnat", local_addresses=[pool], backends=PAIRS, syn_proxy="off"))
     (_, f), = a.inject("p0", [raw(c2v(sport=42000, payload=b"hi"))])
     backend, lport = Ether(f)[IP].dst, Ether(f)[TCP].sport
     assert Ether(f)[IP].src == pool_a

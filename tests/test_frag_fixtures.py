@@ -13,7 +13,7 @@ from scapy.layers.inet6 import IPv6, IPv6ExtHdrFragment, fragment6
 from scapy.layers.l2 import Ether
 from scapy.packet import Raw, raw
 
-from conftest import CLIENT_MAC, P0_MAC, P1_MAC
+from conftest import CLIENT_MAC, P0_MAC, P1_MAC, service
 from test_icmp_fixtures import BACKEND6, BMAC6, CLIENT6, LIP, VIP6
 from test_icmp_fixtures import lb  # noqa: F401  (the fixture: backends and clients known)
 from test_l4_fixtures import BACKENDS, BMAC, CLIENT, VIP
@@ -72,8 +72,7 @@ def whole6(frames):
 
 @pytest.mark.parametrize("order", ["in order", "last first"])
 def test_nat_fragments_follow_their_first_to_one_backend(lb, order):
-    lb.add_service(VIP, 80, method="nat", proto="udp",
-                   backends=[(b, 8080) for b in BACKENDS])
+    lb.add_service(service(VIP, 80, method="nat", proto="udp", backends=[(b, 8080) for b in BACKENDS]))
     frames = frags4()
     assert len(frames) == 3
     if order == "last first":
@@ -91,8 +90,7 @@ def test_nat_fragments_follow_their_first_to_one_backend(lb, order):
 
 
 def test_fullnat_fragments_both_ways(lb):
-    lb.add_service(VIP, 80, method="fullnat", proto="udp", local_addresses=[LIP],
-                   backends=[(b, 8080) for b in BACKENDS])
+    lb.add_service(service(VIP, 80, method="fullnat", proto="udp", local_addresses=[LIP], backends=[(b, 8080) for b in BACKENDS]))
     sent = lb.inject("p0", frags4())
     got = whole4([f for _, f in sent])
     backend, lport = got.dst, got[UDP].sport
@@ -108,7 +106,7 @@ def test_fullnat_fragments_both_ways(lb):
 
 
 def test_nat_reply_fragments_get_the_vip_back(lb):
-    lb.add_service(VIP, 80, method="nat", proto="udp", backends=[(BACKENDS[0], 8080)])
+    lb.add_service(service(VIP, 80, method="nat", proto="udp", backends=[(BACKENDS[0], 8080)]))
     lb.inject("p0", frags4())
     reply = frags4(src=BACKENDS[0], dst=CLIENT, sport=8080, dport=40000, ident=5,
                    mac=BMAC[BACKENDS[0]], port_mac=P1_MAC)
@@ -119,7 +117,7 @@ def test_nat_reply_fragments_get_the_vip_back(lb):
 
 
 def test_dr_fragments_go_as_they_are(lb):
-    lb.add_service(VIP, 80, method="dr", proto="udp", backends=BACKENDS)
+    lb.add_service(service(VIP, 80, method="dr", proto="udp", backends=BACKENDS))
     frames = frags4()
     sent = lb.inject("p0", [frames[2], frames[0], frames[1]])
     assert len(sent) == 3 and len({Ether(f).dst for _, f in sent}) == 1
@@ -132,8 +130,7 @@ def test_dr_fragments_go_as_they_are(lb):
 
 
 def test_tcp_fragments_follow(lb):
-    lb.add_service(VIP, 80, method="nat", backends=[(b, 8080) for b in BACKENDS],
-                   syn_proxy="off")
+    lb.add_service(service(VIP, 80, method="nat", backends=[(b, 8080) for b in BACKENDS], syn_proxy="off"))
     syn = Ether(src=CLIENT_MAC, dst=P0_MAC) / IP(src=CLIENT, dst=VIP) / \
         TCP(sport=40000, dport=80, flags="S", seq=0)
     (_, f), = lb.inject("p0", [raw(syn)])
@@ -144,7 +141,7 @@ def test_tcp_fragments_follow(lb):
 
 
 def test_ipv6_fragments_follow_out_of_order(lb):
-    lb.add_service(VIP6, 80, method="nat", proto="udp", backends=[(BACKEND6, 8080)])
+    lb.add_service(service(VIP6, 80, method="nat", proto="udp", backends=[(BACKEND6, 8080)]))
     frames = frags6()
     assert len(frames) == 3
     out = lb.inject("p0", frames[1:]) + lb.inject("p0", frames[:1])
@@ -158,7 +155,7 @@ def test_ipv6_fragments_follow_out_of_order(lb):
 
 
 def test_held_fragments_time_out(lb):
-    lb.add_service(VIP, 80, method="nat", proto="udp", backends=[(BACKENDS[0], 8080)])
+    lb.add_service(service(VIP, 80, method="nat", proto="udp", backends=[(BACKENDS[0], 8080)]))
     frames = frags4()
     assert lb.inject("p0", frames[1:]) == []
     lb.clock_advance(1500)
@@ -169,7 +166,7 @@ def test_held_fragments_time_out(lb):
 
 
 def test_limits(lb):
-    lb.add_service(VIP, 80, method="nat", proto="udp", backends=[(BACKENDS[0], 8080)])
+    lb.add_service(service(VIP, 80, method="nat", proto="udp", backends=[(BACKENDS[0], 8080)]))
     # More later fragments of one datagram than are held.
     big = frags4(payload=bytes(1480 * 11))
     assert len(big) == 12
@@ -188,8 +185,7 @@ def test_limits(lb):
 
 
 def test_a_later_fragment_without_its_connection_is_dropped(lb):
-    lb.add_service(VIP, 80, method="fullnat", backends=[(BACKENDS[0], 8080)], syn_proxy="off",
-                   local_addresses=[LIP])
+    lb.add_service(service(VIP, 80, method="fullnat", backends=[(BACKENDS[0], 8080)], syn_proxy="off", local_addresses=[LIP]))
     frames = frags4(proto=TCP)                      # an ACK: FullNAT picks up no connection
     assert lb.inject("p0", frames) == []
     drops = lb.drops()
@@ -199,7 +195,7 @@ def test_a_later_fragment_without_its_connection_is_dropped(lb):
 def test_fragments_of_other_protocols_are_not_followed(lb):
     """Fragments of a big ping to the VIP are not held: only TCP/UDP
     datagrams gather."""
-    lb.add_service(VIP, 80, method="nat", proto="udp", backends=[(BACKENDS[0], 8080)])
+    lb.add_service(service(VIP, 80, method="nat", proto="udp", backends=[(BACKENDS[0], 8080)]))
     pkt = IP(src=CLIENT, dst=VIP, id=3) / ICMP() / Raw(PAYLOAD)
     frames = [raw(Ether(src=CLIENT_MAC, dst=P0_MAC) / f) for f in fragment(pkt, 1480)]
     lb.inject("p0", frames[1:])

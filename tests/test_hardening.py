@@ -18,7 +18,7 @@ from scapy.layers.inet6 import ICMPv6ND_NA, ICMPv6ND_NS, ICMPv6NDOptDstLLAddr, \
 from scapy.layers.l2 import Ether
 from scapy.packet import raw
 
-from conftest import CLIENT_MAC, P0_MAC, P1_MAC
+from conftest import CLIENT_MAC, P0_MAC, P1_MAC, service
 from pylb.config import load_config
 from pylb.errors import ConfigError, FailedPrecondition, InvalidArgument
 from test_cli import ROOT, error_line
@@ -148,8 +148,7 @@ def test_nat_connections_work_while_the_table_is_full(native, scheduler):
     d = small_dp(native, conn_capacity=16)
     d.add_neighbour("p0", CLIENT, CLIENT_MAC)
     # No SYN cookies in the way.
-    d.add_service(VIP, 80, scheduler=scheduler, backends=[(b, 8080) for b in BACKENDS],
-                  syn_proxy="off")
+    d.add_service(service(VIP, 80, scheduler=scheduler, backends=[(b, 8080) for b in BACKENDS], syn_proxy="off"))
     fill(d)
     for sport in range(200, 230):
         # The SYN: to the consistent table's backend, untracked.
@@ -185,10 +184,8 @@ def shared_backends_dp(native, scheduler):
     three backends), a table of 16 full of established connections."""
     d = small_dp(native, conn_capacity=16)
     d.add_neighbour("p0", CLIENT, CLIENT_MAC)
-    d.add_service(VIP, 80, scheduler=scheduler, backends=[(b, 8080) for b in BACKENDS],
-                  syn_proxy="off")
-    d.add_service(VIP2, 80, scheduler=scheduler, backends=[(b, 8080) for b in BACKENDS[:2]],
-                  syn_proxy="off")
+    d.add_service(service(VIP, 80, scheduler=scheduler, backends=[(b, 8080) for b in BACKENDS], syn_proxy="off"))
+    d.add_service(service(VIP2, 80, scheduler=scheduler, backends=[(b, 8080) for b in BACKENDS[:2]], syn_proxy="off"))
     fill(d)
     return d
 
@@ -247,8 +244,8 @@ def test_ipv6_shared_backends_replies_are_their_own_vips_or_dropped(native):
         d.add_neighbour("p1", b, BMAC[BACKENDS[i]])
     d.add_neighbour("p0", "2001:db8::2", CLIENT_MAC)
     vips = ("2001:db8::100", "2001:db8::101")
-    d.add_service(vips[0], 80, backends=[(b, 8080) for b in pool], syn_proxy="off")
-    d.add_service(vips[1], 80, backends=[(b, 8080) for b in pool[:2]], syn_proxy="off")
+    d.add_service(service(vips[0], 80, backends=[(b, 8080) for b in pool], syn_proxy="off"))
+    d.add_service(service(vips[1], 80, backends=[(b, 8080) for b in pool[:2]], syn_proxy="off"))
     worked = refused = 0
     for vip in vips:
         for sport in range(200, 240):
@@ -277,8 +274,8 @@ def test_ipv6_shared_backends_replies_are_their_own_vips_or_dropped(native):
 def test_a_shared_backends_untracked_udp_is_refused_with_port_unreachable(native):
     from scapy.layers.inet import ICMP, UDP
     d = shared_backends_dp(native, "maglev")
-    d.add_service(VIP, 53, proto="udp", backends=[(b, 5353) for b in BACKENDS])
-    d.add_service(VIP2, 53, proto="udp", backends=[(b, 5353) for b in BACKENDS[:2]])
+    d.add_service(service(VIP, 53, proto="udp", backends=[(b, 5353) for b in BACKENDS]))
+    d.add_service(service(VIP2, 53, proto="udp", backends=[(b, 5353) for b in BACKENDS[:2]]))
     refused = 0
     for sport in range(200, 260):
         (port, f), = d.inject("p0", [raw(c2v(sport=sport, proto=UDP, dport=53))])
@@ -292,7 +289,7 @@ def test_a_shared_backends_untracked_udp_is_refused_with_port_unreachable(native
 
 def test_with_mid_flow_off_packets_without_a_connection_are_refused(native):
     d = small_dp(native, conn_capacity=16, mid_flow=False)
-    d.add_service(VIP, 80, scheduler="wrr", backends=[(b, 8080) for b in BACKENDS])
+    d.add_service(service(VIP, 80, scheduler="wrr", backends=[(b, 8080) for b in BACKENDS]))
     assert d.inject("p0", [raw(c2v(sport=7, flags="A"))]) == []
     assert d.drops()["tcp_no_conn"] == 1 and d.totals()["conn_untracked"] == 0
     d.close()
@@ -301,7 +298,7 @@ def test_with_mid_flow_off_packets_without_a_connection_are_refused(native):
 @pytest.fixture
 def lb_small(native):
     d = small_dp(native, conn_capacity=16)
-    d.add_service(VIP, 80, scheduler="wrr", backends=[(b, 8080) for b in BACKENDS])
+    d.add_service(service(VIP, 80, scheduler="wrr", backends=[(b, 8080) for b in BACKENDS]))
     yield d
     d.close()
 
@@ -311,7 +308,7 @@ def lb_small(native):
 def test_an_ipv6_service_vip_is_answered_by_ndp(dp):
     vip6 = "2001:db8::100"
     dp.add_neighbour("p1", "2001:db8:1::20", BMAC[BACKENDS[0]])
-    dp.add_service(vip6, 80, backends=[("2001:db8:1::20", 8080)])
+    dp.add_service(service(vip6, 80, backends=[("2001:db8:1::20", 8080)]))
     ns = (Ether(src=CLIENT_MAC, dst="33:33:ff:00:01:00") /
           IPv6(src="2001:db8::2", dst="ff02::1:ff00:100", hlim=255) /
           ICMPv6ND_NS(tgt=vip6) / ICMPv6NDOptSrcLLAddr(lladdr=CLIENT_MAC))
@@ -320,7 +317,7 @@ def test_an_ipv6_service_vip_is_answered_by_ndp(dp):
     assert port == 0 and na.dst == CLIENT_MAC and na[ICMPv6ND_NA].tgt == vip6
     assert na[ICMPv6NDOptDstLLAddr].lladdr == P0_MAC and na[IPv6].src == vip6
     # Not on the port's network: not ours.
-    dp.add_service("2001:db8:77::1", 80, backends=[("2001:db8:1::20", 8080)])
+    dp.add_service(service("2001:db8:77::1", 80, backends=[("2001:db8:1::20", 8080)]))
     ns[ICMPv6ND_NS].tgt = "2001:db8:77::1"
     assert dp.inject("p0", [raw(ns)]) == [] and dp.drops()["nd_not_ours"] == 1
 
@@ -422,10 +419,9 @@ def rp_dp(native, rp_filter):
     d.add_address("p0", "2001:db8::1/64")
     d.add_address("p1", "2001:db8:1::1/64")
     d.add_neighbour("p1", "2001:db8:1::20", BMAC[BACKENDS[0]])
-    d.add_service(VIP, 53, proto="udp", backends=[(b, 5353) for b in BACKENDS])
-    d.add_service(VIP, 80, method="fullnat", local_addresses=["10.0.1.1"],
-                  backends=[(b, 8080) for b in BACKENDS])
-    d.add_service("2001:db8::100", 53, proto="udp", backends=[("2001:db8:1::20", 5353)])
+    d.add_service(service(VIP, 53, proto="udp", backends=[(b, 5353) for b in BACKENDS]))
+    d.add_service(service(VIP, 80, method="fullnat", local_addresses=["10.0.1.1"], backends=[(b, 8080) for b in BACKENDS]))
+    d.add_service(service("2001:db8::100", 53, proto="udp", backends=[("2001:db8:1::20", 5353)]))
     d.add_route("198.51.100.0/24", ("10.0.0.2", "p0"))      # clients behind a router
     return d
 

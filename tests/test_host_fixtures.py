@@ -9,7 +9,7 @@ from scapy.layers.inet6 import ICMPv6EchoRequest, ICMPv6ND_NS, IPv6
 from scapy.layers.l2 import ARP, Dot1Q, Ether
 from scapy.packet import Raw, raw
 
-from conftest import CLIENT_MAC, P0_MAC, P1_MAC
+from conftest import CLIENT_MAC, P0_MAC, P1_MAC, service
 
 CLIENT_IP = "10.0.0.2"
 
@@ -43,9 +43,9 @@ def test_arp_is_answered_only_on_the_port_that_owns_the_address(dp):
 
 
 def test_arp_is_answered_for_vips_on_the_ports_network(dp):
-    dp.add_service("10.0.0.100", 80)
+    dp.add_service(service("10.0.0.100", 80))
     dp.add_vip("10.0.0.128/30", method="ipip")
-    dp.add_service("192.0.2.1", 80)                       # on no port's network
+    dp.add_service(service("192.0.2.1", 80))                       # on no port's network
     out = dp.inject(0, [raw(arp_request(tip=ip)) for ip in ("10.0.0.100", "10.0.0.129",
                                                               "192.0.2.1", "10.0.0.101")])
     assert [(Ether(f)[ARP].psrc, Ether(f)[ARP].hwsrc) for _, f in out] == \

@@ -9,6 +9,7 @@ import pytest
 
 from scapy.packet import raw
 
+from conftest import service
 from pylb.errors import InvalidArgument
 from test_host_fixtures import arp_request, echo_request
 
@@ -159,9 +160,9 @@ def test_l4_paths_under_random_and_mutated_frames(dp):
     for i, b in enumerate(backends):
         dp.add_neighbour("p1", b, f"02:00:00:00:0b:{i:02x}")
     dp.add_neighbour("p0", "10.0.0.2", CLIENT_MAC)
-    dp.add_service("10.0.0.100", 80, backends=[(b, 8080) for b in backends])
-    dp.add_service("10.0.0.100", 53, proto="udp", backends=backends)
-    dp.add_service("10.0.0.101", 80, method="dr", backends=backends)
+    dp.add_service(service("10.0.0.100", 80, backends=[(b, 8080) for b in backends]))
+    dp.add_service(service("10.0.0.100", 53, proto="udp", backends=backends))
+    dp.add_service(service("10.0.0.101", 80, method="dr", backends=backends))
     c = Ether(src=CLIENT_MAC, dst=P0_MAC)
     seeds = [(0, raw(c / IP(src="10.0.0.2", dst="10.0.0.100") / TCP(sport=1000, dport=80, flags="S"))),
              (0, raw(c / IP(src="10.0.0.2", dst="10.0.0.100") / TCP(sport=1000, dport=80, flags="A"))),
@@ -199,8 +200,8 @@ def test_ipv6_extension_chains_under_random_and_mutated_frames(dp):
     from conftest import CLIENT_MAC, P0_MAC
 
     dp.add_neighbour("p1", "2001:db8:1::20", "02:00:00:00:0b:00")
-    dp.add_service("2001:db8::100", 80, backends=[("2001:db8:1::20", 8080)])
-    dp.add_service("2001:db8::100", 53, proto="udp", backends=[("2001:db8:1::20", 5353)])
+    dp.add_service(service("2001:db8::100", 80, backends=[("2001:db8:1::20", 8080)]))
+    dp.add_service(service("2001:db8::100", 53, proto="udp", backends=[("2001:db8:1::20", 5353)]))
     full = dp.mbufs_available()
     rng = random.Random(20261129)
     kinds = [lambda: IPv6ExtHdrHopByHop(), lambda: IPv6ExtHdrDestOpt(),
@@ -251,12 +252,9 @@ def test_defences_under_random_and_mutated_frames(dp):
         dp.add_neighbour("p1", b, f"02:00:00:00:0b:{i:02x}")
     dp.add_neighbour("p0", "10.0.0.2", CLIENT_MAC)
     dp.add_route("10.9.0.0/16", ("10.0.0.2", "p0"))       # clients behind a router
-    dp.add_service("10.0.0.100", 80, backends=[(b, 8080, 1, "up", 15) for b in backends],
-                   syn_proxy="always", max_per_client=40, id=0)
-    dp.add_service("10.0.0.100", 81, method="fullnat", local_addresses=["10.0.1.1"],
-                   backends=[(b, 8080) for b in backends], syn_proxy="always",
-                   max_new_per_second=500, id=1)
-    dp.add_service("10.0.0.100", 53, proto="udp", backends=backends, max_connections=50, id=2)
+    dp.add_service(service("10.0.0.100", 80, backends=[(b, 8080, 1, "up", 15) for b in backends], syn_proxy="always", max_per_client=40), id=0)
+    dp.add_service(service("10.0.0.100", 81, method="fullnat", local_addresses=["10.0.1.1"], backends=[(b, 8080) for b in backends], syn_proxy="always", max_new_per_second=500), id=1)
+    dp.add_service(service("10.0.0.100", 53, proto="udp", backends=backends, max_connections=50), id=2)
     dp.set_acls([("deny", "reset", ["10.0.0.128/25"]), ("allow", "unreachable", ["10.0.0.0/24"])],
                 {0: [0], 1: [0, 1], 2: [1]})
     c = Ether(src=CLIENT_MAC, dst=P0_MAC)
@@ -336,12 +334,11 @@ def test_icmp_errors_under_random_and_mutated_quotes(dp):
     from conftest import CLIENT_MAC, P0_MAC, P1_MAC
 
     backends = known_ends(dp)
-    dp.add_service("10.0.0.100", 80, backends=[(b, 8080) for b in backends], syn_proxy="off")
-    dp.add_service("10.0.0.101", 80, method="fullnat", local_addresses=["10.0.1.1"],
-                   backends=[(b, 8080) for b in backends], syn_proxy="off")
-    dp.add_service("10.0.0.102", 80, method="dr", backends=backends)
-    dp.add_service("10.0.0.103", 80, method="tunnel", backends=backends)
-    dp.add_service("2001:db8::100", 80, backends=[("2001:db8:1::20", 8080)], syn_proxy="off")
+    dp.add_service(service("10.0.0.100", 80, backends=[(b, 8080) for b in backends], syn_proxy="off"))
+    dp.add_service(service("10.0.0.101", 80, method="fullnat", local_addresses=["10.0.1.1"], backends=[(b, 8080) for b in backends], syn_proxy="off"))
+    dp.add_service(service("10.0.0.102", 80, method="dr", backends=backends))
+    dp.add_service(service("10.0.0.103", 80, method="tunnel", backends=backends))
+    dp.add_service(service("2001:db8::100", 80, backends=[("2001:db8:1::20", 8080)], syn_proxy="off"))
     dp.add_vip("203.0.113.0/24", method="gre", backends=backends)
     c = Ether(src=CLIENT_MAC, dst=P0_MAC)
     b = Ether(src="02:00:00:00:0b:00", dst=P1_MAC)
@@ -414,12 +411,11 @@ def test_fragment_chains_under_random_and_mutated_frames(dp):
     from conftest import CLIENT_MAC, P0_MAC, P1_MAC
 
     backends = known_ends(dp)
-    dp.add_service("10.0.0.100", 53, proto="udp", backends=[(b, 5353) for b in backends])
-    dp.add_service("10.0.0.101", 53, proto="udp", method="fullnat", local_addresses=["10.0.1.1"],
-                   backends=[(b, 5353) for b in backends])
-    dp.add_service("10.0.0.102", 53, proto="udp", method="dr", backends=backends)
-    dp.add_service("10.0.0.100", 80, backends=[(b, 8080) for b in backends], syn_proxy="off")
-    dp.add_service("2001:db8::100", 53, proto="udp", backends=[("2001:db8:1::20", 5353)])
+    dp.add_service(service("10.0.0.100", 53, proto="udp", backends=[(b, 5353) for b in backends]))
+    dp.add_service(service("10.0.0.101", 53, proto="udp", method="fullnat", local_addresses=["10.0.1.1"], backends=[(b, 5353) for b in backends]))
+    dp.add_service(service("10.0.0.102", 53, proto="udp", method="dr", backends=backends))
+    dp.add_service(service("10.0.0.100", 80, backends=[(b, 8080) for b in backends], syn_proxy="off"))
+    dp.add_service(service("2001:db8::100", 53, proto="udp", backends=[("2001:db8:1::20", 5353)]))
     c = Ether(src=CLIENT_MAC, dst=P0_MAC)
     b = Ether(src="02:00:00:00:0b:00", dst=P1_MAC)
     rng = random.Random(29112027)

@@ -13,7 +13,7 @@ from scapy.layers.inet6 import ICMPv6PacketTooBig, IPv6
 from scapy.layers.l2 import Ether
 from scapy.packet import Raw, raw
 
-from conftest import CLIENT_MAC, P0_MAC, P1_MAC
+from conftest import CLIENT_MAC, P0_MAC, P1_MAC, service
 from test_l4_fixtures import BACKENDS, BMAC, CLIENT, VIP, c2v
 
 ROUTER = "10.0.0.250"           # a router on the clients' side
@@ -47,7 +47,7 @@ def opened(dp, method="nat", **svc):
     """A connection CLIENT:40000 -> VIP:80 through `method`: (backend, the
     packet the backend got)."""
     backends = [(b, 8080) for b in BACKENDS] if method in ("nat", "fullnat") else BACKENDS
-    dp.add_service(VIP, 80, method=method, backends=backends, syn_proxy="off", **svc)
+    dp.add_service(service(VIP, 80, method=method, backends=backends, syn_proxy="off", **svc))
     (_, f), = dp.inject("p0", [raw(c2v(payload=b"x" * 100))])
     sent = Ether(f)
     if method == "dr":                      # unchanged, to the backend's MAC
@@ -183,7 +183,7 @@ def test_a_short_quote_is_translated_too(lb):
 def test_the_syn_proxys_connections_get_the_backends_sequence_numbers(native):
     from test_defence_fixtures import BACKEND, open_proxied, proxy_dp
     d = proxy_dp(native)
-    d.add_service(VIP, 80, backends=[(BACKEND, 8080)], syn_proxy="always")
+    d.add_service(service(VIP, 80, backends=[(BACKEND, 8080)], syn_proxy="always"))
     cookie, b_isn, _ = open_proxied(d)
     # The client saw the backend's bytes numbered from the cookie.
     reply = IP(src=VIP, dst=CLIENT) / TCP(sport=80, dport=40000, flags="A", seq=cookie + 1)
@@ -208,7 +208,7 @@ def test_l3_vip_errors_go_where_their_flow_goes(lb):
 
 
 def test_ipv6_packet_too_big_both_ways(lb):
-    lb.add_service(VIP6, 80, backends=[(BACKEND6, 8080)], syn_proxy="off")
+    lb.add_service(service(VIP6, 80, backends=[(BACKEND6, 8080)], syn_proxy="off"))
     syn = Ether(src=CLIENT_MAC, dst=P0_MAC) / IPv6(src=CLIENT6, dst=VIP6) / \
         TCP(sport=40000, dport=80, flags="S", seq=1000)
     (_, f), = lb.inject("p0", [raw(syn)])
@@ -253,7 +253,7 @@ def test_an_mtu_below_the_protocol_minimum_is_never_relayed(lb):
     (port, _), = lb.inject("p0", [raw(too_big(ROUTER, VIP, reply, mtu=68))])
     assert port == 1
     # IPv6: below 1,280.
-    lb.add_service(VIP6, 80, backends=[(BACKEND6, 8080)], syn_proxy="off")
+    lb.add_service(service(VIP6, 80, backends=[(BACKEND6, 8080)], syn_proxy="off"))
     lb.inject("p0", [raw(Ether(src=CLIENT_MAC, dst=P0_MAC) / IPv6(src=CLIENT6, dst=VIP6) /
                          TCP(sport=40000, dport=80, flags="S", seq=1000))])
     reply6 = IPv6(src=VIP6, dst=CLIENT6) / TCP(sport=80, dport=40000, flags="A", seq=7000)
@@ -306,7 +306,7 @@ def test_too_big_with_df_is_refused_with_the_mtu_in_the_senders_terms(native):
     VIP); dropped as mtu_exceeded. Without DF: two fragments, translated."""
     d = mtu_dp(native, p1=1280)
     assert [p.mtu for p in d.ports()] == [1500, 1280]
-    d.add_service(VIP, 80, backends=[(b, 8080) for b in BACKENDS], syn_proxy="off")
+    d.add_service(service(VIP, 80, backends=[(b, 8080) for b in BACKENDS], syn_proxy="off"))
     (_, f), = d.inject("p0", [raw(c2v())])                  # the SYN: small, resolves the output
     backend = Ether(f)[IP].dst
     (port, f), = d.inject("p0", [raw(big(flags="A"))])
@@ -335,7 +335,7 @@ def test_a_tunnel_service_fragments_the_outer_packet_of_ipv4_without_df(native):
     which reassemble to IPIP carrying the client's packet as it was sent.
     With DF the client is told 1,400: the MTU less the tunnel's 20 bytes."""
     d = mtu_dp(native, p1=1420)
-    d.add_service(VIP, 80, method="tunnel", backends=[BACKENDS[0]], syn_proxy="off")
+    d.add_service(service(VIP, 80, method="tunnel", backends=[BACKENDS[0]], syn_proxy="off"))
     d.inject("p0", [raw(c2v())])
     sent = big(n=1410, flags="A", df=False)
     frags = d.inject("p0", [raw(sent)])
@@ -353,7 +353,7 @@ def test_a_backends_reply_too_big_for_the_client_side_is_told_to_the_backend(nat
     """The reply is translated before its egress is known: the error goes
     back through the connection, about what the backend sent."""
     d = mtu_dp(native, p0=1280)
-    d.add_service(VIP, 80, backends=[(BACKENDS[0], 8080)], syn_proxy="off")
+    d.add_service(service(VIP, 80, backends=[(BACKENDS[0], 8080)], syn_proxy="off"))
     d.inject("p0", [raw(c2v())])
     reply = Ether(src=BMAC[BACKENDS[0]], dst=P1_MAC) / IP(src=BACKENDS[0], dst=CLIENT,
                                                           flags="DF") / \
@@ -376,7 +376,7 @@ def test_routed_and_ipv6_packets_meet_the_egress_mtu(native):
     assert port == 0 and Ether(f)[ICMP].nexthopmtu == 1280
     routed[IP].flags = 0
     assert len(d.inject("p0", [raw(routed)])) == 2
-    d.add_service(VIP6, 80, backends=[(BACKEND6, 8080)], syn_proxy="off")
+    d.add_service(service(VIP6, 80, backends=[(BACKEND6, 8080)], syn_proxy="off"))
     syn = Ether(src=CLIENT_MAC, dst=P0_MAC) / IPv6(src=CLIENT6, dst=VIP6) / \
         TCP(sport=40000, dport=80, flags="S")
     d.inject("p0", [raw(syn)])

@@ -11,7 +11,7 @@ from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import Ether
 from scapy.packet import Raw, raw
 
-from conftest import CLIENT_MAC, P0_MAC, P1_MAC
+from conftest import CLIENT_MAC, P0_MAC, P1_MAC, service
 from pylb.errors import AlreadyExists, InvalidArgument, NotFound
 
 CLIENT = "10.0.0.2"
@@ -57,7 +57,7 @@ def checksums_ok(frame: bytes) -> bool:
 
 
 def test_nat_translates_both_ways_with_valid_checksums(lb):
-    lb.add_service(VIP, 80, backends=[(b, 8080) for b in BACKENDS])
+    lb.add_service(service(VIP, 80, backends=[(b, 8080) for b in BACKENDS]))
     (port, f), = lb.inject("p0", [raw(c2v(payload=b"hello"))])
     out = Ether(f)
     backend = out[IP].dst
@@ -90,7 +90,7 @@ def test_nat_translates_both_ways_with_valid_checksums(lb):
 def test_tcp_teardown_and_timeouts(native):
     d = small_dp(native, timeouts={"tcp_syn": 5, "tcp_fin": 3, "tcp_close": 2,
                                    "tcp_established": 30})
-    d.add_service(VIP, 80, method="dr", backends=[BACKENDS[0]])
+    d.add_service(service(VIP, 80, method="dr", backends=[BACKENDS[0]]))
     d.inject("p0", [raw(c2v(sport=1)), raw(c2v(sport=2)), raw(c2v(sport=3))])
     d.inject("p0", [raw(c2v(sport=2, flags="A")), raw(c2v(sport=3, flags="A"))])
     d.inject("p0", [raw(c2v(sport=3, flags="R"))])
@@ -110,7 +110,7 @@ def test_tcp_teardown_and_timeouts(native):
 
 def test_udp_nat_request_and_reply(lb):
     lb.add_neighbour("p0", CLIENT, CLIENT_MAC)
-    lb.add_service(VIP, 53, proto="udp", backends=[f"{BACKENDS[1]}:5353"])
+    lb.add_service(service(VIP, 53, proto="udp", backends=[f"{BACKENDS[1]}:5353"]))
     (_, f), = lb.inject("p0", [raw(c2v(proto=UDP, sport=3333, dport=53, payload=b"q"))])
     assert (Ether(f)[IP].dst, Ether(f)[UDP].dport) == (BACKENDS[1], 5353) and checksums_ok(f)
     rep = (Ether(src=BMAC[BACKENDS[1]], dst=P1_MAC) / IP(src=BACKENDS[1], dst=CLIENT)
@@ -122,8 +122,7 @@ def test_udp_nat_request_and_reply(lb):
 
 def test_fullnat_rewrites_both_addresses_both_ways(lb):
     lb.add_neighbour("p0", CLIENT, CLIENT_MAC)
-    lb.add_service(VIP, 80, method="fullnat", local_addresses=["10.0.1.1"],
-                   backends=[(b, 8080) for b in BACKENDS])
+    lb.add_service(service(VIP, 80, method="fullnat", local_addresses=["10.0.1.1"], backends=[(b, 8080) for b in BACKENDS]))
     (port, f), = lb.inject("p0", [raw(c2v(sport=41000, payload=b"hi"))])
     out = Ether(f)
     backend, lport = out[IP].dst, out[TCP].sport
@@ -143,11 +142,11 @@ def test_fullnat_rewrites_both_addresses_both_ways(lb):
     ports = {Ether(f)[TCP].sport for _, f in lb.inject("p0", [raw(c2v(sport=p)) for p in range(50)])}
     assert len(ports) == 50
     with pytest.raises(InvalidArgument, match="local address"):
-        lb.add_service(VIP, 81, method="fullnat", local_addresses=["10.0.1.99"])
+        lb.add_service(service(VIP, 81, method="fullnat", local_addresses=["10.0.1.99"]))
 
 
 def test_dr_rewrites_only_the_mac(lb):
-    lb.add_service(VIP, 80, method="dr", backends=BACKENDS)
+    lb.add_service(service(VIP, 80, method="dr", backends=BACKENDS))
     pkt = c2v()
     (_, f), = lb.inject("p0", [raw(pkt)])
     mac = Ether(f).dst
@@ -155,7 +154,7 @@ def test_dr_rewrites_only_the_mac(lb):
 
 
 def test_tunnel_encapsulates_in_ipip(lb):
-    lb.add_service(VIP, 80, method="tunnel", backends=BACKENDS)
+    lb.add_service(service(VIP, 80, method="tunnel", backends=BACKENDS))
     pkt = c2v()
     (_, f), = lb.inject("p0", [raw(pkt)])
     outer = Ether(f)[IP]
@@ -164,7 +163,7 @@ def test_tunnel_encapsulates_in_ipip(lb):
 
 
 def test_established_connections_keep_their_backend_and_drain(lb):
-    lb.add_service(VIP, 80, backends=[(b, 80) for b in BACKENDS])
+    lb.add_service(service(VIP, 80, backends=[(b, 80) for b in BACKENDS]))
     syns = [raw(c2v(sport=p)) for p in range(20000, 20300)]
     first = {p: Ether(f)[IP].dst for p, (_, f) in zip(range(20000, 20300), lb.inject("p0", syns))}
     assert set(first.values()) == set(BACKENDS)
@@ -181,7 +180,7 @@ def test_established_connections_keep_their_backend_and_drain(lb):
 
 
 def test_source_hash_keeps_a_client_on_one_backend(lb):
-    lb.add_service(VIP, 80, scheduler="source", backends=BACKENDS)
+    lb.add_service(service(VIP, 80, scheduler="source", backends=BACKENDS))
     for client in ("10.0.0.2", "10.0.0.3", "10.0.0.4"):
         dsts = {Ether(f)[IP].dst for _, f in lb.inject("p0", [raw(c2v(sport=p, src=client))
                                                              for p in range(1000, 1040)])}
@@ -193,10 +192,10 @@ def test_persistence_keeps_a_client_network_on_its_backend(lb):
         (_, f), = lb.inject("p0", [raw(c2v(sport=sport, src=src))])
         return Ether(f).dst
     # What the scheduler alone chooses (same backends, same table).
-    lb.add_service(VIP, 80, method="dr", backends=BACKENDS)
+    lb.add_service(service(VIP, 80, method="dr", backends=BACKENDS))
     sched = {p: backend_of("10.0.0.2", p) for p in range(5000, 5040)}
     lb.del_service(VIP, 80)
-    lb.add_service(VIP, 80, method="dr", backends=BACKENDS, persistence=60, persistence_prefix=24)
+    lb.add_service(service(VIP, 80, method="dr", backends=BACKENDS, persistence=60, persistence_prefix=24))
     first = backend_of("10.0.0.2", 1000)
     # Other connections of the client, and of its /24, go to the same backend,
     # although the 5-tuple hash alone would spread them.
@@ -218,8 +217,7 @@ def test_persistence_keeps_a_client_network_on_its_backend(lb):
 
 
 def test_weighted_round_robin_follows_the_weights_exactly(lb):
-    lb.add_service(VIP, 80, method="dr", scheduler="wrr",
-                   backends=[(BACKENDS[0], 0, 1), (BACKENDS[1], 0, 2), (BACKENDS[2], 0, 0)])
+    lb.add_service(service(VIP, 80, method="dr", scheduler="wrr", backends=[(BACKENDS[0], 0, 1), (BACKENDS[1], 0, 2), (BACKENDS[2], 0, 0)]))
     macs = [Ether(f).dst for _, f in lb.inject("p0", [raw(c2v(sport=p)) for p in range(300)])]
     counts = [macs.count(BMAC[b]) for b in BACKENDS]
     assert counts == [100, 200, 0]
@@ -228,7 +226,7 @@ def test_weighted_round_robin_follows_the_weights_exactly(lb):
 
 
 def test_all_ports_service_keeps_the_port(lb):
-    lb.add_service(VIP, 0, backends=[BACKENDS[0]])
+    lb.add_service(service(VIP, 0, backends=[BACKENDS[0]]))
     (_, f), = lb.inject("p0", [raw(c2v(dport=4443))])
     assert (Ether(f)[IP].dst, Ether(f)[TCP].dport) == (BACKENDS[0], 4443) and checksums_ok(f)
 
@@ -249,7 +247,7 @@ def small_dp(native, rp_filter="strict", **kw):
 
 def test_full_table_falls_back_to_the_stateless_choice(native):
     d = small_dp(native, conn_capacity=16, half_open_budget=NO_BUDGET)
-    d.add_service(VIP, 80, method="dr", backends=BACKENDS)
+    d.add_service(service(VIP, 80, method="dr", backends=BACKENDS))
     out = d.inject("p0", [raw(c2v(sport=p)) for p in range(100, 130)])
     assert len(out) == 30 and d.conn_count() == 16
     assert d.totals()["conn_table_full"] == 14 and d.totals()["conn_created"] == 16
@@ -261,23 +259,22 @@ def test_full_table_falls_back_to_the_stateless_choice(native):
 def test_fullnat_without_room_drops_new_connections(native):
     # FullNAT cannot fall back to a stateless choice: replies need the entry.
     d = small_dp(native, conn_capacity=16, half_open_budget=NO_BUDGET)
-    d.add_service(VIP, 80, method="fullnat", local_addresses=["10.0.1.1"], backends=[BACKENDS[0]],
-                  syn_proxy="off")
+    d.add_service(service(VIP, 80, method="fullnat", local_addresses=["10.0.1.1"], backends=[BACKENDS[0]], syn_proxy="off"))
     assert len(d.inject("p0", [raw(c2v(sport=p)) for p in range(20)])) == 16
     assert {k: v for k, v in d.drops().items() if v} == {"fullnat_no_port": 4}
     d.close()
 
 
 def test_icmp_echo_to_a_service_vip_is_answered(lb):
-    lb.add_service(VIP, 80, backends=BACKENDS)
+    lb.add_service(service(VIP, 80, backends=BACKENDS))
     req = Ether(src=CLIENT_MAC, dst=P0_MAC) / IP(src=CLIENT, dst=VIP) / ICMP(id=1, seq=1)
     (_, f), = lb.inject("p0", [raw(req)])
     assert Ether(f)[ICMP].type == 0 and Ether(f)[IP].src == VIP
 
 
 def test_bad_l4_input_is_dropped_and_counted(lb):
-    lb.add_service(VIP, 80, backends=BACKENDS)
-    lb.add_service(VIP, 81)
+    lb.add_service(service(VIP, 80, backends=BACKENDS))
+    lb.add_service(service(VIP, 81))
     frames = [raw(c2v(flags="A", dport=22)),            # not a SYN, to no service (issue 28.3)
               raw(c2v(flags="A", dport=81)),            # not a SYN, to a service without backends
               raw(c2v(flags="SF")),                      # SYN+FIN
@@ -294,7 +291,7 @@ def test_tcp_reset_policy_answers_what_no_service_takes(native):
     d = native.Dataplane(mbufs=1023, mbuf_cache=0, tcp_reset=True)
     d.add_port("p0", mac=P0_MAC)
     d.add_address("p0", "10.0.0.1/24")
-    d.add_service(VIP, 80)
+    d.add_service(service(VIP, 80))
     syn = c2v(dport=22, sport=5000)                       # no service on 22
     (port, f), = d.inject("p0", [raw(syn)])
     rst = Ether(f)
@@ -310,24 +307,24 @@ def test_tcp_reset_policy_answers_what_no_service_takes(native):
 
 
 def test_service_api_errors(lb):
-    lb.add_service(VIP, 80)
+    lb.add_service(service(VIP, 80))
     assert lb.lookup(VIP).kind == "service"
     with pytest.raises(AlreadyExists, match="service 10.0.0.100:80/tcp already exists"):
-        lb.add_service(VIP, 80)
+        lb.add_service(service(VIP, 80))
     with pytest.raises(InvalidArgument, match="tcp, udp"):
-        lb.add_service(VIP, 80, proto="sctp")
+        lb.add_service(service(VIP, 80, proto="sctp"))
     with pytest.raises(InvalidArgument, match="method"):
-        lb.add_service(VIP, 90, method="fullnat2")
+        lb.add_service(service(VIP, 90, method="fullnat2"))
     with pytest.raises(InvalidArgument, match="scheduler"):
-        lb.add_service(VIP, 90, scheduler="lc")
+        lb.add_service(service(VIP, 90, scheduler="lc"))
     with pytest.raises(AlreadyExists, match="already routed"):
-        lb.add_service("10.0.0.1", 80)                   # a port address
+        lb.add_service(service("10.0.0.1", 80))                   # a port address
     with pytest.raises(NotFound, match="no service"):
         lb.set_service_backends(VIP, 8080, BACKENDS)
     with pytest.raises(InvalidArgument, match="address family"):
         lb.set_service_backends(VIP, 80, ["2001:db8::5"])
     with pytest.raises(InvalidArgument, match="cannot translate"):
-        lb.add_service(VIP, 443, method="dr", backends=[(BACKENDS[0], 8443)])
+        lb.add_service(service(VIP, 443, method="dr", backends=[(BACKENDS[0], 8443)]))
     # A refused service leaves nothing behind (issue 28.2).
     assert [(s.vip, s.port, s.proto) for s in lb.services()] == [(VIP, 80, "tcp")]
     lb.del_service(VIP, 80)
@@ -336,7 +333,7 @@ def test_service_api_errors(lb):
 
 def test_ipv6_service_nat(dp):
     dp.add_neighbour("p1", "2001:db8:1::20", BMAC[BACKENDS[0]])
-    dp.add_service("2001:db8::100", 80, backends=[("2001:db8:1::20", 8080)])
+    dp.add_service(service("2001:db8::100", 80, backends=[("2001:db8:1::20", 8080)]))
     pkt = (Ether(src=CLIENT_MAC, dst=P0_MAC) / IPv6(src="2001:db8::2", dst="2001:db8::100")
            / TCP(sport=5555, dport=80, flags="S"))
     (_, f), = dp.inject("p0", [raw(pkt)])
@@ -356,8 +353,8 @@ def test_ipv6_extension_headers_are_walked_to_the_transport_header(dp):
     from scapy.layers.inet6 import (IPv6ExtHdrDestOpt, IPv6ExtHdrFragment, IPv6ExtHdrHopByHop,
                                     IPv6ExtHdrRouting)
     dp.add_neighbour("p1", "2001:db8:1::20", BMAC[BACKENDS[0]])
-    dp.add_service("2001:db8::100", 80, backends=[("2001:db8:1::20", 8080)])
-    dp.add_service("2001:db8::100", 53, proto="udp", backends=[("2001:db8:1::20", 5353)])
+    dp.add_service(service("2001:db8::100", 80, backends=[("2001:db8:1::20", 8080)]))
+    dp.add_service(service("2001:db8::100", 53, proto="udp", backends=[("2001:db8:1::20", 5353)]))
     ip6 = IPv6(src="2001:db8::2", dst="2001:db8::100")
     eth = Ether(src=CLIENT_MAC, dst=P0_MAC)
     chains = [IPv6ExtHdrHopByHop(), IPv6ExtHdrDestOpt() / IPv6ExtHdrDestOpt(),
@@ -401,7 +398,7 @@ def test_ipv6_extension_headers_are_walked_to_the_transport_header(dp):
 
 def test_nat_tcp_state_machine_sees_both_directions(lb):
     lb.add_neighbour("p0", CLIENT, CLIENT_MAC)
-    lb.add_service(VIP, 80, backends=[(BACKENDS[0], 8080)])
+    lb.add_service(service(VIP, 80, backends=[(BACKENDS[0], 8080)]))
 
     def state():
         (c,) = lb.connections()
@@ -429,7 +426,7 @@ def backend_of(d, sport, flags="S", **kw):
 
 
 def test_backend_states_drain_and_down(lb):
-    lb.add_service(VIP, 80, backends=[(b, 80) for b in BACKENDS])
+    lb.add_service(service(VIP, 80, backends=[(b, 80) for b in BACKENDS]))
     first = {p: backend_of(lb, p) for p in range(100, 400)}
     victim = BACKENDS[0]
     mine = [p for p, b in first.items() if b == victim]
@@ -450,8 +447,8 @@ def test_backend_states_drain_and_down(lb):
 
 
 def test_down_backend_connections_are_reset_when_the_service_says_so(lb):
-    lb.add_service(VIP, 80, backends=BACKENDS, down_reset=True)
-    lb.add_service(VIP, 53, proto="udp", backends=BACKENDS, down_reset=True)
+    lb.add_service(service(VIP, 80, backends=BACKENDS, down_reset=True))
+    lb.add_service(service(VIP, 53, proto="udp", backends=BACKENDS, down_reset=True))
     assert lb.service(VIP, 80).down_reset
     tcp = {p: backend_of(lb, p) for p in range(100, 200)}
     udp = {p: backend_of(lb, p, proto=UDP, dport=53) for p in range(100, 200)}
@@ -474,8 +471,7 @@ def test_down_backend_connections_are_reset_when_the_service_says_so(lb):
 
 
 def test_weighted_least_connections(lb):
-    lb.add_service(VIP, 80, method="dr", scheduler="wlc",
-                   backends=[(BACKENDS[0], 0, 1), (BACKENDS[1], 0, 1), (BACKENDS[2], 0, 2)])
+    lb.add_service(service(VIP, 80, method="dr", scheduler="wlc", backends=[(BACKENDS[0], 0, 1), (BACKENDS[1], 0, 1), (BACKENDS[2], 0, 2)]))
     mac_of = {v: k for k, v in BMAC.items()}
 
     def open_(ports):
@@ -501,8 +497,7 @@ def test_backend_counts_are_kept_by_the_workers(lb):
     """Active (established, UDP) and inactive (other TCP states) per backend
     follow every open, move, end and backend-set change: always what a scan
     of the table finds, without one."""
-    lb.add_service(VIP, 80, method="nat", scheduler="wrr",
-                   backends=[(b, 8080) for b in BACKENDS])
+    lb.add_service(service(VIP, 80, method="nat", scheduler="wrr", backends=[(b, 8080) for b in BACKENDS]))
 
     def scan():
         out = {b: [0, 0] for b in BACKENDS + ["10.0.1.23"]}
@@ -554,7 +549,7 @@ def test_backend_counts_are_kept_by_the_workers(lb):
 def test_thousands_of_connections_each_keep_their_backend(native):
     d = small_dp(native, conn_capacity=4096, half_open_budget=NO_BUDGET)
     d.add_neighbour("p0", CLIENT, CLIENT_MAC)
-    d.add_service(VIP, 53, proto="udp", backends=[(b, 5353) for b in BACKENDS])
+    d.add_service(service(VIP, 53, proto="udp", backends=[(b, 5353) for b in BACKENDS]))
     clients = [(f"10.0.0.{2 + i % 90}", 1024 + i) for i in range(4000)]
     for ip, _ in clients[:90]:
         d.add_neighbour("p0", ip, CLIENT_MAC)
@@ -586,7 +581,7 @@ def test_ipv6_connections_have_a_quarter_of_the_table(native):
     d.add_address("p0", "2001:db8::1/64")
     d.add_address("p1", "2001:db8:1::1/64")
     d.add_neighbour("p1", "2001:db8:1::20", BMAC[BACKENDS[0]])
-    d.add_service("2001:db8::100", 80, method="dr", backends=["2001:db8:1::20"])
+    d.add_service(service("2001:db8::100", 80, method="dr", backends=["2001:db8:1::20"]))
     syns = [raw(Ether(src=CLIENT_MAC, dst=P0_MAC) / IPv6(src="2001:db8::2", dst="2001:db8::100")
                 / TCP(sport=p, dport=80, flags="S")) for p in range(20)]
     assert len(d.inject("p0", syns)) == 20              # beyond 16: the stateless choice
@@ -604,9 +599,9 @@ def test_trace_takes_the_next_hop_the_workers_take(lb):
     lb.add_route("192.0.2.0/24", via)
     lb.add_route("198.51.100.0/24", via)
     far = [("192.0.2.10", 8080), ("192.0.2.11", 8080)]
-    lb.add_service(VIP, 80, backends=far)
-    lb.add_service(VIP, 81, method="tunnel", backends=[(ip, 0) for ip, _ in far])
-    lb.add_service(VIP, 82, method="fullnat", local_addresses=["10.0.1.1"], backends=far)
+    lb.add_service(service(VIP, 80, backends=far))
+    lb.add_service(service(VIP, 81, method="tunnel", backends=[(ip, 0) for ip, _ in far]))
+    lb.add_service(service(VIP, 82, method="fullnat", local_addresses=["10.0.1.1"], backends=far))
     m = Manager(direct_submitter(lb))
     taken = set()
     for i in range(40):

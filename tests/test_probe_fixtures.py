@@ -13,7 +13,7 @@ from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import Ether
 from scapy.packet import Raw, raw
 
-from conftest import P1_MAC
+from conftest import P1_MAC, service
 from pylb.errors import CapacityExhausted, InvalidArgument, NotFound
 from test_icmp_fixtures import BACKEND6 as B6, BMAC6, VIP6
 from test_icmp_fixtures import lb  # noqa: F401  (the fixture: backends and clients known)
@@ -45,7 +45,7 @@ def answer(syn, flags="SA", ack=None, mac=BMAC[B]):
 
 
 def test_a_dr_probe_is_a_syn_to_the_vip_at_the_backends_mac(lb):
-    lb.add_service(VIP, 80, method="dr", backends=BACKENDS)
+    lb.add_service(service(VIP, 80, method="dr", backends=BACKENDS))
     pid = lb.probe_start(VIP, 80, "tcp", B, "dr")
     (port, f), = lb.collect()
     syn = Ether(f)
@@ -68,7 +68,7 @@ def test_a_dr_probe_is_a_syn_to_the_vip_at_the_backends_mac(lb):
 
 
 def test_a_rst_is_a_refusal_and_strangers_are_not_answers(lb):
-    lb.add_service(VIP, 80, method="dr", backends=BACKENDS)
+    lb.add_service(service(VIP, 80, method="dr", backends=BACKENDS))
     pid = lb.probe_start(VIP, 80, "tcp", B, "dr")
     (_, f), = lb.collect()
     syn = Ether(f)
@@ -88,7 +88,7 @@ def test_a_rst_is_a_refusal_and_strangers_are_not_answers(lb):
 
 
 def test_a_tunnel_probe_is_encapsulated_to_the_backend(lb):
-    lb.add_service(VIP, 80, method="tunnel", backends=BACKENDS)
+    lb.add_service(service(VIP, 80, method="tunnel", backends=BACKENDS))
     pid = lb.probe_start(VIP, 80, "tcp", B, "tunnel")
     (port, f), = lb.collect()
     outer = Ether(f)[IP]
@@ -104,7 +104,7 @@ def test_a_tunnel_probe_is_encapsulated_to_the_backend(lb):
 
 
 def test_udp_and_ipv6_probes(lb):
-    lb.add_service(VIP, 53, proto="udp", method="dr", backends=BACKENDS)
+    lb.add_service(service(VIP, 53, proto="udp", method="dr", backends=BACKENDS))
     pid = lb.probe_start(VIP, 53, "udp", B, "dr")
     (_, f), = lb.collect()
     probe = Ether(f)
@@ -115,7 +115,7 @@ def test_udp_and_ipv6_probes(lb):
     assert lb.inject("p1", [raw(reply)]) == []
     assert lb.probe_state(pid) == "answered"
     lb.probe_end(pid)
-    lb.add_service(VIP6, 80, method="dr", backends=[B6])
+    lb.add_service(service(VIP6, 80, method="dr", backends=[B6]))
     pid = lb.probe_start(VIP6, 80, "tcp", B6, "dr")
     (_, f), = lb.collect()
     syn = Ether(f)
@@ -153,7 +153,7 @@ def test_the_health_checkers_probe_reads_the_answer(lb, reply, verdict):
     import threading
     from pylb.health import probe_vip
     from pylb.manager import direct_submitter
-    lb.add_service(VIP, 80, method="dr", backends=BACKENDS)
+    lb.add_service(service(VIP, 80, method="dr", backends=BACKENDS))
     submit = direct_submitter(lb)
 
     def backend():

@@ -15,7 +15,7 @@ from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.l2 import Ether
 from scapy.packet import raw
 
-from conftest import CLIENT_MAC, P0_MAC
+from conftest import CLIENT_MAC, P0_MAC, service
 from pylb._native import DROP_REASONS
 from test_l4_fixtures import BACKENDS, BMAC, VIP, small_dp
 
@@ -57,11 +57,9 @@ def appliance(native, conn_capacity=16, half_open_budget=6, source_budget=3, sou
     try:
         d.add_neighbour("p0", CLIENTS[0], CLIENT_MAC)
         for i, (port, (method, sched, kw)) in enumerate(SERVICES.items()):
-            d.add_service(VIP, port, "udp" if port == 53 else "tcp", method=method,
-                          scheduler=sched, id=i, **kw,
-                          backends=[(b, 0 if method in ("dr", "tunnel") else 8080)
-                                    for b in BACKENDS])
-        d.add_service(VIP, 86, method="nat", backends=[(BACKENDS[0], 8080, 0)])
+            d.add_service(service(VIP, port, "udp" if port == 53 else "tcp", method=method, scheduler=sched, **kw, backends=[(b, 0 if method in ("dr", "tunnel") else 8080)
+                                    for b in BACKENDS]), id=i)
+        d.add_service(service(VIP, 86, method="nat", backends=[(BACKENDS[0], 8080, 0)]))
         d.set_acls([("deny", "reset", ["10.0.0.66/31"]), ("deny", "unreachable", ["10.0.0.66/31"])],
                    {list(SERVICES).index(80): [0], list(SERVICES).index(82): [1]})
     except Exception:
@@ -176,7 +174,7 @@ def test_an_ack_of_no_connection_is_traced_as_the_fast_path_takes_it(native, mid
     """The case Trace once got wrong: an ACK of no connection here is picked
     up (mid_flow, the default), or dropped as tcp_no_conn without it."""
     d = small_dp(native, mid_flow=mid_flow, clock_stopped=True)
-    d.add_service(VIP, 80, backends=[(b, 8080) for b in BACKENDS])
+    d.add_service(service(VIP, 80, backends=[(b, 8080) for b in BACKENDS]))
     t = d.l4_trace("10.0.0.2", VIP, "tcp", 4000, 80, 0x10)
     (port, f), = d.inject("p0", [frame("10.0.0.2", 4000, 80, 0x10)]) or [(None, None)]
     if mid_flow:

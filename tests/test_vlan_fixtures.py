@@ -10,7 +10,7 @@ from scapy.layers.inet import ICMP, IP, TCP
 from scapy.layers.l2 import ARP, Dot1Q, Ether
 from scapy.packet import raw
 
-from conftest import CLIENT_MAC, P0_MAC, P1_MAC
+from conftest import CLIENT_MAC, P0_MAC, P1_MAC, service
 from pylb.errors import AlreadyExists, InvalidArgument
 from test_l4_fixtures import BACKENDS, BMAC
 
@@ -78,7 +78,7 @@ def test_other_tags_are_dropped_by_reason(lb):
 
 def test_a_service_reached_through_a_vlan_answers_on_it(lb):
     vip = "10.0.100.50"
-    lb.add_service(vip, 80, backends=[(BACKENDS[0], 8080)], syn_proxy="off")
+    lb.add_service(service(vip, 80, backends=[(BACKENDS[0], 8080)], syn_proxy="off"))
     lb.add_neighbour("p0.100", V100_CLIENT, CLIENT_MAC)
     syn = tagged(100, IP(src=V100_CLIENT, dst=vip) / TCP(sport=40000, dport=80, flags="S"))
     (port, f), = lb.inject("p0", [raw(syn)])
