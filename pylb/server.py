@@ -12,6 +12,7 @@ characters.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 import logging
@@ -123,21 +124,34 @@ def _check(h: pb.HealthCheck) -> HealthCheckSpec:
     return HealthCheckSpec(**given)
 
 
+# A service's fields in the API are its spec's, under the same names but
+# these; enums by their API numbers; the key and the nested messages are
+# their own. A field added to ServiceSpec and to the Service message under
+# one name is carried both ways with no change here.
+_SERVICE_RENAMED = {"persistence": "persistence_seconds"}
+_SERVICE_ENUMS = {"method": METHODS, "scheduler": SCHEDULERS, "syn_proxy": protonames.SYN_PROXY,
+                  "proxy_protocol": protonames.PROXY_PROTOCOL}
+_SERVICE_OWN = {"vip", "port", "proto", "backends", "health_check"}
+_SERVICE_FIELDS = [f for f in dataclasses.fields(ServiceSpec) if f.name not in _SERVICE_OWN]
+
+
 def _service(r: pb.Service) -> ServiceSpec:
     vip, port, proto = _key(r.key)
+    given = {}
+    for f in _SERVICE_FIELDS:
+        value = getattr(r, _SERVICE_RENAMED.get(f.name, f.name))
+        if f.name in _SERVICE_ENUMS:
+            value = _enum(_SERVICE_ENUMS[f.name], value, f.name)
+        elif isinstance(f.default, tuple):
+            value = tuple(value)
+        elif not value:
+            value = f.default           # unset (proto3's zero): the spec's default
+        given[f.name] = value
     backends = tuple(_within(f"backends[{i}]", lambda b=b: _backend_spec(b))
                      for i, b in enumerate(r.backends))
     check = _within("health_check", lambda: _check(r.health_check)) \
         if r.HasField("health_check") else None
-    return ServiceSpec(
-        vip, port, proto, method=_enum(METHODS, r.method, "method"),
-        scheduler=_enum(SCHEDULERS, r.scheduler, "scheduler"),
-        table_size=r.table_size or model.TABLE_SIZE, persistence=r.persistence_seconds,
-        persistence_prefix=r.persistence_prefix, local_addresses=tuple(r.local_addresses),
-        down_reset=r.down_reset, syn_proxy=_enum(protonames.SYN_PROXY, r.syn_proxy, "syn_proxy"),
-        proxy_protocol=_enum(protonames.PROXY_PROTOCOL, r.proxy_protocol, "proxy_protocol"),
-        acls=tuple(r.acls), **{k: getattr(r, k) for k in model.LIMIT_KEYS},
-        backends=backends, health_check=check)
+    return ServiceSpec(vip, port, proto, **given, backends=backends, health_check=check)
 
 
 def _acl(r: pb.Acl) -> model.AclSpec:
@@ -192,19 +206,19 @@ def stats_of(st: dict) -> pb.ServiceStats:
 def service_msg(v) -> pb.Service:
     s = v.spec
     h = s.health_check
+    given = {}
+    for f in _SERVICE_FIELDS:
+        value = getattr(s, f.name)
+        if f.name in _SERVICE_ENUMS:
+            value = _back(_SERVICE_ENUMS[f.name])[value]
+        elif isinstance(value, tuple):
+            value = list(value)
+        given[_SERVICE_RENAMED.get(f.name, f.name)] = value
     return pb.Service(
-        stats=stats_of(v.stats),
+        **given, stats=stats_of(v.stats), table_fingerprint=v.fingerprint,
         health_check=None if h is None else pb.HealthCheck(
-            type=h.type, port=h.port, path=h.path, expect_status=h.expect_status,
-            interval_ms=h.interval_ms, timeout_ms=h.timeout_ms, rise=h.rise, fall=h.fall),
+            **{f.name: getattr(h, f.name) for f in dataclasses.fields(HealthCheckSpec)}),
         key=pb.ServiceKey(vip=s.vip, port=s.port, protocol=_back(PROTOS)[s.proto]),
-        method=_back(METHODS)[s.method], scheduler=_back(SCHEDULERS)[s.scheduler],
-        table_size=s.table_size, persistence_seconds=s.persistence,
-        persistence_prefix=s.persistence_prefix, local_addresses=list(s.local_addresses),
-        down_reset=s.down_reset, syn_proxy=_back(protonames.SYN_PROXY)[s.syn_proxy],
-        proxy_protocol=_back(protonames.PROXY_PROTOCOL)[s.proxy_protocol],
-        acls=list(s.acls), **{k: getattr(s, k) for k in model.LIMIT_KEYS},
-        table_fingerprint=v.fingerprint,
         backends=[pb.Backend(address=b.spec.ip, port=b.spec.port, weight=b.spec.weight,
                              state=_back(STATES)[b.spec.state],
                              max_connections=b.spec.max_connections, active_connections=b.active,
