@@ -14,6 +14,7 @@ import signal
 import sys
 import threading
 
+from conftest import service
 from pylb import appliance
 from pylb.manager import queue_submitter
 from pylb.profile import load_profile
@@ -23,6 +24,16 @@ def jsonable(v):
     if isinstance(v, (list, tuple)) or hasattr(v, "__next__"):
         return [jsonable(x) for x in v]
     return v
+
+
+def call(dp, r: dict):
+    """Dataplane.`call`(*args, **kwargs); a service's arguments become its
+    spec (conftest.service), as the binding takes it."""
+    args, kwargs = r["args"], dict(r["kwargs"])
+    if r["call"] == "add_service":
+        sid = kwargs.pop("id", None)
+        return dp.add_service(service(*args, **kwargs), id=sid)
+    return getattr(dp, r["call"])(*args, **kwargs)
 
 
 def main() -> None:
@@ -37,9 +48,7 @@ def main() -> None:
         for line in sys.stdin:
             reqs = json.loads(line)["batch"]
             try:
-                out = {"ok": submit(lambda dp: [jsonable(getattr(dp, r["call"])(*r["args"],
-                                                                                **r["kwargs"]))
-                                                for r in reqs])}
+                out = {"ok": submit(lambda dp: [jsonable(call(dp, r)) for r in reqs])}
             except Exception as e:  # reported to the caller
                 out = {"error": type(e).__name__, "message": str(e)}
             print(json.dumps(out), flush=True)
