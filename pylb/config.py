@@ -135,7 +135,6 @@ def parse_service(c: yamlsrc.Checker, raw: Any, key: str) -> ServiceSpec:
 
 def parse_route(c: yamlsrc.Checker, raw: Any, key: str) -> RouteSpec:
     r = c.mapping(raw, key, ROUTE_KEYS)
-    prefix = parse_prefix(c, r.get("prefix"), f"{key}.prefix")
     via = r.get("via")
     if not isinstance(via, list) or not via:
         raise c.fail(f"{key}.via", "expected a list of next hops {gateway, port}")
@@ -144,66 +143,30 @@ def parse_route(c: yamlsrc.Checker, raw: Any, key: str) -> RouteSpec:
         h = c.mapping(h, f"{key}.via[{i}]", VIA_KEYS)
         if "port" not in h:
             raise c.fail(f"{key}.via[{i}]", "a next hop needs a 'port' (name or index)")
-        gw = h.get("gateway")
-        if gw is not None:
-            gw = parse_address(c, gw, f"{key}.via[{i}].gateway")
-            if gw.version != prefix.version:
-                raise c.fail(f"{key}.via[{i}].gateway",
-                             f"gateway {gw} is not of the route's address family")
-        port = h["port"]
-        if not (isinstance(port, str) and 0 < len(port) < 32) and \
-                not (isinstance(port, int) and not isinstance(port, bool) and 0 <= port < 256):
-            raise c.fail(f"{key}.via[{i}].port", f"expected a port name or index, "
-                                                 f"got {yamlsrc.show(port)}")
-        hops.append((None if gw is None else str(gw), port))
-    return RouteSpec(str(prefix), tuple(hops))
-
-
-def _table_size(c: yamlsrc.Checker, value: Any, key: str) -> int:
-    n = c.integer(value, key, 2, model.TABLE_SIZE_MAX)
-    if not model.is_prime(n):
-        raise c.fail(key, f"{n} is not a prime; lookup tables have a prime size "
-                          f"(e.g. {model.TABLE_SIZE})")
-    return n
+        hops.append((h.get("gateway"), h["port"]))
+    return spec(c, key, lambda: RouteSpec(r.get("prefix"), tuple(hops)))
 
 
 def parse_prefix(c: yamlsrc.Checker, value: Any, key: str) -> ipaddress._BaseNetwork:
+    """A prefix with no host bits set (model.network)."""
     try:
-        return ipaddress.ip_network(value if isinstance(value, str) else "", strict=True)
-    except ValueError:
-        pass
-    try:
-        net = ipaddress.ip_network(value, strict=False)
-    except ValueError:
-        raise c.fail(key, f"expected a prefix like 192.0.2.0/24, got {yamlsrc.show(value)}") \
-            from None
-    raise c.fail(key, f"{value} has host bits set; write the network {net}")
+        return model.network("", value)
+    except SpecError as e:
+        raise c.fail(key, e.expected) from None
 
 
 def parse_vip(c: yamlsrc.Checker, raw: Any, key: str) -> VipSpec:
     v = c.mapping(raw, key, VIP_KEYS)
     if "prefix" not in v:
         raise c.fail(key, "a VIP needs a 'prefix' (an address/32 for one address)")
-    net = parse_prefix(c, v["prefix"], f"{key}.prefix")
-    source = v.get("source")
-    if source is not None:
-        source = parse_address(c, source, f"{key}.source")
-        if source.version != net.version:
-            raise c.fail(f"{key}.source", f"{source} is not of the VIP's address family")
-    backends: list[tuple[str, int]] = []
+    backends = []
     for i, raw_b in enumerate(_items(c, v, "backends", key, "backends")):
-        bkey = f"{key}.backends[{i}]"
-        b = c.mapping({"address": raw_b} if isinstance(raw_b, str) else raw_b, bkey,
-                      VIP_BACKEND_KEYS)
-        ip = parse_address(c, b.get("address"), f"{bkey}.address")
-        if ip.version != net.version:
-            raise c.fail(f"{bkey}.address", f"backend {ip} is not of the VIP's address family")
-        if any(str(ip) == have for have, _ in backends):
-            raise c.fail(bkey, f"backend {ip} is listed twice")
-        backends.append((str(ip), c.integer(b.get("weight", 1), f"{bkey}.weight", 0, model.WEIGHT_MAX)))
-    return VipSpec(str(net), _choice(c, v, "method", key, model.VIP_METHODS),
-                   _table_size(c, v.get("table_size", model.TABLE_SIZE), f"{key}.table_size"),
-                   None if source is None else str(source), tuple(backends))
+        b = c.mapping({"address": raw_b} if isinstance(raw_b, str) else raw_b,
+                      f"{key}.backends[{i}]", VIP_BACKEND_KEYS)
+        backends.append((b.get("address"), b.get("weight", 1)))
+    return spec(c, key, lambda: VipSpec(v["prefix"], v.get("method", model.IPIP),
+                                        v.get("table_size", model.TABLE_SIZE), v.get("source"),
+                                        tuple(backends)))
 
 
 def parse_acl(c: yamlsrc.Checker, raw: Any, key: str) -> AclSpec:
@@ -347,10 +310,9 @@ def dump(config: Config) -> str:
     routes = [{"prefix": r.prefix, "via": [{"gateway": g, "port": p} if g else {"port": p}
                                            for g, p in r.via]} for r in config.routes]
     out: dict[str, Any] = {"services": services, "routes": routes}
-    dv = VipSpec("")
     if config.vips:
         out["vips"] = [{"prefix": v.prefix, "method": v.method}
-                       | ({"table_size": v.table_size} if v.table_size != dv.table_size else {})
+                       | ({"table_size": v.table_size} if v.table_size != model.TABLE_SIZE else {})
                        | ({"source": v.source} if v.source else {})
                        | {"backends": [{"address": a, "weight": w} for a, w in v.backends]}
                        for v in config.vips]

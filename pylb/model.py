@@ -144,6 +144,27 @@ def unicast(field: str, value: Any,
     return ip
 
 
+def network(field: str, value: Any) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    """A prefix with no host bits set."""
+    try:
+        return ipaddress.ip_network(value if isinstance(value, str) else "", strict=True)
+    except ValueError:
+        pass
+    try:
+        net = ipaddress.ip_network(value, strict=False)
+    except (TypeError, ValueError):
+        raise SpecError(field, f"expected a prefix like 192.0.2.0/24, got {_show(value)}") \
+            from None
+    raise SpecError(field, f"{value} has host bits set; write the network {net}")
+
+
+def _table_size(field: str, value: Any) -> None:
+    _integer(field, value, 2, TABLE_SIZE_MAX)
+    if not is_prime(value):
+        raise SpecError(field, f"{value} is not a prime; lookup tables have a prime size "
+                               f"(e.g. {TABLE_SIZE})")
+
+
 HTTP_PATH = re.compile(r"^/[\x21-\x7e]{0,%d}\Z" % (MAX_HTTP_PATH - 1))
 ACL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
@@ -232,10 +253,7 @@ class ServiceSpec:
         _choice("proto", self.proto, PROTOS)
         _choice("method", self.method, METHODS)
         _choice("scheduler", self.scheduler, SCHEDULERS)
-        _integer("table_size", self.table_size, 2, TABLE_SIZE_MAX)
-        if not is_prime(self.table_size):
-            raise SpecError("table_size", f"{self.table_size} is not a prime; lookup tables "
-                                          f"have a prime size (e.g. {TABLE_SIZE})")
+        _table_size("table_size", self.table_size)
         _integer("persistence", self.persistence, 0, PERSISTENCE_MAX)
         _integer("persistence_prefix", self.persistence_prefix, 0, 32 if vip.version == 4 else 128)
         if len(self.local_addresses) > MAX_LOCAL_ADDRESSES:
@@ -287,6 +305,26 @@ class RouteSpec:
     prefix: str
     via: tuple[tuple[str | None, str | int], ...]   # (gateway or None, port name or index)
 
+    def __post_init__(self):
+        net = network("prefix", self.prefix)
+        object.__setattr__(self, "prefix", str(net))
+        if not isinstance(self.via, tuple) or not self.via:
+            raise SpecError("via", "expected a list of next hops {gateway, port}")
+        hops = []
+        for i, (gw, port) in enumerate(self.via):
+            if gw is not None:
+                gw = unicast(f"via[{i}].gateway", gw)
+                if gw.version != net.version:
+                    raise SpecError(f"via[{i}].gateway",
+                                    f"gateway {gw} is not of the route's address family")
+                gw = str(gw)
+            if not (isinstance(port, str) and 0 < len(port) < 32) and \
+                    not (isinstance(port, int) and not isinstance(port, bool) and 0 <= port < 256):
+                raise SpecError(f"via[{i}].port", f"expected a port name or index, "
+                                                  f"got {_show(port)}")
+            hops.append((gw, port))
+        object.__setattr__(self, "via", tuple(hops))
+
 
 @dataclass(frozen=True)
 class VipSpec:
@@ -295,6 +333,28 @@ class VipSpec:
     table_size: int = TABLE_SIZE
     source: str | None = None
     backends: tuple[tuple[str, int], ...] = ()     # (address, weight)
+
+    def __post_init__(self):
+        net = network("prefix", self.prefix)
+        object.__setattr__(self, "prefix", str(net))
+        _choice("method", self.method, VIP_METHODS)
+        _table_size("table_size", self.table_size)
+        if self.source is not None:
+            src = unicast("source", self.source)
+            if src.version != net.version:
+                raise SpecError("source", f"{src} is not of the VIP's address family")
+            object.__setattr__(self, "source", str(src))
+        backends: list[tuple[str, int]] = []
+        for i, (ip, weight) in enumerate(self.backends):
+            ip = unicast(f"backends[{i}].address", ip)
+            if ip.version != net.version:
+                raise SpecError(f"backends[{i}].address",
+                                f"backend {ip} is not of the VIP's address family")
+            if any(str(ip) == have for have, _ in backends):
+                raise SpecError(f"backends[{i}]", f"backend {ip} is listed twice")
+            _integer(f"backends[{i}].weight", weight, 0, WEIGHT_MAX)
+            backends.append((str(ip), weight))
+        object.__setattr__(self, "backends", tuple(backends))
 
 
 @dataclass(frozen=True)

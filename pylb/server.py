@@ -88,9 +88,8 @@ def _enum(table: dict, value: int, what: str) -> str:
 
 
 # A request becomes specs (pylb.model), which check themselves: the same
-# rules and limits as a file's, never through the file format. (Routes,
-# VIPs, ACLs, neighbours and timeouts still go through pylb.config's
-# parsers.)
+# rules and limits as a file's, never through the file format. (ACLs,
+# neighbours and timeouts still go through pylb.config's parsers.)
 
 def _within(prefix: str, make):
     """make(): a spec; what it refuses is named under `prefix`."""
@@ -172,10 +171,7 @@ def _backend(r: pb.SetBackendRequest) -> tuple[tuple[str, int, str], BackendSpec
 
 
 def _route(r: pb.Route) -> RouteSpec:
-    return config.request(config.parse_route, {
-        "prefix": r.prefix,
-        "via": [{"gateway": h.gateway, "port": h.port} if h.gateway else {"port": h.port}
-                for h in r.next_hops]})
+    return RouteSpec(r.prefix, tuple((h.gateway or None, h.port) for h in r.next_hops))
 
 
 def _neighbour(r: pb.Neighbour) -> NeighbourSpec:
@@ -188,13 +184,9 @@ def _timeouts(r: pb.Timeouts) -> dict:
 
 
 def _vip(r: pb.Vip) -> VipSpec:
-    raw = {"prefix": r.prefix, "method": r.method or model.IPIP,
-           "table_size": r.table_size or model.TABLE_SIZE,
-           "backends": [{"address": b.address, "weight": b.weight if b.HasField("weight") else 1}
-                        for b in r.backends]}
-    if r.source:
-        raw["source"] = r.source
-    return config.request(config.parse_vip, raw)
+    return VipSpec(r.prefix, r.method or model.IPIP, r.table_size or model.TABLE_SIZE,
+                   r.source or None,
+                   tuple((b.address, b.weight if b.HasField("weight") else 1) for b in r.backends))
 
 
 def stats_of(st: dict) -> pb.ServiceStats:
