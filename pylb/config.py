@@ -68,7 +68,6 @@ VIA_KEYS = {"gateway", "port"}
 VIP_KEYS = {"prefix", "method", "table_size", "source", "backends"}
 VIP_BACKEND_KEYS = {"address", "weight"}
 NEIGHBOUR_KEYS = {"port", "address", "mac"}
-MAC = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
 
 
 def spec(c: yamlsrc.Checker, key: str, make):
@@ -222,10 +221,7 @@ def parse_neighbour(c: yamlsrc.Checker, raw: Any, key: str) -> NeighbourSpec:
     for k in sorted(NEIGHBOUR_KEYS):
         if k not in n:
             raise c.fail(key, "a neighbour needs 'port' (a port name), 'address' and 'mac'")
-    return NeighbourSpec(c.string(n["port"], f"{key}.port", "a port name"),
-                         str(parse_address(c, n["address"], f"{key}.address")),
-                         c.string(n["mac"], f"{key}.mac", "a MAC address like 02:00:00:00:00:01",
-                                  MAC).lower())
+    return spec(c, key, lambda: NeighbourSpec(n["port"], n["address"], n["mac"]))
 
 
 def parse_timeouts(c: yamlsrc.Checker, raw: Any, key: str) -> tuple[tuple[str, int], ...]:

@@ -165,6 +165,7 @@ def _table_size(field: str, value: Any) -> None:
                                f"(e.g. {TABLE_SIZE})")
 
 
+MAC = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
 HTTP_PATH = re.compile(r"^/[\x21-\x7e]{0,%d}\Z" % (MAX_HTTP_PATH - 1))
 ACL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
@@ -383,6 +384,15 @@ class NeighbourSpec:
     port: str
     ip: str
     mac: str
+
+    def __post_init__(self):
+        if not isinstance(self.port, str) or not self.port:
+            raise SpecError("port", f"expected a port name, got {_show(self.port)}")
+        object.__setattr__(self, "ip", str(unicast("address", self.ip)))
+        if not isinstance(self.mac, str) or not MAC.match(self.mac):
+            raise SpecError("mac", f"expected a MAC address like 02:00:00:00:00:01, "
+                                   f"got {_show(self.mac)}")
+        object.__setattr__(self, "mac", self.mac.lower())
 
     @property
     def key(self) -> tuple[str, str]:

@@ -88,8 +88,9 @@ def _enum(table: dict, value: int, what: str) -> str:
 
 
 # A request becomes specs (pylb.model), which check themselves: the same
-# rules and limits as a file's, never through the file format. (ACLs,
-# neighbours and timeouts still go through pylb.config's parsers.)
+# rules and limits as a file's, never through the file format. (ACLs, whose
+# prefixes may come from files, and timeouts still go through pylb.config's
+# parsers.)
 
 def _within(prefix: str, make):
     """make(): a spec; what it refuses is named under `prefix`."""
@@ -109,7 +110,7 @@ def _key(k: pb.ServiceKey) -> tuple[str, int, str]:
 
 
 def _prefix(text: str) -> str:
-    return str(config.request(config.parse_prefix, text, key="prefix"))
+    return str(model.network("prefix", text))
 
 
 def _backend_spec(b: pb.Backend) -> BackendSpec:
@@ -175,8 +176,7 @@ def _route(r: pb.Route) -> RouteSpec:
 
 
 def _neighbour(r: pb.Neighbour) -> NeighbourSpec:
-    return config.request(config.parse_neighbour,
-                          {"port": r.port, "address": r.address, "mac": r.mac})
+    return NeighbourSpec(r.port, r.address, r.mac)
 
 
 def _timeouts(r: pb.Timeouts) -> dict:
@@ -302,8 +302,7 @@ class LoadBalancer(pb_grpc.LoadBalancerServicer):
     def DeleteBackend(self, request, context):
         return service_msg(self.m.delete_backend(
             *_key(request.service),
-            str(config.request(config.parse_address, request.address, key="address")),
-            request.port))
+            str(model.unicast("address", request.address, loopback=True)), request.port))
 
     @_rpc
     def ListRoutes(self, request, context):
@@ -351,9 +350,7 @@ class LoadBalancer(pb_grpc.LoadBalancerServicer):
 
     @_rpc
     def DeleteNeighbour(self, request, context):
-        self.m.delete_neighbour(request.port,
-                                str(config.request(config.parse_address, request.address,
-                                                   key="address")))
+        self.m.delete_neighbour(request.port, str(model.unicast("address", request.address)))
         return pb.Empty()
 
     @_rpc
