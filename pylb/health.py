@@ -7,7 +7,7 @@ interface, down, or not carrying the port's MAC), the backend's health
 reads `unavailable` and its state is left as it is.
 
 A DR or tunnel backend is also probed through the data path (pylb.health
-asks the dataplane, see native/src/probe.c): a SYN (UDP: a datagram) to the
+asks the dataplane, see native/src/ctl/probe.c): a SYN (UDP: a datagram) to the
 service's VIP and port, sent by the backend's method from the appliance's
 address. The check of the backend's own address says its server runs; only
 this one says it takes the VIP's traffic (DR: the VIP on its loopback;
