@@ -94,33 +94,45 @@ pylb_encap(const struct pylb_cfg *cfg, bool gre, const struct pylb_ip *source,
 	return 0;
 }
 
-/* The output towards backend `to` through nh, encapsulated (IPIP, or GRE)
- * from `src` (unset: the port's address), the egress MTU checked. Too big
- * once encapsulated: an IPv4 packet without DF in IPv4 goes out with the
- * outer packet in fragments (RFC 2003 5.1: the tunnel's far end
- * reassembles it); else the sender is told the MTU less the overhead
- * (fragmentation needed, packet too big) and the packet is dropped. */
-void
-pylb_out_encap(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
-	       struct rte_mbuf *m, const struct pylb_nh *nh, bool gre,
-	       const struct pylb_ip *src, const struct pylb_ip *to, uint8_t af)
+/* Too big for nh's port once encapsulated: an IPv4 packet without DF in
+ * IPv4 goes out with the outer packet in fragments (RFC 2003 5.1: the
+ * tunnel's far end reassembles it); else the sender is told the MTU less
+ * the overhead (fragmentation needed, packet too big), m dropped. */
+static __rte_noinline void
+out_encap_too_big(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
+		  struct rte_mbuf *m, const struct pylb_nh *nh, bool gre,
+		  const struct pylb_ip *src, const struct pylb_ip *to, uint8_t af, uint32_t olen)
 {
 	const struct rte_ipv4_hdr *inner = rte_pktmbuf_mtod_offset(m,
 		const struct rte_ipv4_hdr *, sizeof(struct rte_ether_hdr));
-	uint32_t olen = pylb_encap_len(gre, to->af);
 	uint32_t mtu = cfg->ports[nh->port].mtu;
-	bool fits = rte_pktmbuf_pkt_len(m) - sizeof(struct rte_ether_hdr) + olen <= mtu;
 	int reason;
 
-	if (unlikely(!fits) && (af != 4 || to->af != 4 ||
-				(inner->fragment_offset & RTE_BE16(RTE_IPV4_HDR_DF_FLAG))))
+	if (af != 4 || to->af != 4 || (inner->fragment_offset & RTE_BE16(RTE_IPV4_HDR_DF_FLAG)))
 		return pylb_too_big(lc, cfg, in_port, m, af, (uint16_t)(mtu - olen),
 				    PYLB_D_VIP_TOO_BIG);
 	reason = pylb_encap(cfg, gre, src, to, nh, m, af, olen);
 	if (reason != 0)
 		return drop(lc, m, (enum pylb_counter)reason);
-	if (unlikely(!fits))
-		return pylb_nh_output_fit(lc, cfg, in_port, m, nh, to->ip, to->af);
+	pylb_nh_output_fit(lc, cfg, in_port, m, nh, to->ip, to->af);
+}
+
+/* The output towards backend `to` through nh, encapsulated (IPIP, or GRE)
+ * from `src` (unset: the port's address), the egress MTU checked. */
+void
+pylb_out_encap(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
+	       struct rte_mbuf *m, const struct pylb_nh *nh, bool gre,
+	       const struct pylb_ip *src, const struct pylb_ip *to, uint8_t af)
+{
+	uint32_t olen = pylb_encap_len(gre, to->af);
+	uint32_t mtu = cfg->ports[nh->port].mtu;
+	int reason;
+
+	if (unlikely(rte_pktmbuf_pkt_len(m) - sizeof(struct rte_ether_hdr) + olen > mtu))
+		return out_encap_too_big(lc, cfg, in_port, m, nh, gre, src, to, af, olen);
+	reason = pylb_encap(cfg, gre, src, to, nh, m, af, olen);
+	if (reason != 0)
+		return drop(lc, m, (enum pylb_counter)reason);
 	nh_output(lc, cfg, nh, to->ip, to->af, m);
 }
 

@@ -311,21 +311,18 @@ conn_down(const struct pylb_lcore *lc, const struct pylb_conn *c)
 		svc->bal.backends[bi].state == PYLB_BACKEND_DOWN;
 }
 
+/* What pylb_l4_decide (verdict.h) does not decide inline: c, t's entry
+ * (NULL: none), is a SYN's, or its backend set changed since it was
+ * last seen, or there is none. */
 void
-pylb_l4_decide(struct pylb_lcore *lc, const struct pylb_tuple *t, uint8_t flags, uint32_t seq,
-	       uint32_t ack, const struct pylb_ct_key *k, uint64_t now, struct l4_verdict *v)
+pylb_l4_decide_rest(struct pylb_lcore *lc, const struct pylb_tuple *t, uint8_t flags,
+		    uint32_t seq, uint32_t ack, struct pylb_conn *c, uint64_t now,
+		    struct l4_verdict *v)
 {
 	const struct pylb_dp *dp = lc->dp;
 	const struct pylb_service *svc;
-	struct pylb_conn *c = pylb_conn_lookup(lc, t, false, k);
 
-	v->ended = 0;
-	v->full = 0;
-	v->take = 0;
-	v->evict = false;
-	v->persist = NULL;
 	v->c = NULL;
-	v->svc = NULL;
 	/* A SYN reusing the tuple of a connection that ended (time_wait,
 	 * close) opens a new one, scheduled afresh (IPVS's conn_reuse_mode):
 	 * the old backend may be down or gone. */

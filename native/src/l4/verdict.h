@@ -7,6 +7,8 @@
 #ifndef PYLB_VERDICT_H
 #define PYLB_VERDICT_H
 
+#include <rte_tcp.h>
+
 #include "l4/ct.h"
 #include "l4/service.h"
 
@@ -40,9 +42,34 @@ struct l4_verdict {
 	uint32_t src;			/* the client network's slot in per-source counts */
 	struct pylb_persist *persist;	/* NEW: the persistence entry that chose bi */
 };
-void pylb_l4_decide(struct pylb_lcore *lc, const struct pylb_tuple *t, uint8_t flags,
-		    uint32_t seq, uint32_t ack, const struct pylb_ct_key *k, uint64_t now,
-		    struct l4_verdict *v);
+void pylb_l4_decide_rest(struct pylb_lcore *lc, const struct pylb_tuple *t, uint8_t flags,
+			 uint32_t seq, uint32_t ack, struct pylb_conn *c, uint64_t now,
+			 struct l4_verdict *v);
+
+/* The decision for t (flags, seq, ack: TCP's; k: its table key, if the
+ * pipeline made one). Its common case inline, for the fast path: a packet
+ * of a connection whose backend set has not changed since it was last
+ * seen, not a SYN; the rest in verdict.c. */
+static inline void
+pylb_l4_decide(struct pylb_lcore *lc, const struct pylb_tuple *t, uint8_t flags, uint32_t seq,
+	       uint32_t ack, const struct pylb_ct_key *k, uint64_t now, struct l4_verdict *v)
+{
+	struct pylb_conn *c = pylb_conn_lookup(lc, t, false, k);
+
+	v->ended = 0;
+	v->full = 0;
+	v->take = 0;
+	v->evict = false;
+	v->persist = NULL;
+	v->svc = NULL;
+	if (likely(c != NULL) && likely(flags != RTE_TCP_SYN_FLAG) &&
+	    likely(c->gen == __atomic_load_n(&lc->dp->gen, __ATOMIC_ACQUIRE))) {
+		v->what = unlikely(c->flags & CONN_F_OPENING) ? PYLB_L4V_HOLD : PYLB_L4V_CONN;
+		v->c = c;
+		return;
+	}
+	pylb_l4_decide_rest(lc, t, flags, seq, ack, c, now, v);
+}
 void pylb_l4_decide_no_room(const struct pylb_lcore *lc, const struct pylb_tuple *t,
 			    struct l4_verdict *v);
 
