@@ -246,10 +246,13 @@ pylb_dp_port_add(struct pylb_dp *dp, const struct pylb_port_conf *conf,
 	if (conf->vlan != 0) {
 		struct pylb_port_cfg *pc = &next->ports[conf->parent];
 
+		char parent[PYLB_NAME_LEN];
+
 		p->ethdev = dp->ports[conf->parent].ethdev;
 		p->vlan = conf->vlan;
-		snprintf(p->device, sizeof(p->device), "vlan %u of %s", conf->vlan,
-			 dp->ports[conf->parent].name);
+		memcpy(parent, dp->ports[conf->parent].name, sizeof(parent));
+		parent[sizeof(parent) - 1] = '\0';
+		snprintf(p->device, sizeof(p->device), "vlan %u of %s", conf->vlan, parent);
 		mac = pc->mac;
 		pc->vlans[pc->n_vlans].vid = conf->vlan;
 		pc->vlans[pc->n_vlans++].port = dp->n_ports;

@@ -68,7 +68,7 @@ tel_mempools(struct rte_tel_data *d)
 	rte_tel_data_start_dict(m);
 	for (int i = 0; i < n; i++) {
 		rte_tel_data_add_dict_u64(m, pools[i].name, pools[i].size - pools[i].available);
-		snprintf(key, sizeof(key), "%s_size", pools[i].name);
+		snprintf(key, sizeof(key), "%.*s_size", (int)sizeof(key) - 6, pools[i].name);
 		rte_tel_data_add_dict_u64(m, key, pools[i].size);
 	}
 	rte_tel_data_add_dict_container(d, "mbufs", m, 0);
