@@ -143,25 +143,3 @@ def report(out_dir: str, name: str, summary: dict, lines: list[str]) -> None:
                 f"{m.get('steal_share_during_run', 0):.2%} of CPU time stolen during the run"
                 f"\n\n{text}\n")
     print(text)
-
-
-def service(vip, port, proto="tcp", backends=(), **kw):
-    """A ServiceSpec as tests (benchmarks) write services: backends as
-    'ip' (port 0: the client's), 'ip:port', (ip, port[, weight[, state[,
-    max_connections]]]) or BackendSpec; lists for tuples."""
-    import ipaddress
-
-    from pylb.hostport import split_hostport
-    from pylb.model import BackendSpec, ServiceSpec
-
-    def backend(b):
-        if isinstance(b, BackendSpec):
-            return b
-        if isinstance(b, str):
-            try:
-                return BackendSpec(str(ipaddress.ip_address(b)), 0)
-            except ValueError:
-                return BackendSpec(*split_hostport(b))
-        return BackendSpec(*b)
-    return ServiceSpec(vip, port, proto, backends=tuple(backend(b) for b in backends),
-                       **{k: tuple(v) if isinstance(v, list) else v for k, v in kw.items()})

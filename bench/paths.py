@@ -82,6 +82,7 @@ import sys
 import time
 
 import common
+from pylb import model
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, "bench", "results")
@@ -332,23 +333,23 @@ def pylb_side(kind: str, pcap: str, flows: int, seconds: float) -> dict:
     if kind in ("syn", "syn6", "syn_acl", "table_full", "syn_sync"):
         # New connections, tracked (no cookies: they would answer once an
         # eighth of the table is half-open).
-        dp.add_service(common.service(vip, 80, proto="tcp", backends=[(backend, 8080)], syn_proxy="off"), id=0)
+        dp.add_service(model.service(vip, 80, proto="tcp", backends=[(backend, 8080)], syn_proxy="off"), id=0)
         if kind == "syn_acl":
             t0 = time.monotonic()
             dp.set_acls([("deny", "drop", million())], {0: [0]})
             acl_s = time.monotonic() - t0
     elif kind in ("established", "established6", "icmp_error", "fragments"):
-        dp.add_service(common.service(vip, 53, proto="udp", backends=[(backend, 5353)]))
+        dp.add_service(model.service(vip, 53, proto="udp", backends=[(backend, 5353)]))
     elif kind == "established_defended":
-        dp.add_service(common.service(vip, 53, proto="udp", backends=[(backend, 5353, 1, "up", LIMIT)], max_connections=LIMIT, max_new_per_second=LIMIT, max_per_client=LIMIT), id=0)
+        dp.add_service(model.service(vip, 53, proto="udp", backends=[(backend, 5353, 1, "up", LIMIT)], max_connections=LIMIT, max_new_per_second=LIMIT, max_per_client=LIMIT), id=0)
         dp.set_acls([("deny", "drop", million())], {0: [0]})
     elif kind == "synflood":
-        dp.add_service(common.service(vip, 80, proto="tcp", backends=[(backend, 8080)], syn_proxy="always"))
-        dp.add_service(common.service(vip, 53, proto="udp", backends=[(backend, 5353)]))
+        dp.add_service(model.service(vip, 80, proto="tcp", backends=[(backend, 8080)], syn_proxy="always"))
+        dp.add_service(model.service(vip, 53, proto="udp", backends=[(backend, 5353)]))
     elif kind in ("vip", "vip6"):
         dp.add_vip(L3_VIP6 if v6 else L3_VIP, method="ipip", backends=[backend])
     elif kind.startswith("fullnat"):
-        dp.add_service(common.service(VIP, 53, proto="udp", method="fullnat", local_addresses=["10.0.1.1"], backends=[(BACKEND, 5353)]))
+        dp.add_service(model.service(VIP, 53, proto="udp", method="fullnat", local_addresses=["10.0.1.1"], backends=[(BACKEND, 5353)]))
     names = native.COUNTER_NAMES
     dp.start()
     if kind in ("syn", "syn6", "syn_acl", "syn_sync"):

@@ -25,6 +25,7 @@ import sys
 import time
 
 import common
+from pylb import model
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, "bench", "results")
@@ -67,7 +68,7 @@ def one_run(n: int) -> dict:
             d.add_address("p0", "10.0.0.1/24")
             d.add_port("p1", f"net_null{2 * k + 1},copy=0", link_wait_ms=0)
             d.add_address("p1", "10.0.1.1/24")
-            d.add_service(common.service(VIP, 80, backends=[(b, 8080) for b in BACKENDS]))
+            d.add_service(model.service(VIP, 80, backends=[(b, 8080) for b in BACKENDS]))
             return d
         dp = dataplane(0)
         data = records(n, native.RECORD_SIZE)

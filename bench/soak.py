@@ -35,6 +35,7 @@ import sys
 import time
 
 import common
+from pylb import model
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, "bench", "results")
@@ -138,12 +139,12 @@ def configure(dp) -> None:
 
 def add_objects(dp) -> None:
     be = [(ip, 8080) for ip in BACKENDS]
-    dp.add_service(common.service("10.0.0.100", 80, scheduler="wrr", backends=be))
-    dp.add_service(common.service("10.0.0.100", 53, proto="udp", backends=[(ip, 5353) for ip in BACKENDS]))
-    dp.add_service(common.service("10.0.0.101", 80, method="fullnat", scheduler="wlc", local_addresses=["10.0.1.1"], backends=be))
-    dp.add_service(common.service("10.0.0.102", 0, method="dr", scheduler="source", persistence=60, backends=BACKENDS))
-    dp.add_service(common.service("10.0.0.103", 443, method="tunnel", backends=BACKENDS))
-    dp.add_service(common.service("2001:db8::100", 80, backends=[("2001:db8:1::20", 8080)]))
+    dp.add_service(model.service("10.0.0.100", 80, scheduler="wrr", backends=be))
+    dp.add_service(model.service("10.0.0.100", 53, proto="udp", backends=[(ip, 5353) for ip in BACKENDS]))
+    dp.add_service(model.service("10.0.0.101", 80, method="fullnat", scheduler="wlc", local_addresses=["10.0.1.1"], backends=be))
+    dp.add_service(model.service("10.0.0.102", 0, method="dr", scheduler="source", persistence=60, backends=BACKENDS))
+    dp.add_service(model.service("10.0.0.103", 443, method="tunnel", backends=BACKENDS))
+    dp.add_service(model.service("2001:db8::100", 80, backends=[("2001:db8:1::20", 8080)]))
     dp.add_vip("203.0.113.0/24", method="ipip", backends=BACKENDS[:2])
     dp.add_vip("203.0.114.1/32", method="gre", backends=BACKENDS[2:])
 

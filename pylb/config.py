@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
-import re
 from typing import Any
 
 from pylb import files, model, yamlsrc

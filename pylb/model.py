@@ -20,6 +20,7 @@ from typing import Any
 
 from pylb import _limits
 from pylb.errors import InvalidArgument
+from pylb.hostport import split_hostport
 
 # Names (the strings operators write, the API returns and the binding maps
 # to C's enums). The first of each is the default.
@@ -293,6 +294,24 @@ class ServiceSpec:
 
     def backend(self, ip: str, port: int) -> BackendSpec | None:
         return next((b for b in self.backends if b.key == (ip, port)), None)
+
+
+def service(vip: str, port: int, proto: str = TCP, backends=(), **fields) -> ServiceSpec:
+    """A ServiceSpec written loosely, for the binding's callers (tests,
+    benchmarks, embedding): backends as 'ip' (port 0: the client's),
+    'ip:port', (ip, port[, weight[, state[, max_connections]]]) or
+    BackendSpec; lists where the spec has tuples."""
+    def backend(b) -> BackendSpec:
+        if isinstance(b, BackendSpec):
+            return b
+        if isinstance(b, str):
+            try:
+                return BackendSpec(str(ipaddress.ip_address(b)), 0)
+            except ValueError:
+                return BackendSpec(*split_hostport(b))
+        return BackendSpec(*b)
+    return ServiceSpec(vip, port, proto, backends=tuple(backend(b) for b in backends),
+                       **{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()})
 
 
 def service_name(key: ServiceKey) -> str:

@@ -14,9 +14,9 @@ import signal
 import sys
 import threading
 
-from conftest import service
 from pylb import appliance
 from pylb.manager import queue_submitter
+from pylb.model import service
 from pylb.profile import load_profile
 
 
@@ -28,7 +28,7 @@ def jsonable(v):
 
 def call(dp, r: dict):
     """Dataplane.`call`(*args, **kwargs); a service's arguments become its
-    spec (conftest.service), as the binding takes it."""
+    spec (model.service), as the binding takes it."""
     args, kwargs = r["args"], dict(r["kwargs"])
     if r["call"] == "add_service":
         sid = kwargs.pop("id", None)

@@ -8,6 +8,7 @@ import os
 import pytest
 
 from pylb import hostinfo
+from pylb.model import service  # noqa: F401 (tests write services with it)
 
 FIXTURE_PREFIX = f"pylb-fixtures-{os.getpid()}"
 CLIENT_MAC = "02:00:00:00:00:02"
@@ -33,27 +34,6 @@ def pytest_collection_modifyitems(items):
         item.add_marker(tier)
 
 
-
-def service(vip, port, proto="tcp", backends=(), **kw):
-    """A ServiceSpec as tests (benchmarks) write services: backends as
-    'ip' (port 0: the client's), 'ip:port', (ip, port[, weight[, state[,
-    max_connections]]]) or BackendSpec; lists for tuples."""
-    import ipaddress
-
-    from pylb.hostport import split_hostport
-    from pylb.model import BackendSpec, ServiceSpec
-
-    def backend(b):
-        if isinstance(b, BackendSpec):
-            return b
-        if isinstance(b, str):
-            try:
-                return BackendSpec(str(ipaddress.ip_address(b)), 0)
-            except ValueError:
-                return BackendSpec(*split_hostport(b))
-        return BackendSpec(*b)
-    return ServiceSpec(vip, port, proto, backends=tuple(backend(b) for b in backends),
-                       **{k: tuple(v) if isinstance(v, list) else v for k, v in kw.items()})
 
 
 @pytest.fixture(scope="session", autouse=True)

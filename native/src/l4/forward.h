@@ -132,7 +132,7 @@ l4_reply_from_vip(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port
  * the method's output, by the flow hash of (client, VIP). */
 static inline void
 l4_forward_as_is(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
-		 struct rte_mbuf *m, struct pylb_conn *c)
+		 struct rte_mbuf *m, uint16_t *ports __rte_unused, struct pylb_conn *c)
 {
 	const uint8_t *be = conn_addr(&lc->ct, c, CONN_BACKEND);
 

@@ -527,6 +527,15 @@ count_packet(struct pylb_lcore *lc, const struct pylb_service *svc, uint16_t svc
 	}
 }
 
+/* Does svc reset the connections of its backend bi, which is down
+ * (down_reset)? */
+static inline bool
+conn_reset_down(const struct pylb_service *svc, uint16_t bi)
+{
+	return svc != NULL && svc->conf.down_reset && bi != PYLB_BIDX_NONE &&
+		svc->bal.backends[bi].state == PYLB_BACKEND_DOWN;
+}
+
 /* Bring c up to date with dp->gen: its backend's index, and (NAT) its
  * output. False: its backend is down and the service resets such flows. */
 static inline bool
@@ -541,8 +550,7 @@ conn_check(struct pylb_lcore *lc, struct pylb_conn *c)
 	c->bidx = pylb_backend_index(&lc->ct, svc, c);
 	c->gen = gen;
 	c->flags &= (uint16_t)~CONN_F_OUT_OK;
-	return !(svc != NULL && svc->conf.down_reset && c->bidx != PYLB_BIDX_NONE &&
-		 svc->bal.backends[c->bidx].state == PYLB_BACKEND_DOWN);
+	return !conn_reset_down(svc, c->bidx);
 }
 
 /* The packet path's entry points (path/pipeline.c). */

@@ -299,16 +299,12 @@ mid_flow(struct pylb_lcore *lc, const struct pylb_tuple *t, uint8_t flags, uint3
 static bool
 conn_down(const struct pylb_lcore *lc, const struct pylb_conn *c)
 {
-	uint32_t gen = __atomic_load_n(&lc->dp->gen, __ATOMIC_ACQUIRE);
 	const struct pylb_service *svc;
-	uint16_t bi;
 
-	if (likely(c->gen == gen))
+	if (likely(c->gen == __atomic_load_n(&lc->dp->gen, __ATOMIC_ACQUIRE)))
 		return false;
 	svc = __atomic_load_n(&lc->dp->svcs[c->svc], __ATOMIC_ACQUIRE);
-	bi = pylb_backend_index(&lc->ct, svc, c);
-	return svc != NULL && svc->conf.down_reset && bi != PYLB_BIDX_NONE &&
-		svc->bal.backends[bi].state == PYLB_BACKEND_DOWN;
+	return conn_reset_down(svc, pylb_backend_index(&lc->ct, svc, c));
 }
 
 /* What pylb_l4_decide (verdict.h) does not decide inline: c, t's entry

@@ -21,13 +21,6 @@ out_dr(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 }
 
 static void
-forward_dr(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
-	   struct rte_mbuf *m, uint16_t *ports __rte_unused, struct pylb_conn *c)
-{
-	l4_forward_as_is(lc, cfg, in_port, m, c);
-}
-
-static void
 untracked_dr(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 	     struct rte_mbuf *m, uint16_t *ports __rte_unused, const struct pylb_tuple *t,
 	     const struct pylb_backend *b, uint32_t hash)
@@ -37,7 +30,7 @@ untracked_dr(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 
 const struct l4_method pylb_l4_dr = {
 	.name = "dr",
-	.forward = forward_dr,
+	.forward = l4_forward_as_is,
 	.untracked = untracked_dr,
 	.replies = L4_REPLIES_NONE,
 	.quote = L4_QUOTE_AS_IS,

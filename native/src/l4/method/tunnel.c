@@ -22,13 +22,6 @@ out_tunnel(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port, struc
 }
 
 static void
-forward_tunnel(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
-	       struct rte_mbuf *m, uint16_t *ports __rte_unused, struct pylb_conn *c)
-{
-	l4_forward_as_is(lc, cfg, in_port, m, c);
-}
-
-static void
 untracked_tunnel(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 		 struct rte_mbuf *m, uint16_t *ports __rte_unused, const struct pylb_tuple *t,
 		 const struct pylb_backend *b, uint32_t hash)
@@ -38,7 +31,7 @@ untracked_tunnel(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 
 const struct l4_method pylb_l4_tunnel = {
 	.name = "tunnel",
-	.forward = forward_tunnel,
+	.forward = l4_forward_as_is,
 	.untracked = untracked_tunnel,
 	.replies = L4_REPLIES_NONE,
 	.quote = L4_QUOTE_AS_IS,
