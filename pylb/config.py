@@ -2,9 +2,9 @@
 backends, static routes, L3 VIPs and static neighbours. `load_config` validates a whole file before
 anything is applied, and names the file, line, key and what is expected for
 the first problem; the Manager (pylb.manager) then applies it as a diff.
-The types and names are the domain model's (pylb.model); the API validates
-its requests with this module's parse_* functions (`request`), so a change
-meets the same checks however it arrives.
+The types, names and rules are the domain model's (pylb.model): the specs
+check themselves, so the API (which makes specs from its messages, not
+from this format) meets the same checks.
 
     services:
       - vip: 10.99.0.100
@@ -171,24 +171,25 @@ def parse_acl(c: yamlsrc.Checker, raw: Any, key: str) -> AclSpec:
     """An ACL; its prefixes listed, or in `prefix_file` (one per line, '#'
     comments), or both."""
     a = c.mapping(raw, key, ACL_KEYS)
-    name = c.string(a.get("name"), f"{key}.name",
-                    "a name of letters, digits, '.', '-' or '_' (at most 64)", model.ACL_NAME)
-    everyone = a.get("all_services", False)
-    if not isinstance(everyone, bool):
-        raise c.fail(f"{key}.all_services", "expected true or false")
-    prefixes = [(p, f"{key}.prefixes[{i}]")
-                for i, p in enumerate(_items(c, a, "prefixes", key, "prefixes"))]
+    places = [f"{key}.prefixes[{i}]" for i in range(len(_items(c, a, "prefixes", key, "prefixes")))]
+    prefixes = list(a.get("prefixes") or ())
     if "prefix_file" in a:
         path = c.string(a["prefix_file"], f"{key}.prefix_file", "a path to a file of prefixes")
         try:
             lines = files.read_text(path).splitlines()
         except OSError as e:
             raise c.fail(f"{key}.prefix_file", f"cannot read {path}: {e.strerror}") from None
-        prefixes += [(line.split("#")[0].strip(), f"{key}.prefix_file ({path}:{n})")
-                     for n, line in enumerate(lines, 1) if line.split("#")[0].strip()]
-    return AclSpec(name, _choice(c, a, "type", key, model.ACL_TYPES),
-                   _choice(c, a, "action", key, model.ACL_ACTIONS), everyone,
-                   tuple(str(parse_prefix(c, p, k)) for p, k in prefixes))
+        for n, line in enumerate(lines, 1):
+            if line.split("#")[0].strip():
+                prefixes.append(line.split("#")[0].strip())
+                places.append(f"{key}.prefix_file ({path}:{n})")
+    try:
+        return AclSpec(a.get("name"), a.get("type", model.DENY), a.get("action", model.ACL_DROP),
+                       a.get("all_services", False), tuple(prefixes))
+    except SpecError as e:
+        if e.field.startswith("prefixes["):     # where the file lists it
+            raise c.fail(places[int(e.field[9:-1])], e.expected) from None
+        raise c.fail(f"{key}.{e.field}", e.expected) from None
 
 
 def parse_announce(c: yamlsrc.Checker, raw: Any, key: str) -> model.AnnounceSpec:
@@ -224,17 +225,7 @@ def parse_neighbour(c: yamlsrc.Checker, raw: Any, key: str) -> NeighbourSpec:
 
 
 def parse_timeouts(c: yamlsrc.Checker, raw: Any, key: str) -> tuple[tuple[str, int], ...]:
-    t = c.mapping(raw, key, set(model.TIMEOUT_KEYS))
-    return tuple((k, c.integer(t[k], f"{key}.{k}", 1, model.TIMEOUT_MAX))
-                 for k in model.TIMEOUT_KEYS if k in t)
-
-
-def request(parse, raw: Any, *args, key: str = ""):
-    """Validate one object of an API request exactly as a file's (the same
-    code, the same limits): `parse` is one of this module's parse_*
-    functions; errors are ConfigErrors naming the field (`key` for a lone
-    value), without file or line."""
-    return parse(yamlsrc.Checker(yamlsrc.Located("", raw), ConfigError), raw, key, *args)
+    return spec(c, key, lambda: model.timeouts(c.mapping(raw, key, set(model.TIMEOUT_KEYS))))
 
 
 def _items(c: yamlsrc.Checker, d: dict, name: str, key: str, what: str) -> list:

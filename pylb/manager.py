@@ -632,13 +632,8 @@ class Manager:
     def set_timeouts(self, seconds: dict) -> dict:
         """Manage some timeouts (like ipvsadm --set); the rest stay."""
         with self._lock:
-            unknown = set(seconds) - set(model.TIMEOUT_KEYS)
-            if unknown:
-                raise InvalidArgument(f"unknown timeout {sorted(unknown)[0]!r}; expected one "
-                                      f"of: {', '.join(model.TIMEOUT_KEYS)}")
-            merged = dict(self.model.timeouts) | seconds
-            self._commit(replace(self.model, timeouts=tuple(
-                (k, merged[k]) for k in model.TIMEOUT_KEYS if k in merged)))
+            merged = dict(self.model.timeouts) | dict(model.timeouts(seconds))
+            self._commit(replace(self.model, timeouts=tuple(merged.items())))
             return self.timeouts()
 
     def ports(self) -> list:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass, field, replace
+from collections.abc import Mapping
 from typing import Any
 
 from pylb import _limits
@@ -390,8 +391,15 @@ class AclSpec:
     prefixes: tuple[str, ...] = ()
 
     def __post_init__(self):
-        # A prefix listed twice is listed once (in its first place).
-        object.__setattr__(self, "prefixes", tuple(dict.fromkeys(self.prefixes)))
+        if not isinstance(self.name, str) or not ACL_NAME.match(self.name):
+            raise SpecError("name", "a name of letters, digits, '.', '-' or '_' (at most 64), "
+                                    f"got {_show(self.name)}")
+        _choice("type", self.type, ACL_TYPES)
+        _choice("action", self.action, ACL_ACTIONS)
+        _flag("all_services", self.all_services)
+        # Normalised; a prefix listed twice is listed once (in its first place).
+        object.__setattr__(self, "prefixes", tuple(dict.fromkeys(
+            str(network(f"prefixes[{i}]", p)) for i, p in enumerate(self.prefixes))))
 
     @property
     def key(self) -> str:
@@ -458,6 +466,16 @@ class SyncSettings:
     interval_ms: int = 20
 
 
+def timeouts(seconds: Mapping[str, Any]) -> tuple[tuple[str, int], ...]:
+    """Timeouts by name (TIMEOUT_KEYS), in seconds: as (name, seconds), in
+    TIMEOUT_KEYS order."""
+    for k, v in seconds.items():
+        if k not in TIMEOUT_KEYS:
+            raise SpecError(str(k), f"no such timeout; expected one of: {', '.join(TIMEOUT_KEYS)}")
+        _integer(k, v, 1, TIMEOUT_MAX)
+    return tuple((k, seconds[k]) for k in TIMEOUT_KEYS if k in seconds)
+
+
 @dataclass(frozen=True)
 class Config:
     """A whole desired state. `timeouts`: those the operator manages (the
@@ -470,6 +488,12 @@ class Config:
     timeouts: tuple[tuple[str, int], ...] = ()     # (name, seconds), in TIMEOUT_KEYS order
     acls: tuple[AclSpec, ...] = ()                  # in order: the first that refuses counts
     announce: AnnounceSpec = AnnounceSpec()
+
+    def __post_init__(self):
+        try:
+            object.__setattr__(self, "timeouts", timeouts(dict(self.timeouts)))
+        except SpecError as e:
+            raise e.within("timeouts") from None
 
     def service(self, key: ServiceKey) -> ServiceSpec | None:
         return next((s for s in self.services if s.key == key), None)
@@ -493,7 +517,7 @@ class Config:
                       tuple(sorted(self.routes, key=lambda r: _net_order(r.prefix))),
                       tuple(sorted(self.vips, key=lambda v: _net_order(v.prefix))),
                       tuple(sorted(self.neighbours, key=lambda n: (n.port, _ip_order(n.ip)))),
-                      tuple((k, v) for k in TIMEOUT_KEYS for k2, v in self.timeouts if k == k2),
+                      self.timeouts,
                       self.acls, AnnounceSpec(self.announce.min_healthy_backends,
                                               tuple(sorted(self.announce.withdrawn,
                                                            key=_net_order))))

@@ -155,10 +155,8 @@ def _service(r: pb.Service) -> ServiceSpec:
 
 
 def _acl(r: pb.Acl) -> model.AclSpec:
-    return config.request(config.parse_acl, {
-        "name": r.name, "type": r.type or model.DENY,
-        "action": r.action or model.ACL_DROP, "all_services": r.all_services,
-        "prefixes": list(r.prefixes)})
+    return model.AclSpec(r.name, r.type or model.DENY, r.action or model.ACL_DROP,
+                         r.all_services, tuple(r.prefixes))
 
 
 def acl_msg(a: model.AclSpec, with_prefixes: bool = True) -> pb.Acl:
@@ -180,7 +178,7 @@ def _neighbour(r: pb.Neighbour) -> NeighbourSpec:
 
 
 def _timeouts(r: pb.Timeouts) -> dict:
-    return dict(config.request(config.parse_timeouts, {f.name: v for f, v in r.ListFields()}))
+    return {f.name: v for f, v in r.ListFields()}
 
 
 def _vip(r: pb.Vip) -> VipSpec:

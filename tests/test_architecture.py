@@ -36,6 +36,17 @@ def test_folders_include_only_what_lies_below():
     assert up == UPWARD
 
 
+def test_a_layers_state_header_holds_types_only():
+    """l3/state.h and l4/state.h: the layer's types; core/dp.h composes
+    them through pointers, so it includes nothing above core/."""
+    states = [f for f in sources() if f.endswith("/state.h")]
+    assert states == ["l3/state.h", "l4/state.h"]
+    code = [f"{f}: {line}" for f in states for line in (SRC / f).read_text().splitlines()
+            if re.match(r"(static |extern |\w[\w\s\*]*\w\s*\()", line)
+            and not line.startswith(("struct ", "union ", "enum ", "typedef "))]
+    assert code == []
+
+
 def test_no_packet_path_file_compares_a_forwarding_method():
     compares = [f"{f}:{n}: {line.strip()}" for f in sources() if not f.startswith(CONTROL)
                 for n, line in enumerate((SRC / f).read_text().splitlines(), 1)

@@ -116,7 +116,9 @@ def answers(dp) -> list:
         try:
             out.append((what, _comparable(call())))
         except PylbError as e:
-            out.append((what, type(e).__name__, str(e)))
+            # The error's kind (a spec's refusal, SpecError, is an InvalidArgument).
+            kind = next(c for c in type(e).__mro__ if c.__module__ == "pylb.errors")
+            out.append((what, kind.__name__, str(e)))
     return out
 
 

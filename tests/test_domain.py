@@ -248,6 +248,38 @@ def test_set_backend_answers_with_the_counts(api):
         [("10.0.1.20", 0, 0)]
 
 
+@pytest.mark.parametrize("call, request_, file, field", [
+    ("SetAcl", pb.Acl(name="bad name", prefixes=["192.0.2.0/24"]),
+     "acls: [{name: bad name, prefixes: [192.0.2.0/24]}]", "name"),
+    ("SetAcl", pb.Acl(name="a", prefixes=["192.0.2.0/24", "192.0.2.1/24"]),
+     "acls: [{name: a, prefixes: [192.0.2.0/24, 192.0.2.1/24]}]", "prefixes[1]"),
+    ("SetAcl", pb.Acl(name="a", action="reject"),
+     "acls: [{name: a, action: reject}]", "action"),
+    ("SetTimeouts", pb.Timeouts(tcp_syn=model.TIMEOUT_MAX + 1),
+     f"timeouts: {{tcp_syn: {model.TIMEOUT_MAX + 1}}}", "tcp_syn"),
+])
+def test_acls_and_timeouts_are_checked_by_the_model_whichever_way_they_come(
+        api, call, request_, file, field):
+    """The spec refuses, with the same words: the API names its field, the
+    file the field's place (and line)."""
+    stub, _ = api
+    with pytest.raises(grpc.RpcError) as e:
+        getattr(stub, call)(request_)
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    api_field, expected = e.value.details().split(": ", 1)
+    assert api_field == field
+    with pytest.raises(InvalidArgument) as f:
+        load_config("c.yaml", file)
+    assert f"{field}" in str(f.value) and expected in str(f.value)
+
+
+def test_the_servicer_makes_specs_not_files():
+    """server.py reads the file format only for the calls that carry a file
+    (ApplyConfig, GetConfig)."""
+    used = re.findall(r"\bconfig\.(\w+)", (ROOT / "pylb/server.py").read_text())
+    assert set(used) == {"load_config", "dump"}
+
+
 # Names are defined once: each method, scheduler, state and protocol name
 # is a string literal in pylb/model.py only. ("source", a scheduler, is
 # also a plain word for addresses; a port's link is up or down.)

@@ -7,7 +7,7 @@
 #include <rte_errno.h>
 #include <rte_pdump.h>
 
-#include "core/pylb_priv.h"
+#include "core/dp.h"
 
 int
 pylb_eal_init(int argc, char **argv)

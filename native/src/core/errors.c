@@ -9,7 +9,7 @@
 
 #include <arpa/inet.h>
 
-#include "core/pylb_priv.h"
+#include "core/dp.h"
 
 static RTE_DEFINE_PER_LCORE(char, errmsg)[PYLB_ERRMSG_LEN];
 

@@ -15,7 +15,7 @@
 #include <rte_ip.h>
 #include <rte_mbuf.h>
 
-#include "core/pylb_priv.h"
+#include "core/dp.h"
 
 #define ICMP_DEST_UNREACH	3
 #define ICMP_TIME_EXCEEDED	11

@@ -8,7 +8,7 @@
 #include <rte_malloc.h>
 #include <rte_rcu_qsbr.h>
 
-#include "core/pylb_priv.h"
+#include "core/dp.h"
 
 /* Wait until every worker has passed a quiescent state. */
 void

@@ -23,7 +23,7 @@ pylb_dp_conn_list(struct pylb_dp *dp, struct pylb_conn_info *out, uint32_t max)
 	uint32_t n = 0;
 
 	for (uint32_t s = 0; s < dp->n_slots; s++) {
-		const struct pylb_conntrack *ct = &dp->lcores[s].ct;
+		const struct pylb_conntrack *ct = dp->lcores[s].ct;
 
 		for (uint32_t i = 1; i <= ct->cap && n < max; i++) {
 			struct pylb_conn_info *o = &out[n];
@@ -60,7 +60,7 @@ pylb_dp_half_open(const struct pylb_dp *dp, const struct pylb_ip *source)
 	uint64_t n = 0;
 
 	for (uint32_t s = 0; s < dp->n_slots; s++) {
-		const struct pylb_conntrack *ct = &dp->lcores[s].ct;
+		const struct pylb_conntrack *ct = dp->lcores[s].ct;
 
 		if (source == NULL)
 			n += __atomic_load_n(&ct->half_open, __ATOMIC_RELAXED);
@@ -77,7 +77,7 @@ pylb_dp_conn_count(const struct pylb_dp *dp)
 	uint64_t n = 0;
 
 	for (uint32_t s = 0; s < dp->n_slots; s++)
-		n += dp->lcores[s].ct.cap - dp->lcores[s].ct.n_free;
+		n += dp->lcores[s].ct->cap - dp->lcores[s].ct->n_free;
 	return n;
 }
 

@@ -108,6 +108,10 @@ pylb_dp_create(const struct pylb_dp_conf *conf, struct pylb_dp **out)
 	dp->n_slots = conf->n_workers + 1;
 	dp->lcores = rte_zmalloc("pylb_lcores", dp->n_slots * sizeof(*dp->lcores),
 				 RTE_CACHE_LINE_SIZE);
+	dp->cts = rte_zmalloc("pylb_ct", dp->n_slots * sizeof(*dp->cts), RTE_CACHE_LINE_SIZE);
+	dp->ncaches = rte_zmalloc("pylb_ncache", (size_t)dp->n_slots * PYLB_NCACHE *
+				  sizeof(*dp->ncaches), RTE_CACHE_LINE_SIZE);
+	dp->probes = rte_zmalloc("pylb_probes", PYLB_PROBES * sizeof(*dp->probes), 0);
 	dp->stats = rte_zmalloc("pylb_stats", dp->n_slots * sizeof(*dp->stats),
 				RTE_CACHE_LINE_SIZE);
 	dp->cfg = rte_zmalloc("pylb_cfg", sizeof(*dp->cfg), RTE_CACHE_LINE_SIZE);
@@ -116,7 +120,8 @@ pylb_dp_create(const struct pylb_dp_conf *conf, struct pylb_dp **out)
 	qs_threads = RTE_MAX(conf->n_workers, 1u);
 	sz = rte_rcu_qsbr_get_memsize(qs_threads);
 	dp->qsv = rte_zmalloc("pylb_qsbr", sz, RTE_CACHE_LINE_SIZE);
-	if (dp->lcores == NULL || dp->stats == NULL || dp->cfg == NULL || dp->svc_stats == NULL ||
+	if (dp->lcores == NULL || dp->cts == NULL || dp->ncaches == NULL || dp->probes == NULL ||
+	    dp->stats == NULL || dp->cfg == NULL || dp->svc_stats == NULL ||
 	    dp->qsv == NULL || rte_rcu_qsbr_init(dp->qsv, qs_threads) != 0) {
 		pylb_dp_destroy(dp);
 		return pylb_fail(-PYLB_E_NOMEM, "cannot allocate dataplane state");
@@ -127,6 +132,8 @@ pylb_dp_create(const struct pylb_dp_conf *conf, struct pylb_dp **out)
 		lc->slot = i;
 		lc->queue = (uint16_t)i;
 		lc->dp = dp;
+		lc->ct = &dp->cts[i];
+		lc->ncache = &dp->ncaches[(size_t)i * PYLB_NCACHE];
 		lc->stats = &dp->stats[i];
 		lc->svc_stats = &dp->svc_stats[(size_t)i * PYLB_MAX_SERVICES];
 		lc->lcore_id = i < conf->n_workers ? conf->worker_lcores[i] :
@@ -420,6 +427,9 @@ pylb_dp_destroy(struct pylb_dp *dp)
 	rte_free(dp->stats);
 	rte_free(dp->svc_stats);
 	rte_free(dp->lcores);
+	rte_free(dp->cts);
+	rte_free(dp->ncaches);
+	rte_free(dp->probes);
 	rte_free(dp);
 }
 

@@ -50,7 +50,7 @@ pylb_dp_housekeep(struct pylb_dp *dp)
 	struct pylb_lcore *lc = pylb_control_lcore(dp);
 
 	/* The control slot's own connections (injected packets). */
-	pylb_conn_age(lc, pylb_now(dp), lc->ct.cap);
+	pylb_conn_age(lc, pylb_now(dp), lc->ct->cap);
 	if (lc->frags != NULL)
 		pylb_frag_age(lc, pylb_now(dp));
 	return pylb_neigh_housekeep(dp);

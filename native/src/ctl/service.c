@@ -80,7 +80,8 @@ pylb_l4_free(struct pylb_dp *dp)
 			struct pylb_lcore *lc = &dp->lcores[i];
 			struct rte_mbuf *m;
 
-			pylb_conn_free(lc);
+			if (lc->ct != NULL)	/* NULL: the dataplane failed before */
+				pylb_conn_free(lc);
 			pylb_frag_free(lc);
 			while (lc->redirect != NULL && rte_ring_dequeue(lc->redirect, (void **)&m) == 0)
 				rte_pktmbuf_free(m);
@@ -730,7 +731,7 @@ l4_trace_unlocked(struct pylb_dp *dp, const struct pylb_l4_trace_query *q,
 		struct pylb_conn copy;
 		struct pylb_conn6 a;
 
-		if (!pylb_conn_snapshot(&lc->ct, (uint32_t)(v.c - lc->ct.conns), &copy, &a))
+		if (!pylb_conn_snapshot(lc->ct, (uint32_t)(v.c - lc->ct->conns), &copy, &a))
 			return pylb_fail(-PYLB_E_STATE, "the connection changed while traced: ask again");
 		out->state = copy.state;
 		out->backend.addr.af = af;

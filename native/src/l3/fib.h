@@ -16,6 +16,14 @@
 
 #include "core/hash.h"
 #include "core/pkt.h"
+#include "l3/state.h"
+
+/* Does backend b take new connections? */
+static inline bool
+pylb_backend_live(const struct pylb_backend *b)
+{
+	return b->weight != 0 && b->state == PYLB_BACKEND_UP;
+}
 
 static inline uint32_t
 fib4_lookup(struct pylb_dp *dp, uint32_t be_ip)

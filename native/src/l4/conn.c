@@ -48,7 +48,7 @@ src_init(const struct pylb_dp *dp, struct pylb_conntrack *ct)
 int
 pylb_conn_init(struct pylb_dp *dp, struct pylb_lcore *lc)
 {
-	struct pylb_conntrack *ct = &lc->ct;
+	struct pylb_conntrack *ct = lc->ct;
 	uint32_t cap = dp->conf.conn_capacity ? dp->conf.conn_capacity : PYLB_CONN_DEFAULT;
 	char name[RTE_HASH_NAMESIZE];
 	struct rte_hash_parameters hp = {
@@ -124,7 +124,7 @@ pylb_conn_init(struct pylb_dp *dp, struct pylb_lcore *lc)
 void
 pylb_conn_free(struct pylb_lcore *lc)
 {
-	struct pylb_conntrack *ct = &lc->ct;
+	struct pylb_conntrack *ct = lc->ct;
 
 	for (uint32_t i = 0; i < ct->n_held; i++)
 		rte_pktmbuf_free(ct->held[i].m);
@@ -180,7 +180,7 @@ struct pylb_conn *
 pylb_conn_lookup(struct pylb_lcore *lc, const struct pylb_tuple *t, bool reply,
 		 const struct pylb_ct_key *k)
 {
-	struct pylb_conntrack *ct = &lc->ct;
+	struct pylb_conntrack *ct = lc->ct;
 	struct ct_pos p;
 	uint32_t h;
 
@@ -347,7 +347,7 @@ local_hash(const struct pylb_conntrack *ct, const struct pylb_conn *c)
 struct pylb_conn *
 pylb_conn_new(struct pylb_lcore *lc, const struct pylb_tuple *t)
 {
-	struct pylb_conntrack *ct = &lc->ct;
+	struct pylb_conntrack *ct = lc->ct;
 	struct pylb_conn *c;
 	uint32_t idx;
 
@@ -386,7 +386,7 @@ pylb_conn_new(struct pylb_lcore *lc, const struct pylb_tuple *t)
 int
 pylb_conn_add_local(struct pylb_lcore *lc, struct pylb_conn *c)
 {
-	if (slot_add(&lc->ct, local_hash(&lc->ct, c), conn_idx(&lc->ct, c)) != 0)
+	if (slot_add(lc->ct, local_hash(lc->ct, c), conn_idx(lc->ct, c)) != 0)
 		return -1;
 	c->flags |= CONN_F_LOCAL;
 	return 0;
@@ -406,7 +406,7 @@ conn_free(struct pylb_conntrack *ct, struct pylb_conn *c, uint32_t idx)
 void
 pylb_conn_drop(struct pylb_lcore *lc, struct pylb_conn *c)
 {
-	struct pylb_conntrack *ct = &lc->ct;
+	struct pylb_conntrack *ct = lc->ct;
 	uint32_t idx = conn_idx(ct, c);
 
 	pylb_conn_released(lc, c);
@@ -423,7 +423,7 @@ pylb_conn_drop(struct pylb_lcore *lc, struct pylb_conn *c)
 void
 pylb_conn_discard(struct pylb_lcore *lc, struct pylb_conn *c)
 {
-	conn_free(&lc->ct, c, conn_idx(&lc->ct, c));
+	conn_free(lc->ct, c, conn_idx(lc->ct, c));
 }
 
 const char *
@@ -494,7 +494,7 @@ pylb_conn_state(struct pylb_lcore *lc, struct pylb_conn *c, uint8_t state)
 
 	c->state = state;
 	if (pylb_tcp_half_open(state) != pylb_tcp_half_open(was))
-		pylb_half_open_add(&lc->ct, c, pylb_tcp_half_open(state) ? 1 : -1);
+		pylb_half_open_add(lc->ct, c, pylb_tcp_half_open(state) ? 1 : -1);
 	/* Closing or closed: no longer open for the limits. */
 	pylb_conn_counted(lc, c, state < PYLB_TCP_TIME_WAIT);
 	/* Its backend's active/inactive counts follow (rare: a connection
@@ -514,7 +514,7 @@ pylb_conn_update(struct pylb_lcore *lc, struct pylb_conn *c, uint8_t tcp_flags,
 
 		if (unlikely(next != c->state)) {
 			pylb_conn_state(lc, c, next);
-			pylb_conn_changed(&lc->ct, c);
+			pylb_conn_changed(lc->ct, c);
 		}
 	}
 	c->expire_tsc = now + __atomic_load_n(&lc->dp->timeout_tsc[c->state], __ATOMIC_RELAXED);
@@ -524,7 +524,7 @@ pylb_conn_update(struct pylb_lcore *lc, struct pylb_conn *c, uint8_t tcp_flags,
 void
 pylb_conn_opened(struct pylb_lcore *lc, const struct pylb_conn *c, uint32_t src)
 {
-	struct pylb_conntrack *ct = &lc->ct;
+	struct pylb_conntrack *ct = lc->ct;
 
 	pylb_half_open_at(ct, src, 1);
 	if (ct->ho_tail - ct->ho_head > ct->ho_mask)
@@ -538,7 +538,7 @@ pylb_conn_opened(struct pylb_lcore *lc, const struct pylb_conn *c, uint32_t src)
 bool
 pylb_conn_evict_half_open(struct pylb_lcore *lc)
 {
-	struct pylb_conntrack *ct = &lc->ct;
+	struct pylb_conntrack *ct = lc->ct;
 
 	while (ct->ho_head != ct->ho_tail) {
 		struct pylb_conn *c = &ct->conns[ct->ho_ring[ct->ho_head++ & ct->ho_mask]];
@@ -571,7 +571,7 @@ pylb_conn_evictable(const struct pylb_conntrack *ct)
 uint32_t
 pylb_conn_unhold(struct pylb_lcore *lc, const struct pylb_conn *c, struct pylb_held *out)
 {
-	struct pylb_conntrack *ct = &lc->ct;
+	struct pylb_conntrack *ct = lc->ct;
 	uint32_t idx = conn_idx(ct, c), n = 0, taken = 0;
 
 	for (uint32_t i = 0; i < ct->n_held; i++) {
@@ -595,16 +595,16 @@ pylb_persist_find(struct pylb_lcore *lc, const struct pylb_persist_key *k, uint6
 	void *data;
 	struct pylb_persist *p;
 
-	if (rte_hash_lookup_data(lc->ct.ph, k, &data) < 0)
+	if (rte_hash_lookup_data(lc->ct->ph, k, &data) < 0)
 		return NULL;
-	p = &lc->ct.pers[(uintptr_t)data];
+	p = &lc->ct->pers[(uintptr_t)data];
 	return (int64_t)(now - p->expire_tsc) < 0 ? p : NULL;
 }
 
 struct pylb_persist *
 pylb_persist_new(struct pylb_lcore *lc, const struct pylb_persist_key *k)
 {
-	struct pylb_conntrack *ct = &lc->ct;
+	struct pylb_conntrack *ct = lc->ct;
 	struct pylb_persist *p;
 	void *data;
 	uint32_t idx;
@@ -646,7 +646,7 @@ persist_age(struct pylb_conntrack *ct, uint64_t now, uint32_t step)
 void
 pylb_conn_age(struct pylb_lcore *lc, uint64_t now, uint32_t step)
 {
-	struct pylb_conntrack *ct = &lc->ct;
+	struct pylb_conntrack *ct = lc->ct;
 
 	if (ct->pcap != 0)
 		persist_age(ct, now, RTE_MIN(step, ct->pcap));

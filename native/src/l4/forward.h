@@ -116,11 +116,11 @@ l4_reply_from_vip(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port
 		return false;
 	if (unlikely(!(c->flags & CONN_F_REPLIED))) {
 		if (pylb_conn_half_open(c) && c->proto == IPPROTO_UDP)
-			pylb_half_open_add(&lc->ct, c, -1);
+			pylb_half_open_add(lc->ct, c, -1);
 		c->flags |= CONN_F_REPLIED;
 	}
 	pylb_conn_update(lc, c, l4_tcp_flags(t, ports), true, lc->now);
-	nat_rewrite(m, t->af, t->proto, ports, false, conn_addr(&lc->ct, c, CONN_VIP), c->vport);
+	nat_rewrite(m, t->af, t->proto, ports, false, conn_addr(lc->ct, c, CONN_VIP), c->vport);
 	CNT(lc, NAT_REPLIES);
 	conn_check(lc, c);	/* its backend's index (a reset waits for the client) */
 	count_packet(lc, __atomic_load_n(&lc->dp->svcs[c->svc], __ATOMIC_ACQUIRE), c->svc,
@@ -134,11 +134,11 @@ static inline void
 l4_forward_as_is(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 		 struct rte_mbuf *m, uint16_t *ports __rte_unused, struct pylb_conn *c)
 {
-	const uint8_t *be = conn_addr(&lc->ct, c, CONN_BACKEND);
+	const uint8_t *be = conn_addr(lc->ct, c, CONN_BACKEND);
 
 	pylb_l4_methods[c->method]->out(lc, cfg, in_port, m, be, c->af,
-		flow_hash(lc->dp->conf.hash_key, conn_addr(&lc->ct, c, CONN_CLIENT),
-			  conn_addr(&lc->ct, c, CONN_VIP), c->af));
+		flow_hash(lc->dp->conf.hash_key, conn_addr(lc->ct, c, CONN_CLIENT),
+			  conn_addr(lc->ct, c, CONN_VIP), c->af));
 }
 
 #endif /* PYLB_FORWARD_H */

@@ -106,7 +106,7 @@ pylb_icmp_error_in(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_por
 		CNT(lc, ICMP_ERRORS_UNMATCHED);
 		return false;
 	}
-	be = conn_addr(&lc->ct, c, CONN_BACKEND);
+	be = conn_addr(lc->ct, c, CONN_BACKEND);
 	if (!relay_allowed(lc, m, &q, be))
 		return true;
 	quote = pylb_l4_methods[c->method]->quote;
@@ -114,8 +114,8 @@ pylb_icmp_error_in(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_por
 		quote_seq_to_backend(&q, c);
 		quote_set(&q, QUOTE_SRC, be, c->bport);
 		if (quote == L4_QUOTE_BACKEND_LOCAL) {
-			quote_set(&q, QUOTE_DST, conn_addr(&lc->ct, c, CONN_LIP), c->lport);
-			outer_set(&q, QUOTE_SRC, conn_addr(&lc->ct, c, CONN_LIP));
+			quote_set(&q, QUOTE_DST, conn_addr(lc->ct, c, CONN_LIP), c->lport);
+			outer_set(&q, QUOTE_SRC, conn_addr(lc->ct, c, CONN_LIP));
 		}
 		outer_set(&q, QUOTE_DST, be);
 		quote_seal(&q);
@@ -151,7 +151,7 @@ pylb_icmp_error_nat(struct pylb_lcore *lc, const struct pylb_cfg *cfg __rte_unus
 	}
 	if (!relay_allowed(lc, m, &q, t.dst))
 		return false;
-	vip = conn_addr(&lc->ct, c, CONN_VIP);
+	vip = conn_addr(lc->ct, c, CONN_VIP);
 	if (memcmp(q.outer + (af == 4 ? 12 : 8), t.src, af == 4 ? 4 : 16) == 0)
 		outer_set(&q, QUOTE_SRC, vip);
 	quote_set(&q, QUOTE_DST, vip, c->vport);
@@ -189,17 +189,17 @@ pylb_icmp_error_fullnat(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int i
 		CNT(lc, ICMP_ERRORS_UNMATCHED);
 		return false;
 	}
-	if (!relay_allowed(lc, m, &q, conn_addr(&lc->ct, c, CONN_CLIENT)))
+	if (!relay_allowed(lc, m, &q, conn_addr(lc->ct, c, CONN_CLIENT)))
 		return true;
-	vip = conn_addr(&lc->ct, c, CONN_VIP);
+	vip = conn_addr(lc->ct, c, CONN_VIP);
 	/* The PROXY protocol's header shifted the client's numbers. */
 	pp = conn_pp(lc, c);
 	if (unlikely(pp != NULL) && q.proto == IPPROTO_TCP && q.l4 >= 8)
 		quote_seq_set(&q, pp_client_seq(pp, quote_seq(&q)));
-	quote_set(&q, QUOTE_SRC, conn_addr(&lc->ct, c, CONN_CLIENT), c->cport);
+	quote_set(&q, QUOTE_SRC, conn_addr(lc->ct, c, CONN_CLIENT), c->cport);
 	quote_set(&q, QUOTE_DST, vip, c->vport);
 	outer_set(&q, QUOTE_SRC, vip);
-	outer_set(&q, QUOTE_DST, conn_addr(&lc->ct, c, CONN_CLIENT));
+	outer_set(&q, QUOTE_DST, conn_addr(lc->ct, c, CONN_CLIENT));
 	quote_seal(&q);
 	CNT(lc, ICMP_ERRORS_TRANSLATED);
 	pylb_l4_route(lc, cfg, in_port, m, af);

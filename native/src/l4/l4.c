@@ -52,7 +52,7 @@ bool
 pylb_conn_resolve(struct pylb_lcore *lc, struct pylb_conn *c)
 {
 	struct pylb_dp *dp = lc->dp;
-	const uint8_t *be = conn_addr(&lc->ct, c, CONN_BACKEND);
+	const uint8_t *be = conn_addr(lc->ct, c, CONN_BACKEND);
 	uint32_t v = c->af == 4 ? fib4_lookup(dp, *(const unaligned_uint32_t *)be) :
 		fib6_lookup(dp, be);
 	const struct pylb_nh *nh;
@@ -165,7 +165,7 @@ conn_backend_stats(struct pylb_lcore *lc, const struct pylb_conn *c)
 	if (svc == NULL)
 		return NULL;
 	bidx = c->gen == __atomic_load_n(&lc->dp->gen, __ATOMIC_ACQUIRE) ? c->bidx :
-		pylb_backend_index(&lc->ct, svc, c);
+		pylb_backend_index(lc->ct, svc, c);
 	return bidx < svc->bal.n_backends ?
 		&svc->bstats[(size_t)lc->slot * svc->bstride + bidx] : NULL;
 }
@@ -187,14 +187,14 @@ pylb_conn_counted(struct pylb_lcore *lc, struct pylb_conn *c, bool open)
 		void *data = NULL;
 		uintptr_t v;
 
-		pylb_client_key(&k, c->svc, conn_addr(&lc->ct, c, CONN_CLIENT), c->af);
-		if (rte_hash_lookup_data(lc->ct.clients, &k, &data) < 0 && d < 0)
+		pylb_client_key(&k, c->svc, conn_addr(lc->ct, c, CONN_CLIENT), c->af);
+		if (rte_hash_lookup_data(lc->ct->clients, &k, &data) < 0 && d < 0)
 			return;
 		v = (uintptr_t)data + (uintptr_t)(intptr_t)d;
 		if (v == 0)
-			rte_hash_del_key(lc->ct.clients, &k);
+			rte_hash_del_key(lc->ct->clients, &k);
 		else
-			rte_hash_add_key_data(lc->ct.clients, &k, (void *)v);
+			rte_hash_add_key_data(lc->ct->clients, &k, (void *)v);
 	}
 }
 
@@ -281,7 +281,7 @@ conn_start(struct pylb_lcore *lc, const struct pylb_tuple *t, const struct l4_ve
 		lc->svc_stats[svc->id].conns++;
 		bs->conns++;
 	}
-	pylb_conn_set_addr(&lc->ct, c, CONN_BACKEND, b->addr.ip);
+	pylb_conn_set_addr(lc->ct, c, CONN_BACKEND, b->addr.ip);
 	/* Port translation; backend port 0 keeps the client's. */
 	c->bport = b->port ? rte_cpu_to_be_16(b->port) : t->dport;
 	c->svc = svc->id;
@@ -304,7 +304,7 @@ conn_start(struct pylb_lcore *lc, const struct pylb_tuple *t, const struct l4_ve
 		CNT(lc, CONN_PICKED_UP);
 	else
 		CNT(lc, CONN_CREATED);
-	pylb_conn_changed(&lc->ct, c);
+	pylb_conn_changed(lc->ct, c);
 	return c;
 }
 
@@ -364,7 +364,7 @@ act(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port, struct rte_m
 	}
 	if (unlikely(v->take != 0)) {
 		if (v->take & L4_TAKE_SOURCE_RATE)
-			pylb_tokens_take(&lc->ct.src_rate[v->src], now, lc->ct.src_cost,
+			pylb_tokens_take(&lc->ct->src_rate[v->src], now, lc->ct->src_cost,
 					 rte_get_timer_hz());
 		if (v->take & L4_TAKE_SERVICE_RATE)
 			pylb_tokens_take(&lc->svc_rate[v->svc->id], now,
@@ -435,7 +435,7 @@ pylb_l4_to_backend(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_por
 	if (pylb_l4_methods[c->method]->out != NULL)
 		return l4_forward_as_is(lc, cfg, in_port, m, NULL, c);
 	if (!l4_conn_output(lc, cfg, c, m))
-		l4_out_routed(lc, cfg, in_port, m, conn_addr(&lc->ct, c, CONN_BACKEND), c->af, 0);
+		l4_out_routed(lc, cfg, in_port, m, conn_addr(lc->ct, c, CONN_BACKEND), c->af, 0);
 }
 
 /* A later fragment (frag.c; gathered at the client's owner, which owns

@@ -95,11 +95,11 @@ pp_client_seq(const struct pylb_pp *pp, uint32_t v)
 static inline struct pylb_pp *
 conn_pp(const struct pylb_lcore *lc, const struct pylb_conn *c)
 {
-	struct pylb_pp *pp = __atomic_load_n(&lc->ct.pp, __ATOMIC_RELAXED);
+	struct pylb_pp *pp = __atomic_load_n(&lc->ct->pp, __ATOMIC_RELAXED);
 
 	if (likely(pp == NULL))
 		return NULL;
-	pp = &pp[c - lc->ct.conns];
+	pp = &pp[c - lc->ct->conns];
 	return pp->len != 0 ? pp : NULL;
 }
 
@@ -547,7 +547,7 @@ conn_check(struct pylb_lcore *lc, struct pylb_conn *c)
 	if (likely(c->gen == gen))
 		return true;
 	svc = __atomic_load_n(&lc->dp->svcs[c->svc], __ATOMIC_ACQUIRE);
-	c->bidx = pylb_backend_index(&lc->ct, svc, c);
+	c->bidx = pylb_backend_index(lc->ct, svc, c);
 	c->gen = gen;
 	c->flags &= (uint16_t)~CONN_F_OUT_OK;
 	return !conn_reset_down(svc, c->bidx);

@@ -12,7 +12,7 @@
 #define PYLB_METHOD_H
 
 #include "core/hash.h"
-#include "core/pylb_priv.h"
+#include "l4/state.h"
 
 struct l4_verdict;
 

@@ -68,7 +68,7 @@ int
 pylb_pp_enable(struct pylb_dp *dp)
 {
 	for (uint32_t i = 0; i < dp->n_slots; i++) {
-		struct pylb_conntrack *ct = &dp->lcores[i].ct;
+		struct pylb_conntrack *ct = dp->lcores[i].ct;
 		struct pylb_pp *pp;
 
 		if (ct->pp != NULL)
@@ -84,7 +84,7 @@ pylb_pp_enable(struct pylb_dp *dp)
 void
 pylb_pp_open(struct pylb_lcore *lc, struct pylb_conn *c, const struct pylb_service *svc)
 {
-	struct pylb_conntrack *ct = &lc->ct;
+	struct pylb_conntrack *ct = lc->ct;
 	uint8_t buf[PYLB_PP_MAX];
 	struct pylb_pp *pp;
 
@@ -152,7 +152,7 @@ udp_insert(struct pylb_lcore *lc, struct rte_mbuf *m, struct rte_udp_hdr *u,
 
 	if (!open_gap(m, (uint8_t *)(u + 1), pp->len))
 		return false;
-	header(&lc->ct, c, pp->version, (uint8_t *)(u + 1));
+	header(lc->ct, c, pp->version, (uint8_t *)(u + 1));
 	ulen += pp->len;
 	u->dgram_len = rte_cpu_to_be_16((uint16_t)ulen);
 	ip_grow(m, c->af, pp->len);
@@ -174,7 +174,7 @@ tcp_insert(struct pylb_lcore *lc, struct rte_mbuf *m, struct rte_tcp_hdr *t,
 
 	if (!open_gap(m, data, pp->len))
 		return false;
-	header(&lc->ct, c, pp->version, data);
+	header(lc->ct, c, pp->version, data);
 	ip_grow(m, c->af, pp->len);
 	t->cksum = 0;
 	t->cksum = l4_cksum(ip, c->af, t, tlen + pp->len, IPPROTO_TCP);

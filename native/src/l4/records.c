@@ -54,8 +54,8 @@ pylb_dp_conn_export(struct pylb_dp *dp, struct pylb_conn_record *out, uint32_t m
 	uint32_t n = 0;
 
 	for (uint32_t s = 0; s < dp->n_slots; s++)
-		for (uint32_t i = 1; i <= dp->lcores[s].ct.cap && n < max; i++)
-			n += conn_record(&dp->lcores[s].ct, i, now, &out[n]);
+		for (uint32_t i = 1; i <= dp->lcores[s].ct->cap && n < max; i++)
+			n += conn_record(dp->lcores[s].ct, i, now, &out[n]);
 	return (int)n;
 }
 
@@ -66,7 +66,7 @@ pylb_dp_sync_collect(struct pylb_dp *dp, struct pylb_conn_record *out, uint32_t 
 	uint32_t n = 0;
 
 	for (uint32_t s = 0; s < dp->n_slots; s++) {
-		struct pylb_conntrack *ct = &dp->lcores[s].ct;
+		struct pylb_conntrack *ct = dp->lcores[s].ct;
 		uint32_t head, tail;
 
 		if (ct->chg_ring == NULL)
@@ -86,7 +86,7 @@ pylb_dp_sync_lost(const struct pylb_dp *dp)
 	uint64_t n = 0;
 
 	for (uint32_t s = 0; s < dp->n_slots; s++)
-		n += __atomic_load_n(&dp->lcores[s].ct.chg_lost, __ATOMIC_RELAXED);
+		n += __atomic_load_n(&dp->lcores[s].ct->chg_lost, __ATOMIC_RELAXED);
 	return n;
 }
 
@@ -166,7 +166,7 @@ conn_install(struct pylb_dp *dp, struct pylb_lcore *lc, const struct pylb_conn_r
 	c = pylb_conn_new(lc, &t);
 	if (c == NULL)
 		return false;
-	pylb_conn_set_addr(&lc->ct, c, CONN_BACKEND, r->backend);
+	pylb_conn_set_addr(lc->ct, c, CONN_BACKEND, r->backend);
 	c->bport = rte_cpu_to_be_16(r->bport);
 	c->svc = svc->id;
 	c->bidx = (uint16_t)bi;
@@ -177,7 +177,7 @@ conn_install(struct pylb_dp *dp, struct pylb_lcore *lc, const struct pylb_conn_r
 	c->seq_delta = r->seq_delta;
 	c->expire_tsc = now + left;
 	if (r->method == PYLB_L4_FULLNAT) {
-		pylb_conn_set_addr(&lc->ct, c, CONN_LIP, r->local);
+		pylb_conn_set_addr(lc->ct, c, CONN_LIP, r->local);
 		c->lport = rte_cpu_to_be_16(r->lport);
 		if (pylb_conn_add_local(lc, c) != 0) {
 			pylb_conn_discard(lc, c);
@@ -186,8 +186,8 @@ conn_install(struct pylb_dp *dp, struct pylb_lcore *lc, const struct pylb_conn_r
 	}
 	/* Counted as if it had opened here: half-open, open, its backend's. */
 	if (pylb_conn_half_open(c))
-		pylb_conn_opened(lc, c, lc->ct.src_ho != NULL ?
-				 pylb_src_slot(&lc->ct, r->client, r->af) : 0);
+		pylb_conn_opened(lc, c, lc->ct->src_ho != NULL ?
+				 pylb_src_slot(lc->ct, r->client, r->af) : 0);
 	(*conn_gauge(&svc->bstats[(size_t)lc->slot * svc->bstride + bi], c->state))++;
 	if (svc->conf.max_per_client != 0)
 		c->flags |= CONN_F_CLIENT;
@@ -225,7 +225,7 @@ void
 pylb_sync_drain(struct pylb_lcore *lc)
 {
 	struct pylb_conn_record r[PYLB_BURST];
-	unsigned int n = rte_ring_dequeue_burst_elem(lc->ct.sync_in, r, sizeof(r[0]), PYLB_BURST,
+	unsigned int n = rte_ring_dequeue_burst_elem(lc->ct->sync_in, r, sizeof(r[0]), PYLB_BURST,
 						     NULL);
 
 	for (unsigned int i = 0; i < n; i++)
@@ -250,7 +250,7 @@ sync_apply_unlocked(struct pylb_dp *dp, const struct pylb_conn_record *r, uint32
 			done += conn_install(dp, &dp->lcores[slot], &r[i], now, PYLB_C_CONN_SYNCED,
 					     true);
 		else
-			done += rte_ring_enqueue_elem(dp->lcores[slot].ct.sync_in,
+			done += rte_ring_enqueue_elem(dp->lcores[slot].ct->sync_in,
 						      (void *)(uintptr_t)&r[i], sizeof(r[i])) == 0;
 	}
 	return done;

@@ -65,7 +65,7 @@ limits_refuse(const struct pylb_lcore *lc, const struct pylb_service *svc,
 		void *data;
 
 		pylb_client_key(&k, svc->id, t->src, t->af);
-		if (rte_hash_lookup_data(lc->ct.clients, &k, &data) >= 0 &&
+		if (rte_hash_lookup_data(lc->ct->clients, &k, &data) >= 0 &&
 		    (uintptr_t)data >= s->max_per_client)
 			return PYLB_D_LIMIT_CLIENT_CONNS;
 	}
@@ -205,7 +205,7 @@ static void
 open_decide(struct pylb_lcore *lc, const struct pylb_tuple *t, const struct pylb_service *svc,
 	    uint64_t now, enum pylb_opening how, struct l4_verdict *v)
 {
-	const struct pylb_conntrack *ct = &lc->ct;
+	const struct pylb_conntrack *ct = lc->ct;
 	const struct l4_method *method = pylb_l4_methods[svc->conf.method];
 	bool half_open = t->proto == IPPROTO_TCP || method->replies != L4_REPLIES_NONE;
 	bool mid_flow = how == PYLB_OPEN_MID_FLOW;
@@ -274,7 +274,7 @@ mid_flow(struct pylb_lcore *lc, const struct pylb_tuple *t, uint8_t flags, uint3
 	if (svc != NULL && svc->bal.table != NULL) {
 		if ((flags & (RTE_TCP_SYN_FLAG | RTE_TCP_ACK_FLAG | RTE_TCP_RST_FLAG)) ==
 		    RTE_TCP_ACK_FLAG && svc->synproxy != PYLB_SYN_PROXY_OFF &&
-		    (svc->synproxy == PYLB_SYN_PROXY_ALWAYS || now < lc->ct.cookies_until) &&
+		    (svc->synproxy == PYLB_SYN_PROXY_ALWAYS || now < lc->ct->cookies_until) &&
 		    (why = pylb_synproxy_cookie_check(lc, t, seq, ack, now)) == 0) {
 			/* The ACLs again: they may have changed since the SYN. */
 			if (!acl_refuses(lc, t, svc, v))
@@ -304,7 +304,7 @@ conn_down(const struct pylb_lcore *lc, const struct pylb_conn *c)
 	if (likely(c->gen == __atomic_load_n(&lc->dp->gen, __ATOMIC_ACQUIRE)))
 		return false;
 	svc = __atomic_load_n(&lc->dp->svcs[c->svc], __ATOMIC_ACQUIRE);
-	return conn_reset_down(svc, pylb_backend_index(&lc->ct, svc, c));
+	return conn_reset_down(svc, pylb_backend_index(lc->ct, svc, c));
 }
 
 /* What pylb_l4_decide (verdict.h) does not decide inline: c, t's entry
@@ -359,8 +359,8 @@ pylb_l4_decide_rest(struct pylb_lcore *lc, const struct pylb_tuple *t, uint8_t f
 		return;
 	/* A SYN (or UDP). Under pressure, or always, a cookie answers it. */
 	if (svc->synproxy != PYLB_SYN_PROXY_OFF &&
-	    (svc->synproxy == PYLB_SYN_PROXY_ALWAYS || lc->ct.half_open >= lc->ct.half_open_budget ||
-	     pylb_src_over(&lc->ct, t->src, t->af))) {
+	    (svc->synproxy == PYLB_SYN_PROXY_ALWAYS || lc->ct->half_open >= lc->ct->half_open_budget ||
+	     pylb_src_over(lc->ct, t->src, t->af))) {
 		v->what = PYLB_L4V_COOKIE;
 		return;
 	}

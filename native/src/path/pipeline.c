@@ -173,7 +173,7 @@ classify(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port,
 	 struct pylb_burst *b)
 {
 	const struct pylb_dp *dp = lc->dp;
-	bool keyed = dp->n_services != 0 && lc->ct.nb != 0;
+	bool keyed = dp->n_services != 0 && lc->ct->nb != 0;
 	uint16_t i;
 
 	if (b->n4 != 0) {
@@ -229,7 +229,7 @@ static __rte_always_inline void
 each(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port,
      struct pylb_burst *b, uint32_t mask, stage_one_fn *one)
 {
-	const struct pylb_conntrack *ct = &lc->ct;
+	const struct pylb_conntrack *ct = lc->ct;
 	uint32_t bucket = mask & b->keyed, entry = bucket;
 	int j;
 

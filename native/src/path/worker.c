@@ -72,7 +72,7 @@ pylb_worker_main(void *arg)
 		}
 		if (lc->redirect != NULL && !rte_ring_empty(lc->redirect))
 			pylb_redirect_drain(lc, cfg);
-		if (unlikely(lc->ct.sync_in != NULL) && !rte_ring_empty(lc->ct.sync_in))
+		if (unlikely(lc->ct->sync_in != NULL) && !rte_ring_empty(lc->ct->sync_in))
 			pylb_sync_drain(lc);
 		/* What the control side has to send (neighbour requests,
 		 * released packets) leaves through the first worker. */

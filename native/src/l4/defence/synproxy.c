@@ -170,7 +170,7 @@ static uint32_t
 cookie_make(struct pylb_lcore *lc, const struct pylb_tuple *t, uint32_t isn,
 	    const struct syn_opts *o, uint32_t *mss_index)
 {
-	uint64_t period = cookie_now(&lc->ct, lc->now);
+	uint64_t period = cookie_now(lc->ct, lc->now);
 	uint16_t mss = o->mss ? o->mss : t->af == 4 ? 536 : 1220;
 	uint32_t mi = 0, data;
 
@@ -245,7 +245,7 @@ pylb_synproxy_syn(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port
 	syn_options_write((uint8_t *)(th + 1), (uint16_t)(cookie_mss[mi] - mss_less), o.sack,
 			  o.ws == WS_NONE ? WS_NONE : PYLB_SYNPROXY_WSCALE);
 	CNT(lc, SYN_COOKIES_SENT);
-	lc->ct.cookies_until = lc->ct.period_end + cookie_period();
+	lc->ct->cookies_until = lc->ct->period_end + cookie_period();
 	tcp_answer(lc, cfg, in_port, m, t->af, th, sizeof(*th) + SYN_OPTS_LEN);
 }
 
@@ -288,7 +288,7 @@ void
 pylb_synproxy_hold(struct pylb_lcore *lc, int in_port, struct rte_mbuf *m,
 		   const struct pylb_conn *c)
 {
-	struct pylb_conntrack *ct = &lc->ct;
+	struct pylb_conntrack *ct = lc->ct;
 
 	if (ct->n_held == PYLB_SYNPROXY_HOLD)
 		return drop(lc, m, PYLB_D_SYN_PROXY_HOLD_FULL);
@@ -364,7 +364,7 @@ backend_answered(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 	c->flags = (uint16_t)((c->flags & ~(CONN_F_OPENING | CONN_WS_MASK)) |
 		CONN_WS(ws_c != WS_NONE ? o.ws : WS_NONE, ws_a));
 	pylb_conn_state(lc, c, PYLB_TCP_ESTABLISHED);
-	pylb_conn_changed(&lc->ct, c);
+	pylb_conn_changed(lc->ct, c);
 	c->expire_tsc = lc->now + __atomic_load_n(&lc->dp->timeout_tsc[PYLB_TCP_ESTABLISHED],
 						  __ATOMIC_RELAXED);
 	if (!seg_fit(lc, m, th, sizeof(*th)))

@@ -13,7 +13,7 @@ static void
 forward_fullnat(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 		struct rte_mbuf *m, uint16_t *ports, struct pylb_conn *c)
 {
-	const uint8_t *be = conn_addr(&lc->ct, c, CONN_BACKEND);
+	const uint8_t *be = conn_addr(lc->ct, c, CONN_BACKEND);
 	struct pylb_pp *pp = conn_pp(lc, c);
 
 	if (unlikely(!l4_conn_fits(lc, cfg, in_port, m, c)))
@@ -24,7 +24,7 @@ forward_fullnat(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 	if (unlikely(pp != NULL) && !pylb_pp_to_backend(lc, m, ports, c, pp))
 		return;
 	nat_rewrite(m, c->af, c->proto, ports, true, be, c->bport);
-	nat_rewrite(m, c->af, c->proto, ports, false, conn_addr(&lc->ct, c, CONN_LIP), c->lport);
+	nat_rewrite(m, c->af, c->proto, ports, false, conn_addr(lc->ct, c, CONN_LIP), c->lport);
 	if (!l4_conn_output(lc, cfg, c, m))
 		l4_out_routed(lc, cfg, in_port, m, be, c->af, 0);
 }
@@ -67,7 +67,7 @@ fullnat_open(struct pylb_lcore *lc, const struct pylb_service *svc, struct pylb_
 	     const struct l4_verdict *v)
 {
 	lc->fnat_next = rte_be_to_cpu_16(v->lport) + RTE_MAX(lc->dp->conf.n_workers, 1u);
-	pylb_conn_set_addr(&lc->ct, c, CONN_LIP, svc->conf.lips[v->lip].ip);
+	pylb_conn_set_addr(lc->ct, c, CONN_LIP, svc->conf.lips[v->lip].ip);
 	c->lport = v->lport;
 	pylb_pp_open(lc, c, svc);
 	return pylb_conn_add_local(lc, c) == 0;
@@ -86,7 +86,7 @@ reply_fullnat(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 		return false;
 	if (unlikely(pp != NULL) && c->proto == IPPROTO_TCP)
 		pylb_pp_to_client(m, ports, pp);
-	nat_rewrite(m, t->af, t->proto, ports, true, conn_addr(&lc->ct, c, CONN_CLIENT), c->cport);
+	nat_rewrite(m, t->af, t->proto, ports, true, conn_addr(lc->ct, c, CONN_CLIENT), c->cport);
 	pylb_l4_route(lc, cfg, in_port, m, t->af);
 	return false;
 }

@@ -11,7 +11,7 @@ static void
 forward_nat(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 	    struct rte_mbuf *m, uint16_t *ports, struct pylb_conn *c)
 {
-	const uint8_t *be = conn_addr(&lc->ct, c, CONN_BACKEND);
+	const uint8_t *be = conn_addr(lc->ct, c, CONN_BACKEND);
 
 	if (unlikely(!l4_conn_fits(lc, cfg, in_port, m, c)))
 		return;

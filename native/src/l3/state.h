@@ -1,0 +1,117 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ * Copyright(c) 2026 pylb authors
+ *
+ * The L3 layer's state: routes (FIB values, next hops and their groups),
+ * L3 VIPs and the backend sets they share with L4 services, ACLs, and
+ * neighbours. Types only.
+ */
+#ifndef PYLB_L3_STATE_H
+#define PYLB_L3_STATE_H
+
+#include "core/dp.h"
+
+/* FIB values (16 bits): a kind and an id. 0 is "no route". */
+#define PYLB_FIB_KIND_SHIFT	13
+#define PYLB_FIB_ID_MASK	0x1fff
+#define PYLB_FIB_GROUP		0	/* id: next-hop group, 1.. */
+#define PYLB_FIB_VIP		1	/* id: VIP slot */
+#define PYLB_FIB_LOCAL		2	/* id: port owning the address */
+#define PYLB_FIB_SERVICE	3	/* the address has L4 services */
+#define PYLB_FIB_VAL(kind, id)	((uint64_t)(kind) << PYLB_FIB_KIND_SHIFT | (id))
+#define PYLB_MAX_GROUPS		PYLB_FIB_ID_MASK	/* ids 1..8191 */
+#define PYLB_MAX_NEXTHOPS	4096
+
+/* The ACLs as published (acl.c): a FIB per family whose value indexes
+ * `masks` (the lists matching an address; 0: none), the lists' kinds and
+ * actions, and per service id the lists that apply. */
+#define PYLB_ACL_SETS_MAX	32767
+struct pylb_acls {
+	struct rte_fib *fib4;
+	struct rte_fib6 *fib6;
+	uint64_t *masks;
+	uint32_t n_masks;
+	uint64_t deny, allow;
+	uint8_t action[PYLB_MAX_ACLS];
+	uint64_t svc[PYLB_MAX_SERVICES];
+};
+
+/* A next hop (adjacency): written once before any route points at it; only
+ * `mac` changes afterwards, atomically, when its neighbour resolves. */
+#define PYLB_MAC_VALID		(1ULL << 63)
+struct pylb_nh {
+	uint64_t mac;		/* MAC bytes in the low 48 bits | PYLB_MAC_VALID */
+	uint16_t port;
+	uint8_t af;		/* of the route */
+	uint8_t connected;	/* no gateway: the packet's destination */
+	uint8_t gw[16];
+};
+
+struct pylb_nhg {
+	uint16_t n;
+	uint16_t nh[PYLB_MAX_ECMP];
+	uint32_t ports;		/* bit p: a next hop out of port p */
+	bool connected;		/* a port's network */
+};
+
+/* A backend set and its consistent-hash lookup table, as L3 VIPs and L4
+ * services hold them (in the same allocation, after the owner). */
+struct pylb_balance {
+	uint32_t n_backends;
+	uint32_t table_size;
+	struct pylb_backend *backends;
+	uint16_t *table;	/* table_size entries; NULL: no backend with weight */
+};
+
+/* An L3 VIP: immutable, replaced whole through dp->vips[] with RCU. */
+/* A VIP's output towards backend `to` through next hop nh (vip.c). */
+typedef void pylb_vip_out_fn(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
+			     struct rte_mbuf *m, const struct pylb_nh *nh,
+			     const struct pylb_vip *vip, const struct pylb_ip *to, uint8_t af);
+
+struct pylb_vip {
+	struct pylb_vip_conf conf;
+	pylb_vip_out_fn *out;		/* conf.method's, bound when configured */
+	struct pylb_balance bal;
+};
+
+struct pylb_neigh_key {
+	uint8_t ip[16];
+	uint16_t port;
+	uint8_t af;
+	uint8_t pad;
+};
+
+/* A worker's memory of resolved neighbours on connected networks (the MACs
+ * of gateways are cached in their next hops): direct-mapped, valid while
+ * dp->gen is what it was when the entry was filled. */
+#define PYLB_NCACHE	256
+struct pylb_ncache {
+	struct pylb_neigh_key key;
+	uint32_t gen;
+	uint64_t mac;		/* | PYLB_MAC_VALID */
+};
+
+/* A neighbour seen by a worker, queued for the control side to record. */
+struct pylb_neigh_learn {
+	struct pylb_neigh_key key;
+	struct rte_ether_addr mac;
+	uint16_t pad;		/* ring elements are multiples of 4 bytes */
+};
+
+/* A packet waiting for its neighbour, handed to the control side. */
+struct pylb_neigh_miss {
+	struct rte_mbuf *m;
+	struct pylb_neigh_key key;
+};
+
+/* Control-side state of a neighbour entry, by hash position. */
+struct pylb_neigh_ctl {
+	uint64_t seen_tsc;
+	uint64_t req_tsc;
+	uint8_t state;		/* enum pylb_neigh_state */
+	uint8_t tries;
+	uint8_t n_hold;
+	struct rte_mbuf *hold[PYLB_NEIGH_HOLD];
+};
+
+#endif /* PYLB_L3_STATE_H */
