@@ -158,6 +158,221 @@ def _run_tasks(tasks: queue.SimpleQueue, dp) -> None:
         tasks.get()(dp)
 
 
+class Appliance:
+    """One run, in the order it starts: the dataplane and its ports
+    (`_dataplane`), the domain with its BGP speaker (`_domain`), the last
+    run's connections (`_restore`), the workers (`_start`), the fleet
+    (`_fleet`), the API and the metrics (`_listen`); `_loop` until stopped, `_leave` the
+    fleet's routing and peers gracefully, then `_close` takes down what was
+    started, in its own order (the API drained before the dataplane goes).
+    Every part is optional but the dataplane; each method has one job."""
+
+    def __init__(self, profile: Profile, instance: str | None, tasks: queue.SimpleQueue):
+        self.profile, self.instance, self.tasks = profile, instance, tasks
+        self.name = instance or profile.name
+        self.native = load_native()
+        self.dp = self.manager = self.speaker = self.snapshots = None
+        self.sync = self.moving = self.server = self.metrics = None
+        self.eal = False
+
+    def serve(self, stop: threading.Event, config: Config | None, grpc_address: str | None,
+              grpc_tls, metrics_address: str | None, reload: threading.Event | None,
+              config_path: str | None) -> None:
+        try:
+            self._dataplane()
+            self._domain(config)
+            self._restore()
+            self._start()
+            self._fleet()
+            self._listen(grpc_address, grpc_tls, metrics_address)
+            log.info("running: %d worker(s) on lcore(s) %s, file prefix %s",
+                     len(self.profile.workers), ",".join(map(str, self.profile.workers)),
+                     self.profile.file_prefix(self.instance))
+            self._loop(stop, reload, config_path)
+            log.info("stopping")
+            self._leave()
+        finally:
+            self._close()
+
+    def _dataplane(self) -> None:
+        p, native = self.profile, self.native
+        argv = p.eal_argv(self.instance)
+        log.info("EAL %s", " ".join(argv[1:]))
+        native.eal_init(argv)
+        self.eal = True
+        self.dp = native.Dataplane(workers=p.workers, mbufs=p.mbufs, mbuf_cache=p.mbuf_cache,
+                                   mbuf_size=p.mbuf_size, max_routes=p.max_routes,
+                                   conn_capacity=p.conn_capacity, timeouts=dict(p.timeouts),
+                                   tcp_reset=p.tcp_reset, mid_flow=p.mid_flow,
+                                   sync=p.sync is not None, half_open_budget=p.half_open_budget,
+                                   per_source=dict(p.per_source), hash_seed=p.fleet_secret)
+        for port in p.ports:
+            idx = self.dp.add_port(port.name, port.device, rx_desc=port.rx_desc,
+                                   tx_desc=port.tx_desc, link_wait_ms=port.link_wait_ms,
+                                   kernel_iface=port.kernel_iface, mtu=port.mtu,
+                                   parent=port.parent or None, vlan=port.vlan,
+                                   rp_filter=port.rp_filter)
+            for addr in port.addresses:
+                self.dp.add_address(idx, addr)
+            for addr in port.local_addresses:
+                self.dp.add_address(idx, model.host_prefix(addr), mirror=False)
+
+    def _domain(self, config: Config | None) -> None:
+        """From here on every change, the start-up configuration included,
+        goes through the domain (on this thread: at once; from others:
+        queued to this loop). BGP speaks from the ports' kernel interfaces
+        what the domain decides, from the configuration on."""
+        from pylb.manager import Manager, queue_submitter
+        p, dp = self.profile, self.dp
+        if p.bgp is not None:
+            from pylb.bgp import Bird
+            self.speaker = Bird(p.bgp, {q.name: (q.kernel_iface, list(q.addresses))
+                                        for q in p.ports}, f"/run/pylb/{self.name}.bgp")
+            self.speaker.start()
+            log.info("bgp: BIRD speaking as AS %d to %s", p.bgp.local_as,
+                     ", ".join(f"{q.address} (AS {q.remote_as})" for q in p.bgp.peers))
+        submit = queue_submitter(self.tasks, dp=dp)
+        self.manager = Manager(submit, health=health.checker(submit), speaker=self.speaker,
+                               counters=self._fleet_counters, pool=p.pool)
+        if config is not None:
+            self.manager.apply_config(config)
+            log.info("applied %s: %d service(s), %d route(s)", config.path,
+                     len(config.services), len(config.routes))
+
+    def _fleet_counters(self) -> dict:
+        if self.sync is None:
+            return {}
+        return {**self.sync.counters, "sync_notes_lost": self.dp.sync_lost()}
+
+    def _restore(self) -> None:
+        """The previous run's connections, into the tables before the
+        workers own them (their services are configured by now)."""
+        p, native = self.profile, self.native
+        self.snapshots = snapshot.Writer(snapshot.path_for(self.name), p.snapshot_interval_ms,
+                                         native.RECORD_SIZE)
+        restored = snapshot.restore(self.snapshots.path, native.RECORD_SIZE,
+                                    p.conn_capacity * max(len(p.workers), 1),
+                                    self.dp.install_connections)
+        if restored is not None:
+            log.info("restored %d of %d connection(s) from %s (the others' services or "
+                     "backends are not configured, or the records are not valid)", *restored,
+                     self.snapshots.path)
+
+    def _start(self) -> None:
+        """The workers; whoever had the ports' addresses before (a NIC
+        swapped, a TAP's new MAC) is forgotten by the link at once."""
+        self.dp.start()
+        for port in self.profile.ports:
+            for addr in (*port.addresses, *port.local_addresses):
+                self.dp.announce_address(port.name, addr.split("/")[0])
+        for q in self.dp.ports():
+            log.info("port %s (%s): ethdev %d mac %s link %s addresses %s kernel interface %s",
+                     q.name, q.device, q.ethdev, q.mac, "up" if q.link_up else "down",
+                     ", ".join(q.addresses) or "-", q.kernel_iface or "-")
+
+    def _fleet(self) -> None:
+        if self.profile.sync is not None:
+            self.sync = _start_sync(self.profile, self.dp, self.tasks)
+            self.moving = _Moving(self.profile, self.dp, self.manager)
+
+    def _listen(self, grpc_address: str | None, grpc_tls, metrics_address: str | None) -> None:
+        if grpc_address:
+            from pylb.server import Server
+            self.server = Server(self.manager, grpc_address, tls=grpc_tls).start()
+            self.server.serving(True)
+            log.info("gRPC: %s", grpc_address)
+        if metrics_address:
+            import prometheus_client
+            from pylb import metrics as pm
+            host, port = pm.parse_address(metrics_address)
+            try:
+                self.metrics, _ = prometheus_client.start_http_server(
+                    port, host, registry=pm.registry(self.manager))
+            except OSError as e:
+                raise DataplaneError(f"metrics: cannot listen on {host}:{port}: "
+                                     f"{e.strerror}") from None
+            log.info("metrics: http://%s:%d/metrics", host, port)
+
+    def _loop(self, stop: threading.Event, reload: threading.Event | None,
+             config_path: str | None) -> None:
+        """Every HOUSEKEEP_INTERVAL_S: the queued changes, neighbours, the
+        snapshot and sync when due, a SIGHUP's reload."""
+        dp, sync = self.dp, self.sync
+        while not stop.wait(HOUSEKEEP_INTERVAL_S):
+            _run_tasks(self.tasks, dp)
+            dp.housekeep()
+            now = time.monotonic()
+            if self.snapshots.due(now):
+                self.snapshots.take(dp.export_connections(), now)
+            if sync is not None and sync.due(now):
+                sync.send(dp.sync_collect())
+                for peer in sync.rejoined():
+                    log.info("sync: %s is in a new run: sending it the table", peer)
+                    sync.send_table(dp.export_connections(), peer)
+                self.moving.follow(sync, now)
+            if reload is not None and reload.is_set() and config_path:
+                reload.clear()
+                threading.Thread(target=_reload, args=(self.manager, config_path),
+                                 daemon=True).start()
+
+    def _leave(self) -> None:
+        """A graceful stop: VIPs withdrawn first (the dataplane serves on
+        while the routers move the traffic to the rest of the fleet), the
+        peers elect without this one at once (a gateway it held moves), and
+        the table as it stops is saved for the next start."""
+        if self.speaker is not None:
+            self.manager.stop_announcing()
+            wait_ms = self.profile.bgp.withdraw_wait_ms
+            log.info("bgp: every VIP withdrawn; %d ms for the routers to move traffic", wait_ms)
+            until = time.monotonic() + wait_ms / 1000
+            while time.monotonic() < until:
+                _run_tasks(self.tasks, self.dp)
+                time.sleep(HOUSEKEEP_INTERVAL_S)
+        if self.sync is not None:
+            self.sync.leave()
+            self.moving.release()
+        self.snapshots.take(self.dp.export_connections(), time.monotonic(), wait=True)
+        log.info("connections saved to %s", self.snapshots.path)
+
+    def _drain(self) -> None:
+        """Health says NOT_SERVING at once; calls and scrapes in flight
+        finish (the loop keeps running their tasks) before the dataplane
+        goes."""
+        pending = []
+        if self.manager is not None:
+            self.manager.close()        # no new health verdicts; one in flight is drained below
+        if self.metrics is not None:
+            t = threading.Thread(target=self.metrics.shutdown)
+            t.start()
+            pending.append(t.is_alive)
+        if self.server is not None:
+            self.server.serving(False)
+            done = self.server.grpc.stop(1.0)
+            pending.append(lambda: not done.is_set())
+        while True:
+            _run_tasks(self.tasks, self.dp)
+            if not any(alive() for alive in pending):
+                break
+            time.sleep(HOUSEKEEP_INTERVAL_S)
+
+    def _close(self) -> None:
+        self._drain()
+        if self.metrics is not None:
+            self.metrics.server_close()
+        if self.server is not None:
+            self.server.stop(0)
+        if self.speaker is not None:
+            self.speaker.stop()
+        if self.sync is not None:
+            self.sync.close()
+        if self.dp is not None:
+            self.dp.close()
+        if self.eal:
+            self.native.eal_cleanup()
+        removed = hostinfo.remove_instance_files(self.profile.file_prefix(self.instance))
+        log.info("stopped; removed %d runtime file(s)", len(removed))
+
+
 def run(profile: Profile, stop: threading.Event, instance: str | None = None,
         tasks: queue.SimpleQueue | None = None, config: Config | None = None,
         grpc_address: str | None = None, metrics_address: str | None = None,
@@ -173,158 +388,5 @@ def run(profile: Profile, stop: threading.Event, instance: str | None = None,
     `metrics_address` ([HOST:]PORT): where Prometheus scrapes; None: nowhere.
     `reload` (set by SIGHUP): apply `config_path` again, as a diff."""
     check_host(profile, instance)
-    native = load_native()
-    prefix = profile.file_prefix(instance)
-    argv = profile.eal_argv(instance)
-    log.info("EAL %s", " ".join(argv[1:]))
-    native.eal_init(argv)
-    dp = server = metrics = manager = speaker = sync = moving = None
-    if tasks is None:
-        tasks = queue.SimpleQueue()
-    try:
-        dp = native.Dataplane(workers=profile.workers, mbufs=profile.mbufs,
-                              mbuf_cache=profile.mbuf_cache, mbuf_size=profile.mbuf_size,
-                              max_routes=profile.max_routes,
-                              conn_capacity=profile.conn_capacity,
-                              timeouts=dict(profile.timeouts), tcp_reset=profile.tcp_reset,
-                              mid_flow=profile.mid_flow, sync=profile.sync is not None,
-                              half_open_budget=profile.half_open_budget,
-                              per_source=dict(profile.per_source),
-                              hash_seed=profile.fleet_secret)
-        for port in profile.ports:
-            idx = dp.add_port(port.name, port.device, rx_desc=port.rx_desc,
-                              tx_desc=port.tx_desc, link_wait_ms=port.link_wait_ms,
-                              kernel_iface=port.kernel_iface, mtu=port.mtu,
-                              parent=port.parent or None, vlan=port.vlan,
-                              rp_filter=port.rp_filter)
-            for addr in port.addresses:
-                dp.add_address(idx, addr)
-            for addr in port.local_addresses:
-                dp.add_address(idx, model.host_prefix(addr), mirror=False)
-        # The domain: from here on every change, the start-up configuration
-        # included, goes through it (on this thread: at once; from others:
-        # queued to this loop).
-        from pylb.manager import Manager, queue_submitter
-        if profile.bgp is not None:
-            # BGP from the ports' kernel interfaces: announcing what the
-            # domain decides, from the configuration below on.
-            from pylb.bgp import Bird
-            speaker = Bird(profile.bgp, {p.name: (p.kernel_iface, list(p.addresses))
-                                         for p in profile.ports},
-                           f"/run/pylb/{instance or profile.name}.bgp")
-            speaker.start()
-            log.info("bgp: BIRD speaking as AS %d to %s", profile.bgp.local_as,
-                     ", ".join(f"{p.address} (AS {p.remote_as})" for p in profile.bgp.peers))
-        submit = queue_submitter(tasks, dp=dp)
-        manager = Manager(submit, health=health.checker(submit), speaker=speaker,
-                          counters=lambda: {**sync.counters, "sync_notes_lost": dp.sync_lost()}
-                          if sync is not None else {}, pool=profile.pool)
-        if config is not None:
-            manager.apply_config(config)
-            log.info("applied %s: %d service(s), %d route(s)", config.path,
-                     len(config.services), len(config.routes))
-        # The previous run's connections, into the tables before the
-        # workers own them (their services must be configured by now).
-        snapshots = snapshot.Writer(snapshot.path_for(instance or profile.name),
-                                    profile.snapshot_interval_ms, native.RECORD_SIZE)
-        restored = snapshot.restore(snapshots.path, native.RECORD_SIZE,
-                                    profile.conn_capacity * max(len(profile.workers), 1),
-                                    dp.install_connections)
-        if restored is not None:
-            log.info("restored %d of %d connection(s) from %s (the others' services or "
-                     "backends are not configured, or the records are not valid)", *restored,
-                     snapshots.path)
-        dp.start()
-        # Whoever had this port's addresses before (a NIC swapped, a TAP's
-        # new MAC) is forgotten by the link at once.
-        for port in profile.ports:
-            for addr in (*port.addresses, *port.local_addresses):
-                dp.announce_address(port.name, addr.split("/")[0])
-        if profile.sync is not None:
-            sync = _start_sync(profile, dp, tasks)
-            moving = _Moving(profile, dp, manager)
-        for p in dp.ports():
-            log.info("port %s (%s): ethdev %d mac %s link %s addresses %s kernel interface %s",
-                     p.name, p.device, p.ethdev, p.mac, "up" if p.link_up else "down",
-                     ", ".join(p.addresses) or "-", p.kernel_iface or "-")
-        if grpc_address:
-            from pylb.server import Server
-            server = Server(manager, grpc_address, tls=grpc_tls).start()
-            server.serving(True)
-            log.info("gRPC: %s", grpc_address)
-        if metrics_address:
-            import prometheus_client
-            from pylb import metrics as pm
-            host, port = pm.parse_address(metrics_address)
-            try:
-                metrics, _ = prometheus_client.start_http_server(port, host,
-                                                                 registry=pm.registry(manager))
-            except OSError as e:
-                raise DataplaneError(f"metrics: cannot listen on {host}:{port}: {e.strerror}") from None
-            log.info("metrics: http://%s:%d/metrics", host, port)
-        log.info("running: %d worker(s) on lcore(s) %s, file prefix %s", len(profile.workers),
-                 ",".join(map(str, profile.workers)), prefix)
-        while not stop.wait(HOUSEKEEP_INTERVAL_S):
-            _run_tasks(tasks, dp)
-            dp.housekeep()
-            if snapshots.due(time.monotonic()):
-                snapshots.take(dp.export_connections(), time.monotonic())
-            if sync is not None and sync.due(time.monotonic()):
-                sync.send(dp.sync_collect())
-                for peer in sync.rejoined():
-                    log.info("sync: %s is in a new run: sending it the table", peer)
-                    sync.send_table(dp.export_connections(), peer)
-                moving.follow(sync, time.monotonic())
-            if reload is not None and reload.is_set() and config_path:
-                reload.clear()
-                threading.Thread(target=_reload, args=(manager, config_path), daemon=True).start()
-        log.info("stopping")
-        if speaker is not None:
-            # Withdrawn first; the dataplane serves on while the routers
-            # move the traffic to the rest of the fleet.
-            manager.stop_announcing()
-            log.info("bgp: every VIP withdrawn; %d ms for the routers to move traffic",
-                     profile.bgp.withdraw_wait_ms)
-            until = time.monotonic() + profile.bgp.withdraw_wait_ms / 1000
-            while time.monotonic() < until:
-                _run_tasks(tasks, dp)
-                time.sleep(HOUSEKEEP_INTERVAL_S)
-        if sync is not None:
-            # Its peers elect without it at once: a gateway it held moves.
-            sync.leave()
-            moving.release()
-        # The table as it stops: what the next start restores.
-        snapshots.take(dp.export_connections(), time.monotonic(), wait=True)
-        log.info("connections saved to %s", snapshots.path)
-    finally:
-        # Health says NOT_SERVING at once; calls and scrapes in flight finish
-        # (the loop keeps running their tasks) before the dataplane goes.
-        pending = []
-        if manager is not None:
-            manager.close()             # no new health verdicts; one in flight is drained below
-        if metrics is not None:
-            t = threading.Thread(target=metrics.shutdown)
-            t.start()
-            pending.append(t.is_alive)
-        if server is not None:
-            server.serving(False)
-            done = server.grpc.stop(1.0)
-            pending.append(lambda: not done.is_set())
-        while True:
-            _run_tasks(tasks, dp)
-            if not any(alive() for alive in pending):
-                break
-            time.sleep(HOUSEKEEP_INTERVAL_S)
-        if metrics is not None:
-            metrics.server_close()
-        if server is not None:
-            server.stop(0)
-        if speaker is not None:
-            speaker.stop()
-        if sync is not None:
-            sync.close()
-        if dp is not None:
-            dp.close()
-        native.eal_cleanup()
-        removed = hostinfo.remove_instance_files(prefix)
-        log.info("stopped; removed %d runtime file(s)", len(removed))
+    Appliance(profile, instance, tasks if tasks is not None else queue.SimpleQueue()).serve(
+        stop, config, grpc_address, grpc_tls, metrics_address, reload, config_path)
