@@ -144,7 +144,7 @@ cdef extern from "pylb_dp.h" nogil:
     struct pylb_vip_conf:
         pylb_prefix prefix
         uint8_t method
-        pylb_ip source
+        pylb_prefix source
         uint32_t table_size
 
     struct pylb_backend:
@@ -172,6 +172,7 @@ cdef extern from "pylb_dp.h" nogil:
         uint32_t max_per_client
         uint8_t n_lips
         pylb_ip lips[PYLB_MAX_LIPS]
+        pylb_prefix tunnel_source
 
     const char *pylb_tcp_state_name(uint8_t state)
 

@@ -10,6 +10,7 @@ from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy, memset
 
+import dataclasses
 import hashlib
 import ipaddress
 import os
@@ -17,8 +18,7 @@ import struct
 import numpy as np
 
 from pylb import kernel, model
-from pylb.records import (Backend, Connection, L4Backend, Neighbour, NextHop, PortInfo, Route,
-                          Service, Vip)
+from pylb.records import Backend, Connection, Neighbour, NextHop, PortInfo, Route, Vip
 from pylb.hostport import split_hostport
 from pylb.errors import (AlreadyExists, CapacityExhausted, DataplaneError, FailedPrecondition,
                          InvalidArgument, NotFound, PortError, PylbError)
@@ -169,35 +169,16 @@ def _check_weight(what, weight):
 
 
 def _l4_backend_list(backends):
-    """[BackendSpec], [(ip, port[, weight[, state[, max_connections]]])], ['ip:port'] or
-    [L4Backend] ->
-    [(addr, port, weight, state, max_connections)]; port 0 keeps the client's destination
-    port."""
+    """Backends as model.backend takes them -> [(addr, port, weight, state,
+    max_connections)]; port 0 keeps the client's destination port."""
     out = []
-    for b in backends:
-        if isinstance(b, model.BackendSpec):
-            b = (b.ip, b.port, b.weight, b.state, b.max_connections)
-        if isinstance(b, (tuple, list)):
-            if len(b) not in (2, 3, 4, 5):
-                raise InvalidArgument(f"backend {b!r} is not "
-                                      f"(ip, port[, weight[, state[, max_connections]]])")
-            ip, port, weight, state, max_conns = tuple(b) + tuple(L4Backend("", 0))[len(b):]
-        else:
-            try:
-                (ip, port), weight, state, max_conns = split_hostport(b), 1, model.UP, 0
-            except ValueError as e:
-                raise InvalidArgument(f"backend '{b}': {e}") from None
-        if not isinstance(port, int) or not 0 <= port <= model.PORT_MAX:
-            raise InvalidArgument(f"backend {ip}: port {port!r} is not in 0..{model.PORT_MAX}")
-        _check_weight(ip, weight)
-        if state not in BACKEND_STATES:
-            raise InvalidArgument(f"backend {ip}: state {state!r} is not one of "
-                                  f"{', '.join(BACKEND_STATES)}")
-        if not isinstance(max_conns, int) or not 0 <= max_conns <= model.LIMIT_MAX:
-            raise InvalidArgument(f"backend {ip}: max_connections {max_conns!r} is not in "
-                                  f"0..{model.LIMIT_MAX}")
-        out.append((_parse_ip(ip, "backend"), port, weight, _BACKEND_STATES[state],
-                    max_conns))
+    for i, b in enumerate(backends):
+        try:
+            b = model.backend(b)
+        except model.SpecError as e:
+            raise e.within(f"backends[{i}]") from None
+        out.append((ipaddress.ip_address(b.ip), b.port, b.weight, _BACKEND_STATES[b.state],
+                    b.max_connections))
     return out
 
 
@@ -370,6 +351,20 @@ cdef object _get_ip(const pylb_ip *a):
 
 cdef str _get_prefix(const pylb_prefix *p):
     return f"{_get_ip(&p.addr)}/{p.len}"
+
+
+cdef void _set_source(pylb_prefix *out, source, str what) except *:
+    """A tunnel's outer source (model.encap_source): an address, or a prefix
+    whose host bits vary with the flow; None: the egress port's address."""
+    memset(out, 0, sizeof(pylb_prefix))
+    if source is not None:
+        _set_prefix(out, _parse_prefix(source, what))
+
+
+cdef object _get_source(const pylb_prefix *p):
+    if p.addr.af == 0:
+        return None
+    return str(_get_ip(&p.addr)) if p.len == (32 if p.addr.af == 4 else 128) else _get_prefix(p)
 
 
 cdef void _copy_str(char *dst, str s, size_t cap, str what) except *:
@@ -801,6 +796,7 @@ cdef class Dataplane:
         c.down_reset = spec.down_reset
         c.syn_proxy = _named(_SYN_PROXY, spec.syn_proxy, "syn_proxy")
         c.proxy_protocol = _named(_PROXY, spec.proxy_protocol, "proxy_protocol")
+        _set_source(&c.tunnel_source, spec.tunnel_source, "tunnel source")
         c.max_connections, c.max_new_per_second, c.max_per_client = _limits(
             vip, port, spec.max_connections, spec.max_new_per_second, spec.max_per_client)
         lips = [_parse_ip(a, "local address") for a in spec.local_addresses]
@@ -884,12 +880,15 @@ cdef class Dataplane:
         found = [b for b in svc.backends if b.ip == addr and b.port == backend_port]
         if not found:
             raise NotFound(f"service {vip}:{port}/{proto} has no backend {addr}:{backend_port}")
-        new = found[0]._replace(**{k: v for k, v in (("weight", weight), ("state", state))
-                                   if v is not None})
+        new = dataclasses.replace(found[0], **{k: v for k, v in (("weight", weight),
+                                                                  ("state", state))
+                                                if v is not None})
         self.set_service_backends(vip, port, [new if b is found[0] else b for b in svc.backends],
                                   proto=proto)
 
     def service(self, vip, int port, str proto=TCP):
+        """The service as the dataplane holds it: a ServiceSpec (its ACLs
+        and health check are the domain's business: none)."""
         cdef pylb_ip a
         cdef pylb_service_conf c
         cdef uint32_t n = 0
@@ -900,16 +899,16 @@ cdef class Dataplane:
         try:
             _check(pylb_dp_service_get(self._live(), &a, _proto(proto), _port(port), &c, b,
                                        PYLB_MAX_BACKENDS, &n))
-            return Service(str(_get_ip(&c.vip)), c.port, _PROTO_NAMES[c.proto],
-                           _L4_METHOD_NAMES[c.method], _SCHEDULER_NAMES[c.sched], c.table_size,
-                           tuple(L4Backend(str(_get_ip(&b[i].addr)), b[i].port, b[i].weight,
-                                           _BACKEND_STATE_NAMES[b[i].state], b[i].max_conns)
-                                 for i in range(n)),
-                           c.persistence, c.persistence_prefix,
-                           tuple(str(_get_ip(&c.lips[i])) for i in range(c.n_lips)),
-                           bool(c.down_reset), _SYN_PROXY_NAMES[c.syn_proxy],
-                           _PROXY_NAMES[c.proxy_protocol],
-                           c.max_connections, c.max_new_per_second, c.max_per_client)
+            return model.ServiceSpec(
+                str(_get_ip(&c.vip)), c.port, _PROTO_NAMES[c.proto], _L4_METHOD_NAMES[c.method],
+                _SCHEDULER_NAMES[c.sched], c.table_size, c.persistence, c.persistence_prefix,
+                tuple(str(_get_ip(&c.lips[i])) for i in range(c.n_lips)), bool(c.down_reset),
+                _SYN_PROXY_NAMES[c.syn_proxy], _PROXY_NAMES[c.proxy_protocol],
+                _get_source(&c.tunnel_source), (), c.max_connections, c.max_new_per_second,
+                c.max_per_client,
+                tuple(model.BackendSpec(str(_get_ip(&b[i].addr)), b[i].port, b[i].weight,
+                                        _BACKEND_STATE_NAMES[b[i].state], b[i].max_conns)
+                      for i in range(n)))
         finally:
             free(b)
 
@@ -1137,8 +1136,7 @@ cdef class Dataplane:
         _set_prefix(&c.prefix, net)
         c.method = _METHODS[method]
         c.table_size = table_size
-        if source is not None:
-            _set_ip(&c.source, _parse_ip(source, "VIP source"))
+        _set_source(&c.source, source, "VIP source")
         cdef pylb_dp *dp = self._live()
         with nogil:
             rc = pylb_dp_vip_add(dp, &c)
@@ -1165,9 +1163,8 @@ cdef class Dataplane:
         try:
             _set_prefix(&p, _parse_prefix(prefix, "VIP"))
             _check(pylb_dp_vip_get(self._live(), &p, &c, b, PYLB_MAX_BACKENDS, &n))
-            src = _get_ip(&c.source)
             return Vip(_get_prefix(&c.prefix), _METHOD_NAMES[c.method], c.table_size,
-                       None if src is None else str(src),
+                       _get_source(&c.source),
                        tuple(Backend(str(_get_ip(&b[i].addr)), b[i].weight) for i in range(n)))
         finally:
             free(b)

@@ -103,6 +103,8 @@ def print_service(s: pb.Service) -> None:
         extra += f" syn-proxy {protonames.SYN_PROXY[s.syn_proxy]}"
     if protonames.PROXY_PROTOCOL[s.proxy_protocol] != model.PROXY_OFF:
         extra += f" proxy-protocol {protonames.PROXY_PROTOCOL[s.proxy_protocol]}"
+    if s.tunnel_source:
+        extra += f" tunnel-source {s.tunnel_source}"
     if s.acls:
         extra += f" acls {','.join(s.acls)}"
     for k in model.LIMIT_KEYS:
@@ -202,6 +204,7 @@ def cmd_service(args, stub, verb: str | None, out_json: bool) -> None:
                        syn_proxy=protonames.numbers(protonames.SYN_PROXY)[args.syn_proxy],
                        proxy_protocol=protonames.numbers(protonames.PROXY_PROTOCOL)[
                            args.proxy_protocol],
+                       tunnel_source=args.tunnel_source or "",
                        acls=args.acl or [], max_connections=args.max_connections,
                        max_new_per_second=args.max_new_per_second,
                        max_per_client=args.max_per_client,
@@ -480,6 +483,8 @@ def parser() -> argparse.ArgumentParser:
     add.add_argument("--proxy-protocol", choices=model.PROXY_PROTOCOLS,
                      default=model.PROXY_OFF,
                      help="FullNAT: a PROXY protocol header naming the client (v1: TCP only)")
+    add.add_argument("--tunnel-source", metavar="ADDRESS|PREFIX",
+                     help="tunnel: outer source; a prefix varies it per flow")
     add.add_argument("--backend", action="append", help="ADDRESS[:PORT] (repeat)")
     add.add_argument("--check", metavar="TYPE[:PATH]",
                      help="health check: tcp, http[:/path], udp or none")
@@ -521,7 +526,8 @@ def parser() -> argparse.ArgumentParser:
         p.add_argument("--backend", action="append", help="ADDRESS[*WEIGHT] (repeat)")
         if verb == "add":
             p.add_argument("--method", choices=model.VIP_METHODS, default=model.IPIP)
-            p.add_argument("--source", help="outer source address")
+            p.add_argument("--source", metavar="ADDRESS|PREFIX",
+                           help="outer source; a prefix varies it per flow")
     vp.add_parser("del").add_argument("prefix")
 
     acl = sub.add_parser("acl", help="ACLs: source prefix lists").add_subparsers(dest="verb",

@@ -160,6 +160,23 @@ def network(field: str, value: Any) -> ipaddress.IPv4Network | ipaddress.IPv6Net
     raise SpecError(field, f"{value} has host bits set; write the network {net}")
 
 
+def encap_source(field: str, value: Any, version: int) -> str:
+    """A tunnel's outer source: an address (every packet from it), or a
+    prefix whose host bits vary with the flow (a backend's NIC then spreads
+    the flows over its receive queues; at most the last 32 bits vary)."""
+    if isinstance(value, str) and "/" in value:
+        net = network(field, value)
+        src = net.network_address if net.prefixlen == net.max_prefixlen else net
+        if net.prefixlen < net.max_prefixlen and (net.is_multicast or net.is_loopback or
+                                                  net.prefixlen == 0):
+            raise SpecError(field, f"expected a unicast prefix, got {net}")
+    else:
+        src = unicast(field, value)
+    if src.version != version:
+        raise SpecError(field, f"{src} is not of the VIP's address family")
+    return str(src)
+
+
 def _table_size(field: str, value: Any) -> None:
     _integer(field, value, 2, TABLE_SIZE_MAX)
     if not is_prime(value):
@@ -240,6 +257,7 @@ class ServiceSpec:
     down_reset: bool = False
     syn_proxy: str = SYN_PROXY_AUTO     # auto: under pressure; always; off
     proxy_protocol: str = PROXY_OFF     # FullNAT: a PROXY header (v1 TCP only)
+    tunnel_source: str | None = None    # tunnel: outer source, an address or a prefix
     acls: tuple[str, ...] = ()              # names of the ACLs that apply (AclSpec)
     # Limits (0: none): connections open at once, new ones a second, and
     # connections open at once per client address.
@@ -272,6 +290,11 @@ class ServiceSpec:
                                               "(the others' backends see the client's address)")
         if self.proxy_protocol == PROXY_V1 and self.proto != TCP:
             raise SpecError("proxy_protocol", "v1 is for TCP; UDP takes v2")
+        if self.tunnel_source is not None:
+            if self.method != TUNNEL:
+                raise SpecError("tunnel_source", "an outer source is for tunnel services")
+            object.__setattr__(self, "tunnel_source",
+                               encap_source("tunnel_source", self.tunnel_source, vip.version))
         for i, a in enumerate(self.acls):
             if not isinstance(a, str) or not ACL_NAME.match(a):
                 raise SpecError(f"acls[{i}]", f"expected the name of an ACL, got {_show(a)}")
@@ -297,20 +320,30 @@ class ServiceSpec:
         return next((b for b in self.backends if b.key == (ip, port)), None)
 
 
+def backend(b) -> BackendSpec:
+    """A BackendSpec written loosely: 'ip' (port 0: the client's),
+    'ip:port', (ip, port[, weight[, state[, max_connections]]]) or a
+    BackendSpec."""
+    if isinstance(b, BackendSpec):
+        return b
+    if isinstance(b, str):
+        try:
+            return BackendSpec(str(ipaddress.ip_address(b)), 0)
+        except ValueError:
+            try:
+                return BackendSpec(*split_hostport(b))
+            except ValueError as e:
+                raise SpecError("address", f"{_show(b)}: {e}") from None
+    if not isinstance(b, (tuple, list)) or not 2 <= len(b) <= 5:
+        raise SpecError("backend", f"expected (ip, port[, weight[, state[, max_connections]]]), "
+                                   f"got {_show(b)}")
+    return BackendSpec(*b)
+
+
 def service(vip: str, port: int, proto: str = TCP, backends=(), **fields) -> ServiceSpec:
     """A ServiceSpec written loosely, for the binding's callers (tests,
-    benchmarks, embedding): backends as 'ip' (port 0: the client's),
-    'ip:port', (ip, port[, weight[, state[, max_connections]]]) or
-    BackendSpec; lists where the spec has tuples."""
-    def backend(b) -> BackendSpec:
-        if isinstance(b, BackendSpec):
-            return b
-        if isinstance(b, str):
-            try:
-                return BackendSpec(str(ipaddress.ip_address(b)), 0)
-            except ValueError:
-                return BackendSpec(*split_hostport(b))
-        return BackendSpec(*b)
+    benchmarks, embedding): backends as `backend` takes them; lists where
+    the spec has tuples."""
     return ServiceSpec(vip, port, proto, backends=tuple(backend(b) for b in backends),
                        **{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()})
 
@@ -361,10 +394,7 @@ class VipSpec:
         _choice("method", self.method, VIP_METHODS)
         _table_size("table_size", self.table_size)
         if self.source is not None:
-            src = unicast("source", self.source)
-            if src.version != net.version:
-                raise SpecError("source", f"{src} is not of the VIP's address family")
-            object.__setattr__(self, "source", str(src))
+            object.__setattr__(self, "source", encap_source("source", self.source, net.version))
         backends: list[tuple[str, int]] = []
         for i, (ip, weight) in enumerate(self.backends):
             ip = unicast(f"backends[{i}].address", ip)

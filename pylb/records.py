@@ -48,33 +48,6 @@ class Backend(NamedTuple):
     weight: int = 1
 
 
-class L4Backend(NamedTuple):
-    ip: str
-    port: int               # 0: the client's destination port
-    weight: int = 1
-    state: str = model.UP   # up, drain (no new connections) or down
-    max_connections: int = 0    # open at once, then no new ones; 0: no limit
-
-
-class Service(NamedTuple):
-    vip: str
-    port: int               # 0: all ports
-    proto: str
-    method: str
-    scheduler: str
-    table_size: int
-    backends: tuple
-    persistence: int = 0
-    persistence_prefix: int = 0
-    local_addresses: tuple = ()
-    down_reset: bool = False    # a down backend's connections are reset
-    syn_proxy: str = "auto"     # SYN cookies: auto, always or off
-    proxy_protocol: str = "off"  # FullNAT: off, v1 or v2
-    max_connections: int = 0
-    max_new_per_second: int = 0
-    max_per_client: int = 0
-
-
 class Connection(NamedTuple):
     proto: str
     client: str

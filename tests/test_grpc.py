@@ -317,6 +317,13 @@ def test_pylb_run_serves_the_api_and_pylbctl_drives_it(tmp_path):
         listing = json.loads(ctl("-o", "json", "service", "list").stdout)
         assert [(s["key"]["port"], [b["state"] for b in s["backends"]]) for s in listing] == \
             [(80, ["BACKEND_STATE_UP", "BACKEND_STATE_DRAIN"]), (53, ["BACKEND_STATE_UP"])]
+        r = ctl("service", "add", "10.78.0.100:443", "--method", "tunnel",
+                "--tunnel-source", "10.200.0.0/16", "--backend", "10.78.1.11")
+        assert r.returncode == 0 and "tunnel-source 10.200.0.0/16" in r.stdout, r.stderr
+        assert "tunnel-source 10.200.0.0/16" in ctl("service", "get", "10.78.0.100:443").stdout
+        r = ctl("service", "add", "10.78.0.100:444", "--tunnel-source", "10.200.0.0/16")
+        assert r.returncode != 0 and "tunnel_source: an outer source is for tunnel" in r.stderr
+        assert ctl("service", "del", "10.78.0.100:443").returncode == 0
         r = ctl("backend", "add", "10.78.0.100:80", "10.78.1.13:8080", "--weight", "70000")
         assert r.returncode == 1 and r.stderr.startswith("pylbctl: error: INVALID_ARGUMENT: ") \
             and "got 70000" in r.stderr
@@ -624,6 +631,12 @@ def test_proxy_protocol_through_the_api(api):
     assert stub.GetService(key).proxy_protocol == pb.PROXY_PROTOCOL_V2
     assert dp.service(VIP, 443, "tcp").proxy_protocol == "v2"
     assert "proxy_protocol: v2" in stub.GetConfig(pb.GetConfigRequest()).yaml
+    tunnel = pb.ServiceKey(vip=VIP, port=444)
+    stub.AddService(pb.Service(key=tunnel, method=pb.METHOD_TUNNEL,
+                               tunnel_source="10.200.0.0/16"))
+    assert stub.GetService(tunnel).tunnel_source == "10.200.0.0/16"
+    assert dp.service(VIP, 444, "tcp").tunnel_source == "10.200.0.0/16"
+    assert "tunnel_source: 10.200.0.0/16" in stub.GetConfig(pb.GetConfigRequest()).yaml
     got, details = code_of(stub.AddService, pb.Service(
         key=pb.ServiceKey(vip=VIP, port=80), proxy_protocol=pb.PROXY_PROTOCOL_V1))
     assert got == grpc.StatusCode.INVALID_ARGUMENT and "proxy_protocol" in details

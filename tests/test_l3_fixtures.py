@@ -5,6 +5,7 @@ for the expected packet."""
 
 from __future__ import annotations
 
+import ipaddress
 import time
 
 import pytest
@@ -16,6 +17,7 @@ from scapy.layers.l2 import ARP, Ether
 from scapy.packet import Raw, raw
 
 from conftest import CLIENT_MAC, P0_MAC, P1_MAC
+from pylb import model
 from pylb.errors import AlreadyExists, InvalidArgument, NotFound
 
 CLIENT = "10.0.0.2"
@@ -339,6 +341,58 @@ def test_ipv6_vip_over_ipv4_backends_is_6in4(dp):
     assert f == raw(Ether(src=P1_MAC, dst="02:00:00:00:0b:00")
                     / IP(src="10.0.1.1", dst="10.0.1.20", ttl=64, id=0, proto=41, flags="DF")
                     / pkt[IPv6])
+
+
+@pytest.mark.parametrize("method", ["ipip", "gre"])
+def test_an_outer_source_prefix_varies_per_flow_within_it(dp, method):
+    """`source` a prefix: each flow (client, destination) leaves from an
+    address of it, its own for good, so a backend's NIC spreads flows over
+    its queues; an address: every flow from it. IPv6 alike (the last 32
+    bits vary at most)."""
+    vip_router(dp, method)
+    dp.del_vip("203.0.113.10/32")
+    dp.add_vip("203.0.113.10/32", method=method, source="10.200.0.0/20",
+               backends=["10.0.1.20", "10.0.1.21", "10.0.1.22"])
+    assert dp.vip("203.0.113.10/32").source == "10.200.0.0/20"
+    clients = [f"10.0.0.{i}" for i in range(2, 202)]
+
+    def sources():
+        out = dp.inject("p0", [raw(from_client("203.0.113.10", src=c)) for c in clients])
+        assert len(out) == len(clients)
+        return [Ether(f)[IP].src for _, f in out]
+    first = sources()
+    assert sources() == first                                   # a flow keeps its source
+    assert all(ipaddress.ip_address(a) in ipaddress.ip_network("10.200.0.0/20") for a in first)
+    assert len(set(first)) > 150                                # and flows spread over 4096
+    dp.del_vip("203.0.113.10/32")
+    dp.add_vip("203.0.113.10/32", method=method, source="10.200.0.7",
+               backends=["10.0.1.20", "10.0.1.21", "10.0.1.22"])
+    assert set(sources()) == {"10.200.0.7"}
+    assert dp.vip("203.0.113.10/32").source == "10.200.0.7"
+
+    dp.add_neighbour("p1", "2001:db8:1::20", "02:00:00:00:0b:20")
+    dp.add_vip("2001:db8:f::/64", method=method, source="2001:db8:5::/64",
+               backends=["2001:db8:1::20"])
+    out = dp.inject("p0", [raw(Ether(src=CLIENT_MAC, dst=P0_MAC)
+                               / IPv6(src=f"2001:db8::{i:x}", dst="2001:db8:f::1") / UDP())
+                           for i in range(2, 202)])
+    src6 = {Ether(f)[IPv6].src for _, f in out}
+    assert len(out) == 200 and len(src6) > 190
+    assert all(ipaddress.ip_address(a) in ipaddress.ip_network("2001:db8:5::/64") and
+               int(ipaddress.ip_address(a)) >> 32 & 0xffffffff == 0 for a in src6)
+    assert drops_of(dp) == {}
+
+
+def test_an_outer_source_is_refused_with_what_to_fix(dp):
+    with pytest.raises(InvalidArgument, match="host bits set"):
+        dp.add_vip("203.0.113.10/32", source="10.200.0.1/24")
+    with pytest.raises(InvalidArgument, match="length 0"):
+        dp.add_vip("203.0.113.10/32", source="0.0.0.0/0")
+    assert dp.vips() == []
+    with pytest.raises(InvalidArgument, match="not of the VIP's address family"):
+        model.VipSpec("203.0.113.10/32", source="2001:db8::/64")
+    with pytest.raises(InvalidArgument, match="unicast prefix"):
+        model.VipSpec("203.0.113.10/32", source="224.0.0.0/24")
 
 
 @pytest.mark.parametrize("method", ["ipip", "gre"])

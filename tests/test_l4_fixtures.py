@@ -5,6 +5,8 @@ scapy."""
 
 from __future__ import annotations
 
+import ipaddress
+
 import pytest
 from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.inet6 import IPv6
@@ -160,6 +162,53 @@ def test_tunnel_encapsulates_in_ipip(lb):
     outer = Ether(f)[IP]
     assert outer.proto == 4 and outer.src == "10.0.1.1" and outer.dst in BACKENDS
     assert raw(outer.payload) == raw(pkt[IP])
+
+
+def test_a_tunnel_source_prefix_gives_each_connection_its_own_source(lb):
+    """tunnel_source a prefix: every connection (client address and port)
+    leaves from its own address of it, the same for all its packets (a
+    backend's NIC hashes them to one queue, and connections over all);
+    an address: every one from it. IPv6 alike."""
+    lb.add_service(service(VIP, 80, method="tunnel", tunnel_source="10.200.0.0/16",
+                           backends=BACKENDS))
+    assert lb.service(VIP, 80).tunnel_source == "10.200.0.0/16"
+    syns = lb.inject("p0", [raw(c2v(sport=p)) for p in range(20000, 20200)])
+    acks = lb.inject("p0", [raw(c2v(sport=p, flags="A")) for p in range(20000, 20200)])
+    src = [Ether(f)[IP].src for _, f in syns]
+    assert [Ether(f)[IP].src for _, f in acks] == src
+    assert all(ipaddress.ip_address(a) in ipaddress.ip_network("10.200.0.0/16") for a in src)
+    assert len(set(src)) > 190
+    assert raw(Ether(syns[0][1])[IP].payload) == raw(c2v(sport=20000)[IP])
+    # An address: every connection from it.
+    lb.del_service(VIP, 80)
+    lb.add_service(service(VIP, 81, method="tunnel", tunnel_source="10.200.0.9",
+                           backends=BACKENDS))
+    assert {Ether(f)[IP].src for _, f in lb.inject(
+        "p0", [raw(c2v(sport=p, dport=81)) for p in range(100)])} == {"10.200.0.9"}
+
+    lb.add_neighbour("p1", "2001:db8:1::20", BMAC[BACKENDS[0]])
+    lb.add_service(service("2001:db8::100", 80, method="tunnel",
+                           tunnel_source="2001:db8:7::/96", backends=["2001:db8:1::20"]))
+    out = lb.inject("p0", [raw(Ether(src=CLIENT_MAC, dst=P0_MAC)
+                               / IPv6(src="2001:db8::2", dst="2001:db8::100")
+                               / TCP(sport=p, dport=80, flags="S")) for p in range(100)])
+    src6 = {Ether(f)[IPv6].src for _, f in out}
+    assert len(src6) > 95 and all(
+        ipaddress.ip_address(a) in ipaddress.ip_network("2001:db8:7::/96") for a in src6)
+    assert drops_of(lb) == {}
+
+
+def test_a_tunnel_source_is_for_tunnel_services_of_the_vips_family(lb):
+    with pytest.raises(InvalidArgument, match="tunnel_source: an outer source is for tunnel"):
+        service(VIP, 80, method="nat", tunnel_source="10.200.0.0/16")
+    with pytest.raises(InvalidArgument, match="not of the VIP's address family"):
+        service(VIP, 80, method="tunnel", tunnel_source="2001:db8:7::/96")
+    # The binding's callers that bypass the spec meet the dataplane's check.
+    spec = service(VIP, 80, method="tunnel", tunnel_source="10.200.0.0/16")
+    object.__setattr__(spec, "method", "dr")
+    with pytest.raises(InvalidArgument, match="for tunnel services"):
+        lb.add_service(spec)
+    assert lb.services() == []
 
 
 def test_established_connections_keep_their_backend_and_drain(lb):

@@ -349,7 +349,11 @@ enum pylb_vip_method {
 struct pylb_vip_conf {
 	struct pylb_prefix prefix;
 	uint8_t method;				/* enum pylb_vip_method */
-	struct pylb_ip source;			/* outer source; af 0: egress port's */
+	/* The outer source: an address (len 32 or 128), or a prefix whose
+	 * host bits (the last 32 at most) vary with the flow, so that a
+	 * backend's NIC spreads the flows over its queues; af 0: the egress
+	 * port's address. */
+	struct pylb_prefix source;
 	uint32_t table_size;			/* prime; 0: PYLB_MAGLEV_DEFAULT */
 };
 
@@ -415,6 +419,8 @@ struct pylb_service_conf {
 	 * the backends (each one a port address the backends can reach). */
 	uint8_t n_lips;
 	struct pylb_ip lips[PYLB_MAX_LIPS];
+	/* Tunnel: the outer source, as a VIP's (pylb_vip_conf.source). */
+	struct pylb_prefix tunnel_source;
 };
 
 /* ACLs (acl.c): lists of source prefixes; a deny list refuses the sources

@@ -182,6 +182,8 @@ svc_new(struct pylb_dp *dp, struct pylb_service **out, const struct pylb_service
 		(*out)->id = id;
 		(*out)->sched = &pylb_schedulers[conf->sched];
 		(*out)->key = dp->conf.hash_key;
+		/* Checked when the service was added. */
+		(void)pylb_encap_src_bind(&(*out)->tunnel_src, &conf->tunnel_source, "service");
 		/* SYN cookies: NAT and FullNAT TCP services alone can proxy. */
 		(*out)->synproxy = conf->proto == IPPROTO_TCP &&
 			(conf->method == PYLB_L4_NAT || conf->method == PYLB_L4_FULLNAT) ?
@@ -322,6 +324,17 @@ service_add_unlocked(struct pylb_dp *dp, const struct pylb_service_conf *conf)
 			"service %s: PROXY protocol v1 is for TCP (UDP takes v2)", name);
 	if (c.sched > PYLB_SCHED_WLC)
 		return pylb_fail(-PYLB_E_INVAL, "service %s: unknown scheduler %u", name, c.sched);
+	if (c.tunnel_source.addr.af != 0) {
+		struct pylb_encap_src src;
+
+		if (c.method != PYLB_L4_TUNNEL || c.tunnel_source.addr.af != c.vip.af)
+			return pylb_fail(-PYLB_E_INVAL,
+				"service %s: an outer source is for tunnel services, of the VIP's family",
+				name);
+		rc = pylb_encap_src_bind(&src, &c.tunnel_source, name);
+		if (rc != 0)
+			return rc;
+	}
 	if (c.method == PYLB_L4_FULLNAT) {
 		if (c.n_lips == 0 || c.n_lips > PYLB_MAX_LIPS)
 			return pylb_fail(-PYLB_E_INVAL,

@@ -198,9 +198,13 @@ void pylb_neigh_queue(struct pylb_lcore *lc, const struct pylb_neigh_key *k,
 
 /* vip.c */
 uint32_t pylb_encap_len(bool gre, uint8_t outer_af);
-int pylb_encap(const struct pylb_cfg *cfg, bool gre, const struct pylb_ip *source,
-	       const struct pylb_ip *dst, const struct pylb_nh *nh, struct rte_mbuf *m,
-	       uint8_t inner_af, uint32_t olen);
+int pylb_encap(const struct pylb_cfg *cfg, bool gre, const struct pylb_encap_src *src,
+	       uint32_t flow, const struct pylb_ip *dst, const struct pylb_nh *nh,
+	       struct rte_mbuf *m, uint8_t inner_af, uint32_t olen);
+/* Control side: `p` (af 0: none) bound as an outer source; `what` names it
+ * in the error. */
+int pylb_encap_src_bind(struct pylb_encap_src *out, const struct pylb_prefix *p,
+			const char *what);
 /* fwd.c: ICMP errors, sent back out of the port `port`. `mtu`: the next-hop MTU of "fragmentation needed" / "packet too big". */
 void pylb_icmp4_error(struct pylb_lcore *lc, const struct pylb_cfg *cfg,
 		      uint16_t port, struct rte_mbuf *orig, uint8_t type,
@@ -217,7 +221,8 @@ void pylb_nh_output_fit(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int i
 			uint8_t dst_af);
 void pylb_out_encap(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 		    struct rte_mbuf *m, const struct pylb_nh *nh, bool gre,
-		    const struct pylb_ip *src, const struct pylb_ip *to, uint8_t af);
+		    const struct pylb_encap_src *src, uint32_t flow, const struct pylb_ip *to,
+		    uint8_t af);
 void pylb_out_dr(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port, struct rte_mbuf *m,
 		 const struct pylb_nh *nh, const struct pylb_ip *to);
 /* Forward along next-hop group `group` (in_port < 0: from the kernel): the

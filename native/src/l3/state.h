@@ -62,14 +62,25 @@ struct pylb_balance {
 	uint16_t *table;	/* table_size entries; NULL: no backend with weight */
 };
 
-/* An L3 VIP: immutable, replaced whole through dp->vips[] with RCU. */
-/* A VIP's output towards backend `to` through next hop nh (vip.c). */
+/* A VIP's output towards backend `to` through next hop nh (vip.c); `flow`:
+ * the flow's hash. */
 typedef void pylb_vip_out_fn(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 			     struct rte_mbuf *m, const struct pylb_nh *nh,
-			     const struct pylb_vip *vip, const struct pylb_ip *to, uint8_t af);
+			     const struct pylb_vip *vip, const struct pylb_ip *to, uint8_t af,
+			     uint32_t flow);
 
+/* An encapsulation's outer source, bound when configured: `base`, the
+ * bits `vary` of its last 32 (network order) taken from the flow's hash;
+ * af 0: the egress port's address. */
+struct pylb_encap_src {
+	struct pylb_ip base;
+	uint32_t vary;
+};
+
+/* An L3 VIP: immutable, replaced whole through dp->vips[] with RCU. */
 struct pylb_vip {
 	struct pylb_vip_conf conf;
+	struct pylb_encap_src src;		/* conf.source's */
 	pylb_vip_out_fn *out;		/* conf.method's, bound when configured */
 	struct pylb_balance bal;
 };

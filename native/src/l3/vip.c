@@ -23,13 +23,15 @@ pylb_encap_len(bool gre, uint8_t outer_af)
 }
 
 /* Put m (an Ethernet frame carrying an IP packet of family inner_af) in an
- * IPIP or GRE header towards `dst`, from `source` (af 0: the egress port's
- * address). Returns 0 or the drop reason. */
+ * IPIP or GRE header towards `dst`, from `src` (its varying bits from
+ * `flow`; af 0, or not dst's family: the egress port's address). Returns 0
+ * or the drop reason. */
 int
-pylb_encap(const struct pylb_cfg *cfg, bool gre, const struct pylb_ip *source,
-	   const struct pylb_ip *dst, const struct pylb_nh *nh, struct rte_mbuf *m,
-	   uint8_t inner_af, uint32_t olen)
+pylb_encap(const struct pylb_cfg *cfg, bool gre, const struct pylb_encap_src *src,
+	   uint32_t flow, const struct pylb_ip *dst, const struct pylb_nh *nh,
+	   struct rte_mbuf *m, uint8_t inner_af, uint32_t olen)
 {
+	const struct pylb_ip *source = &src->base;
 	const struct pylb_port_cfg *pc = &cfg->ports[nh->port];
 	uint8_t inner_proto = inner_af == 4 ? IPPROTO_IPIP : IPPROTO_IPV6;
 	uint32_t inner_len = rte_pktmbuf_pkt_len(m) - sizeof(struct rte_ether_hdr);
@@ -46,14 +48,14 @@ pylb_encap(const struct pylb_cfg *cfg, bool gre, const struct pylb_ip *source,
 	o = (char *)(eth + 1);
 	if (dst->af == 4) {
 		struct rte_ipv4_hdr *ip = (struct rte_ipv4_hdr *)o;
-		uint32_t src;
+		uint32_t s4;
 
 		memset(ip, 0, sizeof(*ip));
 		if (source->af == 4)
-			memcpy(&src, source->ip, 4);
-		else if (!port_src4(pc, *(const uint32_t *)dst->ip, &src))
+			memcpy(&s4, source->ip, 4);
+		else if (!port_src4(pc, *(const uint32_t *)dst->ip, &s4))
 			return PYLB_D_VIP_NO_ROUTE;
-		ip->src_addr = src;
+		ip->src_addr = s4 | (flow & src->vary);
 		memcpy(&ip->dst_addr, dst->ip, 4);
 		ip->version_ihl = RTE_IPV4_VHL_DEF;
 		ip->type_of_service = tos;
@@ -71,15 +73,17 @@ pylb_encap(const struct pylb_cfg *cfg, bool gre, const struct pylb_ip *source,
 		o += sizeof(*ip);
 	} else {
 		struct rte_ipv6_hdr *ip = (struct rte_ipv6_hdr *)o;
-		const uint8_t *src = source->af == 6 ? source->ip : port_src6(pc, dst->ip);
+		const uint8_t *s6 = source->af == 6 ? source->ip : port_src6(pc, dst->ip);
+		unaligned_uint32_t *last = (unaligned_uint32_t *)&ip->src_addr[12];
 
-		if (src == NULL)
+		if (s6 == NULL)
 			return PYLB_D_VIP_NO_ROUTE;
 		ip->vtc_flow = rte_cpu_to_be_32(6u << 28 | (uint32_t)tos << 20);
 		ip->payload_len = rte_cpu_to_be_16((uint16_t)(olen - sizeof(*ip) + inner_len));
 		ip->proto = gre ? IPPROTO_GRE : inner_proto;
 		ip->hop_limits = IPDEFTTL;
-		memcpy(ip->src_addr, src, 16);
+		memcpy(ip->src_addr, s6, 16);
+		*last |= flow & src->vary;
 		memcpy(ip->dst_addr, dst->ip, 16);
 		eth->ether_type = RTE_BE16(RTE_ETHER_TYPE_IPV6);
 		o += sizeof(*ip);
@@ -101,7 +105,8 @@ pylb_encap(const struct pylb_cfg *cfg, bool gre, const struct pylb_ip *source,
 static __rte_noinline void
 out_encap_too_big(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 		  struct rte_mbuf *m, const struct pylb_nh *nh, bool gre,
-		  const struct pylb_ip *src, const struct pylb_ip *to, uint8_t af, uint32_t olen)
+		  const struct pylb_encap_src *src, uint32_t flow, const struct pylb_ip *to,
+		  uint8_t af, uint32_t olen)
 {
 	const struct rte_ipv4_hdr *inner = rte_pktmbuf_mtod_offset(m,
 		const struct rte_ipv4_hdr *, sizeof(struct rte_ether_hdr));
@@ -111,26 +116,27 @@ out_encap_too_big(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port
 	if (af != 4 || to->af != 4 || (inner->fragment_offset & RTE_BE16(RTE_IPV4_HDR_DF_FLAG)))
 		return pylb_too_big(lc, cfg, in_port, m, af, (uint16_t)(mtu - olen),
 				    PYLB_D_VIP_TOO_BIG);
-	reason = pylb_encap(cfg, gre, src, to, nh, m, af, olen);
+	reason = pylb_encap(cfg, gre, src, flow, to, nh, m, af, olen);
 	if (reason != 0)
 		return drop(lc, m, (enum pylb_counter)reason);
 	pylb_nh_output_fit(lc, cfg, in_port, m, nh, to->ip, to->af);
 }
 
 /* The output towards backend `to` through nh, encapsulated (IPIP, or GRE)
- * from `src` (unset: the port's address), the egress MTU checked. */
+ * from `src` (pylb_encap), the egress MTU checked. */
 void
 pylb_out_encap(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 	       struct rte_mbuf *m, const struct pylb_nh *nh, bool gre,
-	       const struct pylb_ip *src, const struct pylb_ip *to, uint8_t af)
+	       const struct pylb_encap_src *src, uint32_t flow, const struct pylb_ip *to,
+	       uint8_t af)
 {
 	uint32_t olen = pylb_encap_len(gre, to->af);
 	uint32_t mtu = cfg->ports[nh->port].mtu;
 	int reason;
 
 	if (unlikely(rte_pktmbuf_pkt_len(m) - sizeof(struct rte_ether_hdr) + olen > mtu))
-		return out_encap_too_big(lc, cfg, in_port, m, nh, gre, src, to, af, olen);
-	reason = pylb_encap(cfg, gre, src, to, nh, m, af, olen);
+		return out_encap_too_big(lc, cfg, in_port, m, nh, gre, src, flow, to, af, olen);
+	reason = pylb_encap(cfg, gre, src, flow, to, nh, m, af, olen);
 	if (reason != 0)
 		return drop(lc, m, (enum pylb_counter)reason);
 	nh_output(lc, cfg, nh, to->ip, to->af, m);
@@ -154,23 +160,23 @@ pylb_out_dr(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port, stru
 static void
 vip_ipip(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port, struct rte_mbuf *m,
 	 const struct pylb_nh *nh, const struct pylb_vip *vip, const struct pylb_ip *to,
-	 uint8_t af)
+	 uint8_t af, uint32_t flow)
 {
-	pylb_out_encap(lc, cfg, in_port, m, nh, false, &vip->conf.source, to, af);
+	pylb_out_encap(lc, cfg, in_port, m, nh, false, &vip->src, flow, to, af);
 }
 
 static void
 vip_gre(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port, struct rte_mbuf *m,
 	const struct pylb_nh *nh, const struct pylb_vip *vip, const struct pylb_ip *to,
-	uint8_t af)
+	uint8_t af, uint32_t flow)
 {
-	pylb_out_encap(lc, cfg, in_port, m, nh, true, &vip->conf.source, to, af);
+	pylb_out_encap(lc, cfg, in_port, m, nh, true, &vip->src, flow, to, af);
 }
 
 static void
 vip_dr(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port __rte_unused,
        struct rte_mbuf *m, const struct pylb_nh *nh, const struct pylb_vip *vip __rte_unused,
-       const struct pylb_ip *to, uint8_t af __rte_unused)
+       const struct pylb_ip *to, uint8_t af __rte_unused, uint32_t flow __rte_unused)
 {
 	pylb_out_dr(lc, cfg, in_port, m, nh, to);
 }
@@ -218,10 +224,30 @@ pylb_vip_input(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 		fib6_lookup(lc->dp, b->addr.ip);
 	if (v == 0 || fib_kind(v) != PYLB_FIB_GROUP)
 		return drop(lc, m, PYLB_D_VIP_NO_ROUTE);
-	vip->out(lc, cfg, in_port, m, nhg_pick(lc->dp, fib_id(v), h), vip, &b->addr, af);
+	vip->out(lc, cfg, in_port, m, nhg_pick(lc->dp, fib_id(v), h), vip, &b->addr, af, h);
 }
 
 /* Control side. */
+
+int
+pylb_encap_src_bind(struct pylb_encap_src *out, const struct pylb_prefix *p, const char *what)
+{
+	uint32_t host;
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	if (p->addr.af == 0)
+		return 0;
+	rc = pylb_route_check_prefix(p, what);
+	if (rc != 0)
+		return rc;
+	if (p->len == 0)
+		return pylb_fail(-PYLB_E_INVAL, "%s: an outer source prefix of length 0", what);
+	host = (p->addr.af == 4 ? 32u : 128u) - p->len;
+	out->base = p->addr;
+	out->vary = rte_cpu_to_be_32(host >= 32 ? UINT32_MAX : (1u << host) - 1);
+	return 0;
+}
 
 static int
 vip_find(struct pylb_dp *dp, const struct pylb_prefix *p)
@@ -247,6 +273,9 @@ vip_new(struct pylb_vip **out, const struct pylb_vip_conf *conf,
 	if (rc == 0) {
 		(*out)->conf = *conf;
 		(*out)->out = vip_out[conf->method];
+		rc = pylb_encap_src_bind(&(*out)->src, &conf->source, "VIP");
+		if (rc != 0)
+			rte_free(*out);
 	}
 	return rc;
 }
@@ -266,9 +295,6 @@ vip_add_unlocked(struct pylb_dp *dp, const struct pylb_vip_conf *conf)
 	if (c.method > PYLB_FWD_DR)
 		return pylb_fail(-PYLB_E_INVAL, "VIP %s: unknown forwarding method %u",
 				 name, c.method);
-	if (c.source.af != 0 && c.source.af != 4 && c.source.af != 6)
-		return pylb_fail(-PYLB_E_INVAL, "VIP %s: source address family %u",
-				 name, c.source.af);
 	if (c.table_size == 0)
 		c.table_size = PYLB_MAGLEV_DEFAULT;
 	if (vip_find(dp, &c.prefix) >= 0)

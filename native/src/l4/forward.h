@@ -128,17 +128,31 @@ l4_reply_from_vip(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port
 	return true;
 }
 
+/* An outer source that is the egress port's address. */
+static const struct pylb_encap_src l4_port_src;
+
+/* A flow's hash for a tunnel's outer source: (client, VIP)'s `hash` and
+ * the client's port, so each of a client's connections has its own. */
+static inline uint32_t
+l4_flow(uint32_t hash, uint16_t cport)
+{
+	return rte_hash_crc_4byte(cport, hash);
+}
+
 /* DR and tunnel: a client's packet of c as it is, to its backend through
  * the method's output, by the flow hash of (client, VIP). */
 static inline void
 l4_forward_as_is(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 		 struct rte_mbuf *m, uint16_t *ports __rte_unused, struct pylb_conn *c)
 {
-	const uint8_t *be = conn_addr(lc->ct, c, CONN_BACKEND);
+	const struct pylb_service *svc = __atomic_load_n(&lc->dp->svcs[c->svc],
+							 __ATOMIC_ACQUIRE);
+	uint32_t hash = flow_hash(lc->dp->conf.hash_key, conn_addr(lc->ct, c, CONN_CLIENT),
+				  conn_addr(lc->ct, c, CONN_VIP), c->af);
 
-	pylb_l4_methods[c->method]->out(lc, cfg, in_port, m, be, c->af,
-		flow_hash(lc->dp->conf.hash_key, conn_addr(lc->ct, c, CONN_CLIENT),
-			  conn_addr(lc->ct, c, CONN_VIP), c->af));
+	pylb_l4_methods[c->method]->out(lc, cfg, in_port, m, conn_addr(lc->ct, c, CONN_BACKEND),
+					c->af, hash, likely(svc != NULL) ? &svc->tunnel_src :
+					&l4_port_src, l4_flow(hash, c->cport));
 }
 
 #endif /* PYLB_FORWARD_H */

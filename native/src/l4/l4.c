@@ -43,7 +43,7 @@ void
 pylb_l4_method_out(struct pylb_lcore *lc, const struct pylb_cfg *cfg, struct rte_mbuf *m,
 		   uint8_t method, const uint8_t *to, uint8_t af)
 {
-	pylb_l4_methods[method]->out(lc, cfg, -1, m, to, af, 0);
+	pylb_l4_methods[method]->out(lc, cfg, -1, m, to, af, 0, &l4_port_src, 0);
 }
 
 /* Where a NAT connection's packets go, resolved once and cached in the
@@ -324,7 +324,7 @@ untracked(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 		svc->bstats[(size_t)lc->slot * svc->bstride + v->bi].conns++;
 	}
 	count_packet(lc, svc, svc->id, (uint16_t)v->bi, m, false);
-	pylb_l4_methods[svc->conf.method]->untracked(lc, cfg, in_port, m, ports, t,
+	pylb_l4_methods[svc->conf.method]->untracked(lc, cfg, in_port, m, ports, t, svc,
 						    &svc->bal.backends[v->bi], v->hash);
 }
 

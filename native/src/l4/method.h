@@ -32,9 +32,11 @@ enum l4_quote {
 };
 
 /* The output of a packet as it is (DR, tunnel) towards backend `to`, the
- * ECMP path chosen by `hash`. */
+ * ECMP path chosen by `hash`; a tunnel's outer source is `src`, its
+ * varying bits from `flow` (l4_flow). */
 typedef void l4_out_fn(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
-		       struct rte_mbuf *m, const uint8_t *to, uint8_t af, uint32_t hash);
+		       struct rte_mbuf *m, const uint8_t *to, uint8_t af, uint32_t hash,
+		       const struct pylb_encap_src *src, uint32_t flow);
 
 struct l4_method {
 	const char *name;
@@ -45,7 +47,8 @@ struct l4_method {
 	 * (FullNAT: its replies need the entry). */
 	void (*untracked)(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 			  struct rte_mbuf *m, uint16_t *ports, const struct pylb_tuple *t,
-			  const struct pylb_backend *b, uint32_t hash);
+			  const struct pylb_service *svc, const struct pylb_backend *b,
+			  uint32_t hash);
 	/* Can its replies be told apart without an entry (NAT: they come
 	 * back through us)? NULL: they need not be. */
 	bool (*untracked_exact)(const struct pylb_dp *dp, const struct pylb_service *svc,

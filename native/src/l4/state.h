@@ -20,6 +20,7 @@ struct pylb_service {
 	uint16_t id;		/* index in dp->svcs[] */
 	const struct pylb_sched_ops *sched;	/* conf.sched's (scheduler.h) */
 	const uint64_t *key;	/* the dataplane's flow-hash key (hash.h) */
+	struct pylb_encap_src tunnel_src;	/* conf.tunnel_source's */
 	uint8_t synproxy;	/* enum pylb_syn_proxy, OFF where it cannot */
 	/* WRR: each lcore's current weights; WLC: each lcore's connections
 	 * per backend. One cache-line-aligned row per lcore slot (the only

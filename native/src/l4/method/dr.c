@@ -9,7 +9,8 @@
 
 static void
 out_dr(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
-       struct rte_mbuf *m, const uint8_t *to, uint8_t af, uint32_t hash)
+       struct rte_mbuf *m, const uint8_t *to, uint8_t af, uint32_t hash,
+       const struct pylb_encap_src *src __rte_unused, uint32_t flow __rte_unused)
 {
 	struct pylb_ip b = { .af = af };
 	uint32_t g;
@@ -23,9 +24,10 @@ out_dr(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 static void
 untracked_dr(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 	     struct rte_mbuf *m, uint16_t *ports __rte_unused, const struct pylb_tuple *t,
-	     const struct pylb_backend *b, uint32_t hash)
+	     const struct pylb_service *svc __rte_unused, const struct pylb_backend *b,
+	     uint32_t hash)
 {
-	out_dr(lc, cfg, in_port, m, b->addr.ip, t->af, hash);
+	out_dr(lc, cfg, in_port, m, b->addr.ip, t->af, hash, NULL, 0);
 }
 
 const struct l4_method pylb_l4_dr = {

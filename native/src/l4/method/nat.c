@@ -27,7 +27,8 @@ forward_nat(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 static void
 untracked_nat(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 	      struct rte_mbuf *m, uint16_t *ports, const struct pylb_tuple *t,
-	      const struct pylb_backend *b, uint32_t hash)
+	      const struct pylb_service *svc __rte_unused, const struct pylb_backend *b,
+	      uint32_t hash)
 {
 	nat_rewrite(m, t->af, t->proto, ports, true, b->addr.ip,
 		    b->port ? rte_cpu_to_be_16(b->port) : t->dport);
