@@ -14,6 +14,9 @@ ten million frames fit in hugepages. Cases:
 - icmp: ICMP echo requests to the port's address: pylb answers every one;
 - route: the frames to a routed address (no service): the L3 reference;
 - vip: the frames to an L3 VIP (a /24), IPIP-encapsulated to its backend;
+  vip_flowsrc: the same from an outer source prefix, each flow its own address;
+- tunnel, tunnel_flowsrc: the established case's UDP to a tunnel service
+  (IPIP to the backend), from the port's address / a source prefix per flow;
 - established: UDP to a NAT service. The first pass creates N connections;
   then the worker's busy cycles are measured while every packet is a
   connection hit (lookup, DNAT with incremental checksums, cached next hop,
@@ -110,6 +113,8 @@ def mbuf_size(kind: str) -> int:
     error's quote need 256."""
     return MBUF_SIZE + 64 * (kind.endswith("6") or kind in ("synflood", "icmp_error"))
 PORTS_PER_CLIENT = 50000
+# The outer sources of the *_flowsrc cases: each flow its own (issue 28.4).
+FLOW_SOURCES = "10.200.0.0/16"
 
 
 def _fold(s: int) -> int:
@@ -247,7 +252,8 @@ def make_frames(kind: str, flows: int):
     from scapy.layers.inet import ICMP, IP, TCP, UDP
     from scapy.layers.l2 import Ether
     syn = kind in ("syn", "syn_acl", "table_full", "syn_sync")
-    dst = {"route": BACKEND, "vip": "10.0.9.1", "icmp": "10.0.0.1"}.get(kind, VIP)
+    dst = {"route": BACKEND, "vip": "10.0.9.1", "vip_flowsrc": "10.0.9.1",
+           "icmp": "10.0.0.1"}.get(kind, VIP)
     l4 = TCP(sport=1024, dport=80, flags="S", seq=1) if syn else \
         ICMP(type=8, id=1024, seq=1) / (b"\0" * 18) if kind == "icmp" else \
         UDP(sport=1024, dport=53, chksum=0) / (b"\0" * 18)
@@ -346,8 +352,13 @@ def pylb_side(kind: str, pcap: str, flows: int, seconds: float) -> dict:
     elif kind == "synflood":
         dp.add_service(model.service(vip, 80, proto="tcp", backends=[(backend, 8080)], syn_proxy="always"))
         dp.add_service(model.service(vip, 53, proto="udp", backends=[(backend, 5353)]))
-    elif kind in ("vip", "vip6"):
-        dp.add_vip(L3_VIP6 if v6 else L3_VIP, method="ipip", backends=[backend])
+    elif kind in ("vip", "vip6", "vip_flowsrc"):
+        dp.add_vip(L3_VIP6 if v6 else L3_VIP, method="ipip", backends=[backend],
+                   source=FLOW_SOURCES if kind == "vip_flowsrc" else None)
+    elif kind in ("tunnel", "tunnel_flowsrc"):
+        dp.add_service(model.service(vip, 53, proto="udp", method="tunnel", backends=[backend],
+                                     tunnel_source=FLOW_SOURCES if kind == "tunnel_flowsrc"
+                                     else None))
     elif kind.startswith("fullnat"):
         dp.add_service(model.service(VIP, 53, proto="udp", method="fullnat", local_addresses=["10.0.1.1"], backends=[(BACKEND, 5353)]))
     names = native.COUNTER_NAMES
@@ -440,8 +451,9 @@ def main() -> None:
     os.makedirs(args.out, exist_ok=True)
     flows = [int(f) for f in args.flows.split(",")]
     cases = [("arp", 1000), ("icmp", 1000), ("route", 1000), ("route6", 1000), ("vip", 1000),
-             ("vip6", 1000)] + \
-        [(k, f) for f in flows for k in ("established", "established_defended", "established6")
+             ("vip_flowsrc", 1000), ("vip6", 1000)] + \
+        [(k, f) for f in flows for k in ("established", "established_defended", "established6",
+                                         "tunnel", "tunnel_flowsrc")
          if k == "established" or f <= 1_000_000] + \
         [("syn", args.syn_flows), ("syn6", args.syn_flows), ("syn_acl", args.syn_flows),
          ("syn_sync", args.syn_flows),

@@ -215,8 +215,10 @@ class HealthChecker:
         spec, method = check
         # The data path's probe: to the port clients use.
         vip_port = key[1] or spec.port or port
+        # (Not a tunnel's backend of the other family: the probe's packet
+        # is the VIP's family, which such a backend cannot answer from.)
         via_vip = self._submit is not None and method in VIA_VIP and vip_port != 0 and \
-            spec.type != NONE
+            spec.type != NONE and (":" in ip) == (":" in key[0])
         good = bad = 0
         last = None
         me = asyncio.current_task()

@@ -160,10 +160,11 @@ def network(field: str, value: Any) -> ipaddress.IPv4Network | ipaddress.IPv6Net
     raise SpecError(field, f"{value} has host bits set; write the network {net}")
 
 
-def encap_source(field: str, value: Any, version: int) -> str:
+def encap_source(field: str, value: Any, version: int | None) -> str:
     """A tunnel's outer source: an address (every packet from it), or a
     prefix whose host bits vary with the flow (a backend's NIC then spreads
-    the flows over its receive queues; at most the last 32 bits vary)."""
+    the flows over its receive queues; at most the last 32 bits vary). Of
+    family `version`, if given."""
     if isinstance(value, str) and "/" in value:
         net = network(field, value)
         src = net.network_address if net.prefixlen == net.max_prefixlen else net
@@ -172,7 +173,7 @@ def encap_source(field: str, value: Any, version: int) -> str:
             raise SpecError(field, f"expected a unicast prefix, got {net}")
     else:
         src = unicast(field, value)
-    if src.version != version:
+    if version is not None and src.version != version:
         raise SpecError(field, f"{src} is not of the VIP's address family")
     return str(src)
 
@@ -293,8 +294,10 @@ class ServiceSpec:
         if self.tunnel_source is not None:
             if self.method != TUNNEL:
                 raise SpecError("tunnel_source", "an outer source is for tunnel services")
+            # The outer packets' family is the backends' (either, 4-in-6
+            # and 6-in-4): it applies to those of its own.
             object.__setattr__(self, "tunnel_source",
-                               encap_source("tunnel_source", self.tunnel_source, vip.version))
+                               encap_source("tunnel_source", self.tunnel_source, None))
         for i, a in enumerate(self.acls):
             if not isinstance(a, str) or not ACL_NAME.match(a):
                 raise SpecError(f"acls[{i}]", f"expected the name of an ACL, got {_show(a)}")
@@ -302,9 +305,10 @@ class ServiceSpec:
             _integer(k, getattr(self, k), 0, LIMIT_MAX)
         seen: set[tuple[str, int]] = set()
         for i, b in enumerate(self.backends):
-            if ipaddress.ip_address(b.ip).version != vip.version:
+            if ipaddress.ip_address(b.ip).version != vip.version and self.method != TUNNEL:
                 raise SpecError(f"backends[{i}].address",
-                                f"backend {b.ip} is not of the VIP's address family")
+                                f"backend {b.ip} is not of the VIP's address family (a tunnel "
+                                f"service's may be: 4-in-6, 6-in-4)")
             if b.key in seen:
                 raise SpecError(f"backends[{i}]", f"backend {b.ip}:{b.port} is listed twice")
             seen.add(b.key)

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import pytest
 from scapy.layers.inet import IP, TCP, UDP
+from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import Ether
 from scapy.packet import raw
 
-from conftest import CLIENT_MAC, P1_MAC, service
+from conftest import CLIENT_MAC, P0_MAC, P1_MAC, service
 from pylb.errors import InvalidArgument, NotFound
 from test_defence_fixtures import SEED_A, SEED_B
 from test_l4_fixtures import BACKENDS, BMAC, CLIENT, VIP, c2v, checksums_ok, small_dp
@@ -305,6 +306,37 @@ def test_fullnat_connections_are_restored_with_their_local_ports(native):
     sides = {(Ether(f)[IP].dst, Ether(f)[TCP].sport)
              for _, f in b.inject("p0", [raw(c2v(sport=p)) for p in range(60)])}
     assert (backend, lport) not in sides and len(sides) == 60
+    b.close()
+
+
+def test_a_tunnels_connections_to_backends_of_the_other_family_are_restored(native):
+    """4-in-6 and 6-in-4 records carry their backend's family."""
+    six = "2001:db8:1::20"
+
+    def dual(d):
+        d.add_address("p0", "2001:db8::1/64")
+        d.add_address("p1", "2001:db8:1::1/64")
+        d.add_neighbour("p1", six, "02:00:00:00:0b:20")
+
+    def setup(d):
+        dual(d)
+        d.add_service(service(VIP, 80, method="tunnel", backends=[six]))
+        d.add_service(service("2001:db8::100", 80, method="tunnel", backends=[BACKENDS[0]]))
+        d.inject("p0", [raw(c2v(sport=p)) for p in (41000, 41001)])
+        d.inject("p0", [raw(Ether(src=CLIENT_MAC, dst=P0_MAC)
+                            / IPv6(src="2001:db8::2", dst="2001:db8::100")
+                            / TCP(sport=5000, dport=80, flags="S"))])
+        return {(c.vip, c.cport): c.backend for c in d.connections()}
+
+    b, records, before = moved(native, setup)
+    assert before == {(VIP, 41000): six, (VIP, 41001): six, ("2001:db8::100", 5000): BACKENDS[0]}
+    dual(b)
+    b.add_service(service(VIP, 80, method="tunnel", backends=[six]))
+    b.add_service(service("2001:db8::100", 80, method="tunnel", backends=[BACKENDS[0]]))
+    assert b.install_connections(records) == 3
+    assert {(c.vip, c.cport): c.backend for c in b.connections()} == before
+    (_, f), = b.inject("p0", [raw(c2v(sport=41000, flags="A", seq=1001))])
+    assert Ether(f)[IPv6].dst == six and Ether(f)[IPv6].nh == 4
     b.close()
 
 

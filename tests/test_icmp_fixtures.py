@@ -424,3 +424,25 @@ def test_a_tunnels_too_big_reaches_the_sender_of_what_it_carried(lb, kind):
     assert port == 0 and (ip.src, ip.dst, ip[ICMP].nexthopmtu) == (dst, CLIENT, 1400 - overhead)
     assert (inner.src, inner.dst, inner[TCP].sport) == (CLIENT, dst, sport)
     assert counted(lb)[0] == 1
+
+
+def test_a_too_big_about_a_tunnel_packet_of_the_other_family_is_dropped_and_counted(lb):
+    """4-in-6 and 6-in-4 (internet.md: not translated across families): an
+    error about the outer packet is counted and goes nowhere (the dp
+    fixture checks that no mbuf leaked)."""
+    lb.add_service(service(VIP, 80, method="tunnel", backends=[BACKEND6]))
+    lb.add_service(service(VIP6, 80, method="tunnel", backends=[BACKENDS[0]]))
+    (_, f4), = lb.inject("p0", [raw(Ether(src=CLIENT_MAC, dst=P0_MAC) / IP(src=CLIENT, dst=VIP)
+                                    / TCP(sport=40000, dport=80, flags="S"))])
+    (_, f6), = lb.inject("p0", [raw(Ether(src=CLIENT_MAC, dst=P0_MAC)
+                                    / IPv6(src=CLIENT6, dst=VIP6)
+                                    / TCP(sport=40000, dport=80, flags="S"))])
+    outer6, outer4 = Ether(f4)[IPv6], Ether(f6)[IP]
+    assert (outer6.nh, outer4.proto) == (4, 41)
+    before = sum(counted(lb)) + sum(lb.drops().values())
+    err6 = (Ether(src=BMAC6, dst=P1_MAC) / IPv6(src="2001:db8:1::250", dst=outer6.src)
+            / ICMPv6PacketTooBig(mtu=1280) / Raw(raw(outer6)[:1232]))
+    err4 = too_big(BROUTER, outer4.src, outer4.copy(), mtu=1300, ingress_mac=BMAC[BACKENDS[0]],
+                   port_mac=P1_MAC)
+    assert lb.inject("p1", [raw(err6), raw(err4)]) == []
+    assert sum(counted(lb)) + sum(lb.drops().values()) == before + 2

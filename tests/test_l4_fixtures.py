@@ -198,17 +198,54 @@ def test_a_tunnel_source_prefix_gives_each_connection_its_own_source(lb):
     assert drops_of(lb) == {}
 
 
-def test_a_tunnel_source_is_for_tunnel_services_of_the_vips_family(lb):
+def test_a_tunnel_source_is_for_tunnel_services(lb):
     with pytest.raises(InvalidArgument, match="tunnel_source: an outer source is for tunnel"):
         service(VIP, 80, method="nat", tunnel_source="10.200.0.0/16")
-    with pytest.raises(InvalidArgument, match="not of the VIP's address family"):
-        service(VIP, 80, method="tunnel", tunnel_source="2001:db8:7::/96")
+    with pytest.raises(InvalidArgument, match="host bits set"):
+        service(VIP, 80, method="tunnel", tunnel_source="10.200.0.1/16")
     # The binding's callers that bypass the spec meet the dataplane's check.
     spec = service(VIP, 80, method="tunnel", tunnel_source="10.200.0.0/16")
     object.__setattr__(spec, "method", "dr")
     with pytest.raises(InvalidArgument, match="for tunnel services"):
         lb.add_service(spec)
     assert lb.services() == []
+
+
+def test_a_tunnel_service_carries_ipv4_in_ipv6_and_ipv6_in_ipv4(lb):
+    """A tunnel service's backends may be of the other family (IPVS's
+    heterogeneous pools, Katran's 4-in-6): the client's packet as it is,
+    in the backend's family (IPv4 in IPv6: next header 4; IPv6 in IPv4:
+    protocol 41), its connection on that backend, from the source prefix
+    of the backends' family; the connection lists its backend as it is."""
+    lb.add_neighbour("p1", "2001:db8:1::20", BMAC[BACKENDS[0]])
+    lb.add_service(service(VIP, 80, method="tunnel", tunnel_source="2001:db8:7::/96",
+                           backends=["2001:db8:1::20"]))
+    syn, ack = c2v(sport=41000), c2v(sport=41000, flags="A", seq=1001)
+    out = [Ether(f) for _, f in lb.inject("p0", [raw(syn), raw(ack)])]
+    assert [(o[IPv6].dst, o[IPv6].nh) for o in out] == [("2001:db8:1::20", 4)] * 2
+    assert raw(out[0][IPv6].payload) == raw(syn[IP]) and raw(out[1][IPv6].payload) == raw(ack[IP])
+    assert out[0][IPv6].src == out[1][IPv6].src and \
+        ipaddress.ip_address(out[0][IPv6].src) in ipaddress.ip_network("2001:db8:7::/96")
+    (conn,) = lb.connections()
+    assert (conn.client, conn.backend, conn.state) == (CLIENT, "2001:db8:1::20", "established")
+    # 6-in-4: an IPv6 VIP over IPv4 backends (from the port's address: the
+    # source prefix is IPv6's).
+    lb.add_service(service("2001:db8::100", 80, method="tunnel", backends=BACKENDS))
+    pkt = (Ether(src=CLIENT_MAC, dst=P0_MAC) / IPv6(src="2001:db8::2", dst="2001:db8::100")
+           / TCP(sport=5000, dport=80, flags="S"))
+    (port, f), = lb.inject("p0", [raw(pkt)])
+    outer = Ether(f)[IP]
+    assert (port, outer.src, outer.proto, outer.flags.DF) == (1, "10.0.1.1", 41, 1)
+    assert outer.dst in BACKENDS and raw(outer.payload) == raw(pkt[IPv6])
+    v6conn = next(c for c in lb.connections() if c.vip == "2001:db8::100")
+    assert v6conn.backend == outer.dst
+    # Trace says the same backend.
+    t = lb.l4_trace("2001:db8::2", "2001:db8::100", "tcp", 5000, 80, 0x10)
+    assert t["verdict"] == "connection" and t["backend"][0] == outer.dst
+    # Other methods' backends are of the VIP's family.
+    with pytest.raises(InvalidArgument, match="a tunnel service's may be"):
+        service(VIP, 81, method="dr", backends=["2001:db8:1::20"])
+    assert drops_of(lb) == {}
 
 
 def test_established_connections_keep_their_backend_and_drain(lb):

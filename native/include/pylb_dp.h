@@ -715,7 +715,8 @@ struct pylb_conn_record {
 	uint8_t af, proto, state, method;
 	uint16_t cport, vport, bport, lport;	/* lport: FullNAT's local port */
 	uint16_t flags;				/* PYLB_REC_* */
-	uint16_t reserved;
+	uint8_t backend_af;			/* 0: af (a tunnel's may differ) */
+	uint8_t reserved;
 	uint32_t seq_delta;			/* SYN proxy: backend ISN less cookie */
 	uint32_t expires_ms;			/* from the export */
 	uint8_t client[16], vip[16], backend[16], local[16];

@@ -35,7 +35,7 @@ pylb_dp_conn_list(struct pylb_dp *dp, struct pylb_conn_info *out, uint32_t max)
 			memset(o, 0, sizeof(*o));
 			ip_of(&o->client, a.a[CONN_CLIENT], c.af);
 			ip_of(&o->vip, a.a[CONN_VIP], c.af);
-			ip_of(&o->backend, a.a[CONN_BACKEND], c.af);
+			ip_of(&o->backend, a.a[CONN_BACKEND], conn_backend_af(&c));
 			if (c.method == PYLB_L4_FULLNAT) {
 				ip_of(&o->local, a.a[CONN_LIP], c.af);
 				o->lport = rte_be_to_cpu_16(c.lport);

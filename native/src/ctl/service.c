@@ -327,10 +327,9 @@ service_add_unlocked(struct pylb_dp *dp, const struct pylb_service_conf *conf)
 	if (c.tunnel_source.addr.af != 0) {
 		struct pylb_encap_src src;
 
-		if (c.method != PYLB_L4_TUNNEL || c.tunnel_source.addr.af != c.vip.af)
+		if (c.method != PYLB_L4_TUNNEL)
 			return pylb_fail(-PYLB_E_INVAL,
-				"service %s: an outer source is for tunnel services, of the VIP's family",
-				name);
+				"service %s: an outer source is for tunnel services", name);
 		rc = pylb_encap_src_bind(&src, &c.tunnel_source, name);
 		if (rc != 0)
 			return rc;
@@ -457,10 +456,13 @@ service_backends_set_unlocked(struct pylb_dp *dp, const struct pylb_ip *vip,
 		return pylb_fail(-PYLB_E_FULL, "service %s: %u backends, at most %d",
 				 name, n, PYLB_MAX_BACKENDS);
 	for (uint32_t i = 0; i < n; i++) {
-		if (b[i].addr.af != vip->af)
+		if (b[i].addr.af != vip->af && !pylb_l4_methods[cur->conf.method]->mixed)
 			return pylb_fail(-PYLB_E_INVAL,
-				"service %s: backend %u is not of the VIP's address family",
+				"service %s: backend %u is not of the VIP's address family (a tunnel's may be)",
 				name, i);
+		if (b[i].addr.af != 4 && b[i].addr.af != 6)
+			return pylb_fail(-PYLB_E_INVAL, "service %s: backend %u: address family %u",
+					 name, i, b[i].addr.af);
 		if (b[i].weight > 65535)
 			return pylb_fail(-PYLB_E_INVAL, "service %s: backend weight %u is above 65535",
 					 name, b[i].weight);
@@ -747,8 +749,8 @@ l4_trace_unlocked(struct pylb_dp *dp, const struct pylb_l4_trace_query *q,
 		if (!pylb_conn_snapshot(lc->ct, (uint32_t)(v.c - lc->ct->conns), &copy, &a))
 			return pylb_fail(-PYLB_E_STATE, "the connection changed while traced: ask again");
 		out->state = copy.state;
-		out->backend.addr.af = af;
-		memcpy(out->backend.addr.ip, a.a[CONN_BACKEND], af == 4 ? 4 : 16);
+		out->backend.addr.af = conn_backend_af(&copy);
+		memcpy(out->backend.addr.ip, a.a[CONN_BACKEND], out->backend.addr.af == 4 ? 4 : 16);
 		out->backend.port = rte_be_to_cpu_16(copy.bport);
 		svc = dp->svcs[copy.svc];
 		if (svc != NULL)

@@ -52,10 +52,10 @@ pylb_encap(const struct pylb_cfg *cfg, bool gre, const struct pylb_encap_src *sr
 
 		memset(ip, 0, sizeof(*ip));
 		if (source->af == 4)
-			memcpy(&s4, source->ip, 4);
+			s4 = *(const unaligned_uint32_t *)source->ip | (flow & src->vary);
 		else if (!port_src4(pc, *(const uint32_t *)dst->ip, &s4))
 			return PYLB_D_VIP_NO_ROUTE;
-		ip->src_addr = s4 | (flow & src->vary);
+		ip->src_addr = s4;
 		memcpy(&ip->dst_addr, dst->ip, 4);
 		ip->version_ihl = RTE_IPV4_VHL_DEF;
 		ip->type_of_service = tos;
@@ -83,7 +83,8 @@ pylb_encap(const struct pylb_cfg *cfg, bool gre, const struct pylb_encap_src *sr
 		ip->proto = gre ? IPPROTO_GRE : inner_proto;
 		ip->hop_limits = IPDEFTTL;
 		memcpy(ip->src_addr, s6, 16);
-		*last |= flow & src->vary;
+		if (source->af == 6)
+			*last |= flow & src->vary;
 		memcpy(ip->dst_addr, dst->ip, 16);
 		eth->ether_type = RTE_BE16(RTE_ETHER_TYPE_IPV6);
 		o += sizeof(*ip);

@@ -382,6 +382,29 @@ pylb_conn_new(struct pylb_lcore *lc, const struct pylb_tuple *t)
 	return c;
 }
 
+bool
+pylb_conn_set_backend(struct pylb_conntrack *ct, struct pylb_conn *c, const uint8_t *ip,
+		      uint8_t af)
+{
+	uint8_t *to;
+
+	if (likely(af == c->af)) {
+		pylb_conn_set_addr(ct, c, CONN_BACKEND, ip);
+	} else if (c->af == 6) {	/* 6-in-4 */
+		to = conn_addr(ct, c, CONN_BACKEND);
+		memset(to, 0, 16);
+		memcpy(to, ip, 4);
+	} else {			/* 4-in-6 */
+		if (ct->n_free6 == 0)
+			return false;
+		c->backend6 = ct->free6[--ct->n_free6];
+		memcpy(ct->ext6[c->backend6].a[CONN_BACKEND], ip, 16);
+	}
+	if (pylb_l4_methods[c->method]->mixed)
+		c->backend_af = af;
+	return true;
+}
+
 /* FullNAT: index the local side too, once it is chosen. */
 int
 pylb_conn_add_local(struct pylb_lcore *lc, struct pylb_conn *c)
@@ -399,6 +422,8 @@ conn_free(struct pylb_conntrack *ct, struct pylb_conn *c, uint32_t idx)
 	slot_del(ct, client_hash(ct, c), idx);
 	if (c->af == 6)
 		ct->free6[ct->n_free6++] = c->ext6;
+	else if (unlikely(conn_backend_af(c) == 6))
+		ct->free6[ct->n_free6++] = c->backend6;
 	__atomic_store_n(&c->af, 0, __ATOMIC_RELEASE);
 	ct->free[ct->n_free++] = idx;
 }
@@ -675,6 +700,9 @@ pylb_conn_snapshot(const struct pylb_conntrack *ct, uint32_t i, struct pylb_conn
 		memset(a, 0, sizeof(*a));
 		for (int k = 0; k < 4; k++)
 			memcpy(a->a[k], &c->a4[k], 4);
+		if (conn_backend_af(c) == 6)
+			memcpy(a->a[CONN_BACKEND], ct->ext6[c->backend6 < ct->cap6 ?
+							  c->backend6 : 0].a[CONN_BACKEND], 16);
 	} else if (c->af == 6) {
 		*a = ct->ext6[c->ext6 < ct->cap6 ? c->ext6 : 0];
 	} else {

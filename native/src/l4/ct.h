@@ -33,6 +33,28 @@ pylb_conn_set_addr(struct pylb_conntrack *ct, struct pylb_conn *c, int which,
 	memcpy(conn_addr(ct, c, which), ip, c->af == 4 ? 4 : 16);
 }
 
+/* c's backend's family: the connection's, but where its method's backends
+ * may be of the other family (a tunnel's: 4-in-6, 6-in-4). */
+static inline uint8_t
+conn_backend_af(const struct pylb_conn *c)
+{
+	return pylb_l4_methods[c->method]->mixed ? (uint8_t)c->backend_af : c->af;
+}
+
+/* c's backend's address (conn_backend_af's family). */
+static inline const uint8_t *
+conn_backend(const struct pylb_conntrack *ct, const struct pylb_conn *c)
+{
+	if (unlikely(c->af == 4 && conn_backend_af(c) == 6))
+		return ct->ext6[c->backend6].a[CONN_BACKEND];
+	return conn_addr(ct, c, CONN_BACKEND);
+}
+
+/* c (its method set) goes to backend ip of family af; an IPv4 connection
+ * to an IPv6 backend takes an IPv6 entry (false: none left). */
+bool pylb_conn_set_backend(struct pylb_conntrack *ct, struct pylb_conn *c, const uint8_t *ip,
+			   uint8_t af);
+
 /* The finaliser (hash.h) derives the two buckets and the signature from
  * one keyed hash. */
 static inline uint32_t

@@ -150,9 +150,13 @@ l4_forward_as_is(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 	uint32_t hash = flow_hash(lc->dp->conf.hash_key, conn_addr(lc->ct, c, CONN_CLIENT),
 				  conn_addr(lc->ct, c, CONN_VIP), c->af);
 
-	pylb_l4_methods[c->method]->out(lc, cfg, in_port, m, conn_addr(lc->ct, c, CONN_BACKEND),
-					c->af, hash, likely(svc != NULL) ? &svc->tunnel_src :
-					&l4_port_src, l4_flow(hash, c->cport));
+	struct l4_dest d = {
+		.to = conn_backend(lc->ct, c), .to_af = conn_backend_af(c), .af = c->af,
+		.hash = hash, .flow = l4_flow(hash, c->cport),
+		.src = likely(svc != NULL) ? &svc->tunnel_src : &l4_port_src,
+	};
+
+	pylb_l4_methods[c->method]->out(lc, cfg, in_port, m, &d);
 }
 
 #endif /* PYLB_FORWARD_H */

@@ -106,7 +106,7 @@ pylb_icmp_error_in(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_por
 		CNT(lc, ICMP_ERRORS_UNMATCHED);
 		return false;
 	}
-	be = conn_addr(lc->ct, c, CONN_BACKEND);
+	be = conn_backend(lc->ct, c);
 	if (!relay_allowed(lc, m, &q, be))
 		return true;
 	quote = pylb_l4_methods[c->method]->quote;

@@ -43,7 +43,9 @@ void
 pylb_l4_method_out(struct pylb_lcore *lc, const struct pylb_cfg *cfg, struct rte_mbuf *m,
 		   uint8_t method, const uint8_t *to, uint8_t af)
 {
-	pylb_l4_methods[method]->out(lc, cfg, -1, m, to, af, 0, &l4_port_src, 0);
+	struct l4_dest d = { .to = to, .to_af = af, .af = af, .src = &l4_port_src };
+
+	pylb_l4_methods[method]->out(lc, cfg, -1, m, &d);
 }
 
 /* Where a NAT connection's packets go, resolved once and cached in the
@@ -139,14 +141,15 @@ uint16_t
 pylb_backend_index(const struct pylb_conntrack *ct, const struct pylb_service *svc,
 	      const struct pylb_conn *c)
 {
-	const uint8_t *be = conn_addr(ct, c, CONN_BACKEND);
+	const uint8_t *be = conn_backend(ct, c);
+	uint8_t af = conn_backend_af(c);
 
 	if (svc == NULL)
 		return PYLB_BIDX_NONE;
 	for (uint32_t i = 0; i < svc->bal.n_backends; i++) {
 		const struct pylb_backend *b = &svc->bal.backends[i];
 
-		if (memcmp(b->addr.ip, be, c->af == 4 ? 4 : 16) == 0 &&
+		if (b->addr.af == af && memcmp(b->addr.ip, be, af == 4 ? 4 : 16) == 0 &&
 		    (b->port == 0 ? c->bport == c->vport : c->bport == rte_cpu_to_be_16(b->port)))
 			return (uint16_t)i;
 	}
@@ -281,13 +284,14 @@ conn_start(struct pylb_lcore *lc, const struct pylb_tuple *t, const struct l4_ve
 		lc->svc_stats[svc->id].conns++;
 		bs->conns++;
 	}
-	pylb_conn_set_addr(lc->ct, c, CONN_BACKEND, b->addr.ip);
+	c->method = method;
+	/* Room for it was found by the decision (the method's open_decide). */
+	(void)pylb_conn_set_backend(lc->ct, c, b->addr.ip, b->addr.af);
 	/* Port translation; backend port 0 keeps the client's. */
 	c->bport = b->port ? rte_cpu_to_be_16(b->port) : t->dport;
 	c->svc = svc->id;
 	c->bidx = (uint16_t)v->bi;
 	c->gen = __atomic_load_n(&lc->dp->gen, __ATOMIC_ACQUIRE);
-	c->method = method;
 	c->state = t->proto != IPPROTO_TCP ? PYLB_TCP_NONE : mid_flow ? PYLB_TCP_MID_FLOW :
 		l4_sees_replies(method) ? PYLB_TCP_SYN_SENT : PYLB_TCP_SYN_RECV;
 	if (pylb_conn_half_open(c))

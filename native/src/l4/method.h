@@ -31,12 +31,19 @@ enum l4_quote {
 	L4_QUOTE_BACKEND_LOCAL,	/* FullNAT: and the local address and port */
 };
 
-/* The output of a packet as it is (DR, tunnel) towards backend `to`, the
- * ECMP path chosen by `hash`; a tunnel's outer source is `src`, its
- * varying bits from `flow` (l4_flow). */
+/* Where a packet as it is goes (DR, tunnel): to backend `to`, of family
+ * to_af (a tunnel's may differ from the packet's, af), the ECMP path
+ * chosen by `hash`; a tunnel's outer source is `src`, its varying bits
+ * from `flow` (l4_flow). */
+struct l4_dest {
+	const uint8_t *to;
+	uint8_t to_af, af;
+	uint32_t hash, flow;
+	const struct pylb_encap_src *src;
+};
+
 typedef void l4_out_fn(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
-		       struct rte_mbuf *m, const uint8_t *to, uint8_t af, uint32_t hash,
-		       const struct pylb_encap_src *src, uint32_t flow);
+		       struct rte_mbuf *m, const struct l4_dest *d);
 
 struct l4_method {
 	const char *name;
@@ -54,7 +61,8 @@ struct l4_method {
 	bool (*untracked_exact)(const struct pylb_dp *dp, const struct pylb_service *svc,
 				const struct pylb_tuple *t, const struct pylb_backend *b);
 	/* What opening a connection takes besides the entry (FullNAT: a
-	 * local address and port): looked for by the decision (false: none;
+	 * local address and port; a tunnel's IPv4 connection to an IPv6
+	 * backend: an IPv6 entry): looked for by the decision (false: none;
 	 * read only) and taken by the act. NULL: nothing. */
 	bool (*open_decide)(const struct pylb_lcore *lc, const struct pylb_service *svc,
 			    const struct pylb_tuple *t, struct l4_verdict *v);
@@ -66,6 +74,9 @@ struct l4_method {
 		      struct rte_mbuf *m, const struct pylb_tuple *t, uint16_t *ports,
 		      struct pylb_conn *c);
 	uint8_t replies;	/* enum l4_replies */
+	/* May its backends be of the other family than the VIP (4-in-6,
+	 * 6-in-4)? Then a connection holds its backend's (backend_af). */
+	bool mixed;
 	uint8_t quote;		/* enum l4_quote */
 	/* The packet as it is (DR, tunnel: client and VIP pick the ECMP
 	 * path; data-path probes); NULL: translated and routed by its own

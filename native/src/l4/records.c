@@ -37,7 +37,9 @@ conn_record(const struct pylb_conntrack *ct, uint32_t i, uint64_t now,
 	o->bport = rte_be_to_cpu_16(c.bport);
 	o->lport = rte_be_to_cpu_16(c.lport);
 	o->flags = c.flags & PYLB_REC_FLAGS;
-	o->seq_delta = c.seq_delta;
+	o->backend_af = conn_backend_af(&c);
+	/* (A tunnel's 4-in-6 entry holds its backend's IPv6 entry there.) */
+	o->seq_delta = (c.flags & CONN_F_SYNPROXY) ? c.seq_delta : 0;
 	o->expires_ms = c.expire_tsc > now ?
 		(uint32_t)RTE_MIN((c.expire_tsc - now) * 1000 / hz, UINT32_MAX) : 0;
 	memcpy(o->client, a.a[CONN_CLIENT], 16);
@@ -97,10 +99,12 @@ pylb_dp_sync_lost(const struct pylb_dp *dp)
 static uint32_t
 backend_of(const struct pylb_service *svc, const struct pylb_conn_record *r)
 {
+	uint8_t af = r->backend_af ? r->backend_af : r->af;
+
 	for (uint32_t i = 0; i < svc->bal.n_backends; i++) {
 		const struct pylb_backend *b = &svc->bal.backends[i];
 
-		if (memcmp(b->addr.ip, r->backend, r->af == 4 ? 4 : 16) == 0 &&
+		if (b->addr.af == af && memcmp(b->addr.ip, r->backend, af == 4 ? 4 : 16) == 0 &&
 		    (b->port ? b->port : r->vport) == r->bport)
 			return i;
 	}
@@ -166,15 +170,19 @@ conn_install(struct pylb_dp *dp, struct pylb_lcore *lc, const struct pylb_conn_r
 	c = pylb_conn_new(lc, &t);
 	if (c == NULL)
 		return false;
-	pylb_conn_set_addr(lc->ct, c, CONN_BACKEND, r->backend);
+	c->method = r->method;
+	c->seq_delta = r->seq_delta;
+	if (!pylb_conn_set_backend(lc->ct, c, svc->bal.backends[bi].addr.ip,
+				   svc->bal.backends[bi].addr.af)) {
+		pylb_conn_discard(lc, c);
+		return false;
+	}
 	c->bport = rte_cpu_to_be_16(r->bport);
 	c->svc = svc->id;
 	c->bidx = (uint16_t)bi;
 	c->gen = __atomic_load_n(&dp->gen, __ATOMIC_ACQUIRE);
-	c->method = r->method;
 	c->state = r->state;
 	c->flags = (r->flags & PYLB_REC_FLAGS) | (synced ? CONN_F_SYNCED : 0);
-	c->seq_delta = r->seq_delta;
 	c->expire_tsc = now + left;
 	if (r->method == PYLB_L4_FULLNAT) {
 		pylb_conn_set_addr(lc->ct, c, CONN_LIP, r->local);

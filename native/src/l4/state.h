@@ -75,15 +75,26 @@ struct pylb_conn {
 	uint16_t cport, vport, bport, lport;
 	uint16_t svc;
 	uint16_t bidx;			/* backend index in svcs[svc] (at gen) */
-	uint16_t out_port;
+	union {
+		uint16_t out_port;	/* NAT, FullNAT: the cached output's port */
+		/* A method whose backends may be of the other family (its
+		 * descriptor's `mixed`: tunnel): the backend's, 4 or 6. */
+		uint16_t backend_af;
+	};
 	uint16_t flags;			/* CONN_F_* */
 	union {
 		uint32_t a4[4];		/* IPv4: CONN_CLIENT ... CONN_LIP */
 		uint32_t ext6;		/* IPv6: index in ext6 */
 	};
-	/* SYN proxy: the backend's ISN less the cookie (while the backend
-	 * answers: the cookie). */
-	uint32_t seq_delta;
+	union {
+		/* SYN proxy: the backend's ISN less the cookie (while the
+		 * backend answers: the cookie). */
+		uint32_t seq_delta;
+		/* An IPv4 connection's IPv6 backend (4-in-6): its index in
+		 * ext6, whose CONN_BACKEND holds it. (6-in-4: the IPv6
+		 * connection's CONN_BACKEND starts with the IPv4 backend.) */
+		uint32_t backend6;
+	};
 } __rte_cache_aligned;
 
 #define PYLB_BIDX_NONE	0xffff	/* the backend left the service */

@@ -243,8 +243,12 @@ open_decide(struct pylb_lcore *lc, const struct pylb_tuple *t, const struct pylb
 			return refused(v, PYLB_D_LIMIT_BACKEND_CONNS, L4_ANSWER_RST);
 	}
 	v->bi = bi;
+	/* No room for what the method takes besides the entry: FullNAT has
+	 * no port (and cannot go untracked); else as no room for the entry. */
 	if (method->open_decide != NULL && !method->open_decide(lc, svc, t, v))
-		return refused(v, PYLB_D_FULLNAT_NO_PORT, L4_ANSWER_NONE);
+		return method->untracked == NULL ?
+			refused(v, PYLB_D_FULLNAT_NO_PORT, L4_ANSWER_NONE) :
+			no_room(lc, t, svc, how, PYLB_C_CONN_TABLE_FULL, v);
 	v->what = how == PYLB_OPEN_NEW ? PYLB_L4V_NEW : how == PYLB_OPEN_PROVEN ?
 		PYLB_L4V_COOKIE_ACK : PYLB_L4V_PICK_UP;
 }

@@ -9,16 +9,15 @@
 
 static void
 out_dr(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
-       struct rte_mbuf *m, const uint8_t *to, uint8_t af, uint32_t hash,
-       const struct pylb_encap_src *src __rte_unused, uint32_t flow __rte_unused)
+       struct rte_mbuf *m, const struct l4_dest *d)
 {
-	struct pylb_ip b = { .af = af };
+	struct pylb_ip b = { .af = d->to_af };
 	uint32_t g;
 
-	if (!l4_backend_group(lc, m, to, af, &g))
+	if (!l4_backend_group(lc, m, d->to, d->to_af, &g))
 		return;
-	memcpy(b.ip, to, af == 4 ? 4 : 16);
-	pylb_out_dr(lc, cfg, in_port, m, nhg_pick(lc->dp, g, hash), &b);
+	memcpy(b.ip, d->to, d->to_af == 4 ? 4 : 16);
+	pylb_out_dr(lc, cfg, in_port, m, nhg_pick(lc->dp, g, d->hash), &b);
 }
 
 static void
@@ -27,7 +26,9 @@ untracked_dr(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 	     const struct pylb_service *svc __rte_unused, const struct pylb_backend *b,
 	     uint32_t hash)
 {
-	out_dr(lc, cfg, in_port, m, b->addr.ip, t->af, hash, NULL, 0);
+	struct l4_dest d = { .to = b->addr.ip, .to_af = t->af, .af = t->af, .hash = hash };
+
+	out_dr(lc, cfg, in_port, m, &d);
 }
 
 const struct l4_method pylb_l4_dr = {

@@ -3,23 +3,24 @@
  *
  * Tunnel: the client's packet as it is, encapsulated in IPIP (or
  * IPv6-in-IPv6) to the backend, which decapsulates it, holds the VIP and
- * answers the client itself. The outer source is the service's (an
+ * answers the client itself; IPv4 in IPv6 and IPv6 in IPv4 alike (its
+ * backends may be of either family). The outer source is the service's (an
  * address, or a prefix varied per flow), else the egress port's address.
  */
 #include "l4/forward.h"
 
 static void
 out_tunnel(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port, struct rte_mbuf *m,
-	   const uint8_t *to, uint8_t af, uint32_t hash, const struct pylb_encap_src *src,
-	   uint32_t flow)
+	   const struct l4_dest *d)
 {
-	struct pylb_ip b = { .af = af };
+	struct pylb_ip b = { .af = d->to_af };
 	uint32_t g;
 
-	if (!l4_backend_group(lc, m, to, af, &g))
+	if (!l4_backend_group(lc, m, d->to, d->to_af, &g))
 		return;
-	memcpy(b.ip, to, af == 4 ? 4 : 16);
-	pylb_out_encap(lc, cfg, in_port, m, nhg_pick(lc->dp, g, hash), false, src, flow, &b, af);
+	memcpy(b.ip, d->to, d->to_af == 4 ? 4 : 16);
+	pylb_out_encap(lc, cfg, in_port, m, nhg_pick(lc->dp, g, d->hash), false, d->src, d->flow,
+		       &b, d->af);
 }
 
 static void
@@ -27,15 +28,30 @@ untracked_tunnel(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 		 struct rte_mbuf *m, uint16_t *ports __rte_unused, const struct pylb_tuple *t,
 		 const struct pylb_service *svc, const struct pylb_backend *b, uint32_t hash)
 {
-	out_tunnel(lc, cfg, in_port, m, b->addr.ip, t->af, hash, &svc->tunnel_src,
-		   l4_flow(hash, t->sport));
+	struct l4_dest d = {
+		.to = b->addr.ip, .to_af = b->addr.af, .af = t->af, .hash = hash,
+		.flow = l4_flow(hash, t->sport), .src = &svc->tunnel_src,
+	};
+
+	out_tunnel(lc, cfg, in_port, m, &d);
+}
+
+/* An IPv4 connection to an IPv6 backend holds it in an IPv6 entry
+ * (pylb_conn_set_backend): is one left? */
+static bool
+open_decide_tunnel(const struct pylb_lcore *lc, const struct pylb_service *svc,
+		   const struct pylb_tuple *t, struct l4_verdict *v)
+{
+	return t->af == 6 || svc->bal.backends[v->bi].addr.af == 4 || lc->ct->n_free6 != 0;
 }
 
 const struct l4_method pylb_l4_tunnel = {
 	.name = "tunnel",
 	.forward = l4_forward_as_is,
 	.untracked = untracked_tunnel,
+	.open_decide = open_decide_tunnel,
 	.replies = L4_REPLIES_NONE,
 	.quote = L4_QUOTE_AS_IS,
+	.mixed = true,
 	.out = out_tunnel,
 };
