@@ -9,10 +9,9 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parent.parent / "native" / "src"
 # Bottom to top; a file may include headers of its own layer and below.
 LAYERS = {"core": 0, "l3": 1, "l4": 2, "l4/method": 2, "l4/defence": 2, "path": 3, "ctl": 4}
-# The one call that runs up (docs/architecture.md): L3 sends "packet too
-# big" to a translated NAT reply's source, a service address, through L4's
-# translation of ICMP errors.
-UPWARD = {("l3/fwd.c", "l4/l4.h")}
+# No include runs up (L3's "packet too big" for a translated reply, whose
+# source is a service's address, goes to L4 through dp->service_error_in).
+UPWARD: set = set()
 METHOD_COMPARE = re.compile(r"[=!]=\s*PYLB_L4_(NAT|FULLNAT|DR|TUNNEL)\b|"
                             r"\bPYLB_L4_(NAT|FULLNAT|DR|TUNNEL)\s*[=!]=")
 CONTROL = ("ctl/", "l4/records.c")     # the API, and records read back in

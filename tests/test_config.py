@@ -181,6 +181,7 @@ def test_run_with_a_config_applies_it(tmp_path):
     assert p.returncode == 0
 
 
+@pytest.mark.e2e        # the appliance on a TAP port, in hugepages
 def test_run_with_a_config_the_dataplane_refuses_exits_2(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("services:\n  - {vip: 10.77.0.100, port: 80, method: fullnat,"

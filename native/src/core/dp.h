@@ -220,6 +220,13 @@ struct pylb_dp {
 	struct pylb_neigh_ctl *neigh_ctl;	/* by hash position */
 	uint64_t neigh_timeout_tsc;
 	uint64_t neigh_sweep_tsc;
+
+	/* An ICMP error L3 made for a packet whose source is a service's
+	 * address (a translated reply too big for its egress): L4's to
+	 * translate for the backend (icmperr.c), bound when the dataplane is
+	 * made, so that L3 calls nothing above it. False: not taken. */
+	bool (*service_error_in)(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
+				 struct rte_mbuf *m, uint8_t af);
 };
 
 /* An API entry point's body: `call` under the control lock, so telemetry

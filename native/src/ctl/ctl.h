@@ -3,7 +3,7 @@
  *
  * What the control side's files (the API, ctl/) call of one another: the
  * dataplane's mempools, ports, neighbour table, services' tables,
- * timeouts, housekeeping and telemetry.
+ * timeouts, encapsulations' sources, housekeeping and telemetry.
  */
 #ifndef PYLB_CTL_H
 #define PYLB_CTL_H
@@ -28,6 +28,12 @@ void pylb_l4_free(struct pylb_dp *dp);
 void pylb_timeouts_apply(struct pylb_dp *dp, const struct pylb_timeouts *t);
 /* housekeep.c: what the control side queued, sent (or handed to worker 0). */
 void pylb_control_flush(struct pylb_dp *dp);
+/* vip.c */
+void pylb_vip_free_all(struct pylb_dp *dp);
+/* vip.c: `p` (af 0: none) bound as an outer source; `what` names it in
+ * the error. */
+int pylb_encap_src_bind(struct pylb_encap_src *out, const struct pylb_prefix *p,
+			const char *what);
 /* telemetry.c */
 void pylb_telemetry_attach(struct pylb_dp *dp);
 void pylb_telemetry_detach(struct pylb_dp *dp);

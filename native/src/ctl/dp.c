@@ -106,6 +106,7 @@ pylb_dp_create(const struct pylb_dp_conf *conf, struct pylb_dp **out)
 	if (dp->conf.neigh_capacity == 0)
 		dp->conf.neigh_capacity = PYLB_NEIGH_DEFAULT;
 	dp->n_slots = conf->n_workers + 1;
+	dp->service_error_in = pylb_icmp_error_in;
 	dp->lcores = rte_zmalloc("pylb_lcores", dp->n_slots * sizeof(*dp->lcores),
 				 RTE_CACHE_LINE_SIZE);
 	dp->cts = rte_zmalloc("pylb_ct", dp->n_slots * sizeof(*dp->cts), RTE_CACHE_LINE_SIZE);

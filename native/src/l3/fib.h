@@ -201,10 +201,8 @@ uint32_t pylb_encap_len(bool gre, uint8_t outer_af);
 int pylb_encap(const struct pylb_cfg *cfg, bool gre, const struct pylb_encap_src *src,
 	       uint32_t flow, const struct pylb_ip *dst, const struct pylb_nh *nh,
 	       struct rte_mbuf *m, uint8_t inner_af, uint32_t olen);
-/* Control side: `p` (af 0: none) bound as an outer source; `what` names it
- * in the error. */
-int pylb_encap_src_bind(struct pylb_encap_src *out, const struct pylb_prefix *p,
-			const char *what);
+/* A VIP's output, by enum pylb_vip_method. */
+extern pylb_vip_out_fn *const pylb_vip_outs[PYLB_FWD_DR + 1];
 /* fwd.c: ICMP errors, sent back out of the port `port`. `mtu`: the next-hop MTU of "fragmentation needed" / "packet too big". */
 void pylb_icmp4_error(struct pylb_lcore *lc, const struct pylb_cfg *cfg,
 		      uint16_t port, struct rte_mbuf *orig, uint8_t type,
@@ -321,8 +319,7 @@ int pylb_route_del_special(struct pylb_dp *dp, const struct pylb_prefix *p,
 int pylb_route_check_prefix(const struct pylb_prefix *p, const char *what);
 int pylb_route_add_connected(struct pylb_dp *dp, uint16_t port,
 			     const struct pylb_prefix *net);
-/* vip.c, maglev.c */
-void pylb_vip_free_all(struct pylb_dp *dp);
+/* maglev.c */
 bool pylb_is_prime(uint32_t n);
 /* Allocate *out: an object of `head` bytes whose struct pylb_balance (at
  * `bal_offset`) gets the backends and, if any has weight, the lookup table

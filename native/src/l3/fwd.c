@@ -9,7 +9,7 @@
 #include <rte_cycles.h>
 #include <rte_icmp.h>
 
-#include "l4/l4.h"
+#include "l3/l3.h"
 
 #define ICMP4_QUOTE_MAX	(576 - 20 - 8)	/* RFC 1812 4.3.2.3 */
 #define ICMP6_QUOTE_MAX	(1280 - 40 - 8)	/* RFC 4443 2.4(c) */
@@ -236,7 +236,7 @@ pylb_too_big(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 		return;
 	CNT(lc, ICMP_ERRORS_SENT);
 	if (v != 0 && fib_kind(v) == PYLB_FIB_SERVICE) {
-		if (!pylb_icmp_error_in(lc, cfg, in_port, n, af))
+		if (!lc->dp->service_error_in(lc, cfg, in_port, n, af))
 			drop(lc, n, reason);
 		return;
 	}
