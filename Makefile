@@ -4,7 +4,7 @@ PY        := $(VENV)/bin/python
 HUGEPAGES ?= 512
 SOURCES   := $(shell find native pylb proto -name '*.c' -o -name '*.h' -o -name '*.pyx' -o -name '*.pxd' -o -name '*.proto' | grep -v '^pylb/_\(native\|limits\).c$$') native/Makefile setup.py pyproject.toml
 
-.PHONY: all deps venv build hugepages test check demo fleet-demo bench fuzz test-asan soak doctor docs clean
+.PHONY: all deps venv build hugepages test check demo fleet-demo bench fuzz test-asan soak doctor docs deb clean
 
 all: build
 
@@ -43,6 +43,10 @@ test: build hugepages
 # a minute; `make test` runs every tier (docs/testing.md).
 check: build
 	$(PY) -m pytest -q -ra -m "unit or fixture" tests
+
+# The Debian package: dist/pylb_VERSION_ARCH.deb (docs/operator-guide.md#installing).
+deb: build
+	PY=$(PY) scripts/build-deb.sh dist
 
 # The documentation site (docs/, mkdocs-material) in site/; broken links fail it.
 docs: build
@@ -85,4 +89,4 @@ doctor: build
 	$(VENV)/bin/pylb doctor
 
 clean:
-	rm -rf build site $(VENV) pylb/_native.c pylb/_limits.c pylb/*.so *.egg-info
+	rm -rf build site dist $(VENV) pylb/_native.c pylb/_limits.c pylb/*.so *.egg-info

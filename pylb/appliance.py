@@ -13,7 +13,7 @@ import queue
 import threading
 import time
 
-from pylb import health, hostinfo, model, snapshot, telemetry
+from pylb import health, hostinfo, model, notify, snapshot, telemetry
 from pylb.errors import DataplaneError, NotFound
 from pylb.model import Config
 from pylb.profile import Profile
@@ -69,14 +69,19 @@ def grpc_default(profile: Profile, instance: str | None = None) -> str:
 
 def _reload(manager, path: str) -> None:
     """SIGHUP: the configuration file again, applied as a diff (on the main
-    loop, through the domain, like an ApplyConfig call)."""
+    loop, through the domain, like an ApplyConfig call); systemd is told
+    RELOADING=1, then READY=1 with what came of it."""
     from pylb.config import load_config
     from pylb.errors import PylbError
+    notify.reloading()
     try:
         changes = manager.apply_config(load_config(path))
+        status = f"reloaded {path}: {len(changes)} change(s)"
         log.info("reloaded %s: %s", path, "; ".join(changes) or "no changes")
     except PylbError as e:
+        status = f"reload of {path} refused: {e}"
         log.error("reload of %s refused: %s", path, e)
+    notify.notify("READY=1", f"STATUS={status}")
 
 
 def _start_sync(profile: Profile, dp, tasks: queue.SimpleQueue):
@@ -188,8 +193,12 @@ class Appliance:
             log.info("running: %d worker(s) on lcore(s) %s, file prefix %s",
                      len(self.profile.workers), ",".join(map(str, self.profile.workers)),
                      self.profile.file_prefix(self.instance))
+            notify.notify("READY=1", f"MAINPID={os.getpid()}",
+                          f"STATUS=forwarding: {len(self.profile.ports)} port(s), "
+                          f"{len(self.profile.workers)} worker(s)")
             self._loop(stop, reload, config_path)
             log.info("stopping")
+            notify.notify("STOPPING=1", "STATUS=stopping: VIPs withdrawn, the table saved")
             self._leave()
         finally:
             self._close()
@@ -296,12 +305,14 @@ class Appliance:
     def _loop(self, stop: threading.Event, reload: threading.Event | None,
              config_path: str | None) -> None:
         """Every HOUSEKEEP_INTERVAL_S: the queued changes, neighbours, the
-        snapshot and sync when due, a SIGHUP's reload."""
+        snapshot and sync when due, a SIGHUP's reload, systemd's watchdog."""
         dp, sync = self.dp, self.sync
+        watchdog = notify.Watchdog()
         while not stop.wait(HOUSEKEEP_INTERVAL_S):
             _run_tasks(self.tasks, dp)
             dp.housekeep()
             now = time.monotonic()
+            watchdog.tick(now)
             if self.snapshots.due(now):
                 self.snapshots.take(dp.export_connections(), now)
             if sync is not None and sync.due(now):

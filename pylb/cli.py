@@ -90,6 +90,23 @@ def cmd_config_check(args) -> int:
     return 0
 
 
+def cmd_hugepages(args) -> int:
+    """What the profile needs, reserved and mounted (the service unit's
+    ExecStartPre)."""
+    from pylb import hostinfo
+    from pylb.profile import load_profile
+
+    p = load_profile(args.profile)
+    if not p.hugepages:
+        print(f"{args.profile}: memory.hugepages is false: none needed")
+        return 0
+    try:
+        print(hostinfo.reserve_hugepages(p.size_mb, p.huge_dir))
+    except OSError as e:
+        raise PylbError(f"hugepages for {args.profile} ({p.size_mb} MiB): {e}") from None
+    return 0
+
+
 def _address(args) -> str:
     """The gRPC address of the running appliance named by --instance or --profile."""
     from pylb.appliance import grpc_default
@@ -155,6 +172,11 @@ def parser() -> argparse.ArgumentParser:
     check = prof_sub.add_parser("check", help="validate a profile without running it")
     check.add_argument("path")
     check.set_defaults(func=cmd_profile_check)
+
+    huge = sub.add_parser("hugepages", help="reserve and mount the hugepages a profile needs "
+                                            "(never fewer than are reserved)")
+    huge.add_argument("--profile", required=True)
+    huge.set_defaults(func=cmd_hugepages)
 
     conf = sub.add_parser("config", help="configuration files (services, routes)")
     conf_sub = conf.add_subparsers(dest="config_command", required=True)

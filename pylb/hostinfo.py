@@ -6,6 +6,7 @@ import glob
 import os
 import re
 import shutil
+import subprocess
 from dataclasses import dataclass
 
 SYS_NODES = "/sys/devices/system/node"
@@ -74,6 +75,47 @@ def hugepage_problem(size_mb: int, huge_dir: str | None = None) -> str | None:
     if free < size_mb:
         return f"only {free} MiB of free hugepages, the profile needs {size_mb} MiB: {fix}"
     return None
+
+
+def default_hugepage_kb() -> int:
+    """The size of the hugepages nr_hugepages counts (/proc/meminfo)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("Hugepagesize:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return 2048
+
+
+def reserve_hugepages(size_mb: int, huge_dir: str | None = None,
+                      nr_path: str = "/proc/sys/vm/nr_hugepages") -> str:
+    """Make `size_mb` of default-size hugepages free, reserving more if
+    needed (never fewer: other processes may use them), and mount hugetlbfs
+    at `huge_dir` (or /dev/hugepages) if nothing is mounted there. What was
+    done, in one line; raises OSError with what failed."""
+    size_kb = default_hugepage_kb()
+    have = _read_int(nr_path)
+    free = sum(p.free for p in hugepage_pools() if p.size_kb == size_kb)
+    short = -(-size_mb * 1024 // size_kb) - free
+    if short > 0:
+        with open(nr_path, "w") as f:
+            f.write(str(have + short))
+        if _read_int(nr_path) < have + short:
+            raise OSError(f"only {_read_int(nr_path)} hugepages could be reserved "
+                          f"({have + short} needed for {size_mb} MiB free)")
+    where = huge_dir or "/dev/hugepages"
+    mounted = [m for m, _ in hugetlbfs_mounts()]
+    if where not in mounted and (huge_dir or not mounted):
+        os.makedirs(where, exist_ok=True)
+        r = subprocess.run(["mount", "-t", "hugetlbfs", "nodev", where], capture_output=True,
+                           text=True)
+        if r.returncode != 0:
+            raise OSError(f"cannot mount hugetlbfs at {where}: {r.stderr.strip()}")
+        mounted.append(where)
+    return (f"hugepages: {free_hugepage_mb()} MiB free ({_read_int(nr_path)} reserved, "
+            f"{max(short, 0)} added); hugetlbfs at {', '.join(mounted)}")
 
 
 def instance_files(prefix: str) -> list[str]:

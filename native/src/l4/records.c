@@ -37,9 +37,10 @@ conn_record(const struct pylb_conntrack *ct, uint32_t i, uint64_t now,
 	o->bport = rte_be_to_cpu_16(c.bport);
 	o->lport = rte_be_to_cpu_16(c.lport);
 	o->flags = c.flags & PYLB_REC_FLAGS;
-	o->backend_af = conn_backend_af(&c);
-	/* (A tunnel's 4-in-6 entry holds its backend's IPv6 entry there.) */
-	o->seq_delta = (c.flags & CONN_F_SYNPROXY) ? c.seq_delta : 0;
+	/* A tunnel's backend of the other family (0: the connection's). */
+	o->backend_af = conn_backend_af(&c) != c.af ? conn_backend_af(&c) : 0;
+	/* (A 4-in-6 entry holds its backend's IPv6 entry there.) */
+	o->seq_delta = o->backend_af == 6 ? 0 : c.seq_delta;
 	o->expires_ms = c.expire_tsc > now ?
 		(uint32_t)RTE_MIN((c.expire_tsc - now) * 1000 / hz, UINT32_MAX) : 0;
 	memcpy(o->client, a.a[CONN_CLIENT], 16);
