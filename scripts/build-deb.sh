@@ -27,7 +27,8 @@ python3 -m venv "$stage$prefix"
 "$stage$prefix/bin/pip" install -q --no-cache-dir --disable-pip-version-check "$stage"/wheel/pylb-*.whl
 "$stage$prefix/bin/pip" uninstall -q -y pip setuptools 2>/dev/null || true
 grep -rlI "^#!$stage$prefix/bin/python" "$stage$prefix/bin" | xargs -r sed -i "1s|^#!$stage$prefix|#!$prefix|"
-sed -i "s|$stage||g" "$stage$prefix/bin/activate"* 2>/dev/null || true
+sed -i "s|$stage||g" "$stage$prefix/bin/activate"* "$stage$prefix/pyvenv.cfg"
+rm -f "$stage$prefix"/lib/python3*/site-packages/pylb-*.dist-info/direct_url.json
 find "$stage$prefix" -name __pycache__ -prune -exec rm -rf {} +
 if grep -rlI "$stage" "$stage$prefix" >/dev/null; then
     echo "build-deb: the stage's path is left in: $(grep -rlI "$stage" "$stage$prefix" | head -3)" >&2

@@ -16,7 +16,8 @@ INSTALLED = ["/usr/bin/pylb", "/usr/bin/pylbctl", "/opt/pylb", "/lib/systemd/sys
 
 
 def run(*cmd, timeout=300):
-    return subprocess.run(list(cmd), capture_output=True, text=True, timeout=timeout,
+    """From / (not this checkout, whose pylb/ would be imported first)."""
+    return subprocess.run(list(cmd), capture_output=True, text=True, timeout=timeout, cwd="/",
                           env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
 
 
