@@ -164,24 +164,24 @@ def parser() -> argparse.ArgumentParser:
     run.set_defaults(func=cmd_run)
 
     doc = sub.add_parser("doctor", help="report host readiness for DPDK")
-    doc.add_argument("--json", action="store_true")
+    doc.add_argument("--json", action="store_true", help="the report as JSON")
     doc.set_defaults(func=cmd_doctor)
 
     prof = sub.add_parser("profile", help="hardware profiles")
     prof_sub = prof.add_subparsers(dest="profile_command", required=True)
     check = prof_sub.add_parser("check", help="validate a profile without running it")
-    check.add_argument("path")
+    check.add_argument("path", help="the profile (YAML)")
     check.set_defaults(func=cmd_profile_check)
 
     huge = sub.add_parser("hugepages", help="reserve and mount the hugepages a profile needs "
                                             "(never fewer than are reserved)")
-    huge.add_argument("--profile", required=True)
+    huge.add_argument("--profile", required=True, help="hardware profile (memory.size_mb)")
     huge.set_defaults(func=cmd_hugepages)
 
     conf = sub.add_parser("config", help="configuration files (services, routes)")
     conf_sub = conf.add_subparsers(dest="config_command", required=True)
     check = conf_sub.add_parser("check", help="validate a configuration without applying it")
-    check.add_argument("path")
+    check.add_argument("path", help="the configuration (YAML)")
     check.set_defaults(func=cmd_config_check)
 
     for name, help_ in (("stats", "counters of a running appliance"),
@@ -194,11 +194,12 @@ def parser() -> argparse.ArgumentParser:
                         ("conns", "tracked connections (like ipvsadm -L -c)"),
                         ("bgp", "VIP announcements and why, BGP sessions")):
         p = sub.add_parser(name, help=help_ + " (as pylbctl shows it)")
-        p.add_argument("--instance")
-        p.add_argument("--profile")
-        p.add_argument("--json", action="store_true")
+        p.add_argument("--instance", help="the appliance's name")
+        p.add_argument("--profile", help="or its profile (its name, unless --instance)")
+        p.add_argument("--json", action="store_true", help="JSON for scripts")
         if name == "routes":
-            p.add_argument("--family", type=int, choices=(0, 4, 6), default=0)
+            p.add_argument("--family", type=int, choices=(0, 4, 6), default=0,
+                           help="4, 6 or 0: both")
         p.set_defaults(func=cmd_listing)
     return ap
 

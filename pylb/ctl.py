@@ -461,20 +461,26 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--tls-ca", help="tcp: the CA of the appliance's certificate (PEM)")
     ap.add_argument("--tls-cert", help="tcp: this client's certificate (PEM), for mutual TLS")
     ap.add_argument("--tls-key", help="tcp: its private key (PEM)")
-    ap.add_argument("-o", "--output", choices=("text", "json"), default="text")
+    ap.add_argument("-o", "--output", choices=("text", "json"), default="text",
+                    help="text for people (the default), json for scripts")
     sub = ap.add_subparsers(dest="noun", required=True)
 
     svc = sub.add_parser("service", help="L4 services").add_subparsers(dest="verb", required=True)
-    svc.add_parser("list")
-    svc.add_parser("get").add_argument("service", help="VIP:PORT[/tcp|udp]")
-    add = svc.add_parser("add")
+    svc.add_parser("list", help="every service with its backends and connections")
+    svc.add_parser("get", help="one service").add_argument("service", help="VIP:PORT[/tcp|udp]")
+    add = svc.add_parser("add", help="a service and its backends")
     add.add_argument("service", help="VIP:PORT[/tcp|udp]")
-    add.add_argument("--method", choices=METHOD_NAMES, default=model.NAT)
-    add.add_argument("--scheduler", choices=SCHED_NAMES, default=model.MAGLEV)
-    add.add_argument("--persistence", type=int, default=0, metavar="SECONDS")
-    add.add_argument("--persistence-prefix", type=int, default=0, metavar="BITS")
+    add.add_argument("--method", choices=METHOD_NAMES, default=model.NAT,
+                     help="forwarding method (default nat)")
+    add.add_argument("--scheduler", choices=SCHED_NAMES, default=model.MAGLEV,
+                     help="backend choice (default maglev)")
+    add.add_argument("--persistence", type=int, default=0, metavar="SECONDS",
+                     help="a client network sticks to its backend this long (0: off)")
+    add.add_argument("--persistence-prefix", type=int, default=0, metavar="BITS",
+                     help="the client network's prefix length (0: the host)")
     add.add_argument("--local-address", action="append", help="FullNAT source (repeat)")
-    add.add_argument("--down-reset", action="store_true")
+    add.add_argument("--down-reset", action="store_true",
+                     help="reset the connections of a backend set down")
     add.add_argument("--acl", action="append", help="an ACL's name (repeat)")
     for k in model.LIMIT_KEYS:
         add.add_argument("--" + k.replace("_", "-"), type=int, default=0, help="a limit (0: none)")
@@ -488,96 +494,110 @@ def parser() -> argparse.ArgumentParser:
     add.add_argument("--backend", action="append", help="ADDRESS[:PORT] (repeat)")
     add.add_argument("--check", metavar="TYPE[:PATH]",
                      help="health check: tcp, http[:/path], udp or none")
-    add.add_argument("--check-interval-ms", type=int, default=0)
-    svc.add_parser("del").add_argument("service")
+    add.add_argument("--check-interval-ms", type=int, default=0,
+                     help="health check interval (0: 2000)")
+    svc.add_parser("del", help="remove a service").add_argument("service", help="VIP:PORT[/tcp|udp]")
     lim = svc.add_parser("set-limits", help="change a service's limits in place (unset: 0, none)")
-    lim.add_argument("service")
+    lim.add_argument("service", help="VIP:PORT[/tcp|udp]")
     for k in model.LIMIT_KEYS:
-        lim.add_argument("--" + k.replace("_", "-"), type=int, default=0)
+        lim.add_argument("--" + k.replace("_", "-"), type=int, default=0, help="a limit (0: none)")
 
     be = sub.add_parser("backend", help="backends of a service").add_subparsers(dest="verb",
                                                                                 required=True)
-    for verb in ("add", "set-weight", "set-max-connections", model.DRAIN, model.DOWN, model.UP,
-                 "del"):
-        p = be.add_parser(verb)
+    for verb, help_ in (("add", "add a backend, or change one"),
+                        ("set-weight", "a backend's weight (0: no new connections)"),
+                        ("set-max-connections", "a backend's connections at most"),
+                        (model.DRAIN, "no new connections; open ones finish"),
+                        (model.DOWN, "no new connections; open ones reset if the service says"),
+                        (model.UP, "take new connections again"),
+                        ("del", "remove a backend")):
+        p = be.add_parser(verb, help=help_)
         p.add_argument("service", help="VIP:PORT[/tcp|udp]")
         p.add_argument("backend", help="ADDRESS[:PORT]")
         if verb == "add":
-            p.add_argument("--weight", type=int, default=1)
+            p.add_argument("--weight", type=int, default=1, help="its share (default 1)")
             p.add_argument("--max-connections", type=int, default=0,
                            help="connections open at once, then no new ones (0: no limit)")
         if verb == "set-weight":
-            p.add_argument("weight", type=int)
+            p.add_argument("weight", type=int, help="0 to 65535")
         if verb == "set-max-connections":
             p.add_argument("max_connections", type=int, help="0: no limit")
 
     rt = sub.add_parser("route", help="routes").add_subparsers(dest="verb", required=True)
-    rt.add_parser("list").add_argument("--family", type=int, choices=(0, 4, 6), default=0)
-    p = rt.add_parser("add")
-    p.add_argument("prefix")
+    rt.add_parser("list", help="the forwarding table").add_argument(
+        "--family", type=int, choices=(0, 4, 6), default=0, help="4, 6 or 0: both")
+    p = rt.add_parser("add", help="a static route")
+    p.add_argument("prefix", help="PREFIX/LEN")
     p.add_argument("--via", action="append", required=True, help="GATEWAY@PORT or @PORT (repeat: ECMP)")
-    rt.add_parser("del").add_argument("prefix")
+    rt.add_parser("del", help="remove a static route").add_argument("prefix", help="PREFIX/LEN")
 
     vp = sub.add_parser("vip", help="L3 VIPs").add_subparsers(dest="verb", required=True)
-    vp.add_parser("list")
-    for verb in ("add", "set-backends"):
-        p = vp.add_parser(verb)
-        p.add_argument("prefix")
+    vp.add_parser("list", help="every L3 VIP")
+    for verb, help_ in (("add", "an L3 VIP"), ("set-backends", "an L3 VIP's backends, all at once")):
+        p = vp.add_parser(verb, help=help_)
+        p.add_argument("prefix", help="PREFIX/LEN")
         p.add_argument("--backend", action="append", help="ADDRESS[*WEIGHT] (repeat)")
         if verb == "add":
-            p.add_argument("--method", choices=model.VIP_METHODS, default=model.IPIP)
+            p.add_argument("--method", choices=model.VIP_METHODS, default=model.IPIP,
+                           help="encapsulation or DR (default ipip)")
             p.add_argument("--source", metavar="ADDRESS|PREFIX",
                            help="outer source; a prefix varies it per flow")
-    vp.add_parser("del").add_argument("prefix")
+    vp.add_parser("del", help="remove an L3 VIP").add_argument("prefix", help="PREFIX/LEN")
 
     acl = sub.add_parser("acl", help="ACLs: source prefix lists").add_subparsers(dest="verb",
                                                                                required=True)
-    acl.add_parser("list").add_argument("--prefixes", action="store_true",
+    acl.add_parser("list", help="every ACL").add_argument("--prefixes", action="store_true",
                                         help="with their prefixes")
     p = acl.add_parser("set", help="add an ACL or replace the one of its name")
-    p.add_argument("name")
-    p.add_argument("--type", choices=model.ACL_TYPES, default=model.DENY)
-    p.add_argument("--action", choices=model.ACL_ACTIONS, default=model.ACL_DROP)
-    p.add_argument("--all-services", action="store_true")
+    p.add_argument("name", help="the ACL's name")
+    p.add_argument("--type", choices=model.ACL_TYPES, default=model.DENY,
+                   help="deny those listed (default) or allow only them")
+    p.add_argument("--action", choices=model.ACL_ACTIONS, default=model.ACL_DROP,
+                   help="what a refused client gets (default drop)")
+    p.add_argument("--all-services", action="store_true", help="apply to every service")
     p.add_argument("--prefix", action="append", help="a prefix (repeat)")
     p.add_argument("--prefix-file", help="a file of prefixes, one per line")
-    acl.add_parser("del").add_argument("name")
+    acl.add_parser("del", help="remove an ACL").add_argument("name", help="the ACL's name")
 
     bg = sub.add_parser("bgp", help="VIP announcements and BGP sessions")
     bv = bg.add_subparsers(dest="verb")
     bv.add_parser("show", help="each VIP's announcement and why; the sessions (the default)")
-    bv.add_parser("withdraw", help="withdraw a VIP whatever its health").add_argument("prefix")
+    bv.add_parser("withdraw", help="withdraw a VIP whatever its health").add_argument(
+        "prefix", help="the VIP (address or prefix)")
     bv.add_parser("announce", help="let a withdrawn VIP's health decide again") \
-        .add_argument("prefix")
+        .add_argument("prefix", help="the VIP (address or prefix)")
 
     ng = sub.add_parser("neigh", help="neighbours").add_subparsers(dest="verb", required=True)
-    ng.add_parser("list")
+    ng.add_parser("list", help="every neighbour and its state")
     p = ng.add_parser("add", help="a static neighbour")
-    p.add_argument("port")
-    p.add_argument("ip", metavar="address")     # (not `address`: that is the gRPC target)
-    p.add_argument("mac")
-    p = ng.add_parser("del")
-    p.add_argument("port")
-    p.add_argument("ip", metavar="address")
+    p.add_argument("port", help="the port's name")
+    p.add_argument("ip", metavar="address", help="IPv4 or IPv6")   # (not `address`: the gRPC target)
+    p.add_argument("mac", help="xx:xx:xx:xx:xx:xx")
+    p = ng.add_parser("del", help="remove a static neighbour")
+    p.add_argument("port", help="the port's name")
+    p.add_argument("ip", metavar="address", help="IPv4 or IPv6")
 
-    sub.add_parser("port", help="ports").add_subparsers(dest="verb", required=True).add_parser("list")
+    sub.add_parser("port", help="ports").add_subparsers(dest="verb", required=True).add_parser(
+        "list", help="device, MAC, link and addresses of each port")
 
     fl = sub.add_parser("flows", help="tracked connections")
-    fl.add_argument("--vip")
-    fl.add_argument("--backend")
-    fl.add_argument("--client")
-    fl.add_argument("--limit", type=int, default=0)
+    fl.add_argument("--vip", help="only those to this VIP")
+    fl.add_argument("--backend", help="only those to this backend")
+    fl.add_argument("--client", help="only those of this client")
+    fl.add_argument("--limit", type=int, default=0, help="at most this many (0: all)")
 
     cf = sub.add_parser("config", help="the desired state as a file").add_subparsers(
         dest="verb", required=True)
-    cf.add_parser("apply", help="apply a file as a diff, all or nothing").add_argument("path")
-    cf.add_parser("diff", help="the changes applying a file would make").add_argument("path")
+    cf.add_parser("apply", help="apply a file as a diff, all or nothing").add_argument(
+        "path", help="the configuration (YAML)")
+    cf.add_parser("diff", help="the changes applying a file would make").add_argument(
+        "path", help="the configuration (YAML)")
     cf.add_parser("get", help="the running state as a file")
 
     tr = sub.add_parser("trace", help="what the dataplane would do with a packet")
     tr.add_argument("source", help="ADDRESS[:PORT]")
     tr.add_argument("destination", help="ADDRESS[:PORT]")
-    tr.add_argument("--proto", choices=PROTO_NAMES, default=model.TCP)
+    tr.add_argument("--proto", choices=PROTO_NAMES, default=model.TCP, help="default tcp")
     tr.add_argument("--established", action="store_true",
                     help="a TCP packet of an established flow (an ACK, not a SYN)")
     tr.add_argument("--flags", type=tcp_flags, default=0,
@@ -588,12 +608,13 @@ def parser() -> argparse.ArgumentParser:
 
     sub.add_parser("stats", help="counters")
     to = sub.add_parser("timeouts", help="connection timeouts: show, or set some (seconds)")
-    to.add_argument("verb", nargs="?", choices=["set"])
+    to.add_argument("verb", nargs="?", choices=["set"], help="set those given")
     for k in TIMEOUT_KEYS:
-        to.add_argument(f"--{k.replace('_', '-')}", dest=k, type=int, metavar="SECONDS")
+        to.add_argument(f"--{k.replace('_', '-')}", dest=k, type=int, metavar="SECONDS",
+                        help=f"{k.replace('_', ' ')} timeout")
     ipvs = sub.add_parser("ipvs", help="ipvsadm-compatible views")
-    ipvs.add_argument("-L", "--list", action="store_true")
-    ipvs.add_argument("-n", "--numeric", action="store_true")
+    ipvs.add_argument("-L", "--list", action="store_true", help="list services (the default)")
+    ipvs.add_argument("-n", "--numeric", action="store_true", help="addresses as numbers (always)")
     ipvs.add_argument("--stats", action="store_true", help="connections, packets and bytes")
     ipvs.add_argument("--timeout", action="store_true", help="tcp, tcpfin and udp timeouts")
     return ap

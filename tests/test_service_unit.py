@@ -5,6 +5,7 @@ watchdog) to a socket the test owns (no systemd as PID 1 here), the
 hugepages the unit's ExecStartPre reserves, and the man pages."""
 from __future__ import annotations
 
+import argparse
 import os
 import shutil
 import signal
@@ -114,6 +115,24 @@ def test_pylb_hugepages_reserves_what_the_profile_needs(tmp_path):
     assert r.returncode == 0 and "none needed" in r.stdout
     r = pylb("hugepages", "--profile", str(tmp_path / "missing.yaml"))
     assert r.returncode != 0 and "missing.yaml" in error_line(r)
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("prog", ["pylb", "pylbctl"])
+def test_every_verb_and_option_says_what_it_is_for(prog):
+    from pylb import manpage
+    missing = []
+
+    def walk(p, path):
+        for a in p._actions:
+            if not a.help and not isinstance(a, argparse._SubParsersAction):
+                missing.append(f"{path} {'/'.join(a.option_strings) or a.dest}")
+        for name, help_, sub in manpage._subparsers(p):
+            if not help_:
+                missing.append(f"{path} {name}")
+            walk(sub, f"{path} {name}")
+    walk(manpage.parsers()[prog], prog)
+    assert missing == []
 
 
 @pytest.mark.unit
