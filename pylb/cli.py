@@ -137,6 +137,8 @@ def cmd_listing(args) -> int:
             *LISTINGS[args.command]]
     if args.command == "routes":
         argv += ["--family", str(args.family)]
+    if args.command == "stats" and args.all:
+        argv.append("--all")
     return ctl.main(argv)
 
 
@@ -200,6 +202,8 @@ def parser() -> argparse.ArgumentParser:
         if name == "routes":
             p.add_argument("--family", type=int, choices=(0, 4, 6), default=0,
                            help="4, 6 or 0: both")
+        if name == "stats":
+            p.add_argument("--all", action="store_true", help="zeros too")
         p.set_defaults(func=cmd_listing)
     return ap
 

@@ -389,22 +389,62 @@ def cmd_trace(args, stub, verb: str | None, out_json: bool) -> None:
         print(f"why:     {t.why}")
 
 
+# `stats` groups the counters, in this order, each group in its entries'
+# order (then by name). An entry ending in "_" is a prefix, else a name; a
+# name is matched before any prefix (conn_synced is the fleet's). A test
+# requires every counter to have a group. Drops, by name, are the errors'.
+STAT_GROUPS = (
+    ("traffic", ("rx_", "tx_", "forwarded", "vip_packets", "l4_packets", "to_kernel",
+                 "from_kernel", "redirected", "fragments_", "ipv4_fragmented", "icmp_echo_",
+                 "arp_", "nd_", "neigh_", "probes_sent", "probe_answers", "proxy_headers_sent",
+                 "busy_")),
+    ("connections", ("conn_", "nat_replies", "nat_replies_untracked", "tcp_resets_sent",
+                     "icmp_errors_")),
+    ("defences", ("syn_", "half_open_", "source_half_open_full")),
+    ("fleet", ("sync_", "conn_synced")),
+)
+
+
+def stat_place(name: str) -> tuple[int, int, str] | None:
+    """Where a counter is listed: its group's index, its entry's, its name."""
+    for exact in (True, False):
+        for gi, (_, keys) in enumerate(STAT_GROUPS):
+            for ki, k in enumerate(keys):
+                if name == k if exact else (k.endswith("_") and name.startswith(k)):
+                    return gi, ki, name
+    return None
+
+
+def stat_group(name: str) -> str | None:
+    place = stat_place(name)
+    return None if place is None else STAT_GROUPS[place[0]][0]
+
+
+def render_stats(s: pb.Stats, everything: bool = False) -> str:
+    """Counters grouped (traffic, connections, defences, fleet), then the
+    drops by reason (errors) and the mbufs; zeros left out unless
+    `everything`."""
+    groups: dict[str, list[tuple[str, int]]] = {g: [] for g, _ in STAT_GROUPS}
+    groups["other"] = []            # (a newer appliance's counters this pylbctl does not know)
+    for k in sorted(s.counters, key=lambda k: stat_place(k) or (len(STAT_GROUPS), 0, k)):
+        if s.counters[k] or everything:
+            groups[stat_group(k) or "other"].append((k, s.counters[k]))
+    heads = {"connections": f"connections ({s.connections} open, {s.half_open} half-open)",
+             "errors": f"errors ({sum(s.drops.values())} dropped)"}
+    groups["errors"] = [(k, v) for k, v in sorted(s.drops.items()) if v or everything]
+    out = []
+    for g, rows in groups.items():
+        if rows or g in heads:
+            out.append(heads.get(g, g))
+            out += [f"  {k:28} {v:>16}" for k, v in rows]
+    out += [f"mbufs {p.name}: {p.in_use} in use of {p.size}" for p in s.mempools]
+    out.append(f"flow hash key {s.hash_fingerprint}")
+    return "\n".join(out)
+
+
 def cmd_stats(args, stub, verb: str | None, out_json: bool) -> None:
     s = stub.GetStats(pb.GetStatsRequest())
-    if out_json:
-        print(json.dumps(_json(s), indent=2))
-    else:
-        for k, v in s.counters.items():
-            print(f"{k:24} {v:>16}")
-        print(f"connections              {s.connections:>16}")
-        print(f"  half-open                {s.half_open:>14}")
-        print(f"flow hash key            {s.hash_fingerprint:>16}")
-        print(f"drops {sum(s.drops.values())}:")
-        for k, v in s.drops.items():
-            if v:
-                print(f"  {k:22} {v:>16}")
-        for p in s.mempools:
-            print(f"mbufs {p.name}: {p.in_use} in use of {p.size}")
+    print(json.dumps(_json(s), indent=2) if out_json else render_stats(s, args.all))
 
 
 def cmd_timeouts(args, stub, verb: str | None, out_json: bool) -> None:
@@ -606,7 +646,8 @@ def parser() -> argparse.ArgumentParser:
     tr.add_argument("--ack", type=int, default=0,
                     help="TCP acknowledgement number (an ACK answering a SYN cookie)")
 
-    sub.add_parser("stats", help="counters")
+    sub.add_parser("stats", help="counters by group, drops by reason (zeros hidden)").add_argument(
+        "--all", action="store_true", help="zeros too")
     to = sub.add_parser("timeouts", help="connection timeouts: show, or set some (seconds)")
     to.add_argument("verb", nargs="?", choices=["set"], help="set those given")
     for k in TIMEOUT_KEYS:

@@ -128,6 +128,33 @@ def test_timeouts_change_while_running(api):
     assert stub.GetTimeouts(pb.GetTimeoutsRequest()).udp == 20
 
 
+def test_stats_are_grouped_in_a_stable_order_with_zeros_hidden(api):
+    """pylbctl stats: traffic, connections, defences, fleet, then errors
+    (drops by reason); within a group a stable order (STAT_GROUPS'); zeros only
+    with --all; every counter the dataplane and sync have belongs to a
+    group."""
+    from pylb import _native, ctl, sync
+    stub, dp, _ = api
+    frame = raw(Ether(src=CLIENT_MAC, dst="02:00:00:00:99:99") / IP())
+    dp.inject("p0", [frame])
+    text = ctl.render_stats(stub.GetStats(pb.GetStatsRequest()))
+    lines = text.splitlines()
+    heads = [line.split(" (")[0] for line in lines if not line.startswith(" ")]
+    assert heads[:3] == ["traffic", "connections", "errors"], text
+    assert [line.split() for line in lines[1:3]] == [["rx_bytes", str(len(frame))],
+                                                     ["rx_packets", "1"]]
+    assert "  eth_other_host" in text
+    assert all(not line.startswith("  ") or line.split()[-1] != "0" for line in lines)
+    everything = ctl.render_stats(stub.GetStats(pb.GetStatsRequest()), everything=True)
+    heads = [line.split(" (")[0] for line in everything.splitlines() if not line.startswith(" ")]
+    assert heads[:5] == ["traffic", "connections", "defences", "fleet", "errors"]
+    names = [line.split()[0] for line in everything.splitlines() if line.startswith("  ")]
+    counters = [n for n in _native.COUNTER_NAMES if n not in _native.DROP_REASONS]
+    assert [n for n in names if n in counters] == sorted(counters, key=ctl.stat_place)
+    assert [n for n in [*counters, *sync.COUNTERS, "sync_notes_lost"]
+            if ctl.stat_group(n) is None] == []
+
+
 def test_routes_and_stats(api):
     stub, dp, _ = api
     r = stub.AddRoute(pb.Route(prefix="192.0.2.0/24", next_hops=[pb.NextHop(gateway="10.0.1.20",
