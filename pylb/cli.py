@@ -107,6 +107,31 @@ def cmd_hugepages(args) -> int:
     return 0
 
 
+def cmd_config_import(args) -> int:
+    """An IPVS configuration as pylb's: the file on stdout (or --output),
+    what does not map on stderr, one line each."""
+    from pylb import importers
+    from pylb.config import dump
+
+    try:
+        text = files.read_text(args.path)
+    except OSError as e:
+        raise InvalidArgument(f"cannot read {args.path}: {e.strerror}") from None
+    imported = importers.FORMATS[args.format](text, args.path)
+    out = f"# Imported from {args.path} ({args.format}) by pylb config import\n" + \
+        dump(imported.config)
+    if args.output:
+        with open(args.output, "w") as f:
+            f.write(out)
+    else:
+        sys.stdout.write(out)
+    for line in imported.report:
+        print(f"pylb: not mapped: {line}", file=sys.stderr)
+    print(f"pylb: {len(imported.config.services)} service(s) imported, "
+          f"{len(imported.report)} note(s)", file=sys.stderr)
+    return 0
+
+
 def _address(args) -> str:
     """The gRPC address of the running appliance named by --instance or --profile."""
     from pylb.appliance import grpc_default
@@ -185,6 +210,12 @@ def parser() -> argparse.ArgumentParser:
     check = conf_sub.add_parser("check", help="validate a configuration without applying it")
     check.add_argument("path", help="the configuration (YAML)")
     check.set_defaults(func=cmd_config_check)
+    imp = conf_sub.add_parser("import", help="a pylb configuration from ipvsadm-save -n or "
+                                             "keepalived.conf, with what does not map")
+    imp.add_argument("format", choices=("ipvsadm", "keepalived"), help="the file's format")
+    imp.add_argument("path", help="the file (ipvsadm-save -n's output, or keepalived.conf)")
+    imp.add_argument("-o", "--output", help="write the configuration here (default: stdout)")
+    imp.set_defaults(func=cmd_config_import)
 
     for name, help_ in (("stats", "counters of a running appliance"),
                         ("ports", "ports of a running appliance"),

@@ -22,6 +22,8 @@ METHOD_NAMES = protonames.numbers(protonames.METHODS)
 SCHED_NAMES = protonames.numbers(protonames.SCHEDULERS)
 STATE_NAMES = protonames.numbers(protonames.STATES)
 # ipvsadm's names for the forwarding methods.
+# IPVS's names of pylb's schedulers (the same hashing: mh is Maglev, sh the source's).
+IPVS_SCHEDULERS = {model.MAGLEV: "mh", model.SOURCE: "sh", model.WRR: "wrr", model.WLC: "wlc"}
 IPVS_FORWARD = {pb.METHOD_UNSPECIFIED: "Masq", pb.METHOD_NAT: "Masq", pb.METHOD_FULLNAT: "FullNat",
                 pb.METHOD_DR: "Route", pb.METHOD_TUNNEL: "Tunnel"}
 
@@ -133,7 +135,8 @@ def ipvs_view(services: list[pb.Service]) -> str:
             bits = 32 if "." in s.key.vip else 128
             flags += f" mask {_mask(s.persistence_prefix, bits, s.key.vip)}"
         lines.append(f"{_name(PROTO_NAMES, s.key.protocol).upper():<4} "
-                     f"{_hostport(s.key.vip, s.key.port)} {_name(SCHED_NAMES, s.scheduler)}{flags}")
+                     f"{_hostport(s.key.vip, s.key.port)} "
+                     f"{IPVS_SCHEDULERS.get(_name(SCHED_NAMES, s.scheduler))}{flags}")
         for b in s.backends:
             port = b.port or s.key.port
             lines.append(f"  -> {_hostport(b.address, port):<28} {IPVS_FORWARD[s.method]:<7} "

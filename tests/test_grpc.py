@@ -286,7 +286,7 @@ Prot LocalAddress:Port Scheduler Flags
 TCP  10.78.0.100:80 wrr persistent 300 mask 255.255.255.0
   -> 10.78.1.11:8080              Masq    2      0          0
   -> 10.78.1.12:8080              Masq    0      0          0
-UDP  10.78.0.100:53 maglev
+UDP  10.78.0.100:53 mh
   -> 10.78.1.11:53                Route   1      0          0
 """
 
