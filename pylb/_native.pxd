@@ -313,6 +313,7 @@ cdef extern from "pylb_dp.h" nogil:
                                     uint16_t port, uint64_t *out)
     int pylb_dp_conn_list(pylb_dp *dp, pylb_conn_info *out, uint32_t max)
     uint64_t pylb_dp_conn_count(const pylb_dp *dp)
+    uint64_t pylb_dp_conn_capacity(const pylb_dp *dp)
     uint64_t pylb_dp_half_open(const pylb_dp *dp, const pylb_ip *source)
 
     enum:

@@ -967,6 +967,10 @@ cdef class Dataplane:
     def conn_count(self):
         return pylb_dp_conn_count(self._live())
 
+    def conn_capacity(self):
+        """The entries the connection tables hold at most (every lcore's)."""
+        return pylb_dp_conn_capacity(self._live())
+
     def export_connections(self):
         """Every tracked connection as records (bytes: RECORD_SIZE each), a
         snapshot read while the workers run: what a restart restores."""

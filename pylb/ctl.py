@@ -23,7 +23,8 @@ SCHED_NAMES = protonames.numbers(protonames.SCHEDULERS)
 STATE_NAMES = protonames.numbers(protonames.STATES)
 # ipvsadm's names for the forwarding methods.
 # IPVS's names of pylb's schedulers (the same hashing: mh is Maglev, sh the source's).
-IPVS_SCHEDULERS = {model.MAGLEV: "mh", model.SOURCE: "sh", model.WRR: "wrr", model.WLC: "wlc"}
+IPVS_SCHEDULERS = {model.MAGLEV: "mh", model.SOURCE: "sh", model.WRR: model.WRR,
+                   model.WLC: model.WLC}
 IPVS_FORWARD = {pb.METHOD_UNSPECIFIED: "Masq", pb.METHOD_NAT: "Masq", pb.METHOD_FULLNAT: "FullNat",
                 pb.METHOD_DR: "Route", pb.METHOD_TUNNEL: "Tunnel"}
 
@@ -400,7 +401,7 @@ STAT_GROUPS = (
     ("traffic", ("rx_", "tx_", "forwarded", "vip_packets", "l4_packets", "to_kernel",
                  "from_kernel", "redirected", "fragments_", "ipv4_fragmented", "icmp_echo_",
                  "arp_", "nd_", "neigh_", "probes_sent", "probe_answers", "proxy_headers_sent",
-                 "busy_")),
+                 "busy_", "polls")),
     ("connections", ("conn_", "nat_replies", "nat_replies_untracked", "tcp_resets_sent",
                      "icmp_errors_")),
     ("defences", ("syn_", "half_open_", "source_half_open_full")),

@@ -40,13 +40,13 @@ from pylb.model import BackendSpec, Config, HealthCheckSpec, ServiceSpec, SpecEr
 
 # IPVS's schedulers: pylb's, and whether weights count.
 SCHEDULERS = {"mh": (model.MAGLEV, True), "sh": (model.SOURCE, True),
-              "wrr": (model.WRR, True), "wlc": (model.WLC, True),
+              model.WRR: (model.WRR, True), model.WLC: (model.WLC, True),
               "rr": (model.WRR, False), "lc": (model.WLC, False)}
 NEAREST = {"sed": model.WLC, "nq": model.WLC, "lblc": model.WLC, "lblcr": model.WLC,
            "dh": model.MAGLEV, "fo": model.WRR, "ovf": model.WRR}
-KINDS = {"m": model.NAT, "masquerading": model.NAT, "nat": model.NAT,
-         "g": model.DR, "gatewaying": model.DR, "dr": model.DR,
-         "i": model.TUNNEL, "ipip": model.TUNNEL, "tun": model.TUNNEL}
+# ipvsadm's -m/-g/-i and keepalived's lb_kind (lowercased).
+KINDS = {"m": model.NAT, model.NAT: model.NAT, "g": model.DR, model.DR: model.DR,
+         "i": model.TUNNEL, "tun": model.TUNNEL}
 
 
 @dataclass

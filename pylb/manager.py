@@ -650,6 +650,7 @@ class Manager:
             return {"counters": {**dp.totals(), **self._counters()}, "drops": dp.drops(),
                     "lcores": dp.lcore_counters(),
                     "connections": dp.conn_count(), "half_open": dp.half_open(),
+                    "capacity": dp.conn_capacity(),
                     "mempools": dp.mempools(),
                     "hash_fingerprint": dp.hash_fingerprint,
                     "timestamp_ms": int(time.time() * 1000)}

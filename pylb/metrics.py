@@ -105,6 +105,8 @@ class Collector:
         yield sessions
         yield GaugeMetricFamily("pylb_conntrack_entries", "tracked connections",
                                 value=stats["connections"])
+        yield GaugeMetricFamily("pylb_conntrack_capacity", "entries the tables hold at most",
+                                value=stats["capacity"])
         yield GaugeMetricFamily("pylb_conntrack_half_open_entries",
                                 "tracked connections half-open (TCP handshake, unanswered UDP)",
                                 value=stats["half_open"])
@@ -121,15 +123,21 @@ class Collector:
             drops.add_metric([reason], v)
         yield drops
         for name, v in counters.items():
-            if name not in ("busy_cycles", "busy_polls"):
+            if name not in ("busy_cycles", "busy_polls", "polls"):
                 yield CounterMetricFamily(f"pylb_{name}_total", f"dataplane counter {name}",
                                           value=v)
         busy = CounterMetricFamily("pylb_lcore_busy_cycles_total",
                                    "TSC cycles of poll loops that received packets",
                                    labels=["lcore"])
+        polls = CounterMetricFamily("pylb_lcore_polls_total",
+                                    "poll loops run by each worker (stalled: not rising)",
+                                    labels=["lcore"])
         for i, row in enumerate(stats["lcores"]):
             busy.add_metric([str(i)], row["busy_cycles"])
+        for i, row in enumerate(stats["lcores"][:-1]):      # (the last: the control slot)
+            polls.add_metric([str(i)], row["polls"])
         yield busy
+        yield polls
         mbufs = GaugeMetricFamily("pylb_mempool_mbufs", "packet buffers per pool, by state",
                                   labels=["pool", "socket", "state"])
         for p in stats["mempools"]:

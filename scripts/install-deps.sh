@@ -2,7 +2,8 @@
 # System packages pylb needs: DPDK 22.11 from Debian, a compiler, iproute2 and
 # ping, traceroute, curl, hping3 (floods) and BIRD 2 (BGP: the appliance's speaker, and the
 # test routers) for the end-to-end tests, clang 14 with libFuzzer
-# and its sanitizer runtimes for the fuzz targets. Installs only what is missing.
+# and its sanitizer runtimes for the fuzz targets, promtool, systemd-analyze and
+# groff for the operations files' checks. Installs only what is missing.
 set -euo pipefail
 need=()
 pkg-config --exists libdpdk 2>/dev/null || need+=(dpdk dpdk-dev libdpdk-dev)
@@ -19,6 +20,9 @@ command -v clang-14 >/dev/null || need+=(clang-14)
 [ -e /usr/lib/llvm-14/lib/libFuzzer.a ] || need+=(libfuzzer-14-dev)
 ls /usr/lib/llvm-14/lib/clang/*/lib/linux/libclang_rt.asan-x86_64.a >/dev/null 2>&1 \
     || need+=(libclang-rt-14-dev)
+command -v promtool >/dev/null || need+=(prometheus)      # promtool: the alerting rules' tests
+command -v systemd-analyze >/dev/null || need+=(systemd)  # the unit's verification
+command -v groff >/dev/null || need+=(groff-base)         # the man pages' rendering
 if [ ${#need[@]} -gt 0 ]; then
     echo "installing: ${need[*]}"
     export DEBIAN_FRONTEND=noninteractive

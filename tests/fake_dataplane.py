@@ -313,6 +313,9 @@ class FakeDataplane:
     def conn_count(self):
         return 0
 
+    def conn_capacity(self):
+        return 65536
+
     def half_open(self):
         return 0
 

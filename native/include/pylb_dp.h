@@ -113,7 +113,8 @@ enum pylb_err {
 	X(SOURCE_HALF_OPEN_FULL, source_half_open_full) \
 	X(FROM_KERNEL, from_kernel) \
 	X(BUSY_CYCLES, busy_cycles) \
-	X(BUSY_POLLS, busy_polls)
+	X(BUSY_POLLS, busy_polls) \
+	X(POLLS, polls)
 
 /* Drop reasons: X(ENUM, reason). Every dropped packet counts under one. */
 #define PYLB_DROPS(X) \
@@ -749,6 +750,8 @@ int pylb_dp_sync_apply(struct pylb_dp *dp, const struct pylb_conn_record *r, uin
 /* Notes lost to a full ring, summed over lcores. */
 uint64_t pylb_dp_sync_lost(const struct pylb_dp *dp);
 uint64_t pylb_dp_conn_count(const struct pylb_dp *dp);
+/* The entries the tables hold at most, summed over the lcores. */
+uint64_t pylb_dp_conn_capacity(const struct pylb_dp *dp);
 /* Replace every ACL at once: n_lists lists, n prefixes, and per service
  * id (PYLB_MAX_SERVICES of them) the lists that apply to it (bit i: list
  * i). Built aside, then published; open connections are not looked at.

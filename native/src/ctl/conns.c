@@ -81,6 +81,16 @@ pylb_dp_conn_count(const struct pylb_dp *dp)
 	return n;
 }
 
+uint64_t
+pylb_dp_conn_capacity(const struct pylb_dp *dp)
+{
+	uint64_t n = 0;
+
+	for (uint32_t s = 0; s < dp->n_slots; s++)
+		n += dp->lcores[s].ct->cap;
+	return n;
+}
+
 void
 pylb_dp_clock_advance(struct pylb_dp *dp, uint64_t ms)
 {
