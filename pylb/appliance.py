@@ -291,16 +291,14 @@ class Appliance:
             self.server.serving(True)
             log.info("gRPC: %s", grpc_address)
         if metrics_address:
-            import prometheus_client
-            from pylb import metrics as pm
+            from pylb import metrics as pm, status
             host, port = pm.parse_address(metrics_address)
             try:
-                self.metrics, _ = prometheus_client.start_http_server(
-                    port, host, registry=pm.registry(self.manager))
+                self.metrics = status.start(self.manager, host, port)
             except OSError as e:
                 raise DataplaneError(f"metrics: cannot listen on {host}:{port}: "
                                      f"{e.strerror}") from None
-            log.info("metrics: http://%s:%d/metrics", host, port)
+            log.info("metrics: http://%s:%d/metrics, status page: /status", host, port)
 
     def _loop(self, stop: threading.Event, reload: threading.Event | None,
              config_path: str | None) -> None:

@@ -451,6 +451,12 @@ def cmd_stats(args, stub, verb: str | None, out_json: bool) -> None:
     print(json.dumps(_json(s), indent=2) if out_json else render_stats(s, args.all))
 
 
+def cmd_top(args, stub, verb: str | None, out_json: bool) -> None:
+    from pylb import top
+    top.run(stub, args.address or f"unix:/run/pylb/{args.instance}.sock", args.interval_ms,
+            args.iterations)
+
+
 def cmd_timeouts(args, stub, verb: str | None, out_json: bool) -> None:
     given = {k: getattr(args, k) for k in TIMEOUT_KEYS if getattr(args, k, None) is not None}
     if verb == "set" and not given:
@@ -487,6 +493,7 @@ COMMANDS = {
     "config": cmd_config,
     "trace": cmd_trace,
     "stats": cmd_stats,
+    "top": cmd_top,
     "timeouts": cmd_timeouts,
     "ipvs": cmd_ipvs,
 }
@@ -652,6 +659,10 @@ def parser() -> argparse.ArgumentParser:
 
     sub.add_parser("stats", help="counters by group, drops by reason (zeros hidden)").add_argument(
         "--all", action="store_true", help="zeros too")
+    tp = sub.add_parser("top", help="a live view: workers' load, traffic, drops, services and "
+                                    "backends, refreshed")
+    tp.add_argument("--interval-ms", type=int, default=1000, help="refresh period (default 1000)")
+    tp.add_argument("--iterations", type=int, default=0, help="stop after this many (0: Ctrl-C)")
     to = sub.add_parser("timeouts", help="connection timeouts: show, or set some (seconds)")
     to.add_argument("verb", nargs="?", choices=["set"], help="set those given")
     for k in TIMEOUT_KEYS:

@@ -23,6 +23,7 @@ ls /usr/lib/llvm-14/lib/clang/*/lib/linux/libclang_rt.asan-x86_64.a >/dev/null 2
 command -v promtool >/dev/null || need+=(prometheus)      # promtool: the alerting rules' tests
 command -v systemd-analyze >/dev/null || need+=(systemd)  # the unit's verification
 command -v groff >/dev/null || need+=(groff-base)         # the man pages' rendering
+command -v chromium >/dev/null || need+=(chromium)        # the status page in a real browser
 if [ ${#need[@]} -gt 0 ]; then
     echo "installing: ${need[*]}"
     export DEBIAN_FRONTEND=noninteractive

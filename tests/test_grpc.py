@@ -417,6 +417,8 @@ def test_pylb_run_serves_the_api_and_pylbctl_drives_it(tmp_path):
         assert 'pylb_ipvs_backend_incoming_packets_total{local_address="10.78.0.100",local_port="80",' \
             'proto="tcp",remote_address="10.78.1.11",remote_port="8080"} 0.0' in scrape
         assert 'pylb_port_rx_packets_total{port="p0"}' in scrape
+        page = urllib.request.urlopen(f"http://127.0.0.1:{mport}/status", timeout=10).read().decode()
+        assert "<title>pylb status</title>" in page and "10.78.0.100:80/tcp" in page
     finally:
         p.terminate()
         p.wait(60)
