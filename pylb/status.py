@@ -19,6 +19,7 @@ from prometheus_client import make_wsgi_app
 from pylb import model
 from pylb.manager import Manager
 from pylb.metrics import registry
+from pylb.top import Rates
 
 REFRESH_S = 2
 STYLE = """body{font:14px system-ui,sans-serif;margin:1em;color:#222}
@@ -27,21 +28,7 @@ th{background:#eee}td.l,th.l{text-align:left}tr.svc td{background:#dde8f5;font-w
 .up{color:#070}.down{color:#b00;font-weight:bold}.drain{color:#b60}.unknown{color:#777}"""
 
 
-class _Rates:
-    def __init__(self):
-        self.last: dict[str, tuple[float, int]] = {}
-        self.lock = threading.Lock()
-
-    def __call__(self, key: str, value: int, now: float) -> float:
-        with self.lock:
-            then = self.last.get(key)
-            self.last[key] = (now, value)
-        if then is None or now <= then[0] or value < then[1]:
-            return 0.0
-        return (value - then[1]) / (now - then[0])
-
-
-def page(m: Manager, rate: _Rates) -> str:
+def page(m: Manager, rate: Rates) -> str:
     now = time.monotonic()
     stats = m.stats()
     e = html.escape
@@ -95,7 +82,7 @@ state</th><th class="l">health</th><th>weight</th><th>active</th><th>inactive</t
 def app(m: Manager):
     """/status: the page; anything else: Prometheus' exposition."""
     metrics = make_wsgi_app(registry(m))
-    rate = _Rates()
+    rate = Rates()
 
     def serve(environ, start_response):
         if environ.get("PATH_INFO") in ("/status", "/status/"):

@@ -8,6 +8,7 @@ over ssh and TLS like every other command."""
 from __future__ import annotations
 
 import shutil
+import threading
 import time
 
 from pylb import protonames
@@ -24,14 +25,17 @@ def human(n: float, unit: str = "") -> str:
 
 
 class Rates:
-    """Per-second rates between two snapshots of monotonic counters."""
+    """Per-second rates of monotonic counters since the last look (top's
+    screens, the status page's requests: any thread)."""
 
     def __init__(self):
         self.last: dict[str, tuple[float, int]] = {}
+        self.lock = threading.Lock()
 
     def __call__(self, key: str, value: int, now: float) -> float:
-        then = self.last.get(key)
-        self.last[key] = (now, value)
+        with self.lock:
+            then = self.last.get(key)
+            self.last[key] = (now, value)
         if then is None or now <= then[0] or value < then[1]:
             return 0.0
         return (value - then[1]) / (now - then[0])
