@@ -67,7 +67,8 @@ def render(prog: str, p: argparse.ArgumentParser) -> str:
              f"\\fB{_esc(' '.join(p.format_usage().split(':', 1)[1].split()))}\\fR",
              ".SH DESCRIPTION", _esc(MORE[prog]), ".SH OPTIONS", *_options(p),
              ".SH COMMANDS", *_commands(p, prog),
-             ".SH SEE ALSO", f"\\fB{SEE_ALSO[prog]}\\fR(8), https://pylb.example/docs"]
+             ".SH SEE ALSO", f"\\fB{SEE_ALSO[prog]}\\fR(8); the operator guide "
+             "(docs/operator-guide.md in pylb's sources)"]
     return "\n".join(lines) + "\n"
 
 

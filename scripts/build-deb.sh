@@ -64,7 +64,6 @@ Depends: $depends
 Recommends: dpdk, librte-net-tap23, librte-net-null23, librte-net-ring23, librte-net-pcap23, librte-net-bond23, bird2
 Section: net
 Priority: optional
-Homepage: https://github.com/pylb/pylb
 Description: L3/L4 load-balancer appliance on DPDK
  A DPDK poll-mode dataplane (routing, L3 VIPs, L4 NAT, FullNAT, DR and
  tunnels, SYN cookies, connection sync) managed by a Python gRPC service
