@@ -198,7 +198,7 @@ class Appliance:
                           f"{len(self.profile.workers)} worker(s)")
             self._loop(stop, reload, config_path)
             log.info("stopping")
-            notify.notify("STOPPING=1", "STATUS=stopping: VIPs withdrawn, the table saved")
+            notify.notify("STOPPING=1", "STATUS=stopping: withdrawing VIPs, saving the connections")
             self._leave()
         finally:
             self._close()

@@ -41,16 +41,22 @@ while True:
 """
 
 # n HTTP requests, one connection each; prints how many got their answer.
+# n HTTP requests, each on its own connection; prints how many were
+# answered, then (stderr) each failure: when, from which port, what, how long.
 REQUESTS = """
-import http.client, sys
+import http.client, sys, time
 ok = 0
-for _ in range(int(sys.argv[3])):
+start = time.monotonic()
+for i in range(int(sys.argv[3])):
     c = http.client.HTTPConnection(sys.argv[1], int(sys.argv[2]), timeout=15)
+    t0 = time.monotonic()
     try:
         c.request("GET", "/who")
         ok += c.getresponse().status == 200
-    except OSError:
-        pass
+    except OSError as e:
+        port = c.sock.getsockname()[1] if c.sock else 0
+        print(f"request {i} at {t0 - start:.1f} s from port {port}: {e!r} after "
+              f"{time.monotonic() - t0:.1f} s", file=sys.stderr)
     finally:
         c.close()
 print(ok)
@@ -103,7 +109,8 @@ def under_flood(lab, vip, seconds, requests, source=None):
     `source` on successive ports) at vip:80 while the real client makes
     `requests` HTTP requests; the connection table is sampled meanwhile.
     Returns (requests answered, the most half-open entries seen (`source`'s
-    only, if given), the most entries seen)."""
+    only, if given), the most entries seen, each failed request: when, from
+    which port, what went wrong, after how long)."""
     spoof = ["--rand-source"] if source is None else ["-a", source]
     flood = subprocess.Popen(["ip", "netns", "exec", lab.client.name, "timeout", str(seconds),
                               "hping3", "-q", "-S", "-p", "80", *spoof, "-i", "u200",
@@ -123,14 +130,15 @@ def under_flood(lab, vip, seconds, requests, source=None):
     sampler.start()
     try:
         time.sleep(1)                    # the flood is on
-        ok = int(lab.client.run(sys.executable, "-c", REQUESTS, vip, "80", str(requests),
-                                timeout=seconds + 120).stdout)
+        r = lab.client.run(sys.executable, "-c", REQUESTS, vip, "80", str(requests),
+                           timeout=seconds + 120)
+        ok, failures = int(r.stdout), r.stderr.splitlines()
         flood.wait(seconds + 30)
     finally:
         flood.kill()
         done.set()
         sampler.join()
-    return ok, peak["half_open"], peak["entries"]
+    return ok, peak["half_open"], peak["entries"], failures
 
 
 def evidence(lab) -> dict:
@@ -157,12 +165,12 @@ def test_a_flood_from_one_network_is_held_to_its_own_budget_and_rate(lab):
         key=pb.ServiceKey(vip=vip, port=80), syn_proxy=pb.SYN_PROXY_OFF,
         backends=[pb.Backend(address=lab.backends[0][1], port=8080)]))
     before = lab.app.stats()
-    ok, half_open, _ = under_flood(lab, vip, 10, 50, source="198.51.100.7")
+    ok, half_open, _, failures = under_flood(lab, vip, 10, 50, source="198.51.100.7")
     after = lab.app.stats()
 
     def grew(kind, name):
         return after[kind][name] - before[kind][name]
-    assert ok == 50, (ok, half_open, evidence(lab))
+    assert ok == 50, (ok, failures, half_open, evidence(lab))
     assert half_open <= PER_SOURCE["half_open_budget"] + 2, half_open
     assert grew("counters", "source_half_open_full") > 1000
     assert grew("drops", "limit_source_rate") > 1000
@@ -178,9 +186,9 @@ def test_spoofed_syn_flood_leaves_real_clients_served_and_the_table_free(lab):
     # auto (the default): cookies once a worker holds BUDGET half-open
     # entries, so the flood never holds more.
     stub.AddService(pb.Service(key=key, backends=backend))
-    ok, half_open, entries = under_flood(lab, vip, 10, 50)
+    ok, half_open, entries, failures = under_flood(lab, vip, 10, 50)
     stats = lab.app.stats()["counters"]
-    assert ok == 50, (ok, half_open, entries, evidence(lab))
+    assert ok == 50, (ok, failures, half_open, entries, evidence(lab))
     assert half_open <= BUDGET and entries < CAPACITY, (half_open, entries)
     # (Real clients whose SYN came while the worker was under its budget
     # opened without a cookie; the others through the proxy.)
@@ -192,12 +200,12 @@ def test_spoofed_syn_flood_leaves_real_clients_served_and_the_table_free(lab):
     time.sleep(1)
     procs = sniffers(lab)
     try:
-        ok, half_open, entries = under_flood(lab, vip, 20, 100)
+        ok, half_open, entries, failures = under_flood(lab, vip, 20, 100)
         syns = syn_counts(procs)
     finally:
         for p in procs:
             p.kill()
-    assert ok == 100 and syns == {"real": 100, "other": 0}, (ok, syns, evidence(lab))
+    assert ok == 100 and syns == {"real": 100, "other": 0}, (ok, failures, syns, evidence(lab))
     assert half_open <= BUDGET and entries < CAPACITY
     drops = lab.app.stats()["drops"]
     assert drops["syn_cookie_invalid"] == 0 and drops["syn_proxy_hold_full"] == 0
