@@ -386,9 +386,8 @@ def keepalived(text: str, name: str = "keepalived.conf") -> Imported:
             s.reals.append((rwhere, ip, rport, int(rs.value("weight", 1)), method,
                             int(rs.value("uthreshold", 0))))
             checks.append((rwhere, _check(name, rs, b, report)))
-        kinds = {c for _, c in checks}
-        s.check = next(iter(kinds)) if len(kinds) == 1 else next(c for _, c in checks)
-        if len(kinds) > 1:
+        s.check = checks[0][1] if checks else None
+        if len({c for _, c in checks}) > 1:
             report.append(f"{where}: real servers are checked differently: pylb has one check "
                           f"per service; that of {checks[0][0]}")
         services.append(s)

@@ -85,3 +85,28 @@ def dp(native, request):
     yield d
     assert d.mbufs_available() == full, "mbufs leaked"
     d.close()
+
+
+# The domain and the gRPC API over the test's dataplane (test_grpc,
+# test_importers, test_top).
+@pytest.fixture
+def manager(dp):
+    """The domain over the test's dataplane: the one the API serves."""
+    from pylb.manager import Manager, direct_submitter
+    m = Manager(direct_submitter(dp))
+    for i in range(3):
+        m.add_neighbour("p1", f"10.0.1.{20 + i}", f"02:00:00:00:0b:0{i}")
+    return m
+
+
+@pytest.fixture
+def api(dp, manager, tmp_path):
+    """(stub, dp, channel): the API served on tmp_path/api.sock."""
+    import grpc
+    from pylb.server import Server
+    from pylb.v1 import pylb_pb2_grpc as pb_grpc
+    server = Server(manager, f"unix:{tmp_path}/api.sock").start()
+    server.serving(True)
+    with grpc.insecure_channel(server.address) as ch:
+        yield pb_grpc.LoadBalancerStub(ch), dp, ch
+    server.stop()

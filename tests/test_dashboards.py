@@ -17,7 +17,7 @@ from scapy.layers.inet import IP
 from scapy.layers.l2 import Ether
 from scapy.packet import raw
 
-from conftest import CLIENT_MAC, service
+from conftest import CLIENT_MAC
 from pylb import metrics
 from pylb.manager import Manager, direct_submitter
 from test_cli import ROOT

@@ -24,33 +24,12 @@ from scapy.packet import raw
 
 from conftest import CLIENT_MAC, P0_MAC
 from pylb.errors import NotFound
-from pylb.manager import Manager, direct_submitter
 from pylb.model import VipSpec
-from pylb.server import Server
 from pylb.v1 import pylb_pb2 as pb
-from pylb.v1 import pylb_pb2_grpc as pb_grpc
 from test_cli import ROOT, profile
 
 VIP = "10.0.0.100"
 KEY = pb.ServiceKey(vip=VIP, port=53, protocol=pb.PROTOCOL_UDP)
-
-
-@pytest.fixture
-def manager(dp):
-    """The domain over the test's dataplane: the one the API serves."""
-    m = Manager(direct_submitter(dp))
-    for i in range(3):
-        m.add_neighbour("p1", f"10.0.1.{20 + i}", f"02:00:00:00:0b:0{i}")
-    return m
-
-
-@pytest.fixture
-def api(dp, manager, tmp_path):
-    server = Server(manager, f"unix:{tmp_path}/api.sock").start()
-    server.serving(True)
-    with grpc.insecure_channel(server.address) as ch:
-        yield pb_grpc.LoadBalancerStub(ch), dp, ch
-    server.stop()
 
 
 def code_of(call, *args) -> grpc.StatusCode:

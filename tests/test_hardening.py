@@ -22,7 +22,7 @@ from conftest import CLIENT_MAC, P0_MAC, P1_MAC, service
 from pylb.config import load_config
 from pylb.errors import ConfigError, FailedPrecondition, InvalidArgument
 from test_cli import ROOT, error_line
-from test_grpc import api, code_of, manager  # noqa: F401  (the fixtures)
+from test_grpc import code_of
 from test_l4_fixtures import BACKENDS, BMAC, CLIENT, VIP, c2v, checksums_ok, small_dp
 from pylb.v1 import pylb_pb2 as pb
 

@@ -14,7 +14,6 @@ from hypothesis import strategies as st
 from pylb import config
 from pylb.errors import ConfigError, PylbError
 from pylb.v1 import pylb_pb2 as pb
-from test_grpc import api, manager  # noqa: F401  (the fixtures)
 
 SETTINGS = settings(max_examples=150, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.function_scoped_fixture,

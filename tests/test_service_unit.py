@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from pylb import hostinfo
+
 from test_cli import ROOT, error_line, profile, pylb
 
 UNIT = ROOT / "packaging" / "systemd" / "pylb@.service"
@@ -110,7 +112,8 @@ def test_pylb_hugepages_reserves_what_the_profile_needs(tmp_path):
     r = pylb("hugepages", "--profile", profile(tmp_path, "hp", memory={"hugepages": True,
                                                                         "size_mb": 64}))
     assert r.returncode == 0 and "MiB free" in r.stdout, r.stderr
-    assert int(nr.read_text()) >= before
+    assert int(nr.read_text()) >= before and hostinfo.free_hugepage_mb() >= 64
+    assert hostinfo.hugetlbfs_mounts()            # mounted, if it was not
     r = pylb("hugepages", "--profile", profile(tmp_path, "nohp", memory={"hugepages": False}))
     assert r.returncode == 0 and "none needed" in r.stdout
     r = pylb("hugepages", "--profile", str(tmp_path / "missing.yaml"))

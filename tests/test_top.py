@@ -21,7 +21,6 @@ from scapy.packet import raw
 from conftest import CLIENT_MAC, P0_MAC
 from pylb.v1 import pylb_pb2 as pb
 from test_cli import ROOT
-from test_grpc import api, manager  # noqa: F401  (fixtures: the domain and API on the dataplane)
 
 
 @pytest.mark.fixture

@@ -149,7 +149,6 @@ l4_forward_as_is(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 							 __ATOMIC_ACQUIRE);
 	uint32_t hash = flow_hash(lc->dp->conf.hash_key, conn_addr(lc->ct, c, CONN_CLIENT),
 				  conn_addr(lc->ct, c, CONN_VIP), c->af);
-
 	struct l4_dest d = {
 		.to = conn_backend(lc->ct, c), .to_af = conn_backend_af(c), .af = c->af,
 		.hash = hash, .flow = l4_flow(hash, c->cport),
