@@ -18,6 +18,13 @@ cdef extern from "pylb_dp.h" nogil:
         PYLB_FWD_IPIP
         PYLB_FWD_GRE
         PYLB_FWD_DR
+        PYLB_NAME_LEN
+        PYLB_MAX_APPLIANCES
+        PYLB_STICK_5
+        PYLB_STICK_3
+        PYLB_STICK_2
+        PYLB_FAILOVER_REBALANCE
+        PYLB_FAILOVER_STAY
         PYLB_L4_NAT
         PYLB_L4_DR
         PYLB_L4_TUNNEL
@@ -140,12 +147,24 @@ cdef extern from "pylb_dp.h" nogil:
         uint8_t kind
         uint16_t n_nh
         pylb_nexthop nh[PYLB_MAX_ECMP]
+        char inspect[PYLB_NAME_LEN]
 
     struct pylb_vip_conf:
         pylb_prefix prefix
         uint8_t method
         pylb_prefix source
         uint32_t table_size
+        char inspect[PYLB_NAME_LEN]
+
+    struct pylb_pool_conf:
+        char name[PYLB_NAME_LEN]
+        uint8_t stickiness
+        uint8_t failover
+        uint32_t table_size
+        uint32_t idle_timeout
+
+    struct pylb_pool_stats:
+        uint64_t flows
 
     struct pylb_backend:
         pylb_ip addr
@@ -287,6 +306,14 @@ cdef extern from "pylb_dp.h" nogil:
     int pylb_dp_neigh_add(pylb_dp *dp, uint16_t port, const pylb_ip *ip, const uint8_t *mac)
     int pylb_dp_neigh_del(pylb_dp *dp, uint16_t port, const pylb_ip *ip)
 
+    int pylb_dp_pool_add(pylb_dp *dp, const pylb_pool_conf *conf)
+    int pylb_dp_pool_del(pylb_dp *dp, const char *name)
+    int pylb_dp_pool_set(pylb_dp *dp, const pylb_pool_conf *conf, const pylb_backend *b,
+                         uint32_t n)
+    int pylb_dp_pool_get(pylb_dp *dp, const char *name, pylb_pool_conf *conf, pylb_backend *b,
+                         uint32_t max_b, uint32_t *n_b, pylb_pool_stats *stats)
+    int pylb_dp_pool_pick(pylb_dp *dp, const char *name, uint8_t proto, const pylb_ip *src,
+                          uint16_t sport, const pylb_ip *dst, uint16_t dport)
     int pylb_dp_vip_add(pylb_dp *dp, const pylb_vip_conf *conf)
     int pylb_dp_vip_del(pylb_dp *dp, const pylb_prefix *prefix)
     int pylb_dp_vip_backends_set(pylb_dp *dp, const pylb_prefix *prefix,

@@ -101,6 +101,11 @@ _ROUTE_KINDS = {PYLB_ROUTE_GATEWAY: model.GATEWAY, PYLB_ROUTE_CONNECTED: model.C
                 PYLB_ROUTE_SERVICE: model.SERVICE}
 _METHODS = {model.IPIP: PYLB_FWD_IPIP, model.GRE: PYLB_FWD_GRE, model.VIP_DR: PYLB_FWD_DR}
 _METHOD_NAMES = {v: k for k, v in _METHODS.items()}
+_STICKINESS = {model.STICK_5: PYLB_STICK_5, model.STICK_3: PYLB_STICK_3,
+               model.STICK_2: PYLB_STICK_2}
+_STICKINESS_NAMES = {v: k for k, v in _STICKINESS.items()}
+_FAILOVERS = {model.REBALANCE: PYLB_FAILOVER_REBALANCE, model.STAY: PYLB_FAILOVER_STAY}
+_FAILOVER_NAMES = {v: k for k, v in _FAILOVERS.items()}
 _NEIGH_STATES = {PYLB_NEIGH_INCOMPLETE: model.INCOMPLETE, PYLB_NEIGH_REACHABLE: model.REACHABLE,
                  PYLB_NEIGH_PROBING: model.PROBING, PYLB_NEIGH_STATIC: model.STATIC}
 _PROTOS = model.PROTO_NUMBERS
@@ -145,7 +150,22 @@ def _port(port, what="port"):
 cdef object _route(const pylb_route *r):
     return Route(_get_prefix(&r.dst), _ROUTE_KINDS.get(r.kind, "?"),
                  tuple(NextHop(None if r.nh[i].gw.af == 0 else str(_get_ip(&r.nh[i].gw)),
-                               r.nh[i].port) for i in range(r.n_nh)))
+                               r.nh[i].port) for i in range(r.n_nh)),
+                 _get_name(r.inspect))
+
+
+cdef object _get_name(const char *name):
+    return name[:PYLB_NAME_LEN].split(b"\0", 1)[0].decode()
+
+
+cdef int _set_name(char *out, name, str what) except -1:
+    """A pool's name into a char[PYLB_NAME_LEN] (None: "")."""
+    b = (name or "").encode()
+    if len(b) >= PYLB_NAME_LEN or b"\0" in b:
+        raise InvalidArgument(f"{what}: a pool name is at most {PYLB_NAME_LEN - 1} bytes")
+    memset(out, 0, PYLB_NAME_LEN)
+    memcpy(out, <const char *>b, len(b))
+    return 0
 
 
 def _backend_list(backends):
@@ -628,22 +648,25 @@ cdef class Dataplane:
                 _set_ip(&r.nh[i].gw, _parse_ip(gw, "gateway"))
         return 0
 
-    def add_route(self, prefix, via):
+    def add_route(self, prefix, via, inspect=None):
         """Route `prefix` through `via`: one (gateway, port) pair, or a list
-        of them for ECMP. A gateway of None routes to the port directly."""
-        self._set_route(prefix, via, False)
+        of them for ECMP. A gateway of None routes to the port directly.
+        `inspect`: an inspection pool its traffic crosses first."""
+        self._set_route(prefix, via, False, inspect)
 
-    def replace_route(self, prefix, via):
-        """Give the route at `prefix` new next hops in one step: every
-        packet takes the old or the new ones, none is left without a route."""
-        self._set_route(prefix, via, True)
+    def replace_route(self, prefix, via, inspect=None):
+        """Give the route at `prefix` new next hops (and inspection) in one
+        step: every packet takes the old or the new ones, none is left
+        without a route."""
+        self._set_route(prefix, via, True, inspect)
 
-    def _set_route(self, prefix, via, bint replace):
+    def _set_route(self, prefix, via, bint replace, inspect):
         cdef pylb_dp *dp = self._live()
         cdef pylb_route r
         cdef int rc
         net = _parse_prefix(prefix, "route")
         self._fill_nexthops(&r, str(prefix), via)
+        _set_name(r.inspect, inspect, f"route {prefix}")
         _set_prefix(&r.dst, net)
         with nogil:
             rc = pylb_dp_route_replace(dp, &r) if replace else pylb_dp_route_add(dp, &r)
@@ -1128,7 +1151,7 @@ cdef class Dataplane:
     # L3 VIPs
 
     def add_vip(self, prefix, str method=model.IPIP, int table_size=PYLB_MAGLEV_DEFAULT,
-                source=None, backends=()):
+                source=None, backends=(), inspect=None):
         """An L3 VIP: `prefix` balanced over backends by a consistent hash of
         (source, destination). `method`: ipip, gre or dr (direct routing)."""
         cdef pylb_vip_conf c
@@ -1141,6 +1164,7 @@ cdef class Dataplane:
         c.method = _METHODS[method]
         c.table_size = table_size
         _set_source(&c.source, source, "VIP source")
+        _set_name(c.inspect, inspect, f"VIP {prefix}")
         cdef pylb_dp *dp = self._live()
         with nogil:
             rc = pylb_dp_vip_add(dp, &c)
@@ -1169,9 +1193,96 @@ cdef class Dataplane:
             _check(pylb_dp_vip_get(self._live(), &p, &c, b, PYLB_MAX_BACKENDS, &n))
             return Vip(_get_prefix(&c.prefix), _METHOD_NAMES[c.method], c.table_size,
                        _get_source(&c.source),
-                       tuple(Backend(str(_get_ip(&b[i].addr)), b[i].weight) for i in range(n)))
+                       tuple(Backend(str(_get_ip(&b[i].addr)), b[i].weight) for i in range(n)),
+                       _get_name(c.inspect))
         finally:
             free(b)
+
+    # Inspection pools
+
+    cdef int _pool_conf(self, pylb_pool_conf *c, spec) except -1:
+        memset(c, 0, sizeof(pylb_pool_conf))
+        _set_name(c.name, spec.name, "pool")
+        c.stickiness = _STICKINESS[spec.stickiness]
+        c.failover = _FAILOVERS[spec.failover]
+        c.table_size = spec.table_size
+        c.idle_timeout = spec.idle_timeout
+        return 0
+
+    def add_pool(self, spec):
+        """An inspection pool (a model.PoolSpec), with its appliances."""
+        cdef pylb_pool_conf c
+        cdef int rc
+        self._pool_conf(&c, spec)
+        cdef pylb_dp *dp = self._live()
+        with nogil:
+            rc = pylb_dp_pool_add(dp, &c)
+        _check(rc)
+        if spec.appliances:
+            try:
+                self.set_pool(spec)
+            except PylbError:
+                pylb_dp_pool_del(dp, c.name)
+                raise
+
+    def set_pool(self, spec):
+        """The pool's settings and appliances (spec.appliances: backends
+        without a port), replaced in one step."""
+        cdef pylb_pool_conf c
+        cdef int rc
+        cdef uint32_t n = len(spec.appliances)
+        self._pool_conf(&c, spec)
+        bl = [(ipaddress.ip_address(a.ip), 0, a.weight, _BACKEND_STATES[a.state])
+              for a in spec.appliances]
+        cdef pylb_backend *arr = <pylb_backend *>malloc(max(n, 1) * sizeof(pylb_backend))
+        if arr == NULL:
+            raise MemoryError()
+        cdef pylb_dp *dp = self._live()
+        try:
+            _fill_backends(arr, bl)
+            with nogil:
+                rc = pylb_dp_pool_set(dp, &c, arr, n)
+        finally:
+            free(arr)
+        _check(rc)
+
+    def del_pool(self, name):
+        cdef char c[PYLB_NAME_LEN]
+        cdef int rc
+        _set_name(c, name, "pool")
+        cdef pylb_dp *dp = self._live()
+        with nogil:
+            rc = pylb_dp_pool_del(dp, c)
+        _check(rc)
+
+    def pool(self, name):
+        """{name, stickiness, failover, table_size, idle_timeout, appliances:
+        [(ip, weight, state)], flows}."""
+        cdef char cname[PYLB_NAME_LEN]
+        cdef pylb_pool_conf c
+        cdef pylb_pool_stats st
+        cdef pylb_backend b[PYLB_MAX_APPLIANCES]
+        cdef uint32_t n = 0
+        _set_name(cname, name, "pool")
+        _check(pylb_dp_pool_get(self._live(), cname, &c, b, PYLB_MAX_APPLIANCES, &n, &st))
+        return {"name": _get_name(c.name), "stickiness": _STICKINESS_NAMES[c.stickiness],
+                "failover": _FAILOVER_NAMES[c.failover], "table_size": c.table_size,
+                "idle_timeout": c.idle_timeout, "flows": st.flows,
+                "appliances": [(str(_get_ip(&b[i].addr)), b[i].weight,
+                                _BACKEND_STATE_NAMES[b[i].state]) for i in range(n)]}
+
+    def pool_pick(self, name, str proto, src, int sport, dst, int dport):
+        """The appliance (its address) the workers give a new flow, None if none is up."""
+        cdef char cname[PYLB_NAME_LEN]
+        cdef pylb_ip s, d
+        _set_name(cname, name, "pool")
+        _set_ip(&s, _parse_ip(src, "source"))
+        _set_ip(&d, _parse_ip(dst, "destination"))
+        i = pylb_dp_pool_pick(self._live(), cname, _proto(proto), &s, _port(sport),
+                              &d, _port(dport))
+        if i < 0:
+            return None
+        return self.pool(name)["appliances"][i][0]
 
     def vip_fingerprint(self, prefix):
         """The L3 VIP's lookup table's fingerprint (like service_fingerprint)."""

@@ -25,11 +25,20 @@ from this format) meets the same checks.
           - {address: 10.99.1.11:8080, weight: 1, state: up}
     routes:
       - {prefix: 192.0.2.0/24, via: [{gateway: 10.99.1.254, port: p1}]}
+      - {prefix: 10.99.5.0/24, via: [{port: p1}], inspect: fw}   # through pool fw first
     vips:                          # L3: a prefix balanced over backends, no port
       - prefix: 10.99.3.0/24
         method: ipip               # ipip (default), gre or dr
         source: 10.99.1.1          # tunnel source (default: the output port's address)
+        inspect: fw                # optional: through an appliance of pool fw first
         backends: [{address: 10.99.1.21, weight: 1}]
+    pools:                         # inspection (GENEVE appliances, like AWS GWLB)
+      - name: fw
+        stickiness: 5-tuple        # 5-tuple (default), 3-tuple or 2-tuple
+        failover: rebalance        # rebalance (default): a down appliance's flows move; stay
+        idle_timeout: 350          # seconds a flow is remembered idle
+        health_check: {type: tcp, port: 80}    # a port is needed
+        appliances: [10.99.2.11, {address: 10.99.2.12, weight: 1, state: up}]
     neighbours:                    # static: never age, never overridden
       - {port: p1, address: 10.99.1.21, mac: "02:00:00:00:00:21"}
     timeouts: {tcp_established: 900, udp: 300}    # seconds; those listed are managed
@@ -52,9 +61,9 @@ from pylb.errors import ConfigError
 from pylb.model import SpecError
 from pylb.hostport import split_hostport
 from pylb.model import (AclSpec, BackendSpec, Config, HealthCheckSpec, NeighbourSpec,
-                        RouteSpec, ServiceSpec, VipSpec)
+                        PoolSpec, RouteSpec, ServiceSpec, VipSpec)
 
-TOP_KEYS = {"services", "routes", "vips", "neighbours", "timeouts", "acls", "announce"}
+TOP_KEYS = {"services", "routes", "vips", "neighbours", "timeouts", "acls", "announce", "pools"}
 ANNOUNCE_KEYS = {"min_healthy_backends", "withdrawn"}
 ACL_KEYS = {"name", "type", "action", "all_services", "prefixes", "prefix_file"}
 # A service's keys and a health check's are their specs' fields: a field
@@ -62,9 +71,11 @@ ACL_KEYS = {"name", "type", "action", "all_services", "prefixes", "prefix_file"}
 SERVICE_KEYS = {f.name for f in dataclasses.fields(ServiceSpec)}
 CHECK_KEYS = {f.name for f in dataclasses.fields(HealthCheckSpec)}
 BACKEND_KEYS = {"address", "weight", "state", "max_connections"}
-ROUTE_KEYS = {"prefix", "via"}
+ROUTE_KEYS = {"prefix", "via", "inspect"}
 VIA_KEYS = {"gateway", "port"}
-VIP_KEYS = {"prefix", "method", "table_size", "source", "backends"}
+VIP_KEYS = {"prefix", "method", "table_size", "source", "backends", "inspect"}
+POOL_KEYS = {f.name for f in dataclasses.fields(PoolSpec)}
+APPLIANCE_KEYS = {"address", "weight", "state"}
 VIP_BACKEND_KEYS = {"address", "weight"}
 NEIGHBOUR_KEYS = {"port", "address", "mac"}
 
@@ -142,7 +153,7 @@ def parse_route(c: yamlsrc.Checker, raw: Any, key: str) -> RouteSpec:
         if "port" not in h:
             raise c.fail(f"{key}.via[{i}]", "a next hop needs a 'port' (name or index)")
         hops.append((h.get("gateway"), h["port"]))
-    return spec(c, key, lambda: RouteSpec(r.get("prefix"), tuple(hops)))
+    return spec(c, key, lambda: RouteSpec(r.get("prefix"), tuple(hops), r.get("inspect")))
 
 
 def parse_prefix(c: yamlsrc.Checker, value: Any, key: str) -> ipaddress._BaseNetwork:
@@ -164,7 +175,25 @@ def parse_vip(c: yamlsrc.Checker, raw: Any, key: str) -> VipSpec:
         backends.append((b.get("address"), b.get("weight", 1)))
     return spec(c, key, lambda: VipSpec(v["prefix"], v.get("method", model.IPIP),
                                         v.get("table_size", model.TABLE_SIZE), v.get("source"),
-                                        tuple(backends)))
+                                        tuple(backends), v.get("inspect")))
+
+
+def parse_pool(c: yamlsrc.Checker, raw: Any, key: str) -> PoolSpec:
+    """An inspection pool; its appliances addresses (or {address, weight,
+    state})."""
+    p = c.mapping(raw, key, POOL_KEYS)
+    if "name" not in p:
+        raise c.fail(key, "a pool needs a 'name'")
+    apps = []
+    for i, raw_a in enumerate(_items(c, p, "appliances", key, "appliances")):
+        k = f"{key}.appliances[{i}]"
+        a = c.mapping({"address": raw_a} if isinstance(raw_a, str) else raw_a, k, APPLIANCE_KEYS)
+        apps.append(spec(c, k, lambda: BackendSpec(a.get("address"), 0, a.get("weight", 1),
+                                                   a.get("state", model.UP))))
+    check = health_check(c, p["health_check"], f"{key}.health_check") \
+        if "health_check" in p else None
+    given = {k: p[k] for k in POOL_KEYS - {"appliances", "health_check"} if k in p}
+    return spec(c, key, lambda: PoolSpec(**given, appliances=tuple(apps), health_check=check))
 
 
 def parse_acl(c: yamlsrc.Checker, raw: Any, key: str) -> AclSpec:
@@ -258,8 +287,17 @@ def load_config(path: str, text: str | None = None) -> Config:
                     section("neighbours", "neighbours", parse_neighbour),
                     parse_timeouts(c, top.get("timeouts", {}), "timeouts"),
                     section("acls", "ACLs", parse_acl),
-                    parse_announce(c, top.get("announce", {}), "announce"))
+                    parse_announce(c, top.get("announce", {}), "announce"),
+                    section("pools", "inspection pools", parse_pool))
     check_acls(c, config)
+    if len(config.pools) > model.MAX_POOLS:
+        raise c.fail("pools", f"{len(config.pools)} pools, at most {model.MAX_POOLS}")
+    _unique(c, config.pools, "pools", lambda p: p.name, lambda p: f"pool {p.name}")
+    names = {p.name for p in config.pools}
+    for kind, items in (("routes", config.routes), ("vips", config.vips)):
+        for i, x in enumerate(items):
+            if x.inspect and x.inspect not in names:
+                raise c.fail(f"{kind}[{i}].inspect", f"no pool is named {x.inspect!r}")
     _unique(c, config.services, "services", lambda s: s.key,
             lambda s: f"service {s.vip}:{s.port}/{s.proto}")
     _unique(c, config.routes, "routes", lambda r: r.prefix, lambda r: f"route {r.prefix}")
@@ -294,12 +332,14 @@ def dump(config: Config) -> str:
                            for b in s.backends]
         services.append(out)
     routes = [{"prefix": r.prefix, "via": [{"gateway": g, "port": p} if g else {"port": p}
-                                           for g, p in r.via]} for r in config.routes]
+                                           for g, p in r.via]}
+              | ({"inspect": r.inspect} if r.inspect else {}) for r in config.routes]
     out: dict[str, Any] = {"services": services, "routes": routes}
     if config.vips:
         out["vips"] = [{"prefix": v.prefix, "method": v.method}
                        | ({"table_size": v.table_size} if v.table_size != model.TABLE_SIZE else {})
                        | ({"source": v.source} if v.source else {})
+                       | ({"inspect": v.inspect} if v.inspect else {})
                        | {"backends": [{"address": a, "weight": w} for a, w in v.backends]}
                        for v in config.vips]
     if config.neighbours:
@@ -311,6 +351,14 @@ def dump(config: Config) -> str:
         out["acls"] = [{"name": a.name, "type": a.type, "action": a.action}
                        | ({"all_services": True} if a.all_services else {})
                        | {"prefixes": list(a.prefixes)} for a in config.acls]
+    if config.pools:
+        out["pools"] = [{f.name: getattr(p, f.name) for f in dataclasses.fields(PoolSpec)
+                         if f.name not in ("appliances", "health_check") and
+                         (f.name == "name" or getattr(p, f.name) != f.default)}
+                        | ({"health_check": _check_dict(p.health_check)} if p.health_check
+                           else {})
+                        | {"appliances": [{"address": a.ip, "weight": a.weight, "state": a.state}
+                                          for a in p.appliances]} for p in config.pools]
     if config.announce != model.AnnounceSpec():
         out["announce"] = {"min_healthy_backends": config.announce.min_healthy_backends,
                            "withdrawn": list(config.announce.withdrawn)}

@@ -255,7 +255,7 @@ def cmd_route(args, stub, verb: str | None, out_json: bool) -> None:
         listing(stub.ListRoutes(pb.ListRoutesRequest(family=args.family)).routes, out_json,
                 lambda x: f"{x.prefix:44} {x.kind:10} " + ", ".join(
                     f"via {h.gateway} {h.port}" if h.gateway else h.port
-                    for h in x.next_hops))
+                    for h in x.next_hops) + (f"  inspect {x.inspect}" if x.inspect else ""))
     elif verb == "add":
         hops = []
         for v in args.via:
@@ -263,7 +263,7 @@ def cmd_route(args, stub, verb: str | None, out_json: bool) -> None:
             if not port:
                 raise UsageError(f"next hop {v!r}: write GATEWAY@PORT or @PORT")
             hops.append(pb.NextHop(gateway=gw, port=port))
-        stub.AddRoute(pb.Route(prefix=args.prefix, next_hops=hops))
+        stub.AddRoute(pb.Route(prefix=args.prefix, next_hops=hops, inspect=args.inspect or ""))
     elif verb == "del":
         stub.DeleteRoute(pb.RouteKey(prefix=args.prefix))
 
@@ -273,7 +273,8 @@ def cmd_vip(args, stub, verb: str | None, out_json: bool) -> None:
         listing(stub.ListVips(pb.ListVipsRequest()).vips, out_json,
                 lambda v: f"{v.prefix:44} {v.method:5} table {v.table_size} "
                           f"{v.table_fingerprint} backends "
-                          + (" ".join(f"{b.address}*{b.weight}" for b in v.backends) or "-"))
+                          + (" ".join(f"{b.address}*{b.weight}" for b in v.backends) or "-")
+                          + (f"  inspect {v.inspect}" if v.inspect else ""))
     elif verb == "del":
         stub.DeleteVip(pb.VipKey(prefix=args.prefix))
     else:
@@ -281,10 +282,43 @@ def cmd_vip(args, stub, verb: str | None, out_json: bool) -> None:
                     for a, _, w in (b.partition("*") for b in args.backend or [])]
         v = pb.Vip(prefix=args.prefix, backends=backends)
         if verb == "add":
-            v.method, v.source = args.method, args.source or ""
+            v.method, v.source, v.inspect = args.method, args.source or "", args.inspect or ""
             stub.AddVip(v)
         else:
             stub.SetVipBackends(v)
+
+
+def _appliance(text: str) -> pb.Appliance:
+    """ADDRESS[*WEIGHT][=STATE] as pylbctl takes an appliance."""
+    rest, _, state = text.partition("=")
+    addr, _, weight = rest.partition("*")
+    if state and state not in model.BACKEND_STATES:
+        raise UsageError(f"appliance {text!r}: state {state!r} is not one of "
+                         f"{', '.join(model.BACKEND_STATES)}")
+    if weight and not weight.isdigit():
+        raise UsageError(f"appliance {text!r}: weight {weight!r} is not a number")
+    return pb.Appliance(address=addr, weight=int(weight or 1),
+                        state=STATE_NAMES[state or model.UP])
+
+
+def cmd_pool(args, stub, verb: str | None, out_json: bool) -> None:
+    if verb == "list":
+        def line(p):
+            apps = " ".join(f"{a.address}*{a.weight}:{_name(STATE_NAMES, a.in_force)}"
+                            + (f"({a.health})" if a.health else "") for a in p.appliances)
+            return (f"{p.name:16} {p.stickiness} failover {p.failover} idle {p.idle_timeout}s "
+                    f"flows {p.flows} appliances {apps or '-'}"
+                    + (f"  inspects {' '.join(p.inspects)}" if p.inspects else ""))
+        listing(stub.ListPools(pb.ListPoolsRequest()).pools, out_json, line)
+    elif verb == "del":
+        stub.DeletePool(pb.PoolKey(name=args.name))
+    else:
+        p = pb.Pool(name=args.name, stickiness=args.stickiness, failover=args.failover,
+                    idle_timeout=args.idle_timeout,
+                    appliances=[_appliance(a) for a in args.appliance or []])
+        if args.check_port:
+            p.health_check.CopyFrom(pb.HealthCheck(type=args.check, port=args.check_port))
+        stub.SetPool(p)
 
 
 def cmd_bgp(args, stub, verb: str | None, out_json: bool) -> None:
@@ -387,6 +421,8 @@ def cmd_trace(args, stub, verb: str | None, out_json: bool) -> None:
         if t.backend:
             print(f"backend: {_hostport(t.backend, t.backend_port)}"
                   + (f" ({t.connection_state})" if t.connection_state else ""))
+        if t.appliance:
+            print(f"appliance: {t.appliance} (pool {t.inspect_pool})")
         if t.next_hop.port:
             print(f"next hop: {('via ' + t.next_hop.gateway + ' ') if t.next_hop.gateway else ''}"
                   f"port {t.next_hop.port}")
@@ -406,6 +442,7 @@ STAT_GROUPS = (
                      "icmp_errors_")),
     ("defences", ("syn_", "half_open_", "source_half_open_full")),
     ("fleet", ("sync_", "conn_synced")),
+    ("inspection", ("inspect_",)),
 )
 
 
@@ -485,6 +522,7 @@ COMMANDS = {
     "backend": cmd_backend,
     "route": cmd_route,
     "vip": cmd_vip,
+    "pool": cmd_pool,
     "bgp": cmd_bgp,
     "acl": cmd_acl,
     "neigh": cmd_neigh,
@@ -580,6 +618,7 @@ def parser() -> argparse.ArgumentParser:
     p = rt.add_parser("add", help="a static route")
     p.add_argument("prefix", help="PREFIX/LEN")
     p.add_argument("--via", action="append", required=True, help="GATEWAY@PORT or @PORT (repeat: ECMP)")
+    p.add_argument("--inspect", metavar="POOL", help="through an appliance of this pool first")
     rt.add_parser("del", help="remove a static route").add_argument("prefix", help="PREFIX/LEN")
 
     vp = sub.add_parser("vip", help="L3 VIPs").add_subparsers(dest="verb", required=True)
@@ -593,7 +632,28 @@ def parser() -> argparse.ArgumentParser:
                            help="encapsulation or DR (default ipip)")
             p.add_argument("--source", metavar="ADDRESS|PREFIX",
                            help="outer source; a prefix varies it per flow")
+            p.add_argument("--inspect", metavar="POOL",
+                           help="through an appliance of this pool first")
     vp.add_parser("del", help="remove an L3 VIP").add_argument("prefix", help="PREFIX/LEN")
+
+    pl = sub.add_parser("pool", help="inspection pools (GENEVE appliances)").add_subparsers(
+        dest="verb", required=True)
+    pl.add_parser("list", help="every pool: its appliances, flows and what it inspects")
+    p = pl.add_parser("set", help="add a pool or replace the one of its name (flows stay)")
+    p.add_argument("name", help="the pool's name")
+    p.add_argument("--appliance", action="append",
+                   help="ADDRESS[*WEIGHT][=up|drain|down] (repeat)")
+    p.add_argument("--stickiness", choices=model.STICKINESS, default=model.STICK_5,
+                   help="what keeps a flow on one appliance (default 5-tuple)")
+    p.add_argument("--failover", choices=model.FAILOVERS, default=model.REBALANCE,
+                   help="a down or removed appliance's flows: rebalance (default) or stay")
+    p.add_argument("--idle-timeout", type=int, default=model.POOL_IDLE,
+                   help=f"seconds a flow is remembered idle (default {model.POOL_IDLE})")
+    p.add_argument("--check", choices=model.CHECK_TYPES, default=model.CHECK_TCP,
+                   help="the appliances' health check (with --check-port)")
+    p.add_argument("--check-port", type=int, default=0, help="the port checked; 0: no check")
+    pl.add_parser("del", help="remove a pool (none of its routes or VIPs left)").add_argument(
+        "name", help="the pool's name")
 
     acl = sub.add_parser("acl", help="ACLs: source prefix lists").add_subparsers(dest="verb",
                                                                                required=True)

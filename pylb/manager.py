@@ -31,7 +31,7 @@ from pylb.errors import (AlreadyExists, CapacityExhausted, FailedPrecondition, I
                          NotFound, PylbError)
 from pylb.model import (Announcement, announcements, AclSpec, BackendSpec, Change, Config,
                         host_prefix,
-                        NeighbourSpec, RouteSpec, ServiceKey,
+                        NeighbourSpec, PoolSpec, RouteSpec, ServiceKey,
                         ServiceSpec, VipSpec, describe, diff, service_name)
 
 Submit = Callable[[Callable[[Any], Any]], Any]
@@ -99,6 +99,21 @@ class RouteView:
     prefix: str
     kind: str
     next_hops: tuple[tuple[str | None, str], ...]   # (gateway or None, port name)
+    inspect: str = ""           # the inspection pool its traffic crosses first
+
+
+@dataclass(frozen=True)
+class ApplianceView:
+    spec: BackendSpec           # as in force
+    health: str                 # the check's verdict ("" without one)
+
+
+@dataclass(frozen=True)
+class PoolView:
+    spec: PoolSpec              # as configured
+    appliances: tuple[ApplianceView, ...]
+    flows: int                  # remembered by the workers
+    users: tuple[str, ...]      # the routes and VIPs it inspects
 
 
 def _address(text: str, what: str) -> str:
@@ -117,7 +132,12 @@ Verdicts = dict[tuple[ServiceKey, tuple[str, int]], str]
 
 
 def _checked(desired: Config, k: tuple[ServiceKey, tuple[str, int]]) -> bool:
-    """Whether the backend k[1] of the service k[0] has a health check in `desired`."""
+    """Whether the backend k[1] of the service k[0] (or the appliance of
+    the pool whose check_key k[0] is) has a health check in `desired`."""
+    if k[0][2] == "pool":
+        p = desired.pool(k[0][0])
+        return p is not None and p.health_check is not None and \
+            p.appliance(k[1][0]) is not None
     s = desired.service(k[0])
     return s is not None and s.health_check is not None and s.backend(*k[1]) is not None
 
@@ -139,7 +159,17 @@ def in_force(desired: Config, verdicts: Verdicts, pool: tuple[str, ...] = ()) ->
         return replace(s, backends=tuple(
             replace(b, state=model.DOWN) if b.state == model.UP and
             verdicts.get((s.key, b.key)) == model.DOWN else b for b in s.backends))
-    return replace(desired, services=tuple(service(s) for s in desired.services))
+
+    def checked(p: PoolSpec) -> PoolSpec:
+        if p.health_check is None:
+            return p
+        port = p.health_check.port
+        return replace(p, appliances=tuple(
+            replace(a, state=model.DOWN) if a.state == model.UP and
+            verdicts.get((p.check_key, (a.ip, port))) == model.DOWN else a
+            for a in p.appliances))
+    return replace(desired, services=tuple(service(s) for s in desired.services),
+                   pools=tuple(checked(p) for p in desired.pools))
 
 
 class Manager:
@@ -242,6 +272,10 @@ class Manager:
                              {a.name for a in desired.acls})
             if missing:
                 raise InvalidArgument(f"no ACL is named {missing[0]!r}")
+            missing = sorted({x.inspect for x in desired.routes + desired.vips if x.inspect} -
+                             {p.name for p in desired.pools})
+            if missing:
+                raise InvalidArgument(f"no inspection pool is named {missing[0]!r}")
             # Verdicts last while their backend is checked: a backend a
             # check holds down stays down through other changes.
             verdicts = {k: v for k, v in (self._verdicts if verdicts is None else verdicts).items()
@@ -306,7 +340,10 @@ class Manager:
             return
         def checks(config):
             return {s.key: (s.health_check, [b.key for b in s.backends], s.method)
-                    for s in config.services}
+                    for s in config.services} | \
+                {p.check_key: (p.health_check, [(a.ip, p.health_check.port if p.health_check
+                                                 else 0) for a in p.appliances], "pool")
+                 for p in config.pools}
         old, new = checks(before), checks(after)
         for key in old.keys() - new.keys():
             self.health.watch(key, None, [])
@@ -437,7 +474,7 @@ class Manager:
         def list_(dp):
             names = {p.index: p.name for p in dp.ports()}
             return [RouteView(r.prefix, r.kind, tuple((h.gateway, names.get(h.port, str(h.port)))
-                                                      for h in r.nexthops))
+                                                      for h in r.nexthops), r.inspect)
                     for f in ((4, 6) if family == 0 else (family,))
                     for r in sorted(dp.routes(f), key=lambda r: _prefix_order(r.prefix))]
         return self._submit(list_)
@@ -445,12 +482,14 @@ class Manager:
     def _route_view(self, r: RouteSpec) -> RouteView:
         names = {p.index: p.name for p in self.ports()}
         return RouteView(r.prefix, model.GATEWAY, tuple(
-            (g, names.get(p, str(p)) if isinstance(p, int) else p) for g, p in r.via))
+            (g, names.get(p, str(p)) if isinstance(p, int) else p) for g, p in r.via),
+            r.inspect or "")
 
-    def add_route(self, prefix: str, next_hops: list[tuple[str | None, str]]) -> RouteView:
+    def add_route(self, prefix: str, next_hops: list[tuple[str | None, str]],
+                  inspect: str | None = None) -> RouteView:
         if not next_hops:
             raise InvalidArgument(f"route {prefix}: give at least one next hop (gateway, port)")
-        r = RouteSpec(prefix, tuple(next_hops))
+        r = RouteSpec(prefix, tuple(next_hops), inspect)
         with self._lock:
             if self.model.route(prefix) is not None:
                 raise AlreadyExists(f"a route to {prefix} already exists; delete it first, "
@@ -458,12 +497,13 @@ class Manager:
             self._commit(replace(self.model, routes=self.model.routes + (r,)))
         return self._route_view(r)
 
-    def replace_route(self, prefix: str, next_hops: list[tuple[str | None, str]]) -> None:
-        """New next hops for an existing route, in one step."""
+    def replace_route(self, prefix: str, next_hops: list[tuple[str | None, str]],
+                      inspect: str | None = None) -> None:
+        """New next hops (and inspection) for an existing route, in one step."""
         with self._lock:
             if self.model.route(prefix) is None:
                 raise NotFound(f"no route to {prefix} to replace")
-            r = RouteSpec(prefix, tuple(next_hops))
+            r = RouteSpec(prefix, tuple(next_hops), inspect)
             self._commit(replace(self.model, routes=tuple(
                 r if x.prefix == prefix else x for x in self.model.routes)))
 
@@ -488,7 +528,7 @@ class Manager:
 
         def trace(dp):
             out = {"verdict": "", "why": "", "route": None, "service": None, "backend": None,
-                   "state": "", "next_hop": None, "reason": ""}
+                   "state": "", "next_hop": None, "reason": "", "inspect": None}
             names = {p.index: p.name for p in dp.ports()}
 
             def next_hop(to, flow_hash):
@@ -530,6 +570,19 @@ class Manager:
                 n = len(r.nexthops)
                 ecmp = f" (ECMP: next hop {i + 1} of {n} by the flow hash)" if n > 1 else ""
                 out.update(verdict="route", next_hop=hop, why=f"routed by {r.prefix}{ecmp}")
+            pool = r.inspect or (dp.vip(r.prefix).inspect if r.kind == model.VIP else "")
+            if pool:
+                # Inspected first: the appliance the workers pick for a new
+                # flow (in C, as they do); then what the packet gets back.
+                a = dp.pool_pick(pool, proto, src, sport, dst, dport)
+                if a is None:
+                    out.update(verdict="no_appliance", next_hop=None, why=(
+                        f"inspected by pool {pool}, which has no appliance up: dropped "
+                        "(inspect_no_appliance)"))
+                else:
+                    out.update(verdict="inspect", inspect=(pool, a), next_hop=next_hop(a, 0)[1],
+                               why=f"to appliance {a} of pool {pool} first (GENEVE); back from "
+                                   f"it: {out['verdict']}: {out['why']}")
             return out
         return self._submit(trace)
 
@@ -568,6 +621,61 @@ class Manager:
             self.vip(prefix)
             self._commit(replace(self.model, vips=tuple(
                 x for x in self.model.vips if x.prefix != prefix)))
+
+    # Inspection pools
+
+    def pools(self) -> list[PoolView]:
+        """Each pool as configured, its appliances as in force (a check's
+        verdict applied), the flows its workers remember, who it inspects."""
+        with self._lock:
+            specs = list(self.model.normalised().pools)
+            forced = self._forced(self.model, self._verdicts)
+            users = {p.name: tuple(x.prefix for x in self.model.routes + self.model.vips
+                                   if x.inspect == p.name) for p in specs}
+        status = self.health.status if self.health else {}
+
+        def view(dp, p: PoolSpec) -> PoolView:
+            port = p.health_check.port if p.health_check else 0
+            return PoolView(p, tuple(
+                ApplianceView(a, status.get((p.check_key, (a.ip, port)), model.UNKNOWN)
+                              if p.health_check else "")
+                for a in forced.pool(p.name).appliances), dp.pool(p.name)["flows"],
+                users[p.name])
+        return self._submit(lambda dp: [view(dp, p) for p in specs])
+
+    def pool(self, name: str) -> PoolView:
+        v = next((v for v in self.pools() if v.spec.name == name), None)
+        if v is None:
+            raise NotFound(f"no inspection pool {name}")
+        return v
+
+    def add_pool(self, p: PoolSpec) -> PoolView:
+        with self._lock:
+            if self.model.pool(p.name) is not None:
+                raise AlreadyExists(f"inspection pool {p.name} already exists")
+            self._commit(replace(self.model, pools=self.model.pools + (p,)))
+        return self.pool(p.name)
+
+    def set_pool(self, p: PoolSpec) -> PoolView:
+        """A pool's settings and appliances, replaced in one step (its flows
+        keep their appliances, as its failover says)."""
+        with self._lock:
+            if self.model.pool(p.name) is None:
+                raise NotFound(f"no inspection pool {p.name}")
+            self._commit(replace(self.model, pools=tuple(
+                p if x.name == p.name else x for x in self.model.pools)))
+        return self.pool(p.name)
+
+    def delete_pool(self, name: str) -> None:
+        with self._lock:
+            if self.model.pool(name) is None:
+                raise NotFound(f"no inspection pool {name}")
+            users = [x.prefix for x in self.model.routes + self.model.vips if x.inspect == name]
+            if users:
+                raise FailedPrecondition(f"inspection pool {name} inspects {', '.join(users)}; "
+                                         "unmark them first")
+            self._commit(replace(self.model, pools=tuple(
+                x for x in self.model.pools if x.name != name)))
 
     def neighbours(self) -> list[tuple[str, Any]]:
         """[(port name, Neighbour)]: the static ones and those learned."""
@@ -693,23 +801,39 @@ def _set_limits(dp, old, new, undo, *_):
 
 
 def _add_route(dp, old, new, undo, *_):
-    dp.add_route(new.prefix, list(new.via))
+    dp.add_route(new.prefix, list(new.via), new.inspect)
     undo.append(lambda: dp.del_route(new.prefix))
 
 
 def _del_route(dp, old, new, undo, *_):
     dp.del_route(old.prefix)
-    undo.append(lambda: dp.add_route(old.prefix, list(old.via)))
+    undo.append(lambda: dp.add_route(old.prefix, list(old.via), old.inspect))
 
 
 def _replace_route(dp, old, new, undo, *_):
-    dp.replace_route(new.prefix, list(new.via))     # one step: no packet finds no route
-    undo.append(lambda: dp.replace_route(old.prefix, list(old.via)))
+    # One step: no packet finds no route.
+    dp.replace_route(new.prefix, list(new.via), new.inspect)
+    undo.append(lambda: dp.replace_route(old.prefix, list(old.via), old.inspect))
+
+
+def _add_pool(dp, old, new, undo, *_):
+    dp.add_pool(new)
+    undo.append(lambda: dp.del_pool(new.name))
+
+
+def _set_pool(dp, old, new, undo, *_):
+    dp.set_pool(new)
+    undo.append(lambda: dp.set_pool(old))
+
+
+def _del_pool(dp, old, new, undo, *_):
+    dp.del_pool(old.name)
+    undo.append(lambda: dp.add_pool(old))
 
 
 def _add_vip_to(dp, v: VipSpec) -> None:
     dp.add_vip(v.prefix, method=v.method, table_size=v.table_size, source=v.source,
-               backends=list(v.backends))
+               backends=list(v.backends), inspect=v.inspect)
 
 
 def _add_vip(dp, old, new, undo, *_):
@@ -773,4 +897,5 @@ _STEPS = {"add-service": _new_service, "del-service": _del_service,
           "add-vip": _add_vip, "del-vip": _del_vip, "replace-vip": _replace_vip,
           "set-vip-backends": _set_vip_backends, "add-neighbour": _add_neighbour,
           "del-neighbour": _del_neighbour, "replace-neighbour": _replace_neighbour,
-          "set-timeouts": _set_timeouts, "set-acls": _set_acls}
+          "set-timeouts": _set_timeouts, "set-acls": _set_acls,
+          "add-pool": _add_pool, "set-pool": _set_pool, "del-pool": _del_pool}

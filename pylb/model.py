@@ -41,6 +41,10 @@ ACL_TYPES = ("deny", "allow")      # deny: refuse the listed sources; allow: ref
 ACL_ACTIONS = ("drop", "reset", "unreachable")
 TIMEOUT_KEYS = ("tcp_syn", "tcp_established", "tcp_fin", "tcp_close", "udp")
 ROUTE_KINDS = ("gateway", "connected", "local", "vip", "service")
+# Inspection pools (GENEVE appliances): what of a flow keeps it on one
+# appliance, and what a down or removed appliance's flows do.
+STICKINESS = ("5-tuple", "3-tuple", "2-tuple")
+FAILOVERS = ("rebalance", "stay")
 NEIGHBOUR_STATES = ("incomplete", "reachable", "probing", "static")
 
 # Each name by its name, never by its position (the binding maps them to
@@ -59,6 +63,8 @@ DENY, ALLOW = ACL_TYPES
 ACL_DROP, ACL_RESET, ACL_UNREACHABLE = ACL_ACTIONS
 GATEWAY, CONNECTED, LOCAL, VIP, SERVICE = ROUTE_KINDS
 INCOMPLETE, REACHABLE, PROBING, STATIC = NEIGHBOUR_STATES
+STICK_5, STICK_3, STICK_2 = STICKINESS
+REBALANCE, STAY = FAILOVERS
 # What a probe through the data path is for: methods whose backends hold the VIP.
 VIA_VIP = (DR, TUNNEL)
 
@@ -78,6 +84,9 @@ TIMEOUT_MAX = 30 * 86400                    # seconds
 PERSISTENCE_MAX = 7 * 86400                 # seconds
 MAX_HTTP_PATH = 1024                        # health check path, bytes
 MAX_ACLS = _limits.MAX_ACLS
+MAX_POOLS = _limits.MAX_POOLS               # inspection pools
+MAX_APPLIANCES = _limits.MAX_APPLIANCES     # per pool
+POOL_IDLE = 350                             # seconds a pool remembers an idle flow
 LIMIT_MAX = 100_000_000                     # max_connections and the like
 LIMIT_KEYS = ("max_connections", "max_new_per_second", "max_per_client")
 # The profile's connections.per_source: what a client network is (its
@@ -188,6 +197,7 @@ def _table_size(field: str, value: Any) -> None:
 MAC = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
 HTTP_PATH = re.compile(r"^/[\x21-\x7e]{0,%d}\Z" % (MAX_HTTP_PATH - 1))
 ACL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+POOL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,%d}\Z" % (_limits.NAME_LEN - 2))
 
 
 @dataclass(frozen=True)
@@ -358,14 +368,21 @@ def service_name(key: ServiceKey) -> str:
     return f"{vip}:{key[1]}/{key[2]}"
 
 
+def _inspect(value: Any) -> None:
+    if value is not None and (not isinstance(value, str) or not POOL_NAME.match(value)):
+        raise SpecError("inspect", f"expected an inspection pool's name, got {_show(value)}")
+
+
 @dataclass(frozen=True)
 class RouteSpec:
     prefix: str
     via: tuple[tuple[str | None, str | int], ...]   # (gateway or None, port name or index)
+    inspect: str | None = None      # its traffic crosses an appliance of this pool first
 
     def __post_init__(self):
         net = network("prefix", self.prefix)
         object.__setattr__(self, "prefix", str(net))
+        _inspect(self.inspect)
         if not isinstance(self.via, tuple) or not self.via:
             raise SpecError("via", "expected a list of next hops {gateway, port}")
         hops = []
@@ -391,11 +408,13 @@ class VipSpec:
     table_size: int = TABLE_SIZE
     source: str | None = None
     backends: tuple[tuple[str, int], ...] = ()     # (address, weight)
+    inspect: str | None = None      # its traffic crosses an appliance of this pool first
 
     def __post_init__(self):
         net = network("prefix", self.prefix)
         object.__setattr__(self, "prefix", str(net))
         _choice("method", self.method, VIP_METHODS)
+        _inspect(self.inspect)
         _table_size("table_size", self.table_size)
         if self.source is not None:
             object.__setattr__(self, "source", encap_source("source", self.source, net.version))
@@ -410,6 +429,63 @@ class VipSpec:
             _integer(f"backends[{i}].weight", weight, 0, WEIGHT_MAX)
             backends.append((str(ip), weight))
         object.__setattr__(self, "backends", tuple(backends))
+
+
+@dataclass(frozen=True)
+class PoolSpec:
+    """An inspection pool (what AWS's Gateway Load Balancer does): the
+    traffic of routes and L3 VIPs that name it crosses one of its
+    appliances (firewalls, IDS) first, GENEVE-encapsulated, both directions
+    of a flow the same one (`stickiness`: which of addresses, protocol and
+    ports make the flow). A down or removed appliance's flows move to
+    another (`failover: rebalance`) or stay on it until they end (`stay`);
+    a flow ends `idle_timeout` seconds after its last packet. Appliances
+    are backends without a port; a health check needs a port."""
+    name: str
+    appliances: tuple[BackendSpec, ...] = ()
+    stickiness: str = STICK_5
+    failover: str = REBALANCE
+    idle_timeout: int = POOL_IDLE
+    table_size: int = TABLE_SIZE
+    health_check: HealthCheckSpec | None = None
+
+    def __post_init__(self):
+        if not isinstance(self.name, str) or not POOL_NAME.match(self.name):
+            raise SpecError("name", "a name of letters, digits, '.', '-' or '_' (at most "
+                                    f"{_limits.NAME_LEN - 1}), got {_show(self.name)}")
+        _choice("stickiness", self.stickiness, STICKINESS)
+        _choice("failover", self.failover, FAILOVERS)
+        _integer("idle_timeout", self.idle_timeout, 1, 7 * 86400)
+        _table_size("table_size", self.table_size)
+        if not isinstance(self.appliances, tuple):
+            raise SpecError("appliances", "expected a list of appliances")
+        if len(self.appliances) > MAX_APPLIANCES:
+            raise SpecError("appliances", f"{len(self.appliances)} appliances, at most "
+                                          f"{MAX_APPLIANCES}")
+        seen = set()
+        for i, a in enumerate(self.appliances):
+            if not isinstance(a, BackendSpec) or a.port != 0 or a.max_connections != 0:
+                raise SpecError(f"appliances[{i}]", "an appliance is an address, a weight and "
+                                                   "a state (no port, no limit)")
+            if a.ip in seen:
+                raise SpecError(f"appliances[{i}]", f"appliance {a.ip} is listed twice")
+            seen.add(a.ip)
+        hc = self.health_check
+        if hc is not None and hc.type != CHECK_NONE and hc.port == 0:
+            raise SpecError("health_check.port", "an appliance's health check needs a port "
+                                                 "(appliances have none of their own)")
+
+    @property
+    def key(self) -> str:
+        return self.name
+
+    @property
+    def check_key(self) -> ServiceKey:
+        """Its appliances' health verdicts' key (as a service's)."""
+        return (self.name, 0, "pool")
+
+    def appliance(self, ip: str) -> BackendSpec | None:
+        return next((a for a in self.appliances if a.ip == ip), None)
 
 
 @dataclass(frozen=True)
@@ -522,6 +598,7 @@ class Config:
     timeouts: tuple[tuple[str, int], ...] = ()     # (name, seconds), in TIMEOUT_KEYS order
     acls: tuple[AclSpec, ...] = ()                  # in order: the first that refuses counts
     announce: AnnounceSpec = AnnounceSpec()
+    pools: tuple[PoolSpec, ...] = ()                # inspection pools
 
     def __post_init__(self):
         try:
@@ -544,6 +621,9 @@ class Config:
     def acl(self, name: str) -> AclSpec | None:
         return next((a for a in self.acls if a.name == name), None)
 
+    def pool(self, name: str) -> PoolSpec | None:
+        return next((p for p in self.pools if p.name == name), None)
+
     def normalised(self) -> "Config":
         """The same state in one order (what GetConfig returns): services
         by key, routes, VIPs and neighbours by their keys."""
@@ -554,7 +634,8 @@ class Config:
                       self.timeouts,
                       self.acls, AnnounceSpec(self.announce.min_healthy_backends,
                                               tuple(sorted(self.announce.withdrawn,
-                                                           key=_net_order))))
+                                                           key=_net_order))),
+                      tuple(sorted(self.pools, key=lambda p: p.name)))
 
 
 def _ip_order(ip: str):
@@ -575,8 +656,9 @@ def _service_order(s: ServiceSpec):
 
 # Changes: (action, old, new). The order they are applied in: neighbours
 # and routes a service or VIP may need first, deletions of those last.
-ACTION_ORDER = {"add-neighbour": 0, "replace-neighbour": 0, "add-route": 1, "replace-route": 1,
-                "del-route": 3, "del-neighbour": 4}
+ACTION_ORDER = {"add-pool": 0, "set-pool": 0, "add-neighbour": 0, "replace-neighbour": 0,
+                "add-route": 1, "replace-route": 1, "del-route": 3, "del-neighbour": 4,
+                "del-pool": 5}
 Change = tuple[str, Any, Any]
 
 
@@ -602,7 +684,7 @@ def diff(current: Config, desired: Config, base_timeouts: dict | None = None) ->
     (backends or health check) and set-limits (the service's limits): both
     hitless, replace-service (anything else about a service), and add-,
     del- and replace- of route, vip (set-vip-backends when only its
-    backends changed) and neighbour, set-acls (old and new: whole Configs), and set-timeouts (old and new as full
+    backends changed) and neighbour, add-, set- and del-pool, set-acls (old and new: whole Configs), and set-timeouts (old and new as full
     sets: `base_timeouts` for those a state does not list)."""
     def in_place(old: ServiceSpec, new: ServiceSpec) -> list[str] | None:
         def rest(s: ServiceSpec) -> ServiceSpec:      # what only a replacement changes
@@ -625,6 +707,9 @@ def diff(current: Config, desired: Config, base_timeouts: dict | None = None) ->
                     "vip", vip_in_place)
     out += _changes({n.key: n for n in current.neighbours},
                     {n.key: n for n in desired.neighbours}, "neighbour")
+    # A pool changes in place (its flows stay), whatever changed.
+    out += _changes({p.name: p for p in current.pools}, {p.name: p for p in desired.pools},
+                    "pool", lambda old, new: ["set-pool"])
     # ACLs: one step replaces them all; again when a service (re)opens with
     # a new id while any exist.
     def acl_state(c: Config):
@@ -651,6 +736,8 @@ def describe(change: Change) -> str:
         return f"{action} {obj.ip} on {obj.port}"
     if isinstance(obj, (RouteSpec, VipSpec)):
         return f"{action} {obj.prefix}"
+    if isinstance(obj, PoolSpec):
+        return f"{action} {obj.name}"
     return f"{action} {obj.name()}"
 
 

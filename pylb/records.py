@@ -41,6 +41,7 @@ class Route(NamedTuple):
     prefix: str
     kind: str               # gateway, connected, local, vip or service
     nexthops: tuple
+    inspect: str = ""       # the inspection pool its traffic crosses first
 
 
 class Backend(NamedTuple):
@@ -70,3 +71,4 @@ class Vip(NamedTuple):
     table_size: int
     source: str | None
     backends: tuple
+    inspect: str = ""

@@ -170,7 +170,8 @@ def _backend(r: pb.SetBackendRequest) -> tuple[tuple[str, int, str], BackendSpec
 
 
 def _route(r: pb.Route) -> RouteSpec:
-    return RouteSpec(r.prefix, tuple((h.gateway or None, h.port) for h in r.next_hops))
+    return RouteSpec(r.prefix, tuple((h.gateway or None, h.port) for h in r.next_hops),
+                     r.inspect or None)
 
 
 def _neighbour(r: pb.Neighbour) -> NeighbourSpec:
@@ -184,7 +185,31 @@ def _timeouts(r: pb.Timeouts) -> dict:
 def _vip(r: pb.Vip) -> VipSpec:
     return VipSpec(r.prefix, r.method or model.IPIP, r.table_size or model.TABLE_SIZE,
                    r.source or None,
-                   tuple((b.address, b.weight if b.HasField("weight") else 1) for b in r.backends))
+                   tuple((b.address, b.weight if b.HasField("weight") else 1) for b in r.backends),
+                   r.inspect or None)
+
+
+def _pool(r: pb.Pool) -> model.PoolSpec:
+    apps = tuple(_within(f"appliances[{i}]", lambda a=a: BackendSpec(
+        a.address, 0, a.weight if a.HasField("weight") else 1,
+        _enum(STATES, a.state, "appliance state"))) for i, a in enumerate(r.appliances))
+    check = _within("health_check", lambda: _check(r.health_check)) \
+        if r.HasField("health_check") else None
+    return model.PoolSpec(r.name, apps, r.stickiness or model.STICK_5,
+                          r.failover or model.REBALANCE, r.idle_timeout or model.POOL_IDLE,
+                          r.table_size or model.TABLE_SIZE, check)
+
+
+def pool_msg(v) -> pb.Pool:
+    p, h = v.spec, v.spec.health_check
+    return pb.Pool(
+        name=p.name, stickiness=p.stickiness, failover=p.failover, idle_timeout=p.idle_timeout,
+        table_size=p.table_size, flows=v.flows, inspects=list(v.users),
+        health_check=None if h is None else pb.HealthCheck(
+            **{f.name: getattr(h, f.name) for f in dataclasses.fields(HealthCheckSpec)}),
+        appliances=[pb.Appliance(address=a.ip, weight=a.weight, state=_back(STATES)[a.state],
+                                 health=x.health, in_force=_back(STATES)[x.spec.state])
+                    for a, x in zip(p.appliances, v.appliances)])
 
 
 def stats_of(st: dict) -> pb.ServiceStats:
@@ -221,11 +246,11 @@ def vip_msg(view) -> pb.Vip:
     v = view.spec
     return pb.Vip(prefix=v.prefix, method=v.method, table_size=v.table_size, source=v.source or "",
                   backends=[pb.VipBackend(address=a, weight=w) for a, w in v.backends],
-                  table_fingerprint=view.fingerprint)
+                  table_fingerprint=view.fingerprint, inspect=v.inspect or "")
 
 
 def route_msg(r) -> pb.Route:
-    return pb.Route(prefix=r.prefix, kind=r.kind,
+    return pb.Route(prefix=r.prefix, kind=r.kind, inspect=r.inspect,
                     next_hops=[pb.NextHop(gateway=g or "", port=p) for g, p in r.next_hops])
 
 
@@ -264,6 +289,21 @@ class LoadBalancer(pb_grpc.LoadBalancerServicer):
     @_rpc
     def DeleteAcl(self, request, context):
         self.m.delete_acl(request.name)
+        return pb.Empty()
+
+    @_rpc
+    def ListPools(self, request, context):
+        return pb.ListPoolsResponse(pools=[pool_msg(v) for v in self.m.pools()])
+
+    @_rpc
+    def SetPool(self, request, context):
+        p = _pool(request)
+        exists = self.m.current_config().pool(p.name) is not None
+        return pool_msg(self.m.set_pool(p) if exists else self.m.add_pool(p))
+
+    @_rpc
+    def DeletePool(self, request, context):
+        self.m.delete_pool(request.name)
         return pb.Empty()
 
     @_rpc
@@ -309,7 +349,7 @@ class LoadBalancer(pb_grpc.LoadBalancerServicer):
     @_rpc
     def AddRoute(self, request, context):
         r = _route(request)
-        return route_msg(self.m.add_route(r.prefix, list(r.via)))
+        return route_msg(self.m.add_route(r.prefix, list(r.via), r.inspect))
 
     @_rpc
     def DeleteRoute(self, request, context):
@@ -394,6 +434,8 @@ class LoadBalancer(pb_grpc.LoadBalancerServicer):
             reply.backend, reply.backend_port = t["backend"]
         if t["next_hop"]:
             reply.next_hop.CopyFrom(pb.NextHop(gateway=t["next_hop"][0] or "", port=t["next_hop"][1]))
+        if t["inspect"]:
+            reply.inspect_pool, reply.appliance = t["inspect"]
         return reply
 
     @_rpc

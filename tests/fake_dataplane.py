@@ -56,6 +56,7 @@ class FakeDataplane:
         self._services: dict = {}       # (vip, port, proto) -> dict
         self._ids: dict = {}            # id -> key
         self._vips: dict = {}           # prefix -> dict
+        self._pools: dict = {}          # name -> PoolSpec
         for p in self._ports:
             for a in p.addresses:
                 iface = ipaddress.ip_interface(a)
@@ -125,7 +126,12 @@ class FakeDataplane:
         return any(ipaddress.ip_interface(a).network == net
                    for p in self._ports for a in p.addresses)
 
-    def add_route(self, prefix, via):
+    def _pool_named(self, name) -> str:
+        if name and name not in self._pools:
+            raise NotFound(f"no inspection pool {name}")
+        return name or ""
+
+    def add_route(self, prefix, via, inspect=None):
         net = _net(prefix, "route")
         hops = self._hops(net, via)
         if self._address_network(net):
@@ -134,14 +140,14 @@ class FakeDataplane:
         if net in self._routes:
             raise AlreadyExists(f"a route to {net} already exists; delete it first, or "
                                 "replace it")
-        self._routes[net] = Route(str(net), "gateway", hops)
+        self._routes[net] = Route(str(net), "gateway", hops, self._pool_named(inspect))
 
-    def replace_route(self, prefix, via):
+    def replace_route(self, prefix, via, inspect=None):
         net = _net(prefix, "route")
         hops = self._hops(net, via)
         if net not in self._routes:
             raise NotFound(f"no route to {net} to replace")
-        self._routes[net] = Route(str(net), "gateway", hops)
+        self._routes[net] = Route(str(net), "gateway", hops, self._pool_named(inspect))
 
     def del_route(self, prefix):
         net = _net(prefix, "route")
@@ -266,14 +272,15 @@ class FakeDataplane:
         return _fingerprint(self._vips[net]["backends"])
 
     def add_vip(self, prefix, method=model.IPIP, table_size=model.TABLE_SIZE,
-                source=None, backends=()):
+                source=None, backends=(), inspect=None):
         net = _net(prefix, "VIP")
+        self._pool_named(inspect)
         if net in self._vips:
             raise AlreadyExists(f"VIP {net} already exists")
         if net in self._routes:
             raise AlreadyExists(f"a route to {net} already exists; delete it first, or "
                                 "replace it")
-        self._vips[net] = {"method": method, "backends": list(backends)}
+        self._vips[net] = {"method": method, "backends": list(backends), "inspect": inspect}
         self._routes[net] = Route(str(net), "vip", ())
 
     def set_backends(self, prefix, backends):
@@ -290,6 +297,34 @@ class FakeDataplane:
         if self._vips.pop(net, None) is None:
             raise NotFound(f"no VIP {net}")
         del self._routes[net]
+
+    # Inspection pools
+
+    def add_pool(self, spec):
+        if spec.name in self._pools:
+            raise AlreadyExists(f"inspection pool {spec.name} already exists")
+        if len(self._pools) >= model.MAX_POOLS:
+            raise CapacityExhausted(f"at most {model.MAX_POOLS} inspection pools")
+        self._pools[spec.name] = spec
+
+    def set_pool(self, spec):
+        self._pool_named(spec.name)
+        self._pools[spec.name] = spec
+
+    def del_pool(self, name):
+        self._pool_named(name)
+        users = sum(r.inspect == name for r in self._routes.values()) + \
+            sum(v["inspect"] == name for v in self._vips.values())
+        if users:
+            raise FailedPrecondition(f"inspection pool {name} inspects {users} routes or VIPs; "
+                                     "unmark them first")
+        del self._pools[name]
+
+    def pool(self, name):
+        p = self._pools[self._pool_named(name)]
+        return {"name": p.name, "stickiness": p.stickiness, "failover": p.failover,
+                "table_size": p.table_size, "idle_timeout": p.idle_timeout, "flows": 0,
+                "appliances": [(a.ip, a.weight, a.state) for a in p.appliances]}
 
     # Timeouts, connections, counters
 

@@ -108,7 +108,7 @@ def test_timeouts_change_while_running(api):
 
 
 def test_stats_are_grouped_in_a_stable_order_with_zeros_hidden(api):
-    """pylbctl stats: traffic, connections, defences, fleet, then errors
+    """pylbctl stats: traffic, connections, defences, fleet, inspection, then errors
     (drops by reason); within a group a stable order (STAT_GROUPS'); zeros only
     with --all; every counter the dataplane and sync have belongs to a
     group."""
@@ -126,7 +126,7 @@ def test_stats_are_grouped_in_a_stable_order_with_zeros_hidden(api):
     assert all(not line.startswith("  ") or line.split()[-1] != "0" for line in lines)
     everything = ctl.render_stats(stub.GetStats(pb.GetStatsRequest()), everything=True)
     heads = [line.split(" (")[0] for line in everything.splitlines() if not line.startswith(" ")]
-    assert heads[:5] == ["traffic", "connections", "defences", "fleet", "errors"]
+    assert heads[:6] == ["traffic", "connections", "defences", "fleet", "inspection", "errors"]
     names = [line.split()[0] for line in everything.splitlines() if line.startswith("  ")]
     counters = [n for n in _native.COUNTER_NAMES if n not in _native.DROP_REASONS]
     assert [n for n in names if n in counters] == sorted(counters, key=ctl.stat_place)
@@ -370,7 +370,7 @@ def test_pylb_run_serves_the_api_and_pylbctl_drives_it(tmp_path):
         assert ctl("acl", "del", "blocked").returncode == 0 and ctl("acl", "list").stdout == ""
         assert ctl("route", "add", "192.0.2.0/24", "--via", "10.78.1.254@p1").returncode == 0
         routes = json.loads(ctl("-o", "json", "route", "list", "--family", "4").stdout)
-        assert {"prefix": "192.0.2.0/24", "kind": "gateway",
+        assert {"prefix": "192.0.2.0/24", "kind": "gateway", "inspect": "",
                 "next_hops": [{"gateway": "10.78.1.254", "port": "p1"}]} in routes
         assert json.loads(ctl("-o", "json", "flows").stdout) == []
         assert ctl("vip", "add", "203.0.113.10/32", "--backend", "10.78.1.11*2").returncode == 0

@@ -215,11 +215,12 @@ def test_every_drop_reason_is_exercised():
     from test_frag_fixtures import EXERCISED as FRAG
     from test_proxy_fixtures import EXERCISED as PROXY
     from test_hardening import EXERCISED as HARDENING
+    from test_inspect_fixtures import EXERCISED as INSPECT
     # Resource exhaustion reasons cannot be provoked with well-sized pools.
     resources = {"tx_full", "alloc_failed", "vip_no_headroom", "redirect_full",
                  "vlan_no_headroom"}
     untested = set(DROP_REASONS) - {r for _, r in MALFORMED.values()} - L3 - L4 - DEFENCE - ICMP \
-        - VLAN - FRAG - PROXY - HARDENING - resources
+        - VLAN - FRAG - PROXY - HARDENING - INSPECT - resources
     assert not untested
 
 

@@ -28,6 +28,10 @@ struct rte_mbuf;
 #define PYLB_MAGLEV_DEFAULT	65537	/* lookup table size, a prime */
 #define PYLB_MAGLEV_MAX		1048573
 #define PYLB_MAX_LIPS		8	/* FullNAT local addresses per service */
+#define PYLB_MAX_POOLS		64	/* inspection pools (GENEVE appliances) */
+#define PYLB_MAX_APPLIANCES	64	/* per pool */
+#define PYLB_INSPECT_FLOWS	65536	/* inspected flows tracked per lcore */
+#define PYLB_GENEVE_PORT	6081	/* RFC 8926's UDP port */
 #define PYLB_NAME_LEN		32
 #define PYLB_HASH_KEY_WORDS	27	/* the flow hash's and SYN cookies' key, 64-bit words */
 #define PYLB_DEVARGS_LEN	256
@@ -73,6 +77,13 @@ enum pylb_err {
 	X(PROBES_SENT, probes_sent) \
 	X(PROXY_HEADERS_SENT, proxy_headers_sent) \
 	X(PROBE_ANSWERS, probe_answers) \
+	X(INSPECT_SENT, inspect_sent) \
+	X(INSPECT_RETURNED, inspect_returned) \
+	X(INSPECT_FLOWS_NEW, inspect_flows_new) \
+	X(INSPECT_FLOWS_MOVED, inspect_flows_moved) \
+	X(INSPECT_FLOWS_STAYED, inspect_flows_stayed) \
+	X(INSPECT_FLOWS_EXPIRED, inspect_flows_expired) \
+	X(INSPECT_UNTRACKED, inspect_untracked) \
 	X(FRAGMENTS_FOLLOWED, fragments_followed) \
 	X(FRAGMENTS_HELD, fragments_held) \
 	X(ND_SOLICITS, nd_solicits) \
@@ -157,6 +168,12 @@ enum pylb_err {
 	X(VIP_NO_ROUTE, vip_no_route) \
 	X(VIP_NO_HEADROOM, vip_no_headroom) \
 	X(VIP_TOO_BIG, vip_too_big) \
+	X(INSPECT_NO_APPLIANCE, inspect_no_appliance) \
+	X(INSPECT_NO_ROUTE, inspect_no_route) \
+	X(INSPECT_TOO_BIG, inspect_too_big) \
+	X(INSPECT_MALFORMED, inspect_malformed) \
+	X(INSPECT_BAD_COOKIE, inspect_bad_cookie) \
+	X(INSPECT_UNROUTABLE, inspect_unroutable) \
 	X(VLAN_NO_HEADROOM, vlan_no_headroom) \
 	X(MTU_EXCEEDED, mtu_exceeded) \
 	X(L4_TRUNCATED, l4_truncated) \
@@ -339,6 +356,9 @@ struct pylb_route {
 	uint8_t kind;				/* enum pylb_route_kind */
 	uint16_t n_nh;
 	struct pylb_nexthop nh[PYLB_MAX_ECMP];
+	/* A gateway route's traffic first crosses an appliance of this
+	 * inspection pool (GENEVE); "": none. */
+	char inspect[PYLB_NAME_LEN];
 };
 
 enum pylb_vip_method {
@@ -356,6 +376,37 @@ struct pylb_vip_conf {
 	 * port's address. */
 	struct pylb_prefix source;
 	uint32_t table_size;			/* prime; 0: PYLB_MAGLEV_DEFAULT */
+	/* Its traffic first crosses an appliance of this inspection pool;
+	 * "": none. */
+	char inspect[PYLB_NAME_LEN];
+};
+
+/* Inspection pools: appliances (firewalls, IDS) that traffic to routes and
+ * L3 VIPs marked for inspection crosses first, GENEVE-encapsulated (RFC
+ * 8926) with a flow cookie they return unchanged; what they send back is
+ * checked and forwarded to its destination. */
+enum pylb_stickiness {
+	PYLB_STICK_5 = 0,			/* addresses, protocol and ports */
+	PYLB_STICK_3,				/* addresses and protocol */
+	PYLB_STICK_2,				/* addresses */
+};
+
+enum pylb_failover {
+	PYLB_FAILOVER_REBALANCE = 0,		/* a down or removed appliance's flows move */
+	PYLB_FAILOVER_STAY,			/* they stay on it until they end */
+};
+
+struct pylb_pool_conf {
+	char name[PYLB_NAME_LEN];
+	uint8_t stickiness;			/* enum pylb_stickiness */
+	uint8_t failover;			/* enum pylb_failover */
+	uint32_t table_size;			/* prime; 0: PYLB_MAGLEV_DEFAULT */
+	uint32_t idle_timeout;			/* seconds a flow is remembered idle */
+};
+
+/* A pool's state: the flows its workers remember. */
+struct pylb_pool_stats {
+	uint64_t flows;
 };
 
 enum pylb_backend_state {
@@ -682,6 +733,24 @@ int pylb_dp_vip_fingerprint(struct pylb_dp *dp, const struct pylb_prefix *prefix
 /* The backend index the workers choose for (src, dst); -1 if none. */
 int pylb_dp_vip_pick(struct pylb_dp *dp, const struct pylb_prefix *prefix,
 		     const struct pylb_ip *src, const struct pylb_ip *dst);
+
+/* Inspection pools, by name; their appliances are backends (address,
+ * weight, state). A pool in use by a route or a VIP cannot be deleted.
+ * pylb_dp_pool_set replaces a pool's settings and appliances in one step
+ * (its flows keep their appliances, as its failover says). */
+int pylb_dp_pool_add(struct pylb_dp *dp, const struct pylb_pool_conf *conf);
+int pylb_dp_pool_del(struct pylb_dp *dp, const char *name);
+int pylb_dp_pool_set(struct pylb_dp *dp, const struct pylb_pool_conf *conf,
+		     const struct pylb_backend *b, uint32_t n);
+int pylb_dp_pool_get(struct pylb_dp *dp, const char *name, struct pylb_pool_conf *conf,
+		     struct pylb_backend *b, uint32_t max_b, uint32_t *n_b,
+		     struct pylb_pool_stats *stats);
+int pylb_dp_pool_list(struct pylb_dp *dp, char (*names)[PYLB_NAME_LEN], uint32_t max);
+/* The appliance index the workers choose for a new flow (af, proto,
+ * addresses and ports as the packet has them); -1 if none. */
+int pylb_dp_pool_pick(struct pylb_dp *dp, const char *name, uint8_t proto,
+		      const struct pylb_ip *src, uint16_t sport, const struct pylb_ip *dst,
+		      uint16_t dport);
 
 /* L4 services: VIP:port/proto with backends IP:port (weights; 0 drains:
  * established connections continue, no new ones). */

@@ -37,6 +37,8 @@ struct pylb_nhg;
 struct pylb_probe;
 struct pylb_service;
 struct pylb_vip;
+struct pylb_pool;
+struct pylb_inspect;
 
 struct pylb_stats {
 	uint64_t c[PYLB_CNT_STRIDE];
@@ -143,6 +145,8 @@ struct pylb_lcore {
 	struct pylb_tokens svc_rate[PYLB_MAX_SERVICES];
 	struct pylb_txbuf tx[2 * PYLB_MAX_PORTS];
 	struct pylb_ncache *ncache;	/* PYLB_NCACHE entries (l3/state.h) */
+	/* Inspected flows (l3/state.h); NULL until the first pool. */
+	struct pylb_inspect *inspect;
 } __rte_cache_aligned;
 
 struct pylb_port {
@@ -192,6 +196,10 @@ struct pylb_dp {
 	uint32_t gen;
 	uint16_t nhg_last;		/* the group used last: bulk loads */
 	struct pylb_vip *vips[PYLB_MAX_VIPS];
+	struct pylb_pool *inspect_pools[PYLB_MAX_POOLS];
+	uint32_t pool_refs[PYLB_MAX_POOLS];	/* routes and VIPs inspected by each */
+	uint32_t pool_serial;
+	uint32_t n_pools;
 	struct pylb_acls *acls;		/* NULL: none; RCU-protected (acl.c) */
 
 	/* L4 services: (VIP, proto, port) -> index in svcs[] (lock-free

@@ -30,6 +30,8 @@ void pylb_timeouts_apply(struct pylb_dp *dp, const struct pylb_timeouts *t);
 void pylb_control_flush(struct pylb_dp *dp);
 /* vip.c */
 void pylb_vip_free_all(struct pylb_dp *dp);
+/* pool.c */
+void pylb_pool_free_all(struct pylb_dp *dp);
 /* vip.c: `p` (af 0: none) bound as an outer source; `what` names it in
  * the error. */
 int pylb_encap_src_bind(struct pylb_encap_src *out, const struct pylb_prefix *p,

@@ -418,6 +418,7 @@ pylb_dp_destroy(struct pylb_dp *dp)
 			}
 	pylb_neigh_free(dp);
 	pylb_vip_free_all(dp);
+	pylb_pool_free_all(dp);
 	pylb_l4_free(dp);
 	pylb_acls_free(dp);
 	pylb_route_free(dp);

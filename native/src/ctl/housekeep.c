@@ -10,6 +10,7 @@
 #include <rte_ring.h>
 
 #include "ctl/ctl.h"
+#include "l3/l3.h"
 
 /* Hand what the control side queued (requests, released packets) to the
  * first worker, which sends it with its own (it owns the TX queues). With no
@@ -51,6 +52,7 @@ pylb_dp_housekeep(struct pylb_dp *dp)
 
 	/* The control slot's own connections (injected packets). */
 	pylb_conn_age(lc, pylb_now(dp), lc->ct->cap);
+	pylb_inspect_age(lc, pylb_now(dp), PYLB_INSPECT_FLOWS);
 	if (lc->frags != NULL)
 		pylb_frag_age(lc, pylb_now(dp));
 	return pylb_neigh_housekeep(dp);

@@ -30,9 +30,9 @@ probe_source(struct pylb_dp *dp, const struct pylb_ip *to, struct pylb_ip *src)
 	const struct pylb_port_cfg *pc;
 	const uint8_t *a;
 
-	if (v == 0 || fib_kind(v) != PYLB_FIB_GROUP)
+	if (fib_group(v) == 0)
 		return pylb_fail(-PYLB_E_INVAL, "no route to the backend");
-	pc = &dp->cfg->ports[nhg_pick(dp, fib_id(v), 0)->port];
+	pc = &dp->cfg->ports[nhg_pick(dp, fib_group(v), 0)->port];
 	memset(src, 0, sizeof(*src));
 	src->af = to->af;
 	if (to->af == 4) {

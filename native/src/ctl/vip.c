@@ -47,16 +47,22 @@ vip_find(struct pylb_dp *dp, const struct pylb_prefix *p)
 }
 
 static int
-vip_new(struct pylb_vip **out, const struct pylb_vip_conf *conf,
+vip_new(struct pylb_dp *dp, struct pylb_vip **out, const struct pylb_vip_conf *conf,
 	const struct pylb_backend *b, uint32_t n)
 {
 	int rc = pylb_balance_new((void **)out, "VIP", sizeof(**out),
 				  offsetof(struct pylb_vip, bal), b, n, conf->table_size);
 
+	int slot = conf->inspect[0] != '\0' ? pylb_pool_find(dp, conf->inspect) : -1;
+
 	if (rc == 0) {
 		(*out)->conf = *conf;
 		(*out)->out = pylb_vip_outs[conf->method];
+		(*out)->pool = (uint16_t)(slot + 1);
 		rc = pylb_encap_src_bind(&(*out)->src, &conf->source, "VIP");
+		if (rc == 0 && conf->inspect[0] != '\0' && slot < 0)
+			rc = pylb_fail(-PYLB_E_NOENT, "VIP: no inspection pool %.*s",
+				       PYLB_NAME_LEN, conf->inspect);
 		if (rc != 0)
 			rte_free(*out);
 	}
@@ -90,7 +96,7 @@ vip_add_unlocked(struct pylb_dp *dp, const struct pylb_vip_conf *conf)
 		return pylb_fail(-PYLB_E_INVAL,
 			"VIP %s: lookup table size %u must be a prime no larger than %u (e.g. 65537)",
 			name, c.table_size, PYLB_MAGLEV_MAX);
-	rc = vip_new(&v, &c, NULL, 0);
+	rc = vip_new(dp, &v, &c, NULL, 0);
 	if (rc != 0)
 		return rc;
 	__atomic_store_n(&dp->vips[id], v, __ATOMIC_RELEASE);
@@ -100,6 +106,8 @@ vip_add_unlocked(struct pylb_dp *dp, const struct pylb_vip_conf *conf)
 		rte_free(v);
 		return rc;
 	}
+	if (v->pool != 0)
+		dp->pool_refs[v->pool - 1]++;
 	return 0;
 }
 
@@ -114,6 +122,8 @@ vip_del_unlocked(struct pylb_dp *dp, const struct pylb_prefix *prefix)
 		return pylb_fail(-PYLB_E_NOENT, "no VIP %s", name);
 	}
 	pylb_route_del_special(dp, prefix, PYLB_FIB_VAL(PYLB_FIB_VIP, id));
+	if (dp->vips[id]->pool != 0)
+		dp->pool_refs[dp->vips[id]->pool - 1]--;
 	pylb_rcu_replace(dp, (void **)&dp->vips[id], NULL);
 	return 0;
 }
@@ -165,7 +175,7 @@ vip_backends_set_unlocked(struct pylb_dp *dp, const struct pylb_prefix *prefix,
 				return pylb_fail(-PYLB_E_EXIST,
 					"VIP %s: backend listed twice", name);
 	}
-	rc = vip_new(&next, &cur->conf, b, n);
+	rc = vip_new(dp, &next, &cur->conf, b, n);
 	if (rc != 0)
 		return rc;
 	pylb_rcu_replace(dp, (void **)&dp->vips[id], next);

@@ -77,6 +77,24 @@ fib_id(uint32_t v)
 	return v & PYLB_FIB_ID_MASK;
 }
 
+/* The next-hop group a FIB value routes by; 0: it is no route. */
+static inline uint32_t
+fib_group(uint32_t v)
+{
+	return fib_kind(v) == PYLB_FIB_GROUP ? fib_id(v) : 0;
+}
+
+/* The slot of the inspection pool named `name`; -1: none. */
+static inline int
+pylb_pool_find(const struct pylb_dp *dp, const char *name)
+{
+	for (int i = 0; i < PYLB_MAX_POOLS; i++)
+		if (dp->inspect_pools[i] != NULL &&
+		    strncmp(dp->inspect_pools[i]->conf.name, name, PYLB_NAME_LEN) == 0)
+			return i;
+	return -1;
+}
+
 /* ECMP: which of `group`'s next hops a flow hash takes (its index). */
 static inline uint32_t
 nhg_slot(const struct pylb_dp *dp, uint32_t group, uint32_t hash)
@@ -196,11 +214,38 @@ nh_output(struct pylb_lcore *lc, const struct pylb_cfg *cfg,
 void pylb_neigh_queue(struct pylb_lcore *lc, const struct pylb_neigh_key *k,
 		      const struct rte_ether_addr *mac);
 
+/* What an encapsulation puts between its outer IP header and the packet
+ * it carries: nothing (IPIP), a GRE header, or UDP and a GENEVE header
+ * whose option holds an inspection pool's slot and the flow's cookie
+ * (inspect.c); and the drop reason of a packet too big once in it. */
+enum pylb_tun_kind { PYLB_TUN_IPIP, PYLB_TUN_GRE, PYLB_TUN_GENEVE };
+struct pylb_tun {
+	uint8_t kind;		/* enum pylb_tun_kind */
+	uint16_t pool;
+	uint64_t cookie;
+	enum pylb_counter too_big;
+};
+extern const struct pylb_tun pylb_tun_ipip, pylb_tun_gre;
+
+/* GENEVE (RFC 8926): the option pylb sends and wants back, in a class for
+ * experimental use (no vendor's): 12 bytes of data. */
+#define PYLB_GENEVE_CLASS	0xfff0
+#define PYLB_GENEVE_TYPE	0x01
+struct pylb_geneve_opt {
+	rte_be16_t cls;
+	uint8_t type;
+	uint8_t len;		/* 3 bits reserved, 5 bits: data length in words */
+	rte_be16_t pool;	/* the pool's slot */
+	rte_be16_t zero;
+	uint8_t cookie[8];	/* inspect.c's MAC of the flow */
+} __rte_packed;
+#define PYLB_GENEVE_LEN	(8 + sizeof(struct pylb_geneve_opt))
+
 /* vip.c */
-uint32_t pylb_encap_len(bool gre, uint8_t outer_af);
-int pylb_encap(const struct pylb_cfg *cfg, bool gre, const struct pylb_encap_src *src,
-	       uint32_t flow, const struct pylb_ip *dst, const struct pylb_nh *nh,
-	       struct rte_mbuf *m, uint8_t inner_af, uint32_t olen);
+uint32_t pylb_encap_len(const struct pylb_tun *tun, uint8_t outer_af);
+int pylb_encap(const struct pylb_cfg *cfg, const struct pylb_tun *tun,
+	       const struct pylb_encap_src *src, uint32_t flow, const struct pylb_ip *dst,
+	       const struct pylb_nh *nh, struct rte_mbuf *m, uint8_t inner_af, uint32_t olen);
 /* A VIP's output, by enum pylb_vip_method. */
 extern pylb_vip_out_fn *const pylb_vip_outs[PYLB_FWD_DR + 1];
 /* fwd.c: ICMP errors, sent back out of the port `port`. `mtu`: the next-hop MTU of "fragmentation needed" / "packet too big". */
@@ -218,7 +263,7 @@ void pylb_nh_output_fit(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int i
 			struct rte_mbuf *m, const struct pylb_nh *nh, const void *dst,
 			uint8_t dst_af);
 void pylb_out_encap(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
-		    struct rte_mbuf *m, const struct pylb_nh *nh, bool gre,
+		    struct rte_mbuf *m, const struct pylb_nh *nh, const struct pylb_tun *tun,
 		    const struct pylb_encap_src *src, uint32_t flow, const struct pylb_ip *to,
 		    uint8_t af);
 void pylb_out_dr(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port, struct rte_mbuf *m,

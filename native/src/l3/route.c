@@ -216,13 +216,13 @@ nh_put(struct pylb_dp *dp, uint16_t id)
 		dp->nh_refs[id]--;
 }
 
-/* Does group `id` hold exactly the next hops of r? */
+/* Does group `id` hold exactly the next hops of r (and its pool)? */
 static bool
-group_is(const struct pylb_dp *dp, uint16_t id, const struct pylb_route *r)
+group_is(const struct pylb_dp *dp, uint16_t id, const struct pylb_route *r, uint16_t pool)
 {
 	const struct pylb_nhg *g = &dp->nhg[id];
 
-	if (dp->nhg_refs[id] == 0 || g->n != r->n_nh)
+	if (dp->nhg_refs[id] == 0 || g->n != r->n_nh || g->pool != pool)
 		return false;
 	for (uint16_t i = 0; i < g->n; i++) {
 		const struct pylb_nh *nh = &dp->nh[g->nh[i]];
@@ -238,13 +238,13 @@ group_is(const struct pylb_dp *dp, uint16_t id, const struct pylb_route *r)
 
 /* Find or make the group for these next hops. */
 static uint16_t
-nhg_get(struct pylb_dp *dp, const struct pylb_route *r)
+nhg_get(struct pylb_dp *dp, const struct pylb_route *r, uint16_t pool)
 {
-	struct pylb_nhg g = { .n = r->n_nh };
+	struct pylb_nhg g = { .n = r->n_nh, .pool = pool };
 	uint16_t id, free_id = 0;
 
 	/* Bulk loads use one group over and over: try the last one first. */
-	if (dp->nhg_last != 0 && group_is(dp, dp->nhg_last, r)) {
+	if (dp->nhg_last != 0 && group_is(dp, dp->nhg_last, r, pool)) {
 		dp->nhg_refs[dp->nhg_last]++;
 		return dp->nhg_last;
 	}
@@ -252,7 +252,7 @@ nhg_get(struct pylb_dp *dp, const struct pylb_route *r)
 		if (dp->nhg_refs[id] == 0) {
 			if (free_id == 0)
 				free_id = id;
-		} else if (group_is(dp, id, r)) {
+		} else if (group_is(dp, id, r, pool)) {
 			dp->nhg_refs[id]++;
 			dp->nhg_last = id;
 			return id;
@@ -306,21 +306,42 @@ connected_on(const struct pylb_dp *dp, uint16_t port, const struct pylb_ip *gw)
 	return false;
 }
 
-/* Point r->dst at a next-hop group for r's next hops (new or shared). */
+/* Point r->dst at a next-hop group for r's next hops (new or shared),
+ * inspected first if r names a pool. */
 static int
 group_install(struct pylb_dp *dp, const struct pylb_route *r)
 {
-	uint16_t g = nhg_get(dp, r);
+	int slot = r->inspect[0] != '\0' ? pylb_pool_find(dp, r->inspect) : -1;
+	uint16_t g;
 	int rc;
 
+	if (r->inspect[0] != '\0' && slot < 0)
+		return pylb_fail(-PYLB_E_NOENT, "no inspection pool %.*s", PYLB_NAME_LEN,
+				 r->inspect);
+	g = nhg_get(dp, r, (uint16_t)(slot + 1));
 	if (g == 0)
 		return pylb_fail(-PYLB_E_FULL,
 			"out of next hops (%d) or next-hop groups (%d)",
 			PYLB_MAX_NEXTHOPS - 1, PYLB_MAX_GROUPS);
 	rc = fib_set(dp, &r->dst, PYLB_FIB_VAL(PYLB_FIB_GROUP, g));
-	if (rc != 0)
+	if (rc != 0) {
 		nhg_put(dp, g);
-	return rc;
+		return rc;
+	}
+	if (slot >= 0)
+		dp->pool_refs[slot]++;
+	return 0;
+}
+
+/* A route's FIB value v goes: its group, and its pool's reference. */
+static void
+group_release(struct pylb_dp *dp, uint64_t v)
+{
+	uint16_t g = (uint16_t)fib_group((uint32_t)v);
+
+	if (dp->nhg[g].pool != 0)
+		dp->pool_refs[dp->nhg[g].pool - 1]--;
+	nhg_put(dp, g);		/* after a grace period */
 }
 
 static int
@@ -445,7 +466,7 @@ route_replace_unlocked(struct pylb_dp *dp, const struct pylb_route *r)
 	pylb_fmt_ip(&r->dst.addr, buf, sizeof(buf));
 	if (old == 0)
 		return pylb_fail(-PYLB_E_NOENT, "no route to %s/%u to replace", buf, r->dst.len);
-	if (fib_kind((uint32_t)old) != PYLB_FIB_GROUP)
+	if (fib_group((uint32_t)old) == 0)
 		return pylb_fail(-PYLB_E_INVAL,
 			"%s/%u is a VIP, a service or a port address, not a route", buf,
 			r->dst.len);
@@ -456,7 +477,7 @@ route_replace_unlocked(struct pylb_dp *dp, const struct pylb_route *r)
 	if (rc != 0)
 		return rc;
 	pylb_gen_bump(dp);
-	nhg_put(dp, (uint16_t)fib_id((uint32_t)old));	/* after a grace period */
+	group_release(dp, old);
 	return 0;
 }
 
@@ -480,7 +501,7 @@ route_del_unlocked(struct pylb_dp *dp, const struct pylb_prefix *dst)
 	pylb_fmt_ip(&dst->addr, buf, sizeof(buf));
 	if (v == 0)
 		return pylb_fail(-PYLB_E_NOENT, "no route to %s/%u", buf, dst->len);
-	if (fib_kind((uint32_t)v) == PYLB_FIB_VIP || fib_kind((uint32_t)v) == PYLB_FIB_SERVICE)
+	if (fib_is_vip((uint32_t)v))
 		return pylb_fail(-PYLB_E_INVAL, "%s/%u is a VIP; delete the VIP or its services",
 				 buf, dst->len);
 	if (fib_kind((uint32_t)v) == PYLB_FIB_LOCAL)
@@ -493,7 +514,7 @@ route_del_unlocked(struct pylb_dp *dp, const struct pylb_prefix *dst)
 	fib_unset(dp, dst);
 	dp->n_routes[dst->addr.af == 6]--;
 	pylb_gen_bump(dp);
-	nhg_put(dp, (uint16_t)fib_id((uint32_t)v));
+	group_release(dp, v);
 	return 0;
 }
 
@@ -548,6 +569,7 @@ route_fill(const struct pylb_dp *dp, uint64_t v, struct pylb_route *out)
 	uint32_t kind = fib_kind((uint32_t)v), id = fib_id((uint32_t)v);
 
 	out->n_nh = 0;
+	out->inspect[0] = '\0';
 	if (kind == PYLB_FIB_VIP) {
 		out->kind = PYLB_ROUTE_VIP;
 	} else if (kind == PYLB_FIB_SERVICE) {
@@ -560,6 +582,8 @@ route_fill(const struct pylb_dp *dp, uint64_t v, struct pylb_route *out)
 	} else {
 		const struct pylb_nhg *g = &dp->nhg[id];
 
+		if (g->pool != 0 && dp->inspect_pools[g->pool - 1] != NULL)
+			memcpy(out->inspect, dp->inspect_pools[g->pool - 1]->conf.name, PYLB_NAME_LEN);
 		/* Connected: a port address's network. A route out of a port
 		 * that an operator added is theirs (listed as such). */
 		out->kind = group_connected(dp, (uint16_t)id) && address_network(dp, &out->dst) ?
@@ -653,8 +677,8 @@ route_pick_unlocked(struct pylb_dp *dp, const struct pylb_ip *to, uint32_t hash,
 	if (rc != 0)
 		return rc;
 	v = to->af == 4 ? fib4_lookup(dp, *(const uint32_t *)to->ip) : fib6_lookup(dp, to->ip);
-	if (fib_kind(v) == PYLB_FIB_GROUP)
-		*chosen = (int32_t)nhg_slot(dp, fib_id(v), hash);
+	if (fib_group(v) != 0)
+		*chosen = (int32_t)nhg_slot(dp, fib_group(v), hash);
 	else if (out->n_nh == 1)
 		*chosen = 0;
 	return 0;

@@ -51,6 +51,7 @@ struct pylb_nhg {
 	uint16_t nh[PYLB_MAX_ECMP];
 	uint32_t ports;		/* bit p: a next hop out of port p */
 	bool connected;		/* a port's network */
+	uint16_t pool;		/* its traffic's inspection pool slot (+1); 0: none */
 };
 
 /* A backend set and its consistent-hash lookup table, as L3 VIPs and L4
@@ -82,7 +83,47 @@ struct pylb_vip {
 	struct pylb_vip_conf conf;
 	struct pylb_encap_src src;		/* conf.source's */
 	pylb_vip_out_fn *out;		/* conf.method's, bound when configured */
+	uint16_t pool;			/* conf.inspect's slot (+1); 0: none */
 	struct pylb_balance bal;
+};
+
+/* An inspection pool: immutable, replaced whole through dp->pools[] with
+ * RCU. `birth` names the pool in its slot, `serial` this version of it (a
+ * flow's remembered appliance index is good while they match). */
+struct pylb_pool {
+	struct pylb_pool_conf conf;
+	uint32_t birth, serial;
+	uint64_t idle_tsc;		/* conf.idle_timeout in TSC ticks */
+	struct pylb_balance bal;	/* the appliances */
+};
+
+/* An inspected flow's key: its addresses and ports in one order whichever
+ * way it goes (the lower first), those the pool's stickiness keeps. */
+struct pylb_inspect_key {
+	uint8_t lo[16], hi[16];
+	uint16_t plo, phi;
+	uint16_t pool;
+	uint8_t proto, af;
+};
+
+/* The appliance a flow crosses (by key position in the lcore's table),
+ * and its key (rte_hash finds a key by position only by its own hash). */
+struct pylb_inspect_flow {
+	uint64_t expire_tsc;		/* 0: free */
+	struct pylb_inspect_key key;
+	struct pylb_ip app;
+	uint32_t birth, serial;		/* the pool's when bidx was checked */
+	uint32_t hash;			/* of its key */
+	uint16_t bidx;
+	uint16_t pool;
+};
+
+/* A worker's inspected flows (made when the first pool is). */
+struct pylb_inspect {
+	struct rte_hash *h;
+	struct pylb_inspect_flow *flows;	/* PYLB_INSPECT_FLOWS */
+	uint32_t age_pos;
+	uint32_t n_flows[PYLB_MAX_POOLS];	/* by pool slot */
 };
 
 struct pylb_neigh_key {

@@ -19,11 +19,11 @@ l4_backend_group(struct pylb_lcore *lc, struct rte_mbuf *m, const uint8_t *to, u
 	uint32_t v = af == 4 ? fib4_lookup(lc->dp, *(const unaligned_uint32_t *)to) :
 		fib6_lookup(lc->dp, to);
 
-	if (v == 0 || fib_kind(v) != PYLB_FIB_GROUP) {
+	*group = fib_group(v);
+	if (*group == 0) {
 		drop(lc, m, PYLB_D_VIP_NO_ROUTE);
 		return false;
 	}
-	*group = fib_id(v);
 	return true;
 }
 

@@ -60,9 +60,9 @@ pylb_conn_resolve(struct pylb_lcore *lc, struct pylb_conn *c)
 	const struct pylb_nh *nh;
 	uint64_t mac;
 
-	if (v == 0 || fib_kind(v) != PYLB_FIB_GROUP || nhg_multi(dp, fib_id(v)))
+	if (fib_group(v) == 0 || nhg_multi(dp, fib_group(v)))
 		return false;
-	nh = nhg_pick(dp, fib_id(v), 0);
+	nh = nhg_pick(dp, fib_group(v), 0);
 	if (nh->connected) {
 		/* The lcore's neighbour cache first, as packet output does. */
 		uint32_t gen = __atomic_load_n(&dp->gen, __ATOMIC_ACQUIRE);

@@ -148,12 +148,12 @@ pylb_l4_route(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 	uint32_t v = af == 4 ? fib4_lookup(lc->dp, *(const unaligned_uint32_t *)(ip + 16)) :
 		fib6_lookup(lc->dp, ip + 24);
 
-	if (v == 0 || fib_kind(v) != PYLB_FIB_GROUP)
+	if (fib_group(v) == 0)
 		return drop(lc, m, PYLB_D_NO_ROUTE);
 	if (af == 4)
-		pylb_fwd4(lc, cfg, in_port, m, fib_id(v));
+		pylb_fwd4(lc, cfg, in_port, m, fib_group(v));
 	else
-		pylb_fwd6(lc, cfg, in_port, m, fib_id(v));
+		pylb_fwd6(lc, cfg, in_port, m, fib_group(v));
 }
 
 

@@ -147,9 +147,9 @@ source_refused(const struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t
 			PYLB_D_SOURCE_REVERSE_PATH : 0;
 	if (fib_kind(sv) == PYLB_FIB_LOCAL)
 		return PYLB_D_SOURCE_OWN;
-	if (fib_kind(sv) != PYLB_FIB_GROUP)
+	if (fib_group(sv) == 0)
 		return fib_is_vip(dv) ? PYLB_D_SOURCE_OWN : 0;
-	g = &lc->dp->nhg[fib_id(sv)];
+	g = &lc->dp->nhg[fib_group(sv)];
 	if (af == 4 && g->connected && broadcast4(cfg, g, src4))
 		return PYLB_D_SOURCE_BROADCAST;
 	return routed && !(g->ports & rp_ports) ? PYLB_D_SOURCE_REVERSE_PATH : 0;
@@ -249,12 +249,12 @@ each(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port,
 	}
 }
 
-/* Routed: a NAT backend's reply (or an ICMP error about a packet sent to
- * one) gets its VIP back, then forwarding. */
-static inline void
-routed_one(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port,
-	   struct rte_mbuf *m, uint8_t af, uint8_t proto, uint32_t v,
-	   const struct pylb_ct_key *k)
+/* A packet to route: false if it was taken (an IPv6 link-local address,
+ * not forwarded; a NAT backend's reply, or an ICMP error about a packet
+ * sent to one, given its VIP back and sent on). */
+static inline bool
+route_ready(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port,
+	    struct rte_mbuf *m, uint8_t af, uint8_t proto, const struct pylb_ct_key *k)
 {
 	if (af == 6) {
 		const struct rte_ipv6_hdr *ip = rte_pktmbuf_mtod_offset(m,
@@ -263,13 +263,29 @@ routed_one(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port,
 		/* Link-local addresses are never forwarded. */
 		if (ip6_is_link_local(ip->dst_addr) || ip6_is_link_local(ip->src_addr)) {
 			pylb_icmp6_error(lc, cfg, port, m, ICMP6_DEST_UNREACH, 0, 0);
-			return drop(lc, m, PYLB_D_NO_ROUTE);
+			drop(lc, m, PYLB_D_NO_ROUTE);
+			return false;
 		}
 	}
-	if (unlikely(lc->dp->n_nat != 0) &&
-	    !(proto == (af == 4 ? IPPROTO_ICMP : IPPROTO_ICMPV6) ?
-	      pylb_icmp_error_nat(lc, cfg, port, m, af) : pylb_nat_reverse(lc, cfg, port, m, af, k)))
+	return likely(lc->dp->n_nat == 0) ||
+		(proto == (af == 4 ? IPPROTO_ICMP : IPPROTO_ICMPV6) ?
+		 pylb_icmp_error_nat(lc, cfg, port, m, af) : pylb_nat_reverse(lc, cfg, port, m, af, k));
+}
+
+/* Routed: forwarding; first through an appliance where the route's pool
+ * says (inspect.c). (FIB values are 15 bits: a kind of its own for an
+ * inspected route would halve the ids of groups and VIPs.) */
+static inline void
+routed_one(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port,
+	   struct rte_mbuf *m, uint8_t af, uint8_t proto, uint32_t v,
+	   const struct pylb_ct_key *k)
+{
+	uint16_t pool = lc->dp->nhg[fib_id(v)].pool;
+
+	if (!route_ready(lc, cfg, port, m, af, proto, k))
 		return;
+	if (unlikely(pool != 0))
+		return pylb_inspect_out(lc, cfg, port, m, pool - 1, af);
 	if (af == 4)
 		pylb_fwd4(lc, cfg, port, m, fib_id(v));
 	else
@@ -298,6 +314,9 @@ local_one(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port,
 		return;
 	if (proto == (af == 4 ? IPPROTO_ICMP : IPPROTO_ICMPV6) &&
 	    pylb_icmp_error_tunnel(lc, cfg, port, m, af))
+		return;
+	if (unlikely(lc->dp->n_pools != 0) && proto == IPPROTO_UDP &&
+	    pylb_inspect_return(lc, cfg, port, m, af))
 		return;
 	pylb_l4_local(lc, cfg, port, m, af);
 }

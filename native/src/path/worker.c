@@ -104,6 +104,7 @@ pylb_worker_main(void *arg)
 		lc->stats->c[PYLB_C_POLLS]++;	/* alive (metrics: a stalled worker) */
 		now = pylb_now(dp);
 		pylb_conn_age(lc, now, PYLB_CONN_AGE_STEP);
+		pylb_inspect_age(lc, now, PYLB_CONN_AGE_STEP);
 		pylb_frag_age(lc, now);
 		rte_rcu_qsbr_quiescent(dp->qsv, lc->slot);
 	}

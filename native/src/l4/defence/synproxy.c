@@ -37,40 +37,6 @@
 
 static const uint16_t cookie_mss[4] = { 536, 1220, 1440, 1460 };
 
-/* SipHash-2-4 (Aumasson and Bernstein) of n 64-bit words. */
-#define ROTL(x, b)	(((x) << (b)) | ((x) >> (64 - (b))))
-#define SIPROUND do {							\
-	v0 += v1; v1 = ROTL(v1, 13); v1 ^= v0; v0 = ROTL(v0, 32);	\
-	v2 += v3; v3 = ROTL(v3, 16); v3 ^= v2;				\
-	v0 += v3; v3 = ROTL(v3, 21); v3 ^= v0;				\
-	v2 += v1; v1 = ROTL(v1, 17); v1 ^= v2; v2 = ROTL(v2, 32);	\
-} while (0)
-
-static uint64_t
-siphash24(const uint64_t *k, const uint64_t *w, uint32_t n)
-{
-	uint64_t v0 = 0x736f6d6570736575ULL ^ k[0], v1 = 0x646f72616e646f6dULL ^ k[1];
-	uint64_t v2 = 0x6c7967656e657261ULL ^ k[0], v3 = 0x7465646279746573ULL ^ k[1];
-	uint64_t b = (uint64_t)(8 * n) << 56;
-
-	for (uint32_t i = 0; i < n; i++) {
-		v3 ^= w[i];
-		SIPROUND;
-		SIPROUND;
-		v0 ^= w[i];
-	}
-	v3 ^= b;
-	SIPROUND;
-	SIPROUND;
-	v0 ^= b;
-	v2 ^= 0xff;
-	SIPROUND;
-	SIPROUND;
-	SIPROUND;
-	SIPROUND;
-	return v0 ^ v1 ^ v2 ^ v3;
-}
-
 /* What a SYN asks for (ws WS_NONE: no window scaling; mss 0: none). */
 struct syn_opts {
 	uint16_t mss;
@@ -162,7 +128,7 @@ cookie_mac(const struct pylb_lcore *lc, const struct pylb_tuple *t, uint32_t isn
 	}
 	w[n++] = (uint64_t)t->sport << 48 | (uint64_t)t->dport << 32 | isn;
 	w[n++] = period << COOKIE_DATA | data;
-	return (uint32_t)siphash24(lc->dp->conf.hash_key + HK_COOKIE, w, n);
+	return (uint32_t)pylb_siphash24(lc->dp->conf.hash_key + HK_COOKIE, w, n);
 }
 
 /* The cookie for the SYN of tuple t (client to VIP) with ISN isn. */

@@ -19,7 +19,7 @@ out_tunnel(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port, struc
 	if (!l4_backend_group(lc, m, d->to, d->to_af, &g))
 		return;
 	memcpy(b.ip, d->to, d->to_af == 4 ? 4 : 16);
-	pylb_out_encap(lc, cfg, in_port, m, nhg_pick(lc->dp, g, d->hash), false, d->src, d->flow,
+	pylb_out_encap(lc, cfg, in_port, m, nhg_pick(lc->dp, g, d->hash), &pylb_tun_ipip, d->src, d->flow,
 		       &b, d->af);
 }
 

@@ -1,0 +1,282 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ * Copyright(c) 2026 pylb authors
+ *
+ * Inspection (a Gateway Load Balancer's job): packets to a route or an L3
+ * VIP marked for inspection go first, GENEVE-encapsulated (RFC 8926), to
+ * one appliance of the route's pool (a firewall, an IDS), which sends them
+ * back encapsulated the same way; then they go on to their destination.
+ *
+ * - Both directions of a flow cross the same appliance: its key puts the
+ *   lower side first (inspect.h), and the pool's stickiness says which of
+ *   ports and protocol it keeps (5-, 3- or 2-tuple).
+ * - A new flow's appliance comes from the pool's consistent table (a
+ *   function of the configuration and the fleet's key: every appliance of
+ *   a fleet picks alike; losing an appliance moves only its flows). Each
+ *   worker remembers its flows' appliances (an rte_hash, aged while idle),
+ *   so that adding an appliance moves no flow, and an appliance down or
+ *   removed moves its flows (failover: rebalance) or keeps them until they
+ *   end (stay), as the pool says.
+ * - The GENEVE option carries the pool and the flow's cookie (a SipHash
+ *   MAC of the flow under the dataplane's key): what comes back is
+ *   forwarded only if its cookie is the flow's, whichever worker (or
+ *   appliance of the fleet) it reaches.
+ */
+#include <rte_geneve.h>
+#include <rte_udp.h>
+
+#include "l3/inspect.h"
+#include "l3/l3.h"
+
+/* The egress port's address as the outer source. */
+static const struct pylb_encap_src port_src;
+
+/* A new flow's appliance from the pool's table; NULL: none up. */
+static inline const struct pylb_backend *
+pool_pick(const struct pylb_pool *pool, uint32_t h, uint16_t *bidx)
+{
+	if (pool->bal.table == NULL)
+		return NULL;
+	*bidx = pool->bal.table[h % pool->bal.table_size];
+	return &pool->bal.backends[*bidx];
+}
+
+static inline void
+flow_set(struct pylb_inspect_flow *fl, const struct pylb_pool *pool, const struct pylb_backend *b,
+	 uint16_t bidx)
+{
+	fl->app = b->addr;
+	fl->bidx = bidx;
+	fl->birth = pool->birth;
+	fl->serial = pool->serial;
+}
+
+/* Where flow fl's appliance is in the pool now (its index changed with the
+ * pool's appliances); PYLB_BIDX_NONE: it left the pool. */
+static __rte_noinline void
+flow_refind(const struct pylb_pool *pool, struct pylb_inspect_flow *fl)
+{
+	fl->bidx = UINT16_MAX;
+	for (uint32_t i = 0; i < pool->bal.n_backends; i++)
+		if (memcmp(&pool->bal.backends[i].addr, &fl->app, sizeof(fl->app)) == 0)
+			fl->bidx = (uint16_t)i;
+	fl->serial = pool->serial;
+}
+
+/* The appliance flow k (hash h) crosses: remembered, else chosen and
+ * remembered (the table full: chosen each time, counted). NULL: none. */
+static const struct pylb_ip *
+appliance(struct pylb_lcore *lc, const struct pylb_pool *pool, uint16_t slot,
+	  const struct pylb_inspect_key *k, uint32_t h)
+{
+	struct pylb_inspect *in = lc->inspect;
+	const struct pylb_backend *b;
+	struct pylb_inspect_flow *fl;
+	uint16_t bidx;
+	int32_t pos;
+
+	pos = rte_hash_lookup_with_hash(in->h, k, h);
+	if (likely(pos >= 0)) {
+		fl = &in->flows[pos];
+		fl->expire_tsc = lc->now + pool->idle_tsc;
+		if (likely(fl->birth == pool->birth)) {
+			if (unlikely(fl->serial != pool->serial))
+				flow_refind(pool, fl);
+			if (likely(fl->bidx != UINT16_MAX &&
+				   pylb_backend_live(&pool->bal.backends[fl->bidx])))
+				return &fl->app;
+			if (pool->conf.failover == PYLB_FAILOVER_STAY) {
+				CNT(lc, INSPECT_FLOWS_STAYED);
+				return &fl->app;
+			}
+		}
+		b = pool_pick(pool, h, &bidx);
+		if (b == NULL)
+			return NULL;
+		CNT(lc, INSPECT_FLOWS_MOVED);
+		flow_set(fl, pool, b, bidx);
+		return &fl->app;
+	}
+	b = pool_pick(pool, h, &bidx);
+	if (b == NULL)
+		return NULL;
+	pos = rte_hash_add_key_with_hash(in->h, k, h);
+	if (unlikely(pos < 0)) {
+		CNT(lc, INSPECT_UNTRACKED);
+		return &b->addr;
+	}
+	fl = &in->flows[pos];
+	flow_set(fl, pool, b, bidx);
+	fl->key = *k;
+	fl->hash = h;
+	fl->pool = slot;
+	fl->expire_tsc = lc->now + pool->idle_tsc;
+	in->n_flows[slot]++;
+	CNT(lc, INSPECT_FLOWS_NEW);
+	return &fl->app;
+}
+
+void
+pylb_inspect_out(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
+		 struct rte_mbuf *m, uint16_t slot, uint8_t af)
+{
+	const struct pylb_pool *pool = __atomic_load_n(&lc->dp->inspect_pools[slot], __ATOMIC_ACQUIRE);
+	const uint64_t *hk = lc->dp->conf.hash_key;
+	struct pylb_tun tun = {
+		.kind = PYLB_TUN_GENEVE, .pool = slot, .too_big = PYLB_D_INSPECT_TOO_BIG,
+	};
+	struct inspect_flow_of f;
+	struct pylb_inspect_key k;
+	const struct pylb_ip *to;
+	uint32_t h, v;
+
+	if (unlikely(pool == NULL || lc->inspect == NULL))
+		return drop(lc, m, PYLB_D_INSPECT_NO_APPLIANCE);
+	if (unlikely(!inspect_flow_parse(m, af, &f)))
+		return drop(lc, m, PYLB_D_INSPECT_MALFORMED);
+	h = inspect_key(hk, &f, slot, pool->conf.stickiness, &k);
+	to = appliance(lc, pool, slot, &k, h);
+	if (unlikely(to == NULL))
+		return drop(lc, m, PYLB_D_INSPECT_NO_APPLIANCE);
+	tun.cookie = inspect_cookie(hk, &f, slot);
+	v = to->af == 4 ? fib4_lookup(lc->dp, *(const unaligned_uint32_t *)to->ip) :
+		fib6_lookup(lc->dp, to->ip);
+	if (unlikely(fib_group(v) == 0))
+		return drop(lc, m, PYLB_D_INSPECT_NO_ROUTE);
+	CNT(lc, INSPECT_SENT);
+	pylb_out_encap(lc, cfg, in_port, m, nhg_pick(lc->dp, fib_group(v), h), &tun, &port_src,
+		       h, to, af);
+}
+
+/* The GENEVE header of a datagram to our port 6081 (at g, `len` bytes on):
+ * its length (options included), the inner family and pylb's option;
+ * 0: not one pylb sent. */
+static uint32_t
+geneve_parse(const struct rte_geneve_hdr *g, uint32_t len, uint8_t *af,
+	     const struct pylb_geneve_opt **opt)
+{
+	uint32_t hl = sizeof(*g) + 4u * g->opt_len, at = sizeof(*g);
+
+	if (len < sizeof(*g) || len < hl || g->ver != 0 || g->oam)
+		return 0;
+	if (g->proto == RTE_BE16(RTE_ETHER_TYPE_IPV4))
+		*af = 4;
+	else if (g->proto == RTE_BE16(RTE_ETHER_TYPE_IPV6))
+		*af = 6;
+	else
+		return 0;
+	*opt = NULL;
+	while (at + 4 <= hl) {
+		const struct pylb_geneve_opt *o = (const void *)((const uint8_t *)g + at);
+		uint32_t olen = 4 + 4u * (o->len & 0x1f);
+
+		if (at + olen > hl)
+			return 0;
+		if (o->cls == RTE_BE16(PYLB_GENEVE_CLASS) && o->type == PYLB_GENEVE_TYPE &&
+		    olen == sizeof(*o))
+			*opt = o;
+		at += olen;
+	}
+	return *opt != NULL ? hl : 0;
+}
+
+/* A datagram to one of our addresses (after m's Ethernet header, family
+ * af): if it is GENEVE, it is an appliance's answer, taken (true): its
+ * inner packet forwarded if its cookie is its flow's, else dropped. */
+bool
+pylb_inspect_return(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
+		    struct rte_mbuf *m, uint8_t af)
+{
+	const uint32_t l2 = sizeof(struct rte_ether_hdr);
+	uint8_t *ip = rte_pktmbuf_mtod_offset(m, uint8_t *, l2);
+	uint32_t len = rte_pktmbuf_data_len(m) - l2, l3, hl;
+	const struct pylb_geneve_opt *opt;
+	const struct rte_udp_hdr *u;
+	struct inspect_flow_of f;
+	struct rte_ether_hdr eth;
+	uint64_t cookie;
+	uint16_t slot;
+	uint8_t inner;
+	uint32_t v;
+
+	if (af == 4) {
+		const struct rte_ipv4_hdr *h = (const void *)ip;
+
+		if (h->next_proto_id != IPPROTO_UDP ||
+		    (h->fragment_offset & RTE_BE16(RTE_IPV4_HDR_OFFSET_MASK)))
+			return false;
+		l3 = rte_ipv4_hdr_len(h);
+	} else {
+		if (((const struct rte_ipv6_hdr *)ip)->proto != IPPROTO_UDP)
+			return false;
+		l3 = sizeof(struct rte_ipv6_hdr);
+	}
+	if (len < l3 + sizeof(*u))
+		return false;
+	u = (const void *)(ip + l3);
+	if (u->dst_port != RTE_BE16(PYLB_GENEVE_PORT))
+		return false;
+	/* Ours from here. Fragments are not reassembled: the appliances'
+	 * network carries whole packets (docs: its MTU). */
+	if (af == 4 && (((const struct rte_ipv4_hdr *)ip)->fragment_offset &
+			RTE_BE16(RTE_IPV4_HDR_MF_FLAG))) {
+		drop(lc, m, PYLB_D_INSPECT_MALFORMED);
+		return true;
+	}
+	hl = geneve_parse((const void *)(u + 1), len - l3 - (uint32_t)sizeof(*u), &inner, &opt);
+	if (hl == 0) {
+		drop(lc, m, PYLB_D_INSPECT_MALFORMED);
+		return true;
+	}
+	slot = rte_be_to_cpu_16(opt->pool);
+	memcpy(&cookie, opt->cookie, 8);
+	/* The inner packet after the Ethernet header. */
+	rte_memcpy(&eth, rte_pktmbuf_mtod(m, void *), sizeof(eth));
+	rte_pktmbuf_adj(m, (uint16_t)(l3 + sizeof(*u) + hl));
+	eth.ether_type = inner == 4 ? RTE_BE16(RTE_ETHER_TYPE_IPV4) :
+		RTE_BE16(RTE_ETHER_TYPE_IPV6);
+	rte_memcpy(rte_pktmbuf_mtod(m, void *), &eth, sizeof(eth));
+	if (inner == 4 ? !pylb_ipv4_parse(lc, m, l2, false) :
+	    !pylb_ipv6_parse(lc, cfg, (uint16_t)in_port, m, l2, false, &f.proto))
+		return true;	/* dropped, counted */
+	if (!inspect_flow_parse(m, inner, &f) || slot >= PYLB_MAX_POOLS ||
+	    __atomic_load_n(&lc->dp->inspect_pools[slot], __ATOMIC_ACQUIRE) == NULL ||
+	    cookie != inspect_cookie(lc->dp->conf.hash_key, &f, slot)) {
+		drop(lc, m, PYLB_D_INSPECT_BAD_COOKIE);
+		return true;
+	}
+	CNT(lc, INSPECT_RETURNED);
+	v = inner == 4 ? fib4_lookup(lc->dp, *(const unaligned_uint32_t *)f.dst) :
+		fib6_lookup(lc->dp, f.dst);
+	if (fib_group(v) != 0) {
+		if (inner == 4)
+			pylb_fwd4(lc, cfg, in_port, m, fib_group(v));
+		else
+			pylb_fwd6(lc, cfg, in_port, m, fib_group(v));
+	} else if (v != 0 && fib_kind(v) == PYLB_FIB_VIP) {
+		pylb_vip_forward(lc, cfg, in_port, m, fib_id(v), inner);
+	} else {
+		drop(lc, m, PYLB_D_INSPECT_UNROUTABLE);
+	}
+	return true;
+}
+
+/* Forget up to `step` flows idle past their pool's timeout. */
+void
+pylb_inspect_age(struct pylb_lcore *lc, uint64_t now, uint32_t step)
+{
+	struct pylb_inspect *in = lc->inspect;
+
+	if (in == NULL)
+		return;
+	for (uint32_t i = 0; i < step; i++) {
+		struct pylb_inspect_flow *fl = &in->flows[in->age_pos];
+
+		if (fl->expire_tsc != 0 && fl->expire_tsc < now) {
+			rte_hash_del_key_with_hash(in->h, &fl->key, fl->hash);
+			in->n_flows[fl->pool]--;
+			fl->expire_tsc = 0;
+			CNT(lc, INSPECT_FLOWS_EXPIRED);
+		}
+		in->age_pos = (in->age_pos + 1) % PYLB_INSPECT_FLOWS;
+	}
+}

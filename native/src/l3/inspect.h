@@ -1,0 +1,116 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ * Copyright(c) 2026 pylb authors
+ *
+ * Inspection's decision, shared by the fast path (inspect.c) and the
+ * control side (ctl/pool.c: what a flow's first packet would pick): a
+ * flow's key, the same whichever way it goes, and its cookie.
+ */
+#ifndef PYLB_INSPECT_H
+#define PYLB_INSPECT_H
+
+#include "l3/fib.h"
+
+/* A flow as a packet has it: family, protocol, addresses, ports (0: none,
+ * e.g. a fragment). */
+struct inspect_flow_of {
+	uint8_t af, proto;
+	const uint8_t *src, *dst;
+	uint16_t sport, dport;
+};
+
+/* Is (a, pa) before (b, pb)? The lower side goes first in a key. */
+static inline bool
+inspect_lower(const uint8_t *a, uint16_t pa, const uint8_t *b, uint16_t pb, uint8_t af)
+{
+	int c = memcmp(a, b, af == 4 ? 4 : 16);
+
+	return c < 0 || (c == 0 && rte_be_to_cpu_16(pa) <= rte_be_to_cpu_16(pb));
+}
+
+/* The key of flow f in pool slot `pool` under `stick` (enum
+ * pylb_stickiness): ports kept for the 5-tuple, the protocol for 5 and 3;
+ * and its hash (keyed: every appliance of a fleet picks alike). */
+static inline uint32_t
+inspect_key(const uint64_t *hk, const struct inspect_flow_of *f, uint16_t pool, uint8_t stick,
+	    struct pylb_inspect_key *k)
+{
+	bool fwd = inspect_lower(f->src, f->sport, f->dst, f->dport, f->af);
+	uint32_t n = f->af == 4 ? 4 : 16, h;
+
+	memset(k, 0, sizeof(*k));
+	memcpy(k->lo, fwd ? f->src : f->dst, n);
+	memcpy(k->hi, fwd ? f->dst : f->src, n);
+	if (stick == PYLB_STICK_5) {
+		k->plo = fwd ? f->sport : f->dport;
+		k->phi = fwd ? f->dport : f->sport;
+	}
+	k->proto = stick == PYLB_STICK_2 ? 0 : f->proto;
+	k->pool = pool;
+	k->af = f->af;
+	h = flow_hash(hk, k->lo, k->hi, f->af);
+	return flow_hash_ports(hk, h, k->plo, k->phi, k->proto);
+}
+
+/* The flow's cookie: a MAC (SipHash) of pool slot, family, protocol,
+ * addresses and ports, in one order: an appliance must give it back, and
+ * nobody without the key can make one for another flow. */
+static inline uint64_t
+inspect_cookie(const uint64_t *hk, const struct inspect_flow_of *f, uint16_t pool)
+{
+	bool fwd = inspect_lower(f->src, f->sport, f->dst, f->dport, f->af);
+	uint16_t plo = rte_be_to_cpu_16(fwd ? f->sport : f->dport);
+	uint16_t phi = rte_be_to_cpu_16(fwd ? f->dport : f->sport);
+	uint64_t w[6] = { 0 };
+	uint32_t n = f->af == 4 ? 4 : 16;
+
+	w[0] = (uint64_t)pool << 48 | (uint64_t)f->af << 40 | (uint64_t)f->proto << 32 |
+		(uint64_t)plo << 16 | phi;
+	memcpy(&w[1], fwd ? f->src : f->dst, n);
+	memcpy(&w[3], fwd ? f->dst : f->src, n);
+	w[5] = 0x67656e65766521ULL;	/* "geneve!": not a SYN cookie's input */
+	return pylb_siphash24(hk + HK_COOKIE, w, 6);
+}
+
+/* The flow of the IP packet after m's Ethernet header (ports: TCP and UDP,
+ * not fragmented); false if its header is short. */
+static inline bool
+inspect_flow_parse(struct rte_mbuf *m, uint8_t af, struct inspect_flow_of *f)
+{
+	uint8_t *ip = rte_pktmbuf_mtod_offset(m, uint8_t *, sizeof(struct rte_ether_hdr));
+	uint32_t len = rte_pktmbuf_data_len(m) - sizeof(struct rte_ether_hdr);
+	uint32_t hl;
+	bool whole;
+
+	f->af = af;
+	f->proto = 0;
+	f->sport = f->dport = 0;
+	if (af == 4) {
+		const struct rte_ipv4_hdr *h = (const void *)ip;
+
+		if (len < sizeof(*h))
+			return false;
+		f->proto = h->next_proto_id;
+		f->src = ip + 12;
+		f->dst = ip + 16;
+		hl = rte_ipv4_hdr_len(h);
+		whole = !(h->fragment_offset &
+			  RTE_BE16(RTE_IPV4_HDR_MF_FLAG | RTE_IPV4_HDR_OFFSET_MASK));
+	} else {
+		if (len < sizeof(struct rte_ipv6_hdr))
+			return false;
+		f->src = ip + 8;
+		f->dst = ip + 24;
+		whole = pylb_ipv6_walk(m, sizeof(struct rte_ether_hdr), &f->proto) == 0 &&
+			f->proto != IPPROTO_FRAGMENT;
+		hl = m->l3_len;
+	}
+	if (whole && (f->proto == IPPROTO_TCP || f->proto == IPPROTO_UDP) && len >= hl + 4) {
+		const rte_be16_t *p = (const rte_be16_t *)(ip + hl);
+
+		f->sport = p[0];
+		f->dport = p[1];
+	}
+	return true;
+}
+
+#endif /* PYLB_INSPECT_H */

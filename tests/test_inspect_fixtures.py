@@ -1,0 +1,340 @@
+"""Packet fixtures for inspection (GENEVE appliance mode): traffic to a route
+or an L3 VIP marked for inspection goes GENEVE-encapsulated to one appliance
+of its pool, the same for both directions of a flow; what an appliance sends
+back is checked (its cookie) and forwarded; pools' stickiness and failover;
+malformed and forged answers dropped by reason."""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+from scapy.contrib.geneve import GENEVE
+from scapy.layers.inet import ICMP, IP, TCP, UDP
+from scapy.layers.inet6 import IPv6
+from scapy.layers.l2 import Ether
+from scapy.packet import Raw, raw
+
+from conftest import CLIENT_MAC, P0_MAC, P1_MAC
+from pylb import model
+from pylb.errors import FailedPrecondition, InvalidArgument, NotFound
+from pylb.model import BackendSpec, PoolSpec
+
+CLIENT = "10.0.0.2"
+GW, GW_MAC = "10.0.1.2", "02:00:00:00:02:02"
+GW6, GW6_MAC = "2001:db8:1::2", "02:00:00:00:02:06"
+APPS = {"10.0.1.31": "02:00:00:00:03:01", "10.0.1.32": "02:00:00:00:03:02",
+        "10.0.1.33": "02:00:00:00:03:03"}
+APP6, APP6_MAC = "2001:db8:1::31", "02:00:00:00:03:06"
+SERVERS, CLIENTS = "198.51.100.0/24", "192.0.2.0/24"
+
+EXERCISED = {"inspect_no_appliance", "inspect_no_route", "inspect_too_big", "inspect_malformed",
+             "inspect_bad_cookie", "inspect_unroutable"}
+
+
+def pool(*apps, **kw) -> PoolSpec:
+    return PoolSpec("fw", tuple(a if isinstance(a, BackendSpec) else BackendSpec(a, 0)
+                                for a in apps), **kw)
+
+
+@pytest.fixture
+def gwlb(dp):
+    """Servers (198.51.100.0/24) behind GW on p1 and clients (192.0.2.0/24)
+    behind the client on p0, both routes inspected by pool fw (appliances
+    .31 and .32 on p1)."""
+    for ip, mac in APPS.items():
+        dp.add_neighbour("p1", ip, mac)
+    dp.add_neighbour("p1", GW, GW_MAC)
+    dp.add_neighbour("p1", GW6, GW6_MAC)
+    dp.add_neighbour("p1", APP6, APP6_MAC)
+    dp.add_neighbour("p0", CLIENT, CLIENT_MAC)
+    dp.add_pool(pool("10.0.1.31", "10.0.1.32"))
+    dp.add_route(SERVERS, (GW, "p1"), inspect="fw")
+    dp.add_route(CLIENTS, (CLIENT, "p0"), inspect="fw")
+    return dp
+
+
+def flow(src="192.0.2.9", dst="198.51.100.7", sport=40000, dport=443, flags="S", ttl=64,
+         size=20, **ip):
+    return Ether(src=CLIENT_MAC, dst=P0_MAC) / IP(src=src, dst=dst, ttl=ttl, id=9, **ip) / \
+        TCP(sport=sport, dport=dport, flags=flags) / Raw(b"x" * size)
+
+
+def back(pkt):
+    """The server's side of pkt's flow, arriving on p1."""
+    return Ether(src=GW_MAC, dst=P1_MAC) / IP(src=pkt[IP].dst, dst=pkt[IP].src, ttl=64, id=10) / \
+        TCP(sport=pkt[TCP].dport, dport=pkt[TCP].sport, flags="SA") / Raw(b"y" * 20)
+
+
+def geneve_of(frame: bytes):
+    """(outer Ether/IP/UDP, pool slot, cookie, inner bytes) of a GENEVE frame
+    pylb sent; the option parsed by hand, as an appliance would."""
+    e = Ether(frame)
+    g = bytes(e[UDP].payload)
+    ver_optlen, _, proto = struct.unpack("!BBH", g[:4])
+    assert ver_optlen >> 6 == 0 and proto in (0x0800, 0x86DD)
+    opts = g[8:8 + 4 * (ver_optlen & 0x3f)]
+    cls, typ, length = struct.unpack("!HBB", opts[:4])
+    assert (cls, typ, length & 0x1f) == (0xfff0, 1, 3)
+    slot, zero = struct.unpack("!HH", opts[4:8])
+    assert zero == 0
+    return e, slot, opts[8:16], g[8 + 4 * (ver_optlen & 0x3f):]
+
+
+def bounce(frame: bytes, mac=None, sport=7777) -> bytes:
+    """What an appliance sends back: the GENEVE payload unchanged, to the
+    sender's port 6081, from the appliance (its MAC)."""
+    e = Ether(frame)
+    return raw(Ether(src=mac or e.dst, dst=e.src) /
+               (IP(src=e[IP].dst, dst=e[IP].src) if IP in e else
+                IPv6(src=e[IPv6].dst, dst=e[IPv6].src)) /
+               UDP(sport=sport, dport=6081) / Raw(bytes(e[UDP].payload)))
+
+
+def appliance_of(out) -> str:
+    (port, frame), = out
+    assert port == 1
+    e = Ether(frame)
+    assert APPS[e[IP].dst] == e.dst
+    return e[IP].dst
+
+
+def test_a_flow_goes_to_an_appliance_in_geneve_with_its_packet_unchanged(gwlb):
+    pkt = flow()
+    out = gwlb.inject("p0", [raw(pkt)])
+    app = appliance_of(out)
+    e, slot, cookie, inner = geneve_of(out[0][1])
+    assert e.src == P1_MAC and e[IP].src == "10.0.1.1" and e[IP].ttl == 64
+    assert e[UDP].dport == 6081 and 0xc000 <= e[UDP].sport <= 0xffff
+    assert e[UDP].chksum == 0 and e[IP].proto == 17
+    assert inner == raw(pkt)[14:]                 # not routed yet: TTL as sent
+    assert slot == 0 and len(cookie) == 8
+    assert GENEVE(bytes(e[UDP].payload)).proto == 0x0800
+    t = gwlb.totals()
+    assert (t["inspect_sent"], t["inspect_flows_new"]) == (1, 1)
+    assert gwlb.pool("fw")["flows"] == 1
+    assert app in APPS
+
+
+def test_both_directions_of_a_flow_cross_the_same_appliance_with_the_same_cookie(gwlb):
+    for sport in range(40000, 40040):
+        pkt = flow(sport=sport)
+        out = gwlb.inject("p0", [raw(pkt)])
+        rev = gwlb.inject("p1", [raw(back(pkt))])
+        assert appliance_of(out) == appliance_of(rev)
+        assert geneve_of(out[0][1])[2] == geneve_of(rev[0][1])[2]
+    assert gwlb.totals()["inspect_flows_new"] == 40      # one flow each, not two
+
+
+def test_an_appliances_answer_is_checked_and_routed_on(gwlb):
+    pkt = flow(ttl=9)
+    out = gwlb.inject("p0", [raw(pkt)])
+    app = appliance_of(out)
+    done = gwlb.inject("p1", [bounce(out[0][1], APPS[app])])
+    ip = pkt[IP].copy()
+    ip.ttl -= 1
+    del ip.chksum
+    assert done == [(1, raw(Ether(src=P1_MAC, dst=GW_MAC) / ip))]
+    assert gwlb.totals()["inspect_returned"] == 1
+    # And the other way: back to the client on p0.
+    rev = gwlb.inject("p1", [raw(back(pkt))])
+    done = gwlb.inject("p1", [bounce(rev[0][1], APPS[app])])
+    assert len(done) == 1 and done[0][0] == 0
+    assert Ether(done[0][1])[IP].dst == "192.0.2.9"
+
+
+def test_forged_and_malformed_answers_are_dropped_by_reason(gwlb):
+    pkt = flow()
+    out = gwlb.inject("p0", [raw(pkt)])
+    good = Ether(bounce(out[0][1], APPS[appliance_of(out)]))
+    payload = bytes(good[UDP].payload)
+    cookie_at = 8 + 8                               # GENEVE header, option header, pool
+    forged = bytearray(payload)
+    forged[cookie_at] ^= 1
+    other_flow = bytearray(payload)
+    other_flow[24 + 20 + 1] ^= 1                    # the inner TCP source port
+    other_pool = bytearray(payload)
+    other_pool[8 + 5] = 7
+    no_option = payload[:0] + bytes([0]) + payload[1:8] + payload[24:]
+    not_ip = bytearray(payload)
+    not_ip[2:4] = b"\x65\x58"                         # Ethernet inside: not what pylb sent
+    short = payload[:10]
+
+    def frame(p):
+        return raw(Ether(src=good.src, dst=good.dst) / IP(src=good[IP].src, dst=good[IP].dst) /
+                   UDP(sport=1, dport=6081) / Raw(bytes(p)))
+    for p in (forged, other_flow, other_pool, no_option, not_ip, short):
+        assert gwlb.inject("p1", [frame(p)]) == []
+    d = gwlb.drops()
+    assert (d["inspect_bad_cookie"], d["inspect_malformed"]) == (3, 3)
+    assert gwlb.totals()["inspect_returned"] == 0
+
+
+def test_an_answer_whose_destination_has_no_route_is_dropped(gwlb):
+    pkt = flow(dst="203.0.113.5")
+    gwlb.add_route("203.0.113.0/24", (GW, "p1"), inspect="fw")
+    out = gwlb.inject("p0", [raw(pkt)])
+    gwlb.del_route("203.0.113.0/24")
+    assert gwlb.inject("p1", [bounce(out[0][1], APPS[appliance_of(out)])]) == []
+    assert gwlb.drops()["inspect_unroutable"] == 1
+
+
+def test_3_tuple_stickiness_keeps_a_pair_of_hosts_on_one_appliance(gwlb):
+    apps = {appliance_of(gwlb.inject("p0", [raw(flow(sport=s, dport=d))]))
+            for s in range(40000, 40030) for d in (80, 443)}
+    assert len(apps) == 2                           # 5-tuple: flows spread
+    gwlb.set_pool(pool("10.0.1.31", "10.0.1.32", stickiness="3-tuple"))
+    for src in ("192.0.2.9", "192.0.2.10", "192.0.2.11", "192.0.2.12"):
+        apps = {appliance_of(gwlb.inject("p0", [raw(flow(src=src, sport=s, dport=d))]))
+                for s in range(41000, 41010) for d in (80, 443)}
+        assert len(apps) == 1
+    # 2-tuple: TCP and UDP between two hosts too.
+    gwlb.set_pool(pool("10.0.1.31", "10.0.1.32", stickiness="2-tuple"))
+    tcp = appliance_of(gwlb.inject("p0", [raw(flow(src="192.0.2.20"))]))
+    udp = Ether(src=CLIENT_MAC, dst=P0_MAC) / IP(src="192.0.2.20", dst="198.51.100.7") / \
+        UDP(sport=5353, dport=53)
+    assert appliance_of(gwlb.inject("p0", [raw(udp)])) == tcp
+
+
+def flows_by_appliance(dp, n=60):
+    return {s: appliance_of(dp.inject("p0", [raw(flow(sport=s))])) for s in range(30000, 30000 + n)}
+
+
+def test_adding_an_appliance_moves_no_flow(gwlb):
+    before = flows_by_appliance(gwlb)
+    gwlb.set_pool(pool("10.0.1.31", "10.0.1.32", "10.0.1.33"))
+    assert flows_by_appliance(gwlb) == before
+    new = {appliance_of(gwlb.inject("p0", [raw(flow(sport=s))])) for s in range(50000, 50100)}
+    assert "10.0.1.33" in new                      # new flows reach it
+
+
+@pytest.mark.parametrize("failover", model.FAILOVERS)
+def test_a_down_appliances_flows_move_or_stay_as_the_pool_says(gwlb, failover):
+    gwlb.set_pool(pool("10.0.1.31", "10.0.1.32", failover=failover))
+    before = flows_by_appliance(gwlb)
+    assert set(before.values()) == {"10.0.1.31", "10.0.1.32"}
+    gwlb.set_pool(pool(BackendSpec("10.0.1.31", 0, state="down"), "10.0.1.32",
+                       failover=failover))
+    after = flows_by_appliance(gwlb)
+    for s, app in before.items():
+        if app == "10.0.1.32":
+            assert after[s] == app                  # the others' flows never move
+        else:
+            assert after[s] == ("10.0.1.32" if failover == model.REBALANCE else app)
+    t = gwlb.totals()
+    moved = sum(a == "10.0.1.31" for a in before.values())
+    assert (t["inspect_flows_moved"], t["inspect_flows_stayed"]) == \
+        ((moved, 0) if failover == model.REBALANCE else (0, moved))
+    new = {appliance_of(gwlb.inject("p0", [raw(flow(sport=s))])) for s in range(50000, 50050)}
+    assert new == {"10.0.1.32"}                     # new flows: the live one only
+
+
+@pytest.mark.parametrize("failover", model.FAILOVERS)
+def test_a_removed_appliances_flows_move_or_stay(gwlb, failover):
+    gwlb.set_pool(pool("10.0.1.31", "10.0.1.32", failover=failover))
+    before = flows_by_appliance(gwlb)
+    gwlb.set_pool(pool("10.0.1.32", failover=failover))
+    after = flows_by_appliance(gwlb)
+    assert after == (dict.fromkeys(before, "10.0.1.32") if failover == model.REBALANCE
+                     else before)
+
+
+def test_flows_are_forgotten_after_the_idle_timeout(gwlb):
+    gwlb.set_pool(pool("10.0.1.31", "10.0.1.32", idle_timeout=30))
+    before = flows_by_appliance(gwlb, 20)
+    assert gwlb.pool("fw")["flows"] == 20
+    gwlb.clock_advance(20_000)
+    gwlb.housekeep()
+    assert gwlb.pool("fw")["flows"] == 20
+    gwlb.clock_advance(31_000)
+    gwlb.housekeep()
+    assert gwlb.pool("fw")["flows"] == 0
+    assert gwlb.totals()["inspect_flows_expired"] == 20
+    # Forgotten: a new choice from the table (here: the same, nothing changed).
+    assert flows_by_appliance(gwlb, 20) == before
+
+
+def test_without_an_appliance_up_inspected_traffic_is_dropped(gwlb):
+    gwlb.set_pool(pool(BackendSpec("10.0.1.31", 0, state="down")))
+    assert gwlb.inject("p0", [raw(flow())]) == []
+    gwlb.set_pool(pool())
+    assert gwlb.inject("p0", [raw(flow())]) == []
+    assert gwlb.drops()["inspect_no_appliance"] == 2
+
+
+def test_an_appliance_without_a_route_drops_what_would_go_to_it(gwlb):
+    gwlb.set_pool(pool("10.9.9.9"))
+    assert gwlb.inject("p0", [raw(flow())]) == []
+    assert gwlb.drops()["inspect_no_route"] == 1
+
+
+def test_too_big_once_encapsulated_the_sender_is_told_the_mtu_less_geneve(gwlb):
+    pkt = Ether(src=CLIENT_MAC, dst=P0_MAC) / IP(src="192.0.2.9", dst="198.51.100.7",
+                                                 flags="DF") / TCP(sport=1, dport=2) / \
+        Raw(b"z" * (1500 - 40))
+    out = gwlb.inject("p0", [raw(pkt)])
+    (port, frame), = out
+    icmp = Ether(frame)
+    assert port == 0 and icmp[ICMP].type == 3 and icmp[ICMP].code == 4
+    assert icmp[ICMP].nexthopmtu == 1500 - 52       # IPv4, UDP, GENEVE and pylb's option
+    assert gwlb.drops()["inspect_too_big"] == 1
+
+
+def test_ipv6_flows_are_inspected_by_an_ipv6_appliance(gwlb):
+    gwlb.add_pool(PoolSpec("fw6", (BackendSpec(APP6, 0),)))
+    gwlb.add_route("2001:db8:99::/48", (GW6, "p1"), inspect="fw6")
+    pkt = Ether(src=CLIENT_MAC, dst=P0_MAC) / IPv6(src="2001:db8::2", dst="2001:db8:99::7") / \
+        UDP(sport=5000, dport=53) / Raw(b"q" * 10)
+    (port, frame), = gwlb.inject("p0", [raw(pkt)])
+    e, slot, _, inner = geneve_of(frame)
+    assert (port, e.dst, e[IPv6].dst, e[IPv6].src, slot) == (1, APP6_MAC, APP6, "2001:db8:1::1", 1)
+    assert inner == raw(pkt)[14:]
+    assert UDP(raw(e[UDP])).chksum == e[UDP].chksum != 0      # IPv6: computed
+    sent = e[UDP].chksum
+    del e[UDP].chksum
+    assert IPv6(raw(e[IPv6]))[UDP].chksum == sent
+    done = gwlb.inject("p1", [bounce(frame, APP6_MAC)])
+    assert len(done) == 1 and Ether(done[0][1]).dst == GW6_MAC
+    assert Ether(done[0][1])[IPv6].hlim == 63
+
+
+def test_an_inspected_l3_vip_reaches_its_backend_after_the_appliance(gwlb):
+    gwlb.add_vip("10.0.3.0/24", backends=[("10.0.1.40", 1)], inspect="fw")
+    gwlb.add_neighbour("p1", "10.0.1.40", "02:00:00:00:04:00")
+    pkt = flow(dst="10.0.3.9")
+    out = gwlb.inject("p0", [raw(pkt)])
+    app = appliance_of(out)
+    (port, frame), = gwlb.inject("p1", [bounce(out[0][1], APPS[app])])
+    e = Ether(frame)
+    assert (port, e[IP].dst, e[IP].proto) == (1, "10.0.1.40", 4)   # IPIP to the backend
+    assert raw(e[IP].payload) == raw(pkt)[14:]
+
+
+def test_pools_in_use_and_unknown_pools_are_refused(gwlb):
+    with pytest.raises(FailedPrecondition, match="inspects 2 routes or VIPs; unmark them"):
+        gwlb.del_pool("fw")
+    with pytest.raises(NotFound, match="no inspection pool nope"):
+        gwlb.add_route("203.0.113.0/24", (GW, "p1"), inspect="nope")
+    with pytest.raises(NotFound, match="no inspection pool nope"):
+        gwlb.add_vip("10.0.3.0/24", inspect="nope")
+    with pytest.raises(NotFound, match="no inspection pool nope"):
+        gwlb.del_pool("nope")
+    with pytest.raises(InvalidArgument, match="at most 31 bytes"):
+        gwlb.add_route("203.0.113.0/24", (GW, "p1"), inspect="x" * 40)
+    # Unmarked (replaced without inspection), the pool goes.
+    gwlb.replace_route(SERVERS, (GW, "p1"))
+    gwlb.replace_route(CLIENTS, (CLIENT, "p0"))
+    assert gwlb.route(SERVERS).inspect == ""
+    gwlb.del_pool("fw")
+    out = gwlb.inject("p0", [raw(flow())])
+    assert Ether(out[0][1]).dst == GW_MAC          # routed, no longer inspected
+
+
+def test_routes_and_vips_say_which_pool_inspects_them(gwlb):
+    assert gwlb.route(SERVERS).inspect == "fw"
+    gwlb.add_vip("10.0.3.0/24", inspect="fw")
+    assert gwlb.vip("10.0.3.0/24").inspect == "fw"
+    assert gwlb.pool("fw") | {"flows": 0} == {
+        "name": "fw", "stickiness": "5-tuple", "failover": "rebalance", "table_size": 65537,
+        "idle_timeout": 350, "flows": 0,
+        "appliances": [("10.0.1.31", 1, "up"), ("10.0.1.32", 1, "up")]}
