@@ -123,6 +123,23 @@ def test_a_valid_file_becomes_the_desired_state(tmp_path):
      "services[0].health_check.type", "tcp, http, udp, none"),
     ("services:\n  - vip: 10.0.0.1\n    port: 80\n    health_check:\n      interval_ms: 500\n"
      "      timeout_ms: 900\n", 6, "services[0].health_check.timeout_ms", "longer than the interval"),
+    ("pools:\n  - {name: fw, stickiness: 4-tuple}\n", 2, "pools[0].stickiness",
+     "5-tuple, 3-tuple, 2-tuple"),
+    ("pools:\n  - {name: fw, failover: drain}\n", 2, "pools[0].failover", "rebalance, stay"),
+    ("pools:\n  - {stickiness: 5-tuple}\n", 2, "pools[0]", "a pool needs a 'name'"),
+    ("pools:\n  - {name: 'a b'}\n", 2, "pools[0].name", "letters, digits"),
+    ("pools:\n  - {name: fw, idle_timeout: 0}\n", 2, "pools[0].idle_timeout", "from 1 to"),
+    ("pools:\n  - {name: fw, appliances: [10.0.1.1, 10.0.1.1]}\n", 2, "pools[0].appliances[1]",
+     "listed twice"),
+    ("pools:\n  - {name: fw, appliances: ['10.0.1.1:80']}\n", 2,
+     "pools[0].appliances[0].address", "IPv4 or IPv6"),
+    ("pools:\n  - {name: fw, health_check: {type: tcp}}\n", 2, "pools[0].health_check.port",
+     "needs a port"),
+    ("pools:\n  - {name: fw}\n  - {name: fw}\n", 3, "pools[1]", "also pools[0]"),
+    ("routes:\n  - {prefix: 10.0.0.0/8, via: [{port: p0}], inspect: fw}\n", 2, "routes[0].inspect",
+     "no pool is named 'fw'"),
+    ("vips:\n  - {prefix: 10.0.3.0/24, inspect: fw}\n", 2, "vips[0].inspect",
+     "no pool is named 'fw'"),
 ])
 def test_each_problem_is_named_with_its_line_and_key(tmp_path, text, line, key, says):
     path = tmp_path / "bad.yaml"
@@ -214,6 +231,31 @@ services:
     path.write_text(f"acls:\n  - {{name: x, prefix_file: {bad}}}\n")
     with pytest.raises(ConfigError, match=r"acls\[0\]\.prefix_file \(.*bad.txt:2\).*prefix like"):
         load_config(str(path))
+
+
+def test_pools_and_what_they_inspect_read_back_as_written():
+    c = load_config("a", """\
+pools:
+  - name: fw
+    stickiness: 3-tuple
+    failover: stay
+    idle_timeout: 120
+    health_check: {type: tcp, port: 8081, interval_ms: 500}
+    appliances: [10.0.1.21, {address: 10.0.1.22, weight: 2, state: drain}]
+  - {name: ids6, appliances: ['2001:db8:1::21']}
+routes:
+  - {prefix: 192.0.2.0/24, via: [{port: p0}], inspect: fw}
+vips:
+  - {prefix: 10.0.3.0/24, inspect: ids6}
+""")
+    fw = c.pool("fw")
+    assert (fw.stickiness, fw.failover, fw.idle_timeout) == ("3-tuple", "stay", 120)
+    assert fw.appliances == (model.BackendSpec("10.0.1.21", 0),
+                             model.BackendSpec("10.0.1.22", 0, 2, "drain"))
+    assert fw.health_check == model.HealthCheckSpec(port=8081, interval_ms=500, timeout_ms=500)
+    assert c.pool("ids6") == model.PoolSpec("ids6", (model.BackendSpec("2001:db8:1::21", 0),))
+    assert (c.routes[0].inspect, c.vips[0].inspect) == ("fw", "ids6")
+    assert load_config("again", text=dump(c)) == replace(c, path="again")
 
 
 def test_the_announce_policy_reads_back_as_written():

@@ -15,7 +15,7 @@ from conftest import service
 from pylb.config import load_config
 from pylb.errors import PylbError
 from pylb.manager import Manager, ServiceView, VipView, direct_submitter
-from pylb.model import BackendSpec, ServiceSpec, VipSpec
+from pylb.model import BackendSpec, PoolSpec, ServiceSpec, VipSpec
 
 PORTS = (("p0", ("10.0.0.1/24", "2001:db8::1/64")), ("p1", ("10.0.1.1/24", "2001:db8:1::1/64")))
 VIP, VIP6 = "10.0.0.100", "2001:db8::100"
@@ -72,6 +72,20 @@ def operations(m: Manager):
     yield "add vip", lambda: m.add_vip(VipSpec("10.0.4.0/24", backends=(("10.0.1.40", 1),)))
     yield "add vip again", lambda: m.add_vip(VipSpec("10.0.4.0/24"))
     yield "vip backends", lambda: m.set_vip_backends("10.0.4.0/24", [("10.0.1.41", 2)])
+    fw = PoolSpec("fw", (BackendSpec("10.0.1.50", 0), BackendSpec("10.0.1.51", 0, 2)))
+    yield "add pool", lambda: m.add_pool(fw)
+    yield "add pool again", lambda: m.add_pool(fw)
+    yield "inspected route", lambda: m.add_route("100.64.0.0/24", [("10.0.1.20", "p1")], "fw")
+    yield "route of no pool", lambda: m.add_route("100.64.1.0/24", [("10.0.1.20", "p1")], "nope")
+    yield "inspected vip", lambda: m.add_vip(VipSpec("10.0.6.0/24", inspect="fw"))
+    yield "delete pool in use", lambda: m.delete_pool("fw")
+    yield "set pool", lambda: m.set_pool(replace(fw, stickiness="2-tuple", failover="stay"))
+    yield "set no pool", lambda: m.set_pool(PoolSpec("nope"))
+    yield "pools", m.pools
+    yield "uninspected", lambda: m.replace_route("100.64.0.0/24", [("10.0.1.20", "p1")])
+    yield "unmarked vip gone", lambda: m.delete_vip("10.0.6.0/24")
+    yield "delete pool", lambda: m.delete_pool("fw")
+    yield "delete no pool", lambda: m.delete_pool("fw")
     yield "neighbour", lambda: m.add_neighbour("p1", "10.0.1.20", "02:00:00:00:0b:20")
     yield "neighbour of no port", lambda: m.add_neighbour("p9", "10.0.1.20", "02:00:00:00:0b:20")
     yield "no such neighbour", lambda: m.delete_neighbour("p1", "10.0.1.77")

@@ -410,3 +410,22 @@ services:
 services:
   - {vip: 10.0.0.102, port: 80, method: fullnat, backends: [10.0.1.30]}
 """))
+
+
+def test_a_checked_appliance_found_down_is_down_in_the_dataplane_not_the_model(fake):
+    m = Manager(direct_submitter(fake))
+    check = model.HealthCheckSpec(port=8081)
+    fw = model.PoolSpec("fw", (BackendSpec("10.0.1.50", 0), BackendSpec("10.0.1.51", 0, 1, "drain")),
+                        health_check=check)
+    m.add_pool(fw)
+    m._health_verdict(fw.check_key, ("10.0.1.50", 8081), model.DOWN)
+    m._health_verdict(fw.check_key, ("10.0.1.51", 8081), model.DOWN)    # drained stays drained
+    assert fake.pool("fw")["appliances"] == [("10.0.1.50", 1, "down"), ("10.0.1.51", 1, "drain")]
+    assert m.current_config().pool("fw") == fw
+    assert [a.spec.state for a in m.pool("fw").appliances] == ["down", "drain"]
+    m._health_verdict(fw.check_key, ("10.0.1.50", 8081), model.UP)
+    assert fake.pool("fw")["appliances"][0] == ("10.0.1.50", 1, "up")
+    # An appliance gone, its verdicts go too.
+    m.set_pool(replace(fw, appliances=fw.appliances[1:]))
+    m._health_verdict(fw.check_key, ("10.0.1.50", 8081), model.DOWN)
+    assert fake.pool("fw")["appliances"] == [("10.0.1.51", 1, "drain")]

@@ -655,3 +655,47 @@ def test_pylbctl_trace_takes_tcp_flags_by_letter():
     assert (ctl.tcp_flags("S"), ctl.tcp_flags("SA"), ctl.tcp_flags("pa")) == (0x02, 0x12, 0x18)
     with pytest.raises(argparse.ArgumentTypeError, match="letters of FSRPAU"):
         ctl.tcp_flags("SX")
+
+
+def test_pools_over_the_api(api):
+    stub, dp, _ = api
+    p = pb.Pool(name="fw", stickiness="3-tuple", failover="stay",
+                appliances=[pb.Appliance(address="10.0.1.50"),
+                            pb.Appliance(address="10.0.1.51", weight=2, state=pb.BACKEND_STATE_DRAIN)],
+                health_check=pb.HealthCheck(type="tcp", port=8081))
+    got = stub.SetPool(p)
+    assert (got.name, got.stickiness, got.failover, got.idle_timeout) == ("fw", "3-tuple", "stay", 350)
+    assert [(a.address, a.weight, a.state) for a in got.appliances] == [
+        ("10.0.1.50", 1, pb.BACKEND_STATE_UP), ("10.0.1.51", 2, pb.BACKEND_STATE_DRAIN)]
+    stub.AddRoute(pb.Route(prefix="100.64.0.0/24", next_hops=[pb.NextHop(gateway="10.0.1.20",
+                                                                          port="p1")],
+                           inspect="fw"))
+    assert dp.route("100.64.0.0/24").inspect == "fw"
+    assert [r.inspect for r in stub.ListRoutes(pb.ListRoutesRequest()).routes
+            if r.prefix == "100.64.0.0/24"] == ["fw"]
+    (listed,) = stub.ListPools(pb.ListPoolsRequest()).pools
+    assert list(listed.inspects) == ["100.64.0.0/24"] and listed.flows == 0
+    # Replaced in place: the dataplane has the new settings.
+    p.failover = "rebalance"
+    stub.SetPool(p)
+    assert dp.pool("fw")["failover"] == "rebalance"
+    t = stub.Trace(pb.TraceRequest(source="10.0.0.2", destination="100.64.0.9",
+                                   protocol=pb.PROTOCOL_TCP, source_port=1000,
+                                   destination_port=80))
+    assert (t.verdict, t.inspect_pool, t.appliance) == ("inspect", "fw", "10.0.1.50")
+    assert "to appliance 10.0.1.50 of pool fw first" in t.why
+    for request, code, says in (
+            (pb.Pool(name="x y"), grpc.StatusCode.INVALID_ARGUMENT, "name"),
+            (pb.Pool(name="fw2", stickiness="4-tuple"), grpc.StatusCode.INVALID_ARGUMENT,
+             "5-tuple, 3-tuple, 2-tuple"),
+            (pb.Pool(name="fw2", health_check=pb.HealthCheck(type="tcp")),
+             grpc.StatusCode.INVALID_ARGUMENT, "needs a port")):
+        got, details = code_of(stub.SetPool, request)
+        assert got == code and says in details, details
+    got, details = code_of(stub.DeletePool, pb.PoolKey(name="fw"))
+    assert got == grpc.StatusCode.FAILED_PRECONDITION and "100.64.0.0/24" in details
+    stub.DeleteRoute(pb.RouteKey(prefix="100.64.0.0/24"))
+    stub.DeletePool(pb.PoolKey(name="fw"))
+    assert not stub.ListPools(pb.ListPoolsRequest()).pools
+    got, _ = code_of(stub.DeletePool, pb.PoolKey(name="fw"))
+    assert got == grpc.StatusCode.NOT_FOUND
