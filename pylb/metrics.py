@@ -13,6 +13,9 @@ IPVS exporter (node_exporter's ipvs collector) where there is one:
     pylb_drops_total {reason}; pylb_<counter>_total for every other dataplane counter
     pylb_port_<nic counter>_total {port}; pylb_lcore_busy_cycles_total {lcore}
     pylb_mempool_mbufs {pool, socket, state: available or in_use}
+    pylb_pool_flows {pool}; pylb_pool_appliance_up {pool, appliance} (1: up in force;
+        0: drain or down, by the operator or its health check)
+    pylb_inspect_*_total: inspection's counters (pylb_drops_total: its drops)
 """
 
 from __future__ import annotations
@@ -103,6 +106,17 @@ class Collector:
         for p in self.m.bgp_peers():
             sessions.add_metric([p.address, str(p.remote_as)], 1 if p.state == "Established" else 0)
         yield sessions
+        flows = GaugeMetricFamily("pylb_pool_flows", "flows the workers remember, by "
+                                  "inspection pool", labels=["pool"])
+        up = GaugeMetricFamily("pylb_pool_appliance_up", "1 while the appliance takes new flows "
+                               "(0: drain or down)", labels=["pool", "appliance"])
+        for p in self.m.pools():
+            flows.add_metric([p.spec.name], p.flows)
+            for a in p.appliances:
+                up.add_metric([p.spec.name, a.spec.ip], 1 if a.spec.state == model.UP and
+                              a.spec.weight else 0)
+        yield flows
+        yield up
         yield GaugeMetricFamily("pylb_conntrack_entries", "tracked connections",
                                 value=stats["connections"])
         yield GaugeMetricFamily("pylb_conntrack_capacity", "entries the tables hold at most",
