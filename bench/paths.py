@@ -17,6 +17,13 @@ ten million frames fit in hugepages. Cases:
   vip_flowsrc: the same from an outer source prefix, each flow its own address;
 - tunnel, tunnel_flowsrc: the established case's UDP to a tunnel service
   (IPIP to the backend), from the port's address / a source prefix per flow;
+- inspect_out: UDP to a route marked for inspection (10.2.0.0/16, pool of
+  one appliance on the backends' side): each flow looked up in the worker's
+  flow table (its first packet remembered), its cookie made, GENEVE to the
+  appliance (docs/inspection.md);
+- inspect_return: what that appliance sends back, GENEVE from it to the
+  port's address (made by a dataplane of the same key, bounced): the
+  cookie checked, decapsulated, routed on;
 - established: UDP to a NAT service. The first pass creates N connections;
   then the worker's busy cycles are measured while every packet is a
   connection hit (lookup, DNAT with incremental checksums, cached next hop,
@@ -94,6 +101,8 @@ VIP, BACKEND = "10.0.0.100", "10.0.1.20"
 L3_VIP = "10.0.9.0/24"
 VIP6, BACKEND6 = "fd00::100", "fd00:1::20"
 L3_VIP6 = "fd00:9::/64"
+INSPECTED, APPLIANCE, APPLIANCE_RET = "10.2.0.0/16", "10.0.1.50", "10.0.0.50"
+SEED = bytes(range(32))             # inspect_return's frames are made under this key
 MBUF_SIZE = 192
 LIMIT = 100_000_000                 # limits set, never reached
 
@@ -109,9 +118,10 @@ def million() -> list[str]:
 
 def mbuf_size(kind: str) -> int:
     """192 bytes (64 of data) hold the IPv4 frames; IPv6 headers, the
-    options of a cookie SYN-ACK (written in the SYN's own mbuf) and an ICMP
-    error's quote need 256."""
-    return MBUF_SIZE + 64 * (kind.endswith("6") or kind in ("synflood", "icmp_error"))
+    options of a cookie SYN-ACK (written in the SYN's own mbuf), an ICMP
+    error's quote and a GENEVE answer need 256."""
+    return MBUF_SIZE + 64 * (kind.endswith("6") or kind in ("synflood", "icmp_error",
+                                                            "inspect_return"))
 PORTS_PER_CLIENT = 50000
 # The outer sources of the *_flowsrc cases: each flow its own (issue 28.4).
 FLOW_SOURCES = "10.200.0.0/16"
@@ -222,6 +232,8 @@ def make_pcap(path: str, kind: str, flows: int) -> None:
         return make_error_pcap(path, flows)
     if kind == "fragments":
         return make_fragment_pcap(path, flows)
+    if kind == "inspect_return":
+        return make_return_pcap(path, flows)
     if kind == "arp":
         tpl = bytes(Ether(src="02:00:00:00:00:02", dst="ff:ff:ff:ff:ff:ff")
                     / ARP(op=1, hwsrc="02:00:00:00:00:02", psrc="10.0.0.2", pdst="10.0.0.1"))
@@ -253,7 +265,7 @@ def make_frames(kind: str, flows: int):
     from scapy.layers.l2 import Ether
     syn = kind in ("syn", "syn_acl", "table_full", "syn_sync")
     dst = {"route": BACKEND, "vip": "10.0.9.1", "vip_flowsrc": "10.0.9.1",
-           "icmp": "10.0.0.1"}.get(kind, VIP)
+           "icmp": "10.0.0.1", "inspect_out": "10.2.0.1"}.get(kind, VIP)
     l4 = TCP(sport=1024, dport=80, flags="S", seq=1) if syn else \
         ICMP(type=8, id=1024, seq=1) / (b"\0" * 18) if kind == "icmp" else \
         UDP(sport=1024, dport=53, chksum=0) / (b"\0" * 18)
@@ -262,6 +274,54 @@ def make_frames(kind: str, flows: int):
     # checksums that cover them (ICMP's covers no address; UDP's is 0, none).
     sums = {24: "addr", **({50: "both"} if syn else {36: "port"} if kind == "icmp" else {})}
     return per_flow(tpl, flows, 26, 4, 38 if kind == "icmp" else 34, sums)
+
+
+def inspected(dp, appliance: str, port: str) -> None:
+    """Pool fw of one appliance (on `port`) inspecting 10.2.0.0/16."""
+    dp.add_neighbour(port, appliance, "02:00:00:00:0a:50")
+    dp.add_pool(model.PoolSpec("fw", (model.BackendSpec(appliance, 0),)))
+    dp.add_route(INSPECTED, [(BACKEND, "p1")], inspect="fw")
+
+
+def make_return_pcap(path: str, flows: int) -> None:
+    """inspect_out's frames through a dataplane of key SEED (in a process of
+    its own: EAL once a process), each GENEVE output bounced as an appliance
+    on the clients' side (APPLIANCE_RET) sends it back."""
+    out = subprocess.run([sys.executable, __file__, "--geneve-frames", path, str(flows)],
+                         capture_output=True, text=True, timeout=900)
+    if out.returncode != 0:
+        raise RuntimeError("making the GENEVE answers failed:\n" + out.stderr[-3000:])
+
+
+def geneve_frames(path: str, flows: int) -> None:
+    from pylb import _native as native
+    common.eal_start(native, "pylb-bench-geneve")
+    dp = native.Dataplane(mbufs=4095, mbuf_cache=0, hash_seed=SEED)
+    dp.add_port("p0", mac=PCAP_MAC)
+    dp.add_port("p1", mac="02:00:00:00:01:01")
+    dp.add_address("p0", "10.0.0.1/24")
+    dp.add_address("p1", "10.0.1.1/24")
+    dp.add_neighbour("p1", BACKEND, "02:00:00:00:0b:00")
+    dp.add_neighbour("p0", "10.0.0.2", "02:00:00:00:00:02")
+    dp.add_route("10.1.0.0/16", [("10.0.0.2", "p0")])            # the clients
+    inspected(dp, APPLIANCE_RET, "p0")
+    frames = list(make_frames("inspect_out", flows))
+
+    def bounced():
+        for i in range(0, len(frames), 32):
+            for port, f in dp.inject("p0", [bytes(b) for b in frames[i:i + 32]]):
+                b = bytearray(f)
+                # Ethernet: back to the port, from the appliance; IPv4: the
+                # addresses swapped (the checksum holds); UDP: to 6081.
+                b[0:6], b[6:12] = b[6:12], b[0:6]
+                b[26:30], b[30:34] = b[30:34], b[26:30]
+                b[34:36] = struct.pack("!H", 40000)
+                yield b
+    common.write_pcap(path, bounced())
+    if dp.totals()["inspect_sent"] != flows:
+        raise RuntimeError(f"{dp.totals()['inspect_sent']} of {flows} frames went to the appliance")
+    dp.close()
+    common.eal_end(native, "pylb-bench-geneve")
 
 
 def first_pass(kind: str) -> str:
@@ -313,7 +373,8 @@ def pylb_side(kind: str, pcap: str, flows: int, seconds: float) -> dict:
                           # established ones, not a flood (no half-open budget).
                           half_open_budget=1 << 30,
                           per_source={"new_per_second": LIMIT} if kind == "established_defended"
-                          else None, sync=kind == "syn_sync")
+                          else None, sync=kind == "syn_sync",
+                          hash_seed=SEED if kind == "inspect_return" else None)
     if two_pass:
         # The clients' pcap plays once (creating the connections), the
         # backend's replies (the errors) endlessly.
@@ -359,6 +420,10 @@ def pylb_side(kind: str, pcap: str, flows: int, seconds: float) -> dict:
         dp.add_service(model.service(vip, 53, proto="udp", method="tunnel", backends=[backend],
                                      tunnel_source=FLOW_SOURCES if kind == "tunnel_flowsrc"
                                      else None))
+    elif kind == "inspect_out":
+        inspected(dp, APPLIANCE, "p1")
+    elif kind == "inspect_return":
+        inspected(dp, APPLIANCE_RET, "p0")
     elif kind.startswith("fullnat"):
         dp.add_service(model.service(VIP, 53, proto="udp", method="fullnat", local_addresses=["10.0.1.1"], backends=[(BACKEND, 5353)]))
     names = native.COUNTER_NAMES
@@ -405,7 +470,8 @@ def pylb_side(kind: str, pcap: str, flows: int, seconds: float) -> dict:
            **({"acl_build_s": acl_s} if acl_s is not None else {}),
            "translated_replies_share": d["nat_replies"] / d["rx_packets"],
            "translated_errors_share": d["icmp_errors_translated"] / d["rx_packets"],
-           "followed_fragments_share": d["fragments_followed"] / d["rx_packets"]}
+           "followed_fragments_share": d["fragments_followed"] / d["rx_packets"],
+           "inspected_share": (d["inspect_sent"] + d["inspect_returned"]) / d["rx_packets"]}
     dp.close()
     common.eal_end(native, "pylb-bench-l4")
     return out
@@ -427,6 +493,8 @@ def median(runs: list[dict], key: str) -> tuple[float, float, float]:
 
 def main() -> None:
     global ACL_PREFIXES
+    if len(sys.argv) == 4 and sys.argv[1] == "--geneve-frames":
+        return geneve_frames(sys.argv[2], int(sys.argv[3]))
     if len(sys.argv) == 7 and sys.argv[1] == "--pylb-side":
         ACL_PREFIXES = int(sys.argv[6])
         print(json.dumps(pylb_side(sys.argv[2], sys.argv[3], int(sys.argv[4]), float(sys.argv[5]))))
@@ -460,7 +528,8 @@ def main() -> None:
          ("synflood", args.syn_flows),
          ("table_full", args.fullnat_flows * 2),
          ("fullnat", args.fullnat_flows), ("fullnat_reply", args.fullnat_flows),
-         ("icmp_error", args.fullnat_flows), ("fragments", 1000)]
+         ("icmp_error", args.fullnat_flows), ("fragments", 1000),
+         ("inspect_out", 1000), ("inspect_return", 1000)]
     if args.cases:
         cases = [c for c in cases if c[0] in args.cases.split(",")]
     rows, results = [], {}
