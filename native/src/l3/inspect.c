@@ -62,11 +62,12 @@ flow_refind(const struct pylb_pool *pool, struct pylb_inspect_flow *fl)
 	fl->serial = pool->serial;
 }
 
-/* The appliance flow k (hash h) crosses: remembered, else chosen and
- * remembered (the table full: chosen each time, counted). NULL: none. */
+/* The appliance flow k (hash h) crosses: remembered, else chosen
+ * and remembered (the table full: chosen each time, counted), and its
+ * cookie (made once a flow). NULL: none. */
 static const struct pylb_ip *
 appliance(struct pylb_lcore *lc, const struct pylb_pool *pool, uint16_t slot,
-	  const struct pylb_inspect_key *k, uint32_t h)
+	  const struct pylb_inspect_key *k, uint32_t h, uint64_t *cookie)
 {
 	struct pylb_inspect *in = lc->inspect;
 	const struct pylb_backend *b;
@@ -78,6 +79,7 @@ appliance(struct pylb_lcore *lc, const struct pylb_pool *pool, uint16_t slot,
 	if (likely(pos >= 0)) {
 		fl = &in->flows[pos];
 		fl->expire_tsc = lc->now + pool->idle_tsc;
+		*cookie = fl->cookie;
 		if (likely(fl->birth == pool->birth)) {
 			if (unlikely(fl->serial != pool->serial))
 				flow_refind(pool, fl);
@@ -99,6 +101,7 @@ appliance(struct pylb_lcore *lc, const struct pylb_pool *pool, uint16_t slot,
 	b = pool_pick(pool, h, &bidx);
 	if (b == NULL)
 		return NULL;
+	*cookie = inspect_cookie(lc->dp->conf.hash_key, k);
 	pos = rte_hash_add_key_with_hash(in->h, k, h);
 	if (unlikely(pos < 0)) {
 		CNT(lc, INSPECT_UNTRACKED);
@@ -106,6 +109,7 @@ appliance(struct pylb_lcore *lc, const struct pylb_pool *pool, uint16_t slot,
 	}
 	fl = &in->flows[pos];
 	flow_set(fl, pool, b, bidx);
+	fl->cookie = *cookie;
 	fl->key = *k;
 	fl->hash = h;
 	fl->pool = slot;
@@ -134,10 +138,9 @@ pylb_inspect_out(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 	if (unlikely(!inspect_flow_parse(m, af, &f)))
 		return drop(lc, m, PYLB_D_INSPECT_MALFORMED);
 	h = inspect_key(hk, &f, slot, pool->conf.stickiness, &k);
-	to = appliance(lc, pool, slot, &k, h);
+	to = appliance(lc, pool, slot, &k, h, &tun.cookie);
 	if (unlikely(to == NULL))
 		return drop(lc, m, PYLB_D_INSPECT_NO_APPLIANCE);
-	tun.cookie = inspect_cookie(hk, &f, slot);
 	v = to->af == 4 ? fib4_lookup(lc->dp, *(const unaligned_uint32_t *)to->ip) :
 		fib6_lookup(lc->dp, to->ip);
 	if (unlikely(fib_group(v) == 0))
@@ -190,7 +193,9 @@ pylb_inspect_return(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_po
 	uint8_t *ip = rte_pktmbuf_mtod_offset(m, uint8_t *, l2);
 	uint32_t len = rte_pktmbuf_data_len(m) - l2, l3, hl;
 	const struct pylb_geneve_opt *opt;
+	const struct pylb_pool *pool;
 	const struct rte_udp_hdr *u;
+	struct pylb_inspect_key k;
 	struct inspect_flow_of f;
 	struct rte_ether_hdr eth;
 	uint64_t cookie;
@@ -238,9 +243,14 @@ pylb_inspect_return(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_po
 	if (inner == 4 ? !pylb_ipv4_parse(lc, m, l2, false) :
 	    !pylb_ipv6_parse(lc, cfg, (uint16_t)in_port, m, l2, false, &f.proto))
 		return true;	/* dropped, counted */
-	if (!inspect_flow_parse(m, inner, &f) || slot >= PYLB_MAX_POOLS ||
-	    __atomic_load_n(&lc->dp->inspect_pools[slot], __ATOMIC_ACQUIRE) == NULL ||
-	    cookie != inspect_cookie(lc->dp->conf.hash_key, &f, slot)) {
+	pool = slot < PYLB_MAX_POOLS ?
+		__atomic_load_n(&lc->dp->inspect_pools[slot], __ATOMIC_ACQUIRE) : NULL;
+	if (pool == NULL || !inspect_flow_parse(m, inner, &f)) {
+		drop(lc, m, PYLB_D_INSPECT_BAD_COOKIE);
+		return true;
+	}
+	(void)inspect_key(lc->dp->conf.hash_key, &f, slot, pool->conf.stickiness, &k);
+	if (cookie != inspect_cookie(lc->dp->conf.hash_key, &k)) {
 		drop(lc, m, PYLB_D_INSPECT_BAD_COOKIE);
 		return true;
 	}

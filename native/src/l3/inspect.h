@@ -51,22 +51,19 @@ inspect_key(const uint64_t *hk, const struct inspect_flow_of *f, uint16_t pool, 
 	return flow_hash_ports(hk, h, k->plo, k->phi, k->proto);
 }
 
-/* The flow's cookie: a MAC (SipHash) of pool slot, family, protocol,
- * addresses and ports, in one order: an appliance must give it back, and
- * nobody without the key can make one for another flow. */
+/* A flow's cookie: a MAC (SipHash) of its key (the pool, family, protocol,
+ * addresses and ports its pool's stickiness keeps): an appliance must give
+ * it back, and nobody without the dataplane's key can make one for another
+ * flow. */
 static inline uint64_t
-inspect_cookie(const uint64_t *hk, const struct inspect_flow_of *f, uint16_t pool)
+inspect_cookie(const uint64_t *hk, const struct pylb_inspect_key *k)
 {
-	bool fwd = inspect_lower(f->src, f->sport, f->dst, f->dport, f->af);
-	uint16_t plo = rte_be_to_cpu_16(fwd ? f->sport : f->dport);
-	uint16_t phi = rte_be_to_cpu_16(fwd ? f->dport : f->sport);
-	uint64_t w[6] = { 0 };
-	uint32_t n = f->af == 4 ? 4 : 16;
+	uint64_t w[6];
 
-	w[0] = (uint64_t)pool << 48 | (uint64_t)f->af << 40 | (uint64_t)f->proto << 32 |
-		(uint64_t)plo << 16 | phi;
-	memcpy(&w[1], fwd ? f->src : f->dst, n);
-	memcpy(&w[3], fwd ? f->dst : f->src, n);
+	w[0] = (uint64_t)k->pool << 48 | (uint64_t)k->af << 40 | (uint64_t)k->proto << 32 |
+		(uint64_t)rte_be_to_cpu_16(k->plo) << 16 | rte_be_to_cpu_16(k->phi);
+	memcpy(&w[1], k->lo, 16);
+	memcpy(&w[3], k->hi, 16);
 	w[5] = 0x67656e65766521ULL;	/* "geneve!": not a SYN cookie's input */
 	return pylb_siphash24(hk + HK_COOKIE, w, 6);
 }

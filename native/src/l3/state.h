@@ -110,6 +110,7 @@ struct pylb_inspect_key {
  * and its key (rte_hash finds a key by position only by its own hash). */
 struct pylb_inspect_flow {
 	uint64_t expire_tsc;		/* 0: free */
+	uint64_t cookie;		/* inspect_cookie's, made once */
 	struct pylb_inspect_key key;
 	struct pylb_ip app;
 	uint32_t birth, serial;		/* the pool's when bidx was checked */
