@@ -18,7 +18,6 @@ cdef extern from "pylb_dp.h" nogil:
         PYLB_FWD_IPIP
         PYLB_FWD_GRE
         PYLB_FWD_DR
-        PYLB_NAME_LEN
         PYLB_MAX_APPLIANCES
         PYLB_STICK_5
         PYLB_STICK_3
@@ -313,7 +312,7 @@ cdef extern from "pylb_dp.h" nogil:
     int pylb_dp_pool_get(pylb_dp *dp, const char *name, pylb_pool_conf *conf, pylb_backend *b,
                          uint32_t max_b, uint32_t *n_b, pylb_pool_stats *stats)
     int pylb_dp_pool_pick(pylb_dp *dp, const char *name, uint8_t proto, const pylb_ip *src,
-                          uint16_t sport, const pylb_ip *dst, uint16_t dport)
+                          uint16_t sport, const pylb_ip *dst, uint16_t dport, pylb_ip *out)
     int pylb_dp_vip_add(pylb_dp *dp, const pylb_vip_conf *conf)
     int pylb_dp_vip_del(pylb_dp *dp, const pylb_prefix *prefix)
     int pylb_dp_vip_backends_set(pylb_dp *dp, const pylb_prefix *prefix,

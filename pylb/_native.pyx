@@ -1272,17 +1272,20 @@ cdef class Dataplane:
                                 _BACKEND_STATE_NAMES[b[i].state]) for i in range(n)]}
 
     def pool_pick(self, name, str proto, src, int sport, dst, int dport):
-        """The appliance (its address) the workers give a new flow, None if none is up."""
+        """Read only: (appliance address or None, what) the workers do with a
+        packet of this flow; what: remembered, stayed (its appliance down or
+        gone, failover stay), moved (to another: its own down or gone), new
+        (not remembered: the table's) or none (no appliance up)."""
         cdef char cname[PYLB_NAME_LEN]
-        cdef pylb_ip s, d
+        cdef pylb_ip s, d, out
         _set_name(cname, name, "pool")
         _set_ip(&s, _parse_ip(src, "source"))
         _set_ip(&d, _parse_ip(dst, "destination"))
-        i = pylb_dp_pool_pick(self._live(), cname, _proto(proto), &s, _port(sport),
-                              &d, _port(dport))
-        if i < 0:
-            return None
-        return self.pool(name)["appliances"][i][0]
+        rc = pylb_dp_pool_pick(self._live(), cname, _proto(proto), &s, _port(sport),
+                               &d, _port(dport), &out)
+        _check(rc)
+        what = ("remembered", "stayed", "moved", "new", "none")[rc]
+        return (None if what == "none" else str(_get_ip(&out))), what
 
     def vip_fingerprint(self, prefix):
         """The L3 VIP's lookup table's fingerprint (like service_fingerprint)."""

@@ -574,15 +574,18 @@ class Manager:
             if pool:
                 # Inspected first: the appliance the workers pick for a new
                 # flow (in C, as they do); then what the packet gets back.
-                a = dp.pool_pick(pool, proto, src, sport, dst, dport)
+                a, what = dp.pool_pick(pool, proto, src, sport, dst, dport)
                 if a is None:
                     out.update(verdict="no_appliance", next_hop=None, why=(
                         f"inspected by pool {pool}, which has no appliance up: dropped "
                         "(inspect_no_appliance)"))
                 else:
+                    whose = {"remembered": "the flow's", "new": "a new flow's",
+                             "stayed": "the flow's (down or gone: failover stay)",
+                             "moved": "the flow's new (its own down or gone)"}[what]
                     out.update(verdict="inspect", inspect=(pool, a), next_hop=next_hop(a, 0)[1],
-                               why=f"to appliance {a} of pool {pool} first (GENEVE); back from "
-                                   f"it: {out['verdict']}: {out['why']}")
+                               why=f"to {whose} appliance {a} of pool {pool} first (GENEVE); "
+                                   f"back from it: {out['verdict']}: {out['why']}")
             return out
         return self._submit(trace)
 

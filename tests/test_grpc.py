@@ -683,7 +683,7 @@ def test_pools_over_the_api(api):
                                    protocol=pb.PROTOCOL_TCP, source_port=1000,
                                    destination_port=80))
     assert (t.verdict, t.inspect_pool, t.appliance) == ("inspect", "fw", "10.0.1.50")
-    assert "to appliance 10.0.1.50 of pool fw first" in t.why
+    assert "to a new flow's appliance 10.0.1.50 of pool fw first" in t.why
     for request, code, says in (
             (pb.Pool(name="x y"), grpc.StatusCode.INVALID_ARGUMENT, "name"),
             (pb.Pool(name="fw2", stickiness="4-tuple"), grpc.StatusCode.INVALID_ARGUMENT,

@@ -248,3 +248,59 @@ def test_trace_says_where_an_l3_packet_goes(native, packets):
                            for _, f in out), said
     finally:
         d.close()
+
+
+# Inspection: flows to a route a pool inspects, the pool changing between
+# packets (appliances down, removed, added; stickiness, failover): Trace
+# names the appliance the fast path then sends the packet to (remembered
+# flows included), or says it is dropped.
+inspect_step = st.one_of(
+    st.tuples(st.just("packet"), st.sampled_from(CLIENTS[:2]), st.just(1000),
+              st.just("198.51.100.7"), st.sampled_from([80, 443]), st.sampled_from(["tcp", "udp"])),
+    st.tuples(st.just("packet"), st.sampled_from(CLIENTS[:2]), st.just(1000),
+              st.just("198.51.100.7"), st.sampled_from([80, 443]), st.sampled_from(["tcp", "udp"])),
+    st.tuples(st.just("pool"), st.sets(st.sampled_from(BACKENDS)),
+              st.sets(st.sampled_from(BACKENDS)), st.sampled_from(["5-tuple", "3-tuple", "2-tuple"]),
+              st.sampled_from(["rebalance", "stay"])),
+)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(steps=st.lists(inspect_step, min_size=1, max_size=20))
+def test_trace_names_the_appliance_an_inspected_packet_crosses(native, steps):
+    from pylb.manager import Manager, direct_submitter
+    from pylb.model import BackendSpec, PoolSpec
+    d = small_dp(native, hash_seed=b"trace agrees, 32 bytes of seed!!")
+    try:
+        d.add_neighbour("p0", CLIENTS[0], CLIENT_MAC)
+        gw = "10.0.1.250"
+        d.add_neighbour("p1", gw, GATEWAYS[gw])
+        m = Manager(direct_submitter(d))
+        m.add_pool(PoolSpec("fw", tuple(BackendSpec(b, 0) for b in BACKENDS)))
+        m.add_route("198.51.100.0/24", [(gw, "p1")], "fw")
+        for s in steps:
+            if s[0] == "pool":
+                _, members, down, stickiness, failover = s
+                m.set_pool(PoolSpec("fw", tuple(BackendSpec(b, 0, state="down" if b in down
+                                                            else "up")
+                                                for b in sorted(members)),
+                                    stickiness=stickiness, failover=failover))
+                continue
+            _, src, sport, dst, dport, proto = s
+            t = m.trace(src, dst, proto, sport, dport)
+            l4 = TCP(sport=sport, dport=dport, flags="S") if proto == "tcp" else \
+                UDP(sport=sport, dport=dport)
+            frame = Ether(src=CLIENT_MAC, dst=P0_MAC) / IP(src=src, dst=dst) / l4
+            dropped = d.drops()["inspect_no_appliance"]
+            out = d.inject("p0", [raw(frame)])
+            said = f"{s}: trace said {t['verdict']} ({t['why']})"
+            event(t["why"].split(" appliance")[0])
+            if t["verdict"] == "inspect":
+                (port, f), = out
+                assert port == 1 and Ether(f)[IP].dst == t["inspect"][1], said
+                assert Ether(f).dst == BMAC[t["inspect"][1]], said
+            else:
+                assert t["verdict"] == "no_appliance" and out == [], said
+                assert d.drops()["inspect_no_appliance"] == dropped + 1, said
+    finally:
+        d.close()

@@ -33,6 +33,8 @@ inspect_tables(struct pylb_dp *dp)
 			.key_len = sizeof(struct pylb_inspect_key),
 			.hash_func = rte_hash_crc,
 			.socket_id = (int)rte_lcore_to_socket_id(lc->lcore_id),
+			/* One writer (its worker), lock-free readers (Trace). */
+			.extra_flag = RTE_HASH_EXTRA_FLAGS_RW_CONCURRENCY_LF,
 		};
 
 		if (lc->inspect != NULL)
@@ -255,25 +257,48 @@ pool_list_unlocked(struct pylb_dp *dp, char (*names)[PYLB_NAME_LEN], uint32_t ma
 	return (int)n;
 }
 
+/* What the workers do with a flow's packet (Trace): its remembered
+ * appliance on whichever worker remembers it (read without locks), else the
+ * table's; inspect_decide, as the fast path. */
 static int
 pool_pick_unlocked(struct pylb_dp *dp, const char *name, uint8_t proto,
 		   const struct pylb_ip *src, uint16_t sport, const struct pylb_ip *dst,
-		   uint16_t dport)
+		   uint16_t dport, struct pylb_ip *out)
 {
-	int slot = pylb_pool_find(dp, name);
-	const struct pylb_pool *p;
+	int slot = pool_named(dp, name);
+	const struct pylb_inspect_flow *fl = NULL;
 	struct inspect_flow_of f = {
 		.af = src->af, .proto = proto, .src = src->ip, .dst = dst->ip,
 		.sport = rte_cpu_to_be_16(sport), .dport = rte_cpu_to_be_16(dport),
 	};
+	struct pylb_inspect_flow copy;
+	const struct pylb_pool *p;
 	struct pylb_inspect_key k;
+	enum inspect_choice choice;
+	uint16_t bidx = 0;
 	uint32_t h;
 
-	if (slot < 0 || dp->inspect_pools[slot]->bal.table == NULL || src->af != dst->af)
-		return -1;
+	if (slot < 0)
+		return slot;
+	if (src->af != dst->af)
+		return pylb_fail(-PYLB_E_INVAL, "a flow's addresses are of one family");
 	p = dp->inspect_pools[slot];
 	h = inspect_key(dp->conf.hash_key, &f, (uint16_t)slot, p->conf.stickiness, &k);
-	return p->bal.table[h % p->bal.table_size];
+	for (uint32_t i = 0; i < dp->n_slots && fl == NULL; i++) {
+		const struct pylb_inspect *in = dp->lcores[i].inspect;
+		int32_t pos = in != NULL ? rte_hash_lookup_with_hash(in->h, &k, h) : -1;
+
+		if (pos >= 0) {
+			copy = in->flows[pos];
+			fl = &copy;
+		}
+	}
+	choice = inspect_decide(p, fl, h, &bidx);
+	if (choice == INSPECT_KEEP || choice == INSPECT_STAY)
+		*out = fl->app;
+	else if (choice != INSPECT_NONE)
+		*out = p->bal.backends[bidx].addr;
+	return choice;
 }
 
 /* The API: serialised with the telemetry thread's readers. */
@@ -314,7 +339,7 @@ pylb_dp_pool_list(struct pylb_dp *dp, char (*names)[PYLB_NAME_LEN], uint32_t max
 int
 pylb_dp_pool_pick(struct pylb_dp *dp, const char *name, uint8_t proto,
 		  const struct pylb_ip *src, uint16_t sport, const struct pylb_ip *dst,
-		  uint16_t dport)
+		  uint16_t dport, struct pylb_ip *out)
 {
-	PYLB_CTL_LOCKED(dp, pool_pick_unlocked(dp, name, proto, src, sport, dst, dport));
+	PYLB_CTL_LOCKED(dp, pool_pick_unlocked(dp, name, proto, src, sport, dst, dport, out));
 }

@@ -30,92 +30,60 @@
 /* The egress port's address as the outer source. */
 static const struct pylb_encap_src port_src;
 
-/* A new flow's appliance from the pool's table; NULL: none up. */
-static inline const struct pylb_backend *
-pool_pick(const struct pylb_pool *pool, uint32_t h, uint16_t *bidx)
-{
-	if (pool->bal.table == NULL)
-		return NULL;
-	*bidx = pool->bal.table[h % pool->bal.table_size];
-	return &pool->bal.backends[*bidx];
-}
-
 static inline void
-flow_set(struct pylb_inspect_flow *fl, const struct pylb_pool *pool, const struct pylb_backend *b,
-	 uint16_t bidx)
+flow_set(struct pylb_inspect_flow *fl, const struct pylb_pool *pool, uint16_t bidx)
 {
-	fl->app = b->addr;
+	fl->app = pool->bal.backends[bidx].addr;
 	fl->bidx = bidx;
 	fl->birth = pool->birth;
 	fl->serial = pool->serial;
 }
 
-/* Where flow fl's appliance is in the pool now (its index changed with the
- * pool's appliances); PYLB_BIDX_NONE: it left the pool. */
-static __rte_noinline void
-flow_refind(const struct pylb_pool *pool, struct pylb_inspect_flow *fl)
-{
-	fl->bidx = UINT16_MAX;
-	for (uint32_t i = 0; i < pool->bal.n_backends; i++)
-		if (memcmp(&pool->bal.backends[i].addr, &fl->app, sizeof(fl->app)) == 0)
-			fl->bidx = (uint16_t)i;
-	fl->serial = pool->serial;
-}
-
-/* The appliance flow k (hash h) crosses: remembered, else chosen
- * and remembered (the table full: chosen each time, counted), and its
- * cookie (made once a flow). NULL: none. */
+/* The appliance flow k (hash h) crosses, as inspect_decide says: its
+ * remembered one, or the table's, remembered (the table full: chosen each
+ * time, counted); and its cookie (made once a flow). NULL: none. */
 static const struct pylb_ip *
 appliance(struct pylb_lcore *lc, const struct pylb_pool *pool, uint16_t slot,
 	  const struct pylb_inspect_key *k, uint32_t h, uint64_t *cookie)
 {
 	struct pylb_inspect *in = lc->inspect;
-	const struct pylb_backend *b;
-	struct pylb_inspect_flow *fl;
-	uint16_t bidx;
-	int32_t pos;
+	int32_t pos = rte_hash_lookup_with_hash(in->h, k, h);
+	struct pylb_inspect_flow *fl = pos >= 0 ? &in->flows[pos] : NULL;
+	uint16_t bidx = 0;
 
-	pos = rte_hash_lookup_with_hash(in->h, k, h);
-	if (likely(pos >= 0)) {
-		fl = &in->flows[pos];
-		fl->expire_tsc = lc->now + pool->idle_tsc;
-		*cookie = fl->cookie;
-		if (likely(fl->birth == pool->birth)) {
-			if (unlikely(fl->serial != pool->serial))
-				flow_refind(pool, fl);
-			if (likely(fl->bidx != UINT16_MAX &&
-				   pylb_backend_live(&pool->bal.backends[fl->bidx])))
-				return &fl->app;
-			if (pool->conf.failover == PYLB_FAILOVER_STAY) {
-				CNT(lc, INSPECT_FLOWS_STAYED);
-				return &fl->app;
-			}
-		}
-		b = pool_pick(pool, h, &bidx);
-		if (b == NULL)
-			return NULL;
+	switch (inspect_decide(pool, fl, h, &bidx)) {
+	case INSPECT_KEEP:
+		if (unlikely(fl->serial != pool->serial))
+			flow_set(fl, pool, bidx);
+		break;
+	case INSPECT_STAY:
+		CNT(lc, INSPECT_FLOWS_STAYED);
+		break;
+	case INSPECT_MOVE:
 		CNT(lc, INSPECT_FLOWS_MOVED);
-		flow_set(fl, pool, b, bidx);
-		return &fl->app;
-	}
-	b = pool_pick(pool, h, &bidx);
-	if (b == NULL)
+		flow_set(fl, pool, bidx);
+		break;
+	case INSPECT_NEW:
+		*cookie = inspect_cookie(lc->dp->conf.hash_key, k);
+		pos = rte_hash_add_key_with_hash(in->h, k, h);
+		if (unlikely(pos < 0)) {
+			CNT(lc, INSPECT_UNTRACKED);
+			return &pool->bal.backends[bidx].addr;
+		}
+		fl = &in->flows[pos];
+		flow_set(fl, pool, bidx);
+		fl->cookie = *cookie;
+		fl->key = *k;
+		fl->hash = h;
+		fl->pool = slot;
+		in->n_flows[slot]++;
+		CNT(lc, INSPECT_FLOWS_NEW);
+		break;
+	case INSPECT_NONE:
 		return NULL;
-	*cookie = inspect_cookie(lc->dp->conf.hash_key, k);
-	pos = rte_hash_add_key_with_hash(in->h, k, h);
-	if (unlikely(pos < 0)) {
-		CNT(lc, INSPECT_UNTRACKED);
-		return &b->addr;
 	}
-	fl = &in->flows[pos];
-	flow_set(fl, pool, b, bidx);
-	fl->cookie = *cookie;
-	fl->key = *k;
-	fl->hash = h;
-	fl->pool = slot;
 	fl->expire_tsc = lc->now + pool->idle_tsc;
-	in->n_flows[slot]++;
-	CNT(lc, INSPECT_FLOWS_NEW);
+	*cookie = fl->cookie;
 	return &fl->app;
 }
 
@@ -282,7 +250,13 @@ pylb_inspect_age(struct pylb_lcore *lc, uint64_t now, uint32_t step)
 		struct pylb_inspect_flow *fl = &in->flows[in->age_pos];
 
 		if (fl->expire_tsc != 0 && fl->expire_tsc < now) {
-			rte_hash_del_key_with_hash(in->h, &fl->key, fl->hash);
+			int32_t pos = rte_hash_del_key_with_hash(in->h, &fl->key, fl->hash);
+
+			/* Lock-free readers (Trace) read the key store: a slot
+			 * reused under them reads as another key, never as
+			 * freed memory. */
+			if (pos >= 0)
+				rte_hash_free_key_with_position(in->h, pos);
 			in->n_flows[fl->pool]--;
 			fl->expire_tsc = 0;
 			CNT(lc, INSPECT_FLOWS_EXPIRED);

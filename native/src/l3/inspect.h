@@ -68,6 +68,51 @@ inspect_cookie(const uint64_t *hk, const struct pylb_inspect_key *k)
 	return pylb_siphash24(hk + HK_COOKIE, w, 6);
 }
 
+/* What a flow's packet does (inspect_decide). */
+enum inspect_choice {
+	INSPECT_KEEP,		/* to its remembered appliance, up */
+	INSPECT_STAY,		/* to it, down or gone: the pool's failover is stay */
+	INSPECT_MOVE,		/* to a new one from the table: it is down or gone */
+	INSPECT_NEW,		/* not remembered: to the table's */
+	INSPECT_NONE,		/* no appliance up: dropped */
+};
+
+#define INSPECT_GONE	UINT16_MAX	/* an appliance's index: it left the pool */
+
+/* The index flow fl's appliance has in the pool now. */
+static inline uint16_t
+inspect_where(const struct pylb_pool *pool, const struct pylb_inspect_flow *fl)
+{
+	if (likely(fl->serial == pool->serial))
+		return fl->bidx;
+	for (uint32_t i = 0; i < pool->bal.n_backends; i++)
+		if (memcmp(&pool->bal.backends[i].addr, &fl->app, sizeof(fl->app)) == 0)
+			return (uint16_t)i;
+	return INSPECT_GONE;
+}
+
+/* The decision, without side effects (the fast path acts on it, Trace
+ * reports it): for a flow of `pool` with key hash h, remembered as fl
+ * (NULL: not), where it goes: its remembered appliance (KEEP, STAY), or
+ * the table's, index *bidx (MOVE, NEW). *bidx is also the remembered one's
+ * index now where it is still in the pool. */
+static inline enum inspect_choice
+inspect_decide(const struct pylb_pool *pool, const struct pylb_inspect_flow *fl, uint32_t h,
+	       uint16_t *bidx)
+{
+	if (fl != NULL && likely(fl->birth == pool->birth)) {
+		*bidx = inspect_where(pool, fl);
+		if (likely(*bidx != INSPECT_GONE && pylb_backend_live(&pool->bal.backends[*bidx])))
+			return INSPECT_KEEP;
+		if (pool->conf.failover == PYLB_FAILOVER_STAY)
+			return INSPECT_STAY;
+	}
+	if (pool->bal.table == NULL)
+		return INSPECT_NONE;
+	*bidx = pool->bal.table[h % pool->bal.table_size];
+	return fl != NULL ? INSPECT_MOVE : INSPECT_NEW;
+}
+
 /* The flow of the IP packet after m's Ethernet header (ports: TCP and UDP,
  * not fragmented); false if its header is short. */
 static inline bool
