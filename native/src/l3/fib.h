@@ -241,7 +241,7 @@ struct pylb_geneve_opt {
 } __rte_packed;
 #define PYLB_GENEVE_LEN	(8 + sizeof(struct pylb_geneve_opt))
 
-/* vip.c */
+/* encap.c */
 uint32_t pylb_encap_len(const struct pylb_tun *tun, uint8_t outer_af);
 int pylb_encap(const struct pylb_cfg *cfg, const struct pylb_tun *tun,
 	       const struct pylb_encap_src *src, uint32_t flow, const struct pylb_ip *dst,
@@ -262,6 +262,7 @@ void pylb_too_big(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port
 void pylb_nh_output_fit(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 			struct rte_mbuf *m, const struct pylb_nh *nh, const void *dst,
 			uint8_t dst_af);
+/* encap.c: to `to` in tun's encapsulation; vip.c: direct routing. */
 void pylb_out_encap(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 		    struct rte_mbuf *m, const struct pylb_nh *nh, const struct pylb_tun *tun,
 		    const struct pylb_encap_src *src, uint32_t flow, const struct pylb_ip *to,

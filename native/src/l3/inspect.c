@@ -231,7 +231,7 @@ pylb_inspect_return(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_po
 		else
 			pylb_fwd6(lc, cfg, in_port, m, fib_group(v));
 	} else if (v != 0 && fib_kind(v) == PYLB_FIB_VIP) {
-		pylb_vip_forward(lc, cfg, in_port, m, fib_id(v), inner);
+		pylb_vip_input(lc, cfg, in_port, m, fib_id(v), inner);
 	} else {
 		drop(lc, m, PYLB_D_INSPECT_UNROUTABLE);
 	}

@@ -27,12 +27,10 @@ void pylb_ipv6_local(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t
 void pylb_ipv6_icmp(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port,
 		    struct rte_mbuf *m);
 
-/* vip.c: a packet to an L3 VIP (inspected first where the VIP says), and
- * one sent on to its backend (past inspection). */
+/* vip.c: a packet to an L3 VIP, to its backend (path/pipeline.c sends
+ * an inspected VIP's through its appliance first). */
 void pylb_vip_input(struct pylb_lcore *lc, const struct pylb_cfg *cfg,
 		    int in_port, struct rte_mbuf *m, uint32_t vip_id, uint8_t af);
-void pylb_vip_forward(struct pylb_lcore *lc, const struct pylb_cfg *cfg,
-		      int in_port, struct rte_mbuf *m, uint32_t vip_id, uint8_t af);
 
 /* inspect.c: to an inspection pool's appliance (pool slot `pool`), and
  * an appliance's GENEVE answer (false: m is not one); flows aged. */

@@ -39,7 +39,7 @@ kernel_one(struct pylb_lcore *lc, const struct pylb_cfg *cfg, struct rte_mbuf *m
 		if (fib_group(v) != 0)
 			return pylb_fwd4(lc, cfg, -1, m, fib_group(v));
 		if (fib_kind(v) == PYLB_FIB_VIP)
-			return pylb_vip_forward(lc, cfg, -1, m, fib_id(v), 4);
+			return pylb_vip_input(lc, cfg, -1, m, fib_id(v), 4);
 		if (fib_kind(v) == PYLB_FIB_SERVICE)
 			return pylb_l4_input(lc, cfg, -1, m, 4, NULL);
 		return drop(lc, m, PYLB_D_NO_ROUTE);
@@ -66,7 +66,7 @@ kernel_one(struct pylb_lcore *lc, const struct pylb_cfg *cfg, struct rte_mbuf *m
 		if (fib_group(v) != 0)
 			return pylb_fwd6(lc, cfg, -1, m, fib_group(v));
 		if (fib_kind(v) == PYLB_FIB_VIP)
-			return pylb_vip_forward(lc, cfg, -1, m, fib_id(v), 6);
+			return pylb_vip_input(lc, cfg, -1, m, fib_id(v), 6);
 		if (fib_kind(v) == PYLB_FIB_SERVICE)
 			return pylb_l4_input(lc, cfg, -1, m, 6, NULL);
 		return drop(lc, m, PYLB_D_NO_ROUTE);

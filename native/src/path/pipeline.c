@@ -292,11 +292,17 @@ routed_one(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port,
 		pylb_fwd6(lc, cfg, port, m, fib_id(v));
 }
 
+/* An L3 VIP: to its backend; first through an appliance where the VIP's
+ * pool says (inspect.c). */
 static inline void
 vip_one(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port,
 	struct rte_mbuf *m, uint8_t af, uint8_t proto __rte_unused, uint32_t v,
 	const struct pylb_ct_key *k __rte_unused)
 {
+	const struct pylb_vip *vip = __atomic_load_n(&lc->dp->vips[fib_id(v)], __ATOMIC_ACQUIRE);
+
+	if (unlikely(vip != NULL && vip->pool != 0))
+		return pylb_inspect_out(lc, cfg, port, m, vip->pool - 1, af);
 	pylb_vip_input(lc, cfg, port, m, fib_id(v), af);
 }
 

@@ -1,0 +1,191 @@
+/* SPDX-License-Identifier: BSD-3-Clause
+ * Copyright(c) 2026 pylb authors
+ *
+ * Encapsulation: a packet in an outer IP header towards a backend or an
+ * appliance, with nothing between (IPIP), a GRE header, or UDP and a
+ * GENEVE header (inspect.c's); the egress MTU checked. Used by L3 VIPs
+ * (vip.c), inspection (inspect.c) and L4 tunnel services.
+ */
+#include <rte_geneve.h>
+#include <rte_gre.h>
+#include <rte_udp.h>
+
+#include "l3/l3.h"
+
+const struct pylb_tun pylb_tun_ipip = { .kind = PYLB_TUN_IPIP, .too_big = PYLB_D_VIP_TOO_BIG };
+const struct pylb_tun pylb_tun_gre = { .kind = PYLB_TUN_GRE, .too_big = PYLB_D_VIP_TOO_BIG };
+
+uint32_t
+pylb_encap_len(const struct pylb_tun *tun, uint8_t outer_af)
+{
+	static const uint32_t more[] = {
+		[PYLB_TUN_IPIP] = 0,
+		[PYLB_TUN_GRE] = sizeof(struct rte_gre_hdr),
+		[PYLB_TUN_GENEVE] = sizeof(struct rte_udp_hdr) + PYLB_GENEVE_LEN,
+	};
+
+	return (outer_af == 4 ? sizeof(struct rte_ipv4_hdr) : sizeof(struct rte_ipv6_hdr)) +
+		more[tun->kind];
+}
+
+/* What follows the outer IP header `ip` (at o): a GRE header, or UDP and
+ * GENEVE (its source port from the flow, so that the far end's NIC spreads
+ * the flows; IPv6's checksum computed, RFC 8200). */
+static void
+encap_inner(const struct pylb_tun *tun, struct rte_mbuf *m, void *ip, char *o, uint8_t inner_af,
+	    uint8_t outer_af, uint32_t flow)
+{
+	rte_be16_t proto = inner_af == 4 ? RTE_BE16(RTE_ETHER_TYPE_IPV4) :
+		RTE_BE16(RTE_ETHER_TYPE_IPV6);
+
+	if (tun->kind == PYLB_TUN_GRE) {
+		struct rte_gre_hdr *g = (struct rte_gre_hdr *)o;
+
+		memset(g, 0, sizeof(*g));
+		g->proto = proto;
+	} else if (tun->kind == PYLB_TUN_GENEVE) {
+		struct rte_udp_hdr *u = (struct rte_udp_hdr *)o;
+		struct rte_geneve_hdr *g = (struct rte_geneve_hdr *)(u + 1);
+		struct pylb_geneve_opt *opt = (struct pylb_geneve_opt *)(g + 1);
+
+		u->src_port = rte_cpu_to_be_16((uint16_t)(0xc000 | (flow & 0x3fff)));
+		u->dst_port = RTE_BE16(PYLB_GENEVE_PORT);
+		u->dgram_len = rte_cpu_to_be_16((uint16_t)(rte_pktmbuf_pkt_len(m) -
+			(uint32_t)(o - rte_pktmbuf_mtod(m, char *))));
+		u->dgram_cksum = 0;
+		memset(g, 0, sizeof(*g));
+		g->opt_len = sizeof(*opt) / 4;
+		g->proto = proto;
+		opt->cls = RTE_BE16(PYLB_GENEVE_CLASS);
+		opt->type = PYLB_GENEVE_TYPE;
+		opt->len = (sizeof(*opt) - 4) / 4;
+		opt->pool = rte_cpu_to_be_16(tun->pool);
+		opt->zero = 0;
+		memcpy(opt->cookie, &tun->cookie, 8);
+		if (outer_af == 6)
+			u->dgram_cksum = rte_ipv6_udptcp_cksum_mbuf(m, ip,
+				(uint16_t)(o - rte_pktmbuf_mtod(m, char *)));
+	}
+}
+
+/* Put m (an Ethernet frame carrying an IP packet of family inner_af) in
+ * tun's encapsulation towards `dst`, from `src` (its varying bits from
+ * `flow`; af 0, or not dst's family: the egress port's address). Returns 0
+ * or the drop reason. */
+int
+pylb_encap(const struct pylb_cfg *cfg, const struct pylb_tun *tun,
+	   const struct pylb_encap_src *src, uint32_t flow, const struct pylb_ip *dst,
+	   const struct pylb_nh *nh, struct rte_mbuf *m, uint8_t inner_af, uint32_t olen)
+{
+	static const uint8_t outer_proto[] = {
+		[PYLB_TUN_GRE] = IPPROTO_GRE, [PYLB_TUN_GENEVE] = IPPROTO_UDP,
+	};
+	const struct pylb_ip *source = &src->base;
+	const struct pylb_port_cfg *pc = &cfg->ports[nh->port];
+	uint8_t proto = tun->kind == PYLB_TUN_IPIP ?
+		(inner_af == 4 ? IPPROTO_IPIP : IPPROTO_IPV6) : outer_proto[tun->kind];
+	uint32_t inner_len = rte_pktmbuf_pkt_len(m) - sizeof(struct rte_ether_hdr);
+	const void *inner = rte_pktmbuf_mtod_offset(m, void *, sizeof(struct rte_ether_hdr));
+	uint8_t tos = inner_af == 4 ? ((const struct rte_ipv4_hdr *)inner)->type_of_service :
+		(uint8_t)(rte_be_to_cpu_32(((const struct rte_ipv6_hdr *)inner)->vtc_flow) >> 20);
+	struct rte_ether_hdr *eth;
+	void *ip;
+	char *o;
+
+	if (rte_pktmbuf_headroom(m) < olen)
+		return PYLB_D_VIP_NO_HEADROOM;
+	eth = (struct rte_ether_hdr *)rte_pktmbuf_prepend(m, (uint16_t)olen);
+	memmove(eth, (char *)eth + olen, sizeof(*eth));
+	o = (char *)(eth + 1);
+	ip = o;
+	if (dst->af == 4) {
+		struct rte_ipv4_hdr *ip4 = ip;
+		uint32_t s4;
+
+		memset(ip4, 0, sizeof(*ip4));
+		if (source->af == 4)
+			s4 = *(const unaligned_uint32_t *)source->ip | (flow & src->vary);
+		else if (!port_src4(pc, *(const uint32_t *)dst->ip, &s4))
+			return PYLB_D_VIP_NO_ROUTE;
+		ip4->src_addr = s4;
+		memcpy(&ip4->dst_addr, dst->ip, 4);
+		ip4->version_ihl = RTE_IPV4_VHL_DEF;
+		ip4->type_of_service = tos;
+		ip4->total_length = rte_cpu_to_be_16((uint16_t)(olen + inner_len));
+		/* DF as the inner packet has it (IPv6: always), so that a hop
+		 * too small answers "fragmentation needed", which comes back
+		 * here and goes on to the inner packet's sender (icmperr.c). */
+		ip4->fragment_offset = inner_af == 6 ? RTE_BE16(RTE_IPV4_HDR_DF_FLAG) :
+			((const struct rte_ipv4_hdr *)inner)->fragment_offset &
+			RTE_BE16(RTE_IPV4_HDR_DF_FLAG);
+		ip4->time_to_live = IPDEFTTL;
+		ip4->next_proto_id = proto;
+		ip4->hdr_checksum = rte_ipv4_cksum(ip4);
+		eth->ether_type = RTE_BE16(RTE_ETHER_TYPE_IPV4);
+		o += sizeof(*ip4);
+	} else {
+		struct rte_ipv6_hdr *ip6 = ip;
+		const uint8_t *s6 = source->af == 6 ? source->ip : port_src6(pc, dst->ip);
+		unaligned_uint32_t *last = (unaligned_uint32_t *)&ip6->src_addr[12];
+
+		if (s6 == NULL)
+			return PYLB_D_VIP_NO_ROUTE;
+		ip6->vtc_flow = rte_cpu_to_be_32(6u << 28 | (uint32_t)tos << 20);
+		ip6->payload_len = rte_cpu_to_be_16((uint16_t)(olen - sizeof(*ip6) + inner_len));
+		ip6->proto = proto;
+		ip6->hop_limits = IPDEFTTL;
+		memcpy(ip6->src_addr, s6, 16);
+		if (source->af == 6)
+			*last |= flow & src->vary;
+		memcpy(ip6->dst_addr, dst->ip, 16);
+		eth->ether_type = RTE_BE16(RTE_ETHER_TYPE_IPV6);
+		o += sizeof(*ip6);
+	}
+	if (tun->kind != PYLB_TUN_IPIP)
+		encap_inner(tun, m, ip, o, inner_af, dst->af, flow);
+	return 0;
+}
+
+/* Too big for nh's port once encapsulated: an IPv4 packet without DF in
+ * IPv4 goes out with the outer packet in fragments (RFC 2003 5.1: the
+ * tunnel's far end reassembles it); else the sender is told the MTU less
+ * the overhead (fragmentation needed, packet too big), m dropped. */
+static __rte_noinline void
+out_encap_too_big(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
+		  struct rte_mbuf *m, const struct pylb_nh *nh, const struct pylb_tun *tun,
+		  const struct pylb_encap_src *src, uint32_t flow, const struct pylb_ip *to,
+		  uint8_t af, uint32_t olen)
+{
+	const struct rte_ipv4_hdr *inner = rte_pktmbuf_mtod_offset(m,
+		const struct rte_ipv4_hdr *, sizeof(struct rte_ether_hdr));
+	uint32_t mtu = cfg->ports[nh->port].mtu;
+	int reason;
+
+	if (af != 4 || to->af != 4 || (inner->fragment_offset & RTE_BE16(RTE_IPV4_HDR_DF_FLAG)))
+		return pylb_too_big(lc, cfg, in_port, m, af, (uint16_t)(mtu - olen),
+				    tun->too_big);
+	reason = pylb_encap(cfg, tun, src, flow, to, nh, m, af, olen);
+	if (reason != 0)
+		return drop(lc, m, (enum pylb_counter)reason);
+	pylb_nh_output_fit(lc, cfg, in_port, m, nh, to->ip, to->af);
+}
+
+/* The output towards `to` through nh, in tun's encapsulation from `src`
+ * (pylb_encap), the egress MTU checked. */
+void
+pylb_out_encap(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
+	       struct rte_mbuf *m, const struct pylb_nh *nh, const struct pylb_tun *tun,
+	       const struct pylb_encap_src *src, uint32_t flow, const struct pylb_ip *to,
+	       uint8_t af)
+{
+	uint32_t olen = pylb_encap_len(tun, to->af);
+	uint32_t mtu = cfg->ports[nh->port].mtu;
+	int reason;
+
+	if (unlikely(rte_pktmbuf_pkt_len(m) - sizeof(struct rte_ether_hdr) + olen > mtu))
+		return out_encap_too_big(lc, cfg, in_port, m, nh, tun, src, flow, to, af, olen);
+	reason = pylb_encap(cfg, tun, src, flow, to, nh, m, af, olen);
+	if (reason != 0)
+		return drop(lc, m, (enum pylb_counter)reason);
+	nh_output(lc, cfg, nh, to->ip, to->af, m);
+}
