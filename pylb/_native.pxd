@@ -18,6 +18,7 @@ cdef extern from "pylb_dp.h" nogil:
         PYLB_FWD_IPIP
         PYLB_FWD_GRE
         PYLB_FWD_DR
+        PYLB_FWD_GUE
         PYLB_MAX_APPLIANCES
         PYLB_STICK_5
         PYLB_STICK_3
@@ -28,6 +29,7 @@ cdef extern from "pylb_dp.h" nogil:
         PYLB_L4_DR
         PYLB_L4_TUNNEL
         PYLB_L4_FULLNAT
+        PYLB_L4_GUE
         PYLB_MAX_LIPS
         PYLB_SVC_ID_ANY
         PYLB_SCHED_MAGLEV

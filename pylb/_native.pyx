@@ -99,7 +99,8 @@ def eal_cleanup():
 _ROUTE_KINDS = {PYLB_ROUTE_GATEWAY: model.GATEWAY, PYLB_ROUTE_CONNECTED: model.CONNECTED,
                 PYLB_ROUTE_LOCAL: model.LOCAL, PYLB_ROUTE_VIP: model.VIP,
                 PYLB_ROUTE_SERVICE: model.SERVICE}
-_METHODS = {model.IPIP: PYLB_FWD_IPIP, model.GRE: PYLB_FWD_GRE, model.VIP_DR: PYLB_FWD_DR}
+_METHODS = {model.IPIP: PYLB_FWD_IPIP, model.GRE: PYLB_FWD_GRE, model.VIP_DR: PYLB_FWD_DR,
+            model.VIP_GUE: PYLB_FWD_GUE}
 _METHOD_NAMES = {v: k for k, v in _METHODS.items()}
 _STICKINESS = {model.STICK_5: PYLB_STICK_5, model.STICK_3: PYLB_STICK_3,
                model.STICK_2: PYLB_STICK_2}
@@ -111,7 +112,7 @@ _NEIGH_STATES = {PYLB_NEIGH_INCOMPLETE: model.INCOMPLETE, PYLB_NEIGH_REACHABLE: 
 _PROTOS = model.PROTO_NUMBERS
 _PROTO_NAMES = {v: k for k, v in _PROTOS.items()}
 _L4_METHODS = {model.NAT: PYLB_L4_NAT, model.FULLNAT: PYLB_L4_FULLNAT, model.DR: PYLB_L4_DR,
-               model.TUNNEL: PYLB_L4_TUNNEL}
+               model.TUNNEL: PYLB_L4_TUNNEL, model.GUE: PYLB_L4_GUE}
 _L4_METHOD_NAMES = {v: k for k, v in _L4_METHODS.items()}
 _SCHEDULERS = {model.MAGLEV: PYLB_SCHED_MAGLEV, model.SOURCE: PYLB_SCHED_SOURCE,
                model.WRR: PYLB_SCHED_WRR, model.WLC: PYLB_SCHED_WLC}

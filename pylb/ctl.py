@@ -26,7 +26,7 @@ STATE_NAMES = protonames.numbers(protonames.STATES)
 IPVS_SCHEDULERS = {model.MAGLEV: "mh", model.SOURCE: "sh", model.WRR: model.WRR,
                    model.WLC: model.WLC}
 IPVS_FORWARD = {pb.METHOD_UNSPECIFIED: "Masq", pb.METHOD_NAT: "Masq", pb.METHOD_FULLNAT: "FullNat",
-                pb.METHOD_DR: "Route", pb.METHOD_TUNNEL: "Tunnel"}
+                pb.METHOD_DR: "Route", pb.METHOD_TUNNEL: "Tunnel", pb.METHOD_GUE: "Tunnel"}
 
 
 class UsageError(Exception):

@@ -27,11 +27,11 @@ from pylb.hostport import split_hostport
 # to C's enums). The first of each is the default.
 PROTOS = ("tcp", "udp")
 PROTO_NUMBERS = {"tcp": 6, "udp": 17}
-METHODS = ("nat", "fullnat", "dr", "tunnel")            # L4 forwarding
+METHODS = ("nat", "fullnat", "dr", "tunnel", "gue")     # L4 forwarding
 SCHEDULERS = ("maglev", "source", "wrr", "wlc")
 BACKEND_STATES = ("up", "drain", "down")                 # what an operator sets
 HEALTH_STATES = ("up", "down", "unknown", "unavailable")  # what a health check says
-VIP_METHODS = ("ipip", "gre", "dr")                      # L3 VIP forwarding
+VIP_METHODS = ("ipip", "gre", "dr", "gue")               # L3 VIP forwarding
 CHECK_TYPES = ("tcp", "http", "udp", "none")
 SYN_PROXY_MODES = ("auto", "always", "off")             # SYN cookies (NAT, FullNAT TCP)
 PROXY_PROTOCOLS = ("off", "v1", "v2")       # the client's address for FullNAT backends
@@ -50,11 +50,11 @@ NEIGHBOUR_STATES = ("incomplete", "reachable", "probing", "static")
 # Each name by its name, never by its position (the binding maps them to
 # C's enums one by one).
 TCP, UDP = PROTOS
-NAT, FULLNAT, DR, TUNNEL = METHODS
+NAT, FULLNAT, DR, TUNNEL, GUE = METHODS
 MAGLEV, SOURCE, WRR, WLC = SCHEDULERS
 UP, DRAIN, DOWN = BACKEND_STATES
 _, _, UNKNOWN, UNAVAILABLE = HEALTH_STATES      # (up and down: UP, DOWN)
-IPIP, GRE, VIP_DR = VIP_METHODS
+IPIP, GRE, VIP_DR, VIP_GUE = VIP_METHODS
 CHECK_TCP, CHECK_HTTP, CHECK_UDP, CHECK_NONE = CHECK_TYPES
 SYN_PROXY_AUTO, SYN_PROXY_ALWAYS, SYN_PROXY_OFF = SYN_PROXY_MODES
 PROXY_OFF, PROXY_V1, PROXY_V2 = PROXY_PROTOCOLS
@@ -66,7 +66,9 @@ INCOMPLETE, REACHABLE, PROBING, STATIC = NEIGHBOUR_STATES
 STICK_5, STICK_3, STICK_2 = STICKINESS
 REBALANCE, STAY = FAILOVERS
 # What a probe through the data path is for: methods whose backends hold the VIP.
-VIA_VIP = (DR, TUNNEL)
+VIA_VIP = (DR, TUNNEL, GUE)
+# Methods that encapsulate the client's packet to its backend (either family).
+TUNNELS = (TUNNEL, GUE)
 
 # Limits: the dataplane's (from its header), then the domain's own.
 TABLE_SIZE = _limits.MAGLEV_DEFAULT         # lookup table slots (a prime)
@@ -302,8 +304,8 @@ class ServiceSpec:
         if self.proxy_protocol == PROXY_V1 and self.proto != TCP:
             raise SpecError("proxy_protocol", "v1 is for TCP; UDP takes v2")
         if self.tunnel_source is not None:
-            if self.method != TUNNEL:
-                raise SpecError("tunnel_source", "an outer source is for tunnel services")
+            if self.method not in TUNNELS:
+                raise SpecError("tunnel_source", "an outer source is for tunnel and gue services")
             # The outer packets' family is the backends' (either, 4-in-6
             # and 6-in-4): it applies to those of its own.
             object.__setattr__(self, "tunnel_source",
@@ -315,10 +317,10 @@ class ServiceSpec:
             _integer(k, getattr(self, k), 0, LIMIT_MAX)
         seen: set[tuple[str, int]] = set()
         for i, b in enumerate(self.backends):
-            if ipaddress.ip_address(b.ip).version != vip.version and self.method != TUNNEL:
+            if ipaddress.ip_address(b.ip).version != vip.version and self.method not in TUNNELS:
                 raise SpecError(f"backends[{i}].address",
                                 f"backend {b.ip} is not of the VIP's address family (a tunnel "
-                                f"service's may be: 4-in-6, 6-in-4)")
+                                f"or gue service's may be: 4-in-6, 6-in-4)")
             if b.key in seen:
                 raise SpecError(f"backends[{i}]", f"backend {b.ip}:{b.port} is listed twice")
             seen.add(b.key)

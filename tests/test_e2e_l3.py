@@ -258,3 +258,40 @@ def test_ipv6_routing_with_neighbour_discovery(lab):
     assert {(0, f"{v6}::2"), (1, f"{v6}:1::11")} <= got
     c = lab.app.stats()["counters"]
     assert c["nd_adverts_sent"] >= 1 and c["nd_adverts_received"] >= 1
+
+
+def test_gue_vip_and_service_reach_backends_a_source_port_per_flow(lab):
+    """An L3 VIP and an L4 service of method gue: the backends decapsulate
+    in user space (tests/gue_decap.py: UDP 6080 into a TUN, as Linux's fou
+    would), hold the VIPs and answer the clients directly; every flow has
+    its own outer UDP source port."""
+    net = lab.app.net
+    vip, svc = f"{net}.9.20", f"{net}.9.21"
+    logs = []
+    for ns, _ in lab.backends:
+        for a in (vip, svc):
+            sh("ip", "netns", "exec", ns, "ip", "addr", "add", f"{a}/32", "dev", "lo")
+        log = os.path.join(lab.www, f"{ns}.gue")
+        logs.append(log)
+        p = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable,
+                              os.path.join(HERE, "gue_decap.py"), "gue0", log],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert p.stdout.readline().strip() == "ready", p.stderr.read()
+        lab.procs.append(p)
+    from pylb.v1 import pylb_pb2 as pb
+    api = lab.app.api()
+    api.AddVip(pb.Vip(prefix=f"{vip}/32", method="gue",
+                      backends=[pb.VipBackend(address=ip) for _, ip in lab.backends]))
+    api.AddService(pb.Service(key=pb.ServiceKey(vip=svc, port=8080), method=pb.METHOD_GUE,
+                              backends=[pb.Backend(address=ip) for _, ip in lab.backends]))
+    sources = [f"{net}.0.{170 + i}" for i in range(30)]
+    for s in sources:
+        lab.client.run("ip", "addr", "add", f"{s}/24", "dev", lab.client.iface)
+    names = {ns for ns, _ in lab.backends}
+    for dst in (vip, svc):
+        got = lab.fetch(sources, dst)
+        assert set(got.values()) <= names and len(set(got.values())) >= 2, got
+    ports = [int(x) for log in logs for x in open(log).read().split()]
+    assert all(0xc000 <= p <= 0xffff for p in ports)
+    assert len(set(ports)) >= 40, sorted(set(ports))       # 60 connections
+    assert lab.app.stats()["counters"]["vip_packets"] > 0

@@ -32,6 +32,7 @@ struct rte_mbuf;
 #define PYLB_MAX_APPLIANCES	64	/* per pool */
 #define PYLB_INSPECT_FLOWS	65536	/* inspected flows tracked per lcore */
 #define PYLB_GENEVE_PORT	6081	/* RFC 8926's UDP port */
+#define PYLB_GUE_PORT		6080	/* GUE's (Katran's): backends listen here */
 #define PYLB_NAME_LEN		32
 #define PYLB_HASH_KEY_WORDS	27	/* the flow hash's and SYN cookies' key, 64-bit words */
 #define PYLB_DEVARGS_LEN	256
@@ -365,6 +366,7 @@ enum pylb_vip_method {
 	PYLB_FWD_IPIP = 0,			/* IP-in-IP (or 6in4 / 4in6) */
 	PYLB_FWD_GRE,				/* GRE, outer family = backend's */
 	PYLB_FWD_DR,				/* direct routing: MAC rewrite */
+	PYLB_FWD_GUE,				/* GUE (variant 1: IP in UDP, as FOU) */
 };
 
 struct pylb_vip_conf {
@@ -432,6 +434,7 @@ enum pylb_l4_method {
 	PYLB_L4_DR,				/* MAC rewrite, backend has the VIP */
 	PYLB_L4_TUNNEL,				/* IPIP to the backend */
 	PYLB_L4_FULLNAT,			/* DNAT + SNAT to a local address */
+	PYLB_L4_GUE,				/* as TUNNEL, in GUE (IP in UDP) */
 };
 
 enum pylb_l4_sched {

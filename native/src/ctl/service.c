@@ -306,7 +306,7 @@ service_add_unlocked(struct pylb_dp *dp, const struct pylb_service_conf *conf)
 	if (rc != 0)
 		return rc;
 	svc_name(&c.vip, c.proto, c.port, name, sizeof(name));
-	if (c.method > PYLB_L4_FULLNAT)
+	if (c.method > PYLB_L4_GUE)
 		return pylb_fail(-PYLB_E_INVAL, "service %s: unknown forwarding method %u",
 				 name, c.method);
 	if (c.syn_proxy > PYLB_SYN_PROXY_OFF)
@@ -327,7 +327,7 @@ service_add_unlocked(struct pylb_dp *dp, const struct pylb_service_conf *conf)
 	if (c.tunnel_source.addr.af != 0) {
 		struct pylb_encap_src src;
 
-		if (c.method != PYLB_L4_TUNNEL)
+		if (!pylb_l4_methods[c.method]->mixed)
 			return pylb_fail(-PYLB_E_INVAL,
 				"service %s: an outer source is for tunnel services", name);
 		rc = pylb_encap_src_bind(&src, &c.tunnel_source, name);

@@ -81,7 +81,7 @@ vip_add_unlocked(struct pylb_dp *dp, const struct pylb_vip_conf *conf)
 	if (rc != 0)
 		return rc;
 	pylb_fmt_prefix(&c.prefix, name, sizeof(name));
-	if (c.method > PYLB_FWD_DR)
+	if (c.method > PYLB_FWD_GUE)
 		return pylb_fail(-PYLB_E_INVAL, "VIP %s: unknown forwarding method %u",
 				 name, c.method);
 	if (c.table_size == 0)

@@ -14,6 +14,7 @@
 
 const struct pylb_tun pylb_tun_ipip = { .kind = PYLB_TUN_IPIP, .too_big = PYLB_D_VIP_TOO_BIG };
 const struct pylb_tun pylb_tun_gre = { .kind = PYLB_TUN_GRE, .too_big = PYLB_D_VIP_TOO_BIG };
+const struct pylb_tun pylb_tun_gue = { .kind = PYLB_TUN_GUE, .too_big = PYLB_D_VIP_TOO_BIG };
 
 uint32_t
 pylb_encap_len(const struct pylb_tun *tun, uint8_t outer_af)
@@ -21,6 +22,7 @@ pylb_encap_len(const struct pylb_tun *tun, uint8_t outer_af)
 	static const uint32_t more[] = {
 		[PYLB_TUN_IPIP] = 0,
 		[PYLB_TUN_GRE] = sizeof(struct rte_gre_hdr),
+		[PYLB_TUN_GUE] = sizeof(struct rte_udp_hdr),
 		[PYLB_TUN_GENEVE] = sizeof(struct rte_udp_hdr) + PYLB_GENEVE_LEN,
 	};
 
@@ -28,9 +30,9 @@ pylb_encap_len(const struct pylb_tun *tun, uint8_t outer_af)
 		more[tun->kind];
 }
 
-/* What follows the outer IP header `ip` (at o): a GRE header, or UDP and
- * GENEVE (its source port from the flow, so that the far end's NIC spreads
- * the flows; IPv6's checksum computed, RFC 8200). */
+/* What follows the outer IP header `ip` (at o): a GRE header, or UDP
+ * (its source port from the flow) and for GENEVE its header; IPv6's UDP
+ * checksum computed (RFC 8200). */
 static void
 encap_inner(const struct pylb_tun *tun, struct rte_mbuf *m, void *ip, char *o, uint8_t inner_af,
 	    uint8_t outer_af, uint32_t flow)
@@ -43,28 +45,31 @@ encap_inner(const struct pylb_tun *tun, struct rte_mbuf *m, void *ip, char *o, u
 
 		memset(g, 0, sizeof(*g));
 		g->proto = proto;
-	} else if (tun->kind == PYLB_TUN_GENEVE) {
+	} else {
 		struct rte_udp_hdr *u = (struct rte_udp_hdr *)o;
-		struct rte_geneve_hdr *g = (struct rte_geneve_hdr *)(u + 1);
-		struct pylb_geneve_opt *opt = (struct pylb_geneve_opt *)(g + 1);
+		uint16_t l4 = (uint16_t)(o - rte_pktmbuf_mtod(m, char *));
 
 		u->src_port = rte_cpu_to_be_16((uint16_t)(0xc000 | (flow & 0x3fff)));
-		u->dst_port = RTE_BE16(PYLB_GENEVE_PORT);
-		u->dgram_len = rte_cpu_to_be_16((uint16_t)(rte_pktmbuf_pkt_len(m) -
-			(uint32_t)(o - rte_pktmbuf_mtod(m, char *))));
+		u->dst_port = tun->kind == PYLB_TUN_GUE ? RTE_BE16(PYLB_GUE_PORT) :
+			RTE_BE16(PYLB_GENEVE_PORT);
+		u->dgram_len = rte_cpu_to_be_16((uint16_t)(rte_pktmbuf_pkt_len(m) - l4));
 		u->dgram_cksum = 0;
-		memset(g, 0, sizeof(*g));
-		g->opt_len = sizeof(*opt) / 4;
-		g->proto = proto;
-		opt->cls = RTE_BE16(PYLB_GENEVE_CLASS);
-		opt->type = PYLB_GENEVE_TYPE;
-		opt->len = (sizeof(*opt) - 4) / 4;
-		opt->pool = rte_cpu_to_be_16(tun->pool);
-		opt->zero = 0;
-		memcpy(opt->cookie, &tun->cookie, 8);
+		if (tun->kind == PYLB_TUN_GENEVE) {
+			struct rte_geneve_hdr *g = (struct rte_geneve_hdr *)(u + 1);
+			struct pylb_geneve_opt *opt = (struct pylb_geneve_opt *)(g + 1);
+
+			memset(g, 0, sizeof(*g));
+			g->opt_len = sizeof(*opt) / 4;
+			g->proto = proto;
+			opt->cls = RTE_BE16(PYLB_GENEVE_CLASS);
+			opt->type = PYLB_GENEVE_TYPE;
+			opt->len = (sizeof(*opt) - 4) / 4;
+			opt->pool = rte_cpu_to_be_16(tun->pool);
+			opt->zero = 0;
+			memcpy(opt->cookie, &tun->cookie, 8);
+		}
 		if (outer_af == 6)
-			u->dgram_cksum = rte_ipv6_udptcp_cksum_mbuf(m, ip,
-				(uint16_t)(o - rte_pktmbuf_mtod(m, char *)));
+			u->dgram_cksum = rte_ipv6_udptcp_cksum_mbuf(m, ip, l4);
 	}
 }
 
@@ -78,7 +83,8 @@ pylb_encap(const struct pylb_cfg *cfg, const struct pylb_tun *tun,
 	   const struct pylb_nh *nh, struct rte_mbuf *m, uint8_t inner_af, uint32_t olen)
 {
 	static const uint8_t outer_proto[] = {
-		[PYLB_TUN_GRE] = IPPROTO_GRE, [PYLB_TUN_GENEVE] = IPPROTO_UDP,
+		[PYLB_TUN_GRE] = IPPROTO_GRE, [PYLB_TUN_GUE] = IPPROTO_UDP,
+		[PYLB_TUN_GENEVE] = IPPROTO_UDP,
 	};
 	const struct pylb_ip *source = &src->base;
 	const struct pylb_port_cfg *pc = &cfg->ports[nh->port];

@@ -215,17 +215,20 @@ void pylb_neigh_queue(struct pylb_lcore *lc, const struct pylb_neigh_key *k,
 		      const struct rte_ether_addr *mac);
 
 /* What an encapsulation puts between its outer IP header and the packet
- * it carries: nothing (IPIP), a GRE header, or UDP and a GENEVE header
- * whose option holds an inspection pool's slot and the flow's cookie
- * (inspect.c); and the drop reason of a packet too big once in it. */
-enum pylb_tun_kind { PYLB_TUN_IPIP, PYLB_TUN_GRE, PYLB_TUN_GENEVE };
+ * it carries: nothing (IPIP), a GRE header, UDP (GUE variant 1, FOU: the
+ * packet's version tells IPv4 from IPv6), or UDP and a GENEVE header whose
+ * option holds an inspection pool's slot and the flow's cookie
+ * (inspect.c); and the drop reason of a packet too big once in it. UDP's
+ * source port comes from the flow's hash, so that the far end's NIC
+ * spreads the flows over its queues. */
+enum pylb_tun_kind { PYLB_TUN_IPIP, PYLB_TUN_GRE, PYLB_TUN_GUE, PYLB_TUN_GENEVE };
 struct pylb_tun {
 	uint8_t kind;		/* enum pylb_tun_kind */
 	uint16_t pool;
 	uint64_t cookie;
 	enum pylb_counter too_big;
 };
-extern const struct pylb_tun pylb_tun_ipip, pylb_tun_gre;
+extern const struct pylb_tun pylb_tun_ipip, pylb_tun_gre, pylb_tun_gue;
 
 /* GENEVE (RFC 8926): the option pylb sends and wants back, in a class for
  * experimental use (no vendor's): 12 bytes of data. */
@@ -247,7 +250,7 @@ int pylb_encap(const struct pylb_cfg *cfg, const struct pylb_tun *tun,
 	       const struct pylb_encap_src *src, uint32_t flow, const struct pylb_ip *dst,
 	       const struct pylb_nh *nh, struct rte_mbuf *m, uint8_t inner_af, uint32_t olen);
 /* A VIP's output, by enum pylb_vip_method. */
-extern pylb_vip_out_fn *const pylb_vip_outs[PYLB_FWD_DR + 1];
+extern pylb_vip_out_fn *const pylb_vip_outs[PYLB_FWD_GUE + 1];
 /* fwd.c: ICMP errors, sent back out of the port `port`. `mtu`: the next-hop MTU of "fragmentation needed" / "packet too big". */
 void pylb_icmp4_error(struct pylb_lcore *lc, const struct pylb_cfg *cfg,
 		      uint16_t port, struct rte_mbuf *orig, uint8_t type,

@@ -47,6 +47,14 @@ vip_gre(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port, struct r
 }
 
 static void
+vip_gue(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port, struct rte_mbuf *m,
+	const struct pylb_nh *nh, const struct pylb_vip *vip, const struct pylb_ip *to,
+	uint8_t af, uint32_t flow)
+{
+	pylb_out_encap(lc, cfg, in_port, m, nh, &pylb_tun_gue, &vip->src, flow, to, af);
+}
+
+static void
 vip_dr(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port __rte_unused,
        struct rte_mbuf *m, const struct pylb_nh *nh, const struct pylb_vip *vip __rte_unused,
        const struct pylb_ip *to, uint8_t af __rte_unused, uint32_t flow __rte_unused)
@@ -55,8 +63,9 @@ vip_dr(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port __rte_unus
 }
 
 /* By enum pylb_vip_method: bound to a VIP when it is configured. */
-pylb_vip_out_fn *const pylb_vip_outs[PYLB_FWD_DR + 1] = {
+pylb_vip_out_fn *const pylb_vip_outs[PYLB_FWD_GUE + 1] = {
 	[PYLB_FWD_IPIP] = vip_ipip, [PYLB_FWD_GRE] = vip_gre, [PYLB_FWD_DR] = vip_dr,
+	[PYLB_FWD_GUE] = vip_gue,
 };
 
 void

@@ -139,6 +139,31 @@ l4_flow(uint32_t hash, uint16_t cport)
 	return rte_hash_crc_4byte(cport, hash);
 }
 
+/* A tunnel's output (tunnel.c, gue.c): to backend d->to in tun's
+ * encapsulation, by the ECMP path of d->hash. */
+static inline void
+l4_out_encap(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port, struct rte_mbuf *m,
+	     const struct l4_dest *d, const struct pylb_tun *tun)
+{
+	struct pylb_ip b = { .af = d->to_af };
+	uint32_t g;
+
+	if (!l4_backend_group(lc, m, d->to, d->to_af, &g))
+		return;
+	memcpy(b.ip, d->to, d->to_af == 4 ? 4 : 16);
+	pylb_out_encap(lc, cfg, in_port, m, nhg_pick(lc->dp, g, d->hash), tun, d->src, d->flow,
+		       &b, d->af);
+}
+
+/* A tunnel's open_decide: an IPv4 connection to an IPv6 backend holds it
+ * in an IPv6 entry (pylb_conn_set_backend): is one left? */
+static inline bool
+l4_open_decide_mixed(const struct pylb_lcore *lc, const struct pylb_service *svc,
+		     const struct pylb_tuple *t, struct l4_verdict *v)
+{
+	return t->af == 6 || svc->bal.backends[v->bi].addr.af == 4 || lc->ct->n_free6 != 0;
+}
+
 /* DR and tunnel: a client's packet of c as it is, to its backend through
  * the method's output, by the flow hash of (client, VIP). */
 static inline void

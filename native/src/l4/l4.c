@@ -30,11 +30,12 @@
 
 /* The forwarding methods, by enum pylb_l4_method: a connection stores its
  * method when it opens, and its packets call or read this descriptor. */
-const struct l4_method *const pylb_l4_methods[PYLB_L4_FULLNAT + 1] = {
+const struct l4_method *const pylb_l4_methods[PYLB_L4_GUE + 1] = {
 	[PYLB_L4_NAT] = &pylb_l4_nat,
 	[PYLB_L4_FULLNAT] = &pylb_l4_fullnat,
 	[PYLB_L4_DR] = &pylb_l4_dr,
 	[PYLB_L4_TUNNEL] = &pylb_l4_tunnel,
+	[PYLB_L4_GUE] = &pylb_l4_gue,
 };
 
 /* A packet the control side built (a data-path probe, its RST), sent to

@@ -3,7 +3,7 @@
  *
  * A forwarding method: everything the packet path does differently by
  * method, in one descriptor per method (nat.c, fullnat.c, dr.c,
- * tunnel.c), bound when a connection opens (c->method indexes
+ * tunnel.c, gue.c), bound when a connection opens (c->method indexes
  * pylb_l4_methods) or a service is configured. No packet compares a
  * method: it calls or reads its descriptor. What the methods share (the
  * output towards a backend, a reply given the VIP back) is forward.h.
@@ -86,8 +86,9 @@ struct l4_method {
 };
 
 /* By enum pylb_l4_method (l4.c). */
-extern const struct l4_method *const pylb_l4_methods[PYLB_L4_FULLNAT + 1];
-extern const struct l4_method pylb_l4_nat, pylb_l4_fullnat, pylb_l4_dr, pylb_l4_tunnel;
+extern const struct l4_method *const pylb_l4_methods[PYLB_L4_GUE + 1];
+extern const struct l4_method pylb_l4_nat, pylb_l4_fullnat, pylb_l4_dr, pylb_l4_tunnel,
+	pylb_l4_gue;
 
 /* Do method's replies come back through the appliance (NAT, FullNAT)? The
  * TCP state machine then sees both directions. */

@@ -122,7 +122,7 @@ record_owner(const struct pylb_dp *dp, const struct pylb_conn_record *r)
 
 	if ((r->af != 4 && r->af != 6) || (r->proto != IPPROTO_TCP && r->proto != IPPROTO_UDP) ||
 	    r->state >= PYLB_TCP__STATES || (r->proto == IPPROTO_UDP) != (r->state == PYLB_TCP_NONE) ||
-	    r->expires_ms == 0 || r->method > PYLB_L4_FULLNAT || (r->flags & ~PYLB_REC_FLAGS) ||
+	    r->expires_ms == 0 || r->method > PYLB_L4_GUE || (r->flags & ~PYLB_REC_FLAGS) ||
 	    ((r->flags & PYLB_REC_SYNPROXY) && r->proto != IPPROTO_TCP) ||
 	    (r->method == PYLB_L4_FULLNAT && r->lport == 0))
 		return -1;

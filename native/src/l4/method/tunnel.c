@@ -6,6 +6,7 @@
  * answers the client itself; IPv4 in IPv6 and IPv6 in IPv4 alike (its
  * backends may be of either family). The outer source is the service's (an
  * address, or a prefix varied per flow), else the egress port's address.
+ * (gue.c: the same in UDP.)
  */
 #include "l4/forward.h"
 
@@ -13,14 +14,7 @@ static void
 out_tunnel(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port, struct rte_mbuf *m,
 	   const struct l4_dest *d)
 {
-	struct pylb_ip b = { .af = d->to_af };
-	uint32_t g;
-
-	if (!l4_backend_group(lc, m, d->to, d->to_af, &g))
-		return;
-	memcpy(b.ip, d->to, d->to_af == 4 ? 4 : 16);
-	pylb_out_encap(lc, cfg, in_port, m, nhg_pick(lc->dp, g, d->hash), &pylb_tun_ipip, d->src, d->flow,
-		       &b, d->af);
+	l4_out_encap(lc, cfg, in_port, m, d, &pylb_tun_ipip);
 }
 
 static void
@@ -36,20 +30,11 @@ untracked_tunnel(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 	out_tunnel(lc, cfg, in_port, m, &d);
 }
 
-/* An IPv4 connection to an IPv6 backend holds it in an IPv6 entry
- * (pylb_conn_set_backend): is one left? */
-static bool
-open_decide_tunnel(const struct pylb_lcore *lc, const struct pylb_service *svc,
-		   const struct pylb_tuple *t, struct l4_verdict *v)
-{
-	return t->af == 6 || svc->bal.backends[v->bi].addr.af == 4 || lc->ct->n_free6 != 0;
-}
-
 const struct l4_method pylb_l4_tunnel = {
 	.name = "tunnel",
 	.forward = l4_forward_as_is,
 	.untracked = untracked_tunnel,
-	.open_decide = open_decide_tunnel,
+	.open_decide = l4_open_decide_mixed,
 	.replies = L4_REPLIES_NONE,
 	.quote = L4_QUOTE_AS_IS,
 	.mixed = true,
