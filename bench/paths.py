@@ -17,6 +17,8 @@ ten million frames fit in hugepages. Cases:
   vip_flowsrc: the same from an outer source prefix, each flow its own address;
 - tunnel, tunnel_flowsrc: the established case's UDP to a tunnel service
   (IPIP to the backend), from the port's address / a source prefix per flow;
+- vip_gue, gue: the vip case's VIP and the tunnel case's service of method
+  gue (IP in UDP to the backend's port 6080, the source port per flow);
 - inspect_out: UDP to a route marked for inspection (10.2.0.0/16, pool of
   one appliance on the backends' side): each flow looked up in the worker's
   flow table (its first packet remembered), its cookie made, GENEVE to the
@@ -264,7 +266,7 @@ def make_frames(kind: str, flows: int):
     from scapy.layers.inet import ICMP, IP, TCP, UDP
     from scapy.layers.l2 import Ether
     syn = kind in ("syn", "syn_acl", "table_full", "syn_sync")
-    dst = {"route": BACKEND, "vip": "10.0.9.1", "vip_flowsrc": "10.0.9.1",
+    dst = {"route": BACKEND, "vip": "10.0.9.1", "vip_flowsrc": "10.0.9.1", "vip_gue": "10.0.9.1",
            "icmp": "10.0.0.1", "inspect_out": "10.2.0.1"}.get(kind, VIP)
     l4 = TCP(sport=1024, dport=80, flags="S", seq=1) if syn else \
         ICMP(type=8, id=1024, seq=1) / (b"\0" * 18) if kind == "icmp" else \
@@ -413,11 +415,13 @@ def pylb_side(kind: str, pcap: str, flows: int, seconds: float) -> dict:
     elif kind == "synflood":
         dp.add_service(model.service(vip, 80, proto="tcp", backends=[(backend, 8080)], syn_proxy="always"))
         dp.add_service(model.service(vip, 53, proto="udp", backends=[(backend, 5353)]))
-    elif kind in ("vip", "vip6", "vip_flowsrc"):
-        dp.add_vip(L3_VIP6 if v6 else L3_VIP, method="ipip", backends=[backend],
+    elif kind in ("vip", "vip6", "vip_flowsrc", "vip_gue"):
+        dp.add_vip(L3_VIP6 if v6 else L3_VIP, method="gue" if kind == "vip_gue" else "ipip",
+                   backends=[backend],
                    source=FLOW_SOURCES if kind == "vip_flowsrc" else None)
-    elif kind in ("tunnel", "tunnel_flowsrc"):
-        dp.add_service(model.service(vip, 53, proto="udp", method="tunnel", backends=[backend],
+    elif kind in ("tunnel", "tunnel_flowsrc", "gue"):
+        dp.add_service(model.service(vip, 53, proto="udp", method="gue" if kind == "gue"
+                                     else "tunnel", backends=[backend],
                                      tunnel_source=FLOW_SOURCES if kind == "tunnel_flowsrc"
                                      else None))
     elif kind == "inspect_out":
@@ -519,9 +523,9 @@ def main() -> None:
     os.makedirs(args.out, exist_ok=True)
     flows = [int(f) for f in args.flows.split(",")]
     cases = [("arp", 1000), ("icmp", 1000), ("route", 1000), ("route6", 1000), ("vip", 1000),
-             ("vip_flowsrc", 1000), ("vip6", 1000)] + \
+             ("vip_flowsrc", 1000), ("vip_gue", 1000), ("vip6", 1000)] + \
         [(k, f) for f in flows for k in ("established", "established_defended", "established6",
-                                         "tunnel", "tunnel_flowsrc")
+                                         "tunnel", "tunnel_flowsrc", "gue")
          if k == "established" or f <= 1_000_000] + \
         [("syn", args.syn_flows), ("syn6", args.syn_flows), ("syn_acl", args.syn_flows),
          ("syn_sync", args.syn_flows),

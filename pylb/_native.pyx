@@ -1154,7 +1154,7 @@ cdef class Dataplane:
     def add_vip(self, prefix, str method=model.IPIP, int table_size=PYLB_MAGLEV_DEFAULT,
                 source=None, backends=(), inspect=None):
         """An L3 VIP: `prefix` balanced over backends by a consistent hash of
-        (source, destination). `method`: ipip, gre or dr (direct routing)."""
+        (source, destination). `method`: ipip, gre, dr (direct routing) or gue."""
         cdef pylb_vip_conf c
         cdef int rc
         net = _parse_prefix(prefix, "VIP")

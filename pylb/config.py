@@ -10,7 +10,7 @@ from this format) meets the same checks.
       - vip: 10.99.0.100
         port: 80
         proto: tcp                 # tcp (default) or udp
-        method: nat                # nat (default), fullnat, dr or tunnel
+        method: nat                # nat (default), fullnat, dr, tunnel or gue
         scheduler: maglev          # maglev (default), source, wrr or wlc
         persistence: 0             # seconds a client sticks to its backend
         persistence_prefix: 0      # client netmask for persistence (0: host)
@@ -28,7 +28,7 @@ from this format) meets the same checks.
       - {prefix: 10.99.5.0/24, via: [{port: p1}], inspect: fw}   # through pool fw first
     vips:                          # L3: a prefix balanced over backends, no port
       - prefix: 10.99.3.0/24
-        method: ipip               # ipip (default), gre or dr
+        method: ipip               # ipip (default), gre, dr or gue
         source: 10.99.1.1          # tunnel source (default: the output port's address)
         inspect: fw                # optional: through an appliance of pool fw first
         backends: [{address: 10.99.1.21, weight: 1}]
