@@ -33,7 +33,7 @@ def dpdk_flags():
                  "install them with: apt-get install libdpdk-dev")
     march = os.environ.get("PYLB_MARCH", "native")
     cflags = [f for f in out["--cflags"] if not f.startswith("-march=")]
-    libs = out["--libs"] + ["-lm"]
+    libs = out["--libs"] + ["-lm", "-lcrypto"]     # OpenSSL: QUIC-LB's AES
     sanitize = os.environ.get("PYLB_SANITIZE")
     if sanitize:    # e.g. address,undefined (make test-asan); alignment: DPDK loads unaligned
         flags = [f"-fsanitize={sanitize}", "-fno-sanitize=alignment",

@@ -173,6 +173,15 @@ cdef extern from "pylb_dp.h" nogil:
         uint8_t state
         uint32_t weight
         uint32_t max_conns
+        uint8_t sid_len
+        uint8_t sid[15]
+
+    struct pylb_quic_conf:
+        uint8_t sid_len
+        uint8_t nonce_len
+        uint8_t config_id
+        uint8_t encrypted
+        uint8_t key[16]
 
     struct pylb_service_conf:
         uint16_t id
@@ -193,6 +202,7 @@ cdef extern from "pylb_dp.h" nogil:
         uint8_t n_lips
         pylb_ip lips[PYLB_MAX_LIPS]
         pylb_prefix tunnel_source
+        pylb_quic_conf quic
 
     const char *pylb_tcp_state_name(uint8_t state)
 
@@ -211,6 +221,8 @@ cdef extern from "pylb_dp.h" nogil:
         uint8_t proto
         uint8_t tcp_flags
         uint32_t seq, ack
+        const uint8_t *payload
+        uint16_t plen
 
     struct pylb_l4_trace:
         uint8_t verdict
@@ -220,7 +232,7 @@ cdef extern from "pylb_dp.h" nogil:
         pylb_service_conf service
         pylb_backend backend
         uint32_t route_hash
-        char why[160]
+        char why[256]
 
     int pylb_dp_l4_trace(pylb_dp *dp, const pylb_l4_trace_query *q, pylb_l4_trace *out)
 

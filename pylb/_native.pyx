@@ -199,7 +199,7 @@ def _l4_backend_list(backends):
         except model.SpecError as e:
             raise e.within(f"backends[{i}]") from None
         out.append((ipaddress.ip_address(b.ip), b.port, b.weight, _BACKEND_STATES[b.state],
-                    b.max_connections))
+                    b.max_connections, bytes.fromhex(b.server_id)))
     return out
 
 
@@ -218,6 +218,10 @@ cdef int _fill_backends(pylb_backend *arr, list bl) except -1:
         arr[i].weight = b[2]
         arr[i].state = b[3] if len(b) > 3 else 0
         arr[i].max_conns = b[4] if len(b) > 4 else 0
+        sid = b[5] if len(b) > 5 else b""
+        arr[i].sid_len = len(sid)
+        if sid:
+            memcpy(arr[i].sid, <const char *>sid, len(sid))
     return 0
 
 
@@ -821,6 +825,14 @@ cdef class Dataplane:
         c.syn_proxy = _named(_SYN_PROXY, spec.syn_proxy, "syn_proxy")
         c.proxy_protocol = _named(_PROXY, spec.proxy_protocol, "proxy_protocol")
         _set_source(&c.tunnel_source, spec.tunnel_source, "tunnel source")
+        if spec.quic is not None:
+            q = spec.quic
+            c.quic.sid_len, c.quic.nonce_len, c.quic.config_id = \
+                q.server_id_length, q.nonce_length, q.config_id
+            if q.key is not None:
+                c.quic.encrypted = 1
+                key = bytes.fromhex(q.key)
+                memcpy(c.quic.key, <const char *>key, 16)
         c.max_connections, c.max_new_per_second, c.max_per_client = _limits(
             vip, port, spec.max_connections, spec.max_new_per_second, spec.max_per_client)
         lips = [_parse_ip(a, "local address") for a in spec.local_addresses]
@@ -931,8 +943,12 @@ cdef class Dataplane:
                 _get_source(&c.tunnel_source), (), c.max_connections, c.max_new_per_second,
                 c.max_per_client,
                 tuple(model.BackendSpec(str(_get_ip(&b[i].addr)), b[i].port, b[i].weight,
-                                        _BACKEND_STATE_NAMES[b[i].state], b[i].max_conns)
-                      for i in range(n)))
+                                        _BACKEND_STATE_NAMES[b[i].state], b[i].max_conns,
+                                        bytes(b[i].sid[:b[i].sid_len]).hex())
+                      for i in range(n)), None,
+                None if c.quic.sid_len == 0 else model.QuicSpec(
+                    c.quic.sid_len, c.quic.nonce_len, c.quic.config_id,
+                    bytes(c.quic.key[:16]).hex() if c.quic.encrypted else None))
         finally:
             free(b)
 
@@ -1364,17 +1380,22 @@ cdef class Dataplane:
             free(b)
 
     def l4_trace(self, src, dst, str proto=TCP, int sport=0, int dport=0, int tcp_flags=0x02,
-                 seq=0, ack=0):
+                 seq=0, ack=0, bytes payload=b""):
         """What the L4 fast path would do with a packet now (read only; the
         same decision, on the tables of the lcore that would take it): a
         dict with verdict (L4_VERDICTS), reason (a drop's), service (vip,
         port, proto, method, scheduler), backend (ip, port), state, lcore,
         why and route_hash (the flow hash the output to the backend is
         chosen by: give it to route_pick). seq and ack: a TCP segment's
-        numbers (whether an ACK answers a SYN cookie)."""
+        numbers (whether an ACK answers a SYN cookie). payload: UDP's (a QUIC
+        packet's start: its connection ID routes it)."""
         cdef pylb_l4_trace_query q
         cdef pylb_l4_trace t
         memset(&q, 0, sizeof(q))
+        if len(payload) > 65507:
+            raise InvalidArgument("a UDP payload is 65,507 bytes at most")
+        q.payload = <const uint8_t *>payload if payload else NULL
+        q.plen = len(payload)
         _set_ip(&q.src, _parse_ip(src, "source"))
         _set_ip(&q.dst, _parse_ip(dst, "destination"))
         q.proto = _proto(proto)

@@ -23,6 +23,11 @@ from this format) meets the same checks.
         max_per_client: 0          #   open at once per client address
         backends:
           - {address: 10.99.1.11:8080, weight: 1, state: up}
+      - vip: 10.99.0.100           # QUIC: routed by the server id in connection IDs
+        port: 443
+        proto: udp
+        quic: {server_id_length: 2, nonce_length: 6, config_id: 0}   # key: 32 hex: encrypted
+        backends: [{address: 10.99.1.11, server_id: "0001"}]
     routes:
       - {prefix: 192.0.2.0/24, via: [{gateway: 10.99.1.254, port: p1}]}
       - {prefix: 10.99.5.0/24, via: [{port: p1}], inspect: fw}   # through pool fw first
@@ -70,7 +75,8 @@ ACL_KEYS = {"name", "type", "action", "all_services", "prefixes", "prefix_file"}
 # added to the model is read and written here with no change.
 SERVICE_KEYS = {f.name for f in dataclasses.fields(ServiceSpec)}
 CHECK_KEYS = {f.name for f in dataclasses.fields(HealthCheckSpec)}
-BACKEND_KEYS = {"address", "weight", "state", "max_connections"}
+BACKEND_KEYS = {"address", "weight", "state", "max_connections", "server_id"}
+QUIC_KEYS = {f.name for f in dataclasses.fields(model.QuicSpec)}
 ROUTE_KEYS = {"prefix", "via", "inspect"}
 VIA_KEYS = {"gateway", "port"}
 VIP_KEYS = {"prefix", "method", "table_size", "source", "backends", "inspect"}
@@ -102,13 +108,17 @@ def parse_backend(c: yamlsrc.Checker, raw: Any, key: str) -> BackendSpec:
     if isinstance(raw, str):
         raw = {"address": raw}
     b = c.mapping(raw, key, BACKEND_KEYS)
+    if not isinstance(b.get("server_id", ""), str):
+        raise c.fail(f"{key}.server_id", "a server id in hex, quoted (YAML reads 0001 as a "
+                                         "number)")
     try:
         host, port = split_hostport(b.get("address", ""))
     except ValueError as e:
         raise c.fail(f"{key}.address", str(e)) from None
     return spec(c, key, lambda: BackendSpec(host, port, b.get("weight", 1),
                                             b.get("state", model.UP),
-                                            b.get("max_connections", 0)))
+                                            b.get("max_connections", 0),
+                                            b.get("server_id", "")))
 
 
 def health_check(c: yamlsrc.Checker, raw: Any, key: str) -> HealthCheckSpec:
@@ -132,14 +142,17 @@ def parse_service(c: yamlsrc.Checker, raw: Any, key: str) -> ServiceSpec:
     s = c.mapping(raw, key, SERVICE_KEYS)
     if "vip" not in s or "port" not in s:
         raise c.fail(key, "a service needs 'vip' and 'port' (0: all ports)")
-    given = {k: s[k] for k in SERVICE_KEYS - {"backends", "health_check"} if k in s}
+    given = {k: s[k] for k in SERVICE_KEYS - {"backends", "health_check", "quic"} if k in s}
     for k in ("local_addresses", "acls"):
         given[k] = tuple(_items(c, s, k, key, k.replace("_", " ")))
     backends = tuple(parse_backend(c, b, f"{key}.backends[{i}]")
                      for i, b in enumerate(_items(c, s, "backends", key, "backends")))
     check = health_check(c, s["health_check"], f"{key}.health_check") \
         if "health_check" in s else None
-    return spec(c, key, lambda: ServiceSpec(**given, backends=backends, health_check=check))
+    quic = spec(c, f"{key}.quic", lambda: model.QuicSpec(
+        **c.mapping(s["quic"], f"{key}.quic", QUIC_KEYS))) if "quic" in s else None
+    return spec(c, key, lambda: ServiceSpec(**given, backends=backends, health_check=check,
+                                            quic=quic))
 
 
 def parse_route(c: yamlsrc.Checker, raw: Any, key: str) -> RouteSpec:
@@ -320,15 +333,19 @@ def dump(config: Config) -> str:
         out: dict[str, Any] = {"vip": s.vip, "port": s.port}
         for f in dataclasses.fields(ServiceSpec):
             value = getattr(s, f.name)
-            if f.name in ("vip", "port", "backends", "health_check") or value == f.default:
+            if f.name in ("vip", "port", "backends", "health_check", "quic") or \
+                    value == f.default:
                 continue
             out[f.name] = list(value) if isinstance(value, tuple) else value
         if s.health_check is not None:
             out["health_check"] = _check_dict(s.health_check)
+        if s.quic is not None:
+            out["quic"] = {k: v for k, v in dataclasses.asdict(s.quic).items() if v is not None}
         out["backends"] = [{"address": (f"[{b.ip}]" if ":" in b.ip else b.ip)
                             + (f":{b.port}" if b.port else ""), "weight": b.weight,
                             "state": b.state}
                            | ({"max_connections": b.max_connections} if b.max_connections else {})
+                           | ({"server_id": b.server_id} if b.server_id else {})
                            for b in s.backends]
         services.append(out)
     routes = [{"prefix": r.prefix, "via": [{"gateway": g, "port": p} if g else {"port": p}

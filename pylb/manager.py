@@ -520,7 +520,7 @@ class Manager:
     # What would happen to a packet
 
     def trace(self, src: str, dst: str, proto: str = model.TCP, sport: int = 0, dport: int = 0,
-              tcp_flags: int = 0x02, seq: int = 0, ack: int = 0) -> dict:
+              tcp_flags: int = 0x02, seq: int = 0, ack: int = 0, payload: bytes = b"") -> dict:
         """Read only: which route, service, connection and backend a packet
         from src to dst would get, and why (for a service: the fast path's
         own decision)."""
@@ -549,7 +549,7 @@ class Manager:
                 return out
             out["route"] = (r.prefix, r.kind)
             if r.kind == model.SERVICE:
-                t = dp.l4_trace(src, dst, proto, sport, dport, tcp_flags, seq, ack)
+                t = dp.l4_trace(src, dst, proto, sport, dport, tcp_flags, seq, ack, payload)
                 out.update(verdict=t["verdict"], why=t["why"], service=t["service"],
                            backend=t["backend"], state=t["state"], reason=t["reason"])
                 if t["backend"]:

@@ -202,6 +202,10 @@ ACL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 POOL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,%d}\Z" % (_limits.NAME_LEN - 2))
 
 
+QUIC_SID_MAX = _limits.QUIC_SID_MAX        # QUIC-LB server id bytes, at most
+HEX = re.compile(r"^(?:[0-9a-fA-F]{2})*\Z")
+
+
 @dataclass(frozen=True)
 class BackendSpec:
     ip: str
@@ -209,6 +213,7 @@ class BackendSpec:
     weight: int = 1
     state: str = UP
     max_connections: int = 0    # open at once, then no new ones (IPVS's u_threshold); 0: none
+    server_id: str = ""         # QUIC: the server id in its connection IDs (hex); "": none
 
     def __post_init__(self):
         object.__setattr__(self, "ip", str(unicast("address", self.ip, loopback=True)))
@@ -216,10 +221,43 @@ class BackendSpec:
         _integer("weight", self.weight, 0, WEIGHT_MAX)
         _choice("state", self.state, BACKEND_STATES)
         _integer("max_connections", self.max_connections, 0, LIMIT_MAX)
+        if not isinstance(self.server_id, str) or not HEX.match(self.server_id) or \
+                len(self.server_id) > 2 * QUIC_SID_MAX:
+            raise SpecError("server_id", f"expected 1 to {QUIC_SID_MAX} bytes in hex (e.g. "
+                                         f"0a01), got {_show(self.server_id)}")
+        object.__setattr__(self, "server_id", self.server_id.lower())
 
     @property
     def key(self) -> tuple[str, int]:
         return self.ip, self.port
+
+
+@dataclass(frozen=True)
+class QuicSpec:
+    """QUIC connection-ID routing of a UDP service (draft-ietf-quic-load-
+    balancers): its backends put their server_id in the connection IDs they
+    choose: a first octet whose 3 high bits are `config_id`, then the
+    server id (`server_id_length` bytes) and a nonce (`nonce_length`), in
+    plaintext, or encrypted with AES-128 `key` (32 hex digits) in one pass
+    (server id and nonce of 16 bytes together)."""
+    server_id_length: int = 2
+    nonce_length: int = 6
+    config_id: int = 0
+    key: str | None = None
+
+    def __post_init__(self):
+        _integer("server_id_length", self.server_id_length, 1, QUIC_SID_MAX)
+        _integer("nonce_length", self.nonce_length, 4, 18)
+        if self.server_id_length + self.nonce_length > 19:
+            raise SpecError("nonce_length", "server id and nonce are 19 bytes at most together")
+        _integer("config_id", self.config_id, 0, 6)
+        if self.key is not None:
+            if not isinstance(self.key, str) or len(self.key) != 32 or not HEX.match(self.key):
+                raise SpecError("key", "expected an AES-128 key: 32 hex digits")
+            object.__setattr__(self, "key", self.key.lower())
+            if self.server_id_length + self.nonce_length != 16:
+                raise SpecError("nonce_length", "encrypted connection IDs (one AES block) need "
+                                                "server id and nonce of 16 bytes together")
 
 
 @dataclass(frozen=True)
@@ -279,6 +317,7 @@ class ServiceSpec:
     max_per_client: int = 0
     backends: tuple[BackendSpec, ...] = ()
     health_check: HealthCheckSpec | None = None
+    quic: QuicSpec | None = None        # UDP: QUIC connection-ID routing
 
     def __post_init__(self):
         vip = unicast("vip", self.vip)
@@ -315,6 +354,20 @@ class ServiceSpec:
                 raise SpecError(f"acls[{i}]", f"expected the name of an ACL, got {_show(a)}")
         for k in LIMIT_KEYS:
             _integer(k, getattr(self, k), 0, LIMIT_MAX)
+        if self.quic is not None and self.proto != UDP:
+            raise SpecError("quic", "QUIC connection-ID routing is for udp services")
+        sids: dict[str, int] = {}
+        for i, b in enumerate(self.backends):
+            if b.server_id and (self.quic is None or
+                                len(b.server_id) != 2 * self.quic.server_id_length):
+                raise SpecError(f"backends[{i}].server_id", "a server id of the service's quic "
+                                "server_id_length" if self.quic else "a server id is for a "
+                                "service with quic routing")
+            if b.server_id in sids:
+                raise SpecError(f"backends[{i}].server_id", f"backends[{sids[b.server_id]}] "
+                                                            "has it too")
+            if b.server_id:
+                sids[b.server_id] = i
         seen: set[tuple[str, int]] = set()
         for i, b in enumerate(self.backends):
             if ipaddress.ip_address(b.ip).version != vip.version and self.method not in TUNNELS:

@@ -115,7 +115,7 @@ def _prefix(text: str) -> str:
 
 def _backend_spec(b: pb.Backend) -> BackendSpec:
     return BackendSpec(b.address, b.port, b.weight if b.HasField("weight") else 1,
-                       _enum(STATES, b.state, "backend state"), b.max_connections)
+                       _enum(STATES, b.state, "backend state"), b.max_connections, b.server_id)
 
 
 def _check(h: pb.HealthCheck) -> HealthCheckSpec:
@@ -131,7 +131,7 @@ def _check(h: pb.HealthCheck) -> HealthCheckSpec:
 _SERVICE_RENAMED = {"persistence": "persistence_seconds"}
 _SERVICE_ENUMS = {"method": METHODS, "scheduler": SCHEDULERS, "syn_proxy": protonames.SYN_PROXY,
                   "proxy_protocol": protonames.PROXY_PROTOCOL}
-_SERVICE_OWN = {"vip", "port", "proto", "backends", "health_check"}
+_SERVICE_OWN = {"vip", "port", "proto", "backends", "health_check", "quic"}
 _SERVICE_FIELDS = [f for f in dataclasses.fields(ServiceSpec) if f.name not in _SERVICE_OWN]
 
 
@@ -151,7 +151,11 @@ def _service(r: pb.Service) -> ServiceSpec:
                      for i, b in enumerate(r.backends))
     check = _within("health_check", lambda: _check(r.health_check)) \
         if r.HasField("health_check") else None
-    return ServiceSpec(vip, port, proto, **given, backends=backends, health_check=check)
+    quic = _within("quic", lambda: model.QuicSpec(
+        r.quic.server_id_length, r.quic.nonce_length, r.quic.config_id, r.quic.key or None)) \
+        if r.HasField("quic") else None
+    return ServiceSpec(vip, port, proto, **given, backends=backends, health_check=check,
+                       quic=quic)
 
 
 def _acl(r: pb.Acl) -> model.AclSpec:
@@ -220,7 +224,7 @@ def stats_of(st: dict) -> pb.ServiceStats:
 
 def service_msg(v) -> pb.Service:
     s = v.spec
-    h = s.health_check
+    h, q = s.health_check, s.quic
     given = {}
     for f in _SERVICE_FIELDS:
         value = getattr(s, f.name)
@@ -233,10 +237,14 @@ def service_msg(v) -> pb.Service:
         **given, stats=stats_of(v.stats), table_fingerprint=v.fingerprint,
         health_check=None if h is None else pb.HealthCheck(
             **{f.name: getattr(h, f.name) for f in dataclasses.fields(HealthCheckSpec)}),
+        quic=None if q is None else pb.QuicLb(server_id_length=q.server_id_length,
+                                              nonce_length=q.nonce_length,
+                                              config_id=q.config_id, key=q.key or ""),
         key=pb.ServiceKey(vip=s.vip, port=s.port, protocol=_back(PROTOS)[s.proto]),
         backends=[pb.Backend(address=b.spec.ip, port=b.spec.port, weight=b.spec.weight,
                              state=_back(STATES)[b.spec.state],
-                             max_connections=b.spec.max_connections, active_connections=b.active,
+                             max_connections=b.spec.max_connections, server_id=b.spec.server_id,
+                             active_connections=b.active,
                              inactive_connections=b.inactive, health=b.health,
                              stats=stats_of(b.stats))
                   for b in v.backends])
@@ -421,7 +429,7 @@ class LoadBalancer(pb_grpc.LoadBalancerServicer):
                          _enum(PROTOS, request.protocol, "protocol"), request.source_port,
                          request.destination_port,
                          request.tcp_flags or (0x10 if request.not_syn else 0x02),
-                         request.seq, request.ack)
+                         request.seq, request.ack, request.payload)
         reply = pb.TraceReply(verdict=t["verdict"], why=t["why"], connection_state=t["state"],
                               drop_reason=t["reason"])
         if t["route"]:

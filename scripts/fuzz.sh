@@ -17,7 +17,7 @@ mkdir -p build/fuzz
 export PATH="$PWD/.venv/bin:$PATH"     # the Python targets (and their merge children) use it
 unset LD_PRELOAD                        # (make test-asan's gcc runtime): the targets bring their own
 cflags=$(pkg-config --cflags libdpdk)
-libs=$(pkg-config --libs libdpdk)
+libs="$(pkg-config --libs libdpdk) -lcrypto"     # OpenSSL: QUIC-LB's AES
 for t in "${targets[@]}"; do
     mkdir -p "build/fuzz/new/$t"
     case $t in

@@ -33,6 +33,7 @@ struct rte_mbuf;
 #define PYLB_INSPECT_FLOWS	65536	/* inspected flows tracked per lcore */
 #define PYLB_GENEVE_PORT	6081	/* RFC 8926's UDP port */
 #define PYLB_GUE_PORT		6080	/* GUE's (Katran's): backends listen here */
+#define PYLB_QUIC_SID_MAX	15	/* QUIC-LB: server id bytes, at most */
 #define PYLB_NAME_LEN		32
 #define PYLB_HASH_KEY_WORDS	27	/* the flow hash's and SYN cookies' key, 64-bit words */
 #define PYLB_DEVARGS_LEN	256
@@ -85,6 +86,8 @@ enum pylb_err {
 	X(INSPECT_FLOWS_STAYED, inspect_flows_stayed) \
 	X(INSPECT_FLOWS_EXPIRED, inspect_flows_expired) \
 	X(INSPECT_UNTRACKED, inspect_untracked) \
+	X(QUIC_ROUTED, quic_routed) \
+	X(QUIC_UNROUTED, quic_unrouted) \
 	X(FRAGMENTS_FOLLOWED, fragments_followed) \
 	X(FRAGMENTS_HELD, fragments_held) \
 	X(ND_SOLICITS, nd_solicits) \
@@ -426,6 +429,25 @@ struct pylb_backend {
 	uint32_t max_conns;			/* L4: connections open at once (the
 						 * workers' shares), then no new ones;
 						 * 0: no limit */
+	/* A QUIC service's backend: the server id it puts in the connection
+	 * IDs it chooses (pylb_quic_conf); sid_len 0: none. */
+	uint8_t sid_len;
+	uint8_t sid[PYLB_QUIC_SID_MAX];
+};
+
+/* QUIC connection-ID routing (draft-ietf-quic-load-balancers) for a UDP
+ * service: the backends put their server id in the connection IDs they
+ * choose (first octet: the config id in its 3 high bits; then the server
+ * id and a nonce, in plaintext, or both encrypted with AES-128-ECB in one
+ * pass when they make 16 bytes); a new flow (a client that moved to another
+ * address or port) whose packet's destination connection ID decodes to a
+ * backend goes to it; else the scheduler's. sid_len 0: off. */
+struct pylb_quic_conf {
+	uint8_t sid_len;			/* 1..PYLB_QUIC_SID_MAX */
+	uint8_t nonce_len;			/* 4..18; sid + nonce <= 19 */
+	uint8_t config_id;			/* 0..6 (7: unroutable) */
+	uint8_t encrypted;			/* key set: sid + nonce == 16 */
+	uint8_t key[16];
 };
 
 /* L4 virtual services: VIP:port/proto (port 0: every port). */
@@ -476,6 +498,7 @@ struct pylb_service_conf {
 	struct pylb_ip lips[PYLB_MAX_LIPS];
 	/* Tunnel: the outer source, as a VIP's (pylb_vip_conf.source). */
 	struct pylb_prefix tunnel_source;
+	struct pylb_quic_conf quic;
 };
 
 /* ACLs (acl.c): lists of source prefixes; a deny list refuses the sources
@@ -571,6 +594,9 @@ struct pylb_l4_trace_query {
 	uint8_t proto;
 	uint8_t tcp_flags;
 	uint32_t seq, ack;			/* TCP: the segment's numbers (a cookie's ACK) */
+	const uint8_t *payload;			/* UDP: what follows its header (QUIC's
+						 * connection ID); NULL: none */
+	uint16_t plen;
 };
 
 struct pylb_l4_trace {
@@ -582,7 +608,7 @@ struct pylb_l4_trace {
 	struct pylb_backend backend;		/* when there is one */
 	uint32_t route_hash;			/* the flow hash the output to the
 						 * backend is chosen by (ECMP) */
-	char why[160];
+	char why[256];
 };
 
 /* Read only: what the L4 fast path would do with a packet now, decided by

@@ -184,6 +184,8 @@ svc_new(struct pylb_dp *dp, struct pylb_service **out, const struct pylb_service
 		(*out)->key = dp->conf.hash_key;
 		/* Checked when the service was added. */
 		(void)pylb_encap_src_bind(&(*out)->tunnel_src, &conf->tunnel_source, "service");
+		if (conf->quic.encrypted)
+			AES_set_decrypt_key(conf->quic.key, 128, &(*out)->quic_key);
 		/* SYN cookies: NAT and FullNAT TCP services alone can proxy. */
 		(*out)->synproxy = conf->proto == IPPROTO_TCP &&
 			(conf->method == PYLB_L4_NAT || conf->method == PYLB_L4_FULLNAT) ?
@@ -334,6 +336,21 @@ service_add_unlocked(struct pylb_dp *dp, const struct pylb_service_conf *conf)
 		if (rc != 0)
 			return rc;
 	}
+	if (c.quic.sid_len != 0) {
+		const struct pylb_quic_conf *q = &c.quic;
+
+		if (c.proto != IPPROTO_UDP)
+			return pylb_fail(-PYLB_E_INVAL, "service %s: QUIC routing is for UDP", name);
+		if (q->sid_len > PYLB_QUIC_SID_MAX || q->nonce_len < 4 || q->nonce_len > 18 ||
+		    q->sid_len + q->nonce_len > 19 || q->config_id > 6)
+			return pylb_fail(-PYLB_E_INVAL,
+				"service %s: QUIC server ids of 1 to %d bytes, nonces of 4 to 18, 19 together at most, config id 0 to 6",
+				name, PYLB_QUIC_SID_MAX);
+		if (q->encrypted && q->sid_len + q->nonce_len != 16)
+			return pylb_fail(-PYLB_E_INVAL,
+				"service %s: encrypted QUIC connection IDs (one AES block) need server id and nonce of 16 bytes together",
+				name);
+	}
 	if (c.method == PYLB_L4_FULLNAT) {
 		if (c.n_lips == 0 || c.n_lips > PYLB_MAX_LIPS)
 			return pylb_fail(-PYLB_E_INVAL,
@@ -466,6 +483,15 @@ service_backends_set_unlocked(struct pylb_dp *dp, const struct pylb_ip *vip,
 		if (b[i].weight > 65535)
 			return pylb_fail(-PYLB_E_INVAL, "service %s: backend weight %u is above 65535",
 					 name, b[i].weight);
+		if (b[i].sid_len != 0 && b[i].sid_len != cur->conf.quic.sid_len)
+			return pylb_fail(-PYLB_E_INVAL,
+				"service %s: backend %u: a server id of %u bytes (the service's QUIC ids have %u)",
+				name, i, b[i].sid_len, cur->conf.quic.sid_len);
+		for (uint32_t j = 0; b[i].sid_len != 0 && j < i; j++)
+			if (b[j].sid_len == b[i].sid_len &&
+			    memcmp(b[j].sid, b[i].sid, b[i].sid_len) == 0)
+				return pylb_fail(-PYLB_E_EXIST,
+					"service %s: backends %u and %u have one server id", name, j, i);
 		if (b[i].state > PYLB_BACKEND_DOWN)
 			return pylb_fail(-PYLB_E_INVAL,
 				"service %s: backend %u: unknown state %u (up, drain or down)",
@@ -722,6 +748,7 @@ l4_trace_unlocked(struct pylb_dp *dp, const struct pylb_l4_trace_query *q,
 	struct pylb_tuple t = {
 		.src = q->src.ip, .dst = q->dst.ip, .sport = rte_cpu_to_be_16(q->sport),
 		.dport = rte_cpu_to_be_16(q->dport), .proto = q->proto, .af = af,
+		.payload = q->proto == IPPROTO_UDP ? q->payload : NULL, .plen = q->plen,
 	};
 	const struct pylb_service *svc;
 	struct pylb_lcore *lc;
@@ -786,9 +813,13 @@ l4_trace_unlocked(struct pylb_dp *dp, const struct pylb_l4_trace_query *q,
 			      out->backend.addr.ip,
 			      svc->conf.method == PYLB_L4_FULLNAT ? svc->conf.lips[v.lip].ip : t.src);
 	if (v.what == PYLB_L4V_NEW)
-		snprintf(why, len, "%sa new connection: %s", ended,
+		snprintf(why, len, "%sa new connection: %s%s", ended,
+			 v.quic == L4_QUIC_ROUTED ? "the backend its QUIC connection ID names" :
 			 v.persist != NULL ? "the backend the client's network persists on" :
-			 svc->sched->why);
+			 svc->sched->why,
+			 v.quic == L4_QUIC_UNROUTED ?
+			 " (its QUIC connection ID names no backend: a client's Initial, or unknown)" :
+			 "");
 	else if (v.what == PYLB_L4V_COOKIE_ACK)
 		snprintf(why, len, "the ACK of a SYN cookie: the connection opens (%s)",
 			 v.persist != NULL ? "the backend the client's network persists on" :

@@ -403,6 +403,9 @@ act(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port, struct rte_m
 		if (v->what == PYLB_L4V_COOKIE_ACK)
 			return pylb_synproxy_open(lc, cfg, in_port, m, ports, t, c);
 		if (v->what == PYLB_L4V_NEW) {
+			if (unlikely(v->quic != 0))
+				lc->stats->c[v->quic == L4_QUIC_ROUTED ? PYLB_C_QUIC_ROUTED :
+					     PYLB_C_QUIC_UNROUTED]++;
 			pylb_conn_update(lc, c, flags, false, now);
 		} else {
 			/* (Not confirmed by its own packet: only a FIN moves it.) */

@@ -47,6 +47,10 @@ enum nat_reply { NAT_REPLY_NONE, NAT_REPLY_ONE, NAT_REPLY_AMBIGUOUS };
 enum nat_reply pylb_nat_reply_service(const struct pylb_dp *dp, const struct pylb_tuple *t,
 				      const struct pylb_service **svc, uint16_t *vport);
 
+/* quic.c: the backend index t's QUIC destination connection ID names in
+ * svc (its conf.quic); -1: none. */
+int32_t pylb_quic_backend(const struct pylb_service *svc, const struct pylb_tuple *t);
+
 /* frag.c: fragments of TCP/UDP datagrams (see there). pylb_frag_gather
  * runs where a packet's ports are read, for a packet that may be a
  * fragment: a later fragment whose datagram's first was seen gets *ports

@@ -84,6 +84,18 @@ tuple_of(struct pylb_tuple *t, const struct rte_mbuf *m, uint8_t af, uint8_t pro
 	t->dport = ports[1];
 	t->proto = proto;
 	t->af = af;
+	t->payload = NULL;
+	t->plen = 0;
+	if (proto == IPPROTO_UDP) {
+		const uint8_t *end = rte_pktmbuf_mtod(m, const uint8_t *) + rte_pktmbuf_data_len(m);
+		const uint8_t *p = (const uint8_t *)ports + sizeof(struct rte_udp_hdr);
+
+		/* (A later fragment's stand-in header lies outside the mbuf.) */
+		if (p > (const uint8_t *)ports && p <= end && (const uint8_t *)ports >= ip) {
+			t->payload = p;
+			t->plen = (uint16_t)(end - p);
+		}
+	}
 }
 
 /* Rewrite destination (dnat) or source (reply) address and port. */

@@ -8,6 +8,10 @@
 #ifndef PYLB_L4_STATE_H
 #define PYLB_L4_STATE_H
 
+/* OpenSSL's AES (QUIC-LB's encrypted connection IDs): its one-block calls
+ * with a key schedule made once, shared read-only by the workers. */
+#define OPENSSL_SUPPRESS_DEPRECATED
+#include <openssl/aes.h>
 #include <rte_tcp.h>
 
 #include "l3/state.h"
@@ -21,6 +25,7 @@ struct pylb_service {
 	const struct pylb_sched_ops *sched;	/* conf.sched's (scheduler.h) */
 	const uint64_t *key;	/* the dataplane's flow-hash key (hash.h) */
 	struct pylb_encap_src tunnel_src;	/* conf.tunnel_source's */
+	AES_KEY quic_key;	/* conf.quic.key's, to decrypt (encrypted CIDs) */
 	uint8_t synproxy;	/* enum pylb_syn_proxy, OFF where it cannot */
 	/* WRR: each lcore's current weights; WLC: each lcore's connections
 	 * per backend. One cache-line-aligned row per lcore slot (the only
@@ -121,6 +126,10 @@ struct pylb_tuple {
 	const uint8_t *src, *dst;
 	uint16_t sport, dport;		/* network order */
 	uint8_t proto, af;
+	/* UDP: what follows the header (QUIC's connection ID); NULL: none
+	 * seen (a later fragment, a trace without one). */
+	const uint8_t *payload;
+	uint16_t plen;
 };
 
 /* Persistence: (service, client network) -> backend, per lcore. */

@@ -241,6 +241,15 @@ open_decide(struct pylb_lcore *lc, const struct pylb_tuple *t, const struct pylb
 		if (unlikely(svc->bal.backends[bi].max_conns != 0) &&
 		    (bi = backend_with_room(lc, svc, bi, v->hash)) == UINT32_MAX)
 			return refused(v, PYLB_D_LIMIT_BACKEND_CONNS, L4_ANSWER_RST);
+		/* QUIC: a client that moved (NAT rebinding, migration) is a
+		 * new flow here; its connection ID names its backend. */
+		if (unlikely(svc->conf.quic.sid_len != 0)) {
+			int32_t q = pylb_quic_backend(svc, t);
+
+			v->quic = q >= 0 ? L4_QUIC_ROUTED : L4_QUIC_UNROUTED;
+			if (q >= 0)
+				bi = (uint32_t)q;
+		}
 	}
 	v->bi = bi;
 	/* No room for what the method takes besides the entry: FullNAT has

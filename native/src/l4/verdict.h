@@ -41,7 +41,11 @@ struct l4_verdict {
 	uint32_t picked;		/* NEW: the scheduler's own choice (its turn taken) */
 	uint32_t src;			/* the client network's slot in per-source counts */
 	struct pylb_persist *persist;	/* NEW: the persistence entry that chose bi */
+	uint8_t quic;			/* NEW of a QUIC service: L4_QUIC_* */
 };
+
+#define L4_QUIC_ROUTED		1	/* bi: its connection ID's server id */
+#define L4_QUIC_UNROUTED	2	/* its connection ID names no backend */
 void pylb_l4_decide_rest(struct pylb_lcore *lc, const struct pylb_tuple *t, uint8_t flags,
 			 uint32_t seq, uint32_t ack, struct pylb_conn *c, uint64_t now,
 			 struct l4_verdict *v);
@@ -61,6 +65,7 @@ pylb_l4_decide(struct pylb_lcore *lc, const struct pylb_tuple *t, uint8_t flags,
 	v->take = 0;
 	v->evict = false;
 	v->persist = NULL;
+	v->quic = 0;
 	v->svc = NULL;
 	if (likely(c != NULL) && likely(flags != RTE_TCP_SYN_FLAG) &&
 	    likely(c->gen == __atomic_load_n(&lc->dp->gen, __ATOMIC_ACQUIRE))) {
