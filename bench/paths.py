@@ -17,6 +17,9 @@ ten million frames fit in hugepages. Cases:
   vip_flowsrc: the same from an outer source prefix, each flow its own address;
 - tunnel, tunnel_flowsrc: the established case's UDP to a tunnel service
   (IPIP to the backend), from the port's address / a source prefix per flow;
+- established_quic: the established case to a service with QUIC
+  connection-ID routing (its backend's server id in no packet: the IDs are
+  read when a flow opens, never on its established packets);
 - vip_gue, gue: the vip case's VIP and the tunnel case's service of method
   gue (IP in UDP to the backend's port 6080, the source port per flow);
 - inspect_out: UDP to a route marked for inspection (10.2.0.0/16, pool of
@@ -409,6 +412,9 @@ def pylb_side(kind: str, pcap: str, flows: int, seconds: float) -> dict:
             acl_s = time.monotonic() - t0
     elif kind in ("established", "established6", "icmp_error", "fragments"):
         dp.add_service(model.service(vip, 53, proto="udp", backends=[(backend, 5353)]))
+    elif kind == "established_quic":
+        dp.add_service(model.service(vip, 53, proto="udp", quic=model.QuicSpec(), backends=[
+            model.BackendSpec(backend, 5353, server_id="0001")]))
     elif kind == "established_defended":
         dp.add_service(model.service(vip, 53, proto="udp", backends=[(backend, 5353, 1, "up", LIMIT)], max_connections=LIMIT, max_new_per_second=LIMIT, max_per_client=LIMIT), id=0)
         dp.set_acls([("deny", "drop", million())], {0: [0]})
@@ -525,7 +531,7 @@ def main() -> None:
     cases = [("arp", 1000), ("icmp", 1000), ("route", 1000), ("route6", 1000), ("vip", 1000),
              ("vip_flowsrc", 1000), ("vip_gue", 1000), ("vip6", 1000)] + \
         [(k, f) for f in flows for k in ("established", "established_defended", "established6",
-                                         "tunnel", "tunnel_flowsrc", "gue")
+                                         "tunnel", "tunnel_flowsrc", "gue", "established_quic")
          if k == "established" or f <= 1_000_000] + \
         [("syn", args.syn_flows), ("syn6", args.syn_flows), ("syn_acl", args.syn_flows),
          ("syn_sync", args.syn_flows),

@@ -108,6 +108,10 @@ def print_service(s: pb.Service) -> None:
         extra += f" proxy-protocol {protonames.PROXY_PROTOCOL[s.proxy_protocol]}"
     if s.tunnel_source:
         extra += f" tunnel-source {s.tunnel_source}"
+    if s.HasField("quic"):
+        q = s.quic
+        extra += f" quic {q.server_id_length}+{q.nonce_length}" + \
+            (f" config {q.config_id}" if q.config_id else "") + (" encrypted" if q.key else "")
     if s.acls:
         extra += f" acls {','.join(s.acls)}"
     for k in model.LIMIT_KEYS:
@@ -120,9 +124,10 @@ def print_service(s: pb.Service) -> None:
     for b in s.backends:
         health = f" health {b.health}" if b.health else ""
         limit = f" max {b.max_connections}" if b.max_connections else ""
+        sid = f" server-id {b.server_id}" if b.server_id else ""
         print(f"  -> {_hostport(b.address, b.port):30} weight {b.weight:<5} "
               f"{_name(STATE_NAMES, b.state):5} active {b.active_connections} "
-              f"inactive {b.inactive_connections}{limit}{health}")
+              f"inactive {b.inactive_connections}{limit}{sid}{health}")
 
 
 def ipvs_view(services: list[pb.Service]) -> str:
@@ -403,12 +408,20 @@ def cmd_config(args, stub, verb: str | None, out_json: bool) -> None:
             print("no changes")
 
 
+def hex_bytes(text: str) -> bytes:
+    try:
+        return bytes.fromhex(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not hex bytes (e.g. 4101000a...)") \
+            from None
+
+
 def cmd_trace(args, stub, verb: str | None, out_json: bool) -> None:
     src, dst = split_trace(args.source), split_trace(args.destination)
     t = stub.Trace(pb.TraceRequest(source=src[0], source_port=src[1], destination=dst[0],
                                    destination_port=dst[1], protocol=PROTO_NAMES[args.proto],
                                    not_syn=args.established, tcp_flags=args.flags,
-                                   seq=args.seq, ack=args.ack))
+                                   seq=args.seq, ack=args.ack, payload=args.payload))
     if out_json:
         print(json.dumps(_json(t), indent=2))
     else:
@@ -439,7 +452,7 @@ STAT_GROUPS = (
                  "arp_", "nd_", "neigh_", "probes_sent", "probe_answers", "proxy_headers_sent",
                  "busy_", "polls")),
     ("connections", ("conn_", "nat_replies", "nat_replies_untracked", "tcp_resets_sent",
-                     "icmp_errors_")),
+                     "icmp_errors_", "quic_")),
     ("defences", ("syn_", "half_open_", "source_half_open_full")),
     ("fleet", ("sync_", "conn_synced")),
     ("inspection", ("inspect_",)),
@@ -716,6 +729,8 @@ def parser() -> argparse.ArgumentParser:
     tr.add_argument("--seq", type=int, default=0, help="TCP sequence number")
     tr.add_argument("--ack", type=int, default=0,
                     help="TCP acknowledgement number (an ACK answering a SYN cookie)")
+    tr.add_argument("--payload", type=hex_bytes, default=b"", metavar="HEX",
+                    help="UDP payload's start, in hex (a QUIC packet: its connection ID)")
 
     sub.add_parser("stats", help="counters by group, drops by reason (zeros hidden)").add_argument(
         "--all", action="store_true", help="zeros too")

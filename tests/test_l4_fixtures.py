@@ -243,7 +243,7 @@ def test_a_tunnel_service_carries_ipv4_in_ipv6_and_ipv6_in_ipv4(lb):
     t = lb.l4_trace("2001:db8::2", "2001:db8::100", "tcp", 5000, 80, 0x10)
     assert t["verdict"] == "connection" and t["backend"][0] == outer.dst
     # Other methods' backends are of the VIP's family.
-    with pytest.raises(InvalidArgument, match="a tunnel service's may be"):
+    with pytest.raises(InvalidArgument, match="a tunnel or gue service's may be"):
         service(VIP, 81, method="dr", backends=["2001:db8:1::20"])
     assert drops_of(lb) == {}
 
