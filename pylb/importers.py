@@ -219,9 +219,15 @@ def ipvsadm(text: str, name: str = "ipvsadm") -> Imported:
         if args.get("y"):
             report.append(f"{where}: lower threshold (-y): pylb takes new connections again "
                           "as soon as the backend is below max_connections")
+        # --tun-type gue: pylb's gue method (its backends' port: 6080).
+        if kind == model.TUNNEL and args.get("--tun-type") == "gue":
+            kind = model.GUE
+            if args.get("--tun-port") not in (None, "6080"):
+                report.append(f"{where}: --tun-port {args['--tun-port']}: pylb's GUE goes to "
+                              "port 6080; set the backend to receive it there")
         for k in ("--tun-type", "--tun-port", "--tun-nocsum", "--tun-csum", "--tun-remcsum"):
-            if k in args:
-                report.append(f"{where}: {k}: pylb's tunnel is IPIP; ignored")
+            if k in args and not (kind == model.GUE and k in ("--tun-type", "--tun-port")):
+                report.append(f"{where}: {k}: pylb's tunnel is IPIP (or GUE); ignored")
         s.reals.append((where, ip, rport or port, weight, kind, upper))
     return Imported(_specs(list(services.values()), report), report)
 

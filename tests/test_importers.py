@@ -237,3 +237,16 @@ def test_what_does_not_map_is_reported_with_its_line():
         [("10.0.0.1:80/tcp", (), None)] and empty.report == []
     with pytest.raises(InvalidArgument, match="ka: a '{' is never closed"):
         importers.keepalived("virtual_server 10.0.0.1 80 {\n", "ka")
+
+
+def test_an_ipvs_gue_tunnel_becomes_a_gue_service():
+    r = importers.ipvsadm("-A -u 10.0.0.100:53 -s mh\n"
+                          "-a -u 10.0.0.100:53 -r 10.0.1.11:53 -i --tun-type gue --tun-port 6080\n"
+                          "-a -u 10.0.0.100:53 -r 10.0.1.12:53 -i --tun-type gue --tun-port 5555\n"
+                          "-A -u 10.0.0.101:53 -s mh\n"
+                          "-a -u 10.0.0.101:53 -r 10.0.1.11:53 -i --tun-type gre\n", "save")
+    assert [s.method for s in r.config.services] == ["gue", "tunnel"]
+    assert r.report == [
+        "save:3: --tun-port 5555: pylb's GUE goes to port 6080; set the backend to receive it "
+        "there",
+        "save:5: --tun-type: pylb's tunnel is IPIP (or GUE); ignored"]
