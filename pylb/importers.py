@@ -219,8 +219,8 @@ def ipvsadm(text: str, name: str = "ipvsadm") -> Imported:
         if args.get("y"):
             report.append(f"{where}: lower threshold (-y): pylb takes new connections again "
                           "as soon as the backend is below max_connections")
-        # --tun-type gue: pylb's gue method (its backends' port: 6080).
-        if kind == model.TUNNEL and args.get("--tun-type") == "gue":
+        # --tun-type gue (ipvsadm's name is pylb's): the gue method, to port 6080.
+        if kind == model.TUNNEL and args.get("--tun-type") == model.GUE:
             kind = model.GUE
             if args.get("--tun-port") not in (None, "6080"):
                 report.append(f"{where}: --tun-port {args['--tun-port']}: pylb's GUE goes to "

@@ -572,8 +572,10 @@ class Manager:
                 out.update(verdict="route", next_hop=hop, why=f"routed by {r.prefix}{ecmp}")
             pool = r.inspect or (dp.vip(r.prefix).inspect if r.kind == model.VIP else "")
             if pool:
-                # Inspected first: the appliance the workers pick for a new
-                # flow (in C, as they do); then what the packet gets back.
+                # Inspected first: the appliance the workers send the flow
+                # to (remembered or new, in C, as they decide); then what the
+                # packet gets back. (Its ECMP choice towards the appliance
+                # is shown for hash 0: appliances sit on one next hop.)
                 a, what = dp.pool_pick(pool, proto, src, sport, dst, dport)
                 if a is None:
                     out.update(verdict="no_appliance", next_hop=None, why=(

@@ -125,9 +125,12 @@ static uint32_t
 geneve_parse(const struct rte_geneve_hdr *g, uint32_t len, uint8_t *af,
 	     const struct pylb_geneve_opt **opt)
 {
-	uint32_t hl = sizeof(*g) + 4u * g->opt_len, at = sizeof(*g);
+	uint32_t hl, at = sizeof(*g);
 
-	if (len < sizeof(*g) || len < hl || g->ver != 0 || g->oam)
+	if (len < sizeof(*g))
+		return 0;
+	hl = sizeof(*g) + 4u * g->opt_len;
+	if (len < hl || g->ver != 0 || g->oam)
 		return 0;
 	if (g->proto == RTE_BE16(RTE_ETHER_TYPE_IPV4))
 		*af = 4;
