@@ -193,6 +193,25 @@ def listing(items, out_json: bool, line) -> None:
             print(line(x))
 
 
+def quic_backend(text: str) -> pb.Backend:
+    """ADDRESS[:PORT][=SERVER_ID]: a backend, with its QUIC server id (hex)."""
+    text, _, sid = text.partition("=")
+    b = backend_of(text, 1)
+    b.server_id = sid
+    return b
+
+
+def quic_of(text: str) -> pb.QuicLb:
+    """SID_LEN:NONCE_LEN[:CONFIG_ID[:KEY]] as `service add --quic` takes it."""
+    parts = text.split(":")
+    if not 2 <= len(parts) <= 4 or not all(p.isdigit() for p in parts[:3]):
+        raise UsageError(f"--quic {text!r}: write SERVER_ID_LENGTH:NONCE_LENGTH[:CONFIG_ID"
+                         "[:KEY]], e.g. 2:6 or 4:12:0:<32 hex digits>")
+    return pb.QuicLb(server_id_length=int(parts[0]), nonce_length=int(parts[1]),
+                     config_id=int(parts[2]) if len(parts) > 2 else 0,
+                     key=parts[3] if len(parts) > 3 else "")
+
+
 def cmd_service(args, stub, verb: str | None, out_json: bool) -> None:
     if verb == "list":
         r = stub.ListServices(pb.ListServicesRequest())
@@ -217,7 +236,9 @@ def cmd_service(args, stub, verb: str | None, out_json: bool) -> None:
                        acls=args.acl or [], max_connections=args.max_connections,
                        max_new_per_second=args.max_new_per_second,
                        max_per_client=args.max_per_client,
-                       backends=[backend_of(b, 1) for b in args.backend or []])
+                       backends=[quic_backend(b) for b in args.backend or []])
+        if args.quic:
+            s.quic.CopyFrom(quic_of(args.quic))
         if args.check:
             kind, _, path = args.check.partition(":")
             s.health_check.CopyFrom(pb.HealthCheck(type=kind, path=path,
@@ -593,7 +614,10 @@ def parser() -> argparse.ArgumentParser:
                      help="FullNAT: a PROXY protocol header naming the client (v1: TCP only)")
     add.add_argument("--tunnel-source", metavar="ADDRESS|PREFIX",
                      help="tunnel: outer source; a prefix varies it per flow")
-    add.add_argument("--backend", action="append", help="ADDRESS[:PORT] (repeat)")
+    add.add_argument("--backend", action="append",
+                     help="ADDRESS[:PORT][=SERVER_ID] (repeat; SERVER_ID: QUIC's, in hex)")
+    add.add_argument("--quic", metavar="SID_LEN:NONCE_LEN[:CONFIG_ID[:KEY]]",
+                     help="UDP: route by QUIC connection ID (KEY: AES-128, 32 hex digits)")
     add.add_argument("--check", metavar="TYPE[:PATH]",
                      help="health check: tcp, http[:/path], udp or none")
     add.add_argument("--check-interval-ms", type=int, default=0,

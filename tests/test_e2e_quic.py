@@ -92,7 +92,20 @@ def test_a_quic_client_that_moves_stays_on_its_backend(lab, encrypted):
         assert len(answers) == 1 and answers <= names, steps     # one backend throughout
     after = lab.app.stats()["counters"]
     assert after["quic_routed"] - before["quic_routed"] >= 3 * MOVES
-    out = sh(sys.executable, "-m", "pylb.ctl", "--instance", lab.app.instance, "-o", "json",
+    out = sh(sys.executable, "-m", "pylb.ctl", "--instance", lab.app.instance,
              "service", "get", f"{vip}:443/udp").stdout
-    assert json.loads(out)["quic"]["serverIdLength" if "serverIdLength" in out
-                                   else "server_id_length"] == sid_len
+    assert f"quic {sid_len}+{nonce_len}" in out and "server-id 0" in out, out
+
+
+def test_pylbctl_adds_a_quic_service(lab):
+    net = lab.app.net
+    vip = f"{net}.9.42"
+    ip = lab.backends[0][1]
+    r = sh(sys.executable, "-m", "pylb.ctl", "--instance", lab.app.instance, "service", "add",
+           f"{vip}:443/udp", "--quic", f"4:12:1:{AES_KEY}", "--backend", f"{ip}:4433=0000abcd",
+           check=False)
+    assert r.returncode == 0, r.stderr
+    assert "quic 4+12 config 1 encrypted" in r.stdout and "server-id 0000abcd" in r.stdout
+    r = sh(sys.executable, "-m", "pylb.ctl", "--instance", lab.app.instance, "service", "add",
+           f"{vip}:444/udp", "--quic", "4:12:0:00", check=False)
+    assert r.returncode != 0 and "key" in r.stderr
