@@ -62,9 +62,16 @@ inspect_cookie(const uint64_t *hk, const struct pylb_inspect_key *k)
 
 	w[0] = (uint64_t)k->pool << 48 | (uint64_t)k->af << 40 | (uint64_t)k->proto << 32 |
 		(uint64_t)rte_be_to_cpu_16(k->plo) << 16 | rte_be_to_cpu_16(k->phi);
+	if (k->af == 4) {
+		/* IPv4's addresses in one word: 3 words, 10 rounds, not 16. */
+		w[1] = (uint64_t)*(const unaligned_uint32_t *)k->lo << 32 |
+			*(const unaligned_uint32_t *)k->hi;
+		w[2] = 0x67656e65766534ULL;	/* "geneve4": not a SYN cookie's input */
+		return pylb_siphash24(hk + HK_COOKIE, w, 3);
+	}
 	memcpy(&w[1], k->lo, 16);
 	memcpy(&w[3], k->hi, 16);
-	w[5] = 0x67656e65766521ULL;	/* "geneve!": not a SYN cookie's input */
+	w[5] = 0x67656e65766536ULL;	/* "geneve6" */
 	return pylb_siphash24(hk + HK_COOKIE, w, 6);
 }
 
