@@ -662,13 +662,12 @@ class Manager:
         return self.pool(p.name)
 
     def set_pool(self, p: PoolSpec) -> PoolView:
-        """A pool's settings and appliances, replaced in one step (its flows
-        keep their appliances, as its failover says)."""
+        """A pool added, or the one of its name replaced in one step: its
+        settings and appliances (its flows keep their appliances, as its
+        failover says)."""
         with self._lock:
-            if self.model.pool(p.name) is None:
-                raise NotFound(f"no inspection pool {p.name}")
             self._commit(replace(self.model, pools=tuple(
-                p if x.name == p.name else x for x in self.model.pools)))
+                x for x in self.model.pools if x.name != p.name) + (p,)))
         return self.pool(p.name)
 
     def delete_pool(self, name: str) -> None:

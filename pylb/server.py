@@ -305,9 +305,7 @@ class LoadBalancer(pb_grpc.LoadBalancerServicer):
 
     @_rpc
     def SetPool(self, request, context):
-        p = _pool(request)
-        exists = self.m.current_config().pool(p.name) is not None
-        return pool_msg(self.m.set_pool(p) if exists else self.m.add_pool(p))
+        return pool_msg(self.m.set_pool(_pool(request)))
 
     @_rpc
     def DeletePool(self, request, context):
