@@ -326,7 +326,8 @@ cdef extern from "pylb_dp.h" nogil:
     int pylb_dp_pool_get(pylb_dp *dp, const char *name, pylb_pool_conf *conf, pylb_backend *b,
                          uint32_t max_b, uint32_t *n_b, pylb_pool_stats *stats)
     int pylb_dp_pool_pick(pylb_dp *dp, const char *name, uint8_t proto, const pylb_ip *src,
-                          uint16_t sport, const pylb_ip *dst, uint16_t dport, pylb_ip *out)
+                          uint16_t sport, const pylb_ip *dst, uint16_t dport, pylb_ip *out,
+                          uint32_t *hash)
     int pylb_dp_vip_add(pylb_dp *dp, const pylb_vip_conf *conf)
     int pylb_dp_vip_del(pylb_dp *dp, const pylb_prefix *prefix)
     int pylb_dp_vip_backends_set(pylb_dp *dp, const pylb_prefix *prefix,

@@ -1289,20 +1289,22 @@ cdef class Dataplane:
                                 _BACKEND_STATE_NAMES[b[i].state]) for i in range(n)]}
 
     def pool_pick(self, name, str proto, src, int sport, dst, int dport):
-        """Read only: (appliance address or None, what) the workers do with a
-        packet of this flow; what: remembered, stayed (its appliance down or
-        gone, failover stay), moved (to another: its own down or gone), new
-        (not remembered: the table's) or none (no appliance up)."""
+        """Read only: (appliance address or None, what, hash) the workers do
+        with a packet of this flow; what: remembered, stayed (its appliance
+        down or gone, failover stay), moved (to another: its own down or
+        gone), new (not remembered: the table's) or none (no appliance up);
+        hash: the flow hash their ECMP choice towards it takes (route_pick)."""
         cdef char cname[PYLB_NAME_LEN]
         cdef pylb_ip s, d, out
+        cdef uint32_t h = 0
         _set_name(cname, name, "pool")
         _set_ip(&s, _parse_ip(src, "source"))
         _set_ip(&d, _parse_ip(dst, "destination"))
         rc = pylb_dp_pool_pick(self._live(), cname, _proto(proto), &s, _port(sport),
-                               &d, _port(dport), &out)
+                               &d, _port(dport), &out, &h)
         _check(rc)
         what = ("remembered", "stayed", "moved", "new", "none")[rc]
-        return (None if what == "none" else str(_get_ip(&out))), what
+        return (None if what == "none" else str(_get_ip(&out))), what, h
 
     def vip_fingerprint(self, prefix):
         """The L3 VIP's lookup table's fingerprint (like service_fingerprint)."""

@@ -573,10 +573,9 @@ class Manager:
             pool = r.inspect or (dp.vip(r.prefix).inspect if r.kind == model.VIP else "")
             if pool:
                 # Inspected first: the appliance the workers send the flow
-                # to (remembered or new, in C, as they decide); then what the
-                # packet gets back. (Its ECMP choice towards the appliance
-                # is shown for hash 0: appliances sit on one next hop.)
-                a, what = dp.pool_pick(pool, proto, src, sport, dst, dport)
+                # to (remembered or new, in C, as they decide) and their ECMP
+                # choice towards it; then what the packet gets back.
+                a, what, h = dp.pool_pick(pool, proto, src, sport, dst, dport)
                 if a is None:
                     out.update(verdict="no_appliance", next_hop=None, why=(
                         f"inspected by pool {pool}, which has no appliance up: dropped "
@@ -585,7 +584,7 @@ class Manager:
                     whose = {"remembered": "the flow's", "new": "a new flow's",
                              "stayed": "the flow's (down or gone: failover stay)",
                              "moved": "the flow's new (its own down or gone)"}[what]
-                    out.update(verdict="inspect", inspect=(pool, a), next_hop=next_hop(a, 0)[1],
+                    out.update(verdict="inspect", inspect=(pool, a), next_hop=next_hop(a, h)[1],
                                why=f"to {whose} appliance {a} of pool {pool} first (GENEVE); "
                                    f"back from it: {out['verdict']}: {out['why']}")
             return out

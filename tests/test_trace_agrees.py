@@ -253,14 +253,16 @@ def test_trace_says_where_an_l3_packet_goes(native, packets):
 # Inspection: flows to a route a pool inspects, the pool changing between
 # packets (appliances down, removed, added; stickiness, failover): Trace
 # names the appliance the fast path then sends the packet to (remembered
-# flows included), or says it is dropped.
+# flows included) and the ECMP next hop towards it, or says it is dropped.
+APPLIANCES = ["10.0.5.1", "10.0.5.2", "10.0.5.3"]      # behind both gateways (ECMP)
 inspect_step = st.one_of(
     st.tuples(st.just("packet"), st.sampled_from(CLIENTS[:2]), st.just(1000),
               st.just("198.51.100.7"), st.sampled_from([80, 443]), st.sampled_from(["tcp", "udp"])),
     st.tuples(st.just("packet"), st.sampled_from(CLIENTS[:2]), st.just(1000),
               st.just("198.51.100.7"), st.sampled_from([80, 443]), st.sampled_from(["tcp", "udp"])),
-    st.tuples(st.just("pool"), st.sets(st.sampled_from(BACKENDS)),
-              st.sets(st.sampled_from(BACKENDS)), st.sampled_from(["5-tuple", "3-tuple", "2-tuple"]),
+    st.tuples(st.just("pool"), st.sets(st.sampled_from(APPLIANCES)),
+              st.sets(st.sampled_from(APPLIANCES)),
+              st.sampled_from(["5-tuple", "3-tuple", "2-tuple"]),
               st.sampled_from(["rebalance", "stay"])),
 )
 
@@ -273,10 +275,12 @@ def test_trace_names_the_appliance_an_inspected_packet_crosses(native, steps):
     d = small_dp(native, hash_seed=b"trace agrees, 32 bytes of seed!!")
     try:
         d.add_neighbour("p0", CLIENTS[0], CLIENT_MAC)
+        for gw, mac in GATEWAYS.items():
+            d.add_neighbour("p1", gw, mac)
         gw = "10.0.1.250"
-        d.add_neighbour("p1", gw, GATEWAYS[gw])
         m = Manager(direct_submitter(d))
-        m.add_pool(PoolSpec("fw", tuple(BackendSpec(b, 0) for b in BACKENDS)))
+        m.add_route("10.0.5.0/24", [(g, "p1") for g in GATEWAYS])
+        m.add_pool(PoolSpec("fw", tuple(BackendSpec(b, 0) for b in APPLIANCES)))
         m.add_route("198.51.100.0/24", [(gw, "p1")], "fw")
         for s in steps:
             if s[0] == "pool":
@@ -298,7 +302,7 @@ def test_trace_names_the_appliance_an_inspected_packet_crosses(native, steps):
             if t["verdict"] == "inspect":
                 (port, f), = out
                 assert port == 1 and Ether(f)[IP].dst == t["inspect"][1], said
-                assert Ether(f).dst == BMAC[t["inspect"][1]], said
+                assert Ether(f).dst == GATEWAYS[t["next_hop"][0]], said
             else:
                 assert t["verdict"] == "no_appliance" and out == [], said
                 assert d.drops()["inspect_no_appliance"] == dropped + 1, said

@@ -776,14 +776,15 @@ int pylb_dp_pool_get(struct pylb_dp *dp, const char *name, struct pylb_pool_conf
 		     struct pylb_pool_stats *stats);
 int pylb_dp_pool_list(struct pylb_dp *dp, char (*names)[PYLB_NAME_LEN], uint32_t max);
 /* Read only (Trace): the appliance the workers send a flow's packet to
- * (proto, addresses and ports as the packet has them) in *out. Returns
+ * (proto, addresses and ports as the packet has them) in *out, and in
+ * *hash the flow hash their ECMP choice towards it takes. Returns
  * what they do: 0 its remembered appliance, 1 the same, down or gone but
  * the pool's failover is stay, 2 a new one (its own down or gone), 3 the
  * table's (a flow not remembered), 4 none (no appliance up: dropped); or a
  * negative PYLB_E_* code. */
 int pylb_dp_pool_pick(struct pylb_dp *dp, const char *name, uint8_t proto,
 		      const struct pylb_ip *src, uint16_t sport, const struct pylb_ip *dst,
-		      uint16_t dport, struct pylb_ip *out);
+		      uint16_t dport, struct pylb_ip *out, uint32_t *hash);
 
 /* L4 services: VIP:port/proto with backends IP:port (weights; 0 drains:
  * established connections continue, no new ones). */

@@ -263,7 +263,7 @@ pool_list_unlocked(struct pylb_dp *dp, char (*names)[PYLB_NAME_LEN], uint32_t ma
 static int
 pool_pick_unlocked(struct pylb_dp *dp, const char *name, uint8_t proto,
 		   const struct pylb_ip *src, uint16_t sport, const struct pylb_ip *dst,
-		   uint16_t dport, struct pylb_ip *out)
+		   uint16_t dport, struct pylb_ip *out, uint32_t *hash)
 {
 	int slot = pool_named(dp, name);
 	const struct pylb_inspect_flow *fl = NULL;
@@ -283,7 +283,7 @@ pool_pick_unlocked(struct pylb_dp *dp, const char *name, uint8_t proto,
 	if (src->af != dst->af)
 		return pylb_fail(-PYLB_E_INVAL, "a flow's addresses are of one family");
 	p = dp->inspect_pools[slot];
-	h = inspect_key(dp->conf.hash_key, &f, (uint16_t)slot, p->conf.stickiness, &k);
+	h = *hash = inspect_key(dp->conf.hash_key, &f, (uint16_t)slot, p->conf.stickiness, &k);
 	for (uint32_t i = 0; i < dp->n_slots && fl == NULL; i++) {
 		const struct pylb_inspect *in = dp->lcores[i].inspect;
 		int32_t pos = in != NULL ? rte_hash_lookup_with_hash(in->h, &k, h) : -1;
@@ -339,7 +339,8 @@ pylb_dp_pool_list(struct pylb_dp *dp, char (*names)[PYLB_NAME_LEN], uint32_t max
 int
 pylb_dp_pool_pick(struct pylb_dp *dp, const char *name, uint8_t proto,
 		  const struct pylb_ip *src, uint16_t sport, const struct pylb_ip *dst,
-		  uint16_t dport, struct pylb_ip *out)
+		  uint16_t dport, struct pylb_ip *out, uint32_t *hash)
 {
-	PYLB_CTL_LOCKED(dp, pool_pick_unlocked(dp, name, proto, src, sport, dst, dport, out));
+	PYLB_CTL_LOCKED(dp, pool_pick_unlocked(dp, name, proto, src, sport, dst, dport, out,
+					       hash));
 }
