@@ -30,6 +30,19 @@ pylb_encap_len(const struct pylb_tun *tun, uint8_t outer_af)
 		more[tun->kind];
 }
 
+/* An IPv4 header's checksum (id 0) from its 16-bit words, host order. */
+static inline rte_be16_t
+hdr_cksum4(uint32_t vhl_tos, uint32_t tot, uint32_t frag, uint32_t ttl_proto, uint32_t s,
+	   uint32_t d)
+{
+	uint32_t sum = vhl_tos + tot + frag + ttl_proto + (s >> 16) + (s & 0xffff) +
+		(d >> 16) + (d & 0xffff);
+
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	return rte_cpu_to_be_16((uint16_t)~sum);
+}
+
 /* What follows the outer IP header `ip` (at o): a GRE header, or UDP
  * (its source port from the flow) and for GENEVE its header; IPv6's UDP
  * checksum computed (RFC 8200). */
@@ -106,27 +119,34 @@ pylb_encap(const struct pylb_cfg *cfg, const struct pylb_tun *tun,
 	ip = o;
 	if (dst->af == 4) {
 		struct rte_ipv4_hdr *ip4 = ip;
-		uint32_t s4;
-
-		memset(ip4, 0, sizeof(*ip4));
-		if (source->af == 4)
-			s4 = *(const unaligned_uint32_t *)source->ip | (flow & src->vary);
-		else if (!port_src4(pc, *(const uint32_t *)dst->ip, &s4))
-			return PYLB_D_VIP_NO_ROUTE;
-		ip4->src_addr = s4;
-		memcpy(&ip4->dst_addr, dst->ip, 4);
-		ip4->version_ihl = RTE_IPV4_VHL_DEF;
-		ip4->type_of_service = tos;
-		ip4->total_length = rte_cpu_to_be_16((uint16_t)(olen + inner_len));
+		uint32_t s4, d4 = *(const unaligned_uint32_t *)dst->ip;
 		/* DF as the inner packet has it (IPv6: always), so that a hop
 		 * too small answers "fragmentation needed", which comes back
 		 * here and goes on to the inner packet's sender (icmperr.c). */
-		ip4->fragment_offset = inner_af == 6 ? RTE_BE16(RTE_IPV4_HDR_DF_FLAG) :
+		rte_be16_t frag = inner_af == 6 ? RTE_BE16(RTE_IPV4_HDR_DF_FLAG) :
 			((const struct rte_ipv4_hdr *)inner)->fragment_offset &
 			RTE_BE16(RTE_IPV4_HDR_DF_FLAG);
+		uint16_t tot = (uint16_t)(olen + inner_len);
+
+		if (source->af == 4)
+			s4 = *(const unaligned_uint32_t *)source->ip | (flow & src->vary);
+		else if (!port_src4(pc, d4, &s4))
+			return PYLB_D_VIP_NO_ROUTE;
+		memset(ip4, 0, sizeof(*ip4));
+		ip4->src_addr = s4;
+		ip4->dst_addr = d4;
+		ip4->version_ihl = RTE_IPV4_VHL_DEF;
+		ip4->type_of_service = tos;
+		ip4->total_length = rte_cpu_to_be_16(tot);
+		ip4->fragment_offset = frag;
 		ip4->time_to_live = IPDEFTTL;
 		ip4->next_proto_id = proto;
-		ip4->hdr_checksum = rte_ipv4_cksum(ip4);
+		/* The checksum from the values, not read back from the header
+		 * just written (a store-forwarding stall). */
+		ip4->hdr_checksum = hdr_cksum4((uint32_t)RTE_IPV4_VHL_DEF << 8 | tos, tot,
+					       rte_be_to_cpu_16(frag),
+					       (uint32_t)IPDEFTTL << 8 | proto,
+					       rte_be_to_cpu_32(s4), rte_be_to_cpu_32(d4));
 		eth->ether_type = RTE_BE16(RTE_ETHER_TYPE_IPV4);
 		o += sizeof(*ip4);
 	} else {

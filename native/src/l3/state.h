@@ -104,6 +104,7 @@ struct pylb_inspect_key {
 	uint16_t plo, phi;
 	uint16_t pool;
 	uint8_t proto, af;
+	uint8_t pad[8];		/* 48 bytes: rte_hash compares those with SIMD */
 };
 
 /* The appliance a flow crosses (by key position in the lcore's table),
