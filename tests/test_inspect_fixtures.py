@@ -338,3 +338,14 @@ def test_routes_and_vips_say_which_pool_inspects_them(gwlb):
         "name": "fw", "stickiness": "5-tuple", "failover": "rebalance", "table_size": 65537,
         "idle_timeout": 350, "flows": 0,
         "appliances": [("10.0.1.31", 1, "up"), ("10.0.1.32", 1, "up")]}
+
+
+def test_a_remembered_flow_follows_a_new_route_to_its_appliance(gwlb):
+    """The flow's cached route to its appliance goes when the routes change."""
+    out = gwlb.inject("p0", [raw(flow())])
+    app = appliance_of(out)
+    gwlb.add_route(f"{app}/32", (GW, "p1"))                 # now via a gateway
+    (port, f), = gwlb.inject("p0", [raw(flow())])
+    assert (port, Ether(f).dst, Ether(f)[IP].dst) == (1, GW_MAC, app)
+    gwlb.del_route(f"{app}/32")
+    assert Ether(gwlb.inject("p0", [raw(flow())])[0][1]).dst == APPS[app]

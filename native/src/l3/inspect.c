@@ -37,14 +37,17 @@ flow_set(struct pylb_inspect_flow *fl, const struct pylb_pool *pool, uint16_t bi
 	fl->bidx = bidx;
 	fl->birth = pool->birth;
 	fl->serial = pool->serial;
+	fl->group = 0;
 }
 
 /* The appliance flow k (hash h) crosses, as inspect_decide says: its
  * remembered one, or the table's, remembered (the table full: chosen each
- * time, counted); and its cookie (made once a flow). NULL: none. */
+ * time, counted; *flp NULL); and its cookie (made once a flow). NULL:
+ * none. */
 static const struct pylb_ip *
 appliance(struct pylb_lcore *lc, const struct pylb_pool *pool, uint16_t slot,
-	  const struct pylb_inspect_key *k, uint32_t h, uint64_t *cookie)
+	  const struct pylb_inspect_key *k, uint32_t h, uint64_t *cookie,
+	  struct pylb_inspect_flow **flp)
 {
 	struct pylb_inspect *in = lc->inspect;
 	int32_t pos = rte_hash_lookup_with_hash(in->h, k, h);
@@ -68,6 +71,7 @@ appliance(struct pylb_lcore *lc, const struct pylb_pool *pool, uint16_t slot,
 		pos = rte_hash_add_key_with_hash(in->h, k, h);
 		if (unlikely(pos < 0)) {
 			CNT(lc, INSPECT_UNTRACKED);
+			*flp = NULL;
 			return &pool->bal.backends[bidx].addr;
 		}
 		fl = &in->flows[pos];
@@ -84,7 +88,26 @@ appliance(struct pylb_lcore *lc, const struct pylb_pool *pool, uint16_t slot,
 	}
 	fl->expire_tsc = lc->now + pool->idle_tsc;
 	*cookie = fl->cookie;
+	*flp = fl;
 	return &fl->app;
+}
+
+/* The next-hop group towards appliance `to` (0: no route): the flow's
+ * cached one while no route or neighbour changed since. */
+static inline uint32_t
+appliance_group(struct pylb_lcore *lc, struct pylb_inspect_flow *fl, const struct pylb_ip *to)
+{
+	uint32_t gen = __atomic_load_n(&lc->dp->gen, __ATOMIC_ACQUIRE), g;
+
+	if (likely(fl != NULL && fl->group != 0 && fl->gen == gen))
+		return fl->group;
+	g = fib_group(to->af == 4 ? fib4_lookup(lc->dp, *(const unaligned_uint32_t *)to->ip) :
+		      fib6_lookup(lc->dp, to->ip));
+	if (fl != NULL) {
+		fl->group = (uint16_t)g;
+		fl->gen = gen;
+	}
+	return g;
 }
 
 void
@@ -96,26 +119,25 @@ pylb_inspect_out(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 	struct pylb_tun tun = {
 		.kind = PYLB_TUN_GENEVE, .pool = slot, .too_big = PYLB_D_INSPECT_TOO_BIG,
 	};
+	struct pylb_inspect_flow *fl;
 	struct inspect_flow_of f;
 	struct pylb_inspect_key k;
 	const struct pylb_ip *to;
-	uint32_t h, v;
+	uint32_t h, g;
 
 	if (unlikely(pool == NULL || lc->inspect == NULL))
 		return drop(lc, m, PYLB_D_INSPECT_NO_APPLIANCE);
 	if (unlikely(!inspect_flow_parse(m, af, &f)))
 		return drop(lc, m, PYLB_D_INSPECT_MALFORMED);
 	h = inspect_key(hk, &f, slot, pool->conf.stickiness, &k);
-	to = appliance(lc, pool, slot, &k, h, &tun.cookie);
+	to = appliance(lc, pool, slot, &k, h, &tun.cookie, &fl);
 	if (unlikely(to == NULL))
 		return drop(lc, m, PYLB_D_INSPECT_NO_APPLIANCE);
-	v = to->af == 4 ? fib4_lookup(lc->dp, *(const unaligned_uint32_t *)to->ip) :
-		fib6_lookup(lc->dp, to->ip);
-	if (unlikely(fib_group(v) == 0))
+	g = appliance_group(lc, fl, to);
+	if (unlikely(g == 0))
 		return drop(lc, m, PYLB_D_INSPECT_NO_ROUTE);
 	CNT(lc, INSPECT_SENT);
-	pylb_out_encap(lc, cfg, in_port, m, nhg_pick(lc->dp, fib_group(v), h), &tun, &port_src,
-		       h, to, af);
+	pylb_out_encap(lc, cfg, in_port, m, nhg_pick(lc->dp, g, h), &tun, &port_src, h, to, af);
 }
 
 /* The GENEVE header of a datagram to our port 6081 (at g, `len` bytes on):
