@@ -148,26 +148,26 @@ def in_force(desired: Config, verdicts: Verdicts, pool: tuple[str, ...] = ()) ->
     no local addresses takes the appliance's pool (`pool`: the profile's
     ports' local_addresses) of its VIP's family: one configuration for a
     fleet, each appliance its own sources."""
+    def down(key: ServiceKey, backends: tuple[BackendSpec, ...], target) -> tuple:
+        """backends, those up that key's check finds down (target(b): its
+        verdict's target) down."""
+        return tuple(replace(b, state=model.DOWN) if b.state == model.UP and
+                     verdicts.get((key, target(b))) == model.DOWN else b for b in backends)
+
     def service(s: ServiceSpec) -> ServiceSpec:
         if s.method == model.FULLNAT and not s.local_addresses and pool:
             v = ipaddress.ip_address(s.vip).version
             s = replace(s, local_addresses=tuple(
                 a for a in pool if ipaddress.ip_address(a).version == v))
-        if s.health_check is None or not any(verdicts.get((s.key, b.key)) == model.DOWN
-                                             for b in s.backends):
+        if s.health_check is None:
             return s
-        return replace(s, backends=tuple(
-            replace(b, state=model.DOWN) if b.state == model.UP and
-            verdicts.get((s.key, b.key)) == model.DOWN else b for b in s.backends))
+        return replace(s, backends=down(s.key, s.backends, lambda b: b.key))
 
     def checked(p: PoolSpec) -> PoolSpec:
         if p.health_check is None:
             return p
-        port = p.health_check.port
-        return replace(p, appliances=tuple(
-            replace(a, state=model.DOWN) if a.state == model.UP and
-            verdicts.get((p.check_key, (a.ip, port))) == model.DOWN else a
-            for a in p.appliances))
+        return replace(p, appliances=down(p.check_key, p.appliances,
+                                          lambda a: (a.ip, p.health_check.port)))
     return replace(desired, services=tuple(service(s) for s in desired.services),
                    pools=tuple(checked(p) for p in desired.pools))
 

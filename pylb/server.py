@@ -199,9 +199,10 @@ def _pool(r: pb.Pool) -> model.PoolSpec:
         _enum(STATES, a.state, "appliance state"))) for i, a in enumerate(r.appliances))
     check = _within("health_check", lambda: _check(r.health_check)) \
         if r.HasField("health_check") else None
-    return model.PoolSpec(r.name, apps, r.stickiness or model.STICK_5,
-                          r.failover or model.REBALANCE, r.idle_timeout or model.POOL_IDLE,
-                          r.table_size or model.TABLE_SIZE, check)
+    # Unset (proto3's zero): the spec's default.
+    given = {k: getattr(r, k) for k in ("stickiness", "failover", "idle_timeout", "table_size")
+             if getattr(r, k)}
+    return model.PoolSpec(r.name, apps, **given, health_check=check)
 
 
 def pool_msg(v) -> pb.Pool:

@@ -239,9 +239,15 @@ def test_each_flow_crosses_one_firewall_both_ways(lab):
 def test_a_firewall_that_drops_is_a_firewall_that_drops(lab):
     for name in lab.firewalls:
         lab.start_firewall(name, drop_port=9999)
+    lab.clear_logs()
     ask = lab.connections()
     assert all(ok for _, ok in ask("open 8080 4"))
-    assert not any(ok for _, ok in ask("open 9999 4"))        # SYNs dropped by the firewalls
+    returned = lab.app.stats()["counters"]["inspect_returned"]
+    assert not any(ok for _, ok in ask("open 9999 4"))
+    # The SYNs reached the firewalls, which dropped them: none came back.
+    syns = [f for n in lab.firewalls for f in lab.seen(n) if f[4] == 9999]
+    assert len(syns) >= 4, syns
+    assert lab.app.stats()["counters"]["inspect_returned"] == returned
     for name in lab.firewalls:
         lab.start_firewall(name)
     assert all(ok for _, ok in ask("open 9999 2"))

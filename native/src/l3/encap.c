@@ -2,9 +2,10 @@
  * Copyright(c) 2026 pylb authors
  *
  * Encapsulation: a packet in an outer IP header towards a backend or an
- * appliance, with nothing between (IPIP), a GRE header, or UDP and a
- * GENEVE header (inspect.c's); the egress MTU checked. Used by L3 VIPs
- * (vip.c), inspection (inspect.c) and L4 tunnel services.
+ * appliance, with nothing between (IPIP), a GRE header, UDP (GUE), or UDP
+ * and a GENEVE header (inspect.c's); the egress MTU checked. Each is a
+ * struct pylb_tun bound when configured: no packet compares kinds. Used
+ * by L3 VIPs (vip.c), inspection (inspect.c) and L4 tunnel services.
  */
 #include <rte_geneve.h>
 #include <rte_gre.h>
@@ -12,22 +13,11 @@
 
 #include "l3/l3.h"
 
-const struct pylb_tun pylb_tun_ipip = { .kind = PYLB_TUN_IPIP, .too_big = PYLB_D_VIP_TOO_BIG };
-const struct pylb_tun pylb_tun_gre = { .kind = PYLB_TUN_GRE, .too_big = PYLB_D_VIP_TOO_BIG };
-const struct pylb_tun pylb_tun_gue = { .kind = PYLB_TUN_GUE, .too_big = PYLB_D_VIP_TOO_BIG };
-
 uint32_t
 pylb_encap_len(const struct pylb_tun *tun, uint8_t outer_af)
 {
-	static const uint32_t more[] = {
-		[PYLB_TUN_IPIP] = 0,
-		[PYLB_TUN_GRE] = sizeof(struct rte_gre_hdr),
-		[PYLB_TUN_GUE] = sizeof(struct rte_udp_hdr),
-		[PYLB_TUN_GENEVE] = sizeof(struct rte_udp_hdr) + PYLB_GENEVE_LEN,
-	};
-
 	return (outer_af == 4 ? sizeof(struct rte_ipv4_hdr) : sizeof(struct rte_ipv6_hdr)) +
-		more[tun->kind];
+		tun->len;
 }
 
 /* An IPv4 header's checksum (id 0) from its 16-bit words, host order. */
@@ -43,48 +33,82 @@ hdr_cksum4(uint32_t vhl_tos, uint32_t tot, uint32_t frag, uint32_t ttl_proto, ui
 	return rte_cpu_to_be_16((uint16_t)~sum);
 }
 
-/* What follows the outer IP header `ip` (at o): a GRE header, or UDP
- * (its source port from the flow) and for GENEVE its header; IPv6's UDP
- * checksum computed (RFC 8200). */
-static void
-encap_inner(const struct pylb_tun *tun, struct rte_mbuf *m, void *ip, char *o, uint8_t inner_af,
-	    uint8_t outer_af, uint32_t flow)
+static inline rte_be16_t
+ether_type(uint8_t af)
 {
-	rte_be16_t proto = inner_af == 4 ? RTE_BE16(RTE_ETHER_TYPE_IPV4) :
-		RTE_BE16(RTE_ETHER_TYPE_IPV6);
-
-	if (tun->kind == PYLB_TUN_GRE) {
-		struct rte_gre_hdr *g = (struct rte_gre_hdr *)o;
-
-		memset(g, 0, sizeof(*g));
-		g->proto = proto;
-	} else {
-		struct rte_udp_hdr *u = (struct rte_udp_hdr *)o;
-		uint16_t l4 = (uint16_t)(o - rte_pktmbuf_mtod(m, char *));
-
-		u->src_port = rte_cpu_to_be_16((uint16_t)(0xc000 | (flow & 0x3fff)));
-		u->dst_port = tun->kind == PYLB_TUN_GUE ? RTE_BE16(PYLB_GUE_PORT) :
-			RTE_BE16(PYLB_GENEVE_PORT);
-		u->dgram_len = rte_cpu_to_be_16((uint16_t)(rte_pktmbuf_pkt_len(m) - l4));
-		u->dgram_cksum = 0;
-		if (tun->kind == PYLB_TUN_GENEVE) {
-			struct rte_geneve_hdr *g = (struct rte_geneve_hdr *)(u + 1);
-			struct pylb_geneve_opt *opt = (struct pylb_geneve_opt *)(g + 1);
-
-			memset(g, 0, sizeof(*g));
-			g->opt_len = sizeof(*opt) / 4;
-			g->proto = proto;
-			opt->cls = RTE_BE16(PYLB_GENEVE_CLASS);
-			opt->type = PYLB_GENEVE_TYPE;
-			opt->len = (sizeof(*opt) - 4) / 4;
-			opt->pool = rte_cpu_to_be_16(tun->pool);
-			opt->zero = 0;
-			memcpy(opt->cookie, &tun->cookie, 8);
-		}
-		if (outer_af == 6)
-			u->dgram_cksum = rte_ipv6_udptcp_cksum_mbuf(m, ip, l4);
-	}
+	return af == 4 ? RTE_BE16(RTE_ETHER_TYPE_IPV4) : RTE_BE16(RTE_ETHER_TYPE_IPV6);
 }
+
+static void
+write_gre(const struct pylb_tun *tun __rte_unused, struct rte_mbuf *m __rte_unused,
+	  void *ip __rte_unused, char *o, uint8_t inner_af, uint8_t outer_af __rte_unused,
+	  uint32_t flow __rte_unused)
+{
+	struct rte_gre_hdr *g = (struct rte_gre_hdr *)o;
+
+	memset(g, 0, sizeof(*g));
+	g->proto = ether_type(inner_af);
+}
+
+/* A UDP header to `dport`, its source port from the flow (the far end's
+ * NIC spreads the flows over its queues), once what follows it is written:
+ * IPv6's checksum computed (RFC 8200), IPv4's 0. */
+static inline void
+write_udp(struct rte_mbuf *m, void *ip, char *o, uint8_t outer_af, uint32_t flow,
+	  rte_be16_t dport)
+{
+	struct rte_udp_hdr *u = (struct rte_udp_hdr *)o;
+	uint16_t l4 = (uint16_t)(o - rte_pktmbuf_mtod(m, char *));
+
+	u->src_port = rte_cpu_to_be_16((uint16_t)(0xc000 | (flow & 0x3fff)));
+	u->dst_port = dport;
+	u->dgram_len = rte_cpu_to_be_16((uint16_t)(rte_pktmbuf_pkt_len(m) - l4));
+	u->dgram_cksum = 0;
+	if (outer_af == 6)
+		u->dgram_cksum = rte_ipv6_udptcp_cksum_mbuf(m, ip, l4);
+}
+
+static void
+write_gue(const struct pylb_tun *tun __rte_unused, struct rte_mbuf *m, void *ip, char *o,
+	  uint8_t inner_af __rte_unused, uint8_t outer_af, uint32_t flow)
+{
+	write_udp(m, ip, o, outer_af, flow, RTE_BE16(PYLB_GUE_PORT));
+}
+
+static void
+write_geneve(const struct pylb_tun *tun, struct rte_mbuf *m, void *ip, char *o,
+	     uint8_t inner_af, uint8_t outer_af, uint32_t flow)
+{
+	struct rte_geneve_hdr *g = (struct rte_geneve_hdr *)(o + sizeof(struct rte_udp_hdr));
+	struct pylb_geneve_opt *opt = (struct pylb_geneve_opt *)(g + 1);
+
+	memset(g, 0, sizeof(*g));
+	g->opt_len = sizeof(*opt) / 4;
+	g->proto = ether_type(inner_af);
+	opt->cls = RTE_BE16(PYLB_GENEVE_CLASS);
+	opt->type = PYLB_GENEVE_TYPE;
+	opt->len = (sizeof(*opt) - 4) / 4;
+	opt->pool = rte_cpu_to_be_16(tun->pool);
+	opt->zero = 0;
+	memcpy(opt->cookie, &tun->cookie, 8);
+	write_udp(m, ip, o, outer_af, flow, RTE_BE16(PYLB_GENEVE_PORT));
+}
+
+/* The encapsulations, bound where they are configured (a VIP's method, a
+ * tunnel's, inspection's). */
+const struct pylb_tun pylb_tun_ipip = { .too_big = PYLB_D_VIP_TOO_BIG };
+const struct pylb_tun pylb_tun_gre = {
+	.proto = IPPROTO_GRE, .len = sizeof(struct rte_gre_hdr), .write = write_gre,
+	.too_big = PYLB_D_VIP_TOO_BIG,
+};
+const struct pylb_tun pylb_tun_gue = {
+	.proto = IPPROTO_UDP, .len = sizeof(struct rte_udp_hdr), .write = write_gue,
+	.too_big = PYLB_D_VIP_TOO_BIG,
+};
+const struct pylb_tun pylb_tun_geneve = {
+	.proto = IPPROTO_UDP, .len = sizeof(struct rte_udp_hdr) + PYLB_GENEVE_LEN,
+	.write = write_geneve, .too_big = PYLB_D_INSPECT_TOO_BIG,
+};
 
 /* Put m (an Ethernet frame carrying an IP packet of family inner_af) in
  * tun's encapsulation towards `dst`, from `src` (its varying bits from
@@ -95,14 +119,10 @@ pylb_encap(const struct pylb_cfg *cfg, const struct pylb_tun *tun,
 	   const struct pylb_encap_src *src, uint32_t flow, const struct pylb_ip *dst,
 	   const struct pylb_nh *nh, struct rte_mbuf *m, uint8_t inner_af, uint32_t olen)
 {
-	static const uint8_t outer_proto[] = {
-		[PYLB_TUN_GRE] = IPPROTO_GRE, [PYLB_TUN_GUE] = IPPROTO_UDP,
-		[PYLB_TUN_GENEVE] = IPPROTO_UDP,
-	};
 	const struct pylb_ip *source = &src->base;
 	const struct pylb_port_cfg *pc = &cfg->ports[nh->port];
-	uint8_t proto = tun->kind == PYLB_TUN_IPIP ?
-		(inner_af == 4 ? IPPROTO_IPIP : IPPROTO_IPV6) : outer_proto[tun->kind];
+	uint8_t proto = tun->proto != 0 ? tun->proto :
+		inner_af == 4 ? IPPROTO_IPIP : IPPROTO_IPV6;
 	uint32_t inner_len = rte_pktmbuf_pkt_len(m) - sizeof(struct rte_ether_hdr);
 	const void *inner = rte_pktmbuf_mtod_offset(m, void *, sizeof(struct rte_ether_hdr));
 	uint8_t tos = inner_af == 4 ? ((const struct rte_ipv4_hdr *)inner)->type_of_service :
@@ -167,8 +187,8 @@ pylb_encap(const struct pylb_cfg *cfg, const struct pylb_tun *tun,
 		eth->ether_type = RTE_BE16(RTE_ETHER_TYPE_IPV6);
 		o += sizeof(*ip6);
 	}
-	if (tun->kind != PYLB_TUN_IPIP)
-		encap_inner(tun, m, ip, o, inner_af, dst->af, flow);
+	if (tun->write != NULL)
+		tun->write(tun, m, ip, o, inner_af, dst->af, flow);
 	return 0;
 }
 

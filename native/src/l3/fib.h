@@ -221,14 +221,20 @@ void pylb_neigh_queue(struct pylb_lcore *lc, const struct pylb_neigh_key *k,
  * (inspect.c); and the drop reason of a packet too big once in it. UDP's
  * source port comes from the flow's hash, so that the far end's NIC
  * spreads the flows over its queues. */
-enum pylb_tun_kind { PYLB_TUN_IPIP, PYLB_TUN_GRE, PYLB_TUN_GUE, PYLB_TUN_GENEVE };
+struct pylb_tun;
+/* Writes what goes between the outer IP header `ip` (at o: its end) and
+ * the packet, of family inner_af, in m. */
+typedef void pylb_tun_fn(const struct pylb_tun *tun, struct rte_mbuf *m, void *ip, char *o,
+			 uint8_t inner_af, uint8_t outer_af, uint32_t flow);
 struct pylb_tun {
-	uint8_t kind;		/* enum pylb_tun_kind */
-	uint16_t pool;
-	uint64_t cookie;
+	uint8_t proto;		/* the outer protocol; 0: the packet's family's (IPIP) */
+	uint8_t len;		/* bytes between the outer header and the packet */
+	pylb_tun_fn *write;	/* writes them; NULL: none */
 	enum pylb_counter too_big;
+	uint16_t pool;		/* GENEVE: set per packet, on a copy of */
+	uint64_t cookie;	/*   pylb_tun_geneve */
 };
-extern const struct pylb_tun pylb_tun_ipip, pylb_tun_gre, pylb_tun_gue;
+extern const struct pylb_tun pylb_tun_ipip, pylb_tun_gre, pylb_tun_gue, pylb_tun_geneve;
 
 /* GENEVE (RFC 8926): the option pylb sends and wants back, in a class for
  * experimental use (no vendor's): 12 bytes of data. */

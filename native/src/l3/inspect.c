@@ -116,9 +116,7 @@ pylb_inspect_out(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 {
 	const struct pylb_pool *pool = __atomic_load_n(&lc->dp->inspect_pools[slot], __ATOMIC_ACQUIRE);
 	const uint64_t *hk = lc->dp->conf.hash_key;
-	struct pylb_tun tun = {
-		.kind = PYLB_TUN_GENEVE, .pool = slot, .too_big = PYLB_D_INSPECT_TOO_BIG,
-	};
+	struct pylb_tun tun = pylb_tun_geneve;
 	struct pylb_inspect_flow *fl;
 	struct inspect_flow_of f;
 	struct pylb_inspect_key k;
@@ -129,6 +127,7 @@ pylb_inspect_out(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 		return drop(lc, m, PYLB_D_INSPECT_NO_APPLIANCE);
 	if (unlikely(!inspect_flow_parse(m, af, &f)))
 		return drop(lc, m, PYLB_D_INSPECT_MALFORMED);
+	tun.pool = slot;
 	h = inspect_key(hk, &f, slot, pool->conf.stickiness, &k);
 	to = appliance(lc, pool, slot, &k, h, &tun.cookie, &fl);
 	if (unlikely(to == NULL))

@@ -140,7 +140,8 @@ l4_flow(uint32_t hash, uint16_t cport)
 }
 
 /* A tunnel's output (tunnel.c, gue.c): to backend d->to in tun's
- * encapsulation, by the ECMP path of d->hash. */
+ * encapsulation, by the ECMP path of d->hash; and without an entry, to
+ * backend b (its method's `untracked`). */
 static inline void
 l4_out_encap(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port, struct rte_mbuf *m,
 	     const struct l4_dest *d, const struct pylb_tun *tun)
@@ -153,6 +154,19 @@ l4_out_encap(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port, str
 	memcpy(b.ip, d->to, d->to_af == 4 ? 4 : 16);
 	pylb_out_encap(lc, cfg, in_port, m, nhg_pick(lc->dp, g, d->hash), tun, d->src, d->flow,
 		       &b, d->af);
+}
+
+static inline void
+l4_untracked_encap(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
+		   struct rte_mbuf *m, const struct pylb_tuple *t, const struct pylb_service *svc,
+		   const struct pylb_backend *b, uint32_t hash, const struct pylb_tun *tun)
+{
+	struct l4_dest d = {
+		.to = b->addr.ip, .to_af = b->addr.af, .af = t->af, .hash = hash,
+		.flow = l4_flow(hash, t->sport), .src = &svc->tunnel_src,
+	};
+
+	l4_out_encap(lc, cfg, in_port, m, &d, tun);
 }
 
 /* A tunnel's open_decide: an IPv4 connection to an IPv6 backend holds it

@@ -22,12 +22,7 @@ untracked_tunnel(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 		 struct rte_mbuf *m, uint16_t *ports __rte_unused, const struct pylb_tuple *t,
 		 const struct pylb_service *svc, const struct pylb_backend *b, uint32_t hash)
 {
-	struct l4_dest d = {
-		.to = b->addr.ip, .to_af = b->addr.af, .af = t->af, .hash = hash,
-		.flow = l4_flow(hash, t->sport), .src = &svc->tunnel_src,
-	};
-
-	out_tunnel(lc, cfg, in_port, m, &d);
+	l4_untracked_encap(lc, cfg, in_port, m, t, svc, b, hash, &pylb_tun_ipip);
 }
 
 const struct l4_method pylb_l4_tunnel = {
