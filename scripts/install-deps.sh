@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# System packages pylb needs: DPDK 22.11 from Debian, a compiler, iproute2 and
-# ping, traceroute, curl, hping3 (floods) and BIRD 2 (BGP: the appliance's speaker, and the
-# test routers) for the end-to-end tests, clang 14 with libFuzzer
+# System packages pylb needs: DPDK 22.11 from Debian, OpenSSL's headers (QUIC-LB's
+# AES), a compiler, iproute2 and ping, traceroute, curl, hping3 (floods) and BIRD 2 (BGP:
+# the appliance's speaker, and the test routers) for the end-to-end tests, clang 14 with libFuzzer
 # and its sanitizer runtimes for the fuzz targets, promtool, systemd-analyze and
 # groff for the operations files' checks. Installs only what is missing.
 set -euo pipefail
 need=()
 pkg-config --exists libdpdk 2>/dev/null || need+=(dpdk dpdk-dev libdpdk-dev)
+[ -e /usr/include/openssl/aes.h ] || need+=(libssl-dev)  # QUIC-LB's AES (libdpdk-dev has it too)
 command -v pkg-config >/dev/null || need+=(pkg-config)
 command -v gcc >/dev/null || need+=(gcc)
 command -v ip >/dev/null || need+=(iproute2)
