@@ -103,3 +103,29 @@ def test_gue_too_big_tells_the_sender_the_mtu_less_ip_and_udp(lb):
     (port, f), = lb.inject("p0", [raw(pkt)])
     icmp = Ether(f)
     assert port == 0 and icmp[IP].dst == "10.0.0.2" and icmp["ICMP"].nexthopmtu == 1500 - 28
+
+
+GW, GW_MAC = "10.0.1.2", "02:00:00:00:02:02"
+
+
+def test_backends_follow_a_route_change_from_the_next_packet(lb):
+    """A backend's route is remembered with its VIP or service (not looked
+    up per packet) while no route or neighbour changes: a new route to it
+    takes effect at once, for a VIP, a new connection and an established one,
+    and so does its deletion."""
+    lb.add_neighbour("p1", GW, GW_MAC)
+    lb.add_vip("10.0.3.0/24", method="gue", backends=[BACKENDS[0]])
+    lb.add_service(service(VIP, 80, method="gue", backends=[BACKENDS[0]]))
+    frames = [raw(from_client("10.0.3.9", 5000)), raw(c2v(sport=20000))]
+
+    def macs(extra=()):
+        out = lb.inject("p0", frames + [raw(f) for f in extra])
+        assert all(Ether(f)[IP].dst == BACKENDS[0] for _, f in out)
+        return {Ether(f).dst for _, f in out}
+
+    assert macs() == {BMAC[BACKENDS[0]]}
+    lb.add_route(f"{BACKENDS[0]}/32", (GW, "p1"))
+    assert macs([c2v(sport=20001)]) == {GW_MAC}     # VIP, established, new
+    lb.del_route(f"{BACKENDS[0]}/32")
+    assert macs([c2v(sport=20002)]) == {BMAC[BACKENDS[0]]}
+    assert lb.totals()["conn_created"] == 3

@@ -223,7 +223,7 @@ vip_pick_unlocked(struct pylb_dp *dp, const struct pylb_prefix *prefix,
 	if (id < 0 || dp->vips[id]->bal.table == NULL)
 		return -1;
 	v = dp->vips[id];
-	return v->bal.table[pylb_flow_hash(dp, src, dst) % v->conf.table_size];
+	return (int)bal_pick(&v->bal, pylb_flow_hash(dp, src, dst));
 }
 
 void

@@ -133,8 +133,9 @@ pylb_encap(const struct pylb_cfg *cfg, const struct pylb_tun *tun,
 
 	if (rte_pktmbuf_headroom(m) < olen)
 		return PYLB_D_VIP_NO_HEADROOM;
+	/* A new Ethernet header: its type set here, its addresses by the
+	 * output (nh_output), as every frame's. */
 	eth = (struct rte_ether_hdr *)rte_pktmbuf_prepend(m, (uint16_t)olen);
-	memmove(eth, (char *)eth + olen, sizeof(*eth));
 	o = (char *)(eth + 1);
 	ip = o;
 	if (dst->af == 4) {

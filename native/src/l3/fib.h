@@ -84,6 +84,40 @@ fib_group(uint32_t v)
 	return fib_kind(v) == PYLB_FIB_GROUP ? fib_id(v) : 0;
 }
 
+/* The next-hop group the FIB routes address ip (of family af) by; 0: none. */
+static inline uint32_t
+route_group(struct pylb_dp *dp, const uint8_t *ip, uint8_t af)
+{
+	return fib_group(af == 4 ? fib4_lookup(dp, *(const unaligned_uint32_t *)ip) :
+			 fib6_lookup(dp, ip));
+}
+
+/* The backend index bal's lookup table holds for hash h (its slot: h
+ * modulo the table's size, by the size's reciprocal). */
+static inline uint32_t
+bal_pick(const struct pylb_balance *bal, uint32_t h)
+{
+	return bal->table[h - rte_reciprocal_divide(h, bal->per_slot) * bal->table_size];
+}
+
+/* The next-hop group towards backend bi of bal (0: no route): the one
+ * remembered in bal while no route or neighbour changed (dp->gen), else
+ * the FIB's, remembered. The control side changes the FIB before it bumps
+ * dp->gen, and gen is read before the FIB. */
+static inline uint32_t
+pylb_backend_group(struct pylb_dp *dp, const struct pylb_balance *bal, uint32_t bi)
+{
+	uint64_t gen = __atomic_load_n(&dp->gen, __ATOMIC_ACQUIRE);
+	uint64_t memo = __atomic_load_n(&bal->routes[bi], __ATOMIC_RELAXED);
+	uint32_t g;
+
+	if (likely(memo >> 32 == gen && (uint32_t)memo != 0))
+		return (uint32_t)memo;
+	g = route_group(dp, bal->backends[bi].addr.ip, bal->backends[bi].addr.af);
+	__atomic_store_n(&bal->routes[bi], gen << 32 | g, __ATOMIC_RELAXED);
+	return g;
+}
+
 /* The slot of the inspection pool named `name`; -1: none. */
 static inline int
 pylb_pool_find(const struct pylb_dp *dp, const char *name)

@@ -116,7 +116,7 @@ inspect_decide(const struct pylb_pool *pool, const struct pylb_inspect_flow *fl,
 	}
 	if (pool->bal.table == NULL)
 		return INSPECT_NONE;
-	*bidx = pool->bal.table[h % pool->bal.table_size];
+	*bidx = (uint16_t)bal_pick(&pool->bal, h);
 	return fl != NULL ? INSPECT_MOVE : INSPECT_NEW;
 }
 

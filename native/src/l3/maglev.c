@@ -200,7 +200,12 @@ pylb_balance_new(void **out, const char *what, size_t head, size_t bal_offset,
 
 	for (uint32_t i = 0; i < n; i++)
 		live += pylb_backend_live(&b[i]);
-	obj = rte_zmalloc(what, head + n * sizeof(*b) + (live ? table_size * sizeof(uint16_t) : 0),
+	/* The owner, the backends, their routes (a cache line of their own:
+	 * the workers write them), the table. */
+	size_t routes = RTE_ALIGN_CEIL(head + n * sizeof(*b), RTE_CACHE_LINE_SIZE);
+	size_t tab = RTE_ALIGN_CEIL(routes + n * sizeof(uint64_t), RTE_CACHE_LINE_SIZE);
+
+	obj = rte_zmalloc(what, tab + (live ? table_size * sizeof(uint16_t) : 0),
 			  RTE_CACHE_LINE_SIZE);
 	if (obj == NULL)
 		return pylb_fail(-PYLB_E_NOMEM, "cannot allocate %s", what);
@@ -208,10 +213,12 @@ pylb_balance_new(void **out, const char *what, size_t head, size_t bal_offset,
 	bal->n_backends = n;
 	bal->table_size = table_size;
 	bal->backends = (struct pylb_backend *)((char *)obj + head);
+	bal->routes = (uint64_t *)((char *)obj + routes);
 	if (n != 0)	/* b may be NULL for an empty set */
 		memcpy(bal->backends, b, n * sizeof(*b));
 	if (live != 0) {
-		bal->table = (uint16_t *)(bal->backends + n);
+		bal->per_slot = rte_reciprocal_value(table_size);
+		bal->table = (uint16_t *)((char *)obj + tab);
 		rc = pylb_maglev_build(b, n, table_size, bal->table);
 		if (rc != 0) {
 			rte_free(obj);

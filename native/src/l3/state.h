@@ -8,6 +8,8 @@
 #ifndef PYLB_L3_STATE_H
 #define PYLB_L3_STATE_H
 
+#include <rte_reciprocal.h>
+
 #include "core/dp.h"
 
 /* FIB values (16 bits): a kind and an id. 0 is "no route". */
@@ -59,8 +61,14 @@ struct pylb_nhg {
 struct pylb_balance {
 	uint32_t n_backends;
 	uint32_t table_size;
+	struct rte_reciprocal per_slot;	/* table_size's: a slot without a divide */
 	struct pylb_backend *backends;
 	uint16_t *table;	/* table_size entries; NULL: no backend with weight */
+	/* Per backend, the next-hop group the workers route it by and the
+	 * dp->gen it was looked up at (gen << 32 | group; group 0: none
+	 * yet): written by the workers only after a route or neighbour
+	 * changed, the same value by each. */
+	uint64_t *routes;
 };
 
 /* A VIP's output towards backend `to` through next hop nh (vip.c); `flow`:

@@ -75,9 +75,8 @@ pylb_vip_input(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 	const struct pylb_vip *vip = __atomic_load_n(&lc->dp->vips[vip_id],
 						     __ATOMIC_ACQUIRE);
 	const void *inner = rte_pktmbuf_mtod_offset(m, void *, sizeof(struct rte_ether_hdr));
-	const struct pylb_backend *b;
 	const uint8_t *client, *to;
-	uint32_t h, v;
+	uint32_t h, bi, g;
 
 	if (unlikely(vip == NULL || vip->bal.table == NULL))
 		return drop(lc, m, PYLB_D_VIP_NO_BACKEND);
@@ -100,12 +99,11 @@ pylb_vip_input(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 		else
 			h = flow_hash6(lc->dp->conf.hash_key, ip->src_addr, ip->dst_addr);
 	}
-	b = &vip->bal.backends[vip->bal.table[h % vip->conf.table_size]];
+	bi = bal_pick(&vip->bal, h);
 	CNT(lc, VIP_PACKETS);
-
-	v = b->addr.af == 4 ? fib4_lookup(lc->dp, *(const uint32_t *)b->addr.ip) :
-		fib6_lookup(lc->dp, b->addr.ip);
-	if (fib_group(v) == 0)
+	g = pylb_backend_group(lc->dp, &vip->bal, bi);
+	if (g == 0)
 		return drop(lc, m, PYLB_D_VIP_NO_ROUTE);
-	vip->out(lc, cfg, in_port, m, nhg_pick(lc->dp, fib_group(v), h), vip, &b->addr, af, h);
+	vip->out(lc, cfg, in_port, m, nhg_pick(lc->dp, g, h), vip, &vip->bal.backends[bi].addr,
+		 af, h);
 }

@@ -10,16 +10,14 @@
 
 #include "l4/l4.h"
 
-/* The next-hop group the workers route `to` (a backend) by; false (m
- * dropped) if there is none. */
+/* The next-hop group the workers route `to` (a backend) by (`group`, when
+ * known); false (m dropped) if there is none. */
 static inline bool
 l4_backend_group(struct pylb_lcore *lc, struct rte_mbuf *m, const uint8_t *to, uint8_t af,
-	      uint32_t *group)
+		 uint32_t *group)
 {
-	uint32_t v = af == 4 ? fib4_lookup(lc->dp, *(const unaligned_uint32_t *)to) :
-		fib6_lookup(lc->dp, to);
-
-	*group = fib_group(v);
+	if (*group == 0)
+		*group = route_group(lc->dp, to, af);
 	if (*group == 0) {
 		drop(lc, m, PYLB_D_VIP_NO_ROUTE);
 		return false;
@@ -33,7 +31,7 @@ static inline void
 l4_out_routed(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port, struct rte_mbuf *m,
 	   const uint8_t *to, uint8_t af, uint32_t hash __rte_unused)
 {
-	uint32_t g;
+	uint32_t g = 0;
 
 	if (!l4_backend_group(lc, m, to, af, &g))
 		return;
@@ -147,7 +145,7 @@ l4_out_encap(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port, str
 	     const struct l4_dest *d, const struct pylb_tun *tun)
 {
 	struct pylb_ip b = { .af = d->to_af };
-	uint32_t g;
+	uint32_t g = d->group;
 
 	if (!l4_backend_group(lc, m, d->to, d->to_af, &g))
 		return;
@@ -164,6 +162,7 @@ l4_untracked_encap(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_por
 	struct l4_dest d = {
 		.to = b->addr.ip, .to_af = b->addr.af, .af = t->af, .hash = hash,
 		.flow = l4_flow(hash, t->sport), .src = &svc->tunnel_src,
+		.group = pylb_backend_group(lc->dp, &svc->bal, (uint32_t)(b - svc->bal.backends)),
 	};
 
 	l4_out_encap(lc, cfg, in_port, m, &d, tun);
@@ -190,9 +189,17 @@ l4_forward_as_is(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 				  conn_addr(lc->ct, c, CONN_VIP), c->af);
 	struct l4_dest d = {
 		.to = conn_backend(lc->ct, c), .to_af = conn_backend_af(c), .af = c->af,
-		.hash = hash, .flow = l4_flow(hash, c->cport),
-		.src = likely(svc != NULL) ? &svc->tunnel_src : &l4_port_src,
+		.hash = hash, .flow = l4_flow(hash, c->cport), .src = &l4_port_src,
 	};
+
+	/* Its backend's remembered route while c's index of it holds (checked
+	 * at this generation: conn_check). */
+	if (likely(svc != NULL)) {
+		d.src = &svc->tunnel_src;
+		if (likely(c->bidx < svc->bal.n_backends &&
+			   c->gen == __atomic_load_n(&lc->dp->gen, __ATOMIC_ACQUIRE)))
+			d.group = pylb_backend_group(lc->dp, &svc->bal, c->bidx);
+	}
 
 	pylb_l4_methods[c->method]->out(lc, cfg, in_port, m, &d);
 }

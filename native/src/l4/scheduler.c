@@ -12,8 +12,7 @@
 static uint32_t
 tuple_consistent(const struct pylb_service *svc, const struct pylb_tuple *t, uint32_t hash)
 {
-	return svc->bal.table[flow_hash_ports(svc->key, hash, t->sport, t->dport, t->proto) %
-			      svc->conf.table_size];
+	return bal_pick(&svc->bal, flow_hash_ports(svc->key, hash, t->sport, t->dport, t->proto));
 }
 
 /* The service's lookup table at the client address's hash. */
@@ -21,7 +20,7 @@ static uint32_t
 source_consistent(const struct pylb_service *svc, const struct pylb_tuple *t,
 		  uint32_t hash __rte_unused)
 {
-	return svc->bal.table[owner_hash(svc->key, t->src, t->af) % svc->conf.table_size];
+	return bal_pick(&svc->bal, owner_hash(svc->key, t->src, t->af));
 }
 
 static uint32_t

@@ -12,7 +12,7 @@ out_dr(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
        struct rte_mbuf *m, const struct l4_dest *d)
 {
 	struct pylb_ip b = { .af = d->to_af };
-	uint32_t g;
+	uint32_t g = d->group;
 
 	if (!l4_backend_group(lc, m, d->to, d->to_af, &g))
 		return;
