@@ -126,6 +126,25 @@ def test_both_directions_of_a_flow_cross_the_same_appliance_with_the_same_cookie
     assert gwlb.totals()["inspect_flows_new"] == 40      # one flow each, not two
 
 
+def test_a_burst_with_several_packets_of_new_flows_remembers_each_flow_once(gwlb):
+    """A burst's flows are looked up together: packets of a flow not yet
+    remembered, in one burst, make one entry and cross one appliance, in
+    order."""
+    frames = [raw(flow(sport=40000 + i % 4, size=20 + i)) for i in range(24)]
+    out = gwlb.inject("p0", frames)
+    assert len(out) == 24
+    by_flow = {}
+    for _, f in out:
+        e, _, cookie, inner = geneve_of(f)
+        by_flow.setdefault(IP(inner)[TCP].sport, []).append((e[IP].dst, cookie, len(inner)))
+    for sport, sent in by_flow.items():
+        assert len({(app, cookie) for app, cookie, _ in sent}) == 1
+        assert [n for _, _, n in sent] == sorted(n for _, _, n in sent)    # in order
+    t = gwlb.totals()
+    assert (t["inspect_sent"], t["inspect_flows_new"]) == (24, 4)
+    assert gwlb.pool("fw")["flows"] == 4
+
+
 def test_an_appliances_answer_is_checked_and_routed_on(gwlb):
     pkt = flow(ttl=9)
     out = gwlb.inject("p0", [raw(pkt)])

@@ -147,6 +147,7 @@ struct pylb_lcore {
 	struct pylb_ncache *ncache;	/* PYLB_NCACHE entries (l3/state.h) */
 	/* Inspected flows (l3/state.h); NULL until the first pool. */
 	struct pylb_inspect *inspect;
+	uint64_t aged_tsc;		/* the worker's last ageing slice (TSC) */
 } __rte_cache_aligned;
 
 struct pylb_port {

@@ -43,7 +43,14 @@
 #define PYLB_CT_MAX		((1u << PYLB_CT_IDX_BITS) - 1)
 #define PYLB_CONN_CONTROL	65536	/* at most, the control side's own table
 					 * when workers carry the traffic */
-#define PYLB_CONN_AGE_STEP	16	/* entries aged per worker loop */
+/* Workers age their tables (connections, persistence, inspected flows) a
+ * slice at a time, paced by time rather than by loops: each table swept
+ * whole every PYLB_AGE_SLICE_US * PYLB_AGE_SLICES microseconds (half a
+ * second), whatever the load; an entry goes at most that long after its
+ * timeout. */
+#define PYLB_AGE_SLICE_US	20
+#define PYLB_AGE_SLICES		25000
+#define PYLB_AGE_CATCH_UP	64	/* slices made up at most after a long loop */
 #define PYLB_REDIRECT_RING	1024	/* packets handed to a flow's owner */
 #define PYLB_SYNC_IN_RING	16384	/* a peer's records waiting for a worker */
 #define PYLB_MAX_SERVICES	4096

@@ -40,19 +40,24 @@ flow_set(struct pylb_inspect_flow *fl, const struct pylb_pool *pool, uint16_t bi
 	fl->group = 0;
 }
 
-/* The appliance flow k (hash h) crosses, as inspect_decide says: its
- * remembered one, or the table's, remembered (the table full: chosen each
- * time, counted; *flp NULL); and its cookie (made once a flow). NULL:
- * none. */
+/* The appliance flow k (hash h; pos: its position in the flow table, or
+ * negative) crosses, as inspect_decide says: its remembered one, or the
+ * table's, remembered (the table full: chosen each time, counted; *flp
+ * NULL); and its cookie (made once a flow). NULL: none. */
 static const struct pylb_ip *
 appliance(struct pylb_lcore *lc, const struct pylb_pool *pool, uint16_t slot,
-	  const struct pylb_inspect_key *k, uint32_t h, uint64_t *cookie,
+	  const struct pylb_inspect_key *k, uint32_t h, int32_t pos, uint64_t *cookie,
 	  struct pylb_inspect_flow **flp)
 {
 	struct pylb_inspect *in = lc->inspect;
-	int32_t pos = rte_hash_lookup_with_hash(in->h, k, h);
-	struct pylb_inspect_flow *fl = pos >= 0 ? &in->flows[pos] : NULL;
+	struct pylb_inspect_flow *fl;
 	uint16_t bidx = 0;
+
+	/* Not there at the burst's lookup: perhaps added since, by an
+	 * earlier packet of the burst. */
+	if (pos < 0)
+		pos = rte_hash_lookup_with_hash(in->h, k, h);
+	fl = pos >= 0 ? &in->flows[pos] : NULL;
 
 	switch (inspect_decide(pool, fl, h, &bidx)) {
 	case INSPECT_KEEP:
@@ -110,33 +115,68 @@ appliance_group(struct pylb_lcore *lc, struct pylb_inspect_flow *fl, const struc
 	return g;
 }
 
-void
-pylb_inspect_out(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
-		 struct rte_mbuf *m, uint16_t slot, uint8_t af)
+/* A packet gathered by pylb_inspect_out, with its flow's key k (hash h)
+ * and position in the flow table (pos; negative: not found), to its
+ * appliance. */
+static void
+inspect_send(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
+	     const struct pylb_inspect_pending *p, const struct pylb_pool *pool,
+	     const struct pylb_inspect_key *k, uint32_t h, int32_t pos)
 {
-	const struct pylb_pool *pool = __atomic_load_n(&lc->dp->inspect_pools[slot], __ATOMIC_ACQUIRE);
-	const uint64_t *hk = lc->dp->conf.hash_key;
 	struct pylb_tun tun = pylb_tun_geneve;
 	struct pylb_inspect_flow *fl;
-	struct inspect_flow_of f;
-	struct pylb_inspect_key k;
 	const struct pylb_ip *to;
-	uint32_t h, g;
+	uint32_t g;
 
-	if (unlikely(pool == NULL || lc->inspect == NULL))
-		return drop(lc, m, PYLB_D_INSPECT_NO_APPLIANCE);
-	if (unlikely(!inspect_flow_parse(m, af, &f)))
-		return drop(lc, m, PYLB_D_INSPECT_MALFORMED);
-	tun.pool = slot;
-	h = inspect_key(hk, &f, slot, pool->conf.stickiness, &k);
-	to = appliance(lc, pool, slot, &k, h, &tun.cookie, &fl);
+	tun.pool = p->slot;
+	to = appliance(lc, pool, p->slot, k, h, pos, &tun.cookie, &fl);
 	if (unlikely(to == NULL))
-		return drop(lc, m, PYLB_D_INSPECT_NO_APPLIANCE);
+		return drop(lc, p->m, PYLB_D_INSPECT_NO_APPLIANCE);
 	g = appliance_group(lc, fl, to);
 	if (unlikely(g == 0))
-		return drop(lc, m, PYLB_D_INSPECT_NO_ROUTE);
+		return drop(lc, p->m, PYLB_D_INSPECT_NO_ROUTE);
 	CNT(lc, INSPECT_SENT);
-	pylb_out_encap(lc, cfg, in_port, m, nhg_pick(lc->dp, g, h), &tun, &port_src, h, to, af);
+	pylb_out_encap(lc, cfg, in_port, p->m, nhg_pick(lc->dp, g, h), &tun, &port_src, h, to,
+		       p->af);
+}
+
+/* The burst's gathered packets: their flows' keys made, looked up in one
+ * bulk lookup (rte_hash fetches the buckets ahead), each sent on. */
+void
+pylb_inspect_flush(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port)
+{
+	struct pylb_inspect *in = lc->inspect;
+	const uint64_t *hk = lc->dp->conf.hash_key;
+	const struct pylb_pool *pool[PYLB_BURST];
+	struct pylb_inspect_key k[PYLB_BURST];
+	const void *keys[PYLB_BURST];
+	int32_t pos[PYLB_BURST];
+	uint32_t h[PYLB_BURST];
+	uint16_t n = 0, i;
+
+	for (i = 0; i < in->n_pending; i++) {
+		const struct pylb_inspect_pending *p = &in->pending[i];
+		struct inspect_flow_of f;
+
+		pool[n] = __atomic_load_n(&lc->dp->inspect_pools[p->slot], __ATOMIC_ACQUIRE);
+		if (unlikely(pool[n] == NULL)) {
+			drop(lc, p->m, PYLB_D_INSPECT_NO_APPLIANCE);
+			continue;
+		}
+		if (unlikely(!inspect_flow_parse(p->m, p->af, &f))) {
+			drop(lc, p->m, PYLB_D_INSPECT_MALFORMED);
+			continue;
+		}
+		h[n] = inspect_key(hk, &f, p->slot, pool[n]->conf.stickiness, &k[n]);
+		keys[n] = &k[n];
+		in->pending[n++] = *p;
+	}
+	in->n_pending = 0;
+	if (n == 0)
+		return;
+	rte_hash_lookup_with_hash_bulk(in->h, keys, h, n, pos);
+	for (i = 0; i < n; i++)
+		inspect_send(lc, cfg, in_port, &in->pending[i], pool[i], &k[i], h[i], pos[i]);
 }
 
 /* The GENEVE header of a datagram to our port 6081 (at g, `len` bytes on):

@@ -32,10 +32,20 @@ void pylb_ipv6_icmp(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t 
 void pylb_vip_input(struct pylb_lcore *lc, const struct pylb_cfg *cfg,
 		    int in_port, struct rte_mbuf *m, uint32_t vip_id, uint8_t af);
 
-/* inspect.c: to an inspection pool's appliance (pool slot `pool`), and
- * an appliance's GENEVE answer (false: m is not one); flows aged. */
-void pylb_inspect_out(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
-		      struct rte_mbuf *m, uint16_t pool, uint8_t af);
+/* inspect.c: to an inspection pool's appliance (pool slot `pool`):
+ * gathered over a burst, then sent by pylb_inspect_flush (each burst's
+ * packets come in by one port, in_port); an appliance's GENEVE answer
+ * (false: m is not one); flows aged. */
+static inline void
+pylb_inspect_out(struct pylb_lcore *lc, struct rte_mbuf *m, uint16_t pool, uint8_t af)
+{
+	struct pylb_inspect *in = lc->inspect;
+
+	if (unlikely(in == NULL))
+		return drop(lc, m, PYLB_D_INSPECT_NO_APPLIANCE);
+	in->pending[in->n_pending++] = (struct pylb_inspect_pending){ m, pool, af };
+}
+void pylb_inspect_flush(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port);
 bool pylb_inspect_return(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 			 struct rte_mbuf *m, uint8_t af);
 void pylb_inspect_age(struct pylb_lcore *lc, uint64_t now, uint32_t step);

@@ -138,6 +138,14 @@ struct pylb_inspect {
 	struct pylb_inspect_flow *flows;	/* PYLB_INSPECT_FLOWS */
 	uint32_t age_pos;
 	uint32_t n_flows[PYLB_MAX_POOLS];	/* by pool slot */
+	/* A burst's packets to inspect, gathered (pylb_inspect_out) and sent
+	 * together (pylb_inspect_flush): their flows in one bulk lookup. */
+	uint16_t n_pending;
+	struct pylb_inspect_pending {
+		struct rte_mbuf *m;
+		uint16_t slot;
+		uint8_t af;
+	} pending[PYLB_BURST];
 };
 
 struct pylb_neigh_key {

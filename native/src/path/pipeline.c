@@ -285,7 +285,7 @@ routed_one(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port,
 	if (!route_ready(lc, cfg, port, m, af, proto, k))
 		return;
 	if (unlikely(pool != 0))
-		return pylb_inspect_out(lc, cfg, port, m, pool - 1, af);
+		return pylb_inspect_out(lc, m, pool - 1, af);
 	if (af == 4)
 		pylb_fwd4(lc, cfg, port, m, fib_id(v));
 	else
@@ -302,7 +302,7 @@ vip_one(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port,
 	const struct pylb_vip *vip = __atomic_load_n(&lc->dp->vips[fib_id(v)], __ATOMIC_ACQUIRE);
 
 	if (unlikely(vip != NULL && vip->pool != 0))
-		return pylb_inspect_out(lc, cfg, port, m, vip->pool - 1, af);
+		return pylb_inspect_out(lc, m, vip->pool - 1, af);
 	pylb_vip_input(lc, cfg, port, m, fib_id(v), af);
 }
 
@@ -435,6 +435,8 @@ process(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port,
 		return;
 	classify(lc, cfg, port, &b);
 	dispatch(lc, cfg, port, &b);
+	if (unlikely(lc->inspect != NULL) && lc->inspect->n_pending != 0)
+		pylb_inspect_flush(lc, cfg, port);
 	if (unlikely(lc->frags->n_ready != 0))
 		pylb_frag_release(lc, cfg);
 }

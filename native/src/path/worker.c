@@ -32,6 +32,22 @@ flush(struct pylb_lcore *lc, uint16_t q, uint16_t ethdev, uint16_t vlan)
 	b->n = 0;
 }
 
+/* The slices of ageing due since the last (tunables.h: PYLB_AGE_*), by the
+ * TSC (`now` may be a stopped clock). */
+static inline void
+age(struct pylb_lcore *lc, uint64_t now, uint64_t tsc, uint64_t slice_tsc)
+{
+	uint64_t due;
+
+	if (likely(tsc - lc->aged_tsc < slice_tsc))
+		return;
+	due = (tsc - lc->aged_tsc) / slice_tsc;
+	lc->aged_tsc += due * slice_tsc;
+	due = RTE_MIN(due, (uint64_t)PYLB_AGE_CATCH_UP);
+	pylb_conn_age(lc, now, (uint32_t)(due * (lc->ct->cap / PYLB_AGE_SLICES + 1)));
+	pylb_inspect_age(lc, now, (uint32_t)(due * (PYLB_INSPECT_FLOWS / PYLB_AGE_SLICES + 1)));
+}
+
 int
 pylb_worker_main(void *arg)
 {
@@ -39,9 +55,11 @@ pylb_worker_main(void *arg)
 	struct pylb_dp *dp = lc->dp;
 	struct rte_mbuf *pkts[PYLB_BURST];
 	uint16_t n_ports = dp->n_ports;
+	uint64_t slice_tsc = RTE_MAX(rte_get_tsc_hz() / (1000000 / PYLB_AGE_SLICE_US), (uint64_t)1);
 
 	rte_rcu_qsbr_thread_register(dp->qsv, lc->slot);
 	rte_rcu_qsbr_thread_online(dp->qsv, lc->slot);
+	lc->aged_tsc = rte_rdtsc();
 	while (__atomic_load_n(&dp->running, __ATOMIC_ACQUIRE)) {
 		const struct pylb_cfg *cfg =
 			__atomic_load_n(&dp->cfg, __ATOMIC_ACQUIRE);
@@ -103,8 +121,7 @@ pylb_worker_main(void *arg)
 		}
 		lc->stats->c[PYLB_C_POLLS]++;	/* alive (metrics: a stalled worker) */
 		now = pylb_now(dp);
-		pylb_conn_age(lc, now, PYLB_CONN_AGE_STEP);
-		pylb_inspect_age(lc, now, PYLB_CONN_AGE_STEP);
+		age(lc, now, t0, slice_tsc);
 		pylb_frag_age(lc, now);
 		rte_rcu_qsbr_quiescent(dp->qsv, lc->slot);
 	}
