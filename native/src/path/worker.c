@@ -20,15 +20,19 @@ flush(struct pylb_lcore *lc, uint16_t q, uint16_t ethdev, uint16_t vlan)
 
 	txbuf_tag(lc, b, vlan);
 
-	sent = rte_eth_tx_burst(ethdev, lc->queue, b->pkts, b->n);
-	for (i = 0; i < sent; i++)
+	/* Counted before they go: the driver owns (and may free) what it
+	 * took. */
+	for (i = 0; i < b->n; i++)
 		bytes += rte_pktmbuf_pkt_len(b->pkts[i]);
-	lc->stats->c[PYLB_C_TX_PACKETS] += sent;
-	lc->stats->c[PYLB_C_TX_BYTES] += bytes;
+	sent = rte_eth_tx_burst(ethdev, lc->queue, b->pkts, b->n);
 	if (unlikely(sent < b->n)) {
+		for (i = sent; i < b->n; i++)
+			bytes -= rte_pktmbuf_pkt_len(b->pkts[i]);
 		lc->stats->c[PYLB_D_TX_FULL] += b->n - sent;
 		rte_pktmbuf_free_bulk(b->pkts + sent, b->n - sent);
 	}
+	lc->stats->c[PYLB_C_TX_PACKETS] += sent;
+	lc->stats->c[PYLB_C_TX_BYTES] += bytes;
 	b->n = 0;
 }
 
