@@ -106,8 +106,7 @@ appliance_group(struct pylb_lcore *lc, struct pylb_inspect_flow *fl, const struc
 
 	if (likely(fl != NULL && fl->group != 0 && fl->gen == gen))
 		return fl->group;
-	g = fib_group(to->af == 4 ? fib4_lookup(lc->dp, *(const unaligned_uint32_t *)to->ip) :
-		      fib6_lookup(lc->dp, to->ip));
+	g = route_group(lc->dp, to->ip, to->af);
 	if (fl != NULL) {
 		fl->group = (uint16_t)g;
 		fl->gen = gen;
