@@ -85,9 +85,9 @@ def bounce(frame: bytes, mac=None, sport=7777) -> bytes:
     """What an appliance sends back: the GENEVE payload unchanged, to the
     sender's port 6081, from the appliance (its MAC)."""
     e = Ether(frame)
+    outer = e.payload                               # (IP in e: an inner one too)
     return raw(Ether(src=mac or e.dst, dst=e.src) /
-               (IP(src=e[IP].dst, dst=e[IP].src) if IP in e else
-                IPv6(src=e[IPv6].dst, dst=e[IPv6].src)) /
+               (IP if isinstance(outer, IP) else IPv6)(src=outer.dst, dst=outer.src) /
                UDP(sport=sport, dport=6081) / Raw(bytes(e[UDP].payload)))
 
 
@@ -187,6 +187,48 @@ def test_forged_and_malformed_answers_are_dropped_by_reason(gwlb):
     d = gwlb.drops()
     assert (d["inspect_bad_cookie"], d["inspect_malformed"]) == (3, 3)
     assert gwlb.totals()["inspect_returned"] == 0
+
+
+def test_a_burst_of_answers_is_checked_answer_by_answer(gwlb):
+    """Answers are gathered over a burst, their cookies checked and their
+    destinations looked up together: each still meets its own fate, in
+    order, IPv4 beside IPv6, towards the servers and back to the clients."""
+    gwlb.set_pool(pool("10.0.1.31", APP6))
+    gwlb.add_route("2001:db8:99::/48", (GW6, "p1"), inspect="fw")
+    out = [flow(sport=41000 + i, ttl=30 + i) for i in range(6)]
+    rev = [back(flow(sport=43000 + i)) for i in range(6)]
+    six = [Ether(src=CLIENT_MAC, dst=P0_MAC) / IPv6(src="2001:db8::2", dst="2001:db8:99::7") /
+           UDP(sport=42000 + i, dport=53) / Raw(b"q" * 8) for i in range(4)]
+    sent = (gwlb.inject("p0", [raw(p) for p in out + six]) +
+            gwlb.inject("p1", [raw(p) for p in rev]))
+    pkts = out + six + rev
+    order = [0, 6, 10, 1, 11, 7, 2, 12, 3, 8, 13, 4, 9, 14, 5, 15]    # mixed
+    answers, good = [], []
+    for n, i in enumerate(order):
+        b = bytearray(bounce(sent[i][1]))
+        if n % 3 == 1:
+            geneve = len(b) - len(Ether(b)[UDP].payload)
+            b[geneve + 8 + 8 + 7] ^= 0xff                # the cookie's last byte
+        else:
+            good.append(pkts[i])
+        answers.append(bytes(b))
+    done = gwlb.inject("p1", answers)
+    assert len(done) == len(good)
+    # In order on each port (what leaves by p0 is listed first).
+    good.sort(key=lambda p: not (IP in p and p[IP].dst == "192.0.2.9"))
+    for (port, f), p in zip(done, good):
+        e = Ether(f)
+        if IPv6 in p:
+            assert (port, e.dst, e[IPv6].dst, e[UDP].sport) == (
+                1, GW6_MAC, "2001:db8:99::7", p[UDP].sport)
+        elif p[IP].dst == "192.0.2.9":
+            assert (port, e.dst, e[IP].dst, e[TCP].dport) == (0, CLIENT_MAC, "192.0.2.9",
+                                                              p[TCP].dport)
+        else:
+            assert (port, e.dst, e[IP].dst, e[IP].ttl, e[TCP].sport) == (
+                1, GW_MAC, "198.51.100.7", p[IP].ttl - 1, p[TCP].sport)
+    assert gwlb.drops()["inspect_bad_cookie"] == len(answers) - len(good)
+    assert gwlb.totals()["inspect_returned"] == len(good)
 
 
 def test_an_answer_whose_destination_has_no_route_is_dropped(gwlb):
