@@ -9,11 +9,78 @@
 
 #include "l3/fib.h"
 
+/* IPv4 validation, inline: every IPv4 packet (and an appliance's answer's
+ * inner one) passes it. */
+static inline bool
+ipv4_martian(uint32_t be)
+{
+	uint32_t a = rte_be_to_cpu_32(be);
+
+	/* 0/8, 127/8, multicast and reserved (224/3 covers 255.255.255.255). */
+	return (a >> 24) == 0 || (a >> 24) == 127 || (a >> 29) == 7;
+}
+
+/* The header sum of a 20-byte header in 32-bit adds; others the long way. */
+static inline bool
+ipv4_cksum_ok(const void *hdr, uint32_t ihl)
+{
+	if (likely(ihl == sizeof(struct rte_ipv4_hdr))) {
+		const unaligned_uint32_t *w = hdr;
+		uint64_t s;
+
+		s = (uint64_t)w[0] + w[1] + w[2] + w[3] + w[4];
+		s = (s & 0xffffffff) + (s >> 32);
+		s = (s & 0xffff) + (s >> 16);
+		s = (s & 0xffff) + (s >> 16);
+		s = (s & 0xffff) + (s >> 16);
+		return s == 0xffff;
+	}
+	return rte_raw_cksum(hdr, ihl) == 0xffff;
+}
+
+/* Validate an IPv4 packet (its Ethernet header is l2 bytes): true if it
+ * goes on to the FIB, false if it was dropped under its reason. */
+static inline bool
+pylb_ipv4_parse(struct pylb_lcore *lc, struct rte_mbuf *m, uint32_t l2, bool l2_multicast)
+{
+	uint32_t len = rte_pktmbuf_data_len(m);
+	struct rte_ipv4_hdr *ip;
+	uint32_t ihl, tot;
+
+	if (len < l2 + sizeof(*ip))
+		return dropped(lc, m, PYLB_D_IPV4_TRUNCATED);
+	ip = rte_pktmbuf_mtod_offset(m, struct rte_ipv4_hdr *, l2);
+	if ((ip->version_ihl >> 4) != 4)
+		return dropped(lc, m, PYLB_D_IPV4_BAD_VERSION);
+	ihl = rte_ipv4_hdr_len(ip);
+	if (ihl < sizeof(*ip))
+		return dropped(lc, m, PYLB_D_IPV4_BAD_IHL);
+	if (len < l2 + ihl)
+		return dropped(lc, m, PYLB_D_IPV4_TRUNCATED);
+	tot = rte_be_to_cpu_16(ip->total_length);
+	if (tot < ihl || l2 + tot > len)
+		return dropped(lc, m, PYLB_D_IPV4_BAD_TOTAL_LENGTH);
+	switch (m->ol_flags & RTE_MBUF_F_RX_IP_CKSUM_MASK) {
+	case RTE_MBUF_F_RX_IP_CKSUM_GOOD:
+		break;
+	case RTE_MBUF_F_RX_IP_CKSUM_BAD:
+		return dropped(lc, m, PYLB_D_IPV4_BAD_CHECKSUM);
+	default:	/* not checked by the NIC */
+		if (!ipv4_cksum_ok(ip, ihl))
+			return dropped(lc, m, PYLB_D_IPV4_BAD_CHECKSUM);
+	}
+	if (ipv4_martian(ip->dst_addr) || ipv4_martian(ip->src_addr) ||
+	    l2_multicast)
+		return dropped(lc, m, PYLB_D_IPV4_MARTIAN);
+	/* Ethernet padding is not part of the datagram: do not carry it. */
+	if (rte_pktmbuf_pkt_len(m) > l2 + tot)
+		rte_pktmbuf_trim(m, rte_pktmbuf_pkt_len(m) - (l2 + tot));
+	return true;
+}
+
 /* ipv4.c */
 void pylb_arp_input(struct pylb_lcore *lc, const struct pylb_port_cfg *pc, uint16_t port,
 		    struct rte_mbuf *m);
-bool pylb_ipv4_parse(struct pylb_lcore *lc, struct rte_mbuf *m, uint32_t l2,
-		     bool l2_multicast);
 void pylb_ipv4_local(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port,
 		     struct rte_mbuf *m);
 void pylb_ipv4_icmp(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port,
