@@ -1,18 +1,27 @@
-"""What the benchmarks share: the baseline (dpdk-testpmd forwarding on the
-same vdevs, burst and core as pylb, with its own cycle accounting), and the
-measurement of a running pylb worker from its counters."""
+"""What the benchmarks share: the baselines (dpdk-testpmd forwarding on the
+same vdevs, burst and core as pylb, with its own cycle accounting; DPDK's
+l3fwd routing the same input), and the measurement of a running pylb worker
+from its counters."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import shutil
+import signal
+import socket
 import subprocess
+import tempfile
 import time
 
 from pylb import hostinfo
 
 BURST = 32
 PREFIX = "pylb-bench-testpmd"
+L3FWD_PREFIX = "pylb-bench-l3fwd"
+EXAMPLES = "/usr/share/dpdk/examples"       # dpdk-doc: DPDK's example sources
+BUILD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "build")
 
 
 def testpmd(vdevs: list[str], mode: str, seconds: float, mbufs: int = 0,
@@ -50,6 +59,98 @@ def testpmd(vdevs: list[str], mode: str, seconds: float, mbufs: int = 0,
     # Mpps: what the core forwards while busy (the TSC rate over cycles/packet).
     return {"cycles_per_packet": float(m.group(1)), "packets": int(m.group(3)),
             "mpps": int(m.group(4)) / float(m.group(1)), "tsc_mhz": int(m.group(4))}
+
+
+def l3fwd_binary() -> str:
+    """DPDK's l3fwd, built once (bench/build/) from the example sources
+    Debian's dpdk-doc installs (scripts/install-deps.sh), asking for no RX
+    checksum offload (it asks for it, which the vdevs refuse; it never reads
+    the result)."""
+    binary = os.path.join(BUILD, "l3fwd", "build", "l3fwd")
+    if os.path.exists(binary):
+        return binary
+    if not os.path.isdir(os.path.join(EXAMPLES, "l3fwd")):
+        raise RuntimeError(f"no l3fwd sources in {EXAMPLES}: apt-get install dpdk-doc")
+    shutil.rmtree(BUILD, ignore_errors=True)
+    for d in ("l3fwd", "common"):               # l3fwd includes ../common
+        shutil.copytree(os.path.join(EXAMPLES, d), os.path.join(BUILD, d))
+    main = os.path.join(BUILD, "l3fwd", "main.c")
+    with open(main) as f:
+        src = f.read()
+    asked = ".offloads = RTE_ETH_RX_OFFLOAD_CHECKSUM,"
+    if src.count(asked) != 1:
+        raise RuntimeError(f"l3fwd's main.c is not the one this bench knows ({asked!r})")
+    with open(main, "w") as f:
+        f.write(src.replace(asked, ".offloads = 0,"))
+    out = subprocess.run(["make", "-s", "-C", os.path.join(BUILD, "l3fwd")],
+                         capture_output=True, text=True)
+    if out.returncode != 0 or not os.path.exists(binary):
+        raise RuntimeError("building l3fwd failed:\n" + out.stderr[-2000:])
+    return binary
+
+
+def telemetry(prefix: str, timeout: float = 60):
+    """A query function on the telemetry socket of the EAL instance `prefix`."""
+    path = os.path.join(hostinfo.DPDK_RUNTIME, prefix, "dpdk_telemetry.v2")
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(path):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"no telemetry socket at {path}")
+        time.sleep(0.1)
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    s.connect(path)
+    s.recv(4096)                                # its greeting
+
+    def query(cmd: str) -> dict:
+        s.send(cmd.encode())
+        return json.loads(s.recv(1 << 16))
+    return query
+
+
+def l3fwd(vdevs: list[str], routes4: list[tuple[str, int]], routes6: list[tuple[str, int]],
+          seconds: float, tsc_mhz: float) -> dict:
+    """DPDK's l3fwd (rte_fib lookups, as pylb's; RFC 1812 checks, TTL and
+    checksum, MACs) routing the frames of vdevs[0] by `routes` (prefix,
+    port) on one worker core, for `seconds` after a second's warm-up: its
+    rate from the TX port's counters (telemetry); cycles per packet at the
+    TSC rate `tsc_mhz` (the core does nothing else: the input never runs
+    dry)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        rules = []
+        for name, routes in (("v4", routes4), ("v6", routes6)):
+            path = os.path.join(tmp, name)
+            with open(path, "w") as f:
+                f.writelines(f"R{p} {port}\n" for p, port in routes)
+            rules.append(path)
+        # One lcore (l3fwd makes a TX queue per lcore; net_pcap has one).
+        cmd = [l3fwd_binary(), "-l", "1", "--no-pci", "--in-memory", "--file-prefix",
+               L3FWD_PREFIX, "--log-level", "*:error"]
+        for v in vdevs:
+            cmd += ["--vdev", v]
+        cmd += ["--", "-p", "0x3", "--config=(0,0,1),(1,0,1)", f"--rule_ipv4={rules[0]}",
+                f"--rule_ipv6={rules[1]}", "--lookup=fib", "--parse-ptype"]
+        p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            query = telemetry(L3FWD_PREFIX)
+            time.sleep(1)
+            t0, a = time.monotonic(), query("/ethdev/stats,1")["/ethdev/stats"]["opackets"]
+            time.sleep(seconds)
+            t1, b = time.monotonic(), query("/ethdev/stats,1")["/ethdev/stats"]["opackets"]
+            received = query("/ethdev/stats,0")["/ethdev/stats"]["ipackets"]
+        except Exception as e:
+            p.kill()
+            raise RuntimeError(f"l3fwd: {e}\n" + p.communicate()[0][-2000:]) from e
+        finally:
+            p.send_signal(signal.SIGINT)
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+            hostinfo.remove_instance_files(L3FWD_PREFIX)
+    pps = (b - a) / (t1 - t0)
+    if pps == 0:
+        raise RuntimeError(f"l3fwd forwarded nothing ({received} received)")
+    return {"mpps": pps / 1e6, "cycles_per_packet": tsc_mhz * 1e6 / pps}
 
 
 def die_with_parent() -> None:

@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
 """Benchmark: the dataplane's paths on one worker (host, L3 routing, L3 VIP,
 L4 connection tracking), against testpmd `io` forwarding of the same input on
-the same core and burst, in the same run.
+the same core and burst, in the same run; the routing cases (route, route6)
+also against DPDK's l3fwd (`--lookup=fib`: rte_fib, as pylb; RFC 1812 checks,
+TTL, MACs) routing the same pcap on the same core (bench/common.py builds it
+from dpdk-doc's example sources).
 
 Input: a pcap of N frames (Ethernet/IPv4/UDP or TCP, checksums right), each
 from its own client (address, port), replayed endlessly by net_pcap
@@ -107,6 +110,7 @@ L3_VIP = "10.0.9.0/24"
 VIP6, BACKEND6 = "fd00::100", "fd00:1::20"
 L3_VIP6 = "fd00:9::/64"
 INSPECTED, APPLIANCE, APPLIANCE_RET = "10.2.0.0/16", "10.0.1.50", "10.0.0.50"
+L3FWD_ROUTE, L3FWD_ROUTE6 = "10.0.1.0/24", "fd00:1::/64"    # l3fwd's routes to BACKEND(6)
 SEED = bytes(range(32))             # inspect_return's frames are made under this key
 MBUF_SIZE = 192
 LIMIT = 100_000_000                 # limits set, never reached
@@ -556,6 +560,13 @@ def main() -> None:
                                16384, mbuf_size=mbuf_size(kind))
                 for _ in range(args.runs)]
         runs = [pylb_once(kind, pcap, flows, args.seconds) for _ in range(args.runs)]
+        # The routing cases' second baseline: DPDK's l3fwd on the same pcap.
+        l3 = [common.l3fwd([f"net_pcap0,rx_pcap={pcap},infinite_rx=1", "net_null0,no-rx=1"],
+                           [(L3FWD_ROUTE, 1)], [(L3FWD_ROUTE6, 1)], args.seconds,
+                           base[0]["tsc_mhz"])
+              for _ in range(args.runs)] if kind in ("route", "route6") else []
+        if l3:
+            results[f"l3fwd-{kind}-{flows}"] = l3
         os.unlink(pcap)
         if kind in ("fullnat_reply", "icmp_error"):
             os.unlink(pcap.replace(kind, first_pass(kind)))
@@ -563,15 +574,18 @@ def main() -> None:
         results[f"{kind}-{flows}"] = runs
         results[f"testpmd-{kind}-{flows}"] = base
         rows.append((kind, flows, median(runs, "cycles_per_packet"), median(base, "cycles_per_packet"),
-                     min(r["sent_share"] for r in runs)))
+                     min(r["sent_share"] for r in runs),
+                     median(l3, "cycles_per_packet")[0] if l3 else None))
     mem = pylb_once("memory", "-", args.memory_probe, 0)
     summary = {"command": " ".join(sys.argv), "runs": args.runs, "machine": common.machine(mhz),
                "cases": results, "memory": mem}
     lines = ["| case | pylb cycles/packet, median (min-max) | testpmd io, same pcap | ratio | "
-             "Mpps per core | sent / received |", "|---|---|---|---|---|---|"]
-    for kind, flows, cyc, b, fwd in rows:
+             "Mpps per core | sent / received | l3fwd (fib), same pcap | ratio to l3fwd |",
+             "|---|---|---|---|---|---|---|---|"]
+    for kind, flows, cyc, b, fwd, l3 in rows:
+        ref = f"{l3:.1f} | {cyc[0] / l3:.2f}" if l3 else "- | -"
         lines.append(f"| {kind}, {flows:,} flows | {cyc[0]:.1f} ({cyc[1]:.0f}-{cyc[2]:.0f}) | "
-                     f"{b[0]:.1f} | {cyc[0] / b[0]:.2f} | {mhz / cyc[0]:.1f} | {fwd:.3f} |")
+                     f"{b[0]:.1f} | {cyc[0] / b[0]:.2f} | {mhz / cyc[0]:.1f} | {fwd:.3f} | {ref} |")
     lines.append(f"\nMemory per tracked connection: {mem['bytes_per_connection_table']:.0f} bytes in the "
                  f"connection table (entry and index), {mem['bytes_per_connection_all']:.0f} bytes with "
                  "the IPv6-address and persistence side tables.")

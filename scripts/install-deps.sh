@@ -3,9 +3,12 @@
 # AES), a compiler, iproute2 and ping, traceroute, curl, hping3 (floods) and BIRD 2 (BGP:
 # the appliance's speaker, and the test routers) for the end-to-end tests, clang 14 with libFuzzer
 # and its sanitizer runtimes for the fuzz targets, promtool, systemd-analyze and
-# groff for the operations files' checks. Installs only what is missing.
+# groff for the operations files' checks, dpdk-doc for DPDK's example sources (l3fwd:
+# the benchmarks' second baseline, which the bench harness's test runs). Installs only
+# what is missing.
 set -euo pipefail
 need=()
+[ -d /usr/share/dpdk/examples/l3fwd ] || need+=(dpdk-doc)
 pkg-config --exists libdpdk 2>/dev/null || need+=(dpdk dpdk-dev libdpdk-dev)
 [ -e /usr/include/openssl/aes.h ] || need+=(libssl-dev)  # QUIC-LB's AES (libdpdk-dev has it too)
 command -v pkg-config >/dev/null || need+=(pkg-config)

@@ -57,6 +57,11 @@ def test_paths_bench_runs_once_and_forwards_everything(tmp_path):
     assert est6["tracked"] == 1024 and est6["created"] == 0
     assert abs(syn6["created"] - syn6["packets"]) <= 64 and syn6["packets"] > 0
     assert min(r["forwarded_share"] for r in (est6, syn6, route6, vip6)) > 0.99
+    # DPDK's l3fwd routed the routing cases' frames too (the second baseline).
+    for kind in ("route", "route6"):
+        (l3,) = report["cases"][f"l3fwd-{kind}-1000"]
+        assert l3["mpps"] > 0 and l3["cycles_per_packet"] > 0
+    assert "| route, 1,000 flows |" in (tmp_path / "paths.md").read_text()
 
 
 def test_maglev_build_bench_runs_once(tmp_path):
