@@ -94,7 +94,8 @@ def test_a_quic_client_that_moves_stays_on_its_backend(lab, encrypted):
     assert after["quic_routed"] - before["quic_routed"] >= 3 * MOVES
     out = sh(sys.executable, "-m", "pylb.ctl", "--instance", lab.app.instance,
              "service", "get", f"{vip}:443/udp").stdout
-    assert f"quic {sid_len}+{nonce_len}" in out and "server-id 0" in out, out
+    assert f"quic {sid_len}+{nonce_len}" in out, out
+    assert all(f"server-id {i + 1:0{2 * sid_len}x}" in out for i in range(len(lab.backends))), out
 
 
 def test_pylbctl_adds_a_quic_service(lab):

@@ -25,14 +25,13 @@ static const char *const hello = "pylb-health\n";
 static int
 probe_source(struct pylb_dp *dp, const struct pylb_ip *to, struct pylb_ip *src)
 {
-	uint32_t v = to->af == 4 ? fib4_lookup(dp, *(const unaligned_uint32_t *)to->ip) :
-		fib6_lookup(dp, to->ip);
+	uint32_t g = route_group(dp, to->ip, to->af);
 	const struct pylb_port_cfg *pc;
 	const uint8_t *a;
 
-	if (fib_group(v) == 0)
+	if (g == 0)
 		return pylb_fail(-PYLB_E_INVAL, "no route to the backend");
-	pc = &dp->cfg->ports[nhg_pick(dp, fib_group(v), 0)->port];
+	pc = &dp->cfg->ports[nhg_pick(dp, g, 0)->port];
 	memset(src, 0, sizeof(*src));
 	src->af = to->af;
 	if (to->af == 4) {

@@ -37,21 +37,20 @@ flow_set(struct pylb_inspect_flow *fl, const struct pylb_pool *pool, uint16_t bi
 	fl->bidx = bidx;
 	fl->birth = pool->birth;
 	fl->serial = pool->serial;
-	fl->group = 0;
 }
 
 /* The appliance flow k (hash h; pos: its position in the flow table, or
  * negative) crosses, as inspect_decide says: its remembered one, or the
- * table's, remembered (the table full: chosen each time, counted; *flp
- * NULL); and its cookie (made once a flow). NULL: none. */
+ * table's, remembered (the table full: chosen each time, counted); its
+ * index in the pool (*bidx; INSPECT_GONE: it left, the flow stays on it);
+ * and its cookie (made once a flow). NULL: none. */
 static const struct pylb_ip *
 appliance(struct pylb_lcore *lc, const struct pylb_pool *pool, uint16_t slot,
 	  const struct pylb_inspect_key *k, uint32_t h, int32_t pos, uint64_t *cookie,
-	  struct pylb_inspect_flow **flp)
+	  uint16_t *bidx)
 {
 	struct pylb_inspect *in = lc->inspect;
 	struct pylb_inspect_flow *fl;
-	uint16_t bidx = 0;
 
 	/* Not there at the burst's lookup: perhaps added since, by an
 	 * earlier packet of the burst. */
@@ -59,28 +58,27 @@ appliance(struct pylb_lcore *lc, const struct pylb_pool *pool, uint16_t slot,
 		pos = rte_hash_lookup_with_hash(in->h, k, h);
 	fl = pos >= 0 ? &in->flows[pos] : NULL;
 
-	switch (inspect_decide(pool, fl, h, &bidx)) {
+	switch (inspect_decide(pool, fl, h, bidx)) {
 	case INSPECT_KEEP:
 		if (unlikely(fl->serial != pool->serial))
-			flow_set(fl, pool, bidx);
+			flow_set(fl, pool, *bidx);
 		break;
 	case INSPECT_STAY:
 		CNT(lc, INSPECT_FLOWS_STAYED);
 		break;
 	case INSPECT_MOVE:
 		CNT(lc, INSPECT_FLOWS_MOVED);
-		flow_set(fl, pool, bidx);
+		flow_set(fl, pool, *bidx);
 		break;
 	case INSPECT_NEW:
 		*cookie = inspect_cookie(lc->dp->conf.hash_key, k);
 		pos = rte_hash_add_key_with_hash(in->h, k, h);
 		if (unlikely(pos < 0)) {
 			CNT(lc, INSPECT_UNTRACKED);
-			*flp = NULL;
-			return &pool->bal.backends[bidx].addr;
+			return &pool->bal.backends[*bidx].addr;
 		}
 		fl = &in->flows[pos];
-		flow_set(fl, pool, bidx);
+		flow_set(fl, pool, *bidx);
 		fl->cookie = *cookie;
 		fl->key = *k;
 		fl->hash = h;
@@ -93,25 +91,7 @@ appliance(struct pylb_lcore *lc, const struct pylb_pool *pool, uint16_t slot,
 	}
 	fl->expire_tsc = lc->now + pool->idle_tsc;
 	*cookie = fl->cookie;
-	*flp = fl;
 	return &fl->app;
-}
-
-/* The next-hop group towards appliance `to` (0: no route): the flow's
- * cached one while no route or neighbour changed since. */
-static inline uint32_t
-appliance_group(struct pylb_lcore *lc, struct pylb_inspect_flow *fl, const struct pylb_ip *to)
-{
-	uint32_t gen = __atomic_load_n(&lc->dp->gen, __ATOMIC_ACQUIRE), g;
-
-	if (likely(fl != NULL && fl->group != 0 && fl->gen == gen))
-		return fl->group;
-	g = route_group(lc->dp, to->ip, to->af);
-	if (fl != NULL) {
-		fl->group = (uint16_t)g;
-		fl->gen = gen;
-	}
-	return g;
 }
 
 /* A packet gathered by pylb_inspect_out, with its flow's key k (hash h)
@@ -123,15 +103,18 @@ inspect_send(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 	     const struct pylb_inspect_key *k, uint32_t h, int32_t pos)
 {
 	struct pylb_tun tun = pylb_tun_geneve;
-	struct pylb_inspect_flow *fl;
 	const struct pylb_ip *to;
+	uint16_t bidx = 0;
 	uint32_t g;
 
 	tun.pool = p->slot;
-	to = appliance(lc, pool, p->slot, k, h, pos, &tun.cookie, &fl);
+	to = appliance(lc, pool, p->slot, k, h, pos, &tun.cookie, &bidx);
 	if (unlikely(to == NULL))
 		return drop(lc, p->m, PYLB_D_INSPECT_NO_APPLIANCE);
-	g = appliance_group(lc, fl, to);
+	/* Its route as the pool remembers it (an appliance that left: the
+	 * FIB's). */
+	g = likely(bidx != INSPECT_GONE) ? pylb_backend_group(lc->dp, &pool->bal, bidx) :
+		route_group(lc->dp, to->ip, to->af);
 	if (unlikely(g == 0))
 		return drop(lc, p->m, PYLB_D_INSPECT_NO_ROUTE);
 	CNT(lc, INSPECT_SENT);

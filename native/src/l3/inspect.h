@@ -63,7 +63,7 @@ inspect_cookie(const uint64_t *hk, const struct pylb_inspect_key *k)
 	w[0] = (uint64_t)k->pool << 48 | (uint64_t)k->af << 40 | (uint64_t)k->proto << 32 |
 		(uint64_t)rte_be_to_cpu_16(k->plo) << 16 | rte_be_to_cpu_16(k->phi);
 	if (k->af == 4) {
-		/* IPv4's addresses in one word: 3 words, 10 rounds, not 16. */
+		/* IPv4's addresses in one word: 3 words (12 rounds), not 6 (18). */
 		w[1] = (uint64_t)*(const unaligned_uint32_t *)k->lo << 32 |
 			*(const unaligned_uint32_t *)k->hi;
 		w[2] = 0x67656e65766534ULL;	/* "geneve4": not a SYN cookie's input */

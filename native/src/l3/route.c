@@ -671,14 +671,14 @@ route_pick_unlocked(struct pylb_dp *dp, const struct pylb_ip *to, uint32_t hash,
 		    struct pylb_route *out, int32_t *chosen)
 {
 	int rc = route_lookup_unlocked(dp, to, out);
-	uint32_t v;
+	uint32_t g;
 
 	*chosen = -1;
 	if (rc != 0)
 		return rc;
-	v = to->af == 4 ? fib4_lookup(dp, *(const uint32_t *)to->ip) : fib6_lookup(dp, to->ip);
-	if (fib_group(v) != 0)
-		*chosen = (int32_t)nhg_slot(dp, fib_group(v), hash);
+	g = route_group(dp, to->ip, to->af);
+	if (g != 0)
+		*chosen = (int32_t)nhg_slot(dp, g, hash);
 	else if (out->n_nh == 1)
 		*chosen = 0;
 	return 0;

@@ -126,10 +126,6 @@ struct pylb_inspect_flow {
 	uint32_t hash;			/* of its key */
 	uint16_t bidx;
 	uint16_t pool;
-	/* The next-hop group to its appliance, looked up at dp->gen `gen`
-	 * (0: not yet), as a NAT connection caches its output. */
-	uint16_t group;
-	uint32_t gen;
 };
 
 /* A worker's inspected flows (made when the first pool is). */

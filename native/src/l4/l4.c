@@ -56,14 +56,13 @@ pylb_conn_resolve(struct pylb_lcore *lc, struct pylb_conn *c)
 {
 	struct pylb_dp *dp = lc->dp;
 	const uint8_t *be = conn_addr(lc->ct, c, CONN_BACKEND);
-	uint32_t v = c->af == 4 ? fib4_lookup(dp, *(const unaligned_uint32_t *)be) :
-		fib6_lookup(dp, be);
+	uint32_t g = route_group(dp, be, c->af);
 	const struct pylb_nh *nh;
 	uint64_t mac;
 
-	if (fib_group(v) == 0 || nhg_multi(dp, fib_group(v)))
+	if (g == 0 || nhg_multi(dp, g))
 		return false;
-	nh = nhg_pick(dp, fib_group(v), 0);
+	nh = nhg_pick(dp, g, 0);
 	if (nh->connected) {
 		/* The lcore's neighbour cache first, as packet output does. */
 		uint32_t gen = __atomic_load_n(&dp->gen, __ATOMIC_ACQUIRE);

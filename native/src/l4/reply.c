@@ -145,15 +145,14 @@ pylb_l4_route(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 {
 	const uint8_t *ip = rte_pktmbuf_mtod_offset(m, const uint8_t *,
 						    sizeof(struct rte_ether_hdr));
-	uint32_t v = af == 4 ? fib4_lookup(lc->dp, *(const unaligned_uint32_t *)(ip + 16)) :
-		fib6_lookup(lc->dp, ip + 24);
+	uint32_t g = route_group(lc->dp, ip + (af == 4 ? 16 : 24), af);
 
-	if (fib_group(v) == 0)
+	if (g == 0)
 		return drop(lc, m, PYLB_D_NO_ROUTE);
 	if (af == 4)
-		pylb_fwd4(lc, cfg, in_port, m, fib_group(v));
+		pylb_fwd4(lc, cfg, in_port, m, g);
 	else
-		pylb_fwd6(lc, cfg, in_port, m, fib_group(v));
+		pylb_fwd6(lc, cfg, in_port, m, g);
 }
 
 
