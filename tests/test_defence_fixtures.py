@@ -239,6 +239,36 @@ def test_client_packets_wait_for_the_backend_then_follow_the_ack(proxy):
         [("A", 1001, 7001)] + [("PA", 1001 + 3 * i, 7001) for i in range(3)]
 
 
+def test_a_backend_that_does_not_answer_is_asked_again(native):
+    """The SYN to the backend (or its answer) lost: the client's
+    retransmissions are held while the answer may still come (1 s); the
+    first after that, carrying the cookie again, opens the connection
+    anew with the same SYN, and the flow goes on once the backend answers
+    (the held ones are gone: the client sends them again)."""
+    proxy = proxy_dp(native, clock_stopped=True)
+    proxy.add_service(service(VIP, 80, backends=[(BACKEND, 8080)], syn_proxy="always"))
+    full = proxy.mbufs_available()
+    cookie = cookie_for(proxy)
+    _, syn = one(proxy, "p0", c2v(flags="A", seq=1001, ack=cookie + 1))      # lost
+    request = raw(c2v(flags="PA", seq=1001, ack=cookie + 1, payload=b"GET /"))
+    assert proxy.inject("p0", [request]) == []
+    proxy.clock_advance(999)
+    assert proxy.inject("p0", [request]) == [] and proxy.totals()["syn_proxy_held"] == 2
+    proxy.clock_advance(1)
+    port, again = one(proxy, "p0", Ether(request))
+    assert port == 1 and raw(again[TCP]) == raw(syn[TCP]) and checksums_ok(again)
+    totals = proxy.totals()
+    assert (totals["syn_proxy_unanswered"], totals["syn_proxy_opened"]) == (1, 2)
+    assert proxy.conn_count() == 1 and not drops(proxy)
+    assert proxy.inject("p0", [request]) == []
+    out = proxy.inject("p1", [raw(b2c(7000, 1001, "SA", options=[("MSS", 1460)]))])
+    assert [(Ether(f)[TCP].flags, Ether(f)[TCP].ack, bytes(Ether(f)[TCP].payload))
+            for _, f in out] == [("A", 7001, b""), ("PA", 7001, b"GET /")]
+    [c] = proxy.connections()
+    assert c.state == "established" and proxy.mbufs_available() == full
+    proxy.close()
+
+
 def test_forged_expired_and_replayed_acks(proxy):
     cookie = cookie_for(proxy)
     forged = [c2v(flags="A", seq=1001, ack=cookie + 2),         # another cookie
@@ -250,10 +280,6 @@ def test_forged_expired_and_replayed_acks(proxy):
     proxy.clock_advance(64_000)
     port, _ = one(proxy, "p0", c2v(flags="A", seq=1001, ack=cookie + 1))
     assert port == 1
-    late = cookie_for(proxy, sport=40001)
-    proxy.clock_advance(3 * 64_000)
-    assert proxy.inject("p0", [raw(c2v(sport=40001, flags="A", seq=1001, ack=late + 1))]) == []
-    assert drops(proxy)["syn_cookie_expired"] == 1
     # Replayed while the backend answers: held, not a second SYN; after:
     # a duplicate ACK of the connection.
     assert proxy.inject("p0", [raw(c2v(flags="A", seq=1001, ack=cookie + 1))]) == []
@@ -262,6 +288,10 @@ def test_forged_expired_and_replayed_acks(proxy):
     port, f = one(proxy, "p0", c2v(flags="A", seq=1001, ack=cookie + 1))
     assert port == 1 and f[TCP].flags == "A" and f[TCP].ack == 5001
     assert proxy.conn_count() == 1 and proxy.totals()["syn_proxy_opened"] == 1
+    late = cookie_for(proxy, sport=40001)
+    proxy.clock_advance(3 * 64_000)
+    assert proxy.inject("p0", [raw(c2v(sport=40001, flags="A", seq=1001, ack=late + 1))]) == []
+    assert drops(proxy)["syn_cookie_expired"] == 1
 
 
 def test_a_backend_that_refuses_resets_the_client(proxy):

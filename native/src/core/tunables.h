@@ -56,6 +56,9 @@
 #define PYLB_MAX_SERVICES	4096
 #define PYLB_SYNPROXY_HOLD	64	/* client packets held per lcore while
 					 * backends answer proxied SYNs */
+#define PYLB_SYNPROXY_RTO_MS	1000	/* a backend answers a proxied SYN
+					 * within this, or the client's next
+					 * packet opens the connection again */
 #define PYLB_SYNPROXY_WSCALE	7	/* the window scale cookie SYN-ACKs give */
 #define PYLB_SYNPROXY_WINDOW	8192	/* their window: what a client may send
 					 * before the backend has answered */

@@ -683,6 +683,8 @@ pylb_conn_age(struct pylb_lcore *lc, uint64_t now, uint32_t step)
 		if (++ct->sweep == ct->cap)
 			ct->sweep = 0;
 		if (c->af != 0 && (int64_t)(now - c->expire_tsc) >= 0) {
+			if (unlikely(c->flags & CONN_F_OPENING))
+				CNT(lc, SYN_PROXY_UNANSWERED);
 			pylb_conn_drop(lc, c);
 			CNT(lc, CONN_EXPIRED);
 		}

@@ -18,7 +18,10 @@
  * the client, the client's acknowledgements and SACK edges towards it),
  * and its windows rescaled if it chose another scale than the cookie
  * SYN-ACK announced. Client packets that arrive while the backend answers
- * are held (PYLB_SYNPROXY_HOLD per lcore) and sent after the ACK.
+ * are held (PYLB_SYNPROXY_HOLD per lcore) and sent after the ACK. A
+ * backend that has not answered within PYLB_SYNPROXY_RTO_MS (the SYN or
+ * its answer lost) is asked again: the connection ends and the client's
+ * next packet, a retransmission with the cookie, opens it anew.
  *
  * A cookie is 23 bits of SipHash-2-4 (keyed by the dataplane's key) over
  * the client's and the VIP's addresses and ports, the client's ISN, the
@@ -248,6 +251,9 @@ pylb_synproxy_open(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_por
 	syn_options_write((uint8_t *)(th + 1), o.mss, o.sack, o.ws);
 	seg_finish(m, t->af, th, sizeof(*th) + SYN_OPTS_LEN);
 	pylb_l4_resume(lc, cfg, in_port, m, c);
+	/* The backend's answer is due within PYLB_SYNPROXY_RTO_MS, or the
+	 * client's next packet opens c again (verdict.c). */
+	c->expire_tsc = lc->now + rte_get_timer_hz() * PYLB_SYNPROXY_RTO_MS / 1000;
 }
 
 void
