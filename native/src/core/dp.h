@@ -129,7 +129,7 @@ struct pylb_lcore {
 	struct pylb_frags *frags;
 	struct rte_ring *redirect;	/* packets of flows this lcore owns */
 	uint32_t fnat_next;		/* next FullNAT local port to try */
-	uint64_t now;			/* pylb_now() at the start of the burst */
+	uint64_t now;			/* the clock at the start of the poll (or injected burst) */
 	/* Until then, TCP packets with no connection are sent by the
 	 * service's table: the table was full, so they may belong to a
 	 * connection opened untracked (an established timeout after). */
@@ -268,11 +268,18 @@ pylb_gen_bump(struct pylb_dp *dp)
 	__atomic_fetch_add(&dp->gen, 1, __ATOMIC_RELEASE);
 }
 
+/* The clock at TSC reading `tsc` (a stopped clock: where it stopped). */
+static inline uint64_t
+pylb_now_at(const struct pylb_dp *dp, uint64_t tsc)
+{
+	return (unlikely(dp->conf.clock_stopped) ? dp->clock_start : tsc) +
+		__atomic_load_n(&dp->clock_offset, __ATOMIC_RELAXED);
+}
+
 static inline uint64_t
 pylb_now(const struct pylb_dp *dp)
 {
-	return (unlikely(dp->conf.clock_stopped) ? dp->clock_start : rte_get_timer_cycles()) +
-		__atomic_load_n(&dp->clock_offset, __ATOMIC_RELAXED);
+	return pylb_now_at(dp, rte_get_timer_cycles());
 }
 
 

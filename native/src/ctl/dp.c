@@ -623,10 +623,13 @@ pylb_dp_inject(struct pylb_dp *dp, uint16_t port, int kernel,
 	if (kernel && !dp->cfg->ports[port].kernel)
 		return pylb_fail(-PYLB_E_INVAL, "port %s has no kernel interface",
 				 dp->ports[port].name);
-	if (kernel)
+	lc->now = pylb_now(dp);		/* as a worker's poll sets it */
+	if (kernel) {
 		pylb_kernel_process(lc, dp->cfg, port, pkts, n);
-	else
+	} else {
+		pylb_frag_age(lc, lc->now);
 		pylb_host_process(lc, dp->cfg, port, pkts, n);
+	}
 	return 0;
 }
 

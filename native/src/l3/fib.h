@@ -92,12 +92,19 @@ route_group(struct pylb_dp *dp, const uint8_t *ip, uint8_t af)
 			 fib6_lookup(dp, ip));
 }
 
-/* The backend index bal's lookup table holds for hash h (its slot: h
- * modulo the table's size, by the size's reciprocal). */
+/* The slot of bal's lookup table for hash h: h modulo the table's size,
+ * by the size's reciprocal. */
+static inline uint32_t
+bal_slot(const struct pylb_balance *bal, uint32_t h)
+{
+	return h - rte_reciprocal_divide(h, bal->per_slot) * bal->table_size;
+}
+
+/* The backend index bal's lookup table holds for hash h. */
 static inline uint32_t
 bal_pick(const struct pylb_balance *bal, uint32_t h)
 {
-	return bal->table[h - rte_reciprocal_divide(h, bal->per_slot) * bal->table_size];
+	return bal->table[bal_slot(bal, h)];
 }
 
 /* The next-hop group towards backend bi of bal (0: no route): the one

@@ -95,9 +95,12 @@ void pylb_ipv6_icmp(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t 
 		    struct rte_mbuf *m);
 
 /* vip.c: a packet to an L3 VIP, to its backend (path/pipeline.c sends
- * an inspected VIP's through its appliance first). */
+ * an inspected VIP's through its appliance first); and n of them, packet i
+ * of family af[i] to VIP ids[i], in order. */
 void pylb_vip_input(struct pylb_lcore *lc, const struct pylb_cfg *cfg,
 		    int in_port, struct rte_mbuf *m, uint32_t vip_id, uint8_t af);
+void pylb_vip_burst(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
+		    struct rte_mbuf **m, const uint32_t *ids, const uint8_t *af, uint32_t n);
 
 /* inspect.c: to an inspection pool's appliance (pool slot `pool`):
  * gathered over a burst, then sent by pylb_inspect_flush (each burst's

@@ -273,7 +273,6 @@ pylb_redirect_drain(struct pylb_lcore *lc, const struct pylb_cfg *cfg)
 
 	if (n == 0)
 		return;
-	lc->now = pylb_now(lc->dp);
 	for (unsigned int i = 0; i < n; i++)
 		pylb_resume(lc, cfg, pkts[i]);
 	if (unlikely(lc->frags->n_ready != 0))

@@ -78,7 +78,6 @@ void
 pylb_kernel_process(struct pylb_lcore *lc, const struct pylb_cfg *cfg,
 		    uint16_t port __rte_unused, struct rte_mbuf **pkts, uint16_t n)
 {
-	lc->now = pylb_now(lc->dp);
 	for (uint16_t i = 0; i < n; i++)
 		kernel_one(lc, cfg, pkts[i]);
 	if (unlikely(lc->frags->n_ready != 0))

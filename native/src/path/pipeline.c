@@ -11,7 +11,7 @@
  *   4. dispatch: the burst split into sub-bursts by what the FIB said
  *      (routed, L3 VIP, local, L4 service, no route; SIMD compares), each
  *      handed to its handler, which walks it fetching connection buckets and entries a
- *      few packets ahead;
+ *      few packets ahead (L3 VIPs: every packet's lookup-table slot first);
  *   5. TX: the handlers queue into per-port buffers the worker flushes.
  * Every packet is either sent on or dropped under a named reason.
  */
@@ -292,19 +292,6 @@ routed_one(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port,
 		pylb_fwd6(lc, cfg, port, m, fib_id(v));
 }
 
-/* An L3 VIP: to its backend; first through an appliance where the VIP's
- * pool says (inspect.c). */
-static inline void
-vip_one(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port,
-	struct rte_mbuf *m, uint8_t af, uint8_t proto __rte_unused, uint32_t v,
-	const struct pylb_ct_key *k __rte_unused)
-{
-	const struct pylb_vip *vip = __atomic_load_n(&lc->dp->vips[fib_id(v)], __ATOMIC_ACQUIRE);
-
-	if (unlikely(vip != NULL && vip->pool != 0))
-		return pylb_inspect_out(lc, m, vip->pool - 1, af);
-	pylb_vip_input(lc, cfg, port, m, fib_id(v), af);
-}
 
 /* One of our addresses: a FullNAT backend's reply (or an ICMP error about
  * a packet sent to one, or one we tunnelled), else local delivery. */
@@ -378,11 +365,38 @@ name##_sub(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port, \
 	each(lc, cfg, port, b, mask, name##_one); \
 }
 SUB_BURST(routed)
-SUB_BURST(vip)
 SUB_BURST(local)
 SUB_BURST(service)
 SUB_BURST(no_route)
 SUB_BURST(spoofed)
+
+/* L3 VIPs: to their backends, together (vip.c); first through an
+ * appliance where a VIP's pool says (inspect.c). They look up no
+ * connection. */
+static void
+vip_sub(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port,
+	struct pylb_burst *b, uint32_t mask)
+{
+	struct rte_mbuf *m[PYLB_BURST];
+	uint32_t ids[PYLB_BURST];
+	uint8_t af[PYLB_BURST];
+	uint32_t n = 0;
+
+	while (mask != 0) {
+		uint32_t i = pop(&mask), id = fib_id(b->fib[i]);
+		const struct pylb_vip *vip = __atomic_load_n(&lc->dp->vips[id], __ATOMIC_ACQUIRE);
+
+		if (unlikely(vip != NULL && vip->pool != 0)) {
+			pylb_inspect_out(lc, b->m[i], vip->pool - 1, b->af[i]);
+			continue;
+		}
+		m[n] = b->m[i];
+		ids[n] = id;
+		af[n++] = b->af[i];
+	}
+	if (n != 0)
+		pylb_vip_burst(lc, cfg, port, m, ids, af, n);
+}
 
 static stage_fn *const sub_bursts[STAGE_KINDS] = {
 	[PYLB_FIB_GROUP] = routed_sub,
@@ -488,8 +502,6 @@ void
 pylb_host_process(struct pylb_lcore *lc, const struct pylb_cfg *cfg,
 		  uint16_t port, struct rte_mbuf **pkts, uint16_t n)
 {
-	lc->now = pylb_now(lc->dp);
-	pylb_frag_age(lc, lc->now);
 	lc->stats->c[PYLB_C_RX_PACKETS] += n;
 	if (unlikely(cfg->ports[port].n_vlans != 0))
 		return vlan_demux(lc, cfg, port, pkts, n);

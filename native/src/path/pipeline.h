@@ -32,7 +32,8 @@ struct pylb_burst {
 };
 
 /* pipeline.c, kernel.c: the burst-processing functions, shared by workers and inject:
- * frames from the wire, and frames the kernel sent on the exception path. */
+ * frames from the wire, and frames the kernel sent on the exception path;
+ * the caller sets lc->now (a worker once per poll). */
 void pylb_host_process(struct pylb_lcore *lc, const struct pylb_cfg *cfg,
 		       uint16_t port, struct rte_mbuf **pkts, uint16_t n);
 void pylb_kernel_process(struct pylb_lcore *lc, const struct pylb_cfg *cfg,

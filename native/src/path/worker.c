@@ -67,8 +67,10 @@ pylb_worker_main(void *arg)
 	while (__atomic_load_n(&dp->running, __ATOMIC_ACQUIRE)) {
 		const struct pylb_cfg *cfg =
 			__atomic_load_n(&dp->cfg, __ATOMIC_ACQUIRE);
-		uint64_t t0 = rte_rdtsc(), now;
+		uint64_t t0 = rte_rdtsc();
 		uint32_t got = 0;
+
+		lc->now = pylb_now_at(dp, t0);	/* the poll's time: one TSC read */
 
 		for (uint16_t p = 0; p < n_ports; p++) {
 			uint16_t ethdev = (uint16_t)dp->ports[p].ethdev;
@@ -124,9 +126,8 @@ pylb_worker_main(void *arg)
 			lc->stats->c[PYLB_C_BUSY_POLLS]++;
 		}
 		lc->stats->c[PYLB_C_POLLS]++;	/* alive (metrics: a stalled worker) */
-		now = pylb_now(dp);
-		age(lc, now, t0, slice_tsc);
-		pylb_frag_age(lc, now);
+		age(lc, lc->now, t0, slice_tsc);
+		pylb_frag_age(lc, lc->now);
 		rte_rcu_qsbr_quiescent(dp->qsv, lc->slot);
 	}
 	rte_rcu_qsbr_thread_offline(dp->qsv, lc->slot);
