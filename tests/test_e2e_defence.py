@@ -141,15 +141,21 @@ def under_flood(lab, vip, seconds, requests, source=None):
     return ok, peak["half_open"], peak["entries"], failures
 
 
-def evidence(lab) -> dict:
-    """What to look at when real requests go unanswered under a flood (a
-    test that failed once under a full run, issue 27.4): the appliance's
+def evidence(lab, *what) -> str:
+    """`what` and what to look at when real requests go unanswered under a
+    flood (a test that failed once under a full run, issue 27.4), as one
+    string (pytest shortens any other message): the appliance's
     drops, and the kernel's count of what the client's side of the TAP
-    dropped (a worker starved of its core leaves the TAP's queue full)."""
+    dropped (a worker starved of its core leaves the TAP's queue full),
+    and the SYN proxy's counters (a proxied SYN lost on the way to the
+    backend, or its answer, is asked again: syn_proxy_unanswered)."""
     link = subprocess.run(["ip", "-n", lab.client.name, "-s", "link", "show",
                            lab.app.ifaces[0]], capture_output=True, text=True).stdout
-    return {"drops": {k: v for k, v in lab.app.stats()["drops"].items() if v},
-            "client tap": " ".join(link.split())}
+    stats = lab.app.stats()
+    return json.dumps([*what, {
+        "drops": {k: v for k, v in stats["drops"].items() if v},
+        "syn proxy": {k: v for k, v in stats["counters"].items() if k.startswith("syn_")},
+        "client tap": " ".join(link.split())}])
 
 
 def test_a_flood_from_one_network_is_held_to_its_own_budget_and_rate(lab):
@@ -170,7 +176,7 @@ def test_a_flood_from_one_network_is_held_to_its_own_budget_and_rate(lab):
 
     def grew(kind, name):
         return after[kind][name] - before[kind][name]
-    assert ok == 50, (ok, failures, half_open, evidence(lab))
+    assert ok == 50, evidence(lab, ok, failures, half_open)
     assert half_open <= PER_SOURCE["half_open_budget"] + 2, half_open
     assert grew("counters", "source_half_open_full") > 1000
     assert grew("drops", "limit_source_rate") > 1000
@@ -188,7 +194,7 @@ def test_spoofed_syn_flood_leaves_real_clients_served_and_the_table_free(lab):
     stub.AddService(pb.Service(key=key, backends=backend))
     ok, half_open, entries, failures = under_flood(lab, vip, 10, 50)
     stats = lab.app.stats()["counters"]
-    assert ok == 50, (ok, failures, half_open, entries, evidence(lab))
+    assert ok == 50, evidence(lab, ok, failures, half_open, entries)
     assert half_open <= BUDGET and entries < CAPACITY, (half_open, entries)
     # (Real clients whose SYN came while the worker was under its budget
     # opened without a cookie; the others through the proxy.)
@@ -205,7 +211,7 @@ def test_spoofed_syn_flood_leaves_real_clients_served_and_the_table_free(lab):
     finally:
         for p in procs:
             p.kill()
-    assert ok == 100 and syns == {"real": 100, "other": 0}, (ok, failures, syns, evidence(lab))
+    assert ok == 100 and syns == {"real": 100, "other": 0}, evidence(lab, ok, failures, syns)
     assert half_open <= BUDGET and entries < CAPACITY
     drops = lab.app.stats()["drops"]
     assert drops["syn_cookie_invalid"] == 0 and drops["syn_proxy_hold_full"] == 0
@@ -271,7 +277,7 @@ def test_spoofed_udp_flood_leaves_real_clients_served_and_the_table_free(lab):
         flood.kill()
     after = lab.app.stats()["counters"]
     evicted = after["half_open_evicted"] - before["half_open_evicted"]
-    assert ok == 100 and peak <= BUDGET and entries < CAPACITY, (ok, peak, entries, evidence(lab))
+    assert ok == 100 and peak <= BUDGET and entries < CAPACITY, evidence(lab, ok, peak, entries)
     assert evicted > 10_000, evicted
 
 
