@@ -243,6 +243,9 @@ class Router:
         self.proc = subprocess.Popen(["ip", "netns", "exec", ns.name, "bird", "-f", "-c",
                                       os.path.join(self.dir, "bird.conf"), "-s", self.sock],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        # What the peers say they announce, and why not (a str), added to
+        # a wait's failure when set.
+        self.why = None
 
     def next_hops(self, prefix: str) -> list[str]:
         """The gateways of the namespace's kernel route to `prefix` (several: ECMP)."""
@@ -256,7 +259,8 @@ class Router:
         while not cond(self.next_hops(prefix)):
             if time.monotonic() - t0 > timeout:
                 raise AssertionError(f"router: {prefix} via {self.next_hops(prefix)}\n"
-                                     + self.birdc("show", "protocols", "all"))
+                                     + self.birdc("show", "protocols", "all")
+                                     + (self.why() if self.why is not None else ""))
             time.sleep(0.05)
         return time.monotonic() - t0
 

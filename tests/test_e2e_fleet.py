@@ -400,6 +400,29 @@ class Fleet:
             self.start(i)
         self.router = Router(_Named(R), "10.79.0.1",
                              [(f"{self.up}.254", hop, 65001) for hop in self.hops])
+        self.router.why = self.announced
+
+    def announced(self) -> str:
+        """What each running appliance announces and why not, with its
+        backends' health: a router's wait that timed out says it (issue
+        27.4: a restarted appliance's VIPs once took more than 30 s)."""
+        out = []
+        for i, app in enumerate(self.apps):
+            if app.proc is None:
+                out.append(f"\nA{i}: stopped")
+                continue
+            bgp = app.api().GetBgp(pb.GetBgpRequest())
+            out.append(f"\nA{i}: " + "; ".join(f"{a.prefix} {'up' if a.announced else a.why}"
+                                               for a in bgp.announcements))
+            for svc in app.api().ListServices(pb.ListServicesRequest()).services:
+                out.append(f"\nA{i} {svc.key.vip}:{svc.key.port}: " + ", ".join(
+                    f"{b.address}:{b.port} {b.health}" for b in svc.backends))
+            stats = app.stats()
+            out.append(f"\nA{i} drops: {({k: v for k, v in stats['drops'].items() if v})}")
+            out.append(f"\nA{i} counters: {({k: v for k, v in stats['counters'].items() if v})}")
+            out.append(f"\nA{i} log: " + " / ".join(line for line in app.stderr[-400:]
+                                                    if "health" in line)[-3000:])
+        return "".join(out)
 
     def start(self, i: int) -> None:
         """Start appliance i and wire its TAPs: p0 to the upstream segment,
