@@ -240,32 +240,48 @@ def test_client_packets_wait_for_the_backend_then_follow_the_ack(proxy):
 
 
 def test_a_backend_that_does_not_answer_is_asked_again(native):
-    """The SYN to the backend (or its answer) lost: the client's
-    retransmissions are held while the answer may still come (1 s); the
-    first after that, carrying the cookie again, opens the connection
-    anew with the same SYN, and the flow goes on once the backend answers
-    (the held ones are gone: the client sends them again)."""
+    """The SYN to the backend (or its answer) lost: the SYN is sent again
+    after 1 s unanswered, then 2 s and 4 s (the client's retransmissions
+    held meanwhile); once the backend answers, the held packets follow the
+    handshake's ACK and the SYN's copy is freed. Unanswered after its last
+    try, the connection ends, and the client's next packet (carrying the
+    cookie again) opens it anew."""
     proxy = proxy_dp(native, clock_stopped=True)
     proxy.add_service(service(VIP, 80, backends=[(BACKEND, 8080)], syn_proxy="always"))
     full = proxy.mbufs_available()
-    cookie = cookie_for(proxy)
-    _, syn = one(proxy, "p0", c2v(flags="A", seq=1001, ack=cookie + 1))      # lost
-    request = raw(c2v(flags="PA", seq=1001, ack=cookie + 1, payload=b"GET /"))
-    assert proxy.inject("p0", [request]) == []
-    proxy.clock_advance(999)
-    assert proxy.inject("p0", [request]) == [] and proxy.totals()["syn_proxy_held"] == 2
-    proxy.clock_advance(1)
-    port, again = one(proxy, "p0", Ether(request))
-    assert port == 1 and raw(again[TCP]) == raw(syn[TCP]) and checksums_ok(again)
-    totals = proxy.totals()
-    assert (totals["syn_proxy_unanswered"], totals["syn_proxy_opened"]) == (1, 2)
-    assert proxy.conn_count() == 1 and not drops(proxy)
-    assert proxy.inject("p0", [request]) == []
+
+    def aged(ms):
+        proxy.clock_advance(ms)
+        proxy.housekeep()
+        return [(port, Ether(f)) for port, f in proxy.collect()]
+
+    def lost_syn(sport):
+        cookie = cookie_for(proxy, sport=sport)
+        _, syn = one(proxy, "p0", c2v(sport=sport, flags="A", seq=1001, ack=cookie + 1))
+        request = raw(c2v(sport=sport, flags="PA", seq=1001, ack=cookie + 1, payload=b"GET /"))
+        assert proxy.inject("p0", [request]) == []
+        return syn, request
+
+    syn, request = lost_syn(40000)
+    for wait in (1000, 2000):
+        assert aged(wait - 1) == []
+        [(port, again)] = aged(1)
+        assert port == 1 and raw(again) == raw(syn) and checksums_ok(again)
     out = proxy.inject("p1", [raw(b2c(7000, 1001, "SA", options=[("MSS", 1460)]))])
     assert [(Ether(f)[TCP].flags, Ether(f)[TCP].ack, bytes(Ether(f)[TCP].payload))
             for _, f in out] == [("A", 7001, b""), ("PA", 7001, b"GET /")]
-    [c] = proxy.connections()
-    assert c.state == "established" and proxy.mbufs_available() == full
+    assert proxy.connections()[0].state == "established" and aged(10_000) == []
+    assert proxy.totals()["syn_proxy_resent"] == 2 and proxy.mbufs_available() == full
+    # Three times unanswered (1 + 2 + 4 s), then 8 s more: it ends.
+    syn, request = lost_syn(40001)
+    assert [raw(f) for wait in (1000, 2000, 4000) for _, f in aged(wait)] == [raw(syn)] * 3
+    assert aged(8000) == [] and proxy.totals()["syn_proxy_unanswered"] == 1
+    assert proxy.conn_count() == 1 and proxy.mbufs_available() == full
+    port, again = one(proxy, "p0", Ether(request))
+    assert port == 1 and raw(again) == raw(syn) and proxy.totals()["syn_proxy_opened"] == 3
+    out = proxy.inject("p1", [raw(b2c(7000, 1001, "SA", dport=40001))])
+    assert [Ether(f)[TCP].flags for _, f in out] == ["A"] and not drops(proxy)
+    assert proxy.mbufs_available() == full
     proxy.close()
 
 
@@ -321,8 +337,8 @@ def test_proxy_drops_what_it_cannot_take(native):
         if p < 115:
             one(d, "p1", b2c(5000, 1001, "SA", dport=p))
     assert d.inject("p0", [raw(c2v(sport=116, flags="A", seq=1001, ack=cookies[16] + 1))]) == []
-    # Held packets: at most 64 per lcore.
-    data = [raw(c2v(sport=115, flags="PA", seq=1001, ack=cookies[15] + 1, payload=b"x"))] * 65
+    # Held packets: at most 64 per lcore, the opening SYN's copy among them.
+    data = [raw(c2v(sport=115, flags="PA", seq=1001, ack=cookies[15] + 1, payload=b"x"))] * 64
     assert d.inject("p0", data) == []
     # While opening, the backend's packet that is not a SYN-ACK or RST.
     assert d.inject("p1", [raw(b2c(5000, 1001, "A", dport=115))]) == []

@@ -123,6 +123,7 @@ enum pylb_err {
 	X(SYN_PROXY_ESTABLISHED, syn_proxy_established) \
 	X(SYN_PROXY_REFUSED, syn_proxy_refused) \
 	X(SYN_PROXY_HELD, syn_proxy_held) \
+	X(SYN_PROXY_RESENT, syn_proxy_resent) \
 	X(SYN_PROXY_UNANSWERED, syn_proxy_unanswered) \
 	X(HALF_OPEN_EVICTED, half_open_evicted) \
 	X(HALF_OPEN_FULL, half_open_full) \

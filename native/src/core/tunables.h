@@ -56,9 +56,11 @@
 #define PYLB_MAX_SERVICES	4096
 #define PYLB_SYNPROXY_HOLD	64	/* client packets held per lcore while
 					 * backends answer proxied SYNs */
-#define PYLB_SYNPROXY_RTO_MS	1000	/* a backend answers a proxied SYN
-					 * within this, or the client's next
-					 * packet opens the connection again */
+#define PYLB_SYNPROXY_RTO_MS	1000	/* a proxied SYN unanswered this long
+					 * is sent again (then 2x, 4x as long) */
+#define PYLB_SYNPROXY_SYN_TRIES	3	/* resent at most; then the connection
+					 * ends (the client's next packet
+					 * opens it again) */
 #define PYLB_SYNPROXY_WSCALE	7	/* the window scale cookie SYN-ACKs give */
 #define PYLB_SYNPROXY_WINDOW	8192	/* their window: what a client may send
 					 * before the backend has answered */

@@ -50,11 +50,13 @@ pylb_dp_housekeep(struct pylb_dp *dp)
 {
 	struct pylb_lcore *lc = pylb_control_lcore(dp);
 
-	/* The control slot's own connections (injected packets). */
-	pylb_conn_age(lc, pylb_now(dp), lc->ct->cap);
-	pylb_inspect_age(lc, pylb_now(dp), PYLB_INSPECT_FLOWS);
+	/* The control slot's own connections (injected packets), at the
+	 * time a worker's poll would give them. */
+	lc->now = pylb_now(dp);
+	pylb_conn_age(lc, lc->now, lc->ct->cap);
+	pylb_inspect_age(lc, lc->now, PYLB_INSPECT_FLOWS);
 	if (lc->frags != NULL)
-		pylb_frag_age(lc, pylb_now(dp));
+		pylb_frag_age(lc, lc->now);
 	return pylb_neigh_housekeep(dp);
 }
 

@@ -12,7 +12,7 @@
 #include <rte_malloc.h>
 #include <rte_tcp.h>
 
-#include "l4/ct.h"
+#include "l4/l4.h"
 
 static uint32_t conn_seq;
 
@@ -592,7 +592,8 @@ pylb_conn_evictable(const struct pylb_conntrack *ct)
 
 /* The client packets held for c (opening through the SYN proxy), in
  * arrival order: moved to `out` (PYLB_SYNPROXY_HOLD of them at most), or
- * freed if out is NULL (c ends). Returns how many were in out. */
+ * freed if out is NULL (c ends); the SYN's copy freed. Returns how many
+ * were in out. */
 uint32_t
 pylb_conn_unhold(struct pylb_lcore *lc, const struct pylb_conn *c, struct pylb_held *out)
 {
@@ -604,7 +605,7 @@ pylb_conn_unhold(struct pylb_lcore *lc, const struct pylb_conn *c, struct pylb_h
 
 		if (h.conn != idx)
 			ct->held[n++] = h;
-		else if (out != NULL)
+		else if (out != NULL && !h.syn)
 			out[taken++] = h;
 		else
 			rte_pktmbuf_free(h.m);
@@ -683,8 +684,11 @@ pylb_conn_age(struct pylb_lcore *lc, uint64_t now, uint32_t step)
 		if (++ct->sweep == ct->cap)
 			ct->sweep = 0;
 		if (c->af != 0 && (int64_t)(now - c->expire_tsc) >= 0) {
-			if (unlikely(c->flags & CONN_F_OPENING))
+			if (unlikely(c->flags & CONN_F_OPENING)) {
+				if (pylb_synproxy_again(lc, c, now))
+					continue;
 				CNT(lc, SYN_PROXY_UNANSWERED);
+			}
 			pylb_conn_drop(lc, c);
 			CNT(lc, CONN_EXPIRED);
 		}

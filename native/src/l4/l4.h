@@ -127,8 +127,9 @@ bool pylb_icmp_error_tunnel(struct pylb_lcore *lc, const struct pylb_cfg *cfg, i
  * smaller: room for a PROXY header); an ACK checked as one (0, or the
  * drop reason; read only); the connection a cookie's ACK opened, c, sent
  * its SYN to the backend; a client packet held while its backend
- * answers; a proxied connection's backend packet (false: taken); a client
- * packet's numbers translated towards the backend. */
+ * answers; an opening connection's SYN, unanswered, sent again (false:
+ * no more, c ends); a proxied connection's backend packet (false:
+ * taken); a client packet's numbers translated towards the backend. */
 void pylb_synproxy_syn(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 		       struct rte_mbuf *m, uint16_t *ports, const struct pylb_tuple *t,
 		       uint32_t mss_less);
@@ -139,6 +140,7 @@ void pylb_synproxy_open(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int i
 			struct pylb_conn *c);
 void pylb_synproxy_hold(struct pylb_lcore *lc, int in_port, struct rte_mbuf *m,
 			const struct pylb_conn *c);
+bool pylb_synproxy_again(struct pylb_lcore *lc, struct pylb_conn *c, uint64_t now);
 bool pylb_synproxy_reply(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 			 struct rte_mbuf *m, uint16_t *ports, struct pylb_conn *c);
 void pylb_synproxy_to_backend(const struct pylb_conn *c, struct rte_mbuf *m, uint16_t *ports);

@@ -259,6 +259,9 @@ struct pylb_conntrack {
 		struct rte_mbuf *m;
 		uint32_t conn;
 		int32_t in_port;
+		/* m: a copy of the SYN sent to the backend (sent again while
+		 * unanswered: pylb_synproxy_again), sent `tries` times. */
+		uint8_t syn, tries;
 	} held[PYLB_SYNPROXY_HOLD];
 	/* Connection sync: how far the control side has read chg_ring. */
 	uint32_t chg_head __rte_cache_aligned;

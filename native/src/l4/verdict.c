@@ -332,17 +332,6 @@ pylb_l4_decide_rest(struct pylb_lcore *lc, const struct pylb_tuple *t, uint8_t f
 	const struct pylb_service *svc;
 
 	v->c = NULL;
-	/* Proxied, its backend has not answered the SYN in time (lost on the
-	 * way, or its answer was): it ends, and this packet (the client's
-	 * retransmission, with the cookie again) opens it anew, a new SYN to
-	 * the backend. The client's retransmissions stand in for the SYN's,
-	 * which is not kept. */
-	if (c != NULL && unlikely(c->flags & CONN_F_OPENING) &&
-	    (int64_t)(now - c->expire_tsc) >= 0) {
-		v->ended = PYLB_C_SYN_PROXY_UNANSWERED;
-		v->c = c;
-		c = NULL;
-	}
 	/* A SYN reusing the tuple of a connection that ended (time_wait,
 	 * close) opens a new one, scheduled afresh (IPVS's conn_reuse_mode):
 	 * the old backend may be down or gone. */

@@ -68,9 +68,8 @@ pylb_l4_decide(struct pylb_lcore *lc, const struct pylb_tuple *t, uint8_t flags,
 	v->quic = 0;
 	v->svc = NULL;
 	if (likely(c != NULL) && likely(flags != RTE_TCP_SYN_FLAG) &&
-	    likely(!(c->flags & CONN_F_OPENING)) &&
 	    likely(c->gen == __atomic_load_n(&lc->dp->gen, __ATOMIC_ACQUIRE))) {
-		v->what = PYLB_L4V_CONN;
+		v->what = unlikely(c->flags & CONN_F_OPENING) ? PYLB_L4V_HOLD : PYLB_L4V_CONN;
 		v->c = c;
 		return;
 	}

@@ -18,10 +18,12 @@
  * the client, the client's acknowledgements and SACK edges towards it),
  * and its windows rescaled if it chose another scale than the cookie
  * SYN-ACK announced. Client packets that arrive while the backend answers
- * are held (PYLB_SYNPROXY_HOLD per lcore) and sent after the ACK. A
- * backend that has not answered within PYLB_SYNPROXY_RTO_MS (the SYN or
- * its answer lost) is asked again: the connection ends and the client's
- * next packet, a retransmission with the cookie, opens it anew.
+ * are held (PYLB_SYNPROXY_HOLD per lcore) and sent after the ACK. The
+ * SYN is held too, a copy: sent again by the ageing sweep while the
+ * backend does not answer (after PYLB_SYNPROXY_RTO_MS, then twice and four
+ * times as long: the SYN or its answer lost), PYLB_SYNPROXY_SYN_TRIES
+ * times; then the connection ends, and the client's next packet (a
+ * retransmission, the cookie again) opens it anew.
  *
  * A cookie is 23 bits of SipHash-2-4 (keyed by the dataplane's key) over
  * the client's and the VIP's addresses and ports, the client's ISN, the
@@ -218,6 +220,58 @@ pylb_synproxy_syn(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port
 	tcp_answer(lc, cfg, in_port, m, t->af, th, sizeof(*th) + SYN_OPTS_LEN);
 }
 
+/* How long the SYN to the backend waits for an answer after its
+ * (tries + 1)th sending. */
+static inline uint64_t
+syn_rto(uint32_t tries)
+{
+	return (rte_get_timer_hz() * PYLB_SYNPROXY_RTO_MS / 1000) << tries;
+}
+
+/* A copy of c's SYN (m, before its translation), held with the client's
+ * packets, to send again; none if the hold is full or there is no mbuf
+ * (then c ends unanswered, and the client's next packet opens it anew). */
+static void
+keep_syn(struct pylb_lcore *lc, int in_port, const struct rte_mbuf *m, const struct pylb_conn *c)
+{
+	struct pylb_conntrack *ct = lc->ct;
+	struct rte_mbuf *copy;
+
+	if (ct->n_held == PYLB_SYNPROXY_HOLD)
+		return;
+	copy = rte_pktmbuf_copy(m, m->pool, 0, UINT32_MAX);
+	if (copy == NULL)
+		return;
+	ct->held[ct->n_held++] = (struct pylb_held){
+		.m = copy, .conn = (uint32_t)(c - ct->conns), .in_port = in_port, .syn = 1,
+	};
+}
+
+bool
+pylb_synproxy_again(struct pylb_lcore *lc, struct pylb_conn *c, uint64_t now)
+{
+	struct pylb_conntrack *ct = lc->ct;
+	uint32_t idx = (uint32_t)(c - ct->conns);
+	struct rte_mbuf *copy;
+
+	for (uint32_t i = 0; i < ct->n_held; i++) {
+		struct pylb_held *h = &ct->held[i];
+
+		if (h->conn != idx || !h->syn)
+			continue;
+		if (h->tries == PYLB_SYNPROXY_SYN_TRIES ||
+		    (copy = rte_pktmbuf_copy(h->m, h->m->pool, 0, UINT32_MAX)) == NULL)
+			return false;
+		h->tries++;
+		CNT(lc, SYN_PROXY_RESENT);
+		pylb_l4_resume(lc, __atomic_load_n(&lc->dp->cfg, __ATOMIC_ACQUIRE), h->in_port,
+			       copy, c);
+		c->expire_tsc = now + syn_rto(h->tries);
+		return true;
+	}
+	return false;
+}
+
 /* c: the connection a cookie's ACK (m) opened. The ACK becomes the SYN to
  * the backend, with the client's ISN and the options the cookie kept. */
 void
@@ -250,10 +304,9 @@ pylb_synproxy_open(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_por
 	th->rx_win = rte_cpu_to_be_16((uint16_t)RTE_MIN(win, 65535u));
 	syn_options_write((uint8_t *)(th + 1), o.mss, o.sack, o.ws);
 	seg_finish(m, t->af, th, sizeof(*th) + SYN_OPTS_LEN);
+	keep_syn(lc, in_port, m, c);
 	pylb_l4_resume(lc, cfg, in_port, m, c);
-	/* The backend's answer is due within PYLB_SYNPROXY_RTO_MS, or the
-	 * client's next packet opens c again (verdict.c). */
-	c->expire_tsc = lc->now + rte_get_timer_hz() * PYLB_SYNPROXY_RTO_MS / 1000;
+	c->expire_tsc = lc->now + syn_rto(0);
 }
 
 void
