@@ -227,21 +227,29 @@ class HealthChecker:
         loop = asyncio.get_running_loop()
         while self._tasks.get(k, (None, None))[1] is me:
             iface = None
-            if self._path is not None:
-                iface, why = await loop.run_in_executor(None, self._path, ip)
-                if iface is None:
-                    if self.status.get(k) != UNAVAILABLE:
-                        log.warning("health: %s:%d of %s:%d/%s cannot be probed: %s", ip, port,
-                                    *key, why)
-                        self.status[k] = UNAVAILABLE
-                    good = bad = 0
-                    last = None
-                    await asyncio.sleep(spec.interval_ms / 1000)
-                    continue
-                if self.status.get(k) == UNAVAILABLE:
-                    self.status[k] = UNKNOWN
-            if await probe(spec, ip, spec.port or port or key[1], iface) and \
-                    (not via_vip or await self._probe_vip(key, method, ip, vip_port, spec)):
+            try:
+                if self._path is not None:
+                    iface, why = await loop.run_in_executor(None, self._path, ip)
+                    if iface is None:
+                        if self.status.get(k) != UNAVAILABLE:
+                            log.warning("health: %s:%d of %s:%d/%s cannot be probed: %s", ip,
+                                        port, *key, why)
+                            self.status[k] = UNAVAILABLE
+                        good = bad = 0
+                        last = None
+                        await asyncio.sleep(spec.interval_ms / 1000)
+                        continue
+                    if self.status.get(k) == UNAVAILABLE:
+                        self.status[k] = UNKNOWN
+                healthy = await probe(spec, ip, spec.port or port or key[1], iface) and \
+                    (not via_vip or await self._probe_vip(key, method, ip, vip_port, spec))
+            except Exception as e:
+                # Whatever went wrong around the probe (e.g. the dataplane's
+                # thread slow to answer, as at a start under load) is a failed
+                # probe: the checks go on, never frozen at their last verdict.
+                log.warning("health: probe of %s:%d of %s:%d/%s failed: %r", ip, port, *key, e)
+                healthy = False
+            if healthy:
                 good, bad = good + 1, 0
                 verdict = model.UP if good >= spec.rise else None
             else:

@@ -4,6 +4,7 @@ new connections avoid a backend marked down and come back after `rise`."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import http.server
 import socket
 import threading
@@ -16,7 +17,7 @@ from scapy.packet import raw
 
 from conftest import CLIENT_MAC, P0_MAC
 from pylb.model import BackendSpec, HealthCheckSpec, ServiceSpec
-from pylb.health import checker, probe_path
+from pylb.health import HealthChecker, checker, probe_path
 from pylb.manager import Manager, direct_submitter
 
 VIP = "10.0.0.100"
@@ -74,6 +75,31 @@ def test_tcp_check_takes_a_dead_backend_out_and_back(mgr):
     assert pb in {c.bport for c in dp.connections(client="10.0.0.3")}
     a.close()
     b.close()
+
+
+def test_a_probe_that_raises_counts_as_failed_and_the_checks_go_on():
+    """Whatever goes wrong around a probe (here: the dataplane's thread does
+    not answer in time, as at a restart under load) counts as a failed
+    probe: the backend's checks go on rather than stopping at their last
+    verdict (issue 27.4: a restarted appliance's backends stayed down)."""
+    s = listener()
+    calls = []
+
+    def path(ip):
+        calls.append(ip)
+        if len(calls) <= 3:
+            raise concurrent.futures.TimeoutError()
+        return "lo", ""
+    verdicts = []
+    hc = HealthChecker(lambda key, target, v: verdicts.append(v), path)
+    try:
+        hc.watch((VIP, 80, "tcp"), HealthCheckSpec("tcp", **FAST),
+                 [("127.0.0.1", s.getsockname()[1])])
+        wait_for(lambda: verdicts[-1:] == ["up"])
+        assert verdicts == ["down", "up"] and len(calls) > 3
+    finally:
+        hc.close()
+        s.close()
 
 
 def test_an_operators_drain_is_left_alone(mgr):
