@@ -255,8 +255,11 @@ class HealthChecker:
             else:
                 good, bad = 0, bad + 1
                 verdict = model.DOWN if bad >= spec.fall else None
-            if verdict and last != verdict:
-                log.info("health: %s:%d of %s:%d/%s is %s", ip, port, *key, verdict)
+            # Sent when it changes, and again while it is not in force (the
+            # dataplane refused it: _apply_verdicts logged why).
+            if verdict and (last != verdict or self.status.get(k) != verdict):
+                if last != verdict:
+                    log.info("health: %s:%d of %s:%d/%s is %s", ip, port, *key, verdict)
                 last = verdict
                 self._verdicts.put((key, (ip, port), verdict))
             await asyncio.sleep(spec.interval_ms / 1000)

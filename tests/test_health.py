@@ -102,6 +102,31 @@ def test_a_probe_that_raises_counts_as_failed_and_the_checks_go_on():
         s.close()
 
 
+def test_a_verdict_the_dataplane_refused_is_sent_again():
+    """A verdict that could not be put in force (the dataplane refused it,
+    as while an appliance starts) is sent again at the next probe, not
+    dropped until the backend changes (issue 27.4)."""
+    s = listener()
+    applied = []
+
+    def set_state(key, target, verdict):
+        if not applied:
+            applied.append(None)
+            raise RuntimeError("not yet")
+        applied.append(verdict)
+    hc = HealthChecker(set_state, lambda ip: ("lo", ""))
+    try:
+        hc.watch((VIP, 80, "tcp"), HealthCheckSpec("tcp", **FAST),
+                 [("127.0.0.1", s.getsockname()[1])])
+        wait_for(lambda: applied[1:] == ["up"])
+        time.sleep(0.3)
+        assert applied == [None, "up"]          # then in force: not sent again
+        assert hc.status[(VIP, 80, "tcp"), ("127.0.0.1", s.getsockname()[1])] == "up"
+    finally:
+        hc.close()
+        s.close()
+
+
 def test_an_operators_drain_is_left_alone(mgr):
     m, dp = mgr
     s = listener()
