@@ -58,7 +58,38 @@ def queue_submitter(tasks: queue.SimpleQueue, timeout: float | None = 30.0,
                     fut.set_exception(e)
         tasks.put(task)
         return fut.result(timeout)
+
+    def pump() -> None:
+        """On the main loop's thread: run the tasks waiting (what another
+        thread, holding something the main loop waits for, may need)."""
+        if dp is not None and threading.get_ident() == owner:
+            while not tasks.empty():
+                tasks.get()(dp)
+    submit.pump = pump
     return submit
+
+
+class _Lock:
+    """The domain's lock (reentrant). Its holders may wait on the main loop
+    (a submit); so the main loop, waiting for it, runs their tasks
+    meanwhile (`pump`), or each would wait for the other until the submit
+    timed out (30 s without announcements, verdicts or the API, a SIGTERM
+    unheard)."""
+
+    def __init__(self, pump: Callable[[], None] | None):
+        self._lock = threading.RLock()
+        self._pump = pump
+
+    def __enter__(self):
+        if self._pump is None:
+            self._lock.acquire()
+        else:
+            while not self._lock.acquire(timeout=0.005):
+                self._pump()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._lock.release()
 
 
 def direct_submitter(dp) -> Submit:
@@ -190,7 +221,7 @@ class Manager:
         self._backups: tuple[str, ...] = ()     # peers' pool addresses held (pylb.sync)
         self._counters = counters or dict
         self._stopping = False                  # all withdrawn: the appliance stops
-        self._lock = threading.RLock()          # one change at a time
+        self._lock = _Lock(getattr(submit, "pump", None))     # one change at a time
         self.model = Config()                   # what the operator asked for
         self._verdicts: Verdicts = {}           # the health checks' (up or down)
         self._ids: dict[ServiceKey, int] = {}   # service -> its dataplane slot

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import ast
 import pathlib
+import queue
 import re
+import threading
 from dataclasses import replace
 
 import grpc
@@ -18,7 +20,7 @@ from fake_dataplane import FakeDataplane
 from pylb import model
 from pylb.config import dump, load_config
 from pylb.errors import DataplaneError, InvalidArgument, NotFound
-from pylb.manager import Manager, direct_submitter
+from pylb.manager import Manager, direct_submitter, queue_submitter
 from pylb.model import BackendSpec, HealthCheckSpec, ServiceSpec
 from pylb.server import Server
 from pylb.v1 import pylb_pb2 as pb
@@ -67,6 +69,27 @@ def api(fake, tmp_path):
     with grpc.insecure_channel(server.address) as ch:
         yield pb_grpc.LoadBalancerStub(ch), m
     server.stop()
+
+
+def test_the_main_loop_waiting_for_the_domain_runs_the_holders_task(fake):
+    """A change from another thread (the API, a health verdict) holds the
+    domain's lock while its task waits for the main loop; the main loop,
+    wanting the lock too (the fleet's housekeeping: set_backups; a reload;
+    a SIGTERM's withdrawal), runs that task meanwhile and both go through.
+    Before, each waited for the other until the submit timed out: a
+    restarted appliance's verdicts and announcements 30 s late, a SIGTERM
+    unheard (issue 27.4)."""
+    tasks: queue.SimpleQueue = queue.SimpleQueue()
+    m = Manager(queue_submitter(tasks, timeout=5, dp=fake))
+    done = []
+    change = threading.Thread(target=lambda: done.append(m.add_service(
+        ServiceSpec("10.0.0.100", 80, backends=(BackendSpec("10.0.1.20", 8080),)))))
+    change.start()
+    while tasks.empty():            # its task waits for the main loop, the lock held
+        change.join(0.01)
+    m.set_backups(["10.9.9.9"])     # on the main loop: wants the lock
+    change.join()
+    assert len(done) == 1 and len(fake._services) == 1
 
 
 def test_start_up_config_is_what_get_config_returns(fake):
