@@ -297,11 +297,19 @@ class Many:
     """`n` long-lived TCP connections (MANY) from namespace `ns` to
     vip:port: `ports`, their client ports; `talk()`, who answered each."""
 
-    def __init__(self, ns: str, vip: str, port: int = 9000, n: int = 20, wait: float = 60):
+    def __init__(self, ns: str, vip: str, port: int = 9000, n: int = 20, wait: float = 60,
+                 why=None):
+        """`why`: what to add (a str) if they cannot all connect."""
         self.proc = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-c", MANY, vip,
                                       str(port), str(n), str(wait)], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, text=True)
-        self.ports = set(json.loads(self.proc.stdout.readline()))
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        line = self.proc.stdout.readline()
+        if not line:
+            self.proc.wait()
+            raise AssertionError(f"{n} clients could not all connect to {vip}:{port}: "
+                                 f"{self.proc.stderr.read().strip().splitlines()[-1:]}"
+                                 + (why() if why is not None else ""))
+        self.ports = set(json.loads(line))
 
     def talk(self) -> list[str]:
         self.proc.stdin.write("go\n")

@@ -68,6 +68,21 @@ class Site:
             self.close()
             raise
 
+    def evidence(self, vip: str) -> str:
+        """What to look at when clients cannot reach `vip` (issue 27.4: one
+        of 20 NAT connections once timed out in a full run): the router's
+        route, the appliance's drops, counters, connections to the VIP and
+        last log lines."""
+        stats = self.app.stats()
+        flows = self.app.api().ListFlows(pb.ListFlowsRequest(vip=vip, limit=40))
+        return (f"\nrouter: {vip} via {self.router.next_hops(vip + '/32')}"
+                f"\ndrops: {({k: v for k, v in stats['drops'].items() if v})}"
+                f"\ncounters: {({k: v for k, v in stats['counters'].items() if v})}"
+                "\nflows to the VIP: " + "; ".join(
+                    f"{f.client}:{f.client_port} {f.backend}:{f.backend_port} {f.state} "
+                    f"{f.packets}" for f in flows) +
+                "\nlog: " + " / ".join(line.strip() for line in self.app.stderr[-60:]))
+
     def serve(self):
         self.server = subprocess.Popen(
             ["ip", "netns", "exec", self.b.name, sys.executable, "-m", "http.server", "8081",
@@ -207,7 +222,7 @@ def test_a_restarted_appliance_keeps_its_connections(site):
     try:
         for name, vip in vips.items():
             site.router.wait(f"{vip}/32", lambda hops: len(hops) == 1)
-            clients[name] = Many(site.r.name, vip)
+            clients[name] = Many(site.r.name, vip, why=lambda: site.evidence(vip))
         before = {name: c.talk() for name, c in clients.items()}
         assert all(set(b) == {"b", "c"} for b in before.values()), before
         time.sleep(1.5)                         # a snapshot with them all
