@@ -156,6 +156,10 @@ class Appliance:
     def stats(self) -> dict[str, dict[str, int]]:
         return telemetry.query(self.prefix, "/pylb/stats")
 
+    def seen(self, kind: str = "drops") -> dict[str, int]:
+        """stats()[kind] without the zeros: what a failed test reports."""
+        return {k: v for k, v in self.stats()[kind].items() if v}
+
     def api(self):
         """A gRPC stub of the appliance's API (the domain): objects an
         operator lists (services, VIPs) are made through it."""

@@ -148,12 +148,12 @@ def evidence(lab, *what) -> str:
     drops, and the kernel's count of what the client's side of the TAP
     dropped (a worker starved of its core leaves the TAP's queue full),
     and the SYN proxy's counters (a proxied SYN lost on the way to the
-    backend, or its answer, is asked again: syn_proxy_unanswered)."""
+    backend, or its answer, is sent again: syn_proxy_resent)."""
     link = subprocess.run(["ip", "-n", lab.client.name, "-s", "link", "show",
                            lab.app.ifaces[0]], capture_output=True, text=True).stdout
     stats = lab.app.stats()
     return json.dumps([*what, {
-        "drops": {k: v for k, v in stats["drops"].items() if v},
+        "drops": lab.app.seen(),
         "syn proxy": {k: v for k, v in stats["counters"].items() if k.startswith("syn_")},
         "client tap": " ".join(link.split())}])
 

@@ -73,11 +73,9 @@ class Site:
         of 20 NAT connections once timed out in a full run): the router's
         route, the appliance's drops, counters, connections to the VIP and
         last log lines."""
-        stats = self.app.stats()
         flows = self.app.api().ListFlows(pb.ListFlowsRequest(vip=vip, limit=40))
         return (f"\nrouter: {vip} via {self.router.next_hops(vip + '/32')}"
-                f"\ndrops: {({k: v for k, v in stats['drops'].items() if v})}"
-                f"\ncounters: {({k: v for k, v in stats['counters'].items() if v})}"
+                f"\ndrops: {self.app.seen()}\ncounters: {self.app.seen('counters')}"
                 "\nflows to the VIP: " + "; ".join(
                     f"{f.client}:{f.client_port} {f.backend}:{f.backend_port} {f.state} "
                     f"{f.packets}" for f in flows) +
@@ -432,9 +430,7 @@ class Fleet:
             for svc in app.api().ListServices(pb.ListServicesRequest()).services:
                 out.append(f"\nA{i} {svc.key.vip}:{svc.key.port}: " + ", ".join(
                     f"{b.address}:{b.port} {b.health}" for b in svc.backends))
-            stats = app.stats()
-            out.append(f"\nA{i} drops: {({k: v for k, v in stats['drops'].items() if v})}")
-            out.append(f"\nA{i} counters: {({k: v for k, v in stats['counters'].items() if v})}")
+            out.append(f"\nA{i} drops: {app.seen()}\nA{i} counters: {app.seen('counters')}")
             out.append(f"\nA{i} log: " + " / ".join(line for line in app.stderr[-400:]
                                                     if "health" in line)[-3000:])
         return "".join(out)
@@ -597,8 +593,7 @@ def evidence(apps, *what) -> str:
     """`what` and each running appliance's drops by reason, as one string
     (pytest shortens any other message): what to look at when a fleet's
     connection breaks (one did once in a full run, issue 27.4)."""
-    return json.dumps([*what, [{k: v for k, v in a.stats()["drops"].items() if v}
-                               if a.proc is not None else "stopped" for a in apps]])
+    return json.dumps([*what, [a.seen() if a.proc is not None else "stopped" for a in apps]])
 
 
 def test_nat_and_fullnat_connections_survive_a_killed_and_a_restarted_appliance(fleet):

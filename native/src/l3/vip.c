@@ -117,19 +117,6 @@ vip_get(struct pylb_lcore *lc, uint32_t vip_id)
 	return likely(vip != NULL && vip->bal.table != NULL) ? vip : NULL;
 }
 
-void
-pylb_vip_input(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
-	       struct rte_mbuf *m, uint32_t vip_id, uint8_t af)
-{
-	const struct pylb_vip *vip = vip_get(lc, vip_id);
-	uint32_t h;
-
-	if (unlikely(vip == NULL))
-		return drop(lc, m, PYLB_D_VIP_NO_BACKEND);
-	h = vip_hash(lc, m, af);
-	vip_send(lc, cfg, in_port, m, vip, h, bal_pick(&vip->bal, h), af);
-}
-
 /* Every packet's hash and table slot first, the slots fetched, then each
  * sent: the lookup table's cache misses overlap instead of one per packet
  * in turn. */
@@ -156,4 +143,11 @@ pylb_vip_burst(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 			vip_send(lc, cfg, in_port, m[i], vip[i], h[i], vip[i]->bal.table[slot[i]],
 				 af[i]);
 	}
+}
+
+void
+pylb_vip_input(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
+	       struct rte_mbuf *m, uint32_t vip_id, uint8_t af)
+{
+	pylb_vip_burst(lc, cfg, in_port, &m, &vip_id, &af, 1);
 }
