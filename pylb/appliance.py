@@ -15,6 +15,7 @@ import time
 
 from pylb import health, hostinfo, model, notify, snapshot, telemetry
 from pylb.errors import DataplaneError, NotFound
+from pylb.manager import Manager, queue_submitter, run_tasks
 from pylb.model import Config
 from pylb.profile import Profile
 
@@ -158,11 +159,6 @@ class _Moving:
             self._hold(False, [])
 
 
-def _run_tasks(tasks: queue.SimpleQueue, dp) -> None:
-    while not tasks.empty():
-        tasks.get()(dp)
-
-
 class Appliance:
     """One run, in the order it starts: the dataplane and its ports
     (`_dataplane`), the domain with its BGP speaker (`_domain`), the last
@@ -231,7 +227,6 @@ class Appliance:
         goes through the domain (on this thread: at once; from others:
         queued to this loop). BGP speaks from the ports' kernel interfaces
         what the domain decides, from the configuration on."""
-        from pylb.manager import Manager, queue_submitter
         p, dp = self.profile, self.dp
         if p.bgp is not None:
             from pylb.bgp import Bird
@@ -307,7 +302,7 @@ class Appliance:
         dp, sync = self.dp, self.sync
         watchdog = notify.Watchdog()
         while not stop.wait(HOUSEKEEP_INTERVAL_S):
-            _run_tasks(self.tasks, dp)
+            run_tasks(self.tasks, dp)
             dp.housekeep()
             now = time.monotonic()
             watchdog.tick(now)
@@ -335,7 +330,7 @@ class Appliance:
             log.info("bgp: every VIP withdrawn; %d ms for the routers to move traffic", wait_ms)
             until = time.monotonic() + wait_ms / 1000
             while time.monotonic() < until:
-                _run_tasks(self.tasks, self.dp)
+                run_tasks(self.tasks, self.dp)
                 time.sleep(HOUSEKEEP_INTERVAL_S)
         if self.sync is not None:
             self.sync.leave()
@@ -359,7 +354,7 @@ class Appliance:
             done = self.server.grpc.stop(1.0)
             pending.append(lambda: not done.is_set())
         while True:
-            _run_tasks(self.tasks, self.dp)
+            run_tasks(self.tasks, self.dp)
             if not any(alive() for alive in pending):
                 break
             time.sleep(HOUSEKEEP_INTERVAL_S)

@@ -38,6 +38,12 @@ Submit = Callable[[Callable[[Any], Any]], Any]
 log = logging.getLogger("pylb")
 
 
+def run_tasks(tasks: queue.SimpleQueue, dp) -> None:
+    """On the main loop's thread: run the tasks submitted to it."""
+    while not tasks.empty():
+        tasks.get()(dp)
+
+
 def queue_submitter(tasks: queue.SimpleQueue, timeout: float | None = 30.0,
                     dp=None) -> Submit:
     """A `submit` that hands f(dp) to the main loop's task queue and waits;
@@ -63,8 +69,7 @@ def queue_submitter(tasks: queue.SimpleQueue, timeout: float | None = 30.0,
         """On the main loop's thread: run the tasks waiting (what another
         thread, holding something the main loop waits for, may need)."""
         if dp is not None and threading.get_ident() == owner:
-            while not tasks.empty():
-                tasks.get()(dp)
+            run_tasks(tasks, dp)
     submit.pump = pump
     return submit
 

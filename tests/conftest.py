@@ -4,6 +4,8 @@ the real appliance on TAP ports with clients in network namespaces."""
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 
 import pytest
 
@@ -34,6 +36,20 @@ def pytest_collection_modifyitems(items):
         item.add_marker(tier)
 
 
+
+
+@pytest.fixture(scope="session", autouse=True)
+def scratch():
+    """What the harness writes (appliances' profiles, web roots, routers'
+    and fleets' directories) goes in one directory, removed with the
+    session: a run leaves nothing in /tmp (before, each run left a profile
+    per appliance and a web root per site)."""
+    d = tempfile.mkdtemp(prefix="pylb-tests-")
+    os.chmod(d, 0o755)          # daemons that drop privileges read their files in it
+    before, tempfile.tempdir = tempfile.tempdir, d
+    yield d
+    tempfile.tempdir = before
+    shutil.rmtree(d, ignore_errors=True)
 
 
 @pytest.fixture(scope="session", autouse=True)

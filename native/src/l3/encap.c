@@ -13,8 +13,29 @@
 
 #include "l3/l3.h"
 
-uint32_t
-pylb_encap_len(const struct pylb_tun *tun, uint8_t outer_af)
+/* What an encapsulation puts between its outer IP header and the packet
+ * it carries: nothing (IPIP), a GRE header, UDP (GUE variant 1, FOU: the
+ * packet's version tells IPv4 from IPv6), or UDP and a GENEVE header whose
+ * option holds an inspection pool's slot and the flow's cookie
+ * (inspect.c); and the drop reason of a packet too big once in it. UDP's
+ * source port comes from the flow's hash, so that the far end's NIC
+ * spreads the flows over its queues. */
+struct pylb_tun;
+/* Writes what goes between the outer IP header `ip` (at o: its end) and
+ * the packet, of family inner_af, in m. */
+typedef void pylb_tun_fn(const struct pylb_tun *tun, struct rte_mbuf *m, void *ip, char *o,
+			 uint8_t inner_af, uint8_t outer_af, uint32_t flow);
+struct pylb_tun {
+	uint8_t proto;		/* the outer protocol; 0: the packet's family's (IPIP) */
+	uint8_t len;		/* bytes between the outer header and the packet */
+	pylb_tun_fn *write;	/* writes them; NULL: none */
+	enum pylb_counter too_big;
+	uint16_t pool;		/* GENEVE: the packet's, on a copy of */
+	uint64_t cookie;	/*   tun_geneve */
+};
+
+static inline uint32_t
+encap_len(const struct pylb_tun *tun, uint8_t outer_af)
 {
 	return (outer_af == 4 ? sizeof(struct rte_ipv4_hdr) : sizeof(struct rte_ipv6_hdr)) +
 		tun->len;
@@ -94,18 +115,17 @@ write_geneve(const struct pylb_tun *tun, struct rte_mbuf *m, void *ip, char *o,
 	write_udp(m, ip, o, outer_af, flow, RTE_BE16(PYLB_GENEVE_PORT));
 }
 
-/* The encapsulations, bound where they are configured (a VIP's method, a
- * tunnel's, inspection's). */
-const struct pylb_tun pylb_tun_ipip = { .too_big = PYLB_D_VIP_TOO_BIG };
-const struct pylb_tun pylb_tun_gre = {
+/* The encapsulations, each with its own output below. */
+static const struct pylb_tun tun_ipip = { .too_big = PYLB_D_VIP_TOO_BIG };
+static const struct pylb_tun tun_gre = {
 	.proto = IPPROTO_GRE, .len = sizeof(struct rte_gre_hdr), .write = write_gre,
 	.too_big = PYLB_D_VIP_TOO_BIG,
 };
-const struct pylb_tun pylb_tun_gue = {
+static const struct pylb_tun tun_gue = {
 	.proto = IPPROTO_UDP, .len = sizeof(struct rte_udp_hdr), .write = write_gue,
 	.too_big = PYLB_D_VIP_TOO_BIG,
 };
-const struct pylb_tun pylb_tun_geneve = {
+static const struct pylb_tun tun_geneve = {
 	.proto = IPPROTO_UDP, .len = sizeof(struct rte_udp_hdr) + PYLB_GENEVE_LEN,
 	.write = write_geneve, .too_big = PYLB_D_INSPECT_TOO_BIG,
 };
@@ -114,9 +134,8 @@ const struct pylb_tun pylb_tun_geneve = {
  * tun's encapsulation towards `dst`, from `src` (its varying bits from
  * `flow`; af 0, or not dst's family: the egress port's address). Returns 0
  * or the drop reason. */
-int
-pylb_encap(const struct pylb_cfg *cfg, const struct pylb_tun *tun,
-	   const struct pylb_encap_src *src, uint32_t flow, const struct pylb_ip *dst,
+static __rte_always_inline int
+encap(const struct pylb_cfg *cfg, const struct pylb_tun *tun, const struct pylb_encap_src *src, uint32_t flow, const struct pylb_ip *dst,
 	   const struct pylb_nh *nh, struct rte_mbuf *m, uint8_t inner_af, uint32_t olen)
 {
 	const struct pylb_ip *source = &src->base;
@@ -211,28 +230,55 @@ out_encap_too_big(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port
 	if (af != 4 || to->af != 4 || (inner->fragment_offset & RTE_BE16(RTE_IPV4_HDR_DF_FLAG)))
 		return pylb_too_big(lc, cfg, in_port, m, af, (uint16_t)(mtu - olen),
 				    tun->too_big);
-	reason = pylb_encap(cfg, tun, src, flow, to, nh, m, af, olen);
+	reason = encap(cfg, tun, src, flow, to, nh, m, af, olen);
 	if (reason != 0)
 		return drop(lc, m, (enum pylb_counter)reason);
 	pylb_nh_output_fit(lc, cfg, in_port, m, nh, to->ip, to->af);
 }
 
 /* The output towards `to` through nh, in tun's encapsulation from `src`
- * (pylb_encap), the egress MTU checked. */
-void
-pylb_out_encap(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
-	       struct rte_mbuf *m, const struct pylb_nh *nh, const struct pylb_tun *tun,
-	       const struct pylb_encap_src *src, uint32_t flow, const struct pylb_ip *to,
-	       uint8_t af)
+ * (encap), the egress MTU checked: inlined into each kind's output, with
+ * that kind's constants. */
+static __rte_always_inline void
+out_encap(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port, struct rte_mbuf *m,
+	  const struct pylb_nh *nh, const struct pylb_tun *tun, const struct pylb_encap_src *src,
+	  uint32_t flow, const struct pylb_ip *to, uint8_t af)
 {
-	uint32_t olen = pylb_encap_len(tun, to->af);
+	uint32_t olen = encap_len(tun, to->af);
 	uint32_t mtu = cfg->ports[nh->port].mtu;
 	int reason;
 
 	if (unlikely(rte_pktmbuf_pkt_len(m) - sizeof(struct rte_ether_hdr) + olen > mtu))
 		return out_encap_too_big(lc, cfg, in_port, m, nh, tun, src, flow, to, af, olen);
-	reason = pylb_encap(cfg, tun, src, flow, to, nh, m, af, olen);
+	reason = encap(cfg, tun, src, flow, to, nh, m, af, olen);
 	if (reason != 0)
 		return drop(lc, m, (enum pylb_counter)reason);
 	nh_output(lc, cfg, nh, to->ip, to->af, m);
+}
+
+#define OUT_ENCAP(kind) \
+void \
+pylb_out_##kind(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port, \
+		struct rte_mbuf *m, const struct pylb_nh *nh, const struct pylb_encap_src *src, \
+		uint32_t flow, const struct pylb_ip *to, uint8_t af) \
+{ \
+	out_encap(lc, cfg, in_port, m, nh, &tun_##kind, src, flow, to, af); \
+}
+OUT_ENCAP(ipip)
+OUT_ENCAP(gre)
+OUT_ENCAP(gue)
+
+/* The egress port's address as the outer source. */
+static const struct pylb_encap_src port_src;
+
+void
+pylb_out_geneve(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
+		struct rte_mbuf *m, const struct pylb_nh *nh, uint32_t flow,
+		const struct pylb_ip *to, uint8_t af, uint16_t pool, uint64_t cookie)
+{
+	struct pylb_tun tun = tun_geneve;
+
+	tun.pool = pool;
+	tun.cookie = cookie;
+	out_encap(lc, cfg, in_port, m, nh, &tun, &port_src, flow, to, af);
 }

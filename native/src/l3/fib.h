@@ -255,28 +255,6 @@ nh_output(struct pylb_lcore *lc, const struct pylb_cfg *cfg,
 void pylb_neigh_queue(struct pylb_lcore *lc, const struct pylb_neigh_key *k,
 		      const struct rte_ether_addr *mac);
 
-/* What an encapsulation puts between its outer IP header and the packet
- * it carries: nothing (IPIP), a GRE header, UDP (GUE variant 1, FOU: the
- * packet's version tells IPv4 from IPv6), or UDP and a GENEVE header whose
- * option holds an inspection pool's slot and the flow's cookie
- * (inspect.c); and the drop reason of a packet too big once in it. UDP's
- * source port comes from the flow's hash, so that the far end's NIC
- * spreads the flows over its queues. */
-struct pylb_tun;
-/* Writes what goes between the outer IP header `ip` (at o: its end) and
- * the packet, of family inner_af, in m. */
-typedef void pylb_tun_fn(const struct pylb_tun *tun, struct rte_mbuf *m, void *ip, char *o,
-			 uint8_t inner_af, uint8_t outer_af, uint32_t flow);
-struct pylb_tun {
-	uint8_t proto;		/* the outer protocol; 0: the packet's family's (IPIP) */
-	uint8_t len;		/* bytes between the outer header and the packet */
-	pylb_tun_fn *write;	/* writes them; NULL: none */
-	enum pylb_counter too_big;
-	uint16_t pool;		/* GENEVE: set per packet, on a copy of */
-	uint64_t cookie;	/*   pylb_tun_geneve */
-};
-extern const struct pylb_tun pylb_tun_ipip, pylb_tun_gre, pylb_tun_gue, pylb_tun_geneve;
-
 /* GENEVE (RFC 8926): the option pylb sends and wants back, in a class for
  * experimental use (no vendor's): 12 bytes of data. */
 #define PYLB_GENEVE_CLASS	0xfff0
@@ -291,11 +269,6 @@ struct pylb_geneve_opt {
 } __rte_packed;
 #define PYLB_GENEVE_LEN	(8 + sizeof(struct pylb_geneve_opt))
 
-/* encap.c */
-uint32_t pylb_encap_len(const struct pylb_tun *tun, uint8_t outer_af);
-int pylb_encap(const struct pylb_cfg *cfg, const struct pylb_tun *tun,
-	       const struct pylb_encap_src *src, uint32_t flow, const struct pylb_ip *dst,
-	       const struct pylb_nh *nh, struct rte_mbuf *m, uint8_t inner_af, uint32_t olen);
 /* A VIP's output, by enum pylb_vip_method. */
 extern pylb_vip_out_fn *const pylb_vip_outs[PYLB_FWD_GUE + 1];
 /* fwd.c: ICMP errors, sent back out of the port `port`. `mtu`: the next-hop MTU of "fragmentation needed" / "packet too big". */
@@ -312,11 +285,22 @@ void pylb_too_big(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port
 void pylb_nh_output_fit(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 			struct rte_mbuf *m, const struct pylb_nh *nh, const void *dst,
 			uint8_t dst_af);
-/* encap.c: to `to` in tun's encapsulation; vip.c: direct routing. */
-void pylb_out_encap(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
-		    struct rte_mbuf *m, const struct pylb_nh *nh, const struct pylb_tun *tun,
-		    const struct pylb_encap_src *src, uint32_t flow, const struct pylb_ip *to,
-		    uint8_t af);
+/* encap.c: the output of m (an Ethernet frame carrying an IP packet of
+ * family af) to `to` through nh, encapsulated: in IPIP, GRE, GUE (UDP to
+ * port 6080) or GENEVE (UDP to 6081, with an inspection pool's slot and
+ * the flow's cookie in pylb's option); from `src` (its varying bits from
+ * `flow`; af 0, or not to's family: the egress port's address; GENEVE:
+ * always the port's), UDP's source port from `flow`; the egress MTU
+ * checked. One function per kind, bound where it is configured. */
+typedef void pylb_out_encap_fn(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
+			       struct rte_mbuf *m, const struct pylb_nh *nh,
+			       const struct pylb_encap_src *src, uint32_t flow,
+			       const struct pylb_ip *to, uint8_t af);
+pylb_out_encap_fn pylb_out_ipip, pylb_out_gre, pylb_out_gue;
+void pylb_out_geneve(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
+		     struct rte_mbuf *m, const struct pylb_nh *nh, uint32_t flow,
+		     const struct pylb_ip *to, uint8_t af, uint16_t pool, uint64_t cookie);
+/* vip.c: direct routing. */
 void pylb_out_dr(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port, struct rte_mbuf *m,
 		 const struct pylb_nh *nh, const struct pylb_ip *to);
 /* Forward along next-hop group `group` (in_port < 0: from the kernel): the

@@ -27,9 +27,6 @@
 #include "l3/inspect.h"
 #include "l3/l3.h"
 
-/* The egress port's address as the outer source. */
-static const struct pylb_encap_src port_src;
-
 static inline void
 flow_set(struct pylb_inspect_flow *fl, const struct pylb_pool *pool, uint16_t bidx)
 {
@@ -102,13 +99,12 @@ inspect_send(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 	     const struct pylb_inspect_pending *p, const struct pylb_pool *pool,
 	     const struct pylb_inspect_key *k, uint32_t h, int32_t pos)
 {
-	struct pylb_tun tun = pylb_tun_geneve;
 	const struct pylb_ip *to;
+	uint64_t cookie = 0;
 	uint16_t bidx = 0;
 	uint32_t g;
 
-	tun.pool = p->slot;
-	to = appliance(lc, pool, p->slot, k, h, pos, &tun.cookie, &bidx);
+	to = appliance(lc, pool, p->slot, k, h, pos, &cookie, &bidx);
 	if (unlikely(to == NULL))
 		return drop(lc, p->m, PYLB_D_INSPECT_NO_APPLIANCE);
 	/* Its route as the pool remembers it (an appliance that left: the
@@ -118,8 +114,8 @@ inspect_send(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 	if (unlikely(g == 0))
 		return drop(lc, p->m, PYLB_D_INSPECT_NO_ROUTE);
 	CNT(lc, INSPECT_SENT);
-	pylb_out_encap(lc, cfg, in_port, p->m, nhg_pick(lc->dp, g, h), &tun, &port_src, h, to,
-		       p->af);
+	pylb_out_geneve(lc, cfg, in_port, p->m, nhg_pick(lc->dp, g, h), h, to, p->af, p->slot,
+			cookie);
 }
 
 /* The burst's gathered packets: their flows' keys made, looked up in one

@@ -36,7 +36,7 @@ vip_ipip(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port, struct 
 	 const struct pylb_nh *nh, const struct pylb_vip *vip, const struct pylb_ip *to,
 	 uint8_t af, uint32_t flow)
 {
-	pylb_out_encap(lc, cfg, in_port, m, nh, &pylb_tun_ipip, &vip->src, flow, to, af);
+	pylb_out_ipip(lc, cfg, in_port, m, nh, &vip->src, flow, to, af);
 }
 
 static void
@@ -44,7 +44,7 @@ vip_gre(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port, struct r
 	const struct pylb_nh *nh, const struct pylb_vip *vip, const struct pylb_ip *to,
 	uint8_t af, uint32_t flow)
 {
-	pylb_out_encap(lc, cfg, in_port, m, nh, &pylb_tun_gre, &vip->src, flow, to, af);
+	pylb_out_gre(lc, cfg, in_port, m, nh, &vip->src, flow, to, af);
 }
 
 static void
@@ -52,7 +52,7 @@ vip_gue(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port, struct r
 	const struct pylb_nh *nh, const struct pylb_vip *vip, const struct pylb_ip *to,
 	uint8_t af, uint32_t flow)
 {
-	pylb_out_encap(lc, cfg, in_port, m, nh, &pylb_tun_gue, &vip->src, flow, to, af);
+	pylb_out_gue(lc, cfg, in_port, m, nh, &vip->src, flow, to, af);
 }
 
 static void

@@ -137,12 +137,12 @@ l4_flow(uint32_t hash, uint16_t cport)
 	return rte_hash_crc_4byte(cport, hash);
 }
 
-/* A tunnel's output (tunnel.c, gue.c): to backend d->to in tun's
- * encapsulation, by the ECMP path of d->hash; and without an entry, to
+/* A tunnel's output (tunnel.c, gue.c): to backend d->to encapsulated by
+ * `out`, by the ECMP path of d->hash; and without an entry, to
  * backend b (its method's `untracked`). */
 static inline void
 l4_out_encap(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port, struct rte_mbuf *m,
-	     const struct l4_dest *d, const struct pylb_tun *tun)
+	     const struct l4_dest *d, pylb_out_encap_fn *out)
 {
 	struct pylb_ip b = { .af = d->to_af };
 	uint32_t g = d->group;
@@ -150,14 +150,13 @@ l4_out_encap(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port, str
 	if (!l4_backend_group(lc, m, d->to, d->to_af, &g))
 		return;
 	memcpy(b.ip, d->to, d->to_af == 4 ? 4 : 16);
-	pylb_out_encap(lc, cfg, in_port, m, nhg_pick(lc->dp, g, d->hash), tun, d->src, d->flow,
-		       &b, d->af);
+	out(lc, cfg, in_port, m, nhg_pick(lc->dp, g, d->hash), d->src, d->flow, &b, d->af);
 }
 
 static inline void
 l4_untracked_encap(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 		   struct rte_mbuf *m, const struct pylb_tuple *t, const struct pylb_service *svc,
-		   const struct pylb_backend *b, uint32_t hash, const struct pylb_tun *tun)
+		   const struct pylb_backend *b, uint32_t hash, pylb_out_encap_fn *out)
 {
 	struct l4_dest d = {
 		.to = b->addr.ip, .to_af = b->addr.af, .af = t->af, .hash = hash,
@@ -165,7 +164,7 @@ l4_untracked_encap(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_por
 		.group = pylb_backend_group(lc->dp, &svc->bal, (uint32_t)(b - svc->bal.backends)),
 	};
 
-	l4_out_encap(lc, cfg, in_port, m, &d, tun);
+	l4_out_encap(lc, cfg, in_port, m, &d, out);
 }
 
 /* A tunnel's open_decide: an IPv4 connection to an IPv6 backend holds it
