@@ -517,7 +517,7 @@ def test_a_fleet_keeps_dr_connections_through_a_killed_and_a_restarted_appliance
     prints = [a.api().ListServices(pb.ListServicesRequest()).services[0].table_fingerprint
               for a in fleet.apps]
     assert prints[0] == prints[1] != ""
-    client = Many(fleet.ns["C"], fleet.vip)
+    client = Many(fleet.ns["C"], fleet.vip, why=fleet.announced)
     talk, ports = client.talk, client.ports
     try:
         first = talk()
@@ -557,7 +557,7 @@ def test_sync_keeps_wrr_choices_through_a_killed_appliance(fleet):
     prefix = f"{fleet.wrr_vip}/32"
     hops = sorted(fleet.hops)
     fleet.router.wait(prefix, lambda h: sorted(h) == hops, timeout=30)
-    client = Many(fleet.ns["C"], fleet.wrr_vip)
+    client = Many(fleet.ns["C"], fleet.wrr_vip, why=fleet.announced)
     talk, ports = client.talk, client.ports
     try:
         first = talk()
@@ -611,8 +611,8 @@ def test_nat_and_fullnat_connections_survive_a_killed_and_a_restarted_appliance(
     # Each pool by its owner only (the backup's longer path is not merged).
     for i, pool in enumerate(fleet.pools):
         router.wait(f"{pool}/32", lambda h: h == [hop[i]], timeout=30)
-    clients = {"nat": Many(fleet.ns["C"], fleet.nat_vip),
-               "fullnat": Many(fleet.ns["C"], fleet.fnat_vip)}
+    clients = {"nat": Many(fleet.ns["C"], fleet.nat_vip, why=fleet.announced),
+               "fullnat": Many(fleet.ns["C"], fleet.fnat_vip, why=fleet.announced)}
 
     def talk():
         return {k: c.talk() for k, c in clients.items()}
