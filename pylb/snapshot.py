@@ -7,8 +7,8 @@ and WLC choices, persistence, FullNAT, the SYN proxy's sequence offsets.
 
 The file: a header (magic, version, record size, count, CRC-32 of the
 records) and the records as the dataplane exports them (struct
-pylb_conn_record). It is written to a temporary name and renamed, so a
-crash mid-write leaves the previous one. Read back, it is refused whole
+pylb_conn_record). It is written to a temporary name (`NAME.conns.tmp`) and
+renamed, so a crash mid-write leaves the previous one. Read back, it is refused whole
 (a warning, nothing restored) unless it is a regular file of exactly the
 size its header gives, no more records than the tables hold, with the
 checksum right; the records are streamed, never read whole, and the
@@ -40,7 +40,9 @@ def path_for(instance: str) -> str:
 
 
 def write(path: str, records: bytes, record_size: int) -> None:
-    tmp = f"{path}.{os.getpid()}.tmp"
+    # One name for the temporary file (one run of an instance at a time):
+    # what a crash mid-write left is written over, never piled up in /run.
+    tmp = f"{path}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as f:
         f.write(HEADER.pack(MAGIC, VERSION, record_size, len(records) // record_size,

@@ -41,6 +41,18 @@ def test_a_snapshot_comes_back_whole_in_chunks(tmp_path, monkeypatch):
     assert restore(tmp_path / "none.conns") == (None, b"")
 
 
+def test_a_crash_mid_write_leaves_nothing_behind_the_next_write(tmp_path):
+    """A run killed while writing leaves its temporary file; the next run's
+    first snapshot takes its place (before, each run's had its own name,
+    and every crash left one in /run/pylb for good)."""
+    path = tmp_path / "x.conns"
+    snapshot.write(str(path), records(3), SIZE)
+    (tmp_path / "x.conns.tmp").write_bytes(b"half a snapshot")     # the crash's
+    snapshot.write(str(path), records(5), SIZE)
+    assert sorted(os.listdir(tmp_path)) == ["x.conns"]
+    assert restore(path) == ((5, 5), records(5))
+
+
 def test_an_oversized_snapshot_is_refused_without_reading_it(tmp_path, caplog):
     """`truncate -s 8G` over a snapshot: refused at once by its size."""
     path = tmp_path / "x.conns"
