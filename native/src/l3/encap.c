@@ -135,8 +135,9 @@ static const struct pylb_tun tun_geneve = {
  * `flow`; af 0, or not dst's family: the egress port's address). Returns 0
  * or the drop reason. */
 static __rte_always_inline int
-encap(const struct pylb_cfg *cfg, const struct pylb_tun *tun, const struct pylb_encap_src *src, uint32_t flow, const struct pylb_ip *dst,
-	   const struct pylb_nh *nh, struct rte_mbuf *m, uint8_t inner_af, uint32_t olen)
+encap(const struct pylb_cfg *cfg, const struct pylb_tun *tun, const struct pylb_encap_src *src,
+      uint32_t flow, const struct pylb_ip *dst, const struct pylb_nh *nh, struct rte_mbuf *m,
+      uint8_t inner_af, uint32_t olen)
 {
 	const struct pylb_ip *source = &src->base;
 	const struct pylb_port_cfg *pc = &cfg->ports[nh->port];
