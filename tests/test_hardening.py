@@ -28,7 +28,7 @@ from pylb.v1 import pylb_pb2 as pb
 
 # Drop reasons provoked here (see test_host_fixtures.test_every_drop_reason_is_exercised).
 EXERCISED = {"nat_untracked_ambiguous", "nat_reply_ambiguous", "source_own", "source_broadcast",
-             "source_reverse_path"}
+             "source_reverse_path", "nat_tuple_in_use"}
 
 # Ten levels of nine aliases: 9**10 values once expanded, in 390 bytes.
 ALIAS_BOMB = "a: &a [x,x,x,x,x,x,x,x,x]\n" + "".join(
@@ -284,6 +284,54 @@ def test_a_shared_backends_untracked_udp_is_refused_with_port_unreachable(native
             assert (icmp.type, icmp.code) == (3, 3)
             refused += 1
     assert refused > 0 and d.drops()["nat_untracked_ambiguous"] == refused
+    d.close()
+
+
+@pytest.mark.parametrize("scheduler", ["maglev", "wrr"])
+def test_one_client_port_to_two_vips_never_meets_itself_at_a_shared_backend(native, scheduler):
+    """Issue 27.4 (a fleet e2e test's client, one run in about 30 under
+    load, could not connect for 60 s): Linux picks a client's port per
+    destination, so one port may go to two VIPs at once; NAT keeps it, and a
+    backend in both services would see the second connection on the first's
+    tuple (its SYN answered with the first's ACK, never a SYN-ACK). Such a
+    connection goes to another backend (counted), its replies to its own
+    VIP; with no other backend it is refused with a RST (counted)."""
+    from scapy.layers.inet import UDP
+    d = small_dp(native)
+    d.add_neighbour("p0", CLIENT, CLIENT_MAC)
+    d.add_service(service(VIP, 80, scheduler=scheduler, backends=[(b, 8080) for b in BACKENDS],
+                          syn_proxy="off"))
+    d.add_service(service(VIP2, 80, scheduler=scheduler,
+                          backends=[(b, 8080) for b in BACKENDS[:2]], syn_proxy="off"))
+    d.add_service(service("10.0.0.102", 80, backends=[(BACKENDS[0], 8080)], syn_proxy="off"))
+
+    def open_(vip, sport):
+        syn = c2v(sport=sport)
+        syn[IP].dst = vip
+        (port, f), = d.inject("p0", [raw(syn)])
+        return port, Ether(f)
+    for sport in range(200, 240):
+        _, first = open_(VIP, sport)
+        port, second = open_(VIP2, sport)
+        assert port == 1 and second[IP].dst != first[IP].dst, (sport, first[IP].dst)
+        for vip, out in ((VIP, first), (VIP2, second)):
+            reply = (Ether(src=BMAC[out[IP].dst], dst=P1_MAC) / IP(src=out[IP].dst, dst=CLIENT)
+                     / TCP(sport=8080, dport=sport, flags="SA", seq=5000, ack=1001))
+            (port, f), = d.inject("p1", [raw(reply)])
+            assert port == 0 and (Ether(f)[IP].src, Ether(f)[TCP].sport) == (vip, 80)
+        if first[IP].dst == BACKENDS[0] or second[IP].dst == BACKENDS[0]:
+            # The third VIP's one backend has this port's connection: refused.
+            port, out = open_("10.0.0.102", sport)
+            assert port == 0 and out[TCP].flags == "RA"
+    assert d.totals()["nat_tuple_moved"] > 0 and d.drops()["nat_tuple_in_use"] > 0
+    # UDP alike (a datagram of the same port to the two VIPs).
+    d.add_service(service(VIP, 53, proto="udp", backends=[(BACKENDS[0], 5353)]))
+    d.add_service(service(VIP2, 53, proto="udp", backends=[(b, 5353) for b in BACKENDS[:2]]))
+    (_, f1), = d.inject("p0", [raw(c2v(sport=999, proto=UDP, dport=53))])
+    udp = c2v(sport=999, proto=UDP, dport=53)
+    udp[IP].dst = VIP2
+    (_, f2), = d.inject("p0", [raw(udp)])
+    assert Ether(f1)[IP].dst == BACKENDS[0] and Ether(f2)[IP].dst == BACKENDS[1]
     d.close()
 
 

@@ -114,6 +114,7 @@ enum pylb_err {
 	X(CONN_RESTORED, conn_restored) \
 	X(CONN_SYNCED, conn_synced) \
 	X(CONN_RESET_DOWN, conn_reset_down) \
+	X(NAT_TUPLE_MOVED, nat_tuple_moved) \
 	X(NAT_REPLIES, nat_replies) \
 	X(NAT_REPLIES_UNTRACKED, nat_replies_untracked) \
 	X(REDIRECTED, redirected) \
@@ -198,6 +199,7 @@ enum pylb_err {
 	X(FULLNAT_NO_PORT, fullnat_no_port) \
 	X(NAT_UNTRACKED_AMBIGUOUS, nat_untracked_ambiguous) \
 	X(NAT_REPLY_AMBIGUOUS, nat_reply_ambiguous) \
+	X(NAT_TUPLE_IN_USE, nat_tuple_in_use) \
 	X(ACL_DENIED, acl_denied) \
 	X(LIMIT_SERVICE_CONNS, limit_service_conns) \
 	X(LIMIT_SERVICE_RATE, limit_service_rate) \

@@ -814,6 +814,8 @@ l4_trace_unlocked(struct pylb_dp *dp, const struct pylb_l4_trace_query *q,
 			      svc->conf.method == PYLB_L4_FULLNAT ? svc->conf.lips[v.lip].ip : t.src);
 	if (v.what == PYLB_L4V_NEW)
 		snprintf(why, len, "%sa new connection: %s%s", ended,
+			 v.moved ? "the next backend without a connection on the client's "
+			 "address and port (the choice has one: NAT could not tell them apart)" :
 			 v.quic == L4_QUIC_ROUTED ? "the backend its QUIC connection ID names" :
 			 v.persist != NULL ? "the backend the client's network persists on" :
 			 svc->sched->why,

@@ -399,6 +399,8 @@ act(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port, struct rte_m
 			pylb_l4_decide_no_room(lc, t, v);
 			return act(lc, cfg, in_port, m, ports, t, flags, v, now);
 		}
+		if (unlikely(v->moved))
+			CNT(lc, NAT_TUPLE_MOVED);
 		if (v->what == PYLB_L4V_COOKIE_ACK)
 			return pylb_synproxy_open(lc, cfg, in_port, m, ports, t, c);
 		if (v->what == PYLB_L4V_NEW) {

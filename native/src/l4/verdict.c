@@ -107,6 +107,50 @@ backend_with_room(const struct pylb_lcore *lc, const struct pylb_service *svc, u
 	return UINT32_MAX;
 }
 
+/* Has a connection here backend i's side of t, the address and port a
+ * backend knows a NAT connection by (the client's own)? The client's
+ * worker holds all of its connections (owner_hash): this table says. The
+ * entry t's SYN ends (v->c, reused) does not count. */
+static bool
+nat_tuple_taken(struct pylb_lcore *lc, const struct pylb_service *svc,
+		const struct pylb_tuple *t, uint32_t i, const struct l4_verdict *v)
+{
+	const struct pylb_backend *b = &svc->bal.backends[i];
+	struct pylb_tuple r = {
+		.src = b->addr.ip, .dst = t->src,
+		.sport = b->port ? rte_cpu_to_be_16(b->port) : t->dport, .dport = t->sport,
+		.proto = t->proto, .af = t->af,
+	};
+	const struct pylb_conn *c = pylb_conn_lookup(lc, &r, true, NULL);
+
+	return c != NULL && c != v->c;
+}
+
+/* NAT keeps the client's address and port, so a backend tells its
+ * connections apart by those alone: a client that uses one port towards
+ * two VIPs whose services share a backend (Linux picks a port per
+ * destination) would open at that backend a second connection on the
+ * first's tuple, its SYN answered with the first's ACK and never a
+ * SYN-ACK, and the two's replies could not be told apart here. So the
+ * chosen backend bi only if its side is free, else the next live backend
+ * with room whose side is, from a place the flow's hash picks (v->moved);
+ * UINT32_MAX if none is. */
+static uint32_t
+nat_tuple_free(struct pylb_lcore *lc, const struct pylb_service *svc,
+	       const struct pylb_tuple *t, uint32_t bi, struct l4_verdict *v)
+{
+	uint32_t n = svc->bal.n_backends;
+
+	if (likely(!nat_tuple_taken(lc, svc, t, bi, v)))
+		return bi;
+	v->moved = true;
+	for (uint32_t i = 0, j = v->hash % n; i < n; i++, j = j + 1 == n ? 0 : j + 1)
+		if (j != bi && pylb_backend_live(&svc->bal.backends[j]) &&
+		    !backend_full(lc, svc, j) && !nat_tuple_taken(lc, svc, t, j, v))
+			return j;
+	return UINT32_MAX;
+}
+
 /* Persistence: the client's network sticks to the backend it had, while
  * its entry lives and that backend still takes new connections (a
  * drained, down or removed backend is replaced by the scheduler's choice):
@@ -250,6 +294,10 @@ open_decide(struct pylb_lcore *lc, const struct pylb_tuple *t, const struct pylb
 			if (q >= 0)
 				bi = (uint32_t)q;
 		}
+		/* (Not a QUIC connection's backend: only it can serve it.) */
+		if (method->replies == L4_REPLIES_ROUTED && v->quic != L4_QUIC_ROUTED &&
+		    (bi = nat_tuple_free(lc, svc, t, bi, v)) == UINT32_MAX)
+			return refused(v, PYLB_D_NAT_TUPLE_IN_USE, L4_ANSWER_RST);
 	}
 	v->bi = bi;
 	/* No room for what the method takes besides the entry: FullNAT has

@@ -42,6 +42,9 @@ struct l4_verdict {
 	uint32_t src;			/* the client network's slot in per-source counts */
 	struct pylb_persist *persist;	/* NEW: the persistence entry that chose bi */
 	uint8_t quic;			/* NEW of a QUIC service: L4_QUIC_* */
+	bool moved;			/* NEW, COOKIE_ACK: bi is not the choice, whose
+					 * backend has a connection on the client's
+					 * address and port (NAT: nat_tuple_free) */
 };
 
 #define L4_QUIC_ROUTED		1	/* bi: its connection ID's server id */
@@ -66,6 +69,7 @@ pylb_l4_decide(struct pylb_lcore *lc, const struct pylb_tuple *t, uint8_t flags,
 	v->evict = false;
 	v->persist = NULL;
 	v->quic = 0;
+	v->moved = false;
 	v->svc = NULL;
 	if (likely(c != NULL) && likely(flags != RTE_TCP_SYN_FLAG) &&
 	    likely(c->gen == __atomic_load_n(&lc->dp->gen, __ATOMIC_ACQUIRE))) {
