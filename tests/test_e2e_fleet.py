@@ -240,6 +240,55 @@ def test_a_restarted_appliance_keeps_its_connections(site):
     test_a_vip_is_announced_while_healthy_and_serves_through_the_route(site)
 
 
+# One client port to each VIP (SO_REUSEADDR, as Linux's own port choice
+# per destination may do): "backend" or "refused" each, or "timeout".
+SAME_PORT = """
+import json, socket, sys
+port, out, held = int(sys.argv[1]), [], []
+for vip in sys.argv[2:]:
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("0.0.0.0", port))
+    s.settimeout(5)
+    try:
+        s.connect((vip, 9000))
+        s.sendall(b"x")
+        out.append(s.recv(100).decode().split()[0])
+        held.append(s)
+    except ConnectionRefusedError:
+        out.append("refused")
+    except OSError:
+        out.append("timeout")
+print(json.dumps(out))
+"""
+
+
+def test_one_client_port_to_two_vips_of_one_backend(site):
+    """Issue 27.4's last failure (a client of the restart test stuck in
+    syn_sent for 60 s): NAT keeps the client's port, so a port used towards
+    two VIPs whose services share a backend met itself there, the second
+    SYN answered with the first connection's ACK. Forced here, eight ports
+    each to: a VIP whose only backend is b, one over b and c (it must take
+    c), and another over b alone (refused at once, a RST)."""
+    net = site.app.net
+    vips = [f"{net}.9.{111 + i}" for i in range(3)]
+    stub = site.app.api()
+    for vip, ports in zip(vips, ((9000,), (9000, 9001), (9000,))):
+        stub.AddService(pb.Service(key=pb.ServiceKey(vip=vip, port=9000), backends=[
+            pb.Backend(address=f"{net}.1.2", port=p) for p in ports]))
+    try:
+        for vip in vips:
+            site.router.wait(f"{vip}/32", lambda hops: len(hops) == 1)
+        for port in range(47001, 47009):
+            out = json.loads(site.r.run(sys.executable, "-c", SAME_PORT, str(port),
+                                        *vips).stdout)
+            assert out == ["b", "c", "refused"], (port, out, site.evidence(vips[1]))
+        assert site.app.seen()["nat_tuple_in_use"] == 8, site.app.seen()
+    finally:
+        for vip in vips:
+            stub.DeleteService(pb.ServiceKey(vip=vip, port=9000))
+
+
 def test_sigterm_withdraws_before_the_appliance_stops(site):
     prefix = f"{site.vip}/32"
     site.router.wait(prefix, lambda hops: len(hops) == 1)
