@@ -324,6 +324,16 @@ def test_one_client_port_to_two_vips_never_meets_itself_at_a_shared_backend(nati
             port, out = open_("10.0.0.102", sport)
             assert port == 0 and out[TCP].flags == "RA"
     assert d.totals()["nat_tuple_moved"] > 0 and d.drops()["nat_tuple_in_use"] > 0
+    # A connection that ended (a RST: close; time_wait alike) holds the tuple
+    # no more: the new one takes it, the old entry ends (conn_reused).
+    d.add_service(service("10.0.0.105", 80, backends=[(BACKENDS[0], 8080)], syn_proxy="off"))
+    reused = d.totals()["conn_reused"]
+    for vip, flags in (("10.0.0.102", "S"), ("10.0.0.102", "R"), ("10.0.0.105", "S")):
+        pkt = c2v(sport=6000, flags=flags)
+        pkt[IP].dst = vip
+        out = d.inject("p0", [raw(pkt)])
+    assert [(p, Ether(f)[IP].dst) for p, f in out] == [(1, BACKENDS[0])]
+    assert d.totals()["conn_reused"] == reused + 1
     # UDP alike (a datagram of the same port to the two VIPs).
     d.add_service(service(VIP, 53, proto="udp", backends=[(BACKENDS[0], 5353)]))
     d.add_service(service(VIP2, 53, proto="udp", backends=[(b, 5353) for b in BACKENDS[:2]]))
@@ -332,6 +342,15 @@ def test_one_client_port_to_two_vips_never_meets_itself_at_a_shared_backend(nati
     udp[IP].dst = VIP2
     (_, f2), = d.inject("p0", [raw(udp)])
     assert Ether(f1)[IP].dst == BACKENDS[0] and Ether(f2)[IP].dst == BACKENDS[1]
+    # A DR connection of the port to the same backend is no such tuple:
+    # its backend sees the VIP as destination.
+    d.add_service(service("10.0.0.103", 8080, method="dr", backends=[(BACKENDS[2], 8080)]))
+    d.add_service(service("10.0.0.104", 80, backends=[(BACKENDS[2], 8080)], syn_proxy="off"))
+    for vip, dport in (("10.0.0.103", 8080), ("10.0.0.104", 80)):
+        syn = c2v(sport=5000, dport=dport)
+        syn[IP].dst = vip
+        (port, f), = d.inject("p0", [raw(syn)])
+        assert port == 1 and Ether(f).dst == BMAC[BACKENDS[2]]
     d.close()
 
 

@@ -107,13 +107,14 @@ backend_with_room(const struct pylb_lcore *lc, const struct pylb_service *svc, u
 	return UINT32_MAX;
 }
 
-/* Has a connection here backend i's side of t, the address and port a
- * backend knows a NAT connection by (the client's own)? The client's
- * worker holds all of its connections (owner_hash): this table says. The
- * entry t's SYN ends (v->c, reused) does not count. */
-static bool
-nat_tuple_taken(struct pylb_lcore *lc, const struct pylb_service *svc,
-		const struct pylb_tuple *t, uint32_t i, const struct l4_verdict *v)
+/* The NAT connection here that has backend i's side of t, the address
+ * and port a backend knows it by (the client's own), if any. The client's
+ * worker holds all of its connections (owner_hash): this table says. Not
+ * the entry t's SYN ends (v->c, reused), nor a DR or tunnel one (its
+ * backend sees the VIP as destination). */
+static struct pylb_conn *
+nat_tuple_holder(struct pylb_lcore *lc, const struct pylb_service *svc,
+		 const struct pylb_tuple *t, uint32_t i, const struct l4_verdict *v)
 {
 	const struct pylb_backend *b = &svc->bal.backends[i];
 	struct pylb_tuple r = {
@@ -121,9 +122,10 @@ nat_tuple_taken(struct pylb_lcore *lc, const struct pylb_service *svc,
 		.sport = b->port ? rte_cpu_to_be_16(b->port) : t->dport, .dport = t->sport,
 		.proto = t->proto, .af = t->af,
 	};
-	const struct pylb_conn *c = pylb_conn_lookup(lc, &r, true, NULL);
+	struct pylb_conn *c = pylb_conn_lookup(lc, &r, true, NULL);
 
-	return c != NULL && c != v->c;
+	return c != NULL && c != v->c &&
+		pylb_l4_methods[c->method]->replies == L4_REPLIES_ROUTED ? c : NULL;
 }
 
 /* NAT keeps the client's address and port, so a backend tells its
@@ -132,21 +134,29 @@ nat_tuple_taken(struct pylb_lcore *lc, const struct pylb_service *svc,
  * destination) would open at that backend a second connection on the
  * first's tuple, its SYN answered with the first's ACK and never a
  * SYN-ACK, and the two's replies could not be told apart here. So the
- * chosen backend bi only if its side is free, else the next live backend
- * with room whose side is, from a place the flow's hash picks (v->moved);
- * UINT32_MAX if none is. */
+ * chosen backend bi if its side is free, or holds a TCP connection that
+ * ended (time_wait, close: it ends here, as a SYN reusing its own tuple
+ * would end it); else the next live backend with room whose side is free,
+ * from a place the flow's hash picks (v->moved); UINT32_MAX if none is. */
 static uint32_t
 nat_tuple_free(struct pylb_lcore *lc, const struct pylb_service *svc,
 	       const struct pylb_tuple *t, uint32_t bi, struct l4_verdict *v)
 {
+	struct pylb_conn *c = nat_tuple_holder(lc, svc, t, bi, v);
 	uint32_t n = svc->bal.n_backends;
 
-	if (likely(!nat_tuple_taken(lc, svc, t, bi, v)))
+	if (likely(c == NULL))
 		return bi;
+	if (t->proto == IPPROTO_TCP && v->c == NULL &&
+	    (c->state == PYLB_TCP_TIME_WAIT || c->state == PYLB_TCP_CLOSE)) {
+		v->ended = PYLB_C_CONN_REUSED;
+		v->c = c;
+		return bi;
+	}
 	v->moved = true;
 	for (uint32_t i = 0, j = v->hash % n; i < n; i++, j = j + 1 == n ? 0 : j + 1)
 		if (j != bi && pylb_backend_live(&svc->bal.backends[j]) &&
-		    !backend_full(lc, svc, j) && !nat_tuple_taken(lc, svc, t, j, v))
+		    !backend_full(lc, svc, j) && nat_tuple_holder(lc, svc, t, j, v) == NULL)
 			return j;
 	return UINT32_MAX;
 }
