@@ -224,31 +224,20 @@ class HealthChecker:
         me = asyncio.current_task()
         # While registered: on 3.11, wait_for can swallow a cancellation that
         # races its timeout, so the registration, not only cancel(), ends it.
-        loop = asyncio.get_running_loop()
         while self._tasks.get(k, (None, None))[1] is me:
-            iface = None
             try:
-                if self._path is not None:
-                    iface, why = await loop.run_in_executor(None, self._path, ip)
-                    if iface is None:
-                        if self.status.get(k) != UNAVAILABLE:
-                            log.warning("health: %s:%d of %s:%d/%s cannot be probed: %s", ip,
-                                        port, *key, why)
-                            self.status[k] = UNAVAILABLE
-                        good = bad = 0
-                        last = None
-                        await asyncio.sleep(spec.interval_ms / 1000)
-                        continue
-                    if self.status.get(k) == UNAVAILABLE:
-                        self.status[k] = UNKNOWN
-                healthy = await probe(spec, ip, spec.port or port or key[1], iface) and \
-                    (not via_vip or await self._probe_vip(key, method, ip, vip_port, spec))
+                healthy = await self._probe_once(k, spec, method, via_vip, vip_port)
             except Exception as e:
                 # Whatever went wrong around the probe (e.g. the dataplane's
                 # thread slow to answer, as at a start under load) is a failed
                 # probe: the checks go on, never frozen at their last verdict.
                 log.warning("health: probe of %s:%d of %s:%d/%s failed: %r", ip, port, *key, e)
                 healthy = False
+            if healthy is None:                 # cannot be probed: counts start again
+                good = bad = 0
+                last = None
+                await asyncio.sleep(spec.interval_ms / 1000)
+                continue
             if healthy:
                 good, bad = good + 1, 0
                 verdict = model.UP if good >= spec.rise else None
@@ -263,6 +252,25 @@ class HealthChecker:
                 last = verdict
                 self._verdicts.put((key, (ip, port), verdict))
             await asyncio.sleep(spec.interval_ms / 1000)
+
+    async def _probe_once(self, k: tuple[Key, Target], spec: HealthCheckSpec, method: str,
+                          via_vip: bool, vip_port: int) -> bool | None:
+        """One probe of backend k: healthy or not; None if it cannot be
+        probed (no path to it: said once, its status `unavailable`)."""
+        (key, (ip, port)) = k
+        iface = None
+        if self._path is not None:
+            iface, why = await asyncio.get_running_loop().run_in_executor(None, self._path, ip)
+            if iface is None:
+                if self.status.get(k) != UNAVAILABLE:
+                    log.warning("health: %s:%d of %s:%d/%s cannot be probed: %s", ip, port,
+                                *key, why)
+                    self.status[k] = UNAVAILABLE
+                return None
+            if self.status.get(k) == UNAVAILABLE:
+                self.status[k] = UNKNOWN
+        return await probe(spec, ip, spec.port or port or key[1], iface) and \
+            (not via_vip or await self._probe_vip(key, method, ip, vip_port, spec))
 
     async def _probe_vip(self, key: Key, method: str, ip: str, port: int,
                          spec: HealthCheckSpec) -> bool:

@@ -305,52 +305,47 @@ def test_one_client_port_to_two_vips_never_meets_itself_at_a_shared_backend(nati
                           backends=[(b, 8080) for b in BACKENDS[:2]], syn_proxy="off"))
     d.add_service(service("10.0.0.102", 80, backends=[(BACKENDS[0], 8080)], syn_proxy="off"))
 
-    def open_(vip, sport):
-        syn = c2v(sport=sport)
-        syn[IP].dst = vip
-        (port, f), = d.inject("p0", [raw(syn)])
-        return port, Ether(f)
+    def send(vip, sport, **kw):
+        """A client's packet (c2v's) from port sport to vip: what leaves."""
+        pkt = c2v(sport=sport, **kw)
+        pkt[IP].dst = vip
+        return [(port, Ether(f)) for port, f in d.inject("p0", [raw(pkt)])]
     for sport in range(200, 240):
-        _, first = open_(VIP, sport)
-        port, second = open_(VIP2, sport)
+        (_, first), = send(VIP, sport)
+        (port, second), = send(VIP2, sport)
         assert port == 1 and second[IP].dst != first[IP].dst, (sport, first[IP].dst)
         for vip, out in ((VIP, first), (VIP2, second)):
             reply = (Ether(src=BMAC[out[IP].dst], dst=P1_MAC) / IP(src=out[IP].dst, dst=CLIENT)
                      / TCP(sport=8080, dport=sport, flags="SA", seq=5000, ack=1001))
             (port, f), = d.inject("p1", [raw(reply)])
             assert port == 0 and (Ether(f)[IP].src, Ether(f)[TCP].sport) == (vip, 80)
-        if first[IP].dst == BACKENDS[0] or second[IP].dst == BACKENDS[0]:
+        if BACKENDS[0] in (first[IP].dst, second[IP].dst):
             # The third VIP's one backend has this port's connection: refused.
-            port, out = open_("10.0.0.102", sport)
+            (port, out), = send("10.0.0.102", sport)
             assert port == 0 and out[TCP].flags == "RA"
     assert d.totals()["nat_tuple_moved"] > 0 and d.drops()["nat_tuple_in_use"] > 0
     # A connection that ended (a RST: close; time_wait alike) holds the tuple
     # no more: the new one takes it, the old entry ends (conn_reused).
     d.add_service(service("10.0.0.105", 80, backends=[(BACKENDS[0], 8080)], syn_proxy="off"))
     reused = d.totals()["conn_reused"]
-    for vip, flags in (("10.0.0.102", "S"), ("10.0.0.102", "R"), ("10.0.0.105", "S")):
-        pkt = c2v(sport=6000, flags=flags)
-        pkt[IP].dst = vip
-        out = d.inject("p0", [raw(pkt)])
-    assert [(p, Ether(f)[IP].dst) for p, f in out] == [(1, BACKENDS[0])]
+    send("10.0.0.102", 6000)
+    send("10.0.0.102", 6000, flags="R")
+    assert [(p, out[IP].dst) for p, out in send("10.0.0.105", 6000)] == [(1, BACKENDS[0])]
     assert d.totals()["conn_reused"] == reused + 1
-    # UDP alike (a datagram of the same port to the two VIPs).
+    # UDP alike: each port's datagram to the second VIP avoids the first's backend.
     d.add_service(service(VIP, 53, proto="udp", backends=[(BACKENDS[0], 5353)]))
     d.add_service(service(VIP2, 53, proto="udp", backends=[(b, 5353) for b in BACKENDS[:2]]))
-    (_, f1), = d.inject("p0", [raw(c2v(sport=999, proto=UDP, dport=53))])
-    udp = c2v(sport=999, proto=UDP, dport=53)
-    udp[IP].dst = VIP2
-    (_, f2), = d.inject("p0", [raw(udp)])
-    assert Ether(f1)[IP].dst == BACKENDS[0] and Ether(f2)[IP].dst == BACKENDS[1]
+    for sport in range(900, 920):
+        udp = {"proto": UDP, "dport": 53}
+        assert [out[IP].dst for _, out in send(VIP, sport, **udp) + send(VIP2, sport, **udp)] \
+            == BACKENDS[:2]
     # A DR connection of the port to the same backend is no such tuple:
     # its backend sees the VIP as destination.
     d.add_service(service("10.0.0.103", 8080, method="dr", backends=[(BACKENDS[2], 8080)]))
     d.add_service(service("10.0.0.104", 80, backends=[(BACKENDS[2], 8080)], syn_proxy="off"))
-    for vip, dport in (("10.0.0.103", 8080), ("10.0.0.104", 80)):
-        syn = c2v(sport=5000, dport=dport)
-        syn[IP].dst = vip
-        (port, f), = d.inject("p0", [raw(syn)])
-        assert port == 1 and Ether(f).dst == BMAC[BACKENDS[2]]
+    (port, dr), = send("10.0.0.103", 5000, dport=8080)
+    assert port == 1 and dr.dst == BMAC[BACKENDS[2]] and dr[IP].dst == "10.0.0.103"
+    assert [(p, out[IP].dst) for p, out in send("10.0.0.104", 5000)] == [(1, BACKENDS[2])]
     d.close()
 
 
