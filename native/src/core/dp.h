@@ -17,6 +17,7 @@
 #include <rte_ether.h>
 
 #include "pylb_dp.h"
+#include "core/mac.h"
 #include "core/tunables.h"
 
 struct rte_mempool;
@@ -236,6 +237,7 @@ struct pylb_dp {
 	 * made, so that L3 calls nothing above it. False: not taken. */
 	bool (*service_error_in)(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 				 struct rte_mbuf *m, uint8_t af);
+	struct pylb_mac_key mac;	/* the cookies' key, from conf.hash_key */
 };
 
 /* An API entry point's body: `call` under the control lock, so telemetry

@@ -35,7 +35,7 @@ enum {
 	HK_CT = 9,		/* a connection side (address, port, proto): 1 + 5 */
 	HK_OWNER = 15,		/* a client address: 1 + 4 (+ 1 unused) */
 	HK_TUPLE = 21,		/* a flow hash, its ports and proto: 1 + 3 */
-	HK_COOKIE = 25,		/* SipHash's key (SYN and GENEVE cookies): 2 */
+	HK_COOKIE = 25,		/* the cookies' MAC's (core/mac.h): 2 */
 	HK__END = 27,
 };
 
@@ -122,40 +122,6 @@ static inline uint32_t
 owner_hash(const uint64_t *key, const uint8_t *client, uint8_t af)
 {
 	return hk_mix(hk_addr(key + HK_OWNER, client, af, 0));
-}
-
-/* SipHash-2-4 (Aumasson and Bernstein) of n 64-bit words: SYN cookies, GENEVE flow cookies. */
-#define PYLB_ROTL(x, b)	(((x) << (b)) | ((x) >> (64 - (b))))
-#define PYLB_SIPROUND do {							\
-	v0 += v1; v1 = PYLB_ROTL(v1, 13); v1 ^= v0; v0 = PYLB_ROTL(v0, 32);	\
-	v2 += v3; v3 = PYLB_ROTL(v3, 16); v3 ^= v2;				\
-	v0 += v3; v3 = PYLB_ROTL(v3, 21); v3 ^= v0;				\
-	v2 += v1; v1 = PYLB_ROTL(v1, 17); v1 ^= v2; v2 = PYLB_ROTL(v2, 32);	\
-} while (0)
-
-static inline uint64_t
-pylb_siphash24(const uint64_t *k, const uint64_t *w, uint32_t n)
-{
-	uint64_t v0 = 0x736f6d6570736575ULL ^ k[0], v1 = 0x646f72616e646f6dULL ^ k[1];
-	uint64_t v2 = 0x6c7967656e657261ULL ^ k[0], v3 = 0x7465646279746573ULL ^ k[1];
-	uint64_t b = (uint64_t)(8 * n) << 56;
-
-	for (uint32_t i = 0; i < n; i++) {
-		v3 ^= w[i];
-		PYLB_SIPROUND;
-		PYLB_SIPROUND;
-		v0 ^= w[i];
-	}
-	v3 ^= b;
-	PYLB_SIPROUND;
-	PYLB_SIPROUND;
-	v0 ^= b;
-	v2 ^= 0xff;
-	PYLB_SIPROUND;
-	PYLB_SIPROUND;
-	PYLB_SIPROUND;
-	PYLB_SIPROUND;
-	return v0 ^ v1 ^ v2 ^ v3;
 }
 
 #endif /* PYLB_HASH_H */

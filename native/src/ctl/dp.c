@@ -103,6 +103,7 @@ pylb_dp_create(const struct pylb_dp_conf *conf, struct pylb_dp **out)
 		rte_free(dp);
 		return pylb_fail(-PYLB_E_INVAL, "cannot draw a random flow-hash key (getrandom)");
 	}
+	pylb_mac_key_init(&dp->mac, dp->conf.hash_key);
 	if (dp->conf.neigh_capacity == 0)
 		dp->conf.neigh_capacity = PYLB_NEIGH_DEFAULT;
 	dp->n_slots = conf->n_workers + 1;

@@ -16,8 +16,8 @@
  *   so that adding an appliance moves no flow, and an appliance down or
  *   removed moves its flows (failover: rebalance) or keeps them until they
  *   end (stay), as the pool says.
- * - The GENEVE option carries the pool and the flow's cookie (a SipHash
- *   MAC of the flow under the dataplane's key): what comes back is
+ * - The GENEVE option carries the pool and the flow's cookie (a MAC of the
+ *   flow under the dataplane's key, core/mac.h): what comes back is
  *   forwarded only if its cookie is the flow's, whichever worker (or
  *   appliance of the fleet) it reaches.
  */
@@ -68,7 +68,7 @@ appliance(struct pylb_lcore *lc, const struct pylb_pool *pool, uint16_t slot,
 		flow_set(fl, pool, *bidx);
 		break;
 	case INSPECT_NEW:
-		*cookie = inspect_cookie(lc->dp->conf.hash_key, k);
+		*cookie = inspect_cookie(&lc->dp->mac, k);
 		pos = rte_hash_add_key_with_hash(in->h, k, h);
 		if (unlikely(pos < 0)) {
 			CNT(lc, INSPECT_UNTRACKED);
@@ -260,7 +260,7 @@ pylb_inspect_return(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_po
 		return true;
 	}
 	(void)inspect_key(lc->dp->conf.hash_key, &f, slot, pool->conf.stickiness, &k);
-	if (cookie != inspect_cookie(lc->dp->conf.hash_key, &k)) {
+	if (cookie != inspect_cookie(&lc->dp->mac, &k)) {
 		drop(lc, m, PYLB_D_INSPECT_BAD_COOKIE);
 		return true;
 	}

@@ -8,6 +8,7 @@
 #ifndef PYLB_INSPECT_H
 #define PYLB_INSPECT_H
 
+#include "core/mac.h"
 #include "l3/fib.h"
 
 /* A flow as a packet has it: family, protocol, addresses, ports (0: none,
@@ -65,28 +66,28 @@ inspect_key(const uint64_t *hk, const struct inspect_flow_of *f, uint16_t pool, 
 	return flow_hash_ports(hk, h, k->plo, k->phi, k->proto);
 }
 
-/* A flow's cookie: a MAC (SipHash) of its key (the pool, family, protocol,
- * addresses and ports its pool's stickiness keeps): an appliance must give
- * it back, and nobody without the dataplane's key can make one for another
- * flow. */
+/* A flow's cookie: the MAC (core/mac.h) of its key (the pool, family,
+ * protocol, addresses and ports its pool's stickiness keeps): an appliance
+ * must give it back, and nobody without the dataplane's key can make one
+ * for another flow. The input: 'G', the family, the protocol, the pool's
+ * slot, the two ports (network order), then IPv4's two addresses (one
+ * block), or 8 zero bytes and IPv6's two (three blocks). */
 static inline uint64_t
-inspect_cookie(const uint64_t *hk, const struct pylb_inspect_key *k)
+inspect_cookie(const struct pylb_mac_key *key, const struct pylb_inspect_key *k)
 {
 	uint64_t w[6];
 
-	w[0] = (uint64_t)k->pool << 48 | (uint64_t)k->af << 40 | (uint64_t)k->proto << 32 |
-		(uint64_t)rte_be_to_cpu_16(k->plo) << 16 | rte_be_to_cpu_16(k->phi);
+	w[0] = 'G' | (uint64_t)k->af << 8 | (uint64_t)k->proto << 16 |
+		(uint64_t)(uint8_t)k->pool << 24 | (uint64_t)k->plo << 32 | (uint64_t)k->phi << 48;
 	if (k->af == 4) {
-		/* IPv4's addresses in one word: 3 words (12 rounds), not 6 (18). */
-		w[1] = (uint64_t)*(const unaligned_uint32_t *)k->lo << 32 |
-			*(const unaligned_uint32_t *)k->hi;
-		w[2] = 0x67656e65766534ULL;	/* "geneve4": not a SYN cookie's input */
-		return pylb_siphash24(hk + HK_COOKIE, w, 3);
+		w[1] = *(const unaligned_uint32_t *)k->lo |
+			(uint64_t)*(const unaligned_uint32_t *)k->hi << 32;
+		return pylb_mac(key, w, 1);
 	}
-	memcpy(&w[1], k->lo, 16);
-	memcpy(&w[3], k->hi, 16);
-	w[5] = 0x67656e65766536ULL;	/* "geneve6" */
-	return pylb_siphash24(hk + HK_COOKIE, w, 6);
+	w[1] = 0;
+	memcpy(&w[2], k->lo, 16);
+	memcpy(&w[4], k->hi, 16);
+	return pylb_mac(key, w, 3);
 }
 
 /* What a flow's packet does (inspect_decide). */

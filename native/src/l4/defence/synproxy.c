@@ -25,11 +25,12 @@
  * times; then the connection ends, and the client's next packet (a
  * retransmission, the cookie again) opens it anew.
  *
- * A cookie is 23 bits of SipHash-2-4 (keyed by the dataplane's key) over
- * the client's and the VIP's addresses and ports, the client's ISN, the
- * time in PYLB_COOKIE_PERIOD_S periods and the 9 bits of data it carries:
- * the period's low 2 bits, the MSS index (2), the window scale (4, 15:
- * none) and SACK permitted (1). It is good in its period and the next.
+ * A cookie is 23 bits of the cookies' MAC (core/mac.h: AES-128 under the
+ * dataplane's key) over the client's and the VIP's addresses and ports,
+ * the client's ISN, the time in PYLB_COOKIE_PERIOD_S periods and the 9
+ * bits of data it carries: the period's low 2 bits, the MSS index (2), the
+ * window scale (4, 15: none) and SACK permitted (1). It is good in its
+ * period and the next.
  */
 #include <rte_cycles.h>
 #include <rte_tcp.h>
@@ -117,23 +118,25 @@ cookie_now(struct pylb_conntrack *ct, uint64_t now)
 	return ct->period;
 }
 
+/* The MAC (core/mac.h) of 'S', the family, the ports, then the ISN and the
+ * period (its low 23 bits) with the data; then the addresses: IPv4's in one
+ * more block (8 zero bytes after them), IPv6's in two. */
 static uint32_t
 cookie_mac(const struct pylb_lcore *lc, const struct pylb_tuple *t, uint32_t isn,
 	   uint64_t period, uint32_t data)
 {
 	uint64_t w[6];
-	uint32_t n = 0;
 
+	w[0] = 'S' | (uint64_t)t->af << 8 | (uint64_t)t->sport << 16 | (uint64_t)t->dport << 32;
+	w[1] = isn | (period << COOKIE_DATA | data) << 32;
 	if (t->af == 4) {
-		w[n++] = (uint64_t)hk_word(t->src, 0) << 32 | hk_word(t->dst, 0);
-	} else {
-		memcpy(w, t->src, 16);
-		memcpy(w + 2, t->dst, 16);
-		n = 4;
+		w[2] = hk_word(t->src, 0) | (uint64_t)hk_word(t->dst, 0) << 32;
+		w[3] = 0;
+		return (uint32_t)pylb_mac(&lc->dp->mac, w, 2);
 	}
-	w[n++] = (uint64_t)t->sport << 48 | (uint64_t)t->dport << 32 | isn;
-	w[n++] = period << COOKIE_DATA | data;
-	return (uint32_t)pylb_siphash24(lc->dp->conf.hash_key + HK_COOKIE, w, n);
+	memcpy(&w[2], t->src, 16);
+	memcpy(&w[4], t->dst, 16);
+	return (uint32_t)pylb_mac(&lc->dp->mac, w, 3);
 }
 
 /* The cookie for the SYN of tuple t (client to VIP) with ISN isn. */
