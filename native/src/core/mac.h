@@ -23,6 +23,7 @@
 #ifdef __AES__
 #include <wmmintrin.h>
 #else
+#define OPENSSL_SUPPRESS_DEPRECATED	/* AES_encrypt: the one-block API */
 #include <openssl/aes.h>
 #endif
 
