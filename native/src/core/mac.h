@@ -75,8 +75,9 @@ pylb_mac_key_init(struct pylb_mac_key *key, const uint64_t *hk)
 }
 
 /* The MAC of n blocks, block b the words w[2b] and w[2b + 1] (its bytes
- * in memory order: words built from values in registers, not bytes
- * stored and loaded back whole, which stalls on store forwarding). */
+ * in memory order, little-endian: words built from values in registers,
+ * not bytes stored and loaded back whole, which stalls on store
+ * forwarding). */
 static inline uint64_t
 pylb_mac(const struct pylb_mac_key *key, const uint64_t *w, uint32_t n)
 {

@@ -77,6 +77,7 @@ inspect_cookie(const struct pylb_mac_key *key, const struct pylb_inspect_key *k)
 {
 	uint64_t w[6];
 
+	RTE_BUILD_BUG_ON(PYLB_MAX_POOLS > 256);	/* the slot in one byte */
 	w[0] = 'G' | (uint64_t)k->af << 8 | (uint64_t)k->proto << 16 |
 		(uint64_t)(uint8_t)k->pool << 24 | (uint64_t)k->plo << 32 | (uint64_t)k->phi << 48;
 	if (k->af == 4) {
