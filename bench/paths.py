@@ -32,6 +32,8 @@ ten million frames fit in hugepages. Cases:
 - inspect_return: what that appliance sends back, GENEVE from it to the
   port's address (made by a dataplane of the same key, bounced): the
   cookie checked, decapsulated, routed on;
+- inspect_out6, inspect_return6: the same over IPv6 (an IPv6 appliance; the
+  cookie's MAC three blocks, IPv4's one);
 - established: UDP to a NAT service. The first pass creates N connections;
   then the worker's busy cycles are measured while every packet is a
   connection hit (lookup, DNAT with incremental checksums, cached next hop,
@@ -110,6 +112,7 @@ L3_VIP = "10.0.9.0/24"
 VIP6, BACKEND6 = "fd00::100", "fd00:1::20"
 L3_VIP6 = "fd00:9::/64"
 INSPECTED, APPLIANCE, APPLIANCE_RET = "10.2.0.0/16", "10.0.1.50", "10.0.0.50"
+INSPECTED6, APPLIANCE6, APPLIANCE6_RET = "fd02::/48", "fd00:1::50", "fd00::50"
 L3FWD_ROUTE, L3FWD_ROUTE6 = "10.0.1.0/24", "fd00:1::/64"    # l3fwd's routes to BACKEND(6)
 SEED = bytes(range(32))             # inspect_return's frames are made under this key
 MBUF_SIZE = 192
@@ -130,7 +133,8 @@ def mbuf_size(kind: str) -> int:
     options of a cookie SYN-ACK (written in the SYN's own mbuf), an ICMP
     error's quote and a GENEVE answer need 256."""
     return MBUF_SIZE + 64 * (kind.endswith("6") or kind in ("synflood", "icmp_error",
-                                                            "inspect_return"))
+                                                            "inspect_return")) + \
+        64 * (kind == "inspect_return6")
 PORTS_PER_CLIENT = 50000
 # The outer sources of the *_flowsrc cases: each flow its own (issue 28.4).
 FLOW_SOURCES = "10.200.0.0/16"
@@ -217,18 +221,22 @@ def per_flow(tpl: bytes, flows: int, src_at: int, src_len: int, port_at: int, su
         yield b
 
 
-def make_pcap6(path: str, kind: str, flows: int) -> None:
+def make_frames6(kind: str, flows: int):
     """IPv6 flow f: client fd01::1 + f // 50000, port 1024 + f % 50000."""
     from scapy.layers.inet import TCP, UDP
     from scapy.layers.inet6 import IPv6
     from scapy.layers.l2 import Ether
     syn = kind == "syn"
-    dst = {"route": BACKEND6, "vip": "fd00:9::1"}.get(kind, VIP6)
+    dst = {"route": BACKEND6, "vip": "fd00:9::1", "inspect_out": "fd02::1"}.get(kind, VIP6)
     l4 = TCP(sport=1024, dport=80, flags="S", seq=1) if syn else \
         UDP(sport=1024, dport=53) / (b"\0" * 18)
     tpl = bytes(Ether(src="02:00:00:00:00:02", dst=PCAP_MAC) / IPv6(src="fd01::1", dst=dst, hlim=64) / l4)
     # Per flow: the source address and port, and the L4 checksum over them.
-    common.write_pcap(path, per_flow(tpl, flows, 22, 16, 54, {70 if syn else 60: "both"}))
+    return per_flow(tpl, flows, 22, 16, 54, {70 if syn else 60: "both"})
+
+
+def make_pcap6(path: str, kind: str, flows: int) -> None:
+    common.write_pcap(path, make_frames6(kind, flows))
 
 
 def make_pcap(path: str, kind: str, flows: int) -> None:
@@ -241,8 +249,8 @@ def make_pcap(path: str, kind: str, flows: int) -> None:
         return make_error_pcap(path, flows)
     if kind == "fragments":
         return make_fragment_pcap(path, flows)
-    if kind == "inspect_return":
-        return make_return_pcap(path, flows)
+    if kind in ("inspect_return", "inspect_return6"):
+        return make_return_pcap(path, flows, kind.endswith("6"))
     if kind == "arp":
         tpl = bytes(Ether(src="02:00:00:00:00:02", dst="ff:ff:ff:ff:ff:ff")
                     / ARP(op=1, hwsrc="02:00:00:00:00:02", psrc="10.0.0.2", pdst="10.0.0.1"))
@@ -285,24 +293,28 @@ def make_frames(kind: str, flows: int):
     return per_flow(tpl, flows, 26, 4, 38 if kind == "icmp" else 34, sums)
 
 
-def inspected(dp, appliance: str, port: str) -> None:
-    """Pool fw of one appliance (on `port`) inspecting 10.2.0.0/16."""
+def inspected(dp, appliance: str, port: str, v6: bool = False) -> None:
+    """Pool fw of one appliance (on `port`) inspecting 10.2.0.0/16 (v6:
+    fd02::/48)."""
     dp.add_neighbour(port, appliance, "02:00:00:00:0a:50")
     dp.add_pool(model.PoolSpec("fw", (model.BackendSpec(appliance, 0),)))
-    dp.add_route(INSPECTED, [(BACKEND, "p1")], inspect="fw")
+    dp.add_route(INSPECTED6 if v6 else INSPECTED, [(BACKEND6 if v6 else BACKEND, "p1")],
+                 inspect="fw")
 
 
-def make_return_pcap(path: str, flows: int) -> None:
-    """inspect_out's frames through a dataplane of key SEED (in a process of
-    its own: EAL once a process), each GENEVE output bounced as an appliance
-    on the clients' side (APPLIANCE_RET) sends it back."""
-    out = subprocess.run([sys.executable, __file__, "--geneve-frames", path, str(flows)],
+def make_return_pcap(path: str, flows: int, v6: bool) -> None:
+    """inspect_out's (v6: inspect_out6's) frames through a dataplane of key
+    SEED (in a process of its own: EAL once a process), each GENEVE output
+    bounced as an appliance on the clients' side (APPLIANCE_RET) sends it
+    back."""
+    out = subprocess.run([sys.executable, __file__, "--geneve-frames", path, str(flows),
+                          str(int(v6))],
                          capture_output=True, text=True, timeout=900)
     if out.returncode != 0:
         raise RuntimeError("making the GENEVE answers failed:\n" + out.stderr[-3000:])
 
 
-def geneve_frames(path: str, flows: int) -> None:
+def geneve_frames(path: str, flows: int, v6: bool) -> None:
     from pylb import _native as native
     common.eal_start(native, "pylb-bench-geneve")
     dp = native.Dataplane(mbufs=4095, mbuf_cache=0, hash_seed=SEED)
@@ -313,18 +325,31 @@ def geneve_frames(path: str, flows: int) -> None:
     dp.add_neighbour("p1", BACKEND, "02:00:00:00:0b:00")
     dp.add_neighbour("p0", "10.0.0.2", "02:00:00:00:00:02")
     dp.add_route("10.1.0.0/16", [("10.0.0.2", "p0")])            # the clients
-    inspected(dp, APPLIANCE_RET, "p0")
-    frames = list(make_frames("inspect_out", flows))
+    if v6:
+        dp.add_address("p0", "fd00::1/64")
+        dp.add_address("p1", "fd00:1::1/64")
+        dp.add_neighbour("p1", BACKEND6, "02:00:00:00:0b:00")
+        dp.add_neighbour("p0", "fd00::2", "02:00:00:00:00:02")
+        dp.add_route("fd01::/64", [("fd00::2", "p0")])
+    inspected(dp, APPLIANCE6_RET if v6 else APPLIANCE_RET, "p0", v6)
+    frames = list(make_frames6("inspect_out", flows) if v6 else make_frames("inspect_out", flows))
+    # The outer addresses and UDP source port; IPv6's UDP checksum.
+    src, dst, sport = (slice(22, 38), slice(38, 54), 54) if v6 else \
+        (slice(26, 30), slice(30, 34), 34)
 
     def bounced():
         for i in range(0, len(frames), 32):
             for port, f in dp.inject("p0", [bytes(b) for b in frames[i:i + 32]]):
                 b = bytearray(f)
-                # Ethernet: back to the port, from the appliance; IPv4: the
-                # addresses swapped (the checksum holds); UDP: to 6081.
+                # Ethernet: back to the port, from the appliance; IP: the
+                # addresses swapped (the checksums hold); UDP: from 40000
+                # (IPv4's checksum 0, IPv6's adjusted).
                 b[0:6], b[6:12] = b[6:12], b[0:6]
-                b[26:30], b[30:34] = b[30:34], b[26:30]
-                b[34:36] = struct.pack("!H", 40000)
+                b[src], b[dst] = b[dst], b[src]
+                old, b[sport:sport + 2] = bytes(b[sport:sport + 2]), struct.pack("!H", 40000)
+                if v6:
+                    ck = struct.unpack_from("!H", b, sport + 6)[0]
+                    struct.pack_into("!H", b, sport + 6, _adjust(ck, old, b[sport:sport + 2]))
                 yield b
     common.write_pcap(path, bounced())
     if dp.totals()["inspect_sent"] != flows:
@@ -383,7 +408,7 @@ def pylb_side(kind: str, pcap: str, flows: int, seconds: float) -> dict:
                           half_open_budget=1 << 30,
                           per_source={"new_per_second": LIMIT} if kind == "established_defended"
                           else None, sync=kind == "syn_sync",
-                          hash_seed=SEED if kind == "inspect_return" else None)
+                          hash_seed=SEED if kind.startswith("inspect_return") else None)
     if two_pass:
         # The clients' pcap plays once (creating the connections), the
         # backend's replies (the errors) endlessly.
@@ -434,10 +459,10 @@ def pylb_side(kind: str, pcap: str, flows: int, seconds: float) -> dict:
                                      else "tunnel", backends=[backend],
                                      tunnel_source=FLOW_SOURCES if kind == "tunnel_flowsrc"
                                      else None))
-    elif kind == "inspect_out":
-        inspected(dp, APPLIANCE, "p1")
-    elif kind == "inspect_return":
-        inspected(dp, APPLIANCE_RET, "p0")
+    elif kind in ("inspect_out", "inspect_out6"):
+        inspected(dp, APPLIANCE6 if v6 else APPLIANCE, "p1", v6)
+    elif kind in ("inspect_return", "inspect_return6"):
+        inspected(dp, APPLIANCE6_RET if v6 else APPLIANCE_RET, "p0", v6)
     elif kind.startswith("fullnat"):
         dp.add_service(model.service(VIP, 53, proto="udp", method="fullnat", local_addresses=["10.0.1.1"], backends=[(BACKEND, 5353)]))
     names = native.COUNTER_NAMES
@@ -507,8 +532,8 @@ def median(runs: list[dict], key: str) -> tuple[float, float, float]:
 
 def main() -> None:
     global ACL_PREFIXES
-    if len(sys.argv) == 4 and sys.argv[1] == "--geneve-frames":
-        return geneve_frames(sys.argv[2], int(sys.argv[3]))
+    if len(sys.argv) == 5 and sys.argv[1] == "--geneve-frames":
+        return geneve_frames(sys.argv[2], int(sys.argv[3]), sys.argv[4] == "1")
     if len(sys.argv) == 7 and sys.argv[1] == "--pylb-side":
         ACL_PREFIXES = int(sys.argv[6])
         print(json.dumps(pylb_side(sys.argv[2], sys.argv[3], int(sys.argv[4]), float(sys.argv[5]))))
@@ -543,7 +568,8 @@ def main() -> None:
          ("table_full", args.fullnat_flows * 2),
          ("fullnat", args.fullnat_flows), ("fullnat_reply", args.fullnat_flows),
          ("icmp_error", args.fullnat_flows), ("fragments", 1000),
-         ("inspect_out", 1000), ("inspect_return", 1000)]
+         ("inspect_out", 1000), ("inspect_return", 1000), ("inspect_out6", 1000),
+         ("inspect_return6", 1000)]
     if args.cases:
         cases = [c for c in cases if c[0] in args.cases.split(",")]
     rows, results = [], {}

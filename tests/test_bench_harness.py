@@ -57,6 +57,9 @@ def test_paths_bench_runs_once_and_forwards_everything(tmp_path):
     assert est6["tracked"] == 1024 and est6["created"] == 0
     assert abs(syn6["created"] - syn6["packets"]) <= 64 and syn6["packets"] > 0
     assert min(r["forwarded_share"] for r in (est6, syn6, route6, vip6)) > 0.99
+    # Inspection both ways, both families: every packet to the appliance or back from it.
+    assert min(report["cases"][f"{k}-1000"][0]["inspected_share"] for k in (
+        "inspect_out", "inspect_return", "inspect_out6", "inspect_return6")) > 0.99
     # DPDK's l3fwd routed the routing cases' frames too (the second baseline).
     for kind in ("route", "route6"):
         (l3,) = report["cases"][f"l3fwd-{kind}-1000"]
