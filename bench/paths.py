@@ -293,6 +293,21 @@ def make_frames(kind: str, flows: int):
     return per_flow(tpl, flows, 26, 4, 38 if kind == "icmp" else 34, sums)
 
 
+def addressed(dp) -> None:
+    """Ports p0 (the clients' side: 10.1.0.0/16, fd01::/64 behind it) and p1
+    (the backends'), both families."""
+    dp.add_address("p0", "10.0.0.1/24")
+    dp.add_address("p1", "10.0.1.1/24")
+    dp.add_neighbour("p1", BACKEND, "02:00:00:00:0b:00")
+    dp.add_neighbour("p0", "10.0.0.2", "02:00:00:00:00:02")
+    dp.add_route("10.1.0.0/16", [("10.0.0.2", "p0")])            # the clients
+    dp.add_address("p0", "fd00::1/64")
+    dp.add_address("p1", "fd00:1::1/64")
+    dp.add_neighbour("p1", BACKEND6, "02:00:00:00:0b:00")
+    dp.add_neighbour("p0", "fd00::2", "02:00:00:00:00:02")
+    dp.add_route("fd01::/64", [("fd00::2", "p0")])
+
+
 def inspected(dp, appliance: str, port: str, v6: bool = False) -> None:
     """Pool fw of one appliance (on `port`) inspecting 10.2.0.0/16 (v6:
     fd02::/48)."""
@@ -320,17 +335,7 @@ def geneve_frames(path: str, flows: int, v6: bool) -> None:
     dp = native.Dataplane(mbufs=4095, mbuf_cache=0, hash_seed=SEED)
     dp.add_port("p0", mac=PCAP_MAC)
     dp.add_port("p1", mac="02:00:00:00:01:01")
-    dp.add_address("p0", "10.0.0.1/24")
-    dp.add_address("p1", "10.0.1.1/24")
-    dp.add_neighbour("p1", BACKEND, "02:00:00:00:0b:00")
-    dp.add_neighbour("p0", "10.0.0.2", "02:00:00:00:00:02")
-    dp.add_route("10.1.0.0/16", [("10.0.0.2", "p0")])            # the clients
-    if v6:
-        dp.add_address("p0", "fd00::1/64")
-        dp.add_address("p1", "fd00:1::1/64")
-        dp.add_neighbour("p1", BACKEND6, "02:00:00:00:0b:00")
-        dp.add_neighbour("p0", "fd00::2", "02:00:00:00:00:02")
-        dp.add_route("fd01::/64", [("fd00::2", "p0")])
+    addressed(dp)
     inspected(dp, APPLIANCE6_RET if v6 else APPLIANCE_RET, "p0", v6)
     frames = list(make_frames6("inspect_out", flows) if v6 else make_frames("inspect_out", flows))
     # The outer addresses and UDP source port; IPv6's UDP checksum.
@@ -418,16 +423,7 @@ def pylb_side(kind: str, pcap: str, flows: int, seconds: float) -> dict:
     else:
         dp.add_port("p0", f"net_pcap0,rx_pcap={pcap},infinite_rx=1", link_wait_ms=0)
         dp.add_port("p1", "net_null0,no-rx=1", link_wait_ms=0)
-    dp.add_address("p0", "10.0.0.1/24")
-    dp.add_address("p1", "10.0.1.1/24")
-    dp.add_neighbour("p1", BACKEND, "02:00:00:00:0b:00")
-    dp.add_neighbour("p0", "10.0.0.2", "02:00:00:00:00:02")
-    dp.add_route("10.1.0.0/16", [("10.0.0.2", "p0")])            # the clients
-    dp.add_address("p0", "fd00::1/64")
-    dp.add_address("p1", "fd00:1::1/64")
-    dp.add_neighbour("p1", BACKEND6, "02:00:00:00:0b:00")
-    dp.add_neighbour("p0", "fd00::2", "02:00:00:00:00:02")
-    dp.add_route("fd01::/64", [("fd00::2", "p0")])
+    addressed(dp)
     v6 = kind.endswith("6")
     vip, backend = (VIP6, BACKEND6) if v6 else (VIP, BACKEND)
     acl_s = None

@@ -9,10 +9,10 @@ The file: a header (magic, version, record size, count, CRC-32 of the
 records) and the records as the dataplane exports them (struct
 pylb_conn_record). It is written to a temporary name (`NAME.conns.tmp`)
 and renamed, so a crash mid-write leaves the previous one. Read back, it is
-refused whole (a warning, nothing restored) unless it is a regular file of exactly the
-size its header gives, no more records than the tables hold, with the
-checksum right; the records are streamed, never read whole, and the
-dataplane checks each one (its time left is capped by its state's
+refused whole (a warning, nothing restored) unless it is a regular file of
+exactly the size its header gives, no more records than the tables hold,
+with the checksum right; the records are streamed, never read whole, and
+the dataplane checks each one (its time left is capped by its state's
 timeout).
 """
 

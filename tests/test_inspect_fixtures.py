@@ -10,6 +10,7 @@ import socket
 import struct
 
 import pytest
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from scapy.contrib.geneve import GENEVE
 from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.inet6 import IPv6
@@ -130,39 +131,37 @@ def test_both_directions_of_a_flow_cross_the_same_appliance_with_the_same_cookie
 SEED = b"a fleet's shared secret, 32 bytes"
 
 
-def mac(blocks: bytes) -> bytes:
-    """The cookies' MAC under SEED's key (docs/inspection.md): AES-128 CBC-MAC
-    keyed by the hash key's words 25 and 26, its first 8 bytes."""
-    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-    from pylb import _native
-    key = struct.pack("<2Q", *_native.hash_key(SEED)[25:27])
+def mac(key: bytes, blocks: bytes) -> bytes:
+    """The cookies' MAC (docs/inspection.md): AES-128 CBC-MAC, the last
+    block's first 8 bytes."""
     enc = Cipher(algorithms.AES(key), modes.CBC(bytes(16))).encryptor()
     return (enc.update(blocks) + enc.finalize())[-16:][:8]
 
 
 @pytest.mark.dp_settings(hash_seed=SEED)
-def test_the_cookie_is_the_documented_mac_of_the_flow(gwlb):
+def test_the_cookie_is_the_documented_mac_of_the_flow(gwlb, native):
     """What docs/inspection.md says an operator can check: the cookie is the
     MAC of 'G', family, protocol, pool, the lower side's port then the
     higher's, the lower address then the higher (IPv6: after 8 zero bytes),
     whichever way the packet goes; 3-tuple stickiness leaves the ports out."""
+    key = struct.pack("<27Q", *native.hash_key(SEED))[200:216]   # the flow-hash key's bytes
     a, b = socket.inet_aton("192.0.2.9"), socket.inet_aton("198.51.100.7")
     fwd = flow(sport=40000, dport=443)
-    for pkt in (fwd, back(fwd)):
-        _, slot, cookie, _ = geneve_of(gwlb.inject(*(("p0", [raw(pkt)]) if pkt is fwd else
-                                                    ("p1", [raw(pkt)])))[0][1])
-        assert cookie == mac(b"G\x04\x06\x00" + struct.pack("!HH", 40000, 443) + a + b)
+    for port, pkt in (("p0", fwd), ("p1", back(fwd))):
+        _, slot, cookie, _ = geneve_of(gwlb.inject(port, [raw(pkt)])[0][1])
+        assert (slot, cookie) == (0, mac(key, b"G\x04\x06\x00" + struct.pack("!HH", 40000, 443) +
+                                         a + b))
     gwlb.set_pool(pool("10.0.1.31", "10.0.1.32", stickiness="3-tuple"))
     _, _, cookie, _ = geneve_of(gwlb.inject("p0", [raw(flow(sport=40001))])[0][1])
-    assert cookie == mac(b"G\x04\x06\x00" + bytes(4) + a + b)
+    assert cookie == mac(key, b"G\x04\x06\x00" + bytes(4) + a + b)
     gwlb.add_pool(PoolSpec("fw6", (BackendSpec(APP6, 0),)))
     gwlb.add_route("2001:db8:99::/48", (GW6, "p1"), inspect="fw6")
     pkt = Ether(src=CLIENT_MAC, dst=P0_MAC) / IPv6(src="2001:db8::2", dst="2001:db8:99::7") / \
         UDP(sport=5000, dport=53)
     _, slot, cookie, _ = geneve_of(gwlb.inject("p0", [raw(pkt)])[0][1])
     lo, hi = (socket.inet_pton(socket.AF_INET6, x) for x in ("2001:db8::2", "2001:db8:99::7"))
-    assert cookie == mac(b"G\x06\x11" + bytes([slot]) + struct.pack("!HH", 5000, 53) +
-                         bytes(8) + lo + hi)
+    assert (slot, cookie) == (1, mac(key, b"G\x06\x11\x01" + struct.pack("!HH", 5000, 53) +
+                                     bytes(8) + lo + hi))
 
 
 def test_a_burst_with_several_packets_of_new_flows_remembers_each_flow_once(gwlb):

@@ -90,23 +90,6 @@ backend_full(const struct pylb_lcore *lc, const struct pylb_service *svc, uint32
 		st->active + st->inactive >= (int64_t)pylb_worker_share(&lc->dp->conf, max);
 }
 
-/* The scheduler chose backend bi: it if it has room, else the next live
- * backend that has, from a place the flow's hash picks (so the overflow
- * spreads); UINT32_MAX if none has. */
-static uint32_t
-backend_with_room(const struct pylb_lcore *lc, const struct pylb_service *svc, uint32_t bi,
-		  uint32_t hash)
-{
-	uint32_t n = svc->bal.n_backends;
-
-	if (!backend_full(lc, svc, bi))
-		return bi;
-	for (uint32_t i = 0, j = hash % n; i < n; i++, j = j + 1 == n ? 0 : j + 1)
-		if (pylb_backend_live(&svc->bal.backends[j]) && !backend_full(lc, svc, j))
-			return j;
-	return UINT32_MAX;
-}
-
 /* The NAT connection here that has backend i's side of t, the address
  * and port a backend knows it by (the client's own), if any. The client's
  * worker holds all of its connections (owner_hash): this table says. Not
@@ -128,6 +111,23 @@ nat_tuple_holder(struct pylb_lcore *lc, const struct pylb_service *svc,
 		pylb_l4_methods[c->method]->replies == L4_REPLIES_ROUTED ? c : NULL;
 }
 
+/* In place of a chosen backend that cannot take t: the next live backend
+ * with room (and, with `tuple`, no NAT connection on t's client side:
+ * nat_tuple_holder), from a place the flow's hash picks, so that the
+ * overflow spreads; UINT32_MAX if none is. */
+static uint32_t
+backend_next(struct pylb_lcore *lc, const struct pylb_service *svc, const struct pylb_tuple *t,
+	     const struct l4_verdict *v, bool tuple)
+{
+	uint32_t n = svc->bal.n_backends;
+
+	for (uint32_t i = 0, j = v->hash % n; i < n; i++, j = j + 1 == n ? 0 : j + 1)
+		if (pylb_backend_live(&svc->bal.backends[j]) && !backend_full(lc, svc, j) &&
+		    (!tuple || nat_tuple_holder(lc, svc, t, j, v) == NULL))
+			return j;
+	return UINT32_MAX;
+}
+
 /* NAT keeps the client's address and port, so a backend tells its
  * connections apart by those alone: a client that uses one port towards
  * two VIPs whose services share a backend (Linux picks a port per
@@ -136,14 +136,12 @@ nat_tuple_holder(struct pylb_lcore *lc, const struct pylb_service *svc,
  * SYN-ACK, and the two's replies could not be told apart here. So the
  * chosen backend bi if its side is free, or holds a TCP connection that
  * ended (time_wait, close: it ends here, as a SYN reusing its own tuple
- * would end it); else the next live backend with room whose side is free,
- * from a place the flow's hash picks (v->moved); UINT32_MAX if none is. */
+ * would end it); else backend_next's (v->moved); UINT32_MAX if none is. */
 static uint32_t
 nat_tuple_free(struct pylb_lcore *lc, const struct pylb_service *svc,
 	       const struct pylb_tuple *t, uint32_t bi, struct l4_verdict *v)
 {
 	struct pylb_conn *c = nat_tuple_holder(lc, svc, t, bi, v);
-	uint32_t n = svc->bal.n_backends;
 
 	if (likely(c == NULL))
 		return bi;
@@ -154,11 +152,7 @@ nat_tuple_free(struct pylb_lcore *lc, const struct pylb_service *svc,
 		return bi;
 	}
 	v->moved = true;
-	for (uint32_t i = 0, j = v->hash % n; i < n; i++, j = j + 1 == n ? 0 : j + 1)
-		if (j != bi && pylb_backend_live(&svc->bal.backends[j]) &&
-		    !backend_full(lc, svc, j) && nat_tuple_holder(lc, svc, t, j, v) == NULL)
-			return j;
-	return UINT32_MAX;
+	return backend_next(lc, svc, t, v, true);
 }
 
 /* Persistence: the client's network sticks to the backend it had, while
@@ -292,8 +286,9 @@ open_decide(struct pylb_lcore *lc, const struct pylb_tuple *t, const struct pylb
 		bi = v->picked = svc->sched->pick(lc, svc, t, v->hash);
 		if (svc->conf.persistence != 0)
 			bi = persisted(lc, svc, t, bi, now, v);
-		if (unlikely(svc->bal.backends[bi].max_conns != 0) &&
-		    (bi = backend_with_room(lc, svc, bi, v->hash)) == UINT32_MAX)
+		/* A full backend: the next with room. */
+		if (unlikely(svc->bal.backends[bi].max_conns != 0) && backend_full(lc, svc, bi) &&
+		    (bi = backend_next(lc, svc, t, v, false)) == UINT32_MAX)
 			return refused(v, PYLB_D_LIMIT_BACKEND_CONNS, L4_ANSWER_RST);
 		/* QUIC: a client that moved (NAT rebinding, migration) is a
 		 * new flow here; its connection ID names its backend. */
