@@ -4,7 +4,7 @@ PY        := $(VENV)/bin/python
 HUGEPAGES ?= 512
 SOURCES   := $(shell find native pylb proto -name '*.c' -o -name '*.h' -o -name '*.pyx' -o -name '*.pxd' -o -name '*.proto' | grep -v '^pylb/_\(native\|limits\).c$$') native/Makefile setup.py pyproject.toml
 
-.PHONY: all deps venv build hugepages test check demo fleet-demo bench fuzz test-asan soak doctor docs deb clean
+.PHONY: all deps venv build hugepages test check demo fleet-demo bench bench-stages fuzz test-asan soak doctor docs deb clean
 
 all: build
 
@@ -69,6 +69,12 @@ bench: build hugepages
 	$(PY) bench/update_latency.py
 	$(PY) bench/set_backend.py
 	$(PY) bench/records.py
+
+# Where a packet's cycles go: the dataplane built again with its pipeline cut
+# after each stage (bench/stages.py; about 20 minutes, most of it compiling).
+bench-stages: HUGEPAGES = 2048
+bench-stages: build hugepages
+	$(PY) bench/stages.py
 
 # libFuzzer targets (packet path, config loader, API validation) with ASan and
 # UBSan, FUZZ_SECONDS each; `make test` runs each for a few seconds.

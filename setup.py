@@ -2,7 +2,8 @@
 
 DPDK is found with pkg-config (libdpdk). Optimised by default; set
 PYLB_MARCH (e.g. PYLB_MARCH=x86-64-v2) for a portable build, and
-PYLB_SANITIZE (e.g. address,undefined) for a sanitizer build (make test-asan).
+PYLB_SANITIZE (e.g. address,undefined) for a sanitizer build (make test-asan);
+PYLB_CFLAGS adds compiler flags (bench/stages.py: a pipeline cut short).
 """
 import glob
 import hashlib
@@ -40,7 +41,8 @@ def dpdk_flags():
                  "-fno-sanitize-recover=all", "-fno-omit-frame-pointer"]
         return cflags + ["-O1", "-g", f"-march={march}", "-DALLOW_EXPERIMENTAL_API"] + flags, \
             libs + flags
-    return cflags + ["-O3", f"-march={march}", "-DALLOW_EXPERIMENTAL_API"], libs
+    return cflags + ["-O3", f"-march={march}", "-DALLOW_EXPERIMENTAL_API"] + \
+        shlex.split(os.environ.get("PYLB_CFLAGS", "")), libs
 
 
 class BuildExt(build_ext):
