@@ -477,6 +477,33 @@ def test_a_changed_or_deleted_neighbour_is_followed_at_once(dp):
     assert [Ether(f).dst for _, f in dp.collect()] == ["02:00:00:00:0b:01"]    # released
 
 
+@pytest.mark.parametrize("method", ["ipip", "gue"])
+def test_a_backends_remembered_output_follows_routes_and_gateways(router, method):
+    """Each lcore remembers a VIP backend's output (next hop, MAC) until a
+    route or neighbour changes: a backend behind a gateway follows the
+    gateway's new MAC, an ECMP route, and a route taken away, from the next
+    packet."""
+    router.add_vip("192.0.2.10/32", method=method, backends=["198.51.100.20"])
+    frame = raw(from_client("192.0.2.10"))
+
+    def dst_macs(n=1):
+        return [Ether(f).dst for _, f in router.inject("p0", [frame] * n)]
+
+    assert dst_macs(2) == [GW1_MAC] * 2
+    router.del_neighbour("p1", GW1)         # the gateway answers from a new MAC
+    router.inject("p1", [raw(Ether(src="02:00:00:00:0c:01", dst="ff:ff:ff:ff:ff:ff") / ARP(
+        op=1, hwsrc="02:00:00:00:0c:01", psrc=GW1, pdst="10.0.1.1"))])
+    router.housekeep()
+    router.collect()
+    assert dst_macs() == ["02:00:00:00:0c:01"]
+    router.add_route("198.51.100.20/32", (GW2, "p1"))
+    assert dst_macs() == [GW2_MAC]
+    router.del_route("198.51.100.20/32")
+    router.del_route("198.51.100.0/24")
+    assert dst_macs() == []
+    assert drops_of(router) == {"vip_no_route": 1}
+
+
 def test_removing_a_backend_moves_only_its_sources(dp):
     vip_router(dp, "ipip", backends=[f"10.0.1.{20 + i}" for i in range(5)])
     pairs = [(f"10.{i}.{j}.7", "203.0.113.10") for i in range(10) for j in range(100)]

@@ -244,9 +244,6 @@ neigh_set(struct pylb_dp *dp, const struct pylb_neigh_key *k,
 		CNT(lc, NEIGH_LEARN_OVERFLOW);
 		return;
 	}
-	/* After the change: what workers cached from the table goes stale. */
-	if ((uint64_t)(uintptr_t)old != v)
-		pylb_gen_bump(dp);
 	pos = rte_hash_lookup(dp->neigh_hash, k);
 	c = &dp->neigh_ctl[pos];
 	if (fresh)
@@ -259,6 +256,11 @@ neigh_set(struct pylb_dp *dp, const struct pylb_neigh_key *k,
 	if (fresh)
 		CNT(lc, NEIGH_LEARNED);
 	pylb_route_neigh_update(dp, k, v);
+	/* After the table and the next hops changed: what the workers cached
+	 * from them (their neighbour caches, the outputs they remember) goes
+	 * stale. */
+	if ((uint64_t)(uintptr_t)old != v)
+		pylb_gen_bump(dp);
 	hold_release(dp, c, v);
 }
 

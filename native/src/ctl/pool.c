@@ -98,7 +98,8 @@ pool_new(struct pylb_dp *dp, struct pylb_pool **out, const struct pylb_pool_conf
 	 uint32_t birth, const struct pylb_backend *b, uint32_t n)
 {
 	int rc = pylb_balance_new((void **)out, "pool", sizeof(**out),
-				  offsetof(struct pylb_pool, bal), b, n, conf->table_size);
+				  offsetof(struct pylb_pool, bal), b, n, conf->table_size,
+				  dp->n_slots);
 
 	if (rc != 0)
 		return rc;

@@ -173,7 +173,8 @@ svc_new(struct pylb_dp *dp, struct pylb_service **out, const struct pylb_service
 	size_t head = at_bbase + RTE_ALIGN_CEIL(n * sizeof(struct pylb_svc_stats),
 						RTE_CACHE_LINE_SIZE);
 	int rc = pylb_balance_new((void **)out, "service", head,
-				  offsetof(struct pylb_service, bal), b, n, conf->table_size);
+				  offsetof(struct pylb_service, bal), b, n, conf->table_size,
+				  dp->n_slots);
 
 	RTE_BUILD_BUG_ON(sizeof(struct pylb_svc_stats) != RTE_CACHE_LINE_SIZE);
 

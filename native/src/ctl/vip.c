@@ -51,7 +51,8 @@ vip_new(struct pylb_dp *dp, struct pylb_vip **out, const struct pylb_vip_conf *c
 	const struct pylb_backend *b, uint32_t n)
 {
 	int rc = pylb_balance_new((void **)out, "VIP", sizeof(**out),
-				  offsetof(struct pylb_vip, bal), b, n, conf->table_size);
+				  offsetof(struct pylb_vip, bal), b, n, conf->table_size,
+				  dp->n_slots);
 
 	int slot = conf->inspect[0] != '\0' ? pylb_pool_find(dp, conf->inspect) : -1;
 

@@ -22,16 +22,15 @@
  * spreads the flows over its queues. */
 struct pylb_tun;
 /* Writes what goes between the outer IP header `ip` (at o: its end) and
- * the packet, of family inner_af, in m. */
-typedef void pylb_tun_fn(const struct pylb_tun *tun, struct rte_mbuf *m, void *ip, char *o,
-			 uint8_t inner_af, uint8_t outer_af, uint32_t flow);
+ * the packet, of family inner_af, in m; `opt`: what the packet's flow puts
+ * there (GENEVE: pylb's option), else NULL. */
+typedef void pylb_tun_fn(struct rte_mbuf *m, void *ip, char *o, uint8_t inner_af,
+			 uint8_t outer_af, uint32_t flow, const void *opt);
 struct pylb_tun {
 	uint8_t proto;		/* the outer protocol; 0: the packet's family's (IPIP) */
 	uint8_t len;		/* bytes between the outer header and the packet */
 	pylb_tun_fn *write;	/* writes them; NULL: none */
 	enum pylb_counter too_big;
-	uint16_t pool;		/* GENEVE: the packet's, on a copy of */
-	uint64_t cookie;	/*   tun_geneve */
 };
 
 static inline uint32_t
@@ -60,10 +59,10 @@ ether_type(uint8_t af)
 	return af == 4 ? RTE_BE16(RTE_ETHER_TYPE_IPV4) : RTE_BE16(RTE_ETHER_TYPE_IPV6);
 }
 
-static void
-write_gre(const struct pylb_tun *tun __rte_unused, struct rte_mbuf *m __rte_unused,
-	  void *ip __rte_unused, char *o, uint8_t inner_af, uint8_t outer_af __rte_unused,
-	  uint32_t flow __rte_unused)
+static __rte_always_inline void
+write_gre(struct rte_mbuf *m __rte_unused, void *ip __rte_unused, char *o, uint8_t inner_af,
+	  uint8_t outer_af __rte_unused, uint32_t flow __rte_unused,
+	  const void *opt __rte_unused)
 {
 	struct rte_gre_hdr *g = (struct rte_gre_hdr *)o;
 
@@ -89,29 +88,24 @@ write_udp(struct rte_mbuf *m, void *ip, char *o, uint8_t outer_af, uint32_t flow
 		u->dgram_cksum = rte_ipv6_udptcp_cksum_mbuf(m, ip, l4);
 }
 
-static void
-write_gue(const struct pylb_tun *tun __rte_unused, struct rte_mbuf *m, void *ip, char *o,
-	  uint8_t inner_af __rte_unused, uint8_t outer_af, uint32_t flow)
+static __rte_always_inline void
+write_gue(struct rte_mbuf *m, void *ip, char *o, uint8_t inner_af __rte_unused,
+	  uint8_t outer_af, uint32_t flow, const void *opt __rte_unused)
 {
 	write_udp(m, ip, o, outer_af, flow, RTE_BE16(PYLB_GUE_PORT));
 }
 
-static void
-write_geneve(const struct pylb_tun *tun, struct rte_mbuf *m, void *ip, char *o,
-	     uint8_t inner_af, uint8_t outer_af, uint32_t flow)
+/* GENEVE with pylb's option, `opt` (pylb_out_geneve's). */
+static __rte_always_inline void
+write_geneve(struct rte_mbuf *m, void *ip, char *o, uint8_t inner_af, uint8_t outer_af,
+	     uint32_t flow, const void *opt)
 {
 	struct rte_geneve_hdr *g = (struct rte_geneve_hdr *)(o + sizeof(struct rte_udp_hdr));
-	struct pylb_geneve_opt *opt = (struct pylb_geneve_opt *)(g + 1);
 
 	memset(g, 0, sizeof(*g));
-	g->opt_len = sizeof(*opt) / 4;
+	g->opt_len = sizeof(struct pylb_geneve_opt) / 4;
 	g->proto = ether_type(inner_af);
-	opt->cls = RTE_BE16(PYLB_GENEVE_CLASS);
-	opt->type = PYLB_GENEVE_TYPE;
-	opt->len = (sizeof(*opt) - 4) / 4;
-	opt->pool = rte_cpu_to_be_16(tun->pool);
-	opt->zero = 0;
-	memcpy(opt->cookie, &tun->cookie, 8);
+	memcpy(g + 1, opt, sizeof(struct pylb_geneve_opt));
 	write_udp(m, ip, o, outer_af, flow, RTE_BE16(PYLB_GENEVE_PORT));
 }
 
@@ -131,16 +125,16 @@ static const struct pylb_tun tun_geneve = {
 };
 
 /* Put m (an Ethernet frame carrying an IP packet of family inner_af) in
- * tun's encapsulation towards `dst`, from `src` (its varying bits from
- * `flow`; af 0, or not dst's family: the egress port's address). Returns 0
- * or the drop reason. */
+ * tun's encapsulation (with the flow's `opt`: tun->write's) towards `dst`,
+ * from `src` (its varying bits from `flow`; af 0, or not dst's family: the
+ * egress port's address). Returns 0 or the drop reason. */
 static __rte_always_inline int
-encap(const struct pylb_cfg *cfg, const struct pylb_tun *tun, const struct pylb_encap_src *src,
-      uint32_t flow, const struct pylb_ip *dst, const struct pylb_nh *nh, struct rte_mbuf *m,
-      uint8_t inner_af, uint32_t olen)
+encap(const struct pylb_cfg *cfg, const struct pylb_tun *tun, const void *opt,
+      const struct pylb_encap_src *src, uint32_t flow, const struct pylb_ip *dst,
+      const struct pylb_hop *hop, struct rte_mbuf *m, uint8_t inner_af, uint32_t olen)
 {
 	const struct pylb_ip *source = &src->base;
-	const struct pylb_port_cfg *pc = &cfg->ports[nh->port];
+	const struct pylb_port_cfg *pc = &cfg->ports[hop->nh->port];
 	uint8_t proto = tun->proto != 0 ? tun->proto :
 		inner_af == 4 ? IPPROTO_IPIP : IPPROTO_IPV6;
 	uint32_t inner_len = rte_pktmbuf_pkt_len(m) - sizeof(struct rte_ether_hdr);
@@ -209,61 +203,72 @@ encap(const struct pylb_cfg *cfg, const struct pylb_tun *tun, const struct pylb_
 		o += sizeof(*ip6);
 	}
 	if (tun->write != NULL)
-		tun->write(tun, m, ip, o, inner_af, dst->af, flow);
+		tun->write(m, ip, o, inner_af, dst->af, flow, opt);
 	return 0;
 }
 
-/* Too big for nh's port once encapsulated: an IPv4 packet without DF in
+/* Too big for hop's port once encapsulated: an IPv4 packet without DF in
  * IPv4 goes out with the outer packet in fragments (RFC 2003 5.1: the
  * tunnel's far end reassembles it); else the sender is told the MTU less
  * the overhead (fragmentation needed, packet too big), m dropped. */
 static __rte_noinline void
 out_encap_too_big(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
-		  struct rte_mbuf *m, const struct pylb_nh *nh, const struct pylb_tun *tun,
-		  const struct pylb_encap_src *src, uint32_t flow, const struct pylb_ip *to,
-		  uint8_t af, uint32_t olen)
+		  struct rte_mbuf *m, const struct pylb_hop *hop, const struct pylb_tun *tun,
+		  const void *opt, const struct pylb_encap_src *src, uint32_t flow,
+		  const struct pylb_ip *to, uint8_t af, uint32_t olen)
 {
 	const struct rte_ipv4_hdr *inner = rte_pktmbuf_mtod_offset(m,
 		const struct rte_ipv4_hdr *, sizeof(struct rte_ether_hdr));
-	uint32_t mtu = cfg->ports[nh->port].mtu;
+	uint32_t mtu = cfg->ports[hop->nh->port].mtu;
 	int reason;
 
 	if (af != 4 || to->af != 4 || (inner->fragment_offset & RTE_BE16(RTE_IPV4_HDR_DF_FLAG)))
 		return pylb_too_big(lc, cfg, in_port, m, af, (uint16_t)(mtu - olen),
 				    tun->too_big);
-	reason = encap(cfg, tun, src, flow, to, nh, m, af, olen);
+	reason = encap(cfg, tun, opt, src, flow, to, hop, m, af, olen);
 	if (reason != 0)
 		return drop(lc, m, (enum pylb_counter)reason);
-	pylb_nh_output_fit(lc, cfg, in_port, m, nh, to->ip, to->af);
+	pylb_nh_output_fit(lc, cfg, in_port, m, hop->nh, to->ip, to->af);
 }
 
-/* The output towards `to` through nh, in tun's encapsulation from `src`
- * (encap), the egress MTU checked: inlined into each kind's output, with
- * that kind's constants. */
+/* The output towards `to` by hop, in tun's encapsulation (with `opt`)
+ * from `src` (encap), the egress MTU checked: inlined into each kind's
+ * output, with that kind's constants. */
 static __rte_always_inline void
 out_encap(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port, struct rte_mbuf *m,
-	  const struct pylb_nh *nh, const struct pylb_tun *tun, const struct pylb_encap_src *src,
-	  uint32_t flow, const struct pylb_ip *to, uint8_t af)
+	  const struct pylb_hop *hop, const struct pylb_tun *tun, const void *opt,
+	  const struct pylb_encap_src *src, uint32_t flow, const struct pylb_ip *to, uint8_t af)
 {
 	uint32_t olen = encap_len(tun, to->af);
-	uint32_t mtu = cfg->ports[nh->port].mtu;
+	uint32_t mtu = cfg->ports[hop->nh->port].mtu;
 	int reason;
 
 	if (unlikely(rte_pktmbuf_pkt_len(m) - sizeof(struct rte_ether_hdr) + olen > mtu))
-		return out_encap_too_big(lc, cfg, in_port, m, nh, tun, src, flow, to, af, olen);
-	reason = encap(cfg, tun, src, flow, to, nh, m, af, olen);
+		return out_encap_too_big(lc, cfg, in_port, m, hop, tun, opt, src, flow, to, af,
+					 olen);
+	reason = encap(cfg, tun, opt, src, flow, to, hop, m, af, olen);
 	if (reason != 0)
 		return drop(lc, m, (enum pylb_counter)reason);
-	nh_output(lc, cfg, nh, to->ip, to->af, m);
+	hop_output(lc, cfg, hop, to->ip, to->af, m);
 }
 
+/* Each kind's output of a packet, and of a VIP's packets (one call, its
+ * loop with the output inlined). */
 #define OUT_ENCAP(kind) \
 void \
 pylb_out_##kind(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port, \
-		struct rte_mbuf *m, const struct pylb_nh *nh, const struct pylb_encap_src *src, \
+		struct rte_mbuf *m, const struct pylb_hop *hop, const struct pylb_encap_src *src, \
 		uint32_t flow, const struct pylb_ip *to, uint8_t af) \
 { \
-	out_encap(lc, cfg, in_port, m, nh, &tun_##kind, src, flow, to, af); \
+	out_encap(lc, cfg, in_port, m, hop, &tun_##kind, NULL, src, flow, to, af); \
+} \
+void \
+pylb_out_##kind##_burst(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port, \
+			const struct pylb_encap_src *src, const struct pylb_send *s, uint32_t n) \
+{ \
+	for (uint32_t i = 0; i < n; i++) \
+		out_encap(lc, cfg, in_port, s[i].m, &s[i].hop, &tun_##kind, NULL, src, \
+			  s[i].flow, s[i].to, s[i].af); \
 }
 OUT_ENCAP(ipip)
 OUT_ENCAP(gre)
@@ -274,12 +279,14 @@ static const struct pylb_encap_src port_src;
 
 void
 pylb_out_geneve(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
-		struct rte_mbuf *m, const struct pylb_nh *nh, uint32_t flow,
+		struct rte_mbuf *m, const struct pylb_hop *hop, uint32_t flow,
 		const struct pylb_ip *to, uint8_t af, uint16_t pool, uint64_t cookie)
 {
-	struct pylb_tun tun = tun_geneve;
+	struct pylb_geneve_opt opt = {
+		.cls = RTE_BE16(PYLB_GENEVE_CLASS), .type = PYLB_GENEVE_TYPE,
+		.len = (sizeof(opt) - 4) / 4, .pool = rte_cpu_to_be_16(pool),
+	};
 
-	tun.pool = pool;
-	tun.cookie = cookie;
-	out_encap(lc, cfg, in_port, m, nh, &tun, &port_src, flow, to, af);
+	memcpy(opt.cookie, &cookie, sizeof(cookie));
+	out_encap(lc, cfg, in_port, m, hop, &tun_geneve, &opt, &port_src, flow, to, af);
 }

@@ -107,24 +107,6 @@ bal_pick(const struct pylb_balance *bal, uint32_t h)
 	return bal->table[bal_slot(bal, h)];
 }
 
-/* The next-hop group towards backend bi of bal (0: no route): the one
- * remembered in bal while no route or neighbour changed (dp->gen), else
- * the FIB's, remembered. The control side changes the FIB before it bumps
- * dp->gen, and gen is read before the FIB. */
-static inline uint32_t
-pylb_backend_group(struct pylb_dp *dp, const struct pylb_balance *bal, uint32_t bi)
-{
-	uint64_t gen = __atomic_load_n(&dp->gen, __ATOMIC_ACQUIRE);
-	uint64_t memo = __atomic_load_n(&bal->routes[bi], __ATOMIC_RELAXED);
-	uint32_t g;
-
-	if (likely(memo >> 32 == gen && (uint32_t)memo != 0))
-		return (uint32_t)memo;
-	g = route_group(dp, bal->backends[bi].addr.ip, bal->backends[bi].addr.af);
-	__atomic_store_n(&bal->routes[bi], gen << 32 | g, __ATOMIC_RELAXED);
-	return g;
-}
-
 /* The slot of the inspection pool named `name`; -1: none. */
 static inline int
 pylb_pool_find(const struct pylb_dp *dp, const char *name)
@@ -251,6 +233,56 @@ nh_output(struct pylb_lcore *lc, const struct pylb_cfg *cfg,
 	neigh_output(lc, cfg, nh->port, nh->gw, nh->af, m);
 }
 
+/* The frame out by `hop` towards dst (nh_output's): to its MAC when the
+ * hop knows it. */
+static inline void
+hop_output(struct pylb_lcore *lc, const struct pylb_cfg *cfg, const struct pylb_hop *hop,
+	   const void *dst, uint8_t dst_af, struct rte_mbuf *m)
+{
+	if (likely(hop->mac & PYLB_MAC_VALID))
+		return output_to(lc, cfg, hop->nh->port, hop->mac, m);
+	nh_output(lc, cfg, hop->nh, dst, dst_af, m);
+}
+
+/* fwd.c: nh's MAC towards dst (of family af) at generation gen: a
+ * gateway's, cached in nh, or the neighbour's, from the lcore's cache or
+ * the table; without PYLB_MAC_VALID: not resolved. */
+uint64_t pylb_nh_mac(struct pylb_lcore *lc, const struct pylb_nh *nh, const uint8_t *dst,
+		     uint8_t af, uint32_t gen);
+/* fwd.c: o, lcore lc's memory of the output to `to`, made at gen. */
+void pylb_out_memo_make(struct pylb_lcore *lc, struct pylb_out_memo *o, const struct pylb_ip *to,
+			uint32_t gen);
+
+/* Backend bi of bal's output as lcore lc remembers it, made again when
+ * dp->gen moved (or while it has no route): what a NAT connection keeps
+ * in its entry, kept for the backends of L3 VIPs, tunnels and inspection
+ * pools. The control side changes the FIB, the neighbours and the next
+ * hops before it bumps dp->gen, and gen is read before them. */
+static inline const struct pylb_out_memo *
+pylb_backend_out(struct pylb_lcore *lc, const struct pylb_balance *bal, uint32_t bi)
+{
+	uint32_t gen = __atomic_load_n(&lc->dp->gen, __ATOMIC_ACQUIRE);
+	struct pylb_out_memo *o = &bal->outs[lc->slot * bal->outs_stride + bi];
+
+	if (unlikely(o->gen != gen || o->group == 0))
+		pylb_out_memo_make(lc, o, &bal->backends[bi].addr, gen);
+	return o;
+}
+
+/* The hop of group g (o: the memory of the output it leads to; NULL:
+ * none) for a flow of hash h: o's when the group has one next hop, else
+ * ECMP's pick, in *tmp. */
+static inline const struct pylb_hop *
+hop_pick(const struct pylb_dp *dp, const struct pylb_out_memo *o, uint32_t g, uint32_t h,
+	 struct pylb_hop *tmp)
+{
+	if (o != NULL && o->hop.nh != NULL)
+		return &o->hop;
+	tmp->nh = nhg_pick(dp, g, h);
+	tmp->mac = 0;
+	return tmp;
+}
+
 /* neigh.c: worker side */
 void pylb_neigh_queue(struct pylb_lcore *lc, const struct pylb_neigh_key *k,
 		      const struct rte_ether_addr *mac);
@@ -286,23 +318,25 @@ void pylb_nh_output_fit(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int i
 			struct rte_mbuf *m, const struct pylb_nh *nh, const void *dst,
 			uint8_t dst_af);
 /* encap.c: the output of m (an Ethernet frame carrying an IP packet of
- * family af) to `to` through nh, encapsulated: in IPIP, GRE, GUE (UDP to
- * port 6080) or GENEVE (UDP to 6081, with an inspection pool's slot and
- * the flow's cookie in pylb's option); from `src` (its varying bits from
+ * family af) to `to` by hop, encapsulated: in IPIP, GRE, GUE (UDP to
+ * port 6080) or GENEVE (UDP to 6081, with pylb's option: an inspection
+ * pool's slot and the flow's cookie); from `src` (its varying bits from
  * `flow`; af 0, or not to's family: the egress port's address; GENEVE:
  * always the port's), UDP's source port from `flow`; the egress MTU
- * checked. One function per kind, bound where it is configured. */
+ * checked. One function per kind, bound where it is configured; the _burst
+ * ones (a VIP's output) send n packets in one call. */
 typedef void pylb_out_encap_fn(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
-			       struct rte_mbuf *m, const struct pylb_nh *nh,
+			       struct rte_mbuf *m, const struct pylb_hop *hop,
 			       const struct pylb_encap_src *src, uint32_t flow,
 			       const struct pylb_ip *to, uint8_t af);
 pylb_out_encap_fn pylb_out_ipip, pylb_out_gre, pylb_out_gue;
+pylb_vip_out_fn pylb_out_ipip_burst, pylb_out_gre_burst, pylb_out_gue_burst;
 void pylb_out_geneve(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
-		     struct rte_mbuf *m, const struct pylb_nh *nh, uint32_t flow,
+		     struct rte_mbuf *m, const struct pylb_hop *hop, uint32_t flow,
 		     const struct pylb_ip *to, uint8_t af, uint16_t pool, uint64_t cookie);
 /* vip.c: direct routing. */
 void pylb_out_dr(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port, struct rte_mbuf *m,
-		 const struct pylb_nh *nh, const struct pylb_ip *to);
+		 const struct pylb_hop *hop, const struct pylb_ip *to);
 /* Forward along next-hop group `group` (in_port < 0: from the kernel): the
  * same shape for both families. */
 static inline void
@@ -402,10 +436,12 @@ int pylb_route_add_connected(struct pylb_dp *dp, uint16_t port,
 /* maglev.c */
 bool pylb_is_prime(uint32_t n);
 /* Allocate *out: an object of `head` bytes whose struct pylb_balance (at
- * `bal_offset`) gets the backends and, if any has weight, the lookup table
- * built, all in one allocation. 0 or a negative PYLB_E_* code. */
+ * `bal_offset`) gets the backends, the memory of their outputs for n_slots
+ * lcores and, if any has weight, the lookup table built, all in one
+ * allocation. 0 or a negative PYLB_E_* code. */
 int pylb_balance_new(void **out, const char *what, size_t head, size_t bal_offset,
-		     const struct pylb_backend *b, uint32_t n, uint32_t table_size);
+		     const struct pylb_backend *b, uint32_t n, uint32_t table_size,
+		     uint32_t n_slots);
 uint64_t pylb_balance_fingerprint(const struct pylb_balance *bal, const uint64_t *key);
 
 #endif /* PYLB_FIB_H */

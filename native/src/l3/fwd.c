@@ -312,6 +312,45 @@ pylb_nh_output_fit(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_por
 		nh_output(lc, cfg, nh, to, dst_af, frags[i]);
 }
 
+uint64_t
+pylb_nh_mac(struct pylb_lcore *lc, const struct pylb_nh *nh, const uint8_t *dst, uint8_t af,
+	    uint32_t gen)
+{
+	const struct pylb_ncache *e;
+	struct pylb_neigh_key k;
+	void *data;
+
+	if (!nh->connected)
+		return __atomic_load_n(&nh->mac, __ATOMIC_RELAXED);
+	/* The lcore's neighbour cache first, as packet output does. */
+	e = ncache_slot(lc, dst, af, nh->port);
+	if (ncache_holds(e, dst, af, nh->port, gen))
+		return e->mac;
+	if (af == 4)
+		neigh_key4(&k, *(const unaligned_uint32_t *)dst, nh->port);
+	else
+		neigh_key6(&k, dst, nh->port);
+	return rte_hash_lookup_data(lc->dp->neigh_hash, &k, &data) < 0 ? 0 :
+		(uint64_t)(uintptr_t)data;
+}
+
+void
+pylb_out_memo_make(struct pylb_lcore *lc, struct pylb_out_memo *o, const struct pylb_ip *to,
+		   uint32_t gen)
+{
+	struct pylb_dp *dp = lc->dp;
+	uint32_t g = route_group(dp, to->ip, to->af);
+
+	o->gen = gen;
+	o->group = g;
+	o->hop.nh = NULL;
+	o->hop.mac = 0;
+	if (g == 0 || nhg_multi(dp, g))
+		return;
+	o->hop.nh = nhg_pick(dp, g, 0);
+	o->hop.mac = pylb_nh_mac(lc, o->hop.nh, to->ip, to->af, gen);
+}
+
 /* A neighbour a worker saw (an ARP or ND packet), queued for the control
  * side to record (ctl/neigh.c). */
 void

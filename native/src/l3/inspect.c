@@ -99,7 +99,9 @@ inspect_send(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 	     const struct pylb_inspect_pending *p, const struct pylb_pool *pool,
 	     const struct pylb_inspect_key *k, uint32_t h, int32_t pos)
 {
+	const struct pylb_out_memo *o = NULL;
 	const struct pylb_ip *to;
+	struct pylb_hop tmp;
 	uint64_t cookie = 0;
 	uint16_t bidx = 0;
 	uint32_t g;
@@ -107,15 +109,19 @@ inspect_send(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 	to = appliance(lc, pool, p->slot, k, h, pos, &cookie, &bidx);
 	if (unlikely(to == NULL))
 		return drop(lc, p->m, PYLB_D_INSPECT_NO_APPLIANCE);
-	/* Its route as the pool remembers it (an appliance that left: the
-	 * FIB's). */
-	g = likely(bidx != INSPECT_GONE) ? pylb_backend_group(lc->dp, &pool->bal, bidx) :
-		route_group(lc->dp, to->ip, to->af);
+	/* Its output as the lcore remembers it (an appliance that left: by
+	 * the FIB). */
+	if (likely(bidx != INSPECT_GONE)) {
+		o = pylb_backend_out(lc, &pool->bal, bidx);
+		g = o->group;
+	} else {
+		g = route_group(lc->dp, to->ip, to->af);
+	}
 	if (unlikely(g == 0))
 		return drop(lc, p->m, PYLB_D_INSPECT_NO_ROUTE);
 	CNT(lc, INSPECT_SENT);
-	pylb_out_geneve(lc, cfg, in_port, p->m, nhg_pick(lc->dp, g, h), h, to, p->af, p->slot,
-			cookie);
+	pylb_out_geneve(lc, cfg, in_port, p->m, hop_pick(lc->dp, o, g, h, &tmp), h, to, p->af,
+			p->slot, cookie);
 }
 
 /* The burst's gathered packets: their flows' keys made, looked up in one

@@ -191,7 +191,7 @@ pylb_maglev_build(const struct pylb_backend *b, uint32_t n, uint32_t size,
 
 int
 pylb_balance_new(void **out, const char *what, size_t head, size_t bal_offset,
-		 const struct pylb_backend *b, uint32_t n, uint32_t table_size)
+		 const struct pylb_backend *b, uint32_t n, uint32_t table_size, uint32_t n_slots)
 {
 	struct pylb_balance *bal;
 	uint32_t live = 0;
@@ -200,10 +200,13 @@ pylb_balance_new(void **out, const char *what, size_t head, size_t bal_offset,
 
 	for (uint32_t i = 0; i < n; i++)
 		live += pylb_backend_live(&b[i]);
-	/* The owner, the backends, their routes (a cache line of their own:
-	 * the workers write them), the table. */
-	size_t routes = RTE_ALIGN_CEIL(head + n * sizeof(*b), RTE_CACHE_LINE_SIZE);
-	size_t tab = RTE_ALIGN_CEIL(routes + n * sizeof(uint64_t), RTE_CACHE_LINE_SIZE);
+	/* The owner, the backends, each lcore's memory of their outputs
+	 * (cache lines of its own: it writes them), the table. */
+	uint32_t stride = RTE_ALIGN_CEIL(n, RTE_CACHE_LINE_SIZE / sizeof(struct pylb_out_memo));
+	size_t outs = RTE_ALIGN_CEIL(head + n * sizeof(*b), RTE_CACHE_LINE_SIZE);
+	size_t tab = outs + (size_t)n_slots * stride * sizeof(struct pylb_out_memo);
+
+	RTE_BUILD_BUG_ON(RTE_CACHE_LINE_SIZE % sizeof(struct pylb_out_memo) != 0);
 
 	obj = rte_zmalloc(what, tab + (live ? table_size * sizeof(uint16_t) : 0),
 			  RTE_CACHE_LINE_SIZE);
@@ -213,7 +216,8 @@ pylb_balance_new(void **out, const char *what, size_t head, size_t bal_offset,
 	bal->n_backends = n;
 	bal->table_size = table_size;
 	bal->backends = (struct pylb_backend *)((char *)obj + head);
-	bal->routes = (uint64_t *)((char *)obj + routes);
+	bal->outs = (struct pylb_out_memo *)((char *)obj + outs);
+	bal->outs_stride = stride;
 	if (n != 0)	/* b may be NULL for an empty set */
 		memcpy(bal->backends, b, n * sizeof(*b));
 	if (live != 0) {

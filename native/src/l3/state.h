@@ -56,6 +56,25 @@ struct pylb_nhg {
 	uint16_t pool;		/* its traffic's inspection pool slot (+1); 0: none */
 };
 
+/* Where a frame leaves: by next hop nh, to `mac` when it is known (a
+ * backend's remembered output: the MAC | PYLB_MAC_VALID); 0: nh_output
+ * finds it (fib.h: hop_output). */
+struct pylb_hop {
+	const struct pylb_nh *nh;
+	uint64_t mac;
+};
+
+/* An lcore's memory of a backend's output, made again when dp->gen moves
+ * (every route or neighbour change bumps it): the next-hop group the FIB
+ * routes the backend by (0: none), and when the group has one next hop,
+ * the hop with the neighbour's or gateway's MAC (nh NULL: ECMP, picked
+ * per flow). */
+struct pylb_out_memo {
+	uint32_t gen;
+	uint32_t group;
+	struct pylb_hop hop;
+} __rte_aligned(32);	/* two to a cache line: an lcore's from a line's start */
+
 /* A backend set and its consistent-hash lookup table, as L3 VIPs and L4
  * services hold them (in the same allocation, after the owner). */
 struct pylb_balance {
@@ -64,19 +83,12 @@ struct pylb_balance {
 	struct rte_reciprocal per_slot;	/* table_size's: a slot without a divide */
 	struct pylb_backend *backends;
 	uint16_t *table;	/* table_size entries; NULL: no backend with weight */
-	/* Per backend, the next-hop group the workers route it by and the
-	 * dp->gen it was looked up at (gen << 32 | group; group 0: none
-	 * yet): written by the workers only after a route or neighbour
-	 * changed, the same value by each. */
-	uint64_t *routes;
+	/* Each lcore's memory of each backend's output (fib.h's
+	 * pylb_backend_out), written by that lcore alone: lcore slot s's
+	 * from outs[s * outs_stride]. */
+	struct pylb_out_memo *outs;
+	uint32_t outs_stride;
 };
-
-/* A VIP's output towards backend `to` through next hop nh (vip.c); `flow`:
- * the flow's hash. */
-typedef void pylb_vip_out_fn(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
-			     struct rte_mbuf *m, const struct pylb_nh *nh,
-			     const struct pylb_vip *vip, const struct pylb_ip *to, uint8_t af,
-			     uint32_t flow);
 
 /* An encapsulation's outer source, bound when configured: `base`, the
  * bits `vary` of its last 32 (network order) taken from the flow's hash;
@@ -85,6 +97,22 @@ struct pylb_encap_src {
 	struct pylb_ip base;
 	uint32_t vary;
 };
+
+/* A packet m (of family af) on its way to backend `to` by hop; `flow`: its
+ * flow's hash. */
+struct pylb_send {
+	struct rte_mbuf *m;
+	struct pylb_hop hop;
+	const struct pylb_ip *to;
+	uint32_t flow;
+	uint8_t af;
+};
+
+/* A VIP's output (fib.h: its method's): n packets of its, in order, from
+ * the outer source `src`. */
+typedef void pylb_vip_out_fn(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
+			     const struct pylb_encap_src *src, const struct pylb_send *s,
+			     uint32_t n);
 
 /* An L3 VIP: immutable, replaced whole through dp->vips[] with RCU. */
 struct pylb_vip {

@@ -20,53 +20,29 @@
  * to its MAC. */
 void
 pylb_out_dr(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port, struct rte_mbuf *m,
-	    const struct pylb_nh *nh, const struct pylb_ip *to)
+	    const struct pylb_hop *hop, const struct pylb_ip *to)
 {
-	if (!nh->connected)
+	if (!hop->nh->connected)
 		return drop(lc, m, PYLB_D_VIP_NO_ROUTE);
 	if (unlikely(rte_pktmbuf_pkt_len(m) - sizeof(struct rte_ether_hdr) >
-		     cfg->ports[nh->port].mtu))
-		return pylb_nh_output_fit(lc, cfg, in_port, m, nh, to->ip, to->af);
-	nh_output(lc, cfg, nh, to->ip, to->af, m);
+		     cfg->ports[hop->nh->port].mtu))
+		return pylb_nh_output_fit(lc, cfg, in_port, m, hop->nh, to->ip, to->af);
+	hop_output(lc, cfg, hop, to->ip, to->af, m);
 }
 
-/* A VIP's output, one per method, bound when the VIP is configured. */
+/* Direct routing's VIP output. */
 static void
-vip_ipip(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port, struct rte_mbuf *m,
-	 const struct pylb_nh *nh, const struct pylb_vip *vip, const struct pylb_ip *to,
-	 uint8_t af, uint32_t flow)
+out_dr_burst(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
+	     const struct pylb_encap_src *src __rte_unused, const struct pylb_send *s, uint32_t n)
 {
-	pylb_out_ipip(lc, cfg, in_port, m, nh, &vip->src, flow, to, af);
-}
-
-static void
-vip_gre(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port, struct rte_mbuf *m,
-	const struct pylb_nh *nh, const struct pylb_vip *vip, const struct pylb_ip *to,
-	uint8_t af, uint32_t flow)
-{
-	pylb_out_gre(lc, cfg, in_port, m, nh, &vip->src, flow, to, af);
-}
-
-static void
-vip_gue(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port, struct rte_mbuf *m,
-	const struct pylb_nh *nh, const struct pylb_vip *vip, const struct pylb_ip *to,
-	uint8_t af, uint32_t flow)
-{
-	pylb_out_gue(lc, cfg, in_port, m, nh, &vip->src, flow, to, af);
-}
-
-static void
-vip_dr(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port __rte_unused,
-       struct rte_mbuf *m, const struct pylb_nh *nh, const struct pylb_vip *vip __rte_unused,
-       const struct pylb_ip *to, uint8_t af __rte_unused, uint32_t flow __rte_unused)
-{
-	pylb_out_dr(lc, cfg, in_port, m, nh, to);
+	for (uint32_t i = 0; i < n; i++)
+		pylb_out_dr(lc, cfg, in_port, s[i].m, &s[i].hop, s[i].to);
 }
 
 /* By enum pylb_vip_method: bound to a VIP when it is configured. */
 pylb_vip_out_fn *const pylb_vip_outs[PYLB_FWD_GUE + 1] = {
-	[PYLB_FWD_IPIP] = vip_ipip, [PYLB_FWD_GRE] = vip_gre, [PYLB_FWD_DR] = vip_dr,
-	[PYLB_FWD_GUE] = vip_gue,
+	[PYLB_FWD_IPIP] = pylb_out_ipip_burst, [PYLB_FWD_GRE] = pylb_out_gre_burst,
+	[PYLB_FWD_DR] = out_dr_burst, [PYLB_FWD_GUE] = pylb_out_gue_burst,
 };
 
 /* The flow hash that picks m's backend: its addresses', or for an ICMP
@@ -94,19 +70,26 @@ vip_hash(const struct pylb_lcore *lc, struct rte_mbuf *m, uint8_t af)
 	return flow_hash6(lc->dp->conf.hash_key, ip->src_addr, ip->dst_addr);
 }
 
-/* m (flow hash h) to vip's backend bi, along the route to it. */
-static inline void
-vip_send(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port, struct rte_mbuf *m,
-	 const struct pylb_vip *vip, uint32_t h, uint32_t bi, uint8_t af)
+/* m (flow hash h) on its way to vip's backend bi, along the route to it,
+ * in *out; false: dropped (no route). */
+static inline bool
+vip_ready(struct pylb_lcore *lc, struct rte_mbuf *m, const struct pylb_vip *vip, uint32_t h,
+	  uint32_t bi, uint8_t af, struct pylb_send *out)
 {
-	uint32_t g;
+	const struct pylb_out_memo *o = pylb_backend_out(lc, &vip->bal, bi);
+	struct pylb_hop tmp;
 
 	CNT(lc, VIP_PACKETS);
-	g = pylb_backend_group(lc->dp, &vip->bal, bi);
-	if (g == 0)
-		return drop(lc, m, PYLB_D_VIP_NO_ROUTE);
-	vip->out(lc, cfg, in_port, m, nhg_pick(lc->dp, g, h), vip, &vip->bal.backends[bi].addr,
-		 af, h);
+	if (o->group == 0) {
+		drop(lc, m, PYLB_D_VIP_NO_ROUTE);
+		return false;
+	}
+	out->hop = *hop_pick(lc->dp, o, o->group, h, &tmp);
+	out->m = m;
+	out->to = &vip->bal.backends[bi].addr;
+	out->flow = h;
+	out->af = af;
+	return true;
 }
 
 static inline const struct pylb_vip *
@@ -118,15 +101,17 @@ vip_get(struct pylb_lcore *lc, uint32_t vip_id)
 }
 
 /* Every packet's hash and table slot first, the slots fetched, then each
- * sent: the lookup table's cache misses overlap instead of one per packet
- * in turn. */
+ * made ready and sent: the lookup table's cache misses overlap instead of
+ * one per packet in turn, and each run of one VIP's packets goes in one
+ * call of its output. */
 void
 pylb_vip_burst(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 	       struct rte_mbuf **m, const uint32_t *ids, const uint8_t *af, uint32_t n)
 {
-	const struct pylb_vip *vip[PYLB_BURST];
+	const struct pylb_vip *vip[PYLB_BURST], *run = NULL;
 	uint32_t h[PYLB_BURST], slot[PYLB_BURST];
-	uint32_t i;
+	struct pylb_send s[PYLB_BURST];
+	uint32_t i, k = 0, start = 0;
 
 	for (i = 0; i < n; i++) {
 		vip[i] = vip_get(lc, ids[i]);
@@ -137,12 +122,22 @@ pylb_vip_burst(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 		rte_prefetch0(&vip[i]->bal.table[slot[i]]);
 	}
 	for (i = 0; i < n; i++) {
-		if (unlikely(vip[i] == NULL))
+		if (unlikely(vip[i] == NULL)) {
 			drop(lc, m[i], PYLB_D_VIP_NO_BACKEND);
-		else
-			vip_send(lc, cfg, in_port, m[i], vip[i], h[i], vip[i]->bal.table[slot[i]],
-				 af[i]);
+			continue;
+		}
+		if (!vip_ready(lc, m[i], vip[i], h[i], vip[i]->bal.table[slot[i]], af[i], &s[k]))
+			continue;
+		if (vip[i] != run) {
+			if (k != start)
+				run->out(lc, cfg, in_port, &run->src, s + start, k - start);
+			run = vip[i];
+			start = k;
+		}
+		k++;
 	}
+	if (k != start)
+		run->out(lc, cfg, in_port, &run->src, s + start, k - start);
 }
 
 void

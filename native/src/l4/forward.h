@@ -25,6 +25,18 @@ l4_backend_group(struct pylb_lcore *lc, struct rte_mbuf *m, const uint8_t *to, u
 	return true;
 }
 
+/* The hop towards d->to for d->hash's flow (in *tmp, or d->out's); NULL
+ * (m dropped): no route. */
+static inline const struct pylb_hop *
+l4_hop(struct pylb_lcore *lc, struct rte_mbuf *m, const struct l4_dest *d, struct pylb_hop *tmp)
+{
+	uint32_t g = d->out != NULL ? d->out->group : 0;
+
+	if (!l4_backend_group(lc, m, d->to, d->to_af, &g))
+		return NULL;
+	return hop_pick(lc->dp, d->out, g, d->hash, tmp);
+}
+
 /* A translated packet (NAT, FullNAT) towards backend `to`, routed like
  * any other: its own header picks the ECMP path. */
 static inline void
@@ -145,12 +157,14 @@ l4_out_encap(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port, str
 	     const struct l4_dest *d, pylb_out_encap_fn *out)
 {
 	struct pylb_ip b = { .af = d->to_af };
-	uint32_t g = d->group;
+	const struct pylb_hop *hop;
+	struct pylb_hop tmp;
 
-	if (!l4_backend_group(lc, m, d->to, d->to_af, &g))
+	hop = l4_hop(lc, m, d, &tmp);
+	if (hop == NULL)
 		return;
 	memcpy(b.ip, d->to, d->to_af == 4 ? 4 : 16);
-	out(lc, cfg, in_port, m, nhg_pick(lc->dp, g, d->hash), d->src, d->flow, &b, d->af);
+	out(lc, cfg, in_port, m, hop, d->src, d->flow, &b, d->af);
 }
 
 static inline void
@@ -161,7 +175,7 @@ l4_untracked_encap(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_por
 	struct l4_dest d = {
 		.to = b->addr.ip, .to_af = b->addr.af, .af = t->af, .hash = hash,
 		.flow = l4_flow(hash, t->sport), .src = &svc->tunnel_src,
-		.group = pylb_backend_group(lc->dp, &svc->bal, (uint32_t)(b - svc->bal.backends)),
+		.out = pylb_backend_out(lc, &svc->bal, (uint32_t)(b - svc->bal.backends)),
 	};
 
 	l4_out_encap(lc, cfg, in_port, m, &d, out);
@@ -191,13 +205,13 @@ l4_forward_as_is(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 		.hash = hash, .flow = l4_flow(hash, c->cport), .src = &l4_port_src,
 	};
 
-	/* Its backend's remembered route while c's index of it holds (checked
-	 * at this generation: conn_check). */
+	/* Its backend's remembered output while c's index of it holds
+	 * (checked at this generation: conn_check). */
 	if (likely(svc != NULL)) {
 		d.src = &svc->tunnel_src;
 		if (likely(c->bidx < svc->bal.n_backends &&
 			   c->gen == __atomic_load_n(&lc->dp->gen, __ATOMIC_ACQUIRE)))
-			d.group = pylb_backend_group(lc->dp, &svc->bal, c->bidx);
+			d.out = pylb_backend_out(lc, &svc->bal, c->bidx);
 	}
 
 	pylb_l4_methods[c->method]->out(lc, cfg, in_port, m, &d);

@@ -63,27 +63,7 @@ pylb_conn_resolve(struct pylb_lcore *lc, struct pylb_conn *c)
 	if (g == 0 || nhg_multi(dp, g))
 		return false;
 	nh = nhg_pick(dp, g, 0);
-	if (nh->connected) {
-		/* The lcore's neighbour cache first, as packet output does. */
-		uint32_t gen = __atomic_load_n(&dp->gen, __ATOMIC_ACQUIRE);
-		const struct pylb_ncache *e = ncache_slot(lc, be, c->af, nh->port);
-		struct pylb_neigh_key k;
-		void *data;
-
-		if (ncache_holds(e, be, c->af, nh->port, gen)) {
-			mac = e->mac;
-		} else {
-			if (c->af == 4)
-				neigh_key4(&k, *(const unaligned_uint32_t *)be, nh->port);
-			else
-				neigh_key6(&k, be, nh->port);
-			if (rte_hash_lookup_data(dp->neigh_hash, &k, &data) < 0)
-				return false;
-			mac = (uint64_t)(uintptr_t)data;
-		}
-	} else {
-		mac = __atomic_load_n(&nh->mac, __ATOMIC_RELAXED);
-	}
+	mac = pylb_nh_mac(lc, nh, be, c->af, __atomic_load_n(&dp->gen, __ATOMIC_ACQUIRE));
 	if (!(mac & PYLB_MAC_VALID))
 		return false;
 	c->out_port = nh->port;

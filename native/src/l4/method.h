@@ -40,7 +40,9 @@ struct l4_dest {
 	uint8_t to_af, af;
 	uint32_t hash, flow;
 	const struct pylb_encap_src *src;
-	uint32_t group;		/* the next-hop group towards `to`; 0: the FIB's */
+	/* The output towards `to` as the lcore remembers it for its backend
+	 * (fib.h: pylb_backend_out); NULL: by the FIB. */
+	const struct pylb_out_memo *out;
 };
 
 typedef void l4_out_fn(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,

@@ -12,12 +12,14 @@ out_dr(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
        struct rte_mbuf *m, const struct l4_dest *d)
 {
 	struct pylb_ip b = { .af = d->to_af };
-	uint32_t g = d->group;
+	const struct pylb_hop *hop;
+	struct pylb_hop tmp;
 
-	if (!l4_backend_group(lc, m, d->to, d->to_af, &g))
+	hop = l4_hop(lc, m, d, &tmp);
+	if (hop == NULL)
 		return;
 	memcpy(b.ip, d->to, d->to_af == 4 ? 4 : 16);
-	pylb_out_dr(lc, cfg, in_port, m, nhg_pick(lc->dp, g, d->hash), &b);
+	pylb_out_dr(lc, cfg, in_port, m, hop, &b);
 }
 
 static void
