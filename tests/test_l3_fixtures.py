@@ -481,13 +481,17 @@ def test_a_changed_or_deleted_neighbour_is_followed_at_once(dp):
 def test_a_backends_remembered_output_follows_routes_and_gateways(router, method):
     """Each lcore remembers a VIP backend's output (next hop, MAC) until a
     route or neighbour changes: a backend behind a gateway follows the
-    gateway's new MAC, an ECMP route, and a route taken away, from the next
-    packet."""
+    gateway's new MAC, a more specific route, an ECMP one (each flow its
+    gateway) and a route taken away, from the next packet."""
     router.add_vip("192.0.2.10/32", method=method, backends=["198.51.100.20"])
     frame = raw(from_client("192.0.2.10"))
 
     def dst_macs(n=1):
         return [Ether(f).dst for _, f in router.inject("p0", [frame] * n)]
+
+    def dst_macs_of_clients():
+        frames = [raw(from_client("192.0.2.10", src=f"10.0.0.{i}")) for i in range(3, 35)]
+        return {Ether(f).dst for _, f in router.inject("p0", frames)}
 
     assert dst_macs(2) == [GW1_MAC] * 2
     router.del_neighbour("p1", GW1)         # the gateway answers from a new MAC
@@ -498,6 +502,9 @@ def test_a_backends_remembered_output_follows_routes_and_gateways(router, method
     assert dst_macs() == ["02:00:00:00:0c:01"]
     router.add_route("198.51.100.20/32", (GW2, "p1"))
     assert dst_macs() == [GW2_MAC]
+    router.del_route("198.51.100.20/32")      # ECMP: each flow its gateway
+    router.add_route("198.51.100.20/32", [(GW1, "p1"), (GW2, "p1")])
+    assert dst_macs_of_clients() == {"02:00:00:00:0c:01", GW2_MAC}
     router.del_route("198.51.100.20/32")
     router.del_route("198.51.100.0/24")
     assert dst_macs() == []

@@ -13,6 +13,12 @@
 
 #include "l3/l3.h"
 
+/* Writes what goes between the outer IP header `ip` (at o: its end) and
+ * the packet, of family inner_af, in m; `opt`: what the packet's flow puts
+ * there (GENEVE: pylb's option), else NULL. */
+typedef void pylb_tun_fn(struct rte_mbuf *m, void *ip, char *o, uint8_t inner_af,
+			 uint8_t outer_af, uint32_t flow, const void *opt);
+
 /* What an encapsulation puts between its outer IP header and the packet
  * it carries: nothing (IPIP), a GRE header, UDP (GUE variant 1, FOU: the
  * packet's version tells IPv4 from IPv6), or UDP and a GENEVE header whose
@@ -20,12 +26,6 @@
  * (inspect.c); and the drop reason of a packet too big once in it. UDP's
  * source port comes from the flow's hash, so that the far end's NIC
  * spreads the flows over its queues. */
-struct pylb_tun;
-/* Writes what goes between the outer IP header `ip` (at o: its end) and
- * the packet, of family inner_af, in m; `opt`: what the packet's flow puts
- * there (GENEVE: pylb's option), else NULL. */
-typedef void pylb_tun_fn(struct rte_mbuf *m, void *ip, char *o, uint8_t inner_af,
-			 uint8_t outer_af, uint32_t flow, const void *opt);
 struct pylb_tun {
 	uint8_t proto;		/* the outer protocol; 0: the packet's family's (IPIP) */
 	uint8_t len;		/* bytes between the outer header and the packet */

@@ -244,12 +244,8 @@ hop_output(struct pylb_lcore *lc, const struct pylb_cfg *cfg, const struct pylb_
 	nh_output(lc, cfg, hop->nh, dst, dst_af, m);
 }
 
-/* fwd.c: nh's MAC towards dst (of family af) at generation gen: a
- * gateway's, cached in nh, or the neighbour's, from the lcore's cache or
- * the table; without PYLB_MAC_VALID: not resolved. */
-uint64_t pylb_nh_mac(struct pylb_lcore *lc, const struct pylb_nh *nh, const uint8_t *dst,
-		     uint8_t af, uint32_t gen);
-/* fwd.c: o, lcore lc's memory of the output to `to`, made at gen. */
+/* fwd.c: o, lcore lc's memory of the output to `to`, made at gen (also
+ * what a NAT connection caches: l4.c's pylb_conn_resolve). */
 void pylb_out_memo_make(struct pylb_lcore *lc, struct pylb_out_memo *o, const struct pylb_ip *to,
 			uint32_t gen);
 

@@ -312,9 +312,12 @@ pylb_nh_output_fit(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_por
 		nh_output(lc, cfg, nh, to, dst_af, frags[i]);
 }
 
-uint64_t
-pylb_nh_mac(struct pylb_lcore *lc, const struct pylb_nh *nh, const uint8_t *dst, uint8_t af,
-	    uint32_t gen)
+/* nh's MAC towards dst (of family af) at generation gen: a gateway's,
+ * cached in nh, or the neighbour's, from the lcore's cache or the table;
+ * without PYLB_MAC_VALID: not resolved. */
+static uint64_t
+nh_mac(struct pylb_lcore *lc, const struct pylb_nh *nh, const uint8_t *dst, uint8_t af,
+       uint32_t gen)
 {
 	const struct pylb_ncache *e;
 	struct pylb_neigh_key k;
@@ -348,7 +351,7 @@ pylb_out_memo_make(struct pylb_lcore *lc, struct pylb_out_memo *o, const struct 
 	if (g == 0 || nhg_multi(dp, g))
 		return;
 	o->hop.nh = nhg_pick(dp, g, 0);
-	o->hop.mac = pylb_nh_mac(lc, o->hop.nh, to->ip, to->af, gen);
+	o->hop.mac = nh_mac(lc, o->hop.nh, to->ip, to->af, gen);
 }
 
 /* A neighbour a worker saw (an ARP or ND packet), queued for the control

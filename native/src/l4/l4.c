@@ -50,24 +50,20 @@ pylb_l4_method_out(struct pylb_lcore *lc, const struct pylb_cfg *cfg, struct rte
 }
 
 /* Where a NAT connection's packets go, resolved once and cached in the
- * entry: port and next-hop MAC. */
+ * entry: port and next-hop MAC, as a backend's output is resolved (an
+ * ECMP route, or a MAC not known yet: not cached). */
 bool
 pylb_conn_resolve(struct pylb_lcore *lc, struct pylb_conn *c)
 {
-	struct pylb_dp *dp = lc->dp;
-	const uint8_t *be = conn_addr(lc->ct, c, CONN_BACKEND);
-	uint32_t g = route_group(dp, be, c->af);
-	const struct pylb_nh *nh;
-	uint64_t mac;
+	struct pylb_ip be = { .af = c->af };
+	struct pylb_out_memo o;
 
-	if (g == 0 || nhg_multi(dp, g))
+	memcpy(be.ip, conn_addr(lc->ct, c, CONN_BACKEND), c->af == 4 ? 4 : 16);
+	pylb_out_memo_make(lc, &o, &be, __atomic_load_n(&lc->dp->gen, __ATOMIC_ACQUIRE));
+	if (o.hop.nh == NULL || !(o.hop.mac & PYLB_MAC_VALID))
 		return false;
-	nh = nhg_pick(dp, g, 0);
-	mac = pylb_nh_mac(lc, nh, be, c->af, __atomic_load_n(&dp->gen, __ATOMIC_ACQUIRE));
-	if (!(mac & PYLB_MAC_VALID))
-		return false;
-	c->out_port = nh->port;
-	c->out_mac = mac;
+	c->out_port = o.hop.nh->port;
+	c->out_mac = o.hop.mac;
 	c->flags |= CONN_F_OUT_OK;
 	return true;
 }
