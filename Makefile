@@ -4,7 +4,7 @@ PY        := $(VENV)/bin/python
 HUGEPAGES ?= 512
 SOURCES   := $(shell find native pylb proto -name '*.c' -o -name '*.h' -o -name '*.pyx' -o -name '*.pxd' -o -name '*.proto' | grep -v '^pylb/_\(native\|limits\).c$$') native/Makefile setup.py pyproject.toml
 
-.PHONY: all deps venv build hugepages test check demo fleet-demo bench bench-stages fuzz test-asan soak doctor docs deb clean
+.PHONY: all deps venv build hugepages test check demo fleet-demo bench bench-stages bench-instructions fuzz test-asan soak doctor docs deb clean
 
 all: build
 
@@ -75,6 +75,11 @@ bench: build hugepages
 bench-stages: HUGEPAGES = 2048
 bench-stages: build hugepages
 	$(PY) bench/stages.py
+
+# The instructions a packet costs, by function (bench/instructions.py: counted
+# under valgrind, exact where cycles on this VM move by 10-20%; a few minutes).
+bench-instructions: build
+	$(PY) bench/instructions.py
 
 # libFuzzer targets (packet path, config loader, API validation) with ASan and
 # UBSan, FUZZ_SECONDS each; `make test` runs each for a few seconds.

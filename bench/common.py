@@ -12,6 +12,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 
@@ -151,6 +152,36 @@ def l3fwd(vdevs: list[str], routes4: list[tuple[str, int]], routes6: list[tuple[
     if pps == 0:
         raise RuntimeError(f"l3fwd forwarded nothing ({received} received)")
     return {"mpps": pps / 1e6, "cycles_per_packet": tsc_mhz * 1e6 / pps}
+
+
+def build_copy(tree: str, **env: str) -> str:
+    """A copy of the project's tree in `tree`, its extension built from
+    scratch with `env` added to the environment (PYLB_CFLAGS, PYLB_MARCH:
+    setup.py); the copy's path."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    for name in ("native", "pylb", "proto", "setup.py", "pyproject.toml", "README.md"):
+        src, dst = os.path.join(root, name), os.path.join(tree, name)
+        if os.path.isdir(src):
+            shutil.copytree(src, dst, dirs_exist_ok=True,
+                            ignore=shutil.ignore_patterns("*.so", "__pycache__"))
+        else:
+            os.makedirs(tree, exist_ok=True)
+            shutil.copy2(src, dst)
+    subprocess.run([sys.executable, "setup.py", "-q", "build_ext", "--inplace"], cwd=tree,
+                   env={**os.environ, **env}, check=True, stdout=subprocess.DEVNULL)
+    return tree
+
+
+def rebuilt_cases(tool: str, text: str) -> list[str]:
+    """bench/paths.py's cases from a comma-separated list, for a benchmark
+    that runs them on a dataplane built again (stages.py, instructions.py):
+    the inspect_return cases refused in one line, since their input is made
+    by the dataplane under test (bench/paths.py --geneve-frames)."""
+    cases = text.split(",")
+    bad = [c for c in cases if c.startswith("inspect_return")]
+    if bad:
+        sys.exit(f"{tool}: {bad[0]}'s input is made by the dataplane under test: leave it out")
+    return cases
 
 
 def die_with_parent() -> None:

@@ -31,26 +31,13 @@ import common
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, "bench", "results")
 CUTS = {0: "received and sent", 1: "+ parse", 2: "+ classify"}
-COPIED = ("native", "pylb", "proto", "setup.py", "pyproject.toml", "README.md")
 STAGES = os.path.join(common.BUILD, "stages")
 
 
 def build_cut(cut: int) -> str:
     """The tree's copy built from scratch with its pipeline cut after stage
     `cut`."""
-    tree = os.path.join(STAGES, str(cut))
-    for name in COPIED:
-        src, dst = os.path.join(ROOT, name), os.path.join(tree, name)
-        if os.path.isdir(src):
-            shutil.copytree(src, dst, dirs_exist_ok=True,
-                            ignore=shutil.ignore_patterns("*.so", "__pycache__"))
-        else:
-            os.makedirs(tree, exist_ok=True)
-            shutil.copy2(src, dst)
-    env = {**os.environ, "PYLB_CFLAGS": f"-DPYLB_BENCH_CUT={cut}"}
-    subprocess.run([sys.executable, "setup.py", "-q", "build_ext", "--inplace"], cwd=tree,
-                   env=env, check=True, stdout=subprocess.DEVNULL)
-    return tree
+    return common.build_copy(os.path.join(STAGES, str(cut)), PYLB_CFLAGS=f"-DPYLB_BENCH_CUT={cut}")
 
 
 def measure(tree: str, cases: str, runs: int, out: str) -> dict:
@@ -77,10 +64,7 @@ def main() -> None:
                     help="rounds, each measuring every cut and the whole pipeline in turn")
     ap.add_argument("--out", default=RESULTS)
     args = ap.parse_args()
-    cases = args.cases.split(",")
-    bad = [c for c in cases if c.startswith("inspect_return")]
-    if bad:
-        sys.exit(f"stages: {bad[0]}'s input is made by the dataplane under test: leave it out")
+    cases = common.rebuilt_cases("stages", args.cases)
     os.makedirs(args.out, exist_ok=True)
     shutil.rmtree(STAGES, ignore_errors=True)
     trees = {cut: build_cut(cut) for cut in CUTS}

@@ -72,6 +72,14 @@ def nics() -> list[dict[str, Any]]:
     return out
 
 
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags (/proc/cpuinfo's first "flags" line)."""
+    for line in _read("/proc/cpuinfo").splitlines():
+        if line.startswith("flags"):
+            return set(line.split(":", 1)[1].split())
+    return set()
+
+
 def diagnose() -> Report:
     r = Report()
 
@@ -127,6 +135,12 @@ def diagnose() -> Report:
     r.checks.append(Check("isolated_cores", "ok" if isolated else "warn",
                           f"isolated: {isolated}" if isolated else
                           "no isolated cores (isolcpus=...): workers share cores with the OS"))
+
+    flags = cpu_flags()
+    r.facts["cpus"]["avx512"] = "avx512f" in flags
+    r.checks.append(Check("simd", "ok", "AVX-512: the FIB lookups take DPDK's vector code"
+                          if "avx512f" in flags else
+                          "no AVX-512: the FIB lookups are DPDK's scalar ones (the same answers)"))
 
     r.facts["nics"] = nics()
     ready = [n for n in r.facts["nics"] if n["dpdk_ready"]]

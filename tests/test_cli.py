@@ -125,7 +125,9 @@ def test_doctor_reports_hugepages_mounts_and_pmds():
     assert any(p["size_kb"] == 2048 and p["total"] > 0 for p in report["hugepages"])
     assert any(m["path"] for m in report["hugetlbfs_mounts"])
     assert {c["name"] for c in report["checks"]} >= {"dpdk", "hugepages", "hugetlbfs", "iommu",
-                                                     "isolated_cores", "nics"}
+                                                     "isolated_cores", "simd", "nics"}
+    with open("/proc/cpuinfo") as f:
+        assert report["cpus"]["avx512"] == (" avx512f " in f.read())
     text = pylb("doctor").stdout
     assert "hugepages (per NUMA node and size)" in text and "net_tap" in text
 

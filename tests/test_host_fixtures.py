@@ -3,13 +3,18 @@ built with scapy. Input frame -> exact output bytes, or a named drop."""
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.inet6 import ICMPv6EchoRequest, ICMPv6ND_NS, IPv6
 from scapy.layers.l2 import ARP, Dot1Q, Ether
 from scapy.packet import Raw, raw
 
 from conftest import CLIENT_MAC, P0_MAC, P1_MAC, service
+from pylb.errors import AlreadyExists
 
 CLIENT_IP = "10.0.0.2"
 
@@ -203,6 +208,25 @@ def test_malformed_frames_are_dropped_under_their_reason(dp, frame, reason):
     assert drops_of(dp) == {reason: 1}
     # and the dataplane keeps answering
     assert len(dp.inject(0, [raw(echo_request())])) == 1
+
+
+@settings(max_examples=300, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(tos=st.integers(0, 255), ident=st.integers(0, 0xffff), ttl=st.integers(2, 255),
+       last=st.integers(2, 254), chksum=st.one_of(st.none(), st.integers(0, 0xffff)))
+def test_an_ipv4_header_passes_exactly_when_its_checksum_is_right(dp, tos, ident, ttl, last,
+                                                                   chksum):
+    """The header check (l3.h: ipv4_cksum_ok, a sum taken modulo 0xffff)
+    agrees with scapy's checksum for any header: right ones are routed,
+    every other value is a bad checksum."""
+    with contextlib.suppress(AlreadyExists):     # (one dataplane for every example)
+        dp.add_neighbour("p1", "10.0.1.9", "02:00:00:00:0b:09")
+    datagram = IP(src=f"10.0.0.{last}", dst="10.0.1.9", tos=tos, id=ident, ttl=ttl) / UDP(dport=9)
+    right = IP(raw(datagram)).chksum
+    datagram.chksum = right if chksum is None else chksum
+    before = drops_of(dp).get("ipv4_bad_checksum", 0)
+    dp.inject(0, [raw(Ether(dst=P0_MAC, src=CLIENT_MAC) / datagram)])
+    assert drops_of(dp).get("ipv4_bad_checksum", 0) - before == (datagram.chksum != right)
 
 
 def test_every_drop_reason_is_exercised():

@@ -311,6 +311,31 @@ def vip_router(dp, method, backends=("10.0.1.20", "10.0.1.21", "10.0.1.22")):
     return {b: f"02:00:00:00:0b:{i:02x}" for i, b in enumerate(backends)}
 
 
+@pytest.mark.parametrize("size", [251, 65537])
+def test_a_flow_takes_the_table_slot_of_its_hash_modulo_the_size(dp, size):
+    """The lookup table's slot is the flow hash modulo the table's size,
+    computed without a divide (fib.h: bal_slot): the same as Python's %
+    for hashes over the whole 32-bit range, and the packet goes there."""
+    from pylb._native import maglev_table
+    backends = [f"10.0.1.{20 + i}" for i in range(7)]
+    for i, b in enumerate(backends):
+        dp.add_neighbour("p1", b, f"02:00:00:00:0b:{i:02x}")
+    dp.add_vip("203.0.113.10/32", method="ipip", table_size=size, backends=backends)
+    table = maglev_table(backends, size)
+    hashes = []
+    for i in range(4000):
+        src = f"10.{i % 200}.{i // 200}.9"
+        h = dp.flow_hash(src, "203.0.113.10")
+        hashes.append(h)
+        assert dp.vip_pick("203.0.113.10/32", src, "203.0.113.10") == backends[table[h % size]]
+    assert max(hashes) >= 0xf0000000 and min(hashes) < 0x10000000
+    for i in range(32):
+        src = f"10.0.0.{100 + i}"     # on the clients' network
+        (_, f), = dp.inject("p0", [raw(from_client("203.0.113.10", src=src))])
+        h = dp.flow_hash(src, "203.0.113.10")
+        assert Ether(f)[IP].dst == backends[table[h % size]]
+
+
 def test_ipip_encapsulation_is_exact(dp):
     macs = vip_router(dp, "ipip")
     pkt = from_client("203.0.113.10", ttl=20, tos=0x10)
@@ -320,6 +345,21 @@ def test_ipip_encapsulation_is_exact(dp):
                 / IP(src="10.0.1.1", dst=backend, ttl=64, id=0, tos=0x10, proto=4) / pkt[IP])
     assert (port, f) == (1, raw(expected))
     assert dp.totals()["vip_packets"] == 1
+
+
+def test_an_encapsulation_takes_the_address_its_port_has_now(router):
+    """A backend's outer headers are made once per lcore (encap.c), the
+    egress port's address as their source: the port's address on the
+    backend's network, else its first. One added on that network is the
+    source from the next packet on."""
+    router.add_vip("192.0.2.10/32", method="ipip", backends=["198.51.100.20"])
+    pkt = from_client("192.0.2.10")
+    (_, f), = router.inject("p0", [raw(pkt)])
+    assert Ether(f)[IP].src == "10.0.1.1"
+    router.add_address("p1", "198.51.96.1/20", mirror=False)
+    (_, f), = router.inject("p0", [raw(pkt)])
+    assert f == raw(Ether(src=P1_MAC, dst=GW1_MAC)      # the /24 via GW1 stays
+                    / IP(src="198.51.96.1", dst="198.51.100.20", ttl=64, id=0, proto=4) / pkt[IP])
 
 
 def test_gre_encapsulation_is_exact(dp):

@@ -40,19 +40,6 @@ encap_len(const struct pylb_tun *tun, uint8_t outer_af)
 		tun->len;
 }
 
-/* An IPv4 header's checksum (id 0) from its 16-bit words, host order. */
-static inline rte_be16_t
-hdr_cksum4(uint32_t vhl_tos, uint32_t tot, uint32_t frag, uint32_t ttl_proto, uint32_t s,
-	   uint32_t d)
-{
-	uint32_t sum = vhl_tos + tot + frag + ttl_proto + (s >> 16) + (s & 0xffff) +
-		(d >> 16) + (d & 0xffff);
-
-	sum = (sum & 0xffff) + (sum >> 16);
-	sum = (sum & 0xffff) + (sum >> 16);
-	return rte_cpu_to_be_16((uint16_t)~sum);
-}
-
 static inline rte_be16_t
 ether_type(uint8_t af)
 {
@@ -124,87 +111,154 @@ static const struct pylb_tun tun_geneve = {
 	.write = write_geneve, .too_big = PYLB_D_INSPECT_TOO_BIG,
 };
 
-/* Put m (an Ethernet frame carrying an IP packet of family inner_af) in
- * tun's encapsulation (with the flow's `opt`: tun->write's) towards `dst`,
- * from `src` (its varying bits from `flow`; af 0, or not dst's family: the
- * egress port's address). Returns 0 or the drop reason. */
-static __rte_always_inline int
-encap(const struct pylb_cfg *cfg, const struct pylb_tun *tun, const void *opt,
-      const struct pylb_encap_src *src, uint32_t flow, const struct pylb_ip *dst,
-      const struct pylb_hop *hop, struct rte_mbuf *m, uint8_t inner_af, uint32_t olen)
+/* The headers packets to `to` from `src` leaving by port pc start with,
+ * in o->hdr: Ethernet's type and source (its destination is the hop's),
+ * the outer IP header with what does not change from packet to packet
+ * (addresses, TTL), and for IPv4 the sum of those words; hlen set. False:
+ * the port has no address to be the source. */
+static inline bool
+hdr_fill(struct pylb_out_memo *o, const struct pylb_port_cfg *pc,
+	 const struct pylb_encap_src *src, const struct pylb_ip *to)
 {
-	const struct pylb_ip *source = &src->base;
-	const struct pylb_port_cfg *pc = &cfg->ports[hop->nh->port];
-	uint8_t proto = tun->proto != 0 ? tun->proto :
-		inner_af == 4 ? IPPROTO_IPIP : IPPROTO_IPV6;
-	uint32_t inner_len = rte_pktmbuf_pkt_len(m) - sizeof(struct rte_ether_hdr);
+	struct rte_ether_hdr *eth = (struct rte_ether_hdr *)o->hdr;
+
+	memset(o->hdr, 0, sizeof(o->hdr));
+	rte_ether_addr_copy(&pc->mac, &eth->src_addr);
+	eth->ether_type = ether_type(to->af);
+	if (to->af == 4) {
+		struct rte_ipv4_hdr *ip4 = (struct rte_ipv4_hdr *)(eth + 1);
+		uint32_t s4, d4 = *(const unaligned_uint32_t *)to->ip;
+
+		if (src->base.af == 4)
+			s4 = *(const unaligned_uint32_t *)src->base.ip;
+		else if (!port_src4(pc, d4, &s4))
+			return false;
+		ip4->version_ihl = RTE_IPV4_VHL_DEF;
+		ip4->time_to_live = IPDEFTTL;
+		ip4->src_addr = s4;
+		ip4->dst_addr = d4;
+		s4 = rte_be_to_cpu_32(s4);
+		d4 = rte_be_to_cpu_32(d4);
+		o->sum = ((uint32_t)RTE_IPV4_VHL_DEF << 8) + ((uint32_t)IPDEFTTL << 8) +
+			(d4 >> 16) + (d4 & 0xffff);
+		/* A source with bits from the flow is summed per packet. */
+		if (src->vary == 0 || src->base.af != 4)
+			o->sum += (s4 >> 16) + (s4 & 0xffff);
+		o->hlen = sizeof(*eth) + sizeof(*ip4);
+	} else {
+		struct rte_ipv6_hdr *ip6 = (struct rte_ipv6_hdr *)(eth + 1);
+		const uint8_t *s6 = src->base.af == 6 ? src->base.ip : port_src6(pc, to->ip);
+
+		if (s6 == NULL)
+			return false;
+		ip6->hop_limits = IPDEFTTL;
+		memcpy(ip6->src_addr, s6, 16);
+		memcpy(ip6->dst_addr, to->ip, 16);
+		o->hlen = sizeof(*eth) + sizeof(*ip6);
+	}
+	return true;
+}
+
+/* A backend's remembered output o gets its headers (struct pylb_out_memo)
+ * for configuration cfg: hdr_fill's with its hop's MAC, and the port's
+ * MTU. None (hlen 0) without a single hop whose MAC is known, or without
+ * a source: such packets take the general way (out_encap). */
+static __rte_noinline void
+hdr_make(struct pylb_out_memo *o, const struct pylb_cfg *cfg, const struct pylb_encap_src *src,
+	 const struct pylb_ip *to)
+{
+	const struct pylb_port_cfg *pc;
+
+	o->cfg = cfg;
+	o->hlen = 0;
+	if (o->hop.nh == NULL || !(o->hop.mac & PYLB_MAC_VALID))
+		return;
+	pc = &cfg->ports[o->hop.nh->port];
+	if (!hdr_fill(o, pc, src, to))
+		return;
+	u64_to_mac(o->hop.mac, &((struct rte_ether_hdr *)o->hdr)->dst_addr);
+	o->mtu = pc->mtu;
+}
+
+/* Put m (an Ethernet frame carrying an IP packet of family inner_af) in
+ * tun's encapsulation (with the flow's `opt`: tun->write's) towards `dst`:
+ * h's headers (hdr_fill's) copied in front, then what is the packet's own
+ * written: the outer length; TOS and DF as the inner packet has them (DF
+ * so that a hop too small answers "fragmentation needed", which comes back
+ * here and goes on to the inner packet's sender, icmperr.c; IPv6 inside:
+ * always); IPIP's protocol; the source's bits from `flow`; the IPv4
+ * checksum from h's sum (not read back from the header just written: a
+ * store-forwarding stall); the header tun->write makes. 0 or the drop
+ * reason. */
+static __rte_always_inline int
+encap(const struct pylb_out_memo *h, const struct pylb_tun *tun, const void *opt,
+      const struct pylb_encap_src *src, uint32_t flow, const struct pylb_ip *dst,
+      struct rte_mbuf *m, uint8_t inner_af, uint32_t olen)
+{
 	const void *inner = rte_pktmbuf_mtod_offset(m, void *, sizeof(struct rte_ether_hdr));
+	uint32_t inner_len = rte_pktmbuf_pkt_len(m) - sizeof(struct rte_ether_hdr);
 	uint8_t tos = inner_af == 4 ? ((const struct rte_ipv4_hdr *)inner)->type_of_service :
 		(uint8_t)(rte_be_to_cpu_32(((const struct rte_ipv6_hdr *)inner)->vtc_flow) >> 20);
-	struct rte_ether_hdr *eth;
-	void *ip;
-	char *o;
+	uint8_t proto = tun->proto != 0 ? tun->proto :
+		inner_af == 4 ? IPPROTO_IPIP : IPPROTO_IPV6;
+	char *eth = rte_pktmbuf_prepend(m, (uint16_t)olen), *ip;
 
-	if (rte_pktmbuf_headroom(m) < olen)
+	if (unlikely(eth == NULL))
 		return PYLB_D_VIP_NO_HEADROOM;
-	/* A new Ethernet header: its type set here, its addresses by the
-	 * output (nh_output), as every frame's. */
-	eth = (struct rte_ether_hdr *)rte_pktmbuf_prepend(m, (uint16_t)olen);
-	o = (char *)(eth + 1);
-	ip = o;
+	ip = eth + sizeof(struct rte_ether_hdr);
 	if (dst->af == 4) {
-		struct rte_ipv4_hdr *ip4 = ip;
-		uint32_t s4, d4 = *(const unaligned_uint32_t *)dst->ip;
-		/* DF as the inner packet has it (IPv6: always), so that a hop
-		 * too small answers "fragmentation needed", which comes back
-		 * here and goes on to the inner packet's sender (icmperr.c). */
+		struct rte_ipv4_hdr *ip4 = (struct rte_ipv4_hdr *)ip;
 		rte_be16_t frag = inner_af == 6 ? RTE_BE16(RTE_IPV4_HDR_DF_FLAG) :
 			((const struct rte_ipv4_hdr *)inner)->fragment_offset &
 			RTE_BE16(RTE_IPV4_HDR_DF_FLAG);
-		uint16_t tot = (uint16_t)(olen + inner_len);
+		uint32_t tot = olen + inner_len;
+		uint32_t sum = h->sum + tos + tot + rte_be_to_cpu_16(frag) + proto;
 
-		if (source->af == 4)
-			s4 = *(const unaligned_uint32_t *)source->ip | (flow & src->vary);
-		else if (!port_src4(pc, d4, &s4))
-			return PYLB_D_VIP_NO_ROUTE;
-		memset(ip4, 0, sizeof(*ip4));
-		ip4->src_addr = s4;
-		ip4->dst_addr = d4;
-		ip4->version_ihl = RTE_IPV4_VHL_DEF;
+		rte_memcpy(eth, h->hdr, sizeof(struct rte_ether_hdr) + sizeof(*ip4));
 		ip4->type_of_service = tos;
-		ip4->total_length = rte_cpu_to_be_16(tot);
+		ip4->total_length = rte_cpu_to_be_16((uint16_t)tot);
 		ip4->fragment_offset = frag;
-		ip4->time_to_live = IPDEFTTL;
 		ip4->next_proto_id = proto;
-		/* The checksum from the values, not read back from the header
-		 * just written (a store-forwarding stall). */
-		ip4->hdr_checksum = hdr_cksum4((uint32_t)RTE_IPV4_VHL_DEF << 8 | tos, tot,
-					       rte_be_to_cpu_16(frag),
-					       (uint32_t)IPDEFTTL << 8 | proto,
-					       rte_be_to_cpu_32(s4), rte_be_to_cpu_32(d4));
-		eth->ether_type = RTE_BE16(RTE_ETHER_TYPE_IPV4);
-		o += sizeof(*ip4);
-	} else {
-		struct rte_ipv6_hdr *ip6 = ip;
-		const uint8_t *s6 = source->af == 6 ? source->ip : port_src6(pc, dst->ip);
-		unaligned_uint32_t *last = (unaligned_uint32_t *)&ip6->src_addr[12];
+		if (src->vary != 0 && src->base.af == 4) {
+			uint32_t s4 = *(const unaligned_uint32_t *)src->base.ip | (flow & src->vary);
 
-		if (s6 == NULL)
-			return PYLB_D_VIP_NO_ROUTE;
+			ip4->src_addr = s4;
+			s4 = rte_be_to_cpu_32(s4);
+			sum += (s4 >> 16) + (s4 & 0xffff);
+		}
+		sum = (sum & 0xffff) + (sum >> 16);
+		sum = (sum & 0xffff) + (sum >> 16);
+		ip4->hdr_checksum = rte_cpu_to_be_16((uint16_t)~sum);
+		ip += sizeof(*ip4);
+	} else {
+		struct rte_ipv6_hdr *ip6 = (struct rte_ipv6_hdr *)ip;
+
+		rte_memcpy(eth, h->hdr, sizeof(struct rte_ether_hdr) + sizeof(*ip6));
 		ip6->vtc_flow = rte_cpu_to_be_32(6u << 28 | (uint32_t)tos << 20);
 		ip6->payload_len = rte_cpu_to_be_16((uint16_t)(olen - sizeof(*ip6) + inner_len));
 		ip6->proto = proto;
-		ip6->hop_limits = IPDEFTTL;
-		memcpy(ip6->src_addr, s6, 16);
-		if (source->af == 6)
-			*last |= flow & src->vary;
-		memcpy(ip6->dst_addr, dst->ip, 16);
-		eth->ether_type = RTE_BE16(RTE_ETHER_TYPE_IPV6);
-		o += sizeof(*ip6);
+		if (src->vary != 0 && src->base.af == 6)
+			*(unaligned_uint32_t *)&ip6->src_addr[12] |= flow & src->vary;
+		ip += sizeof(*ip6);
 	}
 	if (tun->write != NULL)
-		tun->write(m, ip, o, inner_af, dst->af, flow, opt);
+		tun->write(m, eth + sizeof(struct rte_ether_hdr), ip, inner_af, dst->af, flow, opt);
 	return 0;
+}
+
+/* encap for a packet whose hop has no headers remembered: they are made
+ * for it (its output then writes the MACs: hop_output). Out of line: ECMP,
+ * a MAC not known yet, a packet too big. */
+static __rte_noinline int
+encap_by(const struct pylb_cfg *cfg, const struct pylb_hop *hop, const struct pylb_tun *tun,
+	 const void *opt, const struct pylb_encap_src *src, uint32_t flow,
+	 const struct pylb_ip *to, struct rte_mbuf *m, uint8_t af, uint32_t olen)
+{
+	struct pylb_out_memo h;
+
+	if (!hdr_fill(&h, &cfg->ports[hop->nh->port], src, to))
+		return PYLB_D_VIP_NO_ROUTE;
+	return encap(&h, tun, opt, src, flow, to, m, af, olen);
 }
 
 /* Too big for hop's port once encapsulated: an IPv4 packet without DF in
@@ -225,28 +279,44 @@ out_encap_too_big(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port
 	if (af != 4 || to->af != 4 || (inner->fragment_offset & RTE_BE16(RTE_IPV4_HDR_DF_FLAG)))
 		return pylb_too_big(lc, cfg, in_port, m, af, (uint16_t)(mtu - olen),
 				    tun->too_big);
-	reason = encap(cfg, tun, opt, src, flow, to, hop, m, af, olen);
+	reason = encap_by(cfg, hop, tun, opt, src, flow, to, m, af, olen);
 	if (reason != 0)
 		return drop(lc, m, (enum pylb_counter)reason);
 	pylb_nh_output_fit(lc, cfg, in_port, m, hop->nh, to->ip, to->af);
 }
 
 /* The output towards `to` by hop, in tun's encapsulation (with `opt`)
- * from `src` (encap), the egress MTU checked: inlined into each kind's
- * output, with that kind's constants. */
+ * from `src` (encap), the egress MTU checked: with the headers o (the
+ * backend's remembered output) keeps when it has them (its hop is then
+ * `hop`), made again for a new configuration; else made for the packet.
+ * Inlined into each kind's output, with that kind's constants. */
 static __rte_always_inline void
 out_encap(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port, struct rte_mbuf *m,
-	  const struct pylb_hop *hop, const struct pylb_tun *tun, const void *opt,
-	  const struct pylb_encap_src *src, uint32_t flow, const struct pylb_ip *to, uint8_t af)
+	  const struct pylb_hop *hop, struct pylb_out_memo *o, const struct pylb_tun *tun,
+	  const void *opt, const struct pylb_encap_src *src, uint32_t flow,
+	  const struct pylb_ip *to, uint8_t af)
 {
 	uint32_t olen = encap_len(tun, to->af);
-	uint32_t mtu = cfg->ports[hop->nh->port].mtu;
+	uint32_t mtu;
 	int reason;
 
+	if (likely(o != NULL)) {
+		if (unlikely(o->cfg != cfg))
+			hdr_make(o, cfg, src, to);
+		if (likely(o->hlen != 0) &&
+		    likely(rte_pktmbuf_pkt_len(m) - sizeof(struct rte_ether_hdr) + olen <= o->mtu)) {
+			reason = encap(o, tun, opt, src, flow, to, m, af, olen);
+			if (unlikely(reason != 0))
+				return drop(lc, m, (enum pylb_counter)reason);
+			CNT(lc, FORWARDED);
+			return tx(lc, o->hop.nh->port, m);
+		}
+	}
+	mtu = cfg->ports[hop->nh->port].mtu;
 	if (unlikely(rte_pktmbuf_pkt_len(m) - sizeof(struct rte_ether_hdr) + olen > mtu))
 		return out_encap_too_big(lc, cfg, in_port, m, hop, tun, opt, src, flow, to, af,
 					 olen);
-	reason = encap(cfg, tun, opt, src, flow, to, hop, m, af, olen);
+	reason = encap_by(cfg, hop, tun, opt, src, flow, to, m, af, olen);
 	if (reason != 0)
 		return drop(lc, m, (enum pylb_counter)reason);
 	hop_output(lc, cfg, hop, to->ip, to->af, m);
@@ -257,17 +327,18 @@ out_encap(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port, struct
 #define OUT_ENCAP(kind) \
 void \
 pylb_out_##kind(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port, \
-		struct rte_mbuf *m, const struct pylb_hop *hop, const struct pylb_encap_src *src, \
-		uint32_t flow, const struct pylb_ip *to, uint8_t af) \
+		struct rte_mbuf *m, const struct pylb_hop *hop, struct pylb_out_memo *o, \
+		const struct pylb_encap_src *src, uint32_t flow, const struct pylb_ip *to, \
+		uint8_t af) \
 { \
-	out_encap(lc, cfg, in_port, m, hop, &tun_##kind, NULL, src, flow, to, af); \
+	out_encap(lc, cfg, in_port, m, hop, o, &tun_##kind, NULL, src, flow, to, af); \
 } \
 void \
 pylb_out_##kind##_burst(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port, \
 			const struct pylb_encap_src *src, const struct pylb_send *s, uint32_t n) \
 { \
 	for (uint32_t i = 0; i < n; i++) \
-		out_encap(lc, cfg, in_port, s[i].m, &s[i].hop, &tun_##kind, NULL, src, \
+		out_encap(lc, cfg, in_port, s[i].m, &s[i].hop, s[i].o, &tun_##kind, NULL, src, \
 			  s[i].flow, s[i].to, s[i].af); \
 }
 OUT_ENCAP(ipip)
@@ -279,8 +350,9 @@ static const struct pylb_encap_src port_src;
 
 void
 pylb_out_geneve(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
-		struct rte_mbuf *m, const struct pylb_hop *hop, uint32_t flow,
-		const struct pylb_ip *to, uint8_t af, uint16_t pool, uint64_t cookie)
+		struct rte_mbuf *m, const struct pylb_hop *hop, struct pylb_out_memo *o,
+		uint32_t flow, const struct pylb_ip *to, uint8_t af, uint16_t pool,
+		uint64_t cookie)
 {
 	struct pylb_geneve_opt opt = {
 		.cls = RTE_BE16(PYLB_GENEVE_CLASS), .type = PYLB_GENEVE_TYPE,
@@ -288,5 +360,5 @@ pylb_out_geneve(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 	};
 
 	memcpy(opt.cookie, &cookie, sizeof(cookie));
-	out_encap(lc, cfg, in_port, m, hop, &tun_geneve, &opt, &port_src, flow, to, af);
+	out_encap(lc, cfg, in_port, m, hop, o, &tun_geneve, &opt, &port_src, flow, to, af);
 }

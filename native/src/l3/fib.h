@@ -93,11 +93,13 @@ route_group(struct pylb_dp *dp, const uint8_t *ip, uint8_t af)
 }
 
 /* The slot of bal's lookup table for hash h: h modulo the table's size,
- * by the size's reciprocal. */
+ * by two multiplies instead of a divide (Lemire, Kaser and Kurz, "Faster
+ * remainder by direct computation", 2019: exact for every 32-bit h and
+ * size). */
 static inline uint32_t
 bal_slot(const struct pylb_balance *bal, uint32_t h)
 {
-	return h - rte_reciprocal_divide(h, bal->per_slot) * bal->table_size;
+	return (uint32_t)(((unsigned __int128)(bal->slot_m * h) * bal->table_size) >> 64);
 }
 
 /* The backend index bal's lookup table holds for hash h. */
@@ -254,11 +256,11 @@ void pylb_out_memo_make(struct pylb_lcore *lc, struct pylb_out_memo *o, const st
  * in its entry, kept for the backends of L3 VIPs, tunnels and inspection
  * pools. The control side changes the FIB, the neighbours and the next
  * hops before it bumps dp->gen, and gen is read before them. */
-static inline const struct pylb_out_memo *
+static inline struct pylb_out_memo *
 pylb_backend_out(struct pylb_lcore *lc, const struct pylb_balance *bal, uint32_t bi)
 {
 	uint32_t gen = __atomic_load_n(&lc->dp->gen, __ATOMIC_ACQUIRE);
-	struct pylb_out_memo *o = &bal->outs[lc->slot * bal->outs_stride + bi];
+	struct pylb_out_memo *o = &bal->outs[lc->slot * bal->n_backends + bi];
 
 	if (unlikely(o->gen != gen || o->group == 0))
 		pylb_out_memo_make(lc, o, &bal->backends[bi].addr, gen);
@@ -323,13 +325,14 @@ void pylb_nh_output_fit(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int i
  * ones (a VIP's output) send n packets in one call. */
 typedef void pylb_out_encap_fn(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 			       struct rte_mbuf *m, const struct pylb_hop *hop,
-			       const struct pylb_encap_src *src, uint32_t flow,
-			       const struct pylb_ip *to, uint8_t af);
+			       struct pylb_out_memo *o, const struct pylb_encap_src *src,
+			       uint32_t flow, const struct pylb_ip *to, uint8_t af);
 pylb_out_encap_fn pylb_out_ipip, pylb_out_gre, pylb_out_gue;
 pylb_vip_out_fn pylb_out_ipip_burst, pylb_out_gre_burst, pylb_out_gue_burst;
 void pylb_out_geneve(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
-		     struct rte_mbuf *m, const struct pylb_hop *hop, uint32_t flow,
-		     const struct pylb_ip *to, uint8_t af, uint16_t pool, uint64_t cookie);
+		     struct rte_mbuf *m, const struct pylb_hop *hop, struct pylb_out_memo *o,
+		     uint32_t flow, const struct pylb_ip *to, uint8_t af, uint16_t pool,
+		     uint64_t cookie);
 /* vip.c: direct routing. */
 void pylb_out_dr(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port, struct rte_mbuf *m,
 		 const struct pylb_hop *hop, const struct pylb_ip *to);
@@ -416,6 +419,7 @@ pylb_acl_refuses(const struct pylb_acls *a, const uint8_t *src, uint8_t af, uint
 
 /* route.c */
 int pylb_route_init(struct pylb_dp *dp);
+void pylb_fib_vectorize(struct rte_fib *fib4, struct rte_fib6 *fib6);
 void pylb_route_free(struct pylb_dp *dp);
 /* Called by neigh.c when (ip, port) resolves or expires: refresh the
  * next hops that use it. mac 0: unresolved. */

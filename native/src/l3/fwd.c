@@ -348,6 +348,7 @@ pylb_out_memo_make(struct pylb_lcore *lc, struct pylb_out_memo *o, const struct 
 	o->group = g;
 	o->hop.nh = NULL;
 	o->hop.mac = 0;
+	o->cfg = NULL;
 	if (g == 0 || nhg_multi(dp, g))
 		return;
 	o->hop.nh = nhg_pick(dp, g, 0);

@@ -99,7 +99,7 @@ inspect_send(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 	     const struct pylb_inspect_pending *p, const struct pylb_pool *pool,
 	     const struct pylb_inspect_key *k, uint32_t h, int32_t pos)
 {
-	const struct pylb_out_memo *o = NULL;
+	struct pylb_out_memo *o = NULL;
 	const struct pylb_ip *to;
 	struct pylb_hop tmp;
 	uint64_t cookie = 0;
@@ -120,7 +120,7 @@ inspect_send(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 	if (unlikely(g == 0))
 		return drop(lc, p->m, PYLB_D_INSPECT_NO_ROUTE);
 	CNT(lc, INSPECT_SENT);
-	pylb_out_geneve(lc, cfg, in_port, p->m, hop_pick(lc->dp, o, g, h, &tmp), h, to, p->af,
+	pylb_out_geneve(lc, cfg, in_port, p->m, hop_pick(lc->dp, o, g, h, &tmp), o, h, to, p->af,
 			p->slot, cookie);
 }
 

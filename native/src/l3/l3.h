@@ -14,26 +14,27 @@
 static inline bool
 ipv4_martian(uint32_t be)
 {
-	uint32_t a = rte_be_to_cpu_32(be);
+	uint8_t first = *(const uint8_t *)&be;
 
-	/* 0/8, 127/8, multicast and reserved (224/3 covers 255.255.255.255). */
-	return (a >> 24) == 0 || (a >> 24) == 127 || (a >> 29) == 7;
+	/* 0/8, 127/8, multicast and reserved (224/3 covers 255.255.255.255):
+	 * 0 and 224-255 are the first octets that wrap below 33 once 32 is
+	 * added. */
+	return (uint8_t)(first + 32) <= 32 || first == 127;
 }
 
-/* The header sum of a 20-byte header in 32-bit adds; others the long way. */
+/* The header sum of a 20-byte header in 32-bit adds; others the long way.
+ * A 20-byte one is right when its words' plain sum is a multiple of
+ * 0xffff (2^16 = 1 modulo 0xffff: the sum's end-around carries change
+ * nothing modulo it), and not 0: one division by a constant, which the
+ * compiler makes a multiply, instead of folding the carries in. */
 static inline bool
 ipv4_cksum_ok(const void *hdr, uint32_t ihl)
 {
 	if (likely(ihl == sizeof(struct rte_ipv4_hdr))) {
 		const unaligned_uint32_t *w = hdr;
-		uint64_t s;
+		uint64_t s = (uint64_t)w[0] + w[1] + w[2] + w[3] + w[4];
 
-		s = (uint64_t)w[0] + w[1] + w[2] + w[3] + w[4];
-		s = (s & 0xffffffff) + (s >> 32);
-		s = (s & 0xffff) + (s >> 16);
-		s = (s & 0xffff) + (s >> 16);
-		s = (s & 0xffff) + (s >> 16);
-		return s == 0xffff;
+		return s % 0xffff == 0 && s != 0;
 	}
 	return rte_raw_cksum(hdr, ihl) == 0xffff;
 }
@@ -50,13 +51,17 @@ pylb_ipv4_parse(struct pylb_lcore *lc, struct rte_mbuf *m, uint32_t l2, bool l2_
 	if (len < l2 + sizeof(*ip))
 		return dropped(lc, m, PYLB_D_IPV4_TRUNCATED);
 	ip = rte_pktmbuf_mtod_offset(m, struct rte_ipv4_hdr *, l2);
-	if ((ip->version_ihl >> 4) != 4)
-		return dropped(lc, m, PYLB_D_IPV4_BAD_VERSION);
-	ihl = rte_ipv4_hdr_len(ip);
-	if (ihl < sizeof(*ip))
-		return dropped(lc, m, PYLB_D_IPV4_BAD_IHL);
-	if (len < l2 + ihl)
-		return dropped(lc, m, PYLB_D_IPV4_TRUNCATED);
+	if (likely(ip->version_ihl == RTE_IPV4_VHL_DEF)) {
+		ihl = sizeof(*ip);	/* no options: the usual header */
+	} else {
+		if ((ip->version_ihl >> 4) != 4)
+			return dropped(lc, m, PYLB_D_IPV4_BAD_VERSION);
+		ihl = rte_ipv4_hdr_len(ip);
+		if (ihl < sizeof(*ip))
+			return dropped(lc, m, PYLB_D_IPV4_BAD_IHL);
+		if (len < l2 + ihl)
+			return dropped(lc, m, PYLB_D_IPV4_TRUNCATED);
+	}
 	tot = rte_be_to_cpu_16(ip->total_length);
 	if (tot < ihl || l2 + tot > len)
 		return dropped(lc, m, PYLB_D_IPV4_BAD_TOTAL_LENGTH);
@@ -96,11 +101,12 @@ void pylb_ipv6_icmp(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t 
 
 /* vip.c: a packet to an L3 VIP, to its backend (path/pipeline.c sends
  * an inspected VIP's through its appliance first); and n of them, packet i
- * of family af[i] to VIP ids[i], in order. */
+ * of family af[i] to VIP vips[i] (NULL: gone), in order. */
 void pylb_vip_input(struct pylb_lcore *lc, const struct pylb_cfg *cfg,
 		    int in_port, struct rte_mbuf *m, uint32_t vip_id, uint8_t af);
 void pylb_vip_burst(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
-		    struct rte_mbuf **m, const uint32_t *ids, const uint8_t *af, uint32_t n);
+		    struct rte_mbuf **m, const struct pylb_vip *const *vips, const uint8_t *af,
+		    uint32_t n);
 
 /* inspect.c: to an inspection pool's appliance (pool slot `pool`):
  * gathered over a burst, then sent by pylb_inspect_flush (each burst's

@@ -202,11 +202,10 @@ pylb_balance_new(void **out, const char *what, size_t head, size_t bal_offset,
 		live += pylb_backend_live(&b[i]);
 	/* The owner, the backends, each lcore's memory of their outputs
 	 * (cache lines of its own: it writes them), the table. */
-	uint32_t stride = RTE_ALIGN_CEIL(n, RTE_CACHE_LINE_SIZE / sizeof(struct pylb_out_memo));
 	size_t outs = RTE_ALIGN_CEIL(head + n * sizeof(*b), RTE_CACHE_LINE_SIZE);
-	size_t tab = outs + (size_t)n_slots * stride * sizeof(struct pylb_out_memo);
+	size_t tab = outs + (size_t)n_slots * n * sizeof(struct pylb_out_memo);
 
-	RTE_BUILD_BUG_ON(RTE_CACHE_LINE_SIZE % sizeof(struct pylb_out_memo) != 0);
+	RTE_BUILD_BUG_ON(sizeof(struct pylb_out_memo) % RTE_CACHE_LINE_SIZE != 0);
 
 	obj = rte_zmalloc(what, tab + (live ? table_size * sizeof(uint16_t) : 0),
 			  RTE_CACHE_LINE_SIZE);
@@ -217,11 +216,10 @@ pylb_balance_new(void **out, const char *what, size_t head, size_t bal_offset,
 	bal->table_size = table_size;
 	bal->backends = (struct pylb_backend *)((char *)obj + head);
 	bal->outs = (struct pylb_out_memo *)((char *)obj + outs);
-	bal->outs_stride = stride;
 	if (n != 0)	/* b may be NULL for an empty set */
 		memcpy(bal->backends, b, n * sizeof(*b));
 	if (live != 0) {
-		bal->per_slot = rte_reciprocal_value(table_size);
+		bal->slot_m = UINT64_MAX / table_size + 1;
 		bal->table = (uint16_t *)((char *)obj + tab);
 		rc = pylb_maglev_build(b, n, table_size, bal->table);
 		if (rc != 0) {

@@ -15,10 +15,33 @@
 #include <rte_malloc.h>
 #include <rte_rib.h>
 #include <rte_rib6.h>
+#include <rte_vect.h>
 
 #include "l3/fib.h"
 
 static uint32_t fib_seq;
+
+/* The FIBs' bulk lookups in AVX-512 where the CPU has it (16 addresses a
+ * step instead of one: the pipeline looks up a burst's destinations and
+ * sources in bulk). DPDK picks those only when the largest SIMD width
+ * allowed is 512 bits, which it is not by default (so that other
+ * libraries keep their narrower code): allowed for the choice alone, then
+ * put back. An EAL forced to a narrower width (--force-max-simd-bitwidth)
+ * refuses, and the scalar lookups stay; so do CPUs without AVX-512.
+ * Either fib may be NULL. */
+void
+pylb_fib_vectorize(struct rte_fib *fib4, struct rte_fib6 *fib6)
+{
+	uint16_t was = rte_vect_get_max_simd_bitwidth();
+
+	if (was >= RTE_VECT_SIMD_512 || rte_vect_set_max_simd_bitwidth(RTE_VECT_SIMD_512) == 0) {
+		if (fib4 != NULL)
+			(void)rte_fib_select_lookup(fib4, RTE_FIB_LOOKUP_DIR24_8_VECTOR_AVX512);
+		if (fib6 != NULL)
+			(void)rte_fib6_select_lookup(fib6, RTE_FIB6_LOOKUP_TRIE_VECTOR_AVX512);
+		(void)rte_vect_set_max_simd_bitwidth(was);
+	}
+}
 
 int
 pylb_route_init(struct pylb_dp *dp)
@@ -60,6 +83,7 @@ pylb_route_init(struct pylb_dp *dp)
 		return pylb_fail(-PYLB_E_NOMEM,
 			"cannot create the IPv6 FIB for %u routes (%s); reserve more hugepages or lower max_routes",
 			max, rte_strerror(rte_errno));
+	pylb_fib_vectorize(dp->fib4, dp->fib6);
 	dp->nh = rte_zmalloc("pylb_nh", PYLB_MAX_NEXTHOPS * sizeof(*dp->nh),
 			     RTE_CACHE_LINE_SIZE);
 	dp->nhg = rte_zmalloc("pylb_nhg", (PYLB_MAX_GROUPS + 1) * sizeof(*dp->nhg),

@@ -8,8 +8,6 @@
 #ifndef PYLB_L3_STATE_H
 #define PYLB_L3_STATE_H
 
-#include <rte_reciprocal.h>
-
 #include "core/dp.h"
 
 /* FIB values (16 bits): a kind and an id. 0 is "no route". */
@@ -68,26 +66,37 @@ struct pylb_hop {
  * (every route or neighbour change bumps it): the next-hop group the FIB
  * routes the backend by (0: none), and when the group has one next hop,
  * the hop with the neighbour's or gateway's MAC (nh NULL: ECMP, picked
- * per flow). */
+ * per flow).
+ *
+ * An encapsulation's packets by that hop start with the same headers:
+ * Ethernet and the outer IP header, but for what each packet sets (its
+ * length, TOS and DF, IPIP's protocol, the checksum, a source's bits
+ * from the flow). The encapsulations (encap.c) make them once, for the
+ * configuration `cfg` (the port's MAC, address and MTU), and copy them
+ * into each packet. */
 struct pylb_out_memo {
 	uint32_t gen;
 	uint32_t group;
 	struct pylb_hop hop;
-} __rte_aligned(32);	/* two to a cache line: an lcore's from a line's start */
+	const struct pylb_cfg *cfg;	/* what hdr was made for; NULL: not made */
+	uint32_t sum;		/* IPv4: the sum of hdr's outer header words that stay */
+	uint16_t mtu;		/* the egress port's */
+	uint8_t hlen;		/* hdr's bytes; 0: none (no known MAC, no source) */
+	uint8_t hdr[14 + 40];
+} __rte_cache_aligned;	/* an lcore's own lines */
 
 /* A backend set and its consistent-hash lookup table, as L3 VIPs and L4
  * services hold them (in the same allocation, after the owner). */
 struct pylb_balance {
 	uint32_t n_backends;
 	uint32_t table_size;
-	struct rte_reciprocal per_slot;	/* table_size's: a slot without a divide */
+	uint64_t slot_m;	/* 2^64 / table_size, rounded up (fib.h: bal_slot) */
 	struct pylb_backend *backends;
 	uint16_t *table;	/* table_size entries; NULL: no backend with weight */
 	/* Each lcore's memory of each backend's output (fib.h's
 	 * pylb_backend_out), written by that lcore alone: lcore slot s's
-	 * from outs[s * outs_stride]. */
+	 * from outs[s * n_backends]. */
 	struct pylb_out_memo *outs;
-	uint32_t outs_stride;
 };
 
 /* An encapsulation's outer source, bound when configured: `base`, the
@@ -103,6 +112,7 @@ struct pylb_encap_src {
 struct pylb_send {
 	struct rte_mbuf *m;
 	struct pylb_hop hop;
+	struct pylb_out_memo *o;	/* the backend's remembered output */
 	const struct pylb_ip *to;
 	uint32_t flow;
 	uint8_t af;

@@ -47,7 +47,7 @@ pylb_vip_out_fn *const pylb_vip_outs[PYLB_FWD_GUE + 1] = {
 
 /* The flow hash that picks m's backend: its addresses', or for an ICMP
  * error, those of the flow it quotes (it goes where that flow went). */
-static inline uint32_t
+static __rte_always_inline uint32_t
 vip_hash(const struct pylb_lcore *lc, struct rte_mbuf *m, uint8_t af)
 {
 	const void *inner = rte_pktmbuf_mtod_offset(m, void *, sizeof(struct rte_ether_hdr));
@@ -76,7 +76,7 @@ static inline bool
 vip_ready(struct pylb_lcore *lc, struct rte_mbuf *m, const struct pylb_vip *vip, uint32_t h,
 	  uint32_t bi, uint8_t af, struct pylb_send *out)
 {
-	const struct pylb_out_memo *o = pylb_backend_out(lc, &vip->bal, bi);
+	struct pylb_out_memo *o = pylb_backend_out(lc, &vip->bal, bi);
 	struct pylb_hop tmp;
 
 	CNT(lc, VIP_PACKETS);
@@ -86,18 +86,11 @@ vip_ready(struct pylb_lcore *lc, struct rte_mbuf *m, const struct pylb_vip *vip,
 	}
 	out->hop = *hop_pick(lc->dp, o, o->group, h, &tmp);
 	out->m = m;
+	out->o = o;
 	out->to = &vip->bal.backends[bi].addr;
 	out->flow = h;
 	out->af = af;
 	return true;
-}
-
-static inline const struct pylb_vip *
-vip_get(struct pylb_lcore *lc, uint32_t vip_id)
-{
-	const struct pylb_vip *vip = __atomic_load_n(&lc->dp->vips[vip_id], __ATOMIC_ACQUIRE);
-
-	return likely(vip != NULL && vip->bal.table != NULL) ? vip : NULL;
 }
 
 /* Every packet's hash and table slot first, the slots fetched, then each
@@ -106,7 +99,8 @@ vip_get(struct pylb_lcore *lc, uint32_t vip_id)
  * call of its output. */
 void
 pylb_vip_burst(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
-	       struct rte_mbuf **m, const uint32_t *ids, const uint8_t *af, uint32_t n)
+	       struct rte_mbuf **m, const struct pylb_vip *const *vips, const uint8_t *af,
+	       uint32_t n)
 {
 	const struct pylb_vip *vip[PYLB_BURST], *run = NULL;
 	uint32_t h[PYLB_BURST], slot[PYLB_BURST];
@@ -114,7 +108,7 @@ pylb_vip_burst(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 	uint32_t i, k = 0, start = 0;
 
 	for (i = 0; i < n; i++) {
-		vip[i] = vip_get(lc, ids[i]);
+		vip[i] = likely(vips[i] != NULL && vips[i]->bal.table != NULL) ? vips[i] : NULL;
 		if (unlikely(vip[i] == NULL))
 			continue;
 		h[i] = vip_hash(lc, m[i], af[i]);
@@ -144,5 +138,7 @@ void
 pylb_vip_input(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 	       struct rte_mbuf *m, uint32_t vip_id, uint8_t af)
 {
-	pylb_vip_burst(lc, cfg, in_port, &m, &vip_id, &af, 1);
+	const struct pylb_vip *vip = __atomic_load_n(&lc->dp->vips[vip_id], __ATOMIC_ACQUIRE);
+
+	pylb_vip_burst(lc, cfg, in_port, &m, &vip, &af, 1);
 }

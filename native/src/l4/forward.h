@@ -164,7 +164,7 @@ l4_out_encap(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port, str
 	if (hop == NULL)
 		return;
 	memcpy(b.ip, d->to, d->to_af == 4 ? 4 : 16);
-	out(lc, cfg, in_port, m, hop, d->src, d->flow, &b, d->af);
+	out(lc, cfg, in_port, m, hop, d->out, d->src, d->flow, &b, d->af);
 }
 
 static inline void

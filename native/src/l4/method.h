@@ -42,7 +42,7 @@ struct l4_dest {
 	const struct pylb_encap_src *src;
 	/* The output towards `to` as the lcore remembers it for its backend
 	 * (fib.h: pylb_backend_out); NULL: by the FIB. */
-	const struct pylb_out_memo *out;
+	struct pylb_out_memo *out;
 };
 
 typedef void l4_out_fn(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,

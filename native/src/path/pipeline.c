@@ -33,17 +33,18 @@ parse_one(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port,
 	uint32_t len = rte_pktmbuf_data_len(m);
 	uint32_t l2 = sizeof(struct rte_ether_hdr);
 	struct rte_ether_hdr *eth;
-	bool mcast;
+	bool mcast = false;
 	uint16_t i = b->n;
 
-	lc->stats->c[PYLB_C_RX_BYTES] += rte_pktmbuf_pkt_len(m);
 	m->hash.fdir.hi = 0;	/* no fragment's ports yet (frag.c) */
 	if (unlikely(len < l2))
 		return drop(lc, m, PYLB_D_ETH_TRUNCATED);
 	eth = rte_pktmbuf_mtod(m, struct rte_ether_hdr *);
-	mcast = rte_is_multicast_ether_addr(&eth->dst_addr);
-	if (!mcast && !rte_is_same_ether_addr(&eth->dst_addr, &pc->mac))
-		return drop(lc, m, PYLB_D_ETH_OTHER_HOST);
+	if (unlikely(!rte_is_same_ether_addr(&eth->dst_addr, &pc->mac))) {
+		mcast = rte_is_multicast_ether_addr(&eth->dst_addr);
+		if (!mcast)
+			return drop(lc, m, PYLB_D_ETH_OTHER_HOST);
+	}
 
 	switch (eth->ether_type) {
 	case RTE_BE16(RTE_ETHER_TYPE_IPV4): {
@@ -88,6 +89,7 @@ static inline void
 parse(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port,
       struct rte_mbuf **pkts, uint16_t n, struct pylb_burst *b)
 {
+	uint64_t bytes = 0;
 	uint16_t i;
 
 	b->n = b->n4 = b->n6 = 0;
@@ -96,8 +98,10 @@ parse(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port,
 	for (i = 0; i < n; i++) {
 		if (i + PYLB_PREFETCH_AHEAD < n)
 			rte_prefetch0(rte_pktmbuf_mtod(pkts[i + PYLB_PREFETCH_AHEAD], void *));
+		bytes += rte_pktmbuf_pkt_len(pkts[i]);
 		parse_one(lc, cfg, port, pkts[i], b);
 	}
+	lc->stats->c[PYLB_C_RX_BYTES] += bytes;
 }
 
 /* Is IPv4 source s (host order; its FIB value: a port's network, g) the
@@ -139,31 +143,38 @@ source_refused(const struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t
 	       uint32_t sv, uint32_t dv, uint8_t af, const uint8_t *src6, uint32_t src4)
 {
 	uint32_t rp_ports = cfg->ports[port].rp_ports;
-	bool routed = rp_ports != 0 && (dv == 0 || fib_kind(dv) != PYLB_FIB_LOCAL);
-	const struct pylb_nhg *g;
+	bool to_us = dv != 0 && fib_kind(dv) == PYLB_FIB_LOCAL;
 
+	/* The usual source first: one a next-hop group routes. */
+	if (likely(sv != 0 && fib_kind(sv) == PYLB_FIB_GROUP)) {
+		const struct pylb_nhg *g = &lc->dp->nhg[fib_id(sv)];
+
+		/* (A broadcast source has its two lowest bits set: broadcast4
+		 * skips /31 and /32.) */
+		if (af == 4 && (src4 & 3) == 3 && g->connected && broadcast4(cfg, g, src4))
+			return PYLB_D_SOURCE_BROADCAST;
+		return rp_ports != 0 && !(g->ports & rp_ports) && !to_us ?
+			PYLB_D_SOURCE_REVERSE_PATH : 0;
+	}
 	if (sv == 0)
-		return routed && !(af == 6 && ip6_is_link_local(src6)) ?
+		return rp_ports != 0 && !to_us && !(af == 6 && ip6_is_link_local(src6)) ?
 			PYLB_D_SOURCE_REVERSE_PATH : 0;
 	if (fib_kind(sv) == PYLB_FIB_LOCAL)
 		return PYLB_D_SOURCE_OWN;
-	if (fib_group(sv) == 0)
-		return fib_is_vip(dv) ? PYLB_D_SOURCE_OWN : 0;
-	g = &lc->dp->nhg[fib_group(sv)];
-	if (af == 4 && g->connected && broadcast4(cfg, g, src4))
-		return PYLB_D_SOURCE_BROADCAST;
-	return routed && !(g->ports & rp_ports) ? PYLB_D_SOURCE_REVERSE_PATH : 0;
+	return fib_is_vip(dv) ? PYLB_D_SOURCE_OWN : 0;	/* a VIP's */
 }
 
-/* Packet i's sub-burst, by its FIB value, or refused (why: a drop reason). */
+/* Packet i's FIB value v and sub-burst, or refused (why: a drop reason,
+ * in v's place). */
 static inline void
-settle(struct pylb_burst *b, uint16_t i, uint32_t why)
+settle(struct pylb_burst *b, uint16_t i, uint32_t v, uint32_t why)
 {
 	if (unlikely(why != 0)) {
 		b->kind[i] = STAGE_SPOOFED;
 		b->fib[i] = why;
 	} else {
-		b->kind[i] = b->fib[i] == 0 ? STAGE_NO_ROUTE : (uint8_t)fib_kind(b->fib[i]);
+		b->kind[i] = v == 0 ? STAGE_NO_ROUTE : (uint8_t)fib_kind(v);
+		b->fib[i] = v;
 	}
 }
 
@@ -178,22 +189,23 @@ classify(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port,
 
 	if (b->n4 != 0) {
 		rte_fib_lookup_bulk(dp->fib4, b->dst4, b->val, b->n4);
-		for (i = 0; i < b->n4; i++)
-			b->fib[b->at4[i]] = (uint32_t)b->val[i];
-		rte_fib_lookup_bulk(dp->fib4, b->src4, b->val, b->n4);
-		for (i = 0; i < b->n4; i++)
-			settle(b, b->at4[i], source_refused(lc, cfg, port, (uint32_t)b->val[i],
-							    b->fib[b->at4[i]], 4, NULL,
-							    b->src4[i]));
+		rte_fib_lookup_bulk(dp->fib4, b->src4, b->sval, b->n4);
+		for (i = 0; i < b->n4; i++) {
+			uint32_t v = (uint32_t)b->val[i];
+
+			settle(b, b->at4[i], v, source_refused(lc, cfg, port, (uint32_t)b->sval[i],
+								v, 4, NULL, b->src4[i]));
+		}
 	}
 	if (b->n6 != 0) {
 		rte_fib6_lookup_bulk(dp->fib6, b->dst6, b->val, b->n6);
-		for (i = 0; i < b->n6; i++)
-			b->fib[b->at6[i]] = (uint32_t)b->val[i];
-		rte_fib6_lookup_bulk(dp->fib6, b->src6, b->val, b->n6);
-		for (i = 0; i < b->n6; i++)
-			settle(b, b->at6[i], source_refused(lc, cfg, port, (uint32_t)b->val[i],
-							    b->fib[b->at6[i]], 6, b->src6[i], 0));
+		rte_fib6_lookup_bulk(dp->fib6, b->src6, b->sval, b->n6);
+		for (i = 0; i < b->n6; i++) {
+			uint32_t v = (uint32_t)b->val[i];
+
+			settle(b, b->at6[i], v, source_refused(lc, cfg, port, (uint32_t)b->sval[i],
+								v, 6, b->src6[i], 0));
+		}
 	}
 	b->keyed = 0;
 	if (!keyed)
@@ -377,25 +389,26 @@ static void
 vip_sub(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port,
 	struct pylb_burst *b, uint32_t mask)
 {
+	const struct pylb_vip *vips[PYLB_BURST];
 	struct rte_mbuf *m[PYLB_BURST];
-	uint32_t ids[PYLB_BURST];
 	uint8_t af[PYLB_BURST];
 	uint32_t n = 0;
 
 	while (mask != 0) {
-		uint32_t i = pop(&mask), id = fib_id(b->fib[i]);
-		const struct pylb_vip *vip = __atomic_load_n(&lc->dp->vips[id], __ATOMIC_ACQUIRE);
+		uint32_t i = pop(&mask);
+		const struct pylb_vip *vip = __atomic_load_n(&lc->dp->vips[fib_id(b->fib[i])],
+							     __ATOMIC_ACQUIRE);
 
 		if (unlikely(vip != NULL && vip->pool != 0)) {
 			pylb_inspect_out(lc, b->m[i], vip->pool - 1, b->af[i]);
 			continue;
 		}
 		m[n] = b->m[i];
-		ids[n] = id;
+		vips[n] = vip;
 		af[n++] = b->af[i];
 	}
 	if (n != 0)
-		pylb_vip_burst(lc, cfg, port, m, ids, af, n);
+		pylb_vip_burst(lc, cfg, port, m, vips, af, n);
 }
 
 static stage_fn *const sub_bursts[STAGE_KINDS] = {

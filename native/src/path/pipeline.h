@@ -28,7 +28,7 @@ struct pylb_burst {
 	uint8_t dst6[PYLB_BURST][RTE_FIB6_IPV6_ADDR_SIZE];
 	uint32_t src4[PYLB_BURST];		/* the sources, the same way */
 	uint8_t src6[PYLB_BURST][RTE_FIB6_IPV6_ADDR_SIZE];
-	uint64_t val[PYLB_BURST];
+	uint64_t val[PYLB_BURST], sval[PYLB_BURST];	/* the FIB's, destinations' and sources' */
 };
 
 /* pipeline.c, kernel.c: the burst-processing functions, shared by workers and inject:

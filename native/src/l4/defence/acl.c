@@ -95,6 +95,7 @@ build4(struct pylb_acls *a, const struct pylb_acl_prefix *p, uint32_t n, uint32_
 		return pylb_fail(-PYLB_E_NOMEM,
 			"ACLs: cannot allocate a FIB for %u IPv4 prefixes; reserve more hugepages", n4);
 	}
+	pylb_fib_vectorize(a->fib4, NULL);
 	for (uint32_t i = 0; i < n; i++) {
 		uint32_t ip;
 		struct rte_rib_node *x;
@@ -156,6 +157,7 @@ build6(struct pylb_acls *a, const struct pylb_acl_prefix *p, uint32_t n, uint32_
 		return pylb_fail(-PYLB_E_NOMEM,
 			"ACLs: cannot allocate a FIB for %u IPv6 prefixes; reserve more hugepages", n6);
 	}
+	pylb_fib_vectorize(NULL, a->fib6);
 	for (uint32_t i = 0; i < n; i++) {
 		struct rte_rib6_node *x;
 
