@@ -4,8 +4,8 @@
 # the appliance's speaker, and the test routers) for the end-to-end tests, clang 14 with libFuzzer
 # and its sanitizer runtimes for the fuzz targets, promtool, systemd-analyze and
 # groff for the operations files' checks, dpdk-doc for DPDK's example sources (l3fwd:
-# the benchmarks' second baseline, which the bench harness's test runs). Installs only
-# what is missing.
+# the benchmarks' second baseline, which the bench harness's test runs), valgrind (the
+# instructions benchmark, which it runs too). Installs only what is missing.
 set -euo pipefail
 need=()
 [ -d /usr/share/dpdk/examples/l3fwd ] || need+=(dpdk-doc)
@@ -28,6 +28,7 @@ command -v promtool >/dev/null || need+=(prometheus)      # promtool: the alerti
 command -v systemd-analyze >/dev/null || need+=(systemd)  # the unit's verification
 command -v groff >/dev/null || need+=(groff-base)         # the man pages' rendering
 command -v chromium >/dev/null || need+=(chromium)        # the status page in a real browser
+command -v valgrind >/dev/null || need+=(valgrind)        # callgrind: bench/instructions.py
 if [ ${#need[@]} -gt 0 ]; then
     echo "installing: ${need[*]}"
     export DEBIAN_FRONTEND=noninteractive
