@@ -351,7 +351,10 @@ def test_an_encapsulation_takes_the_address_its_port_has_now(router):
     """A backend's outer headers are made once per lcore (encap.c), the
     egress port's address as their source: the port's address on the
     backend's network, else its first. One added on that network is the
-    source from the next packet on."""
+    source from the next packet on. (The address's route moves dp->gen and
+    its configuration is published after: the headers are made again on
+    either, so this holds whichever a worker sees first; the window between
+    the two is a race no API call can hold open for a test.)"""
     router.add_vip("192.0.2.10/32", method="ipip", backends=["198.51.100.20"])
     pkt = from_client("192.0.2.10")
     (_, f), = router.inject("p0", [raw(pkt)])

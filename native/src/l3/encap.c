@@ -4,8 +4,11 @@
  * Encapsulation: a packet in an outer IP header towards a backend or an
  * appliance, with nothing between (IPIP), a GRE header, UDP (GUE), or UDP
  * and a GENEVE header (inspect.c's); the egress MTU checked. Each is a
- * struct pylb_tun bound when configured: no packet compares kinds. Used
- * by L3 VIPs (vip.c), inspection (inspect.c) and L4 tunnel services.
+ * struct pylb_tun bound when configured: no packet compares kinds. The
+ * Ethernet and outer IP headers are made once per backend and lcore, in
+ * its remembered output (struct pylb_out_memo), and copied into each
+ * packet. Used by L3 VIPs (vip.c), inspection (inspect.c) and L4 tunnel
+ * services.
  */
 #include <rte_geneve.h>
 #include <rte_gre.h>
