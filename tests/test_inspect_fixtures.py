@@ -448,3 +448,36 @@ def test_a_remembered_flow_follows_a_new_route_to_its_appliance(gwlb):
     assert (port, Ether(f).dst, Ether(f)[IP].dst) == (1, GW_MAC, app)
     gwlb.del_route(f"{app}/32")
     assert Ether(gwlb.inject("p0", [raw(flow())])[0][1]).dst == APPS[app]
+
+
+def test_more_flows_than_a_worker_remembers_are_still_sent_and_places_come_back(gwlb):
+    """A worker's flow table holds PYLB_INSPECT_FLOWS (65536) flows. Past
+    that, new flows still go to the table's appliance, chosen each time and
+    counted (inspect_untracked); once idle, every place is freed and taken
+    again."""
+    gwlb.set_pool(pool("10.0.1.31", "10.0.1.32", idle_timeout=30))
+    frames = []
+    for dst in ("198.51.100.7", "198.51.100.8"):
+        tpl = bytearray(raw(flow(dst=dst)))
+        for sport in range(1024, 1024 + 40_000):
+            tpl[34:36] = sport.to_bytes(2, "big")
+            frames.append(bytes(tpl))
+    out = gwlb.inject("p0", frames)
+    assert len(out) == 80_000 and {p for p, _ in out} == {1}
+    t = gwlb.totals()
+    remembered = gwlb.pool("fw")["flows"]
+    assert t["inspect_flows_new"] == remembered and t["inspect_sent"] == 80_000
+    # All places taken, or nearly (a flow whose two buckets are full is
+    # not remembered either).
+    assert 65_536 * 0.99 <= remembered <= 65_536
+    assert t["inspect_untracked"] == 80_000 - remembered
+    gwlb.clock_advance(31_000)
+    gwlb.housekeep()
+    assert gwlb.pool("fw")["flows"] == 0
+    assert gwlb.totals()["inspect_flows_expired"] == remembered
+    again = gwlb.inject("p0", frames[:20_000])
+    assert len(again) == 20_000
+    t = gwlb.totals()
+    assert gwlb.pool("fw")["flows"] == 20_000
+    assert t["inspect_flows_new"] == remembered + 20_000
+    assert t["inspect_untracked"] == 80_000 - remembered

@@ -9,7 +9,6 @@
 #include <stdio.h>
 
 #include <rte_cycles.h>
-#include <rte_hash.h>
 #include <rte_malloc.h>
 
 #include "ctl/ctl.h"
@@ -18,47 +17,48 @@
 #define POOL_IDLE_DEFAULT	350	/* seconds: AWS GWLB's TCP idle timeout */
 #define POOL_IDLE_MAX		(7 * 86400)
 
-/* Each worker's inspected flows: made once, kept until the dataplane goes. */
+static void
+inspect_table_free(struct pylb_inspect *in)
+{
+	if (in != NULL) {
+		rte_free(in->buckets);
+		rte_free(in->flows);
+		rte_free(in->free);
+		rte_free(in);
+	}
+}
+
+/* Each worker's inspected flows: made once, kept until the dataplane goes;
+ * every place free. */
 static int
 inspect_tables(struct pylb_dp *dp)
 {
-	static uint32_t seq;
-
 	for (uint32_t i = 0; i < dp->n_slots; i++) {
 		struct pylb_lcore *lc = &dp->lcores[i];
+		int socket = (int)rte_lcore_to_socket_id(lc->lcore_id);
 		struct pylb_inspect *in;
-		char name[RTE_HASH_NAMESIZE];
-		struct rte_hash_parameters hp = {
-			.entries = PYLB_INSPECT_FLOWS,
-			.key_len = sizeof(struct pylb_inspect_key),
-			.hash_func = rte_hash_crc,
-			.socket_id = (int)rte_lcore_to_socket_id(lc->lcore_id),
-			/* One writer (its worker), lock-free readers (Trace). */
-			.extra_flag = RTE_HASH_EXTRA_FLAGS_RW_CONCURRENCY_LF,
-		};
 
 		if (lc->inspect != NULL)
 			continue;
-		snprintf(name, sizeof(name), "pylb_insp%u", __atomic_fetch_add(&seq, 1,
-									 __ATOMIC_RELAXED));
-		hp.name = name;
-		in = rte_zmalloc_socket("inspect", sizeof(*in), RTE_CACHE_LINE_SIZE, hp.socket_id);
+		in = rte_zmalloc_socket("inspect", sizeof(*in), RTE_CACHE_LINE_SIZE, socket);
 		if (in != NULL) {
+			in->buckets = rte_zmalloc_socket("inspect buckets",
+				PYLB_INSPECT_BUCKETS * sizeof(*in->buckets), RTE_CACHE_LINE_SIZE,
+				socket);
 			in->flows = rte_zmalloc_socket("inspect flows",
-				PYLB_INSPECT_FLOWS * sizeof(*in->flows), RTE_CACHE_LINE_SIZE,
-				hp.socket_id);
-			in->h = rte_hash_create(&hp);
+				PYLB_INSPECT_FLOWS * sizeof(*in->flows), RTE_CACHE_LINE_SIZE, socket);
+			in->free = rte_malloc_socket("inspect free",
+				PYLB_INSPECT_FLOWS * sizeof(*in->free), 0, socket);
 		}
-		if (in == NULL || in->flows == NULL || in->h == NULL) {
-			if (in != NULL) {
-				rte_free(in->flows);
-				rte_hash_free(in->h);
-			}
-			rte_free(in);
+		if (in == NULL || in->buckets == NULL || in->flows == NULL || in->free == NULL) {
+			inspect_table_free(in);
 			return pylb_fail(-PYLB_E_NOMEM,
 				"inspection: cannot allocate %d flows per worker; reserve more hugepages",
 				PYLB_INSPECT_FLOWS);
 		}
+		for (uint32_t f = 0; f < PYLB_INSPECT_FLOWS; f++)
+			in->free[f] = PYLB_INSPECT_FLOWS - 1 - f;
+		in->n_free = PYLB_INSPECT_FLOWS;
 		__atomic_store_n(&lc->inspect, in, __ATOMIC_RELEASE);
 	}
 	return 0;
@@ -72,14 +72,8 @@ pylb_pool_free_all(struct pylb_dp *dp)
 		dp->inspect_pools[i] = NULL;
 	}
 	for (uint32_t i = 0; dp->lcores != NULL && i < dp->n_slots; i++) {
-		struct pylb_inspect *in = dp->lcores[i].inspect;
-
-		if (in != NULL) {
-			rte_hash_free(in->h);
-			rte_free(in->flows);
-			rte_free(in);
-			dp->lcores[i].inspect = NULL;
-		}
+		inspect_table_free(dp->lcores[i].inspect);
+		dp->lcores[i].inspect = NULL;
 	}
 }
 
@@ -287,7 +281,7 @@ pool_pick_unlocked(struct pylb_dp *dp, const char *name, uint8_t proto,
 	h = *hash = inspect_key(dp->conf.hash_key, &f, (uint16_t)slot, p->conf.stickiness, &k);
 	for (uint32_t i = 0; i < dp->n_slots && fl == NULL; i++) {
 		const struct pylb_inspect *in = dp->lcores[i].inspect;
-		int32_t pos = in != NULL ? rte_hash_lookup_with_hash(in->h, &k, h) : -1;
+		int32_t pos = in != NULL ? inspect_find(in, &k, h) : -1;
 
 		if (pos >= 0) {
 			copy = in->flows[pos];

@@ -329,10 +329,15 @@ typedef void pylb_out_encap_fn(struct pylb_lcore *lc, const struct pylb_cfg *cfg
 			       uint32_t flow, const struct pylb_ip *to, uint8_t af);
 pylb_out_encap_fn pylb_out_ipip, pylb_out_gre, pylb_out_gue;
 pylb_vip_out_fn pylb_out_ipip_burst, pylb_out_gre_burst, pylb_out_gue_burst;
-void pylb_out_geneve(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
-		     struct rte_mbuf *m, const struct pylb_hop *hop, struct pylb_out_memo *o,
-		     uint32_t flow, const struct pylb_ip *to, uint8_t af, uint16_t pool,
-		     uint64_t cookie);
+/* A packet to an inspection appliance (inspect.c): its GENEVE option's
+ * pool slot and flow cookie. */
+struct pylb_geneve_send {
+	struct pylb_send s;
+	uint64_t cookie;
+	uint16_t pool;
+};
+void pylb_out_geneve_burst(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
+			   const struct pylb_geneve_send *g, uint32_t n);
 /* vip.c: direct routing. */
 void pylb_out_dr(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port, struct rte_mbuf *m,
 		 const struct pylb_hop *hop, const struct pylb_ip *to);

@@ -12,7 +12,8 @@
  * - A new flow's appliance comes from the pool's consistent table (a
  *   function of the configuration and the fleet's key: every appliance of
  *   a fleet picks alike; losing an appliance moves only its flows). Each
- *   worker remembers its flows' appliances (an rte_hash, aged while idle),
+ *   worker remembers its flows' appliances (its table: inspect.h; aged
+ *   while idle),
  *   so that adding an appliance moves no flow, and an appliance down or
  *   removed moves its flows (failover: rebalance) or keeps them until they
  *   end (stay), as the pool says.
@@ -36,24 +37,51 @@ flow_set(struct pylb_inspect_flow *fl, const struct pylb_pool *pool, uint16_t bi
 	fl->serial = pool->serial;
 }
 
-/* The appliance flow k (hash h; pos: its position in the flow table, or
- * negative) crosses, as inspect_decide says: its remembered one, or the
- * table's, remembered (the table full: chosen each time, counted); its
- * index in the pool (*bidx; INSPECT_GONE: it left, the flow stays on it);
- * and its cookie (made once a flow). NULL: none. */
-static const struct pylb_ip *
-appliance(struct pylb_lcore *lc, const struct pylb_pool *pool, uint16_t slot,
-	  const struct pylb_inspect_key *k, uint32_t h, int32_t pos, uint64_t *cookie,
-	  uint16_t *bidx)
+/* A place for new flow k (hash h), its key set, and an empty way for it
+ * in one of its buckets (*way), published once the flow is filled in
+ * (flow_publish). NULL: the table has no room for it. */
+static struct pylb_inspect_flow *
+flow_add(struct pylb_inspect *in, const struct pylb_inspect_key *k, uint32_t h, uint32_t **way)
 {
-	struct pylb_inspect *in = lc->inspect;
 	struct pylb_inspect_flow *fl;
 
-	/* Not there at the burst's lookup: perhaps added since, by an
-	 * earlier packet of the burst. */
-	if (pos < 0)
-		pos = rte_hash_lookup_with_hash(in->h, k, h);
-	fl = pos >= 0 ? &in->flows[pos] : NULL;
+	if (unlikely(in->n_free == 0))
+		return NULL;
+	for (int which = 0; which < 2; which++) {
+		struct pylb_inspect_bucket *b = inspect_bucket(in, h, which);
+
+		for (int w = 0; w < PYLB_INSPECT_WAYS; w++) {
+			if (b->at[w] != 0)
+				continue;
+			fl = &in->flows[in->free[--in->n_free]];
+			fl->key = *k;
+			fl->hash = h;
+			b->hash[w] = h;
+			*way = &b->at[w];
+			return fl;
+		}
+	}
+	return NULL;
+}
+
+static inline void
+flow_publish(const struct pylb_inspect *in, const struct pylb_inspect_flow *fl, uint32_t *way)
+{
+	__atomic_store_n(way, (uint32_t)(fl - in->flows) + 1, __ATOMIC_RELEASE);
+}
+
+/* The appliance flow k (hash h) crosses, as inspect_decide says: its
+ * remembered one, or the table's, remembered (the table full: chosen each
+ * time, counted); its index in the pool (*bidx; INSPECT_GONE: it left, the
+ * flow stays on it); and its cookie (made once a flow). NULL: none. */
+static const struct pylb_ip *
+appliance(struct pylb_lcore *lc, const struct pylb_pool *pool, uint16_t slot,
+	  const struct pylb_inspect_key *k, uint32_t h, uint64_t *cookie, uint16_t *bidx)
+{
+	struct pylb_inspect *in = lc->inspect;
+	int32_t pos = inspect_find(in, k, h);
+	struct pylb_inspect_flow *fl = pos >= 0 ? &in->flows[pos] : NULL;
+	uint32_t *way;
 
 	switch (inspect_decide(pool, fl, h, bidx)) {
 	case INSPECT_KEEP:
@@ -69,20 +97,19 @@ appliance(struct pylb_lcore *lc, const struct pylb_pool *pool, uint16_t slot,
 		break;
 	case INSPECT_NEW:
 		*cookie = inspect_cookie(&lc->dp->mac, k);
-		pos = rte_hash_add_key_with_hash(in->h, k, h);
-		if (unlikely(pos < 0)) {
+		fl = flow_add(in, k, h, &way);
+		if (unlikely(fl == NULL)) {
 			CNT(lc, INSPECT_UNTRACKED);
 			return &pool->bal.backends[*bidx].addr;
 		}
-		fl = &in->flows[pos];
 		flow_set(fl, pool, *bidx);
 		fl->cookie = *cookie;
-		fl->key = *k;
-		fl->hash = h;
 		fl->pool = slot;
+		fl->expire_tsc = lc->now + pool->idle_tsc;
+		flow_publish(in, fl, way);
 		in->n_flows[slot]++;
 		CNT(lc, INSPECT_FLOWS_NEW);
-		break;
+		return &fl->app;
 	case INSPECT_NONE:
 		return NULL;
 	}
@@ -91,52 +118,61 @@ appliance(struct pylb_lcore *lc, const struct pylb_pool *pool, uint16_t slot,
 	return &fl->app;
 }
 
-/* A packet gathered by pylb_inspect_out, with its flow's key k (hash h)
- * and position in the flow table (pos; negative: not found), to its
- * appliance. */
-static void
-inspect_send(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
-	     const struct pylb_inspect_pending *p, const struct pylb_pool *pool,
-	     const struct pylb_inspect_key *k, uint32_t h, int32_t pos)
+/* A packet gathered by pylb_inspect_out, with its flow's key k (hash h):
+ * staged in *g for its appliance (true), or dropped. */
+static bool
+inspect_stage(struct pylb_lcore *lc, const struct pylb_inspect_pending *p,
+	      const struct pylb_pool *pool, const struct pylb_inspect_key *k, uint32_t h,
+	      struct pylb_geneve_send *g)
 {
 	struct pylb_out_memo *o = NULL;
 	const struct pylb_ip *to;
 	struct pylb_hop tmp;
-	uint64_t cookie = 0;
 	uint16_t bidx = 0;
-	uint32_t g;
+	uint32_t grp;
 
-	to = appliance(lc, pool, p->slot, k, h, pos, &cookie, &bidx);
-	if (unlikely(to == NULL))
-		return drop(lc, p->m, PYLB_D_INSPECT_NO_APPLIANCE);
+	g->cookie = 0;
+	to = appliance(lc, pool, p->slot, k, h, &g->cookie, &bidx);
+	if (unlikely(to == NULL)) {
+		drop(lc, p->m, PYLB_D_INSPECT_NO_APPLIANCE);
+		return false;
+	}
 	/* Its output as the lcore remembers it (an appliance that left: by
 	 * the FIB). */
 	if (likely(bidx != INSPECT_GONE)) {
 		o = pylb_backend_out(lc, &pool->bal, bidx);
-		g = o->group;
+		grp = o->group;
 	} else {
-		g = route_group(lc->dp, to->ip, to->af);
+		grp = route_group(lc->dp, to->ip, to->af);
 	}
-	if (unlikely(g == 0))
-		return drop(lc, p->m, PYLB_D_INSPECT_NO_ROUTE);
+	if (unlikely(grp == 0)) {
+		drop(lc, p->m, PYLB_D_INSPECT_NO_ROUTE);
+		return false;
+	}
 	CNT(lc, INSPECT_SENT);
-	pylb_out_geneve(lc, cfg, in_port, p->m, hop_pick(lc->dp, o, g, h, &tmp), o, h, to, p->af,
-			p->slot, cookie);
+	g->s.hop = *hop_pick(lc->dp, o, grp, h, &tmp);
+	g->s.m = p->m;
+	g->s.o = o;
+	g->s.to = to;
+	g->s.flow = h;
+	g->s.af = p->af;
+	g->pool = p->slot;
+	return true;
 }
 
-/* The burst's gathered packets: their flows' keys made, looked up in one
- * bulk lookup (rte_hash fetches the buckets ahead), each sent on. */
+/* The burst's gathered packets: their flows' keys made and their first
+ * buckets fetched, then each staged for its appliance, and all sent in one
+ * call. */
 void
 pylb_inspect_flush(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port)
 {
 	struct pylb_inspect *in = lc->inspect;
 	const uint64_t *hk = lc->dp->conf.hash_key;
 	const struct pylb_pool *pool[PYLB_BURST];
+	struct pylb_geneve_send g[PYLB_BURST];
 	struct pylb_inspect_key k[PYLB_BURST];
-	const void *keys[PYLB_BURST];
-	int32_t pos[PYLB_BURST];
 	uint32_t h[PYLB_BURST];
-	uint16_t n = 0, i;
+	uint16_t n = 0, ns = 0, i;
 
 	for (i = 0; i < in->n_pending; i++) {
 		const struct pylb_inspect_pending *p = &in->pending[i];
@@ -152,15 +188,14 @@ pylb_inspect_flush(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_por
 			continue;
 		}
 		h[n] = inspect_key(hk, &f, p->slot, pool[n]->conf.stickiness, &k[n]);
-		keys[n] = &k[n];
+		rte_prefetch0(inspect_bucket(in, h[n], 0));
 		in->pending[n++] = *p;
 	}
 	in->n_pending = 0;
-	if (n == 0)
-		return;
-	rte_hash_lookup_with_hash_bulk(in->h, keys, h, n, pos);
 	for (i = 0; i < n; i++)
-		inspect_send(lc, cfg, in_port, &in->pending[i], pool[i], &k[i], h[i], pos[i]);
+		ns += inspect_stage(lc, &in->pending[i], pool[i], &k[i], h[i], &g[ns]);
+	if (ns != 0)
+		pylb_out_geneve_burst(lc, cfg, in_port, g, ns);
 }
 
 /* The GENEVE header of a datagram to our port 6081 (at g, `len` bytes on):
@@ -286,7 +321,8 @@ pylb_inspect_return(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_po
 	return true;
 }
 
-/* Forget up to `step` flows idle past their pool's timeout. */
+/* Forget up to `step` flows idle past their pool's timeout: each one's way
+ * emptied, then its place freed. */
 void
 pylb_inspect_age(struct pylb_lcore *lc, uint64_t now, uint32_t step)
 {
@@ -298,13 +334,14 @@ pylb_inspect_age(struct pylb_lcore *lc, uint64_t now, uint32_t step)
 		struct pylb_inspect_flow *fl = &in->flows[in->age_pos];
 
 		if (fl->expire_tsc != 0 && fl->expire_tsc < now) {
-			int32_t pos = rte_hash_del_key_with_hash(in->h, &fl->key, fl->hash);
+			for (int which = 0; which < 2; which++) {
+				struct pylb_inspect_bucket *b = inspect_bucket(in, fl->hash, which);
 
-			/* Lock-free readers (Trace) read the key store: a slot
-			 * reused under them reads as another key, never as
-			 * freed memory. */
-			if (pos >= 0)
-				rte_hash_free_key_with_position(in->h, pos);
+				for (int w = 0; w < PYLB_INSPECT_WAYS; w++)
+					if (b->at[w] == in->age_pos + 1)
+						__atomic_store_n(&b->at[w], 0, __ATOMIC_RELEASE);
+			}
+			in->free[in->n_free++] = in->age_pos;
 			in->n_flows[fl->pool]--;
 			fl->expire_tsc = 0;
 			CNT(lc, INSPECT_FLOWS_EXPIRED);

@@ -8,6 +8,8 @@
 #ifndef PYLB_INSPECT_H
 #define PYLB_INSPECT_H
 
+#include <rte_vect.h>
+
 #include "core/mac.h"
 #include "l3/fib.h"
 
@@ -89,6 +91,68 @@ inspect_cookie(const struct pylb_mac_key *key, const struct pylb_inspect_key *k)
 	memcpy(&w[2], k->lo, 16);
 	memcpy(&w[4], k->hi, 16);
 	return pylb_mac(key, w, 3);
+}
+
+/* The workers' flow tables (struct pylb_inspect): a flow is in the first
+ * bucket its key's hash names, or else in the second; a way holds the hash
+ * and the flow's place. Only its worker writes a table: a flow is filled
+ * in before its way is published, and a way is emptied before its place is
+ * reused. Readers on other threads (Trace) can read a place reused under
+ * them as another flow's, never as freed memory. */
+static inline struct pylb_inspect_bucket *
+inspect_bucket(const struct pylb_inspect *in, uint32_t h, int which)
+{
+	uint32_t x = which == 0 ? h : hk_mix(h ^ 0x9e3779b9);
+
+	return &in->buckets[((uint64_t)x * PYLB_INSPECT_BUCKETS) >> 32];
+}
+
+/* The ways of bucket b whose hash is h (bit i: way i). */
+static inline uint32_t
+inspect_ways(const struct pylb_inspect_bucket *b, uint32_t h)
+{
+#ifdef RTE_ARCH_X86
+	const __m128i want = _mm_set1_epi32((int)h);
+	__m128i lo = _mm_cmpeq_epi32(_mm_load_si128((const __m128i *)(const void *)b->hash), want);
+	__m128i hi = _mm_cmpeq_epi32(_mm_load_si128((const __m128i *)(const void *)&b->hash[4]),
+				     want);
+
+	return (uint32_t)_mm_movemask_ps(_mm_castsi128_ps(lo)) |
+		(uint32_t)_mm_movemask_ps(_mm_castsi128_ps(hi)) << 4;
+#else
+	uint32_t mask = 0;
+
+	for (int i = 0; i < PYLB_INSPECT_WAYS; i++)
+		mask |= (uint32_t)(b->hash[i] == h) << i;
+	return mask;
+#endif
+}
+
+static inline bool
+inspect_key_eq(const struct pylb_inspect_key *a, const struct pylb_inspect_key *b)
+{
+	const unaligned_uint64_t *x = (const void *)a, *y = (const void *)b;
+
+	RTE_BUILD_BUG_ON(sizeof(*a) != 48);
+	return ((x[0] ^ y[0]) | (x[1] ^ y[1]) | (x[2] ^ y[2]) | (x[3] ^ y[3]) |
+		(x[4] ^ y[4]) | (x[5] ^ y[5])) == 0;
+}
+
+/* The place of flow k (hash h) in table `in`; -1: not there. */
+static inline int32_t
+inspect_find(const struct pylb_inspect *in, const struct pylb_inspect_key *k, uint32_t h)
+{
+	for (int which = 0; which < 2; which++) {
+		const struct pylb_inspect_bucket *b = inspect_bucket(in, h, which);
+
+		for (uint32_t m = inspect_ways(b, h); m != 0; m &= m - 1) {
+			uint32_t at = __atomic_load_n(&b->at[__builtin_ctz(m)], __ATOMIC_ACQUIRE);
+
+			if (at != 0 && inspect_key_eq(&in->flows[at - 1].key, k))
+				return (int32_t)(at - 1);
+		}
+	}
+	return -1;
 }
 
 /* What a flow's packet does (inspect_decide). */

@@ -150,11 +150,10 @@ struct pylb_inspect_key {
 	uint16_t plo, phi;
 	uint16_t pool;
 	uint8_t proto, af;
-	uint8_t pad[8];		/* 48 bytes: rte_hash compares those with SIMD */
+	uint8_t pad[8];		/* 48 bytes: compared as six words */
 };
 
-/* The appliance a flow crosses (by key position in the lcore's table),
- * and its key (rte_hash finds a key by position only by its own hash). */
+/* The appliance a flow crosses, its key and the key's hash. */
 struct pylb_inspect_flow {
 	uint64_t expire_tsc;		/* 0: free */
 	uint64_t cookie;		/* inspect_cookie's, made once */
@@ -166,10 +165,24 @@ struct pylb_inspect_flow {
 	uint16_t pool;
 };
 
-/* A worker's inspected flows (made when the first pool is). */
+/* A bucket of a worker's inspected-flow table (inspect.h): eight ways,
+ * each a flow's key hash and its place in `flows` plus one (0: empty), on
+ * one cache line. */
+#define PYLB_INSPECT_WAYS	8
+#define PYLB_INSPECT_BUCKETS	(PYLB_INSPECT_FLOWS / 4)	/* half the ways used, full */
+struct pylb_inspect_bucket {
+	uint32_t hash[PYLB_INSPECT_WAYS];
+	uint32_t at[PYLB_INSPECT_WAYS];
+} __rte_cache_aligned;
+
+/* A worker's inspected flows (made when the first pool is): each in one of
+ * two buckets its hash names; written by its worker alone, read without
+ * locks by the control side (Trace). */
 struct pylb_inspect {
-	struct rte_hash *h;
+	struct pylb_inspect_bucket *buckets;	/* PYLB_INSPECT_BUCKETS */
 	struct pylb_inspect_flow *flows;	/* PYLB_INSPECT_FLOWS */
+	uint32_t *free;				/* free places in flows: a stack */
+	uint32_t n_free;
 	uint32_t age_pos;
 	uint32_t n_flows[PYLB_MAX_POOLS];	/* by pool slot */
 	/* A burst's packets to inspect, gathered (pylb_inspect_out) and sent
