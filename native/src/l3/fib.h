@@ -322,7 +322,7 @@ void pylb_nh_output_fit(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int i
  * `flow`; af 0, or not to's family: the egress port's address; GENEVE:
  * always the port's), UDP's source port from `flow`; the egress MTU
  * checked. One function per kind, bound where it is configured; the _burst
- * ones (a VIP's output) send n packets in one call. */
+ * ones (a VIP's output, inspection's GENEVE) send n packets in one call. */
 typedef void pylb_out_encap_fn(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 			       struct rte_mbuf *m, const struct pylb_hop *hop,
 			       struct pylb_out_memo *o, const struct pylb_encap_src *src,
