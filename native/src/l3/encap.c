@@ -16,10 +16,11 @@
 
 #include "l3/l3.h"
 
-/* Writes what goes between the outer IP header `ip` (at o: its end) and
- * the packet, of family inner_af, in m; `opt`: what the packet's flow puts
- * there (GENEVE: pylb's option), else NULL. */
-typedef void pylb_tun_fn(struct rte_mbuf *m, void *ip, char *o, uint8_t inner_af,
+/* Writes what goes between the outer IP header (at o: its end) and the
+ * packet, of family inner_af, in m; `len`: the bytes from o to the end;
+ * `opt`: what the packet's flow puts there (GENEVE: pylb's option), else
+ * NULL. */
+typedef void pylb_tun_fn(struct rte_mbuf *m, char *o, uint32_t len, uint8_t inner_af,
 			 uint8_t outer_af, uint32_t flow, const void *opt);
 
 /* What an encapsulation puts between its outer IP header and the packet
@@ -50,8 +51,8 @@ ether_type(uint8_t af)
 }
 
 static __rte_always_inline void
-write_gre(struct rte_mbuf *m __rte_unused, void *ip __rte_unused, char *o, uint8_t inner_af,
-	  uint8_t outer_af __rte_unused, uint32_t flow __rte_unused,
+write_gre(struct rte_mbuf *m __rte_unused, char *o, uint32_t len __rte_unused,
+	  uint8_t inner_af, uint8_t outer_af __rte_unused, uint32_t flow __rte_unused,
 	  const void *opt __rte_unused)
 {
 	struct rte_gre_hdr *g = (struct rte_gre_hdr *)o;
@@ -60,44 +61,45 @@ write_gre(struct rte_mbuf *m __rte_unused, void *ip __rte_unused, char *o, uint8
 	g->proto = ether_type(inner_af);
 }
 
-/* The UDP checksum of a datagram in IPv6 (the header at ip, the datagram
- * at l4). Out of line: inlined, its vector code has every UDP output
- * realign its stack to 32 bytes, IPv4's too. */
+/* The UDP checksum of datagram u in IPv6 (its header just before u). Out
+ * of line: inlined, its vector code has every UDP output realign its stack
+ * to 32 bytes, IPv4's too. */
 static __rte_noinline uint16_t
-udp6_cksum(const struct rte_mbuf *m, const void *ip, uint16_t l4)
+udp6_cksum(const struct rte_mbuf *m, const char *u)
 {
-	return rte_ipv6_udptcp_cksum_mbuf(m, ip, l4);
+	return rte_ipv6_udptcp_cksum_mbuf(m, (const void *)(u - sizeof(struct rte_ipv6_hdr)),
+					  (uint16_t)(u - rte_pktmbuf_mtod(m, const char *)));
 }
 
-/* A UDP header to `dport`, its source port from the flow (the far end's
- * NIC spreads the flows over its queues), once what follows it is written:
- * IPv6's checksum computed (RFC 8200), IPv4's 0. */
+/* A UDP header to `dport` (a datagram of `len` bytes), its source port
+ * from the flow (the far end's NIC spreads the flows over its queues),
+ * once what follows it is written: IPv6's checksum computed (RFC 8200),
+ * IPv4's 0. */
 static inline void
-write_udp(struct rte_mbuf *m, void *ip, char *o, uint8_t outer_af, uint32_t flow,
+write_udp(struct rte_mbuf *m, char *o, uint32_t len, uint8_t outer_af, uint32_t flow,
 	  rte_be16_t dport)
 {
 	struct rte_udp_hdr *u = (struct rte_udp_hdr *)o;
-	uint16_t l4 = (uint16_t)(o - rte_pktmbuf_mtod(m, char *));
 
 	u->src_port = rte_cpu_to_be_16((uint16_t)(0xc000 | (flow & 0x3fff)));
 	u->dst_port = dport;
-	u->dgram_len = rte_cpu_to_be_16((uint16_t)(rte_pktmbuf_pkt_len(m) - l4));
+	u->dgram_len = rte_cpu_to_be_16((uint16_t)len);
 	u->dgram_cksum = 0;
 	if (outer_af == 6)
-		u->dgram_cksum = udp6_cksum(m, ip, l4);
+		u->dgram_cksum = udp6_cksum(m, o);
 }
 
 static __rte_always_inline void
-write_gue(struct rte_mbuf *m, void *ip, char *o, uint8_t inner_af __rte_unused,
+write_gue(struct rte_mbuf *m, char *o, uint32_t len, uint8_t inner_af __rte_unused,
 	  uint8_t outer_af, uint32_t flow, const void *opt __rte_unused)
 {
-	write_udp(m, ip, o, outer_af, flow, RTE_BE16(PYLB_GUE_PORT));
+	write_udp(m, o, len, outer_af, flow, RTE_BE16(PYLB_GUE_PORT));
 }
 
 /* GENEVE with pylb's option: the pool slot and cookie of `opt`, a struct
  * pylb_geneve_send. */
 static __rte_always_inline void
-write_geneve(struct rte_mbuf *m, void *ip, char *o, uint8_t inner_af, uint8_t outer_af,
+write_geneve(struct rte_mbuf *m, char *o, uint32_t len, uint8_t inner_af, uint8_t outer_af,
 	     uint32_t flow, const void *opt)
 {
 	const struct pylb_geneve_send *gs = opt;
@@ -113,7 +115,7 @@ write_geneve(struct rte_mbuf *m, void *ip, char *o, uint8_t inner_af, uint8_t ou
 	po->pool = rte_cpu_to_be_16(gs->pool);
 	po->zero = 0;
 	memcpy(po->cookie, &gs->cookie, sizeof(gs->cookie));
-	write_udp(m, ip, o, outer_af, flow, RTE_BE16(PYLB_GENEVE_PORT));
+	write_udp(m, o, len, outer_af, flow, RTE_BE16(PYLB_GENEVE_PORT));
 }
 
 /* The encapsulations, each with its own output below. */
@@ -262,7 +264,7 @@ encap(const struct pylb_out_memo *h, const struct pylb_tun *tun, const void *opt
 		ip += sizeof(*ip6);
 	}
 	if (tun->write != NULL)
-		tun->write(m, eth + sizeof(struct rte_ether_hdr), ip, inner_af, dst->af, flow, opt);
+		tun->write(m, ip, tun->len + inner_len, inner_af, dst->af, flow, opt);
 	return 0;
 }
 
