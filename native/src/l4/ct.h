@@ -41,13 +41,19 @@ conn_backend_af(const struct pylb_conn *c)
 	return pylb_l4_methods[c->method]->mixed ? (uint8_t)c->backend_af : c->af;
 }
 
-/* c's backend's address (conn_backend_af's family). */
+/* c's backend's address, of family baf (conn_backend_af's). */
+static inline const uint8_t *
+conn_backend_at(const struct pylb_conntrack *ct, const struct pylb_conn *c, uint8_t baf)
+{
+	if (unlikely(c->af == 4 && baf == 6))
+		return ct->ext6[c->backend6].a[CONN_BACKEND];
+	return conn_addr(ct, c, CONN_BACKEND);
+}
+
 static inline const uint8_t *
 conn_backend(const struct pylb_conntrack *ct, const struct pylb_conn *c)
 {
-	if (unlikely(c->af == 4 && conn_backend_af(c) == 6))
-		return ct->ext6[c->backend6].a[CONN_BACKEND];
-	return conn_addr(ct, c, CONN_BACKEND);
+	return conn_backend_at(ct, c, conn_backend_af(c));
 }
 
 /* c (its method set) goes to backend ip of family af; an IPv4 connection

@@ -27,7 +27,7 @@ l4_backend_group(struct pylb_lcore *lc, struct rte_mbuf *m, const uint8_t *to, u
 
 /* The hop towards d->to for d->hash's flow (in *tmp, or d->out's); NULL
  * (m dropped): no route. */
-static inline const struct pylb_hop *
+static __rte_always_inline const struct pylb_hop *
 l4_hop(struct pylb_lcore *lc, struct rte_mbuf *m, const struct l4_dest *d, struct pylb_hop *tmp)
 {
 	uint32_t g = d->out != NULL ? d->out->group : 0;
@@ -35,6 +35,18 @@ l4_hop(struct pylb_lcore *lc, struct rte_mbuf *m, const struct l4_dest *d, struc
 	if (!l4_backend_group(lc, m, d->to, d->to_af, &g))
 		return NULL;
 	return hop_pick(lc->dp, d->out, g, d->hash, tmp);
+}
+
+/* d's backend as an address (a constant size copied: no call). */
+static inline void
+l4_dest_ip(const struct l4_dest *d, struct pylb_ip *b)
+{
+	memset(b, 0, sizeof(*b));
+	b->af = d->to_af;
+	if (d->to_af == 4)
+		memcpy(b->ip, d->to, 4);
+	else
+		memcpy(b->ip, d->to, 16);
 }
 
 /* A translated packet (NAT, FullNAT) towards backend `to`, routed like
@@ -152,18 +164,18 @@ l4_flow(uint32_t hash, uint16_t cport)
 /* A tunnel's output (tunnel.c, gue.c): to backend d->to encapsulated by
  * `out`, by the ECMP path of d->hash; and without an entry, to
  * backend b (its method's `untracked`). */
-static inline void
+static __rte_always_inline void
 l4_out_encap(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port, struct rte_mbuf *m,
 	     const struct l4_dest *d, pylb_out_encap_fn *out)
 {
-	struct pylb_ip b = { .af = d->to_af };
 	const struct pylb_hop *hop;
 	struct pylb_hop tmp;
+	struct pylb_ip b;
 
 	hop = l4_hop(lc, m, d, &tmp);
 	if (hop == NULL)
 		return;
-	memcpy(b.ip, d->to, d->to_af == 4 ? 4 : 16);
+	l4_dest_ip(d, &b);
 	out(lc, cfg, in_port, m, hop, d->out, d->src, d->flow, &b, d->af);
 }
 
@@ -190,31 +202,53 @@ l4_open_decide_mixed(const struct pylb_lcore *lc, const struct pylb_service *svc
 	return t->af == 6 || svc->bal.backends[v->bi].addr.af == 4 || lc->ct->n_free6 != 0;
 }
 
-/* DR and tunnel: a client's packet of c as it is, to its backend through
- * the method's output, by the flow hash of (client, VIP). */
-static inline void
-l4_forward_as_is(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
-		 struct rte_mbuf *m, uint16_t *ports __rte_unused, struct pylb_conn *c)
+/* Where a client's packet of c goes as it is (DR, tunnel): its backend
+ * (`mixed`: its method's), by the flow hash of (client, VIP), with the
+ * backend's remembered output while c's index of it holds (checked at
+ * this generation: conn_check). */
+static __rte_always_inline void
+l4_dest_of(struct pylb_lcore *lc, const struct pylb_conn *c, bool mixed, struct l4_dest *d)
 {
 	const struct pylb_service *svc = __atomic_load_n(&lc->dp->svcs[c->svc],
 							 __ATOMIC_ACQUIRE);
 	uint32_t hash = flow_hash(lc->dp->conf.hash_key, conn_addr(lc->ct, c, CONN_CLIENT),
 				  conn_addr(lc->ct, c, CONN_VIP), c->af);
-	struct l4_dest d = {
-		.to = conn_backend(lc->ct, c), .to_af = conn_backend_af(c), .af = c->af,
+	uint8_t baf = mixed ? (uint8_t)c->backend_af : c->af;
+
+	*d = (struct l4_dest){
+		.to = conn_backend_at(lc->ct, c, baf), .to_af = baf, .af = c->af,
 		.hash = hash, .flow = l4_flow(hash, c->cport), .src = &l4_port_src,
 	};
-
-	/* Its backend's remembered output while c's index of it holds
-	 * (checked at this generation: conn_check). */
 	if (likely(svc != NULL)) {
-		d.src = &svc->tunnel_src;
+		d->src = &svc->tunnel_src;
 		if (likely(c->bidx < svc->bal.n_backends &&
 			   c->gen == __atomic_load_n(&lc->dp->gen, __ATOMIC_ACQUIRE)))
-			d.out = pylb_backend_out(lc, &svc->bal, c->bidx);
+			d->out = pylb_backend_out(lc, &svc->bal, c->bidx);
 	}
+}
 
-	pylb_l4_methods[c->method]->out(lc, cfg, in_port, m, &d);
+/* DR and tunnel: a client's packet of c as it is, to its backend through
+ * `out`; each method's forward binds its own output and `mixed` (no
+ * lookup of the method's). */
+static __rte_always_inline void
+l4_forward_by(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
+	      struct rte_mbuf *m, struct pylb_conn *c, l4_out_fn *out, bool mixed)
+{
+	struct l4_dest d;
+
+	l4_dest_of(lc, c, mixed, &d);
+	out(lc, cfg, in_port, m, &d);
+}
+
+/* The same through c's method's output, whichever it is (l4.c: a packet
+ * about a connection, not a client's). */
+static inline void
+l4_forward_as_is(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
+		 struct rte_mbuf *m, struct pylb_conn *c)
+{
+	const struct l4_method *method = pylb_l4_methods[c->method];
+
+	l4_forward_by(lc, cfg, in_port, m, c, method->out, method->mixed);
 }
 
 #endif /* PYLB_FORWARD_H */

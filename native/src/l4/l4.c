@@ -418,7 +418,7 @@ pylb_l4_to_backend(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_por
 		   struct rte_mbuf *m, struct pylb_conn *c)
 {
 	if (pylb_l4_methods[c->method]->out != NULL)
-		return l4_forward_as_is(lc, cfg, in_port, m, NULL, c);
+		return l4_forward_as_is(lc, cfg, in_port, m, c);
 	if (!l4_conn_output(lc, cfg, c, m))
 		l4_out_routed(lc, cfg, in_port, m, conn_addr(lc->ct, c, CONN_BACKEND), c->af, 0);
 }

@@ -7,19 +7,26 @@
  */
 #include "l4/forward.h"
 
-static void
+static __rte_always_inline void
 out_dr(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
        struct rte_mbuf *m, const struct l4_dest *d)
 {
-	struct pylb_ip b = { .af = d->to_af };
 	const struct pylb_hop *hop;
 	struct pylb_hop tmp;
+	struct pylb_ip b;
 
 	hop = l4_hop(lc, m, d, &tmp);
 	if (hop == NULL)
 		return;
-	memcpy(b.ip, d->to, d->to_af == 4 ? 4 : 16);
+	l4_dest_ip(d, &b);
 	pylb_out_dr(lc, cfg, in_port, m, hop, &b);
+}
+
+static void
+forward_dr(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port, struct rte_mbuf *m,
+	   uint16_t *ports __rte_unused, struct pylb_conn *c)
+{
+	l4_forward_by(lc, cfg, in_port, m, c, out_dr, pylb_l4_dr.mixed);
 }
 
 static void
@@ -35,7 +42,7 @@ untracked_dr(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 
 const struct l4_method pylb_l4_dr = {
 	.name = "dr",
-	.forward = l4_forward_as_is,
+	.forward = forward_dr,
 	.untracked = untracked_dr,
 	.replies = L4_REPLIES_NONE,
 	.quote = L4_QUOTE_AS_IS,

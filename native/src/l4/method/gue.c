@@ -11,11 +11,18 @@
  */
 #include "l4/forward.h"
 
-static void
+static __rte_always_inline void
 out_gue(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port, struct rte_mbuf *m,
 	const struct l4_dest *d)
 {
 	l4_out_encap(lc, cfg, in_port, m, d, pylb_out_gue);
+}
+
+static void
+forward_gue(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port, struct rte_mbuf *m,
+	   uint16_t *ports __rte_unused, struct pylb_conn *c)
+{
+	l4_forward_by(lc, cfg, in_port, m, c, out_gue, pylb_l4_gue.mixed);
 }
 
 static void
@@ -28,7 +35,7 @@ untracked_gue(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 
 const struct l4_method pylb_l4_gue = {
 	.name = "gue",
-	.forward = l4_forward_as_is,
+	.forward = forward_gue,
 	.untracked = untracked_gue,
 	.open_decide = l4_open_decide_mixed,
 	.replies = L4_REPLIES_NONE,

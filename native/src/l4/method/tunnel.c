@@ -10,11 +10,18 @@
  */
 #include "l4/forward.h"
 
-static void
+static __rte_always_inline void
 out_tunnel(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port, struct rte_mbuf *m,
 	   const struct l4_dest *d)
 {
 	l4_out_encap(lc, cfg, in_port, m, d, pylb_out_ipip);
+}
+
+static void
+forward_tunnel(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port, struct rte_mbuf *m,
+	      uint16_t *ports __rte_unused, struct pylb_conn *c)
+{
+	l4_forward_by(lc, cfg, in_port, m, c, out_tunnel, pylb_l4_tunnel.mixed);
 }
 
 static void
@@ -27,7 +34,7 @@ untracked_tunnel(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 
 const struct l4_method pylb_l4_tunnel = {
 	.name = "tunnel",
-	.forward = l4_forward_as_is,
+	.forward = forward_tunnel,
 	.untracked = untracked_tunnel,
 	.open_decide = l4_open_decide_mixed,
 	.replies = L4_REPLIES_NONE,
