@@ -186,7 +186,7 @@ struct pylb_inspect {
 	uint32_t age_pos;
 	uint32_t n_flows[PYLB_MAX_POOLS];	/* by pool slot */
 	/* A burst's packets to inspect, gathered (pylb_inspect_out) and sent
-	 * together (pylb_inspect_flush): their flows in one bulk lookup. */
+	 * together (pylb_inspect_flush): their flows' buckets fetched first. */
 	uint16_t n_pending;
 	struct pylb_inspect_pending {
 		struct rte_mbuf *m;
