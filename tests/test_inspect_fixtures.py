@@ -471,6 +471,11 @@ def test_more_flows_than_a_worker_remembers_are_still_sent_and_places_come_back(
     # not remembered either).
     assert 65_536 * 0.99 <= remembered <= 65_536
     assert t["inspect_untracked"] == 80_000 - remembered
+    # Each remembered flow is found again, in whichever of its buckets.
+    assert len(gwlb.inject("p0", frames)) == 80_000
+    t = gwlb.totals()
+    assert t["inspect_flows_new"] == remembered
+    assert t["inspect_untracked"] == 2 * (80_000 - remembered)
     gwlb.clock_advance(31_000)
     gwlb.housekeep()
     assert gwlb.pool("fw")["flows"] == 0
@@ -480,4 +485,4 @@ def test_more_flows_than_a_worker_remembers_are_still_sent_and_places_come_back(
     t = gwlb.totals()
     assert gwlb.pool("fw")["flows"] == 20_000
     assert t["inspect_flows_new"] == remembered + 20_000
-    assert t["inspect_untracked"] == 80_000 - remembered
+    assert t["inspect_untracked"] == 2 * (80_000 - remembered)

@@ -131,7 +131,6 @@ inspect_stage(struct pylb_lcore *lc, const struct pylb_inspect_pending *p,
 	uint16_t bidx = 0;
 	uint32_t grp;
 
-	g->cookie = 0;
 	to = appliance(lc, pool, p->slot, k, h, &g->cookie, &bidx);
 	if (unlikely(to == NULL)) {
 		drop(lc, p->m, PYLB_D_INSPECT_NO_APPLIANCE);
