@@ -99,14 +99,15 @@ void pylb_ipv6_local(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t
 void pylb_ipv6_icmp(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port,
 		    struct rte_mbuf *m);
 
-/* vip.c: a packet to an L3 VIP, to its backend (path/pipeline.c sends
- * an inspected VIP's through its appliance first); and n of them, packet i
- * of family af[i] to VIP vips[i] (NULL: gone), in order. */
+/* vip.c: packets to L3 VIPs, to their backends: a burst's (bit i of
+ * `mask`: m[i], family af[i], to the VIP of FIB value id[i]), through an
+ * inspected VIP's appliance first (inspect.c); and one packet that comes
+ * back from an appliance or from the kernel, never inspected. */
+void pylb_vip_burst(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
+		    struct rte_mbuf *const *m, const uint32_t *id, const uint8_t *af,
+		    uint32_t mask);
 void pylb_vip_input(struct pylb_lcore *lc, const struct pylb_cfg *cfg,
 		    int in_port, struct rte_mbuf *m, uint32_t vip_id, uint8_t af);
-void pylb_vip_burst(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
-		    struct rte_mbuf **m, const struct pylb_vip *const *vips, const uint8_t *af,
-		    uint32_t n);
 
 /* inspect.c: to an inspection pool's appliance (pool slot `pool`):
  * gathered over a burst, then sent by pylb_inspect_flush (each burst's

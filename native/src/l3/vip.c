@@ -93,33 +93,41 @@ vip_ready(struct pylb_lcore *lc, struct rte_mbuf *m, const struct pylb_vip *vip,
 	return true;
 }
 
-/* Every packet's hash and table slot first, the slots fetched, then each
- * made ready and sent: the lookup table's cache misses overlap instead of
- * one per packet in turn, and each run of one VIP's packets goes in one
- * call of its output. */
-void
-pylb_vip_burst(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
-	       struct rte_mbuf **m, const struct pylb_vip *const *vips, const uint8_t *af,
-	       uint32_t n)
+/* Packets of L3 VIPs (bit i of `mask`: m[i], family af[i], to the VIP
+ * whose id id[i] holds: fib_id's), in order; through its pool's appliance
+ * first where it has one and `inspect` says (not for what an appliance
+ * sent back, or the kernel sent). Every packet's hash and table slot
+ * first, the slots fetched, then each made ready and sent: the lookup
+ * table's cache misses overlap instead of one per packet in turn, and each
+ * run of one VIP's packets goes in one call of its output. */
+static __rte_always_inline void
+vip_burst(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
+	  struct rte_mbuf *const *m, const uint32_t *id, const uint8_t *af, uint32_t mask,
+	  bool inspect)
 {
 	const struct pylb_vip *vip[PYLB_BURST], *run = NULL;
 	uint32_t h[PYLB_BURST], slot[PYLB_BURST];
 	struct pylb_send s[PYLB_BURST];
-	uint32_t i, k = 0, start = 0;
+	uint32_t i, k = 0, start = 0, ready = 0;
 
-	for (i = 0; i < n; i++) {
-		vip[i] = likely(vips[i] != NULL && vips[i]->bal.table != NULL) ? vips[i] : NULL;
-		if (unlikely(vip[i] == NULL))
+	for (uint32_t left = mask; left != 0; left &= left - 1) {
+		i = (uint32_t)__builtin_ctz(left);
+		vip[i] = __atomic_load_n(&lc->dp->vips[fib_id(id[i])], __ATOMIC_ACQUIRE);
+		if (inspect && unlikely(vip[i] != NULL && vip[i]->pool != 0)) {
+			pylb_inspect_out(lc, m[i], vip[i]->pool - 1, af[i]);
 			continue;
-		h[i] = vip_hash(lc, m[i], af[i]);
-		slot[i] = bal_slot(&vip[i]->bal, h[i]);
-		rte_prefetch0(&vip[i]->bal.table[slot[i]]);
-	}
-	for (i = 0; i < n; i++) {
-		if (unlikely(vip[i] == NULL)) {
+		}
+		if (unlikely(vip[i] == NULL || vip[i]->bal.table == NULL)) {
 			drop(lc, m[i], PYLB_D_VIP_NO_BACKEND);
 			continue;
 		}
+		h[i] = vip_hash(lc, m[i], af[i]);
+		slot[i] = bal_slot(&vip[i]->bal, h[i]);
+		rte_prefetch0(&vip[i]->bal.table[slot[i]]);
+		ready |= 1u << i;
+	}
+	for (; ready != 0; ready &= ready - 1) {
+		i = (uint32_t)__builtin_ctz(ready);
 		if (!vip_ready(lc, m[i], vip[i], h[i], vip[i]->bal.table[slot[i]], af[i], &s[k]))
 			continue;
 		if (vip[i] != run) {
@@ -135,10 +143,15 @@ pylb_vip_burst(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 }
 
 void
+pylb_vip_burst(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
+	       struct rte_mbuf *const *m, const uint32_t *id, const uint8_t *af, uint32_t mask)
+{
+	vip_burst(lc, cfg, in_port, m, id, af, mask, true);
+}
+
+void
 pylb_vip_input(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 	       struct rte_mbuf *m, uint32_t vip_id, uint8_t af)
 {
-	const struct pylb_vip *vip = __atomic_load_n(&lc->dp->vips[vip_id], __ATOMIC_ACQUIRE);
-
-	pylb_vip_burst(lc, cfg, in_port, &m, &vip, &af, 1);
+	vip_burst(lc, cfg, in_port, &m, &vip_id, &af, 1, false);
 }

@@ -389,26 +389,7 @@ static void
 vip_sub(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port,
 	struct pylb_burst *b, uint32_t mask)
 {
-	const struct pylb_vip *vips[PYLB_BURST];
-	struct rte_mbuf *m[PYLB_BURST];
-	uint8_t af[PYLB_BURST];
-	uint32_t n = 0;
-
-	while (mask != 0) {
-		uint32_t i = pop(&mask);
-		const struct pylb_vip *vip = __atomic_load_n(&lc->dp->vips[fib_id(b->fib[i])],
-							     __ATOMIC_ACQUIRE);
-
-		if (unlikely(vip != NULL && vip->pool != 0)) {
-			pylb_inspect_out(lc, b->m[i], vip->pool - 1, b->af[i]);
-			continue;
-		}
-		m[n] = b->m[i];
-		vips[n] = vip;
-		af[n++] = b->af[i];
-	}
-	if (n != 0)
-		pylb_vip_burst(lc, cfg, port, m, vips, af, n);
+	pylb_vip_burst(lc, cfg, port, b->m, b->fib, b->af, mask);
 }
 
 static stage_fn *const sub_bursts[STAGE_KINDS] = {
