@@ -315,19 +315,14 @@ void pylb_too_big(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port
 void pylb_nh_output_fit(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 			struct rte_mbuf *m, const struct pylb_nh *nh, const void *dst,
 			uint8_t dst_af);
-/* encap.c: the output of m (an Ethernet frame carrying an IP packet of
- * family af) to `to` by hop, encapsulated: in IPIP, GRE, GUE (UDP to
- * port 6080) or GENEVE (UDP to 6081, with pylb's option: an inspection
- * pool's slot and the flow's cookie); from `src` (its varying bits from
- * `flow`; af 0, or not to's family: the egress port's address; GENEVE:
- * always the port's), UDP's source port from `flow`; the egress MTU
- * checked. One function per kind, bound where it is configured; the _burst
- * ones (a VIP's output, inspection's GENEVE) send n packets in one call. */
-typedef void pylb_out_encap_fn(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
-			       struct rte_mbuf *m, const struct pylb_hop *hop,
-			       struct pylb_out_memo *o, const struct pylb_encap_src *src,
-			       uint32_t flow, const struct pylb_ip *to, uint8_t af);
-pylb_out_encap_fn pylb_out_ipip, pylb_out_gre, pylb_out_gue;
+/* encap.c: a VIP's packets (struct pylb_send: each to `to` by hop),
+ * encapsulated in IPIP, GRE or GUE (UDP to port 6080), from `src` (its
+ * varying bits from the flow; af 0, or not to's family: the egress port's
+ * address), UDP's source port from the flow; the egress MTU checked; and
+ * inspection's, in GENEVE (UDP to 6081, with pylb's option: an inspection
+ * pool's slot and the flow's cookie; from the port's address). One
+ * function per kind, bound where it is configured; the L4 tunnels inline
+ * encap.h's output instead. */
 pylb_vip_out_fn pylb_out_ipip_burst, pylb_out_gre_burst, pylb_out_gue_burst;
 /* A packet to an inspection appliance (inspect.c): its GENEVE option's
  * pool slot and flow cookie. */

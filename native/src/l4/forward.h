@@ -8,6 +8,7 @@
 #ifndef PYLB_FORWARD_H
 #define PYLB_FORWARD_H
 
+#include "l3/encap.h"
 #include "l4/l4.h"
 
 /* The next-hop group the workers route `to` (a backend) by (`group`, when
@@ -161,12 +162,12 @@ l4_flow(uint32_t hash, uint16_t cport)
 	return rte_hash_crc_4byte(cport, hash);
 }
 
-/* A tunnel's output (tunnel.c, gue.c): to backend d->to encapsulated by
- * `out`, by the ECMP path of d->hash; and without an entry, to
- * backend b (its method's `untracked`). */
+/* A tunnel's output (tunnel.c, gue.c): to backend d->to in tun's
+ * encapsulation (encap.h's output, inlined), by the ECMP path of d->hash;
+ * and without an entry, to backend b (its method's `untracked`). */
 static __rte_always_inline void
 l4_out_encap(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port, struct rte_mbuf *m,
-	     const struct l4_dest *d, pylb_out_encap_fn *out)
+	     const struct l4_dest *d, const struct pylb_tun *tun)
 {
 	const struct pylb_hop *hop;
 	struct pylb_hop tmp;
@@ -176,13 +177,13 @@ l4_out_encap(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port, str
 	if (hop == NULL)
 		return;
 	l4_dest_ip(d, &b);
-	out(lc, cfg, in_port, m, hop, d->out, d->src, d->flow, &b, d->af);
+	out_encap(lc, cfg, in_port, m, hop, d->out, tun, NULL, d->src, d->flow, &b, d->af);
 }
 
 static inline void
 l4_untracked_encap(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 		   struct rte_mbuf *m, const struct pylb_tuple *t, const struct pylb_service *svc,
-		   const struct pylb_backend *b, uint32_t hash, pylb_out_encap_fn *out)
+		   const struct pylb_backend *b, uint32_t hash, const struct pylb_tun *tun)
 {
 	struct l4_dest d = {
 		.to = b->addr.ip, .to_af = b->addr.af, .af = t->af, .hash = hash,
@@ -190,7 +191,7 @@ l4_untracked_encap(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_por
 		.out = pylb_backend_out(lc, &svc->bal, (uint32_t)(b - svc->bal.backends)),
 	};
 
-	l4_out_encap(lc, cfg, in_port, m, &d, out);
+	l4_out_encap(lc, cfg, in_port, m, &d, tun);
 }
 
 /* A tunnel's open_decide: an IPv4 connection to an IPv6 backend holds it

@@ -14,7 +14,7 @@ static __rte_always_inline void
 out_tunnel(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port, struct rte_mbuf *m,
 	   const struct l4_dest *d)
 {
-	l4_out_encap(lc, cfg, in_port, m, d, pylb_out_ipip);
+	l4_out_encap(lc, cfg, in_port, m, d, &tun_ipip);
 }
 
 static void
@@ -29,7 +29,7 @@ untracked_tunnel(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 		 struct rte_mbuf *m, uint16_t *ports __rte_unused, const struct pylb_tuple *t,
 		 const struct pylb_service *svc, const struct pylb_backend *b, uint32_t hash)
 {
-	l4_untracked_encap(lc, cfg, in_port, m, t, svc, b, hash, pylb_out_ipip);
+	l4_untracked_encap(lc, cfg, in_port, m, t, svc, b, hash, &tun_ipip);
 }
 
 const struct l4_method pylb_l4_tunnel = {
