@@ -11,7 +11,9 @@ packets that went through.
 The dataplane is built again for it, in a copy of the tree
 (bench/build/instructions): for x86-64-v3 (valgrind 3.19 decodes no
 AVX-512; the FIBs' bulk lookups then take DPDK's scalar code, as on a CPU
-without it) and with -g (lines for callgrind_annotate). EAL runs without
+without it) with AES-NI (-maes: the GENEVE cookie's MAC as the bench's CPU
+runs it, not OpenSSL's table AES) and with -g (lines for
+callgrind_annotate). EAL runs without
 hugepages (valgrind cannot map them). Cycles still decide (bench/paths.py);
 this says which change removed what, exactly, at once.
 """
@@ -101,7 +103,8 @@ def main() -> None:
     if len(sys.argv) == 5 and sys.argv[1] == "--side":
         return side(sys.argv[2], sys.argv[3], float(sys.argv[4]))
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--cases", default="route,route6,vip,vip_gue,established,gue,inspect_out",
+    ap.add_argument("--cases", default="route,route6,vip,vip_gue,established,tunnel,gue,inspect_out,"
+                    "inspect_return",
                     help="comma-separated bench/paths.py cases (1,000 flows each)")
     ap.add_argument("--seconds", type=float, default=2,
                     help="how long each case's dataplane runs under valgrind")
@@ -110,10 +113,10 @@ def main() -> None:
     args = ap.parse_args()
     if shutil.which("valgrind") is None:
         sys.exit("instructions: valgrind is not installed (apt-get install valgrind)")
-    cases = common.rebuilt_cases("instructions", args.cases)
+    cases = common.rebuilt_cases("instructions", args.cases, whole_pipeline=True)
     os.makedirs(args.out, exist_ok=True)
     shutil.rmtree(TREE, ignore_errors=True)
-    common.build_copy(TREE, PYLB_MARCH="x86-64-v3", PYLB_CFLAGS="-g")
+    common.build_copy(TREE, PYLB_MARCH="x86-64-v3", PYLB_CFLAGS="-g -maes")
     work = os.path.join(TREE, "work")
     os.makedirs(work)
     table = {c: count(c, args.seconds, work) for c in cases}

@@ -52,6 +52,13 @@ fib_kind(uint32_t v)
 	return v >> PYLB_FIB_KIND_SHIFT;
 }
 
+/* Is the FIB value v one of our own addresses? */
+static inline bool
+fib_is_local(uint32_t v)
+{
+	return v != 0 && fib_kind(v) == PYLB_FIB_LOCAL;
+}
+
 /* Is the FIB value v a VIP: an L4 service's or in an L3 VIP prefix? */
 static inline bool
 fib_is_vip(uint32_t v)

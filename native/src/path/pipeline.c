@@ -143,21 +143,19 @@ source_refused(const struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t
 	       uint32_t sv, uint32_t dv, uint8_t af, const uint8_t *src6, uint32_t src4)
 {
 	uint32_t rp_ports = cfg->ports[port].rp_ports;
-	bool to_us = dv != 0 && fib_kind(dv) == PYLB_FIB_LOCAL;
 
 	/* The usual source first: one a next-hop group routes. */
 	if (likely(sv != 0 && fib_kind(sv) == PYLB_FIB_GROUP)) {
-		const struct pylb_nhg *g = &lc->dp->nhg[fib_id(sv)];
-
 		/* (A broadcast source has its two lowest bits set: broadcast4
-		 * skips /31 and /32.) */
-		if (af == 4 && (src4 & 3) == 3 && g->connected && broadcast4(cfg, g, src4))
+		 * skips /31 and /32. Its group is read only when asked.) */
+		if (af == 4 && (src4 & 3) == 3 && lc->dp->nhg[fib_id(sv)].connected &&
+		    broadcast4(cfg, &lc->dp->nhg[fib_id(sv)], src4))
 			return PYLB_D_SOURCE_BROADCAST;
-		return rp_ports != 0 && !(g->ports & rp_ports) && !to_us ?
-			PYLB_D_SOURCE_REVERSE_PATH : 0;
+		return rp_ports != 0 && !(lc->dp->nhg[fib_id(sv)].ports & rp_ports) &&
+			!fib_is_local(dv) ? PYLB_D_SOURCE_REVERSE_PATH : 0;
 	}
 	if (sv == 0)
-		return rp_ports != 0 && !to_us && !(af == 6 && ip6_is_link_local(src6)) ?
+		return rp_ports != 0 && !fib_is_local(dv) && !(af == 6 && ip6_is_link_local(src6)) ?
 			PYLB_D_SOURCE_REVERSE_PATH : 0;
 	if (fib_kind(sv) == PYLB_FIB_LOCAL)
 		return PYLB_D_SOURCE_OWN;
