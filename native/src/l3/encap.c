@@ -162,3 +162,15 @@ pylb_out_##kind##_burst(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int i
 OUT_ENCAP(ipip)
 OUT_ENCAP(gre)
 OUT_ENCAP(gue)
+
+/* The egress port's address as the outer source. */
+static const struct pylb_encap_src port_src;
+
+void
+pylb_out_geneve_burst(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
+		      const struct pylb_geneve_send *g, uint32_t n)
+{
+	for (uint32_t i = 0; i < n; i++)
+		out_encap(lc, cfg, in_port, g[i].s.m, &g[i].s.hop, g[i].s.o, &tun_geneve, &g[i],
+			  &port_src, g[i].s.flow, g[i].s.to, g[i].s.af);
+}

@@ -102,19 +102,13 @@ write_gue(struct rte_mbuf *m, char *o, uint32_t len, uint8_t inner_af __rte_unus
 	write_udp(m, o, len, outer_af, flow, RTE_BE16(PYLB_GUE_PORT));
 }
 
-/* What pylb's GENEVE option carries for a flow (inspect.c). */
-struct pylb_geneve_flow {
-	uint64_t cookie;
-	uint16_t pool;		/* the inspection pool's slot */
-};
-
 /* GENEVE with pylb's option: the pool slot and cookie of `opt`, a struct
- * pylb_geneve_flow. */
+ * pylb_geneve_send. */
 static __rte_always_inline void
 write_geneve(struct rte_mbuf *m, char *o, uint32_t len, uint8_t inner_af, uint8_t outer_af,
 	     uint32_t flow, const void *opt)
 {
-	const struct pylb_geneve_flow *gs = opt;
+	const struct pylb_geneve_send *gs = opt;
 	struct rte_geneve_hdr *g = (struct rte_geneve_hdr *)(o + sizeof(struct rte_udp_hdr));
 	struct pylb_geneve_opt *po = (struct pylb_geneve_opt *)(g + 1);
 

@@ -325,10 +325,21 @@ void pylb_nh_output_fit(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int i
 /* encap.c: a VIP's packets (struct pylb_send: each to `to` by hop),
  * encapsulated in IPIP, GRE or GUE (UDP to port 6080), from `src` (its
  * varying bits from the flow; af 0, or not to's family: the egress port's
- * address), UDP's source port from the flow; the egress MTU checked. One
- * function per kind, bound where it is configured; the L4 tunnels and
- * inspection (GENEVE) inline encap.h's output instead. */
+ * address), UDP's source port from the flow; the egress MTU checked; and
+ * inspection's, in GENEVE (UDP to 6081, with pylb's option: an inspection
+ * pool's slot and the flow's cookie; from the port's address). One
+ * function per kind, bound where it is configured; the L4 tunnels inline
+ * encap.h's output instead. */
 pylb_vip_out_fn pylb_out_ipip_burst, pylb_out_gre_burst, pylb_out_gue_burst;
+/* A packet to an inspection appliance (inspect.c): its GENEVE option's
+ * pool slot and flow cookie. */
+struct pylb_geneve_send {
+	struct pylb_send s;
+	uint64_t cookie;
+	uint16_t pool;
+};
+void pylb_out_geneve_burst(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
+			   const struct pylb_geneve_send *g, uint32_t n);
 /* vip.c: direct routing. */
 void pylb_out_dr(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port, struct rte_mbuf *m,
 		 const struct pylb_hop *hop, const struct pylb_ip *to);

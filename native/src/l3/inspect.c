@@ -22,8 +22,11 @@
  *   forwarded only if its cookie is the flow's, whichever worker (or
  *   appliance of the fleet) it reaches.
  */
-#include "l3/encap.h"
+#include <rte_geneve.h>
+#include <rte_udp.h>
+
 #include "l3/inspect.h"
+#include "l3/l3.h"
 
 static inline void
 flow_set(struct pylb_inspect_flow *fl, const struct pylb_pool *pool, uint16_t bidx)
@@ -115,26 +118,24 @@ appliance(struct pylb_lcore *lc, const struct pylb_pool *pool, uint16_t slot,
 	return &fl->app;
 }
 
-/* The egress port's address as the outer source. */
-static const struct pylb_encap_src port_src;
-
 /* A packet gathered by pylb_inspect_out, with its flow's key k (hash h):
- * to its appliance in GENEVE (encap.h's output, inlined), or dropped. */
-static inline void
-inspect_send(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
-	     const struct pylb_inspect_pending *p, const struct pylb_pool *pool,
-	     const struct pylb_inspect_key *k, uint32_t h)
+ * staged in *g for its appliance (true), or dropped. */
+static bool
+inspect_stage(struct pylb_lcore *lc, const struct pylb_inspect_pending *p,
+	      const struct pylb_pool *pool, const struct pylb_inspect_key *k, uint32_t h,
+	      struct pylb_geneve_send *g)
 {
-	struct pylb_geneve_flow opt = { .pool = p->slot };
 	struct pylb_out_memo *o = NULL;
 	const struct pylb_ip *to;
 	struct pylb_hop tmp;
 	uint16_t bidx = 0;
 	uint32_t grp;
 
-	to = appliance(lc, pool, p->slot, k, h, &opt.cookie, &bidx);
-	if (unlikely(to == NULL))
-		return drop(lc, p->m, PYLB_D_INSPECT_NO_APPLIANCE);
+	to = appliance(lc, pool, p->slot, k, h, &g->cookie, &bidx);
+	if (unlikely(to == NULL)) {
+		drop(lc, p->m, PYLB_D_INSPECT_NO_APPLIANCE);
+		return false;
+	}
 	/* Its output as the lcore remembers it (an appliance that left: by
 	 * the FIB). */
 	if (likely(bidx != INSPECT_GONE)) {
@@ -143,24 +144,34 @@ inspect_send(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 	} else {
 		grp = route_group(lc->dp, to->ip, to->af);
 	}
-	if (unlikely(grp == 0))
-		return drop(lc, p->m, PYLB_D_INSPECT_NO_ROUTE);
+	if (unlikely(grp == 0)) {
+		drop(lc, p->m, PYLB_D_INSPECT_NO_ROUTE);
+		return false;
+	}
 	CNT(lc, INSPECT_SENT);
-	out_encap(lc, cfg, in_port, p->m, hop_pick(lc->dp, o, grp, h, &tmp), o, &tun_geneve, &opt,
-		  &port_src, h, to, p->af);
+	g->s.hop = *hop_pick(lc->dp, o, grp, h, &tmp);
+	g->s.m = p->m;
+	g->s.o = o;
+	g->s.to = to;
+	g->s.flow = h;
+	g->s.af = p->af;
+	g->pool = p->slot;
+	return true;
 }
 
 /* The burst's gathered packets: their flows' keys made and their first
- * buckets fetched, then each sent to its appliance. */
+ * buckets fetched, then each staged for its appliance, and all sent in one
+ * call. */
 void
 pylb_inspect_flush(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port)
 {
 	struct pylb_inspect *in = lc->inspect;
 	const uint64_t *hk = lc->dp->conf.hash_key;
 	const struct pylb_pool *pool[PYLB_BURST];
+	struct pylb_geneve_send g[PYLB_BURST];
 	struct pylb_inspect_key k[PYLB_BURST];
 	uint32_t h[PYLB_BURST];
-	uint16_t n = 0, i;
+	uint16_t n = 0, ns = 0, i;
 
 	for (i = 0; i < in->n_pending; i++) {
 		const struct pylb_inspect_pending *p = &in->pending[i];
@@ -181,7 +192,9 @@ pylb_inspect_flush(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_por
 	}
 	in->n_pending = 0;
 	for (i = 0; i < n; i++)
-		inspect_send(lc, cfg, in_port, &in->pending[i], pool[i], &k[i], h[i]);
+		ns += inspect_stage(lc, &in->pending[i], pool[i], &k[i], h[i], &g[ns]);
+	if (ns != 0)
+		pylb_out_geneve_burst(lc, cfg, in_port, g, ns);
 }
 
 /* The GENEVE header of a datagram to our port 6081 (at g, `len` bytes on):
