@@ -2,9 +2,10 @@
  * Copyright(c) 2026 pylb authors
  *
  * Encapsulation's outputs (encap.h has the fast part): each kind's output
- * of a packet, of a VIP's packets and of inspection's GENEVE packets; the
- * headers remembered per backend and lcore made here, and the general way
- * of a packet without them (ECMP, a MAC not known yet, too big).
+ * of a VIP's packets and inspection's GENEVE output, each a loop with
+ * encap.h's inlined; the headers remembered per backend and lcore made
+ * here, and the general way of a packet without them (ECMP, a MAC not
+ * known yet, too big).
  */
 #include "l3/encap.h"
 

@@ -94,12 +94,12 @@ vip_ready(struct pylb_lcore *lc, struct rte_mbuf *m, const struct pylb_vip *vip,
 }
 
 /* Packets of L3 VIPs (bit i of `mask`: m[i], family af[i], to the VIP
- * whose id id[i] holds: fib_id's), in order; through its pool's appliance
- * first where it has one and `inspect` says (not for what an appliance
- * sent back, or the kernel sent). Every packet's hash and table slot
- * first, the slots fetched, then each made ready and sent: the lookup
- * table's cache misses overlap instead of one per packet in turn, and each
- * run of one VIP's packets goes in one call of its output. */
+ * fib_id(id[i]) names: id[i] its FIB value or its id), in order; through
+ * its pool's appliance first where it has one and `inspect` says (not for
+ * what an appliance sent back, or the kernel sent). Every packet's hash
+ * and table slot first, the slots fetched, then each made ready and sent:
+ * the lookup table's cache misses overlap instead of one per packet in
+ * turn, and each run of one VIP's packets goes in one call of its output. */
 static __rte_always_inline void
 vip_burst(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port,
 	  struct rte_mbuf *const *m, const uint32_t *id, const uint8_t *af, uint32_t mask,

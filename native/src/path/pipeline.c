@@ -127,6 +127,13 @@ broadcast4(const struct pylb_cfg *cfg, const struct pylb_nhg *g, uint32_t s)
 	return false;
 }
 
+/* The next-hop group of FIB value v (of kind PYLB_FIB_GROUP). */
+static inline const struct pylb_nhg *
+group_of(const struct pylb_lcore *lc, uint32_t v)
+{
+	return &lc->dp->nhg[fib_id(v)];
+}
+
 /* Why a packet from port `port` with source FIB value sv (destination:
  * dv) is refused; 0: it is not. Our own addresses as sources are
  * reflections; a VIP's, to a VIP, a LAND packet or a reflection (a VIP's
@@ -147,11 +154,12 @@ source_refused(const struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t
 	/* The usual source first: one a next-hop group routes. */
 	if (likely(sv != 0 && fib_kind(sv) == PYLB_FIB_GROUP)) {
 		/* (A broadcast source has its two lowest bits set: broadcast4
-		 * skips /31 and /32. Its group is read only when asked.) */
-		if (af == 4 && (src4 & 3) == 3 && lc->dp->nhg[fib_id(sv)].connected &&
-		    broadcast4(cfg, &lc->dp->nhg[fib_id(sv)], src4))
+		 * skips /31 and /32. The group is read only by a test that
+		 * asks.) */
+		if (af == 4 && (src4 & 3) == 3 && group_of(lc, sv)->connected &&
+		    broadcast4(cfg, group_of(lc, sv), src4))
 			return PYLB_D_SOURCE_BROADCAST;
-		return rp_ports != 0 && !(lc->dp->nhg[fib_id(sv)].ports & rp_ports) &&
+		return rp_ports != 0 && !(group_of(lc, sv)->ports & rp_ports) &&
 			!fib_is_local(dv) ? PYLB_D_SOURCE_REVERSE_PATH : 0;
 	}
 	if (sv == 0)
@@ -290,7 +298,7 @@ routed_one(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port,
 	   struct rte_mbuf *m, uint8_t af, uint8_t proto, uint32_t v,
 	   const struct pylb_ct_key *k)
 {
-	uint16_t pool = lc->dp->nhg[fib_id(v)].pool;
+	uint16_t pool = group_of(lc, v)->pool;
 
 	if (!route_ready(lc, cfg, port, m, af, proto, k))
 		return;
