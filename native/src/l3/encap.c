@@ -100,7 +100,7 @@ encap_by(const struct pylb_cfg *cfg, const struct pylb_hop *hop, const struct py
 
 	if (!hdr_fill(&h, &cfg->ports[hop->nh->port], src, to))
 		return PYLB_D_VIP_NO_ROUTE;
-	return encap(&h, tun, opt, src, flow, to, m, af, olen);
+	return encap(&h, tun, opt, src, flow, m, af, olen);
 }
 
 /* Too big for hop's port once encapsulated: an IPv4 packet without DF in

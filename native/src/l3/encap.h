@@ -140,8 +140,9 @@ static const struct pylb_tun tun_geneve = {
 };
 
 /* Put m (an Ethernet frame carrying an IP packet of family inner_af) in
- * tun's encapsulation (with the flow's `opt`: tun->write's) towards `dst`:
- * h's headers (hdr_fill's) copied in front, then what is the packet's own
+ * tun's encapsulation (with the flow's `opt`: tun->write's), `olen` bytes:
+ * h's headers (hdr_fill's: their length says the outer family) copied in
+ * front, then what is the packet's own
  * written: the outer length; TOS and DF as the inner packet has them (DF
  * so that a hop too small answers "fragmentation needed", which comes back
  * here and goes on to the inner packet's sender, icmperr.c; IPv6 inside:
@@ -151,9 +152,11 @@ static const struct pylb_tun tun_geneve = {
  * reason. */
 static __rte_always_inline int
 encap(const struct pylb_out_memo *h, const struct pylb_tun *tun, const void *opt,
-      const struct pylb_encap_src *src, uint32_t flow, const struct pylb_ip *dst,
-      struct rte_mbuf *m, uint8_t inner_af, uint32_t olen)
+      const struct pylb_encap_src *src, uint32_t flow, struct rte_mbuf *m, uint8_t inner_af,
+      uint32_t olen)
 {
+	uint8_t outer_af = h->hlen == sizeof(struct rte_ether_hdr) + sizeof(struct rte_ipv4_hdr) ?
+		4 : 6;
 	const void *inner = rte_pktmbuf_mtod_offset(m, void *, sizeof(struct rte_ether_hdr));
 	uint32_t inner_len = rte_pktmbuf_pkt_len(m) - sizeof(struct rte_ether_hdr);
 	uint8_t tos = inner_af == 4 ? ((const struct rte_ipv4_hdr *)inner)->type_of_service :
@@ -165,7 +168,7 @@ encap(const struct pylb_out_memo *h, const struct pylb_tun *tun, const void *opt
 	if (unlikely(eth == NULL))
 		return PYLB_D_VIP_NO_HEADROOM;
 	ip = eth + sizeof(struct rte_ether_hdr);
-	if (dst->af == 4) {
+	if (outer_af == 4) {
 		struct rte_ipv4_hdr *ip4 = (struct rte_ipv4_hdr *)ip;
 		rte_be16_t frag = inner_af == 6 ? RTE_BE16(RTE_IPV4_HDR_DF_FLAG) :
 			((const struct rte_ipv4_hdr *)inner)->fragment_offset &
@@ -201,7 +204,7 @@ encap(const struct pylb_out_memo *h, const struct pylb_tun *tun, const void *opt
 		ip += sizeof(*ip6);
 	}
 	if (tun->write != NULL)
-		tun->write(m, ip, tun->len + inner_len, inner_af, dst->af, flow, opt);
+		tun->write(m, ip, tun->len + inner_len, inner_af, outer_af, flow, opt);
 	return 0;
 }
 
@@ -216,15 +219,16 @@ out_encap(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port, struct
 	  const void *opt, const struct pylb_encap_src *src, uint32_t flow,
 	  const struct pylb_ip *to, uint8_t af)
 {
-	uint32_t olen = encap_len(tun, to->af);
-	int reason;
-
 	if (likely(o != NULL)) {
+		uint32_t olen;
+		int reason;
+
 		if (unlikely(o->cfg != cfg))
 			pylb_out_hdr_make(o, cfg, src, to);
+		olen = o->hlen - sizeof(struct rte_ether_hdr) + tun->len;
 		if (likely(o->hlen != 0) &&
 		    likely(rte_pktmbuf_pkt_len(m) - sizeof(struct rte_ether_hdr) + olen <= o->mtu)) {
-			reason = encap(o, tun, opt, src, flow, to, m, af, olen);
+			reason = encap(o, tun, opt, src, flow, m, af, olen);
 			if (unlikely(reason != 0))
 				return drop(lc, m, (enum pylb_counter)reason);
 			CNT(lc, FORWARDED);
