@@ -75,14 +75,34 @@ struct ct_pos {
 	uint32_t sig;
 };
 
+/* The index of h's first bucket. */
+static inline uint32_t
+ct_first(const struct pylb_conntrack *ct, uint32_t h)
+{
+	return (uint32_t)(((uint64_t)ct_mix(h) * ct->nb) >> 32);
+}
+
+/* What names h's second bucket and its signature. */
+static inline uint32_t
+ct_mix2(uint32_t h)
+{
+	return ct_mix(h ^ 0x9e3779b9);
+}
+
+static inline uint32_t
+ct_sig(uint32_t h2)
+{
+	return (h2 & 0xff) << PYLB_CT_IDX_BITS;
+}
+
 static inline void
 ct_pos(const struct pylb_conntrack *ct, uint32_t h, struct ct_pos *p)
 {
-	uint32_t h1 = ct_mix(h), h2 = ct_mix(h ^ 0x9e3779b9);
+	uint32_t h2 = ct_mix2(h);
 
-	p->b[0] = &ct->buckets[((uint64_t)h1 * ct->nb) >> 32];
+	p->b[0] = &ct->buckets[ct_first(ct, h)];
 	p->b[1] = &ct->buckets[((uint64_t)h2 * ct->nb) >> 32];
-	p->sig = (h2 & 0xff) << PYLB_CT_IDX_BITS;
+	p->sig = ct_sig(h2);
 }
 
 /* Which slots of bucket b hold an entry with signature sig (bit i: slot i). */
@@ -111,31 +131,33 @@ ct_match(const struct pylb_ct_bucket *b, uint32_t sig)
 	return mask;
 }
 
-/* Prefetch, for a burst, what a lookup of a side's hash h reads: first its
- * bucket, then (once the bucket is in) the entries it points to. */
-static inline void
-pylb_ct_prefetch_bucket(const struct pylb_conntrack *ct, uint32_t h)
-{
-	rte_prefetch0(&ct->buckets[((uint64_t)ct_mix(h) * ct->nb) >> 32]);
-}
-
 /* A packet's key into the table, from the pipeline's key stage: the hash
- * of its side and, once its bucket was read, the entry that bucket points
- * to for it (0: none), which the lookup tries first. */
+ * of its side; once its bucket is fetched, that bucket's index; once the
+ * bucket was read, the entry it points to for it (0: none), which the
+ * lookup tries first. */
 struct pylb_ct_key {
 	uint32_t h;
 	uint32_t hint;
+	uint32_t first;
 };
+
+/* Prefetch, for a burst, what a lookup of key k reads: first its bucket,
+ * then (once the bucket is in: the pipeline fetches every key's bucket
+ * before its entry) the entry the bucket points to. */
+static inline void
+pylb_ct_prefetch_bucket(const struct pylb_conntrack *ct, struct pylb_ct_key *k)
+{
+	k->first = ct_first(ct, k->h);
+	rte_prefetch0(&ct->buckets[k->first]);
+}
 
 static inline void
 pylb_ct_prefetch_entry(const struct pylb_conntrack *ct, struct pylb_ct_key *k)
 {
-	struct ct_pos p;
-	uint32_t mask;
+	const struct pylb_ct_bucket *b = &ct->buckets[k->first];
+	uint32_t mask = ct_match(b, ct_sig(ct_mix2(k->h)));
 
-	ct_pos(ct, k->h, &p);
-	mask = ct_match(p.b[0], p.sig);
-	k->hint = mask != 0 ? p.b[0]->slot[__builtin_ctz(mask)] & PYLB_CT_MAX : 0;
+	k->hint = mask != 0 ? b->slot[__builtin_ctz(mask)] & PYLB_CT_MAX : 0;
 	if (k->hint != 0)
 		rte_prefetch0(&ct->conns[k->hint]);
 }

@@ -252,14 +252,14 @@ each(struct pylb_lcore *lc, const struct pylb_cfg *cfg, uint16_t port,
 	int j;
 
 	for (j = 0; j < PYLB_CT_BUCKET_AHEAD && bucket != 0; j++)
-		pylb_ct_prefetch_bucket(ct, b->key[pop(&bucket)].h);
+		pylb_ct_prefetch_bucket(ct, &b->key[pop(&bucket)]);
 	for (j = 0; j < PYLB_CT_AHEAD && entry != 0; j++)
 		pylb_ct_prefetch_entry(ct, &b->key[pop(&entry)]);
 	while (mask != 0) {
 		uint32_t i = pop(&mask);
 
 		if (bucket != 0)
-			pylb_ct_prefetch_bucket(ct, b->key[pop(&bucket)].h);
+			pylb_ct_prefetch_bucket(ct, &b->key[pop(&bucket)]);
 		if (entry != 0)
 			pylb_ct_prefetch_entry(ct, &b->key[pop(&entry)]);
 		one(lc, cfg, port, b->m[i], b->af[i], b->proto[i], b->fib[i],
