@@ -75,11 +75,18 @@ struct ct_pos {
 	uint32_t sig;
 };
 
+/* The bucket a mixed hash x names (its share of the table). */
+static inline uint32_t
+ct_bucket_of(const struct pylb_conntrack *ct, uint32_t x)
+{
+	return (uint32_t)(((uint64_t)x * ct->nb) >> 32);
+}
+
 /* The index of h's first bucket. */
 static inline uint32_t
 ct_first(const struct pylb_conntrack *ct, uint32_t h)
 {
-	return (uint32_t)(((uint64_t)ct_mix(h) * ct->nb) >> 32);
+	return ct_bucket_of(ct, ct_mix(h));
 }
 
 /* What names h's second bucket and its signature. */
@@ -101,7 +108,7 @@ ct_pos(const struct pylb_conntrack *ct, uint32_t h, struct ct_pos *p)
 	uint32_t h2 = ct_mix2(h);
 
 	p->b[0] = &ct->buckets[ct_first(ct, h)];
-	p->b[1] = &ct->buckets[((uint64_t)h2 * ct->nb) >> 32];
+	p->b[1] = &ct->buckets[ct_bucket_of(ct, h2)];
 	p->sig = ct_sig(h2);
 }
 
