@@ -17,6 +17,7 @@
 #include <rte_ether.h>
 
 #include "pylb_dp.h"
+#include "core/byteorder.h"
 #include "core/mac.h"
 #include "core/tunables.h"
 
