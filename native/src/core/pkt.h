@@ -45,17 +45,22 @@ dropped(struct pylb_lcore *lc, struct rte_mbuf *m, enum pylb_counter reason)
 	return false;
 }
 
-/* Queue for TX on buffer `q` (a port, or PYLB_TXQ_KERNEL(port)). */
+/* Queue for TX in lcore lc's buffer b. */
 static inline void
-tx(struct pylb_lcore *lc, uint16_t q, struct rte_mbuf *m)
+txbuf_put(struct pylb_lcore *lc, struct pylb_txbuf *b, struct rte_mbuf *m)
 {
-	struct pylb_txbuf *b = &lc->tx[q];
-
 	if (unlikely(b->n == PYLB_TX_BUF)) {
 		drop(lc, m, PYLB_D_TX_FULL);
 		return;
 	}
 	b->pkts[b->n++] = m;
+}
+
+/* Queue for TX on buffer `q` (a port, or PYLB_TXQ_KERNEL(port)). */
+static inline void
+tx(struct pylb_lcore *lc, uint16_t q, struct rte_mbuf *m)
+{
+	txbuf_put(lc, &lc->tx[q], m);
 }
 
 /* A VLAN sub-interface's frame gets its tag as it leaves. False: no room

@@ -170,16 +170,16 @@ encap(const struct pylb_out_memo *h, const struct pylb_tun *tun, const void *opt
 	ip = eth + sizeof(struct rte_ether_hdr);
 	if (outer_af == 4) {
 		struct rte_ipv4_hdr *ip4 = (struct rte_ipv4_hdr *)ip;
-		rte_be16_t frag = inner_af == 6 ? RTE_BE16(RTE_IPV4_HDR_DF_FLAG) :
-			((const struct rte_ipv4_hdr *)inner)->fragment_offset &
-			RTE_BE16(RTE_IPV4_HDR_DF_FLAG);
+		uint16_t df = inner_af == 6 ? RTE_IPV4_HDR_DF_FLAG :
+			rte_be_to_cpu_16(((const struct rte_ipv4_hdr *)inner)->fragment_offset) &
+			RTE_IPV4_HDR_DF_FLAG;
 		uint32_t tot = olen + inner_len;
-		uint32_t sum = h->sum + tos + tot + rte_be_to_cpu_16(frag) + proto;
+		uint32_t sum = h->sum + tos + tot + df + proto;
 
 		memcpy(eth, h->hdr, sizeof(struct rte_ether_hdr) + sizeof(*ip4));
 		ip4->type_of_service = tos;
 		ip4->total_length = rte_cpu_to_be_16((uint16_t)tot);
-		ip4->fragment_offset = frag;
+		ip4->fragment_offset = rte_cpu_to_be_16(df);
 		ip4->next_proto_id = proto;
 		if (src->vary != 0 && src->base.af == 4) {
 			uint32_t s4 = *(const unaligned_uint32_t *)src->base.ip | (flow & src->vary);
@@ -232,7 +232,7 @@ out_encap(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_port, struct
 			if (unlikely(reason != 0))
 				return drop(lc, m, (enum pylb_counter)reason);
 			CNT(lc, FORWARDED);
-			return tx(lc, o->hop.nh->port, m);
+			return txbuf_put(lc, o->tx, m);
 		}
 	}
 	pylb_out_encap_slow(lc, cfg, in_port, m, hop, tun, opt, src, flow, to, af);

@@ -353,6 +353,7 @@ pylb_out_memo_make(struct pylb_lcore *lc, struct pylb_out_memo *o, const struct 
 		return;
 	o->hop.nh = nhg_pick(dp, g, 0);
 	o->hop.mac = nh_mac(lc, o->hop.nh, to->ip, to->af, gen);
+	o->tx = &lc->tx[o->hop.nh->port];
 }
 
 /* A neighbour a worker saw (an ARP or ND packet), queued for the control

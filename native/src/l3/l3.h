@@ -11,15 +11,15 @@
 
 /* IPv4 validation, inline: every IPv4 packet (and an appliance's answer's
  * inner one) passes it. */
+/* The first octets of the addresses no IPv4 packet may have as source or
+ * destination here: 0/8, 127/8, multicast and reserved (224/3 covers
+ * 255.255.255.255). One load each. */
+static const bool ipv4_martian_octet[256] = { [0] = 1, [127] = 1, [224 ... 255] = 1 };
+
 static inline bool
 ipv4_martian(uint32_t be)
 {
-	uint8_t first = *(const uint8_t *)&be;
-
-	/* 0/8, 127/8, multicast and reserved (224/3 covers 255.255.255.255):
-	 * 0 and 224-255 are the first octets that wrap below 33 once 32 is
-	 * added. */
-	return (uint8_t)(first + 32) <= 32 || first == 127;
+	return ipv4_martian_octet[*(const uint8_t *)&be];
 }
 
 /* The header sum of a 20-byte header in 32-bit adds; others the long way.
@@ -74,8 +74,7 @@ pylb_ipv4_parse(struct pylb_lcore *lc, struct rte_mbuf *m, uint32_t l2, bool l2_
 		if (!ipv4_cksum_ok(ip, ihl))
 			return dropped(lc, m, PYLB_D_IPV4_BAD_CHECKSUM);
 	}
-	if (ipv4_martian(ip->dst_addr) || ipv4_martian(ip->src_addr) ||
-	    l2_multicast)
+	if ((ipv4_martian(ip->dst_addr) | ipv4_martian(ip->src_addr)) || l2_multicast)
 		return dropped(lc, m, PYLB_D_IPV4_MARTIAN);
 	/* Ethernet padding is not part of the datagram: do not carry it. */
 	if (rte_pktmbuf_pkt_len(m) > l2 + tot)

@@ -78,6 +78,7 @@ struct pylb_out_memo {
 	uint32_t gen;
 	uint32_t group;
 	struct pylb_hop hop;
+	struct pylb_txbuf *tx;		/* the lcore's buffer for hop's port (nh not NULL) */
 	const struct pylb_cfg *cfg;	/* what hdr was made for; NULL: not made */
 	uint32_t sum;		/* IPv4: the sum of hdr's outer header words that stay */
 	uint16_t mtu;		/* the egress port's */
