@@ -171,6 +171,7 @@ pylb_inspect_flush(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_por
 	struct pylb_geneve_send g[PYLB_BURST];
 	struct pylb_inspect_key k[PYLB_BURST];
 	uint32_t h[PYLB_BURST];
+	uint8_t at[PYLB_BURST];
 	uint16_t n = 0, ns = 0, i;
 
 	for (i = 0; i < in->n_pending; i++) {
@@ -188,11 +189,11 @@ pylb_inspect_flush(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_por
 		}
 		h[n] = inspect_key(hk, &f, p->slot, pool[n]->conf.stickiness, &k[n]);
 		rte_prefetch0(inspect_bucket(in, h[n], 0));
-		in->pending[n++] = *p;
+		at[n++] = (uint8_t)i;
 	}
-	in->n_pending = 0;
 	for (i = 0; i < n; i++)
-		ns += inspect_stage(lc, &in->pending[i], pool[i], &k[i], h[i], &g[ns]);
+		ns += inspect_stage(lc, &in->pending[at[i]], pool[i], &k[i], h[i], &g[ns]);
+	in->n_pending = 0;
 	if (ns != 0)
 		pylb_out_geneve_burst(lc, cfg, in_port, g, ns);
 }

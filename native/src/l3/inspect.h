@@ -61,8 +61,9 @@ inspect_key(const uint64_t *hk, const struct inspect_flow_of *f, uint16_t pool, 
 		k->plo = fwd ? f->sport : f->dport;
 		k->phi = fwd ? f->dport : f->sport;
 	}
+	k->tag = 'G';
 	k->proto = stick == PYLB_STICK_2 ? 0 : f->proto;
-	k->pool = pool;
+	k->pool = (uint8_t)pool;
 	k->af = f->af;
 	h = flow_hash(hk, k->lo, k->hi, f->af);
 	return flow_hash_ports(hk, h, k->plo, k->phi, k->proto);
@@ -72,16 +73,18 @@ inspect_key(const uint64_t *hk, const struct inspect_flow_of *f, uint16_t pool, 
  * protocol, addresses and ports its pool's stickiness keeps): an appliance
  * must give it back, and nobody without the dataplane's key can make one
  * for another flow. The input: 'G', the family, the protocol, the pool's
- * slot, the two ports (network order), then IPv4's two addresses (one
- * block), or 8 zero bytes and IPv6's two (three blocks). */
+ * slot, the two ports (network order) as one little-endian word (the key
+ * holds it so: one load), then IPv4's two addresses (one block), or 8
+ * zero bytes and IPv6's two (three blocks). */
 static inline uint64_t
 inspect_cookie(const struct pylb_mac_key *key, const struct pylb_inspect_key *k)
 {
 	uint64_t w[6];
 
 	RTE_BUILD_BUG_ON(PYLB_MAX_POOLS > 256);	/* the slot in one byte */
-	w[0] = 'G' | (uint64_t)k->af << 8 | (uint64_t)k->proto << 16 |
-		(uint64_t)(uint8_t)k->pool << 24 | (uint64_t)k->plo << 32 | (uint64_t)k->phi << 48;
+	RTE_BUILD_BUG_ON(RTE_BYTE_ORDER != RTE_LITTLE_ENDIAN ||
+			 offsetof(struct pylb_inspect_key, phi) != offsetof(struct pylb_inspect_key, tag) + 6);
+	memcpy(&w[0], &k->tag, 8);
 	if (k->af == 4) {
 		w[1] = *(const unaligned_uint32_t *)k->lo |
 			(uint64_t)*(const unaligned_uint32_t *)k->hi << 32;
@@ -128,14 +131,25 @@ inspect_ways(const struct pylb_inspect_bucket *b, uint32_t h)
 #endif
 }
 
+/* Are keys a and b the same? Their three 16-byte blocks compared at once. */
 static inline bool
 inspect_key_eq(const struct pylb_inspect_key *a, const struct pylb_inspect_key *b)
 {
+	RTE_BUILD_BUG_ON(sizeof(*a) != 48);
+#ifdef RTE_ARCH_X86
+	const __m128i *x = (const void *)a, *y = (const void *)b;
+	__m128i d = _mm_or_si128(
+		_mm_or_si128(_mm_xor_si128(_mm_loadu_si128(x), _mm_loadu_si128(y)),
+			     _mm_xor_si128(_mm_loadu_si128(x + 1), _mm_loadu_si128(y + 1))),
+		_mm_xor_si128(_mm_loadu_si128(x + 2), _mm_loadu_si128(y + 2)));
+
+	return _mm_testz_si128(d, d);
+#else
 	const unaligned_uint64_t *x = (const void *)a, *y = (const void *)b;
 
-	RTE_BUILD_BUG_ON(sizeof(*a) != 48);
 	return ((x[0] ^ y[0]) | (x[1] ^ y[1]) | (x[2] ^ y[2]) | (x[3] ^ y[3]) |
 		(x[4] ^ y[4]) | (x[5] ^ y[5])) == 0;
+#endif
 }
 
 /* The place of flow k (hash h) in table `in`; -1: not there. */

@@ -145,13 +145,16 @@ struct pylb_pool {
 };
 
 /* An inspected flow's key: its addresses and ports in one order whichever
- * way it goes (the lower first), those the pool's stickiness keeps. */
+ * way it goes (the lower first), those the pool's stickiness keeps. The
+ * eight bytes after the addresses are laid out as its cookie's first
+ * word (l3/inspect.h: inspect_cookie). */
 struct pylb_inspect_key {
 	uint8_t lo[16], hi[16];
+	uint8_t tag;		/* 'G' */
+	uint8_t af, proto;
+	uint8_t pool;		/* the pool's slot */
 	uint16_t plo, phi;
-	uint16_t pool;
-	uint8_t proto, af;
-	uint8_t pad[8];		/* 48 bytes: compared as six words */
+	uint8_t pad[8];		/* 48 bytes: compared as three blocks */
 };
 
 /* The appliance a flow crosses, its key and the key's hash. */
