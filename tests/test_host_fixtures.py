@@ -136,6 +136,12 @@ MALFORMED = {
     "vlan tag cut off": (raw(Ether(dst=P0_MAC, type=0x8100)), "eth_truncated"),
     "vlan-tagged": (raw(Ether(dst=P0_MAC) / Dot1Q(vlan=5) / IP(src=CLIENT_IP, dst="10.0.0.1")), "vlan_unknown"),
     "other host mac": (raw(Ether(dst="02:00:00:00:09:09") / IP(src=CLIENT_IP, dst="10.0.0.1") / ICMP()), "eth_other_host"),
+    # The port's MAC is compared in one 8-byte word: its first and sixth
+    # bytes count, what follows them does not.
+    "mac off in its first byte": (raw(Ether(dst="06:00:00:00:01:00") / IP(src=CLIENT_IP, dst="10.0.0.1")
+                                      / ICMP()), "eth_other_host"),
+    "mac off in its last byte": (raw(Ether(dst="02:00:00:00:01:01") / IP(src=CLIENT_IP, dst="10.0.0.1")
+                                     / ICMP()), "eth_other_host"),
     "unknown ethertype": (raw(Ether(dst=P0_MAC, type=0x88b5) / Raw(b"x" * 46)), "ethertype_unsupported"),
     "truncated arp": (raw(arp_request())[:14 + 20], "arp_truncated"),
     "arp bad hw type": (raw(arp_request())[:14] + b"\x00\x06" + raw(arp_request())[16:], "arp_invalid"),
@@ -156,6 +162,10 @@ MALFORMED = {
                                    "ipv4_martian"),
     "ipv4 loopback source": (raw(Ether(dst=P0_MAC) / IP(src="127.0.0.1", dst="10.0.1.9") / ICMP()),
                              "ipv4_martian"),
+    "ipv4 this-network source": (raw(Ether(dst=P0_MAC) / IP(src="0.1.2.3", dst="10.0.1.9") / ICMP()),
+                                 "ipv4_martian"),
+    "ipv4 limited broadcast": (raw(Ether(dst=P0_MAC) / IP(src=CLIENT_IP, dst="255.255.255.255")
+                                   / ICMP()), "ipv4_martian"),
     "ipv4 broadcast frame to route": (raw(Ether(dst="ff:ff:ff:ff:ff:ff") / IP(src=CLIENT_IP, dst="10.0.1.9")
                                           / ICMP()), "ipv4_martian"),
     # Sources that are no client's (issue 27.3a): ours, a network's broadcast,
@@ -208,6 +218,17 @@ def test_malformed_frames_are_dropped_under_their_reason(dp, frame, reason):
     assert drops_of(dp) == {reason: 1}
     # and the dataplane keeps answering
     assert len(dp.inject(0, [raw(echo_request())])) == 1
+
+
+def test_martian_addresses_are_told_by_their_first_octet(dp):
+    """l3.h's table of first octets: 0/8, 127/8 and 224/3, as a source or
+    a destination, are martians; every other first octet is not."""
+    for octet in range(256):
+        martian = octet in (0, 127) or octet >= 224
+        for src, dst in ((f"{octet}.1.2.3", "10.0.1.9"), (CLIENT_IP, f"{octet}.1.2.3")):
+            before = drops_of(dp).get("ipv4_martian", 0)
+            dp.inject(0, [raw(Ether(dst=P0_MAC, src=CLIENT_MAC) / IP(src=src, dst=dst) / UDP(dport=9))])
+            assert drops_of(dp).get("ipv4_martian", 0) - before == martian, (src, dst)
 
 
 @settings(max_examples=300, deadline=None, derandomize=True,
