@@ -22,18 +22,24 @@ ipv4_martian(uint32_t be)
 	return ipv4_martian_octet[*(const uint8_t *)&be];
 }
 
-/* The header sum of a 20-byte header in 32-bit adds; others the long way.
- * A 20-byte one is right when its words' plain sum is a multiple of
- * 0xffff (2^16 = 1 modulo 0xffff: the sum's end-around carries change
- * nothing modulo it), and not 0: one division by a constant, which the
- * compiler makes a multiply, instead of folding the carries in. */
+/* The header sum of a 20-byte header in two 64-bit adds and a 32-bit one,
+ * their carries added back in (2^64 = 1 modulo 2^64 - 1, a multiple of
+ * 0xffff); others the long way. A 20-byte one is right when that sum is a
+ * multiple of 0xffff (2^16 = 1 modulo 0xffff: the end-around carries of
+ * the 16-bit sum change nothing modulo it), and not 0: one division by a
+ * constant, which the compiler makes a multiply, instead of folding the
+ * carries in. */
 static inline bool
 ipv4_cksum_ok(const void *hdr, uint32_t ihl)
 {
 	if (likely(ihl == sizeof(struct rte_ipv4_hdr))) {
-		const unaligned_uint32_t *w = hdr;
-		uint64_t s = (uint64_t)w[0] + w[1] + w[2] + w[3] + w[4];
+		const unaligned_uint64_t *q = hdr;
+		uint64_t s;
+		bool c1 = __builtin_add_overflow(q[0], q[1], &s);
+		bool c2 = __builtin_add_overflow(s, (uint64_t)((const unaligned_uint32_t *)hdr)[4] + c1,
+						 &s);
 
+		s += c2;	/* without a carry: s wrapped, so it is below 2^33 */
 		return s % 0xffff == 0 && s != 0;
 	}
 	return rte_raw_cksum(hdr, ihl) == 0xffff;
