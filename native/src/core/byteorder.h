@@ -5,8 +5,8 @@
  * `asm volatile` (xchgb, bswap): the compiler may neither fold them into a
  * load (movbe) or a compare, nor move or merge them, and xchgb wants one of
  * four registers. Its generic header's definitions, which DPDK itself uses
- * under RTE_FORCE_INTRINSICS (and every later release on x86), are the
- * compiler's builtins: the same results, constants still folded. They
+ * under RTE_FORCE_INTRINSICS, are the compiler's builtins: the same
+ * results, constants still folded. They
  * replace the asm in every file that includes this one (core/dp.h does),
  * from here on.
  */
