@@ -6,9 +6,8 @@
  * load (movbe) or a compare, nor move or merge them, and xchgb wants one of
  * four registers. Its generic header's definitions, which DPDK itself uses
  * under RTE_FORCE_INTRINSICS, are the compiler's builtins: the same
- * results, constants still folded. They
- * replace the asm in every file that includes this one (core/dp.h does),
- * from here on.
+ * results, constants still folded. They replace the asm in every file that
+ * includes this one (core/dp.h does), from here on.
  */
 #ifndef PYLB_CORE_BYTEORDER_H
 #define PYLB_CORE_BYTEORDER_H

@@ -11,6 +11,7 @@
 
 /* IPv4 validation, inline: every IPv4 packet (and an appliance's answer's
  * inner one) passes it. */
+
 /* The first octets of the addresses no IPv4 packet may have as source or
  * destination here: 0/8, 127/8, multicast and reserved (224/3 covers
  * 255.255.255.255). One load each. */
@@ -39,7 +40,7 @@ ipv4_cksum_ok(const void *hdr, uint32_t ihl)
 		bool c2 = __builtin_add_overflow(s, (uint64_t)((const unaligned_uint32_t *)hdr)[4] + c1,
 						 &s);
 
-		s += c2;	/* without a carry: s wrapped, so it is below 2^33 */
+		s += c2;	/* no carry: where c2 is 1, s wrapped to below 2^33 */
 		return s % 0xffff == 0 && s != 0;
 	}
 	return rte_raw_cksum(hdr, ihl) == 0xffff;
