@@ -38,7 +38,8 @@ TREE = os.path.join(common.BUILD, "instructions")
 
 def side(kind: str, pcap: str, seconds: float) -> None:
     """Under valgrind, in the copy: bench/paths.py's dataplane for `kind`,
-    run for `seconds`; prints the packets the pipeline took, in all."""
+    run for `seconds`; prints the packets the pipeline took, in all, and
+    of them those forwarded and (GENEVE answers) those taken back."""
     import paths
     from pylb import _native as native
 
@@ -47,7 +48,8 @@ def side(kind: str, pcap: str, seconds: float) -> None:
             # The worker stopped first: valgrind runs one thread at a time,
             # and it would go on taking packets while this one counts.
             self.stop()
-            print(json.dumps({"rx_packets": int(self.totals()["rx_packets"])}))
+            t = self.totals()
+            print(json.dumps({n: int(t[n]) for n in ("rx_packets", *SHARES)}))
             super().close()
 
     def eal_start(native, prefix, name="pylb-bench"):
@@ -59,6 +61,12 @@ def side(kind: str, pcap: str, seconds: float) -> None:
     common.eal_start = eal_start
     paths.ACL_PREFIXES = 1000
     paths.pylb_side(kind, pcap, 1000, seconds)
+
+
+# The counters a count reports as shares of the packets: what became of
+# them, so that a count of packets that all went the wrong way is not
+# taken for the path's.
+SHARES = ("forwarded", "inspect_returned")
 
 
 def functions(callgrind_out: str) -> dict[str, int]:
@@ -93,9 +101,11 @@ def count(kind: str, seconds: float, work: str) -> dict:
         capture_output=True, text=True, timeout=900)
     if run.returncode != 0:
         raise RuntimeError(f"{kind} under valgrind failed:\n{run.stderr[-3000:]}")
-    packets = json.loads(run.stdout.strip().splitlines()[-1])["rx_packets"]
+    counted = json.loads(run.stdout.strip().splitlines()[-1])
+    packets = counted["rx_packets"]
     by = functions(out)
     return {"packets": packets, "per_packet": sum(by.values()) / packets,
+            **{f"{n}_share": counted[n] / packets for n in SHARES},
             "functions": {f: n / packets for f, n in sorted(by.items(), key=lambda x: -x[1])}}
 
 

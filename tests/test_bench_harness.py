@@ -143,7 +143,7 @@ def test_the_instructions_bench_counts_a_packets_instructions_by_function(tmp_pa
     assert r.returncode == 0, r.stderr
     cases = json.loads((tmp_path / "instructions.json").read_text())["cases"]
     route = cases["route"]
-    assert route["packets"] > 1000
+    assert route["packets"] > 1000 and route["forwarded_share"] > 0.99
     # the pipeline's functions, and DPDK's FIB lookups (no symbols) by their library
     assert {"process", "routed_sub", "librte_fib"} <= set(route["functions"])
     assert 50 < route["per_packet"] < 5000
@@ -151,6 +151,7 @@ def test_the_instructions_bench_counts_a_packets_instructions_by_function(tmp_pa
     # OpenSSL) and routed on
     back = cases["inspect_return"]
     assert back["packets"] > 1000 and "pylb_inspect_return" in back["functions"]
+    assert back["inspect_returned_share"] > 0.99 and back["forwarded_share"] > 0.99
     assert not any(f.startswith(("libcrypto", "AES_")) for f in back["functions"])
     assert 50 < back["per_packet"] < 5000
     assert "| route |" in (tmp_path / "instructions.md").read_text()

@@ -9,6 +9,15 @@
  */
 #include "l3/encap.h"
 
+/* The bytes tun's encapsulation puts before a packet in an outer header
+ * of family outer_af, Ethernet left out. */
+static inline uint32_t
+encap_len(const struct pylb_tun *tun, uint8_t outer_af)
+{
+	return (outer_af == 4 ? sizeof(struct rte_ipv4_hdr) : sizeof(struct rte_ipv6_hdr)) +
+		tun->len;
+}
+
 /* The UDP checksum of datagram u in IPv6 (its header just before u). Out
  * of line: inlined, its vector code has every UDP output realign its stack
  * to 32 bytes, IPv4's too. */

@@ -41,13 +41,6 @@ struct pylb_tun {
 	enum pylb_counter too_big;
 };
 
-static inline uint32_t
-encap_len(const struct pylb_tun *tun, uint8_t outer_af)
-{
-	return (outer_af == 4 ? sizeof(struct rte_ipv4_hdr) : sizeof(struct rte_ipv6_hdr)) +
-		tun->len;
-}
-
 static inline rte_be16_t
 ether_type(uint8_t af)
 {
