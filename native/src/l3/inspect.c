@@ -248,7 +248,8 @@ pylb_inspect_return(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_po
 	const struct rte_udp_hdr *u;
 	struct pylb_inspect_key k;
 	struct inspect_flow_of f;
-	struct rte_ether_hdr eth;
+	struct rte_ether_hdr *eth;
+	const uint8_t *from;
 	uint64_t cookie;
 	uint16_t slot;
 	uint8_t inner;
@@ -285,12 +286,14 @@ pylb_inspect_return(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_po
 	}
 	slot = rte_be_to_cpu_16(opt->pool);
 	memcpy(&cookie, opt->cookie, 8);
-	/* The inner packet after the Ethernet header. */
-	rte_memcpy(&eth, rte_pktmbuf_mtod(m, void *), sizeof(eth));
-	rte_pktmbuf_adj(m, (uint16_t)(l3 + sizeof(*u) + hl));
-	eth.ether_type = inner == 4 ? RTE_BE16(RTE_ETHER_TYPE_IPV4) :
+	/* The inner packet after the Ethernet header: its MACs moved up over
+	 * the outer headers (more than their 12 bytes: no overlap; what
+	 * geneve_parse took is in the segment, so adj has the bytes). */
+	from = rte_pktmbuf_mtod(m, const uint8_t *);
+	eth = (struct rte_ether_hdr *)(void *)rte_pktmbuf_adj(m, (uint16_t)(l3 + sizeof(*u) + hl));
+	memcpy(eth, from, 2 * RTE_ETHER_ADDR_LEN);
+	eth->ether_type = inner == 4 ? RTE_BE16(RTE_ETHER_TYPE_IPV4) :
 		RTE_BE16(RTE_ETHER_TYPE_IPV6);
-	rte_memcpy(rte_pktmbuf_mtod(m, void *), &eth, sizeof(eth));
 	if (inner == 4 ? !pylb_ipv4_parse(lc, m, l2, false) :
 	    !pylb_ipv6_parse(lc, cfg, (uint16_t)in_port, m, l2, false, &f.proto))
 		return true;	/* dropped, counted */
