@@ -1568,10 +1568,12 @@ cdef class Dataplane:
             pylb_dp_destroy(self.dp)
             self.dp = NULL
 
-    def inject(self, port, frames, bint kernel=False):
+    def inject(self, port, frames, bint kernel=False, bint ip_cksum_good=False):
         """Run `frames` (bytes) through the real processing function as if
-        received on `port` (from its kernel interface if `kernel`); returns
-        [(port, bytes)] of what it sends towards the wire."""
+        received on `port` (from its kernel interface if `kernel`; their
+        IPv4 headers marked checked and good, as by a NIC's RX checksum
+        offload, if `ip_cksum_good`); returns [(port, bytes)] of what it
+        sends towards the wire."""
         cdef pylb_dp *dp = self._live()
         cdef rte_mbuf *pkts[32]
         cdef uint16_t n, k
@@ -1589,6 +1591,8 @@ cdef class Dataplane:
                     pkts[n] = pylb_dp_mbuf_from_bytes(dp, PyBytes_AS_STRING(b), len(b))
                     if pkts[n] == NULL:
                         raise CapacityExhausted("no mbuf for an injected frame (empty, too long or pool exhausted)")
+                    if ip_cksum_good:
+                        pylb_mbuf_ip_cksum_good(pkts[n])
                     n += 1
             except BaseException:
                 for k in range(n):

@@ -227,6 +227,22 @@ def test_forged_and_malformed_answers_are_dropped_by_reason(gwlb):
     assert gwlb.totals()["inspect_returned"] == 0
 
 
+def test_a_nic_checked_outer_header_does_not_vouch_for_the_inner_one(gwlb):
+    """A NIC with RX checksum offload marks the outer IPv4 header good: the
+    inner header an appliance sends back is still checked (a damaged one
+    dropped by its reason), and a sound one goes on."""
+    pkt = flow()
+    out = gwlb.inject("p0", [raw(pkt)])
+    good = bytearray(bounce(out[0][1], APPS[appliance_of(out)]))
+    inner_ip = len(good) - len(raw(pkt)) + 14
+    damaged = bytearray(good)
+    damaged[inner_ip + 10] ^= 0x40                  # the inner header's checksum
+    assert gwlb.inject("p1", [bytes(damaged)], ip_cksum_good=True) == []
+    assert gwlb.drops()["ipv4_bad_checksum"] == 1
+    done = gwlb.inject("p1", [bytes(good)], ip_cksum_good=True)
+    assert len(done) == 1 and Ether(done[0][1])[IP].dst == "198.51.100.7"
+
+
 def test_a_burst_of_answers_is_checked_answer_by_answer(gwlb):
     """Answers are gathered over a burst, their cookies checked and their
     destinations looked up together: each still meets its own fate, in

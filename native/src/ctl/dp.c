@@ -587,6 +587,12 @@ pylb_dp_mbuf_from_bytes(struct pylb_dp *dp, const void *data, uint32_t len)
 	return m;
 }
 
+void
+pylb_mbuf_ip_cksum_good(struct rte_mbuf *m)
+{
+	m->ol_flags = (m->ol_flags & ~RTE_MBUF_F_RX_IP_CKSUM_MASK) | RTE_MBUF_F_RX_IP_CKSUM_GOOD;
+}
+
 uint32_t
 pylb_mbuf_len(const struct rte_mbuf *m)
 {

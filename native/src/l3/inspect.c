@@ -294,6 +294,9 @@ pylb_inspect_return(struct pylb_lcore *lc, const struct pylb_cfg *cfg, int in_po
 	memcpy(eth, from, 2 * RTE_ETHER_ADDR_LEN);
 	eth->ether_type = inner == 4 ? RTE_BE16(RTE_ETHER_TYPE_IPV4) :
 		RTE_BE16(RTE_ETHER_TYPE_IPV6);
+	/* What a NIC checked was the outer header: the inner one is checked
+	 * here. */
+	m->ol_flags &= ~(RTE_MBUF_F_RX_IP_CKSUM_MASK | RTE_MBUF_F_RX_L4_CKSUM_MASK);
 	if (inner == 4 ? !pylb_ipv4_parse(lc, m, l2, false) :
 	    !pylb_ipv6_parse(lc, cfg, (uint16_t)in_port, m, l2, false, &f.proto))
 		return true;	/* dropped, counted */
