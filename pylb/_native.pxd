@@ -385,7 +385,7 @@ cdef extern from "pylb_dp.h" nogil:
     uint32_t pylb_mbuf_len(const rte_mbuf *m)
     uint32_t pylb_mbuf_copy_out(const rte_mbuf *m, void *buf, uint32_t cap)
     void pylb_mbuf_free(rte_mbuf *m)
-    void pylb_mbuf_ip_cksum_good(rte_mbuf *m)
+    void pylb_mbuf_rx_ip_cksum(rte_mbuf *m, int good)
     int pylb_dp_inject(pylb_dp *dp, uint16_t port, int kernel, rte_mbuf **pkts, uint16_t n)
     uint16_t pylb_dp_collect(pylb_dp *dp, uint16_t port, int kernel, rte_mbuf **out,
                              uint16_t max)

@@ -1568,11 +1568,11 @@ cdef class Dataplane:
             pylb_dp_destroy(self.dp)
             self.dp = NULL
 
-    def inject(self, port, frames, bint kernel=False, bint ip_cksum_good=False):
+    def inject(self, port, frames, bint kernel=False, rx_ip_cksum=None):
         """Run `frames` (bytes) through the real processing function as if
-        received on `port` (from its kernel interface if `kernel`; their
-        IPv4 headers marked checked and good, as by a NIC's RX checksum
-        offload, if `ip_cksum_good`); returns [(port, bytes)] of what it
+        received on `port` (from its kernel interface if `kernel`; with
+        rx_ip_cksum "good" or "bad", their IPv4 headers marked so, as by a
+        NIC's RX checksum offload); returns [(port, bytes)] of what it
         sends towards the wire."""
         cdef pylb_dp *dp = self._live()
         cdef rte_mbuf *pkts[32]
@@ -1580,6 +1580,8 @@ cdef class Dataplane:
         cdef bytes b
         cdef int rc
         cdef uint16_t idx = self.port_index(port)
+        if rx_ip_cksum not in (None, "good", "bad"):
+            raise InvalidArgument(f"rx_ip_cksum {rx_ip_cksum!r}: give None, 'good' or 'bad'")
         frames = list(frames)
         result = []
         for start in range(0, len(frames), MAX_BURST):
@@ -1591,8 +1593,8 @@ cdef class Dataplane:
                     pkts[n] = pylb_dp_mbuf_from_bytes(dp, PyBytes_AS_STRING(b), len(b))
                     if pkts[n] == NULL:
                         raise CapacityExhausted("no mbuf for an injected frame (empty, too long or pool exhausted)")
-                    if ip_cksum_good:
-                        pylb_mbuf_ip_cksum_good(pkts[n])
+                    if rx_ip_cksum is not None:
+                        pylb_mbuf_rx_ip_cksum(pkts[n], rx_ip_cksum == "good")
                     n += 1
             except BaseException:
                 for k in range(n):

@@ -127,6 +127,11 @@ SEEDS = {
                            dst="10.0.1.1")),
     "housekeep": (6, Raw(b"\x0b")),
     "gre-in": (0, c2("10.0.0.1", GRE() / IP(src="1.2.3.4", dst="5.6.7.8"))),
+    # A NIC's IPv4 checksum mark (byte 0 >> 3 & 3): good on a header whose
+    # sum is wrong, bad on one whose sum is right.
+    "nic-good-wrong-sum": (0 | 2 << 3, Ether(src=C, dst=P0) /
+                           IP(src="10.0.0.2", dst="10.0.1.9", chksum=0x1234) / UDP(dport=9)),
+    "nic-bad-right-sum": (0 | 3 << 3, c2("10.0.1.9", UDP(dport=9))),
 }
 
 

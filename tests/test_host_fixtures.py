@@ -14,7 +14,7 @@ from scapy.layers.l2 import ARP, Dot1Q, Ether
 from scapy.packet import Raw, raw
 
 from conftest import CLIENT_MAC, P0_MAC, P1_MAC, service
-from pylb.errors import AlreadyExists
+from pylb.errors import AlreadyExists, InvalidArgument
 
 CLIENT_IP = "10.0.0.2"
 
@@ -248,6 +248,24 @@ def test_an_ipv4_header_passes_exactly_when_its_checksum_is_right(dp, tos, ident
     before = drops_of(dp).get("ipv4_bad_checksum", 0)
     dp.inject(0, [raw(Ether(dst=P0_MAC, src=CLIENT_MAC) / datagram)])
     assert drops_of(dp).get("ipv4_bad_checksum", 0) - before == (datagram.chksum != right)
+
+
+def test_a_nics_checksum_mark_is_taken_for_the_header_it_checked(dp):
+    """A NIC with RX checksum offload (enabled where it has one) marks each
+    IPv4 header good or bad: the mark decides, no sum is taken again. An
+    unknown mark is refused with a one-line error."""
+    dp.add_neighbour("p1", "10.0.1.9", "02:00:00:00:0b:09")
+    frame = Ether(dst=P0_MAC, src=CLIENT_MAC) / IP(src="10.0.0.5", dst="10.0.1.9") / UDP(dport=9)
+    right = raw(frame)
+    wrong = bytearray(right)
+    wrong[14 + 10] ^= 0xff                                      # the header's checksum
+    assert dp.inject(0, [right], rx_ip_cksum="bad") == []
+    assert drops_of(dp)["ipv4_bad_checksum"] == 1
+    assert len(dp.inject(0, [bytes(wrong)], rx_ip_cksum="good")) == 1
+    assert len(dp.inject(0, [right], rx_ip_cksum="good")) == 1
+    with pytest.raises(InvalidArgument, match="rx_ip_cksum"):
+        dp.inject(0, [right], rx_ip_cksum="yes")
+    assert drops_of(dp)["ipv4_bad_checksum"] == 1
 
 
 def test_every_drop_reason_is_exercised():

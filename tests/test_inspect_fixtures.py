@@ -237,9 +237,9 @@ def test_a_nic_checked_outer_header_does_not_vouch_for_the_inner_one(gwlb):
     inner_ip = len(good) - len(raw(pkt)) + 14
     damaged = bytearray(good)
     damaged[inner_ip + 10] ^= 0x40                  # the inner header's checksum
-    assert gwlb.inject("p1", [bytes(damaged)], ip_cksum_good=True) == []
+    assert gwlb.inject("p1", [bytes(damaged)], rx_ip_cksum="good") == []
     assert gwlb.drops()["ipv4_bad_checksum"] == 1
-    done = gwlb.inject("p1", [bytes(good)], ip_cksum_good=True)
+    done = gwlb.inject("p1", [bytes(good)], rx_ip_cksum="good")
     assert len(done) == 1 and Ether(done[0][1])[IP].dst == "198.51.100.7"
 
 

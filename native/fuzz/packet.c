@@ -15,6 +15,8 @@
  *                (pylb_redirect_drain)
  *     6          housekeeping after the clock moved byte 1 * 100 ms
  *     7          a burst: the rest split into frames by a 1-byte length
+ *   byte 0 >> 3 & 3   the frames' IPv4 checksum mark, as a NIC with RX
+ *                offload sets it: 2 good, 3 bad, else none (the vdevs')
  *   the rest     the frame(s)
  *
  * ICMP errors quote what they answer, so the headers embedded in them are
@@ -249,17 +251,28 @@ run(uint8_t entry, struct rte_mbuf **pkts, uint16_t n)
 	}
 }
 
+/* m, marked as a NIC with RX checksum offload marks its IPv4 header:
+ * `mark` 2 good, 3 bad; else not at all (the vdevs). */
+static struct rte_mbuf *
+nic_marked(struct rte_mbuf *m, uint8_t mark)
+{
+	if (m != NULL && mark >= 2)
+		pylb_mbuf_rx_ip_cksum(m, mark == 2);
+	return m;
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct rte_mbuf *pkts[PYLB_BURST];
 	struct pylb_dp *dp;
 	uint16_t n = 0;
-	uint8_t entry;
+	uint8_t entry, mark;
 
 	if (size < 1)
 		return 0;
 	entry = data[0] & 7;
+	mark = (data[0] >> 3) & 3;
 	dp = entry >= 4 && entry <= 5 ? duo : solo;
 	data++;
 	size--;
@@ -272,14 +285,15 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		while (size > 0 && n < PYLB_BURST) {
 			size_t len = RTE_MIN((size_t)data[0], size - 1);
 
-			pkts[n] = pylb_dp_mbuf_from_bytes(dp, data + 1, (uint32_t)len);
+			pkts[n] = nic_marked(pylb_dp_mbuf_from_bytes(dp, data + 1, (uint32_t)len),
+					     mark);
 			n += pkts[n] != NULL;
 			data += len + 1;
 			size -= len + 1;
 		}
 		run(entry, pkts, n);
 	} else {
-		pkts[0] = pylb_dp_mbuf_from_bytes(dp, data, (uint32_t)size);
+		pkts[0] = nic_marked(pylb_dp_mbuf_from_bytes(dp, data, (uint32_t)size), mark);
 		if (pkts[0] != NULL)
 			run(entry, pkts, 1);
 	}

@@ -912,9 +912,9 @@ const char *pylb_counter_name(uint32_t idx);
  * frames wait in the control slot's TX buffers until collected. */
 struct rte_mbuf *pylb_dp_mbuf_from_bytes(struct pylb_dp *dp, const void *data,
 					 uint32_t len);
-/* m's IPv4 header marked checked and good, as a NIC with RX checksum
- * offload marks it (tests: what the dataplane trusts the flag for). */
-void pylb_mbuf_ip_cksum_good(struct rte_mbuf *m);
+/* m's IPv4 header marked checked, good or bad, as a NIC with RX checksum
+ * offload marks it (tests: what the dataplane takes the mark for). */
+void pylb_mbuf_rx_ip_cksum(struct rte_mbuf *m, int good);
 uint32_t pylb_mbuf_len(const struct rte_mbuf *m);
 uint32_t pylb_mbuf_copy_out(const struct rte_mbuf *m, void *buf, uint32_t cap);
 void pylb_mbuf_free(struct rte_mbuf *m);

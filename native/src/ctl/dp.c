@@ -588,9 +588,10 @@ pylb_dp_mbuf_from_bytes(struct pylb_dp *dp, const void *data, uint32_t len)
 }
 
 void
-pylb_mbuf_ip_cksum_good(struct rte_mbuf *m)
+pylb_mbuf_rx_ip_cksum(struct rte_mbuf *m, int good)
 {
-	m->ol_flags = (m->ol_flags & ~RTE_MBUF_F_RX_IP_CKSUM_MASK) | RTE_MBUF_F_RX_IP_CKSUM_GOOD;
+	m->ol_flags = (m->ol_flags & ~RTE_MBUF_F_RX_IP_CKSUM_MASK) |
+		(good ? RTE_MBUF_F_RX_IP_CKSUM_GOOD : RTE_MBUF_F_RX_IP_CKSUM_BAD);
 }
 
 uint32_t
